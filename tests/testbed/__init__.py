@@ -1,0 +1,95 @@
+"""The project's test bed: real Debian 12 hosts booted with systemd in systemd-nspawn.
+
+Layout (see /work/shared/TESTING.md for the facts this is built on):
+
+- ``image``    -- cached mmdebstrap tarballs (target-host image, piuparts base)
+- ``network``  -- per-host network namespaces with a veth pair (10.231.N.0/24)
+- ``host``     -- boot a fresh copy of an image, run commands in it, power it off
+- ``fixtures`` -- pytest fixtures over the above (``host_image``, ``boot_host``, ...)
+
+This module holds what they share: the error type and the one subprocess helper.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+__all__ = ["CACHE_DIR", "TestbedError", "require_tools", "run_tool", "tail"]
+
+log = logging.getLogger(__name__)
+
+# Outside the repository on purpose: images are large, shared by every checkout
+# and every pytest session on the machine, and must survive `git clean`.
+CACHE_DIR = Path("/var/cache/microdeploy-tests")
+
+# Which Debian package provides each tool we call, for the error hint.
+_TOOL_PACKAGES: Mapping[str, str] = {
+    "mmdebstrap": "mmdebstrap",
+    "systemd-nspawn": "systemd-container",
+    "nsenter": "util-linux",
+    "ip": "iproute2",
+    "ssh-keygen": "openssh-client",
+    "tar": "tar",
+    "piuparts": "piuparts",
+}
+
+
+class TestbedError(RuntimeError):
+    """A test-bed operation failed; the message says what and how to fix it."""
+
+    # Not a test class, whatever its name says.
+    __test__ = False
+
+
+def require_tools(*tools: str) -> None:
+    """Fail (never skip) when a tool the test bed needs is not installed."""
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        packages = sorted({_TOOL_PACKAGES.get(tool, tool) for tool in missing})
+        raise TestbedError(
+            f"missing tool(s): {', '.join(missing)}. "
+            f"Install them: `apt-get install {' '.join(packages)}` (or run `make setup`)."
+        )
+
+
+def run_tool(
+    argv: Sequence[str],
+    *,
+    check: bool = True,
+    input: str | None = None,
+    timeout: float = 120.0,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run one external command (argv list, bounded) and return its captured output."""
+    log.debug("run: %s", shlex.join(argv))
+    require_tools(argv[0])
+    try:
+        result = subprocess.run(
+            list(argv),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=dict(env) if env is not None else None,
+            # Never inherit the test runner's stdin: a prompt would hang the suite.
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise TestbedError(f"`{shlex.join(argv)}` did not finish within {timeout:g} s") from exc
+    if check and result.returncode != 0:
+        raise TestbedError(
+            f"`{shlex.join(argv)}` failed with exit status {result.returncode}\n"
+            f"--- stdout (tail) ---\n{tail(result.stdout)}\n"
+            f"--- stderr (tail) ---\n{tail(result.stderr)}"
+        )
+    return result
+
+
+def tail(text: str, lines: int = 40) -> str:
+    """The last `lines` lines of `text`, for error messages."""
+    return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,178 @@
+"""Cached Debian 12 images built with mmdebstrap: target-host tarballs and piuparts bases."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import CACHE_DIR, TestbedError, run_tool
+
+__all__ = [
+    "BASE_PACKAGES",
+    "PUPPET_PACKAGES",
+    "SOURCES_FILE",
+    "SUITE",
+    "build_cached",
+    "debian_mirror",
+    "ensure_image",
+    "ensure_piuparts_base",
+    "image_path",
+]
+
+log = logging.getLogger(__name__)
+
+SUITE = "bookworm"
+
+# The machine's mirror is configured here; mmdebstrap accepts the file itself as
+# its mirror argument (a bare URL is rejected here), so no mirror host is ever
+# written into the repository.
+SOURCES_FILE = Path("/etc/apt/sources.list.d/debian.sources")
+
+# What every target host needs: systemd as PID 1 (systemd-sysv provides
+# /sbin/init), dbus for systemctl, sshd for deploys, and the tools the
+# service's maintainer scripts and the tests call.
+BASE_PACKAGES: tuple[str, ...] = (
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "python3",
+    "curl",
+    "openssh-server",
+    "adduser",
+    "logrotate",
+    "procps",
+    "iproute2",
+    "ca-certificates",
+)
+
+# Extra packages for hosts the Puppet tests apply manifests on.
+PUPPET_PACKAGES: tuple[str, ...] = ("puppet-agent",)
+
+# Bump when the way images are built changes, so stale cached images are not reused.
+_RECIPE_VERSION = "1"
+
+# mmdebstrap of a base image takes ~20 s; with puppet-agent longer. A waiter on
+# the lock gives up well after any sane build would have finished.
+_BUILD_TIMEOUT = 900.0
+_LOCK_TIMEOUT = 1200.0
+
+
+def debian_mirror(sources: Path = SOURCES_FILE, suite: str = SUITE) -> str:
+    """The mirror URI of `suite` from the machine's deb822 sources file (e.g. for piuparts)."""
+    try:
+        text = sources.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TestbedError(
+            f"cannot read the APT sources file {sources}: {exc.strerror}. "
+            "Configure the Debian mirror there (deb822 format)."
+        ) from exc
+    for stanza in text.split("\n\n"):
+        fields = _deb822_fields(stanza)
+        if suite in fields.get("suites", "").split() and fields.get("uris"):
+            return fields["uris"].split()[0]
+    raise TestbedError(
+        f"no `URIs:` line for suite {suite!r} in {sources}. "
+        f"Add a deb822 stanza with `Suites: {suite}` and the mirror's `URIs:`."
+    )
+
+
+def _deb822_fields(stanza: str) -> dict[str, str]:
+    """Single-line fields of one deb822 stanza, keys lower-cased; comments skipped."""
+    fields: dict[str, str] = {}
+    for line in stanza.splitlines():
+        if line.startswith(("#", " ", "\t")) or ":" not in line:
+            continue
+        key, _, value = line.partition(":")
+        fields[key.strip().lower()] = value.strip()
+    return fields
+
+
+def image_path(packages: Sequence[str], *, kind: str = "host", suffix: str = ".tar") -> Path:
+    """Where the cached image for this exact package set lives (the key is a content hash)."""
+    wanted = sorted(set(packages))
+    digest = hashlib.sha256(
+        "\n".join([_RECIPE_VERSION, kind, SUITE, *wanted]).encode()
+    ).hexdigest()[:16]
+    return CACHE_DIR / f"{SUITE}-{kind}-{digest}{suffix}"
+
+
+def ensure_image(extra_packages: Sequence[str] = ()) -> Path:
+    """Build (once, cached) a bookworm target-host tarball with the base and extra packages."""
+    packages = sorted(set(BASE_PACKAGES) | set(extra_packages))
+    target = image_path(packages)
+    return build_cached(
+        target,
+        lambda tmp: _mmdebstrap(tmp, variant="apt", packages=packages),
+    )
+
+
+def ensure_piuparts_base() -> Path:
+    """Build (once, cached) the gzipped minbase tarball piuparts wants for `-b`."""
+    # piuparts' own bases are debootstrap minbase chroots; keep to that so a
+    # package's missing Depends are caught rather than masked by extra packages.
+    target = image_path((), kind="piuparts-minbase", suffix=".tar.gz")
+    return build_cached(target, lambda tmp: _mmdebstrap(tmp, variant="minbase", packages=()))
+
+
+def _mmdebstrap(output: Path, *, variant: str, packages: Sequence[str]) -> None:
+    """Run mmdebstrap into `output` (a .tar or .tar.gz, compression from the name)."""
+    argv = ["mmdebstrap", "--quiet", f"--variant={variant}", "--format=tar"]
+    if packages:
+        argv.append("--include=" + ",".join(packages))
+    argv += [SUITE, str(output), str(SOURCES_FILE)]
+    started = time.monotonic()
+    run_tool(argv, timeout=_BUILD_TIMEOUT)
+    log.info("built %s in %.1f s", output, time.monotonic() - started)
+
+
+def build_cached(target: Path, build: Callable[[Path], None]) -> Path:
+    """Return `target`, building it first with `build(tmp)` under a lock and renaming atomically."""
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(target.with_name(target.name + ".lock")):
+        # Another session may have built it while we waited for the lock.
+        if target.exists():
+            return target
+        # Same directory, so the rename is atomic; same suffix, because
+        # mmdebstrap picks the output format and compression from the name.
+        tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
+        try:
+            build(tmp)
+            if not tmp.is_file():
+                raise TestbedError(f"building {target.name} produced no file at {tmp}")
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return target
+
+
+@contextmanager
+def _file_lock(path: Path, timeout: float = _LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold an exclusive flock on `path`, waiting at most `timeout` seconds for it."""
+    deadline = time.monotonic() + timeout
+    with path.open("a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() > deadline:
+                    raise TestbedError(
+                        f"waited {timeout:g} s for the image lock {path}. "
+                        "Check for a hung image build (`pgrep -a mmdebstrap`)."
+                    ) from exc
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

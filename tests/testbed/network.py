@@ -1,0 +1,130 @@
+"""Per-host network namespaces: a veth pair with 10.231.N.1 on our side and 10.231.N.2 inside.
+
+There is no NAT and no forwarding out of the namespaces: a host there reaches
+only its own loopback and our 10.231.N.1 addresses (where tests serve, e.g.,
+the APT repository), and we reach it on 10.231.N.2.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import TestbedError, run_tool
+
+__all__ = ["SUBNET_PREFIX", "Netns", "create_netns", "delete_netns", "netns"]
+
+log = logging.getLogger(__name__)
+
+# A private /16 nobody else on the machine uses; one /24 per host.
+SUBNET_PREFIX = "10.231"
+
+# The name prefix of everything we create, so leftovers are recognisable.
+_PREFIX = "mdtb"
+
+# Interface name inside the namespace, what a real host would call it.
+_INSIDE_IFNAME = "eth0"
+
+# N in 10.231.N.0/24; 0 and 255 are avoided as subnet numbers humans misread.
+_INDEXES = range(1, 255)
+
+
+@dataclass(frozen=True)
+class Netns:
+    """One network namespace with its veth pair and the /24 they share."""
+
+    name: str
+    index: int
+    host_ifname: str
+
+    @property
+    def path(self) -> Path:
+        """The bind-mounted namespace file, for `--network-namespace-path=`."""
+        return Path("/run/netns") / self.name
+
+    @property
+    def host_address(self) -> str:
+        """Our side of the link (10.231.N.1), reachable from inside the namespace."""
+        return f"{SUBNET_PREFIX}.{self.index}.1"
+
+    @property
+    def address(self) -> str:
+        """The host's address inside the namespace (10.231.N.2)."""
+        return f"{SUBNET_PREFIX}.{self.index}.2"
+
+
+def create_netns() -> Netns:
+    """Create a namespace with a configured veth pair on the first free 10.231.N.0/24."""
+    for index in _INDEXES:
+        host_ifname = f"{_PREFIX}{index}h"
+        # `ip link add` fails if the name exists: that claims N atomically, so
+        # parallel pytest sessions never pick the same subnet.
+        claimed = run_tool(
+            ["ip", "link", "add", host_ifname, "type", "veth", "peer", "name", f"{_PREFIX}{index}c"],
+            check=False,
+        )
+        if claimed.returncode != 0:
+            if "exists" in claimed.stderr:
+                continue
+            raise TestbedError(
+                f"cannot create veth pair {host_ifname}: {claimed.stderr.strip()}. "
+                "Run the integration tests as root on a kernel with veth support."
+            )
+        ns = Netns(name=f"{_PREFIX}-{index}", index=index, host_ifname=host_ifname)
+        if ns.path.exists():
+            # A leftover (or another session's, being torn down): not ours to delete.
+            run_tool(["ip", "link", "delete", host_ifname], check=False)
+            continue
+        try:
+            _configure(ns)
+        except BaseException:
+            delete_netns(ns)
+            raise
+        log.info("created network namespace %s (%s <-> %s)", ns.name, ns.host_address, ns.address)
+        return ns
+    raise TestbedError(
+        f"no free subnet in {SUBNET_PREFIX}.1-254.0/24. "
+        f"Delete leftovers: `ip netns list` and `ip link` entries named {_PREFIX}*."
+    )
+
+
+def _configure(ns: Netns) -> None:
+    """Move the inner veth end into `ns` and address both ends (inside before any boot)."""
+    inner = f"{_PREFIX}{ns.index}c"
+    run_tool(["ip", "netns", "add", ns.name])
+    run_tool(["ip", "link", "set", inner, "netns", ns.name])
+    # Configured from our side before the container boots: the image runs no
+    # network manager, so what we set here is what the host has.
+    inside = ["ip", "-n", ns.name]
+    run_tool([*inside, "link", "set", inner, "name", _INSIDE_IFNAME])
+    run_tool([*inside, "address", "add", f"{ns.address}/24", "dev", _INSIDE_IFNAME])
+    run_tool([*inside, "link", "set", "lo", "up"])
+    run_tool([*inside, "link", "set", _INSIDE_IFNAME, "up"])
+    run_tool([*inside, "route", "add", "default", "via", ns.host_address])
+    run_tool(["ip", "address", "add", f"{ns.host_address}/24", "dev", ns.host_ifname])
+    run_tool(["ip", "link", "set", ns.host_ifname, "up"])
+
+
+def delete_netns(ns: Netns) -> None:
+    """Delete the namespace and the veth pair; what is already gone is fine."""
+    if ns.path.exists():
+        run_tool(["ip", "netns", "delete", ns.name])
+    # Last, because our veth name is what claims N (see create_netns). Deleting
+    # one end of a pair deletes the other, wherever it lives.
+    link = run_tool(["ip", "link", "delete", ns.host_ifname], check=False)
+    if link.returncode != 0 and "Cannot find device" not in link.stderr:
+        raise TestbedError(f"cannot delete veth {ns.host_ifname}: {link.stderr.strip()}")
+    log.info("deleted network namespace %s", ns.name)
+
+
+@contextmanager
+def netns() -> Iterator[Netns]:
+    """A fresh network namespace for the duration of the block."""
+    ns = create_netns()
+    try:
+        yield ns
+    finally:
+        delete_netns(ns)
