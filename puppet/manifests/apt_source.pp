@@ -1,0 +1,84 @@
+# @summary Writes the signed APT source of the microdeploy packages.
+#
+# Manages a deb822 source, `/etc/apt/sources.list.d/microdeploy.sources`,
+# whose `Signed-By:` names a keyring file that this class also manages, and
+# refreshes the package lists of that one source (not the host's other
+# sources, which may be unreachable) whenever either file changes. Only
+# core resource types are used, so the module needs no Forge module.
+#
+# @api private
+#   Declared by the `microdeploy` class when `manage_apt_source` is true;
+#   set the `microdeploy::apt_*` parameters instead of declaring it.
+#
+# @example Declared by the main class
+#   class { 'microdeploy':
+#     manage_apt_source => true,
+#     apt_location      => 'https://apt.example.com/microdeploy',
+#     apt_key_content   => file('profile/microdeploy-archive-keyring.asc'),
+#   }
+#
+# @param location
+#   The repository URI.
+# @param suite
+#   The suite; a value ending in `/` names a flat repository (no components).
+# @param components
+#   The space-separated components.
+# @param key_source
+#   The `source` of the public signing key (exclusive with `key_content`).
+# @param key_content
+#   The ASCII-armored public signing key (exclusive with `key_source`).
+# @param keyring
+#   The keyring file: `.asc` for an ASCII-armored key, `.gpg` for a binary one.
+class microdeploy::apt_source (
+  Pattern[/\A[a-z][a-z0-9+.-]*:\S+\z/] $location,
+  Pattern[/\A\S+\z/] $suite = 'bookworm',
+  Pattern[/\A\S+(?: \S+)*\z/] $components = 'main',
+  Optional[String[1]] $key_source = undef,
+  Optional[String[1]] $key_content = undef,
+  Microdeploy::Absolutepath $keyring = '/etc/apt/keyrings/microdeploy-archive-keyring.asc',
+) {
+  if ($key_source =~ Undef) == ($key_content =~ Undef) {
+    fail(@(MSG/L))
+      microdeploy: the APT source needs exactly one of apt_key_source and \
+      apt_key_content; set one to the repository's public signing key
+      | MSG
+  }
+  unless $keyring =~ /\.(?:asc|gpg)\z/ {
+    fail("microdeploy: apt_keyring '${keyring}' must end in .asc (ASCII-armored) or .gpg (binary): apt picks the format by extension")
+  }
+
+  $sources_path = '/etc/apt/sources.list.d/microdeploy.sources'
+
+  file { $keyring:
+    ensure  => file,
+    owner   => 'root',
+    group   => 'root',
+    # apt verifies as the unprivileged _apt user, which must read the keyring.
+    mode    => '0644',
+    source  => $key_source,
+    content => $key_content,
+  }
+
+  file { $sources_path:
+    ensure  => file,
+    owner   => 'root',
+    group   => 'root',
+    mode    => '0644',
+    content => epp('microdeploy/microdeploy.sources.epp', {
+        'location'   => $location,
+        'suite'      => $suite,
+        'components' => $components,
+        'keyring'    => $keyring,
+    }),
+    require => File[$keyring],
+  }
+
+  # Only this source is refreshed: a host whose other mirrors are unreachable
+  # still gets our package lists, and apt-get exits non-zero only for us.
+  exec { 'microdeploy-apt-update':
+    command     => "/usr/bin/apt-get update -o Dir::Etc::SourceList=${sources_path} -o Dir::Etc::SourceParts=- -o APT::Get::List-Cleanup=0",
+    refreshonly => true,
+    logoutput   => 'on_failure',
+    subscribe   => File[$keyring, $sources_path],
+  }
+}

@@ -1,0 +1,165 @@
+# @summary One microdeploy service: its package, site config, environment, logs and unit.
+#
+# Puppet owns `/etc/NAME/`; the package owns the code, the unit, the
+# defaults and the restart on upgrade (its maintainer scripts restart the
+# service). So the service is restarted when `config.ini` or `environment`
+# change, and never because the package changed: there is deliberately no
+# `Package ~> Service`, and an upgrade never restarts twice.
+#
+# The package creates the runtime user and group, so the files that belong
+# to that group are written after the package is installed. On a first
+# install the package starts the service with its defaults and Puppet then
+# restarts it once with the site config.
+#
+# `ensure => absent` removes the package (as `apt-get remove` does) and
+# leaves `/etc/NAME/` and the logs in place, so an administrator's config
+# survives a removal. `ensure => purged` purges the package and deletes
+# `/etc/NAME/` (and `config_path` if it lies elsewhere); logs are left to the
+# package's purge.
+#
+# @example A pinned service with site settings
+#   microdeploy::service { 'orders-api':
+#     ensure   => '1.4.0-1',
+#     port     => 8001,
+#     workers  => 4,
+#     settings => {
+#       'app'      => { 'debug' => false },
+#       'database' => { 'password' => Sensitive('s3cret') },
+#     },
+#   }
+#
+# @example Removing a service
+#   microdeploy::service { 'legacy-api':
+#     ensure => absent,
+#   }
+#
+# @param ensure
+#   The package: an exact Debian version such as `'1.4.0-1'` (installed,
+#   upgraded or downgraded to), `present`/`installed`, `latest`, `absent` or
+#   `purged`.
+# @param config_path
+#   The site config file, read by the service at start.
+# @param log_dir
+#   The log directory (app log and access log), owned by `user`.
+# @param user
+#   The runtime user and group, created by the package.
+# @param port
+#   The TCP port, written as `port` in the `[server]` section. Unset keeps the
+#   packaged default.
+# @param bind
+#   The listen address, written as `bind` in the `[server]` section. Unset
+#   keeps the packaged default.
+# @param workers
+#   The number of worker processes, written as `workers` in the `[server]`
+#   section. Unset keeps the packaged default.
+# @param settings
+#   The site config: a hash of INI sections, each a hash of keys to scalar
+#   values (`Sensitive` allowed). `port`, `bind` and `workers`, when set,
+#   override the same keys of a `server` section here.
+# @param environment
+#   Environment variables written to `/etc/NAME/environment`, the unit's
+#   `EnvironmentFile` (values may be `Sensitive`).
+# @param service_ensure
+#   Whether the service should be `running` or `stopped`.
+# @param enable
+#   Whether the service starts at boot.
+define microdeploy::service (
+  Microdeploy::Ensure $ensure = 'present',
+  Microdeploy::Absolutepath $config_path = "/etc/${title}/config.ini",
+  Microdeploy::Absolutepath $log_dir = "/var/log/${title}",
+  Microdeploy::User $user = $title,
+  Optional[Integer[1, 65535]] $port = undef,
+  Optional[Microdeploy::Bind] $bind = undef,
+  Optional[Integer[1]] $workers = undef,
+  Microdeploy::Settings $settings = {},
+  Microdeploy::Environment $environment = {},
+  Enum['running', 'stopped'] $service_ensure = 'running',
+  Boolean $enable = true,
+) {
+  unless $title =~ Microdeploy::Name {
+    fail("microdeploy::service: '${title}' is not a valid service name; use a Debian package name such as 'orders-api'")
+  }
+
+  $config_dir = "/etc/${title}"
+  $environment_path = "${config_dir}/environment"
+
+  package { $title:
+    ensure => $ensure,
+  }
+
+  if $ensure in ['absent', 'purged'] {
+    if $ensure == 'purged' {
+      file { $config_dir:
+        ensure  => absent,
+        force   => true,
+        require => Package[$title],
+      }
+      unless $config_path.index("${config_dir}/") == 0 {
+        file { $config_path:
+          ensure  => absent,
+          require => Package[$title],
+        }
+      }
+    }
+  } else {
+    # Explicit parameters win over a [server] section given in settings.
+    $server_params = { 'bind' => $bind, 'port' => $port, 'workers' => $workers }.filter |$key, $value| { $value =~ NotUndef }
+    $sections = $server_params.empty ? {
+      true    => $settings,
+      default => $settings + { 'server' => $settings.dig('server').lest || { {} } + $server_params },
+    }
+
+    file { $config_dir:
+      ensure  => directory,
+      owner   => 'root',
+      group   => $user,
+      mode    => '0750',
+      require => Package[$title],
+    }
+
+    # The text is Sensitive so that neither diffs nor reports show secrets;
+    # show_diff guards the file even if a caller unwraps a value early.
+    file { $config_path:
+      ensure    => file,
+      owner     => 'root',
+      group     => $user,
+      mode      => '0640',
+      show_diff => false,
+      content   => Sensitive(epp('microdeploy/config.ini.epp', {
+            'service'  => $title,
+            'sections' => $sections,
+      })),
+      require   => Package[$title],
+    }
+
+    file { $environment_path:
+      ensure    => file,
+      owner     => 'root',
+      group     => $user,
+      mode      => '0640',
+      show_diff => false,
+      content   => Sensitive(epp('microdeploy/environment.epp', {
+            'service'   => $title,
+            'variables' => $environment,
+      })),
+      require   => File[$config_dir],
+    }
+
+    file { $log_dir:
+      ensure  => directory,
+      owner   => $user,
+      group   => $user,
+      mode    => '0750',
+      require => Package[$title],
+    }
+
+    # Subscribed to the files Puppet owns, required (not subscribed) to the
+    # package: the package's maintainer scripts restart it on upgrade.
+    service { $title:
+      ensure    => $service_ensure,
+      enable    => $enable,
+      require   => [Package[$title], File[$log_dir]],
+      subscribe => File[$config_path, $environment_path],
+    }
+  }
+}
