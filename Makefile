@@ -1,0 +1,68 @@
+# The two commands of the README, and what they stand on.
+#   make demo   scaffold, build, publish and install a service on a booted host
+#   make test   install everything needed, then run the whole suite
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# The system interpreter: dh-virtualenv builds venvs with it, and python3-debian
+# and friends are importable from it.
+PYTHON := /usr/bin/python3
+VENV := .venv
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+# Everything the suite and the demo run for real. Keep sorted.
+APT_PACKAGES := \
+	aptly build-essential ca-certificates curl debhelper dh-virtualenv dpkg-dev \
+	fakeroot git gnupg groovy hiera-eyaml iproute2 lintian mmdebstrap \
+	openssh-client piuparts puppet-agent puppet-lint python3-debian python3-dev \
+	python3-stdeb python3-venv r10k reprepro rsync ruby-rspec-puppet sqv \
+	systemd systemd-container zstd
+
+.PHONY: help setup apt venv test lint unit demo bench clean
+
+help:
+	@echo "make demo   - build a service and show it running on a fresh Debian host"
+	@echo "make test   - install what is needed and run the whole test suite"
+	@echo "make setup  - only install (apt packages and $(VENV))"
+
+setup: apt venv
+
+# Idempotent: installs only the packages that are missing.
+apt:
+	@missing=""; \
+	for pkg in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q "install ok installed" \
+			|| missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "apt-get install:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	else \
+		echo "apt packages: all installed"; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml setup.py
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check microdeploy tests
+	$(VENV)/bin/mypy
+
+unit: venv
+	$(VENV)/bin/pytest tests/unit
+
+# pytest exits 5 when it collected no test; that is not a failure of the suite.
+test: setup lint
+	$(VENV)/bin/pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
+
+demo: setup
+	$(VENV)/bin/python -m demo
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info

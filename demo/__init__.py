@@ -1,0 +1,1 @@
+"""`make demo`: the main job of microdeploy, end to end, on an embedded example."""

@@ -1,0 +1,5 @@
+"""Allow `python -m microdeploy`."""
+
+from microdeploy.cli import main
+
+main()

@@ -1,0 +1,152 @@
+"""The command line: parse, call one library function, print, map errors to exit codes."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from microdeploy import __version__
+from microdeploy.config import (
+    DEFAULT_PORT,
+    ServiceConfig,
+    load_config,
+    parse_setting_assignments,
+    validate,
+)
+from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
+from microdeploy.scaffold import default_maintainer, scaffold
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("microdeploy")
+
+
+class ProgressHandler(logging.Handler):
+    """Progress lines on stderr: styled on a terminal, plain in CI logs."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            message = f"{record.levelname.lower()}: {message}"
+        color = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+        if color:
+            message = click.style(message, fg="yellow" if record.levelno >= logging.WARNING else "cyan")
+        click.echo(message, err=True, color=color)
+
+
+class MicrodeployGroup(click.Group):
+    """A group that turns MicrodeployError into a message and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MicrodeployError as exc:
+            if ctx.meta.get("microdeploy.debug"):
+                raise
+            click.echo(f"error: {exc.message}", err=True)
+            if exc.hint:
+                click.echo(f"hint: {exc.hint}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=MicrodeployGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="microdeploy")
+@click.option("--debug", is_flag=True, help="Show tracebacks and every command run.")
+@click.option("-q", "--quiet", is_flag=True, help="Only print errors.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
+    """Ship Flask microservices as production Debian packages."""
+    ctx.meta["microdeploy.debug"] = debug
+    handler = ProgressHandler()
+    root = logging.getLogger("microdeploy")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
+    root.propagate = False
+
+
+def service_options(func: F) -> F:
+    """Flags that override each key of the service configuration."""
+    options = [
+        click.option("--name", help="Package, unit and user name."),
+        click.option("--app", help="WSGI target, 'module:attr' or 'module:factory()'."),
+        click.option("--port", type=int, help="Port the service listens on."),
+        click.option("--bind", help="Address the service binds to."),
+        click.option("--workers", type=int, help="Number of gunicorn workers."),
+        click.option("--health-path", help="Path of the health check."),
+        click.option("--maintainer", help="'Full Name <email>' of the package maintainer."),
+        click.option("--description", help="One-line description of the service."),
+        click.option("--depends", multiple=True, help="Extra Debian dependency (repeatable)."),
+        click.option("--build-depends", multiple=True, help="Extra Debian build dependency (repeatable)."),
+        click.option("--python", help="Python interpreter on build and target host, e.g. python3."),
+        click.option("--setting", "settings", multiple=True, metavar="SECTION.KEY=VALUE",
+                     help="A default config value (repeatable)."),
+    ]
+    return functools.reduce(lambda f, option: option(f), reversed(options), func)
+
+
+def config_overrides(flags: dict[str, Any]) -> dict[str, Any]:
+    """Take the service_options flags out of a command's keyword arguments."""
+    keys = ("name", "app", "port", "bind", "workers", "health_path", "maintainer",
+            "description", "depends", "build_depends", "python")
+    overrides = {key: flags.pop(key) for key in keys if key in flags}
+    assignments = flags.pop("settings", ())
+    if assignments:
+        overrides["settings"] = parse_setting_assignments(assignments)
+    return overrides
+
+
+def load_service(project: Path, flags: dict[str, Any]) -> ServiceConfig:
+    """The validated configuration of the project, with flag overrides."""
+    return load_config(project, config_overrides(flags))
+
+
+def print_json(data: object) -> None:
+    """Print one JSON object for CI to read."""
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+@main.command()
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(path_type=Path),
+              help="Directory to create (default: ./NAME).")
+@click.option("--port", type=int, default=DEFAULT_PORT, show_default=True, help="Port of the service.")
+@click.option("--with-db", is_flag=True, help="Add Flask-SQLAlchemy and Flask-Migrate with SQLite.")
+@click.option("--no-input", is_flag=True, help="Do not prompt; use defaults.")
+def new(name: str, directory: Path | None, port: int, with_db: bool, no_input: bool) -> None:
+    """Create a Flask service NAME in the conventional layout."""
+    description = f"{name} web service"
+    maintainer = default_maintainer(os.environ)
+    if not no_input and sys.stdin.isatty():
+        description = click.prompt("Description", default=description)
+        maintainer = click.prompt("Maintainer", default=maintainer)
+    config = validate({
+        "name": (name, "NAME"),
+        "port": (port, "--port"),
+        "description": (description, "description"),
+        "maintainer": (maintainer, "maintainer"),
+    })
+    dest = directory if directory is not None else Path(name)
+    files = scaffold(config, dest, with_db=with_db)
+    click.echo(f"Created {config.name} in {dest} ({len(files)} files).")
+    click.echo(f"Next: cd {dest} && python3 -m venv .venv && .venv/bin/pip install -e '.[test]' "
+               "&& .venv/bin/pytest")
+
+
+@main.command("config")
+@click.argument("project", type=click.Path(path_type=Path), default=".")
+@service_options
+def show_config(project: Path, **flags: Any) -> None:
+    """Print the validated service configuration of PROJECT as JSON."""
+    config = load_service(project, flags)
+    data = {key: getattr(config, key) for key in config.__dataclass_fields__}
+    print_json(data)
+
+
+__all__ = ["EXIT_BAD_INPUT", "main"]

@@ -1,0 +1,287 @@
+"""The service model: load `[tool.microdeploy]`, apply defaults and CLI overrides, validate once.
+
+Sources, later ones winning: built-in defaults, the project's `[project]`
+metadata, `[tool.microdeploy]` of pyproject.toml (or the top level of
+microdeploy.toml), then command-line flags. Every error names the key, the bad
+value, where it came from and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+from microdeploy.errors import MicrodeployError, bad_input
+
+Scalar = str | int | float | bool
+Settings = Mapping[str, Mapping[str, Scalar]]
+
+PYPROJECT = "pyproject.toml"
+MICRODEPLOY_TOML = "microdeploy.toml"
+
+# Debian Policy §5.6.1, narrowed: the name is also the system user (adduser's
+# default NAME_REGEX, at most 32 characters) and the systemd unit, so '+', '.'
+# and a leading digit, which Debian allows in package names, are refused.
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
+DEBIAN_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+NAME_MAX = 32
+APP_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\(\))?$")
+MAINTAINER_RE = re.compile(r"^[^<>,\n]+ <[^<>@\s]+@[^<>@\s]+>$")
+PYTHON_RE = re.compile(r"^python3(\.\d+)?$")
+HEALTH_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+DEBIAN_RELATION_RE = re.compile(
+    r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9]+)?(\s*\(\s*(<<|<=|=|>=|>>)\s*[A-Za-z0-9.+~:-]+\s*\))?$"
+)
+SETTING_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+BIND_RE = re.compile(r"^[A-Za-z0-9.:\[\]-]+$")
+
+DEFAULT_PORT = 8000
+DEFAULT_WORKERS = 2
+DEFAULT_MAINTAINER = "Service Maintainer <maintainer@example.org>"
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Everything microdeploy needs to know about one service."""
+
+    name: str
+    app: str
+    version: str | None = None
+    port: int = DEFAULT_PORT
+    bind: str = "127.0.0.1"
+    workers: int = DEFAULT_WORKERS
+    health_path: str = "/health"
+    maintainer: str = DEFAULT_MAINTAINER
+    description: str = ""
+    depends: tuple[str, ...] = ()
+    build_depends: tuple[str, ...] = ()
+    python: str = "python3"
+    settings: Settings = field(default_factory=dict)
+
+    @property
+    def module(self) -> str:
+        """The Python import name that goes with the service name."""
+        return self.name.replace("-", "_")
+
+    @property
+    def summary(self) -> str:
+        """A one-line description, never empty."""
+        return self.description or f"{self.name} web service"
+
+
+KEYS = tuple(f.name for f in fields(ServiceConfig))
+
+
+def default_app(name: str) -> str:
+    """The WSGI target assumed when none is configured: the scaffold's app factory."""
+    return f"{name.replace('-', '_')}.application:create_app()"
+
+
+def read_project_file(project: Path) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The `[project]` table, the microdeploy table and the file it came from."""
+    pyproject = project / PYPROJECT
+    standalone = project / MICRODEPLOY_TOML
+    project_table: dict[str, Any] = {}
+    tool_table: dict[str, Any] = {}
+    source = "defaults"
+    if pyproject.is_file():
+        data = _load_toml(pyproject)
+        project_table = dict(data.get("project", {}))
+        tool_table = dict(data.get("tool", {}).get("microdeploy", {}))
+        source = PYPROJECT
+    if standalone.is_file():
+        if tool_table:
+            raise bad_input(
+                f"{project} has both {MICRODEPLOY_TOML} and [tool.microdeploy] in {PYPROJECT}",
+                hint="Keep the service configuration in one of the two files",
+            )
+        data = _load_toml(standalone)
+        tool_table = dict(data.get("tool", {}).get("microdeploy", data))
+        source = MICRODEPLOY_TOML
+    return project_table, tool_table, source
+
+
+def load_config(project: Path, overrides: Mapping[str, Any] | None = None) -> ServiceConfig:
+    """Load, default, override and validate the configuration of the service in `project`."""
+    if not project.is_dir():
+        raise bad_input(f"project directory not found: {project}", hint="Pass the path of a Python project")
+    project_table, tool_table, source = read_project_file(project)
+    unknown = sorted(set(tool_table) - set(KEYS))
+    if unknown:
+        raise bad_input(
+            f"unknown key(s) in {source}: {', '.join(unknown)}",
+            hint=f"Use only: {', '.join(KEYS)}",
+        )
+    values: dict[str, tuple[Any, str]] = {}
+    if "name" in project_table:
+        values["name"] = (_normalise_project_name(str(project_table["name"])), "[project].name")
+    if isinstance(project_table.get("version"), str):
+        values["version"] = (project_table["version"], "[project].version")
+    if isinstance(project_table.get("description"), str):
+        values["description"] = (project_table["description"], "[project].description")
+    for key, value in tool_table.items():
+        values[key] = (value, f"{source} key '{key}'")
+    for key, value in (overrides or {}).items():
+        if key not in KEYS:
+            raise ValueError(f"not a configuration key: {key}")
+        if value is not None and value != ():
+            values[key] = (value, f"--{key.replace('_', '-')}")
+    return validate(values)
+
+
+def validate(values: Mapping[str, tuple[Any, str]]) -> ServiceConfig:
+    """Check each (value, origin) pair and build the ServiceConfig."""
+    if "name" not in values:
+        raise bad_input(
+            "the service has no name",
+            hint="Set name in [tool.microdeploy] (or [project].name), or pass --name",
+        )
+    name = _check_name(*values["name"])
+    checked: dict[str, Any] = {"name": name}
+    app_value, app_origin = values.get("app", (default_app(name), "default"))
+    checked["app"] = _check_pattern("app", app_value, app_origin, APP_RE,
+                                    "'module:attr' or 'module:factory()', e.g. 'orders_api.wsgi:app'")
+    if "version" in values:
+        checked["version"] = check_upstream_version(*values["version"])
+    if "port" in values:
+        checked["port"] = _check_int("port", *values["port"], low=1, high=65535)
+    if "workers" in values:
+        checked["workers"] = _check_int("workers", *values["workers"], low=1, high=256)
+    if "bind" in values:
+        checked["bind"] = _check_pattern("bind", *values["bind"], BIND_RE, "an IP address or host name")
+    if "health_path" in values:
+        checked["health_path"] = _check_pattern(
+            "health_path", *values["health_path"], HEALTH_PATH_RE, "a URL path starting with '/'"
+        )
+    if "maintainer" in values:
+        checked["maintainer"] = _check_pattern(
+            "maintainer", *values["maintainer"], MAINTAINER_RE, "'Full Name <email@example.org>'"
+        )
+    if "description" in values:
+        checked["description"] = _check_description(*values["description"])
+    for key in ("depends", "build_depends"):
+        if key in values:
+            checked[key] = _check_relations(key, *values[key])
+    if "python" in values:
+        checked["python"] = _check_pattern("python", *values["python"], PYTHON_RE,
+                                           "'python3' or a versioned name such as 'python3.11'")
+    if "settings" in values:
+        checked["settings"] = check_settings(*values["settings"])
+    return ServiceConfig(**checked)
+
+
+def check_upstream_version(value: Any, origin: str) -> str:
+    """An upstream version must be a PEP 440 version that Debian can sort."""
+    text = str(_check_type("version", value, origin, str))
+    try:
+        Version(text)
+    except InvalidVersion:
+        raise _invalid("version", value, origin, "a PEP 440 version such as '1.4.0'") from None
+    return text
+
+
+def check_settings(value: Any, origin: str) -> dict[str, dict[str, Scalar]]:
+    """Settings are a table of sections, each a table of scalar values."""
+    table = _check_type("settings", value, origin, dict)
+    result: dict[str, dict[str, Scalar]] = {}
+    for section, entries in table.items():
+        _check_pattern("settings", section, origin, SETTING_KEY_RE, "section names of letters, digits, '_', '.', '-'")
+        if not isinstance(entries, dict):
+            raise _invalid(f"settings.{section}", entries, origin, "a table of key = value pairs")
+        for key, item in entries.items():
+            _check_pattern(f"settings.{section}", key, origin, SETTING_KEY_RE, "keys of letters, digits, '_', '.', '-'")
+            if not isinstance(item, str | int | float | bool) or (isinstance(item, str) and "\n" in item):
+                raise _invalid(f"settings.{section}.{key}", item, origin, "a single-line string, number or boolean")
+        result[str(section)] = dict(entries)
+    return result
+
+
+def parse_setting_assignments(assignments: tuple[str, ...]) -> dict[str, dict[str, Scalar]]:
+    """Turn `--setting section.key=value` flags into a settings table (values parsed as TOML)."""
+    table: dict[str, dict[str, Scalar]] = {}
+    for assignment in assignments:
+        target, sep, raw = assignment.partition("=")
+        section, dot, key = target.strip().partition(".")
+        if not sep or not dot or not section or not key:
+            raise bad_input(
+                f"invalid --setting {assignment!r}",
+                hint="Write it as SECTION.KEY=VALUE, e.g. --setting app.debug=false",
+            )
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()  # a bare word is a string, as a user would expect
+        table.setdefault(section, {})[key] = value
+    return table
+
+
+def _check_name(value: Any, origin: str) -> str:
+    text = str(_check_type("name", value, origin, str))
+    if not DEBIAN_NAME_RE.match(text):
+        raise _invalid("name", value, origin,
+                       "a Debian package name: lowercase letters, digits, '-' (at least 2 characters)")
+    if not NAME_RE.match(text) or len(text) > NAME_MAX:
+        raise _invalid("name", value, origin,
+                       f"lowercase letters, digits and '-', starting with a letter, at most {NAME_MAX} "
+                       "characters (it is also the system user and the systemd unit)")
+    return text
+
+
+def _check_description(value: Any, origin: str) -> str:
+    text = str(_check_type("description", value, origin, str)).strip()
+    if "\n" in text or len(text) > 80:
+        raise _invalid("description", value, origin, "one line of at most 80 characters")
+    return text
+
+
+def _check_relations(key: str, value: Any, origin: str) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise _invalid(key, value, origin, "a list of Debian package relations")
+    for item in items:
+        alternatives = str(item).split("|")
+        if not isinstance(item, str) or not all(DEBIAN_RELATION_RE.match(a.strip()) for a in alternatives):
+            raise _invalid(key, item, origin, "Debian relations such as 'libpq5' or 'nginx (>= 1.22)'")
+    return tuple(str(item).strip() for item in items)
+
+
+def _check_int(key: str, value: Any, origin: str, *, low: int, high: int) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _invalid(key, value, origin, f"an integer from {low} to {high}")
+    return value
+
+
+def _check_pattern(key: str, value: Any, origin: str, pattern: re.Pattern[str], allowed: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise _invalid(key, value, origin, allowed)
+    return value
+
+
+def _check_type(key: str, value: Any, origin: str, kind: type) -> Any:
+    if not isinstance(value, kind):
+        raise _invalid(key, value, origin, f"a {kind.__name__}")
+    return value
+
+
+def _invalid(key: str, value: Any, origin: str, allowed: str) -> MicrodeployError:
+    return bad_input(f"invalid {key} {value!r} (from {origin})", hint=f"Use {allowed}")
+
+
+def _normalise_project_name(name: str) -> str:
+    # PyPI names allow '_' and capitals; Debian package names do not.
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise bad_input(f"cannot parse {path}: {exc}", hint="Fix the TOML syntax") from exc

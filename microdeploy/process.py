@@ -1,0 +1,140 @@
+"""The only module that runs external programs.
+
+Every command is an argv list (never a shell), logged with shlex.join together
+with its working directory and return code. A missing tool is reported with
+the Debian package that provides it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from microdeploy.errors import EXIT_FAILURE, MicrodeployError
+
+log = logging.getLogger(__name__)
+
+# Which Debian package provides each tool we call, for the "install it" hint.
+APT_PACKAGE_OF = {
+    "dpkg-buildpackage": "dpkg-dev",
+    "dpkg-deb": "dpkg",
+    "dpkg-parsechangelog": "dpkg-dev",
+    "dh": "debhelper",
+    "dh_virtualenv": "dh-virtualenv",
+    "lintian": "lintian",
+    "piuparts": "piuparts",
+    "fakeroot": "fakeroot",
+    "git": "git",
+    "gpg": "gnupg",
+    "aptly": "aptly",
+    "reprepro": "reprepro",
+    "puppet": "puppet-agent",
+    "r10k": "r10k",
+    "groovy": "groovy",
+    "systemd-analyze": "systemd",
+    "mmdebstrap": "mmdebstrap",
+    "systemd-nspawn": "systemd-container",
+    "python3": "python3",
+    "sqv": "sqv",
+}
+
+TAIL_LINES = 25
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a finished command produced."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Runner(Protocol):
+    """The signature of `run`, so callers can inject a fake in unit tests."""
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+        input: str | None = None,
+        timeout: float | None = None,
+    ) -> Result: ...
+
+
+def output_tail(text: str, lines: int = TAIL_LINES) -> str:
+    """The last `lines` non-empty lines of a tool's output, for error messages."""
+    kept = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(kept[-lines:])
+
+
+def require_tools(*tools: str) -> None:
+    """Fail with an install hint if any of `tools` is not on PATH."""
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        packages = sorted({APT_PACKAGE_OF.get(tool, tool) for tool in missing})
+        raise MicrodeployError(
+            f"required tool not found: {', '.join(missing)}",
+            hint=f"Install it: sudo apt-get install {' '.join(packages)} (or run `make setup`)",
+            exit_code=EXIT_FAILURE,
+        )
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    input: str | None = None,
+    timeout: float | None = None,
+) -> Result:
+    """Run `argv`, capture its output, and raise MicrodeployError if it fails and `check`."""
+    argv = tuple(str(arg) for arg in argv)
+    require_tools(argv[0])
+    full_env = None if env is None else {**os.environ, **env}
+    log.debug("$ %s  (cwd=%s)", shlex.join(argv), cwd or Path.cwd())
+    try:
+        completed = subprocess.run(
+            argv,
+            cwd=cwd,
+            env=full_env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise MicrodeployError(
+            f"`{shlex.join(argv)}` did not finish within {timeout} s",
+            hint="Look for a hung process or raise the timeout",
+        ) from exc
+    result = Result(argv, completed.returncode, completed.stdout, completed.stderr)
+    log.debug("exit %d: %s", result.returncode, argv[0])
+    if check and result.returncode != 0:
+        raise command_failed(result)
+    return result
+
+
+def command_failed(result: Result, what: str | None = None, hint: str | None = None) -> MicrodeployError:
+    """An error for a failed command that quotes the relevant end of its output."""
+    tail = output_tail(result.stderr) or output_tail(result.stdout)
+    summary = what or f"`{shlex.join(result.argv)}` failed with exit status {result.returncode}"
+    message = f"{summary}\n{_indent(tail)}" if tail else summary
+    return MicrodeployError(message, hint=hint, exit_code=EXIT_FAILURE)
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" for line in text.splitlines())

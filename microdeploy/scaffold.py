@@ -1,0 +1,57 @@
+"""`microdeploy new`: render a Flask service in the conventional layout."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from microdeploy.config import DEFAULT_MAINTAINER, ServiceConfig
+from microdeploy.errors import bad_input
+from microdeploy.fsutil import staged_directory
+from microdeploy.render import render_tree
+from microdeploy.resources import service_template
+
+
+def default_maintainer(environ: Mapping[str, str]) -> str:
+    """The maintainer from Debian's DEBFULLNAME/DEBEMAIL, as dch reads them."""
+    name = environ.get("DEBFULLNAME") or environ.get("NAME")
+    email = environ.get("DEBEMAIL") or environ.get("EMAIL")
+    if name and email and "<" not in email:
+        return f"{name} <{email}>"
+    return DEFAULT_MAINTAINER
+
+
+def scaffold_context(config: ServiceConfig, *, with_db: bool) -> dict[str, object]:
+    """The template variables for one service (a pure function of its config)."""
+    return {
+        "name": config.name,
+        "module": config.module,
+        "app": config.app,
+        "port": config.port,
+        "workers": config.workers,
+        "health_path": config.health_path,
+        "maintainer": config.maintainer,
+        "description": config.summary,
+        "with_db": with_db,
+    }
+
+
+def check_destination(dest: Path) -> None:
+    """Refuse a destination that is a file or a non-empty directory."""
+    if dest.exists() and not dest.is_dir():
+        raise bad_input(f"{dest} exists and is not a directory", hint="Choose another --dir")
+    if dest.is_dir() and any(dest.iterdir()):
+        raise bad_input(
+            f"{dest} already exists and is not empty",
+            hint="Choose another --dir, or remove the directory first",
+        )
+
+
+def scaffold(config: ServiceConfig, dest: Path, *, with_db: bool = False) -> list[Path]:
+    """Render the service into `dest` atomically; return the files written."""
+    check_destination(dest)
+    context = scaffold_context(config, with_db=with_db)
+    with staged_directory(dest) as staging:
+        written = render_tree(service_template(), staging, context)
+        relative = [path.relative_to(staging) for path in written]
+    return [dest / path for path in relative]

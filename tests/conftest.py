@@ -1,0 +1,1 @@
+"""Shared fixtures of the whole suite live in tests/testbed/ (booted hosts) and here."""

@@ -1,0 +1,57 @@
+"""Small helpers shared by the integration tests (no fixtures here: see conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_venv(path: Path) -> Path:
+    """A fresh virtualenv of the system Python; returns its bin directory."""
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", str(path)], check=True)
+    return path / "bin"
+
+
+def get_json(url: str, timeout: float = 2.0) -> tuple[int, dict[str, object]]:
+    """GET a URL on loopback and decode its JSON body."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.status, json.loads(response.read())
+
+
+def wait_for_json(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> tuple[int, dict[str, object]]:
+    """Poll `url` until it answers or `process` dies or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode} before answering {url}")
+        try:
+            return get_json(url)
+        except OSError as exc:
+            last_error = exc
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer within {timeout} s: {last_error}")
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Terminate a process we started, by its pid, with a bounded wait."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)

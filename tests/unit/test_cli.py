@@ -1,0 +1,94 @@
+"""The command line: help, version, exit codes and nothing left behind on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from microdeploy import __version__
+from microdeploy.cli import main
+
+
+def invoke(*args: str) -> click.testing.Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_version() -> None:
+    """--version prints the package version."""
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert __version__ in result.output
+
+
+def test_every_command_has_help() -> None:
+    """Each command answers --help with its usage."""
+    for name in main.list_commands(click.Context(main)):
+        result = invoke(name, "--help")
+        assert result.exit_code == 0, name
+        assert f"Usage: main {name}" in result.output
+
+
+def test_new_creates_the_service(tmp_path: Path) -> None:
+    """`new NAME --dir D --no-input` writes the service and says what to do next."""
+    result = invoke("new", "orders-api", "--dir", str(tmp_path / "svc"), "--no-input", "--port", "8005")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "svc/src/orders_api/application.py").is_file()
+    assert "port = 8005" in (tmp_path / "svc/pyproject.toml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["Bad_Name"], "invalid name 'Bad_Name' (from NAME)"),
+        (["../x"], "invalid name '../x' (from NAME)"),
+        (["orders-api", "--port", "70000"], "invalid port 70000 (from --port)"),
+    ],
+)
+def test_new_bad_input_exits_2_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    """Bad names and ports exit 2 with the problem named, and nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["new", *args, "--no-input"])
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_new_into_non_empty_directory_exits_2(tmp_path: Path) -> None:
+    """An existing non-empty directory is refused and left alone."""
+    (tmp_path / "svc").mkdir()
+    (tmp_path / "svc/keep").write_text("x")
+    result = CliRunner().invoke(main, ["new", "orders-api", "--dir", str(tmp_path / "svc"), "--no-input"])
+    assert result.exit_code == 2
+    assert "already exists and is not empty" in result.stderr
+    assert [p.name for p in (tmp_path / "svc").iterdir()] == ["keep"]
+
+
+def test_invalid_app_in_config_exits_2(tmp_path: Path) -> None:
+    """An invalid `app` in [tool.microdeploy] is bad input with the key named."""
+    (tmp_path / "pyproject.toml").write_text('[tool.microdeploy]\nname = "svc1"\napp = "svc1"\n')
+    result = CliRunner().invoke(main, ["config", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "invalid app 'svc1' (from pyproject.toml key 'app')" in result.stderr
+    assert "hint: Use 'module:attr'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    """--debug lets the error propagate with its traceback."""
+    result = CliRunner().invoke(main, ["--debug", "config", str(tmp_path / "missing")])
+    assert result.exit_code != 0
+    assert result.exception is not None
+
+
+def test_config_prints_json_with_overrides(tmp_path: Path) -> None:
+    """`config` shows the validated model; flags override the file."""
+    (tmp_path / "pyproject.toml").write_text('[tool.microdeploy]\nname = "svc1"\nport = 8100\n')
+    result = invoke("config", str(tmp_path), "--port", "8200", "--setting", "app.debug=true")
+    data = json.loads(result.output)
+    assert (data["name"], data["port"], data["settings"]) == ("svc1", 8200, {"app": {"debug": True}})

@@ -1,0 +1,148 @@
+"""The service model: defaults, sources, overrides and validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from microdeploy.config import (
+    ServiceConfig,
+    load_config,
+    parse_setting_assignments,
+)
+from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
+
+DEFAULT_PROJECT = 'name = "Orders_API"\nversion = "1.2.0"\n'
+
+
+def write_pyproject(project: Path, tool: str = "", project_table: str = DEFAULT_PROJECT) -> Path:
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "pyproject.toml").write_text(f"[project]\n{project_table}\n[tool.microdeploy]\n{tool}\n")
+    return project
+
+
+def bad(project: Path, overrides: dict[str, object] | None = None) -> MicrodeployError:
+    with pytest.raises(MicrodeployError) as info:
+        load_config(project, overrides)
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    return info.value
+
+
+def test_defaults_from_project_metadata(tmp_path: Path) -> None:
+    """A project that never heard of microdeploy gets a name, app and defaults from [project]."""
+    config = load_config(write_pyproject(tmp_path / "p"))
+    assert config == ServiceConfig(name="orders-api", app="orders_api.application:create_app()", version="1.2.0")
+    assert (config.port, config.workers, config.health_path, config.python) == (8000, 2, "/health", "python3")
+
+
+def test_tool_table_overrides_project_and_flags_override_tool_table(tmp_path: Path) -> None:
+    """Later sources win: [project], then [tool.microdeploy], then flags."""
+    project = write_pyproject(tmp_path / "p", 'name = "orders"\nport = 8001\nworkers = 4\n')
+    config = load_config(project, {"port": 9000, "app": "orders.wsgi:app", "name": None})
+    assert (config.name, config.port, config.workers, config.app) == ("orders", 9000, 4, "orders.wsgi:app")
+
+
+def test_microdeploy_toml_beside_setup_py(tmp_path: Path) -> None:
+    """A setup.py project declares itself in microdeploy.toml."""
+    tmp_path.joinpath("microdeploy.toml").write_text('name = "legacy-app"\napp = "legacy:app"\n')
+    config = load_config(tmp_path)
+    assert (config.name, config.app) == ("legacy-app", "legacy:app")
+
+
+def test_both_files_are_refused(tmp_path: Path) -> None:
+    """Configuration in two places is ambiguous and refused."""
+    write_pyproject(tmp_path, 'name = "a1"\n')
+    tmp_path.joinpath("microdeploy.toml").write_text('name = "b1"\n')
+    assert "both" in bad(tmp_path).message
+
+
+def test_settings_and_relations_are_kept(tmp_path: Path) -> None:
+    """Settings tables and Debian relations survive validation."""
+    project = write_pyproject(
+        tmp_path / "p",
+        'depends = ["libpq5", "nginx (>= 1.22) | apache2"]\n[tool.microdeploy.settings.app]\ndebug = false\n',
+    )
+    config = load_config(project)
+    assert config.depends == ("libpq5", "nginx (>= 1.22) | apache2")
+    assert config.settings == {"app": {"debug": False}}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "value"),
+    [
+        ({"name": "Bad_Name"}, "name", "Bad_Name"),
+        ({"name": "../x"}, "name", "../x"),
+        ({"name": "9lives"}, "name", "9lives"),
+        ({"name": "a" * 33}, "name", "a" * 33),
+        ({"app": "orders api"}, "app", "orders api"),
+        ({"app": "orders:"}, "app", "orders:"),
+        ({"port": 70000}, "port", "70000"),
+        ({"port": 0}, "port", "0"),
+        ({"workers": 0}, "workers", "0"),
+        ({"health_path": "health"}, "health_path", "health"),
+        ({"maintainer": "nobody"}, "maintainer", "nobody"),
+        ({"python": "python2"}, "python", "python2"),
+        ({"depends": ("libpq5; rm -rf /",)}, "depends", "libpq5; rm -rf /"),
+        ({"version": "not a version"}, "version", "not a version"),
+    ],
+)
+def test_invalid_values_name_key_value_and_origin(
+    tmp_path: Path, overrides: dict[str, object], key: str, value: str
+) -> None:
+    """Each bad value is refused with exit 2, naming the key, the value and the flag it came from."""
+    error = bad(write_pyproject(tmp_path / "p"), overrides)
+    assert f"invalid {key} " in error.message
+    assert value in error.message
+    assert f"--{key.replace('_', '-')}" in error.message
+    assert error.hint and error.hint.startswith("Use ")
+
+
+def test_invalid_app_in_file_names_the_file(tmp_path: Path) -> None:
+    """A bad value in pyproject.toml names the file and key."""
+    error = bad(write_pyproject(tmp_path / "p", 'app = "no-colon"\n'))
+    assert "pyproject.toml key 'app'" in error.message
+
+
+def test_unknown_key_is_refused(tmp_path: Path) -> None:
+    """A misspelt key is an error, not silently ignored."""
+    error = bad(write_pyproject(tmp_path / "p", "prot = 8000\n"))
+    assert "prot" in error.message and error.hint and "port" in error.hint
+
+
+def test_settings_with_nested_or_multiline_values_are_refused(tmp_path: Path) -> None:
+    """Settings must be scalars on one line (they become INI and YAML)."""
+    error = bad(write_pyproject(tmp_path / "p", '[tool.microdeploy.settings.app]\nx = "a\\nb"\n'))
+    assert "settings.app.x" in error.message
+
+
+def test_missing_name_is_explained(tmp_path: Path) -> None:
+    """A project with no name anywhere asks for --name."""
+    tmp_path.joinpath("setup.py").write_text("")
+    assert "--name" in (bad(tmp_path).hint or "")
+
+
+def test_missing_project_directory(tmp_path: Path) -> None:
+    """A project path that does not exist is bad input."""
+    assert "not found" in bad(tmp_path / "nope").message
+
+
+def test_broken_toml_is_bad_input(tmp_path: Path) -> None:
+    """A TOML syntax error is reported with the file."""
+    tmp_path.joinpath("pyproject.toml").write_text("[project\n")
+    assert "cannot parse" in bad(tmp_path).message
+
+
+def test_setting_assignments_parse_as_toml_values() -> None:
+    """--setting values are typed the way TOML types them; bare words are strings."""
+    assert parse_setting_assignments(("app.debug=true", "app.name=hello", "server.workers=3")) == {
+        "app": {"debug": True, "name": "hello"},
+        "server": {"workers": 3},
+    }
+
+
+def test_setting_assignment_without_section_is_refused() -> None:
+    """A --setting without SECTION.KEY=VALUE shape is bad input."""
+    with pytest.raises(MicrodeployError) as info:
+        parse_setting_assignments(("debug",))
+    assert info.value.exit_code == EXIT_BAD_INPUT
