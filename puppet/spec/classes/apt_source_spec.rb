@@ -1,0 +1,94 @@
+# frozen_string_literal: true
+
+require 'spec_helper'
+
+describe 'microdeploy::apt_source' do
+  let(:sources) { '/etc/apt/sources.list.d/microdeploy.sources' }
+  let(:keyring) { '/etc/apt/keyrings/microdeploy-archive-keyring.asc' }
+
+  context 'with a location and an armored key' do
+    let(:params) { { location: 'https://apt.example.com/microdeploy', key_content: "ARMORED KEY\n" } }
+
+    it { is_expected.to compile.with_all_deps }
+
+    it 'manages the keyring, readable by apt' do
+      is_expected.to contain_file(keyring).with(
+        ensure: 'file', owner: 'root', group: 'root', mode: '0644', content: "ARMORED KEY\n",
+      )
+    end
+
+    it 'writes a deb822 source signed by that keyring' do
+      is_expected.to contain_file(sources).with(owner: 'root', group: 'root', mode: '0644').with_content(<<~SOURCES)
+        # Managed by Puppet (microdeploy::apt_source); local changes are overwritten.
+        Types: deb
+        URIs: https://apt.example.com/microdeploy
+        Suites: bookworm
+        Components: main
+        Signed-By: #{keyring}
+      SOURCES
+      is_expected.to contain_file(sources).that_requires("File[#{keyring}]")
+    end
+
+    it 'refreshes the package lists of this source only, and only when a file changes' do
+      is_expected.to contain_exec('microdeploy-apt-update').with(
+        command: "/usr/bin/apt-get update -o Dir::Etc::SourceList=#{sources} " \
+                 '-o Dir::Etc::SourceParts=- -o APT::Get::List-Cleanup=0',
+        refreshonly: true,
+      ).that_subscribes_to(["File[#{keyring}]", "File[#{sources}]"])
+    end
+  end
+
+  context 'with a key source, a binary keyring and a flat repository' do
+    let(:params) do
+      {
+        location: 'file:/srv/microdeploy-repo',
+        suite: './',
+        key_source: 'puppet:///modules/profile/microdeploy.gpg',
+        keyring: '/usr/share/keyrings/microdeploy-archive-keyring.gpg',
+      }
+    end
+
+    it { is_expected.to compile.with_all_deps }
+
+    it do
+      is_expected.to contain_file('/usr/share/keyrings/microdeploy-archive-keyring.gpg')
+        .with_source('puppet:///modules/profile/microdeploy.gpg')
+    end
+
+    it 'omits Components, which a flat repository has none of' do
+      is_expected.to contain_file(sources)
+        .with_content(%r{^Suites: \./\nSigned-By: /usr/share/keyrings/microdeploy-archive-keyring\.gpg\n\z})
+      is_expected.not_to contain_file(sources).with_content(/^Components:/)
+    end
+  end
+
+  context 'with several components and another suite' do
+    let(:params) { { location: 'https://apt.example.com/m', suite: 'stable', components: 'main extra', key_content: 'K' } }
+
+    it { is_expected.to contain_file(sources).with_content(/^Suites: stable\nComponents: main extra\n/) }
+  end
+
+  context 'without a key' do
+    let(:params) { { location: 'https://apt.example.com/microdeploy' } }
+
+    it { is_expected.to compile.and_raise_error(/exactly one of apt_key_source and apt_key_content/) }
+  end
+
+  context 'with both a key source and key content' do
+    let(:params) { { location: 'https://apt.example.com/m', key_source: '/root/k.asc', key_content: 'K' } }
+
+    it { is_expected.to compile.and_raise_error(/exactly one of/) }
+  end
+
+  context 'with a keyring whose format apt cannot tell' do
+    let(:params) { { location: 'https://apt.example.com/m', key_content: 'K', keyring: '/etc/apt/keyrings/m.key' } }
+
+    it { is_expected.to compile.and_raise_error(/must end in \.asc .* or \.gpg/) }
+  end
+
+  context 'with a location that is not a URI' do
+    let(:params) { { location: 'apt.example.com/m', key_content: 'K' } }
+
+    it { is_expected.to compile.and_raise_error(/expects/) }
+  end
+end

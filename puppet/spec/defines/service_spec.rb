@@ -1,0 +1,229 @@
+# frozen_string_literal: true
+
+require 'spec_helper'
+
+describe 'microdeploy::service' do
+  let(:title) { 'orders-api' }
+
+  context 'with the SPEC §7 keys' do
+    let(:params) do
+      {
+        ensure: '1.4.0-1',
+        config_path: '/etc/orders-api/config.ini',
+        log_dir: '/var/log/orders-api',
+        user: 'orders-api',
+        port: 8001,
+        settings: {
+          'app' => { 'debug' => false, 'greeting' => 'hello world', 'ratio' => 1.5 },
+          'database' => { 'url' => 'sqlite:////var/lib/orders-api/db.sqlite' },
+        },
+      }
+    end
+
+    it { is_expected.to compile.with_all_deps }
+
+    it 'pins the package to the version in Hiera' do
+      is_expected.to contain_package('orders-api').with_ensure('1.4.0-1')
+    end
+
+    it 'makes /etc/NAME readable by the service group only' do
+      is_expected.to contain_file('/etc/orders-api').with(
+        ensure: 'directory', owner: 'root', group: 'orders-api', mode: '0750',
+      ).that_requires('Package[orders-api]')
+    end
+
+    it 'writes config.ini owned by root, group NAME, mode 0640, without diffs' do
+      is_expected.to contain_file('/etc/orders-api/config.ini').with(
+        ensure: 'file', owner: 'root', group: 'orders-api', mode: '0640', show_diff: false,
+      ).that_requires('Package[orders-api]')
+    end
+
+    it 'renders the settings as sorted INI sections, with a [server] section' do
+      is_expected.to contain_file('/etc/orders-api/config.ini').with_content(sensitive(<<~INI))
+        # Managed by Puppet (microdeploy::service[orders-api]); local changes are overwritten.
+        # Site configuration: overrides the defaults shipped in the orders-api package.
+
+        [app]
+        debug = false
+        greeting = hello world
+        ratio = 1.5
+
+        [database]
+        url = sqlite:////var/lib/orders-api/db.sqlite
+
+        [server]
+        port = 8001
+      INI
+    end
+
+    it 'writes an empty environment file with the same ownership' do
+      is_expected.to contain_file('/etc/orders-api/environment').with(
+        ensure: 'file', owner: 'root', group: 'orders-api', mode: '0640', show_diff: false,
+      ).with_content(sensitive(/\A# Managed by Puppet.*\n# Read by systemd[^\n]*\n\z/m))
+    end
+
+    it 'gives the log directory to the service user' do
+      is_expected.to contain_file('/var/log/orders-api').with(
+        ensure: 'directory', owner: 'orders-api', group: 'orders-api', mode: '0750',
+      )
+    end
+
+    it 'runs the service, restarting it when its config or environment changes' do
+      is_expected.to contain_service('orders-api').with(ensure: 'running', enable: true)
+        .that_subscribes_to(['File[/etc/orders-api/config.ini]', 'File[/etc/orders-api/environment]'])
+        .that_requires(['Package[orders-api]', 'File[/var/log/orders-api]'])
+    end
+
+    it 'does not restart the service when the package changes (its maintainer scripts do)' do
+      is_expected.not_to contain_package('orders-api').that_notifies('Service[orders-api]')
+      is_expected.not_to contain_service('orders-api').that_subscribes_to('Package[orders-api]')
+      expect(catalogue.resource('Package', 'orders-api')[:notify]).to be_nil
+      expect(Array(catalogue.resource('Service', 'orders-api')[:subscribe]).map(&:to_s))
+        .not_to include('Package[orders-api]')
+    end
+  end
+
+  context 'with defaults only' do
+    it { is_expected.to compile.with_all_deps }
+    it { is_expected.to contain_package('orders-api').with_ensure('present') }
+    it { is_expected.to contain_file('/etc/orders-api/config.ini').with_group('orders-api') }
+    it { is_expected.to contain_file('/var/log/orders-api').with_owner('orders-api') }
+    it { is_expected.to contain_service('orders-api').with(ensure: 'running', enable: true) }
+
+    it 'writes a config with no sections, so the packaged defaults apply' do
+      is_expected.to contain_file('/etc/orders-api/config.ini')
+        .with_content(sensitive(/\A(?:#[^\n]*\n)+\z/))
+    end
+  end
+
+  context 'with bind, port and workers over a [server] section in settings' do
+    let(:params) do
+      {
+        bind: '0.0.0.0',
+        port: 9000,
+        workers: 4,
+        settings: { 'server' => { 'port' => 1, 'timeout' => 30 } },
+      }
+    end
+
+    it 'lets the parameters win and keeps the other server keys' do
+      is_expected.to contain_file('/etc/orders-api/config.ini').with_content(
+        sensitive(/^\[server\]\nbind = 0\.0\.0\.0\nport = 9000\ntimeout = 30\nworkers = 4\n\z/),
+      )
+    end
+  end
+
+  context 'with Sensitive settings and environment values' do
+    let(:params) do
+      {
+        settings: { 'database' => { 'password' => sensitive('s3cret') } },
+        environment: {
+          'API_TOKEN' => sensitive('t0ken'),
+          'LOG_LEVEL' => 'info',
+          'GREETING' => 'say "hi" to $USER `now` \\o/',
+        },
+      }
+    end
+
+    it { is_expected.to compile.with_all_deps }
+
+    it 'unwraps the secret only in the rendered, still Sensitive, file content' do
+      config = catalogue.resource('File', '/etc/orders-api/config.ini')
+      expect(config.sensitive_parameters).to include(:content)
+      expect(config[:content]).to include("[database]\npassword = s3cret\n")
+    end
+
+    it 'quotes and escapes environment values for systemd' do
+      is_expected.to contain_file('/etc/orders-api/environment').with_content(sensitive(<<~ENV))
+        # Managed by Puppet (microdeploy::service[orders-api]); local changes are overwritten.
+        # Read by systemd as the EnvironmentFile of orders-api.service.
+        API_TOKEN="t0ken"
+        GREETING="say \\"hi\\" to \\$USER \\`now\\` \\\\o/"
+        LOG_LEVEL="info"
+      ENV
+    end
+  end
+
+  context 'with another user, config path, log directory and a stopped service' do
+    let(:params) do
+      {
+        user: 'orders',
+        config_path: '/etc/orders-api/site.ini',
+        log_dir: '/srv/log/orders',
+        service_ensure: 'stopped',
+        enable: false,
+      }
+    end
+
+    it { is_expected.to contain_file('/etc/orders-api').with_group('orders') }
+    it { is_expected.to contain_file('/etc/orders-api/site.ini').with(owner: 'root', group: 'orders') }
+    it { is_expected.to contain_file('/srv/log/orders').with(owner: 'orders', group: 'orders') }
+
+    it do
+      is_expected.to contain_service('orders-api').with(ensure: 'stopped', enable: false)
+        .that_subscribes_to('File[/etc/orders-api/site.ini]')
+    end
+  end
+
+  context 'with ensure => latest' do
+    let(:params) { { ensure: 'latest' } }
+
+    it { is_expected.to contain_package('orders-api').with_ensure('latest') }
+  end
+
+  context 'with ensure => absent' do
+    let(:params) { { ensure: 'absent' } }
+
+    it { is_expected.to compile.with_all_deps }
+    it { is_expected.to contain_package('orders-api').with_ensure('absent') }
+
+    it 'leaves /etc/NAME, the logs and the unit alone' do
+      is_expected.not_to contain_file('/etc/orders-api')
+      is_expected.not_to contain_file('/etc/orders-api/config.ini')
+      is_expected.not_to contain_file('/var/log/orders-api')
+      is_expected.not_to contain_service('orders-api')
+    end
+  end
+
+  context 'with ensure => purged' do
+    let(:params) { { ensure: 'purged', config_path: '/srv/orders-api.ini' } }
+
+    it { is_expected.to compile.with_all_deps }
+    it { is_expected.to contain_package('orders-api').with_ensure('purged') }
+
+    it 'removes /etc/NAME and a config file kept elsewhere, after the package' do
+      is_expected.to contain_file('/etc/orders-api').with(ensure: 'absent', force: true)
+        .that_requires('Package[orders-api]')
+      is_expected.to contain_file('/srv/orders-api.ini').with_ensure('absent')
+      is_expected.not_to contain_service('orders-api')
+    end
+  end
+
+  context 'with invalid input' do
+    {
+      'a version that is not a Debian version' => { ensure: 'v1.4' },
+      'a relative config path' => { config_path: 'config.ini' },
+      'a port out of range' => { port: 70_000 },
+      'a port given as a string' => { port: '8001' },
+      'zero workers' => { workers: 0 },
+      'a value that would add an INI line' => { settings: { 'app' => { 'debug' => "false\n[evil]" } } },
+      'a section name that would break the INI syntax' => { settings: { 'app]' => { 'x' => 1 } } },
+      'a nested hash as a value' => { settings: { 'app' => { 'x' => { 'y' => 1 } } } },
+      'an environment name that is not a variable name' => { environment: { 'BAD-NAME' => 'x' } },
+      'an unknown service state' => { service_ensure: 'restarted' },
+    }.each do |description, bad_params|
+      context "(#{description})" do
+        let(:params) { bad_params }
+
+        it { is_expected.to compile.and_raise_error(/expects/) }
+      end
+    end
+
+    context '(a title that is not a Debian package name)' do
+      let(:title) { 'Orders_API' }
+      let(:params) { { user: 'orders' } }
+
+      it { is_expected.to compile.and_raise_error(/'Orders_API' is not a valid service name/) }
+    end
+  end
+end
