@@ -6,9 +6,10 @@
 # sources, which may be unreachable) whenever either file changes. Only
 # core resource types are used, so the module needs no Forge module.
 #
+# The `microdeploy` class declares it when `manage_apt_source` is true: set
+# the `microdeploy::apt_*` parameters instead of declaring it yourself.
+#
 # @api private
-#   Declared by the `microdeploy` class when `manage_apt_source` is true;
-#   set the `microdeploy::apt_*` parameters instead of declaring it.
 #
 # @example Declared by the main class
 #   class { 'microdeploy':
