@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -15,9 +16,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.testbed import CACHE_DIR, TestbedError
-from tests.testbed.host import ROOTS_DIR, RUNNING_STATES, Host, boot, booted_host
+from tests.testbed.host import ROOTS_DIR, RUNNING_STATES, Host, boot, booted_host, reap_stale_hosts
 from tests.testbed.image import BASE_PACKAGES, build_cached, debian_mirror, image_path
-from tests.testbed.network import netns
+from tests.testbed.network import netns, reap_stale_netns
 
 if TYPE_CHECKING:
     # Only for annotations: importing the plugin module before pytest loads it
@@ -122,9 +123,7 @@ def test_host_reaches_running_or_degraded(host: Host) -> None:
 def test_commands_run_inside_the_host_under_its_systemd(host: Host) -> None:
     """Commands see the host's systemd as PID 1, its bookworm root and its hostname."""
     assert host.run(["cat", "/proc/1/comm"]).stdout.strip() == "systemd"
-    assert host.run(["systemctl", "is-system-running"], check=False).stdout.strip() in (
-        RUNNING_STATES
-    )
+    assert host.run(["systemctl", "is-system-running"], check=False).stdout.strip() in (RUNNING_STATES)
     assert "VERSION_CODENAME=bookworm" in host.read_file("/etc/os-release").splitlines()
     assert host.run(["hostname"]).stdout.strip() == host.name
 
@@ -172,11 +171,11 @@ def test_private_network_host_has_only_loopback(host: Host) -> None:
 
 
 class _Hello(BaseHTTPRequestHandler):
-    """Answers every GET with the address it was served on."""
+    """Answers every GET with a fixed body."""
 
     def do_GET(self) -> None:
-        """Send the server's own address as the body."""
-        body = str(self.server.server_address[0]).encode()
+        """Send the body."""
+        body = b"hello from our side"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -207,7 +206,7 @@ def test_networked_hosts_have_own_addresses_keys_and_reach_our_side(
     try:
         url = f"http://{second.netns.host_address}:{server.server_port}/"
         fetched = first.run(["curl", "--silent", "--show-error", "--max-time", "10", url])
-        assert fetched.stdout == second.netns.host_address
+        assert fetched.stdout == "hello from our side"
     finally:
         server.shutdown()
         server.server_close()
@@ -225,9 +224,7 @@ def test_teardown_ends_the_host_and_removes_root_and_namespace(host_image: Path)
     assert not Path(f"/proc/{pid1}").exists()
     assert not directory.exists()
     assert not ns.path.exists()
-    assert ns.name not in subprocess.run(
-        ["ip", "netns", "list"], capture_output=True, text=True, check=True
-    ).stdout
+    assert ns.name not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     link = subprocess.run(["ip", "link", "show", ns.host_ifname], capture_output=True, check=False)
     assert link.returncode != 0
 
@@ -243,3 +240,33 @@ def test_boot_failure_reports_nspawn_output_and_cleans_up(tmp_path: Path) -> Non
         boot(image, name="mdtb-notanos", timeout=30)
     assert "os-release" in str(failure.value)
     assert not list(ROOTS_DIR.glob("mdtb-notanos.*"))
+
+
+@pytest.mark.host
+def test_leftovers_of_a_dead_session_are_reaped(host_image: Path) -> None:
+    """A host and namespace whose session died without teardown are ended and removed by the reapers."""
+    dead_session = (
+        "import os, sys; from pathlib import Path\n"
+        "from tests.testbed.host import boot\n"
+        "from tests.testbed.network import create_netns\n"
+        "ns = create_netns()\n"
+        "host = boot(Path(sys.argv[1]), netns=ns, wait=False)\n"
+        "print(ns.name, host.directory, host.process.pid, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", dead_session, str(host_image)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        cwd=Path(__file__).parents[2],
+    ).stdout.split()
+    ns_name, directory, nspawn_pid = out[0], Path(out[1]), int(out[2])
+    assert directory.exists() and Path(f"/run/netns/{ns_name}").exists()
+    assert directory in reap_stale_hosts()
+    assert ns_name in reap_stale_netns()
+    assert not directory.exists()
+    assert not Path(f"/run/netns/{ns_name}").exists()
+    status = Path(f"/proc/{nspawn_pid}/status")
+    assert not status.exists() or "zombie" in status.read_text()

@@ -12,14 +12,18 @@ This module holds what they share: the error type and the one subprocess helper.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import logging
 import shlex
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["CACHE_DIR", "TestbedError", "require_tools", "run_tool", "tail"]
+__all__ = ["CACHE_DIR", "TestbedError", "file_lock", "require_tools", "run_tool", "tail"]
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +97,28 @@ def run_tool(
 def tail(text: str, lines: int = 40) -> str:
     """The last `lines` lines of `text`, for error messages."""
     return "\n".join(text.splitlines()[-lines:])
+
+
+@contextmanager
+def file_lock(path: Path, timeout: float = 1200.0) -> Iterator[None]:
+    """Hold an exclusive flock on `path`, waiting at most `timeout` seconds for it."""
+    # The default wait outlasts any sane image build another session may be doing.
+    deadline = time.monotonic() + timeout
+    with path.open("a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() > deadline:
+                    raise TestbedError(
+                        f"waited {timeout:g} s for the lock {path}. "
+                        "Check for a hung test session or image build (`pgrep -a mmdebstrap`)."
+                    ) from exc
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -1,5 +1,6 @@
 """pytest fixtures over the test bed; load with `pytest_plugins = ["tests.testbed.fixtures"]`.
 
+- ``testbed_reaped`` (session): removes hosts/namespaces of earlier sessions that died.
 - ``host_image`` (session): Path of the cached base target-host tarball.
 - ``puppet_host_image`` (session): the same plus puppet-agent.
 - ``piuparts_base`` (session): Path of the gzipped minbase tarball for `piuparts -b`.
@@ -21,9 +22,10 @@ from typing import Protocol
 
 import pytest
 
-from .host import Host, boot
+from . import CACHE_DIR, file_lock
+from .host import Host, boot, reap_stale_hosts
 from .image import PUPPET_PACKAGES, debian_mirror, ensure_image, ensure_piuparts_base
-from .network import Netns, create_netns, delete_netns
+from .network import Netns, create_netns, delete_netns, reap_stale_netns
 
 __all__ = [
     "BootHost",
@@ -34,6 +36,7 @@ __all__ = [
     "networked_hosts",
     "piuparts_base",
     "puppet_host_image",
+    "testbed_reaped",
 ]
 
 
@@ -56,13 +59,23 @@ class NetworkedHosts(Protocol):
 
 
 @pytest.fixture(scope="session")
-def host_image() -> Path:
+def testbed_reaped() -> None:
+    """Once per session: remove hosts and namespaces of earlier sessions that died without teardown."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    # Two sessions starting together must not remove the same leftovers at once.
+    with file_lock(CACHE_DIR / "reap.lock"):
+        reap_stale_hosts()
+        reap_stale_netns()
+
+
+@pytest.fixture(scope="session")
+def host_image(testbed_reaped: None) -> Path:
     """The cached base target-host image (built on first use, ~30 s)."""
     return ensure_image()
 
 
 @pytest.fixture(scope="session")
-def puppet_host_image() -> Path:
+def puppet_host_image(testbed_reaped: None) -> Path:
     """The cached target-host image with puppet-agent added."""
     return ensure_image(PUPPET_PACKAGES)
 
@@ -90,9 +103,7 @@ def boot_host(host_image: Path) -> Iterator[BootHost]:
             netns: Netns | None = None,
             regenerate_host_keys: bool = False,
         ) -> Host:
-            host = boot(
-                image or host_image, netns=netns, regenerate_host_keys=regenerate_host_keys
-            )
+            host = boot(image or host_image, netns=netns, regenerate_host_keys=regenerate_host_keys)
             cleanup.callback(host.poweroff)
             return host
 

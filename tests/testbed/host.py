@@ -26,6 +26,7 @@ __all__ = [
     "Host",
     "boot",
     "booted_host",
+    "reap_stale_hosts",
     "regenerate_ssh_host_keys",
 ]
 
@@ -53,6 +54,9 @@ _HOST_ENV: Mapping[str, str] = {
     "SYSTEMD_PAGER": "",
 }
 
+# Also the prefix of the root's directory name: keep it a plain hostname.
+_HOSTNAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
 # The host's console (nspawn's output) is coloured; error messages are not.
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -61,7 +65,7 @@ _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _SHADOWED = tuple(PurePosixPath(p) for p in ("/tmp", "/run", "/dev", "/proc", "/sys"))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Host:
     """A Debian 12 host booted with systemd in systemd-nspawn, owned by this process."""
 
@@ -100,6 +104,9 @@ class Host:
         env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run `argv` inside the host (all its namespaces, its root) and capture the output."""
+        if not self.is_alive():
+            # Its PID 1's number may already belong to another process.
+            raise TestbedError(f"host {self.name} is not running; cannot run {argv[0]} in it")
         # -p: in the host's PID namespace, so systemctl and friends see its
         # systemd as PID 1; -r/-w: its root and working directory.
         nsenter = ["nsenter", "-t", str(self.pid1), "-m", "-u", "-i", "-n", "-p", "-r", "-w"]
@@ -191,9 +198,10 @@ class Host:
         if self.is_alive():
             try:
                 journal = self.journal(lines=60)
-                journal += "\n--- failed units ---\n" + self.run(
-                    ["systemctl", "--failed", "--no-legend"], check=False, timeout=15
-                ).stdout
+                journal += (
+                    "\n--- failed units ---\n"
+                    + self.run(["systemctl", "--failed", "--no-legend"], check=False, timeout=15).stdout
+                )
             except TestbedError as exc:
                 journal = f"(journal unavailable: {exc})"
         return TestbedError(
@@ -215,15 +223,19 @@ def boot(
     """Boot a fresh copy of `image`; wait until it is running unless `wait` is False."""
     require_tools("systemd-nspawn", "nsenter", "tar")
     name = name or f"mdtb-{secrets.token_hex(4)}"
+    if not _HOSTNAME.fullmatch(name):
+        raise TestbedError(f"invalid host name {name!r}. Use lower-case letters, digits and dashes.")
     ROOTS_DIR.mkdir(parents=True, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=ROOTS_DIR))
     started = time.monotonic()
     try:
+        _write_owner(directory, None)
         _unpack(image, directory / "root")
         _set_hostname(directory / "root", name)
         if regenerate_host_keys:
             regenerate_ssh_host_keys(directory / "root")
         process = _start_nspawn(directory, name, netns)
+        _write_owner(directory, process.pid)
     except BaseException:
         _remove_host_directory(directory)
         raise
@@ -286,6 +298,56 @@ def _unpack(image: Path, root: Path) -> None:
     )  # fmt: skip
 
 
+def reap_stale_hosts() -> list[Path]:
+    """Remove hosts left behind by test sessions that died without teardown; return their dirs."""
+    reaped = []
+    for directory in sorted(ROOTS_DIR.glob("*/")) if ROOTS_DIR.is_dir() else []:
+        owner, nspawn_pid = _read_owner(directory)
+        if owner is None or _pid_alive(owner):
+            continue
+        # Only a systemd-nspawn of this very root is ended, by its pid.
+        if nspawn_pid is not None and str(directory / "root") in _read_proc(nspawn_pid, "cmdline"):
+            pid1 = next((pid for pid in _children(nspawn_pid) if _ns_pid(pid) == 1), None)
+            if pid1 is not None:
+                with suppress(ProcessLookupError):
+                    os.kill(pid1, signal.SIGKILL)
+            _wait_gone(nspawn_pid, 10.0)
+            with suppress(ProcessLookupError):
+                os.kill(nspawn_pid, signal.SIGKILL)
+            _wait_gone(nspawn_pid, 10.0)
+        _remove_host_directory(directory)
+        log.warning("removed stale host %s of dead session %d", directory.name, owner)
+        reaped.append(directory)
+    return reaped
+
+
+def _write_owner(directory: Path, nspawn_pid: int | None) -> None:
+    """Record which process owns the host (and its nspawn pid), for reap_stale_hosts."""
+    (directory / "owner").write_text(f"{os.getpid()} {nspawn_pid or ''}".strip() + "\n")
+
+
+def _read_owner(directory: Path) -> tuple[int | None, int | None]:
+    """The owning session's pid and the host's nspawn pid, as far as recorded."""
+    try:
+        fields = [int(field) for field in (directory / "owner").read_text().split()]
+    except (OSError, ValueError):
+        return None, None
+    return (fields[0] if fields else None), (fields[1] if len(fields) > 1 else None)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (a zombie counts as gone)."""
+    state = _status_field(pid, "State")
+    return bool(state) and not state.startswith("Z")
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    """Wait (bounded) for a process we cannot `wait()` on, i.e. not our child, to exit."""
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def _set_hostname(root: Path, name: str) -> None:
     """Make the host call itself `name`: mmdebstrap copied the build machine's /etc/hostname."""
     # systemd sets the hostname from /etc/hostname, overriding nspawn's -M.
@@ -293,8 +355,7 @@ def _set_hostname(root: Path, name: str) -> None:
     # mmdebstrap writes no /etc/hosts; give the host Debian's usual one, with
     # its own name on 127.0.1.1, so `hostname --fqdn`, sudo and friends resolve it.
     (root / "etc" / "hosts").write_text(
-        f"127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n"
-        "::1\tlocalhost ip6-localhost ip6-loopback\n"
+        f"127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
     )
 
 

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import CACHE_DIR, TestbedError, run_tool
+from . import CACHE_DIR, TestbedError, file_lock, run_tool
 
 __all__ = [
     "BASE_PACKAGES",
@@ -58,10 +55,8 @@ PUPPET_PACKAGES: tuple[str, ...] = ("puppet-agent",)
 # Bump when the way images are built changes, so stale cached images are not reused.
 _RECIPE_VERSION = "1"
 
-# mmdebstrap of a base image takes ~20 s; with puppet-agent longer. A waiter on
-# the lock gives up well after any sane build would have finished.
+# mmdebstrap of a base image takes ~30 s; with puppet-agent longer.
 _BUILD_TIMEOUT = 900.0
-_LOCK_TIMEOUT = 1200.0
 
 
 def debian_mirror(sources: Path = SOURCES_FILE, suite: str = SUITE) -> str:
@@ -97,9 +92,7 @@ def _deb822_fields(stanza: str) -> dict[str, str]:
 def image_path(packages: Sequence[str], *, kind: str = "host", suffix: str = ".tar") -> Path:
     """Where the cached image for this exact package set lives (the key is a content hash)."""
     wanted = sorted(set(packages))
-    digest = hashlib.sha256(
-        "\n".join([_RECIPE_VERSION, kind, SUITE, *wanted]).encode()
-    ).hexdigest()[:16]
+    digest = hashlib.sha256("\n".join([_RECIPE_VERSION, kind, SUITE, *wanted]).encode()).hexdigest()[:16]
     return CACHE_DIR / f"{SUITE}-{kind}-{digest}{suffix}"
 
 
@@ -137,7 +130,7 @@ def build_cached(target: Path, build: Callable[[Path], None]) -> Path:
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.with_name(target.name + ".lock")):
+    with file_lock(target.with_name(target.name + ".lock")):
         # Another session may have built it while we waited for the lock.
         if target.exists():
             return target
@@ -152,27 +145,3 @@ def build_cached(target: Path, build: Callable[[Path], None]) -> Path:
         finally:
             tmp.unlink(missing_ok=True)
     return target
-
-
-@contextmanager
-def _file_lock(path: Path, timeout: float = _LOCK_TIMEOUT) -> Iterator[None]:
-    """Hold an exclusive flock on `path`, waiting at most `timeout` seconds for it."""
-    deadline = time.monotonic() + timeout
-    with path.open("a") as handle:
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() > deadline:
-                    raise TestbedError(
-                        f"waited {timeout:g} s for the image lock {path}. "
-                        "Check for a hung image build (`pgrep -a mmdebstrap`)."
-                    ) from exc
-                time.sleep(0.5)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

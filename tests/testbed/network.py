@@ -8,14 +8,15 @@ the APT repository), and we reach it on 10.231.N.2.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import TestbedError, run_tool
+from . import CACHE_DIR, TestbedError, run_tool
 
-__all__ = ["SUBNET_PREFIX", "Netns", "create_netns", "delete_netns", "netns"]
+__all__ = ["SUBNET_PREFIX", "Netns", "create_netns", "delete_netns", "netns", "reap_stale_netns"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,10 @@ _PREFIX = "mdtb"
 
 # Interface name inside the namespace, what a real host would call it.
 _INSIDE_IFNAME = "eth0"
+
+# One file per namespace we created, holding the owning process's pid, so a
+# later session can tell our leftovers (owner dead) from anything else.
+_REGISTRY = CACHE_DIR / "netns"
 
 # N in 10.231.N.0/24; 0 and 255 are avoided as subnet numbers humans misread.
 _INDEXES = range(1, 255)
@@ -79,6 +84,8 @@ def create_netns() -> Netns:
             run_tool(["ip", "link", "delete", host_ifname], check=False)
             continue
         try:
+            _REGISTRY.mkdir(parents=True, exist_ok=True)
+            (_REGISTRY / ns.name).write_text(f"{os.getpid()}\n")
             _configure(ns)
         except BaseException:
             delete_netns(ns)
@@ -117,7 +124,25 @@ def delete_netns(ns: Netns) -> None:
     link = run_tool(["ip", "link", "delete", ns.host_ifname], check=False)
     if link.returncode != 0 and "Cannot find device" not in link.stderr:
         raise TestbedError(f"cannot delete veth {ns.host_ifname}: {link.stderr.strip()}")
+    (_REGISTRY / ns.name).unlink(missing_ok=True)
     log.info("deleted network namespace %s", ns.name)
+
+
+def reap_stale_netns() -> list[str]:
+    """Delete namespaces left behind by test sessions that died without teardown; return their names."""
+    reaped = []
+    for record in sorted(_REGISTRY.glob(f"{_PREFIX}-*")) if _REGISTRY.is_dir() else []:
+        try:
+            owner = int(record.read_text())
+            index = int(record.name.removeprefix(f"{_PREFIX}-"))
+        except (OSError, ValueError):
+            continue
+        if Path(f"/proc/{owner}").exists():
+            continue
+        delete_netns(Netns(name=record.name, index=index, host_ifname=f"{_PREFIX}{index}h"))
+        log.warning("removed stale network namespace %s of dead session %d", record.name, owner)
+        reaped.append(record.name)
+    return reaped
 
 
 @contextmanager
