@@ -3,8 +3,10 @@
 # Manages a deb822 source, `/etc/apt/sources.list.d/microdeploy.sources`,
 # whose `Signed-By:` names a keyring file that this class also manages, and
 # refreshes the package lists of that one source (not the host's other
-# sources, which may be unreachable) whenever either file changes. Only
-# core resource types are used, so the module needs no Forge module.
+# sources, which may be unreachable) whenever either file changes, and
+# whenever a version a service pins is not in the lists yet (a release
+# published after the last refresh). Only core resource types are used, so
+# the module needs no Forge module.
 #
 # The `microdeploy` class declares it when `manage_apt_source` is true: set
 # the `microdeploy::apt_*` parameters instead of declaring it yourself.
@@ -30,6 +32,10 @@
 #   The ASCII-armored public signing key (exclusive with `key_source`).
 # @param keyring
 #   The keyring file: `.asc` for an ASCII-armored key, `.gpg` for a binary one.
+# @param versions
+#   The exact versions the services pin, by package name. When apt does not
+#   know one of them, the lists of this source are refreshed before any
+#   package is installed.
 class microdeploy::apt_source (
   Pattern[/\A[a-z][a-z0-9+.-]*:\S+\z/] $location,
   Pattern[/\A\S+\z/] $suite = 'bookworm',
@@ -37,6 +43,7 @@ class microdeploy::apt_source (
   Optional[String[1]] $key_source = undef,
   Optional[String[1]] $key_content = undef,
   Microdeploy::Absolutepath $keyring = '/etc/apt/keyrings/microdeploy-archive-keyring.asc',
+  Hash[Microdeploy::Name, Microdeploy::Version] $versions = {},
 ) {
   if ($key_source =~ Undef) == ($key_content =~ Undef) {
     fail(@(MSG/L))
@@ -76,10 +83,29 @@ class microdeploy::apt_source (
 
   # Only this source is refreshed: a host whose other mirrors are unreachable
   # still gets our package lists, and apt-get exits non-zero only for us.
+  $update = "/usr/bin/apt-get update -o Dir::Etc::SourceList=${sources_path} -o Dir::Etc::SourceParts=- -o APT::Get::List-Cleanup=0"
+
   exec { 'microdeploy-apt-update':
-    command     => "/usr/bin/apt-get update -o Dir::Etc::SourceList=${sources_path} -o Dir::Etc::SourceParts=- -o APT::Get::List-Cleanup=0",
+    command     => $update,
     refreshonly => true,
     logoutput   => 'on_failure',
     subscribe   => File[$keyring, $sources_path],
+  }
+
+  # The package provider installs NAME=VERSION from the lists as they are; a
+  # version published since the last refresh needs one more refresh first.
+  # Names and versions are type-checked, so they are safe in a shell command.
+  unless $versions.empty {
+    $all_known = $versions.keys.sort.map |$name| {
+      "/usr/bin/apt-cache show --no-all-versions ${name}=${versions[$name]} 2>/dev/null | /bin/grep -q '^Package:'"
+    }.join(' && ')
+
+    exec { 'microdeploy-apt-update-for-versions':
+      command   => $update,
+      unless    => $all_known,
+      provider  => 'shell',
+      logoutput => 'on_failure',
+      require   => Exec['microdeploy-apt-update'],
+    }
   }
 }

@@ -77,6 +77,8 @@ class microdeploy (
       fail('microdeploy: manage_apt_source is true but apt_location is not set; set microdeploy::apt_location to the repository URI')
     }
 
+    $pinned = $services.filter |$service_name, $service_params| { $service_params['ensure'] =~ Microdeploy::Version }
+
     class { 'microdeploy::apt_source':
       location    => $apt_location,
       suite       => $apt_suite,
@@ -84,6 +86,7 @@ class microdeploy (
       key_source  => $apt_key_source,
       key_content => $apt_key_content,
       keyring     => $apt_keyring,
+      versions    => $pinned.map |$service_name, $service_params| { [$service_name, $service_params['ensure']] }.convert_to(Hash),
     }
     contain microdeploy::apt_source
 

@@ -10,5 +10,5 @@
 #   '1.4.0-1'
 type Microdeploy::Ensure = Variant[
   Enum['present', 'installed', 'latest', 'absent', 'purged'],
-  Pattern[/\A(?:[0-9]+:)?[0-9][A-Za-z0-9.+~-]*\z/],
+  Microdeploy::Version,
 ]

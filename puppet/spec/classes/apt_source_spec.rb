@@ -38,6 +38,41 @@ describe 'microdeploy::apt_source' do
     end
   end
 
+  context 'with the versions the services pin' do
+    let(:params) do
+      {
+        location: 'https://apt.example.com/microdeploy',
+        key_content: 'K',
+        versions: { 'orders-api' => '1.4.0-1', 'billing-api' => '1:2.0~rc1-3' },
+      }
+    end
+
+    it { is_expected.to compile.with_all_deps }
+
+    it 'refreshes this source when apt does not know one of them yet' do
+      is_expected.to contain_exec('microdeploy-apt-update-for-versions').with(
+        command: "/usr/bin/apt-get update -o Dir::Etc::SourceList=#{sources} " \
+                 '-o Dir::Etc::SourceParts=- -o APT::Get::List-Cleanup=0',
+        provider: 'shell',
+        unless: "/usr/bin/apt-cache show --no-all-versions billing-api=1:2.0~rc1-3 2>/dev/null | /bin/grep -q '^Package:' && " \
+                "/usr/bin/apt-cache show --no-all-versions orders-api=1.4.0-1 2>/dev/null | /bin/grep -q '^Package:'",
+      ).that_requires('Exec[microdeploy-apt-update]')
+      is_expected.not_to contain_exec('microdeploy-apt-update-for-versions').with_refreshonly(true)
+    end
+  end
+
+  context 'with no pinned versions' do
+    let(:params) { { location: 'https://apt.example.com/microdeploy', key_content: 'K' } }
+
+    it { is_expected.not_to contain_exec('microdeploy-apt-update-for-versions') }
+  end
+
+  context 'with a version that is not a Debian version' do
+    let(:params) { { location: 'https://apt.example.com/m', key_content: 'K', versions: { 'orders-api' => '1; rm -rf /' } } }
+
+    it { is_expected.to compile.and_raise_error(/expects/) }
+  end
+
   context 'with a key source, a binary keyring and a flat repository' do
     let(:params) do
       {

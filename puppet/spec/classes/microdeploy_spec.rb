@@ -49,11 +49,20 @@ describe 'microdeploy' do
         manage_apt_source: true,
         apt_location: 'http://10.231.1.1:8080/microdeploy',
         apt_key_content: "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZ...\n-----END PGP PUBLIC KEY BLOCK-----\n",
-        services: { 'orders-api' => { 'ensure' => '1.4.0-1' } },
+        services: {
+          'orders-api' => { 'ensure' => '1.4.0-1' },
+          'billing-api' => { 'ensure' => 'latest' },
+          'legacy-api' => { 'ensure' => 'absent' },
+        },
       }
     end
 
     it { is_expected.to compile.with_all_deps }
+
+    it 'tells the APT source which exact versions the services pin' do
+      is_expected.to contain_class('microdeploy::apt_source').with_versions('orders-api' => '1.4.0-1')
+      is_expected.to contain_exec('microdeploy-apt-update-for-versions').that_comes_before('Package[orders-api]')
+    end
 
     it 'passes the apt_* parameters to the contained apt_source class' do
       is_expected.to contain_class('microdeploy::apt_source').with(

@@ -7,6 +7,11 @@ describe 'Microdeploy::Ensure' do
   it { is_expected.not_to allow_values('v1.4', '', '1.4 0', 'running', 1, :undef) }
 end
 
+describe 'Microdeploy::Version' do
+  it { is_expected.to allow_values('1.4.0-1', '2:1.0', '0.1+git20251125~1-1') }
+  it { is_expected.not_to allow_values('present', 'v1', '1.0 1', '1;reboot', '') }
+end
+
 describe 'Microdeploy::Name' do
   it { is_expected.to allow_values('orders-api', 'a1', 'python3.11-app', 'g++x') }
   it { is_expected.not_to allow_values('Orders', 'a', '-orders', 'orders api', 'orders_api', '../etc') }
