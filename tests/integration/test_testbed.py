@@ -17,7 +17,7 @@ import pytest
 
 from tests.testbed import CACHE_DIR, TestbedError
 from tests.testbed.host import ROOTS_DIR, RUNNING_STATES, Host, boot, booted_host, reap_stale_hosts
-from tests.testbed.image import BASE_PACKAGES, build_cached, debian_mirror, image_path
+from tests.testbed.image import BASE_PACKAGES, build_cached, debian_mirror, image_path, unpacked
 from tests.testbed.network import netns, reap_stale_netns
 
 if TYPE_CHECKING:
@@ -138,8 +138,8 @@ def test_run_passes_input_and_reports_failures(host: Host) -> None:
 
 
 @pytest.mark.host
-def test_copied_files_are_visible_inside(host: Host, tmp_path: Path) -> None:
-    """A file copied to /root and a directory copied to /var/tmp are seen by the host."""
+def test_copied_files_are_visible_inside(host: Host, host_image: Path, tmp_path: Path) -> None:
+    """A file copied to /root and a directory copied to /var/tmp are seen by the host, not by the image."""
     (tmp_path / "note.txt").write_text("from outside\n")
     (tmp_path / "tree" / "sub").mkdir(parents=True)
     (tmp_path / "tree" / "sub" / "leaf.txt").write_text("leaf\n")
@@ -147,6 +147,7 @@ def test_copied_files_are_visible_inside(host: Host, tmp_path: Path) -> None:
     host.copy_in(tmp_path / "tree", "/var/tmp/tree")
     assert host.read_file("/root/note.txt") == "from outside\n"
     assert host.read_file("/var/tmp/tree/sub/leaf.txt") == "leaf\n"
+    assert not (unpacked(host_image) / "root" / "note.txt").exists()
 
 
 @pytest.mark.host

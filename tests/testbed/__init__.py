@@ -39,6 +39,8 @@ _TOOL_PACKAGES: Mapping[str, str] = {
     "ip": "iproute2",
     "ssh-keygen": "openssh-client",
     "tar": "tar",
+    "mount": "mount",
+    "umount": "mount",
     "piuparts": "piuparts",
 }
 

@@ -1,4 +1,9 @@
-"""Boot a fresh copy of an image with systemd in systemd-nspawn, run commands in it, power it off."""
+"""Boot a fresh copy of an image with systemd in systemd-nspawn, run commands in it, power it off.
+
+A host's root is an overlay mount: the image unpacked once (shared, never
+written) below, the host's own changes in its directory above. That makes a
+fresh root in milliseconds instead of an untar of ~12,000 files per boot.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from . import CACHE_DIR, TestbedError, require_tools, run_tool, tail
+from .image import unpacked
 from .network import Netns
 
 __all__ = [
@@ -77,7 +83,7 @@ class Host:
 
     @property
     def root(self) -> Path:
-        """The host's root filesystem, as seen from our side."""
+        """The host's root filesystem (an overlay mount), as seen from our side."""
         return self.directory / "root"
 
     @property
@@ -221,7 +227,7 @@ def boot(
     timeout: float = BOOT_TIMEOUT,
 ) -> Host:
     """Boot a fresh copy of `image`; wait until it is running unless `wait` is False."""
-    require_tools("systemd-nspawn", "nsenter", "tar")
+    require_tools("systemd-nspawn", "nsenter", "tar", "mount", "umount")
     name = name or f"mdtb-{secrets.token_hex(4)}"
     if not _HOSTNAME.fullmatch(name):
         raise TestbedError(f"invalid host name {name!r}. Use lower-case letters, digits and dashes.")
@@ -230,7 +236,7 @@ def boot(
     started = time.monotonic()
     try:
         _write_owner(directory, None)
-        _unpack(image, directory / "root")
+        _mount_root(unpacked(image), directory)
         _set_hostname(directory / "root", name)
         if regenerate_host_keys:
             regenerate_ssh_host_keys(directory / "root")
@@ -283,21 +289,6 @@ def regenerate_ssh_host_keys(root: Path) -> None:
     run_tool(["ssh-keygen", "-A", "-f", str(root)])
 
 
-def _unpack(image: Path, root: Path) -> None:
-    """Untar the image into the empty directory `root`, keeping owners, modes and xattrs."""
-    if not image.is_file():
-        raise TestbedError(f"image {image} does not exist. Build it with ensure_image().")
-    root.mkdir()
-    run_tool(
-        [
-            "tar", "--extract", "--file", str(image), "--directory", str(root),
-            # mmdebstrap writes pax tarballs with xattrs (file capabilities, e.g. ping's).
-            "--numeric-owner", "--preserve-permissions", "--xattrs", "--xattrs-include=*",
-        ],
-        timeout=300,
-    )  # fmt: skip
-
-
 def reap_stale_hosts() -> list[Path]:
     """Remove hosts left behind by test sessions that died without teardown; return their dirs."""
     reaped = []
@@ -346,6 +337,25 @@ def _wait_gone(pid: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while _pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
+
+
+def _mount_root(tree: Path, directory: Path) -> None:
+    """Mount DIRECTORY/root as an overlay: the shared unpacked image below, this host's changes above."""
+    upper, work, root = directory / "upper", directory / "work", directory / "root"
+    for path in (upper, work, root):
+        path.mkdir()
+    paths = [str(tree), str(upper), str(work)]
+    if any(char in path for path in paths for char in ",:"):
+        # They would be read as separators of the mount options.
+        raise TestbedError(f"overlay paths must not contain ',' or ':': {paths}")
+    options = f"lowerdir={tree},upperdir={upper},workdir={work}"
+    try:
+        run_tool(["mount", "-t", "overlay", "overlay", "-o", options, str(root)])
+    except TestbedError as exc:
+        raise TestbedError(
+            f"cannot mount the overlay root of a host: {exc}. Keep {ROOTS_DIR} on a filesystem "
+            "that overlayfs accepts as upper layer (ext4, xfs; not overlayfs itself)."
+        ) from exc
 
 
 def _set_hostname(root: Path, name: str) -> None:
@@ -463,12 +473,14 @@ def _kill(process: subprocess.Popen[bytes], pid1: int | None) -> None:
 
 
 def _remove_host_directory(directory: Path) -> None:
-    """Delete a host's directory, refusing anything outside ROOTS_DIR or with mounts below it."""
+    """Unmount a host's overlay root and delete its directory (only under ROOTS_DIR, only if unmounted)."""
     directory = directory.resolve()
     if directory.parent != ROOTS_DIR.resolve():
         raise TestbedError(f"refusing to remove {directory}: not a test-bed host directory")
-    # nspawn mounts in its own namespace; a mount visible here would mean
-    # rmtree could delete through it into something else.
+    if directory / "root" in _mount_points():
+        run_tool(["umount", str(directory / "root")], timeout=60)
+    # nspawn mounts in its own namespace; any mount still visible here would
+    # let rmtree delete through it into the shared image tree or elsewhere.
     mounts = [m for m in _mount_points() if m == directory or directory in m.parents]
     if mounts:
         raise TestbedError(f"refusing to remove {directory}: still mounted: {mounts}")
