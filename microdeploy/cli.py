@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from microdeploy import __version__
+from microdeploy.build.core import BuildSettings, build
 from microdeploy.config import (
     DEFAULT_PORT,
     ServiceConfig,
@@ -121,7 +122,7 @@ def print_json(data: object) -> None:
 @click.option("--no-input", is_flag=True, help="Do not prompt; use defaults.")
 def new(name: str, directory: Path | None, port: int, with_db: bool, no_input: bool) -> None:
     """Create a Flask service NAME in the conventional layout."""
-    description = f"{name} web service"
+    description = "Flask web service"
     maintainer = default_maintainer(os.environ)
     if not no_input and sys.stdin.isatty():
         description = click.prompt("Description", default=description)
@@ -147,6 +148,27 @@ def show_config(project: Path, **flags: Any) -> None:
     config = load_service(project, flags)
     data = {key: getattr(config, key) for key in config.__dataclass_fields__}
     print_json(data)
+
+
+@main.command("build")
+@click.argument("project", type=click.Path(path_type=Path), default=".")
+@click.option("--out", type=click.Path(path_type=Path), help="Output directory (default: PROJECT/dist).")
+@click.option("--version", "version", help="Upstream version (default: from the project and git).")
+@click.option("--revision", help="Debian revision (default: $BUILD_NUMBER, else 1).")
+@click.option("--keep-installers", is_flag=True, help="Ship pip, setuptools and wheel in the venv.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@service_options
+def build_command(project: Path, out: Path | None, version: str | None, revision: str | None,
+                  keep_installers: bool, as_json: bool, **flags: Any) -> None:
+    """Build PROJECT into a Debian package with dh-virtualenv."""
+    overrides = config_overrides(flags)
+    overrides["version"] = version
+    result = build(BuildSettings(project=project, out=out, overrides=overrides, revision=revision,
+                                 environ=dict(os.environ), keep_installers=keep_installers))
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        click.echo(f"{result.deb} ({result.version}, {result.size // 1024} kB, {result.seconds:.1f} s)")
 
 
 __all__ = ["EXIT_BAD_INPUT", "main"]

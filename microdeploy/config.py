@@ -71,8 +71,11 @@ class ServiceConfig:
 
     @property
     def summary(self) -> str:
-        """A one-line description, never empty."""
-        return self.description or f"{self.name} web service"
+        """A one-line description, never empty, that does not start with the name (lintian)."""
+        text = self.description
+        if text.lower().startswith(self.name):
+            text = text[len(self.name):].lstrip(" :-,")
+        return (text[:1].upper() + text[1:]) if text else "Flask web service"
 
 
 KEYS = tuple(f.name for f in fields(ServiceConfig))

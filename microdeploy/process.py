@@ -70,6 +70,7 @@ class Runner(Protocol):
         check: bool = True,
         input: str | None = None,
         timeout: float | None = None,
+        inherit_env: bool = True,
     ) -> Result: ...
 
 
@@ -99,11 +100,15 @@ def run(
     check: bool = True,
     input: str | None = None,
     timeout: float | None = None,
+    inherit_env: bool = True,
 ) -> Result:
-    """Run `argv`, capture its output, and raise MicrodeployError if it fails and `check`."""
+    """Run `argv`, capture its output, and raise MicrodeployError if it fails and `check`.
+
+    `env` is added to this process's environment, or replaces it when not `inherit_env`.
+    """
     argv = tuple(str(arg) for arg in argv)
     require_tools(argv[0])
-    full_env = None if env is None else {**os.environ, **env}
+    full_env = None if env is None else {**os.environ, **env} if inherit_env else dict(env)
     log.debug("$ %s  (cwd=%s)", shlex.join(argv), cwd or Path.cwd())
     try:
         completed = subprocess.run(

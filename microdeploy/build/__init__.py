@@ -1,0 +1,1 @@
+"""`microdeploy build`: a Debian package of a service."""

@@ -1,0 +1,53 @@
+"""The template context of debian/: a pure function of the service and the build facts."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from microdeploy.config import ServiceConfig
+
+WSGI_SERVER = "gunicorn>=21.2"
+PRIVILEGED_PORT_LIMIT = 1024
+
+
+@dataclass(frozen=True)
+class BuildFacts:
+    """What the build found out beyond the service config."""
+
+    upstream: str
+    version: str
+    python_minor: str
+    distribution: str
+    epoch: int
+    license_name: str
+    keep_installers: bool = False
+
+
+def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
+    """Everything the debian/ templates use."""
+    return {
+        "name": config.name,
+        "app": config.app,
+        "summary": config.summary,
+        "maintainer": config.maintainer,
+        "port": config.port,
+        "bind": config.bind,
+        "workers": config.workers,
+        "health_path": config.health_path,
+        "depends": config.depends,
+        "build_depends": config.build_depends,
+        "python_package": f"python{facts.python_minor}",
+        "wsgi_server": WSGI_SERVER,
+        "keep_pip": facts.keep_installers,
+        "privileged_port": config.port < PRIVILEGED_PORT_LIMIT,
+        "env_prefix": config.module.upper() + "_",
+        "copyright_year": time.gmtime(facts.epoch).tm_year,
+        "license_name": facts.license_name,
+        "license_text": (
+            "This service is distributed under the terms of its upstream license."
+            if facts.license_name != "other"
+            else "See the license of the upstream project."
+        ),
+    }

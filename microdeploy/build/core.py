@@ -1,0 +1,134 @@
+"""`microdeploy build`: from a project directory to dist/*.deb, .buildinfo and .changes."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from microdeploy.build import source
+from microdeploy.build.changelog import render_changelog
+from microdeploy.build.context import BuildFacts, debian_context
+from microdeploy.build.dhvirtualenv import Artifacts, collect, dpkg_buildpackage
+from microdeploy.build.tree import copy_source, render_debian
+from microdeploy.build.version import debian_revision, full_version, upstream_version
+from microdeploy.config import ServiceConfig, load_config
+from microdeploy.errors import MicrodeployError, bad_input
+from microdeploy.fsutil import atomic_write
+from microdeploy.process import Runner, run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Everything `microdeploy build` was asked to do."""
+
+    project: Path
+    out: Path | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    revision: str | None = None
+    environ: Mapping[str, str] = field(default_factory=dict)
+    keep_installers: bool = False
+    work_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What the build produced."""
+
+    name: str
+    version: str
+    deb: Path
+    buildinfo: Path
+    changes: Path
+    size: int
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly view for --json."""
+        return {
+            "name": self.name, "version": self.version, "deb": str(self.deb),
+            "buildinfo": str(self.buildinfo), "changes": str(self.changes),
+            "size": self.size, "seconds": round(self.seconds, 2),
+        }
+
+
+def python_minor(config: ServiceConfig, runner: Runner = run) -> str:
+    """The X.Y of the system interpreter the venv is built with (never a pyenv or venv one)."""
+    interpreter = Path("/usr/bin") / config.python
+    if not interpreter.exists():
+        raise MicrodeployError(
+            f"python interpreter {interpreter} not found (from python {config.python!r})",
+            hint=f"Install it: sudo apt-get install {config.python} {config.python}-venv",
+        )
+    code = "import sys; print('%d.%d' % sys.version_info[:2])"
+    return runner([str(interpreter), "-c", code]).stdout.strip()
+
+
+def plan(settings: BuildSettings, runner: Runner = run) -> tuple[ServiceConfig, BuildFacts, str]:
+    """Validate everything and decide the version before any file is written."""
+    project = settings.project.resolve() if settings.project.exists() else settings.project
+    source.check_installable(project)
+    config = load_config(project, settings.overrides)
+    source.check_app(project, config.app)
+    state = source.git_state(project, runner)
+    upstream = upstream_version(config.version, state)
+    revision = debian_revision(settings.revision, settings.environ.get("BUILD_NUMBER"))
+    epoch = source.source_date_epoch(project, settings.environ, runner)
+    facts = BuildFacts(
+        upstream=upstream,
+        version=full_version(upstream, revision),
+        python_minor=python_minor(config, runner),
+        distribution=source.build_distribution(),
+        epoch=epoch,
+        license_name=source.project_license(project),
+        keep_installers=settings.keep_installers,
+    )
+    changelog = render_changelog(
+        name=config.name, version=facts.version, distribution=facts.distribution,
+        maintainer=config.maintainer, changes=source.change_subjects(project, state, runner), epoch=epoch,
+    )
+    return config, facts, changelog
+
+
+def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
+    """Build the service's .deb and put it with its .buildinfo and .changes into the output directory."""
+    started = time.monotonic()
+    config, facts, changelog = plan(settings, runner)
+    out = settings.out or settings.project / "dist"
+    if out.exists() and not out.is_dir():
+        raise bad_input(f"output path {out} is not a directory", hint="Pass a directory with --out")
+    log.info("building %s %s", config.name, facts.version)
+    work = Path(tempfile.mkdtemp(prefix=f"microdeploy-{config.name}.", dir=settings.work_dir))
+    try:
+        tree = work / f"{config.name}-{facts.upstream.replace(':', '_')}"
+        copy_source(settings.project, tree)
+        render_debian(tree, debian_context(config, facts), changelog)
+        log.info("dpkg-buildpackage (dh-virtualenv) in %s", tree)
+        dpkg_buildpackage(tree, settings.environ, facts.epoch, runner)
+        artifacts = publish_artifacts(collect(tree, config.name), out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result = BuildResult(
+        name=config.name, version=facts.version, deb=artifacts.deb, buildinfo=artifacts.buildinfo,
+        changes=artifacts.changes, size=artifacts.deb.stat().st_size, seconds=time.monotonic() - started,
+    )
+    log.info("built %s (%d kB)", result.deb, result.size // 1024)
+    return result
+
+
+def publish_artifacts(built: Artifacts, out: Path) -> Artifacts:
+    """Copy the three files into `out`, each atomically, the .deb last."""
+    out.mkdir(parents=True, exist_ok=True)
+    copied = {}
+    for kind in ("buildinfo", "changes", "deb"):
+        path: Path = getattr(built, kind)
+        atomic_write(out / path.name, path.read_bytes())
+        copied[kind] = out / path.name
+    return Artifacts(**copied)

@@ -1,0 +1,94 @@
+"""The dh-virtualenv backend: dpkg-buildpackage over a rendered build tree."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from microdeploy.errors import MicrodeployError
+from microdeploy.process import Runner, output_tail, require_tools, run
+
+log = logging.getLogger(__name__)
+
+BUILD_TOOLS = ("dpkg-buildpackage", "dh", "dh_virtualenv", "fakeroot")
+# Lines of a failed build that say why; the rest is debhelper chatter.
+REASON_RE = re.compile(
+    r"(ERROR|error:|Error:|Unmet build dependencies|No matching distribution|Could not find a version"
+    r"|ResolutionImpossible|conflict|not found|No such file|Traceback|ModuleNotFoundError)",
+)
+# Variables of the caller's Python that must not leak into the build's interpreters.
+SCRUBBED = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "CONDA_PREFIX")
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """The files dpkg-buildpackage produced."""
+
+    deb: Path
+    buildinfo: Path
+    changes: Path
+
+
+def build_environment(environ: Mapping[str, str], epoch: int) -> dict[str, str]:
+    """The environment of dpkg-buildpackage: system tools first, reproducible, no dbgsym."""
+    env = {key: value for key, value in environ.items() if key not in SCRUBBED}
+    env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"  # never a pyenv or venv python
+    env["SOURCE_DATE_EPOCH"] = str(epoch)
+    env["DEB_BUILD_OPTIONS"] = " ".join(
+        ["noautodbgsym", "nocheck", f"parallel={os.cpu_count() or 1}", environ.get("DEB_BUILD_OPTIONS", "")]
+    ).strip()
+    env["LC_ALL"] = "C.UTF-8"
+    env["TZ"] = "UTC"
+    return env
+
+
+def dpkg_buildpackage(tree: Path, environ: Mapping[str, str], epoch: int, runner: Runner = run) -> None:
+    """Build the binary package of `tree`; raise with the relevant lines if it fails."""
+    require_tools(*BUILD_TOOLS)
+    result = runner(
+        ["dpkg-buildpackage", "--build=binary", "--no-sign", "--jobs=auto"],
+        cwd=tree,
+        env=build_environment(environ, epoch),
+        inherit_env=False,
+        check=False,
+    )
+    output = result.stdout + "\n" + result.stderr
+    log.debug("dpkg-buildpackage output:\n%s", output)
+    if result.returncode != 0:
+        raise MicrodeployError(
+            f"dpkg-buildpackage failed (exit status {result.returncode}):\n{relevant_lines(output)}",
+            hint=failure_hint(output),
+        )
+
+
+def relevant_lines(output: str, limit: int = 20) -> str:
+    """The lines of a build log that explain a failure, else its tail."""
+    lines = [line for line in output.splitlines() if REASON_RE.search(line)]
+    chosen = "\n".join(lines[-limit:]) if lines else output_tail(output, limit)
+    return "\n".join(f"    {line}" for line in chosen.splitlines())
+
+
+def failure_hint(output: str) -> str:
+    """What to do about the most common build failures."""
+    if "Unmet build dependencies" in output:
+        return "Install the missing build dependencies with apt-get, or fix build_depends"
+    if "No matching distribution" in output or "ResolutionImpossible" in output:
+        return "Fix the project's dependencies so that pip can resolve them"
+    return "Run with --debug and read the full dpkg-buildpackage output above"
+
+
+def collect(tree: Path, name: str) -> Artifacts:
+    """Find the .deb, .buildinfo and .changes next to the build tree."""
+    parent = tree.parent
+
+    def one(pattern: str) -> Path:
+        found = sorted(parent.glob(pattern))
+        if len(found) != 1:
+            raise MicrodeployError(f"expected one {pattern} in {parent}, found {len(found)}")
+        return found[0]
+
+    return Artifacts(one(f"{name}_*.deb"), one(f"{name}_*.buildinfo"), one(f"{name}_*.changes"))

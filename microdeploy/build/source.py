@@ -1,0 +1,148 @@
+"""What the build needs to know about the project's source: git state, dates, app, license."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from microdeploy.build.version import GitState
+from microdeploy.config import read_project_file
+from microdeploy.errors import bad_input
+from microdeploy.process import Runner, run
+
+PROJECT_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
+DESCRIBE_RE = re.compile(r"^v?(?P<version>.+)-(?P<count>\d+)-g(?P<sha>[0-9a-f]+)$")
+
+
+def check_installable(project: Path) -> None:
+    """Refuse a directory that is not a Python project, or that has its own debian/."""
+    if not project.is_dir():
+        raise bad_input(f"project directory not found: {project}", hint="Pass the path of a Python project")
+    if not any((project / name).is_file() for name in PROJECT_FILES):
+        raise bad_input(
+            f"{project} is not a Python project (no pyproject.toml, setup.py or setup.cfg)",
+            hint="Run microdeploy build in the service's directory, or pass its path",
+        )
+    if (project / "debian").exists():
+        # Ours is rendered from the service model; two debian/ directories would
+        # silently disagree, so refuse rather than pick one.
+        raise bad_input(
+            f"{project} has its own debian/ directory",
+            hint="Remove debian/ (microdeploy renders its own), or build it with dpkg-buildpackage directly",
+        )
+
+
+def is_git_checkout(project: Path, runner: Runner = run) -> bool:
+    """True when `project` is inside a git work tree."""
+    result = runner(["git", "-C", str(project), "rev-parse", "--is-inside-work-tree"], check=False)
+    return result.returncode == 0 and result.stdout.strip() == "true"
+
+
+def git_state(project: Path, runner: Runner = run) -> GitState | None:
+    """The last release tag and how far HEAD is past it, or None outside git."""
+    if not is_git_checkout(project, runner):
+        return None
+    head = runner(["git", "-C", str(project), "rev-parse", "--short=7", "HEAD"], check=False)
+    if head.returncode != 0:
+        return None  # a repository without commits
+    described = runner(
+        ["git", "-C", str(project), "describe", "--tags", "--long", "--match", "v[0-9]*", "--match", "[0-9]*"],
+        check=False,
+    )
+    match = DESCRIBE_RE.match(described.stdout.strip()) if described.returncode == 0 else None
+    if match is None:
+        return GitState(None, 0, head.stdout.strip())
+    return GitState(match["version"], int(match["count"]), match["sha"][:7])
+
+
+def change_subjects(project: Path, state: GitState | None, runner: Runner = run) -> list[str]:
+    """Commit subjects since the last tag (all recent ones without a tag), newest first."""
+    if state is None:
+        return []
+    revisions = ["-n", "30", "HEAD"]
+    if state.tag_version is not None:
+        tag = runner(["git", "-C", str(project), "describe", "--tags", "--abbrev=0"], check=False).stdout.strip()
+        revisions = [f"{tag}..HEAD"] if tag else revisions
+    log = runner(["git", "-C", str(project), "log", "--format=%s", *revisions], check=False)
+    return [line for line in log.stdout.splitlines() if line.strip()]
+
+
+def source_date_epoch(project: Path, environ: Mapping[str, str], runner: Runner = run) -> int:
+    """SOURCE_DATE_EPOCH if set, else the time of the last commit, else now."""
+    if environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        return int(environ["SOURCE_DATE_EPOCH"])
+    if is_git_checkout(project, runner):
+        result = runner(["git", "-C", str(project), "log", "-1", "--format=%ct"], check=False)
+        if result.stdout.strip().isdigit():
+            return int(result.stdout.strip())
+    return int(time.time())
+
+
+def project_license(project: Path) -> str:
+    """The project's license name for debian/copyright (SPDX if it gives one)."""
+    project_table, _, _ = read_project_file(project)
+    value = project_table.get("license")
+    if isinstance(value, dict):
+        value = value.get("text")
+    text = str(value).strip() if value else ""
+    if text and re.fullmatch(r"[A-Za-z0-9.+-]+( (AND|OR|WITH) [A-Za-z0-9.+-]+)*", text):
+        return text
+    return "other"
+
+
+def check_app(project: Path, app: str) -> None:
+    """Refuse a WSGI target whose module is not in the project or lacks the attribute."""
+    module, _, attribute = app.partition(":")
+    attribute = attribute.removesuffix("()")
+    path = find_module(project, module)
+    if path is None:
+        raise bad_input(
+            f"app module {module!r} (from app {app!r}) is not in {project}",
+            hint="Set app to the module and attribute of the WSGI app, e.g. --app 'orders_api.wsgi:app'",
+        )
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except SyntaxError as exc:
+        raise bad_input(f"cannot parse {path}: {exc}", hint="Fix the syntax error") from exc
+    names = top_level_names(tree)
+    if attribute not in names and "*" not in names:
+        raise bad_input(
+            f"app {app!r}: {module} defines no {attribute!r}",
+            hint=f"Set app to a name defined in {path.relative_to(project)}",
+        )
+
+
+def find_module(project: Path, module: str) -> Path | None:
+    """The file of `module` in a src/ or flat layout, or None."""
+    parts = module.split(".")
+    for root in (project / "src", project):
+        for candidate in (root.joinpath(*parts).with_suffix(".py"), root.joinpath(*parts, "__init__.py")):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def top_level_names(tree: ast.Module) -> set[str]:
+    """Names bound at module level (functions, classes, assignments, imports)."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return names
+
+
+def build_distribution(os_release: Path = Path("/etc/os-release")) -> str:
+    """The codename of the build host (bookworm), for the changelog's distribution."""
+    if os_release.is_file():
+        match = re.search(r"^VERSION_CODENAME=\"?([a-z]+)\"?$", os_release.read_text(), re.M)
+        if match:
+            return match.group(1)
+    return os.environ.get("DEB_DISTRIBUTION", "unstable")

@@ -1,0 +1,36 @@
+"""The build tree: a copy of the project with a rendered debian/, outside the checkout."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from microdeploy.fsutil import atomic_write
+from microdeploy.render import render_tree
+from microdeploy.resources import template_folder
+
+# Never copied into the build tree: VCS data, local environments, earlier outputs.
+IGNORED = (
+    ".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", "dist", "build", "__pycache__",
+    "*.pyc", "*.egg-info", ".pytest_cache", ".mypy_cache", ".ruff_cache", "node_modules",
+)
+EXECUTABLE = ("rules", "finalize-venv")
+
+
+def copy_source(project: Path, dest: Path) -> None:
+    """Copy the project's source into `dest`, leaving out what must not be packaged."""
+    shutil.copytree(project, dest, ignore=shutil.ignore_patterns(*IGNORED), symlinks=True)
+
+
+def render_debian(dest: Path, context: Mapping[str, Any], changelog: str) -> list[Path]:
+    """Render debian_templates/ into dest/debian and write the changelog."""
+    debian = dest / "debian"
+    written = render_tree(template_folder("debian_templates"), debian, context)
+    (debian / "README.md").unlink(missing_ok=True)
+    written = [path for path in written if path.name != "README.md"]
+    for name in EXECUTABLE:
+        (debian / name).chmod(0o755)
+    atomic_write(debian / "changelog", changelog)
+    return [*written, debian / "changelog"]

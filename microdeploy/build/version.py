@@ -1,0 +1,80 @@
+"""Debian versions of a service: upstream from the project and git, revision from CI."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from packaging.version import InvalidVersion, Version
+
+from microdeploy.errors import bad_input
+
+DEBIAN_REVISION_RE = re.compile(r"^[0-9][A-Za-z0-9.+~]*$")
+
+
+@dataclass(frozen=True)
+class GitState:
+    """Where the commit stands relative to the last release tag."""
+
+    tag_version: str | None
+    commits_since_tag: int
+    short_sha: str | None
+
+
+def debian_upstream(version: str) -> str:
+    """A PEP 440 version spelt so that dpkg sorts it the same way (pre-releases with '~')."""
+    try:
+        parsed = Version(version)
+    except InvalidVersion:
+        raise bad_input(f"invalid version {version!r}", hint="Use a PEP 440 version such as '1.4.0'") from None
+    text = ".".join(str(part) for part in parsed.release)
+    if parsed.pre is not None:
+        text += f"~{parsed.pre[0]}{parsed.pre[1]}"
+    if parsed.post is not None:
+        text += f".post{parsed.post}"
+    if parsed.dev is not None:
+        text += f"~dev{parsed.dev}"
+    if parsed.local is not None:
+        text += f"+{parsed.local}"
+    return f"{parsed.epoch}:{text}" if parsed.epoch else text
+
+
+def next_patch(version: str) -> str:
+    """The release after `version`: its patch level plus one."""
+    release = list(Version(version).release) + [0, 0]
+    return f"{release[0]}.{release[1]}.{release[2] + 1}"
+
+
+def upstream_version(project_version: str | None, git: GitState | None) -> str:
+    """The upstream part: the project's version, or a pre-release past the last tag.
+
+    Commits past the last release tag get `<next>~dev<N>.g<sha>`, which sorts
+    after the tag and before the next release, and rises with every commit.
+    """
+    base = project_version or (git.tag_version if git else None)
+    if base is None:
+        raise bad_input(
+            "cannot tell the version of the project",
+            hint="Set [project].version or tag a release (v1.0.0), or pass --version",
+        )
+    if git is None or git.tag_version is None or git.commits_since_tag == 0:
+        return debian_upstream(base)
+    tag = git.tag_version
+    upcoming = base if Version(base) > Version(tag) else next_patch(tag)
+    return f"{debian_upstream(upcoming)}~dev{git.commits_since_tag}.g{git.short_sha}"
+
+
+def debian_revision(revision: str | None, build_number: str | None) -> str:
+    """The Debian revision: --revision, else the CI's BUILD_NUMBER, else 1."""
+    value = revision or build_number or "1"
+    if not DEBIAN_REVISION_RE.match(value):
+        raise bad_input(
+            f"invalid Debian revision {value!r} (from {'--revision' if revision else 'BUILD_NUMBER'})",
+            hint="Use digits, optionally with '.', '+' or '~' (e.g. 42)",
+        )
+    return value
+
+
+def full_version(upstream: str, revision: str) -> str:
+    """UPSTREAM-REVISION."""
+    return f"{upstream}-{revision}"
