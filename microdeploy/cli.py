@@ -22,6 +22,7 @@ from microdeploy.config import (
     parse_setting_assignments,
     validate,
 )
+from microdeploy.deploy import DeployOptions, deploy
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
 from microdeploy.scaffold import default_maintainer, scaffold
 
@@ -169,6 +170,61 @@ def build_command(project: Path, out: Path | None, version: str | None, revision
         print_json(result.as_dict())
     else:
         click.echo(f"{result.deb} ({result.version}, {result.size // 1024} kB, {result.seconds:.1f} s)")
+
+
+@main.command("deploy")
+@click.argument("name", required=False)
+@click.option("--version", "version", required=True, help="Debian version to install, e.g. 1.4.0-1.")
+@click.option("--hosts", multiple=True, metavar="H1,H2,...",
+              help="Hosts as [user@]host[:port], comma-separated (repeatable).")
+@click.option("--hosts-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="File with one host per line ('#' comments).")
+@click.option("--batch", default="1", show_default=True, help="Hosts per batch: a number N or a percentage P%.")
+@click.option("--max-failures", type=int, default=0, show_default=True,
+              help="Unhealthy hosts tolerated (each rolled back alone) before the rollout stops.")
+@click.option("--user", help="SSH user for hosts that do not name one.")
+@click.option("--sudo", is_flag=True, help="Run apt-get and the hooks with `sudo -n` (for a non-root user).")
+@click.option("--ssh-config", type=click.Path(path_type=Path, dir_okay=False), help="OpenSSH client config file.")
+@click.option("--known-hosts", type=click.Path(path_type=Path, dir_okay=False),
+              help="known_hosts file (default: the ssh config's UserKnownHostsFile, else ~/.ssh/known_hosts).")
+@click.option("-i", "--identity", type=click.Path(path_type=Path, dir_okay=False), help="SSH private key.")
+@click.option("--accept-new-host-keys", is_flag=True,
+              help="Add unknown host keys to known_hosts (a changed key is still refused).")
+@click.option("--connect-timeout", type=float, default=10.0, show_default=True, help="SSH connect timeout (s).")
+@click.option("--port", type=int, help="Port of the service (default: from the service's configuration).")
+@click.option("--health-path", help="Health path (default: from the service's configuration).")
+@click.option("--health-timeout", type=float, default=60.0, show_default=True,
+              help="Seconds a host has to answer its health check.")
+@click.option("--drain", metavar="CMD", help="Shell command run on each host before its upgrade.")
+@click.option("--undrain", metavar="CMD", help="Shell command run on each host once it is healthy.")
+@click.option("--apt-source", metavar="FILE",
+              help="Refresh only this APT source file on the hosts, e.g. /etc/apt/sources.list.d/NAME.sources.")
+@click.option("--project", type=click.Path(path_type=Path, file_okay=False),
+              help="Service directory to read name, port and health path from (default: the current one).")
+@click.option("--dry-run", is_flag=True, help="Print the batches and commands without connecting.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.pass_context
+def deploy_command(ctx: click.Context, name: str | None, version: str, hosts: tuple[str, ...],
+                   hosts_file: Path | None, batch: str, max_failures: int, user: str | None, sudo: bool,
+                   ssh_config: Path | None, known_hosts: Path | None, identity: Path | None,
+                   accept_new_host_keys: bool, connect_timeout: float, port: int | None, health_path: str | None,
+                   health_timeout: float, drain: str | None, undrain: str | None, apt_source: str | None,
+                   project: Path | None, dry_run: bool, as_json: bool) -> None:
+    """Roll VERSION of NAME out to hosts over SSH in batches; roll a failing batch back."""
+    report = deploy(DeployOptions(
+        version=version, name=name, hosts=hosts, hosts_file=hosts_file, batch=batch, user=user, sudo=sudo,
+        ssh_config=ssh_config, known_hosts=known_hosts, identity=identity,
+        accept_new_host_keys=accept_new_host_keys, connect_timeout=connect_timeout, port=port,
+        health_path=health_path, health_timeout=health_timeout, max_failures=max_failures, drain=drain,
+        undrain=undrain, apt_source=apt_source, project=project, dry_run=dry_run,
+    ))
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        for line in report.summary_lines():
+            click.echo(line)
+    if report.exit_code:
+        ctx.exit(report.exit_code)
 
 
 __all__ = ["EXIT_BAD_INPUT", "main"]

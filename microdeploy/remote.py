@@ -1,0 +1,202 @@
+"""The Fabric side of `deploy`: SSH sessions whose host keys are checked against known_hosts.
+
+Fabric's `Connection` installs paramiko's AutoAddPolicy and loads no
+known_hosts file at all (fabric/fabric#1804), so out of the box it trusts any
+host key, including a man in the middle's. Here every connection loads the
+known_hosts files and gets a policy that refuses an unknown key, or, with
+`--accept-new-host-keys`, appends it like OpenSSH's
+`StrictHostKeyChecking=accept-new`. A key that differs from the known one is
+always refused (paramiko raises BadHostKeyException before any policy runs).
+
+This module and `deploy` are the only ones that know about SSH; nothing else
+imports Fabric or paramiko.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+import fabric
+import paramiko
+from invoke.exceptions import CommandTimedOut
+
+from microdeploy.deploy import CommandResult, Target
+from microdeploy.errors import MicrodeployError
+
+log = logging.getLogger(__name__)
+
+USER_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
+SYSTEM_KNOWN_HOSTS = Path("/etc/ssh/ssh_known_hosts")
+
+# Appending to one known_hosts file from several connection threads.
+_KNOWN_HOSTS_LOCK = threading.Lock()
+
+
+class UnknownHostKeyError(paramiko.SSHException):  # type: ignore[misc]  # paramiko is untyped
+    """The server's host key is in no known_hosts file."""
+
+    def __init__(self, hostname: str, key: paramiko.PKey) -> None:
+        super().__init__(f"unknown host key for {hostname}")
+        self.hostname = hostname
+        self.key = key
+
+
+class RejectUnknownHostKey(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
+    """Refuse a host whose key is not in known_hosts (the policy Fabric does not have)."""
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        """Raise UnknownHostKeyError: trust is decided by the operator, not on first sight."""
+        raise UnknownHostKeyError(hostname, key)
+
+
+class AcceptNewHostKey(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
+    """Append an unknown host's key to known_hosts, like OpenSSH's StrictHostKeyChecking=accept-new."""
+
+    def __init__(self, known_hosts: Path) -> None:
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        """Record the key (one appended line, so concurrent connections do not overwrite each other)."""
+        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
+        with _KNOWN_HOSTS_LOCK:
+            self.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with self.known_hosts.open("a", encoding="utf-8") as handle:
+                handle.write(line)
+        log.warning("added the %s host key of %s to %s: %s", key.get_name(), hostname, self.known_hosts,
+                    fingerprint(key))
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """The key's SHA256 fingerprint as OpenSSH prints it."""
+    return str(key.fingerprint)
+
+
+class FabricRemote:
+    """A `deploy.Remote` over one open Fabric connection."""
+
+    def __init__(self, target: Target, connection: fabric.Connection) -> None:
+        self.target = target
+        self.connection = connection
+
+    def run(self, command: str, *, sudo: bool = False, timeout: float | None = None) -> CommandResult:
+        """Run the command line; a non-zero exit is a result, a lost connection an error."""
+        # `sudo -n`: fail at once instead of waiting for a password nobody types.
+        line = f"sudo -n -- {command}" if sudo else command
+        log.debug("%s$ %s", self.target.spec, line)
+        try:
+            result = self.connection.run(line, hide=True, warn=True, in_stream=False, pty=False,
+                                         timeout=None if timeout is None else int(timeout))
+        except CommandTimedOut as exc:
+            return CommandResult(124, "", f"timed out after {exc.timeout} s")
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise MicrodeployError(
+                f"{self.target.spec}: the SSH connection failed while running `{line}`: {exc}",
+                hint="Check the host and the network, then look at the host's state before deploying again",
+            ) from exc
+        log.debug("%s: exit %d", self.target.spec, result.exited)
+        return CommandResult(int(result.exited), str(result.stdout), str(result.stderr))
+
+    def put(self, local: Path, remote: str) -> None:
+        """Copy a local file to the host over SFTP."""
+        try:
+            self.connection.put(str(local), remote)
+        except (paramiko.SSHException, OSError) as exc:
+            raise MicrodeployError(f"{self.target.spec}: cannot copy {local} to {remote}: {exc}",
+                                   hint="Check the path and the free space on the host") from exc
+
+    def close(self) -> None:
+        """Close the SSH connection."""
+        self.connection.close()
+
+
+class FabricConnector:
+    """Open Fabric connections with our host key checking; a `deploy.Connector`."""
+
+    def __init__(
+        self,
+        *,
+        ssh_config: Path | None = None,
+        known_hosts: Path | None = None,
+        identity: Path | None = None,
+        accept_new_host_keys: bool = False,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.ssh_config = ssh_config
+        self.known_hosts = known_hosts
+        self.identity = identity
+        self.accept_new_host_keys = accept_new_host_keys
+        self.connect_timeout = connect_timeout
+
+    def __call__(self, target: Target) -> FabricRemote:
+        """Connect and authenticate, or raise MicrodeployError saying why not."""
+        if self.ssh_config is not None and not self.ssh_config.is_file():
+            raise MicrodeployError(f"SSH config file not found: {self.ssh_config}", hint="Pass an existing file")
+        config = fabric.Config(runtime_ssh_path=str(self.ssh_config) if self.ssh_config else None)
+        connect_kwargs: dict[str, Any] = {}
+        if self.identity is not None:
+            connect_kwargs["key_filename"] = [str(self.identity)]
+        connection = fabric.Connection(
+            target.host,
+            user=target.user,
+            port=target.port,
+            config=config,
+            connect_timeout=max(1, int(self.connect_timeout)),
+            connect_kwargs=connect_kwargs,
+        )
+        known_hosts = self._known_hosts_file(connection)
+        client = connection.client
+        if SYSTEM_KNOWN_HOSTS.is_file():
+            client.load_system_host_keys(str(SYSTEM_KNOWN_HOSTS))
+        if known_hosts.is_file():
+            # As "system" keys: read-only, so paramiko never rewrites the file.
+            client.load_system_host_keys(str(known_hosts))
+        policy = AcceptNewHostKey(known_hosts) if self.accept_new_host_keys else RejectUnknownHostKey()
+        client.set_missing_host_key_policy(policy)
+        where = f"{target.spec} ({connection.user}@{connection.host}:{connection.port})"
+        try:
+            connection.open()
+        except UnknownHostKeyError as exc:
+            connection.close()
+            raise MicrodeployError(
+                f"{where}: unknown host key {exc.key.get_name()} {fingerprint(exc.key)} "
+                f"(not in {known_hosts}); no host was changed",
+                hint=f"Check the fingerprint with the host's administrator and add it to {known_hosts} "
+                f"(ssh-keyscan {connection.host} >> {known_hosts}), or pass --accept-new-host-keys",
+            ) from exc
+        except paramiko.BadHostKeyException as exc:
+            connection.close()
+            raise MicrodeployError(
+                f"{where}: the host key CHANGED: got {exc.key.get_name()} {fingerprint(exc.key)}, "
+                f"{known_hosts} has {fingerprint(exc.expected_key)}; no host was changed. "
+                "Someone may be intercepting the connection",
+                hint=f"If the host was reinstalled, remove the old key (ssh-keygen -R {connection.host} "
+                f"-f {known_hosts}) and add the new one",
+            ) from exc
+        except paramiko.AuthenticationException as exc:
+            connection.close()
+            raise MicrodeployError(
+                f"{where}: authentication as {connection.user} failed: {exc}; no host was changed",
+                hint="Pass --user and --identity (or set them in --ssh-config), "
+                "and put the public key in the user's authorized_keys",
+            ) from exc
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            connection.close()
+            reason = "timed out" if isinstance(exc, socket.timeout | TimeoutError) else str(exc) or type(exc).__name__
+            raise MicrodeployError(
+                f"{where}: cannot connect: {reason}; no host was changed",
+                hint="Check the host name and port, that sshd runs there and that the network lets you in",
+            ) from exc
+        return FabricRemote(target, connection)
+
+    def _known_hosts_file(self, connection: fabric.Connection) -> Path:
+        """--known-hosts, else the ssh config's UserKnownHostsFile, else ~/.ssh/known_hosts."""
+        if self.known_hosts is not None:
+            return self.known_hosts
+        configured = connection.ssh_config.get("userknownhostsfile")
+        if configured:
+            return Path(str(configured).split()[0]).expanduser()
+        return USER_KNOWN_HOSTS.expanduser()
