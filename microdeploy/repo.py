@@ -1,0 +1,705 @@
+"""`publish` and `repo serve`: a signed APT repository on aptly, published atomically.
+
+Layout of a repository directory DIR:
+
+    DIR/public -> state/generations/gNNNNNN/published   what is served (one symlink)
+    DIR/state/lock                                      flock: one publish at a time
+    DIR/state/gnupg/                                    the repository's own key (0700)
+    DIR/state/generations/gNNNNNN/
+        aptly.conf  aptly/ (rootDir: db + pool)  published/ (the endpoint)  manifest.json
+
+Every publish works on a fresh generation: a copy of the current one (the
+aptly database and index files copied, the immutable .deb files hard-linked),
+changes it with aptly (repo add/remove, snapshot, `publish switch`, signed with
+gpg), and only then swings the `public` symlink over with one rename. A failed
+or killed publish therefore leaves the previous, signed, consistent state
+served and the aptly state that goes with it; its half-made generation is
+removed by the next publish. aptly rather than reprepro because reprepro keeps
+one version per package, and rollback needs the last N.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import functools
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from debian.deb822 import Packages
+from debian.debian_support import Version
+
+from microdeploy.errors import MicrodeployError, bad_input
+from microdeploy.fsutil import atomic_write
+from microdeploy.process import Runner, run
+from microdeploy.signing import SigningKey, export_public_key, resolve_key, stop_agent
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DIST = "bookworm"
+DEFAULT_COMPONENT = "main"
+DEFAULT_KEEP = 5
+DEFAULT_PORT = 8080
+KEYRING_NAME = "microdeploy-archive-keyring.gpg"
+ARMORED_KEY_NAME = "microdeploy-archive-keyring.asc"
+# Where hosts are told to put the keyring (apt's documented place for Signed-By keys).
+HOST_KEYRING_DIR = "/etc/apt/keyrings"
+
+ENDPOINT = "filesystem:microdeploy:."
+LOCK_TIMEOUT = 600.0
+APTLY_TIMEOUT = 600.0
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9.+-]+")
+_VERSION = re.compile(r"(?:[0-9]+:)?[0-9][A-Za-z0-9.+~-]*")
+_ARCH = re.compile(r"[a-z0-9][a-z0-9-]*")
+_SUITE = re.compile(r"[a-z0-9][a-z0-9.-]*")
+_GENERATION = re.compile(r"g([0-9]{6,})")
+
+
+@dataclass(frozen=True)
+class PublishSettings:
+    """What `microdeploy publish` was asked to do (besides the .deb files)."""
+
+    repo: Path
+    dist: str = DEFAULT_DIST
+    component: str = DEFAULT_COMPONENT
+    gpg_key: str | None = None
+    gnupghome: Path | None = None
+    keep: int = DEFAULT_KEEP
+
+
+@dataclass(frozen=True, order=True)
+class PackageRef:
+    """A binary package in a repository: name, version, architecture."""
+
+    name: str
+    version: str
+    architecture: str
+
+    @property
+    def key(self) -> str:
+        """aptly's package key, as `aptly repo show -with-packages` prints it."""
+        return f"{self.name}_{self.version}_{self.architecture}"
+
+    @property
+    def filename(self) -> str:
+        """The Debian file name of the package (the epoch is not part of it)."""
+        return f"{self.name}_{self.version.partition(':')[2] or self.version}_{self.architecture}.deb"
+
+    def query(self) -> str:
+        """An aptly query matching exactly this package."""
+        return f"Name (= {self.name}), $Version (= {self.version}), $Architecture (= {self.architecture})"
+
+
+@dataclass(frozen=True)
+class DebFile:
+    """A validated .deb given to publish: its package, checksum and size."""
+
+    path: Path
+    package: PackageRef
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What a publish did, for people and (as JSON) for CI."""
+
+    repo: Path
+    public_dir: Path
+    dist: str
+    component: str
+    added: tuple[DebFile, ...]
+    unchanged: tuple[DebFile, ...]
+    removed: tuple[PackageRef, ...]
+    skipped: tuple[DebFile, ...]
+    key_fingerprint: str
+    keyring: Path
+    armored_key: Path
+    generation: str
+    changed: bool
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready description: paths, packages with versions and sizes, key, timings."""
+
+        def deb(d: DebFile) -> dict[str, Any]:
+            return {"name": d.package.name, "version": d.package.version,
+                    "architecture": d.package.architecture, "file": str(d.path),
+                    "size": d.size, "sha256": d.sha256}
+
+        return {
+            "repo": str(self.repo),
+            "public_dir": str(self.public_dir),
+            "dist": self.dist,
+            "component": self.component,
+            "added": [deb(d) for d in self.added],
+            "unchanged": [deb(d) for d in self.unchanged],
+            "skipped": [deb(d) for d in self.skipped],
+            "removed": [{"name": p.name, "version": p.version, "architecture": p.architecture}
+                        for p in self.removed],
+            "key_fingerprint": self.key_fingerprint,
+            "keyring": str(self.keyring),
+            "armored_key": str(self.armored_key),
+            "generation": self.generation,
+            "changed": self.changed,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+@dataclass(frozen=True)
+class ServedPackage:
+    """A package as the served index lists it."""
+
+    package: PackageRef
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a generation publishes: per distribution its architectures and a snapshot per component."""
+
+    dists: Mapping[str, Mapping[str, Any]]
+    key_fingerprint: str | None = None
+
+    def components(self, dist: str) -> dict[str, str]:
+        """component -> published snapshot of `dist`."""
+        return dict(self.dists.get(dist, {}).get("components", {}))
+
+    def architectures(self, dist: str) -> list[str]:
+        """The architectures `dist` is published for."""
+        return list(self.dists.get(dist, {}).get("architectures", []))
+
+    def to_json(self) -> str:
+        """The manifest file's text."""
+        return json.dumps({"dists": self.dists, "key_fingerprint": self.key_fingerprint},
+                          indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def load(cls, path: Path) -> Manifest:
+        """Read a generation's manifest; a missing one is an empty repository."""
+        if not path.is_file():
+            return cls({})
+        data = json.loads(path.read_text())
+        return cls(data.get("dists", {}), data.get("key_fingerprint"))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths of a repository directory."""
+
+    root: Path
+
+    @property
+    def public(self) -> Path:
+        """The served tree (a symlink to the current generation's published/)."""
+        return self.root / "public"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state"
+
+    @property
+    def lock(self) -> Path:
+        return self.state / "lock"
+
+    @property
+    def gnupghome(self) -> Path:
+        return self.state / "gnupg"
+
+    @property
+    def generations(self) -> Path:
+        return self.state / "generations"
+
+    def current(self) -> Path | None:
+        """The generation directory `public` points at, or None before the first publish."""
+        if not self.public.is_symlink():
+            return None
+        return (self.public.parent / os.readlink(self.public)).parent
+
+
+# --- validation -------------------------------------------------------------
+
+
+def inspect_deb(path: Path, runner: Runner = run) -> DebFile:
+    """Validate a .deb with dpkg-deb and return its package, checksum and size (bad input: exit 2)."""
+    if not path.is_file():
+        raise bad_input(f"no such file: {path}", hint="Pass the path of a built .deb")
+    check_ar_archive(path)
+    info = runner(["dpkg-deb", "--info", str(path)], check=False)
+    fields = runner(["dpkg-deb", "--field", str(path), "Package", "Version", "Architecture"], check=False)
+    if info.returncode != 0 or fields.returncode != 0:
+        reason = (info.stderr or fields.stderr).strip().splitlines()
+        raise bad_input(f"{path} is not a valid Debian package: {reason[-1] if reason else 'dpkg-deb failed'}",
+                        hint="Rebuild it with `microdeploy build` (or dpkg-deb --build)")
+    values = parse_fields(fields.stdout)
+    package = PackageRef(values.get("Package", ""), values.get("Version", ""), values.get("Architecture", ""))
+    for what, value, pattern in (("package name", package.name, _NAME), ("version", package.version, _VERSION),
+                                 ("architecture", package.architecture, _ARCH)):
+        if not pattern.fullmatch(value):
+            raise bad_input(f"invalid {what} {value!r} in {path}", hint="Fix the package's control file and rebuild")
+    return DebFile(path, package, sha256_of(path), path.stat().st_size)
+
+
+def check_ar_archive(path: Path) -> None:
+    """Refuse a file that is not a complete ar archive (a truncated or foreign file), before dpkg-deb sees it."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        if handle.read(8) != b"!<arch>\n":
+            raise bad_input(f"{path} is not a Debian package (no ar archive header)",
+                            hint="Pass a .deb built by `microdeploy build` or dpkg-deb")
+        offset = 8
+        while offset < size:
+            handle.seek(offset)
+            header = handle.read(60)
+            try:
+                member = int(header[48:58].decode("ascii").strip())
+            except (UnicodeDecodeError, ValueError):
+                member = -1
+            if len(header) < 60 or header[58:60] != b"`\n" or member < 0:
+                raise bad_input(f"{path} is a corrupt Debian package (bad member header at byte {offset})",
+                                hint="Rebuild it or copy it again")
+            offset += 60 + member + (member % 2)  # members are padded to even offsets
+        if offset != size and offset != size + 1:
+            raise bad_input(f"{path} is a truncated Debian package ({size} bytes, members need {offset})",
+                            hint="Rebuild it or copy it again")
+
+
+def parse_fields(text: str) -> dict[str, str]:
+    """`Key: value` lines (as dpkg-deb --field prints them) into a dict."""
+    fields = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and not line.startswith((" ", "\t")):
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file, in hex."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(functools.partial(handle.read, 1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_settings(settings: PublishSettings) -> None:
+    """Refuse bad distribution/component names and --keep values before anything is touched."""
+    for what, value in (("distribution", settings.dist), ("component", settings.component)):
+        if not _SUITE.fullmatch(value):
+            raise bad_input(f"invalid {what} {value!r}", hint="Use lower-case letters, digits, dots and dashes")
+    if settings.keep < 1:
+        raise bad_input(f"invalid --keep {settings.keep}", hint="Keep at least 1 version of each package")
+    if settings.repo.exists() and not settings.repo.is_dir():
+        raise bad_input(f"repository {settings.repo} is not a directory", hint="Pass a directory with --repo")
+
+
+# --- planning (pure) --------------------------------------------------------
+
+
+def served_packages(published: Path, dist: str, component: str) -> dict[PackageRef, ServedPackage]:
+    """The packages the served index of `dist`/`component` lists, with their checksums."""
+    packages: dict[PackageRef, ServedPackage] = {}
+    for index in sorted((published / "dists" / dist / component).glob("binary-*/Packages")):
+        with index.open(encoding="utf-8") as handle:
+            for para in Packages.iter_paragraphs(handle, use_apt_pkg=False):
+                ref = PackageRef(para["Package"], para["Version"], para["Architecture"])
+                packages[ref] = ServedPackage(ref, para["SHA256"])
+    return packages
+
+
+def split_new(debs: Sequence[DebFile], served: Mapping[PackageRef, ServedPackage]) -> tuple[
+        list[DebFile], list[DebFile]]:
+    """(new, unchanged) debs; a different file for a name+version+arch already there is bad input."""
+    new: list[DebFile] = []
+    unchanged: list[DebFile] = []
+    seen: dict[PackageRef, DebFile] = {}
+    for deb in debs:
+        earlier = seen.get(deb.package)
+        if earlier is not None:
+            if earlier.sha256 != deb.sha256:
+                raise bad_input(
+                    f"{deb.path} and {earlier.path} are different files for {deb.package.key}",
+                    hint="Publish only one of them, or give the new one a higher version")
+            continue
+        seen[deb.package] = deb
+        there = served.get(deb.package)
+        if there is None:
+            new.append(deb)
+        elif there.sha256 == deb.sha256:
+            unchanged.append(deb)
+        else:
+            raise bad_input(
+                f"{deb.package.key} is already published with different contents "
+                f"(sha256 {there.sha256[:12]}…, this file {deb.sha256[:12]}…)",
+                hint="Never replace a published version: bump the version (e.g. from BUILD_NUMBER) and publish again")
+    return new, unchanged
+
+
+def select_kept(packages: Iterable[PackageRef], keep: int) -> tuple[list[PackageRef], list[PackageRef]]:
+    """(kept, removed): the `keep` highest versions (Debian ordering) of each name and architecture."""
+    groups: dict[tuple[str, str], list[PackageRef]] = {}
+    for ref in packages:
+        groups.setdefault((ref.name, ref.architecture), []).append(ref)
+    kept: list[PackageRef] = []
+    removed: list[PackageRef] = []
+    for refs in groups.values():
+        ordered = sorted(refs, key=lambda r: Version(r.version), reverse=True)
+        kept += ordered[:keep]
+        removed += ordered[keep:]
+    return sorted(kept), sorted(removed)
+
+
+def repo_name(dist: str, component: str) -> str:
+    """The aptly local repository of one distribution and component."""
+    return f"{dist}_{component}"
+
+
+def aptly_commands(
+    manifest: Manifest,
+    *,
+    dist: str,
+    component: str,
+    generation: str,
+    add: Sequence[Path],
+    remove: Sequence[PackageRef],
+    architectures: Sequence[str],
+    key: SigningKey,
+) -> tuple[list[list[str]], Manifest]:
+    """The aptly commands (without `aptly -config=...`) that take `manifest` to the next state, and that state."""
+    repo = repo_name(dist, component)
+    components = manifest.components(dist)
+    commands: list[list[str]] = []
+    if component not in components:
+        commands.append(["repo", "create", f"-distribution={dist}", f"-component={component}", repo])
+    if add:
+        commands.append(["repo", "add", repo, *map(str, add)])
+    if remove:
+        commands.append(["repo", "remove", repo, *(ref.query() for ref in remove)])
+    snapshot = f"{repo}_{generation}"
+    commands.append(["snapshot", "create", snapshot, "from", "repo", repo])
+    old_snapshot = components.get(component)
+    new_components = {**components, component: snapshot}
+    archs = sorted(set(architectures) | set(manifest.architectures(dist)))
+    sign = ["-batch", f"-gpg-key={key.fingerprint}"]
+    if components and component in components and set(archs) == set(manifest.architectures(dist)):
+        # The usual case: one atomic switch of this component to the new snapshot.
+        commands.append(["publish", "switch", *sign, f"-component={component}", dist, ENDPOINT, snapshot])
+    else:
+        if components:
+            # A new component or architecture cannot be switched in: publish the dist afresh.
+            commands.append(["publish", "drop", "-skip-cleanup", dist, ENDPOINT])
+        names = sorted(new_components)
+        commands.append([
+            "publish", "snapshot", *sign, f"-distribution={dist}", f"-component={','.join(names)}",
+            f"-architectures={','.join(archs)}", "-origin=microdeploy", "-label=microdeploy",
+            *(new_components[name] for name in names), ENDPOINT,
+        ])  # fmt: skip
+    if old_snapshot is not None:
+        commands.append(["snapshot", "drop", old_snapshot])
+    commands.append(["db", "cleanup"])
+    dists = {**manifest.dists, dist: {"architectures": archs, "components": new_components}}
+    return commands, Manifest(dists, key.fingerprint)
+
+
+# --- generations ------------------------------------------------------------
+
+
+def aptly_config(generation_dir: Path) -> dict[str, Any]:
+    """aptly.conf of a generation: its own rootDir and one filesystem endpoint, hard links into it."""
+    return {
+        "rootDir": str(generation_dir / "aptly"),
+        "architectures": [],
+        "gpgProvider": "gpg",
+        "gpgDisableSign": False,
+        "gpgDisableVerify": False,
+        "skipContentsPublishing": True,
+        "FileSystemPublishEndpoints": {
+            "microdeploy": {"rootDir": str(generation_dir / "published"), "linkMethod": "hardlink",
+                            "verifyMethod": "md5"},
+        },
+    }
+
+
+def clone_generation(source: Path | None, dest: Path) -> None:
+    """Make `dest` a private copy of generation `source`: copies of what aptly rewrites, links to .debs."""
+    dest.mkdir(parents=True)
+    atomic_write(dest / "aptly.conf", json.dumps(aptly_config(dest), indent=2) + "\n")
+    if source is None:
+        return
+    for part in ("aptly", "published"):
+        if (source / part).is_dir():
+            _copy_tree(source / part, dest / part)
+    if (source / "manifest.json").is_file():
+        shutil.copy2(source / "manifest.json", dest / "manifest.json")
+
+
+def _copy_tree(source: Path, dest: Path) -> None:
+    """Copy a tree, hard-linking .deb files (never rewritten) and copying the rest (aptly's db, indexes)."""
+
+    def copy(src: str, dst: str) -> object:
+        if src.endswith(".deb"):
+            try:
+                os.link(src, dst)
+                return dst
+            except OSError:
+                pass
+        return shutil.copy2(src, dst)
+
+    shutil.copytree(source, dest, symlinks=True, copy_function=copy)
+
+
+def next_generation(layout: Layout) -> str:
+    """The name of the next generation (one more than any there, made or half-made)."""
+    numbers = [int(m.group(1)) for p in layout.generations.glob("g*") if (m := _GENERATION.fullmatch(p.name))]
+    return f"g{max(numbers, default=0) + 1:06d}"
+
+
+def swap_public(layout: Layout, generation_dir: Path) -> None:
+    """Point `public` at the generation's published tree with one atomic rename."""
+    target = os.path.relpath(generation_dir / "published", layout.root)
+    tmp = layout.root / f".public.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, layout.public)
+    dir_fd = os.open(layout.root, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def prune_generations(layout: Layout, keep: Sequence[Path]) -> None:
+    """Remove generations other than `keep` (the served one and its predecessor, for readers mid-download)."""
+    wanted = {p.resolve() for p in keep}
+    for path in layout.generations.glob("g*"):
+        if path.resolve() not in wanted:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def repository_lock(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[float]:
+    """Hold the repository's exclusive flock (waiting at most `timeout` s); yield the seconds waited."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with path.open("a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() - started > timeout:
+                    raise MicrodeployError(
+                        f"another publish has held the repository lock {path} for over {timeout:g} s",
+                        hint="Wait for it to finish, or look for a hung `microdeploy publish`/aptly process",
+                    ) from exc
+                time.sleep(0.1)
+        try:
+            yield time.monotonic() - started
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+# --- publish ----------------------------------------------------------------
+
+
+def host_architecture(runner: Runner = run) -> str:
+    """This machine's Debian architecture (published even for arch-all-only repositories)."""
+    return runner(["dpkg", "--print-architecture"]).stdout.strip()
+
+
+def publish(
+    settings: PublishSettings,
+    debs: Sequence[Path],
+    *,
+    runner: Runner = run,
+    clock: Callable[[], float] = time.monotonic,
+) -> PublishResult:
+    """Add `debs` to the signed repository `settings.repo` (created on first use) and serve the result atomically."""
+    started = clock()
+    timings: dict[str, float] = {}
+    if not debs:
+        raise bad_input("no .deb files given", hint="Pass one or more .deb files to publish")
+    check_settings(settings)
+    files = [inspect_deb(Path(p), runner) for p in debs]
+    timings["validate"] = clock() - started
+    layout = Layout(settings.repo.absolute())
+    with repository_lock(layout.lock) as waited:
+        timings["lock_wait"] = waited
+        current = layout.current()
+        published = current / "published" if current else layout.public
+        manifest = Manifest.load(current / "manifest.json") if current else Manifest({})
+        served = served_packages(published, settings.dist, settings.component)
+        new, unchanged = split_new(files, served)
+        _, removed = select_kept([*served, *(d.package for d in new)], settings.keep)
+        # A new version older than the `keep` newest is not added at all.
+        skipped = [d for d in new if d.package in removed]
+        new = [d for d in new if d.package not in removed]
+        for deb in skipped:
+            log.warning("not adding %s: older than the %d kept versions", deb.package.key, settings.keep)
+        removed = [ref for ref in removed if ref in served]
+        key = resolve_key(layout.gnupghome, key_id=settings.gpg_key, gnupghome=settings.gnupghome, runner=runner)
+        own_key = key.gnupghome == layout.gnupghome
+        changed = bool(new or removed) or current is None or manifest.key_fingerprint != key.fingerprint
+        generation = current.name if current else ""
+        try:
+            if changed:
+                generation_dir = _make_generation(layout, current, manifest, settings, new, removed, key,
+                                                  runner, timings, clock)
+                generation = generation_dir.name
+        finally:
+            if own_key:
+                stop_agent(layout.gnupghome, runner)
+    timings["total"] = clock() - started
+    public = layout.public
+    return PublishResult(
+        repo=layout.root, public_dir=public, dist=settings.dist, component=settings.component,
+        added=tuple(new), unchanged=tuple(unchanged),
+        removed=tuple(removed), skipped=tuple(skipped), key_fingerprint=key.fingerprint, keyring=public / KEYRING_NAME,
+        armored_key=public / ARMORED_KEY_NAME, generation=generation, changed=changed, timings=timings,
+    )  # fmt: skip
+
+
+def _make_generation(
+    layout: Layout,
+    current: Path | None,
+    manifest: Manifest,
+    settings: PublishSettings,
+    new: Sequence[DebFile],
+    removed: Sequence[PackageRef],
+    key: SigningKey,
+    runner: Runner,
+    timings: dict[str, float],
+    clock: Callable[[], float],
+) -> Path:
+    """Build the next generation beside the served one and swap it in; on any failure remove it."""
+    step = clock()
+    name = next_generation(layout)
+    gen = layout.generations / name
+    # Leftovers of killed publishes are never served; drop them before making more.
+    prune_generations(layout, [current] if current else [])
+    try:
+        clone_generation(current, gen)
+        incoming = gen / "incoming"
+        incoming.mkdir()
+        add = []
+        for deb in new:
+            # aptly names pool files after the file it was given: use Debian's name.
+            staged = incoming / deb.package.filename
+            try:
+                os.link(deb.path, staged)
+            except OSError:
+                shutil.copy2(deb.path, staged)
+            add.append(staged)
+        timings["stage"] = clock() - step
+        step = clock()
+        archs = {host_architecture(runner), "all", *(d.package.architecture for d in new)}
+        commands, next_manifest = aptly_commands(
+            manifest, dist=settings.dist, component=settings.component, generation=name,
+            add=add, remove=removed, architectures=sorted(archs), key=key,
+        )  # fmt: skip
+        for command in commands:
+            runner(["aptly", f"-config={gen / 'aptly.conf'}", *command], env=key.env, timeout=APTLY_TIMEOUT)
+        shutil.rmtree(incoming)
+        timings["aptly"] = clock() - step
+        step = clock()
+        export_public_key(key, gen / "published" / KEYRING_NAME, gen / "published" / ARMORED_KEY_NAME, runner)
+        atomic_write(gen / "manifest.json", next_manifest.to_json())
+        swap_public(layout, gen)
+        timings["swap"] = clock() - step
+    except BaseException:
+        shutil.rmtree(gen, ignore_errors=True)
+        raise
+    prune_generations(layout, [gen, *([current] if current else [])])
+    log.info("published %s to %s (%s)", ", ".join(d.package.key for d in new) or "no new packages",
+             layout.public, name)
+    return gen
+
+
+# --- hosts: sources snippet and a static server -----------------------------
+
+
+def sources_snippet(
+    url: str, keyring_path: str = f"{HOST_KEYRING_DIR}/microdeploy.gpg",
+    dist: str = DEFAULT_DIST, component: str = DEFAULT_COMPONENT,
+) -> str:
+    """A deb822 `.sources` stanza for hosts, bound to the repository key with Signed-By."""
+    return (
+        "Types: deb\n"
+        f"URIs: {url}\n"
+        f"Suites: {dist}\n"
+        f"Components: {component}\n"
+        f"Signed-By: {keyring_path}\n"
+    )
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    """Static files, with request lines going to logging rather than stderr."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s - %s", self.address_string(), format % args)
+
+
+def make_server(repo: Path, bind: str = "127.0.0.1", port: int = DEFAULT_PORT) -> ThreadingHTTPServer:
+    """A static HTTP server over DIR/public (each request follows the symlink, so swaps are seen at once)."""
+    public = Layout(repo.absolute()).public
+    if not public.is_dir():
+        raise bad_input(f"no published repository in {repo}", hint="Run `microdeploy publish DEB --repo DIR` first")
+    handler = functools.partial(_QuietHandler, directory=str(public))
+    try:
+        return ThreadingHTTPServer((bind, port), handler)
+    except OSError as exc:
+        raise MicrodeployError(f"cannot listen on {bind}:{port}: {exc.strerror}",
+                               hint="Choose another --port or --bind address") from exc
+
+
+def server_url(server: ThreadingHTTPServer) -> str:
+    """The base URL a server answers on."""
+    host, port = server.server_address[:2]
+    return f"http://{host!s}:{port}/"
+
+
+def serve(
+    repo: Path, bind: str = "127.0.0.1", port: int = DEFAULT_PORT,
+    ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve DIR/public over HTTP until interrupted; `ready(url)` is called once it listens."""
+    server = make_server(repo, bind, port)
+    try:
+        if ready is not None:
+            ready(server_url(server))
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+__all__ = [
+    "ARMORED_KEY_NAME",
+    "KEYRING_NAME",
+    "DebFile",
+    "PackageRef",
+    "PublishResult",
+    "PublishSettings",
+    "inspect_deb",
+    "make_server",
+    "publish",
+    "select_kept",
+    "serve",
+    "sources_snippet",
+]

@@ -1,0 +1,134 @@
+"""The repository's OpenPGP signing key: find it, make it on first use, export it for apt.
+
+Everything goes through gpg (via process.run) in an explicit GNUPGHOME, so a
+repository's own key never touches the user's keyring and the user's keyring
+is used only when asked for (`--gpg-key` / `--gnupghome`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from microdeploy.errors import bad_input
+from microdeploy.process import Runner, run
+
+log = logging.getLogger(__name__)
+
+# The user id of keys microdeploy makes; `.invalid` so it can never be mailed.
+KEY_USER_ID = "microdeploy repository signing key <repository@microdeploy.invalid>"
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A secret key to sign Release files with, and the GNUPGHOME that holds it (None: gpg's default)."""
+
+    fingerprint: str
+    gnupghome: Path | None
+    created: bool = False
+
+    @property
+    def env(self) -> dict[str, str] | None:
+        """The environment for gpg and aptly to find this key."""
+        return {"GNUPGHOME": str(self.gnupghome)} if self.gnupghome is not None else None
+
+
+def gpg_env(gnupghome: Path | None) -> dict[str, str] | None:
+    """GNUPGHOME for a child process, or None to inherit the caller's."""
+    return {"GNUPGHOME": str(gnupghome)} if gnupghome is not None else None
+
+
+def secret_key_fingerprints(
+    gnupghome: Path | None, key_id: str | None = None, runner: Runner = run
+) -> list[str]:
+    """Fingerprints of the signing-capable secret primary keys in `gnupghome` (matching `key_id`)."""
+    argv = ["gpg", "--batch", "--with-colons", "--list-secret-keys"]
+    if key_id:
+        argv.append(key_id)
+    result = runner(argv, env=gpg_env(gnupghome), check=False)
+    if result.returncode != 0:
+        # gpg exits 2 when a given key id matches nothing: that is "no key", not a crash.
+        return []
+    return parse_signing_fingerprints(result.stdout)
+
+
+def parse_signing_fingerprints(colons: str) -> list[str]:
+    """Primary-key fingerprints from `gpg --with-colons` output whose key can sign."""
+    fingerprints: list[str] = []
+    primary_can_sign: bool | None = None
+    for line in colons.splitlines():
+        fields = line.split(":")
+        if fields[0] == "sec":
+            # Field 12 holds the capabilities of the whole key; upper-case S
+            # means some usable (sub)key can sign.  Revoked/expired keys ('r', 'e'
+            # in field 2) are no use for a Release file apt must accept.
+            capabilities = fields[11] if len(fields) > 11 else ""
+            primary_can_sign = "S" in capabilities and fields[1] not in ("r", "e")
+        elif fields[0] == "fpr" and primary_can_sign is not None:
+            if primary_can_sign:
+                fingerprints.append(fields[9])
+            primary_can_sign = None  # only the fpr right after `sec` is the primary's
+    return fingerprints
+
+
+def resolve_key(
+    own_home: Path,
+    *,
+    key_id: str | None = None,
+    gnupghome: Path | None = None,
+    runner: Runner = run,
+) -> SigningKey:
+    """The key to sign with: the one asked for, or the repository's own (made on first use)."""
+    if key_id is not None or gnupghome is not None:
+        where = str(gnupghome) if gnupghome is not None else "the default GnuPG home"
+        if gnupghome is not None and not gnupghome.is_dir():
+            raise bad_input(f"GnuPG home {gnupghome} does not exist",
+                            hint="Pass an existing --gnupghome, or leave it out to use the repository's own key")
+        found = secret_key_fingerprints(gnupghome, key_id, runner)
+        if not found:
+            what = f"secret signing key {key_id!r}" if key_id else "secret signing key"
+            raise bad_input(f"no {what} in {where}",
+                            hint="Check the key id with `gpg --list-secret-keys`, or leave out --gpg-key")
+        if len(found) > 1:
+            raise bad_input(f"{len(found)} secret signing keys match in {where}: {', '.join(found)}",
+                            hint="Choose one with --gpg-key FINGERPRINT")
+        return SigningKey(found[0], gnupghome)
+    found = secret_key_fingerprints(own_home, None, runner) if own_home.is_dir() else []
+    if found:
+        return SigningKey(found[0], own_home)
+    return SigningKey(create_key(own_home, runner), own_home, created=True)
+
+
+def create_key(home: Path, runner: Runner = run) -> str:
+    """Make an Ed25519 signing key without passphrase in `home` (mode 0700); return its fingerprint."""
+    home.mkdir(parents=True, exist_ok=True)
+    os.chmod(home, 0o700)  # gpg refuses (warns about) a group- or world-readable home
+    runner(
+        [
+            "gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "",
+            # Ed25519 rather than RSA: small, fast, and not SHA-1 bound, which
+            # Debian 13's sqv-based apt would refuse.
+            "--quick-gen-key", KEY_USER_ID, "ed25519", "sign", "never",
+        ],
+        env=gpg_env(home),
+    )  # fmt: skip
+    found = secret_key_fingerprints(home, None, runner)
+    if not found:
+        raise bad_input(f"gpg made no usable signing key in {home}",
+                        hint="Remove the directory and publish again")
+    log.info("created the repository signing key %s", found[0])
+    return found[0]
+
+
+def export_public_key(key: SigningKey, binary: Path, armored: Path, runner: Runner = run) -> None:
+    """Write the public key as a binary keyring (for apt's Signed-By) and as ASCII armour."""
+    base = ["gpg", "--batch", "--yes", "--export-options", "export-minimal"]
+    runner([*base, "--output", str(binary), "--export", key.fingerprint], env=key.env)
+    runner([*base, "--armor", "--output", str(armored), "--export", key.fingerprint], env=key.env)
+
+
+def stop_agent(gnupghome: Path, runner: Runner = run) -> None:
+    """Stop the gpg-agent that signing started in our own GNUPGHOME, so nothing is left running."""
+    runner(["gpgconf", "--kill", "gpg-agent"], env=gpg_env(gnupghome), check=False)
