@@ -24,6 +24,16 @@ from microdeploy.config import (
 )
 from microdeploy.deploy import DeployOptions, deploy
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
+from microdeploy.repo import (
+    DEFAULT_COMPONENT,
+    DEFAULT_DIST,
+    DEFAULT_KEEP,
+    KEYRING_NAME,
+    PublishSettings,
+    publish,
+    serve,
+    sources_snippet,
+)
 from microdeploy.scaffold import default_maintainer, scaffold
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -225,6 +235,61 @@ def deploy_command(ctx: click.Context, name: str | None, version: str, hosts: tu
             click.echo(line)
     if report.exit_code:
         ctx.exit(report.exit_code)
+
+
+@main.command("publish")
+@click.argument("debs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--repo", "repo_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Repository directory (created on first use).")
+@click.option("--dist", default=DEFAULT_DIST, show_default=True, help="Distribution (suite) to publish to.")
+@click.option("--component", default=DEFAULT_COMPONENT, show_default=True, help="Component to publish to.")
+@click.option("--gpg-key", metavar="KEYID", help="Sign with this secret key (default: the repository's own key).")
+@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path),
+              help="GnuPG home holding the signing key.")
+@click.option("--keep", type=int, default=DEFAULT_KEEP, show_default=True,
+              help="Versions of each package kept available for rollback.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object describing the result.")
+def publish_command(debs: tuple[Path, ...], repo_dir: Path, dist: str, component: str, gpg_key: str | None,
+                    gnupghome: Path | None, keep: int, as_json: bool) -> None:
+    """Publish DEB files into the signed APT repository --repo (atomically)."""
+    settings = PublishSettings(repo=repo_dir, dist=dist, component=component, gpg_key=gpg_key,
+                               gnupghome=gnupghome, keep=keep)
+    result = publish(settings, debs)
+    if as_json:
+        print_json(result.as_dict())
+        return
+    for deb in result.added:
+        click.echo(f"added {deb.package.name} {deb.package.version} ({deb.package.architecture})")
+    for deb in result.unchanged:
+        click.echo(f"already published {deb.package.name} {deb.package.version} (unchanged)")
+    for ref in result.removed:
+        click.echo(f"removed {ref.name} {ref.version} (beyond --keep {keep})")
+    state = "published" if result.changed else "nothing to do"
+    click.echo(f"{state}: {result.public_dir} ({dist}/{component}), signed by {result.key_fingerprint}")
+
+
+@main.group("repo")
+def repo_group() -> None:
+    """Work with a published APT repository."""
+
+
+@repo_group.command("serve")
+@click.argument("repo_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--bind", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8080, show_default=True, help="Port to listen on (0: any free one).")
+@click.option("--dist", default=DEFAULT_DIST, show_default=True, help="Distribution for the sources snippet.")
+@click.option("--component", default=DEFAULT_COMPONENT, show_default=True, help="Component for the snippet.")
+def repo_serve(repo_dir: Path, bind: str, port: int, dist: str, component: str) -> None:
+    """Serve the repository DIR over plain HTTP and print the apt source for hosts."""
+
+    def ready(url: str) -> None:
+        keyring = f"/etc/apt/keyrings/{KEYRING_NAME}"
+        click.echo(f"Serving {repo_dir} on {url} (Ctrl-C to stop)")
+        click.echo(f"On a host: curl -fsSL {url}{KEYRING_NAME} -o {keyring}")
+        click.echo("and write /etc/apt/sources.list.d/microdeploy.sources:\n")
+        click.echo(sources_snippet(url, keyring, dist, component))
+
+    serve(repo_dir, bind, port, ready=ready)
 
 
 __all__ = ["EXIT_BAD_INPUT", "main"]

@@ -267,13 +267,13 @@ def check_ar_archive(path: Path) -> None:
                 member = int(header[48:58].decode("ascii").strip())
             except (UnicodeDecodeError, ValueError):
                 member = -1
-            if len(header) < 60 or header[58:60] != b"`\n" or member < 0:
+            if len(header) < 60 or (member >= 0 and offset + 60 + member > size):
+                raise bad_input(f"{path} is a truncated Debian package ({size} bytes)",
+                                hint="Rebuild it or copy it again")
+            if header[58:60] != b"`\n" or member < 0:
                 raise bad_input(f"{path} is a corrupt Debian package (bad member header at byte {offset})",
                                 hint="Rebuild it or copy it again")
             offset += 60 + member + (member % 2)  # members are padded to even offsets
-        if offset != size and offset != size + 1:
-            raise bad_input(f"{path} is a truncated Debian package ({size} bytes, members need {offset})",
-                            hint="Rebuild it or copy it again")
 
 
 def parse_fields(text: str) -> dict[str, str]:
@@ -634,7 +634,7 @@ def _make_generation(
 
 
 def sources_snippet(
-    url: str, keyring_path: str = f"{HOST_KEYRING_DIR}/microdeploy.gpg",
+    url: str, keyring_path: str = f"{HOST_KEYRING_DIR}/{KEYRING_NAME}",
     dist: str = DEFAULT_DIST, component: str = DEFAULT_COMPONENT,
 ) -> str:
     """A deb822 `.sources` stanza for hosts, bound to the repository key with Signed-By."""
