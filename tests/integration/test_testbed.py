@@ -129,6 +129,13 @@ def test_commands_run_inside_the_host_under_its_systemd(host: Host) -> None:
 
 
 @pytest.mark.host
+def test_host_has_no_apt_sources_of_its_own(host: Host) -> None:
+    """The image carries no entry for the unreachable mirror: tests add their own repository."""
+    listing = host.run(["sh", "-c", "cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null"], check=False)
+    assert listing.stdout.strip() == ""
+
+
+@pytest.mark.host
 def test_run_passes_input_and_reports_failures(host: Host) -> None:
     """Standard input reaches the command and a failing command raises with its status."""
     assert host.run(["cat"], input="hello\n").stdout == "hello\n"

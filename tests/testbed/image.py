@@ -55,7 +55,15 @@ BASE_PACKAGES: tuple[str, ...] = (
 PUPPET_PACKAGES: tuple[str, ...] = ("puppet-agent",)
 
 # Bump when the way images are built changes, so stale cached images are not reused.
-_RECIPE_VERSION = "1"
+_RECIPE_VERSION = "2"
+
+# mmdebstrap copies its mirror argument into the image as
+# /etc/apt/sources.list.d/0000debian.sources. Drop it: target hosts have no
+# route to the mirror (a stale entry makes every `apt-get update` there wait
+# and fail; tests add their own repository), and piuparts writes its own
+# sources.list from --mirror (a second entry only adds warnings).
+_DROP_MIRROR_HOOK = 'rm -f "$1"/etc/apt/sources.list.d/0000*'
+
 
 # mmdebstrap of a base image takes ~30 s; with puppet-agent longer.
 _BUILD_TIMEOUT = 900.0
@@ -141,7 +149,14 @@ def _untar(image: Path, directory: Path) -> None:
 
 def _mmdebstrap(output: Path, *, variant: str, packages: Sequence[str]) -> None:
     """Run mmdebstrap into `output` (a .tar or .tar.gz, compression from the name)."""
-    argv = ["mmdebstrap", "--quiet", f"--variant={variant}", "--format=tar"]
+    argv = [
+        "mmdebstrap",
+        "--quiet",
+        f"--variant={variant}",
+        "--format=tar",
+        # A shell snippet run by mmdebstrap on the finished tree ("$1" is its root).
+        f"--customize-hook={_DROP_MIRROR_HOOK}",
+    ]
     if packages:
         argv.append("--include=" + ",".join(packages))
     argv += [SUITE, str(output), str(SOURCES_FILE)]
