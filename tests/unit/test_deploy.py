@@ -1,0 +1,493 @@
+"""`microdeploy deploy` against fake hosts: exact commands, batches, health, rollback, bad input."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from microdeploy import deploy as deploy_module
+from microdeploy.cli import main
+from microdeploy.deploy import (
+    CommandResult,
+    DeployOptions,
+    DeployReport,
+    Target,
+    available_command,
+    deploy,
+    health_command,
+    install_command,
+    parse_madison,
+    parse_query,
+    parse_target,
+    query_command,
+    remove_command,
+    split_batches,
+    update_command,
+)
+from microdeploy.errors import MicrodeployError
+
+PKG = "orders-api"
+HEALTH = health_command("http://127.0.0.1:8000/health")
+QUERY = query_command(PKG)
+UPDATE = update_command(None)
+MADISON = available_command(PKG)
+
+
+@dataclass
+class FakeHost:
+    """A host's package state, answering the commands deploy sends like dpkg and apt would."""
+
+    name: str
+    installed: str | None = "1"
+    available: tuple[str, ...] = ("1", "2", "3")
+    broken: frozenset[str] = frozenset({"3"})
+    unhealthy_polls: int = 0
+    fail_hook: bool = False
+    log: list[tuple[str, bool]] = field(default_factory=list)
+
+    def answer(self, command: str, sudo: bool) -> CommandResult:
+        self.log.append((command, sudo))
+        argv = shlex.split(command)
+        if argv[0] == "env":
+            argv = argv[2:]
+        if argv[0] == "dpkg-query":
+            if self.installed is None:
+                return CommandResult(1, "", f"dpkg-query: no packages found matching {PKG}")
+            return CommandResult(0, f"installed {self.installed}")
+        if argv[:2] == ["apt-get", "update"]:
+            return CommandResult(0)
+        if argv[:2] == ["apt-cache", "madison"]:
+            lines = [f" {PKG} | {v} | http://10.0.0.1/repo stable/main amd64 Packages" for v in self.available]
+            return CommandResult(0, "\n".join(lines) + "\n")
+        if argv[:2] == ["apt-get", "install"]:
+            version = argv[-1].partition("=")[2]
+            if version not in self.available:
+                return CommandResult(100, "", f"E: Version '{version}' for '{PKG}' was not found")
+            if self.installed and version < self.installed and "--allow-downgrades" not in argv:
+                return CommandResult(100, "", "E: Packages were downgraded and -y was used without --allow-downgrades.")
+            self.installed = version
+            return CommandResult(0)
+        if argv[:2] == ["apt-get", "remove"]:
+            self.installed = None
+            return CommandResult(0)
+        if argv[0] == "python3":
+            if self.unhealthy_polls > 0:
+                self.unhealthy_polls -= 1
+                return CommandResult(1, "", "ConnectionRefusedError")
+            healthy = self.installed is not None and self.installed not in self.broken
+            return CommandResult(0 if healthy else 1, "", "" if healthy else "HTTP Error 500")
+        if argv[:2] == ["sh", "-c"]:
+            return CommandResult(1 if self.fail_hook else 0)
+        raise AssertionError(f"unexpected command on {self.name}: {command}")
+
+    @property
+    def commands(self) -> list[str]:
+        return [command for command, _ in self.log]
+
+
+class FakeRemote:
+    """A `deploy.Remote` over a FakeHost."""
+
+    def __init__(self, host: FakeHost) -> None:
+        self.host = host
+        self.closed = False
+
+    def run(self, command: str, *, sudo: bool = False, timeout: float | None = None) -> CommandResult:
+        assert not self.closed
+        return self.host.answer(command, sudo)
+
+    def put(self, local: Path, remote: str) -> None:
+        raise AssertionError("deploy from the repository never uploads")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeNetwork:
+    """A connector over named FakeHosts; hosts named in `refuse` fail to connect."""
+
+    def __init__(self, hosts: list[FakeHost], refuse: dict[str, str] | None = None) -> None:
+        self.hosts = {host.name: host for host in hosts}
+        self.refuse = refuse or {}
+        self.remotes: list[FakeRemote] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, target: Target) -> FakeRemote:
+        if target.host in self.refuse:
+            raise MicrodeployError(f"{target.spec}: {self.refuse[target.host]}; no host was changed")
+        remote = FakeRemote(self.hosts[target.host])
+        with self.lock:
+            self.remotes.append(remote)
+        return remote
+
+
+class FakeClock:
+    """Time that passes only when deploy sleeps."""
+
+    def __init__(self) -> None:
+        self.time = 1000.0
+
+    def now(self) -> float:
+        return self.time
+
+    def sleep(self, seconds: float) -> None:
+        self.time += seconds
+
+
+@pytest.fixture(autouse=True)
+def _no_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run from an empty directory, so no pyproject.toml is read as the service's configuration."""
+    monkeypatch.chdir(tmp_path)
+
+
+def hosts(*names: str, **kwargs: object) -> list[FakeHost]:
+    return [FakeHost(name, **kwargs) for name in names]  # type: ignore[arg-type]
+
+
+def run_deploy(fleet: list[FakeHost], version: str = "2", **options: object) -> tuple[DeployReport, FakeNetwork]:
+    network = FakeNetwork(fleet)
+    clock = FakeClock()
+    opts = DeployOptions(version=version, name=PKG, hosts=(",".join(h.name for h in fleet),), **options)  # type: ignore[arg-type]
+    report = deploy(opts, connect=network, now=clock.now, sleep=clock.sleep)
+    return report, network
+
+
+def upgrade_commands(version: str, *, downgrade: bool = False) -> list[str]:
+    return [UPDATE, install_command(PKG, version, allow_downgrades=downgrade), QUERY, HEALTH]
+
+
+def test_upgrade_runs_the_exact_commands_on_each_host() -> None:
+    """Preflight queries every host and checks the repository on the first; each host then updates, installs, checks."""
+    fleet = hosts("h1", "h2")
+    report, network = run_deploy(fleet)
+    assert report.result == "success" and report.exit_code == 0
+    # The first host's lists were refreshed in preflight: not again.
+    assert fleet[0].commands == [QUERY, UPDATE, MADISON, install_command(PKG, "2"), QUERY, HEALTH]
+    assert fleet[1].commands == [QUERY, *upgrade_commands("2")]
+    assert [(h.host, h.before, h.after, h.state, h.healthy) for h in report.hosts] == [
+        ("h1", "1", "2", "upgraded", True),
+        ("h2", "1", "2", "upgraded", True),
+    ]
+    assert all(remote.closed for remote in network.remotes)
+
+
+def test_only_apt_runs_with_sudo() -> None:
+    """With --sudo, apt-get runs through sudo while dpkg-query, apt-cache and the health check do not."""
+    fleet = hosts("h1")
+    run_deploy(fleet, sudo=True)
+    assert [sudo for command, sudo in fleet[0].log] == [False, True, False, True, False, False]
+    assert all(sudo == ("apt-get" in command) for command, sudo in fleet[0].log)
+
+
+def test_commands_quote_every_word() -> None:
+    """A version and a hook with shell characters reach the host as single quoted words."""
+    assert install_command(PKG, "1.0+git~1-1") == (
+        "env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confdef "
+        "-o Dpkg::Options::=--force-confold 'orders-api=1.0+git~1-1'"
+    )
+    assert query_command(PKG) == "dpkg-query --show '--showformat=${db:Status-Status} ${Version}' orders-api"
+    assert deploy_module.hook_command("curl -X POST lb/drain?h=$(hostname)") == (
+        "sh -c 'curl -X POST lb/drain?h=$(hostname)'"
+    )
+
+
+def test_update_can_be_limited_to_the_service_source() -> None:
+    """--apt-source refreshes only that file and keeps the other sources' lists."""
+    assert update_command("/etc/apt/sources.list.d/orders-api.sources") == (
+        "env DEBIAN_FRONTEND=noninteractive apt-get update -q "
+        "-o Dir::Etc::sourcelist=/etc/apt/sources.list.d/orders-api.sources "
+        "-o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("count", "batch", "sizes"),
+    [
+        (5, "1", [1, 1, 1, 1, 1]),
+        (5, "2", [2, 2, 1]),
+        (5, "10", [5]),
+        (10, "25%", [2, 2, 2, 2, 2]),
+        (3, "50%", [1, 1, 1]),
+        (4, "50%", [2, 2]),
+        (3, "100%", [3]),
+        (3, "1%", [1, 1, 1]),
+    ],
+)
+def test_batches_by_number_and_percentage(count: int, batch: str, sizes: list[int]) -> None:
+    """N hosts per batch, or P% of the hosts rounded down and at least one, in the order given."""
+    targets = [Target(f"h{i}", f"h{i}") for i in range(count)]
+    batches = split_batches(targets, batch)
+    assert [len(b) for b in batches] == sizes
+    assert [t for b in batches for t in b] == targets
+
+
+def test_unhealthy_host_rolls_back_its_batch_and_stops() -> None:
+    """The first unhealthy host restores its whole batch; earlier batches stay upgraded, later ones untouched."""
+    fleet = hosts("h1", "h2", "h3", "h4", "h5", "h6")
+    fleet[3].broken = frozenset({"2"})
+    report, _ = run_deploy(fleet, batch="2", health_timeout=5)
+    assert report.result == "rolled-back" and report.exit_code == 1
+    states = {h.host: (h.before, h.after, h.state) for h in report.hosts}
+    assert states == {
+        "h1": ("1", "2", "upgraded"),
+        "h2": ("1", "2", "upgraded"),
+        "h3": ("1", "1", "rolled-back"),
+        "h4": ("1", "1", "rolled-back"),
+        "h5": ("1", "1", "untouched"),
+        "h6": ("1", "1", "untouched"),
+    }
+    rollback = [QUERY, install_command(PKG, "1", allow_downgrades=True), QUERY, HEALTH]
+    assert fleet[2].commands == [QUERY, *upgrade_commands("2"), *rollback]
+    # Health polled once a second for the 5 s timeout, then the rollback.
+    assert fleet[3].commands == [QUERY, *upgrade_commands("2"), *[HEALTH] * 5, *rollback]
+    assert fleet[4].commands == fleet[5].commands == [QUERY]
+    assert fleet[2].installed == fleet[3].installed == "1"
+    assert "not healthy within 5 s: http://127.0.0.1:8000/health" in (report.hosts[3].error or "")
+
+
+def test_failing_first_batch_leaves_every_other_host_alone() -> None:
+    """Version 3 failing on the first host of --batch 1: it goes back to 2, the others see only dpkg-query."""
+    fleet = hosts("h1", "h2", "h3", installed="2")
+    report, _ = run_deploy(fleet, version="3", health_timeout=3)
+    assert report.exit_code == 1
+    assert [(h.after, h.state, h.healthy) for h in report.hosts] == [
+        ("2", "rolled-back", True), ("2", "untouched", None), ("2", "untouched", None),
+    ]
+    assert fleet[1].commands == fleet[2].commands == [QUERY]
+
+
+def test_first_install_that_fails_is_removed() -> None:
+    """A host that had no version gets the package removed again (configuration and logs kept)."""
+    fleet = hosts("h1", installed=None)
+    report, _ = run_deploy(fleet, version="3", health_timeout=2)
+    assert fleet[0].commands[-3:] == [QUERY, remove_command(PKG), QUERY]
+    assert fleet[0].installed is None
+    assert (report.hosts[0].before, report.hosts[0].after, report.hosts[0].state) == (None, None, "removed")
+
+
+def test_first_install_that_succeeds_is_reported_installed() -> None:
+    """A host with no version gets its first install the same way and is reported as installed."""
+    fleet = hosts("h1", installed=None)
+    report, _ = run_deploy(fleet, version="2")
+    assert (report.hosts[0].before, report.hosts[0].after, report.hosts[0].state) == (None, "2", "installed")
+
+
+def test_max_failures_restores_failed_hosts_alone_until_exceeded() -> None:
+    """Within --max-failures a failed host is restored alone and the rollout goes on; beyond it, it stops."""
+    fleet = hosts("h1", "h2", "h3", "h4")
+    fleet[0].broken = fleet[2].broken = frozenset({"2"})
+    report, _ = run_deploy(fleet, max_failures=1, health_timeout=1)
+    assert [h.state for h in report.hosts] == ["rolled-back", "upgraded", "rolled-back", "untouched"]
+    assert report.failures == 2 and report.exit_code == 1
+    assert fleet[3].commands == [QUERY]
+
+
+def test_health_is_polled_until_it_answers() -> None:
+    """A service that needs a few seconds to come up is healthy once it answers, within the timeout."""
+    fleet = hosts("h1", unhealthy_polls=3)
+    report, _ = run_deploy(fleet, health_timeout=10)
+    assert report.result == "success"
+    assert fleet[0].commands.count(HEALTH) == 4
+    assert report.hosts[0].health_seconds == 3.0
+
+
+def test_downgrade_is_allowed_explicitly() -> None:
+    """Deploying an older version passes --allow-downgrades, which apt needs for it."""
+    fleet = hosts("h1", installed="2")
+    report, _ = run_deploy(fleet, version="1")
+    assert install_command(PKG, "1", allow_downgrades=True) in fleet[0].commands
+    assert report.hosts[0].state == "upgraded" and report.hosts[0].after == "1"
+
+
+def test_hooks_drain_before_and_undrain_after_a_healthy_upgrade() -> None:
+    """The drain hook runs before apt and the undrain hook after the health check passes."""
+    fleet = hosts("h1", "h2")
+    run_deploy(fleet, drain="lb-ctl drain", undrain="lb-ctl enable")
+    assert fleet[1].commands == [QUERY, "sh -c 'lb-ctl drain'", *upgrade_commands("2"), "sh -c 'lb-ctl enable'"]
+
+
+def test_failed_drain_changes_nothing_on_that_host() -> None:
+    """A drain hook that fails counts as a failure before the host is changed; its batch stops."""
+    fleet = hosts("h1", "h2", fail_hook=True)
+    report, _ = run_deploy(fleet, drain="false")
+    assert report.hosts[0].state == "rolled-back" and report.hosts[0].after == "1"
+    assert not any("apt-get install" in c for c in fleet[0].commands)
+    assert fleet[1].commands == [QUERY]
+
+
+def test_version_missing_from_the_repository_changes_no_host() -> None:
+    """A version the repository lacks is found in preflight: exit 2 with the available versions, nothing installed."""
+    fleet = hosts("h1", "h2")
+    with pytest.raises(MicrodeployError) as caught:
+        run_deploy(fleet, version="9")
+    assert caught.value.exit_code == 2
+    assert "version 9 of orders-api is not in the APT repository of h1 (available: 1, 2, 3)" in caught.value.message
+    assert fleet[0].commands == [QUERY, UPDATE, MADISON]
+    assert fleet[1].commands == [QUERY]
+
+
+def test_unreachable_host_stops_before_any_command() -> None:
+    """One host that cannot be connected to (or has an unknown key) fails the deploy before any command anywhere."""
+    fleet = hosts("h1", "h2", "h3")
+    network = FakeNetwork(fleet, refuse={"h2": "unknown host key ssh-ed25519 SHA256:abc"})
+    with pytest.raises(MicrodeployError, match="h2: unknown host key") as caught:
+        deploy(DeployOptions(version="2", name=PKG, hosts=("h1,h2,h3",)), connect=network)
+    assert caught.value.exit_code == 1
+    assert all(host.log == [] for host in fleet)
+    assert len(network.remotes) == 2 and all(remote.closed for remote in network.remotes)
+
+
+def test_several_unreachable_hosts_are_all_named() -> None:
+    """When several hosts fail to connect, the message lists each of them."""
+    fleet = hosts("h1", "h2", "h3")
+    network = FakeNetwork(fleet, refuse={"h3": "cannot connect: refused", "h1": "cannot connect: timed out"})
+    with pytest.raises(MicrodeployError) as caught:
+        deploy(DeployOptions(version="2", name=PKG, hosts=("h1,h2,h3",)), connect=network)
+    assert caught.value.message.splitlines() == [
+        "cannot use 2 of 3 hosts; no host was changed:",
+        "  h1: h1: cannot connect: timed out; no host was changed",
+        "  h3: h3: cannot connect: refused; no host was changed",
+    ]
+
+
+def test_dry_run_plans_without_connecting() -> None:
+    """--dry-run returns the batches and the commands and never opens a connection."""
+
+    def no_connection(target: Target) -> FakeRemote:
+        raise AssertionError("a dry run connected")
+
+    report = deploy(DeployOptions(version="2", name=PKG, hosts=("h1,h2,h3",), batch="2", dry_run=True),
+                    connect=no_connection)
+    assert report.result == "dry-run" and report.exit_code == 0
+    assert report.batches == (("h1", "h2"), ("h3",))
+    assert [(p.host, p.batch) for p in report.plan] == [("h1", 1), ("h2", 1), ("h3", 2)]
+    assert report.plan[0].commands == (UPDATE, install_command(PKG, "2"), QUERY, f"until healthy: {HEALTH}")
+
+
+def test_port_and_health_path_come_from_the_service_configuration(tmp_path: Path) -> None:
+    """Run in a service directory, deploy takes the name, port and health path from [tool.microdeploy]."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "orders-api"\n[tool.microdeploy]\nport = 8123\nhealth_path = "/healthz"\n'
+    )
+    report = deploy(DeployOptions(version="2", hosts=("h1",), dry_run=True))
+    assert report.package == "orders-api"
+    assert report.plan[0].commands[-1] == f"until healthy: {health_command('http://127.0.0.1:8123/healthz')}"
+    flagged = deploy(DeployOptions(version="2", hosts=("h1",), port=9000, project=tmp_path, dry_run=True))
+    assert "http://127.0.0.1:9000/healthz" in flagged.plan[0].commands[-1]
+
+
+def test_parse_helpers() -> None:
+    """dpkg-query and apt-cache madison output are read as dpkg and apt print them."""
+    assert parse_query(CommandResult(0, "installed 1.2-1")) == "1.2-1"
+    assert parse_query(CommandResult(0, "config-files 1.2-1")) is None
+    assert parse_query(CommandResult(1, "", "no packages found")) is None
+    madison = " orders-api |      2-1 | http://x/ stable/main amd64 Packages\n orders-api | 1-1 | http://x/ s/m P\n"
+    assert parse_madison(madison, PKG) == ["2-1", "1-1"]
+    assert parse_madison(" other | 2-1 | http://x/ s/m P\n", PKG) == []
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("web1", Target("web1", "web1")),
+        ("deploy@web1.example.org:2222", Target("deploy@web1.example.org:2222", "web1.example.org", "deploy", 2222)),
+        ("[2001:db8::1]:22", Target("[2001:db8::1]:22", "2001:db8::1", None, 22)),
+        ("10.231.1.2", Target("10.231.1.2", "10.231.1.2")),
+    ],
+)
+def test_host_specs(spec: str, expected: Target) -> None:
+    """Hosts are host, user@host, host:port or [IPv6]:port."""
+    assert parse_target(spec) == expected
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def fleet(monkeypatch: pytest.MonkeyPatch) -> list[FakeHost]:
+    """Three fake hosts that the CLI's deploy connects to instead of SSH."""
+    fake = hosts("h1", "h2", "h3")
+    network = FakeNetwork(fake)
+    monkeypatch.setattr(deploy_module, "_fabric_connector", lambda options: network)
+    monkeypatch.setattr(deploy_module, "HEALTH_INTERVAL", 0.0)
+    return fake
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["orders-api", "--version", "2"], "no hosts to deploy to"),
+        (["orders-api", "--version", "2", "--hosts", " , "], "no hosts to deploy to"),
+        (["orders-api", "--version", "2", "--hosts", "h1", "--batch", "0"], "invalid batch '0'"),
+        (["orders-api", "--version", "2", "--hosts", "h1", "--batch", "x"], "invalid batch 'x'"),
+        (["orders-api", "--version", "2", "--hosts", "h1", "--batch", "150%"], "invalid batch '150%'"),
+        (["orders-api", "--version", "2; reboot", "--hosts", "h1"], "invalid version '2; reboot'"),
+        (["orders-api", "--version", "v2", "--hosts", "h1"], "invalid version 'v2'"),
+        (["orders-api", "--version", "2", "--hosts", "-oProxyCommand=sh"], "invalid host '-oProxyCommand=sh'"),
+        (["orders-api", "--version", "2", "--hosts", "h1;id"], "invalid host 'h1;id'"),
+        (["orders-api", "--version", "2", "--hosts", "Root User@h1"], "invalid host 'Root User@h1'"),
+        (["orders-api", "--version", "2", "--hosts", "h1,h1"], "host 'h1' is listed twice"),
+        (["Bad_Name", "--version", "2", "--hosts", "h1"], "invalid name 'Bad_Name' (from NAME)"),
+        (["--version", "2", "--hosts", "h1"], "no service to deploy"),
+        (["orders-api", "--version", "2", "--hosts", "h1", "--health-timeout", "0"], "invalid health timeout"),
+        (["orders-api", "--version", "2", "--hosts", "h1", "--apt-source", "x.list"], "invalid APT source"),
+    ],
+)
+def test_bad_input_exits_2_and_touches_no_host(fleet: list[FakeHost], args: list[str], message: str) -> None:
+    """Bad hosts, batches, versions and names exit 2 with the problem named, and no host is contacted."""
+    code, _, stderr = invoke("deploy", *args)
+    assert code == 2, stderr
+    assert message in stderr
+    assert "Traceback" not in stderr
+    assert all(host.log == [] for host in fleet)
+
+
+def test_missing_hosts_file_exits_2(fleet: list[FakeHost], tmp_path: Path) -> None:
+    """A hosts file that does not exist is bad input."""
+    code, _, stderr = invoke("deploy", "orders-api", "--version", "2", "--hosts-file", str(tmp_path / "nope"))
+    assert code == 2 and "cannot read hosts file" in stderr
+
+
+def test_cli_json_reports_versions_health_and_timings(fleet: list[FakeHost], tmp_path: Path) -> None:
+    """--json prints one object with each host's versions before and after, health, timings and the result."""
+    hosts_file = tmp_path / "hosts"
+    hosts_file.write_text("# web tier\nh1\nh2  # second\n\nh3\n")
+    code, stdout, _ = invoke("deploy", "orders-api", "--version", "2", "--hosts-file", str(hosts_file), "--json")
+    assert code == 0
+    data = json.loads(stdout)
+    assert data["result"] == "success" and data["exit_code"] == 0
+    assert data["batches"] == [["h1"], ["h2"], ["h3"]]
+    assert [(h["host"], h["before"], h["after"], h["healthy"], h["state"]) for h in data["hosts"]] == [
+        ("h1", "1", "2", True, "upgraded"), ("h2", "1", "2", True, "upgraded"), ("h3", "1", "2", True, "upgraded"),
+    ]
+    assert all(isinstance(h["seconds"], float) for h in data["hosts"])
+
+
+def test_cli_rollback_exits_1_with_a_per_host_report(fleet: list[FakeHost]) -> None:
+    """A rolled-back rollout exits 1 and prints one line per host with its state."""
+    code, stdout, _ = invoke("deploy", "orders-api", "--version", "3", "--hosts", "h1,h2", "--hosts", "h3",
+                             "--health-timeout", "1")
+    assert code == 1
+    lines = stdout.splitlines()
+    assert lines[0].startswith("orders-api 3: rolled-back, 3 host(s) in 3 batch(es), 1 failure(s)")
+    assert "h1  batch 1  1 -> 1  rolled-back  healthy" in lines[1]
+    assert "h2  batch 2  1 -> 1  untouched" in stdout
+    assert [host.commands for host in fleet[1:]] == [[QUERY], [QUERY]]
+
+
+def test_cli_dry_run_prints_the_plan(fleet: list[FakeHost]) -> None:
+    """`deploy --dry-run` prints batches and commands and runs nothing on the hosts."""
+    code, stdout, _ = invoke("deploy", "orders-api", "--version", "2", "--hosts", "h1,h2", "--batch", "100%",
+                             "--dry-run")
+    assert code == 0
+    assert "dry run, nothing is changed" in stdout
+    assert f"  $ {install_command(PKG, '2')}" in stdout
+    assert all(host.log == [] for host in fleet)
