@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from microdeploy.errors import bad_input
+from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.process import Runner, run
 
 log = logging.getLogger(__name__)
@@ -116,8 +116,8 @@ def create_key(home: Path, runner: Runner = run) -> str:
     )  # fmt: skip
     found = secret_key_fingerprints(home, None, runner)
     if not found:
-        raise bad_input(f"gpg made no usable signing key in {home}",
-                        hint="Remove the directory and publish again")
+        raise MicrodeployError(f"gpg made no usable signing key in {home}",
+                               hint="Remove the directory and publish again")
     log.info("created the repository signing key %s", found[0])
     return found[0]
 
