@@ -7,9 +7,19 @@ import re
 import shlex
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    # Only for annotations: importing the plugin before pytest loads it would
+    # keep pytest from rewriting its asserts.
+    from tests.testbed.fixtures import BootHost
+
+# The test bed's fixtures (puppet_host_image, boot_host); pytest registers it once.
+pytest_plugins = ["tests.testbed.fixtures"]
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +29,8 @@ MANIFESTS = sorted((MODULE / "manifests").glob("*.pp")) + sorted((MODULE / "type
 TEMPLATES = sorted((MODULE / "templates").glob("*.epp"))
 
 # The Debian package that provides each tool, for the failure message.
-APT_PACKAGE_OF = {"puppet": "puppet-agent", "puppet-lint": "puppet-lint", "rspec": "ruby-rspec-puppet"}
+APT_PACKAGE_OF = {"puppet": "puppet-agent", "puppet-lint": "puppet-lint", "rspec": "ruby-rspec-puppet",
+                  "dpkg-deb": "dpkg", "gpg": "gnupg"}
 
 
 def run(argv: list[str], cwd: Path = MODULE, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -171,3 +182,245 @@ def test_puppet_apply_noop_compiles_services_from_hiera(tmp_path: Path) -> None:
     assert errors == []
     assert not Path("/etc/orders-api").exists()
     assert not Path("/etc/apt/sources.list.d/microdeploy.sources").exists()
+
+
+# --- On a booted Debian 12 host: the module applied for real -----------------
+
+SERVICE = "mdtest-svc"
+
+UNIT = f"""\
+[Unit]
+Description=microdeploy Puppet module test service
+
+[Service]
+User={SERVICE}
+Group={SERVICE}
+EnvironmentFile=-/etc/{SERVICE}/environment
+ExecStart=/usr/bin/python3 /usr/lib/{SERVICE}/serve.py
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+# Logs one line per start (pid, version, a setting, an environment variable),
+# so the test counts restarts and sees what the service read.
+SERVE = f"""\
+import configparser, os, signal
+config = configparser.ConfigParser(interpolation=None)
+config.read("/etc/{SERVICE}/config.ini")
+with open("/var/log/{SERVICE}/starts.log", "a") as log:
+    log.write(" ".join([str(os.getpid()), "@VERSION@", config.get("app", "greeting", fallback="-"),
+                        config.get("server", "port", fallback="-"), os.environ.get("GREETING", "-")]) + "\\n")
+signal.pause()
+"""
+
+# Like a microdeploy package: creates its user, and restarts its unit on upgrade.
+POSTINST = f"""\
+#!/bin/sh
+set -e
+if [ "$1" = configure ]; then
+    adduser --system --group --no-create-home --home /nonexistent --quiet {SERVICE}
+    install -d -o {SERVICE} -g {SERVICE} -m 0750 /var/log/{SERVICE}
+    systemctl daemon-reload
+    systemctl enable {SERVICE}.service
+    systemctl restart {SERVICE}.service
+fi
+"""
+
+PRERM = f"""\
+#!/bin/sh
+set -e
+if [ "$1" = remove ]; then
+    systemctl disable --now {SERVICE}.service || true
+fi
+"""
+
+
+def build_test_deb(out: Path, version: str) -> Path:
+    """A small package shaped like a microdeploy one (user, unit, restart on upgrade)."""
+    tree = out / f"tree-{version}"
+    files = {
+        "DEBIAN/control": (
+            f"Package: {SERVICE}\nVersion: {version}\nArchitecture: all\nSection: misc\nPriority: optional\n"
+            "Maintainer: microdeploy tests <tests@microdeploy.invalid>\nDepends: python3, adduser\n"
+            "Description: microdeploy Puppet module test service\n"
+        ),
+        "DEBIAN/postinst": POSTINST,
+        "DEBIAN/prerm": PRERM,
+        f"lib/systemd/system/{SERVICE}.service": UNIT,
+        f"usr/lib/{SERVICE}/serve.py": SERVE.replace("@VERSION@", version),
+    }
+    for name, text in files.items():
+        path = tree / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(0o755 if name in ("DEBIAN/postinst", "DEBIAN/prerm") else 0o644)
+    deb = out / f"{SERVICE}_{version}_all.deb"
+    run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(deb)], cwd=out)
+    return deb
+
+
+def publish_test_repo(repo: Path, debs: list[Path], gnupghome: Path) -> None:
+    """A signed bookworm/main APT repository of `debs` (index and InRelease written by hand)."""
+    import email.utils
+    import hashlib
+
+    (repo / "pool").mkdir(parents=True, exist_ok=True)
+    stanzas = []
+    for deb in debs:
+        shutil.copy2(deb, repo / "pool" / deb.name)
+        control = run(["dpkg-deb", "--field", str(deb)], cwd=repo).stdout.rstrip("\n")
+        data = deb.read_bytes()
+        stanzas.append(f"{control}\nFilename: pool/{deb.name}\nSize: {len(data)}\n"
+                       f"SHA256: {hashlib.sha256(data).hexdigest()}\n")
+    packages = repo / "dists/bookworm/main/binary-amd64/Packages"
+    packages.parent.mkdir(parents=True, exist_ok=True)
+    packages.write_text("\n".join(stanzas))
+    index = packages.read_bytes()
+    release = repo / "dists/bookworm/Release"
+    release.write_text(
+        "Origin: microdeploy-tests\nSuite: bookworm\nCodename: bookworm\n"
+        f"Date: {email.utils.formatdate(usegmt=True)}\nArchitectures: amd64\nComponents: main\n"
+        f"SHA256:\n {hashlib.sha256(index).hexdigest()} {len(index)} main/binary-amd64/Packages\n"
+    )
+    run(["gpg", "--homedir", str(gnupghome), "--batch", "--yes", "--clearsign",
+         "--output", str(release.with_name("InRelease")), str(release)], cwd=repo)
+
+
+@pytest.fixture
+def gnupghome(tmp_path: Path) -> Iterator[Path]:
+    """A throw-away GnuPG home with an Ed25519 signing key; its agent is stopped afterwards."""
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    run(["gpg", "--homedir", str(home), "--batch", "--passphrase", "", "--quick-generate-key",
+         "microdeploy tests <tests@microdeploy.invalid>", "ed25519", "sign", "never"], cwd=tmp_path)
+    yield home
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
+
+
+HOST_HIERA = """\
+---
+version: 5
+defaults:
+  datadir: data
+  data_hash: yaml_data
+hierarchy:
+  - name: 'Common'
+    path: 'common.yaml'
+"""
+
+
+def host_data(version: str, greeting: str, key: str) -> str:
+    """SPEC §7 Hiera data for the test service, with a signed file: APT source."""
+    indented_key = "".join(f"  {line}\n" for line in key.splitlines())
+    return (
+        "---\n"
+        "microdeploy::manage_apt_source: true\n"
+        "microdeploy::apt_location: 'file:/var/tmp/repo'\n"
+        f"microdeploy::apt_key_content: |\n{indented_key}"
+        "microdeploy::services:\n"
+        f"  {SERVICE}:\n"
+        f"    ensure: '{version}'\n"
+        f"    config_path: /etc/{SERVICE}/config.ini\n"
+        f"    log_dir: /var/log/{SERVICE}\n"
+        f"    user: {SERVICE}\n"
+        "    port: 8001\n"
+        "    settings:\n"
+        "      app:\n"
+        f"        greeting: {greeting}\n"
+        "      database:\n"
+        "        password: s3cret-never-shown\n"
+        "    environment:\n"
+        "      GREETING: 'hello \"world\" $HOME'\n"
+    )
+
+
+@pytest.mark.host
+def test_module_applies_on_a_booted_host(
+    tmp_path: Path, gnupghome: Path, puppet_host_image: Path, boot_host: BootHost
+) -> None:
+    """On a booted host the module installs the pinned version, writes config and restarts only on config changes."""
+    key = run(["gpg", "--homedir", str(gnupghome), "--armor", "--export"], cwd=tmp_path).stdout
+    repo = tmp_path / "repo"
+    publish_test_repo(repo, [build_test_deb(tmp_path, "1.0-1")], gnupghome)
+
+    host = boot_host(puppet_host_image)
+    for part in ("manifests", "types", "templates", "data", "hiera.yaml", "metadata.json"):
+        host.copy_in(MODULE / part, f"/var/tmp/modules/microdeploy/{part}")
+    host.copy_in(repo, "/var/tmp/repo")
+    (tmp_path / "site.pp").write_text("include microdeploy\n")
+    host.copy_in(tmp_path / "site.pp", "/var/tmp/site.pp")
+    (tmp_path / "hiera.yaml").write_text(HOST_HIERA)
+    host.copy_in(tmp_path / "hiera.yaml", "/var/tmp/hiera/hiera.yaml")
+
+    def apply(version: str, greeting: str) -> tuple[int, str]:
+        (tmp_path / "common.yaml").write_text(host_data(version, greeting, key))
+        host.copy_in(tmp_path / "common.yaml", "/var/tmp/hiera/data/common.yaml")
+        result = host.run(["puppet", "apply", "--detailed-exitcodes", "--color=false",
+                           "--modulepath=/var/tmp/modules", "--hiera_config=/var/tmp/hiera/hiera.yaml",
+                           "/var/tmp/site.pp"], check=False, timeout=300)
+        assert result.returncode in (0, 2), f"puppet apply failed:\n{result.stdout}\n{result.stderr}"
+        assert "s3cret-never-shown" not in result.stdout + result.stderr
+        return result.returncode, result.stdout
+
+    def starts() -> list[str]:
+        return host.read_file(f"/var/log/{SERVICE}/starts.log").splitlines()
+
+    def main_pid() -> str:
+        return host.run(["systemctl", "show", "--value", "--property=MainPID", SERVICE]).stdout.strip()
+
+    # First run: the source, the pinned package, the files, the service.
+    code, _ = apply("1.0-1", "hello")
+    assert code == 2
+    assert host.run(["dpkg-query", "-W", "-f=${Version}", SERVICE]).stdout == "1.0-1"
+    sources = host.read_file("/etc/apt/sources.list.d/microdeploy.sources")
+    assert "Signed-By: /etc/apt/keyrings/microdeploy-archive-keyring.asc" in sources
+    stat = host.run(["stat", "-c", "%U:%G %a", f"/etc/{SERVICE}/config.ini", f"/etc/{SERVICE}/environment",
+                     f"/etc/{SERVICE}", f"/var/log/{SERVICE}"]).stdout.split("\n")
+    assert stat[:4] == [f"root:{SERVICE} 640", f"root:{SERVICE} 640", f"root:{SERVICE} 750",
+                        f"{SERVICE}:{SERVICE} 750"]
+    config = host.read_file(f"/etc/{SERVICE}/config.ini")
+    assert "[app]\ngreeting = hello\n" in config
+    assert "[database]\npassword = s3cret-never-shown\n" in config
+    assert "[server]\nport = 8001\n" in config
+    assert host.run(["systemctl", "is-active", SERVICE]).stdout.strip() == "active"
+    assert host.run(["systemctl", "is-enabled", SERVICE]).stdout.strip() == "enabled"
+    # The service read the site config and the environment file (quotes and $ kept).
+    assert starts()[-1].split(" ", 1)[1] == '1.0-1 hello 8001 hello "world" $HOME'
+    assert starts()[-1].split(" ", 1)[0] == main_pid()
+
+    # Nothing changed: nothing to do.
+    code, out = apply("1.0-1", "hello")
+    assert code == 0, out
+
+    # A setting changed: the file changes (no diff shown) and the service restarts once.
+    before = len(starts())
+    code, out = apply("1.0-1", "bonjour")
+    assert code == 2
+    assert f"File[/etc/{SERVICE}/config.ini]/content: changed [redacted] to [redacted]" in out
+    assert len(starts()) == before + 1
+    assert starts()[-1].split(" ", 1) == [main_pid(), '1.0-1 bonjour 8001 hello "world" $HOME']
+
+    # A release published after the last refresh: bumping ensure refreshes the
+    # source, upgrades, and the service restarts once (by the package), not twice.
+    publish_test_repo(repo, [build_test_deb(tmp_path, "1.1-1")], gnupghome)
+    host.copy_in(repo, "/var/tmp/repo")
+    before = len(starts())
+    code, out = apply("1.1-1", "bonjour")
+    assert code == 2, out
+    assert host.run(["dpkg-query", "-W", "-f=${Version}", SERVICE]).stdout == "1.1-1"
+    assert len(starts()) == before + 1, starts()
+    assert starts()[-1].split(" ", 1)[1].startswith("1.1-1 bonjour")
+    code, out = apply("1.1-1", "bonjour")
+    assert code == 0, out
+
+    # Removal keeps the administrator's config and the logs (SPEC §8).
+    code, out = apply("absent", "bonjour")
+    assert code == 2, out
+    status = host.run(["dpkg-query", "-W", "-f=${db:Status-Status}", SERVICE], check=False).stdout
+    assert status in ("config-files", "not-installed", "")
+    assert host.run(["systemctl", "is-active", SERVICE], check=False).stdout.strip() != "active"
+    assert "greeting = bonjour" in host.read_file(f"/etc/{SERVICE}/config.ini")
+    assert starts()
+    code, out = apply("absent", "bonjour")
+    assert code == 0, out
