@@ -24,6 +24,7 @@ from microdeploy.config import (
 )
 from microdeploy.deploy import DeployOptions, deploy
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
+from microdeploy.jenkins import FORMS, JenkinsOptions, jenkinsfile
 from microdeploy.repo import (
     DEFAULT_COMPONENT,
     DEFAULT_DIST,
@@ -290,6 +291,67 @@ def repo_serve(repo_dir: Path, bind: str, port: int, dist: str, component: str) 
         click.echo(sources_snippet(url, keyring, dist, component))
 
     serve(repo_dir, bind, port, ready=ready)
+
+
+@main.command("jenkinsfile")
+@click.argument("project", type=click.Path(path_type=Path), default=".")
+@click.option("--form", type=click.Choice(FORMS), default="full", show_default=True,
+              help="full: a self-contained Jenkinsfile; one-line: a call of the shared library; "
+                   "library: the shared library's vars/microdeployPipeline.groovy.")
+@click.option("-o", "--output", default="-", show_default=True, metavar="FILE|-",
+              help="Write here (atomically) instead of standard output.")
+@click.option("--agent-label", default=JenkinsOptions.agent_label, show_default=True,
+              help="Label expression of the agents that build (they need microdeploy and its tools).")
+@click.option("--release-branch", default=JenkinsOptions.release_branch, show_default=True,
+              help="Branch whose pushes are published (tags are published too).")
+@click.option("--repo", default=JenkinsOptions.repo, show_default=True,
+              help="APT repository directory on the agent, passed to `microdeploy publish --repo`.")
+@click.option("--signing-key-credentials", default=JenkinsOptions.signing_key_credentials, show_default=True,
+              help="Jenkins 'secret file' credentials id of the repository signing key.")
+@click.option("--signing-passphrase-credentials", default=JenkinsOptions.signing_passphrase_credentials,
+              show_default=True, help="Jenkins 'secret text' credentials id of its passphrase.")
+@click.option("--control-repo", metavar="GIT_URL",
+              help="r10k control repository that tags pin their version in (adds the Puppet data stage).")
+@click.option("--control-repo-branch", default=JenkinsOptions.control_repo_branch, show_default=True,
+              help="Branch of the control repository to update.")
+@click.option("--control-repo-mode", type=click.Choice(["push", "merge-request"]),
+              default=JenkinsOptions.control_repo_mode, show_default=True,
+              help="Push the commit, or open a (GitLab) merge request with it.")
+@click.option("--control-repo-credentials", default=JenkinsOptions.control_repo_credentials, show_default=True,
+              help="Jenkins 'SSH username with private key' credentials id for the control repository.")
+@click.option("--deploy-host", "deploy_hosts", multiple=True, metavar="HOST",
+              help="Deploy tags to this host after approval (repeatable; adds the Deploy stage).")
+@click.option("--deploy-credentials", default=JenkinsOptions.deploy_credentials, show_default=True,
+              help="Jenkins 'SSH username with private key' credentials id for the deploy.")
+@click.option("--notify-email", multiple=True, metavar="ADDRESS", help="Mail a failed build here (repeatable).")
+@click.option("--timeout", "timeout_minutes", type=int, default=JenkinsOptions.timeout_minutes, show_default=True,
+              help="Minutes before a build is aborted.")
+@click.option("--keep-builds", type=int, default=JenkinsOptions.keep_builds, show_default=True,
+              help="Builds whose logs and artifacts are kept.")
+@service_options
+def jenkinsfile_command(project: Path, form: str, output: str, agent_label: str, release_branch: str, repo: str,
+                        signing_key_credentials: str, signing_passphrase_credentials: str,
+                        control_repo: str | None, control_repo_branch: str, control_repo_mode: str,
+                        control_repo_credentials: str, deploy_hosts: tuple[str, ...], deploy_credentials: str,
+                        notify_email: tuple[str, ...], timeout_minutes: int, keep_builds: int,
+                        **flags: Any) -> None:
+    """Render the Jenkins pipeline that tests, builds and releases the service in PROJECT."""
+    options = JenkinsOptions(
+        agent_label=agent_label, release_branch=release_branch, repo=repo,
+        signing_key_credentials=signing_key_credentials,
+        signing_passphrase_credentials=signing_passphrase_credentials, control_repo=control_repo,
+        control_repo_branch=control_repo_branch, control_repo_mode=control_repo_mode,
+        control_repo_credentials=control_repo_credentials,
+        deploy_hosts=tuple(host for value in deploy_hosts for host in value.split(",") if host),
+        deploy_credentials=deploy_credentials, notify_email=notify_email, timeout_minutes=timeout_minutes,
+        keep_builds=keep_builds,
+    )
+    result = jenkinsfile(project, config_overrides(flags), options, form=form,
+                         output=None if output == "-" else Path(output))
+    if result.path is None:
+        click.echo(result.text, nl=False)
+    else:
+        click.echo(f"Wrote {result.path} ({result.form} form).", err=True)
 
 
 __all__ = ["EXIT_BAD_INPUT", "main"]
