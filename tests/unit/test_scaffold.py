@@ -13,7 +13,7 @@ from microdeploy.errors import MicrodeployError
 from microdeploy.scaffold import default_maintainer, scaffold
 
 COMMON = {
-    ".gitignore", "README.md", "pyproject.toml",
+    ".gitignore", "Jenkinsfile", "README.md", "pyproject.toml",
     "src/orders_api/__init__.py", "src/orders_api/api.py", "src/orders_api/application.py",
     "src/orders_api/default_config.ini", "src/orders_api/extensions.py", "src/orders_api/health.py",
     "src/orders_api/logs.py", "src/orders_api/manage.py", "src/orders_api/schemas.py",
