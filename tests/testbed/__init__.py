@@ -2,12 +2,25 @@
 
 Layout (see /work/shared/TESTING.md for the facts this is built on):
 
-- ``image``    -- cached mmdebstrap tarballs (target-host image, piuparts base)
+- ``image``    -- cached mmdebstrap tarballs under /var/cache/microdeploy-tests/
+  (target-host images keyed by their package list, the piuparts base)
 - ``network``  -- per-host network namespaces with a veth pair (10.231.N.0/24)
-- ``host``     -- boot a fresh copy of an image, run commands in it, power it off
+- ``host``     -- boot a fresh overlay copy of an image, run commands in it, power it off
 - ``fixtures`` -- pytest fixtures over the above (``host_image``, ``boot_host``, ...)
 
-This module holds what they share: the error type and the one subprocess helper.
+In a test::
+
+    def test_installs(boot_host, tmp_path):
+        host = boot_host()                                  # running, removed at teardown
+        host.copy_in(deb, "/root/pkg.deb")                  # not /tmp: a tmpfs inside
+        host.run(["apt-get", "install", "-y", "/root/pkg.deb"])
+        assert host.run(["systemctl", "is-active", "pkg"]).stdout == "active\n"
+
+Hosts are offline: they carry no APT sources, and a namespaced host reaches
+only its loopback and our 10.231.N.1 addresses (serve a test repository there).
+
+This module holds what the others share: the error type, the lock and the one
+subprocess helper.
 """
 
 from __future__ import annotations

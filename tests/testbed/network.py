@@ -1,8 +1,10 @@
 """Per-host network namespaces: a veth pair with 10.231.N.1 on our side and 10.231.N.2 inside.
 
-There is no NAT and no forwarding out of the namespaces: a host there reaches
-only its own loopback and our 10.231.N.1 addresses (where tests serve, e.g.,
-the APT repository), and we reach it on 10.231.N.2.
+There is no NAT and no forwarding out of the namespaces (the machine has
+net.ipv4.ip_forward=0, and we never change it): a host there reaches only its
+own loopback and our side's addresses -- any 10.231.M.1, where tests serve e.g.
+the APT repository -- and we reach it on 10.231.N.2. Hosts do not reach each
+other's 10.231.M.2.
 """
 
 from __future__ import annotations
