@@ -1,0 +1,403 @@
+"""`microdeploy publish` and `repo serve` with the real aptly, gpg, sqv and apt on a booted host."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.support import free_port, stop
+
+if TYPE_CHECKING:
+    from tests.testbed.fixtures import NetworkedHosts
+    from tests.testbed.host import Host
+
+pytest_plugins = ["tests.testbed.fixtures"]
+
+pytestmark = pytest.mark.integration
+
+NAME = "mdtest-hello"
+DIST = "bookworm"
+KEYRING = "microdeploy-archive-keyring.gpg"
+PUBLISH_TIMEOUT = 120.0
+
+MakeDeb = Callable[..., Path]
+
+
+# --- fixtures and helpers ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def make_deb(tmp_path_factory: pytest.TempPathFactory) -> MakeDeb:
+    """A factory of tiny real .debs (dpkg-deb --build), installable on a host with no network."""
+    out = tmp_path_factory.mktemp("debs")
+    built: dict[tuple[str, str, str], Path] = {}
+
+    def _make(version: str, name: str = NAME, flavour: str = "") -> Path:
+        key = (name, version, flavour)
+        if key in built:
+            return built[key]
+        tree = out / f"tree-{name}-{version}-{flavour}"
+        (tree / "DEBIAN").mkdir(parents=True)
+        # Section and Priority: repository tools skip or warn about packages without them.
+        (tree / "DEBIAN" / "control").write_text(
+            f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
+            "Maintainer: microdeploy tests <tests@microdeploy.invalid>\n"
+            "Section: misc\nPriority: optional\n"
+            f"Description: microdeploy test package {flavour}\n test payload for the publish tests\n"
+        )
+        share = tree / "usr" / "share" / name
+        share.mkdir(parents=True)
+        (share / "version").write_text(f"{version} {flavour}\n")
+        deb = out / f"{name}_{version}_all{'-' + flavour if flavour else ''}.deb"
+        subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(deb)],
+                       check=True, capture_output=True, timeout=60)
+        built[key] = deb
+        return deb
+
+    return _make
+
+
+def microdeploy(*args: str, timeout: float = PUBLISH_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a child process (as CI would) and capture its output."""
+    return subprocess.run([sys.executable, "-m", "microdeploy", *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def publish(repo: Path, *debs: Path, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Publish with --json and return the decoded result (the command must succeed)."""
+    result = microdeploy("publish", *map(str, debs), "--repo", str(repo), "--json", *extra)
+    assert result.returncode == 0, result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def served_versions(repo: Path, name: str = NAME) -> list[str]:
+    """Versions of `name` that the served index of bookworm/main lists."""
+    text = (repo / "public" / "dists" / DIST / "main" / "binary-all" / "Packages").read_text()
+    stanzas = [dict(line.split(": ", 1) for line in s.splitlines() if ": " in line) for s in text.split("\n\n")]
+    return sorted(s["Version"] for s in stanzas if s.get("Package") == name)
+
+
+def snapshot(repo: Path) -> dict[str, bytes | str]:
+    """Everything served, byte for byte, plus where `public` points: to prove nothing changed."""
+    public = repo / "public"
+    files: dict[str, bytes | str] = {"-> public": os.readlink(public)}
+    for path in sorted(public.rglob("*")):
+        if path.is_file():
+            files[str(path.relative_to(public))] = path.read_bytes()
+    return files
+
+
+def verify_release(repo: Path, keyring: Path) -> None:
+    """Check Release.gpg with sqv and InRelease with gpgv against `keyring` (raise on a bad signature)."""
+    dists = repo / "public" / "dists" / DIST
+    subprocess.run(["sqv", "--keyring", str(keyring), str(dists / "Release.gpg"), str(dists / "Release")],
+                   check=True, capture_output=True, timeout=30)
+    subprocess.run(["gpgv", "--keyring", str(keyring), str(dists / "InRelease")],
+                   check=True, capture_output=True, timeout=30)
+
+
+def stop_gpg_agent(gnupghome: Path) -> None:
+    """End the gpg-agent a test's own GnuPG home started (gpgconf ends it by its socket, not by name)."""
+    subprocess.run(["gpgconf", "--kill", "gpg-agent"], env={**os.environ, "GNUPGHOME": str(gnupghome)},
+                   check=False, capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[Path]:
+    """A repository directory; its GnuPG agent is stopped at teardown."""
+    path = tmp_path / "repo"
+    yield path
+    stop_gpg_agent(path / "state" / "gnupg")
+
+
+@pytest.fixture
+def other_key(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A second GnuPG home with its own Ed25519 key (home, fingerprint), for wrong-key tests."""
+    home = tmp_path / "other-gnupg"
+    home.mkdir(mode=0o700)
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    subprocess.run(["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key",
+                    "other <other@microdeploy.invalid>", "ed25519", "sign", "never"],
+                   env=env, check=True, capture_output=True, timeout=60)
+    listing = subprocess.run(["gpg", "--batch", "--with-colons", "--list-secret-keys"], env=env, check=True,
+                             capture_output=True, text=True, timeout=30).stdout
+    fingerprint = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr"))
+    yield home, fingerprint
+    stop_gpg_agent(home)
+
+
+# --- the repository on this machine -----------------------------------------
+
+
+def test_first_publish_creates_a_signed_repository(repo: Path, make_deb: MakeDeb) -> None:
+    """The first publish makes the repo, an Ed25519 key (0700 home), exported keyrings and a verifiable Release."""
+    deb = make_deb("1.0-1")
+    data = publish(repo, deb)
+    assert [(p["name"], p["version"], p["size"]) for p in data["added"]] == [(NAME, "1.0-1", deb.stat().st_size)]
+    assert data["changed"] is True
+    assert data["dist"] == DIST and data["repo"] == str(repo.absolute())
+    assert {"validate", "aptly", "total"} <= set(data["timings"])
+    keyring = repo / "public" / KEYRING
+    assert Path(data["keyring"]) == keyring.absolute()
+    assert (repo / "public" / "microdeploy-archive-keyring.asc").read_text().startswith(
+        "-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    assert (repo / "state" / "gnupg").stat().st_mode & 0o777 == 0o700
+    listing = subprocess.run(["gpg", "--batch", "--with-colons", "--show-keys", str(keyring)],
+                             capture_output=True, text=True, check=True, timeout=30).stdout
+    assert ":ed25519:" in listing and data["key_fingerprint"] in listing
+    verify_release(repo, keyring)
+    assert served_versions(repo) == ["1.0-1"]
+    assert (repo / "public" / "pool" / "main" / "m" / NAME / f"{NAME}_1.0-1_all.deb").is_file()
+    release = (repo / "public" / "dists" / DIST / "Release").read_text()
+    assert "Origin: microdeploy" in release and "trusted" not in release
+
+
+def test_republishing_the_same_file_is_a_no_op(repo: Path, make_deb: MakeDeb) -> None:
+    """Publishing a file that is already served changes nothing, not even the signature."""
+    publish(repo, make_deb("1.0-1"))
+    before = snapshot(repo)
+    data = publish(repo, make_deb("1.0-1"))
+    assert data["changed"] is False and data["added"] == []
+    assert [p["version"] for p in data["unchanged"]] == ["1.0-1"]
+    assert snapshot(repo) == before
+
+
+def test_a_different_file_with_a_published_version_exits_2_and_changes_nothing(
+    repo: Path, make_deb: MakeDeb
+) -> None:
+    """Same name+version+arch with other contents is refused (exit 2) and the served state is untouched."""
+    publish(repo, make_deb("1.0-1"))
+    before = snapshot(repo)
+    result = microdeploy("publish", str(make_deb("1.0-1", flavour="rebuilt")), "--repo", str(repo))
+    assert result.returncode == 2, result.stderr
+    assert f"{NAME}_1.0-1_all is already published with different contents" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert snapshot(repo) == before
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "bad-control"])
+def test_a_corrupt_deb_exits_2_and_changes_nothing(
+    repo: Path, make_deb: MakeDeb, tmp_path: Path, damage: str
+) -> None:
+    """A truncated, foreign or unreadable .deb is refused (exit 2), alongside a good one, with no change."""
+    publish(repo, make_deb("1.0-1"))
+    before = snapshot(repo)
+    good = make_deb("1.1-1").read_bytes()
+    bad = tmp_path / "bad.deb"
+    if damage == "truncated":
+        bad.write_bytes(good[: len(good) // 2])
+    elif damage == "garbage":
+        bad.write_bytes(b"this is no Debian package\n")
+    else:
+        # A well-formed ar archive whose members are not a package: only dpkg-deb can tell.
+        bad.write_bytes(b"!<arch>\n" + b"debian-binary/  0           0     0     100644  4         `\n" + b"9.9\n")
+    result = microdeploy("publish", str(make_deb("1.1-1")), str(bad), "--repo", str(repo))
+    assert result.returncode == 2, result.stderr
+    assert str(bad) in result.stderr
+    assert snapshot(repo) == before
+
+
+def test_keep_n_keeps_the_newest_versions(repo: Path, make_deb: MakeDeb) -> None:
+    """With --keep 2 the index and the pool hold only the two highest versions."""
+    publish(repo, make_deb("1.0-1"), make_deb("1.2-1"), extra=("--keep", "2"))
+    data = publish(repo, make_deb("1.10-1"), make_deb("1.9-1"), extra=("--keep", "2"))
+    assert sorted(p["version"] for p in data["removed"]) == ["1.0-1", "1.2-1"]
+    assert served_versions(repo) == ["1.10-1", "1.9-1"]
+    pool = sorted(p.name for p in (repo / "public" / "pool").rglob("*.deb"))
+    assert pool == [f"{NAME}_1.10-1_all.deb", f"{NAME}_1.9-1_all.deb"]
+    verify_release(repo, repo / "public" / KEYRING)
+
+
+def test_two_publishes_at_once_both_land(repo: Path, make_deb: MakeDeb) -> None:
+    """Two concurrent publishes are serialised by the lock; both packages end up in one signed index."""
+    publish(repo, make_deb("1.0-1"))
+    children = [
+        subprocess.Popen([sys.executable, "-m", "microdeploy", "publish", str(deb), "--repo", str(repo)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        for deb in (make_deb("2.0-1"), make_deb("1.0-1", name="mdtest-other"))
+    ]
+    for child in children:
+        _, err = child.communicate(timeout=PUBLISH_TIMEOUT)
+        assert child.returncode == 0, err.decode()
+    assert served_versions(repo) == ["1.0-1", "2.0-1"]
+    assert served_versions(repo, "mdtest-other") == ["1.0-1"]
+    verify_release(repo, repo / "public" / KEYRING)
+
+
+def test_a_failed_signing_leaves_the_previous_state_served(
+    repo: Path, make_deb: MakeDeb, tmp_path: Path
+) -> None:
+    """When aptly cannot sign (a passphrase-protected key), the publish fails (exit 1) and nothing changes."""
+    locked = tmp_path / "locked-gnupg"
+    locked.mkdir(mode=0o700)
+    env = {**os.environ, "GNUPGHOME": str(locked)}
+    try:
+        subprocess.run(["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "secret",
+                        "--quick-gen-key", "locked <locked@microdeploy.invalid>", "ed25519", "sign", "never"],
+                       env=env, check=True, capture_output=True, timeout=60)
+        publish(repo, make_deb("1.0-1"))
+        before = snapshot(repo)
+        generations = sorted(p.name for p in (repo / "state" / "generations").iterdir())
+        result = microdeploy("publish", str(make_deb("2.0-1")), "--repo", str(repo), "--gnupghome", str(locked))
+        assert result.returncode == 1, result.stderr
+        assert snapshot(repo) == before
+        assert sorted(p.name for p in (repo / "state" / "generations").iterdir()) == generations
+        # The next good publish still works from the previous state.
+        publish(repo, make_deb("2.0-1"))
+        assert served_versions(repo) == ["1.0-1", "2.0-1"]
+    finally:
+        stop_gpg_agent(locked)
+
+
+def test_a_killed_publish_leaves_no_trace_in_what_is_served(repo: Path, make_deb: MakeDeb) -> None:
+    """A half-made generation left by a killed publish is never served and is removed by the next publish."""
+    publish(repo, make_deb("1.0-1"))
+    before = snapshot(repo)
+    leftover = repo / "state" / "generations" / "g000099"
+    (leftover / "published" / "dists").mkdir(parents=True)
+    assert snapshot(repo) == before
+    publish(repo, make_deb("2.0-1"))
+    assert not leftover.exists()
+    assert served_versions(repo) == ["1.0-1", "2.0-1"]
+
+
+def test_an_explicit_gpg_key_signs_and_is_exported(repo: Path, make_deb: MakeDeb, other_key: tuple[Path, str]) -> None:
+    """--gnupghome/--gpg-key sign with that key, and the exported keyring is that key."""
+    home, fingerprint = other_key
+    data = publish(repo, make_deb("1.0-1"), extra=("--gnupghome", str(home), "--gpg-key", fingerprint))
+    assert data["key_fingerprint"] == fingerprint
+    verify_release(repo, repo / "public" / KEYRING)
+    assert not (repo / "state" / "gnupg").exists()
+
+
+def test_a_wrong_key_does_not_verify(repo: Path, make_deb: MakeDeb, other_key: tuple[Path, str],
+                                     tmp_path: Path) -> None:
+    """The Release signature does not verify against another key."""
+    publish(repo, make_deb("1.0-1"))
+    home, fingerprint = other_key
+    wrong = tmp_path / "wrong.gpg"
+    subprocess.run(["gpg", "--batch", "--output", str(wrong), "--export", fingerprint],
+                   env={**os.environ, "GNUPGHOME": str(home)}, check=True, capture_output=True, timeout=30)
+    with pytest.raises(subprocess.CalledProcessError):
+        verify_release(repo, wrong)
+
+
+# --- a booted Debian 12 host installs from it -------------------------------
+
+
+class RepoServer:
+    """`microdeploy repo serve` in a child process, started and stopped by the test, by pid."""
+
+    def __init__(self, repo: Path, bind: str) -> None:
+        self.port = free_port()
+        self.url = f"http://{bind}:{self.port}/"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "microdeploy", "repo", "serve", str(repo), "--bind", bind,
+             "--port", str(self.port)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Poll until the keyring is served (bounded), or fail if the server died."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"repo serve exited: {self.process.stderr.read().decode()}")  # type: ignore[union-attr]
+            try:
+                with urllib.request.urlopen(self.url + KEYRING, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError(f"{self.url} did not answer within {timeout} s")
+
+
+def apt(host: Host, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """apt-get in the host, non-interactive, bounded."""
+    return host.run(["apt-get", "-q", "-y", *args], check=check, timeout=180)
+
+
+def installed_version(host: Host) -> str:
+    """The version of the test package dpkg has installed on the host."""
+    return host.run(["dpkg-query", "-W", "-f=${Version}", NAME]).stdout
+
+
+@pytest.mark.host
+def test_a_booted_host_installs_upgrades_and_rolls_back_from_the_signed_repository(
+    repo: Path, make_deb: MakeDeb, networked_hosts: NetworkedHosts, other_key: tuple[Path, str], tmp_path: Path
+) -> None:
+    """apt on a fresh host verifies, installs, upgrades, rolls back; tampering, a wrong key, bad publishes fail."""
+    host = networked_hosts(1)[0]
+    assert host.netns is not None
+    publish(repo, make_deb("1.0-1"))
+    server = RepoServer(repo, host.netns.host_address)
+    try:
+        server.wait_ready()
+        serve_output_check = server.url  # the snippet printed by serve uses this URL
+        # The host can reach only us: drop the image's Debian sources, use ours with Signed-By.
+        host.run(["sh", "-c", "rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*"])
+        host.run(["mkdir", "-p", "/etc/apt/keyrings"])
+        host.run(["curl", "-fsS", "-o", f"/etc/apt/keyrings/{KEYRING}", serve_output_check + KEYRING])
+        sources = (
+            f"Types: deb\nURIs: {server.url}\nSuites: {DIST}\nComponents: main\n"
+            f"Signed-By: /etc/apt/keyrings/{KEYRING}\n"
+        )
+        host.run(["tee", "/etc/apt/sources.list.d/microdeploy.sources"], input=sources)
+        apt(host, "update")
+        apt(host, "install", NAME)
+        assert installed_version(host) == "1.0-1"
+
+        # A second version: upgrade moves to it, and the first stays installable (rollback).
+        publish(repo, make_deb("2.0-1"))
+        apt(host, "update")
+        apt(host, "upgrade")
+        assert installed_version(host) == "2.0-1"
+        apt(host, "install", "--allow-downgrades", f"{NAME}=1.0-1")
+        assert installed_version(host) == "1.0-1"
+        assert host.read_file(f"/usr/share/{NAME}/version").startswith("1.0-1")
+
+        # Refused publishes leave what apt sees as it was.
+        assert microdeploy("publish", str(make_deb("2.0-1", flavour="rebuilt")), "--repo", str(repo)).returncode == 2
+        corrupt = tmp_path / "corrupt.deb"
+        corrupt.write_bytes(make_deb("3.0-1").read_bytes()[:300])
+        assert microdeploy("publish", str(corrupt), "--repo", str(repo)).returncode == 2
+        apt(host, "update")
+        policy = host.run(["apt-cache", "policy", NAME]).stdout
+        assert "Candidate: 2.0-1" in policy and "1.0-1" in policy and "3.0-1" not in policy
+
+        # A tampered InRelease (and Release) makes apt-get update fail.
+        dists = repo / "public" / "dists" / DIST
+        originals = {name: (dists / name).read_bytes() for name in ("InRelease", "Release")}
+        try:
+            for name, data in originals.items():
+                # Edit the signed text in place (same inode as served): claim another suite.
+                (dists / name).write_bytes(data.replace(b"Origin: microdeploy", b"Origin: attacker!!"))
+            tampered = apt(host, "update", check=False)
+            assert tampered.returncode != 0, tampered.stdout
+            assert "BADSIG" in tampered.stdout + tampered.stderr or "not signed" in tampered.stderr
+        finally:
+            for name, data in originals.items():
+                (dists / name).write_bytes(data)
+        apt(host, "update")
+
+        # A wrong key in Signed-By makes apt-get update fail too.
+        home, fingerprint = other_key
+        wrong = tmp_path / "wrong.gpg"
+        subprocess.run(["gpg", "--batch", "--output", str(wrong), "--export", fingerprint],
+                       env={**os.environ, "GNUPGHOME": str(home)}, check=True, capture_output=True, timeout=30)
+        host.copy_in(wrong, f"/etc/apt/keyrings/{KEYRING}")
+        wrong_key = apt(host, "update", check=False)
+        assert wrong_key.returncode != 0, wrong_key.stdout
+        assert "NO_PUBKEY" in wrong_key.stdout + wrong_key.stderr
+    finally:
+        stop(server.process)
