@@ -77,7 +77,12 @@ class microdeploy (
       fail('microdeploy: manage_apt_source is true but apt_location is not set; set microdeploy::apt_location to the repository URI')
     }
 
-    $pinned = $services.filter |$service_name, $service_params| { $service_params['ensure'] =~ Microdeploy::Version }
+    # The exact versions the services pin: the source is refreshed when apt
+    # does not know one yet.
+    $pinned_versions = $services
+      .filter |$service_name, $service_params| { $service_params['ensure'] =~ Microdeploy::Version }
+      .map |$service_name, $service_params| { [$service_name, $service_params['ensure']] }
+      .convert_to(Hash)
 
     class { 'microdeploy::apt_source':
       location    => $apt_location,
@@ -86,7 +91,7 @@ class microdeploy (
       key_source  => $apt_key_source,
       key_content => $apt_key_content,
       keyring     => $apt_keyring,
-      versions    => $pinned.map |$service_name, $service_params| { [$service_name, $service_params['ensure']] }.convert_to(Hash),
+      versions    => $pinned_versions,
     }
     contain microdeploy::apt_source
 
