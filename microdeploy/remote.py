@@ -23,6 +23,7 @@ from typing import Any
 import fabric
 import paramiko
 from invoke.exceptions import CommandTimedOut
+from paramiko.ssh_exception import NoValidConnectionsError
 
 from microdeploy.deploy import CommandResult, Target
 from microdeploy.errors import MicrodeployError
@@ -68,6 +69,19 @@ class AcceptNewHostKey(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
                 handle.write(line)
         log.warning("added the %s host key of %s to %s: %s", key.get_name(), hostname, self.known_hosts,
                     fingerprint(key))
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a connection failed, in the words of the socket layer ("Connection refused", "timed out")."""
+    if isinstance(exc, NoValidConnectionsError):
+        # paramiko wraps one socket error per address it tried.
+        return "; ".join(f"{address[0]} port {address[1]}: {error.strerror or error}"
+                         for address, error in exc.errors.items())
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "timed out"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host name ({exc.strerror})"
+    return str(exc) or type(exc).__name__
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -185,9 +199,8 @@ class FabricConnector:
             ) from exc
         except (paramiko.SSHException, OSError, EOFError) as exc:
             connection.close()
-            reason = "timed out" if isinstance(exc, socket.timeout | TimeoutError) else str(exc) or type(exc).__name__
             raise MicrodeployError(
-                f"{where}: cannot connect: {reason}; no host was changed",
+                f"{where}: cannot connect: {_reason(exc)}; no host was changed",
                 hint="Check the host name and port, that sshd runs there and that the network lets you in",
             ) from exc
         return FabricRemote(target, connection)

@@ -1,0 +1,380 @@
+"""`microdeploy deploy` for real: three booted Debian hosts, each with its own sshd, host keys and netns.
+
+The hosts are booted once for the module. Versions 1, 2 and 3 of a tiny
+service (a systemd unit running a Python HTTP server) are real .deb files made
+with dpkg-deb and published with `microdeploy.repo` into a signed APT
+repository served on our side of the first host's link. Version 3 answers its
+health check with HTTP 500. Each test first puts the hosts into the state it
+starts from, through nsenter, so the tests do not depend on their order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from microdeploy.repo import KEYRING_NAME, PublishSettings, make_server, publish, server_url, sources_snippet
+from tests.testbed import TestbedError
+from tests.testbed.host import Host, boot
+from tests.testbed.network import Netns, create_netns, delete_netns
+
+pytest_plugins = ["tests.testbed.fixtures"]
+
+pytestmark = [pytest.mark.integration, pytest.mark.host]
+
+PKG = "mdtest-svc"
+SERVICE_PORT = 8071
+VERSIONS = ("1.0-1", "2.0-1", "3.0-1")
+BROKEN = "3.0-1"
+SOURCES = f"/etc/apt/sources.list.d/{PKG}.sources"
+KEYRING = f"/etc/apt/keyrings/{KEYRING_NAME}"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+SERVER = """\
+import http.server, json
+VERSION = {version!r}
+BROKEN = {broken!r}
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path != "/health":
+            self.send_error(404)
+            return
+        status = 500 if BROKEN else 200
+        body = json.dumps({{"version": VERSION, "ok": not BROKEN}}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+http.server.HTTPServer(("127.0.0.1", {port}), Handler).serve_forever()
+"""
+
+UNIT = f"""\
+[Unit]
+Description=microdeploy deploy test service
+
+[Service]
+ExecStart=/usr/bin/python3 /usr/lib/{PKG}/server.py
+DynamicUser=yes
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+# The maintainer scripts own the restart on upgrade (SPEC §4); deploy relies on it.
+POSTINST = f"""\
+#!/bin/sh
+set -e
+if [ "$1" = configure ]; then
+    systemctl daemon-reload
+    systemctl enable {PKG}.service
+    systemctl restart {PKG}.service
+fi
+"""
+
+PRERM = f"""\
+#!/bin/sh
+set -e
+if [ "$1" = remove ]; then
+    systemctl disable --now {PKG}.service || true
+fi
+"""
+
+
+def build_deb(version: str, workdir: Path) -> Path:
+    """A real Debian package of the test service at `version`, made with dpkg-deb."""
+    root = workdir / f"{PKG}-{version}"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / f"usr/lib/{PKG}").mkdir(parents=True)
+    (root / "lib/systemd/system").mkdir(parents=True)
+    (root / f"usr/lib/{PKG}/server.py").write_text(
+        SERVER.format(version=version, broken=version == BROKEN, port=SERVICE_PORT))
+    (root / f"lib/systemd/system/{PKG}.service").write_text(UNIT)
+    (root / "DEBIAN/control").write_text(
+        f"Package: {PKG}\nVersion: {version}\nArchitecture: all\nSection: misc\nPriority: optional\n"
+        "Maintainer: Test <test@example.org>\nDepends: python3\n"
+        "Description: microdeploy deploy test service\n A health endpoint on loopback.\n"
+    )
+    for name, text in (("postinst", POSTINST), ("prerm", PRERM)):
+        script = root / "DEBIAN" / name
+        script.write_text(text)
+        script.chmod(0o755)
+    deb = workdir / f"{PKG}_{version}_all.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(deb)],
+                   check=True, capture_output=True)
+    return deb
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Three running hosts with SSH access for us, and the files a deploy needs."""
+
+    hosts: tuple[Host, ...]
+    identity: Path
+    known_hosts: Path
+    ssh_config: Path
+    workdir: Path
+
+    @property
+    def addresses(self) -> list[str]:
+        return [str(host.address) for host in self.hosts]
+
+
+def host_key_lines(host: Host) -> list[str]:
+    """known_hosts lines for every host key of `host`, under its address."""
+    lines = []
+    for pub in sorted((host.root / "etc/ssh").glob("ssh_host_*_key.pub")):
+        kind, blob = pub.read_text().split()[:2]
+        lines.append(f"{host.address} {kind} {blob}")
+    return lines
+
+
+def wait_for_sshd(host: Host, timeout: float = 60.0) -> None:
+    """Wait until the host's sshd is active (it starts at boot)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if host.run(["systemctl", "is-active", "ssh.service"], check=False).stdout.strip() == "active":
+            return
+        time.sleep(0.2)
+    raise TestbedError(f"sshd of {host.name} not active after {timeout:g} s:\n{host.journal('ssh.service')}")
+
+
+@pytest.fixture(scope="module")
+def fleet(host_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """Three hosts in their own namespaces, trusting our key, with the signed test repository as APT source."""
+    workdir = tmp_path_factory.mktemp("deploy")
+    debs = [build_deb(version, workdir) for version in VERSIONS]
+    published = publish(PublishSettings(repo=workdir / "repo"), debs)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "deploy-test", "-f",
+                    str(workdir / "id_ed25519")], check=True)
+    hosts: list[Host] = []
+    namespaces: list[Netns] = []
+    server = None
+    try:
+        for _ in range(3):
+            namespaces.append(create_netns())
+            hosts.append(boot(host_image, netns=namespaces[-1], regenerate_host_keys=True, wait=False))
+        for host in hosts:
+            host.wait_until_running()
+        # Our side of the first host's link; the other hosts reach it through their default route.
+        server = make_server(workdir / "repo", bind=namespaces[0].host_address, port=0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = server_url(server)
+        for host in hosts:
+            host.run(["install", "-d", "-m", "700", "/root/.ssh"])
+            host.copy_in(workdir / "id_ed25519.pub", "/root/.ssh/authorized_keys")
+            host.copy_in(published.keyring, KEYRING)
+            host.run(["chmod", "644", KEYRING])
+            host.run(["tee", SOURCES], input=sources_snippet(url, KEYRING))
+            wait_for_sshd(host)
+        known_hosts = workdir / "known_hosts"
+        known_hosts.write_text("\n".join(line for host in hosts for line in host_key_lines(host)) + "\n")
+        # An empty config: Fabric then reads neither ~/.ssh/config nor /etc/ssh/ssh_config.
+        ssh_config = workdir / "ssh_config"
+        ssh_config.write_text("")
+        yield Fleet(tuple(hosts), workdir / "id_ed25519", known_hosts, ssh_config, workdir)
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        for host in hosts:
+            host.poweroff()
+        for ns in namespaces:
+            delete_netns(ns)
+
+
+def installed(host: Host) -> str | None:
+    """The installed version of the test service on `host`, asked through nsenter."""
+    result = host.run(["dpkg-query", "-W", "-f", "${db:Status-Status} ${Version}", PKG], check=False)
+    status, _, version = result.stdout.partition(" ")
+    return version if result.returncode == 0 and status == "installed" else None
+
+
+def converge(fleet: Fleet, version: str | None) -> None:
+    """Put every host on `version` (None: package removed) through nsenter, not through deploy."""
+    for host in fleet.hosts:
+        if installed(host) == version:
+            continue
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        if version is None:
+            host.run(["apt-get", "remove", "-y", "-q", PKG], env=env, timeout=300)
+        else:
+            host.run(["apt-get", "update", "-q"], env=env, timeout=300)
+            host.run(["apt-get", "install", "-y", "-q", "--allow-downgrades", f"{PKG}={version}"], env=env,
+                     timeout=300)
+
+
+def footprint(host: Host) -> str:
+    """What apt and dpkg would change on a host: their logs and the APT lists' sizes and times."""
+    return host.run(
+        ["sh", "-c", "cat /var/log/dpkg.log /var/log/apt/history.log 2>/dev/null; "
+         "ls -l --time-style=full-iso /var/lib/apt/lists/"],
+        check=False,
+    ).stdout
+
+
+def health(host: Host) -> tuple[int, str]:
+    """The service's health answer on the host: HTTP status (0 if none) and body."""
+    script = (
+        "import sys, urllib.request, urllib.error\n"
+        "try:\n"
+        f"    r = urllib.request.urlopen('http://127.0.0.1:{SERVICE_PORT}/health', timeout=5)\n"
+        "    print(r.status, r.read().decode())\n"
+        "except urllib.error.HTTPError as e:\n"
+        "    print(e.code, e.read().decode())\n"
+        "except OSError:\n"
+        "    print(0, '')\n"
+    )
+    status, _, body = host.run(["python3", "-c", script]).stdout.strip().partition(" ")
+    return int(status), body
+
+
+def run_deploy(fleet: Fleet, *args: str, hosts: list[str] | None = None,
+               known_hosts: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `microdeploy deploy` as a user would, in a directory without a service, as root over SSH."""
+    env = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_SOCK"}
+    # No ~/.ssh of the machine's root: only the files the test made count.
+    env["HOME"] = str(fleet.workdir)
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    argv = [
+        sys.executable, "-m", "microdeploy", "deploy", PKG,
+        "--hosts", ",".join(hosts if hosts is not None else fleet.addresses),
+        "--user", "root", "--identity", str(fleet.identity), "--ssh-config", str(fleet.ssh_config),
+        "--known-hosts", str(known_hosts or fleet.known_hosts), "--connect-timeout", "5",
+        "--port", str(SERVICE_PORT), "--health-path", "/health", *args,
+    ]  # fmt: skip
+    return subprocess.run(argv, cwd=fleet.workdir, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_first_install_goes_to_all_hosts_in_one_batch(fleet: Fleet) -> None:
+    """A host with no version gets its first install through deploy; --batch 100% does all three at once."""
+    converge(fleet, None)
+    result = run_deploy(fleet, "--version", "1.0-1", "--batch", "100%", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["batches"] == [fleet.addresses]
+    assert [(h["before"], h["after"], h["state"], h["healthy"]) for h in report["hosts"]] == [
+        (None, "1.0-1", "installed", True)
+    ] * 3
+    assert [installed(host) for host in fleet.hosts] == ["1.0-1"] * 3
+
+
+def test_deploy_2_over_1_one_host_at_a_time(fleet: Fleet) -> None:
+    """Version 2 over 1 with --batch 1: three batches, every host upgraded and healthy, exit 0."""
+    converge(fleet, "1.0-1")
+    result = run_deploy(fleet, "--version", "2.0-1", "--batch", "1", "--apt-source", SOURCES, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["result"] == "success"
+    assert report["batches"] == [[address] for address in fleet.addresses]
+    assert [(h["before"], h["after"], h["state"], h["healthy"]) for h in report["hosts"]] == [
+        ("1.0-1", "2.0-1", "upgraded", True)
+    ] * 3
+    for host in fleet.hosts:
+        assert installed(host) == "2.0-1"
+        assert health(host) == (200, '{"version": "2.0-1", "ok": true}')
+
+
+def test_unhealthy_version_3_rolls_back_the_first_host_only(fleet: Fleet) -> None:
+    """Version 3 fails its health check on host 1: host 1 is back on 2, hosts 2 and 3 are never touched, exit 1."""
+    converge(fleet, "2.0-1")
+    before = [footprint(host) for host in fleet.hosts]
+    result = run_deploy(fleet, "--version", "3.0-1", "--batch", "1", "--health-timeout", "5", "--json")
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert report["result"] == "rolled-back" and report["failures"] == 1
+    assert [(h["before"], h["after"], h["state"], h["healthy"]) for h in report["hosts"]] == [
+        ("2.0-1", "2.0-1", "rolled-back", True),
+        ("2.0-1", "2.0-1", "untouched", None),
+        ("2.0-1", "2.0-1", "untouched", None),
+    ]
+    assert "not healthy within 5 s" in report["hosts"][0]["error"]
+    assert [installed(host) for host in fleet.hosts] == ["2.0-1"] * 3
+    assert health(fleet.hosts[0]) == (200, '{"version": "2.0-1", "ok": true}')
+    # Host 1 really had version 3 in between; the others' apt and dpkg never ran.
+    assert "upgrade mdtest-svc:all 2.0-1 3.0-1" in footprint(fleet.hosts[0])
+    assert [footprint(host) for host in fleet.hosts[1:]] == before[1:]
+
+
+def test_unknown_host_key_changes_no_host(fleet: Fleet) -> None:
+    """A host whose key is not in known_hosts stops the deploy before anything changes, with its fingerprint named."""
+    converge(fleet, "1.0-1")
+    partial = fleet.workdir / "known_hosts_without_host_2"
+    partial.write_text("\n".join(line for h in (fleet.hosts[0], fleet.hosts[2]) for line in host_key_lines(h)) + "\n")
+    before = [footprint(host) for host in fleet.hosts]
+    result = run_deploy(fleet, "--version", "2.0-1", known_hosts=partial)
+    assert result.returncode == 1
+    assert f"error: {fleet.addresses[1]} (root@{fleet.addresses[1]}:22): unknown host key" in result.stderr
+    assert "SHA256:" in result.stderr and "no host was changed" in result.stderr
+    assert "hint: Check the fingerprint" in result.stderr
+    assert [footprint(host) for host in fleet.hosts] == before
+    assert partial.read_text().count("\n") == 2 * len(host_key_lines(fleet.hosts[0]))
+
+
+def test_changed_host_key_is_refused(fleet: Fleet) -> None:
+    """A host that presents another key than known_hosts has is refused as a possible man in the middle."""
+    converge(fleet, "1.0-1")
+    wrong = fleet.workdir / "known_hosts_wrong"
+    # Host 1's address with host 2's keys.
+    wrong.write_text("\n".join(line.replace(fleet.addresses[1], fleet.addresses[0])
+                               for line in host_key_lines(fleet.hosts[1])) + "\n")
+    result = run_deploy(fleet, "--version", "2.0-1", hosts=fleet.addresses[:1], known_hosts=wrong)
+    assert result.returncode == 1
+    assert "the host key CHANGED" in result.stderr
+    assert installed(fleet.hosts[0]) == "1.0-1"
+
+
+def test_unreachable_host_changes_no_host(fleet: Fleet) -> None:
+    """A host nobody answers on fails the deploy before any host changes."""
+    converge(fleet, "1.0-1")
+    before = [footprint(host) for host in fleet.hosts]
+    closed = f"{fleet.addresses[2]}:2"
+    result = run_deploy(fleet, "--version", "2.0-1", hosts=[*fleet.addresses[:2], closed])
+    assert result.returncode == 1
+    assert (f"error: {closed} (root@{fleet.addresses[2]}:2): cannot connect: "
+            f"{fleet.addresses[2]} port 2: Connection refused; no host was changed") in result.stderr
+    assert "no host was changed" in result.stderr
+    assert [footprint(host) for host in fleet.hosts] == before
+
+
+def test_version_missing_from_the_repository_changes_no_host(fleet: Fleet) -> None:
+    """A version that was never published is found missing before any host changes; exit 2."""
+    converge(fleet, "1.0-1")
+    before = [footprint(host) for host in fleet.hosts]
+    result = run_deploy(fleet, "--version", "9.0-1", "--apt-source", SOURCES)
+    assert result.returncode == 2
+    assert (f"version 9.0-1 of {PKG} is not in the APT repository of {fleet.addresses[0]} "
+            "(available: 3.0-1, 2.0-1, 1.0-1); no host was changed") in result.stderr
+    assert [installed(host) for host in fleet.hosts] == ["1.0-1"] * 3
+    # Only the first host's APT lists were refreshed; dpkg ran nowhere.
+    after = [footprint(host) for host in fleet.hosts]
+    assert after[1:] == before[1:]
+    logs_after, logs_before = (text.split("\ntotal ")[0] for text in (after[0], before[0]))
+    assert logs_after == logs_before
+
+
+def test_accept_new_host_keys_records_the_keys(fleet: Fleet) -> None:
+    """--accept-new-host-keys adds unknown keys to known_hosts and deploys; the next run finds them known."""
+    converge(fleet, "2.0-1")
+    fresh = fleet.workdir / "known_hosts_fresh"
+    fresh.unlink(missing_ok=True)
+    result = run_deploy(fleet, "--version", "2.0-1", "--accept-new-host-keys", "--json", known_hosts=fresh)
+    assert result.returncode == 0, result.stderr
+    assert [h["state"] for h in json.loads(result.stdout)["hosts"]] == ["unchanged"] * 3
+    recorded = fresh.read_text().splitlines()
+    assert sorted(line.split()[0] for line in recorded) == sorted(fleet.addresses)
+    again = run_deploy(fleet, "--version", "2.0-1", "--dry-run", known_hosts=fresh)
+    assert again.returncode == 0
+    strict = run_deploy(fleet, "--version", "2.0-1", known_hosts=fresh)
+    assert strict.returncode == 0, strict.stderr
