@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from microdeploy.repo import sources_snippet
 from tests.support import free_port, stop
 
 if TYPE_CHECKING:
@@ -298,21 +299,23 @@ def test_a_wrong_key_does_not_verify(repo: Path, make_deb: MakeDeb, other_key: t
 class RepoServer:
     """`microdeploy repo serve` in a child process, started and stopped by the test, by pid."""
 
-    def __init__(self, repo: Path, bind: str) -> None:
+    def __init__(self, repo: Path, bind: str, log: Path) -> None:
         self.port = free_port()
         self.url = f"http://{bind}:{self.port}/"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "microdeploy", "repo", "serve", str(repo), "--bind", bind,
-             "--port", str(self.port)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+        self.log = log
+        with log.open("wb") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "microdeploy", "repo", "serve", str(repo), "--bind", bind,
+                 "--port", str(self.port)],
+                stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Poll until the keyring is served (bounded), or fail if the server died."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"repo serve exited: {self.process.stderr.read().decode()}")  # type: ignore[union-attr]
+                raise AssertionError(f"repo serve exited: {self.log.read_text()}")
             try:
                 with urllib.request.urlopen(self.url + KEYRING, timeout=2) as response:
                     if response.status == 200:
@@ -325,6 +328,19 @@ class RepoServer:
 def apt(host: Host, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """apt-get in the host, non-interactive, bounded."""
     return host.run(["apt-get", "-q", "-y", *args], check=check, timeout=180)
+
+
+def update_fails(host: Host, expected: str) -> None:
+    """apt-get update refuses the repository: with lists kept (--error-on=any) and on a fresh host."""
+    # With good lists from before, a bad signature is only a warning by default
+    # ("the previous index files will be used"); --error-on=any makes it fatal.
+    kept = apt(host, "update", "--error-on=any", check=False)
+    assert kept.returncode != 0 and expected in kept.stdout + kept.stderr, kept.stdout + kept.stderr
+    # A host that never saw the repository fails outright.
+    host.run(["find", "/var/lib/apt/lists", "-maxdepth", "1", "-type", "f", "-delete"])
+    fresh = apt(host, "update", check=False)
+    assert fresh.returncode != 0 and expected in fresh.stdout + fresh.stderr, fresh.stdout + fresh.stderr
+    assert "is not signed" in fresh.stderr
 
 
 def installed_version(host: Host) -> str:
@@ -340,18 +356,16 @@ def test_a_booted_host_installs_upgrades_and_rolls_back_from_the_signed_reposito
     host = networked_hosts(1)[0]
     assert host.netns is not None
     publish(repo, make_deb("1.0-1"))
-    server = RepoServer(repo, host.netns.host_address)
+    server = RepoServer(repo, host.netns.host_address, tmp_path / "serve.log")
     try:
         server.wait_ready()
-        serve_output_check = server.url  # the snippet printed by serve uses this URL
+        # The deb822 stanza `repo serve` printed is what the host gets.
+        sources = sources_snippet(server.url, f"/etc/apt/keyrings/{KEYRING}", DIST, "main")
+        assert sources in server.log.read_text()
         # The host can reach only us: drop the image's Debian sources, use ours with Signed-By.
         host.run(["sh", "-c", "rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*"])
         host.run(["mkdir", "-p", "/etc/apt/keyrings"])
-        host.run(["curl", "-fsS", "-o", f"/etc/apt/keyrings/{KEYRING}", serve_output_check + KEYRING])
-        sources = (
-            f"Types: deb\nURIs: {server.url}\nSuites: {DIST}\nComponents: main\n"
-            f"Signed-By: /etc/apt/keyrings/{KEYRING}\n"
-        )
+        host.run(["curl", "-fsS", "-o", f"/etc/apt/keyrings/{KEYRING}", server.url + KEYRING])
         host.run(["tee", "/etc/apt/sources.list.d/microdeploy.sources"], input=sources)
         apt(host, "update")
         apt(host, "install", NAME)
@@ -382,9 +396,7 @@ def test_a_booted_host_installs_upgrades_and_rolls_back_from_the_signed_reposito
             for name, data in originals.items():
                 # Edit the signed text in place (same inode as served): claim another suite.
                 (dists / name).write_bytes(data.replace(b"Origin: microdeploy", b"Origin: attacker!!"))
-            tampered = apt(host, "update", check=False)
-            assert tampered.returncode != 0, tampered.stdout
-            assert "BADSIG" in tampered.stdout + tampered.stderr or "not signed" in tampered.stderr
+            update_fails(host, "BADSIG")
         finally:
             for name, data in originals.items():
                 (dists / name).write_bytes(data)
@@ -396,8 +408,6 @@ def test_a_booted_host_installs_upgrades_and_rolls_back_from_the_signed_reposito
         subprocess.run(["gpg", "--batch", "--output", str(wrong), "--export", fingerprint],
                        env={**os.environ, "GNUPGHOME": str(home)}, check=True, capture_output=True, timeout=30)
         host.copy_in(wrong, f"/etc/apt/keyrings/{KEYRING}")
-        wrong_key = apt(host, "update", check=False)
-        assert wrong_key.returncode != 0, wrong_key.stdout
-        assert "NO_PUBKEY" in wrong_key.stdout + wrong_key.stderr
+        update_fails(host, "NO_PUBKEY")
     finally:
         stop(server.process)
