@@ -83,6 +83,25 @@ def test_manifests_are_clean_under_puppet_lint() -> None:
     assert result.stdout.strip() == ""
 
 
+def test_every_parameter_is_documented_in_the_manifest_and_reference() -> None:
+    """Each class and define parameter has an @param doc comment and a section in REFERENCE.md."""
+    reference = (MODULE / "REFERENCE.md").read_text()
+    for manifest in sorted((MODULE / "manifests").glob("*.pp")):
+        text = manifest.read_text()
+        signature = re.search(r"^(?:class|define) ([a-z:_]+) \((.*?)^\) \{", text, re.MULTILINE | re.DOTALL)
+        assert signature, manifest
+        name, body = signature.groups()
+        # One parameter a line: its type (capitalised), then its name, the first $ of the line.
+        declared = re.findall(r"^\s+[A-Z][^$\n]*\$([a-z_]+)", body, re.MULTILINE)
+        documented = re.findall(r"^# @param ([a-z_]+)$", text, re.MULTILINE)
+        assert declared and declared == documented, name
+        assert re.search(r"^# @summary \S", text, re.MULTILINE), name
+        assert f"`{name}`" in reference, name
+        if "@api private" not in text:
+            for param in declared:
+                assert f'<a name="{param}"></a>`{param}`' in reference, f"{name}: {param}"
+
+
 def test_metadata_json_describes_a_self_contained_debian_12_module() -> None:
     """metadata.json is valid JSON with the Forge's required keys, no dependencies, Debian 12 and Puppet >= 7."""
     metadata = json.loads((MODULE / "metadata.json").read_text())
