@@ -43,6 +43,9 @@ APT_PACKAGE_OF = {
     "systemd-nspawn": "systemd-container",
     "python3": "python3",
     "sqv": "sqv",
+    "dpkg": "dpkg",
+    "gpgconf": "gpgconf",
+    "gpgv": "gpgv",
 }
 
 TAIL_LINES = 25

@@ -481,6 +481,17 @@ def swap_public(layout: Layout, generation_dir: Path) -> None:
         os.close(dir_fd)
 
 
+def served_generations(layout: Layout, current: Path | None) -> list[Path]:
+    """The served generation and the one before it (a reader may still be fetching from it)."""
+    if current is None:
+        return []
+    match = _GENERATION.fullmatch(current.name)
+    number = int(match.group(1)) if match else 0
+    older = [p for p in layout.generations.glob("g*")
+             if (m := _GENERATION.fullmatch(p.name)) and int(m.group(1)) < number]
+    return [current, *sorted(older)[-1:]]
+
+
 def prune_generations(layout: Layout, keep: Sequence[Path]) -> None:
     """Remove generations other than `keep` (the served one and its predecessor, for readers mid-download)."""
     wanted = {p.resolve() for p in keep}
@@ -591,7 +602,7 @@ def _make_generation(
     name = next_generation(layout)
     gen = layout.generations / name
     # Leftovers of killed publishes are never served; drop them before making more.
-    prune_generations(layout, [current] if current else [])
+    prune_generations(layout, served_generations(layout, current))
     try:
         clone_generation(current, gen)
         incoming = gen / "incoming"

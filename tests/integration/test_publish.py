@@ -272,6 +272,27 @@ def test_a_killed_publish_leaves_no_trace_in_what_is_served(repo: Path, make_deb
     assert served_versions(repo) == ["1.0-1", "2.0-1"]
 
 
+def test_a_publish_killed_mid_way_leaves_a_consistent_signed_state(repo: Path, make_deb: MakeDeb) -> None:
+    """SIGKILL while aptly works: what is served is the old or the new state, signed, and publishing goes on."""
+    publish(repo, make_deb("1.0-1"))
+    child = subprocess.Popen([sys.executable, "-m", "microdeploy", "publish", str(make_deb("2.0-1")),
+                              "--repo", str(repo)], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (repo / "state" / "generations" / "g000002").exists() and child.poll() is None:
+            assert time.monotonic() < deadline, "the publish never started a generation"
+            time.sleep(0.005)
+    finally:
+        child.kill()  # by its pid: the child we started
+        child.wait(30)
+    assert served_versions(repo) in (["1.0-1"], ["1.0-1", "2.0-1"])
+    verify_release(repo, repo / "public" / KEYRING)
+    publish(repo, make_deb("3.0-1"))
+    assert served_versions(repo)[-1] == "3.0-1"
+    verify_release(repo, repo / "public" / KEYRING)
+
+
 def test_an_explicit_gpg_key_signs_and_is_exported(repo: Path, make_deb: MakeDeb, other_key: tuple[Path, str]) -> None:
     """--gnupghome/--gpg-key sign with that key, and the exported keyring is that key."""
     home, fingerprint = other_key

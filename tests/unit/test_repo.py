@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -349,6 +350,9 @@ def test_server_follows_the_public_symlink_on_every_request(tmp_path: Path) -> N
         os.replace(tmp_path / "tmp-link", tmp_path / "public")
         with urllib.request.urlopen(url, timeout=5) as response:
             assert response.read() == b"two"
+        (tmp_path / "state" / "secret").write_text("key")
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(repo.server_url(server) + "../../secret", timeout=5)
     finally:
         server.shutdown()
         server.server_close()
