@@ -1,0 +1,153 @@
+"""The Fabric side of deploy: host key policies, known_hosts lookup, command lines and connection errors."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fabric
+import paramiko
+import pytest
+from invoke.exceptions import CommandTimedOut
+
+from microdeploy.deploy import Target
+from microdeploy.errors import MicrodeployError
+from microdeploy.remote import (
+    AcceptNewHostKey,
+    FabricConnector,
+    FabricRemote,
+    RejectUnknownHostKey,
+    UnknownHostKeyError,
+    fingerprint,
+)
+from tests.support import free_port
+
+
+@pytest.fixture(scope="module")
+def host_key() -> paramiko.PKey:
+    """A host key like a server would present."""
+    return paramiko.ECDSAKey.generate()
+
+
+def test_unknown_host_key_is_rejected(host_key: paramiko.PKey) -> None:
+    """The default policy refuses a key that no known_hosts file has, instead of Fabric's auto-add."""
+    with pytest.raises(UnknownHostKeyError) as caught:
+        RejectUnknownHostKey().missing_host_key(paramiko.SSHClient(), "web1", host_key)
+    assert caught.value.hostname == "web1" and caught.value.key is host_key
+
+
+def test_accept_new_appends_keys_that_paramiko_then_knows(tmp_path: Path, host_key: paramiko.PKey) -> None:
+    """--accept-new-host-keys appends one line per host, keeps what was there, and paramiko finds the key after."""
+    known = tmp_path / "ssh/known_hosts"
+    known.parent.mkdir()
+    known.write_text("# kept\n")
+    policy = AcceptNewHostKey(known)
+    threads = [
+        threading.Thread(target=policy.missing_host_key, args=(paramiko.SSHClient(), name, host_key))
+        for name in ("web1", "[web2]:2222", "10.0.0.3")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = known.read_text().splitlines()
+    assert lines[0] == "# kept" and len(lines) == 4
+    keys = paramiko.HostKeys(str(known))
+    for name in ("web1", "[web2]:2222", "10.0.0.3"):
+        assert keys.lookup(name)[host_key.get_name()] == host_key
+
+
+def test_fingerprint_is_openssh_sha256(host_key: paramiko.PKey) -> None:
+    """Fingerprints are shown as OpenSSH shows them, so an operator can compare them with ssh-keygen -l."""
+    assert fingerprint(host_key).startswith("SHA256:")
+
+
+def test_known_hosts_file_from_flag_ssh_config_or_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--known-hosts wins, then the ssh config's UserKnownHostsFile, then ~/.ssh/known_hosts."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = tmp_path / "ssh_config"
+    config.write_text("Host web1\n    UserKnownHostsFile ~/fleet_known_hosts /etc/other\n")
+    empty = tmp_path / "empty_config"
+    empty.write_text("")
+
+    def resolved(connector: FabricConnector, host: str) -> Path:
+        path = connector.ssh_config
+        connection = fabric.Connection(host, config=fabric.Config(runtime_ssh_path=str(path)))
+        return connector._known_hosts_file(connection)
+
+    assert resolved(FabricConnector(ssh_config=config, known_hosts=tmp_path / "kh"), "web1") == tmp_path / "kh"
+    assert resolved(FabricConnector(ssh_config=config), "web1") == tmp_path / "fleet_known_hosts"
+    assert resolved(FabricConnector(ssh_config=empty), "web1") == tmp_path / ".ssh/known_hosts"
+
+
+def test_refused_connection_is_a_clear_error(tmp_path: Path) -> None:
+    """A port nobody listens on gives 'Connection refused' naming the host and port, exit status 1."""
+    port = free_port()
+    config = tmp_path / "ssh_config"
+    config.write_text("")
+    connector = FabricConnector(ssh_config=config, known_hosts=tmp_path / "known_hosts", connect_timeout=2)
+    with pytest.raises(MicrodeployError) as caught:
+        connector(Target(f"127.0.0.1:{port}", "127.0.0.1", "root", port))
+    assert caught.value.exit_code == 1
+    assert caught.value.message == (
+        f"127.0.0.1:{port} (root@127.0.0.1:{port}): cannot connect: 127.0.0.1 port {port}: "
+        "Connection refused; no host was changed"
+    )
+
+
+def test_missing_ssh_config_is_an_error(tmp_path: Path) -> None:
+    """An --ssh-config that does not exist is reported before connecting."""
+    with pytest.raises(MicrodeployError, match="SSH config file not found"):
+        FabricConnector(ssh_config=tmp_path / "nope")(Target("web1", "web1"))
+
+
+@dataclass
+class FakeResult:
+    """What Fabric's Connection.run returns."""
+
+    exited: int
+    stdout: str = ""
+    stderr: str = ""
+
+
+class FakeConnection:
+    """A Fabric connection that records command lines and returns or raises what it is told."""
+
+    def __init__(self, outcome: Any) -> None:
+        self.outcome = outcome
+        self.lines: list[str] = []
+        self.kwargs: dict[str, Any] = {}
+
+    def run(self, line: str, **kwargs: Any) -> FakeResult:
+        self.lines.append(line)
+        self.kwargs = kwargs
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome  # type: ignore[no-any-return]
+
+
+def test_run_uses_non_interactive_sudo_only_when_asked() -> None:
+    """sudo runs as `sudo -n --` (never waiting for a password); output is hidden, stdin never read."""
+    connection = FakeConnection(FakeResult(0, "out", "err"))
+    remote = FabricRemote(Target("web1", "web1"), connection)  # type: ignore[arg-type]
+    assert remote.run("apt-get update", sudo=True, timeout=30) == remote.run("apt-get update", sudo=True)
+    remote.run("dpkg-query --show x")
+    assert connection.lines == ["sudo -n -- apt-get update", "sudo -n -- apt-get update", "dpkg-query --show x"]
+    assert connection.kwargs == {"hide": True, "warn": True, "in_stream": False, "pty": False, "timeout": None}
+
+
+def test_timed_out_command_is_a_failed_result() -> None:
+    """A command that runs past its timeout returns exit status 124, like timeout(1)."""
+    timed_out = CommandTimedOut(FakeResult(-1), timeout=5)  # type: ignore[no-untyped-call]
+    remote = FabricRemote(Target("web1", "web1"), FakeConnection(timed_out))  # type: ignore[arg-type]
+    result = remote.run("sleep 10", timeout=5)
+    assert (result.exit_code, result.stderr) == (124, "timed out after 5 s")
+
+
+def test_lost_connection_is_an_error_naming_the_host() -> None:
+    """A connection that breaks mid-command raises MicrodeployError naming the host and the command."""
+    remote = FabricRemote(Target("web1", "web1"), FakeConnection(EOFError("gone")))  # type: ignore[arg-type]
+    with pytest.raises(MicrodeployError, match=r"web1: the SSH connection failed while running `true`: gone"):
+        remote.run("true")
