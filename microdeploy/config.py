@@ -75,6 +75,7 @@ class ServiceConfig:
         text = self.description
         if text.lower().startswith(self.name):
             text = text[len(self.name):].lstrip(" :-,")
+        text = re.sub(r"^(a|an|the)\s+", "", text, flags=re.IGNORECASE)  # lintian: no leading article
         return (text[:1].upper() + text[1:]) if text else "Flask web service"
 
 

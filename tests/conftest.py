@@ -1,1 +1,3 @@
-"""Shared fixtures of the whole suite live in tests/testbed/ (booted hosts) and here."""
+"""Shared fixtures: booted hosts come from tests/testbed/, built packages from tests/packages.py."""
+
+pytest_plugins = ["tests.testbed.fixtures", "tests.packages"]

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from microdeploy.build.tree import SOURCE_SUBDIR
 from microdeploy.config import ServiceConfig
 
 WSGI_SERVER = "gunicorn>=21.2"
@@ -40,6 +41,7 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
         "build_depends": config.build_depends,
         "python_package": f"python{facts.python_minor}",
         "wsgi_server": WSGI_SERVER,
+        "source_dir": SOURCE_SUBDIR,
         "keep_pip": facts.keep_installers,
         "privileged_port": config.port < PRIVILEGED_PORT_LIMIT,
         "env_prefix": config.module.upper() + "_",

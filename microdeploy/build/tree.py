@@ -17,11 +17,14 @@ IGNORED = (
     "*.pyc", "*.egg-info", ".pytest_cache", ".mypy_cache", ".ruff_cache", "node_modules",
 )
 EXECUTABLE = ("rules", "finalize-venv")
+# The project sits beside debian/, not around it: build backends that package
+# every file they see (hatchling) would otherwise put debian/ into the wheel.
+SOURCE_SUBDIR = "src-project"
 
 
 def copy_source(project: Path, dest: Path) -> None:
-    """Copy the project's source into `dest`, leaving out what must not be packaged."""
-    shutil.copytree(project, dest, ignore=shutil.ignore_patterns(*IGNORED), symlinks=True)
+    """Copy the project's source into dest/src-project, leaving out what must not be packaged."""
+    shutil.copytree(project, dest / SOURCE_SUBDIR, ignore=shutil.ignore_patterns(*IGNORED), symlinks=True)
 
 
 def render_debian(dest: Path, context: Mapping[str, Any], changelog: str) -> list[Path]:

@@ -41,7 +41,7 @@ def debian_upstream(version: str) -> str:
 
 def next_patch(version: str) -> str:
     """The release after `version`: its patch level plus one."""
-    release = list(Version(version).release) + [0, 0]
+    release = [*Version(version).release, 0, 0]
     return f"{release[0]}.{release[1]}.{release[2] + 1}"
 
 

@@ -1,0 +1,95 @@
+"""Session fixtures: each test package is built once per session with the real toolchain.
+
+Loaded as a pytest plugin by tests/conftest.py. Builds use a fixed
+SOURCE_DATE_EPOCH so that rebuilds of the same input are comparable.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from microdeploy.build.core import BuildResult, BuildSettings, build
+from microdeploy.config import validate
+from microdeploy.scaffold import scaffold
+
+EPOCH = "1767225600"  # 2026-01-01T00:00:00Z
+# The public Flask project built as it is: ihatemoney, with compiled
+# dependencies (SQLAlchemy, greenlet, MarkupSafe) and its own static assets.
+PUBLIC_PROJECT = ("ihatemoney", "7.2.1")
+PUBLIC_OVERRIDES = {"name": "ihatemoney", "app": "ihatemoney.wsgi:application", "health_path": "/healthcheck"}
+
+
+@dataclass(frozen=True)
+class BuiltService:
+    """A service project and the package built from it."""
+
+    project: Path
+    result: BuildResult
+    health_path: str = "/health"
+    port: int = 8000
+
+    @property
+    def name(self) -> str:
+        """The package name."""
+        return self.result.name
+
+
+def build_service(project: Path, out: Path, revision: str = "1", **overrides: object) -> BuildResult:
+    """Build `project` into `out` as microdeploy build would, with a fixed SOURCE_DATE_EPOCH."""
+    environ = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH}
+    environ.pop("BUILD_NUMBER", None)
+    return build(BuildSettings(project=project, out=out, overrides=overrides, revision=revision, environ=environ))
+
+
+def new_service(root: Path, name: str, *, with_db: bool = False) -> Path:
+    """Scaffold a service with `microdeploy new`'s library function."""
+    config = validate({"name": (name, "NAME"), "description": ("Orders of the shop", "test")})
+    scaffold(config, root / name, with_db=with_db)
+    return root / name
+
+
+@pytest.fixture(scope="session")
+def plain_service(tmp_path_factory: pytest.TempPathFactory) -> BuiltService:
+    """orders-api as `microdeploy new` makes it, built as revision 1."""
+    root = tmp_path_factory.mktemp("plain")
+    project = new_service(root, "orders-api")
+    return BuiltService(project, build_service(project, root / "dist"))
+
+
+@pytest.fixture(scope="session")
+def plain_service_v2(plain_service: BuiltService, tmp_path_factory: pytest.TempPathFactory) -> BuiltService:
+    """The same service rebuilt as revision 2, to upgrade to."""
+    out = tmp_path_factory.mktemp("plain-v2")
+    return BuiltService(plain_service.project, build_service(plain_service.project, out, revision="2"))
+
+
+@pytest.fixture(scope="session")
+def db_service(tmp_path_factory: pytest.TempPathFactory) -> BuiltService:
+    """stock-api made with `microdeploy new --with-db`, built."""
+    root = tmp_path_factory.mktemp("withdb")
+    project = new_service(root, "stock-api", with_db=True)
+    return BuiltService(project, build_service(project, root / "dist"))
+
+
+@pytest.fixture(scope="session")
+def public_service(tmp_path_factory: pytest.TempPathFactory) -> BuiltService:
+    """ihatemoney from PyPI, unmodified, packaged with only --name/--app/--health-path."""
+    root = tmp_path_factory.mktemp("public")
+    name, version = PUBLIC_PROJECT
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+         "--dest", str(root), f"{name}=={version}"],
+        check=True,
+    )
+    with tarfile.open(root / f"{name}-{version}.tar.gz") as archive:
+        archive.extractall(root, filter="data")
+    project = root / f"{name}-{version}"
+    result = build_service(project, root / "dist", **PUBLIC_OVERRIDES)
+    return BuiltService(project, result, health_path="/healthcheck")
