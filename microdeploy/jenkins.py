@@ -41,6 +41,7 @@ REPO_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+-]*$")
 GIT_URL_RE = re.compile(r"^[A-Za-z0-9@:/._~+-]{1,500}$")
 HOST_RE = re.compile(r"^(?!-)[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
 EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$")
+GROOVY_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,12 @@ def groovy_string(value: str) -> str:
         elif char == "$":
             # Harmless in single quotes, escaped anyway so a reader never wonders.
             out.append("\\$")
-        elif code < 0x20 or code == 0x7F or 0x2028 <= code <= 0x2029 or code > 0x7E:
-            # Non-ASCII as \\uXXXX (surrogate pairs beyond the BMP): the file stays ASCII.
+        elif char in GROOVY_ESCAPES:
+            # Not \u000a: Groovy decodes \uXXXX before it lexes, so that would end the string.
+            out.append(GROOVY_ESCAPES[char])
+        elif code < 0x20 or code > 0x7E:
+            # Other control and non-ASCII characters as \uXXXX (UTF-16 surrogates beyond the BMP):
+            # the file stays ASCII and none of them can end the literal.
             data = char.encode("utf-16-be")
             out.extend(f"\\u{int.from_bytes(data[i:i + 2], 'big'):04x}" for i in range(0, len(data), 2))
         else:

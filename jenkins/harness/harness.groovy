@@ -177,7 +177,7 @@ Map runScenario(Map scenario) {
                 throw new StepFailure("Could not find credentials entry with ID '${b.credentialsId}'")
             }
             b.each { k, v ->
-                if (k.toString().endsWith('Variable')) { env[v] = "SECRET-${b.credentialsId}-${k}".toString() }
+                if (k == 'variable' || k.toString().endsWith('Variable')) { env[v] = "SECRET-${b.credentialsId}-${k}".toString() }
             }
         }
         try { body.call() } finally { env.clear(); env.putAll(saved) }

@@ -136,7 +136,7 @@ def test_merge_request_mode_is_passed_to_the_step() -> None:
         ("it's", "'it\\'s'"),
         ("${System.exit(1)}", "'\\${System.exit(1)}'"),
         ("back\\slash", "'back\\\\slash'"),
-        ("line\nbreak", "'line\\u000abreak'"),
+        ("line\nbreak", "'line\\nbreak'"),
         ("caf\u00e9", "'caf\\u00e9'"),
         ("''' + x + '''", "'\\'\\'\\' + x + \\'\\'\\''"),
     ],
