@@ -659,7 +659,14 @@ def sources_snippet(
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
-    """Static files, with request lines going to logging rather than stderr."""
+    """Static files, never "304 Not Modified", with request lines going to logging rather than stderr."""
+
+    def send_head(self) -> Any:
+        # http.server compares If-Modified-Since with mtimes in whole seconds: an
+        # index republished within the second apt last fetched it would be
+        # answered 304 and apt would keep the old one. Always send the file.
+        del self.headers["If-Modified-Since"]
+        return super().send_head()
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s - %s", self.address_string(), format % args)

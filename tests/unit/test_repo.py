@@ -348,7 +348,9 @@ def test_server_follows_the_public_symlink_on_every_request(tmp_path: Path) -> N
             assert response.read() == b"one"
         os.symlink("state/g2/published", tmp_path / "tmp-link")
         os.replace(tmp_path / "tmp-link", tmp_path / "public")
-        with urllib.request.urlopen(url, timeout=5) as response:
+        # Never "304 Not Modified": a file swapped within the same second must still be sent.
+        request = urllib.request.Request(url, headers={"If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"})
+        with urllib.request.urlopen(request, timeout=5) as response:
             assert response.read() == b"two"
         (tmp_path / "state" / "secret").write_text("key")
         with pytest.raises(urllib.error.HTTPError):
