@@ -185,7 +185,9 @@ def build_command(project: Path, out: Path | None, version: str | None, revision
 
 @main.command("deploy")
 @click.argument("name", required=False)
-@click.option("--version", "version", required=True, help="Debian version to install, e.g. 1.4.0-1.")
+@click.option("--version", "version", help="Debian version to install from the repository, e.g. 1.4.0-1.")
+@click.option("--deb", type=click.Path(path_type=Path, dir_okay=False),
+              help="Upload this .deb to each host and install it instead (NAME and version from the file).")
 @click.option("--hosts", multiple=True, metavar="H1,H2,...",
               help="Hosts as [user@]host[:port], comma-separated (repeatable).")
 @click.option("--hosts-file", type=click.Path(path_type=Path, dir_okay=False),
@@ -215,7 +217,8 @@ def build_command(project: Path, out: Path | None, version: str | None, revision
 @click.option("--dry-run", is_flag=True, help="Print the batches and commands without connecting.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.pass_context
-def deploy_command(ctx: click.Context, name: str | None, version: str, hosts: tuple[str, ...],
+def deploy_command(ctx: click.Context, name: str | None, version: str | None, deb: Path | None,
+                   hosts: tuple[str, ...],
                    hosts_file: Path | None, batch: str, max_failures: int, user: str | None, sudo: bool,
                    ssh_config: Path | None, known_hosts: Path | None, identity: Path | None,
                    accept_new_host_keys: bool, connect_timeout: float, port: int | None, health_path: str | None,
@@ -223,7 +226,7 @@ def deploy_command(ctx: click.Context, name: str | None, version: str, hosts: tu
                    project: Path | None, dry_run: bool, as_json: bool) -> None:
     """Roll VERSION of NAME out to hosts over SSH in batches; roll a failing batch back."""
     report = deploy(DeployOptions(
-        version=version, name=name, hosts=hosts, hosts_file=hosts_file, batch=batch, user=user, sudo=sudo,
+        version=version, name=name, deb=deb, hosts=hosts, hosts_file=hosts_file, batch=batch, user=user, sudo=sudo,
         ssh_config=ssh_config, known_hosts=known_hosts, identity=identity,
         accept_new_host_keys=accept_new_host_keys, connect_timeout=connect_timeout, port=port,
         health_path=health_path, health_timeout=health_timeout, max_failures=max_failures, drain=drain,

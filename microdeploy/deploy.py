@@ -38,6 +38,8 @@ from debian.debian_support import Version as DebianVersion
 
 from microdeploy.config import MICRODEPLOY_TOML, PYPROJECT, load_config, validate
 from microdeploy.errors import EXIT_FAILURE, MicrodeployError, bad_input
+from microdeploy.process import Runner, run
+from microdeploy.repo import inspect_deb
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ DEFAULT_HEALTH_TIMEOUT = 60.0
 HEALTH_INTERVAL = 1.0
 # One health request may take this long before it counts as a failed poll.
 HEALTH_REQUEST_TIMEOUT = 5
+# World-writable and not a tmpfs on the host, so it works for a non-root --user too.
+REMOTE_DEB_DIR = "/var/tmp"
 # apt-get and dpkg may wait on the dpkg lock or a slow maintainer script.
 APT_TIMEOUT = 600.0
 
@@ -117,8 +121,9 @@ Connector = Callable[[Target], Remote]
 class DeployOptions:
     """Everything `microdeploy deploy` was asked to do, unchecked (deploy() checks it)."""
 
-    version: str
+    version: str | None = None
     name: str | None = None
+    deb: Path | None = None
     hosts: tuple[str, ...] = ()
     hosts_file: Path | None = None
     batch: str = DEFAULT_BATCH
@@ -155,6 +160,15 @@ class Rollout:
     drain: str | None = None
     undrain: str | None = None
     apt_source: str | None = None
+    deb: Path | None = None
+    """A local .deb to upload and install instead of the repository's version."""
+
+    @property
+    def deb_on_host(self) -> str | None:
+        """Where the uploaded .deb goes on each host (removed after the install)."""
+        if self.deb is None:
+            return None
+        return f"{REMOTE_DEB_DIR}/microdeploy-{self.package}_{self.version.replace(':', '%3a')}.deb"
 
     @property
     def targets(self) -> tuple[Target, ...]:
@@ -338,12 +352,20 @@ def check_version(version: str) -> str:
     return text
 
 
-def make_rollout(options: DeployOptions) -> Rollout:
+def make_rollout(options: DeployOptions, runner: Runner = run) -> Rollout:
     """Check every option and turn them into a rollout plan; raises bad_input on the first problem."""
-    version = check_version(options.version)
-    name, port, health_path = _service(options)
+    deb = inspect_deb(options.deb, runner).package if options.deb is not None else None
+    if options.version is None and deb is None:
+        raise bad_input("no version to deploy", hint="Pass --version V (the Debian version), or --deb FILE")
+    version = check_version(options.version) if options.version is not None else deb.version if deb else ""
+    name, port, health_path = _service(options, deb.name if deb else None)
     if not DEBIAN_PACKAGE_RE.match(name):
         raise bad_input(f"invalid package name {name!r}", hint="Pass the Debian package name of the service")
+    if deb is not None and (deb.name, deb.version) != (name, version):
+        raise bad_input(
+            f"{options.deb} is {deb.name} {deb.version}, not {name} {version}",
+            hint="Pass the .deb of the service and version you mean, or leave out NAME and --version",
+        )
     specs = list(options.hosts)
     if options.hosts_file is not None:
         specs += read_hosts_file(options.hosts_file)
@@ -382,25 +404,27 @@ def make_rollout(options: DeployOptions) -> Rollout:
         drain=options.drain,
         undrain=options.undrain,
         apt_source=options.apt_source,
+        deb=options.deb,
     )
 
 
-def _service(options: DeployOptions) -> tuple[str, int, str]:
+def _service(options: DeployOptions, deb_name: str | None = None) -> tuple[str, int, str]:
     """Package name, port and health path: flags over the service's configuration over defaults."""
     project = options.project
     if project is None and any((Path.cwd() / f).is_file() for f in (PYPROJECT, MICRODEPLOY_TOML)):
         project = Path.cwd()
-    overrides = {"name": options.name, "port": options.port, "health_path": options.health_path}
+    name = options.name or deb_name
+    overrides = {"name": name, "port": options.port, "health_path": options.health_path}
     if project is not None:
         config = load_config(project, overrides)
         return config.name, config.port, config.health_path
-    if options.name is None:
+    if name is None:
         raise bad_input(
             "no service to deploy",
             hint="Pass the package NAME, or run in the service's directory (or pass --project DIR)",
         )
     values = {key: (value, f"--{key.replace('_', '-')}") for key, value in overrides.items() if value is not None}
-    values["name"] = (options.name, "NAME")
+    values["name"] = (name, "NAME" if options.name else f"{options.deb}")
     config = validate(values)
     return config.name, config.port, config.health_path
 
@@ -440,11 +464,25 @@ def available_command(package: str) -> str:
 
 
 def install_command(package: str, version: str, *, allow_downgrades: bool = False) -> str:
-    """Install exactly `version` of the package."""
+    """Install exactly `version` of the package from the repository."""
+    return _install(f"{package}={version}", allow_downgrades)
+
+
+def install_file_command(path: str, *, allow_downgrades: bool = False) -> str:
+    """Install an uploaded .deb (apt, unlike dpkg -i, also installs its dependencies)."""
+    return _install(path, allow_downgrades)
+
+
+def _install(what: str, allow_downgrades: bool) -> str:
     argv = [*_apt_env(), "apt-get", "install", "-y", "-q", *_dpkg_options()]
     if allow_downgrades:
         argv.append("--allow-downgrades")
-    return shlex.join([*argv, f"{package}={version}"])
+    return shlex.join([*argv, what])
+
+
+def cleanup_command(path: str) -> str:
+    """Delete the uploaded .deb."""
+    return shlex.join(["rm", "-f", "--", path])
 
 
 def remove_command(package: str) -> str:
@@ -496,7 +534,7 @@ def plan(rollout: Rollout) -> tuple[tuple[str, ...], tuple[PlannedHost, ...]]:
     hosts = []
     for number, batch in enumerate(rollout.batches, start=1):
         for target in batch:
-            commands = [update_command(rollout.apt_source), install_command(rollout.package, rollout.version),
+            commands = [update_command(rollout.apt_source), *_install_steps(rollout, None),
                         query_command(rollout.package), f"until healthy: {health_command(rollout.health_url)}"]
             if rollout.drain:
                 commands.insert(0, hook_command(rollout.drain))
@@ -508,6 +546,16 @@ def plan(rollout: Rollout) -> tuple[tuple[str, ...], tuple[PlannedHost, ...]]:
             )
             hosts.append(PlannedHost(target.spec, number, tuple(commands), rollback))
     return preflight, tuple(hosts)
+
+
+def _install_steps(rollout: Rollout, before: str | None) -> list[str]:
+    """The install command as a dry run shows it, with the upload and cleanup of a local .deb."""
+    downgrade = is_downgrade(before, rollout.version)
+    path = rollout.deb_on_host
+    if rollout.deb is None or path is None:
+        return [install_command(rollout.package, rollout.version, allow_downgrades=downgrade)]
+    return [f"upload {rollout.deb} to {path}", install_file_command(path, allow_downgrades=downgrade),
+            cleanup_command(path)]
 
 
 # ---------------------------------------------------------------------------
@@ -545,10 +593,11 @@ def deploy(
     connect: Connector | None = None,
     now: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    runner: Runner = run,
 ) -> DeployReport:
     """Roll the version out batch by batch; roll the failing batch back. Raises MicrodeployError before any change."""
     started = now()
-    rollout = make_rollout(options)
+    rollout = make_rollout(options, runner)
     batch_names = tuple(tuple(t.spec for t in batch) for batch in rollout.batches)
     if options.dry_run:
         preflight, planned = plan(rollout)
@@ -639,7 +688,11 @@ def _preflight(state: _Rollout) -> None:
     first.updated = True
     versions = parse_madison(_checked(first, available_command(rollout.package), "listing versions").stdout,
                              rollout.package)
-    if rollout.version not in versions:
+    for host in state.hosts:
+        if host.before is not None and host.before not in versions:
+            log.warning("%s: its version %s is not in the repository: a rollback there would fail",
+                        host.target.spec, host.before)
+    if rollout.deb is None and rollout.version not in versions:
         available = ", ".join(versions) if versions else "none"
         raise bad_input(
             f"version {rollout.version} of {rollout.package} is not in the APT repository of "
@@ -716,8 +769,15 @@ def _upgrade_steps(state: _Rollout, host: _Host) -> None:
             return
         host.updated = True
     downgrade = is_downgrade(host.before, rollout.version)
-    install = install_command(rollout.package, rollout.version, allow_downgrades=downgrade)
-    result = host.remote.run(install, sudo=rollout.sudo, timeout=APT_TIMEOUT)
+    path = rollout.deb_on_host
+    if rollout.deb is not None and path is not None:
+        host.remote.put(rollout.deb, path)
+        result = host.remote.run(install_file_command(path, allow_downgrades=downgrade), sudo=rollout.sudo,
+                                 timeout=APT_TIMEOUT)
+        host.remote.run(cleanup_command(path))
+    else:
+        result = host.remote.run(install_command(rollout.package, rollout.version, allow_downgrades=downgrade),
+                                 sudo=rollout.sudo, timeout=APT_TIMEOUT)
     after = parse_query(host.remote.run(query_command(rollout.package)))
     if not result.ok:
         failed(f"apt-get install failed (exit status {result.exit_code})\n{_tail(result)}", after)

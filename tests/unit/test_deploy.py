@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,9 +20,11 @@ from microdeploy.deploy import (
     DeployReport,
     Target,
     available_command,
+    cleanup_command,
     deploy,
     health_command,
     install_command,
+    install_file_command,
     parse_madison,
     parse_query,
     parse_target,
@@ -31,6 +34,7 @@ from microdeploy.deploy import (
     update_command,
 )
 from microdeploy.errors import MicrodeployError
+from microdeploy.process import Result
 
 PKG = "orders-api"
 HEALTH = health_command("http://127.0.0.1:8000/health")
@@ -50,6 +54,7 @@ class FakeHost:
     unhealthy_polls: int = 0
     fail_hook: bool = False
     log: list[tuple[str, bool]] = field(default_factory=list)
+    uploads: dict[str, str] = field(default_factory=dict)
 
     def answer(self, command: str, sudo: bool) -> CommandResult:
         self.log.append((command, sudo))
@@ -65,6 +70,12 @@ class FakeHost:
         if argv[:2] == ["apt-cache", "madison"]:
             lines = [f" {PKG} | {v} | http://10.0.0.1/repo stable/main amd64 Packages" for v in self.available]
             return CommandResult(0, "\n".join(lines) + "\n")
+        if argv[:2] == ["apt-get", "install"] and argv[-1].startswith("/"):
+            self.installed = self.uploads[argv[-1]]
+            return CommandResult(0)
+        if argv[:2] == ["rm", "-f"]:
+            self.uploads.pop(argv[-1])
+            return CommandResult(0)
         if argv[:2] == ["apt-get", "install"]:
             version = argv[-1].partition("=")[2]
             if version not in self.available:
@@ -103,7 +114,9 @@ class FakeRemote:
         return self.host.answer(command, sudo)
 
     def put(self, local: Path, remote: str) -> None:
-        raise AssertionError("deploy from the repository never uploads")
+        # The fake .deb's version is its file name's last part: orders-api_4.deb -> 4.
+        self.host.log.append((f"put {local.name} {remote}", False))
+        self.host.uploads[remote] = local.stem.rpartition("_")[2]
 
     def close(self) -> None:
         self.closed = True
@@ -150,12 +163,27 @@ def hosts(*names: str, **kwargs: object) -> list[FakeHost]:
     return [FakeHost(name, **kwargs) for name in names]  # type: ignore[arg-type]
 
 
-def run_deploy(fleet: list[FakeHost], version: str = "2", **options: object) -> tuple[DeployReport, FakeNetwork]:
+def run_deploy(fleet: list[FakeHost], version: str | None = "2", name: str | None = PKG,
+               **options: object) -> tuple[DeployReport, FakeNetwork]:
     network = FakeNetwork(fleet)
     clock = FakeClock()
-    opts = DeployOptions(version=version, name=PKG, hosts=(",".join(h.name for h in fleet),), **options)  # type: ignore[arg-type]
-    report = deploy(opts, connect=network, now=clock.now, sleep=clock.sleep)
+    opts = DeployOptions(version=version, name=name, hosts=(",".join(h.name for h in fleet),), **options)  # type: ignore[arg-type]
+    report = deploy(opts, connect=network, now=clock.now, sleep=clock.sleep, runner=fake_dpkg_deb)
     return report, network
+
+
+def fake_dpkg_deb(argv: Sequence[str], **kwargs: object) -> Result:
+    """dpkg-deb as it answers for a .deb named PACKAGE_VERSION.deb."""
+    name, _, version = Path(argv[2]).stem.rpartition("_")
+    fields = f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
+    return Result(tuple(argv), 0, fields if argv[1] == "--field" else "new Debian package\n", "")
+
+
+def fake_deb(tmp_path: Path, name: str, version: str) -> Path:
+    """A file that passes as a .deb for fake_dpkg_deb (an empty ar archive)."""
+    path = tmp_path / f"{name}_{version}.deb"
+    path.write_bytes(b"!<arch>\n")
+    return path
 
 
 def upgrade_commands(version: str, *, downgrade: bool = False) -> list[str]:
@@ -490,4 +518,54 @@ def test_cli_dry_run_prints_the_plan(fleet: list[FakeHost]) -> None:
     assert code == 0
     assert "dry run, nothing is changed" in stdout
     assert f"  $ {install_command(PKG, '2')}" in stdout
+    assert all(host.log == [] for host in fleet)
+
+
+def test_deb_is_uploaded_installed_and_removed(tmp_path: Path) -> None:
+    """--deb uploads the file to /var/tmp, installs it with apt-get, deletes it, then checks health."""
+    fleet = hosts("h1", "h2")
+    deb = fake_deb(tmp_path, PKG, "4")
+    report, _ = run_deploy(fleet, version=None, name=None, deb=deb)
+    assert report.result == "success" and report.package == PKG and report.version == "4"
+    on_host = "/var/tmp/microdeploy-orders-api_4.deb"
+    assert fleet[1].commands == [QUERY, UPDATE, f"put {deb.name} {on_host}", install_file_command(on_host),
+                                 cleanup_command(on_host), QUERY, HEALTH]
+    assert fleet[0].uploads == fleet[1].uploads == {}
+    assert [h.after for h in report.hosts] == ["4", "4"]
+
+
+def test_deb_that_fails_rolls_back_from_the_repository(tmp_path: Path) -> None:
+    """An uploaded .deb that is unhealthy is rolled back to the recorded version from the repository."""
+    fleet = hosts("h1", broken=frozenset({"4"}))
+    report, _ = run_deploy(fleet, version=None, name=None, deb=fake_deb(tmp_path, PKG, "4"), health_timeout=1)
+    assert report.exit_code == 1 and fleet[0].installed == "1"
+    assert install_command(PKG, "1", allow_downgrades=True) in fleet[0].commands
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "message"),
+    [
+        ("billing", None, "is orders-api 4, not billing 4"),
+        (PKG, "5", "is orders-api 4, not orders-api 5"),
+    ],
+)
+def test_deb_of_another_package_or_version_is_bad_input(tmp_path: Path, name: str, version: str | None,
+                                                        message: str) -> None:
+    """A .deb whose package or version differs from NAME or --version exits 2 before connecting."""
+    fleet = hosts("h1")
+    with pytest.raises(MicrodeployError, match=message) as caught:
+        run_deploy(fleet, version=version, name=name, deb=fake_deb(tmp_path, PKG, "4"))
+    assert caught.value.exit_code == 2 and fleet[0].log == []
+
+
+def test_no_version_and_no_deb_is_bad_input(fleet: list[FakeHost]) -> None:
+    """Without --version or --deb there is nothing to deploy: exit 2."""
+    code, _, stderr = invoke("deploy", "orders-api", "--hosts", "h1")
+    assert code == 2 and "no version to deploy" in stderr
+
+
+def test_missing_deb_is_bad_input(fleet: list[FakeHost], tmp_path: Path) -> None:
+    """A --deb path that does not exist exits 2 and no host is contacted."""
+    code, _, stderr = invoke("deploy", "--deb", str(tmp_path / "nope.deb"), "--hosts", "h1")
+    assert code == 2 and "no such file" in stderr
     assert all(host.log == [] for host in fleet)
