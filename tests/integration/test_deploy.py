@@ -378,3 +378,18 @@ def test_accept_new_host_keys_records_the_keys(fleet: Fleet) -> None:
     assert again.returncode == 0
     strict = run_deploy(fleet, "--version", "2.0-1", known_hosts=fresh)
     assert strict.returncode == 0, strict.stderr
+
+
+def test_local_deb_is_uploaded_and_installed(fleet: Fleet) -> None:
+    """--deb uploads a package the repository does not have, installs it with its health checked, and cleans up."""
+    converge(fleet, "2.0-1")
+    deb = build_deb("4.0-1", fleet.workdir)
+    host = fleet.hosts[0]
+    result = run_deploy(fleet, "--deb", str(deb), "--json", hosts=fleet.addresses[:1])
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["package"], report["version"]) == (PKG, "4.0-1")
+    assert [(h["before"], h["after"], h["state"]) for h in report["hosts"]] == [("2.0-1", "4.0-1", "upgraded")]
+    assert health(host) == (200, '{"version": "4.0-1", "ok": true}')
+    assert "microdeploy-" not in host.run(["ls", "-a", "/var/tmp"]).stdout
+    assert installed(fleet.hosts[1]) == "2.0-1"
