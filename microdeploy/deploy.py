@@ -44,7 +44,6 @@ from microdeploy.repo import inspect_deb
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = "1"
-DEFAULT_HEALTH_PATH = "/health"
 DEFAULT_HEALTH_TIMEOUT = 60.0
 HEALTH_INTERVAL = 1.0
 # One health request may take this long before it counts as a failed poll.
@@ -228,7 +227,8 @@ class DeployReport:
     package: str
     version: str
     result: str
-    """success, rolled-back (some host failed and was restored), dry-run"""
+    """success; rolled-back (stopped, the failing batch restored); completed-with-failures (every batch ran,
+    the failed hosts within --max-failures restored); dry-run"""
     batches: tuple[tuple[str, ...], ...]
     hosts: tuple[HostReport, ...] = ()
     plan: tuple[PlannedHost, ...] = ()
@@ -613,7 +613,7 @@ def deploy(
         host.report or HostReport(host.target.spec, host.batch, host.before, host.before, "untouched")
         for host in state.hosts
     )
-    result = "success" if failures == 0 else "rolled-back"
+    result = "success" if failures == 0 else "rolled-back" if stopped else "completed-with-failures"
     if stopped:
         log.warning("rollout of %s %s stopped after %d failure(s)", rollout.package, rollout.version, failures)
     return DeployReport(rollout.package, rollout.version, result, batch_names, hosts=reports,

@@ -312,8 +312,17 @@ def test_max_failures_restores_failed_hosts_alone_until_exceeded() -> None:
     fleet[0].broken = fleet[2].broken = frozenset({"2"})
     report, _ = run_deploy(fleet, max_failures=1, health_timeout=1)
     assert [h.state for h in report.hosts] == ["rolled-back", "upgraded", "rolled-back", "untouched"]
-    assert report.failures == 2 and report.exit_code == 1
+    assert report.failures == 2 and report.exit_code == 1 and report.result == "rolled-back"
     assert fleet[3].commands == [QUERY]
+
+
+def test_failures_within_the_allowance_complete_the_rollout() -> None:
+    """Failed hosts within --max-failures are restored, every batch runs, and the result still exits 1."""
+    fleet = hosts("h1", "h2", "h3")
+    fleet[1].broken = frozenset({"2"})
+    report, _ = run_deploy(fleet, max_failures=1, health_timeout=1)
+    assert [h.state for h in report.hosts] == ["upgraded", "rolled-back", "upgraded"]
+    assert (report.result, report.exit_code, report.failures) == ("completed-with-failures", 1, 1)
 
 
 def test_health_is_polled_until_it_answers() -> None:
