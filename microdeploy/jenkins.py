@@ -213,7 +213,7 @@ def library_context() -> dict[str, Any]:
         "defaults": values,
         "option_names": [key for key, _ in values],
         "name_pattern": q(NAME_RE.pattern),
-        "agent_label": "cfg.agentLabel",
+        "agent_label": '"${cfg.agentLabel}"',
         "keep_builds": '"${cfg.keepBuilds}"',
         "timeout_minutes": "(cfg.timeoutMinutes as int)",
         "environment": environment,

@@ -38,7 +38,7 @@ def call(Map args = [:]) {
         error "microdeployPipeline: invalid controlRepoMode '${cfg.controlRepoMode}'; use 'push' or 'merge-request'"
     }
     pipeline {
-        agent { label cfg.agentLabel }
+        agent { label "${cfg.agentLabel}" }
 
         options {
             timestamps()

@@ -37,10 +37,16 @@ OPTIONS = JenkinsOptions(
 OPTION_CREDENTIALS = ["apt-signing-key", "microdeploy-signing-passphrase", "microdeploy-control-repo", "deploy-ssh"]
 
 
+def java_home() -> str:
+    """The JDK that `java` on PATH belongs to (groovy looks for a default-java link that Debian 12 lacks)."""
+    java = shutil.which("java")
+    return str(Path(java).resolve().parents[1]) if java else JAVA_HOME
+
+
 def groovy(*args: str | Path) -> subprocess.CompletedProcess[str]:
     """Run Debian's groovy (a missing one is a failure: `make setup` installs it)."""
     assert shutil.which("groovy"), "groovy is not installed: run `make setup` (apt package groovy)"
-    env = {**os.environ, "JAVA_HOME": os.environ.get("JAVA_HOME", JAVA_HOME)}
+    env = {**os.environ, "JAVA_HOME": os.environ.get("JAVA_HOME") or java_home()}
     return subprocess.run(["groovy", "-cp", str(HARNESS), *map(str, args)], env=env, capture_output=True,
                           text=True, timeout=300, check=False)
 
