@@ -743,7 +743,6 @@ def _upgrade(state: _Rollout, host: _Host) -> None:
     try:
         _upgrade_steps(state, host)
     except MicrodeployError as exc:
-        log.error("%s: %s", host.target.spec, exc.message)
         # The package may or may not have changed: restoring is the safe assumption.
         host.report = HostReport(host.target.spec, host.batch, host.before, None, "failed", False,
                                  state.clock.now() - started, None, exc.message)

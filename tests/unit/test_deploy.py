@@ -578,3 +578,23 @@ def test_missing_deb_is_bad_input(fleet: list[FakeHost], tmp_path: Path) -> None
     code, _, stderr = invoke("deploy", "--deb", str(tmp_path / "nope.deb"), "--hosts", "h1")
     assert code == 2 and "no such file" in stderr
     assert all(host.log == [] for host in fleet)
+
+
+def test_lost_connection_during_install_fails_the_host_and_restores_the_batch() -> None:
+    """A host whose SSH connection breaks mid-install counts as failed; its whole batch is checked and restored."""
+    fleet = hosts("h1", "h2", "h3")
+
+    class Dropping(FakeHost):
+        def answer(self, command: str, sudo: bool) -> CommandResult:
+            if "apt-get install" in command:
+                self.log.append((command, sudo))
+                raise MicrodeployError(f"{self.name}: the SSH connection failed")
+            return super().answer(command, sudo)
+
+    fleet[1] = Dropping("h2")
+    report, _ = run_deploy(fleet, batch="2")
+    assert [(h.state, h.after) for h in report.hosts] == [
+        ("rolled-back", "1"), ("rolled-back", "1"), ("untouched", "1"),
+    ]
+    assert "h2: the SSH connection failed" in (report.hosts[1].error or "")
+    assert report.exit_code == 1 and fleet[2].commands == [QUERY]
