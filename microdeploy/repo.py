@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -565,6 +566,9 @@ def publish(
         removed = [ref for ref in removed if ref in served]
         key = resolve_key(layout.gnupghome, key_id=settings.gpg_key, gnupghome=settings.gnupghome, runner=runner)
         own_key = key.gnupghome == layout.gnupghome
+        if manifest.key_fingerprint not in (None, key.fingerprint):
+            log.warning("the signing key changes from %s to %s: hosts need the new %s before their next update",
+                        manifest.key_fingerprint, key.fingerprint, KEYRING_NAME)
         changed = bool(new or removed) or current is None or manifest.key_fingerprint != key.fingerprint
         generation = current.name if current else ""
         try:
@@ -691,6 +695,20 @@ def server_url(server: ThreadingHTTPServer) -> str:
     return f"http://{host!s}:{port}/"
 
 
+@contextmanager
+def serving(repo: Path, bind: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve the repository from a background thread for the block (e.g. the demo); yield its URL."""
+    server = make_server(repo, bind, port)
+    thread = threading.Thread(target=server.serve_forever, name="microdeploy-repo-serve", daemon=True)
+    thread.start()
+    try:
+        yield server_url(server)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
 def serve(
     repo: Path, bind: str = "127.0.0.1", port: int = DEFAULT_PORT,
     ready: Callable[[str], None] | None = None,
@@ -719,5 +737,6 @@ __all__ = [
     "publish",
     "select_kept",
     "serve",
+    "serving",
     "sources_snippet",
 ]

@@ -40,17 +40,17 @@ MakeDeb = Callable[..., Path]
 def make_deb(tmp_path_factory: pytest.TempPathFactory) -> MakeDeb:
     """A factory of tiny real .debs (dpkg-deb --build), installable on a host with no network."""
     out = tmp_path_factory.mktemp("debs")
-    built: dict[tuple[str, str, str], Path] = {}
+    built: dict[tuple[str, str, str, str], Path] = {}
 
-    def _make(version: str, name: str = NAME, flavour: str = "") -> Path:
-        key = (name, version, flavour)
+    def _make(version: str, name: str = NAME, flavour: str = "", arch: str = "all") -> Path:
+        key = (name, version, flavour, arch)
         if key in built:
             return built[key]
         tree = out / f"tree-{name}-{version}-{flavour}"
         (tree / "DEBIAN").mkdir(parents=True)
         # Section and Priority: repository tools skip or warn about packages without them.
         (tree / "DEBIAN" / "control").write_text(
-            f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
+            f"Package: {name}\nVersion: {version}\nArchitecture: {arch}\n"
             "Maintainer: microdeploy tests <tests@microdeploy.invalid>\n"
             "Section: misc\nPriority: optional\n"
             f"Description: microdeploy test package {flavour}\n test payload for the publish tests\n"
@@ -58,7 +58,7 @@ def make_deb(tmp_path_factory: pytest.TempPathFactory) -> MakeDeb:
         share = tree / "usr" / "share" / name
         share.mkdir(parents=True)
         (share / "version").write_text(f"{version} {flavour}\n")
-        deb = out / f"{name}_{version}_all{'-' + flavour if flavour else ''}.deb"
+        deb = out / f"{name}_{version}_{arch}{'-' + flavour if flavour else ''}.deb"
         subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(deb)],
                        check=True, capture_output=True, timeout=60)
         built[key] = deb
@@ -217,6 +217,27 @@ def test_keep_n_keeps_the_newest_versions(repo: Path, make_deb: MakeDeb) -> None
     pool = sorted(p.name for p in (repo / "public" / "pool").rglob("*.deb"))
     assert pool == [f"{NAME}_1.10-1_all.deb", f"{NAME}_1.9-1_all.deb"]
     verify_release(repo, repo / "public" / KEYRING)
+
+
+def test_new_components_distributions_and_architectures_are_published_alongside(
+    repo: Path, make_deb: MakeDeb
+) -> None:
+    """A second component, an arm64 package and a second distribution all end up served and signed."""
+    publish(repo, make_deb("1.0-1"))
+    publish(repo, make_deb("1.0-1", name="mdtest-extra"), extra=("--component", "extra"))
+    publish(repo, make_deb("1.0-1", name="mdtest-native", arch="arm64"))
+    publish(repo, make_deb("9.0-1"), extra=("--dist", "trixie"))
+    dists = repo / "public" / "dists"
+    release = (dists / DIST / "Release").read_text()
+    assert "Components: extra main" in release and "arm64" in release.split("Architectures:")[1].splitlines()[0]
+    assert served_versions(repo) == ["1.0-1"]
+    assert "mdtest-extra" in (dists / DIST / "extra" / "binary-all" / "Packages").read_text()
+    assert "mdtest-native" in (dists / DIST / "main" / "binary-arm64" / "Packages").read_text()
+    assert "Version: 9.0-1" in (dists / "trixie" / "main" / "binary-all" / "Packages").read_text()
+    verify_release(repo, repo / "public" / KEYRING)
+    trixie = dists / "trixie"
+    subprocess.run(["gpgv", "--keyring", str(repo / "public" / KEYRING), str(trixie / "InRelease")],
+                   check=True, capture_output=True, timeout=30)
 
 
 def test_two_publishes_at_once_both_land(repo: Path, make_deb: MakeDeb) -> None:

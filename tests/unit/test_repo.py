@@ -359,3 +359,14 @@ def test_server_follows_the_public_symlink_on_every_request(tmp_path: Path) -> N
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def test_serving_runs_in_the_background_for_the_block(tmp_path: Path) -> None:
+    """`serving()` yields a URL that answers inside the block and stops listening after it."""
+    (tmp_path / "g" / "published").mkdir(parents=True)
+    (tmp_path / "g" / "published" / "f").write_text("x")
+    os.symlink("g/published", tmp_path / "public")
+    with repo.serving(tmp_path) as url, urllib.request.urlopen(url + "f", timeout=5) as response:
+        assert response.read() == b"x"
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url + "f", timeout=2)
