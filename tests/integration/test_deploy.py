@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import pytest
 from microdeploy.repo import KEYRING_NAME, PublishSettings, make_server, publish, server_url, sources_snippet
 from tests.testbed import TestbedError
 from tests.testbed.host import Host, boot
-from tests.testbed.network import Netns, create_netns, delete_netns
+from tests.testbed.network import create_netns, delete_netns
 
 pytest_plugins = ["tests.testbed.fixtures"]
 
@@ -159,17 +160,21 @@ def fleet(host_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "deploy-test", "-f",
                     str(workdir / "id_ed25519")], check=True)
     hosts: list[Host] = []
-    namespaces: list[Netns] = []
-    server = None
-    try:
+    # Unwound in reverse, each step even if another fails: server, hosts, then their namespaces.
+    with ExitStack() as cleanup:
+        namespaces = []
         for _ in range(3):
             namespaces.append(create_netns())
+            cleanup.callback(delete_netns, namespaces[-1])
             hosts.append(boot(host_image, netns=namespaces[-1], regenerate_host_keys=True, wait=False))
+            cleanup.callback(hosts[-1].poweroff)
         for host in hosts:
             host.wait_until_running()
         # Our side of the first host's link; the other hosts reach it through their default route.
         server = make_server(workdir / "repo", bind=namespaces[0].host_address, port=0)
+        cleanup.callback(server.server_close)
         threading.Thread(target=server.serve_forever, daemon=True).start()
+        cleanup.callback(server.shutdown)
         url = server_url(server)
         for host in hosts:
             host.run(["install", "-d", "-m", "700", "/root/.ssh"])
@@ -184,14 +189,6 @@ def fleet(host_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         ssh_config = workdir / "ssh_config"
         ssh_config.write_text("")
         yield Fleet(tuple(hosts), workdir / "id_ed25519", known_hosts, ssh_config, workdir)
-    finally:
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        for host in hosts:
-            host.poweroff()
-        for ns in namespaces:
-            delete_netns(ns)
 
 
 def installed(host: Host) -> str | None:
