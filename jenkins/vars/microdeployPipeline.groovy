@@ -37,13 +37,17 @@ def call(Map args = [:]) {
     if (!(cfg.controlRepoMode in ['push', 'merge-request'])) {
         error "microdeployPipeline: invalid controlRepoMode '${cfg.controlRepoMode}'; use 'push' or 'merge-request'"
     }
+    // Plain locals for the directives (agent, options), the form Declarative reads in libraries.
+    String agentLabel = cfg.agentLabel
+    String keepBuilds = cfg.keepBuilds as String
+    int timeoutMinutes = cfg.timeoutMinutes as int
     pipeline {
-        agent { label "${cfg.agentLabel}" }
+        agent { label agentLabel }
 
         options {
             timestamps()
-            buildDiscarder(logRotator(numToKeepStr: "${cfg.keepBuilds}"))
-            timeout(time: (cfg.timeoutMinutes as int), unit: 'MINUTES')
+            buildDiscarder(logRotator(numToKeepStr: keepBuilds))
+            timeout(time: timeoutMinutes, unit: 'MINUTES')
             disableConcurrentBuilds()
         }
 

@@ -33,6 +33,9 @@ OPTIONS = JenkinsOptions(
     notify_email=("team@example.org",),
     signing_key_credentials="apt-signing-key",
     deploy_credentials="deploy-ssh",
+    agent_label="debian-12 && amd64",
+    timeout_minutes=45,
+    keep_builds=5,
 )
 OPTION_CREDENTIALS = ["apt-signing-key", "microdeploy-signing-passphrase", "microdeploy-control-repo", "deploy-ssh"]
 
@@ -164,12 +167,12 @@ def test_stage_order_and_conditions(runs: dict[str, dict[str, Any]], form: str) 
 def test_options_agent_and_environment(runs: dict[str, dict[str, Any]], form: str) -> None:
     """The agent label, the four options and the MD_* environment reach the run."""
     run = runs[f"{form}-feature"]
-    assert events(run, "agent")[0]["label"] == "microdeploy"
+    assert events(run, "agent")[0]["label"] == "debian-12 && amd64"
     assert [e["option"] for e in events(run, "option")] == [
         "timestamps", "buildDiscarder", "timeout", "disableConcurrentBuilds"]
     timeout = events(run, "option")[2]
-    assert (timeout["time"], timeout["unit"]) == (60, "MINUTES")
-    assert events(run, "option")[1]["numToKeepStr"] == "20"
+    assert (timeout["time"], timeout["unit"]) == (45, "MINUTES")
+    assert events(run, "option")[1]["numToKeepStr"] == "5"
     env = events(run, "environment")[0]["values"]
     assert env["MD_NAME"] == "orders-api" and env["MD_REPO"] == "/srv/apt/microdeploy"
     assert env["MD_CONTROL_REPO"] == "git@git.example.org:ops/control-repo.git"
