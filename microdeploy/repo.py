@@ -550,42 +550,41 @@ def publish(
     files = [inspect_deb(Path(p), runner) for p in debs]
     timings["validate"] = clock() - started
     layout = Layout(settings.repo.absolute())
+    own_key = settings.gpg_key is None and settings.gnupghome is None
     with repository_lock(layout.lock) as waited:
         timings["lock_wait"] = waited
         current = layout.current()
-        published = current / "published" if current else layout.public
         manifest = Manifest.load(current / "manifest.json") if current else Manifest({})
-        served = served_packages(published, settings.dist, settings.component)
+        served = served_packages(current / "published", settings.dist, settings.component) if current else {}
         new, unchanged = split_new(files, served)
         _, removed = select_kept([*served, *(d.package for d in new)], settings.keep)
         # A new version older than the `keep` newest is not added at all.
         skipped = [d for d in new if d.package in removed]
-        new = [d for d in new if d.package not in removed]
         for deb in skipped:
             log.warning("not adding %s: older than the %d kept versions", deb.package.key, settings.keep)
+        new = [d for d in new if d.package not in removed]
         removed = [ref for ref in removed if ref in served]
-        key = resolve_key(layout.gnupghome, key_id=settings.gpg_key, gnupghome=settings.gnupghome, runner=runner)
-        own_key = key.gnupghome == layout.gnupghome
-        if manifest.key_fingerprint not in (None, key.fingerprint):
-            log.warning("the signing key changes from %s to %s: hosts need the new %s before their next update",
-                        manifest.key_fingerprint, key.fingerprint, KEYRING_NAME)
-        changed = bool(new or removed) or current is None or manifest.key_fingerprint != key.fingerprint
-        generation = current.name if current else ""
         try:
+            key = resolve_key(layout.gnupghome, key_id=settings.gpg_key, gnupghome=settings.gnupghome,
+                              runner=runner)
+            if manifest.key_fingerprint not in (None, key.fingerprint):
+                log.warning("the signing key changes from %s to %s: hosts need the new %s before their next "
+                            "update", manifest.key_fingerprint, key.fingerprint, KEYRING_NAME)
+            changed = bool(new or removed) or current is None or manifest.key_fingerprint != key.fingerprint
             if changed:
-                generation_dir = _make_generation(layout, current, manifest, settings, new, removed, key,
-                                                  runner, timings, clock)
-                generation = generation_dir.name
+                current = _make_generation(layout, current, manifest, settings, new, removed, key,
+                                           runner, timings, clock)
         finally:
-            if own_key:
+            if own_key and layout.gnupghome.is_dir():
+                # Signing started a gpg-agent in our GNUPGHOME: leave nothing running.
                 stop_agent(layout.gnupghome, runner)
     timings["total"] = clock() - started
-    public = layout.public
     return PublishResult(
-        repo=layout.root, public_dir=public, dist=settings.dist, component=settings.component,
-        added=tuple(new), unchanged=tuple(unchanged),
-        removed=tuple(removed), skipped=tuple(skipped), key_fingerprint=key.fingerprint, keyring=public / KEYRING_NAME,
-        armored_key=public / ARMORED_KEY_NAME, generation=generation, changed=changed, timings=timings,
+        repo=layout.root, public_dir=layout.public, dist=settings.dist, component=settings.component,
+        added=tuple(new), unchanged=tuple(unchanged), removed=tuple(removed), skipped=tuple(skipped),
+        key_fingerprint=key.fingerprint, keyring=layout.public / KEYRING_NAME,
+        armored_key=layout.public / ARMORED_KEY_NAME, generation=current.name if current else "",
+        changed=changed, timings=timings,
     )  # fmt: skip
 
 
