@@ -249,7 +249,7 @@ Map runScenario(Map scenario) {
 
     if (scenario.library) {
         Script library = shell.parse(new File(scenario.library.toString()).getText('UTF-8'), 'microdeployPipeline')
-        binding.setVariable('microdeployPipeline', { Map args -> library.invokeMethod('call', [args] as Object[]) })
+        binding.setVariable('microdeployPipeline', { Object[] arguments -> library.invokeMethod('call', arguments) })
     }
     try {
         shell.evaluate(new File(scenario.file.toString()).getText('UTF-8'), 'Jenkinsfile')

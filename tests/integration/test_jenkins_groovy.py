@@ -148,6 +148,14 @@ def runs(variants: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) ->
     bad = tmp_path_factory.mktemp("bad") / "Jenkinsfile"
     bad.write_text("@Library('microdeploy') _\nmicrodeployPipeline(name: 'orders-api', relaseBranch: 'main')\n")
     scenarios.append({"name": "library-typo", "file": str(bad), "env": FEATURE, "library": library})
+    nameless = bad.with_name("Jenkinsfile-nameless")
+    nameless.write_text("@Library('microdeploy') _\nmicrodeployPipeline()\n")
+    scenarios.append({"name": "library-nameless", "file": str(nameless), "env": FEATURE, "library": library})
+    hooked = bad.with_name("Jenkinsfile-hooked")
+    hooked.write_text("@Library('microdeploy') _\n"
+                      "microdeployPipeline(name: 'orders-api', onFailure: { echo 'paging on-call' })\n")
+    scenarios.append({"name": "library-hook", "file": str(hooked), "env": FEATURE, "library": library,
+                      "credentials": CREDENTIALS, "fail_on": "pytest"})
     return run_harness(tmp_path_factory.mktemp("harness"), scenarios)
 
 
@@ -297,3 +305,22 @@ def test_release_branch_option_moves_publishing(tmp_path: Path) -> None:
     ])
     assert stages(result["main"])["Publish"] == "skipped (when)"
     assert stages(result["release"])["Publish"] == "run"
+
+
+def test_library_requires_a_valid_name(runs: dict[str, dict[str, Any]]) -> None:
+    """microdeployPipeline() without a name stops before any stage, saying what to pass."""
+    run = runs["library-nameless"]
+    assert run["result"] == "ERROR"
+    assert "invalid name 'null'; pass name: 'the-service'" in events(run, "error")[0]["message"]
+    assert not events(run, "stage")
+
+
+def test_library_runs_the_failure_hook(runs: dict[str, dict[str, Any]]) -> None:
+    """A failing Test stage runs the caller's onFailure closure in post, then cleans the workspace."""
+    run = runs["library-hook"]
+    assert run["result"] == "FAILURE"
+    assert list(stages(run).values()) == ["run"] + ["skipped (earlier failure)"] * 5
+    assert [e["condition"] for e in events(run, "post") if e["stage"] is None] == ["failure", "cleanup"]
+    assert [e["message"] for e in events(run, "echo")] == ["paging on-call"]
+    assert not events(run, "mail")
+    assert events(run, "junit", "Test")
