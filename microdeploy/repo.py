@@ -209,18 +209,22 @@ class Layout:
 
     @property
     def state(self) -> Path:
+        """Private state: aptly generations, the key, the lock."""
         return self.root / "state"
 
     @property
     def lock(self) -> Path:
+        """The flock that serialises publishes."""
         return self.state / "lock"
 
     @property
     def gnupghome(self) -> Path:
+        """The repository's own GnuPG home (mode 0700)."""
         return self.state / "gnupg"
 
     @property
     def generations(self) -> Path:
+        """Where each publish builds a complete repository state."""
         return self.state / "generations"
 
     def current(self) -> Path | None:
@@ -636,7 +640,8 @@ def _make_generation(
         swap_public(layout, gen)
         timings["swap"] = clock() - step
     except BaseException:
-        shutil.rmtree(gen, ignore_errors=True)
+        if layout.current() != gen:  # never remove what is already served
+            shutil.rmtree(gen, ignore_errors=True)
         raise
     prune_generations(layout, [gen, *([current] if current else [])])
     log.info("published %s to %s (%s)", ", ".join(d.package.key for d in new) or "no new packages",
