@@ -84,6 +84,16 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _check_host_keys(client: paramiko.SSHClient, known_hosts: Path, policy: paramiko.MissingHostKeyPolicy) -> None:
+    """Load the known_hosts files into a client and replace Fabric's AutoAddPolicy."""
+    if SYSTEM_KNOWN_HOSTS.is_file():
+        client.load_system_host_keys(str(SYSTEM_KNOWN_HOSTS))
+    if known_hosts.is_file():
+        # As "system" keys: read-only, so paramiko never rewrites the file.
+        client.load_system_host_keys(str(known_hosts))
+    client.set_missing_host_key_policy(policy)
+
+
 def fingerprint(key: paramiko.PKey) -> str:
     """The key's SHA256 fingerprint as OpenSSH prints it."""
     return str(key.fingerprint)
@@ -162,14 +172,13 @@ class FabricConnector:
             connect_kwargs=connect_kwargs,
         )
         known_hosts = self._known_hosts_file(connection)
-        client = connection.client
-        if SYSTEM_KNOWN_HOSTS.is_file():
-            client.load_system_host_keys(str(SYSTEM_KNOWN_HOSTS))
-        if known_hosts.is_file():
-            # As "system" keys: read-only, so paramiko never rewrites the file.
-            client.load_system_host_keys(str(known_hosts))
         policy = AcceptNewHostKey(known_hosts) if self.accept_new_host_keys else RejectUnknownHostKey()
-        client.set_missing_host_key_policy(policy)
+        # A ProxyJump host from the ssh config is a Connection Fabric made, with
+        # its own auto-adding client: check its key the same way.
+        hop: Any = connection
+        while isinstance(hop, fabric.Connection):
+            _check_host_keys(hop.client, known_hosts, policy)
+            hop = hop.gateway
         where = f"{target.spec} ({connection.user}@{connection.host}:{connection.port})"
         try:
             connection.open()

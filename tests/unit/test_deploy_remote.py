@@ -151,3 +151,20 @@ def test_lost_connection_is_an_error_naming_the_host() -> None:
     remote = FabricRemote(Target("web1", "web1"), FakeConnection(EOFError("gone")))  # type: ignore[arg-type]
     with pytest.raises(MicrodeployError, match=r"web1: the SSH connection failed while running `true`: gone"):
         remote.run("true")
+
+
+def test_proxy_jump_host_keys_are_checked_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ProxyJump gateway gets the same known_hosts and rejecting policy as the host, not Fabric's auto-add."""
+    config = tmp_path / "ssh_config"
+    config.write_text("Host web1\n    ProxyJump bastion\n")
+    opened: list[fabric.Connection] = []
+
+    def fake_open(self: fabric.Connection) -> None:
+        opened.append(self)
+
+    monkeypatch.setattr(fabric.Connection, "open", fake_open)
+    remote = FabricConnector(ssh_config=config, known_hosts=tmp_path / "kh")(Target("web1", "web1"))
+    gateway = remote.connection.gateway
+    assert isinstance(gateway, fabric.Connection) and gateway.host == "bastion"
+    for connection in (remote.connection, gateway):
+        assert isinstance(connection.client._policy, RejectUnknownHostKey)
