@@ -821,6 +821,9 @@ def _restore_steps(state: _Rollout, host: _Host) -> None:
     current = parse_query(host.remote.run(query_command(rollout.package)))
     restored_ok = True
     if current != host.before:
+        if report.healthy and rollout.drain:
+            # It was upgraded, healthy and undrained: take it out of rotation again first.
+            _hook(host, rollout.drain, rollout.sudo)
         if host.before is None:
             command = remove_command(rollout.package)
         else:

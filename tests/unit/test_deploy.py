@@ -598,3 +598,17 @@ def test_lost_connection_during_install_fails_the_host_and_restores_the_batch() 
     ]
     assert "h2: the SSH connection failed" in (report.hosts[1].error or "")
     assert report.exit_code == 1 and fleet[2].commands == [QUERY]
+
+
+def test_healthy_host_of_a_failed_batch_is_drained_before_its_rollback() -> None:
+    """A host that was upgraded and undrained is drained again before its rollback and undrained after it."""
+    fleet = hosts("h1", "h2")
+    fleet[1].broken = frozenset({"2"})
+    run_deploy(fleet, batch="2", drain="drain", undrain="undrain", health_timeout=1)
+    drain, undrain = "sh -c drain", "sh -c undrain"
+    assert fleet[0].commands == [
+        QUERY, UPDATE, MADISON, drain, install_command(PKG, "2"), QUERY, HEALTH, undrain,
+        QUERY, drain, install_command(PKG, "1", allow_downgrades=True), QUERY, HEALTH, undrain,
+    ]
+    # h2 was never undrained, so it is not drained twice.
+    assert fleet[1].commands[-5:] == [QUERY, install_command(PKG, "1", allow_downgrades=True), QUERY, HEALTH, undrain]
