@@ -5,7 +5,10 @@
 // A service's whole Jenkinsfile:
 //     @Library('microdeploy') _
 //     microdeployPipeline(name: 'orders-api')
-// Options (defaults below): name, python, agentLabel, releaseBranch, repo, signingKeyCredentials, signingPassphraseCredentials, controlRepo, controlRepoBranch, controlRepoMode, controlRepoCredentials, deployHosts, deployCredentials, notifyEmail, timeoutMinutes, keepBuilds, onFailure (a closure run when the build fails).
+// Options (defaults below): name, python, agentLabel, releaseBranch, repo, signingKeyCredentials,
+//     signingPassphraseCredentials, controlRepo, controlRepoBranch, controlRepoMode,
+//     controlRepoCredentials, deployHosts, deployCredentials, notifyEmail, timeoutMinutes,
+//     keepBuilds, onFailure (a closure run when the build fails).
 
 def call(Map args = [:]) {
     Map cfg = [
@@ -176,6 +179,7 @@ def call(Map args = [:]) {
             }
 
             stage('Deploy') {
+                // The agent stays allocated while the input waits; the pipeline timeout bounds the wait.
                 when {
                     beforeInput true
                     allOf { buildingTag(); expression { cfg.deployHosts as boolean } }
@@ -220,5 +224,4 @@ def call(Map args = [:]) {
             }
         }
     }
-
 }
