@@ -15,6 +15,7 @@ from microdeploy.config import ServiceConfig, validate
 from microdeploy.errors import MicrodeployError
 from microdeploy.jenkins import (
     LIBRARY_FILE,
+    LIBRARY_KEYS,
     JenkinsOptions,
     check_options,
     groovy_string,
@@ -294,3 +295,10 @@ def test_cli_overwrites_atomically(tmp_path: Path) -> None:
     assert invoke("jenkinsfile", str(project), "-o", str(out)).exit_code == 0
     assert out.read_text().startswith("// Jenkinsfile of orders-api")
     assert sorted(p.name for p in project.iterdir()) == ["Jenkinsfile", "pyproject.toml"]
+
+
+def test_library_help_lists_every_option() -> None:
+    """vars/microdeployPipeline.txt (Jenkins' help page of the step) names every option of the library."""
+    help_text = (template_folder("jenkins") / "vars/microdeployPipeline.txt").read_text()
+    for key in (*LIBRARY_KEYS.values(), "python", "onFailure"):
+        assert key in help_text, key
