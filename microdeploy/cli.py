@@ -22,8 +22,10 @@ from microdeploy.config import (
     parse_setting_assignments,
     validate,
 )
+from microdeploy.controlrepo import DEFAULT_BASEDIR, DEFAULT_CACHEDIR, ControlRepoOptions, init_control_repo
 from microdeploy.deploy import DeployOptions, deploy
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
+from microdeploy.hiera import PuppetDataSettings, puppet_data
 from microdeploy.jenkins import FORMS, JenkinsOptions, jenkinsfile
 from microdeploy.repo import (
     DEFAULT_COMPONENT,
@@ -355,6 +357,64 @@ def jenkinsfile_command(project: Path, form: str, output: str, agent_label: str,
         click.echo(result.text, nl=False)
     else:
         click.echo(f"Wrote {result.path} ({result.form} form).", err=True)
+
+
+@main.command("puppet-data")
+@click.argument("projects", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--env", metavar="ENV", help="Write the data of this Puppet environment (with --control-repo).")
+@click.option("--node", metavar="FQDN", help="Write the data of this node, by certname (with --control-repo).")
+@click.option("--control-repo", type=click.Path(path_type=Path),
+              help="Merge into the data/ file of this r10k control repository that --env/--node select.")
+@click.option("-o", "--output", default="-", show_default=True, metavar="FILE|-",
+              help="Write (merging into an existing file) here instead of standard output.")
+@click.option("--version", "version", help="Debian version to pin, e.g. 1.4.0-1 (default: as `build` computes it).")
+@click.option("--apt-location", metavar="URL", help="Also write the signed APT source: the repository URL...")
+@click.option("--apt-key", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="... and its ASCII-armored public key.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@service_options
+def puppet_data_command(projects: tuple[Path, ...], env: str | None, node: str | None, control_repo: Path | None,
+                        output: str, version: str | None, apt_location: str | None, apt_key: Path | None,
+                        as_json: bool, **flags: Any) -> None:
+    """Emit the Hiera data (microdeploy::services) of the services in PROJECT... (default: .)."""
+    result = puppet_data(PuppetDataSettings(
+        projects=projects or (Path("."),), overrides=config_overrides(flags), version=version, env=env, node=node,
+        control_repo=control_repo, output=None if output == "-" else Path(output), apt_location=apt_location,
+        apt_key=apt_key, environ=dict(os.environ),
+    ))
+    if as_json:
+        print_json(result.as_dict())
+    elif result.path is None:
+        click.echo(result.text, nl=False)
+    else:
+        state = "Wrote" if result.changed else "Unchanged:"
+        click.echo(f"{state} {result.path} ({', '.join(result.services)})", err=True)
+
+
+@main.group("control-repo")
+def control_repo_group() -> None:
+    """Work with an r10k control repository."""
+
+
+@control_repo_group.command("init")
+@click.argument("directory", metavar="DIR", type=click.Path(path_type=Path))
+@click.option("--module-url", help="Git URL of the microdeploy Puppet module (default: its metadata's source).")
+@click.option("--module-ref", help="Tag, branch or commit of the module to pin (default: v<module version>).")
+@click.option("--remote", help="Git URL of this control repository for r10k.yaml (default: file://DIR).")
+@click.option("--basedir", default=DEFAULT_BASEDIR, show_default=True, help="Where r10k deploys environments.")
+@click.option("--cachedir", default=DEFAULT_CACHEDIR, show_default=True, help="r10k's git cache.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def control_repo_init(directory: Path, module_url: str | None, module_ref: str | None, remote: str | None,
+                      basedir: str, cachedir: str, as_json: bool) -> None:
+    """Create an r10k control repository in DIR (a git repository on branch production)."""
+    result = init_control_repo(directory, ControlRepoOptions(
+        module_url=module_url, module_ref=module_ref, remote=remote, basedir=basedir, cachedir=cachedir,
+    ))
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        click.echo(f"Created {result.path} ({len(result.files)} files, branch {result.branch} "
+                   f"at {result.commit[:12]}), module {result.module_url} @ {result.module_ref}")
 
 
 __all__ = ["EXIT_BAD_INPUT", "main"]

@@ -1,0 +1,459 @@
+"""`microdeploy puppet-data`: the Hiera data of SPEC §7, printed or merged into a control repository.
+
+YAML is confined to this module. Data is written with ruamel.yaml's
+round-trip mode, so merging into an existing file keeps the keys, comments
+and order that microdeploy does not own and replaces only the entries of the
+services it writes. Every string value is single-quoted and every key that a
+YAML 1.1 reader (Puppet's Psych) could take for something else is quoted, so
+no name or setting can add structure, a tag or an alias to the document.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import CommentMark, YAMLError
+from ruamel.yaml.scalarstring import LiteralScalarString, SingleQuotedScalarString
+from ruamel.yaml.tokens import CommentToken
+
+from microdeploy.build.source import git_state
+from microdeploy.build.version import debian_revision, full_version, upstream_version
+from microdeploy.config import ServiceConfig, Settings, load_config
+from microdeploy.errors import bad_input
+from microdeploy.fsutil import atomic_write
+from microdeploy.process import Runner, run
+
+SERVICES_KEY = "microdeploy::services"
+APT_KEYS = ("microdeploy::manage_apt_source", "microdeploy::apt_location", "microdeploy::apt_key_content")
+
+# Puppet environment names (r10k turns branches into them): lower-case letters, digits, '_'.
+ENV_RE = re.compile(r"^[a-z0-9_]+$")
+# A certname as Puppet writes it: lower-case DNS labels joined by dots.
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+FQDN_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
+# The module's Microdeploy::Version type: [epoch:]upstream[-revision].
+DEBIAN_VERSION_RE = re.compile(r"^(?:[0-9]+:)?[0-9][A-Za-z0-9.+~-]*$")
+URL_RE = re.compile(r"^[a-z][a-z0-9+.-]*:\S+$")
+
+# Keys written plain; anything else (and the YAML 1.1 booleans and nulls that
+# Psych still reads, such as a service named `yes` or `on`) is quoted.
+_PLAIN_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*(?:::[A-Za-z_][A-Za-z0-9_.-]*)*$")
+_YAML11_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
+
+# Where the levels of the control repository's hierarchy keep their files.
+NODE_VARIABLES = ("%{trusted.certname}", "%{::trusted.certname}")
+ENV_VARIABLES = ("%{server_facts.environment}", "%{::server_facts.environment}",
+                 "%{environment}", "%{::environment}")
+
+
+@dataclass(frozen=True)
+class PuppetDataSettings:
+    """What `microdeploy puppet-data` was asked to do."""
+
+    projects: tuple[Path, ...] = (Path("."),)
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    version: str | None = None
+    env: str | None = None
+    node: str | None = None
+    control_repo: Path | None = None
+    output: Path | None = None
+    apt_location: str | None = None
+    apt_key: Path | None = None
+    environ: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PuppetDataResult:
+    """The data produced, and where it went."""
+
+    services: Mapping[str, Mapping[str, Any]]
+    text: str
+    path: Path | None
+    level: str
+    changed: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly view for --json (the YAML text only when it was not written to a file)."""
+        data: dict[str, Any] = {
+            "services": {name: dict(entry) for name, entry in self.services.items()},
+            "path": None if self.path is None else str(self.path),
+            "level": self.level,
+            "changed": self.changed,
+        }
+        if self.path is None:
+            data["yaml"] = self.text
+        return data
+
+
+def check_env(value: str) -> str:
+    """A Puppet environment name, as r10k makes it from a branch."""
+    if not ENV_RE.match(value):
+        raise bad_input(f"invalid environment name {value!r} (from --env)",
+                        hint="Use a Puppet environment name: lower-case letters, digits and '_', e.g. production")
+    return value
+
+
+def check_fqdn(value: str) -> str:
+    """A node's certname: a lower-case host name or FQDN."""
+    if not FQDN_RE.match(value):
+        raise bad_input(f"invalid node name {value!r} (from --node)",
+                        hint="Use the node's certname, a lower-case FQDN such as app1.example.com")
+    return value
+
+
+def check_debian_version(value: str, origin: str = "--version") -> str:
+    """An exact Debian version that the module accepts as `ensure`."""
+    if not DEBIAN_VERSION_RE.match(value) or value.endswith("-"):
+        raise bad_input(f"invalid Debian version {value!r} (from {origin})",
+                        hint="Use the package's full version, [epoch:]upstream-revision, e.g. 1.4.0-1")
+    return value
+
+
+def service_version(project: Path, config: ServiceConfig, environ: Mapping[str, str], runner: Runner = run) -> str:
+    """The Debian version `microdeploy build` gives the project now (upstream from project and git, revision)."""
+    upstream = upstream_version(config.version, git_state(project, runner))
+    return full_version(upstream, debian_revision(None, environ.get("BUILD_NUMBER")))
+
+
+def service_entry(config: ServiceConfig, version: str) -> dict[str, Any]:
+    """One entry of `microdeploy::services` (SPEC §7) for a service at `version`."""
+    name = config.name
+    return {
+        "ensure": version,
+        "config_path": f"/etc/{name}/config.ini",
+        "log_dir": f"/var/log/{name}",
+        "user": name,
+        "port": config.port,
+        # The module takes IPv6 addresses without brackets; gunicorn's config adds them.
+        "bind": config.bind.removeprefix("[").removesuffix("]"),
+        "workers": config.workers,
+        "settings": _checked_settings(name, config.settings),
+    }
+
+
+def _checked_settings(name: str, settings: Settings) -> dict[str, dict[str, Any]]:
+    # The config model refuses "\n"; the INI file and the module refuse "\r" as well.
+    for section, entries in settings.items():
+        for key, value in entries.items():
+            if isinstance(value, str) and ("\r" in value or "\n" in value):
+                raise bad_input(f"invalid settings.{section}.{key} {value!r} of {name}: a line break",
+                                hint="Use a single-line value")
+    return {section: dict(entries) for section, entries in settings.items()}
+
+
+def apt_data(location: str | None, key: Path | None) -> dict[str, Any]:
+    """The `microdeploy::apt_*` keys of the signed APT source, or nothing when no location is given."""
+    if location is None and key is None:
+        return {}
+    if location is None or key is None:
+        raise bad_input("--apt-location and --apt-key go together",
+                        hint="Pass both: the repository URL and its ASCII-armored public key file")
+    if not URL_RE.match(location):
+        raise bad_input(f"invalid APT repository URL {location!r} (from --apt-location)",
+                        hint="Use a URL such as http://apt.example.com/microdeploy/")
+    try:
+        text = key.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise bad_input(f"cannot read the APT key {key}: {exc}",
+                        hint="Pass the repository's ASCII-armored public key (publish writes one)") from exc
+    if not text.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----"):
+        raise bad_input(f"{key} is not an ASCII-armored public key",
+                        hint="Export it with `gpg --armor --export KEYID`, or pass the repository's .asc file")
+    return {
+        "microdeploy::manage_apt_source": True,
+        "microdeploy::apt_location": location,
+        "microdeploy::apt_key_content": text.replace("\r\n", "\n").strip("\n") + "\n",
+    }
+
+
+# --- where the data goes ----------------------------------------------------------
+
+
+def check_control_repo(path: Path) -> Path:
+    """The control repository's hiera.yaml, or an error if `path` is not a control repository."""
+    hiera = path / "hiera.yaml"
+    if not path.is_dir() or not hiera.is_file():
+        raise bad_input(f"{path} is not a control repository (no hiera.yaml)",
+                        hint="Pass the checkout of your r10k control repository, or create one with "
+                             "`microdeploy control-repo init DIR`")
+    return hiera
+
+
+def data_file(control_repo: Path, env: str | None = None, node: str | None = None) -> tuple[Path, str]:
+    """The data file of the level that `env`/`node` select, as the repository's hiera.yaml declares it."""
+    hiera_path = check_control_repo(control_repo)
+    config = _load_hiera_config(hiera_path)
+    defaults = config.get("defaults") or {}
+    variables: tuple[str, ...]
+    if node is not None:
+        level, variables, value = "node", NODE_VARIABLES, check_fqdn(node)
+    elif env is not None:
+        level, variables, value = "environment", ENV_VARIABLES, check_env(env)
+    else:
+        level, variables, value = "common", (), ""
+    for entry in config.get("hierarchy") or []:
+        if not isinstance(entry, Mapping):
+            continue
+        paths = entry.get("paths") or [entry.get("path")]
+        datadir = entry.get("datadir") or (defaults.get("datadir") if isinstance(defaults, Mapping) else None)
+        for template in paths:
+            if not isinstance(template, str):
+                continue
+            found = _fill(template, variables, value)
+            if found is not None:
+                return control_repo / str(datadir or "data") / found, level
+    examples = {"node": "nodes/%{trusted.certname}.yaml", "environment": "environments/%{environment}.yaml",
+                "common": "common.yaml"}
+    raise bad_input(f"{hiera_path} has no {level} level",
+                    hint=f"Add a hierarchy level with path '{examples[level]}' to {hiera_path.name}")
+
+
+def _fill(template: str, variables: tuple[str, ...], value: str) -> str | None:
+    """The path of a level for this variable, or None when the level is not the one wanted."""
+    if not variables:
+        return template if "%{" not in template else None
+    for variable in variables:
+        if variable in template:
+            filled = template.replace(variable, value)
+            return None if "%{" in filled else filled
+    return None
+
+
+def _load_hiera_config(path: Path) -> dict[str, Any]:
+    try:
+        config = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    except (YAMLError, UnicodeDecodeError) as exc:
+        raise bad_input(f"cannot parse {path}: {exc}", hint="Fix the YAML syntax of hiera.yaml") from exc
+    if not isinstance(config, dict) or config.get("version") != 5:
+        raise bad_input(f"{path} is not a Hiera 5 configuration", hint="Use `version: 5` with a hierarchy list")
+    return config
+
+
+# --- YAML ----------------------------------------------------------------------------
+
+
+def _yaml() -> YAML:
+    yaml = YAML()  # round-trip
+    yaml.preserve_quotes = True
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 4096  # never fold a long value
+    yaml.allow_unicode = True
+    return yaml
+
+
+def quoted_key(key: str) -> str:
+    """A key written plain when every YAML reader takes it as that string, else single-quoted."""
+    if _PLAIN_KEY_RE.match(key) and key.lower() not in _YAML11_WORDS:
+        return key
+    quoted: str = SingleQuotedScalarString(key)
+    return quoted
+
+
+def typed(value: Any) -> Any:
+    """A value for the document: strings single-quoted (multi-line ones literal), numbers and booleans as is."""
+    if isinstance(value, Mapping):
+        node = CommentedMap()
+        for key, item in value.items():
+            node[quoted_key(str(key))] = typed(item)
+        return node
+    if isinstance(value, str):
+        return LiteralScalarString(value) if "\n" in value else SingleQuotedScalarString(value)
+    if isinstance(value, bool | int | float):
+        return value
+    raise TypeError(f"cannot write {type(value).__name__} to Hiera data")
+
+
+def render_document(top: Mapping[str, Any], services: Mapping[str, Mapping[str, Any]]) -> str:
+    """A new data file: the top-level keys, then `microdeploy::services`."""
+    return _dump(_build(top, services), explicit_start=True)
+
+
+def _build(top: Mapping[str, Any], services: Mapping[str, Mapping[str, Any]]) -> CommentedMap:
+    document = typed(top)
+    document[SERVICES_KEY] = typed(services)
+    assert isinstance(document, CommentedMap)
+    return document
+
+
+def _dump(document: Any, explicit_start: bool) -> str:
+    yaml = _yaml()
+    yaml.explicit_start = explicit_start
+    stream = io.StringIO()
+    yaml.dump(document, stream)
+    return stream.getvalue()
+
+
+def merge_document(text: str, top: Mapping[str, Any], services: Mapping[str, Mapping[str, Any]],
+                   source: str = "<data>") -> str:
+    """`text` with `top` keys and the `services` entries set; all else (keys, comments, order) kept."""
+    try:
+        document = _yaml().load(text)
+    except YAMLError as exc:
+        raise bad_input(f"cannot parse {source}: {exc}",
+                        hint="Fix the YAML syntax of the file (nothing was written)") from exc
+    if document is None:
+        # Only comments (or nothing): keep them and add the data below.
+        head = text if not text or text.endswith("\n") else text + "\n"
+        has_start = any(line.startswith("---") for line in text.splitlines())
+        return head + _dump(_build(top, services), explicit_start=not has_start)
+    if not isinstance(document, CommentedMap):
+        raise bad_input(f"{source} is not a Hiera data file (its top level is not a mapping)",
+                        hint="Point puppet-data at a YAML file of key: value pairs, or remove it")
+    for key, value in top.items():
+        _set(document, key, typed(value))
+    existing = document.get(SERVICES_KEY)
+    if existing is None:
+        _set(document, SERVICES_KEY, typed(services))
+    elif not isinstance(existing, CommentedMap):
+        raise bad_input(f"{SERVICES_KEY} in {source} is not a mapping of services",
+                        hint=f"Make {SERVICES_KEY} a mapping of service names, or remove the key")
+    else:
+        for name, entry in services.items():
+            _set(existing, name, typed(entry))
+    return _dump(document, explicit_start=_starts_explicitly(text))
+
+
+def _starts_explicitly(text: str) -> bool:
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            return stripped.startswith("---")
+    return False
+
+
+def _set(mapping: CommentedMap, key: str, value: Any) -> None:
+    """Replace or append `key`, keeping the comment lines that follow the old or the previous last entry.
+
+    ruamel.yaml stores the full-line comments before a key as trailing
+    comments of the deepest last value before it; replacing or appending that
+    value would drop them or move them, so they are carried over.
+    """
+    if key in mapping:
+        old = mapping[key]
+        carried = _take_trailing_lines(old) if isinstance(old, CommentedMap) else None
+        mapping[key] = value
+        if carried and isinstance(value, CommentedMap):
+            _put_trailing_lines(value, carried)
+        return
+    carried = _take_trailing_lines(mapping) if len(mapping) else None
+    mapping[quoted_key(key)] = value
+    if carried:
+        _put_trailing_lines(mapping, carried)
+
+
+def _last_slot(node: CommentedMap) -> tuple[CommentedMap, Any] | None:
+    """The deepest last (mapping, key) pair under `node`, where trailing comments live."""
+    current = node
+    while len(current):
+        key = list(current.keys())[-1]
+        value = current[key]
+        if isinstance(value, CommentedMap) and len(value):
+            current = value
+            continue
+        if isinstance(value, CommentedSeq):
+            return None  # comments after a list stay where ruamel put them
+        return current, key
+    return None
+
+
+def _take_trailing_lines(node: CommentedMap) -> str | None:
+    slot = _last_slot(node)
+    if slot is None:
+        return None
+    mapping, key = slot
+    entry = mapping.ca.items.get(key)
+    if not entry or len(entry) < 3 or entry[2] is None:
+        return None
+    token = entry[2]
+    eol, newline, rest = str(token.value).partition("\n")
+    if not newline or not rest:
+        return None
+    token.value = eol + newline  # the end-of-line comment stays with its line
+    return rest
+
+
+def _put_trailing_lines(node: CommentedMap, lines: str) -> None:
+    slot = _last_slot(node)
+    if slot is None:
+        return
+    mapping, key = slot
+    entry = mapping.ca.items.setdefault(key, [None, None, None, None])
+    if entry[2] is None:
+        entry[2] = CommentToken("\n" + lines, CommentMark(0), None)
+    else:
+        entry[2].value = str(entry[2].value) + lines
+
+
+# --- the command -------------------------------------------------------------------
+
+
+def collect_services(settings: PuppetDataSettings, runner: Runner = run) -> dict[str, dict[str, Any]]:
+    """The `microdeploy::services` entries of every project, validated, before anything is written."""
+    projects = settings.projects or (Path("."),)
+    if settings.version is not None:
+        check_debian_version(settings.version)
+        if len(projects) > 1:
+            raise bad_input(f"--version {settings.version} given for {len(projects)} projects",
+                            hint="Pass one project with --version, or leave the versions to each project")
+    services: dict[str, dict[str, Any]] = {}
+    for project in projects:
+        config = load_config(project, settings.overrides)
+        if config.name in services:
+            raise bad_input(f"two projects are the service {config.name} (the second is {project})",
+                            hint="Pass each service once (and --name only with one project)")
+        version = settings.version or service_version(project, config, settings.environ, runner)
+        services[config.name] = service_entry(config, check_debian_version(version, f"the version of {project}"))
+    return services
+
+
+def puppet_data(settings: PuppetDataSettings, runner: Runner = run) -> PuppetDataResult:
+    """Build the Hiera data of the services and print it, write it, or merge it into the control repository."""
+    target, level = _target(settings)
+    services = collect_services(settings, runner)
+    top = apt_data(settings.apt_location, settings.apt_key)
+    if target is None:
+        return PuppetDataResult(services, render_document(top, services), None, level, changed=False)
+    text, mode = _existing(target)
+    new_text = render_document(top, services) if text is None else merge_document(text, top, services, str(target))
+    changed = new_text != text
+    if changed:
+        atomic_write(target, new_text, mode=mode)
+    return PuppetDataResult(services, new_text, target, level, changed)
+
+
+def _target(settings: PuppetDataSettings) -> tuple[Path | None, str]:
+    """The file to write (None: standard output) and its hierarchy level, all flags checked."""
+    if settings.env is not None and settings.node is not None:
+        raise bad_input("--env and --node select different levels",
+                        hint="Pass one of them: --node for one host, --env for an environment")
+    if settings.control_repo is None:
+        if settings.env is not None or settings.node is not None:
+            flag = "--env" if settings.env is not None else "--node"
+            raise bad_input(f"{flag} needs --control-repo",
+                            hint=f"Pass --control-repo DIR to write into its data/ tree, or leave out {flag}")
+        if settings.output is None:
+            return None, "output"
+        if settings.output.is_dir():
+            raise bad_input(f"output path {settings.output} is a directory", hint="Pass a file name or '-'")
+        return settings.output, "output"
+    if settings.output is not None:
+        raise bad_input("--output and --control-repo both say where to write",
+                        hint="Pass one: --control-repo picks the data file from --env/--node")
+    return data_file(settings.control_repo, settings.env, settings.node)
+
+
+def _existing(path: Path) -> tuple[str | None, int]:
+    """The current text and mode of the data file (None and 0644 when it does not exist)."""
+    if not path.exists():
+        return None, 0o644
+    try:
+        return path.read_text(encoding="utf-8"), path.stat().st_mode & 0o777
+    except (OSError, UnicodeDecodeError) as exc:
+        raise bad_input(f"cannot read {path}: {exc}", hint="Fix or remove the file (nothing was written)") from exc
