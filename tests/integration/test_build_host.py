@@ -1,0 +1,114 @@
+"""A built package on a fresh Debian 12 host booted with systemd: the whole life cycle."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.hostcheck import health, install_deb, main_pid, proc_status, wait_for
+from tests.packages import BuiltService
+from tests.testbed.fixtures import BootHost
+
+pytestmark = [pytest.mark.integration, pytest.mark.host]
+
+SITE_CONFIG = "[server]\nport = 8123\n[app]\ngreeting = from the site config\n"
+
+
+def test_scaffolded_service_lifecycle(
+    boot_host: BootHost, plain_service: BuiltService, plain_service_v2: BuiltService
+) -> None:
+    """Install starts it hardened as its own user; site config is honoured; upgrade, remove, purge behave."""
+    host = boot_host()
+    name = plain_service.name
+    host.copy_in(plain_service.result.deb, "/root/v1.deb")
+    host.copy_in(plain_service_v2.result.deb, "/root/v2.deb")
+    install_deb(host, "/root/v1.deb")
+
+    # Started by the package, answering, as its own user, under the unit's hardening.
+    body = health(host, 8000, "/health")
+    assert body == {"status": "ok", "version": "0.1.0"}
+    pid = main_pid(host, name)
+    assert host.run(["ps", "-o", "user=", "-p", str(pid)]).stdout.strip() == name
+    status = proc_status(host, pid)
+    assert status["NoNewPrivs"] == "1" and status["Seccomp"] == "2"
+    assert int(status["CapEff"], 16) == 0
+    assert host.run(["getent", "passwd", name]).stdout.strip().endswith(":/usr/sbin/nologin")
+
+    # Logs under /var/log/NAME: the app's log and gunicorn's access log.
+    assert f"{name} configured" in host.read_file(f"/var/log/{name}/app.log")
+    assert "GET /health" in wait_for(host, ["grep", "-h", "GET /health", f"/var/log/{name}/access.log"])
+    # Bytecode compiled on install, for the host's interpreter.
+    assert host.run(["find", f"/opt/venvs/{name}", "-name", "*.pyc", "-print", "-quit"]).stdout.strip()
+
+    # The site config is read at start: a new port after a restart.
+    host.run(["install", "-m", "0640", "-g", name, "/dev/null", f"/etc/{name}/config.ini"])
+    host.run(["tee", f"/etc/{name}/config.ini"], input=SITE_CONFIG)
+    host.run(["systemctl", "restart", name])
+    assert health(host, 8123, "/health")["status"] == "ok"
+    assert host.run(["curl", "-fsS", "http://127.0.0.1:8000/health"], check=False).returncode != 0
+
+    # Upgrade: restarted by the package, the administrator's config untouched.
+    before = main_pid(host, name)
+    install_deb(host, "/root/v2.deb")
+    assert health(host, 8123, "/health")["status"] == "ok"
+    assert main_pid(host, name) != before
+    assert host.read_file(f"/etc/{name}/config.ini") == SITE_CONFIG
+
+    # Remove: stopped; config and logs survive; no bytecode left behind; /opt kept.
+    host.run(["apt-get", "remove", "-y", name])
+    assert host.run(["systemctl", "is-active", name], check=False).stdout.strip() == "inactive"
+    assert host.read_file(f"/etc/{name}/config.ini") == SITE_CONFIG
+    assert host.run(["test", "-s", f"/var/log/{name}/app.log"], check=False).returncode == 0
+    assert host.run(["test", "-e", f"/opt/venvs/{name}"], check=False).returncode != 0
+    assert host.run(["test", "-d", "/opt"], check=False).returncode == 0
+
+    # Purge: state and logs go; the administrator's config.ini is not the package's.
+    host.run(["apt-get", "purge", "-y", name])
+    for path in (f"/var/log/{name}", f"/var/lib/{name}"):
+        assert host.run(["test", "-e", path], check=False).returncode != 0, path
+    assert host.read_file(f"/etc/{name}/config.ini") == SITE_CONFIG
+
+
+def test_interpreter_upgrade_restarts_the_service(boot_host: BootHost, plain_service: BuiltService) -> None:
+    """A Python patch upgrade (its file trigger) restarts the service on the new interpreter."""
+    host = boot_host()
+    name = plain_service.name
+    host.copy_in(plain_service.result.deb, "/root/v1.deb")
+    install_deb(host, "/root/v1.deb")
+    health(host, 8000, "/health")
+    before = main_pid(host, name)
+    # What dpkg does when python3.11-minimal ships a new /usr/bin/python3.11.
+    host.run(["dpkg-trigger", "--no-await", "/usr/bin/python3.11"])
+    host.run(["dpkg", "--triggers-only", "--pending"])
+    assert health(host, 8000, "/health")["status"] == "ok"
+    assert main_pid(host, name) not in (0, before)
+
+
+def test_database_service_migrates_and_persists(boot_host: BootHost, db_service: BuiltService) -> None:
+    """With --with-db: `NAME-manage db upgrade` as the service user creates SQLite under /var/lib/NAME."""
+    host = boot_host()
+    name = db_service.name
+    host.copy_in(db_service.result.deb, "/root/db.deb")
+    install_deb(host, "/root/db.deb")
+    host.run(["runuser", "-u", name, "--", f"/opt/venvs/{name}/bin/{name}-manage", "db", "upgrade"])
+    assert host.run(["stat", "-c", "%U", f"/var/lib/{name}/{name}.sqlite3"]).stdout.strip() == name
+    assert health(host, 8000, "/health")["database"] == "ok"
+    created = host.run(["curl", "-fsS", "-H", "Content-Type: application/json", "-d", '{"name": "bolt"}',
+                        "http://127.0.0.1:8000/api/v1/items"])
+    assert '"name": "bolt"' in created.stdout or '"name":"bolt"' in created.stdout
+    host.run(["systemctl", "restart", name])
+    health(host, 8000, "/health")
+    assert "bolt" in host.run(["curl", "-fsS", "http://127.0.0.1:8000/api/v1/items"]).stdout
+
+
+def test_public_project_runs_hardened(boot_host: BootHost, public_service: BuiltService) -> None:
+    """The unmodified public project with compiled wheels runs under the hardened unit and answers."""
+    host = boot_host()
+    name = public_service.name
+    host.copy_in(public_service.result.deb, "/root/public.deb")
+    install_deb(host, "/root/public.deb")
+    wait_for(host, ["curl", "-fsS", "--max-time", "5", "http://127.0.0.1:8000/healthcheck"], timeout=90)
+    assert host.run(["ps", "-o", "user=", "-p", str(main_pid(host, name))]).stdout.strip() == name
+    # ihatemoney runs Alembic's fileConfig() at start, which disables gunicorn's
+    # access logger; the log file is still created there by the service user.
+    owner = host.run(["stat", "-c", "%U", f"/var/log/{name}/access.log"]).stdout.strip()
+    assert owner == name

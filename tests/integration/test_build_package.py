@@ -1,0 +1,148 @@
+"""Packages built by `microdeploy build` meet the quality bars of SPEC §8 (real tools)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.packages import BuiltService
+from tests.qa import deb_member, deb_paths, exposure, lintian_tags, piuparts
+
+pytestmark = pytest.mark.integration
+SERVICES = ["plain_service", "db_service", "public_service"]
+
+
+@pytest.fixture(params=SERVICES)
+def service(request: pytest.FixtureRequest) -> BuiltService:
+    """Each kind of built service in turn: scaffolded, scaffolded --with-db, public project."""
+    built: BuiltService = request.getfixturevalue(request.param)
+    return built
+
+
+def control_fields(deb: Path) -> dict[str, str]:
+    output = subprocess.run(["dpkg-deb", "--field", str(deb)], capture_output=True, text=True, check=True).stdout
+    fields: dict[str, str] = {}
+    for line in output.splitlines():
+        if line[:1].isspace():
+            continue
+        key, _, value = line.partition(": ")
+        fields[key] = value
+    return fields
+
+
+def test_lintian_reports_no_errors_and_no_warnings(service: BuiltService) -> None:
+    """lintian: 0 errors and 0 warnings, with overrides that carry reasons."""
+    assert lintian_tags(service.result.deb) == []
+    overrides = deb_member(service.result.deb, f"/usr/share/lintian/overrides/{service.name}")
+    reason = False  # overrides follow a comment block that gives their reason
+    for line in overrides.splitlines():
+        if line.startswith("#"):
+            reason = True
+        elif not line.strip():
+            reason = False
+        else:
+            assert reason, f"override without a reason: {line}"
+
+
+def test_exposure_of_the_unit_is_at_most_1_5(service: BuiltService) -> None:
+    """systemd-analyze security --offline rates the shipped unit 'OK', exposure <= 1.5."""
+    unit = deb_member(service.result.deb, f"/lib/systemd/system/{service.name}.service")
+    score, report = exposure(unit, f"{service.name}.service")
+    assert score <= 1.5, report
+
+
+def test_dist_holds_the_deb_buildinfo_and_changes_only(service: BuiltService) -> None:
+    """The output directory holds the .deb, .buildinfo and .changes, and nothing else."""
+    out = service.result.deb.parent
+    version = service.result.version
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"{service.name}_{version}_amd64.buildinfo",
+        f"{service.name}_{version}_amd64.changes",
+        f"{service.name}_{version}_amd64.deb",
+    ]
+
+
+def test_package_layout_follows_the_host_conventions(service: BuiltService) -> None:
+    """venv under /opt/venvs/NAME with gunicorn, unit, logrotate; no bytecode, no installers, no config.ini."""
+    name = service.name
+    paths = deb_paths(service.result.deb)
+    assert f"/opt/venvs/{name}/bin/gunicorn" in paths
+    assert f"/lib/systemd/system/{name}.service" in paths
+    assert f"/etc/logrotate.d/{name}" in paths
+    assert f"/usr/share/{name}/gunicorn.conf.py" in paths
+    assert not [p for p in paths if "__pycache__" in p or p.endswith(".pyc")]
+    assert not [p for p in paths if "/site-packages/pip/" in p or p.endswith("/bin/pip")]
+    assert not [p for p in paths if p.startswith(f"/etc/{name}/")], "config.ini must not be a conffile"
+    assert not [p for p in paths if "/debian/" in p], "the build tree leaked into the venv"
+
+
+def test_depends_pins_the_python_minor_version(service: BuiltService) -> None:
+    """Depends names the python3.X the venv was built with, and the venv links to it."""
+    fields = control_fields(service.result.deb)
+    assert "python3.11" in fields["Depends"].split(", ")
+    assert "adduser" in fields["Depends"]
+    cfg = deb_member(service.result.deb, f"/opt/venvs/{service.name}/pyvenv.cfg")
+    assert "executable = /usr/bin/python3.11" in cfg
+    assert "command =" not in cfg, "pyvenv.cfg must not record the build directory"
+
+
+def test_public_project_with_compiled_wheels_gets_shared_library_depends(public_service: BuiltService) -> None:
+    """dh_shlibdeps maps compiled wheels (greenlet's C++) to Debian library packages."""
+    depends = control_fields(public_service.result.deb)["Depends"]
+    assert "libstdc++6" in depends and "libgcc-s1" in depends
+
+
+def test_interpreter_trigger_is_declared(plain_service: BuiltService) -> None:
+    """The package is interested in the interpreter, so a Python upgrade reaches its postinst."""
+    triggers = subprocess.run(["dpkg-deb", "--ctrl-tarfile", str(plain_service.result.deb)],
+                              capture_output=True, check=True).stdout
+    text = subprocess.run(["tar", "-xO", "./triggers"], input=triggers, capture_output=True, check=True).stdout
+    assert "interest-noawait /usr/bin/python3.11" in text.decode()
+
+
+def test_changelog_names_version_distribution_and_maintainer(plain_service: BuiltService) -> None:
+    """The generated changelog carries the version, the build host's codename and the maintainer."""
+    fields = control_fields(plain_service.result.deb)
+    assert fields["Version"] == "0.1.0-1"
+    assert fields["Maintainer"] == "Service Maintainer <maintainer@example.org>"
+    changes = plain_service.result.changes.read_text()
+    assert "Distribution: bookworm" in changes
+
+
+def test_piuparts_install_upgrade_and_purge(
+    plain_service: BuiltService, plain_service_v2: BuiltService, piuparts_base: Path, debian_mirror_uri: str
+) -> None:
+    """piuparts: install, upgrade from the previous build, remove and purge all pass."""
+    result = piuparts([plain_service_v2.result.deb], piuparts_base, debian_mirror_uri,
+                      previous=plain_service.result.deb)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "PASS: Installation, upgrade and purging tests." in result.stdout
+
+
+@pytest.mark.parametrize("fixture", ["db_service", "public_service"])
+def test_piuparts_install_and_purge(
+    fixture: str, request: pytest.FixtureRequest, piuparts_base: Path, debian_mirror_uri: str
+) -> None:
+    """piuparts: install, remove and purge pass for the database variant and the public project."""
+    built: BuiltService = request.getfixturevalue(fixture)
+    result = piuparts([built.result.deb], piuparts_base, debian_mirror_uri)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "PASS: Installation and purging test." in result.stdout
+
+
+def test_build_json_output(plain_service: BuiltService, tmp_path: Path) -> None:
+    """`microdeploy build --json` prints one object naming the artifacts, version and size."""
+    repo = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [str(repo / ".venv/bin/microdeploy"), "build", str(plain_service.project), "--out", str(tmp_path),
+         "--revision", "7", "--json"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["version"] == "0.1.0-7"
+    assert Path(data["deb"]) == tmp_path / "orders-api_0.1.0-7_amd64.deb"
+    assert data["size"] == (tmp_path / "orders-api_0.1.0-7_amd64.deb").stat().st_size

@@ -1,0 +1,65 @@
+"""Runners of the Debian QA tools for integration tests (real tools, parsed results)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+EXPOSURE_RE = re.compile(r"Overall exposure level for \S+: (\d+\.\d+)")
+
+
+def lintian_tags(deb: Path) -> list[str]:
+    """The E: and W: lines lintian reports for `deb` (overrides applied)."""
+    result = subprocess.run(["lintian", "--no-tag-display-limit", str(deb)], capture_output=True, text=True)
+    return [line for line in result.stdout.splitlines() if line.startswith(("E:", "W:"))]
+
+
+def deb_member(deb: Path, member: str) -> str:
+    """One file of a .deb's data, as text."""
+    tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True).stdout
+    return subprocess.run(["tar", "-xO", f".{member}"], input=tar, capture_output=True, check=True).stdout.decode()
+
+
+def deb_paths(deb: Path) -> list[str]:
+    """Every path in a .deb's data, without the leading '.'."""
+    listing = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True).stdout
+    names = subprocess.run(["tar", "-t"], input=listing, capture_output=True, check=True).stdout.decode()
+    return [name[1:] for name in names.splitlines()]
+
+
+def exposure(unit_text: str, unit_name: str) -> tuple[float, str]:
+    """systemd-analyze security's overall exposure of a unit file, and its report."""
+    with tempfile.TemporaryDirectory() as tmp:
+        unit = Path(tmp) / unit_name
+        unit.write_text(unit_text)
+        result = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager", str(unit)],
+                                capture_output=True, text=True)
+    match = EXPOSURE_RE.search(result.stdout)
+    assert match, result.stdout + result.stderr
+    return float(match.group(1)), result.stdout
+
+
+def piuparts(
+    debs: Sequence[Path], base: Path, mirror: str, previous: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run piuparts on `debs`; with `previous`, also test the upgrade from that older .deb.
+
+    piuparts tests an upgrade from the version its chroot's apt knows, so the
+    previous build is offered in a flat repository bind-mounted into the
+    throwaway chroot (trusted there: the chroot exists only for this test).
+    """
+    argv = ["piuparts", "--basetgz", str(base), "--distribution", "bookworm", "--mirror", mirror]
+    with tempfile.TemporaryDirectory(prefix="piuparts-previous.") as tmp:
+        if previous is not None:
+            repo = Path(tmp)
+            (repo / previous.name).write_bytes(previous.read_bytes())
+            packages = subprocess.run(["dpkg-scanpackages", "--multiversion", "."], cwd=repo,
+                                      capture_output=True, text=True, check=True).stdout
+            (repo / "Packages").write_text(packages)
+            argv += ["--bindmount", str(repo), "--extra-repo", f"deb [trusted=yes] file://{repo} ./"]
+        else:
+            argv.append("--no-upgrade-test")
+        return subprocess.run([*argv, *map(str, debs)], capture_output=True, text=True, timeout=900)
