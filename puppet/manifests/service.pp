@@ -40,7 +40,8 @@
 # @param config_path
 #   The site config file, read by the service at start.
 # @param log_dir
-#   The log directory (app log and access log), owned by `user`.
+#   The log directory (app log and access log), owned by `user` and group
+#   `adm`, mode `2750`, as the package creates it.
 # @param user
 #   The runtime user and group, created by the package.
 # @param port
@@ -145,11 +146,14 @@ define microdeploy::service (
       require   => File[$config_dir],
     }
 
+    # As the package's postinst makes it (Debian's convention: group adm reads
+    # logs, setgid keeps new files in that group); any other owner, group or
+    # mode would be flipped back and forth by Puppet and every upgrade.
     file { $log_dir:
       ensure  => directory,
       owner   => $user,
-      group   => $user,
-      mode    => '0750',
+      group   => 'adm',
+      mode    => '2750',
       require => Package[$title],
     }
 

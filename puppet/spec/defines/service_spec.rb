@@ -62,9 +62,9 @@ describe 'microdeploy::service' do
       ).with_content(sensitive(/\A# Managed by Puppet.*\n# Read by systemd[^\n]*\n\z/m))
     end
 
-    it 'gives the log directory to the service user' do
+    it 'gives the log directory to the service user and group adm, as the package does' do
       is_expected.to contain_file('/var/log/orders-api').with(
-        ensure: 'directory', owner: 'orders-api', group: 'orders-api', mode: '0750',
+        ensure: 'directory', owner: 'orders-api', group: 'adm', mode: '2750',
       )
     end
 
@@ -157,7 +157,7 @@ describe 'microdeploy::service' do
 
     it { is_expected.to contain_file('/etc/orders-api').with_group('orders') }
     it { is_expected.to contain_file('/etc/orders-api/site.ini').with(owner: 'root', group: 'orders') }
-    it { is_expected.to contain_file('/srv/log/orders').with(owner: 'orders', group: 'orders') }
+    it { is_expected.to contain_file('/srv/log/orders').with(owner: 'orders', group: 'adm') }
 
     it do
       is_expected.to contain_service('orders-api').with(ensure: 'stopped', enable: false)
