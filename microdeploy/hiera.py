@@ -306,6 +306,7 @@ def merge_document(text: str, top: Mapping[str, Any], services: Mapping[str, Map
     if not isinstance(document, CommentedMap):
         raise bad_input(f"{source} is not a Hiera data file (its top level is not a mapping)",
                         hint="Point puppet-data at a YAML file of key: value pairs, or remove it")
+    _block_style(document)
     for key, value in top.items():
         _set(document, key, typed(value))
     existing = document.get(SERVICES_KEY)
@@ -315,9 +316,16 @@ def merge_document(text: str, top: Mapping[str, Any], services: Mapping[str, Map
         raise bad_input(f"{SERVICES_KEY} in {source} is not a mapping of services",
                         hint=f"Make {SERVICES_KEY} a mapping of service names, or remove the key")
     else:
+        _block_style(existing)
         for name, entry in services.items():
             _set(existing, name, typed(entry))
     return _dump(document, explicit_start=_starts_explicitly(text))
+
+
+def _block_style(mapping: CommentedMap) -> None:
+    """An empty `{}` grows in block style, as the rest of the file is written."""
+    if not len(mapping):
+        mapping.fa.set_block_style()
 
 
 def _starts_explicitly(text: str) -> bool:

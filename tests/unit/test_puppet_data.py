@@ -1,0 +1,461 @@
+"""`microdeploy puppet-data`: SPEC §7 data, typing and quoting, merging, levels and bad input (hermetic)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+from ruamel.yaml import YAML
+
+from microdeploy.cli import main
+from microdeploy.config import validate
+from microdeploy.errors import MicrodeployError
+from microdeploy.hiera import (
+    PuppetDataSettings,
+    data_file,
+    merge_document,
+    puppet_data,
+    render_document,
+    service_entry,
+    service_version,
+)
+from microdeploy.process import Result
+from microdeploy.resources import template_folder
+
+KEY = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZ...\n=abcd\n-----END PGP PUBLIC KEY BLOCK-----\n"
+
+PYPROJECT = """\
+[project]
+name = "orders-api"
+version = "1.4.0"
+
+[tool.microdeploy]
+port = 8001
+workers = 4
+
+[tool.microdeploy.settings.app]
+debug = false
+greeting = "hello"
+ratio = 1.5
+
+[tool.microdeploy.settings.database]
+pool = 5
+"""
+
+EXPECTED_ORDERS = """\
+---
+microdeploy::services:
+  orders-api:
+    ensure: '1.4.0-1'
+    config_path: '/etc/orders-api/config.ini'
+    log_dir: '/var/log/orders-api'
+    user: 'orders-api'
+    port: 8001
+    bind: '127.0.0.1'
+    workers: 4
+    settings:
+      app:
+        debug: false
+        greeting: 'hello'
+        ratio: 1.5
+      database:
+        pool: 5
+"""
+
+# A hand-edited data file: foreign keys, comments everywhere, an old entry of ours.
+EXISTING = """\
+---
+# Common data, maintained by ops. Do not reorder.
+ntp::servers:   # the site's time servers
+  - 'ntp1.example.com'
+  - 'ntp2.example.com'
+microdeploy::services:
+  # orders team
+  orders-api:
+    ensure: '1.3.0-1'   # old release
+    port: 8000
+  # billing team owns this one
+  billing-api:
+    ensure: "2.0.1-3"   # pinned by billing
+    settings: {app: {mode: strict}}
+# after the services
+profile::base::motd: 'Managed by Puppet'
+"""
+
+
+def load(text: str) -> Any:
+    """Parse YAML the strict, non-round-trip way a consumer would."""
+    return YAML(typ="safe").load(text)
+
+
+def invoke(*args: str) -> click.testing.Result:
+    """Run the CLI in-process."""
+    return CliRunner().invoke(main, ["puppet-data", *args])
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under `root` with its bytes, to prove that nothing was written."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A service project with port, workers and typed settings."""
+    path = tmp_path / "orders-api"
+    path.mkdir()
+    (path / "pyproject.toml").write_text(PYPROJECT)
+    return path
+
+
+@pytest.fixture
+def control_repo(tmp_path: Path) -> Path:
+    """The files of a control repository as `control-repo init` renders them (without git)."""
+    path = tmp_path / "control"
+    source = template_folder("r10k")
+    for name in ("hiera.yaml", "data/common.yaml"):
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_bytes((source / name).read_bytes())
+    return path
+
+
+def test_stdout_is_the_spec_shape_with_typed_and_quoted_values(project: Path) -> None:
+    """Without a target the SPEC §7 document goes to stdout: strings quoted, numbers and booleans typed."""
+    result = invoke(str(project), "--version", "1.4.0-1")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == EXPECTED_ORDERS
+    data = load(result.stdout)["microdeploy::services"]["orders-api"]
+    assert data["port"] == 8001 and data["workers"] == 4
+    assert data["settings"]["app"] == {"debug": False, "greeting": "hello", "ratio": 1.5}
+
+
+def test_flags_override_the_project_configuration(project: Path) -> None:
+    """service_options flags (port, bind, settings) change the entry as they change the build."""
+    result = invoke(str(project), "--version", "1.4.0-1", "--port", "9001", "--bind", "[::1]",
+                    "--setting", "app.greeting=bonjour")
+    assert result.exit_code == 0, result.output
+    entry = load(result.stdout)["microdeploy::services"]["orders-api"]
+    assert entry["port"] == 9001
+    assert entry["bind"] == "::1"  # the module wants IPv6 without brackets
+    assert entry["settings"] == {"app": {"greeting": "bonjour"}}
+
+
+def test_version_defaults_to_what_build_computes(project: Path) -> None:
+    """Without --version the entry pins the version `microdeploy build` would give the project now."""
+    config = validate({"name": ("orders-api", "t"), "version": ("1.4.0rc1", "t")})
+
+    def not_git(argv: Sequence[str], **_: object) -> Result:
+        return Result(tuple(argv), 128, "", "fatal: not a git repository")
+
+    assert service_version(project, config, {}, not_git) == "1.4.0~rc1-1"
+    assert service_version(project, config, {"BUILD_NUMBER": "42"}, not_git) == "1.4.0~rc1-42"
+
+
+def test_several_projects_give_several_entries(tmp_path: Path, project: Path) -> None:
+    """Several PROJECTs each add their own entry, in the order given."""
+    other = tmp_path / "billing-api"
+    other.mkdir()
+    (other / "pyproject.toml").write_text('[project]\nname = "billing-api"\nversion = "2.0.1"\n')
+    result = puppet_data(PuppetDataSettings(projects=(project, other), environ={"BUILD_NUMBER": "3"}),
+                         runner=lambda argv, **_: Result(tuple(argv), 128, "", ""))
+    assert list(result.services) == ["orders-api", "billing-api"]
+    assert result.services["billing-api"]["ensure"] == "2.0.1-3"
+    assert result.services["orders-api"]["ensure"] == "1.4.0-3"
+
+
+HOSTILE = [
+    "a: b",
+    "{x}",
+    "[1, 2]",
+    "!!python/object:os.system",
+    "!ruby/object:Gem::Installer",
+    "*alias",
+    "&anchor value",
+    "- item",
+    "? key",
+    "# not a comment",
+    "'quoted' \"twice\"",
+    "%YAML 1.1",
+    "--- a new document",
+    "... end",
+    "yes",
+    "null",
+    "0o17",
+    "1_000",
+    "@at `tick` |pipe >fold",
+    "tab\there",
+    "ünïcødé ✓",
+    "",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_setting_values_stay_single_strings(value: str) -> None:
+    """A setting value that looks like YAML syntax, a tag, an alias or a YAML 1.1 literal reads back as that string."""
+    config = validate({"name": ("orders-api", "t"), "settings": ({"app": {"greeting": value}}, "t")})
+    text = render_document({}, {"orders-api": service_entry(config, "1.0-1")})
+    data = load(text)
+    assert list(data) == ["microdeploy::services"]
+    assert list(data["microdeploy::services"]) == ["orders-api"]
+    assert data["microdeploy::services"]["orders-api"]["settings"] == {"app": {"greeting": value}}
+    # Single-quoted: YAML 1.1 readers (Puppet's Psych) take it as a string too.
+    assert f"greeting: '{value.replace(chr(39), chr(39) * 2)}'" in text or "\t" in value
+
+
+@pytest.mark.parametrize("name", ["yes", "no", "on", "off", "true", "null"])
+def test_service_names_that_yaml_1_1_reads_as_booleans_are_quoted(name: str) -> None:
+    """A service named like a YAML 1.1 boolean or null is quoted, so Puppet reads the name, not true or nil."""
+    config = validate({"name": (name, "t")})
+    text = render_document({}, {name: service_entry(config, "1.0-1")})
+    assert f"\n  '{name}':\n" in text
+    assert list(load(text)["microdeploy::services"]) == [name]
+
+
+def test_setting_keys_that_yaml_1_1_reads_as_booleans_are_quoted() -> None:
+    """Section and key names such as `on` or `y` are quoted too."""
+    config = validate({"name": ("orders-api", "t"), "settings": ({"on": {"y": 1, "n.x": 2}}, "t")})
+    text = render_document({}, {"orders-api": service_entry(config, "1.0-1")})
+    assert "      'on':\n        'y': 1\n        n.x: 2\n" in text
+
+
+def test_a_carriage_return_in_a_setting_is_refused(project: Path) -> None:
+    """A value with a carriage return (which the module refuses) is bad input, exit 2, before any write."""
+    result = invoke(str(project), "--version", "1.4.0-1", "--setting", 'app.greeting="a\\rb"')
+    assert result.exit_code == 2
+    assert "settings.app.greeting" in result.stderr and "line break" in result.stderr
+
+
+def test_newlines_in_settings_are_refused_by_the_config_model(project: Path) -> None:
+    """A multi-line setting never reaches the YAML: the config model refuses it with exit 2."""
+    result = invoke(str(project), "--version", "1.4.0-1", "--setting", 'app.greeting="a\\nb: c"')
+    assert result.exit_code == 2
+    assert "settings.app.greeting" in result.stderr
+
+
+def test_merge_keeps_foreign_keys_comments_and_order() -> None:
+    """Merging replaces our entry in place and keeps every foreign key, comment and the order of keys."""
+    config = validate({"name": ("orders-api", "t"), "port": (8001, "t")})
+    merged = merge_document(EXISTING, {}, {"orders-api": service_entry(config, "1.4.0-1")})
+    for line in ("# Common data, maintained by ops. Do not reorder.", "ntp::servers:   # the site's time servers",
+                 "  # orders team", "  # billing team owns this one", '    ensure: "2.0.1-3"   # pinned by billing',
+                 "    settings: {app: {mode: strict}}", "# after the services",
+                 "profile::base::motd: 'Managed by Puppet'"):
+        assert line in merged.splitlines(), line
+    assert "old release" not in merged and "1.3.0-1" not in merged
+    data = load(merged)
+    assert list(data) == ["ntp::servers", "microdeploy::services", "profile::base::motd"]
+    assert list(data["microdeploy::services"]) == ["orders-api", "billing-api"]
+    assert data["microdeploy::services"]["orders-api"]["ensure"] == "1.4.0-1"
+    billing = {"ensure": "2.0.1-3", "settings": {"app": {"mode": "strict"}}}
+    assert data["microdeploy::services"]["billing-api"] == billing
+    # The comment above billing-api is still right above it.
+    lines = merged.splitlines()
+    assert lines[lines.index("  billing-api:") - 1] == "  # billing team owns this one"
+    assert lines[lines.index("profile::base::motd: 'Managed by Puppet'") - 1] == "# after the services"
+
+
+def test_merge_appends_a_new_service_before_the_comments_of_the_next_key() -> None:
+    """A new service goes after the existing ones; a comment heading the next top-level key stays there."""
+    config = validate({"name": ("stock-api", "t")})
+    merged = merge_document(EXISTING, {}, {"stock-api": service_entry(config, "0.1.0-1")})
+    lines = merged.splitlines()
+    assert list(load(merged)["microdeploy::services"]) == ["orders-api", "billing-api", "stock-api"]
+    assert lines.index("  billing-api:") < lines.index("  stock-api:") < lines.index("# after the services")
+    assert lines[lines.index("profile::base::motd: 'Managed by Puppet'") - 1] == "# after the services"
+
+
+def test_merging_the_same_data_twice_changes_nothing(control_repo: Path, project: Path) -> None:
+    """A second identical run leaves the file byte for byte as it was and reports no change."""
+    settings = PuppetDataSettings(projects=(project,), version="1.4.0-1", control_repo=control_repo)
+    first = puppet_data(settings)
+    before = tree(control_repo)
+    second = puppet_data(settings)
+    assert first.changed and not second.changed
+    assert tree(control_repo) == before
+
+
+def test_control_repo_common_level_keeps_the_template_comments(control_repo: Path, project: Path) -> None:
+    """--control-repo alone writes data/common.yaml, under the comments and keys the template has."""
+    result = invoke(str(project), "--version", "1.4.0-1", "--control-repo", str(control_repo))
+    assert result.exit_code == 0, result.output
+    path = control_repo / "data" / "common.yaml"
+    assert f"Wrote {path} (orders-api)" in result.stderr
+    text = path.read_text()
+    assert text.startswith((template_folder("r10k") / "data" / "common.yaml").read_text())
+    assert load(text)["microdeploy::services"]["orders-api"]["ensure"] == "1.4.0-1"
+
+
+@pytest.mark.parametrize(
+    ("flags", "relative", "level"),
+    [
+        ([], "data/common.yaml", "common"),
+        (["--env", "staging"], "data/environments/staging.yaml", "environment"),
+        (["--node", "app1.example.com"], "data/nodes/app1.example.com.yaml", "node"),
+    ],
+)
+def test_env_and_node_select_the_level_of_hiera_yaml(
+    control_repo: Path, project: Path, flags: list[str], relative: str, level: str
+) -> None:
+    """--env and --node write the files of the levels that the repository's hiera.yaml declares."""
+    result = invoke(str(project), "--version", "1.4.0-1", "--control-repo", str(control_repo), "--json", *flags)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["path"] == str(control_repo / relative)
+    assert report["level"] == level and report["changed"] is True
+    assert report["services"]["orders-api"]["ensure"] == "1.4.0-1"
+    assert "yaml" not in report
+    assert (control_repo / relative).is_file()
+
+
+def test_levels_follow_the_repositorys_own_hiera_yaml(tmp_path: Path) -> None:
+    """Another datadir and `%{environment}` in the repository's hiera.yaml are honoured."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "hiera.yaml").write_text(
+        "version: 5\ndefaults: {datadir: hieradata, data_hash: yaml_data}\nhierarchy:\n"
+        "  - {name: env, path: 'env/%{environment}.yaml'}\n  - {name: all, paths: ['site.yaml']}\n")
+    assert data_file(repo, env="prod") == (repo / "hieradata/env/prod.yaml", "environment")
+    assert data_file(repo) == (repo / "hieradata/site.yaml", "common")
+    with pytest.raises(MicrodeployError, match="has no node level") as info:
+        data_file(repo, node="app1.example.com")
+    assert info.value.exit_code == 2
+
+
+def test_output_file_is_written_and_merged(tmp_path: Path, project: Path) -> None:
+    """--output FILE writes the document, and a second run merges into what is there."""
+    out = tmp_path / "hiera.yaml"
+    out.write_text("---\nforeign::key: 1  # keep me\n")
+    result = invoke(str(project), "--version", "1.4.0-1", "--output", str(out))
+    assert result.exit_code == 0, result.output
+    assert out.read_text().startswith("---\nforeign::key: 1  # keep me\nmicrodeploy::services:\n")
+
+
+def test_apt_source_keys_are_written_with_the_key_as_a_literal_block(tmp_path: Path, project: Path) -> None:
+    """--apt-location and --apt-key add manage_apt_source, the URL and the armored key as a literal block."""
+    key = tmp_path / "key.asc"
+    key.write_text(KEY)
+    result = invoke(str(project), "--version", "1.4.0-1", "--apt-location", "http://10.231.1.1:8080/",
+                    "--apt-key", str(key))
+    assert result.exit_code == 0, result.output
+    assert "microdeploy::apt_key_content: |\n  -----BEGIN PGP PUBLIC KEY BLOCK-----\n" in result.stdout
+    data = load(result.stdout)
+    assert data["microdeploy::manage_apt_source"] is True
+    assert data["microdeploy::apt_location"] == "http://10.231.1.1:8080/"
+    assert data["microdeploy::apt_key_content"] == KEY
+    assert list(data)[-1] == "microdeploy::services"
+
+
+def test_apt_source_replaces_the_template_default_in_place(control_repo: Path, project: Path, tmp_path: Path) -> None:
+    """The template's `manage_apt_source: false` is switched to true where it stands, with its comment."""
+    key = tmp_path / "key.asc"
+    key.write_text(KEY)
+    result = invoke(str(project), "--version", "1.4.0-1", "--control-repo", str(control_repo),
+                    "--apt-location", "http://apt.example.com/", "--apt-key", str(key))
+    assert result.exit_code == 0, result.output
+    text = (control_repo / "data/common.yaml").read_text()
+    assert "turns it on and sets both.\nmicrodeploy::manage_apt_source: true\n" in text
+    assert text.count("microdeploy::manage_apt_source:") == 1
+
+
+BAD_INPUT = [
+    (["--version", "1.4.0"], None),  # the baseline: accepted
+    (["--version", "latest"], "invalid Debian version 'latest' (from --version)"),
+    (["--version", "1.4.0-"], "invalid Debian version '1.4.0-'"),
+    (["--version", "v1.4.0-1"], "invalid Debian version 'v1.4.0-1'"),
+    (["--version", "1.4 0-1"], "invalid Debian version '1.4 0-1'"),
+    (["--version", "1-1", "--control-repo", "{repo}", "--env", "Prod"], "invalid environment name 'Prod'"),
+    (["--version", "1-1", "--control-repo", "{repo}", "--env", "../x"], "invalid environment name '../x'"),
+    (["--version", "1-1", "--control-repo", "{repo}", "--env", "stag-ing"], "invalid environment name 'stag-ing'"),
+    (["--version", "1-1", "--control-repo", "{repo}", "--node", "App1.example.com"], "invalid node name"),
+    (["--version", "1-1", "--control-repo", "{repo}", "--node", "../../etc/passwd"], "invalid node name"),
+    (["--version", "1-1", "--control-repo", "{repo}", "--node", "a..b"], "invalid node name 'a..b'"),
+    (["--version", "1-1", "--control-repo", "{repo}", "--node", "-a.example.com"], "invalid node name"),
+    (["--version", "1-1", "--control-repo", "{repo}", "--node", "a_b.example.com"], "invalid node name"),
+    (["--version", "1-1", "--control-repo", "{repo}", "--env", "prod", "--node", "a.b"], "--env and --node"),
+    (["--version", "1-1", "--env", "prod"], "--env needs --control-repo"),
+    (["--version", "1-1", "--node", "a.example.com"], "--node needs --control-repo"),
+    (["--version", "1-1", "--control-repo", "{repo}", "--output", "{tmp}/x.yaml"], "--output and --control-repo"),
+    (["--version", "1-1", "--control-repo", "{tmp}/nowhere"], "is not a control repository (no hiera.yaml)"),
+    (["--version", "1-1", "--control-repo", "{project}"], "is not a control repository (no hiera.yaml)"),
+    (["--version", "1-1", "--apt-location", "http://x/"], "--apt-location and --apt-key go together"),
+    (["--version", "1-1", "--apt-location", "not a url", "--apt-key", "{key}"], "invalid APT repository URL"),
+    (["--version", "1-1", "--apt-location", "http://x/", "--apt-key", "{project}/pyproject.toml"],
+     "is not an ASCII-armored public key"),
+    (["--version", "1-1", "--port", "0"], "invalid port 0 (from --port)"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUT)
+def test_bad_input_exits_2_with_the_value_named_and_writes_nothing(
+    tmp_path: Path, project: Path, control_repo: Path, args: list[str], message: str | None
+) -> None:
+    """Bad versions, environments, nodes, targets and APT flags exit 2, name the value, and write nothing."""
+    key = tmp_path / "key.asc"
+    key.write_text(KEY)
+    values = {"repo": str(control_repo), "tmp": str(tmp_path), "project": str(project), "key": str(key)}
+    argv = [arg.format(**values) for arg in args]
+    before = tree(tmp_path)
+    result = invoke(str(project), *argv)
+    if message is None:
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "hint: " in result.stderr
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("existing", "message"),
+    [
+        ("---\nmicrodeploy::services:\n  orders-api: {ensure: '1'\n", "cannot parse"),
+        ("key: [unclosed\n", "cannot parse"),
+        ("- a list\n- at the top\n", "its top level is not a mapping"),
+        ("just a string\n", "its top level is not a mapping"),
+        ("microdeploy::services:\n  - orders-api\n", "microdeploy::services in"),
+        ("a: *undefined_alias\n", "cannot parse"),
+        ("a: 1\na: 2\n", "cannot parse"),
+    ],
+)
+def test_an_unparsable_existing_data_file_is_left_alone(
+    control_repo: Path, project: Path, existing: str, message: str
+) -> None:
+    """An existing data file that is not YAML, or not a Hiera mapping, is reported (exit 2) and not touched."""
+    path = control_repo / "data" / "common.yaml"
+    path.write_text(existing)
+    result = invoke(str(project), "--version", "1.4.0-1", "--control-repo", str(control_repo))
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert str(path) in result.stderr
+    assert path.read_text() == existing
+    assert sorted(p.name for p in path.parent.iterdir()) == ["common.yaml"]  # no temporary file left
+
+
+def test_an_unparsable_hiera_yaml_is_bad_input(control_repo: Path, project: Path) -> None:
+    """A hiera.yaml that does not parse, or is not version 5, is reported with exit 2."""
+    (control_repo / "hiera.yaml").write_text("version: [5\n")
+    result = invoke(str(project), "--version", "1-1", "--control-repo", str(control_repo))
+    assert result.exit_code == 2 and "cannot parse" in result.stderr
+    (control_repo / "hiera.yaml").write_text("version: 3\n")
+    result = invoke(str(project), "--version", "1-1", "--control-repo", str(control_repo))
+    assert result.exit_code == 2 and "is not a Hiera 5 configuration" in result.stderr
+
+
+def test_version_with_several_projects_and_duplicate_services_are_refused(tmp_path: Path, project: Path) -> None:
+    """--version applies to one project only, and two projects of one service name are refused."""
+    result = invoke(str(project), str(project), "--version", "1-1")
+    assert result.exit_code == 2 and "--version 1-1 given for 2 projects" in result.stderr
+    result = puppet_data_error(PuppetDataSettings(projects=(project, project)))
+    assert "two projects are the service orders-api" in result
+
+
+def puppet_data_error(settings: PuppetDataSettings) -> str:
+    """The message of the bad-input error that puppet_data raises for `settings`."""
+    with pytest.raises(MicrodeployError) as info:
+        puppet_data(settings, runner=lambda argv, **_: Result(tuple(argv), 128, "", ""))
+    assert info.value.exit_code == 2
+    return info.value.message
