@@ -33,7 +33,9 @@ def debian_upstream(version: str) -> str:
     if parsed.post is not None:
         text += f".post{parsed.post}"
     if parsed.dev is not None:
-        text += f"~dev{parsed.dev}"
+        # A dev release of a final version sorts before its pre-releases: 1.0.dev4 < 1.0a1,
+        # so it needs '~~', which dpkg sorts below a single '~'.
+        text += f"~dev{parsed.dev}" if parsed.pre is not None or parsed.post is not None else f"~~dev{parsed.dev}"
     if parsed.local is not None:
         text += f"+{parsed.local}"
     return f"{parsed.epoch}:{text}" if parsed.epoch else text

@@ -1,0 +1,97 @@
+"""`microdeploy build` refuses bad input (exit 2) and reports tool failures (exit 1), leaving dist/ empty."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from microdeploy.cli import main
+from tests.packages import new_service
+
+pytestmark = pytest.mark.integration
+
+
+def build(project: Path, out: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, ["build", str(project), "--out", str(out), *args])
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A scaffolded service the tests break in different ways (each on its own copy)."""
+    return new_service(tmp_path_factory.mktemp("errors"), "orders-api")
+
+
+def broken_copy(service: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "orders-api"
+    copy.mkdir()
+    for path in service.rglob("*"):
+        target = copy / path.relative_to(service)
+        if path.is_dir():
+            target.mkdir(exist_ok=True)
+        else:
+            target.write_bytes(path.read_bytes())
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        ("missing", [], "project directory not found"),
+        ("empty", [], "is not a Python project"),
+        ("debian", [], "has its own debian/ directory"),
+        ("service", ["--app", "orders_api.nowhere:app"], "app module 'orders_api.nowhere'"),
+        ("service", ["--app", "orders_api.application:make_app()"], "defines no 'make_app'"),
+        ("service", ["--name", "Orders_API"], "invalid name 'Orders_API' (from --name)"),
+        ("service", ["--version", "1.0 beta"], "invalid version '1.0 beta' (from --version)"),
+        ("service", ["--revision", "x/y"], "invalid Debian revision 'x/y' (from --revision)"),
+        ("service", ["--python", "python2"], "invalid python 'python2' (from --python)"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(
+    service: Path, tmp_path: Path, setup: str, args: list[str], message: str
+) -> None:
+    """Each bad input is named on stderr with exit status 2, and no output directory appears."""
+    project = {
+        "missing": tmp_path / "nope",
+        "empty": tmp_path / "empty",
+        "debian": tmp_path / "orders-api",
+        "service": service,
+    }[setup]
+    if setup == "empty":
+        project.mkdir()
+    if setup == "debian":
+        project = broken_copy(service, tmp_path)
+        (project / "debian").mkdir()
+    out = tmp_path / "dist"
+    result = build(project, out, *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_unresolvable_dependency_is_a_failure_with_pips_words(service: Path, tmp_path: Path) -> None:
+    """pip's resolution error is reported in one message, exit 1, nothing in dist/."""
+    project = broken_copy(service, tmp_path)
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace(
+        '"flask>=3.0,<4",', '"flask>=3.0,<4",\n    "microdeploy-test-no-such-distribution==9.9",'))
+    out = tmp_path / "dist"
+    result = build(project, out)
+    assert result.exit_code == 1, result.output
+    assert "dpkg-buildpackage failed" in result.stderr
+    assert "microdeploy-test-no-such-distribution" in result.stderr
+    assert "hint: Fix the project's dependencies" in result.stderr
+    assert not out.exists()
+
+
+def test_missing_build_dependency_is_a_failure_with_a_hint(service: Path, tmp_path: Path) -> None:
+    """An unmet Build-Depends stops the build with dpkg's line and an apt hint, exit 1."""
+    out = tmp_path / "dist"
+    result = build(service, out, "--build-depends", "microdeploy-test-no-such-package")
+    assert result.exit_code == 1, result.output
+    assert "Unmet build dependencies: microdeploy-test-no-such-package" in result.stderr
+    assert "hint: Install the missing build dependencies" in result.stderr
+    assert not out.exists()

@@ -1,0 +1,92 @@
+"""What the build reads from the project: app target, git state, dates (fake runner)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from microdeploy.build import source
+from microdeploy.build.dhvirtualenv import build_environment, dpkg_buildpackage, relevant_lines
+from microdeploy.errors import MicrodeployError
+from microdeploy.process import Result
+
+
+class FakeRunner:
+    """Answers git commands from a table and records every argv."""
+
+    def __init__(self, answers: Mapping[str, tuple[int, str]]):
+        self.answers = answers
+        self.calls: list[tuple[str, ...]] = []
+        self.envs: list[Mapping[str, str] | None] = []
+
+    def __call__(self, argv: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
+                 check: bool = True, input: str | None = None, timeout: float | None = None,
+                 inherit_env: bool = True) -> Result:
+        self.calls.append(tuple(argv))
+        self.envs.append(env)
+        key = " ".join(argv[3:]) if argv[0] == "git" else argv[0]
+        code, out = self.answers.get(key, (0, ""))
+        return Result(tuple(argv), code, out, "")
+
+
+def test_git_state_from_describe(tmp_path: Path) -> None:
+    """`git describe --long` output becomes tag, distance and short sha."""
+    runner = FakeRunner({
+        "rev-parse --is-inside-work-tree": (0, "true\n"),
+        "rev-parse --short=7 HEAD": (0, "abc1234\n"),
+        "describe --tags --long --match v[0-9]* --match [0-9]*": (0, "v1.4.0-3-gabc1234\n"),
+    })
+    assert source.git_state(tmp_path, runner) == source.GitState("1.4.0", 3, "abc1234")
+
+
+def test_no_git_means_no_state(tmp_path: Path) -> None:
+    """Outside a work tree there is no git state."""
+    assert source.git_state(tmp_path, FakeRunner({"rev-parse --is-inside-work-tree": (128, "")})) is None
+
+
+def test_source_date_epoch_prefers_the_environment(tmp_path: Path) -> None:
+    """SOURCE_DATE_EPOCH wins; else the last commit's time."""
+    runner = FakeRunner({"rev-parse --is-inside-work-tree": (0, "true"), "log -1 --format=%ct": (0, "1700000000\n")})
+    assert source.source_date_epoch(tmp_path, {"SOURCE_DATE_EPOCH": "42"}, runner) == 42
+    assert source.source_date_epoch(tmp_path, {}, runner) == 1700000000
+
+
+def test_check_app_finds_src_and_flat_layouts(tmp_path: Path) -> None:
+    """Modules are found under src/ or at the top; factories and assignments both count."""
+    (tmp_path / "src/shop").mkdir(parents=True)
+    (tmp_path / "src/shop/__init__.py").write_text("")
+    (tmp_path / "src/shop/wsgi.py").write_text("from shop.factory import create_app\napp = create_app()\n")
+    (tmp_path / "legacy.py").write_text("def make():\n    pass\n")
+    source.check_app(tmp_path, "shop.wsgi:app")
+    source.check_app(tmp_path, "shop.wsgi:create_app()")
+    source.check_app(tmp_path, "legacy:make()")
+    with pytest.raises(MicrodeployError, match="defines no 'application'"):
+        source.check_app(tmp_path, "shop.wsgi:application")
+
+
+def test_build_environment_scrubs_the_callers_python() -> None:
+    """The build sees system tools first, a fixed epoch, no dbgsym, and no caller venv."""
+    env = build_environment({"VIRTUAL_ENV": "/x", "PYTHONPATH": "/y", "HOME": "/root"}, 1234)
+    assert "VIRTUAL_ENV" not in env and "PYTHONPATH" not in env
+    assert env["PATH"].startswith("/usr/sbin:/usr/bin")
+    assert env["SOURCE_DATE_EPOCH"] == "1234"
+    assert "noautodbgsym" in env["DEB_BUILD_OPTIONS"]
+
+
+def test_dpkg_buildpackage_argv_and_failure_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exact dpkg-buildpackage command; a failure quotes the lines that say why."""
+    monkeypatch.setattr("microdeploy.build.dhvirtualenv.require_tools", lambda *tools: None)
+    runner = FakeRunner({"dpkg-buildpackage": (2, "noise\nERROR: No matching distribution found for nope\nmore")})
+    with pytest.raises(MicrodeployError) as info:
+        dpkg_buildpackage(tmp_path, {}, 1234, runner)
+    assert runner.calls == [("dpkg-buildpackage", "--build=binary", "--no-sign", "--jobs=auto")]
+    assert "No matching distribution found for nope" in info.value.message
+    assert "noise" not in info.value.message
+    assert info.value.exit_code == 1
+
+
+def test_relevant_lines_fall_back_to_the_tail() -> None:
+    """With no recognisable error line, the end of the log is quoted."""
+    assert relevant_lines("a\nb\nc", limit=2) == "    b\n    c"

@@ -1,0 +1,131 @@
+"""The debian/ directory rendered for a service: whole files compared, context pure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from debian.changelog import Changelog
+
+from microdeploy.build.changelog import render_changelog
+from microdeploy.build.context import BuildFacts, debian_context
+from microdeploy.build.tree import render_debian
+from microdeploy.config import validate
+
+FACTS = BuildFacts(upstream="1.4.0", version="1.4.0-3", python_minor="3.11", distribution="bookworm",
+                   epoch=1767225600, license_name="MIT")
+
+
+def config(**extra: object):  # type: ignore[no-untyped-def]
+    values = {"name": ("orders-api", "t"), "description": ("Orders of the shop", "t"),
+              "maintainer": ("Ann Ops <ann@example.org>", "t")}
+    values.update({key: (value, "t") for key, value in extra.items()})
+    return validate(values)
+
+
+def render(tmp_path: Path, **extra: object) -> Path:
+    changelog = render_changelog(name="orders-api", version="1.4.0-3", distribution="bookworm",
+                                 maintainer="Ann Ops <ann@example.org>", changes=["Add orders"], epoch=FACTS.epoch)
+    render_debian(tmp_path, debian_context(config(**extra), FACTS), changelog)
+    return tmp_path / "debian"
+
+
+def test_control_file(tmp_path: Path) -> None:
+    """The whole control file, with extra relations and the pinned interpreter."""
+    debian = render(tmp_path, depends=["libpq5"], build_depends=["libpq-dev"])
+    assert (debian / "control").read_text() == """\
+Source: orders-api
+Section: web
+Priority: optional
+Maintainer: Ann Ops <ann@example.org>
+Build-Depends: debhelper-compat (= 13),
+               dh-virtualenv (>= 1.2),
+               python3.11,
+               python3.11-venv,
+               libpq-dev
+Standards-Version: 4.6.2
+Rules-Requires-Root: no
+
+Package: orders-api
+Architecture: any
+Depends: ${misc:Depends},
+         ${shlibs:Depends},
+         adduser,
+         python3.11,
+         libpq5
+Description: Orders of the shop
+ orders-api is a Flask web service packaged with its own Python virtual
+ environment under /opt/venvs/orders-api, served by gunicorn through the
+ systemd unit orders-api.service. It reads /etc/orders-api/config.ini and logs
+ to /var/log/orders-api.
+"""
+
+
+def test_rendered_files_and_modes(tmp_path: Path) -> None:
+    """Every debian/ file is there; rules and finalize-venv are executable; no README leaks in."""
+    debian = render(tmp_path)
+    names = sorted(p.relative_to(debian).as_posix() for p in debian.rglob("*") if p.is_file())
+    assert names == [
+        "changelog", "control", "copyright", "finalize-venv", "gunicorn.conf.py",
+        "orders-api.lintian-overrides", "orders-api.logrotate", "orders-api.postinst", "orders-api.postrm",
+        "orders-api.prerm", "orders-api.service", "orders-api.triggers", "rules", "source/format",
+    ]
+    assert (debian / "rules").stat().st_mode & 0o111
+    assert (debian / "finalize-venv").stat().st_mode & 0o111
+
+
+def test_unit_runs_gunicorn_as_the_service_user_without_capabilities(tmp_path: Path) -> None:
+    """The unit runs the app through the packaged gunicorn config, as NAME, with no capabilities."""
+    unit = (render(tmp_path) / "orders-api.service").read_text()
+    assert "User=orders-api\nGroup=orders-api\n" in unit
+    assert ("ExecStart=/opt/venvs/orders-api/bin/gunicorn --config /usr/share/orders-api/gunicorn.conf.py "
+            "'orders_api.application:create_app()'") in unit
+    assert "EnvironmentFile=-/etc/orders-api/environment" in unit
+    assert "CapabilityBoundingSet=\n" in unit and "SystemCallFilter=@system-service" in unit
+
+
+def test_privileged_port_keeps_only_net_bind_service(tmp_path: Path) -> None:
+    """A port below 1024 keeps exactly CAP_NET_BIND_SERVICE."""
+    unit = (render(tmp_path, port=80) / "orders-api.service").read_text()
+    assert "CapabilityBoundingSet=CAP_NET_BIND_SERVICE\nAmbientCapabilities=CAP_NET_BIND_SERVICE" in unit
+
+
+def test_gunicorn_config_layers_defaults_site_config_and_environment(tmp_path: Path) -> None:
+    """bind/port/workers: packaged defaults, then [server] of the site config, then the environment."""
+    source = (render(tmp_path, port=8001, workers=3) / "gunicorn.conf.py").read_text()
+    site = tmp_path / "config.ini"
+    site.write_text("[server]\nport = 9001\nbind = ::1\n")
+
+    def settings(environ: dict[str, str]) -> dict[str, object]:
+        import os
+        saved = dict(os.environ)
+        os.environ.update({"ORDERS_API_CONFIG": str(site), **environ})
+        try:
+            namespace: dict[str, object] = {}
+            exec(compile(source, "gunicorn.conf.py", "exec"), namespace)
+            return namespace
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    layered = settings({})
+    assert (layered["bind"], layered["workers"]) == (["[::1]:9001"], 3)
+    assert settings({"ORDERS_API_SERVER__WORKERS": "5"})["workers"] == 5
+    assert layered["control_socket_disable"] is True
+
+
+def test_changelog_parses_and_wraps(tmp_path: Path) -> None:
+    """python-debian reads back the entry; long subjects wrap under 80 columns."""
+    text = render_changelog(name="orders-api", version="1.4.0-3", distribution="bookworm",
+                            maintainer="Ann Ops <ann@example.org>", changes=["x" * 20 + " word" * 30], epoch=0)
+    parsed = Changelog(text)
+    assert (str(parsed.version), parsed.distributions, parsed.author) == (
+        "1.4.0-3", "bookworm", "Ann Ops <ann@example.org>")
+    assert parsed.date == "Thu, 01 Jan 1970 00:00:00 +0000"
+    assert max(len(line) for line in text.splitlines()) < 80
+
+
+def test_summary_never_starts_with_the_name_or_an_article() -> None:
+    """lintian's synopsis rules are met whatever the description says."""
+    assert config(description="orders-api: takes orders").summary == "Takes orders"
+    assert config(description="A shop API").summary == "Shop API"
+    assert config(description="").summary == "Flask web service"
