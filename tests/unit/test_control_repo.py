@@ -1,0 +1,199 @@
+"""`microdeploy control-repo init`: the rendered control repository, its git commit, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+from ruamel.yaml import YAML
+
+from microdeploy.cli import main
+from microdeploy.controlrepo import GIT_IDENTITY, ControlRepoOptions, context, init_control_repo, module_defaults
+from microdeploy.errors import MicrodeployError
+from microdeploy.hiera import data_file
+from microdeploy.process import Result
+
+FILES = [
+    ".gitignore", "Puppetfile", "README.md", "data/common.yaml", "environment.conf", "hiera.yaml",
+    "manifests/site.pp", "r10k.yaml", "site-modules/profile/manifests/microdeploy.pp",
+    "site-modules/role/manifests/microservice_host.pp",
+]
+
+
+def invoke(*args: str) -> click.testing.Result:
+    """Run `control-repo init` in-process."""
+    return CliRunner().invoke(main, ["control-repo", "init", *args])
+
+
+def git(repo: Path, *args: str) -> str:
+    """A git query in `repo`, without the user's configuration."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(repo), "GIT_CONFIG_NOSYSTEM": "1"}
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
+                          env=env).stdout
+
+
+@pytest.fixture(autouse=True)
+def no_git_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fake HOME without .gitconfig, as on a fresh CI agent."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for variable in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
+        monkeypatch.delenv(variable, raising=False)
+
+
+def test_init_renders_the_control_repository_and_commits_it_on_production(tmp_path: Path) -> None:
+    """init writes every template, commits them all on branch production, and leaves a clean work tree."""
+    dest = tmp_path / "control"
+    result = invoke(str(dest), "--module-url", "https://git.example.com/puppet-microdeploy.git",
+                    "--module-ref", "v0.1.0", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert sorted(report["files"]) == FILES
+    assert report["branch"] == "production"
+    assert git(dest, "rev-parse", "--abbrev-ref", "HEAD").strip() == "production"
+    assert git(dest, "rev-parse", "HEAD").strip() == report["commit"]
+    assert sorted(git(dest, "ls-files").split()) == FILES
+    assert git(dest, "status", "--porcelain") == ""
+    assert git(dest, "log", "--format=%an <%ae>").strip() == "microdeploy <microdeploy@localhost>"
+    assert not list(tmp_path.glob(".control.*"))  # no staging directory left
+
+
+def test_puppetfile_pins_the_module_from_git(tmp_path: Path) -> None:
+    """The Puppetfile takes the microdeploy module from --module-url at --module-ref, and nothing from the Forge."""
+    dest = tmp_path / "control"
+    assert invoke(str(dest), "--module-url", "file:///srv/git/microdeploy", "--module-ref", "0123abc").exit_code == 0
+    puppetfile = (dest / "Puppetfile").read_text()
+    assert "mod 'microdeploy',\n  :git => 'file:///srv/git/microdeploy',\n  :ref => '0123abc'\n" in puppetfile
+    assert "forge " not in puppetfile
+
+
+def test_r10k_yaml_points_at_the_repository_itself_by_default(tmp_path: Path) -> None:
+    """r10k.yaml's source is the new repository (file://) unless --remote says otherwise; basedir and cachedir apply."""
+    dest = tmp_path / "control"
+    assert invoke(str(dest), "--basedir", "/srv/envs", "--cachedir", "/srv/r10k-cache").exit_code == 0
+    config = YAML(typ="safe").load((dest / "r10k.yaml").read_text())
+    assert config == {"cachedir": "/srv/r10k-cache",
+                      "sources": {"control": {"remote": f"file://{dest}", "basedir": "/srv/envs"}}}
+    other = tmp_path / "other"
+    assert invoke(str(other), "--remote", "git@git.example.com:ops/control.git").exit_code == 0
+    config = YAML(typ="safe").load((other / "r10k.yaml").read_text())
+    assert config["sources"]["control"]["remote"] == "git@git.example.com:ops/control.git"
+    assert config["sources"]["control"]["basedir"] == "/etc/puppetlabs/code/environments"
+
+
+def test_module_defaults_come_from_the_shipped_modules_metadata(tmp_path: Path) -> None:
+    """Without --module-url/--module-ref the module's metadata source and v<version> tag are pinned."""
+    url, ref = module_defaults()
+    assert ref.startswith("v") and url
+    values = context(tmp_path / "c", ControlRepoOptions())
+    assert (values["module_url"], values["module_ref"]) == (url, ref)
+
+
+def test_hiera_yaml_declares_the_levels_puppet_data_writes(tmp_path: Path) -> None:
+    """The rendered hiera.yaml is Hiera 5 with node, environment and common levels, in that order."""
+    dest = tmp_path / "control"
+    assert invoke(str(dest)).exit_code == 0
+    config = YAML(typ="safe").load((dest / "hiera.yaml").read_text())
+    assert config["version"] == 5
+    assert [level["path"] for level in config["hierarchy"]] == [
+        "nodes/%{trusted.certname}.yaml", "environments/%{server_facts.environment}.yaml", "common.yaml"]
+    assert data_file(dest, node="app1.example.com")[0] == dest / "data/nodes/app1.example.com.yaml"
+    assert data_file(dest, env="production")[0] == dest / "data/environments/production.yaml"
+    assert data_file(dest)[0] == dest / "data/common.yaml"
+
+
+def test_role_profile_and_site_manifest(tmp_path: Path) -> None:
+    """site.pp gives nodes the microservice-host role, which includes the profile, which includes the module."""
+    dest = tmp_path / "control"
+    assert invoke(str(dest)).exit_code == 0
+    assert "'role::microservice_host'" in (dest / "manifests/site.pp").read_text()
+    role = (dest / "site-modules/role/manifests/microservice_host.pp").read_text()
+    assert "class role::microservice_host {\n  include profile::microdeploy\n}\n" in role
+    profile = (dest / "site-modules/profile/manifests/microdeploy.pp").read_text()
+    assert "class profile::microdeploy {\n  include microdeploy\n}\n" in profile
+    assert (dest / "environment.conf").read_text().count("modulepath = site-modules:modules:$basemodulepath") == 1
+
+
+def test_git_runs_with_a_fixed_identity_and_exact_commands(tmp_path: Path) -> None:
+    """git is called through the runner with these argv lists, and the commit carries the fixed author env."""
+    calls: list[tuple[tuple[str, ...], object]] = []
+
+    def runner(argv: Sequence[str], **kwargs: object) -> Result:
+        calls.append((tuple(argv), kwargs.get("env")))
+        return Result(tuple(argv), 0, "c0ffee\n" if "rev-parse" in argv else "", "")
+
+    dest = tmp_path / "control"
+    result = init_control_repo(dest, ControlRepoOptions(module_url="file:///m", module_ref="v1"), runner=runner)
+    assert result.commit == "c0ffee"
+    staging = calls[0][0][-1]
+    assert [argv for argv, _ in calls] == [
+        ("git", "init", "--quiet", "--initial-branch=production", staging),
+        ("git", "-C", staging, "add", "--all"),
+        ("git", "-C", staging, "-c", "commit.gpgsign=false", "commit", "--quiet", "--no-verify",
+         "-m", "Control repository made by microdeploy control-repo init"),
+        ("git", "-C", staging, "rev-parse", "HEAD"),
+    ]
+    assert calls[2][1] == GIT_IDENTITY
+    assert (dest / "Puppetfile").is_file()
+
+
+def test_a_failing_git_leaves_nothing_behind(tmp_path: Path) -> None:
+    """If git fails, the destination is not created and no staging directory is left."""
+
+    def runner(argv: Sequence[str], **_: object) -> Result:
+        raise MicrodeployError("`git commit` failed")
+
+    with pytest.raises(MicrodeployError):
+        init_control_repo(tmp_path / "control", ControlRepoOptions(), runner=runner)
+    assert list(tmp_path.iterdir()) == [tmp_path / "home"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--module-url", "https://x.example/m.git'; system('id')"], "invalid --module-url"),
+        (["--module-url", "not a url"], "invalid --module-url"),
+        (["--module-ref", "v1..2"], "invalid --module-ref 'v1..2'"),
+        (["--module-ref", "-rf"], "invalid --module-ref '-rf'"),
+        (["--module-ref", "a b"], "invalid --module-ref"),
+        (["--remote", "/no/scheme"], "invalid --remote"),
+        (["--basedir", "relative/envs"], "invalid --basedir 'relative/envs'"),
+        (["--cachedir", "/with space"], "invalid --cachedir"),
+    ],
+)
+def test_bad_options_exit_2_and_create_nothing(tmp_path: Path, args: list[str], message: str) -> None:
+    """URLs, refs and paths that would break the Puppetfile or r10k.yaml exit 2 before anything is written."""
+    result = invoke(str(tmp_path / "control"), *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "hint: " in result.stderr
+    assert not (tmp_path / "control").exists()
+
+
+def test_a_non_empty_directory_or_a_file_is_refused(tmp_path: Path) -> None:
+    """init never writes into a directory that has files, nor over a file (exit 2, untouched)."""
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine\n")
+    result = invoke(str(busy))
+    assert result.exit_code == 2 and "already exists and is not an empty directory" in result.stderr
+    assert [p.name for p in busy.iterdir()] == ["keep.txt"]
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert invoke(str(afile)).exit_code == 2
+    assert afile.read_text() == "x"
+
+
+def test_an_empty_directory_is_used(tmp_path: Path) -> None:
+    """An existing empty directory becomes the control repository."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert invoke(str(empty)).exit_code == 0
+    assert (empty / ".git").is_dir() and (empty / "hiera.yaml").is_file()
