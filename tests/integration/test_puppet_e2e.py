@@ -1,0 +1,318 @@
+"""End to end: `control-repo init`, `puppet-data`, r10k and `puppet apply` of the role, with the real tools.
+
+The module and the control repository live in local git repositories; r10k
+deploys the production environment from them into a temporary environment
+path, exactly as it would on a Puppet server. The host test then applies that
+environment on a booted Debian 12 host that installs a real microdeploy
+package from a signed repository served on the host's 10.231.N.1 link.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from microdeploy.repo import KEYRING_NAME, PublishSettings, publish
+from tests.support import free_port, stop
+
+if TYPE_CHECKING:
+    from tests.packages import BuiltService
+    from tests.testbed.fixtures import NetworkedHosts
+    from tests.testbed.host import Host
+
+pytest_plugins = ["tests.testbed.fixtures"]
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE = REPO / "puppet"
+MODULE_PARTS = ("manifests", "types", "templates", "data", "hiera.yaml", "metadata.json", "README.md",
+                "REFERENCE.md", "CHANGELOG.md")
+# git without the user's configuration, as on a fresh CI agent.
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "ops", "GIT_AUTHOR_EMAIL": "ops@example.com",
+    "GIT_COMMITTER_NAME": "ops", "GIT_COMMITTER_EMAIL": "ops@example.com", "GIT_CONFIG_NOSYSTEM": "1",
+}
+HOST_ENVIRONMENTS = "/var/tmp/environments"
+APPLY_TIMEOUT = 600.0
+
+# Foreign data in common.yaml: puppet-data must keep it, comment and all.
+FOREIGN = "\n# ops: the banner of every host\nprofile::motd: 'Managed by Puppet'  # keep me\n"
+
+
+def tool(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None,
+         timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run a real tool on this machine; fail the test (never skip) if it is missing or fails."""
+    if shutil.which(argv[0]) is None:
+        pytest.fail(f"{argv[0]} not found: run `make setup`")
+    result = subprocess.run(argv, cwd=cwd, env={**os.environ, **GIT_ENV, **(env or {})}, capture_output=True,
+                            text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, f"`{shlex.join(argv)}` exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def microdeploy(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a child process, as CI runs it; it must succeed."""
+    return tool([sys.executable, "-m", "microdeploy", *args], env=env)
+
+
+def commit(repo: Path, message: str) -> None:
+    """Commit everything in `repo`."""
+    tool(["git", "-C", str(repo), "add", "--all"])
+    tool(["git", "-C", str(repo), "commit", "--quiet", "-m", message])
+
+
+def puppet_dirs(root: Path) -> list[str]:
+    """Options that keep what Puppet reads and writes on this machine under `root`."""
+    options = []
+    for setting in ("confdir", "vardir", "codedir", "logdir", "rundir", "publicdir"):
+        (root / setting).mkdir(parents=True, exist_ok=True)
+        options.append(f"--{setting}={root / setting}")
+    return options
+
+
+@pytest.fixture
+def module_repo(tmp_path: Path) -> tuple[str, str]:
+    """The Puppet module as its own git repository (a copy of puppet/); its file:// URL and commit."""
+    path = tmp_path / "puppet-microdeploy"
+    path.mkdir()
+    for part in MODULE_PARTS:
+        source = MODULE / part
+        if source.is_dir():
+            shutil.copytree(source, path / part)
+        else:
+            shutil.copy2(source, path / part)
+    tool(["git", "init", "--quiet", "--initial-branch=main", str(path)])
+    commit(path, "microdeploy module")
+    sha = tool(["git", "-C", str(path), "rev-parse", "HEAD"]).stdout.strip()
+    return f"file://{path}", sha
+
+
+@pytest.fixture
+def control(tmp_path: Path, module_repo: tuple[str, str]) -> Path:
+    """A control repository made by `control-repo init`, deploying into tmp_path/environments."""
+    url, sha = module_repo
+    path = tmp_path / "control"
+    microdeploy("control-repo", "init", str(path), "--module-url", url, "--module-ref", sha,
+                "--basedir", str(tmp_path / "environments"), "--cachedir", str(tmp_path / "r10k-cache"))
+    return path
+
+
+def r10k_deploy(control: Path) -> Path:
+    """`r10k deploy environment production --modules` with the repository's r10k.yaml; the environment's path."""
+    started = time.monotonic()
+    tool(["r10k", "deploy", "environment", "production", "--modules", "-c", str(control / "r10k.yaml")],
+         cwd=control, timeout=120)
+    assert time.monotonic() - started < 60
+    config = YAML(typ="safe").load((control / "r10k.yaml").read_text())
+    return Path(config["sources"]["control"]["basedir"]) / "production"
+
+
+def test_deployed_environment_compiles_data_from_all_three_levels(tmp_path: Path, control: Path) -> None:
+    """r10k deploys the pinned module; `puppet apply --noop` of site.pp combines common, environment and node data."""
+    project = tmp_path / "orders-api"
+    project.mkdir()
+    (project / "pyproject.toml").write_text('[project]\nname = "orders-api"\nversion = "1.4.0"\n'
+                                            '[tool.microdeploy.settings.app]\ngreeting = "a: b"\n')
+    other = tmp_path / "billing-api"
+    other.mkdir()
+    (other / "pyproject.toml").write_text('[project]\nname = "billing-api"\nversion = "2.0.1"\n')
+    microdeploy("puppet-data", str(project), "--control-repo", str(control), "--version", "1.4.0-1")
+    microdeploy("puppet-data", str(other), "--control-repo", str(control), "--env", "production",
+                "--version", "2.0.1-3", "--port", "8002")
+    microdeploy("puppet-data", str(project), "--control-repo", str(control), "--node", "app1.example.com",
+                "--version", "1.4.1-1", "--workers", "8")
+    commit(control, "release")
+
+    environment = r10k_deploy(control)
+    module = environment / "modules" / "microdeploy"
+    assert (module / "manifests" / "service.pp").read_text() == (MODULE / "manifests" / "service.pp").read_text()
+    assert sorted(p.name for p in environment.iterdir() if p.suffix == ".json") == [".r10k-deploy.json"]
+
+    tool(["puppet", "parser", "validate", *puppet_dirs(tmp_path / "p1"), str(environment / "manifests/site.pp"),
+          *map(str, sorted((environment / "site-modules").rglob("*.pp")))])
+    tool(["puppet-lint", "--fail-on-warnings", str(environment / "site-modules"),
+          str(environment / "manifests")])
+    result = tool(["puppet", "apply", "--noop", "--color=false", *puppet_dirs(tmp_path / "p2"),
+                   f"--environmentpath={environment.parent}", "--environment=production",
+                   "--certname=app1.example.com", str(environment / "manifests/site.pp")])
+    out = result.stdout
+    # The node's version wins over common's; the environment adds billing-api.
+    assert "Package[orders-api]/ensure: current_value 'purged', should be '1.4.1-1' (noop)" in out
+    assert "Package[billing-api]/ensure: current_value 'purged', should be '2.0.1-3' (noop)" in out
+    assert "Service[orders-api]/ensure: current_value 'stopped', should be 'running' (noop)" in out
+    assert "Stage[main]/Microdeploy" in out
+    warnings = [line for line in result.stderr.splitlines() if line.startswith(("Warning", "Error"))
+                and "Facter" not in line]
+    assert warnings == []
+    assert not Path("/etc/orders-api").exists()
+
+
+# --- On a booted Debian 12 host ----------------------------------------------------
+
+
+class RepoServer:
+    """`microdeploy repo serve` in a child process, started and stopped by pid, with bounded waits."""
+
+    def __init__(self, repo: Path, bind: str, log: Path) -> None:
+        self.url = f"http://{bind}:{free_port()}/"
+        self.log = log
+        port = self.url.rsplit(":", 1)[1].strip("/")
+        with log.open("wb") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "microdeploy", "repo", "serve", str(repo), "--bind", bind, "--port", port],
+                stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Poll until the keyring is served, or fail if the server died or the time is up."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"repo serve exited: {self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(self.url + KEYRING_NAME, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError(f"{self.url} did not answer within {timeout} s")
+
+
+@pytest.fixture
+def served_repo(tmp_path: Path) -> Iterator[Any]:
+    """A factory: serve a published repository on an address; every server is stopped by pid afterwards."""
+    servers: list[RepoServer] = []
+
+    def _serve(repo: Path, bind: str) -> RepoServer:
+        server = RepoServer(repo, bind, tmp_path / f"serve-{len(servers)}.log")
+        servers.append(server)
+        server.wait_ready()
+        return server
+
+    yield _serve
+    for server in servers:
+        stop(server.process)
+
+
+def apply(host: Host, environment: Path) -> tuple[int, str]:
+    """Copy the deployed environment into the host and `puppet apply` its site.pp there; exit code and output."""
+    host.run(["rm", "-rf", f"{HOST_ENVIRONMENTS}/production"])
+    host.copy_in(environment, f"{HOST_ENVIRONMENTS}/production")
+    result = host.run(["puppet", "apply", "--detailed-exitcodes", "--color=false",
+                       f"--environmentpath={HOST_ENVIRONMENTS}", "--environment=production",
+                       f"{HOST_ENVIRONMENTS}/production/manifests/site.pp"], check=False, timeout=APPLY_TIMEOUT)
+    assert result.returncode in (0, 2), f"puppet apply failed:\n{result.stdout}\n{result.stderr}"
+    return result.returncode, result.stdout + result.stderr
+
+
+def main_pid(host: Host, name: str) -> int:
+    """The service's main PID as systemd reports it (0: not running)."""
+    return int(host.run(["systemctl", "show", "--value", "--property=MainPID", name]).stdout.strip())
+
+
+def health(host: Host, port: int, path: str, timeout: float = 90.0) -> dict[str, Any]:
+    """Poll the health check with curl inside the host until it answers (bounded)."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        result = host.run(["curl", "-fsS", "--max-time", "5", f"http://127.0.0.1:{port}{path}"], check=False)
+        if result.returncode == 0:
+            data: dict[str, Any] = json.loads(result.stdout)
+            return data
+        last = result.stderr
+        time.sleep(0.5)
+    raise AssertionError(f"no health answer on port {port} within {timeout} s: {last}")
+
+
+@pytest.mark.host
+def test_puppet_apply_of_the_role_installs_configures_and_restarts_the_service(
+    tmp_path: Path, control: Path, plain_service: BuiltService, puppet_host_image: Path,
+    networked_hosts: NetworkedHosts, served_repo: Any,
+) -> None:
+    """The deployed environment applied on a host pins the Hiera version, writes settings, restarts on change."""
+    name, version = plain_service.name, plain_service.result.version
+    port = 8001
+    # Publish the real package into a signed repository, serve it on the host's link.
+    published = publish(PublishSettings(repo=tmp_path / "apt"), [plain_service.result.deb])
+    [host] = networked_hosts(1, image=puppet_host_image)
+    assert host.netns is not None
+    server = served_repo(tmp_path / "apt", host.netns.host_address)
+
+    # Ops' own data in common.yaml, committed before microdeploy touches it.
+    common = control / "data" / "common.yaml"
+    common.write_text(common.read_text() + FOREIGN)
+    commit(control, "motd")
+
+    def release(greeting: str, *extra: str) -> dict[str, Any]:
+        result = microdeploy(
+            "puppet-data", str(plain_service.project), "--control-repo", str(control), "--json",
+            "--port", str(port), "--setting", f"app.greeting={greeting}",
+            "--apt-location", server.url, "--apt-key", str(published.armored_key), *extra,
+            env={"BUILD_NUMBER": ""},
+        )
+        commit(control, f"{name}: greeting {greeting}")
+        report: dict[str, Any] = json.loads(result.stdout)
+        return report
+
+    # Without --version, puppet-data pins what `microdeploy build` built.
+    report = release("hello")
+    assert report["services"][name]["ensure"] == version
+    assert report["path"] == str(common)
+    data = YAML(typ="safe").load(common.read_text())
+    assert data["microdeploy::manage_apt_source"] is True
+    assert data["microdeploy::apt_location"] == server.url
+    assert data["profile::motd"] == "Managed by Puppet"
+    assert FOREIGN.strip() in common.read_text()
+
+    environment = r10k_deploy(control)
+
+    # First apply: source, package at exactly the Hiera version, config, running service.
+    code, out = apply(host, environment)
+    assert code == 2, out
+    assert host.run(["dpkg-query", "-W", "-f=${Version}", name]).stdout == version
+    sources = host.read_file("/etc/apt/sources.list.d/microdeploy.sources")
+    assert f"URIs: {server.url}\n" in sources
+    stat = host.run(["stat", "-c", "%U:%G %a", f"/etc/{name}/config.ini", f"/etc/{name}",
+                     f"/var/log/{name}"]).stdout.splitlines()
+    assert stat == [f"root:{name} 640", f"root:{name} 750", f"{name}:adm 2750"]
+    config = host.read_file(f"/etc/{name}/config.ini")
+    assert "[app]\ngreeting = hello\n" in config
+    assert f"[server]\nbind = 127.0.0.1\nport = {port}\nworkers = 2\n" in config
+    assert host.run(["systemctl", "is-active", name]).stdout.strip() == "active"
+    assert health(host, port, plain_service.health_path)["status"] == "ok"
+    first_pid = main_pid(host, name)
+    assert first_pid > 0
+
+    # Nothing changed: a second apply changes nothing.
+    code, out = apply(host, environment)
+    assert code == 0, out
+    assert main_pid(host, name) == first_pid
+
+    # A setting changed in Hiera: the file changes and the service restarts.
+    release("bonjour")
+    environment = r10k_deploy(control)
+    code, out = apply(host, environment)
+    assert code == 2, out
+    assert f"File[/etc/{name}/config.ini]/content: changed [redacted] to [redacted]" in out
+    assert "[app]\ngreeting = bonjour\n" in host.read_file(f"/etc/{name}/config.ini")
+    assert health(host, port, plain_service.health_path)["status"] == "ok"
+    second_pid = main_pid(host, name)
+    assert second_pid not in (0, first_pid)
+    assert host.run(["dpkg-query", "-W", "-f=${Version}", name]).stdout == version
+
+    code, out = apply(host, environment)
+    assert code == 0, out
+    assert main_pid(host, name) == second_pid
