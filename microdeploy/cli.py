@@ -170,15 +170,22 @@ def show_config(project: Path, **flags: Any) -> None:
 @click.option("--version", "version", help="Upstream version (default: from the project and git).")
 @click.option("--revision", help="Debian revision (default: $BUILD_NUMBER, else 1).")
 @click.option("--keep-installers", is_flag=True, help="Ship pip, setuptools and wheel in the venv.")
+@click.option("--refresh-deps", is_flag=True,
+              help="Resolve and install the dependencies anew instead of reusing the cached layer.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @service_options
 def build_command(project: Path, out: Path | None, version: str | None, revision: str | None,
-                  keep_installers: bool, as_json: bool, **flags: Any) -> None:
-    """Build PROJECT into a Debian package with dh-virtualenv."""
+                  keep_installers: bool, refresh_deps: bool, as_json: bool, **flags: Any) -> None:
+    """Build PROJECT into a Debian package with dh-virtualenv.
+
+    Caches (uv's wheels, the dependency layers) live in $MICRODEPLOY_CACHE_DIR,
+    else ~/.cache/microdeploy.
+    """
     overrides = config_overrides(flags)
     overrides["version"] = version
     result = build(BuildSettings(project=project, out=out, overrides=overrides, revision=revision,
-                                 environ=dict(os.environ), keep_installers=keep_installers))
+                                 environ=dict(os.environ), keep_installers=keep_installers,
+                                 refresh_deps=refresh_deps))
     if as_json:
         print_json(result.as_dict())
     else:

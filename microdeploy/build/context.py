@@ -24,6 +24,7 @@ class BuildFacts:
     epoch: int
     license_name: str
     keep_installers: bool = False
+    installer: str = "pip"  # "uv" when uv fills the venv (with the shared caches)
 
 
 def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
@@ -43,6 +44,7 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
         "wsgi_server": WSGI_SERVER,
         "source_dir": SOURCE_SUBDIR,
         "keep_pip": facts.keep_installers,
+        "installer": facts.installer,
         "privileged_port": config.port < PRIVILEGED_PORT_LIMIT,
         "env_prefix": config.module.upper() + "_",
         "copyright_year": time.gmtime(facts.epoch).tm_year,

@@ -7,15 +7,16 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from microdeploy.build import source
 from microdeploy.build.changelog import render_changelog
-from microdeploy.build.context import BuildFacts, debian_context
+from microdeploy.build.context import WSGI_SERVER, BuildFacts, debian_context
 from microdeploy.build.dhvirtualenv import Artifacts, collect, dpkg_buildpackage
-from microdeploy.build.tree import copy_source, render_debian
+from microdeploy.build.installer import choose_installer, start_project_wheel
+from microdeploy.build.tree import SOURCE_SUBDIR, copy_source, render_debian
 from microdeploy.build.version import debian_revision, full_version, upstream_version
 from microdeploy.config import ServiceConfig, load_config
 from microdeploy.errors import MicrodeployError, bad_input
@@ -36,6 +37,7 @@ class BuildSettings:
     environ: Mapping[str, str] = field(default_factory=dict)
     keep_installers: bool = False
     work_dir: Path | None = None
+    refresh_deps: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,13 +107,28 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
     if out.exists() and not out.is_dir():
         raise bad_input(f"output path {out} is not a directory", hint="Pass a directory with --out")
     log.info("building %s %s", config.name, facts.version)
+    installer = choose_installer(
+        settings.project, name=config.name, python_minor=facts.python_minor, wsgi_server=WSGI_SERVER,
+        environ=settings.environ, refresh_layer=settings.refresh_deps, runner=runner,
+    )
+    facts = replace(facts, installer=installer.kind)
     work = Path(tempfile.mkdtemp(prefix=f"microdeploy-{config.name}.", dir=settings.work_dir))
     try:
         tree = work / f"{config.name}-{facts.upstream.replace(':', '_')}"
         copy_source(settings.project, tree)
+        wheel_dir, wheel_build = None, None
+        if installer.kind == "uv":
+            wheel_dir = work / "project-wheel"
+            wheel_build = start_project_wheel(
+                installer, tree / SOURCE_SUBDIR, wheel_dir, f"/usr/bin/python{facts.python_minor}", runner
+            )
         render_debian(tree, debian_context(config, facts), changelog)
         log.info("dpkg-buildpackage (dh-virtualenv) in %s", tree)
-        dpkg_buildpackage(tree, settings.environ, facts.epoch, runner)
+        try:
+            dpkg_buildpackage(tree, {**settings.environ, **installer.environment(wheel_dir)}, facts.epoch, runner)
+        finally:
+            if wheel_build is not None:
+                wheel_build.join()
         artifacts = publish_artifacts(collect(tree, config.name), out)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,95 @@
+"""What builds share: the cache directory, and the services' dependency layers in it.
+
+A dependency layer is a finished venv of a service without the service
+itself, saved by the first build (debian/uv-pip) and restored by the next
+(debian/make-venv) when nothing that decides the dependencies changed. An
+app-only change then costs one project install instead of a venv.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+
+LAYERS_KEPT = 8
+# Files whose whole text decides the dependencies when pyproject.toml does not
+# declare them statically (setup.py projects, dynamic dependencies).
+DECLARATION_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
+REQUIREMENTS_FILE = "requirements.txt"  # dh_virtualenv installs it first when present
+# Where packages come from changes what is installed.
+INDEX_VARIABLES = ("UV_DEFAULT_INDEX", "UV_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS")
+
+
+def cache_root(environ: Mapping[str, str]) -> Path:
+    """$MICRODEPLOY_CACHE_DIR, else $XDG_CACHE_HOME/microdeploy, else ~/.cache/microdeploy."""
+    if environ.get("MICRODEPLOY_CACHE_DIR"):
+        return Path(environ["MICRODEPLOY_CACHE_DIR"])
+    base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".cache")
+    return Path(base) / "microdeploy"
+
+
+def dependency_declarations(project: Path) -> dict[str, str]:
+    """What decides the project's dependencies, as text; a version bump or code change is not in it."""
+    found: dict[str, str] = {}
+    pyproject = project / "pyproject.toml"
+    data = tomllib.loads(pyproject.read_text(encoding="utf-8")) if pyproject.is_file() else {}
+    table = data.get("project", {})
+    if table and "dependencies" not in table.get("dynamic", []) and "optional-dependencies" not in table.get(
+        "dynamic", []
+    ):
+        static = {
+            "dependencies": table.get("dependencies", []),
+            "optional-dependencies": table.get("optional-dependencies", {}),
+            "requires-python": table.get("requires-python"),
+            "build-system": data.get("build-system", {}),
+            "tool.uv": data.get("tool", {}).get("uv", {}),
+        }
+        found["pyproject.toml"] = json.dumps(static, sort_keys=True)
+    else:
+        for name in DECLARATION_FILES:
+            if (project / name).is_file():
+                found[name] = (project / name).read_text(encoding="utf-8", errors="replace")
+    if (project / REQUIREMENTS_FILE).is_file():
+        found[REQUIREMENTS_FILE] = (project / REQUIREMENTS_FILE).read_text(encoding="utf-8", errors="replace")
+    return found
+
+
+def layer_key(
+    project: Path, *, name: str, python_minor: str, wsgi_server: str, uv_version: str, environ: Mapping[str, str]
+) -> str:
+    """A name for the dependency layer that changes whenever the installed dependencies could."""
+    inputs = {
+        "declarations": dependency_declarations(project),
+        "python": python_minor,
+        "wsgi_server": wsgi_server,
+        "uv": uv_version,
+        "index": {key: environ[key] for key in INDEX_VARIABLES if key in environ},
+    }
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    return f"{name}-py{python_minor}-{digest[:16]}"
+
+
+def prepare_layer(root: Path, key: str, *, refresh: bool) -> Path:
+    """The directory of the layer `key` (used now, so it is kept); emptied with `refresh`; old ones pruned."""
+    layers = root / "layers"
+    layer = layers / key
+    if refresh:
+        shutil.rmtree(layer, ignore_errors=True)
+    layer.mkdir(parents=True, exist_ok=True)
+    os.utime(layer)
+    prune_layers(layers, keep=LAYERS_KEPT)
+    return layer
+
+
+def prune_layers(layers: Path, keep: int) -> list[Path]:
+    """Remove all but the `keep` most recently used layers; return the removed ones."""
+    entries = sorted((p for p in layers.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+    removed = entries[keep:]
+    for old in removed:
+        shutil.rmtree(old, ignore_errors=True)
+    return removed

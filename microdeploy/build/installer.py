@@ -1,0 +1,108 @@
+"""How the venv is filled: uv with the shared caches, or dh-virtualenv's own pip.
+
+With uv, debian/make-venv and debian/uv-pip (see debian_templates/) take
+their instructions from the environment made here, and the project's own
+wheel is built by `uv build` on the other core while dpkg-buildpackage gets
+going, so that uv-pip finds it ready.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from microdeploy.build.cache import cache_root, layer_key, prepare_layer
+from microdeploy.fsutil import atomic_write
+from microdeploy.process import Runner, run
+
+WHEEL_STATUS = "status.json"
+
+
+@dataclass(frozen=True)
+class Installer:
+    """How the venv is filled: uv with its caches, or dh-virtualenv's pip."""
+
+    kind: str  # "uv" or "pip"
+    uv: str | None = None
+    cache_root: Path | None = None
+    layer: Path | None = None
+
+    def environment(self, wheel_dir: Path | None = None) -> dict[str, str]:
+        """Variables debian/make-venv and debian/uv-pip read during the build."""
+        if self.uv is None or self.cache_root is None:
+            return {}
+        env = {"MICRODEPLOY_UV": self.uv, "UV_CACHE_DIR": str(self.cache_root / "uv")}
+        if self.layer is not None:
+            env["MICRODEPLOY_LAYER"] = str(self.layer)
+        if wheel_dir is not None:
+            env["MICRODEPLOY_PROJECT_WHEEL"] = str(wheel_dir)
+        return env
+
+
+def start_project_wheel(
+    installer: Installer, source: Path, wheel_dir: Path, python: str, runner: Runner = run
+) -> threading.Thread:
+    """Build the project's wheel into `wheel_dir` in the background; `status.json` says when and how it ended.
+
+    debian/uv-pip waits for the status and installs the wheel; if the build
+    failed it installs the source instead, which reports the error the usual way.
+    """
+    assert installer.uv is not None and installer.cache_root is not None
+    argv = [installer.uv, "build", "--wheel", "--quiet", "--python", python, "--out-dir", str(wheel_dir), str(source)]
+    env = {"UV_CACHE_DIR": str(installer.cache_root / "uv"), "UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"}
+
+    def build_wheel() -> None:
+        returncode = 1
+        try:
+            returncode = runner(argv, env=env, check=False).returncode
+        finally:
+            atomic_write(wheel_dir / WHEEL_STATUS, json.dumps({"returncode": returncode}))
+
+    thread = threading.Thread(target=build_wheel, name="project-wheel", daemon=True)
+    thread.start()
+    return thread
+
+
+def find_uv(environ: Mapping[str, str]) -> str | None:
+    """The uv executable: $MICRODEPLOY_UV, the one installed with microdeploy, or uv on PATH."""
+    if environ.get("MICRODEPLOY_UV"):
+        return environ["MICRODEPLOY_UV"]
+    try:
+        from uv import find_uv_bin  # the PyPI package microdeploy depends on
+    except ImportError:
+        return shutil.which("uv")
+    try:
+        return str(find_uv_bin())
+    except FileNotFoundError:
+        return shutil.which("uv")
+
+
+def uv_version(uv: str, runner: Runner = run) -> str:
+    """`uv --version`, part of the layer key."""
+    return runner([uv, "--version"]).stdout.strip()
+
+
+def choose_installer(
+    project: Path,
+    *,
+    name: str,
+    python_minor: str,
+    wsgi_server: str,
+    environ: Mapping[str, str],
+    refresh_layer: bool = False,
+    runner: Runner = run,
+) -> Installer:
+    """uv with the shared caches when uv is available, else dh-virtualenv's pip (no caches)."""
+    uv = find_uv(environ)
+    if uv is None:
+        return Installer("pip")
+    root = cache_root(environ)
+    key = layer_key(
+        project, name=name, python_minor=python_minor, wsgi_server=wsgi_server,
+        uv_version=uv_version(uv, runner), environ=environ,
+    )
+    return Installer("uv", uv=uv, cache_root=root, layer=prepare_layer(root, key, refresh=refresh_layer))
