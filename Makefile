@@ -15,7 +15,7 @@ APT_PACKAGES := \
 	aptly build-essential ca-certificates curl debhelper dh-virtualenv dpkg-dev \
 	fakeroot git gnupg groovy hiera-eyaml iproute2 lintian mmdebstrap \
 	openssh-client piuparts puppet-agent puppet-lint python3-debian python3-dev \
-	python3-stdeb python3-venv r10k reprepro rsync ruby-rspec-puppet sqv \
+	python3-stdeb python3-venv python3-virtualenv r10k reprepro rsync ruby-rspec-puppet sqv \
 	systemd systemd-container zstd
 
 .PHONY: help setup apt venv test lint unit demo bench clean
@@ -63,6 +63,10 @@ test: setup lint
 
 demo: setup
 	$(VENV)/bin/python -m demo
+
+# Build times, sizes and install times against two references (bench/README.md).
+bench: setup
+	$(VENV)/bin/python -m bench
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -16,8 +16,6 @@ from typing import Any
 
 import jinja2
 
-from microdeploy.fsutil import atomic_write
-
 TEMPLATE_SUFFIX = ".j2"
 
 
@@ -49,7 +47,12 @@ def render_file(root: Path, relative: str, context: Mapping[str, Any]) -> str:
 
 
 def render_tree(root: Path, dest: Path, context: Mapping[str, Any]) -> list[Path]:
-    """Render or copy every file of `root` into `dest`; return the written paths, sorted."""
+    """Render or copy every file of `root` into `dest`; return the written paths, sorted.
+
+    `dest` is a directory nobody reads yet (a staging directory renamed into
+    place, a build tree): files are written directly, without a rename and
+    an fsync each.
+    """
     env = environment(root)
     written: list[Path] = []
     for source in sorted(root.rglob("*")):
@@ -63,7 +66,9 @@ def render_tree(root: Path, dest: Path, context: Mapping[str, Any]) -> list[Path
         if target.name.endswith(TEMPLATE_SUFFIX):
             target = target.with_name(target.name[: -len(TEMPLATE_SUFFIX)])
             text = env.get_template(relative.as_posix()).render(**context)
-            atomic_write(target, text, mode=source.stat().st_mode & 0o777)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+            target.chmod(source.stat().st_mode & 0o777)
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -15,9 +16,10 @@ from microdeploy.build import source
 from microdeploy.build.changelog import render_changelog
 from microdeploy.build.context import WSGI_SERVER, BuildFacts, debian_context
 from microdeploy.build.dhvirtualenv import Artifacts, collect, dpkg_buildpackage
-from microdeploy.build.installer import choose_installer, start_project_wheel
+from microdeploy.build.installer import choose_installer
 from microdeploy.build.tree import SOURCE_SUBDIR, copy_source, render_debian
 from microdeploy.build.version import debian_revision, full_version, upstream_version
+from microdeploy.build.wheel import ProjectWheel
 from microdeploy.config import ServiceConfig, load_config
 from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.fsutil import atomic_write
@@ -69,6 +71,10 @@ def python_minor(config: ServiceConfig, runner: Runner = run) -> str:
             f"python interpreter {interpreter} not found (from python {config.python!r})",
             hint=f"Install it: sudo apt-get install {config.python} {config.python}-venv",
         )
+    # Debian's python3 is a link to python3.X: no need to start it to ask.
+    named = re.fullmatch(r"python(\d+\.\d+)", interpreter.resolve().name)
+    if named:
+        return named.group(1)
     code = "import sys; print('%d.%d' % sys.version_info[:2])"
     return runner([str(interpreter), "-c", code]).stdout.strip()
 
@@ -117,11 +123,11 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
         tree = work / f"{config.name}-{facts.upstream.replace(':', '_')}"
         copy_source(settings.project, tree)
         wheel_dir, wheel_build = None, None
-        if installer.kind == "uv":
+        if installer.uv is not None and installer.cache_root is not None:
             wheel_dir = work / "project-wheel"
-            wheel_build = start_project_wheel(
-                installer, tree / SOURCE_SUBDIR, wheel_dir, f"/usr/bin/python{facts.python_minor}", runner
-            )
+            wheel = ProjectWheel(uv=installer.uv, cache=installer.cache_root, name=config.name,
+                                 python=f"/usr/bin/python{facts.python_minor}", runner=runner)
+            wheel_build = wheel.start(tree / SOURCE_SUBDIR, wheel_dir)
         render_debian(tree, debian_context(config, facts), changelog)
         log.info("dpkg-buildpackage (dh-virtualenv) in %s", tree)
         try:

@@ -1,25 +1,18 @@
 """How the venv is filled: uv with the shared caches, or dh-virtualenv's own pip.
 
 With uv, debian/make-venv and debian/uv-pip (see debian_templates/) take
-their instructions from the environment made here, and the project's own
-wheel is built by `uv build` on the other core while dpkg-buildpackage gets
-going, so that uv-pip finds it ready.
+their instructions from the environment made here.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from microdeploy.build.cache import cache_root, layer_key, prepare_layer
-from microdeploy.fsutil import atomic_write
 from microdeploy.process import Runner, run
-
-WHEEL_STATUS = "status.json"
 
 
 @dataclass(frozen=True)
@@ -41,30 +34,6 @@ class Installer:
         if wheel_dir is not None:
             env["MICRODEPLOY_PROJECT_WHEEL"] = str(wheel_dir)
         return env
-
-
-def start_project_wheel(
-    installer: Installer, source: Path, wheel_dir: Path, python: str, runner: Runner = run
-) -> threading.Thread:
-    """Build the project's wheel into `wheel_dir` in the background; `status.json` says when and how it ended.
-
-    debian/uv-pip waits for the status and installs the wheel; if the build
-    failed it installs the source instead, which reports the error the usual way.
-    """
-    assert installer.uv is not None and installer.cache_root is not None
-    argv = [installer.uv, "build", "--wheel", "--quiet", "--python", python, "--out-dir", str(wheel_dir), str(source)]
-    env = {"UV_CACHE_DIR": str(installer.cache_root / "uv"), "UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"}
-
-    def build_wheel() -> None:
-        returncode = 1
-        try:
-            returncode = runner(argv, env=env, check=False).returncode
-        finally:
-            atomic_write(wheel_dir / WHEEL_STATUS, json.dumps({"returncode": returncode}))
-
-    thread = threading.Thread(target=build_wheel, name="project-wheel", daemon=True)
-    thread.start()
-    return thread
 
 
 def find_uv(environ: Mapping[str, str]) -> str | None:

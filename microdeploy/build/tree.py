@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from microdeploy.fsutil import atomic_write
 from microdeploy.render import render_tree
 from microdeploy.resources import template_folder
 
@@ -35,5 +34,5 @@ def render_debian(dest: Path, context: Mapping[str, Any], changelog: str) -> lis
     written = [path for path in written if path.name != "README.md"]
     for name in EXECUTABLE:
         (debian / name).chmod(0o755)
-    atomic_write(debian / "changelog", changelog)
+    (debian / "changelog").write_text(changelog, encoding="utf-8")
     return [*written, debian / "changelog"]

@@ -396,8 +396,9 @@ def test_module_applies_on_a_booted_host(
     assert "Signed-By: /etc/apt/keyrings/microdeploy-archive-keyring.asc" in sources
     stat = host.run(["stat", "-c", "%U:%G %a", f"/etc/{SERVICE}/config.ini", f"/etc/{SERVICE}/environment",
                      f"/etc/{SERVICE}", f"/var/log/{SERVICE}"]).stdout.split("\n")
+    # The log directory as the package's postinst makes it (NAME:adm 2750), so Puppet and dpkg agree.
     assert stat[:4] == [f"root:{SERVICE} 640", f"root:{SERVICE} 640", f"root:{SERVICE} 750",
-                        f"{SERVICE}:{SERVICE} 750"]
+                        f"{SERVICE}:adm 2750"]
     config = host.read_file(f"/etc/{SERVICE}/config.ini")
     assert "[app]\ngreeting = hello\n" in config
     assert "[database]\npassword = s3cret-never-shown\n" in config

@@ -81,7 +81,7 @@ def test_dpkg_buildpackage_argv_and_failure_message(tmp_path: Path, monkeypatch:
     runner = FakeRunner({"dpkg-buildpackage": (2, "noise\nERROR: No matching distribution found for nope\nmore")})
     with pytest.raises(MicrodeployError) as info:
         dpkg_buildpackage(tmp_path, {}, 1234, runner)
-    assert runner.calls == [("dpkg-buildpackage", "--build=binary", "--no-sign", "--jobs=auto")]
+    assert runner.calls == [("dpkg-buildpackage", "--build=binary", "--no-sign", "--no-pre-clean", "--jobs=auto")]
     assert "No matching distribution found for nope" in info.value.message
     assert "noise" not in info.value.message
     assert info.value.exit_code == 1

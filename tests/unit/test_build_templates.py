@@ -61,16 +61,16 @@ Description: Orders of the shop
 
 
 def test_rendered_files_and_modes(tmp_path: Path) -> None:
-    """Every debian/ file is there; rules and finalize-venv are executable; no README leaks in."""
+    """Every debian/ file is there; rules and the build's helper scripts are executable; no README leaks in."""
     debian = render(tmp_path)
     names = sorted(p.relative_to(debian).as_posix() for p in debian.rglob("*") if p.is_file())
     assert names == [
-        "changelog", "control", "copyright", "finalize-venv", "gunicorn.conf.py",
+        "changelog", "control", "copyright", "finalize-venv", "gunicorn.conf.py", "make-venv",
         "orders-api.lintian-overrides", "orders-api.logrotate", "orders-api.postinst", "orders-api.postrm",
-        "orders-api.prerm", "orders-api.service", "orders-api.triggers", "rules", "source/format",
+        "orders-api.prerm", "orders-api.service", "orders-api.triggers", "rules", "source/format", "uv-pip",
     ]
-    assert (debian / "rules").stat().st_mode & 0o111
-    assert (debian / "finalize-venv").stat().st_mode & 0o111
+    for script in ("rules", "finalize-venv", "make-venv", "uv-pip"):
+        assert (debian / script).stat().st_mode & 0o111, script
 
 
 def test_unit_runs_gunicorn_as_the_service_user_without_capabilities(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Benchmarks of microdeploy build against references (`make bench`)."""

@@ -1,0 +1,205 @@
+"""`make bench`: microdeploy build against two references, side by side, in one run.
+
+Every round builds the same service with each tool, in a rotating order,
+three ways: unchanged (warm caches), after an app-only commit, and after a
+commit that changes the dependencies. Then each tool's package is installed
+on a booted Debian 12 host, in turn, several times. Medians and ratios are
+printed as a table and written as JSON. Timings are figures, never test
+assertions: the targets are reported as met or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from bench.builders import BENCH, REPO, Build, Builders
+from bench.install import Install, install_and_answer
+from tests.testbed.host import booted_host
+from tests.testbed.image import ensure_image
+
+TOOLS = ("A", "B", "microdeploy")
+SCENARIOS = ("warm", "app_change", "dep_change")
+GIT = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
+
+
+def git(service: Path, *args: str) -> None:
+    """Run git in the benchmark's service checkout."""
+    subprocess.run([*GIT, *args], cwd=service, check=True, capture_output=True)
+
+
+def prepare_service(work: Path) -> Path:
+    """A git checkout of bench/service in the work directory."""
+    service = work / "service"
+    subprocess.run(["rm", "-rf", str(service)], check=True)
+    subprocess.run(["cp", "-a", str(BENCH / "service"), str(service)], check=True)
+    git(service, "init", "-q")
+    git(service, "add", "-A")
+    git(service, "commit", "-q", "-m", "hello-api")
+    return service
+
+
+def change_app(service: Path, round_number: int) -> None:
+    """An app-only commit: a new greeting."""
+    greeting = service / "src" / "hello_api" / "greeting.py"
+    greeting.write_text(f'"""The greeting of round {round_number}."""\n\nGREETING = "hello {round_number}"\n')
+    git(service, "commit", "-q", "-am", f"greeting {round_number}")
+
+
+def change_dependencies(service: Path, round_number: int) -> None:
+    """A commit that changes the declared dependencies (a new one, a new bound each round)."""
+    pyproject = service / "pyproject.toml"
+    lines = [line for line in pyproject.read_text().splitlines() if '"six' not in line]
+    index = lines.index('    "gunicorn==23.0.0",')
+    lines.insert(index + 1, f'    "six>=1.{round_number}",')
+    pyproject.write_text("\n".join(lines) + "\n")
+    git(service, "commit", "-q", "-am", f"dependencies {round_number}")
+
+
+def installed_size(deb: Path) -> int:
+    """Bytes of the regular files the package installs."""
+    data = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return sum(member.size for member in tar.getmembers() if member.isfile())
+
+
+def rotated(round_number: int) -> list[str]:
+    """The tools in this round's order, so none always runs first or last."""
+    shift = round_number % len(TOOLS)
+    return list(TOOLS[shift:] + TOOLS[:shift])
+
+
+Times = dict[str, dict[str, list[float]]]
+
+
+def build_rounds(builders: Builders, service: Path, runs: int) -> tuple[Times, dict[str, Build]]:
+    """Warm up, then `runs` rounds of the three scenarios; return the times and each tool's last warm build."""
+    times: Times = {tool: {s: [] for s in SCENARIOS} for tool in TOOLS}
+    last: dict[str, Build] = {}
+    print("warm-up: one build with each tool (fills pip's, uv's and microdeploy's caches)", flush=True)
+    for tool in TOOLS:
+        builders.build(tool, service)
+    for round_number in range(1, runs + 1):
+        order = rotated(round_number)
+        for scenario in SCENARIOS:
+            if scenario == "app_change":
+                change_app(service, round_number)
+            elif scenario == "dep_change":
+                change_dependencies(service, round_number)
+            for tool in order:
+                built = builders.build(tool, service)
+                times[tool][scenario].append(built.seconds)
+                if scenario == "warm":
+                    last[tool] = built
+                print(f"round {round_number} {scenario:<10} {tool:<11} {built.seconds:6.2f} s", flush=True)
+    return times, last
+
+
+def install_rounds(debs: dict[str, Path], installs: int) -> dict[str, list[Install]]:
+    """Install each tool's package on one booted host, in turn, `installs` times."""
+    results: dict[str, list[Install]] = {tool: [] for tool in TOOLS}
+    with booted_host(ensure_image()) as host:
+        for round_number in range(1, installs + 1):
+            for tool in rotated(round_number):
+                done = install_and_answer(host, tool, debs[tool])
+                results[tool].append(done)
+                print(f"install {round_number} {tool:<11} dpkg -i {done.dpkg_seconds:5.2f} s, "
+                      f"answers after {done.answer_seconds:5.2f} s", flush=True)
+    return results
+
+
+def summarise(times: Times, last: dict[str, Build],
+              installs: dict[str, list[Install]]) -> dict[str, Any]:
+    """Medians, sizes, ratios and the targets of the issue, as one JSON-able object."""
+    median = {tool: {s: statistics.median(v) for s, v in by.items()} for tool, by in times.items()}
+    size = {tool: last[tool].deb.stat().st_size for tool in TOOLS}
+    installed = {tool: installed_size(last[tool].deb) for tool in TOOLS}
+    dpkg = {tool: statistics.median(i.dpkg_seconds for i in installs[tool]) for tool in TOOLS}
+    answer = {tool: statistics.median(i.answer_seconds for i in installs[tool]) for tool in TOOLS}
+    md, a, b = median["microdeploy"], median["A"], median["B"]
+    ratios = {
+        "warm_speedup_vs_A": a["warm"] / md["warm"],
+        "warm_time_vs_B": md["warm"] / b["warm"],
+        "app_change_speedup_vs_A": a["app_change"] / md["app_change"],
+        "app_change_time_vs_B_full": md["app_change"] / b["warm"],
+        "dep_change_speedup_vs_A": a["dep_change"] / md["dep_change"],
+        "deb_size_vs_A": size["microdeploy"] / size["A"],
+        "installed_size_vs_A": installed["microdeploy"] / installed["A"],
+        "answer_time_vs_A": answer["microdeploy"] / answer["A"],
+    }
+    targets = {
+        "warm build >= 10x faster than A": ratios["warm_speedup_vs_A"] >= 10,
+        "warm build <= 2x B": ratios["warm_time_vs_B"] <= 2,
+        "app-only rebuild >= 15x faster than A": ratios["app_change_speedup_vs_A"] >= 15,
+        "app-only rebuild faster than B's full build": ratios["app_change_time_vs_B_full"] < 1,
+        ".deb size <= 20% of A": ratios["deb_size_vs_A"] <= 0.20,
+        "answers no later than A": ratios["answer_time_vs_A"] <= 1,
+    }
+    return {
+        "runs": {tool: times[tool] for tool in TOOLS},
+        "median_seconds": median,
+        "deb_bytes": size,
+        "installed_bytes": installed,
+        "dpkg_install_seconds": dpkg,
+        "answer_seconds": answer,
+        "ratios": ratios,
+        "targets": targets,
+    }
+
+
+def table(result: dict[str, Any]) -> str:
+    """The figures as a small Markdown table, then the ratios and targets."""
+    med = result["median_seconds"]
+    rows = [
+        ("warm build (s)", {t: f"{med[t]['warm']:.2f}" for t in TOOLS}),
+        ("app-only rebuild (s)", {t: f"{med[t]['app_change']:.2f}" for t in TOOLS}),
+        ("dependency-change rebuild (s)", {t: f"{med[t]['dep_change']:.2f}" for t in TOOLS}),
+        (".deb size (kB)", {t: f"{result['deb_bytes'][t] / 1000:.0f}" for t in TOOLS}),
+        ("installed size (kB)", {t: f"{result['installed_bytes'][t] / 1000:.0f}" for t in TOOLS}),
+        ("dpkg -i (s)", {t: f"{result['dpkg_install_seconds'][t]:.2f}" for t in TOOLS}),
+        ("until /health answers (s)", {t: f"{result['answer_seconds'][t]:.2f}" for t in TOOLS}),
+    ]
+    lines = ["| median | A: dh-virtualenv tutorial | B: uv + nFPM | microdeploy |", "| --- | ---: | ---: | ---: |"]
+    lines += [f"| {label} | {v['A']} | {v['B']} | {v['microdeploy']} |" for label, v in rows]
+    lines.append("")
+    lines += [f"- {name}: {value:.3f}" for name, value in result["ratios"].items()]
+    lines.append("")
+    lines += [f"- [{'x' if met else ' '}] {name}" for name, met in result["targets"].items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="rounds of builds (default 3)")
+    parser.add_argument("--installs", type=int, default=3, help="installs of each package (default 3)")
+    parser.add_argument("--work", type=Path, default=Path("/var/tmp/microdeploy-bench"),
+                        help="work directory: caches and build trees (outside the repository)")
+    parser.add_argument("--json", type=Path, default=REPO / "build" / "bench" / "result.json",
+                        help="where to write the JSON result")
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.installs < 1:
+        parser.error("--runs and --installs must be at least 1")
+    subprocess.run(["rm", "-rf", str(args.work / "scratch")], check=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    service = prepare_service(args.work)
+    builders = Builders(args.work)
+    times, last = build_rounds(builders, service, args.runs)
+    installs = install_rounds({tool: build.deb for tool, build in last.items()}, args.installs)
+    result = summarise(times, last, installs)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print()
+    print(table(result))
+    print(f"\nJSON: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The three ways the benchmark builds the same service into a .deb.
+
+- reference A: plain dh-virtualenv, debian/ as its tutorial writes it
+  (bench/reference/debian), `dpkg-buildpackage -us -uc -b`;
+- reference B: `uv venv --relocatable`, `uv pip install`, and nFPM packing the
+  tree (no debhelper, no unit, no user, no maintainer scripts);
+- microdeploy: `microdeploy build`.
+
+Each build starts from a fresh copy of the service's checkout, as a CI job
+would, so no tool reuses a previous build's tree; the caches of each tool
+(pip's, uv's, microdeploy's) live in the benchmark's work directory and are
+warm after the first round.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+REFERENCE_DEBIAN = BENCH / "reference" / "debian"
+VENV_BIN = REPO / ".venv" / "bin"
+PACKAGE = "hello-api"
+PYTHON = "/usr/bin/python3.11"
+BUILD_TIMEOUT = 900.0
+
+NFPM_CONFIG = """\
+name: {name}
+arch: amd64
+platform: linux
+version: {version}
+maintainer: Bench Maintainer <bench@example.com>
+description: Benchmark service packed by nFPM (reference B)
+depends:
+  - python3.11
+contents:
+  - src: {tree}
+    dst: /opt/venvs/{name}
+    type: tree
+"""
+
+
+@dataclass(frozen=True)
+class Build:
+    """One build: which tool, how long, what it made."""
+
+    tool: str
+    seconds: float
+    deb: Path
+
+
+class BuildFailed(RuntimeError):
+    """A build of the benchmark failed; the message carries the tool's output."""
+
+
+def run(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
+    """Run a build command; raise with its output if it fails."""
+    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT,
+                            stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
+        raise BuildFailed(f"{' '.join(argv)} failed ({result.returncode}):\n{tail}")
+
+
+def fresh_copy(service: Path, dest: Path) -> Path:
+    """A copy of the service's checkout (with .git, so versions come from it)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(service, dest, symlinks=True)
+    return dest
+
+
+class Builders:
+    """The three builders over one work directory (caches, scratch trees, outputs)."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.caches = work / "caches"
+        self.env = {
+            **os.environ,
+            "PIP_CACHE_DIR": str(self.caches / "pip"),
+            "UV_CACHE_DIR": str(self.caches / "uv-reference-b"),
+            "MICRODEPLOY_CACHE_DIR": str(self.caches / "microdeploy"),
+            "PATH": f"{VENV_BIN}:/usr/sbin:/usr/bin:/sbin:/bin",
+        }
+        self.env.pop("VIRTUAL_ENV", None)
+        self.counter = 0
+
+    def scratch(self, tool: str) -> Path:
+        """A new, empty directory for one build."""
+        self.counter += 1
+        path = self.work / "scratch" / f"{self.counter:03d}-{tool}"
+        path.mkdir(parents=True)
+        return path
+
+    def build(self, tool: str, service: Path) -> Build:
+        """Build `service` with `tool`; the time covers the build only, not the copy of the checkout."""
+        scratch = self.scratch(tool)
+        method = {"A": self.reference_a, "B": self.reference_b, "microdeploy": self.microdeploy}[tool]
+        return method(service, scratch)
+
+    def reference_a(self, service: Path, scratch: Path) -> Build:
+        """dh-virtualenv's tutorial: debian/ in the checkout, `dpkg-buildpackage -us -uc -b`."""
+        tree = fresh_copy(service, scratch / PACKAGE)
+        shutil.copytree(REFERENCE_DEBIAN, tree / "debian")
+        started = time.monotonic()
+        run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=tree, env=self.env)
+        seconds = time.monotonic() - started
+        [deb] = scratch.glob(f"{PACKAGE}_*.deb")
+        return Build("A", seconds, deb)
+
+    def reference_b(self, service: Path, scratch: Path) -> Build:
+        """uv into a relocatable venv, nFPM packs it."""
+        tree = fresh_copy(service, scratch / "src")
+        stage = scratch / "stage" / PACKAGE
+        (scratch / "nfpm.yaml").write_text(NFPM_CONFIG.format(name=PACKAGE, version="0.1.0", tree=stage))
+        started = time.monotonic()
+        run(["uv", "venv", "--quiet", "--relocatable", "--python", PYTHON, str(stage)], env=self.env)
+        run(["uv", "pip", "install", "--quiet", "--python", str(stage / "bin" / "python"), str(tree)], env=self.env)
+        run(["nfpm", "package", "--config", str(scratch / "nfpm.yaml"), "--packager", "deb", "--target",
+             str(scratch)], env=self.env)
+        seconds = time.monotonic() - started
+        [deb] = scratch.glob("*.deb")
+        return Build("B", seconds, deb)
+
+    def microdeploy(self, service: Path, scratch: Path) -> Build:
+        """`microdeploy build`, the whole command as a user runs it."""
+        tree = fresh_copy(service, scratch / PACKAGE)
+        started = time.monotonic()
+        run([str(VENV_BIN / "microdeploy"), "-q", "build", str(tree), "--out", str(scratch / "dist")], env=self.env)
+        seconds = time.monotonic() - started
+        [deb] = (scratch / "dist").glob("*.deb")
+        return Build("microdeploy", seconds, deb)

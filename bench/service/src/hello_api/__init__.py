@@ -1,0 +1,1 @@
+"""hello-api: the service the benchmark packages."""

@@ -1,0 +1,3 @@
+"""The greeting; the benchmark's app-only change rewrites this file."""
+
+GREETING = "hello"

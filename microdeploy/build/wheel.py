@@ -1,0 +1,145 @@
+"""The project's own wheel, made beside dpkg-buildpackage rather than inside it.
+
+It is built on the other core while dpkg-buildpackage gets going, in a build
+environment kept in the cache (its build-system requirements installed once,
+instead of an isolated environment per build), and kept by a digest of the
+source: rebuilding an unchanged commit installs the wheel made last time.
+debian/uv-pip waits for `status.json` and installs the wheel; when there is
+none it installs the source, which reports a broken project the usual way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import threading
+import tomllib
+from pathlib import Path
+
+from microdeploy.fsutil import atomic_write
+from microdeploy.process import Runner, run
+
+log = logging.getLogger(__name__)
+
+WHEEL_STATUS = "status.json"
+WHEELS_KEPT = 4  # per service: the last few commits
+# PEP 517's fallback for projects without [build-system].
+LEGACY_REQUIRES = ("setuptools>=40.8.0", "wheel")
+UV_ENV = {"UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"}
+
+
+def source_digest(source: Path, salt: str) -> str:
+    """A digest of every file's path and bytes under `source` (and of `salt`)."""
+    digest = hashlib.sha256(salt.encode())
+    for path in sorted(source.rglob("*")):
+        if path.is_symlink():
+            digest.update(f"L {path.relative_to(source)} {path.readlink()}\0".encode())
+        elif path.is_file():
+            digest.update(f"F {path.relative_to(source)} {path.stat().st_mode & 0o111}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def build_requirements(source: Path) -> list[str]:
+    """The project's [build-system] requires, or PEP 517's setuptools fallback."""
+    pyproject = source / "pyproject.toml"
+    if pyproject.is_file():
+        requires = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("build-system", {}).get("requires")
+        if isinstance(requires, list):
+            return [str(item) for item in requires]
+    return list(LEGACY_REQUIRES)
+
+
+class ProjectWheel:
+    """Builds (or finds) one project's wheel for one build, in the background."""
+
+    def __init__(self, *, uv: str, cache: Path, name: str, python: str, runner: Runner = run) -> None:
+        self.uv = uv
+        self.cache = cache
+        self.name = name
+        self.python = python
+        self.runner = runner
+        self.env = {**UV_ENV, "UV_CACHE_DIR": str(cache / "uv")}
+
+    def start(self, source: Path, wheel_dir: Path) -> threading.Thread:
+        """Put the wheel into `wheel_dir` on another thread; `status.json` says how it ended."""
+        thread = threading.Thread(target=self._produce, args=(source, wheel_dir), name="project-wheel", daemon=True)
+        thread.start()
+        return thread
+
+    def _produce(self, source: Path, wheel_dir: Path) -> None:
+        returncode = 1
+        try:
+            wheel_dir.mkdir(parents=True, exist_ok=True)
+            requires = build_requirements(source)
+            kept = self.cache / "wheels" / self.name / source_digest(source, json.dumps([self.python, requires]))
+            wheels = list(kept.glob("*.whl"))
+            if wheels:
+                log.debug("project wheel: reusing %s", wheels[0])
+                shutil.copy2(wheels[0], wheel_dir / wheels[0].name)
+                returncode = 0
+            else:
+                returncode = self._build(source, wheel_dir, requires)
+                if returncode == 0:
+                    self._keep(wheel_dir, kept)
+        except OSError as exc:
+            log.debug("project wheel: %s", exc)
+        finally:
+            atomic_write(wheel_dir / WHEEL_STATUS, json.dumps({"returncode": returncode}))
+
+    def _build(self, source: Path, wheel_dir: Path, requires: list[str]) -> int:
+        """uv build in the cached build environment; in an isolated one if that fails."""
+        build = [self.uv, "build", "--wheel", "--quiet", "--out-dir", str(wheel_dir)]
+        environment = self.build_environment(requires)
+        if environment is not None:
+            cached = [*build, "--no-build-isolation", "--python", str(environment / "bin" / "python"), str(source)]
+            if self.runner(cached, env=self.env, check=False).returncode == 0:
+                return 0
+        # Backends that ask for more at build time (get_requires_for_build_wheel) need isolation.
+        return self.runner([*build, "--python", self.python, str(source)], env=self.env, check=False).returncode
+
+    def build_environment(self, requires: list[str]) -> Path | None:
+        """A venv with `requires` installed, made once per requirement set and Python."""
+        key = hashlib.sha256(json.dumps([self.python, sorted(requires)]).encode()).hexdigest()[:16]
+        environment = self.cache / "build-envs" / key
+        if (environment / "bin" / "python").exists():
+            return environment
+        environment.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=environment.parent))
+        try:
+            made = self.runner([self.uv, "venv", "--quiet", "--python", self.python, str(staging)],
+                               env=self.env, check=False)
+            if made.returncode != 0:
+                return None
+            installed = self.runner([self.uv, "pip", "install", "--quiet", "--python", str(staging / "bin" / "python"),
+                                     *requires], env=self.env, check=False)
+            if installed.returncode != 0:
+                return None
+            staging.rename(environment)
+        except OSError:
+            pass  # another build made it first
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return environment if (environment / "bin" / "python").exists() else None
+
+    def _keep(self, wheel_dir: Path, kept: Path) -> None:
+        """Save the wheel under its source digest; keep only the newest few per service."""
+        wheels = list(wheel_dir.glob("*.whl"))
+        if len(wheels) != 1:
+            return
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".wheel.", dir=kept.parent))
+        try:
+            shutil.copy2(wheels[0], staging / wheels[0].name)
+            staging.rename(kept)
+        except OSError:
+            pass  # another build kept it first
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        entries = sorted((p for p in kept.parent.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                         key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in entries[WHEELS_KEPT:]:
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,135 @@
+"""The shared build caches: where they live, dependency-layer keys, pruning, and the installer choice."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from microdeploy.build.cache import cache_root, dependency_declarations, layer_key, prepare_layer, prune_layers
+from microdeploy.build.installer import Installer, choose_installer, find_uv
+from microdeploy.process import Result
+
+PYPROJECT = """\
+[project]
+name = "orders-api"
+version = "{version}"
+dependencies = [{dependencies}]
+"""
+
+
+def project(tmp_path: Path, version: str = "1.0", dependencies: str = '"flask>=3"') -> Path:
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT.format(version=version, dependencies=dependencies))
+    (tmp_path / "app.py").write_text("GREETING = 'hello'\n")
+    return tmp_path
+
+
+def key(path: Path, **environ: str) -> str:
+    return layer_key(path, name="orders-api", python_minor="3.11", wsgi_server="gunicorn>=21.2",
+                     uv_version="uv 0.9.0", environ=environ)
+
+
+class FakeRunner:
+    """Records argv and answers with a fixed return code and output."""
+
+    def __init__(self, returncode: int = 0, stdout: str = "uv 0.9.0\n") -> None:
+        self.returncode = returncode
+        self.stdout = stdout
+        self.calls: list[tuple[tuple[str, ...], dict[str, str] | None]] = []
+
+    def __call__(self, argv, *, cwd=None, env=None, check=True, input=None, timeout=None,  # type: ignore[no-untyped-def]
+                 inherit_env=True) -> Result:
+        self.calls.append((tuple(argv), dict(env) if env is not None else None))
+        return Result(tuple(argv), self.returncode, self.stdout, "")
+
+
+def test_cache_root_prefers_the_variable_then_xdg_then_home(tmp_path: Path) -> None:
+    """$MICRODEPLOY_CACHE_DIR wins, then $XDG_CACHE_HOME/microdeploy, then ~/.cache/microdeploy."""
+    assert cache_root({"MICRODEPLOY_CACHE_DIR": "/c", "XDG_CACHE_HOME": "/x", "HOME": "/h"}) == Path("/c")
+    assert cache_root({"XDG_CACHE_HOME": "/x", "HOME": "/h"}) == Path("/x/microdeploy")
+    assert cache_root({"HOME": "/h"}) == Path("/h/.cache/microdeploy")
+
+
+def test_layer_key_ignores_code_and_version_changes(tmp_path: Path) -> None:
+    """An app-only change or a version bump keeps the layer; the key names the service and Python."""
+    before = key(project(tmp_path))
+    (tmp_path / "app.py").write_text("GREETING = 'hi'\n")
+    project(tmp_path, version="1.1")
+    assert key(tmp_path) == before
+    assert before.startswith("orders-api-py3.11-")
+
+
+def test_layer_key_changes_with_dependencies_requirements_and_index(tmp_path: Path) -> None:
+    """A new dependency, a requirements.txt, another index or another WSGI server each make a new layer."""
+    base = key(project(tmp_path))
+    assert key(project(tmp_path, dependencies='"flask>=3", "six"')) != base
+    project(tmp_path)
+    (tmp_path / "requirements.txt").write_text("six==1.17.0\n")
+    with_requirements = key(tmp_path)
+    assert with_requirements != base
+    assert key(tmp_path, UV_DEFAULT_INDEX="https://mirror.invalid/simple") != with_requirements
+    other_server = layer_key(tmp_path, name="orders-api", python_minor="3.11", wsgi_server="waitress",
+                             uv_version="uv 0.9.0", environ={})
+    assert other_server != with_requirements
+
+
+def test_dynamic_dependencies_hash_the_whole_declaration_files(tmp_path: Path) -> None:
+    """setup.py projects (or dynamic dependencies) are keyed on the text of setup.py/setup.cfg/pyproject."""
+    (tmp_path / "setup.py").write_text("from setuptools import setup\nsetup(install_requires=['flask'])\n")
+    found = dependency_declarations(tmp_path)
+    assert list(found) == ["setup.py"]
+    before = key(tmp_path)
+    (tmp_path / "setup.py").write_text("from setuptools import setup\nsetup(install_requires=['flask', 'six'])\n")
+    assert key(tmp_path) != before
+
+
+def test_prepare_layer_refresh_empties_it_and_prune_keeps_the_newest(tmp_path: Path) -> None:
+    """--refresh-deps removes the saved venv; only the most recently used layers stay."""
+    layer = prepare_layer(tmp_path, "svc-a", refresh=False)
+    (layer / "venv").mkdir()
+    assert prepare_layer(tmp_path, "svc-a", refresh=True) == layer
+    assert not (layer / "venv").exists()
+    layers = tmp_path / "layers"
+    for age, name in enumerate(["old", "older", "oldest"], start=1):
+        (layers / name).mkdir()
+        os.utime(layers / name, (1000 - age, 1000 - age))
+    removed = prune_layers(layers, keep=2)
+    assert sorted(p.name for p in removed) == ["older", "oldest"]
+    assert sorted(p.name for p in layers.iterdir()) == ["old", "svc-a"]
+
+
+def test_without_uv_the_build_uses_pip_and_no_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No uv anywhere: dh-virtualenv's pip, no environment for the helper scripts."""
+    monkeypatch.setattr("microdeploy.build.installer.find_uv", lambda environ: None)
+    runner = FakeRunner()
+    installer = choose_installer(project(tmp_path), name="orders-api", python_minor="3.11",
+                                 wsgi_server="gunicorn", environ={}, runner=runner)
+    assert installer == Installer("pip")
+    assert installer.environment() == {}
+    assert runner.calls == []
+
+
+def test_with_uv_the_environment_names_uv_its_cache_the_layer_and_the_wheel(tmp_path: Path) -> None:
+    """uv from $MICRODEPLOY_UV; its cache and the layer under the cache root; the prebuilt wheel's directory."""
+    runner = FakeRunner()
+    environ = {"MICRODEPLOY_UV": "/opt/uv", "MICRODEPLOY_CACHE_DIR": str(tmp_path / "cache")}
+    (tmp_path / "p").mkdir()
+    installer = choose_installer(project(tmp_path / "p"), name="orders-api", python_minor="3.11",
+                                 wsgi_server="gunicorn", environ=environ, runner=runner)
+    assert runner.calls == [(("/opt/uv", "--version"), None)]
+    assert installer.kind == "uv"
+    assert installer.layer is not None and installer.layer.parent == tmp_path / "cache" / "layers"
+    assert installer.environment(tmp_path / "wheel") == {
+        "MICRODEPLOY_UV": "/opt/uv",
+        "UV_CACHE_DIR": str(tmp_path / "cache" / "uv"),
+        "MICRODEPLOY_LAYER": str(installer.layer),
+        "MICRODEPLOY_PROJECT_WHEEL": str(tmp_path / "wheel"),
+    }
+
+
+def test_find_uv_prefers_the_variable() -> None:
+    """$MICRODEPLOY_UV names the uv to use; else the one installed with microdeploy is found."""
+    assert find_uv({"MICRODEPLOY_UV": "/somewhere/uv"}) == "/somewhere/uv"
+    found = find_uv({})
+    assert found is not None and Path(found).name == "uv"

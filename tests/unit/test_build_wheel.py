@@ -1,0 +1,122 @@
+"""The project's wheel beside dpkg-buildpackage: build environment, source digest, reuse, fallback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from microdeploy.build.wheel import LEGACY_REQUIRES, ProjectWheel, build_requirements, source_digest
+from microdeploy.process import Result
+
+
+class FakeUv:
+    """Answers uv's commands: `venv` makes bin/python, `build` writes a wheel (or fails), records argv."""
+
+    def __init__(self, *, fail_cached_build: bool = False, fail_all_builds: bool = False) -> None:
+        self.fail_cached_build = fail_cached_build
+        self.fail_all_builds = fail_all_builds
+        self.calls: list[tuple[str, ...]] = []
+
+    def __call__(self, argv, *, cwd=None, env=None, check=True, input=None, timeout=None,  # type: ignore[no-untyped-def]
+                 inherit_env=True) -> Result:
+        argv = tuple(argv)
+        self.calls.append(argv)
+        code = 0
+        if argv[1] == "venv":
+            python = Path(argv[-1]) / "bin" / "python"
+            python.parent.mkdir(parents=True)
+            python.write_text("")
+        elif argv[1] == "build":
+            isolated = "--no-build-isolation" not in argv
+            if self.fail_all_builds or (self.fail_cached_build and not isolated):
+                code = 1
+            else:
+                out = Path(argv[argv.index("--out-dir") + 1])
+                (out / "orders_api-1.0-py3-none-any.whl").write_bytes(b"wheel")
+        return Result(argv, code, "", "")
+
+
+def project(tmp_path: Path, requires: str = '["setuptools>=61"]') -> Path:
+    source = tmp_path / "src-project"
+    (source / "app").mkdir(parents=True)
+    (source / "pyproject.toml").write_text(f"[build-system]\nrequires = {requires}\n")
+    (source / "app" / "__init__.py").write_text("GREETING = 'hello'\n")
+    return source
+
+
+def produce(tmp_path: Path, uv: FakeUv, source: Path, name: str = "w") -> Path:
+    wheel = ProjectWheel(uv="/opt/uv", cache=tmp_path / "cache", name="orders-api", python="/usr/bin/python3.11",
+                         runner=uv)
+    out = tmp_path / name
+    wheel.start(source, out).join(timeout=10)
+    return out
+
+
+def test_build_requirements_from_pyproject_or_the_pep517_fallback(tmp_path: Path) -> None:
+    """[build-system].requires when given, else setuptools and wheel."""
+    assert build_requirements(project(tmp_path, '["hatchling"]')) == ["hatchling"]
+    (tmp_path / "src-project" / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    assert build_requirements(tmp_path / "src-project") == list(LEGACY_REQUIRES)
+
+
+def test_source_digest_follows_contents_not_times(tmp_path: Path) -> None:
+    """Same files, same digest; a changed byte, a new file or another salt change it."""
+    source = project(tmp_path)
+    first = source_digest(source, "py3.11")
+    (source / "app" / "__init__.py").touch()
+    assert source_digest(source, "py3.11") == first
+    (source / "app" / "__init__.py").write_text("GREETING = 'hi'\n")
+    changed = source_digest(source, "py3.11")
+    assert changed != first
+    (source / "app" / "extra.py").write_text("")
+    assert source_digest(source, "py3.11") not in (first, changed)
+    assert source_digest(source, "py3.12") != source_digest(source, "py3.11")
+
+
+def test_first_build_makes_the_build_environment_then_builds_without_isolation(tmp_path: Path) -> None:
+    """uv venv + uv pip install of the build requirements once, then `uv build --no-build-isolation` in it."""
+    uv = FakeUv()
+    source = project(tmp_path)
+    out = produce(tmp_path, uv, source)
+    venv, install, build = uv.calls
+    assert venv[:5] == ("/opt/uv", "venv", "--quiet", "--python", "/usr/bin/python3.11")
+    staging = Path(install[install.index("--python") + 1]).parent.parent
+    [environment] = (tmp_path / "cache" / "build-envs").iterdir()  # the staging directory, renamed
+    assert staging.parent == environment.parent and staging.name.startswith(f".{environment.name}.")
+    assert install[-1] == "setuptools>=61"
+    assert build == ("/opt/uv", "build", "--wheel", "--quiet", "--out-dir", str(out), "--no-build-isolation",
+                     "--python", str(environment / "bin" / "python"), str(source))
+    assert json.loads((out / "status.json").read_text()) == {"returncode": 0}
+    assert [p.name for p in out.glob("*.whl")] == ["orders_api-1.0-py3-none-any.whl"]
+
+
+def test_unchanged_source_reuses_the_kept_wheel_and_a_change_rebuilds(tmp_path: Path) -> None:
+    """The second build of the same source runs no uv at all; an app change builds again in the same env."""
+    uv = FakeUv()
+    source = project(tmp_path)
+    produce(tmp_path, uv, source, "first")
+    calls = len(uv.calls)
+    second = produce(tmp_path, uv, source, "second")
+    assert len(uv.calls) == calls
+    assert (second / "orders_api-1.0-py3-none-any.whl").read_bytes() == b"wheel"
+    (source / "app" / "__init__.py").write_text("GREETING = 'hi'\n")
+    produce(tmp_path, uv, source, "third")
+    assert [call[1] for call in uv.calls[calls:]] == ["build"]
+
+
+def test_a_backend_that_needs_isolation_is_built_isolated(tmp_path: Path) -> None:
+    """When the cached-environment build fails, uv builds again with isolation for the build's interpreter."""
+    uv = FakeUv(fail_cached_build=True)
+    source = project(tmp_path)
+    out = produce(tmp_path, uv, source)
+    assert uv.calls[-1] == ("/opt/uv", "build", "--wheel", "--quiet", "--out-dir", str(out),
+                            "--python", "/usr/bin/python3.11", str(source))
+    assert json.loads((out / "status.json").read_text()) == {"returncode": 0}
+
+
+def test_a_broken_project_reports_failure_and_keeps_nothing(tmp_path: Path) -> None:
+    """Both builds fail: status.json says so (uv-pip then installs the source and shows the error)."""
+    uv = FakeUv(fail_all_builds=True)
+    out = produce(tmp_path, uv, project(tmp_path))
+    assert json.loads((out / "status.json").read_text()) == {"returncode": 1}
+    assert not list((tmp_path / "cache" / "wheels").rglob("*.whl"))
