@@ -1,0 +1,140 @@
+"""The fast path of `microdeploy build`: reproducible output, and caches that never serve stale code.
+
+Builds the benchmark's service (bench/service: Flask and gunicorn, pinned)
+with the real dpkg-buildpackage, dh-virtualenv and uv, with a cache
+directory of the test's own.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from microdeploy.build.core import BuildResult, BuildSettings, build
+from tests.packages import EPOCH
+
+pytestmark = pytest.mark.integration
+
+SERVICE = Path(__file__).resolve().parents[2] / "bench" / "service"
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org"]
+
+
+def checkout(dest: Path) -> Path:
+    """A git checkout of the benchmark service at `dest`."""
+    shutil.copytree(SERVICE, dest)
+    subprocess.run([*GIT, "init", "-q"], cwd=dest, check=True)
+    commit(dest, "hello-api")
+    return dest
+
+
+def commit(project: Path, message: str) -> None:
+    subprocess.run([*GIT, "add", "-A"], cwd=project, check=True)
+    subprocess.run([*GIT, "commit", "-q", "-m", message], cwd=project, check=True)
+
+
+def build_with(project: Path, out: Path, cache: Path, **extra: object) -> BuildResult:
+    environ = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH, "MICRODEPLOY_CACHE_DIR": str(cache)}
+    environ.pop("BUILD_NUMBER", None)
+    return build(BuildSettings(project=project, out=out, environ=environ, **extra))  # type: ignore[arg-type]
+
+
+def payload(deb: Path) -> dict[str, bytes]:
+    """Path -> bytes of every regular file the package installs."""
+    data = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        files = {}
+        for member in tar.getmembers():
+            extracted = tar.extractfile(member) if member.isfile() else None
+            if extracted is not None:
+                files[member.name.removeprefix(".")] = extracted.read()
+    return files
+
+
+SITE = "/opt/venvs/hello-api/lib/python3.11/site-packages"
+
+
+@pytest.fixture(scope="module")
+def first_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, BuildResult]:
+    """hello-api built once with an empty cache: (checkout, cache, result)."""
+    root = tmp_path_factory.mktemp("caches")
+    project = checkout(root / "one" / "hello-api")
+    cache = root / "cache"
+    return project, cache, build_with(project, root / "dist-one", cache)
+
+
+def test_two_builds_of_one_commit_in_different_directories_are_byte_identical(
+    first_build: tuple[Path, Path, BuildResult], tmp_path: Path
+) -> None:
+    """Same commit and SOURCE_DATE_EPOCH: the cold build and a warm one elsewhere make the same .deb."""
+    project, cache, first = first_build
+    layers = list((cache / "layers").glob("*/venv"))
+    assert len(layers) == 1, "the first build saves its dependency layer"
+    other = tmp_path / "elsewhere" / "service-copy"
+    shutil.copytree(project, other)  # the same commit, with its .git
+    second = build_with(other, tmp_path / "dist-two", cache)
+    assert second.deb.name == first.deb.name
+    assert second.deb.read_bytes() == first.deb.read_bytes()
+    refreshed = build_with(other, tmp_path / "dist-three", cache, refresh_deps=True)
+    assert refreshed.deb.read_bytes() == first.deb.read_bytes()
+
+
+def test_no_build_path_installer_or_cache_trace_is_shipped(first_build: tuple[Path, Path, BuildResult]) -> None:
+    """No build directory, checkout, cache path or tool of the build in any shipped file."""
+    project, cache, first = first_build
+    files = payload(first.deb)
+    for needle in (b"/tmp/microdeploy-", str(project).encode(), str(cache).encode(), b"src-project"):
+        leaks = [name for name, data in files.items() if needle in data]
+        assert leaks == [], f"{needle!r} in {leaks}"
+    names = set(files)
+    assert "/opt/venvs/hello-api/bin/uv-pip" not in names
+    assert not [n for n in names if n.startswith((f"{SITE}/pip/", f"{SITE}/setuptools/", f"{SITE}/wheel/"))]
+    assert not [n for n in names if n.endswith(("direct_url.json", "uv_cache.json")) or "__pycache__" in n]
+    script = files["/opt/venvs/hello-api/bin/gunicorn"]
+    assert script.startswith(b"#!/opt/venvs/hello-api/bin/python")
+
+
+def test_record_files_match_the_shipped_files(first_build: tuple[Path, Path, BuildResult]) -> None:
+    """Every RECORD line of a shipped file carries that file's real sha256 and size."""
+    files = payload(first_build[2].deb)
+    records = [name for name in files if name.endswith(".dist-info/RECORD")]
+    assert records
+    for record in records:
+        for path, digest, size in csv.reader(io.StringIO(files[record].decode())):
+            shipped = os.path.normpath(f"{SITE}/{path}")
+            if shipped == record:
+                continue
+            data = files[shipped]
+            expected = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            assert (digest, size) == (f"sha256={expected}", str(len(data))), shipped
+
+
+def test_app_and_dependency_changes_reach_the_package(
+    first_build: tuple[Path, Path, BuildResult], tmp_path: Path
+) -> None:
+    """Reused layers and wheels never hide a change: new code after an app commit, a new package after a deps one."""
+    built, cache, _ = first_build
+    project = shutil.copytree(built, tmp_path / "hello-api")
+    greeting = project / "src" / "hello_api" / "greeting.py"
+    greeting.write_text('GREETING = "changed greeting"\n')
+    commit(project, "a new greeting")
+    app_change = payload(build_with(project, tmp_path / "app", cache).deb)
+    assert b"changed greeting" in app_change[f"{SITE}/hello_api/greeting.py"]
+    assert not [n for n in app_change if n.startswith(f"{SITE}/six")]
+
+    pyproject = project / "pyproject.toml"
+    pinned = '"gunicorn==23.0.0",'
+    pyproject.write_text(pyproject.read_text().replace(pinned, pinned + '\n    "six==1.17.0",'))
+    commit(project, "depend on six")
+    dep_change = payload(build_with(project, tmp_path / "deps", cache).deb)
+    assert f"{SITE}/six.py" in dep_change
+    assert b"changed greeting" in dep_change[f"{SITE}/hello_api/greeting.py"]
+    assert len(list((cache / "layers").glob("*/venv"))) == 2
