@@ -176,7 +176,8 @@ def test_build_runs_sdist_stdeb_and_dpkg_buildpackage_with_exact_argv(tmp_path: 
     assert commands == [
         ("/usr/bin/python3", "setup.py", "--quiet", "sdist", "--dist-dir", str(work / "sdist")),
         ("/usr/bin/python3", "-c", stdeb.STDEB_COMPAT, "setup.py", "--quiet", "--command-packages=stdeb.command",
-         "sdist_dsc", "--dist-dir", str(work / "deb"), "--use-premade-distfile", str(work / "sdist/tinyfmt-1.2.0.tar.gz"),
+         "sdist_dsc", "--dist-dir", str(work / "deb"),
+         "--use-premade-distfile", str(work / "sdist/tinyfmt-1.2.0.tar.gz"),
          "--source", "tinyfmt", "--package3", "python3-tinyfmt", "--maintainer", "Library Team <libs@example.org>",
          "--suite3", stdeb.source.build_distribution(), "--section", "python", "--compat", "13",
          "--depends3", "libfoo1"),
