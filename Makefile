@@ -72,7 +72,7 @@ demo: setup
 # The system interpreter and tools only: no venv on PATH, no venv variables.
 DEB_WORK := build/stdeb
 DEB_ENV := env -u VIRTUAL_ENV -u PYTHONPATH -u PYTHONHOME PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 \
-	DEB_BUILD_OPTIONS=nocheck SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || date +%s)
+	DEB_BUILD_OPTIONS=nocheck SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 deb: apt
 	rm -rf $(DEB_WORK) dist/python3-microdeploy_* dist/microdeploy_* && mkdir -p $(DEB_WORK) dist
 	$(DEB_ENV) $(PYTHON) setup.py --quiet sdist --dist-dir $(DEB_WORK)
