@@ -123,7 +123,7 @@ def test_make_deb_depends_on_debian_names(microdeploy_deb: Path) -> None:
     depends = [item.strip() for item in control_field(microdeploy_deb, "Depends").split(",")]
     for wanted in ("python3-click (>= 8.1)", "python3-jinja2 (>= 3.1)", "python3-packaging (>= 23)",
                    "python3-debian (>= 0.1.49)", "python3-ruamel.yaml (>= 0.17)", "python3-fabric (>= 2.6)",
-                   "dh-virtualenv", "debhelper", "dpkg-dev", "fakeroot", "git", "lintian", "python3-venv"):
+                   "build-essential", "dh-virtualenv", "debhelper", "dpkg-dev", "fakeroot", "git", "lintian", "python3-venv"):
         assert wanted in depends, depends
     assert not [item for item in depends if re.match(r"python3-fabric \(>= 3", item)]
     assert control_field(microdeploy_deb, "Package") == "python3-microdeploy"
@@ -142,7 +142,7 @@ def test_make_deb_installs_and_builds_a_service_in_a_fresh_root(
     assert version == "microdeploy, version 0.1.0\n"
     online_root.run(["microdeploy", "new", "svc", "--no-input"])
     built = online_root.run(["microdeploy", "build", "--json", "svc"], check=False, timeout=900)
-    assert built.returncode == 0, built.stderr[-3000:]
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     assert sorted(path.name for path in (online_root.root / "root/svc/dist").iterdir()) == [
         "svc_0.1.0-1_amd64.buildinfo", "svc_0.1.0-1_amd64.changes", "svc_0.1.0-1_amd64.deb",
     ]
