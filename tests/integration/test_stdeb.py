@@ -123,7 +123,8 @@ def test_make_deb_depends_on_debian_names(microdeploy_deb: Path) -> None:
     depends = [item.strip() for item in control_field(microdeploy_deb, "Depends").split(",")]
     for wanted in ("python3-click (>= 8.1)", "python3-jinja2 (>= 3.1)", "python3-packaging (>= 23)",
                    "python3-debian (>= 0.1.49)", "python3-ruamel.yaml (>= 0.17)", "python3-fabric (>= 2.6)",
-                   "build-essential", "dh-virtualenv", "debhelper", "dpkg-dev", "fakeroot", "git", "lintian", "python3-venv"):
+                   "build-essential", "dh-virtualenv", "debhelper",
+                   "dpkg-dev", "fakeroot", "git", "lintian", "python3-venv"):
         assert wanted in depends, depends
     assert not [item for item in depends if re.match(r"python3-fabric \(>= 3", item)]
     assert control_field(microdeploy_deb, "Package") == "python3-microdeploy"
@@ -150,7 +151,7 @@ def test_make_deb_installs_and_builds_a_service_in_a_fresh_root(
 
 
 def test_pure_library_package(tinyfmt_deb: Path) -> None:
-    """python3-tinyfmt: arch all, Depends from requires.txt by Debian name, maintainer from the config, no lintian error."""
+    """python3-tinyfmt: arch all, Depends by Debian name, maintainer from the config, no lintian error."""
     assert control_field(tinyfmt_deb, "Architecture") == "all"
     assert control_field(tinyfmt_deb, "Maintainer") == "Library Team <libs@example.org>"
     assert control_field(tinyfmt_deb, "Depends") == "python3-packaging, python3:any"
@@ -167,6 +168,16 @@ def test_pure_library_installs_and_imports_with_system_python(tinyfmt_deb: Path,
     code = "import tinyfmt, packaging; print(tinyfmt.__file__, tinyfmt.size(1536))"
     output = online_root.run(["/usr/bin/python3", "-c", code]).stdout
     assert output == "/usr/lib/python3/dist-packages/tinyfmt/__init__.py 1.5 KiB\n"
+
+
+def test_pure_library_rebuild_is_byte_identical(tinyfmt_deb: Path, tmp_path: Path) -> None:
+    """The same project, revision and SOURCE_DATE_EPOCH give the same .deb, byte for byte."""
+    project = tinyfmt_deb.parent.parent
+    env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH}
+    env.pop("BUILD_NUMBER", None)
+    subprocess.run([str(CLI), "-q", "build", str(project), "--backend", "stdeb", "--revision", "2",
+                    "--out", str(tmp_path)], check=True, capture_output=True, env=env, timeout=600)
+    assert (tmp_path / tinyfmt_deb.name).read_bytes() == tinyfmt_deb.read_bytes()
 
 
 def test_c_extension_is_refused_with_exit_2_and_nothing_in_dist(tmp_path: Path) -> None:
