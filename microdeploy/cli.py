@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from microdeploy import __version__
-from microdeploy.build.core import BuildSettings, build
+from microdeploy.build.core import BACKENDS, BuildSettings, build
 from microdeploy.config import (
     DEFAULT_PORT,
     ServiceConfig,
@@ -172,11 +172,13 @@ def show_config(project: Path, **flags: Any) -> None:
 @click.option("--keep-installers", is_flag=True, help="Ship pip, setuptools and wheel in the venv.")
 @click.option("--refresh-deps", is_flag=True,
               help="Resolve and install the dependencies anew instead of reusing the cached layer.")
+@click.option("--backend", type=click.Choice(BACKENDS), default=BACKENDS[0], show_default=True,
+              help="dh-virtualenv: a service with its venv; stdeb: a pure library as python3-NAME.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @service_options
 def build_command(project: Path, out: Path | None, version: str | None, revision: str | None,
-                  keep_installers: bool, refresh_deps: bool, as_json: bool, **flags: Any) -> None:
-    """Build PROJECT into a Debian package with dh-virtualenv.
+                  keep_installers: bool, refresh_deps: bool, backend: str, as_json: bool, **flags: Any) -> None:
+    """Build PROJECT into a Debian package (a service with dh-virtualenv, a library with stdeb).
 
     Caches (uv's wheels, the dependency layers) live in $MICRODEPLOY_CACHE_DIR,
     else ~/.cache/microdeploy.
@@ -185,7 +187,7 @@ def build_command(project: Path, out: Path | None, version: str | None, revision
     overrides["version"] = version
     result = build(BuildSettings(project=project, out=out, overrides=overrides, revision=revision,
                                  environ=dict(os.environ), keep_installers=keep_installers,
-                                 refresh_deps=refresh_deps))
+                                 refresh_deps=refresh_deps, backend=backend))
     if as_json:
         print_json(result.as_dict())
     else:

@@ -28,6 +28,8 @@ APT_PACKAGE_OF = {
     "dpkg-parsechangelog": "dpkg-dev",
     "dh": "debhelper",
     "dh_virtualenv": "dh-virtualenv",
+    "dh_python3": "dh-python",
+    "py2dsc": "python3-stdeb",
     "lintian": "lintian",
     "piuparts": "piuparts",
     "fakeroot": "fakeroot",

@@ -27,6 +27,8 @@ from microdeploy.process import Runner, run
 
 log = logging.getLogger(__name__)
 
+BACKENDS = ("dh-virtualenv", "stdeb")
+
 
 @dataclass(frozen=True)
 class BuildSettings:
@@ -40,6 +42,7 @@ class BuildSettings:
     keep_installers: bool = False
     work_dir: Path | None = None
     refresh_deps: bool = False
+    backend: str = "dh-virtualenv"
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,8 @@ def plan(settings: BuildSettings, runner: Runner = run) -> tuple[ServiceConfig, 
 
 def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
     """Build the service's .deb and put it with its .buildinfo and .changes into the output directory."""
+    if settings.backend != "dh-virtualenv":
+        return build_with_backend(settings, runner)
     started = time.monotonic()
     config, facts, changelog = plan(settings, runner)
     out = settings.out or settings.project / "dist"
@@ -144,6 +149,16 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
     )
     log.info("built %s (%d kB)", result.deb, result.size // 1024)
     return result
+
+
+def build_with_backend(settings: BuildSettings, runner: Runner = run) -> BuildResult:
+    """Hand the build to another backend: stdeb for pure libraries."""
+    if settings.backend == "stdeb":
+        # Imported here: the stdeb module builds on this one.
+        from microdeploy.build import stdeb
+
+        return stdeb.build(settings, runner)
+    raise bad_input(f"unknown build backend {settings.backend!r}", hint=f"Use one of: {', '.join(BACKENDS)}")
 
 
 def publish_artifacts(built: Artifacts, out: Path) -> Artifacts:

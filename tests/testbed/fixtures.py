@@ -7,6 +7,9 @@
 - ``debian_mirror_uri`` (session): the machine's Debian mirror URI (for `piuparts --mirror`).
 - ``boot_host`` (function): factory ``boot_host(image=None, *, netns=None,
   regenerate_host_keys=False) -> Host``; a running host, powered off and removed at teardown.
+- ``online_root`` (function): a fresh, unbooted root on the machine's network
+  (APT sources, CA certificates, pip config copied in), for `apt-get install`
+  with dependencies from Debian and builds that pip-install; removed at teardown.
 - ``networked_hosts`` (function): factory ``networked_hosts(n, image=None) -> list[Host]``;
   n running hosts, each in its own network namespace at ``host.address``
   (10.231.N.2, our side ``host.netns.host_address``), with its own SSH host
@@ -26,6 +29,7 @@ from . import CACHE_DIR, file_lock
 from .host import Host, boot, reap_stale_hosts
 from .image import PUPPET_PACKAGES, debian_mirror, ensure_image, ensure_piuparts_base
 from .network import Netns, create_netns, delete_netns, reap_stale_netns
+from .online import OnlineRoot, fresh_online_root
 
 __all__ = [
     "BootHost",
@@ -34,6 +38,7 @@ __all__ = [
     "debian_mirror_uri",
     "host_image",
     "networked_hosts",
+    "online_root",
     "piuparts_base",
     "puppet_host_image",
     "testbed_reaped",
@@ -131,3 +136,10 @@ def networked_hosts(host_image: Path) -> Iterator[NetworkedHosts]:
             return hosts
 
         yield _make
+
+
+@pytest.fixture
+def online_root(host_image: Path) -> Iterator[OnlineRoot]:
+    """A fresh Debian 12 root (not booted) sharing the machine's network; removed at teardown."""
+    with fresh_online_root(host_image) as root:
+        yield root

@@ -1,0 +1,367 @@
+"""The stdeb backend: a pure-Python library as `python3-NAME` for the system interpreter.
+
+Services get their own venv (dh-virtualenv); small libraries that several
+services share belong in system Python instead. stdeb's `sdist_dsc` writes a
+debian/ directory (pybuild + dh_python3, which maps requires.txt to Debian
+package names), microdeploy replaces its changelog with one from the service
+model (version, maintainer, SOURCE_DATE_EPOCH), and dpkg-buildpackage builds
+the binary package. Compiled code and WSGI apps are refused: they need the venv.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import shutil
+import tempfile
+import time
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from debian.deb822 import Deb822
+
+from microdeploy.build import source
+from microdeploy.build.changelog import render_changelog
+from microdeploy.build.core import BuildResult, BuildSettings, publish_artifacts
+from microdeploy.build.dhvirtualenv import Artifacts, build_environment, failure_hint, relevant_lines
+from microdeploy.build.tree import IGNORED
+from microdeploy.build.version import debian_revision, full_version, upstream_version
+from microdeploy.config import ServiceConfig, load_config, read_project_file
+from microdeploy.errors import MicrodeployError, bad_input
+from microdeploy.fsutil import atomic_write
+from microdeploy.process import Runner, require_tools, run
+
+log = logging.getLogger(__name__)
+
+NAME = "stdeb"
+SYSTEM_PYTHON = "/usr/bin/python3"
+# py2dsc stands for the stdeb module (both come with python3-stdeb); dh_python3
+# and pybuild come with dh-python.
+BUILD_TOOLS = ("dpkg-buildpackage", "dh", "dh_python3", "fakeroot", "py2dsc")
+# debhelper 13 is bookworm's; stdeb's default (9) is deprecated.
+DEBHELPER_COMPAT = "13"
+COMPILED_SOURCES = (".c", ".cc", ".cpp", ".cxx", ".pyx")
+COMPILED_OBJECTS = (".so", ".pyd")
+EXTENSION_CALLS = frozenset({"Extension", "Pybind11Extension", "cythonize", "CTypes", "RustExtension"})
+SETUPTOOLS_BACKENDS = frozenset({"setuptools.build_meta", "setuptools.build_meta:__legacy__"})
+VENV_HINT = "Build it with the default dh-virtualenv backend: drop --backend stdeb"
+
+# Written into the build copy of a pyproject-only setuptools project: stdeb runs
+# setup.py. Debian 12's setuptools (66) predates PEP 639 and rejects a license
+# string in [project], so it is handed the older {text = ...} table.
+SETUP_SHIM = '''\
+"""setup.py for stdeb, written by microdeploy into the build copy only."""
+import setuptools
+from setuptools.config import pyprojecttoml
+
+if int(setuptools.__version__.split(".")[0]) < 77:
+    _load_file = pyprojecttoml.load_file
+
+    def _load_with_license_table(filepath):
+        data = _load_file(filepath)
+        project = data.get("project", {})
+        if isinstance(project.get("license"), str):
+            project["license"] = {"text": project["license"]}
+        return data
+
+    pyprojecttoml.load_file = _load_with_license_table
+
+setuptools.setup()
+'''
+
+# Runs setup.py for stdeb 0.10 (Debian 12), which tests for distutils' old
+# 'UNKNOWN' placeholder: setuptools 66 returns None for a missing long
+# description (stdeb then crashes) or URL (it writes `Homepage: None`).
+STDEB_COMPAT = """\
+import distutils.dist
+import runpy
+import sys
+
+import setuptools
+
+metadata = distutils.dist.DistributionMetadata
+for getter in ("get_long_description", "get_url"):
+    original = getattr(metadata, getter)
+    setattr(metadata, getter, lambda self, original=original: original(self) or "UNKNOWN")
+sys.argv = sys.argv[1:]
+runpy.run_path("setup.py", run_name="__main__")
+"""
+
+
+@dataclass(frozen=True)
+class LibraryPlan:
+    """What the stdeb build of one library will make, decided before any file is written."""
+
+    config: ServiceConfig
+    upstream: str
+    version: str
+    distribution: str
+    epoch: int
+    changelog: str
+
+    @property
+    def source(self) -> str:
+        """The Debian source package name: the normalised distribution name."""
+        return self.config.name
+
+    @property
+    def package(self) -> str:
+        """The binary package name, Debian Python policy style."""
+        return package_name(self.config.name)
+
+
+def package_name(name: str) -> str:
+    """python3-<normalised dist name>."""
+    return f"python3-{name}"
+
+
+def check_no_app(project: Path, overrides: Mapping[str, Any]) -> None:
+    """Refuse a project that configures a WSGI app: a service needs its venv and unit."""
+    _, tool_table, origin = read_project_file(project)
+    if "app" in tool_table or overrides.get("app"):
+        where = "--app" if overrides.get("app") else f"{origin} key 'app'"
+        app = overrides.get("app") or tool_table["app"]
+        raise bad_input(
+            f"the stdeb backend packages libraries, but {project} configures the WSGI app {app!r} ({where})",
+            hint=VENV_HINT,
+        )
+
+
+def check_pure(project: Path) -> None:
+    """Refuse a project with compiled code: ext_modules, C/C++/Cython sources, a non-setuptools build."""
+    setup_py = project / "setup.py"
+    if setup_py.is_file():
+        calls = extension_markers(setup_py)
+        if calls:
+            raise bad_input(
+                f"{setup_py} builds compiled extensions ({', '.join(sorted(calls))}); "
+                "the stdeb backend packages pure-Python libraries only",
+                hint=VENV_HINT,
+            )
+    pyproject = project / "pyproject.toml"
+    data = _toml(pyproject) if pyproject.is_file() else {}
+    setuptools_table = data.get("tool", {}).get("setuptools", {})
+    if isinstance(setuptools_table, dict) and "ext-modules" in setuptools_table:
+        raise bad_input(
+            f"{pyproject} declares [tool.setuptools] ext-modules; "
+            "the stdeb backend packages pure-Python libraries only",
+            hint=VENV_HINT,
+        )
+    compiled = compiled_sources(project)
+    if compiled:
+        shown = ", ".join(str(path.relative_to(project)) for path in compiled[:3])
+        raise bad_input(
+            f"{project} contains compiled-language sources ({shown}{', ...' if len(compiled) > 3 else ''}); "
+            "the stdeb backend packages pure-Python libraries only",
+            hint=VENV_HINT,
+        )
+    backend = data.get("build-system", {}).get("build-backend")
+    if not setup_py.is_file() and backend is not None and backend not in SETUPTOOLS_BACKENDS:
+        raise bad_input(
+            f"{pyproject} builds with {backend!r}; stdeb builds setuptools projects only",
+            hint="Switch [build-system] to setuptools.build_meta, or use the default dh-virtualenv backend",
+        )
+
+
+def extension_markers(setup_py: Path) -> set[str]:
+    """The names in setup.py that declare compiled extensions (an ext_modules argument, Extension(...))."""
+    try:
+        tree = ast.parse(setup_py.read_text(encoding="utf-8"), filename=str(setup_py))
+    except SyntaxError as exc:
+        raise bad_input(f"cannot parse {setup_py}: {exc}", hint="Fix the syntax error") from exc
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == "ext_modules":
+            found.add("ext_modules")
+        elif isinstance(node, ast.Call):
+            func = node.func
+            called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+            if called in EXTENSION_CALLS:
+                found.add(f"{called}()")
+    return found
+
+
+def compiled_sources(project: Path) -> list[Path]:
+    """C, C++ and Cython sources of the project (outside VCS data, venvs and build outputs)."""
+    skipped = {pattern for pattern in IGNORED if not pattern.startswith("*")}
+    found = []
+    for path in sorted(project.rglob("*")):
+        parts = path.relative_to(project).parts
+        if any(part in skipped or part.endswith(".egg-info") for part in parts):
+            continue
+        if path.suffix in COMPILED_SOURCES and path.is_file():
+            found.append(path)
+    return found
+
+
+def sdist_argv(dist_dir: Path) -> list[str]:
+    """setup.py sdist into our work directory (stdeb would leave a copy in the project)."""
+    return [SYSTEM_PYTHON, "setup.py", "--quiet", "sdist", "--dist-dir", str(dist_dir)]
+
+
+def sdist_dsc_argv(plan: LibraryPlan, dist_dir: Path, sdist: Path) -> list[str]:
+    """stdeb's sdist_dsc: debian/ for python3-NAME from setup.py, names and relations from the model."""
+    argv = [
+        SYSTEM_PYTHON, "-c", STDEB_COMPAT, "setup.py", "--quiet", "--command-packages=stdeb.command", "sdist_dsc",
+        "--dist-dir", str(dist_dir), "--use-premade-distfile", str(sdist),
+        "--source", plan.source, "--package3", plan.package,
+        "--maintainer", plan.config.maintainer, "--suite3", plan.distribution,
+        "--section", "python", "--compat", DEBHELPER_COMPAT,
+    ]  # fmt: skip
+    if plan.config.depends:
+        argv += ["--depends3", ", ".join(plan.config.depends)]
+    if plan.config.build_depends:
+        argv += ["--build-depends", ", ".join(plan.config.build_depends)]
+    return argv
+
+
+def dpkg_buildpackage_argv() -> list[str]:
+    """The binary-only, unsigned build of the stdeb tree."""
+    return ["dpkg-buildpackage", "--build=binary", "--no-sign", "--jobs=auto"]
+
+
+def plan(settings: BuildSettings, runner: Runner = run) -> LibraryPlan:
+    """Validate the library project and decide its version before any file is written."""
+    project = settings.project.resolve() if settings.project.exists() else settings.project
+    source.check_installable(project)
+    check_no_app(project, settings.overrides)
+    check_pure(project)
+    config = load_config(project, settings.overrides)
+    state = source.git_state(project, runner)
+    upstream = upstream_version(config.version, state)
+    version = full_version(upstream, debian_revision(settings.revision, settings.environ.get("BUILD_NUMBER")))
+    epoch = source.source_date_epoch(project, settings.environ, runner)
+    distribution = source.build_distribution()
+    changelog = render_changelog(
+        name=config.name, version=version, distribution=distribution, maintainer=config.maintainer,
+        changes=source.change_subjects(project, state, runner), epoch=epoch,
+    )
+    return LibraryPlan(config, upstream, version, distribution, epoch, changelog)
+
+
+def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
+    """Build the library's python3-NAME .deb and put it with its .buildinfo and .changes into the output."""
+    started = time.monotonic()
+    library = plan(settings, runner)
+    out = settings.out or settings.project / "dist"
+    if out.exists() and not out.is_dir():
+        raise bad_input(f"output path {out} is not a directory", hint="Pass a directory with --out")
+    require_tools(*BUILD_TOOLS)
+    log.info("building %s %s (stdeb)", library.package, library.version)
+    work = Path(tempfile.mkdtemp(prefix=f"microdeploy-{library.source}.", dir=settings.work_dir))
+    try:
+        built = _build_in(work, settings.project, library, settings.environ, runner)
+        check_built_pure(built.deb.parent, library.package)
+        artifacts = publish_artifacts(built, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result = BuildResult(
+        name=library.package, version=library.version, deb=artifacts.deb, buildinfo=artifacts.buildinfo,
+        changes=artifacts.changes, size=artifacts.deb.stat().st_size, seconds=time.monotonic() - started,
+    )
+    log.info("built %s (%d kB)", result.deb, result.size // 1024)
+    return result
+
+
+def _build_in(work: Path, project: Path, library: LibraryPlan, environ: Mapping[str, str], runner: Runner) -> Artifacts:
+    """sdist, sdist_dsc, our changelog, dpkg-buildpackage, all inside `work`."""
+    copy = work / "src"
+    shutil.copytree(project, copy, ignore=shutil.ignore_patterns(*IGNORED), symlinks=True)
+    if not (copy / "setup.py").is_file():
+        atomic_write(copy / "setup.py", SETUP_SHIM)
+    env = build_environment(environ, library.epoch)
+    dist_dir = work / "deb"
+    _step(runner, sdist_argv(work / "sdist"), copy, env, "setup.py sdist")
+    sdists = sorted((work / "sdist").glob("*.tar.gz"))
+    if len(sdists) != 1:
+        raise MicrodeployError(f"expected one source tarball from setup.py sdist, found {len(sdists)}")
+    _step(runner, sdist_dsc_argv(library, dist_dir, sdists[0]), copy, env, "stdeb sdist_dsc")
+    trees = sorted(path.parent.parent for path in dist_dir.glob("*/debian/control"))
+    if len(trees) != 1:
+        raise MicrodeployError(f"expected one debian/ tree from stdeb in {dist_dir}, found {len(trees)}")
+    finish_debian(trees[0] / "debian", library, source.project_license(project))
+    log.info("dpkg-buildpackage (stdeb) in %s", trees[0])
+    _step(runner, dpkg_buildpackage_argv(), trees[0], env, "dpkg-buildpackage")
+    return collect(dist_dir, library)
+
+
+def finish_debian(debian: Path, library: LibraryPlan, license_name: str) -> None:
+    """Put the model's changelog, a copyright file and a non-empty long description into stdeb's debian/."""
+    # stdeb dates its changelog now() and versions it from setup.py; ours follows
+    # the service model (BUILD_NUMBER revision, git, SOURCE_DATE_EPOCH).
+    atomic_write(debian / "changelog", library.changelog)
+    atomic_write(debian / "copyright", copyright_text(library, license_name))
+    control = debian / "control"
+    paragraphs = list(Deb822.iter_paragraphs(control.read_text(encoding="utf-8")))
+    for paragraph in paragraphs:
+        lines = paragraph.get("Description", "").splitlines()
+        if "Package" in paragraph and not any(line.strip() for line in lines[1:]):
+            paragraph["Description"] = f"{lines[0].strip() if lines else library.config.summary}\n" + (
+                f" The pure-Python library {library.source}, packaged for the system python3."
+            )
+    atomic_write(control, "\n".join(paragraph.dump() for paragraph in paragraphs))
+
+
+def copyright_text(library: LibraryPlan, license_name: str) -> str:
+    """A machine-readable debian/copyright from the project's license (SPDX name, else 'other')."""
+    year = time.gmtime(library.epoch).tm_year
+    text = (
+        "This library is distributed under the terms of its upstream license."
+        if license_name != "other"
+        else "See the license of the upstream project."
+    )
+    return (
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
+        f"Upstream-Name: {library.source}\n\n"
+        f"Files: *\nCopyright: {year} {library.config.maintainer}\nLicense: {license_name}\n\n"
+        f"License: {license_name}\n {text}\n"
+    )
+
+
+def _step(runner: Runner, argv: Sequence[str], cwd: Path, env: Mapping[str, str], what: str) -> None:
+    """Run one build step with the build environment; raise with the relevant lines if it fails."""
+    result = runner(argv, cwd=cwd, env=env, inherit_env=False, check=False)
+    output = result.stdout + "\n" + result.stderr
+    log.debug("%s output:\n%s", what, output)
+    if result.returncode != 0:
+        raise MicrodeployError(
+            f"{what} failed (exit status {result.returncode}):\n{relevant_lines(output)}",
+            hint=failure_hint(output),
+        )
+
+
+def collect(dist_dir: Path, library: LibraryPlan) -> Artifacts:
+    """The binary .deb and the binary build's .buildinfo and .changes (not stdeb's _source ones)."""
+
+    def one(pattern: str) -> Path:
+        found = [path for path in sorted(dist_dir.glob(pattern)) if not path.stem.endswith("_source")]
+        if len(found) != 1:
+            raise MicrodeployError(f"expected one {pattern} in {dist_dir}, found {len(found)}")
+        return found[0]
+
+    return Artifacts(
+        one(f"{library.package}_*.deb"), one(f"{library.source}_*.buildinfo"), one(f"{library.source}_*.changes")
+    )
+
+
+def check_built_pure(dist_dir: Path, package: str) -> None:
+    """Refuse what turned out compiled after all (a Rust or cffi build, a non-pure wheel): nothing is published."""
+    staged = [path for path in sorted(dist_dir.glob(f"*/debian/{package}/**/*")) if path.suffix in COMPILED_OBJECTS]
+    arch_any = [path for path in dist_dir.glob(f"{package}_*.deb") if not path.name.endswith("_all.deb")]
+    if staged or arch_any:
+        shown = ", ".join(path.name for path in [*staged, *arch_any][:3])
+        raise bad_input(
+            f"the build of {package} produced compiled files ({shown}); "
+            "the stdeb backend packages pure-Python libraries only",
+            hint=VENV_HINT,
+        )
+
+
+def _toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise bad_input(f"cannot parse {path}: {exc}", hint="Fix the TOML syntax") from exc

@@ -1,0 +1,1 @@
+"""A library with a C extension: the stdeb backend refuses it."""

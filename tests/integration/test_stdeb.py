@@ -1,0 +1,193 @@
+"""stdeb: `make deb` (python3-microdeploy) and `build --backend stdeb`, checked with lintian and installed with apt.
+
+Each package is built once per session. Installs happen in fresh Debian 12
+roots on the machine's network (tests/testbed/online.py), so apt resolves the
+dependencies from Debian and the installed microdeploy can pip-install a
+service's requirements from the index.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.testbed.online import OnlineRoot
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "data" / "stdeb"
+CLI = REPO / ".venv" / "bin" / "microdeploy"
+EPOCH = "1767225600"
+TEMPLATE_FILES = (
+    "usr/lib/python3/dist-packages/microdeploy/_data/debian_templates/control.j2",
+    "usr/lib/python3/dist-packages/microdeploy/_data/debian_templates/rules.j2",
+    "usr/lib/python3/dist-packages/microdeploy/_data/puppet/manifests/init.pp",
+    "usr/lib/python3/dist-packages/microdeploy/_data/r10k/hiera.yaml",
+    "usr/lib/python3/dist-packages/microdeploy/_data/jenkins/Jenkinsfile.j2",
+    "usr/lib/python3/dist-packages/microdeploy/service_template/pyproject.toml.j2",
+    "usr/lib/python3/dist-packages/microdeploy/service_template/src/{{ module }}/application.py.j2",
+)
+
+
+@dataclass(frozen=True)
+class Lintian:
+    """lintian's verdict on one package."""
+
+    errors: list[str]
+    warnings: list[str]
+    output: str
+
+
+def lintian(deb: Path) -> Lintian:
+    """Run lintian on `deb` and sort its tags."""
+    result = subprocess.run(["lintian", str(deb)], capture_output=True, text=True, timeout=300)
+    lines = result.stdout.splitlines()
+    return Lintian([line for line in lines if line.startswith("E:")],
+                   [line for line in lines if line.startswith("W:")], result.stdout)
+
+
+def contents(deb: Path) -> set[str]:
+    """The paths inside a .deb, without the leading './'."""
+    listing = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True)
+    names = subprocess.run(["tar", "-t"], input=listing.stdout, capture_output=True, check=True)
+    return {line.removeprefix("./").rstrip("/") for line in names.stdout.decode().splitlines()}
+
+
+def control_field(deb: Path, field: str) -> str:
+    """One field of the package's control file."""
+    return subprocess.run(["dpkg-deb", "-f", str(deb), field], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def microdeploy_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`make deb` in a copy of this checkout (tracked and new files), once."""
+    copy = tmp_path_factory.mktemp("make-deb") / "microdeploy"
+    files = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, copy / name)
+    env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH}  # the copy has no git history to date it
+    result = subprocess.run(["make", "-C", str(copy), "deb"], capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    [deb] = (copy / "dist").glob("python3-microdeploy_*_all.deb")
+    assert sorted(path.name for path in (copy / "dist").iterdir()) == sorted(
+        [deb.name, deb.name.replace("python3-", "").replace("_all.deb", "_amd64.buildinfo"),
+         deb.name.replace("python3-", "").replace("_all.deb", "_amd64.changes")]
+    )
+    return deb
+
+
+@pytest.fixture(scope="session")
+def tinyfmt_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The pure library tests/data/stdeb/tinyfmt built with `microdeploy build --backend stdeb`, once."""
+    project = tmp_path_factory.mktemp("tinyfmt") / "tinyfmt"
+    shutil.copytree(DATA / "tinyfmt", project)
+    env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH}
+    env.pop("BUILD_NUMBER", None)
+    result = subprocess.run([str(CLI), "build", str(project), "--backend", "stdeb", "--revision", "2"],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    dist = project / "dist"
+    assert sorted(path.name for path in dist.iterdir()) == [
+        "python3-tinyfmt_1.2.0-2_all.deb", "tinyfmt_1.2.0-2_amd64.buildinfo", "tinyfmt_1.2.0-2_amd64.changes",
+    ]
+    return dist / "python3-tinyfmt_1.2.0-2_all.deb"
+
+
+def test_make_deb_is_lintian_clean(microdeploy_deb: Path) -> None:
+    """lintian finds no error and no warning in python3-microdeploy (overrides carry their reasons)."""
+    verdict = lintian(microdeploy_deb)
+    assert verdict.errors == [], verdict.output
+    assert verdict.warnings == [], verdict.output
+
+
+def test_make_deb_ships_templates_entry_point_and_man_page(microdeploy_deb: Path) -> None:
+    """The template folders, the service template, /usr/bin/microdeploy and its man page are in the package."""
+    names = contents(microdeploy_deb)
+    missing = [name for name in (*TEMPLATE_FILES, "usr/bin/microdeploy", "usr/share/man/man1/microdeploy.1.gz",
+                                 "usr/share/doc/python3-microdeploy/copyright") if name not in names]
+    assert missing == []
+
+
+def test_make_deb_depends_on_debian_names(microdeploy_deb: Path) -> None:
+    """Depends names Debian's packages (fabric 2.6, not PyPI's 3.2) and the build tools microdeploy runs."""
+    depends = [item.strip() for item in control_field(microdeploy_deb, "Depends").split(",")]
+    for wanted in ("python3-click (>= 8.1)", "python3-jinja2 (>= 3.1)", "python3-packaging (>= 23)",
+                   "python3-debian (>= 0.1.49)", "python3-ruamel.yaml (>= 0.17)", "python3-fabric (>= 2.6)",
+                   "build-essential", "dh-virtualenv", "debhelper",
+                   "dpkg-dev", "fakeroot", "git", "lintian", "python3-venv"):
+        assert wanted in depends, depends
+    assert not [item for item in depends if re.match(r"python3-fabric \(>= 3", item)]
+    assert control_field(microdeploy_deb, "Package") == "python3-microdeploy"
+    assert control_field(microdeploy_deb, "Architecture") == "all"
+
+
+def test_make_deb_installs_and_builds_a_service_in_a_fresh_root(
+    microdeploy_deb: Path, online_root: OnlineRoot
+) -> None:
+    """apt-get install ./python3-microdeploy_*.deb in fresh Debian 12; then --version, new and build work there."""
+    deb = online_root.copy_in(microdeploy_deb, f"/root/{microdeploy_deb.name}")
+    online_root.run(["apt-get", "update", "-qq"], timeout=300)
+    online_root.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", deb], timeout=900)
+    assert online_root.run(["dpkg-query", "-S", "/usr/bin/microdeploy"]).stdout.startswith("python3-microdeploy:")
+    version = online_root.run(["microdeploy", "--version"]).stdout
+    assert version == "microdeploy, version 0.1.0\n"
+    online_root.run(["microdeploy", "new", "svc", "--no-input"])
+    built = online_root.run(["microdeploy", "build", "--json", "svc"], check=False, timeout=900)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    assert sorted(path.name for path in (online_root.root / "root/svc/dist").iterdir()) == [
+        "svc_0.1.0-1_amd64.buildinfo", "svc_0.1.0-1_amd64.changes", "svc_0.1.0-1_amd64.deb",
+    ]
+    assert '"name": "svc"' in built.stdout
+
+
+def test_pure_library_package(tinyfmt_deb: Path) -> None:
+    """python3-tinyfmt: arch all, Depends by Debian name, maintainer from the config, no lintian error."""
+    assert control_field(tinyfmt_deb, "Architecture") == "all"
+    assert control_field(tinyfmt_deb, "Maintainer") == "Library Team <libs@example.org>"
+    assert control_field(tinyfmt_deb, "Depends") == "python3-packaging, python3:any"
+    assert "usr/lib/python3/dist-packages/tinyfmt/__init__.py" in contents(tinyfmt_deb)
+    verdict = lintian(tinyfmt_deb)
+    assert verdict.errors == [], verdict.output
+
+
+def test_pure_library_installs_and_imports_with_system_python(tinyfmt_deb: Path, online_root: OnlineRoot) -> None:
+    """apt-get install ./python3-tinyfmt_*.deb pulls python3-packaging from Debian; /usr/bin/python3 imports it."""
+    deb = online_root.copy_in(tinyfmt_deb, f"/root/{tinyfmt_deb.name}")
+    online_root.run(["apt-get", "update", "-qq"], timeout=300)
+    online_root.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", deb], timeout=600)
+    code = "import tinyfmt, packaging; print(tinyfmt.__file__, tinyfmt.size(1536))"
+    output = online_root.run(["/usr/bin/python3", "-c", code]).stdout
+    assert output == "/usr/lib/python3/dist-packages/tinyfmt/__init__.py 1.5 KiB\n"
+
+
+def test_pure_library_rebuild_is_byte_identical(tinyfmt_deb: Path, tmp_path: Path) -> None:
+    """The same project, revision and SOURCE_DATE_EPOCH give the same .deb, byte for byte."""
+    project = tinyfmt_deb.parent.parent
+    env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH}
+    env.pop("BUILD_NUMBER", None)
+    subprocess.run([str(CLI), "-q", "build", str(project), "--backend", "stdeb", "--revision", "2",
+                    "--out", str(tmp_path)], check=True, capture_output=True, env=env, timeout=600)
+    assert (tmp_path / tinyfmt_deb.name).read_bytes() == tinyfmt_deb.read_bytes()
+
+
+def test_c_extension_is_refused_with_exit_2_and_nothing_in_dist(tmp_path: Path) -> None:
+    """`microdeploy build --backend stdeb` on a project with a C extension exits 2 and writes nothing."""
+    project = tmp_path / "fastsum"
+    shutil.copytree(DATA / "withext", project)
+    result = subprocess.run([str(CLI), "build", str(project), "--backend", "stdeb", "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "builds compiled extensions" in result.stderr
+    assert "hint: Build it with the default dh-virtualenv backend" in result.stderr
+    assert not (tmp_path / "out").exists()
+    assert not (project / "dist").exists()

@@ -1,0 +1,237 @@
+"""The stdeb backend's own logic: refusals, names, exact argv, and what reaches dist/ (fake runner)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from microdeploy.build import stdeb
+from microdeploy.build.core import BuildSettings, build
+from microdeploy.cli import main
+from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
+from microdeploy.process import Result
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "stdeb"
+EPOCH = "1767225600"
+
+
+def library(root: Path, name: str = "tinyfmt", *, pyproject_extra: str = "", tool: str = "") -> Path:
+    """A pure pyproject-only setuptools library in root/name."""
+    project = root / name
+    (project / "src" / name.replace("-", "_")).mkdir(parents=True)
+    (project / "src" / name.replace("-", "_") / "__init__.py").write_text('"""A library."""\n')
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        f'[project]\nname = "{name}"\nversion = "1.2.0"\ndescription = "A small library"\n{pyproject_extra}\n'
+        f"[tool.microdeploy]\nmaintainer = \"Library Team <libs@example.org>\"\n{tool}"
+    )
+    return project
+
+
+class FakeStdeb:
+    """Plays setup.py sdist, stdeb sdist_dsc and dpkg-buildpackage by writing what they would; records argv."""
+
+    def __init__(self, *, compiled: bool = False):
+        self.calls: list[tuple[str, ...]] = []
+        self.cwds: list[Path | None] = []
+        self.compiled = compiled
+
+    def __call__(self, argv: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
+                 check: bool = True, input: str | None = None, timeout: float | None = None,
+                 inherit_env: bool = True) -> Result:
+        args = tuple(argv)
+        self.calls.append(args)
+        self.cwds.append(cwd)
+        if args[0] == "git":
+            return Result(args, 128, "", "not a git repository")
+        if "sdist" in args:
+            dist = Path(args[args.index("--dist-dir") + 1])
+            dist.mkdir(parents=True)
+            (dist / "tinyfmt-1.2.0.tar.gz").write_bytes(b"sdist")
+        elif "sdist_dsc" in args:
+            tree = Path(args[args.index("--dist-dir") + 1]) / "tinyfmt-1.2.0"
+            (tree / "debian").mkdir(parents=True)
+            (tree / "debian" / "control").write_text(
+                "Source: tinyfmt\nMaintainer: X <x@example.org>\n\n"
+                "Package: python3-tinyfmt\nArchitecture: all\nDescription: A small library\n"
+            )
+            (tree / "debian" / "changelog").write_text("stdeb's changelog\n")
+            (tree.parent / "tinyfmt_1.2.0-1_source.changes").write_text("source changes\n")
+        elif args[0] == "dpkg-buildpackage":
+            assert cwd is not None
+            staged = cwd / "debian" / "python3-tinyfmt" / "usr/lib/python3/dist-packages/tinyfmt"
+            staged.mkdir(parents=True)
+            if self.compiled:
+                (staged / "_speedups.cpython-311-x86_64-linux-gnu.so").write_bytes(b"\x7fELF")
+            for name in ("python3-tinyfmt_1.2.0-1_all.deb", "tinyfmt_1.2.0-1_amd64.buildinfo",
+                         "tinyfmt_1.2.0-1_amd64.changes"):
+                (cwd.parent / name).write_text(name)
+        return Result(args, 0, "", "")
+
+
+@pytest.fixture
+def tools(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build tools count as installed: the fake runner plays them."""
+    monkeypatch.setattr("microdeploy.build.stdeb.require_tools", lambda *tools: None)
+
+
+def settings(project: Path, out: Path, **overrides: object) -> BuildSettings:
+    return BuildSettings(project=project, out=out, overrides=overrides, revision="3",
+                         environ={"SOURCE_DATE_EPOCH": EPOCH}, backend="stdeb", work_dir=out.parent)
+
+
+def test_package_name_is_python3_and_the_normalised_dist_name(tmp_path: Path) -> None:
+    """[project].name Tiny_Fmt.Utils becomes python3-tiny-fmt-utils."""
+    project = library(tmp_path, "tinyfmt")
+    text = (project / "pyproject.toml").read_text().replace('name = "tinyfmt"', 'name = "Tiny_Fmt.Utils"')
+    (project / "pyproject.toml").write_text(text)
+    planned = stdeb.plan(settings(project, tmp_path / "dist"), FakeStdeb())
+    assert (planned.source, planned.package, planned.version) == ("tiny-fmt-utils", "python3-tiny-fmt-utils", "1.2.0-3")
+
+
+def test_ext_modules_in_setup_py_is_refused(tmp_path: Path) -> None:
+    """setup.py with Extension()/ext_modules exits 2 naming the file and pointing to the venv backend."""
+    project = tmp_path / "fastsum"
+    shutil.copytree(DATA / "withext", project)
+    (project / "src/fastsum/_speedups.c").unlink()  # the setup.py alone is enough
+    with pytest.raises(MicrodeployError) as info:
+        stdeb.check_pure(project)
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    assert "setup.py builds compiled extensions (Extension(), ext_modules)" in info.value.message
+    assert info.value.hint == stdeb.VENV_HINT
+
+
+@pytest.mark.parametrize("source", ["src/tinyfmt/_fast.c", "src/tinyfmt/_fast.pyx", "native/lib.cpp"])
+def test_compiled_sources_are_refused(tmp_path: Path, source: str) -> None:
+    """A C, C++ or Cython file in the project exits 2 and is named in the message."""
+    project = library(tmp_path)
+    (project / source).parent.mkdir(parents=True, exist_ok=True)
+    (project / source).write_text("/* native */\n")
+    with pytest.raises(MicrodeployError) as info:
+        stdeb.check_pure(project)
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    assert source in info.value.message
+
+
+def test_compiled_files_in_venvs_and_build_outputs_do_not_count(tmp_path: Path) -> None:
+    """.c files under .venv/, build/ or .git/ are not the project's sources."""
+    project = library(tmp_path)
+    for ignored in (".venv/lib/x.c", "build/temp/y.c", ".git/z.c", "tinyfmt.egg-info/w.c"):
+        (project / ignored).parent.mkdir(parents=True, exist_ok=True)
+        (project / ignored).write_text("")
+    assert stdeb.compiled_sources(project) == []
+    stdeb.check_pure(project)
+
+
+def test_setuptools_ext_modules_table_is_refused(tmp_path: Path) -> None:
+    """[tool.setuptools] ext-modules in pyproject.toml exits 2."""
+    project = library(tmp_path, pyproject_extra='\n[[tool.setuptools.ext-modules]]\nname = "x"\nsources = ["x.c"]\n')
+    with pytest.raises(MicrodeployError) as info:
+        stdeb.check_pure(project)
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    assert "ext-modules" in info.value.message
+
+
+def test_non_setuptools_backend_is_refused(tmp_path: Path) -> None:
+    """A hatchling project without setup.py exits 2: stdeb runs setup.py."""
+    project = library(tmp_path)
+    text = (project / "pyproject.toml").read_text().replace("setuptools.build_meta", "hatchling.build")
+    (project / "pyproject.toml").write_text(text)
+    with pytest.raises(MicrodeployError) as info:
+        stdeb.check_pure(project)
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    assert "'hatchling.build'" in info.value.message
+
+
+def test_configured_wsgi_app_is_refused(tmp_path: Path) -> None:
+    """app in [tool.microdeploy] exits 2 with the venv backend as the fix."""
+    project = library(tmp_path, tool='app = "tinyfmt.wsgi:app"\n')
+    with pytest.raises(MicrodeployError) as info:
+        stdeb.check_no_app(project, {})
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    assert "WSGI app 'tinyfmt.wsgi:app' (pyproject.toml key 'app')" in info.value.message
+    assert "dh-virtualenv" in (info.value.hint or "")
+
+
+def test_app_flag_is_refused_and_default_app_is_not(tmp_path: Path) -> None:
+    """--app is as explicit as the config key; the model's default app alone is fine."""
+    project = library(tmp_path)
+    stdeb.check_no_app(project, {"app": None})
+    with pytest.raises(MicrodeployError) as info:
+        stdeb.check_no_app(project, {"app": "tinyfmt:app"})
+    assert "(--app)" in info.value.message
+
+
+def test_build_runs_sdist_stdeb_and_dpkg_buildpackage_with_exact_argv(tmp_path: Path, tools: None) -> None:
+    """The three commands, in order and exactly; the model's changelog replaces stdeb's; three files in dist/."""
+    project = library(tmp_path, tool='depends = ["libfoo1"]\n')
+    runner = FakeStdeb()
+    result = build(settings(project, tmp_path / "dist"), runner)
+    commands = [call for call in runner.calls if call[0] != "git"]
+    work = Path(commands[0][commands[0].index("--dist-dir") + 1]).parent
+    assert commands == [
+        ("/usr/bin/python3", "setup.py", "--quiet", "sdist", "--dist-dir", str(work / "sdist")),
+        ("/usr/bin/python3", "-c", stdeb.STDEB_COMPAT, "setup.py", "--quiet", "--command-packages=stdeb.command",
+         "sdist_dsc", "--dist-dir", str(work / "deb"),
+         "--use-premade-distfile", str(work / "sdist/tinyfmt-1.2.0.tar.gz"),
+         "--source", "tinyfmt", "--package3", "python3-tinyfmt", "--maintainer", "Library Team <libs@example.org>",
+         "--suite3", stdeb.source.build_distribution(), "--section", "python", "--compat", "13",
+         "--depends3", "libfoo1"),
+        ("dpkg-buildpackage", "--build=binary", "--no-sign", "--jobs=auto"),
+    ]
+    assert sorted(path.name for path in (tmp_path / "dist").iterdir()) == [
+        "python3-tinyfmt_1.2.0-1_all.deb", "tinyfmt_1.2.0-1_amd64.buildinfo", "tinyfmt_1.2.0-1_amd64.changes",
+    ]
+    assert (result.name, result.version) == ("python3-tinyfmt", "1.2.0-3")
+    assert not work.exists(), "the work directory is removed"
+
+
+def test_finish_debian_writes_changelog_copyright_and_description(tmp_path: Path) -> None:
+    """Our changelog (version, maintainer, SOURCE_DATE_EPOCH), a DEP-5 copyright, a long description."""
+    project = library(tmp_path)
+    planned = stdeb.plan(settings(project, tmp_path / "dist"), FakeStdeb())
+    debian = tmp_path / "debian"
+    debian.mkdir()
+    (debian / "control").write_text("Source: tinyfmt\n\nPackage: python3-tinyfmt\nDescription: A small library\n")
+    stdeb.finish_debian(debian, planned, "MIT")
+    changelog = (debian / "changelog").read_text()
+    assert changelog.startswith(f"tinyfmt (1.2.0-3) {planned.distribution}; urgency=medium")
+    assert " -- Library Team <libs@example.org>  Thu, 01 Jan 2026 00:00:00 +0000" in changelog
+    assert "License: MIT\n" in (debian / "copyright").read_text()
+    assert (debian / "control").read_text().endswith(
+        "Package: python3-tinyfmt\nDescription: A small library\n"
+        " The pure-Python library tinyfmt, packaged for the system python3.\n"
+    )
+
+
+def test_a_compiled_build_result_is_refused_and_nothing_reaches_dist(tmp_path: Path, tools: None) -> None:
+    """A .so in the staged package (a non-pure build) exits 2 and dist/ stays empty."""
+    project = library(tmp_path)
+    with pytest.raises(MicrodeployError) as info:
+        build(settings(project, tmp_path / "dist"), FakeStdeb(compiled=True))
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    assert "_speedups.cpython-311-x86_64-linux-gnu.so" in info.value.message
+    assert not (tmp_path / "dist").exists()
+
+
+def test_cli_refuses_a_c_extension_with_exit_2_and_writes_nothing(tmp_path: Path) -> None:
+    """`microdeploy build --backend stdeb` on a C extension project: exit 2, the reason on stderr, no dist/."""
+    project = tmp_path / "fastsum"
+    shutil.copytree(DATA / "withext", project)
+    result = CliRunner().invoke(main, ["build", str(project), "--backend", "stdeb"])
+    assert result.exit_code == 2
+    assert "builds compiled extensions" in result.stderr
+    assert "hint: Build it with the default dh-virtualenv backend" in result.stderr
+    assert sorted(path.name for path in project.iterdir()) == ["microdeploy.toml", "setup.py", "src"]
+
+
+def test_unknown_backend_is_bad_input(tmp_path: Path) -> None:
+    """A library caller naming a backend that does not exist gets exit 2."""
+    with pytest.raises(MicrodeployError) as info:
+        build(BuildSettings(project=tmp_path, backend="rpm"))
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    assert "unknown build backend 'rpm'" in info.value.message
