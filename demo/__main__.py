@@ -172,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: the demo boots a host with systemd-nspawn and makes a network namespace: run it as root "
               "(sudo make demo)", file=sys.stderr)
         return 2
+    # Ctrl-C raises KeyboardInterrupt even when started with SIGINT ignored (a background job of a script).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
     progress = Progress()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -47,6 +48,8 @@ __all__ = [
 
 # aptly and gpg on a loaded 2-core machine; a build takes longer (callers pass their own).
 CLI_TIMEOUT = 120.0
+# How long a CLI child gets to clean up after Ctrl-C before the next, harder signal.
+INTERRUPT_GRACE = 10.0
 # apt-get installing a dh-virtualenv package (a whole venv) on a booted host.
 APT_TIMEOUT = 300.0
 # Where hosts keep the repository's source stanza.
@@ -61,8 +64,33 @@ def microdeploy(
     *args: str, timeout: float = CLI_TIMEOUT, cwd: Path | None = None, stderr: int | None = subprocess.PIPE,
 ) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a child process (as CI would) and capture its output (stderr too, unless told)."""
-    return subprocess.run([sys.executable, "-m", "microdeploy", *args], cwd=cwd, stdout=subprocess.PIPE,
-                          stderr=stderr, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    argv = [sys.executable, "-m", "microdeploy", *args]
+    with subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                          stdin=subprocess.DEVNULL) as process:
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except KeyboardInterrupt:
+            # subprocess.run would SIGKILL the child after 0.25 s, leaving e.g. a build's
+            # temporary tree behind. Let it clean up after its own Ctrl-C first (bounded).
+            _end(process)
+            raise
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(INTERRUPT_GRACE)
+            raise
+    return subprocess.CompletedProcess(argv, process.returncode, out, err)
+
+
+def _end(process: subprocess.Popen[str]) -> None:
+    """End a CLI child we started, by its pid: Ctrl-C (if the terminal's did not reach it), bounded, then kill."""
+    for send in (None, signal.SIGINT, signal.SIGKILL):
+        if send is not None and process.poll() is None:
+            process.send_signal(send)
+        try:
+            process.wait(INTERRUPT_GRACE)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def publish(repo: Path, *debs: Path, extra: tuple[str, ...] = ()) -> dict[str, Any]:
