@@ -83,11 +83,12 @@ def microdeploy(
 
 def _end(process: subprocess.Popen[str]) -> None:
     """End a CLI child we started, by its pid: Ctrl-C (if the terminal's did not reach it), bounded, then kill."""
-    for send in (None, signal.SIGINT, signal.SIGKILL):
+    # A terminal's Ctrl-C reached the child too: it usually exits within a moment.
+    for send, grace in ((None, 2.0), (signal.SIGINT, INTERRUPT_GRACE), (signal.SIGKILL, INTERRUPT_GRACE)):
         if send is not None and process.poll() is None:
             process.send_signal(send)
         try:
-            process.wait(INTERRUPT_GRACE)
+            process.wait(grace)
             return
         except subprocess.TimeoutExpired:
             continue
