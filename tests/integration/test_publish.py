@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from microdeploy.repo import sources_snippet
-from tests.support import free_port, stop
+from tests.aptrepo import (
+    CLI_TIMEOUT,
+    add_source,
+    apt,
+    installed_version,
+    microdeploy,
+    publish,
+    serve_repository,
+    stop_gpg_agent,
+)
 
 if TYPE_CHECKING:
     from tests.testbed.fixtures import NetworkedHosts
@@ -28,7 +35,6 @@ pytestmark = pytest.mark.integration
 NAME = "mdtest-hello"
 DIST = "bookworm"
 KEYRING = "microdeploy-archive-keyring.gpg"
-PUBLISH_TIMEOUT = 120.0
 
 MakeDeb = Callable[..., Path]
 
@@ -67,20 +73,6 @@ def make_deb(tmp_path_factory: pytest.TempPathFactory) -> MakeDeb:
     return _make
 
 
-def microdeploy(*args: str, timeout: float = PUBLISH_TIMEOUT) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a child process (as CI would) and capture its output."""
-    return subprocess.run([sys.executable, "-m", "microdeploy", *args], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def publish(repo: Path, *debs: Path, extra: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Publish with --json and return the decoded result (the command must succeed)."""
-    result = microdeploy("publish", *map(str, debs), "--repo", str(repo), "--json", *extra)
-    assert result.returncode == 0, result.stderr
-    data: dict[str, Any] = json.loads(result.stdout)
-    return data
-
-
 def served_versions(repo: Path, name: str = NAME) -> list[str]:
     """Versions of `name` that the served index of bookworm/main lists."""
     text = (repo / "public" / "dists" / DIST / "main" / "binary-all" / "Packages").read_text()
@@ -105,12 +97,6 @@ def verify_release(repo: Path, keyring: Path) -> None:
                    check=True, capture_output=True, timeout=30)
     subprocess.run(["gpgv", "--keyring", str(keyring), str(dists / "InRelease")],
                    check=True, capture_output=True, timeout=30)
-
-
-def stop_gpg_agent(gnupghome: Path) -> None:
-    """End the gpg-agent a test's own GnuPG home started (gpgconf ends it by its socket, not by name)."""
-    subprocess.run(["gpgconf", "--kill", "gpg-agent"], env={**os.environ, "GNUPGHOME": str(gnupghome)},
-                   check=False, capture_output=True, timeout=30)
 
 
 @pytest.fixture
@@ -249,7 +235,7 @@ def test_two_publishes_at_once_both_land(repo: Path, make_deb: MakeDeb) -> None:
         for deb in (make_deb("2.0-1"), make_deb("1.0-1", name="mdtest-other"))
     ]
     for child in children:
-        _, err = child.communicate(timeout=PUBLISH_TIMEOUT)
+        _, err = child.communicate(timeout=CLI_TIMEOUT)
         assert child.returncode == 0, err.decode()
     assert served_versions(repo) == ["1.0-1", "2.0-1"]
     assert served_versions(repo, "mdtest-other") == ["1.0-1"]
@@ -338,40 +324,6 @@ def test_a_wrong_key_does_not_verify(repo: Path, make_deb: MakeDeb, other_key: t
 # --- a booted Debian 12 host installs from it -------------------------------
 
 
-class RepoServer:
-    """`microdeploy repo serve` in a child process, started and stopped by the test, by pid."""
-
-    def __init__(self, repo: Path, bind: str, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://{bind}:{self.port}/"
-        self.log = log
-        with log.open("wb") as output:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "microdeploy", "repo", "serve", str(repo), "--bind", bind,
-                 "--port", str(self.port)],
-                stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        """Poll until the keyring is served (bounded), or fail if the server died."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"repo serve exited: {self.log.read_text()}")
-            try:
-                with urllib.request.urlopen(self.url + KEYRING, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError(f"{self.url} did not answer within {timeout} s")
-
-
-def apt(host: Host, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """apt-get in the host, non-interactive, bounded."""
-    return host.run(["apt-get", "-q", "-y", *args], check=check, timeout=180)
-
-
 def update_fails(host: Host, expected: str) -> None:
     """apt-get update refuses the repository: with lists kept (--error-on=any) and on a fresh host."""
     # With good lists from before, a bad signature is only a warning by default
@@ -385,11 +337,6 @@ def update_fails(host: Host, expected: str) -> None:
     assert "is not signed" in fresh.stderr
 
 
-def installed_version(host: Host) -> str:
-    """The version of the test package dpkg has installed on the host."""
-    return host.run(["dpkg-query", "-W", "-f=${Version}", NAME]).stdout
-
-
 @pytest.mark.host
 def test_a_booted_host_installs_upgrades_and_rolls_back_from_the_signed_repository(
     repo: Path, make_deb: MakeDeb, networked_hosts: NetworkedHosts, other_key: tuple[Path, str], tmp_path: Path
@@ -398,28 +345,21 @@ def test_a_booted_host_installs_upgrades_and_rolls_back_from_the_signed_reposito
     host = networked_hosts(1)[0]
     assert host.netns is not None
     publish(repo, make_deb("1.0-1"))
-    server = RepoServer(repo, host.netns.host_address, tmp_path / "serve.log")
-    try:
-        server.wait_ready()
-        # The deb822 stanza `repo serve` printed is what the host gets.
-        sources = sources_snippet(server.url, f"/etc/apt/keyrings/{KEYRING}", DIST, "main")
-        assert sources in server.log.read_text()
-        # The host can reach only us: drop the image's Debian sources, use ours with Signed-By.
-        host.run(["sh", "-c", "rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*"])
-        host.run(["mkdir", "-p", "/etc/apt/keyrings"])
-        host.run(["curl", "-fsS", "-o", f"/etc/apt/keyrings/{KEYRING}", server.url + KEYRING])
-        host.run(["tee", "/etc/apt/sources.list.d/microdeploy.sources"], input=sources)
+    with serve_repository(repo, host.netns.host_address, tmp_path / "serve.log") as served:
+        # The deb822 stanza `repo serve` printed is what the host gets: Signed-By, never trusted=yes.
+        assert served.sources == sources_snippet(served.url, f"/etc/apt/keyrings/{KEYRING}", DIST, "main")
+        add_source(host, served)
         apt(host, "update")
         apt(host, "install", NAME)
-        assert installed_version(host) == "1.0-1"
+        assert installed_version(host, NAME) == "1.0-1"
 
         # A second version: upgrade moves to it, and the first stays installable (rollback).
         publish(repo, make_deb("2.0-1"))
         apt(host, "update")
         apt(host, "upgrade")
-        assert installed_version(host) == "2.0-1"
+        assert installed_version(host, NAME) == "2.0-1"
         apt(host, "install", "--allow-downgrades", f"{NAME}=1.0-1")
-        assert installed_version(host) == "1.0-1"
+        assert installed_version(host, NAME) == "1.0-1"
         assert host.read_file(f"/usr/share/{NAME}/version").startswith("1.0-1")
 
         # Refused publishes leave what apt sees as it was.
@@ -451,5 +391,3 @@ def test_a_booted_host_installs_upgrades_and_rolls_back_from_the_signed_reposito
                        env={**os.environ, "GNUPGHOME": str(home)}, check=True, capture_output=True, timeout=30)
         host.copy_in(wrong, f"/etc/apt/keyrings/{KEYRING}")
         update_fails(host, "NO_PUBKEY")
-    finally:
-        stop(server.process)
