@@ -6,6 +6,7 @@ import logging
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -127,19 +128,24 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
     try:
         tree = work / f"{config.name}-{facts.upstream.replace(':', '_')}"
         copy_source(settings.project, tree)
-        wheel_dir, wheel_build = None, None
+        wheel_dir = layer_copy = None
+        jobs: list[threading.Thread | None] = []
         if installer.uv is not None and installer.cache_root is not None:
-            wheel_dir = work / "project-wheel"
+            wheel_dir, layer_copy = work / "project-wheel", work / "layer-copy"
             wheel = ProjectWheel(uv=installer.uv, cache=installer.cache_root, name=config.name,
                                  python=f"/usr/bin/python{facts.python_minor}", runner=runner)
-            wheel_build = wheel.start(tree / SOURCE_SUBDIR, wheel_dir)
+            jobs = [wheel.start(tree / SOURCE_SUBDIR, wheel_dir), installer.start_layer_copy(layer_copy)]
+            if jobs[-1] is None:
+                layer_copy = None
         render_debian(tree, debian_context(config, facts), changelog)
         log.info("dpkg-buildpackage (dh-virtualenv) in %s", tree)
         try:
-            dpkg_buildpackage(tree, {**settings.environ, **installer.environment(wheel_dir)}, facts.epoch, runner)
+            env = {**settings.environ, **installer.environment(wheel_dir, layer_copy)}
+            dpkg_buildpackage(tree, env, facts.epoch, runner)
         finally:
-            if wheel_build is not None:
-                wheel_build.join()
+            for job in jobs:
+                if job is not None:
+                    job.join()
         artifacts = publish_artifacts(collect(tree, config.name), out)
     finally:
         shutil.rmtree(work, ignore_errors=True)

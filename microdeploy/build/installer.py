@@ -7,10 +7,12 @@ their instructions from the environment made here.
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from microdeploy.build import background
 from microdeploy.build.cache import cache_root, layer_key, prepare_layer
 from microdeploy.process import Runner, run
 
@@ -24,7 +26,7 @@ class Installer:
     cache_root: Path | None = None
     layer: Path | None = None
 
-    def environment(self, wheel_dir: Path | None = None) -> dict[str, str]:
+    def environment(self, wheel_dir: Path | None = None, layer_copy: Path | None = None) -> dict[str, str]:
         """Variables debian/make-venv and debian/uv-pip read during the build."""
         if self.uv is None or self.cache_root is None:
             return {}
@@ -33,7 +35,25 @@ class Installer:
             env["MICRODEPLOY_LAYER"] = str(self.layer)
         if wheel_dir is not None:
             env["MICRODEPLOY_PROJECT_WHEEL"] = str(wheel_dir)
+        if layer_copy is not None:
+            env["MICRODEPLOY_LAYER_COPY"] = str(layer_copy)
         return env
+
+    def start_layer_copy(self, directory: Path) -> threading.Thread | None:
+        """Copy the saved dependency layer to directory/venv on another thread, if there is one.
+
+        debian/make-venv then moves it into place instead of copying it while
+        dpkg-buildpackage waits (`directory` is on the build tree's filesystem).
+        """
+        saved = self.layer / "venv" if self.layer is not None else None
+        if saved is None or not saved.is_dir():
+            return None
+
+        def copy() -> int:
+            shutil.copytree(saved, directory / "venv", symlinks=True)
+            return 0
+
+        return background.start("layer-copy", directory, copy)
 
 
 def find_uv(environ: Mapping[str, str]) -> str | None:

@@ -4,8 +4,9 @@ It is built on the other core while dpkg-buildpackage gets going, in a build
 environment kept in the cache (its build-system requirements installed once,
 instead of an isolated environment per build), and kept by a digest of the
 source: rebuilding an unchanged commit installs the wheel made last time.
-debian/uv-pip waits for `status.json` and installs the wheel; when there is
-none it installs the source, which reports a broken project the usual way.
+debian/uv-pip waits for its status (see background.py) and installs the
+wheel; when there is none it installs the source, which reports a broken
+project the usual way.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ import threading
 import tomllib
 from pathlib import Path
 
-from microdeploy.fsutil import atomic_write
+from microdeploy.build import background
 from microdeploy.process import Runner, run
 
 log = logging.getLogger(__name__)
 
-WHEEL_STATUS = "status.json"
 WHEELS_KEPT = 4  # per service: the last few commits
 # PEP 517's fallback for projects without [build-system].
 LEGACY_REQUIRES = ("setuptools>=40.8.0", "wheel")
@@ -66,29 +66,20 @@ class ProjectWheel:
 
     def start(self, source: Path, wheel_dir: Path) -> threading.Thread:
         """Put the wheel into `wheel_dir` on another thread; `status.json` says how it ended."""
-        thread = threading.Thread(target=self._produce, args=(source, wheel_dir), name="project-wheel", daemon=True)
-        thread.start()
-        return thread
+        return background.start("project-wheel", wheel_dir, lambda: self._produce(source, wheel_dir))
 
-    def _produce(self, source: Path, wheel_dir: Path) -> None:
-        returncode = 1
-        try:
-            wheel_dir.mkdir(parents=True, exist_ok=True)
-            requires = build_requirements(source)
-            kept = self.cache / "wheels" / self.name / source_digest(source, json.dumps([self.python, requires]))
-            wheels = list(kept.glob("*.whl"))
-            if wheels:
-                log.debug("project wheel: reusing %s", wheels[0])
-                shutil.copy2(wheels[0], wheel_dir / wheels[0].name)
-                returncode = 0
-            else:
-                returncode = self._build(source, wheel_dir, requires)
-                if returncode == 0:
-                    self._keep(wheel_dir, kept)
-        except OSError as exc:
-            log.debug("project wheel: %s", exc)
-        finally:
-            atomic_write(wheel_dir / WHEEL_STATUS, json.dumps({"returncode": returncode}))
+    def _produce(self, source: Path, wheel_dir: Path) -> int:
+        requires = build_requirements(source)
+        kept = self.cache / "wheels" / self.name / source_digest(source, json.dumps([self.python, requires]))
+        wheels = list(kept.glob("*.whl"))
+        if wheels:
+            log.debug("project wheel: reusing %s", wheels[0])
+            shutil.copy2(wheels[0], wheel_dir / wheels[0].name)
+            return 0
+        returncode = self._build(source, wheel_dir, requires)
+        if returncode == 0:
+            self._keep(wheel_dir, kept)
+        return returncode
 
     def _build(self, source: Path, wheel_dir: Path, requires: list[str]) -> int:
         """uv build in the cached build environment; in an isolated one if that fails."""

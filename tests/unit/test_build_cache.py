@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
+from microdeploy.build import background
 from microdeploy.build.cache import cache_root, dependency_declarations, layer_key, prepare_layer, prune_layers
 from microdeploy.build.installer import Installer, choose_installer, find_uv
 from microdeploy.process import Result
@@ -133,3 +135,32 @@ def test_find_uv_prefers_the_variable() -> None:
     assert find_uv({"MICRODEPLOY_UV": "/somewhere/uv"}) == "/somewhere/uv"
     found = find_uv({})
     assert found is not None and Path(found).name == "uv"
+
+
+def test_layer_copy_runs_beside_the_build_and_reports_done(tmp_path: Path) -> None:
+    """A saved layer is copied to DIR/venv on another thread, then status.json says 0; no layer, no job."""
+    installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=tmp_path / "cache" / "layers" / "k")
+    assert installer.start_layer_copy(tmp_path / "copy") is None
+    assert installer.layer is not None
+    saved = installer.layer / "venv" / "lib"
+    saved.mkdir(parents=True)
+    (saved / "module.py").write_text("x = 1\n")
+    (saved.parent / "bin").mkdir()
+    (saved.parent / "bin" / "python").symlink_to("/usr/bin/python3.11")
+    job = installer.start_layer_copy(tmp_path / "copy")
+    assert job is not None
+    job.join(timeout=10)
+    assert json.loads((tmp_path / "copy" / "status.json").read_text()) == {"returncode": 0}
+    assert (tmp_path / "copy" / "venv" / "lib" / "module.py").read_text() == "x = 1\n"
+    assert os.readlink(tmp_path / "copy" / "venv" / "bin" / "python") == "/usr/bin/python3.11"
+    assert installer.environment(layer_copy=tmp_path / "copy")["MICRODEPLOY_LAYER_COPY"] == str(tmp_path / "copy")
+
+
+def test_a_failed_background_job_reports_failure(tmp_path: Path) -> None:
+    """An OSError in the job becomes returncode 1 in status.json, so the build does the work itself."""
+
+    def broken() -> int:
+        raise OSError("disk full")
+
+    background.start("broken", tmp_path / "job", broken).join(timeout=10)
+    assert json.loads((tmp_path / "job" / "status.json").read_text()) == {"returncode": 1}

@@ -1,0 +1,38 @@
+"""Work done on the other core while dpkg-buildpackage gets going, announced by a status file.
+
+The scripts inside the build (debian/make-venv, debian/uv-pip) wait for
+`status.json` in the job's directory and use the result only when the job
+says it succeeded; otherwise they do the work themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from microdeploy.fsutil import atomic_write
+
+log = logging.getLogger(__name__)
+
+STATUS = "status.json"
+
+
+def start(name: str, directory: Path, job: Callable[[], int]) -> threading.Thread:
+    """Run `job` on a thread; then write its return code (1 if it raised OSError) to directory/status.json."""
+
+    def run_job() -> None:
+        returncode = 1
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            returncode = job()
+        except OSError as exc:
+            log.debug("%s: %s", name, exc)
+        finally:
+            atomic_write(directory / STATUS, json.dumps({"returncode": returncode}))
+
+    thread = threading.Thread(target=run_job, name=name, daemon=True)
+    thread.start()
+    return thread
