@@ -16,10 +16,13 @@ log = logging.getLogger(__name__)
 
 BUILD_TOOLS = ("dpkg-buildpackage", "dh", "dh_virtualenv", "fakeroot")
 # Lines of a failed build that say why; the rest is debhelper chatter.
+# pip's words and uv's ("No solution found", its "cause:" and "help:" lines).
 REASON_RE = re.compile(
     r"(ERROR|error:|Error:|Unmet build dependencies|No matching distribution|Could not find a version"
-    r"|ResolutionImpossible|conflict|not found|No such file|Traceback|ModuleNotFoundError)",
+    r"|ResolutionImpossible|No solution found|^\s*(cause|help|hint):|conflict|not found|No such file"
+    r"|ModuleNotFoundError|uv-pip:)",
 )
+RESOLUTION_FAILURES = ("No matching distribution", "ResolutionImpossible", "No solution found")
 # Variables of the caller's Python that must not leak into the build's interpreters.
 SCRUBBED = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "CONDA_PREFIX")
 
@@ -77,8 +80,8 @@ def failure_hint(output: str) -> str:
     """What to do about the most common build failures."""
     if "Unmet build dependencies" in output:
         return "Install the missing build dependencies with apt-get, or fix build_depends"
-    if "No matching distribution" in output or "ResolutionImpossible" in output:
-        return "Fix the project's dependencies so that pip can resolve them"
+    if any(words in output for words in RESOLUTION_FAILURES):
+        return "Fix the project's dependencies so that the installer (uv or pip) can resolve them"
     return "Run with --debug and read the full dpkg-buildpackage output above"
 
 
