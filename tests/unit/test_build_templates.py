@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from debian.changelog import Changelog
@@ -129,3 +130,40 @@ def test_summary_never_starts_with_the_name_or_an_article() -> None:
     assert config(description="orders-api: takes orders").summary == "Takes orders"
     assert config(description="A shop API").summary == "Shop API"
     assert config(description="").summary == "Flask web service"
+
+
+def render_rules(tmp_path: Path, installer: str, keep_installers: bool = False) -> str:
+    facts = replace(FACTS, installer=installer, keep_installers=keep_installers)
+    changelog = render_changelog(name="orders-api", version="1.4.0-3", distribution="bookworm",
+                                 maintainer="Ann Ops <ann@example.org>", changes=[], epoch=FACTS.epoch)
+    render_debian(tmp_path, debian_context(config(), facts), changelog)
+    return (tmp_path / "debian" / "rules").read_text()
+
+
+def test_rules_with_uv_use_the_venv_shim_and_pip_tool(tmp_path: Path) -> None:
+    """uv: dh_virtualenv gets make-venv as its interpreter and uv-pip as its pip tool; no pip options."""
+    rules = render_rules(tmp_path, "uv")
+    assert ("\tdh_virtualenv --builtin-venv --python $(CURDIR)/debian/make-venv --pip-tool uv-pip \\\n"
+            "\t\t--sourcedirectory src-project\n") in rules
+    assert "--preinstall" not in rules and "--extra-pip-arg" not in rules
+    assert ("override_dh_strip:\n\tdh_strip\n\t/usr/bin/python3.11 debian/finalize-venv "
+            "$(VENV) /opt/venvs/orders-api --strip-installers\n") in rules
+    assert "override_dh_builddeb:\n\tdh_builddeb -- -Zxz -z3\n" in rules
+
+
+def test_rules_without_uv_use_pip_and_keep_installers_when_asked(tmp_path: Path) -> None:
+    """pip: the system interpreter, gunicorn preinstalled, no bytecode; --keep-installers drops the strip."""
+    rules = render_rules(tmp_path, "pip", keep_installers=True)
+    assert ("--python /usr/bin/python3.11 \\\n\t\t--sourcedirectory src-project \\\n"
+            "\t\t--preinstall 'gunicorn>=21.2'") in rules
+    assert "--extra-pip-arg=--no-compile" in rules
+    assert "make-venv" not in rules
+    assert "debian/finalize-venv $(VENV) /opt/venvs/orders-api\n" in rules
+
+
+def test_rules_skip_the_steps_that_do_nothing_for_a_venv(tmp_path: Path) -> None:
+    """Empty overrides (dh runs nothing for them) for the debhelper steps a venv package does not need."""
+    rules = render_rules(tmp_path, "uv")
+    for step in ("dh_update_autotools_config", "dh_autoreconf", "dh_installinit", "dh_perl",
+                 "dh_strip_nondeterminism", "dh_makeshlibs", "dh_dwz", "dh_missing", "dh_python3"):
+        assert f"\noverride_{step}:\n" in rules, step
