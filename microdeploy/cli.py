@@ -23,9 +23,7 @@ from microdeploy.config import (
     validate,
 )
 from microdeploy.controlrepo import DEFAULT_BASEDIR, DEFAULT_CACHEDIR, ControlRepoOptions, init_control_repo
-from microdeploy.deploy import DeployOptions, deploy
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
-from microdeploy.hiera import PuppetDataSettings, puppet_data
 from microdeploy.jenkins import FORMS, JenkinsOptions, jenkinsfile
 from microdeploy.repo import (
     DEFAULT_COMPONENT,
@@ -236,6 +234,8 @@ def deploy_command(ctx: click.Context, name: str | None, version: str | None, de
                    health_timeout: float, drain: str | None, undrain: str | None, apt_source: str | None,
                    project: Path | None, dry_run: bool, as_json: bool) -> None:
     """Roll VERSION of NAME out to hosts over SSH in batches; roll a failing batch back."""
+    from microdeploy.deploy import DeployOptions, deploy  # Fabric and paramiko: only when deploying
+
     report = deploy(DeployOptions(
         version=version, name=name, deb=deb, hosts=hosts, hosts_file=hosts_file, batch=batch, user=user, sudo=sudo,
         ssh_config=ssh_config, known_hosts=known_hosts, identity=identity,
@@ -386,6 +386,8 @@ def puppet_data_command(projects: tuple[Path, ...], env: str | None, node: str |
                         output: str, version: str | None, apt_location: str | None, apt_key: Path | None,
                         as_json: bool, **flags: Any) -> None:
     """Emit the Hiera data (microdeploy::services) of the services in PROJECT... (default: .)."""
+    from microdeploy.hiera import PuppetDataSettings, puppet_data  # ruamel.yaml: only for Hiera data
+
     result = puppet_data(PuppetDataSettings(
         projects=projects or (Path("."),), overrides=config_overrides(flags), version=version, env=env, node=node,
         control_repo=control_repo, output=None if output == "-" else Path(output), apt_location=apt_location,
