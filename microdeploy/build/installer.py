@@ -30,7 +30,11 @@ class Installer:
         """Variables debian/make-venv and debian/uv-pip read during the build."""
         if self.uv is None or self.cache_root is None:
             return {}
-        env = {"MICRODEPLOY_UV": self.uv, "UV_CACHE_DIR": str(self.cache_root / "uv")}
+        env = {
+            "MICRODEPLOY_UV": self.uv,
+            "UV_CACHE_DIR": str(self.cache_root / "uv"),
+            "MICRODEPLOY_SHLIBDEPS_CACHE": str(self.cache_root / "shlibdeps"),
+        }
         if self.layer is not None:
             env["MICRODEPLOY_LAYER"] = str(self.layer)
         if wheel_dir is not None:

@@ -15,7 +15,7 @@ IGNORED = (
     ".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", "dist", "build", "__pycache__",
     "*.pyc", "*.egg-info", ".pytest_cache", ".mypy_cache", ".ruff_cache", "node_modules",
 )
-EXECUTABLE = ("rules", "finalize-venv", "make-venv", "uv-pip")
+EXECUTABLE = ("rules", "finalize-venv", "make-venv", "uv-pip", "cached-shlibdeps")
 # The project sits beside debian/, not around it: build backends that package
 # every file they see (hatchling) would otherwise put debian/ into the wheel.
 SOURCE_SUBDIR = "src-project"

@@ -1,0 +1,142 @@
+"""The scripts debian/ carries into the build (make-venv, uv-pip, cached-shlibdeps), run as dpkg-buildpackage runs them.
+
+uv and dh_shlibdeps are stand-ins here (small scripts that record their
+argv); the real tools run in tests/integration/test_build_caches.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from microdeploy.build.changelog import render_changelog
+from microdeploy.build.context import BuildFacts, debian_context
+from microdeploy.build.tree import render_debian
+from microdeploy.config import validate
+
+FACTS = BuildFacts(upstream="1.0", version="1.0-1", python_minor=f"{sys.version_info[0]}.{sys.version_info[1]}",
+                   distribution="bookworm", epoch=1767225600, license_name="MIT", installer="uv")
+RECORDER = """#!{python}
+import json, os, sys
+with open(os.environ["RECORD_TO"], "a") as out:
+    out.write(json.dumps(sys.argv[1:]) + "\\n")
+{extra}
+"""
+
+
+@pytest.fixture
+def debian(tmp_path: Path) -> Path:
+    """debian/ rendered for orders-api, in tmp_path/tree."""
+    config = validate({"name": ("orders-api", "t"), "description": ("Orders", "t")})
+    changelog = render_changelog(name="orders-api", version="1.0-1", distribution="bookworm",
+                                 maintainer="A <a@example.org>", changes=[], epoch=FACTS.epoch)
+    render_debian(tmp_path / "tree", debian_context(config, FACTS), changelog)
+    return tmp_path / "tree" / "debian"
+
+
+def recorder(path: Path, extra: str = "") -> Path:
+    """An executable that appends its argv (as JSON) to $RECORD_TO, then runs `extra`."""
+    path.write_text(RECORDER.format(python=sys.executable, extra=extra))
+    path.chmod(0o755)
+    return path
+
+
+def calls(record: Path) -> list[list[str]]:
+    return [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
+
+
+def test_cached_shlibdeps_runs_once_per_elf_set_and_keeps_other_substvars(debian: Path, tmp_path: Path) -> None:
+    """First run: dh_shlibdeps runs and its shlibs: lines are kept; same ELF files: no run, same lines back."""
+    package = debian / "orders-api"
+    (package / "lib").mkdir(parents=True)
+    (package / "lib" / "speedups.so").write_bytes(b"\x7fELF fake library")
+    substvars = debian / "orders-api.substvars"
+    record = tmp_path / "calls"
+    fake = recorder(tmp_path / "dh_shlibdeps", extra=(
+        f"open({str(substvars)!r}, 'a').write('shlibs:Depends=libc6 (>= 2.14)\\n')"
+    ))
+    env = {**os.environ, "RECORD_TO": str(record), "MICRODEPLOY_SHLIBDEPS_CACHE": str(tmp_path / "cache")}
+    script = [sys.executable, str(debian / "cached-shlibdeps"), str(package), str(substvars), "--"]
+    cwd = debian.parent
+
+    subprocess.run([*script, str(fake), f"-l{cwd}/lib"], cwd=cwd, env=env, check=True)
+    assert calls(record) == [[f"-l{cwd}/lib"]]
+    substvars.write_text("misc:Depends=adduser\n")
+    subprocess.run([*script, str(fake), f"-l{cwd}/lib"], cwd=cwd, env=env, check=True)
+    assert len(calls(record)) == 1, "the same ELF files must not be read again"
+    assert substvars.read_text() == "misc:Depends=adduser\nshlibs:Depends=libc6 (>= 2.14)\n"
+
+    (package / "lib" / "speedups.so").write_bytes(b"\x7fELF another library")
+    subprocess.run([*script, str(fake), f"-l{cwd}/lib"], cwd=cwd, env=env, check=True)
+    assert len(calls(record)) == 2, "a changed ELF file is read again"
+
+
+def test_cached_shlibdeps_without_a_cache_is_plain_dh_shlibdeps(debian: Path, tmp_path: Path) -> None:
+    """No MICRODEPLOY_SHLIBDEPS_CACHE (the pip installer): the command runs every time, its status is kept."""
+    record = tmp_path / "calls"
+    fake = recorder(tmp_path / "dh_shlibdeps", extra="sys.exit(3)")
+    env = {key: value for key, value in os.environ.items() if key != "MICRODEPLOY_SHLIBDEPS_CACHE"}
+    env["RECORD_TO"] = str(record)
+    script = [sys.executable, str(debian / "cached-shlibdeps"), str(debian / "orders-api"),
+              str(debian / "orders-api.substvars"), "--", str(fake), "-x"]
+    for _ in range(2):
+        assert subprocess.run(script, cwd=debian.parent, env=env).returncode == 3
+    assert calls(record) == [["-x"], ["-x"]]
+
+
+def test_uv_pip_installs_the_prebuilt_wheel_with_the_wsgi_server(debian: Path, tmp_path: Path) -> None:
+    """dh_virtualenv's `install --log=F .` becomes `uv pip install --python PY WHEEL gunicorn>=21.2`."""
+    record = tmp_path / "calls"
+    uv = recorder(tmp_path / "uv")
+    wheel_dir = tmp_path / "wheel"
+    wheel_dir.mkdir()
+    (wheel_dir / "orders_api-1.0-py3-none-any.whl").write_bytes(b"")
+    (wheel_dir / "status.json").write_text('{"returncode": 0}')
+    env = {**os.environ, "RECORD_TO": str(record), "MICRODEPLOY_UV": str(uv),
+           "MICRODEPLOY_PROJECT_WHEEL": str(wheel_dir)}
+    env.pop("MICRODEPLOY_LAYER", None)
+    subprocess.run([sys.executable, str(debian / "uv-pip"), "install", "--log=/tmp/x.log", "."],
+                   cwd=tmp_path, env=env, check=True)
+    subprocess.run([sys.executable, str(debian / "uv-pip"), "install", "--log=/tmp/x.log", "-r", "requirements.txt"],
+                   cwd=tmp_path, env=env, check=True)
+    assert calls(record) == [
+        ["pip", "install", "--python", sys.executable, str(wheel_dir / "orders_api-1.0-py3-none-any.whl"),
+         "gunicorn>=21.2"],
+        ["pip", "install", "--python", sys.executable, "-r", "requirements.txt"],
+    ]
+
+
+def test_uv_pip_installs_the_source_when_the_wheel_build_failed(debian: Path, tmp_path: Path) -> None:
+    """A failed background build: the source directory is installed (and uv reports what is wrong)."""
+    record = tmp_path / "calls"
+    uv = recorder(tmp_path / "uv", extra="sys.exit(1)")
+    wheel_dir = tmp_path / "wheel"
+    wheel_dir.mkdir()
+    (wheel_dir / "status.json").write_text('{"returncode": 1}')
+    env = {**os.environ, "RECORD_TO": str(record), "MICRODEPLOY_UV": str(uv),
+           "MICRODEPLOY_PROJECT_WHEEL": str(wheel_dir)}
+    result = subprocess.run([sys.executable, str(debian / "uv-pip"), "install", "--log=/tmp/x.log", ".[postgres]"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert calls(record) == [["pip", "install", "--python", sys.executable, ".[postgres]", "gunicorn>=21.2"]]
+    assert "uv-pip: uv pip install failed with exit status 1" in result.stderr
+
+
+def test_make_venv_moves_the_copied_layer_into_place(debian: Path, tmp_path: Path) -> None:
+    """With a finished layer copy beside the tree, make-venv renames it and adds the pip tool."""
+    copy = tmp_path / "layer-copy"
+    (copy / "venv" / "bin").mkdir(parents=True)
+    (copy / "venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (copy / "status.json").write_text('{"returncode": 0}')
+    venv = debian / "orders-api" / "opt" / "venvs" / "orders-api"
+    env = {**os.environ, "MICRODEPLOY_LAYER": str(tmp_path / "layer"), "MICRODEPLOY_LAYER_COPY": str(copy)}
+    subprocess.run([sys.executable, str(debian / "make-venv"), "-m", "venv", str(venv)], check=True, env=env,
+                   cwd=debian.parent, capture_output=True)
+    assert (venv / "pyvenv.cfg").read_text() == "home = /usr/bin\n"
+    assert not (copy / "venv").exists()
+    assert (venv / "bin" / "uv-pip").read_text() == (debian / "uv-pip").read_text()
