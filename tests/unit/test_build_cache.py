@@ -125,6 +125,7 @@ def test_with_uv_the_environment_names_uv_its_cache_the_layer_and_the_wheel(tmp_
     assert installer.environment(tmp_path / "wheel") == {
         "MICRODEPLOY_UV": "/opt/uv",
         "UV_CACHE_DIR": str(tmp_path / "cache" / "uv"),
+        "MICRODEPLOY_SHLIBDEPS_CACHE": str(tmp_path / "cache" / "shlibdeps"),
         "MICRODEPLOY_LAYER": str(installer.layer),
         "MICRODEPLOY_PROJECT_WHEEL": str(tmp_path / "wheel"),
     }
