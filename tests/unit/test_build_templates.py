@@ -148,7 +148,7 @@ def test_rules_with_uv_use_the_venv_shim_and_pip_tool(tmp_path: Path) -> None:
     assert "--preinstall" not in rules and "--extra-pip-arg" not in rules
     assert ("override_dh_strip:\n\tdh_strip\n\t/usr/bin/python3.11 debian/finalize-venv "
             "$(VENV) /opt/venvs/orders-api --strip-installers\n") in rules
-    assert "override_dh_builddeb:\n\tdh_builddeb -- -Zxz -z3\n" in rules
+    assert "override_dh_builddeb:\n\tdh_builddeb -- -Zxz -z1\n" in rules
 
 
 def test_rules_without_uv_use_pip_and_keep_installers_when_asked(tmp_path: Path) -> None:
