@@ -68,7 +68,8 @@ def test_rendered_files_and_modes(tmp_path: Path) -> None:
     assert names == [
         "cached-shlibdeps", "changelog", "control", "copyright", "finalize-venv", "gunicorn.conf.py", "make-venv",
         "orders-api.install", "orders-api.lintian-overrides", "orders-api.logrotate", "orders-api.postinst",
-        "orders-api.postrm", "orders-api.prerm", "orders-api.service", "orders-api.triggers", "rules", "source/format", "uv-pip",
+        "orders-api.postrm", "orders-api.prerm", "orders-api.service", "orders-api.triggers", "rules",
+        "source/format", "uv-pip",
     ]
     for script in ("rules", "finalize-venv", "make-venv", "uv-pip", "cached-shlibdeps"):
         assert (debian / script).stat().st_mode & 0o111, script
