@@ -20,6 +20,12 @@ log = logging.getLogger(__name__)
 STATUS = "status.json"
 
 
+def succeeded(directory: Path) -> bool:
+    """Whether the job of `directory` has ended with return code 0."""
+    status = directory / STATUS
+    return status.is_file() and json.loads(status.read_text(encoding="utf-8")).get("returncode") == 0
+
+
 def start(name: str, directory: Path, job: Callable[[], int]) -> threading.Thread:
     """Run `job` on a thread; then write its return code (1 if it raised OSError) to directory/status.json."""
 

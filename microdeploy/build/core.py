@@ -134,7 +134,8 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
             wheel_dir, layer_copy = work / "project-wheel", work / "layer-copy"
             wheel = ProjectWheel(uv=installer.uv, cache=installer.cache_root, name=config.name,
                                  python=f"/usr/bin/python{facts.python_minor}", runner=runner)
-            jobs = [wheel.start(tree / SOURCE_SUBDIR, wheel_dir), installer.start_layer_copy(layer_copy)]
+            wheel_job = wheel.start(tree / SOURCE_SUBDIR, wheel_dir)
+            jobs = [wheel_job, installer.start_layer_copy(layer_copy, (wheel_job, wheel_dir), runner)]
             if jobs[-1] is None:
                 layer_copy = None
         render_debian(tree, debian_context(config, facts), changelog)

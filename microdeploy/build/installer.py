@@ -14,7 +14,13 @@ from pathlib import Path
 
 from microdeploy.build import background
 from microdeploy.build.cache import cache_root, layer_key, prepare_layer
+from microdeploy.fsutil import atomic_write
 from microdeploy.process import Runner, run
+
+# How uv installs into a venv that is packaged (debian/uv-pip uses the same):
+# files copied, not hard links into the cache; no bytecode; never a downloaded Python.
+UV_INSTALL_ENV = {"UV_LINK_MODE": "copy", "UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never",
+                  "UV_COMPILE_BYTECODE": "0"}
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,7 @@ class Installer:
     uv: str | None = None
     cache_root: Path | None = None
     layer: Path | None = None
+    wsgi_server: str = ""
 
     def environment(self, wheel_dir: Path | None = None, layer_copy: Path | None = None) -> dict[str, str]:
         """Variables debian/make-venv and debian/uv-pip read during the build."""
@@ -43,11 +50,16 @@ class Installer:
             env["MICRODEPLOY_LAYER_COPY"] = str(layer_copy)
         return env
 
-    def start_layer_copy(self, directory: Path) -> threading.Thread | None:
+    def start_layer_copy(
+        self, directory: Path, wheel: tuple[threading.Thread, Path] | None = None, runner: Runner = run
+    ) -> threading.Thread | None:
         """Copy the saved dependency layer to directory/venv on another thread, if there is one.
 
         debian/make-venv then moves it into place instead of copying it while
         dpkg-buildpackage waits (`directory` is on the build tree's filesystem).
+        With `wheel` (the project-wheel job and its directory), the project is
+        installed into the copy too, once its wheel is there; `installed`
+        names that wheel, and debian/uv-pip has nothing left to do.
         """
         saved = self.layer / "venv" if self.layer is not None else None
         if saved is None or not saved.is_dir():
@@ -55,6 +67,15 @@ class Installer:
 
         def copy() -> int:
             shutil.copytree(saved, directory / "venv", symlinks=True)
+            if wheel is not None and self.uv is not None:
+                job, wheel_dir = wheel
+                job.join()
+                built = sorted(wheel_dir.glob("*.whl"))
+                if len(built) == 1 and background.succeeded(wheel_dir):
+                    python = str(directory / "venv" / "bin" / "python")
+                    argv = [self.uv, "pip", "install", "--quiet", "--python", python, str(built[0]), self.wsgi_server]
+                    if runner(argv, env={**UV_INSTALL_ENV, **self.environment()}, check=False).returncode == 0:
+                        atomic_write(directory / "installed", built[0].name)
             return 0
 
         return background.start("layer-copy", directory, copy)
@@ -98,4 +119,5 @@ def choose_installer(
         project, name=name, python_minor=python_minor, wsgi_server=wsgi_server,
         uv_version=uv_version(uv, runner), environ=environ,
     )
-    return Installer("uv", uv=uv, cache_root=root, layer=prepare_layer(root, key, refresh=refresh_layer))
+    layer = prepare_layer(root, key, refresh=refresh_layer)
+    return Installer("uv", uv=uv, cache_root=root, layer=layer, wsgi_server=wsgi_server)

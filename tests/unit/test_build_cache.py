@@ -165,3 +165,39 @@ def test_a_failed_background_job_reports_failure(tmp_path: Path) -> None:
 
     background.start("broken", tmp_path / "job", broken).join(timeout=10)
     assert json.loads((tmp_path / "job" / "status.json").read_text()) == {"returncode": 1}
+
+
+def test_layer_copy_installs_the_project_wheel_once_it_is_built(tmp_path: Path) -> None:
+    """With the wheel job given: after the copy, `uv pip install` of the wheel into it, and `installed` names it."""
+    layer = tmp_path / "cache" / "layers" / "k"
+    (layer / "venv" / "bin").mkdir(parents=True)
+    wheel_dir = tmp_path / "wheel"
+    wheel_dir.mkdir()
+    (wheel_dir / "orders_api-1.0-py3-none-any.whl").write_bytes(b"")
+    wheel_job = background.start("wheel", wheel_dir, lambda: 0)
+    runner = FakeRunner()
+    installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=layer, wsgi_server="gunicorn>=21")
+    job = installer.start_layer_copy(tmp_path / "copy", (wheel_job, wheel_dir), runner)
+    assert job is not None
+    job.join(timeout=10)
+    [(argv, env)] = runner.calls
+    python = str(tmp_path / "copy" / "venv" / "bin" / "python")
+    assert argv == ("/opt/uv", "pip", "install", "--quiet", "--python", python,
+                    str(wheel_dir / "orders_api-1.0-py3-none-any.whl"), "gunicorn>=21")
+    assert env is not None and env["UV_LINK_MODE"] == "copy" and env["UV_CACHE_DIR"] == str(tmp_path / "cache" / "uv")
+    assert (tmp_path / "copy" / "installed").read_text() == "orders_api-1.0-py3-none-any.whl"
+
+
+def test_layer_copy_leaves_the_install_to_the_build_when_the_wheel_failed(tmp_path: Path) -> None:
+    """A failed wheel build: the layer is still copied, nothing is installed, `installed` is absent."""
+    layer = tmp_path / "cache" / "layers" / "k"
+    (layer / "venv").mkdir(parents=True)
+    wheel_job = background.start("wheel", tmp_path / "wheel", lambda: 1)
+    runner = FakeRunner()
+    installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=layer)
+    job = installer.start_layer_copy(tmp_path / "copy", (wheel_job, tmp_path / "wheel"), runner)
+    assert job is not None
+    job.join(timeout=10)
+    assert runner.calls == []
+    assert (tmp_path / "copy" / "venv").is_dir()
+    assert not (tmp_path / "copy" / "installed").exists()

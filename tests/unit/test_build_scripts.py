@@ -140,3 +140,22 @@ def test_make_venv_moves_the_copied_layer_into_place(debian: Path, tmp_path: Pat
     assert (venv / "pyvenv.cfg").read_text() == "home = /usr/bin\n"
     assert not (copy / "venv").exists()
     assert (venv / "bin" / "uv-pip").read_text() == (debian / "uv-pip").read_text()
+
+
+def test_uv_pip_has_nothing_to_do_when_the_wheel_was_installed_beside_the_build(debian: Path, tmp_path: Path) -> None:
+    """microdeploy installed the same wheel into the restored layer: uv is not run again."""
+    record = tmp_path / "calls"
+    uv = recorder(tmp_path / "uv")
+    wheel_dir = tmp_path / "wheel"
+    wheel_dir.mkdir()
+    (wheel_dir / "orders_api-1.0-py3-none-any.whl").write_bytes(b"")
+    (wheel_dir / "status.json").write_text('{"returncode": 0}')
+    copy = tmp_path / "layer-copy"
+    copy.mkdir()
+    (copy / "installed").write_text("orders_api-1.0-py3-none-any.whl")
+    env = {**os.environ, "RECORD_TO": str(record), "MICRODEPLOY_UV": str(uv),
+           "MICRODEPLOY_PROJECT_WHEEL": str(wheel_dir), "MICRODEPLOY_LAYER_COPY": str(copy)}
+    result = subprocess.run([sys.executable, str(debian / "uv-pip"), "install", "--log=/tmp/x.log", "."],
+                            cwd=tmp_path, env=env, check=True, capture_output=True, text=True)
+    assert calls(record) == []
+    assert "installed already" in result.stdout
