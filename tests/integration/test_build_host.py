@@ -46,12 +46,17 @@ def test_scaffolded_service_lifecycle(
     assert health(host, 8123, "/health")["status"] == "ok"
     assert host.run(["curl", "-fsS", "http://127.0.0.1:8000/health"], check=False).returncode != 0
 
-    # Upgrade: restarted by the package, the administrator's config untouched.
+    # Upgrade: restarted by the package, the administrator's config untouched,
+    # and a dpkg-statoverride on the state directory respected.
+    host.run(["dpkg-statoverride", "--update", "--add", name, name, "0700", f"/var/lib/{name}"])
     before = main_pid(host, name)
     install_deb(host, "/root/v2.deb")
     assert health(host, 8123, "/health")["status"] == "ok"
     assert main_pid(host, name) != before
     assert host.read_file(f"/etc/{name}/config.ini") == SITE_CONFIG
+    modes = host.run(["stat", "-c", "%a %U:%G", f"/var/lib/{name}", f"/var/log/{name}"]).stdout.split("\n")
+    assert modes[:2] == [f"700 {name}:{name}", f"2750 {name}:adm"]
+    host.run(["dpkg-statoverride", "--remove", f"/var/lib/{name}"])
 
     # Remove: stopped; config and logs survive; no bytecode left behind; /opt kept.
     host.run(["apt-get", "remove", "-y", name])
