@@ -58,6 +58,16 @@ class BuildResult:
     size: int
     seconds: float
 
+    @classmethod
+    def of(cls, name: str, version: str, artifacts: Artifacts, started: float) -> BuildResult:
+        """The result of a build that began at `started` (time.monotonic) and put `artifacts` in place."""
+        result = cls(
+            name=name, version=version, deb=artifacts.deb, buildinfo=artifacts.buildinfo,
+            changes=artifacts.changes, size=artifacts.deb.stat().st_size, seconds=time.monotonic() - started,
+        )
+        log.info("built %s (%d kB)", result.deb, result.size // 1024)
+        return result
+
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly view for --json."""
         return {
@@ -150,12 +160,7 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
         artifacts = publish_artifacts(collect(tree, config.name), out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    result = BuildResult(
-        name=config.name, version=facts.version, deb=artifacts.deb, buildinfo=artifacts.buildinfo,
-        changes=artifacts.changes, size=artifacts.deb.stat().st_size, seconds=time.monotonic() - started,
-    )
-    log.info("built %s (%d kB)", result.deb, result.size // 1024)
-    return result
+    return BuildResult.of(config.name, facts.version, artifacts, started)
 
 
 def build_with_backend(settings: BuildSettings, runner: Runner = run) -> BuildResult:

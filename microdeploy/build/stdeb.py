@@ -258,12 +258,7 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
         artifacts = publish_artifacts(built, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    result = BuildResult(
-        name=library.package, version=library.version, deb=artifacts.deb, buildinfo=artifacts.buildinfo,
-        changes=artifacts.changes, size=artifacts.deb.stat().st_size, seconds=time.monotonic() - started,
-    )
-    log.info("built %s (%d kB)", result.deb, result.size // 1024)
-    return result
+    return BuildResult.of(library.package, library.version, artifacts, started)
 
 
 def _build_in(work: Path, project: Path, library: LibraryPlan, environ: Mapping[str, str], runner: Runner) -> Artifacts:

@@ -46,6 +46,14 @@ def recorder(path: Path, extra: str = "") -> Path:
     return path
 
 
+def built_wheel(wheel_dir: Path) -> Path:
+    """A wheel directory as microdeploy leaves it after a successful background build."""
+    wheel_dir.mkdir()
+    (wheel_dir / "orders_api-1.0-py3-none-any.whl").write_bytes(b"")
+    (wheel_dir / "status.json").write_text('{"returncode": 0}')
+    return wheel_dir
+
+
 def calls(record: Path) -> list[list[str]]:
     return [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
 
@@ -93,10 +101,7 @@ def test_uv_pip_installs_the_prebuilt_wheel_with_the_wsgi_server(debian: Path, t
     """dh_virtualenv's `install --log=F .` becomes `uv pip install --python PY WHEEL gunicorn>=21.2`."""
     record = tmp_path / "calls"
     uv = recorder(tmp_path / "uv")
-    wheel_dir = tmp_path / "wheel"
-    wheel_dir.mkdir()
-    (wheel_dir / "orders_api-1.0-py3-none-any.whl").write_bytes(b"")
-    (wheel_dir / "status.json").write_text('{"returncode": 0}')
+    wheel_dir = built_wheel(tmp_path / "wheel")
     env = {**os.environ, "RECORD_TO": str(record), "MICRODEPLOY_UV": str(uv),
            "MICRODEPLOY_PROJECT_WHEEL": str(wheel_dir)}
     env.pop("MICRODEPLOY_LAYER", None)
@@ -146,10 +151,7 @@ def test_uv_pip_has_nothing_to_do_when_the_wheel_was_installed_beside_the_build(
     """microdeploy installed the same wheel into the restored layer: uv is not run again."""
     record = tmp_path / "calls"
     uv = recorder(tmp_path / "uv")
-    wheel_dir = tmp_path / "wheel"
-    wheel_dir.mkdir()
-    (wheel_dir / "orders_api-1.0-py3-none-any.whl").write_bytes(b"")
-    (wheel_dir / "status.json").write_text('{"returncode": 0}')
+    wheel_dir = built_wheel(tmp_path / "wheel")
     copy = tmp_path / "layer-copy"
     copy.mkdir()
     (copy / "installed").write_text("orders_api-1.0-py3-none-any.whl")
