@@ -6,7 +6,6 @@ import logging
 import re
 import shutil
 import tempfile
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -20,7 +19,6 @@ from microdeploy.build.dhvirtualenv import Artifacts, collect, dpkg_buildpackage
 from microdeploy.build.installer import choose_installer
 from microdeploy.build.tree import SOURCE_SUBDIR, copy_source, render_debian
 from microdeploy.build.version import debian_revision, full_version, upstream_version
-from microdeploy.build.wheel import ProjectWheel
 from microdeploy.config import ServiceConfig, load_config
 from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.fsutil import atomic_write
@@ -138,25 +136,14 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
     try:
         tree = work / f"{config.name}-{facts.upstream.replace(':', '_')}"
         copy_source(settings.project, tree)
-        wheel_dir = layer_copy = None
-        jobs: list[threading.Thread | None] = []
-        if installer.uv is not None and installer.cache_root is not None:
-            wheel_dir, layer_copy = work / "project-wheel", work / "layer-copy"
-            wheel = ProjectWheel(uv=installer.uv, cache=installer.cache_root, name=config.name,
-                                 python=f"/usr/bin/python{facts.python_minor}", runner=runner)
-            wheel_job = wheel.start(tree / SOURCE_SUBDIR, wheel_dir)
-            jobs = [wheel_job, installer.start_layer_copy(layer_copy, (wheel_job, wheel_dir), runner)]
-            if jobs[-1] is None:
-                layer_copy = None
+        beside = installer.start_beside(work, tree / SOURCE_SUBDIR, config.name,
+                                        f"/usr/bin/python{facts.python_minor}", runner)
         render_debian(tree, debian_context(config, facts), changelog)
         log.info("dpkg-buildpackage (dh-virtualenv) in %s", tree)
         try:
-            env = {**settings.environ, **installer.environment(wheel_dir, layer_copy)}
-            dpkg_buildpackage(tree, env, facts.epoch, runner)
+            dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner)
         finally:
-            for job in jobs:
-                if job is not None:
-                    job.join()
+            beside.join()
         artifacts = publish_artifacts(collect(tree, config.name), out)
     finally:
         shutil.rmtree(work, ignore_errors=True)

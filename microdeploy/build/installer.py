@@ -14,6 +14,7 @@ from pathlib import Path
 
 from microdeploy.build import background
 from microdeploy.build.cache import cache_root, layer_key, prepare_layer
+from microdeploy.build.wheel import ProjectWheel
 from microdeploy.fsutil import atomic_write
 from microdeploy.process import Runner, run
 
@@ -21,6 +22,19 @@ from microdeploy.process import Runner, run
 # files copied, not hard links into the cache; no bytecode; never a downloaded Python.
 UV_INSTALL_ENV = {"UV_LINK_MODE": "copy", "UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never",
                   "UV_COMPILE_BYTECODE": "0"}
+
+
+@dataclass(frozen=True)
+class Beside:
+    """Work started beside dpkg-buildpackage, and the variables that point the build at it."""
+
+    environment: dict[str, str]
+    jobs: tuple[threading.Thread, ...] = ()
+
+    def join(self) -> None:
+        """Wait for every job (each ends by itself: a finished build no longer needs them)."""
+        for job in self.jobs:
+            job.join()
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,18 @@ class Installer:
         if layer_copy is not None:
             env["MICRODEPLOY_LAYER_COPY"] = str(layer_copy)
         return env
+
+    def start_beside(self, work: Path, source: Path, name: str, python: str, runner: Runner = run) -> Beside:
+        """Start the project's wheel and the layer copy in `work`, on the other core, while the build starts."""
+        if self.uv is None or self.cache_root is None:
+            return Beside(self.environment())
+        wheel_dir = work / "project-wheel"
+        wheel = ProjectWheel(uv=self.uv, cache=self.cache_root, name=name, python=python, runner=runner)
+        wheel_job = wheel.start(source, wheel_dir)
+        copy_job = self.start_layer_copy(work / "layer-copy", (wheel_job, wheel_dir), runner)
+        if copy_job is None:
+            return Beside(self.environment(wheel_dir), (wheel_job,))
+        return Beside(self.environment(wheel_dir, work / "layer-copy"), (wheel_job, copy_job))
 
     def start_layer_copy(
         self, directory: Path, wheel: tuple[threading.Thread, Path] | None = None, runner: Runner = run

@@ -201,3 +201,18 @@ def test_layer_copy_leaves_the_install_to_the_build_when_the_wheel_failed(tmp_pa
     assert runner.calls == []
     assert (tmp_path / "copy" / "venv").is_dir()
     assert not (tmp_path / "copy" / "installed").exists()
+
+
+def test_beside_the_build_pip_starts_nothing_and_uv_starts_the_wheel(tmp_path: Path) -> None:
+    """pip: no jobs, no variables. uv without a saved layer: the wheel job only, no MICRODEPLOY_LAYER_COPY."""
+    pip = Installer("pip").start_beside(tmp_path, tmp_path / "src", "orders-api", "/usr/bin/python3.11")
+    assert pip.environment == {} and pip.jobs == ()
+    (tmp_path / "src").mkdir()
+    runner = FakeRunner(returncode=1)
+    uv = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=tmp_path / "cache" / "layers" / "k")
+    beside = uv.start_beside(tmp_path / "work", tmp_path / "src", "orders-api", "/usr/bin/python3.11", runner)
+    beside.join()
+    assert len(beside.jobs) == 1
+    assert beside.environment["MICRODEPLOY_PROJECT_WHEEL"] == str(tmp_path / "work" / "project-wheel")
+    assert "MICRODEPLOY_LAYER_COPY" not in beside.environment
+    assert json.loads((tmp_path / "work" / "project-wheel" / "status.json").read_text()) == {"returncode": 1}
