@@ -91,3 +91,22 @@ def public_service(tmp_path_factory: pytest.TempPathFactory) -> BuiltService:
     project = root / f"{name}-{version}"
     result = build_service(project, root / "dist", **PUBLIC_OVERRIDES)
     return BuiltService(project, result, health_path="/healthcheck")
+
+
+def rebuilt(service: BuiltService, out: Path) -> BuiltService:
+    """The same project built again as revision 2 (the dependency layer and wheel caches make it quick)."""
+    overrides = PUBLIC_OVERRIDES if service.name == PUBLIC_OVERRIDES["name"] else {}
+    result = build_service(service.project, out, revision="2", **overrides)
+    return BuiltService(service.project, result, health_path=service.health_path, port=service.port)
+
+
+@pytest.fixture(scope="session")
+def db_service_v2(db_service: BuiltService, tmp_path_factory: pytest.TempPathFactory) -> BuiltService:
+    """stock-api rebuilt as revision 2, to upgrade to."""
+    return rebuilt(db_service, tmp_path_factory.mktemp("withdb-v2"))
+
+
+@pytest.fixture(scope="session")
+def public_service_v2(public_service: BuiltService, tmp_path_factory: pytest.TempPathFactory) -> BuiltService:
+    """ihatemoney rebuilt as revision 2, to upgrade to."""
+    return rebuilt(public_service, tmp_path_factory.mktemp("public-v2"))

@@ -112,25 +112,16 @@ def test_changelog_names_version_distribution_and_maintainer(plain_service: Buil
     assert "Distribution: bookworm" in changes
 
 
+@pytest.mark.parametrize("fixture", SERVICES)
 def test_piuparts_install_upgrade_and_purge(
-    plain_service: BuiltService, plain_service_v2: BuiltService, piuparts_base: Path, debian_mirror_uri: str
-) -> None:
-    """piuparts: install, upgrade from the previous build, remove and purge all pass."""
-    result = piuparts([plain_service_v2.result.deb], piuparts_base, debian_mirror_uri,
-                      previous=plain_service.result.deb)
-    assert result.returncode == 0, result.stdout[-4000:]
-    assert "PASS: Installation, upgrade and purging tests." in result.stdout
-
-
-@pytest.mark.parametrize("fixture", ["db_service", "public_service"])
-def test_piuparts_install_and_purge(
     fixture: str, request: pytest.FixtureRequest, piuparts_base: Path, debian_mirror_uri: str
 ) -> None:
-    """piuparts: install, remove and purge pass for the database variant and the public project."""
-    built: BuiltService = request.getfixturevalue(fixture)
-    result = piuparts([built.result.deb], piuparts_base, debian_mirror_uri)
+    """piuparts: install, upgrade from the previous build, remove and purge pass for every kind of service."""
+    previous: BuiltService = request.getfixturevalue(fixture)
+    upgrade: BuiltService = request.getfixturevalue(f"{fixture}_v2")
+    result = piuparts([upgrade.result.deb], piuparts_base, debian_mirror_uri, previous=previous.result.deb)
     assert result.returncode == 0, result.stdout[-4000:]
-    assert "PASS: Installation and purging test." in result.stdout
+    assert "PASS: Installation, upgrade and purging tests." in result.stdout
 
 
 def test_build_json_output(plain_service: BuiltService, tmp_path: Path) -> None:
