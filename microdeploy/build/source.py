@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import fnmatch
 import os
 import re
 import time
@@ -15,6 +16,11 @@ from microdeploy.errors import bad_input
 from microdeploy.process import Runner, run
 
 PROJECT_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
+# Not the project's source: never copied into the build tree, never dated.
+IGNORED = (
+    ".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", "dist", "build", "__pycache__",
+    "*.pyc", "*.egg-info", ".pytest_cache", ".mypy_cache", ".ruff_cache", "node_modules",
+)
 DESCRIBE_RE = re.compile(r"^v?(?P<version>.+)-(?P<count>\d+)-g(?P<sha>[0-9a-f]+)$")
 
 
@@ -72,14 +78,33 @@ def change_subjects(project: Path, state: GitState | None, runner: Runner = run)
 
 
 def source_date_epoch(project: Path, environ: Mapping[str, str], runner: Runner = run) -> int:
-    """SOURCE_DATE_EPOCH if set, else the time of the last commit, else now."""
+    """SOURCE_DATE_EPOCH if set, else the time of the last commit, else the newest source file's mtime.
+
+    An unpacked sdist keeps its files' times, so it builds reproducibly too.
+    """
     if environ.get("SOURCE_DATE_EPOCH", "").isdigit():
         return int(environ["SOURCE_DATE_EPOCH"])
     if is_git_checkout(project, runner):
         result = runner(["git", "-C", str(project), "log", "-1", "--format=%ct"], check=False)
         if result.stdout.strip().isdigit():
             return int(result.stdout.strip())
-    return int(time.time())
+    return newest_mtime(project) or int(time.time())
+
+
+def newest_mtime(project: Path) -> int:
+    """The newest modification time of the project's source files (0 if there are none)."""
+    newest = 0
+    for directory, subdirs, files in os.walk(project):
+        subdirs[:] = [name for name in subdirs if not ignored(name)]
+        for name in files:
+            if not ignored(name):
+                newest = max(newest, int(os.lstat(os.path.join(directory, name)).st_mtime))
+    return newest
+
+
+def ignored(name: str) -> bool:
+    """Whether a file or directory name is left out of the project's source (IGNORED)."""
+    return any(fnmatch.fnmatch(name, pattern) for pattern in IGNORED)
 
 
 def project_license(project: Path) -> str:

@@ -27,7 +27,7 @@ from microdeploy.build import source
 from microdeploy.build.changelog import render_changelog
 from microdeploy.build.core import BuildResult, BuildSettings, publish_artifacts
 from microdeploy.build.dhvirtualenv import Artifacts, build_environment, failure_hint, relevant_lines
-from microdeploy.build.tree import IGNORED
+from microdeploy.build.source import IGNORED
 from microdeploy.build.version import debian_revision, full_version, upstream_version
 from microdeploy.config import ServiceConfig, load_config, read_project_file
 from microdeploy.errors import MicrodeployError, bad_input

@@ -7,14 +7,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from microdeploy.build.source import IGNORED
 from microdeploy.render import render_tree
 from microdeploy.resources import template_folder
 
-# Never copied into the build tree: VCS data, local environments, earlier outputs.
-IGNORED = (
-    ".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", "dist", "build", "__pycache__",
-    "*.pyc", "*.egg-info", ".pytest_cache", ".mypy_cache", ".ruff_cache", "node_modules",
-)
 EXECUTABLE = ("rules", "finalize-venv", "make-venv", "uv-pip", "cached-shlibdeps")
 # The project sits beside debian/, not around it: build backends that package
 # every file they see (hatchling) would otherwise put debian/ into the wheel.

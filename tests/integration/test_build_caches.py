@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,22 @@ def test_app_and_dependency_changes_reach_the_package(
     assert f"{SITE}/six.py" in dep_change
     assert b"changed greeting" in dep_change[f"{SITE}/hello_api/greeting.py"]
     assert len(list((cache / "layers").glob("*/venv"))) == 2
+
+
+def test_an_unpacked_sdist_builds_reproducibly_without_source_date_epoch(
+    first_build: tuple[Path, Path, BuildResult], tmp_path: Path
+) -> None:
+    """No git, no SOURCE_DATE_EPOCH: two copies with the same file times make the same .deb, dated by them."""
+    _, cache, _ = first_build
+    environ = {key: value for key, value in os.environ.items() if key not in ("SOURCE_DATE_EPOCH", "BUILD_NUMBER")}
+    environ["MICRODEPLOY_CACHE_DIR"] = str(cache)
+    debs = []
+    for place in ("here", "there"):
+        project = shutil.copytree(SERVICE, tmp_path / place / "hello-api-0.1.0")  # copy2 keeps the times
+        debs.append(build(BuildSettings(project=project, out=tmp_path / place / "dist", environ=environ)).deb)
+    assert debs[0].read_bytes() == debs[1].read_bytes()
+    newest = max(int(p.stat().st_mtime) for p in SERVICE.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    # dpkg-deb dates the archive members SOURCE_DATE_EPOCH; ar prints them in $TZ.
+    dates = subprocess.run(["ar", "tv", str(debs[0])], capture_output=True, text=True, check=True,
+                           env={**os.environ, "TZ": "UTC"}).stdout
+    assert time.strftime("%b %e %H:%M %Y", time.gmtime(newest)) in dates, dates

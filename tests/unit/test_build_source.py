@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -51,6 +52,21 @@ def test_source_date_epoch_prefers_the_environment(tmp_path: Path) -> None:
     runner = FakeRunner({"rev-parse --is-inside-work-tree": (0, "true"), "log -1 --format=%ct": (0, "1700000000\n")})
     assert source.source_date_epoch(tmp_path, {"SOURCE_DATE_EPOCH": "42"}, runner) == 42
     assert source.source_date_epoch(tmp_path, {}, runner) == 1700000000
+
+
+def test_source_date_epoch_outside_git_is_the_newest_source_file(tmp_path: Path) -> None:
+    """An unpacked sdist: the newest mtime of its source files, not of build outputs or caches."""
+    runner = FakeRunner({"rev-parse --is-inside-work-tree": (128, "")})
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "mod.py").write_text("")
+    (tmp_path / "setup.py").write_text("")
+    os.utime(tmp_path / "pkg" / "mod.py", (1600000000, 1600000000))
+    os.utime(tmp_path / "setup.py", (1500000000, 1500000000))
+    (tmp_path / "pkg" / "__pycache__").mkdir()
+    (tmp_path / "pkg" / "__pycache__" / "mod.cpython-311.pyc").write_text("")  # now: ignored
+    (tmp_path / "dist").mkdir()
+    (tmp_path / "dist" / "old.deb").write_text("")
+    assert source.source_date_epoch(tmp_path, {}, runner) == 1600000000
 
 
 def test_check_app_finds_src_and_flat_layouts(tmp_path: Path) -> None:
