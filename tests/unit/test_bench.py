@@ -1,0 +1,66 @@
+"""The benchmark's own logic: rotation, the scenario commits, medians, ratios and targets (no timing asserted)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench import __main__ as bench
+from bench.builders import Build
+from bench.install import Install
+
+
+def test_every_tool_takes_every_place_in_turn() -> None:
+    """Three rounds put each tool first once, so none is always warmed by the others."""
+    firsts = {bench.rotated(n)[0] for n in range(1, 4)}
+    assert firsts == set(bench.TOOLS)
+    assert all(sorted(bench.rotated(n)) == sorted(bench.TOOLS) for n in range(1, 7))
+
+
+def test_scenario_commits_change_the_app_then_the_dependencies(tmp_path: Path) -> None:
+    """The app change rewrites the greeting; each dependency change declares a new bound on six."""
+    service = bench.prepare_service(tmp_path)
+    bench.change_app(service, 2)
+    assert 'GREETING = "hello 2"' in (service / "src" / "hello_api" / "greeting.py").read_text()
+    bench.change_dependencies(service, 1)
+    bench.change_dependencies(service, 2)
+    pyproject = (service / "pyproject.toml").read_text()
+    assert '"six>=1.2",' in pyproject and '"six>=1.1",' not in pyproject
+    log = subprocess.run(["git", "log", "--format=%s"], cwd=service, capture_output=True, text=True, check=True)
+    assert log.stdout.splitlines() == ["dependencies 2", "dependencies 1", "greeting 2", "hello-api"]
+
+
+def test_summary_medians_ratios_and_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Medians per tool and scenario; ratios against A and B; each target met or not, as computed."""
+    debs = {}
+    for tool, size in (("A", 1000), ("B", 300), ("microdeploy", 150)):
+        deb = tmp_path / f"{tool}.deb"
+        deb.write_bytes(b"x" * size)
+        debs[tool] = Build(tool, 0.0, deb)
+    times = {
+        "A": {"warm": [20.0, 22.0, 21.0], "app_change": [30.0], "dep_change": [20.0]},
+        "B": {"warm": [1.0], "app_change": [1.0], "dep_change": [1.0]},
+        "microdeploy": {"warm": [1.5, 2.5, 2.0], "app_change": [1.8], "dep_change": [2.0]},
+    }
+    installs = {tool: [Install(tool, 0.5, answer)] for tool, answer in (("A", 1.0), ("B", 0.9), ("microdeploy", 0.8))}
+    sizes = {"A": 4000, "B": 900, "microdeploy": 800}
+    monkeypatch.setattr(bench, "installed_size", lambda deb: sizes[deb.stem])
+    result = bench.summarise(times, debs, installs)
+    assert result["median_seconds"]["A"]["warm"] == 21.0
+    assert result["median_seconds"]["microdeploy"]["warm"] == 2.0
+    assert result["ratios"]["warm_speedup_vs_A"] == pytest.approx(10.5)
+    assert result["ratios"]["app_change_speedup_vs_A"] == pytest.approx(30 / 1.8)
+    assert result["ratios"]["deb_size_vs_A"] == pytest.approx(0.15)
+    assert result["targets"] == {
+        "warm build >= 10x faster than A": True,
+        "warm build <= 2x B": True,
+        "app-only rebuild >= 15x faster than A": True,
+        "app-only rebuild faster than B's full build": False,
+        ".deb size <= 20% of A": True,
+        "answers no later than A": True,
+    }
+    table = bench.table(result)
+    assert "| warm build (s) | 21.00 | 1.00 | 2.00 |" in table
+    assert "- [ ] app-only rebuild faster than B's full build" in table
