@@ -85,6 +85,7 @@ class Builders:
             "PIP_CACHE_DIR": str(self.caches / "pip"),
             "UV_CACHE_DIR": str(self.caches / "uv-reference-b"),
             "MICRODEPLOY_CACHE_DIR": str(self.caches / "microdeploy"),
+            "UV_SYSTEM_CERTS": "1",  # as microdeploy runs uv: the system's CA store
             "PATH": f"{VENV_BIN}:/usr/sbin:/usr/bin:/sbin:/bin",
         }
         self.env.pop("VIRTUAL_ENV", None)

@@ -14,14 +14,13 @@ from pathlib import Path
 
 from microdeploy.build import background
 from microdeploy.build.cache import cache_root, layer_key, prepare_layer
-from microdeploy.build.wheel import ProjectWheel
+from microdeploy.build.wheel import UV_ENV, ProjectWheel
 from microdeploy.fsutil import atomic_write
 from microdeploy.process import Runner, run
 
 # How uv installs into a venv that is packaged (debian/uv-pip uses the same):
-# files copied, not hard links into the cache; no bytecode; never a downloaded Python.
-UV_INSTALL_ENV = {"UV_LINK_MODE": "copy", "UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never",
-                  "UV_COMPILE_BYTECODE": "0"}
+# files copied, not hard links into the cache; no bytecode.
+UV_INSTALL_ENV = {**UV_ENV, "UV_LINK_MODE": "copy", "UV_COMPILE_BYTECODE": "0"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +51,7 @@ class Installer:
         if self.uv is None or self.cache_root is None:
             return {}
         env = {
+            **UV_ENV,
             "MICRODEPLOY_UV": self.uv,
             "UV_CACHE_DIR": str(self.cache_root / "uv"),
             "MICRODEPLOY_SHLIBDEPS_CACHE": str(self.cache_root / "shlibdeps"),

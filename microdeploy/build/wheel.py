@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 WHEELS_KEPT = 4  # per service: the last few commits
 # PEP 517's fallback for projects without [build-system].
 LEGACY_REQUIRES = ("setuptools>=40.8.0", "wheel")
-UV_ENV = {"UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"}
+# Every uv run of a build: no progress bars, never a downloaded Python, and the
+# system's certificate store (a TLS-inspecting proxy's CA is there, not in uv's own).
+UV_ENV = {"UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never", "UV_SYSTEM_CERTS": "1"}
 
 
 def source_digest(source: Path, salt: str) -> str:

@@ -123,6 +123,9 @@ def test_with_uv_the_environment_names_uv_its_cache_the_layer_and_the_wheel(tmp_
     assert installer.kind == "uv"
     assert installer.layer is not None and installer.layer.parent == tmp_path / "cache" / "layers"
     assert installer.environment(tmp_path / "wheel") == {
+        "UV_NO_PROGRESS": "1",
+        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_SYSTEM_CERTS": "1",
         "MICRODEPLOY_UV": "/opt/uv",
         "UV_CACHE_DIR": str(tmp_path / "cache" / "uv"),
         "MICRODEPLOY_SHLIBDEPS_CACHE": str(tmp_path / "cache" / "shlibdeps"),
