@@ -144,7 +144,7 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
             dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner)
         finally:
             beside.join()
-        artifacts = publish_artifacts(collect(tree, config.name), out)
+        artifacts = publish_artifacts(collect(tree.parent, config.name), out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return BuildResult.of(config.name, facts.version, artifacts, started)

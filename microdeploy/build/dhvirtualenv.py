@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,19 +52,19 @@ def build_environment(environ: Mapping[str, str], epoch: int) -> dict[str, str]:
 def dpkg_buildpackage(tree: Path, environ: Mapping[str, str], epoch: int, runner: Runner = run) -> None:
     """Build the binary package of `tree`; raise with the relevant lines if it fails."""
     require_tools(*BUILD_TOOLS)
-    result = runner(
-        # --no-pre-clean: the tree is a fresh copy; `debian/rules clean` would only cost time.
-        ["dpkg-buildpackage", "--build=binary", "--no-sign", "--no-pre-clean", "--jobs=auto"],
-        cwd=tree,
-        env=build_environment(environ, epoch),
-        inherit_env=False,
-        check=False,
-    )
+    # --no-pre-clean: the tree is a fresh copy; `debian/rules clean` would only cost time.
+    argv = ["dpkg-buildpackage", "--build=binary", "--no-sign", "--no-pre-clean", "--jobs=auto"]
+    run_build_step(argv, tree, build_environment(environ, epoch), "dpkg-buildpackage", runner)
+
+
+def run_build_step(argv: Sequence[str], cwd: Path, env: Mapping[str, str], what: str, runner: Runner = run) -> None:
+    """Run one step of a package build in `env` alone; raise with the lines that say why if it fails."""
+    result = runner(argv, cwd=cwd, env=env, inherit_env=False, check=False)
     output = result.stdout + "\n" + result.stderr
-    log.debug("dpkg-buildpackage output:\n%s", output)
+    log.debug("%s output:\n%s", what, output)
     if result.returncode != 0:
         raise MicrodeployError(
-            f"dpkg-buildpackage failed (exit status {result.returncode}):\n{relevant_lines(output)}",
+            f"{what} failed (exit status {result.returncode}):\n{relevant_lines(output)}",
             hint=failure_hint(output),
         )
 
@@ -85,14 +85,15 @@ def failure_hint(output: str) -> str:
     return "Run with --debug and read the full dpkg-buildpackage output above"
 
 
-def collect(tree: Path, name: str) -> Artifacts:
-    """Find the .deb, .buildinfo and .changes next to the build tree."""
-    parent = tree.parent
+def collect(directory: Path, package: str, source: str | None = None) -> Artifacts:
+    """The .deb of `package`, and the .buildinfo and .changes of the binary build of `source` (default: package)."""
 
     def one(pattern: str) -> Path:
-        found = sorted(parent.glob(pattern))
+        # stdeb also leaves the _source.buildinfo/.changes of a source build: not ours.
+        found = [path for path in sorted(directory.glob(pattern)) if not path.stem.endswith("_source")]
         if len(found) != 1:
-            raise MicrodeployError(f"expected one {pattern} in {parent}, found {len(found)}")
+            raise MicrodeployError(f"expected one {pattern} in {directory}, found {len(found)}")
         return found[0]
 
-    return Artifacts(one(f"{name}_*.deb"), one(f"{name}_*.buildinfo"), one(f"{name}_*.changes"))
+    source = source or package
+    return Artifacts(one(f"{package}_*.deb"), one(f"{source}_*.buildinfo"), one(f"{source}_*.changes"))

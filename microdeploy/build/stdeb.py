@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from debian.deb822 import Deb822
 from microdeploy.build import source
 from microdeploy.build.changelog import render_changelog
 from microdeploy.build.core import BuildResult, BuildSettings, publish_artifacts
-from microdeploy.build.dhvirtualenv import Artifacts, build_environment, failure_hint, relevant_lines
+from microdeploy.build.dhvirtualenv import Artifacts, build_environment, collect, run_build_step
 from microdeploy.build.source import IGNORED
 from microdeploy.build.version import debian_revision, full_version, upstream_version
 from microdeploy.config import ServiceConfig, load_config, read_project_file
@@ -269,18 +269,18 @@ def _build_in(work: Path, project: Path, library: LibraryPlan, environ: Mapping[
         atomic_write(copy / "setup.py", SETUP_SHIM)
     env = build_environment(environ, library.epoch)
     dist_dir = work / "deb"
-    _step(runner, sdist_argv(work / "sdist"), copy, env, "setup.py sdist")
+    run_build_step(sdist_argv(work / "sdist"), copy, env, "setup.py sdist", runner)
     sdists = sorted((work / "sdist").glob("*.tar.gz"))
     if len(sdists) != 1:
         raise MicrodeployError(f"expected one source tarball from setup.py sdist, found {len(sdists)}")
-    _step(runner, sdist_dsc_argv(library, dist_dir, sdists[0]), copy, env, "stdeb sdist_dsc")
+    run_build_step(sdist_dsc_argv(library, dist_dir, sdists[0]), copy, env, "stdeb sdist_dsc", runner)
     trees = sorted(path.parent.parent for path in dist_dir.glob("*/debian/control"))
     if len(trees) != 1:
         raise MicrodeployError(f"expected one debian/ tree from stdeb in {dist_dir}, found {len(trees)}")
     finish_debian(trees[0] / "debian", library, source.project_license(project))
     log.info("dpkg-buildpackage (stdeb) in %s", trees[0])
-    _step(runner, dpkg_buildpackage_argv(), trees[0], env, "dpkg-buildpackage")
-    return collect(dist_dir, library)
+    run_build_step(dpkg_buildpackage_argv(), trees[0], env, "dpkg-buildpackage", runner)
+    return collect(dist_dir, library.package, library.source)
 
 
 def finish_debian(debian: Path, library: LibraryPlan, license_name: str) -> None:
@@ -313,32 +313,6 @@ def copyright_text(library: LibraryPlan, license_name: str) -> str:
         f"Upstream-Name: {library.source}\n\n"
         f"Files: *\nCopyright: {year} {library.config.maintainer}\nLicense: {license_name}\n\n"
         f"License: {license_name}\n {text}\n"
-    )
-
-
-def _step(runner: Runner, argv: Sequence[str], cwd: Path, env: Mapping[str, str], what: str) -> None:
-    """Run one build step with the build environment; raise with the relevant lines if it fails."""
-    result = runner(argv, cwd=cwd, env=env, inherit_env=False, check=False)
-    output = result.stdout + "\n" + result.stderr
-    log.debug("%s output:\n%s", what, output)
-    if result.returncode != 0:
-        raise MicrodeployError(
-            f"{what} failed (exit status {result.returncode}):\n{relevant_lines(output)}",
-            hint=failure_hint(output),
-        )
-
-
-def collect(dist_dir: Path, library: LibraryPlan) -> Artifacts:
-    """The binary .deb and the binary build's .buildinfo and .changes (not stdeb's _source ones)."""
-
-    def one(pattern: str) -> Path:
-        found = [path for path in sorted(dist_dir.glob(pattern)) if not path.stem.endswith("_source")]
-        if len(found) != 1:
-            raise MicrodeployError(f"expected one {pattern} in {dist_dir}, found {len(found)}")
-        return found[0]
-
-    return Artifacts(
-        one(f"{library.package}_*.deb"), one(f"{library.source}_*.buildinfo"), one(f"{library.source}_*.changes")
     )
 
 
