@@ -27,9 +27,25 @@ class BuildFacts:
     installer: str = "pip"  # "uv" when uv fills the venv (with the shared caches)
 
 
+def copyright_context(name: str, maintainer: str, epoch: int, license_name: str, kind: str) -> dict[str, Any]:
+    """What debian_templates/copyright.j2 uses; `kind` is what is packaged ("service", "library")."""
+    return {
+        "name": name,
+        "maintainer": maintainer,
+        "copyright_year": time.gmtime(epoch).tm_year,
+        "license_name": license_name,
+        "license_text": (
+            f"This {kind} is distributed under the terms of its upstream license."
+            if license_name != "other"
+            else "See the license of the upstream project."
+        ),
+    }
+
+
 def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
     """Everything the debian/ templates use."""
     return {
+        **copyright_context(config.name, config.maintainer, facts.epoch, facts.license_name, "service"),
         "name": config.name,
         "app": config.app,
         "summary": config.summary,
@@ -47,11 +63,4 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
         "installer": facts.installer,
         "privileged_port": config.port < PRIVILEGED_PORT_LIMIT,
         "env_prefix": config.module.upper() + "_",
-        "copyright_year": time.gmtime(facts.epoch).tm_year,
-        "license_name": facts.license_name,
-        "license_text": (
-            "This service is distributed under the terms of its upstream license."
-            if facts.license_name != "other"
-            else "See the license of the upstream project."
-        ),
     }

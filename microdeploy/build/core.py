@@ -91,30 +91,56 @@ def python_minor(config: ServiceConfig, runner: Runner = run) -> str:
     return runner([str(interpreter), "-c", code]).stdout.strip()
 
 
+@dataclass(frozen=True)
+class Release:
+    """The version of one build, and what dates and describes it."""
+
+    upstream: str
+    version: str
+    distribution: str
+    epoch: int
+    changelog: str
+
+
+def release(project: Path, config: ServiceConfig, settings: BuildSettings, runner: Runner = run) -> Release:
+    """Version (project, git, revision), SOURCE_DATE_EPOCH and changelog, the same for every backend."""
+    state = source.git_state(project, runner)
+    upstream = upstream_version(config.version, state)
+    version = full_version(upstream, debian_revision(settings.revision, settings.environ.get("BUILD_NUMBER")))
+    epoch = source.source_date_epoch(project, settings.environ, runner)
+    distribution = source.build_distribution()
+    changelog = render_changelog(
+        name=config.name, version=version, distribution=distribution, maintainer=config.maintainer,
+        changes=source.change_subjects(project, state, runner), epoch=epoch,
+    )
+    return Release(upstream, version, distribution, epoch, changelog)
+
+
+def output_directory(settings: BuildSettings) -> Path:
+    """--out, else PROJECT/dist; refused when it is a file."""
+    out = settings.out or settings.project / "dist"
+    if out.exists() and not out.is_dir():
+        raise bad_input(f"output path {out} is not a directory", hint="Pass a directory with --out")
+    return out
+
+
 def plan(settings: BuildSettings, runner: Runner = run) -> tuple[ServiceConfig, BuildFacts, str]:
     """Validate everything and decide the version before any file is written."""
     project = settings.project.resolve() if settings.project.exists() else settings.project
     source.check_installable(project)
     config = load_config(project, settings.overrides)
     source.check_app(project, config.app)
-    state = source.git_state(project, runner)
-    upstream = upstream_version(config.version, state)
-    revision = debian_revision(settings.revision, settings.environ.get("BUILD_NUMBER"))
-    epoch = source.source_date_epoch(project, settings.environ, runner)
+    made = release(project, config, settings, runner)
     facts = BuildFacts(
-        upstream=upstream,
-        version=full_version(upstream, revision),
+        upstream=made.upstream,
+        version=made.version,
         python_minor=python_minor(config, runner),
-        distribution=source.build_distribution(),
-        epoch=epoch,
+        distribution=made.distribution,
+        epoch=made.epoch,
         license_name=source.project_license(project),
         keep_installers=settings.keep_installers,
     )
-    changelog = render_changelog(
-        name=config.name, version=facts.version, distribution=facts.distribution,
-        maintainer=config.maintainer, changes=source.change_subjects(project, state, runner), epoch=epoch,
-    )
-    return config, facts, changelog
+    return config, facts, made.changelog
 
 
 def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
@@ -123,9 +149,7 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
         return build_with_backend(settings, runner)
     started = time.monotonic()
     config, facts, changelog = plan(settings, runner)
-    out = settings.out or settings.project / "dist"
-    if out.exists() and not out.is_dir():
-        raise bad_input(f"output path {out} is not a directory", hint="Pass a directory with --out")
+    out = output_directory(settings)
     log.info("building %s %s", config.name, facts.version)
     installer = choose_installer(
         settings.project, name=config.name, python_minor=facts.python_minor, wsgi_server=WSGI_SERVER,

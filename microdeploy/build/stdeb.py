@@ -24,15 +24,16 @@ from typing import Any
 from debian.deb822 import Deb822
 
 from microdeploy.build import source
-from microdeploy.build.changelog import render_changelog
-from microdeploy.build.core import BuildResult, BuildSettings, publish_artifacts
+from microdeploy.build.context import copyright_context
+from microdeploy.build.core import BuildResult, BuildSettings, output_directory, publish_artifacts, release
 from microdeploy.build.dhvirtualenv import Artifacts, build_environment, collect, run_build_step
 from microdeploy.build.source import IGNORED
-from microdeploy.build.version import debian_revision, full_version, upstream_version
 from microdeploy.config import ServiceConfig, load_config, read_project_file
 from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.fsutil import atomic_write
 from microdeploy.process import Runner, require_tools, run
+from microdeploy.render import render_file
+from microdeploy.resources import template_folder
 
 log = logging.getLogger(__name__)
 
@@ -230,25 +231,15 @@ def plan(settings: BuildSettings, runner: Runner = run) -> LibraryPlan:
     check_no_app(project, settings.overrides)
     check_pure(project)
     config = load_config(project, settings.overrides)
-    state = source.git_state(project, runner)
-    upstream = upstream_version(config.version, state)
-    version = full_version(upstream, debian_revision(settings.revision, settings.environ.get("BUILD_NUMBER")))
-    epoch = source.source_date_epoch(project, settings.environ, runner)
-    distribution = source.build_distribution()
-    changelog = render_changelog(
-        name=config.name, version=version, distribution=distribution, maintainer=config.maintainer,
-        changes=source.change_subjects(project, state, runner), epoch=epoch,
-    )
-    return LibraryPlan(config, upstream, version, distribution, epoch, changelog)
+    made = release(project, config, settings, runner)
+    return LibraryPlan(config, made.upstream, made.version, made.distribution, made.epoch, made.changelog)
 
 
 def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
     """Build the library's python3-NAME .deb and put it with its .buildinfo and .changes into the output."""
     started = time.monotonic()
     library = plan(settings, runner)
-    out = settings.out or settings.project / "dist"
-    if out.exists() and not out.is_dir():
-        raise bad_input(f"output path {out} is not a directory", hint="Pass a directory with --out")
+    out = output_directory(settings)
     require_tools(*BUILD_TOOLS)
     log.info("building %s %s (stdeb)", library.package, library.version)
     work = Path(tempfile.mkdtemp(prefix=f"microdeploy-{library.source}.", dir=settings.work_dir))
@@ -301,19 +292,9 @@ def finish_debian(debian: Path, library: LibraryPlan, license_name: str) -> None
 
 
 def copyright_text(library: LibraryPlan, license_name: str) -> str:
-    """A machine-readable debian/copyright from the project's license (SPDX name, else 'other')."""
-    year = time.gmtime(library.epoch).tm_year
-    text = (
-        "This library is distributed under the terms of its upstream license."
-        if license_name != "other"
-        else "See the license of the upstream project."
-    )
-    return (
-        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
-        f"Upstream-Name: {library.source}\n\n"
-        f"Files: *\nCopyright: {year} {library.config.maintainer}\nLicense: {license_name}\n\n"
-        f"License: {license_name}\n {text}\n"
-    )
+    """A machine-readable debian/copyright from the project's license, from the services' template."""
+    context = copyright_context(library.source, library.config.maintainer, library.epoch, license_name, "library")
+    return render_file(template_folder("debian_templates"), "copyright.j2", context)
 
 
 def check_built_pure(dist_dir: Path, package: str) -> None:
