@@ -82,13 +82,17 @@ def prepare_layer(root: Path, key: str, *, refresh: bool) -> Path:
         shutil.rmtree(layer, ignore_errors=True)
     layer.mkdir(parents=True, exist_ok=True)
     os.utime(layer)
-    prune_layers(layers, keep=LAYERS_KEPT)
+    prune_oldest(layers, keep=LAYERS_KEPT)
     return layer
 
 
-def prune_layers(layers: Path, keep: int) -> list[Path]:
-    """Remove all but the `keep` most recently used layers; return the removed ones."""
-    entries = sorted((p for p in layers.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+def prune_oldest(directory: Path, keep: int) -> list[Path]:
+    """Remove all but the `keep` most recently used entries of a cache directory; return the removed ones.
+
+    Dot-named entries are another build's staging directories, not entries yet.
+    """
+    entries = sorted((p for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
     removed = entries[keep:]
     for old in removed:
         shutil.rmtree(old, ignore_errors=True)

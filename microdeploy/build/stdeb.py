@@ -187,11 +187,9 @@ def extension_markers(setup_py: Path) -> set[str]:
 
 def compiled_sources(project: Path) -> list[Path]:
     """C, C++ and Cython sources of the project (outside VCS data, venvs and build outputs)."""
-    skipped = {pattern for pattern in IGNORED if not pattern.startswith("*")}
     found = []
     for path in sorted(project.rglob("*")):
-        parts = path.relative_to(project).parts
-        if any(part in skipped or part.endswith(".egg-info") for part in parts):
+        if any(source.ignored(part) for part in path.relative_to(project).parts):
             continue
         if path.suffix in COMPILED_SOURCES and path.is_file():
             found.append(path)

@@ -15,12 +15,14 @@ import hashlib
 import json
 import logging
 import shutil
-import tempfile
 import threading
 import tomllib
 from pathlib import Path
 
 from microdeploy.build import background
+from microdeploy.build.cache import prune_oldest
+from microdeploy.errors import MicrodeployError
+from microdeploy.fsutil import staged_directory
 from microdeploy.process import Runner, run
 
 log = logging.getLogger(__name__)
@@ -100,22 +102,16 @@ class ProjectWheel:
         environment = self.cache / "build-envs" / key
         if (environment / "bin" / "python").exists():
             return environment
-        environment.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=environment.parent))
         try:
-            made = self.runner([self.uv, "venv", "--quiet", "--python", self.python, str(staging)],
-                               env=self.env, check=False)
-            if made.returncode != 0:
-                return None
-            installed = self.runner([self.uv, "pip", "install", "--quiet", "--python", str(staging / "bin" / "python"),
-                                     *requires], env=self.env, check=False)
-            if installed.returncode != 0:
-                return None
-            staging.rename(environment)
+            with staged_directory(environment) as staging:
+                self.runner([self.uv, "venv", "--quiet", "--python", self.python, str(staging)], env=self.env)
+                python = str(staging / "bin" / "python")
+                self.runner([self.uv, "pip", "install", "--quiet", "--python", python, *requires], env=self.env)
+        except MicrodeployError as exc:
+            log.debug("project wheel: no build environment: %s", exc)
+            return None
         except OSError:
             pass  # another build made it first
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         return environment if (environment / "bin" / "python").exists() else None
 
     def _keep(self, wheel_dir: Path, kept: Path) -> None:
@@ -123,16 +119,9 @@ class ProjectWheel:
         wheels = list(wheel_dir.glob("*.whl"))
         if len(wheels) != 1:
             return
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".wheel.", dir=kept.parent))
         try:
-            shutil.copy2(wheels[0], staging / wheels[0].name)
-            staging.rename(kept)
+            with staged_directory(kept) as staging:
+                shutil.copy2(wheels[0], staging / wheels[0].name)
         except OSError:
             pass  # another build kept it first
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        entries = sorted((p for p in kept.parent.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                         key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in entries[WHEELS_KEPT:]:
-            shutil.rmtree(old, ignore_errors=True)
+        prune_oldest(kept.parent, keep=WHEELS_KEPT)

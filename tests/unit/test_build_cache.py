@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from microdeploy.build import background
-from microdeploy.build.cache import cache_root, dependency_declarations, layer_key, prepare_layer, prune_layers
+from microdeploy.build.cache import cache_root, dependency_declarations, layer_key, prepare_layer, prune_oldest
 from microdeploy.build.installer import Installer, choose_installer, find_uv
 from microdeploy.process import Result
 
@@ -96,7 +96,7 @@ def test_prepare_layer_refresh_empties_it_and_prune_keeps_the_newest(tmp_path: P
     for age, name in enumerate(["old", "older", "oldest"], start=1):
         (layers / name).mkdir()
         os.utime(layers / name, (1000 - age, 1000 - age))
-    removed = prune_layers(layers, keep=2)
+    removed = prune_oldest(layers, keep=2)
     assert sorted(p.name for p in removed) == ["older", "oldest"]
     assert sorted(p.name for p in layers.iterdir()) == ["old", "svc-a"]
 
