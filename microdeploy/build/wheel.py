@@ -28,6 +28,8 @@ from microdeploy.process import Runner, run
 log = logging.getLogger(__name__)
 
 WHEELS_KEPT = 4  # per service: the last few commits
+# Part of a build environment's key: version 2 environments carry bytecode.
+BUILD_ENV_FORMAT = 2
 # PEP 517's fallback for projects without [build-system].
 LEGACY_REQUIRES = ("setuptools>=40.8.0", "wheel")
 # Every uv run of a build: no progress bars, never a downloaded Python, and the
@@ -97,8 +99,13 @@ class ProjectWheel:
         return self.runner([*build, "--python", self.python, str(source)], env=self.env, check=False).returncode
 
     def build_environment(self, requires: list[str]) -> Path | None:
-        """A venv with `requires` installed, made once per requirement set and Python."""
-        key = hashlib.sha256(json.dumps([self.python, sorted(requires)]).encode()).hexdigest()[:16]
+        """A venv with `requires` installed, made once per requirement set and Python.
+
+        Its bytecode is compiled when it is made: every wheel build imports
+        the backend (setuptools alone is 0.2 s from source, 0.05 s from
+        bytecode), and PYTHONDONTWRITEBYTECODE would stop Python caching it.
+        """
+        key = hashlib.sha256(json.dumps([BUILD_ENV_FORMAT, self.python, sorted(requires)]).encode()).hexdigest()[:16]
         environment = self.cache / "build-envs" / key
         if (environment / "bin" / "python").exists():
             return environment
@@ -106,7 +113,8 @@ class ProjectWheel:
             with staged_directory(environment) as staging:
                 self.runner([self.uv, "venv", "--quiet", "--python", self.python, str(staging)], env=self.env)
                 python = str(staging / "bin" / "python")
-                self.runner([self.uv, "pip", "install", "--quiet", "--python", python, *requires], env=self.env)
+                self.runner([self.uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", python, *requires],
+                            env=self.env)
         except MicrodeployError as exc:
             log.debug("project wheel: no build environment: %s", exc)
             return None

@@ -84,6 +84,7 @@ def test_first_build_makes_the_build_environment_then_builds_without_isolation(t
     [environment] = (tmp_path / "cache" / "build-envs").iterdir()  # the staging directory, renamed
     assert staging.parent == environment.parent and staging.name.startswith(f".{environment.name}.")
     assert install[-1] == "setuptools>=61"
+    assert "--compile-bytecode" in install  # the backend is imported on every build
     assert build == ("/opt/uv", "build", "--wheel", "--quiet", "--out-dir", str(out), "--no-build-isolation",
                      "--python", str(environment / "bin" / "python"), str(source))
     assert json.loads((out / "status.json").read_text()) == {"returncode": 0}
