@@ -53,7 +53,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 	touch $@
 
 lint: venv
-	$(VENV)/bin/ruff check microdeploy tests demo
+	$(VENV)/bin/ruff check microdeploy tests demo bench
 	$(VENV)/bin/mypy
 
 unit: venv

@@ -101,8 +101,13 @@ class Builders:
     def build(self, tool: str, service: Path) -> Build:
         """Build `service` with `tool`; the time covers the build only, not the copy of the checkout."""
         scratch = self.scratch(tool)
-        method = {"A": self.reference_a, "B": self.reference_b, "microdeploy": self.microdeploy}[tool]
-        return method(service, scratch)
+        if tool == "A":
+            return self.reference_a(service, scratch)
+        if tool == "B":
+            return self.reference_b(service, scratch)
+        if tool == "microdeploy-z6":
+            return self.microdeploy(service, scratch, "--compression-level", "6", tool=tool)
+        return self.microdeploy(service, scratch)
 
     def reference_a(self, service: Path, scratch: Path) -> Build:
         """dh-virtualenv's tutorial: debian/ in the checkout, `dpkg-buildpackage -us -uc -b`."""
@@ -128,11 +133,12 @@ class Builders:
         [deb] = scratch.glob("*.deb")
         return Build("B", seconds, deb)
 
-    def microdeploy(self, service: Path, scratch: Path) -> Build:
+    def microdeploy(self, service: Path, scratch: Path, *options: str, tool: str = "microdeploy") -> Build:
         """`microdeploy build`, the whole command as a user runs it."""
         tree = fresh_copy(service, scratch / PACKAGE)
         started = time.monotonic()
-        run([str(VENV_BIN / "microdeploy"), "-q", "build", str(tree), "--out", str(scratch / "dist")], env=self.env)
+        run([str(VENV_BIN / "microdeploy"), "-q", "build", str(tree), "--out", str(scratch / "dist"), *options],
+            env=self.env)
         seconds = time.monotonic() - started
         [deb] = (scratch / "dist").glob("*.deb")
-        return Build("microdeploy", seconds, deb)
+        return Build(tool, seconds, deb)

@@ -50,13 +50,13 @@ def install_and_answer(host: Host, tool: str, deb: Path) -> Install:
     started = time.monotonic()
     host.run(["dpkg", "-i", target])
     dpkg_seconds = time.monotonic() - started
-    if tool != "microdeploy":
+    if not tool.startswith("microdeploy"):
         host.run(REFERENCE_START)
     answer = host.run(["python3", "-c", POLL], check=False, timeout=150)
     answer_seconds = time.monotonic() - started
     if answer.returncode != 0 or '"ok"' not in answer.stdout:
         raise RuntimeError(f"{tool}: the installed service did not answer: {answer.stdout}{answer.stderr}")
-    if tool != "microdeploy":
+    if not tool.startswith("microdeploy"):
         host.run(["systemctl", "stop", "hello-reference"], check=False)
     host.run(["dpkg", "--purge", PACKAGE])
     host.run(["rm", "-f", target])

@@ -43,6 +43,9 @@ BIND_RE = re.compile(r"^[A-Za-z0-9.:\[\]-]+$")
 
 DEFAULT_PORT = 8000
 DEFAULT_WORKERS = 2
+# xz preset of the .deb (dpkg-deb -z): 1 builds fastest, 6 (dpkg's default) is
+# about a fifth smaller and adds about a second per build of a typical venv.
+DEFAULT_COMPRESSION_LEVEL = 1
 DEFAULT_MAINTAINER = "Service Maintainer <maintainer@example.org>"
 
 
@@ -62,6 +65,7 @@ class ServiceConfig:
     depends: tuple[str, ...] = ()
     build_depends: tuple[str, ...] = ()
     python: str = "python3"
+    compression_level: int = DEFAULT_COMPRESSION_LEVEL
     settings: Settings = field(default_factory=dict)
 
     @property
@@ -175,6 +179,8 @@ def validate(values: Mapping[str, tuple[Any, str]]) -> ServiceConfig:
     if "python" in values:
         checked["python"] = _check_pattern("python", *values["python"], PYTHON_RE,
                                            "'python3' or a versioned name such as 'python3.11'")
+    if "compression_level" in values:
+        checked["compression_level"] = _check_int("compression_level", *values["compression_level"], low=0, high=9)
     if "settings" in values:
         checked["settings"] = check_settings(*values["settings"])
     return ServiceConfig(**checked)

@@ -158,3 +158,15 @@ def test_an_unpacked_sdist_builds_reproducibly_without_source_date_epoch(
     dates = subprocess.run(["ar", "tv", str(debs[0])], capture_output=True, text=True, check=True,
                            env={**os.environ, "TZ": "UTC"}).stdout
     assert time.strftime("%b %e %H:%M %Y", time.gmtime(newest)) in dates, dates
+
+
+def test_compression_level_trades_size_not_contents(
+    first_build: tuple[Path, Path, BuildResult], tmp_path: Path
+) -> None:
+    """compression_level 6 ships the same files as the default, as data.tar.xz, in a smaller package."""
+    project, cache, first = first_build
+    smaller = build_with(project, tmp_path / "dist", cache, overrides={"compression_level": 6})
+    members = subprocess.run(["ar", "t", str(smaller.deb)], capture_output=True, text=True, check=True).stdout
+    assert members.split() == ["debian-binary", "control.tar.xz", "data.tar.xz"]
+    assert payload(smaller.deb) == payload(first.deb)
+    assert smaller.deb.stat().st_size < 0.95 * first.deb.stat().st_size

@@ -13,8 +13,8 @@ from bench.install import Install
 
 
 def test_every_tool_takes_every_place_in_turn() -> None:
-    """Three rounds put each tool first once, so none is always warmed by the others."""
-    firsts = {bench.rotated(n)[0] for n in range(1, 4)}
+    """As many rounds as tools put each tool first once, so none is always warmed by the others."""
+    firsts = {bench.rotated(n)[0] for n in range(1, len(bench.TOOLS) + 1)}
     assert firsts == set(bench.TOOLS)
     assert all(sorted(bench.rotated(n)) == sorted(bench.TOOLS) for n in range(1, 7))
 
@@ -35,7 +35,7 @@ def test_scenario_commits_change_the_app_then_the_dependencies(tmp_path: Path) -
 def test_summary_medians_ratios_and_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Medians per tool and scenario; ratios against A and B; each target met or not, as computed."""
     debs = {}
-    for tool, size in (("A", 1000), ("B", 300), ("microdeploy", 150)):
+    for tool, size in (("A", 1000), ("B", 300), ("microdeploy", 150), ("microdeploy-z6", 120)):
         deb = tmp_path / f"{tool}.deb"
         deb.write_bytes(b"x" * size)
         debs[tool] = Build(tool, 0.0, deb)
@@ -43,9 +43,11 @@ def test_summary_medians_ratios_and_targets(tmp_path: Path, monkeypatch: pytest.
         "A": {"warm": [20.0, 22.0, 21.0], "app_change": [30.0], "dep_change": [20.0]},
         "B": {"warm": [1.0], "app_change": [1.0], "dep_change": [1.0]},
         "microdeploy": {"warm": [1.5, 2.5, 2.0], "app_change": [1.8], "dep_change": [2.0]},
+        "microdeploy-z6": {"warm": [3.0], "app_change": [3.0], "dep_change": [3.0]},
     }
-    installs = {tool: [Install(tool, 0.5, answer)] for tool, answer in (("A", 1.0), ("B", 0.9), ("microdeploy", 0.8))}
-    sizes = {"A": 4000, "B": 900, "microdeploy": 800}
+    installs = {tool: [Install(tool, 0.5, answer)]
+                for tool, answer in (("A", 1.0), ("B", 0.9), ("microdeploy", 0.8), ("microdeploy-z6", 0.8))}
+    sizes = {"A": 4000, "B": 900, "microdeploy": 800, "microdeploy-z6": 790}
     monkeypatch.setattr(bench, "installed_size", lambda deb: sizes[deb.stem])
     result = bench.summarise(times, debs, installs)
     assert result["median_seconds"]["A"]["warm"] == 21.0
@@ -53,6 +55,8 @@ def test_summary_medians_ratios_and_targets(tmp_path: Path, monkeypatch: pytest.
     assert result["ratios"]["warm_speedup_vs_A"] == pytest.approx(10.5)
     assert result["ratios"]["app_change_speedup_vs_A"] == pytest.approx(30 / 1.8)
     assert result["ratios"]["deb_size_vs_A"] == pytest.approx(0.15)
+    assert result["ratios"]["z6_deb_size_vs_A"] == pytest.approx(0.12)
+    assert result["ratios"]["z6_warm_speedup_vs_A"] == pytest.approx(7.0)
     assert result["targets"] == {
         "warm build >= 10x faster than A": True,
         "warm build <= 2x B": True,
@@ -62,5 +66,5 @@ def test_summary_medians_ratios_and_targets(tmp_path: Path, monkeypatch: pytest.
         "answers no later than A": True,
     }
     table = bench.table(result)
-    assert "| warm build (s) | 21.00 | 1.00 | 2.00 |" in table
+    assert "| warm build (s) | 21.00 | 1.00 | 2.00 | 3.00 |" in table
     assert "- [ ] app-only rebuild faster than B's full build" in table

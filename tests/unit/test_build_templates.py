@@ -133,11 +133,11 @@ def test_summary_never_starts_with_the_name_or_an_article() -> None:
     assert config(description="").summary == "Flask web service"
 
 
-def render_rules(tmp_path: Path, installer: str, keep_installers: bool = False) -> str:
+def render_rules(tmp_path: Path, installer: str, keep_installers: bool = False, **settings: object) -> str:
     facts = replace(FACTS, installer=installer, keep_installers=keep_installers)
     changelog = render_changelog(name="orders-api", version="1.4.0-3", distribution="bookworm",
                                  maintainer="Ann Ops <ann@example.org>", changes=[], epoch=FACTS.epoch)
-    render_debian(tmp_path, debian_context(config(), facts), changelog)
+    render_debian(tmp_path, debian_context(config(**settings), facts), changelog)
     return (tmp_path / "debian" / "rules").read_text()
 
 
@@ -150,6 +150,12 @@ def test_rules_with_uv_use_the_venv_shim_and_pip_tool(tmp_path: Path) -> None:
     assert ("override_dh_strip:\n\tdh_strip\n\t/usr/bin/python3.11 debian/finalize-venv "
             "$(VENV) /opt/venvs/orders-api --strip-installers\n") in rules
     assert "override_dh_builddeb:\n\tdh_builddeb -- -Zxz -z1\n" in rules
+
+
+def test_rules_compress_at_the_services_compression_level(tmp_path: Path) -> None:
+    """compression_level is dpkg-deb's xz preset."""
+    rules = render_rules(tmp_path, "uv", compression_level=6)
+    assert "override_dh_builddeb:\n\tdh_builddeb -- -Zxz -z6\n" in rules
 
 
 def test_rules_without_uv_use_pip_and_keep_installers_when_asked(tmp_path: Path) -> None:

@@ -80,6 +80,8 @@ def test_settings_and_relations_are_kept(tmp_path: Path) -> None:
         ({"port": 70000}, "port", "70000"),
         ({"port": 0}, "port", "0"),
         ({"workers": 0}, "workers", "0"),
+        ({"compression_level": 10}, "compression_level", "10"),
+        ({"compression_level": -1}, "compression_level", "-1"),
         ({"health_path": "health"}, "health_path", "health"),
         ({"maintainer": "nobody"}, "maintainer", "nobody"),
         ({"python": "python2"}, "python", "python2"),
