@@ -6,7 +6,6 @@ import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,29 +50,11 @@ def build_environment(environ: Mapping[str, str], epoch: int) -> dict[str, str]:
 
 
 def dpkg_buildpackage(tree: Path, environ: Mapping[str, str], epoch: int, runner: Runner = run) -> None:
-    """Build the binary package of `tree`; raise with the relevant lines if it fails.
-
-    The build dependencies are checked on the other core while the build runs
-    (--no-check-builddeps) instead of before it; an unmet one still fails the
-    build, with dpkg-checkbuilddeps' own words.
-    """
+    """Build the binary package of `tree`; raise with the relevant lines if it fails."""
     require_tools(*BUILD_TOOLS)
-    env = build_environment(environ, epoch)
     # --no-pre-clean: the tree is a fresh copy; `debian/rules clean` would only cost time.
-    argv = ["dpkg-buildpackage", "--build=binary", "--no-sign", "--no-pre-clean", "--no-check-builddeps",
-            "--jobs=auto"]
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkbuilddeps") as pool:
-        check = pool.submit(runner, ["dpkg-checkbuilddeps"], cwd=tree, env=env, inherit_env=False, check=False)
-        try:
-            run_build_step(argv, tree, env, "dpkg-buildpackage", runner)
-        finally:
-            unmet = check.result()
-            if unmet.returncode != 0:
-                output = unmet.stdout + "\n" + unmet.stderr
-                raise MicrodeployError(
-                    f"dpkg-checkbuilddeps failed (exit status {unmet.returncode}):\n{relevant_lines(output)}",
-                    hint=failure_hint(output),
-                )
+    argv = ["dpkg-buildpackage", "--build=binary", "--no-sign", "--no-pre-clean", "--jobs=auto"]
+    run_build_step(argv, tree, build_environment(environ, epoch), "dpkg-buildpackage", runner)
 
 
 def run_build_step(argv: Sequence[str], cwd: Path, env: Mapping[str, str], what: str, runner: Runner = run) -> None:

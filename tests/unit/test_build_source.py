@@ -97,27 +97,10 @@ def test_dpkg_buildpackage_argv_and_failure_message(tmp_path: Path, monkeypatch:
     runner = FakeRunner({"dpkg-buildpackage": (2, "noise\nERROR: No matching distribution found for nope\nmore")})
     with pytest.raises(MicrodeployError) as info:
         dpkg_buildpackage(tmp_path, {}, 1234, runner)
-    assert sorted(runner.calls) == [
-        ("dpkg-buildpackage", "--build=binary", "--no-sign", "--no-pre-clean", "--no-check-builddeps", "--jobs=auto"),
-        ("dpkg-checkbuilddeps",),
-    ]
+    assert runner.calls == [("dpkg-buildpackage", "--build=binary", "--no-sign", "--no-pre-clean", "--jobs=auto")]
     assert "No matching distribution found for nope" in info.value.message
     assert "noise" not in info.value.message
     assert info.value.exit_code == 1
-
-
-def test_unmet_build_dependency_fails_the_build_even_when_dpkg_buildpackage_succeeds(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The check beside the build decides: its line and the apt hint, whatever the build itself did."""
-    monkeypatch.setattr("microdeploy.build.dhvirtualenv.require_tools", lambda *tools: None)
-    unmet = "dpkg-checkbuilddeps: error: Unmet build dependencies: libfoo-dev"
-    for build_status in (0, 2):
-        runner = FakeRunner({"dpkg-checkbuilddeps": (1, unmet), "dpkg-buildpackage": (build_status, "ERROR: x")})
-        with pytest.raises(MicrodeployError) as info:
-            dpkg_buildpackage(tmp_path, {}, 1234, runner)
-        assert "Unmet build dependencies: libfoo-dev" in info.value.message
-        assert info.value.hint.startswith("Install the missing build dependencies")
 
 
 def test_relevant_lines_fall_back_to_the_tail() -> None:
