@@ -47,7 +47,7 @@ def broken_copy(service: Path, tmp_path: Path) -> Path:
         ("service", ["--version", "1.0 beta"], "invalid version '1.0 beta' (from --version)"),
         ("service", ["--revision", "x/y"], "invalid Debian revision 'x/y' (from --revision)"),
         ("service", ["--python", "python2"], "invalid python 'python2' (from --python)"),
-        ("service", ["--compression-level", "10"], "invalid compression_level '10' (from --compression-level)"),
+        ("service", ["--compression-level", "10"], "invalid compression_level 10 (from --compression-level)"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(

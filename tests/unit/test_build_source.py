@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,15 +93,36 @@ def test_build_environment_scrubs_the_callers_python() -> None:
 
 
 def test_dpkg_buildpackage_argv_and_failure_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The exact dpkg-buildpackage command; a failure quotes the lines that say why."""
+    """The exact dpkg-buildpackage command; a failure quotes the lines that say why, and nothing else runs."""
     monkeypatch.setattr("microdeploy.build.dhvirtualenv.require_tools", lambda *tools: None)
     runner = FakeRunner({"dpkg-buildpackage": (2, "noise\nERROR: No matching distribution found for nope\nmore")})
     with pytest.raises(MicrodeployError) as info:
-        dpkg_buildpackage(tmp_path, {}, 1234, runner)
-    assert runner.calls == [("dpkg-buildpackage", "--build=binary", "--no-sign", "--no-pre-clean", "--jobs=auto")]
+        dpkg_buildpackage(tmp_path / "tree", {}, 1234, runner)
+    assert runner.calls == [("dpkg-buildpackage", "--rules-target=binary", "--no-sign", "--jobs=auto")]
     assert "No matching distribution found for nope" in info.value.message
     assert "noise" not in info.value.message
     assert info.value.exit_code == 1
+
+
+def test_dpkg_buildpackage_then_buildinfo_then_changes_named_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After debian/rules binary, dpkg-genbuildinfo, then dpkg-genchanges writing the .changes beside the .buildinfo."""
+    monkeypatch.setattr("microdeploy.build.dhvirtualenv.require_tools", lambda *tools: None)
+
+    class WritesBuildinfo(FakeRunner):
+        def __call__(self, argv: Sequence[str], **kwargs: Any) -> Result:
+            if argv[0] == "dpkg-genbuildinfo":
+                (tmp_path / "orders-api_1.0-1_amd64.buildinfo").write_text("")
+            return super().__call__(argv, **kwargs)
+
+    runner = WritesBuildinfo({})
+    dpkg_buildpackage(tmp_path / "tree", {}, 1234, runner)
+    assert runner.calls[1:] == [
+        ("dpkg-genbuildinfo", "--build=binary"),
+        ("dpkg-genchanges", "--build=binary", "-O../orders-api_1.0-1_amd64.changes"),
+    ]
+    assert all(env is not None and env["SOURCE_DATE_EPOCH"] == "1234" for env in runner.envs)
 
 
 def test_relevant_lines_fall_back_to_the_tail() -> None:
