@@ -105,10 +105,16 @@ def build_rounds(builders: Builders, service: Path, runs: int) -> tuple[Times, d
 
 
 def install_rounds(debs: dict[str, Path], installs: int) -> dict[str, list[Install]]:
-    """Install each tool's package on one booted host, in turn, `installs` times."""
+    """Install each tool's package in turn, `installs` rounds, each round on a freshly booted host.
+
+    A fresh host per round, so every round starts from the same state: with
+    one host for all rounds, install times were seen to grow round after
+    round for every tool, which weighs on whichever tool comes last.
+    """
     results: dict[str, list[Install]] = {tool: [] for tool in TOOLS}
-    with booted_host(ensure_image()) as host:
-        for round_number in range(1, installs + 1):
+    image = ensure_image()
+    for round_number in range(1, installs + 1):
+        with booted_host(image) as host:
             for tool in rotated(round_number):
                 done = install_and_answer(host, tool, debs[tool])
                 results[tool].append(done)
