@@ -147,7 +147,7 @@ def test_rules_with_uv_use_the_venv_shim_and_pip_tool(tmp_path: Path) -> None:
     assert ("\tdh_virtualenv --builtin-venv --python $(CURDIR)/debian/make-venv --pip-tool uv-pip \\\n"
             "\t\t--sourcedirectory src-project\n") in rules
     assert "--preinstall" not in rules and "--extra-pip-arg" not in rules
-    assert ("override_dh_strip:\n\tdh_strip\n\t/usr/bin/python3.11 debian/finalize-venv "
+    assert ("override_dh_strip:\n\tdh_strip\n\t/usr/bin/python3.11 -IS debian/finalize-venv "
             "$(VENV) /opt/venvs/orders-api --strip-installers\n") in rules
     assert "override_dh_builddeb:\n\tdh_builddeb -- -Zxz -z1\n" in rules
 
