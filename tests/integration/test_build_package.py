@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
 
 import pytest
+from debian.deb822 import Changes
 
 from tests.packages import BuiltService
 from tests.qa import deb_member, deb_paths, exposure, lintian_tags, piuparts
@@ -110,6 +112,20 @@ def test_changelog_names_version_distribution_and_maintainer(plain_service: Buil
     assert fields["Maintainer"] == "Service Maintainer <maintainer@example.org>"
     changes = plain_service.result.changes.read_text()
     assert "Distribution: bookworm" in changes
+
+
+def test_changes_lists_the_deb_and_buildinfo_with_their_checksums(plain_service: BuiltService) -> None:
+    """The .changes names exactly the .deb and .buildinfo beside it, with their sizes and sha256."""
+    result = plain_service.result
+    changes = Changes(result.changes.read_text())
+    assert (changes["Source"], changes["Version"], changes["Architecture"]) == (plain_service.name, "0.1.0-1", "amd64")
+    listed = {entry["name"]: entry for entry in changes["Checksums-Sha256"]}
+    assert set(listed) == {result.deb.name, result.buildinfo.name}
+    for path in (result.deb, result.buildinfo):
+        assert listed[path.name]["size"] == str(path.stat().st_size)
+        assert listed[path.name]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    buildinfo = result.buildinfo.read_text()
+    assert f"Binary: {plain_service.name}" in buildinfo and "Installed-Build-Depends:" in buildinfo
 
 
 @pytest.mark.parametrize("fixture", SERVICES)
