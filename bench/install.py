@@ -8,6 +8,7 @@ the start of `dpkg -i` to the first 200 of GET /health inside the host.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,9 @@ def install_and_answer(host: Host, tool: str, deb: Path) -> Install:
     """`dpkg -i` the package, start the reference services by hand, wait for /health, then purge."""
     target = f"/root/{tool}.deb"
     host.copy_in(deb, target)
+    # dpkg syncs what it unpacks; without this, it would also wait for the
+    # writeback of whatever the builds (or the previous install) left dirty.
+    os.sync()
     started = time.monotonic()
     host.run(["dpkg", "-i", target])
     dpkg_seconds = time.monotonic() - started
