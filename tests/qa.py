@@ -23,6 +23,16 @@ def deb_member(deb: Path, member: str) -> str:
     return subprocess.run(["tar", "-xO", f".{member}"], input=tar, capture_output=True, check=True).stdout.decode()
 
 
+def xz_dictionaries(deb: Path) -> set[str]:
+    """The LZMA2 dictionary sizes of a .deb's data.tar.xz blocks (xz preset 1: 1MiB, 6: 8MiB)."""
+    data = subprocess.run(["ar", "p", str(deb), "data.tar.xz"], capture_output=True, check=True).stdout
+    with tempfile.NamedTemporaryFile(suffix=".xz") as handle:  # xz --list reads a file, not a pipe
+        handle.write(data)
+        handle.flush()
+        listing = subprocess.run(["xz", "--list", "-vv", handle.name], capture_output=True, text=True, check=True)
+    return set(re.findall(r"--lzma2=dict=(\w+)", listing.stdout))
+
+
 def deb_paths(deb: Path) -> list[str]:
     """Every path in a .deb's data, without the leading '.'."""
     listing = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True).stdout

@@ -222,6 +222,11 @@ def dpkg_buildpackage_argv() -> list[str]:
     return ["dpkg-buildpackage", "--build=binary", "--no-sign", "--jobs=auto"]
 
 
+def compression_environment(config: ServiceConfig) -> dict[str, str]:
+    """compression_level for stdeb's debian/rules, which is not ours to edit: dpkg-deb reads these (dpkg >= 1.21.10)."""
+    return {"DPKG_DEB_COMPRESSOR_TYPE": "xz", "DPKG_DEB_COMPRESSOR_LEVEL": str(config.compression_level)}
+
+
 def plan(settings: BuildSettings, runner: Runner = run) -> LibraryPlan:
     """Validate the library project and decide its version before any file is written."""
     project = settings.project.resolve() if settings.project.exists() else settings.project
@@ -268,7 +273,8 @@ def _build_in(work: Path, project: Path, library: LibraryPlan, environ: Mapping[
         raise MicrodeployError(f"expected one debian/ tree from stdeb in {dist_dir}, found {len(trees)}")
     finish_debian(trees[0] / "debian", library, source.project_license(project))
     log.info("dpkg-buildpackage (stdeb) in %s", trees[0])
-    run_build_step(dpkg_buildpackage_argv(), trees[0], env, "dpkg-buildpackage", runner)
+    run_build_step(dpkg_buildpackage_argv(), trees[0], {**env, **compression_environment(library.config)},
+                   "dpkg-buildpackage", runner)
     return collect(dist_dir, library.package, library.source)
 
 

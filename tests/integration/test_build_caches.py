@@ -22,6 +22,7 @@ import pytest
 
 from microdeploy.build.core import BuildResult, BuildSettings, build
 from tests.packages import EPOCH
+from tests.qa import xz_dictionaries
 
 pytestmark = pytest.mark.integration
 
@@ -170,3 +171,4 @@ def test_compression_level_trades_size_not_contents(
     assert members.split() == ["debian-binary", "control.tar.xz", "data.tar.xz"]
     assert payload(smaller.deb) == payload(first.deb)
     assert smaller.deb.stat().st_size < 0.95 * first.deb.stat().st_size
+    assert (xz_dictionaries(first.deb), xz_dictionaries(smaller.deb)) == ({"1MiB"}, {"8MiB"})

@@ -38,6 +38,7 @@ class FakeStdeb:
     def __init__(self, *, compiled: bool = False):
         self.calls: list[tuple[str, ...]] = []
         self.cwds: list[Path | None] = []
+        self.envs: list[Mapping[str, str] | None] = []
         self.compiled = compiled
 
     def __call__(self, argv: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
@@ -46,6 +47,7 @@ class FakeStdeb:
         args = tuple(argv)
         self.calls.append(args)
         self.cwds.append(cwd)
+        self.envs.append(env)
         if args[0] == "git":
             return Result(args, 128, "", "not a git repository")
         if "sdist" in args:
@@ -188,6 +190,9 @@ def test_build_runs_sdist_stdeb_and_dpkg_buildpackage_with_exact_argv(tmp_path: 
     ]
     assert (result.name, result.version) == ("python3-tinyfmt", "1.2.0-3")
     assert not work.exists(), "the work directory is removed"
+    dpkg_env = runner.envs[runner.calls.index(commands[-1])]
+    assert dpkg_env is not None
+    assert (dpkg_env["DPKG_DEB_COMPRESSOR_TYPE"], dpkg_env["DPKG_DEB_COMPRESSOR_LEVEL"]) == ("xz", "1")
 
 
 def test_finish_debian_writes_changelog_copyright_and_description(tmp_path: Path) -> None:
