@@ -59,7 +59,7 @@ def render_tree(root: Path, dest: Path, context: Mapping[str, Any]) -> list[Path
         if not source.is_file() or "__pycache__" in source.parts:
             continue
         relative = source.relative_to(root)
-        target_parts = [_render_name(part, context) for part in relative.parts]
+        target_parts = [_render_name(env, part, context) for part in relative.parts]
         if any(not part for part in target_parts):
             continue
         target = dest.joinpath(*target_parts)
@@ -77,7 +77,7 @@ def render_tree(root: Path, dest: Path, context: Mapping[str, Any]) -> list[Path
     return sorted(written)
 
 
-def _render_name(part: str, context: Mapping[str, Any]) -> str:
+def _render_name(env: jinja2.Environment, part: str, context: Mapping[str, Any]) -> str:
     if "{" not in part:
         return part
-    return render_string(part, context).strip()
+    return env.from_string(part).render(**context).strip()
