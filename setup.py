@@ -7,10 +7,10 @@ An editable install does not run this copy; microdeploy.resources then falls
 back to the checkout's folders.
 """
 
+import runpy
 import shutil
 from pathlib import Path
 
-import setuptools
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
@@ -41,24 +41,12 @@ def accept_spdx_license_on_old_setuptools() -> None:
     """Let Debian 12's setuptools (66) read pyproject.toml's PEP 639 `license = "MIT"`.
 
     `make deb` (stdeb) and the Debian build (pybuild) run this file with the
-    system setuptools, which predates PEP 639 and rejects a license string; it
-    is handed the older `{text = ...}` table instead. pip and `python -m build`
-    use setuptools >= 77 (pyproject's build-system) and are not touched.
+    system setuptools; pip and `python -m build` use setuptools >= 77 and are
+    not touched. The shim is the one the stdeb backend writes into libraries,
+    loaded by path: the package being built cannot be imported here.
     """
-    if int(setuptools.__version__.split(".")[0]) >= 77:
-        return
-    from setuptools.config import pyprojecttoml
-
-    load_file = pyprojecttoml.load_file
-
-    def load_with_license_table(filepath):  # type: ignore[no-untyped-def]
-        data = load_file(filepath)
-        project = data.get("project", {})
-        if isinstance(project.get("license"), str):
-            project["license"] = {"text": project["license"]}
-        return data
-
-    pyprojecttoml.load_file = load_with_license_table
+    shim = runpy.run_path(str(Path(__file__).resolve().parent / "microdeploy" / "build" / "setuptools_shim.py"))
+    shim["accept_spdx_license_on_old_setuptools"]()
 
 
 accept_spdx_license_on_old_setuptools()

@@ -50,28 +50,10 @@ EXTENSION_CALLS = frozenset({"Extension", "Pybind11Extension", "cythonize", "CTy
 SETUPTOOLS_BACKENDS = frozenset({"setuptools.build_meta", "setuptools.build_meta:__legacy__"})
 VENV_HINT = "Build it with the default dh-virtualenv backend: drop --backend stdeb"
 
-# Written into the build copy of a pyproject-only setuptools project: stdeb runs
-# setup.py. Debian 12's setuptools (66) predates PEP 639 and rejects a license
-# string in [project], so it is handed the older {text = ...} table.
-SETUP_SHIM = '''\
-"""setup.py for stdeb, written by microdeploy into the build copy only."""
-import setuptools
-from setuptools.config import pyprojecttoml
-
-if int(setuptools.__version__.split(".")[0]) < 77:
-    _load_file = pyprojecttoml.load_file
-
-    def _load_with_license_table(filepath):
-        data = _load_file(filepath)
-        project = data.get("project", {})
-        if isinstance(project.get("license"), str):
-            project["license"] = {"text": project["license"]}
-        return data
-
-    pyprojecttoml.load_file = _load_with_license_table
-
-setuptools.setup()
-'''
+# Written as setup.py into the build copy of a pyproject-only setuptools
+# project: stdeb runs setup.py (the shim also lets Debian 12's setuptools read
+# a PEP 639 license string).
+SETUP_SHIM = Path(__file__).with_name("setuptools_shim.py")
 
 # Runs setup.py for stdeb 0.10 (Debian 12), which tests for distutils' old
 # 'UNKNOWN' placeholder: setuptools 66 returns None for a missing long
@@ -260,7 +242,7 @@ def _build_in(work: Path, project: Path, library: LibraryPlan, environ: Mapping[
     copy = work / "src"
     shutil.copytree(project, copy, ignore=shutil.ignore_patterns(*IGNORED), symlinks=True)
     if not (copy / "setup.py").is_file():
-        atomic_write(copy / "setup.py", SETUP_SHIM)
+        atomic_write(copy / "setup.py", SETUP_SHIM.read_text(encoding="utf-8"))
     env = build_environment(environ, library.epoch)
     dist_dir = work / "deb"
     run_build_step(sdist_argv(work / "sdist"), copy, env, "setup.py sdist", runner)

@@ -1,0 +1,38 @@
+"""setup.py for a pyproject-only project built with Debian 12's setuptools (66).
+
+That setuptools predates PEP 639 and rejects a license string in [project]
+(`license = "MIT"`); it is handed the older `{text = ...}` table instead.
+setuptools >= 77 is left alone. One copy, two users:
+
+- the stdeb backend writes this file as setup.py into the build copy of a
+  library (stdeb runs setup.py); run as a script, it calls setup();
+- microdeploy's own setup.py loads it by path (it cannot import the package
+  it is building) and calls accept_spdx_license_on_old_setuptools().
+"""
+
+from typing import Any
+
+import setuptools
+
+
+def accept_spdx_license_on_old_setuptools() -> None:
+    """Make setuptools < 77 read a PEP 639 license string as the older {text = ...} table."""
+    if int(setuptools.__version__.split(".")[0]) >= 77:
+        return
+    from setuptools.config import pyprojecttoml
+
+    load_file = pyprojecttoml.load_file
+
+    def load_with_license_table(filepath: Any) -> Any:
+        data = load_file(filepath)
+        project = data.get("project", {})
+        if isinstance(project.get("license"), str):
+            project["license"] = {"text": project["license"]}
+        return data
+
+    pyprojecttoml.load_file = load_with_license_table
+
+
+if __name__ == "__main__":
+    accept_spdx_license_on_old_setuptools()
+    setuptools.setup()
