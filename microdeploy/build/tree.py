@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +21,16 @@ SOURCE_SUBDIR = "src-project"
 def copy_source(project: Path, dest: Path) -> None:
     """Copy the project's source into dest/src-project, leaving out what must not be packaged."""
     shutil.copytree(project, dest / SOURCE_SUBDIR, ignore=shutil.ignore_patterns(*IGNORED), symlinks=True)
+
+
+def date_tree(root: Path, epoch: int) -> None:
+    """Date `root` and everything below it `epoch`, symlinks themselves rather than their targets.
+
+    dpkg-deb clamps times newer than SOURCE_DATE_EPOCH, not older ones: a
+    checkout whose files predate the commit would otherwise date the package.
+    """
+    for path in [root, *root.rglob("*")]:
+        os.utime(path, (epoch, epoch), follow_symlinks=False)
 
 
 def render_debian(dest: Path, context: Mapping[str, Any], changelog: str) -> list[Path]:

@@ -89,6 +89,23 @@ def test_two_builds_of_one_commit_in_different_directories_are_byte_identical(
     assert refreshed.deb.read_bytes() == first.deb.read_bytes()
 
 
+def test_a_layer_saved_before_the_commit_still_gives_the_same_deb(
+    first_build: tuple[Path, Path, BuildResult], tmp_path: Path
+) -> None:
+    """Files older than SOURCE_DATE_EPOCH (a cache filled before the commit) are dated it too, data and control."""
+    project, cache, first = first_build
+    older = int(EPOCH) - 30 * 86400
+    for layer in (cache / "layers").glob("*/venv"):
+        for path in [layer, *layer.rglob("*")]:
+            os.utime(path, (older, older), follow_symlinks=False)
+    again = build_with(shutil.copytree(project, tmp_path / "hello-api"), tmp_path / "dist", cache)
+    for part in ("--fsys-tarfile", "--ctrl-tarfile"):
+        data = subprocess.run(["dpkg-deb", part, str(again.deb)], check=True, capture_output=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            assert {member.mtime for member in tar.getmembers()} == {int(EPOCH)}, part
+    assert again.deb.read_bytes() == first.deb.read_bytes()
+
+
 def test_no_build_path_installer_or_cache_trace_is_shipped(first_build: tuple[Path, Path, BuildResult]) -> None:
     """No build directory, checkout, cache path or tool of the build in any shipped file."""
     project, cache, first = first_build

@@ -173,13 +173,16 @@ def test_pure_library_installs_and_imports_with_system_python(tinyfmt_deb: Path,
 
 
 def test_pure_library_rebuild_is_byte_identical(tinyfmt_deb: Path, tmp_path: Path) -> None:
-    """The same project, revision and SOURCE_DATE_EPOCH give the same .deb, byte for byte."""
-    project = tinyfmt_deb.parent.parent
+    """The same project, revision and SOURCE_DATE_EPOCH give the same .deb, byte for byte, however old its files."""
+    project = shutil.copytree(tinyfmt_deb.parent.parent, tmp_path / "tinyfmt", ignore=shutil.ignore_patterns("dist"))
+    older = int(EPOCH) - 30 * 86400
+    for path in [project, *project.rglob("*")]:
+        os.utime(path, (older, older))
     env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH}
     env.pop("BUILD_NUMBER", None)
     subprocess.run([str(CLI), "-q", "build", str(project), "--backend", "stdeb", "--revision", "2",
-                    "--out", str(tmp_path)], check=True, capture_output=True, env=env, timeout=600)
-    assert (tmp_path / tinyfmt_deb.name).read_bytes() == tinyfmt_deb.read_bytes()
+                    "--out", str(tmp_path / "out")], check=True, capture_output=True, env=env, timeout=600)
+    assert (tmp_path / "out" / tinyfmt_deb.name).read_bytes() == tinyfmt_deb.read_bytes()
 
 
 def test_c_extension_is_refused_with_exit_2_and_nothing_in_dist(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from debian.changelog import Changelog
 
 from microdeploy.build.changelog import render_changelog
 from microdeploy.build.context import BuildFacts, debian_context
-from microdeploy.build.tree import render_debian
+from microdeploy.build.tree import date_tree, render_debian
 from microdeploy.config import validate
 
 FACTS = BuildFacts(upstream="1.4.0", version="1.4.0-3", python_minor="3.11", distribution="bookworm",
@@ -149,13 +150,15 @@ def test_rules_with_uv_use_the_venv_shim_and_pip_tool(tmp_path: Path) -> None:
     assert "--preinstall" not in rules and "--extra-pip-arg" not in rules
     assert ("override_dh_strip:\n\tdh_strip\n\t/usr/bin/python3.11 -IS debian/finalize-venv "
             "$(VENV) /opt/venvs/orders-api --strip-installers\n") in rules
-    assert "override_dh_builddeb:\n\tdh_builddeb -- -Zxz -z1\n" in rules
+    assert ("override_dh_builddeb:\n"
+            "\tfind debian/orders-api -exec touch --no-dereference --date=@$(SOURCE_DATE_EPOCH) {} +\n"
+            "\tdh_builddeb -- -Zxz -z1\n") in rules
 
 
 def test_rules_compress_at_the_services_compression_level(tmp_path: Path) -> None:
     """compression_level is dpkg-deb's xz preset."""
     rules = render_rules(tmp_path, "uv", compression_level=6)
-    assert "override_dh_builddeb:\n\tdh_builddeb -- -Zxz -z6\n" in rules
+    assert "\tdh_builddeb -- -Zxz -z6\n" in rules
 
 
 def test_rules_without_uv_use_pip_and_keep_installers_when_asked(tmp_path: Path) -> None:
@@ -174,3 +177,18 @@ def test_rules_skip_the_steps_that_do_nothing_for_a_venv(tmp_path: Path) -> None
     for step in ("dh_update_autotools_config", "dh_autoreconf", "dh_installinit", "dh_perl",
                  "dh_strip_nondeterminism", "dh_makeshlibs", "dh_dwz", "dh_missing", "dh_python3"):
         assert f"\noverride_{step}:\n" in rules, step
+
+
+def test_date_tree_dates_every_entry_and_symlinks_not_their_targets(tmp_path: Path) -> None:
+    """Files, directories and symlinks below the root get the epoch; a symlink's target outside keeps its time."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("x")
+    os.utime(outside, (1000, 1000))
+    root = tmp_path / "tree"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "mod.py").write_text("x = 1\n")
+    (root / "link").symlink_to(outside)
+    date_tree(root, 1767225600)
+    entries = [root, root / "pkg", root / "pkg" / "mod.py", root / "link"]
+    assert {path.lstat().st_mtime for path in entries} == {1767225600}
+    assert outside.stat().st_mtime == 1000
