@@ -28,6 +28,11 @@ VENV_BIN = REPO / ".venv" / "bin"
 PACKAGE = "hello-api"
 PYTHON = "/usr/bin/python3.11"
 BUILD_TIMEOUT = 900.0
+# Settings of this machine (and of CI) that change what a tool puts into its
+# package; a Debian host following the dh-virtualenv tutorial has none of
+# them. With PYTHONDONTWRITEBYTECODE, reference A's venv gets pip without
+# its bytecode, a 3.0 MB package instead of 4.2 MB.
+NOT_PASSED = ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX", "PYTHONOPTIMIZE")
 
 NFPM_CONFIG = """\
 name: {name}
@@ -88,7 +93,8 @@ class Builders:
             "UV_SYSTEM_CERTS": "1",  # as microdeploy runs uv: the system's CA store
             "PATH": f"{VENV_BIN}:/usr/sbin:/usr/bin:/sbin:/bin",
         }
-        self.env.pop("VIRTUAL_ENV", None)
+        for name in ("VIRTUAL_ENV", *NOT_PASSED):
+            self.env.pop(name, None)
         self.counter = 0
 
     def scratch(self, tool: str) -> Path:
