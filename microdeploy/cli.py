@@ -32,7 +32,6 @@ from microdeploy.repo import (
     KEYRING_NAME,
     PublishSettings,
     publish,
-    serve,
     sources_snippet,
 )
 from microdeploy.scaffold import default_maintainer, scaffold
@@ -298,6 +297,7 @@ def repo_group() -> None:
 @click.option("--component", default=DEFAULT_COMPONENT, show_default=True, help="Component for the snippet.")
 def repo_serve(repo_dir: Path, bind: str, port: int, dist: str, component: str) -> None:
     """Serve the repository DIR over plain HTTP and print the apt source for hosts."""
+    from microdeploy.repo_server import serve  # http.server: only when serving
 
     def ready(url: str) -> None:
         keyring = f"/etc/apt/keyrings/{KEYRING_NAME}"

@@ -84,10 +84,10 @@ def source_date_epoch(project: Path, environ: Mapping[str, str], runner: Runner 
     """
     if environ.get("SOURCE_DATE_EPOCH", "").isdigit():
         return int(environ["SOURCE_DATE_EPOCH"])
-    if is_git_checkout(project, runner):
-        result = runner(["git", "-C", str(project), "log", "-1", "--format=%ct"], check=False)
-        if result.stdout.strip().isdigit():
-            return int(result.stdout.strip())
+    # Outside a git work tree (or in one without commits) git fails and prints nothing.
+    result = runner(["git", "-C", str(project), "log", "-1", "--format=%ct"], check=False)
+    if result.returncode == 0 and result.stdout.strip().isdigit():
+        return int(result.stdout.strip())
     return newest_mtime(project) or int(time.time())
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from microdeploy.repo import KEYRING_NAME, PublishSettings, make_server, publish, server_url, sources_snippet
+from microdeploy.repo import KEYRING_NAME, PublishSettings, publish, sources_snippet
+from microdeploy.repo_server import make_server, server_url
 from tests.testbed import TestbedError
 from tests.testbed.host import Host, boot
 from tests.testbed.network import create_netns, delete_netns

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from microdeploy import repo
+from microdeploy import repo, repo_server
 from microdeploy.cli import main
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
 from microdeploy.process import Result
@@ -339,11 +339,11 @@ def test_server_follows_the_public_symlink_on_every_request(tmp_path: Path) -> N
         (tmp_path / "state" / gen / "published").mkdir(parents=True)
         (tmp_path / "state" / gen / "published" / "f").write_text(text)
     os.symlink("state/g1/published", tmp_path / "public")
-    server = repo.make_server(tmp_path, "127.0.0.1", 0)
+    server = repo_server.make_server(tmp_path, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        url = repo.server_url(server) + "f"
+        url = repo_server.server_url(server) + "f"
         with urllib.request.urlopen(url, timeout=5) as response:
             assert response.read() == b"one"
         os.symlink("state/g2/published", tmp_path / "tmp-link")
@@ -354,7 +354,7 @@ def test_server_follows_the_public_symlink_on_every_request(tmp_path: Path) -> N
             assert response.read() == b"two"
         (tmp_path / "state" / "secret").write_text("key")
         with pytest.raises(urllib.error.HTTPError):
-            urllib.request.urlopen(repo.server_url(server) + "../../secret", timeout=5)
+            urllib.request.urlopen(repo_server.server_url(server) + "../../secret", timeout=5)
     finally:
         server.shutdown()
         server.server_close()
@@ -366,7 +366,7 @@ def test_serving_runs_in_the_background_for_the_block(tmp_path: Path) -> None:
     (tmp_path / "g" / "published").mkdir(parents=True)
     (tmp_path / "g" / "published" / "f").write_text("x")
     os.symlink("g/published", tmp_path / "public")
-    with repo.serving(tmp_path) as url, urllib.request.urlopen(url + "f", timeout=5) as response:
+    with repo_server.serving(tmp_path) as url, urllib.request.urlopen(url + "f", timeout=5) as response:
         assert response.read() == b"x"
     with pytest.raises(OSError):
         urllib.request.urlopen(url + "f", timeout=2)
