@@ -1,4 +1,4 @@
-"""`publish` and `repo serve`: a signed APT repository on aptly, published atomically.
+"""`publish`: a signed APT repository on aptly, published atomically (`repo serve`: repo_server).
 
 Layout of a repository directory DIR:
 
