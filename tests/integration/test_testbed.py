@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.testbed import CACHE_DIR, TestbedError
+from tests.testbed import host as host_module
 from tests.testbed.host import ROOTS_DIR, RUNNING_STATES, Host, boot, booted_host, reap_stale_hosts
 from tests.testbed.image import BASE_PACKAGES, build_cached, debian_mirror, image_path, unpacked
 from tests.testbed.network import netns, reap_stale_netns
@@ -64,6 +65,15 @@ def test_debian_mirror_without_the_suite_is_an_error(tmp_path: Path) -> None:
     sources.write_text(SOURCES.split("\n\n")[1])
     with pytest.raises(TestbedError, match=str(sources)):
         debian_mirror(sources)
+
+
+def test_boot_refuses_a_device_node_that_became_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A /dev/null replaced by a regular file stops boot with the command that restores it."""
+    fake = tmp_path / "null"
+    fake.write_text("")
+    monkeypatch.setattr(host_module, "_DEVICE_NODES", {"/dev/null": (1, 3), str(fake): (1, 3)})
+    with pytest.raises(TestbedError, match=rf"rm -f {fake} && mknod -m 666 {fake} c 1 3"):
+        boot(Path("/nonexistent-image.tar"))
 
 
 def test_image_path_is_keyed_by_the_package_set() -> None:

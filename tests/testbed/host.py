@@ -68,6 +68,9 @@ _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 # Mounted over inside the booted host (tmpfs, API filesystems): a file put
 # there from our side would be hidden under the mount.
+# The device nodes nspawn copies from this machine into every host.
+_DEVICE_NODES = {"/dev/null": (1, 3), "/dev/zero": (1, 5), "/dev/full": (1, 7),
+                 "/dev/random": (1, 8), "/dev/urandom": (1, 9), "/dev/tty": (5, 0)}
 _SHADOWED = tuple(PurePosixPath(p) for p in ("/tmp", "/run", "/dev", "/proc", "/sys"))
 
 
@@ -228,6 +231,7 @@ def boot(
 ) -> Host:
     """Boot a fresh copy of `image`; wait until it is running unless `wait` is False."""
     require_tools("systemd-nspawn", "nsenter", "tar", "mount", "umount")
+    _require_device_nodes()
     name = name or f"mdtb-{secrets.token_hex(4)}"
     if not _HOSTNAME.fullmatch(name):
         raise TestbedError(f"invalid host name {name!r}. Use lower-case letters, digits and dashes.")
@@ -263,6 +267,20 @@ def boot(
         name, time.monotonic() - started, pid1, host.root,
     )  # fmt: skip
     return host
+
+
+def _require_device_nodes() -> None:
+    """nspawn copies /dev/null and friends into the host: fail with the fix if one is not a device.
+
+    A `> /dev/null` after something removed the node leaves a regular file,
+    and nspawn then only says "/dev/null is not a char or block device".
+    """
+    for node, (major, minor) in _DEVICE_NODES.items():
+        if not Path(node).is_char_device():
+            raise TestbedError(
+                f"{node} on this machine is not a character device, so no host can boot. "
+                f"Restore it as root: rm -f {node} && mknod -m 666 {node} c {major} {minor}"
+            )
 
 
 @contextmanager
