@@ -159,6 +159,27 @@ def test_app_and_dependency_changes_reach_the_package(
     assert len(list((cache / "layers").glob("*/venv"))) == 2
 
 
+def test_a_vendored_package_in_requirements_txt_is_installed_and_its_changes_reach_the_package(
+    first_build: tuple[Path, Path, BuildResult], tmp_path: Path
+) -> None:
+    """requirements.txt's `./vendor/tools` is the project's vendor/tools; the layer never hides a change in it."""
+    built, cache, _ = first_build
+    project = shutil.copytree(built, tmp_path / "hello-api")
+    tools = project / "vendor" / "tools"
+    tools.mkdir(parents=True)
+    (tools / "pyproject.toml").write_text(
+        '[project]\nname = "tools"\nversion = "1.0"\n\n'
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+    )
+    (tools / "tools.py").write_text("VERSION = 1\n")
+    (project / "requirements.txt").write_text("./vendor/tools\n")
+    commit(project, "vendor tools")
+    assert payload(build_with(project, tmp_path / "one", cache).deb)[f"{SITE}/tools.py"] == b"VERSION = 1\n"
+    (tools / "tools.py").write_text("VERSION = 2\n")
+    commit(project, "tools 2")
+    assert payload(build_with(project, tmp_path / "two", cache).deb)[f"{SITE}/tools.py"] == b"VERSION = 2\n"
+
+
 def test_an_unpacked_sdist_builds_reproducibly_without_source_date_epoch(
     first_build: tuple[Path, Path, BuildResult], tmp_path: Path
 ) -> None:

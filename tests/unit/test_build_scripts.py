@@ -98,22 +98,25 @@ def test_cached_shlibdeps_without_a_cache_is_plain_dh_shlibdeps(debian: Path, tm
 
 
 def test_uv_pip_installs_the_prebuilt_wheel_with_the_wsgi_server(debian: Path, tmp_path: Path) -> None:
-    """dh_virtualenv's `install --log=F .` becomes `uv pip install --python PY WHEEL gunicorn>=21.2`."""
+    """`install --log=F .` becomes `uv pip install --python PY WHEEL gunicorn>=21.2`; requirements run from their
+    directory (the project's), as `pip install -r requirements.txt` would, so relative paths in them hold."""
     record = tmp_path / "calls"
-    uv = recorder(tmp_path / "uv")
+    uv = recorder(tmp_path / "uv", extra='open(os.environ["RECORD_TO"] + ".cwd", "a").write(os.getcwd() + "\\n")')
+    (tmp_path / "src-project").mkdir()
     wheel_dir = built_wheel(tmp_path / "wheel")
     env = {**os.environ, "RECORD_TO": str(record), "MICRODEPLOY_UV": str(uv),
            "MICRODEPLOY_PROJECT_WHEEL": str(wheel_dir)}
     env.pop("MICRODEPLOY_LAYER", None)
     subprocess.run([sys.executable, str(debian / "uv-pip"), "install", "--log=/tmp/x.log", "."],
                    cwd=tmp_path, env=env, check=True)
-    subprocess.run([sys.executable, str(debian / "uv-pip"), "install", "--log=/tmp/x.log", "-r", "requirements.txt"],
-                   cwd=tmp_path, env=env, check=True)
+    subprocess.run([sys.executable, str(debian / "uv-pip"), "install", "--log=/tmp/x.log",
+                    "-r", "src-project/requirements.txt"], cwd=tmp_path, env=env, check=True)
     assert calls(record) == [
         ["pip", "install", "--python", sys.executable, str(wheel_dir / "orders_api-1.0-py3-none-any.whl"),
          "gunicorn>=21.2"],
-        ["pip", "install", "--python", sys.executable, "-r", "requirements.txt"],
+        ["pip", "install", "--python", sys.executable, "-r", str(tmp_path / "src-project" / "requirements.txt")],
     ]
+    assert Path(f"{record}.cwd").read_text().splitlines() == [str(tmp_path), str(tmp_path / "src-project")]
 
 
 def test_uv_pip_installs_the_source_when_the_wheel_build_failed(debian: Path, tmp_path: Path) -> None:
