@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 LAYERS_KEPT = 8
@@ -23,6 +24,8 @@ DECLARATION_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
 REQUIREMENTS_FILE = "requirements.txt"  # dh_virtualenv installs it first when present
 # Where packages come from changes what is installed.
 INDEX_VARIABLES = ("UV_DEFAULT_INDEX", "UV_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS")
+# A requirements file line naming another file whose requirements or constraints apply too.
+INCLUDE_RE = re.compile(r"^\s*(?:-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+)(?P<path>\S+)")
 
 
 def cache_root(environ: Mapping[str, str]) -> Path:
@@ -54,9 +57,34 @@ def dependency_declarations(project: Path) -> dict[str, str]:
         for name in DECLARATION_FILES:
             if (project / name).is_file():
                 found[name] = (project / name).read_text(encoding="utf-8", errors="replace")
-    if (project / REQUIREMENTS_FILE).is_file():
-        found[REQUIREMENTS_FILE] = (project / REQUIREMENTS_FILE).read_text(encoding="utf-8", errors="replace")
+    # uv installs what requirements.txt pulls in but never removes what it stops pulling in.
+    for path, text in requirement_files(project / REQUIREMENTS_FILE):
+        found[label(project, path)] = text
     return found
+
+
+def requirement_files(first: Path) -> Iterator[tuple[Path, str]]:
+    """A requirements file and every file it includes (-r, -c), relative to the including one; each once."""
+    pending, seen = [first], set()
+    while pending:
+        path = Path(os.path.normpath(pending.pop(0)))
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        text = path.read_text(encoding="utf-8", errors="replace")
+        yield path, text
+        for line in text.splitlines():
+            match = INCLUDE_RE.match(line)
+            if match and "://" not in match["path"]:
+                pending.append(path.parent / match["path"])
+
+
+def label(project: Path, path: Path) -> str:
+    """`path` relative to the project when it is inside it, else absolute."""
+    try:
+        return path.relative_to(project).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def layer_key(

@@ -76,6 +76,21 @@ def test_layer_key_changes_with_dependencies_requirements_and_index(tmp_path: Pa
     assert other_server != with_requirements
 
 
+def test_layer_key_follows_the_files_requirements_txt_includes(tmp_path: Path) -> None:
+    """-r and -c files, nested and relative to the file that names them, are part of the key; a cycle ends."""
+    project(tmp_path)
+    (tmp_path / "requirements.txt").write_text("-r requirements/base.txt\n")
+    (tmp_path / "requirements").mkdir()
+    (tmp_path / "requirements" / "base.txt").write_text("flask\n--constraint=constraints.txt\n-r base.txt\n")
+    (tmp_path / "requirements" / "constraints.txt").write_text("flask==3.0.0\n")
+    before = key(tmp_path)
+    assert sorted(dependency_declarations(tmp_path)) == [
+        "pyproject.toml", "requirements.txt", "requirements/base.txt", "requirements/constraints.txt",
+    ]
+    (tmp_path / "requirements" / "constraints.txt").write_text("flask==3.1.0\n")
+    assert key(tmp_path) != before
+
+
 def test_dynamic_dependencies_hash_the_whole_declaration_files(tmp_path: Path) -> None:
     """setup.py projects (or dynamic dependencies) are keyed on the text of setup.py/setup.cfg/pyproject."""
     (tmp_path / "setup.py").write_text("from setuptools import setup\nsetup(install_requires=['flask'])\n")
