@@ -159,7 +159,7 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
     work = Path(tempfile.mkdtemp(prefix=f"microdeploy-{config.name}.", dir=settings.work_dir))
     try:
         tree = work / f"{config.name}-{facts.upstream.replace(':', '_')}"
-        copy_source(settings.project, tree)
+        copy_source(settings.project, tree / SOURCE_SUBDIR)
         beside = installer.start_beside(work, tree / SOURCE_SUBDIR, config.name,
                                         f"/usr/bin/python{facts.python_minor}", runner)
         render_debian(tree, debian_context(config, facts), changelog)

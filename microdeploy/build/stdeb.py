@@ -27,8 +27,7 @@ from microdeploy.build import source
 from microdeploy.build.context import copyright_context
 from microdeploy.build.core import BuildResult, BuildSettings, output_directory, publish_artifacts, release
 from microdeploy.build.dhvirtualenv import Artifacts, build_environment, collect, run_build_step
-from microdeploy.build.source import IGNORED
-from microdeploy.build.tree import date_tree
+from microdeploy.build.tree import copy_source, date_tree
 from microdeploy.config import ServiceConfig, load_config, read_project_file
 from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.fsutil import atomic_write
@@ -241,7 +240,7 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
 def _build_in(work: Path, project: Path, library: LibraryPlan, environ: Mapping[str, str], runner: Runner) -> Artifacts:
     """sdist, sdist_dsc, our changelog, dpkg-buildpackage, all inside `work`."""
     copy = work / "src"
-    shutil.copytree(project, copy, ignore=shutil.ignore_patterns(*IGNORED), symlinks=True)
+    copy_source(project, copy)
     if not (copy / "setup.py").is_file():
         atomic_write(copy / "setup.py", SETUP_SHIM.read_text(encoding="utf-8"))
     date_tree(copy, library.epoch)  # the sdist, and so the package, keeps these times

@@ -19,8 +19,8 @@ SOURCE_SUBDIR = "src-project"
 
 
 def copy_source(project: Path, dest: Path) -> None:
-    """Copy the project's source into dest/src-project, leaving out what must not be packaged."""
-    shutil.copytree(project, dest / SOURCE_SUBDIR, ignore=shutil.ignore_patterns(*IGNORED), symlinks=True)
+    """Copy the project's source to `dest`, leaving out what must not be packaged (IGNORED)."""
+    shutil.copytree(project, dest, ignore=shutil.ignore_patterns(*IGNORED), symlinks=True)
 
 
 def date_tree(root: Path, epoch: int) -> None:
