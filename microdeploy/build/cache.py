@@ -36,15 +36,25 @@ def cache_root(environ: Mapping[str, str]) -> Path:
     return Path(base) / "microdeploy"
 
 
-def dependency_declarations(project: Path) -> dict[str, str]:
-    """What decides the project's dependencies, as text; a version bump or code change is not in it."""
-    found: dict[str, str] = {}
+def static_dependencies(project: Path) -> bool:
+    """Whether pyproject.toml lists the project's dependencies itself (not `dynamic`, not from setup.py).
+
+    Then the layer key holds them, and a restored layer has every dependency
+    the project's wheel declares.
+    """
     pyproject = project / "pyproject.toml"
     data = tomllib.loads(pyproject.read_text(encoding="utf-8")) if pyproject.is_file() else {}
     table = data.get("project", {})
-    if table and "dependencies" not in table.get("dynamic", []) and "optional-dependencies" not in table.get(
-        "dynamic", []
-    ):
+    dynamic = table.get("dynamic", [])
+    return bool(table) and "dependencies" not in dynamic and "optional-dependencies" not in dynamic
+
+
+def dependency_declarations(project: Path) -> dict[str, str]:
+    """What decides the project's dependencies, as text; a version bump or code change is not in it."""
+    found: dict[str, str] = {}
+    if static_dependencies(project):
+        data = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+        table = data["project"]
         static = {
             "dependencies": table.get("dependencies", []),
             "optional-dependencies": table.get("optional-dependencies", {}),

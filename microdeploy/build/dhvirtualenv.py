@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,12 +40,21 @@ def build_environment(environ: Mapping[str, str], epoch: int) -> dict[str, str]:
     env = {key: value for key, value in environ.items() if key not in SCRUBBED}
     env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"  # never a pyenv or venv python
     env["SOURCE_DATE_EPOCH"] = str(epoch)
-    env["DEB_BUILD_OPTIONS"] = " ".join(
-        ["noautodbgsym", "nocheck", f"parallel={os.cpu_count() or 1}", environ.get("DEB_BUILD_OPTIONS", "")]
-    ).strip()
+    # parallel= is set by dpkg-buildpackage from --jobs (build_jobs).
+    env["DEB_BUILD_OPTIONS"] = " ".join(["noautodbgsym", "nocheck", environ.get("DEB_BUILD_OPTIONS", "")]).strip()
     env["LC_ALL"] = "C.UTF-8"
     env["TZ"] = "UTC"
     return env
+
+
+def build_jobs(environ: Mapping[str, str]) -> str:
+    """dpkg-buildpackage's --jobs: the caller's DEB_BUILD_OPTIONS parallel=N (the last one), else auto.
+
+    --jobs replaces parallel= in DEB_BUILD_OPTIONS, so passing auto would
+    override a caller who asked for a serial build with parallel=1.
+    """
+    asked = re.findall(r"(?:^|\s)parallel=(\d+)(?=\s|$)", environ.get("DEB_BUILD_OPTIONS", ""))
+    return asked[-1] if asked and int(asked[-1]) > 0 else "auto"
 
 
 def dpkg_buildpackage(tree: Path, environ: Mapping[str, str], epoch: int, runner: Runner = run) -> None:
@@ -61,8 +69,8 @@ def dpkg_buildpackage(tree: Path, environ: Mapping[str, str], epoch: int, runner
     """
     require_tools(*BUILD_TOOLS)
     env = build_environment(environ, epoch)
-    run_build_step(["dpkg-buildpackage", "--rules-target=binary", "--no-sign", "--jobs=auto"], tree, env,
-                   "dpkg-buildpackage", runner)
+    argv = ["dpkg-buildpackage", "--rules-target=binary", "--no-sign", f"--jobs={build_jobs(environ)}"]
+    run_build_step(argv, tree, env, "dpkg-buildpackage", runner)
     run_build_step(["dpkg-genbuildinfo", "--build=binary"], tree, env, "dpkg-genbuildinfo", runner)
     buildinfo = sorted(tree.parent.glob("*.buildinfo"))
     if len(buildinfo) != 1:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from microdeploy.build import background
-from microdeploy.build.cache import cache_root, layer_key, prepare_layer
+from microdeploy.build.cache import cache_root, layer_key, prepare_layer, static_dependencies
 from microdeploy.build.wheel import UV_ENV, ProjectWheel
 from microdeploy.fsutil import atomic_write
 from microdeploy.process import Runner, run
@@ -45,6 +45,10 @@ class Installer:
     cache_root: Path | None = None
     layer: Path | None = None
     wsgi_server: str = ""
+    # The layer key covers every dependency the project declares (static in
+    # pyproject.toml): installing the project's wheel into the layer then
+    # needs no resolution.
+    layer_has_dependencies: bool = False
 
     def environment(self, wheel_dir: Path | None = None, layer_copy: Path | None = None) -> dict[str, str]:
         """Variables debian/make-venv and debian/uv-pip read during the build."""
@@ -100,6 +104,8 @@ class Installer:
                 if len(built) == 1 and background.succeeded(wheel_dir):
                     python = str(directory / "venv" / "bin" / "python")
                     argv = [self.uv, "pip", "install", "--quiet", "--python", python, str(built[0]), self.wsgi_server]
+                    if self.layer_has_dependencies:
+                        argv = [self.uv, "pip", "install", "--quiet", "--no-deps", "--python", python, str(built[0])]
                     if runner(argv, env={**UV_INSTALL_ENV, **self.environment()}, check=False).returncode == 0:
                         atomic_write(directory / "installed", built[0].name)
             return 0
@@ -146,4 +152,5 @@ def choose_installer(
         uv_version=uv_version(uv, runner), environ=environ,
     )
     layer = prepare_layer(root, key, refresh=refresh_layer)
-    return Installer("uv", uv=uv, cache_root=root, layer=layer, wsgi_server=wsgi_server)
+    return Installer("uv", uv=uv, cache_root=root, layer=layer, wsgi_server=wsgi_server,
+                     layer_has_dependencies=static_dependencies(project))

@@ -26,7 +26,7 @@ from debian.deb822 import Deb822
 from microdeploy.build import source
 from microdeploy.build.context import copyright_context
 from microdeploy.build.core import BuildResult, BuildSettings, output_directory, publish_artifacts, release
-from microdeploy.build.dhvirtualenv import Artifacts, build_environment, collect, run_build_step
+from microdeploy.build.dhvirtualenv import Artifacts, build_environment, build_jobs, collect, run_build_step
 from microdeploy.build.tree import copy_source, date_tree
 from microdeploy.config import ServiceConfig, load_config, read_project_file
 from microdeploy.errors import MicrodeployError, bad_input
@@ -199,9 +199,9 @@ def sdist_dsc_argv(plan: LibraryPlan, dist_dir: Path, sdist: Path) -> list[str]:
     return argv
 
 
-def dpkg_buildpackage_argv() -> list[str]:
+def dpkg_buildpackage_argv(environ: Mapping[str, str]) -> list[str]:
     """The binary-only, unsigned build of the stdeb tree."""
-    return ["dpkg-buildpackage", "--build=binary", "--no-sign", "--jobs=auto"]
+    return ["dpkg-buildpackage", "--build=binary", "--no-sign", f"--jobs={build_jobs(environ)}"]
 
 
 def compression_environment(config: ServiceConfig) -> dict[str, str]:
@@ -256,7 +256,7 @@ def _build_in(work: Path, project: Path, library: LibraryPlan, environ: Mapping[
         raise MicrodeployError(f"expected one debian/ tree from stdeb in {dist_dir}, found {len(trees)}")
     finish_debian(trees[0] / "debian", library, source.project_license(project))
     log.info("dpkg-buildpackage (stdeb) in %s", trees[0])
-    run_build_step(dpkg_buildpackage_argv(), trees[0], {**env, **compression_environment(library.config)},
+    run_build_step(dpkg_buildpackage_argv(environ), trees[0], {**env, **compression_environment(library.config)},
                    "dpkg-buildpackage", runner)
     return collect(dist_dir, library.package, library.source)
 

@@ -80,6 +80,9 @@ def test_two_builds_of_one_commit_in_different_directories_are_byte_identical(
     project, cache, first = first_build
     layers = list((cache / "layers").glob("*/venv"))
     assert len(layers) == 1, "the first build saves its dependency layer"
+    saved = {path.name for path in layers[0].glob("lib/python3.11/site-packages/*")}
+    assert {"flask", "gunicorn"} <= saved, "the layer holds the dependencies"
+    assert not {name for name in saved if name.startswith("hello_api")}, "and not the project itself"
     other = tmp_path / "elsewhere" / "service-copy"
     shutil.copytree(project, other)  # the same commit, with its .git
     second = build_with(other, tmp_path / "dist-two", cache)
@@ -144,9 +147,15 @@ def test_app_and_dependency_changes_reach_the_package(
     project = shutil.copytree(built, tmp_path / "hello-api")
     greeting = project / "src" / "hello_api" / "greeting.py"
     greeting.write_text('GREETING = "changed greeting"\n')
-    commit(project, "a new greeting")
+    (project / "src" / "hello_api" / "wsgi.py").rename(project / "src" / "hello_api" / "app.py")
+    (project / "pyproject.toml").write_text((project / "pyproject.toml").read_text().replace(
+        'app = "hello_api.wsgi:app"', 'app = "hello_api.app:app"'))
+    commit(project, "a new greeting, wsgi.py renamed")
     app_change = payload(build_with(project, tmp_path / "app", cache).deb)
     assert b"changed greeting" in app_change[f"{SITE}/hello_api/greeting.py"]
+    assert f"{SITE}/hello_api/app.py" in app_change
+    assert f"{SITE}/hello_api/wsgi.py" not in app_change, "a module the commit removed is not shipped"
+    assert len(list((cache / "layers").glob("*/venv"))) == 1, "an app-only change reuses the layer"
     assert not [n for n in app_change if n.startswith(f"{SITE}/six")]
 
     pyproject = project / "pyproject.toml"

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from microdeploy.build import background
-from microdeploy.build.cache import cache_root, dependency_declarations, layer_key, prepare_layer, prune_oldest
+from microdeploy.build.cache import (
+    cache_root,
+    dependency_declarations,
+    layer_key,
+    prepare_layer,
+    prune_oldest,
+    static_dependencies,
+)
 from microdeploy.build.installer import Installer, choose_installer, find_uv
 from microdeploy.process import Result
 
@@ -101,6 +108,26 @@ def test_dynamic_dependencies_hash_the_whole_declaration_files(tmp_path: Path) -
     assert key(tmp_path) != before
 
 
+def test_only_dependencies_listed_in_pyproject_are_static(tmp_path: Path) -> None:
+    """[project] dependencies are static; dynamic ones, setup.py projects and no pyproject are not."""
+    (tmp_path / "listed").mkdir()
+    assert static_dependencies(project(tmp_path / "listed"))
+    dynamic = tmp_path / "dynamic"
+    dynamic.mkdir()
+    (dynamic / "pyproject.toml").write_text('[project]\nname = "x"\ndynamic = ["dependencies"]\n')
+    assert not static_dependencies(dynamic)
+    optional = tmp_path / "optional"
+    optional.mkdir()
+    (optional / "pyproject.toml").write_text('[project]\nname = "x"\ndynamic = ["optional-dependencies"]\n')
+    assert not static_dependencies(optional)
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "setup.py").write_text("from setuptools import setup\nsetup(install_requires=['flask'])\n")
+    assert not static_dependencies(legacy)
+    (legacy / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools"]\n')
+    assert not static_dependencies(legacy)
+
+
 def test_prepare_layer_refresh_empties_it_and_prune_keeps_the_newest(tmp_path: Path) -> None:
     """--refresh-deps removes the saved venv; only the most recently used layers stay."""
     layer = prepare_layer(tmp_path, "svc-a", refresh=False)
@@ -137,6 +164,7 @@ def test_with_uv_the_environment_names_uv_its_cache_the_layer_and_the_wheel(tmp_
     assert runner.calls == [(("/opt/uv", "--version"), None)]
     assert installer.kind == "uv"
     assert installer.layer is not None and installer.layer.parent == tmp_path / "cache" / "layers"
+    assert installer.layer_has_dependencies
     assert installer.environment(tmp_path / "wheel") == {
         "UV_NO_PROGRESS": "1",
         "UV_PYTHON_DOWNLOADS": "never",
@@ -203,6 +231,27 @@ def test_layer_copy_installs_the_project_wheel_once_it_is_built(tmp_path: Path) 
     assert argv == ("/opt/uv", "pip", "install", "--quiet", "--python", python,
                     str(wheel_dir / "orders_api-1.0-py3-none-any.whl"), "gunicorn>=21")
     assert env is not None and env["UV_LINK_MODE"] == "copy" and env["UV_CACHE_DIR"] == str(tmp_path / "cache" / "uv")
+    assert (tmp_path / "copy" / "installed").read_text() == "orders_api-1.0-py3-none-any.whl"
+
+
+def test_layer_copy_installs_the_wheel_alone_when_the_layer_key_holds_its_dependencies(tmp_path: Path) -> None:
+    """Static dependencies (keyed, so in the layer): `--no-deps`, no resolution and no WSGI server request."""
+    layer = tmp_path / "cache" / "layers" / "k"
+    (layer / "venv" / "bin").mkdir(parents=True)
+    wheel_dir = tmp_path / "wheel"
+    wheel_dir.mkdir()
+    (wheel_dir / "orders_api-1.0-py3-none-any.whl").write_bytes(b"")
+    wheel_job = background.start("wheel", wheel_dir, lambda: 0)
+    runner = FakeRunner()
+    installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=layer, wsgi_server="gunicorn>=21",
+                          layer_has_dependencies=True)
+    job = installer.start_layer_copy(tmp_path / "copy", (wheel_job, wheel_dir), runner)
+    assert job is not None
+    job.join(timeout=10)
+    [(argv, _)] = runner.calls
+    python = str(tmp_path / "copy" / "venv" / "bin" / "python")
+    wheel = str(wheel_dir / "orders_api-1.0-py3-none-any.whl")
+    assert argv == ("/opt/uv", "pip", "install", "--quiet", "--no-deps", "--python", python, wheel)
     assert (tmp_path / "copy" / "installed").read_text() == "orders_api-1.0-py3-none-any.whl"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -142,17 +143,59 @@ def render_rules(tmp_path: Path, installer: str, keep_installers: bool = False, 
     return (tmp_path / "debian" / "rules").read_text()
 
 
+def planned(tree: Path, *targets: str, options: str | None = None) -> list[str]:
+    """The commands GNU make would run for `targets` of the rendered debian/rules (make -n), one per line."""
+    env = {"PATH": os.environ["PATH"]}
+    if options is not None:
+        env["DEB_BUILD_OPTIONS"] = options
+    result = subprocess.run(["make", "-f", "debian/rules", "-n", *targets], cwd=tree, env=env,
+                            capture_output=True, text=True, check=True)
+    return [" ".join(line.split()) for line in result.stdout.replace("\\\n", " ").splitlines()]
+
+
 def test_rules_with_uv_use_the_venv_shim_and_pip_tool(tmp_path: Path) -> None:
     """uv: dh_virtualenv gets make-venv as its interpreter and uv-pip as its pip tool; no pip options."""
     rules = render_rules(tmp_path, "uv")
     assert ("\tdh_virtualenv --builtin-venv --python $(CURDIR)/debian/make-venv --pip-tool uv-pip \\\n"
             "\t\t--sourcedirectory src-project\n") in rules
     assert "--preinstall" not in rules and "--extra-pip-arg" not in rules
-    assert ("override_dh_strip:\n\tdh_strip\n\t/usr/bin/python3.11 -IS debian/finalize-venv "
-            "$(VENV) /opt/venvs/orders-api --strip-installers\n") in rules
+    venv = f"{tmp_path}/debian/orders-api/opt/venvs/orders-api"
+    assert planned(tmp_path, "venv-part") == [
+        f"dh_virtualenv --builtin-venv --python {tmp_path}/debian/make-venv --pip-tool uv-pip "
+        "--sourcedirectory src-project",
+        f"/usr/bin/python3.11 -IS debian/finalize-venv prune {venv} --strip-installers",
+        "dh_installsystemd",
+    ]
+    assert planned(tmp_path, "finalize-part") == [f"/usr/bin/python3.11 -IS debian/finalize-venv records {venv}"]
     assert ("override_dh_builddeb:\n"
             "\tfind debian/orders-api -exec touch --no-dereference --date=@$(SOURCE_DATE_EPOCH) {} +\n"
             "\tdh_builddeb -- -Zxz -z1\n") in rules
+
+
+def test_rules_make_the_venv_and_the_files_around_it_at_once_in_debhelper_order(tmp_path: Path) -> None:
+    """venv-part beside files-part, then dh_strip, then records, shlibdeps and installdeb beside each other.
+
+    make -j follows DEB_BUILD_OPTIONS parallel=N (1 without it); the steps
+    moved into these parts have empty overrides, so dh runs each once.
+    """
+    rules = render_rules(tmp_path, "uv")
+    run_at_once = planned(tmp_path, "override_dh_virtualenv", "override_dh_strip", options="parallel=2")
+    assert run_at_once[0] == "make -f debian/rules -j2 --output-sync=target --no-print-directory venv-part files-part"
+    files_part = ["dh_install", "dh_installdocs", "dh_installchangelogs", "dh_installlogrotate", "dh_lintian"]
+    assert run_at_once[4:10] == [*files_part, "dh_strip"]
+    assert run_at_once[10] == ("make -f debian/rules -j2 --output-sync=target --no-print-directory "
+                               "finalize-part shlibdeps-part installdeb-part")
+    assert run_at_once[-1] == "dh_installdeb"
+    assert planned(tmp_path, "override_dh_virtualenv", options="nocheck parallel=4 parallel=1")[0].startswith(
+        "make -f debian/rules -j1 ")
+    assert planned(tmp_path, "override_dh_virtualenv")[0].startswith("make -f debian/rules -j1 ")
+    sequence = subprocess.run(["dh", "binary", "--with", "python-virtualenv", "--no-act"], cwd=tmp_path,
+                              capture_output=True, text=True, check=True).stdout.split()
+    for step in [*files_part, "dh_installsystemd", "dh_shlibdeps", "dh_installdeb"]:
+        assert f"\noverride_{step}:\n" in rules, step
+        assert step not in sequence and f"override_{step}" not in sequence, step
+    assert sequence.index("override_dh_virtualenv") < sequence.index("dh_compress") < sequence.index(
+        "dh_fixperms") < sequence.index("override_dh_strip") < sequence.index("dh_gencontrol")
 
 
 def test_rules_compress_at_the_services_compression_level(tmp_path: Path) -> None:
@@ -168,7 +211,8 @@ def test_rules_without_uv_use_pip_and_keep_installers_when_asked(tmp_path: Path)
             "\t\t--preinstall 'gunicorn>=21.2'") in rules
     assert "--extra-pip-arg=--no-compile" in rules
     assert "make-venv" not in rules
-    assert "debian/finalize-venv $(VENV) /opt/venvs/orders-api\n" in rules
+    assert "\t$(FINALIZE) prune $(VENV)\n" in rules
+    assert "--strip-installers" not in rules
 
 
 def test_rules_skip_the_steps_that_do_nothing_for_a_venv(tmp_path: Path) -> None:
