@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -26,8 +27,15 @@ def succeeded(directory: Path) -> bool:
     return status.is_file() and json.loads(status.read_text(encoding="utf-8")).get("returncode") == 0
 
 
-def start(name: str, directory: Path, job: Callable[[], int]) -> threading.Thread:
-    """Run `job` on a thread; then write its return code (1 if it raised OSError) to directory/status.json."""
+def start(
+    name: str, directory: Path, job: Callable[[], int], then: Callable[[], object] | None = None
+) -> threading.Thread:
+    """Run `job` on a thread; then write its return code (1 if it raised OSError) to directory/status.json.
+
+    `then`, if given, runs on the same thread after the status is written,
+    at the lowest priority (nice 19): work for later that must not slow down
+    the build, which joins the thread at its end.
+    """
 
     def run_job() -> None:
         returncode = 1
@@ -38,7 +46,18 @@ def start(name: str, directory: Path, job: Callable[[], int]) -> threading.Threa
             log.debug("%s: %s", name, exc)
         finally:
             atomic_write(directory / STATUS, json.dumps({"returncode": returncode}))
+        if then is not None:
+            run_idle(name, then)
 
     thread = threading.Thread(target=run_job, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def run_idle(name: str, work: Callable[[], object]) -> None:
+    """Run `work` on this thread at nice 19 (Linux sets niceness per thread); OSError is logged, not raised."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        work()
+    except OSError as exc:
+        log.debug("%s, afterwards: %s", name, exc)

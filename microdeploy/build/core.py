@@ -160,12 +160,14 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
     try:
         tree = work / f"{config.name}-{facts.upstream.replace(':', '_')}"
         copy_source(settings.project, tree / SOURCE_SUBDIR)
-        beside = installer.start_beside(work, tree / SOURCE_SUBDIR, config.name,
-                                        f"/usr/bin/python{facts.python_minor}", runner)
+        beside = replace(installer.start_beside(work, tree / SOURCE_SUBDIR, config.name,
+                                                f"/usr/bin/python{facts.python_minor}", runner),
+                         staged=tree / "debian" / config.name)
         render_debian(tree, debian_context(config, facts), changelog)
         log.info("dpkg-buildpackage (dh-virtualenv) in %s", tree)
         try:
-            dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner)
+            dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner,
+                              after_binary=beside.after_binary)
         finally:
             beside.join()
         artifacts = publish_artifacts(collect(tree.parent, config.name), out)

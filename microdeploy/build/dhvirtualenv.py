@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +57,10 @@ def build_jobs(environ: Mapping[str, str]) -> str:
     return asked[-1] if asked and int(asked[-1]) > 0 else "auto"
 
 
-def dpkg_buildpackage(tree: Path, environ: Mapping[str, str], epoch: int, runner: Runner = run) -> None:
+def dpkg_buildpackage(
+    tree: Path, environ: Mapping[str, str], epoch: int, runner: Runner = run,
+    after_binary: Callable[[], None] | None = None,
+) -> None:
     """Build the binary package of `tree`, its .buildinfo and .changes; raise with the relevant lines if it fails.
 
     dpkg-buildpackage sets up the build environment, checks the build
@@ -66,11 +69,14 @@ def dpkg_buildpackage(tree: Path, environ: Mapping[str, str], epoch: int, runner
     contents a whole dpkg-buildpackage run gives them. What is left out is
     `dpkg-source --before-build` and `--after-build`: with no patches in the
     rendered debian/ they have nothing to do, and they cost 0.15 s a build.
+    `after_binary` is called once the .deb is there, before the generators.
     """
     require_tools(*BUILD_TOOLS)
     env = build_environment(environ, epoch)
     argv = ["dpkg-buildpackage", "--rules-target=binary", "--no-sign", f"--jobs={build_jobs(environ)}"]
     run_build_step(argv, tree, env, "dpkg-buildpackage", runner)
+    if after_binary is not None:
+        after_binary()
     run_build_step(["dpkg-genbuildinfo", "--build=binary"], tree, env, "dpkg-genbuildinfo", runner)
     buildinfo = sorted(tree.parent.glob("*.buildinfo"))
     if len(buildinfo) != 1:

@@ -6,13 +6,14 @@ their instructions from the environment made here.
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from microdeploy.build import background
+from microdeploy.build import background, spare
 from microdeploy.build.cache import cache_root, layer_key, prepare_layer, static_dependencies
 from microdeploy.build.wheel import UV_ENV, ProjectWheel
 from microdeploy.fsutil import atomic_write
@@ -29,10 +30,27 @@ class Beside:
 
     environment: dict[str, str]
     jobs: tuple[threading.Thread, ...] = ()
+    staged: Path | None = None  # the package's staging directory in the build tree
+    new_layer: Path | None = None  # a layer this build saves (there was none to copy)
+    late_jobs: list[threading.Thread] = field(default_factory=list)
+
+    def after_binary(self) -> None:
+        """The .deb is built: its staging directory goes now, beside dpkg-genbuildinfo, not after it,
+        and a layer this build saved gets its ready copy for the next build."""
+
+        def afterwards() -> None:
+            if self.staged is not None:
+                shutil.rmtree(self.staged, ignore_errors=True)
+            if self.new_layer is not None:
+                spare.refill(self.new_layer)
+
+        job = threading.Thread(target=background.run_idle, args=("after the binary", afterwards), daemon=True)
+        job.start()
+        self.late_jobs.append(job)
 
     def join(self) -> None:
         """Wait for every job (each ends by itself: a finished build no longer needs them)."""
-        for job in self.jobs:
+        for job in [*self.jobs, *self.late_jobs]:
             job.join()
 
 
@@ -77,40 +95,57 @@ class Installer:
         wheel_job = wheel.start(source, wheel_dir)
         copy_job = self.start_layer_copy(work / "layer-copy", (wheel_job, wheel_dir), runner)
         if copy_job is None:
-            return Beside(self.environment(wheel_dir), (wheel_job,))
+            return Beside(self.environment(wheel_dir), (wheel_job,), new_layer=self.layer)
         return Beside(self.environment(wheel_dir, work / "layer-copy"), (wheel_job, copy_job))
 
     def start_layer_copy(
         self, directory: Path, wheel: tuple[threading.Thread, Path] | None = None, runner: Runner = run
     ) -> threading.Thread | None:
-        """Copy the saved dependency layer to directory/venv on another thread, if there is one.
+        """Put a copy of the saved dependency layer at directory/venv on another thread, if there is one.
 
         debian/make-venv then moves it into place instead of copying it while
         dpkg-buildpackage waits (`directory` is on the build tree's filesystem).
-        With `wheel` (the project-wheel job and its directory), the project is
-        installed into the copy too, once its wheel is there; `installed`
-        names that wheel, and debian/uv-pip has nothing left to do.
+        The copy is the layer's ready copy when this build can take it
+        (spare.py), else one made now. With `wheel` (the project-wheel job
+        and its directory), the project is installed into the copy too, once
+        its wheel is there; `installed` names that wheel, and debian/uv-pip
+        has nothing left to do.
         """
-        saved = self.layer / "venv" if self.layer is not None else None
-        if saved is None or not saved.is_dir():
+        layer = self.layer
+        if layer is None or not (layer / "venv").is_dir():
             return None
 
         def copy() -> int:
-            shutil.copytree(saved, directory / "venv", symlinks=True)
-            if wheel is not None and self.uv is not None:
-                job, wheel_dir = wheel
-                job.join()
-                built = sorted(wheel_dir.glob("*.whl"))
-                if len(built) == 1 and background.succeeded(wheel_dir):
-                    python = str(directory / "venv" / "bin" / "python")
-                    argv = [self.uv, "pip", "install", "--quiet", "--python", python, str(built[0]), self.wsgi_server]
-                    if self.layer_has_dependencies:
-                        argv = [self.uv, "pip", "install", "--quiet", "--no-deps", "--python", python, str(built[0])]
-                    if runner(argv, env={**UV_INSTALL_ENV, **self.environment()}, check=False).returncode == 0:
-                        atomic_write(directory / "installed", built[0].name)
+            venv = directory / "venv"
+            with spare.claimed(layer, directory) as ready:
+                if ready is None:
+                    shutil.copytree(layer / "venv", venv, symlinks=True)
+                installed = self.install_project(ready or venv, wheel, runner)
+                if ready is not None:
+                    os.rename(ready, venv)
+            if installed is not None:
+                atomic_write(directory / "installed", installed)
             return 0
 
-        return background.start("layer-copy", directory, copy)
+        # The next build's ready copy, made while this one no longer needs both cores.
+        return background.start("layer-copy", directory, copy, then=lambda: spare.refill(layer))
+
+    def install_project(self, venv: Path, wheel: tuple[threading.Thread, Path] | None, runner: Runner) -> str | None:
+        """Install the project's wheel into `venv` once its job has ended; the wheel's name, or None if not."""
+        if wheel is None or self.uv is None:
+            return None
+        job, wheel_dir = wheel
+        job.join()
+        built = sorted(wheel_dir.glob("*.whl"))
+        if len(built) != 1 or not background.succeeded(wheel_dir):
+            return None
+        python = str(venv / "bin" / "python")
+        argv = [self.uv, "pip", "install", "--quiet", "--python", python, str(built[0]), self.wsgi_server]
+        if self.layer_has_dependencies:
+            argv = [self.uv, "pip", "install", "--quiet", "--no-deps", "--python", python, str(built[0])]
+        if runner(argv, env={**UV_INSTALL_ENV, **self.environment()}, check=False).returncode != 0:
+            return None
+        return built[0].name
 
 
 def find_uv(environ: Mapping[str, str]) -> str | None:

@@ -43,8 +43,9 @@ def commit(project: Path, message: str) -> None:
     subprocess.run([*GIT, "commit", "-q", "-m", message], cwd=project, check=True)
 
 
-def build_with(project: Path, out: Path, cache: Path, **extra: object) -> BuildResult:
-    environ = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH, "MICRODEPLOY_CACHE_DIR": str(cache)}
+def build_with(project: Path, out: Path, cache: Path, environ: dict[str, str] | None = None,
+               **extra: object) -> BuildResult:
+    environ = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH, "MICRODEPLOY_CACHE_DIR": str(cache), **(environ or {})}
     environ.pop("BUILD_NUMBER", None)
     return build(BuildSettings(project=project, out=out, environ=environ, **extra))  # type: ignore[arg-type]
 
@@ -59,6 +60,12 @@ def payload(deb: Path) -> dict[str, bytes]:
             if extracted is not None:
                 files[member.name.removeprefix(".")] = extracted.read()
     return files
+
+
+def tree_bytes(root: Path) -> dict[str, bytes | str]:
+    """Relative path -> bytes of every file (a symlink's target) under `root`."""
+    return {str(path.relative_to(root)): (os.readlink(path) if path.is_symlink() else path.read_bytes())
+            for path in sorted(root.rglob("*")) if path.is_symlink() or path.is_file()}
 
 
 SITE = "/opt/venvs/hello-api/lib/python3.11/site-packages"
@@ -83,11 +90,15 @@ def test_two_builds_of_one_commit_in_different_directories_are_byte_identical(
     saved = {path.name for path in layers[0].glob("lib/python3.11/site-packages/*")}
     assert {"flask", "gunicorn"} <= saved, "the layer holds the dependencies"
     assert not {name for name in saved if name.startswith("hello_api")}, "and not the project itself"
+    assert tree_bytes(layers[0].parent / "ready" / "venv") == tree_bytes(layers[0]), \
+        "the build that saved the layer left a ready copy of it for the next one"
     other = tmp_path / "elsewhere" / "service-copy"
     shutil.copytree(project, other)  # the same commit, with its .git
-    second = build_with(other, tmp_path / "dist-two", cache)
+    second = build_with(other, tmp_path / "dist-two", cache, environ={"DPKG_DEB_THREADS_MAX": "1"})
     assert second.deb.name == first.deb.name
     assert second.deb.read_bytes() == first.deb.read_bytes()
+    assert tree_bytes(layers[0].parent / "ready" / "venv") == tree_bytes(layers[0]), \
+        "the next build took the ready copy and made a new one"
     refreshed = build_with(other, tmp_path / "dist-three", cache, refresh_deps=True)
     assert refreshed.deb.read_bytes() == first.deb.read_bytes()
 

@@ -1,0 +1,105 @@
+"""The ready copy of a dependency layer: taken by one build at a time, made again after it."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from pathlib import Path
+
+from microdeploy.build import background, spare
+from microdeploy.build.installer import Beside, Installer
+from tests.unit.test_build_cache import FakeRunner
+
+
+def saved_layer(root: Path) -> Path:
+    """A layer directory with a small saved venv (a module and the interpreter symlink)."""
+    layer = root / "layers" / "k"
+    (layer / "venv" / "lib").mkdir(parents=True)
+    (layer / "venv" / "lib" / "module.py").write_text("x = 1\n")
+    (layer / "venv" / "bin").mkdir()
+    (layer / "venv" / "bin" / "python").symlink_to("/usr/bin/python3.11")
+    return layer
+
+
+def test_refill_copies_the_saved_layer_once(tmp_path: Path) -> None:
+    """The ready copy has the layer's files and symlinks; a second refill leaves it alone; no layer, no copy."""
+    assert not spare.refill(tmp_path / "layers" / "missing")
+    layer = saved_layer(tmp_path)
+    assert spare.refill(layer)
+    ready = spare.ready_venv(layer)
+    assert (ready / "lib" / "module.py").read_text() == "x = 1\n"
+    assert os.readlink(ready / "bin" / "python") == "/usr/bin/python3.11"
+    (ready / "lib" / "module.py").write_text("marked\n")
+    assert not spare.refill(layer)
+    assert (ready / "lib" / "module.py").read_text() == "marked\n"
+    assert [p.name for p in (layer / spare.READY).iterdir()] == ["venv"], "no staging directory is left"
+
+
+def test_a_claimed_copy_is_used_once_and_never_by_two_builds(tmp_path: Path) -> None:
+    """Nothing ready: None. Ready: the copy, and whatever is left of it afterwards is gone. Held: None."""
+    layer = saved_layer(tmp_path)
+    near = tmp_path / "build"
+    near.mkdir()
+    with spare.claimed(layer, near) as ready:
+        assert ready is None
+    spare.refill(layer)
+    with open(layer / "ready.lock", "a") as other_build:
+        fcntl.flock(other_build, fcntl.LOCK_EX)
+        with spare.claimed(layer, near) as ready:
+            assert ready is None
+        fcntl.flock(other_build, fcntl.LOCK_UN)
+    with spare.claimed(layer, near) as ready:
+        assert ready == spare.ready_venv(layer)
+    assert not spare.ready_venv(layer).exists()
+    assert (layer / "venv" / "lib" / "module.py").is_file(), "the saved layer itself is untouched"
+
+
+def test_the_layer_copy_installs_into_the_ready_copy_then_moves_it(tmp_path: Path) -> None:
+    """With a ready copy, uv installs at its fixed path, the copy is moved to DIR/venv, and a new one is made."""
+    layer = saved_layer(tmp_path / "cache")
+    spare.refill(layer)
+    (spare.ready_venv(layer) / "taken").write_text("this copy\n")
+    wheel_dir = tmp_path / "wheel"
+    wheel_dir.mkdir()
+    (wheel_dir / "orders_api-1.0-py3-none-any.whl").write_bytes(b"")
+    wheel_job = background.start("wheel", wheel_dir, lambda: 0)
+    runner = FakeRunner()
+    installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=layer,
+                          layer_has_dependencies=True)
+    job = installer.start_layer_copy(tmp_path / "copy", (wheel_job, wheel_dir), runner)
+    assert job is not None
+    job.join(timeout=10)
+    [(argv, _)] = runner.calls
+    assert argv[argv.index("--python") + 1] == str(spare.ready_venv(layer) / "bin" / "python")
+    assert (tmp_path / "copy" / "venv" / "lib" / "module.py").read_text() == "x = 1\n"
+    assert (tmp_path / "copy" / "installed").read_text() == "orders_api-1.0-py3-none-any.whl"
+    assert (tmp_path / "copy" / "venv" / "taken").is_file()
+    assert (spare.ready_venv(layer) / "lib" / "module.py").is_file()
+    assert not (spare.ready_venv(layer) / "taken").exists(), "the next build gets a fresh copy"
+
+
+def test_after_the_binary_the_staging_tree_goes_and_a_new_layer_gets_its_ready_copy(tmp_path: Path) -> None:
+    """Beside.after_binary removes the package's staging directory and refills a layer the build saved."""
+    layer = saved_layer(tmp_path)
+    staged = tmp_path / "tree" / "debian" / "orders-api"
+    (staged / "opt" / "venvs").mkdir(parents=True)
+    beside = Beside({}, (), staged=staged, new_layer=layer)
+    beside.after_binary()
+    beside.join()
+    assert not staged.exists()
+    assert (spare.ready_venv(layer) / "lib" / "module.py").is_file()
+
+
+def test_work_for_later_runs_after_the_status_at_the_lowest_priority(tmp_path: Path) -> None:
+    """`then` sees the status already written, and runs at nice 19 on its own thread; the caller keeps its own."""
+    seen: list[tuple[bool, int]] = []
+
+    def later() -> None:
+        seen.append(((tmp_path / "job" / "status.json").is_file(),
+                     os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    background.start("job", tmp_path / "job", lambda: 0, then=later).join(timeout=10)
+    assert seen == [(True, 19)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
