@@ -24,7 +24,7 @@ def deb_member(deb: Path, member: str) -> str:
 
 
 def xz_dictionaries(deb: Path) -> set[str]:
-    """The LZMA2 dictionary sizes of a .deb's data.tar.xz blocks (xz preset 1: 1MiB, 6: 8MiB)."""
+    """The LZMA2 dictionary sizes of a .deb's data.tar.xz blocks (xz preset 0: 256KiB, 1: 1MiB, 6: 8MiB)."""
     data = subprocess.run(["ar", "p", str(deb), "data.tar.xz"], capture_output=True, check=True).stdout
     with tempfile.NamedTemporaryFile(suffix=".xz") as handle:  # xz --list reads a file, not a pipe
         handle.write(data)

@@ -229,4 +229,4 @@ def test_compression_level_trades_size_not_contents(
     assert members.split() == ["debian-binary", "control.tar.xz", "data.tar.xz"]
     assert payload(smaller.deb) == payload(first.deb)
     assert smaller.deb.stat().st_size < 0.95 * first.deb.stat().st_size
-    assert (xz_dictionaries(first.deb), xz_dictionaries(smaller.deb)) == ({"1MiB"}, {"8MiB"})
+    assert (xz_dictionaries(first.deb), xz_dictionaries(smaller.deb)) == ({"256KiB"}, {"8MiB"})

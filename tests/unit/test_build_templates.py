@@ -169,7 +169,7 @@ def test_rules_with_uv_use_the_venv_shim_and_pip_tool(tmp_path: Path) -> None:
     assert planned(tmp_path, "finalize-part") == [f"/usr/bin/python3.11 -IS debian/finalize-venv records {venv}"]
     assert ("override_dh_builddeb:\n"
             "\tfind debian/orders-api -exec touch --no-dereference --date=@$(SOURCE_DATE_EPOCH) {} +\n"
-            "\tdh_builddeb -- -Zxz -z1\n") in rules
+            "\tdh_builddeb -- -Zxz -z0\n") in rules
 
 
 def test_rules_make_the_venv_and_the_files_around_it_at_once_in_debhelper_order(tmp_path: Path) -> None:
