@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from microdeploy.errors import MicrodeployError
-from microdeploy.process import Runner, output_tail, require_tools, run
+from microdeploy.process import Result, Runner, output_tail, require_tools, run
 
 log = logging.getLogger(__name__)
 
-BUILD_TOOLS = ("dpkg-buildpackage", "dh", "dh_virtualenv", "fakeroot")
+BUILD_TOOLS = ("dpkg-buildpackage", "dpkg-checkbuilddeps", "dh", "dh_virtualenv", "fakeroot")
 # Lines of a failed build that say why; the rest is debhelper chatter.
 # pip's words and uv's ("No solution found", its "cause:" and "help:" lines).
 REASON_RE = re.compile(
@@ -73,8 +74,23 @@ def dpkg_buildpackage(
     """
     require_tools(*BUILD_TOOLS)
     env = build_environment(environ, epoch)
-    argv = ["dpkg-buildpackage", "--rules-target=binary", "--no-sign", f"--jobs={build_jobs(environ)}"]
-    run_build_step(argv, tree, env, "dpkg-buildpackage", runner)
+    # The build dependencies are checked beside the build (--no-check-builddeps):
+    # the other core is idle while dpkg-buildpackage starts. Unmet ones are
+    # the error reported, whether or not the build went through.
+    checked: list[Result] = []
+    check = threading.Thread(target=lambda: checked.append(
+        runner(["dpkg-checkbuilddeps"], cwd=tree, env=env, inherit_env=False, check=False)), daemon=True)
+    check.start()
+    argv = ["dpkg-buildpackage", "--rules-target=binary", "--no-sign", "--no-check-builddeps",
+            f"--jobs={build_jobs(environ)}"]
+    try:
+        run_build_step(argv, tree, env, "dpkg-buildpackage", runner)
+    finally:
+        check.join()
+        if not checked or checked[0].returncode != 0:
+            output = (checked[0].stdout + "\n" + checked[0].stderr) if checked else "it did not run"
+            raise MicrodeployError(f"dpkg-checkbuilddeps failed:\n{relevant_lines(output)}",
+                                   hint=failure_hint(output))
     if after_binary is not None:
         after_binary()
     run_build_step(["dpkg-genbuildinfo", "--build=binary"], tree, env, "dpkg-genbuildinfo", runner)

@@ -98,10 +98,32 @@ def test_dpkg_buildpackage_argv_and_failure_message(tmp_path: Path, monkeypatch:
     runner = FakeRunner({"dpkg-buildpackage": (2, "noise\nERROR: No matching distribution found for nope\nmore")})
     with pytest.raises(MicrodeployError) as info:
         dpkg_buildpackage(tmp_path / "tree", {}, 1234, runner)
-    assert runner.calls == [("dpkg-buildpackage", "--rules-target=binary", "--no-sign", "--jobs=auto")]
+    assert sorted(runner.calls) == [
+        ("dpkg-buildpackage", "--rules-target=binary", "--no-sign", "--no-check-builddeps", "--jobs=auto"),
+        ("dpkg-checkbuilddeps",),
+    ]
     assert "No matching distribution found for nope" in info.value.message
     assert "noise" not in info.value.message
     assert info.value.exit_code == 1
+
+
+@pytest.mark.parametrize("build_fails", [False, True])
+def test_unmet_build_dependencies_are_the_error_whether_or_not_the_build_went_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, build_fails: bool
+) -> None:
+    """dpkg-checkbuilddeps runs beside the build; when it fails, its line and the apt hint are the error."""
+    monkeypatch.setattr("microdeploy.build.dhvirtualenv.require_tools", lambda *tools: None)
+    unmet = "dpkg-checkbuilddeps: error: Unmet build dependencies: libpq-dev"
+    answers = {"dpkg-checkbuilddeps": (1, unmet)}
+    if build_fails:
+        answers["dpkg-buildpackage"] = (2, "dh: error: unable to load addon python-virtualenv")
+    runner = FakeRunner(answers)
+    with pytest.raises(MicrodeployError) as info:
+        dpkg_buildpackage(tmp_path / "tree", {}, 1234, runner)
+    assert info.value.message.startswith("dpkg-checkbuilddeps failed")
+    assert "Unmet build dependencies: libpq-dev" in info.value.message
+    assert info.value.hint is not None and info.value.hint.startswith("Install the missing build dependencies")
+    assert ("dpkg-genbuildinfo", "--build=binary") not in runner.calls, "nothing more is made"
 
 
 def test_dpkg_buildpackage_then_buildinfo_then_changes_named_after_it(
@@ -118,7 +140,7 @@ def test_dpkg_buildpackage_then_buildinfo_then_changes_named_after_it(
 
     runner = WritesBuildinfo({})
     dpkg_buildpackage(tmp_path / "tree", {}, 1234, runner)
-    assert runner.calls[1:] == [
+    assert runner.calls[2:] == [
         ("dpkg-genbuildinfo", "--build=binary"),
         ("dpkg-genchanges", "--build=binary", "-O../orders-api_1.0-1_amd64.changes"),
     ]
