@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from microdeploy.build.background import run_idle
 from microdeploy.errors import MicrodeployError
 from microdeploy.process import Result, Runner, output_tail, require_tools, run
 
@@ -74,12 +75,16 @@ def dpkg_buildpackage(
     """
     require_tools(*BUILD_TOOLS)
     env = build_environment(environ, epoch)
-    # The build dependencies are checked beside the build (--no-check-builddeps):
-    # the other core is idle while dpkg-buildpackage starts. Unmet ones are
-    # the error reported, whether or not the build went through.
+    # The build dependencies are checked beside the build (--no-check-builddeps),
+    # at the lowest priority: on a core the build leaves idle, never in the way
+    # of the project's wheel. Unmet ones are the error reported, whether or not
+    # the build went through.
     checked: list[Result] = []
-    check = threading.Thread(target=lambda: checked.append(
-        runner(["dpkg-checkbuilddeps"], cwd=tree, env=env, inherit_env=False, check=False)), daemon=True)
+
+    def check_builddeps() -> None:
+        checked.append(runner(["dpkg-checkbuilddeps"], cwd=tree, env=env, inherit_env=False, check=False))
+
+    check = threading.Thread(target=run_idle, args=("dpkg-checkbuilddeps", check_builddeps), daemon=True)
     check.start()
     argv = ["dpkg-buildpackage", "--rules-target=binary", "--no-sign", "--no-check-builddeps",
             f"--jobs={build_jobs(environ)}"]
