@@ -6,6 +6,7 @@ their instructions from the environment made here.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import threading
@@ -162,9 +163,24 @@ def find_uv(environ: Mapping[str, str]) -> str | None:
         return shutil.which("uv")
 
 
-def uv_version(uv: str, runner: Runner = run) -> str:
-    """`uv --version`, part of the layer key."""
-    return runner([uv, "--version"]).stdout.strip()
+def uv_version(uv: str, runner: Runner = run, cache: Path | None = None) -> str:
+    """`uv --version`, part of the layer key; kept in `cache` per uv executable (path, size, time)."""
+    record = None
+    try:
+        executable = Path(uv).resolve()
+        stat = executable.stat()
+    except OSError:
+        pass
+    else:
+        if cache is not None:
+            stamp = f"{executable}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()
+            record = cache / "uv-versions" / hashlib.sha256(stamp).hexdigest()[:16]
+    if record is not None and record.is_file():
+        return record.read_text(encoding="utf-8").strip()
+    version = runner([uv, "--version"]).stdout.strip()
+    if record is not None:
+        atomic_write(record, version + "\n")
+    return version
 
 
 def choose_installer(
@@ -184,7 +200,7 @@ def choose_installer(
     root = cache_root(environ)
     key = layer_key(
         project, name=name, python_minor=python_minor, wsgi_server=wsgi_server,
-        uv_version=uv_version(uv, runner), environ=environ,
+        uv_version=uv_version(uv, runner, root), environ=environ,
     )
     layer = prepare_layer(root, key, refresh=refresh_layer)
     return Installer("uv", uv=uv, cache_root=root, layer=layer, wsgi_server=wsgi_server,

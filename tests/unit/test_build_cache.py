@@ -17,7 +17,7 @@ from microdeploy.build.cache import (
     prune_oldest,
     static_dependencies,
 )
-from microdeploy.build.installer import Installer, choose_installer, find_uv
+from microdeploy.build.installer import Installer, choose_installer, find_uv, uv_version
 from microdeploy.process import Result
 
 PYPROJECT = """\
@@ -175,6 +175,22 @@ def test_with_uv_the_environment_names_uv_its_cache_the_layer_and_the_wheel(tmp_
         "MICRODEPLOY_LAYER": str(installer.layer),
         "MICRODEPLOY_PROJECT_WHEEL": str(tmp_path / "wheel"),
     }
+
+
+def test_uv_version_is_asked_once_per_executable(tmp_path: Path) -> None:
+    """`uv --version` runs once per uv binary (path, size, time) and is read from the cache after that."""
+    uv = tmp_path / "bin" / "uv"
+    uv.parent.mkdir()
+    uv.write_text("#!/bin/sh\n")
+    runner = FakeRunner(stdout="uv 0.9.0\n")
+    assert uv_version(str(uv), runner, tmp_path / "cache") == "uv 0.9.0"
+    assert uv_version(str(uv), runner, tmp_path / "cache") == "uv 0.9.0"
+    assert len(runner.calls) == 1
+    os.utime(uv, (1, 1))  # a new uv in the same place
+    runner.stdout = "uv 0.9.1\n"
+    assert uv_version(str(uv), runner, tmp_path / "cache") == "uv 0.9.1"
+    assert uv_version(str(tmp_path / "missing"), runner, tmp_path / "cache") == "uv 0.9.1"
+    assert len(runner.calls) == 3, "a uv that cannot be looked at is asked every time"
 
 
 def test_find_uv_prefers_the_variable() -> None:
