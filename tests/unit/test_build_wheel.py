@@ -3,61 +3,43 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-from microdeploy.build.wheel import LEGACY_REQUIRES, ProjectWheel, build_backend, build_requirements, source_digest
-from microdeploy.process import Result, run
+from microdeploy.build.wheel import LEGACY_REQUIRES, ProjectWheel, build_requirements, source_digest
+from microdeploy.process import Result
 
 
 class FakeUv:
-    """Answers uv's commands (`venv` links bin/python to this interpreter, `build` writes a wheel or fails) and
-    runs anything else for real: the PEP 517 hook, in the environment's Python. Records argv."""
+    """Answers uv's commands: `venv` makes bin/python, `build` writes a wheel (or fails), records argv."""
 
-    def __init__(self, *, fail_isolated_build: bool = False) -> None:
-        self.fail_isolated_build = fail_isolated_build
+    def __init__(self, *, fail_cached_build: bool = False, fail_all_builds: bool = False) -> None:
+        self.fail_cached_build = fail_cached_build
+        self.fail_all_builds = fail_all_builds
         self.calls: list[tuple[str, ...]] = []
 
     def __call__(self, argv, *, cwd=None, env=None, check=True, input=None, timeout=None,  # type: ignore[no-untyped-def]
                  inherit_env=True) -> Result:
         argv = tuple(argv)
         self.calls.append(argv)
-        if argv[0] != "/opt/uv":
-            return run(argv, cwd=cwd, env=env, check=check, inherit_env=inherit_env)
         code = 0
         if argv[1] == "venv":
             python = Path(argv[-1]) / "bin" / "python"
             python.parent.mkdir(parents=True)
-            python.symlink_to(sys.executable)
+            python.write_text("")
         elif argv[1] == "build":
-            if self.fail_isolated_build:
+            isolated = "--no-build-isolation" not in argv
+            if self.fail_all_builds or (self.fail_cached_build and not isolated):
                 code = 1
             else:
                 out = Path(argv[argv.index("--out-dir") + 1])
-                (out / "orders_api-1.0-py3-none-any.whl").write_bytes(b"isolated wheel")
+                (out / "orders_api-1.0-py3-none-any.whl").write_bytes(b"wheel")
         return Result(argv, code, "", "")
-
-
-# An in-tree PEP 517 backend: writes a wheel, or fails when the project has a file named FAIL.
-BACKEND = """\
-import os
-
-def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
-    if os.path.exists("FAIL"):
-        raise RuntimeError("this backend wants more at build time")
-    name = "orders_api-1.0-py3-none-any.whl"
-    with open(os.path.join(wheel_directory, name), "wb") as wheel:
-        wheel.write(b"wheel")
-    return name
-"""
 
 
 def project(tmp_path: Path, requires: str = '["setuptools>=61"]') -> Path:
     source = tmp_path / "src-project"
     (source / "app").mkdir(parents=True)
-    (source / "pyproject.toml").write_text(
-        f'[build-system]\nrequires = {requires}\nbuild-backend = "backend"\nbackend-path = ["."]\n')
-    (source / "backend.py").write_text(BACKEND)
+    (source / "pyproject.toml").write_text(f"[build-system]\nrequires = {requires}\n")
     (source / "app" / "__init__.py").write_text("GREETING = 'hello'\n")
     return source
 
@@ -91,31 +73,26 @@ def test_source_digest_follows_contents_not_times(tmp_path: Path) -> None:
     assert source_digest(source, "py3.12") != source_digest(source, "py3.11")
 
 
-def test_build_backend_from_pyproject_or_pep517_legacy_setuptools(tmp_path: Path) -> None:
-    """build-backend and backend-path as written; without them, setuptools' legacy backend."""
-    assert build_backend(project(tmp_path)) == ("backend", ["."])
-    assert build_backend(tmp_path / "nothing-here") == ("setuptools.build_meta:__legacy__", None)
-
-
-def test_first_build_makes_the_build_environment_then_calls_the_backend_in_it(tmp_path: Path) -> None:
-    """uv venv + uv pip install of the build requirements once, then the build_wheel hook with its Python."""
+def test_first_build_makes_the_build_environment_then_builds_without_isolation(tmp_path: Path) -> None:
+    """uv venv + uv pip install of the build requirements once, then `uv build --no-build-isolation` in it."""
     uv = FakeUv()
     source = project(tmp_path)
     out = produce(tmp_path, uv, source)
-    venv, install, hook = uv.calls
+    venv, install, build = uv.calls
     assert venv[:5] == ("/opt/uv", "venv", "--quiet", "--python", "/usr/bin/python3.11")
     staging = Path(install[install.index("--python") + 1]).parent.parent
     [environment] = (tmp_path / "cache" / "build-envs").iterdir()  # the staging directory, renamed
     assert staging.parent == environment.parent and staging.name.startswith(f".{environment.name}.")
     assert install[-1] == "setuptools>=61"
     assert "--compile-bytecode" in install  # the backend is imported on every build
-    assert hook[0] == str(environment / "bin" / "python") and hook[2] == "build_wheel"
+    assert build == ("/opt/uv", "build", "--wheel", "--quiet", "--out-dir", str(out), "--no-build-isolation",
+                     "--python", str(environment / "bin" / "python"), str(source))
     assert json.loads((out / "status.json").read_text()) == {"returncode": 0}
-    assert [(p.name, p.read_bytes()) for p in out.glob("*.whl")] == [("orders_api-1.0-py3-none-any.whl", b"wheel")]
+    assert [p.name for p in out.glob("*.whl")] == ["orders_api-1.0-py3-none-any.whl"]
 
 
 def test_unchanged_source_reuses_the_kept_wheel_and_a_change_rebuilds(tmp_path: Path) -> None:
-    """The second build of the same source runs nothing at all; an app change builds again in the same env."""
+    """The second build of the same source runs no uv at all; an app change builds again in the same env."""
     uv = FakeUv()
     source = project(tmp_path)
     produce(tmp_path, uv, source, "first")
@@ -125,27 +102,22 @@ def test_unchanged_source_reuses_the_kept_wheel_and_a_change_rebuilds(tmp_path: 
     assert (second / "orders_api-1.0-py3-none-any.whl").read_bytes() == b"wheel"
     (source / "app" / "__init__.py").write_text("GREETING = 'hi'\n")
     produce(tmp_path, uv, source, "third")
-    assert [call[2] for call in uv.calls[calls:]] == ["build_wheel"]
+    assert [call[1] for call in uv.calls[calls:]] == ["build"]
 
 
 def test_a_backend_that_needs_isolation_is_built_isolated(tmp_path: Path) -> None:
-    """When the hook fails in the cached environment, uv builds with isolation for the build's interpreter."""
-    uv = FakeUv()
+    """When the cached-environment build fails, uv builds again with isolation for the build's interpreter."""
+    uv = FakeUv(fail_cached_build=True)
     source = project(tmp_path)
-    (source / "FAIL").write_text("")
     out = produce(tmp_path, uv, source)
     assert uv.calls[-1] == ("/opt/uv", "build", "--wheel", "--quiet", "--out-dir", str(out),
                             "--python", "/usr/bin/python3.11", str(source))
     assert json.loads((out / "status.json").read_text()) == {"returncode": 0}
-    assert (out / "orders_api-1.0-py3-none-any.whl").read_bytes() == b"isolated wheel"
 
 
 def test_a_broken_project_reports_failure_and_keeps_nothing(tmp_path: Path) -> None:
     """Both builds fail: status.json says so (uv-pip then installs the source and shows the error)."""
-    uv = FakeUv(fail_isolated_build=True)
-    source = project(tmp_path)
-    (source / "FAIL").write_text("")
-    out = produce(tmp_path, uv, source)
+    uv = FakeUv(fail_all_builds=True)
+    out = produce(tmp_path, uv, project(tmp_path))
     assert json.loads((out / "status.json").read_text()) == {"returncode": 1}
-    assert not list(out.glob("*.whl"))
     assert not list((tmp_path / "cache" / "wheels").rglob("*.whl"))
