@@ -150,9 +150,13 @@ class Installer:
 
 
 def find_uv(environ: Mapping[str, str]) -> str | None:
-    """The uv executable: $MICRODEPLOY_UV, the one installed with microdeploy, or uv on PATH."""
-    if environ.get("MICRODEPLOY_UV"):
-        return environ["MICRODEPLOY_UV"]
+    """The uv executable: $MICRODEPLOY_UV, the one installed with microdeploy, or uv on PATH.
+
+    MICRODEPLOY_UV set but empty means no uv: dh-virtualenv's own pip, as
+    where microdeploy is installed without uv (its Debian package).
+    """
+    if "MICRODEPLOY_UV" in environ:
+        return environ["MICRODEPLOY_UV"] or None
     try:
         from uv import find_uv_bin  # the PyPI package microdeploy depends on
     except ImportError:

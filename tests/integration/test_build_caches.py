@@ -137,7 +137,34 @@ def test_no_build_path_installer_or_cache_trace_is_shipped(first_build: tuple[Pa
 
 def test_record_files_match_the_shipped_files(first_build: tuple[Path, Path, BuildResult]) -> None:
     """Every RECORD line of a shipped file carries that file's real sha256 and size."""
-    files = payload(first_build[2].deb)
+    check_records(payload(first_build[2].deb))
+
+
+def test_without_uv_pip_builds_the_same_kind_of_venv_without_installers(
+    first_build: tuple[Path, Path, BuildResult], tmp_path: Path
+) -> None:
+    """MICRODEPLOY_UV="" (no uv): dh-virtualenv's pip fills the venv; prune removes pip and setuptools before
+    dh_strip and the parallel steps, the RECORD files match, and the same packages are shipped."""
+    project, _, first = first_build
+    built = build_with(shutil.copytree(project, tmp_path / "hello-api"), tmp_path / "dist", tmp_path / "cache",
+                       environ={"MICRODEPLOY_UV": ""})
+    files = payload(built.deb)
+    assert not (tmp_path / "cache").exists(), "pip uses no microdeploy cache"
+    assert not [n for n in files if n.startswith((f"{SITE}/pip/", f"{SITE}/setuptools/", f"{SITE}/wheel/"))]
+    assert not [n for n in files if "__pycache__" in n or n.endswith(("direct_url.json", "/bin/uv-pip"))]
+    assert files["/opt/venvs/hello-api/bin/gunicorn"].startswith(b"#!/opt/venvs/hello-api/bin/python")
+    check_records(files)
+    assert top_level(files) == top_level(payload(first.deb)) >= {"flask", "gunicorn", "hello_api", "werkzeug"}
+
+
+def top_level(files: dict[str, bytes]) -> set[str]:
+    """The importable top-level names the venv ships (packages and modules, not their metadata)."""
+    return {name.removeprefix(f"{SITE}/").split("/")[0].removesuffix(".py")
+            for name in files if name.startswith(f"{SITE}/") and ".dist-info/" not in name}
+
+
+def check_records(files: dict[str, bytes]) -> None:
+    """Every RECORD line of a shipped file carries that file's real sha256 and size."""
     records = [name for name in files if name.endswith(".dist-info/RECORD")]
     assert records
     for record in records:

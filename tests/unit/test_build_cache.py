@@ -196,6 +196,7 @@ def test_uv_version_is_asked_once_per_executable(tmp_path: Path) -> None:
 def test_find_uv_prefers_the_variable() -> None:
     """$MICRODEPLOY_UV names the uv to use; else the one installed with microdeploy is found."""
     assert find_uv({"MICRODEPLOY_UV": "/somewhere/uv"}) == "/somewhere/uv"
+    assert find_uv({"MICRODEPLOY_UV": ""}) is None, "set empty: build with dh-virtualenv's pip"
     found = find_uv({})
     assert found is not None and Path(found).name == "uv"
 
