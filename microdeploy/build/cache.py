@@ -16,6 +16,7 @@ import shutil
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 LAYERS_KEPT = 8
 # Files whose whole text decides the dependencies when pyproject.toml does not
@@ -36,15 +37,19 @@ def cache_root(environ: Mapping[str, str]) -> Path:
     return Path(base) / "microdeploy"
 
 
-def static_dependencies(project: Path) -> bool:
+def pyproject_data(project: Path) -> dict[str, Any]:
+    """The project's pyproject.toml, parsed ({} without one)."""
+    pyproject = project / "pyproject.toml"
+    return tomllib.loads(pyproject.read_text(encoding="utf-8")) if pyproject.is_file() else {}
+
+
+def static_dependencies(project: Path, data: dict[str, Any] | None = None) -> bool:
     """Whether pyproject.toml lists the project's dependencies itself (not `dynamic`, not from setup.py).
 
     Then the layer key holds them, and a restored layer has every dependency
-    the project's wheel declares.
+    the project's wheel declares. `data` is the parsed pyproject.toml, if read already.
     """
-    pyproject = project / "pyproject.toml"
-    data = tomllib.loads(pyproject.read_text(encoding="utf-8")) if pyproject.is_file() else {}
-    table = data.get("project", {})
+    table = (pyproject_data(project) if data is None else data).get("project", {})
     dynamic = table.get("dynamic", [])
     return bool(table) and "dependencies" not in dynamic and "optional-dependencies" not in dynamic
 
@@ -52,8 +57,8 @@ def static_dependencies(project: Path) -> bool:
 def dependency_declarations(project: Path) -> dict[str, str]:
     """What decides the project's dependencies, as text; a version bump or code change is not in it."""
     found: dict[str, str] = {}
-    if static_dependencies(project):
-        data = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    data = pyproject_data(project)
+    if static_dependencies(project, data):
         table = data["project"]
         static = {
             "dependencies": table.get("dependencies", []),

@@ -140,10 +140,11 @@ class Installer:
         built = sorted(wheel_dir.glob("*.whl"))
         if len(built) != 1 or not background.succeeded(wheel_dir):
             return None
-        python = str(venv / "bin" / "python")
-        argv = [self.uv, "pip", "install", "--quiet", "--python", python, str(built[0]), self.wsgi_server]
+        install = [self.uv, "pip", "install", "--quiet"]
         if self.layer_has_dependencies:
-            argv = [self.uv, "pip", "install", "--quiet", "--no-deps", "--python", python, str(built[0])]
+            argv = [*install, "--no-deps", "--python", str(venv / "bin" / "python"), str(built[0])]
+        else:
+            argv = [*install, "--python", str(venv / "bin" / "python"), str(built[0]), self.wsgi_server]
         if runner(argv, env={**UV_INSTALL_ENV, **self.environment()}, check=False).returncode != 0:
             return None
         return built[0].name

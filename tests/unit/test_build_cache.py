@@ -230,23 +230,29 @@ def test_a_failed_background_job_reports_failure(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "job" / "status.json").read_text()) == {"returncode": 1}
 
 
-def test_layer_copy_installs_the_project_wheel_once_it_is_built(tmp_path: Path) -> None:
-    """With the wheel job given: after the copy, `uv pip install` of the wheel into it, and `installed` names it."""
-    layer = tmp_path / "cache" / "layers" / "k"
-    (layer / "venv" / "bin").mkdir(parents=True)
+def install_beside(tmp_path: Path, layer: Path, **options: object) -> tuple[tuple[str, ...], dict[str, str] | None]:
+    """Run the layer copy of `layer` with a built wheel job; the one uv command it ran, and its environment."""
     wheel_dir = tmp_path / "wheel"
     wheel_dir.mkdir()
     (wheel_dir / "orders_api-1.0-py3-none-any.whl").write_bytes(b"")
     wheel_job = background.start("wheel", wheel_dir, lambda: 0)
     runner = FakeRunner()
-    installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=layer, wsgi_server="gunicorn>=21")
+    installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=layer, **options)  # type: ignore[arg-type]
     job = installer.start_layer_copy(tmp_path / "copy", (wheel_job, wheel_dir), runner)
     assert job is not None
     job.join(timeout=10)
     [(argv, env)] = runner.calls
+    return argv, env
+
+
+def test_layer_copy_installs_the_project_wheel_once_it_is_built(tmp_path: Path) -> None:
+    """With the wheel job given: after the copy, `uv pip install` of the wheel into it, and `installed` names it."""
+    layer = tmp_path / "cache" / "layers" / "k"
+    (layer / "venv" / "bin").mkdir(parents=True)
+    argv, env = install_beside(tmp_path, layer, wsgi_server="gunicorn>=21")
     python = str(tmp_path / "copy" / "venv" / "bin" / "python")
     assert argv == ("/opt/uv", "pip", "install", "--quiet", "--python", python,
-                    str(wheel_dir / "orders_api-1.0-py3-none-any.whl"), "gunicorn>=21")
+                    str(tmp_path / "wheel" / "orders_api-1.0-py3-none-any.whl"), "gunicorn>=21")
     assert env is not None and env["UV_LINK_MODE"] == "copy" and env["UV_CACHE_DIR"] == str(tmp_path / "cache" / "uv")
     assert (tmp_path / "copy" / "installed").read_text() == "orders_api-1.0-py3-none-any.whl"
 
@@ -255,19 +261,9 @@ def test_layer_copy_installs_the_wheel_alone_when_the_layer_key_holds_its_depend
     """Static dependencies (keyed, so in the layer): `--no-deps`, no resolution and no WSGI server request."""
     layer = tmp_path / "cache" / "layers" / "k"
     (layer / "venv" / "bin").mkdir(parents=True)
-    wheel_dir = tmp_path / "wheel"
-    wheel_dir.mkdir()
-    (wheel_dir / "orders_api-1.0-py3-none-any.whl").write_bytes(b"")
-    wheel_job = background.start("wheel", wheel_dir, lambda: 0)
-    runner = FakeRunner()
-    installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=layer, wsgi_server="gunicorn>=21",
-                          layer_has_dependencies=True)
-    job = installer.start_layer_copy(tmp_path / "copy", (wheel_job, wheel_dir), runner)
-    assert job is not None
-    job.join(timeout=10)
-    [(argv, _)] = runner.calls
+    argv, _ = install_beside(tmp_path, layer, wsgi_server="gunicorn>=21", layer_has_dependencies=True)
     python = str(tmp_path / "copy" / "venv" / "bin" / "python")
-    wheel = str(wheel_dir / "orders_api-1.0-py3-none-any.whl")
+    wheel = str(tmp_path / "wheel" / "orders_api-1.0-py3-none-any.whl")
     assert argv == ("/opt/uv", "pip", "install", "--quiet", "--no-deps", "--python", python, wheel)
     assert (tmp_path / "copy" / "installed").read_text() == "orders_api-1.0-py3-none-any.whl"
 

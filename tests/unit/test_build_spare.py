@@ -8,8 +8,8 @@ import threading
 from pathlib import Path
 
 from microdeploy.build import background, spare
-from microdeploy.build.installer import Beside, Installer
-from tests.unit.test_build_cache import FakeRunner
+from microdeploy.build.installer import Beside
+from tests.unit.test_build_cache import install_beside
 
 
 def saved_layer(root: Path) -> Path:
@@ -60,17 +60,7 @@ def test_the_layer_copy_installs_into_the_ready_copy_then_moves_it(tmp_path: Pat
     layer = saved_layer(tmp_path / "cache")
     spare.refill(layer)
     (spare.ready_venv(layer) / "taken").write_text("this copy\n")
-    wheel_dir = tmp_path / "wheel"
-    wheel_dir.mkdir()
-    (wheel_dir / "orders_api-1.0-py3-none-any.whl").write_bytes(b"")
-    wheel_job = background.start("wheel", wheel_dir, lambda: 0)
-    runner = FakeRunner()
-    installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=layer,
-                          layer_has_dependencies=True)
-    job = installer.start_layer_copy(tmp_path / "copy", (wheel_job, wheel_dir), runner)
-    assert job is not None
-    job.join(timeout=10)
-    [(argv, _)] = runner.calls
+    argv, _ = install_beside(tmp_path, layer, layer_has_dependencies=True)
     assert argv[argv.index("--python") + 1] == str(spare.ready_venv(layer) / "bin" / "python")
     assert (tmp_path / "copy" / "venv" / "lib" / "module.py").read_text() == "x = 1\n"
     assert (tmp_path / "copy" / "installed").read_text() == "orders_api-1.0-py3-none-any.whl"
