@@ -54,6 +54,13 @@ def start(
     return thread
 
 
+def start_idle(name: str, work: Callable[[], object]) -> threading.Thread:
+    """Run `work` on a new thread at the lowest priority (run_idle); join the thread for its end."""
+    thread = threading.Thread(target=run_idle, args=(name, work), name=name, daemon=True)
+    thread.start()
+    return thread
+
+
 def run_idle(name: str, work: Callable[[], object]) -> None:
     """Run `work` on this thread at nice 19 (Linux sets niceness per thread); OSError is logged, not raised."""
     try:

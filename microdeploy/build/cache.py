@@ -43,13 +43,13 @@ def pyproject_data(project: Path) -> dict[str, Any]:
     return tomllib.loads(pyproject.read_text(encoding="utf-8")) if pyproject.is_file() else {}
 
 
-def static_dependencies(project: Path, data: dict[str, Any] | None = None) -> bool:
-    """Whether pyproject.toml lists the project's dependencies itself (not `dynamic`, not from setup.py).
+def static_dependencies(data: dict[str, Any]) -> bool:
+    """Whether a parsed pyproject.toml lists the project's dependencies itself (not `dynamic`, not from setup.py).
 
     Then the layer key holds them, and a restored layer has every dependency
-    the project's wheel declares. `data` is the parsed pyproject.toml, if read already.
+    the project's wheel declares.
     """
-    table = (pyproject_data(project) if data is None else data).get("project", {})
+    table = data.get("project", {})
     dynamic = table.get("dynamic", [])
     return bool(table) and "dependencies" not in dynamic and "optional-dependencies" not in dynamic
 
@@ -58,7 +58,7 @@ def dependency_declarations(project: Path) -> dict[str, str]:
     """What decides the project's dependencies, as text; a version bump or code change is not in it."""
     found: dict[str, str] = {}
     data = pyproject_data(project)
-    if static_dependencies(project, data):
+    if static_dependencies(data):
         table = data["project"]
         static = {
             "dependencies": table.get("dependencies", []),

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from microdeploy.build.background import run_idle
+from microdeploy.build.background import start_idle
 from microdeploy.errors import MicrodeployError
 from microdeploy.process import Result, Runner, output_tail, require_tools, run
 
@@ -84,18 +83,16 @@ def dpkg_buildpackage(
     def check_builddeps() -> None:
         checked.append(runner(["dpkg-checkbuilddeps"], cwd=tree, env=env, inherit_env=False, check=False))
 
-    check = threading.Thread(target=run_idle, args=("dpkg-checkbuilddeps", check_builddeps), daemon=True)
-    check.start()
+    check = start_idle("dpkg-checkbuilddeps", check_builddeps)
     argv = ["dpkg-buildpackage", "--rules-target=binary", "--no-sign", "--no-check-builddeps",
             f"--jobs={build_jobs(environ)}"]
     try:
         run_build_step(argv, tree, env, "dpkg-buildpackage", runner)
     finally:
         check.join()
-        if not checked or checked[0].returncode != 0:
-            output = (checked[0].stdout + "\n" + checked[0].stderr) if checked else "it did not run"
-            raise MicrodeployError(f"dpkg-checkbuilddeps failed:\n{relevant_lines(output)}",
-                                   hint=failure_hint(output))
+        if not checked:
+            raise MicrodeployError("dpkg-checkbuilddeps did not run", hint=failure_hint(""))
+        raise_if_failed(checked[0], "dpkg-checkbuilddeps")
     if after_binary is not None:
         after_binary()
     run_build_step(["dpkg-genbuildinfo", "--build=binary"], tree, env, "dpkg-genbuildinfo", runner)
@@ -108,7 +105,11 @@ def dpkg_buildpackage(
 
 def run_build_step(argv: Sequence[str], cwd: Path, env: Mapping[str, str], what: str, runner: Runner = run) -> None:
     """Run one step of a package build in `env` alone; raise with the lines that say why if it fails."""
-    result = runner(argv, cwd=cwd, env=env, inherit_env=False, check=False)
+    raise_if_failed(runner(argv, cwd=cwd, env=env, inherit_env=False, check=False), what)
+
+
+def raise_if_failed(result: Result, what: str) -> None:
+    """Log a build step's output; raise with the lines that say why if it failed."""
     output = result.stdout + "\n" + result.stderr
     log.debug("%s output:\n%s", what, output)
     if result.returncode != 0:

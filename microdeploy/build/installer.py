@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from microdeploy.build import background, spare
-from microdeploy.build.cache import cache_root, layer_key, prepare_layer, static_dependencies
+from microdeploy.build.cache import cache_root, layer_key, prepare_layer, pyproject_data, static_dependencies
 from microdeploy.build.wheel import UV_ENV, ProjectWheel
 from microdeploy.fsutil import atomic_write
 from microdeploy.process import Runner, run
@@ -45,9 +45,7 @@ class Beside:
             if self.new_layer is not None:
                 spare.refill(self.new_layer)
 
-        job = threading.Thread(target=background.run_idle, args=("after the binary", afterwards), daemon=True)
-        job.start()
-        self.late_jobs.append(job)
+        self.late_jobs.append(background.start_idle("after the binary", afterwards))
 
     def join(self) -> None:
         """Wait for every job (each ends by itself: a finished build no longer needs them)."""
@@ -209,4 +207,4 @@ def choose_installer(
     )
     layer = prepare_layer(root, key, refresh=refresh_layer)
     return Installer("uv", uv=uv, cache_root=root, layer=layer, wsgi_server=wsgi_server,
-                     layer_has_dependencies=static_dependencies(project))
+                     layer_has_dependencies=static_dependencies(pyproject_data(project)))

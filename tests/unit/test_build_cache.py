@@ -15,6 +15,7 @@ from microdeploy.build.cache import (
     layer_key,
     prepare_layer,
     prune_oldest,
+    pyproject_data,
     static_dependencies,
 )
 from microdeploy.build.installer import Installer, choose_installer, find_uv, uv_version
@@ -111,21 +112,21 @@ def test_dynamic_dependencies_hash_the_whole_declaration_files(tmp_path: Path) -
 def test_only_dependencies_listed_in_pyproject_are_static(tmp_path: Path) -> None:
     """[project] dependencies are static; dynamic ones, setup.py projects and no pyproject are not."""
     (tmp_path / "listed").mkdir()
-    assert static_dependencies(project(tmp_path / "listed"))
+    assert static_dependencies(pyproject_data(project(tmp_path / "listed")))
     dynamic = tmp_path / "dynamic"
     dynamic.mkdir()
     (dynamic / "pyproject.toml").write_text('[project]\nname = "x"\ndynamic = ["dependencies"]\n')
-    assert not static_dependencies(dynamic)
+    assert not static_dependencies(pyproject_data(dynamic))
     optional = tmp_path / "optional"
     optional.mkdir()
     (optional / "pyproject.toml").write_text('[project]\nname = "x"\ndynamic = ["optional-dependencies"]\n')
-    assert not static_dependencies(optional)
+    assert not static_dependencies(pyproject_data(optional))
     legacy = tmp_path / "legacy"
     legacy.mkdir()
     (legacy / "setup.py").write_text("from setuptools import setup\nsetup(install_requires=['flask'])\n")
-    assert not static_dependencies(legacy)
+    assert not static_dependencies(pyproject_data(legacy))
     (legacy / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools"]\n')
-    assert not static_dependencies(legacy)
+    assert not static_dependencies(pyproject_data(legacy))
 
 
 def test_prepare_layer_refresh_empties_it_and_prune_keeps_the_newest(tmp_path: Path) -> None:
