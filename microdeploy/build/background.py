@@ -27,15 +27,8 @@ def succeeded(directory: Path) -> bool:
     return status.is_file() and json.loads(status.read_text(encoding="utf-8")).get("returncode") == 0
 
 
-def start(
-    name: str, directory: Path, job: Callable[[], int], then: Callable[[], object] | None = None
-) -> threading.Thread:
-    """Run `job` on a thread; then write its return code (1 if it raised OSError) to directory/status.json.
-
-    `then`, if given, runs on the same thread after the status is written,
-    at the lowest priority (nice 19): work for later that must not slow down
-    the build, which joins the thread at its end.
-    """
+def start(name: str, directory: Path, job: Callable[[], int]) -> threading.Thread:
+    """Run `job` on a thread; then write its return code (1 if it raised OSError) to directory/status.json."""
 
     def run_job() -> None:
         returncode = 1
@@ -46,8 +39,6 @@ def start(
             log.debug("%s: %s", name, exc)
         finally:
             atomic_write(directory / STATUS, json.dumps({"returncode": returncode}))
-        if then is not None:
-            run_idle(name, then)
 
     thread = threading.Thread(target=run_job, name=name, daemon=True)
     thread.start()

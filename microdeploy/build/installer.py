@@ -32,18 +32,20 @@ class Beside:
     environment: dict[str, str]
     jobs: tuple[threading.Thread, ...] = ()
     staged: Path | None = None  # the package's staging directory in the build tree
-    new_layer: Path | None = None  # a layer this build saves (there was none to copy)
+    # The dependency layer whose ready copy is made (again) once the .deb is
+    # there: on the core the end of the build leaves idle, not while both are busy.
+    refill_layer: Path | None = None
     late_jobs: list[threading.Thread] = field(default_factory=list)
 
     def after_binary(self) -> None:
         """The .deb is built: its staging directory goes now, beside dpkg-genbuildinfo, not after it,
-        and a layer this build saved gets its ready copy for the next build."""
+        and the layer gets its ready copy for the next build."""
 
         def afterwards() -> None:
             if self.staged is not None:
                 shutil.rmtree(self.staged, ignore_errors=True)
-            if self.new_layer is not None:
-                spare.refill(self.new_layer)
+            if self.refill_layer is not None:
+                spare.refill(self.refill_layer)
 
         self.late_jobs.append(background.start_idle("after the binary", afterwards))
 
@@ -93,9 +95,9 @@ class Installer:
         wheel = ProjectWheel(uv=self.uv, cache=self.cache_root, name=name, python=python, runner=runner)
         wheel_job = wheel.start(source, wheel_dir)
         copy_job = self.start_layer_copy(work / "layer-copy", (wheel_job, wheel_dir), runner)
-        if copy_job is None:
-            return Beside(self.environment(wheel_dir), (wheel_job,), new_layer=self.layer)
-        return Beside(self.environment(wheel_dir, work / "layer-copy"), (wheel_job, copy_job))
+        if copy_job is None:  # a layer this build saves, if the project has one
+            return Beside(self.environment(wheel_dir), (wheel_job,), refill_layer=self.layer)
+        return Beside(self.environment(wheel_dir, work / "layer-copy"), (wheel_job, copy_job), refill_layer=self.layer)
 
     def start_layer_copy(
         self, directory: Path, wheel: tuple[threading.Thread, Path] | None = None, runner: Runner = run
@@ -126,8 +128,7 @@ class Installer:
                 atomic_write(directory / "installed", installed)
             return 0
 
-        # The next build's ready copy, made while this one no longer needs both cores.
-        return background.start("layer-copy", directory, copy, then=lambda: spare.refill(layer))
+        return background.start("layer-copy", directory, copy)
 
     def install_project(self, venv: Path, wheel: tuple[threading.Thread, Path] | None, runner: Runner) -> str | None:
         """Install the project's wheel into `venv` once its job has ended; the wheel's name, or None if not."""

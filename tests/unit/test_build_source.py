@@ -111,7 +111,8 @@ def test_dpkg_buildpackage_argv_and_failure_message(tmp_path: Path, monkeypatch:
 def test_unmet_build_dependencies_are_the_error_whether_or_not_the_build_went_through(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, build_fails: bool
 ) -> None:
-    """dpkg-checkbuilddeps runs beside the build; when it fails, its line and the apt hint are the error."""
+    """dpkg-checkbuilddeps runs after the build (beside the generators), or at once when the build failed; when
+    it fails, its line and the apt hint are the error."""
     monkeypatch.setattr("microdeploy.build.dhvirtualenv.require_tools", lambda *tools: None)
     unmet = "dpkg-checkbuilddeps: error: Unmet build dependencies: libpq-dev"
     answers = {"dpkg-checkbuilddeps": (1, unmet)}
@@ -123,7 +124,9 @@ def test_unmet_build_dependencies_are_the_error_whether_or_not_the_build_went_th
     assert info.value.message.startswith("dpkg-checkbuilddeps failed")
     assert "Unmet build dependencies: libpq-dev" in info.value.message
     assert info.value.hint is not None and info.value.hint.startswith("Install the missing build dependencies")
-    assert ("dpkg-genbuildinfo", "--build=binary") not in runner.calls, "nothing more is made"
+    assert runner.calls[0][0] == "dpkg-buildpackage" and ("dpkg-checkbuilddeps",) in runner.calls
+    if build_fails:
+        assert ("dpkg-genbuildinfo", "--build=binary") not in runner.calls, "nothing more is made"
 
 
 def test_dpkg_buildpackage_then_buildinfo_then_changes_named_after_it(

@@ -56,7 +56,8 @@ def test_a_claimed_copy_is_used_once_and_never_by_two_builds(tmp_path: Path) -> 
 
 
 def test_the_layer_copy_installs_into_the_ready_copy_then_moves_it(tmp_path: Path) -> None:
-    """With a ready copy, uv installs at its fixed path, the copy is moved to DIR/venv, and a new one is made."""
+    """With a ready copy, uv installs at its fixed path, the copy is moved to DIR/venv; a new one is made only
+    after the binary, when the build no longer needs both cores."""
     layer = saved_layer(tmp_path / "cache")
     spare.refill(layer)
     (spare.ready_venv(layer) / "taken").write_text("this copy\n")
@@ -65,31 +66,34 @@ def test_the_layer_copy_installs_into_the_ready_copy_then_moves_it(tmp_path: Pat
     assert (tmp_path / "copy" / "venv" / "lib" / "module.py").read_text() == "x = 1\n"
     assert (tmp_path / "copy" / "installed").read_text() == "orders_api-1.0-py3-none-any.whl"
     assert (tmp_path / "copy" / "venv" / "taken").is_file()
+    assert not spare.ready_venv(layer).exists(), "not made again while the build runs"
+    beside = Beside({}, (), refill_layer=layer)
+    beside.after_binary()
+    beside.join()
     assert (spare.ready_venv(layer) / "lib" / "module.py").is_file()
     assert not (spare.ready_venv(layer) / "taken").exists(), "the next build gets a fresh copy"
 
 
-def test_after_the_binary_the_staging_tree_goes_and_a_new_layer_gets_its_ready_copy(tmp_path: Path) -> None:
-    """Beside.after_binary removes the package's staging directory and refills a layer the build saved."""
+def test_after_the_binary_the_staging_tree_goes_and_the_layer_gets_its_ready_copy(tmp_path: Path) -> None:
+    """Beside.after_binary removes the package's staging directory and refills the layer's ready copy."""
     layer = saved_layer(tmp_path)
     staged = tmp_path / "tree" / "debian" / "orders-api"
     (staged / "opt" / "venvs").mkdir(parents=True)
-    beside = Beside({}, (), staged=staged, new_layer=layer)
+    beside = Beside({}, (), staged=staged, refill_layer=layer)
     beside.after_binary()
     beside.join()
     assert not staged.exists()
     assert (spare.ready_venv(layer) / "lib" / "module.py").is_file()
 
 
-def test_work_for_later_runs_after_the_status_at_the_lowest_priority(tmp_path: Path) -> None:
-    """`then` sees the status already written, and runs at nice 19 on its own thread; the caller keeps its own."""
-    seen: list[tuple[bool, int]] = []
+def test_idle_work_runs_at_the_lowest_priority_on_its_own_thread() -> None:
+    """start_idle's work runs at nice 19 on its own thread; the caller keeps its own priority."""
+    seen: list[int] = []
 
     def later() -> None:
-        seen.append(((tmp_path / "job" / "status.json").is_file(),
-                     os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
 
     before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    background.start("job", tmp_path / "job", lambda: 0, then=later).join(timeout=10)
-    assert seen == [(True, 19)]
+    background.start_idle("later", later).join(timeout=10)
+    assert seen == [19]
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
