@@ -38,7 +38,7 @@ def start(name: str, directory: Path, job: Callable[[], int]) -> threading.Threa
         except OSError as exc:
             log.debug("%s: %s", name, exc)
         finally:
-            atomic_write(directory / STATUS, json.dumps({"returncode": returncode}))
+            atomic_write(directory / STATUS, json.dumps({"returncode": returncode}), durable=False)
 
     thread = threading.Thread(target=run_job, name=name, daemon=True)
     thread.start()

@@ -10,7 +10,7 @@ import hashlib
 import os
 import shutil
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,7 @@ class Beside:
     # The dependency layer whose ready copy is made (again) once the .deb is
     # there: on the core the end of the build leaves idle, not while both are busy.
     refill_layer: Path | None = None
+    later: tuple[Callable[[], object], ...] = ()  # more work for then (keeping the project's wheel)
     late_jobs: list[threading.Thread] = field(default_factory=list)
 
     def after_binary(self) -> None:
@@ -44,6 +45,8 @@ class Beside:
         def afterwards() -> None:
             if self.staged is not None:
                 shutil.rmtree(self.staged, ignore_errors=True)
+            for work in self.later:
+                work()
             if self.refill_layer is not None:
                 spare.refill(self.refill_layer)
 
@@ -96,8 +99,9 @@ class Installer:
         wheel_job = wheel.start(source, wheel_dir)
         copy_job = self.start_layer_copy(work / "layer-copy", (wheel_job, wheel_dir), runner)
         if copy_job is None:  # a layer this build saves, if the project has one
-            return Beside(self.environment(wheel_dir), (wheel_job,), refill_layer=self.layer)
-        return Beside(self.environment(wheel_dir, work / "layer-copy"), (wheel_job, copy_job), refill_layer=self.layer)
+            return Beside(self.environment(wheel_dir), (wheel_job,), refill_layer=self.layer, later=(wheel.keep,))
+        return Beside(self.environment(wheel_dir, work / "layer-copy"), (wheel_job, copy_job),
+                      refill_layer=self.layer, later=(wheel.keep,))
 
     def start_layer_copy(
         self, directory: Path, wheel: tuple[threading.Thread, Path] | None = None, runner: Runner = run
@@ -125,7 +129,7 @@ class Installer:
                 if ready is not None:
                     os.rename(ready, venv)
             if installed is not None:
-                atomic_write(directory / "installed", installed)
+                atomic_write(directory / "installed", installed, durable=False)
             return 0
 
         return background.start("layer-copy", directory, copy)

@@ -69,6 +69,7 @@ class ProjectWheel:
         self.python = python
         self.runner = runner
         self.env = {**UV_ENV, "UV_CACHE_DIR": str(cache / "uv")}
+        self.to_keep: tuple[Path, Path] | None = None  # a wheel built now, and where keep() saves it
 
     def start(self, source: Path, wheel_dir: Path) -> threading.Thread:
         """Put the wheel into `wheel_dir` on another thread; `status.json` says how it ended."""
@@ -84,7 +85,7 @@ class ProjectWheel:
             return 0
         returncode = self._build(source, wheel_dir, requires)
         if returncode == 0:
-            self._keep(wheel_dir, kept)
+            self.to_keep = (wheel_dir, kept)
         return returncode
 
     def _build(self, source: Path, wheel_dir: Path, requires: list[str]) -> int:
@@ -122,8 +123,15 @@ class ProjectWheel:
             pass  # another build made it first
         return environment if (environment / "bin" / "python").exists() else None
 
-    def _keep(self, wheel_dir: Path, kept: Path) -> None:
-        """Save the wheel under its source digest; keep only the newest few per service."""
+    def keep(self) -> None:
+        """Save a wheel this build made under its source digest; keep only the newest few per service.
+
+        Called once the build no longer waits for the wheel: the copy is not
+        in the way of the install that follows the wheel.
+        """
+        if self.to_keep is None:
+            return
+        wheel_dir, kept = self.to_keep
         wheels = list(wheel_dir.glob("*.whl"))
         if len(wheels) != 1:
             return

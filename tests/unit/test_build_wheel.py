@@ -49,6 +49,7 @@ def produce(tmp_path: Path, uv: FakeUv, source: Path, name: str = "w") -> Path:
                          runner=uv)
     out = tmp_path / name
     wheel.start(source, out).join(timeout=10)
+    wheel.keep()  # as the build does once the .deb is made
     return out
 
 
@@ -103,6 +104,18 @@ def test_unchanged_source_reuses_the_kept_wheel_and_a_change_rebuilds(tmp_path: 
     (source / "app" / "__init__.py").write_text("GREETING = 'hi'\n")
     produce(tmp_path, uv, source, "third")
     assert [call[1] for call in uv.calls[calls:]] == ["build"]
+
+
+def test_a_new_wheel_is_kept_only_when_the_build_no_longer_waits_for_it(tmp_path: Path) -> None:
+    """The job ends (status written) without copying the wheel to the cache; keep() copies it there."""
+    uv = FakeUv()
+    wheel = ProjectWheel(uv="/opt/uv", cache=tmp_path / "cache", name="orders-api", python="/usr/bin/python3.11",
+                         runner=uv)
+    wheel.start(project(tmp_path), tmp_path / "out").join(timeout=10)
+    assert json.loads((tmp_path / "out" / "status.json").read_text()) == {"returncode": 0}
+    assert not (tmp_path / "cache" / "wheels").exists()
+    wheel.keep()
+    assert [p.name for p in (tmp_path / "cache" / "wheels").rglob("*.whl")] == ["orders_api-1.0-py3-none-any.whl"]
 
 
 def test_a_backend_that_needs_isolation_is_built_isolated(tmp_path: Path) -> None:

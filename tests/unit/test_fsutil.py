@@ -19,6 +19,18 @@ def test_atomic_write_replaces_and_sets_mode(tmp_path: Path) -> None:
     assert [p.name for p in target.parent.iterdir()] == ["file.txt"]
 
 
+def test_only_durable_writes_are_synced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outputs are fsynced before the rename; scratch files (durable=False) are renamed into place unsynced."""
+    synced: list[int] = []
+    monkeypatch.setattr("microdeploy.fsutil.os.fsync", synced.append)
+    atomic_write(tmp_path / "status.json", "{}", durable=False)
+    assert synced == []
+    assert (tmp_path / "status.json").read_text() == "{}"
+    atomic_write(tmp_path / "out.deb", b"deb")
+    assert len(synced) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.deb", "status.json"]
+
+
 def test_staged_directory_leaves_nothing_on_failure(tmp_path: Path) -> None:
     """An exception inside the block removes the staging directory and creates no target."""
     with pytest.raises(RuntimeError), staged_directory(tmp_path / "svc") as staging:
