@@ -12,9 +12,10 @@ import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
+if TYPE_CHECKING:
+    import jinja2
 
 TEMPLATE_SUFFIX = ".j2"
 
@@ -26,6 +27,10 @@ def toml_string(value: object) -> str:
 
 def environment(root: Path | None = None) -> jinja2.Environment:
     """A strict, newline-preserving jinja2 environment, over `root` when given."""
+    # Imported on first use: commands that render nothing (and a build whose
+    # project wheel is started before debian/ is rendered) do not wait for it.
+    import jinja2
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(root)) if root is not None else None,
         undefined=jinja2.StrictUndefined,

@@ -36,8 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from debian.deb822 import Packages
-from debian.debian_support import Version
 
 from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.fsutil import atomic_write
@@ -314,6 +312,10 @@ def check_settings(settings: PublishSettings) -> None:
 
 def served_packages(published: Path, dist: str, component: str) -> dict[PackageRef, ServedPackage]:
     """The packages the served index of `dist`/`component` lists, with their checksums."""
+    # python-debian is imported where it is used: the CLI imports this module
+    # for every command, `microdeploy build` among them.
+    from debian.deb822 import Packages
+
     packages: dict[PackageRef, ServedPackage] = {}
     for index in sorted((published / "dists" / dist / component).glob("binary-*/Packages")):
         with index.open(encoding="utf-8") as handle:
@@ -353,6 +355,8 @@ def split_new(debs: Sequence[DebFile], served: Mapping[PackageRef, ServedPackage
 
 def select_kept(packages: Iterable[PackageRef], keep: int) -> tuple[list[PackageRef], list[PackageRef]]:
     """(kept, removed): the `keep` highest versions (Debian ordering) of each name and architecture."""
+    from debian.debian_support import Version  # see served_packages
+
     groups: dict[tuple[str, str], list[PackageRef]] = {}
     for ref in packages:
         groups.setdefault((ref.name, ref.architecture), []).append(ref)

@@ -6,8 +6,6 @@ import textwrap
 import time
 from collections.abc import Sequence
 
-from debian.changelog import Changelog
-
 MAX_ENTRIES = 30
 
 
@@ -20,6 +18,10 @@ def render_changelog(
     *, name: str, version: str, distribution: str, maintainer: str, changes: Sequence[str], epoch: int
 ) -> str:
     """One changelog entry listing `changes` (commit subjects), newest first."""
+    # Imported here: a build renders its changelog after the project's wheel
+    # has started, so the wheel does not wait for python-debian to load.
+    from debian.changelog import Changelog
+
     changelog = Changelog()
     changelog.new_block(
         package=name,

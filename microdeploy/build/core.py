@@ -95,25 +95,31 @@ def python_minor(config: ServiceConfig, runner: Runner = run) -> str:
 class Release:
     """The version of one build, and what dates and describes it."""
 
+    name: str
+    maintainer: str
     upstream: str
     version: str
     distribution: str
     epoch: int
-    changelog: str
+    changes: tuple[str, ...]  # commit subjects, newest first
+
+    @property
+    def changelog(self) -> str:
+        """debian/changelog, rendered when the build tree is (python-debian is imported then)."""
+        return render_changelog(name=self.name, version=self.version, distribution=self.distribution,
+                                maintainer=self.maintainer, changes=self.changes, epoch=self.epoch)
 
 
 def release(project: Path, config: ServiceConfig, settings: BuildSettings, runner: Runner = run) -> Release:
-    """Version (project, git, revision), SOURCE_DATE_EPOCH and changelog, the same for every backend."""
+    """Version (project, git, revision), SOURCE_DATE_EPOCH and changes, the same for every backend."""
     state = source.git_state(project, runner)
     upstream = upstream_version(config.version, state)
     version = full_version(upstream, debian_revision(settings.revision, settings.environ.get("BUILD_NUMBER")))
-    epoch = source.source_date_epoch(project, settings.environ, runner)
-    distribution = source.build_distribution()
-    changelog = render_changelog(
-        name=config.name, version=version, distribution=distribution, maintainer=config.maintainer,
-        changes=source.change_subjects(project, state, runner), epoch=epoch,
+    return Release(
+        name=config.name, maintainer=config.maintainer, upstream=upstream, version=version,
+        distribution=source.build_distribution(), epoch=source.source_date_epoch(project, settings.environ, runner),
+        changes=tuple(source.change_subjects(project, state, runner)),
     )
-    return Release(upstream, version, distribution, epoch, changelog)
 
 
 def output_directory(settings: BuildSettings) -> Path:
@@ -124,7 +130,7 @@ def output_directory(settings: BuildSettings) -> Path:
     return out
 
 
-def plan(settings: BuildSettings, runner: Runner = run) -> tuple[ServiceConfig, BuildFacts, str]:
+def plan(settings: BuildSettings, runner: Runner = run) -> tuple[ServiceConfig, BuildFacts, Release]:
     """Validate everything and decide the version before any file is written."""
     project = settings.project.resolve() if settings.project.exists() else settings.project
     source.check_installable(project)
@@ -140,7 +146,7 @@ def plan(settings: BuildSettings, runner: Runner = run) -> tuple[ServiceConfig, 
         license_name=source.project_license(project),
         keep_installers=settings.keep_installers,
     )
-    return config, facts, made.changelog
+    return config, facts, made
 
 
 def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
@@ -148,7 +154,7 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
     if settings.backend != "dh-virtualenv":
         return build_with_backend(settings, runner)
     started = time.monotonic()
-    config, facts, changelog = plan(settings, runner)
+    config, facts, made = plan(settings, runner)
     out = output_directory(settings)
     log.info("building %s %s", config.name, facts.version)
     installer = choose_installer(
@@ -163,7 +169,7 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
         beside = replace(installer.start_beside(work, tree / SOURCE_SUBDIR, config.name,
                                                 f"/usr/bin/python{facts.python_minor}", runner),
                          staged=tree / "debian" / config.name)
-        render_debian(tree, debian_context(config, facts), changelog)
+        render_debian(tree, debian_context(config, facts), made.changelog)
         log.info("dpkg-buildpackage (dh-virtualenv) in %s", tree)
         try:
             dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner,
