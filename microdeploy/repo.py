@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.fsutil import atomic_write
 from microdeploy.process import Runner, run

@@ -169,7 +169,9 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
         beside = replace(installer.start_beside(work, tree / SOURCE_SUBDIR, config.name,
                                                 f"/usr/bin/python{facts.python_minor}", runner),
                          staged=tree / "debian" / config.name)
-        render_debian(tree, debian_context(config, facts), made.changelog)
+        # The rendered debian/ is cached with the installer's other caches (uv's; pip's build uses none).
+        render_debian(tree, debian_context(config, facts), made.changelog,
+                      cache=installer.cache_root / "debian" if installer.cache_root is not None else None)
         log.info("dpkg-buildpackage (dh-virtualenv) in %s", tree)
         try:
             dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner,

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import json
 import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from microdeploy import render
+from microdeploy.build.cache import prune_oldest
 from microdeploy.build.source import IGNORED
-from microdeploy.render import render_tree
+from microdeploy.fsutil import staged_directory
 from microdeploy.resources import template_folder
 
 EXECUTABLE = ("rules", "finalize-venv", "make-venv", "uv-pip", "cached-shlibdeps")
+RENDERED_KEPT = 8  # rendered debian/ directories kept in the cache: one per service configuration in use
 # The project sits beside debian/, not around it: build backends that package
 # every file they see (hatchling) would otherwise put debian/ into the wheel.
 SOURCE_SUBDIR = "src-project"
@@ -33,13 +39,54 @@ def date_tree(root: Path, epoch: int) -> None:
         os.utime(path, (epoch, epoch), follow_symlinks=False)
 
 
-def render_debian(dest: Path, context: Mapping[str, Any], changelog: str) -> list[Path]:
-    """Render debian_templates/ into dest/debian and write the changelog."""
+def render_debian(dest: Path, context: Mapping[str, Any], changelog: str, cache: Path | None = None) -> list[Path]:
+    """Render debian_templates/ into dest/debian and write the changelog; return the files written, sorted.
+
+    With `cache`, a debian/ rendered before from the same templates, context
+    and renderer is copied from there instead: the context holds no version
+    (only the changelog does), so every build of a service renders the same
+    files, and a build need not load jinja2 and compile the templates before
+    dpkg-buildpackage can start.
+    """
     debian = dest / "debian"
-    written = render_tree(template_folder("debian_templates"), debian, context)
-    (debian / "README.md").unlink(missing_ok=True)
-    written = [path for path in written if path.name != "README.md"]
-    for name in EXECUTABLE:
-        (debian / name).chmod(0o755)
+    templates = template_folder("debian_templates")
+    rendered = cache / rendering_key(templates, context) if cache is not None else None
+    if rendered is not None and rendered.is_dir():
+        shutil.copytree(rendered, debian)
+        os.utime(rendered)  # recently used: prune_oldest keeps it
+    else:
+        render.render_tree(templates, debian, context)
+        (debian / "README.md").unlink(missing_ok=True)
+        for name in EXECUTABLE:
+            (debian / name).chmod(0o755)
+        if rendered is not None:
+            keep_rendering(debian, rendered)
     (debian / "changelog").write_text(changelog, encoding="utf-8")
-    return [*written, debian / "changelog"]
+    return sorted(path for path in debian.rglob("*") if path.is_file())
+
+
+def rendering_key(templates: Path, context: Mapping[str, Any]) -> str:
+    """What decides the rendered files: every template's path, mode and bytes, the context, and the renderer
+    (render.py, this module, and the installed jinja2)."""
+    digest = hashlib.sha256(json.dumps(context, sort_keys=True, default=repr).encode())
+    for path in sorted(templates.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(f"\0{path.relative_to(templates)} {path.stat().st_mode & 0o777}\0".encode())
+            digest.update(path.read_bytes())
+    for module in (render.__file__, __file__):
+        digest.update(Path(module).read_bytes())
+    jinja2 = importlib.util.find_spec("jinja2")  # found, not imported
+    if jinja2 is not None and jinja2.origin is not None:
+        stat = os.stat(jinja2.origin)
+        digest.update(f"\0{jinja2.origin} {stat.st_size} {stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:32]
+
+
+def keep_rendering(debian: Path, rendered: Path) -> None:
+    """Save a rendered debian/ (without its changelog) for the next build; keep the last few."""
+    try:
+        with staged_directory(rendered) as staging:
+            shutil.copytree(debian, staging, dirs_exist_ok=True)
+    except OSError:
+        return  # another build saved it first, or the cache is not writable: the next build renders
+    prune_oldest(rendered.parent, keep=RENDERED_KEPT)

@@ -92,6 +92,7 @@ def test_two_builds_of_one_commit_in_different_directories_are_byte_identical(
     assert not {name for name in saved if name.startswith("hello_api")}, "and not the project itself"
     assert tree_bytes(layers[0].parent / "ready" / "venv") == tree_bytes(layers[0]), \
         "the build that saved the layer left a ready copy of it for the next one"
+    assert len(list((cache / "debian").iterdir())) == 1, "and kept its rendered debian/, which the next one copies"
     other = tmp_path / "elsewhere" / "service-copy"
     shutil.copytree(project, other)  # the same commit, with its .git
     second = build_with(other, tmp_path / "dist-two", cache, environ={"DPKG_DEB_THREADS_MAX": "1"})

@@ -7,11 +7,12 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from debian.changelog import Changelog
 
 from microdeploy.build.changelog import render_changelog
 from microdeploy.build.context import BuildFacts, debian_context
-from microdeploy.build.tree import date_tree, render_debian
+from microdeploy.build.tree import RENDERED_KEPT, date_tree, render_debian, rendering_key
 from microdeploy.config import validate
 
 FACTS = BuildFacts(upstream="1.4.0", version="1.4.0-3", python_minor="3.11", distribution="bookworm",
@@ -236,3 +237,60 @@ def test_date_tree_dates_every_entry_and_symlinks_not_their_targets(tmp_path: Pa
     entries = [root, root / "pkg", root / "pkg" / "mod.py", root / "link"]
     assert {path.lstat().st_mtime for path in entries} == {1767225600}
     assert outside.stat().st_mtime == 1000
+
+
+def files_of(debian: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(debian)): (p.read_bytes(), p.stat().st_mode & 0o777)
+            for p in sorted(debian.rglob("*")) if p.is_file()}
+
+
+def test_a_cached_rendering_is_copied_with_the_same_files_and_a_fresh_changelog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first build renders and keeps debian/ (without the changelog); the next one copies it, byte for byte
+    and mode for mode, without rendering, and writes its own changelog; another configuration renders anew."""
+    context = debian_context(config(), FACTS)
+    cache = tmp_path / "cache"
+    plain = render_debian(tmp_path / "plain", context, "plain changelog\n")
+    first = render_debian(tmp_path / "first", context, "first changelog\n", cache=cache)
+    [kept] = cache.iterdir()
+    assert not (kept / "changelog").exists()
+
+    def no_rendering(*args: object) -> None:
+        raise AssertionError("rendered although the cache holds this rendering")
+
+    monkeypatch.setattr("microdeploy.render.render_tree", no_rendering)
+    second = render_debian(tmp_path / "second", context, "second changelog\n", cache=cache)
+    assert [p.relative_to(tmp_path / "second") for p in second] == [p.relative_to(tmp_path / "plain") for p in plain]
+    assert [p.relative_to(tmp_path / "first") for p in first] == [p.relative_to(tmp_path / "plain") for p in plain]
+    expected = files_of(tmp_path / "plain" / "debian")
+    expected["changelog"] = (b"second changelog\n", expected["changelog"][1])
+    assert files_of(tmp_path / "second" / "debian") == expected
+    assert expected["rules"][1] == 0o755
+    with pytest.raises(AssertionError, match="rendered although"):
+        render_debian(tmp_path / "other", debian_context(config(port=9000), FACTS), "x\n", cache=cache)
+
+
+def test_the_rendering_key_follows_templates_modes_and_context(tmp_path: Path) -> None:
+    """A changed template byte, a template's mode, a new template or another context value: another key."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "rules.j2").write_text("{{ name }}\n")
+    keys = {rendering_key(templates, {"name": "a"})}
+    assert rendering_key(templates, {"name": "a"}) in keys, "the same inputs give the same key"
+    keys.add(rendering_key(templates, {"name": "b"}))
+    (templates / "rules.j2").write_text("{{ name }} \n")
+    keys.add(rendering_key(templates, {"name": "a"}))
+    (templates / "rules.j2").chmod(0o755)
+    keys.add(rendering_key(templates, {"name": "a"}))
+    (templates / "extra").write_text("")
+    keys.add(rendering_key(templates, {"name": "a"}))
+    assert len(keys) == 5
+
+
+def test_the_rendering_cache_keeps_the_newest_few(tmp_path: Path) -> None:
+    """Each configuration keeps its rendering; beyond RENDERED_KEPT the least recently used go."""
+    cache = tmp_path / "cache"
+    for port in range(9000, 9000 + RENDERED_KEPT + 2):
+        render_debian(tmp_path / str(port), debian_context(config(port=port), FACTS), "x\n", cache=cache)
+    assert len(list(cache.iterdir())) == RENDERED_KEPT
