@@ -72,7 +72,7 @@ class ProjectWheel:
         self.to_keep: tuple[Path, Path] | None = None  # a wheel built now, and where keep() saves it
 
     def start(self, source: Path, wheel_dir: Path) -> threading.Thread:
-        """Put the wheel into `wheel_dir` on another thread; `status.json` says how it ended."""
+        """Put the wheel into `wheel_dir` on another thread; `returncode` says how it ended."""
         return background.start("project-wheel", wheel_dir, lambda: self._produce(source, wheel_dir))
 
     def _produce(self, source: Path, wheel_dir: Path) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -203,7 +202,7 @@ def test_find_uv_prefers_the_variable() -> None:
 
 
 def test_layer_copy_runs_beside_the_build_and_reports_done(tmp_path: Path) -> None:
-    """A saved layer is copied to DIR/venv on another thread, then status.json says 0; no layer, no job."""
+    """A saved layer is copied to DIR/venv on another thread, then `returncode` says 0; no layer, no job."""
     installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=tmp_path / "cache" / "layers" / "k")
     assert installer.start_layer_copy(tmp_path / "copy") is None
     assert installer.layer is not None
@@ -215,20 +214,20 @@ def test_layer_copy_runs_beside_the_build_and_reports_done(tmp_path: Path) -> No
     job = installer.start_layer_copy(tmp_path / "copy")
     assert job is not None
     job.join(timeout=10)
-    assert json.loads((tmp_path / "copy" / "status.json").read_text()) == {"returncode": 0}
+    assert (tmp_path / "copy" / "returncode").read_text() == "0\n"
     assert (tmp_path / "copy" / "venv" / "lib" / "module.py").read_text() == "x = 1\n"
     assert os.readlink(tmp_path / "copy" / "venv" / "bin" / "python") == "/usr/bin/python3.11"
     assert installer.environment(layer_copy=tmp_path / "copy")["MICRODEPLOY_LAYER_COPY"] == str(tmp_path / "copy")
 
 
 def test_a_failed_background_job_reports_failure(tmp_path: Path) -> None:
-    """An OSError in the job becomes returncode 1 in status.json, so the build does the work itself."""
+    """An OSError in the job becomes returncode 1 in `returncode`, so the build does the work itself."""
 
     def broken() -> int:
         raise OSError("disk full")
 
     background.start("broken", tmp_path / "job", broken).join(timeout=10)
-    assert json.loads((tmp_path / "job" / "status.json").read_text()) == {"returncode": 1}
+    assert (tmp_path / "job" / "returncode").read_text() == "1\n"
 
 
 def install_beside(tmp_path: Path, layer: Path, **options: object) -> tuple[tuple[str, ...], dict[str, str] | None]:
@@ -296,4 +295,4 @@ def test_beside_the_build_pip_starts_nothing_and_uv_starts_the_wheel(tmp_path: P
     assert len(beside.jobs) == 1
     assert beside.environment["MICRODEPLOY_PROJECT_WHEEL"] == str(tmp_path / "work" / "project-wheel")
     assert "MICRODEPLOY_LAYER_COPY" not in beside.environment
-    assert json.loads((tmp_path / "work" / "project-wheel" / "status.json").read_text()) == {"returncode": 1}
+    assert (tmp_path / "work" / "project-wheel" / "returncode").read_text() == "1\n"

@@ -50,8 +50,13 @@ def built_wheel(wheel_dir: Path) -> Path:
     """A wheel directory as microdeploy leaves it after a successful background build."""
     wheel_dir.mkdir()
     (wheel_dir / "orders_api-1.0-py3-none-any.whl").write_bytes(b"")
-    (wheel_dir / "status.json").write_text('{"returncode": 0}')
+    (wheel_dir / "returncode").write_text("0\n")
     return wheel_dir
+
+
+def imported(importtime_log: str) -> set[str]:
+    """The modules a `python -X importtime` run imported, from its stderr."""
+    return {line.rsplit("|", 1)[1].strip() for line in importtime_log.splitlines() if line.startswith("import time:")}
 
 
 def calls(record: Path) -> list[list[str]]:
@@ -125,7 +130,7 @@ def test_uv_pip_installs_the_source_when_the_wheel_build_failed(debian: Path, tm
     uv = recorder(tmp_path / "uv", extra="sys.exit(1)")
     wheel_dir = tmp_path / "wheel"
     wheel_dir.mkdir()
-    (wheel_dir / "status.json").write_text('{"returncode": 1}')
+    (wheel_dir / "returncode").write_text("1\n")
     env = {**os.environ, "RECORD_TO": str(record), "MICRODEPLOY_UV": str(uv),
            "MICRODEPLOY_PROJECT_WHEEL": str(wheel_dir)}
     result = subprocess.run([sys.executable, str(debian / "uv-pip"), "install", "--log=/tmp/x.log", ".[postgres]"],
@@ -136,22 +141,24 @@ def test_uv_pip_installs_the_source_when_the_wheel_build_failed(debian: Path, tm
 
 
 def test_make_venv_moves_the_copied_layer_into_place(debian: Path, tmp_path: Path) -> None:
-    """With a finished layer copy beside the tree, make-venv renames it and adds the pip tool."""
+    """With a finished layer copy beside the tree, make-venv renames it and adds the pip tool, without loading
+    `re` (dh_virtualenv waits for it)."""
     copy = tmp_path / "layer-copy"
     (copy / "venv" / "bin").mkdir(parents=True)
     (copy / "venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
-    (copy / "status.json").write_text('{"returncode": 0}')
+    (copy / "returncode").write_text("0\n")
     venv = debian / "orders-api" / "opt" / "venvs" / "orders-api"
     env = {**os.environ, "MICRODEPLOY_LAYER": str(tmp_path / "layer"), "MICRODEPLOY_LAYER_COPY": str(copy)}
-    subprocess.run([sys.executable, str(debian / "make-venv"), "-m", "venv", str(venv)], check=True, env=env,
-                   cwd=debian.parent, capture_output=True)
+    result = subprocess.run([sys.executable, "-IS", "-X", "importtime", str(debian / "make-venv"), "-m", "venv",
+                             str(venv)], check=True, env=env, cwd=debian.parent, capture_output=True, text=True)
+    assert "os" in imported(result.stderr) and "re" not in imported(result.stderr)
     assert (venv / "pyvenv.cfg").read_text() == "home = /usr/bin\n"
     assert not (copy / "venv").exists()
     assert (venv / "bin" / "uv-pip").read_text() == (debian / "uv-pip").read_text()
 
 
 def test_uv_pip_has_nothing_to_do_when_the_wheel_was_installed_beside_the_build(debian: Path, tmp_path: Path) -> None:
-    """microdeploy installed the same wheel into the restored layer: uv is not run again."""
+    """microdeploy installed the same wheel into the restored layer: uv is not run again, and `re` is not loaded."""
     record = tmp_path / "calls"
     uv = recorder(tmp_path / "uv")
     wheel_dir = built_wheel(tmp_path / "wheel")
@@ -160,7 +167,9 @@ def test_uv_pip_has_nothing_to_do_when_the_wheel_was_installed_beside_the_build(
     (copy / "installed").write_text("orders_api-1.0-py3-none-any.whl")
     env = {**os.environ, "RECORD_TO": str(record), "MICRODEPLOY_UV": str(uv),
            "MICRODEPLOY_PROJECT_WHEEL": str(wheel_dir), "MICRODEPLOY_LAYER_COPY": str(copy)}
-    result = subprocess.run([sys.executable, str(debian / "uv-pip"), "install", "--log=/tmp/x.log", "."],
-                            cwd=tmp_path, env=env, check=True, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-IS", "-X", "importtime", str(debian / "uv-pip"), "install",
+                             "--log=/tmp/x.log", "."], cwd=tmp_path, env=env, check=True, capture_output=True,
+                            text=True)
+    assert "os" in imported(result.stderr) and "re" not in imported(result.stderr)
     assert calls(record) == []
     assert "installed already" in result.stdout

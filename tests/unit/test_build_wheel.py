@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from microdeploy.build.wheel import LEGACY_REQUIRES, ProjectWheel, build_requirements, source_digest
@@ -88,7 +87,7 @@ def test_first_build_makes_the_build_environment_then_builds_without_isolation(t
     assert "--compile-bytecode" in install  # the backend is imported on every build
     assert build == ("/opt/uv", "build", "--wheel", "--quiet", "--out-dir", str(out), "--no-build-isolation",
                      "--python", str(environment / "bin" / "python"), str(source))
-    assert json.loads((out / "status.json").read_text()) == {"returncode": 0}
+    assert (out / "returncode").read_text() == "0\n"
     assert [p.name for p in out.glob("*.whl")] == ["orders_api-1.0-py3-none-any.whl"]
 
 
@@ -112,7 +111,7 @@ def test_a_new_wheel_is_kept_only_when_the_build_no_longer_waits_for_it(tmp_path
     wheel = ProjectWheel(uv="/opt/uv", cache=tmp_path / "cache", name="orders-api", python="/usr/bin/python3.11",
                          runner=uv)
     wheel.start(project(tmp_path), tmp_path / "out").join(timeout=10)
-    assert json.loads((tmp_path / "out" / "status.json").read_text()) == {"returncode": 0}
+    assert (tmp_path / "out" / "returncode").read_text() == "0\n"
     assert not (tmp_path / "cache" / "wheels").exists()
     wheel.keep()
     assert [p.name for p in (tmp_path / "cache" / "wheels").rglob("*.whl")] == ["orders_api-1.0-py3-none-any.whl"]
@@ -125,12 +124,12 @@ def test_a_backend_that_needs_isolation_is_built_isolated(tmp_path: Path) -> Non
     out = produce(tmp_path, uv, source)
     assert uv.calls[-1] == ("/opt/uv", "build", "--wheel", "--quiet", "--out-dir", str(out),
                             "--python", "/usr/bin/python3.11", str(source))
-    assert json.loads((out / "status.json").read_text()) == {"returncode": 0}
+    assert (out / "returncode").read_text() == "0\n"
 
 
 def test_a_broken_project_reports_failure_and_keeps_nothing(tmp_path: Path) -> None:
-    """Both builds fail: status.json says so (uv-pip then installs the source and shows the error)."""
+    """Both builds fail: `returncode` says so (uv-pip then installs the source and shows the error)."""
     uv = FakeUv(fail_all_builds=True)
     out = produce(tmp_path, uv, project(tmp_path))
-    assert json.loads((out / "status.json").read_text()) == {"returncode": 1}
+    assert (out / "returncode").read_text() == "1\n"
     assert not list((tmp_path / "cache" / "wheels").rglob("*.whl"))

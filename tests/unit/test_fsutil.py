@@ -23,12 +23,12 @@ def test_only_durable_writes_are_synced(tmp_path: Path, monkeypatch: pytest.Monk
     """Outputs are fsynced before the rename; scratch files (durable=False) are renamed into place unsynced."""
     synced: list[int] = []
     monkeypatch.setattr("microdeploy.fsutil.os.fsync", synced.append)
-    atomic_write(tmp_path / "status.json", "{}", durable=False)
+    atomic_write(tmp_path / "returncode", "{}", durable=False)
     assert synced == []
-    assert (tmp_path / "status.json").read_text() == "{}"
+    assert (tmp_path / "returncode").read_text() == "{}"
     atomic_write(tmp_path / "out.deb", b"deb")
     assert len(synced) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.deb", "status.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.deb", "returncode"]
 
 
 def test_staged_directory_leaves_nothing_on_failure(tmp_path: Path) -> None:
