@@ -6,6 +6,8 @@ argv); the real tools run in tests/integration/test_build_caches.py.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -64,29 +66,40 @@ def calls(record: Path) -> list[list[str]]:
 
 
 def test_cached_shlibdeps_runs_once_per_elf_set_and_keeps_other_substvars(debian: Path, tmp_path: Path) -> None:
-    """First run: dh_shlibdeps runs and its shlibs: lines are kept; same ELF files: no run, same lines back."""
+    """First run: dh_shlibdeps runs and its shlibs: lines are kept; same ELF files and installed packages: no run,
+    same lines back, without loading `re`; a changed ELF file or an upgraded package: it runs again."""
     package = debian / "orders-api"
     (package / "lib").mkdir(parents=True)
     (package / "lib" / "speedups.so").write_bytes(b"\x7fELF fake library")
+    (package / "lib" / "module.py").write_text("x = 1\n")
     substvars = debian / "orders-api.substvars"
     record = tmp_path / "calls"
     fake = recorder(tmp_path / "dh_shlibdeps", extra=(
         f"open({str(substvars)!r}, 'a').write('shlibs:Depends=libc6 (>= 2.14)\\n')"
     ))
-    env = {**os.environ, "RECORD_TO": str(record), "MICRODEPLOY_SHLIBDEPS_CACHE": str(tmp_path / "cache")}
+    admindir = tmp_path / "dpkg"
+    admindir.mkdir()
+    (admindir / "status").write_text("Package: libc6\nVersion: 2.36-9\n")
+    env = {**os.environ, "RECORD_TO": str(record), "MICRODEPLOY_SHLIBDEPS_CACHE": str(tmp_path / "cache"),
+           "DPKG_ADMINDIR": str(admindir)}
     script = [sys.executable, str(debian / "cached-shlibdeps"), str(package), str(substvars), "--"]
     cwd = debian.parent
 
     subprocess.run([*script, str(fake), f"-l{cwd}/lib"], cwd=cwd, env=env, check=True)
     assert calls(record) == [[f"-l{cwd}/lib"]]
     substvars.write_text("misc:Depends=adduser\n")
-    subprocess.run([*script, str(fake), f"-l{cwd}/lib"], cwd=cwd, env=env, check=True)
+    remembered = subprocess.run([sys.executable, "-IS", "-X", "importtime", *script[1:], str(fake), f"-l{cwd}/lib"],
+                                cwd=cwd, env=env, check=True, capture_output=True, text=True)
     assert len(calls(record)) == 1, "the same ELF files must not be read again"
     assert substvars.read_text() == "misc:Depends=adduser\nshlibs:Depends=libc6 (>= 2.14)\n"
+    assert "os" in imported(remembered.stderr) and "re" not in imported(remembered.stderr)
 
     (package / "lib" / "speedups.so").write_bytes(b"\x7fELF another library")
     subprocess.run([*script, str(fake), f"-l{cwd}/lib"], cwd=cwd, env=env, check=True)
     assert len(calls(record)) == 2, "a changed ELF file is read again"
+    (admindir / "status").write_text("Package: libc6\nVersion: 2.36-9+deb12u1\n")
+    subprocess.run([*script, str(fake), f"-l{cwd}/lib"], cwd=cwd, env=env, check=True)
+    assert len(calls(record)) == 3, "an upgraded package asks again"
 
 
 def test_cached_shlibdeps_without_a_cache_is_plain_dh_shlibdeps(debian: Path, tmp_path: Path) -> None:
@@ -173,3 +186,75 @@ def test_uv_pip_has_nothing_to_do_when_the_wheel_was_installed_beside_the_build(
     assert "os" in imported(result.stderr) and "re" not in imported(result.stderr)
     assert calls(record) == []
     assert "installed already" in result.stdout
+
+
+def fake_venv(root: Path, *dists: tuple[str, str, list[str]]) -> tuple[Path, Path]:
+    """A venv as dh_virtualenv leaves it: pyvenv.cfg with the build's command, lib64 -> lib, and `dists`
+    (name, Requires-Dist lines, files) installed with METADATA and RECORD."""
+    venv = root / "venv"
+    site = venv / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    (venv / "lib64").symlink_to("lib")
+    (venv / "include").mkdir()
+    (venv / "bin").mkdir()
+    (venv / "bin" / "uv-pip").write_text("tool\n")
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\ncommand = /usr/bin/python3.11 -m venv /tmp/build/x\n")
+    for name, requires, files in dists:
+        info = site / f"{name}-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\n{requires}")
+        (info / "direct_url.json").write_text('{"url": "file:///tmp/build/x"}')
+        for relative in files:
+            (site / relative).parent.mkdir(parents=True, exist_ok=True)
+            (site / relative).write_text(f"# {relative}\n")
+        listed = [*files, f"{info.name}/METADATA", f"{info.name}/direct_url.json", f"{info.name}/RECORD"]
+        (info / "RECORD").write_text("".join(f"{item},sha256=stale,1\n" for item in listed))
+    return venv, site
+
+
+def finalize(debian: Path, step: str, venv: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-IS", "-X", "importtime", str(debian / "finalize-venv"), step,
+                           str(venv), *options], check=True, capture_output=True, text=True)
+
+
+def test_prune_removes_installers_bytecode_build_traces_and_stray_executable_bits(debian: Path, tmp_path: Path) -> None:
+    """pip and wheel go (nothing needs them), setuptools stays (the app requires it); no __pycache__, uv-pip,
+    direct_url.json, build command or empty directory is left; only ELF files and scripts keep the x bit."""
+    venv, site = fake_venv(tmp_path, ("app", "Requires-Dist: setuptools>=60\n", ["app/__init__.py", "app/run.py"]),
+                           ("pip", "", ["pip/__init__.py"]), ("wheel", "", ["wheel/__init__.py"]),
+                           ("setuptools", "", ["setuptools/__init__.py", "pkg_resources/__init__.py"]))
+    (site / "app" / "__pycache__").mkdir()
+    (site / "app" / "__pycache__" / "run.cpython-311.pyc").write_bytes(b"")
+    (site / "app" / "run.py").chmod(0o755)
+    (site / "app" / "script").write_text("#!/bin/sh\n")
+    (site / "app" / "script").chmod(0o755)
+    (site / "app" / "speedups.so").write_bytes(b"\x7fELF")
+    (site / "app" / "speedups.so").chmod(0o755)
+    finalize(debian, "prune", venv, "--strip-installers")
+    assert sorted(p.name for p in site.iterdir()) == [
+        "app", "app-1.0.dist-info", "pkg_resources", "setuptools", "setuptools-1.0.dist-info"]
+    assert not (site / "app" / "__pycache__").exists()
+    assert not list(site.rglob("direct_url.json"))
+    assert not (venv / "bin").exists() and not (venv / "include").exists(), "emptied or empty directories go"
+    assert os.readlink(venv / "lib64") == "lib"
+    assert (venv / "pyvenv.cfg").read_text() == "home = /usr/bin\n"
+    modes = {name: (site / "app" / name).stat().st_mode & 0o777 for name in ("run.py", "script", "speedups.so")}
+    assert modes == {"run.py": 0o644, "script": 0o755, "speedups.so": 0o755}
+
+
+def test_prune_without_installers_loads_no_re_and_records_match_the_files(debian: Path, tmp_path: Path) -> None:
+    """The usual uv venv (no installers): prune reads no METADATA (no `re`); records rewrites every RECORD with the
+    hash and size of each file as shipped, sorted, without the files removed and with RECORD's own line empty."""
+    venv, site = fake_venv(tmp_path, ("app", "", ["app/__init__.py"]))
+    pruned = finalize(debian, "prune", venv, "--strip-installers")
+    assert "os" in imported(pruned.stderr) and "re" not in imported(pruned.stderr)
+    (site / "app" / "__init__.py").write_text("changed after install\n")
+    finalize(debian, "records", venv)
+    digest = base64.urlsafe_b64encode(hashlib.sha256(b"changed after install\n").digest()).rstrip(b"=").decode()
+    metadata = (site / "app-1.0.dist-info" / "METADATA").read_bytes()
+    metadata_digest = base64.urlsafe_b64encode(hashlib.sha256(metadata).digest()).rstrip(b"=").decode()
+    assert (site / "app-1.0.dist-info" / "RECORD").read_text() == (
+        f"app-1.0.dist-info/METADATA,sha256={metadata_digest},{len(metadata)}\n"
+        "app-1.0.dist-info/RECORD,,\n"
+        f"app/__init__.py,sha256={digest},22\n"
+    )
