@@ -112,7 +112,7 @@ class Builders:
         if tool == "B":
             return self.reference_b(service, scratch)
         if tool == "microdeploy-z6":
-            return self.microdeploy(service, scratch, "--compression-level", "6", tool=tool)
+            return self.microdeploy(service, scratch, "--compression", "xz", "--compression-level", "6", tool=tool)
         return self.microdeploy(service, scratch)
 
     def reference_a(self, service: Path, scratch: Path) -> Build:

@@ -23,6 +23,11 @@ def deb_member(deb: Path, member: str) -> str:
     return subprocess.run(["tar", "-xO", f".{member}"], input=tar, capture_output=True, check=True).stdout.decode()
 
 
+def deb_members(deb: Path) -> list[str]:
+    """The ar members of a .deb, in order (debian-binary, control.tar.*, data.tar.*)."""
+    return subprocess.run(["ar", "t", str(deb)], capture_output=True, text=True, check=True).stdout.split()
+
+
 def xz_dictionaries(deb: Path) -> set[str]:
     """The LZMA2 dictionary sizes of a .deb's data.tar.xz blocks (xz preset 0: 256KiB, 1: 1MiB, 6: 8MiB)."""
     data = subprocess.run(["ar", "p", str(deb), "data.tar.xz"], capture_output=True, check=True).stdout

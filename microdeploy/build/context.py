@@ -53,6 +53,7 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
         "port": config.port,
         "bind": config.bind,
         "workers": config.workers,
+        "compression": config.compression,
         "compression_level": config.compression_level,
         "health_path": config.health_path,
         "depends": config.depends,

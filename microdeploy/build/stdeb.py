@@ -205,8 +205,9 @@ def dpkg_buildpackage_argv(environ: Mapping[str, str]) -> list[str]:
 
 
 def compression_environment(config: ServiceConfig) -> dict[str, str]:
-    """compression_level for stdeb's debian/rules, which is not ours to edit: dpkg-deb reads these (dpkg >= 1.21.10)."""
-    return {"DPKG_DEB_COMPRESSOR_TYPE": "xz", "DPKG_DEB_COMPRESSOR_LEVEL": str(config.compression_level)}
+    """compression and its level for stdeb's debian/rules, which is not ours to edit: dpkg-deb reads these
+    (dpkg >= 1.21.10)."""
+    return {"DPKG_DEB_COMPRESSOR_TYPE": config.compression, "DPKG_DEB_COMPRESSOR_LEVEL": str(config.compression_level)}
 
 
 def plan(settings: BuildSettings, runner: Runner = run) -> LibraryPlan:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.qa import xz_dictionaries
+from tests.qa import deb_members
 from tests.testbed.online import OnlineRoot
 
 pytestmark = pytest.mark.integration
@@ -159,7 +159,7 @@ def test_pure_library_package(tinyfmt_deb: Path) -> None:
     assert "usr/lib/python3/dist-packages/tinyfmt/__init__.py" in contents(tinyfmt_deb)
     verdict = lintian(tinyfmt_deb)
     assert verdict.errors == [], verdict.output
-    assert xz_dictionaries(tinyfmt_deb) == {"256KiB"}, "compression_level (default 0) reaches stdeb's dpkg-deb"
+    assert deb_members(tinyfmt_deb)[-1] == "data.tar.gz", "compression (default gzip) reaches stdeb's dpkg-deb"
 
 
 def test_pure_library_installs_and_imports_with_system_python(tinyfmt_deb: Path, online_root: OnlineRoot) -> None:

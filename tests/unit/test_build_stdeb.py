@@ -192,7 +192,7 @@ def test_build_runs_sdist_stdeb_and_dpkg_buildpackage_with_exact_argv(tmp_path: 
     assert not work.exists(), "the work directory is removed"
     dpkg_env = runner.envs[runner.calls.index(commands[-1])]
     assert dpkg_env is not None
-    assert (dpkg_env["DPKG_DEB_COMPRESSOR_TYPE"], dpkg_env["DPKG_DEB_COMPRESSOR_LEVEL"]) == ("xz", "0")
+    assert (dpkg_env["DPKG_DEB_COMPRESSOR_TYPE"], dpkg_env["DPKG_DEB_COMPRESSOR_LEVEL"]) == ("gzip", "5")
 
 
 def test_finish_debian_writes_changelog_copyright_and_description(tmp_path: Path) -> None:

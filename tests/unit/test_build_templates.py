@@ -170,7 +170,7 @@ def test_rules_with_uv_use_the_venv_shim_and_pip_tool(tmp_path: Path) -> None:
     assert planned(tmp_path, "finalize-part") == [f"/usr/bin/python3.11 -IS debian/finalize-venv records {venv}"]
     assert ("override_dh_builddeb:\n"
             "\tfind debian/orders-api -exec touch --no-dereference --date=@$(SOURCE_DATE_EPOCH) {} +\n"
-            "\tdh_builddeb -- -Zxz -z0\n") in rules
+            "\tdh_builddeb -- -Zgzip -z5\n") in rules
 
 
 def test_rules_make_the_venv_and_the_files_around_it_at_once_in_debhelper_order(tmp_path: Path) -> None:
@@ -199,10 +199,11 @@ def test_rules_make_the_venv_and_the_files_around_it_at_once_in_debhelper_order(
         "dh_fixperms") < sequence.index("override_dh_strip") < sequence.index("dh_gencontrol")
 
 
-def test_rules_compress_at_the_services_compression_level(tmp_path: Path) -> None:
-    """compression_level is dpkg-deb's xz preset."""
-    rules = render_rules(tmp_path, "uv", compression_level=6)
-    assert "\tdh_builddeb -- -Zxz -z6\n" in rules
+def test_rules_compress_with_the_services_compression_and_level(tmp_path: Path) -> None:
+    """compression and compression_level are dpkg-deb's -Z and -z; each compressor has its own default level."""
+    assert "\tdh_builddeb -- -Zxz -z6\n" in render_rules(tmp_path / "xz6", "uv", compression="xz", compression_level=6)
+    assert "\tdh_builddeb -- -Zxz -z0\n" in render_rules(tmp_path / "xz", "uv", compression="xz")
+    assert "\tdh_builddeb -- -Zgzip -z9\n" in render_rules(tmp_path / "gz9", "uv", compression_level=9)
 
 
 def test_rules_without_uv_use_pip_and_keep_installers_when_asked(tmp_path: Path) -> None:

@@ -82,6 +82,8 @@ def test_settings_and_relations_are_kept(tmp_path: Path) -> None:
         ({"workers": 0}, "workers", "0"),
         ({"compression_level": 10}, "compression_level", "10"),
         ({"compression_level": -1}, "compression_level", "-1"),
+        ({"compression_level": 0}, "compression_level", "0"),
+        ({"compression": "zstd"}, "compression", "zstd"),
         ({"health_path": "health"}, "health_path", "health"),
         ({"maintainer": "nobody"}, "maintainer", "nobody"),
         ({"python": "python2"}, "python", "python2"),
