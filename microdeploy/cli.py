@@ -16,6 +16,7 @@ import click
 from microdeploy import __version__
 from microdeploy.build.core import BACKENDS, BuildSettings, build
 from microdeploy.config import (
+    COMPRESSION_LEVELS,
     DEFAULT_PORT,
     ServiceConfig,
     load_config,
@@ -171,7 +172,7 @@ def show_config(project: Path, **flags: Any) -> None:
               help="Resolve and install the dependencies anew instead of reusing the cached layer.")
 @click.option("--backend", type=click.Choice(BACKENDS), default=BACKENDS[0], show_default=True,
               help="dh-virtualenv: a service with its venv; stdeb: a pure library as python3-NAME.")
-@click.option("--compression", type=click.Choice(["gzip", "xz"]),
+@click.option("--compression", type=click.Choice(list(COMPRESSION_LEVELS)),
               help="Compressor of the .deb (default gzip: fastest for a venv; xz -6: a quarter smaller, slower).")
 @click.option("--compression-level", type=int,
               help="Level of the compressor: gzip 1-9 (default 5), xz 0-9 (default 0).")

@@ -51,7 +51,7 @@ DEFAULT_WORKERS = 2
 # about a second per build. lintian accepts no other compressor.
 COMPRESSION_LEVELS = {"gzip": (1, 9, 5), "xz": (0, 9, 0)}
 DEFAULT_COMPRESSION = "gzip"
-COMPRESSION_RE = re.compile(r"^(gzip|xz)$")
+COMPRESSION_RE = re.compile(f"^({'|'.join(COMPRESSION_LEVELS)})$")
 DEFAULT_MAINTAINER = "Service Maintainer <maintainer@example.org>"
 
 

@@ -67,9 +67,10 @@ def dpkg_buildpackage(
     dpkg-buildpackage sets up the build environment and runs `debian/rules
     binary` (--rules-target); then dpkg's own generators write the .buildinfo
     and .changes, with the names and contents a whole dpkg-buildpackage run
-    gives them, while dpkg-checkbuilddeps checks the build dependencies. What is left out is
-    `dpkg-source --before-build` and `--after-build`: with no patches in the
-    rendered debian/ they have nothing to do, and they cost 0.15 s a build.
+    gives them, while dpkg-checkbuilddeps checks the build dependencies. What
+    is left out is `dpkg-source --before-build` and `--after-build`: with no
+    patches in the rendered debian/ they have nothing to do, and they cost
+    0.15 s a build.
     `after_binary` is called once the .deb is there, before the generators.
     """
     require_tools(*BUILD_TOOLS)

@@ -6,6 +6,7 @@ their instructions from the environment made here.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -32,10 +33,10 @@ class Beside:
     environment: dict[str, str]
     jobs: tuple[threading.Thread, ...] = ()
     staged: Path | None = None  # the package's staging directory in the build tree
-    # The dependency layer whose ready copy is made (again) once the .deb is
-    # there: on the core the end of the build leaves idle, not while both are busy.
-    refill_layer: Path | None = None
-    later: tuple[Callable[[], object], ...] = ()  # more work for then (keeping the project's wheel)
+    # Work for once the .deb is there (keeping the project's wheel, the layer's
+    # next ready copy): on the core the end of the build leaves idle, not while
+    # both are busy.
+    later: tuple[Callable[[], object], ...] = ()
     late_jobs: list[threading.Thread] = field(default_factory=list)
 
     def after_binary(self) -> None:
@@ -47,8 +48,6 @@ class Beside:
                 shutil.rmtree(self.staged, ignore_errors=True)
             for work in self.later:
                 work()
-            if self.refill_layer is not None:
-                spare.refill(self.refill_layer)
 
         self.late_jobs.append(background.start_idle("after the binary", afterwards))
 
@@ -98,10 +97,11 @@ class Installer:
         wheel = ProjectWheel(uv=self.uv, cache=self.cache_root, name=name, python=python, runner=runner)
         wheel_job = wheel.start(source, wheel_dir)
         copy_job = self.start_layer_copy(work / "layer-copy", (wheel_job, wheel_dir), runner)
-        if copy_job is None:  # a layer this build saves, if the project has one
-            return Beside(self.environment(wheel_dir), (wheel_job,), refill_layer=self.layer, later=(wheel.keep,))
-        return Beside(self.environment(wheel_dir, work / "layer-copy"), (wheel_job, copy_job),
-                      refill_layer=self.layer, later=(wheel.keep,))
+        # The layer this build copied, or the one it saves: its next ready copy.
+        later = (wheel.keep,) if self.layer is None else (wheel.keep, functools.partial(spare.refill, self.layer))
+        if copy_job is None:
+            return Beside(self.environment(wheel_dir), (wheel_job,), later=later)
+        return Beside(self.environment(wheel_dir, work / "layer-copy"), (wheel_job, copy_job), later=later)
 
     def start_layer_copy(
         self, directory: Path, wheel: tuple[threading.Thread, Path] | None = None, runner: Runner = run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import threading
 from pathlib import Path
@@ -67,7 +68,7 @@ def test_the_layer_copy_installs_into_the_ready_copy_then_moves_it(tmp_path: Pat
     assert (tmp_path / "copy" / "installed").read_text() == "orders_api-1.0-py3-none-any.whl"
     assert (tmp_path / "copy" / "venv" / "taken").is_file()
     assert not spare.ready_venv(layer).exists(), "not made again while the build runs"
-    beside = Beside({}, (), refill_layer=layer)
+    beside = Beside({}, (), later=(functools.partial(spare.refill, layer),))
     beside.after_binary()
     beside.join()
     assert (spare.ready_venv(layer) / "lib" / "module.py").is_file()
@@ -79,7 +80,7 @@ def test_after_the_binary_the_staging_tree_goes_and_the_layer_gets_its_ready_cop
     layer = saved_layer(tmp_path)
     staged = tmp_path / "tree" / "debian" / "orders-api"
     (staged / "opt" / "venvs").mkdir(parents=True)
-    beside = Beside({}, (), staged=staged, refill_layer=layer)
+    beside = Beside({}, (), staged=staged, later=(functools.partial(spare.refill, layer),))
     beside.after_binary()
     beside.join()
     assert not staged.exists()
