@@ -38,6 +38,8 @@ from microdeploy.repo import (
 from microdeploy.scaffold import default_maintainer, scaffold
 
 F = TypeVar("F", bound=Callable[..., Any])
+LEVELS_HELP = ", ".join(f"{name} {low}-{high} (default {default})"
+                        for name, (low, high, default) in COMPRESSION_LEVELS.items())
 log = logging.getLogger("microdeploy")
 
 
@@ -175,7 +177,7 @@ def show_config(project: Path, **flags: Any) -> None:
 @click.option("--compression", type=click.Choice(list(COMPRESSION_LEVELS)),
               help="Compressor of the .deb (default gzip: fastest for a venv; xz -6: a quarter smaller, slower).")
 @click.option("--compression-level", type=int,
-              help="Level of the compressor: gzip 1-9 (default 5), xz 0-9 (default 0).")
+              help=f"Level of the compressor: {LEVELS_HELP}.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @service_options
 def build_command(project: Path, out: Path | None, version: str | None, revision: str | None,

@@ -47,16 +47,18 @@ def start(name: str, directory: Path, job: Callable[[], int]) -> threading.Threa
 
 
 def start_idle(name: str, work: Callable[[], object]) -> threading.Thread:
-    """Run `work` on a new thread at the lowest priority (run_idle); join the thread for its end."""
-    thread = threading.Thread(target=run_idle, args=(name, work), name=name, daemon=True)
+    """Run `work` on a new thread at nice 19 (Linux sets niceness per thread); join the thread for its end.
+
+    An OSError of `work` is logged, not raised.
+    """
+
+    def run_idle() -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            work()
+        except OSError as exc:
+            log.debug("%s, afterwards: %s", name, exc)
+
+    thread = threading.Thread(target=run_idle, name=name, daemon=True)
     thread.start()
     return thread
-
-
-def run_idle(name: str, work: Callable[[], object]) -> None:
-    """Run `work` on this thread at nice 19 (Linux sets niceness per thread); OSError is logged, not raised."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        work()
-    except OSError as exc:
-        log.debug("%s, afterwards: %s", name, exc)
