@@ -22,8 +22,8 @@ from typing import Any
 
 from bench.builders import BENCH, REPO, Build, Builders
 from bench.install import Install, install_and_answer
-from tests.testbed.host import booted_host
-from tests.testbed.image import ensure_image
+from microdeploy.testbed.host import booted_host
+from microdeploy.testbed.image import ensure_image
 
 # microdeploy-z6: the same build with `--compression xz --compression-level 6`
 # (dpkg's default), the size a user can choose at the cost of build time.

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.testbed.host import Host
+from microdeploy.testbed.host import Host
 
 PACKAGE = "hello-api"
 PORT = 8000

@@ -31,6 +31,12 @@ from subprocess import SubprocessError
 from types import FrameType
 from typing import Any
 
+from microdeploy.errors import MicrodeployError
+from microdeploy.testbed import CACHE_DIR, file_lock
+from microdeploy.testbed.host import boot
+from microdeploy.testbed.image import ensure_image
+from microdeploy.testbed.network import create_netns, delete_netns, reap_stale_netns
+from microdeploy.testbed.procs import reap_stale_hosts
 from tests.aptrepo import (
     SOURCES_PATH,
     add_source,
@@ -41,10 +47,6 @@ from tests.aptrepo import (
     stop_gpg_agent,
 )
 from tests.hostcheck import health
-from tests.testbed import CACHE_DIR, TestbedError, file_lock
-from tests.testbed.host import boot, reap_stale_hosts
-from tests.testbed.image import ensure_image
-from tests.testbed.network import create_netns, delete_netns, reap_stale_netns
 
 NAME = "orders-api"
 STEPS = 9
@@ -188,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\n==> interrupted", file=sys.stderr, flush=True)
         status = 130
-    except (DemoError, TestbedError, SubprocessError, AssertionError, OSError) as exc:
+    except (DemoError, MicrodeployError, SubprocessError, AssertionError, OSError) as exc:
         print(f"==> demo failed: {exc}", file=sys.stderr, flush=True)
     finally:
         # Let the bounded teardown finish: a second Ctrl-C must not leave a host or namespace behind.

@@ -48,6 +48,12 @@ APT_PACKAGE_OF = {
     "dpkg": "dpkg",
     "gpgconf": "gpgconf",
     "gpgv": "gpgv",
+    "nsenter": "util-linux",
+    "ip": "iproute2",
+    "ssh-keygen": "openssh-client",
+    "tar": "tar",
+    "mount": "mount",
+    "umount": "mount",
 }
 
 TAIL_LINES = 25
@@ -125,6 +131,8 @@ def run(
             text=True,
             timeout=timeout,
             check=False,
+            # Never inherit our stdin: a prompt would hang the command.
+            stdin=subprocess.DEVNULL if input is None else None,
         )
     except subprocess.TimeoutExpired as exc:
         raise MicrodeployError(
@@ -136,6 +144,55 @@ def run(
     if check and result.returncode != 0:
         raise command_failed(result)
     return result
+
+
+class Spawned:
+    """A program started in the background by `spawn`, in its own session."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self._popen = popen
+
+    @property
+    def pid(self) -> int:
+        """Its process id."""
+        return self._popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """Its exit status, once it has exited."""
+        return self._popen.returncode
+
+    def poll(self) -> int | None:
+        """Its exit status, or None while it runs."""
+        return self._popen.poll()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait (bounded) for it to exit; whether it did."""
+        try:
+            self._popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL it (by its pid, which we still own while it is unreaped)."""
+        self._popen.kill()
+
+
+def spawn(argv: Sequence[str], *, output: Path) -> Spawned:
+    """Start `argv` in the background in a new session, its stdout and stderr going to `output`.
+
+    The new session (setsid) keeps it from being ended with our terminal or
+    process group: on Ctrl-C we tear it down ourselves, in order.
+    """
+    argv = tuple(str(arg) for arg in argv)
+    require_tools(argv[0])
+    log.debug("$ %s &  (output to %s)", shlex.join(argv), output)
+    with output.open("wb") as handle:
+        popen = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return Spawned(popen)
 
 
 def command_failed(result: Result, what: str | None = None, hint: str | None = None) -> MicrodeployError:

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from microdeploy.process import Result
 from microdeploy.repo import KEYRING_NAME
+from microdeploy.testbed.host import Host
 from tests.support import stop
-from tests.testbed.host import Host
 
 __all__ = [
     "CLI_TIMEOUT",
@@ -174,7 +175,7 @@ def add_source(host: Host, served: ServedRepo) -> None:
     host.run(["tee", SOURCES_PATH], input=served.sources)
 
 
-def apt(host: Host, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def apt(host: Host, *args: str, check: bool = True) -> Result:
     """apt-get in the host, non-interactive, bounded."""
     return host.run(["apt-get", "-q", "-y", *args], check=check, timeout=APT_TIMEOUT)
 

@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Sequence
 
-from tests.testbed.host import Host
+from microdeploy.testbed.host import Host
 
 
 def wait_for(host: Host, argv: Sequence[str], timeout: float = 60.0) -> str:

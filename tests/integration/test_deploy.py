@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
+from microdeploy.errors import MicrodeployError
 from microdeploy.repo import KEYRING_NAME, PublishSettings, publish, sources_snippet
 from microdeploy.repo_server import make_server, server_url
-from tests.testbed import TestbedError
-from tests.testbed.host import Host, boot
-from tests.testbed.network import create_netns, delete_netns
+from microdeploy.testbed.host import Host, boot
+from microdeploy.testbed.network import create_netns, delete_netns
 
 pytest_plugins = ["tests.testbed.fixtures"]
 
@@ -149,7 +149,7 @@ def wait_for_sshd(host: Host, timeout: float = 60.0) -> None:
         if host.run(["systemctl", "is-active", "ssh.service"], check=False).stdout.strip() == "active":
             return
         time.sleep(0.2)
-    raise TestbedError(f"sshd of {host.name} not active after {timeout:g} s:\n{host.journal('ssh.service')}")
+    raise MicrodeployError(f"sshd of {host.name} not active after {timeout:g} s:\n{host.journal('ssh.service')}")
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,8 @@ from tests.aptrepo import (
 )
 
 if TYPE_CHECKING:
+    from microdeploy.testbed.host import Host
     from tests.testbed.fixtures import NetworkedHosts
-    from tests.testbed.host import Host
 
 pytest_plugins = ["tests.testbed.fixtures"]
 

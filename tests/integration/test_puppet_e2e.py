@@ -28,9 +28,9 @@ from microdeploy.repo import KEYRING_NAME, PublishSettings, publish
 from tests.support import free_port, stop
 
 if TYPE_CHECKING:
+    from microdeploy.testbed.host import Host
     from tests.packages import BuiltService
     from tests.testbed.fixtures import NetworkedHosts
-    from tests.testbed.host import Host
 
 pytest_plugins = ["tests.testbed.fixtures"]
 

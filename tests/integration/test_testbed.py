@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.testbed import CACHE_DIR, TestbedError
-from tests.testbed import host as host_module
-from tests.testbed.host import ROOTS_DIR, RUNNING_STATES, Host, boot, booted_host, reap_stale_hosts
-from tests.testbed.image import BASE_PACKAGES, build_cached, debian_mirror, image_path, unpacked
-from tests.testbed.network import netns, reap_stale_netns
+from microdeploy.errors import MicrodeployError
+from microdeploy.testbed import CACHE_DIR
+from microdeploy.testbed import host as host_module
+from microdeploy.testbed.host import RUNNING_STATES, Host, boot, booted_host
+from microdeploy.testbed.image import BASE_PACKAGES, build_cached, debian_mirror, image_path, unpacked
+from microdeploy.testbed.network import netns, reap_stale_netns
+from microdeploy.testbed.procs import ROOTS_DIR, reap_stale_hosts
 
 if TYPE_CHECKING:
     # Only for annotations: importing the plugin module before pytest loads it
@@ -63,7 +65,7 @@ def test_debian_mirror_without_the_suite_is_an_error(tmp_path: Path) -> None:
     """A sources file without a bookworm stanza fails with a message naming the file."""
     sources = tmp_path / "debian.sources"
     sources.write_text(SOURCES.split("\n\n")[1])
-    with pytest.raises(TestbedError, match=str(sources)):
+    with pytest.raises(MicrodeployError, match=str(sources)):
         debian_mirror(sources)
 
 
@@ -72,7 +74,7 @@ def test_boot_refuses_a_device_node_that_became_a_file(tmp_path: Path, monkeypat
     fake = tmp_path / "null"
     fake.write_text("")
     monkeypatch.setattr(host_module, "_DEVICE_NODES", {"/dev/null": (1, 3), str(fake): (1, 3)})
-    with pytest.raises(TestbedError, match=rf"rm -f {fake} && mknod -m 666 {fake} c 1 3"):
+    with pytest.raises(MicrodeployError, match=rf"rm -f {fake} && mknod -m 666 {fake} c 1 3"):
         boot(Path("/nonexistent-image.tar"))
 
 
@@ -110,9 +112,9 @@ def test_build_cached_leaves_nothing_when_the_build_fails(tmp_path: Path) -> Non
 
     def build(tmp: Path) -> None:
         tmp.write_text("half")
-        raise TestbedError("boom")
+        raise MicrodeployError("boom")
 
-    with pytest.raises(TestbedError, match="boom"):
+    with pytest.raises(MicrodeployError, match="boom"):
         build_cached(target, build)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["image.tar.lock"]
 
@@ -150,7 +152,7 @@ def test_run_passes_input_and_reports_failures(host: Host) -> None:
     """Standard input reaches the command and a failing command raises with its status."""
     assert host.run(["cat"], input="hello\n").stdout == "hello\n"
     assert host.run(["false"], check=False).returncode == 1
-    with pytest.raises(TestbedError, match="exit status 3"):
+    with pytest.raises(MicrodeployError, match="exit status 3"):
         host.run(["sh", "-c", "echo oops >&2; exit 3"])
 
 
@@ -172,12 +174,12 @@ def test_copy_in_refuses_shadowed_and_escaping_paths(host: Host, tmp_path: Path)
     """Copies into the host's tmpfs /tmp, or out of its root through a symlink, are refused."""
     source = tmp_path / "f"
     source.write_text("x")
-    with pytest.raises(TestbedError, match="/var/tmp"):
+    with pytest.raises(MicrodeployError, match="/var/tmp"):
         host.copy_in(source, "/tmp/f")
     # /var/run is an absolute symlink to /run: followed on our side it would leave the root.
-    with pytest.raises(TestbedError, match="symlink"):
+    with pytest.raises(MicrodeployError, match="symlink"):
         host.copy_in(source, "/var/run/f")
-    with pytest.raises(TestbedError, match="absolute"):
+    with pytest.raises(MicrodeployError, match="absolute"):
         host.copy_in(source, "root/f")
 
 
@@ -254,7 +256,7 @@ def test_boot_failure_reports_nspawn_output_and_cleans_up(tmp_path: Path) -> Non
     image = tmp_path / "not-an-os.tar"
     with tarfile.open(image, "w") as tar:
         tar.add(tmp_path / "empty", arcname="etc")
-    with pytest.raises(TestbedError, match="systemd-nspawn output") as failure:
+    with pytest.raises(MicrodeployError, match="systemd-nspawn output") as failure:
         boot(image, name="mdtb-notanos", timeout=30)
     assert "os-release" in str(failure.value)
     assert not list(ROOTS_DIR.glob("mdtb-notanos.*"))
@@ -265,8 +267,8 @@ def test_leftovers_of_a_dead_session_are_reaped(host_image: Path) -> None:
     """A host and namespace whose session died without teardown are ended and removed by the reapers."""
     dead_session = (
         "import os, sys; from pathlib import Path\n"
-        "from tests.testbed.host import boot\n"
-        "from tests.testbed.network import create_netns\n"
+        "from microdeploy.testbed.host import boot\n"
+        "from microdeploy.testbed.network import create_netns\n"
         "ns = create_netns()\n"
         "host = boot(Path(sys.argv[1]), netns=ns, wait=False)\n"
         "print(ns.name, host.directory, host.process.pid, flush=True)\n"

@@ -25,10 +25,12 @@ from typing import Protocol
 
 import pytest
 
-from . import CACHE_DIR, file_lock
-from .host import Host, boot, reap_stale_hosts
-from .image import PUPPET_PACKAGES, debian_mirror, ensure_image, ensure_piuparts_base
-from .network import Netns, create_netns, delete_netns, reap_stale_netns
+from microdeploy.testbed import CACHE_DIR, file_lock
+from microdeploy.testbed.host import Host, boot
+from microdeploy.testbed.image import PUPPET_PACKAGES, debian_mirror, ensure_image, ensure_piuparts_base
+from microdeploy.testbed.network import Netns, create_netns, delete_netns, reap_stale_netns
+from microdeploy.testbed.procs import reap_stale_hosts
+
 from .online import OnlineRoot, fresh_online_root
 
 __all__ = [

@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from . import run_tool
-from .host import ROOTS_DIR, _mount_root, _remove_host_directory, _write_owner
-from .image import SOURCES_FILE, unpacked
+from microdeploy.process import Result, run
+from microdeploy.testbed.image import SOURCES_FILE, unpacked
+from microdeploy.testbed.procs import ROOTS_DIR, mount_root, remove_host_directory, write_owner
 
 __all__ = ["OnlineRoot", "fresh_online_root"]
 
@@ -65,7 +64,7 @@ class OnlineRoot:
 
     def run(
         self, argv: Sequence[str], *, cwd: str = "/root", check: bool = True, timeout: float = 600.0
-    ) -> subprocess.CompletedProcess[str]:
+    ) -> Result:
         """Run `argv` inside the root with the host's network (and a clean environment)."""
         nspawn = [
             "systemd-nspawn", "-q", "--register=no", "--keep-unit", "--link-journal=no",
@@ -75,7 +74,7 @@ class OnlineRoot:
             "-D", str(self.root), f"--chdir={cwd}",
             *(f"--setenv={key}={value}" for key, value in _ENV.items()),
         ]  # fmt: skip
-        return run_tool([*nspawn, "--", *argv], check=check, timeout=timeout, env=_ENV)
+        return run([*nspawn, "--", *argv], check=check, timeout=timeout, env=_ENV, inherit_env=False)
 
 
 @contextmanager
@@ -84,8 +83,8 @@ def fresh_online_root(image: Path) -> Iterator[OnlineRoot]:
     ROOTS_DIR.mkdir(parents=True, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix=f"mdon-{secrets.token_hex(4)}.", dir=ROOTS_DIR))
     try:
-        _write_owner(directory, None)  # reap_stale_hosts removes it if this session dies
-        _mount_root(unpacked(image), directory)
+        write_owner(directory, None)  # reap_stale_hosts removes it if this session dies
+        mount_root(unpacked(image), directory)
         root = OnlineRoot(directory)
         for source, dest in _MACHINE_FILES:
             if source.is_dir():
@@ -99,5 +98,5 @@ def fresh_online_root(image: Path) -> Iterator[OnlineRoot]:
             root.run(["update-ca-certificates"], timeout=120)
         yield root
     finally:
-        _remove_host_directory(directory)
+        remove_host_directory(directory)
 

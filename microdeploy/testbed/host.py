@@ -12,8 +12,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,25 +19,32 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from . import CACHE_DIR, TestbedError, require_tools, run_tool, tail
+from microdeploy.errors import MicrodeployError
+from microdeploy.process import Result, Spawned, output_tail, require_tools, run, spawn
+
 from .image import unpacked
 from .network import Netns
+from .procs import (
+    ROOTS_DIR,
+    children,
+    kill_host,
+    mount_root,
+    ns_pid,
+    read_proc,
+    remove_host_directory,
+    write_owner,
+)
 
 __all__ = [
     "BOOT_TIMEOUT",
-    "ROOTS_DIR",
     "RUNNING_STATES",
     "Host",
     "boot",
     "booted_host",
-    "reap_stale_hosts",
     "regenerate_ssh_host_keys",
 ]
 
 log = logging.getLogger(__name__)
-
-# Unpacked roots live beside the cached images (same filesystem, outside the repo).
-ROOTS_DIR = CACHE_DIR / "roots"
 
 # `systemctl is-system-running` states of a booted host; "degraded" only means
 # some unit failed, which the tests that care inspect themselves.
@@ -80,7 +85,7 @@ class Host:
 
     name: str
     directory: Path
-    process: subprocess.Popen[bytes]
+    process: Spawned
     pid1: int
     netns: Netns | None = None
 
@@ -111,22 +116,23 @@ class Host:
         input: str | None = None,
         timeout: float = 120.0,
         env: Mapping[str, str] | None = None,
-    ) -> subprocess.CompletedProcess[str]:
+    ) -> Result:
         """Run `argv` inside the host (all its namespaces, its root) and capture the output."""
         if not self.is_alive():
             # Its PID 1's number may already belong to another process.
-            raise TestbedError(f"host {self.name} is not running; cannot run {argv[0]} in it")
+            raise MicrodeployError(f"host {self.name} is not running; cannot run {argv[0]} in it")
         # -p: in the host's PID namespace, so systemctl and friends see its
         # systemd as PID 1; -r/-w: its root and working directory.
         nsenter = ["nsenter", "-t", str(self.pid1), "-m", "-u", "-i", "-n", "-p", "-r", "-w"]
         # On timeout only nsenter is killed; a command left behind inside dies
         # with the host at poweroff.
-        return run_tool(
+        return run(
             [*nsenter, "--", *argv],
             check=check,
             input=input,
             timeout=timeout,
             env={**_HOST_ENV, **(env or {})},
+            inherit_env=False,
         )
 
     def wait_until_running(self, timeout: float = BOOT_TIMEOUT) -> str:
@@ -171,36 +177,34 @@ class Host:
     def poweroff(self, timeout: float = POWEROFF_TIMEOUT) -> None:
         """Shut the host down (bounded; killed by pid if it hangs) and remove its root."""
         if self.is_alive():
-            with suppress(TestbedError):
+            with suppress(MicrodeployError):
                 # The command may lose its connection as systemd goes down.
                 self.run(["systemctl", "poweroff"], check=False, timeout=30)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
+            if not self.process.wait(timeout=timeout):
                 log.warning("host %s did not power off in %g s; killing it", self.name, timeout)
-                _kill(self.process, self.pid1)
-        _remove_host_directory(self.directory)
+                kill_host(self.process, self.pid1)
+        remove_host_directory(self.directory)
         log.info("host %s powered off and removed", self.name)
 
     def _path_in_root(self, dest: PurePosixPath | str) -> Path:
         """Map an absolute path inside the host to our side, refusing shadowed or escaping ones."""
         inside = PurePosixPath(os.path.normpath(str(dest)))
         if not inside.is_absolute() or inside == PurePosixPath("/"):
-            raise TestbedError(f"{dest!r} is not an absolute file path inside the host")
+            raise MicrodeployError(f"{dest!r} is not an absolute file path inside the host")
         for shadowed in _SHADOWED:
             if inside == shadowed or shadowed in inside.parents:
-                raise TestbedError(
-                    f"cannot copy into {inside}: {shadowed} is mounted over inside the "
-                    "booted host. Copy into /root or /var/tmp instead."
+                raise MicrodeployError(
+                    f"cannot copy into {inside}: {shadowed} is mounted over inside the booted host",
+                    hint="Copy into /root or /var/tmp instead",
                 )
         target = self.root / inside.relative_to("/")
         # An absolute symlink in the image (e.g. /var/run -> /run) would point
         # out of the root on our side: never write through one.
         if not target.resolve().is_relative_to(self.root.resolve()):
-            raise TestbedError(f"{inside} leaves the host's root through a symlink")
+            raise MicrodeployError(f"{inside} leaves the host's root through a symlink")
         return target
 
-    def _failure(self, what: str) -> TestbedError:
+    def _failure(self, what: str) -> MicrodeployError:
         """A boot error carrying the tail of the nspawn output and of the journal."""
         output = _console_output(self.log_path)
         journal = "(host not running)"
@@ -211,12 +215,12 @@ class Host:
                     "\n--- failed units ---\n"
                     + self.run(["systemctl", "--failed", "--no-legend"], check=False, timeout=15).stdout
                 )
-            except TestbedError as exc:
+            except MicrodeployError as exc:
                 journal = f"(journal unavailable: {exc})"
-        return TestbedError(
+        return MicrodeployError(
             f"host {self.name}: {what}\n"
-            f"--- systemd-nspawn output (tail) ---\n{tail(output)}\n"
-            f"--- journal (tail) ---\n{tail(journal, 80)}"
+            f"--- systemd-nspawn output (tail) ---\n{output_tail(output, 40)}\n"
+            f"--- journal (tail) ---\n{output_tail(journal, 80)}"
         )
 
 
@@ -234,26 +238,26 @@ def boot(
     _require_device_nodes()
     name = name or f"mdtb-{secrets.token_hex(4)}"
     if not _HOSTNAME.fullmatch(name):
-        raise TestbedError(f"invalid host name {name!r}. Use lower-case letters, digits and dashes.")
+        raise MicrodeployError(f"invalid host name {name!r}", hint="Use lower-case letters, digits and dashes")
     ROOTS_DIR.mkdir(parents=True, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=ROOTS_DIR))
     started = time.monotonic()
     try:
-        _write_owner(directory, None)
-        _mount_root(unpacked(image), directory)
+        write_owner(directory, None)
+        mount_root(unpacked(image), directory)
         _set_hostname(directory / "root", name)
         if regenerate_host_keys:
             regenerate_ssh_host_keys(directory / "root")
         process = _start_nspawn(directory, name, netns)
-        _write_owner(directory, process.pid)
+        write_owner(directory, process.pid)
     except BaseException:
-        _remove_host_directory(directory)
+        remove_host_directory(directory)
         raise
     try:
         pid1 = _wait_for_pid1(process, directory / "nspawn.log", timeout)
     except BaseException:
-        _kill(process, None)
-        _remove_host_directory(directory)
+        kill_host(process, None)
+        remove_host_directory(directory)
         raise
     host = Host(name=name, directory=directory, process=process, pid1=pid1, netns=netns)
     if wait:
@@ -277,9 +281,9 @@ def _require_device_nodes() -> None:
     """
     for node, (major, minor) in _DEVICE_NODES.items():
         if not Path(node).is_char_device():
-            raise TestbedError(
-                f"{node} on this machine is not a character device, so no host can boot. "
-                f"Restore it as root: rm -f {node} && mknod -m 666 {node} c {major} {minor}"
+            raise MicrodeployError(
+                f"{node} on this machine is not a character device, so no host can boot",
+                hint=f"Restore it as root: rm -f {node} && mknod -m 666 {node} c {major} {minor}",
             )
 
 
@@ -304,76 +308,7 @@ def regenerate_ssh_host_keys(root: Path) -> None:
     for key in (root / "etc" / "ssh").glob("ssh_host_*"):
         key.unlink()
     # `-f` with `-A` is a prefix: the keys land in ROOT/etc/ssh/.
-    run_tool(["ssh-keygen", "-A", "-f", str(root)])
-
-
-def reap_stale_hosts() -> list[Path]:
-    """Remove hosts left behind by test sessions that died without teardown; return their dirs."""
-    reaped = []
-    for directory in sorted(ROOTS_DIR.glob("*/")) if ROOTS_DIR.is_dir() else []:
-        owner, nspawn_pid = _read_owner(directory)
-        if owner is None or _pid_alive(owner):
-            continue
-        # Only a systemd-nspawn of this very root is ended, by its pid.
-        if nspawn_pid is not None and str(directory / "root") in _read_proc(nspawn_pid, "cmdline"):
-            pid1 = next((pid for pid in _children(nspawn_pid) if _ns_pid(pid) == 1), None)
-            if pid1 is not None:
-                with suppress(ProcessLookupError):
-                    os.kill(pid1, signal.SIGKILL)
-            _wait_gone(nspawn_pid, 10.0)
-            with suppress(ProcessLookupError):
-                os.kill(nspawn_pid, signal.SIGKILL)
-            _wait_gone(nspawn_pid, 10.0)
-        _remove_host_directory(directory)
-        log.warning("removed stale host %s of dead session %d", directory.name, owner)
-        reaped.append(directory)
-    return reaped
-
-
-def _write_owner(directory: Path, nspawn_pid: int | None) -> None:
-    """Record which process owns the host (and its nspawn pid), for reap_stale_hosts."""
-    (directory / "owner").write_text(f"{os.getpid()} {nspawn_pid or ''}".strip() + "\n")
-
-
-def _read_owner(directory: Path) -> tuple[int | None, int | None]:
-    """The owning session's pid and the host's nspawn pid, as far as recorded."""
-    try:
-        fields = [int(field) for field in (directory / "owner").read_text().split()]
-    except (OSError, ValueError):
-        return None, None
-    return (fields[0] if fields else None), (fields[1] if len(fields) > 1 else None)
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (a zombie counts as gone)."""
-    state = _status_field(pid, "State")
-    return bool(state) and not state.startswith("Z")
-
-
-def _wait_gone(pid: int, timeout: float) -> None:
-    """Wait (bounded) for a process we cannot `wait()` on, i.e. not our child, to exit."""
-    deadline = time.monotonic() + timeout
-    while _pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-
-
-def _mount_root(tree: Path, directory: Path) -> None:
-    """Mount DIRECTORY/root as an overlay: the shared unpacked image below, this host's changes above."""
-    upper, work, root = directory / "upper", directory / "work", directory / "root"
-    for path in (upper, work, root):
-        path.mkdir()
-    paths = [str(tree), str(upper), str(work)]
-    if any(char in path for path in paths for char in ",:"):
-        # They would be read as separators of the mount options.
-        raise TestbedError(f"overlay paths must not contain ',' or ':': {paths}")
-    options = f"lowerdir={tree},upperdir={upper},workdir={work}"
-    try:
-        run_tool(["mount", "-t", "overlay", "overlay", "-o", options, str(root)])
-    except TestbedError as exc:
-        raise TestbedError(
-            f"cannot mount the overlay root of a host: {exc}. Keep {ROOTS_DIR} on a filesystem "
-            "that overlayfs accepts as upper layer (ext4, xfs; not overlayfs itself)."
-        ) from exc
+    run(["ssh-keygen", "-A", "-f", str(root)])
 
 
 def _set_hostname(root: Path, name: str) -> None:
@@ -387,7 +322,7 @@ def _set_hostname(root: Path, name: str) -> None:
     )
 
 
-def _start_nspawn(directory: Path, name: str, netns: Netns | None) -> subprocess.Popen[bytes]:
+def _start_nspawn(directory: Path, name: str, netns: Netns | None) -> Spawned:
     """Start systemd-nspawn booting ROOT in the background; its output goes to nspawn.log."""
     network = [f"--network-namespace-path={netns.path}"] if netns else ["--private-network"]
     argv = [
@@ -396,40 +331,35 @@ def _start_nspawn(directory: Path, name: str, netns: Netns | None) -> subprocess
         "--register=no", "--keep-unit",
         # Leave our own /var/log/journal alone.
         "--link-journal=no",
+        # nspawn bind-mounts /etc/localtime by default, and installing tzdata
+        # in the host then fails to replace it.
+        "--timezone=off",
         *network,
         "-D", str(directory / "root"), "-M", name, "-b",
     ]  # fmt: skip
-    log.debug("start: %s", " ".join(argv))
-    with (directory / "nspawn.log").open("wb") as output:
-        # start_new_session is the setsid(1) of TESTING.md: the host must not be
-        # torn down with our terminal or process group (Ctrl-C goes to pytest,
-        # which then powers the host off cleanly).
-        return subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    # spawn's new session is the setsid(1) of TESTING.md: the host must not be
+    # torn down with our terminal or process group (Ctrl-C goes to us, and we
+    # power the host off cleanly).
+    return spawn(argv, output=directory / "nspawn.log")
 
 
-def _wait_for_pid1(process: subprocess.Popen[bytes], log_path: Path, timeout: float) -> int:
+def _wait_for_pid1(process: Spawned, log_path: Path, timeout: float) -> int:
     """Find the host's PID 1: the child of systemd-nspawn that is PID 1 in its namespace and runs systemd."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             output = _console_output(log_path)
-            raise TestbedError(
+            raise MicrodeployError(
                 f"systemd-nspawn exited with status {process.returncode} before booting\n"
-                f"--- systemd-nspawn output (tail) ---\n{tail(output)}"
+                f"--- systemd-nspawn output (tail) ---\n{output_tail(output, 40)}"
             )
-        for pid in _children(process.pid):
+        for pid in children(process.pid):
             # Before the exec of systemd the child is still nspawn's code, with
             # the mounts not yet final: only then is it safe to nsenter.
-            if _ns_pid(pid) == 1 and _read_proc(pid, "comm").strip() == "systemd":
+            if ns_pid(pid) == 1 and read_proc(pid, "comm").strip() == "systemd":
                 return pid
         time.sleep(0.05)
-    raise TestbedError(f"systemd did not start as PID 1 within {timeout:g} s; see {log_path}")
+    raise MicrodeployError(f"systemd did not start as PID 1 within {timeout:g} s; see {log_path}")
 
 
 def _console_output(log_path: Path) -> str:
@@ -439,74 +369,3 @@ def _console_output(log_path: Path) -> str:
     except OSError:
         return "(no output)"
     return "\n".join(line for line in _ANSI_ESCAPE.sub("", text).splitlines() if line.strip())
-
-
-def _children(pid: int) -> list[int]:
-    """PIDs whose parent is `pid` (from /proc, without relying on CONFIG_PROC_CHILDREN)."""
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and _status_field(int(entry.name), "PPid") == str(pid):
-            children.append(int(entry.name))
-    return children
-
-
-def _ns_pid(pid: int) -> int | None:
-    """The PID of `pid` in its innermost PID namespace."""
-    nspid = _status_field(pid, "NSpid")
-    return int(nspid.split()[-1]) if nspid else None
-
-
-def _status_field(pid: int, field: str) -> str:
-    """One field of /proc/PID/status ('' when the process is gone)."""
-    for line in _read_proc(pid, "status").splitlines():
-        key, _, value = line.partition(":")
-        if key == field:
-            return value.strip()
-    return ""
-
-
-def _read_proc(pid: int, name: str) -> str:
-    """/proc/PID/NAME, or '' if the process has gone meanwhile."""
-    try:
-        return (Path("/proc") / str(pid) / name).read_text()
-    except OSError:
-        return ""
-
-
-def _kill(process: subprocess.Popen[bytes], pid1: int | None) -> None:
-    """End a host by pid: SIGKILL its PID 1 (which ends its whole PID namespace), then nspawn."""
-    if pid1 is None:
-        # Not systemd yet, but the namespace's PID 1 may exist: killing only
-        # nspawn would orphan it.
-        pid1 = next((pid for pid in _children(process.pid) if _ns_pid(pid) == 1), None)
-    # Check the parent first so a recycled pid is never hit.
-    if pid1 is not None and _status_field(pid1, "PPid") == str(process.pid):
-        with suppress(ProcessLookupError):
-            os.kill(pid1, signal.SIGKILL)
-    with suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
-        return
-    process.kill()
-    process.wait(timeout=10)
-
-
-def _remove_host_directory(directory: Path) -> None:
-    """Unmount a host's overlay root and delete its directory (only under ROOTS_DIR, only if unmounted)."""
-    directory = directory.resolve()
-    if directory.parent != ROOTS_DIR.resolve():
-        raise TestbedError(f"refusing to remove {directory}: not a test-bed host directory")
-    if directory / "root" in _mount_points():
-        run_tool(["umount", str(directory / "root")], timeout=60)
-    # nspawn mounts in its own namespace; any mount still visible here would
-    # let rmtree delete through it into the shared image tree or elsewhere.
-    mounts = [m for m in _mount_points() if m == directory or directory in m.parents]
-    if mounts:
-        raise TestbedError(f"refusing to remove {directory}: still mounted: {mounts}")
-    shutil.rmtree(directory, ignore_errors=False)
-
-
-def _mount_points() -> list[Path]:
-    """Mount points of our mount namespace."""
-    lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    # Field 5 is the mount point, with spaces etc. octal-escaped.
-    return [Path(line.split()[4].encode().decode("unicode_escape")) for line in lines]

@@ -16,7 +16,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import CACHE_DIR, TestbedError, run_tool
+from microdeploy.errors import MicrodeployError
+from microdeploy.process import run
+
+from . import CACHE_DIR
 
 __all__ = ["SUBNET_PREFIX", "Netns", "create_netns", "delete_netns", "netns", "reap_stale_netns"]
 
@@ -68,22 +71,22 @@ def create_netns() -> Netns:
     for index in _INDEXES:
         host_ifname = f"{_PREFIX}{index}h"
         # `ip link add` fails if the name exists: that claims N atomically, so
-        # parallel pytest sessions never pick the same subnet.
-        claimed = run_tool(
+        # parallel sessions never pick the same subnet.
+        claimed = run(
             ["ip", "link", "add", host_ifname, "type", "veth", "peer", "name", f"{_PREFIX}{index}c"],
             check=False,
         )
         if claimed.returncode != 0:
             if "exists" in claimed.stderr:
                 continue
-            raise TestbedError(
-                f"cannot create veth pair {host_ifname}: {claimed.stderr.strip()}. "
-                "Run the integration tests as root on a kernel with veth support."
+            raise MicrodeployError(
+                f"cannot create veth pair {host_ifname}: {claimed.stderr.strip()}",
+                hint="Run as root on a kernel with veth support",
             )
         ns = Netns(name=f"{_PREFIX}-{index}", index=index, host_ifname=host_ifname)
         if ns.path.exists():
             # A leftover (or another session's, being torn down): not ours to delete.
-            run_tool(["ip", "link", "delete", host_ifname], check=False)
+            run(["ip", "link", "delete", host_ifname], check=False)
             continue
         try:
             _REGISTRY.mkdir(parents=True, exist_ok=True)
@@ -94,38 +97,38 @@ def create_netns() -> Netns:
             raise
         log.info("created network namespace %s (%s <-> %s)", ns.name, ns.host_address, ns.address)
         return ns
-    raise TestbedError(
-        f"no free subnet in {SUBNET_PREFIX}.1-254.0/24. "
-        f"Delete leftovers: `ip netns list` and `ip link` entries named {_PREFIX}*."
+    raise MicrodeployError(
+        f"no free subnet in {SUBNET_PREFIX}.1-254.0/24",
+        hint=f"Delete leftovers: `ip netns list` and `ip link` entries named {_PREFIX}*",
     )
 
 
 def _configure(ns: Netns) -> None:
     """Move the inner veth end into `ns` and address both ends (inside before any boot)."""
     inner = f"{_PREFIX}{ns.index}c"
-    run_tool(["ip", "netns", "add", ns.name])
-    run_tool(["ip", "link", "set", inner, "netns", ns.name])
+    run(["ip", "netns", "add", ns.name])
+    run(["ip", "link", "set", inner, "netns", ns.name])
     # Configured from our side before the container boots: the image runs no
     # network manager, so what we set here is what the host has.
     inside = ["ip", "-n", ns.name]
-    run_tool([*inside, "link", "set", inner, "name", _INSIDE_IFNAME])
-    run_tool([*inside, "address", "add", f"{ns.address}/24", "dev", _INSIDE_IFNAME])
-    run_tool([*inside, "link", "set", "lo", "up"])
-    run_tool([*inside, "link", "set", _INSIDE_IFNAME, "up"])
-    run_tool([*inside, "route", "add", "default", "via", ns.host_address])
-    run_tool(["ip", "address", "add", f"{ns.host_address}/24", "dev", ns.host_ifname])
-    run_tool(["ip", "link", "set", ns.host_ifname, "up"])
+    run([*inside, "link", "set", inner, "name", _INSIDE_IFNAME])
+    run([*inside, "address", "add", f"{ns.address}/24", "dev", _INSIDE_IFNAME])
+    run([*inside, "link", "set", "lo", "up"])
+    run([*inside, "link", "set", _INSIDE_IFNAME, "up"])
+    run([*inside, "route", "add", "default", "via", ns.host_address])
+    run(["ip", "address", "add", f"{ns.host_address}/24", "dev", ns.host_ifname])
+    run(["ip", "link", "set", ns.host_ifname, "up"])
 
 
 def delete_netns(ns: Netns) -> None:
     """Delete the namespace and the veth pair; what is already gone is fine."""
     if ns.path.exists():
-        run_tool(["ip", "netns", "delete", ns.name])
+        run(["ip", "netns", "delete", ns.name])
     # Last, because our veth name is what claims N (see create_netns). Deleting
     # one end of a pair deletes the other, wherever it lives.
-    link = run_tool(["ip", "link", "delete", ns.host_ifname], check=False)
+    link = run(["ip", "link", "delete", ns.host_ifname], check=False)
     if link.returncode != 0 and "Cannot find device" not in link.stderr:
-        raise TestbedError(f"cannot delete veth {ns.host_ifname}: {link.stderr.strip()}")
+        raise MicrodeployError(f"cannot delete veth {ns.host_ifname}: {link.stderr.strip()}")
     (_REGISTRY / ns.name).unlink(missing_ok=True)
     log.info("deleted network namespace %s", ns.name)
 
