@@ -15,9 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
-
-from microdeploy.errors import MicrodeployError, bad_input
+from microdeploy import validate as rules
+from microdeploy.errors import bad_input
 
 Scalar = str | int | float | bool
 Settings = Mapping[str, Mapping[str, Scalar]]
@@ -25,21 +24,11 @@ Settings = Mapping[str, Mapping[str, Scalar]]
 PYPROJECT = "pyproject.toml"
 MICRODEPLOY_TOML = "microdeploy.toml"
 
-# Debian Policy §5.6.1, narrowed: the name is also the system user (adduser's
-# default NAME_REGEX, at most 32 characters) and the systemd unit, so '+', '.'
-# and a leading digit, which Debian allows in package names, are refused.
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
-DEBIAN_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-NAME_MAX = 32
-APP_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\(\))?$")
-MAINTAINER_RE = re.compile(r"^[^<>,\n]+ <[^<>@\s]+@[^<>@\s]+>$")
-PYTHON_RE = re.compile(r"^python3(\.\d+)?$")
-HEALTH_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
-DEBIAN_RELATION_RE = re.compile(
-    r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9]+)?(\s*\(\s*(<<|<=|=|>=|>>)\s*[A-Za-z0-9.+~:-]+\s*\))?$"
-)
-SETTING_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-BIND_RE = re.compile(r"^[A-Za-z0-9.:\[\]-]+$")
+NAME_MAX = rules.SERVICE_NAME.max_length
+APP_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\(\))?")
+DESCRIPTION_MAX = 80
+# A setting's value lands on one line of config.ini and in Hiera data.
+SETTING_VALUE_MAX = 4096
 
 DEFAULT_PORT = 8000
 DEFAULT_WORKERS = 2
@@ -51,7 +40,6 @@ DEFAULT_WORKERS = 2
 # about a second per build. lintian accepts no other compressor.
 COMPRESSION_LEVELS = {"gzip": (1, 9, 5), "xz": (0, 9, 0)}
 DEFAULT_COMPRESSION = "gzip"
-COMPRESSION_RE = re.compile(f"^({'|'.join(COMPRESSION_LEVELS)})$")
 DEFAULT_MAINTAINER = "Service Maintainer <maintainer@example.org>"
 
 
@@ -146,7 +134,7 @@ def load_config(project: Path, overrides: Mapping[str, Any] | None = None) -> Se
         if key not in KEYS:
             raise ValueError(f"not a configuration key: {key}")
         if value is not None and value != ():
-            values[key] = (value, f"--{key.replace('_', '-')}")
+            values[key] = (value, "--setting" if key == "settings" else f"--{key.replace('_', '-')}")
     return validate(values)
 
 
@@ -160,39 +148,31 @@ def validate(values: Mapping[str, tuple[Any, str]]) -> ServiceConfig:
     name = _check_name(*values["name"])
     checked: dict[str, Any] = {"name": name}
     app_value, app_origin = values.get("app", (default_app(name), "default"))
-    checked["app"] = _check_pattern("app", app_value, app_origin, APP_RE,
-                                    "'module:attr' or 'module:factory()', e.g. 'orders_api.wsgi:app'")
+    app_allowed = "'module:attr' or 'module:factory()', e.g. 'orders_api.wsgi:app'"
+    checked["app"] = rules.check(rules.Rule(APP_RE, app_allowed), "app", app_value, app_origin)
     if "version" in values:
         checked["version"] = check_upstream_version(*values["version"])
     if "port" in values:
-        checked["port"] = _check_int("port", *values["port"], low=1, high=65535)
+        checked["port"] = rules.port("port", *values["port"])
     if "workers" in values:
-        checked["workers"] = _check_int("workers", *values["workers"], low=1, high=256)
+        checked["workers"] = rules.integer("workers", *values["workers"], 1, 256)
     if "bind" in values:
-        checked["bind"] = _check_pattern("bind", *values["bind"], BIND_RE, "an IP address or host name")
-    if "health_path" in values:
-        checked["health_path"] = _check_pattern(
-            "health_path", *values["health_path"], HEALTH_PATH_RE, "a URL path starting with '/'"
-        )
-    if "maintainer" in values:
-        checked["maintainer"] = _check_pattern(
-            "maintainer", *values["maintainer"], MAINTAINER_RE, "'Full Name <email@example.org>'"
-        )
+        checked["bind"] = rules.bind_address("bind", *values["bind"])
+    for key, spec in (("health_path", rules.HEALTH_PATH), ("maintainer", rules.MAINTAINER),
+                      ("python", rules.PYTHON)):
+        if key in values:
+            checked[key] = rules.check(spec, key, *values[key])
     if "description" in values:
-        checked["description"] = _check_description(*values["description"])
+        checked["description"] = rules.text("description", *values["description"], DESCRIPTION_MAX).strip()
     for key in ("depends", "build_depends"):
         if key in values:
-            checked[key] = _check_relations(key, *values[key])
-    if "python" in values:
-        checked["python"] = _check_pattern("python", *values["python"], PYTHON_RE,
-                                           "'python3' or a versioned name such as 'python3.11'")
+            checked[key] = rules.relations(key, *values[key])
     if "compression" in values:
-        checked["compression"] = _check_pattern("compression", *values["compression"], COMPRESSION_RE,
-                                                "'gzip' or 'xz'")
+        compressors = rules.rule("|".join(COMPRESSION_LEVELS), " or ".join(f"'{c}'" for c in COMPRESSION_LEVELS))
+        checked["compression"] = rules.check(compressors, "compression", *values["compression"])
     low, high, default = COMPRESSION_LEVELS[checked.get("compression", DEFAULT_COMPRESSION)]
     if "compression_level" in values:
-        checked["compression_level"] = _check_int("compression_level", *values["compression_level"], low=low,
-                                                  high=high)
+        checked["compression_level"] = rules.integer("compression_level", *values["compression_level"], low, high)
     else:
         checked["compression_level"] = default
     if "settings" in values:
@@ -202,26 +182,26 @@ def validate(values: Mapping[str, tuple[Any, str]]) -> ServiceConfig:
 
 def check_upstream_version(value: Any, origin: str) -> str:
     """An upstream version must be a PEP 440 version that Debian can sort."""
-    text = str(_check_type("version", value, origin, str))
-    try:
-        Version(text)
-    except InvalidVersion:
-        raise _invalid("version", value, origin, "a PEP 440 version such as '1.4.0'") from None
-    return text
+    return rules.upstream_version("version", value, origin)
 
 
 def check_settings(value: Any, origin: str) -> dict[str, dict[str, Scalar]]:
     """Settings are a table of sections, each a table of scalar values."""
-    table = _check_type("settings", value, origin, dict)
+    if not isinstance(value, dict):
+        raise rules.invalid("settings", value, origin, "a table of sections")
     result: dict[str, dict[str, Scalar]] = {}
-    for section, entries in table.items():
-        _check_pattern("settings", section, origin, SETTING_KEY_RE, "section names of letters, digits, '_', '.', '-'")
+    for section, entries in value.items():
+        rules.check(rules.SETTING_KEY, "settings section", section, origin)
         if not isinstance(entries, dict):
-            raise _invalid(f"settings.{section}", entries, origin, "a table of key = value pairs")
+            raise rules.invalid(f"settings.{section}", entries, origin, "a table of key = value pairs")
         for key, item in entries.items():
-            _check_pattern(f"settings.{section}", key, origin, SETTING_KEY_RE, "keys of letters, digits, '_', '.', '-'")
-            if not isinstance(item, str | int | float | bool) or (isinstance(item, str) and "\n" in item):
-                raise _invalid(f"settings.{section}.{key}", item, origin, "a single-line string, number or boolean")
+            rules.check(rules.SETTING_KEY, f"settings.{section} key", key, origin)
+            if isinstance(item, str):
+                rules.string(f"settings.{section}.{key}", item, origin,
+                             "a single-line string, number or boolean", SETTING_VALUE_MAX)
+            elif not isinstance(item, int | float | bool):
+                raise rules.invalid(f"settings.{section}.{key}", item, origin,
+                                    "a single-line string, number or boolean")
         result[str(section)] = dict(entries)
     return result
 
@@ -246,57 +226,7 @@ def parse_setting_assignments(assignments: tuple[str, ...]) -> dict[str, dict[st
 
 
 def _check_name(value: Any, origin: str) -> str:
-    text = str(_check_type("name", value, origin, str))
-    if not DEBIAN_NAME_RE.match(text):
-        raise _invalid("name", value, origin,
-                       "a Debian package name: lowercase letters, digits, '-' (at least 2 characters)")
-    if not NAME_RE.match(text) or len(text) > NAME_MAX:
-        raise _invalid("name", value, origin,
-                       f"lowercase letters, digits and '-', starting with a letter, at most {NAME_MAX} "
-                       "characters (it is also the system user and the systemd unit)")
-    return text
-
-
-def _check_description(value: Any, origin: str) -> str:
-    text = str(_check_type("description", value, origin, str)).strip()
-    if "\n" in text or len(text) > 80:
-        raise _invalid("description", value, origin, "one line of at most 80 characters")
-    return text
-
-
-def _check_relations(key: str, value: Any, origin: str) -> tuple[str, ...]:
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list | tuple):
-        raise _invalid(key, value, origin, "a list of Debian package relations")
-    for item in items:
-        alternatives = str(item).split("|")
-        if not isinstance(item, str) or not all(DEBIAN_RELATION_RE.match(a.strip()) for a in alternatives):
-            raise _invalid(key, item, origin, "Debian relations such as 'libpq5' or 'nginx (>= 1.22)'")
-    return tuple(str(item).strip() for item in items)
-
-
-def _check_int(key: str, value: Any, origin: str, *, low: int, high: int) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _invalid(key, value, origin, f"an integer from {low} to {high}")
-    return value
-
-
-def _check_pattern(key: str, value: Any, origin: str, pattern: re.Pattern[str], allowed: str) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
-        raise _invalid(key, value, origin, allowed)
-    return value
-
-
-def _check_type(key: str, value: Any, origin: str, kind: type) -> Any:
-    if not isinstance(value, kind):
-        raise _invalid(key, value, origin, f"a {kind.__name__}")
-    return value
-
-
-def _invalid(key: str, value: Any, origin: str, allowed: str) -> MicrodeployError:
-    return bad_input(f"invalid {key} {value!r} (from {origin})", hint=f"Use {allowed}")
+    return rules.check(rules.SERVICE_NAME, "name", value, origin)
 
 
 def _normalise_project_name(name: str) -> str:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from microdeploy import validate
 from microdeploy.errors import bad_input
 from microdeploy.fsutil import staged_directory
 from microdeploy.process import Runner, run
@@ -29,10 +29,9 @@ GIT_IDENTITY = {
 
 # Values end up inside single-quoted Ruby (Puppetfile) and YAML (r10k.yaml)
 # strings: no quotes, backslashes, spaces or control characters.
-_SAFE_VALUE_RE = re.compile(r"^[^\s'\"\\\x00-\x1f\x7f]+$")
-_URL_RE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)[^\s'\"\\]+$")
-# git check-ref-format, narrowed: a branch, a tag or a commit id.
-_REF_RE = re.compile(r"^(?!.*\.\.)(?!.*//)[A-Za-z0-9_][A-Za-z0-9._/+-]*(?<![./])$")
+_URL = validate.rule(r"(?:[a-z][a-z0-9+.-]*://|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)[^\s'\"\\]+",
+                     "a git URL such as https://git.example.com/puppet-microdeploy.git", 500)
+_PATH = validate.rule(r"/[^\s'\"\\]*", "an absolute path without spaces or quotes", 500)
 
 
 @dataclass(frozen=True)
@@ -78,20 +77,18 @@ def context(dest: Path, options: ControlRepoOptions) -> dict[str, str]:
     module_url = options.module_url or default_url
     module_ref = options.module_ref or default_ref
     remote = options.remote or f"file://{dest.absolute()}"
-    _check(module_url, "--module-url", _URL_RE, "a git URL such as https://git.example.com/puppet-microdeploy.git")
-    _check(module_ref, "--module-ref", _REF_RE, "a tag, branch or commit id, such as v0.1.0")
-    _check(remote, "--remote", _URL_RE, "the git URL of this control repository")
-    for value, flag in ((options.basedir, "--basedir"), (options.cachedir, "--cachedir")):
-        if not value.startswith("/"):
-            raise bad_input(f"invalid {flag} {value!r}", hint=f"Use an absolute path for {flag}")
-        _check(value, flag, _SAFE_VALUE_RE, "an absolute path without spaces or quotes")
+    validate.check(_URL, "--module-url", module_url, origin(options.module_url))
+    validate.check(validate.GIT_REF, "--module-ref", module_ref, origin(options.module_ref))
+    validate.check(_URL, "--remote", remote, origin(options.remote))
+    validate.check(_PATH, "--basedir", options.basedir, "the command line")
+    validate.check(_PATH, "--cachedir", options.cachedir, "the command line")
     return {"module_url": module_url, "module_ref": module_ref, "remote": remote,
             "basedir": options.basedir, "cachedir": options.cachedir}
 
 
-def _check(value: str, flag: str, pattern: re.Pattern[str], allowed: str) -> None:
-    if not pattern.match(value) or not _SAFE_VALUE_RE.match(value):
-        raise bad_input(f"invalid {flag} {value!r}", hint=f"Use {allowed}")
+def origin(given: str | None) -> str:
+    """Where a value came from: the command line, or the default."""
+    return "the default" if given is None else "the command line"
 
 
 def check_destination(dest: Path) -> None:

@@ -36,7 +36,9 @@ from typing import Protocol
 
 from debian.debian_support import Version as DebianVersion
 
-from microdeploy.config import MICRODEPLOY_TOML, PYPROJECT, load_config, validate
+from microdeploy import validate
+from microdeploy.config import MICRODEPLOY_TOML, PYPROJECT, load_config
+from microdeploy.config import validate as validate_config
 from microdeploy.errors import EXIT_FAILURE, MicrodeployError, bad_input
 from microdeploy.process import Runner, run
 from microdeploy.repo import inspect_deb
@@ -53,18 +55,12 @@ REMOTE_DEB_DIR = "/var/tmp"
 # apt-get and dpkg may wait on the dpkg lock or a slow maintainer script.
 APT_TIMEOUT = 600.0
 
-# Debian Policy §5.6.12: [epoch:]upstream[-revision]; upstream starts with a digit.
-DEBIAN_VERSION_RE = re.compile(r"^(\d+:)?[0-9][A-Za-z0-9.+~-]*$")
-DEBIAN_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-# RFC 1123 host names, so nothing that ssh could read as an option or a path.
-_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-HOSTNAME_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
-USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 HOST_SPEC_RE = re.compile(
-    r"^(?:(?P<user>[^@\s]+)@)?(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\s\[\]]+))(?::(?P<port>\d+))?$"
+    r"(?:(?P<user>[^@\s]+)@)?(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\s\[\]]+))(?::(?P<port>\d+))?"
 )
-BATCH_RE = re.compile(r"^(?P<number>\d+)(?P<percent>%?)$")
-APT_SOURCE_RE = re.compile(r"^/[A-Za-z0-9._/-]+\.(list|sources)$")
+BATCH_RE = re.compile(r"(?P<number>\d+)(?P<percent>%?)")
+APT_SOURCE = validate.rule(r"/[A-Za-z0-9._/-]+\.(?:list|sources)", "the absolute path on the hosts of a .list or "
+                           ".sources file, e.g. /etc/apt/sources.list.d/NAME.sources", 500)
 
 # What dpkg-query prints for an installed package: `${db:Status-Status}` is
 # "installed" only when fully configured ("config-files", "half-installed",
@@ -291,22 +287,22 @@ class DeployReport:
 
 def parse_target(spec: str, default_user: str | None = None) -> Target:
     """Parse `[user@]host[:port]` (an IPv6 address in brackets), refusing anything ssh could misread."""
-    text = spec.strip()
-    match = HOST_SPEC_RE.match(text)
     hint = "Name hosts as host, user@host, host:port or [ipv6]:port (letters, digits, '-', '.')"
+    text = validate.string("host", spec, "--hosts", hint.removeprefix("Name hosts as "), 300).strip()
+    match = HOST_SPEC_RE.fullmatch(text)
     if not match:
-        raise bad_input(f"invalid host {spec!r}", hint=hint)
+        raise bad_input(f"invalid host {validate.shown(spec)}", hint=hint)
     user = match["user"] or default_user
-    if user is not None and not USER_RE.match(user):
-        raise bad_input(f"invalid user {user!r} in host {spec!r}", hint="Use a POSIX user name such as 'deploy'")
+    if user is not None:
+        validate.check(validate.USER, "user", user, f"host {validate.shown(spec)}" if match["user"] else "--user")
     host = match["v6"] or match["host"]
     if match["v6"]:
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise bad_input(f"invalid IPv6 address in host {spec!r}", hint=hint) from None
-    elif not HOSTNAME_RE.match(host) or host.startswith("-"):
-        raise bad_input(f"invalid host {spec!r}", hint=hint)
+            raise bad_input(f"invalid IPv6 address in host {validate.shown(spec)}", hint=hint) from None
+    elif not validate.HOSTNAME.pattern.fullmatch(host):
+        raise bad_input(f"invalid host {validate.shown(spec)}", hint=hint)
     port = None
     if match["port"] is not None:
         port = int(match["port"])
@@ -326,9 +322,10 @@ def read_hosts_file(path: Path) -> tuple[str, ...]:
 
 def split_batches(targets: Sequence[Target], batch: str) -> tuple[tuple[Target, ...], ...]:
     """Cut the hosts into batches of N hosts, or of P% of them (rounded down, at least one, like Ansible's serial)."""
-    match = BATCH_RE.match(batch.strip())
+    match = BATCH_RE.fullmatch(batch)
     if not match:
-        raise bad_input(f"invalid batch {batch!r}", hint="Use a number of hosts such as 2, or a percentage such as 25%")
+        raise bad_input(f"invalid batch {validate.shown(batch)} (from --batch)",
+                        hint="Use a number of hosts such as 2, or a percentage such as 25%")
     number = int(match["number"])
     if match["percent"]:
         if not 1 <= number <= 100:
@@ -343,13 +340,7 @@ def split_batches(targets: Sequence[Target], batch: str) -> tuple[tuple[Target, 
 
 def check_version(version: str) -> str:
     """A Debian version string, e.g. '1.4.0-1' or '2:1.0~rc1-3'."""
-    text = version.strip()
-    if not DEBIAN_VERSION_RE.match(text):
-        raise bad_input(
-            f"invalid version {version!r}",
-            hint="Pass the Debian version of the package, e.g. --version 1.4.0-1",
-        )
-    return text
+    return validate.check(validate.DEBIAN_VERSION, "version", version, "--version")
 
 
 def make_rollout(options: DeployOptions, runner: Runner = run) -> Rollout:
@@ -359,8 +350,7 @@ def make_rollout(options: DeployOptions, runner: Runner = run) -> Rollout:
         raise bad_input("no version to deploy", hint="Pass --version V (the Debian version), or --deb FILE")
     version = check_version(options.version) if options.version is not None else deb.version if deb else ""
     name, port, health_path = _service(options, deb.name if deb else None)
-    if not DEBIAN_PACKAGE_RE.match(name):
-        raise bad_input(f"invalid package name {name!r}", hint="Pass the Debian package name of the service")
+    validate.check(validate.PACKAGE_NAME, "package name", name, "NAME" if options.name else "the service")
     if deb is not None and (deb.name, deb.version) != (name, version):
         raise bad_input(
             f"{options.deb} is {deb.name} {deb.version}, not {name} {version}",
@@ -383,13 +373,11 @@ def make_rollout(options: DeployOptions, runner: Runner = run) -> Rollout:
         raise bad_input(f"invalid health timeout {options.health_timeout!r}", hint="Use 1 to 3600 seconds")
     if options.max_failures < 0:
         raise bad_input(f"invalid --max-failures {options.max_failures}", hint="Use 0 or more")
-    if options.apt_source is not None and not APT_SOURCE_RE.match(options.apt_source):
-        raise bad_input(
-            f"invalid APT source file {options.apt_source!r}",
-            hint="Pass the absolute path on the hosts of a .list or .sources file, "
-            "e.g. /etc/apt/sources.list.d/NAME.sources",
-        )
+    if options.apt_source is not None:
+        validate.check(APT_SOURCE, "APT source file", options.apt_source, "--apt-source")
     for hook_name, hook in (("--drain", options.drain), ("--undrain", options.undrain)):
+        if hook is not None:
+            validate.string(hook_name, hook, "the command line", "a one-line shell command", 4096)
         if hook is not None and not hook.strip():
             raise bad_input(f"empty {hook_name} command", hint=f"Pass a shell command or leave out {hook_name}")
     return Rollout(
@@ -425,7 +413,7 @@ def _service(options: DeployOptions, deb_name: str | None = None) -> tuple[str, 
         )
     values = {key: (value, f"--{key.replace('_', '-')}") for key, value in overrides.items() if value is not None}
     values["name"] = (name, "NAME" if options.name else f"{options.deb}")
-    config = validate(values)
+    config = validate_config(values)
     return config.name, config.port, config.health_path
 
 

@@ -23,6 +23,7 @@ from ruamel.yaml.error import CommentMark, YAMLError
 from ruamel.yaml.scalarstring import LiteralScalarString, SingleQuotedScalarString
 from ruamel.yaml.tokens import CommentToken
 
+from microdeploy import validate
 from microdeploy.build.source import git_state
 from microdeploy.build.version import debian_revision, full_version, upstream_version
 from microdeploy.config import ServiceConfig, Settings, load_config
@@ -33,18 +34,11 @@ from microdeploy.process import Runner, run
 SERVICES_KEY = "microdeploy::services"
 APT_KEYS = ("microdeploy::manage_apt_source", "microdeploy::apt_location", "microdeploy::apt_key_content")
 
-# Puppet environment names (r10k turns branches into them): lower-case letters, digits, '_'.
-ENV_RE = re.compile(r"^[a-z0-9_]+$")
-# A certname as Puppet writes it: lower-case DNS labels joined by dots.
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-FQDN_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
-# The module's Microdeploy::Version type: [epoch:]upstream[-revision].
-DEBIAN_VERSION_RE = re.compile(r"^(?:[0-9]+:)?[0-9][A-Za-z0-9.+~-]*$")
-URL_RE = re.compile(r"^[a-z][a-z0-9+.-]*:\S+$")
+APT_URL = validate.rule(r"[a-z][a-z0-9+.-]*:[^\s'\"\\]+", "a URL such as http://apt.example.com/microdeploy/", 500)
 
 # Keys written plain; anything else (and the YAML 1.1 booleans and nulls that
 # Psych still reads, such as a service named `yes` or `on`) is quoted.
-_PLAIN_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*(?:::[A-Za-z_][A-Za-z0-9_.-]*)*$")
+_PLAIN_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*(?:::[A-Za-z_][A-Za-z0-9_.-]*)*")
 _YAML11_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
 
 # Where the levels of the control repository's hierarchy keep their files.
@@ -94,26 +88,17 @@ class PuppetDataResult:
 
 def check_env(value: str) -> str:
     """A Puppet environment name, as r10k makes it from a branch."""
-    if not ENV_RE.match(value):
-        raise bad_input(f"invalid environment name {value!r} (from --env)",
-                        hint="Use a Puppet environment name: lower-case letters, digits and '_', e.g. production")
-    return value
+    return validate.check(validate.ENVIRONMENT, "environment name", value, "--env")
 
 
 def check_fqdn(value: str) -> str:
     """A node's certname: a lower-case host name or FQDN."""
-    if not FQDN_RE.match(value):
-        raise bad_input(f"invalid node name {value!r} (from --node)",
-                        hint="Use the node's certname, a lower-case FQDN such as app1.example.com")
-    return value
+    return validate.check(validate.CERTNAME, "node name", value, "--node")
 
 
 def check_debian_version(value: str, origin: str = "--version") -> str:
     """An exact Debian version that the module accepts as `ensure`."""
-    if not DEBIAN_VERSION_RE.match(value) or value.endswith("-"):
-        raise bad_input(f"invalid Debian version {value!r} (from {origin})",
-                        hint="Use the package's full version, [epoch:]upstream-revision, e.g. 1.4.0-1")
-    return value
+    return validate.check(validate.DEBIAN_VERSION, "Debian version", value, origin)
 
 
 def service_version(project: Path, config: ServiceConfig, environ: Mapping[str, str], runner: Runner = run) -> str:
@@ -155,9 +140,7 @@ def apt_data(location: str | None, key: Path | None) -> dict[str, Any]:
     if location is None or key is None:
         raise bad_input("--apt-location and --apt-key go together",
                         hint="Pass both: the repository URL and its ASCII-armored public key file")
-    if not URL_RE.match(location):
-        raise bad_input(f"invalid APT repository URL {location!r} (from --apt-location)",
-                        hint="Use a URL such as http://apt.example.com/microdeploy/")
+    validate.check(APT_URL, "APT repository URL", location, "--apt-location")
     try:
         text = key.read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:
@@ -250,7 +233,7 @@ def _yaml() -> YAML:
 
 def quoted_key(key: str) -> str:
     """A key written plain when every YAML reader takes it as that string, else single-quoted."""
-    if _PLAIN_KEY_RE.match(key) and key.lower() not in _YAML11_WORDS:
+    if _PLAIN_KEY_RE.fullmatch(key) and key.lower() not in _YAML11_WORDS:
         return key
     quoted: str = SingleQuotedScalarString(key)
     return quoted

@@ -15,12 +15,12 @@ configuration nor a flag can inject Groovy or shell.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from microdeploy.config import NAME_RE, ServiceConfig, load_config
+from microdeploy import validate
+from microdeploy.config import ServiceConfig, load_config
 from microdeploy.errors import bad_input
 from microdeploy.fsutil import atomic_write
 from microdeploy.render import render_file
@@ -31,16 +31,19 @@ CONTROL_REPO_MODES = ("push", "merge-request")
 LIBRARY_FILE = "vars/microdeployPipeline.groovy"
 
 # Jenkins credential ids as its UI creates them: letters, digits, '.', '_', '-'.
-CREDENTIAL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+CREDENTIAL_ID = validate.rule(r"[A-Za-z0-9][A-Za-z0-9._-]*", "a Jenkins credentials id: letters, digits, '.', '_', "
+                              "'-' (as shown in Manage Jenkins » Credentials)", 128)
 # A label expression: labels joined by &&, ||, ! and parentheses.
-AGENT_LABEL_RE = re.compile(r"^[A-Za-z0-9_.:()!&| -]{1,200}$")
-# A git branch name (git check-ref-format), narrowed to the characters branches really use.
-BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/+-]{1,200}(?<![./])(?<!\.lock)$")
-REPO_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+-]*$")
+AGENT_LABEL = validate.rule(r"[A-Za-z0-9_.:()!&| -]+", "a Jenkins label expression: labels of letters, digits, "
+                            "'_', '.', '-' joined by &&, ||, !")
+REPO_PATH = validate.rule(r"/[A-Za-z0-9._/+-]*", "the absolute path of the APT repository on the Jenkins agent, "
+                          "e.g. /srv/apt/microdeploy", 500)
 # An ssh (user@host:path), https://, ssh:// or file:// git URL, or a local path.
-GIT_URL_RE = re.compile(r"^[A-Za-z0-9@:/._~+-]{1,500}$")
-HOST_RE = re.compile(r"^(?!-)[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
-EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$")
+GIT_URL = validate.rule(r"[A-Za-z0-9@:/._~+-]+", "a git URL such as git@git.example.org:ops/control-repo.git or "
+                        "file:///srv/git/control-repo", 500)
+HOST = validate.rule(r"(?!-)[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?", "a host name or address, optionally with :PORT",
+                     260)
+EMAIL = validate.rule(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+", "an e-mail address such as team@example.org", 254)
 GROOVY_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 
 
@@ -119,33 +122,28 @@ def groovy_string(value: str) -> str:
 
 def check_options(options: JenkinsOptions) -> JenkinsOptions:
     """Refuse any option value that is not what Jenkins, git or ssh accept (exit status 2)."""
-    _check("--agent-label", options.agent_label, AGENT_LABEL_RE,
-           "a Jenkins label expression: labels of letters, digits, '_', '.', '-' joined by &&, ||, !")
+    _check("--agent-label", options.agent_label, AGENT_LABEL)
     for flag, branch in (("--release-branch", options.release_branch),
                          ("--control-repo-branch", options.control_repo_branch)):
-        _check(flag, branch, BRANCH_RE, "a git branch name such as 'main' or 'release/1.x' (no spaces)")
-    _check("--repo", options.repo, REPO_PATH_RE,
-           "the absolute path of the APT repository on the Jenkins agent, e.g. /srv/apt/microdeploy")
+        _check(flag, branch, validate.GIT_REF)
+    _check("--repo", options.repo, REPO_PATH)
     for flag, credential in (("--signing-key-credentials", options.signing_key_credentials),
                              ("--signing-passphrase-credentials", options.signing_passphrase_credentials),
                              ("--control-repo-credentials", options.control_repo_credentials),
                              ("--deploy-credentials", options.deploy_credentials)):
-        _check(flag, credential, CREDENTIAL_ID_RE,
-               "a Jenkins credentials id: letters, digits, '.', '_', '-' (as shown in Manage Jenkins » Credentials)")
+        _check(flag, credential, CREDENTIAL_ID)
     if options.control_repo is not None:
-        _check("--control-repo", options.control_repo, GIT_URL_RE,
-               "a git URL such as git@git.example.org:ops/control-repo.git or file:///srv/git/control-repo")
+        _check("--control-repo", options.control_repo, GIT_URL)
     if options.control_repo_mode not in CONTROL_REPO_MODES:
-        raise bad_input(f"invalid --control-repo-mode {options.control_repo_mode!r}",
+        raise bad_input(f"invalid --control-repo-mode {validate.shown(options.control_repo_mode)}",
                         hint=f"Use one of: {', '.join(CONTROL_REPO_MODES)}")
     for host in options.deploy_hosts:
-        _check("--deploy-host", host, HOST_RE, "a host name or address, optionally with :PORT")
+        _check("--deploy-host", host, HOST)
     for email in options.notify_email:
-        _check("--notify-email", email, EMAIL_RE, "an e-mail address such as team@example.org")
+        _check("--notify-email", email, EMAIL)
     for flag, number, low, high in (("--timeout", options.timeout_minutes, 1, 24 * 60),
                                     ("--keep-builds", options.keep_builds, 1, 10_000)):
-        if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
-            raise bad_input(f"invalid {flag} {number!r}", hint=f"Use an integer from {low} to {high}")
+        validate.integer(flag, number, "the command line", low, high)
     return options
 
 
@@ -212,7 +210,7 @@ def library_context() -> dict[str, Any]:
         "library": True,
         "defaults": values,
         "option_names": [key for key, _ in values],
-        "name_pattern": q(NAME_RE.pattern),
+        "name_pattern": q(validate.SERVICE_NAME.pattern.pattern),
         "agent_label": "agentLabel",
         "keep_builds": "keepBuilds",
         "timeout_minutes": "timeoutMinutes",
@@ -289,6 +287,5 @@ def jenkinsfile(
     return JenkinsfileResult(text=text, path=output, form=form)
 
 
-def _check(flag: str, value: str, pattern: re.Pattern[str], allowed: str) -> None:
-    if not isinstance(value, str) or not pattern.match(value):
-        raise bad_input(f"invalid {flag} {value!r}", hint=f"Use {allowed}")
+def _check(flag: str, value: str, spec: validate.Rule) -> None:
+    validate.check(spec, flag, value, "the command line")

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from microdeploy import validate
 from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.fsutil import atomic_write
 from microdeploy.process import Runner, run
@@ -56,10 +57,6 @@ ENDPOINT = "filesystem:microdeploy:."
 LOCK_TIMEOUT = 600.0
 APTLY_TIMEOUT = 600.0
 
-_NAME = re.compile(r"[a-z0-9][a-z0-9.+-]+")
-_VERSION = re.compile(r"(?:[0-9]+:)?[0-9][A-Za-z0-9.+~-]*")
-_ARCH = re.compile(r"[a-z0-9][a-z0-9-]*")
-_SUITE = re.compile(r"[a-z0-9][a-z0-9.-]*")
 _GENERATION = re.compile(r"g([0-9]{6,})")
 
 
@@ -245,10 +242,10 @@ def inspect_deb(path: Path, runner: Runner = run) -> DebFile:
                         hint="Rebuild it with `microdeploy build` (or dpkg-deb --build)")
     values = parse_fields(fields.stdout)
     package = PackageRef(values.get("Package", ""), values.get("Version", ""), values.get("Architecture", ""))
-    for what, value, pattern in (("package name", package.name, _NAME), ("version", package.version, _VERSION),
-                                 ("architecture", package.architecture, _ARCH)):
-        if not pattern.fullmatch(value):
-            raise bad_input(f"invalid {what} {value!r} in {path}", hint="Fix the package's control file and rebuild")
+    for what, value, spec in (("package name", package.name, validate.PACKAGE_NAME),
+                              ("version", package.version, validate.DEBIAN_VERSION),
+                              ("architecture", package.architecture, validate.ARCHITECTURE)):
+        validate.check(spec, what, value, str(path))
     return DebFile(path, package, sha256_of(path), path.stat().st_size)
 
 
@@ -297,13 +294,16 @@ def sha256_of(path: Path) -> str:
 
 def check_settings(settings: PublishSettings) -> None:
     """Refuse bad distribution/component names and --keep values before anything is touched."""
-    for what, value in (("distribution", settings.dist), ("component", settings.component)):
-        if not _SUITE.fullmatch(value):
-            raise bad_input(f"invalid {what} {value!r}", hint="Use lower-case letters, digits, dots and dashes")
-    if settings.keep < 1:
-        raise bad_input(f"invalid --keep {settings.keep}", hint="Keep at least 1 version of each package")
+    check_suite(settings.dist, settings.component)
+    validate.integer("--keep", settings.keep, "the command line", 1, 10_000)
     if settings.repo.exists() and not settings.repo.is_dir():
         raise bad_input(f"repository {settings.repo} is not a directory", hint="Pass a directory with --repo")
+
+
+def check_suite(dist: str, component: str) -> None:
+    """Refuse a distribution or component that is not one path segment of dists/ (publish and serve)."""
+    validate.check(validate.SUITE, "distribution", dist, "--dist")
+    validate.check(validate.COMPONENT, "component", component, "--component")
 
 
 # --- planning (pure) --------------------------------------------------------

@@ -34,7 +34,7 @@ def call(Map args = [:]) {
         error "microdeployPipeline: unknown option(s) ${unknown.join(', ')}; use ${cfg.keySet().join(', ')}, onFailure"
     }
     cfg.putAll(args)
-    if (!(cfg.name instanceof String && cfg.name ==~ '^[a-z][a-z0-9-]*[a-z0-9]\$')) {
+    if (!(cfg.name instanceof String && cfg.name ==~ '[a-z][a-z0-9-]*[a-z0-9]')) {
         error "microdeployPipeline: invalid name '${cfg.name}'; pass name: 'the-service' (lowercase letters, digits, '-')"
     }
     if (!(cfg.controlRepoMode in ['push', 'merge-request'])) {

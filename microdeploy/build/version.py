@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from packaging.version import InvalidVersion, Version
 
+from microdeploy import validate
 from microdeploy.errors import bad_input
-
-DEBIAN_REVISION_RE = re.compile(r"^[0-9][A-Za-z0-9.+~]*$")
 
 
 @dataclass(frozen=True)
@@ -69,12 +67,8 @@ def upstream_version(project_version: str | None, git: GitState | None) -> str:
 def debian_revision(revision: str | None, build_number: str | None) -> str:
     """The Debian revision: --revision, else the CI's BUILD_NUMBER, else 1."""
     value = revision or build_number or "1"
-    if not DEBIAN_REVISION_RE.match(value):
-        raise bad_input(
-            f"invalid Debian revision {value!r} (from {'--revision' if revision else 'BUILD_NUMBER'})",
-            hint="Use digits, optionally with '.', '+' or '~' (e.g. 42)",
-        )
-    return value
+    return validate.check(validate.DEBIAN_REVISION, "Debian revision", value,
+                          "--revision" if revision else "BUILD_NUMBER" if build_number else "the default")
 
 
 def full_version(upstream: str, revision: str) -> str:

@@ -148,10 +148,10 @@ def test_groovy_string_quotes_everything(value: str, literal: str) -> None:
 
 
 def test_description_from_config_is_quoted() -> None:
-    """A description with quotes and `${...}` lands in the input message as an inert literal."""
-    config = service(description="Bob's ${'evil'} \\ api")
+    """A description with quotes, `$` and a backslash lands in the input message as an inert literal."""
+    config = service(description="Bob's $'evil' \\ api")
     text = render_jenkinsfile(config, FULL)
-    assert "message 'Deploy orders-api (Bob\\'s \\${\\'evil\\'} \\\\ api) to app1.example.org," in text
+    assert "message 'Deploy orders-api (Bob\\'s \\$\\'evil\\' \\\\ api) to app1.example.org," in text
 
 
 def test_rendering_is_deterministic() -> None:
