@@ -64,7 +64,7 @@ def run_harness(tmp: Path, scenarios: list[dict[str, Any]]) -> dict[str, dict[st
 
 
 def service() -> ServiceConfig:
-    return validate({"name": ("orders-api", "NAME"), "description": ("Bob's ${orders} \\ api", "description")})
+    return validate({"name": ("orders-api", "NAME"), "description": ("Bob's $orders \\ api", "description")})
 
 
 def stages(run: dict[str, Any]) -> dict[str, str]:
@@ -242,7 +242,7 @@ def test_deploy_waits_for_approval(runs: dict[str, dict[str, Any]], form: str) -
     assert prompt["message"].startswith("Deploy orders-api")
     assert "app1.example.org,app2.example.org" in prompt["message"]
     if form == "full":
-        assert "(Bob's ${orders} \\ api)" in prompt["message"]
+        assert "(Bob's $orders \\ api)" in prompt["message"]
     (deploy,) = events(run, "sh", "Deploy")
     assert 'microdeploy deploy "$MD_NAME" --version "$MD_VERSION"' in deploy["script"]
     assert deploy["env"]["MD_VERSION"] == "1.0.0-1"
