@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 import click
 
 from microdeploy import __version__
-from microdeploy.build.core import BACKENDS, BuildSettings, build
+from microdeploy.build.pipeline import build
+from microdeploy.build.release.settings import BACKENDS, BuildSettings
 from microdeploy.config import (
     COMPRESSION_LEVELS,
     DEFAULT_PORT,

@@ -24,8 +24,8 @@ from ruamel.yaml.scalarstring import LiteralScalarString, SingleQuotedScalarStri
 from ruamel.yaml.tokens import CommentToken
 
 from microdeploy import validate
-from microdeploy.build.source import git_state
-from microdeploy.build.version import debian_revision, full_version, upstream_version
+from microdeploy.build.release.source import git_state
+from microdeploy.build.release.version import debian_revision, full_version, upstream_version
 from microdeploy.config import ServiceConfig, Settings, load_config
 from microdeploy.errors import bad_input
 from microdeploy.fsutil import atomic_write

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from microdeploy.build.core import BuildResult, BuildSettings, build
+from microdeploy.build.output import BuildResult
+from microdeploy.build.pipeline import build
+from microdeploy.build.release.settings import BuildSettings
 from microdeploy.config import validate
 from microdeploy.scaffold import scaffold
 

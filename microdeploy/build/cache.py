@@ -1,32 +1,10 @@
-"""What builds share: the cache directory, and the services' dependency layers in it.
-
-A dependency layer is a finished venv of a service without the service
-itself, saved by the first build (debian/uv-pip) and restored by the next
-(debian/make-venv) when nothing that decides the dependencies changed. An
-app-only change then costs one project install instead of a venv.
-"""
+"""The cache directory every build shares, and how its entries are dropped."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import re
 import shutil
-import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-LAYERS_KEPT = 8
-# Files whose whole text decides the dependencies when pyproject.toml does not
-# declare them statically (setup.py projects, dynamic dependencies).
-DECLARATION_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
-REQUIREMENTS_FILE = "requirements.txt"  # dh_virtualenv installs it first when present
-# Where packages come from changes what is installed.
-INDEX_VARIABLES = ("UV_DEFAULT_INDEX", "UV_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS")
-# A requirements file line naming another file whose requirements or constraints apply too.
-INCLUDE_RE = re.compile(r"^\s*(?:-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+)(?P<path>\S+)")
 
 
 def cache_root(environ: Mapping[str, str]) -> Path:
@@ -35,98 +13,6 @@ def cache_root(environ: Mapping[str, str]) -> Path:
         return Path(environ["MICRODEPLOY_CACHE_DIR"])
     base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".cache")
     return Path(base) / "microdeploy"
-
-
-def pyproject_data(project: Path) -> dict[str, Any]:
-    """The project's pyproject.toml, parsed ({} without one)."""
-    pyproject = project / "pyproject.toml"
-    return tomllib.loads(pyproject.read_text(encoding="utf-8")) if pyproject.is_file() else {}
-
-
-def static_dependencies(data: dict[str, Any]) -> bool:
-    """Whether a parsed pyproject.toml lists the project's dependencies itself (not `dynamic`, not from setup.py).
-
-    Then the layer key holds them, and a restored layer has every dependency
-    the project's wheel declares.
-    """
-    table = data.get("project", {})
-    dynamic = table.get("dynamic", [])
-    return bool(table) and "dependencies" not in dynamic and "optional-dependencies" not in dynamic
-
-
-def dependency_declarations(project: Path) -> dict[str, str]:
-    """What decides the project's dependencies, as text; a version bump or code change is not in it."""
-    found: dict[str, str] = {}
-    data = pyproject_data(project)
-    if static_dependencies(data):
-        table = data["project"]
-        static = {
-            "dependencies": table.get("dependencies", []),
-            "optional-dependencies": table.get("optional-dependencies", {}),
-            "requires-python": table.get("requires-python"),
-            "build-system": data.get("build-system", {}),
-            "tool.uv": data.get("tool", {}).get("uv", {}),
-        }
-        found["pyproject.toml"] = json.dumps(static, sort_keys=True)
-    else:
-        for name in DECLARATION_FILES:
-            if (project / name).is_file():
-                found[name] = (project / name).read_text(encoding="utf-8", errors="replace")
-    # uv installs what requirements.txt pulls in but never removes what it stops pulling in.
-    for path, text in requirement_files(project / REQUIREMENTS_FILE):
-        found[label(project, path)] = text
-    return found
-
-
-def requirement_files(first: Path) -> Iterator[tuple[Path, str]]:
-    """A requirements file and every file it includes (-r, -c), relative to the including one; each once."""
-    pending, seen = [first], set()
-    while pending:
-        path = Path(os.path.normpath(pending.pop(0)))
-        if path in seen or not path.is_file():
-            continue
-        seen.add(path)
-        text = path.read_text(encoding="utf-8", errors="replace")
-        yield path, text
-        for line in text.splitlines():
-            match = INCLUDE_RE.match(line)
-            if match and "://" not in match["path"]:
-                pending.append(path.parent / match["path"])
-
-
-def label(project: Path, path: Path) -> str:
-    """`path` relative to the project when it is inside it, else absolute."""
-    try:
-        return path.relative_to(project).as_posix()
-    except ValueError:
-        return str(path)
-
-
-def layer_key(
-    project: Path, *, name: str, python_minor: str, wsgi_server: str, uv_version: str, environ: Mapping[str, str]
-) -> str:
-    """A name for the dependency layer that changes whenever the installed dependencies could."""
-    inputs = {
-        "declarations": dependency_declarations(project),
-        "python": python_minor,
-        "wsgi_server": wsgi_server,
-        "uv": uv_version,
-        "index": {key: environ[key] for key in INDEX_VARIABLES if key in environ},
-    }
-    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
-    return f"{name}-py{python_minor}-{digest[:16]}"
-
-
-def prepare_layer(root: Path, key: str, *, refresh: bool) -> Path:
-    """The directory of the layer `key` (used now, so it is kept); emptied with `refresh`; old ones pruned."""
-    layers = root / "layers"
-    layer = layers / key
-    if refresh:
-        shutil.rmtree(layer, ignore_errors=True)
-    layer.mkdir(parents=True, exist_ok=True)
-    os.utime(layer)
-    prune_oldest(layers, keep=LAYERS_KEPT)
-    return layer
 
 
 def prune_oldest(directory: Path, keep: int) -> list[Path]:

@@ -1,151 +1,98 @@
-"""The dh-virtualenv backend: dpkg-buildpackage over a rendered build tree."""
+"""The dh-virtualenv backend: a service's venv, unit and maintainer scripts in one .deb.
+
+The build copies the project into a build tree, renders debian/ beside it,
+starts the fast path's work on the other core (fastpath/), and runs
+dpkg-buildpackage (dpkg.py) over the tree.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import shutil
+import tempfile
+import time
+from dataclasses import replace
 from pathlib import Path
 
+from microdeploy.build.debiandir.context import WSGI_SERVER, BuildFacts, debian_context
+from microdeploy.build.debiandir.tree import SOURCE_SUBDIR, copy_source, render_debian
+from microdeploy.build.dpkg import collect, dpkg_buildpackage
+from microdeploy.build.fastpath.installer import choose_installer
+from microdeploy.build.output import BuildResult, output_directory, publish_artifacts
+from microdeploy.build.release import source
+from microdeploy.build.release.plan import Release, release
+from microdeploy.build.release.settings import BuildSettings
+from microdeploy.config import ServiceConfig, load_config
 from microdeploy.errors import MicrodeployError
-from microdeploy.process import Result, Runner, output_tail, require_tools, run
+from microdeploy.process import Runner, run
 
 log = logging.getLogger(__name__)
 
-BUILD_TOOLS = ("dpkg-buildpackage", "dpkg-checkbuilddeps", "dh", "dh_virtualenv", "fakeroot")
-# Lines of a failed build that say why; the rest is debhelper chatter.
-# pip's words and uv's ("No solution found", its "cause:" and "help:" lines).
-REASON_RE = re.compile(
-    r"(ERROR|error:|Error:|Unmet build dependencies|No matching distribution|Could not find a version"
-    r"|ResolutionImpossible|No solution found|^\s*(cause|help|hint):|conflict|not found|No such file"
-    r"|ModuleNotFoundError|uv-pip:)",
-)
-RESOLUTION_FAILURES = ("No matching distribution", "ResolutionImpossible", "No solution found")
-# Variables of the caller's Python that must not leak into the build's interpreters.
-SCRUBBED = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "CONDA_PREFIX")
 
-
-@dataclass(frozen=True)
-class Artifacts:
-    """The files dpkg-buildpackage produced."""
-
-    deb: Path
-    buildinfo: Path
-    changes: Path
-
-
-def build_environment(environ: Mapping[str, str], epoch: int) -> dict[str, str]:
-    """The environment of dpkg-buildpackage: system tools first, reproducible, no dbgsym."""
-    env = {key: value for key, value in environ.items() if key not in SCRUBBED}
-    env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"  # never a pyenv or venv python
-    env["SOURCE_DATE_EPOCH"] = str(epoch)
-    # parallel= is set by dpkg-buildpackage from --jobs (build_jobs).
-    env["DEB_BUILD_OPTIONS"] = " ".join(["noautodbgsym", "nocheck", environ.get("DEB_BUILD_OPTIONS", "")]).strip()
-    env["LC_ALL"] = "C.UTF-8"
-    env["TZ"] = "UTC"
-    return env
-
-
-def build_jobs(environ: Mapping[str, str]) -> str:
-    """dpkg-buildpackage's --jobs: the caller's DEB_BUILD_OPTIONS parallel=N (the last one), else auto.
-
-    --jobs replaces parallel= in DEB_BUILD_OPTIONS, so passing auto would
-    override a caller who asked for a serial build with parallel=1.
-    """
-    asked = re.findall(r"(?:^|\s)parallel=(\d+)(?=\s|$)", environ.get("DEB_BUILD_OPTIONS", ""))
-    return asked[-1] if asked and int(asked[-1]) > 0 else "auto"
-
-
-def dpkg_buildpackage(
-    tree: Path, environ: Mapping[str, str], epoch: int, runner: Runner = run,
-    after_binary: Callable[[], None] | None = None,
-) -> None:
-    """Build the binary package of `tree`, its .buildinfo and .changes; raise with the relevant lines if it fails.
-
-    dpkg-buildpackage sets up the build environment and runs `debian/rules
-    binary` (--rules-target); then dpkg's own generators write the .buildinfo
-    and .changes, with the names and contents a whole dpkg-buildpackage run
-    gives them, while dpkg-checkbuilddeps checks the build dependencies. What
-    is left out is `dpkg-source --before-build` and `--after-build`: with no
-    patches in the rendered debian/ they have nothing to do, and they cost
-    0.15 s a build.
-    `after_binary` is called once the .deb is there, before the generators.
-    """
-    require_tools(*BUILD_TOOLS)
-    env = build_environment(environ, epoch)
-
-    def check_builddeps() -> Result:
-        return runner(["dpkg-checkbuilddeps"], cwd=tree, env=env, inherit_env=False, check=False)
-
-    argv = ["dpkg-buildpackage", "--rules-target=binary", "--no-sign", "--no-check-builddeps",
-            f"--jobs={build_jobs(environ)}"]
-    built = runner(argv, cwd=tree, env=env, inherit_env=False, check=False)
-    if built.returncode != 0:
-        # Unmet build dependencies are the error to report, not what they broke.
-        raise_if_failed(check_builddeps(), "dpkg-checkbuilddeps")
-    raise_if_failed(built, "dpkg-buildpackage")
-    # The build dependencies are checked now (--no-check-builddeps above),
-    # beside dpkg-genbuildinfo, which leaves the other core idle: before the
-    # build they took 0.05 s of CPU when both cores were busy. Unmet ones are
-    # still the error reported, and nothing reaches the output directory.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dpkg-checkbuilddeps") as beside:
-        checked = beside.submit(check_builddeps)
-        try:
-            if after_binary is not None:
-                after_binary()
-            run_build_step(["dpkg-genbuildinfo", "--build=binary"], tree, env, "dpkg-genbuildinfo", runner)
-            buildinfo = sorted(tree.parent.glob("*.buildinfo"))
-            if len(buildinfo) != 1:
-                raise MicrodeployError(f"dpkg-genbuildinfo left {len(buildinfo)} .buildinfo files in {tree.parent}")
-            run_build_step(["dpkg-genchanges", "--build=binary", f"-O../{buildinfo[0].stem}.changes"], tree, env,
-                           "dpkg-genchanges", runner)
-        finally:
-            raise_if_failed(checked.result(), "dpkg-checkbuilddeps")
-
-
-def run_build_step(argv: Sequence[str], cwd: Path, env: Mapping[str, str], what: str, runner: Runner = run) -> None:
-    """Run one step of a package build in `env` alone; raise with the lines that say why if it fails."""
-    raise_if_failed(runner(argv, cwd=cwd, env=env, inherit_env=False, check=False), what)
-
-
-def raise_if_failed(result: Result, what: str) -> None:
-    """Log a build step's output; raise with the lines that say why if it failed."""
-    output = result.stdout + "\n" + result.stderr
-    log.debug("%s output:\n%s", what, output)
-    if result.returncode != 0:
+def python_minor(config: ServiceConfig, runner: Runner = run) -> str:
+    """The X.Y of the system interpreter the venv is built with (never a pyenv or venv one)."""
+    interpreter = Path("/usr/bin") / config.python
+    if not interpreter.exists():
         raise MicrodeployError(
-            f"{what} failed (exit status {result.returncode}):\n{relevant_lines(output)}",
-            hint=failure_hint(output),
+            f"python interpreter {interpreter} not found (from python {config.python!r})",
+            hint=f"Install it: sudo apt-get install {config.python} {config.python}-venv",
         )
+    # Debian's python3 is a link to python3.X: no need to start it to ask.
+    named = re.fullmatch(r"python(\d+\.\d+)", interpreter.resolve().name)
+    if named:
+        return named.group(1)
+    code = "import sys; print('%d.%d' % sys.version_info[:2])"
+    return runner([str(interpreter), "-c", code]).stdout.strip()
 
 
-def relevant_lines(output: str, limit: int = 20) -> str:
-    """The lines of a build log that explain a failure, else its tail."""
-    lines = [line for line in output.splitlines() if REASON_RE.search(line)]
-    chosen = "\n".join(lines[-limit:]) if lines else output_tail(output, limit)
-    return "\n".join(f"    {line}" for line in chosen.splitlines())
+def plan(settings: BuildSettings, runner: Runner = run) -> tuple[ServiceConfig, BuildFacts, Release]:
+    """Validate everything and decide the version before any file is written."""
+    project = settings.project.resolve() if settings.project.exists() else settings.project
+    source.check_installable(project)
+    config = load_config(project, settings.overrides)
+    source.check_app(project, config.app)
+    made = release(project, config, settings, runner)
+    facts = BuildFacts(
+        upstream=made.upstream,
+        version=made.version,
+        python_minor=python_minor(config, runner),
+        distribution=made.distribution,
+        epoch=made.epoch,
+        license_name=source.project_license(project),
+        keep_installers=settings.keep_installers,
+    )
+    return config, facts, made
 
 
-def failure_hint(output: str) -> str:
-    """What to do about the most common build failures."""
-    if "Unmet build dependencies" in output:
-        return "Install the missing build dependencies with apt-get, or fix build_depends"
-    if any(words in output for words in RESOLUTION_FAILURES):
-        return "Fix the project's dependencies so that the installer (uv or pip) can resolve them"
-    return "Run with --debug and read the full dpkg-buildpackage output above"
-
-
-def collect(directory: Path, package: str, source: str | None = None) -> Artifacts:
-    """The .deb of `package`, and the .buildinfo and .changes of the binary build of `source` (default: package)."""
-
-    def one(pattern: str) -> Path:
-        # stdeb also leaves the _source.buildinfo/.changes of a source build: not ours.
-        found = [path for path in sorted(directory.glob(pattern)) if not path.stem.endswith("_source")]
-        if len(found) != 1:
-            raise MicrodeployError(f"expected one {pattern} in {directory}, found {len(found)}")
-        return found[0]
-
-    source = source or package
-    return Artifacts(one(f"{package}_*.deb"), one(f"{source}_*.buildinfo"), one(f"{source}_*.changes"))
+def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
+    """Build the service's .deb and put it with its .buildinfo and .changes into the output directory."""
+    started = time.monotonic()
+    config, facts, made = plan(settings, runner)
+    out = output_directory(settings)
+    log.info("building %s %s", config.name, facts.version)
+    installer = choose_installer(
+        settings.project, name=config.name, python_minor=facts.python_minor, wsgi_server=WSGI_SERVER,
+        environ=settings.environ, refresh_layer=settings.refresh_deps, runner=runner,
+    )
+    facts = replace(facts, installer=installer.kind)
+    work = Path(tempfile.mkdtemp(prefix=f"microdeploy-{config.name}.", dir=settings.work_dir))
+    try:
+        tree = work / f"{config.name}-{facts.upstream.replace(':', '_')}"
+        copy_source(settings.project, tree / SOURCE_SUBDIR)
+        beside = replace(installer.start_beside(work, tree / SOURCE_SUBDIR, config.name,
+                                                f"/usr/bin/python{facts.python_minor}", runner),
+                         staged=tree / "debian" / config.name)
+        # The rendered debian/ is cached with the installer's other caches (uv's; pip's build uses none).
+        render_debian(tree, debian_context(config, facts), made.changelog,
+                      cache=installer.cache_root / "debian" if installer.cache_root is not None else None)
+        log.info("dpkg-buildpackage (dh-virtualenv) in %s", tree)
+        try:
+            dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner,
+                              after_binary=beside.after_binary)
+        finally:
+            beside.join()
+        artifacts = publish_artifacts(collect(tree.parent, config.name), out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return BuildResult.of(config.name, facts.version, artifacts, started)

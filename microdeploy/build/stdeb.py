@@ -23,11 +23,13 @@ from typing import Any
 
 from debian.deb822 import Deb822
 
-from microdeploy.build import source
-from microdeploy.build.context import copyright_context
-from microdeploy.build.core import BuildResult, BuildSettings, output_directory, publish_artifacts, release
-from microdeploy.build.dhvirtualenv import Artifacts, build_environment, build_jobs, collect, run_build_step
-from microdeploy.build.tree import copy_source, date_tree
+from microdeploy.build.debiandir.context import copyright_context
+from microdeploy.build.debiandir.tree import copy_source, date_tree
+from microdeploy.build.dpkg import Artifacts, build_environment, build_jobs, collect, run_build_step
+from microdeploy.build.output import BuildResult, output_directory, publish_artifacts
+from microdeploy.build.release import source
+from microdeploy.build.release.plan import release
+from microdeploy.build.release.settings import BuildSettings
 from microdeploy.config import ServiceConfig, load_config, read_project_file
 from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.fsutil import atomic_write

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from microdeploy.build.core import BuildResult, BuildSettings, build
+from microdeploy.build.output import BuildResult
+from microdeploy.build.pipeline import build
+from microdeploy.build.release.settings import BuildSettings
 from tests.packages import EPOCH
 from tests.qa import deb_members, xz_dictionaries
 

@@ -7,17 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from microdeploy.build import background
-from microdeploy.build.cache import (
-    cache_root,
+from microdeploy.build.cache import cache_root, prune_oldest
+from microdeploy.build.fastpath import jobs
+from microdeploy.build.fastpath.installer import Installer, choose_installer, find_uv, uv_version
+from microdeploy.build.fastpath.layer import (
     dependency_declarations,
     layer_key,
     prepare_layer,
-    prune_oldest,
     pyproject_data,
     static_dependencies,
 )
-from microdeploy.build.installer import Installer, choose_installer, find_uv, uv_version
 from microdeploy.process import Result
 
 PYPROJECT = """\
@@ -145,7 +144,7 @@ def test_prepare_layer_refresh_empties_it_and_prune_keeps_the_newest(tmp_path: P
 
 def test_without_uv_the_build_uses_pip_and_no_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No uv anywhere: dh-virtualenv's pip, no environment for the helper scripts."""
-    monkeypatch.setattr("microdeploy.build.installer.find_uv", lambda environ: None)
+    monkeypatch.setattr("microdeploy.build.fastpath.installer.find_uv", lambda environ: None)
     runner = FakeRunner()
     installer = choose_installer(project(tmp_path), name="orders-api", python_minor="3.11",
                                  wsgi_server="gunicorn", environ={}, runner=runner)
@@ -155,7 +154,8 @@ def test_without_uv_the_build_uses_pip_and_no_cache(tmp_path: Path, monkeypatch:
 
 
 def test_with_uv_the_environment_names_uv_its_cache_the_layer_and_the_wheel(tmp_path: Path) -> None:
-    """uv from $MICRODEPLOY_UV; its cache and the layer under the cache root; the prebuilt wheel's directory."""
+    """uv from $MICRODEPLOY_UV with its install settings; its cache and the layer under the cache root; the prebuilt
+    wheel's directory."""
     runner = FakeRunner()
     environ = {"MICRODEPLOY_UV": "/opt/uv", "MICRODEPLOY_CACHE_DIR": str(tmp_path / "cache")}
     (tmp_path / "p").mkdir()
@@ -169,6 +169,8 @@ def test_with_uv_the_environment_names_uv_its_cache_the_layer_and_the_wheel(tmp_
         "UV_NO_PROGRESS": "1",
         "UV_PYTHON_DOWNLOADS": "never",
         "UV_SYSTEM_CERTS": "1",
+        "UV_LINK_MODE": "copy",
+        "UV_COMPILE_BYTECODE": "0",
         "MICRODEPLOY_UV": "/opt/uv",
         "UV_CACHE_DIR": str(tmp_path / "cache" / "uv"),
         "MICRODEPLOY_SHLIBDEPS_CACHE": str(tmp_path / "cache" / "shlibdeps"),
@@ -226,7 +228,7 @@ def test_a_failed_background_job_reports_failure(tmp_path: Path) -> None:
     def broken() -> int:
         raise OSError("disk full")
 
-    background.start("broken", tmp_path / "job", broken).join(timeout=10)
+    jobs.start("broken", tmp_path / "job", broken).join(timeout=10)
     assert (tmp_path / "job" / "returncode").read_text() == "1\n"
 
 
@@ -235,7 +237,7 @@ def install_beside(tmp_path: Path, layer: Path, **options: object) -> tuple[tupl
     wheel_dir = tmp_path / "wheel"
     wheel_dir.mkdir()
     (wheel_dir / "orders_api-1.0-py3-none-any.whl").write_bytes(b"")
-    wheel_job = background.start("wheel", wheel_dir, lambda: 0)
+    wheel_job = jobs.start("wheel", wheel_dir, lambda: 0)
     runner = FakeRunner()
     installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=layer, **options)  # type: ignore[arg-type]
     job = installer.start_layer_copy(tmp_path / "copy", (wheel_job, wheel_dir), runner)
@@ -272,7 +274,7 @@ def test_layer_copy_leaves_the_install_to_the_build_when_the_wheel_failed(tmp_pa
     """A failed wheel build: the layer is still copied, nothing is installed, `installed` is absent."""
     layer = tmp_path / "cache" / "layers" / "k"
     (layer / "venv").mkdir(parents=True)
-    wheel_job = background.start("wheel", tmp_path / "wheel", lambda: 1)
+    wheel_job = jobs.start("wheel", tmp_path / "wheel", lambda: 1)
     runner = FakeRunner()
     installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=layer)
     job = installer.start_layer_copy(tmp_path / "copy", (wheel_job, tmp_path / "wheel"), runner)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from microdeploy.build.changelog import render_changelog
-from microdeploy.build.context import BuildFacts, debian_context
-from microdeploy.build.tree import render_debian
+from microdeploy.build.debiandir.context import BuildFacts, debian_context
+from microdeploy.build.debiandir.tree import render_debian
+from microdeploy.build.release.changelog import render_changelog
 from microdeploy.config import validate
 
 FACTS = BuildFacts(upstream="1.0", version="1.0-1", python_minor=f"{sys.version_info[0]}.{sys.version_info[1]}",

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from microdeploy.build import source
-from microdeploy.build.dhvirtualenv import build_environment, dpkg_buildpackage, relevant_lines
+from microdeploy.build.dpkg import build_environment, dpkg_buildpackage, relevant_lines
+from microdeploy.build.release import source
 from microdeploy.errors import MicrodeployError
 from microdeploy.process import Result
 
@@ -94,7 +94,7 @@ def test_build_environment_scrubs_the_callers_python() -> None:
 
 def test_dpkg_buildpackage_argv_and_failure_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The exact dpkg-buildpackage command; a failure quotes the lines that say why, and nothing else runs."""
-    monkeypatch.setattr("microdeploy.build.dhvirtualenv.require_tools", lambda *tools: None)
+    monkeypatch.setattr("microdeploy.build.dpkg.require_tools", lambda *tools: None)
     runner = FakeRunner({"dpkg-buildpackage": (2, "noise\nERROR: No matching distribution found for nope\nmore")})
     with pytest.raises(MicrodeployError) as info:
         dpkg_buildpackage(tmp_path / "tree", {}, 1234, runner)
@@ -113,7 +113,7 @@ def test_unmet_build_dependencies_are_the_error_whether_or_not_the_build_went_th
 ) -> None:
     """dpkg-checkbuilddeps runs after the build (beside the generators), or at once when the build failed; when
     it fails, its line and the apt hint are the error."""
-    monkeypatch.setattr("microdeploy.build.dhvirtualenv.require_tools", lambda *tools: None)
+    monkeypatch.setattr("microdeploy.build.dpkg.require_tools", lambda *tools: None)
     unmet = "dpkg-checkbuilddeps: error: Unmet build dependencies: libpq-dev"
     answers = {"dpkg-checkbuilddeps": (1, unmet)}
     if build_fails:
@@ -133,7 +133,7 @@ def test_dpkg_buildpackage_then_buildinfo_then_changes_named_after_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After debian/rules binary, dpkg-genbuildinfo, then dpkg-genchanges writing the .changes beside the .buildinfo."""
-    monkeypatch.setattr("microdeploy.build.dhvirtualenv.require_tools", lambda *tools: None)
+    monkeypatch.setattr("microdeploy.build.dpkg.require_tools", lambda *tools: None)
 
     class WritesBuildinfo(FakeRunner):
         def __call__(self, argv: Sequence[str], **kwargs: Any) -> Result:

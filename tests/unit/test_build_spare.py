@@ -8,8 +8,8 @@ import os
 import threading
 from pathlib import Path
 
-from microdeploy.build import background, spare
-from microdeploy.build.installer import Beside
+from microdeploy.build.fastpath import jobs, spare
+from microdeploy.build.fastpath.installer import Beside
 from tests.unit.test_build_cache import install_beside
 
 
@@ -95,6 +95,6 @@ def test_idle_work_runs_at_the_lowest_priority_on_its_own_thread() -> None:
         seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
 
     before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    background.start_idle("later", later).join(timeout=10)
+    jobs.start_idle("later", later).join(timeout=10)
     assert seen == [19]
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before

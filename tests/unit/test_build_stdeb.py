@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from microdeploy.build import stdeb
-from microdeploy.build.core import BuildSettings, build
+from microdeploy.build.pipeline import build
+from microdeploy.build.release.settings import BuildSettings
 from microdeploy.cli import main
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
 from microdeploy.process import Result

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from debian.changelog import Changelog
 
-from microdeploy.build.changelog import render_changelog
-from microdeploy.build.context import BuildFacts, debian_context
-from microdeploy.build.tree import RENDERED_KEPT, date_tree, render_debian, rendering_key
+from microdeploy.build.debiandir.context import BuildFacts, debian_context
+from microdeploy.build.debiandir.tree import RENDERED_KEPT, date_tree, render_debian, rendering_key
+from microdeploy.build.release.changelog import render_changelog
 from microdeploy.config import validate
 
 FACTS = BuildFacts(upstream="1.4.0", version="1.4.0-3", python_minor="3.11", distribution="bookworm",
@@ -65,7 +65,7 @@ Description: Orders of the shop
 
 
 def test_rendered_files_and_modes(tmp_path: Path) -> None:
-    """Every debian/ file is there; rules and the build's helper scripts are executable; no README leaks in."""
+    """Every debian/ file is there; rules and the scripts it runs are executable; no README leaks in."""
     debian = render(tmp_path)
     names = sorted(p.relative_to(debian).as_posix() for p in debian.rglob("*") if p.is_file())
     assert names == [
@@ -74,8 +74,10 @@ def test_rendered_files_and_modes(tmp_path: Path) -> None:
         "orders-api.postrm", "orders-api.prerm", "orders-api.service", "orders-api.triggers", "rules",
         "source/format", "uv-pip",
     ]
-    for script in ("rules", "finalize-venv", "make-venv", "uv-pip", "cached-shlibdeps"):
+    for script in ("rules", "finalize-venv", "make-venv", "cached-shlibdeps"):
         assert (debian / script).stat().st_mode & 0o111, script
+    # uv-pip is read by make-venv and run by the venv's python, not executed itself.
+    assert not (debian / "uv-pip").stat().st_mode & 0o111
 
 
 def test_unit_runs_gunicorn_as_the_service_user_without_capabilities(tmp_path: Path) -> None:

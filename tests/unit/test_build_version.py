@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from debian.debian_support import Version as DebianVersion
 
-from microdeploy.build.version import GitState, debian_revision, debian_upstream, upstream_version
+from microdeploy.build.release.version import GitState, debian_revision, debian_upstream, upstream_version
 from microdeploy.errors import MicrodeployError
 
 

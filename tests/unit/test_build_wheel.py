@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from microdeploy.build.wheel import LEGACY_REQUIRES, ProjectWheel, build_requirements, source_digest
+from microdeploy.build.fastpath.wheel import LEGACY_REQUIRES, ProjectWheel, build_requirements, source_digest
 from microdeploy.process import Result
 
 

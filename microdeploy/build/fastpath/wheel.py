@@ -4,7 +4,7 @@ It is built on the other core while dpkg-buildpackage gets going, in a build
 environment kept in the cache (its build-system requirements installed once,
 instead of an isolated environment per build), and kept by a digest of the
 source: rebuilding an unchanged commit installs the wheel made last time.
-debian/uv-pip waits for its status (see background.py) and installs the
+debian/uv-pip waits for its status (see jobs.py) and installs the
 wheel; when there is none it installs the source, which reports a broken
 project the usual way.
 """
@@ -19,8 +19,9 @@ import threading
 import tomllib
 from pathlib import Path
 
-from microdeploy.build import background
 from microdeploy.build.cache import prune_oldest
+from microdeploy.build.fastpath import jobs
+from microdeploy.build.fastpath.contract import UV_CACHE_VAR, UV_SETTINGS
 from microdeploy.errors import MicrodeployError
 from microdeploy.fsutil import staged_directory
 from microdeploy.process import Runner, run
@@ -32,9 +33,6 @@ WHEELS_KEPT = 4  # per service: the last few commits
 BUILD_ENV_FORMAT = 2
 # PEP 517's fallback for projects without [build-system].
 LEGACY_REQUIRES = ("setuptools>=40.8.0", "wheel")
-# Every uv run of a build: no progress bars, never a downloaded Python, and the
-# system's certificate store (a TLS-inspecting proxy's CA is there, not in uv's own).
-UV_ENV = {"UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never", "UV_SYSTEM_CERTS": "1"}
 
 
 def source_digest(source: Path, salt: str) -> str:
@@ -60,7 +58,7 @@ def build_requirements(source: Path) -> list[str]:
 
 
 class ProjectWheel:
-    """Builds (or finds) one project's wheel for one build, in the background."""
+    """Builds (or finds) one project's wheel for one build, in the jobs."""
 
     def __init__(self, *, uv: str, cache: Path, name: str, python: str, runner: Runner = run) -> None:
         self.uv = uv
@@ -68,12 +66,12 @@ class ProjectWheel:
         self.name = name
         self.python = python
         self.runner = runner
-        self.env = {**UV_ENV, "UV_CACHE_DIR": str(cache / "uv")}
+        self.env = {**UV_SETTINGS, UV_CACHE_VAR: str(cache / "uv")}
         self.to_keep: tuple[Path, Path] | None = None  # a wheel built now, and where keep() saves it
 
     def start(self, source: Path, wheel_dir: Path) -> threading.Thread:
-        """Put the wheel into `wheel_dir` on another thread; `returncode` says how it ended."""
-        return background.start("project-wheel", wheel_dir, lambda: self._produce(source, wheel_dir))
+        """Put the wheel into `wheel_dir` on another thread; its status file says how it ended."""
+        return jobs.start("project-wheel", wheel_dir, lambda: self._produce(source, wheel_dir))
 
     def _produce(self, source: Path, wheel_dir: Path) -> int:
         requires = build_requirements(source)

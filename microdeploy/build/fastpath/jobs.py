@@ -1,10 +1,7 @@
 """Work done on the other core while dpkg-buildpackage gets going, announced by a status file.
 
 The scripts inside the build (debian/make-venv, debian/uv-pip) wait for the
-file `returncode` in the job's directory and use the result only when the job
-says it succeeded (0); otherwise they do the work themselves. It is plain
-text so that they can read it without json, which loads `re`: they run on the
-build's critical path, where every 10 ms of imports counts.
+job's status file and use its output only when it says 0 (contract.py).
 """
 
 from __future__ import annotations
@@ -15,21 +12,20 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from microdeploy.build.fastpath.contract import STATUS_FILE
 from microdeploy.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
 
-STATUS = "returncode"
-
 
 def succeeded(directory: Path) -> bool:
     """Whether the job of `directory` has ended with return code 0."""
-    status = directory / STATUS
+    status = directory / STATUS_FILE
     return status.is_file() and status.read_text(encoding="utf-8").strip() == "0"
 
 
 def start(name: str, directory: Path, job: Callable[[], int]) -> threading.Thread:
-    """Run `job` on a thread; then write its return code (1 if it raised OSError) to directory/returncode."""
+    """Run `job` on a thread; then write its return code (1 if it raised OSError) to its status file."""
 
     def run_job() -> None:
         returncode = 1
@@ -39,7 +35,7 @@ def start(name: str, directory: Path, job: Callable[[], int]) -> threading.Threa
         except OSError as exc:
             log.debug("%s: %s", name, exc)
         finally:
-            atomic_write(directory / STATUS, f"{returncode}\n", durable=False)
+            atomic_write(directory / STATUS_FILE, f"{returncode}\n", durable=False)
 
     thread = threading.Thread(target=run_job, name=name, daemon=True)
     thread.start()

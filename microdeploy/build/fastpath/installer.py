@@ -1,7 +1,7 @@
 """How the venv is filled: uv with the shared caches, or dh-virtualenv's own pip.
 
 With uv, debian/make-venv and debian/uv-pip (see debian_templates/) take
-their instructions from the environment made here.
+their instructions from the environment made here (contract.py).
 """
 
 from __future__ import annotations
@@ -15,15 +15,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from microdeploy.build import background, spare
-from microdeploy.build.cache import cache_root, layer_key, prepare_layer, pyproject_data, static_dependencies
-from microdeploy.build.wheel import UV_ENV, ProjectWheel
+from microdeploy.build.cache import cache_root
+from microdeploy.build.fastpath import jobs, spare
+from microdeploy.build.fastpath.contract import (
+    INSTALLED_FILE,
+    LAYER_COPY_VAR,
+    LAYER_VAR,
+    PROJECT_WHEEL_VAR,
+    SHLIBDEPS_CACHE_VAR,
+    UV_CACHE_VAR,
+    UV_INSTALL_SETTINGS,
+    UV_VAR,
+    VENV_DIR,
+)
+from microdeploy.build.fastpath.layer import layer_key, prepare_layer, pyproject_data, static_dependencies
+from microdeploy.build.fastpath.wheel import ProjectWheel
 from microdeploy.fsutil import atomic_write
 from microdeploy.process import Runner, run
-
-# How uv installs into a venv that is packaged (debian/uv-pip uses the same):
-# files copied, not hard links into the cache; no bytecode.
-UV_INSTALL_ENV = {**UV_ENV, "UV_LINK_MODE": "copy", "UV_COMPILE_BYTECODE": "0"}
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,7 @@ class Beside:
             for work in self.later:
                 work()
 
-        self.late_jobs.append(background.start_idle("after the binary", afterwards))
+        self.late_jobs.append(jobs.start_idle("after the binary", afterwards))
 
     def join(self) -> None:
         """Wait for every job (each ends by itself: a finished build no longer needs them)."""
@@ -76,17 +84,17 @@ class Installer:
         if self.uv is None or self.cache_root is None:
             return {}
         env = {
-            **UV_ENV,
-            "MICRODEPLOY_UV": self.uv,
-            "UV_CACHE_DIR": str(self.cache_root / "uv"),
-            "MICRODEPLOY_SHLIBDEPS_CACHE": str(self.cache_root / "shlibdeps"),
+            **UV_INSTALL_SETTINGS,
+            UV_VAR: self.uv,
+            UV_CACHE_VAR: str(self.cache_root / "uv"),
+            SHLIBDEPS_CACHE_VAR: str(self.cache_root / "shlibdeps"),
         }
         if self.layer is not None:
-            env["MICRODEPLOY_LAYER"] = str(self.layer)
+            env[LAYER_VAR] = str(self.layer)
         if wheel_dir is not None:
-            env["MICRODEPLOY_PROJECT_WHEEL"] = str(wheel_dir)
+            env[PROJECT_WHEEL_VAR] = str(wheel_dir)
         if layer_copy is not None:
-            env["MICRODEPLOY_LAYER_COPY"] = str(layer_copy)
+            env[LAYER_COPY_VAR] = str(layer_copy)
         return env
 
     def start_beside(self, work: Path, source: Path, name: str, python: str, runner: Runner = run) -> Beside:
@@ -117,22 +125,22 @@ class Installer:
         has nothing left to do.
         """
         layer = self.layer
-        if layer is None or not (layer / "venv").is_dir():
+        if layer is None or not (layer / VENV_DIR).is_dir():
             return None
 
         def copy() -> int:
-            venv = directory / "venv"
+            venv = directory / VENV_DIR
             with spare.claimed(layer, directory) as ready:
                 if ready is None:
-                    shutil.copytree(layer / "venv", venv, symlinks=True)
+                    shutil.copytree(layer / VENV_DIR, venv, symlinks=True)
                 installed = self.install_project(ready or venv, wheel, runner)
                 if ready is not None:
                     os.rename(ready, venv)
             if installed is not None:
-                atomic_write(directory / "installed", installed, durable=False)
+                atomic_write(directory / INSTALLED_FILE, installed, durable=False)
             return 0
 
-        return background.start("layer-copy", directory, copy)
+        return jobs.start("layer-copy", directory, copy)
 
     def install_project(self, venv: Path, wheel: tuple[threading.Thread, Path] | None, runner: Runner) -> str | None:
         """Install the project's wheel into `venv` once its job has ended; the wheel's name, or None if not."""
@@ -141,14 +149,14 @@ class Installer:
         job, wheel_dir = wheel
         job.join()
         built = sorted(wheel_dir.glob("*.whl"))
-        if len(built) != 1 or not background.succeeded(wheel_dir):
+        if len(built) != 1 or not jobs.succeeded(wheel_dir):
             return None
         install = [self.uv, "pip", "install", "--quiet"]
         if self.layer_has_dependencies:
             argv = [*install, "--no-deps", "--python", str(venv / "bin" / "python"), str(built[0])]
         else:
             argv = [*install, "--python", str(venv / "bin" / "python"), str(built[0]), self.wsgi_server]
-        if runner(argv, env={**UV_INSTALL_ENV, **self.environment()}, check=False).returncode != 0:
+        if runner(argv, env=self.environment(), check=False).returncode != 0:
             return None
         return built[0].name
 
@@ -159,8 +167,8 @@ def find_uv(environ: Mapping[str, str]) -> str | None:
     MICRODEPLOY_UV set but empty means no uv: dh-virtualenv's own pip, as
     where microdeploy is installed without uv (its Debian package).
     """
-    if "MICRODEPLOY_UV" in environ:
-        return environ["MICRODEPLOY_UV"] or None
+    if UV_VAR in environ:
+        return environ[UV_VAR] or None
     try:
         from uv import find_uv_bin  # the PyPI package microdeploy depends on
     except ImportError:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from microdeploy.build.version import GitState
+from microdeploy.build.release.version import GitState
 from microdeploy.config import read_project_file
 from microdeploy.errors import bad_input
 from microdeploy.process import Runner, run

@@ -13,11 +13,10 @@ from typing import Any
 
 from microdeploy import render
 from microdeploy.build.cache import prune_oldest
-from microdeploy.build.source import IGNORED
+from microdeploy.build.release.source import IGNORED
 from microdeploy.fsutil import staged_directory
 from microdeploy.resources import template_folder
 
-EXECUTABLE = ("rules", "finalize-venv", "make-venv", "uv-pip", "cached-shlibdeps")
 RENDERED_KEPT = 8  # rendered debian/ directories kept in the cache: one per service configuration in use
 # The project sits beside debian/, not around it: build backends that package
 # every file they see (hatchling) would otherwise put debian/ into the wheel.
@@ -57,8 +56,9 @@ def render_debian(dest: Path, context: Mapping[str, Any], changelog: str, cache:
     else:
         render.render_tree(templates, debian, context)
         (debian / "README.md").unlink(missing_ok=True)
-        for name in EXECUTABLE:
-            (debian / name).chmod(0o755)
+        for path in debian.iterdir():
+            if path.is_file() and path.read_bytes()[:2] == b"#!":
+                path.chmod(0o755)  # debian/rules and the scripts it runs
         if rendered is not None:
             keep_rendering(debian, rendered)
     (debian / "changelog").write_text(changelog, encoding="utf-8")

@@ -6,7 +6,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from microdeploy.build.tree import SOURCE_SUBDIR
+from microdeploy.build.debiandir.tree import SOURCE_SUBDIR
+from microdeploy.build.fastpath import contract
 from microdeploy.config import ServiceConfig
 
 WSGI_SERVER = "gunicorn>=21.2"
@@ -65,4 +66,5 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
         "installer": facts.installer,
         "privileged_port": config.port < PRIVILEGED_PORT_LIMIT,
         "env_prefix": config.module.upper() + "_",
+        "contract": contract.script_names(),
     }

@@ -1,0 +1,57 @@
+"""The names the Python side of a build and the scripts in debian/ share, each defined once.
+
+microdeploy starts work beside dpkg-buildpackage (the project's wheel, a copy
+of the saved dependency layer), and the scripts that dpkg-buildpackage runs
+from debian/ (make-venv, uv-pip, finalize-venv, cached-shlibdeps) take its
+results. Both sides meet on the names below. The scripts get them rendered in
+(`script_names()` is the `contract` of the debian/ template context), and a
+test checks that no template spells one out by hand.
+
+How the two sides work together:
+
+- microdeploy puts the `*_VAR` variables into dpkg-buildpackage's
+  environment, together with UV_INSTALL_SETTINGS (installer.Installer), only
+  when uv fills the venv. Without them the scripts do plain work: a fresh
+  venv, an install from source, plain dh_shlibdeps.
+- A background job (jobs.py) works in its own directory and, when it ends,
+  writes STATUS_FILE there: its return code as text. A script that wants the
+  job's output waits for that file and uses the output only when it says 0;
+  otherwise it does the work itself, so a failed job never fails a build.
+- PROJECT_WHEEL_VAR names the directory of the project's wheel (one *.whl).
+- LAYER_VAR names the dependency layer in the cache: VENV_DIR there is the
+  saved layer, written once by uv-pip and never changed afterwards.
+- LAYER_COPY_VAR names a directory beside the build tree: VENV_DIR there is a
+  copy of the layer for make-venv to move into place, and INSTALLED_FILE, when
+  present, names the project's wheel already installed into that copy.
+- PIP_TOOL is dh_virtualenv's --pip-tool: debian/PIP_TOOL, which make-venv
+  puts into the venv's bin/ and finalize-venv removes before shipping.
+"""
+
+from __future__ import annotations
+
+UV_VAR = "MICRODEPLOY_UV"
+UV_CACHE_VAR = "UV_CACHE_DIR"
+LAYER_VAR = "MICRODEPLOY_LAYER"
+LAYER_COPY_VAR = "MICRODEPLOY_LAYER_COPY"
+PROJECT_WHEEL_VAR = "MICRODEPLOY_PROJECT_WHEEL"
+SHLIBDEPS_CACHE_VAR = "MICRODEPLOY_SHLIBDEPS_CACHE"
+
+STATUS_FILE = "returncode"
+INSTALLED_FILE = "installed"
+VENV_DIR = "venv"
+PIP_TOOL = "uv-pip"
+
+# Every uv run of a build: no progress bars, never a downloaded Python, and the
+# system's certificate store (a TLS-inspecting proxy's CA is there, not in uv's own).
+UV_SETTINGS = {"UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never", "UV_SYSTEM_CERTS": "1"}
+# uv installing into a venv that is packaged: files copied, never hard links
+# into the cache; no bytecode (postinst compiles it on the host).
+UV_INSTALL_SETTINGS = {**UV_SETTINGS, "UV_LINK_MODE": "copy", "UV_COMPILE_BYTECODE": "0"}
+
+
+def script_names() -> dict[str, str]:
+    """The names above that the debian/ scripts use, by constant name."""
+    return {
+        name: value for name, value in globals().items()
+        if name.isupper() and isinstance(value, str)
+    }

@@ -1,0 +1,22 @@
+"""`microdeploy build`: the backend a build asks for, from a project directory to dist/."""
+
+from __future__ import annotations
+
+from microdeploy.build import dhvirtualenv
+from microdeploy.build.output import BuildResult
+from microdeploy.build.release.settings import BACKENDS, BuildSettings
+from microdeploy.errors import bad_input
+from microdeploy.process import Runner, run
+
+
+def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
+    """Build the .deb and put it with its .buildinfo and .changes into the output directory."""
+    if settings.backend == "dh-virtualenv":
+        return dhvirtualenv.build(settings, runner)
+    if settings.backend == "stdeb":
+        # Loaded for libraries only: it loads python-debian, which a service's
+        # build needs only once its project wheel has started.
+        from microdeploy.build import stdeb
+
+        return stdeb.build(settings, runner)
+    raise bad_input(f"unknown build backend {settings.backend!r}", hint=f"Use one of: {', '.join(BACKENDS)}")
