@@ -24,7 +24,13 @@ from microdeploy.config import (
     parse_setting_assignments,
     validate,
 )
-from microdeploy.controlrepo import DEFAULT_BASEDIR, DEFAULT_CACHEDIR, ControlRepoOptions, init_control_repo
+from microdeploy.controlrepo import (
+    DEFAULT_BASEDIR,
+    DEFAULT_CACHEDIR,
+    ControlRepoOptions,
+    init_control_repo,
+    update_module,
+)
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
 from microdeploy.jenkins import FORMS, JenkinsOptions, jenkinsfile
 from microdeploy.repo import (
@@ -407,7 +413,8 @@ def puppet_data_command(projects: tuple[Path, ...], env: str | None, node: str |
         click.echo(result.text, nl=False)
     else:
         state = "Wrote" if result.changed else "Unchanged:"
-        click.echo(f"{state} {result.path} ({', '.join(result.services)})", err=True)
+        paths = ", ".join(map(str, result.written or (result.path,)))
+        click.echo(f"{state} {paths} ({', '.join(result.services)})", err=True)
 
 
 @main.group("control-repo")
@@ -417,8 +424,9 @@ def control_repo_group() -> None:
 
 @control_repo_group.command("init")
 @click.argument("directory", metavar="DIR", type=click.Path(path_type=Path))
-@click.option("--module-url", help="Git URL of the microdeploy Puppet module (default: its metadata's source).")
-@click.option("--module-ref", help="Tag, branch or commit of the module to pin (default: v<module version>).")
+@click.option("--module-url", help="Git URL of a repository holding the microdeploy module at its root "
+                                   "(default: vendor the module under site-modules/microdeploy).")
+@click.option("--module-ref", help="Tag, branch or commit of --module-url to pin (default: v<module version>).")
 @click.option("--remote", help="Git URL of this control repository for r10k.yaml (default: file://DIR).")
 @click.option("--basedir", default=DEFAULT_BASEDIR, show_default=True, help="Where r10k deploys environments.")
 @click.option("--cachedir", default=DEFAULT_CACHEDIR, show_default=True, help="r10k's git cache.")
@@ -432,8 +440,18 @@ def control_repo_init(directory: Path, module_url: str | None, module_ref: str |
     if as_json:
         print_json(result.as_dict())
     else:
+        module = "vendored" if result.module_url is None else f"{result.module_url} @ {result.module_ref}"
         click.echo(f"Created {result.path} ({len(result.files)} files, branch {result.branch} "
-                   f"at {result.commit[:12]}), module {result.module_url} @ {result.module_ref}")
+                   f"at {result.commit[:12]}), module {module}")
+
+
+@control_repo_group.command("update-module")
+@click.argument("directory", metavar="DIR", type=click.Path(path_type=Path), default=".")
+def control_repo_update_module(directory: Path) -> None:
+    """Replace the module vendored in DIR with this microdeploy's (review and commit the change)."""
+    old, new = update_module(directory)
+    click.echo(f"Updated {directory}/site-modules/microdeploy from {old or 'an unknown version'} to {new}; "
+               "review with `git diff` and commit.")
 
 
 __all__ = ["EXIT_BAD_INPUT", "main"]

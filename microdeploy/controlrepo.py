@@ -1,8 +1,19 @@
-"""`microdeploy control-repo init`: an r10k control repository from the `r10k/` templates, as a git repository."""
+"""`microdeploy control-repo`: an r10k control repository from the `r10k/` templates, with the module in it.
+
+r10k installs a Puppetfile module from the root of a git repository, and
+microdeploy's module is a folder (`puppet/`) of a larger project. So `init`
+vendors the module: a copy of it is committed under
+`site-modules/microdeploy`, which environment.conf's modulepath reads, and
+`r10k deploy environment` deploys the repository as it is. `update-module`
+replaces that copy with the module of the installed microdeploy. Teams that
+keep the module in a repository of its own pass `--module-url` instead, and
+the Puppetfile pins it.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +28,10 @@ from microdeploy.resources import template_folder
 BRANCH = "production"
 DEFAULT_BASEDIR = "/etc/puppetlabs/code/environments"
 DEFAULT_CACHEDIR = "/var/cache/r10k"
+VENDORED = Path("site-modules") / "microdeploy"
+# What a module release holds (puppet/ without its specs): the files Puppet reads and the documents.
+MODULE_PARTS = ("manifests", "types", "templates", "data", "hiera.yaml", "metadata.json", "README.md",
+                "REFERENCE.md", "CHANGELOG.md", "LICENSE")
 
 # The commit is made without the user's git configuration, so it works on a
 # fresh CI agent; the author says which tool made it.
@@ -53,8 +68,8 @@ class ControlRepoResult:
     branch: str
     commit: str
     files: tuple[Path, ...]
-    module_url: str
-    module_ref: str
+    module_url: str | None
+    module_ref: str | None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly view for --json."""
@@ -65,20 +80,25 @@ class ControlRepoResult:
         }
 
 
-def module_defaults() -> tuple[str, str]:
-    """The module's source URL and release tag, from the shipped module's metadata.json."""
+def module_version() -> str:
+    """The version of the shipped module, from its metadata.json."""
     metadata = json.loads((template_folder("puppet") / "metadata.json").read_text(encoding="utf-8"))
-    return str(metadata["source"]), f"v{metadata['version']}"
+    return str(metadata["version"])
 
 
-def context(dest: Path, options: ControlRepoOptions) -> dict[str, str]:
+def context(dest: Path, options: ControlRepoOptions) -> dict[str, str | None]:
     """The template context, every value checked (pure but for reading the module's metadata)."""
-    default_url, default_ref = module_defaults()
-    module_url = options.module_url or default_url
-    module_ref = options.module_ref or default_ref
+    module_url = options.module_url
+    module_ref = options.module_ref
     remote = options.remote or f"file://{dest.absolute()}"
-    validate.check(_URL, "--module-url", module_url, origin(options.module_url))
-    validate.check(validate.GIT_REF, "--module-ref", module_ref, origin(options.module_ref))
+    if module_url is None and module_ref is not None:
+        raise bad_input("--module-ref needs --module-url",
+                        hint="Pass --module-url with the module's git repository, or leave out --module-ref "
+                             "to vendor the module under site-modules/microdeploy")
+    if module_url is not None:
+        module_ref = module_ref or f"v{module_version()}"
+        validate.check(_URL, "--module-url", module_url, "the command line")
+        validate.check(validate.GIT_REF, "--module-ref", module_ref, origin(options.module_ref))
     validate.check(_URL, "--remote", remote, origin(options.remote))
     validate.check(_PATH, "--basedir", options.basedir, "the command line")
     validate.check(_PATH, "--cachedir", options.cachedir, "the command line")
@@ -99,11 +119,13 @@ def check_destination(dest: Path) -> None:
 
 
 def init_control_repo(dest: Path, options: ControlRepoOptions, runner: Runner = run) -> ControlRepoResult:
-    """Render the control repository into `dest` and commit it on a `production` branch."""
+    """Render the control repository into `dest`, vendor the module unless a URL is given, commit on `production`."""
     check_destination(dest)
     values = context(dest, options)
     with staged_directory(dest) as staging:
         files = render_tree(template_folder("r10k"), staging, values)
+        if values["module_url"] is None:
+            files += vendor_module(staging / VENDORED)
         runner(["git", "init", "--quiet", f"--initial-branch={BRANCH}", str(staging)])
         runner(["git", "-C", str(staging), "add", "--all"])
         runner(["git", "-C", str(staging), "-c", "commit.gpgsign=false", "commit", "--quiet", "--no-verify",
@@ -112,3 +134,33 @@ def init_control_repo(dest: Path, options: ControlRepoOptions, runner: Runner = 
         relative = [path.relative_to(staging) for path in files]
     return ControlRepoResult(dest, BRANCH, commit, tuple(dest / path for path in relative),
                              values["module_url"], values["module_ref"])
+
+
+def vendor_module(dest: Path) -> list[Path]:
+    """Copy the module that ships with this microdeploy to `dest` (replacing what is there); the files copied."""
+    source = template_folder("puppet")
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for part in MODULE_PARTS:
+        if (source / part).is_dir():
+            shutil.copytree(source / part, dest / part)
+        else:
+            shutil.copy2(source / part, dest / part)
+    return sorted(path for path in dest.rglob("*") if path.is_file())
+
+
+def update_module(control_repo: Path) -> tuple[str | None, str]:
+    """Replace the vendored module of `control_repo` with this microdeploy's; the old and the new version."""
+    vendored = control_repo / VENDORED
+    metadata = vendored / "metadata.json"
+    if not metadata.is_file():
+        raise bad_input(f"{control_repo} has no vendored module ({VENDORED}/metadata.json)",
+                        hint="Pass a control repository made by `microdeploy control-repo init`; with a module "
+                             "repository of your own, bump its :ref in the Puppetfile instead")
+    try:
+        old: str | None = str(json.loads(metadata.read_text(encoding="utf-8"))["version"])
+    except (ValueError, KeyError, TypeError):
+        old = None
+    vendor_module(vendored)
+    return old, module_version()

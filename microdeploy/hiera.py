@@ -1,17 +1,22 @@
-"""`microdeploy puppet-data`: the Hiera data of SPEC §7, printed or merged into a control repository.
+"""`microdeploy puppet-data`: the Hiera data of SPEC §7, printed, or written into a control repository.
 
-YAML is confined to this module. Data is written with ruamel.yaml's
-round-trip mode, so merging into an existing file keeps the keys, comments
-and order that microdeploy does not own and replaces only the entries of the
-services it writes. Every string value is single-quoted and every key that a
-YAML 1.1 reader (Puppet's Psych) could take for something else is quoted, so
-no name or setting can add structure, a tag or an alias to the document.
+In a control repository microdeploy writes only what it owns (SPEC §7,
+"Ownership"): one file per service, `data/services/NAME.yaml`, with the
+service's defaults and its release pin, and `data/microdeploy.yaml` with the
+APT source. Both are rewritten whole. People's overrides live in the levels
+above (common, environment, node), which the module deep-merges; in those
+files microdeploy only ever sets a pin, through `hierapin`, byte for byte.
+
+YAML is confined to this module and `hierapin`. Every string value is
+single-quoted, every key that a YAML 1.1 reader (Puppet's Psych) could take
+for something else is quoted, and every `%{` is escaped for Hiera, so no
+name or setting can add structure, a tag or an alias to the document, nor
+make Hiera interpolate anything.
 """
 
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,22 +34,23 @@ from microdeploy.build.release.version import debian_revision, full_version, ups
 from microdeploy.config import ServiceConfig, Settings, load_config
 from microdeploy.errors import bad_input
 from microdeploy.fsutil import atomic_write
+from microdeploy.hierarepo import SERVICES_KEY, data_file, owned_files, pinned_version, plain_key, set_pin
 from microdeploy.process import Runner, run
 
-SERVICES_KEY = "microdeploy::services"
 APT_KEYS = ("microdeploy::manage_apt_source", "microdeploy::apt_location", "microdeploy::apt_key_content")
 
 APT_URL = validate.rule(r"[a-z][a-z0-9+.-]*:[^\s'\"\\]+", "a URL such as http://apt.example.com/microdeploy/", 500)
 
-# Keys written plain; anything else (and the YAML 1.1 booleans and nulls that
-# Psych still reads, such as a service named `yes` or `on`) is quoted.
-_PLAIN_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*(?:::[A-Za-z_][A-Za-z0-9_.-]*)*")
-_YAML11_WORDS = frozenset({"y", "n", "yes", "no", "on", "off", "true", "false", "null"})
-
-# Where the levels of the control repository's hierarchy keep their files.
-NODE_VARIABLES = ("%{trusted.certname}", "%{::trusted.certname}")
-ENV_VARIABLES = ("%{server_facts.environment}", "%{::server_facts.environment}",
-                 "%{environment}", "%{::environment}")
+# Hiera interpolates `%{...}` in keys and values; `%{literal('%')}` is its one way to write a `%` before `{`.
+HIERA_ESCAPE = ("%{", "%{literal('%')}{")
+OWNED_HEADER = """\
+# Written by `microdeploy puppet-data`{what}. Do not edit: the
+# next release rewrites this file. Override any key in common.yaml,
+# environments/ENV.yaml or nodes/FQDN.yaml; the module deep-merges
+# microdeploy::services across the levels, and the more specific level wins.
+"""
+# Service keys that only the owned file holds: --env/--node write the pin alone.
+ENTRY_FLAGS = {"port": "--port", "bind": "--bind", "workers": "--workers", "settings": "--setting"}
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,7 @@ class PuppetDataResult:
     path: Path | None
     level: str
     changed: bool
+    written: tuple[Path, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly view for --json (the YAML text only when it was not written to a file)."""
@@ -80,20 +87,11 @@ class PuppetDataResult:
             "path": None if self.path is None else str(self.path),
             "level": self.level,
             "changed": self.changed,
+            "written": [str(path) for path in self.written],
         }
         if self.path is None:
             data["yaml"] = self.text
         return data
-
-
-def check_env(value: str) -> str:
-    """A Puppet environment name, as r10k makes it from a branch."""
-    return validate.check(validate.ENVIRONMENT, "environment name", value, "--env")
-
-
-def check_fqdn(value: str) -> str:
-    """A node's certname: a lower-case host name or FQDN."""
-    return validate.check(validate.CERTNAME, "node name", value, "--node")
 
 
 def check_debian_version(value: str, origin: str = "--version") -> str:
@@ -156,69 +154,6 @@ def apt_data(location: str | None, key: Path | None) -> dict[str, Any]:
     }
 
 
-# --- where the data goes ----------------------------------------------------------
-
-
-def check_control_repo(path: Path) -> Path:
-    """The control repository's hiera.yaml, or an error if `path` is not a control repository."""
-    hiera = path / "hiera.yaml"
-    if not path.is_dir() or not hiera.is_file():
-        raise bad_input(f"{path} is not a control repository (no hiera.yaml)",
-                        hint="Pass the checkout of your r10k control repository, or create one with "
-                             "`microdeploy control-repo init DIR`")
-    return hiera
-
-
-def data_file(control_repo: Path, env: str | None = None, node: str | None = None) -> tuple[Path, str]:
-    """The data file of the level that `env`/`node` select, as the repository's hiera.yaml declares it."""
-    hiera_path = check_control_repo(control_repo)
-    config = _load_hiera_config(hiera_path)
-    defaults = config.get("defaults") or {}
-    variables: tuple[str, ...]
-    if node is not None:
-        level, variables, value = "node", NODE_VARIABLES, check_fqdn(node)
-    elif env is not None:
-        level, variables, value = "environment", ENV_VARIABLES, check_env(env)
-    else:
-        level, variables, value = "common", (), ""
-    for entry in config.get("hierarchy") or []:
-        if not isinstance(entry, Mapping):
-            continue
-        paths = entry.get("paths") or [entry.get("path")]
-        datadir = entry.get("datadir") or (defaults.get("datadir") if isinstance(defaults, Mapping) else None)
-        for template in paths:
-            if not isinstance(template, str):
-                continue
-            found = _fill(template, variables, value)
-            if found is not None:
-                return control_repo / str(datadir or "data") / found, level
-    examples = {"node": "nodes/%{trusted.certname}.yaml", "environment": "environments/%{environment}.yaml",
-                "common": "common.yaml"}
-    raise bad_input(f"{hiera_path} has no {level} level",
-                    hint=f"Add a hierarchy level with path '{examples[level]}' to {hiera_path.name}")
-
-
-def _fill(template: str, variables: tuple[str, ...], value: str) -> str | None:
-    """The path of a level for this variable, or None when the level is not the one wanted."""
-    if not variables:
-        return template if "%{" not in template else None
-    for variable in variables:
-        if variable in template:
-            filled = template.replace(variable, value)
-            return None if "%{" in filled else filled
-    return None
-
-
-def _load_hiera_config(path: Path) -> dict[str, Any]:
-    try:
-        config = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
-    except (YAMLError, UnicodeDecodeError) as exc:
-        raise bad_input(f"cannot parse {path}: {exc}", hint="Fix the YAML syntax of hiera.yaml") from exc
-    if not isinstance(config, dict) or config.get("version") != 5:
-        raise bad_input(f"{path} is not a Hiera 5 configuration", hint="Use `version: 5` with a hierarchy list")
-    return config
-
-
 # --- YAML ----------------------------------------------------------------------------
 
 
@@ -233,10 +168,16 @@ def _yaml() -> YAML:
 
 def quoted_key(key: str) -> str:
     """A key written plain when every YAML reader takes it as that string, else single-quoted."""
-    if _PLAIN_KEY_RE.fullmatch(key) and key.lower() not in _YAML11_WORDS:
+    key = escape_interpolation(key)
+    if plain_key(key):
         return key
     quoted: str = SingleQuotedScalarString(key)
     return quoted
+
+
+def escape_interpolation(text: str) -> str:
+    """`text` as Hiera data that Hiera returns as written: every `%{` escaped."""
+    return text.replace(*HIERA_ESCAPE)
 
 
 def typed(value: Any) -> Any:
@@ -247,6 +188,7 @@ def typed(value: Any) -> Any:
             node[quoted_key(str(key))] = typed(item)
         return node
     if isinstance(value, str):
+        value = escape_interpolation(value)
         return LiteralScalarString(value) if "\n" in value else SingleQuotedScalarString(value)
     if isinstance(value, bool | int | float):
         return value
@@ -405,10 +347,12 @@ def collect_services(settings: PuppetDataSettings, runner: Runner = run) -> dict
 
 
 def puppet_data(settings: PuppetDataSettings, runner: Runner = run) -> PuppetDataResult:
-    """Build the Hiera data of the services and print it, write it, or merge it into the control repository."""
+    """Build the Hiera data of the services and print it, write it, or write it into the control repository."""
     target, level = _target(settings)
     services = collect_services(settings, runner)
     top = apt_data(settings.apt_location, settings.apt_key)
+    if settings.control_repo is not None and target is not None:
+        return _into_control_repo(settings.control_repo, target, level, services, top)
     if target is None:
         return PuppetDataResult(services, render_document(top, services), None, level, changed=False)
     text, mode = _existing(target)
@@ -416,7 +360,43 @@ def puppet_data(settings: PuppetDataSettings, runner: Runner = run) -> PuppetDat
     changed = new_text != text
     if changed:
         atomic_write(target, new_text, mode=mode)
-    return PuppetDataResult(services, new_text, target, level, changed)
+    return PuppetDataResult(services, new_text, target, level, changed, (target,) if changed else ())
+
+
+def _into_control_repo(control_repo: Path, target: Path, level: str, services: Mapping[str, Mapping[str, Any]],
+                       top: Mapping[str, Any]) -> PuppetDataResult:
+    """Pins alone at environment and node level; else the owned files, and a pin common.yaml already holds."""
+    outputs: dict[Path, str] = {}
+    if level != "common":
+        text, _ = _existing(target)
+        for name, entry in services.items():
+            text = set_pin(text or "---\n", name, str(entry["ensure"]), str(target))
+        outputs[target] = text or ""
+    else:
+        services_dir, apt_path = owned_files(control_repo)
+        for name, entry in services.items():
+            outputs[services_dir / f"{name}.yaml"] = owned_document(f" for {name}: its defaults and release pin",
+                                                                   {}, {name: entry})
+        if top:
+            outputs[apt_path] = owned_document(": the signed APT source of the services", top, {})
+        # A pin that a person (or an older microdeploy) put in common.yaml would win over the
+        # owned file: it is moved along, so that the release takes effect, and nothing else there.
+        common, _ = _existing(target)
+        for name, entry in services.items():
+            if common is not None and pinned_version(common, name, str(target)) is not None:
+                common = set_pin(common, name, str(entry["ensure"]), str(target))
+                outputs[target] = common
+    written = [path for path, text in outputs.items() if text != _existing(path)[0]]
+    for path in written:
+        atomic_write(path, outputs[path], mode=_existing(path)[1])
+    main = target if level != "common" else next(iter(outputs))
+    return PuppetDataResult(services, outputs[main], main, level, bool(written), tuple(written))
+
+
+def owned_document(what: str, top: Mapping[str, Any], services: Mapping[str, Mapping[str, Any]]) -> str:
+    """A file microdeploy owns: a header that says so, then the data."""
+    body = _dump(_build(top, services) if services else typed(top), explicit_start=False)
+    return "---\n" + OWNED_HEADER.format(what=what) + body
 
 
 def _target(settings: PuppetDataSettings) -> tuple[Path | None, str]:
@@ -437,6 +417,15 @@ def _target(settings: PuppetDataSettings) -> tuple[Path | None, str]:
     if settings.output is not None:
         raise bad_input("--output and --control-repo both say where to write",
                         hint="Pass one: --control-repo picks the data file from --env/--node")
+    if settings.env is not None or settings.node is not None:
+        flag = "--env" if settings.env is not None else "--node"
+        given = [ENTRY_FLAGS[key] for key in ENTRY_FLAGS if settings.overrides.get(key) not in (None, {}, ())]
+        if settings.apt_location is not None or settings.apt_key is not None:
+            given.append("--apt-location/--apt-key")
+        if given:
+            raise bad_input(f"{flag} writes the release pin alone; {', '.join(given)} would be lost",
+                            hint=f"Leave out {', '.join(given)}, and set overrides by hand in the "
+                                 f"{'environment' if flag == '--env' else 'node'}'s data file")
     return data_file(settings.control_repo, settings.env, settings.node)
 
 

@@ -11,6 +11,13 @@
 # install the package starts the service with its defaults and Puppet then
 # restarts it once with the site config.
 #
+# An exact version is also written to an apt preferences file,
+# `/etc/apt/preferences.d/microdeploy-NAME.pref`, with priority 1001, so
+# `apt-get upgrade` (or unattended-upgrades) between Puppet runs keeps the
+# package at the pin; the file follows the pin, so bumping `ensure` in Hiera
+# still upgrades or downgrades on the next run. Any other `ensure` removes
+# the file.
+#
 # `ensure => absent` removes the package (as `apt-get remove` does) and
 # leaves `/etc/NAME/` and the logs in place, so an administrator's config
 # survives a removal. `ensure => purged` purges the package and deletes
@@ -83,6 +90,24 @@ define microdeploy::service (
 
   $config_dir = "/etc/${title}"
   $environment_path = "${config_dir}/environment"
+  # apt skips preferences files whose names hold anything but letters, digits, '_', '-' and '.'.
+  $preferences_path = "/etc/apt/preferences.d/microdeploy-${title.regsubst(/\+/, '_', 'G')}.pref"
+
+  # Written before the package, so the pin and the installed version never disagree for long.
+  if $ensure =~ Microdeploy::Version {
+    file { $preferences_path:
+      ensure  => file,
+      owner   => 'root',
+      group   => 'root',
+      mode    => '0644',
+      content => epp('microdeploy/apt_preferences.epp', { 'service' => $title, 'version' => $ensure }),
+      before  => Package[$title],
+    }
+  } else {
+    file { $preferences_path:
+      ensure => absent,
+    }
+  }
 
   package { $title:
     ensure => $ensure,

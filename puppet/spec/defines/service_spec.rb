@@ -26,6 +26,15 @@ describe 'microdeploy::service' do
       is_expected.to contain_package('orders-api').with_ensure('1.4.0-1')
     end
 
+    it 'keeps apt at the pinned version with a preferences file written before the package' do
+      is_expected.to contain_file('/etc/apt/preferences.d/microdeploy-orders-api.pref').with(
+        ensure: 'file', owner: 'root', group: 'root', mode: '0644',
+      ).that_comes_before('Package[orders-api]')
+      is_expected.to contain_file('/etc/apt/preferences.d/microdeploy-orders-api.pref').with_content(
+        %r{^Package: orders-api\nPin: version 1\.4\.0-1\nPin-Priority: 1001\n\z},
+      )
+    end
+
     it 'makes /etc/NAME readable by the service group only' do
       is_expected.to contain_file('/etc/orders-api').with(
         ensure: 'directory', owner: 'root', group: 'orders-api', mode: '0750',
@@ -165,8 +174,23 @@ describe 'microdeploy::service' do
     end
   end
 
+  context 'with an epoch in the version and a + in the name' do
+    let(:title) { 'orders+api' }
+    let(:params) { { ensure: '1:2.0~rc1-3', user: 'orders_api' } }
+
+    it 'names the preferences file as apt reads it and pins the full version' do
+      is_expected.to contain_file('/etc/apt/preferences.d/microdeploy-orders_api.pref').with_content(
+        %r{^Package: orders\+api\nPin: version 1:2\.0~rc1-3\n},
+      )
+    end
+  end
+
   context 'with ensure => latest' do
     let(:params) { { ensure: 'latest' } }
+
+    it 'removes the apt preferences pin' do
+      is_expected.to contain_file('/etc/apt/preferences.d/microdeploy-orders-api.pref').with_ensure('absent')
+    end
 
     it { is_expected.to contain_package('orders-api').with_ensure('latest') }
   end
