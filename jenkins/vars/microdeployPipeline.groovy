@@ -143,7 +143,38 @@ def call(Map args = [:]) {
                 }
             }
 
+            stage('Deploy') {
+                // The agent stays allocated while the input waits; the pipeline timeout bounds the wait.
+                when {
+                    beforeInput true
+                    allOf { buildingTag(); expression { cfg.deployHosts as boolean } }
+                }
+                input {
+                    message "Deploy ${cfg.name} to ${cfg.deployHosts}?"
+                    ok 'Deploy'
+                }
+                steps {
+                    withCredentials([
+                        sshUserPrivateKey(credentialsId: cfg.deployCredentials, keyFileVariable: 'MD_DEPLOY_KEY', usernameVariable: 'MD_DEPLOY_USER'),
+                    ]) {
+                        // Host keys are checked against the agent's known_hosts: add each host there first.
+                        sh '''
+                            set +x
+                            microdeploy deploy "$MD_NAME" --version "$MD_VERSION" --hosts "$MD_DEPLOY_HOSTS" --user "$MD_DEPLOY_USER" --identity "$MD_DEPLOY_KEY" --json > deploy.json
+                        '''
+                    }
+                }
+                post {
+                    always {
+                        // The per-host report, also when a host failed and the batch was rolled back.
+                        archiveArtifacts artifacts: 'deploy.json', allowEmptyArchive: true
+                    }
+                }
+            }
+
             stage('Puppet data') {
+                // After Deploy: a failed deploy (rolled back) fails the build before the pin is
+                // committed, so Puppet never installs the failed version again.
                 when { allOf { buildingTag(); expression { cfg.controlRepo as boolean } } }
                 steps {
                     withCredentials([
@@ -170,39 +201,25 @@ def call(Map args = [:]) {
                                     git push --quiet -o merge_request.create -o merge_request.target="$MD_CONTROL_REPO_BRANCH" -o merge_request.remove_source_branch origin "HEAD:refs/heads/$topic"
                                     ;;
                                 *)
-                                    git push --quiet origin "HEAD:$MD_CONTROL_REPO_BRANCH"
+                                    # Someone else may push between clone and push: replay the pin on top of
+                                    # their commits and push again (a few times, then give up).
+                                    tries=1
+                                    until git push --quiet origin "HEAD:$MD_CONTROL_REPO_BRANCH"; do
+                                        if [ "$tries" -ge 5 ]; then
+                                            echo "push to $MD_CONTROL_REPO_BRANCH rejected $tries times; pin $MD_NAME $MD_VERSION by hand" >&2
+                                            exit 1
+                                        fi
+                                        tries=$((tries + 1))
+                                        git fetch --quiet origin "$MD_CONTROL_REPO_BRANCH"
+                                        if ! git -c user.name=Jenkins -c user.email=jenkins@localhost rebase --quiet FETCH_HEAD; then
+                                            git rebase --abort
+                                            echo "the pin of $MD_NAME $MD_VERSION conflicts with $MD_CONTROL_REPO_BRANCH; pin it by hand" >&2
+                                            exit 1
+                                        fi
+                                    done
                                     ;;
                             esac
                         '''
-                    }
-                }
-            }
-
-            stage('Deploy') {
-                // The agent stays allocated while the input waits; the pipeline timeout bounds the wait.
-                when {
-                    beforeInput true
-                    allOf { buildingTag(); expression { cfg.deployHosts as boolean } }
-                }
-                input {
-                    message "Deploy ${cfg.name} to ${cfg.deployHosts}?"
-                    ok 'Deploy'
-                }
-                steps {
-                    withCredentials([
-                        sshUserPrivateKey(credentialsId: cfg.deployCredentials, keyFileVariable: 'MD_DEPLOY_KEY', usernameVariable: 'MD_DEPLOY_USER'),
-                    ]) {
-                        // Host keys are checked against the agent's known_hosts: add each host there first.
-                        sh '''
-                            set +x
-                            microdeploy deploy "$MD_NAME" --version "$MD_VERSION" --hosts "$MD_DEPLOY_HOSTS" --user "$MD_DEPLOY_USER" --identity "$MD_DEPLOY_KEY" --json > deploy.json
-                        '''
-                    }
-                }
-                post {
-                    always {
-                        // The per-host report, also when a host failed and the batch was rolled back.
-                        archiveArtifacts artifacts: 'deploy.json', allowEmptyArchive: true
                     }
                 }
             }

@@ -32,6 +32,18 @@ printf '%s\\n' "$@" > "$SHIM_LOG"
 [ "$1" = puppet-data ] && [ "$2" = --control-repo ] && [ "$4" = --version ]
 mkdir -p "$3/data"
 printf 'microdeploy::services:\\n  orders-api:\\n    ensure: "%s"\\n' "$5" > "$3/data/common.yaml"
+# Someone else pushes to the control repository while this build works (once).
+if [ -n "$CONCURRENT_PUSH" ] && [ ! -e "$CONCURRENT_PUSH.done" ]; then
+    touch "$CONCURRENT_PUSH.done"
+    (
+        git clone --quiet --branch production "$CONCURRENT_REPO" "$CONCURRENT_PUSH"
+        cd "$CONCURRENT_PUSH"
+        echo "profile::motd: 'hello'" > ops.yaml
+        git add ops.yaml
+        git -c user.name=ops -c user.email=ops@example.org commit --quiet -m "ops: motd"
+        git push --quiet origin production
+    )
+fi
 """
 # Records the push options a GitLab server would read to open the merge request.
 PRE_RECEIVE = """#!/bin/sh
@@ -76,14 +88,16 @@ def puppet_step(root: Path, mode: str, control_repo: Path) -> dict[str, Any]:
     return step
 
 
-def run_step(step: dict[str, Any], workspace: Path, root: Path) -> subprocess.CompletedProcess[str]:
+def run_step(step: dict[str, Any], workspace: Path, root: Path,
+             extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     shim_dir = root / "shim"
     shim_dir.mkdir(exist_ok=True)
     (shim_dir / "microdeploy").write_text(SHIM)
     (shim_dir / "microdeploy").chmod(0o755)
     env = {**os.environ, **step["env"], "PATH": f"{shim_dir}:{os.environ['PATH']}",
            "SHIM_LOG": str(root / "shim.log"), "PUSH_OPTIONS_LOG": str(root / "push-options.log"),
-           "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
+           "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z",
+           **(extra_env or {})}
     return subprocess.run(["/bin/sh", "-xe", "-c", step["script"]], cwd=workspace, env=env, capture_output=True,
                           text=True, timeout=120, check=False)
 
@@ -106,6 +120,19 @@ def test_push_mode_commits_the_version_to_the_branch(setup: tuple[Path, Path, Pa
     assert git("log", "--format=%s", "production", cwd=bare).splitlines() == [f"orders-api: release {VERSION}", "init"]
     assert f'ensure: "{VERSION}"' in git("show", "production:data/common.yaml", cwd=bare)
     assert (root / "push-options.log").read_text() == ""
+
+
+def test_a_rejected_push_is_rebased_and_retried(setup: tuple[Path, Path, Path]) -> None:
+    """When someone pushed meanwhile, the step rebases its pin onto their commit and pushes again."""
+    root, workspace, bare = setup
+    step = puppet_step(root, "push", bare)
+    done = run_step(step, workspace, root, {"CONCURRENT_PUSH": str(root / "other"), "CONCURRENT_REPO": str(bare)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "rejected" in done.stderr  # the first push really was refused
+    assert git("log", "--format=%s", "production", cwd=bare).splitlines() == [
+        f"orders-api: release {VERSION}", "ops: motd", "init"]
+    assert git("show", "production:ops.yaml", cwd=bare) == "profile::motd: 'hello'\n"
+    assert f'ensure: "{VERSION}"' in git("show", "production:data/common.yaml", cwd=bare)
 
 
 def test_push_mode_twice_changes_nothing(setup: tuple[Path, Path, Path]) -> None:

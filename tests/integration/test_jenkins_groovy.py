@@ -23,7 +23,7 @@ JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
 HARNESS = template_folder("jenkins") / "harness"
 CREDENTIALS = ["microdeploy-signing-key", "microdeploy-signing-passphrase", "microdeploy-control-repo",
                "microdeploy-deploy-ssh"]
-ALL_STAGES = ["Test", "Build", "Lint", "Publish", "Puppet data", "Deploy"]
+ALL_STAGES = ["Test", "Build", "Lint", "Publish", "Deploy", "Puppet data"]
 FEATURE = {"BRANCH_NAME": "feature/login", "BUILD_NUMBER": "12", "JOB_NAME": "orders-api/feature%2Flogin"}
 RELEASE = {"BRANCH_NAME": "main", "BUILD_NUMBER": "13", "JOB_NAME": "orders-api/main"}
 TAG = {"BRANCH_NAME": "v1.4.0", "TAG_NAME": "v1.4.0", "BUILD_NUMBER": "1", "JOB_NAME": "orders-api/v1.4.0"}
@@ -139,6 +139,8 @@ def runs(variants: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) ->
                               "credentials": OPTION_CREDENTIALS, **extra})
         scenarios.append({"name": f"{form}-tag-lintian-fails", "file": str(file), "env": TAG,
                           "credentials": OPTION_CREDENTIALS, "fail_on": "lintian", **extra})
+        scenarios.append({"name": f"{form}-tag-deploy-fails", "file": str(file), "env": TAG,
+                          "credentials": OPTION_CREDENTIALS, "fail_on": "microdeploy deploy", **extra})
         scenarios.append({"name": f"{form}-release-missing-credentials", "file": str(file), "env": RELEASE,
                           "credentials": [], **extra})
     scenarios.append({"name": "library-minimal-tag", "file": str(variants["one-line-default"]), "env": TAG,
@@ -260,6 +262,20 @@ def test_failure_skips_the_rest_and_notifies(runs: dict[str, dict[str, Any]], fo
     (mail,) = events(run, "mail")
     assert mail["to"] == "team@example.org"
     assert events(run, "deleteDir")
+
+
+@pytest.mark.parametrize("form", ["full", "library"])
+def test_a_failed_deploy_commits_no_pin(runs: dict[str, dict[str, Any]], form: str) -> None:
+    """When the deploy fails (and rolls back), the Puppet data stage never runs: the pin stays where it was."""
+    run = runs[f"{form}-tag-deploy-fails"]
+    assert run["result"] == "FAILURE"
+    assert stages(run) == {**dict.fromkeys(ALL_STAGES[:-1], "run"), "Puppet data": "skipped (earlier failure)"}
+    assert events(run, "sh", "Deploy") and not events(run, "sh", "Puppet data")
+    assert not [e for e in events(run, "sh") if "puppet-data" in e["script"] or "git push" in e["script"]]
+    assert not events(run, "withCredentials", "Puppet data")
+    # The same tag with a deploy that succeeds does pin, after the deploy.
+    names = [e["stage"] for e in events(runs[f"{form}-tag"], "sh")]
+    assert names.index("Puppet data") > names.index("Deploy")
 
 
 @pytest.mark.parametrize("form", ["full", "library"])

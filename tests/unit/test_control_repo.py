@@ -14,16 +14,28 @@ from click.testing import CliRunner
 from ruamel.yaml import YAML
 
 from microdeploy.cli import main
-from microdeploy.controlrepo import GIT_IDENTITY, ControlRepoOptions, context, init_control_repo, module_defaults
+from microdeploy.controlrepo import (
+    GIT_IDENTITY,
+    MODULE_PARTS,
+    ControlRepoOptions,
+    context,
+    init_control_repo,
+    module_version,
+)
 from microdeploy.errors import MicrodeployError
-from microdeploy.hiera import data_file
+from microdeploy.hierarepo import data_file, owned_files
 from microdeploy.process import Result
+from microdeploy.resources import template_folder
 
 FILES = [
     ".gitignore", "Puppetfile", "README.md", "data/common.yaml", "environment.conf", "hiera.yaml",
     "manifests/site.pp", "r10k.yaml", "site-modules/profile/manifests/microdeploy.pp",
     "site-modules/role/manifests/microservice_host.pp",
 ]
+MODULE = template_folder("puppet")
+VENDORED = sorted(f"site-modules/microdeploy/{path.relative_to(MODULE)}" for part in MODULE_PARTS
+                  for path in ([MODULE / part] if (MODULE / part).is_file() else (MODULE / part).rglob("*"))
+                  if path.is_file())
 
 
 def invoke(*args: str) -> click.testing.Result:
@@ -66,6 +78,48 @@ def test_init_renders_the_control_repository_and_commits_it_on_production(tmp_pa
     assert not list(tmp_path.glob(".control.*"))  # no staging directory left
 
 
+def test_the_module_is_vendored_by_default_and_the_puppetfile_lists_none(tmp_path: Path) -> None:
+    """Without --module-url the module is committed under site-modules/microdeploy, byte for byte, specs left out."""
+    dest = tmp_path / "control"
+    result = invoke(str(dest), "--json")
+    assert result.exit_code == 0, result.output
+    assert sorted(json.loads(result.stdout)["files"]) == sorted(FILES + VENDORED)
+    assert sorted(git(dest, "ls-files").split()) == sorted(FILES + VENDORED)
+    for name in VENDORED:
+        assert (dest / name).read_bytes() == (MODULE / name.removeprefix("site-modules/microdeploy/")).read_bytes()
+    assert "LICENSE" in {Path(name).name for name in VENDORED}
+    assert not (dest / "site-modules/microdeploy/spec").exists()
+    puppetfile = (dest / "Puppetfile").read_text()
+    assert "mod " not in puppetfile and "control-repo update-module" in puppetfile
+    assert puppetfile.endswith("\n")
+
+
+def test_update_module_replaces_the_vendored_copy(tmp_path: Path) -> None:
+    """update-module restores the shipped module over an old or edited copy and drops files it no longer has."""
+    dest = tmp_path / "control"
+    assert invoke(str(dest)).exit_code == 0
+    vendored = dest / "site-modules/microdeploy"
+    (vendored / "manifests/init.pp").write_text("# old\n")
+    (vendored / "manifests/gone.pp").write_text("# removed upstream\n")
+    metadata = json.loads((vendored / "metadata.json").read_text())
+    (vendored / "metadata.json").write_text(json.dumps({**metadata, "version": "0.0.9"}))
+    result = CliRunner().invoke(main, ["control-repo", "update-module", str(dest)])
+    assert result.exit_code == 0, result.output
+    assert f"from 0.0.9 to {module_version()}" in result.stdout
+    assert (vendored / "manifests/init.pp").read_bytes() == (MODULE / "manifests/init.pp").read_bytes()
+    assert not (vendored / "manifests/gone.pp").exists()
+    assert git(dest, "status", "--porcelain") == ""  # back to exactly the module init committed
+
+
+def test_update_module_without_a_vendored_module_is_bad_input(tmp_path: Path) -> None:
+    """A repository that takes the module from a Puppetfile URL is told to bump the :ref instead (exit 2)."""
+    dest = tmp_path / "control"
+    assert invoke(str(dest), "--module-url", "file:///srv/git/microdeploy").exit_code == 0
+    result = CliRunner().invoke(main, ["control-repo", "update-module", str(dest)])
+    assert result.exit_code == 2
+    assert "has no vendored module" in result.stderr and "bump its :ref" in result.stderr
+
+
 def test_puppetfile_pins_the_module_from_git(tmp_path: Path) -> None:
     """The Puppetfile takes the microdeploy module from --module-url at --module-ref, and nothing from the Forge."""
     dest = tmp_path / "control"
@@ -89,12 +143,11 @@ def test_r10k_yaml_points_at_the_repository_itself_by_default(tmp_path: Path) ->
     assert config["sources"]["control"]["basedir"] == "/etc/puppetlabs/code/environments"
 
 
-def test_module_defaults_come_from_the_shipped_modules_metadata(tmp_path: Path) -> None:
-    """Without --module-url/--module-ref the module's metadata source and v<version> tag are pinned."""
-    url, ref = module_defaults()
-    assert ref.startswith("v") and url
-    values = context(tmp_path / "c", ControlRepoOptions())
-    assert (values["module_url"], values["module_ref"]) == (url, ref)
+def test_module_ref_defaults_to_the_shipped_modules_version_tag(tmp_path: Path) -> None:
+    """With --module-url but no --module-ref the v<version> tag of the shipped module is pinned."""
+    values = context(tmp_path / "c", ControlRepoOptions(module_url="file:///m"))
+    assert values["module_ref"] == f"v{module_version()}"
+    assert context(tmp_path / "c", ControlRepoOptions())["module_url"] is None
 
 
 def test_hiera_yaml_declares_the_levels_puppet_data_writes(tmp_path: Path) -> None:
@@ -103,8 +156,10 @@ def test_hiera_yaml_declares_the_levels_puppet_data_writes(tmp_path: Path) -> No
     assert invoke(str(dest)).exit_code == 0
     config = YAML(typ="safe").load((dest / "hiera.yaml").read_text())
     assert config["version"] == 5
-    assert [level["path"] for level in config["hierarchy"]] == [
-        "nodes/%{trusted.certname}.yaml", "environments/%{server_facts.environment}.yaml", "common.yaml"]
+    assert [level.get("path") or level["globs"] for level in config["hierarchy"]] == [
+        "nodes/%{trusted.certname}.yaml", "environments/%{environment}.yaml", "common.yaml",
+        ["services/*.yaml", "microdeploy.yaml"]]
+    assert owned_files(dest) == (dest / "data/services", dest / "data/microdeploy.yaml")
     assert data_file(dest, node="app1.example.com")[0] == dest / "data/nodes/app1.example.com.yaml"
     assert data_file(dest, env="production")[0] == dest / "data/environments/production.yaml"
     assert data_file(dest)[0] == dest / "data/common.yaml"
@@ -161,12 +216,13 @@ def test_a_failing_git_leaves_nothing_behind(tmp_path: Path) -> None:
     [
         (["--module-url", "https://x.example/m.git'; system('id')"], "invalid --module-url"),
         (["--module-url", "not a url"], "invalid --module-url"),
-        (["--module-ref", "v1..2"], "invalid --module-ref 'v1..2'"),
-        (["--module-ref", "-rf"], "invalid --module-ref '-rf'"),
-        (["--module-ref", "a b"], "invalid --module-ref"),
+        (["--module-url", "file:///m", "--module-ref", "v1..2"], "invalid --module-ref 'v1..2'"),
+        (["--module-url", "file:///m", "--module-ref", "-rf"], "invalid --module-ref '-rf'"),
+        (["--module-url", "file:///m", "--module-ref", "a b"], "invalid --module-ref"),
         (["--remote", "/no/scheme"], "invalid --remote"),
         (["--basedir", "relative/envs"], "invalid --basedir 'relative/envs'"),
         (["--cachedir", "/with space"], "invalid --cachedir"),
+        (["--module-ref", "v1"], "--module-ref needs --module-url"),
     ],
 )
 def test_bad_options_exit_2_and_create_nothing(tmp_path: Path, args: list[str], message: str) -> None:

@@ -52,9 +52,9 @@ def stage_names(text: str) -> list[str]:
 
 
 def test_full_form_has_the_stages_in_order() -> None:
-    """With a control repository and deploy hosts, the stages are Test, Build, Lint, Publish, Puppet data, Deploy."""
+    """With a control repository and deploy hosts, the stages are Test, Build, Lint, Publish, Deploy, Puppet data."""
     text = render_jenkinsfile(service(), FULL)
-    assert stage_names(text) == ["Test", "Build", "Lint", "Publish", "Puppet data", "Deploy"]
+    assert stage_names(text) == ["Test", "Build", "Lint", "Publish", "Deploy", "Puppet data"]
 
 
 def test_optional_stages_are_left_out_by_default() -> None:

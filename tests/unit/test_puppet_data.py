@@ -17,13 +17,13 @@ from microdeploy.config import validate
 from microdeploy.errors import MicrodeployError
 from microdeploy.hiera import (
     PuppetDataSettings,
-    data_file,
     merge_document,
     puppet_data,
     render_document,
     service_entry,
     service_version,
 )
+from microdeploy.hierarepo import data_file
 from microdeploy.process import Result
 from microdeploy.resources import template_folder
 
@@ -277,21 +277,23 @@ def test_merging_the_same_data_twice_changes_nothing(control_repo: Path, project
     assert tree(control_repo) == before
 
 
-def test_control_repo_common_level_keeps_the_template_comments(control_repo: Path, project: Path) -> None:
-    """--control-repo alone writes data/common.yaml, under the comments and keys the template has."""
+def test_control_repo_release_writes_the_owned_file_and_leaves_common_alone(control_repo: Path, project: Path) -> None:
+    """--control-repo alone writes data/services/NAME.yaml with a do-not-edit header; common.yaml is not touched."""
+    common = (control_repo / "data" / "common.yaml").read_bytes()
     result = invoke(str(project), "--version", "1.4.0-1", "--control-repo", str(control_repo))
     assert result.exit_code == 0, result.output
-    path = control_repo / "data" / "common.yaml"
+    path = control_repo / "data" / "services" / "orders-api.yaml"
     assert f"Wrote {path} (orders-api)" in result.stderr
     text = path.read_text()
-    assert text.startswith((template_folder("r10k") / "data" / "common.yaml").read_text())
-    assert load(text)["microdeploy::services"]["orders-api"]["ensure"] == "1.4.0-1"
+    assert text.startswith("---\n# Written by `microdeploy puppet-data` for orders-api: its defaults and release pin.")
+    assert text.endswith(EXPECTED_ORDERS.removeprefix("---\n"))
+    assert (control_repo / "data" / "common.yaml").read_bytes() == common
 
 
 @pytest.mark.parametrize(
     ("flags", "relative", "level"),
     [
-        ([], "data/common.yaml", "common"),
+        ([], "data/services/orders-api.yaml", "common"),
         (["--env", "staging"], "data/environments/staging.yaml", "environment"),
         (["--node", "app1.example.com"], "data/nodes/app1.example.com.yaml", "node"),
     ],
@@ -348,16 +350,21 @@ def test_apt_source_keys_are_written_with_the_key_as_a_literal_block(tmp_path: P
     assert list(data)[-1] == "microdeploy::services"
 
 
-def test_apt_source_replaces_the_template_default_in_place(control_repo: Path, project: Path, tmp_path: Path) -> None:
-    """The template's `manage_apt_source: false` is switched to true where it stands, with its comment."""
+def test_apt_source_goes_to_the_owned_apt_file(control_repo: Path, project: Path, tmp_path: Path) -> None:
+    """In a control repository the APT source keys go to data/microdeploy.yaml, which microdeploy owns."""
     key = tmp_path / "key.asc"
     key.write_text(KEY)
-    result = invoke(str(project), "--version", "1.4.0-1", "--control-repo", str(control_repo),
+    common = (control_repo / "data/common.yaml").read_bytes()
+    result = invoke(str(project), "--version", "1.4.0-1", "--control-repo", str(control_repo), "--json",
                     "--apt-location", "http://apt.example.com/", "--apt-key", str(key))
     assert result.exit_code == 0, result.output
-    text = (control_repo / "data/common.yaml").read_text()
-    assert "turns it on and sets both.\nmicrodeploy::manage_apt_source: true\n" in text
-    assert text.count("microdeploy::manage_apt_source:") == 1
+    apt = control_repo / "data/microdeploy.yaml"
+    assert json.loads(result.stdout)["written"] == [str(control_repo / "data/services/orders-api.yaml"), str(apt)]
+    assert load(apt.read_text()) == {"microdeploy::manage_apt_source": True,
+                                     "microdeploy::apt_location": "http://apt.example.com/",
+                                     "microdeploy::apt_key_content": KEY}
+    assert apt.read_text().startswith("---\n# Written by `microdeploy puppet-data`: the signed APT source")
+    assert (control_repo / "data/common.yaml").read_bytes() == common
 
 
 BAD_INPUT = [
@@ -385,6 +392,12 @@ BAD_INPUT = [
     (["--version", "1-1", "--apt-location", "http://x/", "--apt-key", "{project}/pyproject.toml"],
      "is not an ASCII-armored public key"),
     (["--version", "1-1", "--port", "0"], "invalid port 0 (from --port)"),
+    (["--version", "1-1", "--control-repo", "{repo}", "--env", "prod", "--port", "8002"],
+     "--env writes the release pin alone; --port would be lost"),
+    (["--version", "1-1", "--control-repo", "{repo}", "--node", "a.example.com", "--setting", "app.x=1",
+      "--workers", "3"], "--node writes the release pin alone; --workers, --setting would be lost"),
+    (["--version", "1-1", "--control-repo", "{repo}", "--env", "prod", "--apt-location", "http://x/",
+      "--apt-key", "{key}"], "--apt-location/--apt-key would be lost"),
 ]
 
 
@@ -423,15 +436,16 @@ def test_bad_input_exits_2_with_the_value_named_and_writes_nothing(
 def test_an_unparsable_existing_data_file_is_left_alone(
     control_repo: Path, project: Path, existing: str, message: str
 ) -> None:
-    """An existing data file that is not YAML, or not a Hiera mapping, is reported (exit 2) and not touched."""
-    path = control_repo / "data" / "common.yaml"
+    """An environment file that is not YAML, or not a Hiera mapping, is reported (exit 2) and not touched."""
+    path = control_repo / "data" / "environments" / "production.yaml"
+    path.parent.mkdir()
     path.write_text(existing)
-    result = invoke(str(project), "--version", "1.4.0-1", "--control-repo", str(control_repo))
+    before = tree(control_repo)
+    result = invoke(str(project), "--version", "1.4.0-1", "--control-repo", str(control_repo), "--env", "production")
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert str(path) in result.stderr
-    assert path.read_text() == existing
-    assert sorted(p.name for p in path.parent.iterdir()) == ["common.yaml"]  # no temporary file left
+    assert tree(control_repo) == before  # nothing written, no temporary file left
 
 
 def test_an_unparsable_hiera_yaml_is_bad_input(control_repo: Path, project: Path) -> None:
