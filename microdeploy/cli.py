@@ -384,12 +384,13 @@ def jenkinsfile_command(project: Path, form: str, output: str, agent_label: str,
 
 @main.command("puppet-data")
 @click.argument("projects", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--env", metavar="ENV", help="Write the data of this Puppet environment (with --control-repo).")
-@click.option("--node", metavar="FQDN", help="Write the data of this node, by certname (with --control-repo).")
+@click.option("--env", metavar="ENV", help="Pin the version for this Puppet environment (with --control-repo).")
+@click.option("--node", metavar="FQDN", help="Pin the version for this node, by certname (with --control-repo).")
 @click.option("--control-repo", type=click.Path(path_type=Path),
-              help="Merge into the data/ file of this r10k control repository that --env/--node select.")
+              help="Write into this r10k control repository: data/services/NAME.yaml, or with --env/--node "
+                   "the pin alone into that level's file.")
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE|-",
-              help="Write (merging into an existing file) here instead of standard output.")
+              help="Write here instead of standard output: a new file, or one microdeploy wrote before.")
 @click.option("--version", "version", help="Debian version to pin, e.g. 1.4.0-1 (default: as `build` computes it).")
 @click.option("--apt-location", metavar="URL", help="Also write the signed APT source: the repository URL...")
 @click.option("--apt-key", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",

@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import CommentMark, YAMLError
+from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import LiteralScalarString, SingleQuotedScalarString
-from ruamel.yaml.tokens import CommentToken
 
 from microdeploy import validate
 from microdeploy.build.release.source import git_state
@@ -44,11 +43,13 @@ APT_URL = validate.rule(r"[a-z][a-z0-9+.-]*:[^\s'\"\\]+", "a URL such as http://
 # Hiera interpolates `%{...}` in keys and values; `%{literal('%')}` is its one way to write a `%` before `{`.
 HIERA_ESCAPE = ("%{", "%{literal('%')}{")
 OWNED_HEADER = """\
-# Written by `microdeploy puppet-data`{what}. Do not edit: the
-# next release rewrites this file. Override any key in common.yaml,
-# environments/ENV.yaml or nodes/FQDN.yaml; the module deep-merges
-# microdeploy::services across the levels, and the more specific level wins.
+# Written by `microdeploy puppet-data`{what}.
+# Do not edit: the next release rewrites this file. Override any key in
+# common.yaml, environments/ENV.yaml or nodes/FQDN.yaml; the module
+# deep-merges microdeploy::services, and the more specific level wins.
 """
+OWNER_MARK = "# Written by `microdeploy puppet-data`"
+OUTPUT_WHAT = ": services' defaults and release pins"
 # Service keys that only the owned file holds: --env/--node write the pin alone.
 ENTRY_FLAGS = {"port": "--port", "bind": "--bind", "workers": "--workers", "settings": "--setting"}
 
@@ -217,111 +218,31 @@ def _dump(document: Any, explicit_start: bool) -> str:
 
 def merge_document(text: str, top: Mapping[str, Any], services: Mapping[str, Mapping[str, Any]],
                    source: str = "<data>") -> str:
-    """`text` with `top` keys and the `services` entries set; all else (keys, comments, order) kept."""
+    """A file microdeploy owns with `top` keys and the `services` entries set; its other entries kept."""
     try:
         document = _yaml().load(text)
     except YAMLError as exc:
         raise bad_input(f"cannot parse {source}: {exc}",
                         hint="Fix the YAML syntax of the file (nothing was written)") from exc
     if document is None:
-        # Only comments (or nothing): keep them and add the data below.
-        head = text if not text or text.endswith("\n") else text + "\n"
-        has_start = any(line.startswith("---") for line in text.splitlines())
-        return head + _dump(_build(top, services), explicit_start=not has_start)
+        document = CommentedMap()
     if not isinstance(document, CommentedMap):
         raise bad_input(f"{source} is not a Hiera data file (its top level is not a mapping)",
                         hint="Point puppet-data at a YAML file of key: value pairs, or remove it")
-    _block_style(document)
-    for key, value in top.items():
-        _set(document, key, typed(value))
     existing = document.get(SERVICES_KEY)
-    if existing is None:
-        _set(document, SERVICES_KEY, typed(services))
-    elif not isinstance(existing, CommentedMap):
+    if existing is not None and not isinstance(existing, CommentedMap):
         raise bad_input(f"{SERVICES_KEY} in {source} is not a mapping of services",
                         hint=f"Make {SERVICES_KEY} a mapping of service names, or remove the key")
-    else:
-        _block_style(existing)
-        for name, entry in services.items():
-            _set(existing, name, typed(entry))
-    return _dump(document, explicit_start=_starts_explicitly(text))
-
-
-def _block_style(mapping: CommentedMap) -> None:
-    """An empty `{}` grows in block style, as the rest of the file is written."""
-    if not len(mapping):
-        mapping.fa.set_block_style()
-
-
-def _starts_explicitly(text: str) -> bool:
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#"):
-            return stripped.startswith("---")
-    return False
-
-
-def _set(mapping: CommentedMap, key: str, value: Any) -> None:
-    """Replace or append `key`, keeping the comment lines that follow the old or the previous last entry.
-
-    ruamel.yaml stores the full-line comments before a key as trailing
-    comments of the deepest last value before it; replacing or appending that
-    value would drop them or move them, so they are carried over.
-    """
-    if key in mapping:
-        old = mapping[key]
-        carried = _take_trailing_lines(old) if isinstance(old, CommentedMap) else None
-        mapping[key] = value
-        if carried and isinstance(value, CommentedMap):
-            _put_trailing_lines(value, carried)
-        return
-    carried = _take_trailing_lines(mapping) if len(mapping) else None
-    mapping[quoted_key(key)] = value
-    if carried:
-        _put_trailing_lines(mapping, carried)
-
-
-def _last_slot(node: CommentedMap) -> tuple[CommentedMap, Any] | None:
-    """The deepest last (mapping, key) pair under `node`, where trailing comments live."""
-    current = node
-    while len(current):
-        key = list(current.keys())[-1]
-        value = current[key]
-        if isinstance(value, CommentedMap) and len(value):
-            current = value
-            continue
-        if isinstance(value, CommentedSeq):
-            return None  # comments after a list stay where ruamel put them
-        return current, key
-    return None
-
-
-def _take_trailing_lines(node: CommentedMap) -> str | None:
-    slot = _last_slot(node)
-    if slot is None:
-        return None
-    mapping, key = slot
-    entry = mapping.ca.items.get(key)
-    if not entry or len(entry) < 3 or entry[2] is None:
-        return None
-    token = entry[2]
-    eol, newline, rest = str(token.value).partition("\n")
-    if not newline or not rest:
-        return None
-    token.value = eol + newline  # the end-of-line comment stays with its line
-    return rest
-
-
-def _put_trailing_lines(node: CommentedMap, lines: str) -> None:
-    slot = _last_slot(node)
-    if slot is None:
-        return
-    mapping, key = slot
-    entry = mapping.ca.items.setdefault(key, [None, None, None, None])
-    if entry[2] is None:
-        entry[2] = CommentToken("\n" + lines, CommentMark(0), None)
-    else:
-        entry[2].value = str(entry[2].value) + lines
+    # Values already in the file are kept as they were read (escaped once); only new ones are typed.
+    for key, value in top.items():
+        document[key] = typed(value)
+    entries = existing if existing is not None else CommentedMap()
+    for name, entry in services.items():
+        entries[quoted_key(name)] = typed(entry)
+    if services:
+        document[SERVICES_KEY] = entries
+    document.ca.comment = None  # the header is written again below
+    return "---\n" + OWNED_HEADER.format(what=OUTPUT_WHAT) + _dump(document, explicit_start=False)
 
 
 # --- the command -------------------------------------------------------------------
@@ -356,7 +277,13 @@ def puppet_data(settings: PuppetDataSettings, runner: Runner = run) -> PuppetDat
     if target is None:
         return PuppetDataResult(services, render_document(top, services), None, level, changed=False)
     text, mode = _existing(target)
-    new_text = render_document(top, services) if text is None else merge_document(text, top, services, str(target))
+    if text is not None and not text.startswith(f"---\n{OWNER_MARK}"):
+        raise bad_input(f"{target} is not a file microdeploy wrote (it does not start "
+                        f"with '---' and '{OWNER_MARK}'): a release would overwrite what people wrote there",
+                        hint="Pass --control-repo DIR to release into a control repository (people's files get "
+                             "the pin alone), or pass -o a new file")
+    new_text = owned_document(OUTPUT_WHAT, top, services) if text is None \
+        else merge_document(text, top, services, str(target))
     changed = new_text != text
     if changed:
         atomic_write(target, new_text, mode=mode)

@@ -235,36 +235,30 @@ def test_newlines_in_settings_are_refused_by_the_config_model(project: Path) -> 
     assert "settings.app.greeting" in result.stderr
 
 
-def test_merge_keeps_foreign_keys_comments_and_order() -> None:
-    """Merging replaces our entry in place and keeps every foreign key, comment and the order of keys."""
+def test_output_into_a_file_people_wrote_is_refused(tmp_path: Path, project: Path) -> None:
+    """-o FILE never rewrites a file microdeploy did not write (the release that deleted ops' keys): exit 2."""
+    common = tmp_path / "common.yaml"
+    common.write_text(EXISTING)
+    result = invoke(str(project), "--version", "1.4.0-1", "-o", str(common))
+    assert result.exit_code == 2, result.output
+    assert f"{common} is not a file microdeploy wrote" in result.stderr
+    assert "hint: Pass --control-repo DIR" in result.stderr
+    assert common.read_text() == EXISTING
+
+
+def test_merge_replaces_our_entries_and_keeps_the_others() -> None:
+    """In a file microdeploy owns, a service's entry is replaced whole and other services stay as read."""
     config = validate({"name": ("orders-api", "t"), "port": (8001, "t")})
-    merged = merge_document(EXISTING, {}, {"orders-api": service_entry(config, "1.4.0-1")})
-    for line in ("# Common data, maintained by ops. Do not reorder.", "ntp::servers:   # the site's time servers",
-                 "  # orders team", "  # billing team owns this one", '    ensure: "2.0.1-3"   # pinned by billing',
-                 "    settings: {app: {mode: strict}}", "# after the services",
-                 "profile::base::motd: 'Managed by Puppet'"):
-        assert line in merged.splitlines(), line
-    assert "old release" not in merged and "1.3.0-1" not in merged
+    owned = "---\n# Written by `microdeploy puppet-data`: x.\n" + EXISTING.removeprefix("---\n")
+    merged = merge_document(owned, {}, {"orders-api": service_entry(config, "1.4.0-1")})
+    assert merged.startswith("---\n# Written by `microdeploy puppet-data`: services' defaults and release pins.\n")
     data = load(merged)
     assert list(data) == ["ntp::servers", "microdeploy::services", "profile::base::motd"]
     assert list(data["microdeploy::services"]) == ["orders-api", "billing-api"]
     assert data["microdeploy::services"]["orders-api"]["ensure"] == "1.4.0-1"
-    billing = {"ensure": "2.0.1-3", "settings": {"app": {"mode": "strict"}}}
-    assert data["microdeploy::services"]["billing-api"] == billing
-    # The comment above billing-api is still right above it.
-    lines = merged.splitlines()
-    assert lines[lines.index("  billing-api:") - 1] == "  # billing team owns this one"
-    assert lines[lines.index("profile::base::motd: 'Managed by Puppet'") - 1] == "# after the services"
-
-
-def test_merge_appends_a_new_service_before_the_comments_of_the_next_key() -> None:
-    """A new service goes after the existing ones; a comment heading the next top-level key stays there."""
-    config = validate({"name": ("stock-api", "t")})
-    merged = merge_document(EXISTING, {}, {"stock-api": service_entry(config, "0.1.0-1")})
-    lines = merged.splitlines()
-    assert list(load(merged)["microdeploy::services"]) == ["orders-api", "billing-api", "stock-api"]
-    assert lines.index("  billing-api:") < lines.index("  stock-api:") < lines.index("# after the services")
-    assert lines[lines.index("profile::base::motd: 'Managed by Puppet'") - 1] == "# after the services"
+    assert "port" in data["microdeploy::services"]["orders-api"] and "old release" not in merged
+    assert data["microdeploy::services"]["billing-api"] == {"ensure": "2.0.1-3",
+                                                            "settings": {"app": {"mode": "strict"}}}
 
 
 def test_merging_the_same_data_twice_changes_nothing(control_repo: Path, project: Path) -> None:
@@ -327,12 +321,21 @@ def test_levels_follow_the_repositorys_own_hiera_yaml(tmp_path: Path) -> None:
 
 
 def test_output_file_is_written_and_merged(tmp_path: Path, project: Path) -> None:
-    """--output FILE writes the document, and a second run merges into what is there."""
-    out = tmp_path / "hiera.yaml"
-    out.write_text("---\nforeign::key: 1  # keep me\n")
+    """--output FILE writes a file microdeploy owns; the next run of another service adds to it."""
+    out = tmp_path / "services.yaml"
     result = invoke(str(project), "--version", "1.4.0-1", "--output", str(out))
     assert result.exit_code == 0, result.output
-    assert out.read_text().startswith("---\nforeign::key: 1  # keep me\nmicrodeploy::services:\n")
+    assert out.read_text().startswith("---\n# Written by `microdeploy puppet-data`")
+    other = tmp_path / "billing-api"
+    other.mkdir()
+    (other / "pyproject.toml").write_text('[project]\nname = "billing-api"\nversion = "2.0.1"\n'
+                                          '[tool.microdeploy.settings.app]\nx = "%{y}"\n')
+    assert invoke(str(other), "--version", "2.0.1-1", "--output", str(out)).exit_code == 0
+    assert invoke(str(project), "--version", "1.4.0-2", "--output", str(out)).exit_code == 0
+    services = load(out.read_text())["microdeploy::services"]
+    assert {name: entry["ensure"] for name, entry in services.items()} == {"orders-api": "1.4.0-2",
+                                                                          "billing-api": "2.0.1-1"}
+    assert services["billing-api"]["settings"]["app"]["x"] == "%{literal('%')}{y}"  # escaped once, kept so
 
 
 def test_apt_source_keys_are_written_with_the_key_as_a_literal_block(tmp_path: Path, project: Path) -> None:
