@@ -3,6 +3,9 @@
 The repository is used as the `production` environment directly (r10k would
 deploy the same tree); the module's own data brings the deep merge. An
 offline lookup takes the node's certname from `trusted` in its facts file.
+Ops turned on hiera-eyaml for their levels and keep real encrypted secrets
+(one-line and multi-line blocks) in the node's file that the canary pin goes
+into.
 """
 
 from __future__ import annotations
@@ -43,6 +46,31 @@ microdeploy::services:
 """
 
 
+# What ops put into hiera.yaml to read eyaml in the node and common levels.
+EYAML_OPTIONS = """\
+    lookup_key: eyaml_lookup_key
+    options:
+      pkcs7_private_key: '{keys}/private.pem'
+      pkcs7_public_key: '{keys}/public.pem'
+"""
+
+
+def eyaml(keys: Path, secret: str, *, label: str | None = None) -> str:
+    """`eyaml encrypt` of `secret`: a one-line ENC[PKCS7,...] string, or a labelled multi-line block."""
+    form = ["-o", "string"] if label is None else ["-o", "block", f"--label={label}"]
+    return tool(["eyaml", "encrypt", "-s", secret, f"--pkcs7-public-key={keys / 'public.pem'}", *form]).stdout.strip()
+
+
+def node_file(keys: Path) -> str:
+    """The canary's data file as ops wrote it: comments, a pin, eyaml secrets in both forms."""
+    block = eyaml(keys, "line-secret", label="password")
+    indented = "\n".join("          " + line for line in block.splitlines())
+    return (f"---\n# app1: the canary (INC-1300). Secrets are eyaml.\nmicrodeploy::services:\n  orders-api:\n"
+            f"    ensure: \"1.4.0-1\"   # canary\n"
+            f"    environment:\n      API_TOKEN: {eyaml(keys, 's3cret-token')}  # rotated 2026-11\n"
+            f"    settings:\n      database:\n{indented}\n")
+
+
 def lookup(tmp_path: Path, environments: Path, node: str) -> dict[str, Any]:
     """`puppet lookup microdeploy::services` for `node` in the production environment, as JSON."""
     facts = tmp_path / f"{node}.facts.yaml"
@@ -73,8 +101,24 @@ def control_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     microdeploy("puppet-data", str(project), "--control-repo", str(control), "--version", "1.4.0-1")
     common = control / "data" / "common.yaml"
     common.write_text(common.read_text() + OPS_COMMON)
+    keys = root / "keys"
+    keys.mkdir()
+    tool(["eyaml", "createkeys", f"--pkcs7-private-key={keys / 'private.pem'}",
+          f"--pkcs7-public-key={keys / 'public.pem'}"])
+    hiera = control / "hiera.yaml"
+    options = EYAML_OPTIONS.format(keys=keys)
+    hiera.write_text(hiera.read_text().replace("    path: 'nodes/%{trusted.certname}.yaml'\n",
+                                               "    path: 'nodes/%{trusted.certname}.yaml'\n" + options))
+    node = control / "data" / "nodes" / "app1.example.com.yaml"
+    node.parent.mkdir()
+    ops_node = node_file(keys)
+    node.write_text(ops_node)
     microdeploy("puppet-data", str(project), "--control-repo", str(control), "--node", "app1.example.com",
                 "--version", "1.4.0-2")
+    # The canary pin changed one line of ops' file; every eyaml byte is as ops wrote it.
+    old, new = ops_node.splitlines(), node.read_text().splitlines()
+    assert [(a, b) for a, b in zip(old, new, strict=True) if a != b] == [
+        ('    ensure: "1.4.0-1"   # canary', '    ensure: "1.4.0-2"   # canary')]
     return root / "environments"
 
 
@@ -85,10 +129,15 @@ def test_a_node_pin_keeps_commons_port_and_settings(looked_up: dict[str, dict[st
     assert service["port"] == 9001
     assert service["settings"]["app"]["mode"] == "ops"
     assert service["config_path"] == "/etc/orders-api/config.ini"
+    # Ops' eyaml secrets in the node file decrypt as before the pin was set.
+    assert service["settings"]["database"]["password"] == "line-secret"
+    assert service["environment"] == {"API_TOKEN": "s3cret-token"}
     other = looked_up["app2.example.com"]
     assert other["ensure"] == "1.4.0-1"
-    assert {key: value for key, value in other.items() if key != "ensure"} == \
-        {key: value for key, value in service.items() if key != "ensure"}
+    node_only = ("ensure", "environment", "settings")
+    assert {key: value for key, value in other.items() if key not in node_only} == \
+        {key: value for key, value in service.items() if key not in node_only}
+    assert other["settings"]["app"] == service["settings"]["app"]
 
 
 def test_hiera_interpolation_in_a_setting_comes_back_literally(looked_up: dict[str, dict[str, Any]]) -> None:
