@@ -268,7 +268,7 @@ def test_puppet_apply_of_the_role_installs_configures_pins_and_upgrades_the_serv
     tmp_path: Path, control: Path, plain_service: BuiltService, plain_service_v2: BuiltService,
     puppet_host_image: Path, networked_hosts: NetworkedHosts, served_repo: Any,
 ) -> None:
-    """The environment r10k deploys from `control-repo init`'s repository installs, configures, holds and upgrades."""
+    """The environment r10k deploys from `control-repo init`'s repository installs, configures, holds, moves a pin."""
     name, version, newer = plain_service.name, plain_service.result.version, plain_service_v2.result.version
     port = 8001
     # Publish the real package into a signed repository, serve it on the host's link.
@@ -352,3 +352,11 @@ def test_puppet_apply_of_the_role_installs_configures_pins_and_upgrades_the_serv
     assert host.run(["systemctl", "is-active", name]).stdout.strip() == "active"
     assert health(host, port, plain_service.health_path)["status"] == "ok"
     assert main_pid(host, name) not in (0, first_pid)
+
+    # Pinning the previous version again downgrades on the next apply (a rollback through Hiera).
+    release("--version", version)
+    code, out = apply(host, r10k_deploy(control))
+    assert code == 2, out
+    assert installed_version(host, name) == version
+    assert f"Pin: version {version}\n" in host.read_file(f"/etc/apt/preferences.d/microdeploy-{name}.pref")
+    assert health(host, port, plain_service.health_path)["status"] == "ok"
