@@ -306,11 +306,13 @@ def _into_control_repo(control_repo: Path, target: Path, level: str, services: M
                                                                    {}, {name: entry})
         if top:
             outputs[apt_path] = owned_document(": the signed APT source of the services", top, {})
-        # A pin that a person (or an older microdeploy) put in common.yaml would win over the
+        # A version that a person (or an older microdeploy) pinned in common.yaml would win over the
         # owned file: it is moved along, so that the release takes effect, and nothing else there.
+        # A state (absent, purged, latest, present) is someone's decision and stays.
         common, _ = _existing(target)
         for name, entry in services.items():
-            if common is not None and pinned_version(common, name, str(target)) is not None:
+            pinned = None if common is None else pinned_version(common, name, str(target))
+            if common is not None and pinned is not None and validate.DEBIAN_VERSION.pattern.fullmatch(pinned):
                 common = set_pin(common, name, str(entry["ensure"]), str(target))
                 outputs[target] = common
     written = [path for path, text in outputs.items() if text != _existing(path)[0]]

@@ -191,6 +191,16 @@ def test_a_pin_left_in_common_by_an_older_microdeploy_moves_with_the_release(pro
         "-        ensure: '1.3.0-1'  # old\n", "+        ensure: '1.4.0-1'  # old\n"]
 
 
+def test_a_state_in_common_is_left_alone(project: Path, repo: Path) -> None:
+    """`ensure: absent` (or latest) in common.yaml is a person's decision: a release does not turn it into a pin."""
+    common = repo / "data/common.yaml"
+    removed = OPS_COMMON.replace("    orders-api:\n", "    orders-api:\n        ensure: absent\n")
+    common.write_text(removed)
+    report = release(project, repo, "1.4.0-1")
+    assert report["written"] == [str(repo / "data/services/orders-api.yaml")]
+    assert common.read_text() == removed
+
+
 def test_twice_the_same_pin_writes_nothing(project: Path, repo: Path) -> None:
     """A second run with the same version leaves every file as it was and reports no change."""
     release(project, repo, "1.4.0-2", "--env", "production")

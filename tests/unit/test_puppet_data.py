@@ -221,6 +221,14 @@ def test_setting_keys_that_yaml_1_1_reads_as_booleans_are_quoted() -> None:
     assert "      'on':\n        'y': 1\n        n.x: 2\n" in text
 
 
+def test_hiera_interpolation_is_escaped_in_keys_and_values() -> None:
+    """Every `%{` of a key or a value is written as Hiera's `%{literal('%')}{`, so Hiera returns the text."""
+    text = render_document({}, {"orders-api": {"settings": {"a%{x}": {"k": "%{lookup('y')} and %{::fqdn}"}}}})
+    data = load(text)["microdeploy::services"]["orders-api"]["settings"]
+    assert data == {"a%{literal('%')}{x}": {"k": "%{literal('%')}{lookup('y')} and %{literal('%')}{::fqdn}"}}
+    assert text.count("%{literal") == 3
+
+
 def test_a_carriage_return_in_a_setting_is_refused(project: Path) -> None:
     """A value with a carriage return (a control character) is bad input, exit 2, before any write."""
     result = invoke(str(project), "--version", "1.4.0-1", "--setting", 'app.greeting="a\\rb"')
