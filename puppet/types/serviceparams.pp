@@ -2,7 +2,9 @@
 #
 # The keys are the parameters of `microdeploy::service`; every key is
 # optional and defaults as that define documents. `microdeploy puppet-data`
-# writes `ensure`, `config_path`, `log_dir`, `user`, `port` and `settings`.
+# writes `ensure`, `config_path`, `log_dir`, `user`, `port`, `bind`, `workers`
+# and `settings` into a service's own data file, and only `ensure` into the
+# environment and node levels.
 #
 # @example
 #   {
