@@ -38,8 +38,9 @@ if [ -n "$CONCURRENT_PUSH" ] && [ ! -e "$CONCURRENT_PUSH.done" ]; then
     (
         git clone --quiet --branch production "$CONCURRENT_REPO" "$CONCURRENT_PUSH"
         cd "$CONCURRENT_PUSH"
-        echo "profile::motd: 'hello'" > ops.yaml
-        git add ops.yaml
+        mkdir -p data
+        echo "profile::motd: 'hello'" > "${CONCURRENT_FILE:-ops.yaml}"
+        git add --all
         git -c user.name=ops -c user.email=ops@example.org commit --quiet -m "ops: motd"
         git push --quiet origin production
     )
@@ -133,6 +134,17 @@ def test_a_rejected_push_is_rebased_and_retried(setup: tuple[Path, Path, Path]) 
         f"orders-api: release {VERSION}", "ops: motd", "init"]
     assert git("show", "production:ops.yaml", cwd=bare) == "profile::motd: 'hello'\n"
     assert f'ensure: "{VERSION}"' in git("show", "production:data/common.yaml", cwd=bare)
+
+
+def test_a_conflicting_concurrent_change_fails_the_step_and_pushes_nothing(setup: tuple[Path, Path, Path]) -> None:
+    """If someone changed the same lines meanwhile, the rebase is aborted and the step fails with what to do."""
+    root, workspace, bare = setup
+    step = puppet_step(root, "push", bare)
+    done = run_step(step, workspace, root, {"CONCURRENT_PUSH": str(root / "other"), "CONCURRENT_REPO": str(bare),
+                                            "CONCURRENT_FILE": "data/common.yaml"})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"the pin of orders-api {VERSION} conflicts with production; pin it by hand" in done.stderr
+    assert git("log", "--format=%s", "production", cwd=bare).splitlines() == ["ops: motd", "init"]
 
 
 def test_push_mode_twice_changes_nothing(setup: tuple[Path, Path, Path]) -> None:
