@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -319,6 +320,56 @@ def repo_serve(repo_dir: Path, bind: str, port: int, dist: str, component: str) 
         click.echo(sources_snippet(url, keyring, dist, component))
 
     serve(repo_dir, bind, port, ready=ready)
+
+
+@main.command("check")
+@click.argument("deb", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--previous", metavar="DEB|VERSION",
+              help="Also upgrade from this older .deb, or from this version in --repo.")
+@click.option("--dist", help="Debian release of the host (default: the package's own, else bookworm).")
+@click.option("--repo", "repo_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Published repository the host may install dependencies (and --previous) from.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every check.")
+@click.option("--junit", "junit", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Write a JUnit XML report here (one test case per check) for Jenkins' junit step.")
+@click.option("--refresh-images", is_flag=True, help="Rebuild the cached host and piuparts images first.")
+@click.option("--skip", multiple=True, type=click.Choice(["lintian", "piuparts", "host"]),
+              help="Leave out a stage (repeatable).")
+@click.pass_context
+def check_command(ctx: click.Context, deb: Path, previous: str | None, dist: str | None, repo_dir: Path | None,
+                  as_json: bool, junit: Path | None, refresh_images: bool, skip: tuple[str, ...]) -> None:
+    """Prove DEB on a fresh booted host of its release: lintian, piuparts, install, service, upgrade, purge."""
+    from microdeploy.check import CheckSettings, check, write_junit  # python-debian, http.server: only here
+
+    if junit is not None and not junit.absolute().parent.is_dir():
+        raise MicrodeployError(f"no directory for the JUnit report: {junit.absolute().parent}",
+                               hint="Create the directory first, or pass another --junit FILE",
+                               exit_code=EXIT_BAD_INPUT)
+    settings = CheckSettings(deb=deb, previous=previous, dist=dist, repo=repo_dir,
+                             refresh_images=refresh_images, skip=frozenset(skip))
+    # SIGTERM (a CI job aborted) tears down like Ctrl-C: the host, its namespace, the temporary files.
+    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        report = check(settings)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    if junit is not None:
+        write_junit(report, junit)
+    if as_json:
+        print_json(report.as_dict())
+    else:
+        for outcome in report.outcomes:
+            click.echo(outcome.line())
+        for outcome in report.failures:
+            click.echo(f"\n--- {outcome.name}: {outcome.summary}\n{outcome.details}".rstrip())
+        verdict = "passed" if not report.failures else f"{len(report.failures)} check(s) failed"
+        click.echo(f"\n{report.package} {report.version} ({report.release}): {verdict} in {report.seconds:.1f} s")
+    ctx.exit(report.exit_code)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so the same clean-up runs."""
+    raise KeyboardInterrupt
 
 
 @main.command("jenkinsfile")

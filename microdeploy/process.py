@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 APT_PACKAGE_OF = {
     "dpkg-buildpackage": "dpkg-dev",
     "dpkg-deb": "dpkg",
+    "dpkg-scanpackages": "dpkg-dev",
     "dpkg-parsechangelog": "dpkg-dev",
     "dh": "debhelper",
     "dh_virtualenv": "dh-virtualenv",

@@ -27,6 +27,7 @@ __all__ = [
     "ensure_image",
     "ensure_piuparts_base",
     "image_path",
+    "release_mirrors",
     "sources_file",
     "unpacked",
 ]
@@ -95,27 +96,33 @@ def debian_mirror(sources: Path = SOURCES_FILE, suite: str = SUITE) -> str:
     )
 
 
-def sources_file(suite: str, directory: Path, sources: Path = SOURCES_FILE) -> Path:
-    """A deb822 sources file for `suite` (main, updates, security) on the machine's mirrors, in `directory`."""
-    if suite == SUITE:
-        return sources
+def release_mirrors(suite: str, sources: Path = SOURCES_FILE) -> list[tuple[str, tuple[str, ...]]]:
+    """The mirror URIs of `suite` with their suites (main, updates, security), from the machine's sources."""
     if suite not in RELEASES:
         raise bad_input(f"unknown Debian release {suite!r}", hint=f"Use one of: {', '.join(RELEASES)}")
-    stanzas = []
+    mirrors = []
     for fields in _stanzas(sources):
         suites = fields.get("suites", "").split()
-        if not fields.get("uris") or not any(s.startswith(SUITE) for s in suites):
-            continue
-        renamed = " ".join(suite + s.removeprefix(SUITE) for s in suites)
-        stanza = f"Types: deb\nURIs: {fields['uris']}\nSuites: {renamed}\nComponents: main\n"
-        if fields.get("signed-by"):
-            stanza += f"Signed-By: {fields['signed-by']}\n"
-        stanzas.append(stanza)
-    if not stanzas:
+        if fields.get("uris") and any(name.startswith(SUITE) for name in suites):
+            # The machine's release's stanzas, renamed: bookworm-security -> trixie-security.
+            renamed = tuple(suite + name.removeprefix(SUITE) for name in suites if name.startswith(SUITE))
+            mirrors.append((fields["uris"].split()[0], renamed))
+    if not mirrors:
         raise MicrodeployError(
-            f"no `URIs:` line for {SUITE} in {sources} to derive {suite}'s from",
+            f"no `URIs:` line for {SUITE} in {sources} to find {suite}'s mirror by",
             hint=f"Add a deb822 stanza with `Suites: {SUITE}` and the mirror's `URIs:`",
         )
+    return mirrors
+
+
+def sources_file(suite: str, directory: Path, sources: Path = SOURCES_FILE) -> Path:
+    """A deb822 sources file for `suite` on the machine's mirrors, in `directory` (for its own release: its own)."""
+    if suite == SUITE:
+        return sources
+    stanzas = [
+        f"Types: deb\nURIs: {uri}\nSuites: {' '.join(suites)}\nComponents: main\n"
+        for uri, suites in release_mirrors(suite, sources)
+    ]
     path = directory / f"{suite}.sources"
     path.write_text("\n".join(stanzas), encoding="utf-8")
     return path

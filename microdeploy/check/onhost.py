@@ -1,0 +1,248 @@
+"""The checks on a fresh host of the package's release, booted with systemd: install to purge.
+
+One host per run, in its own network namespace; its only way out is our
+feed on 10.231.N.1 (the --repo repository and the release's mirror). The
+checks run in order, and after the first failure the rest are reported as
+not run: each builds on the one before.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import stat
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from microdeploy.errors import MicrodeployError
+from microdeploy.repo import KEYRING_NAME, sources_snippet
+from microdeploy.testbed.host import Host, boot
+from microdeploy.testbed.image import release_mirrors, unpacked
+from microdeploy.testbed.network import create_netns, delete_netns
+
+from .feed import Feed, MirrorSuite, serving_feed
+from .package import DebInfo
+from .report import FAILED, PASSED, SKIPPED, Outcome
+from .service import ServiceProbe, failure
+
+__all__ = ["HostPlan", "host_checks"]
+
+log = logging.getLogger(__name__)
+
+APT_TIMEOUT = 600.0
+JOURNAL_LINES = 30
+
+# Where the packages are put inside the host (not /tmp: a tmpfs there).
+_INBOX = "/var/tmp/microdeploy-check"
+_SOURCES = "/etc/apt/sources.list.d/microdeploy-check.sources"
+_KEYRING = f"/etc/apt/keyrings/{KEYRING_NAME}"
+_APT = ["apt-get", "-q", "-y", "--no-install-recommends", "-o", "Dpkg::Options::=--force-confold"]
+
+# What apt, dpkg, systemd and adduser keep for themselves, and what the check
+# itself puts on the host: never counted as left behind by the package.
+_BOOKKEEPING = (
+    "var/lib/apt/", "var/cache/apt/", "var/lib/dpkg/", "var/cache/debconf/", "var/lib/systemd/",
+    "var/log/apt/", "var/log/journal/", "var/log/dpkg.log", "var/log/alternatives.log",
+    "var/log/lastlog", "var/log/wtmp", "var/log/btmp", "var/cache/ldconfig/", "etc/ld.so.cache",
+    "etc/passwd-", "etc/group-", "etc/shadow-", "etc/gshadow-", "etc/subuid-", "etc/subgid-",
+    "etc/apt/", "var/tmp/", "root/", "var/lib/ucf/",
+)
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """What to do on the host."""
+
+    info: DebInfo
+    release: str
+    image: Path
+    previous: DebInfo | None = None
+    previous_version: str | None = None
+    repo_public: Path | None = None
+    repo_dist: str = ""
+    max_exposure: float = 5.0
+
+    @property
+    def upgrades(self) -> bool:
+        """Whether a previous version is installed first and upgraded from."""
+        return self.previous is not None or self.previous_version is not None
+
+
+def host_checks(plan: HostPlan, record: Callable[[Outcome], None], stack: ExitStack) -> None:
+    """Run the host checks in order, recording each outcome; `stack` tears the host down."""
+    run = _OnHost(plan, stack)
+    names: list[tuple[str, Callable[[], str]]] = [("install", run.install)]
+    if plan.upgrades:
+        names.append(("upgrade", run.upgrade))
+    if plan.info.has_unit:
+        names += [
+            ("unit", lambda: run.probe.wait_started()),
+            ("user", lambda: run.probe.user()),
+            ("exposure", lambda: run.probe.exposure(plan.max_exposure)),
+            ("health", lambda: run.probe.health()),
+            ("logs", lambda: run.probe.logs()),
+            ("restart", lambda: run.probe.restart()),
+        ]
+    names.append(("purge", run.purge))
+    blocked = ""
+    for name, check in names:
+        if blocked:
+            record(Outcome(name, SKIPPED, f"not run: {blocked} failed"))
+            continue
+        started = time.monotonic()
+        try:
+            summary = check()
+        except MicrodeployError as exc:
+            reason, _, details = exc.message.partition("\n")
+            record(Outcome(name, FAILED, reason, time.monotonic() - started, run.with_journal(details)))
+            blocked = name
+            continue
+        record(Outcome(name, PASSED, summary, time.monotonic() - started))
+    if not plan.info.has_unit:
+        record(Outcome("service", SKIPPED, f"the package ships no {plan.info.unit}"))
+
+
+class _OnHost:
+    """The host of one run, booted by `install`, and what the checks learn on the way."""
+
+    def __init__(self, plan: HostPlan, stack: ExitStack) -> None:
+        self.plan = plan
+        self.stack = stack
+        self._host: Host | None = None
+        self.feed: Feed | None = None
+        self.before: set[str] = set()
+        self.admin_config = ""
+
+    @property
+    def host(self) -> Host:
+        """The booted host (install boots it)."""
+        if self._host is None:
+            raise MicrodeployError("the host is not booted")
+        return self._host
+
+    @property
+    def probe(self) -> ServiceProbe:
+        """The service checks on this host."""
+        return ServiceProbe(self.host, self.plan.info)
+
+    def with_journal(self, details: str) -> str:
+        """A failure's details followed by the last lines of the unit's journal."""
+        if self._host is None or not self._host.is_alive():
+            return details
+        unit = self.plan.info.unit if self.plan.info.has_unit else None
+        journal = self._host.journal(unit, lines=JOURNAL_LINES).rstrip()
+        heading = f"--- journal of {unit or 'the host'} (last {JOURNAL_LINES} lines) ---"
+        return f"{details}\n{heading}\n{journal}".strip()
+
+    def install(self) -> str:
+        """Boot the host, then install the package (or its previous version) with apt."""
+        plan = self.plan
+        started = time.monotonic()
+        netns = create_netns()
+        self.stack.callback(delete_netns, netns)
+        host = boot(plan.image, netns=netns, wait=False)
+        self.stack.callback(host.poweroff)
+        self._host = host
+        mirrors = [MirrorSuite(uri, suites) for uri, suites in release_mirrors(plan.release)]
+        self.feed = self.stack.enter_context(serving_feed(netns.host_address, mirrors, plan.repo_public))
+        host.wait_until_running()
+        booted = time.monotonic() - started
+        self.before = self._changed_paths()
+        debs = [plan.info] + ([plan.previous] if plan.previous else [])
+        for deb in debs:
+            host.copy_in(deb.path, f"{_INBOX}/{deb.path.name}")
+        if plan.previous is not None:
+            target, what = f"{_INBOX}/{plan.previous.path.name}", f"{plan.previous.version} (previous)"
+        elif plan.previous_version is not None:
+            target, what = f"{plan.info.name}={plan.previous_version}", f"{plan.previous_version} (previous)"
+        else:
+            target, what = f"{_INBOX}/{plan.info.path.name}", plan.info.version
+        sources = self._sources_if_needed([target])
+        self._apt("install", target)
+        return f"{plan.release} host booted in {booted:.1f} s; {what} installed with apt{sources}"
+
+    def upgrade(self) -> str:
+        """With the administrator's config.ini in place, upgrade to the package; config.ini stays as it was."""
+        name = self.plan.info.name
+        config = f"/etc/{name}/config.ini"
+        self.admin_config = (
+            f"# The administrator's settings, written by microdeploy check ({secrets.token_hex(6)}).\n"
+            "# An upgrade must keep this file as it is.\n"
+        )
+        self.host.run(["mkdir", "-p", f"/etc/{name}"], timeout=30)
+        self.host.run(["tee", config], input=self.admin_config, timeout=30)
+        self._apt("install", f"{_INBOX}/{self.plan.info.path.name}")
+        version = self.host.run(["dpkg-query", "-W", "-f=${Version}", name], timeout=30).stdout
+        if version != self.plan.info.version:
+            raise failure(f"after the upgrade dpkg has {name} {version}, not {self.plan.info.version}")
+        kept = self.host.run(["cat", config], check=False, timeout=30)
+        if kept.returncode != 0:
+            raise failure(f"the upgrade removed the administrator's {config}")
+        if kept.stdout != self.admin_config:
+            raise failure(f"the upgrade changed the administrator's {config}", kept.stdout)
+        return f"upgraded to {version}; the administrator's {config} kept as it was"
+
+    def purge(self) -> str:
+        """Purge the package: nothing it made is left on the host."""
+        name = self.plan.info.name
+        if self.admin_config:
+            # The administrator's file is theirs to remove, not the package's.
+            self.host.run(["rm", "-f", f"/etc/{name}/config.ini"], timeout=30)
+        self._apt("purge", name)
+        left = sorted(self._changed_paths() - self.before)
+        if left:
+            shown = ", ".join(f"/{path}" for path in left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+            raise failure(f"purge left {len(left)} path(s) behind: {shown}", "\n".join(f"/{p}" for p in left))
+        return f"purged; nothing of {name} left behind"
+
+    def _sources_if_needed(self, targets: list[str]) -> str:
+        """Give the host our feed as its APT sources when apt needs more than the image has; say which."""
+        plan = self.plan
+        needed = plan.repo_public is not None or plan.previous_version is not None
+        if not needed:
+            simulated = self.host.run([*_APT, "--simulate", "install", *targets], check=False, timeout=APT_TIMEOUT)
+            needed = simulated.returncode != 0
+        if not needed:
+            return " (all dependencies in the image)"
+        assert self.feed is not None
+        stanzas = [self.feed.mirror_sources()]
+        if plan.repo_public is not None:
+            self.host.copy_in(plan.repo_public / KEYRING_NAME, _KEYRING)
+            stanzas.append(sources_snippet(f"{self.feed.url}repo/", _KEYRING, plan.repo_dist))
+        self.host.run(["tee", _SOURCES], input="\n".join(stanzas), timeout=30)
+        update = self.host.run(["apt-get", "-q", "update"], check=False, timeout=APT_TIMEOUT)
+        if update.returncode != 0 or "\nW: " in f"\n{update.stderr}" or "\nE: " in f"\n{update.stderr}":
+            raise failure("apt-get update on the host failed", update.stdout + update.stderr)
+        return " (dependencies from Debian" + (" and --repo)" if plan.repo_public else ")")
+
+    def _apt(self, action: str, target: str) -> None:
+        """apt-get ACTION TARGET on the host; a failure carries apt's own last lines."""
+        result = self.host.run([*_APT, action, target], check=False, timeout=APT_TIMEOUT)
+        if result.returncode != 0:
+            output = result.stdout + result.stderr
+            lines = [line for line in output.splitlines() if line.strip()]
+            why = next((line for line in reversed(lines) if line.startswith(("E:", "dpkg:"))), "")
+            raise failure(f"apt-get {action} {os.path.basename(target)} failed" + (f": {why}" if why else ""),
+                          "\n".join(lines[-40:]))
+
+    def _changed_paths(self) -> set[str]:
+        """Paths the host has that its image has not (from the overlay's upper layer), bookkeeping left out."""
+        upper = self.host.directory / "upper"
+        lower = unpacked(self.plan.image)
+        found: set[str] = set()
+        for directory, dirnames, filenames in os.walk(upper):
+            for entry in (*dirnames, *filenames):
+                full = Path(directory) / entry
+                relative = full.relative_to(upper).as_posix()
+                mode = full.lstat()
+                # A whiteout (0/0 character device) marks a path deleted from the image.
+                if stat.S_ISCHR(mode.st_mode) and mode.st_rdev == 0:
+                    continue
+                if relative.startswith(_BOOKKEEPING) or (lower / relative).is_symlink() or (lower / relative).exists():
+                    continue
+                found.add(relative)
+        return found

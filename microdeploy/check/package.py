@@ -1,0 +1,146 @@
+"""What `check` reads from a .deb before anything runs: name, version, release, overrides, health path."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from microdeploy.errors import bad_input
+from microdeploy.testbed.image import RELEASES, SUITE
+
+__all__ = ["DebInfo", "Override", "read_deb", "release_of"]
+
+# Debian's numbering of its releases, as stable-update revisions carry it (+deb12u1).
+RELEASE_NUMBERS = {"12": "bookworm", "13": "trixie"}
+
+# Each release's python3 version: a package that pins python3.X belongs to it.
+RELEASE_PYTHONS = {"python3.11": "bookworm", "python3.13": "trixie"}
+
+_DEB_REVISION = re.compile(r"\+deb(\d+)(?:u\d+)?(?:[.~+]|$)")
+_PYTHON_DEPENDENCY = re.compile(r"(?:^|[,|]\s*)(python3\.\d+)\b")
+
+
+@dataclass(frozen=True)
+class Override:
+    """One lintian override the package ships, with the reason its comment gives."""
+
+    tag: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DebInfo:
+    """The facts of a .deb that the checks need."""
+
+    path: Path
+    name: str
+    version: str
+    architecture: str
+    depends: str
+    overrides: tuple[Override, ...]
+    health_path: str | None
+    has_unit: bool
+
+    @property
+    def unit(self) -> str:
+        """The systemd unit named after the package."""
+        return f"{self.name}.service"
+
+
+def read_deb(path: Path) -> DebInfo:
+    """Read a .deb's control fields and the few files the checks need (exit 2 if it is not a .deb)."""
+    from debian import debfile  # python-debian: only when a package is read
+
+    if not path.is_file():
+        raise bad_input(f"no such package file: {path}", hint="Pass the .deb that `microdeploy build` wrote")
+    try:
+        deb = debfile.DebFile(str(path))
+        control: Any = deb.debcontrol()
+        data = deb.data
+        name = str(control["Package"])
+        overrides_text = _member(data, f"./usr/share/lintian/overrides/{name}")
+        service_ini = _member(data, f"./usr/share/{name}/microdeploy.ini")
+        has_unit = any(
+            _member_exists(data, f"./{prefix}/systemd/system/{name}.service") for prefix in ("lib", "usr/lib")
+        )
+        info = DebInfo(
+            path=path.absolute(),
+            name=name,
+            version=str(control["Version"]),
+            architecture=str(control.get("Architecture", "all")),
+            depends=str(control.get("Depends", "")),
+            overrides=tuple(parse_overrides(overrides_text or "")),
+            health_path=_health_path(service_ini),
+            has_unit=has_unit,
+        )
+    except (debfile.DebError, KeyError, OSError, EOFError, tarfile.TarError) as exc:
+        raise bad_input(f"{path} is not a readable Debian package: {exc}",
+                        hint="Pass a .deb built by dpkg-deb (check it with `dpkg-deb --info`)") from exc
+    return info
+
+
+def release_of(info: DebInfo, requested: str | None = None) -> str:
+    """The Debian release the package is for: --dist, else its +debNN revision, else its python3.X, else bookworm."""
+    if requested is not None:
+        if requested not in RELEASES:
+            raise bad_input(f"unknown release {requested!r}", hint=f"Use one of: {', '.join(RELEASES)}")
+        return requested
+    match = _DEB_REVISION.search(info.version.rpartition("-")[2])
+    if match and match.group(1) in RELEASE_NUMBERS:
+        return RELEASE_NUMBERS[match.group(1)]
+    for python in _PYTHON_DEPENDENCY.findall(info.depends):
+        if python in RELEASE_PYTHONS:
+            return RELEASE_PYTHONS[python]
+    return SUITE
+
+
+def parse_overrides(text: str) -> list[Override]:
+    """The overrides of a lintian overrides file, each with the comment lines above it as its reason."""
+    overrides: list[Override] = []
+    comment: list[str] = []
+    after_override = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            comment, after_override = [], False
+        elif line.startswith("#"):
+            # A comment after overrides starts the reason of the next ones.
+            if after_override:
+                comment, after_override = [], False
+            comment.append(line.lstrip("#").strip())
+        else:
+            after_override = True
+            # "[pkg[ type]: ]tag [context]": the tag is the first word after any "pkg:".
+            words = line.split(":", 1)[1].split() if ":" in line.split()[0] else line.split()
+            tag = words[0] if words else line
+            overrides.append(Override(tag, " ".join(comment) or "(no reason given)"))
+    return overrides
+
+
+def _health_path(service_ini: str | None) -> str | None:
+    """The health path microdeploy recorded in the package, if any."""
+    if service_ini is None:
+        return None
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(service_ini)
+    except configparser.Error:
+        return None
+    path = parser.get("service", "health_path", fallback="").strip()
+    return path if path.startswith("/") else None
+
+
+def _member(data: Any, name: str) -> str | None:
+    """A file of the package's data as text, or None when it ships none."""
+    if not data.has_file(name):
+        return None
+    return str(data.get_content(name).decode("utf-8", errors="replace"))
+
+
+def _member_exists(data: Any, name: str) -> bool:
+    """Whether the package's data holds `name`."""
+    return bool(data.has_file(name))

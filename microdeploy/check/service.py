@@ -1,0 +1,192 @@
+"""Checks of the running service on a booted host: unit up, its user, exposure, health, logs, restart."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+
+from microdeploy.errors import MicrodeployError
+from microdeploy.testbed.host import Host
+
+from .package import DebInfo
+
+__all__ = ["ServiceProbe"]
+
+# A unit counts as started once its main process has stayed up this long
+# without an automatic restart (gunicorn exits a second or so after a bad app).
+SETTLE_SECONDS = 3.0
+START_TIMEOUT = 60.0
+HEALTH_TIMEOUT = 45.0
+
+_EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
+# ss -ltnpH: "LISTEN 0 2048 127.0.0.1:8001 0.0.0.0:* users:(("gunicorn",pid=42,fd=5),...)"
+_LISTENER = re.compile(r"^\S+\s+\d+\s+\d+\s+(\S+)\s+\S+\s+users:\((.*)\)\s*$")
+_ERROR_LINE = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\b|\berror\b", re.IGNORECASE)
+
+# Python prints the configured bind of gunicorn's config file, as gunicorn itself reads it.
+_PRINT_BIND = "import runpy, sys; print(runpy.run_path(sys.argv[1])['bind'][0])"
+
+
+def failure(summary: str, details: str = "") -> MicrodeployError:
+    """A failed check: the one-line reason, then what backs it up."""
+    return MicrodeployError(f"{summary}\n{details}".rstrip())
+
+
+class ServiceProbe:
+    """Looks at the package's unit and service on one host."""
+
+    def __init__(self, host: Host, info: DebInfo) -> None:
+        self.host = host
+        self.info = info
+
+    def properties(self, *names: str) -> dict[str, str]:
+        """Properties of the unit, as `systemctl show` reports them."""
+        argv = ["systemctl", "show", self.info.unit, *(f"--property={name}" for name in names)]
+        text = self.host.run(argv, timeout=30).stdout
+        return dict(line.partition("=")[::2] for line in text.splitlines() if "=" in line)
+
+    def wait_started(self, settle: float = SETTLE_SECONDS, timeout: float = START_TIMEOUT) -> str:
+        """Wait (bounded) until the unit is active and its process has stayed up `settle` seconds."""
+        deadline = time.monotonic() + timeout
+        props: Mapping[str, str] = {}
+        while time.monotonic() < deadline:
+            props = self.properties("ActiveState", "SubState", "Result", "NRestarts",
+                                    "ExecMainStartTimestampMonotonic", "MainPID")
+            restarts = int(props.get("NRestarts") or 0)
+            if props.get("ActiveState") == "failed" or restarts or props.get("SubState") == "auto-restart":
+                break
+            # systemd's monotonic timestamps and ours are the same clock (no time namespace).
+            started = int(props.get("ExecMainStartTimestampMonotonic") or 0) / 1e6
+            if props.get("ActiveState") == "active" and started and time.monotonic() - started >= settle:
+                return f"{self.info.unit} active (pid {props.get('MainPID')})"
+            time.sleep(0.3)
+        state = f"{props.get('ActiveState')}/{props.get('SubState')}, result {props.get('Result')}"
+        restarts_text = f", {props.get('NRestarts') or 0} automatic restart(s)"
+        journal = self.host.journal(self.info.unit, lines=30)
+        why = self.last_error(journal)
+        raise failure(f"{self.info.unit} does not stay up ({state}{restarts_text})" + (f": {why}" if why else ""))
+
+    @staticmethod
+    def last_error(journal: str) -> str:
+        """The last line of a journal that names an error, without its timestamp and host prefix."""
+        for line in reversed(journal.splitlines()):
+            message = line.split(": ", 1)[1] if ": " in line else line
+            if _ERROR_LINE.search(message):
+                return message.strip()[:200]
+        return ""
+
+    def user(self) -> str:
+        """The unit's main process runs as the unit's own user, not root."""
+        props = self.properties("User", "MainPID")
+        expected = props.get("User", "")
+        pid = props.get("MainPID", "0")
+        actual = self.host.run(["ps", "-o", "user=", "-p", pid], check=False, timeout=30).stdout.strip()
+        if not expected or expected == "root":
+            raise failure(f"{self.info.unit} runs as {actual or 'root'}: the unit sets no User= of its own")
+        if actual != expected:
+            raise failure(f"{self.info.unit} runs as {actual or 'nobody (not running)'}, not as its User={expected}")
+        uid = self.host.run(["id", "-u", expected], check=False, timeout=30).stdout.strip()
+        return f"runs as {expected} (uid {uid})"
+
+    def exposure(self, limit: float) -> str:
+        """systemd-analyze security's exposure score of the running unit, at most `limit`."""
+        result = self.host.run(["systemd-analyze", "security", "--no-pager", self.info.unit],
+                               check=False, timeout=60)
+        match = _EXPOSURE.search(result.stdout)
+        if not match:
+            raise failure("systemd-analyze security gave no exposure score", result.stdout + result.stderr)
+        score = float(match.group(1))
+        if score > limit:
+            worst = [line for line in result.stdout.splitlines() if line.startswith("✗")][:15]
+            raise failure(f"exposure {score:.1f} is above {limit:.1f} (systemd-analyze security)", "\n".join(worst))
+        return f"exposure {score:.1f} (at most {limit:.1f})"
+
+    def configured_address(self) -> tuple[str, str]:
+        """The address and port the package's gunicorn configuration tells the service to listen on."""
+        config = f"/usr/share/{self.info.name}/gunicorn.conf.py"
+        result = self.host.run(["/usr/bin/python3", "-c", _PRINT_BIND, config], check=False, timeout=30)
+        bind = result.stdout.strip()
+        if result.returncode != 0 or ":" not in bind:
+            raise failure(f"cannot read the configured bind address from {config}", result.stderr)
+        address, _, port = bind.rpartition(":")
+        # Probe from the host itself: a wildcard address answers on loopback.
+        if address in ("0.0.0.0", "", "localhost"):
+            address = "127.0.0.1"
+        elif address in ("[::]", "::"):
+            address = "[::1]"
+        return address, port
+
+    def health(self, timeout: float = HEALTH_TIMEOUT) -> str:
+        """The health probe: the package's health path answers 2xx, or without one `/` answers below 500."""
+        address, port = self.configured_address()
+        path = self.info.health_path or "/"
+        url = f"http://{address}:{port}{path}"
+        started = time.monotonic()
+        code = self._first_answer(url, timeout)
+        if code is None:
+            listening = self.listening()
+            raise failure(
+                f"nothing answers on {address}:{port}, the configured port; the service listens on "
+                + (", ".join(listening) or "no TCP port")
+            )
+        if self.info.health_path is not None and not 200 <= code < 300:
+            raise failure(f"GET {path} answered {code}; the package's health path must answer 2xx")
+        if code >= 500:
+            raise failure(f"GET {path} answered {code}; without a health path `/` must answer below 500")
+        return f"GET {url} answered {code} after {time.monotonic() - started:.1f} s"
+
+    def _first_answer(self, url: str, timeout: float) -> int | None:
+        """Poll `url` on the host until something answers; its HTTP status, or None if nothing did."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = self.host.run(
+                ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", url],
+                check=False, timeout=30,
+            )
+            code = result.stdout.strip()
+            if code.isdigit() and code != "000":
+                return int(code)
+            if self.properties("ActiveState").get("ActiveState") not in ("active", "activating", "reloading"):
+                return None
+            time.sleep(0.3)
+        return None
+
+    def listening(self) -> list[str]:
+        """The TCP addresses the unit's processes listen on."""
+        pids = set(self.host.run(["systemctl", "show", "--property=ControlGroup", "--value", self.info.unit],
+                                 timeout=30).stdout.split())
+        procs = self.host.run(["cat", f"/sys/fs/cgroup{next(iter(pids), '')}/cgroup.procs"],
+                              check=False, timeout=30).stdout.split() if pids else []
+        found = []
+        for line in self.host.run(["ss", "-ltnpH"], check=False, timeout=30).stdout.splitlines():
+            match = _LISTENER.match(line)
+            if match and any(f"pid={pid}," in match.group(2) for pid in procs):
+                found.append(match.group(1))
+        return sorted(set(found))
+
+    def logs(self) -> str:
+        """Something was written under /var/log/NAME, and logrotate accepts the package's file for it."""
+        directory = f"/var/log/{self.info.name}"
+        result = self.host.run(["find", directory, "-type", "f", "-size", "+0c", "-printf", "%P\\n"],
+                               check=False, timeout=30)
+        files = sorted(result.stdout.split())
+        if result.returncode != 0 or not files:
+            raise failure(f"nothing written under {directory}", result.stderr)
+        rotate = f"/etc/logrotate.d/{self.info.name}"
+        rotated = ""
+        if self.host.run(["test", "-f", rotate], check=False, timeout=30).returncode == 0:
+            # --debug reads and checks the file, rotating nothing.
+            check = self.host.run(["logrotate", "--debug", rotate], check=False, timeout=60)
+            if check.returncode != 0:
+                raise failure(f"logrotate refuses {rotate}", check.stdout + check.stderr)
+            rotated = f"; {rotate} accepted by logrotate"
+        return f"{len(files)} file(s) written under {directory}: {', '.join(files[:5])}{rotated}"
+
+    def restart(self) -> str:
+        """`systemctl restart` brings the service back: active and answering again."""
+        started = time.monotonic()
+        self.host.run(["systemctl", "restart", self.info.unit], timeout=120)
+        self.wait_started(settle=0.0)
+        self.health()
+        return f"back and answering {time.monotonic() - started:.1f} s after a restart"
