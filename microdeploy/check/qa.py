@@ -33,7 +33,8 @@ def lintian(info: DebInfo) -> Outcome:
     overrides = "\n".join(f"override {o.tag}: {o.reason}" for o in info.overrides)
     details = "\n".join([*tags, *([overrides] if overrides else [])])
     counts = f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
-    if result.returncode not in (0, 1) or (result.returncode and not tags):
+    # Exit status 1 is lintian's own failure; 2 means tags at --fail-on level.
+    if result.returncode == 1 or (result.returncode and not tags):
         return Outcome("lintian", FAILED, f"lintian exited with status {result.returncode}",
                        details=output_tail(result.stderr or result.stdout))
     if tags:

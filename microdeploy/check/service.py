@@ -22,6 +22,7 @@ HEALTH_TIMEOUT = 45.0
 _EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
 # ss -ltnpH: "LISTEN 0 2048 127.0.0.1:8001 0.0.0.0:* users:(("gunicorn",pid=42,fd=5),...)"
 _LISTENER = re.compile(r"^\S+\s+\d+\s+\d+\s+(\S+)\s+\S+\s+users:\((.*)\)\s*$")
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception): ")
 _ERROR_LINE = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\b|\berror\b", re.IGNORECASE)
 
 # Python prints the configured bind of gunicorn's config file, as gunicorn itself reads it.
@@ -62,18 +63,25 @@ class ServiceProbe:
                 return f"{self.info.unit} active (pid {props.get('MainPID')})"
             time.sleep(0.3)
         state = f"{props.get('ActiveState')}/{props.get('SubState')}, result {props.get('Result')}"
-        restarts_text = f", {props.get('NRestarts') or 0} automatic restart(s)"
+        restarts = int(props.get("NRestarts") or 0)
+        restarts_text = f", {restarts} automatic restart(s)" if restarts else ""
         journal = self.host.journal(self.info.unit, lines=30)
         why = self.last_error(journal)
         raise failure(f"{self.info.unit} does not stay up ({state}{restarts_text})" + (f": {why}" if why else ""))
 
     @staticmethod
     def last_error(journal: str) -> str:
-        """The last line of a journal that names an error, without its timestamp and host prefix."""
-        for line in reversed(journal.splitlines()):
-            message = line.split(": ", 1)[1] if ": " in line else line
-            if _ERROR_LINE.search(message):
-                return message.strip()[:200]
+        """The service's own last word on why it failed: a Python exception, else a line naming an error."""
+        messages = []
+        for line in journal.splitlines():
+            sender, _, message = line.partition(": ")
+            # systemd's own lines say that the unit failed, not why.
+            if message and not sender.endswith("systemd[1]"):
+                messages.append(message.strip())
+        for pattern in (_EXCEPTION_LINE, _ERROR_LINE):
+            found = [message for message in messages if pattern.search(message)]
+            if found:
+                return found[-1][:200]
         return ""
 
     def user(self) -> str:
@@ -123,7 +131,7 @@ class ServiceProbe:
         path = self.info.health_path or "/"
         url = f"http://{address}:{port}{path}"
         started = time.monotonic()
-        code = self._first_answer(url, timeout)
+        code = self._first_answer(url, port, timeout)
         if code is None:
             listening = self.listening()
             raise failure(
@@ -136,7 +144,7 @@ class ServiceProbe:
             raise failure(f"GET {path} answered {code}; without a health path `/` must answer below 500")
         return f"GET {url} answered {code} after {time.monotonic() - started:.1f} s"
 
-    def _first_answer(self, url: str, timeout: float) -> int | None:
+    def _first_answer(self, url: str, port: str, timeout: float) -> int | None:
         """Poll `url` on the host until something answers; its HTTP status, or None if nothing did."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -149,19 +157,27 @@ class ServiceProbe:
                 return int(code)
             if self.properties("ActiveState").get("ActiveState") not in ("active", "activating", "reloading"):
                 return None
+            # Listening already, elsewhere: it is not going to move to the configured port.
+            listening = self.listening()
+            if listening and not any(address.endswith(f":{port}") for address in listening):
+                return None
             time.sleep(0.3)
         return None
 
     def listening(self) -> list[str]:
-        """The TCP addresses the unit's processes listen on."""
-        pids = set(self.host.run(["systemctl", "show", "--property=ControlGroup", "--value", self.info.unit],
-                                 timeout=30).stdout.split())
-        procs = self.host.run(["cat", f"/sys/fs/cgroup{next(iter(pids), '')}/cgroup.procs"],
-                              check=False, timeout=30).stdout.split() if pids else []
+        """The TCP addresses the unit's main process and its children listen on."""
+        pids = {self.properties("MainPID").get("MainPID", "0")} - {"0"}
+        table = self.host.run(["ps", "-e", "-o", "pid=,ppid="], check=False, timeout=30).stdout
+        parents = [line.split() for line in table.splitlines() if len(line.split()) == 2]
+        grown = True
+        while grown:  # the main process's descendants (gunicorn's workers)
+            children = {pid for pid, ppid in parents if ppid in pids}
+            grown = not children <= pids
+            pids |= children
         found = []
         for line in self.host.run(["ss", "-ltnpH"], check=False, timeout=30).stdout.splitlines():
             match = _LISTENER.match(line)
-            if match and any(f"pid={pid}," in match.group(2) for pid in procs):
+            if match and any(f"pid={pid}," in match.group(2) for pid in pids):
                 found.append(match.group(1))
         return sorted(set(found))
 

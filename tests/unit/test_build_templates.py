@@ -70,9 +70,9 @@ def test_rendered_files_and_modes(tmp_path: Path) -> None:
     names = sorted(p.relative_to(debian).as_posix() for p in debian.rglob("*") if p.is_file())
     assert names == [
         "cached-shlibdeps", "changelog", "control", "copyright", "finalize-venv", "gunicorn.conf.py", "make-venv",
-        "microdeploy.ini", "orders-api.install", "orders-api.lintian-overrides", "orders-api.logrotate", "orders-api.postinst",
-        "orders-api.postrm", "orders-api.prerm", "orders-api.service", "orders-api.triggers", "rules",
-        "source/format", "uv-pip",
+        "microdeploy.ini", "orders-api.install", "orders-api.lintian-overrides", "orders-api.logrotate",
+        "orders-api.postinst", "orders-api.postrm", "orders-api.prerm", "orders-api.service", "orders-api.triggers",
+        "rules", "source/format", "uv-pip",
     ]
     for script in ("rules", "finalize-venv", "make-venv", "cached-shlibdeps"):
         assert (debian / script).stat().st_mode & 0o111, script

@@ -1,0 +1,169 @@
+"""`microdeploy check` on real packages: a good one passes; each kind of broken one is caught with a clear reason."""
+
+from __future__ import annotations
+
+import json
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from microdeploy.testbed.procs import ROOTS_DIR
+from tests.debtweak import add_to_postinst, repack, replace_in
+from tests.packages import BuiltService
+
+pytestmark = pytest.mark.integration
+
+CHECK_TIMEOUT = 900
+UNIT = "lib/systemd/system/orders-api.service"
+GUNICORN_CONFIG = "--config /usr/share/orders-api/gunicorn.conf.py"
+HEALTH = "opt/venvs/orders-api/lib/python3.11/site-packages/orders_api/health.py"
+HOST_STEPS = ["install", "upgrade", "unit", "user", "exposure", "health", "logs", "restart", "purge"]
+
+
+def run_check(*args: str | Path) -> tuple[int, dict[str, Any], str]:
+    """`microdeploy check ARGS --json` as a user runs it: exit status, the JSON report, stderr."""
+    result = subprocess.run([sys.executable, "-m", "microdeploy", "check", *map(str, args), "--json"],
+                            capture_output=True, text=True, timeout=CHECK_TIMEOUT)
+    report = json.loads(result.stdout) if result.stdout.strip() else {}
+    return result.returncode, report, result.stderr
+
+
+def checks(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The report's checks by name."""
+    return {item["name"]: item for item in report["checks"]}
+
+
+# name -> (how to break the package, the version to give it, the step that must fail, its reason)
+BROKEN: dict[str, tuple[Callable[[Path], None], str | None, str, str]] = {
+    "purge-leaves-a-file": (
+        lambda tree: add_to_postinst(tree, "mkdir -p /srv/orders-api && touch /srv/orders-api/cache"),
+        None, "purge", r"^purge left 2 path\(s\) behind: /srv/orders-api, /srv/orders-api/cache$",
+    ),
+    "unit-fails-to-start": (
+        lambda tree: replace_in(tree / UNIT, "orders_api.application:create_app()", "orders_api.missing:create_app()"),
+        None, "unit", r"^orders-api\.service does not stay up \(.*\): .*No module named 'orders_api\.missing'",
+    ),
+    "health-answers-500": (
+        lambda tree: replace_in(tree / HEALTH, 'return {"status": "ok", "version": __version__}',
+                                'return {"status": "broken"}, 500'),
+        None, "health", r"^GET /health answered 500; the package's health path must answer 2xx$",
+    ),
+    "listens-on-another-port": (
+        lambda tree: replace_in(tree / UNIT, GUNICORN_CONFIG, f"{GUNICORN_CONFIG} --bind 127.0.0.1:8001"),
+        None, "health",
+        r"^nothing answers on 127\.0\.0\.1:8000, the configured port; the service listens on 127\.0\.0\.1:8001$",
+    ),
+    "upgrade-loses-config-ini": (
+        lambda tree: add_to_postinst(tree, 'rm -f "/etc/$NAME/config.ini"'),
+        "0.1.0-2", "upgrade", r"^the upgrade removed the administrator's /etc/orders-api/config\.ini$",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def good_v2(plain_service: BuiltService, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The scaffold's package as version 0.1.0-2, unchanged otherwise: something to upgrade to."""
+    return repack(plain_service.result.deb, tmp_path_factory.mktemp("good-v2"), lambda tree: None, version="0.1.0-2")
+
+
+@pytest.fixture(scope="module")
+def host_failures(
+    plain_service: BuiltService, host_image: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[int, dict[str, Any], str]]:
+    """Every broken variant checked on its own host, all at once (lintian and piuparts left out)."""
+    out = tmp_path_factory.mktemp("broken")
+    runs: dict[str, list[str | Path]] = {}
+    for name, (edit, version, _, _) in BROKEN.items():
+        (out / name).mkdir()
+        deb = repack(plain_service.result.deb, out / name, edit, version=version)
+        runs[name] = [deb, "--skip", "lintian", "--skip", "piuparts"]
+        if version is not None:
+            runs[name] += ["--previous", plain_service.result.deb]
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        futures = {name: pool.submit(run_check, *args) for name, args in runs.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def test_a_good_package_passes_every_check_with_a_junit_report(
+    plain_service: BuiltService, good_v2: Path, tmp_path: Path
+) -> None:
+    """The scaffold's package passes lintian, piuparts (with the upgrade) and every host check; JUnit says so."""
+    junit = tmp_path / "reports" / "check.xml"
+    junit.parent.mkdir()
+    status, report, stderr = run_check(good_v2, "--previous", plain_service.result.deb, "--junit", junit)
+    assert status == 0, stderr
+    assert report["passed"] is True and report["release"] == "bookworm"
+    found = checks(report)
+    assert list(found) == ["lintian", "piuparts", *HOST_STEPS]
+    assert all(item["status"] == "passed" for item in found.values()), found
+    assert "upgrade from 0.1.0-1" in found["piuparts"]["summary"]
+    assert "override dir-or-file-in-opt: dh-virtualenv installs" in found["lintian"]["details"]
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("11", "0", "0")
+    assert [case.get("name") for case in suite.iter("testcase")] == list(found)
+
+
+def test_a_lintian_error_is_caught(plain_service: BuiltService, tmp_path: Path) -> None:
+    """A package without its copyright file fails lintian with the tag in the reason, exit 1."""
+    deb = repack(plain_service.result.deb, tmp_path,
+                 lambda tree: (tree / "usr/share/doc/orders-api/copyright").unlink())
+    status, report, stderr = run_check(deb, "--skip", "piuparts", "--skip", "host")
+    assert status == 1, stderr
+    lintian = checks(report)["lintian"]
+    assert lintian["status"] == "failed"
+    assert re.fullmatch(r"1 error, 0 warnings, first: E: orders-api: no-copyright-file", lintian["summary"])
+
+
+@pytest.mark.parametrize("broken", BROKEN)
+def test_a_broken_package_fails_its_step_with_one_line_and_the_journal(
+    broken: str, host_failures: dict[str, tuple[int, dict[str, Any], str]]
+) -> None:
+    """Each broken variant exits 1; the right step fails with a one-line reason and the journal's tail."""
+    status, report, stderr = host_failures[broken]
+    _, _, step, reason = BROKEN[broken]
+    assert status == 1, stderr
+    found = checks(report)
+    failed = [name for name, item in found.items() if item["status"] == "failed"]
+    assert failed == [step], found
+    assert re.search(reason, found[step]["summary"]), found[step]
+    assert "--- journal of orders-api.service (last 30 lines) ---" in found[step]["details"]
+    later = HOST_STEPS[HOST_STEPS.index(step) + 1:]
+    assert all(found[name]["status"] == "skipped" for name in later if name in found)
+
+
+def test_sigterm_tears_the_host_and_its_namespace_down(plain_service: BuiltService, host_image: Path) -> None:
+    """A check ended by SIGTERM while its host runs removes the host's root and its network namespace."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "microdeploy", "check", str(plain_service.result.deb), "--skip", "lintian",
+         "--skip", "piuparts"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    assert child.stderr is not None
+    seen = ""
+    deadline = time.monotonic() + 300
+    with selectors.DefaultSelector() as selector:
+        selector.register(child.stderr, selectors.EVENT_READ)
+        while "booted in" not in seen and time.monotonic() < deadline and child.poll() is None:
+            if selector.select(timeout=1):
+                seen += child.stderr.readline()
+    assert "booted in" in seen, seen
+    child.send_signal(signal.SIGTERM)
+    rest = child.communicate(timeout=120)[1]
+    host = re.search(r"host (mdtb-[0-9a-f]+) booted", seen)
+    netns = re.search(r"created network namespace (mdtb-\d+)", seen)
+    assert host and netns, seen
+    assert child.returncode != 0
+    assert f"host {host.group(1)} powered off and removed" in rest
+    assert f"deleted network namespace {netns.group(1)}" in rest
+    assert not list(ROOTS_DIR.glob(f"{host.group(1)}.*"))
