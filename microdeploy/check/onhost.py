@@ -22,7 +22,7 @@ from microdeploy.errors import MicrodeployError
 from microdeploy.repo import KEYRING_NAME, sources_snippet
 from microdeploy.testbed.host import Host, boot
 from microdeploy.testbed.image import release_mirrors, unpacked
-from microdeploy.testbed.network import create_netns, delete_netns
+from microdeploy.testbed.network import Netns, create_netns, delete_netns
 
 from .feed import Feed, MirrorSuite, serving_feed
 from .package import DebInfo
@@ -113,6 +113,7 @@ class _OnHost:
         self.plan = plan
         self.stack = stack
         self._host: Host | None = None
+        self._netns: Netns | None = None
         self.feed: Feed | None = None
         self.before: set[str] = set()
         self.admin_config = ""
@@ -138,15 +139,30 @@ class _OnHost:
         heading = f"--- journal of {unit or 'the host'} (last {JOURNAL_LINES} lines) ---"
         return f"{details}\n{heading}\n{journal}".strip()
 
+    def _set_host(self, host: Host) -> None:
+        """Take the host as ours (torn down by _poweroff) the moment it exists."""
+        self._host = host
+
+    def _poweroff(self) -> None:
+        """Power the host off and remove it, if one was booted."""
+        if self._host is not None:
+            self._host.poweroff()
+
+    def _delete_netns(self) -> None:
+        """Delete the host's network namespace, if one was made."""
+        if self._netns is not None:
+            delete_netns(self._netns)
+
     def install(self) -> str:
         """Boot the host, then install the package (or its previous version) with apt."""
         plan = self.plan
         started = time.monotonic()
-        netns = create_netns()
-        self.stack.callback(delete_netns, netns)
-        host = boot(plan.image, netns=netns, wait=False)
-        self.stack.callback(host.poweroff)
-        self._host = host
+        # The tear-down is registered before each thing exists: an interrupt
+        # right after it is made must not leave it behind.
+        self.stack.callback(self._delete_netns)
+        self._netns = netns = create_netns()
+        self.stack.callback(self._poweroff)
+        host = boot(plan.image, netns=netns, wait=False, booted=self._set_host)
         mirrors = [MirrorSuite(uri, suites) for uri, suites in release_mirrors(plan.release)]
         self.feed = self.stack.enter_context(serving_feed(netns.host_address, mirrors, plan.repo_public))
         host.wait_until_running()

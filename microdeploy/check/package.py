@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from microdeploy.errors import bad_input
+from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.testbed.image import RELEASES, SUITE
 
 __all__ = ["DebInfo", "Override", "read_deb", "release_of"]
@@ -20,6 +20,8 @@ RELEASE_NUMBERS = {"12": "bookworm", "13": "trixie"}
 # Each release's python3 version: a package that pins python3.X belongs to it.
 RELEASE_PYTHONS = {"python3.11": "bookworm", "python3.13": "trixie"}
 
+# "[package[ type]: ]tag [context]" (lintian's override syntax).
+_OVERRIDE = re.compile(r"^(?:[a-z0-9][a-z0-9.+-]*(?:\s+(?:binary|source|udeb))?\s*:\s*)?(\S+)")
 _DEB_REVISION = re.compile(r"\+deb(\d+)(?:u\d+)?(?:[.~+]|$)")
 _PYTHON_DEPENDENCY = re.compile(r"(?:^|[,|]\s*)(python3\.\d+)\b")
 
@@ -53,12 +55,15 @@ class DebInfo:
 
 def read_deb(path: Path) -> DebInfo:
     """Read a .deb's control fields and the few files the checks need (exit 2 if it is not a .deb)."""
-    from debian import debfile  # python-debian: only when a package is read
+    from debian import arfile, debfile  # python-debian: only when a package is read
 
     if not path.is_file():
         raise bad_input(f"no such package file: {path}", hint="Pass the .deb that `microdeploy build` wrote")
     try:
         deb = debfile.DebFile(str(path))
+    except (debfile.DebError, arfile.ArError, OSError, EOFError) as exc:
+        raise _not_a_deb(path, exc) from exc
+    try:
         control: Any = deb.debcontrol()
         data = deb.data
         name = str(control["Package"])
@@ -77,10 +82,17 @@ def read_deb(path: Path) -> DebInfo:
             health_path=_health_path(service_ini),
             has_unit=has_unit,
         )
-    except (debfile.DebError, KeyError, OSError, EOFError, tarfile.TarError) as exc:
-        raise bad_input(f"{path} is not a readable Debian package: {exc}",
-                        hint="Pass a .deb built by dpkg-deb (check it with `dpkg-deb --info`)") from exc
+    except (debfile.DebError, arfile.ArError, KeyError, OSError, EOFError, tarfile.TarError) as exc:
+        raise _not_a_deb(path, exc) from exc
+    finally:
+        deb.close()
     return info
+
+
+def _not_a_deb(path: Path, exc: BaseException) -> MicrodeployError:
+    """The error for a file that is not a readable .deb."""
+    return bad_input(f"{path} is not a readable Debian package: {exc}",
+                     hint="Pass a .deb built by dpkg-deb (check it with `dpkg-deb --info`)")
 
 
 def release_of(info: DebInfo, requested: str | None = None) -> str:
@@ -114,9 +126,8 @@ def parse_overrides(text: str) -> list[Override]:
             comment.append(line.lstrip("#").strip())
         else:
             after_override = True
-            # "[pkg[ type]: ]tag [context]": the tag is the first word after any "pkg:".
-            words = line.split(":", 1)[1].split() if ":" in line.split()[0] else line.split()
-            tag = words[0] if words else line
+            match = _OVERRIDE.match(line)
+            tag = match.group(1) if match else line
             overrides.append(Override(tag, " ".join(comment) or "(no reason given)"))
     return overrides
 

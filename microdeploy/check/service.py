@@ -23,7 +23,7 @@ _EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
 # ss -ltnpH: "LISTEN 0 2048 127.0.0.1:8001 0.0.0.0:* users:(("gunicorn",pid=42,fd=5),...)"
 _LISTENER = re.compile(r"^\S+\s+\d+\s+\d+\s+(\S+)\s+\S+\s+users:\((.*)\)\s*$")
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception): ")
-_ERROR_LINE = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\b|\berror\b", re.IGNORECASE)
+_ERROR_LINE = re.compile(r"\b[A-Z][A-Za-z]*(?:Error|Exception)\b|\b(?:error|ERROR|Error)\b")
 
 # Python prints the configured bind of gunicorn's config file, as gunicorn itself reads it.
 _PRINT_BIND = "import runpy, sys; print(runpy.run_path(sys.argv[1])['bind'][0])"
@@ -65,8 +65,8 @@ class ServiceProbe:
         state = f"{props.get('ActiveState')}/{props.get('SubState')}, result {props.get('Result')}"
         restarts = int(props.get("NRestarts") or 0)
         restarts_text = f", {restarts} automatic restart(s)" if restarts else ""
-        journal = self.host.journal(self.info.unit, lines=30)
-        why = self.last_error(journal)
+        # Enough lines to reach back past the tracebacks of several workers.
+        why = self.last_error(self.host.journal(self.info.unit, lines=300))
         raise failure(f"{self.info.unit} does not stay up ({state}{restarts_text})" + (f": {why}" if why else ""))
 
     @staticmethod

@@ -14,7 +14,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -53,6 +53,7 @@ RUNNING_STATES = frozenset({"running", "degraded"})
 # Boot-to-running takes a few seconds; allow for a loaded 2-core machine.
 BOOT_TIMEOUT = 90.0
 POWEROFF_TIMEOUT = 60.0
+_REFUSED_POWEROFF_WAIT = 5.0
 
 # Commands run in a host get a clean, predictable environment instead of the
 # test runner's (virtualenv PATH, pip.conf variables, locale, ...).
@@ -177,9 +178,14 @@ class Host:
     def poweroff(self, timeout: float = POWEROFF_TIMEOUT) -> None:
         """Shut the host down (bounded; killed by pid if it hangs) and remove its root."""
         if self.is_alive():
+            refused = True
             with suppress(MicrodeployError):
                 # The command may lose its connection as systemd goes down.
-                self.run(["systemctl", "poweroff"], check=False, timeout=30)
+                refused = self.run(["systemctl", "poweroff"], check=False, timeout=30).returncode != 0
+            if refused:
+                # Still booting (systemd refuses the job), or the connection
+                # went down with systemd: give it a moment, not the full wait.
+                timeout = min(timeout, _REFUSED_POWEROFF_WAIT)
             if not self.process.wait(timeout=timeout):
                 log.warning("host %s did not power off in %g s; killing it", self.name, timeout)
                 kill_host(self.process, self.pid1)
@@ -232,8 +238,13 @@ def boot(
     regenerate_host_keys: bool = False,
     wait: bool = True,
     timeout: float = BOOT_TIMEOUT,
+    booted: Callable[[Host], None] | None = None,
 ) -> Host:
-    """Boot a fresh copy of `image`; wait until it is running unless `wait` is False."""
+    """Boot a fresh copy of `image`; wait until it is running unless `wait` is False.
+
+    `booted(host)` is called as soon as the host exists, before any wait: a
+    caller that registers its tear-down there loses no host to an interrupt.
+    """
     require_tools("systemd-nspawn", "nsenter", "tar", "mount", "umount")
     _require_device_nodes()
     name = name or f"mdtb-{secrets.token_hex(4)}"
@@ -260,16 +271,21 @@ def boot(
         remove_host_directory(directory)
         raise
     host = Host(name=name, directory=directory, process=process, pid1=pid1, netns=netns)
-    if wait:
-        try:
+    try:
+        if booted is not None:
+            # From here on the caller owns the host, even if we are interrupted before returning it.
+            booted(host)
+            booted = None
+        if wait:
             host.wait_until_running(timeout)
-        except BaseException:
+        log.info(
+            "host %s booted in %.1f s (pid1 %d, root %s)",
+            name, time.monotonic() - started, pid1, host.root,
+        )  # fmt: skip
+    except BaseException:
+        if booted is not None or wait:
             host.poweroff(timeout=20)
-            raise
-    log.info(
-        "host %s booted in %.1f s (pid1 %d, root %s)",
-        name, time.monotonic() - started, pid1, host.root,
-    )  # fmt: skip
+        raise
     return host
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import selectors
 import signal
@@ -147,23 +148,31 @@ def test_sigterm_tears_the_host_and_its_namespace_down(plain_service: BuiltServi
     child = subprocess.Popen(
         [sys.executable, "-m", "microdeploy", "check", str(plain_service.result.deb), "--skip", "lintian",
          "--skip", "piuparts"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     assert child.stderr is not None
-    seen = ""
+    # Unbuffered reads: what a buffered reader holds back would be lost to the rest below.
+    stderr = child.stderr.fileno()
+    seen = b""
     deadline = time.monotonic() + 300
     with selectors.DefaultSelector() as selector:
-        selector.register(child.stderr, selectors.EVENT_READ)
-        while "booted in" not in seen and time.monotonic() < deadline and child.poll() is None:
+        selector.register(stderr, selectors.EVENT_READ)
+        while b"booted in" not in seen and time.monotonic() < deadline and child.poll() is None:
             if selector.select(timeout=1):
-                seen += child.stderr.readline()
-    assert "booted in" in seen, seen
+                seen += os.read(stderr, 65536)
+    assert b"booted in" in seen, seen
+    # At once: the host is still booting, the hardest moment to tear it down.
     child.send_signal(signal.SIGTERM)
-    rest = child.communicate(timeout=120)[1]
-    host = re.search(r"host (mdtb-[0-9a-f]+) booted", seen)
-    netns = re.search(r"created network namespace (mdtb-\d+)", seen)
-    assert host and netns, seen
+    rest = b""
+    while chunk := os.read(stderr, 65536):
+        rest += chunk
+    child.wait(timeout=120)
+    child.stderr.close()
+    seen_text, rest_text = seen.decode(), (seen + rest).decode()
+    host = re.search(r"host (mdtb-[0-9a-f]+) booted", seen_text)
+    netns = re.search(r"created network namespace (mdtb-\d+)", seen_text)
+    assert host and netns, seen_text
     assert child.returncode != 0
-    assert f"host {host.group(1)} powered off and removed" in rest
-    assert f"deleted network namespace {netns.group(1)}" in rest
+    assert f"host {host.group(1)} powered off and removed" in rest_text
+    assert f"deleted network namespace {netns.group(1)}" in rest_text
     assert not list(ROOTS_DIR.glob(f"{host.group(1)}.*"))

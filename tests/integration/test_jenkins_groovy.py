@@ -138,7 +138,7 @@ def runs(variants: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) ->
             scenarios.append({"name": f"{form}-{push}", "file": str(file), "env": env,
                               "credentials": OPTION_CREDENTIALS, **extra})
         scenarios.append({"name": f"{form}-tag-lintian-fails", "file": str(file), "env": TAG,
-                          "credentials": OPTION_CREDENTIALS, "fail_on": "lintian", **extra})
+                          "credentials": OPTION_CREDENTIALS, "fail_on": "microdeploy check", **extra})
         scenarios.append({"name": f"{form}-tag-deploy-fails", "file": str(file), "env": TAG,
                           "credentials": OPTION_CREDENTIALS, "fail_on": "microdeploy deploy", **extra})
         scenarios.append({"name": f"{form}-release-missing-credentials", "file": str(file), "env": RELEASE,
@@ -221,15 +221,15 @@ def test_secrets_are_never_interpolated(runs: dict[str, dict[str, Any]], form: s
 
 @pytest.mark.parametrize("form", ["full", "library"])
 def test_artifacts_and_reports(runs: dict[str, dict[str, Any]], form: str) -> None:
-    """JUnit XML is published, and the .deb, build records, lintian report and JSON results are archived."""
+    """JUnit XML of the tests and of `check` is published, and the .deb, build records and JSON results are archived."""
     run = runs[f"{form}-tag"]
-    assert [(e["stage"], e["testResults"]) for e in events(run, "junit")] == [("Test", "reports/junit.xml")]
+    assert [(e["stage"], e["testResults"]) for e in events(run, "junit")] == [
+        ("Test", "reports/junit.xml"), ("Lint", "reports/check.xml")]
     archived = [(e["stage"], e["artifacts"], e.get("fingerprint", False), e.get("allowEmptyArchive", False))
                 for e in events(run, "archiveArtifacts")]
     assert archived == [
         ("Build", "dist/*.deb", True, False),
         ("Build", "build.json,dist/*.buildinfo,dist/*.changes", False, False),
-        ("Lint", "reports/lintian.txt", False, True),
         ("Publish", "publish.json", False, False),
         ("Deploy", "deploy.json", False, True),
     ]
@@ -252,11 +252,11 @@ def test_deploy_waits_for_approval(runs: dict[str, dict[str, Any]], form: str) -
 
 @pytest.mark.parametrize("form", ["full", "library"])
 def test_failure_skips_the_rest_and_notifies(runs: dict[str, dict[str, Any]], form: str) -> None:
-    """A failing lintian fails the build: later stages are skipped, the report is archived, mail goes out."""
+    """A failing `microdeploy check` fails the build: later stages skipped, its JUnit published, mail sent."""
     run = runs[f"{form}-tag-lintian-fails"]
     assert run["result"] == "FAILURE"
     assert list(stages(run).values()) == ["run", "run", "run"] + ["skipped (earlier failure)"] * 3
-    assert events(run, "archiveArtifacts", "Lint")[0]["artifacts"] == "reports/lintian.txt"
+    assert events(run, "junit", "Lint")[0]["testResults"] == "reports/check.xml"
     posts = [e["condition"] for e in events(run, "post", None) if e["stage"] is None]
     assert posts == ["failure", "cleanup"]
     (mail,) = events(run, "mail")

@@ -124,11 +124,13 @@ def test_build_stage_makes_the_package(pipeline: dict[str, Any]) -> None:
     assert built["version"] == version
 
 
-def test_lint_stage_writes_a_clean_report(pipeline: dict[str, Any]) -> None:
-    """reports/lintian.txt exists and has no error or warning tag."""
-    report = (pipeline["workspace"] / "reports/lintian.txt").read_text()
-    tags = [line for line in report.splitlines() if line[:2] in ("E:", "W:")]
-    assert tags == []
+def test_lint_stage_writes_a_passing_check_report(pipeline: dict[str, Any]) -> None:
+    """reports/check.xml is JUnit of `microdeploy check`: lintian, piuparts and the host checks, none failed."""
+    suite = ET.parse(pipeline["workspace"] / "reports/check.xml").getroot().find("testsuite")
+    assert suite is not None
+    names = [case.get("name") for case in suite.iter("testcase")]
+    assert names[:3] == ["lintian", "piuparts", "install"] and names[-1] == "purge"
+    assert (suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("0", "0", "0")
 
 
 def test_archived_patterns_find_their_files(pipeline: dict[str, Any]) -> None:
@@ -137,8 +139,8 @@ def test_archived_patterns_find_their_files(pipeline: dict[str, Any]) -> None:
     events = pipeline["runs"]["feature"]["events"]
     junit = [e["testResults"] for e in events if e["type"] == "junit"]
     archived = [e["artifacts"] for e in events if e["type"] == "archiveArtifacts"]
-    assert junit == ["reports/junit.xml"]
-    assert archived == ["dist/*.deb", "build.json,dist/*.buildinfo,dist/*.changes", "reports/lintian.txt"]
+    assert junit == ["reports/junit.xml", "reports/check.xml"]
+    assert archived == ["dist/*.deb", "build.json,dist/*.buildinfo,dist/*.changes"]
     for patterns in junit + archived:
         for pattern, found in patterns_match(workspace, patterns).items():
             assert len(found) == 1, f"{pattern} matched {found}"

@@ -68,3 +68,19 @@ def test_summary_medians_ratios_and_targets(tmp_path: Path, monkeypatch: pytest.
     table = bench.table(result)
     assert "| warm build (s) | 21.00 | 1.00 | 2.00 | 3.00 |" in table
     assert "- [ ] app-only rebuild faster than B's full build" in table
+
+
+def test_check_row_and_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The median of the `check` runs gets a row under microdeploy and a target of 30 s, met or not."""
+    debs = {tool: Build(tool, 0.0, tmp_path / f"{tool}.deb") for tool in bench.TOOLS}
+    for build in debs.values():
+        build.deb.write_bytes(b"x")
+    times = {tool: {s: [1.0] for s in bench.SCENARIOS} for tool in bench.TOOLS}
+    installs = {tool: [Install(tool, 0.5, 1.0)] for tool in bench.TOOLS}
+    monkeypatch.setattr(bench, "installed_size", lambda deb: 1)
+    result = bench.summarise(times, debs, installs, checks=[41.0, 28.5, 29.0])
+    assert result["check_seconds"] == 29.0
+    assert result["targets"]["check of the scaffold's package < 30 s"] is True
+    assert "| `microdeploy check`, scaffold's package (s) | n/a | n/a | 29.0 | n/a |" in bench.table(result)
+    assert bench.summarise(times, debs, installs, checks=[31.0])["targets"][
+        "check of the scaffold's package < 30 s"] is False
