@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from microdeploy import __version__
+from microdeploy.build import cache
 from microdeploy.build.pipeline import build
 from microdeploy.build.release.settings import BACKENDS, BuildSettings
 from microdeploy.config import (
@@ -193,7 +194,8 @@ def build_command(project: Path, out: Path | None, version: str | None, revision
     """Build PROJECT into a Debian package (a service with dh-virtualenv, a library with stdeb).
 
     Caches (uv's wheels, the dependency layers) live in $MICRODEPLOY_CACHE_DIR,
-    else ~/.cache/microdeploy.
+    else ~/.cache/microdeploy; after a build they are pruned to
+    $MICRODEPLOY_CACHE_MAX_SIZE (default 4G), least recently used first.
     """
     overrides = config_overrides(flags)
     overrides["version"] = version
@@ -204,6 +206,58 @@ def build_command(project: Path, out: Path | None, version: str | None, revision
         print_json(result.as_dict())
     else:
         click.echo(f"{result.deb} ({result.version}, {result.size // 1024} kB, {result.seconds:.1f} s)")
+
+
+@main.group("cache")
+def cache_group() -> None:
+    """Inspect and prune the build cache ($MICRODEPLOY_CACHE_DIR, else ~/.cache/microdeploy)."""
+
+
+@cache_group.command("info")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def cache_info(as_json: bool) -> None:
+    """Size, entries and last use of each kind of cache entry."""
+    root = cache.cache_root(os.environ)
+    kinds = cache.info(root)
+    if as_json:
+        print_json({"root": str(root), "kinds": [kind.as_dict() for kind in kinds],
+                    "size": sum(kind.size for kind in kinds)})
+        return
+    click.echo(f"{root}: {human_size(sum(kind.size for kind in kinds))}")
+    for kind in kinds:
+        last = kind.as_dict()["last_use"] or "never"
+        click.echo(f"  {kind.kind:<11} {human_size(kind.size):>9}  {kind.entries:>5} entries  last used {last}")
+
+
+@cache_group.command("prune")
+@click.option("--max-size", metavar="SIZE",
+              help=f"Remove the least recently used entries until the cache fits (e.g. 500M, 4G; "
+                   f"default ${cache.MAX_SIZE_VAR}, else {cache.DEFAULT_MAX_SIZE}).")
+@click.option("--older-than", metavar="DAYS", type=click.FloatRange(min=0),
+              help="Remove every entry unused for more than DAYS days.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def cache_prune(max_size: str | None, older_than: float | None, as_json: bool) -> None:
+    """Remove cache entries, least recently used first (a later build makes them again)."""
+    limit = cache.parse_size(max_size) if max_size is not None else None
+    if limit is None and older_than is None:
+        limit = cache.default_max_size(os.environ)
+    root = cache.cache_root(os.environ)
+    removed = cache.prune(root, max_size=limit, older_than_days=older_than)
+    freed = sum(entry.size for entry in removed)
+    if as_json:
+        print_json({"root": str(root), "removed": [str(entry.path) for entry in removed], "freed": freed})
+    else:
+        click.echo(f"removed {len(removed)} entries, {human_size(freed)} freed from {root}")
+
+
+def human_size(size: int) -> str:
+    """Bytes as the largest binary unit that keeps a number of at least 1 (e.g. 12.3 MiB)."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
 
 
 @main.command("deploy")

@@ -15,6 +15,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from microdeploy.build.cache import default_max_size, prune_after_build
 from microdeploy.build.debiandir.context import WSGI_SERVER, BuildFacts, debian_context
 from microdeploy.build.debiandir.tree import SOURCE_SUBDIR, copy_source, render_debian
 from microdeploy.build.dpkg import collect, dpkg_buildpackage
@@ -70,6 +71,7 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
     started = time.monotonic()
     config, facts, made = plan(settings, runner)
     out = output_directory(settings)
+    cache_size = default_max_size(settings.environ)
     log.info("building %s %s", config.name, facts.version)
     installer = choose_installer(
         settings.project, name=config.name, python_minor=facts.python_minor, wsgi_server=WSGI_SERVER,
@@ -95,4 +97,6 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
         artifacts = publish_artifacts(collect(tree.parent, config.name), out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if installer.cache_root is not None:
+        prune_after_build(installer.cache_root, cache_size)
     return BuildResult.of(config.name, facts.version, artifacts, started)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from microdeploy.build.cache import cache_root, prune_oldest
+from microdeploy.build.cache import cache_root
 from microdeploy.build.fastpath import jobs
 from microdeploy.build.fastpath.installer import Installer, choose_installer, find_uv, uv_version
 from microdeploy.build.fastpath.layer import (
@@ -127,19 +127,15 @@ def test_only_dependencies_listed_in_pyproject_are_static(tmp_path: Path) -> Non
     assert not static_dependencies(pyproject_data(legacy))
 
 
-def test_prepare_layer_refresh_empties_it_and_prune_keeps_the_newest(tmp_path: Path) -> None:
-    """--refresh-deps removes the saved venv; only the most recently used layers stay."""
+def test_prepare_layer_marks_its_use_and_refresh_empties_it(tmp_path: Path) -> None:
+    """A layer in use is the most recently used entry; --refresh-deps removes the saved venv."""
     layer = prepare_layer(tmp_path, "svc-a", refresh=False)
     (layer / "venv").mkdir()
+    os.utime(layer, (1000, 1000))
+    assert prepare_layer(tmp_path, "svc-a", refresh=False) == layer
+    assert layer.stat().st_mtime > 1000 and (layer / "venv").is_dir()
     assert prepare_layer(tmp_path, "svc-a", refresh=True) == layer
     assert not (layer / "venv").exists()
-    layers = tmp_path / "layers"
-    for age, name in enumerate(["old", "older", "oldest"], start=1):
-        (layers / name).mkdir()
-        os.utime(layers / name, (1000 - age, 1000 - age))
-    removed = prune_oldest(layers, keep=2)
-    assert sorted(p.name for p in removed) == ["older", "oldest"]
-    assert sorted(p.name for p in layers.iterdir()) == ["old", "svc-a"]
 
 
 def test_without_uv_the_build_uses_pip_and_no_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ import pytest
 from debian.changelog import Changelog
 
 from microdeploy.build.debiandir.context import BuildFacts, debian_context
-from microdeploy.build.debiandir.tree import RENDERED_KEPT, date_tree, render_debian, rendering_key
+from microdeploy.build.debiandir.tree import date_tree, render_debian, rendering_key
 from microdeploy.build.release.changelog import render_changelog
 from microdeploy.config import validate
 
@@ -297,9 +297,14 @@ def test_the_rendering_key_follows_templates_modes_and_context(tmp_path: Path) -
     assert len(keys) == 5
 
 
-def test_the_rendering_cache_keeps_the_newest_few(tmp_path: Path) -> None:
-    """Each configuration keeps its rendering; beyond RENDERED_KEPT the least recently used go."""
+def test_the_rendering_cache_keeps_each_configuration_and_marks_its_use(tmp_path: Path) -> None:
+    """Each configuration keeps its own rendering; using one again makes it the most recently used."""
     cache = tmp_path / "cache"
-    for port in range(9000, 9000 + RENDERED_KEPT + 2):
+    for port in (9000, 9001):
         render_debian(tmp_path / str(port), debian_context(config(port=port), FACTS), "x\n", cache=cache)
-    assert len(list(cache.iterdir())) == RENDERED_KEPT
+    renderings = list(cache.iterdir())
+    assert len(renderings) == 2
+    for rendering in renderings:
+        os.utime(rendering, (1000, 1000))
+    render_debian(tmp_path / "again", debian_context(config(port=9000), FACTS), "x\n", cache=cache)
+    assert sorted(rendering.stat().st_mtime > 1000 for rendering in renderings) == [False, True]

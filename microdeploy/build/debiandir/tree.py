@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from microdeploy import render
-from microdeploy.build.cache import prune_oldest
+from microdeploy.build.cache import touch
 from microdeploy.build.release.source import IGNORED
 from microdeploy.fsutil import staged_directory
 from microdeploy.resources import template_folder
 
-RENDERED_KEPT = 8  # rendered debian/ directories kept in the cache: one per service configuration in use
 # The project sits beside debian/, not around it: build backends that package
 # every file they see (hatchling) would otherwise put debian/ into the wheel.
 SOURCE_SUBDIR = "src-project"
@@ -52,7 +51,7 @@ def render_debian(dest: Path, context: Mapping[str, Any], changelog: str, cache:
     rendered = cache / rendering_key(templates, context) if cache is not None else None
     if rendered is not None and rendered.is_dir():
         shutil.copytree(rendered, debian)
-        os.utime(rendered)  # recently used: prune_oldest keeps it
+        touch(rendered)
     else:
         render.render_tree(templates, debian, context)
         (debian / "README.md").unlink(missing_ok=True)
@@ -83,10 +82,9 @@ def rendering_key(templates: Path, context: Mapping[str, Any]) -> str:
 
 
 def keep_rendering(debian: Path, rendered: Path) -> None:
-    """Save a rendered debian/ (without its changelog) for the next build; keep the last few."""
+    """Save a rendered debian/ (without its changelog) for the next build."""
     try:
         with staged_directory(rendered) as staging:
             shutil.copytree(debian, staging, dirs_exist_ok=True)
     except OSError:
-        return  # another build saved it first, or the cache is not writable: the next build renders
-    prune_oldest(rendered.parent, keep=RENDERED_KEPT)
+        pass  # another build saved it first, or the cache is not writable: the next build renders

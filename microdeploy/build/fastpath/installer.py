@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from microdeploy.build.cache import cache_root
+from microdeploy.build.cache import cache_root, touch
 from microdeploy.build.fastpath import jobs, spare
 from microdeploy.build.fastpath.contract import (
     INSTALLED_FILE,
@@ -214,6 +214,7 @@ def choose_installer(
     if uv is None:
         return Installer("pip")
     root = cache_root(environ)
+    touch(root / "uv")
     key = layer_key(
         project, name=name, python_minor=python_minor, wsgi_server=wsgi_server,
         uv_version=uv_version(uv, runner, root), environ=environ,

@@ -18,9 +18,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from microdeploy.build.cache import prune_oldest
+from microdeploy.build.cache import touch
 
-LAYERS_KEPT = 8
 # Files whose whole text decides the dependencies when pyproject.toml does not
 # declare them statically (setup.py projects, dynamic dependencies).
 DECLARATION_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
@@ -112,12 +111,10 @@ def layer_key(
 
 
 def prepare_layer(root: Path, key: str, *, refresh: bool) -> Path:
-    """The directory of the layer `key` (used now, so it is kept); emptied with `refresh`; old ones pruned."""
-    layers = root / "layers"
-    layer = layers / key
+    """The directory of the layer `key`, marked as used now; emptied with `refresh`."""
+    layer = root / "layers" / key
     if refresh:
         shutil.rmtree(layer, ignore_errors=True)
     layer.mkdir(parents=True, exist_ok=True)
-    os.utime(layer)
-    prune_oldest(layers, keep=LAYERS_KEPT)
+    touch(layer)
     return layer

@@ -19,7 +19,7 @@ import threading
 import tomllib
 from pathlib import Path
 
-from microdeploy.build.cache import prune_oldest
+from microdeploy.build.cache import touch
 from microdeploy.build.fastpath import jobs
 from microdeploy.build.fastpath.contract import UV_CACHE_VAR, UV_SETTINGS
 from microdeploy.errors import MicrodeployError
@@ -28,7 +28,6 @@ from microdeploy.process import Runner, run
 
 log = logging.getLogger(__name__)
 
-WHEELS_KEPT = 4  # per service: the last few commits
 # Part of a build environment's key: version 2 environments carry bytecode.
 BUILD_ENV_FORMAT = 2
 # PEP 517's fallback for projects without [build-system].
@@ -79,6 +78,7 @@ class ProjectWheel:
         wheels = list(kept.glob("*.whl"))
         if wheels:
             log.debug("project wheel: reusing %s", wheels[0])
+            touch(kept)
             shutil.copy2(wheels[0], wheel_dir / wheels[0].name)
             return 0
         returncode = self._build(source, wheel_dir, requires)
@@ -107,6 +107,7 @@ class ProjectWheel:
         key = hashlib.sha256(json.dumps([BUILD_ENV_FORMAT, self.python, sorted(requires)]).encode()).hexdigest()[:16]
         environment = self.cache / "build-envs" / key
         if (environment / "bin" / "python").exists():
+            touch(environment)
             return environment
         try:
             with staged_directory(environment) as staging:
@@ -122,7 +123,7 @@ class ProjectWheel:
         return environment if (environment / "bin" / "python").exists() else None
 
     def keep(self) -> None:
-        """Save a wheel this build made under its source digest; keep only the newest few per service.
+        """Save a wheel this build made under its source digest.
 
         Called once the build no longer waits for the wheel: the copy is not
         in the way of the install that follows the wheel.
@@ -138,4 +139,3 @@ class ProjectWheel:
                 shutil.copy2(wheels[0], staging / wheels[0].name)
         except OSError:
             pass  # another build kept it first
-        prune_oldest(kept.parent, keep=WHEELS_KEPT)
