@@ -30,6 +30,8 @@ from microdeploy.process import Runner, run
 
 log = logging.getLogger(__name__)
 
+PRIVILEGED_PORTS = 1024  # ports below it need CAP_NET_BIND_SERVICE
+
 
 def python_minor(config: ServiceConfig, runner: Runner = run) -> str:
     """The X.Y of the system interpreter the venv is built with (never a pyenv or venv one)."""
@@ -53,6 +55,10 @@ def plan(settings: BuildSettings, runner: Runner = run) -> tuple[ServiceConfig, 
     source.check_installable(project)
     config = load_config(project, settings.overrides)
     source.check_app(project, config.app)
+    if config.port < PRIVILEGED_PORTS:
+        log.warning("port %d is below %d: the unit can bind it only where the host grants CAP_NET_BIND_SERVICE "
+                    "(the Puppet module's drop-in does, for the port it writes into config.ini)",
+                    config.port, PRIVILEGED_PORTS)
     made = release(project, config, settings, runner)
     facts = BuildFacts(
         upstream=made.upstream,
@@ -82,18 +88,16 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
     try:
         tree = work / f"{config.name}-{facts.upstream.replace(':', '_')}"
         copy_source(settings.project, tree / SOURCE_SUBDIR)
-        beside = replace(installer.start_beside(work, tree / SOURCE_SUBDIR, config.name,
-                                                f"/usr/bin/python{facts.python_minor}", runner),
-                         staged=tree / "debian" / config.name)
+        beside = installer.start_beside(work, tree / SOURCE_SUBDIR, config.name,
+                                        f"/usr/bin/python{facts.python_minor}", runner)
         # The rendered debian/ is cached with the installer's other caches (uv's; pip's build uses none).
         render_debian(tree, debian_context(config, facts), made.changelog,
                       cache=installer.cache_root / "debian" if installer.cache_root is not None else None)
         log.info("dpkg-buildpackage (dh-virtualenv) in %s", tree)
         try:
-            dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner,
-                              after_binary=beside.after_binary)
+            dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner)
         finally:
-            beside.join()
+            beside.finish()
         artifacts = publish_artifacts(collect(tree.parent, config.name), out)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -9,7 +9,7 @@ import pytest
 
 from microdeploy.build.cache import cache_root
 from microdeploy.build.fastpath import jobs
-from microdeploy.build.fastpath.installer import Installer, choose_installer, find_uv, uv_version
+from microdeploy.build.fastpath.installer import Installer, choose_installer, find_uv
 from microdeploy.build.fastpath.layer import (
     dependency_declarations,
     layer_key,
@@ -175,22 +175,6 @@ def test_with_uv_the_environment_names_uv_its_cache_the_layer_and_the_wheel(tmp_
     }
 
 
-def test_uv_version_is_asked_once_per_executable(tmp_path: Path) -> None:
-    """`uv --version` runs once per uv binary (path, size, time) and is read from the cache after that."""
-    uv = tmp_path / "bin" / "uv"
-    uv.parent.mkdir()
-    uv.write_text("#!/bin/sh\n")
-    runner = FakeRunner(stdout="uv 0.9.0\n")
-    assert uv_version(str(uv), runner, tmp_path / "cache") == "uv 0.9.0"
-    assert uv_version(str(uv), runner, tmp_path / "cache") == "uv 0.9.0"
-    assert len(runner.calls) == 1
-    os.utime(uv, (1, 1))  # a new uv in the same place
-    runner.stdout = "uv 0.9.1\n"
-    assert uv_version(str(uv), runner, tmp_path / "cache") == "uv 0.9.1"
-    assert uv_version(str(tmp_path / "missing"), runner, tmp_path / "cache") == "uv 0.9.1"
-    assert len(runner.calls) == 3, "a uv that cannot be looked at is asked every time"
-
-
 def test_find_uv_prefers_the_variable() -> None:
     """$MICRODEPLOY_UV names the uv to use; else the one installed with microdeploy is found."""
     assert find_uv({"MICRODEPLOY_UV": "/somewhere/uv"}) == "/somewhere/uv"
@@ -289,7 +273,7 @@ def test_beside_the_build_pip_starts_nothing_and_uv_starts_the_wheel(tmp_path: P
     runner = FakeRunner(returncode=1)
     uv = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=tmp_path / "cache" / "layers" / "k")
     beside = uv.start_beside(tmp_path / "work", tmp_path / "src", "orders-api", "/usr/bin/python3.11", runner)
-    beside.join()
+    beside.finish()
     assert len(beside.jobs) == 1
     assert beside.environment["MICRODEPLOY_PROJECT_WHEEL"] == str(tmp_path / "work" / "project-wheel")
     assert "MICRODEPLOY_LAYER_COPY" not in beside.environment

@@ -98,35 +98,24 @@ def test_dpkg_buildpackage_argv_and_failure_message(tmp_path: Path, monkeypatch:
     runner = FakeRunner({"dpkg-buildpackage": (2, "noise\nERROR: No matching distribution found for nope\nmore")})
     with pytest.raises(MicrodeployError) as info:
         dpkg_buildpackage(tmp_path / "tree", {}, 1234, runner)
-    assert sorted(runner.calls) == [
-        ("dpkg-buildpackage", "--rules-target=binary", "--no-sign", "--no-check-builddeps", "--jobs=auto"),
-        ("dpkg-checkbuilddeps",),
-    ]
+    assert runner.calls == [("dpkg-buildpackage", "--rules-target=binary", "--no-sign", "--jobs=auto")]
     assert "No matching distribution found for nope" in info.value.message
     assert "noise" not in info.value.message
     assert info.value.exit_code == 1
 
 
-@pytest.mark.parametrize("build_fails", [False, True])
-def test_unmet_build_dependencies_are_the_error_whether_or_not_the_build_went_through(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, build_fails: bool
-) -> None:
-    """dpkg-checkbuilddeps runs after the build (beside the generators), or at once when the build failed; when
-    it fails, its line and the apt hint are the error."""
+def test_unmet_build_dependencies_are_the_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dpkg-buildpackage checks the build dependencies first; when they are unmet, its line and the apt hint are
+    the error, and nothing more is made."""
     monkeypatch.setattr("microdeploy.build.dpkg.require_tools", lambda *tools: None)
     unmet = "dpkg-checkbuilddeps: error: Unmet build dependencies: libpq-dev"
-    answers = {"dpkg-checkbuilddeps": (1, unmet)}
-    if build_fails:
-        answers["dpkg-buildpackage"] = (2, "dh: error: unable to load addon python-virtualenv")
-    runner = FakeRunner(answers)
+    runner = FakeRunner({"dpkg-buildpackage": (3, unmet)})
     with pytest.raises(MicrodeployError) as info:
         dpkg_buildpackage(tmp_path / "tree", {}, 1234, runner)
-    assert info.value.message.startswith("dpkg-checkbuilddeps failed")
+    assert info.value.message.startswith("dpkg-buildpackage failed")
     assert "Unmet build dependencies: libpq-dev" in info.value.message
     assert info.value.hint is not None and info.value.hint.startswith("Install the missing build dependencies")
-    assert runner.calls[0][0] == "dpkg-buildpackage" and ("dpkg-checkbuilddeps",) in runner.calls
-    if build_fails:
-        assert ("dpkg-genbuildinfo", "--build=binary") not in runner.calls, "nothing more is made"
+    assert runner.calls == [("dpkg-buildpackage", "--rules-target=binary", "--no-sign", "--jobs=auto")]
 
 
 def test_dpkg_buildpackage_then_buildinfo_then_changes_named_after_it(
@@ -143,7 +132,7 @@ def test_dpkg_buildpackage_then_buildinfo_then_changes_named_after_it(
 
     runner = WritesBuildinfo({})
     dpkg_buildpackage(tmp_path / "tree", {}, 1234, runner)
-    assert runner.calls[2:] == [
+    assert runner.calls[1:] == [
         ("dpkg-genbuildinfo", "--build=binary"),
         ("dpkg-genchanges", "--build=binary", "-O../orders-api_1.0-1_amd64.changes"),
     ]

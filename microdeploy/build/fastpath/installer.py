@@ -6,17 +6,14 @@ their instructions from the environment made here (contract.py).
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import os
 import shutil
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from microdeploy.build.cache import cache_root, touch
-from microdeploy.build.fastpath import jobs, spare
+from microdeploy.build.fastpath import jobs
 from microdeploy.build.fastpath.contract import (
     INSTALLED_FILE,
     LAYER_COPY_VAR,
@@ -40,29 +37,14 @@ class Beside:
 
     environment: dict[str, str]
     jobs: tuple[threading.Thread, ...] = ()
-    staged: Path | None = None  # the package's staging directory in the build tree
-    # Work for once the .deb is there (keeping the project's wheel, the layer's
-    # next ready copy): on the core the end of the build leaves idle, not while
-    # both are busy.
-    later: tuple[Callable[[], object], ...] = ()
-    late_jobs: list[threading.Thread] = field(default_factory=list)
+    wheel: ProjectWheel | None = None
 
-    def after_binary(self) -> None:
-        """The .deb is built: its staging directory goes now, beside dpkg-genbuildinfo, not after it,
-        and the layer gets its ready copy for the next build."""
-
-        def afterwards() -> None:
-            if self.staged is not None:
-                shutil.rmtree(self.staged, ignore_errors=True)
-            for work in self.later:
-                work()
-
-        self.late_jobs.append(jobs.start_idle("after the binary", afterwards))
-
-    def join(self) -> None:
-        """Wait for every job (each ends by itself: a finished build no longer needs them)."""
-        for job in [*self.jobs, *self.late_jobs]:
+    def finish(self) -> None:
+        """Wait for every job (each ends by itself), then keep the project's wheel for the next build."""
+        for job in self.jobs:
             job.join()
+        if self.wheel is not None:
+            self.wheel.keep()
 
 
 @dataclass(frozen=True)
@@ -105,11 +87,9 @@ class Installer:
         wheel = ProjectWheel(uv=self.uv, cache=self.cache_root, name=name, python=python, runner=runner)
         wheel_job = wheel.start(source, wheel_dir)
         copy_job = self.start_layer_copy(work / "layer-copy", (wheel_job, wheel_dir), runner)
-        # The layer this build copied, or the one it saves: its next ready copy.
-        later = (wheel.keep,) if self.layer is None else (wheel.keep, functools.partial(spare.refill, self.layer))
         if copy_job is None:
-            return Beside(self.environment(wheel_dir), (wheel_job,), later=later)
-        return Beside(self.environment(wheel_dir, work / "layer-copy"), (wheel_job, copy_job), later=later)
+            return Beside(self.environment(wheel_dir), (wheel_job,), wheel)
+        return Beside(self.environment(wheel_dir, work / "layer-copy"), (wheel_job, copy_job), wheel)
 
     def start_layer_copy(
         self, directory: Path, wheel: tuple[threading.Thread, Path] | None = None, runner: Runner = run
@@ -118,11 +98,9 @@ class Installer:
 
         debian/make-venv then moves it into place instead of copying it while
         dpkg-buildpackage waits (`directory` is on the build tree's filesystem).
-        The copy is the layer's ready copy when this build can take it
-        (spare.py), else one made now. With `wheel` (the project-wheel job
-        and its directory), the project is installed into the copy too, once
-        its wheel is there; `installed` names that wheel, and debian/uv-pip
-        has nothing left to do.
+        With `wheel` (the project-wheel job and its directory), the project is
+        installed into the copy too, once its wheel is there; INSTALLED_FILE
+        names that wheel, and debian/uv-pip has nothing left to do.
         """
         layer = self.layer
         if layer is None or not (layer / VENV_DIR).is_dir():
@@ -130,12 +108,8 @@ class Installer:
 
         def copy() -> int:
             venv = directory / VENV_DIR
-            with spare.claimed(layer, directory) as ready:
-                if ready is None:
-                    shutil.copytree(layer / VENV_DIR, venv, symlinks=True)
-                installed = self.install_project(ready or venv, wheel, runner)
-                if ready is not None:
-                    os.rename(ready, venv)
+            shutil.copytree(layer / VENV_DIR, venv, symlinks=True)
+            installed = self.install_project(venv, wheel, runner)
             if installed is not None:
                 atomic_write(directory / INSTALLED_FILE, installed, durable=False)
             return 0
@@ -179,24 +153,9 @@ def find_uv(environ: Mapping[str, str]) -> str | None:
         return shutil.which("uv")
 
 
-def uv_version(uv: str, runner: Runner = run, cache: Path | None = None) -> str:
-    """`uv --version`, part of the layer key; kept in `cache` per uv executable (path, size, time)."""
-    record = None
-    try:
-        executable = Path(uv).resolve()
-        stat = executable.stat()
-    except OSError:
-        pass
-    else:
-        if cache is not None:
-            stamp = f"{executable}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()
-            record = cache / "uv-versions" / hashlib.sha256(stamp).hexdigest()[:16]
-    if record is not None and record.is_file():
-        return record.read_text(encoding="utf-8").strip()
-    version = runner([uv, "--version"]).stdout.strip()
-    if record is not None:
-        atomic_write(record, version + "\n")
-    return version
+def uv_version(uv: str, runner: Runner = run) -> str:
+    """`uv --version`: part of the layer key (another uv may resolve differently)."""
+    return runner([uv, "--version"]).stdout.strip()
 
 
 def choose_installer(
@@ -217,7 +176,7 @@ def choose_installer(
     touch(root / "uv")
     key = layer_key(
         project, name=name, python_minor=python_minor, wsgi_server=wsgi_server,
-        uv_version=uv_version(uv, runner, root), environ=environ,
+        uv_version=uv_version(uv, runner), environ=environ,
     )
     layer = prepare_layer(root, key, refresh=refresh_layer)
     return Installer("uv", uv=uv, cache_root=root, layer=layer, wsgi_server=wsgi_server,

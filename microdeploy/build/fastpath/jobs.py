@@ -7,7 +7,6 @@ job's status file and use its output only when it says 0 (contract.py).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -38,23 +37,5 @@ def start(name: str, directory: Path, job: Callable[[], int]) -> threading.Threa
             atomic_write(directory / STATUS_FILE, f"{returncode}\n", durable=False)
 
     thread = threading.Thread(target=run_job, name=name, daemon=True)
-    thread.start()
-    return thread
-
-
-def start_idle(name: str, work: Callable[[], object]) -> threading.Thread:
-    """Run `work` on a new thread at nice 19 (Linux sets niceness per thread); join the thread for its end.
-
-    An OSError of `work` is logged, not raised.
-    """
-
-    def run_idle() -> None:
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-            work()
-        except OSError as exc:
-            log.debug("%s, afterwards: %s", name, exc)
-
-    thread = threading.Thread(target=run_idle, name=name, daemon=True)
     thread.start()
     return thread
