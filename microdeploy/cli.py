@@ -40,6 +40,8 @@ from microdeploy.repo import (
     DEFAULT_DIST,
     DEFAULT_KEEP,
     KEYRING_NAME,
+    SERVE_BIND,
+    SERVE_PORT,
     PublishSettings,
     publish,
     sources_snippet,
@@ -358,8 +360,8 @@ def repo_group() -> None:
 
 @repo_group.command("serve")
 @click.argument("repo_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--bind", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=8080, show_default=True, help="Port to listen on (0: any free one).")
+@click.option("--bind", default=SERVE_BIND, show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=SERVE_PORT, show_default=True, help="Port to listen on (0: any free one).")
 @click.option("--dist", default=DEFAULT_DIST, show_default=True, help="Distribution for the sources snippet.")
 @click.option("--component", default=DEFAULT_COMPONENT, show_default=True, help="Component for the snippet.")
 def repo_serve(repo_dir: Path, bind: str, port: int, dist: str, component: str) -> None:

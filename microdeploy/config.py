@@ -31,13 +31,13 @@ DESCRIPTION_MAX = 80
 SETTING_VALUE_MAX = 4096
 
 DEFAULT_PORT = 8000
+DEFAULT_BIND = "127.0.0.1"
 DEFAULT_WORKERS = 2
 # The .deb's compressor (dpkg-deb -Z) and, per compressor, its levels: lowest,
-# highest, default. For a venv of Python sources gzip -5 makes a package as
-# small as xz -0 in two thirds of the time (3 MB of files: 57 ms and 794 kB
-# against 82 ms and 790 kB on 2 cores, where dpkg-deb compresses xz's 1 MiB
-# blocks on both); xz -6 (dpkg's default) is about a quarter smaller and adds
-# about a second per build. lintian accepts no other compressor.
+# highest, default. For a venv of Python sources gzip -5 makes a package about
+# as small as xz -0, and faster; xz -6 (dpkg's default) is smaller still and
+# much slower (bench/README.md has the figures). lintian accepts no other
+# compressor.
 COMPRESSION_LEVELS = {"gzip": (1, 9, 5), "xz": (0, 9, 0)}
 DEFAULT_COMPRESSION = "gzip"
 DEFAULT_MAINTAINER = "Service Maintainer <maintainer@example.org>"
@@ -51,7 +51,7 @@ class ServiceConfig:
     app: str
     version: str | None = None
     port: int = DEFAULT_PORT
-    bind: str = "127.0.0.1"
+    bind: str = DEFAULT_BIND
     workers: int = DEFAULT_WORKERS
     health_path: str = "/health"
     maintainer: str = DEFAULT_MAINTAINER

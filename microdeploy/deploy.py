@@ -478,10 +478,30 @@ def remove_command(package: str) -> str:
     return shlex.join([*_apt_env(), "apt-get", "remove", "-y", "-q", package])
 
 
-def health_command(url: str) -> str:
-    """Exit 0 when the URL answers 2xx or 3xx on the host (python3 is there: the service needs it)."""
-    script = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))"
-    return shlex.join(["python3", "-c", script, url, str(HEALTH_REQUEST_TIMEOUT)])
+def health_command(package: str, url: str) -> str:
+    """Exit 0 when the service answers 2xx or 3xx where the host's own configuration puts it.
+
+    The package's gunicorn.conf.py runs in the unit's environment (its
+    EnvironmentFile, through systemd-run) and gives the health URL from the
+    host's config.ini; `url`, the service configuration's, is the fallback
+    for a package without one. The URL probed is printed first.
+    """
+    script = (
+        "import runpy, sys, urllib.request\n"
+        "url = sys.argv[1]\n"
+        "try:\n"
+        "    url = runpy.run_path(sys.argv[3]).get('_health_url', url)\n"
+        "except OSError:\n"
+        "    pass\n"
+        "print(url, flush=True)\n"
+        "urllib.request.urlopen(url, timeout=float(sys.argv[2]))\n"
+    )
+    return shlex.join([
+        "systemd-run", "--quiet", "--pipe", "--wait", "--collect",
+        f"--property=EnvironmentFile=-/etc/{package}/environment",
+        "/usr/bin/python3", "-I", "-c", script, url, str(HEALTH_REQUEST_TIMEOUT),
+        f"/usr/share/{package}/gunicorn.conf.py",
+    ])
 
 
 def hook_command(hook: str) -> str:
@@ -523,7 +543,8 @@ def plan(rollout: Rollout) -> tuple[tuple[str, ...], tuple[PlannedHost, ...]]:
     for number, batch in enumerate(rollout.batches, start=1):
         for target in batch:
             commands = [update_command(rollout.apt_source), *_install_steps(rollout, None),
-                        query_command(rollout.package), f"until healthy: {health_command(rollout.health_url)}"]
+                        query_command(rollout.package),
+                        f"until healthy: {health_command(rollout.package, rollout.health_url)}"]
             if rollout.drain:
                 commands.insert(0, hook_command(rollout.drain))
             if rollout.undrain:
@@ -772,9 +793,9 @@ def _upgrade_steps(state: _Rollout, host: _Host) -> None:
     if after != rollout.version:
         failed(f"{rollout.package} is at {after or 'nothing'} after installing {rollout.version}", after)
         return
-    healthy, health_seconds = _wait_healthy(state, host)
+    healthy, health_seconds, url = _wait_healthy(state, host)
     if not healthy:
-        failed(f"not healthy within {rollout.health_timeout:g} s: {rollout.health_url}", after, health_seconds)
+        failed(f"not healthy within {rollout.health_timeout:g} s: {url}", after, health_seconds)
         return
     if rollout.undrain and not _hook(host, rollout.undrain, rollout.sudo):
         failed(f"undrain hook failed: {rollout.undrain}", after, health_seconds)
@@ -827,7 +848,7 @@ def _restore_steps(state: _Rollout, host: _Host) -> None:
         return
     healthy: bool | None = None
     if host.before is not None:
-        healthy, _ = _wait_healthy(state, host)
+        healthy, _, _ = _wait_healthy(state, host)
         if healthy and rollout.undrain:
             _hook(host, rollout.undrain, rollout.sudo)
     new_state = "removed" if host.before is None else "rolled-back"
@@ -836,18 +857,24 @@ def _restore_steps(state: _Rollout, host: _Host) -> None:
              "" if healthy is None else ", healthy" if healthy else ", NOT healthy")
 
 
-def _wait_healthy(state: _Rollout, host: _Host) -> tuple[bool, float]:
-    """Poll the health URL on the host until it answers or the timeout passes."""
+def _wait_healthy(state: _Rollout, host: _Host) -> tuple[bool, float, str]:
+    """Poll the service's health URL on the host until it answers or the timeout passes; also the URL probed.
+
+    The probe reads the host's config.ini, which only root and the service
+    may read: it runs with sudo when apt does.
+    """
     rollout = state.rollout
     clock = state.clock
-    command = health_command(rollout.health_url)
+    command = health_command(rollout.package, rollout.health_url)
     started = clock.now()
     deadline = started + rollout.health_timeout
     while True:
-        if host.remote.run(command, timeout=HEALTH_REQUEST_TIMEOUT + 10).ok:
-            return True, clock.now() - started
+        result = host.remote.run(command, sudo=rollout.sudo, timeout=HEALTH_REQUEST_TIMEOUT + 10)
+        url = (result.stdout.strip().splitlines() or [rollout.health_url])[0]
+        if result.ok:
+            return True, clock.now() - started, url
         if clock.now() + HEALTH_INTERVAL > deadline:
-            return False, clock.now() - started
+            return False, clock.now() - started, url
         clock.sleep(HEALTH_INTERVAL)
 
 

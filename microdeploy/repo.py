@@ -47,7 +47,9 @@ log = logging.getLogger(__name__)
 DEFAULT_DIST = "bookworm"
 DEFAULT_COMPONENT = "main"
 DEFAULT_KEEP = 5
-DEFAULT_PORT = 8080
+# Where `repo serve` listens unless told otherwise (a service's port is config.DEFAULT_PORT).
+SERVE_BIND = "127.0.0.1"
+SERVE_PORT = 8080
 KEYRING_NAME = "microdeploy-archive-keyring.gpg"
 ARMORED_KEY_NAME = "microdeploy-archive-keyring.asc"
 # Where hosts are told to put the keyring (apt's documented place for Signed-By keys).

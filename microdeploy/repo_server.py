@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from microdeploy.errors import MicrodeployError, bad_input
-from microdeploy.repo import DEFAULT_PORT, Layout
+from microdeploy.repo import SERVE_BIND, SERVE_PORT, Layout
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         log.debug("%s - %s", self.address_string(), format % args)
 
 
-def make_server(repo: Path, bind: str = "127.0.0.1", port: int = DEFAULT_PORT) -> ThreadingHTTPServer:
+def make_server(repo: Path, bind: str = SERVE_BIND, port: int = SERVE_PORT) -> ThreadingHTTPServer:
     """A static HTTP server over DIR/public (each request follows the symlink, so swaps are seen at once)."""
     public = Layout(repo.absolute()).public
     if not public.is_dir():
@@ -54,7 +54,7 @@ def server_url(server: ThreadingHTTPServer) -> str:
 
 
 @contextmanager
-def serving(repo: Path, bind: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+def serving(repo: Path, bind: str = SERVE_BIND, port: int = 0) -> Iterator[str]:
     """Serve the repository from a background thread for the block (e.g. the demo); yield its URL."""
     server = make_server(repo, bind, port)
     thread = threading.Thread(target=server.serve_forever, name="microdeploy-repo-serve", daemon=True)
@@ -68,7 +68,7 @@ def serving(repo: Path, bind: str = "127.0.0.1", port: int = 0) -> Iterator[str]
 
 
 def serve(
-    repo: Path, bind: str = "127.0.0.1", port: int = DEFAULT_PORT,
+    repo: Path, bind: str = SERVE_BIND, port: int = SERVE_PORT,
     ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve DIR/public over HTTP until interrupted; `ready(url)` is called once it listens."""

@@ -53,7 +53,9 @@
 #   The runtime user and group, created by the package.
 # @param port
 #   The TCP port, written as `port` in the `[server]` section. Unset keeps the
-#   packaged default.
+#   packaged default. A port below 1024 (here or in `settings`) also gets a
+#   unit drop-in granting `CAP_NET_BIND_SERVICE`, which the package's unit
+#   never has.
 # @param bind
 #   The listen address, written as `bind` in the `[server]` section. Unset
 #   keeps the packaged default.
@@ -90,6 +92,7 @@ define microdeploy::service (
 
   $config_dir = "/etc/${title}"
   $environment_path = "${config_dir}/environment"
+  $port_dropin = "/etc/systemd/system/${title}.service.d/microdeploy-port.conf"
   # apt skips preferences files whose names hold anything but letters, digits, '_', '-' and '.'.
   $preferences_path = "/etc/apt/preferences.d/microdeploy-${title.regsubst(/\+/, '_', 'G')}.pref"
 
@@ -114,6 +117,9 @@ define microdeploy::service (
   }
 
   if $ensure in ['absent', 'purged'] {
+    file { $port_dropin:
+      ensure => absent,
+    }
     if $ensure == 'purged' {
       file { $config_dir:
         ensure  => absent,
@@ -171,6 +177,35 @@ define microdeploy::service (
       require   => File[$config_dir],
     }
 
+    # The port is the site config's (the host's config.ini owns it): a port
+    # below 1024 needs the capability, granted here rather than by the
+    # package, whose build cannot know the port a host will use.
+    $port_value = $sections.dig('server', 'port')
+    $effective_port = $port_value ? {
+      Integer                => $port_value,
+      Pattern[/\A[0-9]+\z/] => Integer($port_value, 10),
+      default                => undef,
+    }
+    if $effective_port =~ Integer and $effective_port < 1024 {
+      file { "/etc/systemd/system/${title}.service.d":
+        ensure => directory,
+        owner  => 'root',
+        group  => 'root',
+        mode   => '0755',
+      }
+      file { $port_dropin:
+        ensure  => file,
+        owner   => 'root',
+        group   => 'root',
+        mode    => '0644',
+        content => epp('microdeploy/port.conf.epp', { 'service' => $title, 'port' => $effective_port }),
+      }
+    } else {
+      file { $port_dropin:
+        ensure => absent,
+      }
+    }
+
     # As the package's postinst makes it (Debian's convention: group adm reads
     # logs, setgid keeps new files in that group); any other owner, group or
     # mode would be flipped back and forth by Puppet and every upgrade.
@@ -183,12 +218,13 @@ define microdeploy::service (
     }
 
     # Subscribed to the files Puppet owns, required (not subscribed) to the
-    # package: the package's maintainer scripts restart it on upgrade.
+    # package: the package's maintainer scripts restart it on upgrade. Puppet's
+    # systemd provider reloads systemd before restarting when a drop-in changed.
     service { $title:
       ensure    => $service_ensure,
       enable    => $enable,
       require   => [Package[$title], File[$log_dir]],
-      subscribe => File[$config_path, $environment_path],
+      subscribe => File[$config_path, $environment_path, $port_dropin],
     }
   }
 }

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
+from microdeploy.deploy import health_command
 from tests.hostcheck import health, install_deb, main_pid, proc_status, wait_for
 from tests.packages import BuiltService
 from tests.testbed.fixtures import BootHost
@@ -11,6 +15,14 @@ from tests.testbed.fixtures import BootHost
 pytestmark = [pytest.mark.integration, pytest.mark.host]
 
 SITE_CONFIG = "[server]\nport = 8123\n[app]\ngreeting = from the site config\n"
+PORT_DROPIN = Path(__file__).resolve().parents[2] / "puppet" / "templates" / "port.conf.epp"
+
+
+def port_dropin(name: str, port: int) -> str:
+    """The unit drop-in the Puppet module writes for a port below 1024, rendered by puppet itself."""
+    values = f"{{service => '{name}', port => {port}}}"
+    return subprocess.run(["puppet", "epp", "render", str(PORT_DROPIN), "--values", values],
+                          check=True, capture_output=True, text=True, timeout=120).stdout
 
 
 def test_scaffolded_service_lifecycle(
@@ -45,6 +57,26 @@ def test_scaffolded_service_lifecycle(
     host.run(["systemctl", "restart", name])
     assert health(host, 8123, "/health")["status"] == "ok"
     assert host.run(["curl", "-fsS", "http://127.0.0.1:8000/health"], check=False).returncode != 0
+    # deploy's probe (the real command, through systemd-run) asks the package where the host's config puts it.
+    probe = host.run(["sh", "-c", health_command(name, "http://127.0.0.1:8000/health")])
+    assert probe.stdout.strip() == "http://127.0.0.1:8123/health"
+
+    # A port below 1024 is the host's choice too: the Puppet module's drop-in grants the one capability it needs.
+    dropin = f"/etc/systemd/system/{name}.service.d/microdeploy-port.conf"
+    host.run(["mkdir", "-p", f"/etc/systemd/system/{name}.service.d"])
+    host.run(["tee", dropin], input=port_dropin(name, 80))
+    host.run(["tee", f"/etc/{name}/config.ini"], input="[server]\nport = 80\n")
+    host.run(["systemctl", "daemon-reload"])
+    host.run(["systemctl", "restart", name])
+    assert health(host, 80, "/health")["status"] == "ok"
+    assert int(proc_status(host, main_pid(host, name))["CapEff"], 16) == 1 << 10  # CAP_NET_BIND_SERVICE alone
+    assert host.run(["sh", "-c", health_command(name, "http://127.0.0.1:8000/health")]).stdout.strip() == (
+        "http://127.0.0.1:80/health")
+    host.run(["rm", dropin])
+    host.run(["tee", f"/etc/{name}/config.ini"], input=SITE_CONFIG)
+    host.run(["systemctl", "daemon-reload"])
+    host.run(["systemctl", "restart", name])
+    assert health(host, 8123, "/health")["status"] == "ok"
 
     # Upgrade: restarted by the package, the administrator's config untouched,
     # and a dpkg-statoverride on the state directory respected.

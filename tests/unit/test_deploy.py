@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,7 +40,7 @@ from microdeploy.errors import MicrodeployError
 from microdeploy.process import Result
 
 PKG = "orders-api"
-HEALTH = health_command("http://127.0.0.1:8000/health")
+HEALTH = health_command(PKG, "http://127.0.0.1:8000/health")
 QUERY = query_command(PKG)
 UPDATE = update_command(None)
 MADISON = available_command(PKG)
@@ -53,6 +56,7 @@ class FakeHost:
     broken: frozenset[str] = frozenset({"3"})
     unhealthy_polls: int = 0
     fail_hook: bool = False
+    site_url: str | None = None  # the health URL the host's config.ini gives, if not the package default
     log: list[tuple[str, bool]] = field(default_factory=list)
     uploads: dict[str, str] = field(default_factory=dict)
 
@@ -87,12 +91,13 @@ class FakeHost:
         if argv[:2] == ["apt-get", "remove"]:
             self.installed = None
             return CommandResult(0)
-        if argv[0] == "python3":
+        if argv[0] == "systemd-run":
+            probed = (self.site_url or argv[argv.index("-c") + 2]) + "\n"
             if self.unhealthy_polls > 0:
                 self.unhealthy_polls -= 1
-                return CommandResult(1, "", "ConnectionRefusedError")
+                return CommandResult(1, probed, "ConnectionRefusedError")
             healthy = self.installed is not None and self.installed not in self.broken
-            return CommandResult(0 if healthy else 1, "", "" if healthy else "HTTP Error 500")
+            return CommandResult(0 if healthy else 1, probed, "" if healthy else "HTTP Error 500")
         if argv[:2] == ["sh", "-c"]:
             return CommandResult(1 if self.fail_hook else 0)
         raise AssertionError(f"unexpected command on {self.name}: {command}")
@@ -205,12 +210,13 @@ def test_upgrade_runs_the_exact_commands_on_each_host() -> None:
     assert all(remote.closed for remote in network.remotes)
 
 
-def test_only_apt_runs_with_sudo() -> None:
-    """With --sudo, apt-get runs through sudo while dpkg-query, apt-cache and the health check do not."""
+def test_only_apt_and_the_health_probe_run_with_sudo() -> None:
+    """With --sudo, apt-get and the health probe (it reads the host's config.ini) run through sudo; dpkg-query and
+    apt-cache do not."""
     fleet = hosts("h1")
     run_deploy(fleet, sudo=True)
-    assert [sudo for command, sudo in fleet[0].log] == [False, True, False, True, False, False]
-    assert all(sudo == ("apt-get" in command) for command, sudo in fleet[0].log)
+    assert [sudo for command, sudo in fleet[0].log] == [False, True, False, True, False, True]
+    assert all(sudo == ("apt-get" in command or "systemd-run" in command) for command, sudo in fleet[0].log)
 
 
 def test_commands_quote_every_word() -> None:
@@ -414,7 +420,7 @@ def test_port_and_health_path_come_from_the_service_configuration(tmp_path: Path
     )
     report = deploy(DeployOptions(version="2", hosts=("h1",), dry_run=True))
     assert report.package == "orders-api"
-    assert report.plan[0].commands[-1] == f"until healthy: {health_command('http://127.0.0.1:8123/healthz')}"
+    assert report.plan[0].commands[-1] == f"until healthy: {health_command(PKG, 'http://127.0.0.1:8123/healthz')}"
     flagged = deploy(DeployOptions(version="2", hosts=("h1",), port=9000, project=tmp_path, dry_run=True))
     assert "http://127.0.0.1:9000/healthz" in flagged.plan[0].commands[-1]
 
@@ -612,3 +618,51 @@ def test_healthy_host_of_a_failed_batch_is_drained_before_its_rollback() -> None
     ]
     # h2 was never undrained, so it is not drained twice.
     assert fleet[1].commands[-5:] == [QUERY, install_command(PKG, "1", allow_downgrades=True), QUERY, HEALTH, undrain]
+
+
+def test_an_unhealthy_host_is_reported_with_the_url_its_own_config_gives() -> None:
+    """The host's config.ini moved the service to port 9100: the failure names the URL probed there."""
+    fleet = hosts("h1", site_url="http://127.0.0.1:9100/health")
+    report, _ = run_deploy(fleet, version="3", health_timeout=1)
+    assert report.hosts[0].state == "rolled-back"
+    assert "not healthy within 1 s: http://127.0.0.1:9100/health" in (report.hosts[0].error or "")
+
+
+def test_the_health_probe_follows_the_site_config_of_the_packaged_gunicorn_conf(tmp_path: Path) -> None:
+    """The probe (run here without systemd-run) reads the port from the host's config.ini through the packaged
+    gunicorn.conf.py, answers 0 when the service answers there, and falls back to the given URL without one."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.unit.test_build_templates import render
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        conf = render(tmp_path / "pkg", port=8001) / "gunicorn.conf.py"
+        site = tmp_path / "config.ini"
+        site.write_text(f"[server]\nport = {port}\n")
+        argv = shlex.split(health_command(PKG, "http://127.0.0.1:1/health"))
+        probe = argv[argv.index("/usr/bin/python3"):]
+        probe[0] = sys.executable
+        probe[-1] = str(conf)
+        env = {**os.environ, "ORDERS_API_CONFIG": str(site)}
+        answered = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=60)
+        assert answered.returncode == 0, answered.stderr
+        assert answered.stdout.strip() == f"http://127.0.0.1:{port}/health"
+        probe[-1] = str(tmp_path / "no-such-package" / "gunicorn.conf.py")
+        fallback = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=60)
+        assert fallback.returncode != 0 and fallback.stdout.strip() == "http://127.0.0.1:1/health"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

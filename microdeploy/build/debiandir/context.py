@@ -11,7 +11,6 @@ from microdeploy.build.fastpath import contract
 from microdeploy.config import ServiceConfig
 
 WSGI_SERVER = "gunicorn>=21.2"
-PRIVILEGED_PORT_LIMIT = 1024
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,6 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
         "source_dir": SOURCE_SUBDIR,
         "keep_pip": facts.keep_installers,
         "installer": facts.installer,
-        "privileged_port": config.port < PRIVILEGED_PORT_LIMIT,
         "env_prefix": config.module.upper() + "_",
         "contract": contract.script_names(),
     }

@@ -195,6 +195,39 @@ describe 'microdeploy::service' do
     it { is_expected.to contain_package('orders-api').with_ensure('latest') }
   end
 
+  context 'with a port below 1024' do
+    let(:params) { { port: 80 } }
+
+    it { is_expected.to compile.with_all_deps }
+
+    it 'grants CAP_NET_BIND_SERVICE by a unit drop-in, and restarts the service when it changes' do
+      is_expected.to contain_file('/etc/systemd/system/orders-api.service.d/microdeploy-port.conf').with(
+        ensure: 'file', owner: 'root', mode: '0644',
+      ).with_content(/^\[Service\]\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE\nAmbientCapabilities=CAP_NET_BIND_SERVICE\n/)
+        .with_content(/^PrivateUsers=no$/)
+      is_expected.to contain_service('orders-api')
+        .that_subscribes_to('File[/etc/systemd/system/orders-api.service.d/microdeploy-port.conf]')
+    end
+  end
+
+  context 'with a port below 1024 from the settings, as a string' do
+    let(:params) { { settings: { 'server' => { 'port' => '443' } } } }
+
+    it 'grants the capability too' do
+      is_expected.to contain_file('/etc/systemd/system/orders-api.service.d/microdeploy-port.conf')
+        .with_ensure('file').with_content(/port 443 is below 1024/)
+    end
+  end
+
+  context 'with a port of 1024 or above' do
+    let(:params) { { port: 8001 } }
+
+    it 'removes a drop-in an earlier privileged port left' do
+      is_expected.to contain_file('/etc/systemd/system/orders-api.service.d/microdeploy-port.conf')
+        .with_ensure('absent')
+    end
+  end
+
   context 'with ensure => absent' do
     let(:params) { { ensure: 'absent' } }
 
