@@ -92,16 +92,17 @@ def test_two_builds_of_one_commit_in_different_directories_are_byte_identical(
     saved = {path.name for path in layers[0].glob("lib/python3.11/site-packages/*")}
     assert {"flask", "gunicorn"} <= saved, "the layer holds the dependencies"
     assert not {name for name in saved if name.startswith("hello_api")}, "and not the project itself"
-    assert tree_bytes(layers[0].parent / "ready" / "venv") == tree_bytes(layers[0]), \
-        "the build that saved the layer left a ready copy of it for the next one"
     assert len(list((cache / "debian").iterdir())) == 1, "and kept its rendered debian/, which the next one copies"
+    saved_layer = tree_bytes(layers[0])
     other = tmp_path / "elsewhere" / "service-copy"
     shutil.copytree(project, other)  # the same commit, with its .git
     second = build_with(other, tmp_path / "dist-two", cache, environ={"DPKG_DEB_THREADS_MAX": "1"})
     assert second.deb.name == first.deb.name
     assert second.deb.read_bytes() == first.deb.read_bytes()
-    assert tree_bytes(layers[0].parent / "ready" / "venv") == tree_bytes(layers[0]), \
-        "the next build took the ready copy and made a new one"
+    assert list((cache / "layers").glob("*/venv")) == layers and tree_bytes(layers[0]) == saved_layer, \
+        "the warm build restored the saved layer and left it as it was"
+    assert len(list((cache / "debian").iterdir())) == 1 and len(list((cache / "wheels").glob("*/*"))) == 1, \
+        "and reused the rendered debian/ and the project's wheel"
     refreshed = build_with(other, tmp_path / "dist-three", cache, refresh_deps=True)
     assert refreshed.deb.read_bytes() == first.deb.read_bytes()
 
