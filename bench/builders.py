@@ -33,6 +33,8 @@ BUILD_TIMEOUT = 900.0
 # them. With PYTHONDONTWRITEBYTECODE, reference A's venv gets pip without
 # its bytecode, a 3.0 MB package instead of 4.2 MB.
 NOT_PASSED = ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX", "PYTHONOPTIMIZE")
+# Where each tool keeps what it reuses: pip (A), uv (B), microdeploy.
+CACHE_VARIABLES = ("PIP_CACHE_DIR", "UV_CACHE_DIR", "MICRODEPLOY_CACHE_DIR")
 
 NFPM_CONFIG = """\
 name: {name}
@@ -87,9 +89,9 @@ class Builders:
         self.caches = work / "caches"
         self.env = {
             **os.environ,
-            "PIP_CACHE_DIR": str(self.caches / "pip"),
-            "UV_CACHE_DIR": str(self.caches / "uv-reference-b"),
-            "MICRODEPLOY_CACHE_DIR": str(self.caches / "microdeploy"),
+            CACHE_VARIABLES[0]: str(self.caches / "pip"),
+            CACHE_VARIABLES[1]: str(self.caches / "uv-reference-b"),
+            CACHE_VARIABLES[2]: str(self.caches / "microdeploy"),
             "UV_SYSTEM_CERTS": "1",  # as microdeploy runs uv: the system's CA store
             "PATH": f"{VENV_BIN}:/usr/sbin:/usr/bin:/sbin:/bin",
         }
@@ -104,47 +106,56 @@ class Builders:
         path.mkdir(parents=True)
         return path
 
-    def build(self, tool: str, service: Path) -> Build:
-        """Build `service` with `tool`; the time covers the build only, not the copy of the checkout."""
-        scratch = self.scratch(tool)
-        if tool == "A":
-            return self.reference_a(service, scratch)
-        if tool == "B":
-            return self.reference_b(service, scratch)
-        if tool == "microdeploy-z6":
-            return self.microdeploy(service, scratch, "--compression", "xz", "--compression-level", "6", tool=tool)
-        return self.microdeploy(service, scratch)
+    def build(self, tool: str, service: Path, cold: bool = False) -> Build:
+        """Build `service` with `tool`; the time covers the build only, not the copy of the checkout.
 
-    def reference_a(self, service: Path, scratch: Path) -> Build:
+        `cold`: with every cache of the tool empty, as on an ephemeral CI agent.
+        """
+        scratch = self.scratch(tool)
+        env = self.env
+        if cold:
+            empty = scratch / "empty-caches"
+            env = {**self.env, **{name: str(empty / name) for name in CACHE_VARIABLES}}
+        if tool == "A":
+            return self.reference_a(service, scratch, env)
+        if tool == "B":
+            return self.reference_b(service, scratch, env)
+        if tool == "microdeploy-z6":
+            return self.microdeploy(service, scratch, env, "--compression", "xz", "--compression-level", "6",
+                                    tool=tool)
+        return self.microdeploy(service, scratch, env)
+
+    def reference_a(self, service: Path, scratch: Path, env: dict[str, str]) -> Build:
         """dh-virtualenv's tutorial: debian/ in the checkout, `dpkg-buildpackage -us -uc -b`."""
         tree = fresh_copy(service, scratch / PACKAGE)
         shutil.copytree(REFERENCE_DEBIAN, tree / "debian")
         started = time.monotonic()
-        run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=tree, env=self.env)
+        run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=tree, env=env)
         seconds = time.monotonic() - started
         [deb] = scratch.glob(f"{PACKAGE}_*.deb")
         return Build("A", seconds, deb)
 
-    def reference_b(self, service: Path, scratch: Path) -> Build:
+    def reference_b(self, service: Path, scratch: Path, env: dict[str, str]) -> Build:
         """uv into a relocatable venv, nFPM packs it."""
         tree = fresh_copy(service, scratch / "src")
         stage = scratch / "stage" / PACKAGE
         (scratch / "nfpm.yaml").write_text(NFPM_CONFIG.format(name=PACKAGE, version="0.1.0", tree=stage))
         started = time.monotonic()
-        run(["uv", "venv", "--quiet", "--relocatable", "--python", PYTHON, str(stage)], env=self.env)
-        run(["uv", "pip", "install", "--quiet", "--python", str(stage / "bin" / "python"), str(tree)], env=self.env)
+        run(["uv", "venv", "--quiet", "--relocatable", "--python", PYTHON, str(stage)], env=env)
+        run(["uv", "pip", "install", "--quiet", "--python", str(stage / "bin" / "python"), str(tree)], env=env)
         run(["nfpm", "package", "--config", str(scratch / "nfpm.yaml"), "--packager", "deb", "--target",
-             str(scratch)], env=self.env)
+             str(scratch)], env=env)
         seconds = time.monotonic() - started
         [deb] = scratch.glob("*.deb")
         return Build("B", seconds, deb)
 
-    def microdeploy(self, service: Path, scratch: Path, *options: str, tool: str = "microdeploy") -> Build:
+    def microdeploy(self, service: Path, scratch: Path, env: dict[str, str], *options: str,
+                    tool: str = "microdeploy") -> Build:
         """`microdeploy build`, the whole command as a user runs it."""
         tree = fresh_copy(service, scratch / PACKAGE)
         started = time.monotonic()
         run([str(VENV_BIN / "microdeploy"), "-q", "build", str(tree), "--out", str(scratch / "dist"), *options],
-            env=self.env)
+            env=env)
         seconds = time.monotonic() - started
         [deb] = (scratch / "dist").glob("*.deb")
         return Build(tool, seconds, deb)
