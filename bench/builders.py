@@ -30,8 +30,8 @@ PYTHON = "/usr/bin/python3.11"
 BUILD_TIMEOUT = 900.0
 # Settings of this machine (and of CI) that change what a tool puts into its
 # package; a Debian host following the dh-virtualenv tutorial has none of
-# them. With PYTHONDONTWRITEBYTECODE, reference A's venv gets pip without
-# its bytecode, a 3.0 MB package instead of 4.2 MB.
+# them. With PYTHONDONTWRITEBYTECODE, reference A's venv would get pip
+# without its bytecode, a smaller package than the tutorial's users get.
 NOT_PASSED = ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX", "PYTHONOPTIMIZE")
 # Where each tool keeps what it reuses: pip (A), uv (B), microdeploy.
 CACHE_VARIABLES = ("PIP_CACHE_DIR", "UV_CACHE_DIR", "MICRODEPLOY_CACHE_DIR")
