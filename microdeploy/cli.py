@@ -16,7 +16,7 @@ import click
 
 from microdeploy import __version__
 from microdeploy.build import cache
-from microdeploy.build.pipeline import build
+from microdeploy.build.pipeline import build_releases
 from microdeploy.build.release.settings import BACKENDS, BuildSettings
 from microdeploy.config import (
     COMPRESSION_LEVELS,
@@ -33,6 +33,7 @@ from microdeploy.controlrepo import (
     init_control_repo,
     update_module,
 )
+from microdeploy.dists import DISTS
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
 from microdeploy.jenkins import FORMS, JenkinsOptions, jenkinsfile
 from microdeploy.repo import (
@@ -44,6 +45,7 @@ from microdeploy.repo import (
     SERVE_PORT,
     PublishSettings,
     publish,
+    served_suites,
     sources_snippet,
 )
 from microdeploy.scaffold import default_maintainer, scaffold
@@ -189,24 +191,36 @@ def show_config(project: Path, **flags: Any) -> None:
               help="Compressor of the .deb (default gzip: fastest for a venv; xz -6: a quarter smaller, slower).")
 @click.option("--compression-level", type=int,
               help=f"Level of the compressor: {LEVELS_HELP}.")
+@click.option("--dist", "dist", multiple=True, type=click.Choice(list(DISTS)),
+              help="Debian release to build for (repeatable; default: the config's dist, else this machine's).")
+@click.option("--clean-root", is_flag=True,
+              help="Build in the release's clean root even when it is this machine's own release.")
+@click.option("--refresh-root", is_flag=True, help="Remake the release's build root first (e.g. for updates).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @service_options
 def build_command(project: Path, out: Path | None, version: str | None, revision: str | None,
-                  keep_installers: bool, refresh_deps: bool, backend: str, as_json: bool, **flags: Any) -> None:
+                  keep_installers: bool, refresh_deps: bool, backend: str, dist: tuple[str, ...],
+                  clean_root: bool, refresh_root: bool, as_json: bool, **flags: Any) -> None:
     """Build PROJECT into a Debian package (a service with dh-virtualenv, a library with stdeb).
 
     Caches (uv's wheels, the dependency layers) live in $MICRODEPLOY_CACHE_DIR,
     else ~/.cache/microdeploy; after a build they are pruned to
-    $MICRODEPLOY_CACHE_MAX_SIZE (default 4G), least recently used first.
+    $MICRODEPLOY_CACHE_MAX_SIZE (default 4G), least recently used first. A
+    release other than this machine's is built in a clean root of it, made
+    once with mmdebstrap and kept in $MICRODEPLOY_ROOTS_DIR, else
+    /var/cache/microdeploy/roots (needs root).
     """
     overrides = config_overrides(flags)
     overrides["version"] = version
-    result = build(BuildSettings(project=project, out=out, overrides=overrides, revision=revision,
-                                 environ=dict(os.environ), keep_installers=keep_installers,
-                                 refresh_deps=refresh_deps, backend=backend))
+    overrides["dist"] = dist
+    results = build_releases(BuildSettings(project=project, out=out, overrides=overrides, revision=revision,
+                                           environ=dict(os.environ), keep_installers=keep_installers,
+                                           refresh_deps=refresh_deps, backend=backend, clean_root=clean_root,
+                                           refresh_root=refresh_root))
     if as_json:
-        print_json(result.as_dict())
-    else:
+        print_json(results[0].as_dict() if len(results) == 1 else {"builds": [r.as_dict() for r in results]})
+        return
+    for result in results:
         click.echo(f"{result.deb} ({result.version}, {result.size // 1024} kB, {result.seconds:.1f} s)")
 
 
@@ -326,7 +340,8 @@ def deploy_command(ctx: click.Context, name: str | None, version: str | None, de
 @click.argument("debs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--repo", "repo_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Repository directory (created on first use).")
-@click.option("--dist", default=DEFAULT_DIST, show_default=True, help="Distribution (suite) to publish to.")
+@click.option("--dist", help="Suite to publish to (default: each package's release, from its +debN; else "
+              f"{DEFAULT_DIST}).")
 @click.option("--component", default=DEFAULT_COMPONENT, show_default=True, help="Component to publish to.")
 @click.option("--gpg-key", metavar="KEYID", help="Sign with this secret key (default: the repository's own key).")
 @click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path),
@@ -334,7 +349,7 @@ def deploy_command(ctx: click.Context, name: str | None, version: str | None, de
 @click.option("--keep", type=int, default=DEFAULT_KEEP, show_default=True,
               help="Versions of each package kept available for rollback.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object describing the result.")
-def publish_command(debs: tuple[Path, ...], repo_dir: Path, dist: str, component: str, gpg_key: str | None,
+def publish_command(debs: tuple[Path, ...], repo_dir: Path, dist: str | None, component: str, gpg_key: str | None,
                     gnupghome: Path | None, keep: int, as_json: bool) -> None:
     """Publish DEB files into the signed APT repository --repo (atomically)."""
     settings = PublishSettings(repo=repo_dir, dist=dist, component=component, gpg_key=gpg_key,
@@ -344,13 +359,14 @@ def publish_command(debs: tuple[Path, ...], repo_dir: Path, dist: str, component
         print_json(result.as_dict())
         return
     for deb in result.added:
-        click.echo(f"added {deb.package.name} {deb.package.version} ({deb.package.architecture})")
+        click.echo(f"added {deb.package.name} {deb.package.version} ({deb.package.architecture}) to {deb.dist}")
     for deb in result.unchanged:
-        click.echo(f"already published {deb.package.name} {deb.package.version} (unchanged)")
+        click.echo(f"already published {deb.package.name} {deb.package.version} in {deb.dist} (unchanged)")
     for ref in result.removed:
         click.echo(f"removed {ref.name} {ref.version} (beyond --keep {keep})")
     state = "published" if result.changed else "nothing to do"
-    click.echo(f"{state}: {result.public_dir} ({dist}/{component}), signed by {result.key_fingerprint}")
+    suites = ", ".join(f"{suite}/{component}" for suite in result.dists)
+    click.echo(f"{state}: {result.public_dir} ({suites}), signed by {result.key_fingerprint}")
 
 
 @main.group("repo")
@@ -362,9 +378,9 @@ def repo_group() -> None:
 @click.argument("repo_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--bind", default=SERVE_BIND, show_default=True, help="Address to listen on.")
 @click.option("--port", type=int, default=SERVE_PORT, show_default=True, help="Port to listen on (0: any free one).")
-@click.option("--dist", default=DEFAULT_DIST, show_default=True, help="Distribution for the sources snippet.")
+@click.option("--dist", help="Suite of the sources snippet (default: one snippet per served suite).")
 @click.option("--component", default=DEFAULT_COMPONENT, show_default=True, help="Component for the snippet.")
-def repo_serve(repo_dir: Path, bind: str, port: int, dist: str, component: str) -> None:
+def repo_serve(repo_dir: Path, bind: str, port: int, dist: str | None, component: str) -> None:
     """Serve the repository DIR over plain HTTP and print the apt source for hosts."""
     from microdeploy.repo_server import serve  # http.server: only when serving
 
@@ -372,8 +388,9 @@ def repo_serve(repo_dir: Path, bind: str, port: int, dist: str, component: str) 
         keyring = f"/etc/apt/keyrings/{KEYRING_NAME}"
         click.echo(f"Serving {repo_dir} on {url} (Ctrl-C to stop)")
         click.echo(f"On a host: curl -fsSL {url}{KEYRING_NAME} -o {keyring}")
-        click.echo("and write /etc/apt/sources.list.d/microdeploy.sources:\n")
-        click.echo(sources_snippet(url, keyring, dist, component))
+        for suite in [dist] if dist else served_suites(repo_dir) or [DEFAULT_DIST]:
+            click.echo(f"and on a {suite} host write /etc/apt/sources.list.d/microdeploy.sources:\n")
+            click.echo(sources_snippet(url, keyring, suite, component))
 
     serve(repo_dir, bind, port, ready=ready)
 
@@ -463,13 +480,16 @@ def _interrupt(signum: int, frame: object) -> None:
               help="Minutes before a build is aborted.")
 @click.option("--keep-builds", type=int, default=JenkinsOptions.keep_builds, show_default=True,
               help="Builds whose logs and artifacts are kept.")
+@click.option("--dist", "dist", multiple=True, type=click.Choice(list(DISTS)),
+              help="Debian release to build and publish for (repeatable; default: the service's dist, "
+                   "else the agent's own).")
 @service_options
 def jenkinsfile_command(project: Path, form: str, output: str, agent_label: str, release_branch: str, repo: str,
                         signing_key_credentials: str, signing_passphrase_credentials: str,
                         control_repo: str | None, control_repo_branch: str, control_repo_mode: str,
                         control_repo_credentials: str, deploy_hosts: tuple[str, ...], deploy_credentials: str,
                         notify_email: tuple[str, ...], timeout_minutes: int, keep_builds: int,
-                        **flags: Any) -> None:
+                        dist: tuple[str, ...], **flags: Any) -> None:
     """Render the Jenkins pipeline that tests, builds and releases the service in PROJECT."""
     options = JenkinsOptions(
         agent_label=agent_label, release_branch=release_branch, repo=repo,
@@ -479,7 +499,7 @@ def jenkinsfile_command(project: Path, form: str, output: str, agent_label: str,
         control_repo_credentials=control_repo_credentials,
         deploy_hosts=tuple(host for value in deploy_hosts for host in value.split(",") if host),
         deploy_credentials=deploy_credentials, notify_email=notify_email, timeout_minutes=timeout_minutes,
-        keep_builds=keep_builds,
+        keep_builds=keep_builds, dists=dist,
     )
     result = jenkinsfile(project, config_overrides(flags), options, form=form,
                          output=None if output == "-" else Path(output))

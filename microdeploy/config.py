@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from microdeploy import dists
 from microdeploy import validate as rules
 from microdeploy.errors import bad_input
 
@@ -59,6 +60,7 @@ class ServiceConfig:
     depends: tuple[str, ...] = ()
     build_depends: tuple[str, ...] = ()
     python: str = "python3"
+    dist: tuple[str, ...] = ()  # Debian releases to build for (codenames); none: the build machine's own
     compression: str = DEFAULT_COMPRESSION
     compression_level: int = COMPRESSION_LEVELS[DEFAULT_COMPRESSION][2]
     settings: Settings = field(default_factory=dict)
@@ -177,7 +179,21 @@ def validate(values: Mapping[str, tuple[Any, str]]) -> ServiceConfig:
         checked["compression_level"] = default
     if "settings" in values:
         checked["settings"] = check_settings(*values["settings"])
+    if "dist" in values:
+        checked["dist"] = check_dists(*values["dist"])
     return ServiceConfig(**checked)
+
+
+def check_dists(value: Any, origin: str) -> tuple[str, ...]:
+    """A release codename, or a list of them, each known to microdeploy (bookworm, trixie); each once."""
+    items = [value] if isinstance(value, str) else value
+    allowed = f"a Debian release or a list of them: {', '.join(dists.DISTS)}"
+    if not isinstance(items, list | tuple) or not items:
+        raise rules.invalid("dist", value, origin, allowed)
+    for item in items:
+        if item not in dists.DISTS:
+            raise rules.invalid("dist", item, origin, allowed)
+    return tuple(dict.fromkeys(items))
 
 
 def check_upstream_version(value: Any, origin: str) -> str:

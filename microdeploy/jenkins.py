@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from microdeploy import validate
+from microdeploy import dists, validate
 from microdeploy.config import ServiceConfig, load_config
 from microdeploy.errors import bad_input
 from microdeploy.fsutil import atomic_write
@@ -65,6 +65,7 @@ class JenkinsOptions:
     notify_email: tuple[str, ...] = ()
     timeout_minutes: int = 60
     keep_builds: int = 20
+    dists: tuple[str, ...] = ()  # the Debian releases to build for; none: the service's dist, else the agent's
 
 
 # The shared library's option names (camelCase, as Groovy code spells them).
@@ -83,6 +84,7 @@ LIBRARY_KEYS = {
     "notify_email": "notifyEmail",
     "timeout_minutes": "timeoutMinutes",
     "keep_builds": "keepBuilds",
+    "dists": "dists",
 }
 
 
@@ -141,6 +143,8 @@ def check_options(options: JenkinsOptions) -> JenkinsOptions:
         _check("--deploy-host", host, HOST)
     for email in options.notify_email:
         _check("--notify-email", email, EMAIL)
+    for dist in options.dists:
+        dists.get(dist)
     for flag, number, low, high in (("--timeout", options.timeout_minutes, 1, 24 * 60),
                                     ("--keep-builds", options.keep_builds, 1, 10_000)):
         validate.integer(flag, number, "the command line", low, high)
@@ -155,6 +159,7 @@ def full_context(config: ServiceConfig, options: JenkinsOptions) -> dict[str, An
         ("MD_NAME", q(config.name)),
         ("MD_PYTHON", q(config.python)),
         ("MD_REPO", q(options.repo)),
+        ("MD_DISTS", q(" ".join(options.dists))),
     ]
     if options.control_repo is not None:
         environment += [
@@ -205,6 +210,7 @@ def library_context() -> dict[str, Any]:
         ("MD_CONTROL_REPO_BRANCH", '"${cfg.controlRepoBranch}"'),
         ("MD_CONTROL_REPO_MODE", '"${cfg.controlRepoMode}"'),
         ("MD_DEPLOY_HOSTS", "\"${cfg.deployHosts ?: ''}\""),
+        ("MD_DISTS", "\"${cfg.dists ?: ''}\""),
     ]
     return {
         "library": True,

@@ -206,3 +206,38 @@ def command_failed(result: Result, what: str | None = None, hint: str | None = N
 
 def _indent(text: str) -> str:
     return "\n".join(f"    {line}" for line in text.splitlines())
+
+
+@dataclass(frozen=True)
+class Held:
+    """A process started by `hold`: it lives until `close`, or until this process ends."""
+
+    popen: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        """Its process id."""
+        return self.popen.pid
+
+    def close(self, timeout: float = 30.0) -> None:
+        """End it: close the pipe it waits on, then wait (killing it by pid if it lingers)."""
+        if self.popen.stdin is not None:
+            self.popen.stdin.close()
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+
+def hold(argv: Sequence[str]) -> Held:
+    """Start `argv` (a program that reads its stdin until it closes, such as cat) with a pipe as its stdin.
+
+    It outlives no one: when this process ends, however, the pipe closes and
+    so does it. Its output is discarded.
+    """
+    argv = tuple(str(arg) for arg in argv)
+    require_tools(argv[0])
+    log.debug("$ %s &  (held)", shlex.join(argv))
+    popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return Held(popen)

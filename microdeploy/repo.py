@@ -32,11 +32,11 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from microdeploy import validate
+from microdeploy import dists, validate
 from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.fsutil import atomic_write
 from microdeploy.process import Runner, run
@@ -67,7 +67,7 @@ class PublishSettings:
     """What `microdeploy publish` was asked to do (besides the .deb files)."""
 
     repo: Path
-    dist: str = DEFAULT_DIST
+    dist: str | None = None  # None: each package's own release's suite (its +debN), else DEFAULT_DIST
     component: str = DEFAULT_COMPONENT
     gpg_key: str | None = None
     gnupghome: Path | None = None
@@ -105,6 +105,18 @@ class DebFile:
     package: PackageRef
     sha256: str
     size: int
+    dist: str = DEFAULT_DIST  # the suite it is published into
+
+
+@dataclass(frozen=True)
+class SuitePlan:
+    """What one publish does to one suite."""
+
+    dist: str
+    new: tuple[DebFile, ...]
+    unchanged: tuple[DebFile, ...]
+    removed: tuple[PackageRef, ...]
+    skipped: tuple[DebFile, ...]
 
 
 @dataclass(frozen=True)
@@ -113,7 +125,7 @@ class PublishResult:
 
     repo: Path
     public_dir: Path
-    dist: str
+    dists: tuple[str, ...]
     component: str
     added: tuple[DebFile, ...]
     unchanged: tuple[DebFile, ...]
@@ -130,14 +142,14 @@ class PublishResult:
         """A JSON-ready description: paths, packages with versions and sizes, key, timings."""
 
         def deb(d: DebFile) -> dict[str, Any]:
-            return {"name": d.package.name, "version": d.package.version,
+            return {"name": d.package.name, "version": d.package.version, "dist": d.dist,
                     "architecture": d.package.architecture, "file": str(d.path),
                     "size": d.size, "sha256": d.sha256}
 
         return {
             "repo": str(self.repo),
             "public_dir": str(self.public_dir),
-            "dist": self.dist,
+            "dists": list(self.dists),
             "component": self.component,
             "added": [deb(d) for d in self.added],
             "unchanged": [deb(d) for d in self.unchanged],
@@ -296,7 +308,7 @@ def sha256_of(path: Path) -> str:
 
 def check_settings(settings: PublishSettings) -> None:
     """Refuse bad distribution/component names and --keep values before anything is touched."""
-    check_suite(settings.dist, settings.component)
+    check_suite(settings.dist or DEFAULT_DIST, settings.component)
     validate.integer("--keep", settings.keep, "the command line", 1, 10_000)
     if settings.repo.exists() and not settings.repo.is_dir():
         raise bad_input(f"repository {settings.repo} is not a directory", hint="Pass a directory with --repo")
@@ -324,6 +336,37 @@ def served_packages(published: Path, dist: str, component: str) -> dict[PackageR
                 ref = PackageRef(para["Package"], para["Version"], para["Architecture"])
                 packages[ref] = ServedPackage(ref, para["SHA256"])
     return packages
+
+
+def suite_of(deb: DebFile, asked: str | None) -> str:
+    """The suite a package goes into: its release's (the +debN its version ends in), else --dist, else bookworm.
+
+    A package built for one release is never published into another's
+    suite: its Depends name that release's Python.
+    """
+    built_for = dists.of_version(deb.package.version)
+    if built_for is None:
+        return asked or DEFAULT_DIST
+    if asked is not None and asked != built_for.codename:
+        raise bad_input(
+            f"{deb.path.name} is built for {built_for.codename} (its version ends in {built_for.suffix}), "
+            f"not for --dist {asked}",
+            hint=f"Leave out --dist (each package goes into its release's suite), or build it with --dist {asked}",
+        )
+    return built_for.codename
+
+
+def plan_suite(dist: str, debs: Sequence[DebFile], served: Mapping[PackageRef, ServedPackage],
+               keep: int) -> SuitePlan:
+    """What to add to and remove from one suite, keeping the `keep` newest versions of each package."""
+    new, unchanged = split_new(debs, served)
+    _, removed = select_kept([*served, *(d.package for d in new)], keep)
+    # A new version older than the `keep` newest is not added at all.
+    skipped = [d for d in new if d.package in removed]
+    for deb in skipped:
+        log.warning("not adding %s to %s: older than the %d kept versions", deb.package.key, dist, keep)
+    return SuitePlan(dist, tuple(d for d in new if d.package not in removed), tuple(unchanged),
+                     tuple(ref for ref in removed if ref in served), tuple(skipped))
 
 
 def split_new(debs: Sequence[DebFile], served: Mapping[PackageRef, ServedPackage]) -> tuple[
@@ -555,6 +598,8 @@ def publish(
         raise bad_input("no .deb files given", hint="Pass one or more .deb files to publish")
     check_settings(settings)
     files = [inspect_deb(Path(p), runner) for p in debs]
+    files = [replace(deb, dist=suite_of(deb, settings.dist)) for deb in files]
+    suites = sorted({deb.dist for deb in files})
     timings["validate"] = clock() - started
     layout = Layout(settings.repo.absolute())
     own_key = settings.gpg_key is None and settings.gnupghome is None
@@ -562,33 +607,33 @@ def publish(
         timings["lock_wait"] = waited
         current = layout.current()
         manifest = Manifest.load(current / "manifest.json") if current else Manifest({})
-        served = served_packages(current / "published", settings.dist, settings.component) if current else {}
-        new, unchanged = split_new(files, served)
-        _, removed = select_kept([*served, *(d.package for d in new)], settings.keep)
-        # A new version older than the `keep` newest is not added at all.
-        skipped = [d for d in new if d.package in removed]
-        for deb in skipped:
-            log.warning("not adding %s: older than the %d kept versions", deb.package.key, settings.keep)
-        new = [d for d in new if d.package not in removed]
-        removed = [ref for ref in removed if ref in served]
+        plans = [
+            plan_suite(dist, [deb for deb in files if deb.dist == dist],
+                       served_packages(current / "published", dist, settings.component) if current else {},
+                       settings.keep)
+            for dist in suites
+        ]
         try:
             key = resolve_key(layout.gnupghome, key_id=settings.gpg_key, gnupghome=settings.gnupghome,
                               runner=runner)
             if manifest.key_fingerprint not in (None, key.fingerprint):
                 log.warning("the signing key changes from %s to %s: hosts need the new %s before their next "
                             "update", manifest.key_fingerprint, key.fingerprint, KEYRING_NAME)
-            changed = bool(new or removed) or current is None or manifest.key_fingerprint != key.fingerprint
+            changed = (any(plan.new or plan.removed for plan in plans) or current is None
+                       or manifest.key_fingerprint != key.fingerprint)
             if changed:
-                current = _make_generation(layout, current, manifest, settings, new, removed, key,
-                                           runner, timings, clock)
+                current = _make_generation(layout, current, manifest, settings, plans, key, runner, timings, clock)
         finally:
             if own_key and layout.gnupghome.is_dir():
                 # Signing started a gpg-agent in our GNUPGHOME: leave nothing running.
                 stop_agent(layout.gnupghome, runner)
     timings["total"] = clock() - started
     return PublishResult(
-        repo=layout.root, public_dir=layout.public, dist=settings.dist, component=settings.component,
-        added=tuple(new), unchanged=tuple(unchanged), removed=tuple(removed), skipped=tuple(skipped),
+        repo=layout.root, public_dir=layout.public, dists=tuple(suites), component=settings.component,
+        added=tuple(d for plan in plans for d in plan.new),
+        unchanged=tuple(d for plan in plans for d in plan.unchanged),
+        removed=tuple(ref for plan in plans for ref in plan.removed),
+        skipped=tuple(d for plan in plans for d in plan.skipped),
         key_fingerprint=key.fingerprint, keyring=layout.public / KEYRING_NAME,
         armored_key=layout.public / ARMORED_KEY_NAME, generation=current.name if current else "",
         changed=changed, timings=timings,
@@ -600,14 +645,16 @@ def _make_generation(
     current: Path | None,
     manifest: Manifest,
     settings: PublishSettings,
-    new: Sequence[DebFile],
-    removed: Sequence[PackageRef],
+    plans: Sequence[SuitePlan],
     key: SigningKey,
     runner: Runner,
     timings: dict[str, float],
     clock: Callable[[], float],
 ) -> Path:
-    """Build the next generation beside the served one and swap it in; on any failure remove it."""
+    """Build the next generation beside the served one, every suite of `plans` changed in it, and swap it in.
+
+    On any failure the generation is removed.
+    """
     step = clock()
     name = next_generation(layout)
     gen = layout.generations / name
@@ -615,31 +662,25 @@ def _make_generation(
     prune_generations(layout, served_generations(layout, current))
     try:
         clone_generation(current, gen)
-        incoming = gen / "incoming"
-        incoming.mkdir()
-        add = []
-        for deb in new:
-            # aptly names pool files after the file it was given: use Debian's name.
-            staged = incoming / deb.package.filename
-            try:
-                os.link(deb.path, staged)
-            except OSError:
-                shutil.copy2(deb.path, staged)
-            add.append(staged)
+        commands: list[list[str]] = []
+        host_arch = host_architecture(runner)
+        for plan in plans:
+            add = stage_incoming(gen / "incoming" / plan.dist, plan.new)
+            archs = {host_arch, "all", *(d.package.architecture for d in plan.new)}
+            suite_commands, manifest = aptly_commands(
+                manifest, dist=plan.dist, component=settings.component, generation=name,
+                add=add, remove=plan.removed, architectures=sorted(archs), key=key,
+            )  # fmt: skip
+            commands += suite_commands
         timings["stage"] = clock() - step
         step = clock()
-        archs = {host_architecture(runner), "all", *(d.package.architecture for d in new)}
-        commands, next_manifest = aptly_commands(
-            manifest, dist=settings.dist, component=settings.component, generation=name,
-            add=add, remove=removed, architectures=sorted(archs), key=key,
-        )  # fmt: skip
         for command in commands:
             runner(["aptly", f"-config={gen / 'aptly.conf'}", *command], env=key.env, timeout=APTLY_TIMEOUT)
-        shutil.rmtree(incoming)
+        shutil.rmtree(gen / "incoming")
         timings["aptly"] = clock() - step
         step = clock()
         export_public_key(key, gen / "published" / KEYRING_NAME, gen / "published" / ARMORED_KEY_NAME, runner)
-        atomic_write(gen / "manifest.json", next_manifest.to_json())
+        atomic_write(gen / "manifest.json", manifest.to_json())
         swap_public(layout, gen)
         timings["swap"] = clock() - step
     except BaseException:
@@ -647,19 +688,43 @@ def _make_generation(
             shutil.rmtree(gen, ignore_errors=True)
         raise
     prune_generations(layout, [gen, *([current] if current else [])])
-    log.info("published %s to %s (%s)", ", ".join(d.package.key for d in new) or "no new packages",
+    log.info("published %s to %s (%s)", ", ".join(d.package.key for p in plans for d in p.new) or "no new packages",
              layout.public, name)
     return gen
 
 
+def stage_incoming(incoming: Path, debs: Sequence[DebFile]) -> list[Path]:
+    """Link (else copy) `debs` into `incoming` under Debian's file names, which aptly gives its pool files."""
+    incoming.mkdir(parents=True)
+    staged = []
+    for deb in debs:
+        path = incoming / deb.package.filename
+        try:
+            os.link(deb.path, path)
+        except OSError:
+            shutil.copy2(deb.path, path)
+        staged.append(path)
+    return staged
+
+
 # --- hosts: sources snippet and a static server -----------------------------
+
+
+def served_suites(repo: Path) -> list[str]:
+    """The suites the repository at `repo` serves (one per release it has packages for), sorted."""
+    return sorted(path.name for path in (repo / "public" / "dists").glob("*") if (path / "InRelease").is_file())
 
 
 def sources_snippet(
     url: str, keyring_path: str = f"{HOST_KEYRING_DIR}/{KEYRING_NAME}",
     dist: str = DEFAULT_DIST, component: str = DEFAULT_COMPONENT,
 ) -> str:
-    """A deb822 `.sources` stanza for hosts, bound to the repository key with Signed-By."""
+    """A deb822 `.sources` stanza for hosts of release `dist`, bound to the repository key with Signed-By.
+
+    Give each host its own codename's suite: it then gets the builds for its
+    release, and the usual dist-upgrade step (the old codename replaced by the
+    new one in every sources file) moves it to the new release's builds.
+    """
     return (
         "Types: deb\n"
         f"URIs: {url}\n"
@@ -679,5 +744,6 @@ __all__ = [
     "inspect_deb",
     "publish",
     "select_kept",
+    "served_suites",
     "sources_snippet",
 ]

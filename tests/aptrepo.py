@@ -120,6 +120,13 @@ class ServedRepo:
     sources: str
     log: Path
 
+    def stanza(self, suite: str) -> str:
+        """The printed stanza for hosts of release `suite` (`repo serve` prints one per served suite)."""
+        for match in _STANZA.finditer(self.sources):
+            if f"\nSuites: {suite}\n" in match.group(0):
+                return match.group(0)
+        raise AssertionError(f"repo serve printed no stanza for {suite}:\n{self.sources}")
+
     @property
     def keyring_path(self) -> str:
         """Where the stanza's `Signed-By:` expects the repository keyring on a host."""
@@ -152,7 +159,7 @@ def _wait_until_serving(process: subprocess.Popen[bytes], log: Path, timeout: fl
         text = log.read_text()
         url, stanza = _SERVING.search(text), _STANZA.search(text)
         if url and stanza:
-            served = ServedRepo(process, url.group(1), stanza.group(0), log)
+            served = ServedRepo(process, url.group(1), text[stanza.start():], log)
             try:
                 with urllib.request.urlopen(served.url + KEYRING_NAME, timeout=2) as response:
                     if response.status == 200:
@@ -164,7 +171,8 @@ def _wait_until_serving(process: subprocess.Popen[bytes], log: Path, timeout: fl
 
 
 def add_source(host: Host, served: ServedRepo) -> None:
-    """Make the served repository the host's only APT source: its keyring for Signed-By, the printed stanza."""
+    """Make the served repository the host's only APT source: its keyring for Signed-By, the printed stanza
+    for the host's own release (its codename from os-release)."""
     # The host reaches only us: drop whatever sources the image has.
     host.run(["sh", "-c", "rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*"])
     keyring = served.keyring_path
@@ -172,7 +180,8 @@ def add_source(host: Host, served: ServedRepo) -> None:
     # As `repo serve` tells operators: fetch the binary keyring the stanza's Signed-By names.
     host.run(["curl", "-fsS", "--max-time", "30", "-o", keyring, served.url + KEYRING_NAME])
     host.run(["chmod", "0644", keyring])
-    host.run(["tee", SOURCES_PATH], input=served.sources)
+    codename = host.run(["sh", "-c", ". /etc/os-release && echo $VERSION_CODENAME"]).stdout.strip()
+    host.run(["tee", SOURCES_PATH], input=served.stanza(codename))
 
 
 def apt(host: Host, *args: str, check: bool = True) -> Result:

@@ -42,11 +42,13 @@ class BuiltService:
         return self.result.name
 
 
-def build_service(project: Path, out: Path, revision: str = "1", **overrides: object) -> BuildResult:
-    """Build `project` into `out` as microdeploy build would, with a fixed SOURCE_DATE_EPOCH."""
+def build_service(project: Path, out: Path, revision: str = "1", dist: str | None = None,
+                  **overrides: object) -> BuildResult:
+    """Build `project` into `out` as microdeploy build would (for `dist`), with a fixed SOURCE_DATE_EPOCH."""
     environ = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH}
     environ.pop("BUILD_NUMBER", None)
-    return build(BuildSettings(project=project, out=out, overrides=overrides, revision=revision, environ=environ))
+    return build(BuildSettings(project=project, out=out, overrides=overrides, revision=revision, environ=environ,
+                               dist=dist))
 
 
 def new_service(root: Path, name: str, *, with_db: bool = False) -> Path:
@@ -100,6 +102,28 @@ def rebuilt(service: BuiltService, out: Path) -> BuiltService:
     overrides = PUBLIC_OVERRIDES if service.name == PUBLIC_OVERRIDES["name"] else {}
     result = build_service(service.project, out, revision="2", **overrides)
     return BuiltService(service.project, result, health_path=service.health_path, port=service.port)
+
+
+@pytest.fixture(scope="session")
+def trixie_service(plain_service: BuiltService, tmp_path_factory: pytest.TempPathFactory) -> BuiltService:
+    """orders-api, the same commit as plain_service, built for Debian 13 (trixie) in its clean root."""
+    out = tmp_path_factory.mktemp("trixie")
+    return BuiltService(plain_service.project, build_service(plain_service.project, out, dist="trixie"))
+
+
+@pytest.fixture(scope="session")
+def trixie_service_v2(trixie_service: BuiltService, tmp_path_factory: pytest.TempPathFactory) -> BuiltService:
+    """The trixie build again as revision 2, to upgrade to."""
+    out = tmp_path_factory.mktemp("trixie-v2")
+    return BuiltService(trixie_service.project, build_service(trixie_service.project, out, "2", dist="trixie"))
+
+
+@pytest.fixture(scope="session")
+def trixie_public_service(public_service: BuiltService, tmp_path_factory: pytest.TempPathFactory) -> BuiltService:
+    """ihatemoney from PyPI, unmodified, built for trixie."""
+    out = tmp_path_factory.mktemp("trixie-public")
+    result = build_service(public_service.project, out, dist="trixie", **PUBLIC_OVERRIDES)
+    return BuiltService(public_service.project, result, health_path="/healthcheck")
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@
 // Options (defaults below): name, python, agentLabel, releaseBranch, repo, signingKeyCredentials,
 //     signingPassphraseCredentials, controlRepo, controlRepoBranch, controlRepoMode,
 //     controlRepoCredentials, deployHosts, deployCredentials, notifyEmail, timeoutMinutes,
-//     keepBuilds, onFailure (a closure run when the build fails).
+//     keepBuilds, dists, onFailure (a closure run when the build fails).
 
 def call(Map args = [:]) {
     Map cfg = [
@@ -28,6 +28,7 @@ def call(Map args = [:]) {
         notifyEmail: '',
         timeoutMinutes: '60',
         keepBuilds: '20',
+        dists: '',
     ]
     List unknown = args.keySet().findAll { !cfg.containsKey(it) && it != 'onFailure' }.collect { it.toString() }.sort()
     if (unknown) {
@@ -62,6 +63,7 @@ def call(Map args = [:]) {
             MD_CONTROL_REPO_BRANCH = "${cfg.controlRepoBranch}"
             MD_CONTROL_REPO_MODE = "${cfg.controlRepoMode}"
             MD_DEPLOY_HOSTS = "${cfg.deployHosts ?: ''}"
+            MD_DISTS = "${cfg.dists ?: ''}"
         }
 
         stages {
@@ -84,13 +86,18 @@ def call(Map args = [:]) {
 
             stage('Build') {
                 steps {
-                    // The Debian revision comes from BUILD_NUMBER, so versions only go up.
+                    // The Debian revision comes from BUILD_NUMBER, so versions only go up. One
+                    // package per Debian release in MD_DISTS (none: the service's dist, else the
+                    // agent's own release), each with its +debN; publish puts each into its suite.
                     sh '''
                         rm -rf dist build.json
-                        microdeploy build --json > build.json
+                        set --
+                        for dist in $(printf '%s' "$MD_DISTS" | tr ',' ' '); do set -- "$@" --dist "$dist"; done
+                        microdeploy build "$@" --json > build.json
                     '''
                     script {
-                        env.MD_VERSION = sh(script: 'dpkg-deb --field dist/"$MD_NAME"_*.deb Version', returnStdout: true).trim()
+                        // The first release's version (+deb12 sorts before +deb13), for the later stages.
+                        env.MD_VERSION = sh(script: 'dpkg-deb --field "$(ls dist/"$MD_NAME"_*.deb | head -n 1)" Version', returnStdout: true).trim()
                     }
                     archiveArtifacts artifacts: 'dist/*.deb', fingerprint: true
                     archiveArtifacts artifacts: 'build.json,dist/*.buildinfo,dist/*.changes'

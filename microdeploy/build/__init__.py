@@ -2,9 +2,11 @@
 
 The modules, in the order a build uses them:
 
-    pipeline.py     build(): hands the settings to the backend they name
-    release/        what is built: the settings, the version (project, git, CI),
-                    the date and the changelog
+    pipeline.py     build(): hands the settings to the backend they name, once per Debian release
+    release/        what is built: the settings, the version (project, git, CI, the
+                    release's +debN), the date and the changelog
+    buildroot.py    the clean root of another Debian release (mmdebstrap, cached), entered
+                    without booting: both backends run their commands there
     dhvirtualenv.py the dh-virtualenv backend (services): plan, build tree, dpkg-buildpackage
     debiandir/      the debian/ directory: its template context and its rendering into the build tree
     fastpath/       what makes that build fast: the installer (uv or pip), the project's wheel and

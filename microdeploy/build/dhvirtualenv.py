@@ -12,20 +12,23 @@ import re
 import shutil
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
+from microdeploy import dists
+from microdeploy.build import buildroot
 from microdeploy.build.cache import default_max_size, prune_after_build
 from microdeploy.build.debiandir.context import WSGI_SERVER, BuildFacts, debian_context
 from microdeploy.build.debiandir.tree import SOURCE_SUBDIR, copy_source, render_debian
-from microdeploy.build.dpkg import collect, dpkg_buildpackage
-from microdeploy.build.fastpath.installer import choose_installer
+from microdeploy.build.dpkg import Artifacts, collect, dpkg_buildpackage
+from microdeploy.build.fastpath.installer import Installer, choose_installer
 from microdeploy.build.output import BuildResult, output_directory, publish_artifacts
 from microdeploy.build.release import source
-from microdeploy.build.release.plan import Release, release
+from microdeploy.build.release.plan import Release, release, target
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.config import ServiceConfig, load_config
-from microdeploy.errors import MicrodeployError
+from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.process import Runner, run
 
 log = logging.getLogger(__name__)
@@ -49,8 +52,18 @@ def python_minor(config: ServiceConfig, runner: Runner = run) -> str:
     return runner([str(interpreter), "-c", code]).stdout.strip()
 
 
-def plan(settings: BuildSettings, runner: Runner = run) -> tuple[ServiceConfig, BuildFacts, Release]:
-    """Validate everything and decide the version before any file is written."""
+def root_python(config: ServiceConfig, tree: Path) -> str:
+    """The X.Y of the service's interpreter in a build root."""
+    minor = buildroot.python_minor_inside(tree, config.python)
+    if minor is None:
+        raise bad_input(f"python interpreter /usr/bin/{config.python} not found in the build root {tree.name}",
+                        hint="Set python to python3, or to the Python of the release you build for")
+    return minor
+
+
+def plan(settings: BuildSettings, runner: Runner = run, root: Path | None = None,
+         ) -> tuple[ServiceConfig, BuildFacts, Release]:
+    """Validate everything and decide the version before any file is written (`root`: the build root's tree)."""
     project = settings.project.resolve() if settings.project.exists() else settings.project
     source.check_installable(project)
     config = load_config(project, settings.overrides)
@@ -63,7 +76,7 @@ def plan(settings: BuildSettings, runner: Runner = run) -> tuple[ServiceConfig, 
     facts = BuildFacts(
         upstream=made.upstream,
         version=made.version,
-        python_minor=python_minor(config, runner),
+        python_minor=python_minor(config, runner) if root is None else root_python(config, root),
         distribution=made.distribution,
         epoch=made.epoch,
         license_name=source.project_license(project),
@@ -73,34 +86,62 @@ def plan(settings: BuildSettings, runner: Runner = run) -> tuple[ServiceConfig, 
 
 
 def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
-    """Build the service's .deb and put it with its .buildinfo and .changes into the output directory."""
+    """Build the service's .deb and put it with its .buildinfo and .changes into the output directory.
+
+    A build for this machine's own release runs here; one for another release
+    (or with --clean-root) runs in that release's clean root (buildroot.py).
+    """
+    dist = target(settings)
+    if dist == dists.host_dist() and not settings.clean_root:
+        return build_in_root(settings, runner)
+    # The service's extra build dependencies are part of the root: no build installs into it.
+    extra = load_config(settings.project, settings.overrides).build_depends if settings.project.is_dir() else ()
+    with buildroot.cached_root(dist, extra, environ=settings.environ, refresh=settings.refresh_root,
+                               runner=runner) as tree:
+        return build_in_root(settings, runner, tree)
+
+
+def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | None = None) -> BuildResult:
+    """Build on this machine (`root` None), or in the build root `root` (a tree made by buildroot)."""
     started = time.monotonic()
-    config, facts, made = plan(settings, runner)
+    config, facts, made = plan(settings, runner, root)
     out = output_directory(settings)
     cache_size = default_max_size(settings.environ)
     log.info("building %s %s", config.name, facts.version)
     installer = choose_installer(
         settings.project, name=config.name, python_minor=facts.python_minor, wsgi_server=WSGI_SERVER,
-        environ=settings.environ, refresh_layer=settings.refresh_deps, runner=runner,
+        environ=settings.environ, refresh_layer=settings.refresh_deps, runner=runner, dist=facts.distribution,
     )
     facts = replace(facts, installer=installer.kind)
     work = Path(tempfile.mkdtemp(prefix=f"microdeploy-{config.name}.", dir=settings.work_dir))
     try:
-        tree = work / f"{config.name}-{facts.upstream.replace(':', '_')}"
-        copy_source(settings.project, tree / SOURCE_SUBDIR)
-        beside = installer.start_beside(work, tree / SOURCE_SUBDIR, config.name,
-                                        f"/usr/bin/python{facts.python_minor}", runner)
-        # The rendered debian/ is cached with the installer's other caches (uv's; pip's build uses none).
-        render_debian(tree, debian_context(config, facts), made.changelog,
-                      cache=installer.cache_root / "debian" if installer.cache_root is not None else None)
-        log.info("dpkg-buildpackage (dh-virtualenv) in %s", tree)
-        try:
-            dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner)
-        finally:
-            beside.finish()
-        artifacts = publish_artifacts(collect(tree.parent, config.name), out)
+        with ExitStack() as stack:
+            if root is not None:
+                # Inside, the work directory, the caches and uv are at the paths they have here.
+                binds = [work, *([installer.cache_root] if installer.cache_root else []),
+                         *([Path(installer.uv).resolve().parent] if installer.uv else [])]
+                runner = stack.enter_context(buildroot.entered(root, work, binds, runner))
+            artifacts = build_tree(settings, config, facts, made, installer, work, out, runner)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if installer.cache_root is not None:
         prune_after_build(installer.cache_root, cache_size)
     return BuildResult.of(config.name, facts.version, artifacts, started)
+
+
+def build_tree(settings: BuildSettings, config: ServiceConfig, facts: BuildFacts, made: Release,
+               installer: Installer, work: Path, out: Path, runner: Runner) -> Artifacts:
+    """The build tree in `work`, dpkg-buildpackage over it, and its files copied to `out`."""
+    tree = work / f"{config.name}-{facts.upstream.replace(':', '_')}"
+    copy_source(settings.project, tree / SOURCE_SUBDIR)
+    beside = installer.start_beside(work, tree / SOURCE_SUBDIR, config.name,
+                                    f"/usr/bin/python{facts.python_minor}", runner)
+    # The rendered debian/ is cached with the installer's other caches (uv's; pip's build uses none).
+    render_debian(tree, debian_context(config, facts), made.changelog,
+                  cache=installer.cache_root / "debian" if installer.cache_root is not None else None)
+    log.info("dpkg-buildpackage (dh-virtualenv) in %s", tree)
+    try:
+        dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner)
+    finally:
+        beside.finish()
+    return publish_artifacts(collect(tree.parent, config.name), out)

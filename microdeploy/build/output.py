@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from microdeploy import dists
 from microdeploy.build.dpkg import Artifacts
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.errors import bad_input
@@ -27,6 +28,7 @@ class BuildResult:
     changes: Path
     size: int
     seconds: float
+    dist: str = ""  # the release it is built for (from the version's +debN)
 
     @classmethod
     def of(cls, name: str, version: str, artifacts: Artifacts, started: float) -> BuildResult:
@@ -34,6 +36,7 @@ class BuildResult:
         result = cls(
             name=name, version=version, deb=artifacts.deb, buildinfo=artifacts.buildinfo,
             changes=artifacts.changes, size=artifacts.deb.stat().st_size, seconds=time.monotonic() - started,
+            dist=getattr(dists.of_version(version), "codename", ""),
         )
         log.info("built %s (%d kB)", result.deb, result.size // 1024)
         return result
@@ -43,7 +46,7 @@ class BuildResult:
         return {
             "name": self.name, "version": self.version, "deb": str(self.deb),
             "buildinfo": str(self.buildinfo), "changes": str(self.changes),
-            "size": self.size, "seconds": round(self.seconds, 2),
+            "size": self.size, "seconds": round(self.seconds, 2), "dist": self.dist,
         }
 
 

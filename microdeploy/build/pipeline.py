@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from microdeploy import dists
 from microdeploy.build import dhvirtualenv
 from microdeploy.build.output import BuildResult
 from microdeploy.build.release.settings import BACKENDS, BuildSettings
+from microdeploy.config import load_config
 from microdeploy.errors import bad_input
 from microdeploy.process import Runner, run
+
+
+def build_releases(settings: BuildSettings, runner: Runner = run) -> list[BuildResult]:
+    """One build per release asked for: --dist (in the overrides), else the config's dist, else this machine's."""
+    configured = load_config(settings.project, settings.overrides).dist if settings.project.is_dir() else ()
+    return [build(replace(settings, dist=dist.codename), runner) for dist in dists.chosen(configured)]
 
 
 def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:

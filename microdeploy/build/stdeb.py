@@ -17,18 +17,21 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from debian.deb822 import Deb822
 
+from microdeploy import dists
+from microdeploy.build import buildroot
 from microdeploy.build.debiandir.context import copyright_context
 from microdeploy.build.debiandir.tree import copy_source, date_tree
 from microdeploy.build.dpkg import Artifacts, build_environment, build_jobs, collect, run_build_step
 from microdeploy.build.output import BuildResult, output_directory, publish_artifacts
 from microdeploy.build.release import source
-from microdeploy.build.release.plan import release
+from microdeploy.build.release.plan import release, target
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.config import ServiceConfig, load_config, read_project_file
 from microdeploy.errors import MicrodeployError, bad_input
@@ -44,6 +47,8 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 # py2dsc stands for the stdeb module (both come with python3-stdeb); dh_python3
 # and pybuild come with dh-python.
 BUILD_TOOLS = ("dpkg-buildpackage", "dh", "dh_python3", "fakeroot", "py2dsc")
+# What a build root of another release needs beyond buildroot's packages.
+ROOT_PACKAGES = ("python3-all", "python3-setuptools", "python3-stdeb")
 # debhelper 13 is bookworm's; stdeb's default (9) is deprecated.
 DEBHELPER_COMPAT = "13"
 COMPILED_SOURCES = (".c", ".cc", ".cpp", ".cxx", ".pyx")
@@ -224,15 +229,34 @@ def plan(settings: BuildSettings, runner: Runner = run) -> LibraryPlan:
 
 
 def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
-    """Build the library's python3-NAME .deb and put it with its .buildinfo and .changes into the output."""
+    """Build the library's python3-NAME .deb and put it with its .buildinfo and .changes into the output.
+
+    Here for this machine's own release, else in the release's clean root (as
+    the dh-virtualenv backend does).
+    """
+    dist = target(settings)
+    if dist == dists.host_dist() and not settings.clean_root:
+        return build_in_root(settings, runner)
+    extra = load_config(settings.project, settings.overrides).build_depends if settings.project.is_dir() else ()
+    with buildroot.cached_root(dist, (*ROOT_PACKAGES, *extra), environ=settings.environ,
+                               refresh=settings.refresh_root, runner=runner) as tree:
+        return build_in_root(settings, runner, tree)
+
+
+def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | None = None) -> BuildResult:
+    """Build here (`root` None), or in the build root `root`."""
     started = time.monotonic()
     library = plan(settings, runner)
     out = output_directory(settings)
-    require_tools(*BUILD_TOOLS)
+    if root is None:
+        require_tools(*BUILD_TOOLS)
     log.info("building %s %s (stdeb)", library.package, library.version)
     work = Path(tempfile.mkdtemp(prefix=f"microdeploy-{library.source}.", dir=settings.work_dir))
     try:
-        built = _build_in(work, settings.project, library, settings.environ, runner)
+        with ExitStack() as stack:
+            if root is not None:
+                runner = stack.enter_context(buildroot.entered(root, work, [work], runner))
+            built = _build_in(work, settings.project, library, settings.environ, runner)
         check_built_pure(built.deb.parent, library.package)
         artifacts = publish_artifacts(built, out)
     finally:

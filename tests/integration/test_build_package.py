@@ -106,9 +106,9 @@ def test_interpreter_trigger_is_declared(plain_service: BuiltService) -> None:
 
 
 def test_changelog_names_version_distribution_and_maintainer(plain_service: BuiltService) -> None:
-    """The generated changelog carries the version, the build host's codename and the maintainer."""
+    """The generated changelog carries the version (+deb12), the build host's codename and the maintainer."""
     fields = control_fields(plain_service.result.deb)
-    assert fields["Version"] == "0.1.0-1"
+    assert fields["Version"] == "0.1.0-1+deb12"
     assert fields["Maintainer"] == "Service Maintainer <maintainer@example.org>"
     changes = plain_service.result.changes.read_text()
     assert "Distribution: bookworm" in changes
@@ -118,7 +118,8 @@ def test_changes_lists_the_deb_and_buildinfo_with_their_checksums(plain_service:
     """The .changes names exactly the .deb and .buildinfo beside it, with their sizes and sha256."""
     result = plain_service.result
     changes = Changes(result.changes.read_text())
-    assert (changes["Source"], changes["Version"], changes["Architecture"]) == (plain_service.name, "0.1.0-1", "amd64")
+    assert (changes["Source"], changes["Version"], changes["Architecture"]) == (plain_service.name, "0.1.0-1+deb12",
+                                                                            "amd64")
     listed = {entry["name"]: entry for entry in changes["Checksums-Sha256"]}
     assert set(listed) == {result.deb.name, result.buildinfo.name}
     for path in (result.deb, result.buildinfo):
@@ -150,6 +151,6 @@ def test_build_json_output(plain_service: BuiltService, tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["version"] == "0.1.0-7"
-    assert Path(data["deb"]) == tmp_path / "orders-api_0.1.0-7_amd64.deb"
-    assert data["size"] == (tmp_path / "orders-api_0.1.0-7_amd64.deb").stat().st_size
+    assert data["version"] == "0.1.0-7+deb12" and data["dist"] == "bookworm"
+    assert Path(data["deb"]) == tmp_path / "orders-api_0.1.0-7+deb12_amd64.deb"
+    assert data["size"] == (tmp_path / "orders-api_0.1.0-7+deb12_amd64.deb").stat().st_size

@@ -30,7 +30,7 @@ def test_a_host_installs_upgrades_and_rolls_back_a_built_service_from_the_served
         assert [(p["name"], p["version"]) for p in added] == [(name, first)]
         with serve_repository(repo, host.netns.host_address, tmp_path / "serve.log") as served:
             assert served.url.startswith(f"http://{host.netns.host_address}:")
-            assert served.sources == sources_snippet(served.url)
+            assert served.stanza("bookworm") == sources_snippet(served.url)
             add_source(host, served)
             apt(host, "update")
             apt(host, "install", name)

@@ -114,11 +114,11 @@ def test_test_stage_writes_junit_xml(pipeline: dict[str, Any]) -> None:
 
 
 def test_build_stage_makes_the_package(pipeline: dict[str, Any]) -> None:
-    """dist/ holds exactly the .deb, .buildinfo and .changes; the revision is BUILD_NUMBER; build.json agrees."""
+    """dist/ holds exactly the .deb, .buildinfo and .changes; the revision is BUILD_NUMBER+deb12; build.json agrees."""
     workspace: Path = pipeline["workspace"]
     names = sorted(p.name for p in (workspace / "dist").iterdir())
     version = next(s for s in pipeline["steps"] if "dpkg-deb --field" in s.script).stdout.strip()
-    assert version.endswith(f"-{BUILD_NUMBER}")
+    assert version.endswith(f"-{BUILD_NUMBER}+deb12")
     assert names == [f"orders-api_{version}_amd64.{ext}" for ext in ("buildinfo", "changes", "deb")]
     built = json.loads((workspace / "build.json").read_text())
     assert built["version"] == version

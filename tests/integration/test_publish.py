@@ -132,7 +132,7 @@ def test_first_publish_creates_a_signed_repository(repo: Path, make_deb: MakeDeb
     data = publish(repo, deb)
     assert [(p["name"], p["version"], p["size"]) for p in data["added"]] == [(NAME, "1.0-1", deb.stat().st_size)]
     assert data["changed"] is True
-    assert data["dist"] == DIST and data["repo"] == str(repo.absolute())
+    assert data["dists"] == [DIST] and data["added"][0]["dist"] == DIST and data["repo"] == str(repo.absolute())
     assert {"validate", "aptly", "total"} <= set(data["timings"])
     keyring = repo / "public" / KEYRING
     assert Path(data["keyring"]) == keyring.absolute()
@@ -347,7 +347,7 @@ def test_a_booted_host_installs_upgrades_and_rolls_back_from_the_signed_reposito
     publish(repo, make_deb("1.0-1"))
     with serve_repository(repo, host.netns.host_address, tmp_path / "serve.log") as served:
         # The deb822 stanza `repo serve` printed is what the host gets: Signed-By, never trusted=yes.
-        assert served.sources == sources_snippet(served.url, f"/etc/apt/keyrings/{KEYRING}", DIST, "main")
+        assert served.stanza(DIST) == sources_snippet(served.url, f"/etc/apt/keyrings/{KEYRING}", DIST, "main")
         add_source(host, served)
         apt(host, "update")
         apt(host, "install", NAME)

@@ -99,9 +99,10 @@ def tinyfmt_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result.returncode == 0, result.stderr
     dist = project / "dist"
     assert sorted(path.name for path in dist.iterdir()) == [
-        "python3-tinyfmt_1.2.0-2_all.deb", "tinyfmt_1.2.0-2_amd64.buildinfo", "tinyfmt_1.2.0-2_amd64.changes",
+        "python3-tinyfmt_1.2.0-2+deb12_all.deb", "tinyfmt_1.2.0-2+deb12_amd64.buildinfo",
+        "tinyfmt_1.2.0-2+deb12_amd64.changes",
     ]
-    return dist / "python3-tinyfmt_1.2.0-2_all.deb"
+    return dist / "python3-tinyfmt_1.2.0-2+deb12_all.deb"
 
 
 def test_make_deb_is_lintian_clean(microdeploy_deb: Path) -> None:
@@ -146,7 +147,7 @@ def test_make_deb_installs_and_builds_a_service_in_a_fresh_root(
     built = online_root.run(["microdeploy", "build", "--json", "svc"], check=False, timeout=900)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     assert sorted(path.name for path in (online_root.root / "root/svc/dist").iterdir()) == [
-        "svc_0.1.0-1_amd64.buildinfo", "svc_0.1.0-1_amd64.changes", "svc_0.1.0-1_amd64.deb",
+        "svc_0.1.0-1+deb12_amd64.buildinfo", "svc_0.1.0-1+deb12_amd64.changes", "svc_0.1.0-1+deb12_amd64.deb",
     ]
     assert '"name": "svc"' in built.stdout
 

@@ -84,7 +84,7 @@ def tools(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def settings(project: Path, out: Path, **overrides: object) -> BuildSettings:
     return BuildSettings(project=project, out=out, overrides=overrides, revision="3",
-                         environ={"SOURCE_DATE_EPOCH": EPOCH}, backend="stdeb", work_dir=out.parent)
+                         environ={"SOURCE_DATE_EPOCH": EPOCH}, backend="stdeb", work_dir=out.parent, dist="bookworm")
 
 
 def test_package_name_is_python3_and_the_normalised_dist_name(tmp_path: Path) -> None:
@@ -93,7 +93,8 @@ def test_package_name_is_python3_and_the_normalised_dist_name(tmp_path: Path) ->
     text = (project / "pyproject.toml").read_text().replace('name = "tinyfmt"', 'name = "Tiny_Fmt.Utils"')
     (project / "pyproject.toml").write_text(text)
     planned = stdeb.plan(settings(project, tmp_path / "dist"), FakeStdeb())
-    assert (planned.source, planned.package, planned.version) == ("tiny-fmt-utils", "python3-tiny-fmt-utils", "1.2.0-3")
+    assert (planned.source, planned.package, planned.version) == ("tiny-fmt-utils", "python3-tiny-fmt-utils",
+                                                                        "1.2.0-3+deb12")
 
 
 def test_ext_modules_in_setup_py_is_refused(tmp_path: Path) -> None:
@@ -182,14 +183,14 @@ def test_build_runs_sdist_stdeb_and_dpkg_buildpackage_with_exact_argv(tmp_path: 
          "sdist_dsc", "--dist-dir", str(work / "deb"),
          "--use-premade-distfile", str(work / "sdist/tinyfmt-1.2.0.tar.gz"),
          "--source", "tinyfmt", "--package3", "python3-tinyfmt", "--maintainer", "Library Team <libs@example.org>",
-         "--suite3", stdeb.source.build_distribution(), "--section", "python", "--compat", "13",
+         "--suite3", "bookworm", "--section", "python", "--compat", "13",
          "--depends3", "libfoo1"),
         ("dpkg-buildpackage", "--build=binary", "--no-sign", "--jobs=auto"),
     ]
     assert sorted(path.name for path in (tmp_path / "dist").iterdir()) == [
         "python3-tinyfmt_1.2.0-1_all.deb", "tinyfmt_1.2.0-1_amd64.buildinfo", "tinyfmt_1.2.0-1_amd64.changes",
     ]
-    assert (result.name, result.version) == ("python3-tinyfmt", "1.2.0-3")
+    assert (result.name, result.version) == ("python3-tinyfmt", "1.2.0-3+deb12")
     assert not work.exists(), "the work directory is removed"
     dpkg_env = runner.envs[runner.calls.index(commands[-1])]
     assert dpkg_env is not None
@@ -205,7 +206,7 @@ def test_finish_debian_writes_changelog_copyright_and_description(tmp_path: Path
     (debian / "control").write_text("Source: tinyfmt\n\nPackage: python3-tinyfmt\nDescription: A small library\n")
     stdeb.finish_debian(debian, planned, "MIT")
     changelog = (debian / "changelog").read_text()
-    assert changelog.startswith(f"tinyfmt (1.2.0-3) {planned.distribution}; urgency=medium")
+    assert changelog.startswith("tinyfmt (1.2.0-3+deb12) bookworm; urgency=medium")
     assert " -- Library Team <libs@example.org>  Thu, 01 Jan 2026 00:00:00 +0000" in changelog
     assert "License: MIT\n" in (debian / "copyright").read_text()
     assert (debian / "control").read_text().endswith(

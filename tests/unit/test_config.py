@@ -89,6 +89,8 @@ def test_settings_and_relations_are_kept(tmp_path: Path) -> None:
         ({"python": "python2"}, "python", "python2"),
         ({"depends": ("libpq5; rm -rf /",)}, "depends", "libpq5; rm -rf /"),
         ({"version": "not a version"}, "version", "not a version"),
+        ({"dist": ("sid",)}, "dist", "sid"),
+        ({"dist": ("bookworm", "Trixie")}, "dist", "Trixie"),
     ],
 )
 def test_invalid_values_name_key_value_and_origin(
@@ -150,3 +152,19 @@ def test_setting_assignment_without_section_is_refused() -> None:
     with pytest.raises(MicrodeployError) as info:
         parse_setting_assignments(("debug",))
     assert info.value.exit_code == EXIT_BAD_INPUT
+
+
+def test_dist_is_a_release_or_a_list_of_them_each_once(tmp_path: Path) -> None:
+    """dist = "trixie" and dist = ["trixie", "bookworm", "trixie"] give the releases in order, each once."""
+    assert load_config(write_pyproject(tmp_path / "a", 'dist = "trixie"\n')).dist == ("trixie",)
+    listed = write_pyproject(tmp_path / "b", 'dist = ["trixie", "bookworm", "trixie"]\n')
+    assert load_config(listed).dist == ("trixie", "bookworm")
+    assert load_config(write_pyproject(tmp_path / "c")).dist == ()
+
+
+def test_empty_or_non_string_dist_in_the_file_is_refused(tmp_path: Path) -> None:
+    """dist = [] and dist = 13 are refused with the key, the file and the known releases."""
+    for index, value in enumerate(("[]", "13")):
+        error = bad(write_pyproject(tmp_path / f"p{index}", f"dist = {value}\n"))
+        assert "invalid dist" in error.message and "pyproject.toml key 'dist'" in error.message
+        assert error.hint is not None and "bookworm, trixie" in error.hint

@@ -114,7 +114,7 @@ def test_secrets_never_reach_a_command_line() -> None:
 def test_publish_and_build_use_the_microdeploy_commands() -> None:
     """Build, publish, puppet-data and deploy are called with the flags those commands take."""
     text = render_jenkinsfile(service(), FULL)
-    assert "microdeploy build --json > build.json" in text
+    assert 'microdeploy build "$@" --json > build.json' in text
     assert 'microdeploy publish dist/*.deb --repo "$MD_REPO" --gnupghome "$GNUPGHOME" --json' in text
     assert 'microdeploy puppet-data --control-repo .control-repo --version "$MD_VERSION"' in text
     assert 'microdeploy deploy "$MD_NAME" --version "$MD_VERSION" --hosts "$MD_DEPLOY_HOSTS"' in text
@@ -302,3 +302,20 @@ def test_library_help_lists_every_option() -> None:
     help_text = (template_folder("jenkins") / "vars/microdeployPipeline.txt").read_text()
     for key in (*LIBRARY_KEYS.values(), "python", "onFailure"):
         assert key in help_text, key
+
+
+def test_the_releases_to_build_reach_the_build_step() -> None:
+    """--dist bookworm --dist trixie: MD_DISTS names both, the step turns each into a --dist flag."""
+    text = render_jenkinsfile(service(), JenkinsOptions(dists=("bookworm", "trixie")))
+    assert "MD_DISTS = 'bookworm trixie'" in text
+    assert 'for dist in $(printf \'%s\' "$MD_DISTS" | tr \',\' \' \'); do set -- "$@" --dist "$dist"; done' in text
+    assert "MD_DISTS = ''" in render_jenkinsfile(service(), JenkinsOptions())
+    library = render_jenkinsfile(None, JenkinsOptions(), "library")
+    assert "MD_DISTS = \"${cfg.dists ?: ''}\"" in library
+
+
+def test_an_unknown_release_is_refused() -> None:
+    """A --dist that microdeploy does not build for is exit 2 with the known releases."""
+    with pytest.raises(MicrodeployError) as info:
+        render_jenkinsfile(service(), JenkinsOptions(dists=("buster",)))
+    assert info.value.exit_code == 2 and info.value.hint == "Use one of: bookworm, trixie"

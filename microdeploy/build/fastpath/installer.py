@@ -167,6 +167,7 @@ def choose_installer(
     environ: Mapping[str, str],
     refresh_layer: bool = False,
     runner: Runner = run,
+    dist: str = "",
 ) -> Installer:
     """uv with the shared caches when uv is available, else dh-virtualenv's pip (no caches)."""
     uv = find_uv(environ)
@@ -176,7 +177,7 @@ def choose_installer(
     touch(root / "uv")
     key = layer_key(
         project, name=name, python_minor=python_minor, wsgi_server=wsgi_server,
-        uv_version=uv_version(uv, runner), environ=environ,
+        uv_version=uv_version(uv, runner), environ=environ, dist=dist,
     )
     layer = prepare_layer(root, key, refresh=refresh_layer)
     return Installer("uv", uv=uv, cache_root=root, layer=layer, wsgi_server=wsgi_server,

@@ -96,9 +96,14 @@ def label(project: Path, path: Path) -> str:
 
 
 def layer_key(
-    project: Path, *, name: str, python_minor: str, wsgi_server: str, uv_version: str, environ: Mapping[str, str]
+    project: Path, *, name: str, python_minor: str, wsgi_server: str, uv_version: str, environ: Mapping[str, str],
+    dist: str = "",
 ) -> str:
-    """A name for the dependency layer that changes whenever the installed dependencies could."""
+    """A name for the dependency layer that changes whenever the installed dependencies could.
+
+    `dist`, the release the build is for, is part of it: a layer's compiled
+    wheels are linked against that release's libraries.
+    """
     inputs = {
         "declarations": dependency_declarations(project),
         "python": python_minor,
@@ -107,7 +112,7 @@ def layer_key(
         "index": {key: environ[key] for key in INDEX_VARIABLES if key in environ},
     }
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
-    return f"{name}-py{python_minor}-{digest[:16]}"
+    return f"{name}-{dist + '-' if dist else ''}py{python_minor}-{digest[:16]}"
 
 
 def prepare_layer(root: Path, key: str, *, refresh: bool) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from microdeploy import dists
 from microdeploy.build.release import source
 from microdeploy.build.release.changelog import render_changelog
 from microdeploy.build.release.settings import BuildSettings
@@ -32,13 +33,24 @@ class Release:
                                 maintainer=self.maintainer, changes=self.changes, epoch=self.epoch)
 
 
+def target(settings: BuildSettings) -> dists.Dist:
+    """The release a build is for: `settings.dist`, else this machine's own."""
+    return dists.chosen([settings.dist] if settings.dist else [])[0]
+
+
 def release(project: Path, config: ServiceConfig, settings: BuildSettings, runner: Runner = run) -> Release:
-    """Version (project, git, revision), SOURCE_DATE_EPOCH and changes, the same for every backend."""
+    """Version (project, git, revision, release), SOURCE_DATE_EPOCH and changes, the same for every backend.
+
+    The revision ends in the release's +debN (a revision given with it is
+    not extended twice), and the changelog names the release's codename.
+    """
     state = source.git_state(project, runner)
     upstream = upstream_version(config.version, state)
-    version = full_version(upstream, debian_revision(settings.revision, settings.environ.get("BUILD_NUMBER")))
+    dist = target(settings)
+    revision = debian_revision(settings.revision, settings.environ.get("BUILD_NUMBER"))
+    version = full_version(upstream, revision.removesuffix(dist.suffix) + dist.suffix)
     return Release(
         name=config.name, maintainer=config.maintainer, upstream=upstream, version=version,
-        distribution=source.build_distribution(), epoch=source.source_date_epoch(project, settings.environ, runner),
+        distribution=dist.codename, epoch=source.source_date_epoch(project, settings.environ, runner),
         changes=tuple(source.change_subjects(project, state, runner)),
     )

@@ -23,3 +23,6 @@ class BuildSettings:
     work_dir: Path | None = None
     refresh_deps: bool = False
     backend: str = "dh-virtualenv"
+    dist: str | None = None  # the release codename to build for; None: this machine's own
+    clean_root: bool = False  # build in the release's clean root even when it is this machine's
+    refresh_root: bool = False  # remake the release's build root first

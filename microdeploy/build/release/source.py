@@ -163,11 +163,3 @@ def top_level_names(tree: ast.Module) -> set[str]:
             names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
     return names
 
-
-def build_distribution(os_release: Path = Path("/etc/os-release")) -> str:
-    """The codename of the build host (bookworm), for the changelog's distribution."""
-    if os_release.is_file():
-        match = re.search(r"^VERSION_CODENAME=\"?([a-z]+)\"?$", os_release.read_text(), re.M)
-        if match:
-            return match.group(1)
-    return os.environ.get("DEB_DISTRIBUTION", "unstable")

@@ -1,0 +1,259 @@
+"""Clean build roots of Debian releases: made with mmdebstrap, cached, entered without booting.
+
+As with sbuild's unshare backend, each release has one root with the build
+dependencies, made once with mmdebstrap from this machine's own mirror and
+kept outside any checkout (the roots directory). A build never changes it:
+it mounts a throwaway overlay over it in a mount namespace of its own, binds
+its work directory, the build caches and uv at the same paths inside, and runs
+each command there with chroot. Every mount lives in that namespace, so none
+outlives the build, however it ends; the overlay's upper layer is a directory
+of the build's work directory and goes with it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from microdeploy.dists import Dist
+from microdeploy.errors import MicrodeployError
+from microdeploy.process import Held, Result, Runner, hold, run
+
+log = logging.getLogger(__name__)
+
+# What dpkg-buildpackage needs for a dh-virtualenv build, and a compiler and
+# headers for the sdists among a service's dependencies.
+ROOT_PACKAGES = (
+    "build-essential", "debhelper", "dh-virtualenv", "dh-python", "python3-dev", "python3-venv",
+    "fakeroot", "git", "ca-certificates",
+)  # fmt: skip
+# Bump when the way roots are made changes, so that no build uses an old one.
+RECIPE = "1"
+DEFAULT_ROOTS_DIR = Path("/var/cache/microdeploy/roots")
+SOURCES_FILE = Path("/etc/apt/sources.list.d/debian.sources")
+PATH_INSIDE = "/usr/sbin:/usr/bin:/sbin:/bin"
+# Files of this machine a root reads as they are here: the certificates that
+# reach the package index (a proxy's CA is there, not in a fresh root's store)
+# and the resolver.
+HOST_FILES = (Path("/etc/ssl/certs/ca-certificates.crt"), Path("/etc/resolv.conf"))
+MMDEBSTRAP_TIMEOUT = 1800.0
+
+
+def roots_dir(environ: Mapping[str, str]) -> Path:
+    """$MICRODEPLOY_ROOTS_DIR, else /var/cache/microdeploy/roots."""
+    return Path(environ.get("MICRODEPLOY_ROOTS_DIR") or DEFAULT_ROOTS_DIR)
+
+
+def package_names(relations: Sequence[str]) -> list[str]:
+    """The package names of Debian relations (`libpq-dev (>= 15)` -> `libpq-dev`), for mmdebstrap's --include."""
+    return [re.split(r"[\s(:]", relation.strip(), maxsplit=1)[0] for relation in relations]
+
+
+def root_path(roots: Path, dist: Dist, extra: Sequence[str] = ()) -> Path:
+    """Where the root of `dist` with the extra build dependencies `extra` is kept."""
+    wanted = sorted(set(ROOT_PACKAGES) | set(package_names(extra)))
+    digest = hashlib.sha256("\n".join([RECIPE, dist.codename, *wanted]).encode()).hexdigest()[:12]
+    return roots / f"{dist.codename}-{digest}"
+
+
+def sources_for(dist: Dist, sources: Path = SOURCES_FILE) -> str:
+    """A deb822 sources text for `dist`: the machine's own stanzas, their suites renamed to `dist`'s.
+
+    The mirror that serves this machine's release serves the others too (and
+    its security archive theirs): bookworm, bookworm-updates and
+    bookworm-security become trixie, trixie-updates and trixie-security.
+    """
+    try:
+        text = sources.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MicrodeployError(f"cannot read {sources}: {exc.strerror}",
+                               hint="Configure this machine's Debian mirror there (deb822 format)") from exc
+    stanzas = []
+    for stanza in re.split(r"\n\s*\n", text):
+        fields = dict(re.findall(r"^([A-Za-z-]+):[ \t]*(.*)$", stanza, re.M))
+        suites = fields.get("Suites", "").split()
+        mine = [suite for suite in suites if re.fullmatch(r"[a-z]+(-updates|-security)?", suite)]
+        if "deb" not in fields.get("Types", "").split() or not fields.get("URIs") or not mine:
+            continue
+        renamed = sorted({dist.codename + re.sub(r"^[a-z]+", "", suite, count=1) for suite in mine})
+        lines = ["Types: deb", f"URIs: {fields['URIs']}", f"Suites: {' '.join(renamed)}", "Components: main"]
+        if fields.get("Signed-By"):
+            lines.append(f"Signed-By: {fields['Signed-By']}")
+        stanzas.append("\n".join(lines) + "\n")
+    if not stanzas:
+        raise MicrodeployError(f"no Debian mirror (a `Types: deb` stanza with URIs and Suites) in {sources}",
+                               hint="Configure this machine's Debian mirror there (deb822 format)")
+    return "\n".join(stanzas)
+
+
+@contextmanager
+def locked(path: Path, operation: int) -> Iterator[None]:
+    """Hold an flock on `path` (made if missing) for the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, operation)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def make_root(dist: Dist, tree: Path, extra: Sequence[str] = (), runner: Runner = run,
+              sources: Path = SOURCES_FILE) -> float:
+    """Make the root of `dist` at `tree` (absent) with mmdebstrap, atomically; return the seconds it took."""
+    started = time.monotonic()
+    packages = sorted(set(ROOT_PACKAGES) | set(package_names(extra)))
+    staging = Path(tempfile.mkdtemp(prefix=f".{tree.name}.", dir=tree.parent))
+    try:
+        listed = staging.with_name(staging.name + ".sources")
+        listed.write_text(sources_for(dist, sources), encoding="utf-8")
+        log.info("making the %s build root with mmdebstrap (once; kept in %s)", dist.codename, tree.parent)
+        try:
+            runner(["mmdebstrap", "--quiet", "--variant=apt", "--include=" + ",".join(packages),
+                    dist.codename, str(staging), str(listed)], timeout=MMDEBSTRAP_TIMEOUT)
+        except MicrodeployError as exc:
+            raise MicrodeployError(
+                f"could not make the {dist.codename} build root:\n{exc.message}",
+                hint="Check that this machine's mirror serves it and that build_depends names real packages",
+            ) from exc
+        finally:
+            listed.unlink(missing_ok=True)
+        staging.rename(tree)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    seconds = time.monotonic() - started
+    log.info("made the %s build root in %.1f s", dist.codename, seconds)
+    return seconds
+
+
+@contextmanager
+def cached_root(dist: Dist, extra: Sequence[str] = (), *, environ: Mapping[str, str], refresh: bool = False,
+                runner: Runner = run) -> Iterator[Path]:
+    """The root of `dist` (made first when missing, or remade with `refresh`), kept from change for the block.
+
+    Builds share a root (a shared lock); making or remaking one waits for
+    them to end (an exclusive lock), since an overlay's lower layer must not
+    change while it is mounted.
+    """
+    tree = root_path(roots_dir(environ), dist, extra)
+    lock = tree.with_name(tree.name + ".lock")
+    if refresh or not tree.is_dir():
+        with locked(lock, fcntl.LOCK_EX):
+            if refresh and tree.is_dir():
+                old = tree.with_name(f".{tree.name}.old-{os.getpid()}")
+                tree.rename(old)
+                shutil.rmtree(old)
+            if not tree.is_dir():
+                make_root(dist, tree, extra, runner)
+    with locked(lock, fcntl.LOCK_SH):
+        if not tree.is_dir():  # removed by hand between the two locks
+            raise MicrodeployError(f"the build root {tree} vanished", hint="Run the build again")
+        yield tree
+
+
+@dataclass(frozen=True)
+class EnteredRoot:
+    """A build root mounted for one build; calling it runs a command inside (a `Runner`)."""
+
+    merged: Path  # the overlay's mount point, as the namespace's processes see it
+    holder: Held  # the process whose mount namespace holds the mounts
+    runner: Runner = run  # what runs the commands (the entering prefix added)
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+        input: str | None = None,
+        timeout: float | None = None,
+        inherit_env: bool = True,
+    ) -> Result:
+        """Run `argv` inside the root, in `cwd` (the same path inside: it is under a bound directory)."""
+        environment = {**(os.environ if inherit_env else {}), **(env or {})}
+        # The root's own programs, never this machine's venv or pyenv.
+        environment["PATH"] = PATH_INSIDE
+        inside = [*self.namespace(), "chroot", str(self.merged), "/usr/bin/env", f"--chdir={cwd or '/'}", *argv]
+        return self.runner(inside, env=environment, check=check, input=input, timeout=timeout, inherit_env=False)
+
+    def namespace(self) -> list[str]:
+        """The command prefix that enters the holder's mount namespace."""
+        return ["nsenter", "-t", str(self.holder.pid), "-m", "--"]
+
+
+@contextmanager
+def entered(tree: Path, work: Path, binds: Sequence[Path], runner: Runner = run) -> Iterator[EnteredRoot]:
+    """Mount a throwaway overlay of `tree` (its upper layer in `work`) with `binds` at their own paths inside.
+
+    The mounts are made in the mount namespace of a holder process that lives
+    as long as the block, or until this process ends (it waits on a pipe
+    from us): then the namespace, and every mount in it, goes away.
+    """
+    if os.geteuid() != 0:
+        raise MicrodeployError(
+            f"building in the {tree.name} build root needs root (mount namespaces, chroot)",
+            hint="Run the build as root (sudo), or build for this machine's own release",
+        )
+    layers = work / ".root"
+    for name in ("upper", "work", "merged"):
+        (layers / name).mkdir(parents=True, exist_ok=True)
+    holder = hold(["unshare", "--mount", "--propagation", "private", "--", "cat"])
+    try:
+        wait_for_namespace(holder)
+        entry = EnteredRoot(layers / "merged", holder, runner)
+        prefix = entry.namespace()
+        merged = str(entry.merged)
+        options = f"lowerdir={tree},upperdir={layers / 'upper'},workdir={layers / 'work'}"
+        runner([*prefix, "mount", "-t", "overlay", "overlay", "-o", options, merged])
+        runner([*prefix, "mount", "--rbind", "/dev", merged + "/dev"])
+        runner([*prefix, "mount", "-t", "proc", "proc", merged + "/proc"])
+        for path in dict.fromkeys(binds):
+            runner([*prefix, "mount", "--bind", "-o", "X-mount.mkdir", str(path), merged + str(path)])
+        for path in HOST_FILES:
+            if path.is_file() and (tree / path.relative_to("/")).exists():
+                runner([*prefix, "mount", "--bind", "-o", "ro", str(path), merged + str(path)])
+        yield entry
+    finally:
+        holder.close()
+
+
+def wait_for_namespace(holder: Held, timeout: float = 30.0) -> None:
+    """Wait until the holder runs cat: unshare has then made its namespace and made it private.
+
+    Entering it before would mount into this machine's own namespace.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if Path(f"/proc/{holder.pid}/comm").read_text(encoding="utf-8").strip() == "cat":
+                return
+        except OSError:
+            break  # it has ended
+        time.sleep(0.002)
+    raise MicrodeployError("could not make a mount namespace for the build root (unshare --mount)",
+                           hint="Run the build as root on a kernel with mount namespaces")
+
+
+def python_minor_inside(tree: Path, python: str) -> str | None:
+    """The X.Y of `python` (python3, python3.13) in a root, from its /usr/bin links; None if it has none."""
+    interpreter = tree / "usr" / "bin" / python
+    # Absolute links in a root point into this machine: follow them by hand.
+    for _ in range(8):
+        if not interpreter.is_symlink():
+            break
+        target = Path(os.readlink(interpreter))
+        interpreter = tree / target.relative_to("/") if target.is_absolute() else interpreter.parent / target
+    named = re.fullmatch(r"python(\d+\.\d+)", interpreter.name)
+    return named.group(1) if named and interpreter.is_file() else None

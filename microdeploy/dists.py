@@ -1,0 +1,87 @@
+"""The Debian releases microdeploy builds for and serves: names, numbers, Pythons.
+
+A package is built for one release. Its Debian revision ends in `+debN`
+(N the release's major version, as Debian's own stable updates do), so the
+build of the newer release sorts above the older one's build of the same
+commit and a dist-upgrade moves to it; and the suite it is published into is
+read back from that suffix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from microdeploy.errors import bad_input
+
+OS_RELEASE = Path("/etc/os-release")
+
+
+@dataclass(frozen=True)
+class Dist:
+    """One Debian release."""
+
+    codename: str
+    number: int
+    python_minor: str  # the X.Y of its python3
+
+    @property
+    def suffix(self) -> str:
+        """What ends the Debian revision of a build for this release: +deb12."""
+        return f"+deb{self.number}"
+
+
+DISTS: Mapping[str, Dist] = {
+    dist.codename: dist for dist in (Dist("bookworm", 12, "3.11"), Dist("trixie", 13, "3.13"))
+}
+SUFFIX_RE = re.compile(r"\+deb(?P<number>\d+)$")
+
+
+def get(codename: str, origin: str = "--dist") -> Dist:
+    """The release called `codename`; bad input (naming `origin`) for any other name."""
+    dist = DISTS.get(codename)
+    if dist is None:
+        raise bad_input(
+            f"unknown Debian release {codename!r} (from {origin})",
+            hint=f"Use one of: {', '.join(DISTS)}",
+        )
+    return dist
+
+
+def host_codename(os_release: Path = OS_RELEASE, environ: Mapping[str, str] = os.environ) -> str:
+    """The codename of the machine microdeploy runs on (VERSION_CODENAME of os-release)."""
+    if os_release.is_file():
+        match = re.search(r"^VERSION_CODENAME=\"?([a-z]+)\"?$", os_release.read_text(encoding="utf-8"), re.M)
+        if match:
+            return match.group(1)
+    return environ.get("DEB_DISTRIBUTION", "unstable")
+
+
+def host_dist(os_release: Path = OS_RELEASE) -> Dist | None:
+    """The release of this machine, or None when microdeploy does not know it (unstable, Ubuntu)."""
+    return DISTS.get(host_codename(os_release))
+
+
+def chosen(names: Iterable[str], origin: str = "--dist", os_release: Path = OS_RELEASE) -> tuple[Dist, ...]:
+    """The releases to build for, each once, in the order given; none given means this machine's own."""
+    wanted = [get(name, origin) for name in dict.fromkeys(names)]
+    if wanted:
+        return tuple(wanted)
+    own = host_dist(os_release)
+    if own is None:
+        raise bad_input(
+            f"this machine runs {host_codename(os_release)!r}, which microdeploy does not build for",
+            hint=f"Name the release to build for with --dist ({', '.join(DISTS)})",
+        )
+    return (own,)
+
+
+def of_version(version: str) -> Dist | None:
+    """The release a package version was built for (its +debN suffix), or None without one."""
+    match = SUFFIX_RE.search(version)
+    if match is None:
+        return None
+    return next((dist for dist in DISTS.values() if dist.number == int(match["number"])), None)
