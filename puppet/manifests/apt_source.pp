@@ -24,6 +24,8 @@
 #   The repository URI.
 # @param suite
 #   The suite; a value ending in `/` names a flat repository (no components).
+#   By default the host's codename fact, the suite its release's builds are
+#   published in.
 # @param components
 #   The space-separated components.
 # @param key_source
@@ -38,7 +40,7 @@
 #   package is installed.
 class microdeploy::apt_source (
   Pattern[/\A[a-z][a-z0-9+.-]*:\S+\z/] $location,
-  Pattern[/\A\S+\z/] $suite = 'bookworm',
+  Optional[Pattern[/\A\S+\z/]] $suite = undef,
   Pattern[/\A\S+(?: \S+)*\z/] $components = 'main',
   Optional[String[1]] $key_source = undef,
   Optional[String[1]] $key_content = undef,
@@ -56,6 +58,12 @@ class microdeploy::apt_source (
   }
 
   $sources_path = '/etc/apt/sources.list.d/microdeploy.sources'
+  # The repository has a suite per Debian release (`microdeploy publish` puts
+  # each build into its release's); a dist-upgraded host switches with its fact.
+  $effective_suite = $suite.lest || { $facts.dig('os', 'distro', 'codename') }
+  if $effective_suite =~ Undef {
+    fail('microdeploy: the host reports no os.distro.codename fact; set microdeploy::apt_suite to its release (e.g. trixie)')
+  }
 
   file { $keyring:
     ensure  => file,
@@ -74,7 +82,7 @@ class microdeploy::apt_source (
     mode    => '0644',
     content => epp('microdeploy/microdeploy.sources.epp', {
         'location'   => $location,
-        'suite'      => $suite,
+        'suite'      => $effective_suite,
         'components' => $components,
         'keyring'    => $keyring,
     }),

@@ -47,7 +47,9 @@
 #   `file:/srv/microdeploy-repo`.
 # @param apt_suite
 #   The suite (distribution) of the repository. A value ending in `/` names a
-#   flat repository, which has no components.
+#   flat repository, which has no components. By default the host's own
+#   codename (`os.distro.codename`: bookworm, trixie), so each host gets the
+#   builds for its release and follows a dist-upgrade by itself.
 # @param apt_components
 #   The space-separated components of the repository.
 # @param apt_key_source
@@ -66,7 +68,7 @@ class microdeploy (
   Hash[Microdeploy::Name, Microdeploy::ServiceParams] $services = {},
   Boolean $manage_apt_source = false,
   Optional[Pattern[/\A[a-z][a-z0-9+.-]*:\S+\z/]] $apt_location = undef,
-  Pattern[/\A\S+\z/] $apt_suite = 'bookworm',
+  Optional[Pattern[/\A\S+\z/]] $apt_suite = undef,
   Pattern[/\A\S+(?: \S+)*\z/] $apt_components = 'main',
   Optional[String[1]] $apt_key_source = undef,
   Optional[String[1]] $apt_key_content = undef,

@@ -126,4 +126,31 @@ describe 'microdeploy::apt_source' do
 
     it { is_expected.to compile.and_raise_error(/expects/) }
   end
+
+  context 'on a trixie host' do
+    let(:facts) do
+      distro = DEBIAN12_FACTS['os']['distro'].merge('codename' => 'trixie')
+      DEBIAN12_FACTS.merge('os' => DEBIAN12_FACTS['os'].merge('distro' => distro))
+    end
+    let(:params) { { location: 'https://apt.example.com/microdeploy', key_content: 'K' } }
+
+    it 'names the suite of the host release, from its codename fact' do
+      is_expected.to contain_file(sources).with_content(/^Suites: trixie$/)
+    end
+  end
+
+  context 'with a suite set' do
+    let(:params) { { location: 'https://apt.example.com/microdeploy', key_content: 'K', suite: 'trixie' } }
+
+    it 'uses it whatever the host runs' do
+      is_expected.to contain_file(sources).with_content(/^Suites: trixie$/)
+    end
+  end
+
+  context 'on a host without a codename fact' do
+    let(:facts) { DEBIAN12_FACTS.merge('os' => DEBIAN12_FACTS['os'].reject { |key, _| key == 'distro' }) }
+    let(:params) { { location: 'https://apt.example.com/microdeploy', key_content: 'K' } }
+
+    it { is_expected.to compile.and_raise_error(/no os.distro.codename fact; set microdeploy::apt_suite/) }
+  end
 end

@@ -67,10 +67,14 @@ describe 'microdeploy' do
     it 'passes the apt_* parameters to the contained apt_source class' do
       is_expected.to contain_class('microdeploy::apt_source').with(
         location: 'http://10.231.1.1:8080/microdeploy',
-        suite: 'bookworm',
+        suite: nil,
         components: 'main',
         keyring: '/etc/apt/keyrings/microdeploy-archive-keyring.asc',
       )
+    end
+
+    it 'names the suite of the host release (its codename fact) in the source' do
+      is_expected.to contain_file('/etc/apt/sources.list.d/microdeploy.sources').with_content(/^Suites: bookworm$/)
     end
 
     it 'installs the packages only after the source and the package lists are in place' do
