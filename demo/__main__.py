@@ -1,8 +1,9 @@
-"""`make demo`: scaffold a service, build its .deb, publish it signed, and install it on a fresh Debian 12 host.
+"""`make demo`: scaffold a service, build its .deb, publish it signed, and install it on a fresh Debian host.
 
 Each microdeploy step is the real CLI in a child process (`new`, `config`,
-`build`, `publish`, `repo serve`). The target host is a Debian 12 root booted
-with systemd in systemd-nspawn (tests/testbed), in its own network namespace:
+`build`, `publish`, `repo serve`). The target host is a root of the release
+built for (`--dist`; default this machine's own, Debian 12 here) booted with
+systemd in systemd-nspawn (microdeploy.testbed), in its own network namespace:
 it reaches only the repository served on our side of its link (10.231.N.1),
 and it trusts that repository through `Signed-By:` and the exported keyring,
 never `trusted=yes`. The steps that serve the repository to the host, add the
@@ -31,6 +32,7 @@ from subprocess import SubprocessError
 from types import FrameType
 from typing import Any
 
+from microdeploy import dists
 from microdeploy.errors import MicrodeployError
 from microdeploy.testbed import CACHE_DIR, file_lock
 from microdeploy.testbed.host import boot
@@ -95,15 +97,16 @@ def on_exit(cleanup: ExitStack, message: str, func: Callable[..., Any], *args: A
     cleanup.callback(Progress.detail, message)
 
 
-def run(work: Path, progress: Progress, cleanup: ExitStack) -> None:
-    """The demo's steps; everything they start is registered on `cleanup`."""
-    progress.step("Debian 12 host image for the test bed (cached; the first run builds it with mmdebstrap)")
+def run(work: Path, progress: Progress, cleanup: ExitStack, dist: dists.Dist) -> None:
+    """The demo's steps for release `dist`; everything they start is registered on `cleanup`."""
+    debian = f"Debian {dist.number} ({dist.codename})"
+    progress.step(f"{debian} host image for the test bed (cached; the first run builds it with mmdebstrap)")
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     with file_lock(CACHE_DIR / "reap.lock"):
         # Leftovers of an earlier run that was killed outright (SIGKILL): owner gone, so ours to remove.
         reap_stale_hosts()
         reap_stale_netns()
-    image = ensure_image()
+    image = ensure_image(suite=dist.codename)
     progress.detail(str(image))
 
     progress.step(f"microdeploy new {NAME} --no-input")
@@ -114,8 +117,9 @@ def run(work: Path, progress: Progress, cleanup: ExitStack) -> None:
     progress.detail(f"service {config['name']} {config['version']}: {config['app']} on port {port}, "
                     f"health check {health_path}")
 
-    progress.step("microdeploy build (dh-virtualenv)")
-    built = json.loads(cli("build", "--json", cwd=project, timeout=BUILD_TIMEOUT))
+    progress.step(f"microdeploy build --dist {dist.codename} (dh-virtualenv; another release than this machine's "
+                  "in its clean root, made once with mmdebstrap)")
+    built = json.loads(cli("build", "--dist", dist.codename, "--json", cwd=project, timeout=BUILD_TIMEOUT))
     deb = project / built["deb"]  # relative to the project when it is under it
     progress.detail(f"{deb.name}: {built['size'] / 1e6:.1f} MB in {built['seconds']:.0f} s")
 
@@ -137,7 +141,7 @@ def run(work: Path, progress: Progress, cleanup: ExitStack) -> None:
     cleanup.callback(Progress.detail, f"repository server (pid {served.process.pid}) stopped")
     progress.detail(f"{served.url} (pid {served.process.pid})")
 
-    progress.step("boot a fresh Debian 12 host with systemd (systemd-nspawn, in the namespace)")
+    progress.step(f"boot a fresh {debian} host with systemd (systemd-nspawn, in the namespace)")
     booted = time.monotonic()
     host = boot(image, netns=ns)
     on_exit(cleanup, f"host {host.name} (systemd-nspawn pid {host.process.pid}) powered off and removed",
@@ -169,7 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true",
                         help="keep the work directory (service, .deb, repository) instead of removing it")
+    parser.add_argument("--dist", choices=list(dists.DISTS), default=dists.host_codename(),
+                        help="the Debian release to build for and boot (default: this machine's own)")
     args = parser.parse_args(argv)
+    if args.dist not in dists.DISTS:
+        parser.error(f"this machine runs {args.dist}: pass --dist with one of {', '.join(dists.DISTS)}")
     if os.geteuid() != 0:
         print("error: the demo boots a host with systemd-nspawn and makes a network namespace: run it as root "
               "(sudo make demo)", file=sys.stderr)
@@ -185,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep:
         on_exit(cleanup, f"work directory {work} removed", shutil.rmtree, work, True)
     try:
-        run(work, progress, cleanup)
+        run(work, progress, cleanup, dists.DISTS[args.dist])
         status = 0
     except KeyboardInterrupt:
         print("\n==> interrupted", file=sys.stderr, flush=True)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from microdeploy.testbed.image import PUPPET_PACKAGES, ensure_image
+
 if TYPE_CHECKING:
     # Only for annotations: importing the plugin before pytest loads it would
     # keep pytest from rewriting its asserts.
@@ -102,17 +104,17 @@ def test_every_parameter_is_documented_in_the_manifest_and_reference() -> None:
                 assert f'<a name="{param}"></a>`{param}`' in reference, f"{name}: {param}"
 
 
-def test_metadata_json_describes_a_self_contained_debian_12_module() -> None:
-    """metadata.json is valid JSON with the Forge's required keys, no dependencies, Debian 12 and Puppet >= 7."""
+def test_metadata_json_describes_a_self_contained_debian_12_and_13_module() -> None:
+    """metadata.json is valid JSON with the Forge's required keys, no dependencies, Debian 12 and 13, Puppet 7-8."""
     metadata = json.loads((MODULE / "metadata.json").read_text())
     for key in ("name", "version", "author", "summary", "license", "source", "dependencies"):
         assert metadata.get(key) not in (None, ""), key
     assert re.fullmatch(r"[a-z0-9]+-microdeploy", metadata["name"])
     assert re.fullmatch(r"\d+\.\d+\.\d+", metadata["version"])
     assert metadata["dependencies"] == []
-    assert {"operatingsystem": "Debian", "operatingsystemrelease": ["12"]} in metadata["operatingsystem_support"]
+    assert {"operatingsystem": "Debian", "operatingsystemrelease": ["12", "13"]} in metadata["operatingsystem_support"]
     [puppet] = [r for r in metadata["requirements"] if r["name"] == "puppet"]
-    assert puppet["version_requirement"].startswith(">= 7")
+    assert puppet["version_requirement"] == ">= 7.0.0 < 9.0.0"
 
 
 def test_rspec_puppet_specs_pass(tmp_path: Path) -> None:
@@ -279,8 +281,8 @@ def build_test_deb(out: Path, version: str) -> Path:
     return deb
 
 
-def publish_test_repo(repo: Path, debs: list[Path], gnupghome: Path) -> None:
-    """A signed bookworm/main APT repository of `debs` (index and InRelease written by hand)."""
+def publish_test_repo(repo: Path, debs: list[Path], gnupghome: Path, suite: str = "bookworm") -> None:
+    """A signed SUITE/main APT repository of `debs` (index and InRelease written by hand)."""
     import email.utils
     import hashlib
 
@@ -292,13 +294,13 @@ def publish_test_repo(repo: Path, debs: list[Path], gnupghome: Path) -> None:
         data = deb.read_bytes()
         stanzas.append(f"{control}\nFilename: pool/{deb.name}\nSize: {len(data)}\n"
                        f"SHA256: {hashlib.sha256(data).hexdigest()}\n")
-    packages = repo / "dists/bookworm/main/binary-amd64/Packages"
+    packages = repo / f"dists/{suite}/main/binary-amd64/Packages"
     packages.parent.mkdir(parents=True, exist_ok=True)
     packages.write_text("\n".join(stanzas))
     index = packages.read_bytes()
-    release = repo / "dists/bookworm/Release"
+    release = repo / f"dists/{suite}/Release"
     release.write_text(
-        "Origin: microdeploy-tests\nSuite: bookworm\nCodename: bookworm\n"
+        f"Origin: microdeploy-tests\nSuite: {suite}\nCodename: {suite}\n"
         f"Date: {email.utils.formatdate(usegmt=True)}\nArchitectures: amd64\nComponents: main\n"
         f"SHA256:\n {hashlib.sha256(index).hexdigest()} {len(index)} main/binary-amd64/Packages\n"
     )
@@ -355,15 +357,17 @@ def host_data(version: str, greeting: str, key: str) -> str:
 
 
 @pytest.mark.host
+@pytest.mark.parametrize("release", ["bookworm", "trixie"])
 def test_module_applies_on_a_booted_host(
-    tmp_path: Path, gnupghome: Path, puppet_host_image: Path, boot_host: BootHost
+    release: str, tmp_path: Path, gnupghome: Path, puppet_host_image: Path, boot_host: BootHost
 ) -> None:
-    """On a booted host the module installs the pinned version, writes config and restarts only on config changes."""
+    """On a booted host (Puppet 7 on bookworm, 8 on trixie) the module installs the pinned version from its
+    release's suite, writes config and restarts only on config changes."""
     key = run(["gpg", "--homedir", str(gnupghome), "--armor", "--export"], cwd=tmp_path).stdout
     repo = tmp_path / "repo"
-    publish_test_repo(repo, [build_test_deb(tmp_path, "1.0-1")], gnupghome)
+    publish_test_repo(repo, [build_test_deb(tmp_path, "1.0-1")], gnupghome, suite=release)
 
-    host = boot_host(puppet_host_image)
+    host = boot_host(puppet_host_image if release == "bookworm" else ensure_image(PUPPET_PACKAGES, suite=release))
     for part in ("manifests", "types", "templates", "data", "hiera.yaml", "metadata.json"):
         host.copy_in(MODULE / part, f"/var/tmp/modules/microdeploy/{part}")
     host.copy_in(repo, "/var/tmp/repo")
@@ -394,6 +398,8 @@ def test_module_applies_on_a_booted_host(
     assert host.run(["dpkg-query", "-W", "-f=${Version}", SERVICE]).stdout == "1.0-1"
     sources = host.read_file("/etc/apt/sources.list.d/microdeploy.sources")
     assert "Signed-By: /etc/apt/keyrings/microdeploy-archive-keyring.asc" in sources
+    # The suite follows the host's codename fact.
+    assert f"Suites: {release}\n" in sources
     stat = host.run(["stat", "-c", "%U:%G %a", f"/etc/{SERVICE}/config.ini", f"/etc/{SERVICE}/environment",
                      f"/etc/{SERVICE}", f"/var/log/{SERVICE}"]).stdout.split("\n")
     # The log directory as the package's postinst makes it (NAME:adm 2750), so Puppet and dpkg agree.
@@ -423,7 +429,7 @@ def test_module_applies_on_a_booted_host(
 
     # A release published after the last refresh: bumping ensure refreshes the
     # source, upgrades, and the service restarts once (by the package), not twice.
-    publish_test_repo(repo, [build_test_deb(tmp_path, "1.1-1")], gnupghome)
+    publish_test_repo(repo, [build_test_deb(tmp_path, "1.1-1")], gnupghome, suite=release)
     host.copy_in(repo, "/var/tmp/repo")
     before = len(starts())
     code, out = apply("1.1-1", "bonjour")
