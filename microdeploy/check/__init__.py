@@ -23,9 +23,10 @@ from debian.debian_support import Version
 from microdeploy.errors import bad_input
 from microdeploy.fsutil import atomic_write
 from microdeploy.repo import DEFAULT_DIST, KEYRING_NAME, Layout
-from microdeploy.testbed.image import debian_mirror, ensure_image, ensure_piuparts_base
+from microdeploy.testbed.image import ensure_image, ensure_piuparts_base, release_mirrors
 
 from . import qa
+from .feed import MirrorSuite, serving_feed
 from .onhost import HostPlan, host_checks
 from .package import DebInfo, read_deb, release_of
 from .report import FAILED, SKIPPED, Outcome, Report
@@ -78,24 +79,30 @@ def check(settings: CheckSettings, *, is_root: Callable[[], bool] = lambda: os.g
         log.info("%s", outcome.line())
 
     log.info("checking %s %s on %s", info.name, info.version, release)
-    with ExitStack() as stack, ThreadPoolExecutor(max_workers=2, thread_name_prefix="check") as pool:
+    # The pool is left last: its threads wait for lintian and piuparts, whose
+    # feed (in `tools_stack`) must outlive them; the host goes first.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="check") as pool, ExitStack() as tools_stack:
         # lintian and piuparts run beside the host checks: each mostly waits.
         tools: list[tuple[str, Future[Outcome]]] = []
         if "lintian" not in settings.skip:
             tools.append(("lintian", pool.submit(_timed, lambda: qa.lintian(info))))
         if "piuparts" not in settings.skip:
+            # piuparts' chroot shares our network: it gets the mirror through a
+            # feed on loopback, whose cache spares it the downloads of earlier runs.
+            mirrors = [MirrorSuite(uri, suites) for uri, suites in release_mirrors(release)]
+            feed = tools_stack.enter_context(serving_feed("127.0.0.1", mirrors[:1], None))
             tools.append(("piuparts", pool.submit(_timed, lambda: qa.piuparts(
                 info, release=release, base=ensure_piuparts_base(suite=release, refresh=settings.refresh_images),
-                mirror=debian_mirror(suite=release), previous=previous, repo_public=repo_public,
+                mirror=f"{feed.url}mirror/0/", previous=previous, repo_public=repo_public,
                 repo_dist=repo_dist, upgrade_from_repo=previous_version is not None))))
         try:
             if "host" not in settings.skip:
                 image = ensure_image(suite=release, refresh=settings.refresh_images)
                 plan = HostPlan(info, release, image, previous, previous_version, repo_public, repo_dist,
                                 settings.max_exposure)
-                host_checks(plan, record, stack)
+                with ExitStack() as host_stack:
+                    host_checks(plan, record, host_stack)
         finally:
-            stack.close()
             for name, future in tools:
                 try:
                     outcome = future.result()

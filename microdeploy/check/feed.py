@@ -3,13 +3,17 @@
 The host has no route out, so everything apt there fetches comes from here:
 ``/repo/`` is the published repository of ``--repo`` (its public tree, as
 `repo serve` serves it), ``/mirror/N/`` is passed through to the N-th mirror
-URI of the release (the machine's Debian mirror and its security archive).
+URI of the release (the machine's Debian mirror and its security archive),
+its immutable files from a cache on disk. piuparts' chroot, which shares
+our network, uses the same feed on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
+import os
 import shutil
 import threading
 import urllib.error
@@ -22,10 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from microdeploy.errors import MicrodeployError
+from microdeploy.testbed import CACHE_DIR
 
 __all__ = ["Feed", "MirrorSuite", "serving_feed"]
 
 log = logging.getLogger(__name__)
+
+# The mirror's files that never change (packages, indices by hash), kept for
+# the next runs: apt in piuparts' chroot and on the hosts fetches them from here.
+MIRROR_CACHE = CACHE_DIR / "mirror"
 
 # One upstream request may take this long (an index of the main archive is ~10 MB).
 _UPSTREAM_TIMEOUT = 60.0
@@ -86,6 +95,9 @@ class _FeedHandler(SimpleHTTPRequestHandler):
             return
         upstream = self.mirrors[int(index)].uri.rstrip("/") + "/" + rest
         try:
+            if _immutable(rest):
+                self._send_file(_cached(upstream))
+                return
             with urllib.request.urlopen(upstream, timeout=_UPSTREAM_TIMEOUT) as answer:
                 self.send_response(200)
                 length = answer.headers.get("Content-Length")
@@ -100,8 +112,39 @@ class _FeedHandler(SimpleHTTPRequestHandler):
             log.debug("mirror pass-through of %s failed: %s", upstream, exc)
             self.send_error(502)
 
+    def _send_file(self, path: Path) -> None:
+        """Answer with a file of the cache."""
+        with path.open("rb") as handle:
+            self.send_response(200)
+            self.send_header("Content-Length", str(path.stat().st_size))
+            self.send_header("Content-Type", "application/octet-stream")
+            self.end_headers()
+            shutil.copyfileobj(handle, self.wfile)
+
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("feed: %s - %s", self.address_string(), format % args)
+
+
+def _immutable(rest: str) -> bool:
+    """Whether a mirror path never changes its content: packages in pool/, indices by their hash."""
+    return rest.startswith("pool/") or "/by-hash/" in rest
+
+
+def _cached(upstream: str) -> Path:
+    """The file at `upstream` from the cache, fetched into it first if need be (atomically: runs share it)."""
+    target = MIRROR_CACHE / hashlib.sha256(upstream.encode()).hexdigest()
+    if target.is_file():
+        return target
+    MIRROR_CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{target.name}")
+    try:
+        with urllib.request.urlopen(upstream, timeout=_UPSTREAM_TIMEOUT) as answer, tmp.open("wb") as out:
+            shutil.copyfileobj(answer, out)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
 
 
 @contextmanager
