@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import stat
 import time
@@ -40,6 +41,7 @@ JOURNAL_LINES = 30
 _INBOX = "/var/tmp/microdeploy-check"
 _SOURCES = "/etc/apt/sources.list.d/microdeploy-check.sources"
 _KEYRING = f"/etc/apt/keyrings/{KEYRING_NAME}"
+_UNMET = re.compile(r"^\s*\S+ : (?:Pre-)?Depends: ")
 _APT = ["apt-get", "-q", "-y", "--no-install-recommends", "-o", "Dpkg::Options::=--force-confold"]
 
 # What apt, dpkg, systemd and adduser keep for themselves, and what the check
@@ -241,7 +243,11 @@ class _OnHost:
         if result.returncode != 0:
             output = result.stdout + result.stderr
             lines = [line for line in output.splitlines() if line.strip()]
-            why = next((line for line in reversed(lines) if line.startswith(("E:", "dpkg:"))), "")
+            # apt's own words on what is wrong, most telling first: an unmet
+            # dependency, then dpkg's error, then apt's first error.
+            why = next((line.strip() for line in lines if _UNMET.match(line)), "")
+            why = why or next((line for line in lines if line.startswith("dpkg: error")), "")
+            why = why or next((line for line in lines if line.startswith("E:")), "")
             raise failure(f"apt-get {action} {os.path.basename(target)} failed" + (f": {why}" if why else ""),
                           "\n".join(lines[-40:]))
 

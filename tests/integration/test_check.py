@@ -176,3 +176,15 @@ def test_sigterm_tears_the_host_and_its_namespace_down(plain_service: BuiltServi
     assert f"host {host.group(1)} powered off and removed" in rest_text
     assert f"deleted network namespace {netns.group(1)}" in rest_text
     assert not list(ROOTS_DIR.glob(f"{host.group(1)}.*"))
+
+
+def test_a_trixie_host_refuses_a_package_built_for_bookworm(plain_service: BuiltService) -> None:
+    """--dist trixie boots a trixie host whose apt, fed from the mirror through check's feed, refuses python3.11."""
+    status, report, stderr = run_check(plain_service.result.deb, "--dist", "trixie", "--skip", "lintian",
+                                       "--skip", "piuparts")
+    assert status == 1, stderr
+    assert report["release"] == "trixie"
+    install = checks(report)["install"]
+    assert install["status"] == "failed"
+    assert install["summary"] == ("apt-get install orders-api_0.1.0-1_amd64.deb failed: "
+                                  "orders-api : Depends: python3.11 but it is not installable")
