@@ -1,11 +1,14 @@
-"""Atomic writes: a reader (or a crash) never sees half of an output."""
+"""Atomic writes (a reader, or a crash, never sees half of an output) and exclusive file locks."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -49,3 +52,28 @@ def staged_directory(dest: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+@contextmanager
+def exclusive_lock(path: Path, timeout: float, timed_out: Callable[[], Exception],
+                   poll: float = 0.1) -> Iterator[float]:
+    """Hold an exclusive flock on `path` for the block, waiting at most `timeout` s; yield the seconds waited.
+
+    After `timeout` seconds the error `timed_out()` makes is raised instead.
+    """
+    started = time.monotonic()
+    with path.open("a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.monotonic() - started > timeout:
+                    raise timed_out() from exc
+                time.sleep(poll)
+        try:
+            yield time.monotonic() - started
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

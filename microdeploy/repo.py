@@ -20,8 +20,6 @@ one version per package, and rollback needs the last N.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import functools
 import hashlib
 import json
@@ -38,7 +36,7 @@ from typing import Any
 
 from microdeploy import dists, validate
 from microdeploy.errors import MicrodeployError, bad_input
-from microdeploy.fsutil import atomic_write
+from microdeploy.fsutil import atomic_write, exclusive_lock
 from microdeploy.process import Runner, run
 from microdeploy.signing import SigningKey, export_public_key, resolve_key, stop_agent
 
@@ -555,25 +553,11 @@ def prune_generations(layout: Layout, keep: Sequence[Path]) -> None:
 def repository_lock(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[float]:
     """Hold the repository's exclusive flock (waiting at most `timeout` s); yield the seconds waited."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    with path.open("a") as handle:
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() - started > timeout:
-                    raise MicrodeployError(
-                        f"another publish has held the repository lock {path} for over {timeout:g} s",
-                        hint="Wait for it to finish, or look for a hung `microdeploy publish`/aptly process",
-                    ) from exc
-                time.sleep(0.1)
-        try:
-            yield time.monotonic() - started
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    with exclusive_lock(path, timeout, lambda: MicrodeployError(
+        f"another publish has held the repository lock {path} for over {timeout:g} s",
+        hint="Wait for it to finish, or look for a hung `microdeploy publish`/aptly process",
+    )) as waited:
+        yield waited
 
 
 # --- publish ----------------------------------------------------------------

@@ -16,14 +16,12 @@ Everything here needs root.
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from microdeploy.errors import MicrodeployError
+from microdeploy.fsutil import exclusive_lock
 
 __all__ = ["CACHE_DIR", "file_lock"]
 
@@ -36,22 +34,8 @@ CACHE_DIR = Path("/var/cache/microdeploy/hosts")
 def file_lock(path: Path, timeout: float = 1200.0) -> Iterator[None]:
     """Hold an exclusive flock on `path`, waiting at most `timeout` seconds for it."""
     # The default wait outlasts any sane image build another session may be doing.
-    deadline = time.monotonic() + timeout
-    with path.open("a") as handle:
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() > deadline:
-                    raise MicrodeployError(
-                        f"waited {timeout:g} s for the lock {path}",
-                        hint="Look for a hung test session or image build (`pgrep -a mmdebstrap`)",
-                    ) from exc
-                time.sleep(0.5)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    with exclusive_lock(path, timeout, lambda: MicrodeployError(
+        f"waited {timeout:g} s for the lock {path}",
+        hint="Look for a hung test session or image build (`pgrep -a mmdebstrap`)",
+    ), poll=0.5):
+        yield

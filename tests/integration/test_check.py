@@ -188,3 +188,21 @@ def test_a_trixie_host_refuses_a_package_built_for_bookworm(plain_service: Built
     assert install["status"] == "failed"
     assert install["summary"] == ("apt-get install orders-api_0.1.0-1_amd64.deb failed: "
                                   "orders-api : Depends: python3.11 but it is not installable")
+
+
+def test_previous_version_from_a_published_repository(
+    plain_service: BuiltService, good_v2: Path, tmp_path: Path
+) -> None:
+    """--previous VERSION --repo DIR: the host installs 0.1.0-1 from the signed repository, served by check's feed."""
+    repo = tmp_path / "repo"
+    subprocess.run([sys.executable, "-m", "microdeploy", "publish", str(plain_service.result.deb), "--repo", str(repo)],
+                   check=True, capture_output=True, timeout=300)
+    status, report, stderr = run_check(good_v2, "--previous", "0.1.0-1", "--repo", repo, "--skip", "lintian",
+                                       "--skip", "piuparts")
+    assert status == 0, stderr
+    found = checks(report)
+    assert found["install"]["summary"].endswith(
+        "0.1.0-1 (previous) installed with apt (dependencies from Debian and --repo)")
+    assert found["upgrade"]["summary"] == (
+        "upgraded to 0.1.0-2; the administrator's /etc/orders-api/config.ini kept as it was")
+    assert all(item["status"] in ("passed", "skipped") for item in found.values()), found
