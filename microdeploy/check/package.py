@@ -1,8 +1,7 @@
-"""What `check` reads from a .deb before anything runs: name, version, release, overrides, health path."""
+"""What `check` reads from a .deb before anything runs: name, version, release, overrides, unit."""
 
 from __future__ import annotations
 
-import configparser
 import re
 import tarfile
 from dataclasses import dataclass
@@ -44,7 +43,6 @@ class DebInfo:
     architecture: str
     depends: str
     overrides: tuple[Override, ...]
-    health_path: str | None
     has_unit: bool
 
     @property
@@ -68,7 +66,6 @@ def read_deb(path: Path) -> DebInfo:
         data = deb.data
         name = str(control["Package"])
         overrides_text = _member(data, f"./usr/share/lintian/overrides/{name}")
-        service_ini = _member(data, f"./usr/share/{name}/microdeploy.ini")
         has_unit = any(
             _member_exists(data, f"./{prefix}/systemd/system/{name}.service") for prefix in ("lib", "usr/lib")
         )
@@ -79,7 +76,6 @@ def read_deb(path: Path) -> DebInfo:
             architecture=str(control.get("Architecture", "all")),
             depends=str(control.get("Depends", "")),
             overrides=tuple(parse_overrides(overrides_text or "")),
-            health_path=_health_path(service_ini),
             has_unit=has_unit,
         )
     except (debfile.DebError, arfile.ArError, KeyError, OSError, EOFError, tarfile.TarError) as exc:
@@ -130,19 +126,6 @@ def parse_overrides(text: str) -> list[Override]:
             tag = match.group(1) if match else line
             overrides.append(Override(tag, " ".join(comment) or "(no reason given)"))
     return overrides
-
-
-def _health_path(service_ini: str | None) -> str | None:
-    """The health path microdeploy recorded in the package, if any."""
-    if service_ini is None:
-        return None
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        parser.read_string(service_ini)
-    except configparser.Error:
-        return None
-    path = parser.get("service", "health_path", fallback="").strip()
-    return path if path.startswith("/") else None
 
 
 def _member(data: Any, name: str) -> str | None:

@@ -25,8 +25,14 @@ _LISTENER = re.compile(r"^\S+\s+\d+\s+\d+\s+(\S+)\s+\S+\s+users:\((.*)\)\s*$")
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception): ")
 _ERROR_LINE = re.compile(r"\b[A-Z][A-Za-z]*(?:Error|Exception)\b|\b(?:error|ERROR|Error)\b")
 
-# Python prints the configured bind of gunicorn's config file, as gunicorn itself reads it.
-_PRINT_BIND = "import runpy, sys; print(runpy.run_path(sys.argv[1])['bind'][0])"
+# Python prints the configured bind of gunicorn's config file, as gunicorn itself reads
+# it, and the health URL microdeploy's packages put there (what `deploy` probes).
+_PRINT_BIND = (
+    "import runpy, sys\n"
+    "conf = runpy.run_path(sys.argv[1])\n"
+    "print(conf['bind'][0])\n"
+    "print(conf.get('_health_url', ''))\n"
+)
 
 
 def failure(summary: str, details: str = "") -> MicrodeployError:
@@ -110,26 +116,33 @@ class ServiceProbe:
             raise failure(f"exposure {score:.1f} is above {limit:.1f} (systemd-analyze security)", "\n".join(worst))
         return f"exposure {score:.1f} (at most {limit:.1f})"
 
-    def configured_address(self) -> tuple[str, str]:
-        """The address and port the package's gunicorn configuration tells the service to listen on."""
+    def configured(self) -> tuple[str, str, str | None]:
+        """Where the package's gunicorn configuration puts the service on this host: address, port, health URL.
+
+        As `deploy` reads it: the package's gunicorn.conf.py runs in the unit's
+        environment (its EnvironmentFile) and so follows the host's config.ini.
+        """
         config = f"/usr/share/{self.info.name}/gunicorn.conf.py"
-        result = self.host.run(["/usr/bin/python3", "-c", _PRINT_BIND, config], check=False, timeout=30)
-        bind = result.stdout.strip()
-        if result.returncode != 0 or ":" not in bind:
-            raise failure(f"cannot read the configured bind address from {config}", result.stderr)
-        address, _, port = bind.rpartition(":")
+        result = self.host.run([
+            "systemd-run", "--quiet", "--pipe", "--wait", "--collect",
+            f"--property=EnvironmentFile=-/etc/{self.info.name}/environment",
+            "/usr/bin/python3", "-I", "-c", _PRINT_BIND, config,
+        ], check=False, timeout=60)
+        lines = result.stdout.splitlines()
+        if result.returncode != 0 or not lines or ":" not in lines[0]:
+            raise failure(f"cannot read the configured bind address from {config}", result.stdout + result.stderr)
+        address, _, port = lines[0].rpartition(":")
         # Probe from the host itself: a wildcard address answers on loopback.
-        if address in ("0.0.0.0", "", "localhost"):
-            address = "127.0.0.1"
-        elif address in ("[::]", "::"):
-            address = "[::1]"
-        return address, port
+        address = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "localhost": "127.0.0.1", "[::]": "[::1]"}.get(
+            address, address)
+        health_url = lines[1] if len(lines) > 1 and lines[1].startswith("http") else None
+        return address, port, health_url
 
     def health(self, timeout: float = HEALTH_TIMEOUT) -> str:
-        """The health probe: the package's health path answers 2xx, or without one `/` answers below 500."""
-        address, port = self.configured_address()
-        path = self.info.health_path or "/"
-        url = f"http://{address}:{port}{path}"
+        """The health probe: the package's health URL answers 2xx, or without one `/` answers below 500."""
+        address, port, health_url = self.configured()
+        url = health_url or f"http://{address}:{port}/"
+        path = "/" + url.split("/", 3)[3] if url.count("/") >= 3 else "/"
         started = time.monotonic()
         code = self._first_answer(url, port, timeout)
         if code is None:
@@ -138,7 +151,7 @@ class ServiceProbe:
                 f"nothing answers on {address}:{port}, the configured port; the service listens on "
                 + (", ".join(listening) or "no TCP port")
             )
-        if self.info.health_path is not None and not 200 <= code < 300:
+        if health_url is not None and not 200 <= code < 300:
             raise failure(f"GET {path} answered {code}; the package's health path must answer 2xx")
         if code >= 500:
             raise failure(f"GET {path} answered {code}; without a health path `/` must answer below 500")
@@ -149,7 +162,8 @@ class ServiceProbe:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             result = self.host.run(
-                ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", url],
+                # -L: redirects followed, as deploy's urllib follows them.
+                ["curl", "-sSL", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", url],
                 check=False, timeout=30,
             )
             code = result.stdout.strip()

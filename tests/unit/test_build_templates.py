@@ -70,7 +70,7 @@ def test_rendered_files_and_modes(tmp_path: Path) -> None:
     names = sorted(p.relative_to(debian).as_posix() for p in debian.rglob("*") if p.is_file())
     assert names == [
         "cached-shlibdeps", "changelog", "control", "copyright", "finalize-venv", "gunicorn.conf.py", "make-venv",
-        "microdeploy.ini", "orders-api.install", "orders-api.lintian-overrides", "orders-api.logrotate",
+        "orders-api.install", "orders-api.lintian-overrides", "orders-api.logrotate",
         "orders-api.postinst", "orders-api.postrm", "orders-api.prerm", "orders-api.service", "orders-api.triggers",
         "rules", "source/format", "uv-pip",
     ]
@@ -78,12 +78,6 @@ def test_rendered_files_and_modes(tmp_path: Path) -> None:
         assert (debian / script).stat().st_mode & 0o111, script
     # uv-pip is read by make-venv and run by the venv's python, not executed itself.
     assert not (debian / "uv-pip").stat().st_mode & 0o111
-
-
-def test_microdeploy_ini_records_the_health_path(tmp_path: Path) -> None:
-    """microdeploy.ini carries the configured health path for `microdeploy check` to read from the .deb."""
-    text = (render(tmp_path, health_path="/ready") / "microdeploy.ini").read_text()
-    assert "[service]\nhealth_path = /ready\n" in text
 
 
 def test_unit_runs_gunicorn_as_the_service_user_without_capabilities(tmp_path: Path) -> None:

@@ -64,23 +64,21 @@ def test_overrides_carry_the_comment_above_them_as_reason() -> None:
     ]
 
 
-def test_read_deb_finds_overrides_unit_and_health_path(tmp_path: Path) -> None:
-    """The package's name, version, overrides, unit and recorded health path come from the .deb itself."""
+def test_read_deb_finds_overrides_and_unit(tmp_path: Path) -> None:
+    """The package's name, version, overrides and unit come from the .deb itself."""
     deb = make_deb(tmp_path, files={
         "usr/share/lintian/overrides/orders-api": OVERRIDES,
         "lib/systemd/system/orders-api.service": "[Service]\nExecStart=/bin/true\n",
-        "usr/share/orders-api/microdeploy.ini": "[service]\nhealth_path = /ready\n",
     })
     info = read_deb(deb)
     assert (info.name, info.version, info.unit, info.has_unit) == ("orders-api", "1.0-1", "orders-api.service", True)
-    assert info.health_path == "/ready"
     assert [o.tag for o in info.overrides][:2] == ["dir-or-file-in-opt", "unusual-interpreter"]
 
 
-def test_read_deb_without_microdeploy_ini_has_no_health_path(tmp_path: Path) -> None:
-    """A package that records no health path gets the fallback probe (`/` below 500)."""
+def test_read_deb_of_a_package_without_unit_or_overrides(tmp_path: Path) -> None:
+    """A package without a unit or overrides reads as such (its service checks are then not run)."""
     info = read_deb(make_deb(tmp_path))
-    assert (info.health_path, info.has_unit, info.overrides) == (None, False, ())
+    assert (info.has_unit, info.overrides) == (False, ())
 
 
 @pytest.mark.parametrize(("version", "depends", "release"), [
