@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from microdeploy.errors import bad_input
 from microdeploy.fsutil import atomic_write
 from microdeploy.repo import DEFAULT_DIST, KEYRING_NAME, Layout
 from microdeploy.testbed.image import ensure_image, ensure_piuparts_base, release_mirrors
+from microdeploy.testbed.procs import children
 
 from . import qa
 from .feed import MirrorSuite, serving_feed
@@ -102,6 +104,11 @@ def check(settings: CheckSettings, *, is_root: Callable[[], bool] = lambda: os.g
                                 settings.max_exposure)
                 with ExitStack() as host_stack:
                     host_checks(plan, record, host_stack)
+        except BaseException:
+            # Interrupted (Ctrl-C reaches the tools too; SIGTERM only us): the
+            # host is gone, end lintian and piuparts, our own children, by pid.
+            _end_children()
+            raise
         finally:
             for name, future in tools:
                 try:
@@ -119,6 +126,13 @@ def check(settings: CheckSettings, *, is_root: Callable[[], bool] = lambda: os.g
 def write_junit(report: Report, path: Path) -> None:
     """Write the report as JUnit XML to `path`, atomically."""
     atomic_write(path, report.junit_xml())
+
+
+def _end_children() -> None:
+    """SIGINT, as Ctrl-C would, to the programs this process still runs: piuparts cleans its chroot up on it."""
+    for pid in children(os.getpid()):
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)
 
 
 def _timed(func: Callable[[], Outcome]) -> Outcome:

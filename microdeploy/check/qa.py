@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import tempfile
@@ -15,6 +16,8 @@ from .package import DebInfo
 from .report import FAILED, PASSED, Outcome
 
 __all__ = ["lintian", "piuparts"]
+
+log = logging.getLogger(__name__)
 
 # piuparts installs, purges and upgrades in a throwaway chroot: minutes on a slow mirror.
 PIUPARTS_TIMEOUT = 1800.0
@@ -54,7 +57,7 @@ def piuparts(
         # instead: piuparts would install logrotate from the mirror for it.
         "--skip-logrotatefiles-test",
     ]  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="microdeploy-piuparts.") as tmp, _tmpfs(Path(tmp) / "chroot") as chroot:
+    with _scratch() as tmp, _tmpfs(Path(tmp) / "chroot") as chroot:
         argv += ["--tmpdir", str(chroot)]
         if repo_public is not None:
             # piuparts reads it inside its chroot: bind-mount it there, trust it
@@ -82,6 +85,25 @@ def piuparts(
 
 
 @contextmanager
+def _scratch() -> Iterator[Path]:
+    """A temporary directory, removed afterwards unless something is still mounted below it.
+
+    piuparts bind-mounts directories (the repositories it is offered) into
+    its chroot; if it is killed before it unmounts them, removing the tree
+    would delete through those mounts. Then it is left for a person to look at.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="microdeploy-piuparts."))
+    try:
+        yield directory
+    finally:
+        mounts = Path("/proc/self/mountinfo").read_text()
+        if f" {directory}/" in mounts:
+            log.warning("left %s in place: something is still mounted below it", directory)
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextmanager
 def _tmpfs(directory: Path) -> Iterator[Path]:
     """A private tmpfs at `directory` for the block: piuparts' chroot is unpacked and deleted in memory.
 
@@ -93,7 +115,8 @@ def _tmpfs(directory: Path) -> Iterator[Path]:
     try:
         yield directory
     finally:
-        run(["umount", str(directory)], check=False, timeout=120)
+        # Recursive: whatever an interrupted piuparts left mounted in its chroot goes too.
+        run(["umount", "--recursive", str(directory)], check=False, timeout=120)
 
 
 def _piuparts_reason(output: str) -> str:

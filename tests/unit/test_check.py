@@ -199,3 +199,69 @@ def test_cli_missing_or_foreign_files_exit_2(tmp_path: Path) -> None:
         result = CliRunner().invoke(main, ["check", *args])
         assert result.exit_code == 2, result.output
         assert message in result.output
+
+
+def test_feed_serves_the_repository_and_caches_the_mirrors_immutable_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/repo/ serves --repo's tree; /mirror/0/ passes through, pool/ and by-hash/ files from the cache next time."""
+    import functools
+    import threading
+    import urllib.error
+    import urllib.request
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from microdeploy.check import feed as feed_module
+
+    upstream_dir, public = tmp_path / "upstream", tmp_path / "public"
+    (upstream_dir / "pool/main/o").mkdir(parents=True)
+    (upstream_dir / "dists/bookworm").mkdir(parents=True)
+    (upstream_dir / "pool/main/o/o.deb").write_bytes(b"package v1")
+    (upstream_dir / "dists/bookworm/InRelease").write_text("release 1")
+    public.mkdir()
+    (public / "key.gpg").write_text("key")
+    monkeypatch.setattr(feed_module, "MIRROR_CACHE", tmp_path / "cache")
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(upstream_dir)))
+    thread = threading.Thread(target=upstream.serve_forever, daemon=True)
+    thread.start()
+    mirror = feed_module.MirrorSuite(f"http://127.0.0.1:{upstream.server_address[1]}/", ("bookworm",))
+
+    def get(url: str) -> bytes:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return bytes(answer.read())
+
+    try:
+        with feed_module.serving_feed("127.0.0.1", [mirror], public) as feed:
+            assert get(f"{feed.url}repo/key.gpg") == b"key"
+            assert get(f"{feed.url}mirror/0/pool/main/o/o.deb") == b"package v1"
+            assert get(f"{feed.url}mirror/0/dists/bookworm/InRelease") == b"release 1"
+            (upstream_dir / "pool/main/o/o.deb").write_bytes(b"changed upstream")
+            (upstream_dir / "dists/bookworm/InRelease").write_text("release 2")
+            assert get(f"{feed.url}mirror/0/pool/main/o/o.deb") == b"package v1"  # from the cache
+            assert get(f"{feed.url}mirror/0/dists/bookworm/InRelease") == b"release 2"  # never cached
+            for path in ("mirror/1/pool/x", "mirror/0/../etc/passwd", "etc/passwd", "repo/../upstream/x"):
+                with pytest.raises(urllib.error.HTTPError) as refused:
+                    get(f"{feed.url}{path}")
+                assert refused.value.code == 404, path
+                refused.value.close()
+            assert "URIs: " + feed.url + "mirror/0/\nSuites: bookworm\n" in feed.mirror_sources()
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
+        thread.join(10)
+
+
+def test_refresh_discards_the_cached_image_and_its_tree(tmp_path: Path) -> None:
+    """--refresh-images removes a cached image and its unpacked tree, so the next use builds them again."""
+    from microdeploy.testbed import image
+
+    tar = tmp_path / "bookworm-host-0123.tar"
+    tar.write_bytes(b"tar")
+    (tmp_path / "bookworm-host-0123.tree" / "etc").mkdir(parents=True)
+    image._discard(tar)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bookworm-host-0123.tar.lock", "bookworm-host-0123.tree.lock"]
