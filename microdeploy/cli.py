@@ -34,7 +34,7 @@ from microdeploy.controlrepo import (
     update_module,
 )
 from microdeploy.dists import DISTS
-from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
+from microdeploy.errors import EXIT_BAD_INPUT, EXIT_FAILURE, MicrodeployError
 from microdeploy.jenkins import FORMS, JenkinsOptions, jenkinsfile
 from microdeploy.repo import (
     DEFAULT_COMPONENT,
@@ -44,6 +44,7 @@ from microdeploy.repo import (
     SERVE_BIND,
     SERVE_PORT,
     PublishSettings,
+    check_served,
     publish,
     served_suites,
     sources_snippet,
@@ -82,6 +83,21 @@ class MicrodeployGroup(click.Group):
             if exc.hint:
                 click.echo(f"hint: {exc.hint}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:
+            # What the operating system refused where no check foresaw it (a disk that
+            # fills up mid-write, a file removed under us): a message, not a traceback.
+            if ctx.meta.get("microdeploy.debug"):
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            click.echo(f"error: {exc.strerror or exc}{where}", err=True)
+            click.echo("hint: Fix the cause (free space, permissions) and run the command again; "
+                       "--debug shows where it failed", err=True)
+            ctx.exit(EXIT_FAILURE)
+        except KeyboardInterrupt:
+            if ctx.meta.get("microdeploy.debug"):
+                raise
+            click.echo("error: interrupted", err=True)
+            ctx.exit(130)
 
 
 @click.group(cls=MicrodeployGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -348,12 +364,15 @@ def deploy_command(ctx: click.Context, name: str | None, version: str | None, de
               help="GnuPG home holding the signing key.")
 @click.option("--keep", type=int, default=DEFAULT_KEEP, show_default=True,
               help="Versions of each package kept available for rollback.")
+@click.option("--rotate-key", is_flag=True,
+              help="Sign with a new key (the repository's own, or --gpg-key); the old one stays in the exported "
+                   "keyring for 90 days.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object describing the result.")
 def publish_command(debs: tuple[Path, ...], repo_dir: Path, dist: str | None, component: str, gpg_key: str | None,
-                    gnupghome: Path | None, keep: int, as_json: bool) -> None:
+                    gnupghome: Path | None, keep: int, rotate_key: bool, as_json: bool) -> None:
     """Publish DEB files into the signed APT repository --repo (atomically)."""
     settings = PublishSettings(repo=repo_dir, dist=dist, component=component, gpg_key=gpg_key,
-                               gnupghome=gnupghome, keep=keep)
+                               gnupghome=gnupghome, keep=keep, rotate_key=rotate_key)
     result = publish(settings, debs)
     if as_json:
         print_json(result.as_dict())
@@ -383,6 +402,8 @@ def repo_group() -> None:
 def repo_serve(repo_dir: Path, bind: str, port: int, dist: str | None, component: str) -> None:
     """Serve the repository DIR over plain HTTP and print the apt source for hosts."""
     from microdeploy.repo_server import serve  # http.server: only when serving
+
+    check_served(bind, port, dist, component)
 
     def ready(url: str) -> None:
         keyring = f"/etc/apt/keyrings/{KEYRING_NAME}"

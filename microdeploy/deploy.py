@@ -50,8 +50,11 @@ DEFAULT_HEALTH_TIMEOUT = 60.0
 HEALTH_INTERVAL = 1.0
 # One health request may take this long before it counts as a failed poll.
 HEALTH_REQUEST_TIMEOUT = 5
-# World-writable and not a tmpfs on the host, so it works for a non-root --user too.
+# World-writable and not a tmpfs on the host, so it works for a non-root --user too;
+# each upload goes into a fresh private directory there (mktemp -d: 0700, unpredictable).
 REMOTE_DEB_DIR = "/var/tmp"
+REMOTE_DIR_TEMPLATE = f"{REMOTE_DEB_DIR}/microdeploy.XXXXXXXXXX"
+_REMOTE_DIR = re.compile(re.escape(REMOTE_DEB_DIR) + r"/microdeploy\.[A-Za-z0-9]{10}")
 # apt-get and dpkg may wait on the dpkg lock or a slow maintainer script.
 APT_TIMEOUT = 600.0
 
@@ -159,11 +162,11 @@ class Rollout:
     """A local .deb to upload and install instead of the repository's version."""
 
     @property
-    def deb_on_host(self) -> str | None:
-        """Where the uploaded .deb goes on each host (removed after the install)."""
+    def deb_name(self) -> str | None:
+        """The name of the uploaded .deb in its private directory on each host."""
         if self.deb is None:
             return None
-        return f"{REMOTE_DEB_DIR}/microdeploy-{self.package}_{self.version.replace(':', '%3a')}.deb"
+        return f"{self.package}_{self.version.replace(':', '%3a')}.deb"
 
     @property
     def targets(self) -> tuple[Target, ...]:
@@ -468,9 +471,14 @@ def _install(what: str, allow_downgrades: bool) -> str:
     return shlex.join([*argv, what])
 
 
-def cleanup_command(path: str) -> str:
-    """Delete the uploaded .deb."""
-    return shlex.join(["rm", "-f", "--", path])
+def private_dir_command() -> str:
+    """Make a fresh private directory for an upload (as the SSH user: it owns it, mode 0700)."""
+    return shlex.join(["mktemp", "-d", REMOTE_DIR_TEMPLATE])
+
+
+def cleanup_command(directory: str) -> str:
+    """Delete the upload's private directory and the .deb in it."""
+    return shlex.join(["rm", "-rf", "--", directory])
 
 
 def remove_command(package: str) -> str:
@@ -560,11 +568,11 @@ def plan(rollout: Rollout) -> tuple[tuple[str, ...], tuple[PlannedHost, ...]]:
 def _install_steps(rollout: Rollout, before: str | None) -> list[str]:
     """The install command as a dry run shows it, with the upload and cleanup of a local .deb."""
     downgrade = is_downgrade(before, rollout.version)
-    path = rollout.deb_on_host
-    if rollout.deb is None or path is None:
+    if rollout.deb is None or rollout.deb_name is None:
         return [install_command(rollout.package, rollout.version, allow_downgrades=downgrade)]
-    return [f"upload {rollout.deb} to {path}", install_file_command(path, allow_downgrades=downgrade),
-            cleanup_command(path)]
+    path = f"$DIR/{rollout.deb_name}"
+    return [f"DIR=$({private_dir_command()})", f"upload {rollout.deb} to {path}",
+            install_file_command(path, allow_downgrades=downgrade), cleanup_command("$DIR")]
 
 
 # ---------------------------------------------------------------------------
@@ -777,12 +785,20 @@ def _upgrade_steps(state: _Rollout, host: _Host) -> None:
             return
         host.updated = True
     downgrade = is_downgrade(host.before, rollout.version)
-    path = rollout.deb_on_host
-    if rollout.deb is not None and path is not None:
-        host.remote.put(rollout.deb, path)
-        result = host.remote.run(install_file_command(path, allow_downgrades=downgrade), sudo=rollout.sudo,
-                                 timeout=APT_TIMEOUT)
-        host.remote.run(cleanup_command(path))
+    if rollout.deb is not None and rollout.deb_name is not None:
+        made = host.remote.run(private_dir_command())
+        directory = made.stdout.strip()
+        if not made.ok or not _REMOTE_DIR.fullmatch(directory):
+            failed(f"cannot make a private directory in {REMOTE_DEB_DIR} (exit status {made.exit_code})\n"
+                   f"{_tail(made)}", host.before)
+            return
+        path = f"{directory}/{rollout.deb_name}"
+        try:
+            host.remote.put(rollout.deb, path)
+            result = host.remote.run(install_file_command(path, allow_downgrades=downgrade), sudo=rollout.sudo,
+                                     timeout=APT_TIMEOUT)
+        finally:
+            host.remote.run(cleanup_command(directory))
     else:
         result = host.remote.run(install_command(rollout.package, rollout.version, allow_downgrades=downgrade),
                                  sudo=rollout.sudo, timeout=APT_TIMEOUT)

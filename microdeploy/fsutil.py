@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from microdeploy.errors import bad_input
+
 
 def atomic_write(path: Path, data: str | bytes, mode: int = 0o644, *, durable: bool = True) -> None:
     """Write `data` to `path` through a temporary file in the same directory and a rename.
@@ -45,6 +47,8 @@ def staged_directory(dest: Path) -> Iterator[Path]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".staging", dir=dest.parent))
     try:
+        # mkdtemp makes it 0700; the directory it becomes follows the umask like mkdir's.
+        os.chmod(staging, 0o777 & ~process_umask())
         yield staging
         if dest.is_dir():
             dest.rmdir()  # only an empty directory; a non-empty one raises
@@ -77,3 +81,75 @@ def exclusive_lock(path: Path, timeout: float, timed_out: Callable[[], Exception
             yield time.monotonic() - started
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def process_umask() -> int:
+    """The process's umask, read without changing it (Linux's /proc), else by setting it back at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
+def owner_pid(path: Path, prefix: str) -> int | None:
+    """The pid in a name made by `private_directory(prefix)` (PREFIX.PID.RANDOM), or None."""
+    if not path.name.startswith(prefix + "."):
+        return None
+    pid, _, _ = path.name[len(prefix) + 1:].partition(".")
+    return int(pid) if pid.isdigit() else None
+
+
+def abandoned(parent: Path, prefix: str) -> list[Path]:
+    """Directories `private_directory(prefix)` made in `parent` whose process is gone (killed, crashed)."""
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return []
+    return sorted(path for path in entries
+                  if (pid := owner_pid(path, prefix)) is not None and pid != os.getpid() and not _pid_alive(pid)
+                  and path.is_dir() and not path.is_symlink())
+
+
+def private_directory(prefix: str, parent: Path | None = None) -> Path:
+    """A fresh 0700 directory PARENT/PREFIX.PID.RANDOM; those of dead processes with the same prefix are removed."""
+    base = Path(parent) if parent is not None else Path(tempfile.gettempdir())
+    for leftover in abandoned(base, prefix):
+        shutil.rmtree(leftover, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}.{os.getpid()}.", dir=base))
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Refuse (exit 2) an output `path` whose directory cannot take a new file, before any work.
+
+    The check tries it (a temporary file made and removed at once): permission
+    bits say nothing for root, a read-only mount or /proc.
+    """
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    hint = f"Pass a {what} in a directory you can write"
+    if path.is_symlink() and not path.exists():
+        raise bad_input(f"{path} is a dangling symbolic link", hint=hint)
+    if not parent.is_dir():
+        raise bad_input(f"cannot write {path}: {parent} is not a directory", hint=hint)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".microdeploy-probe.", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise bad_input(f"cannot write {path}: {parent}: {exc.strerror}", hint=hint) from exc

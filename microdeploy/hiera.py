@@ -32,7 +32,7 @@ from microdeploy.build.release.source import git_state
 from microdeploy.build.release.version import debian_revision, full_version, upstream_version
 from microdeploy.config import ServiceConfig, Settings, load_config
 from microdeploy.errors import bad_input
-from microdeploy.fsutil import atomic_write
+from microdeploy.fsutil import atomic_write, check_writable
 from microdeploy.hierarepo import SERVICES_KEY, data_file, owned_files, pinned_version, plain_key, set_pin
 from microdeploy.process import Runner, run
 
@@ -270,6 +270,8 @@ def collect_services(settings: PuppetDataSettings, runner: Runner = run) -> dict
 def puppet_data(settings: PuppetDataSettings, runner: Runner = run) -> PuppetDataResult:
     """Build the Hiera data of the services and print it, write it, or write it into the control repository."""
     target, level = _target(settings)
+    if target is not None:
+        check_writable(target, "data file")
     services = collect_services(settings, runner)
     top = apt_data(settings.apt_location, settings.apt_key)
     if settings.control_repo is not None and target is not None:

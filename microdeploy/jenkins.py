@@ -22,7 +22,7 @@ from typing import Any
 from microdeploy import dists, validate
 from microdeploy.config import ServiceConfig, load_config
 from microdeploy.errors import bad_input
-from microdeploy.fsutil import atomic_write
+from microdeploy.fsutil import atomic_write, check_writable
 from microdeploy.render import render_file
 from microdeploy.resources import template_folder
 
@@ -286,6 +286,8 @@ def jenkinsfile(
                         hint="Create the directory first, or pass --output - to print the Jenkinsfile")
     if output is not None and output.is_dir():
         raise bad_input(f"{output} is a directory", hint="Pass the path of the file to write, e.g. DIR/Jenkinsfile")
+    if output is not None:
+        check_writable(output, "Jenkinsfile path")
     config = None if form == "library" else load_config(project, overrides)
     text = render_jenkinsfile(config, check_options(options), form)
     if output is not None:

@@ -20,6 +20,7 @@ one version per package, and rollback needs the last N.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import json
@@ -36,9 +37,9 @@ from typing import Any
 
 from microdeploy import dists, validate
 from microdeploy.errors import MicrodeployError, bad_input
-from microdeploy.fsutil import atomic_write, exclusive_lock
+from microdeploy.fsutil import atomic_write, check_writable, exclusive_lock
 from microdeploy.process import Runner, run
-from microdeploy.signing import SigningKey, export_public_key, resolve_key, stop_agent
+from microdeploy.signing import SigningKey, export_keyring, own_key, resolve_key, rotate_own_key, stop_agent
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,13 @@ ARMORED_KEY_NAME = "microdeploy-archive-keyring.asc"
 HOST_KEYRING_DIR = "/etc/apt/keyrings"
 
 ENDPOINT = "filesystem:microdeploy:."
+# How long a key rotated out with --rotate-key stays in the exported keyring.
+KEY_TRANSITION_DAYS = 90
+# How long the by-hash index files of earlier publishes stay (an apt-get update
+# that read InRelease before a publish fetches the indexes it lists after it).
+BY_HASH_GRACE = 900.0
+# The ioctl that makes `dest` share `source`'s blocks (btrfs, XFS): linux/fs.h FICLONE.
+FICLONE = 0x40049409
 LOCK_TIMEOUT = 600.0
 APTLY_TIMEOUT = 600.0
 
@@ -70,6 +78,7 @@ class PublishSettings:
     gpg_key: str | None = None
     gnupghome: Path | None = None
     keep: int = DEFAULT_KEEP
+    rotate_key: bool = False
 
 
 @dataclass(frozen=True, order=True)
@@ -177,6 +186,8 @@ class Manifest:
 
     dists: Mapping[str, Mapping[str, Any]]
     key_fingerprint: str | None = None
+    # Keys rotated out (fingerprint -> when, seconds since the epoch): still in the exported keyring for a while.
+    retired_keys: Mapping[str, float] = field(default_factory=dict)
 
     def components(self, dist: str) -> dict[str, str]:
         """component -> published snapshot of `dist`."""
@@ -188,8 +199,8 @@ class Manifest:
 
     def to_json(self) -> str:
         """The manifest file's text."""
-        return json.dumps({"dists": self.dists, "key_fingerprint": self.key_fingerprint},
-                          indent=2, sort_keys=True) + "\n"
+        return json.dumps({"dists": self.dists, "key_fingerprint": self.key_fingerprint,
+                           "retired_keys": self.retired_keys}, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
@@ -197,7 +208,7 @@ class Manifest:
         if not path.is_file():
             return cls({})
         data = json.loads(path.read_text())
-        return cls(data.get("dists", {}), data.get("key_fingerprint"))
+        return cls(data.get("dists", {}), data.get("key_fingerprint"), data.get("retired_keys", {}))
 
 
 @dataclass(frozen=True)
@@ -225,6 +236,11 @@ class Layout:
     def gnupghome(self) -> Path:
         """The repository's own GnuPG home (mode 0700)."""
         return self.state / "gnupg"
+
+    @property
+    def retired_keys(self) -> Path:
+        """Public keyrings of keys rotated out, kept for the transition period."""
+        return self.state / "retired-keys"
 
     @property
     def generations(self) -> Path:
@@ -316,6 +332,13 @@ def check_suite(dist: str, component: str) -> None:
     """Refuse a distribution or component that is not one path segment of dists/ (publish and serve)."""
     validate.check(validate.SUITE, "distribution", dist, "--dist")
     validate.check(validate.COMPONENT, "component", component, "--component")
+
+
+def check_served(bind: str, port: int, dist: str | None, component: str) -> None:
+    """Refuse `repo serve` values that would make a bad listener or a bad sources snippet."""
+    validate.bind_address("bind", bind, "--bind")
+    validate.port("port", port, "--port", allow_zero=True)
+    check_suite(dist or DEFAULT_DIST, component)
 
 
 # --- planning (pure) --------------------------------------------------------
@@ -443,24 +466,28 @@ def aptly_commands(
     new_components = {**components, component: snapshot}
     archs = sorted(set(architectures) | set(manifest.architectures(dist)))
     sign = ["-batch", f"-gpg-key={key.fingerprint}"]
-    if components and component in components and set(archs) == set(manifest.architectures(dist)):
+    by_hash = bool(manifest.dists.get(dist, {}).get("acquire_by_hash"))
+    if components and component in components and set(archs) == set(manifest.architectures(dist)) and by_hash:
         # The usual case: one atomic switch of this component to the new snapshot.
         commands.append(["publish", "switch", *sign, f"-component={component}", dist, ENDPOINT, snapshot])
     else:
         if components:
-            # A new component or architecture cannot be switched in: publish the dist afresh.
+            # A new component or architecture cannot be switched in, and a dist published
+            # before microdeploy asked for by-hash indexes gets them only from a new
+            # publish: publish the dist afresh.
             commands.append(["publish", "drop", "-skip-cleanup", dist, ENDPOINT])
         names = sorted(new_components)
         commands.append([
             "publish", "snapshot", *sign, f"-distribution={dist}", f"-component={','.join(names)}",
-            f"-architectures={','.join(archs)}", "-origin=microdeploy", "-label=microdeploy",
+            f"-architectures={','.join(archs)}", "-origin=microdeploy", "-label=microdeploy", "-acquire-by-hash",
             *(new_components[name] for name in names), ENDPOINT,
         ])  # fmt: skip
     if old_snapshot is not None:
         commands.append(["snapshot", "drop", old_snapshot])
     commands.append(["db", "cleanup"])
-    dists = {**manifest.dists, dist: {"architectures": archs, "components": new_components}}
-    return commands, Manifest(dists, key.fingerprint)
+    dists = {**manifest.dists,
+             dist: {"architectures": archs, "components": new_components, "acquire_by_hash": True}}
+    return commands, Manifest(dists, key.fingerprint, manifest.retired_keys)
 
 
 # --- generations ------------------------------------------------------------
@@ -508,6 +535,39 @@ def _copy_tree(source: Path, dest: Path) -> None:
         return shutil.copy2(src, dst)
 
     shutil.copytree(source, dest, symlinks=True, copy_function=copy)
+
+
+def copy_file(source: Path, dest: Path) -> None:
+    """Copy `source` to a new file `dest`: a reflink where the file system shares blocks, else the bytes."""
+    with source.open("rb") as src, dest.open("xb") as dst:
+        try:
+            fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
+        except OSError:
+            shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def by_hash_files(published: Path) -> dict[Path, float]:
+    """The index files under the by-hash/ directories of a published tree (relative path -> mtime)."""
+    found = {}
+    for path in published.glob("dists/*/**/by-hash/*/*"):
+        if path.is_file() and not path.is_symlink():
+            found[path.relative_to(published)] = path.stat().st_mtime
+    return found
+
+
+def keep_recent_by_hash(earlier: Mapping[Path, float], source: Path, published: Path, now: float) -> None:
+    """Link back the by-hash files of `source` that aptly dropped from `published`, while still recent.
+
+    aptly keeps the indexes of the last two publishes; a client that read
+    InRelease a few publishes ago may still be fetching what it lists, so
+    index files younger than BY_HASH_GRACE seconds stay (hard links, from the
+    served generation this one was cloned from).
+    """
+    for relative, mtime in earlier.items():
+        path = published / relative
+        if now - mtime < BY_HASH_GRACE and not path.exists() and path.parent.is_dir() \
+                and (source / relative).is_file():
+            os.link(source / relative, path)
 
 
 def next_generation(layout: Layout) -> str:
@@ -574,6 +634,7 @@ def publish(
     *,
     runner: Runner = run,
     clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
 ) -> PublishResult:
     """Add `debs` to the signed repository `settings.repo` (created on first use) and serve the result atomically."""
     started = clock()
@@ -586,31 +647,40 @@ def publish(
     suites = sorted({deb.dist for deb in files})
     timings["validate"] = clock() - started
     layout = Layout(settings.repo.absolute())
-    own_key = settings.gpg_key is None and settings.gnupghome is None
-    with repository_lock(layout.lock) as waited:
-        timings["lock_wait"] = waited
-        current = layout.current()
-        manifest = Manifest.load(current / "manifest.json") if current else Manifest({})
-        plans = [
-            plan_suite(dist, [deb for deb in files if deb.dist == dist],
-                       served_packages(current / "published", dist, settings.component) if current else {},
-                       settings.keep)
-            for dist in suites
-        ]
-        try:
-            key = resolve_key(layout.gnupghome, key_id=settings.gpg_key, gnupghome=settings.gnupghome,
-                              runner=runner)
-            if manifest.key_fingerprint not in (None, key.fingerprint):
-                log.warning("the signing key changes from %s to %s: hosts need the new %s before their next "
-                            "update", manifest.key_fingerprint, key.fingerprint, KEYRING_NAME)
-            changed = (any(plan.new or plan.removed for plan in plans) or current is None
-                       or manifest.key_fingerprint != key.fingerprint)
-            if changed:
-                current = _make_generation(layout, current, manifest, settings, plans, key, runner, timings, clock)
-        finally:
-            if own_key and layout.gnupghome.is_dir():
-                # Signing started a gpg-agent in our GNUPGHOME: leave nothing running.
-                stop_agent(layout.gnupghome, runner)
+    check_writable(layout.state, "--repo")
+    explicit = None
+    if settings.gpg_key is not None or settings.gnupghome is not None:
+        # A key asked for is found before anything is made, so a wrong one leaves no trace.
+        explicit = resolve_key(layout.gnupghome, key_id=settings.gpg_key, gnupghome=settings.gnupghome,
+                               runner=runner)
+    created = not layout.root.exists()
+    try:
+        with repository_lock(layout.lock) as waited:
+            timings["lock_wait"] = waited
+            current = layout.current()
+            manifest = Manifest.load(current / "manifest.json") if current else Manifest({})
+            plans = [
+                plan_suite(dist, [deb for deb in files if deb.dist == dist],
+                           served_packages(current / "published", dist, settings.component) if current else {},
+                           settings.keep)
+                for dist in suites
+            ]
+            try:
+                key, next_manifest = signing_key(layout, manifest, explicit, settings.rotate_key, wall(), runner)
+                changed = (any(plan.new or plan.removed for plan in plans) or current is None
+                           or next_manifest != manifest)
+                if changed:
+                    current = _make_generation(layout, current, next_manifest, settings, plans, key, runner,
+                                               timings, clock)
+            finally:
+                if layout.gnupghome.is_dir():
+                    # Signing started a gpg-agent in our GNUPGHOME: leave nothing running.
+                    stop_agent(layout.gnupghome, runner)
+    except BaseException:
+        if created and layout.current() is None:
+            # A first publish that failed leaves no lock and no empty repository behind.
+            shutil.rmtree(layout.root, ignore_errors=True)
+        raise
     timings["total"] = clock() - started
     return PublishResult(
         repo=layout.root, public_dir=layout.public, dists=tuple(suites), component=settings.component,
@@ -622,6 +692,35 @@ def publish(
         armored_key=layout.public / ARMORED_KEY_NAME, generation=current.name if current else "",
         changed=changed, timings=timings,
     )  # fmt: skip
+
+
+def signing_key(layout: Layout, manifest: Manifest, explicit: SigningKey | None, rotate: bool, now: float,
+                runner: Runner = run) -> tuple[SigningKey, Manifest]:
+    """The key to sign with, and the manifest that records it; the key changes only with --rotate-key."""
+    expected = manifest.key_fingerprint
+    if explicit is not None:
+        key = explicit
+    elif rotate and expected is not None:
+        key = rotate_own_key(layout.gnupghome, expected, runner)
+    else:
+        key = own_key(layout.gnupghome, expected, runner)
+    retired = dict(manifest.retired_keys)
+    if expected not in (None, key.fingerprint):
+        if not rotate:
+            raise bad_input(
+                f"the repository is signed with key {expected}, not with {key.fingerprint}",
+                hint=f"Sign with key {expected} (leave out --gpg-key/--gnupghome for the repository's own key), "
+                     "or pass --rotate-key to change keys on purpose")
+        log.warning("rotating the signing key from %s to %s: %s carries both for %d days; give hosts the new "
+                    "keyring before then", expected, key.fingerprint, KEYRING_NAME, KEY_TRANSITION_DAYS)
+        retired[expected] = now
+        if layout.public.is_dir():
+            # The keyring hosts have now (the old key and any still in transition) stays exportable.
+            layout.retired_keys.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(layout.public / KEYRING_NAME, layout.retired_keys / f"{expected}.gpg")
+    retired = {fpr: when for fpr, when in retired.items()
+               if fpr != key.fingerprint and now - when < KEY_TRANSITION_DAYS * 86400}
+    return key, Manifest(manifest.dists, key.fingerprint, retired)
 
 
 def _make_generation(
@@ -658,12 +757,17 @@ def _make_generation(
             commands += suite_commands
         timings["stage"] = clock() - step
         step = clock()
+        earlier = by_hash_files(current / "published") if current is not None else {}
         for command in commands:
             runner(["aptly", f"-config={gen / 'aptly.conf'}", *command], env=key.env, timeout=APTLY_TIMEOUT)
-        shutil.rmtree(gen / "incoming")
+        if current is not None:
+            keep_recent_by_hash(earlier, current / "published", gen / "published", time.time())
+        shutil.rmtree(gen / "incoming", ignore_errors=True)
         timings["aptly"] = clock() - step
         step = clock()
-        export_public_key(key, gen / "published" / KEYRING_NAME, gen / "published" / ARMORED_KEY_NAME, runner)
+        retired = [layout.retired_keys / f"{fpr}.gpg" for fpr in sorted(manifest.retired_keys)
+                   if (layout.retired_keys / f"{fpr}.gpg").is_file()]
+        export_keyring(key, gen / "published" / KEYRING_NAME, gen / "published" / ARMORED_KEY_NAME, retired, runner)
         atomic_write(gen / "manifest.json", manifest.to_json())
         swap_public(layout, gen)
         timings["swap"] = clock() - step
@@ -678,15 +782,19 @@ def _make_generation(
 
 
 def stage_incoming(incoming: Path, debs: Sequence[DebFile]) -> list[Path]:
-    """Link (else copy) `debs` into `incoming` under Debian's file names, which aptly gives its pool files."""
+    """Copy `debs` into `incoming` under Debian's file names, which aptly gives its pool files.
+
+    A copy (or a reflink), never a hard link: the caller may overwrite its
+    file later, and the published package must not change with it.
+    """
     incoming.mkdir(parents=True)
     staged = []
     for deb in debs:
         path = incoming / deb.package.filename
-        try:
-            os.link(deb.path, path)
-        except OSError:
-            shutil.copy2(deb.path, path)
+        copy_file(deb.path, path)
+        if sha256_of(path) != deb.sha256:
+            raise bad_input(f"{deb.path} changed while it was being published",
+                            hint="Publish it again once it is no longer being written")
         staged.append(path)
     return staged
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from microdeploy.config import DEFAULT_MAINTAINER, ServiceConfig
 from microdeploy.errors import bad_input
-from microdeploy.fsutil import staged_directory
+from microdeploy.fsutil import check_writable, staged_directory
 from microdeploy.render import render_tree
 from microdeploy.resources import service_template
 
@@ -37,7 +37,9 @@ def scaffold_context(config: ServiceConfig, *, with_db: bool) -> dict[str, objec
 
 
 def check_destination(dest: Path) -> None:
-    """Refuse a destination that is a file or a non-empty directory."""
+    """Refuse a destination that is a symbolic link, a file, a non-empty directory or not writable."""
+    if dest.is_symlink():
+        raise bad_input(f"{dest} is a symbolic link", hint="Pass the directory itself with --dir, or a new path")
     if dest.exists() and not dest.is_dir():
         raise bad_input(f"{dest} exists and is not a directory", hint="Choose another --dir")
     if dest.is_dir() and any(dest.iterdir()):
@@ -45,6 +47,7 @@ def check_destination(dest: Path) -> None:
             f"{dest} already exists and is not empty",
             hint="Choose another --dir, or remove the directory first",
         )
+    check_writable(dest, "--dir")
 
 
 def scaffold(config: ServiceConfig, dest: Path, *, with_db: bool = False) -> list[Path]:

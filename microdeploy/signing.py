@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +104,40 @@ def resolve_key(
     return SigningKey(create_key(own_home, runner), own_home, created=True)
 
 
+def own_key(home: Path, expected: str | None, runner: Runner = run) -> SigningKey:
+    """The repository's own key: the one it is signed with (`expected`), never a new one behind its back.
+
+    A repository that was never signed gets a key made on first use. One that
+    was signed, whose key is gone or unreadable, is refused: signing it with a
+    new key would make every host fail with NO_PUBKEY.
+    """
+    if expected is None:
+        return resolve_key(home, runner=runner)
+    found = secret_key_fingerprints(home, None, runner) if home.is_dir() else []
+    if expected in found:
+        return SigningKey(expected, home)
+    state = "does not exist" if not home.exists() else "holds no readable secret key" if not found else \
+        f"holds other keys ({', '.join(found)})"
+    raise bad_input(
+        f"the repository is signed with key {expected}, but its key directory {home} {state}",
+        hint=f"Restore {home} from a backup, or pass --gpg-key/--gnupghome with key {expected}; "
+             "to sign with a new key on purpose, publish with --rotate-key",
+    )
+
+
+def rotate_own_key(home: Path, old: str, runner: Runner = run) -> SigningKey:
+    """Make a new own key; the old key's GnuPG home is kept whole beside it (it holds the private key)."""
+    fresh = home.with_name(f"{home.name}.new")
+    shutil.rmtree(fresh, ignore_errors=True)  # a rotation killed half-way
+    fingerprint = create_key(fresh, runner)
+    stop_agent(fresh, runner)
+    if home.exists():
+        stop_agent(home, runner)
+        home.rename(home.with_name(f"{home.name}.retired-{old}"))
+    fresh.rename(home)
+    return SigningKey(fingerprint, home, created=True)
+
+
 def create_key(home: Path, runner: Runner = run) -> str:
     """Make an Ed25519 signing key without passphrase in `home` (mode 0700); return its fingerprint."""
     home.mkdir(parents=True, exist_ok=True)
@@ -117,7 +154,7 @@ def create_key(home: Path, runner: Runner = run) -> str:
     found = secret_key_fingerprints(home, None, runner)
     if not found:
         raise MicrodeployError(f"gpg made no usable signing key in {home}",
-                               hint="Remove the directory and publish again")
+                               hint=f"Check the gpg output above and that {home} is writable, then publish again")
     log.info("created the repository signing key %s", found[0])
     return found[0]
 
@@ -127,6 +164,26 @@ def export_public_key(key: SigningKey, binary: Path, armored: Path, runner: Runn
     base = ["gpg", "--batch", "--yes", "--export-options", "export-minimal"]
     runner([*base, "--output", str(binary), "--export", key.fingerprint], env=key.env)
     runner([*base, "--armor", "--output", str(armored), "--export", key.fingerprint], env=key.env)
+
+
+def export_keyring(key: SigningKey, binary: Path, armored: Path, retired: Sequence[Path] = (),
+                   runner: Runner = run) -> None:
+    """Export `key`, and the public keys in the `retired` keyrings, as one keyring for apt (binary and armoured)."""
+    if not retired:
+        export_public_key(key, binary, armored, runner)
+        return
+    home = Path(tempfile.mkdtemp(prefix="microdeploy-keyring."))
+    try:
+        current = home / "current.gpg"
+        runner(["gpg", "--batch", "--yes", "--export-options", "export-minimal", "--output", str(current),
+                "--export", key.fingerprint], env=key.env)
+        runner(["gpg", "--batch", "--import", str(current), *map(str, retired)], env=gpg_env(home))
+        base = ["gpg", "--batch", "--yes", "--export-options", "export-minimal"]
+        runner([*base, "--output", str(binary), "--export"], env=gpg_env(home))
+        runner([*base, "--armor", "--output", str(armored), "--export"], env=gpg_env(home))
+    finally:
+        stop_agent(home, runner)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def stop_agent(gnupghome: Path, runner: Runner = run) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import replace
@@ -23,12 +22,13 @@ from microdeploy.build.debiandir.context import WSGI_SERVER, BuildFacts, debian_
 from microdeploy.build.debiandir.tree import SOURCE_SUBDIR, copy_source, render_debian
 from microdeploy.build.dpkg import Artifacts, collect, dpkg_buildpackage
 from microdeploy.build.fastpath.installer import Installer, choose_installer
-from microdeploy.build.output import BuildResult, output_directory, publish_artifacts
+from microdeploy.build.output import BuildResult, move_in, output_directory, prepare_output
 from microdeploy.build.release import source
 from microdeploy.build.release.plan import Release, release, target
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.config import ServiceConfig, load_config
 from microdeploy.errors import MicrodeployError, bad_input
+from microdeploy.fsutil import private_directory
 from microdeploy.process import Runner, run
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,7 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
     started = time.monotonic()
     config, facts, made = plan(settings, runner, root)
     out = output_directory(settings)
+    staging = prepare_output(out)
     cache_size = default_max_size(settings.environ)
     log.info("building %s %s", config.name, facts.version)
     installer = choose_installer(
@@ -113,7 +114,7 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
         environ=settings.environ, refresh_layer=settings.refresh_deps, runner=runner, dist=facts.distribution,
     )
     facts = replace(facts, installer=installer.kind)
-    work = Path(tempfile.mkdtemp(prefix=f"microdeploy-{config.name}.", dir=settings.work_dir))
+    work = private_directory(f"microdeploy-{config.name}", settings.work_dir)
     try:
         with ExitStack() as stack:
             if root is not None:
@@ -121,17 +122,19 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
                 binds = [work, *([installer.cache_root] if installer.cache_root else []),
                          *([Path(installer.uv).resolve().parent] if installer.uv else [])]
                 runner = stack.enter_context(buildroot.entered(root, work, binds, runner))
-            artifacts = build_tree(settings, config, facts, made, installer, work, out, runner)
+            built = build_tree(settings, config, facts, made, installer, work, runner)
+        artifacts = move_in(built, staging, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
     if installer.cache_root is not None:
         prune_after_build(installer.cache_root, cache_size)
     return BuildResult.of(config.name, facts.version, artifacts, started)
 
 
 def build_tree(settings: BuildSettings, config: ServiceConfig, facts: BuildFacts, made: Release,
-               installer: Installer, work: Path, out: Path, runner: Runner) -> Artifacts:
-    """The build tree in `work`, dpkg-buildpackage over it, and its files copied to `out`."""
+               installer: Installer, work: Path, runner: Runner) -> Artifacts:
+    """The build tree in `work`, dpkg-buildpackage over it; the files it made (still in `work`)."""
     tree = work / f"{config.name}-{facts.upstream.replace(':', '_')}"
     copy_source(settings.project, tree / SOURCE_SUBDIR)
     beside = installer.start_beside(work, tree / SOURCE_SUBDIR, config.name,
@@ -144,4 +147,4 @@ def build_tree(settings: BuildSettings, config: ServiceConfig, facts: BuildFacts
         dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner)
     finally:
         beside.finish()
-    return publish_artifacts(collect(tree.parent, config.name), out)
+    return collect(tree.parent, config.name)

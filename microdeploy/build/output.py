@@ -1,8 +1,21 @@
-"""What a build leaves in the output directory, and what it reports."""
+"""What a build leaves in the output directory, and what it reports.
+
+The output directory gets a build's .deb, .buildinfo and .changes together,
+or nothing. The three files are copied into a staging directory beside it
+(same file system, so a rename moves them) and renamed in, the .deb last,
+with a list of them written first. A build killed during those renames
+leaves the staging directory and its list behind; the next build into the
+same directory puts back what was there before and removes the rest. Files
+of the same name that a rename replaces are kept in the staging directory
+(hard links) until all three are in.
+"""
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,10 +24,14 @@ from typing import Any
 from microdeploy import dists
 from microdeploy.build.dpkg import Artifacts
 from microdeploy.build.release.settings import BuildSettings
-from microdeploy.errors import bad_input
-from microdeploy.fsutil import atomic_write
+from microdeploy.errors import MicrodeployError, bad_input
+from microdeploy.fsutil import abandoned, atomic_write, private_directory
 
 log = logging.getLogger(__name__)
+
+LIST = ".files"
+PREVIOUS = ".previous"
+ORDER = ("buildinfo", "changes", "deb")
 
 
 @dataclass(frozen=True)
@@ -51,19 +68,72 @@ class BuildResult:
 
 
 def output_directory(settings: BuildSettings) -> Path:
-    """--out, else PROJECT/dist; refused when it is a file."""
-    out = settings.out or settings.project / "dist"
+    """--out, else PROJECT/dist."""
+    return settings.out or settings.project / "dist"
+
+
+def staging_prefix(out: Path) -> str:
+    """The name prefix of the staging directories of `out` (they live beside it)."""
+    return f".{out.name}.staging"
+
+
+def prepare_output(out: Path) -> Path:
+    """Check that `out` can take the build, recover what a killed build left, and make a staging directory."""
     if out.exists() and not out.is_dir():
         raise bad_input(f"output path {out} is not a directory", hint="Pass a directory with --out")
-    return out
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        recover(out)
+        staging = private_directory(staging_prefix(out), out.parent)
+    except OSError as exc:
+        raise bad_input(f"cannot write the build's output beside {out}: {exc.strerror}",
+                        hint="Pass a directory you can write with --out") from exc
+    if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
+        shutil.rmtree(staging, ignore_errors=True)
+        raise bad_input(f"cannot write the build's output into {out}: {os.strerror(errno.EACCES)}",
+                        hint="Pass a directory you can write with --out")
+    return staging
 
 
-def publish_artifacts(built: Artifacts, out: Path) -> Artifacts:
-    """Copy the three files into `out`, each atomically, the .deb last."""
-    out.mkdir(parents=True, exist_ok=True)
-    copied = {}
-    for kind in ("buildinfo", "changes", "deb"):
-        path: Path = getattr(built, kind)
-        atomic_write(out / path.name, path.read_bytes())
-        copied[kind] = out / path.name
-    return Artifacts(**copied)
+def recover(out: Path) -> None:
+    """Undo the half-done move of a killed build into `out`, and remove its staging directory."""
+    for leftover in abandoned(out.parent, staging_prefix(out)):
+        listed = leftover / LIST
+        names = listed.read_text(encoding="utf-8").split("\n") if listed.is_file() else []
+        if any((leftover / name).exists() for name in names if name):
+            for name in filter(None, names):
+                previous = leftover / (name + PREVIOUS)
+                if previous.exists():
+                    os.replace(previous, out / name)
+                elif not (leftover / name).exists():
+                    (out / name).unlink(missing_ok=True)
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def move_in(built: Artifacts, staging: Path, out: Path) -> Artifacts:
+    """Copy the build's files into `staging`, then rename them into `out` (the .deb last)."""
+    names = [getattr(built, kind).name for kind in ORDER]
+    try:
+        for kind, name in zip(ORDER, names, strict=True):
+            atomic_write(staging / name, getattr(built, kind).read_bytes())
+        out.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            if (out / name).exists():
+                os.link(out / name, staging / (name + PREVIOUS))
+        atomic_write(staging / LIST, "\n".join(names) + "\n")
+    except OSError as exc:
+        raise MicrodeployError(f"cannot write the build's output to {out}: {exc.strerror}",
+                               hint="Free some space (or fix the permissions) and build again") from exc
+    for name in names:
+        os.replace(staging / name, out / name)
+    _sync_directory(out)
+    shutil.rmtree(staging, ignore_errors=True)
+    return Artifacts(**{kind: out / name for kind, name in zip(ORDER, names, strict=True)})
+
+
+def _sync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import ast
 import logging
 import shutil
-import tempfile
 import time
 import tomllib
 from collections.abc import Mapping
@@ -29,13 +28,13 @@ from microdeploy.build import buildroot
 from microdeploy.build.debiandir.context import copyright_context
 from microdeploy.build.debiandir.tree import copy_source, date_tree
 from microdeploy.build.dpkg import Artifacts, build_environment, build_jobs, collect, run_build_step
-from microdeploy.build.output import BuildResult, output_directory, publish_artifacts
+from microdeploy.build.output import BuildResult, move_in, output_directory, prepare_output
 from microdeploy.build.release import source
 from microdeploy.build.release.plan import release, target
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.config import ServiceConfig, load_config, read_project_file
 from microdeploy.errors import MicrodeployError, bad_input
-from microdeploy.fsutil import atomic_write
+from microdeploy.fsutil import atomic_write, private_directory
 from microdeploy.process import Runner, require_tools, run
 from microdeploy.render import render_file
 from microdeploy.resources import template_folder
@@ -250,17 +249,19 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
     out = output_directory(settings)
     if root is None:
         require_tools(*BUILD_TOOLS)
+    staging = prepare_output(out)
     log.info("building %s %s (stdeb)", library.package, library.version)
-    work = Path(tempfile.mkdtemp(prefix=f"microdeploy-{library.source}.", dir=settings.work_dir))
+    work = private_directory(f"microdeploy-{library.source}", settings.work_dir)
     try:
         with ExitStack() as stack:
             if root is not None:
                 runner = stack.enter_context(buildroot.entered(root, work, [work], runner))
             built = _build_in(work, settings.project, library, settings.environ, runner)
         check_built_pure(built.deb.parent, library.package)
-        artifacts = publish_artifacts(built, out)
+        artifacts = move_in(built, staging, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
     return BuildResult.of(library.package, library.version, artifacts, started)
 
 

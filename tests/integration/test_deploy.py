@@ -389,5 +389,5 @@ def test_local_deb_is_uploaded_and_installed(fleet: Fleet) -> None:
     assert (report["package"], report["version"]) == (PKG, "4.0-1")
     assert [(h["before"], h["after"], h["state"]) for h in report["hosts"]] == [("2.0-1", "4.0-1", "upgraded")]
     assert health(host) == (200, '{"version": "4.0-1", "ok": true}')
-    assert "microdeploy-" not in host.run(["ls", "-a", "/var/tmp"]).stdout
+    assert "microdeploy" not in host.run(["ls", "-a", "/var/tmp"]).stdout
     assert installed(fleet.hosts[1]) == "2.0-1"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -256,7 +260,8 @@ def test_a_failed_signing_leaves_the_previous_state_served(
         publish(repo, make_deb("1.0-1"))
         before = snapshot(repo)
         generations = sorted(p.name for p in (repo / "state" / "generations").iterdir())
-        result = microdeploy("publish", str(make_deb("2.0-1")), "--repo", str(repo), "--gnupghome", str(locked))
+        result = microdeploy("publish", str(make_deb("2.0-1")), "--repo", str(repo), "--gnupghome", str(locked),
+                             "--rotate-key")
         assert result.returncode == 1, result.stderr
         assert snapshot(repo) == before
         assert sorted(p.name for p in (repo / "state" / "generations").iterdir()) == generations
@@ -391,3 +396,176 @@ def test_a_booted_host_installs_upgrades_and_rolls_back_from_the_signed_reposito
                        env={**os.environ, "GNUPGHOME": str(home)}, check=True, capture_output=True, timeout=30)
         host.copy_in(wrong, f"/etc/apt/keyrings/{KEYRING}")
         update_fails(host, "NO_PUBKEY")
+
+
+# --- consistency while it changes, keys, faults (issue 18) -------------------
+
+
+def check_hashes(repo: Path) -> None:
+    """Every index that Release lists matches its SHA256 and size, and every by-hash file is named by its hash."""
+    from debian.deb822 import Release
+
+    dists = repo / "public" / "dists" / DIST
+    release = Release((dists / "Release").read_text())
+    assert release["Acquire-By-Hash"] == "yes"
+    listed = 0
+    for entry in release["SHA256"]:
+        path = dists / entry["name"]
+        if path.is_file():
+            data = path.read_bytes()
+            assert (hashlib.sha256(data).hexdigest(), len(data)) == (entry["sha256"], int(entry["size"])), path
+            by_hash = path.parent / "by-hash" / "SHA256" / entry["sha256"]
+            assert by_hash.read_bytes() == data, by_hash
+            listed += 1
+    assert listed
+    for path in dists.glob("**/by-hash/SHA256/*"):
+        if path.is_file() and len(path.name) == 64:
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == path.name, path
+
+
+def test_publish_copies_the_caller_s_file_and_writes_by_hash_indexes(repo: Path, make_deb: MakeDeb,
+                                                                       tmp_path: Path) -> None:
+    """The pool never shares an inode with the given .deb, so overwriting it later changes nothing served."""
+    given = tmp_path / "given.deb"
+    shutil.copyfile(make_deb("1.0-1"), given)
+    publish(repo, given)
+    (pooled,) = (repo / "public" / "pool").rglob("*.deb")
+    assert pooled.stat().st_ino != given.stat().st_ino
+    original = pooled.read_bytes()
+    with given.open("r+b") as handle:  # the same inode, rewritten in place
+        handle.seek(-4, os.SEEK_END)
+        handle.write(b"XXXX")
+    assert pooled.read_bytes() == original
+    check_hashes(repo)
+    verify_release(repo, repo / "public" / KEYRING)
+
+
+def local_apt(root: Path, url: str, keyring: Path) -> list[str]:
+    """The argv of an `apt-get update` on this machine for the repository at `url` alone, in private state dirs."""
+    (root / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    (root / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    (root / "sources.list").write_text(f"deb [signed-by={keyring}] {url} {DIST} main\n")
+    options = {
+        "Dir::Etc::SourceList": root / "sources.list", "Dir::Etc::SourceParts": root / "none",
+        "Dir::State::Lists": root / "lists", "Dir::Cache": root / "cache", "Debug::NoLocking": "1",
+        "APT::Sandbox::User": "root", "Acquire::Languages": "none", "Acquire::http::Proxy::127.0.0.1": "DIRECT",
+    }
+    return ["apt-get", "-q", "update", "--error-on=any", *(f"-o{k}={v}" for k, v in options.items())]
+
+
+def test_apt_get_update_never_fails_during_eight_concurrent_publishes(repo: Path, make_deb: MakeDeb,
+                                                                      tmp_path: Path) -> None:
+    """apt-get update in a loop against the served repository succeeds every time while 8 publishes run."""
+    from microdeploy.repo_server import serving
+
+    publish(repo, make_deb("1.0-1"))
+    keyring = tmp_path / "keyring.gpg"
+    shutil.copyfile(repo / "public" / KEYRING, keyring)
+    debs = [make_deb(f"1.{i}-1") for i in range(1, 9)]
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    outcomes: list[tuple[int, str]] = []
+    with serving(repo, "127.0.0.1", 0) as url:
+        argv = local_apt(tmp_path / "apt", url, keyring)
+        children = [subprocess.Popen([sys.executable, "-m", "microdeploy", "publish", str(deb), "--repo", str(repo)],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                    for deb in debs]
+        try:
+            while any(child.poll() is None for child in children) or len(outcomes) < 3:
+                done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+                outcomes.append((done.returncode, done.stdout + done.stderr))
+        finally:
+            for child in children:
+                _, err = child.communicate(timeout=CLI_TIMEOUT)
+                assert child.returncode == 0, err.decode()
+    failures = [text for code, text in outcomes if code != 0 or "\nW:" in text or "\nE:" in text]
+    assert not failures, f"{len(failures)} of {len(outcomes)} updates failed:\n{failures[0]}"
+    assert served_versions(repo) == sorted(["1.0-1", *(f"1.{i}-1" for i in range(1, 9))])[-5:]
+    check_hashes(repo)
+
+
+def test_a_repository_whose_key_is_missing_or_unreadable_is_refused(repo: Path, make_deb: MakeDeb) -> None:
+    """With state/gnupg gone or damaged, publish exits 2 with a non-destructive hint and serves what it did."""
+    data = publish(repo, make_deb("1.0-1"))
+    before = snapshot(repo)
+    home = repo / "state" / "gnupg"
+    stop_gpg_agent(home)
+    home.rename(repo / "state" / "gnupg.away")
+    result = microdeploy("publish", str(make_deb("2.0-1")), "--repo", str(repo))
+    assert result.returncode == 2, result.stderr
+    assert f"signed with key {data['key_fingerprint']}" in result.stderr
+    assert "hint: Restore" in result.stderr and "--rotate-key" in result.stderr and "Remove" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert snapshot(repo) == before and not home.exists()
+    home.mkdir(mode=0o700)  # an empty (or damaged) key directory: no secret key to be read
+    result = microdeploy("publish", str(make_deb("2.0-1")), "--repo", str(repo))
+    assert result.returncode == 2 and "holds no readable secret key" in result.stderr, result.stderr
+    assert snapshot(repo) == before
+
+
+def test_an_explicit_key_that_differs_is_refused_without_rotate_key(repo: Path, make_deb: MakeDeb,
+                                                                    other_key: tuple[Path, str]) -> None:
+    """Signing an existing repository with another key needs --rotate-key (exit 2, nothing changed)."""
+    publish(repo, make_deb("1.0-1"))
+    before = snapshot(repo)
+    home, _ = other_key
+    result = microdeploy("publish", str(make_deb("2.0-1")), "--repo", str(repo), "--gnupghome", str(home))
+    assert result.returncode == 2 and "--rotate-key" in result.stderr, result.stderr
+    assert snapshot(repo) == before
+
+
+def key_fingerprints(keyring: Path) -> set[str]:
+    """The primary key fingerprints in a keyring file."""
+    shown = subprocess.run(["gpg", "--batch", "--with-colons", "--show-keys", str(keyring)], check=True,
+                           capture_output=True, text=True, timeout=30).stdout
+    lines = shown.splitlines()
+    return {lines[i + 1].split(":")[9] for i, line in enumerate(lines) if line.startswith("pub")}
+
+
+def test_rotate_key_signs_with_a_new_key_and_keeps_the_old_one_exported(repo: Path, make_deb: MakeDeb) -> None:
+    """--rotate-key makes a new own key, keeps the old GnuPG home, and exports both keys in the keyring."""
+    old = publish(repo, make_deb("1.0-1"))["key_fingerprint"]
+    new = publish(repo, make_deb("2.0-1"), extra=("--rotate-key",))["key_fingerprint"]
+    try:
+        assert new != old
+        assert (repo / "state" / f"gnupg.retired-{old}").is_dir()
+        assert key_fingerprints(repo / "public" / KEYRING) == {old, new}
+        verify_release(repo, repo / "public" / KEYRING)
+        armored = (repo / "public" / "microdeploy-archive-keyring.asc").read_text()
+        assert armored.count("BEGIN PGP PUBLIC KEY BLOCK") == 1
+        # Later publishes sign with the new key and still export the old one.
+        assert publish(repo, make_deb("3.0-1"))["key_fingerprint"] == new
+        assert key_fingerprints(repo / "public" / KEYRING) == {old, new}
+    finally:
+        stop_gpg_agent(repo / "state" / f"gnupg.retired-{old}")
+
+
+@pytest.mark.parametrize("extra", [("--gpg-key", "DEADBEEF"), ("--dist", "bookworm\nTrusted: yes")], ids=repr)
+def test_a_refused_first_publish_leaves_nothing(tmp_path: Path, make_deb: MakeDeb, extra: tuple[str, str]) -> None:
+    """A first publish refused for its key or options creates no repository, lock or key."""
+    result = microdeploy("publish", str(make_deb("1.0-1")), "--repo", str(tmp_path / "new-repo"), *extra)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "new-repo").exists()
+
+
+def test_a_publish_killed_at_any_moment_leaves_a_verifiable_repository(repo: Path, make_deb: MakeDeb) -> None:
+    """SIGKILL at moments spread over a publish (6 of them): what is served verifies, hashes match, it goes on."""
+    publish(repo, make_deb("1.0-1"))
+    started = time.monotonic()
+    publish(repo, make_deb("1.1-1"))
+    duration = time.monotonic() - started
+    for i in range(6):
+        version = f"2.{i}-1"
+        child = subprocess.Popen([sys.executable, "-m", "microdeploy", "publish", str(make_deb(version)),
+                                  "--repo", str(repo)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(duration * (i + 0.5) / 6)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)  # the group we started: the CLI, aptly and gpg
+        child.wait(30)
+        verify_release(repo, repo / "public" / KEYRING)
+        check_hashes(repo)
+        assert served_versions(repo)[0] >= "1.0-1"
+    publish(repo, make_deb("3.0-1"))
+    verify_release(repo, repo / "public" / KEYRING)
+    check_hashes(repo)
+    assert len(list((repo / "state" / "generations").iterdir())) <= 2

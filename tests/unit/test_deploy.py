@@ -31,6 +31,7 @@ from microdeploy.deploy import (
     parse_madison,
     parse_query,
     parse_target,
+    private_dir_command,
     query_command,
     remove_command,
     split_batches,
@@ -77,8 +78,11 @@ class FakeHost:
         if argv[:2] == ["apt-get", "install"] and argv[-1].startswith("/"):
             self.installed = self.uploads[argv[-1]]
             return CommandResult(0)
-        if argv[:2] == ["rm", "-f"]:
-            self.uploads.pop(argv[-1])
+        if argv[:2] == ["mktemp", "-d"]:
+            return CommandResult(0, "/var/tmp/microdeploy.AbCdEf1234\n")
+        if argv[:2] == ["rm", "-rf"]:
+            for path in [p for p in self.uploads if p.startswith(argv[-1] + "/")]:
+                self.uploads.pop(path)
             return CommandResult(0)
         if argv[:2] == ["apt-get", "install"]:
             version = argv[-1].partition("=")[2]
@@ -537,14 +541,16 @@ def test_cli_dry_run_prints_the_plan(fleet: list[FakeHost]) -> None:
 
 
 def test_deb_is_uploaded_installed_and_removed(tmp_path: Path) -> None:
-    """--deb uploads the file to /var/tmp, installs it with apt-get, deletes it, then checks health."""
+    """--deb uploads the file into a fresh private directory, installs it with apt-get, deletes it, checks health."""
     fleet = hosts("h1", "h2")
     deb = fake_deb(tmp_path, PKG, "4")
     report, _ = run_deploy(fleet, version=None, name=None, deb=deb)
     assert report.result == "success" and report.package == PKG and report.version == "4"
-    on_host = "/var/tmp/microdeploy-orders-api_4.deb"
-    assert fleet[1].commands == [QUERY, UPDATE, f"put {deb.name} {on_host}", install_file_command(on_host),
-                                 cleanup_command(on_host), QUERY, HEALTH]
+    private = "/var/tmp/microdeploy.AbCdEf1234"
+    on_host = f"{private}/orders-api_4.deb"
+    assert fleet[1].commands == [QUERY, UPDATE, private_dir_command(), f"put {deb.name} {on_host}",
+                                 install_file_command(on_host), cleanup_command(private), QUERY, HEALTH]
+    assert private_dir_command() == "mktemp -d /var/tmp/microdeploy.XXXXXXXXXX"
     assert fleet[0].uploads == fleet[1].uploads == {}
     assert [h.after for h in report.hosts] == ["4", "4"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,45 @@ def test_staged_directory_replaces_an_empty_directory(tmp_path: Path) -> None:
         (staging / "a").write_text("a")
     assert [p.name for p in tmp_path.iterdir()] == ["svc"]
     assert (tmp_path / "svc" / "a").read_text() == "a"
+
+
+def test_private_directories_of_dead_processes_are_swept(tmp_path: Path) -> None:
+    """A work directory left by a killed process goes when the next one is made; a live one stays."""
+    import subprocess
+
+    from microdeploy.fsutil import private_directory
+
+    child = subprocess.Popen(["true"])
+    child.wait()
+    dead = tmp_path / f"microdeploy-svc.{child.pid}.x1"
+    live = tmp_path / f"microdeploy-svc.{os.getppid()}.x2"
+    dead.mkdir()
+    live.mkdir()
+    made = private_directory("microdeploy-svc", tmp_path)
+    assert made.stat().st_mode & 0o777 == 0o700
+    assert not dead.exists() and live.exists() and made.name.startswith(f"microdeploy-svc.{os.getpid()}.")
+
+
+def test_a_staged_directory_follows_the_umask(tmp_path: Path) -> None:
+    """The directory made from the staging one is 0755 under umask 022 (not mkdtemp's 0700)."""
+    old = os.umask(0o022)
+    try:
+        with staged_directory(tmp_path / "svc") as staging:
+            (staging / "f").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "svc").stat().st_mode & 0o777 == 0o755
+
+
+def test_check_writable_refuses_dangling_links_and_proc(tmp_path: Path) -> None:
+    """An output that is a dangling link, or in /proc, is bad input (exit 2)."""
+    from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
+    from microdeploy.fsutil import check_writable
+
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere" / "x")
+    for path in (tmp_path / "link", Path("/proc/self/nope/file")):
+        with pytest.raises(MicrodeployError) as info:
+            check_writable(path, "file")
+        assert info.value.exit_code == EXIT_BAD_INPUT
+    check_writable(tmp_path / "new" / "file", "file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link"]

@@ -34,7 +34,8 @@ FPR = "092CF90BA591D11660B031AE82F810F65B3E21DE"
 KEY = SigningKey(FPR, Path("/r/state/gnupg"))
 ENDPOINT = "filesystem:microdeploy:."
 SIGN = ["-batch", f"-gpg-key={FPR}"]
-PUBLISHED_MAIN = {"architectures": ["all", "amd64"], "components": {"main": "bookworm_main_g000001"}}
+PUBLISHED_MAIN = {"architectures": ["all", "amd64"], "components": {"main": "bookworm_main_g000001"},
+                  "acquire_by_hash": True}
 
 
 class FakeRunner:
@@ -203,11 +204,24 @@ def test_first_publish_creates_the_repo_and_publishes_a_signed_snapshot() -> Non
         ["repo", "add", "bookworm_main", "/g/incoming/svc_1.0_all.deb"],
         ["snapshot", "create", "bookworm_main_g000001", "from", "repo", "bookworm_main"],
         ["publish", "snapshot", *SIGN, "-distribution=bookworm", "-component=main", "-architectures=all,amd64",
-         "-origin=microdeploy", "-label=microdeploy", "bookworm_main_g000001", ENDPOINT],
+         "-origin=microdeploy", "-label=microdeploy", "-acquire-by-hash", "bookworm_main_g000001", ENDPOINT],
         ["db", "cleanup"],
     ]
     assert manifest.components("bookworm") == {"main": "bookworm_main_g000001"}
     assert manifest.key_fingerprint == FPR
+    assert manifest.dists["bookworm"]["acquire_by_hash"] is True
+
+
+def test_a_dist_published_without_by_hash_is_published_afresh_with_it() -> None:
+    """A repository made before by-hash indexes gets them: drop and publish instead of a switch."""
+    before = Manifest({"bookworm": {k: v for k, v in PUBLISHED_MAIN.items() if k != "acquire_by_hash"}})
+    commands, manifest = aptly_commands(
+        before, dist="bookworm", component="main", generation="g000002",
+        add=[Path("/g/svc_1.1_all.deb")], remove=[], architectures=["all", "amd64"], key=KEY,
+    )  # fmt: skip
+    assert ["publish", "drop", "-skip-cleanup", "bookworm", ENDPOINT] in commands
+    assert "-acquire-by-hash" in next(c for c in commands if c[:2] == ["publish", "snapshot"])
+    assert manifest.dists["bookworm"]["acquire_by_hash"] is True
 
 
 def test_next_publish_switches_atomically_and_drops_the_old_snapshot() -> None:
@@ -237,7 +251,7 @@ def test_a_new_component_republishes_the_distribution_with_all_components() -> N
     assert commands[-3:] == [
         ["publish", "drop", "-skip-cleanup", "bookworm", ENDPOINT],
         ["publish", "snapshot", *SIGN, "-distribution=bookworm", "-component=extra,main",
-         "-architectures=all,amd64", "-origin=microdeploy", "-label=microdeploy",
+         "-architectures=all,amd64", "-origin=microdeploy", "-label=microdeploy", "-acquire-by-hash",
          "bookworm_extra_g000002", "bookworm_main_g000001", ENDPOINT],
         ["db", "cleanup"],
     ]
