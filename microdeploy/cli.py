@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -50,11 +51,33 @@ from microdeploy.repo import (
     sources_snippet,
 )
 from microdeploy.scaffold import default_maintainer, scaffold
+from microdeploy.validate import shown
 
 F = TypeVar("F", bound=Callable[..., Any])
 LEVELS_HELP = ", ".join(f"{name} {low}-{high} (default {default})"
                         for name, (low, high, default) in COMPRESSION_LEVELS.items())
 log = logging.getLogger("microdeploy")
+
+
+class StrictNumber(click.ParamType[Any]):
+    """An int (or float) written as one, whole: click's own types take " 8000\\n" as 8000."""
+
+    def __init__(self, kind: type[int] | type[float]) -> None:
+        self.kind = kind
+        self.name = "integer" if kind is int else "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The number, or a usage error (exit 2) showing the value escaped."""
+        if isinstance(value, self.kind) and not isinstance(value, bool):
+            return value
+        pattern = r"-?[0-9]+" if self.kind is int else r"-?[0-9]+(?:\.[0-9]+)?"
+        if isinstance(value, str) and re.fullmatch(pattern, value):
+            return self.kind(value)
+        self.fail(f"{shown(value)} is not {'an integer' if self.kind is int else 'a number'}", param, ctx)
+
+
+INT = StrictNumber(int)
+FLOAT = StrictNumber(float)
 
 
 class ProgressHandler(logging.Handler):
@@ -73,6 +96,15 @@ class ProgressHandler(logging.Handler):
 class MicrodeployGroup(click.Group):
     """A group that turns MicrodeployError into a message and an exit code."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Refuse a NUL anywhere in the arguments before any option is looked at."""
+        # No operating system call takes one (a real argv cannot even hold it; a caller
+        # in-process can), and a path with one makes Python raise ValueError.
+        for arg in args:
+            if "\x00" in arg:
+                raise click.UsageError(f"invalid argument {shown(arg)}: control character U+0000", ctx)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -88,7 +120,7 @@ class MicrodeployGroup(click.Group):
             # fills up mid-write, a file removed under us): a message, not a traceback.
             if ctx.meta.get("microdeploy.debug"):
                 raise
-            where = f": {exc.filename}" if exc.filename else ""
+            where = f": {shown(str(exc.filename))}" if exc.filename else ""
             click.echo(f"error: {exc.strerror or exc}{where}", err=True)
             click.echo("hint: Fix the cause (free space, permissions) and run the command again; "
                        "--debug shows where it failed", err=True)
@@ -120,9 +152,9 @@ def service_options(func: F) -> F:
     options = [
         click.option("--name", help="Package, unit and user name."),
         click.option("--app", help="WSGI target, 'module:attr' or 'module:factory()'."),
-        click.option("--port", type=int, help="Port the service listens on."),
+        click.option("--port", type=INT, help="Port the service listens on."),
         click.option("--bind", help="Address the service binds to."),
-        click.option("--workers", type=int, help="Number of gunicorn workers."),
+        click.option("--workers", type=INT, help="Number of gunicorn workers."),
         click.option("--health-path", help="Path of the health check."),
         click.option("--maintainer", help="'Full Name <email>' of the package maintainer."),
         click.option("--description", help="One-line description of the service."),
@@ -160,21 +192,23 @@ def print_json(data: object) -> None:
 @click.argument("name")
 @click.option("--dir", "directory", type=click.Path(path_type=Path),
               help="Directory to create (default: ./NAME).")
-@click.option("--port", type=int, default=DEFAULT_PORT, show_default=True, help="Port of the service.")
+@click.option("--port", type=INT, default=DEFAULT_PORT, show_default=True, help="Port of the service.")
 @click.option("--with-db", is_flag=True, help="Add Flask-SQLAlchemy and Flask-Migrate with SQLite.")
 @click.option("--no-input", is_flag=True, help="Do not prompt; use defaults.")
 def new(name: str, directory: Path | None, port: int, with_db: bool, no_input: bool) -> None:
     """Create a Flask service NAME in the conventional layout."""
     description = "Flask web service"
     maintainer = default_maintainer(os.environ)
+    origins = ("the default", "DEBFULLNAME/DEBEMAIL (or NAME/EMAIL)")
     if not no_input and sys.stdin.isatty():
         description = click.prompt("Description", default=description)
         maintainer = click.prompt("Maintainer", default=maintainer)
+        origins = ("the prompt", "the prompt")
     config = validate({
         "name": (name, "NAME"),
         "port": (port, "--port"),
-        "description": (description, "description"),
-        "maintainer": (maintainer, "maintainer"),
+        "description": (description, origins[0]),
+        "maintainer": (maintainer, origins[1]),
     })
     dest = directory if directory is not None else Path(name)
     files = scaffold(config, dest, with_db=with_db)
@@ -205,7 +239,7 @@ def show_config(project: Path, **flags: Any) -> None:
               help="dh-virtualenv: a service with its venv; stdeb: a pure library as python3-NAME.")
 @click.option("--compression", type=click.Choice(list(COMPRESSION_LEVELS)),
               help="Compressor of the .deb (default gzip: fastest for a venv; xz -6: a quarter smaller, slower).")
-@click.option("--compression-level", type=int,
+@click.option("--compression-level", type=INT,
               help=f"Level of the compressor: {LEVELS_HELP}.")
 @click.option("--dist", "dist", multiple=True, type=click.Choice(list(DISTS)),
               help="Debian release to build for (repeatable; default: the config's dist, else this machine's).")
@@ -302,7 +336,7 @@ def human_size(size: int) -> str:
 @click.option("--hosts-file", type=click.Path(path_type=Path, dir_okay=False),
               help="File with one host per line ('#' comments).")
 @click.option("--batch", default="1", show_default=True, help="Hosts per batch: a number N or a percentage P%.")
-@click.option("--max-failures", type=int, default=0, show_default=True,
+@click.option("--max-failures", type=INT, default=0, show_default=True,
               help="Unhealthy hosts tolerated (each rolled back alone) before the rollout stops.")
 @click.option("--user", help="SSH user for hosts that do not name one.")
 @click.option("--sudo", is_flag=True, help="Run apt-get and the hooks with `sudo -n` (for a non-root user).")
@@ -312,10 +346,10 @@ def human_size(size: int) -> str:
 @click.option("-i", "--identity", type=click.Path(path_type=Path, dir_okay=False), help="SSH private key.")
 @click.option("--accept-new-host-keys", is_flag=True,
               help="Add unknown host keys to known_hosts (a changed key is still refused).")
-@click.option("--connect-timeout", type=float, default=10.0, show_default=True, help="SSH connect timeout (s).")
-@click.option("--port", type=int, help="Port of the service (default: from the service's configuration).")
+@click.option("--connect-timeout", type=FLOAT, default=10.0, show_default=True, help="SSH connect timeout (s).")
+@click.option("--port", type=INT, help="Port of the service (default: from the service's configuration).")
 @click.option("--health-path", help="Health path (default: from the service's configuration).")
-@click.option("--health-timeout", type=float, default=60.0, show_default=True,
+@click.option("--health-timeout", type=FLOAT, default=60.0, show_default=True,
               help="Seconds a host has to answer its health check.")
 @click.option("--drain", metavar="CMD", help="Shell command run on each host before its upgrade.")
 @click.option("--undrain", metavar="CMD", help="Shell command run on each host once it is healthy.")
@@ -362,7 +396,7 @@ def deploy_command(ctx: click.Context, name: str | None, version: str | None, de
 @click.option("--gpg-key", metavar="KEYID", help="Sign with this secret key (default: the repository's own key).")
 @click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path),
               help="GnuPG home holding the signing key.")
-@click.option("--keep", type=int, default=DEFAULT_KEEP, show_default=True,
+@click.option("--keep", type=INT, default=DEFAULT_KEEP, show_default=True,
               help="Versions of each package kept available for rollback.")
 @click.option("--rotate-key", is_flag=True,
               help="Sign with a new key (the repository's own, or --gpg-key); the old one stays in the exported "
@@ -396,7 +430,7 @@ def repo_group() -> None:
 @repo_group.command("serve")
 @click.argument("repo_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--bind", default=SERVE_BIND, show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=SERVE_PORT, show_default=True, help="Port to listen on (0: any free one).")
+@click.option("--port", type=INT, default=SERVE_PORT, show_default=True, help="Port to listen on (0: any free one).")
 @click.option("--dist", help="Suite of the sources snippet (default: one snippet per served suite).")
 @click.option("--component", default=DEFAULT_COMPONENT, show_default=True, help="Component for the snippet.")
 def repo_serve(repo_dir: Path, bind: str, port: int, dist: str | None, component: str) -> None:
@@ -497,9 +531,9 @@ def _interrupt(signum: int, frame: object) -> None:
 @click.option("--deploy-credentials", default=JenkinsOptions.deploy_credentials, show_default=True,
               help="Jenkins 'SSH username with private key' credentials id for the deploy.")
 @click.option("--notify-email", multiple=True, metavar="ADDRESS", help="Mail a failed build here (repeatable).")
-@click.option("--timeout", "timeout_minutes", type=int, default=JenkinsOptions.timeout_minutes, show_default=True,
+@click.option("--timeout", "timeout_minutes", type=INT, default=JenkinsOptions.timeout_minutes, show_default=True,
               help="Minutes before a build is aborted.")
-@click.option("--keep-builds", type=int, default=JenkinsOptions.keep_builds, show_default=True,
+@click.option("--keep-builds", type=INT, default=JenkinsOptions.keep_builds, show_default=True,
               help="Builds whose logs and artifacts are kept.")
 @click.option("--dist", "dist", multiple=True, type=click.Choice(list(DISTS)),
               help="Debian release to build and publish for (repeatable; default: the service's dist, "

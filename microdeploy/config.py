@@ -227,16 +227,20 @@ def parse_setting_assignments(assignments: tuple[str, ...]) -> dict[str, dict[st
     table: dict[str, dict[str, Scalar]] = {}
     for assignment in assignments:
         target, sep, raw = assignment.partition("=")
-        section, dot, key = target.strip().partition(".")
+        section, dot, key = target.strip(" ").partition(".")
         if not sep or not dot or not section or not key:
             raise bad_input(
                 f"invalid --setting {assignment!r}",
                 hint="Write it as SECTION.KEY=VALUE, e.g. --setting app.debug=false",
             )
+        # Only spaces are trimmed; a value with a line break or another control character
+        # stays a string as given (TOML would read "5\n" as 5), for check_settings to refuse.
         try:
-            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+            if rules.control_character(raw) is not None:
+                raise tomllib.TOMLDecodeError("control character")
+            value = tomllib.loads(f"v = {raw.strip(' ')}")["v"]
         except tomllib.TOMLDecodeError:
-            value = raw.strip()  # a bare word is a string, as a user would expect
+            value = raw.strip(" ")  # a bare word is a string, as a user would expect
         table.setdefault(section, {})[key] = value
     return table
 

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from microdeploy.errors import bad_input
+from microdeploy.validate import control_character, shown
 
 
 def atomic_write(path: Path, data: str | bytes, mode: int = 0o644, *, durable: bool = True) -> None:
@@ -139,12 +140,19 @@ def check_writable(path: Path, what: str) -> None:
     The check tries it (a temporary file made and removed at once): permission
     bits say nothing for root, a read-only mount or /proc.
     """
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    bad = control_character(str(path))
+    if bad is not None:
+        raise bad_input(f"invalid {what} path {shown(str(path))}: control character {bad}",
+                        hint=f"Pass a {what} path without control characters")
     hint = f"Pass a {what} in a directory you can write"
-    if path.is_symlink() and not path.exists():
-        raise bad_input(f"{path} is a dangling symbolic link", hint=hint)
+    try:
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if path.is_symlink() and not path.exists():
+            raise bad_input(f"{path} is a dangling symbolic link", hint=hint)
+    except OSError as exc:  # a name too long, a loop of links
+        raise bad_input(f"cannot write {shown(str(path))}: {exc.strerror}", hint=hint) from exc
     if not parent.is_dir():
         raise bad_input(f"cannot write {path}: {parent} is not a directory", hint=hint)
     try:

@@ -25,6 +25,7 @@ import paramiko
 from invoke.exceptions import CommandTimedOut
 from paramiko.ssh_exception import NoValidConnectionsError
 
+from microdeploy import hostkeys
 from microdeploy.deploy import CommandResult, Target
 from microdeploy.errors import MicrodeployError
 
@@ -38,30 +39,47 @@ _KNOWN_HOSTS_LOCK = threading.Lock()
 
 
 class UnknownHostKeyError(paramiko.SSHException):  # type: ignore[misc]  # paramiko is untyped
-    """The server's host key is in no known_hosts file."""
+    """The server's host key is in no known_hosts file (or its certificate is not trusted: `problem`)."""
 
-    def __init__(self, hostname: str, key: paramiko.PKey) -> None:
+    def __init__(self, hostname: str, key: paramiko.PKey, problem: str = "") -> None:
         super().__init__(f"unknown host key for {hostname}")
         self.hostname = hostname
         self.key = key
+        self.problem = problem
 
 
 class RejectUnknownHostKey(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
-    """Refuse a host whose key is not in known_hosts (the policy Fabric does not have)."""
+    """Refuse a host whose key is not in known_hosts, unless a trusted CA certified it."""
+
+    def __init__(self, known: hostkeys.KnownHosts) -> None:
+        self.known = known
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        """Raise UnknownHostKeyError: trust is decided by the operator, not on first sight."""
-        raise UnknownHostKeyError(hostname, key)
+        """Accept a valid host certificate; otherwise raise UnknownHostKeyError (the operator decides trust)."""
+        problem = hostkeys.certificate_problem(self.known, hostname, key)
+        if not problem:
+            log.info("%s: host certificate signed by a trusted CA", hostname)
+            return
+        raise UnknownHostKeyError(hostname, key, "" if problem == "not a certificate" else problem)
 
 
-class AcceptNewHostKey(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
+class AcceptNewHostKey(RejectUnknownHostKey):
     """Append an unknown host's key to known_hosts, like OpenSSH's StrictHostKeyChecking=accept-new."""
 
-    def __init__(self, known_hosts: Path) -> None:
+    def __init__(self, known: hostkeys.KnownHosts, known_hosts: Path) -> None:
+        super().__init__(known)
         self.known_hosts = known_hosts
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         """Record the key (one appended line, so concurrent connections do not overwrite each other)."""
+        try:
+            super().missing_host_key(client, hostname, key)
+            return
+        except UnknownHostKeyError as exc:
+            if exc.problem:  # a certificate that does not verify is never "new"
+                raise
+        if self.known.is_revoked(key):
+            raise UnknownHostKeyError(hostname, key, "the key is revoked")
         line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
         with _KNOWN_HOSTS_LOCK:
             self.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -84,14 +102,19 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _check_host_keys(client: paramiko.SSHClient, known_hosts: Path, policy: paramiko.MissingHostKeyPolicy) -> None:
-    """Load the known_hosts files into a client and replace Fabric's AutoAddPolicy."""
-    if SYSTEM_KNOWN_HOSTS.is_file():
-        client.load_system_host_keys(str(SYSTEM_KNOWN_HOSTS))
-    if known_hosts.is_file():
-        # As "system" keys: read-only, so paramiko never rewrites the file.
-        client.load_system_host_keys(str(known_hosts))
+def _check_host_keys(client: paramiko.SSHClient, known: hostkeys.KnownHosts,
+                     policy: paramiko.MissingHostKeyPolicy) -> None:
+    """Give a client the known host keys and replace Fabric's AutoAddPolicy."""
+    # As the client's own host keys, which paramiko writes back only when asked to (never here).
+    for entry in known.keys._entries:
+        for name in entry.hostnames:
+            client.get_host_keys().add(name, entry.key.get_name(), entry.key)
     client.set_missing_host_key_policy(policy)
+
+
+def _certificate_transport(sock: Any, **kwargs: Any) -> paramiko.Transport:
+    """A Transport that asks for a host certificate first (a @cert-authority line covers the host)."""
+    return hostkeys.prefer_certificates(paramiko.Transport(sock, **kwargs))
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -172,18 +195,28 @@ class FabricConnector:
             connect_kwargs=connect_kwargs,
         )
         known_hosts = self._known_hosts_file(connection)
-        policy = AcceptNewHostKey(known_hosts) if self.accept_new_host_keys else RejectUnknownHostKey()
+        known = hostkeys.load([SYSTEM_KNOWN_HOSTS, known_hosts])
+        policy = AcceptNewHostKey(known, known_hosts) if self.accept_new_host_keys else RejectUnknownHostKey(known)
+        name = connection.host if connection.port == 22 else f"[{connection.host}]:{connection.port}"
+        if known.authorities_for(name):
+            connection.connect_kwargs["transport_factory"] = _certificate_transport
         # A ProxyJump host from the ssh config is a Connection Fabric made, with
         # its own auto-adding client: check its key the same way.
         hop: Any = connection
         while isinstance(hop, fabric.Connection):
-            _check_host_keys(hop.client, known_hosts, policy)
+            _check_host_keys(hop.client, known, policy)
             hop = hop.gateway
         where = f"{target.spec} ({connection.user}@{connection.host}:{connection.port})"
         try:
             connection.open()
         except UnknownHostKeyError as exc:
             connection.close()
+            if exc.problem:
+                raise MicrodeployError(
+                    f"{where}: host certificate refused: {exc.problem}; no host was changed",
+                    hint="Check the @cert-authority lines of the known_hosts files and the host's certificate "
+                    "(ssh-keygen -L -f /etc/ssh/ssh_host_*-cert.pub on the host)",
+                ) from exc
             raise MicrodeployError(
                 f"{where}: unknown host key {exc.key.get_name()} {fingerprint(exc.key)} "
                 f"(not in {known_hosts}); no host was changed",

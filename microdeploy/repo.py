@@ -55,6 +55,9 @@ ARMORED_KEY_NAME = "microdeploy-archive-keyring.asc"
 HOST_KEYRING_DIR = "/etc/apt/keyrings"
 
 ENDPOINT = "filesystem:microdeploy:."
+# What --gpg-key may name: a key id or fingerprint, or an e-mail address of the key's user id.
+GPG_KEY = validate.rule(r"(?:0x)?[0-9A-Fa-f]{8,40}|<?[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+>?",
+                        "a key id or fingerprint (hex) or the key's e-mail address", 256)
 # How long a key rotated out with --rotate-key stays in the exported keyring.
 KEY_TRANSITION_DAYS = 90
 # How long the by-hash index files of earlier publishes stay (an apt-get update
@@ -324,6 +327,8 @@ def check_settings(settings: PublishSettings) -> None:
     """Refuse bad distribution/component names and --keep values before anything is touched."""
     check_suite(settings.dist or DEFAULT_DIST, settings.component)
     validate.integer("--keep", settings.keep, "the command line", 1, 10_000)
+    if settings.gpg_key is not None:
+        validate.check(GPG_KEY, "--gpg-key", settings.gpg_key, "the command line")
     if settings.repo.exists() and not settings.repo.is_dir():
         raise bad_input(f"repository {settings.repo} is not a directory", hint="Pass a directory with --repo")
 

@@ -25,7 +25,7 @@ from microdeploy import dists
 from microdeploy.build.dpkg import Artifacts
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.errors import MicrodeployError, bad_input
-from microdeploy.fsutil import abandoned, atomic_write, private_directory
+from microdeploy.fsutil import abandoned, atomic_write, check_writable, private_directory
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ def staging_prefix(out: Path) -> str:
 
 def prepare_output(out: Path) -> Path:
     """Check that `out` can take the build, recover what a killed build left, and make a staging directory."""
+    check_writable(out, "--out")
     if out.exists() and not out.is_dir():
         raise bad_input(f"output path {out} is not a directory", hint="Pass a directory with --out")
     try:

@@ -391,3 +391,48 @@ def test_local_deb_is_uploaded_and_installed(fleet: Fleet) -> None:
     assert health(host) == (200, '{"version": "4.0-1", "ok": true}')
     assert "microdeploy" not in host.run(["ls", "-a", "/var/tmp"]).stdout
     assert installed(fleet.hosts[1]) == "2.0-1"
+
+
+def test_ca_signed_and_hashed_known_hosts_are_honoured(fleet: Fleet) -> None:
+    """A @cert-authority line trusts a host's CA-signed key, a hashed entry another's; a foreign CA is refused."""
+    converge(fleet, "1.0-1")
+    ca = fleet.workdir / "host_ca"
+    if not ca.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "host-ca", "-f", str(ca)], check=True)
+    signed, hashed = fleet.hosts[2], fleet.hosts[0]
+    public = fleet.workdir / "signed_host_key.pub"
+    public.write_text(signed.read_file("/etc/ssh/ssh_host_ed25519_key.pub"))
+    subprocess.run(["ssh-keygen", "-q", "-s", str(ca), "-h", "-I", "test-host", "-n", str(signed.address),
+                    "-V", "-5m:+1h", str(public)], check=True)
+    signed.copy_in(fleet.workdir / "signed_host_key-cert.pub", "/etc/ssh/ssh_host_ed25519_key-cert.pub")
+    signed.run(["tee", "/etc/ssh/sshd_config.d/host-cert.conf"],
+               input="HostCertificate /etc/ssh/ssh_host_ed25519_key-cert.pub\n")
+    signed.run(["systemctl", "restart", "ssh.service"])
+    wait_for_sshd(signed)
+    known = fleet.workdir / "known_hosts_ca"
+    known.write_text("\n".join(host_key_lines(hashed)) + "\n")
+    subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(known)], check=True, capture_output=True)
+    ca_line = f"@cert-authority 10.231.*,!10.231.255.* {ca.with_suffix('.pub').read_text().strip()}\n"
+    known.write_text(ca_line + "@revoked garbage\n" + known.read_text())
+    targets = [str(hashed.address), str(signed.address)]
+    try:
+        result = run_deploy(fleet, "--version", "2.0-1", "--json", hosts=targets, known_hosts=known)
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        assert "cannot read this known_hosts line" in result.stderr  # the garbage line, skipped with a warning
+        assert [h["after"] for h in json.loads(result.stdout)["hosts"]] == ["2.0-1", "2.0-1"]
+        # Another CA's line does not vouch for the host: refused, nothing changed.
+        other = fleet.workdir / "other_ca"
+        for stale in (other, other.with_suffix(".pub")):
+            stale.unlink(missing_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+        known.write_text(f"@cert-authority * {other.with_suffix('.pub').read_text().strip()}\n")
+        refused = run_deploy(fleet, "--version", "1.0-1", hosts=[str(signed.address)], known_hosts=known)
+        assert refused.returncode == 1 and "host certificate refused: signed by SHA256:" in refused.stderr, \
+            refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert installed(signed) == "2.0-1"
+    finally:
+        signed.run(["rm", "-f", "/etc/ssh/sshd_config.d/host-cert.conf"])
+        signed.run(["systemctl", "restart", "ssh.service"])
+        wait_for_sshd(signed)

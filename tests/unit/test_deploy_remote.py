@@ -14,6 +14,7 @@ from invoke.exceptions import CommandTimedOut
 
 from microdeploy.deploy import Target
 from microdeploy.errors import MicrodeployError
+from microdeploy.hostkeys import KnownHosts
 from microdeploy.remote import (
     AcceptNewHostKey,
     FabricConnector,
@@ -34,7 +35,7 @@ def host_key() -> paramiko.PKey:
 def test_unknown_host_key_is_rejected(host_key: paramiko.PKey) -> None:
     """The default policy refuses a key that no known_hosts file has, instead of Fabric's auto-add."""
     with pytest.raises(UnknownHostKeyError) as caught:
-        RejectUnknownHostKey().missing_host_key(paramiko.SSHClient(), "web1", host_key)
+        RejectUnknownHostKey(KnownHosts()).missing_host_key(paramiko.SSHClient(), "web1", host_key)
     assert caught.value.hostname == "web1" and caught.value.key is host_key
 
 
@@ -43,7 +44,7 @@ def test_accept_new_appends_keys_that_paramiko_then_knows(tmp_path: Path, host_k
     known = tmp_path / "ssh/known_hosts"
     known.parent.mkdir()
     known.write_text("# kept\n")
-    policy = AcceptNewHostKey(known)
+    policy = AcceptNewHostKey(KnownHosts(), known)
     threads = [
         threading.Thread(target=policy.missing_host_key, args=(paramiko.SSHClient(), name, host_key))
         for name in ("web1", "[web2]:2222", "10.0.0.3")

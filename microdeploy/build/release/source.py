@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from microdeploy import validate
 from microdeploy.build.release.version import GitState
 from microdeploy.config import read_project_file
 from microdeploy.errors import bad_input
@@ -82,8 +83,10 @@ def source_date_epoch(project: Path, environ: Mapping[str, str], runner: Runner 
 
     An unpacked sdist keeps its files' times, so it builds reproducibly too.
     """
-    if environ.get("SOURCE_DATE_EPOCH", "").isdigit():
-        return int(environ["SOURCE_DATE_EPOCH"])
+    if environ.get("SOURCE_DATE_EPOCH"):
+        # Up to the year 9999, as dpkg and tar can write it.
+        return validate.integer("SOURCE_DATE_EPOCH", environ["SOURCE_DATE_EPOCH"], "the environment",
+                                0, 253402300799)
     # Outside a git work tree (or in one without commits) git fails and prints nothing.
     result = runner(["git", "-C", str(project), "log", "-1", "--format=%ct"], check=False)
     if result.returncode == 0 and result.stdout.strip().isdigit():
