@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from microdeploy.build.dhvirtualenv import Artifacts
+from microdeploy.build.dpkg import Artifacts
 from microdeploy.build.output import LIST, PREVIOUS, move_in, prepare_output, recover, staging_prefix
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
 

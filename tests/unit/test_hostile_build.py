@@ -50,7 +50,7 @@ def test_every_environment_variable_refuses_hostile_values(project: Path, name: 
 def test_deb_distribution_refuses_hostile_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str,
                                                  value: str) -> None:
     """DEB_DISTRIBUTION (read where os-release names no codename) is a suite name or exit 2."""
-    from microdeploy.build.source import build_distribution
+    from microdeploy.build.release.source import build_distribution
 
     from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
 
