@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -122,6 +123,9 @@ class MicrodeployGroup(click.Group):
                 raise
             where = f": {shown(str(exc.filename))}" if exc.filename else ""
             click.echo(f"error: {exc.strerror or exc}{where}", err=True)
+            if exc.errno == errno.ENAMETOOLONG:  # a path given that no file system takes
+                click.echo("hint: Pass a shorter path", err=True)
+                ctx.exit(EXIT_BAD_INPUT)
             click.echo("hint: Fix the cause (free space, permissions) and run the command again; "
                        "--debug shows where it failed", err=True)
             ctx.exit(EXIT_FAILURE)

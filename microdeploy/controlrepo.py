@@ -43,10 +43,12 @@ GIT_IDENTITY = {
 }
 
 # Values end up inside single-quoted Ruby (Puppetfile) and YAML (r10k.yaml)
-# strings: no quotes, backslashes, spaces or control characters.
-_URL = validate.rule(r"(?:[a-z][a-z0-9+.-]*://|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)[^\s'\"\\]+",
+# strings: no quotes, backslashes, spaces or control characters; no braces,
+# which no URL holds unencoded and which would read as a Puppet or Hiera
+# interpolation (`%{...}`) to anyone copying the values on.
+_URL = validate.rule(r"(?:[a-z][a-z0-9+.-]*://|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)[^\s'\"\\{}]+",
                      "a git URL such as https://git.example.com/puppet-microdeploy.git", 500)
-_PATH = validate.rule(r"/[^\s'\"\\]*", "an absolute path without spaces or quotes", 500)
+_PATH = validate.rule(r"/[^\s'\"\\{}]*", "an absolute path without spaces, quotes or braces", 500)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ def scaffold_context(config: ServiceConfig, *, with_db: bool) -> dict[str, objec
 
 def check_destination(dest: Path) -> None:
     """Refuse a destination that is a symbolic link, a file, a non-empty directory or not writable."""
+    check_writable(dest, "--dir")
     if dest.is_symlink():
         raise bad_input(f"{dest} is a symbolic link", hint="Pass the directory itself with --dir, or a new path")
     if dest.exists() and not dest.is_dir():
@@ -47,7 +48,6 @@ def check_destination(dest: Path) -> None:
             f"{dest} already exists and is not empty",
             hint="Choose another --dir, or remove the directory first",
         )
-    check_writable(dest, "--dir")
 
 
 def scaffold(config: ServiceConfig, dest: Path, *, with_db: bool = False) -> list[Path]:

@@ -90,7 +90,8 @@ ENVIRONMENT = rule(r"[a-z0-9_]+", "a Puppet environment name: lower-case letters
 # git check-ref-format, narrowed to the characters branches and tags really use; a commit id matches too.
 GIT_REF = rule(r"(?![-./])(?!.*\.\.)(?!.*//)(?!.*/\.)(?!.*@\{)[A-Za-z0-9._/+-]+(?<![./])(?<!\.lock)",
                "a git branch, tag or commit id such as 'main', 'release/1.x' or 'v0.1.0'", 200)
-MAINTAINER = rule(r"[^<>,\"$]+ <[^<>@\s\"$]+@[^<>@\s\"$]+>", "'Full Name <email@example.org>'", 200)
+MAINTAINER = rule(r"[^<>,\"$]+ <[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*>",
+                  "'Full Name <email@example.org>'", 200)
 PYTHON = rule(r"python3(?:\.[0-9]+)?", "'python3' or a versioned name such as 'python3.11'", 20)
 HEALTH_PATH = rule(r"/[A-Za-z0-9._~/-]*", "a URL path starting with '/', e.g. /health", 200)
 SETTING_KEY = rule(r"[A-Za-z_][A-Za-z0-9_.-]*", "letters, digits, '_', '.', '-', starting with a letter or '_'", 100)

@@ -67,8 +67,8 @@ def toml_string(value: str) -> str:
 
 def tree(root: Path) -> dict[str, bytes | None]:
     """Every path under `root` with its bytes (None for directories): to prove nothing was written."""
-    return {str(path.relative_to(root)): None if path.is_dir() else path.read_bytes()
-            for path in sorted(root.rglob("*"))}
+    return {str(path.relative_to(root)): f"-> {path.readlink()}".encode() if path.is_symlink()
+            else None if path.is_dir() else path.read_bytes() for path in sorted(root.rglob("*"))}
 
 
 def invoke(args: list[str], env: dict[str, str] | None = None) -> Result:

@@ -51,7 +51,6 @@ def test_deb_distribution_refuses_hostile_values(tmp_path: Path, monkeypatch: py
                                                  value: str) -> None:
     """DEB_DISTRIBUTION (read where os-release names no codename) is a suite name or exit 2."""
     from microdeploy.build.release.source import build_distribution
-
     from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
 
     (tmp_path / "os-release").write_text('NAME="Debian GNU/Linux"\n')
