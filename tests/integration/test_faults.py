@@ -1,0 +1,169 @@
+"""Faults an unlucky operator meets: read-only and full file systems, builds killed at any moment.
+
+Each gives a message and an exit status, never a traceback, and leaves the
+outputs complete or absent. File systems are a small tmpfs and a read-only
+bind mount made (and unmounted) by the test itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.aptrepo import CLI_TIMEOUT, microdeploy
+from tests.packages import EPOCH, BuiltService
+
+pytestmark = pytest.mark.integration
+
+
+@contextlib.contextmanager
+def mounted(target: Path, *options: str) -> Iterator[Path]:
+    """Mount something on `target` for the block (a tmpfs, a read-only bind), and unmount it after."""
+    target.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", *options, str(target)], check=True, capture_output=True, timeout=30)
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", str(target)], check=True, capture_output=True, timeout=30)
+
+
+@contextlib.contextmanager
+def read_only(directory: Path) -> Iterator[Path]:
+    """`directory` bind-mounted read-only onto itself for the block."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with mounted(directory, "--bind", str(directory)):
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(directory)], check=True, capture_output=True,
+                       timeout=30)
+        yield directory
+
+
+def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
+    """One error message, no Python traceback."""
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.lower().count("error: ") == 1, result.stderr
+
+
+def build_env(tmp: Path) -> dict[str, str]:
+    """The environment of a CLI build: a fixed SOURCE_DATE_EPOCH and a private TMPDIR (to count leftovers)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH, "TMPDIR": str(tmp)}
+    env.pop("BUILD_NUMBER", None)
+    return env
+
+
+def test_outputs_on_a_read_only_file_system_are_refused_before_any_work(
+        plain_service: BuiltService, tmp_path: Path) -> None:
+    """build --out, new --dir, jenkinsfile -o, puppet-data -o and publish --repo there: exit 2, a message."""
+    project = plain_service.project
+    with read_only(tmp_path / "ro") as ro:
+        attempts = {
+            "build": ["build", str(project), "--out", str(ro / "dist")],
+            "new": ["new", "other-api", "--dir", str(ro / "svc"), "--no-input"],
+            "jenkinsfile": ["jenkinsfile", str(project), "-o", str(ro / "Jenkinsfile")],
+            "puppet-data": ["puppet-data", str(project), "--version", "1.0-1", "-o", str(ro / "data.yaml")],
+            "publish": ["publish", str(plain_service.result.deb), "--repo", str(ro / "repo")],
+        }
+        for command, argv in attempts.items():
+            result = microdeploy(*argv)
+            assert result.returncode == 2, (command, result.stderr)
+            assert "Read-only file system" in result.stderr, (command, result.stderr)
+            no_traceback(result)
+        assert list(ro.iterdir()) == []
+
+
+def test_a_full_file_system_fails_the_build_with_a_message_and_nothing_in_dist(
+        plain_service: BuiltService, tmp_path: Path) -> None:
+    """--out on a 1 MiB tmpfs: the copy of the .deb fails (exit 1), dist/ stays empty, no staging is left."""
+    with mounted(tmp_path / "small", "-t", "tmpfs", "-o", "size=1m", "tmpfs") as small:
+        result = subprocess.run([sys.executable, "-m", "microdeploy", "build", str(plain_service.project),
+                                 "--out", str(small / "dist")], env=build_env(tmp_path / "tmp"),
+                                capture_output=True, text=True, timeout=CLI_TIMEOUT)
+        assert result.returncode == 1, result.stderr
+        assert "No space left on device" in result.stderr
+        no_traceback(result)
+        assert [p.name for p in small.iterdir()] in ([], ["dist"])
+        assert not any((small / "dist").iterdir()) if (small / "dist").exists() else True
+    assert list((tmp_path / "tmp").iterdir()) == []  # the work directory went too
+
+
+def test_a_full_file_system_fails_a_publish_and_the_served_repository_stays(tmp_path: Path) -> None:
+    """A repository on a small tmpfs that fills up: exit 1, a message, and the previous state still verifies."""
+    small = tmp_path / "small"
+    tree = tmp_path / "pkg"
+    (tree / "DEBIAN").mkdir(parents=True)
+    with mounted(small, "-t", "tmpfs", "-o", "size=3m", "tmpfs"):
+        try:
+            debs = []
+            for version, size in (("1.0-1", 1), ("2.0-1", 4 << 20)):
+                (tree / "DEBIAN" / "control").write_text(
+                    f"Package: mdtest-full\nVersion: {version}\nArchitecture: all\nMaintainer: T <t@example.org>\n"
+                    "Section: misc\nPriority: optional\nDescription: test\n test\n")
+                (tree / "payload").write_bytes(os.urandom(size))
+                debs.append(tmp_path / f"mdtest-full_{version}_all.deb")
+                subprocess.run(["dpkg-deb", "-Znone", "--root-owner-group", "--build", str(tree), str(debs[-1])],
+                               check=True, capture_output=True, timeout=60)
+            first = microdeploy("publish", str(debs[0]), "--repo", str(small / "repo"))
+            assert first.returncode == 0, first.stderr
+            served = (small / "repo" / "public" / "dists" / "bookworm" / "InRelease").read_bytes()
+            full = microdeploy("publish", str(debs[1]), "--repo", str(small / "repo"))
+            assert full.returncode == 1, full.stderr
+            assert "No space left on device" in full.stderr
+            no_traceback(full)
+            assert (small / "repo" / "public" / "dists" / "bookworm" / "InRelease").read_bytes() == served
+            subprocess.run(["gpgv", "--keyring", str(small / "repo" / "public" / "microdeploy-archive-keyring.gpg"),
+                            str(small / "repo" / "public" / "dists" / "bookworm" / "InRelease")],
+                           check=True, capture_output=True, timeout=30)
+        finally:
+            subprocess.run(["gpgconf", "--kill", "gpg-agent"], env={**os.environ, "GNUPGHOME":
+                           str(small / "repo" / "state" / "gnupg")}, check=False, capture_output=True, timeout=30)
+
+
+def dist_state(dist: Path) -> str:
+    """'empty', 'complete' (a .deb with its .buildinfo and .changes) or what is wrong."""
+    names = sorted(p.name for p in dist.iterdir()) if dist.is_dir() else []
+    if not names:
+        return "empty"
+    kinds = sorted(name.rsplit(".", 1)[1] for name in names)
+    return "complete" if kinds == ["buildinfo", "changes", "deb"] else f"partial: {names}"
+
+
+def test_a_build_killed_at_any_moment_leaves_dist_complete_or_empty(plain_service: BuiltService,
+                                                                    tmp_path: Path) -> None:
+    """SIGKILL at 5 moments spread over a build: dist/ is complete or empty, and the next build cleans up."""
+    project, dist, tmp = plain_service.project, tmp_path / "dist", tmp_path / "tmp"
+    argv = [sys.executable, "-m", "microdeploy", "build", str(project), "--out", str(dist)]
+    started = time.monotonic()
+    done = subprocess.run(argv, env=build_env(tmp), capture_output=True, text=True, timeout=CLI_TIMEOUT)
+    assert done.returncode == 0, done.stderr
+    duration = time.monotonic() - started
+    for path in dist.iterdir():
+        path.unlink()
+    seen = []
+    for i in range(5):
+        child = subprocess.Popen(argv, env=build_env(tmp), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(duration * (i + 0.5) / 5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)  # the group we started: the CLI and dpkg-buildpackage
+        child.wait(60)
+        state = dist_state(dist)
+        staged = [p for p in tmp_path.iterdir() if p.name.startswith(".dist.staging.") and (p / ".files").exists()]
+        # A kill between the three renames leaves the list of files, for the next build to undo.
+        assert state in ("empty", "complete") or staged, state
+        seen.append(state)
+        for path in dist.iterdir() if dist.is_dir() else []:
+            path.unlink()
+    final = subprocess.run(argv, env=build_env(tmp), capture_output=True, text=True, timeout=CLI_TIMEOUT)
+    assert final.returncode == 0, final.stderr
+    assert dist_state(dist) == "complete"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".dist.")] == []
+    assert list(tmp.iterdir()) == [], "work directories of killed builds are removed by the next build"
+    assert "empty" in seen, seen
