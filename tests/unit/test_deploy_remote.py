@@ -169,3 +169,21 @@ def test_proxy_jump_host_keys_are_checked_too(tmp_path: Path, monkeypatch: pytes
     assert isinstance(gateway, fabric.Connection) and gateway.host == "bastion"
     for connection in (remote.connection, gateway):
         assert isinstance(connection.client._policy, RejectUnknownHostKey)
+
+
+def test_a_ca_line_in_the_system_known_hosts_does_not_break_connecting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/etc/ssh/ssh_known_hosts with @cert-authority and garbage lines: a connection error, not InvalidHostKey."""
+    import microdeploy.remote
+
+    system = tmp_path / "ssh_known_hosts"
+    system.write_text("@cert-authority *.example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMmoOHZlSiD/DHD23/TdDcq"
+                      "bPa538W0dcq0tK7y0Ttwg\nnot a key line\n")
+    monkeypatch.setattr(microdeploy.remote, "SYSTEM_KNOWN_HOSTS", system)
+    config = tmp_path / "ssh_config"
+    config.write_text("")
+    port = free_port()
+    connector = FabricConnector(ssh_config=config, known_hosts=tmp_path / "known_hosts", connect_timeout=2)
+    with pytest.raises(MicrodeployError) as caught:
+        connector(Target(spec=f"127.0.0.1:{port}", host="127.0.0.1", user="root", port=port))
+    assert "cannot connect" in caught.value.message and "Connection refused" in caught.value.message
