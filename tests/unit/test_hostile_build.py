@@ -49,12 +49,12 @@ def test_every_environment_variable_refuses_hostile_values(project: Path, name: 
 @pytest.mark.parametrize(("kind", "value"), values("bookworm", ("nul",)))
 def test_deb_distribution_refuses_hostile_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str,
                                                  value: str) -> None:
-    """DEB_DISTRIBUTION (read where os-release names no codename) is a suite name or exit 2."""
-    from microdeploy.build.release.source import build_distribution
+    """DEB_DISTRIBUTION (read where os-release names no codename) must name a release microdeploy knows."""
+    from microdeploy import dists
     from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
 
     (tmp_path / "os-release").write_text('NAME="Debian GNU/Linux"\n')
     monkeypatch.setenv("DEB_DISTRIBUTION", value)
     with pytest.raises(MicrodeployError) as info:
-        build_distribution(tmp_path / "os-release")
-    assert info.value.exit_code == EXIT_BAD_INPUT and "DEB_DISTRIBUTION" in info.value.message
+        dists.chosen([], os_release=tmp_path / "os-release")
+    assert info.value.exit_code == EXIT_BAD_INPUT and repr(value)[:20] in info.value.message
