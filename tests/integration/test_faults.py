@@ -81,8 +81,8 @@ def test_outputs_on_a_read_only_file_system_are_refused_before_any_work(
 
 def test_a_full_file_system_fails_the_build_with_a_message_and_nothing_in_dist(
         plain_service: BuiltService, tmp_path: Path) -> None:
-    """--out on a 1 MiB tmpfs: the copy of the .deb fails (exit 1), dist/ stays empty, no staging is left."""
-    with mounted(tmp_path / "small", "-t", "tmpfs", "-o", "size=1m", "tmpfs") as small:
+    """--out on a 512 kB tmpfs (the .deb is larger): its copy fails (exit 1), dist/ stays empty, no staging left."""
+    with mounted(tmp_path / "small", "-t", "tmpfs", "-o", "size=512k", "tmpfs") as small:
         result = subprocess.run([sys.executable, "-m", "microdeploy", "build", str(plain_service.project),
                                  "--out", str(small / "dist")], env=build_env(tmp_path / "tmp"),
                                 capture_output=True, text=True, timeout=CLI_TIMEOUT)
