@@ -44,37 +44,43 @@ def checks(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {item["name"]: item for item in report["checks"]}
 
 
-# name -> (how to break the package, the version to give it, the step that must fail, its reason)
-BROKEN: dict[str, tuple[Callable[[Path], None], str | None, str, str]] = {
+# name -> (how to break the package, whether it is a newer version, the step that must fail, its reason)
+BROKEN: dict[str, tuple[Callable[[Path], None], bool, str, str]] = {
     "purge-leaves-a-file": (
         lambda tree: add_to_postinst(tree, "mkdir -p /srv/orders-api && touch /srv/orders-api/cache"),
-        None, "purge", r"^purge left 2 path\(s\) behind: /srv/orders-api, /srv/orders-api/cache$",
+        False, "purge", r"^purge left 2 path\(s\) behind: /srv/orders-api, /srv/orders-api/cache$",
     ),
     "unit-fails-to-start": (
         lambda tree: replace_in(tree / UNIT, "orders_api.application:create_app()", "orders_api.missing:create_app()"),
-        None, "unit", r"^orders-api\.service does not stay up \(.*\): .*No module named 'orders_api\.missing'",
+        False, "unit", r"^orders-api\.service does not stay up \(.*\): .*No module named 'orders_api\.missing'",
     ),
     "health-answers-500": (
         lambda tree: replace_in(tree / HEALTH, 'return {"status": "ok", "version": __version__}',
                                 'return {"status": "broken"}, 500'),
-        None, "health", r"^GET /health answered 500; the package's health path must answer 2xx$",
+        False, "health", r"^GET /health answered 500; the package's health path must answer 2xx$",
     ),
     "listens-on-another-port": (
         lambda tree: replace_in(tree / UNIT, GUNICORN_CONFIG, f"{GUNICORN_CONFIG} --bind 127.0.0.1:8001"),
-        None, "health",
+        False, "health",
         r"^nothing answers on 127\.0\.0\.1:8000, the configured port; the service listens on 127\.0\.0\.1:8001$",
     ),
     "upgrade-loses-config-ini": (
         lambda tree: add_to_postinst(tree, 'rm -f "/etc/$NAME/config.ini"'),
-        "0.1.0-2", "upgrade", r"^the upgrade removed the administrator's /etc/orders-api/config\.ini$",
+        True, "upgrade", r"^the upgrade removed the administrator's /etc/orders-api/config\.ini$",
     ),
 }
 
 
+def newer(service: BuiltService) -> str:
+    """A version just above the service's build (0.1.0-1+deb12 -> 0.1.0-1+deb12+1)."""
+    return f"{service.result.version}+1"
+
+
 @pytest.fixture(scope="module")
 def good_v2(plain_service: BuiltService, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The scaffold's package as version 0.1.0-2, unchanged otherwise: something to upgrade to."""
-    return repack(plain_service.result.deb, tmp_path_factory.mktemp("good-v2"), lambda tree: None, version="0.1.0-2")
+    """The scaffold's package as a newer version, unchanged otherwise: something to upgrade to."""
+    return repack(plain_service.result.deb, tmp_path_factory.mktemp("good-v2"), lambda tree: None,
+                  version=newer(plain_service))
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +90,12 @@ def host_failures(
     """Every broken variant checked on its own host, all at once (lintian and piuparts left out)."""
     out = tmp_path_factory.mktemp("broken")
     runs: dict[str, list[str | Path]] = {}
-    for name, (edit, version, _, _) in BROKEN.items():
+    for name, (edit, is_newer, _, _) in BROKEN.items():
         (out / name).mkdir()
-        deb = repack(plain_service.result.deb, out / name, edit, version=version)
+        deb = repack(plain_service.result.deb, out / name, edit,
+                     version=newer(plain_service) if is_newer else None)
         runs[name] = [deb, "--skip", "lintian", "--skip", "piuparts"]
-        if version is not None:
+        if is_newer:
             runs[name] += ["--previous", plain_service.result.deb]
     with ThreadPoolExecutor(max_workers=len(runs)) as pool:
         futures = {name: pool.submit(run_check, *args) for name, args in runs.items()}
@@ -107,7 +114,7 @@ def test_a_good_package_passes_every_check_with_a_junit_report(
     found = checks(report)
     assert list(found) == ["lintian", "piuparts", *HOST_STEPS]
     assert all(item["status"] == "passed" for item in found.values()), found
-    assert "upgrade from 0.1.0-1" in found["piuparts"]["summary"]
+    assert f"upgrade from {plain_service.result.version}" in found["piuparts"]["summary"]
     assert "override dir-or-file-in-opt: dh-virtualenv installs" in found["lintian"]["details"]
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None
@@ -186,23 +193,24 @@ def test_a_trixie_host_refuses_a_package_built_for_bookworm(plain_service: Built
     assert report["release"] == "trixie"
     install = checks(report)["install"]
     assert install["status"] == "failed"
-    assert install["summary"] == ("apt-get install orders-api_0.1.0-1_amd64.deb failed: "
+    assert install["summary"] == (f"apt-get install {plain_service.result.deb.name} failed: "
                                   "orders-api : Depends: python3.11 but it is not installable")
 
 
 def test_previous_version_from_a_published_repository(
     plain_service: BuiltService, good_v2: Path, tmp_path: Path
 ) -> None:
-    """--previous VERSION --repo DIR: the host installs 0.1.0-1 from the signed repository, served by check's feed."""
+    """--previous VERSION --repo DIR: the host installs that version from the signed repository, through the feed."""
     repo = tmp_path / "repo"
     subprocess.run([sys.executable, "-m", "microdeploy", "publish", str(plain_service.result.deb), "--repo", str(repo)],
                    check=True, capture_output=True, timeout=300)
-    status, report, stderr = run_check(good_v2, "--previous", "0.1.0-1", "--repo", repo, "--skip", "lintian",
+    previous = plain_service.result.version
+    status, report, stderr = run_check(good_v2, "--previous", previous, "--repo", repo, "--skip", "lintian",
                                        "--skip", "piuparts")
     assert status == 0, stderr
     found = checks(report)
     assert found["install"]["summary"].endswith(
-        "0.1.0-1 (previous) installed with apt (dependencies from Debian and --repo)")
+        f"{previous} (previous) installed with apt (dependencies from Debian and --repo)")
     assert found["upgrade"]["summary"] == (
-        "upgraded to 0.1.0-2; the administrator's /etc/orders-api/config.ini kept as it was")
+        f"upgraded to {newer(plain_service)}; the administrator's /etc/orders-api/config.ini kept as it was")
     assert all(item["status"] in ("passed", "skipped") for item in found.values()), found
