@@ -8,6 +8,7 @@ from microdeploy import dists
 from microdeploy.build import dhvirtualenv
 from microdeploy.build.output import BuildResult
 from microdeploy.build.release.settings import BACKENDS, BuildSettings
+from microdeploy.build.release.source import check_installable
 from microdeploy.config import load_config
 from microdeploy.errors import bad_input
 from microdeploy.process import Runner, run
@@ -15,7 +16,10 @@ from microdeploy.process import Runner, run
 
 def build_releases(settings: BuildSettings, runner: Runner = run) -> list[BuildResult]:
     """One build per release asked for: --dist (in the overrides), else the config's dist, else this machine's."""
-    configured = load_config(settings.project, settings.overrides).dist if settings.project.is_dir() else ()
+    # The project is checked first: its config is read for `dist`, and a
+    # directory that is not a project must say so, not "has no name".
+    check_installable(settings.project)
+    configured = load_config(settings.project, settings.overrides).dist
     return [build(replace(settings, dist=dist.codename), runner) for dist in dists.chosen(configured)]
 
 
