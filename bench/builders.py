@@ -33,8 +33,9 @@ BUILD_TIMEOUT = 900.0
 # them. With PYTHONDONTWRITEBYTECODE, reference A's venv would get pip
 # without its bytecode, a smaller package than the tutorial's users get.
 NOT_PASSED = ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX", "PYTHONOPTIMIZE")
-# Where each tool keeps what it reuses: pip (A), uv (B), microdeploy.
-CACHE_VARIABLES = ("PIP_CACHE_DIR", "UV_CACHE_DIR", "MICRODEPLOY_CACHE_DIR")
+# Where each tool keeps what it reuses: pip (A), uv (B), microdeploy, and
+# microdeploy's build roots of other releases (microdeploy-trixie).
+CACHE_VARIABLES = ("PIP_CACHE_DIR", "UV_CACHE_DIR", "MICRODEPLOY_CACHE_DIR", "MICRODEPLOY_ROOTS_DIR")
 
 NFPM_CONFIG = """\
 name: {name}
@@ -92,6 +93,7 @@ class Builders:
             CACHE_VARIABLES[0]: str(self.caches / "pip"),
             CACHE_VARIABLES[1]: str(self.caches / "uv-reference-b"),
             CACHE_VARIABLES[2]: str(self.caches / "microdeploy"),
+            CACHE_VARIABLES[3]: str(self.caches / "roots"),
             "UV_SYSTEM_CERTS": "1",  # as microdeploy runs uv: the system's CA store
             "PATH": f"{VENV_BIN}:/usr/sbin:/usr/bin:/sbin:/bin",
         }
@@ -123,6 +125,9 @@ class Builders:
         if tool == "microdeploy-z6":
             return self.microdeploy(service, scratch, env, "--compression", "xz", "--compression-level", "6",
                                     tool=tool)
+        if tool == "microdeploy-trixie":
+            # Cold, its build root is made too (mmdebstrap), as on a user's first trixie build.
+            return self.microdeploy(service, scratch, env, "--dist", "trixie", tool=tool)
         return self.microdeploy(service, scratch, env)
 
     def reference_a(self, service: Path, scratch: Path, env: dict[str, str]) -> Build:

@@ -30,7 +30,7 @@ DEFAULT_BASEDIR = "/etc/puppetlabs/code/environments"
 DEFAULT_CACHEDIR = "/var/cache/r10k"
 VENDORED = Path("site-modules") / "microdeploy"
 # What a module release holds (puppet/ without its specs): the files Puppet reads and the documents.
-MODULE_PARTS = ("manifests", "types", "templates", "data", "hiera.yaml", "metadata.json", "README.md",
+MODULE_PARTS = ("manifests", "functions", "types", "templates", "data", "hiera.yaml", "metadata.json", "README.md",
                 "REFERENCE.md", "CHANGELOG.md", "LICENSE")
 
 # The commit is made without the user's git configuration, so it works on a

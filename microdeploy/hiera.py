@@ -101,7 +101,8 @@ def check_debian_version(value: str, origin: str = "--version") -> str:
 
 
 def service_version(project: Path, config: ServiceConfig, environ: Mapping[str, str], runner: Runner = run) -> str:
-    """The Debian version `microdeploy build` gives the project now (upstream from project and git, revision)."""
+    """The Debian version `microdeploy build` gives the project now (upstream from project and git, revision),
+    without the release's +debN: the Puppet module installs each host's release's build of it."""
     upstream = upstream_version(config.version, git_state(project, runner))
     return full_version(upstream, debian_revision(None, environ.get("BUILD_NUMBER")))
 

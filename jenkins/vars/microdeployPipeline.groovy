@@ -192,7 +192,8 @@ def call(Map args = [:]) {
                             export GIT_SSH_COMMAND
                             rm -rf .control-repo
                             git clone --quiet --depth 1 --branch "$MD_CONTROL_REPO_BRANCH" "$MD_CONTROL_REPO" .control-repo
-                            microdeploy puppet-data --control-repo .control-repo --version "$MD_VERSION"
+                            # The pin without the release's +debN: the module installs each host's release's build.
+                            microdeploy puppet-data --control-repo .control-repo --version "${MD_VERSION%+deb*}"
                             cd .control-repo
                             git add --all
                             if git diff --cached --quiet; then

@@ -79,11 +79,13 @@ class microdeploy (
       fail('microdeploy: manage_apt_source is true but apt_location is not set; set microdeploy::apt_location to the repository URI')
     }
 
-    # The exact versions the services pin: the source is refreshed when apt
-    # does not know one yet.
+    # The exact versions the services pin (this host's release's builds): the
+    # source is refreshed when apt does not know one yet.
     $pinned_versions = $services
       .filter |$service_name, $service_params| { $service_params['ensure'] =~ Microdeploy::Version }
-      .map |$service_name, $service_params| { [$service_name, $service_params['ensure']] }
+      .map |$service_name, $service_params| {
+        [$service_name, microdeploy::package_version($service_params['ensure'])]
+      }
       .convert_to(Hash)
 
     class { 'microdeploy::apt_source':

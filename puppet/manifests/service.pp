@@ -11,12 +11,20 @@
 # install the package starts the service with its defaults and Puppet then
 # restarts it once with the site config.
 #
+# microdeploy builds one package per Debian release, its revision ending in
+# the release's `+debN` (`1.4.0-1+deb12`, `1.4.0-1+deb13`). An exact version
+# without that suffix names the same build for every release: each host gets
+# its own release's (`+deb` and `os.release.major`), so one pin in Hiera
+# serves a fleet of bookworm and trixie hosts. A version with a suffix is
+# installed as it is.
+#
 # An exact version is also written to an apt preferences file,
 # `/etc/apt/preferences.d/microdeploy-NAME.pref`, with priority 1001, so
 # `apt-get upgrade` (or unattended-upgrades) between Puppet runs keeps the
 # package at the pin; the file follows the pin, so bumping `ensure` in Hiera
-# still upgrades or downgrades on the next run. Any other `ensure` removes
-# the file.
+# still upgrades or downgrades on the next run. For a pin without `+debN` the
+# file names every release's build of it (`1.4.0-1+deb*`), so a dist-upgrade
+# moves to the new release's build. Any other `ensure` removes the file.
 #
 # `ensure => absent` removes the package (as `apt-get remove` does) and
 # leaves `/etc/NAME/` and the logs in place, so an administrator's config
@@ -42,8 +50,9 @@
 #
 # @param ensure
 #   The package: an exact Debian version such as `'1.4.0-1'` (installed,
-#   upgraded or downgraded to), `present`/`installed`, `latest`, `absent` or
-#   `purged`.
+#   upgraded or downgraded to; without a `+debN` suffix, the build of the
+#   host's Debian release, `1.4.0-1+deb12` on Debian 12), `present`/`installed`,
+#   `latest`, `absent` or `purged`.
 # @param config_path
 #   The site config file, read by the service at start.
 # @param log_dir
@@ -96,6 +105,14 @@ define microdeploy::service (
   # apt skips preferences files whose names hold anything but letters, digits, '_', '-' and '.'.
   $preferences_path = "/etc/apt/preferences.d/microdeploy-${title.regsubst(/\+/, '_', 'G')}.pref"
 
+  if $ensure =~ Microdeploy::Version {
+    $package_ensure = microdeploy::package_version($ensure)
+    # Every release's build of a version named without its release.
+    $pinned = $package_ensure == $ensure ? { true => $ensure, default => "${ensure}+deb*" }
+  } else {
+    $package_ensure = $ensure
+  }
+
   # Written before the package, so the pin and the installed version never disagree for long.
   if $ensure =~ Microdeploy::Version {
     file { $preferences_path:
@@ -103,7 +120,7 @@ define microdeploy::service (
       owner   => 'root',
       group   => 'root',
       mode    => '0644',
-      content => epp('microdeploy/apt_preferences.epp', { 'service' => $title, 'version' => $ensure }),
+      content => epp('microdeploy/apt_preferences.epp', { 'service' => $title, 'version' => $pinned }),
       before  => Package[$title],
     }
   } else {
@@ -113,7 +130,7 @@ define microdeploy::service (
   }
 
   package { $title:
-    ensure => $ensure,
+    ensure => $package_ensure,
   }
 
   if $ensure in ['absent', 'purged'] {

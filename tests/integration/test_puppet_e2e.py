@@ -171,8 +171,9 @@ def test_deployed_environment_compiles_data_from_all_three_levels(tmp_path: Path
                    "--certname=app1.example.com", str(environment / "manifests/site.pp")])
     out = result.stdout
     # The node's version wins over common's; the environment adds billing-api.
-    assert "Package[orders-api]/ensure: current_value 'purged', should be '1.4.1-1' (noop)" in out
-    assert "Package[billing-api]/ensure: current_value 'purged', should be '2.0.1-3' (noop)" in out
+    # The pins carry no release: the module installs this machine's release's build (+deb12).
+    assert "Package[orders-api]/ensure: current_value 'purged', should be '1.4.1-1+deb12' (noop)" in out
+    assert "Package[billing-api]/ensure: current_value 'purged', should be '2.0.1-3+deb12' (noop)" in out
     assert "Service[orders-api]/ensure: current_value 'stopped', should be 'running' (noop)" in out
     assert "Stage[main]/Microdeploy" in out
     warnings = [line for line in result.stderr.splitlines() if line.startswith(("Warning", "Error"))
@@ -294,9 +295,12 @@ def test_puppet_apply_of_the_role_installs_configures_pins_and_upgrades_the_serv
         report: dict[str, Any] = json.loads(result.stdout)
         return report
 
-    # Without --version, puppet-data pins what `microdeploy build` built.
+    # Without --version, puppet-data pins what `microdeploy build` built, without its release's +deb12:
+    # the module installs each host's release's build of that version.
+    pinned = version.removesuffix("+deb12")
+    assert pinned != version
     report = release()
-    assert report["services"][name]["ensure"] == version
+    assert report["services"][name]["ensure"] == pinned
     assert report["path"] == str(control / "data" / "services" / f"{name}.yaml")
     assert common.read_bytes() == ops_common
     apt = YAML(typ="safe").load((control / "data" / "microdeploy.yaml").read_text())
@@ -343,7 +347,7 @@ def test_puppet_apply_of_the_role_installs_configures_pins_and_upgrades_the_serv
     release("--version", newer)
     diff = [line for line in difflib.unified_diff(before.splitlines(), owned.read_text().splitlines(), n=0,
                                                    lineterm="") if line[:1] in "+-" and line[:3] not in "+++---"]
-    assert diff == [f"-    ensure: '{version}'", f"+    ensure: '{newer}'"]
+    assert diff == [f"-    ensure: '{pinned}'", f"+    ensure: '{newer}'"]
     environment = r10k_deploy(control)
     code, out = apply(host, environment)
     assert code == 2, out

@@ -27,7 +27,8 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "puppet"
-MANIFESTS = sorted((MODULE / "manifests").glob("*.pp")) + sorted((MODULE / "types").glob("*.pp"))
+MANIFESTS = sorted((MODULE / "manifests").glob("*.pp")) + sorted((MODULE / "functions").glob("*.pp")) + sorted(
+    (MODULE / "types").glob("*.pp"))
 TEMPLATES = sorted((MODULE / "templates").glob("*.epp"))
 
 # The Debian package that provides each tool, for the failure message.
@@ -81,7 +82,7 @@ def test_templates_pass_puppet_epp_validate(tmp_path: Path) -> None:
 def test_manifests_are_clean_under_puppet_lint() -> None:
     """puppet-lint reports no warning and no error on the manifests and type aliases."""
     # --relative: the module lives in puppet/, not in a directory named microdeploy/.
-    result = run(["puppet-lint", "--relative", "--fail-on-warnings", "manifests", "types"])
+    result = run(["puppet-lint", "--relative", "--fail-on-warnings", "manifests", "functions", "types"])
     assert result.stdout.strip() == ""
 
 
@@ -193,8 +194,9 @@ def test_puppet_apply_noop_compiles_services_from_hiera(tmp_path: Path) -> None:
     ])
 
     out = result.stdout
-    assert "Package[orders-api]/ensure: current_value 'purged', should be '1.4.0-1' (noop)" in out
-    assert "Package[billing-api]/ensure: current_value 'purged', should be '2.0.1-3' (noop)" in out
+    # This machine's release's build of each pinned version.
+    assert "Package[orders-api]/ensure: current_value 'purged', should be '1.4.0-1+deb12' (noop)" in out
+    assert "Package[billing-api]/ensure: current_value 'purged', should be '2.0.1-3+deb12' (noop)" in out
     assert "File[/etc/apt/sources.list.d/microdeploy.sources]/ensure" in out
     assert "File[/etc/orders-api/config.ini]/ensure: current_value [redacted], should be [redacted] (noop)" in out
     assert "Service[billing-api]/ensure: current_value 'stopped', should be 'running' (noop)" in out
@@ -365,10 +367,12 @@ def test_module_applies_on_a_booted_host(
     release's suite, writes config and restarts only on config changes."""
     key = run(["gpg", "--homedir", str(gnupghome), "--armor", "--export"], cwd=tmp_path).stdout
     repo = tmp_path / "repo"
-    publish_test_repo(repo, [build_test_deb(tmp_path, "1.0-1")], gnupghome, suite=release)
+    suffix = "+deb12" if release == "bookworm" else "+deb13"
+    # Built as microdeploy builds: the release's +debN; Hiera pins the version without it.
+    publish_test_repo(repo, [build_test_deb(tmp_path, f"1.0-1{suffix}")], gnupghome, suite=release)
 
     host = boot_host(puppet_host_image if release == "bookworm" else ensure_image(PUPPET_PACKAGES, suite=release))
-    for part in ("manifests", "types", "templates", "data", "hiera.yaml", "metadata.json"):
+    for part in ("manifests", "functions", "types", "templates", "data", "hiera.yaml", "metadata.json"):
         host.copy_in(MODULE / part, f"/var/tmp/modules/microdeploy/{part}")
     host.copy_in(repo, "/var/tmp/repo")
     (tmp_path / "site.pp").write_text("include microdeploy\n")
@@ -395,7 +399,7 @@ def test_module_applies_on_a_booted_host(
     # First run: the source, the pinned package, the files, the service.
     code, _ = apply("1.0-1", "hello")
     assert code == 2
-    assert host.run(["dpkg-query", "-W", "-f=${Version}", SERVICE]).stdout == "1.0-1"
+    assert host.run(["dpkg-query", "-W", "-f=${Version}", SERVICE]).stdout == f"1.0-1{suffix}"
     sources = host.read_file("/etc/apt/sources.list.d/microdeploy.sources")
     assert "Signed-By: /etc/apt/keyrings/microdeploy-archive-keyring.asc" in sources
     # The suite follows the host's codename fact.
@@ -412,7 +416,7 @@ def test_module_applies_on_a_booted_host(
     assert host.run(["systemctl", "is-active", SERVICE]).stdout.strip() == "active"
     assert host.run(["systemctl", "is-enabled", SERVICE]).stdout.strip() == "enabled"
     # The service read the site config and the environment file (quotes and $ kept).
-    assert starts()[-1].split(" ", 1)[1] == '1.0-1 hello 8001 hello "world" $HOME'
+    assert starts()[-1].split(" ", 1)[1] == f'1.0-1{suffix} hello 8001 hello "world" $HOME'
     assert starts()[-1].split(" ", 1)[0] == main_pid()
 
     # Nothing changed: nothing to do.
@@ -425,18 +429,18 @@ def test_module_applies_on_a_booted_host(
     assert code == 2
     assert f"File[/etc/{SERVICE}/config.ini]/content: changed [redacted] to [redacted]" in out
     assert len(starts()) == before + 1
-    assert starts()[-1].split(" ", 1) == [main_pid(), '1.0-1 bonjour 8001 hello "world" $HOME']
+    assert starts()[-1].split(" ", 1) == [main_pid(), f'1.0-1{suffix} bonjour 8001 hello "world" $HOME']
 
     # A release published after the last refresh: bumping ensure refreshes the
     # source, upgrades, and the service restarts once (by the package), not twice.
-    publish_test_repo(repo, [build_test_deb(tmp_path, "1.1-1")], gnupghome, suite=release)
+    publish_test_repo(repo, [build_test_deb(tmp_path, f"1.1-1{suffix}")], gnupghome, suite=release)
     host.copy_in(repo, "/var/tmp/repo")
     before = len(starts())
     code, out = apply("1.1-1", "bonjour")
     assert code == 2, out
-    assert host.run(["dpkg-query", "-W", "-f=${Version}", SERVICE]).stdout == "1.1-1"
+    assert host.run(["dpkg-query", "-W", "-f=${Version}", SERVICE]).stdout == f"1.1-1{suffix}"
     assert len(starts()) == before + 1, starts()
-    assert starts()[-1].split(" ", 1)[1].startswith("1.1-1 bonjour")
+    assert starts()[-1].split(" ", 1)[1].startswith(f"1.1-1{suffix} bonjour")
     code, out = apply("1.1-1", "bonjour")
     assert code == 0, out
 

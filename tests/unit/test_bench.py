@@ -35,7 +35,8 @@ def test_scenario_commits_change_the_app_then_the_dependencies(tmp_path: Path) -
 def test_summary_medians_ratios_and_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Medians per tool and scenario; ratios against A and B; each target met or not, as computed."""
     debs = {}
-    for tool, size in (("A", 1000), ("B", 300), ("microdeploy", 150), ("microdeploy-z6", 120)):
+    for tool, size in (("A", 1000), ("B", 300), ("microdeploy", 150), ("microdeploy-z6", 120),
+                       ("microdeploy-trixie", 151)):
         deb = tmp_path / f"{tool}.deb"
         deb.write_bytes(b"x" * size)
         debs[tool] = Build(tool, 0.0, deb)
@@ -44,10 +45,11 @@ def test_summary_medians_ratios_and_targets(tmp_path: Path, monkeypatch: pytest.
         "B": {"warm": [1.0], "app_change": [1.0], "dep_change": [1.0], "cold": [2.0]},
         "microdeploy": {"warm": [1.5, 2.5, 2.0], "app_change": [1.8], "dep_change": [2.0], "cold": [2.5]},
         "microdeploy-z6": {"warm": [3.0], "app_change": [3.0], "dep_change": [3.0], "cold": [4.0]},
+        "microdeploy-trixie": {"warm": [3.0, 2.8], "app_change": [3.6], "dep_change": [4.0], "cold": [45.0]},
     }
     installs = {tool: [Install(tool, 0.5, answer)]
                 for tool, answer in (("A", 1.0), ("B", 0.9), ("microdeploy", 0.8), ("microdeploy-z6", 0.8))}
-    sizes = {"A": 4000, "B": 900, "microdeploy": 800, "microdeploy-z6": 790}
+    sizes = {"A": 4000, "B": 900, "microdeploy": 800, "microdeploy-z6": 790, "microdeploy-trixie": 801}
     monkeypatch.setattr(bench, "installed_size", lambda deb: sizes[deb.stem])
     result = bench.summarise(times, debs, installs)
     assert result["median_seconds"]["A"]["warm"] == 21.0
@@ -66,10 +68,14 @@ def test_summary_medians_ratios_and_targets(tmp_path: Path, monkeypatch: pytest.
         "cold build <= 1.3x B's cold build": True,
         ".deb size <= 20% of A": True,
         "answers no later than A": True,
+        "trixie warm build <= 2x the native warm build": True,
     }
+    assert result["ratios"]["trixie_warm_vs_native_warm"] == pytest.approx(1.45)
     table = bench.table(result)
-    assert "| warm build (s) | 21.00 | 1.00 | 2.00 | 3.00 |" in table
-    assert "| cold build, every cache empty (s) | 25.00 | 2.00 | 2.50 | 4.00 |" in table
+    assert "| warm build (s) | 21.00 | 1.00 | 2.00 | 3.00 | 2.90 |" in table
+    assert "| cold build, every cache empty (trixie: its build root too) (s) | 25.00 | 2.00 | 2.50 | 4.00 | 45.00 |" \
+        in table
+    assert "| dpkg -i (s) | 0.50 | 0.50 | 0.50 | 0.50 | n/a |" in table
     assert "- [ ] warm build <= 1.2x B" in table and "- [x] cold build <= 1.3x B's cold build" in table
 
 
@@ -79,11 +85,11 @@ def test_check_row_and_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     for build in debs.values():
         build.deb.write_bytes(b"x")
     times = {tool: {s: [1.0] for s in bench.SCENARIOS} for tool in bench.TOOLS}
-    installs = {tool: [Install(tool, 0.5, 1.0)] for tool in bench.TOOLS}
+    installs = {tool: [Install(tool, 0.5, 1.0)] for tool in bench.INSTALLED}
     monkeypatch.setattr(bench, "installed_size", lambda deb: 1)
     result = bench.summarise(times, debs, installs, checks=[41.0, 28.5, 29.0])
     assert result["check_seconds"] == 29.0
     assert result["targets"]["check of the scaffold's package < 30 s"] is True
-    assert "| `microdeploy check`, scaffold's package (s) | n/a | n/a | 29.0 | n/a |" in bench.table(result)
+    assert "| `microdeploy check`, scaffold's package (s) | n/a | n/a | 29.0 | n/a | n/a |" in bench.table(result)
     assert bench.summarise(times, debs, installs, checks=[31.0])["targets"][
         "check of the scaffold's package < 30 s"] is False

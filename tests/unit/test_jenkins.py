@@ -116,7 +116,7 @@ def test_publish_and_build_use_the_microdeploy_commands() -> None:
     text = render_jenkinsfile(service(), FULL)
     assert 'microdeploy build "$@" --json > build.json' in text
     assert 'microdeploy publish dist/*.deb --repo "$MD_REPO" --gnupghome "$GNUPGHOME" --json' in text
-    assert 'microdeploy puppet-data --control-repo .control-repo --version "$MD_VERSION"' in text
+    assert 'microdeploy puppet-data --control-repo .control-repo --version "${MD_VERSION%+deb*}"' in text
     assert 'microdeploy deploy "$MD_NAME" --version "$MD_VERSION" --hosts "$MD_DEPLOY_HOSTS"' in text
     assert "--junitxml=reports/junit.xml" in text and "junit 'reports/junit.xml'" in text
     assert "archiveArtifacts artifacts: 'dist/*.deb', fingerprint: true" in text

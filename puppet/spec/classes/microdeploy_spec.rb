@@ -37,8 +37,8 @@ describe 'microdeploy' do
       is_expected.to contain_microdeploy__service('billing-api').with(ensure: '2.0.1-3', workers: 2)
     end
 
-    it { is_expected.to contain_package('orders-api').with_ensure('1.4.0-1') }
-    it { is_expected.to contain_package('billing-api').with_ensure('2.0.1-3') }
+    it { is_expected.to contain_package('orders-api').with_ensure('1.4.0-1+deb12') }
+    it { is_expected.to contain_package('billing-api').with_ensure('2.0.1-3+deb12') }
     it { is_expected.to contain_service('billing-api').that_subscribes_to('File[/etc/billing-api/config.ini]') }
     it { is_expected.not_to contain_class('microdeploy::apt_source') }
   end
@@ -60,7 +60,7 @@ describe 'microdeploy' do
     it { is_expected.to compile.with_all_deps }
 
     it 'tells the APT source which exact versions the services pin' do
-      is_expected.to contain_class('microdeploy::apt_source').with_versions('orders-api' => '1.4.0-1')
+      is_expected.to contain_class('microdeploy::apt_source').with_versions('orders-api' => '1.4.0-1+deb12')
       is_expected.to contain_exec('microdeploy-apt-update-for-versions').that_comes_before('Package[orders-api]')
     end
 
@@ -110,8 +110,8 @@ describe 'microdeploy' do
     it { is_expected.to compile.with_all_deps }
 
     it 'combines services from the node and common levels' do
-      is_expected.to contain_package('orders-api').with_ensure('1.4.0-1')
-      is_expected.to contain_package('billing-api').with_ensure('2.0.1-3')
+      is_expected.to contain_package('orders-api').with_ensure('1.4.0-1+deb12')
+      is_expected.to contain_package('billing-api').with_ensure('2.0.1-3+deb12')
     end
 
     it 'merges the keys and settings of one service, the more specific level winning' do

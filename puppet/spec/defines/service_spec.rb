@@ -22,8 +22,8 @@ describe 'microdeploy::service' do
 
     it { is_expected.to compile.with_all_deps }
 
-    it 'pins the package to the version in Hiera' do
-      is_expected.to contain_package('orders-api').with_ensure('1.4.0-1')
+    it "pins the package to the version in Hiera, the host release's build of it" do
+      is_expected.to contain_package('orders-api').with_ensure('1.4.0-1+deb12')
     end
 
     it 'keeps apt at the pinned version with a preferences file written before the package' do
@@ -31,7 +31,7 @@ describe 'microdeploy::service' do
         ensure: 'file', owner: 'root', group: 'root', mode: '0644',
       ).that_comes_before('Package[orders-api]')
       is_expected.to contain_file('/etc/apt/preferences.d/microdeploy-orders-api.pref').with_content(
-        %r{^Package: orders-api\nPin: version 1\.4\.0-1\nPin-Priority: 1001\n\z},
+        %r{^Package: orders-api\nPin: version 1\.4\.0-1\+deb\*\nPin-Priority: 1001\n\z},
       )
     end
 
@@ -180,7 +180,28 @@ describe 'microdeploy::service' do
 
     it 'names the preferences file as apt reads it and pins the full version' do
       is_expected.to contain_file('/etc/apt/preferences.d/microdeploy-orders_api.pref').with_content(
-        %r{^Package: orders\+api\nPin: version 1:2\.0~rc1-3\n},
+        %r{^Package: orders\+api\nPin: version 1:2\.0~rc1-3\+deb\*\n},
+      )
+    end
+  end
+
+  context 'on a trixie host' do
+    let(:facts) do
+      release = { 'full' => '13.2', 'major' => '13', 'minor' => '2' }
+      DEBIAN12_FACTS.merge('os' => DEBIAN12_FACTS['os'].merge('release' => release))
+    end
+    let(:params) { { ensure: '1.4.0-1' } }
+
+    it { is_expected.to contain_package('orders-api').with_ensure('1.4.0-1+deb13') }
+  end
+
+  context "with a release's build named" do
+    let(:params) { { ensure: '1.4.0-1+deb13' } }
+
+    it 'installs and pins exactly that build' do
+      is_expected.to contain_package('orders-api').with_ensure('1.4.0-1+deb13')
+      is_expected.to contain_file('/etc/apt/preferences.d/microdeploy-orders-api.pref').with_content(
+        /^Pin: version 1\.4\.0-1\+deb13\n/,
       )
     end
   end
