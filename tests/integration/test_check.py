@@ -214,3 +214,14 @@ def test_previous_version_from_a_published_repository(
     assert found["upgrade"]["summary"] == (
         f"upgraded to {newer(plain_service)}; the administrator's /etc/orders-api/config.ini kept as it was")
     assert all(item["status"] in ("passed", "skipped") for item in found.values()), found
+
+
+def test_a_trixie_package_passes_on_a_trixie_host(trixie_service: BuiltService) -> None:
+    """A package built for trixie (+deb13) is checked on trixie without --dist: piuparts and every host check pass."""
+    status, report, stderr = run_check(trixie_service.result.deb)
+    assert status == 0, stderr
+    assert report["release"] == "trixie"
+    found = checks(report)
+    assert list(found) == ["lintian", "piuparts", *[step for step in HOST_STEPS if step != "upgrade"]]
+    assert "minbase trixie chroot" in found["piuparts"]["summary"]
+    assert found["install"]["summary"].startswith("trixie host booted")
