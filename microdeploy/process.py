@@ -50,6 +50,8 @@ APT_PACKAGE_OF = {
     "gpgconf": "gpgconf",
     "gpgv": "gpgv",
     "nsenter": "util-linux",
+    "unshare": "util-linux",
+    "chroot": "coreutils",
     "ip": "iproute2",
     "ssh-keygen": "openssh-client",
     "tar": "tar",

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from microdeploy.dists import Dist
+from microdeploy.dists import Dist, host_codename
 from microdeploy.errors import MicrodeployError
 from microdeploy.process import Held, Result, Runner, hold, run
 
@@ -146,6 +146,7 @@ def cached_root(dist: Dist, extra: Sequence[str] = (), *, environ: Mapping[str, 
     them to end (an exclusive lock), since an overlay's lower layer must not
     change while it is mounted.
     """
+    require_root(dist)
     tree = root_path(roots_dir(environ), dist, extra)
     lock = tree.with_name(tree.name + ".lock")
     if refresh or not tree.is_dir():
@@ -160,6 +161,16 @@ def cached_root(dist: Dist, extra: Sequence[str] = (), *, environ: Mapping[str, 
         if not tree.is_dir():  # removed by hand between the two locks
             raise MicrodeployError(f"the build root {tree} vanished", hint="Run the build again")
         yield tree
+
+
+def require_root(dist: Dist) -> None:
+    """Refuse, before anything is made, a build in a root by a user who cannot make or enter one."""
+    if os.geteuid() != 0:
+        raise MicrodeployError(
+            f"building for {dist.codename} on this {host_codename()} machine needs root (mmdebstrap, mount "
+            "namespaces, chroot)",
+            hint="Run the build as root (sudo), or build for this machine's own release",
+        )
 
 
 @dataclass(frozen=True)
@@ -201,11 +212,6 @@ def entered(tree: Path, work: Path, binds: Sequence[Path], runner: Runner = run)
     as long as the block, or until this process ends (it waits on a pipe
     from us): then the namespace, and every mount in it, goes away.
     """
-    if os.geteuid() != 0:
-        raise MicrodeployError(
-            f"building in the {tree.name} build root needs root (mount namespaces, chroot)",
-            hint="Run the build as root (sudo), or build for this machine's own release",
-        )
     layers = work / ".root"
     for name in ("upper", "work", "merged"):
         (layers / name).mkdir(parents=True, exist_ok=True)

@@ -149,3 +149,16 @@ def test_the_python_of_a_root_is_read_from_its_links(tmp_path: Path) -> None:
     assert buildroot.python_minor_inside(tmp_path, "python3") == "3.13"
     assert buildroot.python_minor_inside(tmp_path, "python3-abs") == "3.13"
     assert buildroot.python_minor_inside(tmp_path, "python3.11") is None
+
+
+def test_a_user_who_is_not_root_is_refused_before_anything_is_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without root no mmdebstrap runs and no roots directory appears; the hint says to use sudo."""
+    monkeypatch.setattr(buildroot.os, "geteuid", lambda: 1000)
+    runner = FakeRunner()
+    with pytest.raises(MicrodeployError) as info, buildroot.cached_root(
+            TRIXIE, environ={"MICRODEPLOY_ROOTS_DIR": str(tmp_path / "roots")}, runner=runner):
+        pass
+    assert "building for trixie" in info.value.message and "needs root" in info.value.message
+    assert (info.value.hint or "").startswith("Run the build as root (sudo)")
+    assert runner.calls == [] and not (tmp_path / "roots").exists()
