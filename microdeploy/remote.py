@@ -197,14 +197,14 @@ class FabricConnector:
         known_hosts = self._known_hosts_file(connection)
         known = hostkeys.load([SYSTEM_KNOWN_HOSTS, known_hosts])
         policy = AcceptNewHostKey(known, known_hosts) if self.accept_new_host_keys else RejectUnknownHostKey(known)
-        name = connection.host if connection.port == 22 else f"[{connection.host}]:{connection.port}"
-        if known.authorities_for(name):
-            connection.connect_kwargs["transport_factory"] = _certificate_transport
         # A ProxyJump host from the ssh config is a Connection Fabric made, with
         # its own auto-adding client: check its key the same way.
         hop: Any = connection
         while isinstance(hop, fabric.Connection):
             _check_host_keys(hop.client, known, policy)
+            name = hop.host if hop.port == 22 else f"[{hop.host}]:{hop.port}"
+            if known.authorities_for(name):
+                hop.connect_kwargs["transport_factory"] = _certificate_transport
             hop = hop.gateway
         where = f"{target.spec} ({connection.user}@{connection.host}:{connection.port})"
         try:

@@ -187,3 +187,29 @@ def test_a_ca_line_in_the_system_known_hosts_does_not_break_connecting(
     with pytest.raises(MicrodeployError) as caught:
         connector(Target(spec=f"127.0.0.1:{port}", host="127.0.0.1", user="root", port=port))
     assert "cannot connect" in caught.value.message and "Connection refused" in caught.value.message
+
+
+def test_hosts_and_jump_hosts_a_ca_covers_ask_for_certificates(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The target and its ProxyJump host, both under a @cert-authority pattern, get the certificate transport."""
+    import microdeploy.remote
+
+    known = tmp_path / "known_hosts"
+    known.write_text("@cert-authority *.example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMmoOHZlSiD/DHD23/TdDcq"
+                     "bPa538W0dcq0tK7y0Ttwg\n")
+    config = tmp_path / "ssh_config"
+    config.write_text("Host web1.example.org\n    ProxyJump jump.example.org\n")
+    monkeypatch.setattr(microdeploy.remote, "SYSTEM_KNOWN_HOSTS", tmp_path / "none")
+    seen: dict[str, object] = {}
+
+    def fake_open(self: fabric.Connection) -> None:
+        seen["target"] = self.connect_kwargs.get("transport_factory")
+        seen["jump"] = self.gateway.connect_kwargs.get("transport_factory")
+        raise OSError("not connecting in a unit test")
+
+    monkeypatch.setattr(fabric.Connection, "open", fake_open)
+    connector = FabricConnector(ssh_config=config, known_hosts=known)
+    with pytest.raises(MicrodeployError, match="cannot connect"):
+        connector(Target(spec="web1.example.org", host="web1.example.org", user="root", port=None))
+    assert seen["target"] is microdeploy.remote._certificate_transport
+    assert seen["jump"] is microdeploy.remote._certificate_transport
