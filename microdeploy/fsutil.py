@@ -161,3 +161,26 @@ def check_writable(path: Path, what: str) -> None:
         os.unlink(probe)
     except OSError as exc:
         raise bad_input(f"cannot write {path}: {parent}: {exc.strerror}", hint=hint) from exc
+
+
+@contextmanager
+def temporary_files_in(directory: Path) -> Iterator[Path]:
+    """Point TMPDIR (for every tool started) and Python's tempfile at `directory` for the block.
+
+    A build's tools (pip, setuptools, uv, dpkg) make temporary directories of
+    their own; a build killed with SIGKILL cannot remove them, but with them
+    inside its own work directory the next build's sweep removes them all.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    saved = os.environ.get("TMPDIR")
+    saved_tempdir = tempfile.tempdir
+    os.environ["TMPDIR"] = str(directory)
+    tempfile.tempdir = str(directory)
+    try:
+        yield directory
+    finally:
+        tempfile.tempdir = saved_tempdir
+        if saved is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved

@@ -28,7 +28,7 @@ from microdeploy.build.release.plan import Release, release, target
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.config import ServiceConfig, load_config
 from microdeploy.errors import MicrodeployError, bad_input
-from microdeploy.fsutil import private_directory
+from microdeploy.fsutil import private_directory, temporary_files_in
 from microdeploy.process import Runner, run
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,9 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
     work = private_directory(f"microdeploy-{config.name}", settings.work_dir)
     try:
         with ExitStack() as stack:
+            # The tools' own temporary files go into the work directory, and with it.
+            tmp = stack.enter_context(temporary_files_in(work / "tmp"))
+            settings = replace(settings, environ={**settings.environ, "TMPDIR": str(tmp)})
             if root is not None:
                 # Inside, the work directory, the caches and uv are at the paths they have here.
                 binds = [work, *([installer.cache_root] if installer.cache_root else []),

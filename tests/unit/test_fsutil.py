@@ -89,3 +89,16 @@ def test_check_writable_refuses_dangling_links_and_proc(tmp_path: Path) -> None:
         assert info.value.exit_code == EXIT_BAD_INPUT
     check_writable(tmp_path / "new" / "file", "file")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link"]
+
+
+def test_temporary_files_go_where_they_are_told_for_the_block(tmp_path: Path) -> None:
+    """Inside the block TMPDIR and tempfile point into the directory; after it, back to what they were."""
+    import tempfile
+
+    from microdeploy.fsutil import temporary_files_in
+
+    before = (os.environ.get("TMPDIR"), tempfile.gettempdir())
+    with temporary_files_in(tmp_path / "work" / "tmp") as inside:
+        assert os.environ["TMPDIR"] == str(inside)
+        assert Path(tempfile.mkdtemp()).parent == inside
+    assert (os.environ.get("TMPDIR"), tempfile.gettempdir()) == before
