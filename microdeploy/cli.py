@@ -372,7 +372,8 @@ def deploy_command(ctx: click.Context, name: str | None, version: str | None, de
                    health_timeout: float, drain: str | None, undrain: str | None, apt_source: str | None,
                    project: Path | None, dry_run: bool, as_json: bool) -> None:
     """Roll VERSION of NAME out to hosts over SSH in batches; roll a failing batch back."""
-    from microdeploy.deploy import DeployOptions, deploy  # Fabric and paramiko: only when deploying
+    from microdeploy.deploy import deploy
+    from microdeploy.deploy_plan import DeployOptions
 
     report = deploy(DeployOptions(
         version=version, name=name, deb=deb, hosts=hosts, hosts_file=hosts_file, batch=batch, user=user, sudo=sudo,

@@ -26,8 +26,8 @@ from invoke.exceptions import CommandTimedOut
 from paramiko.ssh_exception import NoValidConnectionsError
 
 from microdeploy import hostkeys
-from microdeploy.deploy import CommandResult, Target
 from microdeploy.errors import MicrodeployError
+from microdeploy.hosts import CommandResult, Target
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from microdeploy.deploy import health_command
+from microdeploy.deploy_commands import health_command
 from tests.hostcheck import health, install_deb, main_pid, proc_status, wait_for
 from tests.packages import BuiltService
 from tests.testbed.fixtures import BootHost

@@ -16,28 +16,26 @@ import pytest
 from click.testing import CliRunner
 
 from microdeploy import deploy as deploy_module
+from microdeploy import deploy_commands
 from microdeploy.cli import main
-from microdeploy.deploy import (
-    CommandResult,
-    DeployOptions,
-    DeployReport,
-    Target,
+from microdeploy.deploy import deploy
+from microdeploy.deploy_commands import (
     available_command,
     cleanup_command,
-    deploy,
     health_command,
     install_command,
     install_file_command,
     parse_madison,
     parse_query,
-    parse_target,
     private_dir_command,
     query_command,
     remove_command,
-    split_batches,
     update_command,
 )
+from microdeploy.deploy_plan import DeployOptions, split_batches
+from microdeploy.deploy_report import DeployReport
 from microdeploy.errors import MicrodeployError
+from microdeploy.hosts import CommandResult, Target, parse_target
 from microdeploy.process import Result
 
 PKG = "orders-api"
@@ -230,7 +228,7 @@ def test_commands_quote_every_word() -> None:
         "-o Dpkg::Options::=--force-confold 'orders-api=1.0+git~1-1'"
     )
     assert query_command(PKG) == "dpkg-query --show '--showformat=${db:Status-Status} ${Version}' orders-api"
-    assert deploy_module.hook_command("curl -X POST lb/drain?h=$(hostname)") == (
+    assert deploy_commands.hook_command("curl -X POST lb/drain?h=$(hostname)") == (
         "sh -c 'curl -X POST lb/drain?h=$(hostname)'"
     )
 

@@ -12,9 +12,9 @@ import paramiko
 import pytest
 from invoke.exceptions import CommandTimedOut
 
-from microdeploy.deploy import Target
 from microdeploy.errors import MicrodeployError
 from microdeploy.hostkeys import KnownHosts
+from microdeploy.hosts import Target
 from microdeploy.remote import (
     AcceptNewHostKey,
     FabricConnector,

@@ -1,0 +1,141 @@
+"""The commands a rollout runs on a host, every word quoted, and how their output is read."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from debian.debian_support import Version as DebianVersion
+
+from microdeploy.hosts import CommandResult
+
+# One health request may take this long before it counts as a failed poll.
+HEALTH_REQUEST_TIMEOUT = 5
+# World-writable and not a tmpfs on the host, so it works for a non-root --user too;
+# each upload goes into a fresh private directory there (mktemp -d: 0700, unpredictable).
+REMOTE_DEB_DIR = "/var/tmp"
+REMOTE_DIR_TEMPLATE = f"{REMOTE_DEB_DIR}/microdeploy.XXXXXXXXXX"
+REMOTE_DIR_RE = re.compile(re.escape(REMOTE_DEB_DIR) + r"/microdeploy\.[A-Za-z0-9]{10}")
+# apt-get and dpkg may wait on the dpkg lock or a slow maintainer script.
+APT_TIMEOUT = 600.0
+
+# What dpkg-query prints for an installed package: `${db:Status-Status}` is
+# "installed" only when fully configured ("config-files", "half-installed",
+# ... are not an installed version to come back to).
+DPKG_QUERY_FORMAT = "${db:Status-Status} ${Version}"
+
+
+def _apt_env() -> list[str]:
+    # No debconf prompts, and keep an administrator's changed conffiles.
+    return ["env", "DEBIAN_FRONTEND=noninteractive"]
+
+
+def _dpkg_options() -> list[str]:
+    return ["-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"]
+
+
+def query_command(package: str) -> str:
+    """Print the installed version of the package (fails when dpkg never heard of it)."""
+    return shlex.join(["dpkg-query", "--show", f"--showformat={DPKG_QUERY_FORMAT}", package])
+
+
+def update_command(apt_source: str | None) -> str:
+    """Refresh the APT lists, only from the service's source when one is named."""
+    argv = [*_apt_env(), "apt-get", "update", "-q"]
+    if apt_source is not None:
+        # Only that file; List-Cleanup=0 because apt would otherwise delete the
+        # lists of every other source it was not told about.
+        parts = "Dir::Etc::sourceparts=-"
+        argv += ["-o", f"Dir::Etc::sourcelist={apt_source}", "-o", parts, "-o", "APT::Get::List-Cleanup=0"]
+    return shlex.join(argv)
+
+
+def available_command(package: str) -> str:
+    """List the versions of the package the APT lists know."""
+    return shlex.join(["apt-cache", "madison", package])
+
+
+def install_command(package: str, version: str, *, allow_downgrades: bool = False) -> str:
+    """Install exactly `version` of the package from the repository."""
+    return _install(f"{package}={version}", allow_downgrades)
+
+
+def install_file_command(path: str, *, allow_downgrades: bool = False) -> str:
+    """Install an uploaded .deb (apt, unlike dpkg -i, also installs its dependencies)."""
+    return _install(path, allow_downgrades)
+
+
+def _install(what: str, allow_downgrades: bool) -> str:
+    argv = [*_apt_env(), "apt-get", "install", "-y", "-q", *_dpkg_options()]
+    if allow_downgrades:
+        argv.append("--allow-downgrades")
+    return shlex.join([*argv, what])
+
+
+def private_dir_command() -> str:
+    """Make a fresh private directory for an upload (as the SSH user: it owns it, mode 0700)."""
+    return shlex.join(["mktemp", "-d", REMOTE_DIR_TEMPLATE])
+
+
+def cleanup_command(directory: str) -> str:
+    """Delete the upload's private directory and the .deb in it."""
+    return shlex.join(["rm", "-rf", "--", directory])
+
+
+def remove_command(package: str) -> str:
+    """Remove the package, keeping its configuration and logs (not a purge)."""
+    return shlex.join([*_apt_env(), "apt-get", "remove", "-y", "-q", package])
+
+
+def health_command(package: str, url: str) -> str:
+    """Exit 0 when the service answers 2xx or 3xx where the host's own configuration puts it.
+
+    The package's gunicorn.conf.py runs in the unit's environment (its
+    EnvironmentFile, through systemd-run) and gives the health URL from the
+    host's config.ini; `url`, the service configuration's, is the fallback
+    for a package without one. The URL probed is printed first.
+    """
+    script = (
+        "import runpy, sys, urllib.request\n"
+        "url = sys.argv[1]\n"
+        "try:\n"
+        "    url = runpy.run_path(sys.argv[3]).get('_health_url', url)\n"
+        "except OSError:\n"
+        "    pass\n"
+        "print(url, flush=True)\n"
+        "urllib.request.urlopen(url, timeout=float(sys.argv[2]))\n"
+    )
+    return shlex.join([
+        "systemd-run", "--quiet", "--pipe", "--wait", "--collect",
+        f"--property=EnvironmentFile=-/etc/{package}/environment",
+        "/usr/bin/python3", "-I", "-c", script, url, str(HEALTH_REQUEST_TIMEOUT),
+        f"/usr/share/{package}/gunicorn.conf.py",
+    ])
+
+
+def hook_command(hook: str) -> str:
+    """A user's drain or undrain hook, run by a POSIX shell."""
+    return shlex.join(["sh", "-c", hook])
+
+
+def parse_query(result: CommandResult) -> str | None:
+    """The installed version from `dpkg-query` output, or None when the package is not installed."""
+    if not result.ok:
+        return None
+    status, _, version = result.stdout.strip().partition(" ")
+    return version.strip() or None if status == "installed" else None
+
+
+def parse_madison(output: str, package: str) -> list[str]:
+    """The versions `apt-cache madison` lists for the package."""
+    versions = []
+    for line in output.splitlines():
+        columns = [column.strip() for column in line.split("|")]
+        if len(columns) >= 3 and columns[0] == package and columns[1] not in versions:
+            versions.append(columns[1])
+    return versions
+
+
+def is_downgrade(before: str | None, after: str) -> bool:
+    """Whether installing `after` over `before` goes back in Debian version order."""
+    return before is not None and DebianVersion(after) < DebianVersion(before)
