@@ -46,10 +46,12 @@ apt:
 
 venv: $(VENV)/.installed
 
+# setuptools tells every editable install of a flat layout to mind same-named
+# folders (an InformationOnly notice): nothing to act on, so not shown.
 $(VENV)/.installed: pyproject.toml setup.py
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test]'
+	PYTHONWARNINGS='ignore:Editable installation' $(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
 lint: venv
