@@ -35,12 +35,11 @@ from microdeploy.controlrepo import (
     init_control_repo,
     update_module,
 )
-from microdeploy.dists import DISTS
+from microdeploy.dists import DEFAULT_DIST, DISTS
 from microdeploy.errors import EXIT_BAD_INPUT, EXIT_FAILURE, MicrodeployError
 from microdeploy.jenkins import FORMS, JenkinsOptions, jenkinsfile
 from microdeploy.repo import (
     DEFAULT_COMPONENT,
-    DEFAULT_DIST,
     DEFAULT_KEEP,
     KEYRING_NAME,
     SERVE_BIND,

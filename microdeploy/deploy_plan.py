@@ -11,10 +11,10 @@ from pathlib import Path
 from microdeploy import validate
 from microdeploy.config import MICRODEPLOY_TOML, PYPROJECT, load_config
 from microdeploy.config import validate as validate_config
+from microdeploy.debfile import inspect_deb
 from microdeploy.errors import bad_input
 from microdeploy.hosts import Target, parse_target, read_hosts_file
 from microdeploy.process import Runner, run
-from microdeploy.repo import inspect_deb
 
 DEFAULT_BATCH = "1"
 DEFAULT_HEALTH_TIMEOUT = 60.0

@@ -38,6 +38,8 @@ DISTS: Mapping[str, Dist] = {
     dist.codename: dist for dist in (Dist("bookworm", 12, "3.11"), Dist("trixie", 13, "3.13"))
 }
 SUFFIX_RE = re.compile(r"\+deb(?P<number>\d+)$")
+# The suite a repository serves and a package is published into unless told otherwise.
+DEFAULT_DIST = "bookworm"
 
 
 def get(codename: str, origin: str = "--dist") -> Dist:

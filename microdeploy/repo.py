@@ -13,20 +13,20 @@ generation is removed by the next publish. aptly rather than reprepro because
 reprepro keeps one version per package, and rollback needs the last N.
 """
 
+
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from microdeploy import dists, validate
+from microdeploy import validate
+from microdeploy.debfile import DebFile, PackageRef, inspect_deb, sha256_of
+from microdeploy.dists import DEFAULT_DIST
 from microdeploy.errors import bad_input
 from microdeploy.fsutil import atomic_write, check_writable
 from microdeploy.generations import (
@@ -42,11 +42,11 @@ from microdeploy.generations import (
     swap_public,
 )
 from microdeploy.process import Runner, run
+from microdeploy.repo_plan import Manifest, SuitePlan, aptly_commands, plan_suite, served_packages, suite_of
 from microdeploy.signing import SigningKey, export_keyring, own_key, resolve_key, rotate_own_key, stop_agent
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DIST = "bookworm"
 DEFAULT_COMPONENT = "main"
 DEFAULT_KEEP = 5
 # Where `repo serve` listens unless told otherwise (a service's port is config.DEFAULT_PORT).
@@ -56,8 +56,6 @@ KEYRING_NAME = "microdeploy-archive-keyring.gpg"
 ARMORED_KEY_NAME = "microdeploy-archive-keyring.asc"
 # Where hosts are told to put the keyring (apt's documented place for Signed-By keys).
 HOST_KEYRING_DIR = "/etc/apt/keyrings"
-
-ENDPOINT = "filesystem:microdeploy:."
 # What --gpg-key may name: a key id or fingerprint, or an e-mail address of the key's user id.
 GPG_KEY = validate.rule(r"(?:0x)?[0-9A-Fa-f]{8,40}|<?[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+>?",
                         "a key id or fingerprint (hex) or the key's e-mail address", 256)
@@ -78,51 +76,6 @@ class PublishSettings:
     gnupghome: Path | None = None
     keep: int = DEFAULT_KEEP
     rotate_key: bool = False
-
-
-@dataclass(frozen=True, order=True)
-class PackageRef:
-    """A binary package in a repository: name, version, architecture."""
-
-    name: str
-    version: str
-    architecture: str
-
-    @property
-    def key(self) -> str:
-        """aptly's package key, as `aptly repo show -with-packages` prints it."""
-        return f"{self.name}_{self.version}_{self.architecture}"
-
-    @property
-    def filename(self) -> str:
-        """The Debian file name of the package (the epoch is not part of it)."""
-        return f"{self.name}_{self.version.partition(':')[2] or self.version}_{self.architecture}.deb"
-
-    def query(self) -> str:
-        """An aptly query matching exactly this package."""
-        return f"Name (= {self.name}), $Version (= {self.version}), $Architecture (= {self.architecture})"
-
-
-@dataclass(frozen=True)
-class DebFile:
-    """A validated .deb given to publish: its package, checksum and size."""
-
-    path: Path
-    package: PackageRef
-    sha256: str
-    size: int
-    dist: str = DEFAULT_DIST  # the suite it is published into
-
-
-@dataclass(frozen=True)
-class SuitePlan:
-    """What one publish does to one suite."""
-
-    dist: str
-    new: tuple[DebFile, ...]
-    unchanged: tuple[DebFile, ...]
-    removed: tuple[PackageRef, ...]
-    skipped: tuple[DebFile, ...]
 
 
 @dataclass(frozen=True)
@@ -171,111 +124,6 @@ class PublishResult:
         }
 
 
-@dataclass(frozen=True)
-class ServedPackage:
-    """A package as the served index lists it."""
-
-    package: PackageRef
-    sha256: str
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What a generation publishes: per distribution its architectures and a snapshot per component."""
-
-    dists: Mapping[str, Mapping[str, Any]]
-    key_fingerprint: str | None = None
-    # Keys rotated out (fingerprint -> when, seconds since the epoch): still in the exported keyring for a while.
-    retired_keys: Mapping[str, float] = field(default_factory=dict)
-
-    def components(self, dist: str) -> dict[str, str]:
-        """component -> published snapshot of `dist`."""
-        return dict(self.dists.get(dist, {}).get("components", {}))
-
-    def architectures(self, dist: str) -> list[str]:
-        """The architectures `dist` is published for."""
-        return list(self.dists.get(dist, {}).get("architectures", []))
-
-    def to_json(self) -> str:
-        """The manifest file's text."""
-        return json.dumps({"dists": self.dists, "key_fingerprint": self.key_fingerprint,
-                           "retired_keys": self.retired_keys}, indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def load(cls, path: Path) -> Manifest:
-        """Read a generation's manifest; a missing one is an empty repository."""
-        if not path.is_file():
-            return cls({})
-        data = json.loads(path.read_text())
-        return cls(data.get("dists", {}), data.get("key_fingerprint"), data.get("retired_keys", {}))
-
-
-# --- validation -------------------------------------------------------------
-
-
-def inspect_deb(path: Path, runner: Runner = run) -> DebFile:
-    """Validate a .deb with dpkg-deb and return its package, checksum and size (bad input: exit 2)."""
-    if not path.is_file():
-        raise bad_input(f"no such file: {path}", hint="Pass the path of a built .deb")
-    check_ar_archive(path)
-    info = runner(["dpkg-deb", "--info", str(path)], check=False)
-    fields = runner(["dpkg-deb", "--field", str(path), "Package", "Version", "Architecture"], check=False)
-    if info.returncode != 0 or fields.returncode != 0:
-        reason = (info.stderr or fields.stderr).strip().splitlines()
-        raise bad_input(f"{path} is not a valid Debian package: {reason[-1] if reason else 'dpkg-deb failed'}",
-                        hint="Rebuild it with `microdeploy build` (or dpkg-deb --build)")
-    values = parse_fields(fields.stdout)
-    package = PackageRef(values.get("Package", ""), values.get("Version", ""), values.get("Architecture", ""))
-    for what, value, spec in (("package name", package.name, validate.PACKAGE_NAME),
-                              ("version", package.version, validate.DEBIAN_VERSION),
-                              ("architecture", package.architecture, validate.ARCHITECTURE)):
-        validate.check(spec, what, value, str(path))
-    return DebFile(path, package, sha256_of(path), path.stat().st_size)
-
-
-def check_ar_archive(path: Path) -> None:
-    """Refuse a file that is not a complete ar archive (a truncated or foreign file), before dpkg-deb sees it."""
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        if handle.read(8) != b"!<arch>\n":
-            raise bad_input(f"{path} is not a Debian package (no ar archive header)",
-                            hint="Pass a .deb built by `microdeploy build` or dpkg-deb")
-        offset = 8
-        while offset < size:
-            handle.seek(offset)
-            header = handle.read(60)
-            try:
-                member = int(header[48:58].decode("ascii").strip())
-            except (UnicodeDecodeError, ValueError):
-                member = -1
-            if len(header) < 60 or (member >= 0 and offset + 60 + member > size):
-                raise bad_input(f"{path} is a truncated Debian package ({size} bytes)",
-                                hint="Rebuild it or copy it again")
-            if header[58:60] != b"`\n" or member < 0:
-                raise bad_input(f"{path} is a corrupt Debian package (bad member header at byte {offset})",
-                                hint="Rebuild it or copy it again")
-            offset += 60 + member + (member % 2)  # members are padded to even offsets
-
-
-def parse_fields(text: str) -> dict[str, str]:
-    """`Key: value` lines (as dpkg-deb --field prints them) into a dict."""
-    fields = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and not line.startswith((" ", "\t")):
-            fields[key.strip()] = value.strip()
-    return fields
-
-
-def sha256_of(path: Path) -> str:
-    """The SHA-256 of a file, in hex."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(functools.partial(handle.read, 1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def check_settings(settings: PublishSettings) -> None:
     """Refuse bad distribution/component names and --keep values before anything is touched."""
     check_suite(settings.dist or DEFAULT_DIST, settings.component)
@@ -297,155 +145,6 @@ def check_served(bind: str, port: int, dist: str | None, component: str) -> None
     validate.bind_address("bind", bind, "--bind")
     validate.port("port", port, "--port", allow_zero=True)
     check_suite(dist or DEFAULT_DIST, component)
-
-
-# --- planning (pure) --------------------------------------------------------
-
-
-def served_packages(published: Path, dist: str, component: str) -> dict[PackageRef, ServedPackage]:
-    """The packages the served index of `dist`/`component` lists, with their checksums."""
-    # python-debian is imported where it is used: the CLI imports this module
-    # for every command, `microdeploy build` among them.
-    from debian.deb822 import Packages
-
-    packages: dict[PackageRef, ServedPackage] = {}
-    for index in sorted((published / "dists" / dist / component).glob("binary-*/Packages")):
-        with index.open(encoding="utf-8") as handle:
-            for para in Packages.iter_paragraphs(handle, use_apt_pkg=False):
-                ref = PackageRef(para["Package"], para["Version"], para["Architecture"])
-                packages[ref] = ServedPackage(ref, para["SHA256"])
-    return packages
-
-
-def suite_of(deb: DebFile, asked: str | None) -> str:
-    """The suite a package goes into: its release's (the +debN its version ends in), else --dist, else bookworm.
-
-    A package built for one release is never published into another's
-    suite: its Depends name that release's Python.
-    """
-    built_for = dists.of_version(deb.package.version)
-    if built_for is None:
-        return asked or DEFAULT_DIST
-    if asked is not None and asked != built_for.codename:
-        raise bad_input(
-            f"{deb.path.name} is built for {built_for.codename} (its version ends in {built_for.suffix}), "
-            f"not for --dist {asked}",
-            hint=f"Leave out --dist (each package goes into its release's suite), or build it with --dist {asked}",
-        )
-    return built_for.codename
-
-
-def plan_suite(dist: str, debs: Sequence[DebFile], served: Mapping[PackageRef, ServedPackage],
-               keep: int) -> SuitePlan:
-    """What to add to and remove from one suite, keeping the `keep` newest versions of each package."""
-    new, unchanged = split_new(debs, served)
-    _, removed = select_kept([*served, *(d.package for d in new)], keep)
-    # A new version older than the `keep` newest is not added at all.
-    skipped = [d for d in new if d.package in removed]
-    for deb in skipped:
-        log.warning("not adding %s to %s: older than the %d kept versions", deb.package.key, dist, keep)
-    return SuitePlan(dist, tuple(d for d in new if d.package not in removed), tuple(unchanged),
-                     tuple(ref for ref in removed if ref in served), tuple(skipped))
-
-
-def split_new(debs: Sequence[DebFile], served: Mapping[PackageRef, ServedPackage]) -> tuple[
-        list[DebFile], list[DebFile]]:
-    """(new, unchanged) debs; a different file for a name+version+arch already there is bad input."""
-    new: list[DebFile] = []
-    unchanged: list[DebFile] = []
-    seen: dict[PackageRef, DebFile] = {}
-    for deb in debs:
-        earlier = seen.get(deb.package)
-        if earlier is not None:
-            if earlier.sha256 != deb.sha256:
-                raise bad_input(
-                    f"{deb.path} and {earlier.path} are different files for {deb.package.key}",
-                    hint="Publish only one of them, or give the new one a higher version")
-            continue
-        seen[deb.package] = deb
-        there = served.get(deb.package)
-        if there is None:
-            new.append(deb)
-        elif there.sha256 == deb.sha256:
-            unchanged.append(deb)
-        else:
-            raise bad_input(
-                f"{deb.package.key} is already published with different contents "
-                f"(sha256 {there.sha256[:12]}…, this file {deb.sha256[:12]}…)",
-                hint="Never replace a published version: bump the version (e.g. from BUILD_NUMBER) and publish again")
-    return new, unchanged
-
-
-def select_kept(packages: Iterable[PackageRef], keep: int) -> tuple[list[PackageRef], list[PackageRef]]:
-    """(kept, removed): the `keep` highest versions (Debian ordering) of each name and architecture."""
-    from debian.debian_support import Version  # see served_packages
-
-    groups: dict[tuple[str, str], list[PackageRef]] = {}
-    for ref in packages:
-        groups.setdefault((ref.name, ref.architecture), []).append(ref)
-    kept: list[PackageRef] = []
-    removed: list[PackageRef] = []
-    for refs in groups.values():
-        ordered = sorted(refs, key=lambda r: Version(r.version), reverse=True)
-        kept += ordered[:keep]
-        removed += ordered[keep:]
-    return sorted(kept), sorted(removed)
-
-
-def repo_name(dist: str, component: str) -> str:
-    """The aptly local repository of one distribution and component."""
-    return f"{dist}_{component}"
-
-
-def aptly_commands(
-    manifest: Manifest,
-    *,
-    dist: str,
-    component: str,
-    generation: str,
-    add: Sequence[Path],
-    remove: Sequence[PackageRef],
-    architectures: Sequence[str],
-    key: SigningKey,
-) -> tuple[list[list[str]], Manifest]:
-    """The aptly commands (without `aptly -config=...`) that take `manifest` to the next state, and that state."""
-    repo = repo_name(dist, component)
-    components = manifest.components(dist)
-    commands: list[list[str]] = []
-    if component not in components:
-        commands.append(["repo", "create", f"-distribution={dist}", f"-component={component}", repo])
-    if add:
-        commands.append(["repo", "add", repo, *map(str, add)])
-    if remove:
-        commands.append(["repo", "remove", repo, *(ref.query() for ref in remove)])
-    snapshot = f"{repo}_{generation}"
-    commands.append(["snapshot", "create", snapshot, "from", "repo", repo])
-    old_snapshot = components.get(component)
-    new_components = {**components, component: snapshot}
-    archs = sorted(set(architectures) | set(manifest.architectures(dist)))
-    sign = ["-batch", f"-gpg-key={key.fingerprint}"]
-    by_hash = bool(manifest.dists.get(dist, {}).get("acquire_by_hash"))
-    if components and component in components and set(archs) == set(manifest.architectures(dist)) and by_hash:
-        # The usual case: one atomic switch of this component to the new snapshot.
-        commands.append(["publish", "switch", *sign, f"-component={component}", dist, ENDPOINT, snapshot])
-    else:
-        if components:
-            # A new component or architecture cannot be switched in, and a dist published
-            # before microdeploy asked for by-hash indexes gets them only from a new
-            # publish: publish the dist afresh.
-            commands.append(["publish", "drop", "-skip-cleanup", dist, ENDPOINT])
-        names = sorted(new_components)
-        commands.append([
-            "publish", "snapshot", *sign, f"-distribution={dist}", f"-component={','.join(names)}",
-            f"-architectures={','.join(archs)}", "-origin=microdeploy", "-label=microdeploy", "-acquire-by-hash",
-            *(new_components[name] for name in names), ENDPOINT,
-        ])  # fmt: skip
-    if old_snapshot is not None:
-        commands.append(["snapshot", "drop", old_snapshot])
-    commands.append(["db", "cleanup"])
-    dists = {**manifest.dists,
-             dist: {"architectures": archs, "components": new_components, "acquire_by_hash": True}}
-    return commands, Manifest(dists, key.fingerprint, manifest.retired_keys)
 
 
 # --- publish ----------------------------------------------------------------
@@ -657,14 +356,10 @@ def sources_snippet(
 __all__ = [
     "ARMORED_KEY_NAME",
     "KEYRING_NAME",
-    "DebFile",
     "Layout",
-    "PackageRef",
     "PublishResult",
     "PublishSettings",
-    "inspect_deb",
     "publish",
-    "select_kept",
     "served_suites",
     "sources_snippet",
 ]

@@ -21,9 +21,10 @@ from pathlib import Path
 
 from debian.debian_support import Version
 
+from microdeploy.dists import DEFAULT_DIST
 from microdeploy.errors import bad_input
 from microdeploy.fsutil import atomic_write
-from microdeploy.repo import DEFAULT_DIST, KEYRING_NAME, Layout
+from microdeploy.repo import KEYRING_NAME, Layout
 from microdeploy.testbed.image import ensure_image, ensure_piuparts_base, release_mirrors
 from microdeploy.testbed.procs import children
 

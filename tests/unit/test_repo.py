@@ -14,20 +14,11 @@ from click.testing import CliRunner
 
 from microdeploy import repo, repo_server
 from microdeploy.cli import main
+from microdeploy.debfile import DebFile, PackageRef, inspect_deb
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
 from microdeploy.process import Result
-from microdeploy.repo import (
-    DebFile,
-    Manifest,
-    PackageRef,
-    PublishSettings,
-    ServedPackage,
-    aptly_commands,
-    inspect_deb,
-    select_kept,
-    sources_snippet,
-    split_new,
-)
+from microdeploy.repo import PublishSettings, sources_snippet
+from microdeploy.repo_plan import Manifest, ServedPackage, aptly_commands, select_kept, split_new
 from microdeploy.signing import KEY_USER_ID, SigningKey, parse_signing_fingerprints, resolve_key
 
 FPR = "092CF90BA591D11660B031AE82F810F65B3E21DE"

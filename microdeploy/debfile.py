@@ -1,0 +1,110 @@
+"""A built .deb as `publish` and `deploy` read it: package, version and architecture, checked with dpkg-deb."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from microdeploy import validate
+from microdeploy.dists import DEFAULT_DIST
+from microdeploy.errors import bad_input
+from microdeploy.process import Runner, run
+
+
+@dataclass(frozen=True, order=True)
+class PackageRef:
+    """A binary package in a repository: name, version, architecture."""
+
+    name: str
+    version: str
+    architecture: str
+
+    @property
+    def key(self) -> str:
+        """aptly's package key, as `aptly repo show -with-packages` prints it."""
+        return f"{self.name}_{self.version}_{self.architecture}"
+
+    @property
+    def filename(self) -> str:
+        """The Debian file name of the package (the epoch is not part of it)."""
+        return f"{self.name}_{self.version.partition(':')[2] or self.version}_{self.architecture}.deb"
+
+    def query(self) -> str:
+        """An aptly query matching exactly this package."""
+        return f"Name (= {self.name}), $Version (= {self.version}), $Architecture (= {self.architecture})"
+
+
+@dataclass(frozen=True)
+class DebFile:
+    """A validated .deb given to publish: its package, checksum and size."""
+
+    path: Path
+    package: PackageRef
+    sha256: str
+    size: int
+    dist: str = DEFAULT_DIST  # the suite it is published into
+
+
+def inspect_deb(path: Path, runner: Runner = run) -> DebFile:
+    """Validate a .deb with dpkg-deb and return its package, checksum and size (bad input: exit 2)."""
+    if not path.is_file():
+        raise bad_input(f"no such file: {path}", hint="Pass the path of a built .deb")
+    check_ar_archive(path)
+    info = runner(["dpkg-deb", "--info", str(path)], check=False)
+    fields = runner(["dpkg-deb", "--field", str(path), "Package", "Version", "Architecture"], check=False)
+    if info.returncode != 0 or fields.returncode != 0:
+        reason = (info.stderr or fields.stderr).strip().splitlines()
+        raise bad_input(f"{path} is not a valid Debian package: {reason[-1] if reason else 'dpkg-deb failed'}",
+                        hint="Rebuild it with `microdeploy build` (or dpkg-deb --build)")
+    values = parse_fields(fields.stdout)
+    package = PackageRef(values.get("Package", ""), values.get("Version", ""), values.get("Architecture", ""))
+    for what, value, spec in (("package name", package.name, validate.PACKAGE_NAME),
+                              ("version", package.version, validate.DEBIAN_VERSION),
+                              ("architecture", package.architecture, validate.ARCHITECTURE)):
+        validate.check(spec, what, value, str(path))
+    return DebFile(path, package, sha256_of(path), path.stat().st_size)
+
+
+def check_ar_archive(path: Path) -> None:
+    """Refuse a file that is not a complete ar archive (a truncated or foreign file), before dpkg-deb sees it."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        if handle.read(8) != b"!<arch>\n":
+            raise bad_input(f"{path} is not a Debian package (no ar archive header)",
+                            hint="Pass a .deb built by `microdeploy build` or dpkg-deb")
+        offset = 8
+        while offset < size:
+            handle.seek(offset)
+            header = handle.read(60)
+            try:
+                member = int(header[48:58].decode("ascii").strip())
+            except (UnicodeDecodeError, ValueError):
+                member = -1
+            if len(header) < 60 or (member >= 0 and offset + 60 + member > size):
+                raise bad_input(f"{path} is a truncated Debian package ({size} bytes)",
+                                hint="Rebuild it or copy it again")
+            if header[58:60] != b"`\n" or member < 0:
+                raise bad_input(f"{path} is a corrupt Debian package (bad member header at byte {offset})",
+                                hint="Rebuild it or copy it again")
+            offset += 60 + member + (member % 2)  # members are padded to even offsets
+
+
+def parse_fields(text: str) -> dict[str, str]:
+    """`Key: value` lines (as dpkg-deb --field prints them) into a dict."""
+    fields = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and not line.startswith((" ", "\t")):
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file, in hex."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(functools.partial(handle.read, 1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
