@@ -11,6 +11,7 @@
 // A scenario: {"name", "file", "library" (vars file that provides microdeployPipeline),
 // "env" (BRANCH_NAME, TAG_NAME, ...), "credentials" (ids that exist), "fail_on" (an sh
 // script containing this text fails), "stdout" (what `sh returnStdout` returns)}.
+// The parallel step runs its branches in turn; their events carry the branch's name.
 // Groovy 2.4 (Debian 12): no lambdas, no var.
 
 import groovy.json.JsonOutput
@@ -24,9 +25,11 @@ class Recorder {
     Map env
     List events = []
     String stage = null
+    String branch = null
 
     void record(Map event) {
         Map copy = [stage: stage]
+        if (branch != null) { copy.branch = branch }
         event.each { k, v -> copy[k.toString()] = Recorder.plain(v) }
         events << copy
     }
@@ -150,6 +153,35 @@ Map runScenario(Map scenario) {
         return m.returnStdout ? (scenario.stdout ?: '1.0.0-1') + '\n' : null
     })
     binding.setVariable('script', { Closure body -> body.call() })
+    binding.setVariable('withEnv', { List pairs, Closure body ->
+        Map saved = new LinkedHashMap(env)
+        pairs.each { String pair -> int eq = pair.indexOf('='); env[pair.substring(0, eq)] = pair.substring(eq + 1) }
+        try { body.call() } finally { env.clear(); env.putAll(saved) }
+    })
+    // The parallel step: the branches run one after the other here, each recorded under its name
+    // (events inside carry `branch`); as in Jenkins without failFast, every branch runs and the
+    // step fails after all of them when any failed.
+    binding.setVariable('parallel', { Map branches ->
+        List names = branches.keySet().findAll { it != 'failFast' }.collect { it.toString() }
+        rec.record([type: 'parallel', branches: names])
+        List failures = []
+        String outer = rec.branch
+        for (String name in names) {
+            rec.branch = name
+            rec.record([type: 'branch', name: name])
+            try {
+                branches[name].call()
+            } catch (StepFailure e) {
+                failures << name
+                rec.record([type: 'failure', message: e.message])
+            } finally {
+                rec.branch = outer
+            }
+        }
+        if (failures) {
+            throw new StepFailure("parallel branch(es) failed: ${failures.join(', ')}")
+        }
+    })
     binding.setVariable('echo', { msg -> rec.record([type: 'echo', message: msg]) })
     binding.setVariable('error', { msg -> rec.record([type: 'error', message: msg]); throw new StepFailure(msg.toString()) })
     binding.setVariable('junit', { arg -> rec.record([type: 'junit', testResults: arg instanceof Map ? arg.testResults : arg]) })

@@ -86,36 +86,57 @@ def call(Map args = [:]) {
 
             stage('Build') {
                 steps {
-                    // The Debian revision comes from BUILD_NUMBER, so versions only go up. One
-                    // package per Debian release in MD_DISTS (none: the service's dist, else the
-                    // agent's own release), each with its +debN; publish puts each into its suite.
-                    sh '''
-                        rm -rf dist build.json
-                        set --
-                        for dist in $(printf '%s' "$MD_DISTS" | tr ',' ' '); do set -- "$@" --dist "$dist"; done
-                        microdeploy build "$@" --json > build.json
-                    '''
+                    sh 'rm -rf dist build*.json'
                     script {
+                        // One parallel branch per Debian release in MD_DISTS, each building its package
+                        // (with its +debN) into dist/; none listed: one build for the service's dist, else
+                        // the agent's own release. The releases are read at run time (the shared library
+                        // takes them as an argument), so this is the parallel step, not a parallel block.
+                        List releases = (env.MD_DISTS ?: '').tokenize(', ')
+                        if (releases) {
+                            Map builds = [:]
+                            for (String release in releases) {
+                                String dist = release  // a fresh variable per branch: each closure keeps its own
+                                builds["Build ${dist}".toString()] = {
+                                    withEnv(["MD_DIST=${dist}".toString()]) {
+                                        sh '''
+                                            microdeploy build --dist "$MD_DIST" --json > "build-$MD_DIST.json"
+                                        '''
+                                    }
+                                }
+                            }
+                            parallel builds
+                        } else {
+                            sh 'microdeploy build --json > build.json'
+                        }
                         // The first release's version (+deb12 sorts before +deb13), for the later stages.
                         env.MD_VERSION = sh(script: 'dpkg-deb --field "$(ls dist/"$MD_NAME"_*.deb | head -n 1)" Version', returnStdout: true).trim()
                     }
                     archiveArtifacts artifacts: 'dist/*.deb', fingerprint: true
-                    archiveArtifacts artifacts: 'build.json,dist/*.buildinfo,dist/*.changes'
+                    archiveArtifacts artifacts: 'build*.json,dist/*.buildinfo,dist/*.changes'
                 }
             }
 
             stage('Lint') {
                 steps {
-                    // lintian, piuparts, and the package installed, run, upgraded and purged on a fresh
-                    // booted host of its release (systemd-nspawn: this step needs root on the agent).
+                    // Each built package (one per release) checked on its own: lintian, piuparts, and the
+                    // package installed, run, upgraded and purged on a fresh booted host of its release
+                    // (systemd-nspawn: this step needs root on the agent). Every package is checked even
+                    // after one fails; the step exits with the worst status.
                     sh '''
                         mkdir -p reports
-                        microdeploy check dist/"$MD_NAME"_*.deb --junit reports/check.xml
+                        worst=0
+                        for deb in dist/"$MD_NAME"_*.deb; do
+                            status=0
+                            microdeploy check "$deb" --junit "reports/check-$(basename "$deb" .deb).xml" || status=$?
+                            if [ "$status" -gt "$worst" ]; then worst=$status; fi
+                        done
+                        exit "$worst"
                     '''
                 }
                 post {
                     always {
-                        junit testResults: 'reports/check.xml', allowEmptyResults: true
+                        junit testResults: 'reports/check-*.xml', allowEmptyResults: true
                     }
                 }
             }

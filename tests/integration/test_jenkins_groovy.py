@@ -36,6 +36,7 @@ OPTIONS = JenkinsOptions(
     agent_label="debian-12 && amd64",
     timeout_minutes=45,
     keep_builds=5,
+    dists=("bookworm", "trixie"),
 )
 OPTION_CREDENTIALS = ["apt-signing-key", "microdeploy-signing-passphrase", "microdeploy-control-repo", "deploy-ssh"]
 
@@ -143,6 +144,8 @@ def runs(variants: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) ->
                           "credentials": OPTION_CREDENTIALS, "fail_on": "microdeploy deploy", **extra})
         scenarios.append({"name": f"{form}-release-missing-credentials", "file": str(file), "env": RELEASE,
                           "credentials": [], **extra})
+        scenarios.append({"name": f"{form}-feature-build-fails", "file": str(file), "env": FEATURE,
+                          "credentials": OPTION_CREDENTIALS, "fail_on": "microdeploy build --dist", **extra})
     scenarios.append({"name": "library-minimal-tag", "file": str(variants["one-line-default"]), "env": TAG,
                       "credentials": CREDENTIALS, "library": library})
     scenarios.append({"name": "full-minimal-tag", "file": str(variants["full-minimal"]), "env": TAG,
@@ -224,12 +227,12 @@ def test_artifacts_and_reports(runs: dict[str, dict[str, Any]], form: str) -> No
     """JUnit XML of the tests and of `check` is published, and the .deb, build records and JSON results are archived."""
     run = runs[f"{form}-tag"]
     assert [(e["stage"], e["testResults"]) for e in events(run, "junit")] == [
-        ("Test", "reports/junit.xml"), ("Lint", "reports/check.xml")]
+        ("Test", "reports/junit.xml"), ("Lint", "reports/check-*.xml")]
     archived = [(e["stage"], e["artifacts"], e.get("fingerprint", False), e.get("allowEmptyArchive", False))
                 for e in events(run, "archiveArtifacts")]
     assert archived == [
         ("Build", "dist/*.deb", True, False),
-        ("Build", "build.json,dist/*.buildinfo,dist/*.changes", False, False),
+        ("Build", "build*.json,dist/*.buildinfo,dist/*.changes", False, False),
         ("Publish", "publish.json", False, False),
         ("Deploy", "deploy.json", False, True),
     ]
@@ -256,7 +259,7 @@ def test_failure_skips_the_rest_and_notifies(runs: dict[str, dict[str, Any]], fo
     run = runs[f"{form}-tag-lintian-fails"]
     assert run["result"] == "FAILURE"
     assert list(stages(run).values()) == ["run", "run", "run"] + ["skipped (earlier failure)"] * 3
-    assert events(run, "junit", "Lint")[0]["testResults"] == "reports/check.xml"
+    assert events(run, "junit", "Lint")[0]["testResults"] == "reports/check-*.xml"
     posts = [e["condition"] for e in events(run, "post", None) if e["stage"] is None]
     assert posts == ["failure", "cleanup"]
     (mail,) = events(run, "mail")
@@ -340,3 +343,42 @@ def test_library_runs_the_failure_hook(runs: dict[str, dict[str, Any]]) -> None:
     assert [e["message"] for e in events(run, "echo")] == ["paging on-call"]
     assert not events(run, "mail")
     assert events(run, "junit", "Test")
+
+
+@pytest.mark.parametrize("form", ["full", "library"])
+def test_each_release_builds_in_its_own_parallel_branch(runs: dict[str, dict[str, Any]], form: str) -> None:
+    """Build runs one parallel branch per configured release, each building with its --dist; then the version is read."""
+    run = runs[f"{form}-feature"]
+    (parallel,) = events(run, "parallel", "Build")
+    assert parallel["branches"] == ["Build bookworm", "Build trixie"]
+    builds = [(e.get("branch"), e["env"].get("MD_DIST"), e["script"].strip()) for e in events(run, "sh", "Build")]
+    assert builds == [
+        (None, None, "rm -rf dist build*.json"),
+        ("Build bookworm", "bookworm", 'microdeploy build --dist "$MD_DIST" --json > "build-$MD_DIST.json"'),
+        ("Build trixie", "trixie", 'microdeploy build --dist "$MD_DIST" --json > "build-$MD_DIST.json"'),
+        (None, None, 'dpkg-deb --field "$(ls dist/"$MD_NAME"_*.deb | head -n 1)" Version'),
+    ]
+    # The branch's MD_DIST stays inside the branch.
+    (lint,) = events(run, "sh", "Lint")
+    assert "MD_DIST" not in lint["env"]
+    assert 'for deb in dist/"$MD_NAME"_*.deb; do' in lint["script"]
+
+
+@pytest.mark.parametrize("form", ["full", "library"])
+def test_a_failed_release_build_fails_the_build_after_every_branch(runs: dict[str, dict[str, Any]], form: str) -> None:
+    """Every branch runs even when one fails; then Build fails and Lint and Publish are skipped."""
+    run = runs[f"{form}-feature-build-fails"]
+    assert run["result"] == "FAILURE"
+    assert [e["name"] for e in events(run, "branch", "Build")] == ["Build bookworm", "Build trixie"]
+    assert [e.get("branch") for e in events(run, "failure", "Build")] == ["Build bookworm", "Build trixie", None]
+    assert "parallel branch(es) failed: Build bookworm, Build trixie" in events(run, "failure", "Build")[-1]["message"]
+    assert stages(run)["Lint"] == "skipped (earlier failure)"
+    assert not events(run, "sh", "Lint")
+
+
+def test_without_releases_one_build_runs(runs: dict[str, dict[str, Any]]) -> None:
+    """With no --dist the Build stage makes no parallel branches: one build, for the service's dist or the agent's."""
+    for name in ("full-minimal-tag", "library-minimal-tag"):
+        run = runs[name]
+        assert not events(run, "parallel")
+        assert [e["script"].strip() for e in events(run, "sh", "Build")][1] == "microdeploy build --json > build.json"

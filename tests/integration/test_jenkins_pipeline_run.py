@@ -101,7 +101,7 @@ def test_feature_branch_steps_all_succeed(pipeline: dict[str, Any]) -> None:
     for step in steps:
         assert step.returncode == 0, explain(step)
     assert len(steps) == len(recorded)
-    assert [s.stage for s in steps] == ["Test", "Build", "Build", "Lint"]
+    assert [s.stage for s in steps] == ["Test", "Build", "Build", "Build", "Lint"]
 
 
 def test_test_stage_writes_junit_xml(pipeline: dict[str, Any]) -> None:
@@ -124,9 +124,16 @@ def test_build_stage_makes_the_package(pipeline: dict[str, Any]) -> None:
     assert built["version"] == version
 
 
+def built_deb(workspace: Path) -> Path:
+    """The one .deb the feature-branch build made."""
+    (deb,) = (workspace / "dist").glob("*.deb")
+    return deb
+
+
 def test_lint_stage_writes_a_passing_check_report(pipeline: dict[str, Any]) -> None:
-    """reports/check.xml is JUnit of `microdeploy check`: lintian, piuparts and the host checks, none failed."""
-    suite = ET.parse(pipeline["workspace"] / "reports/check.xml").getroot().find("testsuite")
+    """reports/check-PACKAGE.xml is JUnit of `microdeploy check`: lintian, piuparts and the host checks, none failed."""
+    workspace: Path = pipeline["workspace"]
+    suite = ET.parse(workspace / f"reports/check-{built_deb(workspace).stem}.xml").getroot().find("testsuite")
     assert suite is not None
     names = [case.get("name") for case in suite.iter("testcase")]
     assert names[:3] == ["lintian", "piuparts", "install"] and names[-1] == "purge"
@@ -139,8 +146,8 @@ def test_archived_patterns_find_their_files(pipeline: dict[str, Any]) -> None:
     events = pipeline["runs"]["feature"]["events"]
     junit = [e["testResults"] for e in events if e["type"] == "junit"]
     archived = [e["artifacts"] for e in events if e["type"] == "archiveArtifacts"]
-    assert junit == ["reports/junit.xml", "reports/check.xml"]
-    assert archived == ["dist/*.deb", "build.json,dist/*.buildinfo,dist/*.changes"]
+    assert junit == ["reports/junit.xml", "reports/check-*.xml"]
+    assert archived == ["dist/*.deb", "build*.json,dist/*.buildinfo,dist/*.changes"]
     for patterns in junit + archived:
         for pattern, found in patterns_match(workspace, patterns).items():
             assert len(found) == 1, f"{pattern} matched {found}"
@@ -175,3 +182,22 @@ def test_publish_step_signs_with_the_ci_key(pipeline: dict[str, Any], tmp_path: 
     assert result["key_fingerprint"] == fingerprint
     assert [deb["name"] for deb in result["added"]] == ["orders-api"]
     assert (Path(result["public_dir"]) / "dists/bookworm/InRelease").is_file()
+
+
+def test_lint_stage_checks_every_package_and_exits_with_the_worst(pipeline: dict[str, Any], tmp_path: Path) -> None:
+    """With two .debs in dist/ the Lint step checks each: a broken one first (exit 2), the good one still checked."""
+    workspace = tmp_path / "workspace"
+    (workspace / "dist").mkdir(parents=True)
+    good = built_deb(pipeline["workspace"])
+    os.link(good, workspace / "dist" / good.name)
+    # Sorts before the good one, so the loop must go on after a failure.
+    broken = workspace / "dist" / "orders-api_0.0.0-1+deb13_amd64.deb"
+    broken.write_bytes(good.read_bytes()[:4096])
+    (lint,) = [e for e in pipeline["runs"]["feature"]["events"] if e["type"] == "sh" and e["stage"] == "Lint"]
+    step = run_step(lint, workspace)
+    assert step.returncode == 2, explain(step)
+    assert step.stderr.count("+ microdeploy check dist/") == 2
+    assert f"--junit reports/check-{broken.stem}.xml" in step.stderr
+    suite = ET.parse(workspace / f"reports/check-{good.stem}.xml").getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("failures"), suite.get("errors")) == ("0", "0")

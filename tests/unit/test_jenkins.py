@@ -86,7 +86,7 @@ def test_every_sh_step_is_a_single_quoted_string() -> None:
     for text in (render_jenkinsfile(service(), FULL), render_jenkinsfile(None, FULL, "library")):
         steps = SH_STEP.findall(text)
         assert len(steps) >= 6
-        assert set(steps) <= {"'''", "("}
+        assert set(steps) <= {"'''", "'", "("}  # single-quoted: never a GString
         assert "sh(script: '" in text
 
 
@@ -114,7 +114,9 @@ def test_secrets_never_reach_a_command_line() -> None:
 def test_publish_and_build_use_the_microdeploy_commands() -> None:
     """Build, publish, puppet-data and deploy are called with the flags those commands take."""
     text = render_jenkinsfile(service(), FULL)
-    assert 'microdeploy build "$@" --json > build.json' in text
+    assert "sh 'microdeploy build --json > build.json'" in text
+    assert 'microdeploy build --dist "$MD_DIST" --json > "build-$MD_DIST.json"' in text
+    assert 'microdeploy check "$deb" --junit "reports/check-$(basename "$deb" .deb).xml"' in text
     assert 'microdeploy publish dist/*.deb --repo "$MD_REPO" --gnupghome "$GNUPGHOME" --json' in text
     assert 'microdeploy puppet-data --control-repo .control-repo --version "${MD_VERSION%+deb*}"' in text
     assert 'microdeploy deploy "$MD_NAME" --version "$MD_VERSION" --hosts "$MD_DEPLOY_HOSTS"' in text
@@ -305,10 +307,11 @@ def test_library_help_lists_every_option() -> None:
 
 
 def test_the_releases_to_build_reach_the_build_step() -> None:
-    """--dist bookworm --dist trixie: MD_DISTS names both, the step turns each into a --dist flag."""
+    """--dist bookworm --dist trixie: MD_DISTS names both; the Build stage makes one parallel branch per release."""
     text = render_jenkinsfile(service(), JenkinsOptions(dists=("bookworm", "trixie")))
     assert "MD_DISTS = 'bookworm trixie'" in text
-    assert 'for dist in $(printf \'%s\' "$MD_DISTS" | tr \',\' \' \'); do set -- "$@" --dist "$dist"; done' in text
+    assert "List releases = (env.MD_DISTS ?: '').tokenize(', ')" in text
+    assert "parallel builds" in text and 'withEnv(["MD_DIST=${dist}".toString()])' in text
     assert "MD_DISTS = ''" in render_jenkinsfile(service(), JenkinsOptions())
     library = render_jenkinsfile(None, JenkinsOptions(), "library")
     assert "MD_DISTS = \"${cfg.dists ?: ''}\"" in library
