@@ -347,7 +347,7 @@ def test_library_runs_the_failure_hook(runs: dict[str, dict[str, Any]]) -> None:
 
 @pytest.mark.parametrize("form", ["full", "library"])
 def test_each_release_builds_in_its_own_parallel_branch(runs: dict[str, dict[str, Any]], form: str) -> None:
-    """Build runs one parallel branch per configured release, each building with its --dist; then the version is read."""
+    """Build runs one parallel branch per configured release, each with its --dist; then the version is read."""
     run = runs[f"{form}-feature"]
     (parallel,) = events(run, "parallel", "Build")
     assert parallel["branches"] == ["Build bookworm", "Build trixie"]
