@@ -17,6 +17,7 @@ from typing import Any
 
 from microdeploy import dists
 from microdeploy import validate as rules
+from microdeploy.apptarget import AppTargetError, parse_app
 from microdeploy.errors import bad_input
 
 Scalar = str | int | float | bool
@@ -26,8 +27,9 @@ PYPROJECT = "pyproject.toml"
 MICRODEPLOY_TOML = "microdeploy.toml"
 
 NAME_MAX = rules.SERVICE_NAME.max_length
-APP_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\(\))?")
 DESCRIPTION_MAX = 80
+# The WSGI target, literal factory arguments included.
+APP_MAX = 500
 # A setting's value lands on one line of config.ini and in Hiera data.
 SETTING_VALUE_MAX = 4096
 
@@ -42,6 +44,8 @@ DEFAULT_WORKERS = 2
 COMPRESSION_LEVELS = {"gzip": (1, 9, 5), "xz": (0, 9, 0)}
 DEFAULT_COMPRESSION = "gzip"
 DEFAULT_MAINTAINER = "Service Maintainer <maintainer@example.org>"
+# The health route `microdeploy new` writes (and sets as health_path).
+SCAFFOLD_HEALTH_PATH = "/health"
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,8 @@ class ServiceConfig:
     port: int = DEFAULT_PORT
     bind: str = DEFAULT_BIND
     workers: int = DEFAULT_WORKERS
-    health_path: str = "/health"
+    # Unset: health probes take any HTTP answer below 500 on / (an existing app has no health route).
+    health_path: str | None = None
     maintainer: str = DEFAULT_MAINTAINER
     description: str = ""
     depends: tuple[str, ...] = ()
@@ -150,8 +155,7 @@ def validate(values: Mapping[str, tuple[Any, str]]) -> ServiceConfig:
     name = _check_name(*values["name"])
     checked: dict[str, Any] = {"name": name}
     app_value, app_origin = values.get("app", (default_app(name), "default"))
-    app_allowed = "'module:attr' or 'module:factory()', e.g. 'orders_api.wsgi:app'"
-    checked["app"] = rules.check(rules.Rule(APP_RE, app_allowed), "app", app_value, app_origin)
+    checked["app"] = check_app_target(app_value, app_origin)
     if "version" in values:
         checked["version"] = check_upstream_version(*values["version"])
     if "port" in values:
@@ -194,6 +198,17 @@ def check_dists(value: Any, origin: str) -> tuple[str, ...]:
         if item not in dists.DISTS:
             raise rules.invalid("dist", item, origin, allowed)
     return tuple(dict.fromkeys(items))
+
+
+def check_app_target(value: Any, origin: str) -> str:
+    """The WSGI target as gunicorn takes it, in its canonical spelling (apptarget)."""
+    allowed = ("'module:name', 'module:factory()' or a factory called with literal arguments, "
+               "e.g. 'orders_api.wsgi:app' or 'orders_api:create_app(\"production\")'")
+    text = rules.string("app", value, origin, allowed, APP_MAX)
+    try:
+        return str(parse_app(text))
+    except AppTargetError as exc:
+        raise rules.invalid("app", value, origin, allowed, str(exc)) from None
 
 
 def check_upstream_version(value: Any, origin: str) -> str:

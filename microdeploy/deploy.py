@@ -38,7 +38,6 @@ from microdeploy.deploy_commands import (
     REMOTE_DIR_RE,
     available_command,
     cleanup_command,
-    health_command,
     hook_command,
     install_command,
     install_file_command,
@@ -70,8 +69,7 @@ def plan(rollout: Rollout) -> tuple[tuple[str, ...], tuple[PlannedHost, ...]]:
     for number, batch in enumerate(rollout.batches, start=1):
         for target in batch:
             commands = [update_command(rollout.apt_source), *_install_steps(rollout, None),
-                        query_command(rollout.package),
-                        f"until healthy: {health_command(rollout.package, rollout.health_url)}"]
+                        query_command(rollout.package), f"until healthy: {rollout.health_check}"]
             if rollout.drain:
                 commands.insert(0, hook_command(rollout.drain))
             if rollout.undrain:
@@ -396,7 +394,7 @@ def _wait_healthy(state: _Rollout, host: _Host) -> tuple[bool, float, str]:
     """
     rollout = state.rollout
     clock = state.clock
-    command = health_command(rollout.package, rollout.health_url)
+    command = rollout.health_check
     started = clock.now()
     deadline = started + rollout.health_timeout
     while True:

@@ -87,29 +87,39 @@ def remove_command(package: str) -> str:
     return shlex.join([*_apt_env(), "apt-get", "remove", "-y", "-q", package])
 
 
-def health_command(package: str, url: str) -> str:
-    """Exit 0 when the service answers 2xx or 3xx where the host's own configuration puts it.
+def health_command(package: str, url: str, *, any_answer: bool = False) -> str:
+    """Exit 0 when the service answers 2xx or 3xx where the host's own configuration puts it; with
+    `any_answer` (no health path configured: the main page), any HTTP status below 500.
 
     The package's gunicorn.conf.py runs in the unit's environment (its
-    EnvironmentFile, through systemd-run) and gives the health URL from the
-    host's config.ini; `url`, the service configuration's, is the fallback
-    for a package without one. The URL probed is printed first.
+    EnvironmentFile, through systemd-run) and gives the health URL (or the
+    main page's) from the host's config.ini; `url`, the service
+    configuration's, is the fallback for a package without one. The URL
+    probed is printed first.
     """
     script = (
         "import runpy, sys, urllib.request\n"
         "url = sys.argv[1]\n"
         "try:\n"
-        "    url = runpy.run_path(sys.argv[3]).get('_health_url', url)\n"
+        "    url = runpy.run_path(sys.argv[3]).get(sys.argv[4], url)\n"
         "except OSError:\n"
         "    pass\n"
         "print(url, flush=True)\n"
-        "urllib.request.urlopen(url, timeout=float(sys.argv[2]))\n"
     )
+    if any_answer:
+        # A service without a health route: its main page may answer 404 or 401 and still be up.
+        script += ("import urllib.error\n"
+                   "try:\n"
+                   "    urllib.request.urlopen(url, timeout=float(sys.argv[2]))\n"
+                   "except urllib.error.HTTPError as error:\n"
+                   "    sys.exit(error.code >= 500)\n")
+    else:
+        script += "urllib.request.urlopen(url, timeout=float(sys.argv[2]))\n"
     return shlex.join([
         "systemd-run", "--quiet", "--pipe", "--wait", "--collect",
         f"--property=EnvironmentFile=-/etc/{package}/environment",
         "/usr/bin/python3", "-I", "-c", script, url, str(HEALTH_REQUEST_TIMEOUT),
-        f"/usr/share/{package}/gunicorn.conf.py",
+        f"/usr/share/{package}/gunicorn.conf.py", "_main_url" if any_answer else "_health_url",
     ])
 
 

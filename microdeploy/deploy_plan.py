@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Sequence
@@ -12,9 +13,12 @@ from microdeploy import validate
 from microdeploy.config import MICRODEPLOY_TOML, PYPROJECT, load_config
 from microdeploy.config import validate as validate_config
 from microdeploy.debfile import inspect_deb
+from microdeploy.deploy_commands import health_command
 from microdeploy.errors import bad_input
 from microdeploy.hosts import Target, parse_target, read_hosts_file
 from microdeploy.process import Runner, run
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = "1"
 DEFAULT_HEALTH_TIMEOUT = 60.0
@@ -60,7 +64,7 @@ class Rollout:
     version: str
     batches: tuple[tuple[Target, ...], ...]
     port: int
-    health_path: str
+    health_path: str | None
     health_timeout: float
     max_failures: int
     sudo: bool = False
@@ -84,8 +88,13 @@ class Rollout:
 
     @property
     def health_url(self) -> str:
-        """The health URL, as seen on the host itself."""
-        return f"http://127.0.0.1:{self.port}{self.health_path}"
+        """The health URL, as seen on the host itself: the health path, else the main page."""
+        return f"http://127.0.0.1:{self.port}{self.health_path or '/'}"
+
+    @property
+    def health_check(self) -> str:
+        """The command that says whether the service is healthy on a host."""
+        return health_command(self.package, self.health_url, any_answer=self.health_path is None)
 
 
 def split_batches(targets: Sequence[Target], batch: str) -> tuple[tuple[Target, ...], ...]:
@@ -118,6 +127,9 @@ def make_rollout(options: DeployOptions, runner: Runner = run) -> Rollout:
         raise bad_input("no version to deploy", hint="Pass --version V (the Debian version), or --deb FILE")
     version = check_version(options.version) if options.version is not None else deb.version if deb else ""
     name, port, health_path = _service(options, deb.name if deb else None)
+    if health_path is None:
+        log.info("no health_path configured: any HTTP answer below 500 on / counts as healthy "
+                 "(set health_path, or pass --health-path, to require 2xx from a health route)")
     validate.check(validate.PACKAGE_NAME, "package name", name, "NAME" if options.name else "the service")
     if deb is not None and (deb.name, deb.version) != (name, version):
         raise bad_input(
@@ -164,7 +176,7 @@ def make_rollout(options: DeployOptions, runner: Runner = run) -> Rollout:
     )
 
 
-def _service(options: DeployOptions, deb_name: str | None = None) -> tuple[str, int, str]:
+def _service(options: DeployOptions, deb_name: str | None = None) -> tuple[str, int, str | None]:
     """Package name, port and health path: flags over the service's configuration over defaults."""
     project = options.project
     if project is None and any((Path.cwd() / f).is_file() for f in (PYPROJECT, MICRODEPLOY_TOML)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from microdeploy.config import DEFAULT_MAINTAINER, ServiceConfig
+from microdeploy.config import DEFAULT_MAINTAINER, SCAFFOLD_HEALTH_PATH, ServiceConfig
 from microdeploy.errors import bad_input
 from microdeploy.fsutil import check_writable, staged_directory
 from microdeploy.render import render_tree
@@ -29,7 +29,7 @@ def scaffold_context(config: ServiceConfig, *, with_db: bool) -> dict[str, objec
         "app": config.app,
         "port": config.port,
         "workers": config.workers,
-        "health_path": config.health_path,
+        "health_path": config.health_path or SCAFFOLD_HEALTH_PATH,
         "maintainer": config.maintainer,
         "description": config.summary,
         "with_db": with_db,

@@ -22,9 +22,12 @@ from microdeploy.scaffold import scaffold
 
 EPOCH = "1767225600"  # 2026-01-01T00:00:00Z
 # The public Flask project built as it is: ihatemoney, with compiled
-# dependencies (SQLAlchemy, greenlet, MarkupSafe) and its own static assets.
+# dependencies (SQLAlchemy, greenlet, MarkupSafe) and its own static assets,
+# served by its app factory called with a literal argument.
 PUBLIC_PROJECT = ("ihatemoney", "7.2.1")
-PUBLIC_OVERRIDES = {"name": "ihatemoney", "app": "ihatemoney.wsgi:application", "health_path": "/healthcheck"}
+PUBLIC_OVERRIDES = {"name": "ihatemoney", "app": "ihatemoney.run:create_app(instance_path='/etc/ihatemoney')"}
+# sdists of public projects, downloaded once per machine (pip's own files, unmodified).
+SDIST_CACHE = Path("/var/cache/microdeploy-tests/sdists")
 
 
 @dataclass(frozen=True)
@@ -85,16 +88,67 @@ def db_service(tmp_path_factory: pytest.TempPathFactory) -> BuiltService:
 def public_service(tmp_path_factory: pytest.TempPathFactory) -> BuiltService:
     """ihatemoney from PyPI, unmodified, packaged with only --name/--app/--health-path."""
     root = tmp_path_factory.mktemp("public")
-    name, version = PUBLIC_PROJECT
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-         "--dest", str(root), f"{name}=={version}"],
-        check=True,
-    )
-    subprocess.run(["tar", "-xzf", str(root / f"{name}-{version}.tar.gz"), "-C", str(root)], check=True)
-    project = root / f"{name}-{version}"
+    project = unpacked_sdist(*PUBLIC_PROJECT, root)
     result = build_service(project, root / "dist", **PUBLIC_OVERRIDES)
     return BuiltService(project, result, health_path="/healthcheck")
+
+
+def unpacked_sdist(name: str, version: str, root: Path) -> Path:
+    """The sdist of `name`==`version` from PyPI (downloaded once into SDIST_CACHE), unpacked into `root`."""
+    wanted = f"{name}-{version}.tar.gz".lower().replace("-", "_")
+
+    def cached() -> list[Path]:
+        return [path for path in SDIST_CACHE.glob("*.tar.gz") if path.name.lower().replace("-", "_") == wanted]
+
+    SDIST_CACHE.mkdir(parents=True, exist_ok=True)
+    if not cached():
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+             "--dest", str(SDIST_CACHE), f"{name}=={version}"],
+            check=True,
+        )
+    [sdist] = cached()
+    subprocess.run(["tar", "-xzf", str(sdist), "-C", str(root)], check=True)
+    return root / sdist.name.removesuffix(".tar.gz")
+
+
+@dataclass(frozen=True)
+class PublicApp:
+    """A public Flask application from PyPI, built with only --name, --app and --port."""
+
+    project: str
+    version: str
+    name: str
+    app: str
+    port: int
+    # What its own documentation asks for before it serves, each run through NAME-run.
+    setup: tuple[tuple[str, ...], ...] = ()
+
+
+# Together: wheels with bundled libraries (otterwiki: Pillow, lxml, PyYAML),
+# dynamic versions (sqlite-web: setuptools `attr:`; photo-burst-detection:
+# setuptools-scm; flaskrrr: setup.py), SQLite in the instance folder
+# (flaskrrr, Flask's tutorial app), a factory with arguments (ihatemoney, above).
+PUBLIC_APPS = {
+    "flaskr": PublicApp("flaskrrr", "1.0.0", "flaskr", "flaskr:create_app()", 8101,
+                        setup=(("flask", "init-db"),)),
+    "sqlite-web": PublicApp("sqlite-web", "0.8.2", "sqlite-web", "sqlite_web.sqlite_web:app", 8102),
+    "photo-burst-detection": PublicApp("photo_burst_detection", "1.5.0", "photo-burst-detection",
+                                       "photo_burst_detection:app", 8103),
+    "otterwiki": PublicApp("otterwiki", "2.26.1", "otterwiki", "otterwiki.server:app", 8104),
+}
+
+
+@pytest.fixture(scope="session")
+def public_apps(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BuiltService]:
+    """Every PUBLIC_APPS project downloaded, unmodified, and built once."""
+    built = {}
+    for key, spec in PUBLIC_APPS.items():
+        root = tmp_path_factory.mktemp(key)
+        project = unpacked_sdist(spec.project, spec.version, root)
+        result = build_service(project, root / "dist", name=spec.name, app=spec.app, port=spec.port)
+        built[key] = BuiltService(project, result, health_path="/", port=spec.port)
+    return built
 
 
 def rebuilt(service: BuiltService, out: Path) -> BuiltService:

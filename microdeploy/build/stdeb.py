@@ -177,7 +177,8 @@ def compiled_sources(project: Path) -> list[Path]:
     """C, C++ and Cython sources of the project (outside VCS data, venvs and build outputs)."""
     found = []
     for path in sorted(project.rglob("*")):
-        if any(source.ignored(part) for part in path.relative_to(project).parts):
+        relative = path.relative_to(project).parts
+        if source.root_litter(relative[0]) or source.matches(path.name, source.BYTECODE):
             continue
         if path.suffix in COMPILED_SOURCES and path.is_file():
             found.append(path)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from debian.deb822 import Changes
 
-from tests.packages import BuiltService
+from tests.packages import BuiltService, build_service, new_service
 from tests.qa import deb_member, deb_paths, exposure, lintian_tags, piuparts
 
 pytestmark = pytest.mark.integration
@@ -154,3 +154,24 @@ def test_build_json_output(plain_service: BuiltService, tmp_path: Path) -> None:
     assert data["version"] == "0.1.0-7+deb12" and data["dist"] == "bookworm"
     assert Path(data["deb"]) == tmp_path / "orders-api_0.1.0-7+deb12_amd64.deb"
     assert data["size"] == (tmp_path / "orders-api_0.1.0-7+deb12_amd64.deb").stat().st_size
+
+
+def test_directories_named_dist_and_build_below_the_root_are_packaged(tmp_path: Path) -> None:
+    """A file under pkg/static/dist/ and a module under pkg/build/ are installed; the root's dist/ is not."""
+    project = new_service(tmp_path, "layout-api")
+    package = project / "src" / "layout_api"
+    (package / "static" / "dist").mkdir(parents=True)
+    (package / "static" / "dist" / "app.js").write_text("console.log('built UI');\n")
+    (package / "build").mkdir()
+    (package / "build" / "__init__.py").write_text("STEPS = ('compile',)\n")
+    pyproject = project / "pyproject.toml"
+    declared = pyproject.read_text().replace('["default_config.ini"', '["default_config.ini", "static/dist/*.js"')
+    pyproject.write_text(declared)
+    (project / "dist").mkdir()
+    (project / "dist" / "stale.txt").write_text("an earlier build's output\n")
+    result = build_service(project, tmp_path / "out")
+    site = "/opt/venvs/layout-api/lib/python3.11/site-packages/layout_api"
+    paths = deb_paths(result.deb)
+    assert f"{site}/static/dist/app.js" in paths
+    assert f"{site}/build/__init__.py" in paths
+    assert not [path for path in paths if path.endswith("stale.txt")]

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -202,7 +203,8 @@ def finalize(debian: Path, step: str, venv: Path, *options: str) -> subprocess.C
 
 def test_prune_removes_installers_bytecode_build_traces_and_stray_executable_bits(debian: Path, tmp_path: Path) -> None:
     """pip and wheel go (nothing needs them), setuptools stays (the app requires it); no __pycache__, uv-pip,
-    direct_url.json, build command or empty directory is left; only ELF files and scripts keep the x bit."""
+    direct_url.json, build command, VCS or editor leftover or empty directory is left; only ELF files and
+    scripts keep the x bit, and a Python script's shebang names the venv's python."""
     venv, site = fake_venv(tmp_path, ("app", "Requires-Dist: setuptools>=60\n", ["app/__init__.py", "app/run.py"]),
                            ("pip", "", ["pip/__init__.py"]), ("wheel", "", ["wheel/__init__.py"]),
                            ("setuptools", "", ["setuptools/__init__.py", "pkg_resources/__init__.py"]))
@@ -213,16 +215,27 @@ def test_prune_removes_installers_bytecode_build_traces_and_stray_executable_bit
     (site / "app" / "script").chmod(0o755)
     (site / "app" / "speedups.so").write_bytes(b"\x7fELF")
     (site / "app" / "speedups.so").chmod(0o755)
+    (site / "app" / "tool.py").write_text("#!/usr/bin/env python\nprint('hi')\n")
+    (site / "app" / "tool.py").chmod(0o755)
+    for leftover in (".DS_Store", ".gitignore", "notes.txt~", ".run.py.swp", "#draft#", ".git/HEAD"):
+        (site / "app" / leftover).parent.mkdir(exist_ok=True)
+        (site / "app" / leftover).write_text("x")
     finalize(debian, "prune", venv, "--strip-installers")
+    assert sorted(p.name for p in (site / "app").iterdir()) == [
+        "__init__.py", "run.py", "script", "speedups.so", "tool.py"]
+    assert (site / "app" / "tool.py").read_text() == "#!/opt/venvs/orders-api/bin/python\nprint('hi')\n"
+    assert (site / "app" / "script").read_text() == "#!/bin/sh\n"
     assert sorted(p.name for p in site.iterdir()) == [
+        "_microdeploy_instance.pth", "_microdeploy_instance.py",
         "app", "app-1.0.dist-info", "pkg_resources", "setuptools", "setuptools-1.0.dist-info"]
     assert not (site / "app" / "__pycache__").exists()
     assert not list(site.rglob("direct_url.json"))
     assert not (venv / "bin").exists() and not (venv / "include").exists(), "emptied or empty directories go"
     assert os.readlink(venv / "lib64") == "lib"
     assert (venv / "pyvenv.cfg").read_text() == "home = /usr/bin\n"
-    modes = {name: (site / "app" / name).stat().st_mode & 0o777 for name in ("run.py", "script", "speedups.so")}
-    assert modes == {"run.py": 0o644, "script": 0o755, "speedups.so": 0o755}
+    modes = {name: (site / "app" / name).stat().st_mode & 0o777 for name in ("run.py", "script", "speedups.so",
+                                                                            "tool.py")}
+    assert modes == {"run.py": 0o644, "script": 0o755, "speedups.so": 0o755, "tool.py": 0o755}
 
 
 def test_records_match_the_files_as_shipped(debian: Path, tmp_path: Path) -> None:
@@ -240,3 +253,90 @@ def test_records_match_the_files_as_shipped(debian: Path, tmp_path: Path) -> Non
         "app-1.0.dist-info/RECORD,,\n"
         f"app/__init__.py,sha256={digest},22\n"
     )
+
+
+def test_prune_moves_flasks_instance_folder_of_the_installed_app_to_var_lib(debian: Path, tmp_path: Path) -> None:
+    """After prune, the venv's Python gives an app installed in it /var/lib/NAME as instance_path; an explicit
+    instance_path and an app outside the venv keep theirs (a stand-in flask.app with Flask's own rule)."""
+    venv, site = fake_venv(tmp_path, ("app", "", ["app/__init__.py"]))
+    (site / "flask").mkdir()
+    (site / "flask" / "__init__.py").write_text("from flask.app import Flask\n")
+    (site / "flask" / "app.py").write_text(
+        "import os, sys\n"
+        "class Flask:\n"
+        "    def __init__(self, import_name, instance_path=None, root=None):\n"
+        "        self.import_name, self.root = import_name, root or sys.prefix\n"
+        "        self.instance_path = instance_path or self.auto_find_instance_path()\n"
+        "    def auto_find_instance_path(self):\n"
+        "        return os.path.join(self.root, 'var', self.import_name + '-instance')\n"
+    )
+    finalize(debian, "prune", venv, "--strip-installers")
+    assert (site / "_microdeploy_instance.pth").read_text() == "import _microdeploy_instance\n"
+    probe = ("import site, sys; sys.prefix = sys.argv[1]; site.addsitedir(sys.argv[2]); from flask import Flask; "
+             "print(Flask('app').instance_path, Flask('app', '/srv/x').instance_path, "
+             "Flask('app', root='/src').instance_path)")
+    result = subprocess.run([sys.executable, "-S", "-c", probe, str(venv), str(site)], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.split() == ["/var/lib/orders-api", "/srv/x", "/src/var/app-instance"]
+
+
+def test_run_command_passes_the_units_sandbox_to_systemd_run(debian: Path) -> None:
+    """NAME-run is a valid sh script that gives systemd-run every sandbox line of the unit, and is installed
+    with its man page."""
+    unit = (debian / "orders-api.service").read_text().splitlines()
+    script = (debian / "orders-api-run").read_text()
+    subprocess.run(["sh", "-n", str(debian / "orders-api-run")], check=True)
+    sandbox = unit[unit.index("# The sandbox: orders-api-run runs operators' commands in the same one.") + 1:
+                   unit.index("[Install]") - 1]
+    passed = [shlex.split(line.removesuffix("\\"))[0].removeprefix("--property=") for line in script.splitlines()
+              if line.strip().startswith(("--property=", "'--property="))]
+    assert passed[1:] == sandbox and len(sandbox) > 20
+    assert passed[0] == "EnvironmentFile=-/etc/$NAME/environment"
+    assert "FLASK_APP='orders_api.application:create_app()'" in script
+    assert (debian / "orders-api.install").read_text().splitlines()[1:] == [
+        "debian/orders-api-run usr/bin/", "debian/orders-api-run.1 usr/share/man/man1/"]
+
+
+def test_run_command_refuses_other_users_and_missing_programs(debian: Path) -> None:
+    """Run by someone other than root or NAME, or without a program, NAME-run exits non-zero with a message."""
+    result = subprocess.run(["sh", str(debian / "orders-api-run")], capture_output=True, text=True)
+    assert result.returncode == 2 and "usage: orders-api-run COMMAND" in result.stderr
+    result = subprocess.run(["sh", str(debian / "orders-api-run"), "../../bin/sh"], capture_output=True, text=True)
+    assert result.returncode == 2 and "not a path" in result.stderr
+    result = subprocess.run(["sh", str(debian / "orders-api-run"), "missing-program"], capture_output=True, text=True)
+    assert result.returncode == 2 and "/opt/venvs/orders-api/bin has no program missing-program" in result.stderr
+    as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "sh", "-s", "flask"]
+    result = subprocess.run(as_nobody, input=(debian / "orders-api-run").read_text(), capture_output=True, text=True)
+    assert result.returncode == 1
+    assert ("orders-api-run: run it as root (sudo orders-api-run ...) or as the user orders-api, not as nobody"
+            in result.stderr)
+
+
+def test_venv_overrides_name_each_path_that_carries_a_tag(debian: Path, tmp_path: Path) -> None:
+    """A bundled libxml2, IEEE data and a page loading a CDN font each get one override with its reason;
+    a library without a known signature and a page with only local links get none."""
+    package = tmp_path / "pkg"
+    site = package / "opt/venvs/orders-api/lib/python3.11/site-packages"
+    (site / "lxml").mkdir(parents=True)
+    (site / "lxml" / "etree.cpython-311-x86_64-linux-gnu.so").write_bytes(
+        b"\x7fELF\x02\x01\x01" + b"\0" * 64 + b"root and DTD name do not match\0" + b"\0" * 16)
+    (site / "lxml" / "plain.so").write_bytes(b"\x7fELF\x02\x01\x01" + b"\0" * 64 + b"nothing known here\0")
+    (site / "netaddr" / "eui").mkdir(parents=True)
+    (site / "netaddr" / "eui" / "oui.txt").write_text("00-00-00   (hex)\t\tXEROX CORPORATION\n")
+    (site / "admin" / "templates").mkdir(parents=True)
+    (site / "admin" / "templates" / "base.html").write_text(
+        '<link href="https://fonts.googleapis.com/css?family=Roboto" rel="stylesheet">\n')
+    (site / "admin" / "templates" / "local.html").write_text('<script src="/static/app.js"></script>\n')
+    overrides = package / "usr/share/lintian/overrides/orders-api"
+    overrides.parent.mkdir(parents=True)
+    overrides.write_text("orders-api: dir-or-file-in-opt\n")
+    subprocess.run([sys.executable, "-IS", str(debian / "venv-overrides"), str(package), "orders-api"], check=True)
+    lines = overrides.read_text().splitlines()
+    venv_site = "opt/venvs/orders-api/lib/python3.11/site-packages"
+    assert lines[0] == "orders-api: dir-or-file-in-opt"
+    assert [line for line in lines[1:] if not line.startswith("#")] == [
+        f"orders-api: embedded-library libxml2 [{venv_site}/lxml/etree.cpython-311-x86_64-linux-gnu.so]",
+        f"orders-api: package-installs-ieee-data [{venv_site}/netaddr/eui/oui.txt]",
+        f"orders-api: privacy-breach-generic * [{venv_site}/admin/templates/base.html]",
+    ]
+    assert len([line for line in lines if line.startswith("# ")]) == 3

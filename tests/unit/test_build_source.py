@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from microdeploy.build.debiandir.tree import copy_source
 from microdeploy.build.dpkg import build_environment, dpkg_buildpackage, relevant_lines
 from microdeploy.build.release import source
 from microdeploy.errors import MicrodeployError
@@ -142,3 +144,31 @@ def test_dpkg_buildpackage_then_buildinfo_then_changes_named_after_it(
 def test_relevant_lines_fall_back_to_the_tail() -> None:
     """With no recognisable error line, the end of the log is quoted."""
     assert relevant_lines("a\nb\nc", limit=2) == "    b\n    c"
+
+
+def test_copy_source_leaves_out_only_the_roots_build_litter(tmp_path: Path) -> None:
+    """build/, dist/ and caches at the root stay behind; below the root everything is copied."""
+    project = tmp_path / "project"
+    for relative in ("pkg/static/dist/app.js", "pkg/build/__init__.py", "pkg/node_modules/x.js",
+                     "pkg/venv/keep.txt", "build/lib/old.py", "dist/old.whl", ".git/HEAD", "setup.py"):
+        (project / relative).parent.mkdir(parents=True, exist_ok=True)
+        (project / relative).write_text("x")
+    assert copy_source(project, tmp_path / "copy") == []
+    copied = sorted(str(path.relative_to(tmp_path / "copy")) for path in (tmp_path / "copy").rglob("*")
+                    if path.is_file())
+    assert copied == ["pkg/build/__init__.py", "pkg/node_modules/x.js", "pkg/static/dist/app.js",
+                      "pkg/venv/keep.txt", "setup.py"]
+
+
+def test_copy_source_names_what_it_cannot_copy_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A FIFO below the root is left out and named in a single warning."""
+    project = tmp_path / "project"
+    (project / "pkg").mkdir(parents=True)
+    (project / "setup.py").write_text("")
+    os.mkfifo(project / "pkg" / "pipe")
+    with caplog.at_level(logging.WARNING):
+        assert copy_source(project, tmp_path / "copy") == ["pkg/pipe"]
+    assert [record.getMessage() for record in caplog.records] == [
+        "left out of the package (neither file, directory nor symlink): pkg/pipe"
+    ]
+    assert (tmp_path / "copy" / "setup.py").is_file()

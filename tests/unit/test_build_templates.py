@@ -70,11 +70,11 @@ def test_rendered_files_and_modes(tmp_path: Path) -> None:
     names = sorted(p.relative_to(debian).as_posix() for p in debian.rglob("*") if p.is_file())
     assert names == [
         "cached-shlibdeps", "changelog", "control", "copyright", "finalize-venv", "gunicorn.conf.py", "make-venv",
-        "orders-api.install", "orders-api.lintian-overrides", "orders-api.logrotate",
-        "orders-api.postinst", "orders-api.postrm", "orders-api.prerm", "orders-api.service", "orders-api.triggers",
-        "rules", "source/format", "uv-pip",
+        "orders-api-run", "orders-api-run.1", "orders-api.install", "orders-api.lintian-overrides",
+        "orders-api.logrotate", "orders-api.postinst", "orders-api.postrm", "orders-api.prerm", "orders-api.service",
+        "orders-api.triggers", "rules", "source/format", "uv-pip", "venv-overrides",
     ]
-    for script in ("rules", "finalize-venv", "make-venv", "cached-shlibdeps"):
+    for script in ("rules", "finalize-venv", "make-venv", "cached-shlibdeps", "venv-overrides", "orders-api-run"):
         assert (debian / script).stat().st_mode & 0o111, script
     # uv-pip is read by make-venv and run by the venv's python, not executed itself.
     assert not (debian / "uv-pip").stat().st_mode & 0o111
@@ -85,7 +85,7 @@ def test_unit_runs_gunicorn_as_the_service_user_without_capabilities(tmp_path: P
     unit = (render(tmp_path) / "orders-api.service").read_text()
     assert "User=orders-api\nGroup=orders-api\n" in unit
     assert ("ExecStart=/opt/venvs/orders-api/bin/gunicorn --config /usr/share/orders-api/gunicorn.conf.py "
-            "'orders_api.application:create_app()'") in unit
+            '"orders_api.application:create_app()"') in unit
     assert "EnvironmentFile=-/etc/orders-api/environment" in unit
     assert "CapabilityBoundingSet=\n" in unit and "SystemCallFilter=@system-service" in unit
 
@@ -178,7 +178,7 @@ def test_rules_with_uv_use_the_venv_shim_and_pip_tool(tmp_path: Path) -> None:
 
 
 def test_rules_make_the_venv_and_the_files_around_it_at_once_in_debhelper_order(tmp_path: Path) -> None:
-    """venv-part beside files-part, then dh_strip, then records, shlibdeps and installdeb beside each other.
+    """venv-part beside files-part, then dh_strip, then records, shlibdeps, installdeb and the venv overrides at once.
 
     make -j follows DEB_BUILD_OPTIONS parallel=N (1 without it); the steps
     moved into these parts have empty overrides, so dh runs each once.
@@ -189,8 +189,9 @@ def test_rules_make_the_venv_and_the_files_around_it_at_once_in_debhelper_order(
     files_part = ["dh_install", "dh_installdocs", "dh_installchangelogs", "dh_installlogrotate", "dh_lintian"]
     assert run_at_once[4:10] == [*files_part, "dh_strip"]
     assert run_at_once[10] == ("make -f debian/rules -j2 --output-sync=target --no-print-directory "
-                               "finalize-part shlibdeps-part installdeb-part")
-    assert run_at_once[-1] == "dh_installdeb"
+                               "finalize-part shlibdeps-part installdeb-part overrides-part")
+    assert run_at_once[-2:] == ["dh_installdeb",
+                                "/usr/bin/python3.11 -IS debian/venv-overrides debian/orders-api orders-api"]
     assert planned(tmp_path, "override_dh_virtualenv", options="nocheck parallel=4 parallel=1")[0].startswith(
         "make -f debian/rules -j1 ")
     assert planned(tmp_path, "override_dh_virtualenv")[0].startswith("make -f debian/rules -j1 ")

@@ -75,7 +75,7 @@ def test_invalid_app_in_config_exits_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["config", str(tmp_path)])
     assert result.exit_code == 2
     assert "invalid app 'svc1' (from pyproject.toml key 'app')" in result.stderr
-    assert "hint: Use 'module:attr'" in result.stderr
+    assert "hint: Use 'module:name'" in result.stderr
     assert "Traceback" not in result.stderr
 
 

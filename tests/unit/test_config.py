@@ -33,7 +33,7 @@ def test_defaults_from_project_metadata(tmp_path: Path) -> None:
     """A project that never heard of microdeploy gets a name, app and defaults from [project]."""
     config = load_config(write_pyproject(tmp_path / "p"))
     assert config == ServiceConfig(name="orders-api", app="orders_api.application:create_app()", version="1.2.0")
-    assert (config.port, config.workers, config.health_path, config.python) == (8000, 2, "/health", "python3")
+    assert (config.port, config.workers, config.health_path, config.python) == (8000, 2, None, "python3")
 
 
 def test_tool_table_overrides_project_and_flags_override_tool_table(tmp_path: Path) -> None:

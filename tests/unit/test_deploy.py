@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import logging
 import os
 import shlex
 import subprocess
@@ -39,7 +41,8 @@ from microdeploy.hosts import CommandResult, Target, parse_target
 from microdeploy.process import Result
 
 PKG = "orders-api"
-HEALTH = health_command(PKG, "http://127.0.0.1:8000/health")
+# No health_path configured: the main page, any answer below 500.
+HEALTH = health_command(PKG, "http://127.0.0.1:8000/", any_answer=True)
 QUERY = query_command(PKG)
 UPDATE = update_command(None)
 MADISON = available_command(PKG)
@@ -284,7 +287,7 @@ def test_unhealthy_host_rolls_back_its_batch_and_stops() -> None:
     assert fleet[3].commands == [QUERY, *upgrade_commands("2"), *[HEALTH] * 5, *rollback]
     assert fleet[4].commands == fleet[5].commands == [QUERY]
     assert fleet[2].installed == fleet[3].installed == "1"
-    assert "not healthy within 5 s: http://127.0.0.1:8000/health" in (report.hosts[3].error or "")
+    assert "not healthy within 5 s: http://127.0.0.1:8000/" in (report.hosts[3].error or "")
 
 
 def test_failing_first_batch_leaves_every_other_host_alone() -> None:
@@ -652,21 +655,64 @@ def test_the_health_probe_follows_the_site_config_of_the_packaged_gunicorn_conf(
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        conf = render(tmp_path / "pkg", port=8001) / "gunicorn.conf.py"
+        conf = render(tmp_path / "pkg", port=8001, health_path="/health") / "gunicorn.conf.py"
         site = tmp_path / "config.ini"
         site.write_text(f"[server]\nport = {port}\n")
         argv = shlex.split(health_command(PKG, "http://127.0.0.1:1/health"))
         probe = argv[argv.index("/usr/bin/python3"):]
         probe[0] = sys.executable
-        probe[-1] = str(conf)
+        probe[-2] = str(conf)
         env = {**os.environ, "ORDERS_API_CONFIG": str(site)}
         answered = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=60)
         assert answered.returncode == 0, answered.stderr
         assert answered.stdout.strip() == f"http://127.0.0.1:{port}/health"
-        probe[-1] = str(tmp_path / "no-such-package" / "gunicorn.conf.py")
+        probe[-2] = str(tmp_path / "no-such-package" / "gunicorn.conf.py")
         fallback = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=60)
         assert fallback.returncode != 0 and fallback.stdout.strip() == "http://127.0.0.1:1/health"
     finally:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@pytest.mark.parametrize(
+    ("status", "any_answer", "healthy"),
+    [(200, False, True), (404, False, False), (404, True, True), (401, True, True), (500, True, False),
+     (503, True, False)],
+)
+def test_health_probe_takes_any_answer_below_500_only_without_a_health_path(
+    status: int, any_answer: bool, healthy: bool, tmp_path: Path
+) -> None:
+    """The probe (run here without systemd-run) against a local server: a configured health path needs 2xx,
+    the main page of a service without one any answer below 500."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        argv = shlex.split(health_command(PKG, f"http://127.0.0.1:{server.server_port}/", any_answer=any_answer))
+        probe = argv[argv.index("/usr/bin/python3"):]
+        probe[0] = sys.executable
+        probe[-2] = str(tmp_path / "no-such-package" / "gunicorn.conf.py")
+        result = subprocess.run(probe, capture_output=True, text=True, timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert (result.returncode == 0) is healthy, result.stderr
+
+
+def test_deploy_without_a_health_path_says_what_counts_as_healthy(caplog: pytest.LogCaptureFixture) -> None:
+    """A dry run without health_path logs that any answer below 500 on / is taken."""
+    with caplog.at_level(logging.INFO):
+        report = deploy(DeployOptions(version="2", name=PKG, hosts=("h1",), dry_run=True))
+    assert report.plan[0].commands[-1] == f"until healthy: {HEALTH}"
+    assert "no health_path configured: any HTTP answer below 500 on / counts as healthy" in caplog.text

@@ -6,11 +6,56 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from microdeploy.apptarget import shell_quoted, systemd_quoted
 from microdeploy.build.debiandir.tree import SOURCE_SUBDIR
 from microdeploy.build.fastpath import contract
 from microdeploy.config import ServiceConfig
 
 WSGI_SERVER = "gunicorn>=21.2"
+
+
+def sandbox(name: str) -> list[tuple[str, str]]:
+    """The unit's sandbox, setting by setting: NAME.service has these lines and NAME-run passes them to
+    systemd-run, so an operator's command runs exactly as confined as the service."""
+    return [
+        ("UMask", "0027"),
+        # Writable places: its state (also Flask's instance folder) and its logs; everything else is read-only.
+        ("ProtectSystem", "strict"),
+        ("ReadWritePaths", f"/var/lib/{name} /var/log/{name}"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("PrivateUsers", "yes"),
+        ("PrivateMounts", "yes"),
+        ("ProtectKernelTunables", "yes"),
+        ("ProtectKernelModules", "yes"),
+        ("ProtectKernelLogs", "yes"),
+        ("ProtectControlGroups", "yes"),
+        ("ProtectClock", "yes"),
+        ("ProtectHostname", "yes"),
+        ("ProtectProc", "invisible"),
+        ("ProcSubset", "pid"),
+        ("NoNewPrivileges", "yes"),
+        # No capability: the port is the host's choice (/etc/NAME/config.ini), and a host
+        # that gives it a port below 1024 grants CAP_NET_BIND_SERVICE by a drop-in (the
+        # Puppet module writes one).
+        ("CapabilityBoundingSet", ""),
+        ("AmbientCapabilities", ""),
+        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+        ("RestrictNamespaces", "yes"),
+        ("RestrictRealtime", "yes"),
+        ("RestrictSUIDSGID", "yes"),
+        ("LockPersonality", "yes"),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("RemoveIPC", "yes"),
+        ("KeyringMode", "private"),
+        ("DevicePolicy", "closed"),
+        ("SystemCallArchitectures", "native"),
+        # @system-service is what gunicorn needs; "~@privileged" kills it with SIGSYS.
+        ("SystemCallFilter", "@system-service"),
+        ("SystemCallFilter", "~@resources @mount @swap @reboot @raw-io @module @obsolete @cpu-emulation @debug"),
+        ("SystemCallErrorNumber", "EPERM"),
+    ]
 
 
 @dataclass(frozen=True)
@@ -48,6 +93,9 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
         **copyright_context(config.name, config.maintainer, facts.epoch, facts.license_name, "service"),
         "name": config.name,
         "app": config.app,
+        # The unit's ExecStart word and N-run's shell word: literal arguments may hold quotes, % or $.
+        "app_exec_word": systemd_quoted(config.app),
+        "app_shell_word": shell_quoted(config.app),
         "summary": config.summary,
         "maintainer": config.maintainer,
         "port": config.port,
@@ -63,6 +111,9 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
         "source_dir": SOURCE_SUBDIR,
         "keep_pip": facts.keep_installers,
         "installer": facts.installer,
+        "sandbox": sandbox(config.name),
+        # N-run's systemd-run arguments: one shell word per property.
+        "sandbox_words": [shell_quoted(f"--property={key}={value}") for key, value in sandbox(config.name)],
         "env_prefix": config.module.upper() + "_",
         "contract": contract.script_names(),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 from collections.abc import Mapping
@@ -13,18 +14,39 @@ from typing import Any
 
 from microdeploy import render
 from microdeploy.build.cache import touch
-from microdeploy.build.release.source import IGNORED
+from microdeploy.build.release.source import root_litter
 from microdeploy.fsutil import staged_directory
 from microdeploy.resources import template_folder
+
+log = logging.getLogger(__name__)
 
 # The project sits beside debian/, not around it: build backends that package
 # every file they see (hatchling) would otherwise put debian/ into the wheel.
 SOURCE_SUBDIR = "src-project"
 
 
-def copy_source(project: Path, dest: Path) -> None:
-    """Copy the project's source to `dest`, leaving out what must not be packaged (IGNORED)."""
-    shutil.copytree(project, dest, ignore=shutil.ignore_patterns(*IGNORED), symlinks=True)
+def copy_source(project: Path, dest: Path) -> list[str]:
+    """Copy the project to `dest` without its root's build litter; return what else was left out.
+
+    Below the root nothing is filtered by name. What cannot be copied (a
+    socket, a FIFO, a device) is left out and named in one warning.
+    """
+    top = os.fspath(project)
+    skipped: list[str] = []
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        left_out = {name for name in names if root_litter(name)} if directory == top else set()
+        for name in sorted(set(names) - left_out):
+            path = os.path.join(directory, name)
+            if not (os.path.islink(path) or os.path.isdir(path) or os.path.isfile(path)):
+                left_out.add(name)
+                skipped.append(os.path.relpath(path, top))
+        return left_out
+
+    shutil.copytree(project, dest, ignore=ignore, symlinks=True)
+    if skipped:
+        log.warning("left out of the package (neither file, directory nor symlink): %s", ", ".join(skipped))
+    return skipped
 
 
 def date_tree(root: Path, epoch: int) -> None:

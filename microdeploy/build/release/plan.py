@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from microdeploy import dists
+from microdeploy.build.fastpath.installer import find_uv
 from microdeploy.build.release import source
 from microdeploy.build.release.changelog import render_changelog
+from microdeploy.build.release.metadata import dynamic_version
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.build.release.version import debian_revision, full_version, upstream_version
-from microdeploy.config import ServiceConfig
+from microdeploy.config import ServiceConfig, check_upstream_version
 from microdeploy.process import Runner, run
+
+log = logging.getLogger(__name__)
+
+# What setuptools calls a project that states no version: not a version, so the release tag is asked next.
+SETUPTOOLS_PLACEHOLDER = "0.0.0"
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,18 @@ def target(settings: BuildSettings) -> dists.Dist:
     return dists.chosen([settings.dist] if settings.dist else [])[0]
 
 
+def project_version(project: Path, config: ServiceConfig, settings: BuildSettings, runner: Runner = run) -> str | None:
+    """--version or [project].version, else what the build backend or an sdist's PKG-INFO says (or None)."""
+    if config.version is not None:
+        return config.version
+    found = dynamic_version(project, f"/usr/bin/{config.python}", find_uv(settings.environ), runner)
+    if found is None or found[0] == SETUPTOOLS_PLACEHOLDER:
+        return None
+    version, origin = found
+    log.info("version %s (from %s)", version, origin)
+    return check_upstream_version(version, origin)
+
+
 def release(project: Path, config: ServiceConfig, settings: BuildSettings, runner: Runner = run) -> Release:
     """Version (project, git, revision, release), SOURCE_DATE_EPOCH and changes, the same for every backend.
 
@@ -45,7 +65,7 @@ def release(project: Path, config: ServiceConfig, settings: BuildSettings, runne
     not extended twice), and the changelog names the release's codename.
     """
     state = source.git_state(project, runner)
-    upstream = upstream_version(config.version, state)
+    upstream = upstream_version(project_version(project, config, settings, runner), state)
     dist = target(settings)
     revision = debian_revision(settings.revision, settings.environ.get("BUILD_NUMBER"))
     version = full_version(upstream, revision.removesuffix(dist.suffix) + dist.suffix)

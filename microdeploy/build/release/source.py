@@ -11,17 +11,24 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from microdeploy import validate
+from microdeploy.apptarget import parse_app
 from microdeploy.build.release.version import GitState
 from microdeploy.config import read_project_file
 from microdeploy.errors import bad_input
 from microdeploy.process import Runner, run
 
 PROJECT_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
-# Not the project's source: never copied into the build tree, never dated.
-IGNORED = (
+# The build litter of the project's root (VCS data, venvs, caches, outputs of
+# earlier builds): never copied into the build tree, never dated. Only at the
+# root: below it, a directory called build/ or dist/ is the project's own
+# (a package named `build`, a compiled web UI in static/dist/), and what the
+# project's wheel holds is for its build backend to decide.
+ROOT_LITTER = (
     ".git", ".hg", ".svn", ".venv", "venv", ".tox", ".nox", "dist", "build", "__pycache__",
-    "*.pyc", "*.egg-info", ".pytest_cache", ".mypy_cache", ".ruff_cache", "node_modules",
+    "*.egg-info", ".pytest_cache", ".mypy_cache", ".ruff_cache", "node_modules",
 )
+# Bytecode is never source, at any depth; it dates nothing.
+BYTECODE = ("__pycache__", "*.pyc")
 DESCRIBE_RE = re.compile(r"^v?(?P<version>.+)-(?P<count>\d+)-g(?P<sha>[0-9a-f]+)$")
 
 
@@ -98,16 +105,26 @@ def newest_mtime(project: Path) -> int:
     """The newest modification time of the project's source files (0 if there are none)."""
     newest = 0
     for directory, subdirs, files in os.walk(project):
-        subdirs[:] = [name for name in subdirs if not ignored(name)]
+        at_root = directory == str(project)
+
+        def left_out(name: str, at_root: bool = at_root) -> bool:
+            return matches(name, BYTECODE) or (at_root and root_litter(name))
+
+        subdirs[:] = [name for name in subdirs if not left_out(name)]
         for name in files:
-            if not ignored(name):
+            if not left_out(name):
                 newest = max(newest, int(os.lstat(os.path.join(directory, name)).st_mtime))
     return newest
 
 
-def ignored(name: str) -> bool:
-    """Whether a file or directory name is left out of the project's source (IGNORED)."""
-    return any(fnmatch.fnmatch(name, pattern) for pattern in IGNORED)
+def matches(name: str, patterns: tuple[str, ...]) -> bool:
+    """Whether a file or directory name matches one of the glob `patterns`."""
+    return any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+
+
+def root_litter(name: str) -> bool:
+    """Whether an entry of the project's root is build litter (ROOT_LITTER), not source."""
+    return matches(name, ROOT_LITTER)
 
 
 def project_license(project: Path) -> str:
@@ -124,8 +141,8 @@ def project_license(project: Path) -> str:
 
 def check_app(project: Path, app: str) -> None:
     """Refuse a WSGI target whose module is not in the project or lacks the attribute."""
-    module, _, attribute = app.partition(":")
-    attribute = attribute.removesuffix("()")
+    target = parse_app(app)
+    module, attribute = target.module, target.attribute
     path = find_module(project, module)
     if path is None:
         raise bad_input(

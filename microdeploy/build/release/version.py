@@ -54,14 +54,24 @@ def upstream_version(project_version: str | None, git: GitState | None) -> str:
     base = project_version or (git.tag_version if git else None)
     if base is None:
         raise bad_input(
-            "cannot tell the version of the project",
-            hint="Set [project].version or tag a release (v1.0.0), or pass --version",
+            "cannot tell the version of the project: no --version, no [project].version, none from its "
+            "build backend or PKG-INFO, and no release tag",
+            hint="Pass --version, set [project].version, or tag a release (v1.0.0)",
         )
-    if git is None or git.tag_version is None or git.commits_since_tag == 0:
+    if git is None or git.tag_version is None or git.commits_since_tag == 0 or is_vcs_version(base):
         return debian_upstream(base)
     tag = git.tag_version
     upcoming = base if Version(base) > Version(tag) else next_patch(tag)
     return f"{debian_upstream(upcoming)}~dev{git.commits_since_tag}.g{git.short_sha}"
+
+
+def is_vcs_version(version: str) -> bool:
+    """Whether a version already says how far it is past a release (setuptools-scm's 1.2.4.dev3+gabc1234)."""
+    try:
+        parsed = Version(version)
+    except InvalidVersion:
+        return False
+    return parsed.dev is not None and parsed.local is not None
 
 
 def debian_revision(revision: str | None, build_number: str | None) -> str:

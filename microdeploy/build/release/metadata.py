@@ -1,0 +1,140 @@
+"""The project's version when pyproject.toml does not state it: the build backend's, or an sdist's.
+
+A dynamic version (setuptools-scm, `attr:` in setup.cfg, hatch-vcs, flit's
+`__version__`) is known to the project's build backend alone: it is asked
+through its PEP 517 hook `prepare_metadata_for_build_wheel` (pyproject_hooks;
+backends without it build a wheel instead), in a venv with the project's
+build requirements, on a copy of the project (setuptools writes
+`*.egg-info` into the source tree; the checkout stays as it is). An unpacked
+sdist also states its version in PKG-INFO.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import logging
+import tempfile
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from microdeploy.build.debiandir.tree import copy_source
+from microdeploy.build.fastpath.contract import UV_SETTINGS
+from microdeploy.build.fastpath.wheel import LEGACY_REQUIRES
+from microdeploy.errors import MicrodeployError
+from microdeploy.process import Runner, run
+
+log = logging.getLogger(__name__)
+
+# PEP 517's fallback for a project without [build-system].build-backend.
+LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
+
+
+def metadata_version(text: str) -> str | None:
+    """The `Version:` of a core metadata file (METADATA, PKG-INFO), if it has one."""
+    version = email.parser.Parser().parsestr(text, headersonly=True).get("Version")
+    return str(version).strip() if version else None
+
+
+def sdist_version(project: Path) -> str | None:
+    """The version in PKG-INFO at the root of an unpacked sdist, or None."""
+    pkg_info = project / "PKG-INFO"
+    if not pkg_info.is_file():
+        return None
+    return metadata_version(pkg_info.read_text(encoding="utf-8", errors="replace"))
+
+
+def build_system(project: Path) -> tuple[list[str], str, list[str]]:
+    """[build-system] requires, build-backend and backend-path, with PEP 517's defaults."""
+    table: dict[str, Any] = {}
+    pyproject = project / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            table = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("build-system", {})
+        except tomllib.TOMLDecodeError:
+            table = {}
+    requires = table.get("requires")
+    backend = table.get("build-backend")
+    backend_path = table.get("backend-path")
+    return (
+        [str(item) for item in requires] if isinstance(requires, list) else list(LEGACY_REQUIRES),
+        backend if isinstance(backend, str) and backend else LEGACY_BACKEND,
+        [str(item) for item in backend_path] if isinstance(backend_path, list) else [],
+    )
+
+
+def backend_version(project: Path, python: str, uv: str | None, runner: Runner = run) -> str | None:
+    """The version the project's build backend gives it, or None when the backend cannot tell."""
+    requires, backend, backend_path = build_system(project)
+    with tempfile.TemporaryDirectory(prefix="microdeploy-metadata.") as tmp:
+        work = Path(tmp)
+        copy = work / "project"
+        copy_source(project, copy)
+        if (project / ".git").exists():
+            # VCS-based versions (setuptools-scm, hatch-vcs) ask git about the checkout.
+            (copy / ".git").symlink_to((project / ".git").resolve())
+        try:
+            env_python = _environment(work / "env", python, uv, requires, runner)
+            return _prepare_metadata(copy, backend, backend_path, env_python, uv, work / "metadata", runner)
+        except MicrodeployError as exc:
+            log.debug("the build backend did not give a version: %s", exc)
+            return None
+
+
+def _install(env_python: Path, uv: str | None, requirements: Sequence[str], runner: Runner) -> None:
+    if not requirements:
+        return
+    if uv is not None:
+        runner([uv, "pip", "install", "--quiet", "--python", str(env_python), *requirements], env=UV_SETTINGS)
+    else:
+        runner([str(env_python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *requirements])
+
+
+def _environment(env: Path, python: str, uv: str | None, requires: Sequence[str], runner: Runner) -> Path:
+    """A venv with the build requirements (uv's when there is uv, else the standard library's with pip)."""
+    if uv is not None:
+        runner([uv, "venv", "--quiet", "--python", python, str(env)], env=UV_SETTINGS)
+    else:
+        runner([python, "-m", "venv", str(env)])
+    env_python = env / "bin" / "python"
+    _install(env_python, uv, requires, runner)
+    return env_python
+
+
+def _prepare_metadata(
+    source: Path, backend: str, backend_path: Sequence[str], env_python: Path, uv: str | None,
+    out: Path, runner: Runner,
+) -> str | None:
+    # Imported here: only a project with a dynamic version needs it. Debian 12
+    # has its predecessor, pep517 (python3-pep517), with the same interface.
+    try:
+        from pyproject_hooks import BuildBackendHookCaller
+    except ImportError:
+        from pep517.wrappers import Pep517HookCaller as BuildBackendHookCaller  # type: ignore[no-redef,import-not-found,unused-ignore]
+
+    def hook_runner(cmd: Sequence[str], cwd: str | None = None, extra_environ: Mapping[str, str] | None = None) -> None:
+        runner(list(cmd), cwd=Path(cwd) if cwd else None, env=dict(extra_environ or {}))
+
+    caller = BuildBackendHookCaller(str(source), backend, backend_path or None, runner=hook_runner,
+                                    python_executable=str(env_python))
+    try:
+        _install(env_python, uv, caller.get_requires_for_build_wheel(), runner)
+        out.mkdir()
+        dist_info = caller.prepare_metadata_for_build_wheel(str(out))
+    except Exception as exc:  # a backend may raise anything; the next source is tried
+        raise MicrodeployError(f"build backend {backend}: {exc}") from exc
+    metadata = out / dist_info / "METADATA"
+    return metadata_version(metadata.read_text(encoding="utf-8")) if metadata.is_file() else None
+
+
+def dynamic_version(project: Path, python: str, uv: str | None, runner: Runner = run) -> tuple[str, str] | None:
+    """The version and where it came from: the build backend's metadata, else the sdist's PKG-INFO."""
+    found = backend_version(project, python, uv, runner)
+    if found:
+        return found, "the build backend's metadata"
+    found = sdist_version(project)
+    if found:
+        return found, "PKG-INFO"
+    return None
+

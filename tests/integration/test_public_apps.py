@@ -1,0 +1,91 @@
+"""Public Flask applications from PyPI, unmodified, built with only --name, --app and --port.
+
+Each passes `lintian --fail-on error,warning` and piuparts, and on one booted
+Debian 12 host (all installed side by side) answers below 500 on its main
+page after the setup steps its own documentation asks for, run through
+NAME-run. otterwiki (the one with Pillow, lxml and PyYAML wheels) is built,
+linted and piuparts-tested; serving needs git and a git repository, which
+the host image does not have.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from microdeploy.testbed.host import Host
+from tests.hostcheck import install_deb, main_pid, wait_for
+from tests.packages import PUBLIC_APPS, BuiltService
+from tests.qa import deb_member, piuparts
+from tests.testbed.fixtures import BootHost
+
+pytestmark = [pytest.mark.integration]
+
+SERVED = ("flaskr", "sqlite-web", "photo-burst-detection")
+
+
+@pytest.mark.parametrize("key", sorted(PUBLIC_APPS))
+def test_lintian_fails_on_nothing(key: str, public_apps: dict[str, BuiltService]) -> None:
+    """`lintian --fail-on error,warning` passes, as the Jenkins Lint stage runs it."""
+    deb = public_apps[key].result.deb
+    result = subprocess.run(["lintian", "--fail-on", "error,warning", "--tag-display-limit", "0", str(deb)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_bundled_libraries_are_overridden_per_path(public_apps: dict[str, BuiltService]) -> None:
+    """otterwiki's wheels bring libxml2 (lxml) and Pillow's libraries: each override names one path in the venv."""
+    deb = public_apps["otterwiki"].result.deb
+    overrides = deb_member(deb, "/usr/share/lintian/overrides/otterwiki").splitlines()
+    embedded = [line for line in overrides if line.startswith("otterwiki: embedded-library ")]
+    assert any("/lxml/" in line for line in embedded), overrides
+    assert all(line.endswith(".so]") or ".so." in line for line in embedded), embedded
+    assert all("[opt/venvs/otterwiki/lib/python3.11/site-packages/" in line for line in embedded)
+
+
+def test_piuparts_installs_and_purges_them(
+    public_apps: dict[str, BuiltService], piuparts_base: Path, debian_mirror_uri: str
+) -> None:
+    """piuparts installs all of them together, removes and purges them, leaving nothing behind."""
+    debs = [public_apps[key].result.deb for key in sorted(PUBLIC_APPS)]
+    result = piuparts(debs, piuparts_base, debian_mirror_uri)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_versions_come_from_the_projects_own_metadata(public_apps: dict[str, BuiltService]) -> None:
+    """Dynamic versions (setuptools attr:, setuptools-scm, setup.py) are read, not refused."""
+    versions = {key: public_apps[key].result.version for key in PUBLIC_APPS}
+    assert versions == {key: f"{spec.version}-1" for key, spec in PUBLIC_APPS.items()}
+
+
+def status(host: Host, port: int) -> int:
+    """The HTTP status of the main page, retried until the service answers at all."""
+    output = wait_for(host, ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
+                             f"http://127.0.0.1:{port}/"], timeout=120)
+    return int(output.strip())
+
+
+def test_they_answer_side_by_side_on_one_host(
+    boot_host: BootHost, public_apps: dict[str, BuiltService], public_service: BuiltService
+) -> None:
+    """On one booted host: every package installs, its documented setup runs through NAME-run, and its main
+    page answers below 500; ihatemoney, from its factory with arguments, runs as its own user."""
+    host = boot_host()
+    services = {key: public_apps[key] for key in SERVED} | {"ihatemoney": public_service}
+    for key, built in services.items():
+        host.copy_in(built.result.deb, f"/root/{key}.deb")
+        install_deb(host, f"/root/{key}.deb")
+    for key in SERVED:
+        spec = PUBLIC_APPS[key]
+        for step in spec.setup:
+            host.run([f"/usr/bin/{spec.name}-run", *step], timeout=300)
+    answers = {key: status(host, built.port) for key, built in services.items()}
+    assert all(0 < code < 500 for code in answers.values()), answers
+    # flaskr's SQLite database is in Flask's instance folder, /var/lib/flaskr, made by the service user.
+    assert host.run(["stat", "-c", "%U", "/var/lib/flaskr/flaskr.sqlite"]).stdout.strip() == "flaskr"
+    assert host.run(["ps", "-o", "user=", "-p", str(main_pid(host, "ihatemoney"))]).stdout.strip() == "ihatemoney"
+    # ihatemoney runs Alembic's fileConfig() at start, which disables gunicorn's
+    # access logger; the log file is still created there by the service user.
+    assert host.run(["stat", "-c", "%U", "/var/log/ihatemoney/access.log"]).stdout.strip() == "ihatemoney"

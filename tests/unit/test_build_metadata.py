@@ -1,0 +1,56 @@
+"""Versions the build reads when pyproject.toml states none: PKG-INFO, [build-system], the order of sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from microdeploy.build.release import metadata, plan
+from microdeploy.build.release.settings import BuildSettings
+from microdeploy.build.release.version import GitState, upstream_version
+from microdeploy.config import validate
+from microdeploy.errors import MicrodeployError
+
+
+def test_sdist_version_reads_pkg_info(tmp_path: Path) -> None:
+    """An unpacked sdist's PKG-INFO gives its Version."""
+    (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: shop\nVersion: 2.0.1\n\nlong text\n")
+    assert metadata.sdist_version(tmp_path) == "2.0.1"
+    assert metadata.sdist_version(tmp_path / "missing") is None
+
+
+def test_build_system_defaults_to_setuptools_legacy(tmp_path: Path) -> None:
+    """Without [build-system], PEP 517's setuptools fallback is the backend."""
+    assert metadata.build_system(tmp_path) == (["setuptools>=40.8.0", "wheel"], metadata.LEGACY_BACKEND, [])
+    (tmp_path / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["flit_core"]\nbuild-backend = "flit_core.buildapi"\nbackend-path = ["."]\n'
+    )
+    assert metadata.build_system(tmp_path) == (["flit_core"], "flit_core.buildapi", ["."])
+
+
+def test_project_version_prefers_the_configured_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--version or [project].version wins; the backend is not asked."""
+    monkeypatch.setattr(plan, "dynamic_version", lambda *args: pytest.fail("backend asked"))
+    config = validate({"name": ("shop", "test"), "version": ("1.2.0", "--version")})
+    assert plan.project_version(tmp_path, config, BuildSettings(project=tmp_path)) == "1.2.0"
+
+
+def test_project_version_from_the_backend_then_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dynamic version is taken from the backend; setuptools' 0.0.0 means none; a bad one is refused."""
+    config = validate({"name": ("shop", "test")})
+    settings = BuildSettings(project=tmp_path)
+    monkeypatch.setattr(plan, "dynamic_version", lambda *args: ("4.5.6", "PKG-INFO"))
+    assert plan.project_version(tmp_path, config, settings) == "4.5.6"
+    monkeypatch.setattr(plan, "dynamic_version", lambda *args: ("0.0.0", "the build backend's metadata"))
+    assert plan.project_version(tmp_path, config, settings) is None
+    monkeypatch.setattr(plan, "dynamic_version", lambda *args: ("not a version", "PKG-INFO"))
+    with pytest.raises(MicrodeployError) as caught:
+        plan.project_version(tmp_path, config, settings)
+    assert caught.value.exit_code == 2
+
+
+def test_a_vcs_version_is_used_as_it_is() -> None:
+    """setuptools-scm's dev+local version already says how far past the tag it is: no second suffix."""
+    assert upstream_version("1.2.4.dev3+gabc1234", GitState("1.2.3", 3, "abc1234")) == "1.2.4~~dev3+gabc1234"
+    assert upstream_version("1.2.3", GitState("1.2.3", 3, "abc1234")) == "1.2.4~dev3.gabc1234"
