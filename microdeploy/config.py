@@ -117,6 +117,19 @@ def read_project_file(project: Path) -> tuple[dict[str, Any], dict[str, Any], st
     return project_table, tool_table, source
 
 
+def project_summary(description: str) -> str:
+    """The package summary from a project's own description: its first sentence, cut at a word to fit.
+
+    PyPI takes any length; a Debian summary is one short line, and a project
+    packaged as it is must not be refused for its metadata.
+    """
+    text = " ".join(description.split())
+    sentence = text.split(". ")[0].rstrip(".")
+    if len(sentence) <= DESCRIPTION_MAX:
+        return sentence
+    return sentence[:DESCRIPTION_MAX].rsplit(" ", 1)[0].rstrip(",;:")
+
+
 def load_config(project: Path, overrides: Mapping[str, Any] | None = None) -> ServiceConfig:
     """Load, default, override and validate the configuration of the service in `project`."""
     if not project.is_dir():
@@ -134,7 +147,7 @@ def load_config(project: Path, overrides: Mapping[str, Any] | None = None) -> Se
     if isinstance(project_table.get("version"), str):
         values["version"] = (project_table["version"], "[project].version")
     if isinstance(project_table.get("description"), str):
-        values["description"] = (project_table["description"], "[project].description")
+        values["description"] = (project_summary(project_table["description"]), "[project].description")
     for key, value in tool_table.items():
         values[key] = (value, f"{source} key '{key}'")
     for key, value in (overrides or {}).items():

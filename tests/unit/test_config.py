@@ -168,3 +168,14 @@ def test_empty_or_non_string_dist_in_the_file_is_refused(tmp_path: Path) -> None
         error = bad(write_pyproject(tmp_path / f"p{index}", f"dist = {value}\n"))
         assert "invalid dist" in error.message and "pyproject.toml key 'dist'" in error.message
         assert error.hint is not None and "bookworm, trixie" in error.hint
+def test_a_long_project_description_becomes_a_short_summary(tmp_path: Path) -> None:
+    """[project].description of any length gives a one-line summary (first sentence, cut at a word)."""
+    project = tmp_path / "p"
+    project.mkdir()
+    long_text = ("An Otter Wiki is Python-based software for collaborative content management, called a wiki. "
+                 "The content is stored in a git repository.")
+    (project / "pyproject.toml").write_text(f'[project]\nname = "wiki"\ndescription = "{long_text}"\n')
+    assert load_config(project).description == ("An Otter Wiki is Python-based software for collaborative content "
+                                                "management")
+    (project / "pyproject.toml").write_text('[project]\nname = "wiki"\ndescription = "A wiki.  Second."\n')
+    assert load_config(project).description == "A wiki"
