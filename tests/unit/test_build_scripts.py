@@ -313,7 +313,8 @@ def test_run_command_refuses_other_users_and_missing_programs(debian: Path) -> N
 
 
 def test_venv_overrides_name_each_path_that_carries_a_tag(debian: Path, tmp_path: Path) -> None:
-    """A bundled libxml2, IEEE data and a page loading a CDN font each get one override with its reason;
+    """A bundled libxml2, IEEE data, a page loading a CDN font and one loading jQuery from a CDN each get one
+    override (the tag lintian gives it) with its reason;
     a library without a known signature and a page with only local links get none."""
     package = tmp_path / "pkg"
     site = package / "opt/venvs/orders-api/lib/python3.11/site-packages"
@@ -327,6 +328,8 @@ def test_venv_overrides_name_each_path_that_carries_a_tag(debian: Path, tmp_path
     (site / "admin" / "templates" / "base.html").write_text(
         '<link href="https://fonts.googleapis.com/css?family=Roboto" rel="stylesheet">\n')
     (site / "admin" / "templates" / "local.html").write_text('<script src="/static/app.js"></script>\n')
+    (site / "admin" / "templates" / "layout.html").write_text(
+        '<script src="https://cdn.jsdelivr.net/npm/jquery@3.6.1/dist/jquery.min.js"></script>\n')
     overrides = package / "usr/share/lintian/overrides/orders-api"
     overrides.parent.mkdir(parents=True)
     overrides.write_text("orders-api: dir-or-file-in-opt\n")
@@ -338,5 +341,22 @@ def test_venv_overrides_name_each_path_that_carries_a_tag(debian: Path, tmp_path
         f"orders-api: embedded-library libxml2 [{venv_site}/lxml/etree.cpython-311-x86_64-linux-gnu.so]",
         f"orders-api: package-installs-ieee-data [{venv_site}/netaddr/eui/oui.txt]",
         f"orders-api: privacy-breach-generic * [{venv_site}/admin/templates/base.html]",
+        f"orders-api: privacy-breach-uses-embedded-file * [{venv_site}/admin/templates/layout.html]",
     ]
-    assert len([line for line in lines if line.startswith("# ")]) == 3
+    assert len([line for line in lines if line.startswith("# ")]) == 4
+
+
+def test_prune_gives_modules_and_trampolined_scripts_the_venvs_python(debian: Path, tmp_path: Path) -> None:
+    """A module's "#!" line (even a misspelt one) and an installer's /bin/sh trampoline in bin/ become a plain
+    "#!/opt/venvs/NAME/bin/python" line; other modules are not touched."""
+    venv, site = fake_venv(tmp_path, ("app", "", ["app/__init__.py", "app/cli.py"]))
+    (site / "app" / "cli.py").write_text("#!/usr/bin/env pyton\nimport sys\n")
+    (venv / "bin" / "flask").write_text(
+        "#!/bin/sh\n'''exec' /opt/venvs/orders-api/bin/python' \"$0\" \"$@\"\n' '''\n"
+        "import sys\nfrom flask.cli import main\n")
+    (venv / "bin" / "flask").chmod(0o755)
+    finalize(debian, "prune", venv, "--strip-installers")
+    assert (site / "app" / "cli.py").read_text() == "#!/opt/venvs/orders-api/bin/python\nimport sys\n"
+    assert (site / "app" / "__init__.py").read_text() == "# app/__init__.py\n"
+    assert (venv / "bin" / "flask").read_text() == (
+        "#!/opt/venvs/orders-api/bin/python\nimport sys\nfrom flask.cli import main\n")

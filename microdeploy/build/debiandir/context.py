@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -87,6 +88,14 @@ def copyright_context(name: str, maintainer: str, epoch: int, license_name: str,
     }
 
 
+def extended_description(name: str) -> list[str]:
+    """debian/control's extended description, wrapped to lintian's 80 columns whatever the name's length."""
+    text = (f"{name} is a Flask web service packaged with its own Python virtual environment under "
+            f"/opt/venvs/{name}, served by gunicorn through the systemd unit {name}.service. It reads "
+            f"/etc/{name}/config.ini and logs to /var/log/{name}.")
+    return textwrap.wrap(text, width=78, break_long_words=False, break_on_hyphens=False)
+
+
 def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
     """Everything the debian/ templates use."""
     return {
@@ -97,6 +106,7 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
         "app_exec_word": systemd_quoted(config.app),
         "app_shell_word": shell_quoted(config.app),
         "summary": config.summary,
+        "extended_description": extended_description(config.name),
         "maintainer": config.maintainer,
         "port": config.port,
         "bind": config.bind,
