@@ -313,8 +313,8 @@ def test_run_command_refuses_other_users_and_missing_programs(debian: Path) -> N
 
 
 def test_venv_overrides_name_each_path_that_carries_a_tag(debian: Path, tmp_path: Path) -> None:
-    """A bundled libxml2, IEEE data, a page loading a CDN font and one loading jQuery from a CDN each get one
-    override (the tag lintian gives it) with its reason;
+    """A bundled libxml2, IEEE data, a latin-1 license text, a page loading a CDN font and one loading
+    jQuery each get one override (the tag lintian gives it) with its reason;
     a library without a known signature and a page with only local links get none."""
     package = tmp_path / "pkg"
     site = package / "opt/venvs/orders-api/lib/python3.11/site-packages"
@@ -324,6 +324,9 @@ def test_venv_overrides_name_each_path_that_carries_a_tag(debian: Path, tmp_path
     (site / "lxml" / "plain.so").write_bytes(b"\x7fELF\x02\x01\x01" + b"\0" * 64 + b"nothing known here\0")
     (site / "netaddr" / "eui").mkdir(parents=True)
     (site / "netaddr" / "eui" / "oui.txt").write_text("00-00-00   (hex)\t\tXEROX CORPORATION\n")
+    (site / "soup-4.0.dist-info" / "licenses").mkdir(parents=True)
+    (site / "soup-4.0.dist-info" / "licenses" / "AUTHORS").write_bytes("Fran\u00e7ois\n".encode("latin-1"))
+    (site / "soup-4.0.dist-info" / "METADATA").write_text("Name: soup\n")
     (site / "admin" / "templates").mkdir(parents=True)
     (site / "admin" / "templates" / "base.html").write_text(
         '<link href="https://fonts.googleapis.com/css?family=Roboto" rel="stylesheet">\n')
@@ -339,11 +342,12 @@ def test_venv_overrides_name_each_path_that_carries_a_tag(debian: Path, tmp_path
     assert lines[0] == "orders-api: dir-or-file-in-opt"
     assert [line for line in lines[1:] if not line.startswith("#")] == [
         f"orders-api: embedded-library libxml2 [{venv_site}/lxml/etree.cpython-311-x86_64-linux-gnu.so]",
+        f"orders-api: national-encoding [{venv_site}/soup-4.0.dist-info/licenses/AUTHORS]",
         f"orders-api: package-installs-ieee-data [{venv_site}/netaddr/eui/oui.txt]",
         f"orders-api: privacy-breach-generic * [{venv_site}/admin/templates/base.html]",
         f"orders-api: privacy-breach-uses-embedded-file * [{venv_site}/admin/templates/layout.html]",
     ]
-    assert len([line for line in lines if line.startswith("# ")]) == 4
+    assert len([line for line in lines if line.startswith("# ")]) == 5
 
 
 def test_prune_gives_modules_and_trampolined_scripts_the_venvs_python(debian: Path, tmp_path: Path) -> None:
