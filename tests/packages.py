@@ -121,7 +121,9 @@ class PublicApp:
     name: str
     app: str
     port: int
-    # What its own documentation asks for before it serves, each run through NAME-run.
+    # What its own documentation asks for before it serves: variables (into
+    # /etc/NAME/environment), then commands, each run through NAME-run.
+    environment: str = ""
     setup: tuple[tuple[str, ...], ...] = ()
 
 
@@ -133,8 +135,11 @@ PUBLIC_APPS = {
     "flaskr": PublicApp("flaskrrr", "1.0.0", "flaskr", "flaskr:create_app()", 8101,
                         setup=(("flask", "init-db"),)),
     "sqlite-web": PublicApp("sqlite-web", "0.8.2", "sqlite-web", "sqlite_web.sqlite_web:app", 8102),
-    "photo-burst-detection": PublicApp("photo_burst_detection", "1.5.0", "photo-burst-detection",
-                                       "photo_burst_detection:app", 8103),
+    "photo-burst-detection": PublicApp(
+        "photo_burst_detection", "1.5.0", "photo-burst-detection", "photo_burst_detection:app", 8103,
+        environment=("PHOTO_BURST_DETECTION_PATH=/var/lib/photo-burst-detection\nSECRET_KEY=3f1c0e9a\n"
+                     "LDAP_HOST=ad.example.org\nLDAP_BASE_DN=dc=example,dc=org\n"),
+    ),
     "otterwiki": PublicApp("otterwiki", "2.26.1", "otterwiki", "otterwiki.server:app", 8104),
 }
 

@@ -60,10 +60,14 @@ def test_versions_come_from_the_projects_own_metadata(public_apps: dict[str, Bui
     assert versions == {key: f"{spec.version}-1" for key, spec in PUBLIC_APPS.items()}
 
 
-def status(host: Host, port: int) -> int:
-    """The HTTP status of the main page, retried until the service answers at all."""
-    output = wait_for(host, ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
-                             f"http://127.0.0.1:{port}/"], timeout=120)
+def status(host: Host, name: str, port: int) -> int:
+    """The HTTP status of the main page, retried until the service answers at all (its journal if never)."""
+    try:
+        output = wait_for(host, ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
+                                 f"http://127.0.0.1:{port}/"], timeout=120)
+    except AssertionError as exc:
+        journal = host.run(["journalctl", "-u", name, "--no-pager", "-n", "30"], check=False).stdout
+        raise AssertionError(f"{exc}\n{journal}") from None
     return int(output.strip())
 
 
@@ -79,9 +83,13 @@ def test_they_answer_side_by_side_on_one_host(
         install_deb(host, f"/root/{key}.deb")
     for key in SERVED:
         spec = PUBLIC_APPS[key]
+        if spec.environment:
+            host.run(["tee", f"/etc/{spec.name}/environment"], input=spec.environment)
+            host.run(["systemctl", "restart", spec.name])
         for step in spec.setup:
             host.run([f"/usr/bin/{spec.name}-run", *step], timeout=300)
-    answers = {key: status(host, built.port) for key, built in services.items()}
+    answers = {key: status(host, built.name, built.port) for key, built in services.items()}
+    print("main page status:", answers)
     assert all(0 < code < 500 for code in answers.values()), answers
     # flaskr's SQLite database is in Flask's instance folder, /var/lib/flaskr, made by the service user.
     assert host.run(["stat", "-c", "%U", "/var/lib/flaskr/flaskr.sqlite"]).stdout.strip() == "flaskr"
