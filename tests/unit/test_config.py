@@ -168,6 +168,8 @@ def test_empty_or_non_string_dist_in_the_file_is_refused(tmp_path: Path) -> None
         error = bad(write_pyproject(tmp_path / f"p{index}", f"dist = {value}\n"))
         assert "invalid dist" in error.message and "pyproject.toml key 'dist'" in error.message
         assert error.hint is not None and "bookworm, trixie" in error.hint
+
+
 def test_a_long_project_description_becomes_a_short_summary(tmp_path: Path) -> None:
     """[project].description of any length gives a one-line summary (first sentence, cut at a word)."""
     project = tmp_path / "p"
