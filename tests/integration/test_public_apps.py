@@ -59,7 +59,7 @@ def test_piuparts_installs_and_purges_them(
 def test_versions_come_from_the_projects_own_metadata(public_apps: dict[str, BuiltService]) -> None:
     """Dynamic versions (setuptools attr:, setuptools-scm, setup.py) are read, not refused."""
     versions = {key: public_apps[key].result.version for key in PUBLIC_APPS}
-    assert versions == {key: f"{spec.version}-1" for key, spec in PUBLIC_APPS.items()}
+    assert versions == {key: f"{spec.version}-1+deb12" for key, spec in PUBLIC_APPS.items()}
 
 
 def status(host: Host, name: str, port: int) -> int:
