@@ -716,3 +716,16 @@ def test_deploy_without_a_health_path_says_what_counts_as_healthy(caplog: pytest
         report = deploy(DeployOptions(version="2", name=PKG, hosts=("h1",), dry_run=True))
     assert report.plan[0].commands[-1] == f"until healthy: {HEALTH}"
     assert "no health_path configured: any HTTP answer below 500 on / counts as healthy" in caplog.text
+
+
+def test_without_a_health_path_the_packaged_conf_gives_only_the_main_page(tmp_path: Path) -> None:
+    """gunicorn.conf.py of a service without health_path names the main page and no health URL, so deploy and
+    check probe `/` and take any answer below 500."""
+    import runpy
+
+    from tests.unit.test_build_templates import render
+
+    plain = runpy.run_path(str(render(tmp_path / "plain", port=8001) / "gunicorn.conf.py"))
+    assert plain["_main_url"] == "http://127.0.0.1:8001/" and "_health_url" not in plain
+    checked = runpy.run_path(str(render(tmp_path / "checked", port=8001, health_path="/ready") / "gunicorn.conf.py"))
+    assert checked["_health_url"] == "http://127.0.0.1:8001/ready"
