@@ -27,6 +27,7 @@ from pathlib import Path
 
 from microdeploy.dists import Dist, host_codename
 from microdeploy.errors import MicrodeployError
+from microdeploy.mirrors import SOURCES_FILE, release_sources
 from microdeploy.process import Held, Result, Runner, hold, run
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,6 @@ ROOT_PACKAGES = (
 # Bump when the way roots are made changes, so that no build uses an old one.
 RECIPE = "1"
 DEFAULT_ROOTS_DIR = Path("/var/cache/microdeploy/roots")
-SOURCES_FILE = Path("/etc/apt/sources.list.d/debian.sources")
 PATH_INSIDE = "/usr/sbin:/usr/bin:/sbin:/bin"
 # Files of this machine a root reads as they are here: the certificates that
 # reach the package index (a proxy's CA is there, not in a fresh root's store)
@@ -67,33 +67,8 @@ def root_path(roots: Path, dist: Dist, extra: Sequence[str] = ()) -> Path:
 
 
 def sources_for(dist: Dist, sources: Path = SOURCES_FILE) -> str:
-    """A deb822 sources text for `dist`: the machine's own stanzas, their suites renamed to `dist`'s.
-
-    The mirror that serves this machine's release serves the others too (and
-    its security archive theirs): bookworm, bookworm-updates and
-    bookworm-security become trixie, trixie-updates and trixie-security.
-    """
-    try:
-        text = sources.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise MicrodeployError(f"cannot read {sources}: {exc.strerror}",
-                               hint="Configure this machine's Debian mirror there (deb822 format)") from exc
-    stanzas = []
-    for stanza in re.split(r"\n\s*\n", text):
-        fields = dict(re.findall(r"^([A-Za-z-]+):[ \t]*(.*)$", stanza, re.M))
-        suites = fields.get("Suites", "").split()
-        mine = [suite for suite in suites if re.fullmatch(r"[a-z]+(-updates|-security)?", suite)]
-        if "deb" not in fields.get("Types", "").split() or not fields.get("URIs") or not mine:
-            continue
-        renamed = sorted({dist.codename + re.sub(r"^[a-z]+", "", suite, count=1) for suite in mine})
-        lines = ["Types: deb", f"URIs: {fields['URIs']}", f"Suites: {' '.join(renamed)}", "Components: main"]
-        if fields.get("Signed-By"):
-            lines.append(f"Signed-By: {fields['Signed-By']}")
-        stanzas.append("\n".join(lines) + "\n")
-    if not stanzas:
-        raise MicrodeployError(f"no Debian mirror (a `Types: deb` stanza with URIs and Suites) in {sources}",
-                               hint="Configure this machine's Debian mirror there (deb822 format)")
-    return "\n".join(stanzas)
+    """A deb822 sources text for `dist`: the machine's own stanzas, their suites renamed to `dist`'s."""
+    return release_sources(dist.codename, sources)
 
 
 @contextmanager

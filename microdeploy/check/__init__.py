@@ -24,12 +24,13 @@ from debian.debian_support import Version
 from microdeploy.dists import DEFAULT_DIST
 from microdeploy.errors import bad_input
 from microdeploy.fsutil import atomic_write
+from microdeploy.mirrors import release_mirrors
 from microdeploy.repo import KEYRING_NAME, Layout
-from microdeploy.testbed.image import ensure_image, ensure_piuparts_base, release_mirrors
+from microdeploy.testbed.image import ensure_image, ensure_piuparts_base
 from microdeploy.testbed.procs import children
 
 from . import qa
-from .feed import MirrorSuite, serving_feed
+from .feed import serving_feed
 from .onhost import HostPlan, host_checks
 from .package import DebInfo, read_deb, release_of
 from .report import FAILED, SKIPPED, Outcome, Report
@@ -92,7 +93,7 @@ def check(settings: CheckSettings, *, is_root: Callable[[], bool] = lambda: os.g
         if "piuparts" not in settings.skip:
             # piuparts' chroot shares our network: it gets the mirror through a
             # feed on loopback, whose cache spares it the downloads of earlier runs.
-            mirrors = [MirrorSuite(uri, suites) for uri, suites in release_mirrors(release)]
+            mirrors = release_mirrors(release)
             feed = tools_stack.enter_context(serving_feed("127.0.0.1", mirrors[:1], None))
             tools.append(("piuparts", pool.submit(_timed, lambda: qa.piuparts(
                 info, release=release, base=ensure_piuparts_base(suite=release, refresh=settings.refresh_images),

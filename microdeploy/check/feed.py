@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from microdeploy.errors import MicrodeployError
+from microdeploy.mirrors import Mirror
 from microdeploy.testbed import CACHE_DIR
 
-__all__ = ["Feed", "MirrorSuite", "serving_feed"]
+__all__ = ["Feed", "serving_feed"]
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +42,11 @@ _UPSTREAM_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
-class MirrorSuite:
-    """One mirror of the release: its URI and suites (e.g. bookworm bookworm-updates)."""
-
-    uri: str
-    suites: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class Feed:
     """A running feed: the URL hosts use, and what it serves."""
 
     url: str
-    mirrors: tuple[MirrorSuite, ...]
+    mirrors: tuple[Mirror, ...]
     repo_public: Path | None
 
     def mirror_sources(self) -> str:
@@ -69,7 +62,7 @@ class Feed:
 class _FeedHandler(SimpleHTTPRequestHandler):
     """Static files of the repository under /repo/, the mirrors passed through under /mirror/N/."""
 
-    mirrors: Sequence[MirrorSuite] = ()
+    mirrors: Sequence[Mirror] = ()
 
     def send_head(self) -> Any:
         # Never "304 Not Modified" on whole-second mtimes (see repo_server).
@@ -148,7 +141,7 @@ def _cached(upstream: str) -> Path:
 
 
 @contextmanager
-def serving_feed(bind: str, mirrors: Sequence[MirrorSuite], repo_public: Path | None) -> Iterator[Feed]:
+def serving_feed(bind: str, mirrors: Sequence[Mirror], repo_public: Path | None) -> Iterator[Feed]:
     """Serve the feed on `bind` (any free port) from a background thread for the block."""
     # With no repository the static part serves an empty directory's nothing.
     directory = repo_public if repo_public is not None else Path("/nonexistent")

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from microdeploy.errors import MicrodeployError
+from microdeploy.mirrors import release_mirrors
 from microdeploy.repo import KEYRING_NAME, sources_snippet
 from microdeploy.testbed.host import Host, boot
-from microdeploy.testbed.image import release_mirrors, unpacked
+from microdeploy.testbed.image import unpacked
 from microdeploy.testbed.network import Netns, create_netns, delete_netns
 
-from .feed import Feed, MirrorSuite, serving_feed
+from .feed import Feed, serving_feed
 from .package import DebInfo
 from .report import FAILED, PASSED, SKIPPED, Outcome
 from .service import ServiceProbe, failure
@@ -165,7 +166,7 @@ class _OnHost:
         self._netns = netns = create_netns()
         self.stack.callback(self._poweroff)
         host = boot(plan.image, netns=netns, wait=False, booted=self._set_host)
-        mirrors = [MirrorSuite(uri, suites) for uri, suites in release_mirrors(plan.release)]
+        mirrors = release_mirrors(plan.release)
         self.feed = self.stack.enter_context(serving_feed(netns.host_address, mirrors, plan.repo_public))
         host.wait_until_running()
         booted = time.monotonic() - started

@@ -11,7 +11,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from microdeploy.errors import MicrodeployError, bad_input
+from microdeploy.errors import MicrodeployError
+from microdeploy.mirrors import SOURCES_FILE, debian_mirror, release_mirrors, release_sources
 from microdeploy.process import run
 
 from . import CACHE_DIR, file_lock
@@ -39,10 +40,8 @@ SUITE = "bookworm"
 # The Debian releases hosts can be made of (from this Debian 12 machine).
 RELEASES: tuple[str, ...] = ("bookworm", "trixie")
 
-# The machine's mirror is configured here; mmdebstrap accepts the file itself as
-# its mirror argument (a bare URL is rejected here), so no mirror host is ever
-# written into the repository.
-SOURCES_FILE = Path("/etc/apt/sources.list.d/debian.sources")
+# The machine's mirror is configured in SOURCES_FILE; mmdebstrap accepts a
+# sources file as its mirror argument (a bare URL is rejected here).
 
 # What every target host needs: systemd as PID 1 (systemd-sysv provides
 # /sbin/init), dbus for systemctl, sshd for deploys, and the tools the
@@ -79,74 +78,13 @@ _DROP_MIRROR_HOOK = 'rm -f "$1"/etc/apt/sources.list.d/0000*'
 _BUILD_TIMEOUT = 900.0
 
 
-def debian_mirror(sources: Path = SOURCES_FILE, suite: str = SUITE) -> str:
-    """The mirror URI of `suite` from the machine's deb822 sources file (e.g. for piuparts).
-
-    Another release than the machine's is served by the same mirror: its URI
-    is that of the machine's own release.
-    """
-    stanzas = _stanzas(sources)
-    for fields in stanzas:
-        suites = fields.get("suites", "").split()
-        if (suite in suites or (suite in RELEASES and SUITE in suites)) and fields.get("uris"):
-            return fields["uris"].split()[0]
-    raise MicrodeployError(
-        f"no `URIs:` line for suite {suite!r} in {sources}",
-        hint=f"Add a deb822 stanza with `Suites: {suite}` and the mirror's `URIs:`",
-    )
-
-
-def release_mirrors(suite: str, sources: Path = SOURCES_FILE) -> list[tuple[str, tuple[str, ...]]]:
-    """The mirror URIs of `suite` with their suites (main, updates, security), from the machine's sources."""
-    if suite not in RELEASES:
-        raise bad_input(f"unknown Debian release {suite!r}", hint=f"Use one of: {', '.join(RELEASES)}")
-    mirrors = []
-    for fields in _stanzas(sources):
-        suites = fields.get("suites", "").split()
-        if fields.get("uris") and any(name.startswith(SUITE) for name in suites):
-            # The machine's release's stanzas, renamed: bookworm-security -> trixie-security.
-            renamed = tuple(suite + name.removeprefix(SUITE) for name in suites if name.startswith(SUITE))
-            mirrors.append((fields["uris"].split()[0], renamed))
-    if not mirrors:
-        raise MicrodeployError(
-            f"no `URIs:` line for {SUITE} in {sources} to find {suite}'s mirror by",
-            hint=f"Add a deb822 stanza with `Suites: {SUITE}` and the mirror's `URIs:`",
-        )
-    return mirrors
-
-
 def sources_file(suite: str, directory: Path, sources: Path = SOURCES_FILE) -> Path:
     """A deb822 sources file for `suite` on the machine's mirrors, in `directory` (for its own release: its own)."""
     if suite == SUITE:
         return sources
-    stanzas = [
-        f"Types: deb\nURIs: {uri}\nSuites: {' '.join(suites)}\nComponents: main\n"
-        for uri, suites in release_mirrors(suite, sources)
-    ]
     path = directory / f"{suite}.sources"
-    path.write_text("\n".join(stanzas), encoding="utf-8")
+    path.write_text(release_sources(suite, sources), encoding="utf-8")
     return path
-
-
-def _stanzas(sources: Path) -> list[dict[str, str]]:
-    """The stanzas of a deb822 sources file as single-line fields, keys lower-cased; comments skipped."""
-    try:
-        text = sources.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise MicrodeployError(
-            f"cannot read the APT sources file {sources}: {exc.strerror}",
-            hint="Configure the Debian mirror there (deb822 format)",
-        ) from exc
-    stanzas = []
-    for stanza in text.split("\n\n"):
-        fields: dict[str, str] = {}
-        for line in stanza.splitlines():
-            if line.startswith(("#", " ", "\t")) or ":" not in line:
-                continue
-            key, _, value = line.partition(":")
-            fields[key.strip().lower()] = value.strip()
-        stanzas.append(fields)
-    return stanzas
 
 
 def image_path(

@@ -1,7 +1,7 @@
 """A bookworm host running a service from the repository is dist-upgraded to trixie.
 
-The host reaches Debian's archive through a relay on our side of its link
-(tests/mirrorrelay.py); the upgrade is Debian's own procedure: every
+The host reaches Debian's archive through `microdeploy check`'s APT feed on
+our side of its link (microdeploy/check/feed.py); the upgrade is Debian's own procedure: every
 `bookworm` in the APT sources becomes `trixie`, then `apt-get update` and
 `apt-get full-upgrade`.
 """
@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from microdeploy.check.feed import serving_feed
+from microdeploy.mirrors import release_mirrors
 from microdeploy.testbed.host import Host
 from tests.aptrepo import APT_TIMEOUT, ServedRepo, add_source, apt, installed_version, publish, serve_repository
 from tests.hostcheck import health
-from tests.mirrorrelay import debian_sources, relayed_mirror
 from tests.packages import BuiltService
 
 if TYPE_CHECKING:
@@ -42,15 +43,17 @@ UPGRADE_TIMEOUT = 1800.0
 def bookworm_host_with_the_service(
     debs: list[Path], networked_hosts: NetworkedHosts, tmp_path: Path
 ) -> Iterator[tuple[Host, ServedRepo]]:
-    """A bookworm host with Debian's sources (relayed) and the repository's, the service installed and healthy."""
+    """A bookworm host with Debian's sources (through the feed) and the repository's, the service installed, healthy."""
     repo = tmp_path / "repo"
     publish(repo, *debs)
     host = networked_hosts(1)[0]
     assert host.netns is not None
+    # The feed passes any suite through, so the switch to trixie's suites needs no other feed.
+    mirrors = release_mirrors("bookworm")
     with serve_repository(repo, host.netns.host_address, tmp_path / "serve.log") as served, \
-            relayed_mirror(host.netns.host_address) as relay:
+            serving_feed(host.netns.host_address, mirrors, None) as feed:
         add_source(host, served)
-        host.run(["tee", "/etc/apt/sources.list.d/debian.sources"], input=debian_sources(relay, "bookworm"))
+        host.run(["tee", "/etc/apt/sources.list.d/debian.sources"], input=feed.mirror_sources())
         apt(host, "update")
         apt(host, "install", "--no-install-recommends", NAME)
         health(host, 8000, "/health")

@@ -16,6 +16,7 @@ from microdeploy.check.report import FAILED, PASSED, SKIPPED, Outcome, Report
 from microdeploy.check.service import ServiceProbe
 from microdeploy.cli import main
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
+from microdeploy.mirrors import Mirror
 
 OVERRIDES = """\
 # dh-virtualenv installs the venv under /opt/venvs.
@@ -229,7 +230,7 @@ def test_feed_serves_the_repository_and_caches_the_mirrors_immutable_files(
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(upstream_dir)))
     thread = threading.Thread(target=upstream.serve_forever, daemon=True)
     thread.start()
-    mirror = feed_module.MirrorSuite(f"http://127.0.0.1:{upstream.server_address[1]}/", ("bookworm",))
+    mirror = Mirror(f"http://127.0.0.1:{upstream.server_address[1]}/", ("bookworm",))
 
     def get(url: str) -> bytes:
         with urllib.request.urlopen(url, timeout=10) as answer:
