@@ -331,7 +331,8 @@ def human_size(size: int) -> str:
 
 @main.command("deploy")
 @click.argument("name", required=False)
-@click.option("--version", "version", help="Debian version to install from the repository, e.g. 1.4.0-1.")
+@click.option("--version", "version", help="Debian version to install from the repository, e.g. 1.4.0-1+deb12 "
+              "(each host gets its release's build: 1.4.0-1+deb13 on trixie).")
 @click.option("--deb", type=click.Path(path_type=Path, dir_okay=False),
               help="Upload this .deb to each host and install it instead (NAME and version from the file).")
 @click.option("--hosts", multiple=True, metavar="H1,H2,...",

@@ -44,13 +44,17 @@ from microdeploy.deploy_commands import (
     is_downgrade,
     parse_madison,
     parse_query,
+    parse_release,
     private_dir_command,
     query_command,
+    release_command,
     remove_command,
     update_command,
+    version_for,
 )
 from microdeploy.deploy_plan import HEALTH_INTERVAL, DeployOptions, Rollout, make_rollout
 from microdeploy.deploy_report import DeployReport, HostReport, PlannedHost
+from microdeploy.dists import SUFFIX_RE, Dist
 from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.hosts import CommandResult, Connector, Remote, Target
 from microdeploy.process import Runner, run
@@ -62,8 +66,9 @@ def plan(rollout: Rollout) -> tuple[tuple[str, ...], tuple[PlannedHost, ...]]:
     """The preflight commands and each host's commands, for a dry run."""
     preflight = (
         f"every host: {query_command(rollout.package)}",
-        f"first host: {update_command(rollout.apt_source)}",
-        f"first host: {available_command(rollout.package)}",
+        f"every host: {release_command()}",
+        f"first host of each Debian release: {update_command(rollout.apt_source)}",
+        f"first host of each Debian release: {available_command(rollout.package)}",
     )
     hosts = []
     for number, batch in enumerate(rollout.batches, start=1):
@@ -102,6 +107,8 @@ class _Host:
     before: str | None = None
     updated: bool = False
     report: HostReport | None = None
+    dist: Dist | None = None  # the host's Debian release, when microdeploy builds for it
+    version: str = ""  # what this host installs: the build of its release of the version asked for
 
 
 @dataclass
@@ -203,32 +210,55 @@ def _sessions(rollout: Rollout, connect: Connector) -> Iterator[list[_Host]]:
 
 
 def _preflight(state: _Rollout) -> None:
-    """Record every host's version and make sure the repository has the wanted one; change nothing."""
+    """Record every host's version and release; make sure the repository has each release's build; change nothing.
+
+    A fleet can mix Debian releases: the first host of each release refreshes its
+    lists and says which versions its repository suite has, and every host of
+    that release gets the build for it (`version_for`).
+    """
     rollout = state.rollout
 
     def record(host: _Host) -> None:
         host.before = parse_query(host.remote.run(query_command(rollout.package)))
+        host.dist = parse_release(host.remote.run(release_command()))
 
     _each(state.hosts, record)
     for host in state.hosts:
         log.info("%s: %s installed", host.target.spec, host.before or f"no {rollout.package}")
-    first = state.hosts[0]
+    releases: dict[Dist | None, list[_Host]] = {}
+    for host in state.hosts:
+        releases.setdefault(host.dist, []).append(host)
+    for members in releases.values():
+        _resolve(rollout, members)
+
+
+def _resolve(rollout: Rollout, members: list[_Host]) -> None:
+    """Set the version of the hosts of one release from the versions the first of them can install."""
+    first = members[0]
     _checked(first, update_command(rollout.apt_source), "refreshing the APT lists", sudo=rollout.sudo,
              timeout=APT_TIMEOUT)
     first.updated = True
     versions = parse_madison(_checked(first, available_command(rollout.package), "listing versions").stdout,
                              rollout.package)
-    for host in state.hosts:
+    for host in members:
         if host.before is not None and host.before not in versions:
             log.warning("%s: its version %s is not in the repository: a rollback there would fail",
                         host.target.spec, host.before)
-    if rollout.deb is None and rollout.version not in versions:
+    version = rollout.version if rollout.deb is not None else version_for(rollout.version, first.dist, versions)
+    if version is None:
         available = ", ".join(versions) if versions else "none"
+        own = "" if first.dist is None else \
+            f", nor {SUFFIX_RE.sub('', rollout.version)}{first.dist.suffix} for its {first.dist.codename}"
         raise bad_input(
             f"version {rollout.version} of {rollout.package} is not in the APT repository of "
-            f"{first.target.spec} (available: {available}); no host was changed",
+            f"{first.target.spec} (available: {available}){own}; no host was changed",
             hint="Publish that version first (`microdeploy publish`), or deploy one of the available versions",
         )
+    if version != rollout.version:
+        log.info("%s: %s, the build of %s", ", ".join(h.target.spec for h in members), version,
+                 first.dist.codename if first.dist else "its release")
+    for host in members:
+        host.version = version
 
 
 def _checked(host: _Host, command: str, what: str, *, sudo: bool = False, timeout: float | None = None
@@ -297,7 +327,7 @@ def _upgrade_steps(state: _Rollout, host: _Host) -> None:
             failed(f"apt-get update failed (exit status {result.exit_code})\n{_tail(result)}", host.before)
             return
         host.updated = True
-    downgrade = is_downgrade(host.before, rollout.version)
+    downgrade = is_downgrade(host.before, host.version)
     if rollout.deb is not None and rollout.deb_name is not None:
         made = host.remote.run(private_dir_command())
         directory = made.stdout.strip()
@@ -313,14 +343,14 @@ def _upgrade_steps(state: _Rollout, host: _Host) -> None:
         finally:
             host.remote.run(cleanup_command(directory))
     else:
-        result = host.remote.run(install_command(rollout.package, rollout.version, allow_downgrades=downgrade),
+        result = host.remote.run(install_command(rollout.package, host.version, allow_downgrades=downgrade),
                                  sudo=rollout.sudo, timeout=APT_TIMEOUT)
     after = parse_query(host.remote.run(query_command(rollout.package)))
     if not result.ok:
         failed(f"apt-get install failed (exit status {result.exit_code})\n{_tail(result)}", after)
         return
-    if after != rollout.version:
-        failed(f"{rollout.package} is at {after or 'nothing'} after installing {rollout.version}", after)
+    if after != host.version:
+        failed(f"{rollout.package} is at {after or 'nothing'} after installing {host.version}", after)
         return
     healthy, health_seconds, url = _wait_healthy(state, host)
     if not healthy:

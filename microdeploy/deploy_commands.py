@@ -7,6 +7,7 @@ import shlex
 
 from debian.debian_support import Version as DebianVersion
 
+from microdeploy.dists import DISTS, SUFFIX_RE, Dist
 from microdeploy.hosts import CommandResult
 
 # One health request may take this long before it counts as a failed poll.
@@ -37,6 +38,11 @@ def _dpkg_options() -> list[str]:
 def query_command(package: str) -> str:
     """Print the installed version of the package (fails when dpkg never heard of it)."""
     return shlex.join(["dpkg-query", "--show", f"--showformat={DPKG_QUERY_FORMAT}", package])
+
+
+def release_command() -> str:
+    """Print the host's os-release (its VERSION_CODENAME names its Debian release)."""
+    return shlex.join(["cat", "/etc/os-release"])
 
 
 def update_command(apt_source: str | None) -> str:
@@ -149,3 +155,21 @@ def parse_madison(output: str, package: str) -> list[str]:
 def is_downgrade(before: str | None, after: str) -> bool:
     """Whether installing `after` over `before` goes back in Debian version order."""
     return before is not None and DebianVersion(after) < DebianVersion(before)
+
+
+def parse_release(result: CommandResult) -> Dist | None:
+    """The Debian release of the host from its os-release, or None for one microdeploy does not build for."""
+    match = re.search(r"^VERSION_CODENAME=[\"']?([a-z]+)[\"']?$", result.stdout, re.M) if result.ok else None
+    return DISTS.get(match.group(1)) if match else None
+
+
+def version_for(wanted: str, dist: Dist | None, available: list[str]) -> str | None:
+    """The version a host of release `dist` installs for `wanted`, among the versions its repository suite has.
+
+    The build of the host's own release comes first: `1.4.0-7+deb12` or `1.4.0-7` is
+    `1.4.0-7+deb13` on a trixie host (a bookworm build there would lack its python3.11);
+    then `wanted` itself (a package built without `+debN`). None: the suite has neither.
+    """
+    base = SUFFIX_RE.sub("", wanted)
+    candidates = ([base + dist.suffix] if dist is not None else []) + [wanted]
+    return next((version for version in candidates if version in available), None)

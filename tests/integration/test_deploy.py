@@ -16,8 +16,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from microdeploy.errors import MicrodeployError
 from microdeploy.repo import KEYRING_NAME, PublishSettings, publish, sources_snippet
 from microdeploy.repo_server import make_server, server_url
 from microdeploy.testbed.host import Host, boot
+from microdeploy.testbed.image import ensure_image
 from microdeploy.testbed.network import create_netns, delete_netns
 
 pytest_plugins = ["tests.testbed.fixtures"]
@@ -152,22 +153,20 @@ def wait_for_sshd(host: Host, timeout: float = 60.0) -> None:
     raise MicrodeployError(f"sshd of {host.name} not active after {timeout:g} s:\n{host.journal('ssh.service')}")
 
 
-@pytest.fixture(scope="module")
-def fleet(host_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    """Three hosts in their own namespaces, trusting our key, with the signed test repository as APT source."""
-    workdir = tmp_path_factory.mktemp("deploy")
-    debs = [build_deb(version, workdir) for version in VERSIONS]
-    published = publish(PublishSettings(repo=workdir / "repo"), debs)
+@contextmanager
+def running_fleet(workdir: Path, keyring: Path, images: Sequence[tuple[Path, str]]) -> Iterator[Fleet]:
+    """Hosts of `images` (each with the repository suite of its release) in their own namespaces, trusting our key,
+    with the signed repository in workdir/repo served on our side of the first host's link."""
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "deploy-test", "-f",
                     str(workdir / "id_ed25519")], check=True)
     hosts: list[Host] = []
     # Unwound in reverse, each step even if another fails: server, hosts, then their namespaces.
     with ExitStack() as cleanup:
         namespaces = []
-        for _ in range(3):
+        for image, _ in images:
             namespaces.append(create_netns())
             cleanup.callback(delete_netns, namespaces[-1])
-            hosts.append(boot(host_image, netns=namespaces[-1], regenerate_host_keys=True, wait=False))
+            hosts.append(boot(image, netns=namespaces[-1], regenerate_host_keys=True, wait=False))
             cleanup.callback(hosts[-1].poweroff)
         for host in hosts:
             host.wait_until_running()
@@ -177,12 +176,12 @@ def fleet(host_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         threading.Thread(target=server.serve_forever, daemon=True).start()
         cleanup.callback(server.shutdown)
         url = server_url(server)
-        for host in hosts:
+        for host, (_, dist) in zip(hosts, images, strict=True):
             host.run(["install", "-d", "-m", "700", "/root/.ssh"])
             host.copy_in(workdir / "id_ed25519.pub", "/root/.ssh/authorized_keys")
-            host.copy_in(published.keyring, KEYRING)
+            host.copy_in(keyring, KEYRING)
             host.run(["chmod", "644", KEYRING])
-            host.run(["tee", SOURCES], input=sources_snippet(url, KEYRING))
+            host.run(["tee", SOURCES], input=sources_snippet(url, KEYRING, dist))
             wait_for_sshd(host)
         known_hosts = workdir / "known_hosts"
         known_hosts.write_text("\n".join(line for host in hosts for line in host_key_lines(host)) + "\n")
@@ -190,6 +189,15 @@ def fleet(host_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         ssh_config = workdir / "ssh_config"
         ssh_config.write_text("")
         yield Fleet(tuple(hosts), workdir / "id_ed25519", known_hosts, ssh_config, workdir)
+
+
+@pytest.fixture(scope="module")
+def fleet(host_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """Three bookworm hosts with versions 1, 2 and 3 in the repository."""
+    workdir = tmp_path_factory.mktemp("deploy")
+    published = publish(PublishSettings(repo=workdir / "repo"), [build_deb(version, workdir) for version in VERSIONS])
+    with running_fleet(workdir, published.keyring, [(host_image, "bookworm")] * 3) as booted:
+        yield booted
 
 
 def installed(host: Host) -> str | None:
@@ -353,7 +361,7 @@ def test_version_missing_from_the_repository_changes_no_host(fleet: Fleet) -> No
     result = run_deploy(fleet, "--version", "9.0-1", "--apt-source", SOURCES)
     assert result.returncode == 2
     assert (f"version 9.0-1 of {PKG} is not in the APT repository of {fleet.addresses[0]} "
-            "(available: 3.0-1, 2.0-1, 1.0-1); no host was changed") in result.stderr
+            "(available: 3.0-1, 2.0-1, 1.0-1), nor 9.0-1+deb12 for its bookworm; no host was changed") in result.stderr
     assert [installed(host) for host in fleet.hosts] == ["1.0-1"] * 3
     # Only the first host's APT lists were refreshed; dpkg ran nowhere.
     after = [footprint(host) for host in fleet.hosts]
@@ -436,3 +444,19 @@ def test_ca_signed_and_hashed_known_hosts_are_honoured(fleet: Fleet) -> None:
         signed.run(["rm", "-f", "/etc/ssh/sshd_config.d/host-cert.conf"])
         signed.run(["systemctl", "restart", "ssh.service"])
         wait_for_sshd(signed)
+
+
+def test_a_mixed_fleet_gets_each_hosts_release_build(host_image: Path, tmp_path: Path) -> None:
+    """One deploy of 4.0-1+deb12 (as Jenkins passes it) to a bookworm and a trixie host: each gets its release's."""
+    builds = [build_deb(version, tmp_path) for version in ("4.0-1+deb12", "4.0-1+deb13")]
+    published = publish(PublishSettings(repo=tmp_path / "repo"), builds)
+    images = [(host_image, "bookworm"), (ensure_image(suite="trixie"), "trixie")]
+    with running_fleet(tmp_path, published.keyring, images) as mixed:
+        result = run_deploy(mixed, "--version", "4.0-1+deb12", "--batch", "1", "--json")
+        assert result.returncode == 0, result.stderr
+        assert [installed(host) for host in mixed.hosts] == ["4.0-1+deb12", "4.0-1+deb13"]
+        assert [health(host) for host in mixed.hosts] == [
+            (200, '{"version": "4.0-1+deb12", "ok": true}'), (200, '{"version": "4.0-1+deb13", "ok": true}')]
+        report = json.loads(result.stdout)
+        assert [(host["after"], host["state"]) for host in report["hosts"]] == [
+            ("4.0-1+deb12", "installed"), ("4.0-1+deb13", "installed")]

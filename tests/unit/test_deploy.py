@@ -31,6 +31,7 @@ from microdeploy.deploy_commands import (
     parse_query,
     private_dir_command,
     query_command,
+    release_command,
     remove_command,
     update_command,
 )
@@ -46,6 +47,7 @@ HEALTH = health_command(PKG, "http://127.0.0.1:8000/", any_answer=True)
 QUERY = query_command(PKG)
 UPDATE = update_command(None)
 MADISON = available_command(PKG)
+RELEASE = release_command()
 
 
 @dataclass
@@ -59,6 +61,7 @@ class FakeHost:
     unhealthy_polls: int = 0
     fail_hook: bool = False
     site_url: str | None = None  # the health URL the host's config.ini gives, if not the package default
+    release: str = "bookworm"
     log: list[tuple[str, bool]] = field(default_factory=list)
     uploads: dict[str, str] = field(default_factory=dict)
 
@@ -71,6 +74,8 @@ class FakeHost:
             if self.installed is None:
                 return CommandResult(1, "", f"dpkg-query: no packages found matching {PKG}")
             return CommandResult(0, f"installed {self.installed}")
+        if argv == ["cat", "/etc/os-release"]:
+            return CommandResult(0, f'PRETTY_NAME="Debian GNU/Linux"\nVERSION_CODENAME={self.release}\nID=debian\n')
         if argv[:2] == ["apt-get", "update"]:
             return CommandResult(0)
         if argv[:2] == ["apt-cache", "madison"]:
@@ -206,8 +211,8 @@ def test_upgrade_runs_the_exact_commands_on_each_host() -> None:
     report, network = run_deploy(fleet)
     assert report.result == "success" and report.exit_code == 0
     # The first host's lists were refreshed in preflight: not again.
-    assert fleet[0].commands == [QUERY, UPDATE, MADISON, install_command(PKG, "2"), QUERY, HEALTH]
-    assert fleet[1].commands == [QUERY, *upgrade_commands("2")]
+    assert fleet[0].commands == [QUERY, RELEASE, UPDATE, MADISON, install_command(PKG, "2"), QUERY, HEALTH]
+    assert fleet[1].commands == [QUERY, RELEASE, *upgrade_commands("2")]
     assert [(h.host, h.before, h.after, h.state, h.healthy) for h in report.hosts] == [
         ("h1", "1", "2", "upgraded", True),
         ("h2", "1", "2", "upgraded", True),
@@ -220,7 +225,7 @@ def test_only_apt_and_the_health_probe_run_with_sudo() -> None:
     apt-cache do not."""
     fleet = hosts("h1")
     run_deploy(fleet, sudo=True)
-    assert [sudo for command, sudo in fleet[0].log] == [False, True, False, True, False, True]
+    assert [sudo for command, sudo in fleet[0].log] == [False, False, True, False, True, False, True]
     assert all(sudo == ("apt-get" in command or "systemd-run" in command) for command, sudo in fleet[0].log)
 
 
@@ -282,10 +287,10 @@ def test_unhealthy_host_rolls_back_its_batch_and_stops() -> None:
         "h6": ("1", "1", "untouched"),
     }
     rollback = [QUERY, install_command(PKG, "1", allow_downgrades=True), QUERY, HEALTH]
-    assert fleet[2].commands == [QUERY, *upgrade_commands("2"), *rollback]
+    assert fleet[2].commands == [QUERY, RELEASE, *upgrade_commands("2"), *rollback]
     # Health polled once a second for the 5 s timeout, then the rollback.
-    assert fleet[3].commands == [QUERY, *upgrade_commands("2"), *[HEALTH] * 5, *rollback]
-    assert fleet[4].commands == fleet[5].commands == [QUERY]
+    assert fleet[3].commands == [QUERY, RELEASE, *upgrade_commands("2"), *[HEALTH] * 5, *rollback]
+    assert fleet[4].commands == fleet[5].commands == [QUERY, RELEASE]
     assert fleet[2].installed == fleet[3].installed == "1"
     assert "not healthy within 5 s: http://127.0.0.1:8000/" in (report.hosts[3].error or "")
 
@@ -298,7 +303,7 @@ def test_failing_first_batch_leaves_every_other_host_alone() -> None:
     assert [(h.after, h.state, h.healthy) for h in report.hosts] == [
         ("2", "rolled-back", True), ("2", "untouched", None), ("2", "untouched", None),
     ]
-    assert fleet[1].commands == fleet[2].commands == [QUERY]
+    assert fleet[1].commands == fleet[2].commands == [QUERY, RELEASE]
 
 
 def test_first_install_that_fails_is_removed() -> None:
@@ -324,7 +329,7 @@ def test_max_failures_restores_failed_hosts_alone_until_exceeded() -> None:
     report, _ = run_deploy(fleet, max_failures=1, health_timeout=1)
     assert [h.state for h in report.hosts] == ["rolled-back", "upgraded", "rolled-back", "untouched"]
     assert report.failures == 2 and report.exit_code == 1 and report.result == "rolled-back"
-    assert fleet[3].commands == [QUERY]
+    assert fleet[3].commands == [QUERY, RELEASE]
 
 
 def test_failures_within_the_allowance_complete_the_rollout() -> None:
@@ -357,7 +362,8 @@ def test_hooks_drain_before_and_undrain_after_a_healthy_upgrade() -> None:
     """The drain hook runs before apt and the undrain hook after the health check passes."""
     fleet = hosts("h1", "h2")
     run_deploy(fleet, drain="lb-ctl drain", undrain="lb-ctl enable")
-    assert fleet[1].commands == [QUERY, "sh -c 'lb-ctl drain'", *upgrade_commands("2"), "sh -c 'lb-ctl enable'"]
+    assert fleet[1].commands == [
+        QUERY, RELEASE, "sh -c 'lb-ctl drain'", *upgrade_commands("2"), "sh -c 'lb-ctl enable'"]
 
 
 def test_failed_drain_changes_nothing_on_that_host() -> None:
@@ -366,7 +372,7 @@ def test_failed_drain_changes_nothing_on_that_host() -> None:
     report, _ = run_deploy(fleet, drain="false")
     assert report.hosts[0].state == "rolled-back" and report.hosts[0].after == "1"
     assert not any("apt-get install" in c for c in fleet[0].commands)
-    assert fleet[1].commands == [QUERY]
+    assert fleet[1].commands == [QUERY, RELEASE]
 
 
 def test_version_missing_from_the_repository_changes_no_host() -> None:
@@ -376,8 +382,8 @@ def test_version_missing_from_the_repository_changes_no_host() -> None:
         run_deploy(fleet, version="9")
     assert caught.value.exit_code == 2
     assert "version 9 of orders-api is not in the APT repository of h1 (available: 1, 2, 3)" in caught.value.message
-    assert fleet[0].commands == [QUERY, UPDATE, MADISON]
-    assert fleet[1].commands == [QUERY]
+    assert fleet[0].commands == [QUERY, RELEASE, UPDATE, MADISON]
+    assert fleet[1].commands == [QUERY, RELEASE]
 
 
 def test_unreachable_host_stops_before_any_command() -> None:
@@ -528,7 +534,7 @@ def test_cli_rollback_exits_1_with_a_per_host_report(fleet: list[FakeHost]) -> N
     assert lines[0].startswith("orders-api 3: rolled-back, 3 host(s) in 3 batch(es), 1 failure(s)")
     assert "h1  batch 1  1 -> 1  rolled-back  healthy" in lines[1]
     assert "h2  batch 2  1 -> 1  untouched" in stdout
-    assert [host.commands for host in fleet[1:]] == [[QUERY], [QUERY]]
+    assert [host.commands for host in fleet[1:]] == [[QUERY, RELEASE], [QUERY, RELEASE]]
 
 
 def test_cli_dry_run_prints_the_plan(fleet: list[FakeHost]) -> None:
@@ -549,7 +555,7 @@ def test_deb_is_uploaded_installed_and_removed(tmp_path: Path) -> None:
     assert report.result == "success" and report.package == PKG and report.version == "4"
     private = "/var/tmp/microdeploy.AbCdEf1234"
     on_host = f"{private}/orders-api_4.deb"
-    assert fleet[1].commands == [QUERY, UPDATE, private_dir_command(), f"put {deb.name} {on_host}",
+    assert fleet[1].commands == [QUERY, RELEASE, UPDATE, private_dir_command(), f"put {deb.name} {on_host}",
                                  install_file_command(on_host), cleanup_command(private), QUERY, HEALTH]
     assert private_dir_command() == "mktemp -d /var/tmp/microdeploy.XXXXXXXXXX"
     assert fleet[0].uploads == fleet[1].uploads == {}
@@ -610,7 +616,7 @@ def test_lost_connection_during_install_fails_the_host_and_restores_the_batch() 
         ("rolled-back", "1"), ("rolled-back", "1"), ("untouched", "1"),
     ]
     assert "h2: the SSH connection failed" in (report.hosts[1].error or "")
-    assert report.exit_code == 1 and fleet[2].commands == [QUERY]
+    assert report.exit_code == 1 and fleet[2].commands == [QUERY, RELEASE]
 
 
 def test_healthy_host_of_a_failed_batch_is_drained_before_its_rollback() -> None:
@@ -620,7 +626,7 @@ def test_healthy_host_of_a_failed_batch_is_drained_before_its_rollback() -> None
     run_deploy(fleet, batch="2", drain="drain", undrain="undrain", health_timeout=1)
     drain, undrain = "sh -c drain", "sh -c undrain"
     assert fleet[0].commands == [
-        QUERY, UPDATE, MADISON, drain, install_command(PKG, "2"), QUERY, HEALTH, undrain,
+        QUERY, RELEASE, UPDATE, MADISON, drain, install_command(PKG, "2"), QUERY, HEALTH, undrain,
         QUERY, drain, install_command(PKG, "1", allow_downgrades=True), QUERY, HEALTH, undrain,
     ]
     # h2 was never undrained, so it is not drained twice.
@@ -729,3 +735,57 @@ def test_without_a_health_path_the_packaged_conf_gives_only_the_main_page(tmp_pa
     assert plain["_main_url"] == "http://127.0.0.1:8001/" and "_health_url" not in plain
     checked = runpy.run_path(str(render(tmp_path / "checked", port=8001, health_path="/ready") / "gunicorn.conf.py"))
     assert checked["_health_url"] == "http://127.0.0.1:8001/ready"
+
+
+def mixed_fleet(**kwargs: object) -> list[FakeHost]:
+    """Two bookworm hosts and a trixie host, each repository suite with its release's builds of 1-1 and 2-1."""
+    fleet = hosts("b1", "t1", "b2", installed="1-1+deb12", available=("1-1+deb12", "2-1+deb12"), **kwargs)
+    fleet[1].release, fleet[1].installed, fleet[1].available = "trixie", "1-1+deb13", ("1-1+deb13", "2-1+deb13")
+    return fleet
+
+
+@pytest.mark.parametrize("version", ["2-1+deb12", "2-1+deb13", "2-1"])
+def test_a_mixed_fleet_gets_each_hosts_release_build(version: str) -> None:
+    """A bookworm and trixie fleet: each host installs the build of its release, whichever one (or none) was named."""
+    fleet = mixed_fleet()
+    report, _ = run_deploy(fleet, version=version)
+    assert report.result == "success"
+    assert [(h.host, h.before, h.after) for h in report.hosts] == [
+        ("b1", "1-1+deb12", "2-1+deb12"), ("t1", "1-1+deb13", "2-1+deb13"), ("b2", "1-1+deb12", "2-1+deb12")]
+    # The first host of each release lists its suite in preflight; the other bookworm host only reads its release.
+    assert fleet[0].commands[:4] == fleet[1].commands[:4] == [QUERY, RELEASE, UPDATE, MADISON]
+    assert fleet[2].commands == [QUERY, RELEASE, *upgrade_commands("2-1+deb12")]
+    assert install_command(PKG, "2-1+deb13") in fleet[1].commands
+
+
+def test_a_release_without_its_build_changes_no_host() -> None:
+    """Only bookworm builds published: the trixie host's suite lacks 2-1+deb13, exit 2 naming it, nothing installed."""
+    fleet = mixed_fleet()
+    fleet[1].available = ("1-1+deb13",)
+    with pytest.raises(MicrodeployError) as caught:
+        run_deploy(fleet, version="2-1+deb12")
+    assert caught.value.exit_code == 2
+    assert caught.value.message == (
+        "version 2-1+deb12 of orders-api is not in the APT repository of t1 (available: 1-1+deb13), "
+        "nor 2-1+deb13 for its trixie; no host was changed")
+    assert not [c for host in fleet for c in host.commands if "install" in c]
+
+
+def test_a_package_without_a_release_suffix_is_installed_as_named() -> None:
+    """A build without +debN (e.g. an older one) is installed as named on a host of any release."""
+    fleet = hosts("b1", installed="1-1", available=("1-1", "2-1"))
+    report, _ = run_deploy(fleet, version="2-1")
+    assert (report.hosts[0].after, report.result) == ("2-1", "success")
+
+
+def test_the_hosts_release_is_read_from_os_release() -> None:
+    """VERSION_CODENAME names the release, quoted or not; a release microdeploy does not build for, or none, is None."""
+    def release(text: str, exit_code: int = 0) -> str | None:
+        dist = deploy_commands.parse_release(CommandResult(exit_code, text))
+        return dist.codename if dist else None
+
+    assert release('NAME="Debian GNU/Linux"\nVERSION_CODENAME=trixie\n') == "trixie"
+    assert release("VERSION_CODENAME='bookworm'\n") == "bookworm"
+    assert release("VERSION_CODENAME=bullseye\n") is None
+    assert release("ID=debian\n") is None
+    assert release("VERSION_CODENAME=trixie\n", 1) is None
