@@ -109,7 +109,8 @@ def call(Map args = [:]) {
                         } else {
                             sh 'microdeploy build --json > build.json'
                         }
-                        // The first release's version (+deb12 sorts before +deb13), for the later stages.
+                        // The first release's version (+deb12 sorts before +deb13), for the later stages;
+                        // deploy installs each host's release's build of it (+deb13 on trixie hosts).
                         env.MD_VERSION = sh(script: 'dpkg-deb --field "$(ls dist/"$MD_NAME"_*.deb | head -n 1)" Version', returnStdout: true).trim()
                     }
                     archiveArtifacts artifacts: 'dist/*.deb', fingerprint: true

@@ -9,23 +9,22 @@ import pytest
 from microdeploy.errors import MicrodeployError
 from microdeploy.mirrors import Mirror, debian_mirror, release_mirrors
 
+# Fields in any order (deb822 does not fix it), a backports suite, a deb-src stanza.
 SOURCES = """\
-Types: deb
-# http://snapshot.debian.org/archive/debian/20250520T000000Z
 URIs: http://mirror.example/debian
-Suites: bookworm bookworm-updates bookworm-backports
+Types: deb
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+Suites: bookworm bookworm-updates bookworm-backports
 
+Suites: bookworm
 Types: deb-src
 URIs: http://mirror.example/debian
-Suites: bookworm
-Components: main
 
-Types: deb
-URIs: http://mirror.example/debian-security
-Suites: bookworm-security
 Components: main
+Suites: bookworm-security
+URIs: http://mirror.example/debian-security
+Types: deb
 """
 
 
