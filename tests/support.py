@@ -1,4 +1,4 @@
-"""Small helpers shared by the integration tests (no fixtures here: see conftest.py)."""
+"""Small helpers shared by the tests (no fixtures here: see conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,28 @@ import urllib.request
 from pathlib import Path
 
 SYSTEM_PYTHON = "/usr/bin/python3"
+
+# The head of the orders-api project that the Hiera tests extend with their own settings.
+ORDERS_API_PYPROJECT = """\
+[project]
+name = "orders-api"
+version = "1.4.0"
+
+[tool.microdeploy]
+port = 8001
+"""
+
+
+def service_project(path: Path, pyproject: str) -> Path:
+    """A service project directory at `path` whose pyproject.toml is `pyproject`."""
+    path.mkdir()
+    (path / "pyproject.toml").write_text(pyproject)
+    return path
+
+
+def file_bytes(root: Path) -> dict[str, bytes]:
+    """Every file under `root` with its bytes, to prove what was (not) written."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def free_port() -> int:

@@ -17,17 +17,11 @@ from typing import Any
 import pytest
 
 from tests.integration.test_puppet_e2e import microdeploy, puppet_dirs, tool
+from tests.support import ORDERS_API_PYPROJECT, service_project
 
 pytestmark = pytest.mark.integration
 
-PYPROJECT = """\
-[project]
-name = "orders-api"
-version = "1.4.0"
-
-[tool.microdeploy]
-port = 8001
-
+PYPROJECT = ORDERS_API_PYPROJECT + """
 [tool.microdeploy.settings.app]
 greeting = "%{lookup('ops::db_password')}"
 mode = "packaged"
@@ -95,9 +89,7 @@ def control_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("lookup")
     control = root / "environments" / "production"
     microdeploy("control-repo", "init", str(control))
-    project = root / "orders-api"
-    project.mkdir()
-    (project / "pyproject.toml").write_text(PYPROJECT)
+    project = service_project(root / "orders-api", PYPROJECT)
     microdeploy("puppet-data", str(project), "--control-repo", str(control), "--version", "1.4.0-1")
     common = control / "data" / "common.yaml"
     common.write_text(common.read_text() + OPS_COMMON)

@@ -15,15 +15,9 @@ from microdeploy.cli import main
 from microdeploy.errors import MicrodeployError
 from microdeploy.hierarepo import set_pin
 from microdeploy.resources import template_folder
+from tests.support import ORDERS_API_PYPROJECT, file_bytes, service_project
 
-PYPROJECT = """\
-[project]
-name = "orders-api"
-version = "1.4.0"
-
-[tool.microdeploy]
-port = 8001
-
+PYPROJECT = ORDERS_API_PYPROJECT + """
 [tool.microdeploy.settings.app]
 greeting = "hello"
 """
@@ -79,18 +73,10 @@ def changed_lines(old: str, new: str) -> list[str]:
     return [line for line in diff if line[:1] in "+-" and not line.startswith(("---", "+++"))]
 
 
-def tree(root: Path) -> dict[str, bytes]:
-    """Every file under `root` with its bytes."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A service project with a port and one setting."""
-    path = tmp_path / "orders-api"
-    path.mkdir()
-    (path / "pyproject.toml").write_text(PYPROJECT)
-    return path
+    return service_project(tmp_path / "orders-api", PYPROJECT)
 
 
 @pytest.fixture
@@ -116,9 +102,9 @@ def release(project: Path, repo: Path, version: str, *flags: str) -> dict[str, o
 def test_a_release_bump_changes_exactly_the_pin_line_of_the_owned_file(project: Path, repo: Path) -> None:
     """From one release to the next the only changed line in the repository is the owned file's ensure."""
     release(project, repo, "1.4.0-1")
-    before = tree(repo)
+    before = file_bytes(repo)
     report = release(project, repo, "1.4.1-1")
-    after = tree(repo)
+    after = file_bytes(repo)
     owned = "data/services/orders-api.yaml"
     assert report["written"] == [str(repo / owned)]
     assert [name for name in after if after[name] != before.get(name)] == [owned]
@@ -204,10 +190,10 @@ def test_a_state_in_common_is_left_alone(project: Path, repo: Path) -> None:
 def test_twice_the_same_pin_writes_nothing(project: Path, repo: Path) -> None:
     """A second run with the same version leaves every file as it was and reports no change."""
     release(project, repo, "1.4.0-2", "--env", "production")
-    before = tree(repo)
+    before = file_bytes(repo)
     report = release(project, repo, "1.4.0-2", "--env", "production")
     assert report["changed"] is False and report["written"] == []
-    assert tree(repo) == before
+    assert file_bytes(repo) == before
 
 
 def test_hiera_interpolation_in_settings_is_escaped(project: Path, repo: Path) -> None:
@@ -245,12 +231,12 @@ def test_a_hiera_yaml_without_the_owned_level_names_the_level_to_add(project: Pa
     """A control repository from an older microdeploy is told which hierarchy level to add (exit 2)."""
     hiera = repo / "hiera.yaml"
     hiera.write_text(hiera.read_text().split("  - name: 'Written by")[0])
-    before = tree(repo)
+    before = file_bytes(repo)
     result = invoke(str(project), "--control-repo", str(repo), "--version", "1.4.0-1")
     assert result.exit_code == 2
     assert "has no level for the files microdeploy writes" in result.stderr
     assert "- 'services/*.yaml'" in result.stderr
-    assert tree(repo) == before
+    assert file_bytes(repo) == before
 
 
 def test_set_pin_keeps_crlf_line_endings() -> None:

@@ -26,16 +26,11 @@ from microdeploy.hiera import (
 from microdeploy.hierarepo import data_file
 from microdeploy.process import Result
 from microdeploy.resources import template_folder
+from tests.support import ORDERS_API_PYPROJECT, file_bytes, service_project
 
 KEY = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZ...\n=abcd\n-----END PGP PUBLIC KEY BLOCK-----\n"
 
-PYPROJECT = """\
-[project]
-name = "orders-api"
-version = "1.4.0"
-
-[tool.microdeploy]
-port = 8001
+PYPROJECT = ORDERS_API_PYPROJECT + """\
 workers = 4
 
 [tool.microdeploy.settings.app]
@@ -98,18 +93,10 @@ def invoke(*args: str) -> click.testing.Result:
     return CliRunner().invoke(main, ["puppet-data", *args])
 
 
-def tree(root: Path) -> dict[str, bytes]:
-    """Every file under `root` with its bytes, to prove that nothing was written."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A service project with port, workers and typed settings."""
-    path = tmp_path / "orders-api"
-    path.mkdir()
-    (path / "pyproject.toml").write_text(PYPROJECT)
-    return path
+    return service_project(tmp_path / "orders-api", PYPROJECT)
 
 
 @pytest.fixture
@@ -273,10 +260,10 @@ def test_merging_the_same_data_twice_changes_nothing(control_repo: Path, project
     """A second identical run leaves the file byte for byte as it was and reports no change."""
     settings = PuppetDataSettings(projects=(project,), version="1.4.0-1", control_repo=control_repo)
     first = puppet_data(settings)
-    before = tree(control_repo)
+    before = file_bytes(control_repo)
     second = puppet_data(settings)
     assert first.changed and not second.changed
-    assert tree(control_repo) == before
+    assert file_bytes(control_repo) == before
 
 
 def test_control_repo_release_writes_the_owned_file_and_leaves_common_alone(control_repo: Path, project: Path) -> None:
@@ -421,7 +408,7 @@ def test_bad_input_exits_2_with_the_value_named_and_writes_nothing(
     key.write_text(KEY)
     values = {"repo": str(control_repo), "tmp": str(tmp_path), "project": str(project), "key": str(key)}
     argv = [arg.format(**values) for arg in args]
-    before = tree(tmp_path)
+    before = file_bytes(tmp_path)
     result = invoke(str(project), *argv)
     if message is None:
         assert result.exit_code == 0, result.output
@@ -429,7 +416,7 @@ def test_bad_input_exits_2_with_the_value_named_and_writes_nothing(
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert "hint: " in result.stderr
-    assert tree(tmp_path) == before
+    assert file_bytes(tmp_path) == before
 
 
 @pytest.mark.parametrize(
@@ -451,12 +438,12 @@ def test_an_unparsable_existing_data_file_is_left_alone(
     path = control_repo / "data" / "environments" / "production.yaml"
     path.parent.mkdir()
     path.write_text(existing)
-    before = tree(control_repo)
+    before = file_bytes(control_repo)
     result = invoke(str(project), "--version", "1.4.0-1", "--control-repo", str(control_repo), "--env", "production")
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert str(path) in result.stderr
-    assert tree(control_repo) == before  # nothing written, no temporary file left
+    assert file_bytes(control_repo) == before  # nothing written, no temporary file left
 
 
 def test_an_unparsable_hiera_yaml_is_bad_input(control_repo: Path, project: Path) -> None:
