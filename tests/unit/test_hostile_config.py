@@ -10,6 +10,8 @@ from tests.hostile import (
     SERVICE_FLAGS,
     SETTING_OK,
     assert_refused,
+    cases,
+    ids,
     invoke,
     service,
     toml_string,
@@ -20,8 +22,8 @@ from tests.hostile import (
 
 FLAGS = SERVICE_FLAGS
 KEYS = {key.removeprefix("--").replace("-", "_"): spec for key, spec in FLAGS.items() if key != "--setting"}
-CASES = [(flag, kind, value) for flag, (good, ok) in FLAGS.items() for kind, value in values(good, ok)]
-KEY_CASES = [(key, kind, value) for key, (good, ok) in KEYS.items() for kind, value in values(good, ok)]
+CASES = cases(FLAGS)
+KEY_CASES = cases(KEYS)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return service(tmp_path_factory.mktemp("config"))
 
 
-@pytest.mark.parametrize(("flag", "kind", "value"), CASES, ids=[f"{f}-{k}" for f, k, _ in CASES])
+@pytest.mark.parametrize(("flag", "kind", "value"), CASES, ids=ids(CASES))
 def test_every_flag_refuses_hostile_values(project: Path, flag: str, kind: str, value: str) -> None:
     """A flag with a control character, a substitution or an overlong value: exit 2, one message, nothing written."""
     before = tree(project.parent)
@@ -38,7 +40,7 @@ def test_every_flag_refuses_hostile_values(project: Path, flag: str, kind: str, 
     assert_refused(result, before, tree(project.parent))
 
 
-@pytest.mark.parametrize(("key", "kind", "value"), KEY_CASES, ids=[f"{k}-{kind}" for k, kind, _ in KEY_CASES])
+@pytest.mark.parametrize(("key", "kind", "value"), KEY_CASES, ids=ids(KEY_CASES))
 def test_every_config_key_refuses_hostile_values(tmp_path: Path, key: str, kind: str, value: str) -> None:
     """The same values in [tool.microdeploy] are refused naming the key and the file."""
     project = service(tmp_path)
