@@ -59,7 +59,9 @@ LEVELS_HELP = ", ".join(f"{name} {low}-{high} (default {default})"
 log = logging.getLogger("microdeploy")
 
 
-class StrictNumber(click.ParamType[Any]):
+# Not subscripted: Debian 12's click (8.1, what python3-microdeploy runs on)
+# has no generic ParamType, and the subscript would fail at import there.
+class StrictNumber(click.ParamType):  # type: ignore[type-arg]
     """An int (or float) written as one, whole: click's own types take " 8000\\n" as 8000."""
 
     def __init__(self, kind: type[int] | type[float]) -> None:
