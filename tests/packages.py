@@ -141,6 +141,8 @@ PUBLIC_APPS = {
                      "LDAP_HOST=ad.example.org\nLDAP_BASE_DN=dc=example,dc=org\n"),
     ),
     "otterwiki": PublicApp("otterwiki", "2.26.1", "otterwiki", "otterwiki.server:app", 8104),
+    # httpbin's documentation runs `gunicorn httpbin:app` and asks for no setup.
+    "httpbin": PublicApp("httpbin", "0.10.2", "httpbin", "httpbin:app", 8105),
 }
 
 

@@ -3,11 +3,12 @@
 Each passes `lintian --fail-on error,warning` and piuparts, and on one booted
 Debian 12 host (all installed side by side) answers below 500 on its main
 page after the setup steps its own documentation asks for, run through
-NAME-run. Two are built, linted and piuparts-tested but not served:
-otterwiki (the one with Pillow, lxml and PyYAML wheels) needs git and a git
-repository, which the host image does not have; sqlite-web has no WSGI
-entry point that serves without its command line (`sqlite_web DB` fills
-the app's datasets before it runs), so its module-level app answers 500.
+NAME-run (httpbin's asks for none). Two are built, linted and
+piuparts-tested but not served: otterwiki (the one with Pillow, lxml and
+PyYAML wheels) needs git and a git repository, which the host image does not
+have; sqlite-web has no WSGI entry point that serves without its command
+line (`sqlite_web DB` fills the app's datasets before it runs), so its
+module-level app answers 500.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tests.testbed.fixtures import BootHost
 
 pytestmark = [pytest.mark.integration]
 
-SERVED = ("flaskr", "photo-burst-detection")
+SERVED = ("flaskr", "photo-burst-detection", "httpbin")
 
 
 @pytest.mark.parametrize("key", sorted(PUBLIC_APPS))
