@@ -24,6 +24,8 @@ from typing import Any
 from bench.builders import BENCH, REPO, Build, Builders
 from bench.check import check_rounds
 from bench.install import Install, install_and_answer
+from bench.large import large_rounds
+from bench.large import table as large_table
 from microdeploy.testbed.host import booted_host
 from microdeploy.testbed.image import ensure_image
 
@@ -229,6 +231,12 @@ def compile_microdeploy() -> None:
                    stdout=subprocess.DEVNULL)
 
 
+def write_json(path: Path, result: dict[str, Any]) -> None:
+    """The whole result as JSON at `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="rounds of builds (default 3)")
@@ -236,13 +244,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checks", type=int, default=1, help="timed `microdeploy check` runs (default 1)")
     parser.add_argument("--only-check", action="store_true",
                         help="measure only `microdeploy check` (no builds, no installs)")
+    parser.add_argument("--large-runs", type=int, default=3, help="app-only rounds of the large app (default 3)")
+    parser.add_argument("--only-large", action="store_true",
+                        help="measure only the large app's app-only rebuild and its floor")
     parser.add_argument("--work", type=Path, default=Path("/var/tmp/microdeploy-bench"),
                         help="work directory: caches and build trees (outside the repository)")
-    parser.add_argument("--json", type=Path, default=REPO / "build" / "bench" / "result.json",
-                        help="where to write the JSON result")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="where to write the JSON result (default build/bench/result.json, with --only-large "
+                             "build/bench/large.json)")
     args = parser.parse_args(argv)
-    if args.runs < 1 or args.installs < 1 or args.checks < 1:
-        parser.error("--runs, --installs and --checks must be at least 1")
+    args.json = args.json or REPO / "build" / "bench" / ("large.json" if args.only_large else "result.json")
+    if min(args.runs, args.installs, args.checks, args.large_runs) < 1:
+        parser.error("--runs, --installs, --checks and --large-runs must be at least 1")
     subprocess.run(["rm", "-rf", str(args.work / "scratch")], check=True)
     args.work.mkdir(parents=True, exist_ok=True)
     compile_microdeploy()
@@ -251,16 +264,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n`microdeploy check` of the scaffold's package: {seconds:.1f} s (median of {args.checks}; "
               f"target < {CHECK_TARGET_SECONDS:g} s)")
         return 0
-    service = prepare_service(args.work)
     builders = Builders(args.work)
+    if args.only_large:
+        result = {"large": large_rounds(builders, args.work, args.large_runs)}
+        write_json(args.json, result)
+        print()
+        print(large_table(result["large"]))
+        print(f"\nJSON: {args.json}")
+        return 0
+    service = prepare_service(args.work)
     times, last = build_rounds(builders, service, args.runs)
+    large = large_rounds(builders, args.work, args.large_runs)
     installs = install_rounds({tool: build.deb for tool, build in last.items()}, args.installs)
     checks = check_rounds(args.work, args.checks)
-    result = summarise(times, last, installs, checks)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    result = {**summarise(times, last, installs, checks), "large": large}
+    write_json(args.json, result)
     print()
     print(table(result))
+    print()
+    print(large_table(large))
     print(f"\nJSON: {args.json}")
     return 0
 

@@ -140,11 +140,11 @@ class Builders:
         [deb] = scratch.glob(f"{PACKAGE}_*.deb")
         return Build("A", seconds, deb)
 
-    def reference_b(self, service: Path, scratch: Path, env: dict[str, str]) -> Build:
+    def reference_b(self, service: Path, scratch: Path, env: dict[str, str], package: str = PACKAGE) -> Build:
         """uv into a relocatable venv, nFPM packs it."""
         tree = fresh_copy(service, scratch / "src")
-        stage = scratch / "stage" / PACKAGE
-        (scratch / "nfpm.yaml").write_text(NFPM_CONFIG.format(name=PACKAGE, version="0.1.0", tree=stage))
+        stage = scratch / "stage" / package
+        (scratch / "nfpm.yaml").write_text(NFPM_CONFIG.format(name=package, version="0.1.0", tree=stage))
         started = time.monotonic()
         run(["uv", "venv", "--quiet", "--relocatable", "--python", PYTHON, str(stage)], env=env)
         run(["uv", "pip", "install", "--quiet", "--python", str(stage / "bin" / "python"), str(tree)], env=env)
@@ -155,9 +155,9 @@ class Builders:
         return Build("B", seconds, deb)
 
     def microdeploy(self, service: Path, scratch: Path, env: dict[str, str], *options: str,
-                    tool: str = "microdeploy") -> Build:
+                    tool: str = "microdeploy", package: str = PACKAGE) -> Build:
         """`microdeploy build`, the whole command as a user runs it."""
-        tree = fresh_copy(service, scratch / PACKAGE)
+        tree = fresh_copy(service, scratch / package)
         started = time.monotonic()
         run([str(VENV_BIN / "microdeploy"), "-q", "build", str(tree), "--out", str(scratch / "dist"), *options],
             env=env)
