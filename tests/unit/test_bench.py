@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import __main__ as bench
+from bench import large
 from bench.builders import Build
 from bench.install import Install
 
@@ -93,3 +94,38 @@ def test_check_row_and_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert "| `microdeploy check`, scaffold's package (s) | n/a | n/a | 29.0 | n/a | n/a |" in bench.table(result)
     assert bench.summarise(times, debs, installs, checks=[31.0])["targets"][
         "check of the scaffold's package < 30 s"] is False
+
+
+def test_large_app_change_rewrites_one_module_per_round(tmp_path: Path) -> None:
+    """Each app-only commit of the large app is the original module plus that round's line, nothing else."""
+    checkout = tmp_path / "app"
+    (checkout / large.CHANGED_MODULE).parent.mkdir(parents=True)
+    (checkout / large.CHANGED_MODULE).write_text("X = 1\n")
+    large.git(checkout, "init", "-q")
+    large.git(checkout, "add", "-A")
+    large.git(checkout, "commit", "-q", "-m", "original")
+    large.change_app(checkout, "X = 1\n", 1)
+    large.change_app(checkout, "X = 1\n", 2)
+    assert (checkout / large.CHANGED_MODULE).read_text() == "X = 1\n\nBENCH_ROUND = 2\n"
+    log = subprocess.run(["git", "log", "--format=%s"], cwd=checkout, capture_output=True, text=True, check=True)
+    assert log.stdout.splitlines() == ["round 2", "round 1", "original"]
+
+
+def test_large_summary_ratio_to_the_floor_and_targets(tmp_path: Path) -> None:
+    """The large row's medians, its ratio to the floor of the same rounds, and both targets, met or not."""
+    debs = {}
+    for tool, size in (("B", 40_000_000), ("microdeploy", large.DEB_BYTES_BEFORE + 1)):
+        debs[tool] = tmp_path / f"{tool}.deb"
+        debs[tool].write_bytes(b"x" * size)
+    times = {"B": [20.0, 30.0, 25.0], "microdeploy": [4.0, 3.0, 9.0], "floor": [2.5, 2.0, 2.2]}
+    result = large.summarise(times, debs, large.Floor(2.0, large.DEB_BYTES_BEFORE, 95_000_000))
+    assert result["median_seconds"] == {"B": 25.0, "microdeploy": 4.0, "floor": 2.2}
+    assert result["ratios"]["app_change_vs_floor"] == pytest.approx(4.0 / 2.2)
+    assert result["ratios"]["app_change_vs_B"] == pytest.approx(0.16)
+    assert list(result["targets"].values()) == [False, False]
+    table = large.table(result)
+    assert "| app-only rebuild (s) | 25.00 | 4.00 | 2.20 |" in table
+    assert "95 MB installed" in table and "floor: dpkg-deb --build, gzip -5" in table
+    fast = large.summarise({**times, "microdeploy": [3.0]}, {**debs, "microdeploy": debs["B"]}, large.Floor(
+        2.0, 1, 1))
+    assert fast["targets"]["large app-only rebuild <= 1.5x the floor"] is True
