@@ -7,6 +7,7 @@ SOURCE_DATE_EPOCH so that rebuilds of the same input are comparable.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -122,7 +123,8 @@ class PublicApp:
     app: str
     port: int
     # What its own documentation asks for before it serves: variables (into
-    # /etc/NAME/environment), then commands, each run through NAME-run.
+    # /etc/NAME/environment), then commands, each run through NAME-run (a
+    # venv program, else the host's), then a restart of the service.
     environment: str = ""
     setup: tuple[tuple[str, ...], ...] = ()
 
@@ -140,7 +142,17 @@ PUBLIC_APPS = {
         environment=("PHOTO_BURST_DETECTION_PATH=/var/lib/photo-burst-detection\nSECRET_KEY=3f1c0e9a\n"
                      "LDAP_HOST=ad.example.org\nLDAP_BASE_DN=dc=example,dc=org\n"),
     ),
-    "otterwiki": PublicApp("otterwiki", "2.26.1", "otterwiki", "otterwiki.server:app", 8104),
+    # otterwiki's installation guide (from source): git on the host (the test's
+    # image), REPOSITORY, SQLALCHEMY_DATABASE_URI and a random SECRET_KEY of
+    # 16 or more characters (any config key is read from the environment),
+    # and `git init` of the repository.
+    "otterwiki": PublicApp(
+        "otterwiki", "2.26.1", "otterwiki", "otterwiki.server:app", 8104,
+        environment=("REPOSITORY=/var/lib/otterwiki/repository\n"
+                     "SQLALCHEMY_DATABASE_URI=sqlite:////var/lib/otterwiki/db.sqlite\n"
+                     f"SECRET_KEY={secrets.token_hex(16)}\n"),
+        setup=(("git", "init", "/var/lib/otterwiki/repository"),),
+    ),
     # httpbin's documentation runs `gunicorn httpbin:app` and asks for no setup.
     "httpbin": PublicApp("httpbin", "0.10.2", "httpbin", "httpbin:app", 8105),
 }

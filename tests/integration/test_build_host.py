@@ -107,8 +107,8 @@ def test_scaffolded_service_lifecycle(
 
 
 def test_run_command_runs_as_the_service_in_its_sandbox(boot_host: BootHost, plain_service: BuiltService) -> None:
-    """NAME-run: as root or NAME it runs a venv command as NAME in /var/lib/NAME with FLASK_APP, where Flask's
-    instance folder is /var/lib/NAME and the system is read-only; anyone else is refused."""
+    """NAME-run: as root or NAME it runs a venv command (else a host one) as NAME in /var/lib/NAME with FLASK_APP,
+    where Flask's instance folder is /var/lib/NAME and the system is read-only; anyone else is refused."""
     host = boot_host()
     name = plain_service.name
     host.copy_in(plain_service.result.deb, "/root/v1.deb")
@@ -123,6 +123,8 @@ def test_run_command_runs_as_the_service_in_its_sandbox(boot_host: BootHost, pla
             f"/var/lib/{name}|/var/lib/{name}|orders_api.application:create_app()|from the environment file")
         assert host.run(["stat", "-c", "%U", f"/var/lib/{name}/made-by-run"]).stdout.strip() == name
         host.run(["rm", f"/var/lib/{name}/made-by-run"])
+        # A program the venv lacks is the host's, run the same way.
+        assert host.run([*prefix, f"/usr/bin/{name}-run", "id", "-un"]).stdout.strip() == name
     assert "/health" in host.run([f"/usr/bin/{name}-run", "flask", "routes"]).stdout
     read_only = host.run([f"/usr/bin/{name}-run", "python", "-c", f"open('/opt/venvs/{name}/probe', 'w')"],
                          check=False)

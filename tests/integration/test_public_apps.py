@@ -3,12 +3,15 @@
 Each passes `lintian --fail-on error,warning` and piuparts, and on one booted
 Debian 12 host (all installed side by side) answers below 500 on its main
 page after the setup steps its own documentation asks for, run through
-NAME-run (httpbin's asks for none). Two are built, linted and
-piuparts-tested but not served: otterwiki (the one with Pillow, lxml and
-PyYAML wheels) needs git and a git repository, which the host image does not
-have; sqlite-web has no WSGI entry point that serves without its command
-line (`sqlite_web DB` fills the app's datasets before it runs), so its
-module-level app answers 500.
+NAME-run (httpbin's asks for none). otterwiki (Pillow, lxml and PyYAML
+wheels) keeps its pages in a git repository: its installation guide asks
+the host for git (`apt install git`, here the host image's extra package;
+the .deb, built with only --name, --app and --port, does not depend on it),
+then `git init` of the repository, run as `otterwiki-run git init ...`
+(NAME-run falls back to the host's programs). One is built, linted and
+piuparts-tested but not served: sqlite-web has no WSGI entry point that
+serves without its command line (`sqlite_web DB` fills the app's datasets
+before it runs), so its module-level app answers 500.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from microdeploy.testbed.host import Host
+from microdeploy.testbed.image import ensure_image
 from tests.hostcheck import install_deb, main_pid, wait_for
 from tests.packages import PUBLIC_APPS, BuiltService
 from tests.qa import deb_member, piuparts
@@ -26,7 +30,16 @@ from tests.testbed.fixtures import BootHost
 
 pytestmark = [pytest.mark.integration]
 
-SERVED = ("flaskr", "photo-burst-detection", "httpbin")
+SERVED = ("flaskr", "photo-burst-detection", "otterwiki", "httpbin")
+
+# What otterwiki's installation guide installs on the host before otterwiki.
+HOST_PREREQUISITES = ("git",)
+
+
+@pytest.fixture(scope="module")
+def public_apps_host_image(testbed_reaped: None) -> Path:
+    """The base host image with the public apps' host prerequisites (cached per package set, like the others)."""
+    return ensure_image(HOST_PREREQUISITES)
 
 
 @pytest.mark.parametrize("key", sorted(PUBLIC_APPS))
@@ -75,11 +88,12 @@ def status(host: Host, name: str, port: int) -> int:
 
 
 def test_they_answer_side_by_side_on_one_host(
-    boot_host: BootHost, public_apps: dict[str, BuiltService], public_service: BuiltService
+    boot_host: BootHost, public_apps_host_image: Path, public_apps: dict[str, BuiltService],
+    public_service: BuiltService,
 ) -> None:
-    """On one booted host: every package installs, its documented setup runs through NAME-run, and its main
-    page answers below 500; ihatemoney, from its factory with arguments, runs as its own user."""
-    host = boot_host()
+    """On one booted host with git: every package installs, its documented setup runs through NAME-run, and its
+    main page answers below 500; ihatemoney, from its factory with arguments, runs as its own user."""
+    host = boot_host(public_apps_host_image)
     services = {key: public_apps[key] for key in SERVED} | {"ihatemoney": public_service}
     for key, built in services.items():
         host.copy_in(built.result.deb, f"/root/{key}.deb")
@@ -88,14 +102,23 @@ def test_they_answer_side_by_side_on_one_host(
         spec = PUBLIC_APPS[key]
         if spec.environment:
             host.run(["tee", f"/etc/{spec.name}/environment"], input=spec.environment)
-            host.run(["systemctl", "restart", spec.name])
         for step in spec.setup:
             host.run([f"/usr/bin/{spec.name}-run", *step], timeout=300)
+        if spec.environment:
+            host.run(["systemctl", "restart", spec.name])
     answers = {key: status(host, built.name, built.port) for key, built in services.items()}
     print("main page status:", answers)
     assert all(0 < code < 500 for code in answers.values()), answers
     # flaskr's SQLite database is in Flask's instance folder, /var/lib/flaskr, made by the service user.
     assert host.run(["stat", "-c", "%U", "/var/lib/flaskr/flaskr.sqlite"]).stdout.strip() == "flaskr"
+    # otterwiki's first start commits its home page into the repository that
+    # `otterwiki-run git init` made; all of it, and its database, belong to otterwiki.
+    log = host.run(["runuser", "-u", "otterwiki", "--", "git", "-C", "/var/lib/otterwiki/repository", "log",
+                    "--format=%s", "--", "home.md"]).stdout
+    assert set(log.splitlines()) == {"Initial commit"}, log
+    owners = host.run(["find", "/var/lib/otterwiki/repository", "/var/lib/otterwiki/db.sqlite", "-printf",
+                       "%u\\n"]).stdout.split()
+    assert len(owners) > 10 and set(owners) == {"otterwiki"}, owners
     assert host.run(["ps", "-o", "user=", "-p", str(main_pid(host, "ihatemoney"))]).stdout.strip() == "ihatemoney"
     # ihatemoney runs Alembic's fileConfig() at start, which disables gunicorn's
     # access logger; the log file is still created there by the service user.

@@ -303,13 +303,33 @@ def test_run_command_refuses_other_users_and_missing_programs(debian: Path) -> N
     assert result.returncode == 2 and "usage: orders-api-run COMMAND" in result.stderr
     result = subprocess.run(["sh", str(debian / "orders-api-run"), "../../bin/sh"], capture_output=True, text=True)
     assert result.returncode == 2 and "not a path" in result.stderr
-    result = subprocess.run(["sh", str(debian / "orders-api-run"), "missing-program"], capture_output=True, text=True)
-    assert result.returncode == 2 and "/opt/venvs/orders-api/bin has no program missing-program" in result.stderr
+    for missing in ("missing-program", ".."):
+        result = subprocess.run(["sh", str(debian / "orders-api-run"), missing], capture_output=True, text=True)
+        assert result.returncode == 2, result.stderr
+        assert "neither /opt/venvs/orders-api/bin nor /usr/local/sbin:" in result.stderr
+        assert f"has a program {missing} (try: ls /opt/venvs/orders-api/bin)" in result.stderr
     as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "sh", "-s", "flask"]
     result = subprocess.run(as_nobody, input=(debian / "orders-api-run").read_text(), capture_output=True, text=True)
     assert result.returncode == 1
     assert ("orders-api-run: run it as root (sudo orders-api-run ...) or as the user orders-api, not as nobody"
             in result.stderr)
+
+
+def test_run_command_falls_back_to_the_units_path_not_the_callers(debian: Path, tmp_path: Path) -> None:
+    """A COMMAND the venv lacks is the host's program from systemd's PATH for units, given to systemd-run by its
+    full path; a program only on the caller's PATH is refused."""
+    (tmp_path / "systemd-run").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    (tmp_path / "only-on-callers-path").write_text("#!/bin/sh\n")
+    for stub in ("systemd-run", "only-on-callers-path"):
+        (tmp_path / stub).chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    ran = subprocess.run(["sh", str(debian / "orders-api-run"), "id", "-un"], capture_output=True, text=True,
+                         env=env, check=True)
+    assert ran.stdout.splitlines()[-3:] == ["--", "/usr/bin/id", "-un"]
+    assert "--description=orders-api-run id" in ran.stdout.splitlines()
+    refused = subprocess.run(["sh", str(debian / "orders-api-run"), "only-on-callers-path"], capture_output=True,
+                             text=True, env=env)
+    assert refused.returncode == 2 and "has a program only-on-callers-path" in refused.stderr
 
 
 def test_venv_overrides_name_each_path_that_carries_a_tag(debian: Path, tmp_path: Path) -> None:
