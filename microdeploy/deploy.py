@@ -16,6 +16,7 @@ The rollout, host by host:
    rolled back alone and the rollout goes on.
 
 The rollout's parts: `deploy_plan` checks the input and makes the plan,
+`deploy_hosts` opens the sessions and runs the preflight (step 1),
 `deploy_commands` holds the commands run on a host, `deploy_report` what
 happened; the SSH side lives behind the small `Remote` interface of
 `hosts`, which `microdeploy.remote` implements with Fabric and tests fake.
@@ -26,9 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from microdeploy.deploy_commands import (
@@ -36,45 +35,26 @@ from microdeploy.deploy_commands import (
     HEALTH_REQUEST_TIMEOUT,
     REMOTE_DEB_DIR,
     REMOTE_DIR_RE,
-    available_command,
     cleanup_command,
     hook_command,
     install_command,
     install_file_command,
     is_downgrade,
-    parse_madison,
     parse_query,
-    parse_release,
     private_dir_command,
     query_command,
-    release_command,
     remove_command,
     update_command,
-    version_for,
 )
 from microdeploy.deploy_dryrun import plan
+from microdeploy.deploy_hosts import HostState, each, open_sessions, preflight_hosts, tail
 from microdeploy.deploy_plan import HEALTH_INTERVAL, DeployOptions, Rollout, make_rollout
 from microdeploy.deploy_report import DeployReport, HostReport
-from microdeploy.dists import SUFFIX_RE, Dist
-from microdeploy.errors import MicrodeployError, bad_input
-from microdeploy.hosts import CommandResult, Connector, Remote, Target
+from microdeploy.errors import MicrodeployError
+from microdeploy.hosts import Connector
 from microdeploy.process import Runner, run
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Host:
-    """A host's session and what we know about it during the rollout."""
-
-    target: Target
-    batch: int
-    remote: Remote
-    before: str | None = None
-    updated: bool = False
-    report: HostReport | None = None
-    dist: Dist | None = None  # the host's Debian release, when microdeploy builds for it
-    version: str = ""  # what this host installs: the build of its release of the version asked for
 
 
 @dataclass
@@ -87,7 +67,7 @@ class _Clock:
 class _Rollout:
     rollout: Rollout
     clock: _Clock
-    hosts: list[_Host] = field(default_factory=list)
+    hosts: list[HostState] = field(default_factory=list)
 
 
 def deploy(
@@ -108,9 +88,9 @@ def deploy(
     if connect is None:
         connect = _fabric_connector(options)
     state = _Rollout(rollout, _Clock(now, sleep))
-    with _sessions(rollout, connect) as hosts:
+    with open_sessions(rollout, connect) as hosts:
         state.hosts = hosts
-        _preflight(state)
+        preflight_hosts(rollout, hosts)
         failures, stopped = _run_batches(state)
     reports = tuple(
         host.report or HostReport(host.target.spec, host.batch, host.before, host.before, "untouched")
@@ -136,109 +116,6 @@ def _fabric_connector(options: DeployOptions) -> Connector:
     )
 
 
-@contextmanager
-def _sessions(rollout: Rollout, connect: Connector) -> Iterator[list[_Host]]:
-    """Open a session to every host (in parallel) before anything changes; close them all at the end."""
-    numbered = [(number, target) for number, batch in enumerate(rollout.batches, 1) for target in batch]
-    opened: list[_Host] = []
-    errors: list[tuple[Target, MicrodeployError]] = []
-
-    def open_one(item: tuple[int, Target]) -> None:
-        number, target = item
-        try:
-            remote = connect(target)
-        except MicrodeployError as exc:
-            errors.append((target, exc))
-            return
-        opened.append(_Host(target, number, remote))
-
-    try:
-        with ThreadPoolExecutor(max_workers=min(16, len(numbered))) as pool:
-            list(pool.map(open_one, numbered))
-        if errors:
-            errors.sort(key=lambda item: rollout.targets.index(item[0]))
-            if len(errors) == 1:
-                raise errors[0][1]
-            raise MicrodeployError(
-                f"cannot use {len(errors)} of {len(numbered)} hosts; no host was changed:\n"
-                + "\n".join(f"  {target.spec}: {exc.message}" for target, exc in errors),
-                hint=errors[0][1].hint,
-            )
-        order = {target: index for index, target in enumerate(rollout.targets)}
-        opened.sort(key=lambda host: order[host.target])
-        yield opened
-    finally:
-        for host in opened:
-            try:
-                host.remote.close()
-            except Exception:  # closing is best effort; the rollout's outcome stands
-                log.debug("closing the session to %s failed", host.target.spec, exc_info=True)
-
-
-def _preflight(state: _Rollout) -> None:
-    """Record every host's version and release; make sure the repository has each release's build; change nothing.
-
-    A fleet can mix Debian releases: the first host of each release refreshes its
-    lists and says which versions its repository suite has, and every host of
-    that release gets the build for it (`version_for`).
-    """
-    rollout = state.rollout
-
-    def record(host: _Host) -> None:
-        host.before = parse_query(host.remote.run(query_command(rollout.package)))
-        host.dist = parse_release(host.remote.run(release_command()))
-
-    _each(state.hosts, record)
-    for host in state.hosts:
-        log.info("%s: %s installed", host.target.spec, host.before or f"no {rollout.package}")
-    releases: dict[Dist | None, list[_Host]] = {}
-    for host in state.hosts:
-        releases.setdefault(host.dist, []).append(host)
-    for members in releases.values():
-        _resolve(rollout, members)
-
-
-def _resolve(rollout: Rollout, members: list[_Host]) -> None:
-    """Set the version of the hosts of one release from the versions the first of them can install."""
-    first = members[0]
-    _checked(first, update_command(rollout.apt_source), "refreshing the APT lists", sudo=rollout.sudo,
-             timeout=APT_TIMEOUT)
-    first.updated = True
-    versions = parse_madison(_checked(first, available_command(rollout.package), "listing versions").stdout,
-                             rollout.package)
-    for host in members:
-        if host.before is not None and host.before not in versions:
-            log.warning("%s: its version %s is not in the repository: a rollback there would fail",
-                        host.target.spec, host.before)
-    version = rollout.version if rollout.deb is not None else version_for(rollout.version, first.dist, versions)
-    if version is None:
-        available = ", ".join(versions) if versions else "none"
-        own = "" if first.dist is None else \
-            f", nor {SUFFIX_RE.sub('', rollout.version)}{first.dist.suffix} for its {first.dist.codename}"
-        raise bad_input(
-            f"version {rollout.version} of {rollout.package} is not in the APT repository of "
-            f"{first.target.spec} (available: {available}){own}; no host was changed",
-            hint="Publish that version first (`microdeploy publish`), or deploy one of the available versions",
-        )
-    if version != rollout.version:
-        log.info("%s: %s, the build of %s", ", ".join(h.target.spec for h in members), version,
-                 first.dist.codename if first.dist else "its release")
-    for host in members:
-        host.version = version
-
-
-def _checked(host: _Host, command: str, what: str, *, sudo: bool = False, timeout: float | None = None
-             ) -> CommandResult:
-    result = host.remote.run(command, sudo=sudo, timeout=timeout)
-    if not result.ok:
-        raise MicrodeployError(
-            f"{host.target.spec}: {what} failed (exit status {result.exit_code}); no host was changed\n"
-            f"    $ {command}\n{_tail(result)}",
-            hint="Fix the host's APT configuration (or its sudo rights) and deploy again",
-        )
-    return result
-
-
 def _run_batches(state: _Rollout) -> tuple[int, bool]:
     """Roll out batch after batch; return the number of failed hosts and whether the rollout stopped."""
     rollout = state.rollout
@@ -246,7 +123,7 @@ def _run_batches(state: _Rollout) -> tuple[int, bool]:
     for number in range(1, len(rollout.batches) + 1):
         batch = [host for host in state.hosts if host.batch == number]
         log.info("batch %d/%d: %s", number, len(rollout.batches), ", ".join(h.target.spec for h in batch))
-        _each(batch, lambda host: _upgrade(state, host))
+        each(batch, lambda host: _upgrade(state, host))
         failed = [host for host in batch if host.report is not None and host.report.state == "failed"]
         failures += len(failed)
         if failures > rollout.max_failures:
@@ -254,16 +131,16 @@ def _run_batches(state: _Rollout) -> tuple[int, bool]:
                 log.warning("%s: %s", host.target.spec, host.report.error if host.report else "failed")
             log.warning("batch %d failed: restoring the previous version on %s", number,
                         ", ".join(h.target.spec for h in batch))
-            _each(batch, lambda host: _restore(state, host))
+            each(batch, lambda host: _restore(state, host))
             return failures, True
         if failed:
             log.warning("%d failure(s) of at most %d allowed: restoring %s and going on", failures,
                         rollout.max_failures, ", ".join(h.target.spec for h in failed))
-            _each(failed, lambda host: _restore(state, host))
+            each(failed, lambda host: _restore(state, host))
     return failures, False
 
 
-def _upgrade(state: _Rollout, host: _Host) -> None:
+def _upgrade(state: _Rollout, host: HostState) -> None:
     """One host's part of its batch; a lost connection counts as a failure of that host."""
     started = state.clock.now()
     try:
@@ -274,7 +151,7 @@ def _upgrade(state: _Rollout, host: _Host) -> None:
                                  state.clock.now() - started, None, exc.message)
 
 
-def _upgrade_steps(state: _Rollout, host: _Host) -> None:
+def _upgrade_steps(state: _Rollout, host: HostState) -> None:
     """Drain, install, verify the version, wait for health, undrain."""
     rollout = state.rollout
     clock = state.clock
@@ -290,7 +167,7 @@ def _upgrade_steps(state: _Rollout, host: _Host) -> None:
     if not host.updated:
         result = host.remote.run(update_command(rollout.apt_source), sudo=rollout.sudo, timeout=APT_TIMEOUT)
         if not result.ok:
-            failed(f"apt-get update failed (exit status {result.exit_code})\n{_tail(result)}", host.before)
+            failed(f"apt-get update failed (exit status {result.exit_code})\n{tail(result)}", host.before)
             return
         host.updated = True
     downgrade = is_downgrade(host.before, host.version)
@@ -299,7 +176,7 @@ def _upgrade_steps(state: _Rollout, host: _Host) -> None:
         directory = made.stdout.strip()
         if not made.ok or not REMOTE_DIR_RE.fullmatch(directory):
             failed(f"cannot make a private directory in {REMOTE_DEB_DIR} (exit status {made.exit_code})\n"
-                   f"{_tail(made)}", host.before)
+                   f"{tail(made)}", host.before)
             return
         path = f"{directory}/{rollout.deb_name}"
         try:
@@ -313,7 +190,7 @@ def _upgrade_steps(state: _Rollout, host: _Host) -> None:
                                  sudo=rollout.sudo, timeout=APT_TIMEOUT)
     after = parse_query(host.remote.run(query_command(rollout.package)))
     if not result.ok:
-        failed(f"apt-get install failed (exit status {result.exit_code})\n{_tail(result)}", after)
+        failed(f"apt-get install failed (exit status {result.exit_code})\n{tail(result)}", after)
         return
     if after != host.version:
         failed(f"{rollout.package} is at {after or 'nothing'} after installing {host.version}", after)
@@ -331,7 +208,7 @@ def _upgrade_steps(state: _Rollout, host: _Host) -> None:
     log.info("%s: %s -> %s, healthy in %.1f s", host.target.spec, host.before or "none", after, health_seconds)
 
 
-def _restore(state: _Rollout, host: _Host) -> None:
+def _restore(state: _Rollout, host: HostState) -> None:
     """Restore one host; a lost connection leaves it reported as rollback-failed."""
     report = host.report
     try:
@@ -343,7 +220,7 @@ def _restore(state: _Rollout, host: _Host) -> None:
             host.report = replace(report, state="rollback-failed", healthy=None, error=error)
 
 
-def _restore_steps(state: _Rollout, host: _Host) -> None:
+def _restore_steps(state: _Rollout, host: HostState) -> None:
     """Put back the version recorded before the rollout (or remove a first install), then check health."""
     rollout = state.rollout
     clock = state.clock
@@ -382,7 +259,7 @@ def _restore_steps(state: _Rollout, host: _Host) -> None:
              "" if healthy is None else ", healthy" if healthy else ", NOT healthy")
 
 
-def _wait_healthy(state: _Rollout, host: _Host) -> tuple[bool, float, str]:
+def _wait_healthy(state: _Rollout, host: HostState) -> tuple[bool, float, str]:
     """Poll the service's health URL on the host until it answers or the timeout passes; also the URL probed.
 
     The probe reads the host's config.ini, which only root and the service
@@ -403,20 +280,7 @@ def _wait_healthy(state: _Rollout, host: _Host) -> tuple[bool, float, str]:
         clock.sleep(HEALTH_INTERVAL)
 
 
-def _hook(host: _Host, hook: str, sudo: bool) -> bool:
+def _hook(host: HostState, hook: str, sudo: bool) -> bool:
     return host.remote.run(hook_command(hook), sudo=sudo, timeout=APT_TIMEOUT).ok
 
 
-def _each(hosts: Sequence[_Host], work: Callable[[_Host], None]) -> None:
-    """Run `work` on every host in parallel, re-raising the first exception (a bug, not a host's failure)."""
-    if len(hosts) == 1:
-        work(hosts[0])
-        return
-    with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
-        for future in [pool.submit(work, host) for host in hosts]:
-            future.result()
-
-
-def _tail(result: CommandResult, lines: int = 10) -> str:
-    text = result.stderr.strip() or result.stdout.strip()
-    return "\n".join(f"    {line}" for line in text.splitlines()[-lines:])

@@ -1,0 +1,165 @@
+"""The hosts of a rollout: a session to each, what is known about each, and the preflight that changes nothing.
+
+Every session opens (in parallel) before anything changes, and the preflight
+records each host's installed version and Debian release and makes sure its
+repository suite has the build to install. `deploy` then rolls out over
+these hosts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from microdeploy.deploy_commands import (
+    APT_TIMEOUT,
+    available_command,
+    parse_madison,
+    parse_query,
+    parse_release,
+    query_command,
+    release_command,
+    update_command,
+    version_for,
+)
+from microdeploy.deploy_plan import Rollout
+from microdeploy.deploy_report import HostReport
+from microdeploy.dists import SUFFIX_RE, Dist
+from microdeploy.errors import MicrodeployError, bad_input
+from microdeploy.hosts import CommandResult, Connector, Remote, Target
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HostState:
+    """A host's session and what we know about it during the rollout."""
+
+    target: Target
+    batch: int
+    remote: Remote
+    before: str | None = None
+    updated: bool = False
+    report: HostReport | None = None
+    dist: Dist | None = None  # the host's Debian release, when microdeploy builds for it
+    version: str = ""  # what this host installs: the build of its release of the version asked for
+
+
+
+@contextmanager
+def open_sessions(rollout: Rollout, connect: Connector) -> Iterator[list[HostState]]:
+    """Open a session to every host (in parallel) before anything changes; close them all at the end."""
+    numbered = [(number, target) for number, batch in enumerate(rollout.batches, 1) for target in batch]
+    opened: list[HostState] = []
+    errors: list[tuple[Target, MicrodeployError]] = []
+
+    def open_one(item: tuple[int, Target]) -> None:
+        number, target = item
+        try:
+            remote = connect(target)
+        except MicrodeployError as exc:
+            errors.append((target, exc))
+            return
+        opened.append(HostState(target, number, remote))
+
+    try:
+        with ThreadPoolExecutor(max_workers=min(16, len(numbered))) as pool:
+            list(pool.map(open_one, numbered))
+        if errors:
+            errors.sort(key=lambda item: rollout.targets.index(item[0]))
+            if len(errors) == 1:
+                raise errors[0][1]
+            raise MicrodeployError(
+                f"cannot use {len(errors)} of {len(numbered)} hosts; no host was changed:\n"
+                + "\n".join(f"  {target.spec}: {exc.message}" for target, exc in errors),
+                hint=errors[0][1].hint,
+            )
+        order = {target: index for index, target in enumerate(rollout.targets)}
+        opened.sort(key=lambda host: order[host.target])
+        yield opened
+    finally:
+        for host in opened:
+            try:
+                host.remote.close()
+            except Exception:  # closing is best effort; the rollout's outcome stands
+                log.debug("closing the session to %s failed", host.target.spec, exc_info=True)
+
+
+def preflight_hosts(rollout: Rollout, hosts: list[HostState]) -> None:
+    """Record every host's version and release; make sure the repository has each release's build; change nothing.
+
+    A fleet can mix Debian releases: the first host of each release refreshes its
+    lists and says which versions its repository suite has, and every host of
+    that release gets the build for it (`version_for`).
+    """
+    def record(host: HostState) -> None:
+        host.before = parse_query(host.remote.run(query_command(rollout.package)))
+        host.dist = parse_release(host.remote.run(release_command()))
+
+    each(hosts, record)
+    for host in hosts:
+        log.info("%s: %s installed", host.target.spec, host.before or f"no {rollout.package}")
+    releases: dict[Dist | None, list[HostState]] = {}
+    for host in hosts:
+        releases.setdefault(host.dist, []).append(host)
+    for members in releases.values():
+        _resolve(rollout, members)
+
+
+def _resolve(rollout: Rollout, members: list[HostState]) -> None:
+    """Set the version of the hosts of one release from the versions the first of them can install."""
+    first = members[0]
+    _checked(first, update_command(rollout.apt_source), "refreshing the APT lists", sudo=rollout.sudo,
+             timeout=APT_TIMEOUT)
+    first.updated = True
+    versions = parse_madison(_checked(first, available_command(rollout.package), "listing versions").stdout,
+                             rollout.package)
+    for host in members:
+        if host.before is not None and host.before not in versions:
+            log.warning("%s: its version %s is not in the repository: a rollback there would fail",
+                        host.target.spec, host.before)
+    version = rollout.version if rollout.deb is not None else version_for(rollout.version, first.dist, versions)
+    if version is None:
+        available = ", ".join(versions) if versions else "none"
+        own = "" if first.dist is None else \
+            f", nor {SUFFIX_RE.sub('', rollout.version)}{first.dist.suffix} for its {first.dist.codename}"
+        raise bad_input(
+            f"version {rollout.version} of {rollout.package} is not in the APT repository of "
+            f"{first.target.spec} (available: {available}){own}; no host was changed",
+            hint="Publish that version first (`microdeploy publish`), or deploy one of the available versions",
+        )
+    if version != rollout.version:
+        log.info("%s: %s, the build of %s", ", ".join(h.target.spec for h in members), version,
+                 first.dist.codename if first.dist else "its release")
+    for host in members:
+        host.version = version
+
+
+def _checked(host: HostState, command: str, what: str, *, sudo: bool = False, timeout: float | None = None
+             ) -> CommandResult:
+    result = host.remote.run(command, sudo=sudo, timeout=timeout)
+    if not result.ok:
+        raise MicrodeployError(
+            f"{host.target.spec}: {what} failed (exit status {result.exit_code}); no host was changed\n"
+            f"    $ {command}\n{tail(result)}",
+            hint="Fix the host's APT configuration (or its sudo rights) and deploy again",
+        )
+    return result
+
+
+def each(hosts: Sequence[HostState], work: Callable[[HostState], None]) -> None:
+    """Run `work` on every host in parallel, re-raising the first exception (a bug, not a host's failure)."""
+    if len(hosts) == 1:
+        work(hosts[0])
+        return
+    with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
+        for future in [pool.submit(work, host) for host in hosts]:
+            future.result()
+
+
+def tail(result: CommandResult, lines: int = 10) -> str:
+    text = result.stderr.strip() or result.stdout.strip()
+    return "\n".join(f"    {line}" for line in text.splitlines()[-lines:])
