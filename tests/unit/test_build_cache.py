@@ -11,6 +11,7 @@ from microdeploy.build.cache import cache_root
 from microdeploy.build.fastpath import jobs
 from microdeploy.build.fastpath.installer import Installer, choose_installer, find_uv
 from microdeploy.build.fastpath.layer import (
+    declared_dependencies,
     dependency_declarations,
     layer_key,
     prepare_layer,
@@ -160,7 +161,7 @@ def test_with_uv_the_environment_names_uv_its_cache_the_layer_and_the_wheel(tmp_
     assert runner.calls == [(("/opt/uv", "--version"), None)]
     assert installer.kind == "uv"
     assert installer.layer is not None and installer.layer.parent == tmp_path / "cache" / "layers"
-    assert installer.layer_has_dependencies
+    assert installer.layer_has_dependencies and installer.dependencies == ('flask>=3',)
     assert installer.environment(tmp_path / "wheel") == {
         "UV_NO_PROGRESS": "1",
         "UV_PYTHON_DOWNLOADS": "never",
@@ -243,7 +244,7 @@ def test_layer_copy_installs_the_wheel_alone_when_the_layer_key_holds_its_depend
     """Static dependencies (keyed, so in the layer): `--no-deps`, no resolution and no WSGI server request."""
     layer = tmp_path / "cache" / "layers" / "k"
     (layer / "venv" / "bin").mkdir(parents=True)
-    argv, _ = install_beside(tmp_path, layer, wsgi_server="gunicorn>=21", layer_has_dependencies=True)
+    argv, _ = install_beside(tmp_path, layer, wsgi_server="gunicorn>=21", dependencies=("flask>=3",))
     python = str(tmp_path / "copy" / "venv" / "bin" / "python")
     wheel = str(tmp_path / "wheel" / "orders_api-1.0-py3-none-any.whl")
     assert argv == ("/opt/uv", "pip", "install", "--quiet", "--no-deps", "--python", python, wheel)
@@ -278,3 +279,115 @@ def test_beside_the_build_pip_starts_nothing_and_uv_starts_the_wheel(tmp_path: P
     assert beside.environment["MICRODEPLOY_PROJECT_WHEEL"] == str(tmp_path / "work" / "project-wheel")
     assert "MICRODEPLOY_LAYER_COPY" not in beside.environment
     assert (tmp_path / "work" / "project-wheel" / "returncode").read_text() == "1\n"
+
+
+class FakeInstaller(FakeRunner):
+    """Records argv and cwd; `-m venv` makes bin/python, and `uv pip install` of a wheel puts the project in."""
+
+    def __init__(self, fail_on: str = "") -> None:
+        super().__init__()
+        self.fail_on = fail_on
+        self.cwds: list[Path | None] = []
+
+    def __call__(self, argv, *, cwd=None, env=None, check=True, input=None, timeout=None,  # type: ignore[no-untyped-def]
+                 inherit_env=True) -> Result:
+        self.cwds.append(cwd)
+        result = super().__call__(argv, cwd=cwd, env=env, check=check)
+        if self.fail_on and self.fail_on in argv:
+            return Result(tuple(argv), 1, "", "")
+        if argv[1:3] == ["-m", "venv"]:
+            (Path(argv[-1]) / "bin").mkdir(parents=True)
+            (Path(argv[-1]) / "bin" / "python").symlink_to("/usr/bin/python3.11")
+        elif str(argv[-1]).endswith(".whl"):
+            python = Path(argv[argv.index("--python") + 1])
+            (python.parent.parent / "orders_api.py").write_text("GREETING = 'hello'\n")
+        return result
+
+
+def fill_beside(tmp_path: Path, runner: FakeInstaller, wheel_code: int = 0) -> tuple[Installer, Path]:
+    """Run the layer fill for a project with static dependencies and no saved layer; the installer and the source."""
+    source = tmp_path / "src-project"
+    source.mkdir(exist_ok=True)
+    wheel_dir = tmp_path / "wheel"
+    wheel_dir.mkdir()
+    (wheel_dir / "orders_api-1.0-py3-none-any.whl").write_bytes(b"")
+    wheel_job = jobs.start("wheel", wheel_dir, lambda: wheel_code)
+    installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=tmp_path / "cache" / "layers" / "k",
+                          wsgi_server="gunicorn>=21", dependencies=("flask>=3", "click"))
+    job = installer.start_layer_fill(tmp_path / "copy", source, "/usr/bin/python3.11", (wheel_job, wheel_dir), runner)
+    assert job is not None
+    job.join(timeout=10)
+    return installer, source
+
+
+def test_without_a_saved_layer_the_dependencies_are_installed_and_saved_beside_the_build(tmp_path: Path) -> None:
+    """Static dependencies and no layer: a venv as make-venv makes it, the dependencies and the WSGI server
+    installed from the source directory, saved as the layer without the project, then the wheel installed."""
+    runner = FakeInstaller()
+    installer, source = fill_beside(tmp_path, runner)
+    venv = tmp_path / "copy" / "venv"
+    python = str(venv / "bin" / "python")
+    wheel = str(tmp_path / "wheel" / "orders_api-1.0-py3-none-any.whl")
+    assert [call[0] for call in runner.calls] == [
+        ("/usr/bin/python3.11", "-m", "venv", "--without-pip", str(venv)),
+        ("/opt/uv", "pip", "install", "--quiet", "--python", python, "flask>=3", "click", "gunicorn>=21"),
+        ("/opt/uv", "pip", "install", "--quiet", "--no-deps", "--python", python, wheel),
+    ]
+    assert runner.cwds[:2] == [source, source]
+    install_env = runner.calls[1][1]
+    assert install_env is not None and install_env["UV_LINK_MODE"] == "copy"
+    assert (tmp_path / "copy" / "returncode").read_text() == "0\n"
+    assert (tmp_path / "copy" / "installed").read_text() == "orders_api-1.0-py3-none-any.whl"
+    assert (venv / "orders_api.py").is_file(), "the build gets the project"
+    assert installer.layer is not None
+    saved = installer.layer / "venv"
+    assert os.readlink(saved / "bin" / "python") == "/usr/bin/python3.11"
+    assert not (saved / "orders_api.py").exists(), "the layer is saved without the project"
+    assert installer.start_layer_fill(tmp_path / "again", source, "/usr/bin/python3.11",
+                                      (jobs.start("w", tmp_path / "w", lambda: 0), tmp_path / "w")) is None, \
+        "once saved, the layer is copied (start_layer_copy), not made again"
+
+
+def test_the_layer_fill_installs_requirements_txt_first_from_its_directory(tmp_path: Path) -> None:
+    """requirements.txt goes in before the dependencies, from its own directory, as debian/uv-pip installs it."""
+    (tmp_path / "src-project").mkdir()
+    (tmp_path / "src-project" / "requirements.txt").write_text("./vendor/tools\n")
+    runner = FakeInstaller()
+    _, source = fill_beside(tmp_path, runner)
+    venv_python = str(tmp_path / "copy" / "venv" / "bin" / "python")
+    assert runner.calls[1][0] == ("/opt/uv", "pip", "install", "--quiet", "--python", venv_python,
+                                  "-r", str(source / "requirements.txt"))
+    assert runner.cwds[1] == source
+    assert runner.calls[2][0][-3:] == ("flask>=3", "click", "gunicorn>=21")
+
+
+def test_a_failed_dependency_install_leaves_the_layer_and_the_install_to_the_build(tmp_path: Path) -> None:
+    """uv fails to install the dependencies: the job says so, no layer is saved and the wheel is not installed."""
+    runner = FakeInstaller(fail_on="gunicorn>=21")
+    installer, _ = fill_beside(tmp_path, runner)
+    assert (tmp_path / "copy" / "returncode").read_text() == "1\n"
+    assert installer.layer is not None and not (installer.layer / "venv").exists()
+    assert not (tmp_path / "copy" / "installed").exists()
+    assert len(runner.calls) == 2
+
+
+def test_the_layer_fill_saves_the_layer_even_when_the_wheel_failed(tmp_path: Path) -> None:
+    """A failed wheel build: the dependencies are saved and the copy is ready; uv-pip installs the project."""
+    runner = FakeInstaller()
+    installer, _ = fill_beside(tmp_path, runner, wheel_code=1)
+    assert (tmp_path / "copy" / "returncode").read_text() == "0\n"
+    assert installer.layer is not None and (installer.layer / "venv" / "bin" / "python").is_symlink()
+    assert not (tmp_path / "copy" / "installed").exists()
+
+
+def test_without_static_dependencies_nothing_is_made_beside_the_build(tmp_path: Path) -> None:
+    """Dependencies only the wheel knows (dynamic, setup.py): no layer fill; the build saves the layer itself."""
+    installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=tmp_path / "cache" / "layers" / "k")
+    wheel = (jobs.start("w", tmp_path / "w", lambda: 0), tmp_path / "w")
+    assert installer.start_layer_fill(tmp_path / "copy", tmp_path, "/usr/bin/python3.11", wheel) is None
+    (tmp_path / "dynamic").mkdir()
+    (tmp_path / "dynamic" / "pyproject.toml").write_text(
+        '[project]\nname = "x"\nversion = "1"\ndynamic = ["dependencies"]\n')
+    assert declared_dependencies(pyproject_data(tmp_path / "dynamic")) is None
+    (tmp_path / "listed").mkdir()
+    assert declared_dependencies(pyproject_data(project(tmp_path / "listed"))) == ("flask>=3",)

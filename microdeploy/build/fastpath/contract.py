@@ -19,9 +19,11 @@ How the two sides work together:
   otherwise it does the work itself, so a failed job never fails a build.
 - PROJECT_WHEEL_VAR names the directory of the project's wheel (one *.whl).
 - LAYER_VAR names the dependency layer in the cache: VENV_DIR there is the
-  saved layer, written once by uv-pip and never changed afterwards.
+  saved layer, written once (by microdeploy beside the build when the
+  dependencies are static, else by uv-pip) and never changed afterwards.
 - LAYER_COPY_VAR names a directory beside the build tree: VENV_DIR there is a
-  copy of the layer for make-venv to move into place, and INSTALLED_FILE, when
+  copy of the layer, or on a first build the venv the layer was saved from,
+  for make-venv to move into place, and INSTALLED_FILE, when
   present, names the project's wheel already installed into that copy.
 - PIP_TOOL is dh_virtualenv's --pip-tool: debian/PIP_TOOL, which make-venv
   puts into the venv's bin/ and finalize-venv removes before shipping.

@@ -25,7 +25,14 @@ from microdeploy.build.fastpath.contract import (
     UV_VAR,
     VENV_DIR,
 )
-from microdeploy.build.fastpath.layer import layer_key, prepare_layer, pyproject_data, static_dependencies
+from microdeploy.build.fastpath.layer import (
+    REQUIREMENTS_FILE,
+    declared_dependencies,
+    layer_key,
+    prepare_layer,
+    pyproject_data,
+    save_layer,
+)
 from microdeploy.build.fastpath.wheel import ProjectWheel
 from microdeploy.fsutil import atomic_write
 from microdeploy.process import Runner, run
@@ -56,10 +63,15 @@ class Installer:
     cache_root: Path | None = None
     layer: Path | None = None
     wsgi_server: str = ""
-    # The layer key covers every dependency the project declares (static in
-    # pyproject.toml): installing the project's wheel into the layer then
-    # needs no resolution.
-    layer_has_dependencies: bool = False
+    # The dependencies pyproject.toml lists, when they are static (else None).
+    # The layer key covers them: installing the project's wheel into the layer
+    # then needs no resolution, and a missing layer can be made without the wheel.
+    dependencies: tuple[str, ...] | None = None
+
+    @property
+    def layer_has_dependencies(self) -> bool:
+        """Whether a layer holds every dependency the project's wheel declares."""
+        return self.dependencies is not None
 
     def environment(self, wheel_dir: Path | None = None, layer_copy: Path | None = None) -> dict[str, str]:
         """Variables debian/make-venv and debian/uv-pip read during the build."""
@@ -86,7 +98,9 @@ class Installer:
         wheel_dir = work / "project-wheel"
         wheel = ProjectWheel(uv=self.uv, cache=self.cache_root, name=name, python=python, runner=runner)
         wheel_job = wheel.start(source, wheel_dir)
-        copy_job = self.start_layer_copy(work / "layer-copy", (wheel_job, wheel_dir), runner)
+        built = (wheel_job, wheel_dir)
+        copy_job = (self.start_layer_copy(work / "layer-copy", built, runner)
+                    or self.start_layer_fill(work / "layer-copy", source, python, built, runner))
         if copy_job is None:
             return Beside(self.environment(wheel_dir), (wheel_job,), wheel)
         return Beside(self.environment(wheel_dir, work / "layer-copy"), (wheel_job, copy_job), wheel)
@@ -115,6 +129,44 @@ class Installer:
             return 0
 
         return jobs.start("layer-copy", directory, copy)
+
+    def start_layer_fill(
+        self, directory: Path, source: Path, python: str, wheel: tuple[threading.Thread, Path], runner: Runner = run
+    ) -> threading.Thread | None:
+        """Without a saved layer, make it on another thread when pyproject.toml lists the dependencies.
+
+        At directory/venv, beside the project's wheel job: the venv as
+        debian/make-venv makes it, requirements.txt and then the dependencies
+        with the WSGI server installed as debian/uv-pip installs them (from the
+        source directory, where uv finds the project's settings). A copy is
+        saved as the layer; then the project's wheel goes in, as into a copied
+        layer (start_layer_copy), and make-venv and uv-pip take it the same way.
+        On a first build the dependencies then download while the wheel builds.
+        """
+        layer, uv, dependencies = self.layer, self.uv, self.dependencies
+        if layer is None or uv is None or dependencies is None or (layer / VENV_DIR).is_dir():
+            return None
+
+        def fill() -> int:
+            venv = directory / VENV_DIR
+            install = [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
+            steps = [([python, "-m", "venv", "--without-pip", str(venv)], source)]
+            requirements = source / REQUIREMENTS_FILE
+            if requirements.is_file():
+                requirements = requirements.resolve()
+                steps.append(([*install, "-r", str(requirements)], requirements.parent))
+            steps.append(([*install, *dependencies, self.wsgi_server], source))
+            for argv, cwd in steps:
+                returncode = runner(argv, cwd=cwd, env=self.environment(), check=False).returncode
+                if returncode != 0:
+                    return returncode
+            save_layer(venv, layer)
+            installed = self.install_project(venv, wheel, runner)
+            if installed is not None:
+                atomic_write(directory / INSTALLED_FILE, installed, durable=False)
+            return 0
+
+        return jobs.start("layer-fill", directory, fill)
 
     def install_project(self, venv: Path, wheel: tuple[threading.Thread, Path] | None, runner: Runner) -> str | None:
         """Install the project's wheel into `venv` once its job has ended; the wheel's name, or None if not."""
@@ -181,4 +233,4 @@ def choose_installer(
     )
     layer = prepare_layer(root, key, refresh=refresh_layer)
     return Installer("uv", uv=uv, cache_root=root, layer=layer, wsgi_server=wsgi_server,
-                     layer_has_dependencies=static_dependencies(pyproject_data(project)))
+                     dependencies=declared_dependencies(pyproject_data(project)))

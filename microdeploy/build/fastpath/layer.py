@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from microdeploy.build.cache import touch
+from microdeploy.build.fastpath.contract import VENV_DIR
+from microdeploy.fsutil import staged_directory
 
 # Files whose whole text decides the dependencies when pyproject.toml does not
 # declare them statically (setup.py projects, dynamic dependencies).
@@ -45,6 +47,14 @@ def static_dependencies(data: dict[str, Any]) -> bool:
     table = data.get("project", {})
     dynamic = table.get("dynamic", [])
     return bool(table) and "dependencies" not in dynamic and "optional-dependencies" not in dynamic
+
+
+def declared_dependencies(data: dict[str, Any]) -> tuple[str, ...] | None:
+    """The requirements a parsed pyproject.toml lists as the project's dependencies; None when they are not
+    static, and only the project's built wheel knows them."""
+    if not static_dependencies(data):
+        return None
+    return tuple(str(requirement) for requirement in data["project"].get("dependencies", []))
 
 
 def dependency_declarations(project: Path) -> dict[str, str]:
@@ -123,3 +133,12 @@ def prepare_layer(root: Path, key: str, *, refresh: bool) -> Path:
     layer.mkdir(parents=True, exist_ok=True)
     touch(layer)
     return layer
+
+
+def save_layer(venv: Path, layer: Path) -> None:
+    """Keep a copy of `venv` as the layer's venv, written once and never changed; the first writer wins."""
+    try:
+        with staged_directory(layer / VENV_DIR) as staging:
+            shutil.copytree(venv, staging, symlinks=True, dirs_exist_ok=True)
+    except OSError:
+        pass  # another build saved it first, or the cache is not writable: the next build makes it
