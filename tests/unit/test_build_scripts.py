@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shlex
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -368,6 +369,35 @@ def test_venv_overrides_name_each_path_that_carries_a_tag(debian: Path, tmp_path
         f"orders-api: privacy-breach-uses-embedded-file * [{venv_site}/admin/templates/layout.html]",
     ]
     assert len([line for line in lines if line.startswith("# ")]) == 5
+
+
+def font(signature: bytes, fs_type: int) -> bytes:
+    """A font file as file(1) and lintian read it: the signature, one table record, and the OS/2 table."""
+    record = struct.pack(">4sIII", b"OS/2", 0, 28, 10)
+    return signature + struct.pack(">HHHH", 1, 16, 0, 0) + record + struct.pack(
+        ">HhHHH", 0, 500, 400, 5, fs_type)
+
+
+def test_venv_overrides_name_each_web_font_that_restricts_embedding(debian: Path, tmp_path: Path) -> None:
+    """A TrueType font that is edit only and an OpenType font that is never to be embedded get the tag lintian
+    gives each; an installable font, a WOFF file and a truncated font get none."""
+    package = tmp_path / "pkg"
+    fonts = package / "opt/venvs/orders-api/lib/python3.11/site-packages/orders_api/static/css/fonts"
+    fonts.mkdir(parents=True)
+    (fonts / "Comfortaa-webfont.ttf").write_bytes(font(b"\0\1\0\0", 0x0008))
+    (fonts / "Display.otf").write_bytes(font(b"OTTO", 0x0002))
+    (fonts / "Cantarell.ttf").write_bytes(font(b"\0\1\0\0", 0x0000))
+    (fonts / "Cantarell.woff").write_bytes(b"wOFF" + font(b"\0\1\0\0", 0x0008)[4:])
+    (fonts / "Broken.ttf").write_bytes(font(b"\0\1\0\0", 0x0008)[:30])
+    subprocess.run([sys.executable, "-IS", str(debian / "venv-overrides"), str(package), "orders-api"], check=True)
+    lines = (package / "usr/share/lintian/overrides/orders-api").read_text().splitlines()
+    static = "opt/venvs/orders-api/lib/python3.11/site-packages/orders_api/static/css/fonts"
+    assert lines == [
+        "# a web font served to browsers, never installed as a system font",
+        f"orders-api: opentype-font-prohibits-installable-embedding * [{static}/Display.otf]",
+        "# a web font served to browsers, never installed as a system font",
+        f"orders-api: truetype-font-prohibits-installable-embedding * [{static}/Comfortaa-webfont.ttf]",
+    ]
 
 
 def test_prune_gives_modules_and_trampolined_scripts_the_venvs_python(debian: Path, tmp_path: Path) -> None:
