@@ -123,16 +123,19 @@ class PublicApp:
     app: str
     port: int
     # What its own documentation asks for before it serves: variables (into
-    # /etc/NAME/environment), then commands, each run through NAME-run (a
-    # venv program, else the host's), then a restart of the service.
+    # /etc/NAME/environment), configuration files (path, text), then commands,
+    # each run through NAME-run (a venv program, else the host's), then a
+    # restart of the service.
     environment: str = ""
+    files: tuple[tuple[str, str], ...] = ()
     setup: tuple[tuple[str, ...], ...] = ()
 
 
 # Together: wheels with bundled libraries (otterwiki: Pillow, lxml, PyYAML),
 # dynamic versions (sqlite-web: setuptools `attr:`; photo-burst-detection:
 # setuptools-scm; flaskrrr: setup.py), SQLite in the instance folder
-# (flaskrrr, Flask's tutorial app), a factory with arguments (ihatemoney, above).
+# (flaskrrr, Flask's tutorial app), a factory with arguments (ihatemoney, above),
+# package data under directories named dist/ and build/ (anitya).
 PUBLIC_APPS = {
     "flaskr": PublicApp("flaskrrr", "1.0.0", "flaskr", "flaskr:create_app()", 8101,
                         setup=(("flask", "init-db"),)),
@@ -155,6 +158,18 @@ PUBLIC_APPS = {
     ),
     # httpbin's documentation runs `gunicorn httpbin:app` and asks for no setup.
     "httpbin": PublicApp("httpbin", "0.10.2", "httpbin", "httpbin:app", 8105),
+    # anitya (release-monitoring.org) ships its web UI's npm packages in its wheel
+    # (pyproject: include anitya/static/node_modules/**), bootstrap/dist/ and
+    # jquery-ui/build/ among them. Its admin guide: /etc/anitya/anitya.toml, then
+    # the schema by createdb.py. createdb's alembic stamp finds alembic.ini's
+    # relative script_location only from a checkout of the repository, so an
+    # empty --alembic-config (its own option) leaves the stamp out.
+    "anitya": PublicApp(
+        "anitya", "2.3.0", "anitya", "anitya.wsgi:application", 8106,
+        files=(("/etc/anitya/anitya.toml",
+                'secret_key = "5d0c7e1b9a"\ndb_url = "sqlite:////var/lib/anitya/anitya.sqlite"\n'),),
+        setup=(("python", "-m", "createdb", "--alembic-config="),),
+    ),
 }
 
 

@@ -8,14 +8,16 @@ wheels) keeps its pages in a git repository: its installation guide asks
 the host for git (`apt install git`, here the host image's extra package;
 the .deb, built with only --name, --app and --port, does not depend on it),
 then `git init` of the repository, run as `otterwiki-run git init ...`
-(NAME-run falls back to the host's programs). One is built, linted and
-piuparts-tested but not served: sqlite-web has no WSGI entry point that
-serves without its command line (`sqlite_web DB` fills the app's datasets
-before it runs), so its module-level app answers 500.
+(NAME-run falls back to the host's programs). anitya's page loads its web
+UI's files from the dist/ directories of the npm packages its wheel ships.
+One is built, linted and piuparts-tested but not served: sqlite-web has no
+WSGI entry point that serves without its command line (`sqlite_web DB`
+fills the app's datasets before it runs), so its module-level app answers 500.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -25,12 +27,14 @@ from microdeploy.testbed.host import Host
 from microdeploy.testbed.image import ensure_image
 from tests.hostcheck import install_deb, main_pid, wait_for
 from tests.packages import PUBLIC_APPS, BuiltService
-from tests.qa import deb_member, piuparts
+from tests.qa import deb_member, deb_paths, piuparts
 from tests.testbed.fixtures import BootHost
 
 pytestmark = [pytest.mark.integration]
 
-SERVED = ("flaskr", "photo-burst-detection", "otterwiki", "httpbin")
+SERVED = ("flaskr", "photo-burst-detection", "otterwiki", "httpbin", "anitya")
+# What a page loads from below a directory named dist/ or build/ of the app's package.
+DIST_ASSET = re.compile(r"""["'](/static/[^"'?#]*/(?:dist|build)/[^"'?#]+)""")
 
 # What otterwiki's installation guide installs on the host before otterwiki.
 HOST_PREREQUISITES = ("git",)
@@ -59,6 +63,21 @@ def test_bundled_libraries_are_overridden_per_path(public_apps: dict[str, BuiltS
     assert any("/lxml/" in line for line in embedded), overrides
     assert all(line.endswith(".so]") or ".so." in line for line in embedded), embedded
     assert all("[opt/venvs/otterwiki/lib/python3.11/site-packages/" in line for line in embedded)
+
+
+def test_package_data_under_dist_and_build_is_in_the_venv(public_apps: dict[str, BuiltService]) -> None:
+    """Every file of anitya's sdist below a directory named dist/ or build/ inside its package (its wheel takes
+    all of anitya/static/node_modules/) is in the .deb, at its place in the venv's site-packages."""
+    built = public_apps["anitya"]
+    package = built.project / "anitya"
+    wanted = [path.relative_to(built.project).as_posix() for path in sorted(package.rglob("*"))
+              if path.is_file() and {"dist", "build"} & set(path.relative_to(package).parts[:-1])]
+    assert any("/bootstrap/dist/" in path for path in wanted), wanted
+    assert any("/jquery-ui/build/" in path for path in wanted), wanted
+    shipped = set(deb_paths(built.result.deb))
+    site = "/opt/venvs/anitya/lib/python3.11/site-packages/"
+    missing = [path for path in wanted if site + path not in shipped]
+    assert not missing, f"{len(missing)} of {len(wanted)} missing: {missing[:10]}"
 
 
 def test_piuparts_installs_and_purges_them(
@@ -102,16 +121,28 @@ def test_they_answer_side_by_side_on_one_host(
         spec = PUBLIC_APPS[key]
         if spec.environment:
             host.run(["tee", f"/etc/{spec.name}/environment"], input=spec.environment)
+        for path, text in spec.files:
+            host.run(["tee", path], input=text)
         for step in spec.setup:
             host.run([f"/usr/bin/{spec.name}-run", *step], timeout=300)
-        if spec.environment:
-            # Unconfigured, the service failed and restarted until now, perhaps
-            # past systemd's start limit: start it afresh as an operator would.
+        if spec.environment or spec.files:
+            # Unconfigured, the service ran on its defaults, or failed and restarted
+            # until now, perhaps past systemd's start limit: start it afresh with its
+            # configuration, as an operator would.
             host.run(["systemctl", "reset-failed", spec.name])
             host.run(["systemctl", "restart", spec.name])
     answers = {key: status(host, built.name, built.port) for key, built in services.items()}
     print("main page status:", answers)
     assert all(0 < code < 500 for code in answers.values()), answers
+    # anitya's main page loads bootstrap, jQuery and jQuery UI from their packages' dist/ directories.
+    port = PUBLIC_APPS["anitya"].port
+    page = host.run(["curl", "-fsS", "--max-time", "10", f"http://127.0.0.1:{port}/"]).stdout
+    assets = sorted(set(DIST_ASSET.findall(page)))
+    assert assets, page[:2000]
+    served = {asset: host.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
+                               f"http://127.0.0.1:{port}{asset}"]).stdout for asset in assets}
+    print("anitya's dist/ assets:", served)
+    assert set(served.values()) == {"200"}, served
     # flaskr's SQLite database is in Flask's instance folder, /var/lib/flaskr, made by the service user.
     assert host.run(["stat", "-c", "%U", "/var/lib/flaskr/flaskr.sqlite"]).stdout.strip() == "flaskr"
     # otterwiki's first start commits its home page into the repository that
