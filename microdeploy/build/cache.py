@@ -9,6 +9,8 @@ it, so an entry's modification time is its last use:
     build-envs/KEY/       venvs holding a project's build requirements (fastpath/wheel.py)
     debian/KEY/           rendered debian/ directories (debiandir/tree.py)
     shlibdeps/KEY         remembered shlibs:Depends (debian/cached-shlibdeps)
+    elf/KEY               ELF files as dh_strip left them (debian/cached-strip), the libraries
+                          lintian finds embedded in them (debian/venv-overrides)
 
 Any other directory at the top (left by another version of microdeploy) is
 one entry of its own kind. Names starting with a dot are entries being
@@ -32,7 +34,7 @@ from pathlib import Path
 from microdeploy.errors import MicrodeployError, bad_input
 
 # How deep below the cache root an entry of each kind is.
-KINDS = {"uv": 1, "layers": 2, "wheels": 3, "build-envs": 2, "debian": 2, "shlibdeps": 2}
+KINDS = {"uv": 1, "layers": 2, "wheels": 3, "build-envs": 2, "debian": 2, "shlibdeps": 2, "elf": 2}
 MAX_SIZE_VAR = "MICRODEPLOY_CACHE_MAX_SIZE"
 DEFAULT_MAX_SIZE = "4G"
 # The prune after a build walks the whole cache; a burst of builds pays for

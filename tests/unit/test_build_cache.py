@@ -18,7 +18,7 @@ from microdeploy.build.fastpath.layer import (
     pyproject_data,
     static_dependencies,
 )
-from microdeploy.process import Result
+from microdeploy.process import Result, run
 
 PYPROJECT = """\
 [project]
@@ -40,7 +40,7 @@ def key(path: Path, **environ: str) -> str:
 
 
 class FakeRunner:
-    """Records argv and answers with a fixed return code and output."""
+    """Records argv and answers with a fixed return code and output; `cp` (the layer copy) really runs, unrecorded."""
 
     def __init__(self, returncode: int = 0, stdout: str = "uv 0.9.0\n") -> None:
         self.returncode = returncode
@@ -49,6 +49,8 @@ class FakeRunner:
 
     def __call__(self, argv, *, cwd=None, env=None, check=True, input=None, timeout=None,  # type: ignore[no-untyped-def]
                  inherit_env=True) -> Result:
+        if argv[0] == "cp":
+            return run(argv, check=check)
         self.calls.append((tuple(argv), dict(env) if env is not None else None))
         return Result(tuple(argv), self.returncode, self.stdout, "")
 
@@ -171,6 +173,7 @@ def test_with_uv_the_environment_names_uv_its_cache_the_layer_and_the_wheel(tmp_
         "MICRODEPLOY_UV": "/opt/uv",
         "UV_CACHE_DIR": str(tmp_path / "cache" / "uv"),
         "MICRODEPLOY_SHLIBDEPS_CACHE": str(tmp_path / "cache" / "shlibdeps"),
+        "MICRODEPLOY_ELF_CACHE": str(tmp_path / "cache" / "elf"),
         "MICRODEPLOY_LAYER": str(installer.layer),
         "MICRODEPLOY_PROJECT_WHEEL": str(tmp_path / "wheel"),
     }

@@ -11,7 +11,7 @@ from tests.unit.test_build_templates import render, render_rules
 
 SHARED = [
     contract.UV_VAR, contract.LAYER_VAR, contract.LAYER_COPY_VAR, contract.PROJECT_WHEEL_VAR,
-    contract.SHLIBDEPS_CACHE_VAR,
+    contract.SHLIBDEPS_CACHE_VAR, contract.ELF_CACHE_VAR,
 ]
 
 

@@ -414,3 +414,111 @@ def test_prune_gives_modules_and_trampolined_scripts_the_venvs_python(debian: Pa
     assert (site / "app" / "__init__.py").read_text() == "# app/__init__.py\n"
     assert (venv / "bin" / "flask").read_text() == (
         "#!/opt/venvs/orders-api/bin/python\nimport sys\nfrom flask.cli import main\n")
+
+
+FAKE_STRIP = """
+for directory, _, files in os.walk(os.environ["PACKAGE"]):
+    for name in sorted(files):
+        path = os.path.join(directory, name)
+        if open(path, "rb").read(4) == b"\\x7fELF":
+            with open(os.environ["RECORD_TO"], "a") as out:
+                out.write(json.dumps(["saw", name]) + "\\n")
+            data = open(path, "rb").read()
+            open(path, "wb").write(data + b" stripped")
+"""
+
+
+def elf_package(root: Path, speedups: bytes = b"\x7fELF speedups") -> Path:
+    """A package tree whose venv holds two ELF files (one executable) and a module."""
+    site = root / "opt/venvs/orders-api/lib/python3.11/site-packages"
+    site.mkdir(parents=True)
+    (site / "_speedups.so").write_bytes(speedups)
+    (site / "_speedups.so").chmod(0o644)
+    (site / "helper").write_bytes(b"\x7fELF helper")
+    (site / "helper").chmod(0o755)
+    (site / "module.py").write_text("x = 1\n")
+    return root
+
+
+def test_cached_strip_strips_each_elf_file_once_and_gives_the_same_bytes_back(debian: Path, tmp_path: Path) -> None:
+    """First build: dh_strip strips both ELF files and what it made is kept; the same files again: dh_strip sees
+    neither and they get the kept bytes and their modes; a changed file: dh_strip strips that one alone."""
+    record = tmp_path / "calls"
+    fake = recorder(tmp_path / "dh_strip", extra=FAKE_STRIP)
+    options = "nocheck noautodbgsym parallel=2"
+    env = {**os.environ, "RECORD_TO": str(record), "MICRODEPLOY_ELF_CACHE": str(tmp_path / "cache"),
+           "DEB_BUILD_OPTIONS": options}
+
+    def strip(package: Path) -> list[list[str]]:
+        record.unlink(missing_ok=True)
+        venv = package / "opt/venvs/orders-api"
+        subprocess.run([sys.executable, "-IS", str(debian / "cached-strip"), str(package), str(venv), "--", str(fake)],
+                       cwd=debian.parent, env={**env, "PACKAGE": str(package)}, check=True, capture_output=True)
+        return calls(record)
+
+    site = "opt/venvs/orders-api/lib/python3.11/site-packages"
+    first = elf_package(tmp_path / "first")
+    assert strip(first) == [[], ["saw", "_speedups.so"], ["saw", "helper"]]
+    assert (first / site / "_speedups.so").read_bytes() == b"\x7fELF speedups stripped"
+    assert len(list((tmp_path / "cache").glob("strip-*"))) == 2
+
+    second = elf_package(tmp_path / "second")
+    assert strip(second) == [[]], "dh_strip must not see an ELF file stripped before"
+    for name in ("_speedups.so", "helper", "module.py"):
+        assert (second / site / name).read_bytes() == (first / site / name).read_bytes(), name
+    assert (second / site / "helper").stat().st_mode & 0o777 == 0o755
+    assert (second / site / "_speedups.so").stat().st_mode & 0o777 == 0o644
+    assert not (second.parent / ".cached-strip").exists()
+
+    third = elf_package(tmp_path / "third", speedups=b"\x7fELF speedups, new version")
+    assert strip(third) == [[], ["saw", "_speedups.so"]]
+    assert (third / site / "_speedups.so").read_bytes() == b"\x7fELF speedups, new version stripped"
+
+
+@pytest.mark.parametrize("change", ["no cache", "nostrip", "dbgsym packages"])
+def test_cached_strip_is_plain_dh_strip_without_a_cache_or_when_asked_for_debug_symbols(
+    debian: Path, tmp_path: Path, change: str
+) -> None:
+    """No ELF cache (pip), nostrip, or debug symbol packages wanted: dh_strip sees every file, every time."""
+    record = tmp_path / "calls"
+    fake = recorder(tmp_path / "dh_strip", extra=FAKE_STRIP)
+    env = {**os.environ, "RECORD_TO": str(record), "MICRODEPLOY_ELF_CACHE": str(tmp_path / "cache"),
+           "DEB_BUILD_OPTIONS": {"nostrip": "noautodbgsym nostrip", "dbgsym packages": "nocheck"}.get(change,
+                                                                                                "noautodbgsym")}
+    if change == "no cache":
+        del env["MICRODEPLOY_ELF_CACHE"]
+    for run in ("first", "second"):
+        package = elf_package(tmp_path / run)
+        venv = package / "opt/venvs/orders-api"
+        subprocess.run([sys.executable, "-IS", str(debian / "cached-strip"), str(package), str(venv), "--", str(fake)],
+                       cwd=debian.parent, env={**env, "PACKAGE": str(package)}, check=True, capture_output=True)
+    assert [call for call in calls(record) if call] == [["saw", "_speedups.so"], ["saw", "helper"]] * 2
+    assert not (tmp_path / "cache").exists()
+
+
+def test_venv_overrides_remember_the_libraries_found_in_each_elf_file(debian: Path, tmp_path: Path) -> None:
+    """With the ELF cache, `strings` reads a file once: the same bytes again give the same override without it;
+    changed bytes are read again."""
+    package = tmp_path / "pkg"
+    lxml = package / "opt/venvs/orders-api/lib/python3.11/site-packages/lxml"
+    lxml.mkdir(parents=True)
+    etree = lxml / "etree.cpython-311-x86_64-linux-gnu.so"
+    etree.write_bytes(b"\x7fELF\x02\x01\x01" + b"\0" * 64 + b"root and DTD name do not match\0" + b"\0" * 16)
+    overrides = package / "usr/share/lintian/overrides/orders-api"
+    no_strings = tmp_path / "bin"
+    no_strings.mkdir()
+    (no_strings / "strings").write_text("#!/bin/sh\nexit 7\n")
+    (no_strings / "strings").chmod(0o755)
+    env = {**os.environ, "MICRODEPLOY_ELF_CACHE": str(tmp_path / "cache")}
+    script = [sys.executable, "-IS", str(debian / "venv-overrides"), str(package), "orders-api"]
+
+    subprocess.run(script, env=env, check=True)
+    first = overrides.read_text()
+    assert "embedded-library libxml2" in first
+    overrides.unlink()
+    without_strings = {**env, "PATH": f"{no_strings}:{os.environ['PATH']}"}
+    subprocess.run(script, env=without_strings, check=True)
+    assert overrides.read_text() == first
+    etree.write_bytes(etree.read_bytes() + b"more\0")
+    assert subprocess.run(script, env=without_strings, capture_output=True).returncode != 0, \
+        "changed bytes must be read again"

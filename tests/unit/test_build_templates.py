@@ -69,12 +69,13 @@ def test_rendered_files_and_modes(tmp_path: Path) -> None:
     debian = render(tmp_path)
     names = sorted(p.relative_to(debian).as_posix() for p in debian.rglob("*") if p.is_file())
     assert names == [
-        "cached-shlibdeps", "changelog", "control", "copyright", "finalize-venv", "gunicorn.conf.py", "make-venv",
-        "orders-api-run", "orders-api-run.1", "orders-api.install", "orders-api.lintian-overrides",
+        "cached-shlibdeps", "cached-strip", "changelog", "control", "copyright", "finalize-venv", "gunicorn.conf.py",
+        "make-venv", "orders-api-run", "orders-api-run.1", "orders-api.install", "orders-api.lintian-overrides",
         "orders-api.logrotate", "orders-api.postinst", "orders-api.postrm", "orders-api.prerm", "orders-api.service",
         "orders-api.triggers", "rules", "source/format", "uv-pip", "venv-overrides",
     ]
-    for script in ("rules", "finalize-venv", "make-venv", "cached-shlibdeps", "venv-overrides", "orders-api-run"):
+    for script in ("rules", "finalize-venv", "make-venv", "cached-shlibdeps", "cached-strip", "venv-overrides",
+                   "orders-api-run"):
         assert (debian / script).stat().st_mode & 0o111, script
     # uv-pip is read by make-venv and run by the venv's python, not executed itself.
     assert not (debian / "uv-pip").stat().st_mode & 0o111
@@ -178,7 +179,8 @@ def test_rules_with_uv_use_the_venv_shim_and_pip_tool(tmp_path: Path) -> None:
 
 
 def test_rules_make_the_venv_and_the_files_around_it_at_once_in_debhelper_order(tmp_path: Path) -> None:
-    """venv-part beside files-part, then dh_strip, then records, shlibdeps, installdeb and the venv overrides at once.
+    """venv-part beside files-part, then dh_strip (through cached-strip), then records, shlibdeps, installdeb and the
+    venv overrides at once.
 
     make -j follows DEB_BUILD_OPTIONS parallel=N (1 without it); the steps
     moved into these parts have empty overrides, so dh runs each once.
@@ -187,7 +189,9 @@ def test_rules_make_the_venv_and_the_files_around_it_at_once_in_debhelper_order(
     run_at_once = planned(tmp_path, "override_dh_virtualenv", "override_dh_strip", options="parallel=2")
     assert run_at_once[0] == "make -f debian/rules -j2 --output-sync=target --no-print-directory venv-part files-part"
     files_part = ["dh_install", "dh_installdocs", "dh_installchangelogs", "dh_installlogrotate", "dh_lintian"]
-    assert run_at_once[4:10] == [*files_part, "dh_strip"]
+    assert run_at_once[4:9] == files_part
+    assert run_at_once[9] == (f"/usr/bin/python3.11 -IS debian/cached-strip debian/orders-api "
+                              f"{tmp_path}/debian/orders-api/opt/venvs/orders-api -- dh_strip")
     assert run_at_once[10] == ("make -f debian/rules -j2 --output-sync=target --no-print-directory "
                                "finalize-part shlibdeps-part installdeb-part overrides-part")
     assert run_at_once[-2:] == ["dh_installdeb",

@@ -41,6 +41,7 @@ def filled(tmp_path: Path) -> tuple[Path, float]:
     entry(root / "build-envs" / "key1", 128 * 1024, 40, now)
     entry(root / "debian" / "key1", 8 * 1024, 3, now)
     entry(root / "shlibdeps" / "key1.file", 4 * 1024, 50, now)
+    entry(root / "elf" / "strip-key1.file", 8 * 1024, 5, now)
     entry(root / "uv-versions", 4 * 1024, 60, now)  # left by an older microdeploy
     return root, now
 
@@ -49,7 +50,7 @@ def test_info_gives_size_entries_and_last_use_per_kind(filled: tuple[Path, float
     """Every kind is listed with its entries, bytes on disk and newest use; an unknown kind is listed too."""
     root, now = filled
     kinds = {kind.kind: kind for kind in cache.info(root)}
-    assert list(kinds) == ["uv", "layers", "wheels", "build-envs", "debian", "shlibdeps", "uv-versions"]
+    assert list(kinds) == ["uv", "layers", "wheels", "build-envs", "debian", "shlibdeps", "elf", "uv-versions"]
     assert kinds["layers"].entries == 2
     assert kinds["layers"].size >= 512 * 1024
     assert kinds["layers"].last_use == pytest.approx(now - DAY, abs=1)
@@ -123,7 +124,7 @@ def test_cache_info_command_prints_every_kind(filled: tuple[Path, float], monkey
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["root"] == str(root)
-    assert [kind["kind"] for kind in data["kinds"]][:6] == list(cache.KINDS)
+    assert [kind["kind"] for kind in data["kinds"]][:len(cache.KINDS)] == list(cache.KINDS)
     assert data["size"] == sum(kind["size"] for kind in data["kinds"]) > 0
     assert all(kind["last_use"].endswith("Z") for kind in data["kinds"])
     text = CliRunner().invoke(main, ["cache", "info"], catch_exceptions=False).output

@@ -15,6 +15,7 @@ from pathlib import Path
 from microdeploy.build.cache import cache_root, touch
 from microdeploy.build.fastpath import jobs
 from microdeploy.build.fastpath.contract import (
+    ELF_CACHE_VAR,
     INSTALLED_FILE,
     LAYER_COPY_VAR,
     LAYER_VAR,
@@ -82,6 +83,7 @@ class Installer:
             UV_VAR: self.uv,
             UV_CACHE_VAR: str(self.cache_root / "uv"),
             SHLIBDEPS_CACHE_VAR: str(self.cache_root / "shlibdeps"),
+            ELF_CACHE_VAR: str(self.cache_root / "elf"),
         }
         if self.layer is not None:
             env[LAYER_VAR] = str(self.layer)
@@ -122,7 +124,12 @@ class Installer:
 
         def copy() -> int:
             venv = directory / VENV_DIR
-            shutil.copytree(layer / VENV_DIR, venv, symlinks=True)
+            # cp, not shutil.copytree: a venv of compiled wheels has thousands
+            # of files, and copying them one by one in Python competes for the
+            # interpreter with the build's main thread.
+            if runner(["cp", "-a", "--reflink=auto", "--", str(layer / VENV_DIR), str(venv)],
+                      check=False).returncode != 0:
+                return 1
             installed = self.install_project(venv, wheel, runner)
             if installed is not None:
                 atomic_write(directory / INSTALLED_FILE, installed, durable=False)
