@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from microdeploy.build.release.settings import BuildSettings
 from microdeploy.build.release.version import GitState, upstream_version
 from microdeploy.config import validate
 from microdeploy.errors import MicrodeployError
+from microdeploy.process import Result, run
 
 
 def test_sdist_version_reads_pkg_info(tmp_path: Path) -> None:
@@ -54,3 +56,56 @@ def test_a_vcs_version_is_used_as_it_is() -> None:
     """setuptools-scm's dev+local version already says how far past the tag it is: no second suffix."""
     assert upstream_version("1.2.4.dev3+gabc1234", GitState("1.2.3", 3, "abc1234")) == "1.2.4~~dev3+gabc1234"
     assert upstream_version("1.2.3", GitState("1.2.3", 3, "abc1234")) == "1.2.4~dev3.gabc1234"
+
+
+BACKEND = '''
+import os
+
+def get_requires_for_build_wheel(config_settings=None):
+    return {more}
+
+def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+    os.mkdir(os.path.join(metadata_directory, "shop-3.1.dist-info"))
+    with open(os.path.join(metadata_directory, "shop-3.1.dist-info", "METADATA"), "w") as handle:
+        handle.write("Metadata-Version: 2.1\\nName: shop\\nVersion: 3.1\\n")
+    return "shop-3.1.dist-info"
+'''
+
+
+@pytest.mark.parametrize("more", [[], ["extra-plugin"]])
+def test_the_backend_runs_in_the_cached_build_environment_unless_it_asks_for_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, more: list[str]
+) -> None:
+    """With uv and the cache, the backend's hooks run in the cached build environment and nothing is installed;
+    a backend that asks for more requirements gets a venv of its own, as without the cache."""
+    project = tmp_path / "shop"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["shopbuild"]\nbuild-backend = "backend"\nbackend-path = ["."]\n')
+    (project / "backend.py").write_text(BACKEND.format(more=more))
+    shared = tmp_path / "cache" / "build-envs" / "k"
+    (shared / "bin").mkdir(parents=True)
+    (shared / "bin" / "python").symlink_to(sys.executable)
+    asked: list[list[str]] = []
+    monkeypatch.setattr(metadata.ProjectWheel, "build_environment",
+                        lambda self, requires: asked.append(requires) or shared)
+    uv_calls: list[tuple[str, ...]] = []
+
+    def runner(argv, *, cwd=None, env=None, check=True, input=None, timeout=None,  # type: ignore[no-untyped-def]
+               inherit_env=True) -> Result:
+        if argv[0] != "/opt/uv":
+            return run(argv, cwd=cwd, env=env, check=check)
+        uv_calls.append(tuple(argv))
+        if argv[1] == "venv":
+            (Path(argv[-1]) / "bin").mkdir(parents=True)
+            (Path(argv[-1]) / "bin" / "python").symlink_to(sys.executable)
+        return Result(tuple(argv), 0, "", "")
+
+    version = metadata.backend_version(project, sys.executable, "/opt/uv", runner, cache=tmp_path / "cache")
+    assert version == "3.1"
+    assert asked == [["shopbuild"]]
+    if more:
+        assert [call[1] for call in uv_calls] == ["venv", "pip", "pip"]
+        assert uv_calls[1][-1] == "shopbuild" and uv_calls[2][-1] == "extra-plugin"
+    else:
+        assert uv_calls == [], "the cached build environment is used as it is"

@@ -441,8 +441,9 @@ def elf_package(root: Path, speedups: bytes = b"\x7fELF speedups") -> Path:
 
 
 def test_cached_strip_strips_each_elf_file_once_and_gives_the_same_bytes_back(debian: Path, tmp_path: Path) -> None:
-    """First build: dh_strip strips both ELF files and what it made is kept; the same files again: dh_strip sees
-    neither and they get the kept bytes and their modes; a changed file: dh_strip strips that one alone."""
+    """First build: dh_strip strips both ELF files and what it made is kept; the same files again: they get the kept
+    bytes and their modes, and dh_strip is not started; with a static library it runs without them; a changed file:
+    dh_strip strips that one alone."""
     record = tmp_path / "calls"
     fake = recorder(tmp_path / "dh_strip", extra=FAKE_STRIP)
     options = "nocheck noautodbgsym parallel=2"
@@ -451,8 +452,7 @@ def test_cached_strip_strips_each_elf_file_once_and_gives_the_same_bytes_back(de
 
     def strip(package: Path) -> list[list[str]]:
         record.unlink(missing_ok=True)
-        venv = package / "opt/venvs/orders-api"
-        subprocess.run([sys.executable, "-IS", str(debian / "cached-strip"), str(package), str(venv), "--", str(fake)],
+        subprocess.run([sys.executable, "-IS", str(debian / "cached-strip"), str(package), "--", str(fake)],
                        cwd=debian.parent, env={**env, "PACKAGE": str(package)}, check=True, capture_output=True)
         return calls(record)
 
@@ -463,12 +463,17 @@ def test_cached_strip_strips_each_elf_file_once_and_gives_the_same_bytes_back(de
     assert len(list((tmp_path / "cache").glob("strip-*"))) == 2
 
     second = elf_package(tmp_path / "second")
-    assert strip(second) == [[]], "dh_strip must not see an ELF file stripped before"
+    assert strip(second) == [], "nothing is left for dh_strip"
     for name in ("_speedups.so", "helper", "module.py"):
         assert (second / site / name).read_bytes() == (first / site / name).read_bytes(), name
     assert (second / site / "helper").stat().st_mode & 0o777 == 0o755
     assert (second / site / "_speedups.so").stat().st_mode & 0o777 == 0o644
     assert not (second.parent / ".cached-strip").exists()
+
+    static = elf_package(tmp_path / "static")
+    (static / "usr/lib").mkdir(parents=True)
+    (static / "usr/lib/libextra.a").write_bytes(b"!<arch>\n")
+    assert strip(static) == [[]], "dh_strip strips static libraries and must not see an ELF file stripped before"
 
     third = elf_package(tmp_path / "third", speedups=b"\x7fELF speedups, new version")
     assert strip(third) == [[], ["saw", "_speedups.so"]]
@@ -489,8 +494,7 @@ def test_cached_strip_is_plain_dh_strip_without_a_cache_or_when_asked_for_debug_
         del env["MICRODEPLOY_ELF_CACHE"]
     for run in ("first", "second"):
         package = elf_package(tmp_path / run)
-        venv = package / "opt/venvs/orders-api"
-        subprocess.run([sys.executable, "-IS", str(debian / "cached-strip"), str(package), str(venv), "--", str(fake)],
+        subprocess.run([sys.executable, "-IS", str(debian / "cached-strip"), str(package), "--", str(fake)],
                        cwd=debian.parent, env={**env, "PACKAGE": str(package)}, check=True, capture_output=True)
     assert [call for call in calls(record) if call] == [["saw", "_speedups.so"], ["saw", "helper"]] * 2
     assert not (tmp_path / "cache").exists()

@@ -190,8 +190,7 @@ def test_rules_make_the_venv_and_the_files_around_it_at_once_in_debhelper_order(
     assert run_at_once[0] == "make -f debian/rules -j2 --output-sync=target --no-print-directory venv-part files-part"
     files_part = ["dh_install", "dh_installdocs", "dh_installchangelogs", "dh_installlogrotate", "dh_lintian"]
     assert run_at_once[4:9] == files_part
-    assert run_at_once[9] == (f"/usr/bin/python3.11 -IS debian/cached-strip debian/orders-api "
-                              f"{tmp_path}/debian/orders-api/opt/venvs/orders-api -- dh_strip")
+    assert run_at_once[9] == "/usr/bin/python3.11 -IS debian/cached-strip debian/orders-api -- dh_strip"
     assert run_at_once[10] == ("make -f debian/rules -j2 --output-sync=target --no-print-directory "
                                "finalize-part shlibdeps-part installdeb-part overrides-part")
     assert run_at_once[-2:] == ["dh_installdeb",

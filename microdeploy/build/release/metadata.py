@@ -5,8 +5,11 @@ A dynamic version (setuptools-scm, `attr:` in setup.cfg, hatch-vcs, flit's
 through its PEP 517 hook `prepare_metadata_for_build_wheel` (pyproject_hooks;
 backends without it build a wheel instead), in a venv with the project's
 build requirements, on a copy of the project (setuptools writes
-`*.egg-info` into the source tree; the checkout stays as it is). An unpacked
-sdist also states its version in PKG-INFO.
+`*.egg-info` into the source tree; the checkout stays as it is). With uv and
+microdeploy's cache, the venv is the cached build environment the project's
+wheel is built in (fastpath/wheel.py): made once, with bytecode, instead of
+a fresh venv that installs and compiles the backend at every build. An
+unpacked sdist also states its version in PKG-INFO.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 from microdeploy.build.debiandir.tree import copy_source
 from microdeploy.build.fastpath.contract import UV_SETTINGS
-from microdeploy.build.fastpath.wheel import LEGACY_REQUIRES
+from microdeploy.build.fastpath.wheel import LEGACY_REQUIRES, ProjectWheel
 from microdeploy.errors import MicrodeployError
 from microdeploy.process import Runner, run
 
@@ -64,8 +67,16 @@ def build_system(project: Path) -> tuple[list[str], str, list[str]]:
     )
 
 
-def backend_version(project: Path, python: str, uv: str | None, runner: Runner = run) -> str | None:
-    """The version the project's build backend gives it, or None when the backend cannot tell."""
+class SharedEnvironmentTooSmall(Exception):
+    """The backend asks for more than the shared build environment holds: a venv of its own is needed."""
+
+
+def backend_version(project: Path, python: str, uv: str | None, runner: Runner = run,
+                    cache: Path | None = None) -> str | None:
+    """The version the project's build backend gives it, or None when the backend cannot tell.
+
+    `cache`: microdeploy's cache, whose build environments are used when there is uv.
+    """
     requires, backend, backend_path = build_system(project)
     with tempfile.TemporaryDirectory(prefix="microdeploy-metadata.") as tmp:
         work = Path(tmp)
@@ -75,6 +86,16 @@ def backend_version(project: Path, python: str, uv: str | None, runner: Runner =
             # VCS-based versions (setuptools-scm, hatch-vcs) ask git about the checkout.
             (copy / ".git").symlink_to((project / ".git").resolve())
         try:
+            shared = None
+            if uv is not None and cache is not None:
+                shared = ProjectWheel(uv=uv, cache=cache, name=project.name, python=python,
+                                      runner=runner).build_environment(requires)
+            if shared is not None:
+                try:
+                    return _prepare_metadata(copy, backend, backend_path, shared / "bin" / "python", None,
+                                             work / "shared-metadata", runner)
+                except SharedEnvironmentTooSmall:
+                    log.debug("the build backend asks for more requirements: a venv of its own")
             env_python = _environment(work / "env", python, uv, requires, runner)
             return _prepare_metadata(copy, backend, backend_path, env_python, uv, work / "metadata", runner)
         except MicrodeployError as exc:
@@ -106,6 +127,11 @@ def _prepare_metadata(
     source: Path, backend: str, backend_path: Sequence[str], env_python: Path, uv: str | None,
     out: Path, runner: Runner,
 ) -> str | None:
+    """The backend's version from its metadata hook in `env_python`'s venv.
+
+    `uv` None: the venv is the shared one, never installed into; a backend
+    asking for more raises SharedEnvironmentTooSmall.
+    """
     # Imported here: only a project with a dynamic version needs it. Debian 12
     # has its predecessor, pep517 (python3-pep517), with the same interface.
     try:
@@ -119,18 +145,24 @@ def _prepare_metadata(
     caller = BuildBackendHookCaller(str(source), backend, backend_path or None, runner=hook_runner,
                                     python_executable=str(env_python))
     try:
-        _install(env_python, uv, caller.get_requires_for_build_wheel(), runner)
+        more = caller.get_requires_for_build_wheel()
+        if more and uv is None:
+            raise SharedEnvironmentTooSmall(more)
+        _install(env_python, uv, more, runner)
         out.mkdir()
         dist_info = caller.prepare_metadata_for_build_wheel(str(out))
+    except SharedEnvironmentTooSmall:
+        raise
     except Exception as exc:  # a backend may raise anything; the next source is tried
         raise MicrodeployError(f"build backend {backend}: {exc}") from exc
     metadata = out / dist_info / "METADATA"
     return metadata_version(metadata.read_text(encoding="utf-8")) if metadata.is_file() else None
 
 
-def dynamic_version(project: Path, python: str, uv: str | None, runner: Runner = run) -> tuple[str, str] | None:
+def dynamic_version(project: Path, python: str, uv: str | None, runner: Runner = run,
+                    cache: Path | None = None) -> tuple[str, str] | None:
     """The version and where it came from: the build backend's metadata, else the sdist's PKG-INFO."""
-    found = backend_version(project, python, uv, runner)
+    found = backend_version(project, python, uv, runner, cache)
     if found:
         return found, "the build backend's metadata"
     found = sdist_version(project)

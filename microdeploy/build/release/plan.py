@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from microdeploy import dists
+from microdeploy.build.cache import cache_root
 from microdeploy.build.fastpath.installer import find_uv
 from microdeploy.build.release import source
 from microdeploy.build.release.changelog import render_changelog
@@ -50,7 +51,8 @@ def project_version(project: Path, config: ServiceConfig, settings: BuildSetting
     """--version or [project].version, else what the build backend or an sdist's PKG-INFO says (or None)."""
     if config.version is not None:
         return config.version
-    found = dynamic_version(project, f"/usr/bin/{config.python}", find_uv(settings.environ), runner)
+    found = dynamic_version(project, f"/usr/bin/{config.python}", find_uv(settings.environ), runner,
+                            cache_root(settings.environ))
     if found is None or found[0] == SETUPTOOLS_PLACEHOLDER:
         return None
     version, origin = found
