@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from microdeploy.build.fastpath.wheel import LEGACY_REQUIRES, ProjectWheel, build_requirements, source_digest
+from microdeploy.build.fastpath.wheel import (
+    LEGACY_REQUIRES,
+    ProjectWheel,
+    build_requirements,
+    builds_with_setuptools,
+    source_digest,
+)
 from microdeploy.process import Result
 
 
@@ -86,7 +92,8 @@ def test_first_build_makes_the_build_environment_then_builds_without_isolation(t
     assert install[-1] == "setuptools>=61"
     assert "--compile-bytecode" in install  # the backend is imported on every build
     assert build == ("/opt/uv", "build", "--wheel", "--quiet", "--out-dir", str(out), "--no-build-isolation",
-                     "--python", str(environment / "bin" / "python"), str(source))
+                     "--config-setting=--build-option=--compression=stored", "--python",
+                     str(environment / "bin" / "python"), str(source))
     assert (out / "returncode").read_text() == "0\n"
     assert [p.name for p in out.glob("*.whl")] == ["orders_api-1.0-py3-none-any.whl"]
 
@@ -133,3 +140,21 @@ def test_a_broken_project_reports_failure_and_keeps_nothing(tmp_path: Path) -> N
     out = produce(tmp_path, uv, project(tmp_path))
     assert (out / "returncode").read_text() == "1\n"
     assert not list((tmp_path / "cache" / "wheels").rglob("*.whl"))
+
+
+def test_only_setuptools_is_asked_for_a_stored_wheel(tmp_path: Path) -> None:
+    """setuptools (named, or PEP 517's fallback) stores the wheel's files; another backend gets no setuptools option."""
+    source = project(tmp_path)
+    assert builds_with_setuptools(source)
+    (source / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools"]\n'
+                                           'build-backend = "setuptools.build_meta"\n')
+    assert builds_with_setuptools(source)
+    (source / "pyproject.toml").unlink()
+    assert builds_with_setuptools(source)
+    hatch = project(tmp_path / "hatch", requires='["hatchling"]')
+    with (hatch / "pyproject.toml").open("a") as handle:
+        handle.write('build-backend = "hatchling.build"\n')
+    assert not builds_with_setuptools(hatch)
+    uv = FakeUv()
+    produce(tmp_path / "hatch", uv, hatch)
+    assert not any(arg.startswith("--config-setting") for call in uv.calls for arg in call)

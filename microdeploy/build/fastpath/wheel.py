@@ -32,6 +32,11 @@ log = logging.getLogger(__name__)
 BUILD_ENV_FORMAT = 2
 # PEP 517's fallback for projects without [build-system].
 LEGACY_REQUIRES = ("setuptools>=40.8.0", "wheel")
+SETUPTOOLS_BACKENDS = ("setuptools.build_meta", "setuptools.build_meta:__legacy__")
+# The wheel is unpacked into the venv straight after, never shipped: setuptools
+# stores its files rather than deflating them (for an app with megabytes of
+# static files, deflating is most of the wheel's build).
+STORED = "--config-setting=--build-option=--compression=stored"
 
 
 def source_digest(source: Path, salt: str) -> str:
@@ -46,14 +51,26 @@ def source_digest(source: Path, salt: str) -> str:
     return digest.hexdigest()
 
 
+def build_system_table(source: Path) -> dict[str, object]:
+    """The project's [build-system] table ({} without one)."""
+    pyproject = source / "pyproject.toml"
+    if not pyproject.is_file():
+        return {}
+    table = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("build-system", {})
+    return table if isinstance(table, dict) else {}
+
+
 def build_requirements(source: Path) -> list[str]:
     """The project's [build-system] requires, or PEP 517's setuptools fallback."""
-    pyproject = source / "pyproject.toml"
-    if pyproject.is_file():
-        requires = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("build-system", {}).get("requires")
-        if isinstance(requires, list):
-            return [str(item) for item in requires]
+    requires = build_system_table(source).get("requires")
+    if isinstance(requires, list):
+        return [str(item) for item in requires]
     return list(LEGACY_REQUIRES)
+
+
+def builds_with_setuptools(source: Path) -> bool:
+    """Whether the project's build backend is setuptools (PEP 517's fallback included)."""
+    return build_system_table(source).get("build-backend", SETUPTOOLS_BACKENDS[1]) in SETUPTOOLS_BACKENDS
 
 
 class ProjectWheel:
@@ -91,10 +108,13 @@ class ProjectWheel:
         build = [self.uv, "build", "--wheel", "--quiet", "--out-dir", str(wheel_dir)]
         environment = self.build_environment(requires)
         if environment is not None:
-            cached = [*build, "--no-build-isolation", "--python", str(environment / "bin" / "python"), str(source)]
+            stored = [STORED] if builds_with_setuptools(source) else []
+            cached = [*build, "--no-build-isolation", *stored, "--python", str(environment / "bin" / "python"),
+                      str(source)]
             if self.runner(cached, env=self.env, check=False).returncode == 0:
                 return 0
-        # Backends that ask for more at build time (get_requires_for_build_wheel) need isolation.
+        # Backends that ask for more at build time (get_requires_for_build_wheel) need isolation;
+        # a setuptools too old for stored wheels gets its defaults.
         return self.runner([*build, "--python", self.python, str(source)], env=self.env, check=False).returncode
 
     def build_environment(self, requires: list[str]) -> Path | None:
