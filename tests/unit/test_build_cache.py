@@ -247,7 +247,7 @@ def test_layer_copy_installs_the_wheel_alone_when_the_layer_key_holds_its_depend
     """Static dependencies (keyed, so in the layer): `--no-deps`, no resolution and no WSGI server request."""
     layer = tmp_path / "cache" / "layers" / "k"
     (layer / "venv" / "bin").mkdir(parents=True)
-    argv, _ = install_beside(tmp_path, layer, wsgi_server="gunicorn>=21", dependencies=("flask>=3",))
+    argv, _ = install_beside(tmp_path, layer, wsgi_server="gunicorn>=21", layer_has_dependencies=True)
     python = str(tmp_path / "copy" / "venv" / "bin" / "python")
     wheel = str(tmp_path / "wheel" / "orders_api-1.0-py3-none-any.whl")
     assert argv == ("/opt/uv", "pip", "install", "--quiet", "--no-deps", "--python", python, wheel)
@@ -316,7 +316,7 @@ def fill_beside(tmp_path: Path, runner: FakeInstaller, wheel_code: int = 0) -> t
     (wheel_dir / "orders_api-1.0-py3-none-any.whl").write_bytes(b"")
     wheel_job = jobs.start("wheel", wheel_dir, lambda: wheel_code)
     installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=tmp_path / "cache" / "layers" / "k",
-                          wsgi_server="gunicorn>=21", dependencies=("flask>=3", "click"))
+                          wsgi_server="gunicorn>=21", layer_has_dependencies=True, dependencies=("flask>=3", "click"))
     job = installer.start_layer_fill(tmp_path / "copy", source, "/usr/bin/python3.11", (wheel_job, wheel_dir), runner)
     assert job is not None
     job.join(timeout=10)
@@ -384,7 +384,8 @@ def test_the_layer_fill_saves_the_layer_even_when_the_wheel_failed(tmp_path: Pat
 
 
 def test_without_static_dependencies_nothing_is_made_beside_the_build(tmp_path: Path) -> None:
-    """Dependencies only the wheel knows (dynamic, setup.py): no layer fill; the build saves the layer itself."""
+    """Dependencies only the wheel knows (dynamic, setup.py, an extra of the project's own): no layer fill; the
+    build saves the layer itself."""
     installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=tmp_path / "cache" / "layers" / "k")
     wheel = (jobs.start("w", tmp_path / "w", lambda: 0), tmp_path / "w")
     assert installer.start_layer_fill(tmp_path / "copy", tmp_path, "/usr/bin/python3.11", wheel) is None
@@ -394,3 +395,8 @@ def test_without_static_dependencies_nothing_is_made_beside_the_build(tmp_path: 
     assert declared_dependencies(pyproject_data(tmp_path / "dynamic")) is None
     (tmp_path / "listed").mkdir()
     assert declared_dependencies(pyproject_data(project(tmp_path / "listed"))) == ("flask>=3",)
+    (tmp_path / "itself").mkdir()
+    (tmp_path / "itself" / "pyproject.toml").write_text(
+        '[project]\nname = "Orders_API"\nversion = "1"\ndependencies = ["flask", "orders-api[postgres]"]\n')
+    assert static_dependencies(pyproject_data(tmp_path / "itself"))
+    assert declared_dependencies(pyproject_data(tmp_path / "itself")) is None, "an extra of its own needs the wheel"

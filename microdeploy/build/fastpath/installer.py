@@ -33,6 +33,7 @@ from microdeploy.build.fastpath.layer import (
     prepare_layer,
     pyproject_data,
     save_layer,
+    static_dependencies,
 )
 from microdeploy.build.fastpath.wheel import ProjectWheel
 from microdeploy.fsutil import atomic_write
@@ -64,15 +65,13 @@ class Installer:
     cache_root: Path | None = None
     layer: Path | None = None
     wsgi_server: str = ""
-    # The dependencies pyproject.toml lists, when they are static (else None).
-    # The layer key covers them: installing the project's wheel into the layer
-    # then needs no resolution, and a missing layer can be made without the wheel.
+    # The layer key covers every dependency the project declares (static in
+    # pyproject.toml): installing the project's wheel into the layer then
+    # needs no resolution.
+    layer_has_dependencies: bool = False
+    # Those dependencies when they install without the project (layer.declared_dependencies):
+    # a missing layer is then made beside the build, while the wheel builds.
     dependencies: tuple[str, ...] | None = None
-
-    @property
-    def layer_has_dependencies(self) -> bool:
-        """Whether a layer holds every dependency the project's wheel declares."""
-        return self.dependencies is not None
 
     def environment(self, wheel_dir: Path | None = None, layer_copy: Path | None = None) -> dict[str, str]:
         """Variables debian/make-venv and debian/uv-pip read during the build."""
@@ -239,5 +238,6 @@ def choose_installer(
         uv_version=uv_version(uv, runner), environ=environ, dist=dist,
     )
     layer = prepare_layer(root, key, refresh=refresh_layer)
+    data = pyproject_data(project)
     return Installer("uv", uv=uv, cache_root=root, layer=layer, wsgi_server=wsgi_server,
-                     dependencies=declared_dependencies(pyproject_data(project)))
+                     layer_has_dependencies=static_dependencies(data), dependencies=declared_dependencies(data))

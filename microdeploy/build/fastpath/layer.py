@@ -28,6 +28,8 @@ DECLARATION_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
 REQUIREMENTS_FILE = "requirements.txt"  # dh_virtualenv installs it first when present
 # Where packages come from changes what is installed.
 INDEX_VARIABLES = ("UV_DEFAULT_INDEX", "UV_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS")
+# The name at the start of a PEP 508 requirement.
+NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 # A requirements file line naming another file whose requirements or constraints apply too.
 INCLUDE_RE = re.compile(r"^\s*(?:-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+)(?P<path>\S+)")
 
@@ -50,11 +52,22 @@ def static_dependencies(data: dict[str, Any]) -> bool:
 
 
 def declared_dependencies(data: dict[str, Any]) -> tuple[str, ...] | None:
-    """The requirements a parsed pyproject.toml lists as the project's dependencies; None when they are not
-    static, and only the project's built wheel knows them."""
+    """The requirements a parsed pyproject.toml lists as the project's dependencies, to install without the
+    project; None when they are not static (only the built wheel knows them) or one names the project itself
+    (an extra of its own, which only the wheel can satisfy)."""
     if not static_dependencies(data):
         return None
-    return tuple(str(requirement) for requirement in data["project"].get("dependencies", []))
+    requirements = tuple(str(requirement) for requirement in data["project"].get("dependencies", []))
+    itself = normalised_name(str(data["project"].get("name", "")))
+    if any(normalised_name(requirement) == itself for requirement in requirements):
+        return None
+    return requirements
+
+
+def normalised_name(requirement: str) -> str:
+    """The project name a requirement starts with, normalised as PEP 503 does."""
+    match = NAME_RE.match(requirement)
+    return re.sub(r"[-_.]+", "-", match.group(0)).lower() if match else ""
 
 
 def dependency_declarations(project: Path) -> dict[str, str]:
