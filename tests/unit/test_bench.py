@@ -114,9 +114,10 @@ def test_large_app_change_rewrites_one_module_per_round(tmp_path: Path) -> None:
 def test_large_summary_ratio_to_the_floor_and_targets(tmp_path: Path) -> None:
     """The large row's medians, its ratio to the floor of the same rounds, and both targets, met or not."""
     debs = {}
-    for tool, size in (("B", 40_000_000), ("microdeploy", large.DEB_BYTES_BEFORE + 1)):
+    for tool, size in (("B", 40_000_000), ("microdeploy", int(large.DEB_BYTES_BEFORE * (1 + large.DEB_SLACK)) + 1)):
         debs[tool] = tmp_path / f"{tool}.deb"
-        debs[tool].write_bytes(b"x" * size)
+        with debs[tool].open("wb") as handle:
+            handle.truncate(size)  # sparse: only its size counts
     times = {"B": [20.0, 30.0, 25.0], "microdeploy": [4.0, 3.0, 9.0], "floor": [2.5, 2.0, 2.2]}
     result = large.summarise(times, debs, large.Floor(2.0, large.DEB_BYTES_BEFORE, 95_000_000))
     assert result["median_seconds"] == {"B": 25.0, "microdeploy": 4.0, "floor": 2.2}
@@ -129,3 +130,6 @@ def test_large_summary_ratio_to_the_floor_and_targets(tmp_path: Path) -> None:
     fast = large.summarise({**times, "microdeploy": [3.0]}, {**debs, "microdeploy": debs["B"]}, large.Floor(
         2.0, 1, 1))
     assert fast["targets"]["large app-only rebuild <= 1.5x the floor"] is True
+    with debs["microdeploy"].open("wb") as handle:
+        handle.truncate(large.DEB_BYTES_BEFORE + 400)  # a few more lines of changelog
+    assert large.summarise(times, debs, large.Floor(2.0, 1, 1))["targets"]["large app's .deb no larger than before"]
