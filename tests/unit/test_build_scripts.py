@@ -526,3 +526,21 @@ def test_venv_overrides_remember_the_libraries_found_in_each_elf_file(debian: Pa
     etree.write_bytes(etree.read_bytes() + b"more\0")
     assert subprocess.run(script, env=without_strings, capture_output=True).returncode != 0, \
         "changed bytes must be read again"
+
+
+def test_venv_overrides_with_the_elf_cache_but_without_lintian_write_no_library_override(
+    debian: Path, tmp_path: Path
+) -> None:
+    """A build root without lintian (no table of embedded libraries): ELF files get no override and no cache entry."""
+    script = debian / "venv-overrides"
+    text = script.read_text()
+    script.write_text(text.replace('"/usr/share/lintian/data/binaries/embedded-libs"', f'"{tmp_path}/no-lintian"'))
+    package = tmp_path / "pkg"
+    lxml = package / "opt/venvs/orders-api/lib/python3.11/site-packages/lxml"
+    lxml.mkdir(parents=True)
+    (lxml / "etree.cpython-311-x86_64-linux-gnu.so").write_bytes(
+        b"\x7fELF\x02\x01\x01" + b"\0" * 64 + b"root and DTD name do not match\0")
+    env = {**os.environ, "MICRODEPLOY_ELF_CACHE": str(tmp_path / "cache")}
+    subprocess.run([sys.executable, "-IS", str(script), str(package), "orders-api"], env=env, check=True)
+    assert not (package / "usr/share/lintian/overrides/orders-api").exists()
+    assert not (tmp_path / "cache").exists()
