@@ -166,7 +166,7 @@ class Installer:
                 returncode = runner(argv, cwd=cwd, env=self.environment(), check=False).returncode
                 if returncode != 0:
                     return returncode
-            save_layer(venv, layer)
+            save_layer(venv, layer, runner)
             installed = self.install_project(venv, wheel, runner)
             if installed is not None:
                 atomic_write(directory / INSTALLED_FILE, installed, durable=False)

@@ -21,6 +21,7 @@ from typing import Any
 from microdeploy.build.cache import touch
 from microdeploy.build.fastpath.contract import VENV_DIR
 from microdeploy.fsutil import staged_directory
+from microdeploy.process import Runner, run
 
 # Files whose whole text decides the dependencies when pyproject.toml does not
 # declare them statically (setup.py projects, dynamic dependencies).
@@ -148,10 +149,15 @@ def prepare_layer(root: Path, key: str, *, refresh: bool) -> Path:
     return layer
 
 
-def save_layer(venv: Path, layer: Path) -> None:
-    """Keep a copy of `venv` as the layer's venv, written once and never changed; the first writer wins."""
+def save_layer(venv: Path, layer: Path, runner: Runner = run) -> None:
+    """Keep a copy of `venv` as the layer's venv, written once and never changed; the first writer wins.
+
+    cp, as for the layer copy (installer.py): thousands of files, and no
+    Python loop over them while the wheel's job waits for the interpreter.
+    """
     try:
         with staged_directory(layer / VENV_DIR) as staging:
-            shutil.copytree(venv, staging, symlinks=True, dirs_exist_ok=True)
+            if runner(["cp", "-a", "--reflink=auto", "-T", "--", str(venv), str(staging)], check=False).returncode:
+                raise OSError(f"cp could not copy {venv}")
     except OSError:
         pass  # another build saved it first, or the cache is not writable: the next build makes it
