@@ -11,7 +11,6 @@ import logging
 import re
 import shutil
 import time
-from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -22,10 +21,10 @@ from microdeploy.build.cache import default_max_size, prune_after_build
 from microdeploy.build.debiandir.context import WSGI_SERVER, BuildFacts, debian_context
 from microdeploy.build.debiandir.tree import SOURCE_SUBDIR, copy_source, render_debian
 from microdeploy.build.dpkg import Artifacts, collect, dpkg_buildpackage
-from microdeploy.build.fastpath.installer import choose_installer
+from microdeploy.build.fastpath.installer import Installer, choose_installer
 from microdeploy.build.output import BuildResult, move_in, output_directory, prepare_output
 from microdeploy.build.release import source
-from microdeploy.build.release.plan import Release, check_inputs, release, target
+from microdeploy.build.release.plan import Release, release, target
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.config import ServiceConfig, load_config
 from microdeploy.errors import MicrodeployError, bad_input
@@ -62,12 +61,9 @@ def root_python(config: ServiceConfig, tree: Path) -> str:
     return minor
 
 
-def plan_service(settings: BuildSettings, runner: Runner = run, root: Path | None = None,
-                 ) -> tuple[Path, ServiceConfig, str]:
-    """Validate the project and its settings before any file is written: the project, its config, its Python X.Y.
-
-    `root`: the build root's tree, whose Python the venv gets.
-    """
+def plan(settings: BuildSettings, runner: Runner = run, root: Path | None = None,
+         ) -> tuple[ServiceConfig, BuildFacts, Release]:
+    """Validate everything and decide the version before any file is written (`root`: the build root's tree)."""
     project = settings.project.resolve() if settings.project.exists() else settings.project
     source.check_installable(project)
     config = load_config(project, settings.overrides)
@@ -76,23 +72,17 @@ def plan_service(settings: BuildSettings, runner: Runner = run, root: Path | Non
         log.warning("port %d is below %d: the unit can bind it only where the host grants CAP_NET_BIND_SERVICE "
                     "(the Puppet module's drop-in does, for the port it writes into config.ini)",
                     config.port, PRIVILEGED_PORTS)
-    return project, config, python_minor(config, runner) if root is None else root_python(config, root)
-
-
-def plan_release(settings: BuildSettings, project: Path, config: ServiceConfig, minor: str,
-                 runner: Runner = run) -> tuple[BuildFacts, Release]:
-    """Decide the version, date and changes (checked too: a bad version is bad input)."""
     made = release(project, config, settings, runner)
     facts = BuildFacts(
         upstream=made.upstream,
         version=made.version,
-        python_minor=minor,
+        python_minor=python_minor(config, runner) if root is None else root_python(config, root),
         distribution=made.distribution,
         epoch=made.epoch,
         license_name=source.project_license(project),
         keep_installers=settings.keep_installers,
     )
-    return facts, made
+    return config, facts, made
 
 
 def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
@@ -112,45 +102,30 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
 
 
 def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | None = None) -> BuildResult:
-    """Build on this machine (`root` None), or in the build root `root` (a tree made by buildroot).
-
-    The project's wheel and the layer copy start on the other core as soon as
-    the project is validated, before the version is decided: a dynamic
-    version asks the project's build backend, which takes as long as the
-    wheel. What the caller states is checked before (check_inputs); the
-    build tree's name has no version in it.
-    """
+    """Build on this machine (`root` None), or in the build root `root` (a tree made by buildroot)."""
     started = time.monotonic()
-    project, config, minor = plan_service(settings, runner, root)
-    check_inputs(project, settings, runner)
+    config, facts, made = plan(settings, runner, root)
     out = output_directory(settings)
     staging = prepare_output(out)
     cache_size = default_max_size(settings.environ)
+    log.info("building %s %s", config.name, facts.version)
     installer = choose_installer(
-        settings.project, name=config.name, python_minor=minor, wsgi_server=WSGI_SERVER,
-        environ=settings.environ, refresh_layer=settings.refresh_deps, runner=runner, dist=target(settings).codename,
+        settings.project, name=config.name, python_minor=facts.python_minor, wsgi_server=WSGI_SERVER,
+        environ=settings.environ, refresh_layer=settings.refresh_deps, runner=runner, dist=facts.distribution,
     )
+    facts = replace(facts, installer=installer.kind)
     work = private_directory(f"microdeploy-{config.name}", settings.work_dir)
     try:
         with ExitStack() as stack:
             # The tools' own temporary files go into the work directory, and with it.
             tmp = stack.enter_context(temporary_files_in(work / "tmp"))
-            environ = {**settings.environ, "TMPDIR": str(tmp)}
-            inside = runner
+            settings = replace(settings, environ={**settings.environ, "TMPDIR": str(tmp)})
             if root is not None:
                 # Inside, the work directory, the caches and uv are at the paths they have here.
                 binds = [work, *([installer.cache_root] if installer.cache_root else []),
                          *([Path(installer.uv).resolve().parent] if installer.uv else [])]
-                inside = stack.enter_context(buildroot.entered(root, work, binds, inside))
-            tree = work / config.name
-            copy_source(settings.project, tree / SOURCE_SUBDIR)
-            beside = installer.start_beside(work, tree / SOURCE_SUBDIR, config.name, f"/usr/bin/python{minor}", inside)
-            stack.callback(beside.finish)  # every job ends before the work directory goes
-            facts, made = plan_release(settings, project, config, minor, runner)
-            facts = replace(facts, installer=installer.kind)
-            log.info("building %s %s", config.name, facts.version)
-            built = build_tree(replace(settings, environ=environ), config, facts, made, installer.cache_root,
-                               beside.environment, tree, inside)
+                runner = stack.enter_context(buildroot.entered(root, work, binds, runner))
+            built = build_tree(settings, config, facts, made, installer, work, runner)
         artifacts = move_in(built, staging, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -161,14 +136,18 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
 
 
 def build_tree(settings: BuildSettings, config: ServiceConfig, facts: BuildFacts, made: Release,
-               cache_root: Path | None, beside: Mapping[str, str], tree: Path, runner: Runner) -> Artifacts:
-    """debian/ rendered beside the project's copy in `tree`, dpkg-buildpackage over it; the files it made.
-
-    `beside`: the variables that point the build at the work started beside it.
-    """
+               installer: Installer, work: Path, runner: Runner) -> Artifacts:
+    """The build tree in `work`, dpkg-buildpackage over it; the files it made (still in `work`)."""
+    tree = work / f"{config.name}-{facts.upstream.replace(':', '_')}"
+    copy_source(settings.project, tree / SOURCE_SUBDIR)
+    beside = installer.start_beside(work, tree / SOURCE_SUBDIR, config.name,
+                                    f"/usr/bin/python{facts.python_minor}", runner)
     # The rendered debian/ is cached with the installer's other caches (uv's; pip's build uses none).
     render_debian(tree, debian_context(config, facts), made.changelog,
-                  cache=cache_root / "debian" if cache_root is not None else None)
+                  cache=installer.cache_root / "debian" if installer.cache_root is not None else None)
     log.info("dpkg-buildpackage (dh-virtualenv) in %s", tree)
-    dpkg_buildpackage(tree, {**settings.environ, **beside}, facts.epoch, runner)
+    try:
+        dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner)
+    finally:
+        beside.finish()
     return collect(tree.parent, config.name)

@@ -60,18 +60,6 @@ def project_version(project: Path, config: ServiceConfig, settings: BuildSetting
     return check_upstream_version(version, origin)
 
 
-def check_inputs(project: Path, settings: BuildSettings, runner: Runner = run) -> None:
-    """Refuse a bad revision, BUILD_NUMBER or SOURCE_DATE_EPOCH now, as release() would.
-
-    The dh-virtualenv build starts work (caches included) while release()
-    asks the build backend for the version: what the caller states is
-    checked before that.
-    """
-    debian_revision(settings.revision, settings.environ.get("BUILD_NUMBER"))
-    if settings.environ.get("SOURCE_DATE_EPOCH"):
-        source.source_date_epoch(project, settings.environ, runner)
-
-
 def release(project: Path, config: ServiceConfig, settings: BuildSettings, runner: Runner = run) -> Release:
     """Version (project, git, revision, release), SOURCE_DATE_EPOCH and changes, the same for every backend.
 
