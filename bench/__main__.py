@@ -21,7 +21,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from bench.builders import BENCH, REPO, Build, Builders
+from bench.builders import BENCH, REPO, Build, Builders, git, init_checkout
 from bench.check import check_rounds
 from bench.install import Install, install_and_answer
 from bench.large import large_rounds
@@ -36,12 +36,6 @@ from microdeploy.testbed.image import ensure_image
 TOOLS = ("A", "B", "microdeploy", "microdeploy-z6", "microdeploy-trixie")
 INSTALLED = TOOLS[:4]
 SCENARIOS = ("warm", "app_change", "dep_change", "cold")
-GIT = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
-
-
-def git(service: Path, *args: str) -> None:
-    """Run git in the benchmark's service checkout."""
-    subprocess.run([*GIT, *args], cwd=service, check=True, capture_output=True)
 
 
 def prepare_service(work: Path) -> Path:
@@ -49,9 +43,7 @@ def prepare_service(work: Path) -> Path:
     service = work / "service"
     subprocess.run(["rm", "-rf", str(service)], check=True)
     subprocess.run(["cp", "-a", str(BENCH / "service"), str(service)], check=True)
-    git(service, "init", "-q")
-    git(service, "add", "-A")
-    git(service, "commit", "-q", "-m", "hello-api")
+    init_checkout(service, "hello-api")
     return service
 
 

@@ -28,6 +28,7 @@ VENV_BIN = REPO / ".venv" / "bin"
 PACKAGE = "hello-api"
 PYTHON = "/usr/bin/python3.11"
 BUILD_TIMEOUT = 900.0
+GIT = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
 # Settings of this machine (and of CI) that change what a tool puts into its
 # package; a Debian host following the dh-virtualenv tutorial has none of
 # them. With PYTHONDONTWRITEBYTECODE, reference A's venv would get pip
@@ -73,6 +74,18 @@ def run(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None 
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
         raise BuildFailed(f"{' '.join(argv)} failed ({result.returncode}):\n{tail}")
+
+
+def git(checkout: Path, *args: str) -> None:
+    """Run git in one of the benchmark's checkouts (the service's, the large app's)."""
+    subprocess.run([*GIT, *args], cwd=checkout, check=True, capture_output=True)
+
+
+def init_checkout(checkout: Path, message: str) -> None:
+    """Make `checkout` a git repository with everything in it committed, as the builds' versions come from git."""
+    git(checkout, "init", "-q")
+    git(checkout, "add", "-A")
+    git(checkout, "commit", "-q", "-m", message)
 
 
 def fresh_copy(service: Path, dest: Path) -> Path:

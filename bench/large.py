@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.builders import Builders, run
+from bench.builders import Builders, git, init_checkout, run
 from microdeploy.config import COMPRESSION_LEVELS, DEFAULT_COMPRESSION
 
 PROJECT, VERSION = "otterwiki", "2.26.1"
@@ -33,7 +33,6 @@ COMPRESSION = (DEFAULT_COMPRESSION, COMPRESSION_LEVELS[DEFAULT_COMPRESSION][2])
 FLOOR_TARGET = 1.5
 DEB_BYTES_BEFORE = 29_821_764
 DEB_SLACK = 0.001
-GIT = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
 
 
 @dataclass(frozen=True)
@@ -57,11 +56,6 @@ def sdist(work: Path) -> Path:
     return found[0]
 
 
-def git(checkout: Path, *args: str) -> None:
-    """Run git in the large app's checkout."""
-    subprocess.run([*GIT, *args], cwd=checkout, check=True, capture_output=True)
-
-
 def prepare_app(work: Path) -> Path:
     """A git checkout of the unpacked sdist in the work directory."""
     unpacked = work / "large-app"
@@ -69,9 +63,7 @@ def prepare_app(work: Path) -> Path:
     unpacked.mkdir(parents=True)
     subprocess.run(["tar", "--no-same-owner", "-xzf", str(sdist(work)), "-C", str(unpacked)], check=True)
     checkout = unpacked / f"{PROJECT}-{VERSION}"
-    git(checkout, "init", "-q")
-    git(checkout, "add", "-A")
-    git(checkout, "commit", "-q", "-m", f"{PROJECT} {VERSION}")
+    init_checkout(checkout, f"{PROJECT} {VERSION}")
     return checkout
 
 

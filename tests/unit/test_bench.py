@@ -9,7 +9,7 @@ import pytest
 
 from bench import __main__ as bench
 from bench import large
-from bench.builders import Build
+from bench.builders import Build, init_checkout
 from bench.install import Install
 
 
@@ -101,9 +101,7 @@ def test_large_app_change_rewrites_one_module_per_round(tmp_path: Path) -> None:
     checkout = tmp_path / "app"
     (checkout / large.CHANGED_MODULE).parent.mkdir(parents=True)
     (checkout / large.CHANGED_MODULE).write_text("X = 1\n")
-    large.git(checkout, "init", "-q")
-    large.git(checkout, "add", "-A")
-    large.git(checkout, "commit", "-q", "-m", "original")
+    init_checkout(checkout, "original")
     large.change_app(checkout, "X = 1\n", 1)
     large.change_app(checkout, "X = 1\n", 2)
     assert (checkout / large.CHANGED_MODULE).read_text() == "X = 1\n\nBENCH_ROUND = 2\n"
