@@ -553,8 +553,10 @@ def test_a_publish_killed_at_any_moment_leaves_a_verifiable_repository(repo: Pat
     started = time.monotonic()
     publish(repo, make_deb("1.1-1"))
     duration = time.monotonic() - started
+    published = ["1.0-1", "1.1-1"]
     for i in range(6):
         version = f"2.{i}-1"
+        published.append(version)
         child = subprocess.Popen([sys.executable, "-m", "microdeploy", "publish", str(make_deb(version)),
                                   "--repo", str(repo)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, start_new_session=True)
@@ -564,8 +566,12 @@ def test_a_publish_killed_at_any_moment_leaves_a_verifiable_repository(repo: Pat
         child.wait(30)
         verify_release(repo, repo / "public" / KEYRING)
         check_hashes(repo)
-        assert served_versions(repo)[0] >= "1.0-1"
+        # Only versions given to publish are served, the newest never older than 1.1-1 (the last publish
+        # that completed before the kills).
+        served = served_versions(repo)
+        assert served and set(served) <= set(published) and served[-1] >= "1.1-1", served
     publish(repo, make_deb("3.0-1"))
     verify_release(repo, repo / "public" / KEYRING)
     check_hashes(repo)
+    assert served_versions(repo)[-1] == "3.0-1"
     assert len(list((repo / "state" / "generations").iterdir())) <= 2
