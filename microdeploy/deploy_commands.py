@@ -7,7 +7,7 @@ import shlex
 
 from debian.debian_support import Version as DebianVersion
 
-from microdeploy.dists import DISTS, SUFFIX_RE, Dist
+from microdeploy.dists import DISTS, SUFFIX_RE, Dist, codename_in
 from microdeploy.hosts import CommandResult
 
 # One health request may take this long before it counts as a failed poll.
@@ -159,8 +159,8 @@ def is_downgrade(before: str | None, after: str) -> bool:
 
 def parse_release(result: CommandResult) -> Dist | None:
     """The Debian release of the host from its os-release, or None for one microdeploy does not build for."""
-    match = re.search(r"^VERSION_CODENAME=[\"']?([a-z]+)[\"']?$", result.stdout, re.M) if result.ok else None
-    return DISTS.get(match.group(1)) if match else None
+    codename = codename_in(result.stdout) if result.ok else None
+    return DISTS.get(codename) if codename else None
 
 
 def version_for(wanted: str, dist: Dist | None, available: list[str]) -> str | None:

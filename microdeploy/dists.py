@@ -55,11 +55,14 @@ def get(codename: str, origin: str = "--dist") -> Dist:
 
 def host_codename(os_release: Path = OS_RELEASE, environ: Mapping[str, str] = os.environ) -> str:
     """The codename of the machine microdeploy runs on (VERSION_CODENAME of os-release)."""
-    if os_release.is_file():
-        match = re.search(r"^VERSION_CODENAME=\"?([a-z]+)\"?$", os_release.read_text(encoding="utf-8"), re.M)
-        if match:
-            return match.group(1)
-    return environ.get("DEB_DISTRIBUTION", "unstable")
+    codename = codename_in(os_release.read_text(encoding="utf-8")) if os_release.is_file() else None
+    return codename or environ.get("DEB_DISTRIBUTION", "unstable")
+
+
+def codename_in(os_release: str) -> str | None:
+    """The VERSION_CODENAME of an os-release file's text (its value quoted or not), or None when it has none."""
+    match = re.search(r"^VERSION_CODENAME=[\"']?([a-z]+)[\"']?$", os_release, re.M)
+    return match.group(1) if match else None
 
 
 def host_dist(os_release: Path = OS_RELEASE) -> Dist | None:
