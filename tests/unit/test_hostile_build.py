@@ -21,10 +21,11 @@ ENVIRONMENT = {"BUILD_NUMBER": "42", "SOURCE_DATE_EPOCH": "1700000000"}
 ENV_CASES = [(name, kind, value) for name, good in ENVIRONMENT.items() for kind, value in values(good, ("nul",))]
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A scaffolded service, with the caches in the test's directory (to see that none is written)."""
-    return service(tmp_path)
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One scaffolded service for the module (a refused build never changes it), its caches beside it (to see that
+    none is written)."""
+    return service(tmp_path_factory.mktemp("build"))
 
 
 @pytest.mark.parametrize(("flag", "kind", "value"), CASES, ids=ids(CASES))
