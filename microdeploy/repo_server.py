@@ -20,7 +20,7 @@ from microdeploy.repo import SERVE_BIND, SERVE_PORT, Layout
 log = logging.getLogger(__name__)
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
+class QuietHandler(SimpleHTTPRequestHandler):
     """Static files, never "304 Not Modified", with request lines going to logging rather than stderr."""
 
     def send_head(self) -> Any:
@@ -39,7 +39,7 @@ def make_server(repo: Path, bind: str = SERVE_BIND, port: int = SERVE_PORT) -> T
     public = Layout(repo.absolute()).public
     if not public.is_dir():
         raise bad_input(f"no published repository in {repo}", hint="Run `microdeploy publish DEB --repo DIR` first")
-    handler = functools.partial(_QuietHandler, directory=str(public))
+    handler = functools.partial(QuietHandler, directory=str(public))
     try:
         return ThreadingHTTPServer((bind, port), handler)
     except OSError as exc:

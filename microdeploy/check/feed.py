@@ -21,12 +21,13 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from microdeploy.errors import MicrodeployError
 from microdeploy.mirrors import Mirror
+from microdeploy.repo_server import QuietHandler
 from microdeploy.testbed import CACHE_DIR
 
 __all__ = ["Feed", "serving_feed"]
@@ -59,15 +60,11 @@ class Feed:
         )
 
 
-class _FeedHandler(SimpleHTTPRequestHandler):
-    """Static files of the repository under /repo/, the mirrors passed through under /mirror/N/."""
+class _FeedHandler(QuietHandler):
+    """Static files of the repository under /repo/ (never "304 Not Modified"), the mirrors passed through under
+    /mirror/N/."""
 
     mirrors: Sequence[Mirror] = ()
-
-    def send_head(self) -> Any:
-        # Never "304 Not Modified" on whole-second mtimes (see repo_server).
-        del self.headers["If-Modified-Since"]
-        return super().send_head()
 
     def do_GET(self) -> None:
         if self.path.startswith("/mirror/"):
