@@ -28,6 +28,7 @@ from microdeploy.build import buildroot
 from microdeploy.build.debiandir.context import copyright_context
 from microdeploy.build.debiandir.tree import copy_source, date_tree
 from microdeploy.build.dpkg import Artifacts, build_environment, build_jobs, collect, run_build_step
+from microdeploy.build.fastpath.wheel import SETUPTOOLS_BACKENDS
 from microdeploy.build.output import BuildResult, move_in, output_directory, prepare_output
 from microdeploy.build.release import source
 from microdeploy.build.release.plan import release, target
@@ -53,7 +54,6 @@ DEBHELPER_COMPAT = "13"
 COMPILED_SOURCES = (".c", ".cc", ".cpp", ".cxx", ".pyx")
 COMPILED_OBJECTS = (".so", ".pyd")
 EXTENSION_CALLS = frozenset({"Extension", "Pybind11Extension", "cythonize", "CTypes", "RustExtension"})
-SETUPTOOLS_BACKENDS = frozenset({"setuptools.build_meta", "setuptools.build_meta:__legacy__"})
 VENV_HINT = "Build it with the default dh-virtualenv backend: drop --backend stdeb"
 
 # Written as setup.py into the build copy of a pyproject-only setuptools

@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 BUILD_ENV_FORMAT = 2
 # PEP 517's fallback for projects without [build-system].
 LEGACY_REQUIRES = ("setuptools>=40.8.0", "wheel")
-SETUPTOOLS_BACKENDS = ("setuptools.build_meta", "setuptools.build_meta:__legacy__")
+# PEP 517's fallback for a project without [build-system].build-backend.
+LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
+SETUPTOOLS_BACKENDS = ("setuptools.build_meta", LEGACY_BACKEND)
 # The wheel is unpacked into the venv straight after, never shipped: setuptools
 # stores its files rather than deflating them (for an app with megabytes of
 # static files, deflating is most of the wheel's build).
@@ -62,7 +64,12 @@ def build_system_table(source: Path) -> dict[str, object]:
 
 def build_requirements(source: Path) -> list[str]:
     """The project's [build-system] requires, or PEP 517's setuptools fallback."""
-    requires = build_system_table(source).get("requires")
+    return requirements_of(build_system_table(source))
+
+
+def requirements_of(table: dict[str, object]) -> list[str]:
+    """A [build-system] table's requires, or PEP 517's setuptools fallback."""
+    requires = table.get("requires")
     if isinstance(requires, list):
         return [str(item) for item in requires]
     return list(LEGACY_REQUIRES)
@@ -70,7 +77,7 @@ def build_requirements(source: Path) -> list[str]:
 
 def builds_with_setuptools(source: Path) -> bool:
     """Whether the project's build backend is setuptools (PEP 517's fallback included)."""
-    return build_system_table(source).get("build-backend", SETUPTOOLS_BACKENDS[1]) in SETUPTOOLS_BACKENDS
+    return build_system_table(source).get("build-backend", LEGACY_BACKEND) in SETUPTOOLS_BACKENDS
 
 
 class ProjectWheel:

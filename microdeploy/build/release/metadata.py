@@ -20,18 +20,14 @@ import tempfile
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from microdeploy.build.debiandir.tree import copy_source
 from microdeploy.build.fastpath.contract import UV_SETTINGS
-from microdeploy.build.fastpath.wheel import LEGACY_REQUIRES, ProjectWheel
+from microdeploy.build.fastpath.wheel import LEGACY_BACKEND, ProjectWheel, build_system_table, requirements_of
 from microdeploy.errors import MicrodeployError
 from microdeploy.process import Runner, run
 
 log = logging.getLogger(__name__)
-
-# PEP 517's fallback for a project without [build-system].build-backend.
-LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
 
 
 def metadata_version(text: str) -> str | None:
@@ -50,18 +46,14 @@ def sdist_version(project: Path) -> str | None:
 
 def build_system(project: Path) -> tuple[list[str], str, list[str]]:
     """[build-system] requires, build-backend and backend-path, with PEP 517's defaults."""
-    table: dict[str, Any] = {}
-    pyproject = project / "pyproject.toml"
-    if pyproject.is_file():
-        try:
-            table = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("build-system", {})
-        except tomllib.TOMLDecodeError:
-            table = {}
-    requires = table.get("requires")
+    try:
+        table = build_system_table(project)
+    except tomllib.TOMLDecodeError:
+        table = {}
     backend = table.get("build-backend")
     backend_path = table.get("backend-path")
     return (
-        [str(item) for item in requires] if isinstance(requires, list) else list(LEGACY_REQUIRES),
+        requirements_of(table),
         backend if isinstance(backend, str) and backend else LEGACY_BACKEND,
         [str(item) for item in backend_path] if isinstance(backend_path, list) else [],
     )
