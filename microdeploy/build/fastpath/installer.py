@@ -28,6 +28,7 @@ from microdeploy.build.fastpath.contract import (
 )
 from microdeploy.build.fastpath.layer import (
     REQUIREMENTS_FILE,
+    copy_venv,
     declared_dependencies,
     layer_key,
     prepare_layer,
@@ -123,11 +124,7 @@ class Installer:
 
         def copy() -> int:
             venv = directory / VENV_DIR
-            # cp, not shutil.copytree: a venv of compiled wheels has thousands
-            # of files, and copying them one by one in Python competes for the
-            # interpreter with the build's main thread.
-            if runner(["cp", "-a", "--reflink=auto", "--", str(layer / VENV_DIR), str(venv)],
-                      check=False).returncode != 0:
+            if not copy_venv(layer / VENV_DIR, venv, runner):
                 return 1
             installed = self.install_project(venv, wheel, runner)
             if installed is not None:

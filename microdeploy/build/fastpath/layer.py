@@ -150,14 +150,20 @@ def prepare_layer(root: Path, key: str, *, refresh: bool) -> Path:
 
 
 def save_layer(venv: Path, layer: Path, runner: Runner = run) -> None:
-    """Keep a copy of `venv` as the layer's venv, written once and never changed; the first writer wins.
-
-    cp, as for the layer copy (installer.py): thousands of files, and no
-    Python loop over them while the wheel's job waits for the interpreter.
-    """
+    """Keep a copy of `venv` as the layer's venv, written once and never changed; the first writer wins."""
     try:
         with staged_directory(layer / VENV_DIR) as staging:
-            if runner(["cp", "-a", "--reflink=auto", "-T", "--", str(venv), str(staging)], check=False).returncode:
+            if not copy_venv(venv, staging, runner):
                 raise OSError(f"cp could not copy {venv}")
     except OSError:
         pass  # another build saved it first, or the cache is not writable: the next build makes it
+
+
+def copy_venv(venv: Path, dest: Path, runner: Runner = run) -> bool:
+    """Copy `venv` to `dest` (made, or filled when it is an empty directory); whether cp succeeded.
+
+    cp, not shutil.copytree: a venv of compiled wheels has thousands of
+    files, and copying them one by one in Python competes for the
+    interpreter with the build's main thread and the wheel's job.
+    """
+    return runner(["cp", "-a", "--reflink=auto", "-T", "--", str(venv), str(dest)], check=False).returncode == 0
