@@ -98,6 +98,7 @@ def extended_description(name: str) -> list[str]:
 
 def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
     """Everything the debian/ templates use."""
+    settings = sandbox(config.name)
     return {
         **copyright_context(config.name, config.maintainer, facts.epoch, facts.license_name, "service"),
         "name": config.name,
@@ -121,9 +122,9 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
         "source_dir": SOURCE_SUBDIR,
         "keep_pip": facts.keep_installers,
         "installer": facts.installer,
-        "sandbox": sandbox(config.name),
+        "sandbox": settings,
         # N-run's systemd-run arguments: one shell word per property.
-        "sandbox_words": [shell_quoted(f"--property={key}={value}") for key, value in sandbox(config.name)],
+        "sandbox_words": [shell_quoted(f"--property={key}={value}") for key, value in settings],
         "env_prefix": config.module.upper() + "_",
         "contract": contract.script_names(),
     }
