@@ -16,7 +16,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 # What ast.literal_eval returns: scalars and containers of them.
 Literal = object
 
@@ -45,7 +45,7 @@ class AppTarget:
 def parse_app(text: str) -> AppTarget:
     """Parse `module:name`, `module:factory()` or `module:factory(literal, key=literal)`."""
     module, colon, rest = text.partition(":")
-    if not colon or not MODULE_RE.match(module):
+    if not colon or not MODULE_RE.fullmatch(module):
         raise AppTargetError("it is not 'module:name' with a dotted module path")
     try:
         expression = ast.parse(rest.strip(), mode="eval").body
