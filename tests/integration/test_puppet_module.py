@@ -218,6 +218,9 @@ Description=microdeploy Puppet module test service
 [Service]
 User={SERVICE}
 Group={SERVICE}
+# Ready only once its start is logged, so `systemctl restart` (and Puppet)
+# return after the line is written and the test can count it at once.
+Type=notify
 EnvironmentFile=-/etc/{SERVICE}/environment
 ExecStart=/usr/bin/python3 /usr/lib/{SERVICE}/serve.py
 
@@ -226,14 +229,19 @@ WantedBy=multi-user.target
 """
 
 # Logs one line per start (pid, version, a setting, an environment variable),
-# so the test counts restarts and sees what the service read.
+# so the test counts restarts and sees what the service read; then tells
+# systemd it is ready (sd_notify), so no reader races the line.
 SERVE = f"""\
-import configparser, os, signal
+import configparser, os, signal, socket
 config = configparser.ConfigParser(interpolation=None)
 config.read("/etc/{SERVICE}/config.ini")
 with open("/var/log/{SERVICE}/starts.log", "a") as log:
     log.write(" ".join([str(os.getpid()), "@VERSION@", config.get("app", "greeting", fallback="-"),
                         config.get("server", "port", fallback="-"), os.environ.get("GREETING", "-")]) + "\\n")
+address = os.environ["NOTIFY_SOCKET"]
+with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+    notify.connect("\\0" + address[1:] if address.startswith("@") else address)
+    notify.sendall(b"READY=1")
 signal.pause()
 """
 
