@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from microdeploy.build.fastpath.layer import is_shared
 from microdeploy.build.output import BuildResult
 from microdeploy.build.pipeline import build
 from microdeploy.build.release.settings import BuildSettings
@@ -70,6 +71,12 @@ def tree_bytes(root: Path) -> dict[str, bytes | str]:
             for path in sorted(root.rglob("*")) if path.is_symlink() or path.is_file()}
 
 
+def tree_state(root: Path) -> dict[str, tuple[bytes | str, int, int]]:
+    """Relative path -> (bytes or symlink target, mode, mtime in ns) of every file under `root`."""
+    return {path: (data, (status := os.lstat(root / path)).st_mode, status.st_mtime_ns)
+            for path, data in tree_bytes(root).items()}
+
+
 SITE = "/opt/venvs/hello-api/lib/python3.11/site-packages"
 
 
@@ -93,14 +100,16 @@ def test_two_builds_of_one_commit_in_different_directories_are_byte_identical(
     assert {"flask", "gunicorn"} <= saved, "the layer holds the dependencies"
     assert not {name for name in saved if name.startswith("hello_api")}, "and not the project itself"
     assert len(list((cache / "debian").iterdir())) == 1, "and kept its rendered debian/, which the next one copies"
-    saved_layer = tree_bytes(layers[0])
+    saved_layer = tree_state(layers[0])
+    shared = [path for path in layers[0].rglob("*") if is_shared(os.lstat(path))]
+    assert len(shared) > 100, "most of the layer's files are saved to be shared by hard link"
     other = tmp_path / "elsewhere" / "service-copy"
     shutil.copytree(project, other)  # the same commit, with its .git
     second = build_with(other, tmp_path / "dist-two", cache, environ={"DPKG_DEB_THREADS_MAX": "1"})
     assert second.deb.name == first.deb.name
     assert second.deb.read_bytes() == first.deb.read_bytes()
-    assert list((cache / "layers").glob("*/venv")) == layers and tree_bytes(layers[0]) == saved_layer, \
-        "the warm build restored the saved layer and left it as it was"
+    assert list((cache / "layers").glob("*/venv")) == layers and tree_state(layers[0]) == saved_layer, \
+        "the warm build restored the saved layer and left it as it was: bytes, modes and times"
     assert len(list((cache / "debian").iterdir())) == 1 and len(list((cache / "wheels").glob("*/*"))) == 1, \
         "and reused the rendered debian/ and the project's wheel"
     refreshed = build_with(other, tmp_path / "dist-three", cache, refresh_deps=True)

@@ -174,7 +174,8 @@ def test_rules_with_uv_use_the_venv_shim_and_pip_tool(tmp_path: Path) -> None:
     ]
     assert planned(tmp_path, "finalize-part") == [f"/usr/bin/python3.11 -IS debian/finalize-venv records {venv}"]
     assert ("override_dh_builddeb:\n"
-            "\tfind debian/orders-api -exec touch --no-dereference --date=@$(SOURCE_DATE_EPOCH) {} +\n"
+            "\tfind debian/orders-api ! -newermt @$(SOURCE_DATE_EPOCH) "
+            "-exec touch --no-dereference --date=@$(SOURCE_DATE_EPOCH) {} +\n"
             "\tdh_builddeb -- -Zgzip -z5\n") in rules
 
 

@@ -6,6 +6,7 @@ their instructions from the environment made here (contract.py).
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 from collections.abc import Mapping
@@ -28,9 +29,11 @@ from microdeploy.build.fastpath.contract import (
 )
 from microdeploy.build.fastpath.layer import (
     REQUIREMENTS_FILE,
+    Restored,
     copy_venv,
     declared_dependencies,
     layer_key,
+    link_venv,
     prepare_layer,
     pyproject_data,
     save_layer,
@@ -40,6 +43,8 @@ from microdeploy.build.fastpath.wheel import ProjectWheel
 from microdeploy.fsutil import atomic_write
 from microdeploy.process import Runner, run
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Beside:
@@ -48,13 +53,21 @@ class Beside:
     environment: dict[str, str]
     jobs: tuple[threading.Thread, ...] = ()
     wheel: ProjectWheel | None = None
+    # The restored layer, and what it shares with the build tree by hard link.
+    layer: Path | None = None
+    restored: Restored | None = None
 
     def finish(self) -> None:
-        """Wait for every job (each ends by itself), then keep the project's wheel for the next build."""
+        """Wait for every job (each ends by itself), keep the project's wheel for the next build, and drop
+        the layer if a build step wrote to a file it shares with the tree (the next build makes it again)."""
         for job in self.jobs:
             job.join()
         if self.wheel is not None:
             self.wheel.keep()
+        if self.layer is not None and self.restored is not None and not self.restored.intact():
+            log.warning("a build step changed a file of the dependency layer %s that the build tree shares "
+                        "with the cache; the layer is removed, and the next build makes it again", self.layer.name)
+            shutil.rmtree(self.layer, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -101,19 +114,26 @@ class Installer:
         wheel = ProjectWheel(uv=self.uv, cache=self.cache_root, name=name, python=python, runner=runner)
         wheel_job = wheel.start(source, wheel_dir)
         built = (wheel_job, wheel_dir)
-        copy_job = (self.start_layer_copy(work / "layer-copy", built, runner)
+        restored = Restored()
+        copy_job = (self.start_layer_copy(work / "layer-copy", built, runner, restored)
                     or self.start_layer_fill(work / "layer-copy", source, python, built, runner))
         if copy_job is None:
             return Beside(self.environment(wheel_dir), (wheel_job,), wheel)
-        return Beside(self.environment(wheel_dir, work / "layer-copy"), (wheel_job, copy_job), wheel)
+        return Beside(self.environment(wheel_dir, work / "layer-copy"), (wheel_job, copy_job), wheel,
+                      self.layer, restored)
 
     def start_layer_copy(
-        self, directory: Path, wheel: tuple[threading.Thread, Path] | None = None, runner: Runner = run
+        self, directory: Path, wheel: tuple[threading.Thread, Path] | None = None, runner: Runner = run,
+        restored: Restored | None = None,
     ) -> threading.Thread | None:
         """Put a copy of the saved dependency layer at directory/venv on another thread, if there is one.
 
         debian/make-venv then moves it into place instead of copying it while
         dpkg-buildpackage waits (`directory` is on the build tree's filesystem).
+        The layer's shared files are hard-linked (layer.link_venv, noted in
+        `restored`) when `directory` is on the cache's filesystem and the
+        project is installed without resolving (its dependencies are in the
+        layer: nothing of the layer is upgraded in place); else copied.
         With `wheel` (the project-wheel job and its directory), the project is
         installed into the copy too, once its wheel is there; INSTALLED_FILE
         names that wheel, and debian/uv-pip has nothing left to do.
@@ -124,7 +144,16 @@ class Installer:
 
         def copy() -> int:
             venv = directory / VENV_DIR
-            if not copy_venv(layer / VENV_DIR, venv, runner):
+            linked = False
+            if restored is not None and self.layer_has_dependencies:
+                try:
+                    link_venv(layer / VENV_DIR, venv, restored)
+                    linked = True
+                except OSError as exc:
+                    log.debug("layer-copy: %s; copying the layer instead", exc)
+                    restored.shared.clear()
+                    shutil.rmtree(venv, ignore_errors=True)
+            if not linked and not copy_venv(layer / VENV_DIR, venv, runner):
                 return 1
             installed = self.install_project(venv, wheel, runner)
             if installed is not None:

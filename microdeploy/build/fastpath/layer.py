@@ -4,6 +4,14 @@ A dependency layer is a finished venv of a service without the service
 itself, saved by the first build (debian/uv-pip) and restored by the next
 (debian/make-venv) when nothing that decides the dependencies changed. An
 app-only change then costs one project install instead of a venv.
+
+Most of a layer's files (the wheels' modules and data) no build step ever
+writes to; microdeploy saves them marked as shared (SHARED_MODE,
+SHARED_MTIME) and a restore hard-links them into the build tree instead of
+copying them, because creating thousands of files is what a restore of a
+large venv spends its time on. The rest is copied, as every build changes it:
+bin/, pyvenv.cfg, RECORD files, scripts and ELF files. After the build,
+`Restored.intact` tells whether the shared files are still as saved.
 """
 
 from __future__ import annotations
@@ -13,8 +21,10 @@ import json
 import os
 import re
 import shutil
+import stat
 import tomllib
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +39,11 @@ DECLARATION_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
 REQUIREMENTS_FILE = "requirements.txt"  # dh_virtualenv installs it first when present
 # Where packages come from changes what is installed.
 INDEX_VARIABLES = ("UV_DEFAULT_INDEX", "UV_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS")
+# A shared file's mode is what dh_fixperms makes of it, and its mtime is later
+# than any commit's date: dpkg-deb clamps it to the build's SOURCE_DATE_EPOCH,
+# so no build step changes either (debian/rules touches only older files).
+SHARED_MODE = 0o644
+SHARED_MTIME_NS = 4_102_444_800 * 10**9  # 2100-01-01
 # The name at the start of a PEP 508 requirement.
 NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 # A requirements file line naming another file whose requirements or constraints apply too.
@@ -155,6 +170,7 @@ def save_layer(venv: Path, layer: Path, runner: Runner = run) -> None:
         with staged_directory(layer / VENV_DIR) as staging:
             if not copy_venv(venv, staging, runner):
                 raise OSError(f"cp could not copy {venv}")
+            mark_shared(staging)
     except OSError:
         pass  # another build saved it first, or the cache is not writable: the next build makes it
 
@@ -167,3 +183,70 @@ def copy_venv(venv: Path, dest: Path, runner: Runner = run) -> bool:
     interpreter with the build's main thread and the wheel's job.
     """
     return runner(["cp", "-a", "--reflink=auto", "-T", "--", str(venv), str(dest)], check=False).returncode == 0
+
+
+def mark_shared(venv: Path) -> None:
+    """Mark the files of `venv` that no build step writes to as shared: mode SHARED_MODE, mtime SHARED_MTIME_NS.
+
+    Those are the regular files under lib/ that are not executable (dh_fixperms
+    and finalize-venv change modes), not scripts or modules with a "#!" line
+    (finalize-venv rewrites it), not ELF files (dh_strip) and not RECORD files
+    (rewritten with the shipped files' hashes).
+    """
+    for directory, _, files in os.walk(venv / "lib"):
+        for name in files:
+            path = os.path.join(directory, name)
+            status = os.lstat(path)
+            if not stat.S_ISREG(status.st_mode) or status.st_mode & 0o7111 or name == "RECORD":
+                continue
+            with open(path, "rb") as handle:
+                if handle.read(4).startswith((b"#!", b"\x7fELF")):
+                    continue
+            os.chmod(path, SHARED_MODE)
+            os.utime(path, ns=(SHARED_MTIME_NS, SHARED_MTIME_NS))
+
+
+def is_shared(status: os.stat_result) -> bool:
+    """Whether a file of a saved layer is marked as shared (mark_shared), by its lstat."""
+    return (stat.S_ISREG(status.st_mode) and stat.S_IMODE(status.st_mode) == SHARED_MODE
+            and status.st_mtime_ns == SHARED_MTIME_NS)
+
+
+@dataclass
+class Restored:
+    """A layer's venv restored into a build tree: the layer's files it shares by hard link."""
+
+    shared: list[str] = field(default_factory=list)
+
+    def intact(self) -> bool:
+        """Whether every shared file is still marked as shared: a step that wrote to one changed its mtime."""
+        for path in self.shared:
+            try:
+                if not is_shared(os.lstat(path)):
+                    return False
+            except FileNotFoundError:
+                continue  # the cache was pruned meanwhile: nothing of it is left to spoil
+        return True
+
+
+def link_venv(venv: Path, dest: Path, restored: Restored) -> None:
+    """Restore `venv` at `dest` (made): shared files hard-linked, everything else copied with its metadata.
+
+    Raises OSError when a file can be neither linked nor copied, e.g. EXDEV
+    when `dest` is on another filesystem than the cache.
+    """
+    dest.mkdir(mode=stat.S_IMODE(venv.stat().st_mode))
+    for directory, subdirs, files in os.walk(venv):
+        target = os.path.join(dest, os.path.relpath(directory, venv))
+        for name in subdirs + files:
+            source, copy = os.path.join(directory, name), os.path.join(target, name)
+            status = os.lstat(source)
+            if stat.S_ISLNK(status.st_mode):
+                os.symlink(os.readlink(source), copy)
+            elif stat.S_ISDIR(status.st_mode):
+                os.mkdir(copy, mode=stat.S_IMODE(status.st_mode))
+            elif is_shared(status):
+                os.link(source, copy)
+                restored.shared.append(source)
+            else:
+                shutil.copy2(source, copy, follow_symlinks=False)
