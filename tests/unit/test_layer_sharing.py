@@ -176,3 +176,33 @@ def test_the_layer_copy_copies_across_filesystems(tmp_path: Path, monkeypatch: p
     assert os.lstat(copied / SITE / "flask" / "app.py").st_ino != os.lstat(venv / SITE / "flask" / "app.py").st_ino
     assert restored.shared == [] and restored.intact()
     assert os.lstat(copied / SITE / "flask" / "app.py").st_mtime_ns == SHARED_MTIME_NS, "cp -a keeps the mark"
+
+
+def test_a_first_build_moves_its_venv_into_the_cache_and_links_it_back(tmp_path: Path) -> None:
+    """Saving with `restored`: the layer is the venv's own files, marked; the venv shares them, nothing copied twice."""
+    venv = saved_venv(tmp_path / "build")
+    inode = os.lstat(venv / SITE / "flask" / "app.py").st_ino
+    restored = Restored()
+    cache_layer = tmp_path / "cache" / "layers" / "k"
+    layer.save_layer(venv, cache_layer, restored=restored)
+    saved = cache_layer / "venv"
+    assert files(saved) == files(venv)
+    assert os.lstat(saved / SITE / "flask" / "app.py").st_ino == inode, "moved, not copied"
+    for relative in files(saved):
+        assert is_shared(os.lstat(saved / relative)) == (relative in SHARED), relative
+        assert (os.lstat(venv / relative).st_ino == os.lstat(saved / relative).st_ino) == (relative in SHARED)
+    assert len(restored.shared) == len(SHARED) and restored.intact()
+
+
+def test_a_first_build_keeps_its_venv_when_another_build_saved_the_layer_first(tmp_path: Path) -> None:
+    """The first writer wins: the venv is restored from the layer that is there, and that layer is unchanged."""
+    cache_layer = tmp_path / "cache" / "layers" / "k"
+    mark_shared(saved_venv(cache_layer))
+    before = {relative: os.lstat(cache_layer / "venv" / relative).st_ino for relative in files(cache_layer / "venv")}
+    venv = saved_venv(tmp_path / "build")
+    restored = Restored()
+    layer.save_layer(venv, cache_layer, restored=restored)
+    assert {relative: os.lstat(cache_layer / "venv" / relative).st_ino
+            for relative in files(cache_layer / "venv")} == before
+    assert files(venv) == set(before)
+    assert (venv / SITE / "flask" / "app.py").read_bytes() == b"x = 1\n"

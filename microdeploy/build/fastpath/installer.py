@@ -116,7 +116,7 @@ class Installer:
         built = (wheel_job, wheel_dir)
         restored = Restored()
         copy_job = (self.start_layer_copy(work / "layer-copy", built, runner, restored)
-                    or self.start_layer_fill(work / "layer-copy", source, python, built, runner))
+                    or self.start_layer_fill(work / "layer-copy", source, python, built, runner, restored))
         if copy_job is None:
             return Beside(self.environment(wheel_dir), (wheel_job,), wheel)
         return Beside(self.environment(wheel_dir, work / "layer-copy"), (wheel_job, copy_job), wheel,
@@ -163,15 +163,17 @@ class Installer:
         return jobs.start("layer-copy", directory, copy)
 
     def start_layer_fill(
-        self, directory: Path, source: Path, python: str, wheel: tuple[threading.Thread, Path], runner: Runner = run
+        self, directory: Path, source: Path, python: str, wheel: tuple[threading.Thread, Path], runner: Runner = run,
+        restored: Restored | None = None,
     ) -> threading.Thread | None:
         """Without a saved layer, make it on another thread when pyproject.toml lists the dependencies.
 
         At directory/venv, beside the project's wheel job: the venv as
         debian/make-venv makes it, requirements.txt and then the dependencies
         with the WSGI server installed as debian/uv-pip installs them (from the
-        source directory, where uv finds the project's settings). A copy is
-        saved as the layer; then the project's wheel goes in, as into a copied
+        source directory, where uv finds the project's settings). It is saved
+        as the layer (moved into the cache and linked back with `restored`,
+        layer.save_layer); then the project's wheel goes in, as into a copied
         layer (start_layer_copy), and make-venv and uv-pip take it the same way.
         On a first build the dependencies then download while the wheel builds.
         """
@@ -192,7 +194,7 @@ class Installer:
                 returncode = runner(argv, cwd=cwd, env=self.environment(), check=False).returncode
                 if returncode != 0:
                     return returncode
-            save_layer(venv, layer, runner)
+            save_layer(venv, layer, runner, restored)
             installed = self.install_project(venv, wheel, runner)
             if installed is not None:
                 atomic_write(directory / INSTALLED_FILE, installed, durable=False)

@@ -164,15 +164,31 @@ def prepare_layer(root: Path, key: str, *, refresh: bool) -> Path:
     return layer
 
 
-def save_layer(venv: Path, layer: Path, runner: Runner = run) -> None:
-    """Keep a copy of `venv` as the layer's venv, written once and never changed; the first writer wins."""
+def save_layer(venv: Path, layer: Path, runner: Runner = run, restored: Restored | None = None) -> None:
+    """Keep `venv` as the layer's venv, written once and never changed; the first writer wins.
+
+    Without `restored`, a copy of `venv` is kept. With it, `venv` itself moves
+    into the cache (one rename, when both are on one filesystem) and is
+    restored in its place from the saved layer (link_venv, noted in
+    `restored`), so a first build creates each shared file once. Raises
+    OSError when `venv` moved but could not be restored.
+    """
+    moved = False
     try:
         with staged_directory(layer / VENV_DIR) as staging:
-            if not copy_venv(venv, staging, runner):
+            if restored is not None:
+                try:
+                    venv.rename(staging)  # replaces the empty staging directory
+                    moved = True
+                except OSError:
+                    pass  # another filesystem: copied below
+            if not moved and not copy_venv(venv, staging, runner):
                 raise OSError(f"cp could not copy {venv}")
             mark_shared(staging)
     except OSError:
         pass  # another build saved it first, or the cache is not writable: the next build makes it
+    if moved and restored is not None:
+        link_venv(layer / VENV_DIR, venv, restored)  # whichever build's layer was saved
 
 
 def copy_venv(venv: Path, dest: Path, runner: Runner = run) -> bool:
