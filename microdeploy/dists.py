@@ -47,7 +47,7 @@ def get(codename: str, origin: str = "--dist") -> Dist:
     dist = DISTS.get(codename)
     if dist is None:
         raise bad_input(
-            f"unknown Debian release {codename!r} (from {origin})",
+            f"unknown release {codename!r} (from {origin})",
             hint=f"Use one of: {', '.join(DISTS)}",
         )
     return dist

@@ -8,21 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from microdeploy import dists
 from microdeploy.errors import MicrodeployError, bad_input
-from microdeploy.testbed.image import RELEASES, SUITE
 
 __all__ = ["DebInfo", "Override", "read_deb", "release_of"]
 
-# Debian's numbering of its releases, as stable-update revisions carry it (+deb12u1).
-RELEASE_NUMBERS = {"12": "bookworm", "13": "trixie"}
-
-# Each release's python3 version: a package that pins python3.X belongs to it.
-RELEASE_PYTHONS = {"python3.11": "bookworm", "python3.13": "trixie"}
-
 # "[package[ type]: ]tag [context]" (lintian's override syntax).
 _OVERRIDE = re.compile(r"^(?:[a-z0-9][a-z0-9.+-]*(?:\s+(?:binary|source|udeb))?\s*:\s*)?(\S+)")
+# Debian's numbering of its releases, as stable-update revisions carry it (+deb12u1).
 _DEB_REVISION = re.compile(r"\+deb(\d+)(?:u\d+)?(?:[.~+]|$)")
-_PYTHON_DEPENDENCY = re.compile(r"(?:^|[,|]\s*)(python3\.\d+)\b")
+# A package that pins python3.X belongs to the release whose python3 that is.
+_PYTHON_DEPENDENCY = re.compile(r"(?:^|[,|]\s*)python(3\.\d+)\b")
 
 
 @dataclass(frozen=True)
@@ -94,16 +90,16 @@ def _not_a_deb(path: Path, exc: BaseException) -> MicrodeployError:
 def release_of(info: DebInfo, requested: str | None = None) -> str:
     """The Debian release the package is for: --dist, else its +debNN revision, else its python3.X, else bookworm."""
     if requested is not None:
-        if requested not in RELEASES:
-            raise bad_input(f"unknown release {requested!r}", hint=f"Use one of: {', '.join(RELEASES)}")
-        return requested
+        return dists.get(requested).codename
     match = _DEB_REVISION.search(info.version.rpartition("-")[2])
-    if match and match.group(1) in RELEASE_NUMBERS:
-        return RELEASE_NUMBERS[match.group(1)]
+    by_number = {dist.number: dist.codename for dist in dists.DISTS.values()}
+    by_python = {dist.python_minor: dist.codename for dist in dists.DISTS.values()}
+    if match and int(match.group(1)) in by_number:
+        return by_number[int(match.group(1))]
     for python in _PYTHON_DEPENDENCY.findall(info.depends):
-        if python in RELEASE_PYTHONS:
-            return RELEASE_PYTHONS[python]
-    return SUITE
+        if python in by_python:
+            return by_python[python]
+    return dists.DEFAULT_DIST
 
 
 def parse_overrides(text: str) -> list[Override]:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from microdeploy.dists import DEFAULT_DIST
 from microdeploy.errors import MicrodeployError
 from microdeploy.mirrors import SOURCES_FILE, debian_mirror, release_mirrors, release_sources
 from microdeploy.process import run
@@ -20,7 +21,6 @@ from . import CACHE_DIR, file_lock
 __all__ = [
     "BASE_PACKAGES",
     "PUPPET_PACKAGES",
-    "RELEASES",
     "SOURCES_FILE",
     "SUITE",
     "build_cached",
@@ -35,10 +35,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SUITE = "bookworm"
-
-# The Debian releases hosts can be made of (from this Debian 12 machine).
-RELEASES: tuple[str, ...] = ("bookworm", "trixie")
+# The release a host is made of unless a test asks for another.
+SUITE = DEFAULT_DIST
 
 # The machine's mirror is configured in SOURCES_FILE; mmdebstrap accepts a
 # sources file as its mirror argument (a bare URL is rejected here).

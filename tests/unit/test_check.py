@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from microdeploy import dists
 from microdeploy.check import CheckSettings, check
 from microdeploy.check.package import Override, parse_overrides, read_deb, release_of
 from microdeploy.check.qa import _piuparts_reason
 from microdeploy.check.report import FAILED, PASSED, SKIPPED, Outcome, Report
 from microdeploy.check.service import ServiceProbe
 from microdeploy.cli import main
+from microdeploy.dists import Dist
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
 from microdeploy.mirrors import Mirror
 
@@ -94,6 +96,15 @@ def test_release_comes_from_the_revision_then_the_python_dependency(
 ) -> None:
     """+debNN in the revision wins, then a python3.X dependency; without either, bookworm."""
     assert release_of(read_deb(make_deb(tmp_path, version=version, depends=depends))) == release
+
+
+def test_release_follows_the_one_table_of_releases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A release added to dists.DISTS is known to check by its number, its python3 and its name, with no other edit."""
+    forky = Dist("forky", 14, "3.14")
+    monkeypatch.setattr(dists, "DISTS", {**dists.DISTS, "forky": forky})
+    assert release_of(read_deb(make_deb(tmp_path, version="1.0-1+deb14u2"))) == "forky"
+    assert release_of(read_deb(make_deb(tmp_path, version="2.0-1", depends="python3.14"))) == "forky"
+    assert release_of(read_deb(make_deb(tmp_path)), "forky") == "forky"
 
 
 def test_unknown_dist_is_bad_input(tmp_path: Path) -> None:
