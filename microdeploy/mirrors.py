@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from debian.deb822 import Deb822
+
 from microdeploy import dists
 from microdeploy.errors import MicrodeployError
 
@@ -34,14 +36,15 @@ class Mirror:
 
     uri: str
     suites: tuple[str, ...]
+    # A keyring's path, or an inline key block as deb822 holds it (continuation lines).
     signed_by: str | None = None
 
     def stanza(self) -> str:
         """The deb822 stanza of this archive (main only, as the machine's)."""
-        lines = ["Types: deb", f"URIs: {self.uri}", f"Suites: {' '.join(self.suites)}", "Components: main"]
+        fields = Deb822({"Types": "deb", "URIs": self.uri, "Suites": " ".join(self.suites), "Components": "main"})
         if self.signed_by:
-            lines.append(f"Signed-By: {self.signed_by}")
-        return "\n".join(lines) + "\n"
+            fields["Signed-By"] = self.signed_by
+        return str(fields.dump())
 
 
 def release_mirrors(codename: str, sources: Path = SOURCES_FILE) -> list[Mirror]:
@@ -49,12 +52,12 @@ def release_mirrors(codename: str, sources: Path = SOURCES_FILE) -> list[Mirror]
     dists.get(codename, "the release asked for")
     mirrors = []
     for fields in _stanzas(sources):
-        suites = fields.get("suites", "").split()
+        suites = fields.get("Suites", "").split()
         mine = [suite for suite in suites if _RELEASE_SUITE.fullmatch(suite)]
-        if "deb" not in fields.get("types", "").split() or not fields.get("uris") or not mine:
+        if "deb" not in fields.get("Types", "").split() or not fields.get("URIs") or not mine:
             continue
         renamed = sorted({codename + re.sub(r"^[a-z]+", "", suite, count=1) for suite in mine})
-        mirrors.append(Mirror(fields["uris"].split()[0], tuple(renamed), fields.get("signed-by") or None))
+        mirrors.append(Mirror(fields["URIs"].split()[0], tuple(renamed), fields.get("Signed-By") or None))
     if not mirrors:
         raise MicrodeployError(f"no Debian mirror (a `Types: deb` stanza with URIs and Suites) in {sources}",
                                hint=_HINT)
@@ -76,19 +79,10 @@ def debian_mirror(sources: Path = SOURCES_FILE) -> str:
                            hint="Add the deb822 stanza of the main Debian archive, with its `URIs:`")
 
 
-def _stanzas(sources: Path) -> list[dict[str, str]]:
-    """The stanzas of a deb822 file as single-line fields, keys lower-cased; comments and continuations skipped."""
+def _stanzas(sources: Path) -> list[Deb822]:
+    """The stanzas of a deb822 file (python-debian's parser: comments dropped, continuation lines kept)."""
     try:
         text = sources.read_text(encoding="utf-8")
     except OSError as exc:
         raise MicrodeployError(f"cannot read {sources}: {exc.strerror}", hint=_HINT) from exc
-    stanzas = []
-    for stanza in re.split(r"\n\s*\n", text):
-        fields: dict[str, str] = {}
-        for line in stanza.splitlines():
-            if line.startswith(("#", " ", "\t")) or ":" not in line:
-                continue
-            key, _, value = line.partition(":")
-            fields[key.strip().lower()] = value.strip()
-        stanzas.append(fields)
-    return stanzas
+    return list(Deb822.iter_paragraphs(text.splitlines(), use_apt_pkg=False))
