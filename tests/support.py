@@ -11,6 +11,17 @@ from pathlib import Path
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 
+# Python lines with which a test service of a Type=notify unit tells systemd
+# it is ready (sd_notify(3), without libsystemd): `systemctl start` and
+# `restart` return only after them, so what the service did before them
+# (bind, write a log line) is done when a test looks. Needs `os` and `socket`.
+NOTIFY_READY = """\
+address = os.environ["NOTIFY_SOCKET"]
+with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+    notify.connect("\\0" + address[1:] if address.startswith("@") else address)
+    notify.sendall(b"READY=1")
+"""
+
 # The head of the orders-api project that the Hiera tests extend with their own settings.
 ORDERS_API_PYPROJECT = """\
 [project]

@@ -29,6 +29,7 @@ from microdeploy.repo_server import make_server, server_url
 from microdeploy.testbed.host import Host, boot
 from microdeploy.testbed.image import ensure_image
 from microdeploy.testbed.network import create_netns, delete_netns
+from tests.support import NOTIFY_READY
 
 pytest_plugins = ["tests.testbed.fixtures"]
 
@@ -42,8 +43,11 @@ SOURCES = f"/etc/apt/sources.list.d/{PKG}.sources"
 KEYRING = f"/etc/apt/keyrings/{KEYRING_NAME}"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+# Tells systemd it is ready (sd_notify) once it listens, so the postinst's
+# `systemctl restart` returns only then: a health check right after apt-get,
+# as the rollback's within --health-timeout 5, never races the bind.
 SERVER = """\
-import http.server, json
+import http.server, json, os, socket
 VERSION = {version!r}
 BROKEN = {broken!r}
 
@@ -60,7 +64,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-http.server.HTTPServer(("127.0.0.1", {port}), Handler).serve_forever()
+server = http.server.HTTPServer(("127.0.0.1", {port}), Handler)
+""" + NOTIFY_READY + """\
+server.serve_forever()
 """
 
 UNIT = f"""\
@@ -68,6 +74,7 @@ UNIT = f"""\
 Description=microdeploy deploy test service
 
 [Service]
+Type=notify
 ExecStart=/usr/bin/python3 /usr/lib/{PKG}/server.py
 DynamicUser=yes
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from microdeploy.testbed.image import PUPPET_PACKAGES, ensure_image
+from tests.support import NOTIFY_READY
 
 if TYPE_CHECKING:
     # Only for annotations: importing the plugin before pytest loads it would
@@ -238,11 +239,7 @@ config.read("/etc/{SERVICE}/config.ini")
 with open("/var/log/{SERVICE}/starts.log", "a") as log:
     log.write(" ".join([str(os.getpid()), "@VERSION@", config.get("app", "greeting", fallback="-"),
                         config.get("server", "port", fallback="-"), os.environ.get("GREETING", "-")]) + "\\n")
-address = os.environ["NOTIFY_SOCKET"]
-with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-    notify.connect("\\0" + address[1:] if address.startswith("@") else address)
-    notify.sendall(b"READY=1")
-signal.pause()
+{NOTIFY_READY}signal.pause()
 """
 
 # Like a microdeploy package: creates its user, and restarts its unit on upgrade.
