@@ -14,7 +14,7 @@ from .package import DebInfo
 __all__ = ["ServiceProbe"]
 
 # A unit counts as started once its main process has stayed up this long
-# without an automatic restart (gunicorn exits a second or so after a bad app).
+# without an automatic restart, and answers where it listens (see wait_started).
 SETTLE_SECONDS = 3.0
 START_TIMEOUT = 60.0
 HEALTH_TIMEOUT = 45.0
@@ -24,6 +24,9 @@ _EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
 _LISTENER = re.compile(r"^\S+\s+\d+\s+\d+\s+(\S+)\s+\S+\s+users:\((.*)\)\s*$")
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception): ")
 _ERROR_LINE = re.compile(r"\b[A-Z][A-Za-z]*(?:Error|Exception)\b|\b(?:error|ERROR|Error)\b")
+# Probe from the host itself: a wildcard address (as configured, or as ss shows it) answers on loopback.
+_LOOPBACK = {"0.0.0.0": "127.0.0.1", "*": "127.0.0.1", "": "127.0.0.1", "localhost": "127.0.0.1",
+             "[::]": "[::1]"}
 
 # Python prints the configured bind of gunicorn's config file, as gunicorn itself reads
 # it, and the health URL microdeploy's packages put there (what `deploy` probes).
@@ -54,10 +57,16 @@ class ServiceProbe:
         return dict(line.partition("=")[::2] for line in text.splitlines() if "=" in line)
 
     def wait_started(self, settle: float = SETTLE_SECONDS, timeout: float = START_TIMEOUT) -> str:
-        """Wait (bounded) until the unit is active and its process has stayed up `settle` seconds."""
+        """Wait (bounded) until the unit is active, its process has stayed up `settle` seconds and it answers
+        HTTP where it listens; a unit that stays up without answering passes once `timeout` is over.
+
+        gunicorn binds before its workers import the app, and a worker that
+        cannot import it ends the service only after trying, however long that
+        takes on a loaded machine: an answer (any status) shows the app loaded.
+        """
         deadline = time.monotonic() + timeout
         props: Mapping[str, str] = {}
-        while time.monotonic() < deadline:
+        while True:
             props = self.properties("ActiveState", "SubState", "Result", "NRestarts",
                                     "ExecMainStartTimestampMonotonic", "MainPID")
             restarts = int(props.get("NRestarts") or 0)
@@ -66,7 +75,13 @@ class ServiceProbe:
             # systemd's monotonic timestamps and ours are the same clock (no time namespace).
             started = int(props.get("ExecMainStartTimestampMonotonic") or 0) / 1e6
             if props.get("ActiveState") == "active" and started and time.monotonic() - started >= settle:
-                return f"{self.info.unit} active (pid {props.get('MainPID')})"
+                answering = self.answering()
+                if answering:
+                    return f"{self.info.unit} active (pid {props.get('MainPID')}), answering on {answering}"
+                if time.monotonic() >= deadline:
+                    return f"{self.info.unit} active (pid {props.get('MainPID')}) for {timeout:g} s, not answering"
+            elif time.monotonic() >= deadline:
+                break
             time.sleep(0.3)
         state = f"{props.get('ActiveState')}/{props.get('SubState')}, result {props.get('Result')}"
         restarts = int(props.get("NRestarts") or 0)
@@ -132,9 +147,7 @@ class ServiceProbe:
         if result.returncode != 0 or not lines or ":" not in lines[0]:
             raise failure(f"cannot read the configured bind address from {config}", result.stdout + result.stderr)
         address, _, port = lines[0].rpartition(":")
-        # Probe from the host itself: a wildcard address answers on loopback.
-        address = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "localhost": "127.0.0.1", "[::]": "[::1]"}.get(
-            address, address)
+        address = _LOOPBACK.get(address, address)
         health_url = lines[1] if len(lines) > 1 and lines[1].startswith("http") else None
         return address, port, health_url
 
@@ -161,14 +174,10 @@ class ServiceProbe:
         """Poll `url` on the host until something answers; its HTTP status, or None if nothing did."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            result = self.host.run(
-                # -L: redirects followed, as deploy's urllib follows them.
-                ["curl", "-sSL", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", url],
-                check=False, timeout=30,
-            )
-            code = result.stdout.strip()
-            if code.isdigit() and code != "000":
-                return int(code)
+            # -L: redirects followed, as deploy's urllib follows them.
+            code = self._status(url, "-L")
+            if code is not None:
+                return code
             if self.properties("ActiveState").get("ActiveState") not in ("active", "activating", "reloading"):
                 return None
             # Listening already, elsewhere: it is not going to move to the configured port.
@@ -177,6 +186,21 @@ class ServiceProbe:
                 return None
             time.sleep(0.3)
         return None
+
+    def _status(self, url: str, *options: str) -> int | None:
+        """The HTTP status a GET of `url` on the host gets, or None if nothing answers (within 5 s)."""
+        result = self.host.run(["curl", "-sS", *options, "-o", "/dev/null", "-w", "%{http_code}",
+                                "--max-time", "5", url], check=False, timeout=30)
+        code = result.stdout.strip()
+        return int(code) if code.isdigit() and code != "000" else None
+
+    def answering(self) -> str:
+        """The first address the unit listens on that answers an HTTP GET (any status), or ''."""
+        for address in self.listening():
+            host, _, port = address.rpartition(":")
+            if self._status(f"http://{_LOOPBACK.get(host, host)}:{port}/") is not None:
+                return address
+        return ""
 
     def listening(self) -> list[str]:
         """The TCP addresses the unit's main process and its children listen on."""

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import subprocess
+import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from click.testing import CliRunner
 
 from microdeploy import dists
 from microdeploy.check import CheckSettings, check
-from microdeploy.check.package import Override, parse_overrides, read_deb, release_of
+from microdeploy.check.package import DebInfo, Override, parse_overrides, read_deb, release_of
 from microdeploy.check.qa import _piuparts_reason
 from microdeploy.check.report import FAILED, PASSED, SKIPPED, Outcome, Report
 from microdeploy.check.service import ServiceProbe
@@ -19,6 +22,8 @@ from microdeploy.cli import main
 from microdeploy.dists import Dist
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
 from microdeploy.mirrors import Mirror
+from microdeploy.process import Result
+from microdeploy.testbed.host import Host
 
 OVERRIDES = """\
 # dh-virtualenv installs the venv under /opt/venvs.
@@ -160,6 +165,76 @@ def test_last_error_prefers_the_services_own_exception() -> None:
     )
     assert ServiceProbe.last_error(journal) == "ModuleNotFoundError: No module named 'orders_api.missing'"
     assert ServiceProbe.last_error("Dec 04 h app[1]: [ERROR] disk full\n") == "[ERROR] disk full"
+
+
+class ScriptedHost:
+    """A host whose unit reports the states of `states` ("ActiveState NRestarts") poll by poll, the last
+    one repeating, and whose listener answers HTTP with the codes of `answers` in turn ('000': no answer)."""
+
+    def __init__(self, states: Sequence[str], answers: Sequence[str]) -> None:
+        self.states: Iterator[str] = iter(states)
+        self.state = ""
+        self.answers: Iterator[str] = iter(answers)
+        self.answer = "000"
+        self.curls: list[str] = []
+
+    def run(self, argv: Sequence[str], **_: Any) -> Result:
+        """What systemctl, ps, ss and curl would print for the scripted unit."""
+        if argv[:2] == ["systemctl", "show"]:
+            if "--property=ActiveState" in argv:  # one poll of wait_started
+                self.state = next(self.states, self.state)
+            active, restarts = self.state.split()
+            # Started long enough ago to be past any settle time.
+            started = int((time.monotonic() - 10) * 1e6)
+            text = (f"ActiveState={active}\nSubState=running\nResult=success\nNRestarts={restarts}\n"
+                    f"ExecMainStartTimestampMonotonic={started}\nMainPID=42\n")
+        elif argv[0] == "ps":
+            text = "42 1\n43 42\n"
+        elif argv[0] == "ss":
+            text = 'LISTEN 0 2048 0.0.0.0:8001 0.0.0.0:* users:(("gunicorn",pid=42,fd=5),("gunicorn",pid=43,fd=5))\n'
+        elif argv[0] == "curl":
+            self.curls.append(argv[-1])
+            self.answer = next(self.answers, self.answer)
+            text = self.answer
+        else:
+            text = ""
+        return Result(tuple(argv), 0, text, "")
+
+    def journal(self, unit: str | None = None, lines: int = 100) -> str:
+        """The unit's last words: the worker's import error."""
+        return "h gunicorn[43]: ModuleNotFoundError: No module named 'orders_api.missing'\n"
+
+
+def scripted_probe(monkeypatch: pytest.MonkeyPatch, host: ScriptedHost) -> ServiceProbe:
+    """A ServiceProbe of orders-api on `host`, without real sleeps."""
+    monkeypatch.setattr("microdeploy.check.service.time.sleep", lambda seconds: None)
+    info = DebInfo(Path("orders-api.deb"), "orders-api", "1.0-1", "all", "", (), True)
+    return ServiceProbe(cast(Host, host), info)
+
+
+def test_unit_is_started_once_it_answers_where_it_listens(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Active and settled is not enough: the unit passes once its listener answers HTTP, whatever the status."""
+    host = ScriptedHost(["active 0"], ["000", "000", "404"])
+    summary = scripted_probe(monkeypatch, host).wait_started()
+    assert summary == "orders-api.service active (pid 42), answering on 0.0.0.0:8001"
+    assert host.curls == ["http://127.0.0.1:8001/"] * 3
+
+
+def test_unit_whose_app_fails_slowly_fails_the_unit_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gunicorn bound but its workers still importing a broken app: the unit step waits and sees it fail."""
+    host = ScriptedHost(["active 0"] * 5 + ["activating 1"], ["000"])
+    with pytest.raises(MicrodeployError, match=r"^orders-api\.service does not stay up \(activating/running, "
+                                              r"result success, 1 automatic restart\(s\)\)"):
+        scripted_probe(monkeypatch, host).wait_started()
+    assert len(host.curls) == 5
+
+
+def test_unit_that_stays_up_without_answering_passes_at_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unit that stays up but never answers passes the unit step once the timeout is over (health judges it)."""
+    host = ScriptedHost(["active 0"], ["000"])
+    summary = scripted_probe(monkeypatch, host).wait_started(timeout=0.5)
+    assert summary == "orders-api.service active (pid 42) for 0.5 s, not answering"
+    assert host.curls
 
 
 def test_not_root_is_bad_input_with_the_command_to_run(tmp_path: Path) -> None:
