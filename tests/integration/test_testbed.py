@@ -215,7 +215,8 @@ def test_networked_hosts_have_own_addresses_keys_and_reach_our_side(
     assert first.address != second.address
     for host in (first, second):
         assert f"inet {host.address}/24" in host.run(["ip", "-4", "addr", "show", "eth0"]).stdout
-        with socket.create_connection((host.address, 22), timeout=10) as conn:
+        # sshd forks and re-executes itself before its banner: slow on a loaded machine.
+        with socket.create_connection((host.address, 22), timeout=60) as conn:
             assert conn.recv(64).startswith(b"SSH-2.0-OpenSSH")
     key = "/etc/ssh/ssh_host_ed25519_key.pub"
     assert first.read_file(key).split()[1] != second.read_file(key).split()[1]
@@ -225,7 +226,7 @@ def test_networked_hosts_have_own_addresses_keys_and_reach_our_side(
     thread.start()
     try:
         url = f"http://{second.netns.host_address}:{server.server_port}/"
-        fetched = first.run(["curl", "--silent", "--show-error", "--max-time", "10", url])
+        fetched = first.run(["curl", "--silent", "--show-error", "--max-time", "60", url])
         assert fetched.stdout == "hello from our side"
     finally:
         server.shutdown()
