@@ -39,6 +39,15 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o644, *, durable: b
         raise
 
 
+def sync_directory(path: Path) -> None:
+    """fsync the directory `path`, so that the renames into it survive a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def staged_directory(dest: Path) -> Iterator[Path]:
     """Yield a temporary sibling of `dest` that becomes `dest` only if the block succeeds.

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from microdeploy.errors import MicrodeployError
-from microdeploy.fsutil import atomic_write, exclusive_lock
+from microdeploy.fsutil import atomic_write, exclusive_lock, sync_directory
 
 # How long the by-hash index files of earlier publishes stay (an apt-get update
 # that read InRelease before a publish fetches the indexes it lists after it).
@@ -169,11 +169,7 @@ def swap_public(layout: Layout, generation_dir: Path) -> None:
     tmp.unlink(missing_ok=True)
     os.symlink(target, tmp)
     os.replace(tmp, layout.public)
-    dir_fd = os.open(layout.root, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    sync_directory(layout.root)
 
 
 def served_generations(layout: Layout, current: Path | None) -> list[Path]:

@@ -25,7 +25,7 @@ from microdeploy import dists
 from microdeploy.build.dpkg import Artifacts
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.errors import MicrodeployError, bad_input
-from microdeploy.fsutil import abandoned, atomic_write, check_writable, private_directory
+from microdeploy.fsutil import abandoned, atomic_write, check_writable, private_directory, sync_directory
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +127,6 @@ def move_in(built: Artifacts, staging: Path, out: Path) -> Artifacts:
                                hint="Free some space (or fix the permissions) and build again") from exc
     for name in names:
         os.replace(staging / name, out / name)
-    _sync_directory(out)
+    sync_directory(out)
     shutil.rmtree(staging, ignore_errors=True)
     return Artifacts(**{kind: out / name for kind, name in zip(ORDER, names, strict=True)})
-
-
-def _sync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -99,3 +99,12 @@ def test_an_output_under_proc_is_bad_input() -> None:
         prepare_output(Path("/proc/microdeploy-dist"))
     assert info.value.exit_code == EXIT_BAD_INPUT
     assert "cannot write" in info.value.message
+
+
+def test_move_in_syncs_the_output_directory_after_the_renames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last fsync of a move is the output directory's, so the three renames are on disk together."""
+    synced: list[int] = []
+    monkeypatch.setattr("microdeploy.fsutil.os.fsync", lambda fd: synced.append(os.fstat(fd).st_ino))
+    out = tmp_path / "dist"
+    move_in(built(tmp_path), prepare_output(out), out)
+    assert synced[-1] == out.stat().st_ino

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from microdeploy.fsutil import atomic_write, staged_directory
+from microdeploy.fsutil import atomic_write, staged_directory, sync_directory
 
 
 def test_atomic_write_replaces_and_sets_mode(tmp_path: Path) -> None:
@@ -102,3 +102,14 @@ def test_temporary_files_go_where_they_are_told_for_the_block(tmp_path: Path) ->
         assert os.environ["TMPDIR"] == str(inside)
         assert Path(tempfile.mkdtemp()).parent == inside
     assert (os.environ.get("TMPDIR"), tempfile.gettempdir()) == before
+
+
+def test_sync_directory_fsyncs_the_directory_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fd fsynced is the directory's (its renames then survive a crash), and it is closed afterwards."""
+    synced: list[tuple[int, int]] = []
+    monkeypatch.setattr("microdeploy.fsutil.os.fsync", lambda fd: synced.append((fd, os.fstat(fd).st_ino)))
+    sync_directory(tmp_path)
+    [(fd, inode)] = synced
+    assert inode == tmp_path.stat().st_ino
+    with pytest.raises(OSError):
+        os.fstat(fd)
