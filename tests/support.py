@@ -7,6 +7,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -77,6 +78,15 @@ def wait_for_json(url: str, process: subprocess.Popen[bytes], timeout: float = 3
             last_error = exc
             time.sleep(0.2)
     raise AssertionError(f"{url} did not answer within {timeout} s: {last_error}")
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0, interval: float = 0.05) -> None:
+    """Poll `condition` on this machine until it holds; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what}: not within {timeout:g} s")
+        time.sleep(interval)
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

@@ -20,6 +20,7 @@ import pytest
 
 from tests.aptrepo import CLI_TIMEOUT, microdeploy
 from tests.packages import EPOCH, BuiltService
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -149,7 +150,12 @@ def test_a_build_killed_at_any_moment_leaves_dist_complete_or_empty(plain_servic
     for i in range(5):
         child = subprocess.Popen(argv, env=build_env(tmp), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(duration * (i + 0.5) / 5)
+        if i == 0:
+            # The first kill lands once the build has made its work directory, long before it writes
+            # dist/: one build is killed mid-way however fast this build runs next to the first one.
+            wait_until(lambda: any(tmp.iterdir()), "the build making its work directory")
+        else:
+            time.sleep(duration * (i + 0.5) / 5)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGKILL)  # the group we started: the CLI and dpkg-buildpackage
         child.wait(60)

@@ -27,6 +27,7 @@ from tests.aptrepo import (
     serve_repository,
     stop_gpg_agent,
 )
+from tests.support import wait_until
 
 if TYPE_CHECKING:
     from microdeploy.testbed.host import Host
@@ -291,10 +292,8 @@ def test_a_publish_killed_mid_way_leaves_a_consistent_signed_state(repo: Path, m
                               "--repo", str(repo)], stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while not (repo / "state" / "generations" / "g000002").exists() and child.poll() is None:
-            assert time.monotonic() < deadline, "the publish never started a generation"
-            time.sleep(0.005)
+        wait_until(lambda: (repo / "state" / "generations" / "g000002").exists() or child.poll() is not None,
+                   "the publish starting a generation", interval=0.005)
     finally:
         child.kill()  # by its pid: the child we started
         child.wait(30)
