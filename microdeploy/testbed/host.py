@@ -245,11 +245,14 @@ def boot(
     wait: bool = True,
     timeout: float = BOOT_TIMEOUT,
     booted: Callable[[Host], None] | None = None,
+    masked: Sequence[str] = (),
 ) -> Host:
     """Boot a fresh copy of `image`; wait until it is running unless `wait` is False.
 
     `booted(host)` is called as soon as the host exists, before any wait: a
     caller that registers its tear-down there loses no host to an interrupt.
+    The units of `masked` are masked for this boot (systemd.mask=, the host's
+    root left as it is).
     """
     require_tools("systemd-nspawn", "nsenter", "tar", "mount", "umount")
     _require_device_nodes()
@@ -265,7 +268,7 @@ def boot(
         _set_hostname(directory / "root", name)
         if regenerate_host_keys:
             regenerate_ssh_host_keys(directory / "root")
-        process = _start_nspawn(directory, name, netns)
+        process = _start_nspawn(directory, name, netns, masked)
         write_owner(directory, process.pid)
     except BaseException:
         remove_host_directory(directory)
@@ -344,7 +347,7 @@ def _set_hostname(root: Path, name: str) -> None:
     )
 
 
-def _start_nspawn(directory: Path, name: str, netns: Netns | None) -> Spawned:
+def _start_nspawn(directory: Path, name: str, netns: Netns | None, masked: Sequence[str]) -> Spawned:
     """Start systemd-nspawn booting ROOT in the background; its output goes to nspawn.log."""
     network = [f"--network-namespace-path={netns.path}"] if netns else ["--private-network"]
     argv = [
@@ -358,6 +361,8 @@ def _start_nspawn(directory: Path, name: str, netns: Netns | None) -> Spawned:
         "--timezone=off",
         *network,
         "-D", str(directory / "root"), "-M", name, "-b",
+        # The arguments of the host's systemd are its kernel command line.
+        *(f"systemd.mask={unit}" for unit in masked),
     ]  # fmt: skip
     # spawn's new session is the setsid(1) of TESTING.md: the host must not be
     # torn down with our terminal or process group (Ctrl-C goes to us, and we

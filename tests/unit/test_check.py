@@ -6,6 +6,7 @@ import subprocess
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, cast
 
@@ -13,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from microdeploy import dists
-from microdeploy.check import CheckSettings, check
+from microdeploy.check import CheckSettings, check, onhost
+from microdeploy.check.onhost import HostPlan, host_checks
 from microdeploy.check.package import DebInfo, Override, parse_overrides, read_deb, release_of
 from microdeploy.check.qa import _piuparts_reason
 from microdeploy.check.report import FAILED, PASSED, SKIPPED, Outcome, Report
@@ -24,6 +26,7 @@ from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
 from microdeploy.mirrors import Mirror
 from microdeploy.process import Result
 from microdeploy.testbed.host import Host
+from microdeploy.testbed.network import Netns
 
 OVERRIDES = """\
 # dh-virtualenv installs the venv under /opt/venvs.
@@ -235,6 +238,26 @@ def test_unit_that_stays_up_without_answering_passes_at_the_timeout(monkeypatch:
     summary = scripted_probe(monkeypatch, host).wait_started(timeout=0.5)
     assert summary == "orders-api.service active (pid 42) for 0.5 s, not answering"
     assert host.curls
+
+
+def test_the_check_host_boots_with_every_timer_masked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The check's host starts no timer: midnight's dpkg-db-backup and logrotate would write files that the
+    purge step counts as left behind by the package."""
+    booted: dict[str, Any] = {}
+
+    def boot(image: Path, **kwargs: Any) -> Host:
+        booted.update(kwargs)
+        raise MicrodeployError("no boot in a unit test")
+
+    monkeypatch.setattr(onhost, "create_netns", lambda: Netns("mdtb-unit", 254, "mdtb254h"))
+    monkeypatch.setattr(onhost, "delete_netns", lambda ns: None)
+    monkeypatch.setattr(onhost, "boot", boot)
+    info = DebInfo(tmp_path / "orders-api.deb", "orders-api", "1.0-1", "all", "", (), True)
+    outcomes: list[Outcome] = []
+    with ExitStack() as stack:
+        host_checks(HostPlan(info, "bookworm", tmp_path / "image.tar"), outcomes.append, stack)
+    assert booted["masked"] == ("timers.target",)
+    assert (outcomes[0].name, outcomes[0].status, outcomes[0].summary) == ("install", FAILED, "no boot in a unit test")
 
 
 def test_not_root_is_bad_input_with_the_command_to_run(tmp_path: Path) -> None:

@@ -60,3 +60,18 @@ def test_a_veth_that_vanishes_during_its_delete_is_deleted(
             delete_netns(ns)
     else:
         delete_netns(ns)
+
+
+def test_masked_units_are_masked_on_the_hosts_command_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """boot(masked=...) hands systemd.mask= to the host's systemd (its kernel command line), after -b."""
+    started: list[Sequence[str]] = []
+
+    def spawn(argv: Sequence[str], **_: Any) -> Spawned:
+        started.append(argv)
+        return cast(Spawned, RunningProcess())
+
+    monkeypatch.setattr(host_module, "spawn", spawn)
+    host_module._start_nspawn(tmp_path, "mdtb-unit", None, ["timers.target"])
+    host_module._start_nspawn(tmp_path, "mdtb-unit", None, [])
+    assert started[0][-3:] == ["mdtb-unit", "-b", "systemd.mask=timers.target"]
+    assert started[1][-2:] == ["mdtb-unit", "-b"]
