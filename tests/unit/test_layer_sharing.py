@@ -26,13 +26,15 @@ def write(path: Path, data: bytes, mode: int) -> None:
 
 
 def saved_venv(root: Path) -> Path:
-    """A venv as a layer saves it: modules, data, a script module, an ELF library, RECORD, bin/, pyvenv.cfg."""
+    """A venv as a layer saves it: modules, data, a script module, ELF and static libraries, RECORD, bin/,
+    pyvenv.cfg."""
     venv = root / "venv"
     write(venv / SITE / "flask" / "app.py", b"x = 1\n", 0o664)
     write(venv / SITE / "flask" / "static" / "style.css", b"body {}\n", 0o600)
     write(venv / SITE / "tool" / "cli.py", b"#!/usr/bin/env python\nprint()\n", 0o644)
     write(venv / SITE / "tool" / "run.sh", b"echo hi\n", 0o755)
     write(venv / SITE / "lxml" / "etree.so", b"\x7fELF\x02\x01\x01", 0o644)
+    write(venv / SITE / "numpy" / "lib" / "libnpymath.a", b"!<arch>\n/               0", 0o644)
     write(venv / SITE / "flask-3.0.dist-info" / "RECORD", b"flask/app.py,,\n", 0o644)
     write(venv / "bin" / "activate", b"VIRTUAL_ENV=/build\n", 0o644)
     write(venv / "pyvenv.cfg", b"home = /usr/bin\n", 0o644)
@@ -49,7 +51,8 @@ def files(venv: Path) -> set[Path]:
 
 
 def test_only_files_no_build_step_writes_are_marked_shared(tmp_path: Path) -> None:
-    """Plain modules and data under lib/ get mode 0644 and the far mtime; scripts, ELF, RECORD, bin/ keep theirs."""
+    """Plain modules and data under lib/ get mode 0644 and the far mtime; scripts, ELF, archives, RECORD, bin/ keep
+    theirs."""
     venv = saved_venv(tmp_path)
     mark_shared(venv)
     for relative in files(venv):

@@ -206,7 +206,8 @@ def mark_shared(venv: Path) -> None:
 
     Those are the regular files under lib/ that are not executable (dh_fixperms
     and finalize-venv change modes), not scripts or modules with a "#!" line
-    (finalize-venv rewrites it), not ELF files (dh_strip) and not RECORD files
+    (finalize-venv rewrites it), not ELF files or static libraries (dh_strip,
+    whose strip writes into a file with several links) and not RECORD files
     (rewritten with the shipped files' hashes).
     """
     for directory, _, files in os.walk(venv / "lib"):
@@ -216,7 +217,7 @@ def mark_shared(venv: Path) -> None:
             if not stat.S_ISREG(status.st_mode) or status.st_mode & 0o7111 or name == "RECORD":
                 continue
             with open(path, "rb") as handle:
-                if handle.read(4).startswith((b"#!", b"\x7fELF")):
+                if handle.read(8).startswith((b"#!", b"\x7fELF", b"!<arch>\n")):
                     continue
             os.chmod(path, SHARED_MODE)
             os.utime(path, ns=(SHARED_MTIME_NS, SHARED_MTIME_NS))
