@@ -18,6 +18,8 @@ __all__ = ["ServiceProbe"]
 SETTLE_SECONDS = 3.0
 START_TIMEOUT = 60.0
 HEALTH_TIMEOUT = 45.0
+# How long a failed unit's own error may take to reach its journal.
+JOURNAL_TIMEOUT = 10.0
 
 _EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
 # ss -ltnpH: "LISTEN 0 2048 127.0.0.1:8001 0.0.0.0:* users:(("gunicorn",pid=42,fd=5),...)"
@@ -86,9 +88,19 @@ class ServiceProbe:
         state = f"{props.get('ActiveState')}/{props.get('SubState')}, result {props.get('Result')}"
         restarts = int(props.get("NRestarts") or 0)
         restarts_text = f", {restarts} automatic restart(s)" if restarts else ""
-        # Enough lines to reach back past the tracebacks of several workers.
-        why = self.last_error(self.host.journal(self.info.unit, lines=300))
+        why = self.last_words()
         raise failure(f"{self.info.unit} does not stay up ({state}{restarts_text})" + (f": {why}" if why else ""))
+
+    def last_words(self) -> str:
+        """The service's last error from its journal, waited for (bounded): journald files what a
+        process wrote before it died in the background, maybe after systemd has seen it die."""
+        deadline = time.monotonic() + JOURNAL_TIMEOUT
+        while True:
+            # Enough lines to reach back past the tracebacks of several workers.
+            why = self.last_error(self.host.journal(self.info.unit, lines=300))
+            if why or time.monotonic() >= deadline:
+                return why
+            time.sleep(0.5)
 
     @staticmethod
     def last_error(journal: str) -> str:

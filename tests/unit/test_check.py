@@ -170,12 +170,18 @@ def test_last_error_prefers_the_services_own_exception() -> None:
     assert ServiceProbe.last_error("Dec 04 h app[1]: [ERROR] disk full\n") == "[ERROR] disk full"
 
 
+IMPORT_ERROR = "h gunicorn[43]: ModuleNotFoundError: No module named 'orders_api.missing'\n"
+
+
 class ScriptedHost:
     """A host whose unit reports the states of `states` ("ActiveState NRestarts") poll by poll, the last
     one repeating, and whose listener answers HTTP with the codes of `answers` in turn ('000': no answer)."""
 
-    def __init__(self, states: Sequence[str], answers: Sequence[str]) -> None:
+    def __init__(self, states: Sequence[str], answers: Sequence[str], journals: Sequence[str] = (IMPORT_ERROR,)
+                 ) -> None:
         self.states: Iterator[str] = iter(states)
+        self.journals = list(journals)
+        self.journal_reads = 0
         self.state = ""
         self.answers: Iterator[str] = iter(answers)
         self.answer = "000"
@@ -204,8 +210,9 @@ class ScriptedHost:
         return Result(tuple(argv), 0, text, "")
 
     def journal(self, unit: str | None = None, lines: int = 100) -> str:
-        """The unit's last words: the worker's import error."""
-        return "h gunicorn[43]: ModuleNotFoundError: No module named 'orders_api.missing'\n"
+        """The unit's journal as far as journald has filed it: the texts of `journals` in turn."""
+        self.journal_reads += 1
+        return self.journals[min(self.journal_reads, len(self.journals)) - 1]
 
 
 def scripted_probe(monkeypatch: pytest.MonkeyPatch, host: ScriptedHost) -> ServiceProbe:
@@ -230,6 +237,26 @@ def test_unit_whose_app_fails_slowly_fails_the_unit_step(monkeypatch: pytest.Mon
                                               r"result success, 1 automatic restart\(s\)\)"):
         scripted_probe(monkeypatch, host).wait_started()
     assert len(host.curls) == 5
+
+
+def test_a_failed_units_reason_is_waited_for_in_its_journal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """journald files the dead worker's traceback after systemd saw the unit fail: the reason is polled for."""
+    systemd_only = "h systemd[1]: orders-api.service: Main process exited, code=exited, status=3/NOTIMPLEMENTED\n"
+    host = ScriptedHost(["failed 0"], ["000"], [systemd_only, systemd_only, systemd_only + IMPORT_ERROR])
+    with pytest.raises(MicrodeployError, match=r": ModuleNotFoundError: No module named 'orders_api\.missing'$"):
+        scripted_probe(monkeypatch, host).wait_started()
+    assert host.journal_reads == 3
+
+
+def test_a_failed_unit_without_an_error_in_its_journal_has_no_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unit whose journal never names an error fails with its state alone, after a bounded wait."""
+    host = ScriptedHost(["failed 0"], ["000"], ["h systemd[1]: orders-api.service: Deactivated successfully.\n"])
+    probe = scripted_probe(monkeypatch, host)
+    monkeypatch.setattr("microdeploy.check.service.JOURNAL_TIMEOUT", 0.2)
+    with pytest.raises(MicrodeployError, match=r"^orders-api\.service does not stay up \(failed/running, "
+                                              r"result success\)$"):
+        probe.wait_started()
+    assert host.journal_reads >= 2
 
 
 def test_unit_that_stays_up_without_answering_passes_at_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
