@@ -18,9 +18,8 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +27,9 @@ import pytest
 from ruamel.yaml import YAML
 
 from microdeploy.controlrepo import MODULE_PARTS
-from microdeploy.repo import KEYRING_NAME, PublishSettings, publish
-from tests.support import free_port, stop
+from microdeploy.repo import PublishSettings, publish
+from tests.aptrepo import ServedRepo, serve_repository
+from tests.hostcheck import health, main_pid
 
 if TYPE_CHECKING:
     from microdeploy.testbed.host import Host
@@ -185,48 +185,16 @@ def test_deployed_environment_compiles_data_from_all_three_levels(tmp_path: Path
 # --- On a booted Debian 12 host ----------------------------------------------------
 
 
-class RepoServer:
-    """`microdeploy repo serve` in a child process, started and stopped by pid, with bounded waits."""
-
-    def __init__(self, repo: Path, bind: str, log: Path) -> None:
-        self.url = f"http://{bind}:{free_port()}/"
-        self.log = log
-        port = self.url.rsplit(":", 1)[1].strip("/")
-        with log.open("wb") as output:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "microdeploy", "repo", "serve", str(repo), "--bind", bind, "--port", port],
-                stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        """Poll until the keyring is served, or fail if the server died or the time is up."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"repo serve exited: {self.log.read_text()}")
-            try:
-                with urllib.request.urlopen(self.url + KEYRING_NAME, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError(f"{self.url} did not answer within {timeout} s")
-
-
 @pytest.fixture
-def served_repo(tmp_path: Path) -> Iterator[Any]:
+def served_repo(tmp_path: Path) -> Iterator[Callable[[Path, str], ServedRepo]]:
     """A factory: serve a published repository on an address; every server is stopped by pid afterwards."""
-    servers: list[RepoServer] = []
+    with ExitStack() as servers:
 
-    def _serve(repo: Path, bind: str) -> RepoServer:
-        server = RepoServer(repo, bind, tmp_path / f"serve-{len(servers)}.log")
-        servers.append(server)
-        server.wait_ready()
-        return server
+        def _serve(repo: Path, bind: str) -> ServedRepo:
+            log = tmp_path / f"serve-{len(list(tmp_path.glob('serve-*.log')))}.log"
+            return servers.enter_context(serve_repository(repo, bind, log))
 
-    yield _serve
-    for server in servers:
-        stop(server.process)
+        yield _serve
 
 
 def apply(host: Host, environment: Path) -> tuple[int, str]:
@@ -240,25 +208,6 @@ def apply(host: Host, environment: Path) -> tuple[int, str]:
     return result.returncode, result.stdout + result.stderr
 
 
-def main_pid(host: Host, name: str) -> int:
-    """The service's main PID as systemd reports it (0: not running)."""
-    return int(host.run(["systemctl", "show", "--value", "--property=MainPID", name]).stdout.strip())
-
-
-def health(host: Host, port: int, path: str, timeout: float = 90.0) -> dict[str, Any]:
-    """Poll the health check with curl inside the host until it answers (bounded)."""
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        result = host.run(["curl", "-fsS", "--max-time", "5", f"http://127.0.0.1:{port}{path}"], check=False)
-        if result.returncode == 0:
-            data: dict[str, Any] = json.loads(result.stdout)
-            return data
-        last = result.stderr
-        time.sleep(0.5)
-    raise AssertionError(f"no health answer on port {port} within {timeout} s: {last}")
-
-
 def installed_version(host: Host, name: str) -> str:
     """The version of `name` dpkg has installed on the host."""
     return host.run(["dpkg-query", "-W", "-f=${Version}", name]).stdout
@@ -267,7 +216,7 @@ def installed_version(host: Host, name: str) -> str:
 @pytest.mark.host
 def test_puppet_apply_of_the_role_installs_configures_pins_and_upgrades_the_service(
     tmp_path: Path, control: Path, plain_service: BuiltService, plain_service_v2: BuiltService,
-    puppet_host_image: Path, networked_hosts: NetworkedHosts, served_repo: Any,
+    puppet_host_image: Path, networked_hosts: NetworkedHosts, served_repo: Callable[[Path, str], ServedRepo],
 ) -> None:
     """The environment r10k deploys from `control-repo init`'s repository installs, configures, holds, moves a pin."""
     name, version, newer = plain_service.name, plain_service.result.version, plain_service_v2.result.version
@@ -323,7 +272,7 @@ def test_puppet_apply_of_the_role_installs_configures_pins_and_upgrades_the_serv
     assert "[app]\ngreeting = %{lookup('profile::motd')}\nowner = %{ops}\n" in config
     assert f"[server]\nbind = 127.0.0.1\nport = {port}\nworkers = 3\n" in config
     assert host.run(["systemctl", "is-active", name]).stdout.strip() == "active"
-    assert health(host, port, plain_service.health_path)["status"] == "ok"
+    assert health(host, port, plain_service.health_path, timeout=90)["status"] == "ok"
     first_pid = main_pid(host, name)
     assert first_pid > 0
 
@@ -354,7 +303,7 @@ def test_puppet_apply_of_the_role_installs_configures_pins_and_upgrades_the_serv
     assert installed_version(host, name) == newer
     assert f"Pin: version {newer}\n" in host.read_file(f"/etc/apt/preferences.d/microdeploy-{name}.pref")
     assert host.run(["systemctl", "is-active", name]).stdout.strip() == "active"
-    assert health(host, port, plain_service.health_path)["status"] == "ok"
+    assert health(host, port, plain_service.health_path, timeout=90)["status"] == "ok"
     assert main_pid(host, name) not in (0, first_pid)
 
     # Pinning the previous version again downgrades on the next apply (a rollback through Hiera).
@@ -363,4 +312,4 @@ def test_puppet_apply_of_the_role_installs_configures_pins_and_upgrades_the_serv
     assert code == 2, out
     assert installed_version(host, name) == version
     assert f"Pin: version {version}\n" in host.read_file(f"/etc/apt/preferences.d/microdeploy-{name}.pref")
-    assert health(host, port, plain_service.health_path)["status"] == "ok"
+    assert health(host, port, plain_service.health_path, timeout=90)["status"] == "ok"
