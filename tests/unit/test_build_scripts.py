@@ -239,6 +239,58 @@ def test_prune_removes_installers_bytecode_build_traces_and_stray_executable_bit
     assert modes == {"run.py": 0o644, "script": 0o755, "speedups.so": 0o755, "tool.py": 0o755}
 
 
+def tree(root: Path) -> list[tuple[str, str]]:
+    """Every path under `root`, sorted, with what it is: a symlink's target, "dir", or a file's x bit."""
+    return sorted((str(path.relative_to(root)), os.readlink(path) if path.is_symlink() else "dir" if path.is_dir()
+                   else "executable" if path.stat().st_mode & 0o111 else "file") for path in root.rglob("*"))
+
+
+def test_prune_removes_exactly_what_it_must_across_the_venv(debian: Path, tmp_path: Path) -> None:
+    """__pycache__ goes anywhere in the venv, VCS and editor leftovers only in site-packages, then every directory
+    left empty (nested ones too), but no symlink; files outside site-packages keep their names and modes."""
+    venv, site = fake_venv(tmp_path, ("app", "", ["app/__init__.py", "app/sub/deep/mod.py"]))
+    files = {
+        "bin/__pycache__/x.pyc": 0o644, "lib/python3.11/__pycache__/y.pyc": 0o644,
+        "share/doc/.git/HEAD": 0o644, "share/doc/notes~": 0o644, "share/doc/run.py": 0o755,
+        "share/doc/tool": 0o755,
+        "lib/python3.11/site-packages/app/sub/deep/__pycache__/mod.cpython-311.pyc": 0o644,
+        "lib/python3.11/site-packages/app/sub/.hg/store": 0o644,
+        "lib/python3.11/site-packages/app/sub/.#lock~": 0o644,
+        "lib/python3.11/site-packages/gone/only/.svn/entries": 0o644,
+        "lib/python3.11/site-packages/gone/.cvsignore": 0o644,
+        "lib/python3.11/site-packages/gone/__pycache__/g.pyc": 0o644,
+        "lib/python3.11/site-packages/app/data.txt": 0o755,
+    }
+    for relative, mode in files.items():
+        (venv / relative).parent.mkdir(parents=True, exist_ok=True)
+        (venv / relative).write_text("#!/bin/sh\n" if relative.endswith("tool") else "x\n")
+        (venv / relative).chmod(mode)
+    (site / "app" / "empty" / "emptier").mkdir(parents=True)
+    (site / "app" / "linked").symlink_to("sub")
+    (site / "app" / "dangling~").symlink_to("nowhere")
+    (venv / "share" / "empty-link-target").mkdir()
+    (venv / "share" / "to-empty").symlink_to("empty-link-target")
+    finalize(debian, "prune", venv)
+    info = "lib/python3.11/site-packages/app-1.0.dist-info"
+    assert tree(venv) == sorted([
+        ("lib", "dir"), ("lib/python3.11", "dir"), ("lib/python3.11/site-packages", "dir"),
+        ("lib/python3.11/site-packages/_microdeploy_instance.pth", "file"),
+        ("lib/python3.11/site-packages/_microdeploy_instance.py", "file"),
+        ("lib/python3.11/site-packages/app", "dir"),
+        ("lib/python3.11/site-packages/app/__init__.py", "file"),
+        ("lib/python3.11/site-packages/app/data.txt", "file"),
+        ("lib/python3.11/site-packages/app/linked", "sub"),
+        ("lib/python3.11/site-packages/app/sub", "dir"),
+        ("lib/python3.11/site-packages/app/sub/deep", "dir"),
+        ("lib/python3.11/site-packages/app/sub/deep/mod.py", "file"),
+        (info, "dir"), (f"{info}/METADATA", "file"), (f"{info}/RECORD", "file"),
+        ("lib64", "lib"), ("pyvenv.cfg", "file"),
+        ("share", "dir"), ("share/doc", "dir"), ("share/doc/.git", "dir"),
+        ("share/doc/.git/HEAD", "file"), ("share/doc/notes~", "file"), ("share/doc/run.py", "executable"),
+        ("share/doc/tool", "executable"), ("share/to-empty", "empty-link-target"),
+    ])
+
+
 def test_records_match_the_files_as_shipped(debian: Path, tmp_path: Path) -> None:
     """The usual uv venv (no installers): records rewrites every RECORD with the hash and size of each file as
     shipped, sorted, without the files removed and with RECORD's own line empty."""
