@@ -1,16 +1,20 @@
-"""A built .deb as `publish` and `deploy` read it: package, version and architecture, checked with dpkg-deb."""
+"""Reading a .deb (python-debian's reader): what `publish` and `deploy` take from it, and where `check` opens it."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import tarfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from debian import arfile, debfile
 
 from microdeploy import validate
 from microdeploy.dists import DEFAULT_DIST
 from microdeploy.errors import bad_input
-from microdeploy.process import Runner, run
 
 
 @dataclass(frozen=True, order=True)
@@ -47,24 +51,37 @@ class DebFile:
     dist: str = DEFAULT_DIST  # the suite it is published into
 
 
-def inspect_deb(path: Path, runner: Runner = run) -> DebFile:
-    """Validate a .deb with dpkg-deb and return its package, checksum and size (bad input: exit 2)."""
+def inspect_deb(path: Path) -> DebFile:
+    """Validate a .deb and return its package, checksum and size (bad input: exit 2)."""
     if not path.is_file():
         raise bad_input(f"no such file: {path}", hint="Pass the path of a built .deb")
     check_ar_archive(path)
-    info = runner(["dpkg-deb", "--info", str(path)], check=False)
-    fields = runner(["dpkg-deb", "--field", str(path), "Package", "Version", "Architecture"], check=False)
-    if info.returncode != 0 or fields.returncode != 0:
-        reason = (info.stderr or fields.stderr).strip().splitlines()
-        raise bad_input(f"{path} is not a valid Debian package: {reason[-1] if reason else 'dpkg-deb failed'}",
-                        hint="Rebuild it with `microdeploy build` (or dpkg-deb --build)")
-    values = parse_fields(fields.stdout)
-    package = PackageRef(values.get("Package", ""), values.get("Version", ""), values.get("Architecture", ""))
+    with opened(path) as deb:
+        package = package_of(deb.debcontrol(), path)
+    return DebFile(path, package, sha256_of(path), path.stat().st_size)
+
+
+@contextlib.contextmanager
+def opened(path: Path) -> Iterator[debfile.DebFile]:
+    """The .deb at `path`, open to read its control fields and files; bad input (exit 2) where it cannot be read."""
+    # python-debian reads a member only when asked: the control fields alone
+    # never decompress the data archive.
+    try:
+        with contextlib.closing(debfile.DebFile(str(path))) as deb:
+            yield deb
+    except (arfile.ArError, EOFError, OSError, tarfile.TarError) as exc:  # DebError is an ArError
+        raise bad_input(f"{path} is not a readable Debian package: {exc}",
+                        hint="Pass a .deb built by `microdeploy build` or dpkg-deb") from exc
+
+
+def package_of(control: Mapping[str, str], path: Path) -> PackageRef:
+    """The package a .deb's control fields name, each of the three checked (bad input: exit 2)."""
+    package = PackageRef(control.get("Package", ""), control.get("Version", ""), control.get("Architecture", ""))
     for what, value, spec in (("package name", package.name, validate.PACKAGE_NAME),
                               ("version", package.version, validate.DEBIAN_VERSION),
                               ("architecture", package.architecture, validate.ARCHITECTURE)):
         validate.check(spec, what, value, str(path))
-    return DebFile(path, package, sha256_of(path), path.stat().st_size)
+    return package
 
 
 def check_ar_archive(path: Path) -> None:
@@ -89,16 +106,6 @@ def check_ar_archive(path: Path) -> None:
                 raise bad_input(f"{path} is a corrupt Debian package (bad member header at byte {offset})",
                                 hint="Rebuild it or copy it again")
             offset += 60 + member + (member % 2)  # members are padded to even offsets
-
-
-def parse_fields(text: str) -> dict[str, str]:
-    """`Key: value` lines (as dpkg-deb --field prints them) into a dict."""
-    fields = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and not line.startswith((" ", "\t")):
-            fields[key.strip()] = value.strip()
-    return fields
 
 
 def sha256_of(path: Path) -> str:

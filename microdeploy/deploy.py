@@ -52,7 +52,6 @@ from microdeploy.deploy_plan import HEALTH_INTERVAL, DeployOptions, Rollout, mak
 from microdeploy.deploy_report import DeployReport, HostReport
 from microdeploy.errors import MicrodeployError
 from microdeploy.hosts import Connector
-from microdeploy.process import Runner, run
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +75,10 @@ def deploy(
     connect: Connector | None = None,
     now: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-    runner: Runner = run,
 ) -> DeployReport:
     """Roll the version out batch by batch; roll the failing batch back. Raises MicrodeployError before any change."""
     started = now()
-    rollout = make_rollout(options, runner)
+    rollout = make_rollout(options)
     batch_names = tuple(tuple(t.spec for t in batch) for batch in rollout.batches)
     if options.dry_run:
         preflight, planned = plan(rollout)

@@ -16,7 +16,6 @@ from microdeploy.debfile import inspect_deb
 from microdeploy.deploy_commands import health_command
 from microdeploy.errors import bad_input
 from microdeploy.hosts import Target, parse_target, read_hosts_file
-from microdeploy.process import Runner, run
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +119,9 @@ def check_version(version: str) -> str:
     return validate.check(validate.DEBIAN_VERSION, "version", version, "--version")
 
 
-def make_rollout(options: DeployOptions, runner: Runner = run) -> Rollout:
+def make_rollout(options: DeployOptions) -> Rollout:
     """Check every option and turn them into a rollout plan; raises bad_input on the first problem."""
-    deb = inspect_deb(options.deb, runner).package if options.deb is not None else None
+    deb = inspect_deb(options.deb).package if options.deb is not None else None
     if options.version is None and deb is None:
         raise bad_input("no version to deploy", hint="Pass --version V (the Debian version), or --deb FILE")
     version = check_version(options.version) if options.version is not None else deb.version if deb else ""

@@ -169,7 +169,7 @@ def publish(
     if not debs:
         raise bad_input("no .deb files given", hint="Pass one or more .deb files to publish")
     check_settings(settings)
-    files = [inspect_deb(Path(p), runner) for p in debs]
+    files = [inspect_deb(Path(p)) for p in debs]
     files = [replace(deb, dist=suite_of(deb, settings.dist)) for deb in files]
     suites = sorted({deb.dist for deb in files})
     timings["validate"] = clock() - started

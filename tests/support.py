@@ -98,3 +98,20 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout)
+
+
+def make_deb(tmp_path: Path, version: str = "1.0-1", depends: str = "python3.11", name: str = "orders-api",
+             files: dict[str, str] | None = None, filename: str | None = None) -> Path:
+    """A tiny real .deb built with dpkg-deb (named NAME_VERSION_all.deb unless `filename` says otherwise)."""
+    tree = tmp_path / f"tree-{name}-{version}"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "DEBIAN" / "control").write_text(
+        f"Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: A <a@example.org>\n"
+        f"Depends: {depends}\nDescription: test\n test package\n"
+    )
+    for path, text in (files or {}).items():
+        (tree / path).parent.mkdir(parents=True, exist_ok=True)
+        (tree / path).write_text(text)
+    deb = tmp_path / (filename or f"{name}_{version}_all.deb")
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(deb)], check=True, capture_output=True)
+    return deb

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from microdeploy import dists
-from microdeploy.errors import MicrodeployError, bad_input
+from microdeploy.debfile import opened, package_of
+from microdeploy.errors import bad_input
 
 __all__ = ["DebInfo", "Override", "read_deb", "release_of"]
 
@@ -49,42 +48,25 @@ class DebInfo:
 
 def read_deb(path: Path) -> DebInfo:
     """Read a .deb's control fields and the few files the checks need (exit 2 if it is not a .deb)."""
-    from debian import arfile, debfile  # python-debian: only when a package is read
-
     if not path.is_file():
         raise bad_input(f"no such package file: {path}", hint="Pass the .deb that `microdeploy build` wrote")
-    try:
-        deb = debfile.DebFile(str(path))
-    except (debfile.DebError, arfile.ArError, OSError, EOFError) as exc:
-        raise _not_a_deb(path, exc) from exc
-    try:
-        control: Any = deb.debcontrol()
+    with opened(path) as deb:
+        control = deb.debcontrol()
+        package = package_of(control, path)
         data = deb.data
-        name = str(control["Package"])
-        overrides_text = _member(data, f"./usr/share/lintian/overrides/{name}")
-        has_unit = any(
-            _member_exists(data, f"./{prefix}/systemd/system/{name}.service") for prefix in ("lib", "usr/lib")
-        )
-        info = DebInfo(
-            path=path.absolute(),
-            name=name,
-            version=str(control["Version"]),
-            architecture=str(control.get("Architecture", "all")),
-            depends=str(control.get("Depends", "")),
-            overrides=tuple(parse_overrides(overrides_text or "")),
-            has_unit=has_unit,
-        )
-    except (debfile.DebError, arfile.ArError, KeyError, OSError, EOFError, tarfile.TarError) as exc:
-        raise _not_a_deb(path, exc) from exc
-    finally:
-        deb.close()
-    return info
-
-
-def _not_a_deb(path: Path, exc: BaseException) -> MicrodeployError:
-    """The error for a file that is not a readable .deb."""
-    return bad_input(f"{path} is not a readable Debian package: {exc}",
-                     hint="Pass a .deb built by dpkg-deb (check it with `dpkg-deb --info`)")
+        overrides = f"./usr/share/lintian/overrides/{package.name}"
+        overrides_text = data.get_content(overrides, "utf-8", "replace") if data.has_file(overrides) else None
+        has_unit = any(data.has_file(f"./{prefix}/systemd/system/{package.name}.service")
+                       for prefix in ("lib", "usr/lib"))
+    return DebInfo(
+        path=path.absolute(),
+        name=package.name,
+        version=package.version,
+        architecture=package.architecture,
+        depends=control.get("Depends", ""),
+        overrides=tuple(parse_overrides(overrides_text or "")),
+        has_unit=has_unit,
+    )
 
 
 def release_of(info: DebInfo, requested: str | None = None) -> str:
@@ -122,15 +104,3 @@ def parse_overrides(text: str) -> list[Override]:
             tag = match.group(1) if match else line
             overrides.append(Override(tag, " ".join(comment) or "(no reason given)"))
     return overrides
-
-
-def _member(data: Any, name: str) -> str | None:
-    """A file of the package's data as text, or None when it ships none."""
-    if not data.has_file(name):
-        return None
-    return str(data.get_content(name).decode("utf-8", errors="replace"))
-
-
-def _member_exists(data: Any, name: str) -> bool:
-    """Whether the package's data holds `name`."""
-    return bool(data.has_file(name))

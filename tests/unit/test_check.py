@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
@@ -21,12 +20,14 @@ from microdeploy.check.qa import _piuparts_reason
 from microdeploy.check.report import FAILED, PASSED, SKIPPED, Outcome, Report
 from microdeploy.check.service import ServiceProbe
 from microdeploy.cli import main
+from microdeploy.debfile import PackageRef, inspect_deb
 from microdeploy.dists import Dist
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
 from microdeploy.mirrors import Mirror
 from microdeploy.process import Result
 from microdeploy.testbed.host import Host
 from microdeploy.testbed.network import Netns
+from tests.support import make_deb
 
 OVERRIDES = """\
 # dh-virtualenv installs the venv under /opt/venvs.
@@ -42,23 +43,6 @@ orders-api binary: long-form-override [usr/share/doc/*]
 
 orders-api: unexplained
 """
-
-
-def make_deb(tmp_path: Path, version: str = "1.0-1", depends: str = "python3.11", name: str = "orders-api",
-             files: dict[str, str] | None = None) -> Path:
-    """A tiny real .deb built with dpkg-deb."""
-    tree = tmp_path / f"tree-{name}-{version}"
-    (tree / "DEBIAN").mkdir(parents=True)
-    (tree / "DEBIAN" / "control").write_text(
-        f"Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: A <a@example.org>\n"
-        f"Depends: {depends}\nDescription: test\n test package\n"
-    )
-    for path, text in (files or {}).items():
-        (tree / path).parent.mkdir(parents=True, exist_ok=True)
-        (tree / path).write_text(text)
-    deb = tmp_path / f"{name}_{version}_all.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(deb)], check=True, capture_output=True)
-    return deb
 
 
 def test_overrides_carry_the_comment_above_them_as_reason() -> None:
@@ -84,6 +68,13 @@ def test_read_deb_finds_overrides_and_unit(tmp_path: Path) -> None:
     info = read_deb(deb)
     assert (info.name, info.version, info.unit, info.has_unit) == ("orders-api", "1.0-1", "orders-api.service", True)
     assert [o.tag for o in info.overrides][:2] == ["dir-or-file-in-opt", "unusual-interpreter"]
+
+
+def test_check_and_publish_read_a_deb_through_one_reader(tmp_path: Path) -> None:
+    """check's facts of a .deb are the package publish and deploy read from it (microdeploy.debfile)."""
+    deb = make_deb(tmp_path, version="2:1.4.0-3+deb12")
+    info = read_deb(deb)
+    assert PackageRef(info.name, info.version, info.architecture) == inspect_deb(deb).package
 
 
 def test_read_deb_of_a_package_without_unit_or_overrides(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import shlex
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from microdeploy.deploy_plan import DeployOptions, split_batches
 from microdeploy.deploy_report import DeployReport
 from microdeploy.errors import MicrodeployError
 from microdeploy.hosts import CommandResult, Target, parse_target
-from microdeploy.process import Result
+from tests.support import make_deb
 
 PKG = "orders-api"
 # No health_path configured: the main page, any answer below 500.
@@ -183,22 +182,13 @@ def run_deploy(fleet: list[FakeHost], version: str | None = "2", name: str | Non
     network = FakeNetwork(fleet)
     clock = FakeClock()
     opts = DeployOptions(version=version, name=name, hosts=(",".join(h.name for h in fleet),), **options)  # type: ignore[arg-type]
-    report = deploy(opts, connect=network, now=clock.now, sleep=clock.sleep, runner=fake_dpkg_deb)
+    report = deploy(opts, connect=network, now=clock.now, sleep=clock.sleep)
     return report, network
 
 
-def fake_dpkg_deb(argv: Sequence[str], **kwargs: object) -> Result:
-    """dpkg-deb as it answers for a .deb named PACKAGE_VERSION.deb."""
-    name, _, version = Path(argv[2]).stem.rpartition("_")
-    fields = f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
-    return Result(tuple(argv), 0, fields if argv[1] == "--field" else "new Debian package\n", "")
-
-
-def fake_deb(tmp_path: Path, name: str, version: str) -> Path:
-    """A file that passes as a .deb for fake_dpkg_deb (an empty ar archive)."""
-    path = tmp_path / f"{name}_{version}.deb"
-    path.write_bytes(b"!<arch>\n")
-    return path
+def deb_file(tmp_path: Path, name: str, version: str) -> Path:
+    """A tiny real .deb of `name` at `version`, named NAME_VERSION.deb."""
+    return make_deb(tmp_path, version=version, name=name, filename=f"{name}_{version}.deb")
 
 
 def upgrade_commands(version: str, *, downgrade: bool = False) -> list[str]:
@@ -550,7 +540,7 @@ def test_cli_dry_run_prints_the_plan(fleet: list[FakeHost]) -> None:
 def test_deb_is_uploaded_installed_and_removed(tmp_path: Path) -> None:
     """--deb uploads the file into a fresh private directory, installs it with apt-get, deletes it, checks health."""
     fleet = hosts("h1", "h2")
-    deb = fake_deb(tmp_path, PKG, "4")
+    deb = deb_file(tmp_path, PKG, "4")
     report, _ = run_deploy(fleet, version=None, name=None, deb=deb)
     assert report.result == "success" and report.package == PKG and report.version == "4"
     private = "/var/tmp/microdeploy.AbCdEf1234"
@@ -565,7 +555,7 @@ def test_deb_is_uploaded_installed_and_removed(tmp_path: Path) -> None:
 def test_deb_that_fails_rolls_back_from_the_repository(tmp_path: Path) -> None:
     """An uploaded .deb that is unhealthy is rolled back to the recorded version from the repository."""
     fleet = hosts("h1", broken=frozenset({"4"}))
-    report, _ = run_deploy(fleet, version=None, name=None, deb=fake_deb(tmp_path, PKG, "4"), health_timeout=1)
+    report, _ = run_deploy(fleet, version=None, name=None, deb=deb_file(tmp_path, PKG, "4"), health_timeout=1)
     assert report.exit_code == 1 and fleet[0].installed == "1"
     assert install_command(PKG, "1", allow_downgrades=True) in fleet[0].commands
 
@@ -582,7 +572,7 @@ def test_deb_of_another_package_or_version_is_bad_input(tmp_path: Path, name: st
     """A .deb whose package or version differs from NAME or --version exits 2 before connecting."""
     fleet = hosts("h1")
     with pytest.raises(MicrodeployError, match=message) as caught:
-        run_deploy(fleet, version=version, name=name, deb=fake_deb(tmp_path, PKG, "4"))
+        run_deploy(fleet, version=version, name=name, deb=deb_file(tmp_path, PKG, "4"))
     assert caught.value.exit_code == 2 and fleet[0].log == []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import urllib.error
@@ -20,6 +21,7 @@ from microdeploy.process import Result
 from microdeploy.repo import PublishSettings, sources_snippet
 from microdeploy.repo_plan import Manifest, ServedPackage, aptly_commands, select_kept, split_new
 from microdeploy.signing import KEY_USER_ID, SigningKey, parse_signing_fingerprints, resolve_key
+from tests.support import make_deb
 
 FPR = "092CF90BA591D11660B031AE82F810F65B3E21DE"
 KEY = SigningKey(FPR, Path("/r/state/gnupg"))
@@ -129,19 +131,13 @@ def test_split_new_refuses_two_different_files_for_one_version() -> None:
 # --- validating .deb files --------------------------------------------------
 
 
-def test_inspect_deb_runs_dpkg_deb_and_reads_the_fields(tmp_path: Path) -> None:
-    """A .deb is checked with `dpkg-deb --info` and read with `--field` (exact argv)."""
-    path = ar_file(tmp_path / "svc.deb")
-    fields = "Package: svc\nVersion: 1.2.0-1\nArchitecture: amd64\n"
-    runner = FakeRunner({("dpkg-deb", "--field"): ok(fields)})
-    info = inspect_deb(path, runner)
-    assert runner.argvs == [
-        ["dpkg-deb", "--info", str(path)],
-        ["dpkg-deb", "--field", str(path), "Package", "Version", "Architecture"],
-    ]
-    assert info.package == PackageRef("svc", "1.2.0-1", "amd64")
+def test_inspect_deb_reads_the_fields_size_and_checksum(tmp_path: Path) -> None:
+    """Package, version and architecture come from the .deb's control fields; size and SHA-256 from the file."""
+    path = make_deb(tmp_path, name="svc", version="1.2.0-1")
+    info = inspect_deb(path)
+    assert info.package == PackageRef("svc", "1.2.0-1", "all")
     assert info.size == path.stat().st_size
-    assert len(info.sha256) == 64
+    assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize(
@@ -153,31 +149,43 @@ def test_inspect_deb_runs_dpkg_deb_and_reads_the_fields(tmp_path: Path) -> None:
     ],
 )
 def test_inspect_deb_refuses_foreign_and_truncated_files(tmp_path: Path, content: bytes, message: str) -> None:
-    """Files that are not complete ar archives are bad input before any tool runs."""
+    """Files that are not complete ar archives are bad input before their members are read."""
     path = tmp_path / "broken.deb"
     path.write_bytes(content)
-    runner = FakeRunner()
     with pytest.raises(MicrodeployError) as info:
-        inspect_deb(path, runner)
+        inspect_deb(path)
     assert info.value.exit_code == EXIT_BAD_INPUT
     assert message in info.value.message
-    assert runner.calls == []
 
 
-def test_inspect_deb_refuses_what_dpkg_deb_rejects(tmp_path: Path) -> None:
-    """When dpkg-deb cannot read the package, its reason is reported with exit 2."""
+def test_inspect_deb_refuses_an_ar_archive_that_is_no_package(tmp_path: Path) -> None:
+    """A whole ar archive without a package's members is bad input, with the reason."""
     path = ar_file(tmp_path / "svc.deb")
-    runner = FakeRunner({("dpkg-deb",): Result((), 2, "", "dpkg-deb: error: unexpected end of file\n")})
     with pytest.raises(MicrodeployError) as info:
-        inspect_deb(path, runner)
+        inspect_deb(path)
     assert info.value.exit_code == EXIT_BAD_INPUT
-    assert "not a valid Debian package: dpkg-deb: error: unexpected end of file" in info.value.message
+    assert f"{path} is not a readable Debian package: missing required part" in info.value.message
+
+
+def test_inspect_deb_refuses_a_package_whose_control_member_is_damaged(tmp_path: Path) -> None:
+    """A .deb whose control archive is garbage (same size, so the ar layer is whole) is bad input."""
+    path = make_deb(tmp_path, name="svc", version="1.2.0-1")
+    data = bytearray(path.read_bytes())
+    # debian-binary (60-byte header, 4 bytes) comes first; then control.tar's header, then its bytes.
+    control = 8 + 60 + 4 + 60
+    assert data[8 + 60 + 4:].startswith(b"control.tar")
+    data[control:control + 32] = bytes(32)
+    path.write_bytes(bytes(data))
+    with pytest.raises(MicrodeployError) as info:
+        inspect_deb(path)
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    assert "is not a readable Debian package" in info.value.message
 
 
 def test_inspect_deb_refuses_a_missing_file(tmp_path: Path) -> None:
     """A path that does not exist is bad input naming the path."""
     with pytest.raises(MicrodeployError) as info:
-        inspect_deb(tmp_path / "nope.deb", FakeRunner())
+        inspect_deb(tmp_path / "nope.deb")
     assert (info.value.exit_code, info.value.message) == (EXIT_BAD_INPUT, f"no such file: {tmp_path / 'nope.deb'}")
 
 
