@@ -136,7 +136,7 @@ class ServedRepo:
 
 
 @contextmanager
-def serve_repository(repo: Path, bind: str, log: Path, timeout: float = 30.0) -> Iterator[ServedRepo]:
+def serve_repository(repo: Path, bind: str, log: Path, timeout: float = 60.0) -> Iterator[ServedRepo]:
     """`microdeploy repo serve REPO --bind BIND --port 0` for the block; stopped by its pid afterwards."""
     with log.open("wb") as output:
         # Port 0: the server takes a free port itself and prints it (no race with a port picked here).

@@ -65,7 +65,7 @@ def get_json(url: str, timeout: float = 2.0) -> tuple[int, dict[str, object]]:
         return response.status, json.loads(response.read())
 
 
-def wait_for_json(url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> tuple[int, dict[str, object]]:
+def wait_for_json(url: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> tuple[int, dict[str, object]]:
     """Poll `url` until it answers or `process` dies or `timeout` passes."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
