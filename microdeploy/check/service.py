@@ -18,8 +18,10 @@ __all__ = ["ServiceProbe"]
 SETTLE_SECONDS = 3.0
 START_TIMEOUT = 60.0
 HEALTH_TIMEOUT = 45.0
-# How long a failed unit's own error may take to reach its journal.
+# How long a failed unit's own error may take to reach its journal, and a
+# served request its access log.
 JOURNAL_TIMEOUT = 10.0
+LOG_TIMEOUT = 10.0
 
 _EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
 # ss -ltnpH: "LISTEN 0 2048 127.0.0.1:8001 0.0.0.0:* users:(("gunicorn",pid=42,fd=5),...)"
@@ -234,9 +236,16 @@ class ServiceProbe:
     def logs(self) -> str:
         """Something was written under /var/log/NAME, and logrotate accepts the package's file for it."""
         directory = f"/var/log/{self.info.name}"
-        result = self.host.run(["find", directory, "-type", "f", "-size", "+0c", "-printf", "%P\\n"],
-                               check=False, timeout=30)
-        files = sorted(result.stdout.split())
+        # gunicorn writes a request's access log line after sending the answer:
+        # the health step's requests may not be in the log yet.
+        deadline = time.monotonic() + LOG_TIMEOUT
+        while True:
+            result = self.host.run(["find", directory, "-type", "f", "-size", "+0c", "-printf", "%P\\n"],
+                                   check=False, timeout=30)
+            files = sorted(result.stdout.split())
+            if (result.returncode == 0 and files) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
         if result.returncode != 0 or not files:
             raise failure(f"nothing written under {directory}", result.stderr)
         rotate = f"/etc/logrotate.d/{self.info.name}"

@@ -250,6 +250,35 @@ def test_a_failed_unit_without_an_error_in_its_journal_has_no_reason(monkeypatch
     assert host.journal_reads >= 2
 
 
+class LoggingHost:
+    """A host whose service's log directory gets its first line after the `late`-th look."""
+
+    def __init__(self, late: int) -> None:
+        self.late = late
+        self.looks = 0
+
+    def run(self, argv: Sequence[str], **_: Any) -> Result:
+        """`find` lists access.log once it has a line; there is no logrotate file."""
+        if argv[0] == "find":
+            self.looks += 1
+            return Result(tuple(argv), 0, "access.log\n" if self.looks > self.late else "", "")
+        return Result(tuple(argv), 1, "", "")
+
+
+@pytest.mark.parametrize(("late", "found"), [(2, True), (10**9, False)])
+def test_logs_step_waits_for_the_access_log_line(monkeypatch: pytest.MonkeyPatch, late: int, found: bool) -> None:
+    """gunicorn logs a request after answering it: the logs step waits (bounded) for a written file."""
+    host = LoggingHost(late)
+    probe = scripted_probe(monkeypatch, cast(ScriptedHost, host))
+    monkeypatch.setattr("microdeploy.check.service.LOG_TIMEOUT", 0.2)
+    if found:
+        assert probe.logs() == "1 file(s) written under /var/log/orders-api: access.log"
+        assert host.looks == 3
+    else:
+        with pytest.raises(MicrodeployError, match=r"^nothing written under /var/log/orders-api$"):
+            probe.logs()
+
+
 def test_unit_that_stays_up_without_answering_passes_at_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     """A unit that stays up but never answers passes the unit step once the timeout is over (health judges it)."""
     host = ScriptedHost(["active 0"], ["000"])
