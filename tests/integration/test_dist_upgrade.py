@@ -27,8 +27,6 @@ if TYPE_CHECKING:
     # keep pytest from rewriting its asserts.
     from tests.testbed.fixtures import NetworkedHosts
 
-pytestmark = [pytest.mark.integration, pytest.mark.host]
-
 NAME = "orders-api"
 CONFIG = "/etc/orders-api/config.ini"
 SITE_CONFIG = "[app]\n# set by the administrator before the upgrade\ndebug = false\n"
@@ -37,6 +35,9 @@ SWITCH = ["sh", "-c", "sed -i 's/bookworm/trixie/g' /etc/apt/sources.list.d/*.so
 # Non-interactive, an administrator's changed conffiles kept.
 FULL_UPGRADE = ["apt-get", "-q", "-y", "-o", "Dpkg::Options::=--force-confold", "full-upgrade"]
 UPGRADE_TIMEOUT = 1800.0
+
+# The suite's 900 s per test would cut the upgrade's own bound in half.
+pytestmark = [pytest.mark.integration, pytest.mark.host, pytest.mark.timeout(UPGRADE_TIMEOUT + 600)]
 
 
 @contextmanager
