@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, cast
 
 import pytest
 from click.testing import CliRunner
 
 from microdeploy import dists
-from microdeploy.check import CheckSettings, check, onhost
-from microdeploy.check.onhost import HostPlan, host_checks
-from microdeploy.check.package import DebInfo, Override, parse_overrides, read_deb, release_of
+from microdeploy.check import CheckSettings, check
+from microdeploy.check.package import Override, parse_overrides, read_deb, release_of
 from microdeploy.check.qa import _piuparts_reason
 from microdeploy.check.report import FAILED, PASSED, SKIPPED, Outcome, Report
 from microdeploy.check.service import ServiceProbe
@@ -24,9 +19,6 @@ from microdeploy.debfile import PackageRef, inspect_deb
 from microdeploy.dists import Dist
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
 from microdeploy.mirrors import Mirror
-from microdeploy.process import Result
-from microdeploy.testbed.host import Host
-from microdeploy.testbed.network import Netns
 from tests.support import make_deb
 
 OVERRIDES = """\
@@ -159,152 +151,6 @@ def test_last_error_prefers_the_services_own_exception() -> None:
     )
     assert ServiceProbe.last_error(journal) == "ModuleNotFoundError: No module named 'orders_api.missing'"
     assert ServiceProbe.last_error("Dec 04 h app[1]: [ERROR] disk full\n") == "[ERROR] disk full"
-
-
-IMPORT_ERROR = "h gunicorn[43]: ModuleNotFoundError: No module named 'orders_api.missing'\n"
-
-
-class ScriptedHost:
-    """A host whose unit reports the states of `states` ("ActiveState NRestarts") poll by poll, the last
-    one repeating, and whose listener answers HTTP with the codes of `answers` in turn ('000': no answer)."""
-
-    def __init__(self, states: Sequence[str], answers: Sequence[str], journals: Sequence[str] = (IMPORT_ERROR,)
-                 ) -> None:
-        self.states: Iterator[str] = iter(states)
-        self.journals = list(journals)
-        self.journal_reads = 0
-        self.state = ""
-        self.answers: Iterator[str] = iter(answers)
-        self.answer = "000"
-        self.curls: list[str] = []
-
-    def run(self, argv: Sequence[str], **_: Any) -> Result:
-        """What systemctl, ps, ss and curl would print for the scripted unit."""
-        if argv[:2] == ["systemctl", "show"]:
-            if "--property=ActiveState" in argv:  # one poll of wait_started
-                self.state = next(self.states, self.state)
-            active, restarts = self.state.split()
-            # Started long enough ago to be past any settle time.
-            started = int((time.monotonic() - 10) * 1e6)
-            text = (f"ActiveState={active}\nSubState=running\nResult=success\nNRestarts={restarts}\n"
-                    f"ExecMainStartTimestampMonotonic={started}\nMainPID=42\n")
-        elif argv[0] == "ps":
-            text = "42 1\n43 42\n"
-        elif argv[0] == "ss":
-            text = 'LISTEN 0 2048 0.0.0.0:8001 0.0.0.0:* users:(("gunicorn",pid=42,fd=5),("gunicorn",pid=43,fd=5))\n'
-        elif argv[0] == "curl":
-            self.curls.append(argv[-1])
-            self.answer = next(self.answers, self.answer)
-            text = self.answer
-        else:
-            text = ""
-        return Result(tuple(argv), 0, text, "")
-
-    def journal(self, unit: str | None = None, lines: int = 100) -> str:
-        """The unit's journal as far as journald has filed it: the texts of `journals` in turn."""
-        self.journal_reads += 1
-        return self.journals[min(self.journal_reads, len(self.journals)) - 1]
-
-
-def scripted_probe(monkeypatch: pytest.MonkeyPatch, host: ScriptedHost) -> ServiceProbe:
-    """A ServiceProbe of orders-api on `host`, without real sleeps."""
-    monkeypatch.setattr("microdeploy.check.service.time.sleep", lambda seconds: None)
-    info = DebInfo(Path("orders-api.deb"), "orders-api", "1.0-1", "all", "", (), True)
-    return ServiceProbe(cast(Host, host), info)
-
-
-def test_unit_is_started_once_it_answers_where_it_listens(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Active and settled is not enough: the unit passes once its listener answers HTTP, whatever the status."""
-    host = ScriptedHost(["active 0"], ["000", "000", "404"])
-    summary = scripted_probe(monkeypatch, host).wait_started()
-    assert summary == "orders-api.service active (pid 42), answering on 0.0.0.0:8001"
-    assert host.curls == ["http://127.0.0.1:8001/"] * 3
-
-
-def test_unit_whose_app_fails_slowly_fails_the_unit_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    """gunicorn bound but its workers still importing a broken app: the unit step waits and sees it fail."""
-    host = ScriptedHost(["active 0"] * 5 + ["activating 1"], ["000"])
-    with pytest.raises(MicrodeployError, match=r"^orders-api\.service does not stay up \(activating/running, "
-                                              r"result success, 1 automatic restart\(s\)\)"):
-        scripted_probe(monkeypatch, host).wait_started()
-    assert len(host.curls) == 5
-
-
-def test_a_failed_units_reason_is_waited_for_in_its_journal(monkeypatch: pytest.MonkeyPatch) -> None:
-    """journald files the dead worker's traceback after systemd saw the unit fail: the reason is polled for."""
-    systemd_only = "h systemd[1]: orders-api.service: Main process exited, code=exited, status=3/NOTIMPLEMENTED\n"
-    host = ScriptedHost(["failed 0"], ["000"], [systemd_only, systemd_only, systemd_only + IMPORT_ERROR])
-    with pytest.raises(MicrodeployError, match=r": ModuleNotFoundError: No module named 'orders_api\.missing'$"):
-        scripted_probe(monkeypatch, host).wait_started()
-    assert host.journal_reads == 3
-
-
-def test_a_failed_unit_without_an_error_in_its_journal_has_no_reason(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A unit whose journal never names an error fails with its state alone, after a bounded wait."""
-    host = ScriptedHost(["failed 0"], ["000"], ["h systemd[1]: orders-api.service: Deactivated successfully.\n"])
-    probe = scripted_probe(monkeypatch, host)
-    monkeypatch.setattr("microdeploy.check.service.JOURNAL_TIMEOUT", 0.2)
-    with pytest.raises(MicrodeployError, match=r"^orders-api\.service does not stay up \(failed/running, "
-                                              r"result success\)$"):
-        probe.wait_started()
-    assert host.journal_reads >= 2
-
-
-class LoggingHost:
-    """A host whose service's log directory gets its first line after the `late`-th look."""
-
-    def __init__(self, late: int) -> None:
-        self.late = late
-        self.looks = 0
-
-    def run(self, argv: Sequence[str], **_: Any) -> Result:
-        """`find` lists access.log once it has a line; there is no logrotate file."""
-        if argv[0] == "find":
-            self.looks += 1
-            return Result(tuple(argv), 0, "access.log\n" if self.looks > self.late else "", "")
-        return Result(tuple(argv), 1, "", "")
-
-
-@pytest.mark.parametrize(("late", "found"), [(2, True), (10**9, False)])
-def test_logs_step_waits_for_the_access_log_line(monkeypatch: pytest.MonkeyPatch, late: int, found: bool) -> None:
-    """gunicorn logs a request after answering it: the logs step waits (bounded) for a written file."""
-    host = LoggingHost(late)
-    probe = scripted_probe(monkeypatch, cast(ScriptedHost, host))
-    monkeypatch.setattr("microdeploy.check.service.LOG_TIMEOUT", 0.2)
-    if found:
-        assert probe.logs() == "1 file(s) written under /var/log/orders-api: access.log"
-        assert host.looks == 3
-    else:
-        with pytest.raises(MicrodeployError, match=r"^nothing written under /var/log/orders-api$"):
-            probe.logs()
-
-
-def test_unit_that_stays_up_without_answering_passes_at_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A unit that stays up but never answers passes the unit step once the timeout is over (health judges it)."""
-    host = ScriptedHost(["active 0"], ["000"])
-    summary = scripted_probe(monkeypatch, host).wait_started(timeout=0.5)
-    assert summary == "orders-api.service active (pid 42) for 0.5 s, not answering"
-    assert host.curls
-
-
-def test_the_check_host_boots_with_every_timer_masked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The check's host starts no timer: midnight's dpkg-db-backup and logrotate would write files that the
-    purge step counts as left behind by the package."""
-    booted: dict[str, Any] = {}
-
-    def boot(image: Path, **kwargs: Any) -> Host:
-        booted.update(kwargs)
-        raise MicrodeployError("no boot in a unit test")
-
-    monkeypatch.setattr(onhost, "create_netns", lambda: Netns("mdtb-unit", 254, "mdtb254h"))
-    monkeypatch.setattr(onhost, "delete_netns", lambda ns: None)
-    monkeypatch.setattr(onhost, "boot", boot)
-    info = DebInfo(tmp_path / "orders-api.deb", "orders-api", "1.0-1", "all", "", (), True)
-    outcomes: list[Outcome] = []
-    with ExitStack() as stack:
-        host_checks(HostPlan(info, "bookworm", tmp_path / "image.tar"), outcomes.append, stack)
-    assert booted["masked"] == ("timers.target",)
-    assert (outcomes[0].name, outcomes[0].status, outcomes[0].summary) == ("install", FAILED, "no boot in a unit test")
 
 
 def test_not_root_is_bad_input_with_the_command_to_run(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ def test_a_boot_probe_that_times_out_is_polled_again(monkeypatch: pytest.MonkeyP
         return Result(tuple(argv), 0, answer, "")
 
     monkeypatch.setattr(host_module, "run", run)
-    monkeypatch.setattr(host_module.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr("microdeploy.testbed.host.time.sleep", lambda seconds: None)
     host = Host("mdtb-unit", tmp_path, cast(Spawned, RunningProcess()), 4242)
     assert host.wait_until_running(timeout=60) == "running"
     assert len(calls) == 3 and all(argv[-1] == "is-system-running" for argv in calls)
