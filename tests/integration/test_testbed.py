@@ -21,7 +21,7 @@ from microdeploy.testbed import host as host_module
 from microdeploy.testbed.host import RUNNING_STATES, Host, boot, booted_host
 from microdeploy.testbed.image import BASE_PACKAGES, build_cached, debian_mirror, image_path, unpacked
 from microdeploy.testbed.network import netns, reap_stale_netns
-from microdeploy.testbed.procs import ROOTS_DIR, reap_stale_hosts
+from microdeploy.testbed.procs import ROOTS_DIR, read_proc, reap_stale_hosts
 
 if TYPE_CHECKING:
     # Only for annotations: importing the plugin module before pytest loads it
@@ -289,5 +289,6 @@ def test_leftovers_of_a_dead_session_are_reaped(host_image: Path) -> None:
     assert ns_name in reap_stale_netns()
     assert not directory.exists()
     assert not Path(f"/run/netns/{ns_name}").exists()
-    status = Path(f"/proc/{nspawn_pid}/status")
-    assert not status.exists() or "zombie" in status.read_text()
+    # Read once: init may reap the zombie at any moment, between a look and a read.
+    status = read_proc(nspawn_pid, "status")
+    assert not status or "zombie" in status
