@@ -36,6 +36,7 @@ def saved_venv(root: Path) -> Path:
     write(venv / SITE / "lxml" / "etree.so", b"\x7fELF\x02\x01\x01", 0o644)
     write(venv / SITE / "numpy" / "lib" / "libnpymath.a", b"!<arch>\n/               0", 0o644)
     write(venv / SITE / "flask-3.0.dist-info" / "RECORD", b"flask/app.py,,\n", 0o644)
+    write(venv / SITE / "flask-3.0.dist-info" / "METADATA", b"Name: flask\n", 0o644)
     write(venv / "bin" / "activate", b"VIRTUAL_ENV=/build\n", 0o644)
     write(venv / "pyvenv.cfg", b"home = /usr/bin\n", 0o644)
     (venv / "bin" / "python").symlink_to("/usr/bin/python3.11")
@@ -43,7 +44,7 @@ def saved_venv(root: Path) -> Path:
     return venv
 
 
-SHARED = {SITE / "flask" / "app.py", SITE / "flask" / "static" / "style.css"}
+SHARED = {SITE / "flask" / "app.py", SITE / "flask" / "static" / "style.css", SITE / "flask-3.0.dist-info" / "METADATA"}
 
 
 def files(venv: Path) -> set[Path]:
@@ -137,9 +138,11 @@ def test_the_layer_is_dropped_when_a_build_changed_a_shared_file(
     assert (kept / "venv" / SITE / "flask" / "app.py").read_bytes() == b"x = 1\n"
 
 
-def copy_beside(tmp_path: Path, **options: object) -> tuple[Path, Restored]:
+def copy_beside(tmp_path: Path, marked: bool = True, **options: object) -> tuple[Path, Restored]:
     cache_layer = tmp_path / "cache" / "layers" / "k"
-    mark_shared(saved_venv(cache_layer))
+    venv = saved_venv(cache_layer)
+    if marked:
+        mark_shared(venv)
     restored = Restored()
     installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=cache_layer, **options)  # type: ignore[arg-type]
     job = installer.start_layer_copy(tmp_path / "copy", restored=restored)
@@ -209,3 +212,15 @@ def test_a_first_build_keeps_its_venv_when_another_build_saved_the_layer_first(t
             for relative in files(cache_layer / "venv")} == before
     assert files(venv) == set(before)
     assert (venv / SITE / "flask" / "app.py").read_bytes() == b"x = 1\n"
+
+
+def test_a_layer_saved_unmarked_is_copied_whole(tmp_path: Path) -> None:
+    """A layer saved by debian/uv-pip or an older microdeploy shares nothing: the copy beside the build is cp's."""
+    venv, restored = copy_beside(tmp_path, marked=False, layer_has_dependencies=True)
+    copy = tmp_path / "copy" / "venv"
+    assert files(copy) == files(venv)
+    assert all(os.lstat(copy / relative).st_ino != os.lstat(venv / relative).st_ino for relative in files(venv))
+    assert restored.shared == []
+    assert not layer.is_marked(venv)
+    mark_shared(venv)
+    assert layer.is_marked(venv)

@@ -32,6 +32,7 @@ from microdeploy.build.fastpath.layer import (
     Restored,
     copy_venv,
     declared_dependencies,
+    is_marked,
     layer_key,
     link_venv,
     prepare_layer,
@@ -131,9 +132,10 @@ class Installer:
         debian/make-venv then moves it into place instead of copying it while
         dpkg-buildpackage waits (`directory` is on the build tree's filesystem).
         The layer's shared files are hard-linked (layer.link_venv, noted in
-        `restored`) when `directory` is on the cache's filesystem and the
-        project is installed without resolving (its dependencies are in the
-        layer: nothing of the layer is upgraded in place); else copied.
+        `restored`) when the layer marks them, `directory` is on the cache's
+        filesystem and the project is installed without resolving (its
+        dependencies are in the layer: nothing of the layer is upgraded in
+        place); else the layer is copied.
         With `wheel` (the project-wheel job and its directory), the project is
         installed into the copy too, once its wheel is there; INSTALLED_FILE
         names that wheel, and debian/uv-pip has nothing left to do.
@@ -145,7 +147,7 @@ class Installer:
         def copy() -> int:
             venv = directory / VENV_DIR
             linked = False
-            if restored is not None and self.layer_has_dependencies:
+            if restored is not None and self.layer_has_dependencies and is_marked(layer / VENV_DIR):
                 try:
                     link_venv(layer / VENV_DIR, venv, restored)
                     linked = True

@@ -229,6 +229,14 @@ def is_shared(status: os.stat_result) -> bool:
             and status.st_mtime_ns == SHARED_MTIME_NS)
 
 
+def is_marked(venv: Path) -> bool:
+    """Whether a saved layer's files are marked as shared, by one dist-info METADATA file (always shared when
+    marked); layers saved unmarked (by debian/uv-pip, or by an older microdeploy) are copied whole, with cp."""
+    for metadata in venv.glob("lib/python3*/site-packages/*.dist-info/METADATA"):
+        return is_shared(os.lstat(metadata))
+    return False
+
+
 @dataclass
 class Restored:
     """A layer's venv restored into a build tree: the layer's files it shares by hard link."""
