@@ -55,8 +55,7 @@ class Feed:
         # The host's own keyring verifies the archive's signatures as usual: the
         # feed passes the signed Release files through unchanged.
         return "\n".join(
-            f"Types: deb\nURIs: {self.url}mirror/{index}/\nSuites: {' '.join(mirror.suites)}\nComponents: main\n"
-            for index, mirror in enumerate(self.mirrors)
+            Mirror(f"{self.url}mirror/{index}/", mirror.suites).stanza() for index, mirror in enumerate(self.mirrors)
         )
 
 

@@ -232,7 +232,8 @@ def test_feed_serves_the_repository_and_caches_the_mirrors_immutable_files(
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(upstream_dir)))
     thread = threading.Thread(target=upstream.serve_forever, daemon=True)
     thread.start()
-    mirror = Mirror(f"http://127.0.0.1:{upstream.server_address[1]}/", ("bookworm",))
+    mirror = Mirror(f"http://127.0.0.1:{upstream.server_address[1]}/", ("bookworm", "bookworm-updates"),
+                    "/usr/share/keyrings/debian-archive-keyring.gpg")
 
     def get(url: str) -> bytes:
         with urllib.request.urlopen(url, timeout=10) as answer:
@@ -252,7 +253,9 @@ def test_feed_serves_the_repository_and_caches_the_mirrors_immutable_files(
                     get(f"{feed.url}{path}")
                 assert refused.value.code == 404, path
                 refused.value.close()
-            assert "URIs: " + feed.url + "mirror/0/\nSuites: bookworm\n" in feed.mirror_sources()
+            # The host's own keyring checks the passed-through archive: no Signed-By of this machine's.
+            assert feed.mirror_sources() == (f"Types: deb\nURIs: {feed.url}mirror/0/\n"
+                                             "Suites: bookworm bookworm-updates\nComponents: main\n")
     finally:
         upstream.shutdown()
         upstream.server_close()
