@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 from microdeploy.build.cache import touch
 from microdeploy.build.fastpath.contract import VENV_DIR
 from microdeploy.fsutil import staged_directory
@@ -44,8 +47,6 @@ INDEX_VARIABLES = ("UV_DEFAULT_INDEX", "UV_INDEX", "UV_INDEX_URL", "UV_EXTRA_IND
 # so no build step changes either (debian/rules touches only older files).
 SHARED_MODE = 0o644
 SHARED_MTIME_NS = 4_102_444_800 * 10**9  # 2100-01-01
-# The name at the start of a PEP 508 requirement.
-NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 # A requirements file line naming another file whose requirements or constraints apply too.
 INCLUDE_RE = re.compile(r"^\s*(?:-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+)(?P<path>\S+)")
 
@@ -74,16 +75,18 @@ def declared_dependencies(data: dict[str, Any]) -> tuple[str, ...] | None:
     if not static_dependencies(data):
         return None
     requirements = tuple(str(requirement) for requirement in data["project"].get("dependencies", []))
-    itself = normalised_name(str(data["project"].get("name", "")))
-    if any(normalised_name(requirement) == itself for requirement in requirements):
+    itself = canonicalize_name(str(data["project"].get("name", "")))
+    if any(requirement_name(requirement) == itself for requirement in requirements):
         return None
     return requirements
 
 
-def normalised_name(requirement: str) -> str:
-    """The project name a requirement starts with, normalised as PEP 503 does."""
-    match = NAME_RE.match(requirement)
-    return re.sub(r"[-_.]+", "-", match.group(0)).lower() if match else ""
+def requirement_name(requirement: str) -> str:
+    """The normalised project name of a PEP 508 requirement ("" when it is not one)."""
+    try:
+        return canonicalize_name(Requirement(requirement).name)
+    except InvalidRequirement:
+        return ""
 
 
 def dependency_declarations(project: Path) -> dict[str, str]:
