@@ -9,12 +9,14 @@ import tarfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-from debian import arfile, debfile
+from typing import TYPE_CHECKING
 
 from microdeploy import validate
 from microdeploy.dists import DEFAULT_DIST
 from microdeploy.errors import bad_input
+
+if TYPE_CHECKING:
+    from debian import debfile
 
 
 @dataclass(frozen=True, order=True)
@@ -65,7 +67,10 @@ def inspect_deb(path: Path) -> DebFile:
 def opened(path: Path) -> Iterator[debfile.DebFile]:
     """The .deb at `path`, open to read its control fields and files; bad input (exit 2) where it cannot be read."""
     # python-debian reads a member only when asked: the control fields alone
-    # never decompress the data archive.
+    # never decompress the data archive. It is imported here, where it is
+    # used: the CLI imports this module for every command.
+    from debian import arfile, debfile
+
     try:
         with contextlib.closing(debfile.DebFile(str(path))) as deb:
             yield deb

@@ -14,11 +14,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-from debian.deb822 import Deb822
+from typing import TYPE_CHECKING
 
 from microdeploy import dists
 from microdeploy.errors import MicrodeployError
+
+if TYPE_CHECKING:
+    from debian.deb822 import Deb822
 
 __all__ = ["SOURCES_FILE", "Mirror", "debian_mirror", "release_mirrors", "release_sources"]
 
@@ -41,6 +43,9 @@ class Mirror:
 
     def stanza(self) -> str:
         """The deb822 stanza of this archive (main only, as the machine's)."""
+        # python-debian is imported where it is used: the CLI imports this module for every command.
+        from debian.deb822 import Deb822
+
         fields = Deb822({"Types": "deb", "URIs": self.uri, "Suites": " ".join(self.suites), "Components": "main"})
         if self.signed_by:
             fields["Signed-By"] = self.signed_by
@@ -85,4 +90,6 @@ def _stanzas(sources: Path) -> list[Deb822]:
         text = sources.read_text(encoding="utf-8")
     except OSError as exc:
         raise MicrodeployError(f"cannot read {sources}: {exc.strerror}", hint=_HINT) from exc
+    from debian.deb822 import Deb822
+
     return list(Deb822.iter_paragraphs(text.splitlines(), use_apt_pkg=False))
