@@ -79,7 +79,7 @@ class ServiceProbe:
             # systemd's monotonic timestamps and ours are the same clock (no time namespace).
             started = int(props.get("ExecMainStartTimestampMonotonic") or 0) / 1e6
             if props.get("ActiveState") == "active" and started and time.monotonic() - started >= settle:
-                answering = self.answering()
+                answering = self.answering(props.get("MainPID"))
                 if answering:
                     return f"{self.info.unit} active (pid {props.get('MainPID')}), answering on {answering}"
                 if time.monotonic() >= deadline:
@@ -208,17 +208,20 @@ class ServiceProbe:
         code = result.stdout.strip()
         return int(code) if code.isdigit() and code != "000" else None
 
-    def answering(self) -> str:
-        """The first address the unit listens on that answers an HTTP GET (any status), or ''."""
-        for address in self.listening():
+    def answering(self, main_pid: str | None = None) -> str:
+        """The first address the unit listens on that answers an HTTP GET (any status), or ''; `main_pid`:
+        the unit's MainPID when the caller has just read it."""
+        for address in self.listening(main_pid):
             host, _, port = address.rpartition(":")
             if self._status(f"http://{_LOOPBACK.get(host, host)}:{port}/") is not None:
                 return address
         return ""
 
-    def listening(self) -> list[str]:
-        """The TCP addresses the unit's main process and its children listen on."""
-        pids = {self.properties("MainPID").get("MainPID", "0")} - {"0"}
+    def listening(self, main_pid: str | None = None) -> list[str]:
+        """The TCP addresses the unit's main process and its children listen on (`main_pid`: as answering)."""
+        if main_pid is None:
+            main_pid = self.properties("MainPID").get("MainPID", "0")
+        pids = {main_pid} - {"0"}
         table = self.host.run(["ps", "-e", "-o", "pid=,ppid="], check=False, timeout=30).stdout
         parents = [line.split() for line in table.splitlines() if len(line.split()) == 2]
         grown = True
