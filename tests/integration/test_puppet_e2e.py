@@ -12,6 +12,7 @@ repository served on the host's 10.231.N.1 link.
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
 import os
 import shlex
@@ -28,7 +29,7 @@ from ruamel.yaml import YAML
 
 from microdeploy.controlrepo import MODULE_PARTS
 from microdeploy.repo import PublishSettings, publish
-from tests.aptrepo import ServedRepo, serve_repository
+from tests.aptrepo import ServedRepo, installed_version, serve_repository
 from tests.hostcheck import health, main_pid
 
 if TYPE_CHECKING:
@@ -188,10 +189,11 @@ def test_deployed_environment_compiles_data_from_all_three_levels(tmp_path: Path
 @pytest.fixture
 def served_repo(tmp_path: Path) -> Iterator[Callable[[Path, str], ServedRepo]]:
     """A factory: serve a published repository on an address; every server is stopped by pid afterwards."""
+    logs = itertools.count()
     with ExitStack() as servers:
 
         def _serve(repo: Path, bind: str) -> ServedRepo:
-            log = tmp_path / f"serve-{len(list(tmp_path.glob('serve-*.log')))}.log"
+            log = tmp_path / f"serve-{next(logs)}.log"
             return servers.enter_context(serve_repository(repo, bind, log))
 
         yield _serve
@@ -206,11 +208,6 @@ def apply(host: Host, environment: Path) -> tuple[int, str]:
                        f"{HOST_ENVIRONMENTS}/production/manifests/site.pp"], check=False, timeout=APPLY_TIMEOUT)
     assert result.returncode in (0, 2), f"puppet apply failed:\n{result.stdout}\n{result.stderr}"
     return result.returncode, result.stdout + result.stderr
-
-
-def installed_version(host: Host, name: str) -> str:
-    """The version of `name` dpkg has installed on the host."""
-    return host.run(["dpkg-query", "-W", "-f=${Version}", name]).stdout
 
 
 @pytest.mark.host
