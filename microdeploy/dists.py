@@ -89,4 +89,14 @@ def of_version(version: str) -> Dist | None:
     match = SUFFIX_RE.search(version)
     if match is None:
         return None
-    return next((dist for dist in DISTS.values() if dist.number == int(match["number"])), None)
+    return numbered(int(match["number"]))
+
+
+def numbered(number: int) -> Dist | None:
+    """The release with Debian version `number` (12: bookworm), or None."""
+    return next((dist for dist in DISTS.values() if dist.number == number), None)
+
+
+def with_python(minor: str) -> Dist | None:
+    """The release whose python3 is `minor` ("3.11": bookworm), or None."""
+    return next((dist for dist in DISTS.values() if dist.python_minor == minor), None)

@@ -74,14 +74,10 @@ def release_of(info: DebInfo, requested: str | None = None) -> str:
     if requested is not None:
         return dists.get(requested).codename
     match = _DEB_REVISION.search(info.version.rpartition("-")[2])
-    by_number = {dist.number: dist.codename for dist in dists.DISTS.values()}
-    by_python = {dist.python_minor: dist.codename for dist in dists.DISTS.values()}
-    if match and int(match.group(1)) in by_number:
-        return by_number[int(match.group(1))]
+    found = dists.numbered(int(match.group(1))) if match else None
     for python in _PYTHON_DEPENDENCY.findall(info.depends):
-        if python in by_python:
-            return by_python[python]
-    return dists.DEFAULT_DIST
+        found = found or dists.with_python(python)
+    return found.codename if found else dists.DEFAULT_DIST
 
 
 def parse_overrides(text: str) -> list[Override]:
