@@ -110,7 +110,6 @@ class _FeedHandler(QuietHandler):
             self.end_headers()
             shutil.copyfileobj(handle, self.wfile)
 
-
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("feed: %s - %s", self.address_string(), format % args)
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from microdeploy.errors import MicrodeployError
 from microdeploy.testbed.host import Host
 
 from .package import DebInfo
+
+T = TypeVar("T")
 
 __all__ = ["ServiceProbe"]
 
@@ -96,13 +99,8 @@ class ServiceProbe:
     def last_words(self) -> str:
         """The service's last error from its journal, waited for (bounded): journald files what a
         process wrote before it died in the background, maybe after systemd has seen it die."""
-        deadline = time.monotonic() + JOURNAL_TIMEOUT
-        while True:
-            # Enough lines to reach back past the tracebacks of several workers.
-            why = self.last_error(self.host.journal(self.info.unit, lines=300))
-            if why or time.monotonic() >= deadline:
-                return why
-            time.sleep(0.5)
+        # Enough lines to reach back past the tracebacks of several workers.
+        return _poll(lambda: self.last_error(self.host.journal(self.info.unit, lines=300)), bool, JOURNAL_TIMEOUT)
 
     @staticmethod
     def last_error(journal: str) -> str:
@@ -241,14 +239,10 @@ class ServiceProbe:
         directory = f"/var/log/{self.info.name}"
         # gunicorn writes a request's access log line after sending the answer:
         # the health step's requests may not be in the log yet.
-        deadline = time.monotonic() + LOG_TIMEOUT
-        while True:
-            result = self.host.run(["find", directory, "-type", "f", "-size", "+0c", "-printf", "%P\\n"],
-                                   check=False, timeout=30)
-            files = sorted(result.stdout.split())
-            if (result.returncode == 0 and files) or time.monotonic() >= deadline:
-                break
-            time.sleep(0.5)
+        result = _poll(lambda: self.host.run(["find", directory, "-type", "f", "-size", "+0c", "-printf", "%P\\n"],
+                                             check=False, timeout=30),
+                       lambda found: found.returncode == 0 and bool(found.stdout.split()), LOG_TIMEOUT)
+        files = sorted(result.stdout.split())
         if result.returncode != 0 or not files:
             raise failure(f"nothing written under {directory}", result.stderr)
         rotate = f"/etc/logrotate.d/{self.info.name}"
@@ -268,3 +262,14 @@ class ServiceProbe:
         self.wait_started(settle=0.0)
         self.health()
         return f"back and answering {time.monotonic() - started:.1f} s after a restart"
+
+
+def _poll(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float, interval: float = 0.5) -> T:
+    """`fetch()` until `done` says its value will do or `timeout` seconds have passed (at least once); the
+    last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fetch()
+        if done(value) or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
