@@ -133,7 +133,8 @@ def build_command(project: Path, out: Path | None, version: str | None, revision
     $MICRODEPLOY_CACHE_MAX_SIZE (default 4G), least recently used first. A
     release other than this machine's is built in a clean root of it, made
     once with mmdebstrap and kept in $MICRODEPLOY_ROOTS_DIR, else
-    /var/cache/microdeploy/roots (needs root).
+    /var/cache/microdeploy/roots (needs root), pruned to
+    $MICRODEPLOY_ROOTS_MAX_SIZE (default 4G).
     """
     overrides = config_overrides(flags)
     overrides["version"] = version

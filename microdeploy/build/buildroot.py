@@ -25,6 +25,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from microdeploy.build.cache import (
+    DEFAULT_ROOTS_MAX_SIZE,
+    ROOTS_MAX_SIZE_VAR,
+    default_roots_max_size,
+    prune_roots_after_build,
+    touch,
+)
 from microdeploy.dists import Dist, host_codename
 from microdeploy.errors import MicrodeployError
 from microdeploy.mirrors import SOURCES_FILE, release_sources
@@ -119,23 +126,36 @@ def cached_root(dist: Dist, extra: Sequence[str] = (), *, environ: Mapping[str, 
 
     Builds share a root (a shared lock); making or remaking one waits for
     them to end (an exclusive lock), since an overlay's lower layer must not
-    change while it is mounted.
+    change while it is mounted. A use marks the root as used now; after the
+    block the roots are pruned to $MICRODEPLOY_ROOTS_MAX_SIZE (cache.py).
     """
     require_root(dist)
-    tree = root_path(roots_dir(environ), dist, extra)
+    max_size = default_roots_max_size(environ)
+    roots = roots_dir(environ)
+    tree = root_path(roots, dist, extra)
     lock = tree.with_name(tree.name + ".lock")
-    if refresh or not tree.is_dir():
-        with locked(lock, fcntl.LOCK_EX):
-            if refresh and tree.is_dir():
-                old = tree.with_name(f".{tree.name}.old-{os.getpid()}")
-                tree.rename(old)
-                shutil.rmtree(old)
-            if not tree.is_dir():
-                make_root(dist, tree, extra, runner)
-    with locked(lock, fcntl.LOCK_SH):
-        if not tree.is_dir():  # removed by hand between the two locks
-            raise MicrodeployError(f"the build root {tree} vanished", hint="Run the build again")
-        yield tree
+    # A prune may remove the root between the two locks; it is then made again, once.
+    for _ in range(2):
+        if refresh or not tree.is_dir():
+            with locked(lock, fcntl.LOCK_EX):
+                if refresh and tree.is_dir():
+                    old = tree.with_name(f".{tree.name}.old-{os.getpid()}")
+                    tree.rename(old)
+                    shutil.rmtree(old)
+                if not tree.is_dir():
+                    make_root(dist, tree, extra, runner)
+            refresh = False
+        with locked(lock, fcntl.LOCK_SH):
+            if tree.is_dir():
+                touch(lock)
+                yield tree
+                break
+    else:
+        raise MicrodeployError(f"the build root {tree} was removed twice while this build waited for it",
+                               hint="Run the build again, and no prune of the roots at the same time")
+    for entry in prune_roots_after_build(roots, max_size):
+        log.info("removed the build root %s, the least recently used, to keep %s within %s",
+                 entry.path.name, roots, environ.get(ROOTS_MAX_SIZE_VAR) or DEFAULT_ROOTS_MAX_SIZE)
 
 
 def require_root(dist: Dist) -> None:

@@ -16,18 +16,26 @@ Any other directory at the top (left by another version of microdeploy) is
 one entry of its own kind. Names starting with a dot are entries being
 written; they count once they are a day old (a build that died left them).
 
+The build roots of other releases (buildroot.py) are a second area with a cap
+of its own, since one takes a minute of mmdebstrap to make again: each
+directory in the roots directory is an entry of kind "roots", used by a build
+while it holds the shared lock of the NAME.lock file beside it; a use marks
+that file (the root itself is an overlay's lower layer, never changed).
+
 Pruning removes whole entries, least recently used first, until the cache
-fits its size; a build that finds an entry gone makes it again.
+fits its size; a build that finds an entry gone makes it again. An entry
+with a lock file beside it is removed only while that lock is free.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +45,9 @@ from microdeploy.errors import MicrodeployError, bad_input
 KINDS = {"uv": 1, "layers": 2, "wheels": 3, "build-envs": 2, "debian": 2, "shlibdeps": 2, "elf": 2}
 MAX_SIZE_VAR = "MICRODEPLOY_CACHE_MAX_SIZE"
 DEFAULT_MAX_SIZE = "4G"
+ROOTS_KIND = "roots"
+ROOTS_MAX_SIZE_VAR = "MICRODEPLOY_ROOTS_MAX_SIZE"
+DEFAULT_ROOTS_MAX_SIZE = "4G"
 # The prune after a build walks the whole cache; a burst of builds pays for
 # one walk, and the cache overshoots its size by at most what they add.
 PRUNE_STAMP = ".last-prune"
@@ -125,14 +136,31 @@ def entries(root: Path, now: float | None = None) -> list[Entry]:
         if top.name.startswith(".") or not top.is_dir() or top.is_symlink():
             continue
         depth = KINDS.get(top.name, 1)
-        for path in _at_depth(top, depth - 1):
-            try:
-                last_use = path.lstat().st_mtime
-            except OSError:
-                continue
-            if path.name.startswith(".") and now - last_use < STAGING_GRACE:
-                continue
-            found.append(Entry(top.name, path, disk_usage(path), last_use))
+        found += _entries_of(top.name, _at_depth(top, depth - 1), now)
+    return found
+
+
+def root_entries(roots: Path, now: float | None = None) -> list[Entry]:
+    """Every build root under `roots` (its directories; the lock files beside them are not entries)."""
+    now = time.time() if now is None else now
+    if not roots.is_dir():
+        return []
+    found = (path for path in sorted(roots.iterdir()) if path.is_dir() and not path.is_symlink())
+    return _entries_of(ROOTS_KIND, found, now)
+
+
+def _entries_of(kind: str, paths: Iterable[Path], now: float) -> list[Entry]:
+    found = []
+    for path in paths:
+        try:
+            last_use = path.lstat().st_mtime
+        except OSError:
+            continue
+        with contextlib.suppress(OSError):  # an entry used under a lock is marked on its lock file
+            last_use = max(last_use, path.with_name(path.name + ".lock").stat().st_mtime)
+        if path.name.startswith(".") and now - last_use < STAGING_GRACE:
+            continue
+        found.append(Entry(kind, path, disk_usage(path), last_use))
     return found
 
 
@@ -155,12 +183,13 @@ def info(root: Path) -> list[KindInfo]:
     """Entries, size and last use per kind: the known kinds first, then any other found."""
     found = entries(root)
     kinds = [*KINDS, *sorted({entry.kind for entry in found} - set(KINDS))]
-    result = []
-    for kind in kinds:
-        mine = [entry for entry in found if entry.kind == kind]
-        result.append(KindInfo(kind, len(mine), sum(entry.size for entry in mine),
-                               max((entry.last_use for entry in mine), default=None)))
-    return result
+    return [summary(kind, [entry for entry in found if entry.kind == kind]) for kind in kinds]
+
+
+def summary(kind: str, found: list[Entry]) -> KindInfo:
+    """How many entries of `kind` there are, their size and their newest use."""
+    return KindInfo(kind, len(found), sum(entry.size for entry in found),
+                    max((entry.last_use for entry in found), default=None))
 
 
 def prune(root: Path, *, max_size: int | None = None, older_than_days: float | None = None,
@@ -168,42 +197,96 @@ def prune(root: Path, *, max_size: int | None = None, older_than_days: float | N
     """Remove entries unused for `older_than_days`, then the least recently used until the cache holds at most
     `max_size` bytes; return the removed ones."""
     now = time.time() if now is None else now
-    remaining = sorted(entries(root, now), key=lambda entry: entry.last_use)
+    return prune_entries(entries(root, now), max_size=max_size, older_than_days=older_than_days, now=now)
+
+
+def prune_entries(found: list[Entry], *, max_size: int | None, older_than_days: float | None,
+                  now: float) -> list[Entry]:
+    """Remove those of `found` unused for `older_than_days`, then the least recently used until the rest
+    holds at most `max_size` bytes; return the removed ones. An entry in use (its lock held) stays."""
+    total = sum(entry.size for entry in found)
     removed = []
-    if older_than_days is not None:
-        removed = [entry for entry in remaining if now - entry.last_use > older_than_days * 86400]
-        remaining = [entry for entry in remaining if entry not in removed]
-    if max_size is not None:
-        total = sum(entry.size for entry in remaining)
-        while remaining and total > max_size:
-            oldest = remaining.pop(0)
-            removed.append(oldest)
-            total -= oldest.size
-    for entry in removed:
-        if entry.path.is_dir() and not entry.path.is_symlink():
-            shutil.rmtree(entry.path, ignore_errors=True)
-        else:
-            entry.path.unlink(missing_ok=True)
+    # Oldest first: the entries unused for too long are the first ones, then as many as the size needs.
+    for entry in sorted(found, key=lambda entry: entry.last_use):
+        too_old = older_than_days is not None and now - entry.last_use > older_than_days * 86400
+        too_big = max_size is not None and total > max_size
+        if (too_old or too_big) and _remove(entry.path):
+            removed.append(entry)
+            total -= entry.size
     return removed
+
+
+def _remove(path: Path) -> bool:
+    """Remove an entry, unless a lock file beside it is held (a build is using it); whether it is gone."""
+    lock = path.with_name(path.name + ".lock")
+    if not lock.is_file():
+        _delete(path)
+        return True
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        # Out of the way under the lock (a build waiting for it then finds the entry gone and makes it
+        # again); the deletion, which can take a while, after. A dot name is left to a later prune.
+        doomed = path.with_name(f".{path.name}.pruned-{os.getpid()}")
+        try:
+            path.rename(doomed)
+        except FileNotFoundError:
+            return False
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    _delete(doomed)
+    return True
+
+
+def _delete(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def default_max_size(environ: Mapping[str, str]) -> int:
     """$MICRODEPLOY_CACHE_MAX_SIZE, else 4G."""
-    text = environ.get(MAX_SIZE_VAR) or DEFAULT_MAX_SIZE
+    return _size_setting(environ, MAX_SIZE_VAR, DEFAULT_MAX_SIZE)
+
+
+def default_roots_max_size(environ: Mapping[str, str]) -> int:
+    """$MICRODEPLOY_ROOTS_MAX_SIZE, else 4G."""
+    return _size_setting(environ, ROOTS_MAX_SIZE_VAR, DEFAULT_ROOTS_MAX_SIZE)
+
+
+def _size_setting(environ: Mapping[str, str], variable: str, default: str) -> int:
     try:
-        return parse_size(text)
+        return parse_size(environ.get(variable) or default)
     except MicrodeployError as exc:
-        raise bad_input(f"{MAX_SIZE_VAR}: {exc.message}", hint=exc.hint) from None
+        raise bad_input(f"{variable}: {exc.message}", hint=exc.hint) from None
 
 
 def prune_after_build(root: Path, max_size: int) -> list[Entry]:
     """The prune after a build, to `max_size`, unless another build pruned in the last few minutes."""
-    stamp = root / PRUNE_STAMP
+    if not _due(root):
+        return []
+    return prune(root, max_size=max_size)
+
+
+def prune_roots_after_build(roots: Path, max_size: int) -> list[Entry]:
+    """The prune of the build roots after a build in one, to `max_size`, at most once in a while."""
+    if not _due(roots):
+        return []
+    now = time.time()
+    return prune_entries(root_entries(roots, now), max_size=max_size, older_than_days=None, now=now)
+
+
+def _due(directory: Path) -> bool:
+    """Whether the last prune of `directory` is a few minutes old; if so, this one is noted as the last."""
+    stamp = directory / PRUNE_STAMP
     try:
         if time.time() - stamp.stat().st_mtime < AUTO_PRUNE_INTERVAL:
-            return []
+            return False
     except FileNotFoundError:
         pass
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.touch()
-    return prune(root, max_size=max_size)
+    return True

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -107,7 +111,61 @@ def test_a_root_is_made_once_and_remade_on_refresh(tmp_path: Path, monkeypatch: 
     assert made[0][:3] == ("mmdebstrap", "--quiet", "--variant=apt")
     assert made[0][3] == "--include=" + ",".join(sorted({*buildroot.ROOT_PACKAGES, "libpq-dev"}))
     assert made[0][4] == "trixie"
-    assert sorted(p.name for p in (tmp_path / "roots").iterdir()) == [tree.name, tree.name + ".lock"]
+    assert sorted(p.name for p in (tmp_path / "roots").iterdir()) == [".last-prune", tree.name, tree.name + ".lock"]
+
+
+def test_a_build_marks_its_root_used_and_prunes_the_others_to_the_size(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The root used is marked on its lock file; after the build, roots beyond $MICRODEPLOY_ROOTS_MAX_SIZE go,
+    least recently used first, and the one just used stays."""
+    monkeypatch.setattr(buildroot, "SOURCES_FILE", tmp_path / "debian.sources")
+    (tmp_path / "debian.sources").write_text(BOOKWORM_SOURCES)
+    roots = tmp_path / "roots"
+    old = roots / "trixie-0123456789ab"
+    old.mkdir(parents=True)
+    (old / "data").write_bytes(b"x" * 64 * 1024)
+    (roots / "trixie-0123456789ab.lock").touch()
+    os.utime(roots / "trixie-0123456789ab.lock", (time.time() - 86400,) * 2)
+    environ = {"MICRODEPLOY_ROOTS_DIR": str(roots), "MICRODEPLOY_ROOTS_MAX_SIZE": "32K"}
+    before = time.time()
+    with buildroot.cached_root(TRIXIE, environ=environ, runner=FakeRunner()) as tree:
+        assert old.is_dir(), "pruned after the build, not while it runs"
+        assert tree.with_name(tree.name + ".lock").stat().st_mtime >= before - 1
+    assert tree.is_dir() and not old.exists()
+
+
+def test_a_root_pruned_while_the_build_waits_is_made_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prune that removes the root between the build's two locks costs one more mmdebstrap, not a failed
+    build."""
+    monkeypatch.setattr(buildroot, "SOURCES_FILE", tmp_path / "debian.sources")
+    (tmp_path / "debian.sources").write_text(BOOKWORM_SOURCES)
+    environ = {"MICRODEPLOY_ROOTS_DIR": str(tmp_path / "roots")}
+    runner = FakeRunner()
+    with buildroot.cached_root(TRIXIE, environ=environ, runner=runner):
+        pass
+    locked = buildroot.locked
+    pruned = []
+
+    def prune_first_shared(path: Path, operation: int):  # type: ignore[no-untyped-def]
+        if operation == fcntl.LOCK_SH and not pruned:
+            pruned.append(path)
+            shutil.rmtree(path.with_name(path.name.removesuffix(".lock")))
+        return locked(path, operation)
+
+    monkeypatch.setattr(buildroot, "locked", prune_first_shared)
+    with buildroot.cached_root(TRIXIE, environ=environ, runner=runner) as tree:
+        assert (tree / "marker").is_file()
+    assert pruned and len([call for call in runner.calls if call[0] == "mmdebstrap"]) == 2
+
+
+def test_a_bad_roots_size_is_refused_before_anything_is_made(tmp_path: Path) -> None:
+    """$MICRODEPLOY_ROOTS_MAX_SIZE that is no size: exit 2 naming the variable; no mmdebstrap, no roots."""
+    runner = FakeRunner()
+    environ = {"MICRODEPLOY_ROOTS_DIR": str(tmp_path / "roots"), "MICRODEPLOY_ROOTS_MAX_SIZE": "plenty"}
+    with pytest.raises(MicrodeployError) as info, buildroot.cached_root(TRIXIE, environ=environ, runner=runner):
+        pass
+    assert info.value.exit_code == 2 and "MICRODEPLOY_ROOTS_MAX_SIZE" in info.value.message
+    assert runner.calls == [] and not (tmp_path / "roots").exists()
 
 
 def test_a_failed_root_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -163,3 +164,93 @@ def test_a_bad_cache_size_in_the_environment_is_bad_input() -> None:
         cache.default_max_size({cache.MAX_SIZE_VAR: "big"})
     assert raised.value.exit_code == 2
     assert cache.MAX_SIZE_VAR in raised.value.message
+
+
+def a_root(roots: Path, name: str, size: int, days_ago: float, now: float) -> Path:
+    """A build root of about `size` bytes with its lock file, last used (its lock touched) `days_ago` days ago."""
+    tree = entry(roots / name, size, days_ago + 100, now)
+    lock = tree.with_name(name + ".lock")
+    lock.touch()
+    os.utime(lock, (now - days_ago * DAY, now - days_ago * DAY))
+    return tree
+
+
+def test_build_roots_are_entries_used_when_their_lock_was(tmp_path: Path) -> None:
+    """Each root directory is one entry, its last use its lock file's; lock files and fresh staging are not."""
+    now = time.time()
+    roots = tmp_path / "roots"
+    a_root(roots, "trixie-aaaa", 4096, 3, now)
+    entry(roots / ".trixie-bbbb.x1y2", 1024, 0, now)  # mmdebstrap writing a root
+    found = cache.root_entries(roots, now)
+    assert [(item.kind, item.path.name) for item in found] == [("roots", "trixie-aaaa")]
+    assert found[0].last_use == pytest.approx(now - 3 * DAY, abs=1)
+    assert found[0].size >= 4096
+    assert cache.root_entries(tmp_path / "none") == []
+
+
+def test_roots_are_pruned_least_recently_used_first_but_never_one_in_use(tmp_path: Path) -> None:
+    """To a size that fits two roots: the oldest free root goes, and a stale half-deleted one; an older root
+    whose lock a build holds stays, and its size still counts."""
+    now = time.time()
+    roots = tmp_path / "roots"
+    busy = a_root(roots, "trixie-busy", 64 * 1024, 30, now)
+    old = a_root(roots, "trixie-old", 64 * 1024, 10, now)
+    new = a_root(roots, "trixie-new", 64 * 1024, 1, now)
+    stale = entry(roots / ".trixie-gone.pruned-1", 1024, 20, now)  # a prune that died while deleting
+    with busy.with_name(busy.name + ".lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_SH)
+        removed = cache.prune_entries(cache.root_entries(roots, now), max_size=150 * 1024, older_than_days=None,
+                                      now=now)
+    assert sorted(item.path.name for item in removed) == [".trixie-gone.pruned-1", "trixie-old"]
+    assert busy.is_dir() and new.is_dir() and not old.exists() and not stale.exists()
+    assert not [path for path in roots.iterdir() if ".pruned-" in path.name], "nothing left half-deleted"
+    assert (roots / "trixie-old.lock").is_file(), "a waiting build may hold the lock file open"
+
+
+def test_the_roots_prune_after_a_build_walks_at_most_once_in_a_while(tmp_path: Path) -> None:
+    """The first build in a root prunes the roots to the size; one right after does not walk again."""
+    now = time.time()
+    roots = tmp_path / "roots"
+    a_root(roots, "trixie-old", 4096, 10, now)
+    assert [item.path.name for item in cache.prune_roots_after_build(roots, max_size=0)] == ["trixie-old"]
+    a_root(roots, "trixie-new", 4096, 0, now)
+    assert cache.prune_roots_after_build(roots, max_size=0) == []
+    assert (roots / "trixie-new").is_dir()
+
+
+def test_cache_info_and_prune_cover_the_build_roots(
+        filled: tuple[Path, float], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cache info --json` gives the roots' size, entries and last use; `cache prune --roots-max-size 0` removes
+    them and says so; the build cache keeps to its own size."""
+    root, now = filled
+    roots = tmp_path / "roots"
+    a_root(roots, "trixie-aaaa", 8192, 2, now)
+    monkeypatch.setenv("MICRODEPLOY_CACHE_DIR", str(root))
+    monkeypatch.setenv("MICRODEPLOY_ROOTS_DIR", str(roots))
+    data = json.loads(CliRunner().invoke(main, ["cache", "info", "--json"], catch_exceptions=False).output)
+    assert data["roots"]["path"] == str(roots)
+    assert data["roots"]["kind"] == "roots" and data["roots"]["entries"] == 1 and data["roots"]["size"] >= 8192
+    assert data["roots"]["last_use"].endswith("Z")
+    text = CliRunner().invoke(main, ["cache", "info"], catch_exceptions=False).output
+    assert f"{roots}: " in text and "roots" in text
+    result = CliRunner().invoke(main, ["cache", "prune", "--roots-max-size", "0", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    pruned = json.loads(result.output)
+    assert pruned["roots"]["removed"] == [str(roots / "trixie-aaaa")] and pruned["roots"]["freed"] >= 8192
+    assert pruned["removed"] == [], "the build cache fits its default size"
+    assert not (roots / "trixie-aaaa").exists() and (root / "layers" / "svc-py3.11-bbbb").is_dir()
+
+
+def test_cache_prune_refuses_a_bad_roots_size_and_removes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--roots-max-size that is no size: exit 2, a message, the roots still there."""
+    roots = tmp_path / "roots"
+    tree = a_root(roots, "trixie-aaaa", 1024, 50, time.time())
+    monkeypatch.setenv("MICRODEPLOY_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MICRODEPLOY_ROOTS_DIR", str(roots))
+    result = CliRunner().invoke(main, ["cache", "prune", "--roots-max-size", "huge"])
+    assert result.exit_code == 2 and "invalid size 'huge'" in result.output
+    assert tree.is_dir()
+    with pytest.raises(MicrodeployError) as raised:
+        cache.default_roots_max_size({cache.ROOTS_MAX_SIZE_VAR: "big"})
+    assert raised.value.exit_code == 2 and cache.ROOTS_MAX_SIZE_VAR in raised.value.message
