@@ -23,7 +23,8 @@ from microdeploy.cli_base import (
     print_json,
     service_options,
 )
-from microdeploy.cli_ops import cache_group, check_command, deploy_command, publish_command, repo_group
+from microdeploy.cli_cache import cache_group
+from microdeploy.cli_ops import check_command, deploy_command, publish_command, repo_group
 from microdeploy.config import (
     COMPRESSION_LEVELS,
     DEFAULT_PORT,

@@ -1,16 +1,13 @@
-"""The CLI commands of operations: publish and serve a repository, check, deploy, and the build cache."""
+"""The CLI commands of operations: publish and serve a repository, check, deploy."""
 
 from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import click
 
-from microdeploy.build import cache
-from microdeploy.build.buildroot import roots_dir
 from microdeploy.cli_base import FLOAT, INT, print_json
 from microdeploy.dists import DEFAULT_DIST
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
@@ -26,86 +23,6 @@ from microdeploy.repo import (
     served_suites,
     sources_snippet,
 )
-
-
-@click.group("cache")
-def cache_group() -> None:
-    """Inspect and prune the build cache ($MICRODEPLOY_CACHE_DIR, else ~/.cache/microdeploy) and the build roots
-    of other releases ($MICRODEPLOY_ROOTS_DIR, else /var/cache/microdeploy/roots)."""
-
-
-@cache_group.command("info")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-def cache_info(as_json: bool) -> None:
-    """Size, entries and last use of each kind of cache entry, and of the build roots."""
-    root = cache.cache_root(os.environ)
-    kinds = cache.info(root)
-    roots = roots_dir(os.environ)
-    made = cache.summary(cache.ROOTS_KIND, cache.root_entries(roots))
-    if as_json:
-        print_json({"root": str(root), "kinds": [kind.as_dict() for kind in kinds],
-                    "size": sum(kind.size for kind in kinds), "roots": {"path": str(roots), **made.as_dict()}})
-        return
-    click.echo(f"{root}: {human_size(sum(kind.size for kind in kinds))}")
-    for kind in kinds:
-        click.echo(kind_line(kind))
-    click.echo(f"{roots}: {human_size(made.size)}")
-    click.echo(kind_line(made))
-
-
-def kind_line(kind: cache.KindInfo) -> str:
-    """One kind of `cache info`'s text."""
-    last = kind.as_dict()["last_use"] or "never"
-    return f"  {kind.kind:<11} {human_size(kind.size):>9}  {kind.entries:>5} entries  last used {last}"
-
-
-@cache_group.command("prune")
-@click.option("--max-size", metavar="SIZE",
-              help=f"Remove the least recently used entries until the cache fits (e.g. 500M, 4G; "
-                   f"default ${cache.MAX_SIZE_VAR}, else {cache.DEFAULT_MAX_SIZE}).")
-@click.option("--roots-max-size", metavar="SIZE",
-              help=f"The same for the build roots (default ${cache.ROOTS_MAX_SIZE_VAR}, else "
-                   f"{cache.DEFAULT_ROOTS_MAX_SIZE}); a root in use by a build stays.")
-@click.option("--older-than", metavar="DAYS", type=click.FloatRange(min=0),
-              help="Remove every entry and build root unused for more than DAYS days.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-def cache_prune(max_size: str | None, roots_max_size: str | None, older_than: float | None,
-                as_json: bool) -> None:
-    """Remove cache entries and build roots, least recently used first (a later build makes them again)."""
-    limit = cache.parse_size(max_size) if max_size is not None else None
-    roots_limit = cache.parse_size(roots_max_size) if roots_max_size is not None else None
-    if older_than is None:
-        limit = cache.default_max_size(os.environ) if limit is None else limit
-        roots_limit = cache.default_roots_max_size(os.environ) if roots_limit is None else roots_limit
-    root = cache.cache_root(os.environ)
-    removed = cache.prune(root, max_size=limit, older_than_days=older_than)
-    roots = roots_dir(os.environ)
-    # Only root makes and removes build roots (buildroot.require_root); anyone else leaves them as they are.
-    prunable = roots.is_dir() and os.access(roots, os.W_OK)
-    removed_roots = cache.prune_entries(cache.root_entries(roots), max_size=roots_limit,
-                                        older_than_days=older_than, now=time.time()) if prunable else []
-    freed = sum(entry.size for entry in removed)
-    freed_roots = sum(entry.size for entry in removed_roots)
-    if as_json:
-        print_json({"root": str(root), "removed": [str(entry.path) for entry in removed], "freed": freed,
-                    "roots": {"path": str(roots), "removed": [str(entry.path) for entry in removed_roots],
-                              "freed": freed_roots}})
-        return
-    click.echo(f"removed {len(removed)} entries, {human_size(freed)} freed from {root}")
-    if prunable:
-        click.echo(f"removed {len(removed_roots)} build roots, {human_size(freed_roots)} freed from {roots}")
-    elif roots.is_dir():
-        click.echo(f"left the build roots in {roots} as they are (only root can remove them)")
-
-
-def human_size(size: int) -> str:
-    """Bytes as the largest binary unit that keeps a number of at least 1 (e.g. 12.3 MiB)."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 @click.command("deploy")
@@ -250,15 +167,21 @@ def repo_serve(repo_dir: Path, bind: str, port: int, dist: str | None, component
 @click.pass_context
 def check_command(ctx: click.Context, deb: Path, previous: str | None, dist: str | None, repo_dir: Path | None,
                   as_json: bool, junit: Path | None, refresh_images: bool, skip: tuple[str, ...]) -> None:
-    """Prove DEB on a fresh booted host of its release: lintian, piuparts, install, service, upgrade, purge."""
+    """Prove DEB on a fresh booted host of its release: lintian, piuparts, install, service, upgrade, purge.
+
+    The host images are cached in /var/cache/microdeploy/hosts and pruned
+    after the check to $MICRODEPLOY_IMAGES_MAX_SIZE (default 4G).
+    """
     from microdeploy.check import CheckSettings, check, write_junit  # python-debian, http.server: only here
+    from microdeploy.testbed import image_cache
 
     if junit is not None and not junit.absolute().parent.is_dir():
         raise MicrodeployError(f"no directory for the JUnit report: {junit.absolute().parent}",
                                hint="Create the directory first, or pass another --junit FILE",
                                exit_code=EXIT_BAD_INPUT)
     settings = CheckSettings(deb=deb, previous=previous, dist=dist, repo=repo_dir,
-                             refresh_images=refresh_images, skip=frozenset(skip))
+                             refresh_images=refresh_images, skip=frozenset(skip),
+                             images_max_size=image_cache.default_max_size(os.environ))
     # SIGTERM (a CI job aborted) tears down like Ctrl-C: the host, its namespace, the temporary files.
     previous_handler = signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -69,9 +69,10 @@ def staged_directory(dest: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def exclusive_lock(path: Path, timeout: float, timed_out: Callable[[], Exception],
-                   poll: float = 0.1) -> Iterator[float]:
-    """Hold an exclusive flock on `path` for the block, waiting at most `timeout` s; yield the seconds waited.
+def held_lock(path: Path, timeout: float, timed_out: Callable[[], Exception],
+              poll: float = 0.1, *, shared: bool = False) -> Iterator[float]:
+    """Hold an exclusive (or `shared`) flock on `path` for the block, waiting at most `timeout` s; yield the
+    seconds waited.
 
     After `timeout` seconds the error `timed_out()` makes is raised instead.
     """
@@ -79,7 +80,7 @@ def exclusive_lock(path: Path, timeout: float, timed_out: Callable[[], Exception
     with path.open("a") as handle:
         while True:
             try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle.fileno(), (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                 break
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from microdeploy.errors import MicrodeployError
-from microdeploy.fsutil import atomic_write, exclusive_lock, sync_directory
+from microdeploy.fsutil import atomic_write, held_lock, sync_directory
 
 # How long the by-hash index files of earlier publishes stay (an apt-get update
 # that read InRelease before a publish fetches the indexes it lists after it).
@@ -195,7 +195,7 @@ def prune_generations(layout: Layout, keep: Sequence[Path]) -> None:
 def repository_lock(path: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[float]:
     """Hold the repository's exclusive flock (waiting at most `timeout` s); yield the seconds waited."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(path, timeout, lambda: MicrodeployError(
+    with held_lock(path, timeout, lambda: MicrodeployError(
         f"another publish has held the repository lock {path} for over {timeout:g} s",
         hint="Wait for it to finish, or look for a hung `microdeploy publish`/aptly process",
     )) as waited:

@@ -35,7 +35,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,7 +136,7 @@ def entries(root: Path, now: float | None = None) -> list[Entry]:
         if top.name.startswith(".") or not top.is_dir() or top.is_symlink():
             continue
         depth = KINDS.get(top.name, 1)
-        found += _entries_of(top.name, _at_depth(top, depth - 1), now)
+        found += entries_of(top.name, _at_depth(top, depth - 1), now)
     return found
 
 
@@ -146,10 +146,11 @@ def root_entries(roots: Path, now: float | None = None) -> list[Entry]:
     if not roots.is_dir():
         return []
     found = (path for path in sorted(roots.iterdir()) if path.is_dir() and not path.is_symlink())
-    return _entries_of(ROOTS_KIND, found, now)
+    return entries_of(ROOTS_KIND, found, now)
 
 
-def _entries_of(kind: str, paths: Iterable[Path], now: float) -> list[Entry]:
+def entries_of(kind: str, paths: Iterable[Path], now: float) -> list[Entry]:
+    """`paths` as entries of `kind`, but a dot-named one (being written) only once it is a day old."""
     found = []
     for path in paths:
         try:
@@ -200,32 +201,39 @@ def prune(root: Path, *, max_size: int | None = None, older_than_days: float | N
     return prune_entries(entries(root, now), max_size=max_size, older_than_days=older_than_days, now=now)
 
 
-def prune_entries(found: list[Entry], *, max_size: int | None, older_than_days: float | None,
-                  now: float) -> list[Entry]:
+def prune_entries(found: list[Entry], *, max_size: int | None, older_than_days: float | None, now: float,
+                  in_use: Callable[[Path], bool] = lambda path: False) -> list[Entry]:
     """Remove those of `found` unused for `older_than_days`, then the least recently used until the rest
-    holds at most `max_size` bytes; return the removed ones. An entry in use (its lock held) stays."""
+    holds at most `max_size` bytes; return the removed ones. An entry in use (its lock held, or `in_use`
+    says so) stays."""
     total = sum(entry.size for entry in found)
     removed = []
     # Oldest first: the entries unused for too long are the first ones, then as many as the size needs.
     for entry in sorted(found, key=lambda entry: entry.last_use):
         too_old = older_than_days is not None and now - entry.last_use > older_than_days * 86400
         too_big = max_size is not None and total > max_size
-        if (too_old or too_big) and _remove(entry.path):
+        if (too_old or too_big) and _remove(entry.path, in_use):
             removed.append(entry)
             total -= entry.size
     return removed
 
 
-def _remove(path: Path) -> bool:
-    """Remove an entry, unless a lock file beside it is held (a build is using it); whether it is gone."""
+def _remove(path: Path, in_use: Callable[[Path], bool]) -> bool:
+    """Remove an entry, unless a lock file beside it is held (a build is using it) or `in_use` says it is
+    used; whether it is gone."""
     lock = path.with_name(path.name + ".lock")
     if not lock.is_file():
+        if in_use(path):
+            return False
         _delete(path)
         return True
     with lock.open("a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            return False
+        if in_use(path):
+            fcntl.flock(handle, fcntl.LOCK_UN)
             return False
         # Out of the way under the lock (a build waiting for it then finds the entry gone and makes it
         # again); the deletion, which can take a while, after. A dot name is left to a later prune.
@@ -249,15 +257,16 @@ def _delete(path: Path) -> None:
 
 def default_max_size(environ: Mapping[str, str]) -> int:
     """$MICRODEPLOY_CACHE_MAX_SIZE, else 4G."""
-    return _size_setting(environ, MAX_SIZE_VAR, DEFAULT_MAX_SIZE)
+    return size_setting(environ, MAX_SIZE_VAR, DEFAULT_MAX_SIZE)
 
 
 def default_roots_max_size(environ: Mapping[str, str]) -> int:
     """$MICRODEPLOY_ROOTS_MAX_SIZE, else 4G."""
-    return _size_setting(environ, ROOTS_MAX_SIZE_VAR, DEFAULT_ROOTS_MAX_SIZE)
+    return size_setting(environ, ROOTS_MAX_SIZE_VAR, DEFAULT_ROOTS_MAX_SIZE)
 
 
-def _size_setting(environ: Mapping[str, str], variable: str, default: str) -> int:
+def size_setting(environ: Mapping[str, str], variable: str, default: str) -> int:
+    """The size in `variable`, else `default`; one that is no size is bad input naming the variable."""
     try:
         return parse_size(environ.get(variable) or default)
     except MicrodeployError as exc:
@@ -266,20 +275,20 @@ def _size_setting(environ: Mapping[str, str], variable: str, default: str) -> in
 
 def prune_after_build(root: Path, max_size: int) -> list[Entry]:
     """The prune after a build, to `max_size`, unless another build pruned in the last few minutes."""
-    if not _due(root):
+    if not due(root):
         return []
     return prune(root, max_size=max_size)
 
 
 def prune_roots_after_build(roots: Path, max_size: int) -> list[Entry]:
     """The prune of the build roots after a build in one, to `max_size`, at most once in a while."""
-    if not _due(roots):
+    if not due(roots):
         return []
     now = time.time()
     return prune_entries(root_entries(roots, now), max_size=max_size, older_than_days=None, now=now)
 
 
-def _due(directory: Path) -> bool:
+def due(directory: Path) -> bool:
     """Whether the last prune of `directory` is a few minutes old; if so, this one is noted as the last."""
     stamp = directory / PRUNE_STAMP
     try:

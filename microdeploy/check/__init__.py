@@ -26,6 +26,7 @@ from microdeploy.errors import bad_input
 from microdeploy.fsutil import atomic_write
 from microdeploy.mirrors import release_mirrors
 from microdeploy.repo import KEYRING_NAME, Layout
+from microdeploy.testbed import image_cache
 from microdeploy.testbed.image import ensure_image, ensure_piuparts_base
 from microdeploy.testbed.procs import children
 
@@ -57,6 +58,8 @@ class CheckSettings:
     refresh_images: bool = False
     skip: frozenset[str] = field(default_factory=frozenset)
     max_exposure: float = DEFAULT_MAX_EXPOSURE
+    # The host images' cache is pruned to this after the check (image_cache.py).
+    images_max_size: int = field(default_factory=lambda: image_cache.default_max_size({}))
 
 
 def check(settings: CheckSettings, *, is_root: Callable[[], bool] = lambda: os.geteuid() == 0) -> Report:
@@ -122,6 +125,8 @@ def check(settings: CheckSettings, *, is_root: Callable[[], bool] = lambda: os.g
         record(Outcome(stage, SKIPPED, "skipped (--skip)"))
     report.outcomes.sort(key=_report_order)
     report.seconds = time.monotonic() - started
+    for entry in image_cache.prune_after_check(settings.images_max_size):
+        log.info("removed %s from the cache of host images, the least recently used", entry.path.name)
     return report
 
 

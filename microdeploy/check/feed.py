@@ -25,10 +25,12 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from microdeploy.build.cache import touch
 from microdeploy.errors import MicrodeployError
 from microdeploy.mirrors import Mirror
 from microdeploy.repo_server import QuietHandler
 from microdeploy.testbed import CACHE_DIR
+from microdeploy.testbed.image_cache import MIRROR_DIR
 
 __all__ = ["Feed", "serving_feed"]
 
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 
 # The mirror's files that never change (packages, indices by hash), kept for
 # the next runs: apt in piuparts' chroot and on the hosts fetches them from here.
-MIRROR_CACHE = CACHE_DIR / "mirror"
+MIRROR_CACHE = CACHE_DIR / MIRROR_DIR
 
 # One upstream request may take this long (an index of the main archive is ~10 MB).
 _UPSTREAM_TIMEOUT = 60.0
@@ -123,6 +125,7 @@ def _cached(upstream: str) -> Path:
     """The file at `upstream` from the cache, fetched into it first if need be (atomically: runs share it)."""
     target = MIRROR_CACHE / hashlib.sha256(upstream.encode()).hexdigest()
     if target.is_file():
+        touch(target)  # its last use, for the cache's prune (testbed/image_cache.py)
         return target
     MIRROR_CACHE.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{target.name}")

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from microdeploy.errors import MicrodeployError
-from microdeploy.fsutil import exclusive_lock
+from microdeploy.fsutil import held_lock
 
 __all__ = ["CACHE_DIR", "file_lock"]
 
@@ -31,11 +31,11 @@ CACHE_DIR = Path("/var/cache/microdeploy/hosts")
 
 
 @contextmanager
-def file_lock(path: Path, timeout: float = 1200.0) -> Iterator[None]:
-    """Hold an exclusive flock on `path`, waiting at most `timeout` seconds for it."""
+def file_lock(path: Path, timeout: float = 1200.0, *, shared: bool = False) -> Iterator[None]:
+    """Hold an exclusive (or `shared`) flock on `path`, waiting at most `timeout` seconds for it."""
     # The default wait outlasts any sane image build another session may be doing.
-    with exclusive_lock(path, timeout, lambda: MicrodeployError(
+    with held_lock(path, timeout, lambda: MicrodeployError(
         f"waited {timeout:g} s for the lock {path}",
         hint="Look for a hung test session or image build (`pgrep -a mmdebstrap`)",
-    ), poll=0.5):
+    ), poll=0.5, shared=shared):
         yield

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from microdeploy.errors import MicrodeployError
 from microdeploy.process import Result, Spawned, output_tail, require_tools, run, spawn
 
-from .image import unpacked
+from .image import lower_layer
 from .network import Netns
 from .procs import (
     ROOTS_DIR,
@@ -264,7 +264,8 @@ def boot(
     started = time.monotonic()
     try:
         write_owner(directory, None)
-        mount_root(unpacked(image), directory)
+        with lower_layer(image) as tree:
+            mount_root(tree, directory)
         _set_hostname(directory / "root", name)
         if regenerate_host_keys:
             regenerate_ssh_host_keys(directory / "root")

@@ -8,7 +8,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from microdeploy.dists import DEFAULT_DIST
@@ -17,6 +18,7 @@ from microdeploy.mirrors import SOURCES_FILE, debian_mirror, release_mirrors, re
 from microdeploy.process import run
 
 from . import CACHE_DIR, file_lock
+from .image_cache import lock_of, mark_used
 
 __all__ = [
     "BASE_PACKAGES",
@@ -28,6 +30,7 @@ __all__ = [
     "ensure_image",
     "ensure_piuparts_base",
     "image_path",
+    "lower_layer",
     "release_mirrors",
     "sources_file",
     "unpacked",
@@ -121,6 +124,20 @@ def unpacked(image: Path) -> Path:
     return build_cached(target, lambda tmp: _untar(image, tmp))
 
 
+@contextmanager
+def lower_layer(image: Path) -> Iterator[Path]:
+    """The image unpacked, kept from the cache's prune while the block mounts it (a mounted tree stays anyway)."""
+    # A prune may remove the tree between unpacked() and the lock: it is unpacked again, once.
+    for _ in range(2):
+        tree = unpacked(image)
+        with file_lock(lock_of(tree), shared=True):
+            if tree.is_dir():
+                yield tree
+                return
+    raise MicrodeployError(f"the unpacked image {_tree_of(image)} was removed twice while a host waited for it",
+                           hint="Boot the host again, and prune the host images at another time")
+
+
 def _tree_of(image: Path) -> Path:
     """Where `image` is unpacked."""
     return image.with_name(image.name.removesuffix(".tar") + ".tree")
@@ -182,8 +199,10 @@ def _mmdebstrap(output: Path, *, variant: str, packages: Sequence[str], suite: s
 
 
 def build_cached(target: Path, build: Callable[[Path], None]) -> Path:
-    """Return `target` (file or directory), building it first with `build(tmp)` under a lock, renamed atomically."""
+    """Return `target` (file or directory), building it first with `build(tmp)` under a lock, renamed atomically;
+    its use is noted for the cache's prune (image_cache.py)."""
     if target.exists():
+        mark_used(target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(target.with_name(target.name + ".lock")):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from microdeploy import cli_cache
 from microdeploy.build import cache
 from microdeploy.cli import main
 from microdeploy.errors import MicrodeployError
@@ -28,6 +29,14 @@ def entry(path: Path, size: int, days_ago: float, now: float) -> Path:
         (path / "data").write_bytes(b"x" * size)
     os.utime(path, (now - days_ago * DAY, now - days_ago * DAY))
     return path
+
+
+@pytest.fixture(autouse=True)
+def no_machine_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commands under test see empty roots and host images of their own, never the machine's (which a prune
+    would remove)."""
+    monkeypatch.setenv("MICRODEPLOY_ROOTS_DIR", str(tmp_path / "machine-roots"))
+    monkeypatch.setattr(cli_cache, "CACHE_DIR", tmp_path / "machine-hosts")
 
 
 @pytest.fixture
@@ -228,11 +237,11 @@ def test_cache_info_and_prune_cover_the_build_roots(
     monkeypatch.setenv("MICRODEPLOY_CACHE_DIR", str(root))
     monkeypatch.setenv("MICRODEPLOY_ROOTS_DIR", str(roots))
     data = json.loads(CliRunner().invoke(main, ["cache", "info", "--json"], catch_exceptions=False).output)
-    assert data["roots"]["path"] == str(roots)
-    assert data["roots"]["kind"] == "roots" and data["roots"]["entries"] == 1 and data["roots"]["size"] >= 8192
-    assert data["roots"]["last_use"].endswith("Z")
+    assert data["roots"]["path"] == str(roots) and data["roots"]["size"] >= 8192
+    [kind] = data["roots"]["kinds"]
+    assert kind["kind"] == "roots" and kind["entries"] == 1 and kind["last_use"].endswith("Z")
     text = CliRunner().invoke(main, ["cache", "info"], catch_exceptions=False).output
-    assert f"{roots}: " in text and "roots" in text
+    assert f"{roots}: " in text and "  roots " in text
     result = CliRunner().invoke(main, ["cache", "prune", "--roots-max-size", "0", "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     pruned = json.loads(result.output)
