@@ -19,11 +19,12 @@ from microdeploy import dists
 from microdeploy import validate as rules
 from microdeploy.apptarget import AppTargetError, parse_app
 from microdeploy.errors import bad_input
+from microdeploy.pyproject import FILE as PYPROJECT
+from microdeploy.pyproject import Pyproject, load_toml, read_pyproject
 
 Scalar = str | int | float | bool
 Settings = Mapping[str, Mapping[str, Scalar]]
 
-PYPROJECT = "pyproject.toml"
 MICRODEPLOY_TOML = "microdeploy.toml"
 
 NAME_MAX = rules.SERVICE_NAME.max_length
@@ -93,25 +94,24 @@ def default_app(name: str) -> str:
     return f"{name.replace('-', '_')}.application:create_app()"
 
 
-def read_project_file(project: Path) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """The `[project]` table, the microdeploy table and the file it came from."""
-    pyproject = project / PYPROJECT
+def read_project_file(project: Path, pyproject: Pyproject | None = None) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The `[project]` table, the microdeploy table and the file it came from.
+
+    `pyproject`: the project's pyproject.toml when the caller has read it (a build does, once).
+    """
+    if pyproject is None:
+        pyproject = read_pyproject(project)
     standalone = project / MICRODEPLOY_TOML
-    project_table: dict[str, Any] = {}
-    tool_table: dict[str, Any] = {}
-    source = "defaults"
-    if pyproject.is_file():
-        data = _load_toml(pyproject)
-        project_table = dict(data.get("project", {}))
-        tool_table = dict(data.get("tool", {}).get("microdeploy", {}))
-        source = PYPROJECT
+    project_table = dict(pyproject.project)
+    tool_table = dict(pyproject.tool("microdeploy"))
+    source = PYPROJECT if pyproject.found else "defaults"
     if standalone.is_file():
         if tool_table:
             raise bad_input(
                 f"{project} has both {MICRODEPLOY_TOML} and [tool.microdeploy] in {PYPROJECT}",
                 hint="Keep the service configuration in one of the two files",
             )
-        data = _load_toml(standalone)
+        data = load_toml(standalone)
         tool_table = dict(data.get("tool", {}).get("microdeploy", data))
         source = MICRODEPLOY_TOML
     return project_table, tool_table, source
@@ -130,11 +130,15 @@ def project_summary(description: str) -> str:
     return sentence[:DESCRIPTION_MAX].rsplit(" ", 1)[0].rstrip(",;:")
 
 
-def load_config(project: Path, overrides: Mapping[str, Any] | None = None) -> ServiceConfig:
-    """Load, default, override and validate the configuration of the service in `project`."""
+def load_config(project: Path, overrides: Mapping[str, Any] | None = None,
+                pyproject: Pyproject | None = None) -> ServiceConfig:
+    """Load, default, override and validate the configuration of the service in `project`.
+
+    `pyproject`: the project's pyproject.toml when the caller has read it.
+    """
     if not project.is_dir():
         raise bad_input(f"project directory not found: {project}", hint="Pass the path of a Python project")
-    project_table, tool_table, source = read_project_file(project)
+    project_table, tool_table, source = read_project_file(project, pyproject)
     unknown = sorted(set(tool_table) - set(KEYS))
     if unknown:
         raise bad_input(
@@ -281,9 +285,3 @@ def _normalise_project_name(name: str) -> str:
     # PyPI names allow '_' and capitals; Debian package names do not.
     return re.sub(r"[-_.]+", "-", name).lower()
 
-
-def _load_toml(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise bad_input(f"cannot parse {path}: {exc}", hint="Fix the TOML syntax") from exc

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from microdeploy import validate
-from microdeploy.config import MICRODEPLOY_TOML, PYPROJECT, load_config
+from microdeploy.config import MICRODEPLOY_TOML, load_config
 from microdeploy.config import validate as validate_config
 from microdeploy.debfile import inspect_deb
 from microdeploy.deploy_commands import health_command
 from microdeploy.errors import bad_input
 from microdeploy.hosts import Target, parse_target, read_hosts_file
+from microdeploy.pyproject import FILE as PYPROJECT
 
 log = logging.getLogger(__name__)
 

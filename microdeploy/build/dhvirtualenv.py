@@ -66,7 +66,7 @@ def plan(settings: BuildSettings, runner: Runner = run, root: Path | None = None
     """Validate everything and decide the version before any file is written (`root`: the build root's tree)."""
     project = settings.project.resolve() if settings.project.exists() else settings.project
     source.check_installable(project)
-    config = load_config(project, settings.overrides)
+    config = load_config(project, settings.overrides, settings.project_file())
     source.check_app(project, config.app)
     if config.port < PRIVILEGED_PORTS:
         log.warning("port %d is below %d: the unit can bind it only where the host grants CAP_NET_BIND_SERVICE "
@@ -79,7 +79,7 @@ def plan(settings: BuildSettings, runner: Runner = run, root: Path | None = None
         python_minor=python_minor(config, runner) if root is None else root_python(config, root),
         distribution=made.distribution,
         epoch=made.epoch,
-        license_name=source.project_license(project),
+        license_name=source.project_license(settings.project_file()),
         keep_installers=settings.keep_installers,
     )
     return config, facts, made
@@ -110,7 +110,7 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
     cache_size = default_max_size(settings.environ)
     log.info("building %s %s", config.name, facts.version)
     installer = choose_installer(
-        settings.project, name=config.name, python_minor=facts.python_minor, wsgi_server=WSGI_SERVER,
+        settings.project_file(), name=config.name, python_minor=facts.python_minor, wsgi_server=WSGI_SERVER,
         environ=settings.environ, refresh_layer=settings.refresh_deps, runner=runner, dist=facts.distribution,
     )
     facts = replace(facts, installer=installer.kind)

@@ -14,7 +14,6 @@ import ast
 import logging
 import shutil
 import time
-import tomllib
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -28,7 +27,6 @@ from microdeploy.build import buildroot
 from microdeploy.build.debiandir.context import copyright_context
 from microdeploy.build.debiandir.tree import copy_source, date_tree
 from microdeploy.build.dpkg import Artifacts, build_environment, build_jobs, collect, run_build_step
-from microdeploy.build.fastpath.wheel import SETUPTOOLS_BACKENDS
 from microdeploy.build.output import BuildResult, move_in, output_directory, prepare_output
 from microdeploy.build.release import source
 from microdeploy.build.release.plan import release, target
@@ -37,6 +35,7 @@ from microdeploy.config import ServiceConfig, load_config, read_project_file
 from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.fsutil import atomic_write, private_directory
 from microdeploy.process import Runner, require_tools, run
+from microdeploy.pyproject import Pyproject
 from microdeploy.render import render_file
 from microdeploy.resources import template_folder
 
@@ -90,6 +89,7 @@ class LibraryPlan:
     distribution: str
     epoch: int
     changelog: str
+    license_name: str  # for debian/copyright
 
     @property
     def source(self) -> str:
@@ -107,9 +107,9 @@ def package_name(name: str) -> str:
     return f"python3-{name}"
 
 
-def check_no_app(project: Path, overrides: Mapping[str, Any]) -> None:
+def check_no_app(project: Path, overrides: Mapping[str, Any], pyproject: Pyproject) -> None:
     """Refuse a project that configures a WSGI app: a service needs its venv and unit."""
-    _, tool_table, origin = read_project_file(project)
+    _, tool_table, origin = read_project_file(project, pyproject)
     if "app" in tool_table or overrides.get("app"):
         where = "--app" if overrides.get("app") else f"{origin} key 'app'"
         app = overrides.get("app") or tool_table["app"]
@@ -119,7 +119,7 @@ def check_no_app(project: Path, overrides: Mapping[str, Any]) -> None:
         )
 
 
-def check_pure(project: Path) -> None:
+def check_pure(project: Path, pyproject: Pyproject) -> None:
     """Refuse a project with compiled code: ext_modules, C/C++/Cython sources, a non-setuptools build."""
     setup_py = project / "setup.py"
     if setup_py.is_file():
@@ -130,12 +130,9 @@ def check_pure(project: Path) -> None:
                 "the stdeb backend packages pure-Python libraries only",
                 hint=VENV_HINT,
             )
-    pyproject = project / "pyproject.toml"
-    data = _toml(pyproject) if pyproject.is_file() else {}
-    setuptools_table = data.get("tool", {}).get("setuptools", {})
-    if isinstance(setuptools_table, dict) and "ext-modules" in setuptools_table:
+    if "ext-modules" in pyproject.tool("setuptools"):
         raise bad_input(
-            f"{pyproject} declares [tool.setuptools] ext-modules; "
+            f"{pyproject.path} declares [tool.setuptools] ext-modules; "
             "the stdeb backend packages pure-Python libraries only",
             hint=VENV_HINT,
         )
@@ -147,10 +144,10 @@ def check_pure(project: Path) -> None:
             "the stdeb backend packages pure-Python libraries only",
             hint=VENV_HINT,
         )
-    backend = data.get("build-system", {}).get("build-backend")
-    if not setup_py.is_file() and backend is not None and backend not in SETUPTOOLS_BACKENDS:
+    backend = pyproject.build_system
+    if not setup_py.is_file() and not backend.setuptools:
         raise bad_input(
-            f"{pyproject} builds with {backend!r}; stdeb builds setuptools projects only",
+            f"{pyproject.path} builds with {backend.backend!r}; stdeb builds setuptools projects only",
             hint="Switch [build-system] to setuptools.build_meta, or use the default dh-virtualenv backend",
         )
 
@@ -221,11 +218,13 @@ def plan(settings: BuildSettings, runner: Runner = run) -> LibraryPlan:
     """Validate the library project and decide its version before any file is written."""
     project = settings.project.resolve() if settings.project.exists() else settings.project
     source.check_installable(project)
-    check_no_app(project, settings.overrides)
-    check_pure(project)
-    config = load_config(project, settings.overrides)
+    pyproject = settings.project_file()
+    check_no_app(project, settings.overrides, pyproject)
+    check_pure(project, pyproject)
+    config = load_config(project, settings.overrides, pyproject)
     made = release(project, config, settings, runner)
-    return LibraryPlan(config, made.upstream, made.version, made.distribution, made.epoch, made.changelog)
+    return LibraryPlan(config, made.upstream, made.version, made.distribution, made.epoch, made.changelog,
+                       source.project_license(pyproject))
 
 
 def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
@@ -237,7 +236,8 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
     dist = target(settings)
     if dist == dists.host_dist() and not settings.clean_root:
         return build_in_root(settings, runner)
-    extra = load_config(settings.project, settings.overrides).build_depends if settings.project.is_dir() else ()
+    extra = (load_config(settings.project, settings.overrides, settings.project_file()).build_depends
+             if settings.project.is_dir() else ())
     with buildroot.cached_root(dist, (*ROOT_PACKAGES, *extra), environ=settings.environ,
                                refresh=settings.refresh_root, runner=runner) as tree:
         return build_in_root(settings, runner, tree)
@@ -283,19 +283,19 @@ def _build_in(work: Path, project: Path, library: LibraryPlan, environ: Mapping[
     trees = sorted(path.parent.parent for path in dist_dir.glob("*/debian/control"))
     if len(trees) != 1:
         raise MicrodeployError(f"expected one debian/ tree from stdeb in {dist_dir}, found {len(trees)}")
-    finish_debian(trees[0] / "debian", library, source.project_license(project))
+    finish_debian(trees[0] / "debian", library)
     log.info("dpkg-buildpackage (stdeb) in %s", trees[0])
     run_build_step(dpkg_buildpackage_argv(environ), trees[0], {**env, **compression_environment(library.config)},
                    "dpkg-buildpackage", runner)
     return collect(dist_dir, library.package, library.source)
 
 
-def finish_debian(debian: Path, library: LibraryPlan, license_name: str) -> None:
+def finish_debian(debian: Path, library: LibraryPlan) -> None:
     """Put the model's changelog, a copyright file and a non-empty long description into stdeb's debian/."""
     # stdeb dates its changelog now() and versions it from setup.py; ours follows
     # the service model (BUILD_NUMBER revision, git, SOURCE_DATE_EPOCH).
     atomic_write(debian / "changelog", library.changelog)
-    atomic_write(debian / "copyright", copyright_text(library, license_name))
+    atomic_write(debian / "copyright", copyright_text(library))
     control = debian / "control"
     paragraphs = list(Deb822.iter_paragraphs(control.read_text(encoding="utf-8")))
     for paragraph in paragraphs:
@@ -307,9 +307,10 @@ def finish_debian(debian: Path, library: LibraryPlan, license_name: str) -> None
     atomic_write(control, "\n".join(paragraph.dump() for paragraph in paragraphs))
 
 
-def copyright_text(library: LibraryPlan, license_name: str) -> str:
+def copyright_text(library: LibraryPlan) -> str:
     """A machine-readable debian/copyright from the project's license, from the services' template."""
-    context = copyright_context(library.source, library.config.maintainer, library.epoch, license_name, "library")
+    context = copyright_context(library.source, library.config.maintainer, library.epoch, library.license_name,
+                                "library")
     return render_file(template_folder("debian_templates"), "copyright.j2", context)
 
 
@@ -325,9 +326,3 @@ def check_built_pure(dist_dir: Path, package: str) -> None:
             hint=VENV_HINT,
         )
 
-
-def _toml(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise bad_input(f"cannot parse {path}: {exc}", hint="Fix the TOML syntax") from exc

@@ -15,10 +15,9 @@ from microdeploy.build.fastpath.layer import (
     dependency_declarations,
     layer_key,
     prepare_layer,
-    pyproject_data,
-    static_dependencies,
 )
 from microdeploy.process import Result, run
+from microdeploy.pyproject import read_pyproject
 
 PYPROJECT = """\
 [project]
@@ -35,7 +34,7 @@ def project(tmp_path: Path, version: str = "1.0", dependencies: str = '"flask>=3
 
 
 def key(path: Path, **environ: str) -> str:
-    return layer_key(path, name="orders-api", python_minor="3.11", wsgi_server="gunicorn>=21.2",
+    return layer_key(read_pyproject(path), name="orders-api", python_minor="3.11", wsgi_server="gunicorn>=21.2",
                      uv_version="uv 0.9.0", environ=environ)
 
 
@@ -80,7 +79,7 @@ def test_layer_key_changes_with_dependencies_requirements_and_index(tmp_path: Pa
     with_requirements = key(tmp_path)
     assert with_requirements != base
     assert key(tmp_path, UV_DEFAULT_INDEX="https://mirror.invalid/simple") != with_requirements
-    other_server = layer_key(tmp_path, name="orders-api", python_minor="3.11", wsgi_server="waitress",
+    other_server = layer_key(read_pyproject(tmp_path), name="orders-api", python_minor="3.11", wsgi_server="waitress",
                              uv_version="uv 0.9.0", environ={})
     assert other_server != with_requirements
 
@@ -93,7 +92,7 @@ def test_layer_key_follows_the_files_requirements_txt_includes(tmp_path: Path) -
     (tmp_path / "requirements" / "base.txt").write_text("flask\n--constraint=constraints.txt\n-r base.txt\n")
     (tmp_path / "requirements" / "constraints.txt").write_text("flask==3.0.0\n")
     before = key(tmp_path)
-    assert sorted(dependency_declarations(tmp_path)) == [
+    assert sorted(dependency_declarations(read_pyproject(tmp_path))) == [
         "pyproject.toml", "requirements.txt", "requirements/base.txt", "requirements/constraints.txt",
     ]
     (tmp_path / "requirements" / "constraints.txt").write_text("flask==3.1.0\n")
@@ -103,7 +102,7 @@ def test_layer_key_follows_the_files_requirements_txt_includes(tmp_path: Path) -
 def test_dynamic_dependencies_hash_the_whole_declaration_files(tmp_path: Path) -> None:
     """setup.py projects (or dynamic dependencies) are keyed on the text of setup.py/setup.cfg/pyproject."""
     (tmp_path / "setup.py").write_text("from setuptools import setup\nsetup(install_requires=['flask'])\n")
-    found = dependency_declarations(tmp_path)
+    found = dependency_declarations(read_pyproject(tmp_path))
     assert list(found) == ["setup.py"]
     before = key(tmp_path)
     (tmp_path / "setup.py").write_text("from setuptools import setup\nsetup(install_requires=['flask', 'six'])\n")
@@ -113,21 +112,21 @@ def test_dynamic_dependencies_hash_the_whole_declaration_files(tmp_path: Path) -
 def test_only_dependencies_listed_in_pyproject_are_static(tmp_path: Path) -> None:
     """[project] dependencies are static; dynamic ones, setup.py projects and no pyproject are not."""
     (tmp_path / "listed").mkdir()
-    assert static_dependencies(pyproject_data(project(tmp_path / "listed")))
+    assert read_pyproject(project(tmp_path / "listed")).static_dependencies
     dynamic = tmp_path / "dynamic"
     dynamic.mkdir()
     (dynamic / "pyproject.toml").write_text('[project]\nname = "x"\ndynamic = ["dependencies"]\n')
-    assert not static_dependencies(pyproject_data(dynamic))
+    assert not read_pyproject(dynamic).static_dependencies
     optional = tmp_path / "optional"
     optional.mkdir()
     (optional / "pyproject.toml").write_text('[project]\nname = "x"\ndynamic = ["optional-dependencies"]\n')
-    assert not static_dependencies(pyproject_data(optional))
+    assert not read_pyproject(optional).static_dependencies
     legacy = tmp_path / "legacy"
     legacy.mkdir()
     (legacy / "setup.py").write_text("from setuptools import setup\nsetup(install_requires=['flask'])\n")
-    assert not static_dependencies(pyproject_data(legacy))
+    assert not read_pyproject(legacy).static_dependencies
     (legacy / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools"]\n')
-    assert not static_dependencies(pyproject_data(legacy))
+    assert not read_pyproject(legacy).static_dependencies
 
 
 def test_prepare_layer_marks_its_use_and_refresh_empties_it(tmp_path: Path) -> None:
@@ -145,7 +144,7 @@ def test_without_uv_the_build_uses_pip_and_no_cache(tmp_path: Path, monkeypatch:
     """No uv anywhere: dh-virtualenv's pip, no environment for the helper scripts."""
     monkeypatch.setattr("microdeploy.build.fastpath.installer.find_uv", lambda environ: None)
     runner = FakeRunner()
-    installer = choose_installer(project(tmp_path), name="orders-api", python_minor="3.11",
+    installer = choose_installer(read_pyproject(project(tmp_path)), name="orders-api", python_minor="3.11",
                                  wsgi_server="gunicorn", environ={}, runner=runner)
     assert installer == Installer("pip")
     assert installer.environment() == {}
@@ -158,7 +157,7 @@ def test_with_uv_the_environment_names_uv_its_cache_the_layer_and_the_wheel(tmp_
     runner = FakeRunner()
     environ = {"MICRODEPLOY_UV": "/opt/uv", "MICRODEPLOY_CACHE_DIR": str(tmp_path / "cache")}
     (tmp_path / "p").mkdir()
-    installer = choose_installer(project(tmp_path / "p"), name="orders-api", python_minor="3.11",
+    installer = choose_installer(read_pyproject(project(tmp_path / "p")), name="orders-api", python_minor="3.11",
                                  wsgi_server="gunicorn", environ=environ, runner=runner)
     assert runner.calls == [(("/opt/uv", "--version"), None)]
     assert installer.kind == "uv"
@@ -392,11 +391,11 @@ def test_without_static_dependencies_nothing_is_made_beside_the_build(tmp_path: 
     (tmp_path / "dynamic").mkdir()
     (tmp_path / "dynamic" / "pyproject.toml").write_text(
         '[project]\nname = "x"\nversion = "1"\ndynamic = ["dependencies"]\n')
-    assert declared_dependencies(pyproject_data(tmp_path / "dynamic")) is None
+    assert declared_dependencies(read_pyproject(tmp_path / "dynamic")) is None
     (tmp_path / "listed").mkdir()
-    assert declared_dependencies(pyproject_data(project(tmp_path / "listed"))) == ("flask>=3",)
+    assert declared_dependencies(read_pyproject(project(tmp_path / "listed"))) == ("flask>=3",)
     (tmp_path / "itself").mkdir()
     (tmp_path / "itself" / "pyproject.toml").write_text(
         '[project]\nname = "Orders_API"\nversion = "1"\ndependencies = ["flask", "orders-api[postgres]"]\n')
-    assert static_dependencies(pyproject_data(tmp_path / "itself"))
-    assert declared_dependencies(pyproject_data(tmp_path / "itself")) is None, "an extra of its own needs the wheel"
+    assert read_pyproject(tmp_path / "itself").static_dependencies
+    assert declared_dependencies(read_pyproject(tmp_path / "itself")) is None, "an extra of its own needs the wheel"

@@ -13,6 +13,7 @@ from microdeploy.build.release.version import GitState, upstream_version
 from microdeploy.config import validate
 from microdeploy.errors import MicrodeployError
 from microdeploy.process import Result, run
+from microdeploy.pyproject import read_pyproject
 
 
 def test_sdist_version_reads_pkg_info(tmp_path: Path) -> None:
@@ -20,15 +21,6 @@ def test_sdist_version_reads_pkg_info(tmp_path: Path) -> None:
     (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: shop\nVersion: 2.0.1\n\nlong text\n")
     assert metadata.sdist_version(tmp_path) == "2.0.1"
     assert metadata.sdist_version(tmp_path / "missing") is None
-
-
-def test_build_system_defaults_to_setuptools_legacy(tmp_path: Path) -> None:
-    """Without [build-system], PEP 517's setuptools fallback is the backend."""
-    assert metadata.build_system(tmp_path) == (["setuptools>=40.8.0", "wheel"], metadata.LEGACY_BACKEND, [])
-    (tmp_path / "pyproject.toml").write_text(
-        '[build-system]\nrequires = ["flit_core"]\nbuild-backend = "flit_core.buildapi"\nbackend-path = ["."]\n'
-    )
-    assert metadata.build_system(tmp_path) == (["flit_core"], "flit_core.buildapi", ["."])
 
 
 def test_project_version_prefers_the_configured_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,7 +93,8 @@ def test_the_backend_runs_in_the_cached_build_environment_unless_it_asks_for_mor
             (Path(argv[-1]) / "bin" / "python").symlink_to(sys.executable)
         return Result(tuple(argv), 0, "", "")
 
-    version = metadata.backend_version(project, sys.executable, "/opt/uv", runner, cache=tmp_path / "cache")
+    version = metadata.backend_version(project, read_pyproject(project).build_system, sys.executable, "/opt/uv",
+                                       runner, cache=tmp_path / "cache")
     assert version == "3.1"
     assert asked == [["shopbuild"]]
     if more:

@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from microdeploy import pyproject
 from microdeploy.build import stdeb
-from microdeploy.build.pipeline import build
+from microdeploy.build.pipeline import build, build_releases
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.cli import main
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
 from microdeploy.process import Result
+from microdeploy.pyproject import read_pyproject
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "stdeb"
 EPOCH = "1767225600"
@@ -103,7 +105,7 @@ def test_ext_modules_in_setup_py_is_refused(tmp_path: Path) -> None:
     shutil.copytree(DATA / "withext", project)
     (project / "src/fastsum/_speedups.c").unlink()  # the setup.py alone is enough
     with pytest.raises(MicrodeployError) as info:
-        stdeb.check_pure(project)
+        stdeb.check_pure(project, read_pyproject(project))
     assert info.value.exit_code == EXIT_BAD_INPUT
     assert "setup.py builds compiled extensions (Extension(), ext_modules)" in info.value.message
     assert info.value.hint == stdeb.VENV_HINT
@@ -116,7 +118,7 @@ def test_compiled_sources_are_refused(tmp_path: Path, source: str) -> None:
     (project / source).parent.mkdir(parents=True, exist_ok=True)
     (project / source).write_text("/* native */\n")
     with pytest.raises(MicrodeployError) as info:
-        stdeb.check_pure(project)
+        stdeb.check_pure(project, read_pyproject(project))
     assert info.value.exit_code == EXIT_BAD_INPUT
     assert source in info.value.message
 
@@ -128,14 +130,14 @@ def test_compiled_files_in_venvs_and_build_outputs_do_not_count(tmp_path: Path) 
         (project / ignored).parent.mkdir(parents=True, exist_ok=True)
         (project / ignored).write_text("")
     assert stdeb.compiled_sources(project) == []
-    stdeb.check_pure(project)
+    stdeb.check_pure(project, read_pyproject(project))
 
 
 def test_setuptools_ext_modules_table_is_refused(tmp_path: Path) -> None:
     """[tool.setuptools] ext-modules in pyproject.toml exits 2."""
     project = library(tmp_path, pyproject_extra='\n[[tool.setuptools.ext-modules]]\nname = "x"\nsources = ["x.c"]\n')
     with pytest.raises(MicrodeployError) as info:
-        stdeb.check_pure(project)
+        stdeb.check_pure(project, read_pyproject(project))
     assert info.value.exit_code == EXIT_BAD_INPUT
     assert "ext-modules" in info.value.message
 
@@ -146,7 +148,7 @@ def test_non_setuptools_backend_is_refused(tmp_path: Path) -> None:
     text = (project / "pyproject.toml").read_text().replace("setuptools.build_meta", "hatchling.build")
     (project / "pyproject.toml").write_text(text)
     with pytest.raises(MicrodeployError) as info:
-        stdeb.check_pure(project)
+        stdeb.check_pure(project, read_pyproject(project))
     assert info.value.exit_code == EXIT_BAD_INPUT
     assert "'hatchling.build'" in info.value.message
 
@@ -155,7 +157,7 @@ def test_configured_wsgi_app_is_refused(tmp_path: Path) -> None:
     """app in [tool.microdeploy] exits 2 with the venv backend as the fix."""
     project = library(tmp_path, tool='app = "tinyfmt.wsgi:app"\n')
     with pytest.raises(MicrodeployError) as info:
-        stdeb.check_no_app(project, {})
+        stdeb.check_no_app(project, {}, read_pyproject(project))
     assert info.value.exit_code == EXIT_BAD_INPUT
     assert "WSGI app 'tinyfmt.wsgi:app' (pyproject.toml key 'app')" in info.value.message
     assert "dh-virtualenv" in (info.value.hint or "")
@@ -164,9 +166,9 @@ def test_configured_wsgi_app_is_refused(tmp_path: Path) -> None:
 def test_app_flag_is_refused_and_default_app_is_not(tmp_path: Path) -> None:
     """--app is as explicit as the config key; the model's default app alone is fine."""
     project = library(tmp_path)
-    stdeb.check_no_app(project, {"app": None})
+    stdeb.check_no_app(project, {"app": None}, read_pyproject(project))
     with pytest.raises(MicrodeployError) as info:
-        stdeb.check_no_app(project, {"app": "tinyfmt:app"})
+        stdeb.check_no_app(project, {"app": "tinyfmt:app"}, read_pyproject(project))
     assert "(--app)" in info.value.message
 
 
@@ -197,14 +199,26 @@ def test_build_runs_sdist_stdeb_and_dpkg_buildpackage_with_exact_argv(tmp_path: 
     assert (dpkg_env["DPKG_DEB_COMPRESSOR_TYPE"], dpkg_env["DPKG_DEB_COMPRESSOR_LEVEL"]) == ("gzip", "5")
 
 
+def test_a_library_build_parses_pyproject_toml_once(tmp_path: Path, tools: None,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checks, the service model and the license of a stdeb build come from one parse of pyproject.toml."""
+    project = library(tmp_path, pyproject_extra='license = "MIT"')
+    parsed: list[Path] = []
+    load = pyproject.load_toml
+    monkeypatch.setattr(pyproject, "load_toml", lambda path: parsed.append(path) or load(path))
+    build_releases(settings(project, tmp_path / "dist"), FakeStdeb())
+    assert parsed == [project / "pyproject.toml"]
+
+
 def test_finish_debian_writes_changelog_copyright_and_description(tmp_path: Path) -> None:
-    """Our changelog (version, maintainer, SOURCE_DATE_EPOCH), a DEP-5 copyright, a long description."""
-    project = library(tmp_path)
+    """Our changelog (version, maintainer, SOURCE_DATE_EPOCH), a DEP-5 copyright of pyproject's license, a long
+    description."""
+    project = library(tmp_path, pyproject_extra='license = "MIT"')
     planned = stdeb.plan(settings(project, tmp_path / "dist"), FakeStdeb())
     debian = tmp_path / "debian"
     debian.mkdir()
     (debian / "control").write_text("Source: tinyfmt\n\nPackage: python3-tinyfmt\nDescription: A small library\n")
-    stdeb.finish_debian(debian, planned, "MIT")
+    stdeb.finish_debian(debian, planned)
     changelog = (debian / "changelog").read_text()
     assert changelog.startswith("tinyfmt (1.2.0-3+deb12) bookworm; urgency=medium")
     assert " -- Library Team <libs@example.org>  Thu, 01 Jan 2026 00:00:00 +0000" in changelog

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from microdeploy.build.fastpath.wheel import (
-    LEGACY_REQUIRES,
-    ProjectWheel,
-    build_requirements,
-    builds_with_setuptools,
-    source_digest,
-)
+from microdeploy.build.fastpath.wheel import ProjectWheel, source_digest
 from microdeploy.process import Result
+from microdeploy.pyproject import BuildSystem, read_pyproject
 
 
 class FakeUv:
@@ -51,18 +46,24 @@ def project(tmp_path: Path, requires: str = '["setuptools>=61"]') -> Path:
 
 def produce(tmp_path: Path, uv: FakeUv, source: Path, name: str = "w") -> Path:
     wheel = ProjectWheel(uv="/opt/uv", cache=tmp_path / "cache", name="orders-api", python="/usr/bin/python3.11",
-                         runner=uv)
+                         build_system=read_pyproject(source).build_system, runner=uv)
     out = tmp_path / name
     wheel.start(source, out).join(timeout=10)
     wheel.keep()  # as the build does once the .deb is made
     return out
 
 
-def test_build_requirements_from_pyproject_or_the_pep517_fallback(tmp_path: Path) -> None:
-    """[build-system].requires when given, else setuptools and wheel."""
-    assert build_requirements(project(tmp_path, '["hatchling"]')) == ["hatchling"]
-    (tmp_path / "src-project" / "pyproject.toml").write_text("[project]\nname = 'x'\n")
-    assert build_requirements(tmp_path / "src-project") == list(LEGACY_REQUIRES)
+def test_the_build_environment_holds_the_projects_build_requirements(tmp_path: Path) -> None:
+    """The build system the wheel is given, not a file read again, decides what the build environment installs."""
+    uv = FakeUv()
+    source = project(tmp_path, '["hatchling"]')
+    wheel = ProjectWheel(uv="/opt/uv", cache=tmp_path / "cache", name="orders-api", python="/usr/bin/python3.11",
+                         build_system=BuildSystem(requires=("flit_core>=3.9",), backend="flit_core.buildapi"),
+                         runner=uv)
+    wheel.start(source, tmp_path / "out").join(timeout=10)
+    install = next(call for call in uv.calls if call[1:3] == ("pip", "install"))
+    assert install[-1] == "flit_core>=3.9"
+    assert not any(arg.startswith("--config-setting") for call in uv.calls for arg in call)
 
 
 def test_source_digest_follows_contents_not_times(tmp_path: Path) -> None:
@@ -116,7 +117,7 @@ def test_a_new_wheel_is_kept_only_when_the_build_no_longer_waits_for_it(tmp_path
     """The job ends (status written) without copying the wheel to the cache; keep() copies it there."""
     uv = FakeUv()
     wheel = ProjectWheel(uv="/opt/uv", cache=tmp_path / "cache", name="orders-api", python="/usr/bin/python3.11",
-                         runner=uv)
+                         build_system=BuildSystem(), runner=uv)
     wheel.start(project(tmp_path), tmp_path / "out").join(timeout=10)
     assert (tmp_path / "out" / "returncode").read_text() == "0\n"
     assert not (tmp_path / "cache" / "wheels").exists()
@@ -144,17 +145,9 @@ def test_a_broken_project_reports_failure_and_keeps_nothing(tmp_path: Path) -> N
 
 def test_only_setuptools_is_asked_for_a_stored_wheel(tmp_path: Path) -> None:
     """setuptools (named, or PEP 517's fallback) stores the wheel's files; another backend gets no setuptools option."""
-    source = project(tmp_path)
-    assert builds_with_setuptools(source)
-    (source / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools"]\n'
-                                           'build-backend = "setuptools.build_meta"\n')
-    assert builds_with_setuptools(source)
-    (source / "pyproject.toml").unlink()
-    assert builds_with_setuptools(source)
     hatch = project(tmp_path / "hatch", requires='["hatchling"]')
     with (hatch / "pyproject.toml").open("a") as handle:
         handle.write('build-backend = "hatchling.build"\n')
-    assert not builds_with_setuptools(hatch)
     uv = FakeUv()
     produce(tmp_path / "hatch", uv, hatch)
     assert not any(arg.startswith("--config-setting") for call in uv.calls for arg in call)

@@ -10,7 +10,7 @@ import logging
 import shutil
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from microdeploy.build.cache import cache_root, touch
@@ -36,13 +36,12 @@ from microdeploy.build.fastpath.layer import (
     layer_key,
     link_venv,
     prepare_layer,
-    pyproject_data,
     save_layer,
-    static_dependencies,
 )
 from microdeploy.build.fastpath.wheel import ProjectWheel
 from microdeploy.fsutil import atomic_write
 from microdeploy.process import Runner, run
+from microdeploy.pyproject import BuildSystem, Pyproject
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +86,7 @@ class Installer:
     # Those dependencies when they install without the project (layer.declared_dependencies):
     # a missing layer is then made beside the build, while the wheel builds.
     dependencies: tuple[str, ...] | None = None
+    build_system: BuildSystem = field(default_factory=BuildSystem)  # the project's, for its wheel
 
     def environment(self, wheel_dir: Path | None = None, layer_copy: Path | None = None) -> dict[str, str]:
         """Variables debian/make-venv and debian/uv-pip read during the build."""
@@ -112,7 +112,8 @@ class Installer:
         if self.uv is None or self.cache_root is None:
             return Beside(self.environment())
         wheel_dir = work / "project-wheel"
-        wheel = ProjectWheel(uv=self.uv, cache=self.cache_root, name=name, python=python, runner=runner)
+        wheel = ProjectWheel(uv=self.uv, cache=self.cache_root, name=name, python=python,
+                             build_system=self.build_system, runner=runner)
         wheel_job = wheel.start(source, wheel_dir)
         built = (wheel_job, wheel_dir)
         restored = Restored()
@@ -247,7 +248,7 @@ def uv_version(uv: str, runner: Runner = run) -> str:
 
 
 def choose_installer(
-    project: Path,
+    pyproject: Pyproject,
     *,
     name: str,
     python_minor: str,
@@ -257,17 +258,20 @@ def choose_installer(
     runner: Runner = run,
     dist: str = "",
 ) -> Installer:
-    """uv with the shared caches when uv is available, else dh-virtualenv's pip (no caches)."""
+    """uv with the shared caches when uv is available, else dh-virtualenv's pip (no caches).
+
+    `pyproject`: the project's pyproject.toml, as the build read it (it knows the project's directory).
+    """
     uv = find_uv(environ)
     if uv is None:
         return Installer("pip")
     root = cache_root(environ)
     touch(root / "uv")
     key = layer_key(
-        project, name=name, python_minor=python_minor, wsgi_server=wsgi_server,
+        pyproject, name=name, python_minor=python_minor, wsgi_server=wsgi_server,
         uv_version=uv_version(uv, runner), environ=environ, dist=dist,
     )
     layer = prepare_layer(root, key, refresh=refresh_layer)
-    data = pyproject_data(project)
     return Installer("uv", uv=uv, cache_root=root, layer=layer, wsgi_server=wsgi_server,
-                     layer_has_dependencies=static_dependencies(data), dependencies=declared_dependencies(data))
+                     layer_has_dependencies=pyproject.static_dependencies,
+                     dependencies=declared_dependencies(pyproject), build_system=pyproject.build_system)

@@ -22,11 +22,9 @@ import os
 import re
 import shutil
 import stat
-import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -35,6 +33,7 @@ from microdeploy.build.cache import touch
 from microdeploy.build.fastpath.contract import VENV_DIR
 from microdeploy.fsutil import staged_directory
 from microdeploy.process import Runner, run
+from microdeploy.pyproject import Pyproject
 
 # Files whose whole text decides the dependencies when pyproject.toml does not
 # declare them statically (setup.py projects, dynamic dependencies).
@@ -51,34 +50,16 @@ SHARED_MTIME_NS = 4_102_444_800 * 10**9  # 2100-01-01
 INCLUDE_RE = re.compile(r"^\s*(?:-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+)(?P<path>\S+)")
 
 
-def pyproject_data(project: Path) -> dict[str, Any]:
-    """The project's pyproject.toml, parsed ({} without one)."""
-    pyproject = project / "pyproject.toml"
-    return tomllib.loads(pyproject.read_text(encoding="utf-8")) if pyproject.is_file() else {}
-
-
-def static_dependencies(data: dict[str, Any]) -> bool:
-    """Whether a parsed pyproject.toml lists the project's dependencies itself (not `dynamic`, not from setup.py).
-
-    Then the layer key holds them, and a restored layer has every dependency
-    the project's wheel declares.
-    """
-    table = data.get("project", {})
-    dynamic = table.get("dynamic", [])
-    return bool(table) and "dependencies" not in dynamic and "optional-dependencies" not in dynamic
-
-
-def declared_dependencies(data: dict[str, Any]) -> tuple[str, ...] | None:
-    """The requirements a parsed pyproject.toml lists as the project's dependencies, to install without the
-    project; None when they are not static (only the built wheel knows them) or one names the project itself
-    (an extra of its own, which only the wheel can satisfy)."""
-    if not static_dependencies(data):
+def declared_dependencies(pyproject: Pyproject) -> tuple[str, ...] | None:
+    """The requirements pyproject.toml lists as the project's dependencies, to install without the project;
+    None when they are not static (only the built wheel knows them) or one names the project itself (an extra
+    of its own, which only the wheel can satisfy)."""
+    if not pyproject.static_dependencies:
         return None
-    requirements = tuple(str(requirement) for requirement in data["project"].get("dependencies", []))
-    itself = canonicalize_name(str(data["project"].get("name", "")))
-    if any(requirement_name(requirement) == itself for requirement in requirements):
+    itself = canonicalize_name(str(pyproject.project.get("name", "")))
+    if any(requirement_name(requirement) == itself for requirement in pyproject.dependencies):
         return None
-    return requirements
+    return pyproject.dependencies
 
 
 def requirement_name(requirement: str) -> str:
@@ -89,18 +70,20 @@ def requirement_name(requirement: str) -> str:
         return ""
 
 
-def dependency_declarations(project: Path) -> dict[str, str]:
-    """What decides the project's dependencies, as text; a version bump or code change is not in it."""
+def dependency_declarations(pyproject: Pyproject) -> dict[str, str]:
+    """What decides the dependencies of the project of `pyproject`, as text; a version bump or code change is not
+    in it."""
+    project = pyproject.directory
     found: dict[str, str] = {}
-    data = pyproject_data(project)
-    if static_dependencies(data):
-        table = data["project"]
+    if pyproject.static_dependencies:
+        # The key then holds every dependency, and a restored layer has all that the project's wheel declares.
+        table = pyproject.project
         static = {
             "dependencies": table.get("dependencies", []),
             "optional-dependencies": table.get("optional-dependencies", {}),
             "requires-python": table.get("requires-python"),
-            "build-system": data.get("build-system", {}),
-            "tool.uv": data.get("tool", {}).get("uv", {}),
+            "build-system": pyproject.data.get("build-system", {}),
+            "tool.uv": pyproject.tool("uv"),
         }
         found["pyproject.toml"] = json.dumps(static, sort_keys=True)
     else:
@@ -138,8 +121,8 @@ def label(project: Path, path: Path) -> str:
 
 
 def layer_key(
-    project: Path, *, name: str, python_minor: str, wsgi_server: str, uv_version: str, environ: Mapping[str, str],
-    dist: str = "",
+    pyproject: Pyproject, *, name: str, python_minor: str, wsgi_server: str, uv_version: str,
+    environ: Mapping[str, str], dist: str = "",
 ) -> str:
     """A name for the dependency layer that changes whenever the installed dependencies could.
 
@@ -147,7 +130,7 @@ def layer_key(
     wheels are linked against that release's libraries.
     """
     inputs = {
-        "declarations": dependency_declarations(project),
+        "declarations": dependency_declarations(pyproject),
         "python": python_minor,
         "wsgi_server": wsgi_server,
         "uv": uv_version,

@@ -16,7 +16,6 @@ import json
 import logging
 import shutil
 import threading
-import tomllib
 from pathlib import Path
 
 from microdeploy.build.cache import touch
@@ -25,16 +24,12 @@ from microdeploy.build.fastpath.contract import UV_CACHE_VAR, UV_SETTINGS
 from microdeploy.errors import MicrodeployError
 from microdeploy.fsutil import staged_directory
 from microdeploy.process import Runner, run
+from microdeploy.pyproject import BuildSystem
 
 log = logging.getLogger(__name__)
 
 # Part of a build environment's key: version 2 environments carry bytecode.
 BUILD_ENV_FORMAT = 2
-# PEP 517's fallback for projects without [build-system].
-LEGACY_REQUIRES = ("setuptools>=40.8.0", "wheel")
-# PEP 517's fallback for a project without [build-system].build-backend.
-LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
-SETUPTOOLS_BACKENDS = ("setuptools.build_meta", LEGACY_BACKEND)
 # The wheel is unpacked into the venv straight after, never shipped: setuptools
 # stores its files rather than deflating them (for an app with megabytes of
 # static files, deflating is most of the wheel's build).
@@ -53,41 +48,16 @@ def source_digest(source: Path, salt: str) -> str:
     return digest.hexdigest()
 
 
-def build_system_table(source: Path) -> dict[str, object]:
-    """The project's [build-system] table ({} without one)."""
-    pyproject = source / "pyproject.toml"
-    if not pyproject.is_file():
-        return {}
-    table = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("build-system", {})
-    return table if isinstance(table, dict) else {}
-
-
-def build_requirements(source: Path) -> list[str]:
-    """The project's [build-system] requires, or PEP 517's setuptools fallback."""
-    return requirements_of(build_system_table(source))
-
-
-def requirements_of(table: dict[str, object]) -> list[str]:
-    """A [build-system] table's requires, or PEP 517's setuptools fallback."""
-    requires = table.get("requires")
-    if isinstance(requires, list):
-        return [str(item) for item in requires]
-    return list(LEGACY_REQUIRES)
-
-
-def builds_with_setuptools(source: Path) -> bool:
-    """Whether the project's build backend is setuptools (PEP 517's fallback included)."""
-    return build_system_table(source).get("build-backend", LEGACY_BACKEND) in SETUPTOOLS_BACKENDS
-
-
 class ProjectWheel:
     """Builds (or finds) one project's wheel for one build, in the jobs."""
 
-    def __init__(self, *, uv: str, cache: Path, name: str, python: str, runner: Runner = run) -> None:
+    def __init__(self, *, uv: str, cache: Path, name: str, python: str, build_system: BuildSystem,
+                 runner: Runner = run) -> None:
         self.uv = uv
         self.cache = cache
         self.name = name
         self.python = python
+        self.build_system = build_system  # the project's, as read at the build's start
         self.runner = runner
         self.env = {**UV_SETTINGS, UV_CACHE_VAR: str(cache / "uv")}
         self.to_keep: tuple[Path, Path] | None = None  # a wheel built now, and where keep() saves it
@@ -97,7 +67,7 @@ class ProjectWheel:
         return jobs.start("project-wheel", wheel_dir, lambda: self._produce(source, wheel_dir))
 
     def _produce(self, source: Path, wheel_dir: Path) -> int:
-        requires = build_requirements(source)
+        requires = list(self.build_system.requires)
         kept = self.cache / "wheels" / self.name / source_digest(source, json.dumps([self.python, requires]))
         wheels = list(kept.glob("*.whl"))
         if wheels:
@@ -115,7 +85,7 @@ class ProjectWheel:
         build = [self.uv, "build", "--wheel", "--quiet", "--out-dir", str(wheel_dir)]
         environment = self.build_environment(requires)
         if environment is not None:
-            stored = [STORED] if builds_with_setuptools(source) else []
+            stored = [STORED] if self.build_system.setuptools else []
             cached = [*build, "--no-build-isolation", *stored, "--python", str(environment / "bin" / "python"),
                       str(source)]
             if self.runner(cached, env=self.env, check=False).returncode == 0:

@@ -17,15 +17,15 @@ from __future__ import annotations
 import email.parser
 import logging
 import tempfile
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from microdeploy.build.debiandir.tree import copy_source
 from microdeploy.build.fastpath.contract import UV_SETTINGS
-from microdeploy.build.fastpath.wheel import LEGACY_BACKEND, ProjectWheel, build_system_table, requirements_of
+from microdeploy.build.fastpath.wheel import ProjectWheel
 from microdeploy.errors import MicrodeployError
 from microdeploy.process import Runner, run
+from microdeploy.pyproject import BuildSystem
 
 log = logging.getLogger(__name__)
 
@@ -44,32 +44,18 @@ def sdist_version(project: Path) -> str | None:
     return metadata_version(pkg_info.read_text(encoding="utf-8", errors="replace"))
 
 
-def build_system(project: Path) -> tuple[list[str], str, list[str]]:
-    """[build-system] requires, build-backend and backend-path, with PEP 517's defaults."""
-    try:
-        table = build_system_table(project)
-    except tomllib.TOMLDecodeError:
-        table = {}
-    backend = table.get("build-backend")
-    backend_path = table.get("backend-path")
-    return (
-        requirements_of(table),
-        backend if isinstance(backend, str) and backend else LEGACY_BACKEND,
-        [str(item) for item in backend_path] if isinstance(backend_path, list) else [],
-    )
-
-
 class SharedEnvironmentTooSmall(Exception):
     """The backend asks for more than the shared build environment holds: a venv of its own is needed."""
 
 
-def backend_version(project: Path, python: str, uv: str | None, runner: Runner = run,
+def backend_version(project: Path, build_system: BuildSystem, python: str, uv: str | None, runner: Runner = run,
                     cache: Path | None = None) -> str | None:
     """The version the project's build backend gives it, or None when the backend cannot tell.
 
-    `cache`: microdeploy's cache, whose build environments are used when there is uv.
+    `build_system`: the project's [build-system]; `cache`: microdeploy's
+    cache, whose build environments are used when there is uv.
     """
-    requires, backend, backend_path = build_system(project)
+    requires, backend, backend_path = list(build_system.requires), build_system.backend, build_system.backend_path
     with tempfile.TemporaryDirectory(prefix="microdeploy-metadata.") as tmp:
         work = Path(tmp)
         copy = work / "project"
@@ -80,7 +66,7 @@ def backend_version(project: Path, python: str, uv: str | None, runner: Runner =
         try:
             shared = None
             if uv is not None and cache is not None:
-                shared = ProjectWheel(uv=uv, cache=cache, name=project.name, python=python,
+                shared = ProjectWheel(uv=uv, cache=cache, name=project.name, python=python, build_system=build_system,
                                       runner=runner).build_environment(requires)
             if shared is not None:
                 try:
@@ -151,10 +137,10 @@ def _prepare_metadata(
     return metadata_version(metadata.read_text(encoding="utf-8")) if metadata.is_file() else None
 
 
-def dynamic_version(project: Path, python: str, uv: str | None, runner: Runner = run,
+def dynamic_version(project: Path, build_system: BuildSystem, python: str, uv: str | None, runner: Runner = run,
                     cache: Path | None = None) -> tuple[str, str] | None:
     """The version and where it came from: the build backend's metadata, else the sdist's PKG-INFO."""
-    found = backend_version(project, python, uv, runner, cache)
+    found = backend_version(project, build_system, python, uv, runner, cache)
     if found:
         return found, "the build backend's metadata"
     found = sdist_version(project)

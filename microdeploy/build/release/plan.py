@@ -51,8 +51,8 @@ def project_version(project: Path, config: ServiceConfig, settings: BuildSetting
     """--version or [project].version, else what the build backend or an sdist's PKG-INFO says (or None)."""
     if config.version is not None:
         return config.version
-    found = dynamic_version(project, f"/usr/bin/{config.python}", find_uv(settings.environ), runner,
-                            cache_root(settings.environ))
+    found = dynamic_version(project, settings.project_file().build_system, f"/usr/bin/{config.python}",
+                            find_uv(settings.environ), runner, cache_root(settings.environ))
     if found is None or found[0] == SETUPTOOLS_PLACEHOLDER:
         return None
     version, origin = found

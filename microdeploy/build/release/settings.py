@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from microdeploy.pyproject import Pyproject, read_pyproject
+
 BACKENDS = ("dh-virtualenv", "stdeb")
 
 
@@ -26,3 +28,9 @@ class BuildSettings:
     dist: str | None = None  # the release codename to build for; None: this machine's own
     clean_root: bool = False  # build in the release's clean root even when it is this machine's
     refresh_root: bool = False  # remake the release's build root first
+    # The project's pyproject.toml, read once at the build's start (pipeline.py) and handed down with the settings.
+    pyproject: Pyproject | None = None
+
+    def project_file(self) -> Pyproject:
+        """The project's pyproject.toml: as read at the build's start, else (settings made for one step) read now."""
+        return self.pyproject if self.pyproject is not None else read_pyproject(self.project)

@@ -13,9 +13,9 @@ from pathlib import Path
 from microdeploy import validate
 from microdeploy.apptarget import parse_app
 from microdeploy.build.release.version import GitState
-from microdeploy.config import read_project_file
 from microdeploy.errors import bad_input
 from microdeploy.process import Runner, run
+from microdeploy.pyproject import Pyproject
 
 PROJECT_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
 # The build litter of the project's root (VCS data, venvs, caches, outputs of
@@ -127,10 +127,9 @@ def root_litter(name: str) -> bool:
     return matches(name, ROOT_LITTER)
 
 
-def project_license(project: Path) -> str:
-    """The project's license name for debian/copyright (SPDX if it gives one)."""
-    project_table, _, _ = read_project_file(project)
-    value = project_table.get("license")
+def project_license(pyproject: Pyproject) -> str:
+    """The project's license name for debian/copyright (SPDX if its pyproject.toml gives one)."""
+    value = pyproject.project.get("license")
     if isinstance(value, dict):
         value = value.get("text")
     text = str(value).strip() if value else ""

@@ -1,0 +1,244 @@
+"""A project's pyproject.toml, read once: its tables, PEP 517's fallbacks, and a broken file refused (exit 2)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from microdeploy import pyproject
+from microdeploy.build.pipeline import build_releases
+from microdeploy.build.release.settings import BuildSettings
+from microdeploy.config import load_config
+from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
+from microdeploy.process import Result
+from microdeploy.pyproject import LEGACY_BACKEND, LEGACY_REQUIRES, BuildSystem, read_pyproject
+from tests.hostile import assert_refused, invoke, service, tree
+
+FLIT = """\
+[build-system]
+requires = ["flit_core>=3.9,<4"]
+build-backend = "flit_core.buildapi"
+backend-path = ["."]
+
+[project]
+name = "shop"
+dynamic = ["version"]
+dependencies = ["flask>=3", "gunicorn"]
+
+[tool.microdeploy]
+port = 8100
+
+[tool.uv]
+index-url = "https://mirror.invalid/simple"
+"""
+# (what is broken, the file's bytes, words the message must hold, the hint's first word)
+BROKEN = [
+    ("toml-syntax", b"[project\nname = 'x'\n", "cannot parse", "Fix"),
+    ("not-utf8", b'[project]\nname = "caf\xe9"\n', "not UTF-8", "Save"),
+    ("build-system-not-a-table", b'build-system = "setuptools"\n', "[build-system] is 'setuptools', not a table",
+     "Write"),
+    ("project-not-a-table", b"project = 3\n", "[project] is 3, not a table", "Write"),
+    ("requires-a-string", b'[build-system]\nrequires = "setuptools"\n',
+     "[build-system] requires is 'setuptools', not a list of strings", "Write"),
+    ("requires-not-strings", b"[build-system]\nrequires = [1, 2]\n", "requires is [1, 2], not a list of strings",
+     "Write"),
+    ("backend-not-a-string", b'[build-system]\nrequires = []\nbuild-backend = ["setuptools.build_meta"]\n',
+     "build-backend is ['setuptools.build_meta'], not a module name", "Name"),
+    ("backend-empty", b'[build-system]\nrequires = []\nbuild-backend = ""\n', "build-backend is '', not a module",
+     "Name"),
+    ("backend-path-a-string", b'[build-system]\nrequires = []\nbackend-path = "."\n',
+     "backend-path is '.', not a list of strings", "Write"),
+    ("dependencies-a-string", b'[project]\nname = "x"\ndependencies = "flask"\n',
+     "[project] dependencies is 'flask', not a list of strings", "Write"),
+    ("dynamic-not-a-list", b'[project]\nname = "x"\ndynamic = "version"\n', "dynamic is 'version', not a list",
+     "Write"),
+    ("long-value-cut-short", b"project = '" + b"x" * 200 + b"'\n", "[project] is 'xxxx", "Write"),
+]
+
+
+def write(project: Path, text: str | bytes) -> Path:
+    project.mkdir(parents=True, exist_ok=True)
+    path = project / "pyproject.toml"
+    if isinstance(text, str):
+        path.write_text(text)
+    else:
+        path.write_bytes(text)
+    return project
+
+
+def refused(project: Path) -> MicrodeployError:
+    with pytest.raises(MicrodeployError) as info:
+        read_pyproject(project)
+    return info.value
+
+
+def test_a_project_without_pyproject_gets_pep517s_fallbacks(tmp_path: Path) -> None:
+    """No pyproject.toml: nothing found, no tables, setuptools' legacy backend and requirements."""
+    found = read_pyproject(tmp_path)
+    assert (found.found, found.path, found.directory) == (False, tmp_path / "pyproject.toml", tmp_path)
+    assert found.build_system == BuildSystem(LEGACY_REQUIRES, LEGACY_BACKEND, ())
+    assert found.build_system.setuptools
+    assert (found.project, found.dependencies, found.dynamic, found.tool("microdeploy")) == ({}, (), (), {})
+    assert not found.static_dependencies
+
+
+def test_a_valid_file_gives_its_tables_typed(tmp_path: Path) -> None:
+    """[build-system] as declared, [project]'s lists as tuples, each [tool.NAME] table."""
+    found = read_pyproject(write(tmp_path, FLIT))
+    assert found.found
+    assert found.build_system == BuildSystem(("flit_core>=3.9,<4",), "flit_core.buildapi", (".",))
+    assert not found.build_system.setuptools
+    assert found.project["name"] == "shop"
+    assert (found.dependencies, found.dynamic) == (("flask>=3", "gunicorn"), ("version",))
+    assert found.static_dependencies, "only the version is dynamic"
+    assert found.tool("microdeploy") == {"port": 8100}
+    assert found.tool("uv") == {"index-url": "https://mirror.invalid/simple"}
+    assert found.tool("black") == {}
+    assert found.data["tool"]["uv"] == found.tool("uv")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[project]\nname = "x"\n', BuildSystem()),
+        ('[build-system]\nrequires = ["setuptools>=61"]\n', BuildSystem(("setuptools>=61",), LEGACY_BACKEND)),
+        ('[build-system]\nbuild-backend = "setuptools.build_meta"\n',
+         BuildSystem(LEGACY_REQUIRES, "setuptools.build_meta")),
+        ("[build-system]\nrequires = []\n", BuildSystem((), LEGACY_BACKEND)),
+    ],
+    ids=["no-build-system", "no-backend", "no-requires", "empty-requires"],
+)
+def test_pep517_fallbacks_fill_in_what_build_system_leaves_out(tmp_path: Path, text: str,
+                                                               expected: BuildSystem) -> None:
+    """Without [build-system], its build-backend or its requires, PEP 517's setuptools defaults stand in."""
+    found = read_pyproject(write(tmp_path, text)).build_system
+    assert found == expected
+    assert found.setuptools
+
+
+def test_only_setuptools_backends_count_as_setuptools() -> None:
+    """setuptools.build_meta and the legacy backend are setuptools; hatchling is not."""
+    assert BuildSystem(backend="setuptools.build_meta").setuptools
+    assert BuildSystem(backend=LEGACY_BACKEND).setuptools
+    assert not BuildSystem(backend="hatchling.build").setuptools
+
+
+@pytest.mark.parametrize(("kind", "content", "words", "verb"), BROKEN, ids=[case[0] for case in BROKEN])
+def test_a_broken_file_is_bad_input_that_names_it(tmp_path: Path, kind: str, content: bytes, words: str,
+                                                  verb: str) -> None:
+    """Each kind of broken pyproject.toml is one error, exit status 2, naming the file and what is wrong."""
+    error = refused(write(tmp_path, content))
+    assert error.exit_code == EXIT_BAD_INPUT
+    assert str(tmp_path / "pyproject.toml") in error.message
+    assert words in error.message
+    assert error.hint is not None and error.hint.split()[0] == verb
+    assert len(error.message) < 300, "a long value is cut short"
+
+
+def test_a_tool_table_that_is_not_a_table_is_bad_input(tmp_path: Path) -> None:
+    """[tool] or [tool.microdeploy] written as a value: exit 2 when the table is asked for."""
+    found = read_pyproject(write(tmp_path / "a", "tool = 1\n"))
+    with pytest.raises(MicrodeployError) as info:
+        found.tool("uv")
+    assert info.value.exit_code == EXIT_BAD_INPUT and "[tool] is 1, not a table" in info.value.message
+    found = read_pyproject(write(tmp_path / "b", '[tool]\nmicrodeploy = "orders-api"\n'))
+    with pytest.raises(MicrodeployError) as info:
+        load_config(tmp_path / "b")
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    assert f"{found.path}: [tool.microdeploy] is 'orders-api', not a table" in info.value.message
+
+
+def test_an_unreadable_file_is_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file that cannot be read (a permission denied) is named with the system's reason."""
+    project = write(tmp_path, FLIT)
+
+    def denied(self: Path, encoding: str | None = None) -> str:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    error = refused(project)
+    assert error.exit_code == EXIT_BAD_INPUT
+    assert error.message == f"cannot read {project / 'pyproject.toml'}: Permission denied"
+
+
+def test_a_broken_microdeploy_toml_is_named_the_same_way(tmp_path: Path) -> None:
+    """microdeploy.toml beside a setup.py is parsed by the same reader: exit 2, the file named."""
+    (tmp_path / "setup.py").write_text("from setuptools import setup\nsetup()\n")
+    (tmp_path / "microdeploy.toml").write_bytes(b'name = "caf\xe9"\n')
+    with pytest.raises(MicrodeployError) as info:
+        load_config(tmp_path)
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    assert f"cannot parse {tmp_path / 'microdeploy.toml'}: it is not UTF-8" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("backend", "broken", "words"),
+    [
+        ("dh-virtualenv", ("[tool.microdeploy]", "[tool.microdeploy"), "cannot parse"),
+        ("dh-virtualenv", ('requires = ["setuptools>=61"]', 'requires = "setuptools>=61"'), "not a list of strings"),
+        ("stdeb", ('build-backend = "setuptools.build_meta"', "build-backend = 61"), "not a module name"),
+    ],
+    ids=["toml-syntax", "requires-a-string", "stdeb-backend-a-number"],
+)
+def test_build_of_a_broken_pyproject_exits_2_and_writes_nothing(tmp_path: Path, backend: str,
+                                                                broken: tuple[str, str], words: str) -> None:
+    """`microdeploy build` names the broken pyproject.toml, exits 2, and writes nothing: no --out, no cache."""
+    project = service(tmp_path)
+    pyproject = project / "pyproject.toml"
+    text = pyproject.read_text()
+    assert broken[0] in text
+    pyproject.write_text(text.replace(broken[0], broken[1]))
+    before = tree(tmp_path)
+    result = invoke(["build", str(project), "--out", str(tmp_path / "dist"), "--backend", backend],
+                    env={"MICRODEPLOY_CACHE_DIR": str(tmp_path / "cache")})
+    assert_refused(result, before, tree(tmp_path), f"{pyproject}")
+    assert words in result.stderr
+    assert not (tmp_path / "dist").exists() and not (tmp_path / "cache").exists()
+
+
+class FakeBuild:
+    """Plays dpkg's build steps by writing the files they would, and `uv venv`; uv builds no wheel, git is absent."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+
+    def __call__(self, argv: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
+                 check: bool = True, input: str | None = None, timeout: float | None = None,
+                 inherit_env: bool = True) -> Result:
+        args = tuple(argv)
+        self.calls.append(args)
+        if args[0] == "/opt/uv" and args[1:] == ("--version",):
+            return Result(args, 0, "uv 0.9.0\n", "")
+        if args[0] == "/opt/uv" and args[1] == "venv":
+            (Path(args[-1]) / "bin").mkdir(parents=True)
+            (Path(args[-1]) / "bin" / "python").touch()
+        if args[0] == "/opt/uv" and args[1] in ("venv", "pip"):
+            return Result(args, 0, "", "")
+        if args[0] in ("dpkg-buildpackage", "dpkg-genbuildinfo", "dpkg-genchanges") and cwd is not None:
+            suffix = {"dpkg-buildpackage": "_amd64.deb", "dpkg-genbuildinfo": "_amd64.buildinfo",
+                      "dpkg-genchanges": "_amd64.changes"}[args[0]]
+            (cwd.parent / f"orders-api_0.1.0-1{suffix}").write_bytes(b"made by the fake")
+            return Result(args, 0, "", "")
+        if check:
+            raise MicrodeployError(f"{args[0]} is not run in this test")
+        return Result(args, 1, "", "not run in this test")
+
+
+def test_a_build_parses_pyproject_toml_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From the command's settings to dist/, the service model, the license, the layer key and the wheel's build
+    system all come from one parse of pyproject.toml."""
+    project = service(tmp_path)
+    parsed: list[Path] = []
+    load = pyproject.load_toml
+    monkeypatch.setattr(pyproject, "load_toml", lambda path: parsed.append(path) or load(path))
+    environ = {"MICRODEPLOY_UV": "/opt/uv", "MICRODEPLOY_CACHE_DIR": str(tmp_path / "cache"),
+               "SOURCE_DATE_EPOCH": "1700000000"}
+    settings = BuildSettings(project=project, out=tmp_path / "dist", environ=environ, work_dir=tmp_path)
+    runner = FakeBuild()
+    [result] = build_releases(settings, runner)
+    assert result.deb == tmp_path / "dist" / "orders-api_0.1.0-1_amd64.deb"
+    assert parsed == [project / "pyproject.toml"]
+    assert any(call[1:3] == ("pip", "install") and call[-1] == "setuptools>=61" for call in runner.calls), \
+        "the wheel's build environment gets the [build-system] requires"
