@@ -80,6 +80,7 @@ def read_pyproject(project: Path) -> Pyproject:
         raise bad_input(f"{path}: [build-system] build-backend is {shown(backend)}, not a module name",
                         hint='Name the backend as a string, e.g. build-backend = "setuptools.build_meta"')
     metadata = table(path, data, "project")
+    table(path, data, "tool")  # [tool.NAME] is checked when asked for: other tools' tables are theirs
     return Pyproject(
         path, found=True, data=data, project=metadata,
         build_system=BuildSystem(

@@ -95,7 +95,8 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
     if dist == dists.host_dist() and not settings.clean_root:
         return build_in_root(settings, runner)
     # The service's extra build dependencies are part of the root: no build installs into it.
-    extra = load_config(settings.project, settings.overrides).build_depends if settings.project.is_dir() else ()
+    extra = (load_config(settings.project, settings.overrides, settings.project_file()).build_depends
+             if settings.project.is_dir() else ())
     with buildroot.cached_root(dist, extra, environ=settings.environ, refresh=settings.refresh_root,
                                runner=runner) as tree:
         return build_in_root(settings, runner, tree)

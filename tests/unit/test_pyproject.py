@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from microdeploy import pyproject
+from microdeploy.build import buildroot
 from microdeploy.build.pipeline import build_releases
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.config import load_config
@@ -138,11 +139,9 @@ def test_a_broken_file_is_bad_input_that_names_it(tmp_path: Path, kind: str, con
 
 
 def test_a_tool_table_that_is_not_a_table_is_bad_input(tmp_path: Path) -> None:
-    """[tool] or [tool.microdeploy] written as a value: exit 2 when the table is asked for."""
-    found = read_pyproject(write(tmp_path / "a", "tool = 1\n"))
-    with pytest.raises(MicrodeployError) as info:
-        found.tool("uv")
-    assert info.value.exit_code == EXIT_BAD_INPUT and "[tool] is 1, not a table" in info.value.message
+    """[tool] written as a value is refused when read; [tool.microdeploy] when the service model asks for it."""
+    assert "[tool] is 1, not a table" in refused(write(tmp_path / "a", "tool = 1\n")).message
+    assert read_pyproject(write(tmp_path / "c", "[tool]\nblack = 1\n")).tool("uv") == {}, "another tool's business"
     found = read_pyproject(write(tmp_path / "b", '[tool]\nmicrodeploy = "orders-api"\n'))
     with pytest.raises(MicrodeployError) as info:
         load_config(tmp_path / "b")
@@ -242,3 +241,26 @@ def test_a_build_parses_pyproject_toml_once(tmp_path: Path, monkeypatch: pytest.
     assert parsed == [project / "pyproject.toml"]
     assert any(call[1:3] == ("pip", "install") and call[-1] == "setuptools>=61" for call in runner.calls), \
         "the wheel's build environment gets the [build-system] requires"
+
+
+def test_a_build_in_a_clean_root_takes_its_packages_from_the_same_parse(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build root's extra packages (build_depends) come from the pyproject.toml read at the build's start."""
+    project = service(tmp_path)
+    pyproject_file = project / "pyproject.toml"
+    pyproject_file.write_text(pyproject_file.read_text().replace(
+        "[tool.microdeploy]\n", '[tool.microdeploy]\nbuild_depends = ["libpq-dev"]\n'))
+    parsed: list[Path] = []
+    load = pyproject.load_toml
+    monkeypatch.setattr(pyproject, "load_toml", lambda path: parsed.append(path) or load(path))
+    asked: list[object] = []
+
+    def cached_root(dist: object, extra: object, **options: object) -> None:
+        asked.append(extra)
+        raise MicrodeployError("no build root in a unit test")
+
+    monkeypatch.setattr(buildroot, "cached_root", cached_root)
+    with pytest.raises(MicrodeployError, match="no build root"):
+        build_releases(BuildSettings(project=project, clean_root=True, environ={"SOURCE_DATE_EPOCH": "1700000000"}))
+    assert asked == [("libpq-dev",)]
+    assert parsed == [pyproject_file]
