@@ -29,6 +29,7 @@ from microdeploy.build.cache import (
     DEFAULT_ROOTS_MAX_SIZE,
     ROOTS_MAX_SIZE_VAR,
     default_roots_max_size,
+    lock_beside,
     prune_roots_after_build,
     touch,
 )
@@ -133,7 +134,7 @@ def cached_root(dist: Dist, extra: Sequence[str] = (), *, environ: Mapping[str, 
     max_size = default_roots_max_size(environ)
     roots = roots_dir(environ)
     tree = root_path(roots, dist, extra)
-    lock = tree.with_name(tree.name + ".lock")
+    lock = lock_beside(tree)
     # A prune may remove the root between the two locks; it is then made again, once.
     for _ in range(2):
         if refresh or not tree.is_dir():

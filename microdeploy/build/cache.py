@@ -90,6 +90,11 @@ def cache_root(environ: Mapping[str, str]) -> Path:
     return Path(base) / "microdeploy"
 
 
+def lock_beside(path: Path) -> Path:
+    """The lock file beside a cache entry used under a lock (a build root, a host image): NAME.lock."""
+    return path.with_name(path.name + ".lock")
+
+
 def touch(path: Path) -> None:
     """Mark a cache entry as used now (it may have been pruned meanwhile: then nothing to mark)."""
     with contextlib.suppress(OSError):
@@ -158,7 +163,7 @@ def entries_of(kind: str, paths: Iterable[Path], now: float) -> list[Entry]:
         except OSError:
             continue
         with contextlib.suppress(OSError):  # an entry used under a lock is marked on its lock file
-            last_use = max(last_use, path.with_name(path.name + ".lock").stat().st_mtime)
+            last_use = max(last_use, lock_beside(path).stat().st_mtime)
         if path.name.startswith(".") and now - last_use < STAGING_GRACE:
             continue
         found.append(Entry(kind, path, disk_usage(path), last_use))
@@ -221,7 +226,7 @@ def prune_entries(found: list[Entry], *, max_size: int | None, older_than_days: 
 def _remove(path: Path, in_use: Callable[[Path], bool]) -> bool:
     """Remove an entry, unless a lock file beside it is held (a build is using it) or `in_use` says it is
     used; whether it is gone."""
-    lock = path.with_name(path.name + ".lock")
+    lock = lock_beside(path)
     if not lock.is_file():
         if in_use(path):
             return False

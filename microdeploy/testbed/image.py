@@ -12,13 +12,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from microdeploy.build.cache import lock_beside
 from microdeploy.dists import DEFAULT_DIST
 from microdeploy.errors import MicrodeployError
 from microdeploy.mirrors import SOURCES_FILE, debian_mirror, release_mirrors, release_sources
 from microdeploy.process import run
 
 from . import CACHE_DIR, file_lock
-from .image_cache import lock_of, mark_used
+from .image_cache import mark_used
 
 __all__ = [
     "BASE_PACKAGES",
@@ -130,7 +131,7 @@ def lower_layer(image: Path) -> Iterator[Path]:
     # A prune may remove the tree between unpacked() and the lock: it is unpacked again, once.
     for _ in range(2):
         tree = unpacked(image)
-        with file_lock(lock_of(tree), shared=True):
+        with file_lock(lock_beside(tree), shared=True):
             if tree.is_dir():
                 yield tree
                 return
@@ -152,7 +153,7 @@ def _discard(image: Path) -> None:
     for target in (image, _tree_of(image)):
         if not target.exists():
             continue
-        with file_lock(target.with_name(target.name + ".lock")):
+        with file_lock(lock_beside(target)):
             if target.is_dir():
                 in_use = f"lowerdir={target}," in Path("/proc/self/mountinfo").read_text()
                 old = target.with_name(f".old-{os.getpid()}-{time.time_ns()}-{target.name}")
@@ -205,7 +206,7 @@ def build_cached(target: Path, build: Callable[[Path], None]) -> Path:
         mark_used(target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(target.with_name(target.name + ".lock")):
+    with file_lock(lock_beside(target)):
         # Another session may have built it while we waited for the lock.
         if target.exists():
             return target

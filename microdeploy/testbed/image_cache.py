@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from microdeploy.build.cache import Entry, due, entries_of, prune_entries, size_setting, touch
+from microdeploy.build.cache import Entry, due, entries_of, lock_beside, prune_entries, size_setting, touch
 
 from . import CACHE_DIR
 
@@ -30,14 +30,9 @@ MAX_SIZE_VAR = "MICRODEPLOY_IMAGES_MAX_SIZE"
 DEFAULT_MAX_SIZE = "4G"
 
 
-def lock_of(path: Path) -> Path:
-    """The lock file beside a cached image or tree, which its users hold and whose date is its last use."""
-    return path.with_name(path.name + ".lock")
-
-
 def mark_used(path: Path) -> None:
     """Note that an image, tree or base is used now."""
-    touch(lock_of(path))
+    touch(lock_beside(path))
 
 
 def image_entries(directory: Path = CACHE_DIR, now: float | None = None) -> list[Entry]:

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from microdeploy import cli_cache
+from microdeploy.build.cache import lock_beside
 from microdeploy.cli import main
 from microdeploy.errors import MicrodeployError
 from microdeploy.testbed import image, image_cache
@@ -34,8 +35,8 @@ def cached(path: Path, size: int, days_ago: float, now: float, *, lock: bool = T
     when = now - days_ago * DAY
     os.utime(path, (when - DAY, when - DAY))
     if lock:
-        image_cache.lock_of(path).touch()
-        os.utime(image_cache.lock_of(path), (when, when))
+        lock_beside(path).touch()
+        os.utime(lock_beside(path), (when, when))
     return path
 
 
@@ -88,7 +89,7 @@ def test_an_image_whose_lock_is_held_stays(hosts: tuple[Path, float]) -> None:
     """An old tree that a host is about to mount (its lock held shared) is not removed, whatever its age."""
     directory, now = hosts
     old_tree = directory / "bookworm-host-old.tree"
-    with image_cache.lock_of(old_tree).open("a") as handle:
+    with lock_beside(old_tree).open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_SH)
         removed = image_cache.prune(directory, max_size=0, now=now)
     assert old_tree.is_dir() and "bookworm-host-old.tree" not in {entry.path.name for entry in removed}
@@ -152,9 +153,9 @@ def test_a_host_mounts_a_tree_unpacked_again_when_a_prune_took_it(
     monkeypatch.setattr(image, "file_lock", prune_first_shared)
     with image.lower_layer(tarball) as tree:
         assert (tree / "etc" / "hostname").read_text() == "image\n"
-        with image_cache.lock_of(tree).open("a") as handle, pytest.raises(BlockingIOError):
+        with lock_beside(tree).open("a") as handle, pytest.raises(BlockingIOError):
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    assert taken == [image_cache.lock_of(tree)]
+    assert taken == [lock_beside(tree)]
 
 
 def test_cache_info_and_prune_cover_the_host_images(
