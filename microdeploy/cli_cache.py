@@ -8,7 +8,6 @@ the machine's builds and checks, made and removed by root only).
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +34,7 @@ class Shared:
 
     def info(self) -> list[cache.KindInfo]:
         """Entries, size and last use per kind."""
-        found = self.entries()
-        return [cache.summary(kind, [entry for entry in found if entry.kind == kind]) for kind in self.kinds]
+        return cache.summaries(self.entries(), self.kinds)
 
     def prunable(self) -> bool:
         """Whether this user may remove its entries (root's), and there are any."""
@@ -48,8 +46,7 @@ def shared_caches() -> tuple[Shared, Shared]:
     roots = roots_dir(os.environ)
     return (
         Shared("roots", roots, (cache.ROOTS_KIND,), lambda: cache.root_entries(roots),
-               lambda size, days: cache.prune_entries(cache.root_entries(roots), max_size=size,
-                                                      older_than_days=days, now=time.time())),
+               lambda size, days: cache.prune_roots(roots, max_size=size, older_than_days=days)),
         Shared("images", CACHE_DIR, (image_cache.IMAGES_KIND, image_cache.MIRROR_KIND),
                lambda: image_cache.image_entries(CACHE_DIR),
                lambda size, days: image_cache.prune(CACHE_DIR, max_size=size, older_than_days=days)),

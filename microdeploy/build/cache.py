@@ -188,7 +188,11 @@ def _at_depth(directory: Path, depth: int) -> Iterator[Path]:
 def info(root: Path) -> list[KindInfo]:
     """Entries, size and last use per kind: the known kinds first, then any other found."""
     found = entries(root)
-    kinds = [*KINDS, *sorted({entry.kind for entry in found} - set(KINDS))]
+    return summaries(found, [*KINDS, *sorted({entry.kind for entry in found} - set(KINDS))])
+
+
+def summaries(found: list[Entry], kinds: Iterable[str]) -> list[KindInfo]:
+    """The summary of each of `kinds` among the entries `found`."""
     return [summary(kind, [entry for entry in found if entry.kind == kind]) for kind in kinds]
 
 
@@ -285,12 +289,15 @@ def prune_after_build(root: Path, max_size: int) -> list[Entry]:
     return prune(root, max_size=max_size)
 
 
+def prune_roots(roots: Path, *, max_size: int | None, older_than_days: float | None = None) -> list[Entry]:
+    """Remove build roots, least recently used first; never one a build holds."""
+    now = time.time()
+    return prune_entries(root_entries(roots, now), max_size=max_size, older_than_days=older_than_days, now=now)
+
+
 def prune_roots_after_build(roots: Path, max_size: int) -> list[Entry]:
     """The prune of the build roots after a build in one, to `max_size`, at most once in a while."""
-    if not due(roots):
-        return []
-    now = time.time()
-    return prune_entries(root_entries(roots, now), max_size=max_size, older_than_days=None, now=now)
+    return prune_roots(roots, max_size=max_size) if due(roots) else []
 
 
 def due(directory: Path) -> bool:
