@@ -80,7 +80,7 @@ def test_the_backend_runs_in_the_cached_build_environment_unless_it_asks_for_mor
     (shared / "bin" / "python").symlink_to(sys.executable)
     asked: list[list[str]] = []
     monkeypatch.setattr(metadata.ProjectWheel, "build_environment",
-                        lambda self, requires: asked.append(requires) or shared)
+                        lambda self: asked.append(list(self.build_system.requires)) or shared)
     uv_calls: list[tuple[str, ...]] = []
 
     def runner(argv, *, cwd=None, env=None, check=True, input=None, timeout=None,  # type: ignore[no-untyped-def]

@@ -67,23 +67,23 @@ class ProjectWheel:
         return jobs.start("project-wheel", wheel_dir, lambda: self._produce(source, wheel_dir))
 
     def _produce(self, source: Path, wheel_dir: Path) -> int:
-        requires = list(self.build_system.requires)
-        kept = self.cache / "wheels" / self.name / source_digest(source, json.dumps([self.python, requires]))
+        salt = json.dumps([self.python, list(self.build_system.requires)])
+        kept = self.cache / "wheels" / self.name / source_digest(source, salt)
         wheels = list(kept.glob("*.whl"))
         if wheels:
             log.debug("project wheel: reusing %s", wheels[0])
             touch(kept)
             shutil.copy2(wheels[0], wheel_dir / wheels[0].name)
             return 0
-        returncode = self._build(source, wheel_dir, requires)
+        returncode = self._build(source, wheel_dir)
         if returncode == 0:
             self.to_keep = (wheel_dir, kept)
         return returncode
 
-    def _build(self, source: Path, wheel_dir: Path, requires: list[str]) -> int:
+    def _build(self, source: Path, wheel_dir: Path) -> int:
         """uv build in the cached build environment; in an isolated one if that fails."""
         build = [self.uv, "build", "--wheel", "--quiet", "--out-dir", str(wheel_dir)]
-        environment = self.build_environment(requires)
+        environment = self.build_environment()
         if environment is not None:
             stored = [STORED] if self.build_system.setuptools else []
             cached = [*build, "--no-build-isolation", *stored, "--python", str(environment / "bin" / "python"),
@@ -94,13 +94,14 @@ class ProjectWheel:
         # a setuptools too old for stored wheels gets its defaults.
         return self.runner([*build, "--python", self.python, str(source)], env=self.env, check=False).returncode
 
-    def build_environment(self, requires: list[str]) -> Path | None:
-        """A venv with `requires` installed, made once per requirement set and Python.
+    def build_environment(self) -> Path | None:
+        """A venv with the project's build requirements installed, made once per requirement set and Python.
 
         Its bytecode is compiled when it is made: every wheel build imports
         the backend (setuptools loads several times faster from
         bytecode), and PYTHONDONTWRITEBYTECODE would stop Python caching it.
         """
+        requires = list(self.build_system.requires)
         key = hashlib.sha256(json.dumps([BUILD_ENV_FORMAT, self.python, sorted(requires)]).encode()).hexdigest()[:16]
         environment = self.cache / "build-envs" / key
         if (environment / "bin" / "python").exists():

@@ -67,7 +67,7 @@ def backend_version(project: Path, build_system: BuildSystem, python: str, uv: s
             shared = None
             if uv is not None and cache is not None:
                 shared = ProjectWheel(uv=uv, cache=cache, name=project.name, python=python, build_system=build_system,
-                                      runner=runner).build_environment(requires)
+                                      runner=runner).build_environment()
             if shared is not None:
                 try:
                     return _prepare_metadata(copy, backend, backend_path, shared / "bin" / "python", None,
