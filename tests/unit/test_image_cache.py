@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from microdeploy import cli_cache
+from microdeploy.build import cache
 from microdeploy.build.cache import lock_beside
 from microdeploy.cli import main
 from microdeploy.errors import MicrodeployError
@@ -183,3 +184,21 @@ def test_a_bad_images_size_in_the_environment_is_bad_input() -> None:
     with pytest.raises(MicrodeployError) as raised:
         image_cache.default_max_size({image_cache.MAX_SIZE_VAR: "lots"})
     assert raised.value.exit_code == 2 and image_cache.MAX_SIZE_VAR in raised.value.message
+
+
+def test_a_symlink_planted_in_the_caches_never_leads_the_prune_outside(tmp_path: Path) -> None:
+    """Links named like a root, an image, a tree or a mirror file, pointing at a directory elsewhere: at size 0
+    the links alone may go, never what they point at."""
+    outside = tmp_path / "precious"
+    (outside / "etc").mkdir(parents=True)
+    (outside / "etc" / "passwd").write_text("root:x:0:0\n")
+    roots, hosts = tmp_path / "roots", tmp_path / "hosts"
+    (hosts / "mirror").mkdir(parents=True)
+    roots.mkdir()
+    (roots / "trixie-0123456789ab").symlink_to(outside)
+    (hosts / "bookworm-host-x.tree").symlink_to(outside)
+    (hosts / "bookworm-host-x.tar").symlink_to(outside / "etc" / "passwd")
+    (hosts / "mirror" / ("c" * 64)).symlink_to(outside / "etc" / "passwd")
+    cache.prune_roots(roots, max_size=0)
+    image_cache.prune(hosts, max_size=0)
+    assert (outside / "etc" / "passwd").read_text() == "root:x:0:0\n"
