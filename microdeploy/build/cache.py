@@ -11,6 +11,7 @@ it, so an entry's modification time is its last use:
     shlibdeps/KEY         remembered shlibs:Depends (debian/cached-shlibdeps)
     elf/KEY               ELF files as dh_strip left them (debian/cached-strip), the libraries
                           lintian finds embedded in them (debian/venv-overrides)
+    deb-chunks/KEY        chunks of the packages' data members, compressed (fastpath/datapack.py)
 
 Any other directory at the top (left by another version of microdeploy) is
 one entry of its own kind. Names starting with a dot are entries being
@@ -42,7 +43,7 @@ from pathlib import Path
 from microdeploy.errors import MicrodeployError, bad_input
 
 # How deep below the cache root an entry of each kind is.
-KINDS = {"uv": 1, "layers": 2, "wheels": 3, "build-envs": 2, "debian": 2, "shlibdeps": 2, "elf": 2}
+KINDS = {"uv": 1, "layers": 2, "wheels": 3, "build-envs": 2, "debian": 2, "shlibdeps": 2, "elf": 2, "deb-chunks": 2}
 MAX_SIZE_VAR = "MICRODEPLOY_CACHE_MAX_SIZE"
 DEFAULT_MAX_SIZE = "4G"
 ROOTS_KIND = "roots"

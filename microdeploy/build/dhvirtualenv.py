@@ -20,7 +20,8 @@ from microdeploy.build import buildroot
 from microdeploy.build.cache import default_max_size, prune_after_build
 from microdeploy.build.debiandir.context import WSGI_SERVER, BuildFacts, debian_context
 from microdeploy.build.debiandir.tree import SOURCE_SUBDIR, copy_source, render_debian
-from microdeploy.build.dpkg import Artifacts, collect, dpkg_buildpackage
+from microdeploy.build.dpkg import Artifacts, collect, dpkg_buildpackage, package_file
+from microdeploy.build.fastpath import datapack
 from microdeploy.build.fastpath.installer import Installer, choose_installer
 from microdeploy.build.output import BuildResult, move_in, output_directory, prepare_output
 from microdeploy.build.release import source
@@ -147,8 +148,14 @@ def build_tree(settings: BuildSettings, config: ServiceConfig, facts: BuildFacts
     render_debian(tree, debian_context(config, facts), made.changelog,
                   cache=installer.cache_root / "debian" if installer.cache_root is not None else None)
     log.info("dpkg-buildpackage (dh-virtualenv) in %s", tree)
+
+    def compress() -> None:
+        if config.compression == datapack.COMPRESSOR:
+            chunks = installer.cache_root / datapack.CHUNKS_KIND if installer.cache_root is not None else None
+            datapack.compress_members(package_file(tree.parent, config.name), config.compression_level, chunks)
+
     try:
-        dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner)
+        dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner, finish=compress)
     finally:
         beside.finish()
     return collect(tree.parent, config.name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +58,8 @@ def build_jobs(environ: Mapping[str, str]) -> str:
     return asked[-1] if asked and int(asked[-1]) > 0 else "auto"
 
 
-def dpkg_buildpackage(tree: Path, environ: Mapping[str, str], epoch: int, runner: Runner = run) -> None:
+def dpkg_buildpackage(tree: Path, environ: Mapping[str, str], epoch: int, runner: Runner = run,
+                      finish: Callable[[], None] | None = None) -> None:
     """Build the binary package of `tree`, its .buildinfo and .changes; raise with the relevant lines if it fails.
 
     dpkg-buildpackage sets up the build environment and runs `debian/rules
@@ -66,12 +67,15 @@ def dpkg_buildpackage(tree: Path, environ: Mapping[str, str], epoch: int, runner
     and .changes, with the names and contents a whole dpkg-buildpackage run
     gives them. What is left out is `dpkg-source --before-build` and
     `--after-build`: with no patches in the rendered debian/ they have nothing
-    to do but start two more Perl programs.
+    to do but start two more Perl programs. `finish`, if given, runs between
+    the binary build and the generators, which record the .deb's checksums.
     """
     require_tools(*BUILD_TOOLS)
     env = build_environment(environ, epoch)
     argv = ["dpkg-buildpackage", "--rules-target=binary", "--no-sign", f"--jobs={build_jobs(environ)}"]
     run_build_step(argv, tree, env, "dpkg-buildpackage", runner)
+    if finish is not None:
+        finish()
     run_build_step(["dpkg-genbuildinfo", "--build=binary"], tree, env, "dpkg-genbuildinfo", runner)
     buildinfo = sorted(tree.parent.glob("*.buildinfo"))
     if len(buildinfo) != 1:
@@ -114,13 +118,20 @@ def failure_hint(output: str) -> str:
 
 def collect(directory: Path, package: str, source: str | None = None) -> Artifacts:
     """The .deb of `package`, and the .buildinfo and .changes of the binary build of `source` (default: package)."""
-
-    def one(pattern: str) -> Path:
-        # stdeb also leaves the _source.buildinfo/.changes of a source build: not ours.
-        found = [path for path in sorted(directory.glob(pattern)) if not path.stem.endswith("_source")]
-        if len(found) != 1:
-            raise MicrodeployError(f"expected one {pattern} in {directory}, found {len(found)}")
-        return found[0]
-
     source = source or package
-    return Artifacts(one(f"{package}_*.deb"), one(f"{source}_*.buildinfo"), one(f"{source}_*.changes"))
+    return Artifacts(package_file(directory, package), single_file(directory, f"{source}_*.buildinfo"),
+                     single_file(directory, f"{source}_*.changes"))
+
+
+def package_file(directory: Path, package: str) -> Path:
+    """The .deb of `package` in `directory`."""
+    return single_file(directory, f"{package}_*.deb")
+
+
+def single_file(directory: Path, pattern: str) -> Path:
+    """The one file in `directory` that `pattern` matches."""
+    # stdeb also leaves the _source.buildinfo/.changes of a source build: not ours.
+    found = [path for path in sorted(directory.glob(pattern)) if not path.stem.endswith("_source")]
+    if len(found) != 1:
+        raise MicrodeployError(f"expected one {pattern} in {directory}, found {len(found)}")
+    return found[0]

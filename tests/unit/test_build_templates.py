@@ -176,7 +176,7 @@ def test_rules_with_uv_use_the_venv_shim_and_pip_tool(tmp_path: Path) -> None:
     assert ("override_dh_builddeb:\n"
             "\tfind debian/orders-api ! -newermt @$(SOURCE_DATE_EPOCH) "
             "-exec touch --no-dereference --date=@$(SOURCE_DATE_EPOCH) {} +\n"
-            "\tdh_builddeb -- -Zgzip -z5\n") in rules
+            "\tdh_builddeb -- -Znone\n") in rules
 
 
 def test_rules_make_the_venv_and_the_files_around_it_at_once_in_debhelper_order(tmp_path: Path) -> None:
@@ -209,10 +209,12 @@ def test_rules_make_the_venv_and_the_files_around_it_at_once_in_debhelper_order(
 
 
 def test_rules_compress_with_the_services_compression_and_level(tmp_path: Path) -> None:
-    """compression and compression_level are dpkg-deb's -Z and -z; each compressor has its own default level."""
+    """xz and its level are dpkg-deb's -Z and -z, each compressor with its own default level; gzip at any level
+    leaves the members plain for microdeploy to compress (datapack.py), with either installer."""
     assert "\tdh_builddeb -- -Zxz -z6\n" in render_rules(tmp_path / "xz6", "uv", compression="xz", compression_level=6)
-    assert "\tdh_builddeb -- -Zxz -z0\n" in render_rules(tmp_path / "xz", "uv", compression="xz")
-    assert "\tdh_builddeb -- -Zgzip -z9\n" in render_rules(tmp_path / "gz9", "uv", compression_level=9)
+    assert "\tdh_builddeb -- -Zxz -z0\n" in render_rules(tmp_path / "xz", "pip", compression="xz")
+    assert "\tdh_builddeb -- -Znone\n" in render_rules(tmp_path / "gz9", "uv", compression_level=9)
+    assert "\tdh_builddeb -- -Znone\n" in render_rules(tmp_path / "gz", "pip")
 
 
 def test_rules_without_uv_use_pip_and_keep_installers_when_asked(tmp_path: Path) -> None:

@@ -52,6 +52,7 @@ def filled(tmp_path: Path) -> tuple[Path, float]:
     entry(root / "debian" / "key1", 8 * 1024, 3, now)
     entry(root / "shlibdeps" / "key1.file", 4 * 1024, 50, now)
     entry(root / "elf" / "strip-key1.file", 8 * 1024, 5, now)
+    entry(root / "deb-chunks" / "key1.file", 8 * 1024, 6, now)
     entry(root / "uv-versions", 4 * 1024, 60, now)  # left by an older microdeploy
     return root, now
 
@@ -60,7 +61,8 @@ def test_info_gives_size_entries_and_last_use_per_kind(filled: tuple[Path, float
     """Every kind is listed with its entries, bytes on disk and newest use; an unknown kind is listed too."""
     root, now = filled
     kinds = {kind.kind: kind for kind in cache.info(root)}
-    assert list(kinds) == ["uv", "layers", "wheels", "build-envs", "debian", "shlibdeps", "elf", "uv-versions"]
+    assert list(kinds) == ["uv", "layers", "wheels", "build-envs", "debian", "shlibdeps", "elf", "deb-chunks",
+                           "uv-versions"]
     assert kinds["layers"].entries == 2
     assert kinds["layers"].size >= 512 * 1024
     assert kinds["layers"].last_use == pytest.approx(now - DAY, abs=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -197,6 +199,18 @@ def test_build_of_a_broken_pyproject_exits_2_and_writes_nothing(tmp_path: Path, 
     assert not (tmp_path / "dist").exists() and not (tmp_path / "cache").exists()
 
 
+def plain_package() -> bytes:
+    """A .deb as dpkg-deb -Znone writes it (debian/rules asks for it; microdeploy gzips its members), empty."""
+    members = [("debian-binary", b"2.0\n")]
+    for name in ("control.tar", "data.tar"):
+        tar = io.BytesIO()
+        tarfile.open(fileobj=tar, mode="w").close()
+        members.append((name, tar.getvalue()))
+    return b"!<arch>\n" + b"".join(
+        f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}`\n".encode() + data + b"\n" * (len(data) % 2)
+        for name, data in members)
+
+
 class FakeBuild:
     """Plays dpkg's build steps by writing the files they would, and `uv venv`; uv builds no wheel, git is absent."""
 
@@ -218,7 +232,8 @@ class FakeBuild:
         if args[0] in ("dpkg-buildpackage", "dpkg-genbuildinfo", "dpkg-genchanges") and cwd is not None:
             suffix = {"dpkg-buildpackage": "_amd64.deb", "dpkg-genbuildinfo": "_amd64.buildinfo",
                       "dpkg-genchanges": "_amd64.changes"}[args[0]]
-            (cwd.parent / f"orders-api_0.1.0-1{suffix}").write_bytes(b"made by the fake")
+            made = plain_package() if args[0] == "dpkg-buildpackage" else b"made by the fake"
+            (cwd.parent / f"orders-api_0.1.0-1{suffix}").write_bytes(made)
             return Result(args, 0, "", "")
         if check:
             raise MicrodeployError(f"{args[0]} is not run in this test")

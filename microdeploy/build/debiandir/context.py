@@ -9,7 +9,7 @@ from typing import Any
 
 from microdeploy.apptarget import shell_quoted, systemd_quoted
 from microdeploy.build.debiandir.tree import SOURCE_SUBDIR
-from microdeploy.build.fastpath import contract
+from microdeploy.build.fastpath import contract, datapack
 from microdeploy.config import ServiceConfig
 
 WSGI_SERVER = "gunicorn>=21.2"
@@ -114,6 +114,8 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
         "workers": config.workers,
         "compression": config.compression,
         "compression_level": config.compression_level,
+        # dpkg-deb writes the members plain, and microdeploy compresses them (fastpath/datapack.py).
+        "plain_members": config.compression == datapack.COMPRESSOR,
         "health_path": config.health_path,
         "depends": config.depends,
         "build_depends": config.build_depends,
