@@ -7,9 +7,12 @@ dpkg-buildpackage (dpkg.py) over the tree.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import shutil
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import replace
@@ -149,13 +152,39 @@ def build_tree(settings: BuildSettings, config: ServiceConfig, facts: BuildFacts
                   cache=installer.cache_root / "debian" if installer.cache_root is not None else None)
     log.info("dpkg-buildpackage (dh-virtualenv) in %s", tree)
 
-    def compress() -> None:
+    tidying: list[threading.Thread] = []
+
+    def finish_package() -> None:
+        deb = package_file(tree.parent, config.name)
         if config.compression == datapack.COMPRESSOR:
             chunks = installer.cache_root / datapack.CHUNKS_KIND if installer.cache_root is not None else None
-            datapack.compress_members(package_file(tree.parent, config.name), config.compression_level, chunks)
+            datapack.compress_members(deb, config.compression_level, chunks)
+        # dpkg's generators, next, read the package and debian/'s control files alone.
+        tidying.append(start_tidying(deb, [tree / SOURCE_SUBDIR, tree / "debian" / config.name]))
 
     try:
-        dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner, finish=compress)
+        dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner,
+                          finish=finish_package)
     finally:
+        for thread in tidying:
+            thread.join()
         beside.finish()
     return collect(tree.parent, config.name)
+
+
+def start_tidying(deb: Path, trees: list[Path]) -> threading.Thread:
+    """On a thread: write `deb` out to disk (its move into the output directory syncs it), then remove `trees`."""
+
+    def tidy() -> None:
+        with contextlib.suppress(OSError):
+            fd = os.open(deb, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        for tree in trees:
+            shutil.rmtree(tree, ignore_errors=True)
+
+    thread = threading.Thread(target=tidy, name="tidy", daemon=True)
+    thread.start()
+    return thread

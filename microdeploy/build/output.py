@@ -1,8 +1,8 @@
 """What a build leaves in the output directory, and what it reports.
 
 The output directory gets a build's .deb, .buildinfo and .changes together,
-or nothing. The three files are copied into a staging directory beside it
-(same file system, so a rename moves them) and renamed in, the .deb last,
+or nothing. The three files are linked (from another file system: copied)
+into a staging directory beside it, synced, and renamed in, the .deb last,
 with a list of them written first. A build killed during those renames
 leaves the staging directory and its list behind; the next build into the
 same directory puts back what was there before and removes the rest. Files
@@ -111,12 +111,27 @@ def recover(out: Path) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
+def stage(made: Path, staged: Path) -> None:
+    """Put the file `made` at `staged`, on disk: a hard link where both are on one file system, else a copy."""
+    try:
+        os.link(made, staged)
+    except OSError:
+        atomic_write(staged, made.read_bytes())
+        return
+    os.chmod(staged, 0o644)
+    fd = os.open(staged, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def move_in(built: Artifacts, staging: Path, out: Path) -> Artifacts:
-    """Copy the build's files into `staging`, then rename them into `out` (the .deb last)."""
+    """Stage the build's files in `staging`, then rename them into `out` (the .deb last)."""
     names = [getattr(built, kind).name for kind in ORDER]
     try:
         for kind, name in zip(ORDER, names, strict=True):
-            atomic_write(staging / name, getattr(built, kind).read_bytes())
+            stage(getattr(built, kind), staging / name)
         out.mkdir(parents=True, exist_ok=True)
         for name in names:
             if (out / name).exists():

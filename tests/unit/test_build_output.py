@@ -42,6 +42,30 @@ def test_move_in_puts_all_three_files_and_nothing_else(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dist", "work"]
 
 
+def test_the_files_are_linked_in_and_synced_or_copied_from_another_file_system(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On one file system each file moves in as a hard link, synced, mode 0644; where links fail, as a copy."""
+    made = built(tmp_path)
+    os.chmod(made.deb, 0o600)
+    synced: list[int] = []
+    fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.fstat(fd).st_ino) or fsync(fd))
+    linked = move_in(made, prepare_output(tmp_path / "dist"), tmp_path / "dist")
+    assert os.stat(linked.deb).st_ino == os.stat(made.deb).st_ino and os.stat(linked.deb).st_nlink == 2
+    assert os.stat(linked.deb).st_mode & 0o777 == 0o644
+    assert os.stat(made.deb).st_ino in synced and os.stat(made.changes).st_ino in synced
+
+    def cross_device(source: object, target: object) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    copied = move_in(made, prepare_output(tmp_path / "other"), tmp_path / "other")
+    assert os.stat(copied.deb).st_ino != os.stat(made.deb).st_ino
+    assert [path.read_text() for path in (copied.deb, copied.buildinfo, copied.changes)] == [
+        f"new {name}" for name in NAMES]
+
+
 def test_a_move_cut_short_is_undone_by_the_next_build(tmp_path: Path) -> None:
     """A killed build's half-moved files go, and the file they replaced comes back."""
     out = tmp_path / "dist"
