@@ -12,7 +12,9 @@ from microdeploy.pyproject import BuildSystem, read_pyproject
 class FakeUv:
     """Answers uv's commands: `venv` makes bin/python, `build` writes a wheel (or fails), records argv."""
 
-    def __init__(self, *, fail_cached_build: bool = False, fail_all_builds: bool = False) -> None:
+    def __init__(self, *, fail_cached_build: bool = False, fail_all_builds: bool = False,
+                 interpreter: str | None = None) -> None:
+        self.interpreter = interpreter  # bin/python links to it (else an empty file)
         self.fail_cached_build = fail_cached_build
         self.fail_all_builds = fail_all_builds
         self.calls: list[tuple[str, ...]] = []
@@ -25,7 +27,10 @@ class FakeUv:
         if argv[1] == "venv":
             python = Path(argv[-1]) / "bin" / "python"
             python.parent.mkdir(parents=True)
-            python.write_text("")
+            if self.interpreter is not None:
+                python.symlink_to(self.interpreter)
+            else:
+                python.write_text("")
         elif argv[1] == "build":
             isolated = "--no-build-isolation" not in argv
             if self.fail_all_builds or (self.fail_cached_build and not isolated):
@@ -97,6 +102,18 @@ def test_first_build_makes_the_build_environment_then_builds_without_isolation(t
                      str(environment / "bin" / "python"), str(source))
     assert (out / "returncode").read_text() == "0\n"
     assert [p.name for p in out.glob("*.whl")] == ["orders_api-1.0-py3-none-any.whl"]
+
+
+def test_a_build_roots_environment_is_reused_though_its_interpreter_is_not_on_this_machine(tmp_path: Path) -> None:
+    """For a build root (trixie's python3.13 on Debian 12) bin/python links to an interpreter that exists inside
+    the root only: the environment is made once, and the wheel is built in it, not in an isolated one."""
+    uv = FakeUv(interpreter="/usr/bin/python3.99-only-in-the-root")
+    source = project(tmp_path)
+    produce(tmp_path, uv, source, "first")
+    (source / "app" / "__init__.py").write_text("GREETING = 'hi'\n")
+    produce(tmp_path, uv, source, "second")
+    assert [call[1] for call in uv.calls] == ["venv", "pip", "build", "build"]
+    assert all("--no-build-isolation" in call for call in uv.calls if call[1] == "build")
 
 
 def test_unchanged_source_reuses_the_kept_wheel_and_a_change_rebuilds(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -104,7 +105,7 @@ class ProjectWheel:
         requires = list(self.build_system.requires)
         key = hashlib.sha256(json.dumps([BUILD_ENV_FORMAT, self.python, sorted(requires)]).encode()).hexdigest()[:16]
         environment = self.cache / "build-envs" / key
-        if (environment / "bin" / "python").exists():
+        if is_made(environment):
             touch(environment)
             return environment
         try:
@@ -118,7 +119,7 @@ class ProjectWheel:
             return None
         except OSError:
             pass  # another build made it first
-        return environment if (environment / "bin" / "python").exists() else None
+        return environment if is_made(environment) else None
 
     def keep(self) -> None:
         """Save a wheel this build made under its source digest for the next build of the same source."""
@@ -133,3 +134,12 @@ class ProjectWheel:
                 shutil.copy2(wheels[0], staging / wheels[0].name)
         except OSError:
             pass  # another build kept it first
+
+
+def is_made(environment: Path) -> bool:
+    """Whether the build environment `environment` is there, made whole (staged, then renamed into place).
+
+    Its bin/python is a link to the interpreter, which, for a build root's
+    Python, exists inside the root only: the link itself is what counts.
+    """
+    return os.path.lexists(environment / "bin" / "python")
