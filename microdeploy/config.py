@@ -37,7 +37,8 @@ SETTING_VALUE_MAX = 4096
 DEFAULT_PORT = 8000
 DEFAULT_BIND = "127.0.0.1"
 DEFAULT_WORKERS = 2
-# The .deb's compressor (dpkg-deb -Z) and, per compressor, its levels: lowest,
+# The .deb's compressor (dpkg-deb -Z for xz; gzip is microdeploy's own, see
+# build/fastpath/datapack.py) and, per compressor, its levels: lowest,
 # highest, default. For a venv of Python sources gzip -5 makes a package about
 # as small as xz -0, and faster; xz -6 (dpkg's default) is smaller still and
 # much slower (bench/README.md has the figures). lintian accepts no other
