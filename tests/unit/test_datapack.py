@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import itertools
 import os
 import random
 import subprocess
@@ -156,7 +157,7 @@ def test_chunks_cover_the_tar_in_order_and_large_files_data_alone(tree: Path, tm
     tar = member(plain_deb(tree, tmp_path / "plain.deb"), "data.tar")
     chunks = list(datapack.chunks_of(memoryview(tar)))
     assert chunks[0][0] == 0 and chunks[-1][1] == len(tar)
-    assert all(previous[1] == following[0] for previous, following in zip(chunks, chunks[1:], strict=False))
+    assert all(previous[1] == following[0] for previous, following in itertools.pairwise(chunks))
     with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
         large = {member.offset_data: member.size for member in archive if member.size >= datapack.SHARED_MIN}
     assert {start: end for start, end, shared in chunks if shared} == {
@@ -179,6 +180,6 @@ def test_a_package_that_is_not_plain_is_refused_and_left_as_it_was(tree: Path, t
     assert deb.read_bytes() == before and not (tmp_path / "cache").exists()
     junk = tmp_path / "junk.deb"
     junk.write_bytes(b"not an archive")
-    with pytest.raises(MicrodeployError, match="not a .deb"):
+    with pytest.raises(MicrodeployError, match=r"not a \.deb"):
         datapack.compress_members(junk, 5, None)
     assert junk.read_bytes() == b"not an archive"
