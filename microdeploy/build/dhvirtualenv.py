@@ -25,10 +25,10 @@ from microdeploy.build.debiandir.context import WSGI_SERVER, BuildFacts, debian_
 from microdeploy.build.debiandir.tree import SOURCE_SUBDIR, copy_source, render_debian
 from microdeploy.build.dpkg import Artifacts, collect, dpkg_buildpackage, package_file
 from microdeploy.build.fastpath import datapack
-from microdeploy.build.fastpath.installer import Installer, choose_installer
+from microdeploy.build.fastpath.installer import Beside, Installer, choose_installer
 from microdeploy.build.output import BuildResult, move_in, output_directory, prepare_output
 from microdeploy.build.release import source
-from microdeploy.build.release.plan import Release, release, target
+from microdeploy.build.release.plan import Release, Settled, release, settle, target
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.config import ServiceConfig, load_config
 from microdeploy.errors import MicrodeployError, bad_input
@@ -65,9 +65,11 @@ def root_python(config: ServiceConfig, tree: Path) -> str:
     return minor
 
 
-def plan(settings: BuildSettings, runner: Runner = run, root: Path | None = None,
-         ) -> tuple[ServiceConfig, BuildFacts, Release]:
-    """Validate everything and decide the version before any file is written (`root`: the build root's tree)."""
+def checked(settings: BuildSettings, runner: Runner = run, root: Path | None = None,
+            ) -> tuple[Path, ServiceConfig, str, Settled]:
+    """The project, its configuration, its Python's X.Y and all of the release but the project's version, checked
+    before any file is written (`root`: the build root's tree). The version, which may take the backend's hooks,
+    is decided beside the first steps of the build."""
     project = settings.project.resolve() if settings.project.exists() else settings.project
     source.check_installable(project)
     config = load_config(project, settings.overrides, settings.project_file())
@@ -76,17 +78,22 @@ def plan(settings: BuildSettings, runner: Runner = run, root: Path | None = None
         log.warning("port %d is below %d: the unit can bind it only where the host grants CAP_NET_BIND_SERVICE "
                     "(the Puppet module's drop-in does, for the port it writes into config.ini)",
                     config.port, PRIVILEGED_PORTS)
-    made = release(project, config, settings, runner)
-    facts = BuildFacts(
+    python = python_minor(config, runner) if root is None else root_python(config, root)
+    return project, config, python, settle(project, settings, runner)
+
+
+def build_facts(settings: BuildSettings, made: Release, python: str, installer: Installer) -> BuildFacts:
+    """What the templates need beyond the service config, once the release is decided."""
+    return BuildFacts(
         upstream=made.upstream,
         version=made.version,
-        python_minor=python_minor(config, runner) if root is None else root_python(config, root),
+        python_minor=python,
         distribution=made.distribution,
         epoch=made.epoch,
         license_name=source.project_license(settings.project_file()),
         keep_installers=settings.keep_installers,
+        installer=installer.kind,
     )
-    return config, facts, made
 
 
 def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
@@ -109,28 +116,39 @@ def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
 def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | None = None) -> BuildResult:
     """Build on this machine (`root` None), or in the build root `root` (a tree made by buildroot)."""
     started = time.monotonic()
-    config, facts, made = plan(settings, runner, root)
+    project, config, python, settled = checked(settings, runner, root)
     out = output_directory(settings)
     staging = prepare_output(out)
     cache_size = default_max_size(settings.environ)
-    log.info("building %s %s", config.name, facts.version)
     installer = choose_installer(
-        settings.project_file(), name=config.name, python_minor=facts.python_minor, wsgi_server=WSGI_SERVER,
-        environ=settings.environ, refresh_layer=settings.refresh_deps, runner=runner, dist=facts.distribution,
+        settings.project_file(), name=config.name, python_minor=python, wsgi_server=WSGI_SERVER,
+        environ=settings.environ, refresh_layer=settings.refresh_deps, runner=runner, dist=settled.dist.codename,
     )
-    facts = replace(facts, installer=installer.kind)
     work = private_directory(f"microdeploy-{config.name}", settings.work_dir)
     try:
         with ExitStack() as stack:
             # The tools' own temporary files go into the work directory, and with it.
             tmp = stack.enter_context(temporary_files_in(work / "tmp"))
-            settings = replace(settings, environ={**settings.environ, "TMPDIR": str(tmp)})
+            inside = replace(settings, environ={**settings.environ, "TMPDIR": str(tmp)})
+            build_runner = runner
             if root is not None:
                 # Inside, the work directory, the caches and uv are at the paths they have here.
                 binds = [work, *([installer.cache_root] if installer.cache_root else []),
                          *([Path(installer.uv).resolve().parent] if installer.uv else [])]
-                runner = stack.enter_context(buildroot.entered(root, work, binds, runner))
-            built = build_tree(settings, config, facts, made, installer, work, runner)
+                build_runner = stack.enter_context(buildroot.entered(root, work, binds, build_runner))
+            # The tree's name leaves out the version: the project's wheel starts from it before the version hooks
+            # have run (they run on a copy of their own).
+            tree = work / config.name
+            copy_source(settings.project, tree / SOURCE_SUBDIR)
+            beside = installer.start_beside(work, tree / SOURCE_SUBDIR, config.name, f"/usr/bin/python{python}",
+                                            build_runner)
+            try:
+                made = release(project, config, settings, runner, settled)
+                facts = build_facts(settings, made, python, installer)
+                log.info("building %s %s", config.name, facts.version)
+                built = build_tree(inside, config, facts, made, installer, tree, beside, build_runner)
+            finally:
+                beside.finish()
         artifacts = move_in(built, staging, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -141,12 +159,9 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
 
 
 def build_tree(settings: BuildSettings, config: ServiceConfig, facts: BuildFacts, made: Release,
-               installer: Installer, work: Path, runner: Runner) -> Artifacts:
-    """The build tree in `work`, dpkg-buildpackage over it; the files it made (still in `work`)."""
-    tree = work / f"{config.name}-{facts.upstream.replace(':', '_')}"
-    copy_source(settings.project, tree / SOURCE_SUBDIR)
-    beside = installer.start_beside(work, tree / SOURCE_SUBDIR, config.name,
-                                    f"/usr/bin/python{facts.python_minor}", runner)
+               installer: Installer, tree: Path, beside: Beside, runner: Runner) -> Artifacts:
+    """debian/ rendered into `tree` (which holds the source), dpkg-buildpackage over it; the files it made (beside
+    `tree`)."""
     # The rendered debian/ is cached with the installer's other caches (uv's; pip's build uses none).
     render_debian(tree, debian_context(config, facts), made.changelog,
                   cache=installer.cache_root / "debian" if installer.cache_root is not None else None)
@@ -168,7 +183,6 @@ def build_tree(settings: BuildSettings, config: ServiceConfig, facts: BuildFacts
     finally:
         for thread in tidying:
             thread.join()
-        beside.finish()
     return collect(tree.parent, config.name)
 
 

@@ -13,7 +13,7 @@ from microdeploy.build.release import source
 from microdeploy.build.release.changelog import render_changelog
 from microdeploy.build.release.metadata import dynamic_version
 from microdeploy.build.release.settings import BuildSettings
-from microdeploy.build.release.version import debian_revision, full_version, upstream_version
+from microdeploy.build.release.version import GitState, debian_revision, full_version, upstream_version
 from microdeploy.config import ServiceConfig, check_upstream_version
 from microdeploy.process import Runner, run
 
@@ -60,19 +60,42 @@ def project_version(project: Path, config: ServiceConfig, settings: BuildSetting
     return check_upstream_version(version, origin)
 
 
-def release(project: Path, config: ServiceConfig, settings: BuildSettings, runner: Runner = run) -> Release:
+@dataclass(frozen=True)
+class Settled:
+    """What a release takes from git, the revision and the environment: all of it but the project's version."""
+
+    state: GitState | None  # None outside git
+    revision: str
+    dist: dists.Dist
+    epoch: int
+    changes: tuple[str, ...]
+
+
+def settle(project: Path, settings: BuildSettings, runner: Runner = run) -> Settled:
+    """Read and check everything a release needs but the project's version (which may take the backend's hooks)."""
+    state = source.git_state(project, runner)
+    return Settled(
+        state=state,
+        revision=debian_revision(settings.revision, settings.environ.get("BUILD_NUMBER")),
+        dist=target(settings),
+        epoch=source.source_date_epoch(project, settings.environ, runner),
+        changes=tuple(source.change_subjects(project, state, runner)),
+    )
+
+
+def release(project: Path, config: ServiceConfig, settings: BuildSettings, runner: Runner = run,
+            settled: Settled | None = None) -> Release:
     """Version (project, git, revision, release), SOURCE_DATE_EPOCH and changes, the same for every backend.
 
     The revision ends in the release's +debN (a revision given with it is
     not extended twice), and the changelog names the release's codename.
+    `settled`: what `settle` read and checked before, else it is read now.
     """
-    state = source.git_state(project, runner)
-    upstream = upstream_version(project_version(project, config, settings, runner), state)
-    dist = target(settings)
-    revision = debian_revision(settings.revision, settings.environ.get("BUILD_NUMBER"))
-    version = full_version(upstream, revision.removesuffix(dist.suffix) + dist.suffix)
+    settled = settled or settle(project, settings, runner)
+    upstream = upstream_version(project_version(project, config, settings, runner), settled.state)
+    dist = settled.dist
+    version = full_version(upstream, settled.revision.removesuffix(dist.suffix) + dist.suffix)
     return Release(
         name=config.name, maintainer=config.maintainer, upstream=upstream, version=version,
-        distribution=dist.codename, epoch=source.source_date_epoch(project, settings.environ, runner),
-        changes=tuple(source.change_subjects(project, state, runner)),
+        distribution=dist.codename, epoch=settled.epoch, changes=settled.changes,
     )
