@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from microdeploy import pyproject
-from microdeploy.build import buildroot
+from microdeploy.build import buildroot, dhvirtualenv
+from microdeploy.build.fastpath.installer import Installer
 from microdeploy.build.pipeline import build_releases
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.config import load_config
@@ -256,6 +257,26 @@ def test_a_build_parses_pyproject_toml_once(tmp_path: Path, monkeypatch: pytest.
     assert parsed == [project / "pyproject.toml"]
     assert any(call[1:3] == ("pip", "install") and call[-1] == "setuptools>=61" for call in runner.calls), \
         "the wheel's build environment gets the [build-system] requires"
+
+
+def test_the_projects_wheel_starts_before_the_version_is_decided(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wheel and the layer copy start from the source copy, then the release is decided beside them (the
+    backend's version hooks run on a copy of their own); what the release reads besides was checked before."""
+    order: list[str] = []
+    start_beside, release, settle = Installer.start_beside, dhvirtualenv.release, dhvirtualenv.settle
+    monkeypatch.setattr(Installer, "start_beside",
+                        lambda self, *args, **kwargs: order.append("wheel") or start_beside(self, *args, **kwargs))
+    monkeypatch.setattr(dhvirtualenv, "release", lambda *args, **kwargs: order.append("version") or release(
+        *args, **kwargs))
+    monkeypatch.setattr(dhvirtualenv, "settle", lambda *args, **kwargs: order.append("checks") or settle(
+        *args, **kwargs))
+    environ = {"MICRODEPLOY_UV": "/opt/uv", "MICRODEPLOY_CACHE_DIR": str(tmp_path / "cache"),
+               "SOURCE_DATE_EPOCH": "1700000000"}
+    settings = BuildSettings(project=service(tmp_path), out=tmp_path / "dist", environ=environ, work_dir=tmp_path)
+    [result] = build_releases(settings, FakeBuild())
+    assert order == ["checks", "wheel", "version"]
+    assert result.version == "0.1.0-1+deb12"
 
 
 def test_a_build_in_a_clean_root_takes_its_packages_from_the_same_parse(tmp_path: Path,
