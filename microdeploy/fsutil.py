@@ -41,7 +41,16 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o644, *, durable: b
 
 def sync_directory(path: Path) -> None:
     """fsync the directory `path`, so that the renames into it survive a crash."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    _fsync(path, os.O_RDONLY | os.O_DIRECTORY)
+
+
+def sync_file(path: Path) -> None:
+    """fsync the file `path`: its data reach the disk (a file written by another process, or linked)."""
+    _fsync(path, os.O_RDONLY)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, flags)
     try:
         os.fsync(fd)
     finally:

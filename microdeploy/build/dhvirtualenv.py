@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import shutil
 import threading
@@ -32,7 +31,7 @@ from microdeploy.build.release.plan import Release, Settled, release, settle, ta
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.config import ServiceConfig, load_config
 from microdeploy.errors import MicrodeployError, bad_input
-from microdeploy.fsutil import private_directory, temporary_files_in
+from microdeploy.fsutil import private_directory, sync_file, temporary_files_in
 from microdeploy.process import Runner, run
 
 log = logging.getLogger(__name__)
@@ -191,11 +190,7 @@ def start_tidying(deb: Path, trees: list[Path]) -> threading.Thread:
 
     def tidy() -> None:
         with contextlib.suppress(OSError):
-            fd = os.open(deb, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            sync_file(deb)
         for tree in trees:
             shutil.rmtree(tree, ignore_errors=True)
 

@@ -25,7 +25,14 @@ from microdeploy import dists
 from microdeploy.build.dpkg import Artifacts
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.errors import MicrodeployError, bad_input
-from microdeploy.fsutil import abandoned, atomic_write, check_writable, private_directory, sync_directory
+from microdeploy.fsutil import (
+    abandoned,
+    atomic_write,
+    check_writable,
+    private_directory,
+    sync_directory,
+    sync_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +126,7 @@ def stage(made: Path, staged: Path) -> None:
         atomic_write(staged, made.read_bytes())
         return
     os.chmod(staged, 0o644)
-    fd = os.open(staged, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    sync_file(staged)
 
 
 def move_in(built: Artifacts, staging: Path, out: Path) -> Artifacts:
