@@ -170,7 +170,7 @@ def build_tree(settings: BuildSettings, config: ServiceConfig, facts: BuildFacts
 
     def finish_package() -> None:
         deb = package_file(tree.parent, config.name)
-        if config.compression == datapack.COMPRESSOR:
+        if datapack.writes(config.compression):
             chunks = installer.cache_root / datapack.CHUNKS_KIND if installer.cache_root is not None else None
             datapack.compress_members(deb, config.compression_level, chunks)
         # dpkg's generators, next, read the package and debian/'s control files alone.

@@ -115,7 +115,7 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
         "compression": config.compression,
         "compression_level": config.compression_level,
         # dpkg-deb writes the members plain, and microdeploy compresses them (fastpath/datapack.py).
-        "plain_members": config.compression == datapack.COMPRESSOR,
+        "plain_members": datapack.writes(config.compression),
         "health_path": config.health_path,
         "depends": config.depends,
         "build_depends": config.build_depends,

@@ -56,6 +56,11 @@ Piece = bytes | memoryview
 PLAIN_MEMBERS = {"debian-binary": "debian-binary", "control.tar": "control.tar.gz", "data.tar": "data.tar.gz"}
 
 
+def writes(compression: str) -> bool:
+    """Whether this module compresses a package of `compression`: then debian/rules leaves its members plain."""
+    return compression == COMPRESSOR
+
+
 def compress_members(deb: Path, level: int, cache: Path | None) -> None:
     """Rewrite `deb` (made with dpkg-deb -Znone) with its control and data members gzipped at `level`.
 
