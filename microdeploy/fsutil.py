@@ -57,6 +57,17 @@ def _fsync(path: Path, flags: int) -> None:
         os.close(fd)
 
 
+def link_or_copy(source: Path, dest: Path) -> None:
+    """Put the file `source` at `dest`: a hard link where both are on one file system, else a copy.
+
+    For files that neither side changes in place (a wheel, a kept artifact).
+    """
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copy2(source, dest)
+
+
 @contextmanager
 def staged_directory(dest: Path) -> Iterator[Path]:
     """Yield a temporary sibling of `dest` that becomes `dest` only if the block succeeds.

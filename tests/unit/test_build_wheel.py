@@ -125,13 +125,17 @@ def test_unchanged_source_reuses_the_kept_wheel_and_a_change_rebuilds(tmp_path: 
     second = produce(tmp_path, uv, source, "second")
     assert len(uv.calls) == calls
     assert (second / "orders_api-1.0-py3-none-any.whl").read_bytes() == b"wheel"
+    # Kept and reused by hard link: the app's megabytes are not written again.
+    [kept] = (tmp_path / "cache" / "wheels").rglob("*.whl")
+    assert {(path / "orders_api-1.0-py3-none-any.whl").stat().st_ino for path in (tmp_path / "first", second)} \
+        == {kept.stat().st_ino}
     (source / "app" / "__init__.py").write_text("GREETING = 'hi'\n")
     produce(tmp_path, uv, source, "third")
     assert [call[1] for call in uv.calls[calls:]] == ["build"]
 
 
 def test_a_new_wheel_is_kept_only_when_the_build_no_longer_waits_for_it(tmp_path: Path) -> None:
-    """The job ends (status written) without copying the wheel to the cache; keep() copies it there."""
+    """The job ends (status written) without putting the wheel into the cache; keep() puts it there."""
     uv = FakeUv()
     wheel = ProjectWheel(uv="/opt/uv", cache=tmp_path / "cache", name="orders-api", python="/usr/bin/python3.11",
                          build_system=BuildSystem(), runner=uv)

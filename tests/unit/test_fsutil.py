@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
 import pytest
 
-from microdeploy.fsutil import atomic_write, staged_directory, sync_directory
+from microdeploy.fsutil import atomic_write, link_or_copy, staged_directory, sync_directory
 
 
 def test_atomic_write_replaces_and_sets_mode(tmp_path: Path) -> None:
@@ -113,3 +114,23 @@ def test_sync_directory_fsyncs_the_directory_itself(tmp_path: Path, monkeypatch:
     assert inode == tmp_path.stat().st_ino
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+def test_link_or_copy_links_on_one_filesystem_and_copies_across(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same filesystem: the same inode, no bytes written; EXDEV (another filesystem): a copy with the mode."""
+    source = tmp_path / "made.whl"
+    source.write_bytes(b"wheel")
+    source.chmod(0o640)
+    link_or_copy(source, tmp_path / "linked.whl")
+    assert (tmp_path / "linked.whl").stat().st_ino == source.stat().st_ino
+
+    def cross_device(src: object, dst: object) -> None:
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), str(src))
+
+    monkeypatch.setattr("microdeploy.fsutil.os.link", cross_device)
+    link_or_copy(source, tmp_path / "copied.whl")
+    copied = (tmp_path / "copied.whl").stat()
+    assert copied.st_ino != source.stat().st_ino
+    assert (tmp_path / "copied.whl").read_bytes() == b"wheel" and copied.st_mode & 0o777 == 0o640

@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import threading
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from microdeploy.build.cache import touch
 from microdeploy.build.fastpath import jobs
 from microdeploy.build.fastpath.contract import UV_CACHE_VAR, UV_SETTINGS
 from microdeploy.errors import MicrodeployError
-from microdeploy.fsutil import staged_directory
+from microdeploy.fsutil import link_or_copy, staged_directory
 from microdeploy.process import Runner, run
 from microdeploy.pyproject import BuildSystem
 
@@ -74,7 +73,7 @@ class ProjectWheel:
         if wheels:
             log.debug("project wheel: reusing %s", wheels[0])
             touch(kept)
-            shutil.copy2(wheels[0], wheel_dir / wheels[0].name)
+            link_or_copy(wheels[0], wheel_dir / wheels[0].name)
             return 0
         returncode = self._build(source, wheel_dir)
         if returncode == 0:
@@ -131,7 +130,7 @@ class ProjectWheel:
             return
         try:
             with staged_directory(kept) as staging:
-                shutil.copy2(wheels[0], staging / wheels[0].name)
+                link_or_copy(wheels[0], staging / wheels[0].name)
         except OSError:
             pass  # another build kept it first
 
