@@ -14,6 +14,7 @@ import shlex
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -521,6 +522,9 @@ def test_cached_strip_strips_each_elf_file_once_and_gives_the_same_bytes_back(de
     assert (second / site / "helper").stat().st_mode & 0o777 == 0o755
     assert (second / site / "_speedups.so").stat().st_mode & 0o777 == 0o644
     assert not (second.parent / ".cached-strip").exists()
+    # Hard links to the kept files, not copies of them: a venv's libraries are tens of megabytes.
+    kept = {entry.stat().st_ino for entry in (tmp_path / "cache").glob("strip-*")}
+    assert {(second / site / name).stat().st_ino for name in ("_speedups.so", "helper")} == kept
 
     static = elf_package(tmp_path / "static")
     (static / "usr/lib").mkdir(parents=True)
@@ -530,6 +534,23 @@ def test_cached_strip_strips_each_elf_file_once_and_gives_the_same_bytes_back(de
     third = elf_package(tmp_path / "third", speedups=b"\x7fELF speedups, new version")
     assert strip(third) == [[], ["saw", "_speedups.so"]]
     assert (third / site / "_speedups.so").read_bytes() == b"\x7fELF speedups, new version stripped"
+
+
+def test_cached_strip_copies_the_kept_bytes_from_a_cache_on_another_filesystem(debian: Path, tmp_path: Path) -> None:
+    """The ELF cache on tmpfs, the package elsewhere: no hard link can be made, the kept bytes are copied."""
+    fake = recorder(tmp_path / "dh_strip", extra=FAKE_STRIP)
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as shm:
+        cache = Path(shm) / "elf"
+        assert cache.parent.stat().st_dev != tmp_path.stat().st_dev
+        env = {**os.environ, "RECORD_TO": str(tmp_path / "calls"), "MICRODEPLOY_ELF_CACHE": str(cache),
+               "DEB_BUILD_OPTIONS": "noautodbgsym"}
+        for run in ("first", "second"):
+            package = elf_package(tmp_path / run)
+            subprocess.run([sys.executable, "-IS", str(debian / "cached-strip"), str(package), "--", str(fake)],
+                           cwd=debian.parent, env={**env, "PACKAGE": str(package)}, check=True, capture_output=True)
+        helper = tmp_path / "second/opt/venvs/orders-api/lib/python3.11/site-packages/helper"
+        assert helper.read_bytes() == b"\x7fELF helper stripped"
+        assert helper.stat().st_mode & 0o777 == 0o755 and helper.stat().st_nlink == 1
 
 
 @pytest.mark.parametrize("change", ["no cache", "nostrip", "dbgsym packages"])
