@@ -207,6 +207,7 @@ def test_app_and_dependency_changes_reach_the_package(
     assert f"{SITE}/hello_api/app.py" in app_change
     assert f"{SITE}/hello_api/wsgi.py" not in app_change, "a module the commit removed is not shipped"
     assert len(list((cache / "layers").glob("*/venv"))) == 1, "an app-only change reuses the layer"
+    assert not list((cache / "uv").glob("archive-v*/*/hello_api")), "uv's cache keeps no build's unpacked project"
     assert not [n for n in app_change if n.startswith(f"{SITE}/six")]
 
     pyproject = project / "pyproject.toml"

@@ -249,7 +249,8 @@ def test_layer_copy_installs_the_wheel_alone_when_the_layer_key_holds_its_depend
     argv, _ = install_beside(tmp_path, layer, wsgi_server="gunicorn>=21", layer_has_dependencies=True)
     python = str(tmp_path / "copy" / "venv" / "bin" / "python")
     wheel = str(tmp_path / "wheel" / "orders_api-1.0-py3-none-any.whl")
-    assert argv == ("/opt/uv", "pip", "install", "--quiet", "--no-deps", "--python", python, wheel)
+    assert argv == ("/opt/uv", "pip", "install", "--quiet", "--no-deps", "--no-cache", "--link-mode", "hardlink",
+                    "--python", python, wheel)
     assert (tmp_path / "copy" / "installed").read_text() == "orders_api-1.0-py3-none-any.whl"
 
 
@@ -333,7 +334,8 @@ def test_without_a_saved_layer_the_dependencies_are_installed_and_saved_beside_t
     assert [call[0] for call in runner.calls] == [
         ("/usr/bin/python3.11", "-m", "venv", "--without-pip", str(venv)),
         ("/opt/uv", "pip", "install", "--quiet", "--python", python, "flask>=3", "click", "gunicorn>=21"),
-        ("/opt/uv", "pip", "install", "--quiet", "--no-deps", "--python", python, wheel),
+        ("/opt/uv", "pip", "install", "--quiet", "--no-deps", "--no-cache", "--link-mode", "hardlink", "--python",
+         python, wheel),
     ]
     assert runner.cwds[:2] == [source, source]
     install_env = runner.calls[1][1]

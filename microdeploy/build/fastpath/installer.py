@@ -216,7 +216,11 @@ class Installer:
             return None
         install = [self.uv, "pip", "install", "--quiet"]
         if self.layer_has_dependencies:
-            argv = [*install, "--no-deps", "--python", str(venv / "bin" / "python"), str(built[0])]
+            # The project alone, through a cache of its own that uv removes when it is done: uv's shared cache
+            # would keep every build's unpacked wheel (an app's megabytes of static files at every commit),
+            # and the venv's files can be hard links to the unpacked ones, which nothing else then holds.
+            argv = [*install, "--no-deps", "--no-cache", "--link-mode", "hardlink",
+                    "--python", str(venv / "bin" / "python"), str(built[0])]
         else:
             argv = [*install, "--python", str(venv / "bin" / "python"), str(built[0]), self.wsgi_server]
         if runner(argv, env=self.environment(), check=False).returncode != 0:
