@@ -15,7 +15,8 @@ it, so an entry's modification time is its last use:
 
 Any other directory at the top (left by another version of microdeploy) is
 one entry of its own kind. Names starting with a dot are entries being
-written; they count once they are a day old (a build that died left them).
+written or removed (a prune renames an entry before it deletes it); they
+count once they are a day old (a build or a prune that died left them).
 
 The build roots of other releases (buildroot.py) are a second area with a cap
 of its own, since one takes a minute of mmdebstrap to make again: each
@@ -35,6 +36,8 @@ import fcntl
 import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -54,6 +57,7 @@ DEFAULT_ROOTS_MAX_SIZE = "4G"
 PRUNE_STAMP = ".last-prune"
 AUTO_PRUNE_INTERVAL = 600.0
 STAGING_GRACE = 86400.0
+_PRUNES: list[subprocess.Popen[bytes]] = []  # started by start_prune_after_build, not waited for
 SIZE_RE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]?)(?:i?B)?", re.IGNORECASE)
 UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
@@ -139,7 +143,10 @@ def entries(root: Path, now: float | None = None) -> list[Entry]:
     if not root.is_dir():
         return found
     for top in sorted(root.iterdir()):
-        if top.name.startswith(".") or not top.is_dir() or top.is_symlink():
+        if not top.is_dir() or top.is_symlink():
+            continue
+        if top.name.startswith("."):  # a kind whose prune was interrupted (uv's cache): one entry
+            found += entries_of(top.name.removeprefix(".").partition(".pruned-")[0], [top], now)
             continue
         depth = KINDS.get(top.name, 1)
         found += entries_of(top.name, _at_depth(top, depth - 1), now)
@@ -235,27 +242,34 @@ def _remove(path: Path, in_use: Callable[[Path], bool]) -> bool:
     if not lock.is_file():
         if in_use(path):
             return False
-        _delete(path)
-        return True
-    with lock.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        if in_use(path):
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            return False
-        # Out of the way under the lock (a build waiting for it then finds the entry gone and makes it
-        # again); the deletion, which can take a while, after. A dot name is left to a later prune.
-        doomed = path.with_name(f".{path.name}.pruned-{os.getpid()}")
-        try:
-            path.rename(doomed)
-        except FileNotFoundError:
-            return False
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        doomed = _out_of_the_way(path)
+    else:
+        with lock.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            # Out of the way under the lock: a build waiting for it then finds the entry gone and makes it again.
+            try:
+                doomed = None if in_use(path) else _out_of_the_way(path)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    if doomed is None:
+        return False
     _delete(doomed)
     return True
+
+
+def _out_of_the_way(path: Path) -> Path | None:
+    """Rename an entry to a dot name before it is deleted, which takes a while: a prune that is interrupted
+    (Ctrl-C, a CI job's end) never leaves part of an entry under its own name, for a build to take as whole.
+    A later prune removes the dot name. None if the entry is gone already."""
+    doomed = path.with_name(f".{path.name}.pruned-{os.getpid()}")
+    try:
+        path.rename(doomed)
+    except FileNotFoundError:
+        return None
+    return doomed
 
 
 def _delete(path: Path) -> None:
@@ -283,11 +297,31 @@ def size_setting(environ: Mapping[str, str], variable: str, default: str) -> int
         raise bad_input(f"{variable}: {exc.message}", hint=exc.hint) from None
 
 
-def prune_after_build(root: Path, max_size: int) -> list[Entry]:
-    """The prune after a build, to `max_size`, unless another build pruned in the last few minutes."""
+def start_prune_after_build(root: Path, max_size: int) -> subprocess.Popen[bytes] | None:
+    """The prune after a build, to `max_size`, unless another build pruned in the last few minutes (None then),
+    in a process of its own, which the build does not wait for.
+
+    Sizing the cache reads every file's inode (uv's cache holds tens of
+    thousands), which would otherwise delay every build that follows a
+    quiet spell by up to a second, with its package already made. The
+    process leaves this one's session, so that a terminal's Ctrl-C does not
+    stop it; a CI job's end that kills it leaves entries whole or gone (see
+    _out_of_the_way).
+    """
     if not due(root):
-        return []
-    return prune(root, max_size=max_size)
+        return None
+    # This microdeploy, wherever it is imported from here, whatever the process's directory.
+    here = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])
+    started = subprocess.Popen(
+        [sys.executable, "-m", "microdeploy.build.cache", str(root.resolve()), str(max_size)], cwd="/",
+        env={**os.environ, "PYTHONPATH": path}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    # Kept until it ends, as Python warns of a Popen dropped while its process runs; poll() reaps those that
+    # ended, so that a process that builds again and again gathers no zombies.
+    _PRUNES[:] = [prune for prune in _PRUNES if prune.poll() is None] + [started]
+    return started
 
 
 def prune_roots(roots: Path, *, max_size: int | None, older_than_days: float | None = None) -> list[Entry]:
@@ -312,3 +346,7 @@ def due(directory: Path) -> bool:
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.touch()
     return True
+
+
+if __name__ == "__main__":  # start_prune_after_build's process: ROOT MAX_SIZE
+    prune(Path(sys.argv[1]), max_size=int(sys.argv[2]))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from microdeploy import dists
 from microdeploy.build import buildroot
-from microdeploy.build.cache import default_max_size, prune_after_build
+from microdeploy.build.cache import default_max_size, start_prune_after_build
 from microdeploy.build.debiandir.context import WSGI_SERVER, BuildFacts, debian_context
 from microdeploy.build.debiandir.tree import SOURCE_SUBDIR, copy_source, render_debian
 from microdeploy.build.dpkg import Artifacts, collect, dpkg_buildpackage, package_file
@@ -153,7 +153,7 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
     if installer.cache_root is not None:
-        prune_after_build(installer.cache_root, cache_size)
+        start_prune_after_build(installer.cache_root, cache_size)
     return BuildResult.of(config.name, facts.version, artifacts, started)
 
 

@@ -108,6 +108,30 @@ def test_entries_being_written_are_left_alone_until_they_are_stale(tmp_path: Pat
     assert (root / "layers" / ".staging-now").is_dir()
 
 
+@pytest.mark.parametrize("name", ["uv", "layers/svc-py3.11-bbbb", "wheels/svc/digest1", "shlibdeps/key1.file"])
+def test_an_interrupted_prune_leaves_no_part_of_an_entry_under_its_name(
+    filled: tuple[Path, float], monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """The entry is renamed before its deletion starts: a prune stopped there (Ctrl-C, the end of a CI job) leaves
+    the entry gone for every build, and the next prune removes the dot name it left."""
+    root, now = filled
+    doomed = root / name
+    os.utime(doomed, (now - 100 * DAY, now - 100 * DAY))  # the least recently used: the prune's first
+
+    def interrupted(path: Path) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache, "_delete", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cache.prune(root, max_size=0, now=now)
+    assert not doomed.exists()
+    [left] = doomed.parent.glob(f".{doomed.name}.pruned-*")
+    assert [item.kind for item in cache.entries(root, now) if item.path == left] == [name.split("/")[0]]
+    monkeypatch.undo()
+    cache.prune(root, max_size=0, now=now)
+    assert not left.exists()
+
+
 @pytest.mark.parametrize(("text", "size"), [("0", 0), ("512", 512), ("500M", 500 * 1024**2), ("4G", 4 * 1024**3),
                                             ("1.5GiB", int(1.5 * 1024**3)), ("2 kb", 2048)])
 def test_sizes_are_read_in_binary_units(text: str, size: int) -> None:
@@ -115,17 +139,31 @@ def test_sizes_are_read_in_binary_units(text: str, size: int) -> None:
     assert cache.parse_size(text) == size
 
 
-def test_prune_after_a_build_walks_the_cache_at_most_once_in_a_while(filled: tuple[Path, float]) -> None:
-    """The first build prunes to the size; one right after it does not walk again; once the interval is over
-    it does."""
+def test_prune_after_a_build_walks_the_cache_at_most_once_in_a_while(
+    filled: tuple[Path, float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first build starts a prune to the size, in a process of its own that the build does not wait for; one
+    right after it starts none; once the interval is over one is started again. A relative cache directory is the
+    one below the build's directory, not the prune's (/)."""
     root, _ = filled
-    assert cache.prune_after_build(root, max_size=0)
+    monkeypatch.chdir(root.parent)
+
+    def pruned() -> list[str]:
+        started = cache.start_prune_after_build(Path(root.name), max_size=0)
+        if started is None:
+            return []
+        assert started.wait(timeout=60) == 0
+        assert os.getsid(0) != started.pid, "not in the build's session: a terminal's Ctrl-C does not reach it"
+        return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.name != cache.PRUNE_STAMP)
+
+    assert pruned() == ["build-envs", "deb-chunks", "debian", "elf", "layers", "shlibdeps", "wheels", "wheels/svc"]
     entry(root / "layers" / "new", 1024, 0, time.time())
-    assert cache.prune_after_build(root, max_size=0) == []
+    assert pruned() == []
     assert (root / "layers" / "new").is_dir()
     stamp = root / cache.PRUNE_STAMP
     os.utime(stamp, (time.time() - cache.AUTO_PRUNE_INTERVAL - 1,) * 2)
-    assert [item.path.name for item in cache.prune_after_build(root, max_size=0)] == ["new"]
+    assert "layers/new" not in pruned()
+    assert not (root / "layers" / "new").exists()
 
 
 def test_cache_info_command_prints_every_kind(filled: tuple[Path, float], monkeypatch: pytest.MonkeyPatch) -> None:
