@@ -88,6 +88,12 @@ class MicrodeployGroup(click.Group):
             if exc.hint:
                 click.echo(f"hint: {exc.hint}", err=True)
             ctx.exit(exc.exit_code)
+        except BrokenPipeError:
+            # Whoever read the output stopped (`microdeploy cache info | head -1`): stop as quietly as a
+            # program that SIGPIPE ends, with the status a shell gives one (128 + 13), and nothing more to
+            # flush at exit into the closed pipe.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(141)
         except OSError as exc:
             # What the operating system refused where no check foresaw it (a disk that
             # fills up mid-write, a file removed under us): a message, not a traceback.

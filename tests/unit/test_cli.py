@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -92,3 +95,18 @@ def test_config_prints_json_with_overrides(tmp_path: Path) -> None:
     result = invoke("config", str(tmp_path), "--port", "8200", "--setting", "app.debug=true")
     data = json.loads(result.output)
     assert (data["name"], data["port"], data["settings"]) == ("svc1", 8200, {"app": {"debug": True}})
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`microdeploy cache info | head -1` where head has gone: no "error: Broken pipe" and no hint about free
+    space, the status of a process that SIGPIPE ended."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = {**os.environ, "MICRODEPLOY_CACHE_DIR": str(tmp_path / "cache"),
+           "MICRODEPLOY_ROOTS_DIR": str(tmp_path / "roots")}
+    try:
+        done = subprocess.run([sys.executable, "-m", "microdeploy", "cache", "info"], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, env=env, timeout=60, check=False)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")
