@@ -302,8 +302,8 @@ def start_prune_after_build(root: Path, max_size: int) -> subprocess.Popen[bytes
     in a process of its own, which the build does not wait for.
 
     Sizing the cache reads every file's inode (uv's cache holds tens of
-    thousands), which would otherwise delay every build that follows a
-    quiet spell by up to a second, with its package already made. The
+    thousands), which would otherwise hold up every build that follows a
+    quiet spell after its package is made. The
     process leaves this one's session, so that a terminal's Ctrl-C does not
     stop it; a CI job's end that kills it leaves entries whole or gone (see
     _out_of_the_way).
