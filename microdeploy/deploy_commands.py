@@ -24,6 +24,8 @@ APT_TIMEOUT = 600.0
 # "installed" only when fully configured ("config-files", "half-installed",
 # ... are not an installed version to come back to).
 DPKG_QUERY_FORMAT = "${db:Status-Status} ${Version}"
+# Between dpkg-query's answer and os-release in state_command's output.
+STATE_MARK = "--- microdeploy: os-release ---"
 
 
 def _apt_env() -> list[str]:
@@ -43,6 +45,11 @@ def query_command(package: str) -> str:
 def release_command() -> str:
     """Print the host's os-release (its VERSION_CODENAME names its Debian release)."""
     return shlex.join(["cat", "/etc/os-release"])
+
+
+def state_command(package: str) -> str:
+    """The package's installed version, then the host's os-release: the preflight's one round trip to a host."""
+    return f"{query_command(package)}; echo; echo {shlex.quote(STATE_MARK)}; {release_command()}"
 
 
 def update_command(apt_source: str | None) -> str:
@@ -136,10 +143,23 @@ def hook_command(hook: str) -> str:
 
 def parse_query(result: CommandResult) -> str | None:
     """The installed version from `dpkg-query` output, or None when the package is not installed."""
-    if not result.ok:
-        return None
-    status, _, version = result.stdout.strip().partition(" ")
+    return installed_version(result.stdout) if result.ok else None
+
+
+def installed_version(output: str) -> str | None:
+    """The version in dpkg-query's answer (DPKG_QUERY_FORMAT) when the package is installed; None else, or for no
+    answer (dpkg never heard of it)."""
+    status, _, version = output.strip().partition(" ")
     return version.strip() or None if status == "installed" else None
+
+
+def parse_state(result: CommandResult) -> tuple[str | None, Dist | None]:
+    """The installed version and the Debian release from state_command's output."""
+    query, mark, release = result.stdout.partition(f"\n{STATE_MARK}\n")
+    if not mark:  # the shell did not get as far as the mark
+        return None, None
+    codename = codename_in(release)
+    return installed_version(query), DISTS.get(codename) if codename else None
 
 
 def parse_madison(output: str, package: str) -> list[str]:
@@ -155,12 +175,6 @@ def parse_madison(output: str, package: str) -> list[str]:
 def is_downgrade(before: str | None, after: str) -> bool:
     """Whether installing `after` over `before` goes back in Debian version order."""
     return before is not None and DebianVersion(after) < DebianVersion(before)
-
-
-def parse_release(result: CommandResult) -> Dist | None:
-    """The Debian release of the host from its os-release, or None for one microdeploy does not build for."""
-    codename = codename_in(result.stdout) if result.ok else None
-    return DISTS.get(codename) if codename else None
 
 
 def version_for(wanted: str, dist: Dist | None, available: list[str]) -> str | None:

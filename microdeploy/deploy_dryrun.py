@@ -11,8 +11,8 @@ from microdeploy.deploy_commands import (
     is_downgrade,
     private_dir_command,
     query_command,
-    release_command,
     remove_command,
+    state_command,
     update_command,
 )
 from microdeploy.deploy_plan import Rollout
@@ -22,8 +22,7 @@ from microdeploy.deploy_report import PlannedHost
 def plan(rollout: Rollout) -> tuple[tuple[str, ...], tuple[PlannedHost, ...]]:
     """The preflight commands and each host's commands, for a dry run."""
     preflight = (
-        f"every host: {query_command(rollout.package)}",
-        f"every host: {release_command()}",
+        f"every host: {state_command(rollout.package)}",
         f"first host of each Debian release: {update_command(rollout.apt_source)}",
         f"first host of each Debian release: {available_command(rollout.package)}",
     )

@@ -18,10 +18,8 @@ from microdeploy.deploy_commands import (
     APT_TIMEOUT,
     available_command,
     parse_madison,
-    parse_query,
-    parse_release,
-    query_command,
-    release_command,
+    parse_state,
+    state_command,
     update_command,
     version_for,
 )
@@ -96,8 +94,7 @@ def preflight_hosts(rollout: Rollout, hosts: list[HostState]) -> None:
     that release gets the build for it (`version_for`).
     """
     def record(host: HostState) -> None:
-        host.before = parse_query(host.remote.run(query_command(rollout.package)))
-        host.dist = parse_release(host.remote.run(release_command()))
+        host.before, host.dist = parse_state(host.remote.run(state_command(rollout.package)))
 
     each(hosts, record)
     for host in hosts:

@@ -32,10 +32,12 @@ from microdeploy.deploy_commands import (
     query_command,
     release_command,
     remove_command,
+    state_command,
     update_command,
 )
 from microdeploy.deploy_plan import DeployOptions, split_batches
 from microdeploy.deploy_report import DeployReport
+from microdeploy.dists import DISTS
 from microdeploy.errors import MicrodeployError
 from microdeploy.hosts import CommandResult, Target, parse_target
 from tests.support import make_deb
@@ -47,6 +49,7 @@ QUERY = query_command(PKG)
 UPDATE = update_command(None)
 MADISON = available_command(PKG)
 RELEASE = release_command()
+STATE = state_command(PKG)
 
 
 @dataclass
@@ -66,6 +69,13 @@ class FakeHost:
 
     def answer(self, command: str, sudo: bool) -> CommandResult:
         self.log.append((command, sudo))
+        if command == STATE:  # as the host's shell runs it: dpkg-query's answer, a newline, the mark, os-release
+            query, release = self.answer_one(QUERY), self.answer_one(RELEASE)
+            return CommandResult(release.exit_code,
+                                 f"{query.stdout}\n{deploy_commands.STATE_MARK}\n{release.stdout}", query.stderr)
+        return self.answer_one(command)
+
+    def answer_one(self, command: str) -> CommandResult:
         argv = shlex.split(command)
         if argv[0] == "env":
             argv = argv[2:]
@@ -201,8 +211,8 @@ def test_upgrade_runs_the_exact_commands_on_each_host() -> None:
     report, network = run_deploy(fleet)
     assert report.result == "success" and report.exit_code == 0
     # The first host's lists were refreshed in preflight: not again.
-    assert fleet[0].commands == [QUERY, RELEASE, UPDATE, MADISON, install_command(PKG, "2"), QUERY, HEALTH]
-    assert fleet[1].commands == [QUERY, RELEASE, *upgrade_commands("2")]
+    assert fleet[0].commands == [STATE, UPDATE, MADISON, install_command(PKG, "2"), QUERY, HEALTH]
+    assert fleet[1].commands == [STATE, *upgrade_commands("2")]
     assert [(h.host, h.before, h.after, h.state, h.healthy) for h in report.hosts] == [
         ("h1", "1", "2", "upgraded", True),
         ("h2", "1", "2", "upgraded", True),
@@ -215,7 +225,7 @@ def test_only_apt_and_the_health_probe_run_with_sudo() -> None:
     apt-cache do not."""
     fleet = hosts("h1")
     run_deploy(fleet, sudo=True)
-    assert [sudo for command, sudo in fleet[0].log] == [False, False, True, False, True, False, True]
+    assert [sudo for command, sudo in fleet[0].log] == [False, True, False, True, False, True]
     assert all(sudo == ("apt-get" in command or "systemd-run" in command) for command, sudo in fleet[0].log)
 
 
@@ -277,10 +287,10 @@ def test_unhealthy_host_rolls_back_its_batch_and_stops() -> None:
         "h6": ("1", "1", "untouched"),
     }
     rollback = [QUERY, install_command(PKG, "1", allow_downgrades=True), QUERY, HEALTH]
-    assert fleet[2].commands == [QUERY, RELEASE, *upgrade_commands("2"), *rollback]
+    assert fleet[2].commands == [STATE, *upgrade_commands("2"), *rollback]
     # Health polled once a second for the 5 s timeout, then the rollback.
-    assert fleet[3].commands == [QUERY, RELEASE, *upgrade_commands("2"), *[HEALTH] * 5, *rollback]
-    assert fleet[4].commands == fleet[5].commands == [QUERY, RELEASE]
+    assert fleet[3].commands == [STATE, *upgrade_commands("2"), *[HEALTH] * 5, *rollback]
+    assert fleet[4].commands == fleet[5].commands == [STATE]
     assert fleet[2].installed == fleet[3].installed == "1"
     assert "not healthy within 5 s: http://127.0.0.1:8000/" in (report.hosts[3].error or "")
 
@@ -293,7 +303,7 @@ def test_failing_first_batch_leaves_every_other_host_alone() -> None:
     assert [(h.after, h.state, h.healthy) for h in report.hosts] == [
         ("2", "rolled-back", True), ("2", "untouched", None), ("2", "untouched", None),
     ]
-    assert fleet[1].commands == fleet[2].commands == [QUERY, RELEASE]
+    assert fleet[1].commands == fleet[2].commands == [STATE]
 
 
 def test_first_install_that_fails_is_removed() -> None:
@@ -319,7 +329,7 @@ def test_max_failures_restores_failed_hosts_alone_until_exceeded() -> None:
     report, _ = run_deploy(fleet, max_failures=1, health_timeout=1)
     assert [h.state for h in report.hosts] == ["rolled-back", "upgraded", "rolled-back", "untouched"]
     assert report.failures == 2 and report.exit_code == 1 and report.result == "rolled-back"
-    assert fleet[3].commands == [QUERY, RELEASE]
+    assert fleet[3].commands == [STATE]
 
 
 def test_failures_within_the_allowance_complete_the_rollout() -> None:
@@ -353,7 +363,7 @@ def test_hooks_drain_before_and_undrain_after_a_healthy_upgrade() -> None:
     fleet = hosts("h1", "h2")
     run_deploy(fleet, drain="lb-ctl drain", undrain="lb-ctl enable")
     assert fleet[1].commands == [
-        QUERY, RELEASE, "sh -c 'lb-ctl drain'", *upgrade_commands("2"), "sh -c 'lb-ctl enable'"]
+        STATE, "sh -c 'lb-ctl drain'", *upgrade_commands("2"), "sh -c 'lb-ctl enable'"]
 
 
 def test_failed_drain_changes_nothing_on_that_host() -> None:
@@ -362,7 +372,7 @@ def test_failed_drain_changes_nothing_on_that_host() -> None:
     report, _ = run_deploy(fleet, drain="false")
     assert report.hosts[0].state == "rolled-back" and report.hosts[0].after == "1"
     assert not any("apt-get install" in c for c in fleet[0].commands)
-    assert fleet[1].commands == [QUERY, RELEASE]
+    assert fleet[1].commands == [STATE]
 
 
 def test_version_missing_from_the_repository_changes_no_host() -> None:
@@ -372,8 +382,8 @@ def test_version_missing_from_the_repository_changes_no_host() -> None:
         run_deploy(fleet, version="9")
     assert caught.value.exit_code == 2
     assert "version 9 of orders-api is not in the APT repository of h1 (available: 1, 2, 3)" in caught.value.message
-    assert fleet[0].commands == [QUERY, RELEASE, UPDATE, MADISON]
-    assert fleet[1].commands == [QUERY, RELEASE]
+    assert fleet[0].commands == [STATE, UPDATE, MADISON]
+    assert fleet[1].commands == [STATE]
 
 
 def test_unreachable_host_stops_before_any_command() -> None:
@@ -524,7 +534,7 @@ def test_cli_rollback_exits_1_with_a_per_host_report(fleet: list[FakeHost]) -> N
     assert lines[0].startswith("orders-api 3: rolled-back, 3 host(s) in 3 batch(es), 1 failure(s)")
     assert "h1  batch 1  1 -> 1  rolled-back  healthy" in lines[1]
     assert "h2  batch 2  1 -> 1  untouched" in stdout
-    assert [host.commands for host in fleet[1:]] == [[QUERY, RELEASE], [QUERY, RELEASE]]
+    assert [host.commands for host in fleet[1:]] == [[STATE], [STATE]]
 
 
 def test_cli_dry_run_prints_the_plan(fleet: list[FakeHost]) -> None:
@@ -545,7 +555,7 @@ def test_deb_is_uploaded_installed_and_removed(tmp_path: Path) -> None:
     assert report.result == "success" and report.package == PKG and report.version == "4"
     private = "/var/tmp/microdeploy.AbCdEf1234"
     on_host = f"{private}/orders-api_4.deb"
-    assert fleet[1].commands == [QUERY, RELEASE, UPDATE, private_dir_command(), f"put {deb.name} {on_host}",
+    assert fleet[1].commands == [STATE, UPDATE, private_dir_command(), f"put {deb.name} {on_host}",
                                  install_file_command(on_host), cleanup_command(private), QUERY, HEALTH]
     assert private_dir_command() == "mktemp -d /var/tmp/microdeploy.XXXXXXXXXX"
     assert fleet[0].uploads == fleet[1].uploads == {}
@@ -606,7 +616,7 @@ def test_lost_connection_during_install_fails_the_host_and_restores_the_batch() 
         ("rolled-back", "1"), ("rolled-back", "1"), ("untouched", "1"),
     ]
     assert "h2: the SSH connection failed" in (report.hosts[1].error or "")
-    assert report.exit_code == 1 and fleet[2].commands == [QUERY, RELEASE]
+    assert report.exit_code == 1 and fleet[2].commands == [STATE]
 
 
 def test_healthy_host_of_a_failed_batch_is_drained_before_its_rollback() -> None:
@@ -616,7 +626,7 @@ def test_healthy_host_of_a_failed_batch_is_drained_before_its_rollback() -> None
     run_deploy(fleet, batch="2", drain="drain", undrain="undrain", health_timeout=1)
     drain, undrain = "sh -c drain", "sh -c undrain"
     assert fleet[0].commands == [
-        QUERY, RELEASE, UPDATE, MADISON, drain, install_command(PKG, "2"), QUERY, HEALTH, undrain,
+        STATE, UPDATE, MADISON, drain, install_command(PKG, "2"), QUERY, HEALTH, undrain,
         QUERY, drain, install_command(PKG, "1", allow_downgrades=True), QUERY, HEALTH, undrain,
     ]
     # h2 was never undrained, so it is not drained twice.
@@ -743,8 +753,8 @@ def test_a_mixed_fleet_gets_each_hosts_release_build(version: str) -> None:
     assert [(h.host, h.before, h.after) for h in report.hosts] == [
         ("b1", "1-1+deb12", "2-1+deb12"), ("t1", "1-1+deb13", "2-1+deb13"), ("b2", "1-1+deb12", "2-1+deb12")]
     # The first host of each release lists its suite in preflight; the other bookworm host only reads its release.
-    assert fleet[0].commands[:4] == fleet[1].commands[:4] == [QUERY, RELEASE, UPDATE, MADISON]
-    assert fleet[2].commands == [QUERY, RELEASE, *upgrade_commands("2-1+deb12")]
+    assert fleet[0].commands[:3] == fleet[1].commands[:3] == [STATE, UPDATE, MADISON]
+    assert fleet[2].commands == [STATE, *upgrade_commands("2-1+deb12")]
     assert install_command(PKG, "2-1+deb13") in fleet[1].commands
 
 
@@ -769,13 +779,28 @@ def test_a_package_without_a_release_suffix_is_installed_as_named() -> None:
 
 
 def test_the_hosts_release_is_read_from_os_release() -> None:
-    """VERSION_CODENAME names the release, quoted or not; a release microdeploy does not build for, or none, is None."""
-    def release(text: str, exit_code: int = 0) -> str | None:
-        dist = deploy_commands.parse_release(CommandResult(exit_code, text))
+    """VERSION_CODENAME names the release, quoted or not; a release microdeploy does not build for, or none, is None;
+    so is one printed where the command did not get as far as the mark."""
+    mark = deploy_commands.STATE_MARK
+
+    def release(text: str, exit_code: int = 0, shown: str = f"installed 1-1\n{mark}\n") -> str | None:
+        _, dist = deploy_commands.parse_state(CommandResult(exit_code, shown + text))
         return dist.codename if dist else None
 
     assert release('NAME="Debian GNU/Linux"\nVERSION_CODENAME=trixie\n') == "trixie"
     assert release("VERSION_CODENAME='bookworm'\n") == "bookworm"
     assert release("VERSION_CODENAME=bullseye\n") is None
     assert release("ID=debian\n") is None
-    assert release("VERSION_CODENAME=trixie\n", 1) is None
+    assert release("VERSION_CODENAME=trixie\n", 1, "\n" + mark + "\n") == "trixie"
+    assert release("VERSION_CODENAME=trixie\n", shown="") is None
+
+
+def test_one_round_trip_reads_the_installed_version_and_the_release() -> None:
+    """state_command's output: dpkg-query's answer (none when dpkg never heard of the package), the mark, os-release."""
+    mark = deploy_commands.STATE_MARK
+    trixie = "VERSION_CODENAME=trixie\n"
+    assert deploy_commands.parse_state(CommandResult(0, f"installed 1.2-1\n{mark}\n{trixie}"))[0] == "1.2-1"
+    assert deploy_commands.parse_state(CommandResult(0, f"config-files 1.2-1\n{mark}\n{trixie}"))[0] is None
+    assert deploy_commands.parse_state(CommandResult(0, f"\n{mark}\n{trixie}")) == (None, DISTS["trixie"])
+    command = deploy_commands.state_command(PKG)
+    assert command.startswith(QUERY + "; ") and command.endswith("; " + RELEASE)
