@@ -303,10 +303,9 @@ def start_prune_after_build(root: Path, max_size: int) -> subprocess.Popen[bytes
 
     Sizing the cache reads every file's inode (uv's cache holds tens of
     thousands), which would otherwise hold up every build that follows a
-    quiet spell after its package is made. The
-    process leaves this one's session, so that a terminal's Ctrl-C does not
-    stop it; a CI job's end that kills it leaves entries whole or gone (see
-    _out_of_the_way).
+    quiet spell after its package is made. The process leaves this one's
+    session, so that a terminal's Ctrl-C does not stop it; a CI job's end
+    that kills it leaves entries whole or gone (see _out_of_the_way).
     """
     if not due(root):
         return None
