@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import re
 import shutil
@@ -44,6 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from microdeploy.errors import MicrodeployError, bad_input
+
+log = logging.getLogger(__name__)
 
 # How deep below the cache root an entry of each kind is.
 KINDS = {"uv": 1, "layers": 2, "wheels": 3, "build-envs": 2, "debian": 2, "shlibdeps": 2, "elf": 2, "deb-chunks": 2}
@@ -57,7 +60,8 @@ DEFAULT_ROOTS_MAX_SIZE = "4G"
 PRUNE_STAMP = ".last-prune"
 AUTO_PRUNE_INTERVAL = 600.0
 STAGING_GRACE = 86400.0
-_PRUNES: list[subprocess.Popen[bytes]] = []  # started by start_prune_after_build, not waited for
+# sh's arguments: run them in the background, on no terminal, and print the pid.
+DETACHED = '"$@" </dev/null >/dev/null 2>&1 & echo "$!"'
 SIZE_RE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]?)(?:i?B)?", re.IGNORECASE)
 UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
@@ -297,30 +301,34 @@ def size_setting(environ: Mapping[str, str], variable: str, default: str) -> int
         raise bad_input(f"{variable}: {exc.message}", hint=exc.hint) from None
 
 
-def start_prune_after_build(root: Path, max_size: int) -> subprocess.Popen[bytes] | None:
+def start_prune_after_build(root: Path, max_size: int) -> int | None:
     """The prune after a build, to `max_size`, unless another build pruned in the last few minutes (None then),
-    in a process of its own, which the build does not wait for.
+    in a process of its own, which the build does not wait for; its pid.
 
     Sizing the cache reads every file's inode (uv's cache holds tens of
     thousands), which would otherwise hold up every build that follows a
-    quiet spell after its package is made. The process leaves this one's
-    session, so that a terminal's Ctrl-C does not stop it; a CI job's end
-    that kills it leaves entries whole or gone (see _out_of_the_way).
+    quiet spell after its package is made. The process is detached as a
+    daemon is: started by a shell that exits at once, so that init, not
+    this process, reaps it, in a session of its own, so that a terminal's
+    Ctrl-C does not stop it. A CI job's end that kills it leaves entries
+    whole or gone (see _out_of_the_way).
     """
     if not due(root):
         return None
     # This microdeploy, wherever it is imported from here, whatever the process's directory.
     here = str(Path(__file__).resolve().parents[2])
     path = os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])
-    started = subprocess.Popen(
-        [sys.executable, "-m", "microdeploy.build.cache", str(root.resolve()), str(max_size)], cwd="/",
-        env={**os.environ, "PYTHONPATH": path}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    # Kept until it ends, as Python warns of a Popen dropped while its process runs; poll() reaps those that
-    # ended, so that a process that builds again and again gathers no zombies.
-    _PRUNES[:] = [prune for prune in _PRUNES if prune.poll() is None] + [started]
-    return started
+    try:
+        started = subprocess.run(
+            ["/bin/sh", "-c", DETACHED, "sh", sys.executable, "-m", "microdeploy.build.cache", str(root.resolve()),
+             str(max_size)],
+            cwd="/", env={**os.environ, "PYTHONPATH": path}, stdin=subprocess.DEVNULL, capture_output=True,
+            text=True, start_new_session=True, check=True,
+        )
+        return int(started.stdout)
+    except (OSError, subprocess.CalledProcessError, ValueError) as exc:  # the package is made: a warning, no failure
+        log.warning("the cache %s was not pruned: %s", root, exc)
+        return None
 
 
 def prune_roots(roots: Path, *, max_size: int | None, older_than_days: float | None = None) -> list[Entry]:
