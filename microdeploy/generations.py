@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from microdeploy.errors import MicrodeployError
-from microdeploy.fsutil import atomic_write, held_lock, sync_directory
+from microdeploy.fsutil import atomic_write, held_lock, link_or_copy, sync_directory
 
 # How long the by-hash index files of earlier publishes stay (an apt-get update
 # that read InRelease before a publish fetches the indexes it lists after it).
@@ -113,11 +113,8 @@ def _copy_tree(source: Path, dest: Path) -> None:
 
     def copy(src: str, dst: str) -> object:
         if src.endswith(".deb"):
-            try:
-                os.link(src, dst)
-                return dst
-            except OSError:
-                pass
+            link_or_copy(Path(src), Path(dst))
+            return dst
         return shutil.copy2(src, dst)
 
     shutil.copytree(source, dest, symlinks=True, copy_function=copy)

@@ -29,6 +29,7 @@ from microdeploy.fsutil import (
     abandoned,
     atomic_write,
     check_writable,
+    link_or_copy,
     private_directory,
     sync_directory,
     sync_file,
@@ -120,11 +121,7 @@ def recover(out: Path) -> None:
 
 def stage(made: Path, staged: Path) -> None:
     """Put the file `made` at `staged`, on disk: a hard link where both are on one file system, else a copy."""
-    try:
-        os.link(made, staged)
-    except OSError:
-        atomic_write(staged, made.read_bytes())
-        return
+    link_or_copy(made, staged)
     os.chmod(staged, 0o644)
     sync_file(staged)
 
