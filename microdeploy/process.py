@@ -198,6 +198,28 @@ def spawn(argv: Sequence[str], *, output: Path) -> Spawned:
     return Spawned(popen)
 
 
+# sh's arguments: run them in the background, on no terminal, and print the pid.
+DETACHED = '"$@" </dev/null >/dev/null 2>&1 & echo "$!"'
+
+
+def detach(argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> int:
+    """Start `argv` as a daemon is started, in `/`, and return its pid; raise OSError if it could not start.
+
+    A shell that exits at once starts it, so that init, not this process,
+    reaps it (nothing here waits for it), in a session of its own, so that
+    a terminal's Ctrl-C does not stop it.
+    """
+    argv = tuple(str(arg) for arg in argv)
+    log.debug("$ %s &  (detached)", shlex.join(argv))
+    try:
+        started = subprocess.run(["/bin/sh", "-c", DETACHED, "sh", *argv], cwd="/", env=env,
+                                 stdin=subprocess.DEVNULL, capture_output=True, text=True, start_new_session=True,
+                                 check=True)
+        return int(started.stdout)
+    except (subprocess.CalledProcessError, ValueError) as exc:
+        raise OSError(f"cannot start {argv[0]} in the background: {exc}") from exc
+
+
 def command_failed(result: Result, what: str | None = None, hint: str | None = None) -> MicrodeployError:
     """An error for a failed command that quotes the relevant end of its output."""
     tail = output_tail(result.stderr) or output_tail(result.stdout)

@@ -37,7 +37,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -45,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from microdeploy.errors import MicrodeployError, bad_input
+from microdeploy.process import detach
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,6 @@ DEFAULT_ROOTS_MAX_SIZE = "4G"
 PRUNE_STAMP = ".last-prune"
 AUTO_PRUNE_INTERVAL = 600.0
 STAGING_GRACE = 86400.0
-# sh's arguments: run them in the background, on no terminal, and print the pid.
-DETACHED = '"$@" </dev/null >/dev/null 2>&1 & echo "$!"'
 SIZE_RE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]?)(?:i?B)?", re.IGNORECASE)
 UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
@@ -303,15 +301,12 @@ def size_setting(environ: Mapping[str, str], variable: str, default: str) -> int
 
 def start_prune_after_build(root: Path, max_size: int) -> int | None:
     """The prune after a build, to `max_size`, unless another build pruned in the last few minutes (None then),
-    in a process of its own, which the build does not wait for; its pid.
+    in a process of its own, which the build does not wait for (process.detach); its pid.
 
     Sizing the cache reads every file's inode (uv's cache holds tens of
     thousands), which would otherwise hold up every build that follows a
-    quiet spell after its package is made. The process is detached as a
-    daemon is: started by a shell that exits at once, so that init, not
-    this process, reaps it, in a session of its own, so that a terminal's
-    Ctrl-C does not stop it. A CI job's end that kills it leaves entries
-    whole or gone (see _out_of_the_way).
+    quiet spell after its package is made. A CI job's end that kills the
+    prune leaves entries whole or gone (see _out_of_the_way).
     """
     if not due(root):
         return None
@@ -319,14 +314,9 @@ def start_prune_after_build(root: Path, max_size: int) -> int | None:
     here = str(Path(__file__).resolve().parents[2])
     path = os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])
     try:
-        started = subprocess.run(
-            ["/bin/sh", "-c", DETACHED, "sh", sys.executable, "-m", "microdeploy.build.cache", str(root.resolve()),
-             str(max_size)],
-            cwd="/", env={**os.environ, "PYTHONPATH": path}, stdin=subprocess.DEVNULL, capture_output=True,
-            text=True, start_new_session=True, check=True,
-        )
-        return int(started.stdout)
-    except (OSError, subprocess.CalledProcessError, ValueError) as exc:  # the package is made: a warning, no failure
+        return detach([sys.executable, "-m", "microdeploy.build.cache", str(root.resolve()), str(max_size)],
+                      env={**os.environ, "PYTHONPATH": path})
+    except OSError as exc:  # the package is made: a warning, no failure
         log.warning("the cache %s was not pruned: %s", root, exc)
         return None
 

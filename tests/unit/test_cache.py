@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from microdeploy import cli_cache
+from microdeploy import cli_cache, process
 from microdeploy.build import cache
 from microdeploy.cli import main
 from microdeploy.errors import MicrodeployError
@@ -323,7 +323,7 @@ def test_a_prune_that_cannot_start_is_a_warning_not_a_failed_build(
 ) -> None:
     """The shell that starts it fails: the package is made already, so the build goes on with a warning."""
     root, _ = filled
-    monkeypatch.setattr(cache, "DETACHED", "exit 3")
+    monkeypatch.setattr(process, "DETACHED", "exit 3")
     assert cache.start_prune_after_build(root, max_size=0) is None
     assert "was not pruned" in caplog.text
     assert (root / "uv").is_dir()
