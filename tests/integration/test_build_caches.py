@@ -220,6 +220,39 @@ def test_app_and_dependency_changes_reach_the_package(
     assert len(list((cache / "layers").glob("*/venv"))) == 2
 
 
+def test_a_project_with_dynamic_dependencies_stays_out_of_uvs_shared_cache(tmp_path: Path) -> None:
+    """setuptools reads the dependencies from a file, so pyproject.toml does not list them: the first build
+    installs the project's wheel through debian/uv-pip, the app-only rebuild into the restored layer with a
+    resolution. Both ship the project with what it depends on, and neither leaves an unpacked copy of the
+    project in uv's shared cache, which would grow by one at every commit."""
+    project = shutil.copytree(SERVICE, tmp_path / "hello-api")
+    pyproject = project / "pyproject.toml"
+    text = pyproject.read_text()
+    listed = text[text.index("dependencies = ["):text.index("]", text.index("dependencies = [")) + 1]
+    pyproject.write_text(text.replace(listed, 'dynamic = ["dependencies"]') +
+                         '\n[tool.setuptools.dynamic]\ndependencies = {file = ["requirements.in"]}\n')
+    (project / "requirements.in").write_text("flask==3.1.3\ngunicorn==23.0.0\nsix>=1.3\n")
+    subprocess.run([*GIT, "init", "-q"], cwd=project, check=True)
+    commit(project, "dynamic dependencies")
+    cache = tmp_path / "cache"
+    unpacked = "archive-v*/*/hello_api"
+
+    first = payload(build_with(project, tmp_path / "first", cache).deb)
+    assert f"{SITE}/flask/__init__.py" in first and f"{SITE}/six.py" in first
+    assert f"{SITE}/hello_api/greeting.py" in first
+    assert len(list((cache / "layers").glob("*/venv"))) == 1
+    assert not list((cache / "uv").glob(unpacked)), "uv's cache keeps no build's unpacked project"
+
+    greeting = project / "src" / "hello_api" / "greeting.py"
+    greeting.write_text(greeting.read_text() + '\nCHANGED = "changed greeting"\n')
+    commit(project, "change the greeting")
+    again = payload(build_with(project, tmp_path / "again", cache).deb)
+    assert b"changed greeting" in again[f"{SITE}/hello_api/greeting.py"]
+    assert f"{SITE}/flask/__init__.py" in again and f"{SITE}/six.py" in again
+    assert len(list((cache / "layers").glob("*/venv"))) == 1, "an app-only change reuses the layer"
+    assert not list((cache / "uv").glob(unpacked)), "uv's cache keeps no build's unpacked project"
+
+
 def test_a_vendored_package_in_requirements_txt_is_installed_and_its_changes_reach_the_package(
     first_build: tuple[Path, Path, BuildResult], tmp_path: Path
 ) -> None:

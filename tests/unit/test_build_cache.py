@@ -215,8 +215,11 @@ def test_a_failed_background_job_reports_failure(tmp_path: Path) -> None:
     assert (tmp_path / "job" / "returncode").read_text() == "1\n"
 
 
-def install_beside(tmp_path: Path, layer: Path, **options: object) -> tuple[tuple[str, ...], dict[str, str] | None]:
-    """Run the layer copy of `layer` with a built wheel job; the one uv command it ran, and its environment."""
+Calls = list[tuple[tuple[str, ...], dict[str, str] | None]]
+
+
+def install_beside(tmp_path: Path, layer: Path, **options: object) -> Calls:
+    """Run the layer copy of `layer` with a built wheel job; the uv commands it ran, with their environments."""
     wheel_dir = tmp_path / "wheel"
     wheel_dir.mkdir()
     (wheel_dir / "orders_api-1.0-py3-none-any.whl").write_bytes(b"")
@@ -226,18 +229,20 @@ def install_beside(tmp_path: Path, layer: Path, **options: object) -> tuple[tupl
     job = installer.start_layer_copy(tmp_path / "copy", (wheel_job, wheel_dir), runner)
     assert job is not None
     job.join(timeout=10)
-    [(argv, env)] = runner.calls
-    return argv, env
+    return runner.calls
 
 
 def test_layer_copy_installs_the_project_wheel_once_it_is_built(tmp_path: Path) -> None:
-    """With the wheel job given: after the copy, `uv pip install` of the wheel into it, and `installed` names it."""
+    """With the wheel job given: after the copy, the wheel alone outside uv's shared cache, then its dependencies
+    and the WSGI server resolved from that cache; `installed` names the wheel."""
     layer = tmp_path / "cache" / "layers" / "k"
     (layer / "venv" / "bin").mkdir(parents=True)
-    argv, env = install_beside(tmp_path, layer, wsgi_server="gunicorn>=21")
+    [(alone, _), (resolved, env)] = install_beside(tmp_path, layer, wsgi_server="gunicorn>=21")
     python = str(tmp_path / "copy" / "venv" / "bin" / "python")
-    assert argv == ("/opt/uv", "pip", "install", "--quiet", "--python", python,
-                    str(tmp_path / "wheel" / "orders_api-1.0-py3-none-any.whl"), "gunicorn>=21")
+    wheel = str(tmp_path / "wheel" / "orders_api-1.0-py3-none-any.whl")
+    assert alone == ("/opt/uv", "pip", "install", "--quiet", "--no-deps", "--no-cache", "--link-mode", "hardlink",
+                     "--python", python, wheel)
+    assert resolved == ("/opt/uv", "pip", "install", "--quiet", "--python", python, wheel, "gunicorn>=21")
     assert env is not None and env["UV_LINK_MODE"] == "copy" and env["UV_CACHE_DIR"] == str(tmp_path / "cache" / "uv")
     assert (tmp_path / "copy" / "installed").read_text() == "orders_api-1.0-py3-none-any.whl"
 
@@ -246,7 +251,7 @@ def test_layer_copy_installs_the_wheel_alone_when_the_layer_key_holds_its_depend
     """Static dependencies (keyed, so in the layer): `--no-deps`, no resolution and no WSGI server request."""
     layer = tmp_path / "cache" / "layers" / "k"
     (layer / "venv" / "bin").mkdir(parents=True)
-    argv, _ = install_beside(tmp_path, layer, wsgi_server="gunicorn>=21", layer_has_dependencies=True)
+    [(argv, _)] = install_beside(tmp_path, layer, wsgi_server="gunicorn>=21", layer_has_dependencies=True)
     python = str(tmp_path / "copy" / "venv" / "bin" / "python")
     wheel = str(tmp_path / "wheel" / "orders_api-1.0-py3-none-any.whl")
     assert argv == ("/opt/uv", "pip", "install", "--quiet", "--no-deps", "--no-cache", "--link-mode", "hardlink",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from microdeploy.build.fastpath import contract
@@ -33,6 +34,7 @@ def test_the_scripts_get_the_contract_rendered_in(tmp_path: Path) -> None:
     scripts["rules"] = render_rules(tmp_path / "uv", "uv")
     assert f'LAYER_COPY_VAR = "{contract.LAYER_COPY_VAR}"' in scripts["make-venv"]
     assert f'STATUS_FILE = "{contract.STATUS_FILE}"' in scripts["uv-pip"]
+    assert f"PROJECT_ALONE = {json.dumps(list(contract.PROJECT_ALONE))}" in scripts["uv-pip"]
     assert f'PIP_TOOL = "{contract.PIP_TOOL}"' in scripts["finalize-venv"]
     assert f'SHLIBDEPS_CACHE_VAR = "{contract.SHLIBDEPS_CACHE_VAR}"' in scripts["cached-shlibdeps"]
     assert f"--pip-tool {contract.PIP_TOOL}" in scripts["rules"]

@@ -105,8 +105,9 @@ def test_cached_shlibdeps_without_a_cache_is_plain_dh_shlibdeps(debian: Path, tm
 
 
 def test_uv_pip_installs_the_prebuilt_wheel_with_the_wsgi_server(debian: Path, tmp_path: Path) -> None:
-    """`install --log=F .` becomes `uv pip install --python PY WHEEL gunicorn>=21.2`; requirements run from their
-    directory (the project's), as `pip install -r requirements.txt` would, so relative paths in them hold."""
+    """`install --log=F .` becomes the wheel alone outside uv's shared cache, then `uv pip install --python PY
+    WHEEL gunicorn>=21.2`; requirements run from their directory (the project's), as `pip install -r
+    requirements.txt` would, so relative paths in them hold."""
     record = tmp_path / "calls"
     uv = recorder(tmp_path / "uv", extra='open(os.environ["RECORD_TO"] + ".cwd", "a").write(os.getcwd() + "\\n")')
     (tmp_path / "src-project").mkdir()
@@ -118,12 +119,13 @@ def test_uv_pip_installs_the_prebuilt_wheel_with_the_wsgi_server(debian: Path, t
                    cwd=tmp_path, env=env, check=True)
     subprocess.run([sys.executable, str(debian / "uv-pip"), "install", "--log=/tmp/x.log",
                     "-r", "src-project/requirements.txt"], cwd=tmp_path, env=env, check=True)
+    wheel = str(wheel_dir / "orders_api-1.0-py3-none-any.whl")
     assert calls(record) == [
-        ["pip", "install", "--python", sys.executable, str(wheel_dir / "orders_api-1.0-py3-none-any.whl"),
-         "gunicorn>=21.2"],
+        ["pip", "install", "--python", sys.executable, "--no-deps", "--no-cache", "--link-mode", "hardlink", wheel],
+        ["pip", "install", "--python", sys.executable, wheel, "gunicorn>=21.2"],
         ["pip", "install", "--python", sys.executable, "-r", str(tmp_path / "src-project" / "requirements.txt")],
     ]
-    assert Path(f"{record}.cwd").read_text().splitlines() == [str(tmp_path), str(tmp_path / "src-project")]
+    assert Path(f"{record}.cwd").read_text().splitlines() == [str(tmp_path)] * 2 + [str(tmp_path / "src-project")]
 
 
 def test_uv_pip_installs_the_source_when_the_wheel_build_failed(debian: Path, tmp_path: Path) -> None:

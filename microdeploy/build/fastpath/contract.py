@@ -55,11 +55,15 @@ UV_SETTINGS = {"UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never", "UV_SYSTEM
 # uv installing into a venv that is packaged: files copied, never hard links
 # into the cache; no bytecode (postinst compiles it on the host).
 UV_INSTALL_SETTINGS = {**UV_SETTINGS, "UV_LINK_MODE": "copy", "UV_COMPILE_BYTECODE": "0"}
+# The project's own wheel is installed alone and outside uv's shared cache, which would otherwise keep an
+# unpacked copy of every commit built; its files are hard links to uv's temporary copy, removed after.
+PROJECT_ALONE = ("--no-deps", "--no-cache", "--link-mode", "hardlink")
 
 
-def script_names() -> dict[str, str]:
-    """The names above that the debian/ scripts use, by constant name."""
+def script_names() -> dict[str, str | tuple[str, ...]]:
+    """The names above that the debian/ scripts use, by constant name (a tuple renders with `tojson`)."""
     return {
         name: value for name, value in globals().items()
-        if name.isupper() and isinstance(value, str)
+        if name.isupper() and (isinstance(value, str) or (
+            isinstance(value, tuple) and all(isinstance(item, str) for item in value)))
     }

@@ -20,6 +20,7 @@ from microdeploy.build.fastpath.contract import (
     INSTALLED_FILE,
     LAYER_COPY_VAR,
     LAYER_VAR,
+    PROJECT_ALONE,
     PROJECT_WHEEL_VAR,
     SHLIBDEPS_CACHE_VAR,
     UV_CACHE_VAR,
@@ -214,17 +215,17 @@ class Installer:
         built = sorted(wheel_dir.glob("*.whl"))
         if len(built) != 1 or not jobs.succeeded(wheel_dir):
             return None
-        install = [self.uv, "pip", "install", "--quiet"]
-        if self.layer_has_dependencies:
-            # The project alone, through a cache of its own that uv removes when it is done: uv's shared cache
-            # would keep every build's unpacked wheel (an app's megabytes of static files at every commit),
-            # and the venv's files can be hard links to the unpacked ones, which nothing else then holds.
-            argv = [*install, "--no-deps", "--no-cache", "--link-mode", "hardlink",
-                    "--python", str(venv / "bin" / "python"), str(built[0])]
-        else:
-            argv = [*install, "--python", str(venv / "bin" / "python"), str(built[0]), self.wsgi_server]
-        if runner(argv, env=self.environment(), check=False).returncode != 0:
-            return None
+        python = ["--python", str(venv / "bin" / "python")]
+        # The project alone first, through a cache of its own that uv removes when it is done: uv's shared cache
+        # would keep every build's unpacked wheel (an app's megabytes of static files at every commit), and the
+        # venv's files can be hard links to the unpacked ones, which nothing else then holds.
+        steps = [[self.uv, "pip", "install", "--quiet", *PROJECT_ALONE, *python, str(built[0])]]
+        if not self.layer_has_dependencies:
+            # Then what it depends on, resolved, from the shared cache; uv keeps the project it finds installed.
+            steps.append([self.uv, "pip", "install", "--quiet", *python, str(built[0]), self.wsgi_server])
+        for argv in steps:
+            if runner(argv, env=self.environment(), check=False).returncode != 0:
+                return None
         return built[0].name
 
 
