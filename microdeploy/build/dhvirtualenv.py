@@ -133,14 +133,15 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
             if root is not None:
                 # Inside, the work directory, the caches and uv are at the paths they have here.
                 binds = [work, *([installer.cache_root] if installer.cache_root else []),
-                         *([Path(installer.uv).resolve().parent] if installer.uv else [])]
+                         *([Path(installer.uv).resolve().parent] if installer.uv else []),
+                         *([(project / ".git").resolve()] if (project / ".git").is_dir() else [])]
                 build_runner = stack.enter_context(buildroot.entered(root, work, binds, build_runner))
             # The tree's name leaves out the version: the project's wheel starts from it before the version hooks
             # have run (they run on a copy of their own).
             tree = work / config.name
-            copy_source(settings.project, tree / SOURCE_SUBDIR)
+            copy_source(settings.project, tree / SOURCE_SUBDIR, git=True)
             beside = installer.start_beside(work, tree / SOURCE_SUBDIR, config.name, f"/usr/bin/python{python}",
-                                            build_runner)
+                                            build_runner, git_state=repr(settled.state))
             try:
                 made = release(project, config, settings, runner, settled)
                 facts = build_facts(settings, made, python, installer)

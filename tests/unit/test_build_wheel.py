@@ -85,6 +85,21 @@ def test_source_digest_follows_contents_not_times(tmp_path: Path) -> None:
     assert source_digest(source, "py3.12") != source_digest(source, "py3.11")
 
 
+def test_source_digest_leaves_out_the_link_to_the_checkouts_git(tmp_path: Path) -> None:
+    """The .git link names where the checkout is: two checkouts of one commit share the kept wheel (the git state
+    is in the salt); a .git below the root is the project's own file and counts."""
+    source = project(tmp_path)
+    alone = source_digest(source, "py3.11")
+    (tmp_path / "here" / ".git").mkdir(parents=True)
+    (source / ".git").symlink_to(tmp_path / "here" / ".git")
+    assert source_digest(source, "py3.11") == alone
+    (source / ".git").unlink()
+    (source / ".git").symlink_to(tmp_path / "elsewhere")
+    assert source_digest(source, "py3.11") == alone
+    (source / "app" / ".git").write_text("gitdir: ../x\n")
+    assert source_digest(source, "py3.11") != alone
+
+
 def test_first_build_makes_the_build_environment_then_builds_without_isolation(tmp_path: Path) -> None:
     """uv venv + uv pip install of the build requirements once, then `uv build --no-build-isolation` in it."""
     uv = FakeUv()

@@ -25,11 +25,15 @@ log = logging.getLogger(__name__)
 SOURCE_SUBDIR = "src-project"
 
 
-def copy_source(project: Path, dest: Path) -> list[str]:
+def copy_source(project: Path, dest: Path, *, git: bool = False) -> list[str]:
     """Copy the project to `dest` without its root's build litter; return what else was left out.
 
     Below the root nothing is filtered by name. What cannot be copied (a
-    socket, a FIFO, a device) is left out and named in one warning.
+    socket, a FIFO, a device) is left out and named in one warning. With
+    `git`, the copy's .git is a link to the checkout's: a version from git
+    (setuptools-scm, hatch-vcs) and the files git tracks are then what the
+    backend finds in the checkout itself. (git may then refresh the file
+    times the checkout's index caches, as a `git status` there would.)
     """
     top = os.fspath(project)
     skipped: list[str] = []
@@ -44,6 +48,8 @@ def copy_source(project: Path, dest: Path) -> list[str]:
         return left_out
 
     shutil.copytree(project, dest, ignore=ignore, symlinks=True)
+    if git and (project / ".git").exists():
+        (dest / ".git").symlink_to((project / ".git").resolve())
     if skipped:
         log.warning("left out of the package (neither file, directory nor symlink): %s", ", ".join(skipped))
     return skipped

@@ -108,13 +108,16 @@ class Installer:
             env[LAYER_COPY_VAR] = str(layer_copy)
         return env
 
-    def start_beside(self, work: Path, source: Path, name: str, python: str, runner: Runner = run) -> Beside:
-        """Start the project's wheel and the layer copy in `work`, on the other core, while the build starts."""
+    def start_beside(self, work: Path, source: Path, name: str, python: str, runner: Runner = run,
+                     git_state: str = "") -> Beside:
+        """Start the project's wheel and the layer copy in `work`, on the other core, while the build starts.
+
+        `git_state`: where the checkout stands in git, for the kept wheels' key (ProjectWheel)."""
         if self.uv is None or self.cache_root is None:
             return Beside(self.environment())
         wheel_dir = work / "project-wheel"
         wheel = ProjectWheel(uv=self.uv, cache=self.cache_root, name=name, python=python,
-                             build_system=self.build_system, runner=runner)
+                             build_system=self.build_system, runner=runner, git_state=git_state)
         wheel_job = wheel.start(source, wheel_dir)
         built = (wheel_job, wheel_dir)
         restored = Restored()

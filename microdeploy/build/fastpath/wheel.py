@@ -37,9 +37,14 @@ STORED = "--config-setting=--build-option=--compression=stored"
 
 
 def source_digest(source: Path, salt: str) -> str:
-    """A digest of every file's path and bytes under `source` (and of `salt`)."""
+    """A digest of every file's path and bytes under `source` (and of `salt`), its .git left out.
+
+    The .git link names the checkout's path: the git state is in `salt`.
+    """
     digest = hashlib.sha256(salt.encode())
     for path in sorted(source.rglob("*")):
+        if path.parent == source and path.name == ".git":
+            continue
         if path.is_symlink():
             digest.update(f"L {path.relative_to(source)} {path.readlink()}\0".encode())
         elif path.is_file():
@@ -52,8 +57,11 @@ class ProjectWheel:
     """Builds (or finds) one project's wheel for one build, in the jobs."""
 
     def __init__(self, *, uv: str, cache: Path, name: str, python: str, build_system: BuildSystem,
-                 runner: Runner = run) -> None:
+                 runner: Runner = run, git_state: str = "") -> None:
         self.uv = uv
+        # Where the checkout stands in git (commit, last tag): part of the kept wheel's key, since a version
+        # from git changes with it while the files stay the same.
+        self.git_state = git_state
         self.cache = cache
         self.name = name
         self.python = python
@@ -67,7 +75,7 @@ class ProjectWheel:
         return jobs.start("project-wheel", wheel_dir, lambda: self._produce(source, wheel_dir))
 
     def _produce(self, source: Path, wheel_dir: Path) -> int:
-        salt = json.dumps([self.python, list(self.build_system.requires)])
+        salt = json.dumps([self.python, list(self.build_system.requires), self.git_state])
         kept = self.cache / "wheels" / self.name / source_digest(source, salt)
         wheels = list(kept.glob("*.whl"))
         if wheels:

@@ -59,10 +59,7 @@ def backend_version(project: Path, build_system: BuildSystem, python: str, uv: s
     with tempfile.TemporaryDirectory(prefix="microdeploy-metadata.") as tmp:
         work = Path(tmp)
         copy = work / "project"
-        copy_source(project, copy)
-        if (project / ".git").exists():
-            # VCS-based versions (setuptools-scm, hatch-vcs) ask git about the checkout.
-            (copy / ".git").symlink_to((project / ".git").resolve())
+        copy_source(project, copy, git=True)  # VCS-based versions (setuptools-scm, hatch-vcs) ask git
         try:
             shared = None
             if uv is not None and cache is not None:

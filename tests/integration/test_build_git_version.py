@@ -1,0 +1,79 @@
+"""A project whose version comes from git (setuptools-scm), built from its git checkout.
+
+The build copies the project without its .git; the project's wheel and the
+version hooks must still see the checkout's history, and the wheel kept for
+an unchanged source must not hide a new tag.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import io
+import re
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_build_caches import GIT, build_with, commit
+
+pytestmark = pytest.mark.integration
+
+PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=64", "setuptools-scm>=8"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "tagged-api"
+dynamic = ["version"]
+requires-python = ">=3.11"
+dependencies = ["flask==3.1.3"]
+
+[tool.setuptools_scm]
+
+[tool.microdeploy]
+name = "tagged-api"
+app = "tagged_api:app"
+maintainer = "Test Maintainer <test@example.org>"
+description = "A service versioned by its git tags"
+"""
+
+
+def shipped_version(deb: Path) -> str:
+    """The Version of the project's dist-info METADATA in the package."""
+    data = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        [member] = [m for m in tar.getmembers() if re.search(r"/tagged_api-[^/]+\.dist-info/METADATA$", m.name)]
+        extracted = tar.extractfile(member)
+        assert extracted is not None
+        return str(email.parser.Parser().parsestr(extracted.read().decode(), headersonly=True)["Version"])
+
+
+def test_a_version_from_git_is_built_and_a_new_tag_is_not_hidden_by_the_kept_wheel(tmp_path: Path) -> None:
+    """One commit past v1.2.0 builds as setuptools-scm's 1.2.1.dev1+gSHA, in the Debian version and in the shipped
+    metadata alike; tagging that commit v1.3.0, files unchanged, builds 1.3.0 in both."""
+    project = tmp_path / "tagged-api"
+    (project / "src" / "tagged_api").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(PYPROJECT)
+    module = project / "src" / "tagged_api" / "__init__.py"
+    module.write_text("from flask import Flask\n\napp = Flask(__name__)\n")
+    subprocess.run([*GIT, "init", "-q"], cwd=project, check=True)
+    commit(project, "first")
+    subprocess.run([*GIT, "tag", "v1.2.0"], cwd=project, check=True)
+    module.write_text(module.read_text() + "\n\n@app.get('/health')\ndef health() -> str:\n    return 'ok'\n")
+    commit(project, "health")
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, check=True, capture_output=True,
+                         text=True).stdout.strip()
+    cache = tmp_path / "cache"
+
+    past_tag = build_with(project, tmp_path / "past-tag", cache)
+    shipped = shipped_version(past_tag.deb)
+    assert re.fullmatch(r"1\.2\.1\.dev1\+g([0-9a-f]{7,})", shipped) and sha.startswith(shipped.split("+g")[1])
+    assert past_tag.version == f"{shipped.replace('.dev', '~~dev')}-1+deb12"
+
+    subprocess.run([*GIT, "tag", "v1.3.0"], cwd=project, check=True)
+    tagged = build_with(project, tmp_path / "tagged", cache)
+    assert tagged.version == "1.3.0-1+deb12"
+    assert shipped_version(tagged.deb) == "1.3.0"
