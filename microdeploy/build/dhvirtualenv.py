@@ -136,14 +136,14 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
                          *([Path(installer.uv).resolve().parent] if installer.uv else []),
                          *([(project / ".git").resolve()] if (project / ".git").is_dir() else [])]
                 build_runner = stack.enter_context(buildroot.entered(root, work, binds, build_runner))
-            # The tree's name leaves out the version: the project's wheel starts from it before the version hooks
-            # have run (they run on a copy of their own).
+            # The tree's name leaves out the version: the project's wheel starts from it before the version is
+            # known, and a dynamic version is read from that wheel.
             tree = work / config.name
             copy_source(settings.project, tree / SOURCE_SUBDIR, git=True)
             beside = installer.start_beside(work, tree / SOURCE_SUBDIR, config.name, f"/usr/bin/python{python}",
                                             build_runner, git_state=repr(settled.state))
             try:
-                made = release(project, config, settings, runner, settled)
+                made = release(project, config, settings, runner, settled, beside.project_wheel)
                 facts = build_facts(settings, made, python, installer)
                 log.info("building %s %s", config.name, facts.version)
                 built = build_tree(inside, config, facts, made, installer, tree, beside, build_runner)

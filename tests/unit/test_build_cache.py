@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 
@@ -287,6 +289,26 @@ def test_beside_the_build_pip_starts_nothing_and_uv_starts_the_wheel(tmp_path: P
     assert beside.environment["MICRODEPLOY_PROJECT_WHEEL"] == str(tmp_path / "work" / "project-wheel")
     assert "MICRODEPLOY_LAYER_COPY" not in beside.environment
     assert (tmp_path / "work" / "project-wheel" / "returncode").read_text() == "1\n"
+    assert beside.project_wheel() is None, "a failed wheel gives no version"
+    assert pip.project_wheel() is None
+
+
+def test_beside_the_build_gives_the_project_wheel_once_its_job_has_ended(tmp_path: Path) -> None:
+    """project_wheel() waits for the wheel job and gives the wheel it left, for the version to be read from it."""
+    (tmp_path / "src").mkdir()
+
+    def build_slowly(argv, **kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(0.2)
+        out = Path(argv[argv.index("--out-dir") + 1])
+        (out / "orders_api-2.0-py3-none-any.whl").write_bytes(b"PK")
+        return Result(tuple(argv), 0, "", "")
+
+    uv = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache")
+    with patch("microdeploy.build.fastpath.wheel.ProjectWheel.build_environment", return_value=None):
+        beside = uv.start_beside(tmp_path / "work", tmp_path / "src", "orders-api", "/usr/bin/python3.11",
+                                 build_slowly)
+        assert beside.project_wheel() == tmp_path / "work" / "project-wheel" / "orders_api-2.0-py3-none-any.whl"
+    beside.finish()
 
 
 class FakeInstaller(FakeRunner):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,45 @@ def test_project_version_from_the_backend_then_checked(tmp_path: Path, monkeypat
     with pytest.raises(MicrodeployError) as caught:
         plan.project_version(tmp_path, config, settings)
     assert caught.value.exit_code == 2
+
+
+def wheel_with(path: Path, entries: dict[str, str]) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, text in entries.items():
+            archive.writestr(name, text)
+    return path
+
+
+def test_wheel_version_reads_the_dist_info_metadata(tmp_path: Path) -> None:
+    """The Version of the wheel's top-level *.dist-info/METADATA; None without exactly one, or for no zip."""
+    metadata_text = "Metadata-Version: 2.4\nName: shop\nVersion: 2.26.1\n\nlong text\n"
+    good = wheel_with(tmp_path / "shop-2.26.1-py3-none-any.whl",
+                      {"shop/__init__.py": "", "shop/vendored/x.dist-info/METADATA": "Version: 9\n",
+                       "shop-2.26.1.dist-info/METADATA": metadata_text})
+    assert metadata.wheel_version(good) == "2.26.1"
+    assert metadata.wheel_version(wheel_with(tmp_path / "none.whl", {"shop/__init__.py": ""})) is None
+    (tmp_path / "broken.whl").write_bytes(b"not a zip")
+    assert metadata.wheel_version(tmp_path / "broken.whl") is None
+
+
+def test_dynamic_version_takes_the_wheels_and_asks_the_backend_only_without_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The project's wheel, built by its backend from this source, says the version: the hooks do not run. Without
+    a wheel, or one without a version, the backend is asked."""
+    asked: list[Path] = []
+    monkeypatch.setattr(metadata, "backend_version", lambda project, *args: asked.append(project) or "3.1")
+    build_system = read_pyproject(tmp_path).build_system
+    wheel = wheel_with(tmp_path / "shop-2.0-py3-none-any.whl", {"shop-2.0.dist-info/METADATA": "Version: 2.0\n"})
+    assert metadata.dynamic_version(tmp_path, build_system, sys.executable, None, wheel=wheel) == (
+        "2.0", "the project's wheel")
+    assert asked == []
+    assert metadata.dynamic_version(tmp_path, build_system, sys.executable, None) == (
+        "3.1", "the build backend's metadata")
+    no_version = wheel_with(tmp_path / "odd.whl", {"odd-1.dist-info/METADATA": "Name: odd\n"})
+    assert metadata.dynamic_version(tmp_path, build_system, sys.executable, None, wheel=no_version) == (
+        "3.1", "the build backend's metadata")
+    assert asked == [tmp_path, tmp_path]
 
 
 def test_a_vcs_version_is_used_as_it_is() -> None:

@@ -52,11 +52,20 @@ class Beside:
     """Work started beside dpkg-buildpackage, and the variables that point the build at it."""
 
     environment: dict[str, str]
-    jobs: tuple[threading.Thread, ...] = ()
+    jobs: tuple[threading.Thread, ...] = ()  # the project's wheel first
     wheel: ProjectWheel | None = None
+    wheel_dir: Path | None = None
     # The restored layer, and what it shares with the build tree by hard link.
     layer: Path | None = None
     restored: Restored | None = None
+
+    def project_wheel(self) -> Path | None:
+        """The project's wheel (built now or kept from an earlier build) once its job has ended; None without one."""
+        if self.wheel is None or self.wheel_dir is None:
+            return None
+        self.jobs[0].join()
+        built = sorted(self.wheel_dir.glob("*.whl"))
+        return built[0] if len(built) == 1 and jobs.succeeded(self.wheel_dir) else None
 
     def finish(self) -> None:
         """Wait for every job (each ends by itself), keep the project's wheel for the next build, and drop
@@ -124,8 +133,8 @@ class Installer:
         copy_job = (self.start_layer_copy(work / "layer-copy", built, runner, restored)
                     or self.start_layer_fill(work / "layer-copy", source, python, built, runner, restored))
         if copy_job is None:
-            return Beside(self.environment(wheel_dir), (wheel_job,), wheel)
-        return Beside(self.environment(wheel_dir, work / "layer-copy"), (wheel_job, copy_job), wheel,
+            return Beside(self.environment(wheel_dir), (wheel_job,), wheel, wheel_dir)
+        return Beside(self.environment(wheel_dir, work / "layer-copy"), (wheel_job, copy_job), wheel, wheel_dir,
                       self.layer, restored)
 
     def start_layer_copy(

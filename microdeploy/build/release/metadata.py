@@ -1,9 +1,11 @@
 """The project's version when pyproject.toml does not state it: the build backend's, or an sdist's.
 
 A dynamic version (setuptools-scm, `attr:` in setup.cfg, hatch-vcs, flit's
-`__version__`) is known to the project's build backend alone: it is asked
-through its PEP 517 hook `prepare_metadata_for_build_wheel` (pyproject_hooks;
-backends without it build a wheel instead), in a venv with the project's
+`__version__`) is known to the project's build backend alone. Where the
+build makes the project's wheel beside dpkg-buildpackage (uv), the version is
+that wheel's. Otherwise the backend is asked through its PEP 517 hook
+`prepare_metadata_for_build_wheel` (pyproject_hooks; backends without it
+build a wheel instead), in a venv with the project's
 build requirements, on a copy of the project (setuptools writes
 `*.egg-info` into the source tree; the checkout stays as it is). With uv and
 microdeploy's cache, the venv is the cached build environment the project's
@@ -17,6 +19,7 @@ from __future__ import annotations
 import email.parser
 import logging
 import tempfile
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -34,6 +37,19 @@ def metadata_version(text: str) -> str | None:
     """The `Version:` of a core metadata file (METADATA, PKG-INFO), if it has one."""
     version = email.parser.Parser().parsestr(text, headersonly=True).get("Version")
     return str(version).strip() if version else None
+
+
+def wheel_version(wheel: Path) -> str | None:
+    """The `Version:` in a wheel's METADATA, or None if it has none or is no wheel."""
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            names = [name for name in archive.namelist()
+                     if name.count("/") == 1 and name.endswith(".dist-info/METADATA")]
+            if len(names) != 1:
+                return None
+            return metadata_version(archive.read(names[0]).decode("utf-8", errors="replace"))
+    except (OSError, zipfile.BadZipFile):
+        return None
 
 
 def sdist_version(project: Path) -> str | None:
@@ -135,8 +151,16 @@ def _prepare_metadata(
 
 
 def dynamic_version(project: Path, build_system: BuildSystem, python: str, uv: str | None, runner: Runner = run,
-                    cache: Path | None = None) -> tuple[str, str] | None:
-    """The version and where it came from: the build backend's metadata, else the sdist's PKG-INFO."""
+                    cache: Path | None = None, wheel: Path | None = None) -> tuple[str, str] | None:
+    """The version and where it came from: the project's wheel, else the build backend's metadata, else the
+    sdist's PKG-INFO.
+
+    `wheel`: the project's wheel, built by its backend from this source (fastpath/wheel.py). Its METADATA says
+    what the backend's metadata hook would, and reading it spares the hook's copy of the project and processes.
+    """
+    found = wheel_version(wheel) if wheel is not None else None
+    if found:
+        return found, "the project's wheel"
     found = backend_version(project, build_system, python, uv, runner, cache)
     if found:
         return found, "the build backend's metadata"

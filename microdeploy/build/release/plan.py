@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,12 +48,18 @@ def target(settings: BuildSettings) -> dists.Dist:
     return dists.chosen([settings.dist] if settings.dist else [])[0]
 
 
-def project_version(project: Path, config: ServiceConfig, settings: BuildSettings, runner: Runner = run) -> str | None:
-    """--version or [project].version, else what the build backend or an sdist's PKG-INFO says (or None)."""
+def project_version(project: Path, config: ServiceConfig, settings: BuildSettings, runner: Runner = run,
+                    project_wheel: Callable[[], Path | None] | None = None) -> str | None:
+    """--version or [project].version, else what the project's wheel, the build backend or an sdist's PKG-INFO
+    says (or None).
+
+    `project_wheel`: waits for the project's wheel the build makes beside it, and gives it (None if it failed).
+    """
     if config.version is not None:
         return config.version
     found = dynamic_version(project, settings.project_file().build_system, f"/usr/bin/{config.python}",
-                            find_uv(settings.environ), runner, cache_root(settings.environ))
+                            find_uv(settings.environ), runner, cache_root(settings.environ),
+                            project_wheel() if project_wheel is not None else None)
     if found is None or found[0] == SETUPTOOLS_PLACEHOLDER:
         return None
     version, origin = found
@@ -84,15 +91,16 @@ def settle(project: Path, settings: BuildSettings, runner: Runner = run) -> Sett
 
 
 def release(project: Path, config: ServiceConfig, settings: BuildSettings, runner: Runner = run,
-            settled: Settled | None = None) -> Release:
+            settled: Settled | None = None, project_wheel: Callable[[], Path | None] | None = None) -> Release:
     """Version (project, git, revision, release), SOURCE_DATE_EPOCH and changes, the same for every backend.
 
     The revision ends in the release's +debN (a revision given with it is
     not extended twice), and the changelog names the release's codename.
-    `settled`: what `settle` read and checked before, else it is read now.
+    `settled`: what `settle` read and checked before, else it is read now;
+    `project_wheel`: the wheel the build makes beside it, for a dynamic version (project_version).
     """
     settled = settled or settle(project, settings, runner)
-    upstream = upstream_version(project_version(project, config, settings, runner), settled.state)
+    upstream = upstream_version(project_version(project, config, settings, runner, project_wheel), settled.state)
     dist = settled.dist
     version = full_version(upstream, settled.revision.removesuffix(dist.suffix) + dist.suffix)
     return Release(
