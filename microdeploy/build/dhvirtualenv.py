@@ -21,6 +21,7 @@ from microdeploy import dists
 from microdeploy.build import buildroot
 from microdeploy.build.cache import default_max_size, start_prune_after_build
 from microdeploy.build.debiandir.context import WSGI_SERVER, BuildFacts, debian_context
+from microdeploy.build.debiandir.requirements import deploy_requirements
 from microdeploy.build.debiandir.tree import SOURCE_SUBDIR, copy_source, render_debian
 from microdeploy.build.dpkg import Artifacts, collect, dpkg_buildpackage, package_file
 from microdeploy.build.fastpath import datapack
@@ -140,6 +141,7 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
             # known, and a dynamic version is read from that wheel.
             tree = work / config.name
             copy_source(settings.project, tree / SOURCE_SUBDIR, git=True)
+            deploy_requirements(tree / SOURCE_SUBDIR)
             beside = installer.start_beside(work, tree / SOURCE_SUBDIR, config.name, f"/usr/bin/python{python}",
                                             build_runner, git_state=repr(settled.state))
             try:

@@ -274,6 +274,37 @@ def test_a_vendored_package_in_requirements_txt_is_installed_and_its_changes_rea
     assert payload(build_with(project, tmp_path / "two", cache).deb)[f"{SITE}/tools.py"] == b"VERSION = 2\n"
 
 
+@pytest.mark.parametrize("uv", ["uv", "pip"])
+def test_editable_requirements_ship_as_installed_code_not_links_into_the_build_tree(
+    first_build: tuple[Path, Path, BuildResult], tmp_path: Path, uv: str
+) -> None:
+    """requirements.txt as many projects write it for their development setup, `-e .` and `-e ./vendor/tools`:
+    with uv or dh-virtualenv's pip, the package ships the project's and the vendored package's modules, and no
+    editable install (a .pth or finder pointing into the build tree, gone on the host). The checkout's
+    requirements.txt stays as it is."""
+    built, cache, _ = first_build
+    project = shutil.copytree(built, tmp_path / "hello-api")
+    tools = project / "vendor" / "tools"
+    tools.mkdir(parents=True)
+    (tools / "pyproject.toml").write_text(
+        '[project]\nname = "tools"\nversion = "1.0"\n\n'
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+    )
+    (tools / "tools.py").write_text("VERSION = 1\n")
+    requirements = "flask==3.1.3\n-e ./vendor/tools\n-e .\n"
+    (project / "requirements.txt").write_text(requirements)
+    commit(project, "editable requirements")
+    environ = {"MICRODEPLOY_UV": ""} if uv == "pip" else {}
+    files = payload(build_with(project, tmp_path / "dist", cache, environ).deb)
+    assert files[f"{SITE}/tools.py"] == b"VERSION = 1\n"
+    assert f"{SITE}/hello_api/greeting.py" in files
+    editable = [name for name in files if "__editable__" in name or name.endswith(".egg-link")]
+    assert editable == []
+    leaks = [name for name, data in files.items() if b"src-project" in data or b"/tmp/microdeploy-" in data]
+    assert leaks == []
+    assert (project / "requirements.txt").read_text() == requirements
+
+
 def test_an_unpacked_sdist_builds_reproducibly_without_source_date_epoch(
     first_build: tuple[Path, Path, BuildResult], tmp_path: Path
 ) -> None:
