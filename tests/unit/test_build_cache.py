@@ -18,6 +18,7 @@ from microdeploy.build.fastpath.layer import (
     layer_key,
     prepare_layer,
 )
+from microdeploy.errors import MicrodeployError
 from microdeploy.process import Result, run
 from microdeploy.pyproject import read_pyproject
 
@@ -84,6 +85,16 @@ def test_layer_key_changes_with_dependencies_requirements_and_index(tmp_path: Pa
     other_server = layer_key(read_pyproject(tmp_path), name="orders-api", python_minor="3.11", wsgi_server="waitress",
                              uv_version="uv 0.9.0", environ={})
     assert other_server != with_requirements
+
+
+def test_layer_key_changes_with_the_uv_lock(tmp_path: Path) -> None:
+    """A uv.lock is part of the key: a lock that pins other versions makes a new layer."""
+    base = key(project(tmp_path))
+    (tmp_path / "uv.lock").write_text('version = 1\n[[package]]\nname = "flask"\nversion = "3.1.2"\n')
+    locked = key(tmp_path)
+    assert locked != base
+    (tmp_path / "uv.lock").write_text('version = 1\n[[package]]\nname = "flask"\nversion = "3.1.3"\n')
+    assert key(tmp_path) not in (base, locked)
 
 
 def test_layer_key_follows_the_files_requirements_txt_includes(tmp_path: Path) -> None:
@@ -309,6 +320,46 @@ def test_beside_the_build_gives_the_project_wheel_once_its_job_has_ended(tmp_pat
                                  build_slowly)
         assert beside.project_wheel() == tmp_path / "work" / "project-wheel" / "orders_api-2.0-py3-none-any.whl"
     beside.finish()
+
+
+def test_a_locked_project_exports_its_lock_first_and_fills_the_layer_from_it(tmp_path: Path) -> None:
+    """uv.lock and no saved layer: `uv export --locked` (runtime dependencies, no project, nothing editable) before
+    any job starts, then the layer gets `-r` of that export with the WSGI server."""
+    source = tmp_path / "src-project"
+    source.mkdir()
+    runner = FakeInstaller()
+    installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=tmp_path / "cache" / "layers" / "k",
+                          wsgi_server="gunicorn>=21", layer_has_dependencies=True, locked=True)
+    beside = installer.start_beside(tmp_path / "work", source, "orders-api", "/usr/bin/python3.11", runner)
+    beside.finish()
+    exported = tmp_path / "work" / "locked-requirements.txt"
+    export = runner.calls[0][0]
+    assert export[:4] == ("/opt/uv", "export", "--quiet", "--locked")
+    assert {"--no-dev", "--no-emit-project", "--no-editable", "--no-hashes"} <= set(export)
+    assert export[export.index("--project") + 1] == str(source)
+    assert export[export.index("--output-file") + 1] == str(exported)
+    fill = [argv for argv, _ in runner.calls if "-r" in argv]
+    assert fill == [("/opt/uv", "pip", "install", "--quiet", "--python", str(tmp_path / "work" / "layer-copy" / "venv"
+                                                                             / "bin" / "python"),
+                     "-r", str(exported), "gunicorn>=21")]
+
+
+def test_a_stale_lock_stops_the_build_before_any_job_starts(tmp_path: Path) -> None:
+    """`uv export --locked` failing (pyproject.toml changed, the lock not): exit status 2 with uv's reason and the
+    command that mends it; no wheel job, no layer."""
+    source = tmp_path / "src-project"
+    source.mkdir()
+
+    def stale(argv, **kwargs):  # type: ignore[no-untyped-def]
+        return Result(tuple(argv), 1, "", "error: The lockfile at `uv.lock` needs to be updated\n")
+
+    installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=tmp_path / "cache" / "layers" / "k",
+                          locked=True)
+    with pytest.raises(MicrodeployError) as caught:
+        installer.start_beside(tmp_path / "work", source, "orders-api", "/usr/bin/python3.11", stale)
+    assert caught.value.exit_code == 2
+    assert "needs to be updated" in str(caught.value) and "uv lock" in (caught.value.hint or "")
+    assert not (tmp_path / "work").exists()
 
 
 class FakeInstaller(FakeRunner):

@@ -39,6 +39,7 @@ from microdeploy.build.fastpath.layer import (
     prepare_layer,
     save_layer,
 )
+from microdeploy.build.fastpath.lock import LOCK_FILE, export_lock, is_locked
 from microdeploy.build.fastpath.wheel import ProjectWheel
 from microdeploy.fsutil import atomic_write
 from microdeploy.process import Runner, run
@@ -96,6 +97,8 @@ class Installer:
     # Those dependencies when they install without the project (layer.declared_dependencies):
     # a missing layer is then made beside the build, while the wheel builds.
     dependencies: tuple[str, ...] | None = None
+    # The project has a uv.lock: the layer holds what it pins (lock.py), in place of `dependencies`.
+    locked: bool = False
     build_system: BuildSystem = field(default_factory=BuildSystem)  # the project's, for its wheel
 
     def environment(self, wheel_dir: Path | None = None, layer_copy: Path | None = None) -> dict[str, str]:
@@ -124,6 +127,9 @@ class Installer:
         `git_state`: where the checkout stands in git, for the kept wheels' key (ProjectWheel)."""
         if self.uv is None or self.cache_root is None:
             return Beside(self.environment())
+        # A lock out of date stops the build here, before anything starts; a saved layer was made from it.
+        locked = (export_lock(self.uv, source, work / "locked-requirements.txt", runner)
+                  if self.locked and self.layer is not None and not (self.layer / VENV_DIR).is_dir() else None)
         wheel_dir = work / "project-wheel"
         wheel = ProjectWheel(uv=self.uv, cache=self.cache_root, name=name, python=python,
                              build_system=self.build_system, runner=runner, git_state=git_state)
@@ -131,7 +137,7 @@ class Installer:
         built = (wheel_job, wheel_dir)
         restored = Restored()
         copy_job = (self.start_layer_copy(work / "layer-copy", built, runner, restored)
-                    or self.start_layer_fill(work / "layer-copy", source, python, built, runner, restored))
+                    or self.start_layer_fill(work / "layer-copy", source, python, built, runner, restored, locked))
         if copy_job is None:
             return Beside(self.environment(wheel_dir), (wheel_job,), wheel, wheel_dir)
         return Beside(self.environment(wheel_dir, work / "layer-copy"), (wheel_job, copy_job), wheel, wheel_dir,
@@ -180,9 +186,10 @@ class Installer:
 
     def start_layer_fill(
         self, directory: Path, source: Path, python: str, wheel: tuple[threading.Thread, Path], runner: Runner = run,
-        restored: Restored | None = None,
+        restored: Restored | None = None, locked: Path | None = None,
     ) -> threading.Thread | None:
-        """Without a saved layer, make it on another thread when pyproject.toml lists the dependencies.
+        """Without a saved layer, make it on another thread when pyproject.toml lists the dependencies, or when
+        `locked` (the requirements exported from the project's uv.lock) pins them.
 
         At directory/venv, beside the project's wheel job: the venv as
         debian/make-venv makes it, requirements.txt and then the dependencies
@@ -194,8 +201,9 @@ class Installer:
         On a first build the dependencies then download while the wheel builds.
         """
         layer, uv, dependencies = self.layer, self.uv, self.dependencies
-        if layer is None or uv is None or dependencies is None or (layer / VENV_DIR).is_dir():
+        if layer is None or uv is None or (dependencies is None and locked is None) or (layer / VENV_DIR).is_dir():
             return None
+        wanted = ["-r", str(locked)] if locked is not None else list(dependencies or ())
 
         def fill() -> int:
             venv = directory / VENV_DIR
@@ -205,7 +213,7 @@ class Installer:
             if requirements.is_file():
                 requirements = requirements.resolve()
                 steps.append(([*install, "-r", str(requirements)], requirements.parent))
-            steps.append(([*install, *dependencies, self.wsgi_server], source))
+            steps.append(([*install, *wanted, self.wsgi_server], source))
             for argv, cwd in steps:
                 returncode = runner(argv, cwd=cwd, env=self.environment(), check=False).returncode
                 if returncode != 0:
@@ -281,6 +289,8 @@ def choose_installer(
     """
     uv = find_uv(environ)
     if uv is None:
+        if is_locked(pyproject):
+            log.warning("%s is not used without uv: dh-virtualenv's pip resolves the dependencies afresh", LOCK_FILE)
         return Installer("pip")
     root = cache_root(environ)
     touch(root / "uv")
@@ -289,6 +299,7 @@ def choose_installer(
         uv_version=uv_version(uv, runner), environ=environ, dist=dist,
     )
     layer = prepare_layer(root, key, refresh=refresh_layer)
+    locked = is_locked(pyproject)
     return Installer("uv", uv=uv, cache_root=root, layer=layer, wsgi_server=wsgi_server,
-                     layer_has_dependencies=pyproject.static_dependencies,
-                     dependencies=declared_dependencies(pyproject), build_system=pyproject.build_system)
+                     layer_has_dependencies=pyproject.static_dependencies or locked,
+                     dependencies=declared_dependencies(pyproject), locked=locked, build_system=pyproject.build_system)

@@ -31,6 +31,7 @@ from packaging.utils import canonicalize_name
 
 from microdeploy.build.cache import touch
 from microdeploy.build.fastpath.contract import VENV_DIR
+from microdeploy.build.fastpath.lock import LOCK_FILE, is_locked
 from microdeploy.fsutil import staged_directory
 from microdeploy.process import Runner, run
 from microdeploy.pyproject import Pyproject
@@ -90,6 +91,8 @@ def dependency_declarations(pyproject: Pyproject) -> dict[str, str]:
         for name in DECLARATION_FILES:
             if (project / name).is_file():
                 found[name] = (project / name).read_text(encoding="utf-8", errors="replace")
+    if is_locked(pyproject):
+        found[LOCK_FILE] = (project / LOCK_FILE).read_text(encoding="utf-8", errors="replace")
     # uv installs what requirements.txt pulls in but never removes what it stops pulling in.
     for path, text in requirement_files(project / REQUIREMENTS_FILE):
         found[label(project, path)] = text
