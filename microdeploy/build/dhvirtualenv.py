@@ -79,7 +79,9 @@ def checked(settings: BuildSettings, runner: Runner = run, root: Path | None = N
                     "(the Puppet module's drop-in does, for the port it writes into config.ini)",
                     config.port, PRIVILEGED_PORTS)
     python = python_minor(config, runner) if root is None else root_python(config, root)
-    return project, config, python, settle(project, settings, runner)
+    settled = settle(project, settings, runner)
+    source.check_python(settings.project_file(), python, settled.dist.codename)
+    return project, config, python, settled
 
 
 def build_facts(settings: BuildSettings, made: Release, python: str, installer: Installer) -> BuildFacts:

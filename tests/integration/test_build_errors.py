@@ -48,6 +48,7 @@ def broken_copy(service: Path, tmp_path: Path) -> Path:
         ("service", ["--revision", "x/y"], "invalid Debian revision 'x/y' (from --revision)"),
         ("service", ["--python", "python2"], "invalid python 'python2' (from --python)"),
         ("service", ["--compression-level", "10"], "invalid compression_level 10 (from --compression-level)"),
+        ("python", [], "requires-python '>=3.99' excludes Python 3.11"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(
@@ -59,12 +60,17 @@ def test_bad_input_exits_2_and_writes_nothing(
         "empty": tmp_path / "empty",
         "debian": tmp_path / "orders-api",
         "service": service,
+        "python": service,
     }[setup]
     if setup == "empty":
         project.mkdir()
     if setup == "debian":
         project = broken_copy(service, tmp_path)
         (project / "debian").mkdir()
+    if setup == "python":
+        project = broken_copy(service, tmp_path)
+        pyproject = project / "pyproject.toml"
+        pyproject.write_text(pyproject.read_text().replace('requires-python = ">=3.11"', 'requires-python = ">=3.99"'))
     out = tmp_path / "dist"
     result = build(project, out, *args)
     assert result.exit_code == 2, result.output

@@ -15,6 +15,7 @@ from microdeploy.build.dpkg import build_environment, dpkg_buildpackage, relevan
 from microdeploy.build.release import source
 from microdeploy.errors import MicrodeployError
 from microdeploy.process import Result
+from microdeploy.pyproject import read_pyproject
 
 
 class FakeRunner:
@@ -70,6 +71,32 @@ def test_source_date_epoch_outside_git_is_the_newest_source_file(tmp_path: Path)
     (tmp_path / "dist").mkdir()
     (tmp_path / "dist" / "old.deb").write_text("")
     assert source.source_date_epoch(tmp_path, {}, runner) == 1600000000
+
+
+@pytest.mark.parametrize(("requires", "allowed"), [
+    (">=3.12", False), ("!=3.11.*", False), ("<3.11", False),
+    (">=3.11", True), (">=3.11.4", True), ("~=3.10", True), (">=3.9,<4", True), (None, True),
+])
+def test_requires_python_is_checked_against_the_packages_python(
+    tmp_path: Path, requires: str | None, allowed: bool
+) -> None:
+    """Python 3.11 (bookworm's) is refused only when no 3.11.* release is allowed; the patch is the host's."""
+    line = f'requires-python = "{requires}"\n' if requires else ""
+    (tmp_path / "pyproject.toml").write_text(f'[project]\nname = "shop"\nversion = "1"\n{line}')
+    if allowed:
+        source.check_python(read_pyproject(tmp_path), "3.11", "bookworm")
+        return
+    with pytest.raises(MicrodeployError) as caught:
+        source.check_python(read_pyproject(tmp_path), "3.11", "bookworm")
+    assert caught.value.exit_code == 2
+    assert "excludes Python 3.11, which the package runs on (bookworm's python3.11)" in str(caught.value)
+
+
+def test_requires_python_that_is_no_specifier_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "shop"\nversion = "1"\nrequires-python = "3.11+"\n')
+    with pytest.raises(MicrodeployError) as caught:
+        source.check_python(read_pyproject(tmp_path), "3.11", "bookworm")
+    assert caught.value.exit_code == 2 and "is not a version specifier" in str(caught.value)
 
 
 def test_check_app_finds_src_and_flat_layouts(tmp_path: Path) -> None:

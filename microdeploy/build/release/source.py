@@ -10,6 +10,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
 from microdeploy import validate
 from microdeploy.apptarget import parse_app
 from microdeploy.build.release.version import GitState
@@ -47,6 +49,25 @@ def check_installable(project: Path) -> None:
         raise bad_input(
             f"{project} has its own debian/ directory",
             hint="Remove debian/ (microdeploy renders its own), or build it with dpkg-buildpackage directly",
+        )
+
+
+def check_python(pyproject: Pyproject, python_minor: str, codename: str) -> None:
+    """Refuse a project whose [project] requires-python excludes every X.Y.* of the Python the package runs on."""
+    requires = pyproject.project.get("requires-python")
+    if not isinstance(requires, str):
+        return
+    try:
+        allowed = SpecifierSet(requires)
+    except InvalidSpecifier as exc:
+        raise bad_input(f"{pyproject.path}: [project] requires-python {requires!r} is not a version specifier",
+                        hint="Write it as PEP 440 specifiers, e.g. '>=3.11'") from exc
+    # The patch release is the host's to pick: X.Y is refused only when neither end of its range is allowed.
+    if not any(allowed.contains(f"{python_minor}.{patch}", prereleases=True) for patch in (0, 99)):
+        raise bad_input(
+            f"{pyproject.path}: requires-python {requires!r} excludes Python {python_minor}, which the package "
+            f"runs on ({codename}'s python{python_minor})",
+            hint="Build for a release whose Python it accepts (--dist), or widen requires-python",
         )
 
 
