@@ -253,12 +253,8 @@ def test_a_project_with_dynamic_dependencies_stays_out_of_uvs_shared_cache(tmp_p
     assert not list((cache / "uv").glob(unpacked)), "uv's cache keeps no build's unpacked project"
 
 
-def test_a_vendored_package_in_requirements_txt_is_installed_and_its_changes_reach_the_package(
-    first_build: tuple[Path, Path, BuildResult], tmp_path: Path
-) -> None:
-    """requirements.txt's `./vendor/tools` is the project's vendor/tools; the layer never hides a change in it."""
-    built, cache, _ = first_build
-    project = shutil.copytree(built, tmp_path / "hello-api")
+def vendor_tools(project: Path) -> Path:
+    """A setuptools package `tools` (tools.py, VERSION = 1) at the project's vendor/tools; its directory."""
     tools = project / "vendor" / "tools"
     tools.mkdir(parents=True)
     (tools / "pyproject.toml").write_text(
@@ -266,6 +262,16 @@ def test_a_vendored_package_in_requirements_txt_is_installed_and_its_changes_rea
         '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
     )
     (tools / "tools.py").write_text("VERSION = 1\n")
+    return tools
+
+
+def test_a_vendored_package_in_requirements_txt_is_installed_and_its_changes_reach_the_package(
+    first_build: tuple[Path, Path, BuildResult], tmp_path: Path
+) -> None:
+    """requirements.txt's `./vendor/tools` is the project's vendor/tools; the layer never hides a change in it."""
+    built, cache, _ = first_build
+    project = shutil.copytree(built, tmp_path / "hello-api")
+    tools = vendor_tools(project)
     (project / "requirements.txt").write_text("./vendor/tools\n")
     commit(project, "vendor tools")
     assert payload(build_with(project, tmp_path / "one", cache).deb)[f"{SITE}/tools.py"] == b"VERSION = 1\n"
@@ -284,13 +290,7 @@ def test_editable_requirements_ship_as_installed_code_not_links_into_the_build_t
     requirements.txt stays as it is."""
     built, cache, _ = first_build
     project = shutil.copytree(built, tmp_path / "hello-api")
-    tools = project / "vendor" / "tools"
-    tools.mkdir(parents=True)
-    (tools / "pyproject.toml").write_text(
-        '[project]\nname = "tools"\nversion = "1.0"\n\n'
-        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
-    )
-    (tools / "tools.py").write_text("VERSION = 1\n")
+    vendor_tools(project)
     requirements = "flask==3.1.3\n-e ./vendor/tools\n-e .\n"
     (project / "requirements.txt").write_text(requirements)
     commit(project, "editable requirements")
