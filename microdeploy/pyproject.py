@@ -59,6 +59,11 @@ class Pyproject:
         return self.path.parent
 
     @property
+    def static_version(self) -> bool:
+        """Whether [project] states the version itself (not `dynamic`, not from setup.py or git)."""
+        return "version" in self.project and "version" not in self.dynamic
+
+    @property
     def static_dependencies(self) -> bool:
         """Whether [project] lists the project's dependencies itself (not `dynamic`, not from setup.py)."""
         return bool(self.project) and not {"dependencies", "optional-dependencies"} & set(self.dynamic)

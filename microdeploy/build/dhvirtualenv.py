@@ -84,6 +84,11 @@ def checked(settings: BuildSettings, runner: Runner = run, root: Path | None = N
     return project, config, python, settled
 
 
+def git_state(settings: BuildSettings, settled: Settled) -> str:
+    """Where the checkout stands in git, when the project's version may come from it (the kept wheel's key)."""
+    return "" if settings.project_file().static_version else repr(settled.state)
+
+
 def build_facts(settings: BuildSettings, made: Release, python: str, installer: Installer) -> BuildFacts:
     """What the templates need beyond the service config, once the release is decided."""
     return BuildFacts(
@@ -145,7 +150,7 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
             copy_source(settings.project, tree / SOURCE_SUBDIR, git=True)
             deploy_requirements(tree / SOURCE_SUBDIR)
             beside = installer.start_beside(work, tree / SOURCE_SUBDIR, config.name, f"/usr/bin/python{python}",
-                                            build_runner, git_state=repr(settled.state))
+                                            build_runner, git_state=git_state(settings, settled))
             try:
                 made = release(project, config, settings, runner, settled, beside.project_wheel)
                 facts = build_facts(settings, made, python, installer)

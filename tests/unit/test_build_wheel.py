@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from microdeploy import dists
+from microdeploy.build.dhvirtualenv import git_state
 from microdeploy.build.fastpath.wheel import ProjectWheel, source_digest
+from microdeploy.build.release.plan import Settled
+from microdeploy.build.release.settings import BuildSettings
+from microdeploy.build.release.version import GitState
 from microdeploy.process import Result
 from microdeploy.pyproject import BuildSystem, read_pyproject
 
@@ -187,3 +192,14 @@ def test_only_setuptools_is_asked_for_a_stored_wheel(tmp_path: Path) -> None:
     uv = FakeUv()
     produce(tmp_path / "hatch", uv, hatch)
     assert not any(arg.startswith("--config-setting") for call in uv.calls for arg in call)
+
+
+def test_the_git_state_keys_the_kept_wheel_only_where_the_version_may_come_from_git(tmp_path: Path) -> None:
+    """A static version: two commits with the same files share the kept wheel; a dynamic one: each commit (and tag)
+    has its own, since setuptools-scm writes them into the version."""
+    settled = Settled(state=GitState("1.2.0", 3, "abc1234"), revision="1", dist=dists.host_dist(), epoch=0,
+                      changes=())
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "shop"\nversion = "1.0"\n')
+    assert git_state(BuildSettings(project=tmp_path), settled) == ""
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "shop"\ndynamic = ["version"]\n')
+    assert "abc1234" in git_state(BuildSettings(project=tmp_path), settled)

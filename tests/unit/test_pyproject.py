@@ -300,3 +300,14 @@ def test_a_build_in_a_clean_root_takes_its_packages_from_the_same_parse(tmp_path
         build_releases(BuildSettings(project=project, clean_root=True, environ={"SOURCE_DATE_EPOCH": "1700000000"}))
     assert asked == [("libpq-dev",)]
     assert parsed == [pyproject_file]
+
+
+@pytest.mark.parametrize(("text", "static"), [
+    ('[project]\nname = "shop"\nversion = "1.0"\n', True),
+    ('[project]\nname = "shop"\ndynamic = ["version"]\n', False),
+    ("[build-system]\nrequires = ['setuptools']\n", False),
+])
+def test_a_static_version_is_one_project_states_itself(tmp_path: Path, text: str, static: bool) -> None:
+    """[project].version, not dynamic; a setup.py project (no [project]) may take it from anywhere, git included."""
+    (tmp_path / "pyproject.toml").write_text(text)
+    assert read_pyproject(tmp_path).static_version is static
