@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 from unittest.mock import patch
@@ -95,6 +96,27 @@ def test_layer_key_changes_with_the_uv_lock(tmp_path: Path) -> None:
     assert locked != base
     (tmp_path / "uv.lock").write_text('version = 1\n[[package]]\nname = "flask"\nversion = "3.1.3"\n')
     assert key(tmp_path) not in (base, locked)
+
+
+def test_layer_key_follows_uvs_own_configuration_files(tmp_path: Path) -> None:
+    """The user's uv.toml, the project's, or $UV_CONFIG_FILE instead of both, each change the layer (indexes,
+    strategy, constraints live there); $UV_NO_CONFIG ignores them; two checkouts of one project share the key."""
+    checkout = tmp_path / "one"
+    checkout.mkdir()
+    project(checkout)
+    home = tmp_path / "home"
+    base = key(checkout, HOME=str(home))
+    (home / ".config" / "uv").mkdir(parents=True)
+    (home / ".config" / "uv" / "uv.toml").write_text('index-strategy = "unsafe-best-match"\n')
+    user = key(checkout, HOME=str(home))
+    assert user != base
+    assert key(checkout, HOME=str(home), UV_NO_CONFIG="1") == base
+    (checkout / "uv.toml").write_text('[[index]]\nurl = "https://mirror.invalid/simple"\ndefault = true\n')
+    both = key(checkout, HOME=str(home))
+    assert both not in (base, user)
+    assert key(shutil.copytree(checkout, tmp_path / "two"), HOME=str(home)) == both
+    (tmp_path / "ci.toml").write_text('resolution = "lowest"\n')
+    assert key(checkout, HOME=str(home), UV_CONFIG_FILE=str(tmp_path / "ci.toml")) not in (base, user, both)
 
 
 def test_layer_key_follows_the_files_requirements_txt_includes(tmp_path: Path) -> None:

@@ -47,6 +47,10 @@ INDEX_VARIABLES = ("UV_DEFAULT_INDEX", "UV_INDEX", "UV_INDEX_URL", "UV_EXTRA_IND
 # so no build step changes either (debian/rules touches only older files).
 SHARED_MODE = 0o644
 SHARED_MTIME_NS = 4_102_444_800 * 10**9  # 2100-01-01
+# uv's own configuration files (uv.toml), which decide indexes, resolution strategy, constraints and overrides as
+# much as the variables do: the user's, then the first of the system's (uv's own search; pip.conf is not read).
+UV_USER_CONFIG = ("XDG_CONFIG_HOME", ".config")
+UV_SYSTEM_CONFIGS = ("/etc/xdg/uv/uv.toml", "/etc/uv/uv.toml")
 # A requirements file line naming another file whose requirements or constraints apply too.
 INCLUDE_RE = re.compile(r"^\s*(?:-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+)(?P<path>\S+)")
 
@@ -138,9 +142,29 @@ def layer_key(
         "wsgi_server": wsgi_server,
         "uv": uv_version,
         "index": {key: environ[key] for key in INDEX_VARIABLES if key in environ},
+        "uv-config": uv_configuration(pyproject.directory, environ),
     }
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     return f"{name}-{dist + '-' if dist else ''}py{python_minor}-{digest[:16]}"
+
+
+def uv_configuration(project: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """The text of each uv.toml the build's uv reads, by whose it is: $UV_CONFIG_FILE alone when set; else the
+    project's, the user's and the first system one; none with $UV_NO_CONFIG. (Labels, not paths: two checkouts of
+    one project share a layer.)"""
+    if environ.get("UV_NO_CONFIG"):
+        return {}
+    if environ.get("UV_CONFIG_FILE"):
+        found = {"UV_CONFIG_FILE": Path(environ["UV_CONFIG_FILE"])}
+    else:
+        variable, default = UV_USER_CONFIG
+        user_dir = Path(environ[variable]) if environ.get(variable) else Path(environ.get("HOME", "/")) / default
+        xdg_dirs = [Path(entry) / "uv" / "uv.toml" for entry in environ.get("XDG_CONFIG_DIRS", "").split(":") if entry]
+        system = next((path for path in [*xdg_dirs, *map(Path, UV_SYSTEM_CONFIGS)] if path.is_file()), None)
+        found = {"project": project / "uv.toml", "user": user_dir / "uv" / "uv.toml",
+                 **({"system": system} if system else {})}
+    return {label: path.read_text(encoding="utf-8", errors="replace") for label, path in found.items()
+            if path.is_file()}
 
 
 def prepare_layer(root: Path, key: str, *, refresh: bool) -> Path:
