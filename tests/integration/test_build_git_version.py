@@ -51,9 +51,13 @@ def shipped_version(deb: Path) -> str:
         return str(email.parser.Parser().parsestr(extracted.read().decode(), headersonly=True)["Version"])
 
 
-def test_a_version_from_git_is_built_and_a_new_tag_is_not_hidden_by_the_kept_wheel(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("dist", "suffix"), [(None, "+deb12"), ("trixie", "+deb13")])
+def test_a_version_from_git_is_built_and_a_new_tag_is_not_hidden_by_the_kept_wheel(
+    tmp_path: Path, dist: str | None, suffix: str
+) -> None:
     """One commit past v1.2.0 builds as setuptools-scm's 1.2.1.dev1+gSHA, in the Debian version and in the shipped
-    metadata alike; tagging that commit v1.3.0, files unchanged, builds 1.3.0 in both."""
+    metadata alike; tagging that commit v1.3.0, files unchanged, builds 1.3.0 in both. Natively, and in trixie's
+    build root, where the checkout's .git is bound at its own path."""
     project = tmp_path / "tagged-api"
     (project / "src" / "tagged_api").mkdir(parents=True)
     (project / "pyproject.toml").write_text(PYPROJECT)
@@ -68,12 +72,12 @@ def test_a_version_from_git_is_built_and_a_new_tag_is_not_hidden_by_the_kept_whe
                          text=True).stdout.strip()
     cache = tmp_path / "cache"
 
-    past_tag = build_with(project, tmp_path / "past-tag", cache)
+    past_tag = build_with(project, tmp_path / "past-tag", cache, dist=dist)
     shipped = shipped_version(past_tag.deb)
     assert re.fullmatch(r"1\.2\.1\.dev1\+g([0-9a-f]{7,})", shipped) and sha.startswith(shipped.split("+g")[1])
-    assert past_tag.version == f"{shipped.replace('.dev', '~~dev')}-1+deb12"
+    assert past_tag.version == f"{shipped.replace('.dev', '~~dev')}-1{suffix}"
 
     subprocess.run([*GIT, "tag", "v1.3.0"], cwd=project, check=True)
-    tagged = build_with(project, tmp_path / "tagged", cache)
-    assert tagged.version == "1.3.0-1+deb12"
+    tagged = build_with(project, tmp_path / "tagged", cache, dist=dist)
+    assert tagged.version == f"1.3.0-1{suffix}"
     assert shipped_version(tagged.deb) == "1.3.0"
