@@ -40,6 +40,7 @@ def broken_copy(service: Path, tmp_path: Path) -> Path:
     [
         ("missing", [], "project directory not found"),
         ("empty", [], "is not a Python project"),
+        ("bare", [], "hint: Add a pyproject.toml"),
         ("debian", [], "has its own debian/ directory"),
         ("service", ["--app", "orders_api.nowhere:app"], "app module 'orders_api.nowhere'"),
         ("service", ["--app", "orders_api.application:make_app()"], "defines no 'make_app'"),
@@ -58,12 +59,16 @@ def test_bad_input_exits_2_and_writes_nothing(
     project = {
         "missing": tmp_path / "nope",
         "empty": tmp_path / "empty",
+        "bare": tmp_path / "bare",
         "debian": tmp_path / "orders-api",
         "service": service,
         "python": service,
     }[setup]
-    if setup == "empty":
+    if setup in ("empty", "bare"):
         project.mkdir()
+    if setup == "bare":  # a Flask app as many start: loose modules and a requirements.txt
+        (project / "app.py").write_text("from flask import Flask\n\napp = Flask(__name__)\n")
+        (project / "requirements.txt").write_text("flask\n")
     if setup == "debian":
         project = broken_copy(service, tmp_path)
         (project / "debian").mkdir()

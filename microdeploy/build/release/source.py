@@ -39,9 +39,13 @@ def check_installable(project: Path) -> None:
     if not project.is_dir():
         raise bad_input(f"project directory not found: {project}", hint="Pass the path of a Python project")
     if not any((project / name).is_file() for name in PROJECT_FILES):
+        bare_app = any(project.glob("*.py")) or (project / "requirements.txt").is_file()
         raise bad_input(
             f"{project} is not a Python project (no pyproject.toml, setup.py or setup.cfg)",
-            hint="Run microdeploy build in the service's directory, or pass its path",
+            # A Flask app of loose modules and a requirements.txt: the build needs a project to make a wheel of.
+            hint=("Add a pyproject.toml ([build-system], and [project] with name, version, dependencies and the "
+                  "modules to install); `microdeploy new NAME` writes one to copy from" if bare_app else
+                  "Run microdeploy build in the service's directory, or pass its path"),
         )
     if (project / "debian").exists():
         # Ours is rendered from the service model; two debian/ directories would
