@@ -53,20 +53,16 @@ class Beside:
     """Work started beside dpkg-buildpackage, and the variables that point the build at it."""
 
     environment: dict[str, str]
-    jobs: tuple[threading.Thread, ...] = ()  # the project's wheel first
+    jobs: tuple[threading.Thread, ...] = ()
     wheel: ProjectWheel | None = None
-    wheel_dir: Path | None = None
+    built: tuple[threading.Thread, Path] | None = None  # the wheel's job and its directory
     # The restored layer, and what it shares with the build tree by hard link.
     layer: Path | None = None
     restored: Restored | None = None
 
     def project_wheel(self) -> Path | None:
         """The project's wheel (built now or kept from an earlier build) once its job has ended; None without one."""
-        if self.wheel is None or self.wheel_dir is None:
-            return None
-        self.jobs[0].join()
-        built = sorted(self.wheel_dir.glob("*.whl"))
-        return built[0] if len(built) == 1 and jobs.succeeded(self.wheel_dir) else None
+        return jobs.output(*self.built, "*.whl") if self.built is not None else None
 
     def finish(self) -> None:
         """Wait for every job (each ends by itself), keep the project's wheel for the next build, and drop
@@ -139,8 +135,8 @@ class Installer:
         copy_job = (self.start_layer_copy(work / "layer-copy", built, runner, restored)
                     or self.start_layer_fill(work / "layer-copy", source, python, built, runner, restored, locked))
         if copy_job is None:
-            return Beside(self.environment(wheel_dir), (wheel_job,), wheel, wheel_dir)
-        return Beside(self.environment(wheel_dir, work / "layer-copy"), (wheel_job, copy_job), wheel, wheel_dir,
+            return Beside(self.environment(wheel_dir), (wheel_job,), wheel, built)
+        return Beside(self.environment(wheel_dir, work / "layer-copy"), (wheel_job, copy_job), wheel, built,
                       self.layer, restored)
 
     def start_layer_copy(
@@ -230,23 +226,21 @@ class Installer:
         """Install the project's wheel into `venv` once its job has ended; the wheel's name, or None if not."""
         if wheel is None or self.uv is None:
             return None
-        job, wheel_dir = wheel
-        job.join()
-        built = sorted(wheel_dir.glob("*.whl"))
-        if len(built) != 1 or not jobs.succeeded(wheel_dir):
+        built = jobs.output(*wheel, "*.whl")
+        if built is None:
             return None
         python = ["--python", str(venv / "bin" / "python")]
         # The project alone first, through a cache of its own that uv removes when it is done: uv's shared cache
         # would keep every build's unpacked wheel (an app's megabytes of static files at every commit), and the
         # venv's files can be hard links to the unpacked ones, which nothing else then holds.
-        steps = [[self.uv, "pip", "install", "--quiet", *PROJECT_ALONE, *python, str(built[0])]]
+        steps = [[self.uv, "pip", "install", "--quiet", *PROJECT_ALONE, *python, str(built)]]
         if not self.layer_has_dependencies:
             # Then what it depends on, resolved, from the shared cache; uv keeps the project it finds installed.
-            steps.append([self.uv, "pip", "install", "--quiet", *python, str(built[0]), self.wsgi_server])
+            steps.append([self.uv, "pip", "install", "--quiet", *python, str(built), self.wsgi_server])
         for argv in steps:
             if runner(argv, env=self.environment(), check=False).returncode != 0:
                 return None
-        return built[0].name
+        return built.name
 
 
 def find_uv(environ: Mapping[str, str]) -> str | None:

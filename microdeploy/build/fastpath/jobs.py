@@ -23,6 +23,14 @@ def succeeded(directory: Path) -> bool:
     return status.is_file() and status.read_text(encoding="utf-8").strip() == "0"
 
 
+def output(job: threading.Thread, directory: Path, pattern: str) -> Path | None:
+    """Once `job`, working in `directory`, has ended: its one file there matching `pattern` if it succeeded, else
+    None."""
+    job.join()
+    found = sorted(directory.glob(pattern))
+    return found[0] if len(found) == 1 and succeeded(directory) else None
+
+
 def start(name: str, directory: Path, job: Callable[[], int]) -> threading.Thread:
     """Run `job` on a thread; then write its return code (1 if it raised OSError) to its status file."""
 
