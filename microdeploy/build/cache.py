@@ -240,26 +240,25 @@ def prune_entries(found: list[Entry], *, max_size: int | None, older_than_days: 
 def _remove(path: Path, in_use: Callable[[Path], bool]) -> bool:
     """Remove an entry, unless a lock file beside it is held (a build is using it) or `in_use` says it is
     used; whether it is gone."""
-    lock = lock_beside(path)
-    if not lock.is_file():
-        if in_use(path):
-            return False
-        doomed = _out_of_the_way(path)
-    else:
-        with lock.open("a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return False
-            # Out of the way under the lock: a build waiting for it then finds the entry gone and makes it again.
-            try:
-                doomed = None if in_use(path) else _out_of_the_way(path)
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    doomed = _taken(path, in_use)
     if doomed is None:
         return False
     _delete(doomed)
     return True
+
+
+def _taken(path: Path, in_use: Callable[[Path], bool]) -> Path | None:
+    """The entry renamed out of the way (_out_of_the_way), under its lock when it has one; None if it is in use
+    or gone. A build waiting for the lock then finds the entry gone and makes it again."""
+    lock = lock_beside(path)
+    if not lock.is_file():
+        return None if in_use(path) else _out_of_the_way(path)
+    with lock.open("a") as handle:  # the lock is released with the handle
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        return None if in_use(path) else _out_of_the_way(path)
 
 
 def _out_of_the_way(path: Path) -> Path | None:
