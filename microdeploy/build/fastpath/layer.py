@@ -49,7 +49,6 @@ SHARED_MODE = 0o644
 SHARED_MTIME_NS = 4_102_444_800 * 10**9  # 2100-01-01
 # uv's own configuration files (uv.toml), which decide indexes, resolution strategy, constraints and overrides as
 # much as the variables do: the user's, then the first of the system's (uv's own search; pip.conf is not read).
-UV_USER_CONFIG = ("XDG_CONFIG_HOME", ".config")
 UV_SYSTEM_CONFIGS = ("/etc/xdg/uv/uv.toml", "/etc/uv/uv.toml")
 # A requirements file line naming another file whose requirements or constraints apply too.
 INCLUDE_RE = re.compile(r"^\s*(?:-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+)(?P<path>\S+)")
@@ -157,8 +156,7 @@ def uv_configuration(project: Path, environ: Mapping[str, str]) -> dict[str, str
     if environ.get("UV_CONFIG_FILE"):
         found = {"UV_CONFIG_FILE": Path(environ["UV_CONFIG_FILE"])}
     else:
-        variable, default = UV_USER_CONFIG
-        user_dir = Path(environ[variable]) if environ.get(variable) else Path(environ.get("HOME", "/")) / default
+        user_dir = Path(environ.get("XDG_CONFIG_HOME") or Path(environ.get("HOME", "/")) / ".config")
         xdg_dirs = [Path(entry) / "uv" / "uv.toml" for entry in environ.get("XDG_CONFIG_DIRS", "").split(":") if entry]
         system = next((path for path in [*xdg_dirs, *map(Path, UV_SYSTEM_CONFIGS)] if path.is_file()), None)
         found = {"project": project / "uv.toml", "user": user_dir / "uv" / "uv.toml",
