@@ -225,14 +225,13 @@ def test_a_project_with_dynamic_dependencies_stays_out_of_uvs_shared_cache(tmp_p
     installs the project's wheel through debian/uv-pip, the app-only rebuild into the restored layer with a
     resolution. Both ship the project with what it depends on, and neither leaves an unpacked copy of the
     project in uv's shared cache, which would grow by one at every commit."""
-    project = shutil.copytree(SERVICE, tmp_path / "hello-api")
+    project = checkout(tmp_path / "hello-api")
     pyproject = project / "pyproject.toml"
     text = pyproject.read_text()
     listed = text[text.index("dependencies = ["):text.index("]", text.index("dependencies = [")) + 1]
     pyproject.write_text(text.replace(listed, 'dynamic = ["dependencies"]') +
                          '\n[tool.setuptools.dynamic]\ndependencies = {file = ["requirements.in"]}\n')
     (project / "requirements.in").write_text("flask==3.1.3\ngunicorn==23.0.0\nsix>=1.3\n")
-    subprocess.run([*GIT, "init", "-q"], cwd=project, check=True)
     commit(project, "dynamic dependencies")
     cache = tmp_path / "cache"
     unpacked = "archive-v*/*/hello_api"

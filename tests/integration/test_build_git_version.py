@@ -7,16 +7,14 @@ an unchanged source must not hide a new tag.
 
 from __future__ import annotations
 
-import email.parser
-import io
 import re
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
 
-from tests.integration.test_build_caches import GIT, build_with, commit
+from microdeploy.build.release.metadata import metadata_version
+from tests.integration.test_build_caches import GIT, build_with, commit, payload
 
 pytestmark = pytest.mark.integration
 
@@ -41,14 +39,11 @@ description = "A service versioned by its git tags"
 """
 
 
-def shipped_version(deb: Path) -> str:
+def shipped_version(deb: Path) -> str | None:
     """The Version of the project's dist-info METADATA in the package."""
-    data = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], check=True, capture_output=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        [member] = [m for m in tar.getmembers() if re.search(r"/tagged_api-[^/]+\.dist-info/METADATA$", m.name)]
-        extracted = tar.extractfile(member)
-        assert extracted is not None
-        return str(email.parser.Parser().parsestr(extracted.read().decode(), headersonly=True)["Version"])
+    [metadata] = [data for name, data in payload(deb).items()
+                  if re.search(r"/tagged_api-[^/]+\.dist-info/METADATA$", name)]
+    return metadata_version(metadata.decode())
 
 
 @pytest.mark.parametrize(("dist", "suffix"), [(None, "+deb12"), ("trixie", "+deb13")])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 
 from microdeploy.build.fastpath.installer import find_uv
 from microdeploy.errors import MicrodeployError
-from tests.integration.test_build_caches import GIT, SERVICE, build_with, commit, payload
+from tests.integration.test_build_caches import build_with, checkout, commit, payload
 
 pytestmark = pytest.mark.integration
 
@@ -33,11 +32,10 @@ def test_the_lock_pins_what_ships_and_a_stale_lock_exits_2_writing_nothing(tmp_p
     """flask allowed from 3.0 but locked at 3.1.2 ships 3.1.2 (a resolution would take the newest), also after an
     app-only change; a dependency added to pyproject.toml without `uv lock` stops the build with exit status 2
     and leaves the output directory as it was."""
-    project = shutil.copytree(SERVICE, tmp_path / "hello-api")
+    project = checkout(tmp_path / "hello-api")
     pyproject = project / "pyproject.toml"
     pyproject.write_text(pyproject.read_text().replace('"flask==3.1.3"', '"flask>=3.0"'))
     uv("lock", "--quiet", "--upgrade-package", "flask==3.1.2", cwd=project)
-    subprocess.run([*GIT, "init", "-q"], cwd=project, check=True)
     commit(project, "locked")
     cache = tmp_path / "cache"
 
