@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,7 @@ def broken_copy(service: Path, tmp_path: Path) -> Path:
         ("service", ["--python", "python2"], "invalid python 'python2' (from --python)"),
         ("service", ["--compression-level", "10"], "invalid compression_level 10 (from --compression-level)"),
         ("python", [], "requires-python '>=3.99' excludes Python 3.11"),
+        ("foreign", [], "the repository belongs to another user than the one building"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(
@@ -63,6 +65,7 @@ def test_bad_input_exits_2_and_writes_nothing(
         "debian": tmp_path / "orders-api",
         "service": service,
         "python": service,
+        "foreign": service,
     }[setup]
     if setup in ("empty", "bare"):
         project.mkdir()
@@ -72,6 +75,10 @@ def test_bad_input_exits_2_and_writes_nothing(
     if setup == "debian":
         project = broken_copy(service, tmp_path)
         (project / "debian").mkdir()
+    if setup == "foreign":  # a checkout another user owns, as in a CI container over a mounted workspace
+        project = broken_copy(service, tmp_path)
+        subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+        subprocess.run(["chown", "-R", "1001:1001", str(project)], check=True)
     if setup == "python":
         project = broken_copy(service, tmp_path)
         pyproject = project / "pyproject.toml"

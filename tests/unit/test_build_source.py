@@ -51,6 +51,23 @@ def test_no_git_means_no_state(tmp_path: Path) -> None:
     assert source.git_state(tmp_path, FakeRunner({"rev-parse --is-inside-work-tree": (128, "")})) is None
 
 
+@pytest.mark.parametrize("words", [
+    "fatal: detected dubious ownership in repository at '/w/shop'",  # git 2.36 and later
+    "fatal: unsafe repository ('/w/shop' is owned by someone else)",  # git 2.35.2
+])
+def test_a_repository_git_refuses_as_another_users_exits_2(tmp_path: Path, words: str) -> None:
+    """Not "outside git": the version, changelog and dates would come from nowhere. Exit 2, git's remedy."""
+
+    def refusing(argv, **kwargs):  # type: ignore[no-untyped-def]
+        return Result(tuple(argv), 128, "", words + "\n")
+
+    with pytest.raises(MicrodeployError) as caught:
+        source.git_state(tmp_path, refusing)
+    assert caught.value.exit_code == 2
+    assert caught.value.hint == f"Build as the checkout's owner, or trust it: git config --global --add " \
+                                f"safe.directory {tmp_path}"
+
+
 def test_source_date_epoch_prefers_the_environment(tmp_path: Path) -> None:
     """SOURCE_DATE_EPOCH wins; else the last commit's time."""
     runner = FakeRunner({"log -1 --format=%ct": (0, "1700000000\n")})

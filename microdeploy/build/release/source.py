@@ -31,6 +31,8 @@ ROOT_LITTER = (
 )
 # Bytecode is never source, at any depth; it dates nothing.
 BYTECODE = ("__pycache__", "*.pyc")
+# What git (2.35.2 and later) says of a repository another user owns.
+UNTRUSTED_REPOSITORY = ("detected dubious ownership", "unsafe repository")
 DESCRIBE_RE = re.compile(r"^v?(?P<version>.+)-(?P<count>\d+)-g(?P<sha>[0-9a-f]+)$")
 
 
@@ -76,8 +78,19 @@ def check_python(pyproject: Pyproject, python_minor: str, codename: str) -> None
 
 
 def is_git_checkout(project: Path, runner: Runner = run) -> bool:
-    """True when `project` is inside a git work tree."""
+    """True when `project` is inside a git work tree; exit 2 when git refuses it as another user's.
+
+    git will not run in a repository that another user owns (its safe.directory
+    check: the repository's config could run commands as whoever builds). The
+    build then must not read it as "no git" (a version, a changelog and dates
+    from nowhere) nor let the backend's git run in the build's copy of it.
+    """
     result = runner(["git", "-C", str(project), "rev-parse", "--is-inside-work-tree"], check=False)
+    if result.returncode != 0 and any(words in result.stderr for words in UNTRUSTED_REPOSITORY):
+        raise bad_input(
+            f"git refuses {project}: the repository belongs to another user than the one building",
+            hint=f"Build as the checkout's owner, or trust it: git config --global --add safe.directory {project}",
+        )
     return result.returncode == 0 and result.stdout.strip() == "true"
 
 
