@@ -38,8 +38,10 @@ from microdeploy.build.fastpath.layer import (
     link_venv,
     prepare_layer,
     save_layer,
+    uv_configuration,
 )
 from microdeploy.build.fastpath.lock import LOCK_FILE, export_lock, is_locked
+from microdeploy.build.fastpath.pipindex import index_variables, shown
 from microdeploy.build.fastpath.wheel import ProjectWheel
 from microdeploy.fsutil import atomic_write
 from microdeploy.process import Runner, run
@@ -96,6 +98,8 @@ class Installer:
     # The project has a uv.lock: the layer holds what it pins (lock.py), in place of `dependencies`.
     locked: bool = False
     build_system: BuildSystem = field(default_factory=BuildSystem)  # the project's, for its wheel
+    # pip's index settings as uv's variables, for every uv run of the build (pipindex.py).
+    index: Mapping[str, str] = field(default_factory=dict)
 
     def environment(self, wheel_dir: Path | None = None, layer_copy: Path | None = None) -> dict[str, str]:
         """Variables debian/make-venv and debian/uv-pip read during the build."""
@@ -103,6 +107,7 @@ class Installer:
             return {}
         env = {
             **UV_INSTALL_SETTINGS,
+            **self.index,
             UV_VAR: self.uv,
             UV_CACHE_VAR: str(self.cache_root / "uv"),
             SHLIBDEPS_CACHE_VAR: str(self.cache_root / "shlibdeps"),
@@ -128,7 +133,8 @@ class Installer:
                   if self.locked and self.layer is not None and not (self.layer / VENV_DIR).is_dir() else None)
         wheel_dir = work / "project-wheel"
         wheel = ProjectWheel(uv=self.uv, cache=self.cache_root, name=name, python=python,
-                             build_system=self.build_system, runner=runner, git_state=git_state)
+                             build_system=self.build_system, runner=runner, git_state=git_state,
+                             index=self.index)
         wheel_job = wheel.start(source, wheel_dir)
         built = (wheel_job, wheel_dir)
         restored = Restored()
@@ -288,6 +294,10 @@ def choose_installer(
         return Installer("pip")
     root = cache_root(environ)
     touch(root / "uv")
+    index = index_variables(environ, uv_configuration(pyproject.directory, environ), pyproject.tool("uv"))
+    if index:
+        log.info("uv takes pip's index settings: %s", shown(index))
+        environ = {**environ, **index}
     key = layer_key(
         pyproject, name=name, python_minor=python_minor, wsgi_server=wsgi_server,
         uv_version=uv_version(uv, runner), environ=environ, dist=dist,
@@ -296,4 +306,5 @@ def choose_installer(
     locked = is_locked(pyproject)
     return Installer("uv", uv=uv, cache_root=root, layer=layer, wsgi_server=wsgi_server,
                      layer_has_dependencies=pyproject.static_dependencies or locked,
-                     dependencies=declared_dependencies(pyproject), locked=locked, build_system=pyproject.build_system)
+                     dependencies=declared_dependencies(pyproject), locked=locked, build_system=pyproject.build_system,
+                     index=index)

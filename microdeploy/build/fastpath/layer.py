@@ -32,6 +32,7 @@ from packaging.utils import canonicalize_name
 from microdeploy.build.cache import touch
 from microdeploy.build.fastpath.contract import VENV_DIR
 from microdeploy.build.fastpath.lock import LOCK_FILE, is_locked
+from microdeploy.build.fastpath.pipindex import STRATEGY_VAR, UV_INDEX_VARIABLES
 from microdeploy.fsutil import staged_directory
 from microdeploy.process import Runner, run
 from microdeploy.pyproject import Pyproject
@@ -40,8 +41,8 @@ from microdeploy.pyproject import Pyproject
 # declare them statically (setup.py projects, dynamic dependencies).
 DECLARATION_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
 REQUIREMENTS_FILE = "requirements.txt"  # dh_virtualenv installs it first when present
-# Where packages come from changes what is installed.
-INDEX_VARIABLES = ("UV_DEFAULT_INDEX", "UV_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS")
+# Where packages come from, and how uv chooses among them, changes what is installed.
+INDEX_VARIABLES = (*UV_INDEX_VARIABLES, STRATEGY_VAR)
 # A shared file's mode is what dh_fixperms makes of it, and its mtime is later
 # than any commit's date: dpkg-deb clamps it to the build's SOURCE_DATE_EPOCH,
 # so no build step changes either (debian/rules touches only older files).

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 from microdeploy.build.cache import touch
@@ -57,7 +58,7 @@ class ProjectWheel:
     """Builds (or finds) one project's wheel for one build, in the jobs."""
 
     def __init__(self, *, uv: str, cache: Path, name: str, python: str, build_system: BuildSystem,
-                 runner: Runner = run, git_state: str = "") -> None:
+                 runner: Runner = run, git_state: str = "", index: Mapping[str, str] | None = None) -> None:
         self.uv = uv
         # Where the checkout stands in git (commit, last tag): part of the kept wheel's key, since a version
         # from git changes with it while the files stay the same.
@@ -67,7 +68,8 @@ class ProjectWheel:
         self.python = python
         self.build_system = build_system  # the project's, as read at the build's start
         self.runner = runner
-        self.env = {**UV_SETTINGS, UV_CACHE_VAR: str(cache / "uv")}
+        # `index`: where packages come from when uv is given pip's settings (pipindex.py).
+        self.env = {**UV_SETTINGS, **(index or {}), UV_CACHE_VAR: str(cache / "uv")}
         self.to_keep: tuple[Path, Path] | None = None  # a wheel built now, and where keep() saves it
 
     def start(self, source: Path, wheel_dir: Path) -> threading.Thread:

@@ -1,0 +1,136 @@
+"""pip's index settings, handed to uv when uv has none of its own.
+
+A team's private index is often configured for pip alone (pip.conf,
+PIP_INDEX_URL), and dh-virtualenv's pip reads it. uv reads no pip
+configuration: without this, a build with uv looks every name up on PyPI,
+which fails for a private package or, worse, installs a public one of the
+same name. So where uv has no index settings of its own (no UV_ index
+variable, no index in a uv.toml or the project's [tool.uv]), pip's are
+given to uv as its variables, with pip's way of choosing among them: the
+best version on any index (UV_INDEX_STRATEGY=unsafe-best-match), unless
+UV_INDEX_STRATEGY says otherwise. The build then installs what pip would.
+
+pip's files are read in pip's order, a later one overriding an earlier one
+key by key, [install] over [global] within a file, and PIP_ variables over
+every file (PIP_CONFIG_FILE is read last; set to /dev/null, no file is).
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+# pip's option, the uv variable that takes it, and how uv separates several values.
+MAPPED = {
+    "index-url": ("UV_DEFAULT_INDEX", " "),
+    "extra-index-url": ("UV_INDEX", " "),
+    "find-links": ("UV_FIND_LINKS", ","),
+    "trusted-host": ("UV_INSECURE_HOST", " "),
+}
+# uv's variables and settings that choose where packages come from: when any is set, uv's configuration stands.
+UV_INDEX_VARIABLES = ("UV_DEFAULT_INDEX", "UV_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS",
+                      "UV_NO_INDEX")
+UV_INDEX_SETTINGS = ("index", "index-url", "extra-index-url", "find-links", "no-index", "default-index")
+STRATEGY_VAR = "UV_INDEX_STRATEGY"
+PIP_STRATEGY = "unsafe-best-match"  # pip takes the best version among all its indexes
+SECTIONS = ("global", "install")  # `pip install` reads [global], then its own section
+
+
+def pip_config_files(environ: Mapping[str, str]) -> list[Path]:
+    """pip's configuration files in the order pip reads them: system, user, then $PIP_CONFIG_FILE."""
+    chosen = environ.get("PIP_CONFIG_FILE")
+    if chosen == os.devnull:
+        return []
+    xdg_dirs = [entry for entry in environ.get("XDG_CONFIG_DIRS", "/etc/xdg").split(":") if entry]
+    home = Path(environ.get("HOME", "/"))
+    user_dir = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
+    files = [*(Path(entry) / "pip" / "pip.conf" for entry in xdg_dirs), Path("/etc/pip.conf"),
+             home / ".pip" / "pip.conf", user_dir / "pip" / "pip.conf"]
+    return [*files, Path(chosen)] if chosen else files
+
+
+def pip_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """The index options (MAPPED) pip's configuration gives `pip install`: files, then PIP_ variables."""
+    found: dict[str, str] = {}
+    for path in pip_config_files(environ):
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(path, encoding="utf-8")
+        except (configparser.Error, UnicodeDecodeError):
+            continue  # pip refuses such a file itself; the pip-based build says so
+        for section in SECTIONS:
+            if parser.has_section(section):
+                found.update({key.replace("_", "-"): value for key, value in parser.items(section)
+                              if key.replace("_", "-") in MAPPED})
+    for option in MAPPED:
+        variable = "PIP_" + option.upper().replace("-", "_")
+        if environ.get(variable):
+            found[option] = environ[variable]
+    return found
+
+
+def uv_has_indexes(environ: Mapping[str, str], uv_configs: Mapping[str, str], project_uv: Mapping[str, object]) -> bool:
+    """Whether uv is told where packages come from: a variable, a uv.toml (`uv_configs`: their texts), or the
+    project's [tool.uv] (`project_uv`)."""
+    if any(environ.get(variable) for variable in UV_INDEX_VARIABLES):
+        return True
+    tables: list[Mapping[str, object]] = [project_uv]
+    for text in uv_configs.values():
+        try:
+            tables.append(tomllib.loads(text))
+        except tomllib.TOMLDecodeError:
+            return True  # uv reads it, and says what is wrong with it
+    return any(_names_index(table) for table in tables)
+
+
+def _names_index(table: Mapping[str, object]) -> bool:
+    pip_table = table.get("pip")
+    return any(key in table for key in UV_INDEX_SETTINGS) or (
+        isinstance(pip_table, Mapping) and any(key in pip_table for key in UV_INDEX_SETTINGS))
+
+
+def uv_variables(settings: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:
+    """uv's variables for pip's index `settings`; a find-links directory that is not there is left out, as pip
+    leaves it out (uv would stop at it)."""
+    variables: dict[str, str] = {}
+    for option, value in settings.items():
+        variable, separator = MAPPED[option]
+        values = [item for item in value.split() if option != "find-links" or _reachable(item)]
+        if values:
+            variables[variable] = separator.join(values)
+    if "UV_INDEX" in variables and not environ.get(STRATEGY_VAR):
+        variables[STRATEGY_VAR] = PIP_STRATEGY
+    return variables
+
+
+def _reachable(location: str) -> bool:
+    """A find-links location pip would use: a URL, or a local path that exists."""
+    scheme = urlsplit(location).scheme
+    if scheme == "file":
+        return Path(urlsplit(location).path).exists()
+    return bool(scheme) or Path(location).exists()
+
+
+def index_variables(environ: Mapping[str, str], uv_configs: Mapping[str, str],
+                    project_uv: Mapping[str, object]) -> dict[str, str]:
+    """The uv variables that carry pip's index settings into the build; none when uv has its own."""
+    if uv_has_indexes(environ, uv_configs, project_uv):
+        return {}
+    return uv_variables(pip_settings(environ), environ)
+
+
+def shown(variables: Mapping[str, str]) -> str:
+    """`variables` for a log line, a URL's user information (a password, or a token as the user) as ***."""
+    return " ".join(f"{name}={' '.join(_redacted(item) for item in value.split())}"
+                    for name, value in variables.items())
+
+
+def _redacted(item: str) -> str:
+    parts = urlsplit(item)
+    if "@" not in parts.netloc:
+        return item
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))

@@ -1,0 +1,53 @@
+"""A private index configured for pip alone (pip.conf) serves the build with uv too."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from microdeploy.build.fastpath.installer import find_uv
+from tests.integration.test_build_caches import build_with, checkout, commit, payload
+
+pytestmark = pytest.mark.integration
+
+PRIVATE = "mdtest-private-helper"  # a name that is not on PyPI
+SITE = "/opt/venvs/hello-api/lib/python3.11/site-packages"
+
+
+def private_index(root: Path) -> Path:
+    """A PEP 503 simple index at root/simple holding one wheel of PRIVATE, built by uv from a small project."""
+    project = root / "helper"
+    (project / "mdtest_private_helper").mkdir(parents=True)
+    (project / "mdtest_private_helper" / "__init__.py").write_text('SECRET_SAUCE = "from the private index"\n')
+    (project / "pyproject.toml").write_text(
+        f'[project]\nname = "{PRIVATE}"\nversion = "1.0"\n'
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n')
+    files = root / "files"
+    subprocess.run([find_uv(os.environ) or "uv", "build", "--wheel", "--quiet", "--out-dir", str(files), str(project)],
+                   check=True, env={**os.environ, "UV_SYSTEM_CERTS": "1"})
+    [wheel] = files.glob("*.whl")
+    page = root / "simple" / PRIVATE / "index.html"
+    page.parent.mkdir(parents=True)
+    page.write_text(f'<html><body><a href="../../files/{wheel.name}">{wheel.name}</a></body></html>\n')
+    return root / "simple"
+
+
+def test_a_dependency_on_a_private_index_in_pip_conf_installs_with_uv(tmp_path: Path) -> None:
+    """The service depends on a package only the private index has; that index is in a pip configuration file
+    ($PIP_CONFIG_FILE, as a CI agent sets it) and nowhere in uv's settings. Without pip's settings uv looks the
+    name up on PyPI alone and the build fails."""
+    simple = private_index(tmp_path / "index")
+    pip_conf = tmp_path / "pip.conf"
+    pip_conf.write_text(f"[global]\nextra-index-url = file://{simple}\n")
+    project = checkout(tmp_path / "hello-api")
+    pyproject = project / "pyproject.toml"
+    pinned = '"gunicorn==23.0.0",'
+    pyproject.write_text(pyproject.read_text().replace(pinned, f'{pinned}\n    "{PRIVATE}==1.0",'))
+    commit(project, "a private dependency")
+
+    files = payload(build_with(project, tmp_path / "out", tmp_path / "cache", {"PIP_CONFIG_FILE": str(pip_conf)}).deb)
+    assert b"from the private index" in files[f"{SITE}/mdtest_private_helper/__init__.py"]
+    assert f"{SITE}/flask/app.py" in files  # PyPI's packages still come
