@@ -26,6 +26,7 @@ from microdeploy.build.debiandir.tree import SOURCE_SUBDIR, copy_source, render_
 from microdeploy.build.dpkg import Artifacts, collect, dpkg_buildpackage, package_file
 from microdeploy.build.fastpath import datapack
 from microdeploy.build.fastpath.installer import Beside, Installer, choose_installer
+from microdeploy.build.fastpath.pipindex import local_sources
 from microdeploy.build.output import BuildResult, move_in, output_directory, prepare_output
 from microdeploy.build.release import source
 from microdeploy.build.release.plan import Release, Settled, release, settle, target
@@ -139,9 +140,11 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
             inside = replace(settings, environ={**settings.environ, "TMPDIR": str(tmp)})
             build_runner = runner
             if root is not None:
-                # Inside, the work directory, the caches and uv are at the paths they have here.
+                # Inside, the work directory, the caches, uv and local package sources are at the paths they
+                # have here.
                 binds = [work, *([installer.cache_root] if installer.cache_root else []),
                          *([Path(installer.uv).resolve().parent] if installer.uv else []),
+                         *(local_sources({**settings.environ, **installer.index}) if installer.uv else []),
                          *([(project / ".git").resolve()] if (project / ".git").is_dir() else [])]
                 build_runner = stack.enter_context(buildroot.entered(root, work, binds, build_runner))
             # The tree's name leaves out the version: the project's wheel starts from it before the version is

@@ -14,7 +14,6 @@ from tests.integration.test_build_caches import build_with, checkout, commit, pa
 pytestmark = pytest.mark.integration
 
 PRIVATE = "mdtest-private-helper"  # a name that is not on PyPI
-SITE = "/opt/venvs/hello-api/lib/python3.11/site-packages"
 
 
 def private_index(root: Path) -> Path:
@@ -35,10 +34,13 @@ def private_index(root: Path) -> Path:
     return root / "simple"
 
 
-def test_a_dependency_on_a_private_index_in_pip_conf_installs_with_uv(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("dist", "python"), [(None, "3.11"), ("trixie", "3.13")])
+def test_a_dependency_on_a_private_index_in_pip_conf_installs_with_uv(tmp_path: Path, dist: str | None,
+                                                                      python: str) -> None:
     """The service depends on a package only the private index has; that index is in a pip configuration file
     ($PIP_CONFIG_FILE, as a CI agent sets it) and nowhere in uv's settings. Without pip's settings uv looks the
-    name up on PyPI alone and the build fails."""
+    name up on PyPI alone and the build fails; in trixie's build root, without the index's directory bound in,
+    uv does not find it."""
     simple = private_index(tmp_path / "index")
     pip_conf = tmp_path / "pip.conf"
     pip_conf.write_text(f"[global]\nextra-index-url = file://{simple}\n")
@@ -48,6 +50,8 @@ def test_a_dependency_on_a_private_index_in_pip_conf_installs_with_uv(tmp_path: 
     pyproject.write_text(pyproject.read_text().replace(pinned, f'{pinned}\n    "{PRIVATE}==1.0",'))
     commit(project, "a private dependency")
 
-    files = payload(build_with(project, tmp_path / "out", tmp_path / "cache", {"PIP_CONFIG_FILE": str(pip_conf)}).deb)
-    assert b"from the private index" in files[f"{SITE}/mdtest_private_helper/__init__.py"]
-    assert f"{SITE}/flask/app.py" in files  # PyPI's packages still come
+    built = build_with(project, tmp_path / "out", tmp_path / "cache", {"PIP_CONFIG_FILE": str(pip_conf)}, dist=dist)
+    site = f"/opt/venvs/hello-api/lib/python{python}/site-packages"
+    files = payload(built.deb)
+    assert b"from the private index" in files[f"{site}/mdtest_private_helper/__init__.py"]
+    assert f"{site}/flask/app.py" in files  # PyPI's packages still come

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from microdeploy.build.fastpath.pipindex import index_variables, pip_config_files, pip_settings, shown
+from microdeploy.build.fastpath.pipindex import (
+    index_variables,
+    local_sources,
+    pip_config_files,
+    pip_settings,
+    shown,
+)
 
 
 def environ_for(tmp_path: Path, **variables: str) -> dict[str, str]:
@@ -111,3 +117,16 @@ def test_the_log_line_hides_credentials_in_urls() -> None:
     assert "s3cret" not in line and "TOKEN123" not in line
     assert line == ("UV_DEFAULT_INDEX=https://***@private.example/simple "
                     "UV_INDEX=https://***@one.example/simple https://open.example/simple UV_FIND_LINKS=/srv/wheels")
+
+
+def test_local_sources_are_the_find_links_directories_and_the_directory_above_a_file_index(tmp_path: Path) -> None:
+    for directory in ("wheels", "more", "mirror/simple", "named/simple"):
+        (tmp_path / directory).mkdir(parents=True)
+    environ = {
+        "UV_FIND_LINKS": f"{tmp_path / 'wheels'},file://{tmp_path / 'more'},https://links.example/,{tmp_path / 'gone'}",
+        "UV_INDEX": f"file://{tmp_path / 'mirror/simple'} internal=file://{tmp_path / 'named/simple'} "
+                    "https://remote.example/simple",
+        "UV_DEFAULT_INDEX": f"file://{tmp_path / 'mirror/simple'}",
+    }
+    assert local_sources(environ) == [tmp_path / "wheels", tmp_path / "more", tmp_path / "mirror", tmp_path / "named"]
+    assert local_sources({"UV_INDEX": "https://remote.example/simple"}) == []

@@ -123,6 +123,29 @@ def index_variables(environ: Mapping[str, str], uv_configs: Mapping[str, str],
     return uv_variables(pip_settings(environ), environ)
 
 
+def local_sources(environ: Mapping[str, str]) -> list[Path]:
+    """The directories on this machine that uv's package sources in `environ` name: find-links directories,
+    and for an index at file://.../simple the directory above it, where such an index keeps its files. A build
+    in another release's root sees them at the same paths."""
+    found: list[Path] = []
+    for item in environ.get("UV_FIND_LINKS", "").split(","):
+        parts = urlsplit(item.strip())
+        if item.strip() and parts.scheme in ("", "file"):
+            found.append(Path(parts.path))
+    for variable in ("UV_DEFAULT_INDEX", "UV_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL"):
+        for item in environ.get(variable, "").split():
+            parts = urlsplit(_index_url(item))
+            if parts.scheme == "file":
+                found.append(Path(parts.path).parent)
+    return [path for path in dict.fromkeys(found) if path.is_absolute() and path.is_dir()]
+
+
+def _index_url(item: str) -> str:
+    """The URL of one of UV_INDEX's items, which may be NAME=URL."""
+    name, _, url = item.partition("=")
+    return url if url and "://" not in name else item
+
+
 def shown(variables: Mapping[str, str]) -> str:
     """`variables` for a log line, a URL's user information (a password, or a token as the user) as ***."""
     return " ".join(f"{name}={' '.join(_redacted(item) for item in value.split())}"
