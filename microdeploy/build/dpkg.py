@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from microdeploy.build import records
 from microdeploy.build.fastpath.contract import PIP_TOOL
 from microdeploy.errors import MicrodeployError
 from microdeploy.process import Result, Runner, output_tail, require_tools, run
@@ -67,21 +68,15 @@ def dpkg_buildpackage(tree: Path, environ: Mapping[str, str], epoch: int, runner
     and .changes, with the names and contents a whole dpkg-buildpackage run
     gives them. What is left out is `dpkg-source --before-build` and
     `--after-build`: with no patches in the rendered debian/ they have nothing
-    to do but start two more Perl programs. `finish`, if given, runs between
-    the binary build and the generators, which record the .deb's checksums.
+    to do but start two more Perl programs. `finish`, if given, works on the
+    package (compresses it) while the generators run (records.py).
     """
     require_tools(*BUILD_TOOLS)
     env = build_environment(environ, epoch)
     argv = ["dpkg-buildpackage", "--rules-target=binary", "--no-sign", f"--jobs={build_jobs(environ)}"]
     run_build_step(argv, tree, env, "dpkg-buildpackage", runner)
-    if finish is not None:
-        finish()
-    run_build_step(["dpkg-genbuildinfo", "--build=binary"], tree, env, "dpkg-genbuildinfo", runner)
-    buildinfo = sorted(tree.parent.glob("*.buildinfo"))
-    if len(buildinfo) != 1:
-        raise MicrodeployError(f"dpkg-genbuildinfo left {len(buildinfo)} .buildinfo files in {tree.parent}")
-    run_build_step(["dpkg-genchanges", "--build=binary", f"-O../{buildinfo[0].stem}.changes"], tree, env,
-                   "dpkg-genchanges", runner)
+    records.generate(tree, single_file(tree.parent, "*.deb"),
+                     lambda step: run_build_step(step, tree, env, step[0], runner), finish or (lambda: None))
 
 
 def run_build_step(argv: Sequence[str], cwd: Path, env: Mapping[str, str], what: str, runner: Runner = run) -> None:

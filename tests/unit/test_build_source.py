@@ -6,7 +6,6 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -162,27 +161,6 @@ def test_unmet_build_dependencies_are_the_error(tmp_path: Path, monkeypatch: pyt
     assert "Unmet build dependencies: libpq-dev" in info.value.message
     assert info.value.hint is not None and info.value.hint.startswith("Install the missing build dependencies")
     assert runner.calls == [("dpkg-buildpackage", "--rules-target=binary", "--no-sign", "--jobs=auto")]
-
-
-def test_dpkg_buildpackage_then_buildinfo_then_changes_named_after_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """After debian/rules binary, dpkg-genbuildinfo, then dpkg-genchanges writing the .changes beside the .buildinfo."""
-    monkeypatch.setattr("microdeploy.build.dpkg.require_tools", lambda *tools: None)
-
-    class WritesBuildinfo(FakeRunner):
-        def __call__(self, argv: Sequence[str], **kwargs: Any) -> Result:
-            if argv[0] == "dpkg-genbuildinfo":
-                (tmp_path / "orders-api_1.0-1_amd64.buildinfo").write_text("")
-            return super().__call__(argv, **kwargs)
-
-    runner = WritesBuildinfo({})
-    dpkg_buildpackage(tmp_path / "tree", {}, 1234, runner)
-    assert runner.calls[1:] == [
-        ("dpkg-genbuildinfo", "--build=binary"),
-        ("dpkg-genchanges", "--build=binary", "-O../orders-api_1.0-1_amd64.changes"),
-    ]
-    assert all(env is not None and env["SOURCE_DATE_EPOCH"] == "1234" for env in runner.envs)
 
 
 def test_relevant_lines_fall_back_to_the_tail() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from microdeploy import pyproject
-from microdeploy.build import buildroot, dhvirtualenv
+from microdeploy.build import buildroot, dhvirtualenv, records
 from microdeploy.build.fastpath.installer import Installer
 from microdeploy.build.pipeline import build_releases
 from microdeploy.build.release.settings import BuildSettings
@@ -212,6 +212,14 @@ def plain_package() -> bytes:
         for name, data in members)
 
 
+def checksum_lines(paths: list[Path]) -> str:
+    """The checksum fields of a .buildinfo or .changes listing `paths`."""
+    sums = {path.name: records.Checksums.of(path) for path in paths}
+    fields = (("Checksums-Md5", "md5"), ("Checksums-Sha1", "sha1"), ("Checksums-Sha256", "sha256"))
+    return "".join(f"{field}:\n" + "".join(f" {getattr(found, kind)} {found.size} {name}\n"
+                                            for name, found in sums.items()) for field, kind in fields)
+
+
 class FakeBuild:
     """Plays dpkg's build steps by writing the files they would, and `uv venv`; uv builds no wheel, git is absent."""
 
@@ -230,11 +238,17 @@ class FakeBuild:
             (Path(args[-1]) / "bin" / "python").touch()
         if args[0] == "/opt/uv" and args[1] in ("venv", "pip"):
             return Result(args, 0, "", "")
-        if args[0] in ("dpkg-buildpackage", "dpkg-genbuildinfo", "dpkg-genchanges") and cwd is not None:
-            suffix = {"dpkg-buildpackage": "_amd64.deb", "dpkg-genbuildinfo": "_amd64.buildinfo",
-                      "dpkg-genchanges": "_amd64.changes"}[args[0]]
-            made = plain_package() if args[0] == "dpkg-buildpackage" else b"made by the fake"
-            (cwd.parent / f"orders-api_0.1.0-1{suffix}").write_bytes(made)
+        if args[0] == "dpkg-buildpackage" and cwd is not None:
+            (cwd.parent / "orders-api_0.1.0-1_amd64.deb").write_bytes(plain_package())
+            return Result(args, 0, "", "")
+        if args[0] in ("dpkg-genbuildinfo", "dpkg-genchanges") and cwd is not None:
+            # The records list the files in the -u directory, as dpkg's generators do.
+            files = Path(next(arg for arg in args if arg.startswith("-u"))[2:])
+            listed = sorted(files.iterdir())
+            if args[0] == "dpkg-genbuildinfo":
+                (files / "orders-api_0.1.0-1_amd64.buildinfo").write_text(checksum_lines(listed))
+            else:
+                (cwd / args[-1].removeprefix("-O")).write_text(checksum_lines(listed))
             return Result(args, 0, "", "")
         if check:
             raise MicrodeployError(f"{args[0]} is not run in this test")
