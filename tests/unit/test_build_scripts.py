@@ -619,3 +619,61 @@ def test_venv_overrides_with_the_elf_cache_but_without_lintian_write_no_library_
     subprocess.run([sys.executable, "-IS", str(script), str(package), "orders-api"], env=env, check=True)
     assert not (package / "usr/share/lintian/overrides/orders-api").exists()
     assert not (tmp_path / "cache").exists()
+
+
+def test_cached_md5sums_writes_what_dh_md5sums_writes_and_keeps_the_layers_sums(debian: Path, tmp_path: Path) -> None:
+    """DEBIAN/md5sums as dh_md5sums writes it (conffiles, symlinks and DEBIAN/ left out, byte order, a name that is
+    not UTF-8), the first build reading every file and keeping the layer's sums, the next taking them; a file the
+    build replaced (stripped, say) is read again."""
+    tree = debian.parent
+    package, venv_path = debian / "orders-api", "opt/venvs/orders-api"
+    layer = tmp_path / "layer"
+    site = "lib/python3.11/site-packages"
+    for relative, data in ((f"{site}/flask/app.py", b"flask"), (f"{site}/flask/_speedups.so", b"\x7fELF lib"),
+                           ("bin/gunicorn", b"#!python")):
+        (layer / "venv" / relative).parent.mkdir(parents=True, exist_ok=True)
+        (layer / "venv" / relative).write_bytes(data)
+        (package / venv_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        os.link(layer / "venv" / relative, package / venv_path / relative)
+    (package / venv_path / site / "orders_api.py").write_bytes(b"the service")
+    (package / venv_path / site / os.fsdecode(b"caf\xe9.txt")).write_bytes(b"latin-1 name")
+    (package / venv_path / "bin" / "python").symlink_to("/usr/bin/python3.11")
+    (package / "etc" / "orders-api").mkdir(parents=True)
+    (package / "etc" / "orders-api" / "config.ini").write_text("[app]\n")
+    (package / "usr" / "share" / "doc" / "orders-api").mkdir(parents=True)
+    (package / "usr" / "share" / "doc" / "orders-api" / "copyright").write_text("text")
+    (package / "DEBIAN").mkdir()
+    (package / "DEBIAN" / "conffiles").write_text("/etc/orders-api/config.ini\n")
+    md5sums = package / "DEBIAN" / "md5sums"
+
+    def cached() -> bytes:
+        subprocess.run([sys.executable, "-IS", str(debian / "cached-md5sums"), str(package.relative_to(tree)),
+                        venv_path, "--", "false"], cwd=tree, check=True,
+                       env={**os.environ, "MICRODEPLOY_LAYER": str(layer)})
+        return md5sums.read_bytes()
+
+    def by_debhelper() -> bytes:
+        subprocess.run(["dh_md5sums", "-porders-api"], cwd=tree, check=True, capture_output=True)
+        return md5sums.read_bytes()
+
+    first = cached()
+    assert first == by_debhelper()
+    assert b"etc/orders-api" not in first and b"bin/python" not in first and b"DEBIAN" not in first
+    kept = (layer / "md5sums").read_text()
+    assert f"{site}/flask/app.py" in kept and "orders_api" not in kept  # only the layer's own files
+
+    (layer / "md5sums").write_text(kept.replace(hashlib.md5(b"flask").hexdigest(), "0" * 32))
+    assert "0" * 32 in cached().decode(errors="replace"), "the kept sum is taken, the file not read"
+    stripped = package / venv_path / site / "flask" / "_speedups.so"
+    stripped.unlink()
+    stripped.write_bytes(b"\x7fELF stripped")
+    assert hashlib.md5(b"\x7fELF stripped").hexdigest() in cached().decode(errors="replace")
+
+
+def test_cached_md5sums_is_dh_md5sums_without_a_layer(debian: Path) -> None:
+    tree = debian.parent
+    environ = {key: value for key, value in os.environ.items() if key != "MICRODEPLOY_LAYER"}
+    result = subprocess.run([sys.executable, "-IS", str(debian / "cached-md5sums"), "debian/orders-api",
+                             "opt/venvs/orders-api", "--", "sh", "-c", "echo plain dh_md5sums"], cwd=tree, env=environ,
+                            capture_output=True, text=True, check=True)
+    assert result.stdout == "plain dh_md5sums\n"

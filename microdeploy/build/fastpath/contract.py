@@ -20,7 +20,9 @@ How the two sides work together:
 - PROJECT_WHEEL_VAR names the directory of the project's wheel (one *.whl).
 - LAYER_VAR names the dependency layer in the cache: VENV_DIR there is the
   saved layer, written once (by microdeploy beside the build when the
-  dependencies are static, else by uv-pip) and never changed afterwards.
+  dependencies are static, else by uv-pip) and never changed afterwards;
+  MD5SUMS_FILE beside it holds the MD5 sums of its files once a build has
+  read them (cached-md5sums).
 - LAYER_COPY_VAR names a directory beside the build tree: VENV_DIR there is a
   copy of the layer, or on a first build the venv the layer was saved from,
   for make-venv to move into place, and INSTALLED_FILE, when
@@ -46,6 +48,7 @@ ELF_CACHE_VAR = "MICRODEPLOY_ELF_CACHE"
 
 STATUS_FILE = "returncode"
 INSTALLED_FILE = "installed"
+MD5SUMS_FILE = "md5sums"  # beside a layer's VENV_DIR: the MD5 sums of its files (debian/cached-md5sums)
 VENV_DIR = "venv"
 PIP_TOOL = "uv-pip"
 
