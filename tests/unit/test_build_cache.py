@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from unittest.mock import patch
 
@@ -364,6 +365,18 @@ def test_a_locked_project_exports_its_lock_first_and_fills_the_layer_from_it(tmp
     assert fill == [("/opt/uv", "pip", "install", "--quiet", "--python", str(tmp_path / "work" / "layer-copy" / "venv"
                                                                              / "bin" / "python"),
                      "-r", str(exported), "gunicorn>=21")]
+    # Should the layer not be filled, uv-pip's install in the build keeps to the lock, and to the caller's file.
+    assert beside.environment["UV_CONSTRAINT"] == str(exported)
+    assert (installer.layer / "venv").is_dir(), "filled: the next build restores it and exports nothing"
+    caller = replace(installer, constraint="/etc/constraints.txt", layer=tmp_path / "cache" / "layers" / "k2")
+    beside = caller.start_beside(tmp_path / "again", source, "orders-api", "/usr/bin/python3.11", runner)
+    beside.finish()
+    again = tmp_path / "again" / "locked-requirements.txt"
+    assert beside.environment["UV_CONSTRAINT"] == f"/etc/constraints.txt {again}"
+    unlocked = replace(installer, locked=False, layer=tmp_path / "cache" / "layers" / "k3").start_beside(
+        tmp_path / "free", source, "orders-api", "/usr/bin/python3.11", runner)
+    unlocked.finish()
+    assert "UV_CONSTRAINT" not in unlocked.environment
 
 
 def test_a_stale_lock_stops_the_build_before_any_job_starts(tmp_path: Path) -> None:

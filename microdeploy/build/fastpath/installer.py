@@ -49,6 +49,8 @@ from microdeploy.pyproject import BuildSystem, Pyproject
 
 log = logging.getLogger(__name__)
 
+CONSTRAINT_VAR = "UV_CONSTRAINT"  # uv's constraint files, separated by spaces
+
 
 @dataclass(frozen=True)
 class Beside:
@@ -100,6 +102,7 @@ class Installer:
     build_system: BuildSystem = field(default_factory=BuildSystem)  # the project's, for its wheel
     # pip's index settings as uv's variables, for every uv run of the build (pipindex.py).
     index: Mapping[str, str] = field(default_factory=dict)
+    constraint: str = ""  # the caller's UV_CONSTRAINT, which a lock's constraint joins
 
     def environment(self, wheel_dir: Path | None = None, layer_copy: Path | None = None) -> dict[str, str]:
         """Variables debian/make-venv and debian/uv-pip read during the build."""
@@ -140,10 +143,12 @@ class Installer:
         restored = Restored()
         copy_job = (self.start_layer_copy(work / "layer-copy", built, runner, restored)
                     or self.start_layer_fill(work / "layer-copy", source, python, built, runner, restored, locked))
+        # If the layer cannot be filled from the export, uv-pip's own install keeps to what the lock pins.
+        pinned = {CONSTRAINT_VAR: " ".join(filter(None, [self.constraint, str(locked)]))} if locked else {}
         if copy_job is None:
-            return Beside(self.environment(wheel_dir), (wheel_job,), wheel, built)
-        return Beside(self.environment(wheel_dir, work / "layer-copy"), (wheel_job, copy_job), wheel, built,
-                      self.layer, restored)
+            return Beside({**self.environment(wheel_dir), **pinned}, (wheel_job,), wheel, built)
+        return Beside({**self.environment(wheel_dir, work / "layer-copy"), **pinned}, (wheel_job, copy_job), wheel,
+                      built, self.layer, restored)
 
     def start_layer_copy(
         self, directory: Path, wheel: tuple[threading.Thread, Path] | None = None, runner: Runner = run,
@@ -307,4 +312,4 @@ def choose_installer(
     return Installer("uv", uv=uv, cache_root=root, layer=layer, wsgi_server=wsgi_server,
                      layer_has_dependencies=pyproject.static_dependencies or locked,
                      dependencies=declared_dependencies(pyproject), locked=locked, build_system=pyproject.build_system,
-                     index=index)
+                     index=index, constraint=environ.get(CONSTRAINT_VAR, ""))
