@@ -46,12 +46,16 @@ def test_files_are_read_in_pips_order_the_later_key_by_key_and_variables_last(tm
     assert pip_settings(environ)["index-url"] == "https://variable.example/simple"
 
 
-def test_pip_config_file_is_read_last_and_dev_null_reads_none(tmp_path: Path) -> None:
+def test_pip_config_file_is_read_last_instead_of_the_users_and_dev_null_reads_none(tmp_path: Path) -> None:
     chosen = write(tmp_path / "ci.conf", "[global]\nindex-url = https://ci.example/simple\n")
-    write(tmp_path / "home" / ".config" / "pip" / "pip.conf", "[global]\nindex-url = https://user.example/simple\n")
+    write(tmp_path / "home" / ".config" / "pip" / "pip.conf",
+          "[global]\nindex-url = https://user.example/simple\nfind-links = /srv/user-wheels\n")
+    write(tmp_path / "xdg" / "pip" / "pip.conf", "[global]\ntrusted-host = system.example\n")
     assert pip_config_files(environ_for(tmp_path, PIP_CONFIG_FILE=str(chosen)))[-1] == chosen
     assert pip_settings(environ_for(tmp_path, PIP_CONFIG_FILE=str(chosen))) == {
-        "index-url": "https://ci.example/simple"}
+        "index-url": "https://ci.example/simple", "trusted-host": "system.example"}
+    assert pip_settings(environ_for(tmp_path, PIP_CONFIG_FILE=str(tmp_path / "missing.conf")))["find-links"] == (
+        "/srv/user-wheels")
     assert pip_settings(environ_for(tmp_path, PIP_CONFIG_FILE=os.devnull)) == {}
     assert pip_settings(environ_for(tmp_path, PIP_CONFIG_FILE=os.devnull, PIP_FIND_LINKS="/srv")) == {
         "find-links": "/srv"}

@@ -12,7 +12,8 @@ UV_INDEX_STRATEGY says otherwise. The build then installs what pip would.
 
 pip's files are read in pip's order, a later one overriding an earlier one
 key by key, [install] over [global] within a file, and PIP_ variables over
-every file (PIP_CONFIG_FILE is read last; set to /dev/null, no file is).
+every file: the system's, the user's, and $PIP_CONFIG_FILE's over both (the
+user's are not read when it names a file; /dev/null: no file is read).
 """
 
 from __future__ import annotations
@@ -41,16 +42,18 @@ SECTIONS = ("global", "install")  # `pip install` reads [global], then its own s
 
 
 def pip_config_files(environ: Mapping[str, str]) -> list[Path]:
-    """pip's configuration files in the order pip reads them: system, user, then $PIP_CONFIG_FILE."""
+    """pip's configuration files, the later overriding the earlier: the system's, the user's (not when
+    $PIP_CONFIG_FILE names a file), then $PIP_CONFIG_FILE's."""
     chosen = environ.get("PIP_CONFIG_FILE")
     if chosen == os.devnull:
         return []
     xdg_dirs = [entry for entry in environ.get("XDG_CONFIG_DIRS", "/etc/xdg").split(":") if entry]
+    files = [*(Path(entry) / "pip" / "pip.conf" for entry in xdg_dirs), Path("/etc/pip.conf")]
+    if chosen and Path(chosen).exists():
+        return [*files, Path(chosen)]
     home = Path(environ.get("HOME", "/"))
     user_dir = Path(environ.get("XDG_CONFIG_HOME") or home / ".config")
-    files = [*(Path(entry) / "pip" / "pip.conf" for entry in xdg_dirs), Path("/etc/pip.conf"),
-             home / ".pip" / "pip.conf", user_dir / "pip" / "pip.conf"]
-    return [*files, Path(chosen)] if chosen else files
+    return [*files, home / ".pip" / "pip.conf", user_dir / "pip" / "pip.conf"]
 
 
 def pip_settings(environ: Mapping[str, str]) -> dict[str, str]:
