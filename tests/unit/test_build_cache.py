@@ -368,11 +368,15 @@ def test_a_locked_project_exports_its_lock_first_and_fills_the_layer_from_it(tmp
     # Should the layer not be filled, uv-pip's install in the build keeps to the lock, and to the caller's file.
     assert beside.environment["UV_CONSTRAINT"] == str(exported)
     assert (installer.layer / "venv").is_dir(), "filled: the next build restores it and exports nothing"
-    caller = replace(installer, constraint="/etc/constraints.txt", layer=tmp_path / "cache" / "layers" / "k2")
+    caller = replace(installer, constraint="/etc/constraints.txt", layer=tmp_path / "cache" / "layers" / "k2",
+                     index={"UV_INDEX": "https://private.example/simple"})
     beside = caller.start_beside(tmp_path / "again", source, "orders-api", "/usr/bin/python3.11", runner)
     beside.finish()
     again = tmp_path / "again" / "locked-requirements.txt"
     assert beside.environment["UV_CONSTRAINT"] == f"/etc/constraints.txt {again}"
+    [(_, export_env)] = [call for call in runner.calls if call[0][1] == "export" and str(again) in call[0]]
+    assert export_env is not None and export_env["UV_INDEX"] == "https://private.example/simple", \
+        "uv checks the lock against the build's package sources"
     unlocked = replace(installer, locked=False, layer=tmp_path / "cache" / "layers" / "k3").start_beside(
         tmp_path / "free", source, "orders-api", "/usr/bin/python3.11", runner)
     unlocked.finish()

@@ -132,7 +132,7 @@ class Installer:
         if self.uv is None or self.cache_root is None:
             return Beside(self.environment())
         # A lock out of date stops the build here, before anything starts; a saved layer was made from it.
-        locked = (export_lock(self.uv, source, work / "locked-requirements.txt", runner)
+        locked = (export_lock(self.uv, source, work / "locked-requirements.txt", runner, self.index)
                   if self.locked and self.layer is not None and not (self.layer / VENV_DIR).is_dir() else None)
         wheel_dir = work / "project-wheel"
         wheel = ProjectWheel(uv=self.uv, cache=self.cache_root, name=name, python=python,
