@@ -84,6 +84,13 @@ def test_uv_gets_pips_indexes_with_pips_choice_among_them(tmp_path: Path) -> Non
     }
 
 
+def test_a_relative_find_links_directory_is_the_callers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "wheels").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert index_variables(environ_for(tmp_path, PIP_CONFIG_FILE=os.devnull, PIP_FIND_LINKS="wheels gone"), {}, {}) == {
+        "UV_FIND_LINKS": str(tmp_path / "wheels")}
+
+
 def test_the_users_strategy_stands_and_an_index_url_alone_needs_none(tmp_path: Path) -> None:
     write(tmp_path / "home" / ".config" / "pip" / "pip.conf", "[global]\nextra-index-url = https://one.example/s\n")
     assert "UV_INDEX_STRATEGY" not in index_variables(environ_for(tmp_path, UV_INDEX_STRATEGY="first-index"), {}, {})

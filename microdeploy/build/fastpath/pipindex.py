@@ -102,7 +102,11 @@ def uv_variables(settings: Mapping[str, str], environ: Mapping[str, str]) -> dic
     variables: dict[str, str] = {}
     for option, value in settings.items():
         variable, separator = MAPPED[option]
-        values = [item for item in value.split() if option != "find-links" or _reachable(item)]
+        values = value.split()
+        if option == "find-links":
+            # A relative directory is the caller's, as for pip; uv runs in the build's directories.
+            values = [item if urlsplit(item).scheme else os.path.abspath(item) for item in values
+                      if _reachable(item)]
         if values:
             variables[variable] = separator.join(values)
     if "UV_INDEX" in variables and not environ.get(STRATEGY_VAR):
