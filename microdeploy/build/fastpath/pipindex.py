@@ -33,8 +33,8 @@ MAPPED = {
     "trusted-host": ("UV_INSECURE_HOST", " "),
 }
 # uv's variables and settings that choose where packages come from: when any is set, uv's configuration stands.
-UV_INDEX_VARIABLES = ("UV_DEFAULT_INDEX", "UV_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS",
-                      "UV_NO_INDEX")
+INDEX_URL_VARIABLES = ("UV_DEFAULT_INDEX", "UV_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL")
+UV_INDEX_VARIABLES = (*INDEX_URL_VARIABLES, "UV_FIND_LINKS", "UV_NO_INDEX")
 UV_INDEX_SETTINGS = ("index", "index-url", "extra-index-url", "find-links", "no-index", "default-index")
 STRATEGY_VAR = "UV_INDEX_STRATEGY"
 PIP_STRATEGY = "unsafe-best-match"  # pip takes the best version among all its indexes
@@ -106,7 +106,7 @@ def uv_variables(settings: Mapping[str, str], environ: Mapping[str, str]) -> dic
         if option == "find-links":
             # A relative directory is the caller's, as for pip; uv runs in the build's directories.
             values = [item if urlsplit(item).scheme else os.path.abspath(item) for item in values
-                      if _reachable(item)]
+                      if (local := _local_path(item)) is None or local.exists()]
         if values:
             variables[variable] = separator.join(values)
     if "UV_INDEX" in variables and not environ.get(STRATEGY_VAR):
@@ -114,12 +114,10 @@ def uv_variables(settings: Mapping[str, str], environ: Mapping[str, str]) -> dic
     return variables
 
 
-def _reachable(location: str) -> bool:
-    """A find-links location pip would use: a URL, or a local path that exists."""
-    scheme = urlsplit(location).scheme
-    if scheme == "file":
-        return Path(urlsplit(location).path).exists()
-    return bool(scheme) or Path(location).exists()
+def _local_path(location: str) -> Path | None:
+    """The path a find-links location names on this machine (a path, or a file: URL); None for another URL."""
+    parts = urlsplit(location)
+    return Path(parts.path) if parts.scheme in ("", "file") else None
 
 
 def index_variables(environ: Mapping[str, str], uv_configs: Mapping[str, str],
@@ -134,12 +132,9 @@ def local_sources(environ: Mapping[str, str]) -> list[Path]:
     """The directories on this machine that uv's package sources in `environ` name: find-links directories,
     and for an index at file://.../simple the directory above it, where such an index keeps its files. A build
     in another release's root sees them at the same paths."""
-    found: list[Path] = []
-    for item in environ.get("UV_FIND_LINKS", "").split(","):
-        parts = urlsplit(item.strip())
-        if item.strip() and parts.scheme in ("", "file"):
-            found.append(Path(parts.path))
-    for variable in ("UV_DEFAULT_INDEX", "UV_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL"):
+    found = [path for item in environ.get("UV_FIND_LINKS", "").split(",")
+             if item.strip() and (path := _local_path(item.strip())) is not None]
+    for variable in INDEX_URL_VARIABLES:
         for item in environ.get(variable, "").split():
             parts = urlsplit(_index_url(item))
             if parts.scheme == "file":
