@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from microdeploy.build.fastpath.layer import uv_configuration
-from microdeploy.build.fastpath.pipindex import index_variables
+from microdeploy.build.fastpath.installer import package_sources
+from microdeploy.pyproject import read_pyproject
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -158,8 +158,9 @@ class Builders:
 
     def reference_b(self, service: Path, scratch: Path, env: dict[str, str], package: str = PACKAGE) -> Build:
         """uv into a relocatable venv, nFPM packs it; uv gets the package sources microdeploy gives it (this
-        machine's pip index settings, pipindex.py), so both install the same files from the same places."""
-        env = {**env, **index_variables(env, uv_configuration(service, env), {})}
+        machine's pip index settings, installer.package_sources): both install the same files from the same
+        places."""
+        env = {**env, **package_sources(read_pyproject(service), env)}
         tree = fresh_copy(service, scratch / "src")
         stage = scratch / "stage" / package
         (scratch / "nfpm.yaml").write_text(NFPM_CONFIG.format(name=package, version="0.1.0", tree=stage))

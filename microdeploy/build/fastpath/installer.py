@@ -145,10 +145,10 @@ class Installer:
                     or self.start_layer_fill(work / "layer-copy", source, python, built, runner, restored, locked))
         # If the layer cannot be filled from the export, uv-pip's own install keeps to what the lock pins.
         pinned = {CONSTRAINT_VAR: " ".join(filter(None, [self.constraint, str(locked)]))} if locked else {}
+        environment = {**self.environment(wheel_dir, work / "layer-copy" if copy_job else None), **pinned}
         if copy_job is None:
-            return Beside({**self.environment(wheel_dir), **pinned}, (wheel_job,), wheel, built)
-        return Beside({**self.environment(wheel_dir, work / "layer-copy"), **pinned}, (wheel_job, copy_job), wheel,
-                      built, self.layer, restored)
+            return Beside(environment, (wheel_job,), wheel, built)
+        return Beside(environment, (wheel_job, copy_job), wheel, built, self.layer, restored)
 
     def start_layer_copy(
         self, directory: Path, wheel: tuple[threading.Thread, Path] | None = None, runner: Runner = run,
@@ -277,6 +277,12 @@ def uv_version(uv: str, runner: Runner = run) -> str:
     return runner([uv, "--version"]).stdout.strip()
 
 
+def package_sources(pyproject: Pyproject, environ: Mapping[str, str]) -> dict[str, str]:
+    """pip's index settings as uv's variables for the project of `pyproject`, unless uv has its own (pipindex.py):
+    its variables, its uv.toml files, the project's [tool.uv]."""
+    return index_variables(environ, uv_configuration(pyproject.directory, environ), pyproject.tool("uv"))
+
+
 def choose_installer(
     pyproject: Pyproject,
     *,
@@ -299,7 +305,7 @@ def choose_installer(
         return Installer("pip")
     root = cache_root(environ)
     touch(root / "uv")
-    index = index_variables(environ, uv_configuration(pyproject.directory, environ), pyproject.tool("uv"))
+    index = package_sources(pyproject, environ)
     if index:
         log.info("uv takes pip's index settings: %s", shown(index))
         environ = {**environ, **index}
