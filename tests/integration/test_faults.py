@@ -33,7 +33,9 @@ def mounted(target: Path, *options: str) -> Iterator[Path]:
     try:
         yield target
     finally:
-        subprocess.run(["umount", str(target)], check=True, capture_output=True, timeout=30)
+        # A daemon the block stopped (gpg-agent) may still hold a file there for a moment: umount says busy (32).
+        wait_until(lambda: subprocess.run(["umount", str(target)], capture_output=True, timeout=30).returncode == 0,
+                   f"umount {target}", timeout=10)
 
 
 @contextlib.contextmanager
@@ -122,7 +124,7 @@ def test_a_full_file_system_fails_a_publish_and_the_served_repository_stays(tmp_
                             str(small / "repo" / "public" / "dists" / "bookworm" / "InRelease")],
                            check=True, capture_output=True, timeout=30)
         finally:
-            subprocess.run(["gpgconf", "--kill", "gpg-agent"], env={**os.environ, "GNUPGHOME":
+            subprocess.run(["gpgconf", "--kill", "all"], env={**os.environ, "GNUPGHOME":
                            str(small / "repo" / "state" / "gnupg")}, check=False, capture_output=True, timeout=30)
 
 
