@@ -39,6 +39,8 @@ from microdeploy.process import Runner, run
 log = logging.getLogger(__name__)
 
 PRIVILEGED_PORTS = 1024  # ports below it need CAP_NET_BIND_SERVICE
+# Where the service's venv is in the package: DH_VIRTUALENV_INSTALL_ROOT (debian/rules) and the name.
+VENVS_IN_PACKAGE = "opt/venvs"
 
 
 def python_minor(config: ServiceConfig, runner: Runner = run) -> str:
@@ -185,7 +187,7 @@ def build_tree(settings: BuildSettings, config: ServiceConfig, facts: BuildFacts
         deb = package_file(tree.parent, config.name)
         if datapack.writes(config.compression):
             chunks = installer.cache_root / datapack.CHUNKS_KIND if installer.cache_root is not None else None
-            datapack.compress_members(deb, config.compression_level, chunks)
+            datapack.compress_members(deb, config.compression_level, chunks, venv=f"{VENVS_IN_PACKAGE}/{config.name}")
         # dpkg's generators, next, read the package and debian/'s control files alone.
         tidying.append(start_tidying(deb, [tree / SOURCE_SUBDIR, tree / "debian" / config.name]))
 

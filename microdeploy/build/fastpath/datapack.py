@@ -8,17 +8,20 @@ flush, with no reference to an earlier chunk (what pigz --independent
 writes): every gzip reader reads it as one stream.
 
 The data of each large file (at least SHARED_MIN bytes: most of a venv's
-bytes) is a chunk of its own, taken from the cache when a build compressed
+bytes) is a chunk of its own, and so is each run between them (tar headers
+and small files). A chunk is taken from the cache when a build compressed
 the same bytes before (deb-chunks/KEY, keyed by the bytes, the level and
-zlib's version); the runs between them (tar headers, which carry the
-build's dates, and small files) are compressed at every build. So an
-app-only rebuild compresses little more than its small files. Chunks are
-compressed on all cores. The output depends on the tar's bytes and the
-level alone, whatever is cached and however many cores there are.
+zlib's version). The venv's entries are dated by their content
+(tardates.py), so the runs of files that a commit does not change are the
+same bytes at the next build: an app-only rebuild compresses little more
+than the runs around the files it changed. Chunks are compressed on all
+cores. The output depends on the tar's bytes, the venv's path and the level
+alone, whatever is cached and however many cores there are.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import mmap
 import os
@@ -31,14 +34,14 @@ from pathlib import Path
 from debian import arfile
 
 from microdeploy.build.cache import touch
+from microdeploy.build.fastpath import tardates
+from microdeploy.build.fastpath.tardates import TAR_BLOCK
 from microdeploy.errors import MicrodeployError
 from microdeploy.fsutil import atomic_write
 
 # The compressor this module writes: for it, debian/rules has dpkg-deb leave the members plain.
 COMPRESSOR = "gzip"
 CHUNKS_KIND = "deb-chunks"
-TAR_BLOCK = 512
-ZERO_BLOCK = bytes(TAR_BLOCK)  # two of them end a tar archive
 # A file's data makes a chunk of its own from this size on. Each chunk starts
 # without the 32 KiB of history deflate refers back to; from this size on,
 # what that costs stays within 0.1% of the package's size.
@@ -61,14 +64,15 @@ def writes(compression: str) -> bool:
     return compression == COMPRESSOR
 
 
-def compress_members(deb: Path, level: int, cache: Path | None) -> None:
+def compress_members(deb: Path, level: int, cache: Path | None, venv: str | None = None) -> None:
     """Rewrite `deb` (made with dpkg-deb -Znone) with its control and data members gzipped at `level`.
 
     `cache` is the directory of the data member's compressed chunks (None:
-    compress every chunk, keep none). The package is read through a map of
-    its pages, and cached chunks are written from maps of theirs: a large
-    venv's package would otherwise take more new memory than it takes time
-    to compress its changed part.
+    compress every chunk, keep none). `venv`: the venv's path in the package
+    (no leading /), whose entries are dated by their content. The package is
+    read through a map of its pages, and cached chunks are written from maps
+    of theirs: a large venv's package would otherwise take more new memory
+    than it takes time to compress its changed part.
     """
     try:
         members = arfile.ArFile(str(deb)).getmembers()
@@ -83,7 +87,7 @@ def compress_members(deb: Path, level: int, cache: Path | None) -> None:
         with plain.open("rb") as handle:
             mapped = memoryview(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
         with deb.open("xb") as out:
-            out.writelines(ar_archive([(member, packed(member.name, data, level, cache))
+            out.writelines(ar_archive([(member, packed(member.name, data, level, cache, venv))
                                        for member, data in zip(members, member_data(mapped, members), strict=True)]))
     except BaseException:
         deb.unlink(missing_ok=True)
@@ -101,12 +105,13 @@ def member_data(archive: memoryview, members: Sequence[arfile.ArMember]) -> Iter
         offset = start + member.size + member.size % 2
 
 
-def packed(name: str, data: memoryview, level: int, cache: Path | None) -> Sequence[Piece]:
+def packed(name: str, data: memoryview, level: int, cache: Path | None, venv: str | None) -> Sequence[Piece]:
     """A member's new data: the tars gzipped, the rest as it is."""
     if name == "control.tar":
-        return gzip_member(data, [deflate_chunk(data, level)], level)
+        return gzip_member([data], [deflate_chunk(data, level)], level)
     if name == "data.tar":
-        return gzip_member(data, deflated_data(data, level, cache), level)
+        chunks, deflated = deflated_data(data, level, cache, venv)
+        return gzip_member(chunks, deflated, level)
     return [data]
 
 
@@ -124,37 +129,77 @@ def ar_archive(parts: Sequence[tuple[arfile.ArMember, Sequence[Piece]]]) -> Iter
             yield b"\n"
 
 
-def gzip_member(data: memoryview, deflated: Sequence[Piece], level: int) -> list[Piece]:
-    """One gzip member of `data`, whose deflate data is the chunks `deflated`, in order."""
+def gzip_member(chunks: Sequence[Piece], deflated: Sequence[Piece], level: int) -> list[Piece]:
+    """One gzip member of the data `chunks` (in order), whose deflate data is the chunks `deflated`, in order."""
     extra_flags = 2 if level == 9 else 4 if level == 1 else 0  # the XFL that zlib's own gzip writer sets
     header = struct.pack("<BBBBIBB", 0x1F, 0x8B, GZIP_METHOD_DEFLATE, 0, 0, extra_flags, GZIP_OS_UNIX)
-    trailer = struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)
+    crc = 0
+    for chunk in chunks:
+        crc = zlib.crc32(chunk, crc)
+    trailer = struct.pack("<II", crc, sum(len(chunk) for chunk in chunks) & 0xFFFFFFFF)
     return [header, *deflated, FINAL_BLOCK, trailer]
 
 
-def deflate_chunk(chunk: memoryview, level: int) -> bytes:
+def deflate_chunk(chunk: Piece, level: int) -> bytes:
     """Raw deflate data of `chunk` alone, ending byte-aligned and not final."""
     compressor = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
     return compressor.compress(chunk) + compressor.flush(zlib.Z_SYNC_FLUSH)
 
 
-def deflated_data(tar: memoryview, level: int, cache: Path | None) -> list[Piece]:
-    """The chunks of `tar` deflated, in order: large files' data from the cache where it holds them, the rest
-    compressed on all cores (and the large files' data stored)."""
-    chunks = [(tar[start:end], shared) for start, end, shared in chunks_of(tar)]
-    keys = {index: chunk_key(chunk, level) for index, (chunk, shared) in enumerate(chunks) if shared}
-    found: dict[int, Piece] = {}
-    if cache is not None:
-        found = {index: payload for index, key in keys.items() if (payload := cached(cache / key)) is not None}
-    missing = [index for index in range(len(chunks)) if index not in found]
-    with ThreadPoolExecutor(max_workers=max(1, min(len(missing), os.cpu_count() or 1))) as pool:
-        made = dict(zip(missing, pool.map(lambda index: deflate_chunk(chunks[index][0], level), missing),
-                        strict=True))
-    if cache is not None and keys.keys() - found.keys():
+def deflated_data(tar: memoryview, level: int, cache: Path | None,
+                  venv: str | None) -> tuple[list[Piece], list[Piece]]:
+    """The chunks of `tar` (the venv's headers dated by content), and each deflated, in order: from the cache
+    where it holds them, the rest compressed on all cores."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        found = list(tardates.members(tar))
+        digests = tardates.file_digests(tar, found, pool)
+        dates = tardates.content_dates(tar, found, venv, digests) if venv is not None else {}
+        headers = {offset: tardates.redated(tar[offset:offset + TAR_BLOCK], date) for offset, date in dates.items()
+                   if date != tardates.header_mtime(tar, offset)}
+        offsets = sorted(headers)
+        by_data = {member.data: member for member in found}
+        chunks: list[Piece] = []
+        keys: list[str] = []
+        for start, end, shared in chunks_of(tar):
+            member = by_data.get(start)
+            if shared and member is not None and member.header in digests:
+                # The file's digest, computed for its date, and its size say which bytes the chunk holds.
+                chunks.append(tar[start:end])
+                keys.append(chunk_key(level, b"file %d " % member.size + digests[member.header]))
+            else:
+                chunks.append(with_headers(tar, start, end, headers, offsets))
+                keys.append("")  # keyed on the pool, below
+        runs = [index for index, key in enumerate(keys) if not key]
+        for index, key in zip(runs, pool.map(lambda index: chunk_key(level, b"bytes " + sha256(chunks[index])), runs),
+                              strict=True):
+            keys[index] = key
+        found_chunks: dict[int, Piece] = {}
+        if cache is not None:
+            found_chunks = {index: payload for index, key in enumerate(keys)
+                            if (payload := cached(cache / key)) is not None}
+        missing = [index for index in range(len(chunks)) if index not in found_chunks]
+        made = dict(zip(missing, pool.map(lambda index: deflate_chunk(chunks[index], level), missing), strict=True))
+    if cache is not None and made:
         cache.mkdir(parents=True, exist_ok=True)
-        for index in keys.keys() - found.keys():
-            atomic_write(cache / keys[index], hashlib.sha256(made[index]).digest() + made[index], durable=False)
-    return [found[index] if index in found else made[index] for index in range(len(chunks))]
+        for index, deflated in made.items():
+            atomic_write(cache / keys[index], hashlib.sha256(deflated).digest() + deflated, durable=False)
+    return chunks, [found_chunks[index] if index in found_chunks else made[index] for index in range(len(chunks))]
+
+
+def with_headers(tar: memoryview, start: int, end: int, headers: dict[int, bytes], offsets: list[int]) -> Piece:
+    """The bytes of `tar` from `start` to `end`, with the tar headers at the offsets of `headers` (`offsets`,
+    sorted) replaced."""
+    inside = offsets[bisect.bisect_left(offsets, start):bisect.bisect_left(offsets, end)]
+    if not inside:
+        return tar[start:end]
+    run = bytearray(tar[start:end])
+    for offset in inside:
+        run[offset - start:offset - start + TAR_BLOCK] = headers[offset]
+    return bytes(run)
+
+
+def sha256(data: Piece) -> bytes:
+    return hashlib.sha256(data).digest()
 
 
 def cached(path: Path) -> memoryview | None:
@@ -172,52 +217,22 @@ def cached(path: Path) -> memoryview | None:
     return payload
 
 
-def chunk_key(chunk: memoryview, level: int) -> str:
-    """The cache key of a chunk compressed at `level` by this zlib (another zlib may compress it differently)."""
+def chunk_key(level: int, content: bytes) -> str:
+    """The cache key of a chunk compressed at `level` by this zlib (another zlib may compress it differently):
+    `content` says which bytes the chunk holds."""
     digest = hashlib.sha256(f"deflate-chunk {level} {zlib.ZLIB_RUNTIME_VERSION}\n".encode("ascii"))
-    digest.update(chunk)
+    digest.update(content)
     return digest.hexdigest()
 
 
 def chunks_of(tar: memoryview) -> Iterator[tuple[int, int, bool]]:
     """(start, end, shared) of each chunk of `tar`, in order: shared when it is the data of one large file."""
     run = 0
-    for offset, size in entries(tar):
+    for offset, size in tardates.entries(tar):
         if size >= SHARED_MIN:
-            start, end = offset + TAR_BLOCK, offset + TAR_BLOCK + padded(size)
+            start, end = offset + TAR_BLOCK, offset + TAR_BLOCK + tardates.padded(size)
             yield run, start, False
             yield start, end, True
             run = end
     if run < len(tar):
         yield run, len(tar), False
-
-
-def entries(tar: memoryview) -> Iterator[tuple[int, int]]:
-    """The offset and data size of each entry of a tar archive, until its end or the first header it cannot read.
-
-    GNU long names and pax headers are entries of their own here.
-    """
-    offset = 0
-    while offset + TAR_BLOCK <= len(tar):
-        header = tar[offset:offset + TAR_BLOCK]
-        size = None if header == ZERO_BLOCK else entry_size(header[124:136])
-        if size is None:
-            return
-        yield offset, size
-        offset += TAR_BLOCK + padded(size)
-
-
-def entry_size(field: memoryview) -> int | None:
-    """The size field of a tar header: octal digits, or base-256 when its first byte has the high bit set."""
-    if field[0] & 0x80:
-        return int.from_bytes(field[1:], "big")
-    digits = bytes(field).split(b"\0", 1)[0].strip()
-    try:
-        return int(digits, 8) if digits else 0
-    except ValueError:
-        return None
-
-
-def padded(size: int) -> int:
-    """The bytes a tar entry's data of `size` bytes takes: whole blocks."""
-    return -(-size // TAR_BLOCK) * TAR_BLOCK
