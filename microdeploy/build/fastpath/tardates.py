@@ -1,15 +1,19 @@
-"""The entries of a data.tar, and the venv's entries dated by what they hold.
+"""The entries of a data.tar, and the venv's entries dated by what their directory holds.
 
 dpkg-deb dates every entry of the package SOURCE_DATE_EPOCH, the commit's
 time, so at every commit every tar header changes, and with it every run of
 small files that datapack compresses. Under the venv, each entry is dated
-by its content instead: a time in 2000-2009 derived from the SHA-256 of a
-file's bytes, a symlink's target, or a directory's entries (their names,
-kinds and dates). An unchanged file keeps its header from build to build,
-and a changed file (or a directory above it) gets a new date, so whatever
-compares dates and sizes (Python's bytecode, an HTTP server's Last-Modified
-and ETag, rsync) sees every change. No date is later than the one dpkg-deb
-wrote, SOURCE_DATE_EPOCH. Outside the venv nothing changes.
+by its directory's content instead (a directory by its own, a file or
+symlink by the one it is in): a time in 2000-2009 derived from the SHA-256
+of the names, kinds and contents of the directory's entries (a file's
+bytes, a symlink's target, a subdirectory's name alone). A directory that a
+commit does not change keeps its headers from build to build; a file that
+changes gets a new date, and so does everything in its directory, so
+whatever compares dates and sizes (Python's bytecode, an HTTP server's
+Last-Modified and ETag, rsync) sees every change. One date per directory
+rather than per file: the headers of one directory compress as well as
+dpkg-deb's. No date is later than the one dpkg-deb wrote, SOURCE_DATE_EPOCH.
+Outside the venv nothing changes.
 """
 
 from __future__ import annotations
@@ -84,37 +88,29 @@ def content_dates(tar: memoryview, found: list[Member], venv: str, digests: Mapp
     `digests`: the SHA-256 of each regular file's data, by its header's offset (file_digests).
     """
     inside = [member for member in found if member.name == venv or member.name.startswith(venv + "/")]
-    by_name = {member.name: member for member in inside}
-    children: dict[str, list[Member]] = {}
+    listings: dict[str, list[bytes]] = {}
     for member in inside:
-        if member.name != venv:
-            children.setdefault(member.name.rsplit("/", 1)[0], []).append(member)
-    dates: dict[str, int] = {}
-
-    def date_of(member: Member) -> int:
-        if member.name in dates:
-            return dates[member.name]
+        if member.name == venv:
+            continue
+        parent, name = member.name.rsplit("/", 1)
         if member.kind in REGULAR:
-            digest = digests[member.header]
-        elif member.kind == SYMLINK:
-            digest = hashlib.sha256(b"symlink\0" + member.link.encode()).digest()
-        elif member.kind == HARD_LINK and member.link in by_name:
-            dates[member.name] = date_of(by_name[member.link])
-            return dates[member.name]
+            what = digests[member.header]
         elif member.kind == DIRECTORY:
-            listing = sorted(children.get(member.name, []), key=lambda child: child.name)
-            digest = hashlib.sha256(b"".join(
-                b"%s\0%s\0%d\n" % (child.name.rsplit("/", 1)[-1].encode(), child.kind, date_of(child))
-                for child in listing)).digest()
+            what = b""  # its own entries date it and what it holds
         else:
-            digest = hashlib.sha256(b"entry\0" + member.kind + member.link.encode()).digest()
-        dates[member.name] = CONTENT_DATES_FROM + int.from_bytes(digest[:8], "big") % CONTENT_DATES_SPAN
-        return dates[member.name]
+            what = member.link.encode("utf-8", "surrogateescape")
+        listings.setdefault(parent, []).append(b"%s\0%s\0%s\n" % (name.encode("utf-8", "surrogateescape"),
+                                                                   member.kind, what))
+    dates = {directory: CONTENT_DATES_FROM + int.from_bytes(
+        hashlib.sha256(b"".join(sorted(lines))).digest()[:8], "big") % CONTENT_DATES_SPAN
+        for directory, lines in listings.items()}
+    empty = CONTENT_DATES_FROM + int.from_bytes(hashlib.sha256(b"").digest()[:8], "big") % CONTENT_DATES_SPAN
 
-    # Deepest first, so that a directory's entries are dated before it.
-    for member in sorted(inside, key=lambda member: -member.name.count("/")):
-        date_of(member)
-    return {member.header: min(dates[member.name], header_mtime(tar, member.header)) for member in inside}
+    def directory_of(member: Member) -> str:
+        return member.name if member.kind == DIRECTORY else member.name.rsplit("/", 1)[0]
+
+    return {member.header: min(dates.get(directory_of(member), empty), header_mtime(tar, member.header))
+            for member in inside}
 
 
 def file_digests(tar: memoryview, found: list[Member], pool: Executor) -> dict[int, bytes]:
