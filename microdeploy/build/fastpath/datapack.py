@@ -11,10 +11,10 @@ The data of each large file (at least SHARED_MIN bytes: most of a venv's
 bytes) is a chunk of its own, and so is each run between them (tar headers
 and small files). A chunk is taken from the cache when a build compressed
 the same bytes before (deb-chunks/KEY, keyed by the bytes, the level and
-zlib's version). The venv's entries are dated by their content
-(tardates.py), so the runs of files that a commit does not change are the
-same bytes at the next build: an app-only rebuild compresses little more
-than the runs around the files it changed. Chunks are compressed on all
+zlib's version). The venv's entries are dated by what their directory
+holds (tardates.py), so the runs of directories that a commit does not
+change are the same bytes at the next build: an app-only rebuild compresses
+little more than the runs around the directories it changed. Chunks are compressed on all
 cores. The output depends on the tar's bytes, the venv's path and the level
 alone, whatever is cached and however many cores there are.
 """
