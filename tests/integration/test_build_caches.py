@@ -229,6 +229,32 @@ def test_app_and_dependency_changes_reach_the_package(
     assert len(list((cache / "layers").glob("*/venv"))) == 2
 
 
+def test_a_constraint_given_to_uv_reaches_the_package_past_a_saved_layer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UV_CONSTRAINT, and a new text in its file, make a new layer: a warm cache never ships what they exclude."""
+    project = checkout(tmp_path / "hello-api")
+    pyproject = project / "pyproject.toml"
+    pinned = '"gunicorn==23.0.0",'
+    pyproject.write_text(pyproject.read_text().replace(pinned, pinned + '\n    "six",'))
+    commit(project, "depend on six, any version")
+    cache = tmp_path / "cache"
+
+    def six_version() -> bytes:
+        files = payload(build_with(project, tmp_path / f"dist-{len(list(tmp_path.glob('dist-*')))}", cache).deb)
+        [line] = [line for line in files[f"{SITE}/six.py"].splitlines() if line.startswith(b"__version__")]
+        return line
+
+    newest = six_version()
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("six==1.16.0\n")
+    monkeypatch.setenv("UV_CONSTRAINT", str(constraints))  # as the caller's shell sets it
+    assert six_version() == b'__version__ = "1.16.0"' != newest
+    constraints.write_text("six==1.15.0\n")
+    assert six_version() == b'__version__ = "1.15.0"'
+    assert len(list((cache / "layers").glob("*/venv"))) == 3
+
+
 def test_a_project_with_dynamic_dependencies_stays_out_of_uvs_shared_cache(tmp_path: Path) -> None:
     """setuptools reads the dependencies from a file, so pyproject.toml does not list them: the first build
     installs the project's wheel through debian/uv-pip, the app-only rebuild into the restored layer with a

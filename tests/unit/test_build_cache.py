@@ -120,6 +120,31 @@ def test_layer_key_follows_uvs_own_configuration_files(tmp_path: Path) -> None:
     assert key(checkout, HOME=str(home), UV_CONFIG_FILE=str(tmp_path / "ci.toml")) not in (base, user, both)
 
 
+def test_layer_key_follows_uvs_variables_and_the_files_they_name(tmp_path: Path) -> None:
+    """A caller's UV_ variable that changes what uv installs (constraints, overrides, exclude-newer, prerelease,
+    binary choices) makes a new layer, and so does new text in a constraint file; credentials, timeouts and
+    where uv keeps its cache do not."""
+    project(tmp_path)
+    base = key(tmp_path)
+    (tmp_path / "constraints.txt").write_text("flask==3.0.3\n")
+    constrained = key(tmp_path, UV_CONSTRAINT="constraints.txt")
+    seen = {base, constrained}
+    assert len(seen) == 2
+    (tmp_path / "constraints.txt").write_text("flask==3.1.0\n")
+    assert key(tmp_path, UV_CONSTRAINT="constraints.txt") not in seen, "the file's text, not only its name"
+    (tmp_path / "pins.txt").write_text("flask==3.1.0\n")
+    for variable, value in [("UV_OVERRIDE", str(tmp_path / "pins.txt")), ("UV_EXCLUDE_NEWER", "2025-01-01T00:00:00Z"),
+                            ("UV_PRERELEASE", "allow"), ("UV_RESOLUTION", "lowest-direct"), ("UV_NO_BINARY", "1"),
+                            ("UV_INDEX_STRATEGY", "first-index"), ("UV_OFFLINE", "1")]:
+        changed = key(tmp_path, **{variable: value})
+        assert changed not in seen, variable
+        seen.add(changed)
+    for variable, value in [("UV_CACHE_DIR", "/elsewhere"), ("UV_HTTP_TIMEOUT", "300"), ("UV_NATIVE_TLS", "1"),
+                            ("UV_INDEX_PRIVATE_USERNAME", "ci"), ("UV_INDEX_PRIVATE_PASSWORD", "s3cret"),
+                            ("UV_LINK_MODE", "hardlink"), ("UV_CONCURRENT_DOWNLOADS", "4"), ("PIP_NO_CACHE_DIR", "1")]:
+        assert key(tmp_path, **{variable: value}) == base, variable
+
+
 def test_layer_key_follows_the_files_requirements_txt_includes(tmp_path: Path) -> None:
     """-r and -c files, nested and relative to the file that names them, are part of the key; a cycle ends."""
     project(tmp_path)

@@ -30,9 +30,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from microdeploy.build.cache import touch
-from microdeploy.build.fastpath.contract import VENV_DIR
+from microdeploy.build.fastpath.contract import UV_CACHE_VAR, UV_INSTALL_SETTINGS, VENV_DIR
 from microdeploy.build.fastpath.lock import LOCK_FILE, is_locked
-from microdeploy.build.fastpath.pipindex import STRATEGY_VAR, UV_INDEX_VARIABLES
 from microdeploy.fsutil import staged_directory
 from microdeploy.process import Runner, run
 from microdeploy.pyproject import Pyproject
@@ -41,8 +40,6 @@ from microdeploy.pyproject import Pyproject
 # declare them statically (setup.py projects, dynamic dependencies).
 DECLARATION_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
 REQUIREMENTS_FILE = "requirements.txt"  # dh_virtualenv installs it first when present
-# Where packages come from, and how uv chooses among them, changes what is installed.
-INDEX_VARIABLES = (*UV_INDEX_VARIABLES, STRATEGY_VAR)
 # A shared file's mode is what dh_fixperms makes of it, and its mtime is later
 # than any commit's date: dpkg-deb clamps it to the build's SOURCE_DATE_EPOCH,
 # so no build step changes either (debian/rules touches only older files).
@@ -51,6 +48,22 @@ SHARED_MTIME_NS = 4_102_444_800 * 10**9  # 2100-01-01
 # uv's own configuration files (uv.toml), which decide indexes, resolution strategy, constraints and overrides as
 # much as the variables do: the user's, then the first of the system's (uv's own search; pip.conf is not read).
 UV_SYSTEM_CONFIGS = ("/etc/xdg/uv/uv.toml", "/etc/uv/uv.toml")
+# uv's variables that change how it works, not what it installs: where its caches, Pythons and tools are, how it
+# reaches indexes (credentials, TLS, timeouts, retries), what it prints; and those every uv run of a build gets from
+# microdeploy (contract.UV_INSTALL_SETTINGS). Every other UV_ variable (constraints, overrides, exclude-newer,
+# prerelease and resolution choices, binary and build choices, offline) may change what the layer holds.
+UV_VARIABLES_NOT_IN_KEY = frozenset({
+    UV_CACHE_VAR, *UV_INSTALL_SETTINGS, "UV_NO_CACHE", "UV_CACHE_MAX_AGE", "UV_HTTP_TIMEOUT", "UV_REQUEST_TIMEOUT",
+    "UV_HTTP_RETRIES", "UV_CONCURRENT_DOWNLOADS", "UV_CONCURRENT_BUILDS", "UV_CONCURRENT_INSTALLS", "UV_NATIVE_TLS",
+    "UV_KEYRING_PROVIDER", "UV_CREDENTIALS_DIR", "UV_NO_WRAP", "UV_LOG_CONTEXT", "UV_STACK_SIZE", "UV_NO_COLOR",
+    "UV_PYTHON_INSTALL_DIR", "UV_PYTHON_BIN_DIR", "UV_TOOL_DIR", "UV_TOOL_BIN_DIR", "UV_NO_ENV_FILE", "UV_ENV_FILE",
+    "UV_PROJECT_ENVIRONMENT", "UV_NO_HF_TOKEN",
+    "UV_CONFIG_FILE", "UV_NO_CONFIG",  # what they decide is in the key as the uv.toml texts (uv_configuration)
+})
+# Credentials for an index or for publishing: a new password installs the same packages.
+UV_CREDENTIALS_RE = re.compile(r"UV_INDEX_\w+_(?:USERNAME|PASSWORD)|UV_PUBLISH_\w+")
+# uv's variables that name files (separated by spaces), whose contents decide what is installed.
+UV_FILE_VARIABLES = ("UV_CONSTRAINT", "UV_OVERRIDE", "UV_BUILD_CONSTRAINT")
 # A requirements file line naming another file whose requirements or constraints apply too.
 INCLUDE_RE = re.compile(r"^\s*(?:-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+)(?P<path>\S+)")
 
@@ -141,11 +154,25 @@ def layer_key(
         "python": python_minor,
         "wsgi_server": wsgi_server,
         "uv": uv_version,
-        "index": {key: environ[key] for key in INDEX_VARIABLES if key in environ},
         "uv-config": uv_configuration(pyproject.directory, environ),
+        "uv-variables": uv_variables(pyproject.directory, environ),
     }
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     return f"{name}-{dist + '-' if dist else ''}py{python_minor}-{digest[:16]}"
+
+
+def uv_variables(project: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """The caller's UV_ variables that may change what uv installs, with the text of the files they name (a
+    relative path is the project's: uv runs in the project's copy)."""
+    found: dict[str, str] = {}
+    for name, value in environ.items():
+        if not name.startswith("UV_") or name in UV_VARIABLES_NOT_IN_KEY or UV_CREDENTIALS_RE.fullmatch(name):
+            continue
+        found[name] = value
+        for path in value.split() if name in UV_FILE_VARIABLES else ():
+            named = project / path
+            found[f"{name} {path}"] = named.read_text(encoding="utf-8", errors="replace") if named.is_file() else ""
+    return found
 
 
 def uv_configuration(project: Path, environ: Mapping[str, str]) -> dict[str, str]:
