@@ -203,3 +203,28 @@ def test_the_git_state_keys_the_kept_wheel_only_where_the_version_may_come_from_
     assert git_state(BuildSettings(project=tmp_path), settled) == ""
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "shop"\ndynamic = ["version"]\n')
     assert "abc1234" in git_state(BuildSettings(project=tmp_path), settled)
+
+
+def test_the_callers_uv_settings_key_the_build_environment_and_the_kept_wheel(tmp_path: Path) -> None:
+    """A constraint on the build requirements (the caller's UV_ variables, layer.uv_variables) makes its own build
+    environment and wheel: one made without it is not reused, nor one made with it once it is gone."""
+    uv = FakeUv()
+    source = project(tmp_path)
+    pinned = {"UV_BUILD_CONSTRAINT": "build.txt", "UV_BUILD_CONSTRAINT build.txt": "setuptools<70\n"}
+
+    def produce_with(settings: dict[str, str], out: str) -> None:
+        wheel = ProjectWheel(uv="/opt/uv", cache=tmp_path / "cache", name="orders-api", python="/usr/bin/python3.11",
+                             build_system=read_pyproject(source).build_system, runner=uv, settings=settings)
+        wheel.start(source, tmp_path / out).join(timeout=10)
+        wheel.keep()
+
+    def counted(command: str) -> int:
+        return sum(1 for call in uv.calls if call[1] == command)
+
+    produce_with({}, "plain")
+    produce_with(pinned, "pinned")
+    assert (counted("venv"), counted("build")) == (2, 2)
+    produce_with(pinned, "pinned-again")
+    produce_with({}, "plain-again")
+    assert (counted("venv"), counted("build")) == (2, 2), "each reuses its own"
+    assert len(list((tmp_path / "cache" / "build-envs").iterdir())) == 2

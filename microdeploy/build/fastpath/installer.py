@@ -39,6 +39,7 @@ from microdeploy.build.fastpath.layer import (
     prepare_layer,
     save_layer,
     uv_configuration,
+    uv_variables,
 )
 from microdeploy.build.fastpath.lock import LOCK_FILE, export_lock, is_locked
 from microdeploy.build.fastpath.pipindex import index_variables, shown
@@ -103,6 +104,9 @@ class Installer:
     # pip's index settings as uv's variables, for every uv run of the build (pipindex.py).
     index: Mapping[str, str] = field(default_factory=dict)
     constraint: str = ""  # the caller's UV_CONSTRAINT, which a lock's constraint joins
+    # The caller's uv variables that decide what an install gets (layer.uv_variables), for the keys of the
+    # project's build environment and kept wheel.
+    uv_settings: Mapping[str, str] = field(default_factory=dict)
 
     def environment(self, wheel_dir: Path | None = None, layer_copy: Path | None = None) -> dict[str, str]:
         """Variables debian/make-venv and debian/uv-pip read during the build."""
@@ -137,7 +141,7 @@ class Installer:
         wheel_dir = work / "project-wheel"
         wheel = ProjectWheel(uv=self.uv, cache=self.cache_root, name=name, python=python,
                              build_system=self.build_system, runner=runner, git_state=git_state,
-                             index=self.index)
+                             index=self.index, settings=self.uv_settings)
         wheel_job = wheel.start(source, wheel_dir)
         built = (wheel_job, wheel_dir)
         restored = Restored()
@@ -318,4 +322,5 @@ def choose_installer(
     return Installer("uv", uv=uv, cache_root=root, layer=layer, wsgi_server=wsgi_server,
                      layer_has_dependencies=pyproject.static_dependencies or locked,
                      dependencies=declared_dependencies(pyproject), locked=locked, build_system=pyproject.build_system,
-                     index=index, constraint=environ.get(CONSTRAINT_VAR, ""))
+                     index=index, constraint=environ.get(CONSTRAINT_VAR, ""),
+                     uv_settings=uv_variables(pyproject.directory, environ))

@@ -58,7 +58,8 @@ class ProjectWheel:
     """Builds (or finds) one project's wheel for one build, in the jobs."""
 
     def __init__(self, *, uv: str, cache: Path, name: str, python: str, build_system: BuildSystem,
-                 runner: Runner = run, git_state: str = "", index: Mapping[str, str] | None = None) -> None:
+                 runner: Runner = run, git_state: str = "", index: Mapping[str, str] | None = None,
+                 settings: Mapping[str, str] | None = None) -> None:
         self.uv = uv
         # Where the checkout stands in git (commit, last tag): part of the kept wheel's key, since a version
         # from git changes with it while the files stay the same.
@@ -70,6 +71,9 @@ class ProjectWheel:
         self.runner = runner
         # `index`: where packages come from when uv is given pip's settings (pipindex.py).
         self.env = {**UV_SETTINGS, **(index or {}), UV_CACHE_VAR: str(cache / "uv")}
+        # The caller's uv variables that decide what an install gets (constraints, indexes...; layer.uv_variables):
+        # the build environment's requirements and so the wheel follow them.
+        self.settings = dict(settings or {})
         self.to_keep: tuple[Path, Path] | None = None  # a wheel built now, and where keep() saves it
 
     def start(self, source: Path, wheel_dir: Path) -> threading.Thread:
@@ -77,7 +81,8 @@ class ProjectWheel:
         return jobs.start("project-wheel", wheel_dir, lambda: self._produce(source, wheel_dir))
 
     def _produce(self, source: Path, wheel_dir: Path) -> int:
-        salt = json.dumps([self.python, list(self.build_system.requires), self.git_state])
+        salt = json.dumps([self.python, list(self.build_system.requires), self.git_state, self.settings],
+                          sort_keys=True)
         kept = self.cache / "wheels" / self.name / source_digest(source, salt)
         wheels = list(kept.glob("*.whl"))
         if wheels:
@@ -112,7 +117,8 @@ class ProjectWheel:
         bytecode), and PYTHONDONTWRITEBYTECODE would stop Python caching it.
         """
         requires = list(self.build_system.requires)
-        key = hashlib.sha256(json.dumps([BUILD_ENV_FORMAT, self.python, sorted(requires)]).encode()).hexdigest()[:16]
+        key = hashlib.sha256(json.dumps([BUILD_ENV_FORMAT, self.python, sorted(requires), self.settings],
+                                        sort_keys=True).encode()).hexdigest()[:16]
         environment = self.cache / "build-envs" / key
         if is_made(environment):
             touch(environment)
