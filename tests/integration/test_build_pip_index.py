@@ -1,4 +1,4 @@
-"""A private index configured for pip alone (pip.conf) serves the build with uv too."""
+"""A private index and constraints configured for pip alone (pip.conf) serve the build with uv too."""
 
 from __future__ import annotations
 
@@ -35,23 +35,28 @@ def private_index(root: Path) -> Path:
 
 
 @pytest.mark.parametrize(("dist", "python"), [(None, "3.11"), ("trixie", "3.13")])
-def test_a_dependency_on_a_private_index_in_pip_conf_installs_with_uv(tmp_path: Path, dist: str | None,
-                                                                      python: str) -> None:
-    """The service depends on a package only the private index has; that index is in a pip configuration file
-    ($PIP_CONFIG_FILE, as a CI agent sets it) and nowhere in uv's settings. Without pip's settings uv looks the
-    name up on PyPI alone and the build fails; in trixie's build root, without the index's directory bound in,
-    uv does not find it."""
+def test_a_private_index_and_a_constraint_in_pip_conf_serve_the_build_with_uv(tmp_path: Path, dist: str | None,
+                                                                               python: str) -> None:
+    """The service depends on a package only the private index has, and on six, which a constraint file holds
+    back; both are in a pip configuration file ($PIP_CONFIG_FILE, as a CI agent sets it) and nowhere in uv's
+    settings. Without pip's settings uv looks the name up on PyPI alone and the build fails, and it takes the
+    newest six; in trixie's build root, without the index's and the constraint's directories bound in, uv finds
+    neither."""
     simple = private_index(tmp_path / "index")
+    constraints = tmp_path / "team-constraints" / "constraints.txt"
+    constraints.parent.mkdir()
+    constraints.write_text("six==1.16.0\n")
     pip_conf = tmp_path / "pip.conf"
-    pip_conf.write_text(f"[global]\nextra-index-url = file://{simple}\n")
+    pip_conf.write_text(f"[global]\nextra-index-url = file://{simple}\nconstraint = {constraints}\n")
     project = checkout(tmp_path / "hello-api")
     pyproject = project / "pyproject.toml"
     pinned = '"gunicorn==23.0.0",'
-    pyproject.write_text(pyproject.read_text().replace(pinned, f'{pinned}\n    "{PRIVATE}==1.0",'))
-    commit(project, "a private dependency")
+    pyproject.write_text(pyproject.read_text().replace(pinned, f'{pinned}\n    "{PRIVATE}==1.0",\n    "six",'))
+    commit(project, "a private dependency, and six")
 
     built = build_with(project, tmp_path / "out", tmp_path / "cache", {"PIP_CONFIG_FILE": str(pip_conf)}, dist=dist)
     site = f"/opt/venvs/hello-api/lib/python{python}/site-packages"
     files = payload(built.deb)
     assert b"from the private index" in files[f"{site}/mdtest_private_helper/__init__.py"]
     assert f"{site}/flask/app.py" in files  # PyPI's packages still come
+    assert b'__version__ = "1.16.0"' in files[f"{site}/six.py"], "the newest six is 1.17.0: the constraint holds"

@@ -215,7 +215,8 @@ def test_without_uv_the_build_uses_pip_and_no_cache(tmp_path: Path, monkeypatch:
 def test_the_installer_hands_the_callers_uv_settings_to_the_projects_wheel(tmp_path: Path) -> None:
     """What the layer's key takes from the caller's UV_ variables keys the project's wheel too (start_beside)."""
     environ = {"MICRODEPLOY_UV": "/opt/uv", "MICRODEPLOY_CACHE_DIR": str(tmp_path / "cache"),
-               "UV_EXCLUDE_NEWER": "2025-01-01T00:00:00Z", "UV_HTTP_TIMEOUT": "60"}
+               "UV_EXCLUDE_NEWER": "2025-01-01T00:00:00Z", "UV_HTTP_TIMEOUT": "60",
+               "PIP_CONFIG_FILE": os.devnull}  # none of this machine's pip settings
     (tmp_path / "p").mkdir()
     installer = choose_installer(read_pyproject(project(tmp_path / "p")), name="orders-api", python_minor="3.11",
                                  wsgi_server="gunicorn", environ=environ, runner=FakeRunner())
@@ -226,7 +227,8 @@ def test_with_uv_the_environment_names_uv_its_cache_the_layer_and_the_wheel(tmp_
     """uv from $MICRODEPLOY_UV with its install settings; its cache and the layer under the cache root; the prebuilt
     wheel's directory."""
     runner = FakeRunner()
-    environ = {"MICRODEPLOY_UV": "/opt/uv", "MICRODEPLOY_CACHE_DIR": str(tmp_path / "cache")}
+    environ = {"MICRODEPLOY_UV": "/opt/uv", "MICRODEPLOY_CACHE_DIR": str(tmp_path / "cache"),
+               "PIP_CONFIG_FILE": os.devnull}  # none of this machine's pip settings
     (tmp_path / "p").mkdir()
     installer = choose_installer(read_pyproject(project(tmp_path / "p")), name="orders-api", python_minor="3.11",
                                  wsgi_server="gunicorn", environ=environ, runner=runner)

@@ -1,4 +1,5 @@
-"""pip's index settings given to uv (pipindex.py): pip's files and variables in pip's order, uv's own settings first."""
+"""pip's index settings and constraints given to uv (pipindex.py): pip's files and variables in pip's order, uv's own
+settings first."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from microdeploy.build.fastpath.pipindex import (
-    index_variables,
     local_sources,
     pip_config_files,
     pip_settings,
+    pip_variables,
     shown,
 )
 
@@ -75,7 +76,7 @@ def test_uv_gets_pips_indexes_with_pips_choice_among_them(tmp_path: Path) -> Non
           "extra-index-url = https://one.example/simple https://two.example/simple\n"
           f"find-links = {links} {tmp_path / 'gone'} file://{links} https://links.example/\n"
           "trusted-host = private.example one.example\n")
-    assert index_variables(environ_for(tmp_path), {}, {}) == {
+    assert pip_variables(environ_for(tmp_path), {}, {}) == {
         "UV_DEFAULT_INDEX": "https://private.example/simple",
         "UV_INDEX": "https://one.example/simple https://two.example/simple",
         "UV_FIND_LINKS": f"{links},file://{links},https://links.example/",  # the missing directory left out
@@ -87,14 +88,14 @@ def test_uv_gets_pips_indexes_with_pips_choice_among_them(tmp_path: Path) -> Non
 def test_a_relative_find_links_directory_is_the_callers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "wheels").mkdir()
     monkeypatch.chdir(tmp_path)
-    assert index_variables(environ_for(tmp_path, PIP_CONFIG_FILE=os.devnull, PIP_FIND_LINKS="wheels gone"), {}, {}) == {
+    assert pip_variables(environ_for(tmp_path, PIP_CONFIG_FILE=os.devnull, PIP_FIND_LINKS="wheels gone"), {}, {}) == {
         "UV_FIND_LINKS": str(tmp_path / "wheels")}
 
 
 def test_the_users_strategy_stands_and_an_index_url_alone_needs_none(tmp_path: Path) -> None:
     write(tmp_path / "home" / ".config" / "pip" / "pip.conf", "[global]\nextra-index-url = https://one.example/s\n")
-    assert "UV_INDEX_STRATEGY" not in index_variables(environ_for(tmp_path, UV_INDEX_STRATEGY="first-index"), {}, {})
-    assert index_variables(environ_for(tmp_path, PIP_CONFIG_FILE=os.devnull,
+    assert "UV_INDEX_STRATEGY" not in pip_variables(environ_for(tmp_path, UV_INDEX_STRATEGY="first-index"), {}, {})
+    assert pip_variables(environ_for(tmp_path, PIP_CONFIG_FILE=os.devnull,
                                        PIP_INDEX_URL="https://private.example/simple"), {}, {}) == {
         "UV_DEFAULT_INDEX": "https://private.example/simple"}
 
@@ -112,13 +113,38 @@ def test_the_users_strategy_stands_and_an_index_url_alone_needs_none(tmp_path: P
 def test_uvs_own_index_settings_stand_alone(tmp_path: Path, variables: dict[str, str], uv_configs: dict[str, str],
                                            project_uv: dict[str, object]) -> None:
     write(tmp_path / "home" / ".config" / "pip" / "pip.conf", "[global]\nindex-url = https://pip.example/simple\n")
-    assert index_variables(environ_for(tmp_path, **variables), uv_configs, project_uv) == {}
+    assert pip_variables(environ_for(tmp_path, **variables), uv_configs, project_uv) == {}
 
 
 def test_uv_settings_of_other_things_leave_pips_indexes_in(tmp_path: Path) -> None:
     write(tmp_path / "home" / ".config" / "pip" / "pip.conf", "[global]\nindex-url = https://pip.example/simple\n")
-    assert index_variables(environ_for(tmp_path), {"user": "native-tls = true\n"}, {"dev-dependencies": []}) == {
+    assert pip_variables(environ_for(tmp_path), {"user": "native-tls = true\n"}, {"dev-dependencies": []}) == {
         "UV_DEFAULT_INDEX": "https://pip.example/simple"}
+
+
+def test_pips_constraint_files_go_to_uv_unless_uv_has_constraints_of_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pip's `constraint` (files, then PIP_CONSTRAINT) becomes UV_CONSTRAINT, a relative file the caller's; not when
+    UV_CONSTRAINT or constraint-dependencies say what uv keeps to, nor when a uv.toml cannot be read. uv's own index
+    settings leave pip's constraints in."""
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "xdg" / "pip" / "pip.conf", "[global]\nconstraint = /etc/caps.txt\n")
+    write(tmp_path / "home" / ".config" / "pip" / "pip.conf",
+          "[install]\nconstraint = team.txt /srv/more.txt\nindex-url = https://pip.example/simple\n")
+    team = str(tmp_path / "team.txt")
+    assert pip_variables(environ_for(tmp_path), {}, {}) == {
+        "UV_DEFAULT_INDEX": "https://pip.example/simple", "UV_CONSTRAINT": f"{team} /srv/more.txt"}
+    assert pip_variables(environ_for(tmp_path, PIP_CONSTRAINT="/ci/pins.txt"), {}, {})["UV_CONSTRAINT"] == (
+        "/ci/pins.txt")
+    assert pip_variables(environ_for(tmp_path, UV_INDEX="https://uv.example/simple"), {}, {}) == {
+        "UV_CONSTRAINT": f"{team} /srv/more.txt"}
+    for variables, uv_configs, project_uv in [
+        ({"UV_CONSTRAINT": "/uv/own.txt"}, {}, {}),
+        ({}, {"user": 'constraint-dependencies = ["flask<4"]\n'}, {}),
+        ({}, {}, {"constraint-dependencies": ["flask<4"]}),
+        ({}, {"project": "not = [toml\n"}, {}),
+    ]:
+        assert "UV_CONSTRAINT" not in pip_variables(environ_for(tmp_path, **variables), uv_configs, project_uv)
 
 
 def test_the_log_line_hides_credentials_in_urls() -> None:
@@ -130,14 +156,18 @@ def test_the_log_line_hides_credentials_in_urls() -> None:
                     "UV_INDEX=https://***@one.example/simple https://open.example/simple UV_FIND_LINKS=/srv/wheels")
 
 
-def test_local_sources_are_the_find_links_directories_and_the_directory_above_a_file_index(tmp_path: Path) -> None:
-    for directory in ("wheels", "more", "mirror/simple", "named/simple"):
+def test_local_sources_are_the_find_links_directories_the_directory_above_a_file_index_and_constraints_directories(
+        tmp_path: Path) -> None:
+    for directory in ("wheels", "more", "mirror/simple", "named/simple", "caps", "overrides"):
         (tmp_path / directory).mkdir(parents=True)
     environ = {
         "UV_FIND_LINKS": f"{tmp_path / 'wheels'},file://{tmp_path / 'more'},https://links.example/,{tmp_path / 'gone'}",
         "UV_INDEX": f"file://{tmp_path / 'mirror/simple'} internal=file://{tmp_path / 'named/simple'} "
                     "https://remote.example/simple",
         "UV_DEFAULT_INDEX": f"file://{tmp_path / 'mirror/simple'}",
+        "UV_CONSTRAINT": f"{tmp_path / 'caps' / 'a.txt'} {tmp_path / 'caps' / 'b.txt'} relative.txt",
+        "UV_OVERRIDE": str(tmp_path / "overrides" / "o.txt"),
     }
-    assert local_sources(environ) == [tmp_path / "wheels", tmp_path / "more", tmp_path / "mirror", tmp_path / "named"]
+    assert local_sources(environ) == [tmp_path / "wheels", tmp_path / "more", tmp_path / "caps",
+                                      tmp_path / "overrides", tmp_path / "mirror", tmp_path / "named"]
     assert local_sources({"UV_INDEX": "https://remote.example/simple"}) == []

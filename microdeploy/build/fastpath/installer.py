@@ -42,7 +42,7 @@ from microdeploy.build.fastpath.layer import (
     uv_variables,
 )
 from microdeploy.build.fastpath.lock import LOCK_FILE, export_lock, is_locked
-from microdeploy.build.fastpath.pipindex import index_variables, shown
+from microdeploy.build.fastpath.pipindex import pip_variables, shown
 from microdeploy.build.fastpath.wheel import ProjectWheel
 from microdeploy.fsutil import atomic_write
 from microdeploy.process import Runner, run
@@ -282,9 +282,9 @@ def uv_version(uv: str, runner: Runner = run) -> str:
 
 
 def package_sources(pyproject: Pyproject, environ: Mapping[str, str]) -> dict[str, str]:
-    """pip's index settings as uv's variables for the project of `pyproject`, unless uv has its own (pipindex.py):
-    its variables, its uv.toml files, the project's [tool.uv]."""
-    return index_variables(environ, uv_configuration(pyproject.directory, environ), pyproject.tool("uv"))
+    """pip's index settings and constraints as uv's variables for the project of `pyproject`, each unless uv has
+    its own (pipindex.py): its variables, its uv.toml files, the project's [tool.uv]."""
+    return pip_variables(environ, uv_configuration(pyproject.directory, environ), pyproject.tool("uv"))
 
 
 def choose_installer(
@@ -311,7 +311,7 @@ def choose_installer(
     touch(root / "uv")
     index = package_sources(pyproject, environ)
     if index:
-        log.info("uv takes pip's index settings: %s", shown(index))
+        log.info("uv takes pip's settings: %s", shown(index))
         environ = {**environ, **index}
     key = layer_key(
         pyproject, name=name, python_minor=python_minor, wsgi_server=wsgi_server,

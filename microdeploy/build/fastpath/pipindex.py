@@ -1,4 +1,4 @@
-"""pip's index settings, handed to uv when uv has none of its own.
+"""pip's index settings and constraints, handed to uv when uv has none of its own.
 
 A team's private index is often configured for pip alone (pip.conf,
 PIP_INDEX_URL), and dh-virtualenv's pip reads it. uv reads no pip
@@ -8,7 +8,9 @@ same name. So where uv has no index settings of its own (no UV_ index
 variable, no index in a uv.toml or the project's [tool.uv]), pip's are
 given to uv as its variables, with pip's way of choosing among them: the
 best version on any index (UV_INDEX_STRATEGY=unsafe-best-match), unless
-UV_INDEX_STRATEGY says otherwise. The build then installs what pip would.
+UV_INDEX_STRATEGY says otherwise. pip's constraint files, likewise, become
+UV_CONSTRAINT where uv has no constraints of its own (no UV_CONSTRAINT, no
+constraint-dependencies). The build then installs what pip would.
 
 pip's files are read in pip's order, a later one overriding an earlier one
 key by key, [install] over [global] within a file, and PIP_ variables over
@@ -31,7 +33,14 @@ MAPPED = {
     "extra-index-url": ("UV_INDEX", " "),
     "find-links": ("UV_FIND_LINKS", ","),
     "trusted-host": ("UV_INSECURE_HOST", " "),
+    "constraint": ("UV_CONSTRAINT", " "),
 }
+CONSTRAINT_OPTION = "constraint"
+# uv's own constraints: when set, pip's are not given.
+UV_CONSTRAINT_VARIABLE = "UV_CONSTRAINT"
+UV_CONSTRAINT_SETTINGS = ("constraint-dependencies",)
+# uv's variables that name files; a build in another release's root must see them at their paths.
+UV_FILE_VARIABLES = ("UV_CONSTRAINT", "UV_OVERRIDE", "UV_BUILD_CONSTRAINT")
 # uv's variables and settings that choose where packages come from: when any is set, uv's configuration stands.
 INDEX_URL_VARIABLES = ("UV_DEFAULT_INDEX", "UV_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL")
 UV_INDEX_VARIABLES = (*INDEX_URL_VARIABLES, "UV_FIND_LINKS", "UV_NO_INDEX")
@@ -57,7 +66,8 @@ def pip_config_files(environ: Mapping[str, str]) -> list[Path]:
 
 
 def pip_settings(environ: Mapping[str, str]) -> dict[str, str]:
-    """The index options (MAPPED) pip's configuration gives `pip install`: files, then PIP_ variables."""
+    """The index options and constraints (MAPPED) pip's configuration gives `pip install`: files, then PIP_
+    variables."""
     found: dict[str, str] = {}
     for path in pip_config_files(environ):
         parser = configparser.RawConfigParser()
@@ -76,29 +86,45 @@ def pip_settings(environ: Mapping[str, str]) -> dict[str, str]:
     return found
 
 
-def uv_has_indexes(environ: Mapping[str, str], uv_configs: Mapping[str, str], project_uv: Mapping[str, object]) -> bool:
-    """Whether uv is told where packages come from: a variable, a uv.toml (`uv_configs`: their texts), or the
-    project's [tool.uv] (`project_uv`)."""
-    if any(environ.get(variable) for variable in UV_INDEX_VARIABLES):
-        return True
+def uv_tables(uv_configs: Mapping[str, str], project_uv: Mapping[str, object]) -> list[Mapping[str, object]] | None:
+    """The settings uv reads: the project's [tool.uv] (`project_uv`) and each uv.toml (`uv_configs`: their texts);
+    None when a uv.toml does not parse (uv reads it, and says what is wrong with it)."""
     tables: list[Mapping[str, object]] = [project_uv]
     for text in uv_configs.values():
         try:
             tables.append(tomllib.loads(text))
         except tomllib.TOMLDecodeError:
-            return True  # uv reads it, and says what is wrong with it
-    return any(_names_index(table) for table in tables)
+            return None
+    return tables
 
 
-def _names_index(table: Mapping[str, object]) -> bool:
+def uv_has_indexes(environ: Mapping[str, str], uv_configs: Mapping[str, str], project_uv: Mapping[str, object]) -> bool:
+    """Whether uv is told where packages come from: a variable, a uv.toml (`uv_configs`: their texts), or the
+    project's [tool.uv] (`project_uv`)."""
+    if any(environ.get(variable) for variable in UV_INDEX_VARIABLES):
+        return True
+    tables = uv_tables(uv_configs, project_uv)
+    return tables is None or any(_names(table, UV_INDEX_SETTINGS) for table in tables)
+
+
+def uv_has_constraints(environ: Mapping[str, str], uv_configs: Mapping[str, str],
+                       project_uv: Mapping[str, object]) -> bool:
+    """Whether uv has constraints of its own: UV_CONSTRAINT, or constraint-dependencies in its settings."""
+    if environ.get(UV_CONSTRAINT_VARIABLE):
+        return True
+    tables = uv_tables(uv_configs, project_uv)
+    return tables is None or any(_names(table, UV_CONSTRAINT_SETTINGS) for table in tables)
+
+
+def _names(table: Mapping[str, object], keys: tuple[str, ...]) -> bool:
     pip_table = table.get("pip")
-    return any(key in table for key in UV_INDEX_SETTINGS) or (
-        isinstance(pip_table, Mapping) and any(key in pip_table for key in UV_INDEX_SETTINGS))
+    return any(key in table for key in keys) or (
+        isinstance(pip_table, Mapping) and any(key in pip_table for key in keys))
 
 
 def uv_variables(settings: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, str]:
-    """uv's variables for pip's index `settings`; a find-links directory that is not there is left out, as pip
-    leaves it out (uv would stop at it)."""
+    """uv's variables for pip's `settings`; a find-links directory that is not there is left out, as pip leaves
+    it out (uv would stop at it)."""
     variables: dict[str, str] = {}
     for option, value in settings.items():
         variable, separator = MAPPED[option]
@@ -107,6 +133,8 @@ def uv_variables(settings: Mapping[str, str], environ: Mapping[str, str]) -> dic
             # A relative directory is the caller's, as for pip; uv runs in the build's directories.
             values = [item if urlsplit(item).scheme else os.path.abspath(item) for item in values
                       if (local := _local_path(item)) is None or local.exists()]
+        elif option == CONSTRAINT_OPTION:
+            values = [os.path.abspath(item) for item in values]  # the caller's, as for pip
         if values:
             variables[variable] = separator.join(values)
     if "UV_INDEX" in variables and not environ.get(STRATEGY_VAR):
@@ -120,20 +148,25 @@ def _local_path(location: str) -> Path | None:
     return Path(parts.path) if parts.scheme in ("", "file") else None
 
 
-def index_variables(environ: Mapping[str, str], uv_configs: Mapping[str, str],
-                    project_uv: Mapping[str, object]) -> dict[str, str]:
-    """The uv variables that carry pip's index settings into the build; none when uv has its own."""
+def pip_variables(environ: Mapping[str, str], uv_configs: Mapping[str, str],
+                  project_uv: Mapping[str, object]) -> dict[str, str]:
+    """The uv variables that carry pip's index settings and constraints into the build: the index settings unless
+    uv has its own, the constraints unless uv has its own."""
+    settings = pip_settings(environ)
     if uv_has_indexes(environ, uv_configs, project_uv):
-        return {}
-    return uv_variables(pip_settings(environ), environ)
+        settings = {option: value for option, value in settings.items() if option == CONSTRAINT_OPTION}
+    if uv_has_constraints(environ, uv_configs, project_uv):
+        settings.pop(CONSTRAINT_OPTION, None)
+    return uv_variables(settings, environ)
 
 
 def local_sources(environ: Mapping[str, str]) -> list[Path]:
-    """The directories on this machine that uv's package sources in `environ` name: find-links directories,
-    and for an index at file://.../simple the directory above it, where such an index keeps its files. A build
-    in another release's root sees them at the same paths."""
+    """The directories on this machine that uv's settings in `environ` name: find-links directories, for an
+    index at file://.../simple the directory above it, where such an index keeps its files, and those of
+    constraint and override files. A build in another release's root sees them at the same paths."""
     found = [path for item in environ.get("UV_FIND_LINKS", "").split(",")
              if item.strip() and (path := _local_path(item.strip())) is not None]
+    found += [Path(item).parent for variable in UV_FILE_VARIABLES for item in environ.get(variable, "").split()]
     for variable in INDEX_URL_VARIABLES:
         for item in environ.get(variable, "").split():
             parts = urlsplit(_index_url(item))
