@@ -32,6 +32,7 @@ from packaging.utils import canonicalize_name
 from microdeploy.build.cache import touch
 from microdeploy.build.fastpath.contract import UV_CACHE_VAR, UV_INSTALL_SETTINGS, VENV_DIR
 from microdeploy.build.fastpath.lock import LOCK_FILE, is_locked
+from microdeploy.build.fastpath.pipindex import UV_FILE_VARIABLES
 from microdeploy.fsutil import staged_directory
 from microdeploy.process import Runner, run
 from microdeploy.pyproject import Pyproject
@@ -62,8 +63,6 @@ UV_VARIABLES_NOT_IN_KEY = frozenset({
 })
 # Credentials for an index or for publishing: a new password installs the same packages.
 UV_CREDENTIALS_RE = re.compile(r"UV_INDEX_\w+_(?:USERNAME|PASSWORD)|UV_PUBLISH_\w+")
-# uv's variables that name files (separated by spaces), whose contents decide what is installed.
-UV_FILE_VARIABLES = ("UV_CONSTRAINT", "UV_OVERRIDE", "UV_BUILD_CONSTRAINT")
 # A requirements file line naming another file whose requirements or constraints apply too.
 INCLUDE_RE = re.compile(r"^\s*(?:-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+)(?P<path>\S+)")
 
