@@ -24,6 +24,8 @@ REASON_RE = re.compile(
     rf"|ModuleNotFoundError|{PIP_TOOL}:)",
 )
 RESOLUTION_FAILURES = ("No matching distribution", "ResolutionImpossible", "No solution found")
+# setuptools-scm's words (hatch-vcs quotes them) when it finds no git above the project's copy.
+VCS_VERSION_FAILURE = "setuptools-scm was unable to detect version"
 # Variables of the caller's Python that must not leak into the build's interpreters.
 SCRUBBED = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "CONDA_PREFIX")
 
@@ -108,6 +110,11 @@ def failure_hint(output: str) -> str:
         return "Install the missing build dependencies with apt-get, or fix build_depends"
     if any(words in output for words in RESOLUTION_FAILURES):
         return "Fix the project's dependencies so that the installer (uv or pip) can resolve them"
+    if VCS_VERSION_FAILURE in output:
+        return ("The build backend takes the version from git, and the build's copy of the project reaches git "
+                "only at the top of its repository (a backend that looks above the project, as root = \"../..\" "
+                "does, finds none): set SETUPTOOLS_SCM_PRETEND_VERSION to the version to build (setuptools-scm and "
+                "hatch-vcs read it)")
     return "Run with --debug and read the full dpkg-buildpackage output above"
 
 

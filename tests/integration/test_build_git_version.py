@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from microdeploy.build.release.metadata import metadata_version
+from microdeploy.errors import MicrodeployError
 from tests.integration.test_build_caches import GIT, build_with, commit, payload
 
 pytestmark = pytest.mark.integration
@@ -76,3 +77,32 @@ def test_a_version_from_git_is_built_and_a_new_tag_is_not_hidden_by_the_kept_whe
     tagged = build_with(project, tmp_path / "tagged", cache, dist=dist)
     assert tagged.version == f"1.3.0-1{suffix}"
     assert shipped_version(tagged.deb) == "1.3.0"
+
+
+def test_a_project_below_the_top_of_its_repository_says_what_to_set_and_builds_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service in services/api of a larger repository, whose setuptools-scm looks two levels up (root = "../..",
+    the layout of a monorepo): the build's copy reaches no git there, and the build fails with setuptools-scm's line
+    and a hint naming SETUPTOOLS_SCM_PRETEND_VERSION, nothing in dist/. With that variable set it builds that
+    version."""
+    repository = tmp_path / "monorepo"
+    project = repository / "services" / "api"
+    (project / "src" / "tagged_api").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(PYPROJECT.replace("[tool.setuptools_scm]\n",
+                                                              '[tool.setuptools_scm]\nroot = "../.."\n'))
+    (project / "src" / "tagged_api" / "__init__.py").write_text("from flask import Flask\n\napp = Flask(__name__)\n")
+    (repository / "README.md").write_text("Several services\n")
+    subprocess.run([*GIT, "init", "-q"], cwd=repository, check=True)
+    commit(repository, "first")
+    subprocess.run([*GIT, "tag", "v2.0.0"], cwd=repository, check=True)
+
+    with pytest.raises(MicrodeployError) as info:
+        build_with(project, tmp_path / "dist", tmp_path / "cache")
+    assert "setuptools-scm was unable to detect version" in info.value.message
+    assert info.value.hint is not None and "SETUPTOOLS_SCM_PRETEND_VERSION" in info.value.hint
+    assert not (tmp_path / "dist").exists() or not list((tmp_path / "dist").iterdir())
+
+    monkeypatch.setenv("SETUPTOOLS_SCM_PRETEND_VERSION", "2.0.0")
+    built = build_with(project, tmp_path / "dist", tmp_path / "cache")
+    assert built.version == "2.0.0-1+deb12" and shipped_version(built.deb) == "2.0.0"

@@ -163,6 +163,19 @@ def test_unmet_build_dependencies_are_the_error(tmp_path: Path, monkeypatch: pyt
     assert runner.calls == [("dpkg-buildpackage", "--rules-target=binary", "--no-sign", "--jobs=auto")]
 
 
+def test_a_version_git_cannot_give_in_the_copy_says_what_to_set(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """setuptools-scm (or hatch-vcs) finding no git above the project's copy: its line, and the variable to set."""
+    monkeypatch.setattr("microdeploy.build.dpkg.require_tools", lambda *tools: None)
+    failure = ("noise\n      LookupError: setuptools-scm was unable to detect version for /tmp/microdeploy-x.\n"
+               "uv-pip: uv pip install failed with exit status 1")
+    with pytest.raises(MicrodeployError) as info:
+        dpkg_buildpackage(tmp_path / "tree", {}, 1234, FakeRunner({"dpkg-buildpackage": (2, failure)}))
+    assert "setuptools-scm was unable to detect version" in info.value.message
+    assert info.value.hint is not None and "SETUPTOOLS_SCM_PRETEND_VERSION" in info.value.hint
+    assert info.value.exit_code == 1
+
+
 def test_relevant_lines_fall_back_to_the_tail() -> None:
     """With no recognisable error line, the end of the log is quoted."""
     assert relevant_lines("a\nb\nc", limit=2) == "    b\n    c"
