@@ -405,7 +405,8 @@ def test_a_locked_project_exports_its_lock_first_and_fills_the_layer_from_it(tmp
     # Should the layer not be filled, uv-pip's install in the build keeps to the lock, and to the caller's file.
     assert beside.environment["UV_CONSTRAINT"] == str(exported)
     assert (installer.layer / "venv").is_dir(), "filled: the next build restores it and exports nothing"
-    caller = replace(installer, constraint="/etc/constraints.txt", layer=tmp_path / "cache" / "layers" / "k2",
+    caller = replace(installer, uv_settings={"UV_CONSTRAINT": "/etc/constraints.txt"},
+                     layer=tmp_path / "cache" / "layers" / "k2",
                      index={"UV_INDEX": "https://private.example/simple"})
     beside = caller.start_beside(tmp_path / "again", source, "orders-api", "/usr/bin/python3.11", runner)
     beside.finish()

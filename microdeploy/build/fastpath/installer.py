@@ -42,15 +42,13 @@ from microdeploy.build.fastpath.layer import (
     uv_variables,
 )
 from microdeploy.build.fastpath.lock import LOCK_FILE, export_lock, is_locked
-from microdeploy.build.fastpath.pipindex import pip_variables, shown
+from microdeploy.build.fastpath.pipindex import UV_CONSTRAINT_VARIABLE, pip_variables, shown
 from microdeploy.build.fastpath.wheel import ProjectWheel
 from microdeploy.fsutil import atomic_write
 from microdeploy.process import Runner, run
 from microdeploy.pyproject import BuildSystem, Pyproject
 
 log = logging.getLogger(__name__)
-
-CONSTRAINT_VAR = "UV_CONSTRAINT"  # uv's constraint files, separated by spaces
 
 
 @dataclass(frozen=True)
@@ -103,9 +101,8 @@ class Installer:
     build_system: BuildSystem = field(default_factory=BuildSystem)  # the project's, for its wheel
     # pip's index settings as uv's variables, for every uv run of the build (pipindex.py).
     index: Mapping[str, str] = field(default_factory=dict)
-    constraint: str = ""  # the caller's UV_CONSTRAINT, which a lock's constraint joins
     # The caller's uv variables that decide what an install gets (layer.uv_variables), for the keys of the
-    # project's build environment and kept wheel.
+    # project's build environment and kept wheel; its UV_CONSTRAINT is joined by a lock's.
     uv_settings: Mapping[str, str] = field(default_factory=dict)
 
     def environment(self, wheel_dir: Path | None = None, layer_copy: Path | None = None) -> dict[str, str]:
@@ -148,7 +145,8 @@ class Installer:
         copy_job = (self.start_layer_copy(work / "layer-copy", built, runner, restored)
                     or self.start_layer_fill(work / "layer-copy", source, python, built, runner, restored, locked))
         # If the layer cannot be filled from the export, uv-pip's own install keeps to what the lock pins.
-        pinned = {CONSTRAINT_VAR: " ".join(filter(None, [self.constraint, str(locked)]))} if locked else {}
+        constraint = self.uv_settings.get(UV_CONSTRAINT_VARIABLE, "")
+        pinned = {UV_CONSTRAINT_VARIABLE: " ".join(filter(None, [constraint, str(locked)]))} if locked else {}
         environment = {**self.environment(wheel_dir, work / "layer-copy" if copy_job else None), **pinned}
         if copy_job is None:
             return Beside(environment, (wheel_job,), wheel, built)
@@ -322,5 +320,4 @@ def choose_installer(
     return Installer("uv", uv=uv, cache_root=root, layer=layer, wsgi_server=wsgi_server,
                      layer_has_dependencies=pyproject.static_dependencies or locked,
                      dependencies=declared_dependencies(pyproject), locked=locked, build_system=pyproject.build_system,
-                     index=index, constraint=environ.get(CONSTRAINT_VAR, ""),
-                     uv_settings=uv_variables(pyproject.directory, environ))
+                     index=index, uv_settings=uv_variables(pyproject.directory, environ))

@@ -37,7 +37,7 @@ MAPPED = {
 }
 CONSTRAINT_OPTION = "constraint"
 # uv's own constraints: when set, pip's are not given.
-UV_CONSTRAINT_VARIABLE = "UV_CONSTRAINT"
+UV_CONSTRAINT_VARIABLE = MAPPED[CONSTRAINT_OPTION][0]
 UV_CONSTRAINT_SETTINGS = ("constraint-dependencies",)
 # uv's variables that name files (separated by spaces): their texts decide what is installed (layer.uv_variables),
 # and a build in another release's root must see them at their paths.
@@ -99,22 +99,13 @@ def uv_tables(uv_configs: Mapping[str, str], project_uv: Mapping[str, object]) -
     return tables
 
 
-def uv_has_indexes(environ: Mapping[str, str], uv_configs: Mapping[str, str], project_uv: Mapping[str, object]) -> bool:
-    """Whether uv is told where packages come from: a variable, a uv.toml (`uv_configs`: their texts), or the
-    project's [tool.uv] (`project_uv`)."""
-    if any(environ.get(variable) for variable in UV_INDEX_VARIABLES):
+def uv_has_own(environ: Mapping[str, str], tables: list[Mapping[str, object]] | None, variables: tuple[str, ...],
+               settings: tuple[str, ...]) -> bool:
+    """Whether uv is told itself what one of pip's settings would tell it: one of its `variables`, or one of its
+    `settings` in its tables (uv_tables; None, an unreadable uv.toml, counts as told)."""
+    if any(environ.get(variable) for variable in variables):
         return True
-    tables = uv_tables(uv_configs, project_uv)
-    return tables is None or any(_names(table, UV_INDEX_SETTINGS) for table in tables)
-
-
-def uv_has_constraints(environ: Mapping[str, str], uv_configs: Mapping[str, str],
-                       project_uv: Mapping[str, object]) -> bool:
-    """Whether uv has constraints of its own: UV_CONSTRAINT, or constraint-dependencies in its settings."""
-    if environ.get(UV_CONSTRAINT_VARIABLE):
-        return True
-    tables = uv_tables(uv_configs, project_uv)
-    return tables is None or any(_names(table, UV_CONSTRAINT_SETTINGS) for table in tables)
+    return tables is None or any(_names(table, settings) for table in tables)
 
 
 def _names(table: Mapping[str, object], keys: tuple[str, ...]) -> bool:
@@ -154,9 +145,10 @@ def pip_variables(environ: Mapping[str, str], uv_configs: Mapping[str, str],
     """The uv variables that carry pip's index settings and constraints into the build: the index settings unless
     uv has its own, the constraints unless uv has its own."""
     settings = pip_settings(environ)
-    if uv_has_indexes(environ, uv_configs, project_uv):
+    tables = uv_tables(uv_configs, project_uv)
+    if uv_has_own(environ, tables, UV_INDEX_VARIABLES, UV_INDEX_SETTINGS):
         settings = {option: value for option, value in settings.items() if option == CONSTRAINT_OPTION}
-    if uv_has_constraints(environ, uv_configs, project_uv):
+    if uv_has_own(environ, tables, (UV_CONSTRAINT_VARIABLE,), UV_CONSTRAINT_SETTINGS):
         settings.pop(CONSTRAINT_OPTION, None)
     return uv_variables(settings, environ)
 
