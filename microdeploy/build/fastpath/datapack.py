@@ -154,8 +154,7 @@ def deflated_data(tar: memoryview, level: int, cache: Path | None,
         found = list(tardates.members(tar))
         digests = tardates.file_digests(tar, found, pool)
         dates = tardates.content_dates(tar, found, venv, digests) if venv is not None else {}
-        headers = {offset: tardates.redated(tar[offset:offset + TAR_BLOCK], date) for offset, date in dates.items()
-                   if date != tardates.header_mtime(tar, offset)}
+        headers = {offset: tardates.redated(tar[offset:offset + TAR_BLOCK], date) for offset, date in dates.items()}
         offsets = sorted(headers)
         by_data = {member.data: member for member in found}
         chunks: list[Piece] = []
@@ -170,8 +169,8 @@ def deflated_data(tar: memoryview, level: int, cache: Path | None,
                 chunks.append(with_headers(tar, start, end, headers, offsets))
                 keys.append("")  # keyed on the pool, below
         runs = [index for index, key in enumerate(keys) if not key]
-        for index, key in zip(runs, pool.map(lambda index: chunk_key(level, b"bytes " + sha256(chunks[index])), runs),
-                              strict=True):
+        run_keys = pool.map(lambda index: chunk_key(level, b"bytes " + hashlib.sha256(chunks[index]).digest()), runs)
+        for index, key in zip(runs, run_keys, strict=True):
             keys[index] = key
         found_chunks: dict[int, Piece] = {}
         if cache is not None:
@@ -196,10 +195,6 @@ def with_headers(tar: memoryview, start: int, end: int, headers: dict[int, bytes
     for offset in inside:
         run[offset - start:offset - start + TAR_BLOCK] = headers[offset]
     return bytes(run)
-
-
-def sha256(data: Piece) -> bytes:
-    return hashlib.sha256(data).digest()
 
 
 def cached(path: Path) -> memoryview | None:

@@ -83,7 +83,8 @@ def members(tar: memoryview) -> Iterator[Member]:
 
 
 def content_dates(tar: memoryview, found: list[Member], venv: str, digests: Mapping[int, bytes]) -> dict[int, int]:
-    """The date of each entry under `venv` (a path in the package, no leading ./), by its header's offset.
+    """The date of each entry under `venv` (a path in the package, no leading ./) whose header says another one,
+    by its header's offset.
 
     `digests`: the SHA-256 of each regular file's data, by its header's offset (file_digests).
     """
@@ -109,8 +110,13 @@ def content_dates(tar: memoryview, found: list[Member], venv: str, digests: Mapp
     def directory_of(member: Member) -> str:
         return member.name if member.kind == DIRECTORY else member.name.rsplit("/", 1)[0]
 
-    return {member.header: min(dates.get(directory_of(member), empty), header_mtime(tar, member.header))
-            for member in inside}
+    redated = {}
+    for member in inside:
+        written = header_mtime(tar, member.header)
+        date = min(dates.get(directory_of(member), empty), written)
+        if date != written:
+            redated[member.header] = date
+    return redated
 
 
 def file_digests(tar: memoryview, found: list[Member], pool: Executor) -> dict[int, bytes]:
