@@ -145,6 +145,16 @@ def test_layer_key_follows_uvs_variables_and_the_files_they_name(tmp_path: Path)
         assert key(tmp_path, **{variable: value}) == base, variable
 
 
+def test_a_constraint_file_that_is_not_there_yet_counts_once_it_is(tmp_path: Path) -> None:
+    """UV_CONSTRAINT naming a missing file (uv then stops, and says so) keys a layer of its own; the file, once
+    written, gives another."""
+    project(tmp_path)
+    missing = key(tmp_path, UV_CONSTRAINT=str(tmp_path / "later.txt"))
+    assert missing != key(tmp_path)
+    (tmp_path / "later.txt").write_text("flask==3.0.3\n")
+    assert key(tmp_path, UV_CONSTRAINT=str(tmp_path / "later.txt")) != missing
+
+
 def test_layer_key_follows_the_files_requirements_txt_includes(tmp_path: Path) -> None:
     """-r and -c files, nested and relative to the file that names them, are part of the key; a cycle ends."""
     project(tmp_path)

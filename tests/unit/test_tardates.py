@@ -148,3 +148,23 @@ def test_a_header_redated_has_the_checksum_gnu_tar_writes(tmp_path: Path) -> Non
                     str(tree), "file"], check=True)
     header = memoryview((tmp_path / "now.tar").read_bytes())[:tardates.TAR_BLOCK]
     assert tardates.redated(header, 946684900) == (tmp_path / "at.tar").read_bytes()[:tardates.TAR_BLOCK]
+
+
+def test_a_name_that_is_not_utf8_is_dated_like_any_other(tmp_path: Path) -> None:
+    """A wheel's file whose name is not UTF-8 (dpkg-deb takes it; a newline it refuses itself): read, dated by its
+    directory's content, and a change to it redates its directory and nothing else."""
+    def tree(root: Path, data: bytes) -> Path:
+        built = package_tree(root)
+        (built / SITE / "app" / "data").mkdir()
+        with open(os.path.join(os.fsencode(built / SITE / "app" / "data"), b"caf\xe9.txt"), "wb") as handle:
+            handle.write(data)
+        return built
+
+    first = dates(build(tree(tmp_path / "one", b"v1"), tmp_path / "one.deb", COMMIT))
+    again = dates(build(tree(tmp_path / "two", b"v1"), tmp_path / "two.deb", LATER_COMMIT))
+    changed = dates(build(tree(tmp_path / "three", b"v2"), tmp_path / "three.deb", COMMIT))
+    data = f"{SITE}/app/data"
+    [odd] = [name for name in first if name.startswith(data + "/")]
+    assert FIRST <= first[odd] < LAST and again[odd] == first[odd]
+    assert changed[odd] != first[odd] and changed[data] != first[data]
+    assert changed[f"{SITE}/app/views.py"] == first[f"{SITE}/app/views.py"]
