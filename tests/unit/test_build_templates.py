@@ -151,7 +151,8 @@ def render_rules(tmp_path: Path, installer: str, keep_installers: bool = False, 
 
 
 def planned(tree: Path, *targets: str, options: str | None = None) -> list[str]:
-    """The commands GNU make would run for `targets` of the rendered debian/rules (make -n), one per line."""
+    """The commands GNU make would run for `targets` (and options) of the rendered debian/rules (make -n), one per
+    line."""
     env = {"PATH": os.environ["PATH"]}
     if options is not None:
         env["DEB_BUILD_OPTIONS"] = options
@@ -167,46 +168,82 @@ def test_rules_with_uv_use_the_venv_shim_and_pip_tool(tmp_path: Path) -> None:
             "\t\t--sourcedirectory src-project\n") in rules
     assert "--preinstall" not in rules and "--extra-pip-arg" not in rules
     venv = f"{tmp_path}/debian/orders-api/opt/venvs/orders-api"
-    assert planned(tmp_path, "venv-part") == [
+    assert planned(tmp_path, "venv") == [
         f"dh_virtualenv --builtin-venv --python {tmp_path}/debian/make-venv --pip-tool uv-pip "
         "--sourcedirectory src-project",
         f"/usr/bin/python3.11 -IS debian/finalize-venv prune {venv} --strip-installers",
-        "dh_installsystemd",
     ]
-    assert planned(tmp_path, "finalize-part") == [f"/usr/bin/python3.11 -IS debian/finalize-venv records {venv}"]
-    assert ("override_dh_builddeb:\n"
+    assert planned(tmp_path, "records", "-o", "strip") == [
+        f"/usr/bin/python3.11 -IS debian/finalize-venv records {venv}"]
+    assert ("builddeb: md5sums\n"
             "\tfind debian/orders-api ! -newermt @$(SOURCE_DATE_EPOCH) "
             "-exec touch --no-dereference --date=@$(SOURCE_DATE_EPOCH) {} +\n"
             "\tdh_builddeb -- -Znone\n") in rules
 
 
-def test_rules_make_the_venv_and_the_files_around_it_at_once_in_debhelper_order(tmp_path: Path) -> None:
-    """venv-part beside files-part, then dh_strip (through cached-strip), then records, shlibdeps, installdeb and the
-    venv overrides at once.
+def prerequisites(tree: Path) -> dict[str, set[str]]:
+    """Each target of the rendered debian/rules and every target it needs, directly or not (make's database)."""
+    dump = subprocess.run(["make", "-f", "debian/rules", "-pRrq", "no-such-target"], cwd=tree,
+                          env={"PATH": os.environ["PATH"]}, capture_output=True, text=True).stdout
+    direct = {}
+    for line in dump.splitlines():
+        name, colon, rest = line.partition(":")
+        if colon and name.replace("-", "").isalnum() and not rest.startswith("="):
+            direct[name] = set(rest.split())
+    closed: dict[str, set[str]] = {}
 
-    make -j follows DEB_BUILD_OPTIONS parallel=N (1 without it); the steps
-    moved into these parts have empty overrides, so dh runs each once.
-    """
-    rules = render_rules(tmp_path, "uv")
-    run_at_once = planned(tmp_path, "override_dh_virtualenv", "override_dh_strip", options="parallel=2")
-    assert run_at_once[0] == "make -f debian/rules -j2 --output-sync=target --no-print-directory venv-part files-part"
-    files_part = ["dh_install", "dh_installdocs", "dh_installchangelogs", "dh_installlogrotate", "dh_lintian"]
-    assert run_at_once[4:9] == files_part
-    assert run_at_once[9] == "/usr/bin/python3.11 -IS debian/cached-strip debian/orders-api -- dh_strip"
-    assert run_at_once[10] == ("make -f debian/rules -j2 --output-sync=target --no-print-directory "
-                               "finalize-part shlibdeps-part installdeb-part overrides-part")
-    assert run_at_once[-2:] == ["dh_installdeb",
-                                "/usr/bin/python3.11 -IS debian/venv-overrides debian/orders-api orders-api"]
-    assert planned(tmp_path, "override_dh_virtualenv", options="nocheck parallel=4 parallel=1")[0].startswith(
+    def needs(target: str) -> set[str]:
+        if target not in closed:
+            closed[target] = set().union(*({first, *needs(first)} for first in direct[target]))
+        return closed[target]
+
+    return {target: needs(target) for target in direct}
+
+
+# Steps that write what another reads (or writes), and so run one after the other under make -j.
+ORDERED = [
+    ("venv", "systemd"),  # dh_virtualenv's maintainer-script snippets come first
+    ("install", "compress"), ("docs", "compress"), ("changelogs", "compress"),  # it compresses what they install
+    *((step, "fixperms") for step in ("venv", "systemd", "compress", "logrotate", "lintian")),  # every file there
+    ("fixperms", "strip"),  # dh_strip tells libraries from programs by their mode
+    ("strip", "records"), ("strip", "shlibdeps"), ("strip", "overrides"),  # they read the stripped ELF files
+    ("lintian", "overrides"),  # venv-overrides adds to dh_lintian's file
+    ("fixperms", "installdeb"), ("installdeb", "shlibdeps"),  # DEBIAN/ made after the modes; one substvars writer
+    *((step, "gencontrol") for step in ("records", "shlibdeps", "installdeb", "overrides")),  # Installed-Size
+    ("gencontrol", "md5sums"), ("md5sums", "builddeb"),
+]
+
+
+def test_rules_run_debhelpers_commands_in_a_graph_that_orders_every_step_sharing_a_file(tmp_path: Path) -> None:
+    """Each debhelper command is a target that needs the steps whose files it reads; make -j runs the others at
+    once, with DEB_BUILD_OPTIONS' parallel=N jobs (1 without it); every command is one dh's own sequence has."""
+    render_rules(tmp_path, "uv")
+    graph = prerequisites(tmp_path)
+    for before, after in ORDERED:
+        assert before in graph[after], (before, after)
+    steps = {step for pair in ORDERED for step in pair}
+    assert graph["builddeb"] == steps - {"builddeb"}
+    assert not graph["install"] | graph["docs"] | graph["changelogs"] | graph["logrotate"] | graph["lintian"]
+    assert graph["venv"] == set()
+    assert planned(tmp_path, "binary", options="nocheck parallel=2")[0] == (
+        "make -f debian/rules -j2 --output-sync=target --no-print-directory builddeb")
+    assert planned(tmp_path, "binary", options="parallel=4 parallel=1")[0].startswith(
         "make -f debian/rules -j1 ")
-    assert planned(tmp_path, "override_dh_virtualenv")[0].startswith("make -f debian/rules -j1 ")
-    sequence = subprocess.run(["dh", "binary", "--with", "python-virtualenv", "--no-act"], cwd=tmp_path,
-                              capture_output=True, text=True, check=True).stdout.split()
-    for step in [*files_part, "dh_installsystemd", "dh_shlibdeps", "dh_installdeb"]:
-        assert f"\noverride_{step}:\n" in rules, step
-        assert step not in sequence and f"override_{step}" not in sequence, step
-    assert sequence.index("override_dh_virtualenv") < sequence.index("dh_compress") < sequence.index(
-        "dh_fixperms") < sequence.index("override_dh_strip") < sequence.index("dh_gencontrol")
+    assert planned(tmp_path, "binary")[0].startswith("make -f debian/rules -j1 ")
+    # The first dh_ word of each command line: the command itself, or the one a cached-* script wraps.
+    commands = {next(word for word in line.split() if word.startswith("dh_"))
+                for line in planned(tmp_path, "builddeb") if " dh_" in f" {line}"}
+    plain = tmp_path / "plain"  # the package with the rules file dh-virtualenv's tutorial writes
+    (plain / "debian").mkdir(parents=True)
+    for name in ("control", "changelog"):
+        (plain / "debian" / name).write_bytes((tmp_path / "debian" / name).read_bytes())
+    (plain / "debian" / "rules").write_text("#!/usr/bin/make -f\n%:\n\tdh $@ --with python-virtualenv\n")
+    sequence = set(subprocess.run(["dh", "binary", "--with", "python-virtualenv", "--no-act"], cwd=plain,
+                                  capture_output=True, text=True, check=True).stdout.split())
+    assert commands == {"dh_virtualenv", "dh_installsystemd", "dh_install", "dh_installdocs", "dh_installchangelogs",
+                        "dh_installlogrotate", "dh_lintian", "dh_compress", "dh_fixperms", "dh_strip", "dh_installdeb",
+                        "dh_shlibdeps", "dh_gencontrol", "dh_md5sums", "dh_builddeb"}
+    assert commands <= sequence
 
 
 def test_rules_compress_with_the_services_compression_and_level(tmp_path: Path) -> None:
@@ -227,14 +264,6 @@ def test_rules_without_uv_use_pip_and_keep_installers_when_asked(tmp_path: Path)
     assert "make-venv" not in rules
     assert "\t$(FINALIZE) prune $(VENV)\n" in rules
     assert "--strip-installers" not in rules
-
-
-def test_rules_skip_the_steps_that_do_nothing_for_a_venv(tmp_path: Path) -> None:
-    """Empty overrides (dh runs nothing for them) for the debhelper steps a venv package does not need."""
-    rules = render_rules(tmp_path, "uv")
-    for step in ("dh_update_autotools_config", "dh_autoreconf", "dh_installinit", "dh_perl",
-                 "dh_strip_nondeterminism", "dh_makeshlibs", "dh_dwz", "dh_missing", "dh_python3"):
-        assert f"\noverride_{step}:\n" in rules, step
 
 
 def test_date_tree_dates_every_entry_and_symlinks_not_their_targets(tmp_path: Path) -> None:
