@@ -101,6 +101,9 @@ def test_two_builds_of_one_commit_in_different_directories_are_byte_identical(
     assert {"flask", "gunicorn"} <= saved, "the layer holds the dependencies"
     assert not {name for name in saved if name.startswith("hello_api")}, "and not the project itself"
     assert len(list((cache / "debian").iterdir())) == 1, "and kept its rendered debian/, which the next one copies"
+    [environment] = (cache / "build-envs").iterdir()
+    assert list(environment.glob("lib/python3.11/site-packages/setuptools/__pycache__/build_meta.*.pyc")), \
+        "and the build environment it made carries the backend's bytecode, compiled beside the wheel's build"
     saved_layer = tree_state(layers[0])
     shared = [path for path in layers[0].rglob("*") if is_shared(os.lstat(path))]
     assert len(shared) > 100, "most of the layer's files are saved to be shared by hard link"

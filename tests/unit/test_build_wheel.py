@@ -32,6 +32,7 @@ class FakeUv:
         if argv[1] == "venv":
             python = Path(argv[-1]) / "bin" / "python"
             python.parent.mkdir(parents=True)
+            (Path(argv[-1]) / "lib" / "python3.11" / "site-packages").mkdir(parents=True)
             if self.interpreter is not None:
                 python.symlink_to(self.interpreter)
             else:
@@ -59,7 +60,8 @@ def produce(tmp_path: Path, uv: FakeUv, source: Path, name: str = "w") -> Path:
                          build_system=read_pyproject(source).build_system, runner=uv)
     out = tmp_path / name
     wheel.start(source, out).join(timeout=10)
-    wheel.keep()  # as the build does once the .deb is made
+    wheel.wait()  # as the build does once the .deb is made
+    wheel.keep()
     return out
 
 
@@ -105,18 +107,27 @@ def test_source_digest_leaves_out_the_link_to_the_checkouts_git(tmp_path: Path) 
     assert source_digest(source, "py3.11") != alone
 
 
+def compiled(uv: FakeUv) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+    """The bytecode compilations among uv's calls (they run on a thread of their own), and the other calls."""
+    compiles = [call for call in uv.calls if call[1:3] == ("-m", "compileall")]
+    return compiles, [call for call in uv.calls if call not in compiles]
+
+
 def test_first_build_makes_the_build_environment_then_builds_without_isolation(tmp_path: Path) -> None:
-    """uv venv + uv pip install of the build requirements once, then `uv build --no-build-isolation` in it."""
+    """uv venv + uv pip install of the build requirements once, then `uv build --no-build-isolation` in it, while
+    the environment's bytecode is compiled beside the build."""
     uv = FakeUv()
     source = project(tmp_path)
     out = produce(tmp_path, uv, source)
-    venv, install, build = uv.calls
+    compiles, (venv, install, build) = compiled(uv)
     assert venv[:5] == ("/opt/uv", "venv", "--quiet", "--python", "/usr/bin/python3.11")
     staging = Path(install[install.index("--python") + 1]).parent.parent
     [environment] = (tmp_path / "cache" / "build-envs").iterdir()  # the staging directory, renamed
     assert staging.parent == environment.parent and staging.name.startswith(f".{environment.name}.")
     assert install[-1] == "setuptools>=61"
-    assert "--compile-bytecode" in install  # the backend is imported on every build
+    # The backend is imported on every build: its bytecode, compiled once, in the environment as renamed.
+    assert compiles == [(str(environment / "bin" / "python"), "-m", "compileall", "-q", "-j", "1",
+                         str(environment / "lib" / "python3.11" / "site-packages"))]
     assert build == ("/opt/uv", "build", "--wheel", "--quiet", "--out-dir", str(out), "--no-build-isolation",
                      "--config-setting=--build-option=--compression=stored", "--python",
                      str(environment / "bin" / "python"), str(source))
@@ -132,7 +143,8 @@ def test_a_build_roots_environment_is_reused_though_its_interpreter_is_not_on_th
     produce(tmp_path, uv, source, "first")
     (source / "app" / "__init__.py").write_text("GREETING = 'hi'\n")
     produce(tmp_path, uv, source, "second")
-    assert [call[1] for call in uv.calls] == ["venv", "pip", "build", "build"]
+    compiles, calls = compiled(uv)
+    assert [call[1] for call in calls] == ["venv", "pip", "build", "build"] and len(compiles) == 1
     assert all("--no-build-isolation" in call for call in uv.calls if call[1] == "build")
 
 

@@ -68,11 +68,13 @@ class Beside:
         return jobs.output(*self.built, "*.whl") if self.built is not None else None
 
     def finish(self) -> None:
-        """Wait for every job (each ends by itself), keep the project's wheel for the next build, and drop
-        the layer if a build step wrote to a file it shares with the tree (the next build makes it again)."""
+        """Wait for every job (each ends by itself) and for the build environment's bytecode, keep the project's
+        wheel for the next build, and drop the layer if a build step wrote to a file it shares with the tree (the
+        next build makes it again)."""
         for job in self.jobs:
             job.join()
         if self.wheel is not None:
+            self.wheel.wait()
             self.wheel.keep()
         if self.layer is not None and self.restored is not None and not self.restored.intact():
             log.warning("a build step changed a file of the dependency layer %s that the build tree shares "

@@ -75,6 +75,7 @@ class ProjectWheel:
         # the build environment's requirements and so the wheel follow them.
         self.settings = dict(settings or {})
         self.to_keep: tuple[Path, Path] | None = None  # a wheel built now, and where keep() saves it
+        self.compiling: threading.Thread | None = None  # the bytecode of a build environment made now
 
     def start(self, source: Path, wheel_dir: Path) -> threading.Thread:
         """Put the wheel into `wheel_dir` on another thread; its status file says how it ended."""
@@ -112,9 +113,11 @@ class ProjectWheel:
     def build_environment(self) -> Path | None:
         """A venv with the project's build requirements installed, made once per requirement set and Python.
 
-        Its bytecode is compiled when it is made: every wheel build imports
-        the backend (setuptools loads several times faster from
-        bytecode), and PYTHONDONTWRITEBYTECODE would stop Python caching it.
+        Its bytecode is compiled when it is made, on another thread while
+        the first wheel is built in it (wait() waits for it): every later
+        wheel build imports the backend (setuptools loads several times
+        faster from bytecode), and PYTHONDONTWRITEBYTECODE would stop
+        Python caching it.
         """
         requires = list(self.build_system.requires)
         key = hashlib.sha256(json.dumps([BUILD_ENV_FORMAT, self.python, sorted(requires), self.settings],
@@ -127,14 +130,24 @@ class ProjectWheel:
             with staged_directory(environment) as staging:
                 self.runner([self.uv, "venv", "--quiet", "--python", self.python, str(staging)], env=self.env)
                 python = str(staging / "bin" / "python")
-                self.runner([self.uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", python, *requires],
-                            env=self.env)
+                self.runner([self.uv, "pip", "install", "--quiet", "--python", python, *requires], env=self.env)
         except MicrodeployError as exc:
             log.debug("project wheel: no build environment: %s", exc)
             return None
         except OSError:
-            pass  # another build made it first
-        return environment if is_made(environment) else None
+            return environment if is_made(environment) else None  # another build made it first
+        site_packages = [str(path) for path in environment.glob("lib/python*/site-packages")]
+        if site_packages:  # one worker: the wheel's build has the other core
+            compile_all = [str(environment / "bin" / "python"), "-m", "compileall", "-q", "-j", "1", *site_packages]
+            self.compiling = threading.Thread(target=lambda: self.runner(compile_all, check=False),
+                                              name="build-env-bytecode", daemon=True)
+            self.compiling.start()
+        return environment
+
+    def wait(self) -> None:
+        """Wait for the bytecode of a build environment made by this object."""
+        if self.compiling is not None:
+            self.compiling.join()
 
     def keep(self) -> None:
         """Save a wheel this build made under its source digest for the next build of the same source."""

@@ -76,11 +76,13 @@ def backend_version(project: Path, build_system: BuildSystem, python: str, uv: s
         work = Path(tmp)
         copy = work / "project"
         copy_source(project, copy, git=True)  # VCS-based versions (setuptools-scm, hatch-vcs) ask git
+        maker = None
         try:
             shared = None
             if uv is not None and cache is not None:
-                shared = ProjectWheel(uv=uv, cache=cache, name=project.name, python=python, build_system=build_system,
-                                      runner=runner).build_environment()
+                maker = ProjectWheel(uv=uv, cache=cache, name=project.name, python=python, build_system=build_system,
+                                     runner=runner)
+                shared = maker.build_environment()
             if shared is not None:
                 try:
                     return _prepare_metadata(copy, backend, backend_path, shared / "bin" / "python", None,
@@ -92,6 +94,9 @@ def backend_version(project: Path, build_system: BuildSystem, python: str, uv: s
         except MicrodeployError as exc:
             log.debug("the build backend did not give a version: %s", exc)
             return None
+        finally:
+            if maker is not None:
+                maker.wait()
 
 
 def _install(env_python: Path, uv: str | None, requirements: Sequence[str], runner: Runner) -> None:
