@@ -188,7 +188,7 @@ def build_tree(settings: BuildSettings, config: ServiceConfig, facts: BuildFacts
         if datapack.writes(config.compression):
             chunks = installer.cache_root / datapack.CHUNKS_KIND if installer.cache_root is not None else None
             datapack.compress_members(deb, config.compression_level, chunks, venv=f"{VENVS_IN_PACKAGE}/{config.name}")
-        # dpkg's generators, next, read the package and debian/'s control files alone.
+        # What follows (records.finish) reads the package and the generators' records alone.
         tidying.append(start_tidying(deb, [tree / SOURCE_SUBDIR, tree / "debian" / config.name]))
 
     try:

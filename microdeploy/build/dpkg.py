@@ -28,6 +28,9 @@ RESOLUTION_FAILURES = ("No matching distribution", "ResolutionImpossible", "No s
 VCS_VERSION_FAILURE = "setuptools-scm was unable to detect version"
 # Variables of the caller's Python that must not leak into the build's interpreters.
 SCRUBBED = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "CONDA_PREFIX")
+# A calling make's variables (a CI job's `make release`): its jobserver is not debian/rules' own, and
+# dpkg-genbuildinfo, run inside debian/rules without make's variables, would not record the same build.
+CALLERS_MAKE = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,8 @@ class Artifacts:
 
 
 def build_environment(environ: Mapping[str, str], epoch: int) -> dict[str, str]:
-    """The environment of dpkg-buildpackage: system tools first, reproducible, no dbgsym."""
-    env = {key: value for key, value in environ.items() if key not in SCRUBBED}
+    """The environment of dpkg-buildpackage: system tools first, reproducible, no dbgsym, no caller's make."""
+    env = {key: value for key, value in environ.items() if key not in SCRUBBED and key not in CALLERS_MAKE}
     env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"  # never a pyenv or venv python
     env["SOURCE_DATE_EPOCH"] = str(epoch)
     # parallel= is set by dpkg-buildpackage from --jobs (build_jobs).
@@ -66,19 +69,21 @@ def dpkg_buildpackage(tree: Path, environ: Mapping[str, str], epoch: int, runner
     """Build the binary package of `tree`, its .buildinfo and .changes; raise with the relevant lines if it fails.
 
     dpkg-buildpackage sets up the build environment and runs `debian/rules
-    binary` (--rules-target); then dpkg's own generators write the .buildinfo
-    and .changes, with the names and contents a whole dpkg-buildpackage run
-    gives them. What is left out is `dpkg-source --before-build` and
-    `--after-build`: with no patches in the rendered debian/ they have nothing
-    to do but start two more Perl programs. `finish`, if given, works on the
-    package (compresses it) while the generators run (records.py).
+    binary` (--rules-target), which also runs dpkg's own generators of the
+    .buildinfo and .changes, with the names and contents a whole
+    dpkg-buildpackage run gives them (records.py). What is left out is
+    `dpkg-source --before-build` and `--after-build`: with no patches in the
+    rendered debian/ they have nothing to do but start two more Perl
+    programs. `finish`, if given, works on the package (compresses it)
+    before its checksums go into the records.
     """
     require_tools(*BUILD_TOOLS)
     env = build_environment(environ, epoch)
     argv = ["dpkg-buildpackage", "--rules-target=binary", "--no-sign", f"--jobs={build_jobs(environ)}"]
     run_build_step(argv, tree, env, "dpkg-buildpackage", runner)
-    records.generate(tree, single_file(tree.parent, "*.deb"),
-                     lambda step: run_build_step(step, tree, env, step[0], runner), finish or (lambda: None))
+    if finish is not None:
+        finish()
+    records.finish(tree, single_file(tree.parent, "*.deb"))
 
 
 def run_build_step(argv: Sequence[str], cwd: Path, env: Mapping[str, str], what: str, runner: Runner = run) -> None:

@@ -1,27 +1,28 @@
-"""The .buildinfo and .changes of a binary build, written by dpkg's generators while the package is compressed.
+"""The .buildinfo and .changes of a binary build, given the finished package's checksums.
 
-dpkg-genbuildinfo and dpkg-genchanges take a third of a second between them
+dpkg-genbuildinfo and dpkg-genchanges take a fifth of a second between them
 (Perl, dpkg's status file), and they record the package's size and
-checksums, so they would have to wait for its compression. They run beside
-it instead, on a stand-in for the package (an empty file of its name in a
-directory of its own, -u), and the finished package's size and checksums
-then replace the stand-in's in both files, the .buildinfo's own in the
-.changes too. Everything else in them is what the generators wrote.
+checksums, so they would have to wait for its compression. debian/rules
+runs them as soon as dh_gencontrol has named the package in debian/files,
+beside the steps after it, on a stand-in for the package (an empty file of
+its name in STAND_IN_DIR beside the build tree, their -u). Once the package
+is compressed, `finish` puts its size and checksums in place of the
+stand-in's in both files, and the .buildinfo's own into the .changes.
+Everything else in them is what the generators wrote.
 """
 
 from __future__ import annotations
 
 import hashlib
 import shutil
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from microdeploy.build.fastpath.contract import STAND_IN_DIR
 from microdeploy.errors import MicrodeployError
 
 BLOCK = 1 << 20
-STAND_IN_DIR = "records"
 
 
 @dataclass(frozen=True)
@@ -47,42 +48,16 @@ class Checksums:
         return {old.md5: self.md5, old.sha1: self.sha1, old.sha256: self.sha256, str(old.size): str(self.size)}
 
 
-def generate(tree: Path, deb: Path, run_step: Callable[[list[str]], None], compress: Callable[[], None]) -> None:
-    """Run `compress` (which rewrites `deb`) while dpkg's generators write the records of `tree`'s build beside
-    `tree`; then put `deb`'s final checksums into them.
-
-    `run_step` runs one generator in `tree` and raises when it fails.
-    """
+def finish(tree: Path, deb: Path) -> None:
+    """Put the finished `deb`'s checksums into the records that dpkg's generators wrote of `tree`'s build on a
+    stand-in, and move them beside `tree`."""
     stand_ins = tree.parent / STAND_IN_DIR
-    stand_ins.mkdir()
-    stand_in = stand_ins / deb.name
-    stand_in.touch()
-    failed: list[BaseException] = []
-
-    def write_records() -> None:
-        try:
-            run_step(["dpkg-genbuildinfo", "--build=binary", f"-u{stand_ins}"])
-            run_step(["dpkg-genchanges", "--build=binary", f"-u{stand_ins}", f"-O../{buildinfo().stem}.changes"])
-        except BaseException as exc:  # re-raised on the caller's thread
-            failed.append(exc)
-
-    def buildinfo() -> Path:
-        found = sorted(stand_ins.glob("*.buildinfo"))
-        if len(found) != 1:
-            raise MicrodeployError(f"dpkg-genbuildinfo left {len(found)} .buildinfo files in {stand_ins}")
-        return found[0]
-
-    writer = threading.Thread(target=write_records, name="records", daemon=True)
-    writer.start()
-    try:
-        compress()
-    finally:
-        writer.join()
-    if failed:
-        raise failed[0]
-    record = buildinfo()
+    found = sorted(stand_ins.glob("*.buildinfo"))
+    if len(found) != 1:
+        raise MicrodeployError(f"dpkg-genbuildinfo left {len(found)} .buildinfo files in {stand_ins}")
+    record = found[0]
     changes = tree.parent / f"{record.stem}.changes"
-    final, old_record = Checksums.of(deb).replacing(Checksums.of(stand_in)), Checksums.of(record)
+    final, old_record = Checksums.of(deb).replacing(Checksums.of(stand_ins / deb.name)), Checksums.of(record)
     put_checksums(record, deb.name, final)
     put_checksums(changes, deb.name, final)
     put_checksums(changes, record.name, Checksums.of(record).replacing(old_record))

@@ -1,10 +1,11 @@
-"""The .buildinfo and .changes written beside the package's compression list the finished package's checksums,
-and say what dpkg's generators say when they run after it."""
+"""dpkg's generators, run by debian/rules on a stand-in once dh_gencontrol has named the package, write the
+.buildinfo and .changes they write when run after the package is made; records.finish gives them the finished
+package's checksums."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,47 +13,31 @@ from debian.deb822 import BuildInfo, Changes
 
 from microdeploy.build import records
 from microdeploy.build.dpkg import build_environment, run_build_step
+from microdeploy.build.fastpath.contract import STAND_IN_DIR
+from tests.unit.test_build_templates import render_rules
 
 pytestmark = pytest.mark.integration
 
-DEB = "hello_1.0-1_amd64.deb"
-CONTROL = """\
-Source: hello
-Section: misc
-Priority: optional
-Maintainer: Service Maintainer <maintainer@example.org>
-Build-Depends: debhelper-compat (= 13)
-
-Package: hello
-Architecture: amd64
-Description: a package for the records' test
- Only its name and version matter here.
-"""
-CHANGELOG = """\
-hello (1.0-1) bookworm; urgency=medium
-
-  * Built.
-
- -- Service Maintainer <maintainer@example.org>  Thu, 01 Jan 2026 00:00:00 +0000
-"""
+DEB = "orders-api_1.4.0-3_amd64.deb"
 # Lines that differ between two runs of the generators: when they ran, and the build's own path.
 WHEN = ("Date:", "Build-Date:", "Build-Path:")
+ENVIRON = build_environment({"PATH": "/usr/bin:/bin", "DEB_BUILD_OPTIONS": "parallel=2"}, 1767225600)
 
 
-def tree_with_package(root: Path) -> Path:
-    """A source tree whose debian/files lists one binary package, and that package (not yet compressed) beside it."""
-    tree = root / "hello"
-    (tree / "debian").mkdir(parents=True)
-    (tree / "debian" / "control").write_text(CONTROL)
-    (tree / "debian" / "changelog").write_text(CHANGELOG)
-    (tree / "debian" / "files").write_text(f"{DEB} misc optional\n")
-    (root / DEB).write_bytes(b"plain package " * 50_000)
+def named_package(root: Path) -> Path:
+    """A rendered build tree in which the real dh_gencontrol has named the package in debian/files."""
+    tree = root / "orders-api"
+    render_rules(tree, "uv")
+    (tree / "debian" / "orders-api").mkdir()
+    rules(tree, "gencontrol", "-o", "records", "-o", "shlibdeps", "-o", "installdeb", "-o", "overrides")
+    assert (tree / "debian" / "files").read_text().startswith(f"{DEB} ")
     return tree
 
 
-def runs_in(tree: Path) -> Callable[[list[str]], None]:
-    env = build_environment({"PATH": "/usr/bin:/bin"}, 1767225600)
-    return lambda argv: run_build_step(argv, tree, env, argv[0])
+def rules(tree: Path, *targets: str) -> None:
+    """Targets of the tree's debian/rules, two jobs at once, as dpkg-buildpackage runs them."""
+    subprocess.run(["make", "-j2", "-f", "debian/rules", *targets], cwd=tree, env=ENVIRON, check=True,
+                   capture_output=True)
 
 
 def without_run_dates(text: str) -> str:
@@ -62,16 +47,16 @@ def without_run_dates(text: str) -> str:
                      if not line.startswith(WHEN) and not line.endswith(".buildinfo"))
 
 
-def test_records_list_the_finished_package_as_the_generators_would_after_it(tmp_path: Path) -> None:
-    tree = tree_with_package(tmp_path / "beside")
+def test_records_written_beside_the_last_steps_list_the_finished_package_as_after_it(tmp_path: Path) -> None:
+    tree = named_package(tmp_path / "beside")
+    rules(tree, "buildinfo", "-o", "gencontrol")
+    assert {path.name for path in (tree.parent / STAND_IN_DIR).iterdir()} == {
+        DEB, "orders-api_1.4.0-3_amd64.buildinfo"}
     deb = tree.parent / DEB
-
-    def compress() -> None:
-        deb.write_bytes(b"the compressed package, other bytes and size")
-
-    records.generate(tree, deb, runs_in(tree), compress)
-    buildinfo, changes = tree.parent / "hello_1.0-1_amd64.buildinfo", tree.parent / "hello_1.0-1_amd64.changes"
-    assert sorted(path.name for path in tree.parent.iterdir()) == sorted([DEB, buildinfo.name, changes.name, "hello"])
+    deb.write_bytes(b"the compressed package, its own bytes and size")
+    records.finish(tree, deb)
+    buildinfo, changes = (tree.parent / f"orders-api_1.4.0-3_amd64.{kind}" for kind in ("buildinfo", "changes"))
+    assert {path.name for path in tree.parent.iterdir()} == {DEB, buildinfo.name, changes.name, "orders-api"}
     for path, listed in ((buildinfo, [DEB]), (changes, [DEB, buildinfo.name])):
         record = (BuildInfo if path == buildinfo else Changes)(path.read_text())
         for name in listed:
@@ -81,22 +66,21 @@ def test_records_list_the_finished_package_as_the_generators_would_after_it(tmp_
                 assert (entry[field.split("-")[1].lower()], int(entry["size"])) == (digest(data).hexdigest(),
                                                                                       len(data)), (path, field)
 
-    # The same generators run after the compression, as dpkg-buildpackage runs them, write the same records.
-    after = tree_with_package(tmp_path / "after")
-    (after.parent / DEB).write_bytes(b"the compressed package, other bytes and size")
-    runs_in(after)(["dpkg-genbuildinfo", "--build=binary"])
-    runs_in(after)(["dpkg-genchanges", "--build=binary", "-O../hello_1.0-1_amd64.changes"])
+    # The generators run after the package is made, outside make, as dpkg-buildpackage runs them, write the same.
+    after = named_package(tmp_path / "after")
+    (after.parent / DEB).write_bytes(b"the compressed package, its own bytes and size")
+    run_build_step(["dpkg-genbuildinfo", "--build=binary"], after, ENVIRON, "dpkg-genbuildinfo")
+    run_build_step(["dpkg-genchanges", "--build=binary", "-O../orders-api_1.4.0-3_amd64.changes"], after, ENVIRON,
+                   "dpkg-genchanges")
     for name in (buildinfo.name, changes.name):
         assert without_run_dates((tree.parent / name).read_text()) == without_run_dates(
             (after.parent / name).read_text()), name
+    assert "MAKEFLAGS" not in buildinfo.read_text()
     assert (tree / "debian" / "files").read_text() == (after / "debian" / "files").read_text()
 
 
-def test_a_failing_generator_fails_the_build_after_the_compression_ends(tmp_path: Path) -> None:
-    tree = tree_with_package(tmp_path)
-    (tree / "debian" / "control").write_text("Source: hello\n")  # no Maintainer: a generator stops
-    compressed = []
-    with pytest.raises(records.MicrodeployError, match=r"dpkg-gen\w+ failed"):
-        records.generate(tree, tree.parent / DEB, runs_in(tree), lambda: compressed.append(True))
-    assert compressed == [True]
-
+def test_without_the_generators_records_there_is_an_error_not_a_package_without_records(tmp_path: Path) -> None:
+    tree = named_package(tmp_path)
+    (tree.parent / DEB).write_bytes(b"package")
+    with pytest.raises(records.MicrodeployError, match=r"dpkg-genbuildinfo left 0 .buildinfo files"):
+        records.finish(tree, tree.parent / DEB)

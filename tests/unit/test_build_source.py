@@ -137,6 +137,13 @@ def test_build_environment_scrubs_the_callers_python() -> None:
     assert "noautodbgsym" in env["DEB_BUILD_OPTIONS"]
 
 
+def test_build_environment_leaves_out_a_calling_makes_variables() -> None:
+    """A CI job's `make release` running microdeploy: its jobserver and flags are not debian/rules' own."""
+    env = build_environment({"MAKEFLAGS": " -j8 --jobserver-auth=fifo:/tmp/GMfifo1", "MFLAGS": "-j8",
+                             "MAKELEVEL": "1", "HOME": "/root"}, 1234)
+    assert not {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"} & set(env) and env["HOME"] == "/root"
+
+
 def test_dpkg_buildpackage_argv_and_failure_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The exact dpkg-buildpackage command; a failure quotes the lines that say why, and nothing else runs."""
     monkeypatch.setattr("microdeploy.build.dpkg.require_tools", lambda *tools: None)

@@ -211,6 +211,7 @@ ORDERED = [
     ("fixperms", "installdeb"), ("installdeb", "shlibdeps"),  # DEBIAN/ made after the modes; one substvars writer
     *((step, "gencontrol") for step in ("records", "shlibdeps", "installdeb", "overrides")),  # Installed-Size
     ("gencontrol", "md5sums"), ("md5sums", "builddeb"),
+    ("gencontrol", "buildinfo"),  # dpkg's generators read debian/files
 ]
 
 
@@ -222,11 +223,12 @@ def test_rules_run_debhelpers_commands_in_a_graph_that_orders_every_step_sharing
     for before, after in ORDERED:
         assert before in graph[after], (before, after)
     steps = {step for pair in ORDERED for step in pair}
-    assert graph["builddeb"] == steps - {"builddeb"}
+    assert graph["builddeb"] == steps - {"builddeb", "buildinfo"}
+    assert graph["buildinfo"] == graph["gencontrol"] | {"gencontrol"}
     assert not graph["install"] | graph["docs"] | graph["changelogs"] | graph["logrotate"] | graph["lintian"]
     assert graph["venv"] == set()
     assert planned(tmp_path, "binary", options="nocheck parallel=2")[0] == (
-        "make -f debian/rules -j2 --output-sync=target --no-print-directory builddeb")
+        "make -f debian/rules -j2 --output-sync=target --no-print-directory builddeb buildinfo")
     assert planned(tmp_path, "binary", options="parallel=4 parallel=1")[0].startswith(
         "make -f debian/rules -j1 ")
     assert planned(tmp_path, "binary")[0].startswith("make -f debian/rules -j1 ")
@@ -244,6 +246,14 @@ def test_rules_run_debhelpers_commands_in_a_graph_that_orders_every_step_sharing
                         "dh_installlogrotate", "dh_lintian", "dh_compress", "dh_fixperms", "dh_strip", "dh_installdeb",
                         "dh_shlibdeps", "dh_gencontrol", "dh_md5sums", "dh_builddeb"}
     assert commands <= sequence
+    stand_ins = f"{tmp_path.parent}/records"
+    assert planned(tmp_path, "buildinfo", "-o", "gencontrol") == [
+        f"rm -rf {stand_ins} && mkdir {stand_ins}",
+        f"sed -n 's/ .*//p' debian/files | (cd {stand_ins} && xargs touch --)",
+        f"env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-genbuildinfo --build=binary -u{stand_ins}",
+        f"record=$(basename {stand_ins}/*.buildinfo .buildinfo) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL "
+        f"dpkg-genchanges --build=binary -u{stand_ins} -O../$record.changes",
+    ]
 
 
 def test_rules_compress_with_the_services_compression_and_level(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from microdeploy import pyproject
 from microdeploy.build import buildroot, dhvirtualenv, records
+from microdeploy.build.fastpath.contract import STAND_IN_DIR
 from microdeploy.build.fastpath.installer import Installer
 from microdeploy.build.pipeline import build_releases
 from microdeploy.build.release.settings import BuildSettings
@@ -239,16 +240,16 @@ class FakeBuild:
         if args[0] == "/opt/uv" and args[1] in ("venv", "pip"):
             return Result(args, 0, "", "")
         if args[0] == "dpkg-buildpackage" and cwd is not None:
-            (cwd.parent / "orders-api_0.1.0-1_amd64.deb").write_bytes(plain_package())
-            return Result(args, 0, "", "")
-        if args[0] in ("dpkg-genbuildinfo", "dpkg-genchanges") and cwd is not None:
-            # The records list the files in the -u directory, as dpkg's generators do.
-            files = Path(next(arg for arg in args if arg.startswith("-u"))[2:])
-            listed = sorted(files.iterdir())
-            if args[0] == "dpkg-genbuildinfo":
-                (files / "orders-api_0.1.0-1_amd64.buildinfo").write_text(checksum_lines(listed))
-            else:
-                (cwd / args[-1].removeprefix("-O")).write_text(checksum_lines(listed))
+            deb = cwd.parent / "orders-api_0.1.0-1_amd64.deb"
+            deb.write_bytes(plain_package())
+            # debian/rules' dpkg generators: records of a stand-in for the package (records.py).
+            stand_ins = cwd.parent / STAND_IN_DIR
+            stand_ins.mkdir()
+            (stand_ins / deb.name).touch()
+            buildinfo = stand_ins / "orders-api_0.1.0-1_amd64.buildinfo"
+            buildinfo.write_text(checksum_lines([stand_ins / deb.name]))
+            (cwd.parent / "orders-api_0.1.0-1_amd64.changes").write_text(
+                checksum_lines([stand_ins / deb.name, buildinfo]))
             return Result(args, 0, "", "")
         if check:
             raise MicrodeployError(f"{args[0]} is not run in this test")

@@ -34,6 +34,10 @@ How the two sides work together:
   at every build.
 - PIP_TOOL is dh_virtualenv's --pip-tool: debian/PIP_TOOL, which make-venv
   puts into the venv's bin/ and finalize-venv removes before shipping.
+- STAND_IN_DIR, beside the build tree, is where debian/rules runs dpkg's
+  generators on a stand-in for the package, and where microdeploy takes
+  their .buildinfo and .changes from once the package is compressed
+  (build/records.py).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ INSTALLED_FILE = "installed"
 MD5SUMS_FILE = "md5sums"  # beside a layer's VENV_DIR: the MD5 sums of its files (debian/cached-md5sums)
 VENV_DIR = "venv"
 PIP_TOOL = "uv-pip"
+STAND_IN_DIR = "records"
 
 # Every uv run of a build: no progress bars, never a downloaded Python, and the
 # system's certificate store (a TLS-inspecting proxy's CA is there, not in uv's own).
