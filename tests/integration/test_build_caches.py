@@ -235,7 +235,8 @@ def test_app_and_dependency_changes_reach_the_package(
 def test_a_constraint_given_to_uv_reaches_the_package_past_a_saved_layer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """UV_CONSTRAINT, and a new text in its file, make a new layer: a warm cache never ships what they exclude."""
+    """UV_CONSTRAINT, and a new text in its file, make a new layer: a warm cache never ships what they exclude.
+    The build's environment counts, for the uv runs beside dpkg-buildpackage too, not microdeploy's own."""
     project = checkout(tmp_path / "hello-api")
     pyproject = project / "pyproject.toml"
     pinned = '"gunicorn==23.0.0",'
@@ -243,8 +244,9 @@ def test_a_constraint_given_to_uv_reaches_the_package_past_a_saved_layer(
     commit(project, "depend on six, any version")
     cache = tmp_path / "cache"
 
-    def six_version() -> bytes:
-        files = payload(build_with(project, tmp_path / f"dist-{len(list(tmp_path.glob('dist-*')))}", cache).deb)
+    def six_version(environ: dict[str, str] | None = None) -> bytes:
+        out = tmp_path / f"dist-{len(list(tmp_path.glob('dist-*')))}"
+        files = payload(build_with(project, out, cache, environ=environ).deb)
         [line] = [line for line in files[f"{SITE}/six.py"].splitlines() if line.startswith(b"__version__")]
         return line
 
@@ -256,6 +258,11 @@ def test_a_constraint_given_to_uv_reaches_the_package_past_a_saved_layer(
     constraints.write_text("six==1.15.0\n")
     assert six_version() == b'__version__ = "1.15.0"'
     assert len(list((cache / "layers").glob("*/venv"))) == 3
+    monkeypatch.delenv("UV_CONSTRAINT")
+    other = tmp_path / "other-constraints.txt"
+    other.write_text("six==1.14.0\n")
+    assert six_version({"UV_CONSTRAINT": str(other)}) == b'__version__ = "1.14.0"', \
+        "a library caller's environment, not microdeploy's own, decides what the layer installs"
 
 
 def test_a_project_with_dynamic_dependencies_stays_out_of_uvs_shared_cache(tmp_path: Path) -> None:

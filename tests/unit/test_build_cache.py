@@ -50,12 +50,14 @@ class FakeRunner:
         self.returncode = returncode
         self.stdout = stdout
         self.calls: list[tuple[tuple[str, ...], dict[str, str] | None]] = []
+        self.inherited: list[bool] = []  # per call: whether `env` was added to this process's environment
 
     def __call__(self, argv, *, cwd=None, env=None, check=True, input=None, timeout=None,  # type: ignore[no-untyped-def]
                  inherit_env=True) -> Result:
         if argv[0] == "cp":
             return run(argv, check=check)
         self.calls.append((tuple(argv), dict(env) if env is not None else None))
+        self.inherited.append(inherit_env)
         return Result(tuple(argv), self.returncode, self.stdout, "")
 
 
@@ -460,7 +462,7 @@ class FakeInstaller(FakeRunner):
     def __call__(self, argv, *, cwd=None, env=None, check=True, input=None, timeout=None,  # type: ignore[no-untyped-def]
                  inherit_env=True) -> Result:
         self.cwds.append(cwd)
-        result = super().__call__(argv, cwd=cwd, env=env, check=check)
+        result = super().__call__(argv, cwd=cwd, env=env, check=check, inherit_env=inherit_env)
         if self.fail_on and self.fail_on in argv:
             return Result(tuple(argv), 1, "", "")
         if argv[1:3] == ["-m", "venv"]:
@@ -472,8 +474,11 @@ class FakeInstaller(FakeRunner):
         return result
 
 
-def fill_beside(tmp_path: Path, runner: FakeInstaller, wheel_code: int = 0) -> tuple[Installer, Path]:
-    """Run the layer fill for a project with static dependencies and no saved layer; the installer and the source."""
+def fill_beside(tmp_path: Path, runner: FakeInstaller, wheel_code: int = 0,
+                environ: dict[str, str] | None = None) -> tuple[Installer, Path]:
+    """Run the layer fill for a project with static dependencies and no saved layer; the installer and the source.
+
+    `environ`: the build's environment (None: this process's)."""
     source = tmp_path / "src-project"
     source.mkdir(exist_ok=True)
     wheel_dir = tmp_path / "wheel"
@@ -481,11 +486,29 @@ def fill_beside(tmp_path: Path, runner: FakeInstaller, wheel_code: int = 0) -> t
     (wheel_dir / "orders_api-1.0-py3-none-any.whl").write_bytes(b"")
     wheel_job = jobs.start("wheel", wheel_dir, lambda: wheel_code)
     installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=tmp_path / "cache" / "layers" / "k",
-                          wsgi_server="gunicorn>=21", layer_has_dependencies=True, dependencies=("flask>=3", "click"))
+                          wsgi_server="gunicorn>=21", layer_has_dependencies=True, dependencies=("flask>=3", "click"),
+                          environ=environ)
     job = installer.start_layer_fill(tmp_path / "copy", source, "/usr/bin/python3.11", (wheel_job, wheel_dir), runner)
     assert job is not None
     job.join(timeout=10)
     return installer, source
+
+
+def test_the_layer_fill_runs_uv_in_the_builds_environment_not_this_processs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What keys the layer (the build's UV_ variables) is what its uv runs see: the build's whole environment,
+    with the build's own settings on top, not microdeploy's process environment."""
+    monkeypatch.setenv("UV_OVERRIDE", "/from/microdeploys/own/environment")
+    runner = FakeInstaller()
+    fill_beside(tmp_path, runner, environ={"UV_CONSTRAINT": "/from/the/build", "PATH": "/usr/bin"})
+    uv_runs = [(env, inherited) for (argv, env), inherited in zip(runner.calls, runner.inherited, strict=True)
+               if argv[0] == "/opt/uv"]
+    assert len(uv_runs) == 2  # the dependencies, then the project's wheel
+    for env, inherited in uv_runs:
+        assert not inherited and env is not None
+        assert env["UV_CONSTRAINT"] == "/from/the/build" and "UV_OVERRIDE" not in env
+        assert env["UV_LINK_MODE"] == "copy" and env["PATH"] == "/usr/bin"
 
 
 def test_without_a_saved_layer_the_dependencies_are_installed_and_saved_beside_the_build(tmp_path: Path) -> None:

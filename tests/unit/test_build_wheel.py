@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from microdeploy import dists
 from microdeploy.build.dhvirtualenv import git_state
 from microdeploy.build.fastpath.wheel import ProjectWheel, source_digest
@@ -23,11 +25,13 @@ class FakeUv:
         self.fail_cached_build = fail_cached_build
         self.fail_all_builds = fail_all_builds
         self.calls: list[tuple[str, ...]] = []
+        self.environments: list[dict[str, str] | None] = []  # each call's env, when it replaces this process's
 
     def __call__(self, argv, *, cwd=None, env=None, check=True, input=None, timeout=None,  # type: ignore[no-untyped-def]
                  inherit_env=True) -> Result:
         argv = tuple(argv)
         self.calls.append(argv)
+        self.environments.append(None if inherit_env else dict(env or {}))
         code = 0
         if argv[1] == "venv":
             python = Path(argv[-1]) / "bin" / "python"
@@ -240,3 +244,21 @@ def test_the_callers_uv_settings_key_the_build_environment_and_the_kept_wheel(tm
     produce_with({}, "plain-again")
     assert (counted("venv"), counted("build")) == (2, 2), "each reuses its own"
     assert len(list((tmp_path / "cache" / "build-envs").iterdir())) == 2
+
+
+def test_every_uv_run_of_the_wheel_sees_the_builds_environment_not_this_processs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A library caller's environment (BuildSettings.environ) keys the build environment and the kept wheel, and
+    is what their uv runs (and the bytecode's compilation) get, whole, with uv's settings on top."""
+    monkeypatch.setenv("UV_OVERRIDE", "/from/microdeploys/own/environment")
+    uv = FakeUv()
+    wheel = ProjectWheel(uv="/opt/uv", cache=tmp_path / "cache", name="orders-api", python="/usr/bin/python3.11",
+                         build_system=BuildSystem(requires=("setuptools>=61",)), runner=uv,
+                         environ={"UV_CONSTRAINT": "/from/the/build", "PATH": "/usr/bin"})
+    wheel.start(project(tmp_path), tmp_path / "out").join(timeout=10)
+    wheel.wait()
+    assert len(uv.calls) == 4  # venv, pip install, compileall, build
+    for environment in uv.environments:
+        assert environment is not None and environment["UV_CONSTRAINT"] == "/from/the/build"
+        assert "UV_OVERRIDE" not in environment and environment["UV_CACHE_DIR"] == str(tmp_path / "cache" / "uv")

@@ -7,6 +7,7 @@ their instructions from the environment made here (contract.py).
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 from collections.abc import Mapping
@@ -106,6 +107,13 @@ class Installer:
     # The caller's uv variables that decide what an install gets (layer.uv_variables), for the keys of the
     # project's build environment and kept wheel; its UV_CONSTRAINT is joined by a lock's.
     uv_settings: Mapping[str, str] = field(default_factory=dict)
+    # The build's environment (BuildSettings.environ), which the uv runs beside dpkg-buildpackage see, as
+    # dpkg-buildpackage's do: what keys the layer is what makes it. None: this process's.
+    environ: Mapping[str, str] | None = None
+
+    def uv_environment(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The whole environment of a uv run beside dpkg-buildpackage: the build's, pip's index settings, `extra`."""
+        return {**(os.environ if self.environ is None else self.environ), **self.index, **(extra or {})}
 
     def environment(self, wheel_dir: Path | None = None, layer_copy: Path | None = None) -> dict[str, str]:
         """Variables debian/make-venv and debian/uv-pip read during the build."""
@@ -135,12 +143,12 @@ class Installer:
         if self.uv is None or self.cache_root is None:
             return Beside(self.environment())
         # A lock out of date stops the build here, before anything starts; a saved layer was made from it.
-        locked = (export_lock(self.uv, source, work / "locked-requirements.txt", runner, self.index)
+        locked = (export_lock(self.uv, source, work / "locked-requirements.txt", runner, self.uv_environment())
                   if self.locked and self.layer is not None and not (self.layer / VENV_DIR).is_dir() else None)
         wheel_dir = work / "project-wheel"
         wheel = ProjectWheel(uv=self.uv, cache=self.cache_root, name=name, python=python,
                              build_system=self.build_system, runner=runner, git_state=git_state,
-                             index=self.index, settings=self.uv_settings)
+                             index=self.index, settings=self.uv_settings, environ=self.uv_environment())
         wheel_job = wheel.start(source, wheel_dir)
         built = (wheel_job, wheel_dir)
         restored = Restored()
@@ -226,7 +234,8 @@ class Installer:
                 steps.append(([*install, "-r", str(requirements)], requirements.parent))
             steps.append(([*install, *wanted, self.wsgi_server], source))
             for argv, cwd in steps:
-                returncode = runner(argv, cwd=cwd, env=self.environment(), check=False).returncode
+                returncode = runner(argv, cwd=cwd, env=self.uv_environment(self.environment()), inherit_env=False,
+                                    check=False).returncode
                 if returncode != 0:
                     return returncode
             save_layer(venv, layer, runner, restored)
@@ -253,7 +262,8 @@ class Installer:
             # Then what it depends on, resolved, from the shared cache; uv keeps the project it finds installed.
             steps.append([self.uv, "pip", "install", "--quiet", *python, str(built), self.wsgi_server])
         for argv in steps:
-            if runner(argv, env=self.environment(), check=False).returncode != 0:
+            if runner(argv, env=self.uv_environment(self.environment()), inherit_env=False,
+                      check=False).returncode != 0:
                 return None
         return built.name
 
@@ -322,4 +332,4 @@ def choose_installer(
     return Installer("uv", uv=uv, cache_root=root, layer=layer, wsgi_server=wsgi_server,
                      layer_has_dependencies=pyproject.static_dependencies or locked,
                      dependencies=declared_dependencies(pyproject), locked=locked, build_system=pyproject.build_system,
-                     index=index, uv_settings=uv_variables(pyproject.directory, environ))
+                     index=index, uv_settings=uv_variables(pyproject.directory, environ), environ=environ)
