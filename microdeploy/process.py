@@ -88,6 +88,18 @@ class Runner(Protocol):
     ) -> Result: ...
 
 
+def in_environment(runner: Runner, environ: Mapping[str, str]) -> Runner:
+    """`runner` with `environ` in place of this process's environment under each command's own `env`."""
+
+    def run_in(argv: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
+               check: bool = True, input: str | None = None, timeout: float | None = None,
+               inherit_env: bool = True) -> Result:
+        return runner(argv, cwd=cwd, env={**(environ if inherit_env else {}), **(env or {})}, check=check,
+                      input=input, timeout=timeout, inherit_env=False)
+
+    return run_in
+
+
 def output_tail(text: str, lines: int = TAIL_LINES) -> str:
     """The last `lines` non-empty lines of a tool's output, for error messages."""
     kept = [line for line in text.splitlines() if line.strip()]

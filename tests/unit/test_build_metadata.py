@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,23 @@ def test_project_version_from_the_backend_then_checked(tmp_path: Path, monkeypat
     with pytest.raises(MicrodeployError) as caught:
         plan.project_version(tmp_path, config, settings)
     assert caught.value.exit_code == 2
+
+
+def test_project_version_asks_the_backend_in_the_builds_environment(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backend's hooks get the build's environment, and with uv pip's index settings as uv's, as the build's
+    other uv runs do; without uv, pip reads its own."""
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "shop"\ndynamic = ["version"]\n')
+    config = validate({"name": ("shop", "test")})
+    given: list[dict[str, str]] = []
+    monkeypatch.setattr(plan, "dynamic_version", lambda *args: given.append(dict(args[-1])) or ("4.5.6", "PKG-INFO"))
+    environ = {"HOME": str(tmp_path), "PIP_INDEX_URL": "https://pypi.example.org/simple", "SHOP": "1"}
+    for uv in ("/opt/uv", ""):
+        settings = BuildSettings(project=tmp_path, environ={**environ, "MICRODEPLOY_UV": uv})
+        assert plan.project_version(tmp_path, config, settings) == "4.5.6"
+    with_uv, without_uv = given
+    assert with_uv["SHOP"] == without_uv["SHOP"] == "1"
+    assert with_uv["UV_DEFAULT_INDEX"] == "https://pypi.example.org/simple" and "UV_DEFAULT_INDEX" not in without_uv
 
 
 def wheel_with(path: Path, entries: dict[str, str]) -> Path:
@@ -142,3 +161,34 @@ def test_the_backend_runs_in_the_cached_build_environment_unless_it_asks_for_mor
         assert uv_calls[1][-1] == "shopbuild" and uv_calls[2][-1] == "extra-plugin"
     else:
         assert uv_calls == [], "the cached build environment is used as it is"
+
+
+def test_the_backends_hooks_run_in_the_builds_environment_not_this_processs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A library caller's environment (BuildSettings.environ) is what the hooks and their venv's uv get."""
+    project = tmp_path / "shop"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n')
+    (project / "backend.py").write_text(BACKEND.format(more=[]).replace(
+        '"Metadata-Version: 2.1\\nName: shop\\nVersion: 3.1\\n"',
+        '"Metadata-Version: 2.1\\nName: shop\\nVersion: " + os.environ["SHOP_VERSION"] + "\\n"'))
+    monkeypatch.setenv("SHOP_VERSION", "9.9")  # microdeploy's own environment: not the build's
+    uv_environments: list[Mapping[str, str] | None] = []
+
+    def runner(argv, *, cwd=None, env=None, check=True, input=None, timeout=None,  # type: ignore[no-untyped-def]
+               inherit_env=True) -> Result:
+        if argv[0] != "/opt/uv":
+            return run(argv, cwd=cwd, env=env, check=check, inherit_env=inherit_env)
+        uv_environments.append(None if inherit_env else env)
+        (Path(argv[-1]) / "bin").mkdir(parents=True)
+        (Path(argv[-1]) / "bin" / "python").symlink_to(sys.executable)
+        return Result(tuple(argv), 0, "", "")
+
+    environ = {"PATH": os.environ["PATH"], "SHOP_VERSION": "4.2", "UV_INDEX_URL": "https://pypi.example.org/simple"}
+    version = metadata.backend_version(project, read_pyproject(project).build_system, sys.executable, "/opt/uv",
+                                       runner, environ=environ)
+    assert version == "4.2"
+    [uv_venv] = uv_environments
+    assert uv_venv is not None and uv_venv["UV_INDEX_URL"] == "https://pypi.example.org/simple"

@@ -27,7 +27,7 @@ from microdeploy.build.debiandir.tree import copy_source
 from microdeploy.build.fastpath.contract import UV_SETTINGS
 from microdeploy.build.fastpath.wheel import ProjectWheel
 from microdeploy.errors import MicrodeployError
-from microdeploy.process import Runner, run
+from microdeploy.process import Runner, in_environment, run
 from microdeploy.pyproject import BuildSystem
 
 log = logging.getLogger(__name__)
@@ -65,12 +65,16 @@ class SharedEnvironmentTooSmall(Exception):
 
 
 def backend_version(project: Path, build_system: BuildSystem, python: str, uv: str | None, runner: Runner = run,
-                    cache: Path | None = None) -> str | None:
+                    cache: Path | None = None, environ: Mapping[str, str] | None = None) -> str | None:
     """The version the project's build backend gives it, or None when the backend cannot tell.
 
     `build_system`: the project's [build-system]; `cache`: microdeploy's
-    cache, whose build environments are used when there is uv.
+    cache, whose build environments are used when there is uv; `environ`:
+    the build's environment, which every command here gets (None: this
+    process's).
     """
+    if environ is not None:
+        runner = in_environment(runner, environ)
     requires, backend, backend_path = list(build_system.requires), build_system.backend, build_system.backend_path
     with tempfile.TemporaryDirectory(prefix="microdeploy-metadata.") as tmp:
         work = Path(tmp)
@@ -81,7 +85,7 @@ def backend_version(project: Path, build_system: BuildSystem, python: str, uv: s
             shared = None
             if uv is not None and cache is not None:
                 maker = ProjectWheel(uv=uv, cache=cache, name=project.name, python=python, build_system=build_system,
-                                     runner=runner)
+                                     runner=runner, environ=environ)
                 shared = maker.build_environment()
             if shared is not None:
                 try:
@@ -156,17 +160,19 @@ def _prepare_metadata(
 
 
 def dynamic_version(project: Path, build_system: BuildSystem, python: str, uv: str | None, runner: Runner = run,
-                    cache: Path | None = None, wheel: Path | None = None) -> tuple[str, str] | None:
+                    cache: Path | None = None, wheel: Path | None = None,
+                    environ: Mapping[str, str] | None = None) -> tuple[str, str] | None:
     """The version and where it came from: the project's wheel, else the build backend's metadata, else the
     sdist's PKG-INFO.
 
     `wheel`: the project's wheel, built by its backend from this source (fastpath/wheel.py). Its METADATA says
     what the backend's metadata hook would, and reading it spares the hook's copy of the project and processes.
+    `environ`: the build's environment, for the hook's commands (backend_version).
     """
     found = wheel_version(wheel) if wheel is not None else None
     if found:
         return found, "the project's wheel"
-    found = backend_version(project, build_system, python, uv, runner, cache)
+    found = backend_version(project, build_system, python, uv, runner, cache, environ)
     if found:
         return found, "the build backend's metadata"
     found = sdist_version(project)

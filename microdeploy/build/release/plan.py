@@ -9,7 +9,7 @@ from pathlib import Path
 
 from microdeploy import dists
 from microdeploy.build.cache import cache_root
-from microdeploy.build.fastpath.installer import find_uv
+from microdeploy.build.fastpath.installer import find_uv, package_sources
 from microdeploy.build.release import source
 from microdeploy.build.release.changelog import render_changelog
 from microdeploy.build.release.metadata import dynamic_version
@@ -57,9 +57,12 @@ def project_version(project: Path, config: ServiceConfig, settings: BuildSetting
     """
     if config.version is not None:
         return config.version
+    uv = find_uv(settings.environ)
+    # The build's environment, with pip's index settings for uv as the build's other uv runs get them.
+    environ = {**settings.environ, **(package_sources(settings.project_file(), settings.environ) if uv else {})}
     found = dynamic_version(project, settings.project_file().build_system, f"/usr/bin/{config.python}",
-                            find_uv(settings.environ), runner, cache_root(settings.environ),
-                            project_wheel() if project_wheel is not None else None)
+                            uv, runner, cache_root(settings.environ),
+                            project_wheel() if project_wheel is not None else None, environ)
     if found is None or found[0] == SETUPTOOLS_PLACEHOLDER:
         return None
     version, origin = found
