@@ -1,8 +1,8 @@
 """The .buildinfo and .changes of a binary build, given the finished package's checksums.
 
-dpkg-genbuildinfo and dpkg-genchanges take a fifth of a second between them
-(Perl, dpkg's status file), and they record the package's size and
-checksums, so they would have to wait for its compression. debian/rules
+dpkg-genbuildinfo and dpkg-genchanges are slow to start (Perl, dpkg's
+status file), and they record the package's size and checksums, so they
+would have to wait for its compression. debian/rules
 runs them as soon as dh_gencontrol has named the package in debian/files,
 beside the steps after it, on a stand-in for the package (an empty file of
 its name in STAND_IN_DIR beside the build tree, their -u). Once the package
