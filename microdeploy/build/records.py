@@ -2,11 +2,11 @@
 
 dpkg-genbuildinfo and dpkg-genchanges are slow to start (Perl, dpkg's
 status file), and they record the package's size and checksums, so they
-would have to wait for its compression. debian/rules
-runs them as soon as dh_gencontrol has named the package in debian/files,
-beside the steps after it, on a stand-in for the package (an empty file of
-its name in STAND_IN_DIR beside the build tree, their -u). Once the package
-is compressed, `finish` puts its size and checksums in place of the
+would have to wait for its compression. debian/rules runs them as soon as
+dh_gencontrol has named the package in debian/files, beside the steps after
+it, on a stand-in for the package (an empty file of its name in
+STAND_IN_DIR beside the build tree, their -u). Once the package is
+compressed, `finish` puts its size and checksums in place of the
 stand-in's in both files, and the .buildinfo's own into the .changes.
 Everything else in them is what the generators wrote.
 """
