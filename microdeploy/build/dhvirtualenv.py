@@ -140,6 +140,7 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
             # The tools' own temporary files go into the work directory, and with it.
             tmp = stack.enter_context(temporary_files_in(work / "tmp"))
             inside = replace(settings, environ={**settings.environ, "TMPDIR": str(tmp)})
+            installer = replace(installer, environ=inside.environ)  # its uv runs, too
             build_runner = runner
             if root is not None:
                 # Inside, the work directory, the caches, uv and local package sources are at the paths they
@@ -157,7 +158,7 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
             beside = installer.start_beside(work, tree / SOURCE_SUBDIR, config.name, f"/usr/bin/python{python}",
                                             build_runner, git_state=git_state(settings, settled))
             try:
-                made = release(project, config, settings, runner, settled, beside.project_wheel)
+                made = release(project, config, inside, runner, settled, beside.project_wheel)
                 facts = build_facts(settings, made, python, installer)
                 log.info("building %s %s", config.name, facts.version)
                 built = build_tree(inside, config, facts, made, installer, tree, beside, build_runner)

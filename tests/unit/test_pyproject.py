@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -226,12 +227,14 @@ class FakeBuild:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, ...]] = []
+        self.environments: list[dict[str, str]] = []  # what each call's process would see
 
     def __call__(self, argv: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None,
                  check: bool = True, input: str | None = None, timeout: float | None = None,
                  inherit_env: bool = True) -> Result:
         args = tuple(argv)
         self.calls.append(args)
+        self.environments.append({**(os.environ if inherit_env else {}), **(env or {})})
         if args[0] == "/opt/uv" and args[1:] == ("--version",):
             return Result(args, 0, "uv 0.9.0\n", "")
         if args[0] == "/opt/uv" and args[1] == "venv":
@@ -254,6 +257,26 @@ class FakeBuild:
         if check:
             raise MicrodeployError(f"{args[0]} is not run in this test")
         return Result(args, 1, "", "not run in this test")
+
+
+def test_every_uv_run_of_a_build_keeps_its_temporary_files_in_the_builds_work_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The uv runs beside dpkg-buildpackage get the build's environment with TMPDIR in its work directory, which
+    the build removes (and the next one, after a kill): never the caller's TMPDIR, where they would stay."""
+    for directory in ("callers-tmp", "work"):
+        (tmp_path / directory).mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "callers-tmp"))
+    environ = {"MICRODEPLOY_UV": "/opt/uv", "MICRODEPLOY_CACHE_DIR": str(tmp_path / "cache"),
+               "SOURCE_DATE_EPOCH": "1700000000", "TMPDIR": str(tmp_path / "callers-tmp"), "PATH": "/usr/bin:/bin"}
+    runner = FakeBuild()
+    build_releases(BuildSettings(project=service(tmp_path), out=tmp_path / "dist", environ=environ,
+                                 work_dir=tmp_path / "work"), runner)
+    uv_runs = [env for call, env in zip(runner.calls, runner.environments, strict=True)
+               if call[0] == "/opt/uv" and call[1:] != ("--version",)]
+    assert len(uv_runs) >= 3  # the build environment (venv, install) and the layer's venv at least
+    for env in uv_runs:
+        assert Path(env["TMPDIR"]).parent.parent == tmp_path / "work", env["TMPDIR"]
 
 
 def test_a_build_parses_pyproject_toml_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
