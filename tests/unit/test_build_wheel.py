@@ -12,7 +12,7 @@ from microdeploy.build.fastpath.wheel import ProjectWheel, source_digest
 from microdeploy.build.release.plan import Settled
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.build.release.version import GitState
-from microdeploy.process import Result
+from microdeploy.process import Result, in_environment
 from microdeploy.pyproject import BuildSystem, read_pyproject
 
 
@@ -254,8 +254,8 @@ def test_every_uv_run_of_the_wheel_sees_the_builds_environment_not_this_processs
     monkeypatch.setenv("UV_OVERRIDE", "/from/microdeploys/own/environment")
     uv = FakeUv()
     wheel = ProjectWheel(uv="/opt/uv", cache=tmp_path / "cache", name="orders-api", python="/usr/bin/python3.11",
-                         build_system=BuildSystem(requires=("setuptools>=61",)), runner=uv,
-                         environ={"UV_CONSTRAINT": "/from/the/build", "PATH": "/usr/bin"})
+                         build_system=BuildSystem(requires=("setuptools>=61",)),
+                         runner=in_environment(uv, {"UV_CONSTRAINT": "/from/the/build", "PATH": "/usr/bin"}))
     wheel.start(project(tmp_path), tmp_path / "out").join(timeout=10)
     wheel.wait()
     assert len(uv.calls) == 4  # venv, pip install, compileall, build

@@ -46,7 +46,7 @@ from microdeploy.build.fastpath.lock import LOCK_FILE, export_lock, is_locked
 from microdeploy.build.fastpath.pipindex import UV_CONSTRAINT_VARIABLE, pip_variables, shown
 from microdeploy.build.fastpath.wheel import ProjectWheel
 from microdeploy.fsutil import atomic_write
-from microdeploy.process import Runner, run
+from microdeploy.process import Runner, in_environment, run
 from microdeploy.pyproject import BuildSystem, Pyproject
 
 log = logging.getLogger(__name__)
@@ -111,9 +111,9 @@ class Installer:
     # dpkg-buildpackage's do: what keys the layer is what makes it. None: this process's.
     environ: Mapping[str, str] | None = None
 
-    def uv_environment(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The whole environment of a uv run beside dpkg-buildpackage: the build's, pip's index settings, `extra`."""
-        return {**(os.environ if self.environ is None else self.environ), **self.index, **(extra or {})}
+    def uv_runner(self, runner: Runner) -> Runner:
+        """`runner` for the uv runs beside dpkg-buildpackage: in the build's environment with pip's index settings."""
+        return in_environment(runner, {**(os.environ if self.environ is None else self.environ), **self.index})
 
     def environment(self, wheel_dir: Path | None = None, layer_copy: Path | None = None) -> dict[str, str]:
         """Variables debian/make-venv and debian/uv-pip read during the build."""
@@ -143,12 +143,12 @@ class Installer:
         if self.uv is None or self.cache_root is None:
             return Beside(self.environment())
         # A lock out of date stops the build here, before anything starts; a saved layer was made from it.
-        locked = (export_lock(self.uv, source, work / "locked-requirements.txt", runner, self.uv_environment())
+        locked = (export_lock(self.uv, source, work / "locked-requirements.txt", self.uv_runner(runner), self.index)
                   if self.locked and self.layer is not None and not (self.layer / VENV_DIR).is_dir() else None)
         wheel_dir = work / "project-wheel"
         wheel = ProjectWheel(uv=self.uv, cache=self.cache_root, name=name, python=python,
-                             build_system=self.build_system, runner=runner, git_state=git_state,
-                             index=self.index, settings=self.uv_settings, environ=self.uv_environment())
+                             build_system=self.build_system, runner=self.uv_runner(runner), git_state=git_state,
+                             index=self.index, settings=self.uv_settings)
         wheel_job = wheel.start(source, wheel_dir)
         built = (wheel_job, wheel_dir)
         restored = Restored()
@@ -234,8 +234,7 @@ class Installer:
                 steps.append(([*install, "-r", str(requirements)], requirements.parent))
             steps.append(([*install, *wanted, self.wsgi_server], source))
             for argv, cwd in steps:
-                returncode = runner(argv, cwd=cwd, env=self.uv_environment(self.environment()), inherit_env=False,
-                                    check=False).returncode
+                returncode = self.uv_runner(runner)(argv, cwd=cwd, env=self.environment(), check=False).returncode
                 if returncode != 0:
                     return returncode
             save_layer(venv, layer, runner, restored)
@@ -262,8 +261,7 @@ class Installer:
             # Then what it depends on, resolved, from the shared cache; uv keeps the project it finds installed.
             steps.append([self.uv, "pip", "install", "--quiet", *python, str(built), self.wsgi_server])
         for argv in steps:
-            if runner(argv, env=self.uv_environment(self.environment()), inherit_env=False,
-                      check=False).returncode != 0:
+            if self.uv_runner(runner)(argv, env=self.environment(), check=False).returncode != 0:
                 return None
         return built.name
 

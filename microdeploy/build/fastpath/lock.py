@@ -11,7 +11,6 @@ in CI: the package would otherwise ship something nobody locked.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,16 +27,16 @@ def is_locked(pyproject: Pyproject) -> bool:
     return bool(pyproject.project) and (pyproject.directory / LOCK_FILE).is_file()
 
 
-def export_lock(uv: str, source: Path, dest: Path, runner: Runner = run, environ: Mapping[str, str] | None = None,
+def export_lock(uv: str, source: Path, dest: Path, runner: Runner = run, index: Mapping[str, str] | None = None,
                 ) -> Path:
     """Write the runtime requirements uv.lock pins for the project at `source` to `dest`; exit 2 if the lock is
-    out of date with pyproject.toml (or unreadable). `environ`: the environment of the build's other uv runs
-    (with their package sources, pipindex.py, against which uv checks the lock); None: this process's."""
+    out of date with pyproject.toml (or unreadable). `index`: the package sources of the build's other uv runs
+    (pipindex.py), against which uv checks the lock."""
     result = runner(
         [uv, "export", "--quiet", "--locked", "--no-dev", "--no-emit-project", "--no-editable", "--no-hashes",
          "--no-header", "--no-annotate", "--format", "requirements.txt", "--project", str(source),
          "--output-file", str(dest)],
-        env={**(os.environ if environ is None else environ), **UV_SETTINGS}, inherit_env=False, check=False,
+        env={**UV_SETTINGS, **(index or {})}, check=False,
     )
     if result.returncode != 0:
         raise bad_input(

@@ -59,7 +59,7 @@ class ProjectWheel:
 
     def __init__(self, *, uv: str, cache: Path, name: str, python: str, build_system: BuildSystem,
                  runner: Runner = run, git_state: str = "", index: Mapping[str, str] | None = None,
-                 settings: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None) -> None:
+                 settings: Mapping[str, str] | None = None) -> None:
         self.uv = uv
         # Where the checkout stands in git (commit, last tag): part of the kept wheel's key, since a version
         # from git changes with it while the files stay the same.
@@ -70,9 +70,7 @@ class ProjectWheel:
         self.build_system = build_system  # the project's, as read at the build's start
         self.runner = runner
         # `index`: where packages come from when uv is given pip's settings (pipindex.py).
-        # `environ`: the build's environment (its uv runs see it); None: this process's.
-        self.env = {**(os.environ if environ is None else environ), **UV_SETTINGS, **(index or {}),
-                    UV_CACHE_VAR: str(cache / "uv")}
+        self.env = {**UV_SETTINGS, **(index or {}), UV_CACHE_VAR: str(cache / "uv")}
         # The caller's uv variables that decide what an install gets (constraints, indexes...; layer.uv_variables):
         # the build environment's requirements and so the wheel follow them.
         self.settings = dict(settings or {})
@@ -106,12 +104,11 @@ class ProjectWheel:
             stored = [STORED] if self.build_system.setuptools else []
             cached = [*build, "--no-build-isolation", *stored, "--python", str(environment / "bin" / "python"),
                       str(source)]
-            if self.runner(cached, env=self.env, inherit_env=False, check=False).returncode == 0:
+            if self.runner(cached, env=self.env, check=False).returncode == 0:
                 return 0
         # Backends that ask for more at build time (get_requires_for_build_wheel) need isolation;
         # a setuptools too old for stored wheels gets its defaults.
-        return self.runner([*build, "--python", self.python, str(source)], env=self.env, inherit_env=False,
-                           check=False).returncode
+        return self.runner([*build, "--python", self.python, str(source)], env=self.env, check=False).returncode
 
     def build_environment(self) -> Path | None:
         """A venv with the project's build requirements installed, made once per requirement set and Python.
@@ -131,11 +128,9 @@ class ProjectWheel:
             return environment
         try:
             with staged_directory(environment) as staging:
-                self.runner([self.uv, "venv", "--quiet", "--python", self.python, str(staging)], env=self.env,
-                            inherit_env=False)
+                self.runner([self.uv, "venv", "--quiet", "--python", self.python, str(staging)], env=self.env)
                 python = str(staging / "bin" / "python")
-                self.runner([self.uv, "pip", "install", "--quiet", "--python", python, *requires], env=self.env,
-                            inherit_env=False)
+                self.runner([self.uv, "pip", "install", "--quiet", "--python", python, *requires], env=self.env)
         except MicrodeployError as exc:
             log.debug("project wheel: no build environment: %s", exc)
             return None
@@ -145,7 +140,7 @@ class ProjectWheel:
         if site_packages:  # one worker: the wheel's build has the other core
             compile_all = [str(environment / "bin" / "python"), "-m", "compileall", "-q", "-j", "1", *site_packages]
             self.compiling = threading.Thread(
-                target=lambda: self.runner(compile_all, env=self.env, inherit_env=False, check=False),
+                target=lambda: self.runner(compile_all, env=self.env, check=False),
                 name="build-env-bytecode", daemon=True)
             self.compiling.start()
         return environment

@@ -85,7 +85,7 @@ def backend_version(project: Path, build_system: BuildSystem, python: str, uv: s
             shared = None
             if uv is not None and cache is not None:
                 maker = ProjectWheel(uv=uv, cache=cache, name=project.name, python=python, build_system=build_system,
-                                     runner=runner, environ=environ)
+                                     runner=runner)
                 shared = maker.build_environment()
             if shared is not None:
                 try:
