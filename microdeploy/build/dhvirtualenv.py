@@ -140,7 +140,7 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
             # The tools' own temporary files go into the work directory, and with it.
             tmp = stack.enter_context(temporary_files_in(work / "tmp"))
             inside = replace(settings, environ={**settings.environ, "TMPDIR": str(tmp)})
-            installer = replace(installer, environ=inside.environ)  # its uv runs, too
+            installer = replace(installer, environ=inside.environ)  # for its uv runs
             build_runner = runner
             if root is not None:
                 # Inside, the work directory, the caches, uv and local package sources are at the paths they

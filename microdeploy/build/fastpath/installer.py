@@ -107,8 +107,9 @@ class Installer:
     # The caller's uv variables that decide what an install gets (layer.uv_variables), for the keys of the
     # project's build environment and kept wheel; its UV_CONSTRAINT is joined by a lock's.
     uv_settings: Mapping[str, str] = field(default_factory=dict)
-    # The build's environment (BuildSettings.environ), which the uv runs beside dpkg-buildpackage see, as
-    # dpkg-buildpackage's do: what keys the layer is what makes it. None: this process's.
+    # The build's environment (BuildSettings.environ, with TMPDIR in its work directory: the build sets it once
+    # that exists), which the uv runs beside dpkg-buildpackage see, as dpkg-buildpackage's do: what keys the
+    # layer is what makes it. None: this process's.
     environ: Mapping[str, str] | None = None
 
     def uv_runner(self, runner: Runner) -> Runner:
@@ -330,4 +331,4 @@ def choose_installer(
     return Installer("uv", uv=uv, cache_root=root, layer=layer, wsgi_server=wsgi_server,
                      layer_has_dependencies=pyproject.static_dependencies or locked,
                      dependencies=declared_dependencies(pyproject), locked=locked, build_system=pyproject.build_system,
-                     index=index, uv_settings=uv_variables(pyproject.directory, environ), environ=environ)
+                     index=index, uv_settings=uv_variables(pyproject.directory, environ))
