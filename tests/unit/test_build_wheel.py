@@ -222,8 +222,8 @@ def test_the_git_state_keys_the_kept_wheel_only_where_the_version_may_come_from_
 
 
 def test_the_callers_uv_settings_key_the_build_environment_and_the_kept_wheel(tmp_path: Path) -> None:
-    """A constraint on the build requirements (the caller's UV_ variables, layer.uv_variables) makes its own build
-    environment and wheel: one made without it is not reused, nor one made with it once it is gone."""
+    """A constraint on the build requirements (the caller's UV_ variables, layer.callers_uv_settings) makes its own
+    build environment and wheel: one made without it is not reused, nor one made with it once it is gone."""
     uv = FakeUv()
     source = project(tmp_path)
     pinned = {"UV_BUILD_CONSTRAINT": "build.txt", "UV_BUILD_CONSTRAINT build.txt": "setuptools<70\n"}

@@ -32,6 +32,7 @@ from microdeploy.build.fastpath.contract import (
 from microdeploy.build.fastpath.layer import (
     REQUIREMENTS_FILE,
     Restored,
+    callers_uv_settings,
     copy_venv,
     declared_dependencies,
     is_marked,
@@ -40,7 +41,6 @@ from microdeploy.build.fastpath.layer import (
     prepare_layer,
     save_layer,
     uv_configuration,
-    uv_variables,
 )
 from microdeploy.build.fastpath.lock import LOCK_FILE, export_lock, is_locked
 from microdeploy.build.fastpath.pipindex import UV_CONSTRAINT_VARIABLE, pip_variables, shown
@@ -104,7 +104,7 @@ class Installer:
     build_system: BuildSystem = field(default_factory=BuildSystem)  # the project's, for its wheel
     # pip's index settings as uv's variables, for every uv run of the build (pipindex.py).
     index: Mapping[str, str] = field(default_factory=dict)
-    # The caller's uv variables that decide what an install gets (layer.uv_variables), for the keys of the
+    # The caller's uv variables that decide what an install gets (layer.callers_uv_settings), for the keys of the
     # project's build environment and kept wheel; its UV_CONSTRAINT is joined by a lock's.
     uv_settings: Mapping[str, str] = field(default_factory=dict)
     # The build's environment (BuildSettings.environ, with TMPDIR in its work directory: the build sets it once
@@ -331,4 +331,4 @@ def choose_installer(
     return Installer("uv", uv=uv, cache_root=root, layer=layer, wsgi_server=wsgi_server,
                      layer_has_dependencies=pyproject.static_dependencies or locked,
                      dependencies=declared_dependencies(pyproject), locked=locked, build_system=pyproject.build_system,
-                     index=index, uv_settings=uv_variables(pyproject.directory, environ))
+                     index=index, uv_settings=callers_uv_settings(pyproject.directory, environ))

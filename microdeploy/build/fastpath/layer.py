@@ -154,13 +154,13 @@ def layer_key(
         "wsgi_server": wsgi_server,
         "uv": uv_version,
         "uv-config": uv_configuration(pyproject.directory, environ),
-        "uv-variables": uv_variables(pyproject.directory, environ),
+        "uv-variables": callers_uv_settings(pyproject.directory, environ),
     }
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     return f"{name}-{dist + '-' if dist else ''}py{python_minor}-{digest[:16]}"
 
 
-def uv_variables(project: Path, environ: Mapping[str, str]) -> dict[str, str]:
+def callers_uv_settings(project: Path, environ: Mapping[str, str]) -> dict[str, str]:
     """The caller's UV_ variables that may change what uv installs, with the text of the files they name (a
     relative path is the project's: uv runs in the project's copy)."""
     found: dict[str, str] = {}

@@ -39,8 +39,8 @@ CONSTRAINT_OPTION = "constraint"
 # uv's own constraints: when set, pip's are not given.
 UV_CONSTRAINT_VARIABLE = MAPPED[CONSTRAINT_OPTION][0]
 UV_CONSTRAINT_SETTINGS = ("constraint-dependencies",)
-# uv's variables that name files (separated by spaces): their texts decide what is installed (layer.uv_variables),
-# and a build in another release's root must see them at their paths.
+# uv's variables that name files (separated by spaces): their texts decide what is installed
+# (layer.callers_uv_settings), and a build in another release's root must see them at their paths.
 UV_FILE_VARIABLES = ("UV_CONSTRAINT", "UV_OVERRIDE", "UV_BUILD_CONSTRAINT")
 # uv's variables and settings that choose where packages come from: when any is set, uv's configuration stands.
 INDEX_URL_VARIABLES = ("UV_DEFAULT_INDEX", "UV_INDEX", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL")

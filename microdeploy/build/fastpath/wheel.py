@@ -71,8 +71,8 @@ class ProjectWheel:
         self.runner = runner
         # `index`: where packages come from when uv is given pip's settings (pipindex.py).
         self.env = {**UV_SETTINGS, **(index or {}), UV_CACHE_VAR: str(cache / "uv")}
-        # The caller's uv variables that decide what an install gets (constraints, indexes...; layer.uv_variables):
-        # the build environment's requirements and so the wheel follow them.
+        # The caller's uv variables that decide what an install gets (constraints, indexes...;
+        # layer.callers_uv_settings): the build environment's requirements and so the wheel follow them.
         self.settings = dict(settings or {})
         self.to_keep: tuple[Path, Path] | None = None  # a wheel built now, and where keep() saves it
         self.compiling: threading.Thread | None = None  # the bytecode of a build environment made now
