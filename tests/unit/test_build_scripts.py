@@ -63,45 +63,87 @@ def calls(record: Path) -> list[list[str]]:
     return [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
 
 
-def test_cached_shlibdeps_runs_once_per_elf_set_and_keeps_other_substvars(debian: Path, tmp_path: Path) -> None:
-    """First run: dh_shlibdeps runs and its shlibs: lines are kept; same ELF files and installed packages: no run,
-    same lines back; a changed ELF file: it runs again."""
-    package = debian / "orders-api"
-    (package / "lib").mkdir(parents=True)
-    (package / "lib" / "speedups.so").write_bytes(b"\x7fELF fake library")
-    (package / "lib" / "module.py").write_text("x = 1\n")
+# A stand-in for dh_shlibdeps: records its argv and the ELF files under its -P tree (path: text), writes a
+# shlibs: line and another to its dpkg-shlibdeps -T file, as dpkg-shlibdeps keeps the other lines of that file.
+FAKE_SHLIBDEPS = """
+tree = next(arg[2:] for arg in sys.argv if arg.startswith("-P"))
+found = {os.path.relpath(os.path.join(d, f), tree): open(os.path.join(d, f), "rb").read().decode()
+         for d, _, fs in os.walk(tree) for f in fs}
+open(os.environ["RECORD_TO"] + ".found", "a").write(json.dumps(found) + "\\n")
+target = [arg[2:] for arg in sys.argv if arg.startswith("-T")][-1]
+open(target, "a").write("shlibs:Depends=libc6 (>= 2.14)\\nmisc:Depends=\\n")
+"""
+
+
+def shlibdeps_steps(debian: Path, command: list[str]) -> list[list[str]]:
+    """cached-shlibdeps' three steps as debian/rules runs them (WORK is debian/.shlibdeps)."""
+    script = [sys.executable, str(debian / "cached-shlibdeps")]
+    work = str(debian / ".shlibdeps")
+    return [[*script, "copy", str(debian / "orders-api"), "opt/venvs/orders-api", work, "--", *command],
+            [*script, "find", work, "--", *command],
+            [*script, "merge", work, str(debian / "orders-api.substvars")]]
+
+
+def test_cached_shlibdeps_reads_copies_once_per_elf_set_and_keeps_other_substvars(debian: Path,
+                                                                                   tmp_path: Path) -> None:
+    """First build: dh_shlibdeps runs on copies of the venv's ELF files, which a change to the package's files
+    after `copy` (dh_strip's) leaves alone, and its shlibs: lines go into the substvars; same ELF files and
+    installed packages: no run, same lines back; a changed ELF file: it runs again."""
+    venv = debian / "orders-api" / "opt" / "venvs" / "orders-api"
+    (venv / "lib").mkdir(parents=True)
+    library = venv / "lib" / "speedups.so"
+    library.write_bytes(b"\x7fELF fake library")
+    (venv / "lib" / "module.py").write_text("x = 1\n")
     substvars = debian / "orders-api.substvars"
     record = tmp_path / "calls"
-    fake = recorder(tmp_path / "dh_shlibdeps", extra=(
-        f"open({str(substvars)!r}, 'a').write('shlibs:Depends=libc6 (>= 2.14)\\n')"
-    ))
+    fake = recorder(tmp_path / "dh_shlibdeps", extra=FAKE_SHLIBDEPS)
     env = {**os.environ, "RECORD_TO": str(record), "MICRODEPLOY_SHLIBDEPS_CACHE": str(tmp_path / "cache")}
-    script = [sys.executable, str(debian / "cached-shlibdeps"), str(package), str(substvars), "--"]
+    command = [str(fake), "-Pdebian/.shlibdeps/tree", "--", "-Tdebian/.shlibdeps/substvars"]
+    copy, find, merge = shlibdeps_steps(debian, command)
     cwd = debian.parent
 
-    subprocess.run([*script, str(fake), f"-l{cwd}/lib"], cwd=cwd, env=env, check=True)
-    assert calls(record) == [[f"-l{cwd}/lib"]]
+    substvars.write_text("misc:Depends=adduser\nshlibs:Depends=stale\n")
+    subprocess.run(copy, cwd=cwd, env=env, check=True)
+    library.write_bytes(b"\x7fELF stripped")  # in place, as strip writes a file with other links
+    subprocess.run(find, cwd=cwd, env=env, check=True)
+    assert calls(record) == [command[1:]]
+    assert json.loads(Path(f"{record}.found").read_text()) == {
+        "opt/venvs/orders-api/lib/speedups.so": "\x7fELF fake library"}, "only the ELF files, as they were"
+    subprocess.run(merge, cwd=cwd, env=env, check=True)
+    assert substvars.read_text() == "misc:Depends=adduser\nshlibs:Depends=libc6 (>= 2.14)\n"
+    assert not (debian / ".shlibdeps").exists()
+
+    library.write_bytes(b"\x7fELF fake library")
     substvars.write_text("misc:Depends=adduser\n")
-    subprocess.run([*script, str(fake), f"-l{cwd}/lib"], cwd=cwd, env=env, check=True)
+    for step in (copy, find, merge):
+        subprocess.run(step, cwd=cwd, env=env, check=True)
     assert len(calls(record)) == 1, "the same ELF files must not be read again"
     assert substvars.read_text() == "misc:Depends=adduser\nshlibs:Depends=libc6 (>= 2.14)\n"
 
-    (package / "lib" / "speedups.so").write_bytes(b"\x7fELF another library")
-    subprocess.run([*script, str(fake), f"-l{cwd}/lib"], cwd=cwd, env=env, check=True)
+    library.write_bytes(b"\x7fELF another library")
+    for step in (copy, find, merge):
+        subprocess.run(step, cwd=cwd, env=env, check=True)
     assert len(calls(record)) == 2, "a changed ELF file is read again"
 
 
-def test_cached_shlibdeps_without_a_cache_is_plain_dh_shlibdeps(debian: Path, tmp_path: Path) -> None:
-    """No MICRODEPLOY_SHLIBDEPS_CACHE (the pip installer): the command runs every time, its status is kept."""
+def test_cached_shlibdeps_without_a_cache_reads_copies_every_time(debian: Path, tmp_path: Path) -> None:
+    """No MICRODEPLOY_SHLIBDEPS_CACHE (the pip installer): the command runs on copies every time, and its failure
+    is the step's."""
+    (debian / "orders-api" / "opt" / "venvs" / "orders-api").mkdir(parents=True)
     record = tmp_path / "calls"
-    fake = recorder(tmp_path / "dh_shlibdeps", extra="sys.exit(3)")
+    fake = recorder(tmp_path / "dh_shlibdeps", extra=FAKE_SHLIBDEPS)
     env = {key: value for key, value in os.environ.items() if key != "MICRODEPLOY_SHLIBDEPS_CACHE"}
     env["RECORD_TO"] = str(record)
-    script = [sys.executable, str(debian / "cached-shlibdeps"), str(debian / "orders-api"),
-              str(debian / "orders-api.substvars"), "--", str(fake), "-x"]
+    command = [str(fake), "-Pdebian/.shlibdeps/tree", "--", "-Tdebian/.shlibdeps/substvars"]
+    copy, find, merge = shlibdeps_steps(debian, command)
     for _ in range(2):
-        assert subprocess.run(script, cwd=debian.parent, env=env).returncode == 3
-    assert calls(record) == [["-x"], ["-x"]]
+        for step in (copy, find, merge):
+            subprocess.run(step, cwd=debian.parent, env=env, check=True)
+    assert calls(record) == [command[1:]] * 2
+    failing = recorder(tmp_path / "failing", extra="sys.exit(3)")
+    copy, find, _ = shlibdeps_steps(debian, [str(failing)])
+    subprocess.run(copy, cwd=debian.parent, env=env, check=True)
+    assert subprocess.run(find, cwd=debian.parent, env=env).returncode == 3
 
 
 def test_uv_pip_installs_the_prebuilt_wheel_with_the_wsgi_server(debian: Path, tmp_path: Path) -> None:

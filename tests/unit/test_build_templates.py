@@ -206,8 +206,10 @@ ORDERED = [
     ("install", "compress"), ("docs", "compress"), ("changelogs", "compress"),  # it compresses what they install
     *((step, "fixperms") for step in ("venv", "systemd", "compress", "logrotate", "lintian")),  # every file there
     ("fixperms", "strip"),  # dh_strip tells libraries from programs by their mode
-    ("strip", "records"), ("strip", "shlibdeps"), ("strip", "overrides"),  # they read the stripped ELF files
+    ("strip", "records"), ("strip", "overrides"),  # they read the stripped ELF files
     ("lintian", "overrides"),  # venv-overrides adds to dh_lintian's file
+    ("venv", "elf-copies"), ("elf-copies", "strip"),  # dh_shlibdeps' copies: the venv's ELF files before dh_strip
+    ("elf-copies", "shlibs"), ("shlibs", "shlibdeps"),  # dh_shlibdeps on the copies, its answer merged
     ("fixperms", "installdeb"), ("installdeb", "shlibdeps"),  # DEBIAN/ made after the modes; one substvars writer
     *((step, "gencontrol") for step in ("records", "shlibdeps", "installdeb", "overrides")),  # Installed-Size
     ("gencontrol", "md5sums"), ("md5sums", "builddeb"),
@@ -227,6 +229,7 @@ def test_rules_run_debhelpers_commands_in_a_graph_that_orders_every_step_sharing
     assert graph["buildinfo"] == graph["gencontrol"] | {"gencontrol"}
     assert not graph["install"] | graph["docs"] | graph["changelogs"] | graph["logrotate"] | graph["lintian"]
     assert graph["venv"] == set()
+    assert graph["shlibs"] == {"venv", "elf-copies"}, "dh_shlibdeps runs beside dh_fixperms and dh_strip"
     assert planned(tmp_path, "binary", options="nocheck parallel=2")[0] == (
         "make -f debian/rules -j2 --output-sync=target --no-print-directory builddeb buildinfo")
     assert planned(tmp_path, "binary", options="parallel=4 parallel=1")[0].startswith(
