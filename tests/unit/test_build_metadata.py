@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from microdeploy.build.fastpath.installer import choose_installer
 from microdeploy.build.release import metadata, plan
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.build.release.version import GitState, upstream_version
@@ -37,11 +38,11 @@ def test_project_version_from_the_backend_then_checked(tmp_path: Path, monkeypat
     """A dynamic version is taken from the backend; setuptools' 0.0.0 means none; a bad one is refused."""
     config = validate({"name": ("shop", "test")})
     settings = BuildSettings(project=tmp_path)
-    monkeypatch.setattr(plan, "dynamic_version", lambda *args: ("4.5.6", "PKG-INFO"))
+    monkeypatch.setattr(plan, "dynamic_version", lambda *args, **kwargs: ("4.5.6", "PKG-INFO"))
     assert plan.project_version(tmp_path, config, settings) == "4.5.6"
-    monkeypatch.setattr(plan, "dynamic_version", lambda *args: ("0.0.0", "the build backend's metadata"))
+    monkeypatch.setattr(plan, "dynamic_version", lambda *args, **kwargs: ("0.0.0", "the build backend's metadata"))
     assert plan.project_version(tmp_path, config, settings) is None
-    monkeypatch.setattr(plan, "dynamic_version", lambda *args: ("not a version", "PKG-INFO"))
+    monkeypatch.setattr(plan, "dynamic_version", lambda *args, **kwargs: ("not a version", "PKG-INFO"))
     with pytest.raises(MicrodeployError) as caught:
         plan.project_version(tmp_path, config, settings)
     assert caught.value.exit_code == 2
@@ -54,7 +55,8 @@ def test_project_version_asks_the_backend_in_the_builds_environment(tmp_path: Pa
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "shop"\ndynamic = ["version"]\n')
     config = validate({"name": ("shop", "test")})
     given: list[dict[str, str]] = []
-    monkeypatch.setattr(plan, "dynamic_version", lambda *args: given.append(dict(args[-1])) or ("4.5.6", "PKG-INFO"))
+    monkeypatch.setattr(plan, "dynamic_version",
+                        lambda *args, **kwargs: given.append(dict(kwargs["environ"])) or ("4.5.6", "PKG-INFO"))
     environ = {"HOME": str(tmp_path), "PIP_INDEX_URL": "https://pypi.example.org/simple", "SHOP": "1"}
     for uv in ("/opt/uv", ""):
         settings = BuildSettings(project=tmp_path, environ={**environ, "MICRODEPLOY_UV": uv})
@@ -62,6 +64,32 @@ def test_project_version_asks_the_backend_in_the_builds_environment(tmp_path: Pa
     with_uv, without_uv = given
     assert with_uv["SHOP"] == without_uv["SHOP"] == "1"
     assert with_uv["UV_DEFAULT_INDEX"] == "https://pypi.example.org/simple" and "UV_DEFAULT_INDEX" not in without_uv
+
+
+def test_the_backends_build_environment_is_keyed_by_the_callers_uv_settings_as_the_wheels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hooks' build environment (when the project's wheel gave no version) is made with the caller's
+    UV_CONSTRAINT, so its key holds it, as the project wheel's build environment's key does: an environment made
+    under a constraint is not taken by a build without it; pip's index settings, mapped for uv, too."""
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "shop"\ndynamic = ["version"]\n')
+    (tmp_path / "constraints.txt").write_text("setuptools==68.0\n")
+    config = validate({"name": ("shop", "test")})
+    keyed: list[dict[str, str]] = []
+    monkeypatch.setattr(metadata.ProjectWheel, "build_environment", lambda self: keyed.append(self.settings))
+    monkeypatch.setattr(metadata, "sdist_version", lambda project: "1.0")
+    environ = {"HOME": str(tmp_path), "PATH": os.environ["PATH"], "MICRODEPLOY_UV": "/opt/uv",
+               "MICRODEPLOY_CACHE_DIR": str(tmp_path / "cache"), "UV_CONSTRAINT": "constraints.txt",
+               "PIP_INDEX_URL": "https://pypi.example.org/simple"}
+    settings = BuildSettings(project=tmp_path, environ=environ)
+    assert plan.project_version(tmp_path, config, settings) == "1.0"
+    wheels_settings = choose_installer(settings.project_file(), name="shop", python_minor="3.11",
+                                       wsgi_server="gunicorn", environ=environ,
+                                       runner=lambda argv, **kwargs: Result(tuple(argv), 0, "uv 0.13.9", "")
+                                       ).uv_settings
+    assert keyed == [wheels_settings]
+    assert wheels_settings["UV_CONSTRAINT constraints.txt"] == "setuptools==68.0\n"
+    assert wheels_settings["UV_DEFAULT_INDEX"] == "https://pypi.example.org/simple"
 
 
 def wheel_with(path: Path, entries: dict[str, str]) -> Path:
