@@ -38,11 +38,11 @@ def test_project_version_from_the_backend_then_checked(tmp_path: Path, monkeypat
     """A dynamic version is taken from the backend; setuptools' 0.0.0 means none; a bad one is refused."""
     config = validate({"name": ("shop", "test")})
     settings = BuildSettings(project=tmp_path)
-    monkeypatch.setattr(plan, "dynamic_version", lambda *args, **kwargs: ("4.5.6", "PKG-INFO"))
+    monkeypatch.setattr(plan, "dynamic_version", lambda *args: ("4.5.6", "PKG-INFO"))
     assert plan.project_version(tmp_path, config, settings) == "4.5.6"
-    monkeypatch.setattr(plan, "dynamic_version", lambda *args, **kwargs: ("0.0.0", "the build backend's metadata"))
+    monkeypatch.setattr(plan, "dynamic_version", lambda *args: ("0.0.0", "the build backend's metadata"))
     assert plan.project_version(tmp_path, config, settings) is None
-    monkeypatch.setattr(plan, "dynamic_version", lambda *args, **kwargs: ("not a version", "PKG-INFO"))
+    monkeypatch.setattr(plan, "dynamic_version", lambda *args: ("not a version", "PKG-INFO"))
     with pytest.raises(MicrodeployError) as caught:
         plan.project_version(tmp_path, config, settings)
     assert caught.value.exit_code == 2
@@ -55,8 +55,7 @@ def test_project_version_asks_the_backend_in_the_builds_environment(tmp_path: Pa
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "shop"\ndynamic = ["version"]\n')
     config = validate({"name": ("shop", "test")})
     given: list[dict[str, str]] = []
-    monkeypatch.setattr(plan, "dynamic_version",
-                        lambda *args, **kwargs: given.append(dict(kwargs["environ"])) or ("4.5.6", "PKG-INFO"))
+    monkeypatch.setattr(plan, "dynamic_version", lambda *args: given.append(dict(args[-1])) or ("4.5.6", "PKG-INFO"))
     environ = {"HOME": str(tmp_path), "PIP_INDEX_URL": "https://pypi.example.org/simple", "SHOP": "1"}
     for uv in ("/opt/uv", ""):
         settings = BuildSettings(project=tmp_path, environ={**environ, "MICRODEPLOY_UV": uv})

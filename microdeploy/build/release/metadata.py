@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import email.parser
 import logging
+import os
 import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from microdeploy.build.debiandir.tree import copy_source
 from microdeploy.build.fastpath.contract import UV_SETTINGS
+from microdeploy.build.fastpath.layer import callers_uv_settings
 from microdeploy.build.fastpath.wheel import ProjectWheel
 from microdeploy.errors import MicrodeployError
 from microdeploy.process import Runner, in_environment, run
@@ -65,16 +67,15 @@ class SharedEnvironmentTooSmall(Exception):
 
 
 def backend_version(project: Path, build_system: BuildSystem, python: str, uv: str | None, runner: Runner = run,
-                    cache: Path | None = None, environ: Mapping[str, str] | None = None,
-                    uv_settings: Mapping[str, str] | None = None) -> str | None:
+                    cache: Path | None = None, environ: Mapping[str, str] | None = None) -> str | None:
     """The version the project's build backend gives it, or None when the backend cannot tell.
 
     `build_system`: the project's [build-system]; `cache`: microdeploy's
     cache, whose build environments are used when there is uv; `environ`:
     the build's environment, which every command here gets (None: this
-    process's); `uv_settings`: the caller's uv variables that decide what an
-    install gets (layer.callers_uv_settings), which key the build
-    environments as the project's wheel keys them.
+    process's). Its uv variables that decide what an install gets
+    (layer.callers_uv_settings) key the shared build environment, as the
+    project's wheel keys it.
     """
     if environ is not None:
         runner = in_environment(runner, environ)
@@ -87,8 +88,9 @@ def backend_version(project: Path, build_system: BuildSystem, python: str, uv: s
         try:
             shared = None
             if uv is not None and cache is not None:
+                settings = callers_uv_settings(project, os.environ if environ is None else environ)
                 maker = ProjectWheel(uv=uv, cache=cache, name=project.name, python=python, build_system=build_system,
-                                     runner=runner, settings=uv_settings)
+                                     runner=runner, settings=settings)
                 shared = maker.build_environment()
             if shared is not None:
                 try:
@@ -164,20 +166,18 @@ def _prepare_metadata(
 
 def dynamic_version(project: Path, build_system: BuildSystem, python: str, uv: str | None, runner: Runner = run,
                     cache: Path | None = None, wheel: Path | None = None,
-                    environ: Mapping[str, str] | None = None,
-                    uv_settings: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+                    environ: Mapping[str, str] | None = None) -> tuple[str, str] | None:
     """The version and where it came from: the project's wheel, else the build backend's metadata, else the
     sdist's PKG-INFO.
 
     `wheel`: the project's wheel, built by its backend from this source (fastpath/wheel.py). Its METADATA says
     what the backend's metadata hook would, and reading it spares the hook's copy of the project and processes.
-    `environ`, `uv_settings`: the build's environment, for the hook's commands, and the caller's uv settings
-    (backend_version).
+    `environ`: the build's environment, for the hook's commands (backend_version).
     """
     found = wheel_version(wheel) if wheel is not None else None
     if found:
         return found, "the project's wheel"
-    found = backend_version(project, build_system, python, uv, runner, cache, environ, uv_settings)
+    found = backend_version(project, build_system, python, uv, runner, cache, environ)
     if found:
         return found, "the build backend's metadata"
     found = sdist_version(project)

@@ -10,7 +10,6 @@ from pathlib import Path
 from microdeploy import dists
 from microdeploy.build.cache import cache_root
 from microdeploy.build.fastpath.installer import find_uv, package_sources
-from microdeploy.build.fastpath.layer import callers_uv_settings
 from microdeploy.build.release import source
 from microdeploy.build.release.changelog import render_changelog
 from microdeploy.build.release.metadata import dynamic_version
@@ -63,8 +62,7 @@ def project_version(project: Path, config: ServiceConfig, settings: BuildSetting
     environ = {**settings.environ, **(package_sources(settings.project_file(), settings.environ) if uv else {})}
     found = dynamic_version(project, settings.project_file().build_system, f"/usr/bin/{config.python}",
                             uv, runner, cache_root(settings.environ),
-                            project_wheel() if project_wheel is not None else None, environ=environ,
-                            uv_settings=callers_uv_settings(settings.project_file().directory, environ))
+                            project_wheel() if project_wheel is not None else None, environ)
     if found is None or found[0] == SETUPTOOLS_PLACEHOLDER:
         return None
     version, origin = found
