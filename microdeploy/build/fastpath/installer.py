@@ -234,8 +234,9 @@ class Installer:
                 requirements = requirements.resolve()
                 steps.append(([*install, "-r", str(requirements)], requirements.parent))
             steps.append(([*install, *wanted, self.wsgi_server], source))
+            uv_run, environment = self.uv_runner(runner), self.environment()
             for argv, cwd in steps:
-                returncode = self.uv_runner(runner)(argv, cwd=cwd, env=self.environment(), check=False).returncode
+                returncode = uv_run(argv, cwd=cwd, env=environment, check=False).returncode
                 if returncode != 0:
                     return returncode
             save_layer(venv, layer, runner, restored)
@@ -261,8 +262,9 @@ class Installer:
         if not self.layer_has_dependencies:
             # Then what it depends on, resolved, from the shared cache; uv keeps the project it finds installed.
             steps.append([self.uv, "pip", "install", "--quiet", *python, str(built), self.wsgi_server])
+        uv_run, environment = self.uv_runner(runner), self.environment()
         for argv in steps:
-            if self.uv_runner(runner)(argv, env=self.environment(), check=False).returncode != 0:
+            if uv_run(argv, env=environment, check=False).returncode != 0:
                 return None
         return built.name
 
