@@ -13,8 +13,10 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from microdeploy import dists
@@ -28,7 +30,7 @@ from microdeploy.build.fastpath import datapack
 from microdeploy.build.fastpath.installer import Beside, Installer, choose_installer
 from microdeploy.build.fastpath.pipindex import local_sources
 from microdeploy.build.output import BuildResult, move_in, output_directory, prepare_output
-from microdeploy.build.release import source
+from microdeploy.build.release import scmversion, source
 from microdeploy.build.release.plan import Release, Settled, release, settle, target
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.config import ServiceConfig, load_config
@@ -87,9 +89,10 @@ def checked(settings: BuildSettings, runner: Runner = run, root: Path | None = N
     return project, config, python, settled
 
 
-def git_state(settings: BuildSettings, settled: Settled) -> str:
-    """Where the checkout stands in git, when the project's version may come from it (the kept wheel's key)."""
-    return "" if settings.project_file().static_version else repr(settled.state)
+def git_state(settings: BuildSettings, settled: Settled, scm_version: Mapping[str, str]) -> str:
+    """Where the checkout stands in git, when the project's version may come from it (the kept wheel's key), with
+    the version setuptools-scm gave it in the checkout (scmversion.py), which also says whether it is dirty."""
+    return "" if settings.project_file().static_version else repr(settled.state) + "".join(scm_version.values())
 
 
 def build_facts(settings: BuildSettings, made: Release, python: str, installer: Installer) -> BuildFacts:
@@ -134,6 +137,8 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
         settings.project_file(), name=config.name, python_minor=python, wsgi_server=WSGI_SERVER,
         environ=settings.environ, refresh_layer=settings.refresh_deps, runner=runner, dist=settled.dist.codename,
     )
+    # A project below the top of its repository whose version setuptools-scm reads from there.
+    top = scmversion.repository_top(settings.project_file(), settings.environ, runner)
     work = private_directory(f"microdeploy-{config.name}", settings.work_dir)
     try:
         with ExitStack() as stack:
@@ -148,15 +153,23 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
                 binds = [work, *([installer.cache_root] if installer.cache_root else []),
                          *([Path(installer.uv).resolve().parent] if installer.uv else []),
                          *(local_sources({**settings.environ, **installer.index}) if installer.uv else []),
-                         *([(project / ".git").resolve()] if (project / ".git").is_dir() else [])]
+                         *([(project / ".git").resolve()] if (project / ".git").is_dir() else []),
+                         *([top] if top is not None else [])]
                 build_runner = stack.enter_context(buildroot.entered(root, work, binds, build_runner))
+            scm_version: dict[str, str] = {}
+            if top is not None:
+                requirements = partial(scmversion.build_requirements_python, installer, settings.project_file(),
+                                       config.name, f"/usr/bin/python{python}", work, build_runner)
+                scm_version = scmversion.pretend_version(settings.project_file(), requirements, build_runner)
+                inside = replace(inside, environ={**inside.environ, **scm_version})
+                installer = replace(installer, environ=inside.environ)
             # The tree's name leaves out the version: the project's wheel starts from it before the version is
             # known, and a dynamic version is read from that wheel.
             tree = work / config.name
             copy_source(settings.project, tree / SOURCE_SUBDIR, git=True)
             deploy_requirements(tree / SOURCE_SUBDIR)
             beside = installer.start_beside(work, tree / SOURCE_SUBDIR, config.name, f"/usr/bin/python{python}",
-                                            build_runner, git_state=git_state(settings, settled))
+                                            build_runner, git_state=git_state(settings, settled, scm_version))
             try:
                 made = release(project, config, inside, runner, settled, beside.project_wheel)
                 facts = build_facts(settings, made, python, installer)

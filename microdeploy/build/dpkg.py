@@ -118,8 +118,9 @@ def failure_hint(output: str) -> str:
     if VCS_VERSION_FAILURE in output:
         return ("The build backend takes the version from git, and the build's copy of the project reaches git "
                 "only at the top of its repository (a backend that looks above the project, as root = \"../..\" "
-                "does, finds none): set SETUPTOOLS_SCM_PRETEND_VERSION to the version to build (setuptools-scm and "
-                "hatch-vcs read it)")
+                "does, finds none; microdeploy asks setuptools-scm in the checkout for a [tool.setuptools_scm] "
+                "table only, not for hatch-vcs's raw-options or setup.py's use_scm_version): set "
+                "SETUPTOOLS_SCM_PRETEND_VERSION to the version to build (setuptools-scm and hatch-vcs read it)")
     return "Run with --debug and read the full dpkg-buildpackage output above"
 
 

@@ -190,6 +190,33 @@ def test_the_backend_runs_in_the_cached_build_environment_unless_it_asks_for_mor
         assert uv_calls == [], "the cached build environment is used as it is"
 
 
+def test_without_uv_what_the_backend_asks_for_is_installed_with_pip(tmp_path: Path) -> None:
+    """Without uv (dh-virtualenv's pip), the backend's venv of its own gets what it asks for beyond its build
+    requirements from pip, and its version is read (that venv was taken for the shared one, and the build ended
+    in a traceback)."""
+    project = tmp_path / "shop"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["shopbuild"]\nbuild-backend = "backend"\nbackend-path = ["."]\n')
+    (project / "backend.py").write_text(BACKEND.format(more=["wheel"]))
+    pip_installs: list[tuple[str, ...]] = []
+
+    def runner(argv, *, cwd=None, env=None, check=True, input=None, timeout=None,  # type: ignore[no-untyped-def]
+               inherit_env=True) -> Result:
+        if argv[1:3] == ["-m", "venv"]:
+            (Path(argv[-1]) / "bin").mkdir(parents=True)
+            (Path(argv[-1]) / "bin" / "python").symlink_to(sys.executable)
+            return Result(tuple(argv), 0, "", "")
+        if argv[1:4] == ["-m", "pip", "install"]:
+            pip_installs.append(tuple(argv[-1:]))
+            return Result(tuple(argv), 0, "", "")
+        return run(argv, cwd=cwd, env=env, check=check)
+
+    version = metadata.backend_version(project, read_pyproject(project).build_system, sys.executable, None, runner)
+    assert version == "3.1"
+    assert pip_installs == [("shopbuild",), ("wheel",)]
+
+
 def test_the_backends_hooks_run_in_the_builds_environment_not_this_processs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -216,9 +216,9 @@ def test_the_git_state_keys_the_kept_wheel_only_where_the_version_may_come_from_
     settled = Settled(state=GitState("1.2.0", 3, "abc1234"), revision="1", dist=dists.host_dist(), epoch=0,
                       changes=())
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "shop"\nversion = "1.0"\n')
-    assert git_state(BuildSettings(project=tmp_path), settled) == ""
+    assert git_state(BuildSettings(project=tmp_path), settled, {}) == ""
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "shop"\ndynamic = ["version"]\n')
-    assert "abc1234" in git_state(BuildSettings(project=tmp_path), settled)
+    assert "abc1234" in git_state(BuildSettings(project=tmp_path), settled, {})
 
 
 def test_the_callers_uv_settings_key_the_build_environment_and_the_kept_wheel(tmp_path: Path) -> None:

@@ -136,20 +136,27 @@ class Installer:
             env[LAYER_COPY_VAR] = str(layer_copy)
         return env
 
+    def project_wheel(self, name: str, python: str, runner: Runner = run,
+                      git_state: str = "") -> ProjectWheel | None:
+        """The maker of the project's wheel and of its cached build environment; None without uv or a cache."""
+        if self.uv is None or self.cache_root is None:
+            return None
+        return ProjectWheel(uv=self.uv, cache=self.cache_root, name=name, python=python,
+                            build_system=self.build_system, runner=self.uv_runner(runner), git_state=git_state,
+                            index=self.index, settings=self.uv_settings)
+
     def start_beside(self, work: Path, source: Path, name: str, python: str, runner: Runner = run,
                      git_state: str = "") -> Beside:
         """Start the project's wheel and the layer copy in `work`, on the other core, while the build starts.
 
         `git_state`: where the checkout stands in git, for the kept wheels' key (ProjectWheel)."""
-        if self.uv is None or self.cache_root is None:
+        wheel = self.project_wheel(name, python, runner, git_state)
+        if wheel is None:
             return Beside(self.environment())
         # A lock out of date stops the build here, before anything starts; a saved layer was made from it.
-        locked = (export_lock(self.uv, source, work / "locked-requirements.txt", self.uv_runner(runner), self.index)
+        locked = (export_lock(wheel.uv, source, work / "locked-requirements.txt", self.uv_runner(runner), self.index)
                   if self.locked and self.layer is not None and not (self.layer / VENV_DIR).is_dir() else None)
         wheel_dir = work / "project-wheel"
-        wheel = ProjectWheel(uv=self.uv, cache=self.cache_root, name=name, python=python,
-                             build_system=self.build_system, runner=self.uv_runner(runner), git_state=git_state,
-                             index=self.index, settings=self.uv_settings)
         wheel_job = wheel.start(source, wheel_dir)
         built = (wheel_job, wheel_dir)
         restored = Restored()

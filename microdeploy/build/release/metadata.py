@@ -95,10 +95,10 @@ def backend_version(project: Path, build_system: BuildSystem, python: str, uv: s
             if shared is not None:
                 try:
                     return _prepare_metadata(copy, backend, backend_path, shared / "bin" / "python", None,
-                                             work / "shared-metadata", runner)
+                                             work / "shared-metadata", runner, shared=True)
                 except SharedEnvironmentTooSmall:
                     log.debug("the build backend asks for more requirements: a venv of its own")
-            env_python = _environment(work / "env", python, uv, requires, runner)
+            env_python = requirements_venv(work / "env", python, uv, requires, runner)
             return _prepare_metadata(copy, backend, backend_path, env_python, uv, work / "metadata", runner)
         except MicrodeployError as exc:
             log.debug("the build backend did not give a version: %s", exc)
@@ -117,8 +117,9 @@ def _install(env_python: Path, uv: str | None, requirements: Sequence[str], runn
         runner([str(env_python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *requirements])
 
 
-def _environment(env: Path, python: str, uv: str | None, requires: Sequence[str], runner: Runner) -> Path:
-    """A venv with the build requirements (uv's when there is uv, else the standard library's with pip)."""
+def requirements_venv(env: Path, python: str, uv: str | None, requires: Sequence[str], runner: Runner) -> Path:
+    """A venv at `env` with the build requirements (uv's when there is uv, else the standard library's with pip);
+    its interpreter."""
     if uv is not None:
         runner([uv, "venv", "--quiet", "--python", python, str(env)], env=UV_SETTINGS)
     else:
@@ -130,12 +131,13 @@ def _environment(env: Path, python: str, uv: str | None, requires: Sequence[str]
 
 def _prepare_metadata(
     source: Path, backend: str, backend_path: Sequence[str], env_python: Path, uv: str | None,
-    out: Path, runner: Runner,
+    out: Path, runner: Runner, shared: bool = False,
 ) -> str | None:
     """The backend's version from its metadata hook in `env_python`'s venv.
 
-    `uv` None: the venv is the shared one, never installed into; a backend
-    asking for more raises SharedEnvironmentTooSmall.
+    What the backend asks for beyond the build requirements is installed
+    with `uv` (None: pip), except into the `shared` build environment, which
+    is never installed into: there it raises SharedEnvironmentTooSmall.
     """
     # Imported here: only a project with a dynamic version needs it. Debian 12
     # has its predecessor, pep517 (python3-pep517), with the same interface.
@@ -151,7 +153,7 @@ def _prepare_metadata(
                                     python_executable=str(env_python))
     try:
         more = caller.get_requires_for_build_wheel()
-        if more and uv is None:
+        if more and shared:
             raise SharedEnvironmentTooSmall(more)
         _install(env_python, uv, more, runner)
         out.mkdir()
