@@ -40,14 +40,17 @@ from microdeploy.process import Held, Result, Runner, hold, run
 
 log = logging.getLogger(__name__)
 
-# What dpkg-buildpackage needs for a dh-virtualenv build, and a compiler and
-# headers for the sdists among a service's dependencies.
+# What dpkg-buildpackage needs for a dh-virtualenv build, a compiler and
+# headers for the sdists among a service's dependencies, and lintian, whose
+# own tables debian/venv-overrides reads to override, per path, what the
+# wheels bring (embedded libraries, privacy breaches): the release's lintian
+# is the one that checks its packages.
 ROOT_PACKAGES = (
     "build-essential", "debhelper", "dh-virtualenv", "dh-python", "python3-dev", "python3-venv",
-    "fakeroot", "git", "ca-certificates",
+    "fakeroot", "git", "ca-certificates", "lintian",
 )  # fmt: skip
 # Bump when the way roots are made changes, so that no build uses an old one.
-RECIPE = "1"
+RECIPE = "2"
 DEFAULT_ROOTS_DIR = Path("/var/cache/microdeploy/roots")
 PATH_INSIDE = "/usr/sbin:/usr/bin:/sbin:/bin"
 # Files of this machine a root reads as they are here: the certificates that

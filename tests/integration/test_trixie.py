@@ -17,7 +17,7 @@ from debian.deb822 import Changes, Deb822
 from microdeploy.testbed.image import ensure_image, ensure_piuparts_base
 from tests.aptrepo import add_source, apt, installed_version, publish, serve_repository
 from tests.hostcheck import main_pid, proc_status, wait_for
-from tests.packages import BuiltService
+from tests.packages import BuiltService, build_service, new_service
 from tests.qa import deb_member, lintian_tags, piuparts
 
 if TYPE_CHECKING:
@@ -65,6 +65,20 @@ def test_trixie_builds_are_lintian_clean(fixture: str, request: pytest.FixtureRe
     """No lintian error or warning on the trixie builds of the scaffold and of the public Flask project."""
     service: BuiltService = request.getfixturevalue(fixture)
     assert lintian_tags(service.result.deb) == []
+
+
+def test_a_wheel_s_embedded_library_is_overridden_in_a_trixie_build_too(tmp_path: Path) -> None:
+    """PyYAML's extension links libyaml in: the trixie build overrides lintian's embedded-library for that path, as
+    trixie's lintian tables say (its build root has lintian), and the package is lintian-clean."""
+    project = new_service(tmp_path, "yaml-api")
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('    "gunicorn>=21.2",\n',
+                                                       '    "gunicorn>=21.2",\n    "pyyaml==6.0.4",\n'))
+    result = build_service(project, tmp_path / "dist", dist="trixie")
+    overrides = deb_member(result.deb, "/usr/share/lintian/overrides/yaml-api")
+    assert ("embedded-library libyaml [opt/venvs/yaml-api/lib/python3.13/site-packages/yaml/"
+            "_yaml.cpython-313-x86_64-linux-gnu.so]") in overrides
+    assert lintian_tags(result.deb) == []
 
 
 def test_trixie_build_passes_piuparts_in_a_trixie_base(
