@@ -22,7 +22,7 @@ from pathlib import Path
 from microdeploy import dists
 from microdeploy.build import buildroot
 from microdeploy.build.cache import default_max_size, start_prune_after_build
-from microdeploy.build.debiandir.context import WSGI_SERVER, BuildFacts, debian_context
+from microdeploy.build.debiandir.context import INSTALLERS, WSGI_SERVER, BuildFacts, debian_context
 from microdeploy.build.debiandir.requirements import deploy_requirements
 from microdeploy.build.debiandir.tree import SOURCE_SUBDIR, copy_source, render_debian
 from microdeploy.build.dpkg import Artifacts, collect, dpkg_buildpackage, package_file
@@ -135,7 +135,8 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
     cache_size = default_max_size(settings.environ)
     installer = choose_installer(
         settings.project_file(), name=config.name, python_minor=python, wsgi_server=WSGI_SERVER,
-        environ=settings.environ, refresh_layer=settings.refresh_deps, runner=runner, dist=settled.dist.codename,
+        installers=INSTALLERS if settings.keep_installers else (), environ=settings.environ,
+        refresh_layer=settings.refresh_deps, runner=runner, dist=settled.dist.codename,
     )
     # A project below the top of its repository whose version setuptools-scm reads from there.
     top = scmversion.repository_top(settings.project_file(), settings.environ, runner)

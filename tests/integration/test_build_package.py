@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 from debian.deb822 import Changes
 
-from tests.packages import BuiltService, build_service, new_service
+from microdeploy.build.pipeline import build
+from microdeploy.build.release.settings import BuildSettings
+from tests.packages import EPOCH, BuiltService, build_service, new_service
 from tests.qa import deb_member, deb_paths, exposure, lintian_tags, piuparts
 
 pytestmark = pytest.mark.integration
@@ -191,3 +194,17 @@ def test_directories_named_dist_and_build_below_the_root_are_packaged(tmp_path: 
     assert f"{site}/static/dist/app.js" in paths
     assert f"{site}/build/__init__.py" in paths
     assert not [path for path in paths if path.endswith("stale.txt")]
+
+
+def test_keep_installers_ships_pip_setuptools_and_wheel(tmp_path: Path) -> None:
+    """--keep-installers (the build's keep_installers) ships pip, setuptools and wheel in the venv, which uv's venvs
+    never had to keep; the scaffold's default package has none of them (test_package_layout_follows...)."""
+    project = new_service(tmp_path, "tools-api")
+    environ = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH}
+    result = build(BuildSettings(project=project, out=tmp_path / "out", environ=environ, keep_installers=True))
+    site = "/opt/venvs/tools-api/lib/python3.11/site-packages"
+    paths = deb_paths(result.deb)
+    for tool in ("pip", "setuptools", "wheel"):
+        assert [path for path in paths if path.startswith(f"{site}/{tool}-") and path.endswith(".dist-info/RECORD")]
+    assert "/opt/venvs/tools-api/bin/pip" in paths
+    assert lintian_tags(result.deb) == []

@@ -78,7 +78,8 @@ def test_layer_key_ignores_code_and_version_changes(tmp_path: Path) -> None:
 
 
 def test_layer_key_changes_with_dependencies_requirements_and_index(tmp_path: Path) -> None:
-    """A new dependency, a requirements.txt, another index or another WSGI server each make a new layer."""
+    """A new dependency, a requirements.txt, another index, another WSGI server or the installers kept each make a
+    new layer."""
     base = key(project(tmp_path))
     assert key(project(tmp_path, dependencies='"flask>=3", "six"')) != base
     project(tmp_path)
@@ -89,6 +90,10 @@ def test_layer_key_changes_with_dependencies_requirements_and_index(tmp_path: Pa
     other_server = layer_key(read_pyproject(tmp_path), name="orders-api", python_minor="3.11", wsgi_server="waitress",
                              uv_version="uv 0.9.0", environ={})
     assert other_server != with_requirements
+    with_installers = layer_key(read_pyproject(tmp_path), name="orders-api", python_minor="3.11",
+                                wsgi_server="gunicorn>=21.2", uv_version="uv 0.9.0", environ={},
+                                installers=("pip", "setuptools", "wheel"))
+    assert with_installers != with_requirements
 
 
 def test_layer_key_changes_with_the_uv_lock(tmp_path: Path) -> None:

@@ -269,10 +269,14 @@ def test_rules_compress_with_the_services_compression_and_level(tmp_path: Path) 
 
 
 def test_rules_without_uv_use_pip_and_keep_installers_when_asked(tmp_path: Path) -> None:
-    """pip: the system interpreter, gunicorn preinstalled, no bytecode; --keep-installers drops the strip."""
+    """pip: the system interpreter, gunicorn preinstalled, no bytecode; --keep-installers drops the strip and
+    preinstalls setuptools and wheel beside the venv's own pip (Python 3.12's venv has no setuptools)."""
     rules = render_rules(tmp_path, "pip", keep_installers=True)
     assert ("--python /usr/bin/python3.11 \\\n\t\t--sourcedirectory src-project \\\n"
-            "\t\t--preinstall 'gunicorn>=21.2'") in rules
+            "\t\t--preinstall 'gunicorn>=21.2' \\\n\t\t--preinstall setuptools \\\n"
+            "\t\t--preinstall wheel \\\n\t\t--extra-pip-arg=--no-compile") in rules
+    assert "--preinstall pip" not in rules
+    assert "--preinstall" not in render_rules(tmp_path / "dropped", "pip").replace("--preinstall 'gunicorn", "")
     assert "--extra-pip-arg=--no-compile" in rules
     assert "make-venv" not in rules
     assert "\t$(FINALIZE) prune $(VENV)\n" in rules

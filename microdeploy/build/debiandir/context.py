@@ -13,6 +13,9 @@ from microdeploy.build.fastpath import contract, datapack
 from microdeploy.config import ServiceConfig
 
 WSGI_SERVER = "gunicorn>=21.2"
+# What --keep-installers ships in the venv (uv's venvs have none of them; a pip venv on Python 3.12 and later
+# has no setuptools).
+INSTALLERS = ("pip", "setuptools", "wheel")
 
 
 def sandbox(name: str) -> list[tuple[str, str]]:
@@ -123,6 +126,7 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
         "wsgi_server": WSGI_SERVER,
         "source_dir": SOURCE_SUBDIR,
         "keep_pip": facts.keep_installers,
+        "installers": list(INSTALLERS) if facts.keep_installers else [],
         "installer": facts.installer,
         "sandbox": settings,
         # N-run's systemd-run arguments: one shell word per property.

@@ -92,6 +92,7 @@ class Installer:
     cache_root: Path | None = None
     layer: Path | None = None
     wsgi_server: str = ""
+    installers: tuple[str, ...] = ()  # pip, setuptools and wheel, with --keep-installers
     # The layer key covers every dependency the project declares (static in
     # pyproject.toml): installing the project's wheel into the layer then
     # needs no resolution.
@@ -240,7 +241,7 @@ class Installer:
             if requirements.is_file():
                 requirements = requirements.resolve()
                 steps.append(([*install, "-r", str(requirements)], requirements.parent))
-            steps.append(([*install, *wanted, self.wsgi_server], source))
+            steps.append(([*install, *wanted, self.wsgi_server, *self.installers], source))
             uv_run, environment = self.uv_runner(runner), self.environment()
             for argv, cwd in steps:
                 returncode = uv_run(argv, cwd=cwd, env=environment, check=False).returncode
@@ -268,7 +269,8 @@ class Installer:
         steps = [[self.uv, "pip", "install", "--quiet", *PROJECT_ALONE, *python, str(built)]]
         if not self.layer_has_dependencies:
             # Then what it depends on, resolved, from the shared cache; uv keeps the project it finds installed.
-            steps.append([self.uv, "pip", "install", "--quiet", *python, str(built), self.wsgi_server])
+            steps.append([self.uv, "pip", "install", "--quiet", *python, str(built), self.wsgi_server,
+                          *self.installers])
         uv_run, environment = self.uv_runner(runner), self.environment()
         for argv in steps:
             if uv_run(argv, env=environment, check=False).returncode != 0:
@@ -312,6 +314,7 @@ def choose_installer(
     python_minor: str,
     wsgi_server: str,
     environ: Mapping[str, str],
+    installers: tuple[str, ...] = (),
     refresh_layer: bool = False,
     runner: Runner = run,
     dist: str = "",
@@ -332,12 +335,12 @@ def choose_installer(
         log.info("uv takes pip's settings: %s", shown(index))
         environ = {**environ, **index}
     key = layer_key(
-        pyproject, name=name, python_minor=python_minor, wsgi_server=wsgi_server,
+        pyproject, name=name, python_minor=python_minor, wsgi_server=wsgi_server, installers=installers,
         uv_version=uv_version(uv, runner), environ=environ, dist=dist,
     )
     layer = prepare_layer(root, key, refresh=refresh_layer)
     locked = is_locked(pyproject)
-    return Installer("uv", uv=uv, cache_root=root, layer=layer, wsgi_server=wsgi_server,
+    return Installer("uv", uv=uv, cache_root=root, layer=layer, wsgi_server=wsgi_server, installers=installers,
                      layer_has_dependencies=pyproject.static_dependencies or locked,
                      dependencies=declared_dependencies(pyproject), locked=locked, build_system=pyproject.build_system,
                      index=index, uv_settings=callers_uv_settings(pyproject.directory, environ))

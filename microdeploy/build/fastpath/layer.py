@@ -141,7 +141,7 @@ def label(project: Path, path: Path) -> str:
 
 def layer_key(
     pyproject: Pyproject, *, name: str, python_minor: str, wsgi_server: str, uv_version: str,
-    environ: Mapping[str, str], dist: str = "",
+    environ: Mapping[str, str], dist: str = "", installers: tuple[str, ...] = (),
 ) -> str:
     """A name for the dependency layer that changes whenever the installed dependencies could.
 
@@ -156,6 +156,8 @@ def layer_key(
         "uv-config": uv_configuration(pyproject.directory, environ),
         "uv-variables": callers_uv_settings(pyproject.directory, environ),
     }
+    if installers:  # only then: the layers of builds without --keep-installers keep their names
+        inputs["installers"] = list(installers)
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     return f"{name}-{dist + '-' if dist else ''}py{python_minor}-{digest[:16]}"
 
