@@ -13,7 +13,7 @@ from debian.deb822 import Changes
 
 from microdeploy.build.pipeline import build
 from microdeploy.build.release.settings import BuildSettings
-from tests.packages import EPOCH, BuiltService, build_service, new_service
+from tests.packages import EPOCH, BuiltService, build_service, new_service, unpacked_sdist
 from tests.qa import deb_member, deb_paths, exposure, lintian_tags, piuparts
 
 pytestmark = pytest.mark.integration
@@ -207,4 +207,17 @@ def test_keep_installers_ships_pip_setuptools_and_wheel(tmp_path: Path) -> None:
     for tool in ("pip", "setuptools", "wheel"):
         assert [path for path in paths if path.startswith(f"{site}/{tool}-") and path.endswith(".dist-info/RECORD")]
     assert "/opt/venvs/tools-api/bin/pip" in paths
+    assert lintian_tags(result.deb) == []
+
+
+def test_a_public_app_s_web_fonts_and_plugin_pages_are_overridden_where_they_are(tmp_path: Path) -> None:
+    """calibre-web 0.6.27 from PyPI, unmodified: its static/ ships fonts that Debian's font packages install
+    (Glyphicons, LiberationSans) and soundmanager2.js writes an <object codebase="http://..."> that lintian counts
+    as a privacy breach; each gets its override at its path, and lintian reports no error or warning."""
+    project = unpacked_sdist("calibreweb", "0.6.27", tmp_path)
+    result = build_service(project, tmp_path / "dist", name="calibreweb", app="calibreweb.cps:create_app()")
+    overrides = deb_member(result.deb, "/usr/share/lintian/overrides/calibreweb")
+    static = "opt/venvs/calibreweb/lib/python3.11/site-packages/calibreweb/cps/static"
+    assert f"calibreweb: privacy-breach-generic * [{static}/js/libs/soundmanager2.js]" in overrides
+    assert f"calibreweb: duplicate-font-file * [{static}/standard_fonts/LiberationSans-Regular.ttf]" in overrides
     assert lintian_tags(result.deb) == []

@@ -468,6 +468,42 @@ def test_venv_overrides_name_each_path_that_carries_a_tag(debian: Path, tmp_path
     assert len([line for line in lines if line.startswith("# ")]) == 5
 
 
+def test_venv_overrides_read_lintian_s_own_tables_of_loads_snippets_and_font_packages(
+    debian: Path, tmp_path: Path
+) -> None:
+    """This machine's lintian tables: an <object codebase=> (calibre-web's soundmanager2.js), a <video poster=>, an
+    @import url() and an AdSense snippet are privacy breaches; a <link rel="canonical">, a load from
+    localhost and one inside a comment are not. A font of a name Debian's font packages install
+    (LiberationSans-Regular.ttf, fonts-liberation) is a duplicate-font-file; one of another name is not."""
+    package = tmp_path / "pkg"
+    static = package / "opt/venvs/orders-api/lib/python3.11/site-packages/cps/static"
+    (static / "js").mkdir(parents=True)
+    (static / "js" / "soundmanager2.js").write_text(
+        "html = '<object id=\"sm2\" classid=\"clsid:d27cdb6e\" "
+        "CODEBASE=\"http://download.macromedia.com/pub/shockwave/cabs/flash/swflash.cab\">';\n")
+    (static / "player.html").write_text('<video poster="https://media.example.org/poster.png"></video>\n')
+    (static / "theme.css").write_text('@import url("https://cdn.example.org/theme.css");\nbody { margin: 0 }\n')
+    (static / "ads.js").write_text("google_ad_client = 'ca-pub-1234';\n")
+    (static / "quiet.html").write_text(
+        '<link rel="canonical" href="https://example.org/docs/">\n<script src="http://localhost:8000/dev.js">'
+        '</script>\n<!-- <script src="https://cdn.example.org/old.js"></script> -->\n')
+    (static / "fonts").mkdir()
+    (static / "fonts" / "LiberationSans-Regular.ttf").write_bytes(font(b"\0\1\0\0", 0x0000))
+    (static / "fonts" / "CalibreIcons.ttf").write_bytes(font(b"\0\1\0\0", 0x0000))
+    subprocess.run([sys.executable, "-IS", str(debian / "venv-overrides"), str(package), "orders-api"], check=True)
+    lines = [line for line in (package / "usr/share/lintian/overrides/orders-api").read_text().splitlines()
+             if not line.startswith("#")]
+    where = "opt/venvs/orders-api/lib/python3.11/site-packages/cps/static"
+    # What lintian itself reports for these files, each overridden, in the order of the walk.
+    assert lines == [
+        f"orders-api: duplicate-font-file * [{where}/fonts/LiberationSans-Regular.ttf]",
+        f"orders-api: privacy-breach-generic * [{where}/player.html]",
+        f"orders-api: privacy-breach-generic * [{where}/theme.css]",
+        f"orders-api: privacy-breach-generic * [{where}/js/soundmanager2.js]",
+        f"orders-api: privacy-breach-google-adsense * [{where}/ads.js]",
+    ]
+
+
 def font(signature: bytes, fs_type: int) -> bytes:
     """A font file as file(1) and lintian read it: the signature, one table record, and the OS/2 table."""
     record = struct.pack(">4sIII", b"OS/2", 0, 28, 10)
