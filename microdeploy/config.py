@@ -8,6 +8,8 @@ value, where it came from and what is allowed.
 
 from __future__ import annotations
 
+import configparser
+import email.parser
 import re
 import tomllib
 from collections.abc import Mapping
@@ -131,6 +133,27 @@ def project_summary(description: str) -> str:
     return sentence[:DESCRIPTION_MAX].rsplit(" ", 1)[0].rstrip(",;:")
 
 
+def declared_summary(project: Path) -> tuple[str, str] | None:
+    """The summary a project without [project].description states elsewhere, and where: an unpacked sdist's
+    PKG-INFO, else setup.cfg's [metadata] (a setup.py project's description is known to setuptools alone)."""
+    pkg_info = project / "PKG-INFO"
+    if pkg_info.is_file():
+        headers = email.parser.Parser().parsestr(pkg_info.read_text(encoding="utf-8", errors="replace"),
+                                                 headersonly=True)
+        summary = str(headers.get("Summary") or "").strip()
+        if summary and summary != "UNKNOWN":
+            return summary, "PKG-INFO Summary"
+    setup_cfg = configparser.ConfigParser(interpolation=None)
+    try:
+        setup_cfg.read(project / "setup.cfg", encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError):
+        return None
+    description = setup_cfg.get("metadata", "description", fallback="").strip()
+    if description and not description.startswith("file:"):  # file: names a long description
+        return description, "setup.cfg [metadata] description"
+    return None
+
+
 def load_config(project: Path, overrides: Mapping[str, Any] | None = None,
                 pyproject: Pyproject | None = None) -> ServiceConfig:
     """Load, default, override and validate the configuration of the service in `project`.
@@ -153,6 +176,8 @@ def load_config(project: Path, overrides: Mapping[str, Any] | None = None,
         values["version"] = (project_table["version"], "[project].version")
     if isinstance(project_table.get("description"), str):
         values["description"] = (project_summary(project_table["description"]), "[project].description")
+    elif (declared := declared_summary(project)) is not None:
+        values["description"] = (project_summary(declared[0]), declared[1])
     for key, value in tool_table.items():
         values[key] = (value, f"{source} key '{key}'")
     for key, value in (overrides or {}).items():

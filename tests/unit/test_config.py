@@ -170,6 +170,36 @@ def test_empty_or_non_string_dist_in_the_file_is_refused(tmp_path: Path) -> None
         assert error.hint is not None and "bookworm, trixie" in error.hint
 
 
+def test_a_project_without_project_description_takes_the_summary_it_states_elsewhere(tmp_path: Path) -> None:
+    """An unpacked sdist's PKG-INFO Summary (archivy's, a setup.py project), else setup.cfg's [metadata]
+    description (not a file: reference); [project].description and [tool.microdeploy] description come first; a
+    summary of UNKNOWN, a setup.cfg that is not INI or not UTF-8 give the default."""
+    project = tmp_path / "archivy"
+    project.mkdir()
+    (project / "setup.py").write_text("from setuptools import setup\nsetup()\n")
+    (project / "PKG-INFO").write_text(
+        "Metadata-Version: 2.1\nName: archivy\nVersion: 1.7.7\nSummary: Minimalist knowledge base focused on "
+        "digital preservation and building your second brain.\n\nLong text.\n")
+    (project / "setup.cfg").write_text("[metadata]\ndescription = Not this one\n")
+    overrides = {"name": "archivy", "app": "archivy:app"}
+    assert load_config(project, overrides).description == ("Minimalist knowledge base focused on digital "
+                                                           "preservation and building your")  # cut to fit
+    (project / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: archivy\nSummary: UNKNOWN\n")
+    assert load_config(project, overrides).description == "Not this one"
+    (project / "setup.cfg").write_text("[metadata]\ndescription = file: README.md\n")
+    assert load_config(project, overrides).summary == "Flask web service"
+    (project / "setup.cfg").write_text("description = no section\n")
+    assert load_config(project, overrides).summary == "Flask web service"
+    (project / "setup.cfg").write_bytes(b"[metadata]\ndescription = Caf\xe9\n")
+    assert load_config(project, overrides).summary == "Flask web service"
+
+    (project / "setup.cfg").write_text("[metadata]\ndescription = From setup.cfg\n")
+    (project / "pyproject.toml").write_text('[project]\nname = "archivy"\ndescription = "From pyproject"\n')
+    assert load_config(project, overrides).description == "From pyproject"
+    (project / "pyproject.toml").write_text('[tool.microdeploy]\ndescription = "From the tool table"\n')
+    assert load_config(project, overrides).description == "From the tool table"
+
+
 def test_a_long_project_description_becomes_a_short_summary(tmp_path: Path) -> None:
     """[project].description of any length gives a one-line summary (first sentence, cut at a word)."""
     project = tmp_path / "p"
