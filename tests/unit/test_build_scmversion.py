@@ -14,10 +14,6 @@ from microdeploy.process import Result
 from microdeploy.pyproject import read_pyproject
 
 SCM_PROJECT = """\
-[build-system]
-requires = ["setuptools>=64", "setuptools-scm>=8"]
-build-backend = "setuptools.build_meta"
-
 [project]
 name = "Tagged.API_svc"
 dynamic = ["version"]
