@@ -36,7 +36,7 @@ from microdeploy.build.release.settings import BuildSettings
 from microdeploy.config import ServiceConfig, load_config
 from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.fsutil import private_directory, sync_file, temporary_files_in
-from microdeploy.process import Runner, run
+from microdeploy.process import Runner, in_environment, run
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,8 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
             if top is not None:
                 requirements = partial(scmversion.build_requirements_python, installer, settings.project_file(),
                                        config.name, f"/usr/bin/python{python}", work, build_runner)
-                scm_version = scmversion.pretend_version(settings.project_file(), requirements, build_runner)
+                scm_version = scmversion.pretend_version(settings.project_file(), requirements,
+                                                         in_environment(build_runner, inside.environ))
                 inside = replace(inside, environ={**inside.environ, **scm_version})
                 installer = replace(installer, environ=inside.environ)
             # The tree's name leaves out the version: the project's wheel starts from it before the version is
