@@ -681,6 +681,36 @@ def test_venv_overrides_remember_the_libraries_found_in_each_elf_file(debian: Pa
         "changed bytes must be read again"
 
 
+def test_venv_overrides_remember_the_privacy_breaches_of_each_web_page_by_its_bytes(
+    debian: Path, tmp_path: Path
+) -> None:
+    """With the cache, a page's breaches are kept by its bytes and read back at the next build instead of
+    lintian's patterns running over it again (an entry changed by hand shows which was used); changed bytes are
+    looked at again."""
+    package = tmp_path / "pkg"
+    static = package / "opt/venvs/orders-api/lib/python3.11/site-packages/app/static"
+    static.mkdir(parents=True)
+    page = static / "player.html"
+    page.write_text('<video poster="https://media.example.org/poster.png"></video>\n')
+    overrides = package / "usr/share/lintian/overrides/orders-api"
+    env = {**os.environ, "MICRODEPLOY_ELF_CACHE": str(tmp_path / "cache")}
+    script = [sys.executable, "-IS", str(debian / "venv-overrides"), str(package), "orders-api"]
+
+    subprocess.run(script, env=env, check=True)
+    assert "privacy-breach-generic * [" in overrides.read_text()
+    [entry] = (tmp_path / "cache").glob("web-*")
+    assert entry.read_text() == "privacy-breach-generic\n"
+    entry.write_text("privacy-breach-uses-embedded-file\n")
+    overrides.unlink()
+    subprocess.run(script, env=env, check=True)
+    assert "privacy-breach-uses-embedded-file * [" in overrides.read_text()
+    page.write_text('<video poster="https://media.example.org/other.png"></video>\n')
+    overrides.unlink()
+    subprocess.run(script, env=env, check=True)
+    assert "privacy-breach-generic * [" in overrides.read_text()
+    assert len(list((tmp_path / "cache").glob("web-*"))) == 2
+
+
 def test_venv_overrides_with_the_elf_cache_but_without_lintian_write_no_library_override(
     debian: Path, tmp_path: Path
 ) -> None:

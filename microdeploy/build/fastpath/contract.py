@@ -27,11 +27,11 @@ How the two sides work together:
   copy of the layer, or on a first build the venv the layer was saved from,
   for make-venv to move into place, and INSTALLED_FILE, when
   present, names the project's wheel already installed into that copy.
-- ELF_CACHE_VAR names a directory of what the scripts learnt about ELF
-  files, each entry keyed by a file's bytes: cached-strip keeps what dh_strip
-  made of it, venv-overrides the libraries lintian would find embedded in it.
-  The venv's ELF files come mostly from the restored layer, the same bytes
-  at every build.
+- ELF_CACHE_VAR names a directory of what the scripts learnt about the
+  venv's files, each entry keyed by a file's bytes: cached-strip keeps what
+  dh_strip made of an ELF file, venv-overrides the libraries lintian would
+  find embedded in it and the privacy breaches in a web page. The venv's
+  files come mostly from the restored layer, the same bytes at every build.
 - PIP_TOOL is dh_virtualenv's --pip-tool: debian/PIP_TOOL, which make-venv
   puts into the venv's bin/ and finalize-venv removes before shipping.
 - STAND_IN_DIR, beside the build tree, is where debian/rules runs dpkg's
