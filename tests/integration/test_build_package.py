@@ -196,11 +196,14 @@ def test_directories_named_dist_and_build_below_the_root_are_packaged(tmp_path: 
     assert not [path for path in paths if path.endswith("stale.txt")]
 
 
-def test_keep_installers_ships_pip_setuptools_and_wheel(tmp_path: Path) -> None:
-    """--keep-installers (the build's keep_installers) ships pip, setuptools and wheel in the venv, which uv's venvs
-    never had to keep; the scaffold's default package has none of them (test_package_layout_follows...)."""
+@pytest.mark.parametrize("uv", [None, ""])
+def test_keep_installers_ships_pip_setuptools_and_wheel(tmp_path: Path, uv: str | None) -> None:
+    """--keep-installers (the build's keep_installers) ships pip, setuptools and wheel in the venv, with uv (whose
+    venvs never had them to keep) and with pip (MICRODEPLOY_UV empty: its pip's scripts named bin/python3.11, an
+    unusual interpreter to lintian), lintian-clean; the scaffold's default package has none of them
+    (test_package_layout_follows...)."""
     project = new_service(tmp_path, "tools-api")
-    environ = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH}
+    environ = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH, **({"MICRODEPLOY_UV": uv} if uv is not None else {})}
     result = build(BuildSettings(project=project, out=tmp_path / "out", environ=environ, keep_installers=True))
     site = "/opt/venvs/tools-api/lib/python3.11/site-packages"
     paths = deb_paths(result.deb)

@@ -549,6 +549,18 @@ def test_prune_gives_modules_and_trampolined_scripts_the_venvs_python(debian: Pa
         "#!/opt/venvs/orders-api/bin/python\nimport sys\nfrom flask.cli import main\n")
 
 
+def test_prune_gives_the_scripts_in_bin_the_venvs_unversioned_python(debian: Path, tmp_path: Path) -> None:
+    """A kept pip's scripts, written by Python's venv module, name bin/python3.11: they name bin/python like the
+    others (the package's override covers that one); a shell script in bin/ is left as it is."""
+    venv, _ = fake_venv(tmp_path, ("app", "", ["app/__init__.py"]))
+    (venv / "bin" / "pip3.11").write_text("#!/opt/venvs/orders-api/bin/python3.11\nfrom pip._internal import main\n")
+    (venv / "bin" / "activate").write_text("#!/bin/sh\nVIRTUAL_ENV=/opt/venvs/orders-api\n")
+    finalize(debian, "prune", venv)
+    assert (venv / "bin" / "pip3.11").read_text() == (
+        "#!/opt/venvs/orders-api/bin/python\nfrom pip._internal import main\n")
+    assert (venv / "bin" / "activate").read_text() == "#!/bin/sh\nVIRTUAL_ENV=/opt/venvs/orders-api\n"
+
+
 FAKE_STRIP = """
 for directory, _, files in os.walk(os.environ["PACKAGE"]):
     for name in sorted(files):
