@@ -693,6 +693,28 @@ def test_venv_overrides_remember_the_libraries_found_in_each_elf_file(debian: Pa
         "changed bytes must be read again"
 
 
+def test_venv_overrides_name_each_text_file_that_is_not_utf8_wherever_it_is(debian: Path, tmp_path: Path) -> None:
+    """lintian's national-encoding: what file(1) calls text and is not UTF-8, anywhere in the venv: passlib's
+    UTF-16 test fixture (its byte-order mark, NULs between the letters) and a module in Latin-1. Not a UTF-8 or
+    ASCII file, a binary file, nor bytes that are not UTF-8 and that file(1) calls data."""
+    package = tmp_path / "pkg"
+    site = package / "opt/venvs/orders-api/lib/python3.11/site-packages"
+    (site / "passlib" / "tests").mkdir(parents=True)
+    (site / "passlib" / "tests" / "sample1c.cfg").write_bytes("[mypolicy]\nschemes = sha256_crypt\n".encode("utf-16"))
+    (site / "passlib" / "tests" / "sample1.cfg").write_text("[mypolicy]\nschemes = sha256_crypt\n")
+    (site / "legacy").mkdir()
+    (site / "legacy" / "names.py").write_bytes("# -*- coding: latin-1 -*-\nNAME = 'Fran\u00e7ois'\n".encode("latin-1"))
+    (site / "legacy" / "utf8.py").write_text("NAME = 'Fran\u00e7ois'\n")
+    (site / "legacy" / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(range(256)))
+    (site / "legacy" / "fuzz.testcase").write_bytes(bytes(range(0x80, 0x100)) * 4)
+    subprocess.run([sys.executable, "-IS", str(debian / "venv-overrides"), str(package), "orders-api"], check=True)
+    lines = [line for line in (package / "usr/share/lintian/overrides/orders-api").read_text().splitlines()
+             if not line.startswith("#")]
+    where = "opt/venvs/orders-api/lib/python3.11/site-packages"
+    assert lines == [f"orders-api: national-encoding [{where}/legacy/names.py]",
+                     f"orders-api: national-encoding [{where}/passlib/tests/sample1c.cfg]"]
+
+
 def test_venv_overrides_remember_the_privacy_breaches_of_each_web_page_by_its_bytes(
     debian: Path, tmp_path: Path
 ) -> None:
