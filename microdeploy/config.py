@@ -9,7 +9,6 @@ value, where it came from and what is allowed.
 from __future__ import annotations
 
 import configparser
-import email.parser
 import re
 import tomllib
 from collections.abc import Mapping
@@ -22,7 +21,7 @@ from microdeploy import validate as rules
 from microdeploy.apptarget import AppTargetError, parse_app
 from microdeploy.errors import bad_input
 from microdeploy.pyproject import FILE as PYPROJECT
-from microdeploy.pyproject import Pyproject, load_toml, read_pyproject
+from microdeploy.pyproject import Pyproject, load_toml, read_pkg_info, read_pyproject
 
 Scalar = str | int | float | bool
 Settings = Mapping[str, Mapping[str, Scalar]]
@@ -136,13 +135,10 @@ def project_summary(description: str) -> str:
 def declared_summary(project: Path) -> tuple[str, str] | None:
     """The summary a project without [project].description states elsewhere, and where: an unpacked sdist's
     PKG-INFO, else setup.cfg's [metadata] (a setup.py project's description is known to setuptools alone)."""
-    pkg_info = project / "PKG-INFO"
-    if pkg_info.is_file():
-        headers = email.parser.Parser().parsestr(pkg_info.read_text(encoding="utf-8", errors="replace"),
-                                                 headersonly=True)
-        summary = str(headers.get("Summary") or "").strip()
-        if summary and summary != "UNKNOWN":
-            return summary, "PKG-INFO Summary"
+    headers = read_pkg_info(project)
+    summary = str(headers.get("Summary") or "").strip() if headers is not None else ""
+    if summary and summary != "UNKNOWN":
+        return summary, "PKG-INFO Summary"
     setup_cfg = configparser.ConfigParser(interpolation=None)
     try:
         setup_cfg.read(project / "setup.cfg", encoding="utf-8")

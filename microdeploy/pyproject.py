@@ -11,6 +11,8 @@ the file named (exit status 2), before anything is built.
 
 from __future__ import annotations
 
+import email.message
+import email.parser
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -139,3 +141,11 @@ def shown(value: object) -> str:
     """A wrong value for a message: its repr, cut short."""
     text = repr(value)
     return text if len(text) <= SHOWN_MAX else text[:SHOWN_MAX - 3] + "..."
+
+
+def read_pkg_info(project: Path) -> email.message.Message | None:
+    """The core metadata headers of an unpacked sdist (its PKG-INFO at the top), or None."""
+    path = project / "PKG-INFO"
+    if not path.is_file():
+        return None
+    return email.parser.Parser().parsestr(path.read_text(encoding="utf-8", errors="replace"), headersonly=True)

@@ -104,6 +104,7 @@ def build_facts(settings: BuildSettings, made: Release, python: str, installer: 
         distribution=made.distribution,
         epoch=made.epoch,
         license_name=source.project_license(settings.project_file()),
+        authors=source.project_authors(settings.project_file()),
         keep_installers=settings.keep_installers,
         installer=installer.kind,
     )

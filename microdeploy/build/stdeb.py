@@ -90,6 +90,7 @@ class LibraryPlan:
     epoch: int
     changelog: str
     license_name: str  # for debian/copyright
+    authors: str = ""  # its copyright holders, as the project names them (source.project_authors)
 
     @property
     def source(self) -> str:
@@ -224,7 +225,7 @@ def plan(settings: BuildSettings, runner: Runner = run) -> LibraryPlan:
     config = load_config(project, settings.overrides, pyproject)
     made = release(project, config, settings, runner)
     return LibraryPlan(config, made.upstream, made.version, made.distribution, made.epoch, made.changelog,
-                       source.project_license(pyproject))
+                       source.project_license(pyproject), source.project_authors(pyproject))
 
 
 def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
@@ -309,8 +310,8 @@ def finish_debian(debian: Path, library: LibraryPlan) -> None:
 
 def copyright_text(library: LibraryPlan) -> str:
     """A machine-readable debian/copyright from the project's license, from the services' template."""
-    context = copyright_context(library.source, library.config.maintainer, library.epoch, library.license_name,
-                                "library")
+    context = copyright_context(library.source, library.authors or library.config.maintainer, library.epoch,
+                                library.license_name, "library")
     return render_file(template_folder("debian_templates"), "copyright.j2", context)
 
 

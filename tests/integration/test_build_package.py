@@ -13,7 +13,8 @@ from debian.deb822 import Changes
 
 from microdeploy.build.pipeline import build
 from microdeploy.build.release.settings import BuildSettings
-from tests.packages import EPOCH, BuiltService, build_service, new_service, unpacked_sdist
+from microdeploy.config import load_config
+from tests.packages import EPOCH, PUBLIC_OVERRIDES, BuiltService, build_service, new_service, unpacked_sdist
 from tests.qa import deb_member, deb_paths, exposure, lintian_tags, piuparts
 
 pytestmark = pytest.mark.integration
@@ -114,6 +115,17 @@ def test_public_project_with_compiled_wheels_gets_shared_library_depends(public_
     [line] = [line for line in shipped.splitlines() if line.startswith("shlibs:Depends=")]
     from_shipped = line.removeprefix("shlibs:Depends=").split(", ")
     assert [entry for entry in depends if entry.startswith("lib")] == from_shipped
+
+
+def test_copyright_names_the_upstream_authors_and_license(public_service: BuiltService,
+                                                          plain_service: BuiltService) -> None:
+    """ihatemoney's debian/copyright names the authors its pyproject.toml names, not the packager; the
+    scaffold, whose authors are its team, names the maintainer."""
+    upstream = deb_member(public_service.result.deb, "/usr/share/doc/ihatemoney/copyright")
+    assert "Copyright: 2026 Alexis Métaireau & contributors <alexis@notmyidea.org>\n" in upstream
+    assert load_config(public_service.project, PUBLIC_OVERRIDES).maintainer not in upstream
+    ours = deb_member(plain_service.result.deb, "/usr/share/doc/orders-api/copyright")
+    assert f"\nCopyright: 2026 {load_config(plain_service.project).maintainer}\n" in ours
 
 
 def test_interpreter_trigger_is_declared(plain_service: BuiltService) -> None:

@@ -214,3 +214,35 @@ def test_copy_source_names_what_it_cannot_copy_once(tmp_path: Path, caplog: pyte
         "left out of the package (neither file, directory nor symlink): pkg/pipe"
     ]
     assert (tmp_path / "copy" / "setup.py").is_file()
+
+
+def test_the_copyright_holders_are_the_authors_the_project_names(tmp_path: Path) -> None:
+    """[project].authors (name and email, either alone), else an unpacked sdist's Author-email or Author, on one
+    line: a name with a newline or a control character cannot start another debian/copyright field."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "shop"\nauthors = [{name = "Ann Example", email = "ann@example.org"}, {name = "Bob"},'
+        ' {email = "carol@example.org"}, {name = "Eve\\nLicense: MIT\\u0007"}]\n')
+    assert source.project_authors(read_pyproject(tmp_path)) == (
+        "Ann Example <ann@example.org>, Bob, carol@example.org, Eve License: MIT")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "shop"\n')
+    assert source.project_authors(read_pyproject(tmp_path)) == ""
+    (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: shop\nAuthor: Dan\n"
+                                       "Author-email: Dan Example <dan@example.org>\n")
+    assert source.project_authors(read_pyproject(tmp_path)) == "Dan Example <dan@example.org>"
+    (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: shop\nAuthor: UNKNOWN\n")
+    assert source.project_authors(read_pyproject(tmp_path)) == ""
+
+
+def test_the_license_is_the_spdx_expression_the_project_or_its_sdist_states(tmp_path: Path) -> None:
+    """[project].license (a string or its text), else PKG-INFO's License-Expression, else its License when that is
+    an expression (anitya's GPL-2.0-or-later); a name in words ("MIT License") or a file is "other"."""
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "shop"\nlicense = "MIT OR Apache-2.0"\n')
+    assert source.project_license(read_pyproject(tmp_path)) == "MIT OR Apache-2.0"
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "shop"\nlicense = {file = "LICENSE"}\n')
+    assert source.project_license(read_pyproject(tmp_path)) == "other"
+    (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.4\nName: shop\nLicense-Expression: GPL-3.0-or-later\n")
+    assert source.project_license(read_pyproject(tmp_path)) == "GPL-3.0-or-later"
+    (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: shop\nLicense: GPL-2.0-or-later\n")
+    assert source.project_license(read_pyproject(tmp_path)) == "GPL-2.0-or-later"
+    (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: shop\nLicense: MIT License\n")
+    assert source.project_license(read_pyproject(tmp_path)) == "other"

@@ -73,14 +73,16 @@ class BuildFacts:
     epoch: int
     license_name: str
     keep_installers: bool = False
+    authors: str = ""  # the copyright holders the project names (source.project_authors)
     installer: str = "pip"  # "uv" when uv fills the venv (with the shared caches)
 
 
-def copyright_context(name: str, maintainer: str, epoch: int, license_name: str, kind: str) -> dict[str, Any]:
-    """What debian_templates/copyright.j2 uses; `kind` is what is packaged ("service", "library")."""
+def copyright_context(name: str, holder: str, epoch: int, license_name: str, kind: str) -> dict[str, Any]:
+    """What debian_templates/copyright.j2 uses; `holder`: the project's authors, else its packager; `kind` is what
+    is packaged ("service", "library")."""
     return {
         "name": name,
-        "maintainer": maintainer,
+        "copyright_holder": holder,
         "copyright_year": time.gmtime(epoch).tm_year,
         "license_name": license_name,
         "license_text": (
@@ -103,7 +105,8 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
     """Everything the debian/ templates use."""
     settings = sandbox(config.name)
     return {
-        **copyright_context(config.name, config.maintainer, facts.epoch, facts.license_name, "service"),
+        **copyright_context(config.name, facts.authors or config.maintainer, facts.epoch, facts.license_name,
+                            "service"),
         "name": config.name,
         "app": config.app,
         # The unit's ExecStart word and N-run's shell word: literal arguments may hold quotes, % or $.

@@ -17,7 +17,7 @@ from microdeploy.apptarget import parse_app
 from microdeploy.build.release.version import GitState
 from microdeploy.errors import bad_input
 from microdeploy.process import Runner, run
-from microdeploy.pyproject import Pyproject
+from microdeploy.pyproject import Pyproject, read_pkg_info
 
 PROJECT_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
 # The build litter of the project's root (VCS data, venvs, caches, outputs of
@@ -33,6 +33,8 @@ ROOT_LITTER = (
 BYTECODE = ("__pycache__", "*.pyc")
 # What git (2.35.2 and later) says of a repository another user owns.
 UNTRUSTED_REPOSITORY = ("detected dubious ownership", "unsafe repository")
+# What debian/copyright may name as a license: an SPDX expression (GPL-3.0-or-later, MIT OR Apache-2.0).
+SPDX_EXPRESSION = re.compile(r"[A-Za-z0-9.+-]+( (AND|OR|WITH) [A-Za-z0-9.+-]+)*")
 DESCRIBE_RE = re.compile(r"^v?(?P<version>.+)-(?P<count>\d+)-g(?P<sha>[0-9a-f]+)$")
 
 
@@ -166,14 +168,32 @@ def root_litter(name: str) -> bool:
 
 
 def project_license(pyproject: Pyproject) -> str:
-    """The project's license name for debian/copyright (SPDX if its pyproject.toml gives one)."""
+    """The project's license name for debian/copyright: the SPDX expression its pyproject.toml gives, else an
+    unpacked sdist's PKG-INFO (License-Expression, else License); "other" when none is one."""
     value = pyproject.project.get("license")
     if isinstance(value, dict):
         value = value.get("text")
-    text = str(value).strip() if value else ""
-    if text and re.fullmatch(r"[A-Za-z0-9.+-]+( (AND|OR|WITH) [A-Za-z0-9.+-]+)*", text):
-        return text
+    headers = read_pkg_info(pyproject.directory)
+    stated = [value, *((headers.get("License-Expression"), headers.get("License")) if headers is not None else ())]
+    for text in (str(each).strip() for each in stated if each):
+        if SPDX_EXPRESSION.fullmatch(text):
+            return text
     return "other"
+
+
+def project_authors(pyproject: Pyproject) -> str:
+    """Who holds the copyright of the project's files, as it names its authors: [project].authors, else an unpacked
+    sdist's PKG-INFO (Author-email, else Author); "" when it names none. On one line, for debian/copyright."""
+    named = []
+    for author in pyproject.project.get("authors") or ():
+        if isinstance(author, Mapping):
+            name, address = str(author.get("name") or "").strip(), str(author.get("email") or "").strip()
+            named.append(f"{name} <{address}>" if name and address else name or address)
+    headers = read_pkg_info(pyproject.directory)
+    if not any(named) and headers is not None:
+        named = [str(headers.get("Author-email") or headers.get("Author") or "")]
+    text = " ".join(", ".join(each for each in named if each).split())  # a newline would start another field
+    return "" if text == "UNKNOWN" else "".join(char for char in text if char.isprintable())
 
 
 def check_app(project: Path, app: str) -> None:
