@@ -143,9 +143,14 @@ def shown(value: object) -> str:
     return text if len(text) <= SHOWN_MAX else text[:SHOWN_MAX - 3] + "..."
 
 
+def core_metadata(text: str) -> email.message.Message:
+    """The headers of a core metadata file (a wheel's METADATA, an sdist's PKG-INFO)."""
+    return email.parser.Parser().parsestr(text, headersonly=True)
+
+
 def read_pkg_info(project: Path) -> email.message.Message | None:
     """The core metadata headers of an unpacked sdist (its PKG-INFO at the top), or None."""
     path = project / "PKG-INFO"
     if not path.is_file():
         return None
-    return email.parser.Parser().parsestr(path.read_text(encoding="utf-8", errors="replace"), headersonly=True)
+    return core_metadata(path.read_text(encoding="utf-8", errors="replace"))

@@ -16,7 +16,7 @@ unpacked sdist also states its version in PKG-INFO.
 
 from __future__ import annotations
 
-import email.parser
+import email.message
 import logging
 import os
 import tempfile
@@ -30,14 +30,19 @@ from microdeploy.build.fastpath.layer import callers_uv_settings
 from microdeploy.build.fastpath.wheel import ProjectWheel
 from microdeploy.errors import MicrodeployError
 from microdeploy.process import Runner, in_environment, run
-from microdeploy.pyproject import BuildSystem
+from microdeploy.pyproject import BuildSystem, core_metadata, read_pkg_info
 
 log = logging.getLogger(__name__)
 
 
 def metadata_version(text: str) -> str | None:
     """The `Version:` of a core metadata file (METADATA, PKG-INFO), if it has one."""
-    version = email.parser.Parser().parsestr(text, headersonly=True).get("Version")
+    return version_of(core_metadata(text))
+
+
+def version_of(headers: email.message.Message) -> str | None:
+    """The `Version:` of core metadata headers, if they have one."""
+    version = headers.get("Version")
     return str(version).strip() if version else None
 
 
@@ -56,10 +61,8 @@ def wheel_version(wheel: Path) -> str | None:
 
 def sdist_version(project: Path) -> str | None:
     """The version in PKG-INFO at the root of an unpacked sdist, or None."""
-    pkg_info = project / "PKG-INFO"
-    if not pkg_info.is_file():
-        return None
-    return metadata_version(pkg_info.read_text(encoding="utf-8", errors="replace"))
+    headers = read_pkg_info(project)
+    return version_of(headers) if headers is not None else None
 
 
 class SharedEnvironmentTooSmall(Exception):
