@@ -310,7 +310,7 @@ def finish_debian(debian: Path, library: LibraryPlan) -> None:
 
 def copyright_text(library: LibraryPlan) -> str:
     """A machine-readable debian/copyright from the project's license, from the services' template."""
-    context = copyright_context(library.source, library.authors or library.config.maintainer, library.epoch,
+    context = copyright_context(library.source, library.authors, library.config.maintainer, library.epoch,
                                 library.license_name, "library")
     return render_file(template_folder("debian_templates"), "copyright.j2", context)
 

@@ -77,12 +77,13 @@ class BuildFacts:
     installer: str = "pip"  # "uv" when uv fills the venv (with the shared caches)
 
 
-def copyright_context(name: str, holder: str, epoch: int, license_name: str, kind: str) -> dict[str, Any]:
-    """What debian_templates/copyright.j2 uses; `holder`: the project's authors, else its packager; `kind` is what
-    is packaged ("service", "library")."""
+def copyright_context(name: str, authors: str, maintainer: str, epoch: int, license_name: str,
+                      kind: str) -> dict[str, Any]:
+    """What debian_templates/copyright.j2 uses: the copyright holders are the `authors` the project names, else
+    its packager (`maintainer`); `kind` is what is packaged ("service", "library")."""
     return {
         "name": name,
-        "copyright_holder": holder,
+        "copyright_holder": authors or maintainer,
         "copyright_year": time.gmtime(epoch).tm_year,
         "license_name": license_name,
         "license_text": (
@@ -105,7 +106,7 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
     """Everything the debian/ templates use."""
     settings = sandbox(config.name)
     return {
-        **copyright_context(config.name, facts.authors or config.maintainer, facts.epoch, facts.license_name,
+        **copyright_context(config.name, facts.authors, config.maintainer, facts.epoch, facts.license_name,
                             "service"),
         "name": config.name,
         "app": config.app,
