@@ -16,7 +16,6 @@ import time
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 from microdeploy import dists
@@ -36,7 +35,7 @@ from microdeploy.build.release.settings import BuildSettings
 from microdeploy.config import ServiceConfig, load_config
 from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.fsutil import private_directory, sync_file, temporary_files_in
-from microdeploy.process import Runner, in_environment, run
+from microdeploy.process import Runner, run
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +145,8 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
         with ExitStack() as stack:
             # The tools' own temporary files go into the work directory, and with it.
             tmp = stack.enter_context(temporary_files_in(work / "tmp"))
-            inside = replace(settings, environ={**settings.environ, "TMPDIR": str(tmp)})
-            installer = replace(installer, environ=inside.environ)  # for its uv runs
+            environ = {**settings.environ, "TMPDIR": str(tmp)}
+            installer = replace(installer, environ=environ)  # for its uv runs
             build_runner = runner
             if root is not None:
                 # Inside, the work directory, the caches, uv and local package sources are at the paths they
@@ -158,14 +157,11 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
                          *([(project / ".git").resolve()] if (project / ".git").is_dir() else []),
                          *([top] if top is not None else [])]
                 build_runner = stack.enter_context(buildroot.entered(root, work, binds, build_runner))
-            scm_version: dict[str, str] = {}
-            if top is not None:
-                requirements = partial(scmversion.build_requirements_python, installer, settings.project_file(),
-                                       config.name, f"/usr/bin/python{python}", work, build_runner)
-                scm_version = scmversion.pretend_version(settings.project_file(), requirements,
-                                                         in_environment(build_runner, inside.environ))
-                inside = replace(inside, environ={**inside.environ, **scm_version})
-                installer = replace(installer, environ=inside.environ)
+            scm_version = (scmversion.checkout_version(settings.project_file(), installer, config.name,
+                                                       f"/usr/bin/python{python}", work, build_runner)
+                           if top is not None else {})
+            inside = replace(settings, environ={**environ, **scm_version})
+            installer = replace(installer, environ=inside.environ)
             # The tree's name leaves out the version: the project's wheel starts from it before the version is
             # known, and a dynamic version is read from that wheel.
             tree = work / config.name

@@ -16,6 +16,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +116,11 @@ def build_requirements_python(installer: Installer, pyproject: Pyproject, name: 
     except MicrodeployError as exc:
         log.debug("no venv of the build requirements: %s", exc)
         return None
+
+
+def checkout_version(pyproject: Pyproject, installer: Installer, name: str, python: str, work: Path,
+                     runner: Runner) -> dict[str, str]:
+    """pretend_version, asked with the build requirements' interpreter (build_requirements_python), in the
+    environment of the build's uv runs (Installer.uv_runner)."""
+    requirements = partial(build_requirements_python, installer, pyproject, name, python, work, runner)
+    return pretend_version(pyproject, requirements, installer.uv_runner(runner))
