@@ -30,6 +30,7 @@ from microdeploy.build.fastpath.installer import Beside, Installer, choose_insta
 from microdeploy.build.fastpath.pipindex import local_sources
 from microdeploy.build.output import BuildResult, move_in, output_directory, prepare_output
 from microdeploy.build.release import scmversion, source
+from microdeploy.build.release.license import stated_license
 from microdeploy.build.release.plan import Release, Settled, release, settle, target
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.config import ServiceConfig, load_config
@@ -102,7 +103,7 @@ def build_facts(settings: BuildSettings, made: Release, python: str, installer: 
         python_minor=python,
         distribution=made.distribution,
         epoch=made.epoch,
-        license_name=source.project_license(settings.project_file()),
+        license=stated_license(settings.project_file()),
         authors=source.project_authors(settings.project_file()),
         keep_installers=settings.keep_installers,
         installer=installer.kind,

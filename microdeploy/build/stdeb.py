@@ -29,6 +29,7 @@ from microdeploy.build.debiandir.tree import copy_source, date_tree
 from microdeploy.build.dpkg import Artifacts, build_environment, build_jobs, collect, run_build_step
 from microdeploy.build.output import BuildResult, move_in, output_directory, prepare_output
 from microdeploy.build.release import source
+from microdeploy.build.release.license import StatedLicense, stated_license
 from microdeploy.build.release.plan import release, target
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.config import ServiceConfig, load_config, read_project_file
@@ -89,7 +90,7 @@ class LibraryPlan:
     distribution: str
     epoch: int
     changelog: str
-    license_name: str  # for debian/copyright
+    license: StatedLicense  # for debian/copyright
     authors: str = ""  # its copyright holders, as the project names them (source.project_authors)
 
     @property
@@ -225,7 +226,7 @@ def plan(settings: BuildSettings, runner: Runner = run) -> LibraryPlan:
     config = load_config(project, settings.overrides, pyproject)
     made = release(project, config, settings, runner)
     return LibraryPlan(config, made.upstream, made.version, made.distribution, made.epoch, made.changelog,
-                       source.project_license(pyproject), source.project_authors(pyproject))
+                       stated_license(pyproject), source.project_authors(pyproject))
 
 
 def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
@@ -311,7 +312,7 @@ def finish_debian(debian: Path, library: LibraryPlan) -> None:
 def copyright_text(library: LibraryPlan) -> str:
     """A machine-readable debian/copyright from the project's license, from the services' template."""
     context = copyright_context(library.source, library.authors, library.config.maintainer, library.epoch,
-                                library.license_name, "library")
+                                library.license, "library")
     return render_file(template_folder("debian_templates"), "copyright.j2", context)
 
 

@@ -119,10 +119,12 @@ def test_public_project_with_compiled_wheels_gets_shared_library_depends(public_
 
 def test_copyright_names_the_upstream_authors_and_license(public_service: BuiltService,
                                                           plain_service: BuiltService) -> None:
-    """ihatemoney's debian/copyright names the authors its pyproject.toml names, not the packager; the
-    scaffold, whose authors are its team, names the maintainer."""
+    """ihatemoney's debian/copyright names the holders its LICENSE's notice names, not the packager, and quotes
+    that BSD license (its pyproject.toml's license = {file = "LICENSE"}); the scaffold, which has no license
+    file and whose authors are its team, names the maintainer."""
     upstream = deb_member(public_service.result.deb, "/usr/share/doc/ihatemoney/copyright")
-    assert "Copyright: 2026 Alexis Métaireau & contributors <alexis@notmyidea.org>\n" in upstream
+    assert "\nCopyright: 2011 by Alexis Métaireau and contributors. See AUTHORS\n" in upstream
+    assert "\n Redistribution and use in source and binary forms of the software as well\n" in upstream
     assert load_config(public_service.project, PUBLIC_OVERRIDES).maintainer not in upstream
     ours = deb_member(plain_service.result.deb, "/usr/share/doc/orders-api/copyright")
     assert f"\nCopyright: 2026 {load_config(plain_service.project).maintainer}\n" in ours

@@ -55,6 +55,30 @@ def test_lintian_fails_on_nothing(key: str, public_apps: dict[str, BuiltService]
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_copyright_quotes_each_apps_license(public_apps: dict[str, BuiltService]) -> None:
+    """debian/copyright carries the license each sdist states: otterwiki's and sqlite-web's MIT texts line by
+    line, with the notice in them as the Copyright field; httpbin's three files (its "MIT or ISC"); for anitya's
+    GPL-2.0-or-later, the pointer to Debian's copy of the GPL instead of its text (lintian's
+    copyright-file-contains-full-gpl-license)."""
+    def copyright_of(key: str) -> str:
+        return deb_member(public_apps[key].result.deb, f"/usr/share/doc/{public_apps[key].name}/copyright")
+
+    for key, notice in (("otterwiki", "2022 Ralph Thesen"), ("sqlite-web", "2010 Charles Leifer")):
+        text = copyright_of(key)
+        assert f"\nCopyright: {notice}\n" in text
+        license_file = (public_apps[key].project / "LICENSE").read_text().strip("\n").splitlines()
+        assert "\n".join(f" {line.rstrip()}" if line.strip() else " ." for line in license_file) in text
+    assert "\nLicense: MIT\n" in copyright_of("otterwiki")
+    httpbin = copyright_of("httpbin")
+    assert "\nLicense: MIT OR ISC\n" in httpbin
+    assert all(f"\n {name}:\n" in httpbin for name in ("LICENSE", "LICENSE.ISC", "LICENSE.MIT"))
+    anitya = copyright_of("anitya")
+    assert "\nLicense: GPL-2.0-or-later\n" in anitya
+    assert " /usr/share/common-licenses/GPL-2. " in anitya
+    assert "TERMS AND CONDITIONS" not in anitya and "TERMS AND CONDITIONS" in (
+        public_apps["anitya"].project / "LICENSE").read_text()
+
+
 def test_bundled_libraries_are_overridden_per_path(public_apps: dict[str, BuiltService]) -> None:
     """otterwiki's wheels bring libxml2 (lxml) and Pillow's libraries: each override names one path in the venv."""
     deb = public_apps["otterwiki"].result.deb

@@ -74,12 +74,13 @@ def test_build_with_a_bad_app_exits_2_and_writes_nothing(tmp_path: Path, app: st
 def test_rendered_unit_and_shell_word_quote_a_factory_with_arguments(tmp_path: Path) -> None:
     """The canonical target survives the unit's and the shell's quoting unchanged."""
     from microdeploy.build.debiandir.context import BuildFacts, debian_context
+    from microdeploy.build.release.license import StatedLicense
     from microdeploy.config import validate
 
     app = """shop:create_app("it's 100% $real")"""
     config = validate({"name": ("shop", "test"), "app": (app, "--app")})
     facts = BuildFacts(upstream="1.0", version="1.0-1", python_minor="3.11", distribution="bookworm", epoch=0,
-                       license_name="MIT")
+                       license=StatedLicense("MIT"))
     context = debian_context(config, facts)
     assert config.app == """shop:create_app("it's 100% $real")"""
     assert shlex.split(context["app_shell_word"]) == [config.app]

@@ -22,10 +22,11 @@ import pytest
 from microdeploy.build.debiandir.context import BuildFacts, debian_context
 from microdeploy.build.debiandir.tree import render_debian
 from microdeploy.build.release.changelog import render_changelog
+from microdeploy.build.release.license import StatedLicense
 from microdeploy.config import validate
 
 FACTS = BuildFacts(upstream="1.0", version="1.0-1", python_minor=f"{sys.version_info[0]}.{sys.version_info[1]}",
-                   distribution="bookworm", epoch=1767225600, license_name="MIT", installer="uv")
+                   distribution="bookworm", epoch=1767225600, license=StatedLicense("MIT"), installer="uv")
 RECORDER = """#!{python}
 import json, os, sys
 with open(os.environ["RECORD_TO"], "a") as out:

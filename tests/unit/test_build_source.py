@@ -231,18 +231,3 @@ def test_the_copyright_holders_are_the_authors_the_project_names(tmp_path: Path)
     assert source.project_authors(read_pyproject(tmp_path)) == "Dan Example <dan@example.org>"
     (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: shop\nAuthor: UNKNOWN\n")
     assert source.project_authors(read_pyproject(tmp_path)) == ""
-
-
-def test_the_license_is_the_spdx_expression_the_project_or_its_sdist_states(tmp_path: Path) -> None:
-    """[project].license (a string or its text), else PKG-INFO's License-Expression, else its License when that is
-    an expression (anitya's GPL-2.0-or-later); a name in words ("MIT License") or a file is "other"."""
-    (tmp_path / "pyproject.toml").write_text('[project]\nname = "shop"\nlicense = "MIT OR Apache-2.0"\n')
-    assert source.project_license(read_pyproject(tmp_path)) == "MIT OR Apache-2.0"
-    (tmp_path / "pyproject.toml").write_text('[project]\nname = "shop"\nlicense = {file = "LICENSE"}\n')
-    assert source.project_license(read_pyproject(tmp_path)) == "other"
-    (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.4\nName: shop\nLicense-Expression: GPL-3.0-or-later\n")
-    assert source.project_license(read_pyproject(tmp_path)) == "GPL-3.0-or-later"
-    (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: shop\nLicense: GPL-2.0-or-later\n")
-    assert source.project_license(read_pyproject(tmp_path)) == "GPL-2.0-or-later"
-    (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: shop\nLicense: MIT License\n")
-    assert source.project_license(read_pyproject(tmp_path)) == "other"

@@ -13,10 +13,11 @@ from debian.changelog import Changelog
 from microdeploy.build.debiandir.context import BuildFacts, debian_context
 from microdeploy.build.debiandir.tree import date_tree, render_debian, rendering_key
 from microdeploy.build.release.changelog import render_changelog
+from microdeploy.build.release.license import StatedLicense
 from microdeploy.config import validate
 
 FACTS = BuildFacts(upstream="1.4.0", version="1.4.0-3", python_minor="3.11", distribution="bookworm",
-                   epoch=1767225600, license_name="MIT")
+                   epoch=1767225600, license=StatedLicense("MIT"))
 
 
 def config(**extra: object):  # type: ignore[no-untyped-def]

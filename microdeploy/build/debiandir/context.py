@@ -10,6 +10,7 @@ from typing import Any
 from microdeploy.apptarget import shell_quoted, systemd_quoted
 from microdeploy.build.debiandir.tree import SOURCE_SUBDIR
 from microdeploy.build.fastpath import contract, datapack
+from microdeploy.build.release.license import StatedLicense
 from microdeploy.config import ServiceConfig
 
 WSGI_SERVER = "gunicorn>=21.2"
@@ -71,26 +72,28 @@ class BuildFacts:
     python_minor: str
     distribution: str
     epoch: int
-    license_name: str
+    license: StatedLicense  # for debian/copyright (license.stated_license)
     keep_installers: bool = False
     authors: str = ""  # the copyright holders the project names (source.project_authors)
     installer: str = "pip"  # "uv" when uv fills the venv (with the shared caches)
 
 
-def copyright_context(name: str, authors: str, maintainer: str, epoch: int, license_name: str,
+def copyright_context(name: str, authors: str, maintainer: str, epoch: int, stated: StatedLicense,
                       kind: str) -> dict[str, Any]:
-    """What debian_templates/copyright.j2 uses: the copyright holders are the `authors` the project names, else
-    its packager (`maintainer`); `kind` is what is packaged ("service", "library")."""
+    """What debian_templates/copyright.j2 uses: the copyright holders are the notices of the project's license
+    files, else the `authors` it names, else its packager (`maintainer`); `kind` is what is packaged ("service",
+    "library")."""
+    holders = list(stated.notices) or [f"{time.gmtime(epoch).tm_year} {authors or maintainer}"]
+    text = list(stated.text) or [
+        f"This {kind} is distributed under the terms of its upstream license." if stated.name != "other"
+        else "See the license of the upstream project."
+    ]
     return {
         "name": name,
-        "copyright_holder": authors or maintainer,
-        "copyright_year": time.gmtime(epoch).tm_year,
-        "license_name": license_name,
-        "license_text": (
-            f"This {kind} is distributed under the terms of its upstream license."
-            if license_name != "other"
-            else "See the license of the upstream project."
-        ),
+        # DEP-5 continuation lines: one space, and " ." for an empty line.
+        "copyright_holders": "\n ".join(holders),
+        "license_name": stated.name,
+        "license_text": "\n".join(f" {line}" if line.strip() else " ." for line in text),
     }
 
 
@@ -106,7 +109,7 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
     """Everything the debian/ templates use."""
     settings = sandbox(config.name)
     return {
-        **copyright_context(config.name, facts.authors, config.maintainer, facts.epoch, facts.license_name,
+        **copyright_context(config.name, facts.authors, config.maintainer, facts.epoch, facts.license,
                             "service"),
         "name": config.name,
         "app": config.app,

@@ -1,4 +1,4 @@
-"""What the build needs to know about the project's source: git state, dates, app, license."""
+"""What the build needs to know about the project's source: git state, dates, app, authors."""
 
 from __future__ import annotations
 
@@ -33,8 +33,6 @@ ROOT_LITTER = (
 BYTECODE = ("__pycache__", "*.pyc")
 # What git (2.35.2 and later) says of a repository another user owns.
 UNTRUSTED_REPOSITORY = ("detected dubious ownership", "unsafe repository")
-# What debian/copyright may name as a license: an SPDX expression (GPL-3.0-or-later, MIT OR Apache-2.0).
-SPDX_EXPRESSION = re.compile(r"[A-Za-z0-9.+-]+( (AND|OR|WITH) [A-Za-z0-9.+-]+)*")
 DESCRIBE_RE = re.compile(r"^v?(?P<version>.+)-(?P<count>\d+)-g(?P<sha>[0-9a-f]+)$")
 
 
@@ -165,20 +163,6 @@ def matches(name: str, patterns: tuple[str, ...]) -> bool:
 def root_litter(name: str) -> bool:
     """Whether an entry of the project's root is build litter (ROOT_LITTER), not source."""
     return matches(name, ROOT_LITTER)
-
-
-def project_license(pyproject: Pyproject) -> str:
-    """The project's license name for debian/copyright: the SPDX expression its pyproject.toml gives, else an
-    unpacked sdist's PKG-INFO (License-Expression, else License); "other" when none is one."""
-    value = pyproject.project.get("license")
-    if isinstance(value, dict):
-        value = value.get("text")
-    headers = read_pkg_info(pyproject.directory)
-    stated = [value, *((headers.get("License-Expression"), headers.get("License")) if headers is not None else ())]
-    for text in (str(each).strip() for each in stated if each):
-        if SPDX_EXPRESSION.fullmatch(text):
-            return text
-    return "other"
 
 
 def project_authors(pyproject: Pyproject) -> str:

@@ -1,0 +1,132 @@
+"""debian/copyright's license: the name, notices and text a project states (build/release/license.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from microdeploy.build.debiandir.context import copyright_context
+from microdeploy.build.release.license import StatedLicense, stated_license
+from microdeploy.pyproject import read_pyproject
+
+MIT = """MIT License
+
+Copyright (c) 2020-2024 Ann Example <ann@example.org>
+Copyright (c) <year> <copyright holders>
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software.\r
+"""
+GPL2_TEXT = """                    GNU GENERAL PUBLIC LICENSE
+                       Version 2, June 1991
+
+ Copyright (C) 1989, 1991 Free Software Foundation, Inc.,
+ 51 Franklin Street, Fifth Floor, Boston, MA 02110-1301 USA
+"""
+AGPL_TEXT = """                    GNU AFFERO GENERAL PUBLIC LICENSE
+                       Version 3, 19 November 2007
+
+ Copyright (C) 2007 Free Software Foundation, Inc. <https://fsf.org/>
+"""
+
+
+def project(tmp_path: Path, pyproject: str, files: dict[str, str] | None = None) -> StatedLicense:
+    """What debian/copyright says of a project with this [project] table's end, and these files."""
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "shop"\n' + pyproject)
+    for name, text in (files or {}).items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    return stated_license(read_pyproject(tmp_path))
+
+
+def test_the_name_is_the_spdx_expression_the_project_or_its_sdist_states(tmp_path: Path) -> None:
+    """[project].license, else PKG-INFO's License-Expression, else one license classifier, else a free-text license
+    written as ids; words ("MIT License", pypiserver's "License") or a file alone give "other"."""
+    assert project(tmp_path, 'license = "MIT OR Apache-2.0"\n').name == "MIT OR Apache-2.0"
+    assert project(tmp_path, 'license = {file = "COPYING"}\n').name == "other"
+    (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.4\nName: shop\nLicense-Expression: GPL-3.0-or-later\n")
+    assert project(tmp_path, "").name == "GPL-3.0-or-later"
+    (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: shop\nLicense: GPL-2.0-or-later\n")
+    assert project(tmp_path, "").name == "GPL-2.0-or-later"
+    (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: shop\nLicense: MIT License\n")
+    assert project(tmp_path, "").name == "other"
+    (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: shop\nLicense: License\n")
+    assert project(tmp_path, "").name == "other"
+    (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: shop\nLicense: MIT or ISC\n"
+                                       "Classifier: License :: OSI Approved :: ISC License (ISCL)\n"
+                                       "Classifier: License :: OSI Approved :: MIT License\n")
+    assert project(tmp_path, "").name == "MIT OR ISC"  # two classifiers say neither "either" nor "all"
+    (tmp_path / "PKG-INFO").unlink()
+    one = 'classifiers = ["License :: OSI Approved :: GNU General Public License v3 or later (GPLv3+)"]\n'
+    assert project(tmp_path, one).name == "GPL-3.0-or-later"
+    unknown = 'classifiers = ["License :: OSI Approved :: BSD License"]\n'
+    assert project(tmp_path, unknown).name == "other"
+
+
+def test_a_license_debian_ships_is_a_pointer_to_common_licenses(tmp_path: Path) -> None:
+    """A GPL project's full license text is replaced by /usr/share/common-licenses/GPL-2 (lintian's
+    copyright-file-contains-full-gpl-license is an error); "or later" is said; the FSF's notice is not the
+    project's; a text alone names the license by Debian's short name."""
+    stated = project(tmp_path, 'license = "GPL-2.0-or-later"\n', {"LICENSE": GPL2_TEXT})
+    assert stated.text == (
+        "On Debian systems, the complete text of the GNU General Public License, version 2 can be found in "
+        "/usr/share/common-licenses/GPL-2. It may be used under that version or, at your option, any later "
+        "version.",
+    )
+    assert stated.notices == ()
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "shop"\n')
+    assert stated_license(read_pyproject(tmp_path)).name == "GPL-2"
+    (tmp_path / "LICENSE").unlink()
+    assert project(tmp_path, 'license = "Apache-2.0"\n').text == (
+        "On Debian systems, the complete text of the Apache License, Version 2.0 can be found in "
+        "/usr/share/common-licenses/Apache-2.0.",
+    )
+
+
+def test_other_license_files_are_quoted_with_their_notices(tmp_path: Path) -> None:
+    """An MIT text is quoted as written (CRs and the edges' blank lines gone); its dated notices are the copyright
+    holders, the template's placeholder is not; AGPL is not in common-licenses, so its text is quoted, without the
+    FSF's notice."""
+    stated = project(tmp_path, 'license = {text = "MIT"}\n', {"LICENSE": f"\n\n{MIT}\n\n"})
+    assert stated.name == "MIT"
+    assert stated.notices == ("2020-2024 Ann Example <ann@example.org>",)
+    assert stated.text == ("MIT License", "", "Copyright (c) 2020-2024 Ann Example <ann@example.org>",
+                           "Copyright (c) <year> <copyright holders>", "",
+                           "Permission is hereby granted, free of charge, to any person obtaining a copy",
+                           "of this software.")
+    (tmp_path / "LICENSE").write_text("Copyright 2019 Bob.\n\n" + AGPL_TEXT)
+    (tmp_path / "NOTICE").write_text("Copyright (c) 2019 Bob\n")
+    stated = stated_license(read_pyproject(tmp_path))
+    assert stated.notices == ("2019 Bob.",)  # once, though NOTICE has no full stop
+    assert any("GNU AFFERO GENERAL PUBLIC LICENSE" in line for line in stated.text)
+
+
+def test_the_license_files_are_those_declared_and_the_defaults(tmp_path: Path) -> None:
+    """PEP 639's license-files, setuptools' and setup.cfg's, PKG-INFO's License-File and LICENSE*/COPYING*/NOTICE*
+    at the top, each once, headed by its name when there are several; AUTHORS, a binary file and a path outside
+    the project are not licenses."""
+    (tmp_path.parent / "outside").write_text("Copyright 2001 Mallory\n")
+    (tmp_path / "setup.cfg").write_text("[metadata]\nlicense_files =\n    docs/terms.txt\n")
+    stated = project(
+        tmp_path,
+        'license-files = ["LICENSES/*.txt", "AUTHORS", "../outside", "logo.png"]\n'
+        '[tool.setuptools]\nlicense-files = ["docs/extra.txt"]\n',
+        {"LICENSES/MIT.txt": "Copyright 2020 Ann\n", "AUTHORS": "Copyright 2021 Zed\n", "docs/terms.txt": "Terms.\n",
+         "docs/extra.txt": "Extra.\n", "NOTICE": "Notice 2022.\n", "COPYING.md": "Copying.\n"},
+    )
+    (tmp_path / "logo.png").write_bytes(b"\x89PNG\0\0")
+    stated = stated_license(read_pyproject(tmp_path))
+    headings = [line for line in stated.text if line.endswith(":")]
+    assert headings == ["LICENSES/MIT.txt:", "docs/extra.txt:", "docs/terms.txt:", "COPYING.md:", "NOTICE:"]
+    assert stated.notices == ("2020 Ann",)
+
+
+def test_copyright_context_formats_dep5(tmp_path: Path) -> None:
+    """Notices are the Copyright field's lines, else the year and the authors or the maintainer; the text's empty
+    lines are " ."; without any text, a sentence says where the license is."""
+    stated = StatedLicense("MIT", ("2020 Ann", "2021 Bob"), ("MIT License", "", "Permission."))
+    context = copyright_context("shop", "Carol", "Packager <p@example.org>", 1767225600, stated, "service")
+    assert context["copyright_holders"] == "2020 Ann\n 2021 Bob"
+    assert context["license_text"] == " MIT License\n .\n Permission."
+    bare = copyright_context("shop", "", "Packager <p@example.org>", 1767225600, StatedLicense(), "service")
+    assert bare["copyright_holders"] == "2026 Packager <p@example.org>"
+    assert bare["license_text"] == " See the license of the upstream project."
