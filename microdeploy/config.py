@@ -85,7 +85,7 @@ class ServiceConfig:
         if text.lower().startswith(self.name):
             text = text[len(self.name):].lstrip(" :-,")
         text = re.sub(r"^(a|an|the)\s+", "", text, flags=re.IGNORECASE)  # lintian: no leading article
-        return (text[:1].upper() + text[1:]) if text else "Flask web service"
+        return (text[:1].upper() + text[1:]) if text else "Python web service"  # a bottle or plain WSGI app too
 
 
 KEYS = tuple(f.name for f in fields(ServiceConfig))

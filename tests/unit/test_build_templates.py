@@ -58,10 +58,10 @@ Depends: ${misc:Depends},
          python3.11,
          libpq5
 Description: Orders of the shop
- orders-api is a Flask web service packaged with its own Python virtual
- environment under /opt/venvs/orders-api, served by gunicorn through the
- systemd unit orders-api.service. It reads /etc/orders-api/config.ini and logs
- to /var/log/orders-api.
+ orders-api is a Python web service packaged with its own virtual environment
+ under /opt/venvs/orders-api, served by gunicorn through the systemd unit
+ orders-api.service. It reads /etc/orders-api/config.ini and logs to
+ /var/log/orders-api.
 """
 
 
@@ -140,7 +140,7 @@ def test_summary_never_starts_with_the_name_or_an_article() -> None:
     """lintian's synopsis rules are met whatever the description says."""
     assert config(description="orders-api: takes orders").summary == "Takes orders"
     assert config(description="A shop API").summary == "Shop API"
-    assert config(description="").summary == "Flask web service"
+    assert config(description="").summary == "Python web service"
 
 
 def render_rules(tmp_path: Path, installer: str, keep_installers: bool = False, **settings: object) -> str:

@@ -187,11 +187,11 @@ def test_a_project_without_project_description_takes_the_summary_it_states_elsew
     (project / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: archivy\nSummary: UNKNOWN\n")
     assert load_config(project, overrides).description == "Not this one"
     (project / "setup.cfg").write_text("[metadata]\ndescription = file: README.md\n")
-    assert load_config(project, overrides).summary == "Flask web service"
+    assert load_config(project, overrides).summary == "Python web service"
     (project / "setup.cfg").write_text("description = no section\n")
-    assert load_config(project, overrides).summary == "Flask web service"
+    assert load_config(project, overrides).summary == "Python web service"
     (project / "setup.cfg").write_bytes(b"[metadata]\ndescription = Caf\xe9\n")
-    assert load_config(project, overrides).summary == "Flask web service"
+    assert load_config(project, overrides).summary == "Python web service"
 
     (project / "setup.cfg").write_text("[metadata]\ndescription = From setup.cfg\n")
     (project / "pyproject.toml").write_text('[project]\nname = "archivy"\ndescription = "From pyproject"\n')

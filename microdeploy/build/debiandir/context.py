@@ -99,7 +99,7 @@ def copyright_context(name: str, authors: str, maintainer: str, epoch: int, stat
 
 def extended_description(name: str) -> list[str]:
     """debian/control's extended description, wrapped to lintian's 80 columns whatever the name's length."""
-    text = (f"{name} is a Flask web service packaged with its own Python virtual environment under "
+    text = (f"{name} is a Python web service packaged with its own virtual environment under "
             f"/opt/venvs/{name}, served by gunicorn through the systemd unit {name}.service. It reads "
             f"/etc/{name}/config.ini and logs to /var/log/{name}.")
     return textwrap.wrap(text, width=78, break_long_words=False, break_on_hyphens=False)
