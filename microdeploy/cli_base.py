@@ -128,6 +128,8 @@ def service_options(func: F) -> F:
         click.option("--description", help="One-line description of the service."),
         click.option("--depends", multiple=True, help="Extra Debian dependency (repeatable)."),
         click.option("--build-depends", multiple=True, help="Extra Debian build dependency (repeatable)."),
+        click.option("--extra", "extras", multiple=True, metavar="NAME",
+                     help="An extra of the project to install with it, as in pip's .[NAME] (repeatable)."),
         click.option("--python", help="Python interpreter on build and target host, e.g. python3."),
         click.option("--setting", "settings", multiple=True, metavar="SECTION.KEY=VALUE",
                      help="A default config value (repeatable)."),
@@ -138,7 +140,7 @@ def service_options(func: F) -> F:
 def config_overrides(flags: dict[str, Any]) -> dict[str, Any]:
     """Take the service_options flags out of a command's keyword arguments."""
     keys = ("name", "app", "port", "bind", "workers", "health_path", "maintainer",
-            "description", "depends", "build_depends", "python", "compression", "compression_level")
+            "description", "depends", "build_depends", "extras", "python", "compression", "compression_level")
     overrides = {key: flags.pop(key) for key in keys if key in flags}
     assignments = flags.pop("settings", ())
     if assignments:

@@ -67,6 +67,7 @@ class ServiceConfig:
     description: str = ""
     depends: tuple[str, ...] = ()
     build_depends: tuple[str, ...] = ()
+    extras: tuple[str, ...] = ()  # the project's extras the venv installs (its [project.optional-dependencies])
     python: str = "python3"
     dist: tuple[str, ...] = ()  # Debian releases to build for (codenames); none: the build machine's own
     compression: str = DEFAULT_COMPRESSION
@@ -89,6 +90,8 @@ class ServiceConfig:
 
 
 KEYS = tuple(f.name for f in fields(ServiceConfig))
+# The command-line flags whose names are not their keys' (a flag gives one item of the list).
+FLAGS = {"settings": "--setting", "extras": "--extra"}
 
 
 def default_app(name: str) -> str:
@@ -180,7 +183,7 @@ def load_config(project: Path, overrides: Mapping[str, Any] | None = None,
         if key not in KEYS:
             raise ValueError(f"not a configuration key: {key}")
         if value is not None and value != ():
-            values[key] = (value, "--setting" if key == "settings" else f"--{key.replace('_', '-')}")
+            values[key] = (value, FLAGS.get(key, f"--{key.replace('_', '-')}"))
     return validate(values)
 
 
@@ -212,6 +215,8 @@ def validate(values: Mapping[str, tuple[Any, str]]) -> ServiceConfig:
     for key in ("depends", "build_depends"):
         if key in values:
             checked[key] = rules.relations(key, *values[key])
+    if "extras" in values:
+        checked["extras"] = rules.extras("extras", *values["extras"])
     if "compression" in values:
         compressors = rules.rule("|".join(COMPRESSION_LEVELS), " or ".join(f"'{c}'" for c in COMPRESSION_LEVELS))
         checked["compression"] = rules.check(compressors, "compression", *values["compression"])

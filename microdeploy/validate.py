@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from microdeploy.errors import MicrodeployError, bad_input
@@ -96,6 +97,8 @@ PYTHON = rule(r"python3(?:\.[0-9]+)?", "'python3' or a versioned name such as 'p
 HEALTH_PATH = rule(r"/[A-Za-z0-9._~/-]*", "a URL path starting with '/', e.g. /health", 200)
 SETTING_KEY = rule(r"[A-Za-z_][A-Za-z0-9_.-]*", "letters, digits, '_', '.', '-', starting with a letter or '_'", 100)
 USER = rule(r"[a-z_][a-z0-9_.-]*", "a POSIX user name such as 'deploy'", 32)
+# A Python extra, as PEP 685 writes one (a project name's form).
+EXTRA = rule(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?", "names of the project's extras, e.g. ['postgres']", 100)
 
 
 def shown(value: object) -> str:
@@ -196,6 +199,14 @@ def relations(key: str, value: Any, origin: str) -> tuple[str, ...]:
     return tuple(checked)
 
 
+def extras(key: str, value: Any, origin: str) -> tuple[str, ...]:
+    """A list of the project's extras (a single string is a list of one), normalised as PEP 685 does; each once."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise invalid(key, value, origin, EXTRA.allowed)
+    return tuple(dict.fromkeys(canonicalize_name(check(EXTRA, key, item, origin)) for item in items))
+
+
 def upstream_version(key: str, value: Any, origin: str) -> str:
     """A PEP 440 version (which Debian sorts once microdeploy spells it)."""
     return check(UPSTREAM_VERSION, key, value, origin)
@@ -203,8 +214,8 @@ def upstream_version(key: str, value: Any, origin: str) -> str:
 
 __all__ = [
     "ARCHITECTURE", "CERTNAME", "COMPONENT", "DEBIAN_RELATION", "DEBIAN_REVISION", "DEBIAN_VERSION",
-    "ENVIRONMENT", "GIT_REF", "HEALTH_PATH", "HOSTNAME", "MAINTAINER", "PACKAGE_NAME", "PYTHON",
+    "ENVIRONMENT", "EXTRA", "GIT_REF", "HEALTH_PATH", "HOSTNAME", "MAINTAINER", "PACKAGE_NAME", "PYTHON",
     "SERVICE_NAME", "SETTING_KEY", "SUITE", "UPSTREAM_VERSION", "USER", "Rule", "bind_address", "check",
-    "control_character", "integer", "invalid", "port", "relations", "rule", "shown", "string", "text",
+    "control_character", "extras", "integer", "invalid", "port", "relations", "rule", "shown", "string", "text",
     "upstream_version",
 ]

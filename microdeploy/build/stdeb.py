@@ -224,6 +224,11 @@ def plan(settings: BuildSettings, runner: Runner = run) -> LibraryPlan:
     check_no_app(project, settings.overrides, pyproject)
     check_pure(project, pyproject)
     config = load_config(project, settings.overrides, pyproject)
+    if config.extras:
+        # python3-NAME has no venv to install them into: an extra's dependencies are other Debian packages.
+        raise bad_input(f"the stdeb backend installs no extras ({', '.join(config.extras)})",
+                        hint="Add the Debian packages the extras need to depends, or build a service with its venv "
+                             "(drop --backend stdeb)")
     made = release(project, config, settings, runner)
     return LibraryPlan(config, made.upstream, made.version, made.distribution, made.epoch, made.changelog,
                        stated_license(pyproject), source.project_authors(pyproject))

@@ -50,6 +50,8 @@ def broken_copy(service: Path, tmp_path: Path) -> Path:
         ("service", ["--revision", "x/y"], "invalid Debian revision 'x/y' (from --revision)"),
         ("service", ["--python", "python2"], "invalid python 'python2' (from --python)"),
         ("service", ["--compression-level", "10"], "invalid compression_level 10 (from --compression-level)"),
+        ("service", ["--extra", "no such"], "invalid extras 'no such' (from --extra)"),
+        ("service", ["--extra", "postgres"], "the project has no extra postgres ([project.optional-dependencies] of "),
         ("python", [], "requires-python '>=3.99' excludes Python 3.11"),
         ("foreign", [], "the repository belongs to another user than the one building"),
     ],

@@ -238,3 +238,21 @@ def test_a_public_app_s_web_fonts_and_plugin_pages_are_overridden_where_they_are
     assert f"calibreweb: privacy-breach-generic * [{static}/js/libs/soundmanager2.js]" in overrides
     assert f"calibreweb: duplicate-font-file * [{static}/standard_fonts/LiberationSans-Regular.ttf]" in overrides
     assert lintian_tags(result.deb) == []
+
+
+def test_a_public_app_s_extra_installs_its_dependencies(public_service: BuiltService, tmp_path: Path) -> None:
+    """ihatemoney's docs install `ihatemoney[database]` for PostgreSQL or MySQL: `--extra database` puts its
+    extra's drivers (psycopg2-binary with its bundled libpq, PyMySQL) into the venv beside the app, and the
+    package stays lintian-clean; without it (public_service) neither is there."""
+    result = build_service(public_service.project, tmp_path / "dist", extras=("database",), **PUBLIC_OVERRIDES)
+    site = "/opt/venvs/ihatemoney/lib/python3.11/site-packages"
+
+    def drivers(deb: Path) -> list[str]:
+        return sorted(path.removeprefix(f"{site}/").split("-")[0] for path in deb_paths(deb)
+                      if path.startswith((f"{site}/psycopg2_binary-", f"{site}/pymysql-", f"{site}/PyMySQL-"))
+                      and path.endswith(".dist-info/METADATA"))
+
+    assert drivers(result.deb) == ["psycopg2_binary", "pymysql"]
+    assert f"{site}/psycopg2/__init__.py" in deb_paths(result.deb)
+    assert drivers(public_service.result.deb) == []
+    assert lintian_tags(result.deb) == []

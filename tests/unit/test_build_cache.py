@@ -13,13 +13,14 @@ import pytest
 
 from microdeploy.build.cache import cache_root
 from microdeploy.build.fastpath import jobs
-from microdeploy.build.fastpath.installer import Installer, choose_installer, find_uv
+from microdeploy.build.fastpath.installer import Installer, choose_installer, find_uv, with_extras
 from microdeploy.build.fastpath.layer import (
     declared_dependencies,
     dependency_declarations,
     layer_key,
     prepare_layer,
 )
+from microdeploy.build.fastpath.lock import export_lock
 from microdeploy.errors import MicrodeployError
 from microdeploy.process import Result, run
 from microdeploy.pyproject import read_pyproject
@@ -594,3 +595,44 @@ def test_without_static_dependencies_nothing_is_made_beside_the_build(tmp_path: 
         '[project]\nname = "Orders_API"\nversion = "1"\ndependencies = ["flask", "orders-api[postgres]"]\n')
     assert read_pyproject(tmp_path / "itself").static_dependencies
     assert declared_dependencies(read_pyproject(tmp_path / "itself")) is None, "an extra of its own needs the wheel"
+
+
+def test_extras_add_their_dependencies_and_name_another_layer(tmp_path: Path) -> None:
+    """The service's extras (normalised names) add what [project.optional-dependencies] lists for them to what the
+    layer installs beside the build, and to its key; no extras keep the key they had; an extra the project does not
+    declare exits 2 (pip and uv would only warn)."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "shop"\nversion = "1"\ndependencies = ["flask>=3"]\n'
+        '[project.optional-dependencies]\nPostgres = ["psycopg2-binary>=2.9"]\nldap = ["python-ldap", "shop-auth"]\n')
+    pyproject = read_pyproject(tmp_path)
+    assert declared_dependencies(pyproject, ("postgres",)) == ("flask>=3", "psycopg2-binary>=2.9")
+    assert declared_dependencies(pyproject, ("ldap", "postgres")) == (
+        "flask>=3", "python-ldap", "shop-auth", "psycopg2-binary>=2.9")
+    with pytest.raises(MicrodeployError) as caught:
+        declared_dependencies(pyproject, ("postgres", "redis"))
+    assert caught.value.exit_code == 2
+    assert "the project has no extra redis" in str(caught.value) and "has ldap, postgres)" in str(caught.value)
+
+    def keyed(extras: tuple[str, ...]) -> str:
+        return layer_key(pyproject, name="shop", python_minor="3.11", wsgi_server="gunicorn>=21.2",
+                         uv_version="uv 0.9.0", environ={}, extras=extras)
+
+    assert keyed(()) == layer_key(pyproject, name="shop", python_minor="3.11", wsgi_server="gunicorn>=21.2",
+                                  uv_version="uv 0.9.0", environ={})
+    assert len({keyed(()), keyed(("postgres",)), keyed(("ldap",))}) == 3
+
+
+def test_the_project_goes_in_with_its_extras_beside_the_build(tmp_path: Path) -> None:
+    """Without a layer of every dependency, the project's wheel is installed as WHEEL[extras], so uv resolves the
+    extras' dependencies too; a lock is exported with each extra."""
+    wheel = "/w/shop-1-py3-none-any.whl"
+    assert with_extras(wheel, ("ldap", "postgres")) == f"{wheel}[ldap,postgres]"
+    assert with_extras(wheel, ()) == wheel
+    calls: list[list[str]] = []
+
+    def recorder(argv, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(list(argv))
+        return Result(tuple(argv), 0, "", "")
+
+    export_lock("/opt/uv", tmp_path, tmp_path / "req.txt", recorder, extras=("ldap", "postgres"))
+    assert [arg for arg in calls[0] if arg.startswith("--extra")] == ["--extra=ldap", "--extra=postgres"]

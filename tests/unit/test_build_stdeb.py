@@ -172,6 +172,16 @@ def test_app_flag_is_refused_and_default_app_is_not(tmp_path: Path) -> None:
     assert "(--app)" in info.value.message
 
 
+def test_extras_are_refused_for_a_library(tmp_path: Path) -> None:
+    """python3-NAME has no venv for an extra's dependencies: --extra exits 2 before anything is written."""
+    project = library(tmp_path)
+    with pytest.raises(MicrodeployError) as info:
+        stdeb.plan(settings(project, tmp_path / "dist", extras=("cli",)), FakeStdeb())
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    assert "the stdeb backend installs no extras (cli)" in info.value.message
+    assert not (tmp_path / "dist").exists()
+
+
 def test_build_runs_sdist_stdeb_and_dpkg_buildpackage_with_exact_argv(tmp_path: Path, tools: None) -> None:
     """The three commands, in order and exactly; the model's changelog replaces stdeb's; three files in dist/."""
     project = library(tmp_path, tool='depends = ["libfoo1"]\n')

@@ -284,6 +284,17 @@ def test_rules_without_uv_use_pip_and_keep_installers_when_asked(tmp_path: Path)
     assert "--strip-installers" not in rules
 
 
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_rules_install_the_project_with_the_services_extras(tmp_path: Path, installer: str) -> None:
+    """dh_virtualenv gets one --extras per extra, with uv and with pip: it installs the project as .[a,b]."""
+    render_rules(tmp_path / "extras", installer, extras=["database", "ldap"])
+    render_rules(tmp_path / "none", installer)
+    venv = planned(tmp_path / "extras", "venv")[0]
+    assert venv.startswith("dh_virtualenv --builtin-venv ")
+    assert "--sourcedirectory src-project --extras database --extras ldap" in venv
+    assert "--extras" not in planned(tmp_path / "none", "venv")[0]
+
+
 def test_date_tree_dates_every_entry_and_symlinks_not_their_targets(tmp_path: Path) -> None:
     """Files, directories and symlinks below the root get the epoch; a symlink's target outside keeps its time."""
     outside = tmp_path / "outside.txt"

@@ -68,6 +68,18 @@ def test_settings_and_relations_are_kept(tmp_path: Path) -> None:
     assert config.settings == {"app": {"debug": False}}
 
 
+def test_extras_are_normalised_names_each_once(tmp_path: Path) -> None:
+    """extras in the file, or --extra, are the project's extras as PEP 685 normalises them; one name is a list."""
+    project = write_pyproject(tmp_path / "p", 'extras = ["Postgres", "LDAP_Auth", "postgres"]\n')
+    assert load_config(project).extras == ("postgres", "ldap-auth")
+    assert load_config(project, {"extras": ("redis",)}).extras == ("redis",)
+    assert load_config(write_pyproject(tmp_path / "q", 'extras = "redis"\n')).extras == ("redis",)
+    assert load_config(write_pyproject(tmp_path / "r")).extras == ()
+    error = bad(write_pyproject(tmp_path / "s", 'extras = ["-x"]\n'))
+    assert "invalid extras '-x' (from " in error.message and "pyproject.toml key 'extras'" in error.message
+    assert "invalid extras 7 (from --extra)" in bad(write_pyproject(tmp_path / "t"), {"extras": 7}).message
+
+
 @pytest.mark.parametrize(
     ("overrides", "key", "value"),
     [

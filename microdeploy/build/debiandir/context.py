@@ -134,6 +134,7 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
         "source_dir": SOURCE_SUBDIR,
         "keep_pip": facts.keep_installers,
         "installers": list(INSTALLERS) if facts.keep_installers else [],
+        "extras": list(config.extras),
         "installer": facts.installer,
         "sandbox": settings,
         # N-run's systemd-run arguments: one shell word per property.

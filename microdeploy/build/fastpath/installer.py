@@ -93,6 +93,7 @@ class Installer:
     layer: Path | None = None
     wsgi_server: str = ""
     installers: tuple[str, ...] = ()  # pip, setuptools and wheel, with --keep-installers
+    extras: tuple[str, ...] = ()  # the project's extras that go in with it (config.extras)
     # The layer key covers every dependency the project declares (static in
     # pyproject.toml): installing the project's wheel into the layer then
     # needs no resolution.
@@ -155,7 +156,8 @@ class Installer:
         if wheel is None:
             return Beside(self.environment())
         # A lock out of date stops the build here, before anything starts; a saved layer was made from it.
-        locked = (export_lock(wheel.uv, source, work / "locked-requirements.txt", self.uv_runner(runner), self.index)
+        locked = (export_lock(wheel.uv, source, work / "locked-requirements.txt", self.uv_runner(runner), self.index,
+                              self.extras)
                   if self.locked and self.layer is not None and not (self.layer / VENV_DIR).is_dir() else None)
         wheel_dir = work / "project-wheel"
         wheel_job = wheel.start(source, wheel_dir)
@@ -269,13 +271,18 @@ class Installer:
         steps = [[self.uv, "pip", "install", "--quiet", *PROJECT_ALONE, *python, str(built)]]
         if not self.layer_has_dependencies:
             # Then what it depends on, resolved, from the shared cache; uv keeps the project it finds installed.
-            steps.append([self.uv, "pip", "install", "--quiet", *python, str(built), self.wsgi_server,
-                          *self.installers])
+            steps.append([self.uv, "pip", "install", "--quiet", *python, with_extras(str(built), self.extras),
+                          self.wsgi_server, *self.installers])
         uv_run, environment = self.uv_runner(runner), self.environment()
         for argv in steps:
             if uv_run(argv, env=environment, check=False).returncode != 0:
                 return None
         return built.name
+
+
+def with_extras(requirement: str, extras: tuple[str, ...]) -> str:
+    """A local requirement (a wheel's path) with `extras`, as pip and uv write it: `app.whl[postgres,ldap]`."""
+    return f"{requirement}[{','.join(extras)}]" if extras else requirement
 
 
 def find_uv(environ: Mapping[str, str]) -> str | None:
@@ -315,6 +322,7 @@ def choose_installer(
     wsgi_server: str,
     environ: Mapping[str, str],
     installers: tuple[str, ...] = (),
+    extras: tuple[str, ...] = (),
     refresh_layer: bool = False,
     runner: Runner = run,
     dist: str = "",
@@ -336,11 +344,12 @@ def choose_installer(
         environ = {**environ, **index}
     key = layer_key(
         pyproject, name=name, python_minor=python_minor, wsgi_server=wsgi_server, installers=installers,
-        uv_version=uv_version(uv, runner), environ=environ, dist=dist,
+        extras=extras, uv_version=uv_version(uv, runner), environ=environ, dist=dist,
     )
     layer = prepare_layer(root, key, refresh=refresh_layer)
     locked = is_locked(pyproject)
     return Installer("uv", uv=uv, cache_root=root, layer=layer, wsgi_server=wsgi_server, installers=installers,
-                     layer_has_dependencies=pyproject.static_dependencies or locked,
-                     dependencies=declared_dependencies(pyproject), locked=locked, build_system=pyproject.build_system,
-                     index=index, uv_settings=callers_uv_settings(pyproject.directory, environ))
+                     extras=extras, layer_has_dependencies=pyproject.static_dependencies or locked,
+                     dependencies=declared_dependencies(pyproject, extras), locked=locked,
+                     build_system=pyproject.build_system, index=index,
+                     uv_settings=callers_uv_settings(pyproject.directory, environ))

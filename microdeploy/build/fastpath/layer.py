@@ -25,6 +25,7 @@ import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -33,6 +34,7 @@ from microdeploy.build.cache import touch
 from microdeploy.build.fastpath.contract import UV_CACHE_VAR, UV_INSTALL_SETTINGS, VENV_DIR
 from microdeploy.build.fastpath.lock import LOCK_FILE, is_locked
 from microdeploy.build.fastpath.pipindex import UV_FILE_VARIABLES
+from microdeploy.errors import bad_input
 from microdeploy.fsutil import staged_directory
 from microdeploy.process import Runner, run
 from microdeploy.pyproject import Pyproject
@@ -67,16 +69,33 @@ UV_CREDENTIALS_RE = re.compile(r"UV_INDEX_\w+_(?:USERNAME|PASSWORD)|UV_PUBLISH_\
 INCLUDE_RE = re.compile(r"^\s*(?:-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+)(?P<path>\S+)")
 
 
-def declared_dependencies(pyproject: Pyproject) -> tuple[str, ...] | None:
-    """The requirements pyproject.toml lists as the project's dependencies, to install without the project;
-    None when they are not static (only the built wheel knows them) or one names the project itself (an extra
-    of its own, which only the wheel can satisfy)."""
+def declared_dependencies(pyproject: Pyproject, extras: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+    """The requirements pyproject.toml lists as the project's dependencies and those of its `extras`, to install
+    without the project; None when they are not static (only the built wheel knows them) or one names the project
+    itself (an extra of its own, which only the wheel can satisfy)."""
     if not pyproject.static_dependencies:
         return None
+    wanted = (*pyproject.dependencies, *extras_dependencies(pyproject, extras))
     itself = canonicalize_name(str(pyproject.project.get("name", "")))
-    if any(requirement_name(requirement) == itself for requirement in pyproject.dependencies):
+    if any(requirement_name(requirement) == itself for requirement in wanted):
         return None
-    return pyproject.dependencies
+    return wanted
+
+
+def extras_dependencies(pyproject: Pyproject, extras: tuple[str, ...]) -> list[str]:
+    """The requirements of the project's `extras` (normalised names), as its static optional-dependencies list them;
+    exit 2 for an extra it does not declare (pip and uv would only warn, and install the project without it)."""
+    declared = pyproject.project.get("optional-dependencies") or {}
+    groups: dict[str, Any] = {canonicalize_name(str(name)): group for name, group in declared.items()} if isinstance(
+        declared, Mapping) else {}
+    missing = [extra for extra in extras if extra not in groups]
+    if missing:
+        raise bad_input(
+            f"the project has no extra {', '.join(missing)} ([project.optional-dependencies] of "
+            f"{pyproject.path} has {', '.join(sorted(groups)) or 'none'})",
+            hint="Set extras (or --extra) to names the project declares",
+        )
+    return [str(requirement) for extra in extras for requirement in groups[extra] or ()]
 
 
 def requirement_name(requirement: str) -> str:
@@ -141,7 +160,7 @@ def label(project: Path, path: Path) -> str:
 
 def layer_key(
     pyproject: Pyproject, *, name: str, python_minor: str, wsgi_server: str, uv_version: str,
-    environ: Mapping[str, str], dist: str = "", installers: tuple[str, ...] = (),
+    environ: Mapping[str, str], dist: str = "", installers: tuple[str, ...] = (), extras: tuple[str, ...] = (),
 ) -> str:
     """A name for the dependency layer that changes whenever the installed dependencies could.
 
@@ -156,8 +175,11 @@ def layer_key(
         "uv-config": uv_configuration(pyproject.directory, environ),
         "uv-variables": callers_uv_settings(pyproject.directory, environ),
     }
-    if installers:  # only then: the layers of builds without --keep-installers keep their names
+    # Each only when set: the layers of builds without them keep their names.
+    if installers:
         inputs["installers"] = list(installers)
+    if extras:
+        inputs["extras"] = list(extras)
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     return f"{name}-{dist + '-' if dist else ''}py{python_minor}-{digest[:16]}"
 

@@ -28,14 +28,14 @@ def is_locked(pyproject: Pyproject) -> bool:
 
 
 def export_lock(uv: str, source: Path, dest: Path, runner: Runner = run, index: Mapping[str, str] | None = None,
-                ) -> Path:
-    """Write the runtime requirements uv.lock pins for the project at `source` to `dest`; exit 2 if the lock is
-    out of date with pyproject.toml (or unreadable). `index`: the package sources of the build's other uv runs
-    (pipindex.py), against which uv checks the lock."""
+                extras: tuple[str, ...] = ()) -> Path:
+    """Write the runtime requirements uv.lock pins for the project at `source` (with those of its `extras`) to
+    `dest`; exit 2 if the lock is out of date with pyproject.toml (or unreadable). `index`: the package sources of
+    the build's other uv runs (pipindex.py), against which uv checks the lock."""
     result = runner(
         [uv, "export", "--quiet", "--locked", "--no-dev", "--no-emit-project", "--no-editable", "--no-hashes",
-         "--no-header", "--no-annotate", "--format", "requirements.txt", "--project", str(source),
-         "--output-file", str(dest)],
+         "--no-header", "--no-annotate", *(f"--extra={extra}" for extra in extras), "--format", "requirements.txt",
+         "--project", str(source), "--output-file", str(dest)],
         env={**UV_SETTINGS, **(index or {})}, check=False,
     )
     if result.returncode != 0:
