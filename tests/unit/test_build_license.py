@@ -12,6 +12,7 @@ MIT = """MIT License
 
 Copyright (c) 2020-2024 Ann Example <ann@example.org>
 Copyright (c) <year> <copyright holders>
+ COPYRIGHT (C) 2019 Big Corp
 
 Permission is hereby granted, free of charge, to any person obtaining a copy
 of this software.\r
@@ -88,9 +89,9 @@ def test_other_license_files_are_quoted_with_their_notices(tmp_path: Path) -> No
     FSF's notice."""
     stated = project(tmp_path, 'license = {text = "MIT"}\n', {"LICENSE": f"\n\n{MIT}\n\n"})
     assert stated.name == "MIT"
-    assert stated.notices == ("2020-2024 Ann Example <ann@example.org>",)
+    assert stated.notices == ("2020-2024 Ann Example <ann@example.org>", "2019 Big Corp")
     assert stated.text == ("MIT License", "", "Copyright (c) 2020-2024 Ann Example <ann@example.org>",
-                           "Copyright (c) <year> <copyright holders>", "",
+                           "Copyright (c) <year> <copyright holders>", " COPYRIGHT (C) 2019 Big Corp", "",
                            "Permission is hereby granted, free of charge, to any person obtaining a copy",
                            "of this software.")
     (tmp_path / "LICENSE").write_text("Copyright 2019 Bob.\n\n" + AGPL_TEXT)

@@ -83,7 +83,7 @@ CLASSIFIERS = {
 DEFAULT_FILES = ("LICEN[CS]E*", "COPYING*", "NOTICE*")
 NOT_LICENSES = re.compile(r"(AUTHORS|CONTRIBUTORS)", re.IGNORECASE)
 MAX_FILE_BYTES = 256 * 1024
-NOTICE = re.compile(r"^[\s#*/-]*Copyright\b\s*(?:\([cC]\)|©)?\s*(?P<notice>.*\b(?:19|20)\d\d\b.*)$")
+NOTICE = re.compile(r"^[\s#*/-]*Copyright\b\s*(?:\(c\)|©)?\s*(?P<notice>.*\b(?:19|20)\d\d\b.*)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
