@@ -103,8 +103,8 @@ def test_other_license_files_are_quoted_with_their_notices(tmp_path: Path) -> No
 
 def test_the_license_files_are_those_declared_and_the_defaults(tmp_path: Path) -> None:
     """PEP 639's license-files, setuptools' and setup.cfg's, PKG-INFO's License-File and LICENSE*/COPYING*/NOTICE*
-    at the top, each once, headed by its name when there are several; AUTHORS, a binary file and a path outside
-    the project are not licenses."""
+    at the top, each once, headed by its name (printable: a hostile name's newline would start a field) when there
+    are several; AUTHORS, a binary file and a path outside the project are not licenses."""
     (tmp_path.parent / "outside").write_text("Copyright 2001 Mallory\n")
     (tmp_path / "setup.cfg").write_text("[metadata]\nlicense_files =\n    docs/terms.txt\n")
     stated = project(
@@ -112,12 +112,13 @@ def test_the_license_files_are_those_declared_and_the_defaults(tmp_path: Path) -
         'license-files = ["LICENSES/*.txt", "AUTHORS", "../outside", "logo.png"]\n'
         '[tool.setuptools]\nlicense-files = ["docs/extra.txt"]\n',
         {"LICENSES/MIT.txt": "Copyright 2020 Ann\n", "AUTHORS": "Copyright 2021 Zed\n", "docs/terms.txt": "Terms.\n",
-         "docs/extra.txt": "Extra.\n", "NOTICE": "Notice 2022.\n", "COPYING.md": "Copying.\n"},
+         "docs/extra.txt": "Extra.\n", "NOTICE": "Notice 2022.\n", "COPYING\nFiles: *.md": "Copying.\n"},
     )
     (tmp_path / "logo.png").write_bytes(b"\x89PNG\0\0")
     stated = stated_license(read_pyproject(tmp_path))
     headings = [line for line in stated.text if line.endswith(":")]
-    assert headings == ["LICENSES/MIT.txt:", "docs/extra.txt:", "docs/terms.txt:", "COPYING.md:", "NOTICE:"]
+    assert headings == ["LICENSES/MIT.txt:", "docs/extra.txt:", "docs/terms.txt:", "COPYINGFiles: *.md:", "NOTICE:"]
+    assert not [line for line in stated.text if "\n" in line]
     assert stated.notices == ("2020 Ann",)
 
 

@@ -242,7 +242,8 @@ def license_text(name: str, files: list[LicenseFile]) -> list[str]:
         while body and not body[-1]:
             body.pop()
         if body:
-            heading = [f"{each.name}:", ""] if len(texts) > 1 else []
+            # The name as printable text: a newline in it would start a field of debian/copyright.
+            heading = ["".join(char for char in f"{each.name}:" if char.isprintable()), ""] if len(texts) > 1 else []
             lines += [*([""] if lines else []), *heading, *body]
     return lines
 
