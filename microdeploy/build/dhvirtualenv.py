@@ -27,7 +27,7 @@ from microdeploy.build.debiandir.tree import SOURCE_SUBDIR, copy_source, render_
 from microdeploy.build.dpkg import Artifacts, collect, dpkg_buildpackage, package_file
 from microdeploy.build.fastpath import datapack
 from microdeploy.build.fastpath.installer import Beside, Installer, choose_installer
-from microdeploy.build.fastpath.layer import extras_dependencies
+from microdeploy.build.fastpath.layer import check_extras
 from microdeploy.build.fastpath.pipindex import local_sources
 from microdeploy.build.output import BuildResult, move_in, output_directory, prepare_output
 from microdeploy.build.release import scmversion, source
@@ -80,8 +80,7 @@ def checked(settings: BuildSettings, runner: Runner = run, root: Path | None = N
     source.check_installable(project)
     config = load_config(project, settings.overrides, settings.project_file())
     source.check_app(project, config.app)
-    if settings.project_file().static_dependencies:
-        extras_dependencies(settings.project_file(), config.extras)  # an extra the project does not declare
+    check_extras(settings.project_file(), config.extras)
     if config.port < PRIVILEGED_PORTS:
         log.warning("port %d is below %d: the unit can bind it only where the host grants CAP_NET_BIND_SERVICE "
                     "(the Puppet module's drop-in does, for the port it writes into config.ini)",

@@ -15,6 +15,7 @@ from microdeploy.build.cache import cache_root
 from microdeploy.build.fastpath import jobs
 from microdeploy.build.fastpath.installer import Installer, choose_installer, find_uv, with_extras
 from microdeploy.build.fastpath.layer import (
+    check_extras,
     declared_dependencies,
     dependency_declarations,
     layer_key,
@@ -612,6 +613,14 @@ def test_extras_add_their_dependencies_and_name_another_layer(tmp_path: Path) ->
         declared_dependencies(pyproject, ("postgres", "redis"))
     assert caught.value.exit_code == 2
     assert "the project has no extra redis" in str(caught.value) and "has ldap, postgres)" in str(caught.value)
+    # Extras only a setup.py knows: an unpacked sdist's PKG-INFO names them; a checkout is left to the backend.
+    (tmp_path / "pyproject.toml").unlink()
+    check_extras(read_pyproject(tmp_path), ("redis",))
+    (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: shop\nProvides-Extra: Postgres\n")
+    check_extras(read_pyproject(tmp_path), ("postgres",))
+    with pytest.raises(MicrodeployError) as caught:
+        check_extras(read_pyproject(tmp_path), ("redis",))
+    assert "no extra redis (its PKG-INFO's Provides-Extra has postgres)" in str(caught.value)
 
     def keyed(extras: tuple[str, ...]) -> str:
         return layer_key(pyproject, name="shop", python_minor="3.11", wsgi_server="gunicorn>=21.2",

@@ -37,7 +37,7 @@ from microdeploy.build.fastpath.pipindex import UV_FILE_VARIABLES
 from microdeploy.errors import bad_input
 from microdeploy.fsutil import staged_directory
 from microdeploy.process import Runner, run
-from microdeploy.pyproject import Pyproject
+from microdeploy.pyproject import Pyproject, read_pkg_info
 
 # Files whose whole text decides the dependencies when pyproject.toml does not
 # declare them statically (setup.py projects, dynamic dependencies).
@@ -83,19 +83,37 @@ def declared_dependencies(pyproject: Pyproject, extras: tuple[str, ...] = ()) ->
 
 
 def extras_dependencies(pyproject: Pyproject, extras: tuple[str, ...]) -> list[str]:
-    """The requirements of the project's `extras` (normalised names), as its static optional-dependencies list them;
-    exit 2 for an extra it does not declare (pip and uv would only warn, and install the project without it)."""
-    declared = pyproject.project.get("optional-dependencies") or {}
-    groups: dict[str, Any] = {canonicalize_name(str(name)): group for name, group in declared.items()} if isinstance(
-        declared, Mapping) else {}
-    missing = [extra for extra in extras if extra not in groups]
-    if missing:
-        raise bad_input(
-            f"the project has no extra {', '.join(missing)} ([project.optional-dependencies] of "
-            f"{pyproject.path} has {', '.join(sorted(groups)) or 'none'})",
-            hint="Set extras (or --extra) to names the project declares",
-        )
+    """The requirements of the project's `extras` (normalised names), as its static optional-dependencies list
+    them; exit 2 for an extra it does not declare (check_extras)."""
+    groups = optional_dependencies(pyproject)
+    check_extras(pyproject, extras)
     return [str(requirement) for extra in extras for requirement in groups[extra] or ()]
+
+
+def optional_dependencies(pyproject: Pyproject) -> dict[str, Any]:
+    """[project.optional-dependencies] by normalised extra name."""
+    declared = pyproject.project.get("optional-dependencies") or {}
+    return {canonicalize_name(str(name)): group for name, group in declared.items()} if isinstance(
+        declared, Mapping) else {}
+
+
+def check_extras(pyproject: Pyproject, extras: tuple[str, ...]) -> None:
+    """Exit 2 for an extra the project does not declare where a build can tell before it starts: static
+    optional-dependencies, else an unpacked sdist's Provides-Extra (pip and uv would only warn, and install the
+    project without it). A checkout whose extras only its backend knows (setup.py) is not checked."""
+    if pyproject.static_dependencies:
+        declared, where = set(optional_dependencies(pyproject)), f"[project.optional-dependencies] of {pyproject.path}"
+    else:
+        headers = read_pkg_info(pyproject.directory)
+        provided = (headers.get_all("Provides-Extra") or []) if headers is not None else []
+        if not provided:
+            return
+        declared, where = {canonicalize_name(str(extra)) for extra in provided}, "its PKG-INFO's Provides-Extra"
+    missing = [extra for extra in extras if extra not in declared]
+    if missing:
+        names = ", ".join(sorted(declared)) or "none"
+        raise bad_input(f"the project has no extra {', '.join(missing)} ({where} has {names})",
+                        hint="Set extras (or --extra) to names the project declares")
 
 
 def requirement_name(requirement: str) -> str:
