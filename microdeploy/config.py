@@ -82,10 +82,13 @@ class ServiceConfig:
     @property
     def summary(self) -> str:
         """A one-line description, never empty, that does not start with the name (lintian)."""
-        text = self.description
-        if text.lower().startswith(self.name):
-            text = text[len(self.name):].lstrip(" :-,")
-        text = re.sub(r"^(a|an|the)\s+", "", text, flags=re.IGNORECASE)  # lintian: no leading article
+        text, before = self.description, None
+        while text != before:  # "The orders-api service": the article, then the name
+            before = text
+            # The name as a word, as lintian's description-starts-with-package-name takes it: "moin" starts
+            # "Moin wiki", not "MoinMoin is a wiki".
+            text = re.sub(rf"^{re.escape(self.name)}\b[\s:,-]*", "", text, flags=re.IGNORECASE)
+            text = re.sub(r"^(a|an|the)\s+", "", text, flags=re.IGNORECASE)  # lintian: no leading article
         return (text[:1].upper() + text[1:]) if text else "Python web service"  # a bottle or plain WSGI app too
 
 

@@ -550,6 +550,24 @@ def test_prune_gives_modules_and_trampolined_scripts_the_venvs_python(debian: Pa
         "#!/opt/venvs/orders-api/bin/python\nimport sys\nfrom flask.cli import main\n")
 
 
+def test_prune_gives_python_lines_of_package_data_the_venvs_python(debian: Path, tmp_path: Path) -> None:
+    """Package data that is not executable and not a module keeps its "#!" line unless it names Python (moin's
+    contrib/deployment/moin.fcgi: lintian reads every absolute "#!" line, and /usr/bin/python is unusual); a
+    shell script and a "#!" line that names no interpreter are left alone."""
+    venv, site = fake_venv(tmp_path, ("app", "", ["app/__init__.py"]))
+    contrib = site / "app" / "contrib"
+    contrib.mkdir()
+    (contrib / "app.fcgi").write_text("#!/usr/bin/python\nfrom app import app\n")
+    (contrib / "app.wsgi").write_text("#!/usr/bin/env python3\nfrom app import app\n")
+    (contrib / "deploy.sh").write_text("#!/bin/sh\nexit 0\n")
+    (contrib / "notes.txt").write_text("#!-less notes\n")
+    finalize(debian, "prune", venv, "--strip-installers")
+    assert (contrib / "app.fcgi").read_text() == "#!/opt/venvs/orders-api/bin/python\nfrom app import app\n"
+    assert (contrib / "app.wsgi").read_text() == "#!/opt/venvs/orders-api/bin/python\nfrom app import app\n"
+    assert (contrib / "deploy.sh").read_text() == "#!/bin/sh\nexit 0\n"
+    assert (contrib / "notes.txt").read_text() == "#!-less notes\n"
+
+
 def test_prune_gives_the_scripts_in_bin_the_venvs_unversioned_python(debian: Path, tmp_path: Path) -> None:
     """A kept pip's scripts, written by Python's venv module, name bin/python3.11: they name bin/python like the
     others (the package's override covers that one); a shell script in bin/ is left as it is."""

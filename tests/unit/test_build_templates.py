@@ -141,6 +141,10 @@ def test_summary_never_starts_with_the_name_or_an_article() -> None:
     assert config(description="orders-api: takes orders").summary == "Takes orders"
     assert config(description="A shop API").summary == "Shop API"
     assert config(description="").summary == "Python web service"
+    # The name as a word only (lintian's /^\Qpkg\E\b/i): moin's "MoinMoin is..." kept whole, not "Moin is...".
+    assert config(name="moin", description="MoinMoin is a wiki").summary == "MoinMoin is a wiki"
+    assert config(name="radi", description="Radicale CalDAV server").summary == "Radicale CalDAV server"
+    assert config(description="The orders-api service of the shop").summary == "Service of the shop"
 
 
 def render_rules(tmp_path: Path, installer: str, keep_installers: bool = False, **settings: object) -> str:
