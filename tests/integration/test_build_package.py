@@ -256,3 +256,17 @@ def test_a_public_app_s_extra_installs_its_dependencies(public_service: BuiltSer
     assert f"{site}/psycopg2/__init__.py" in deb_paths(result.deb)
     assert drivers(public_service.result.deb) == []
     assert lintian_tags(result.deb) == []
+
+
+def test_a_wiki_whose_name_starts_its_own_name_keeps_its_summary(tmp_path: Path) -> None:
+    """moin 2.0.0b5 from PyPI, unmodified, built as `moin`: its summary ("MoinMoin is ...") starts with the package
+    name but not as a word, so it stays whole (cut, "Moin is ..." is what lintian refuses); its contrib/deployment
+    moin.fcgi, package data with "#!/usr/bin/python" and not executable, names the venv's python; lintian-clean."""
+    project = unpacked_sdist("moin", "2.0.0b5", tmp_path)
+    result = build_service(project, tmp_path / "dist", name="moin", app="moin.app:create_app()")
+    summary = subprocess.run(["dpkg-deb", "-f", str(result.deb), "Description"], capture_output=True, text=True,
+                             check=True).stdout.splitlines()[0]
+    assert summary.startswith("MoinMoin is an easy to use")
+    fcgi = deb_member(result.deb, "/opt/venvs/moin/lib/python3.11/site-packages/moin/contrib/deployment/moin.fcgi")
+    assert fcgi.startswith("#!/opt/venvs/moin/bin/python\n")
+    assert lintian_tags(result.deb) == []
