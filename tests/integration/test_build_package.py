@@ -270,3 +270,25 @@ def test_a_wiki_whose_name_starts_its_own_name_keeps_its_summary(tmp_path: Path)
     fcgi = deb_member(result.deb, "/opt/venvs/moin/lib/python3.11/site-packages/moin/contrib/deployment/moin.fcgi")
     assert fcgi.startswith("#!/opt/venvs/moin/bin/python\n")
     assert lintian_tags(result.deb) == []
+
+
+def test_wheels_with_foreign_programs_old_gzip_times_and_bare_extensions_build_lintian_clean(tmp_path: Path) -> None:
+    """A scraping service's wheels as PyPI ships them: selenium's selenium-manager for linux-arm64 (strip failed on
+    it, lintian refuses it) is left out, RECORD agreeing, and the one for this machine stays; botocore's gzip data,
+    compressed after the service's last commit, and numpy's extension modules, which link no libc, are overridden
+    for the venv; lintian reports no error or warning."""
+    project = new_service(tmp_path, "scrape-api")
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace(
+        '    "gunicorn>=21.2",\n',
+        '    "gunicorn>=21.2",\n    "selenium==4.39.0",\n    "numpy==2.3.5",\n    "botocore==1.42.3",\n'))
+    environ = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}  # 2023: older than the wheels' gzip data
+    result = build(BuildSettings(project=project, out=tmp_path / "dist", environ=environ))
+    common = "/opt/venvs/scrape-api/lib/python3.11/site-packages/selenium/webdriver/common"
+    paths = deb_paths(result.deb)
+    assert f"{common}/linux/selenium-manager" in paths
+    assert not [path for path in paths if "/linux-arm64/" in path]
+    record = deb_member(result.deb, "/opt/venvs/scrape-api/lib/python3.11/site-packages/"
+                                    "selenium-4.39.0.dist-info/RECORD")
+    assert "webdriver/common/linux/selenium-manager," in record and "linux-arm64" not in record
+    assert lintian_tags(result.deb) == []

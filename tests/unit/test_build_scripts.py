@@ -568,6 +568,24 @@ def test_prune_gives_python_lines_of_package_data_the_venvs_python(debian: Path,
     assert (contrib / "notes.txt").read_text() == "#!-less notes\n"
 
 
+def test_prune_removes_programs_of_another_architecture(debian: Path, tmp_path: Path) -> None:
+    """A wheel's prebuilt program for another machine (selenium's linux-arm64/selenium-manager: strip cannot read
+    it, lintian refuses it) goes; one for this machine stays, as does a file that only
+    starts like ELF."""
+    venv, site = fake_venv(tmp_path, ("tool", "", ["tool/__init__.py"]))
+    native = Path("/usr/bin/true").read_bytes()[:64]
+    foreign = native[:4] + bytes([2, 1, 1, 0]) + bytes(10) + (183).to_bytes(2, "little") + bytes(44)  # aarch64
+    assert native[18:20] != foreign[18:20]
+    for name, content in (("linux/manager", native), ("linux-arm64/manager", foreign), ("short", b"\x7fELF")):
+        (site / "tool" / name).parent.mkdir(exist_ok=True)
+        (site / "tool" / name).write_bytes(content)
+        (site / "tool" / name).chmod(0o755)
+    finalize(debian, "prune", venv, "--strip-installers")
+    assert (site / "tool" / "linux" / "manager").read_bytes() == native
+    assert (site / "tool" / "short").exists()
+    assert not (site / "tool" / "linux-arm64").exists()
+
+
 def test_prune_gives_the_scripts_in_bin_the_venvs_unversioned_python(debian: Path, tmp_path: Path) -> None:
     """A kept pip's scripts, written by Python's venv module, name bin/python3.11: they name bin/python like the
     others (the package's override covers that one); a shell script in bin/ is left as it is."""
