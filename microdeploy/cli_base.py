@@ -105,7 +105,7 @@ class MicrodeployGroup(click.Group):
                 click.echo("hint: Pass a shorter path", err=True)
                 ctx.exit(EXIT_BAD_INPUT)
             click.echo("hint: Fix the cause (free space, permissions) and run the command again; "
-                       "--debug shows where it failed", err=True)
+                       "`microdeploy --debug COMMAND ...` shows where it failed", err=True)
             ctx.exit(EXIT_FAILURE)
         except KeyboardInterrupt:
             if ctx.meta.get("microdeploy.debug"):

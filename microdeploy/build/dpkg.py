@@ -121,7 +121,8 @@ def failure_hint(output: str) -> str:
                 "does, finds none; microdeploy asks setuptools-scm in the checkout for a [tool.setuptools_scm] "
                 "table only, not for hatch-vcs's raw-options or setup.py's use_scm_version): set "
                 "SETUPTOOLS_SCM_PRETEND_VERSION to the version to build (setuptools-scm and hatch-vcs read it)")
-    return "Run with --debug and read the full dpkg-buildpackage output above"
+    # --debug is microdeploy's own option, before the command (`microdeploy build --debug` is refused).
+    return "Run `microdeploy --debug build ...` and read the full dpkg-buildpackage output"
 
 
 def collect(directory: Path, package: str, source: str | None = None) -> Artifacts:

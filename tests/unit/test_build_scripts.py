@@ -264,6 +264,7 @@ def test_prune_removes_installers_bytecode_build_traces_and_stray_executable_bit
     (site / "app" / "speedups.so").chmod(0o755)
     (site / "app" / "tool.py").write_text("#!/usr/bin/env python\nprint('hi')\n")
     (site / "app" / "tool.py").chmod(0o755)
+    (venv / ".lock").write_text("")  # uv's
     for leftover in (".DS_Store", ".gitignore", "notes.txt~", ".run.py.swp", "#draft#", ".git/HEAD"):
         (site / "app" / leftover).parent.mkdir(exist_ok=True)
         (site / "app" / leftover).write_text("x")
@@ -276,6 +277,7 @@ def test_prune_removes_installers_bytecode_build_traces_and_stray_executable_bit
         "_microdeploy_instance.pth", "_microdeploy_instance.py",
         "app", "app-1.0.dist-info", "pkg_resources", "setuptools", "setuptools-1.0.dist-info"]
     assert not (site / "app" / "__pycache__").exists()
+    assert not (venv / ".lock").exists()
     assert not list(site.rglob("direct_url.json"))
     assert not (venv / "bin").exists() and not (venv / "include").exists(), "emptied or empty directories go"
     assert os.readlink(venv / "lib64") == "lib"

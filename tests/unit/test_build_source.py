@@ -183,6 +183,17 @@ def test_a_version_git_cannot_give_in_the_copy_says_what_to_set(tmp_path: Path,
     assert info.value.exit_code == 1
 
 
+def test_any_other_failure_names_the_debug_option_where_it_is_taken(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """--debug is microdeploy's own option, before the command: the hint writes it there (`microdeploy build
+    --debug` is refused by click)."""
+    monkeypatch.setattr("microdeploy.build.dpkg.require_tools", lambda *tools: None)
+    failure = "dh_strip: error: strip returned exit code 1"
+    with pytest.raises(MicrodeployError) as info:
+        dpkg_buildpackage(tmp_path / "tree", {}, 1234, FakeRunner({"dpkg-buildpackage": (2, failure)}))
+    assert info.value.hint == "Run `microdeploy --debug build ...` and read the full dpkg-buildpackage output"
+
+
 def test_relevant_lines_fall_back_to_the_tail() -> None:
     """With no recognisable error line, the end of the log is quoted."""
     assert relevant_lines("a\nb\nc", limit=2) == "    b\n    c"
