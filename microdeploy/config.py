@@ -139,20 +139,30 @@ def project_summary(description: str) -> str:
 
 
 def declared_summary(project: Path) -> tuple[str, str] | None:
-    """The summary a project without [project].description states elsewhere, and where: an unpacked sdist's
-    PKG-INFO, else setup.cfg's [metadata] (a setup.py project's description is known to setuptools alone)."""
+    """The summary a project without [project].description states elsewhere, and where (declared_elsewhere)."""
+    return declared_elsewhere(project, "Summary", "description")
+
+
+def declared_name(project: Path) -> tuple[str, str] | None:
+    """The name a project without [project].name states elsewhere, and where (declared_elsewhere)."""
+    return declared_elsewhere(project, "Name", "name")
+
+
+def declared_elsewhere(project: Path, header: str, key: str) -> tuple[str, str] | None:
+    """A core metadata field of a project without [project], and where it is stated: an unpacked sdist's PKG-INFO,
+    else setup.cfg's [metadata] (a setup.py project's metadata is known to setuptools alone)."""
     headers = read_pkg_info(project)
-    summary = str(headers.get("Summary") or "").strip() if headers is not None else ""
-    if summary and summary != "UNKNOWN":
-        return summary, "PKG-INFO Summary"
+    value = str(headers.get(header) or "").strip() if headers is not None else ""
+    if value and value != "UNKNOWN":
+        return value, f"PKG-INFO {header}"
     setup_cfg = configparser.ConfigParser(interpolation=None)
     try:
         setup_cfg.read(project / "setup.cfg", encoding="utf-8")
     except (configparser.Error, UnicodeDecodeError):
         return None
-    description = setup_cfg.get("metadata", "description", fallback="").strip()
-    if description and not description.startswith("file:"):  # file: names a long description
-        return description, "setup.cfg [metadata] description"
+    value = setup_cfg.get("metadata", key, fallback="").strip()
+    if value and not value.startswith(("file:", "attr:")):  # the text is elsewhere, for setuptools to read
+        return value, f"setup.cfg [metadata] {key}"
     return None
 
 
@@ -174,6 +184,8 @@ def load_config(project: Path, overrides: Mapping[str, Any] | None = None,
     values: dict[str, tuple[Any, str]] = {}
     if "name" in project_table:
         values["name"] = (_normalise_project_name(str(project_table["name"])), "[project].name")
+    elif (named := declared_name(project)) is not None:
+        values["name"] = (_normalise_project_name(named[0]), named[1])
     if isinstance(project_table.get("version"), str):
         values["version"] = (project_table["version"], "[project].version")
     if isinstance(project_table.get("description"), str):

@@ -182,6 +182,22 @@ def test_empty_or_non_string_dist_in_the_file_is_refused(tmp_path: Path) -> None
         assert error.hint is not None and "bookworm, trixie" in error.hint
 
 
+def test_a_setup_py_project_takes_the_name_it_states_elsewhere(tmp_path: Path) -> None:
+    """Trac's sdist (setup.py, no [project]) names itself in PKG-INFO, else a checkout in setup.cfg: normalised, it
+    is the service's name; the flag and [tool.microdeploy] come first; without either, no name is exit 2."""
+    project = tmp_path / "Trac-1.6"
+    project.mkdir()
+    (project / "setup.py").write_text("from setuptools import setup\nsetup()\n")
+    (project / "setup.cfg").write_text("[metadata]\nname = Trac_From.Cfg\n")
+    assert load_config(project, {"app": "trac.web.main:dispatch_request"}).name == "trac-from-cfg"
+    (project / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: Trac\nVersion: 1.6\n")
+    assert load_config(project, {"app": "trac.web.main:dispatch_request"}).name == "trac"
+    assert load_config(project, {"name": "wiki", "app": "trac.web.main:dispatch_request"}).name == "wiki"
+    (project / "PKG-INFO").unlink()
+    (project / "setup.cfg").unlink()
+    assert "the service has no name" in bad(project, {"app": "trac.web.main:dispatch_request"}).message
+
+
 def test_a_project_without_project_description_takes_the_summary_it_states_elsewhere(tmp_path: Path) -> None:
     """An unpacked sdist's PKG-INFO Summary (archivy's, a setup.py project), else setup.cfg's [metadata]
     description (not a file: reference); [project].description and [tool.microdeploy] description come first; a
