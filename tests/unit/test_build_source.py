@@ -242,3 +242,14 @@ def test_the_copyright_holders_are_the_authors_the_project_names(tmp_path: Path)
     assert source.project_authors(read_pyproject(tmp_path)) == "Dan Example <dan@example.org>"
     (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: shop\nAuthor: UNKNOWN\n")
     assert source.project_authors(read_pyproject(tmp_path)) == ""
+
+
+def test_the_upstream_name_is_the_projects_own_spelling(tmp_path: Path) -> None:
+    """debian/copyright's Upstream-Name: [project].name as written, else an sdist's PKG-INFO Name (a setup.py
+    project's, changedetection.io's), printable; "" when the project names itself nowhere (the package's then)."""
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "Orders_API"\n')
+    assert source.upstream_name(read_pyproject(tmp_path)) == "Orders_API"
+    (tmp_path / "pyproject.toml").unlink()
+    assert source.upstream_name(read_pyproject(tmp_path)) == ""
+    (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: changedetection.io\nVersion: 0.60.10\n")
+    assert source.upstream_name(read_pyproject(tmp_path)) == "changedetection.io"

@@ -147,6 +147,15 @@ def test_summary_never_starts_with_the_name_or_an_article() -> None:
     assert config(description="The orders-api service of the shop").summary == "Service of the shop"
 
 
+def test_copyright_names_upstream_as_upstream_does(tmp_path: Path) -> None:
+    """Upstream-Name is the project's own name (changedetection.io), else the package's."""
+    changelog = render_changelog(name="orders-api", version="1.4.0-3", distribution="bookworm",
+                                 maintainer="Ann Ops <ann@example.org>", changes=[], epoch=FACTS.epoch)
+    render_debian(tmp_path / "own", debian_context(config(), replace(FACTS, upstream_name="Orders.API")), changelog)
+    assert "\nUpstream-Name: Orders.API\n" in (tmp_path / "own" / "debian" / "copyright").read_text()
+    assert "\nUpstream-Name: orders-api\n" in (render(tmp_path / "none") / "copyright").read_text()
+
+
 def render_rules(tmp_path: Path, installer: str, keep_installers: bool = False, **settings: object) -> str:
     facts = replace(FACTS, installer=installer, keep_installers=keep_installers)
     changelog = render_changelog(name="orders-api", version="1.4.0-3", distribution="bookworm",

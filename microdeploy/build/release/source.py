@@ -15,6 +15,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from microdeploy import validate
 from microdeploy.apptarget import parse_app
 from microdeploy.build.release.version import GitState
+from microdeploy.config import declared_name
 from microdeploy.errors import bad_input
 from microdeploy.process import Runner, run
 from microdeploy.pyproject import Pyproject, read_pkg_info
@@ -163,6 +164,16 @@ def matches(name: str, patterns: tuple[str, ...]) -> bool:
 def root_litter(name: str) -> bool:
     """Whether an entry of the project's root is build litter (ROOT_LITTER), not source."""
     return matches(name, ROOT_LITTER)
+
+
+def upstream_name(pyproject: Pyproject) -> str:
+    """The name the project gives itself ([project].name, else PKG-INFO's or setup.cfg's), as written:
+    debian/copyright's Upstream-Name ("changedetection.io", not the package's changedetection-io); "" if none."""
+    named = pyproject.project.get("name")
+    if isinstance(named, str) and named.strip():
+        return "".join(char for char in named.strip() if char.isprintable())
+    declared = declared_name(pyproject.directory)
+    return "".join(char for char in declared[0] if char.isprintable()) if declared else ""
 
 
 def project_authors(pyproject: Pyproject) -> str:
