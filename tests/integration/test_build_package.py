@@ -123,7 +123,7 @@ def test_copyright_names_the_upstream_authors_and_license(public_service: BuiltS
     that BSD license (its pyproject.toml's license = {file = "LICENSE"}); the scaffold, which has no license
     file and whose authors are its team, names the maintainer."""
     upstream = deb_member(public_service.result.deb, "/usr/share/doc/ihatemoney/copyright")
-    assert "\nCopyright: 2011 by Alexis Métaireau and contributors. See AUTHORS\n" in upstream
+    assert "\nCopyright: 2011 by Alexis Métaireau and contributors. See AUTHORS for more details.\n" in upstream
     assert "\n Redistribution and use in source and binary forms of the software as well\n" in upstream
     assert load_config(public_service.project, PUBLIC_OVERRIDES).maintainer not in upstream
     ours = deb_member(plain_service.result.deb, "/usr/share/doc/orders-api/copyright")

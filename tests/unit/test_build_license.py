@@ -133,3 +133,17 @@ def test_copyright_context_formats_dep5(tmp_path: Path) -> None:
     bare = copyright_context("shop", "", "Packager <p@example.org>", 1767225600, StatedLicense(), "service")
     assert bare["copyright_holders"] == "2026 Packager <p@example.org>"
     assert bare["license_text"] == " See the license of the upstream project."
+
+
+def test_a_notice_takes_the_lines_it_goes_on_to(tmp_path: Path) -> None:
+    """moin's notice ends "see" with its URL below, FlaskBB's "See AUTHORS" with "for more details." below: each
+    is one notice; Trac's "All rights reserved." and the license's first sentence are not part of theirs."""
+    stated = project(tmp_path, "", {
+        "LICENSE": "Copyright (c) 2006-2024 The MoinMoin development team, see\nhttps://moinmo.in/MoinCoreTeamGroup\n"
+                   "\nCopyright (c) 2013-2018 by the FlaskBB Team  and contributors. See AUTHORS\nfor more details.\n"
+                   "Copyright (C) 2003-2023 Edgewall Software\nAll rights reserved.\n\n"
+                   "Copyright (c) 2020 Ann\nPermission is hereby granted, free of charge, to any person\n"})
+    assert stated.notices == ("2006-2024 The MoinMoin development team, see https://moinmo.in/MoinCoreTeamGroup",
+                              "2013-2018 by the FlaskBB Team and contributors. See AUTHORS for more details.",
+                              "2003-2023 Edgewall Software", "2020 Ann")
+

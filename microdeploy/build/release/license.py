@@ -83,6 +83,10 @@ CLASSIFIERS = {
 DEFAULT_FILES = ("LICEN[CS]E*", "COPYING*", "NOTICE*")
 NOT_LICENSES = re.compile(r"(AUTHORS|CONTRIBUTORS)", re.IGNORECASE)
 MAX_FILE_BYTES = 256 * 1024
+# A notice's line that goes on below it: it ends with a comma or a word that needs more, or the next line
+# starts in lower case or with a URL.
+GOES_ON = re.compile(r"(?:,|\b(?i:see|and|by|of|the|for|at))\n|\n(?:[a-z]|https?://)")
+MAX_NOTICE_LINES = 3
 NOTICE = re.compile(r"^[\s#*/-]*Copyright\b\s*(?:\(c\)|©)?\s*(?P<notice>.*\b(?:19|20)\d\d\b.*)$", re.IGNORECASE)
 
 
@@ -216,12 +220,23 @@ def read_license_file(project: Path, name: str) -> LicenseFile | None:
 
 
 def copyright_notices(text: str) -> Iterator[str]:
-    """The copyright notices of a text: "Copyright (c) 2010 Pallets" gives "2010 Pallets"; one printable line each."""
-    for line in text.splitlines():
+    """The copyright notices of a text: "Copyright (c) 2010 Pallets" gives "2010 Pallets"; one printable line each.
+
+    A notice that goes on (moin's "... development team, see" and a URL below, FlaskBB's "See AUTHORS" and "for
+    more details.") takes the lines it goes on to, up to MAX_NOTICE_LINES.
+    """
+    lines = text.splitlines()
+    for at, line in enumerate(lines):
         found = NOTICE.match(line)
-        if found:
-            notice = " ".join(found.group("notice").split())
-            yield "".join(char for char in notice if char.isprintable())
+        if not found:
+            continue
+        words = found.group("notice").split()
+        for following in lines[at + 1:at + MAX_NOTICE_LINES]:
+            if not following.strip() or NOTICE.match(following) or not GOES_ON.search(" ".join(words) + "\n" +
+                                                                                      following.strip()):
+                break
+            words += following.split()
+        yield "".join(char for char in " ".join(words) if char.isprintable())
 
 
 def license_text(name: str, files: list[LicenseFile]) -> list[str]:
