@@ -22,6 +22,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from debian.deb822 import Deb822
 
 from microdeploy.testbed.host import Host
 from microdeploy.testbed.image import ensure_image
@@ -57,7 +58,8 @@ def test_lintian_fails_on_nothing(key: str, public_apps: dict[str, BuiltService]
 
 def test_copyright_quotes_each_apps_license(public_apps: dict[str, BuiltService]) -> None:
     """debian/copyright carries the license each sdist states: otterwiki's and sqlite-web's MIT texts line by
-    line, with the notice in them as the Copyright field; httpbin's three files (its "MIT or ISC"); for anitya's
+    line, with the notice in them as the Copyright field, and a paragraph for each distribution of the venv but the
+    app's own (Flask's BSD-3-Clause, its notice); httpbin's three files (its "MIT or ISC"); for anitya's
     GPL-2.0-or-later, the pointer to Debian's copy of the GPL instead of its text (lintian's
     copyright-file-contains-full-gpl-license)."""
     def copyright_of(key: str) -> str:
@@ -72,6 +74,15 @@ def test_copyright_quotes_each_apps_license(public_apps: dict[str, BuiltService]
     httpbin = copyright_of("httpbin")
     assert "\nLicense: MIT OR ISC\n" in httpbin
     assert all(f"\n {name}:\n" in httpbin for name in ("LICENSE", "LICENSE.ISC", "LICENSE.MIT"))
+    # The venv's own distributions: a paragraph each, after the app's Files: *.
+    paragraphs = list(Deb822.iter_paragraphs(copyright_of("otterwiki")))
+    files = [each for each in paragraphs if "Files" in each]
+    assert files[0]["Files"] == "*" and len(files) > 10
+    assert all("Copyright" in each and "License" in each for each in files)
+    site = "opt/venvs/otterwiki/lib/python3.11/site-packages"
+    [flask] = [each for each in paragraphs if f"{site}/flask/*" in each.get("Files", "").split()]
+    assert (flask["Copyright"], flask["License"].splitlines()[0]) == ("2010 Pallets", "BSD-3-Clause")
+    assert not [each for each in paragraphs if f"{site}/otterwiki/*" in each.get("Files", "").split()]
     anitya = copyright_of("anitya")
     assert "\nLicense: GPL-2.0-or-later\n" in anitya
     assert " /usr/share/common-licenses/GPL-2. " in anitya

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from debian.deb822 import Deb822
 
 from microdeploy.build.debiandir.context import BuildFacts, debian_context
 from microdeploy.build.debiandir.tree import render_debian
@@ -858,3 +859,70 @@ def test_cached_md5sums_is_dh_md5sums_without_a_layer(debian: Path) -> None:
                              "opt/venvs/orders-api", "--", "sh", "-c", "echo plain dh_md5sums"], cwd=tree, env=environ,
                             capture_output=True, text=True, check=True)
     assert result.stdout == "plain dh_md5sums\n"
+
+
+def test_venv_copyright_gives_each_bundled_distribution_its_paragraph(debian: Path, tmp_path: Path) -> None:
+    """After the service's own Files: *, each third-party distribution of the venv gets a DEP-5 Files paragraph:
+    its files as its RECORD lists them (a namespace package's own subdirectory), the notices of its license files
+    (else its authors), its license expression, and where the text is: /usr/share/common-licenses for MPL-2.0
+    (certifi's full text is not quoted), the license files the wheel installed; the service's own distribution is
+    left to Files: *."""
+    package = tmp_path / "package"
+    site = package / "opt/venvs/orders-api/lib/python3.11/site-packages"
+
+    def install(dist: str, version: str, headers: str, files: list[str], licenses: dict[str, str]) -> None:
+        info = site / f"{dist}-{version}.dist-info"
+        (info / "licenses").mkdir(parents=True) if licenses else info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.4\nName: {dist}\nVersion: {version}\n{headers}")
+        for relative in files:
+            (site / relative).parent.mkdir(parents=True, exist_ok=True)
+            (site / relative).write_text("")
+        for name, text in licenses.items():
+            (info / "licenses" / name).write_text(text)
+        listed = [*files, "../../../bin/tool", f"{info.name}/METADATA", f"{info.name}/RECORD"]
+        (info / "RECORD").write_text("".join(f"{item},,\n" for item in listed))
+
+    install("flask", "3.1.3", "License-Expression: BSD-3-Clause\n", ["flask/__init__.py", "flask/app.py"],
+            {"LICENSE.txt": "Copyright 2010 Pallets\n\nRedistribution and use in source and binary forms...\n"})
+    install("certifi", "2025.1.31", "License: MPL-2.0\n", ["certifi/__init__.py"],
+            {"LICENSE": "Mozilla Public License Version 2.0\n==================\n\n1. Definitions\n"})
+    install("blinker", "1.9.0", "License: MIT License\nClassifier: License :: OSI Approved :: MIT License\n",
+            ["blinker/__init__.py"], {})
+    install("protobuf", "6.0", "License: 3-Clause BSD License\nAuthor-email: protobuf@google.com\n",
+            ["google/protobuf/__init__.py"], {})
+    install("helpers", "2.0.1", "License: LGPL-3.0-or-later\n", ["helpers.py"], {})
+    reuse = site / "helpers-2.0.1.dist-info" / "LICENSES"  # REUSE's directory, beside METADATA
+    reuse.mkdir()
+    (reuse / "LGPL-3.0-or-later.txt").write_text("GNU LESSER GENERAL PUBLIC LICENSE\n Version 3, 29 June 2007\n")
+    install("orders_api", "1.4.0", "License-Expression: MIT\n", ["orders_api/__init__.py"], {})
+    doc = package / "usr/share/doc/orders-api"
+    doc.mkdir(parents=True)
+    own = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\nFiles: *\nCopyright: x\n"
+    (doc / "copyright").write_text(own)
+    subprocess.run([sys.executable, "-IS", str(debian / "venv-copyright"), str(package), "orders-api", "Orders-API"],
+                   check=True)
+    text = (doc / "copyright").read_text()
+    assert text.startswith(own)
+    paragraphs = {next(pattern for pattern in paragraph["Files"].split() if pattern.endswith(".dist-info/*"))
+                  .rsplit("/", 2)[-2].split("-")[0]: paragraph for paragraph in Deb822.iter_paragraphs(text[len(own):])}
+    shown = "opt/venvs/orders-api/lib/python3.11/site-packages"
+    assert sorted(paragraphs) == ["blinker", "certifi", "flask", "helpers", "protobuf"]
+    assert (paragraphs["blinker"]["Copyright"], paragraphs["blinker"]["License"]) == ("the authors of blinker", "MIT")
+    assert paragraphs["helpers"]["Files"].split() == [f"{shown}/helpers-2.0.1.dist-info/*", f"{shown}/helpers.py"]
+    assert paragraphs["helpers"]["License"] == (
+        "LGPL-3.0-or-later\n On Debian systems, the complete text of the GNU Lesser General Public License, version 3 "
+        "can be found in /usr/share/common-licenses/LGPL-3. It may be used under that version or, at your option, any "
+        "later version.\n .\n helpers 2.0.1 installs the text of its license:\n"
+        f"  {shown}/helpers-2.0.1.dist-info/LICENSES/LGPL-3.0-or-later.txt")
+    assert paragraphs["flask"]["Files"].split() == [f"{shown}/flask-3.1.3.dist-info/*", f"{shown}/flask/*"]
+    assert paragraphs["certifi"]["Files"].split() == [f"{shown}/certifi-2025.1.31.dist-info/*", f"{shown}/certifi/*"]
+    assert paragraphs["flask"]["Copyright"] == "2010 Pallets"
+    assert paragraphs["flask"]["License"] == (
+        f"BSD-3-Clause\n flask 3.1.3 installs the text of its license:\n"
+        f"  {shown}/flask-3.1.3.dist-info/licenses/LICENSE.txt")
+    assert paragraphs["certifi"]["License"].startswith(
+        "MPL-2.0\n On Debian systems, the complete text of the Mozilla Public License, version 2.0 can be found in "
+        "/usr/share/common-licenses/MPL-2.0.\n .\n certifi 2025.1.31 installs the text of its license:")
+    assert paragraphs["protobuf"]["Files"].split() == [f"{shown}/google/protobuf/*",
+                                                       f"{shown}/protobuf-6.0.dist-info/*"]
+    assert (paragraphs["protobuf"]["Copyright"], paragraphs["protobuf"]["License"]) == ("protobuf@google.com", "other")

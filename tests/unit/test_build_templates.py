@@ -74,7 +74,7 @@ def test_rendered_files_and_modes(tmp_path: Path) -> None:
         "gunicorn.conf.py", "make-venv", "orders-api-run", "orders-api-run.1", "orders-api.install",
         "orders-api.lintian-overrides", "orders-api.logrotate", "orders-api.postinst", "orders-api.postrm",
         "orders-api.prerm", "orders-api.service", "orders-api.triggers", "rules", "source/format", "uv-pip",
-        "venv-overrides",
+        "venv-copyright", "venv-overrides",
     ]
     for script in ("rules", "finalize-venv", "make-venv", "cached-md5sums", "cached-shlibdeps", "cached-strip",
                    "venv-overrides", "orders-api-run"):
@@ -228,6 +228,7 @@ ORDERED = [
     *((step, "gencontrol") for step in ("records", "shlibdeps", "installdeb", "overrides")),  # Installed-Size
     ("gencontrol", "md5sums"), ("md5sums", "builddeb"),
     ("gencontrol", "buildinfo"),  # dpkg's generators read debian/files
+    ("venv", "venv-copyright"), ("docs", "venv-copyright"), ("venv-copyright", "fixperms"),  # the installed copyright
 ]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from microdeploy.apptarget import shell_quoted, systemd_quoted
 from microdeploy.build.debiandir.tree import SOURCE_SUBDIR
 from microdeploy.build.fastpath import contract, datapack
-from microdeploy.build.release.license import StatedLicense
+from microdeploy.build.release.license import StatedLicense, script_tables
 from microdeploy.config import ServiceConfig
 
 WSGI_SERVER = "gunicorn>=21.2"
@@ -143,4 +143,7 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
         "sandbox_words": [shell_quoted(f"--property={key}={value}") for key, value in settings],
         "env_prefix": config.module.upper() + "_",
         "contract": contract.script_names(),
+        "licenses": script_tables(),
+        # The service's own distribution, whose files debian/copyright's Files: * covers (debian/venv-copyright).
+        "project_distribution_word": shell_quoted(facts.upstream_name or config.name),
     }

@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from microdeploy.pyproject import Pyproject, read_pkg_info
 
@@ -42,9 +43,10 @@ COMMON_LICENSES = {
     "CC0-1.0": ("CC0-1.0", "the Creative Commons CC0 1.0 Universal public domain dedication"),
 }
 LATER = ("-or-later", "+")
+LATER_SENTENCE = " It may be used under that version or, at your option, any later version."
 # The titles that open a license's own text, by SPDX id: a file holding one is that license, and the
 # copyright lines after it are the license document's (the FSF's), not the project's.
-LICENSE_TITLES = [(re.compile(pattern.replace(" ", r"\s+")), spdx) for pattern, spdx in (
+TITLES = [(pattern.replace(" ", r"\s+"), spdx) for pattern, spdx in (
     (r"Apache License,? Version 2\.0, January 2004", "Apache-2.0"),
     (r"GNU GENERAL PUBLIC LICENSE Version 2, June 1991", "GPL-2.0"),
     (r"GNU GENERAL PUBLIC LICENSE Version 3, 29 June 2007", "GPL-3.0"),
@@ -56,6 +58,7 @@ LICENSE_TITLES = [(re.compile(pattern.replace(" ", r"\s+")), spdx) for pattern, 
     (r"GNU Free Documentation License Version 1\.3, 3 November 2008", "GFDL-1.3"),
     (r"Mozilla Public License,? [Vv]ersion 2\.0", "MPL-2.0"),
 )]
+LICENSE_TITLES = [(re.compile(pattern), spdx) for pattern, spdx in TITLES]
 # Trove classifiers that name one license, and its SPDX id.
 CLASSIFIERS = {
     "MIT License": "MIT",
@@ -107,6 +110,12 @@ class StatedLicense:
     name: str = "other"  # an SPDX expression
     notices: tuple[str, ...] = ()  # "2010 Pallets", from its license files
     text: tuple[str, ...] = ()  # the License paragraph's lines, plain; empty when the project has no license file
+
+
+def script_tables() -> dict[str, Any]:
+    """What debian/venv-copyright, which names the licenses of the venv's distributions, shares with this module."""
+    return {"common": COMMON_LICENSES, "titles": TITLES, "notice": NOTICE.pattern, "later": LATER_SENTENCE,
+            "expression": SPDX_EXPRESSION.pattern, "unversioned": sorted(UNVERSIONED_IDS), "classifiers": CLASSIFIERS}
 
 
 def stated_license(pyproject: Pyproject) -> StatedLicense:
@@ -280,8 +289,7 @@ def common_license_pointer(base: str, later: bool) -> str:
     """Where a Debian system has the text of license `base` (a COMMON_LICENSES key), in a sentence."""
     path, title = COMMON_LICENSES[base]
     sentence = f"On Debian systems, the complete text of {title} can be found in /usr/share/common-licenses/{path}."
-    return sentence + (" It may be used under that version or, at your option, any later version." if later
-                       else "")
+    return sentence + (LATER_SENTENCE if later else "")
 
 
 def unique(items: Iterable[str], key: Callable[[str], str] = str) -> list[str]:
