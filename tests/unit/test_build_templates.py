@@ -187,7 +187,7 @@ def test_rules_with_uv_use_the_venv_shim_and_pip_tool(tmp_path: Path) -> None:
         "--sourcedirectory src-project",
         f"/usr/bin/python3.11 -IS debian/finalize-venv prune {venv} --strip-installers",
     ]
-    assert planned(tmp_path, "records", "-o", "strip") == [
+    assert planned(tmp_path, "records", "-o", "strip", "-o", "venv-copyright") == [
         f"/usr/bin/python3.11 -IS debian/finalize-venv records {venv}"]
     assert ("builddeb: md5sums\n"
             "\tfind debian/orders-api ! -newermt @$(SOURCE_DATE_EPOCH) "
@@ -228,7 +228,8 @@ ORDERED = [
     *((step, "gencontrol") for step in ("records", "shlibdeps", "installdeb", "overrides")),  # Installed-Size
     ("gencontrol", "md5sums"), ("md5sums", "builddeb"),
     ("gencontrol", "buildinfo"),  # dpkg's generators read debian/files
-    ("venv", "venv-copyright"), ("docs", "venv-copyright"), ("venv-copyright", "fixperms"),  # the installed copyright
+    ("venv", "venv-copyright"), ("docs", "venv-copyright"), ("venv-copyright", "gencontrol"),  # the copyright file
+    ("venv-copyright", "records"),  # it reads the RECORD files that `records` rewrites
 ]
 
 
