@@ -29,7 +29,8 @@ def named_package(root: Path) -> Path:
     tree = root / "orders-api"
     render_rules(tree, "uv")
     (tree / "debian" / "orders-api").mkdir()
-    rules(tree, "gencontrol", "-o", "records", "-o", "shlibdeps", "-o", "installdeb", "-o", "overrides")
+    rules(tree, "gencontrol", "-o", "records", "-o", "shlibdeps", "-o", "installdeb", "-o", "overrides", "-o",
+          "venv-copyright")
     assert (tree / "debian" / "files").read_text().startswith(f"{DEB} ")
     return tree
 
