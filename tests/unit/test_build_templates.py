@@ -218,6 +218,7 @@ def prerequisites(tree: Path) -> dict[str, set[str]]:
 ORDERED = [
     ("venv", "systemd"),  # dh_virtualenv's maintainer-script snippets come first
     ("install", "compress"), ("docs", "compress"), ("changelogs", "compress"),  # it compresses what they install
+    ("venv", "compress"),  # its find over the whole package fails on what prune removes under it
     *((step, "fixperms") for step in ("venv", "systemd", "compress", "logrotate", "lintian")),  # every file there
     ("fixperms", "strip"),  # dh_strip tells libraries from programs by their mode
     ("strip", "records"), ("strip", "overrides"),  # they read the stripped ELF files
