@@ -106,8 +106,6 @@ def build_facts(settings: BuildSettings, made: Release, python: str, installer: 
         distribution=made.distribution,
         epoch=made.epoch,
         license=stated_license(settings.project_file()),
-        authors=source.project_authors(settings.project_file()),
-        upstream_name=source.upstream_name(settings.project_file()),
         keep_installers=settings.keep_installers,
         installer=installer.kind,
     )

@@ -91,8 +91,6 @@ class LibraryPlan:
     epoch: int
     changelog: str
     license: StatedLicense  # for debian/copyright
-    authors: str = ""  # its copyright holders, as the project names them (source.project_authors)
-    upstream_name: str = ""  # the project's own name (source.upstream_name)
 
     @property
     def source(self) -> str:
@@ -232,7 +230,7 @@ def plan(settings: BuildSettings, runner: Runner = run) -> LibraryPlan:
                              "(drop --backend stdeb)")
     made = release(project, config, settings, runner)
     return LibraryPlan(config, made.upstream, made.version, made.distribution, made.epoch, made.changelog,
-                       stated_license(pyproject), source.project_authors(pyproject), source.upstream_name(pyproject))
+                       stated_license(pyproject))
 
 
 def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
@@ -317,8 +315,7 @@ def finish_debian(debian: Path, library: LibraryPlan) -> None:
 
 def copyright_text(library: LibraryPlan) -> str:
     """A machine-readable debian/copyright from the project's license, from the services' template."""
-    context = copyright_context(library.upstream_name or library.source, library.authors,
-                                library.config.maintainer, library.epoch, library.license, "library")
+    context = copyright_context(library.source, library.config.maintainer, library.epoch, library.license, "library")
     return render_file(template_folder("debian_templates"), "copyright.j2", context)
 
 

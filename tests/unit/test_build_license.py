@@ -125,12 +125,13 @@ def test_the_license_files_are_those_declared_and_the_defaults(tmp_path: Path) -
 def test_copyright_context_formats_dep5(tmp_path: Path) -> None:
     """Notices are the Copyright field's lines, else the year and the authors or the maintainer; the text's empty
     lines are " ."; without any text, a sentence says where the license is."""
-    stated = StatedLicense("MIT", ("2020 Ann", "2021 Bob"), ("MIT License", "", "Permission."))
-    context = copyright_context("Shop.io", "Carol", "Packager <p@example.org>", 1767225600, stated, "service")
+    stated = StatedLicense("MIT", ("2020 Ann", "2021 Bob"), ("MIT License", "", "Permission."), authors="Carol",
+                           upstream_name="Shop.io")
+    context = copyright_context("shop", "Packager <p@example.org>", 1767225600, stated, "service")
     assert context["upstream_name"] == "Shop.io"
     assert context["copyright_holders"] == "2020 Ann\n 2021 Bob"
     assert context["license_text"] == " MIT License\n .\n Permission."
-    bare = copyright_context("shop", "", "Packager <p@example.org>", 1767225600, StatedLicense(), "service")
+    bare = copyright_context("shop", "Packager <p@example.org>", 1767225600, StatedLicense(), "service")
     assert bare["copyright_holders"] == "2026 Packager <p@example.org>"
     assert bare["license_text"] == " See the license of the upstream project."
 

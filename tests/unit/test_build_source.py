@@ -11,7 +11,7 @@ import pytest
 
 from microdeploy.build.debiandir.tree import copy_source
 from microdeploy.build.dpkg import build_environment, dpkg_buildpackage, relevant_lines
-from microdeploy.build.release import source
+from microdeploy.build.release import license, source
 from microdeploy.errors import MicrodeployError
 from microdeploy.process import Result
 from microdeploy.pyproject import read_pyproject
@@ -233,23 +233,23 @@ def test_the_copyright_holders_are_the_authors_the_project_names(tmp_path: Path)
     (tmp_path / "pyproject.toml").write_text(
         '[project]\nname = "shop"\nauthors = [{name = "Ann Example", email = "ann@example.org"}, {name = "Bob"},'
         ' {email = "carol@example.org"}, {name = "Eve\\nLicense: MIT\\u0007"}]\n')
-    assert source.project_authors(read_pyproject(tmp_path)) == (
+    assert license.project_authors(read_pyproject(tmp_path)) == (
         "Ann Example <ann@example.org>, Bob, carol@example.org, Eve License: MIT")
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "shop"\n')
-    assert source.project_authors(read_pyproject(tmp_path)) == ""
+    assert license.project_authors(read_pyproject(tmp_path)) == ""
     (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: shop\nAuthor: Dan\n"
                                        "Author-email: Dan Example <dan@example.org>\n")
-    assert source.project_authors(read_pyproject(tmp_path)) == "Dan Example <dan@example.org>"
+    assert license.project_authors(read_pyproject(tmp_path)) == "Dan Example <dan@example.org>"
     (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: shop\nAuthor: UNKNOWN\n")
-    assert source.project_authors(read_pyproject(tmp_path)) == ""
+    assert license.project_authors(read_pyproject(tmp_path)) == ""
 
 
 def test_the_upstream_name_is_the_projects_own_spelling(tmp_path: Path) -> None:
     """debian/copyright's Upstream-Name: [project].name as written, else an sdist's PKG-INFO Name (a setup.py
     project's, changedetection.io's), printable; "" when the project names itself nowhere (the package's then)."""
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "Orders_API"\n')
-    assert source.upstream_name(read_pyproject(tmp_path)) == "Orders_API"
+    assert license.upstream_name(read_pyproject(tmp_path)) == "Orders_API"
     (tmp_path / "pyproject.toml").unlink()
-    assert source.upstream_name(read_pyproject(tmp_path)) == ""
+    assert license.upstream_name(read_pyproject(tmp_path)) == ""
     (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: changedetection.io\nVersion: 0.60.10\n")
-    assert source.upstream_name(read_pyproject(tmp_path)) == "changedetection.io"
+    assert license.upstream_name(read_pyproject(tmp_path)) == "changedetection.io"

@@ -151,7 +151,8 @@ def test_copyright_names_upstream_as_upstream_does(tmp_path: Path) -> None:
     """Upstream-Name is the project's own name (changedetection.io), else the package's."""
     changelog = render_changelog(name="orders-api", version="1.4.0-3", distribution="bookworm",
                                  maintainer="Ann Ops <ann@example.org>", changes=[], epoch=FACTS.epoch)
-    render_debian(tmp_path / "own", debian_context(config(), replace(FACTS, upstream_name="Orders.API")), changelog)
+    facts = replace(FACTS, license=StatedLicense("MIT", upstream_name="Orders.API"))
+    render_debian(tmp_path / "own", debian_context(config(), facts), changelog)
     assert "\nUpstream-Name: Orders.API\n" in (tmp_path / "own" / "debian" / "copyright").read_text()
     assert "\nUpstream-Name: orders-api\n" in (render(tmp_path / "none") / "copyright").read_text()
 

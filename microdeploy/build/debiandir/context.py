@@ -74,23 +74,20 @@ class BuildFacts:
     epoch: int
     license: StatedLicense  # for debian/copyright (license.stated_license)
     keep_installers: bool = False
-    authors: str = ""  # the copyright holders the project names (source.project_authors)
-    upstream_name: str = ""  # the project's own name (source.upstream_name); "": the package's
     installer: str = "pip"  # "uv" when uv fills the venv (with the shared caches)
 
 
-def copyright_context(name: str, authors: str, maintainer: str, epoch: int, stated: StatedLicense,
-                      kind: str) -> dict[str, Any]:
-    """What debian_templates/copyright.j2 uses: `name` is the one upstream uses; the copyright holders are the
-    notices of the project's license files, else the `authors` it names, else its packager (`maintainer`); `kind`
-    is what is packaged ("service", "library")."""
-    holders = list(stated.notices) or [f"{time.gmtime(epoch).tm_year} {authors or maintainer}"]
+def copyright_context(name: str, maintainer: str, epoch: int, stated: StatedLicense, kind: str) -> dict[str, Any]:
+    """What debian_templates/copyright.j2 uses: the name upstream uses, else the package's (`name`); the copyright
+    holders are the notices of the project's license files, else the authors it names, else its packager
+    (`maintainer`); `kind` is what is packaged ("service", "library")."""
+    holders = list(stated.notices) or [f"{time.gmtime(epoch).tm_year} {stated.authors or maintainer}"]
     text = list(stated.text) or [
         f"This {kind} is distributed under the terms of its upstream license." if stated.name != "other"
         else "See the license of the upstream project."
     ]
     return {
-        "upstream_name": name,
+        "upstream_name": stated.upstream_name or name,
         # DEP-5 continuation lines: one space, and " ." for an empty line.
         "copyright_holders": "\n ".join(holders),
         "license_name": stated.name,
@@ -110,9 +107,7 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
     """Everything the debian/ templates use."""
     settings = sandbox(config.name)
     return {
-        **copyright_context(facts.upstream_name or config.name, facts.authors, config.maintainer, facts.epoch,
-                            facts.license,
-                            "service"),
+        **copyright_context(config.name, config.maintainer, facts.epoch, facts.license, "service"),
         "name": config.name,
         "app": config.app,
         # The unit's ExecStart word and N-run's shell word: literal arguments may hold quotes, % or $.
@@ -145,5 +140,5 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
         "contract": contract.script_names(),
         "licenses": script_tables(),
         # The service's own distribution, whose files debian/copyright's Files: * covers (debian/venv-copyright).
-        "project_distribution_word": shell_quoted(facts.upstream_name or config.name),
+        "project_distribution_word": shell_quoted(facts.license.upstream_name or config.name),
     }

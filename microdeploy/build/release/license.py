@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import configparser
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from microdeploy.config import declared_name
 from microdeploy.pyproject import Pyproject, read_pkg_info
 
 # An SPDX license expression, as PEP 639 writes one (GPL-3.0-or-later, MIT OR Apache-2.0).
@@ -105,11 +106,13 @@ class LicenseFile:
 
 @dataclass(frozen=True)
 class StatedLicense:
-    """What debian/copyright says of a project's license."""
+    """What debian/copyright says of a project: its name, license, notices and authors."""
 
     name: str = "other"  # an SPDX expression
     notices: tuple[str, ...] = ()  # "2010 Pallets", from its license files
     text: tuple[str, ...] = ()  # the License paragraph's lines, plain; empty when the project has no license file
+    authors: str = ""  # the authors the project names (project_authors), the holders when no notice says
+    upstream_name: str = ""  # the project's own name (upstream_name); "": the package's
 
 
 def script_tables() -> dict[str, Any]:
@@ -126,7 +129,38 @@ def stated_license(pyproject: Pyproject) -> StatedLicense:
     # The same notice in two files may differ by its full stop (httpbin's LICENSE.ISC and LICENSE.MIT).
     notices = unique((notice for each in found for notice in copyright_notices(each.text[:each.title_at])),
                      key=lambda notice: notice.rstrip(". "))
-    return StatedLicense(name, tuple(notices), tuple(license_text(name, found)))
+    return StatedLicense(name, tuple(notices), tuple(license_text(name, found)), project_authors(pyproject),
+                         upstream_name(pyproject))
+
+
+def upstream_name(pyproject: Pyproject) -> str:
+    """The name the project gives itself ([project].name, else PKG-INFO's or setup.cfg's), as written:
+    debian/copyright's Upstream-Name ("changedetection.io", not the package's changedetection-io); "" if none."""
+    named = pyproject.project.get("name")
+    if isinstance(named, str) and named.strip():
+        return printable_line(named.strip())
+    declared = declared_name(pyproject.directory)
+    return printable_line(declared[0]) if declared else ""
+
+
+def project_authors(pyproject: Pyproject) -> str:
+    """Who holds the copyright of the project's files, as it names its authors: [project].authors, else an unpacked
+    sdist's PKG-INFO (Author-email, else Author); "" when it names none. On one line, for debian/copyright."""
+    named = []
+    for author in pyproject.project.get("authors") or ():
+        if isinstance(author, Mapping):
+            name, address = str(author.get("name") or "").strip(), str(author.get("email") or "").strip()
+            named.append(f"{name} <{address}>" if name and address else name or address)
+    headers = read_pkg_info(pyproject.directory)
+    if not any(named) and headers is not None:
+        named = [str(headers.get("Author-email") or headers.get("Author") or "")]
+    text = printable_line(" ".join(", ".join(each for each in named if each).split()))
+    return "" if text == "UNKNOWN" else text
+
+
+def printable_line(text: str) -> str:
+    """`text` without what is not printable: a newline in it would start another field of debian/copyright."""
+    return "".join(char for char in text if char.isprintable())
 
 
 def license_name(pyproject: Pyproject) -> str | None:
@@ -245,7 +279,7 @@ def copyright_notices(text: str) -> Iterator[str]:
                                                                                       following.strip()):
                 break
             words += following.split()
-        yield "".join(char for char in " ".join(words) if char.isprintable())
+        yield printable_line(" ".join(words))
 
 
 def license_text(name: str, files: list[LicenseFile]) -> list[str]:
@@ -267,7 +301,7 @@ def license_text(name: str, files: list[LicenseFile]) -> list[str]:
             body.pop()
         if body:
             # The name as printable text: a newline in it would start a field of debian/copyright.
-            heading = ["".join(char for char in f"{each.name}:" if char.isprintable()), ""] if len(texts) > 1 else []
+            heading = [printable_line(f"{each.name}:"), ""] if len(texts) > 1 else []
             lines += [*([""] if lines else []), *heading, *body]
     return lines
 

@@ -1,4 +1,4 @@
-"""What the build needs to know about the project's source: git state, dates, app, authors."""
+"""What the build needs to know about the project's source: git state, dates, app."""
 
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from microdeploy import validate
 from microdeploy.apptarget import parse_app
 from microdeploy.build.release.version import GitState
-from microdeploy.config import declared_name
 from microdeploy.errors import bad_input
 from microdeploy.process import Runner, run
-from microdeploy.pyproject import Pyproject, read_pkg_info
+from microdeploy.pyproject import Pyproject
 
 PROJECT_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
 # The build litter of the project's root (VCS data, venvs, caches, outputs of
@@ -164,31 +163,6 @@ def matches(name: str, patterns: tuple[str, ...]) -> bool:
 def root_litter(name: str) -> bool:
     """Whether an entry of the project's root is build litter (ROOT_LITTER), not source."""
     return matches(name, ROOT_LITTER)
-
-
-def upstream_name(pyproject: Pyproject) -> str:
-    """The name the project gives itself ([project].name, else PKG-INFO's or setup.cfg's), as written:
-    debian/copyright's Upstream-Name ("changedetection.io", not the package's changedetection-io); "" if none."""
-    named = pyproject.project.get("name")
-    if isinstance(named, str) and named.strip():
-        return "".join(char for char in named.strip() if char.isprintable())
-    declared = declared_name(pyproject.directory)
-    return "".join(char for char in declared[0] if char.isprintable()) if declared else ""
-
-
-def project_authors(pyproject: Pyproject) -> str:
-    """Who holds the copyright of the project's files, as it names its authors: [project].authors, else an unpacked
-    sdist's PKG-INFO (Author-email, else Author); "" when it names none. On one line, for debian/copyright."""
-    named = []
-    for author in pyproject.project.get("authors") or ():
-        if isinstance(author, Mapping):
-            name, address = str(author.get("name") or "").strip(), str(author.get("email") or "").strip()
-            named.append(f"{name} <{address}>" if name and address else name or address)
-    headers = read_pkg_info(pyproject.directory)
-    if not any(named) and headers is not None:
-        named = [str(headers.get("Author-email") or headers.get("Author") or "")]
-    text = " ".join(", ".join(each for each in named if each).split())  # a newline would start another field
-    return "" if text == "UNKNOWN" else "".join(char for char in text if char.isprintable())
 
 
 def check_app(project: Path, app: str) -> None:
