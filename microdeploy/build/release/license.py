@@ -117,8 +117,9 @@ class StatedLicense:
 
 def script_tables() -> dict[str, Any]:
     """What debian/venv-copyright, which names the licenses of the venv's distributions, shares with this module."""
-    return {"common": COMMON_LICENSES, "titles": TITLES, "notice": NOTICE.pattern, "later": LATER_SENTENCE,
-            "expression": SPDX_EXPRESSION.pattern, "unversioned": sorted(UNVERSIONED_IDS), "classifiers": CLASSIFIERS}
+    return {"pointers": {base: common_license_pointer(base, False) for base in COMMON_LICENSES},
+            "titles": TITLES, "notice": NOTICE.pattern, "later": LATER_SENTENCE, "expression": SPDX_EXPRESSION.pattern,
+            "unversioned": sorted(UNVERSIONED_IDS), "classifiers": CLASSIFIERS}
 
 
 def stated_license(pyproject: Pyproject) -> StatedLicense:
