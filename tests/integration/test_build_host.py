@@ -60,6 +60,16 @@ def test_scaffolded_service_lifecycle(
     # deploy's probe (the real command, through systemd-run) asks the package where the host's config puts it.
     probe = host.run(["sh", "-c", health_command(name, "http://127.0.0.1:8000/health")])
     assert probe.stdout.strip() == "http://127.0.0.1:8123/health"
+    # NAME_CONFIG is the application's variable (Radicale's RADICALE_CONFIG names a file of its own format): set
+    # in the unit's environment, it moves neither gunicorn nor deploy's probe off config.ini.
+    app_variable = name.replace("-", "_").upper() + "_CONFIG"
+    host.run(["tee", f"/etc/{name}/apps-own.ini"], input="[server]\nport = 8124\n")
+    host.run(["tee", f"/etc/{name}/environment"], input=f"{app_variable}=/etc/{name}/apps-own.ini\n")
+    host.run(["systemctl", "restart", name])
+    assert health(host, 8123, "/health")["status"] == "ok"
+    probe = host.run(["sh", "-c", health_command(name, "http://127.0.0.1:8000/health")])
+    assert probe.stdout.strip() == "http://127.0.0.1:8123/health"
+    host.run(["rm", f"/etc/{name}/environment", f"/etc/{name}/apps-own.ini"])
 
     # A port below 1024 is the host's choice too: the Puppet module's drop-in grants the one capability it needs.
     dropin = f"/etc/systemd/system/{name}.service.d/microdeploy-port.conf"

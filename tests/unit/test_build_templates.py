@@ -102,15 +102,21 @@ def test_the_unit_takes_no_capability_whatever_the_packaged_port(tmp_path: Path)
 
 
 def test_gunicorn_config_layers_defaults_site_config_and_environment(tmp_path: Path) -> None:
-    """bind/port/workers: packaged defaults, then [server] of the site config, then the environment."""
-    source = (render(tmp_path, port=8001, workers=3) / "gunicorn.conf.py").read_text()
+    """bind/port/workers: packaged defaults, then [server] of the site config, then the environment. The site
+    config is /etc/NAME/config.ini whatever NAME_CONFIG says: that variable is the application's (Radicale's
+    RADICALE_CONFIG names a file of its own)."""
+    rendered = (render(tmp_path, port=8001, workers=3) / "gunicorn.conf.py").read_text()
     site = tmp_path / "config.ini"
     site.write_text("[server]\nport = 9001\nbind = ::1\n")
+    assert rendered.count('"/etc/orders-api/config.ini"') == 1
+    source = rendered.replace('"/etc/orders-api/config.ini"', repr(str(site)))
+    apps_own = tmp_path / "app.conf"
+    apps_own.write_text("[server]\nport = 7000\n")
 
     def settings(environ: dict[str, str]) -> dict[str, object]:
         import os
         saved = dict(os.environ)
-        os.environ.update({"ORDERS_API_CONFIG": str(site), **environ})
+        os.environ.update({"ORDERS_API_CONFIG": str(apps_own), **environ})
         try:
             namespace: dict[str, object] = {}
             exec(compile(source, "gunicorn.conf.py", "exec"), namespace)

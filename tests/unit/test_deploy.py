@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.server
 import json
 import logging
-import os
 import shlex
 import subprocess
 import sys
@@ -664,16 +663,17 @@ def test_the_health_probe_follows_the_site_config_of_the_packaged_gunicorn_conf(
         conf = render(tmp_path / "pkg", port=8001, health_path="/health") / "gunicorn.conf.py"
         site = tmp_path / "config.ini"
         site.write_text(f"[server]\nport = {port}\n")
+        # The host's /etc/orders-api/config.ini, here.
+        conf.write_text(conf.read_text().replace('"/etc/orders-api/config.ini"', repr(str(site))))
         argv = shlex.split(health_command(PKG, "http://127.0.0.1:1/health"))
         probe = argv[argv.index("/usr/bin/python3"):]
         probe[0] = sys.executable
         probe[-2] = str(conf)
-        env = {**os.environ, "ORDERS_API_CONFIG": str(site)}
-        answered = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=60)
+        answered = subprocess.run(probe, capture_output=True, text=True, timeout=60)
         assert answered.returncode == 0, answered.stderr
         assert answered.stdout.strip() == f"http://127.0.0.1:{port}/health"
         probe[-2] = str(tmp_path / "no-such-package" / "gunicorn.conf.py")
-        fallback = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=60)
+        fallback = subprocess.run(probe, capture_output=True, text=True, timeout=60)
         assert fallback.returncode != 0 and fallback.stdout.strip() == "http://127.0.0.1:1/health"
     finally:
         server.shutdown()
