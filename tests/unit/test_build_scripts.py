@@ -863,10 +863,11 @@ def test_cached_md5sums_is_dh_md5sums_without_a_layer(debian: Path) -> None:
 
 def test_venv_copyright_gives_each_bundled_distribution_its_paragraph(debian: Path, tmp_path: Path) -> None:
     """After the service's own Files: *, each third-party distribution of the venv gets a DEP-5 Files paragraph:
-    its files as its RECORD lists them (a namespace package's own subdirectory), the notices of its license files
-    (else its authors), its license expression, and where the text is: /usr/share/common-licenses for MPL-2.0
-    (certifi's full text is not quoted), the license files the wheel installed; the service's own distribution is
-    left to Files: *."""
+    its files as its RECORD lists them (a namespace package's own subdirectory; its programs in the venv's bin/,
+    but nothing outside the venv or no longer there), the notices of its license files (else its authors, named as
+    setuptools splits them: "Author <Author-email>"), its license expression, and where the text is:
+    /usr/share/common-licenses for MPL-2.0 (certifi's full text is not quoted), the license files the wheel
+    installed; the service's own distribution is left to Files: *."""
     package = tmp_path / "package"
     site = package / "opt/venvs/orders-api/lib/python3.11/site-packages"
 
@@ -879,16 +880,22 @@ def test_venv_copyright_gives_each_bundled_distribution_its_paragraph(debian: Pa
             (site / relative).write_text("")
         for name, text in licenses.items():
             (info / "licenses" / name).write_text(text)
-        listed = [*files, "../../../bin/tool", f"{info.name}/METADATA", f"{info.name}/RECORD"]
+        listed = [*files, "../../../bin/gone", "../../../../../../../etc/passwd", f"{info.name}/METADATA",
+                  f"{info.name}/RECORD"]
         (info / "RECORD").write_text("".join(f"{item},,\n" for item in listed))
 
-    install("flask", "3.1.3", "License-Expression: BSD-3-Clause\n", ["flask/__init__.py", "flask/app.py"],
+    (package / "opt/venvs/orders-api/bin").mkdir(parents=True)
+    (package / "opt/venvs/orders-api/bin/flask").write_text("#!/opt/venvs/orders-api/bin/python\n")
+    (package / "etc").mkdir()
+    (package / "etc/passwd").write_text("")
+    install("flask", "3.1.3", "License-Expression: BSD-3-Clause\n",
+            ["flask/__init__.py", "flask/app.py", "../../../bin/flask"],
             {"LICENSE.txt": "Copyright 2010 Pallets\n\nRedistribution and use in source and binary forms...\n"})
     install("certifi", "2025.1.31", "License: MPL-2.0\n", ["certifi/__init__.py"],
             {"LICENSE": "Mozilla Public License Version 2.0\n==================\n\n1. Definitions\n"})
     install("blinker", "1.9.0", "License: MIT License\nClassifier: License :: OSI Approved :: MIT License\n",
             ["blinker/__init__.py"], {})
-    install("protobuf", "6.0", "License: 3-Clause BSD License\nAuthor-email: protobuf@google.com\n",
+    install("protobuf", "6.0", "License: 3-Clause BSD License\nAuthor: Google\nAuthor-email: protobuf@google.com\n",
             ["google/protobuf/__init__.py"], {})
     install("helpers", "2.0.1", "License: LGPL-3.0-or-later\n", ["helpers.py"], {})
     reuse = site / "helpers-2.0.1.dist-info" / "LICENSES"  # REUSE's directory, beside METADATA
@@ -914,7 +921,8 @@ def test_venv_copyright_gives_each_bundled_distribution_its_paragraph(debian: Pa
         "can be found in /usr/share/common-licenses/LGPL-3. It may be used under that version or, at your option, any "
         "later version.\n .\n helpers 2.0.1 installs the text of its license:\n"
         f"  {shown}/helpers-2.0.1.dist-info/LICENSES/LGPL-3.0-or-later.txt")
-    assert paragraphs["flask"]["Files"].split() == [f"{shown}/flask-3.1.3.dist-info/*", f"{shown}/flask/*"]
+    assert paragraphs["flask"]["Files"].split() == ["opt/venvs/orders-api/bin/flask",
+                                                    f"{shown}/flask-3.1.3.dist-info/*", f"{shown}/flask/*"]
     assert paragraphs["certifi"]["Files"].split() == [f"{shown}/certifi-2025.1.31.dist-info/*", f"{shown}/certifi/*"]
     assert paragraphs["flask"]["Copyright"] == "2010 Pallets"
     assert paragraphs["flask"]["License"] == (
@@ -925,4 +933,4 @@ def test_venv_copyright_gives_each_bundled_distribution_its_paragraph(debian: Pa
         "/usr/share/common-licenses/MPL-2.0.\n .\n certifi 2025.1.31 installs the text of its license:")
     assert paragraphs["protobuf"]["Files"].split() == [f"{shown}/google/protobuf/*",
                                                        f"{shown}/protobuf-6.0.dist-info/*"]
-    assert (paragraphs["protobuf"]["Copyright"], paragraphs["protobuf"]["License"]) == ("protobuf@google.com", "other")
+    assert (paragraphs["protobuf"]["Copyright"], paragraphs["protobuf"]["License"]) == ("Google <protobuf@google.com>", "other")

@@ -228,7 +228,7 @@ def test_copy_source_names_what_it_cannot_copy_once(tmp_path: Path, caplog: pyte
 
 
 def test_the_copyright_holders_are_the_authors_the_project_names(tmp_path: Path) -> None:
-    """[project].authors (name and email, either alone), else an unpacked sdist's Author-email or Author, on one
+    """[project].authors (name and email, either alone), else an unpacked sdist's Author and Author-email, on one
     line: a name with a newline or a control character cannot start another debian/copyright field."""
     (tmp_path / "pyproject.toml").write_text(
         '[project]\nname = "shop"\nauthors = [{name = "Ann Example", email = "ann@example.org"}, {name = "Bob"},'
@@ -242,6 +242,13 @@ def test_the_copyright_holders_are_the_authors_the_project_names(tmp_path: Path)
     assert license.project_authors(read_pyproject(tmp_path)) == "Dan Example <dan@example.org>"
     (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: shop\nAuthor: UNKNOWN\n")
     assert license.project_authors(read_pyproject(tmp_path)) == ""
+    # setuptools' author and author_email: the address alone in Author-email (supysonic's PKG-INFO).
+    (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: shop\nAuthor: Alban F\u00e9ron\n"
+                                       "Author-email: alban@example.org\n")
+    assert license.project_authors(read_pyproject(tmp_path)) == "Alban F\u00e9ron <alban@example.org>"
+    (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: shop\nAuthor: Ann, Bob\n"
+                                       "Author-email: ann@example.org, bob@example.org\n")
+    assert license.project_authors(read_pyproject(tmp_path)) == "Ann, Bob, ann@example.org, bob@example.org"
 
 
 def test_the_upstream_name_is_the_projects_own_spelling(tmp_path: Path) -> None:

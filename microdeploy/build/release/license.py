@@ -154,9 +154,23 @@ def project_authors(pyproject: Pyproject) -> str:
             named.append(f"{name} <{address}>" if name and address else name or address)
     headers = read_pkg_info(pyproject.directory)
     if not any(named) and headers is not None:
-        named = [str(headers.get("Author-email") or headers.get("Author") or "")]
-    text = printable_line(" ".join(", ".join(each for each in named if each).split()))
-    return "" if text == "UNKNOWN" else text
+        named = [metadata_person(headers.get("Author"), headers.get("Author-email"))]
+    return printable_line(" ".join(", ".join(each for each in named if each).split()))
+
+
+def metadata_person(name: object, email: object) -> str:
+    """Who core metadata's Author and Author-email (or Maintainer and Maintainer-email) name, on one line.
+
+    Author-email holds "Name <address>" when written from [project].authors,
+    but only the address when setuptools writes both fields (author and
+    author_email): then the name comes from the other field. "UNKNOWN" is
+    old setuptools' word for none.
+    """
+    name, email = ("" if value is None or str(value).strip() == "UNKNOWN" else str(value).strip()
+                   for value in (name, email))
+    if name and email and "<" not in email:
+        return f"{name} <{email}>" if "," not in email else f"{name}, {email}"
+    return email or name
 
 
 def printable_line(text: str) -> str:
