@@ -82,13 +82,7 @@ class ServiceConfig:
     @property
     def summary(self) -> str:
         """A one-line description, never empty, that does not start with the name (lintian)."""
-        text, before = self.description, None
-        while text != before:  # "The orders-api service": the article, then the name
-            before = text
-            # The name as a word, as lintian's description-starts-with-package-name takes it: "moin" starts
-            # "Moin wiki", not "MoinMoin is a wiki".
-            text = re.sub(rf"^{re.escape(self.name)}\b[\s:,-]*", "", text, flags=re.IGNORECASE)
-            text = re.sub(r"^(a|an|the)\s+", "", text, flags=re.IGNORECASE)  # lintian: no leading article
+        text = without_name(self.description, self.name)
         return (text[:1].upper() + text[1:]) if text else "Python web service"  # a bottle or plain WSGI app too
 
 
@@ -125,17 +119,40 @@ def read_project_file(project: Path, pyproject: Pyproject | None = None) -> tupl
     return project_table, tool_table, source
 
 
-def project_summary(description: str) -> str:
-    """The package summary from a project's own description: its first sentence, cut at a word to fit.
+def project_summary(description: str, name: str = "") -> str:
+    """The package summary from a project's own description: its first sentence without the project's name in
+    front ("rq-dashboard is a general purpose..."), cut at a word to fit, and at a clause when one ends in the
+    second half ("..., jobs, and workers" gives "..., jobs").
 
     PyPI takes any length; a Debian summary is one short line, and a project
     packaged as it is must not be refused for its metadata.
     """
     text = " ".join(description.split())
     sentence = text.split(". ")[0].rstrip(".")
+    named = re.match(rf"(?:(?:a|an|the)\s+)?{re.escape(name)}\b[\s:,-]*(?:(?:is|are)\s+)?(?:(?:a|an|the)\s+)?(?=\w)",
+                     sentence, flags=re.IGNORECASE) if name else None
+    if named:
+        sentence = sentence[named.end()].upper() + sentence[named.end() + 1:]
     if len(sentence) <= DESCRIPTION_MAX:
         return sentence
-    return sentence[:DESCRIPTION_MAX].rsplit(" ", 1)[0].rstrip(",;:")
+    cut = sentence[:DESCRIPTION_MAX + 1].rsplit(" ", 1)[0]
+    clauses = [found.start() for found in CLAUSE_END.finditer(cut) if found.start() >= DESCRIPTION_MAX // 2]
+    return (cut[:clauses[-1]] if clauses else cut).rstrip(",;:")
+
+
+# Where a clause or a list's item ends: before a comma or semicolon, or before a word that joins the next one.
+CLAUSE_END = re.compile(r"[,;:](?= )| (?=(?:and|or|but|with|for|that|which)\b)", re.IGNORECASE)
+
+
+def without_name(text: str, name: str) -> str:
+    """`text` without `name` in front, as a word (as lintian's description-starts-with-package-name takes it: "moin"
+    starts "Moin wiki", not "MoinMoin is a wiki"), and without the article before it or the "is a" after it."""
+    before = None
+    while text != before:  # "The orders-api service", "rq-dashboard is a ..."
+        before = text
+        text = re.sub(rf"^{re.escape(name)}\b[\s:,-]*(?:(?:is|are)\s+)?", "", text, flags=re.IGNORECASE)
+        text = re.sub(r"^(a|an|the)\s+", "", text, flags=re.IGNORECASE)  # lintian: no leading article
+    return text
 
 
 def declared_summary(project: Path) -> tuple[str, str] | None:
@@ -188,10 +205,12 @@ def load_config(project: Path, overrides: Mapping[str, Any] | None = None,
         values["name"] = (_normalise_project_name(named[0]), named[1])
     if isinstance(project_table.get("version"), str):
         values["version"] = (project_table["version"], "[project].version")
+    # The project's own name, which its description may start with (the package's may differ: --name).
+    own_name = str(values["name"][0]) if "name" in values else ""
     if isinstance(project_table.get("description"), str):
-        values["description"] = (project_summary(project_table["description"]), "[project].description")
+        values["description"] = (project_summary(project_table["description"], own_name), "[project].description")
     elif (declared := declared_summary(project)) is not None:
-        values["description"] = (project_summary(declared[0]), declared[1])
+        values["description"] = (project_summary(declared[0], own_name), declared[1])
     for key, value in tool_table.items():
         values[key] = (value, f"{source} key '{key}'")
     for key, value in (overrides or {}).items():

@@ -210,8 +210,8 @@ def test_a_project_without_project_description_takes_the_summary_it_states_elsew
         "digital preservation and building your second brain.\n\nLong text.\n")
     (project / "setup.cfg").write_text("[metadata]\ndescription = Not this one\n")
     overrides = {"name": "archivy", "app": "archivy:app"}
-    assert load_config(project, overrides).description == ("Minimalist knowledge base focused on digital "
-                                                           "preservation and building your")  # cut to fit
+    assert load_config(project, overrides).description == (
+        "Minimalist knowledge base focused on digital preservation")  # cut to fit, where a clause ends
     (project / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: archivy\nSummary: UNKNOWN\n")
     assert load_config(project, overrides).description == "Not this one"
     (project / "setup.cfg").write_text("[metadata]\ndescription = file: README.md\n")
@@ -239,3 +239,21 @@ def test_a_long_project_description_becomes_a_short_summary(tmp_path: Path) -> N
                                                 "management")
     (project / "pyproject.toml").write_text('[project]\nname = "wiki"\ndescription = "A wiki.  Second."\n')
     assert load_config(project).description == "A wiki"
+
+
+def test_a_summary_leaves_the_projects_name_out_before_it_is_cut(tmp_path: Path) -> None:
+    """The project's name in front of its description ("rq-dashboard is a ...") goes before the sentence is cut to
+    80 characters, and a cut sentence ends where a clause or a list's item does, not after "your" or "and"."""
+    project = tmp_path / "rq_dashboard-0.9.0"
+    project.mkdir()
+    (project / "setup.py").write_text("from setuptools import setup\nsetup()\n")
+    (project / "PKG-INFO").write_text(
+        "Metadata-Version: 2.1\nName: rq-dashboard\nVersion: 0.9.0\nSummary: rq-dashboard is a general purpose, "
+        "lightweight, web interface to monitor your RQ queues, jobs, and workers in realtime.\n")
+    config = load_config(project)
+    assert config.description == "General purpose, lightweight, web interface to monitor your RQ queues, jobs"
+    assert config.summary == config.description
+    # Under another package name too: the text is the project's.
+    assert load_config(project, {"name": "queues-ui"}).summary == config.description
+    (project / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: archivy\nVersion: 1.7.7\nSummary: Archivy\n")
+    assert load_config(project).description == "Archivy"  # nothing after the name: kept as it is
