@@ -933,4 +933,5 @@ def test_venv_copyright_gives_each_bundled_distribution_its_paragraph(debian: Pa
         "/usr/share/common-licenses/MPL-2.0.\n .\n certifi 2025.1.31 installs the text of its license:")
     assert paragraphs["protobuf"]["Files"].split() == [f"{shown}/google/protobuf/*",
                                                        f"{shown}/protobuf-6.0.dist-info/*"]
-    assert (paragraphs["protobuf"]["Copyright"], paragraphs["protobuf"]["License"]) == ("Google <protobuf@google.com>", "other")
+    assert (paragraphs["protobuf"]["Copyright"], paragraphs["protobuf"]["License"]) == (
+        "Google <protobuf@google.com>", "other")
