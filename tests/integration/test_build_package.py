@@ -292,3 +292,23 @@ def test_wheels_with_foreign_programs_old_gzip_times_and_bare_extensions_build_l
                                     "selenium-4.39.0.dist-info/RECORD")
     assert "webdriver/common/linux/selenium-manager," in record and "linux-arm64" not in record
     assert lintian_tags(result.deb) == []
+
+
+def test_bundled_libraries_that_need_each_other_without_an_rpath_get_their_depends(tmp_path: Path) -> None:
+    """numpy 1.26.4's wheel, as PyPI ships it: its OpenBLAS in numpy.libs needs the libgfortran beside it, with no
+    RPATH (the extension module that loads both has one). dh_shlibdeps failed on it ("cannot find library
+    libgfortran-...", and so on every scipy and opencv-python-headless); the bundled libraries are found in their
+    directory, the system's mapped to Debian packages, and lintian is clean."""
+    project = new_service(tmp_path, "matrix-api")
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('    "gunicorn>=21.2",\n',
+                                                       '    "gunicorn>=21.2",\n    "numpy==1.26.4",\n'))
+    # A cache of its own: dpkg-shlibdeps' answer for these ELF files is not taken from an earlier build.
+    environ = {**os.environ, "MICRODEPLOY_CACHE_DIR": str(tmp_path / "cache")}
+    result = build(BuildSettings(project=project, out=tmp_path / "dist", environ=environ))
+    site = "/opt/venvs/matrix-api/lib/python3.11/site-packages"
+    bundled = [path for path in deb_paths(result.deb) if path.startswith(f"{site}/numpy.libs/")]
+    assert any("libgfortran" in path for path in bundled) and any("openblas" in path for path in bundled)
+    depends = control_fields(result.deb)["Depends"]
+    assert "libc6 (>= " in depends and "libgfortran" not in depends  # bundled, not Debian's
+    assert lintian_tags(result.deb) == []
