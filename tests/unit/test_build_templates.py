@@ -393,3 +393,12 @@ def test_the_rendering_cache_keeps_each_configuration_and_marks_its_use(tmp_path
         os.utime(rendering, (1000, 1000))
     render_debian(tmp_path / "again", debian_context(config(port=9000), FACTS), "x\n", cache=cache)
     assert sorted(rendering.stat().st_mtime > 1000 for rendering in renderings) == [False, True]
+
+
+def test_the_units_description_keeps_a_percent_sign(tmp_path: Path) -> None:
+    """systemd expands specifiers in Description= ("%n" is the unit's name): a summary's % is doubled there, and
+    only there (debian/control takes it as it is)."""
+    debian = render(tmp_path, description="Bookmarks, 100% offline, %n and %h")
+    assert "\nDescription=Bookmarks, 100%% offline, %%n and %%h\n" in (debian / "orders-api.service").read_text()
+    assert "\nDescription: Bookmarks, 100% offline, %n and %h\n" in (debian / "control").read_text()
+    assert (debian / "orders-api.service").read_text().startswith("[Unit]\nDescription=")
