@@ -235,16 +235,24 @@ class ServiceProbe:
         return sorted(set(found))
 
     def logs(self) -> str:
-        """Something was written under /var/log/NAME, and logrotate accepts the package's file for it."""
+        """Something was written under /var/log/NAME, readable by group adm (operators), and logrotate accepts the
+        package's file for it."""
         directory = f"/var/log/{self.info.name}"
         # gunicorn writes a request's access log line after sending the answer:
         # the health step's requests may not be in the log yet.
-        result = _poll(lambda: self.host.run(["find", directory, "-type", "f", "-size", "+0c", "-printf", "%P\\n"],
-                                             check=False, timeout=30),
+        result = _poll(lambda: self.host.run(["find", directory, "-type", "f", "-size", "+0c", "-printf",
+                                              "%P\\t%u:%g %m\\n"], check=False, timeout=30),
                        lambda found: found.returncode == 0 and bool(found.stdout.split()), LOG_TIMEOUT)
-        files = sorted(result.stdout.split())
-        if result.returncode != 0 or not files:
+        written = dict(sorted(line.rsplit("\t", 1) for line in result.stdout.splitlines() if "\t" in line))
+        if result.returncode != 0 or not written:
             raise failure(f"nothing written under {directory}", result.stderr)
+        files = list(written)
+        # The directory is NAME:adm 2750: a file of another group, or without g+r, is hidden from operators.
+        hidden = [f"{path} ({owner_mode})" for path, owner_mode in written.items()
+                  if owner_mode.split()[0].split(":")[1] != "adm" or not int(owner_mode.split()[1], 8) & 0o040]
+        if hidden:
+            raise failure(f"{len(hidden)} file(s) under {directory} not readable by group adm: {', '.join(hidden[:3])}",
+                          "\n".join(hidden))
         rotate = f"/etc/logrotate.d/{self.info.name}"
         rotated = ""
         if self.host.run(["test", "-f", rotate], check=False, timeout=30).returncode == 0:

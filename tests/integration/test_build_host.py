@@ -57,6 +57,9 @@ def test_scaffolded_service_lifecycle(
     host.run(["systemctl", "restart", name])
     assert health(host, 8123, "/health")["status"] == "ok"
     assert host.run(["curl", "-fsS", "http://127.0.0.1:8000/health"], check=False).returncode != 0
+    # Readable by adm after a restart too: gunicorn chowned its access log to its own group at every start.
+    assert host.run(["stat", "-c", "%U:%G %a", f"/var/log/{name}/access.log", f"/var/log/{name}/app.log"]
+                    ).stdout.split("\n")[:2] == [f"{name}:adm 640"] * 2
     # deploy's probe (the real command, through systemd-run) asks the package where the host's config puts it.
     probe = host.run(["sh", "-c", health_command(name, "http://127.0.0.1:8000/health")])
     assert probe.stdout.strip() == "http://127.0.0.1:8123/health"

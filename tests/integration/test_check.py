@@ -64,6 +64,13 @@ BROKEN: dict[str, tuple[Callable[[Path], None], bool, str, str]] = {
         False, "health",
         r"^nothing answers on 127\.0\.0\.1:8000, the configured port; the service listens on 127\.0\.0\.1:8001$",
     ),
+    # gunicorn's own accesslog, which it chowns to the service's group at every start.
+    "access-log-hidden-from-adm": (
+        lambda tree: replace_in(tree / "usr/share/orders-api/gunicorn.conf.py", "logconfig_dict = {",
+                                'accesslog = "/var/log/orders-api/access.log"\n_unused = {'),
+        False, "logs",
+        r"^1 file\(s\) under /var/log/orders-api not readable by group adm: access\.log \(orders-api:orders-api 640\)$",
+    ),
     "upgrade-loses-config-ini": (
         lambda tree: add_to_postinst(tree, 'rm -f "/etc/$NAME/config.ini"'),
         True, "upgrade", r"^the upgrade removed the administrator's /etc/orders-api/config\.ini$",

@@ -112,15 +112,16 @@ def test_a_failed_unit_without_an_error_in_its_journal_has_no_reason(monkeypatch
 class LoggingHost:
     """A host whose service's log directory gets its first line after the `late`-th look."""
 
-    def __init__(self, late: int) -> None:
+    def __init__(self, late: int, listing: str = "access.log\torders-api:adm 640\n") -> None:
         self.late = late
         self.looks = 0
+        self.listing = listing  # find's -printf lines: path, owner:group and mode
 
     def run(self, argv: Sequence[str], **_: Any) -> Result:
         """`find` lists access.log once it has a line; there is no logrotate file."""
         if argv[0] == "find":
             self.looks += 1
-            return Result(tuple(argv), 0, "access.log\n" if self.looks > self.late else "", "")
+            return Result(tuple(argv), 0, self.listing if self.looks > self.late else "", "")
         return Result(tuple(argv), 1, "", "")
 
 
@@ -164,3 +165,16 @@ def test_the_check_host_boots_with_every_timer_masked(monkeypatch: pytest.Monkey
         host_checks(HostPlan(info, "bookworm", tmp_path / "image.tar"), outcomes.append, stack)
     assert booted["masked"] == ("timers.target",)
     assert (outcomes[0].name, outcomes[0].status, outcomes[0].summary) == ("install", FAILED, "no boot in a unit test")
+
+
+def test_logs_step_fails_on_a_log_hidden_from_group_adm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """/var/log/NAME is NAME:adm 2750 for operators in adm: a log of another group, or not group-readable, fails
+    the step with the files named (gunicorn's own accesslog was chowned to the service's group at every start)."""
+    host = LoggingHost(0, "access.log\torders-api:orders-api 640\napp.log\torders-api:adm 600\n"
+                          "old.log\torders-api:adm 640\n")
+    probe = scripted_probe(monkeypatch, cast(ScriptedHost, host))
+    with pytest.raises(MicrodeployError) as raised:
+        probe.logs()
+    assert raised.value.message.splitlines()[0] == (
+        "2 file(s) under /var/log/orders-api not readable by group adm: access.log (orders-api:orders-api 640), "
+        "app.log (orders-api:adm 600)")
