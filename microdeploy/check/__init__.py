@@ -92,7 +92,7 @@ def check(settings: CheckSettings, *, is_root: Callable[[], bool] = lambda: os.g
         # lintian and piuparts run beside the host checks: each mostly waits.
         tools: list[tuple[str, Future[Outcome]]] = []
         if "lintian" not in settings.skip:
-            tools.append(("lintian", pool.submit(_timed, lambda: qa.lintian(info))))
+            tools.append(("lintian", pool.submit(_timed, lambda: qa.lintian(info, release))))
         if "piuparts" not in settings.skip:
             # piuparts' chroot shares our network: it gets the mirror through a
             # feed on loopback, whose cache spares it the downloads of earlier runs.

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from microdeploy.process import output_tail, run
+from microdeploy import dists
+from microdeploy.build import buildroot
+from microdeploy.process import Runner, output_tail, run
 
 from .package import DebInfo
 from .report import FAILED, PASSED, Outcome
@@ -27,9 +30,20 @@ LINTIAN_TIMEOUT = 900.0
 _PIUPARTS_PROBLEM = re.compile(r"^\s*\d+m[\d.]+s (?:ERROR|FAIL): (.*)$")
 
 
-def lintian(info: DebInfo) -> Outcome:
-    """lintian's errors and warnings on the package (its own overrides applied); the overrides' reasons listed."""
-    result = run(["lintian", "--tag-display-limit", "0", str(info.path)], check=False, timeout=LINTIAN_TIMEOUT)
+def lintian(info: DebInfo, release: str) -> Outcome:
+    """lintian's errors and warnings on the package (its own overrides applied); the overrides' reasons listed.
+
+    The lintian is the release's: this machine's for its own release, else
+    the one in the release's build root (buildroot.py), whose tables the
+    package's per-path overrides were written from. Another release's lintian
+    knows other tags (trixie's finds an embedded libzstd in Pillow, bookworm's
+    does not, and calls that override mismatched).
+    """
+    with release_programs(release, [info.path.resolve().parent]) as runner:
+        result = runner(["lintian", "--tag-display-limit", "0", str(info.path.resolve())], check=False,
+                        timeout=LINTIAN_TIMEOUT)
+        version = runner(["dpkg-query", "--show", "--showformat=${Version}", "lintian"], check=False, timeout=60)
+    which = f"lintian {version.stdout.strip() or '(version unknown)'} of {release}"
     tags = [line for line in result.stdout.splitlines() if line.startswith(("E: ", "W: "))]
     errors = sum(line.startswith("E: ") for line in tags)
     warnings = len(tags) - errors
@@ -38,11 +52,26 @@ def lintian(info: DebInfo) -> Outcome:
     counts = f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
     # Exit status 1 is lintian's own failure; 2 means tags at --fail-on level.
     if result.returncode == 1 or (result.returncode and not tags):
-        return Outcome("lintian", FAILED, f"lintian exited with status {result.returncode}",
+        return Outcome("lintian", FAILED, f"{which} exited with status {result.returncode}",
                        details=output_tail(result.stderr or result.stdout))
     if tags:
-        return Outcome("lintian", FAILED, f"{counts}, first: {tags[0]}", details=details)
-    return Outcome("lintian", PASSED, f"{counts}, {len(info.overrides)} overrides with reasons", details=details)
+        return Outcome("lintian", FAILED, f"{counts}, first: {tags[0]} ({which})", details=details)
+    return Outcome("lintian", PASSED, f"{counts}, {len(info.overrides)} overrides with reasons ({which})",
+                   details=details)
+
+
+@contextmanager
+def release_programs(release: str, binds: Sequence[Path]) -> Iterator[Runner]:
+    """What runs the programs of `release`: this machine's own for its release, else its build root's (made
+    first if it is missing), entered with `binds` at their own paths."""
+    dist = dists.DISTS.get(release)
+    if dist is None or release == dists.host_codename():
+        yield run
+        return
+    with buildroot.cached_root(dist, environ=os.environ) as tree, \
+            tempfile.TemporaryDirectory(prefix=f"microdeploy-{release}-programs.") as work, \
+            buildroot.entered(tree, Path(work), binds) as inside:
+        yield inside
 
 
 def piuparts(

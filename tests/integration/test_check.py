@@ -17,10 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from debian.deb822 import Deb822
 
+from microdeploy import dists
+from microdeploy.build import buildroot
 from microdeploy.testbed.procs import ROOTS_DIR
 from tests.debtweak import add_to_postinst, repack, replace_in
-from tests.packages import BuiltService
+from tests.packages import BuiltService, build_service, new_service
+from tests.qa import deb_member
 
 pytestmark = pytest.mark.integration
 
@@ -137,7 +141,8 @@ def test_a_lintian_error_is_caught(plain_service: BuiltService, tmp_path: Path) 
     assert status == 1, stderr
     lintian = checks(report)["lintian"]
     assert lintian["status"] == "failed"
-    assert re.fullmatch(r"1 error, 0 warnings, first: E: orders-api: no-copyright-file", lintian["summary"])
+    assert re.fullmatch(r"1 error, 0 warnings, first: E: orders-api: no-copyright-file \(lintian \S+ of bookworm\)",
+                        lintian["summary"])
 
 
 @pytest.mark.parametrize("broken", BROKEN)
@@ -232,3 +237,25 @@ def test_a_trixie_package_passes_on_a_trixie_host(trixie_service: BuiltService) 
     assert list(found) == ["lintian", "piuparts", *[step for step in HOST_STEPS if step != "upgrade"]]
     assert "minbase trixie chroot" in found["piuparts"]["summary"]
     assert found["install"]["summary"].startswith("trixie host booted")
+
+
+def test_a_trixie_package_is_checked_by_trixies_lintian(tmp_path: Path) -> None:
+    """Pillow's trixie wheel bundles libzstd, which trixie's lintian reports as an embedded library and bookworm's
+    does not know: the build overrides it from trixie's lintian, and `check` runs that lintian (the trixie build
+    root's), so the package is clean. The machine's bookworm lintian called the override mismatched, a warning."""
+    project = new_service(tmp_path, "pictures-api")
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('    "gunicorn>=21.2",\n',
+                                                       '    "gunicorn>=21.2",\n    "Pillow==13.0.0",\n'))
+    result = build_service(project, tmp_path / "dist", dist="trixie")
+    status, report, stderr = run_check(result.deb, "--skip", "piuparts", "--skip", "host")
+    assert status == 0, stderr
+    lintian = checks(report)["lintian"]
+    # The override that only trixie's lintian knows a use for.
+    assert "embedded-library libzstd" in deb_member(result.deb, "/usr/share/lintian/overrides/pictures-api")
+    root = buildroot.root_path(buildroot.roots_dir(os.environ), dists.get("trixie"))
+    status_text = (root / "var/lib/dpkg/status").read_text()
+    [version] = [entry["Version"] for entry in Deb822.iter_paragraphs(status_text) if entry.get("Package") == "lintian"]
+    assert re.fullmatch(rf"0 errors, 0 warnings, \d+ overrides with reasons \(lintian {re.escape(version)} of trixie\)",
+                        lintian["summary"])
+    assert version.startswith("2.12")  # trixie's lintian, not this bookworm machine's 2.116
