@@ -60,8 +60,8 @@ Depends: ${misc:Depends},
 Description: Orders of the shop
  orders-api is a Python web service packaged with its own virtual environment
  under /opt/venvs/orders-api, served by gunicorn through the systemd unit
- orders-api.service. It reads /etc/orders-api/config.ini and logs to
- /var/log/orders-api.
+ orders-api.service. Its address, port and workers come from
+ /etc/orders-api/config.ini; its logs go to /var/log/orders-api.
 """
 
 

@@ -98,8 +98,8 @@ def copyright_context(name: str, maintainer: str, epoch: int, stated: StatedLice
 def extended_description(name: str) -> list[str]:
     """debian/control's extended description, wrapped to lintian's 80 columns whatever the name's length."""
     text = (f"{name} is a Python web service packaged with its own virtual environment under "
-            f"/opt/venvs/{name}, served by gunicorn through the systemd unit {name}.service. It reads "
-            f"/etc/{name}/config.ini and logs to /var/log/{name}.")
+            f"/opt/venvs/{name}, served by gunicorn through the systemd unit {name}.service. Its address, "
+            f"port and workers come from /etc/{name}/config.ini; its logs go to /var/log/{name}.")
     return textwrap.wrap(text, width=78, break_long_words=False, break_on_hyphens=False)
 
 
