@@ -135,7 +135,7 @@ def project_summary(description: str, name: str = "") -> str:
         sentence = sentence[named.end()].upper() + sentence[named.end() + 1:]
     if len(sentence) <= DESCRIPTION_MAX:
         return sentence
-    cut = sentence[:DESCRIPTION_MAX + 1].rsplit(" ", 1)[0]
+    cut = sentence[:DESCRIPTION_MAX + 1].rsplit(" ", 1)[0][:DESCRIPTION_MAX]  # a word longer than the line: cut
     clauses = [found.start() for found in CLAUSE_END.finditer(cut) if found.start() >= DESCRIPTION_MAX // 2]
     return (cut[:clauses[-1]] if clauses else cut).rstrip(",;:")
 
