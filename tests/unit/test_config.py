@@ -258,4 +258,4 @@ def test_a_summary_leaves_the_projects_name_out_before_it_is_cut(tmp_path: Path)
     (project / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: archivy\nVersion: 1.7.7\nSummary: Archivy\n")
     assert load_config(project).description == "Archivy"  # nothing after the name: kept as it is
     (project / "PKG-INFO").write_text(f"Metadata-Version: 2.1\nName: archivy\nVersion: 1.7.7\nSummary: {'x' * 90}\n")
-    assert load_config(project).description == "X" + "x" * 79  # one word longer than the line
+    assert load_config(project).description == "x" * 80  # one word longer than the line
