@@ -101,38 +101,39 @@ def remove_command(package: str) -> str:
 
 
 def health_command(package: str, url: str, *, any_answer: bool = False) -> str:
-    """Exit 0 when the service answers 2xx or 3xx where the host's own configuration puts it; with
-    `any_answer` (no health path configured: the main page), any HTTP status below 500.
+    """Exit 0 when the service answers where the host's own configuration puts it: 2xx or 3xx from its health
+    URL, or any HTTP status below 500 from its main page when it has no health route.
 
     The package's gunicorn.conf.py runs in the unit's environment (its
-    EnvironmentFile, through systemd-run) and gives the health URL (or the
-    main page's) from the host's config.ini; `url`, the service
-    configuration's, is the fallback for a package without one. The URL
-    probed is printed first.
+    EnvironmentFile, through systemd-run) and gives the health URL from the
+    host's config.ini (`_health_url`), or only the main page's (`_main_url`)
+    when the package was built without a health path. `url` and
+    `any_answer`, from the service configuration on this side, are the
+    fallback for a package without one. The URL probed is printed first.
     """
     script = (
-        "import runpy, sys, urllib.request\n"
-        "url = sys.argv[1]\n"
+        "import runpy, sys, urllib.error, urllib.request\n"
+        "url, any_answer = sys.argv[1], sys.argv[4] == 'any-answer'\n"
         "try:\n"
-        "    url = runpy.run_path(sys.argv[3]).get(sys.argv[4], url)\n"
+        "    conf = runpy.run_path(sys.argv[3])\n"
         "except OSError:\n"
-        "    pass\n"
+        "    conf = {}\n"
+        "if '_health_url' in conf:\n"
+        "    url, any_answer = conf['_health_url'], False\n"
+        "elif '_main_url' in conf:\n"
+        "    url, any_answer = conf['_main_url'], True\n"
         "print(url, flush=True)\n"
+        "try:\n"
+        "    urllib.request.urlopen(url, timeout=float(sys.argv[2]))\n"
+        # Without a health route the main page may answer 404 or 401 and still be up.
+        "except urllib.error.HTTPError as error:\n"
+        "    sys.exit(1 if error.code >= 500 or not any_answer else 0)\n"
     )
-    if any_answer:
-        # A service without a health route: its main page may answer 404 or 401 and still be up.
-        script += ("import urllib.error\n"
-                   "try:\n"
-                   "    urllib.request.urlopen(url, timeout=float(sys.argv[2]))\n"
-                   "except urllib.error.HTTPError as error:\n"
-                   "    sys.exit(error.code >= 500)\n")
-    else:
-        script += "urllib.request.urlopen(url, timeout=float(sys.argv[2]))\n"
     return shlex.join([
         "systemd-run", "--quiet", "--pipe", "--wait", "--collect",
         f"--property=EnvironmentFile=-/etc/{package}/environment",
         "/usr/bin/python3", "-I", "-c", script, url, str(HEALTH_REQUEST_TIMEOUT),
-        f"/usr/share/{package}/gunicorn.conf.py", "_main_url" if any_answer else "_health_url",
+        f"/usr/share/{package}/gunicorn.conf.py", "any-answer" if any_answer else "2xx",
     ])
 
 

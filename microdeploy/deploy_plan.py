@@ -128,8 +128,9 @@ def make_rollout(options: DeployOptions) -> Rollout:
     version = check_version(options.version) if options.version is not None else deb.version if deb else ""
     name, port, health_path = _service(options, deb.name if deb else None)
     if health_path is None:
-        log.info("no health_path configured: any HTTP answer below 500 on / counts as healthy "
-                 "(set health_path, or pass --health-path, to require 2xx from a health route)")
+        log.info("no health_path configured here: each host probes the package's own health path, and for a "
+                 "package without one any HTTP answer below 500 on / counts as healthy (pass --health-path, or "
+                 "--project DIR, for a package that cannot say)")
     validate.check(validate.PACKAGE_NAME, "package name", name, "NAME" if options.name else "the service")
     if deb is not None and (deb.name, deb.version) != (name, version):
         raise bad_input(

@@ -63,6 +63,10 @@ def test_scaffolded_service_lifecycle(
     # deploy's probe (the real command, through systemd-run) asks the package where the host's config puts it.
     probe = host.run(["sh", "-c", health_command(name, "http://127.0.0.1:8000/health")])
     assert probe.stdout.strip() == "http://127.0.0.1:8123/health"
+    # Deploy run outside the service's directory knows no health path: the package's own is probed all the same
+    # (it probed the main page, where any answer below 500, a 404 too, passed a version whose /health failed).
+    probe = host.run(["sh", "-c", health_command(name, "http://127.0.0.1:8000/", any_answer=True)])
+    assert probe.stdout.strip() == "http://127.0.0.1:8123/health"
     # NAME_CONFIG is the application's variable (Radicale's RADICALE_CONFIG names a file of its own format): set
     # in the unit's environment, it moves neither gunicorn nor deploy's probe off config.ini.
     app_variable = name.replace("-", "_").upper() + "_CONFIG"

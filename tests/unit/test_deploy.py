@@ -642,14 +642,16 @@ def test_an_unhealthy_host_is_reported_with_the_url_its_own_config_gives() -> No
 
 def test_the_health_probe_follows_the_site_config_of_the_packaged_gunicorn_conf(tmp_path: Path) -> None:
     """The probe (run here without systemd-run) reads the port from the host's config.ini through the packaged
-    gunicorn.conf.py, answers 0 when the service answers there, and falls back to the given URL without one."""
+    gunicorn.conf.py, answers 0 when the service answers there, and falls back to the given URL without one. The
+    package's health path needs 2xx even when deploy has none configured on its side (run outside the service's
+    directory); a package built without one is probed on its main page, any answer below 500."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     from tests.unit.test_build_templates import render
 
     class Health(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            self.send_response(200 if self.path == "/health" else 404)
+            self.send_response({"/health": 200, "/broken": 500}.get(self.path, 404))
             self.end_headers()
 
         def log_message(self, *args: object) -> None:
@@ -675,6 +677,21 @@ def test_the_health_probe_follows_the_site_config_of_the_packaged_gunicorn_conf(
         probe[-2] = str(tmp_path / "no-such-package" / "gunicorn.conf.py")
         fallback = subprocess.run(probe, capture_output=True, text=True, timeout=60)
         assert fallback.returncode != 0 and fallback.stdout.strip() == "http://127.0.0.1:1/health"
+
+        def probed(health_path: str | None, any_answer: bool) -> tuple[int, str]:
+            paths = {"health_path": health_path} if health_path else {}
+            conf = render(tmp_path / f"pkg-{health_path}-{any_answer}".replace("/", ""), port=8001, **paths
+                          ) / "gunicorn.conf.py"
+            conf.write_text(conf.read_text().replace('"/etc/orders-api/config.ini"', repr(str(site))))
+            argv = shlex.split(health_command(PKG, "http://127.0.0.1:1/", any_answer=any_answer))
+            probe = argv[argv.index("/usr/bin/python3"):]
+            probe[0], probe[-2] = sys.executable, str(conf)
+            answered = subprocess.run(probe, capture_output=True, text=True, timeout=60)
+            return answered.returncode, answered.stdout.strip()
+
+        assert probed("/broken", any_answer=True) == (1, f"http://127.0.0.1:{port}/broken")
+        assert probed("/health", any_answer=True) == (0, f"http://127.0.0.1:{port}/health")
+        assert probed(None, any_answer=False) == (0, f"http://127.0.0.1:{port}/")  # 404: up, no health route
     finally:
         server.shutdown()
         server.server_close()
@@ -717,11 +734,13 @@ def test_health_probe_takes_any_answer_below_500_only_without_a_health_path(
 
 
 def test_deploy_without_a_health_path_says_what_counts_as_healthy(caplog: pytest.LogCaptureFixture) -> None:
-    """A dry run without health_path logs that any answer below 500 on / is taken."""
+    """A dry run without health_path logs that the package's own health path is probed, else any answer below 500
+    on / is taken."""
     with caplog.at_level(logging.INFO):
         report = deploy(DeployOptions(version="2", name=PKG, hosts=("h1",), dry_run=True))
     assert report.plan[0].commands[-1] == f"until healthy: {HEALTH}"
-    assert "no health_path configured: any HTTP answer below 500 on / counts as healthy" in caplog.text
+    assert ("no health_path configured here: each host probes the package's own health path, and for a package "
+            "without one any HTTP answer below 500 on / counts as healthy") in caplog.text
 
 
 def test_without_a_health_path_the_packaged_conf_gives_only_the_main_page(tmp_path: Path) -> None:
