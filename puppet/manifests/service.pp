@@ -223,6 +223,19 @@ define microdeploy::service (
       }
     }
 
+    # systemd reads a drop-in only at a daemon-reload. Puppet's systemd
+    # provider reloads before a restart when systemd says it must
+    # (NeedDaemonReload), but systemd does not say so for a drop-in directory
+    # that did not exist at its last load: the first drop-in would wait for
+    # the next reboot, and the service crash-loop on its privileged port.
+    exec { "microdeploy-${title}-daemon-reload":
+      command     => '/usr/bin/systemctl daemon-reload',
+      refreshonly => true,
+      logoutput   => 'on_failure',
+      subscribe   => File[$port_dropin],
+      before      => Service[$title],
+    }
+
     # As the package's postinst makes it (Debian's convention: group adm reads
     # logs, setgid keeps new files in that group); any other owner, group or
     # mode would be flipped back and forth by Puppet and every upgrade.
@@ -235,8 +248,8 @@ define microdeploy::service (
     }
 
     # Subscribed to the files Puppet owns, required (not subscribed) to the
-    # package: the package's maintainer scripts restart it on upgrade. Puppet's
-    # systemd provider reloads systemd before restarting when a drop-in changed.
+    # package: the package's maintainer scripts restart it on upgrade. A
+    # changed drop-in is read first (the daemon-reload above).
     service { $title:
       ensure    => $service_ensure,
       enable    => $enable,

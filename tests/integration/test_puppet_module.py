@@ -338,7 +338,7 @@ hierarchy:
 """
 
 
-def host_data(version: str, greeting: str, key: str) -> str:
+def host_data(version: str, greeting: str, key: str, port: int = 8001) -> str:
     """SPEC §7 Hiera data for the test service, with a signed file: APT source."""
     indented_key = "".join(f"  {line}\n" for line in key.splitlines())
     return (
@@ -352,7 +352,7 @@ def host_data(version: str, greeting: str, key: str) -> str:
         f"    config_path: /etc/{SERVICE}/config.ini\n"
         f"    log_dir: /var/log/{SERVICE}\n"
         f"    user: {SERVICE}\n"
-        "    port: 8001\n"
+        f"    port: {port}\n"
         "    settings:\n"
         "      app:\n"
         f"        greeting: {greeting}\n"
@@ -385,8 +385,8 @@ def test_module_applies_on_a_booted_host(
     (tmp_path / "hiera.yaml").write_text(HOST_HIERA)
     host.copy_in(tmp_path / "hiera.yaml", "/var/tmp/hiera/hiera.yaml")
 
-    def apply(version: str, greeting: str) -> tuple[int, str]:
-        (tmp_path / "common.yaml").write_text(host_data(version, greeting, key))
+    def apply(version: str, greeting: str, port: int = 8001) -> tuple[int, str]:
+        (tmp_path / "common.yaml").write_text(host_data(version, greeting, key, port))
         host.copy_in(tmp_path / "common.yaml", "/var/tmp/hiera/data/common.yaml")
         result = host.run(["puppet", "apply", "--detailed-exitcodes", "--color=false",
                            "--modulepath=/var/tmp/modules", "--hiera_config=/var/tmp/hiera/hiera.yaml",
@@ -447,6 +447,17 @@ def test_module_applies_on_a_booted_host(
     assert len(starts()) == before + 1, starts()
     assert starts()[-1].split(" ", 1)[1].startswith(f"1.1-1{suffix} bonjour")
     code, out = apply("1.1-1", "bonjour")
+    assert code == 0, out
+
+    # A port below 1024, on a host that never had a drop-in for the service: the module's drop-in grants the
+    # capability, and systemd reads it before the restart (it does not report a new drop-in directory as needing
+    # a reload: the service came back without the capability, and crash-looped on its port).
+    code, out = apply("1.1-1", "bonjour", port=80)
+    assert code == 2, out
+    assert starts()[-1].split(" ", 1) == [main_pid(), f'1.1-1{suffix} bonjour 80 hello "world" $HOME']
+    effective = host.run(["sed", "-n", "s/^CapEff:\\s*//p", f"/proc/{main_pid()}/status"]).stdout
+    assert int(effective, 16) == 1 << 10  # CAP_NET_BIND_SERVICE
+    code, out = apply("1.1-1", "bonjour", port=80)
     assert code == 0, out
 
     # Removal keeps the administrator's config and the logs (SPEC §8).

@@ -229,6 +229,13 @@ describe 'microdeploy::service' do
       is_expected.to contain_service('orders-api')
         .that_subscribes_to('File[/etc/systemd/system/orders-api.service.d/microdeploy-port.conf]')
     end
+
+    it 'has systemd read the drop-in before the service restarts' do
+      is_expected.to contain_exec('microdeploy-orders-api-daemon-reload')
+        .with(command: '/usr/bin/systemctl daemon-reload', refreshonly: true)
+        .that_subscribes_to('File[/etc/systemd/system/orders-api.service.d/microdeploy-port.conf]')
+        .that_comes_before('Service[orders-api]')
+    end
   end
 
   context 'with a port below 1024 from the settings, as a string' do
