@@ -9,7 +9,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from microdeploy.errors import bad_input
@@ -33,10 +33,23 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o644, *, durable: b
                 handle.flush()
                 os.fsync(handle.fileno())
         os.chmod(tmp_name, mode)
+        _keep_owner(path, tmp_name)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def _keep_owner(path: Path, replacement: str) -> None:
+    """Give `replacement` the owner and group of the file it replaces, as an edit in place keeps them (root
+    rewriting a person's file in a control repository); a user who may not is left the file's new owner."""
+    try:
+        old = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+        with suppress(PermissionError):
+            os.chown(replacement, old.st_uid, old.st_gid)
 
 
 def sync_directory(path: Path) -> None:

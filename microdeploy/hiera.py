@@ -17,6 +17,7 @@ make Hiera interpolate anything.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -362,10 +363,17 @@ def _target(settings: PuppetDataSettings) -> tuple[Path | None, str]:
 
 
 def _existing(path: Path) -> tuple[str | None, int]:
-    """The current text and mode of the data file (None and 0644 when it does not exist)."""
+    """The current text (its line endings as they are) and mode of the data file (None and 0644 when it does not
+    exist)."""
+    if path.is_symlink():
+        # Written through, a pin for one node would change every node that shares the file; replaced, the
+        # nodes would part silently.
+        raise bad_input(f"{path} is a symbolic link (to {os.readlink(path)}): a release would change every file "
+                        "that shares it, or part them", hint="Replace the link with a file of its own, or pin at "
+                        "the level the shared file stands for (nothing was written)")
     if not path.exists():
         return None, 0o644
     try:
-        return path.read_text(encoding="utf-8"), path.stat().st_mode & 0o777
+        return path.read_bytes().decode("utf-8"), path.stat().st_mode & 0o777
     except (OSError, UnicodeDecodeError) as exc:
         raise bad_input(f"cannot read {path}: {exc}", hint="Fix or remove the file (nothing was written)") from exc

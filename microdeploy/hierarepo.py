@@ -160,8 +160,9 @@ def set_pin(text: str, name: str, version: str, source: str = "<data>") -> str:
 
 def pinned_version(text: str, name: str, source: str = "<data>") -> str | None:
     """The `ensure` that `text` gives the service, when it sets one."""
-    _load_round_trip(text, source)  # a file Hiera cannot read is reported, not passed over
-    value = _dig(YAML(typ="safe").load(text), SERVICES_KEY, name, "ensure")
+    # Read as a round trip reads it: a file Hiera cannot read is reported, and a tag that only its own
+    # readers know (`!secret`) is not an error here.
+    value = _dig(_load_round_trip(text, source), SERVICES_KEY, name, "ensure")
     return None if value is None else str(value)
 
 
@@ -189,8 +190,11 @@ def _edit(document: CommentedMap, lines: list[str], name: str, quoted_name: str,
         raise bad_input(f"{SERVICES_KEY}.{name} in {source} is not a mapping",
                         hint=_HINT_BY_HAND.format(name=name))
     _refuse_flow(entry, source, name)
-    if "ensure" not in entry:
-        key_col = entry.lc.key(next(iter(entry)))[1]
+    # The entry's own keys: one merged in (`<<: *defaults`) has no place of its own, and an own `ensure`
+    # written under the entry overrides it.
+    own = list(entry.lc.data)
+    if "ensure" not in own:
+        key_col = entry.lc.key(own[0])[1] if own else child_col + step
         return _insert(lines, entry_line, [f"{' ' * key_col}ensure: '{version}'"], newline)
     line, col = entry.lc.value("ensure")
     return [*lines[:line], _replace_scalar(lines[line], col, version, source, name), *lines[line + 1:]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from pathlib import Path
 
 import click
@@ -246,3 +247,68 @@ def test_set_pin_keeps_crlf_line_endings() -> None:
                                             "    port: 1\r\n"
     with pytest.raises(MicrodeployError):
         set_pin("- a\n", "a-api", "2-1")
+
+
+def test_a_crlf_file_keeps_every_other_byte(project: Path, repo: Path) -> None:
+    """A node file with Windows line endings (edited on Windows, or with core.autocrlf): the release rewrites the
+    ensure line alone, CRLF and all; the file was read with its endings turned into LF and written back so."""
+    node = repo / "data/nodes/app1.example.com.yaml"
+    node.parent.mkdir(parents=True)
+    text = "---\r\n# c\r\nmicrodeploy::services:\r\n  orders-api:\r\n    ensure: 0.1.0-1\r\n    port: 80\r\n"
+    node.write_bytes(text.encode())
+    release(project, repo, "0.2.0-1", "--node", "app1.example.com")
+    assert node.read_bytes() == text.replace("ensure: 0.1.0-1", "ensure: '0.2.0-1'").encode()
+
+
+def test_an_entry_that_merges_its_defaults_gets_a_pin_of_its_own(project: Path, repo: Path) -> None:
+    """`<<: *defaults` brings ensure from an anchor: the entry gets its own ensure line, which wins over the merged
+    one in Hiera's reading, and the anchor, shared with other entries, is left as it is (it was a traceback)."""
+    node = repo / "data/nodes/app1.example.com.yaml"
+    node.parent.mkdir(parents=True)
+    text = ("---\ndefaults: &defaults\n  ensure: '0.1.0-1'\n  workers: 2\nmicrodeploy::services:\n"
+            "  orders-api:\n    <<: *defaults\n    port: 8081\n  billing-api:\n    <<: *defaults\n")
+    node.write_text(text)
+    release(project, repo, "0.2.0-1", "--node", "app1.example.com")
+    assert changed_lines(text, node.read_text()) == ["+    ensure: '0.2.0-1'\n"]
+    data = YAML(typ="safe").load(node.read_text())["microdeploy::services"]
+    assert data["orders-api"] == {"ensure": "0.2.0-1", "workers": 2, "port": 8081}
+    assert data["billing-api"]["ensure"] == "0.1.0-1"
+
+
+def test_a_tag_only_hieras_backends_know_is_refused_in_common_data(project: Path, repo: Path) -> None:
+    """common.yaml with a tag this reader cannot construct (`!secret`) and a version pin to move: exit 2 with the
+    reason, nothing written (it was a traceback)."""
+    common = repo / "data/common.yaml"
+    text = "---\nsecret: !secret abc\nmicrodeploy::services:\n  orders-api:\n    ensure: '1.0.0-1'\n"
+    common.write_text(text)
+    before = file_bytes(repo)
+    result = invoke(str(project), "--control-repo", str(repo), "--version", "1.4.0-1")
+    assert result.exit_code == 2, result.output
+    assert "cannot edit" in result.stderr and "!secret" in result.stderr
+    assert file_bytes(repo) == before
+
+
+def test_a_symlinked_data_file_is_refused(project: Path, repo: Path) -> None:
+    """A node file that is a link to a file other nodes share: written through, the pin would reach every node;
+    replaced, the nodes would part silently. Exit 2, the link and its target as they were."""
+    nodes = repo / "data/nodes"
+    nodes.mkdir(parents=True)
+    (nodes / "shared.yaml").write_text(OPS_COMMON)
+    (nodes / "app1.example.com.yaml").symlink_to("shared.yaml")
+    result = invoke(str(project), "--control-repo", str(repo), "--version", "1.4.0-3", "--node", "app1.example.com")
+    assert result.exit_code == 2, result.output
+    assert "is a symbolic link (to shared.yaml)" in result.stderr
+    assert (nodes / "app1.example.com.yaml").readlink() == Path("shared.yaml")
+    assert (nodes / "shared.yaml").read_text() == OPS_COMMON
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_persons_file_keeps_its_owner_and_group(project: Path, repo: Path) -> None:
+    """Root releasing into a checkout that a person owns: the rewritten file keeps its owner, group and mode."""
+    path = repo / "data/environments/production.yaml"
+    os.chown(path, 1000, 1000)
+    path.chmod(0o640)
+    release(project, repo, "1.4.0-2", "--env", "production")
+    status = path.stat()
+    assert (status.st_uid, status.st_gid, status.st_mode & 0o777) == (1000, 1000, 0o640)
+    assert "1.4.0-2" in path.read_text()
