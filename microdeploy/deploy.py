@@ -200,7 +200,8 @@ def _upgrade_steps(state: _Rollout, host: HostState) -> None:
     if rollout.undrain and not _hook(host, rollout.undrain, rollout.sudo):
         failed(f"undrain hook failed: {rollout.undrain}", after, health_seconds)
         return
-    state_name = "unchanged" if host.before == after else "upgraded" if host.before else "installed"
+    state_name = ("unchanged" if host.before == after else "installed" if not host.before
+                  else "downgraded" if is_downgrade(host.before, after) else "upgraded")
     host.report = HostReport(host.target.spec, host.batch, host.before, after, state_name, True,
                              clock.now() - started, health_seconds)
     log.info("%s: %s -> %s, healthy in %.1f s", host.target.spec, host.before or "none", after, health_seconds)

@@ -16,7 +16,7 @@ class HostReport:
     before: str | None
     after: str | None
     state: str
-    """untouched, unchanged, upgraded, installed, failed, rolled-back, removed, rollback-failed"""
+    """untouched, unchanged, upgraded, downgraded, installed, failed, rolled-back, removed, rollback-failed"""
     healthy: bool | None = None
     seconds: float = 0.0
     health_seconds: float | None = None

@@ -15,6 +15,7 @@ imports Fabric or paramiko.
 from __future__ import annotations
 
 import logging
+import shlex
 import socket
 import threading
 from pathlib import Path
@@ -221,7 +222,7 @@ class FabricConnector:
                 f"{where}: unknown host key {exc.key.get_name()} {fingerprint(exc.key)} "
                 f"(not in {known_hosts}); no host was changed",
                 hint=f"Check the fingerprint with the host's administrator and add it to {known_hosts} "
-                f"(ssh-keyscan {connection.host} >> {known_hosts}), or pass --accept-new-host-keys",
+                f"({keyscan(connection.host, connection.port)} >> {known_hosts}), or pass --accept-new-host-keys",
             ) from exc
         except paramiko.BadHostKeyException as exc:
             connection.close()
@@ -229,8 +230,8 @@ class FabricConnector:
                 f"{where}: the host key CHANGED: got {exc.key.get_name()} {fingerprint(exc.key)}, "
                 f"{known_hosts} has {fingerprint(exc.expected_key)}; no host was changed. "
                 "Someone may be intercepting the connection",
-                hint=f"If the host was reinstalled, remove the old key (ssh-keygen -R {connection.host} "
-                f"-f {known_hosts}) and add the new one",
+                hint=f"If the host was reinstalled, remove the old key (ssh-keygen -R "
+                f"{known_hosts_name(connection.host, connection.port)} -f {known_hosts}) and add the new one",
             ) from exc
         except paramiko.AuthenticationException as exc:
             connection.close()
@@ -255,3 +256,13 @@ class FabricConnector:
         if configured:
             return Path(str(configured).split()[0]).expanduser()
         return USER_KNOWN_HOSTS.expanduser()
+
+
+def known_hosts_name(host: str, port: int) -> str:
+    """The name OpenSSH records a host under in known_hosts: `[host]:port` off port 22."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def keyscan(host: str, port: int) -> str:
+    """The ssh-keyscan command line that fetches `host`'s key as its known_hosts entry needs it."""
+    return shlex.join(["ssh-keyscan", *(["-p", str(port)] if port != 22 else []), host])

@@ -350,11 +350,11 @@ def test_health_is_polled_until_it_answers() -> None:
 
 
 def test_downgrade_is_allowed_explicitly() -> None:
-    """Deploying an older version passes --allow-downgrades, which apt needs for it."""
+    """Deploying an older version passes --allow-downgrades, which apt needs for it, and says it downgraded."""
     fleet = hosts("h1", installed="2")
     report, _ = run_deploy(fleet, version="1")
     assert install_command(PKG, "1", allow_downgrades=True) in fleet[0].commands
-    assert report.hosts[0].state == "upgraded" and report.hosts[0].after == "1"
+    assert report.hosts[0].state == "downgraded" and report.hosts[0].after == "1"
 
 
 def test_hooks_drain_before_and_undrain_after_a_healthy_upgrade() -> None:

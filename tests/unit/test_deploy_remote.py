@@ -22,6 +22,8 @@ from microdeploy.remote import (
     RejectUnknownHostKey,
     UnknownHostKeyError,
     fingerprint,
+    keyscan,
+    known_hosts_name,
 )
 from tests.support import free_port
 
@@ -213,3 +215,12 @@ def test_hosts_and_jump_hosts_a_ca_covers_ask_for_certificates(tmp_path: Path,
         connector(Target(spec="web1.example.org", host="web1.example.org", user="root", port=None))
     assert seen["target"] is microdeploy.remote._certificate_transport
     assert seen["jump"] is microdeploy.remote._certificate_transport
+
+
+def test_the_known_hosts_hints_name_a_port_off_22_as_openssh_records_it() -> None:
+    """An unknown or changed key on port 2222: ssh-keyscan needs -p, and known_hosts has [host]:2222, so the hints'
+    commands work as printed (they named the bare host, whose entry is not the one deploy reads)."""
+    assert keyscan("10.231.2.2", 2222) == "ssh-keyscan -p 2222 10.231.2.2"
+    assert keyscan("app1.example.com", 22) == "ssh-keyscan app1.example.com"
+    assert known_hosts_name("10.231.2.2", 2222) == "[10.231.2.2]:2222"
+    assert known_hosts_name("2001:db8::1", 22) == "2001:db8::1"
