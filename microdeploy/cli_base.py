@@ -21,7 +21,7 @@ from microdeploy.config import (
     load_config,
     parse_setting_assignments,
 )
-from microdeploy.errors import EXIT_BAD_INPUT, EXIT_FAILURE, MicrodeployError
+from microdeploy.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, MicrodeployError
 from microdeploy.validate import shown
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -111,7 +111,7 @@ class MicrodeployGroup(click.Group):
             if ctx.meta.get("microdeploy.debug"):
                 raise
             click.echo("error: interrupted", err=True)
-            ctx.exit(130)
+            ctx.exit(EXIT_INTERRUPTED)
 
 
 

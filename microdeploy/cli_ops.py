@@ -71,13 +71,18 @@ def deploy_command(ctx: click.Context, name: str | None, version: str | None, de
     from microdeploy.deploy import deploy
     from microdeploy.deploy_plan import DeployOptions
 
-    report = deploy(DeployOptions(
-        version=version, name=name, deb=deb, hosts=hosts, hosts_file=hosts_file, batch=batch, user=user, sudo=sudo,
-        ssh_config=ssh_config, known_hosts=known_hosts, identity=identity,
-        accept_new_host_keys=accept_new_host_keys, connect_timeout=connect_timeout, port=port,
-        health_path=health_path, health_timeout=health_timeout, max_failures=max_failures, drain=drain,
-        undrain=undrain, apt_source=apt_source, project=project, dry_run=dry_run,
-    ))
+    # SIGTERM (a CI job aborted) stops the rollout as Ctrl-C does: hosts in flight reported, later batches left.
+    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        report = deploy(DeployOptions(
+            version=version, name=name, deb=deb, hosts=hosts, hosts_file=hosts_file, batch=batch, user=user,
+            sudo=sudo, ssh_config=ssh_config, known_hosts=known_hosts, identity=identity,
+            accept_new_host_keys=accept_new_host_keys, connect_timeout=connect_timeout, port=port,
+            health_path=health_path, health_timeout=health_timeout, max_failures=max_failures, drain=drain,
+            undrain=undrain, apt_source=apt_source, project=project, dry_run=dry_run,
+        ))
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     if as_json:
         print_json(report.as_dict())
     else:

@@ -26,6 +26,7 @@ happened; the SSH side lives behind the small `Remote` interface of
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -67,6 +68,13 @@ class _Rollout:
     rollout: Rollout
     clock: _Clock
     hosts: list[HostState] = field(default_factory=list)
+    # Set on Ctrl-C or SIGTERM: each host's work ends at its next step, and no batch starts.
+    stop: threading.Event = field(default_factory=threading.Event)
+    batch: int = 0  # the batch in flight
+
+
+class _Interrupted(Exception):
+    """The rollout was interrupted while this host's work went on."""
 
 
 def deploy(
@@ -86,16 +94,24 @@ def deploy(
     if connect is None:
         connect = _fabric_connector(options)
     state = _Rollout(rollout, _Clock(now, sleep))
+    interrupted = False
     with open_sessions(rollout, connect) as hosts:
         state.hosts = hosts
         preflight_hosts(rollout, hosts)
-        failures, stopped = _run_batches(state)
+        try:
+            failures, stopped = _run_batches(state)
+        except KeyboardInterrupt:
+            state.stop.set()
+            interrupted, stopped = True, True
+            failures = sum(host.report is not None and host.report.state == "failed" for host in hosts)
+            _report_interrupted(state)
     reports = tuple(
         host.report or HostReport(host.target.spec, host.batch, host.before, host.before, "untouched")
         for host in state.hosts
     )
-    result = "success" if failures == 0 else "rolled-back" if stopped else "completed-with-failures"
-    if stopped:
+    result = ("interrupted" if interrupted else "success" if failures == 0
+              else "rolled-back" if stopped else "completed-with-failures")
+    if stopped and not interrupted:
         log.warning("rollout of %s %s stopped after %d failure(s)", rollout.package, rollout.version, failures)
     return DeployReport(rollout.package, rollout.version, result, batch_names, hosts=reports,
                         failures=failures, seconds=now() - started)
@@ -114,14 +130,38 @@ def _fabric_connector(options: DeployOptions) -> Connector:
     )
 
 
+def _report_interrupted(state: _Rollout) -> None:
+    """After Ctrl-C: each host of the batch in flight whose work did not end is reported with the version it is at
+    now, and the way back is said. Nothing is rolled back: the operator stopped the rollout."""
+    rollout = state.rollout
+    for host in state.hosts:
+        if host.batch != state.batch or (host.report is not None and host.report.state != "interrupted"):
+            continue
+        try:
+            now = parse_query(host.remote.run(query_command(rollout.package), timeout=60))
+        except MicrodeployError:
+            now = None
+        host.report = HostReport(host.target.spec, host.batch, host.before, now, "interrupted", None,
+                                 error="interrupted before its health was known")
+    changed = [host for host in state.hosts if host.report is not None and host.report.after != host.before]
+    log.warning("interrupted in batch %d of %d; nothing was rolled back", state.batch, len(rollout.batches))
+    for host in changed:
+        assert host.report is not None
+        back = (f"--version {host.before}" if host.before else f"(it had no {rollout.package}: apt-get remove)")
+        log.warning("%s: %s -> %s (%s); to restore it: microdeploy deploy %s --hosts %s %s", host.target.spec,
+                    host.before or "none", host.report.after or "none", host.report.state, rollout.package,
+                    host.target.spec, back)
+
+
 def _run_batches(state: _Rollout) -> tuple[int, bool]:
     """Roll out batch after batch; return the number of failed hosts and whether the rollout stopped."""
     rollout = state.rollout
     failures = 0
     for number in range(1, len(rollout.batches) + 1):
+        state.batch = number
         batch = [host for host in state.hosts if host.batch == number]
         log.info("batch %d/%d: %s", number, len(rollout.batches), ", ".join(h.target.spec for h in batch))
-        each(batch, lambda host: _upgrade(state, host))
+        each(batch, lambda host: _upgrade(state, host), state.stop)
         failed = [host for host in batch if host.report is not None and host.report.state == "failed"]
         failures += len(failed)
         if failures > rollout.max_failures:
@@ -129,12 +169,12 @@ def _run_batches(state: _Rollout) -> tuple[int, bool]:
                 log.warning("%s: %s", host.target.spec, host.report.error if host.report else "failed")
             log.warning("batch %d failed: restoring the previous version on %s", number,
                         ", ".join(h.target.spec for h in batch))
-            each(batch, lambda host: _restore(state, host))
+            each(batch, lambda host: _restore(state, host), state.stop)
             return failures, True
         if failed:
             log.warning("%d failure(s) of at most %d allowed: restoring %s and going on", failures,
                         rollout.max_failures, ", ".join(h.target.spec for h in failed))
-            each(failed, lambda host: _restore(state, host))
+            each(failed, lambda host: _restore(state, host), state.stop)
     return failures, False
 
 
@@ -143,6 +183,10 @@ def _upgrade(state: _Rollout, host: HostState) -> None:
     started = state.clock.now()
     try:
         _upgrade_steps(state, host)
+    except _Interrupted:
+        if host.report is None:  # else the rollout's own account of the interrupt, made first
+            host.report = HostReport(host.target.spec, host.batch, host.before, None, "interrupted", None,
+                                     state.clock.now() - started)
     except MicrodeployError as exc:
         # The package may or may not have changed: restoring is the safe assumption.
         host.report = HostReport(host.target.spec, host.batch, host.before, None, "failed", False,
@@ -159,6 +203,8 @@ def _upgrade_steps(state: _Rollout, host: HostState) -> None:
         host.report = HostReport(host.target.spec, host.batch, host.before, after, "failed", False,
                                  clock.now() - started, health, error)
 
+    if state.stop.is_set():
+        raise _Interrupted
     if rollout.drain and not _hook(host, rollout.drain, rollout.sudo):
         failed(f"drain hook failed: {rollout.drain}", host.before)
         return
@@ -270,6 +316,8 @@ def _wait_healthy(state: _Rollout, host: HostState) -> tuple[bool, float, str]:
     started = clock.now()
     deadline = started + rollout.health_timeout
     while True:
+        if state.stop.is_set():
+            raise _Interrupted
         result = host.remote.run(command, sudo=rollout.sudo, timeout=HEALTH_REQUEST_TIMEOUT + 10)
         url = (result.stdout.strip().splitlines() or [rollout.health_url])[0]
         if result.ok:

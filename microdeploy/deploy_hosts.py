@@ -9,8 +9,9 @@ these hosts.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -147,13 +148,38 @@ def _checked(host: HostState, command: str, what: str, *, sudo: bool = False, ti
     return result
 
 
-def each(hosts: Sequence[HostState], work: Callable[[HostState], None]) -> None:
-    """Run `work` on every host in parallel, re-raising the first exception (a bug, not a host's failure)."""
+def each(hosts: Sequence[HostState], work: Callable[[HostState], None], stop: threading.Event | None = None) -> None:
+    """Run `work` on every host in parallel, re-raising the first exception (a bug, not a host's failure).
+
+    Ctrl-C reaches this thread while the hosts' threads work: `stop` tells them to end at their next step (before
+    the pool waits for them), so that the interrupt is not held until every health check has timed out."""
+    def stopping() -> None:
+        if stop is not None:
+            stop.set()
+
     if len(hosts) == 1:
-        work(hosts[0])
+        try:
+            work(hosts[0])
+        except KeyboardInterrupt:
+            stopping()
+            raise
         return
     with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
-        for future in [pool.submit(work, host) for host in hosts]:
+        futures = []
+        try:
+            for host in hosts:
+                futures.append(pool.submit(work, host))
+            # Timed waits: CPython takes Ctrl-C in this thread only between them; an untimed wait holds it
+            # until every host's work has ended.
+            while wait(futures, timeout=0.2).not_done:
+                pass
+        except KeyboardInterrupt:
+            stopping()
+            # The hosts' threads end at their next step: what they report is final before the caller reads it.
+            while wait(futures, timeout=0.2).not_done:
+                pass
+            raise
+        for future in futures:
             future.result()
 
 

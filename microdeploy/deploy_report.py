@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from microdeploy.errors import EXIT_FAILURE
+from microdeploy.errors import EXIT_FAILURE, EXIT_INTERRUPTED
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,8 @@ class HostReport:
     before: str | None
     after: str | None
     state: str
-    """untouched, unchanged, upgraded, downgraded, installed, failed, rolled-back, removed, rollback-failed"""
+    """untouched, unchanged, upgraded, downgraded, installed, failed, rolled-back, removed, rollback-failed,
+    interrupted"""
     healthy: bool | None = None
     seconds: float = 0.0
     health_seconds: float | None = None
@@ -55,7 +56,8 @@ class DeployReport:
     version: str
     result: str
     """success; rolled-back (stopped, the failing batch restored); completed-with-failures (every batch ran,
-    the failed hosts within --max-failures restored); dry-run"""
+    the failed hosts within --max-failures restored); interrupted (Ctrl-C or SIGTERM: nothing rolled back);
+    dry-run"""
     batches: tuple[tuple[str, ...], ...]
     hosts: tuple[HostReport, ...] = ()
     plan: tuple[PlannedHost, ...] = ()
@@ -65,7 +67,9 @@ class DeployReport:
 
     @property
     def exit_code(self) -> int:
-        """0 when every host is healthy on the new version (or a dry run), 1 otherwise."""
+        """0 when every host is healthy on the new version (or a dry run), 130 when interrupted, 1 otherwise."""
+        if self.result == "interrupted":
+            return EXIT_INTERRUPTED
         return 0 if self.result in ("success", "dry-run") else EXIT_FAILURE
 
     def summary_lines(self) -> list[str]:

@@ -8,6 +8,9 @@ EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 """Bad usage or bad input: invalid name, version, config, missing file."""
 
+EXIT_INTERRUPTED = 130
+"""Stopped by Ctrl-C (SIGINT) or SIGTERM, as a shell reports a command SIGINT ended."""
+
 
 class MicrodeployError(Exception):
     """A failure reported to the user without a traceback.

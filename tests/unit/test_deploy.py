@@ -5,10 +5,13 @@ from __future__ import annotations
 import http.server
 import json
 import logging
+import os
 import shlex
+import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -823,3 +826,54 @@ def test_one_round_trip_reads_the_installed_version_and_the_release() -> None:
     assert deploy_commands.parse_state(CommandResult(0, f"\n{mark}\n{trixie}")) == (None, DISTS["trixie"])
     command = deploy_commands.state_command(PKG)
     assert command.startswith(QUERY + "; ") and command.endswith("; " + RELEASE)
+
+
+def test_ctrl_c_during_a_health_check_reports_the_host_as_it_is_and_rolls_nothing_back() -> None:
+    """Ctrl-C while host 1 of three (one per batch) waits for health on a broken version: the rollout stops at
+    once, host 1 is reported `interrupted` at the version it is at, nothing is rolled back and no later batch is
+    touched; exit status 130. (It printed `error: interrupted` and nothing else.)"""
+    fleet = hosts("h1", "h2", "h3")
+    network = FakeNetwork(fleet)
+    clock = FakeClock()
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        raise KeyboardInterrupt
+
+    options = DeployOptions(version="3", name=PKG, hosts=("h1,h2,h3",), batch="1", health_path="/health")
+    report = deploy(options, connect=network, now=clock.now, sleep=sleep)
+    assert (report.result, report.exit_code) == ("interrupted", 130)
+    assert [(h.host, h.before, h.after, h.state) for h in report.hosts] == [
+        ("h1", "1", "3", "interrupted"), ("h2", "1", "1", "untouched"), ("h3", "1", "1", "untouched")]
+    assert fleet[0].installed == "3" and not [c for c in fleet[0].commands if c.endswith("=1")]
+    assert fleet[1].commands == fleet[2].commands == [STATE]  # the preflight alone
+    assert report.as_dict()["result"] == "interrupted"
+
+
+def test_ctrl_c_reaches_a_parallel_batch_without_waiting_for_its_health_timeouts() -> None:
+    """Two hosts in one batch, each in its own thread, polling the health of a broken version: Ctrl-C reaches the
+    main thread, and both hosts end at their next poll instead of at the end of --health-timeout (it was held
+    that long, then the batch rolled back as if nothing had happened)."""
+    fleet = hosts("h1", "h2")
+    network = FakeNetwork(fleet)
+    clock = FakeClock()
+    lock = threading.Lock()
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        with lock:
+            clock.sleep(seconds)
+            sleeps.append(seconds)
+            if len(sleeps) == 2:
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: Python takes it in the main thread
+        time.sleep(0.05)
+
+    options = DeployOptions(version="3", name=PKG, hosts=("h1,h2",), batch="100%", health_path="/health",
+                            health_timeout=600)
+    report = deploy(options, connect=network, now=clock.now, sleep=sleep)
+    assert (report.result, report.exit_code) == ("interrupted", 130)
+    assert [(h.host, h.after, h.state) for h in report.hosts] == [("h1", "3", "interrupted"),
+                                                                  ("h2", "3", "interrupted")]
+    polls = [command for host in fleet for command in host.commands if command.startswith("systemd-run")]
+    assert len(polls) <= 6, len(polls)  # not 600 s of them
+    assert all(host.installed == "3" for host in fleet)
