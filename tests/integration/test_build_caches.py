@@ -158,6 +158,10 @@ def test_no_build_path_installer_or_cache_trace_is_shipped(first_build: tuple[Pa
     assert not [n for n in names if n.endswith(("direct_url.json", "uv_cache.json")) or "__pycache__" in n]
     script = files["/opt/venvs/hello-api/bin/gunicorn"]
     assert script.startswith(b"#!/opt/venvs/hello-api/bin/python")
+    # The venv the cold build's layer was made in names the service, as a venv made at /opt/venvs/hello-api
+    # (debian/make-venv's, when the fast path is not taken) does: "(venv)" made the two builds' bytes differ.
+    assert b"(hello-api) " in files["/opt/venvs/hello-api/bin/activate"]
+    assert b"(venv)" not in files["/opt/venvs/hello-api/bin/activate"]
 
 
 def test_record_files_match_the_shipped_files(first_build: tuple[Path, Path, BuildResult]) -> None:

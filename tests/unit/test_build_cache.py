@@ -495,7 +495,8 @@ def fill_beside(tmp_path: Path, runner: FakeInstaller, wheel_code: int = 0,
     installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=tmp_path / "cache" / "layers" / "k",
                           wsgi_server="gunicorn>=21", layer_has_dependencies=True, dependencies=("flask>=3", "click"),
                           environ=environ)
-    job = installer.start_layer_fill(tmp_path / "copy", source, "/usr/bin/python3.11", (wheel_job, wheel_dir), runner)
+    job = installer.start_layer_fill(tmp_path / "copy", source, "orders-api", "/usr/bin/python3.11",
+                                     (wheel_job, wheel_dir), runner)
     assert job is not None
     job.join(timeout=10)
     return installer, source
@@ -527,7 +528,7 @@ def test_without_a_saved_layer_the_dependencies_are_installed_and_saved_beside_t
     python = str(venv / "bin" / "python")
     wheel = str(tmp_path / "wheel" / "orders_api-1.0-py3-none-any.whl")
     assert [call[0] for call in runner.calls] == [
-        ("/usr/bin/python3.11", "-m", "venv", "--without-pip", str(venv)),
+        ("/usr/bin/python3.11", "-m", "venv", "--without-pip", "--prompt", "orders-api", str(venv)),
         ("/opt/uv", "pip", "install", "--quiet", "--python", python, "flask>=3", "click", "gunicorn>=21"),
         ("/opt/uv", "pip", "install", "--quiet", "--no-deps", "--no-cache", "--link-mode", "hardlink", "--python",
          python, wheel),
@@ -542,7 +543,7 @@ def test_without_a_saved_layer_the_dependencies_are_installed_and_saved_beside_t
     saved = installer.layer / "venv"
     assert os.readlink(saved / "bin" / "python") == "/usr/bin/python3.11"
     assert not (saved / "orders_api.py").exists(), "the layer is saved without the project"
-    assert installer.start_layer_fill(tmp_path / "again", source, "/usr/bin/python3.11",
+    assert installer.start_layer_fill(tmp_path / "again", source, "orders-api", "/usr/bin/python3.11",
                                       (jobs.start("w", tmp_path / "w", lambda: 0), tmp_path / "w")) is None, \
         "once saved, the layer is copied (start_layer_copy), not made again"
 
@@ -584,7 +585,7 @@ def test_without_static_dependencies_nothing_is_made_beside_the_build(tmp_path: 
     build saves the layer itself."""
     installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=tmp_path / "cache" / "layers" / "k")
     wheel = (jobs.start("w", tmp_path / "w", lambda: 0), tmp_path / "w")
-    assert installer.start_layer_fill(tmp_path / "copy", tmp_path, "/usr/bin/python3.11", wheel) is None
+    assert installer.start_layer_fill(tmp_path / "copy", tmp_path, "orders-api", "/usr/bin/python3.11", wheel) is None
     (tmp_path / "dynamic").mkdir()
     (tmp_path / "dynamic" / "pyproject.toml").write_text(
         '[project]\nname = "x"\nversion = "1"\ndynamic = ["dependencies"]\n')

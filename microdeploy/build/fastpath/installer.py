@@ -164,7 +164,8 @@ class Installer:
         built = (wheel_job, wheel_dir)
         restored = Restored()
         copy_job = (self.start_layer_copy(work / "layer-copy", built, runner, restored)
-                    or self.start_layer_fill(work / "layer-copy", source, python, built, runner, restored, locked))
+                    or self.start_layer_fill(work / "layer-copy", source, name, python, built, runner, restored,
+                                             locked))
         # If the layer cannot be filled from the export, uv-pip's own install keeps to what the lock pins.
         constraint = self.uv_settings.get(UV_CONSTRAINT_VARIABLE, "")
         pinned = {UV_CONSTRAINT_VARIABLE: " ".join(filter(None, [constraint, str(locked)]))} if locked else {}
@@ -215,8 +216,8 @@ class Installer:
         return jobs.start("layer-copy", directory, copy)
 
     def start_layer_fill(
-        self, directory: Path, source: Path, python: str, wheel: tuple[threading.Thread, Path], runner: Runner = run,
-        restored: Restored | None = None, locked: Path | None = None,
+        self, directory: Path, source: Path, name: str, python: str, wheel: tuple[threading.Thread, Path],
+        runner: Runner = run, restored: Restored | None = None, locked: Path | None = None,
     ) -> threading.Thread | None:
         """Without a saved layer, make it on another thread when pyproject.toml lists the dependencies, or when
         `locked` (the requirements exported from the project's uv.lock) pins them.
@@ -238,7 +239,8 @@ class Installer:
         def fill() -> int:
             venv = directory / VENV_DIR
             install = [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
-            steps = [([python, "-m", "venv", "--without-pip", str(venv)], source)]
+            # The prompt of the venv's activate scripts: the service's, as at /opt/venvs/NAME.
+            steps = [([python, "-m", "venv", "--without-pip", "--prompt", name, str(venv)], source)]
             requirements = source / REQUIREMENTS_FILE
             if requirements.is_file():
                 requirements = requirements.resolve()

@@ -176,6 +176,9 @@ def label(project: Path, path: Path) -> str:
         return str(path)
 
 
+LAYER_FORMAT = 2
+
+
 def layer_key(
     pyproject: Pyproject, *, name: str, python_minor: str, wsgi_server: str, uv_version: str,
     environ: Mapping[str, str], dist: str = "", installers: tuple[str, ...] = (), extras: tuple[str, ...] = (),
@@ -186,6 +189,8 @@ def layer_key(
     wheels are linked against that release's libraries.
     """
     inputs = {
+        # 2: the venv's activate scripts name the service (--prompt), not "venv".
+        "format": LAYER_FORMAT,
         "declarations": dependency_declarations(pyproject),
         "python": python_minor,
         "wsgi_server": wsgi_server,
