@@ -22,6 +22,7 @@ from microdeploy.cli_base import (
     load_service,
     print_json,
     service_options,
+    sigterm_as_interrupt,
 )
 from microdeploy.cli_cache import cache_group
 from microdeploy.cli_ops import check_command, deploy_command, publish_command, repo_group
@@ -140,10 +141,13 @@ def build_command(project: Path, out: Path | None, version: str | None, revision
     overrides = config_overrides(flags)
     overrides["version"] = version
     overrides["dist"] = dist
-    results = build_releases(BuildSettings(project=project, out=out, overrides=overrides, revision=revision,
-                                           environ=dict(os.environ), keep_installers=keep_installers,
-                                           refresh_deps=refresh_deps, backend=backend, clean_root=clean_root,
-                                           refresh_root=refresh_root))
+    settings = BuildSettings(project=project, out=out, overrides=overrides, revision=revision,
+                             environ=dict(os.environ), keep_installers=keep_installers, refresh_deps=refresh_deps,
+                             backend=backend, clean_root=clean_root, refresh_root=refresh_root)
+    # SIGTERM (`kill`, a CI job aborted) cleans up as Ctrl-C does: dpkg-buildpackage and its children ended,
+    # the work directory removed (they ran on without their parent, for minutes).
+    with sigterm_as_interrupt():
+        results = build_releases(settings)
     if as_json:
         print_json(results[0].as_dict() if len(results) == 1 else {"builds": [r.as_dict() for r in results]})
         return

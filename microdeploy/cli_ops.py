@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
 from pathlib import Path
 
 import click
 
-from microdeploy.cli_base import FLOAT, INT, print_json
+from microdeploy.cli_base import FLOAT, INT, print_json, sigterm_as_interrupt
 from microdeploy.dists import DEFAULT_DIST
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
 from microdeploy.repo import (
@@ -72,8 +71,7 @@ def deploy_command(ctx: click.Context, name: str | None, version: str | None, de
     from microdeploy.deploy_plan import DeployOptions
 
     # SIGTERM (a CI job aborted) stops the rollout as Ctrl-C does: hosts in flight reported, later batches left.
-    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
-    try:
+    with sigterm_as_interrupt():
         report = deploy(DeployOptions(
             version=version, name=name, deb=deb, hosts=hosts, hosts_file=hosts_file, batch=batch, user=user,
             sudo=sudo, ssh_config=ssh_config, known_hosts=known_hosts, identity=identity,
@@ -81,8 +79,6 @@ def deploy_command(ctx: click.Context, name: str | None, version: str | None, de
             health_path=health_path, health_timeout=health_timeout, max_failures=max_failures, drain=drain,
             undrain=undrain, apt_source=apt_source, project=project, dry_run=dry_run,
         ))
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
     if as_json:
         print_json(report.as_dict())
     else:
@@ -188,11 +184,8 @@ def check_command(ctx: click.Context, deb: Path, previous: str | None, dist: str
                              refresh_images=refresh_images, skip=frozenset(skip),
                              images_max_size=image_cache.default_max_size(os.environ))
     # SIGTERM (a CI job aborted) tears down like Ctrl-C: the host, its namespace, the temporary files.
-    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
-    try:
+    with sigterm_as_interrupt():
         report = check(settings)
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
     if junit is not None:
         write_junit(report, junit)
     if as_json:
@@ -207,8 +200,5 @@ def check_command(ctx: click.Context, deb: Path, previous: str | None, dist: str
     ctx.exit(report.exit_code)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    """Turn SIGTERM into KeyboardInterrupt, so the same clean-up runs."""
-    raise KeyboardInterrupt
 
 

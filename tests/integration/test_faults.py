@@ -174,3 +174,50 @@ def test_a_build_killed_at_any_moment_leaves_dist_complete_or_empty(plain_servic
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".dist.")] == []
     assert list(tmp.iterdir()) == [], "work directories of killed builds are removed by the next build"
     assert "empty" in seen, seen
+
+
+def test_sigterm_to_the_build_alone_ends_its_children_and_removes_its_work(plain_service: BuiltService,
+                                                                           tmp_path: Path) -> None:
+    """`kill PID` of the CLI alone (as `timeout` or a CI agent stopping a job sends it), while dpkg-buildpackage
+    runs: exit status 130, no process of the build left running, no work directory, nothing in dist/. The
+    build's children ran on without it, make-venv waiting for ten minutes."""
+    project, dist, tmp = plain_service.project, tmp_path / "dist", tmp_path / "tmp"
+    argv = [sys.executable, "-m", "microdeploy", "build", str(project), "--out", str(dist)]
+    child = subprocess.Popen(argv, env=build_env(tmp), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_until(lambda: bool(descendants(child.pid, "dpkg-buildpackage")), "dpkg-buildpackage running")
+        os.kill(child.pid, signal.SIGTERM)
+        _, stderr = child.communicate(timeout=120)
+        assert child.returncode == 130, stderr
+        assert "error: interrupted" in stderr
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+    # Every process the build started was in its session (started_new_session): none is left.
+    wait_until(lambda: not session_members(child.pid), "the build's processes ending")
+    assert list(tmp.iterdir()) == []
+    assert dist_state(dist) == "empty"
+
+
+def descendants(pid: int, name: str) -> list[int]:
+    """The processes below `pid` named `name`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == name[:15] and os.getsid(int(entry.name)) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def session_members(sid: int) -> list[int]:
+    """The live processes of session `sid`."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                if os.getsid(int(entry.name)) == sid and stat.rsplit(")", 1)[1].split()[0] != "Z":
+                    members.append(int(entry.name))
+    return members

@@ -72,6 +72,12 @@ def test_source_date_epoch_prefers_the_environment(tmp_path: Path) -> None:
     runner = FakeRunner({"log -1 --format=%ct": (0, "1700000000\n")})
     assert source.source_date_epoch(tmp_path, {"SOURCE_DATE_EPOCH": "42"}, runner) == 42
     assert source.source_date_epoch(tmp_path, {}, runner) == 1700000000
+    # The last time a ustar header's octal field holds; one second later is refused (it was a traceback when the
+    # package's tar headers were read back).
+    assert source.source_date_epoch(tmp_path, {"SOURCE_DATE_EPOCH": "8589934591"}, runner) == 8589934591
+    with pytest.raises(MicrodeployError, match="SOURCE_DATE_EPOCH") as raised:
+        source.source_date_epoch(tmp_path, {"SOURCE_DATE_EPOCH": "8589934592"}, runner)
+    assert raised.value.exit_code == 2
 
 
 def test_source_date_epoch_outside_git_is_the_newest_source_file(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,9 @@ def test_source_digest_follows_contents_not_times(tmp_path: Path) -> None:
     (source / "app" / "extra.py").write_text("")
     assert source_digest(source, "py3.11") not in (first, changed)
     assert source_digest(source, "py3.12") != source_digest(source, "py3.11")
+    # A file name that is not UTF-8 (its byte 0xff) counts by its bytes; it was a UnicodeEncodeError.
+    (source / os.fsdecode(b"app/bad\xff.txt")).write_text("")
+    assert source_digest(source, "py3.11") not in (first, changed)
 
 
 def test_source_digest_leaves_out_the_link_to_the_checkouts_git(tmp_path: Path) -> None:

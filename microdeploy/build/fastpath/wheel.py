@@ -46,10 +46,11 @@ def source_digest(source: Path, salt: str) -> str:
     for path in sorted(source.rglob("*")):
         if path.parent == source and path.name == ".git":
             continue
+        # os.fsencode: a file name need not be UTF-8 (its bytes come back from the surrogates).
         if path.is_symlink():
-            digest.update(f"L {path.relative_to(source)} {path.readlink()}\0".encode())
+            digest.update(b"L " + os.fsencode(path.relative_to(source)) + b" " + os.fsencode(path.readlink()) + b"\0")
         elif path.is_file():
-            digest.update(f"F {path.relative_to(source)} {path.stat().st_mode & 0o111}\0".encode())
+            digest.update(b"F " + os.fsencode(path.relative_to(source)) + f" {path.stat().st_mode & 0o111}\0".encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
 

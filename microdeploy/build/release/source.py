@@ -129,9 +129,10 @@ def source_date_epoch(project: Path, environ: Mapping[str, str], runner: Runner 
     An unpacked sdist keeps its files' times, so it builds reproducibly too.
     """
     if environ.get("SOURCE_DATE_EPOCH"):
-        # Up to the year 9999, as dpkg and tar can write it.
+        # Up to 8^11 - 1 (the year 2242): the octal mtime of a ustar header, which microdeploy reads in the
+        # package's members (fastpath/tardates.py); tar writes later times in base-256.
         return validate.integer("SOURCE_DATE_EPOCH", environ["SOURCE_DATE_EPOCH"], "the environment",
-                                0, 253402300799)
+                                0, 8**11 - 1)
     # Outside a git work tree (or in one without commits) git fails and prints nothing.
     result = runner(["git", "-C", str(project), "log", "-1", "--format=%ct"], check=False)
     if result.returncode == 0 and result.stdout.strip().isdigit():
