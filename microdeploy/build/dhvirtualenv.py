@@ -134,15 +134,19 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
     project, config, python, settled = checked(settings, runner, root)
     out = output_directory(settings)
     staging = prepare_output(out)
-    cache_size = default_max_size(settings.environ)
-    installer = choose_installer(
-        settings.project_file(), name=config.name, python_minor=python, wsgi_server=WSGI_SERVER,
-        installers=INSTALLERS if settings.keep_installers else (), extras=config.extras, environ=settings.environ,
-        refresh_layer=settings.refresh_deps, runner=runner, dist=settled.dist.codename,
-    )
-    # A project below the top of its repository whose version setuptools-scm reads from there.
-    top = scmversion.repository_top(settings.project_file(), settings.environ, runner)
-    work = private_directory(f"microdeploy-{config.name}", settings.work_dir)
+    try:
+        cache_size = default_max_size(settings.environ)
+        installer = choose_installer(
+            settings.project_file(), name=config.name, python_minor=python, wsgi_server=WSGI_SERVER,
+            installers=INSTALLERS if settings.keep_installers else (), extras=config.extras,
+            environ=settings.environ, refresh_layer=settings.refresh_deps, runner=runner, dist=settled.dist.codename,
+        )
+        # A project below the top of its repository whose version setuptools-scm reads from there.
+        top = scmversion.repository_top(settings.project_file(), settings.environ, runner)
+        work = private_directory(f"microdeploy-{config.name}", settings.work_dir)
+    except BaseException:  # a cache that is not a directory, Ctrl-C: nothing is left beside --out either
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     try:
         with ExitStack() as stack:
             # The tools' own temporary files go into the work directory, and with it.

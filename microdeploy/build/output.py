@@ -2,7 +2,8 @@
 
 The output directory gets a build's .deb, .buildinfo and .changes together,
 or nothing. The three files are linked (from another file system: copied)
-into a staging directory beside it, synced, and renamed in, the .deb last,
+into a staging directory beside it (inside it when it is a file system of its
+own), synced, and renamed in, the .deb last,
 with a list of them written first. A build killed during those renames
 leaves the staging directory and its list behind; the next build into the
 same directory puts back what was there before and removes the rest. Files
@@ -12,10 +13,10 @@ of the same name that a rename replaces are kept in the staging directory
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,8 +82,19 @@ def output_directory(settings: BuildSettings) -> Path:
 
 
 def staging_prefix(out: Path) -> str:
-    """The name prefix of the staging directories of `out` (they live beside it)."""
+    """The name prefix of the staging directories of `out`."""
     return f".{out.name}.staging"
+
+
+def staging_parent(out: Path) -> Path:
+    """Where `out`'s staging directories live: beside it, or inside it when it is a file system of its own (a
+    mount point, or a link to one: a CI job's artifact directory), since a rename cannot cross file systems."""
+    real = out.resolve()
+    try:
+        own = real.is_dir() and os.stat(real).st_dev != os.stat(real.parent).st_dev
+    except OSError:
+        own = False
+    return real if own else real.parent
 
 
 def prepare_output(out: Path) -> Path:
@@ -93,20 +105,26 @@ def prepare_output(out: Path) -> Path:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         recover(out)
-        staging = private_directory(staging_prefix(out), out.parent)
+        staging = private_directory(staging_prefix(out), staging_parent(out))
     except OSError as exc:
         raise bad_input(f"cannot write the build's output beside {out}: {exc.strerror}",
                         hint="Pass a directory you can write with --out") from exc
-    if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
-        shutil.rmtree(staging, ignore_errors=True)
-        raise bad_input(f"cannot write the build's output into {out}: {os.strerror(errno.EACCES)}",
-                        hint="Pass a directory you can write with --out")
+    if out.is_dir():
+        # Tried, not read from the mode bits: they say nothing for root, a read-only mount or /proc.
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".microdeploy-probe.", dir=out)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise bad_input(f"cannot write the build's output into {out}: {exc.strerror}",
+                            hint="Pass a directory you can write with --out") from exc
     return staging
 
 
 def recover(out: Path) -> None:
     """Undo the half-done move of a killed build into `out`, and remove its staging directory."""
-    for leftover in abandoned(out.parent, staging_prefix(out)):
+    for leftover in abandoned(staging_parent(out), staging_prefix(out)):
         listed = leftover / LIST
         names = listed.read_text(encoding="utf-8").split("\n") if listed.is_file() else []
         if any((leftover / name).exists() for name in names if name):

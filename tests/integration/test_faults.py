@@ -221,3 +221,43 @@ def session_members(sid: int) -> list[int]:
                 if os.getsid(int(entry.name)) == sid and stat.rsplit(")", 1)[1].split()[0] != "Z":
                     members.append(int(entry.name))
     return members
+
+
+def test_an_output_directory_that_is_a_file_system_of_its_own_takes_the_build(plain_service: BuiltService,
+                                                                              tmp_path: Path) -> None:
+    """--out a mount point (a CI job's artifact directory), directly and through a link: the build's three files
+    go in, nothing is left beside or inside it. A rename cannot cross file systems: it failed after the whole
+    build (`Invalid cross-device link`)."""
+    mount = tmp_path / "artifacts"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "microdeploy-test", str(mount)], check=True)
+    try:
+        (tmp_path / "dist").symlink_to(mount)
+        for out in (mount, tmp_path / "dist"):
+            argv = [sys.executable, "-m", "microdeploy", "build", str(plain_service.project), "--out", str(out)]
+            done = subprocess.run(argv, env=build_env(tmp_path / "tmp"), capture_output=True, text=True,
+                                  timeout=CLI_TIMEOUT)
+            assert done.returncode == 0, done.stderr
+            assert dist_state(mount) == "complete", sorted(p.name for p in mount.iterdir())
+            assert sorted(p.name for p in tmp_path.iterdir()) == ["artifacts", "dist", "tmp"]
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_an_output_directory_that_cannot_take_a_file_is_refused_before_the_build(plain_service: BuiltService,
+                                                                                 tmp_path: Path) -> None:
+    """--out /proc: exit 2 before any work, no staging directory left in /. A cache that is a file: the build
+    fails, and no staging directory is left beside --out."""
+    argv = [sys.executable, "-m", "microdeploy", "build", str(plain_service.project)]
+    before = set(Path("/").iterdir())
+    done = subprocess.run([*argv, "--out", "/proc"], env=build_env(tmp_path / "tmp"), capture_output=True,
+                          text=True, timeout=CLI_TIMEOUT)
+    assert done.returncode == 2, done.stderr
+    assert "cannot write" in done.stderr and "dpkg-buildpackage" not in done.stderr
+    assert set(Path("/").iterdir()) == before
+    (tmp_path / "cache-file").write_text("")
+    env = {**build_env(tmp_path / "tmp"), "MICRODEPLOY_CACHE_DIR": str(tmp_path / "cache-file")}
+    out = tmp_path / "out" / "dist"
+    done = subprocess.run([*argv, "--out", str(out)], env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT)
+    assert done.returncode != 0
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
