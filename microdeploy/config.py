@@ -339,7 +339,12 @@ def parse_setting_assignments(assignments: tuple[str, ...]) -> dict[str, dict[st
 
 
 def _check_name(value: Any, origin: str) -> str:
-    return rules.check(rules.SERVICE_NAME, "name", value, origin)
+    name = rules.check(rules.SERVICE_NAME, "name", value, origin)
+    reserved = rules.reserved_name(name)
+    if reserved is not None:
+        raise rules.invalid("name", value, origin, "a name of the service's own (--name, or name in "
+                            "[tool.microdeploy])", reserved)
+    return name
 
 
 def _normalise_project_name(name: str) -> str:

@@ -67,6 +67,26 @@ _PACKAGE = r"[a-z0-9][a-z0-9+.-]+"
 SERVICE_NAME = rule(r"[a-z][a-z0-9-]*[a-z0-9]",
                     "lowercase letters, digits and '-', starting with a letter, at most 32 characters "
                     "(it is also the package, the system user and the systemd unit)", 32)
+# The accounts and groups of every Debian system (base-passwd's passwd.master and group.master, bookworm and
+# trixie): a service is its own system user, and owns /etc/NAME, /var/lib/NAME and /var/log/NAME.
+DEBIAN_SYSTEM_NAMES = frozenset({
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data",
+    "backup", "list", "irc", "gnats", "nobody", "adm", "tty", "disk", "kmem", "dialout", "fax", "voice", "cdrom",
+    "floppy", "tape", "sudo", "audio", "dip", "operator", "src", "shadow", "utmp", "video", "sasl", "plugdev",
+    "staff", "users", "nogroup",
+})
+
+
+def reserved_name(name: str) -> str | None:
+    """Why `name` cannot be a service's (its package, system user and unit), or None."""
+    if name in DEBIAN_SYSTEM_NAMES:
+        return f"{name} is a system account of every Debian host (the service would run as it, and purge its " \
+               f"/var/lib/{name})"
+    if name == "systemd" or name.startswith("systemd-"):
+        return "systemd's own name (its package, units and system users)"
+    return None
+
+
 PACKAGE_NAME = rule(_PACKAGE, "a Debian package name: lowercase letters, digits, '+', '.', '-' "
                               "(at least 2 characters)", 100)
 DEBIAN_VERSION = rule(_DEBIAN_VERSION, "a Debian version, [epoch:]upstream-revision, e.g. 1.4.0-1", 100)
@@ -213,9 +233,10 @@ def upstream_version(key: str, value: Any, origin: str) -> str:
 
 
 __all__ = [
-    "ARCHITECTURE", "CERTNAME", "COMPONENT", "DEBIAN_RELATION", "DEBIAN_REVISION", "DEBIAN_VERSION",
+    "ARCHITECTURE", "CERTNAME", "COMPONENT", "DEBIAN_RELATION", "DEBIAN_REVISION", "DEBIAN_SYSTEM_NAMES",
+    "DEBIAN_VERSION",
     "ENVIRONMENT", "EXTRA", "GIT_REF", "HEALTH_PATH", "HOSTNAME", "MAINTAINER", "PACKAGE_NAME", "PYTHON",
     "SERVICE_NAME", "SETTING_KEY", "SUITE", "UPSTREAM_VERSION", "USER", "Rule", "bind_address", "check",
-    "control_character", "extras", "integer", "invalid", "port", "relations", "rule", "shown", "string", "text",
-    "upstream_version",
+    "control_character", "extras", "integer", "invalid", "port", "relations", "reserved_name", "rule", "shown",
+    "string", "text", "upstream_version",
 ]

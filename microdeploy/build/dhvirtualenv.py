@@ -79,6 +79,7 @@ def checked(settings: BuildSettings, runner: Runner = run, root: Path | None = N
     project = settings.project.resolve() if settings.project.exists() else settings.project
     source.check_installable(project)
     config = load_config(project, settings.overrides, settings.project_file())
+    check_not_a_system_package(config.name)
     source.check_app(project, config.app)
     check_extras(settings.project_file(), config.extras)
     if config.port < PRIVILEGED_PORTS:
@@ -89,6 +90,21 @@ def checked(settings: BuildSettings, runner: Runner = run, root: Path | None = N
     settled = settle(project, settings, runner)
     source.check_python(settings.project_file(), python, settled.dist.codename)
     return project, config, python, settled
+
+
+def check_not_a_system_package(name: str, info: Path = Path("/var/lib/dpkg/info")) -> None:
+    """Refuse (exit 2) a name that a package installed here has (dpkg, bash, openssh-server...), unless that
+    package is a microdeploy service: a service of that name would replace it on the hosts, and purge its
+    /var/lib. (Read from dpkg's own files list, no process: the service itself may be installed here.)"""
+    for listed in (info / f"{name}.list", *info.glob(f"{name}:*.list")):
+        try:
+            files = listed.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        if f"/usr/share/{name}/gunicorn.conf.py" not in files:
+            raise bad_input(f"invalid name {name!r}: {name} is a package installed on this machine, not a "
+                            "microdeploy service; a service of that name would replace it on the hosts",
+                            hint="Give the service a name of its own (--name, or name in [tool.microdeploy])")
 
 
 def git_state(settings: BuildSettings, settled: Settled, scm_version: Mapping[str, str]) -> str:

@@ -46,6 +46,12 @@ def broken_copy(service: Path, tmp_path: Path) -> Path:
         ("service", ["--app", "orders_api.nowhere:app"], "app module 'orders_api.nowhere'"),
         ("service", ["--app", "orders_api.application:make_app()"], "defines no 'make_app'"),
         ("service", ["--name", "Orders_API"], "invalid name 'Orders_API' (from --name)"),
+        # Names a host already has: a Debian system account (the service would run as root), systemd's own, and
+        # a package installed here (dpkg would be replaced).
+        ("service", ["--name", "root"], "invalid name 'root' (from --name): root is a system account of every "),
+        ("service", ["--name", "systemd"], "invalid name 'systemd' (from --name): systemd's own name"),
+        ("service", ["--name", "dpkg"], "invalid name 'dpkg': dpkg is a package installed on this machine, not a "
+                                        "microdeploy service"),
         ("service", ["--version", "1.0 beta"], "invalid version '1.0 beta' (from --version)"),
         ("service", ["--revision", "x/y"], "invalid Debian revision 'x/y' (from --revision)"),
         ("service", ["--python", "python2"], "invalid python 'python2' (from --python)"),

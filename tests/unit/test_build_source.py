@@ -266,3 +266,21 @@ def test_the_upstream_name_is_the_projects_own_spelling(tmp_path: Path) -> None:
     assert license.upstream_name(read_pyproject(tmp_path)) == ""
     (tmp_path / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: changedetection.io\nVersion: 0.60.10\n")
     assert license.upstream_name(read_pyproject(tmp_path)) == "changedetection.io"
+
+
+def test_a_name_of_a_package_installed_here_is_refused_unless_it_is_a_service(tmp_path: Path) -> None:
+    """dpkg's files list says what is installed: a package that is not a microdeploy service (no
+    /usr/share/NAME/gunicorn.conf.py) refuses its name, exit 2; the service itself, installed here, does not."""
+    from microdeploy.build.dhvirtualenv import check_not_a_system_package
+
+    (tmp_path / "dpkg.list").write_text("/usr/bin/dpkg\n/usr/share/doc/dpkg\n")
+    (tmp_path / "libfoo1:amd64.list").write_text("/usr/lib/x86_64-linux-gnu/libfoo.so.1\n")
+    (tmp_path / "orders-api.list").write_text("/opt/venvs/orders-api\n/usr/share/orders-api/gunicorn.conf.py\n")
+    for name in ("dpkg", "libfoo1"):
+        with pytest.raises(MicrodeployError, match=f"{name} is a package installed on this machine") as raised:
+            check_not_a_system_package(name, tmp_path)
+        assert raised.value.exit_code == 2
+    check_not_a_system_package("orders-api", tmp_path)
+    check_not_a_system_package("billing-api", tmp_path)
+    with pytest.raises(MicrodeployError):
+        check_not_a_system_package("dpkg")  # this machine's own dpkg

@@ -259,3 +259,14 @@ def test_a_summary_leaves_the_projects_name_out_before_it_is_cut(tmp_path: Path)
     assert load_config(project).description == "Archivy"  # nothing after the name: kept as it is
     (project / "PKG-INFO").write_text(f"Metadata-Version: 2.1\nName: archivy\nVersion: 1.7.7\nSummary: {'x' * 90}\n")
     assert load_config(project).description == "x" * 80  # one word longer than the line
+
+
+@pytest.mark.parametrize("name", ["root", "www-data", "nobody", "staff", "sudo", "systemd", "systemd-resolve"])
+def test_a_name_a_debian_host_already_has_is_refused(tmp_path: Path, name: str) -> None:
+    """base-passwd's accounts and groups and systemd's names: the service would run as root, or own and purge
+    /etc/systemd and /var/lib/systemd. Exit 2 with the reason; other names pass."""
+    with pytest.raises(MicrodeployError) as raised:
+        load_config(tmp_path, {"name": name, "app": "app:app"})
+    assert raised.value.exit_code == 2
+    assert f"invalid name '{name}'" in raised.value.message
+    assert load_config(tmp_path, {"name": f"orders-{name}", "app": "app:app"}).name == f"orders-{name}"
