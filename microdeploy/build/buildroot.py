@@ -96,7 +96,10 @@ def locked(path: Path, operation: int) -> Iterator[None]:
 
 def make_root(dist: Dist, tree: Path, extra: Sequence[str] = (), runner: Runner = run,
               sources: Path = SOURCES_FILE) -> float:
-    """Make the root of `dist` at `tree` (absent) with mmdebstrap, atomically; return the seconds it took."""
+    """Make the root of `dist` at `tree` with mmdebstrap, atomically; return the seconds it took.
+
+    An existing root at `tree` (a refresh) is replaced only once the new one is whole: a refresh that fails or
+    is interrupted leaves the root that was there."""
     started = time.monotonic()
     packages = sorted(set(ROOT_PACKAGES) | set(package_names(extra)))
     staging = Path(tempfile.mkdtemp(prefix=f".{tree.name}.", dir=tree.parent))
@@ -114,7 +117,13 @@ def make_root(dist: Dist, tree: Path, extra: Sequence[str] = (), runner: Runner 
             ) from exc
         finally:
             listed.unlink(missing_ok=True)
-        staging.rename(tree)
+        if tree.is_dir():
+            old = tree.with_name(f".{tree.name}.old-{os.getpid()}")
+            tree.rename(old)
+            staging.rename(tree)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            staging.rename(tree)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -142,11 +151,7 @@ def cached_root(dist: Dist, extra: Sequence[str] = (), *, environ: Mapping[str, 
     for _ in range(2):
         if refresh or not tree.is_dir():
             with locked(lock, fcntl.LOCK_EX):
-                if refresh and tree.is_dir():
-                    old = tree.with_name(f".{tree.name}.old-{os.getpid()}")
-                    tree.rename(old)
-                    shutil.rmtree(old)
-                if not tree.is_dir():
+                if refresh or not tree.is_dir():
                     make_root(dist, tree, extra, runner)
             refresh = False
         with locked(lock, fcntl.LOCK_SH):

@@ -114,6 +114,34 @@ def test_a_root_is_made_once_and_remade_on_refresh(tmp_path: Path, monkeypatch: 
     assert sorted(p.name for p in (tmp_path / "roots").iterdir()) == [".last-prune", tree.name, tree.name + ".lock"]
 
 
+def test_a_refresh_that_fails_or_is_interrupted_leaves_the_root_that_was_there(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--refresh-root replaces the root only once the new one is whole: a mirror outage, or Ctrl-C (SIGTERM is
+    one for the CLI) during mmdebstrap, leaves the old root in use and no staging directory. The old root was
+    removed first, and a killed refresh left no root and its 700 MB half-made one."""
+    monkeypatch.setattr(buildroot, "SOURCES_FILE", tmp_path / "debian.sources")
+    (tmp_path / "debian.sources").write_text(BOOKWORM_SOURCES)
+    environ = {"MICRODEPLOY_ROOTS_DIR": str(tmp_path / "roots")}
+    with buildroot.cached_root(TRIXIE, environ=environ, runner=FakeRunner()) as tree:
+        made = (tree / "marker").stat().st_ino
+
+    class Interrupted(FakeRunner):
+        def __call__(self, argv, **kwargs):  # type: ignore[no-untyped-def]
+            if argv[0] == "mmdebstrap":
+                Path(argv[-2], "half").write_text("")
+                raise KeyboardInterrupt
+            return super().__call__(argv, **kwargs)
+
+    for runner, raised in ((FakeRunner(fail=True), MicrodeployError), (Interrupted(), KeyboardInterrupt)):
+        with pytest.raises(raised), buildroot.cached_root(TRIXIE, environ=environ, refresh=True, runner=runner):
+            pass
+        assert (tree / "marker").stat().st_ino == made and not (tree / "half").exists()
+        assert sorted(p.name for p in (tmp_path / "roots").iterdir()) == [".last-prune", tree.name,
+                                                                          tree.name + ".lock"]
+    with buildroot.cached_root(TRIXIE, environ=environ, refresh=True, runner=FakeRunner()) as again:
+        assert again == tree and (tree / "marker").stat().st_ino != made  # a refresh that works replaces it
+
+
 def test_a_build_marks_its_root_used_and_prunes_the_others_to_the_size(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The root used is marked on its lock file; after the build, roots beyond $MICRODEPLOY_ROOTS_MAX_SIZE go,
