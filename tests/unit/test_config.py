@@ -198,16 +198,21 @@ def test_a_setup_py_project_takes_the_name_it_states_elsewhere(tmp_path: Path) -
     assert "the service has no name" in bad(project, {"app": "trac.web.main:dispatch_request"}).message
 
 
+def setup_py_sdist(project: Path, pkg_info: str) -> Path:
+    """An unpacked sdist of a setup.py project: its metadata in PKG-INFO alone."""
+    project.mkdir()
+    (project / "setup.py").write_text("from setuptools import setup\nsetup()\n")
+    (project / "PKG-INFO").write_text(pkg_info)
+    return project
+
+
 def test_a_project_without_project_description_takes_the_summary_it_states_elsewhere(tmp_path: Path) -> None:
     """An unpacked sdist's PKG-INFO Summary (archivy's, a setup.py project), else setup.cfg's [metadata]
     description (not a file: reference); [project].description and [tool.microdeploy] description come first; a
     summary of UNKNOWN, a setup.cfg that is not INI or not UTF-8 give the default."""
-    project = tmp_path / "archivy"
-    project.mkdir()
-    (project / "setup.py").write_text("from setuptools import setup\nsetup()\n")
-    (project / "PKG-INFO").write_text(
-        "Metadata-Version: 2.1\nName: archivy\nVersion: 1.7.7\nSummary: Minimalist knowledge base focused on "
-        "digital preservation and building your second brain.\n\nLong text.\n")
+    project = setup_py_sdist(tmp_path / "archivy",
+                             "Metadata-Version: 2.1\nName: archivy\nVersion: 1.7.7\nSummary: Minimalist knowledge base "
+                             "focused on digital preservation and building your second brain.\n\nLong text.\n")
     (project / "setup.cfg").write_text("[metadata]\ndescription = Not this one\n")
     overrides = {"name": "archivy", "app": "archivy:app"}
     assert load_config(project, overrides).description == (
@@ -244,12 +249,10 @@ def test_a_long_project_description_becomes_a_short_summary(tmp_path: Path) -> N
 def test_a_summary_leaves_the_projects_name_out_before_it_is_cut(tmp_path: Path) -> None:
     """The project's name in front of its description ("rq-dashboard is a ...") goes before the sentence is cut to
     80 characters, and a cut sentence ends where a clause or a list's item does, not after "your" or "and"."""
-    project = tmp_path / "rq_dashboard-0.9.0"
-    project.mkdir()
-    (project / "setup.py").write_text("from setuptools import setup\nsetup()\n")
-    (project / "PKG-INFO").write_text(
-        "Metadata-Version: 2.1\nName: rq-dashboard\nVersion: 0.9.0\nSummary: rq-dashboard is a general purpose, "
-        "lightweight, web interface to monitor your RQ queues, jobs, and workers in realtime.\n")
+    project = setup_py_sdist(tmp_path / "rq_dashboard-0.9.0",
+                             "Metadata-Version: 2.1\nName: rq-dashboard\nVersion: 0.9.0\nSummary: rq-dashboard is a "
+                             "general purpose, lightweight, web interface to monitor your RQ queues, jobs, and workers "
+                             "in realtime.\n")
     config = load_config(project)
     assert config.description == "General purpose, lightweight, web interface to monitor your RQ queues, jobs"
     assert config.summary == config.description
