@@ -236,10 +236,12 @@ def fake_venv(root: Path, *dists: tuple[str, str, list[str]]) -> tuple[Path, Pat
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\n{requires}")
         (info / "direct_url.json").write_text('{"url": "file:///tmp/build/x"}')
+        (info / "uv_build.json").write_text('{"extra_build_requires": {}}')  # uv's, when it built from source
         for relative in files:
             (site / relative).parent.mkdir(parents=True, exist_ok=True)
             (site / relative).write_text(f"# {relative}\n")
-        listed = [*files, f"{info.name}/METADATA", f"{info.name}/direct_url.json", f"{info.name}/RECORD"]
+        listed = [*files, f"{info.name}/METADATA", f"{info.name}/direct_url.json", f"{info.name}/uv_build.json",
+                  f"{info.name}/RECORD"]
         (info / "RECORD").write_text("".join(f"{item},sha256=stale,1\n" for item in listed))
     return venv, site
 
@@ -279,7 +281,7 @@ def test_prune_removes_installers_bytecode_build_traces_and_stray_executable_bit
         "app", "app-1.0.dist-info", "pkg_resources", "setuptools", "setuptools-1.0.dist-info"]
     assert not (site / "app" / "__pycache__").exists()
     assert not (venv / ".lock").exists()
-    assert not list(site.rglob("direct_url.json"))
+    assert not list(site.rglob("direct_url.json")) and not list(site.rglob("uv_build.json"))
     assert not (venv / "bin").exists() and not (venv / "include").exists(), "emptied or empty directories go"
     assert os.readlink(venv / "lib64") == "lib"
     assert (venv / "pyvenv.cfg").read_text() == "home = /usr/bin\n"
