@@ -27,7 +27,12 @@ that file (the root itself is an overlay's lower layer, never changed).
 
 Pruning removes whole entries, least recently used first, until the cache
 fits its size; a build that finds an entry gone makes it again. An entry
-with a lock file beside it is removed only while that lock is free.
+with a lock file beside it is removed only while that lock is free. While
+builds run with the cache (each holds the lock of a `.build-*.running` mark
+at the top, made when it starts), the entries used since the oldest of them
+started are kept whatever the size: a build touches an entry when it starts
+using it, and a build environment or layer removed under it fails the build
+or changes its package.
 """
 
 from __future__ import annotations
@@ -39,8 +44,10 @@ import os
 import re
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -216,9 +223,60 @@ def summary(kind: str, found: list[Entry]) -> KindInfo:
 def prune(root: Path, *, max_size: int | None = None, older_than_days: float | None = None,
           now: float | None = None) -> list[Entry]:
     """Remove entries unused for `older_than_days`, then the least recently used until the cache holds at most
-    `max_size` bytes; return the removed ones."""
+    `max_size` bytes; return the removed ones. What running builds use stays (build_running)."""
     now = time.time() if now is None else now
-    return prune_entries(entries(root, now), max_size=max_size, older_than_days=older_than_days, now=now)
+    found = entries(root, now)
+    since = builds_running_since(root)
+    used = {entry.path for entry in found if since is not None and entry.last_use >= since - 1}
+    if used:
+        log.info("kept %d cache entries that running builds use", len(used))
+    return prune_entries(found, max_size=max_size, older_than_days=older_than_days, now=now,
+                         in_use=used.__contains__)
+
+
+BUILD_MARK = ".build-{id}.running"
+
+
+@contextmanager
+def build_running(root: Path) -> Iterator[None]:
+    """Mark the cache `root` as used by a build for the block: a prune meanwhile keeps the entries used since
+    the build started. The mark is a file whose lock the build holds, made under another name and renamed
+    once locked, so that a prune never takes a mark being made for one a dead build left."""
+    unique = f"{os.getpid()}-{threading.get_ident()}"
+    making = root / f".build-{unique}.making"
+    mark = root / BUILD_MARK.format(id=unique)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        handle = making.open("w")
+    except OSError as exc:
+        raise bad_input(f"cannot use the cache directory {root}: {exc.strerror}",
+                        hint="Set MICRODEPLOY_CACHE_DIR to a directory you can write (nothing was built)") from exc
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        making.rename(mark)
+        try:
+            yield
+        finally:
+            mark.unlink(missing_ok=True)
+
+
+def builds_running_since(root: Path) -> float | None:
+    """When the oldest build still running with the cache `root` started, or None; the marks of builds that
+    died (their lock free) are removed."""
+    since = None
+    for mark in root.glob(BUILD_MARK.format(id="*")):
+        try:
+            with mark.open("a") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    started = mark.stat().st_mtime
+                    since = started if since is None else min(since, started)
+                    continue
+                mark.unlink(missing_ok=True)
+        except OSError:
+            continue
+    return since
 
 
 def prune_entries(found: list[Entry], *, max_size: int | None, older_than_days: float | None, now: float,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from microdeploy import dists
 from microdeploy.build import buildroot
-from microdeploy.build.cache import default_max_size, start_prune_after_build
+from microdeploy.build.cache import build_running, cache_root, default_max_size, start_prune_after_build
 from microdeploy.build.debiandir.context import INSTALLERS, WSGI_SERVER, BuildFacts, debian_context
 from microdeploy.build.debiandir.requirements import deploy_requirements
 from microdeploy.build.debiandir.tree import SOURCE_SUBDIR, copy_source, render_debian
@@ -150,7 +150,11 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
     project, config, python, settled = checked(settings, runner, root)
     out = output_directory(settings)
     staging = prepare_output(out)
+    # The input is checked: from here a prune meanwhile (another build's, `cache prune`) keeps what this build
+    # uses, until its package is in place.
+    running = ExitStack()
     try:
+        running.enter_context(build_running(cache_root(settings.environ)))
         cache_size = default_max_size(settings.environ)
         installer = choose_installer(
             settings.project_file(), name=config.name, python_minor=python, wsgi_server=WSGI_SERVER,
@@ -162,6 +166,7 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
         work = private_directory(f"microdeploy-{config.name}", settings.work_dir)
     except BaseException:  # a cache that is not a directory, Ctrl-C: nothing is left beside --out either
         shutil.rmtree(staging, ignore_errors=True)
+        running.close()
         raise
     try:
         with ExitStack() as stack:
@@ -202,6 +207,7 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
+        running.close()
     if installer.cache_root is not None:
         start_prune_after_build(installer.cache_root, cache_size)
     return BuildResult.of(config.name, facts.version, artifacts, started)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from microdeploy.build import cache
 from tests.aptrepo import CLI_TIMEOUT, microdeploy
 from tests.packages import EPOCH, BuiltService
 from tests.support import wait_until
@@ -261,3 +262,31 @@ def test_an_output_directory_that_cannot_take_a_file_is_refused_before_the_build
     done = subprocess.run([*argv, "--out", str(out)], env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT)
     assert done.returncode != 0
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_prune_while_a_build_runs_leaves_the_build_its_entries(plain_service: BuiltService,
+                                                                 tmp_path: Path) -> None:
+    """`cache prune --max-size 0` while a cold build with the same cache builds the project's wheel in the build
+    environment it has just made: the build succeeds with the package a build left alone makes (it failed, `No
+    module named 'setuptools.build_meta'`, or fell back and made another package); after it, the prune empties
+    the cache."""
+    cache_dir = tmp_path / "cache"
+    env = {**build_env(tmp_path / "tmp"), "MICRODEPLOY_CACHE_DIR": str(cache_dir)}
+    argv = [sys.executable, "-m", "microdeploy", "build", str(plain_service.project), "--out", str(tmp_path / "dist")]
+    prune = [sys.executable, "-m", "microdeploy", "cache", "prune", "--max-size", "0", "--roots-max-size", "100G",
+             "--images-max-size", "100G"]
+    child = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_until(lambda: any((cache_dir / "build-envs").glob("[!.]*")), "the build environment made")
+        pruned = subprocess.run(prune, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT)
+        assert pruned.returncode == 0, pruned.stderr
+        _, stderr = child.communicate(timeout=CLI_TIMEOUT)
+        assert child.returncode == 0, stderr
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+    [deb] = (tmp_path / "dist").glob("*.deb")
+    assert deb.read_bytes() == plain_service.result.deb.read_bytes()
+    subprocess.run(prune, env=env, check=True, capture_output=True, timeout=CLI_TIMEOUT)
+    assert cache.entries(cache_dir) == []

@@ -97,6 +97,40 @@ def test_prune_to_a_size_removes_the_least_recently_used_first(filled: tuple[Pat
     assert (root / "uv").is_dir() and (root / "layers" / "svc-py3.11-aaaa").is_dir(), "the newest stay"
 
 
+def test_a_prune_keeps_what_running_builds_use(filled: tuple[Path, float]) -> None:
+    """While a build runs with the cache, a prune to nothing keeps every entry used since the build started (it
+    touched them when it started using them: its build environment, its layer); the rest go. Once it has ended,
+    they go too. A mark whose build died (its lock free) protects nothing and is removed. (A prune removed the
+    build environment under a running build: `No module named 'setuptools.build_meta'`.)"""
+    root, now = filled
+    stale = root / cache.BUILD_MARK.format(id="1-1")
+    stale.write_text("")
+    os.utime(stale, (now - 100 * DAY,) * 2)  # it would keep everything
+    os.utime(root / "uv", (now - DAY,) * 2)  # used before the build started, as every other entry
+    with cache.build_running(root):
+        assert len(list(root.glob(".build-*.running"))) == 2
+        used = [root / "build-envs" / "key1", root / "layers" / "svc-py3.11-bbbb"]
+        for path in used:
+            cache.touch(path)
+        removed = cache.prune(root, max_size=0, now=time.time())
+        assert all(path.is_dir() for path in used)
+        assert len(removed) == 8 and not stale.exists()
+        assert sorted(str(item.path.relative_to(root)) for item in cache.entries(root)) == [
+            "build-envs/key1", "layers/svc-py3.11-bbbb"]
+    assert list(root.glob(".build-*")) == []
+    cache.prune(root, max_size=0)
+    assert cache.entries(root) == []
+
+
+def test_a_cache_directory_that_cannot_be_made_is_bad_input(tmp_path: Path) -> None:
+    """MICRODEPLOY_CACHE_DIR naming a file: exit 2 naming the directory, before the build uses it."""
+    (tmp_path / "file").write_text("")
+    with pytest.raises(MicrodeployError, match="cannot use the cache directory") as raised, \
+            cache.build_running(tmp_path / "file" / "cache"):
+        pass
+    assert raised.value.exit_code == 2
+
+
 def test_entries_being_written_are_left_alone_until_they_are_stale(tmp_path: Path) -> None:
     """A dot-named staging entry of a running build is not an entry; one left for over a day is removed."""
     now = time.time()
