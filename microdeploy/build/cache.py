@@ -238,10 +238,11 @@ BUILD_MARK = ".build-{id}.running"
 
 
 @contextmanager
-def build_running(root: Path) -> Iterator[None]:
+def build_running(root: Path, started: float | None = None) -> Iterator[None]:
     """Mark the cache `root` as used by a build for the block: a prune meanwhile keeps the entries used since
-    the build started. The mark is a file whose lock the build holds, made under another name and renamed
-    once locked, so that a prune never takes a mark being made for one a dead build left."""
+    the build started (`started`, a time.time(); else now). The mark is a file whose lock the build holds, made
+    under another name and renamed once locked, so that a prune never takes a mark being made for one a dead
+    build left."""
     unique = f"{os.getpid()}-{threading.get_ident()}"
     making = root / f".build-{unique}.making"
     mark = root / BUILD_MARK.format(id=unique)
@@ -253,6 +254,8 @@ def build_running(root: Path) -> Iterator[None]:
                         hint="Set MICRODEPLOY_CACHE_DIR to a directory you can write (nothing was built)") from exc
     with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
+        if started is not None:
+            os.utime(making, (started, started))
         making.rename(mark)
         try:
             yield

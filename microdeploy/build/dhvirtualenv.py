@@ -20,7 +20,7 @@ from pathlib import Path
 
 from microdeploy import dists
 from microdeploy.build import buildroot
-from microdeploy.build.cache import build_running, cache_root, default_max_size, start_prune_after_build
+from microdeploy.build.cache import build_running, default_max_size, start_prune_after_build
 from microdeploy.build.debiandir.context import INSTALLERS, WSGI_SERVER, BuildFacts, debian_context
 from microdeploy.build.debiandir.requirements import deploy_requirements
 from microdeploy.build.debiandir.tree import SOURCE_SUBDIR, copy_source, render_debian
@@ -150,17 +150,19 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
     project, config, python, settled = checked(settings, runner, root)
     out = output_directory(settings)
     staging = prepare_output(out)
-    # The input is checked: from here a prune meanwhile (another build's, `cache prune`) keeps what this build
-    # uses, until its package is in place.
     running = ExitStack()
     try:
-        running.enter_context(build_running(cache_root(settings.environ)))
+        began = time.time()
         cache_size = default_max_size(settings.environ)
         installer = choose_installer(
             settings.project_file(), name=config.name, python_minor=python, wsgi_server=WSGI_SERVER,
             installers=INSTALLERS if settings.keep_installers else (), extras=config.extras,
             environ=settings.environ, refresh_layer=settings.refresh_deps, runner=runner, dist=settled.dist.codename,
         )
+        if installer.cache_root is not None:
+            # From here a prune meanwhile (another build's, `cache prune`) keeps what this build uses (the layer
+            # choose_installer found included), until its package is in place. pip's builds use no cache.
+            running.enter_context(build_running(installer.cache_root, began))
         # A project below the top of its repository whose version setuptools-scm reads from there.
         top = scmversion.repository_top(settings.project_file(), settings.environ, runner)
         work = private_directory(f"microdeploy-{config.name}", settings.work_dir)

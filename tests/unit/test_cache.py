@@ -122,6 +122,16 @@ def test_a_prune_keeps_what_running_builds_use(filled: tuple[Path, float]) -> No
     assert cache.entries(root) == []
 
 
+def test_a_build_that_began_before_its_mark_keeps_what_it_used_since(filled: tuple[Path, float]) -> None:
+    """The mark carries the time the build began (it found its layer before it could make the mark): an entry
+    used since then stays, an older one goes."""
+    root, now = filled
+    with cache.build_running(root, started=now - 1.5 * DAY):
+        cache.prune(root, max_size=0, now=now)
+        assert sorted(str(item.path.relative_to(root)) for item in cache.entries(root)) == [
+            "layers/svc-py3.11-aaaa", "uv"]
+
+
 def test_a_cache_directory_that_cannot_be_made_is_bad_input(tmp_path: Path) -> None:
     """MICRODEPLOY_CACHE_DIR naming a file: exit 2 naming the directory, before the build uses it."""
     (tmp_path / "file").write_text("")
