@@ -20,7 +20,7 @@ from pathlib import Path
 
 from microdeploy import dists
 from microdeploy.build import buildroot
-from microdeploy.build.cache import build_running, default_max_size, start_prune_after_build
+from microdeploy.build.cache import default_max_size, start_prune_after_build
 from microdeploy.build.debiandir.context import INSTALLERS, WSGI_SERVER, BuildFacts, debian_context
 from microdeploy.build.debiandir.requirements import deploy_requirements
 from microdeploy.build.debiandir.tree import SOURCE_SUBDIR, copy_source, render_debian
@@ -34,6 +34,7 @@ from microdeploy.build.release import scmversion, source
 from microdeploy.build.release.license import stated_license
 from microdeploy.build.release.plan import Release, Settled, release, settle, target
 from microdeploy.build.release.settings import BuildSettings
+from microdeploy.build.running import build_running
 from microdeploy.config import ServiceConfig, load_config
 from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.fsutil import private_directory, sync_file, temporary_files_in

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from microdeploy import cli_cache, process
 from microdeploy.build import cache
+from microdeploy.build import running as build_marks
 from microdeploy.cli import main
 from microdeploy.errors import MicrodeployError
 
@@ -103,11 +104,11 @@ def test_a_prune_keeps_what_running_builds_use(filled: tuple[Path, float]) -> No
     they go too. A mark whose build died (its lock free) protects nothing and is removed. (A prune removed the
     build environment under a running build: `No module named 'setuptools.build_meta'`.)"""
     root, now = filled
-    stale = root / cache.BUILD_MARK.format(id="1-1")
+    stale = root / build_marks.BUILD_MARK.format(id="1-1")
     stale.write_text("")
     os.utime(stale, (now - 100 * DAY,) * 2)  # it would keep everything
     os.utime(root / "uv", (now - DAY,) * 2)  # used before the build started, as every other entry
-    with cache.build_running(root):
+    with build_marks.build_running(root):
         assert len(list(root.glob(".build-*.running"))) == 2
         used = [root / "build-envs" / "key1", root / "layers" / "svc-py3.11-bbbb"]
         for path in used:
@@ -126,7 +127,7 @@ def test_a_build_that_began_before_its_mark_keeps_what_it_used_since(filled: tup
     """The mark carries the time the build began (it found its layer before it could make the mark): an entry
     used since then stays, an older one goes."""
     root, now = filled
-    with cache.build_running(root, started=now - 1.5 * DAY):
+    with build_marks.build_running(root, started=now - 1.5 * DAY):
         cache.prune(root, max_size=0, now=now)
         assert sorted(str(item.path.relative_to(root)) for item in cache.entries(root)) == [
             "layers/svc-py3.11-aaaa", "uv"]
@@ -136,7 +137,7 @@ def test_a_cache_directory_that_cannot_be_made_is_bad_input(tmp_path: Path) -> N
     """MICRODEPLOY_CACHE_DIR naming a file: exit 2 naming the directory, before the build uses it."""
     (tmp_path / "file").write_text("")
     with pytest.raises(MicrodeployError, match="cannot use the cache directory") as raised, \
-            cache.build_running(tmp_path / "file" / "cache"):
+            build_marks.build_running(tmp_path / "file" / "cache"):
         pass
     assert raised.value.exit_code == 2
 
