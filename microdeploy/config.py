@@ -129,8 +129,7 @@ def project_summary(description: str, name: str = "") -> str:
     """
     text = " ".join(description.split())
     sentence = text.split(". ")[0].rstrip(".")
-    named = re.match(rf"(?:(?:a|an|the)\s+)?{re.escape(name)}\b[\s:,-]*(?:(?:is|are)\s+)?(?:(?:a|an|the)\s+)?(?=\w)",
-                     sentence, flags=re.IGNORECASE) if name else None
+    named = re.match(named_in_front(name) + r"(?=\w)", sentence, flags=re.IGNORECASE) if name else None
     if named:
         sentence = sentence[named.end()].upper() + sentence[named.end() + 1:]
     if len(sentence) <= DESCRIPTION_MAX:
@@ -144,14 +143,20 @@ def project_summary(description: str, name: str = "") -> str:
 CLAUSE_END = re.compile(r"[,;:](?= )| (?=(?:and|or|but|with|for|that|which)\b)", re.IGNORECASE)
 
 
+def named_in_front(name: str) -> str:
+    """The pattern (case aside) of `name` in front of a description, as a word (as lintian's
+    description-starts-with-package-name takes it: "moin" starts "Moin wiki", not "MoinMoin is a wiki"), with the
+    article before it and the "is a" after it: "The orders-api service", "rq-dashboard is a ..."."""
+    return rf"^(?:(?:a|an|the)\s+)?{re.escape(name)}\b[\s:,-]*(?:(?:is|are)\s+)?(?:(?:a|an|the)\s+)?"
+
+
 def without_name(text: str, name: str) -> str:
-    """`text` without `name` in front, as a word (as lintian's description-starts-with-package-name takes it: "moin"
-    starts "Moin wiki", not "MoinMoin is a wiki"), and without the article before it or the "is a" after it."""
+    """`text` without `name` in front (named_in_front) nor a leading article (lintian), however often repeated."""
     before = None
-    while text != before:  # "The orders-api service", "rq-dashboard is a ..."
+    while text != before:
         before = text
-        text = re.sub(rf"^{re.escape(name)}\b[\s:,-]*(?:(?:is|are)\s+)?", "", text, flags=re.IGNORECASE)
-        text = re.sub(r"^(a|an|the)\s+", "", text, flags=re.IGNORECASE)  # lintian: no leading article
+        text = re.sub(named_in_front(name), "", text, flags=re.IGNORECASE)
+        text = re.sub(r"^(a|an|the)\s+", "", text, flags=re.IGNORECASE)
     return text
 
 
