@@ -15,6 +15,7 @@ that are not a license's own text.
 from __future__ import annotations
 
 import configparser
+import inspect
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -119,7 +120,8 @@ def script_tables() -> dict[str, Any]:
     """What debian/venv-copyright, which names the licenses of the venv's distributions, shares with this module."""
     return {"pointers": {base: common_license_pointer(base, False) for base in COMMON_LICENSES},
             "titles": TITLES, "notice": NOTICE.pattern, "later": LATER_SENTENCE, "expression": SPDX_EXPRESSION.pattern,
-            "unversioned": sorted(UNVERSIONED_IDS), "classifiers": CLASSIFIERS}
+            "unversioned": sorted(UNVERSIONED_IDS), "classifiers": CLASSIFIERS,
+            "metadata_person": inspect.getsource(metadata_person)}
 
 
 def stated_license(pyproject: Pyproject) -> StatedLicense:
