@@ -100,8 +100,7 @@ def deploy(
         preflight_hosts(rollout, hosts)
         try:
             failures, stopped = _run_batches(state)
-        except KeyboardInterrupt:
-            state.stop.set()
+        except KeyboardInterrupt:  # `each` has told the hosts' threads to stop
             interrupted, stopped = True, True
             failures = sum(host.report is not None and host.report.state == "failed" for host in hosts)
             _report_interrupted(state)

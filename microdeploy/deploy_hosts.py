@@ -153,34 +153,30 @@ def each(hosts: Sequence[HostState], work: Callable[[HostState], None], stop: th
 
     Ctrl-C reaches this thread while the hosts' threads work: `stop` tells them to end at their next step (before
     the pool waits for them), so that the interrupt is not held until every health check has timed out."""
-    def stopping() -> None:
+    if len(hosts) == 1:
+        with _stopping(stop):
+            work(hosts[0])
+        return
+    # The pool waits for its threads (their reports final before the caller reads them) after `stop` is set.
+    with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool, _stopping(stop):
+        futures = [pool.submit(work, host) for host in hosts]
+        # Timed waits: CPython takes Ctrl-C in this thread only between them; an untimed wait holds it until
+        # every host's work has ended.
+        while wait(futures, timeout=0.2).not_done:
+            pass
+    for future in futures:
+        future.result()
+
+
+@contextmanager
+def _stopping(stop: threading.Event | None) -> Iterator[None]:
+    """Set `stop` when Ctrl-C ends the block."""
+    try:
+        yield
+    except KeyboardInterrupt:
         if stop is not None:
             stop.set()
-
-    if len(hosts) == 1:
-        try:
-            work(hosts[0])
-        except KeyboardInterrupt:
-            stopping()
-            raise
-        return
-    with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
-        futures = []
-        try:
-            for host in hosts:
-                futures.append(pool.submit(work, host))
-            # Timed waits: CPython takes Ctrl-C in this thread only between them; an untimed wait holds it
-            # until every host's work has ended.
-            while wait(futures, timeout=0.2).not_done:
-                pass
-        except KeyboardInterrupt:
-            stopping()
-            # The hosts' threads end at their next step: what they report is final before the caller reads it.
-            while wait(futures, timeout=0.2).not_done:
-                pass
-            raise
-        for future in futures:
-            future.result()
+        raise
 
 
 def tail(result: CommandResult, lines: int = 10) -> str:
