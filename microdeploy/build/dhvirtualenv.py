@@ -151,8 +151,10 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
     project, config, python, settled = checked(settings, runner, root)
     out = output_directory(settings)
     staging = prepare_output(out)
-    running = ExitStack()
-    try:
+    with ExitStack() as cleanup:
+        # Whatever ends the build from here (a failure, a cache that is not a directory, Ctrl-C), nothing of it is
+        # left beside --out or in the work directory.
+        cleanup.callback(shutil.rmtree, staging, ignore_errors=True)
         began = time.time()
         cache_size = default_max_size(settings.environ)
         installer = choose_installer(
@@ -163,15 +165,11 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
         if installer.cache_root is not None:
             # From here a prune meanwhile (another build's, `cache prune`) keeps what this build uses (the layer
             # choose_installer found included), until its package is in place. pip's builds use no cache.
-            running.enter_context(build_running(installer.cache_root, began))
+            cleanup.enter_context(build_running(installer.cache_root, began))
         # A project below the top of its repository whose version setuptools-scm reads from there.
         top = scmversion.repository_top(settings.project_file(), settings.environ, runner)
         work = private_directory(f"microdeploy-{config.name}", settings.work_dir)
-    except BaseException:  # a cache that is not a directory, Ctrl-C: nothing is left beside --out either
-        shutil.rmtree(staging, ignore_errors=True)
-        running.close()
-        raise
-    try:
+        cleanup.callback(shutil.rmtree, work, ignore_errors=True)
         with ExitStack() as stack:
             # The tools' own temporary files go into the work directory, and with it.
             tmp = stack.enter_context(temporary_files_in(work / "tmp"))
@@ -207,10 +205,6 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
             finally:
                 beside.finish()
         artifacts = move_in(built, staging, out)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(staging, ignore_errors=True)
-        running.close()
     if installer.cache_root is not None:
         start_prune_after_build(installer.cache_root, cache_size)
     return BuildResult.of(config.name, facts.version, artifacts, started)
