@@ -17,6 +17,7 @@ from microdeploy.cli_base import (
     INT,
     LEVELS_HELP,
     MicrodeployGroup,
+    PathParam,
     ProgressHandler,
     config_overrides,
     load_service,
@@ -67,7 +68,7 @@ for _command in (cache_group, deploy_command, publish_command, repo_group, check
 
 @main.command()
 @click.argument("name")
-@click.option("--dir", "directory", type=click.Path(path_type=Path),
+@click.option("--dir", "directory", type=PathParam(),
               help="Directory to create (default: ./NAME).")
 @click.option("--port", type=INT, default=DEFAULT_PORT, show_default=True, help="Port of the service.")
 @click.option("--with-db", is_flag=True, help="Add Flask-SQLAlchemy and Flask-Migrate with SQLite.")
@@ -95,7 +96,7 @@ def new(name: str, directory: Path | None, port: int, with_db: bool, no_input: b
 
 
 @main.command("config")
-@click.argument("project", type=click.Path(path_type=Path), default=".")
+@click.argument("project", type=PathParam(), default=".")
 @service_options
 def show_config(project: Path, **flags: Any) -> None:
     """Print the validated service configuration of PROJECT as JSON."""
@@ -105,8 +106,8 @@ def show_config(project: Path, **flags: Any) -> None:
 
 
 @main.command("build")
-@click.argument("project", type=click.Path(path_type=Path), default=".")
-@click.option("--out", type=click.Path(path_type=Path), help="Output directory (default: PROJECT/dist).")
+@click.argument("project", type=PathParam(), default=".")
+@click.option("--out", type=PathParam(), help="Output directory (default: PROJECT/dist).")
 @click.option("--version", "version", help="Upstream version (default: from the project and git).")
 @click.option("--revision", help="Debian revision (default: $BUILD_NUMBER, else 1).")
 @click.option("--keep-installers", is_flag=True, help="Ship pip, setuptools and wheel in the venv.")
@@ -156,7 +157,7 @@ def build_command(project: Path, out: Path | None, version: str | None, revision
 
 
 @main.command("jenkinsfile")
-@click.argument("project", type=click.Path(path_type=Path), default=".")
+@click.argument("project", type=PathParam(), default=".")
 @click.option("--form", type=click.Choice(FORMS), default="full", show_default=True,
               help="full: a self-contained Jenkinsfile; one-line: a call of the shared library; "
                    "library: the shared library's vars/microdeployPipeline.groovy.")
@@ -220,17 +221,17 @@ def jenkinsfile_command(project: Path, form: str, output: str, agent_label: str,
 
 
 @main.command("puppet-data")
-@click.argument("projects", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("projects", nargs=-1, type=PathParam())
 @click.option("--env", metavar="ENV", help="Pin the version for this Puppet environment (with --control-repo).")
 @click.option("--node", metavar="FQDN", help="Pin the version for this node, by certname (with --control-repo).")
-@click.option("--control-repo", type=click.Path(path_type=Path),
+@click.option("--control-repo", type=PathParam(),
               help="Write into this r10k control repository: data/services/NAME.yaml, or with --env/--node "
                    "the pin alone into that level's file.")
 @click.option("-o", "--output", default="-", show_default=True, metavar="FILE|-",
               help="Write here instead of standard output: a new file, or one microdeploy wrote before.")
 @click.option("--version", "version", help="Debian version to pin, e.g. 1.4.0-1 (default: as `build` computes it).")
 @click.option("--apt-location", metavar="URL", help="Also write the signed APT source: the repository URL...")
-@click.option("--apt-key", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+@click.option("--apt-key", type=PathParam(dir_okay=False), metavar="FILE",
               help="... and its ASCII-armored public key.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @service_options
@@ -261,7 +262,7 @@ def control_repo_group() -> None:
 
 
 @control_repo_group.command("init")
-@click.argument("directory", metavar="DIR", type=click.Path(path_type=Path))
+@click.argument("directory", metavar="DIR", type=PathParam())
 @click.option("--module-url", help="Git URL of a repository holding the microdeploy module at its root "
                                    "(default: vendor the module under site-modules/microdeploy).")
 @click.option("--module-ref", help="Tag, branch or commit of --module-url to pin (default: v<module version>).")
@@ -284,7 +285,7 @@ def control_repo_init(directory: Path, module_url: str | None, module_ref: str |
 
 
 @control_repo_group.command("update-module")
-@click.argument("directory", metavar="DIR", type=click.Path(path_type=Path), default=".")
+@click.argument("directory", metavar="DIR", type=PathParam(), default=".")
 def control_repo_update_module(directory: Path) -> None:
     """Replace the module vendored in DIR with this microdeploy's (review and commit the change)."""
     old, new = update_module(directory)

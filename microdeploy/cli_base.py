@@ -55,6 +55,20 @@ INT = StrictNumber(int)
 FLOAT = StrictNumber(float)
 
 
+class PathParam(click.Path):
+    """click.Path giving a pathlib.Path, that refuses an empty value: pathlib takes "" for the current directory,
+    and `--out "$OUT"` with OUT unset would write the build (or a repository, a key...) there."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(path_type=Path, **kwargs)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The path, or a usage error (exit 2) for an empty value."""
+        if isinstance(value, str) and not value.strip():
+            self.fail(f"{shown(value)} is empty: give a path (an unset variable?)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class ProgressHandler(logging.Handler):
     """Progress lines on stderr: styled on a terminal, plain in CI logs."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from microdeploy.cli_base import FLOAT, INT, print_json, sigterm_as_interrupt
+from microdeploy.cli_base import FLOAT, INT, PathParam, print_json, sigterm_as_interrupt
 from microdeploy.dists import DEFAULT_DIST
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
 from microdeploy.repo import (
@@ -28,21 +28,21 @@ from microdeploy.repo import (
 @click.argument("name", required=False)
 @click.option("--version", "version", help="Debian version to install from the repository, e.g. 1.4.0-1+deb12 "
               "(each host gets its release's build: 1.4.0-1+deb13 on trixie).")
-@click.option("--deb", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--deb", type=PathParam(dir_okay=False),
               help="Upload this .deb to each host and install it instead (NAME and version from the file).")
 @click.option("--hosts", multiple=True, metavar="H1,H2,...",
               help="Hosts as [user@]host[:port], comma-separated (repeatable).")
-@click.option("--hosts-file", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--hosts-file", type=PathParam(dir_okay=False),
               help="File with one host per line ('#' comments).")
 @click.option("--batch", default="1", show_default=True, help="Hosts per batch: a number N or a percentage P%.")
 @click.option("--max-failures", type=INT, default=0, show_default=True,
               help="Unhealthy hosts tolerated (each rolled back alone) before the rollout stops.")
 @click.option("--user", help="SSH user for hosts that do not name one.")
 @click.option("--sudo", is_flag=True, help="Run apt-get and the hooks with `sudo -n` (for a non-root user).")
-@click.option("--ssh-config", type=click.Path(path_type=Path, dir_okay=False), help="OpenSSH client config file.")
-@click.option("--known-hosts", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--ssh-config", type=PathParam(dir_okay=False), help="OpenSSH client config file.")
+@click.option("--known-hosts", type=PathParam(dir_okay=False),
               help="known_hosts file (default: the ssh config's UserKnownHostsFile, else ~/.ssh/known_hosts).")
-@click.option("-i", "--identity", type=click.Path(path_type=Path, dir_okay=False), help="SSH private key.")
+@click.option("-i", "--identity", type=PathParam(dir_okay=False), help="SSH private key.")
 @click.option("--accept-new-host-keys", is_flag=True,
               help="Add unknown host keys to known_hosts (a changed key is still refused).")
 @click.option("--connect-timeout", type=FLOAT, default=10.0, show_default=True, help="SSH connect timeout (s).")
@@ -54,7 +54,7 @@ from microdeploy.repo import (
 @click.option("--undrain", metavar="CMD", help="Shell command run on each host once it is healthy.")
 @click.option("--apt-source", metavar="FILE",
               help="Refresh only this APT source file on the hosts, e.g. /etc/apt/sources.list.d/NAME.sources.")
-@click.option("--project", type=click.Path(path_type=Path, file_okay=False),
+@click.option("--project", type=PathParam(file_okay=False),
               help="Service directory to read name, port and health path from (default: the current one).")
 @click.option("--dry-run", is_flag=True, help="Print the batches and commands without connecting.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
@@ -89,14 +89,14 @@ def deploy_command(ctx: click.Context, name: str | None, version: str | None, de
 
 
 @click.command("publish")
-@click.argument("debs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--repo", "repo_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.argument("debs", nargs=-1, required=True, type=PathParam())
+@click.option("--repo", "repo_dir", required=True, type=PathParam(file_okay=False),
               help="Repository directory (created on first use).")
 @click.option("--dist", help="Suite to publish to (default: each package's release, from its +debN; else "
               f"{DEFAULT_DIST}).")
 @click.option("--component", default=DEFAULT_COMPONENT, show_default=True, help="Component to publish to.")
 @click.option("--gpg-key", metavar="KEYID", help="Sign with this secret key (default: the repository's own key).")
-@click.option("--gnupghome", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--gnupghome", type=PathParam(file_okay=False),
               help="GnuPG home holding the signing key.")
 @click.option("--keep", type=INT, default=DEFAULT_KEEP, show_default=True,
               help="Versions of each package kept available for rollback.")
@@ -130,7 +130,7 @@ def repo_group() -> None:
 
 
 @repo_group.command("serve")
-@click.argument("repo_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("repo_dir", metavar="DIR", type=PathParam(file_okay=False))
 @click.option("--bind", default=SERVE_BIND, show_default=True, help="Address to listen on.")
 @click.option("--port", type=INT, default=SERVE_PORT, show_default=True, help="Port to listen on (0: any free one).")
 @click.option("--dist", help="Suite of the sources snippet (default: one snippet per served suite).")
@@ -153,14 +153,14 @@ def repo_serve(repo_dir: Path, bind: str, port: int, dist: str | None, component
 
 
 @click.command("check")
-@click.argument("deb", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("deb", type=PathParam(dir_okay=False))
 @click.option("--previous", metavar="DEB|VERSION",
               help="Also upgrade from this older .deb, or from this version in --repo.")
 @click.option("--dist", help="Debian release of the host (default: the package's own, else bookworm).")
-@click.option("--repo", "repo_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--repo", "repo_dir", type=PathParam(file_okay=False),
               help="Published repository the host may install dependencies (and --previous) from.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every check.")
-@click.option("--junit", "junit", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+@click.option("--junit", "junit", type=PathParam(dir_okay=False), metavar="FILE",
               help="Write a JUnit XML report here (one test case per check) for Jenkins' junit step.")
 @click.option("--refresh-images", is_flag=True, help="Rebuild the cached host and piuparts images first.")
 @click.option("--skip", multiple=True, type=click.Choice(["lintian", "piuparts", "host"]),

@@ -62,6 +62,38 @@ def test_new_bad_input_exits_2_and_creates_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+def path_parameters(command: click.Command, words: tuple[str, ...] = ()) -> list[tuple[list[str], str]]:
+    """Every (command words, parameter) of the CLI whose value is a path."""
+    if isinstance(command, click.Group):
+        return [found for name, sub in sorted(command.commands.items())
+                for found in path_parameters(sub, (*words, name))]
+    return [([*words, *([param.opts[0]] if isinstance(param, click.Option) else [])], param.name or "")
+            for param in command.params if isinstance(param.type, click.Path)]
+
+
+@pytest.mark.parametrize(("words", "param"), path_parameters(main), ids=lambda value: "-".join(value)
+                         if isinstance(value, list) else value)
+def test_an_empty_path_exits_2_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, words: list[str], param: str
+) -> None:
+    """`--out "$OUT"` with OUT unset: "" is not taken for the current directory (a build, a repository written
+    there), whichever command and path it is."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, [*words, ""])
+    assert result.exit_code == 2, result.output
+    assert "'' is empty: give a path" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cli_has_path_parameters_of_each_kind() -> None:
+    """The test above covers options and arguments of commands and of groups' commands."""
+    found = path_parameters(main)
+    assert (["build", "--out"], "out") in found
+    assert (["build"], "project") in found
+    assert (["repo", "serve"], "repo_dir") in found
+    assert (["publish", "--repo"], "repo_dir") in found
+
+
 def test_new_into_non_empty_directory_exits_2(tmp_path: Path) -> None:
     """An existing non-empty directory is refused and left alone."""
     (tmp_path / "svc").mkdir()
