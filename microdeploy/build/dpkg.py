@@ -24,6 +24,8 @@ REASON_RE = re.compile(
     rf"|ModuleNotFoundError|{PIP_TOOL}:)",
 )
 RESOLUTION_FAILURES = ("No matching distribution", "ResolutionImpossible", "No solution found")
+# uv's and pip's words when the package index did not answer: pip goes on to "No matching distribution".
+INDEX_FAILURES = ("Failed to fetch:", "could not be queried", "connection broken by", "Could not fetch URL")
 # setuptools-scm's words (hatch-vcs quotes them) when it finds no git above the project's copy.
 VCS_VERSION_FAILURE = "setuptools-scm was unable to detect version"
 # Variables of the caller's Python that must not leak into the build's interpreters.
@@ -113,6 +115,9 @@ def failure_hint(output: str) -> str:
     """What to do about the most common build failures."""
     if "Unmet build dependencies" in output:
         return "Install the missing build dependencies with apt-get, or fix build_depends"
+    if any(words in output for words in INDEX_FAILURES):
+        return ("The package index did not answer: check the network and the index the installer uses "
+                "(UV_INDEX_URL or PIP_INDEX_URL, pip.conf's index-url), then build again")
     if any(words in output for words in RESOLUTION_FAILURES):
         return "Fix the project's dependencies so that the installer (uv or pip) can resolve them"
     if VCS_VERSION_FAILURE in output:

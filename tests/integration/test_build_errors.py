@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
@@ -111,6 +112,25 @@ def test_unresolvable_dependency_is_a_failure_with_pips_words(service: Path, tmp
     assert "dpkg-buildpackage failed" in result.stderr
     assert "microdeploy-test-no-such-distribution" in result.stderr
     assert "hint: Fix the project's dependencies" in result.stderr
+    assert not out.exists()
+
+
+def test_an_index_that_does_not_answer_gets_the_index_hint(service: Path, tmp_path: Path) -> None:
+    """uv's fetch failure (an index that refuses the connection) says to check the index, not the dependencies."""
+    project = broken_copy(service, tmp_path)
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace(
+        '"flask>=3.0,<4",', '"flask>=3.0,<4",\n    "microdeploy-test-index-probe==1.0",'))
+    with socket.socket() as closed:  # a port of loopback that nothing listens on once the socket is closed
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    out = tmp_path / "dist"
+    result = CliRunner().invoke(main, ["build", str(project), "--out", str(out)],
+                                env={"UV_INDEX_URL": f"http://127.0.0.1:{port}/simple", "UV_HTTP_RETRIES": "0"})
+    assert result.exit_code == 1, result.output
+    assert "Failed to fetch: http://127.0.0.1:" in result.stderr
+    assert "hint: The package index did not answer" in result.stderr
+    assert "Fix the project's dependencies" not in result.stderr
     assert not out.exists()
 
 
