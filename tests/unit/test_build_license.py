@@ -136,6 +136,18 @@ def test_copyright_context_formats_dep5(tmp_path: Path) -> None:
     assert bare["license_text"] == " See the license of the upstream project."
 
 
+def test_notices_without_the_word_copyright_are_notices(tmp_path: Path) -> None:
+    """gunicorn's LICENSE (in every service's venv) puts the years first, "2009-2026 (c) Benoît Chesneau"; others
+    write "(c) 2015 Ann". The license's own "(c)" items and years in its sentences are not notices."""
+    stated = project(tmp_path, "", {
+        "LICENSE": "2009-2026 (c) Benoît Chesneau <benoitc@gunicorn.org>\n"
+                   "2009-2015 (c) Paul J. Davis <paul.joseph.davis@gmail.com>\n\n(c) 2015 Ann\n\n"
+                   "Permission is hereby granted, free of charge, to any person\n"
+                   "(c) the name of the author may not be used, as of 2019.\n"})
+    assert stated.notices == ("2009-2026 (c) Benoît Chesneau <benoitc@gunicorn.org>",
+                              "2009-2015 (c) Paul J. Davis <paul.joseph.davis@gmail.com>", "2015 Ann")
+
+
 def test_a_notice_takes_the_lines_it_goes_on_to(tmp_path: Path) -> None:
     """moin's notice ends "see" with its URL below, FlaskBB's "See AUTHORS" with "for more details." below: each
     is one notice; Trac's "All rights reserved." and the license's first sentence are not part of theirs."""

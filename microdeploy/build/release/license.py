@@ -92,7 +92,10 @@ MAX_FILE_BYTES = 256 * 1024
 # starts in lower case or with a URL.
 GOES_ON = re.compile(r"(?:,|\b(?i:see|and|by|of|the|for|at))\n|\n(?:[a-z]|https?://)")
 MAX_NOTICE_LINES = 3
-NOTICE = re.compile(r"^[\s#*/-]*Copyright\b\s*(?:\(c\)|©)?\s*(?P<notice>.*\b(?:19|20)\d\d\b.*)$", re.IGNORECASE)
+# A copyright notice's line: "Copyright (c) 2010 Pallets", "(c) 2015 Ann" (a year next: not a license's item "(c)"),
+# or the years first, as gunicorn's "2009-2026 (c) Benoît Chesneau".
+NOTICE = re.compile(r"^[\s#*/-]*(?:Copyright\b\s*(?:\(c\)|©)?|(?:\(c\)|©)(?=\s*(?:19|20)\d\d\b)"
+                    r"|(?=(?:19|20)\d\d\b[\d\s,-]*(?:\(c\)|©)))\s*(?P<notice>.*\b(?:19|20)\d\d\b.*)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
