@@ -13,14 +13,16 @@ the Puppetfile pins it.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from microdeploy import validate
 from microdeploy.errors import bad_input
-from microdeploy.fsutil import staged_directory
+from microdeploy.fsutil import process_umask, staged_directory
 from microdeploy.process import Runner, run
 from microdeploy.render import render_tree
 from microdeploy.resources import template_folder
@@ -139,11 +141,9 @@ def init_control_repo(dest: Path, options: ControlRepoOptions, runner: Runner = 
 
 
 def vendor_module(dest: Path) -> list[Path]:
-    """Copy the module that ships with this microdeploy to `dest` (replacing what is there); the files copied."""
+    """Copy the module that ships with this microdeploy into `dest` (new, or empty); the files copied."""
     source = template_folder("puppet")
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
+    dest.mkdir(parents=True, exist_ok=True)
     for part in MODULE_PARTS:
         if (source / part).is_dir():
             shutil.copytree(source / part, dest / part)
@@ -152,17 +152,66 @@ def vendor_module(dest: Path) -> list[Path]:
     return sorted(path for path in dest.rglob("*") if path.is_file())
 
 
-def update_module(control_repo: Path) -> tuple[str | None, str]:
-    """Replace the vendored module of `control_repo` with this microdeploy's; the old and the new version."""
+def update_module(control_repo: Path, runner: Runner = run) -> tuple[str | None, str]:
+    """Replace the vendored module of `control_repo` with this microdeploy's; the old and the new version.
+
+    Only a module whose every file git has committed is replaced: the
+    replacement is whole, so an edit or a file of someone's own in it would
+    be lost for good.
+    """
     vendored = control_repo / VENDORED
+    if vendored.is_symlink():
+        raise bad_input(f"{vendored} is a symbolic link (to {os.readlink(vendored)}), not the copy that "
+                        "control-repo init vendors", hint="Update the module where the link points instead "
+                        "(nothing was changed)")
     metadata = vendored / "metadata.json"
     if not metadata.is_file():
         raise bad_input(f"{control_repo} has no vendored module ({VENDORED}/metadata.json)",
                         hint="Pass a control repository made by `microdeploy control-repo init`; with a module "
                              "repository of your own, bump its :ref in the Puppetfile instead")
+    check_committed(control_repo, runner)
     try:
         old: str | None = str(json.loads(metadata.read_text(encoding="utf-8"))["version"])
     except (ValueError, KeyError, TypeError):
         old = None
-    vendor_module(vendored)
+    replace_module(vendored)
     return old, module_version()
+
+
+def check_committed(control_repo: Path, runner: Runner = run) -> None:
+    """Refuse (exit 2) a vendored module with changes git has not committed, ignored files included."""
+    status = runner(["git", "-C", str(control_repo), "status", "--porcelain", "--untracked-files=all",
+                     "--ignored=matching", "--", str(VENDORED)], check=False)
+    if status.returncode != 0:
+        reason = (status.stderr.strip().splitlines() or ["git status failed"])[-1]
+        raise bad_input(f"cannot tell whether {VENDORED} in {control_repo} has changes of its own: {reason}",
+                        hint="Run update-module in the control repository's git checkout: it replaces the "
+                             "module's files, and only git can give back what they were (nothing was changed)")
+    changed = [line[3:] for line in status.stdout.splitlines() if line.strip()]
+    if changed:
+        raise bad_input(f"{VENDORED} in {control_repo} has changes that are not committed ({len(changed)}: "
+                        f"{', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}); update-module would "
+                        "replace them", hint="Commit them first (git keeps a fix of your own that the new module "
+                        f"lacks), or discard them (git checkout -- {VENDORED}; git clean -fdx -- {VENDORED}); "
+                        "nothing was changed")
+
+
+def replace_module(vendored: Path) -> None:
+    """Put this microdeploy's module at `vendored` by renames: it is copied beside first, so that a failure (a
+    full disk, Ctrl-C) leaves the old module whole."""
+    new = Path(tempfile.mkdtemp(prefix=f".{vendored.name}.", suffix=".new", dir=vendored.parent))
+    old = vendored.with_name(f".{vendored.name}.{os.getpid()}.old")
+    try:
+        # mkdtemp makes it 0700; the module's directory follows the umask as a copy's would.
+        os.chmod(new, 0o777 & ~process_umask())
+        vendor_module(new)
+        vendored.rename(old)
+        try:
+            new.rename(vendored)
+        except BaseException:
+            old.rename(vendored)
+            raise
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

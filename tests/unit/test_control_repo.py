@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -103,12 +105,86 @@ def test_update_module_replaces_the_vendored_copy(tmp_path: Path) -> None:
     (vendored / "manifests/gone.pp").write_text("# removed upstream\n")
     metadata = json.loads((vendored / "metadata.json").read_text())
     (vendored / "metadata.json").write_text(json.dumps({**metadata, "version": "0.0.9"}))
+    commit_all(dest, "An old module, edited")
     result = CliRunner().invoke(main, ["control-repo", "update-module", str(dest)])
     assert result.exit_code == 0, result.output
     assert f"from 0.0.9 to {module_version()}" in result.stdout
     assert (vendored / "manifests/init.pp").read_bytes() == (MODULE / "manifests/init.pp").read_bytes()
     assert not (vendored / "manifests/gone.pp").exists()
-    assert git(dest, "status", "--porcelain") == ""  # back to exactly the module init committed
+    assert git(dest, "diff", "--stat", "HEAD~1") == ""  # back to exactly the module init committed
+    assert sorted(path.name for path in vendored.parent.iterdir()) == ["microdeploy", "profile", "role"]
+
+
+def commit_all(repo: Path, message: str) -> None:
+    """Commit every change of `repo`, as its owner would."""
+    git(repo, "add", "--all")
+    git(repo, "-c", "user.name=Ops", "-c", "user.email=ops@example.org", "commit", "--quiet", "-m", message)
+
+
+def test_update_module_refuses_changes_that_are_not_committed(tmp_path: Path) -> None:
+    """A local fix in the vendored module, or a file of someone's own in it, that git does not have would be lost
+    for good by the replacement: exit 2, the names in the message, every file as it was."""
+    dest = tmp_path / "control"
+    assert invoke(str(dest)).exit_code == 0
+    vendored = dest / "site-modules/microdeploy"
+    (vendored / "manifests/init.pp").write_text("# my local fix\n")
+    (vendored / "files_local.txt").write_text("local\n")
+    before = snapshot(dest)
+    result = CliRunner().invoke(main, ["control-repo", "update-module", str(dest)])
+    assert result.exit_code == 2, result.output
+    assert "has changes that are not committed (2: " in result.stderr
+    assert "manifests/init.pp" in result.stderr and "files_local.txt" in result.stderr
+    assert snapshot(dest) == before
+
+
+def test_update_module_refuses_a_module_git_cannot_give_back(tmp_path: Path) -> None:
+    """Outside a git work tree nothing tells what the module's files were, and a symbolic link is not the copy
+    init vendors: exit 2 and nothing changed, for each."""
+    dest = tmp_path / "control"
+    assert invoke(str(dest)).exit_code == 0
+    shutil.rmtree(dest / ".git")
+    before = snapshot(dest)
+    result = CliRunner().invoke(main, ["control-repo", "update-module", str(dest)])
+    assert result.exit_code == 2, result.output
+    assert "cannot tell whether site-modules/microdeploy" in result.stderr and "git checkout" in result.stderr
+    assert snapshot(dest) == before
+    linked = tmp_path / "linked"
+    assert invoke(str(linked)).exit_code == 0
+    (linked / "site-modules/microdeploy").rename(tmp_path / "module")
+    (linked / "site-modules/microdeploy").symlink_to(tmp_path / "module")
+    result = CliRunner().invoke(main, ["control-repo", "update-module", str(linked)])
+    assert result.exit_code == 2, result.output
+    assert "is a symbolic link" in result.stderr
+    assert (linked / "site-modules/microdeploy").is_symlink()
+
+
+def test_update_module_that_fails_midway_leaves_the_old_module_whole(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk during the copy: the module in place stays as it was (it was deleted first, then half
+    copied, and the next run found no module), and nothing is left beside it."""
+    dest = tmp_path / "control"
+    assert invoke(str(dest)).exit_code == 0
+    before = snapshot(dest)
+    copied = []
+
+    def full_disk(source: Path, target: Path) -> None:
+        copied.append(target)
+        if len(copied) > 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+        shutil.copyfile(source, target)
+
+    monkeypatch.setattr("microdeploy.controlrepo.shutil.copy2", full_disk)
+    result = CliRunner().invoke(main, ["control-repo", "update-module", str(dest)])
+    assert result.exit_code != 0
+    assert len(copied) == 4
+    assert snapshot(dest) == before
+    assert git(dest, "status", "--porcelain", "--ignored") == ""
+
+
+def snapshot(tree: Path) -> dict[str, bytes]:
+    """Every file below `tree` (git's own aside) with its bytes, and every link with its target."""
+    return {str(path.relative_to(tree)): os.readlink(path).encode() if path.is_symlink() else path.read_bytes()
+            for path in sorted(tree.rglob("*")) if ".git" not in path.parts and (path.is_file() or path.is_symlink())}
 
 
 def test_update_module_without_a_vendored_module_is_bad_input(tmp_path: Path) -> None:
