@@ -77,12 +77,10 @@ def data_file(control_repo: Path, env: str | None = None, node: str | None = Non
     else:
         level, variables, value = "common", (), ""
     for entry, datadir in _levels(config):
-        for template in entry.get("paths") or [entry.get("path")]:
-            if not isinstance(template, str):
-                continue
+        for template in _level_files(entry):
             found = _fill(template, variables, value)
             if found is not None:
-                return control_repo / datadir / found, level
+                return _inside(control_repo, control_repo / datadir / found, f"the {level} level's file"), level
     examples = {"node": "nodes/%{trusted.certname}.yaml", "environment": "environments/%{environment}.yaml",
                 "common": "common.yaml"}
     raise bad_input(f"{hiera_path} has no {level} level",
@@ -99,14 +97,35 @@ def owned_files(control_repo: Path) -> tuple[Path, Path]:
             + list(entry.get("paths") or [])
         for pattern in patterns:
             if pattern == SERVICES_GLOB:
-                services_dir = control_repo / datadir / SERVICES_GLOB.rsplit("/", 1)[0]
+                services_dir = _inside(control_repo, control_repo / datadir / SERVICES_GLOB.rsplit("/", 1)[0],
+                                       "the services' directory")
             elif pattern == APT_FILE:
-                apt_path = control_repo / datadir / APT_FILE
+                apt_path = _inside(control_repo, control_repo / datadir / APT_FILE, "the APT source file")
     if services_dir is None or apt_path is None:
         raise bad_input(f"{hiera_path} has no level for the files microdeploy writes "
                         f"({SERVICES_GLOB} and {APT_FILE} in the data directory)",
                         hint=f"Add this level at the end of the hierarchy in {hiera_path.name}:\n{OWNED_LEVEL}")
     return services_dir, apt_path
+
+
+def _inside(control_repo: Path, path: Path, what: str) -> Path:
+    """`path`, if it is in the control repository: hiera.yaml may take a level out of it (an absolute datadir,
+    `..` in a path, a link), and microdeploy writes only what the repository holds and r10k deploys."""
+    if not path.resolve().is_relative_to(control_repo.resolve()):
+        raise bad_input(f"{control_repo / 'hiera.yaml'} puts {what} at {path}, outside the control repository "
+                        f"({path.resolve()})", hint="Give that level a datadir and path inside the control "
+                        "repository; nothing was written")
+    return path
+
+
+def _level_files(entry: Mapping[str, Any]) -> list[str]:
+    """The files a level names one by one: its paths, and its globs that are a plain file name (no wildcard) other
+    than microdeploy's own file."""
+    globs = entry.get("globs") or [entry.get("glob")]
+    named = [*(entry.get("paths") or [entry.get("path")]),
+             *(pattern for pattern in globs if isinstance(pattern, str) and not re.search(r"[*?\[{]", pattern)
+               and pattern != APT_FILE)]
+    return [template for template in named if isinstance(template, str)]
 
 
 def _levels(config: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], str]]:
@@ -168,6 +187,10 @@ def pinned_version(text: str, name: str, source: str = "<data>") -> str | None:
 
 def _edit(document: CommentedMap, lines: list[str], name: str, quoted_name: str, version: str, newline: str,
           source: str) -> list[str]:
+    if SERVICES_KEY not in document.lc.data:
+        raise bad_input(f"{SERVICES_KEY} in {source} is merged in (`<<: *anchor`), not a key of the file's own: a "
+                        "pin written there would change every place that uses the anchor",
+                        hint=_HINT_BY_HAND.format(name=name))
     services = document[SERVICES_KEY]
     services_line, services_col = document.lc.key(SERVICES_KEY)
     if services is None:
@@ -182,6 +205,10 @@ def _edit(document: CommentedMap, lines: list[str], name: str, quoted_name: str,
     if name not in services:
         return _insert(lines, services_line, [f"{' ' * child_col}{quoted_name}:",
                                               f"{' ' * (child_col + step)}ensure: '{version}'"], newline)
+    if name not in services.lc.data:
+        raise bad_input(f"{SERVICES_KEY}.{name} in {source} is merged in (`<<: *anchor`), not a key of the file's "
+                        "own: a pin written there would change every place that uses the anchor",
+                        hint=_HINT_BY_HAND.format(name=name))
     entry = services[name]
     entry_line = services.lc.key(name)[0]
     if entry is None:

@@ -214,6 +214,10 @@ def test_hiera_interpolation_in_settings_is_escaped(project: Path, repo: Path) -
         ("microdeploy::services:\n  orders-api:\n    ensure: |\n      1.0-1\n", "not a one-line scalar"),
         ("microdeploy::services:\n  orders-api: '1.0'\n", "is not a mapping"),
         ("microdeploy::services:\n  orders-api:\n    ensure: 1.0\n      -1\n", "cannot edit"),
+        # The services merged in from an anchor, at the top or per service: the anchor's lines are shared.
+        ("base: &b\n  microdeploy::services:\n    orders-api:\n      ensure: '0.1'\n<<: *b\nfoo: 1\n", "is merged in"),
+        ("x: &o\n  ensure: '0.1'\ny: &s\n  orders-api: *o\nmicrodeploy::services:\n  <<: *s\n  b-api: {}\n",
+         "is merged in"),
     ],
 )
 def test_a_file_that_cannot_be_edited_line_by_line_is_refused(
@@ -238,6 +242,46 @@ def test_a_hiera_yaml_without_the_owned_level_names_the_level_to_add(project: Pa
     assert "has no level for the files microdeploy writes" in result.stderr
     assert "- 'services/*.yaml'" in result.stderr
     assert file_bytes(repo) == before
+
+
+@pytest.mark.parametrize(
+    ("level", "where"),
+    [
+        ("  - name: 'Per node'\n    datadir: {outside}\n    path: 'nodes/%{{trusted.certname}}.yaml'\n",
+         ["--node", "app1.example.com"]),
+        ("  - name: 'Per environment'\n    path: '../../escape/%{{environment}}.yaml'\n", ["--env", "staging"]),
+        ("  - name: 'Common'\n    path: '../{link}/common.yaml'\n", []),
+    ],
+    ids=["absolute-datadir", "dotdot-path", "through-a-link"],
+)
+def test_a_level_whose_file_is_outside_the_control_repository_is_refused(
+    project: Path, repo: Path, tmp_path: Path, level: str, where: list[str]
+) -> None:
+    """hiera.yaml may take a level out of the repository (an absolute datadir, `..`, a link to elsewhere):
+    microdeploy writes only what the repository holds, which r10k deploys. Exit 2, nothing written anywhere."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (repo / "data" / "elsewhere").symlink_to(outside)
+    hiera = repo / "hiera.yaml"
+    hiera.write_text(hiera.read_text().replace("hierarchy:\n", "hierarchy:\n" + level.format(
+        outside=outside, link="data/elsewhere")))
+    before = file_bytes(tmp_path)
+    result = invoke(str(project), "--control-repo", str(repo), "--version", "1.4.0-2", *where)
+    assert result.exit_code == 2, result.output
+    assert "outside the control repository" in result.stderr
+    assert file_bytes(tmp_path) == before
+
+
+def test_a_common_level_written_as_a_plain_glob_is_the_common_level(project: Path, repo: Path) -> None:
+    """`glob: 'common.yaml'` names one file as `path` does: the release finds it, and the pin common.yaml holds
+    follows the release (it was "has no common level", exit 2)."""
+    hiera = repo / "hiera.yaml"
+    hiera.write_text(hiera.read_text().replace("    path: 'common.yaml'", "    glob: 'common.yaml'"))
+    common = repo / "data/common.yaml"
+    common.write_text(OPS_COMMON.replace("    orders-api:\n", "    orders-api:\n        ensure: '1.3.0-1'\n"))
+    report = release(project, repo, "1.4.0-3")
+    assert report["written"] == [str(repo / "data/services/orders-api.yaml"), str(common)]
+    assert "        ensure: '1.4.0-3'\n" in common.read_text()
 
 
 def test_set_pin_keeps_crlf_line_endings() -> None:
