@@ -181,8 +181,6 @@ class FabricConnector:
 
     def __call__(self, target: Target) -> FabricRemote:
         """Connect and authenticate, or raise MicrodeployError saying why not."""
-        if self.ssh_config is not None and not self.ssh_config.is_file():
-            raise MicrodeployError(f"SSH config file not found: {self.ssh_config}", hint="Pass an existing file")
         config = fabric.Config(runtime_ssh_path=str(self.ssh_config) if self.ssh_config else None)
         connect_kwargs: dict[str, Any] = {}
         if self.identity is not None:
@@ -207,7 +205,7 @@ class FabricConnector:
             if known.authorities_for(name):
                 hop.connect_kwargs["transport_factory"] = _certificate_transport
             hop = hop.gateway
-        where = f"{target.spec} ({connection.user}@{connection.host}:{connection.port})"
+        where = f"{target.spec} ({connection.user}@{host_port(connection.host, connection.port)})"
         try:
             connection.open()
         except UnknownHostKeyError as exc:
@@ -256,6 +254,11 @@ class FabricConnector:
         if configured:
             return Path(str(configured).split()[0]).expanduser()
         return USER_KNOWN_HOSTS.expanduser()
+
+
+def host_port(host: str, port: int) -> str:
+    """`host:port`, an IPv6 address in brackets (`[::1]:2223`, not `::1:2223`)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def known_hosts_name(host: str, port: int) -> str:

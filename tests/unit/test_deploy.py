@@ -506,6 +506,39 @@ def test_bad_input_exits_2_and_touches_no_host(fleet: list[FakeHost], args: list
     assert all(host.log == [] for host in fleet)
 
 
+@pytest.mark.parametrize(
+    ("flag", "content", "message"),
+    [
+        ("--ssh-config", None, "cannot read --ssh-config"),
+        ("--identity", None, "cannot read --identity"),
+        ("--known-hosts", None, "is not a file: no host key could be checked"),
+        ("--ssh-config", "Host *\n  User deploy\n  include ssh_config.d/*.conf\n", ":3 uses Include"),
+        ("--ssh-config", "Include=/etc/ssh/hosts.conf\n", ":1 uses Include"),
+    ],
+    ids=["no-ssh-config", "no-identity", "no-known-hosts", "include", "include-equals"],
+)
+def test_ssh_client_files_are_checked_before_any_host(fleet: list[FakeHost], tmp_path: Path, flag: str,
+                                                       content: str | None, message: str) -> None:
+    """A missing ssh config or key, a known_hosts that is not there (nothing to check keys against), or an ssh
+    config with Include (paramiko keeps it as a setting and reads nothing: the port it sets was not used): exit 2
+    before any host is contacted."""
+    path = tmp_path / "given"
+    if content is not None:
+        path.write_text(content)
+    code, _, stderr = invoke("deploy", "orders-api", "--version", "2", "--hosts", "h1", flag, str(path))
+    assert code == 2, stderr
+    assert message in stderr and "no host was contacted" in stderr
+    assert all(host.log == [] for host in fleet)
+
+
+def test_a_known_hosts_file_to_start_is_fine_with_accept_new_host_keys(fleet: list[FakeHost],
+                                                                       tmp_path: Path) -> None:
+    """--accept-new-host-keys records the keys in a known_hosts file that need not exist yet."""
+    code, _, stderr = invoke("deploy", "orders-api", "--version", "2", "--hosts", "h1", "--known-hosts",
+                             str(tmp_path / "new_known_hosts"), "--accept-new-host-keys")
+    assert code == 0, stderr
+
+
 def test_missing_hosts_file_exits_2(fleet: list[FakeHost], tmp_path: Path) -> None:
     """A hosts file that does not exist is bad input."""
     code, _, stderr = invoke("deploy", "orders-api", "--version", "2", "--hosts-file", str(tmp_path / "nope"))

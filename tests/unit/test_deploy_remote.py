@@ -100,10 +100,15 @@ def test_refused_connection_is_a_clear_error(tmp_path: Path) -> None:
     )
 
 
-def test_missing_ssh_config_is_an_error(tmp_path: Path) -> None:
-    """An --ssh-config that does not exist is reported before connecting."""
-    with pytest.raises(MicrodeployError, match="SSH config file not found"):
-        FabricConnector(ssh_config=tmp_path / "nope")(Target("web1", "web1"))
+def test_an_ipv6_host_is_shown_in_brackets(tmp_path: Path) -> None:
+    """`root@[::1]:PORT`, as ssh and known_hosts write it, not `root@::1:PORT`, which reads as another address."""
+    port = free_port()
+    config = tmp_path / "ssh_config"
+    config.write_text("")
+    connector = FabricConnector(ssh_config=config, known_hosts=tmp_path / "known_hosts", connect_timeout=2)
+    with pytest.raises(MicrodeployError) as caught:
+        connector(Target(f"[::1]:{port}", "::1", "root", port))
+    assert caught.value.message.startswith(f"[::1]:{port} (root@[::1]:{port}): cannot connect: ")
 
 
 @dataclass
