@@ -32,7 +32,7 @@ from microdeploy.testbed.procs import children
 
 from . import qa
 from .feed import serving_feed
-from .onhost import HostPlan, host_checks
+from .onhost import DEFAULT_MAX_EXPOSURE, HostPlan, host_checks
 from .package import DebInfo, read_deb, release_of
 from .report import FAILED, SKIPPED, Outcome, Report
 
@@ -42,9 +42,6 @@ log = logging.getLogger(__name__)
 
 # The stages a run can leave out with --skip.
 STAGES = ("lintian", "piuparts", "host")
-
-# systemd-analyze's scale: a unit without hardening scores 9.2, microdeploy's 1.2.
-DEFAULT_MAX_EXPOSURE = 5.0
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,10 @@ HEALTH_TIMEOUT = 45.0
 JOURNAL_TIMEOUT = 10.0
 LOG_TIMEOUT = 10.0
 
+# gunicorn's arbiter on a worker that exited by itself (not a boot or app-load failure, which end gunicorn):
+# it starts another, and the unit stays active while nothing serves.
+_WORKER_EXIT = re.compile(r"Worker \(pid:\d+\) exited with code (\d+)")
+WORKER_EXITS = 3
 _EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
 # ss -ltnpH: "LISTEN 0 2048 127.0.0.1:8001 0.0.0.0:* users:(("gunicorn",pid=42,fd=5),...)"
 _LISTENER = re.compile(r"^\S+\s+\d+\s+\d+\s+(\S+)\s+\S+\s+users:\((.*)\)\s*$")
@@ -73,6 +77,7 @@ class ServiceProbe:
         """
         deadline = time.monotonic() + timeout
         props: Mapping[str, str] = {}
+        next_journal = 0.0
         while True:
             props = self.properties("ActiveState", "SubState", "Result", "NRestarts",
                                     "ExecMainStartTimestampMonotonic", "MainPID")
@@ -85,6 +90,9 @@ class ServiceProbe:
                 answering = self.answering(props.get("MainPID"))
                 if answering:
                     return f"{self.info.unit} active (pid {props.get('MainPID')}), answering on {answering}"
+                if time.monotonic() >= next_journal:
+                    next_journal = time.monotonic() + 2.0
+                    self.check_workers()
                 if time.monotonic() >= deadline:
                     return f"{self.info.unit} active (pid {props.get('MainPID')}) for {timeout:g} s, not answering"
             elif time.monotonic() >= deadline:
@@ -95,6 +103,16 @@ class ServiceProbe:
         restarts_text = f", {restarts} automatic restart(s)" if restarts else ""
         why = self.last_words()
         raise failure(f"{self.info.unit} does not stay up ({state}{restarts_text})" + (f": {why}" if why else ""))
+
+    def check_workers(self) -> None:
+        """Fail when gunicorn's workers keep exiting as they start: the unit is active, and nothing serves."""
+        journal = self.host.journal(self.info.unit, lines=300)
+        exits = _WORKER_EXIT.findall(journal)
+        if len(exits) >= WORKER_EXITS:
+            # The worker's own last word, not the arbiter's line about it.
+            why = self.last_error("\n".join(line for line in journal.splitlines() if not _WORKER_EXIT.search(line)))
+            raise failure(f"{self.info.unit} is up, but its gunicorn workers exit as they start ({len(exits)} exits, "
+                          f"the last with code {exits[-1]})" + (f": {why}" if why else ""))
 
     def last_words(self) -> str:
         """The service's last error from its journal, waited for (bounded): journald files what a
@@ -172,6 +190,9 @@ class ServiceProbe:
         code = self._first_answer(url, port, timeout)
         if code is None:
             listening = self.listening()
+            if any(each.endswith(f":{port}") for each in listening):
+                raise failure(f"nothing answers on {address}:{port}, the configured port, where the service "
+                              f"listens, within {timeout:g} s")
             raise failure(
                 f"nothing answers on {address}:{port}, the configured port; the service listens on "
                 + (", ".join(listening) or "no TCP port")

@@ -32,6 +32,7 @@ CHECK_TIMEOUT = 900
 UNIT = "lib/systemd/system/orders-api.service"
 GUNICORN_CONFIG = "--config /usr/share/orders-api/gunicorn.conf.py"
 HEALTH = "opt/venvs/orders-api/lib/python3.11/site-packages/orders_api/health.py"
+APPLICATION = "opt/venvs/orders-api/lib/python3.11/site-packages/orders_api/application.py"
 HOST_STEPS = ["install", "upgrade", "unit", "user", "exposure", "health", "logs", "restart", "purge"]
 
 
@@ -75,11 +76,32 @@ BROKEN: dict[str, tuple[Callable[[Path], None], bool, str, str]] = {
         False, "logs",
         r"^1 file\(s\) under /var/log/orders-api not readable by group adm: access\.log \(orders-api:orders-api 640\)$",
     ),
+    # Calibre-Web's app parses gunicorn's own arguments and exits 2 in each worker: gunicorn starts another.
+    "workers-exit-at-start": (
+        lambda tree: replace_in(tree / APPLICATION, "from __future__ import annotations\n",
+                                "from __future__ import annotations\nimport argparse\n"
+                                "argparse.ArgumentParser().parse_args()\n"),
+        False, "unit",
+        r"^orders-api\.service is up, but its gunicorn workers exit as they start \(\d+ exits, the last with code 2\): "
+        r".*error: unrecognized arguments: --config",
+    ),
+    "unit-hardening-removed": (
+        lambda tree: without_lines(tree / UNIT, ("SystemCallFilter=", "ProtectKernel", "RestrictNamespaces=")),
+        False, "exposure", r"^exposure \d\.\d is above 1\.5 \(systemd-analyze security\)$",
+    ),
     "upgrade-loses-config-ini": (
         lambda tree: add_to_postinst(tree, 'rm -f "/etc/$NAME/config.ini"'),
         True, "upgrade", r"^the upgrade removed the administrator's /etc/orders-api/config\.ini$",
     ),
 }
+
+
+def without_lines(path: Path, starts: tuple[str, ...]) -> None:
+    """A text file without its lines that start with any of `starts` (there must be some)."""
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if not line.startswith(starts)]
+    assert len(kept) < len(lines), f"no line of {path} starts with {starts}"
+    path.write_text("".join(kept))
 
 
 def newer(service: BuiltService) -> str:

@@ -147,6 +147,23 @@ def test_unit_that_stays_up_without_answering_passes_at_the_timeout(monkeypatch:
     assert host.curls
 
 
+def test_workers_that_keep_exiting_fail_the_unit_step_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gunicorn starts a new worker for each that exits with a code of its own (Calibre-Web's argparse exits 2
+    on gunicorn's arguments): the unit stays active and nothing serves. The unit step fails on the third exit,
+    with the worker's own error, without waiting for its timeout; a unit that merely answers late still
+    passes (the test above)."""
+    exits = "".join(f"h gunicorn[42]: [ERROR] Worker (pid:{pid}) exited with code 2\n" for pid in (43, 44, 45))
+    journal = "h gunicorn[44]: cps.py: error: unrecognized arguments: --config\n" + exits
+    host = ScriptedHost(["active 0"], ["000"], [journal])
+    with pytest.raises(MicrodeployError, match=r"^orders-api\.service is up, but its gunicorn workers exit as they "
+                                              r"start \(3 exits, the last with code 2\): cps\.py: error: "
+                                              r"unrecognized arguments: --config$"):
+        scripted_probe(monkeypatch, host).wait_started(timeout=30)
+    assert len(host.curls) == 1 and host.journal_reads == 1
+    two = ScriptedHost(["active 0"], ["000"], ["".join(exits.splitlines(keepends=True)[:2])])
+    assert scripted_probe(monkeypatch, two).wait_started(timeout=0.5).endswith("not answering")
+
+
 def test_the_check_host_boots_with_every_timer_masked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The check's host starts no timer: midnight's dpkg-db-backup and logrotate would write files that the
     purge step counts as left behind by the package."""
