@@ -165,8 +165,33 @@ def swap_public(layout: Layout, generation_dir: Path) -> None:
     tmp = layout.root / f".public.{os.getpid()}.tmp"
     tmp.unlink(missing_ok=True)
     os.symlink(target, tmp)
-    os.replace(tmp, layout.public)
+    try:
+        os.replace(tmp, layout.public)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     sync_directory(layout.root)
+
+
+def not_ours(layout: Layout) -> str | None:
+    """What makes an existing directory another tool's rather than a microdeploy repository, or None.
+
+    Publishing there would rename over its `public` (or fail doing so) and mix
+    microdeploy's state into its own.
+    """
+    public, state = layout.public, layout.state
+    if public.is_symlink():
+        target = os.readlink(public)
+        parts = Path(target).parts
+        if not (len(parts) == 4 and parts[:2] == ("state", "generations") and _GENERATION.fullmatch(parts[2])
+                and parts[3] == "published"):
+            return f"{public} is a symbolic link to {target}, not to a generation under state/generations/"
+    elif public.exists():
+        kind = "directory" if public.is_dir() else "file"
+        return f"{public} is a {kind}, where microdeploy keeps a link to the served generation"
+    if state.exists() and not state.is_dir():
+        return f"{state} is a file, where microdeploy keeps its aptly state and key"
+    return None
 
 
 def served_generations(layout: Layout, current: Path | None) -> list[Path]:

@@ -36,6 +36,7 @@ from microdeploy.generations import (
     copy_file,
     keep_recent_by_hash,
     next_generation,
+    not_ours,
     prune_generations,
     repository_lock,
     served_generations,
@@ -132,6 +133,11 @@ def check_settings(settings: PublishSettings) -> None:
         validate.check(GPG_KEY, "--gpg-key", settings.gpg_key, "the command line")
     if settings.repo.exists() and not settings.repo.is_dir():
         raise bad_input(f"repository {settings.repo} is not a directory", hint="Pass a directory with --repo")
+    if settings.repo.is_dir():
+        found = not_ours(Layout(settings.repo))
+        if found is not None:
+            raise bad_input(f"{settings.repo} is not a microdeploy repository: {found}",
+                            hint="Pass a new or empty directory, or one that `microdeploy publish` made, with --repo")
 
 
 def check_suite(dist: str, component: str) -> None:
@@ -180,7 +186,10 @@ def publish(
         # A key asked for is found before anything is made, so a wrong one leaves no trace.
         explicit = resolve_key(layout.gnupghome, key_id=settings.gpg_key, gnupghome=settings.gnupghome,
                                runner=runner)
-    created = not layout.root.exists()
+    # What this publish makes (the directory, its key, the lock): removed again unless it serves something new.
+    made = [path for path in (layout.root, layout.state, layout.gnupghome, layout.retired_keys, layout.generations)
+            if not path.exists() and not path.is_symlink()]
+    served = layout.current()
     try:
         with repository_lock(layout.lock) as waited:
             timings["lock_wait"] = waited
@@ -204,9 +213,10 @@ def publish(
                     # Signing started a gpg-agent in our GNUPGHOME: leave nothing running.
                     stop_agent(layout.gnupghome, runner)
     except BaseException:
-        if created and layout.current() is None:
-            # A first publish that failed leaves no lock and no empty repository behind.
-            shutil.rmtree(layout.root, ignore_errors=True)
+        if layout.current() == served:
+            # A refused or failed publish leaves no directory, key or lock of its own behind.
+            for path in made:
+                shutil.rmtree(path, ignore_errors=True)
         raise
     timings["total"] = clock() - started
     return PublishResult(

@@ -22,3 +22,14 @@ def test_swap_public_points_public_at_the_generation_and_syncs_the_root(
     swap_public(layout, generation)
     assert os.readlink(layout.public) == "state/generations/g000001/published"
     assert synced == [layout.root.stat().st_ino]
+
+
+def test_swap_public_over_a_directory_fails_and_leaves_no_temporary_link(tmp_path: Path) -> None:
+    """A `public` that is a directory cannot be swapped: the error comes out and no .public.*.tmp stays."""
+    layout = Layout(tmp_path / "repo")
+    generation = layout.root / "state" / "generations" / "g000001"
+    (generation / "published").mkdir(parents=True)
+    (layout.public / "dists").mkdir(parents=True)
+    with pytest.raises(OSError):
+        swap_public(layout, generation)
+    assert sorted(p.name for p in layout.root.iterdir()) == ["public", "state"]

@@ -1,0 +1,74 @@
+"""`publish` refusing what it cannot serve (exit 2), and leaving nothing of its own behind when refused or failed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from microdeploy import repo
+from microdeploy.errors import EXIT_BAD_INPUT, EXIT_FAILURE, MicrodeployError
+from microdeploy.process import Result
+from microdeploy.repo import PublishSettings
+from tests.hostile import tree
+from tests.support import make_deb
+from tests.unit.test_repo import COLONS, FakeRunner, ok
+
+
+def failing_aptly(argv: Sequence[str]) -> Result:
+    """aptly failing as a full disk makes it fail."""
+    raise MicrodeployError(f"`{' '.join(argv)}` failed with exit status 1", exit_code=EXIT_FAILURE)
+
+
+def own_key_runner() -> FakeRunner:
+    """gpg that lists one signing key, dpkg that says amd64, and an aptly that fails."""
+    return FakeRunner({("gpg", "--batch", "--with-colons"): ok(COLONS), ("dpkg",): ok("amd64\n"),
+                       ("aptly",): failing_aptly})
+
+
+def refused(settings: PublishSettings, debs: list[Path], runner: FakeRunner | None = None) -> MicrodeployError:
+    """The error publish raises for `debs` (it must raise)."""
+    with pytest.raises(MicrodeployError) as info:
+        repo.publish(settings, debs, runner=runner or own_key_runner())
+    return info.value
+
+
+@pytest.mark.parametrize("found", ["directory", "file", "foreign-link", "foreign-state"])
+def test_a_directory_that_another_tool_serves_is_refused_and_left_as_it_was(tmp_path: Path, found: str) -> None:
+    """A --repo whose public/ (or state/) is not microdeploy's exits 2 naming what was found, writing nothing."""
+    deb = make_deb(tmp_path / "in")
+    root = tmp_path / "foreign"
+    root.mkdir()
+    if found == "directory":
+        (root / "public" / "dists").mkdir(parents=True)
+    elif found == "file":
+        (root / "public").write_text("<html>\n")
+    elif found == "foreign-link":
+        (root / "www").mkdir()
+        os.symlink("www", root / "public")
+    else:
+        (root / "state").write_text("data")
+    before = tree(root)
+    error = refused(PublishSettings(root), [deb])
+    assert error.exit_code == EXIT_BAD_INPUT, error
+    assert f"{root} is not a microdeploy repository" in error.message
+    assert {"directory": "public is a directory", "file": "public is a file",
+            "foreign-link": "public is a symbolic link to www", "foreign-state": "state is a file"}[found] \
+        in error.message
+    assert error.hint is not None and error.hint.startswith("Pass a new or empty directory")
+    assert tree(root) == before
+
+
+def test_a_failed_publish_into_an_existing_directory_leaves_no_state_or_key(tmp_path: Path) -> None:
+    """An existing (non-repository) directory keeps only what it had when the first publish into it fails."""
+    deb = make_deb(tmp_path / "in")
+    root = tmp_path / "existing"
+    root.mkdir()
+    (root / "README").write_text("packages go here\n")
+    before = tree(root)
+    error = refused(PublishSettings(root), [deb])
+    assert error.exit_code == EXIT_FAILURE and "aptly" in error.message
+    assert tree(root) == before
+
