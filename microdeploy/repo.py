@@ -43,7 +43,15 @@ from microdeploy.generations import (
     swap_public,
 )
 from microdeploy.process import Runner, run
-from microdeploy.repo_plan import Manifest, SuitePlan, aptly_commands, plan_suite, served_packages, suite_of
+from microdeploy.repo_plan import (
+    Manifest,
+    SuitePlan,
+    aptly_commands,
+    plan_suite,
+    repository_packages,
+    served_packages,
+    suite_of,
+)
 from microdeploy.signing import SigningKey, export_keyring, own_key, resolve_key, rotate_own_key, stop_agent
 
 log = logging.getLogger(__name__)
@@ -195,10 +203,11 @@ def publish(
             timings["lock_wait"] = waited
             current = layout.current()
             manifest = Manifest.load(current / "manifest.json") if current else Manifest({})
+            everywhere = repository_packages(current / "published") if current else {}
             plans = [
                 plan_suite(dist, [deb for deb in files if deb.dist == dist],
                            served_packages(current / "published", dist, settings.component) if current else {},
-                           settings.keep)
+                           settings.keep, everywhere)
                 for dist in suites
             ]
             try:

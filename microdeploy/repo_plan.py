@@ -39,6 +39,7 @@ class ServedPackage:
 
     package: PackageRef
     sha256: str
+    dist: str = ""  # the suite whose index lists it
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,20 @@ def served_packages(published: Path, dist: str, component: str) -> dict[PackageR
         with index.open(encoding="utf-8") as handle:
             for para in Packages.iter_paragraphs(handle, use_apt_pkg=False):
                 ref = PackageRef(para["Package"], para["Version"], para["Architecture"])
-                packages[ref] = ServedPackage(ref, para["SHA256"])
+                packages[ref] = ServedPackage(ref, para["SHA256"], dist)
+    return packages
+
+
+def repository_packages(published: Path) -> dict[PackageRef, ServedPackage]:
+    """The packages every suite and component of the served tree lists (one of each, in suite order).
+
+    The suites share one pool, where a name, version and architecture is one
+    file: aptly cannot serve two different files under it.
+    """
+    packages: dict[PackageRef, ServedPackage] = {}
+    for component in sorted(path for path in (published / "dists").glob("*/*") if path.is_dir()):
+        for ref, served in served_packages(published, component.parent.name, component.name).items():
+            packages.setdefault(ref, served)
     return packages
 
 
@@ -106,9 +120,12 @@ def suite_of(deb: DebFile, asked: str | None) -> str:
 
 
 def plan_suite(dist: str, debs: Sequence[DebFile], served: Mapping[PackageRef, ServedPackage],
-               keep: int) -> SuitePlan:
-    """What to add to and remove from one suite, keeping the `keep` newest versions of each package."""
-    new, unchanged = split_new(debs, served)
+               keep: int, repository: Mapping[PackageRef, ServedPackage] | None = None) -> SuitePlan:
+    """What to add to and remove from one suite, keeping the `keep` newest versions of each package.
+
+    `repository` is what every suite serves (a package in another suite must be the same file).
+    """
+    new, unchanged = split_new(debs, served, repository)
     _, removed = select_kept([*served, *(d.package for d in new)], keep)
     # A new version older than the `keep` newest is not added at all.
     skipped = [d for d in new if d.package in removed]
@@ -118,9 +135,10 @@ def plan_suite(dist: str, debs: Sequence[DebFile], served: Mapping[PackageRef, S
                      tuple(ref for ref in removed if ref in served), tuple(skipped))
 
 
-def split_new(debs: Sequence[DebFile], served: Mapping[PackageRef, ServedPackage]) -> tuple[
-        list[DebFile], list[DebFile]]:
-    """(new, unchanged) debs; a different file for a name+version+arch already there is bad input."""
+def split_new(debs: Sequence[DebFile], served: Mapping[PackageRef, ServedPackage],
+              repository: Mapping[PackageRef, ServedPackage] | None = None) -> tuple[list[DebFile], list[DebFile]]:
+    """(new, unchanged) debs; a different file for a name+version+arch already in the suite, or in any suite of
+    the `repository`, is bad input."""
     new: list[DebFile] = []
     unchanged: list[DebFile] = []
     seen: dict[PackageRef, DebFile] = {}
@@ -133,16 +151,17 @@ def split_new(debs: Sequence[DebFile], served: Mapping[PackageRef, ServedPackage
                     hint="Publish only one of them, or give the new one a higher version")
             continue
         seen[deb.package] = deb
-        there = served.get(deb.package)
-        if there is None:
-            new.append(deb)
-        elif there.sha256 == deb.sha256:
-            unchanged.append(deb)
-        else:
+        there = served.get(deb.package) or (repository or {}).get(deb.package)
+        if there is not None and there.sha256 != deb.sha256:
+            where = f" in {there.dist}" if there.dist and deb.package not in served else ""
             raise bad_input(
-                f"{deb.package.key} is already published with different contents "
+                f"{deb.package.key} is already published{where} with different contents "
                 f"(sha256 {there.sha256[:12]}…, this file {deb.sha256[:12]}…)",
                 hint="Never replace a published version: bump the version (e.g. from BUILD_NUMBER) and publish again")
+        if deb.package in served:
+            unchanged.append(deb)
+        else:
+            new.append(deb)
     return new, unchanged
 
 

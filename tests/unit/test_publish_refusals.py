@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 
 from microdeploy import repo
+from microdeploy.debfile import DebFile, PackageRef
 from microdeploy.errors import EXIT_BAD_INPUT, EXIT_FAILURE, MicrodeployError
 from microdeploy.process import Result
 from microdeploy.repo import PublishSettings
+from microdeploy.repo_plan import ServedPackage, split_new
 from tests.hostile import tree
 from tests.support import make_deb
 from tests.unit.test_repo import COLONS, FakeRunner, ok
@@ -72,3 +74,16 @@ def test_a_failed_publish_into_an_existing_directory_leaves_no_state_or_key(tmp_
     assert error.exit_code == EXIT_FAILURE and "aptly" in error.message
     assert tree(root) == before
 
+
+
+def test_a_different_file_for_a_version_another_suite_serves_is_refused() -> None:
+    """The suites share one pool: name+version+arch with other contents in another suite is bad input (exit 2)."""
+    package = PackageRef("svc", "1.0-1", "all")
+    repository = {package: ServedPackage(package, "b" * 64, "bookworm")}
+    with pytest.raises(MicrodeployError) as info:
+        split_new([DebFile(Path("/in/svc.deb"), package, "a" * 64, 100, "trixie")], {}, repository)
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    assert "svc_1.0-1_all is already published in bookworm with different contents" in info.value.message
+    # The same file is welcome in another suite: aptly shares its pool file.
+    same = DebFile(Path("/in/svc.deb"), package, "b" * 64, 100, "trixie")
+    assert split_new([same], {}, repository) == ([same], [])

@@ -1,0 +1,29 @@
+"""`microdeploy publish` refusing, with the real aptly and gpg, what the repository cannot serve (exit 2, no change)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.aptrepo import microdeploy, publish
+from tests.integration.test_publish import NAME, MakeDeb, snapshot
+from tests.integration.test_publish import make_deb as make_deb
+from tests.integration.test_publish import repo as repo
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_different_file_with_a_version_another_suite_serves_exits_2(repo: Path, make_deb: MakeDeb) -> None:
+    """Name+version+arch served in bookworm, other contents into trixie: exit 2 (one pool), nothing changed."""
+    publish(repo, make_deb("1.0-1"))
+    before = snapshot(repo)
+    result = microdeploy("publish", str(make_deb("1.0-1", flavour="rebuilt")), "--repo", str(repo),
+                         "--dist", "trixie")
+    assert result.returncode == 2, result.stderr
+    assert f"{NAME}_1.0-1_all is already published in bookworm with different contents" in result.stderr
+    assert "Traceback" not in result.stderr and "aptly" not in result.stderr
+    assert snapshot(repo) == before
+    # The very same file goes into trixie beside bookworm's.
+    data = publish(repo, make_deb("1.0-1"), extra=("--dist", "trixie"))
+    assert [(p["version"], p["dist"]) for p in data["added"]] == [("1.0-1", "trixie")]
