@@ -138,20 +138,25 @@ def plan_suite(dist: str, debs: Sequence[DebFile], served: Mapping[PackageRef, S
 def split_new(debs: Sequence[DebFile], served: Mapping[PackageRef, ServedPackage],
               repository: Mapping[PackageRef, ServedPackage] | None = None) -> tuple[list[DebFile], list[DebFile]]:
     """(new, unchanged) debs; a different file for a name+version+arch already in the suite, or in any suite of
-    the `repository`, is bad input."""
+    the `repository`, is bad input, and so is a version whose pool file name another version has."""
     new: list[DebFile] = []
     unchanged: list[DebFile] = []
-    seen: dict[PackageRef, DebFile] = {}
+    pool = {p.package.filename: p.package for p in [*(repository or {}).values(), *served.values()]}
+    seen: dict[str, DebFile] = {}  # by pool file name
     for deb in debs:
-        earlier = seen.get(deb.package)
+        earlier = seen.get(deb.package.filename)
         if earlier is not None:
+            if earlier.package != deb.package:
+                raise _same_file_name(deb, earlier.package, f"{earlier.path} is")
             if earlier.sha256 != deb.sha256:
                 raise bad_input(
                     f"{deb.path} and {earlier.path} are different files for {deb.package.key}",
                     hint="Publish only one of them, or give the new one a higher version")
             continue
-        seen[deb.package] = deb
+        seen[deb.package.filename] = deb
         there = served.get(deb.package) or (repository or {}).get(deb.package)
+        if there is None and deb.package.filename in pool:
+            raise _same_file_name(deb, pool[deb.package.filename], "the repository already serves")
         if there is not None and there.sha256 != deb.sha256:
             where = f" in {there.dist}" if there.dist and deb.package not in served else ""
             raise bad_input(
@@ -163,6 +168,16 @@ def split_new(debs: Sequence[DebFile], served: Mapping[PackageRef, ServedPackage
         else:
             new.append(deb)
     return new, unchanged
+
+
+def _same_file_name(deb: DebFile, other: PackageRef, whose: str) -> Exception:
+    """Two versions that differ only in their epoch: Debian's pool cannot hold both."""
+    # A .deb's file name leaves the epoch out (1:1.0-1 and 1.0-1 are both NAME_1.0-1_ARCH.deb, and so
+    # is 0:1.0-1), so their pool files would be one path with two contents.
+    return bad_input(
+        f"{deb.path} is {deb.package.name} {deb.package.version} and {whose} {other.name} {other.version}: "
+        f"versions that differ only in their epoch have the same pool file name {deb.package.filename}",
+        hint="Give the package a version that differs beyond its epoch (a higher upstream version or revision)")
 
 
 def select_kept(packages: Iterable[PackageRef], keep: int) -> tuple[list[PackageRef], list[PackageRef]]:

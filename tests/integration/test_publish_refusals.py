@@ -27,3 +27,21 @@ def test_a_different_file_with_a_version_another_suite_serves_exits_2(repo: Path
     # The very same file goes into trixie beside bookworm's.
     data = publish(repo, make_deb("1.0-1"), extra=("--dist", "trixie"))
     assert [(p["version"], p["dist"]) for p in data["added"]] == [("1.0-1", "trixie")]
+
+
+@pytest.mark.parametrize(("first", "second"), [("1:1.0-1", "1.0-1"), ("1.0", "0:1.0")])
+def test_versions_that_differ_only_in_their_epoch_exit_2(repo: Path, make_deb: MakeDeb, first: str,
+                                                         second: str) -> None:
+    """A version whose pool file an epoch-only different version has: exit 2 against the served one, and
+    both in one call, with nothing changed."""
+    publish(repo, make_deb(first))
+    before = snapshot(repo)
+    result = microdeploy("publish", str(make_deb(second)), "--repo", str(repo))
+    assert result.returncode == 2, result.stderr
+    assert f"the repository already serves {NAME} {first}" in result.stderr
+    assert "differ only in their epoch" in result.stderr and "Traceback" not in result.stderr
+    assert snapshot(repo) == before
+    result = microdeploy("publish", str(make_deb("3.0-1")), str(make_deb("3:3.0-1")), "--repo", str(repo))
+    assert result.returncode == 2, result.stderr
+    assert f"is {NAME} 3:3.0-1 and {make_deb('3.0-1')} is {NAME} 3.0-1" in result.stderr
+    assert snapshot(repo) == before

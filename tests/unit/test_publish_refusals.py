@@ -87,3 +87,18 @@ def test_a_different_file_for_a_version_another_suite_serves_is_refused() -> Non
     # The same file is welcome in another suite: aptly shares its pool file.
     same = DebFile(Path("/in/svc.deb"), package, "b" * 64, 100, "trixie")
     assert split_new([same], {}, repository) == ([same], [])
+
+
+@pytest.mark.parametrize(("version", "other"), [("1:1.0-1", "1.0-1"), ("0:1.0", "1.0"), ("1.0-1", "2:1.0-1")])
+def test_versions_that_differ_only_in_their_epoch_are_refused(version: str, other: str) -> None:
+    """Two versions with one pool file name (the epoch is not in it) are bad input, in one call or against the
+    repository, whatever their contents."""
+    package, clash = PackageRef("svc", version, "all"), PackageRef("svc", other, "all")
+    deb = DebFile(Path("/in/new.deb"), package, "a" * 64, 100)
+    for debs, repository in (([DebFile(Path("/in/old.deb"), clash, "a" * 64, 100), deb], {}),
+                             ([deb], {clash: ServedPackage(clash, "a" * 64, "bookworm")})):
+        with pytest.raises(MicrodeployError) as info:
+            split_new(debs, {}, repository)
+        assert info.value.exit_code == EXIT_BAD_INPUT
+        assert f"/in/new.deb is svc {version}" in info.value.message and f"svc {other}" in info.value.message
+        assert f"same pool file name {package.filename}" in info.value.message
