@@ -96,7 +96,10 @@ UPSTREAM_VERSION = rule(r"[A-Za-z0-9.!+_-]+", "a PEP 440 version such as '1.4.0'
 # One relation, optionally versioned; alternatives ('a | b') are split off by `relations`.
 DEBIAN_RELATION = rule(rf"{_PACKAGE}(?::[a-z0-9]+)?(?: *\( *(?:<<|<=|=|>=|>>) *{_DEBIAN_VERSION} *\))?",
                        "Debian relations such as 'libpq5' or 'nginx (>= 1.22)'", 200)
-ARCHITECTURE = rule(r"[a-z0-9][a-z0-9-]*", "a Debian architecture such as amd64 or all", 40)
+# A binary package's: `all` or one concrete architecture. `source` and the wildcards of a source
+# package's field (any, linux-any, any-amd64) name no binary-ARCH index, so apt would never see the package.
+ARCHITECTURE = rule(r"[a-z0-9][a-z0-9-]*", "a binary package's architecture: all or a concrete one such as amd64",
+                    40, test=lambda arch: arch != "source" and "any" not in arch.split("-"))
 # aptly and apt: a suite or component is one path segment of dists/.
 SUITE = rule(r"[a-z0-9][a-z0-9.-]*", "lower-case letters, digits, dots and dashes, e.g. bookworm", 64)
 COMPONENT = rule(r"[a-z0-9][a-z0-9.-]*", "lower-case letters, digits, dots and dashes, e.g. main", 64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -102,3 +103,21 @@ def test_versions_that_differ_only_in_their_epoch_are_refused(version: str, othe
         assert info.value.exit_code == EXIT_BAD_INPUT
         assert f"/in/new.deb is svc {version}" in info.value.message and f"svc {other}" in info.value.message
         assert f"same pool file name {package.filename}" in info.value.message
+
+
+@pytest.mark.parametrize("arch", ["source", "any", "linux-any", "any-amd64"])
+def test_a_package_whose_architecture_is_no_binary_one_is_refused(tmp_path: Path, arch: str) -> None:
+    """`Architecture: source` or a wildcard names no binary index apt reads: exit 2, no repository made."""
+    package_tree = tmp_path / "pkg"
+    (package_tree / "DEBIAN").mkdir(parents=True)
+    (package_tree / "DEBIAN" / "control").write_text(
+        f"Package: svc\nVersion: 1.0-1\nArchitecture: {arch}\nMaintainer: A <a@example.org>\n"
+        "Description: test\n test package\n")
+    deb = tmp_path / "svc.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(package_tree), str(deb)], check=True,
+                   capture_output=True, timeout=60)
+    error = refused(PublishSettings(tmp_path / "repo"), [deb])
+    assert error.exit_code == EXIT_BAD_INPUT
+    assert f"invalid architecture '{arch}' (from {deb})" in error.message
+    assert error.hint is not None and "all or a concrete one" in error.hint
+    assert not (tmp_path / "repo").exists()
