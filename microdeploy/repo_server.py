@@ -6,7 +6,9 @@ Its own module so that the other commands do not import http.server.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,14 +36,28 @@ class QuietHandler(SimpleHTTPRequestHandler):
         log.debug("%s - %s", self.address_string(), format % args)
 
 
+class IPv6HTTPServer(ThreadingHTTPServer):
+    """The same server on an IPv6 socket (ThreadingHTTPServer's is IPv4 only)."""
+
+    address_family = socket.AF_INET6
+
+
 def make_server(repo: Path, bind: str = SERVE_BIND, port: int = SERVE_PORT) -> ThreadingHTTPServer:
-    """A static HTTP server over DIR/public (each request follows the symlink, so swaps are seen at once)."""
+    """A static HTTP server over DIR/public (each request follows the symlink, so swaps are seen at once).
+
+    `bind` may be an IPv6 address, bare or in brackets as in a URL.
+    """
     public = Layout(repo.absolute()).public
     if not public.is_dir():
         raise bad_input(f"no published repository in {repo}", hint="Run `microdeploy publish DEB --repo DIR` first")
     handler = functools.partial(QuietHandler, directory=str(public))
+    host = bind[1:-1] if bind.startswith("[") and bind.endswith("]") else bind
     try:
-        return ThreadingHTTPServer((bind, port), handler)
+        server_class = IPv6HTTPServer if ipaddress.ip_address(host).version == 6 else ThreadingHTTPServer
+    except ValueError:  # a host name
+        server_class = ThreadingHTTPServer
+    try:
+        return server_class((host, port), handler)
     except OSError as exc:
         raise MicrodeployError(f"cannot listen on {bind}:{port}: {exc.strerror}",
                                hint="Choose another --port or --bind address") from exc
@@ -50,7 +66,8 @@ def make_server(repo: Path, bind: str = SERVE_BIND, port: int = SERVE_PORT) -> T
 def server_url(server: ThreadingHTTPServer) -> str:
     """The base URL a server answers on."""
     host, port = server.server_address[:2]
-    return f"http://{host!s}:{port}/"
+    shown = f"[{host!s}]" if server.address_family == socket.AF_INET6 else str(host)
+    return f"http://{shown}:{port}/"
 
 
 @contextmanager
