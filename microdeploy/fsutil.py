@@ -189,11 +189,17 @@ def check_writable(path: Path, what: str) -> None:
                         hint=f"Pass a {what} path without control characters")
     hint = f"Pass a {what} in a directory you can write"
     try:
+        # The path or a directory to be made above it may be a link to nothing: making it would fail
+        # with "File exists" (a directory cannot be made through a dangling link).
+        for candidate in (path, *path.parents):
+            if candidate.exists():
+                break
+            if candidate.is_symlink():
+                raise bad_input(f"{what} {candidate} is a dangling symbolic link (to {os.readlink(candidate)})",
+                                hint=f"Create the directory it points to, or pass another {what}")
         parent = path.parent
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent
-        if path.is_symlink() and not path.exists():
-            raise bad_input(f"{path} is a dangling symbolic link", hint=hint)
     except OSError as exc:  # a name too long, a loop of links
         raise bad_input(f"cannot write {shown(str(path))}: {exc.strerror}", hint=hint) from exc
     if not parent.is_dir():

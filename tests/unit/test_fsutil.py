@@ -92,6 +92,19 @@ def test_check_writable_refuses_dangling_links_and_proc(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link"]
 
 
+def test_check_writable_refuses_a_path_below_a_dangling_link(tmp_path: Path) -> None:
+    """A path whose directory-to-be is a dangling link (`--repo LINK` checks LINK/state) is bad input, naming it."""
+    from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
+    from microdeploy.fsutil import check_writable
+
+    (tmp_path / "repo").symlink_to(tmp_path / "gone")
+    with pytest.raises(MicrodeployError) as info:
+        check_writable(tmp_path / "repo" / "state", "--repo")
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    assert f"--repo {tmp_path / 'repo'} is a dangling symbolic link (to {tmp_path / 'gone'})" in info.value.message
+    assert info.value.hint is not None and info.value.hint.startswith("Create the directory it points to")
+
+
 def test_temporary_files_go_where_they_are_told_for_the_block(tmp_path: Path) -> None:
     """Inside the block TMPDIR and tempfile point into the directory; after it, back to what they were."""
     import tempfile

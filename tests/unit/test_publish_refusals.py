@@ -121,3 +121,14 @@ def test_a_package_whose_architecture_is_no_binary_one_is_refused(tmp_path: Path
     assert f"invalid architecture '{arch}' (from {deb})" in error.message
     assert error.hint is not None and "all or a concrete one" in error.hint
     assert not (tmp_path / "repo").exists()
+
+
+def test_a_dangling_link_as_repo_is_refused_and_nothing_is_made(tmp_path: Path) -> None:
+    """--repo naming a link to nothing exits 2 saying so; neither the link's target nor anything else is made."""
+    deb = make_deb(tmp_path / "in")
+    (tmp_path / "repo").symlink_to(tmp_path / "gone")
+    before = tree(tmp_path)
+    error = refused(PublishSettings(tmp_path / "repo"), [deb])
+    assert error.exit_code == EXIT_BAD_INPUT
+    assert "is a dangling symbolic link" in error.message
+    assert tree(tmp_path) == before
