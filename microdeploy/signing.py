@@ -43,10 +43,34 @@ def gpg_env(gnupghome: Path | None) -> dict[str, str] | None:
     return {"GNUPGHOME": str(gnupghome)} if gnupghome is not None else None
 
 
-def secret_key_fingerprints(
-    gnupghome: Path | None, key_id: str | None = None, runner: Runner = run
-) -> list[str]:
-    """Fingerprints of the signing-capable secret primary keys in `gnupghome` (matching `key_id`)."""
+@dataclass(frozen=True)
+class SecretKey:
+    """A secret primary key as `gpg --with-colons` lists it: whether, and why not, it can sign a Release file."""
+
+    fingerprint: str
+    validity: str  # field 2: e expired, r revoked
+    capabilities: str  # field 12: upper-case S when some usable (sub)key can sign
+    expired_signing_subkey: bool = False
+
+    @property
+    def can_sign(self) -> bool:
+        """Whether apt would accept a Release file it signs (revoked or expired keys are no use)."""
+        return "S" in self.capabilities and self.validity not in ("r", "e")
+
+    @property
+    def why_not(self) -> str:
+        """Why it cannot sign, for a message."""
+        if self.validity == "e":
+            return "has expired"
+        if self.validity == "r":
+            return "is revoked"
+        if self.expired_signing_subkey:
+            return "has only an expired signing subkey"
+        return "has no signing capability"
+
+
+def secret_keys(gnupghome: Path | None, key_id: str | None = None, runner: Runner = run) -> list[SecretKey]:
+    """The secret primary keys in `gnupghome` (matching `key_id`), usable or not."""
     argv = ["gpg", "--batch", "--with-colons", "--list-secret-keys"]
     if key_id:
         argv.append(key_id)
@@ -54,26 +78,35 @@ def secret_key_fingerprints(
     if result.returncode != 0:
         # gpg exits 2 when a given key id matches nothing: that is "no key", not a crash.
         return []
-    return parse_signing_fingerprints(result.stdout)
+    return parse_secret_keys(result.stdout)
+
+
+def secret_key_fingerprints(
+    gnupghome: Path | None, key_id: str | None = None, runner: Runner = run
+) -> list[str]:
+    """Fingerprints of the signing-capable secret primary keys in `gnupghome` (matching `key_id`)."""
+    return [key.fingerprint for key in secret_keys(gnupghome, key_id, runner) if key.can_sign]
+
+
+def parse_secret_keys(colons: str) -> list[SecretKey]:
+    """The secret primary keys in `gpg --with-colons` output (a primary's fingerprint is the `fpr` after `sec`)."""
+    keys: list[SecretKey] = []
+    pending: tuple[str, str] | None = None
+    for line in colons.splitlines():
+        fields = line.split(":") + [""] * 12
+        if fields[0] == "sec":
+            pending = (fields[1], fields[11])
+        elif fields[0] == "fpr" and pending is not None:
+            keys.append(SecretKey(fields[9], *pending))
+            pending = None
+        elif fields[0] == "ssb" and keys and "s" in fields[11] and fields[1] == "e":
+            keys[-1] = SecretKey(keys[-1].fingerprint, keys[-1].validity, keys[-1].capabilities, True)
+    return keys
 
 
 def parse_signing_fingerprints(colons: str) -> list[str]:
     """Primary-key fingerprints from `gpg --with-colons` output whose key can sign."""
-    fingerprints: list[str] = []
-    primary_can_sign: bool | None = None
-    for line in colons.splitlines():
-        fields = line.split(":")
-        if fields[0] == "sec":
-            # Field 12 holds the capabilities of the whole key; upper-case S
-            # means some usable (sub)key can sign.  Revoked/expired keys ('r', 'e'
-            # in field 2) are no use for a Release file apt must accept.
-            capabilities = fields[11] if len(fields) > 11 else ""
-            primary_can_sign = "S" in capabilities and fields[1] not in ("r", "e")
-        elif fields[0] == "fpr" and primary_can_sign is not None:
-            if primary_can_sign:
-                fingerprints.append(fields[9])
-            primary_can_sign = None  # only the fpr right after `sec` is the primary's
-    return fingerprints
+    return [key.fingerprint for key in parse_secret_keys(colons) if key.can_sign]
 
 
 def resolve_key(
@@ -86,22 +119,57 @@ def resolve_key(
     """The key to sign with: the one asked for, or the repository's own (made on first use)."""
     if key_id is not None or gnupghome is not None:
         where = str(gnupghome) if gnupghome is not None else "the default GnuPG home"
+        given = " and ".join(opt for opt, value in (("--gpg-key", key_id), ("--gnupghome", gnupghome)) if value)
+        own = f"leave out {given} to sign with the repository's own key"
         if gnupghome is not None and not gnupghome.is_dir():
-            raise bad_input(f"GnuPG home {gnupghome} does not exist",
-                            hint="Pass an existing --gnupghome, or leave it out to use the repository's own key")
-        found = secret_key_fingerprints(gnupghome, key_id, runner)
+            raise bad_input(f"GnuPG home {gnupghome} does not exist", hint=f"Pass an existing --gnupghome, or {own}")
+        keys = secret_keys(gnupghome, key_id, runner)
+        found = [key.fingerprint for key in keys if key.can_sign]
         if not found:
-            what = f"secret signing key {key_id!r}" if key_id else "secret signing key"
-            raise bad_input(f"no {what} in {where}",
-                            hint="Check the key id with `gpg --list-secret-keys`, or leave out --gpg-key")
+            raise _no_signing_key(keys, key_id, gnupghome, where, own)
         if len(found) > 1:
             raise bad_input(f"{len(found)} secret signing keys match in {where}: {', '.join(found)}",
                             hint="Choose one with --gpg-key FINGERPRINT")
+        check_unattended(found[0], gnupghome, where, own, runner)
         return SigningKey(found[0], gnupghome)
     found = secret_key_fingerprints(own_home, None, runner) if own_home.is_dir() else []
     if found:
         return SigningKey(found[0], own_home)
     return SigningKey(create_key(own_home, runner), own_home, created=True)
+
+
+def _no_signing_key(keys: Sequence[SecretKey], key_id: str | None, gnupghome: Path | None, where: str,
+                    own: str) -> MicrodeployError:
+    """The error for a --gpg-key/--gnupghome without a usable signing key: none there, or why each cannot sign."""
+    listing = "gpg " + (f"--homedir {gnupghome} " if gnupghome is not None else "") + "--list-secret-keys"
+    if not keys:
+        what = f"secret signing key {key_id!r}" if key_id else "secret signing key"
+        check = "Check the key id with" if key_id else "Pass a --gnupghome that holds one (see"
+        return bad_input(f"no {what} in {where}",
+                         hint=f"{check} `{listing}`{'' if key_id else ')'}, or {own}")
+    unusable = "; ".join(f"{key.fingerprint} {key.why_not}" for key in keys)
+    if any(key.validity == "e" or key.expired_signing_subkey for key in keys):
+        fix = "Extend its expiry (`gpg --quick-set-expire FINGERPRINT 1y`, and with '*' for its subkeys)"
+    else:
+        fix = f"Choose a key that can sign (`{listing}`)"
+    return bad_input(f"no usable secret signing key in {where}: {unusable}", hint=f"{fix}, or {own}")
+
+
+def check_unattended(fingerprint: str, gnupghome: Path | None, where: str, own: str,
+                     runner: Runner = run) -> None:
+    """Refuse (exit 2) a key gpg cannot sign with unattended, as aptly will: one behind a passphrase."""
+    result = runner(["gpg", "--batch", "--pinentry-mode", "error", "--armor", "--local-user", f"{fingerprint}!",
+                     "--detach-sign"], env=gpg_env(gnupghome), input="microdeploy signing check\n", check=False)
+    if result.returncode == 0:
+        return
+    said = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit status {result.returncode}"
+    if "pinentry" in said.lower() or "passphrase" in said.lower():
+        raise bad_input(
+            f"the signing key {fingerprint} in {where} is protected by a passphrase; microdeploy signs "
+            f"unattended and cannot give one ({said})",
+            hint=f"Sign with a key that has no passphrase (a dedicated repository key), or {own}")
+    raise bad_input(f"gpg cannot sign with key {fingerprint} in {where}: {said}",
+                    hint=f"Check the key with `gpg --list-secret-keys {fingerprint}`, or {own}")
 
 
 def own_key(home: Path, expected: str | None, runner: Runner = run) -> SigningKey:

@@ -247,10 +247,10 @@ def test_two_publishes_at_once_both_land(repo: Path, make_deb: MakeDeb) -> None:
     verify_release(repo, repo / "public" / KEYRING)
 
 
-def test_a_failed_signing_leaves_the_previous_state_served(
+def test_a_passphrase_protected_key_is_refused_and_the_previous_state_stays_served(
     repo: Path, make_deb: MakeDeb, tmp_path: Path
 ) -> None:
-    """When aptly cannot sign (a passphrase-protected key), the publish fails (exit 1) and nothing changes."""
+    """A key that needs a passphrase (aptly signs unattended) is refused (exit 2) before a generation is made."""
     locked = tmp_path / "locked-gnupg"
     locked.mkdir(mode=0o700)
     env = {**os.environ, "GNUPGHOME": str(locked)}
@@ -263,7 +263,8 @@ def test_a_failed_signing_leaves_the_previous_state_served(
         generations = sorted(p.name for p in (repo / "state" / "generations").iterdir())
         result = microdeploy("publish", str(make_deb("2.0-1")), "--repo", str(repo), "--gnupghome", str(locked),
                              "--rotate-key")
-        assert result.returncode == 1, result.stderr
+        assert result.returncode == 2, result.stderr
+        assert f"in {locked} is protected by a passphrase" in result.stderr and "aptly" not in result.stderr
         assert snapshot(repo) == before
         assert sorted(p.name for p in (repo / "state" / "generations").iterdir()) == generations
         # The next good publish still works from the previous state.
