@@ -108,6 +108,14 @@ def suite_of(deb: DebFile, asked: str | None) -> str:
     suite: its Depends name that release's Python.
     """
     built_for = dists.of_version(deb.package.version)
+    suffix = dists.SUFFIX_RE.search(deb.package.version)
+    if built_for is None and suffix is not None and asked is None:
+        # A release microdeploy does not know (+deb14): its suite cannot be told, and bookworm's would be wrong.
+        known = ", ".join(f"{dist.codename} ({dist.suffix})" for dist in dists.DISTS.values())
+        raise bad_input(
+            f"{deb.path.name} is built for Debian {suffix['number']} (its version ends in {suffix.group(0)}), "
+            f"a release microdeploy does not know; it knows {known}",
+            hint="Pass --dist with the suite to publish it into, or rebuild it for a known release")
     if built_for is None:
         return asked or DEFAULT_DIST
     if asked is not None and asked != built_for.codename:

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from microdeploy import repo
-from microdeploy.debfile import DebFile, PackageRef
+from microdeploy.debfile import DebFile, PackageRef, inspect_deb
 from microdeploy.errors import EXIT_BAD_INPUT, EXIT_FAILURE, MicrodeployError
 from microdeploy.process import Result
 from microdeploy.repo import PublishSettings
-from microdeploy.repo_plan import ServedPackage, split_new
+from microdeploy.repo_plan import ServedPackage, split_new, suite_of
 from tests.hostile import tree
 from tests.support import make_deb
 from tests.unit.test_repo import COLONS, FakeRunner, ok
@@ -132,3 +132,16 @@ def test_a_dangling_link_as_repo_is_refused_and_nothing_is_made(tmp_path: Path) 
     assert error.exit_code == EXIT_BAD_INPUT
     assert "is a dangling symbolic link" in error.message
     assert tree(tmp_path) == before
+
+
+def test_a_version_for_an_unknown_release_needs_dist(tmp_path: Path) -> None:
+    """A +deb14 version is refused (exit 2, naming the known releases) unless --dist says where it goes."""
+    deb = make_deb(tmp_path / "in", version="3.0-1+deb14")
+    error = refused(PublishSettings(tmp_path / "repo"), [deb])
+    assert error.exit_code == EXIT_BAD_INPUT
+    assert "is built for Debian 14 (its version ends in +deb14)" in error.message
+    assert "bookworm (+deb12), trixie (+deb13)" in error.message
+    assert error.hint is not None and error.hint.startswith("Pass --dist")
+    assert not (tmp_path / "repo").exists()
+    inspected = inspect_deb(deb)
+    assert suite_of(inspected, "trixie") == "trixie"
