@@ -109,7 +109,9 @@ def publish_command(debs: tuple[Path, ...], repo_dir: Path, dist: str | None, co
     """Publish DEB files into the signed APT repository --repo (atomically)."""
     settings = PublishSettings(repo=repo_dir, dist=dist, component=component, gpg_key=gpg_key,
                                gnupghome=gnupghome, keep=keep, rotate_key=rotate_key)
-    result = publish(settings, debs)
+    # SIGTERM (a CI job aborted) cleans up as Ctrl-C does: aptly ended, the half-made generation removed.
+    with sigterm_as_interrupt():
+        result = publish(settings, debs)
     if as_json:
         print_json(result.as_dict())
         return

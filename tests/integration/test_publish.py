@@ -305,6 +305,33 @@ def test_a_publish_killed_mid_way_leaves_a_consistent_signed_state(repo: Path, m
     verify_release(repo, repo / "public" / KEYRING)
 
 
+def test_sigterm_during_a_publish_removes_its_half_made_generation(repo: Path, make_deb: MakeDeb) -> None:
+    """SIGTERM while aptly works: exit 130 with a message, the previous state served, no generation left over."""
+    publish(repo, make_deb("1.0-1"))
+    before = snapshot(repo)
+    half_made = repo / "state" / "generations" / "g000002"
+    child = subprocess.Popen([sys.executable, "-m", "microdeploy", "publish", str(make_deb("2.0-1")),
+                              "--repo", str(repo)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        # Its incoming/ directory exists from staging until aptly has published: SIGTERM lands in between.
+        wait_until(lambda: (half_made / "incoming").exists() or child.poll() is not None,
+                   "the publish staging its packages", interval=0.005)
+        child.send_signal(signal.SIGTERM)  # by its pid: the child we started
+        _, err = child.communicate(timeout=CLI_TIMEOUT)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(30)
+    assert child.returncode == 130, err
+    assert "error: interrupted" in err and "Traceback" not in err
+    assert snapshot(repo) == before
+    assert sorted(p.name for p in (repo / "state" / "generations").iterdir()) == ["g000001"]
+    verify_release(repo, repo / "public" / KEYRING)
+    publish(repo, make_deb("2.0-1"))
+    assert served_versions(repo) == ["1.0-1", "2.0-1"]
+
+
 def test_an_explicit_gpg_key_signs_and_is_exported(repo: Path, make_deb: MakeDeb, other_key: tuple[Path, str]) -> None:
     """--gnupghome/--gpg-key sign with that key, and the exported keyring is that key."""
     home, fingerprint = other_key
