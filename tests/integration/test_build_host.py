@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from microdeploy.deploy_commands import health_command
+from tests.debtweak import repack
 from tests.hostcheck import health, install_deb, main_pid, proc_status, wait_for
 from tests.packages import BuiltService
 from tests.testbed.fixtures import BootHost
@@ -165,6 +166,25 @@ def test_interpreter_upgrade_restarts_the_service(boot_host: BootHost, plain_ser
     host.run(["dpkg", "--triggers-only", "--pending"])
     assert health(host, 8000, "/health")["status"] == "ok"
     assert main_pid(host, name) not in (0, before)
+
+
+def test_a_pth_file_that_changes_the_venv_does_not_run_as_root(boot_host: BootHost, plain_service: BuiltService,
+                                                              tmp_path: Path) -> None:
+    """A wheel's .pth file runs code at every start of the venv's interpreter (urllib3-future's rewrites urllib3):
+    the bytecode compiled as root on install and on the interpreter's trigger leaves dpkg's files as shipped."""
+    name = plain_service.name
+    site = f"opt/venvs/{name}/lib/python3.11/site-packages"
+    mutate = ("import sys; open(sys.prefix + '/lib/python3.11/site-packages/orders_api/__init__.py', 'a')"
+              ".write('# changed by a .pth file\\n')\n")
+    deb = repack(plain_service.result.deb, tmp_path, lambda tree: (tree / site / "zz_mutate.pth").write_text(mutate))
+    host = boot_host()
+    host.copy_in(deb, "/root/mutating.deb")
+    install_deb(host, "/root/mutating.deb")
+    host.run(["dpkg-trigger", "--no-await", "/usr/bin/python3.11"])
+    host.run(["dpkg", "--triggers-only", "--pending"])
+    assert host.run(["find", f"/opt/venvs/{name}", "-name", "*.pyc", "-print", "-quit"]).stdout.strip()
+    assert host.run(["dpkg", "--verify", name], check=False).stdout == ""
+    assert health(host, 8000, "/health")["status"] == "ok"
 
 
 def test_database_service_migrates_and_persists(boot_host: BootHost, db_service: BuiltService) -> None:
