@@ -34,6 +34,15 @@ How the two sides work together:
   files come mostly from the restored layer, the same bytes at every build.
 - PIP_TOOL is dh_virtualenv's --pip-tool: debian/PIP_TOOL, which make-venv
   puts into the venv's bin/ and finalize-venv removes before shipping.
+- A `.pth` file in site-packages runs code at every start of the venv's
+  interpreter (urllib3-future's rewrites urllib3's files), and the build
+  starts it: uv queries the interpreter it installs into, dh_virtualenv runs
+  PIP_TOOL with it. Each install into a venv during the build (microdeploy's
+  layer fill and project install, uv-pip's) renames the `*.pth` files of its
+  site-packages to NAME.pth + INERT_SUFFIX at once, and layers are saved so;
+  finalize-venv gives them their names back in the package. No build step
+  runs their code, so what ships is what the wheels installed, whichever
+  caches the build found.
 - STAND_IN_DIR, beside the build tree, is where debian/rules runs dpkg's
   generators on a stand-in for the package, and where microdeploy takes
   their .buildinfo and .changes from once the package is compressed
@@ -56,6 +65,7 @@ MD5SUMS_FILE = "md5sums"  # beside a layer's VENV_DIR: the MD5 sums of its files
 VENV_DIR = "venv"
 PIP_TOOL = "uv-pip"
 STAND_IN_DIR = "records"
+INERT_SUFFIX = ".microdeploy-inert"
 
 # Every uv run of a build: no progress bars, never a downloaded Python, and the
 # system's certificate store (a TLS-inspecting proxy's CA is there, not in uv's own).

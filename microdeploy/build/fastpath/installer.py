@@ -38,6 +38,7 @@ from microdeploy.build.fastpath.layer import (
     is_marked,
     layer_key,
     link_venv,
+    make_pth_inert,
     prepare_layer,
     save_layer,
     uv_configuration,
@@ -251,6 +252,7 @@ class Installer:
                 returncode = uv_run(argv, cwd=cwd, env=environment, check=False).returncode
                 if returncode != 0:
                     return returncode
+                make_pth_inert(venv)
             save_layer(venv, layer, runner, restored)
             installed = self.install_project(venv, wheel, runner)
             if installed is not None:
@@ -279,6 +281,7 @@ class Installer:
         for argv in steps:
             if uv_run(argv, env=environment, check=False).returncode != 0:
                 return None
+            make_pth_inert(venv)
         return built.name
 
 
