@@ -47,14 +47,11 @@ PRIVILEGED_PORTS = 1024  # ports below it need CAP_NET_BIND_SERVICE
 VENVS_IN_PACKAGE = "opt/venvs"
 
 
-def python_minor(config: ServiceConfig, runner: Runner = run) -> str:
+def python_minor(config: ServiceConfig, dist: dists.Dist, runner: Runner = run) -> str:
     """The X.Y of the system interpreter the venv is built with (never a pyenv or venv one)."""
     interpreter = Path("/usr/bin") / config.python
     if not interpreter.exists():
-        raise MicrodeployError(
-            f"python interpreter {interpreter} not found (from python {config.python!r})",
-            hint=f"Install it: sudo apt-get install {config.python} {config.python}-venv",
-        )
+        raise missing_python(config, dist, "on this machine")
     # Debian's python3 is a link to python3.X: no need to start it to ask.
     named = re.fullmatch(r"python(\d+\.\d+)", interpreter.resolve().name)
     if named:
@@ -63,13 +60,26 @@ def python_minor(config: ServiceConfig, runner: Runner = run) -> str:
     return runner([str(interpreter), "-c", code]).stdout.strip()
 
 
-def root_python(config: ServiceConfig, tree: Path) -> str:
+def root_python(config: ServiceConfig, dist: dists.Dist, tree: Path) -> str:
     """The X.Y of the service's interpreter in a build root."""
     minor = buildroot.python_minor_inside(tree, config.python)
     if minor is None:
-        raise bad_input(f"python interpreter /usr/bin/{config.python} not found in the build root {tree.name}",
-                        hint="Set python to python3, or to the Python of the release you build for")
+        raise missing_python(config, dist, f"in the build root {tree.name}")
     return minor
+
+
+def missing_python(config: ServiceConfig, dist: dists.Dist, where: str) -> MicrodeployError:
+    """The error for a python the build cannot find `where`: bad input (exit 2) when `dist` has no such Python, with
+    the release's own Python and the release that has it; a failure with apt's command when `dist` ships it."""
+    own = f"python{dist.python_minor}"
+    message = f"python interpreter /usr/bin/{config.python} not found {where} (from python {config.python!r})"
+    if config.python in ("python3", own):
+        # The release ships it: this machine (or root) lacks the package, which apt installs.
+        return MicrodeployError(message, hint=f"Install it: sudo apt-get install {own} {own}-venv")
+    other = dists.with_python(config.python.removeprefix("python"))
+    elsewhere = f", or build for {other.codename} (--dist {other.codename})" if other is not None else ""
+    return bad_input(f"{message}: {dist.codename} ships Python {dist.python_minor}, not {config.python}",
+                     hint=f"Set python to python3 ({dist.codename}'s {own}){elsewhere}")
 
 
 def checked(settings: BuildSettings, runner: Runner = run, root: Path | None = None,
@@ -87,7 +97,8 @@ def checked(settings: BuildSettings, runner: Runner = run, root: Path | None = N
         log.warning("port %d is below %d: the unit can bind it only where the host grants CAP_NET_BIND_SERVICE "
                     "(the Puppet module's drop-in does, for the port it writes into config.ini)",
                     config.port, PRIVILEGED_PORTS)
-    python = python_minor(config, runner) if root is None else root_python(config, root)
+    dist = target(settings)
+    python = python_minor(config, dist, runner) if root is None else root_python(config, dist, root)
     settled = settle(project, settings, runner)
     source.check_python(settings.project_file(), python, settled.dist.codename)
     return project, config, python, settled

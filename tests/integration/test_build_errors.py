@@ -56,6 +56,10 @@ def broken_copy(service: Path, tmp_path: Path) -> Path:
         ("service", ["--version", "1.0 beta"], "invalid version '1.0 beta' (from --version)"),
         ("service", ["--revision", "x/y"], "invalid Debian revision 'x/y' (from --revision)"),
         ("service", ["--python", "python2"], "invalid python 'python2' (from --python)"),
+        # Debian 12 has no python3.13 for apt to install: the hint names its own Python and the release with it.
+        ("service", ["--python", "python3.13"], "bookworm ships Python 3.11, not python3.13\nhint: "
+                                                "Set python to python3 (bookworm's python3.11), or build for "
+                                                "trixie (--dist trixie)"),
         ("service", ["--compression-level", "10"], "invalid compression_level 10 (from --compression-level)"),
         ("service", ["--extra", "no such"], "invalid extras 'no such' (from --extra)"),
         ("service", ["--extra", "postgres"], "the project has no extra postgres ([project.optional-dependencies] of "),

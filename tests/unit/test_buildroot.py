@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from microdeploy.build import buildroot
+from microdeploy.build import buildroot, dhvirtualenv
+from microdeploy.config import ServiceConfig
 from microdeploy.dists import DISTS
-from microdeploy.errors import MicrodeployError
+from microdeploy.errors import EXIT_BAD_INPUT, EXIT_FAILURE, MicrodeployError
 from microdeploy.process import Held, Result
 
 TRIXIE = DISTS["trixie"]
@@ -235,6 +236,39 @@ def test_the_python_of_a_root_is_read_from_its_links(tmp_path: Path) -> None:
     assert buildroot.python_minor_inside(tmp_path, "python3") == "3.13"
     assert buildroot.python_minor_inside(tmp_path, "python3-abs") == "3.13"
     assert buildroot.python_minor_inside(tmp_path, "python3.11") is None
+
+
+@pytest.mark.parametrize(
+    ("dist", "python", "hint"),
+    [
+        ("trixie", "python3.11", "hint: Set python to python3 (trixie's python3.13), or build for bookworm "
+                                 "(--dist bookworm)"),
+        ("bookworm", "python3.13", "hint: Set python to python3 (bookworm's python3.11), or build for trixie "
+                                   "(--dist trixie)"),
+        ("bookworm", "python3.12", "hint: Set python to python3 (bookworm's python3.11)\n"),
+    ],
+)
+def test_a_python_the_release_does_not_ship_is_bad_input_naming_its_own(
+    tmp_path: Path, dist: str, python: str, hint: str
+) -> None:
+    """A python the release lacks is refused (exit 2) with the release's own Python and the release that has it,
+    and no apt-get command: apt cannot install what the release does not ship."""
+    (tmp_path / "usr" / "bin").mkdir(parents=True)
+    config = ServiceConfig(name="orders-api", app="orders_api.wsgi:app", python=python)
+    with pytest.raises(MicrodeployError) as info:
+        dhvirtualenv.root_python(config, DISTS[dist], tmp_path)
+    assert info.value.exit_code == EXIT_BAD_INPUT
+    assert f"{dist} ships Python {DISTS[dist].python_minor}, not {python}" in info.value.message
+    assert hint in f"{info.value}\n"
+    assert "apt-get" not in str(info.value)
+
+
+def test_a_python_the_release_ships_but_the_machine_lacks_is_installed_with_apt() -> None:
+    """python3.11 missing on a bookworm machine is a failure of the machine (exit 1) with apt's command."""
+    config = ServiceConfig(name="orders-api", app="orders_api.wsgi:app", python="python3.11")
+    error = dhvirtualenv.missing_python(config, DISTS["bookworm"], "on this machine")
+    assert error.exit_code == EXIT_FAILURE
+    assert error.hint == "Install it: sudo apt-get install python3.11 python3.11-venv"
 
 
 def test_a_user_who_is_not_root_is_refused_before_anything_is_made(
