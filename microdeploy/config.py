@@ -212,10 +212,16 @@ def load_config(project: Path, overrides: Mapping[str, Any] | None = None,
         values["version"] = (project_table["version"], "[project].version")
     # The project's own name, which its description may start with (the package's may differ: --name).
     own_name = str(values["name"][0]) if "name" in values else ""
+    # A project that describes itself with nothing is left to the package's generic summary (summary); a blank
+    # description given for the service is refused (check_description).
     if isinstance(project_table.get("description"), str):
-        values["description"] = (project_summary(project_table["description"], own_name), "[project].description")
+        described = (project_summary(project_table["description"], own_name), "[project].description")
     elif (declared := declared_summary(project)) is not None:
-        values["description"] = (project_summary(declared[0], own_name), declared[1])
+        described = (project_summary(declared[0], own_name), declared[1])
+    else:
+        described = ("", "")
+    if described[0]:
+        values["description"] = described
     for key, value in tool_table.items():
         values[key] = (value, f"{source} key '{key}'")
     for key, value in (overrides or {}).items():
@@ -250,7 +256,7 @@ def validate(values: Mapping[str, tuple[Any, str]]) -> ServiceConfig:
         if key in values:
             checked[key] = rules.check(spec, key, *values[key])
     if "description" in values:
-        checked["description"] = rules.text("description", *values["description"], DESCRIPTION_MAX).strip()
+        checked["description"] = check_description(*values["description"])
     for key in ("depends", "build_depends"):
         if key in values:
             checked[key] = rules.relations(key, *values[key])
@@ -281,6 +287,15 @@ def check_dists(value: Any, origin: str) -> tuple[str, ...]:
         if item not in dists.DISTS:
             raise rules.invalid("dist", item, origin, allowed)
     return tuple(dict.fromkeys(items))
+
+
+def check_description(value: Any, origin: str) -> str:
+    """One line of text that says something: a blank one given for the service would become a generic summary."""
+    text = rules.text("description", value, origin, DESCRIPTION_MAX).strip()
+    if not text:
+        raise rules.invalid("description", value, origin, "one line that says what the service does, e.g. "
+                            "'Orders API of the shop', or leave description out", "blank")
+    return text
 
 
 def check_app_target(value: Any, origin: str) -> str:

@@ -273,3 +273,30 @@ def test_a_name_a_debian_host_already_has_is_refused(tmp_path: Path, name: str) 
     assert raised.value.exit_code == 2
     assert f"invalid name '{name}'" in raised.value.message
     assert load_config(tmp_path, {"name": f"orders-{name}", "app": "app:app"}).name == f"orders-{name}"
+
+
+@pytest.mark.parametrize(
+    ("tool", "overrides", "origin"),
+    [
+        ('description = ""', {}, "pyproject.toml key 'description'"),
+        ('description = "   "', {}, "pyproject.toml key 'description'"),
+        ('description = "Orders API"', {"description": ""}, "--description"),
+        ("", {"description": "  "}, "--description"),
+    ],
+)
+def test_a_blank_description_given_for_the_service_is_refused(
+    tmp_path: Path, tool: str, overrides: dict[str, object], origin: str
+) -> None:
+    """An empty or blank description in [tool.microdeploy] or --description is exit 2 naming where it came from,
+    not a package described as "Python web service"."""
+    error = bad(write_pyproject(tmp_path / "p", tool), overrides)
+    assert error.message.startswith("invalid description ")
+    assert f"(from {origin}): blank" in error.message
+    assert error.hint is not None and "leave description out" in error.hint
+
+
+def test_a_project_that_describes_itself_with_nothing_gets_the_generic_summary(tmp_path: Path) -> None:
+    """An empty [project].description, as a missing one, is no error: the package says "Python web service"."""
+    project = write_pyproject(tmp_path / "p", project_table=DEFAULT_PROJECT + 'description = ""\n')
+    assert load_config(project).summary == "Python web service"
+    assert load_config(write_pyproject(tmp_path / "q")).summary == "Python web service"
