@@ -315,7 +315,7 @@ def finish_debian(debian: Path, library: LibraryPlan) -> None:
 
 def copyright_text(library: LibraryPlan) -> str:
     """A machine-readable debian/copyright from the project's license, from the services' template."""
-    context = copyright_context(library.source, library.config.maintainer, library.epoch, library.license, "library")
+    context = copyright_context(library.source, library.config.maintainer, library.license, "library")
     return render_file(template_folder("debian_templates"), "copyright.j2", context)
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from microdeploy.build.debiandir.context import copyright_context
 from microdeploy.build.release.license import StatedLicense, stated_license
+from microdeploy.build.release.source import source_date_epoch
+from microdeploy.process import Result
 from microdeploy.pyproject import read_pyproject
+from microdeploy.render import render_file
+from microdeploy.resources import template_folder
 
 MIT = """MIT License
 
@@ -123,16 +128,16 @@ def test_the_license_files_are_those_declared_and_the_defaults(tmp_path: Path) -
 
 
 def test_copyright_context_formats_dep5(tmp_path: Path) -> None:
-    """Notices are the Copyright field's lines, else the year and the authors or the maintainer; the text's empty
-    lines are " ."; without any text, a sentence says where the license is."""
+    """Notices are the Copyright field's lines, else the authors or the maintainer alone (no year: none is known);
+    the text's empty lines are " ."; without any text, a sentence says where the license is."""
     stated = StatedLicense("MIT", ("2020 Ann", "2021 Bob"), ("MIT License", "", "Permission."), authors="Carol",
                            upstream_name="Shop.io")
-    context = copyright_context("shop", "Packager <p@example.org>", 1767225600, stated, "service")
+    context = copyright_context("shop", "Packager <p@example.org>", stated, "service")
     assert context["upstream_name"] == "Shop.io"
     assert context["copyright_holders"] == "2020 Ann\n 2021 Bob"
     assert context["license_text"] == " MIT License\n .\n Permission."
-    bare = copyright_context("shop", "Packager <p@example.org>", 1767225600, StatedLicense(), "service")
-    assert bare["copyright_holders"] == "2026 Packager <p@example.org>"
+    bare = copyright_context("shop", "Packager <p@example.org>", StatedLicense(), "service")
+    assert bare["copyright_holders"] == "Packager <p@example.org>"
     assert bare["license_text"] == " See the license of the upstream project."
 
 
@@ -160,3 +165,30 @@ def test_a_notice_takes_the_lines_it_goes_on_to(tmp_path: Path) -> None:
                               "2013-2018 by the FlaskBB Team and contributors. See AUTHORS for more details.",
                               "2003-2023 Edgewall Software", "2020 Ann")
 
+
+
+def test_an_sdist_without_a_notice_states_no_year_of_its_build_date(tmp_path: Path) -> None:
+    """A hatchling sdist (every file dated 2020-02-02, the build's SOURCE_DATE_EPOCH) whose license carries no
+    notice: debian/copyright names its authors and no year, since nobody stated one."""
+    sdist = tmp_path / "calendar-1.51"
+    (sdist / "calendar").mkdir(parents=True)
+    (sdist / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n\n'
+        '[project]\nname = "calendar"\nversion = "1.51"\nlicense = {file = "LICENSE"}\n'
+        'authors = [{name = "Nicco Kunzmann", email = "nicco@example.org"}]\n')
+    (sdist / "PKG-INFO").write_text("Metadata-Version: 2.4\nName: calendar\nVersion: 1.51\n")
+    (sdist / "LICENSE").write_text(GPL2_TEXT)  # the license's own notice, not the project's
+    (sdist / "calendar" / "__init__.py").write_text("")
+    hatchling_date = 1580601600  # 2020-02-02, hatchling's fixed time for the files of an sdist
+    for path in sdist.rglob("*"):
+        os.utime(path, (hatchling_date, hatchling_date))
+
+    def not_git(argv: object, **_: object) -> Result:
+        return Result(("git",), 128, "", "fatal: not a git repository")
+
+    assert source_date_epoch(sdist, {}, not_git) == hatchling_date  # the date the build goes by
+    stated = stated_license(read_pyproject(sdist))
+    text = render_file(template_folder("debian_templates"), "copyright.j2",
+                       copyright_context("calendar", "Packager <p@example.org>", stated, "service"))
+    assert "\nCopyright: Nicco Kunzmann <nicco@example.org>\n" in text
+    assert "2020" not in text

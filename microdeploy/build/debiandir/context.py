@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,11 +76,13 @@ class BuildFacts:
     installer: str = "pip"  # "uv" when uv fills the venv (with the shared caches)
 
 
-def copyright_context(name: str, maintainer: str, epoch: int, stated: StatedLicense, kind: str) -> dict[str, Any]:
+def copyright_context(name: str, maintainer: str, stated: StatedLicense, kind: str) -> dict[str, Any]:
     """What debian_templates/copyright.j2 uses: the name upstream uses, else the package's (`name`); the copyright
     holders are the notices of the project's license files, else the authors it names, else its packager
     (`maintainer`); `kind` is what is packaged ("service", "library")."""
-    holders = list(stated.notices) or [f"{time.gmtime(epoch).tm_year} {stated.authors or maintainer}"]
+    # Without a notice no year is known: the build's date is an sdist's file time (hatchling's are all 2020-02-02)
+    # or a commit's, not the year of a copyright. DEP-5 takes the holders alone.
+    holders = list(stated.notices) or [stated.authors or maintainer]
     text = list(stated.text) or [
         f"This {kind} is distributed under the terms of its upstream license." if stated.name != "other"
         else "See the license of the upstream project."
@@ -107,7 +108,7 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
     """Everything the debian/ templates use."""
     settings = sandbox(config.name)
     return {
-        **copyright_context(config.name, config.maintainer, facts.epoch, facts.license, "service"),
+        **copyright_context(config.name, config.maintainer, facts.license, "service"),
         "name": config.name,
         "app": config.app,
         # The unit's ExecStart word and N-run's shell word: literal arguments may hold quotes, % or $.
