@@ -130,6 +130,29 @@ def test_copyright_names_the_upstream_authors_and_license(public_service: BuiltS
     assert f"\nCopyright: {load_config(plain_service.project).maintainer}\n" in ours
 
 
+def test_every_package_has_name_manage_running_flasks_command_line(public_service: BuiltService,
+                                                                   plain_service: BuiltService,
+                                                                   tmp_path: Path) -> None:
+    """ihatemoney, which declares no ihatemoney-manage, gets one that runs Flask's command line over its app from the
+    venv (`routes` lists its pages; run from the unpacked package); the scaffold keeps its own console script."""
+    subprocess.run(["dpkg-deb", "-x", str(public_service.result.deb), str(tmp_path)], check=True)
+    manage = tmp_path / "opt" / "venvs" / "ihatemoney" / "bin" / "ihatemoney-manage"
+    assert manage.stat().st_mode & 0o777 == 0o755
+    # ihatemoney's app upgrades its database when made: one in tmp_path, not its default /tmp/ihatemoney.db.
+    settings = tmp_path / "ihatemoney.cfg"
+    settings.write_text(f"SQLALCHEMY_DATABASE_URI = 'sqlite:///{tmp_path}/db.sqlite3'\nSECRET_KEY = 'test'\n")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "IHATEMONEY_SETTINGS_FILE_PATH": str(settings)}
+    routes = subprocess.run([str(manage), "routes"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert routes.returncode == 0, routes.stderr
+    assert "/healthcheck" in routes.stdout and "/<project_id>/" in routes.stdout
+    usage = subprocess.run([str(manage), "--help"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert usage.returncode == 0 and "Usage: ihatemoney-manage [OPTIONS] COMMAND [ARGS]..." in usage.stdout
+    own = deb_member(plain_service.result.deb, "/opt/venvs/orders-api/bin/orders-api-manage")
+    assert own.startswith("#!/opt/venvs/orders-api/bin/python") and "orders_api.manage" in own
+
+
 def test_interpreter_trigger_is_declared(plain_service: BuiltService) -> None:
     """The package is interested in the interpreter, so a Python upgrade reaches its postinst."""
     triggers = subprocess.run(["dpkg-deb", "--ctrl-tarfile", str(plain_service.result.deb)],

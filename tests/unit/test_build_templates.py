@@ -71,13 +71,13 @@ def test_rendered_files_and_modes(tmp_path: Path) -> None:
     names = sorted(p.relative_to(debian).as_posix() for p in debian.rglob("*") if p.is_file())
     assert names == [
         "cached-md5sums", "cached-shlibdeps", "cached-strip", "changelog", "control", "copyright", "finalize-venv",
-        "gunicorn.conf.py", "make-venv", "orders-api-run", "orders-api-run.1", "orders-api.install",
-        "orders-api.lintian-overrides", "orders-api.logrotate", "orders-api.postinst", "orders-api.postrm",
-        "orders-api.prerm", "orders-api.service", "orders-api.triggers", "rules", "source/format", "uv-pip",
-        "venv-copyright", "venv-overrides",
+        "gunicorn.conf.py", "make-venv", "orders-api-manage", "orders-api-run", "orders-api-run.1",
+        "orders-api.install", "orders-api.lintian-overrides", "orders-api.logrotate", "orders-api.postinst",
+        "orders-api.postrm", "orders-api.prerm", "orders-api.service", "orders-api.triggers", "rules", "source/format",
+        "uv-pip", "venv-copyright", "venv-overrides",
     ]
     for script in ("rules", "finalize-venv", "make-venv", "cached-md5sums", "cached-shlibdeps", "cached-strip",
-                   "venv-overrides", "orders-api-run"):
+                   "venv-overrides", "orders-api-run", "orders-api-manage"):
         assert (debian / script).stat().st_mode & 0o111, script
     # uv-pip is read by make-venv and run by the venv's python, not executed itself.
     assert not (debian / "uv-pip").stat().st_mode & 0o111
@@ -238,6 +238,7 @@ ORDERED = [
     ("gencontrol", "buildinfo"),  # dpkg's generators read debian/files
     ("venv", "venv-copyright"), ("docs", "venv-copyright"), ("venv-copyright", "gencontrol"),  # the copyright file
     ("venv-copyright", "records"),  # it reads the RECORD files that `records` rewrites
+    ("venv", "manage"), ("manage", "fixperms"),  # NAME-manage goes in when the venv has none of its own
 ]
 
 
