@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import venv
 from pathlib import Path
 
 import pytest
@@ -148,7 +149,16 @@ def test_cached_shlibdeps_without_a_cache_reads_copies_every_time(debian: Path, 
     assert subprocess.run(find, cwd=debian.parent, env=env).returncode == 3
 
 
-def test_uv_pip_installs_the_prebuilt_wheel_with_the_wsgi_server(debian: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def venv_python(tmp_path: Path) -> str:
+    """The interpreter of a venv of the test's own, as dh_virtualenv runs the pip tool with the package's venv's
+    (uv-pip renames the .pth files of the venv it installs into: never the one running the tests)."""
+    venv.EnvBuilder(with_pip=False).create(tmp_path / "pip-tool-venv")
+    return str(tmp_path / "pip-tool-venv" / "bin" / "python")
+
+
+def test_uv_pip_installs_the_prebuilt_wheel_with_the_wsgi_server(debian: Path, tmp_path: Path,
+                                                                 venv_python: str) -> None:
     """`install --log=F .` becomes the wheel alone outside uv's shared cache, then `uv pip install --python PY
     WHEEL gunicorn>=21.2`; requirements run from their directory (the project's), as `pip install -r
     requirements.txt` would, so relative paths in them hold."""
@@ -159,20 +169,25 @@ def test_uv_pip_installs_the_prebuilt_wheel_with_the_wsgi_server(debian: Path, t
     env = {**os.environ, "RECORD_TO": str(record), "MICRODEPLOY_UV": str(uv),
            "MICRODEPLOY_PROJECT_WHEEL": str(wheel_dir)}
     env.pop("MICRODEPLOY_LAYER", None)
-    subprocess.run([sys.executable, str(debian / "uv-pip"), "install", "--log=/tmp/x.log", "."],
+    [site] = (tmp_path / "pip-tool-venv" / "lib").glob("python3*/site-packages")
+    (site / "hook.pth").write_text("import os\n")
+    subprocess.run([venv_python, str(debian / "uv-pip"), "install", "--log=/tmp/x.log", "."],
                    cwd=tmp_path, env=env, check=True)
-    subprocess.run([sys.executable, str(debian / "uv-pip"), "install", "--log=/tmp/x.log",
+    subprocess.run([venv_python, str(debian / "uv-pip"), "install", "--log=/tmp/x.log",
                     "-r", "src-project/requirements.txt"], cwd=tmp_path, env=env, check=True)
     wheel = str(wheel_dir / "orders_api-1.0-py3-none-any.whl")
+    # The .pth files of the venv installed into are inert after each install (build/fastpath/contract.py).
+    assert sorted(path.name for path in site.glob("hook.pth*")) == ["hook.pth.microdeploy-inert"]
     assert calls(record) == [
-        ["pip", "install", "--python", sys.executable, "--no-deps", "--no-cache", "--link-mode", "hardlink", wheel],
-        ["pip", "install", "--python", sys.executable, wheel, "gunicorn>=21.2"],
-        ["pip", "install", "--python", sys.executable, "-r", str(tmp_path / "src-project" / "requirements.txt")],
+        ["pip", "install", "--python", venv_python, "--no-deps", "--no-cache", "--link-mode", "hardlink", wheel],
+        ["pip", "install", "--python", venv_python, wheel, "gunicorn>=21.2"],
+        ["pip", "install", "--python", venv_python, "-r", str(tmp_path / "src-project" / "requirements.txt")],
     ]
     assert Path(f"{record}.cwd").read_text().splitlines() == [str(tmp_path)] * 2 + [str(tmp_path / "src-project")]
 
 
-def test_uv_pip_installs_the_source_when_the_wheel_build_failed(debian: Path, tmp_path: Path) -> None:
+def test_uv_pip_installs_the_source_when_the_wheel_build_failed(debian: Path, tmp_path: Path,
+                                                                venv_python: str) -> None:
     """A failed background build: the source directory is installed (and uv reports what is wrong)."""
     record = tmp_path / "calls"
     uv = recorder(tmp_path / "uv", extra="sys.exit(1)")
@@ -181,10 +196,10 @@ def test_uv_pip_installs_the_source_when_the_wheel_build_failed(debian: Path, tm
     (wheel_dir / "returncode").write_text("1\n")
     env = {**os.environ, "RECORD_TO": str(record), "MICRODEPLOY_UV": str(uv),
            "MICRODEPLOY_PROJECT_WHEEL": str(wheel_dir)}
-    result = subprocess.run([sys.executable, str(debian / "uv-pip"), "install", "--log=/tmp/x.log", ".[postgres]"],
+    result = subprocess.run([venv_python, str(debian / "uv-pip"), "install", "--log=/tmp/x.log", ".[postgres]"],
                             cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 1
-    assert calls(record) == [["pip", "install", "--python", sys.executable, ".[postgres]", "gunicorn>=21.2"]]
+    assert calls(record) == [["pip", "install", "--python", venv_python, ".[postgres]", "gunicorn>=21.2"]]
     assert "uv-pip: uv pip install failed with exit status 1" in result.stderr
 
 
@@ -204,7 +219,8 @@ def test_make_venv_moves_the_copied_layer_into_place(debian: Path, tmp_path: Pat
     assert (venv / "bin" / "uv-pip").read_text() == (debian / "uv-pip").read_text()
 
 
-def test_uv_pip_has_nothing_to_do_when_the_wheel_was_installed_beside_the_build(debian: Path, tmp_path: Path) -> None:
+def test_uv_pip_has_nothing_to_do_when_the_wheel_was_installed_beside_the_build(debian: Path, tmp_path: Path,
+                                                                               venv_python: str) -> None:
     """microdeploy installed the same wheel into the restored layer: uv is not run again."""
     record = tmp_path / "calls"
     uv = recorder(tmp_path / "uv")
@@ -214,7 +230,7 @@ def test_uv_pip_has_nothing_to_do_when_the_wheel_was_installed_beside_the_build(
     (copy / "installed").write_text("orders_api-1.0-py3-none-any.whl")
     env = {**os.environ, "RECORD_TO": str(record), "MICRODEPLOY_UV": str(uv),
            "MICRODEPLOY_PROJECT_WHEEL": str(wheel_dir), "MICRODEPLOY_LAYER_COPY": str(copy)}
-    result = subprocess.run([sys.executable, "-IS", str(debian / "uv-pip"), "install", "--log=/tmp/x.log", "."],
+    result = subprocess.run([venv_python, "-IS", str(debian / "uv-pip"), "install", "--log=/tmp/x.log", "."],
                             cwd=tmp_path, env=env, check=True, capture_output=True, text=True)
     assert calls(record) == []
     assert "installed already" in result.stdout
