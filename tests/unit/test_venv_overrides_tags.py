@@ -1,0 +1,170 @@
+"""debian/venv-overrides for the tags lintian gives the venv's scripts, web libraries, ELF files and gzip data:
+one override per path that carries the tag, as lintian decides it (this machine's lintian and its tables), and no
+blanket override in the static file.
+
+The ELF files are made with binutils' `as` and `ld` (what dh_strip needs anyway), so their NEEDED entries are
+real ones that readelf reads.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from microdeploy.build.debiandir.context import BuildFacts, debian_context
+from microdeploy.build.debiandir.tree import render_debian
+from microdeploy.build.release.changelog import render_changelog
+from microdeploy.build.release.license import StatedLicense
+from microdeploy.config import validate
+
+FACTS = BuildFacts(upstream="1.0", version="1.0-1", python_minor=f"{sys.version_info[0]}.{sys.version_info[1]}",
+                   distribution="bookworm", epoch=1767225600, license=StatedLicense("MIT"), installer="uv")
+VENV = "opt/venvs/orders-api"
+SITE = f"{VENV}/lib/python3.11/site-packages"
+needs_lintian = pytest.mark.skipif(not Path("/usr/share/lintian/data/scripts/interpreters").is_file(),
+                                   reason="lintian's tables are not installed")
+
+
+@pytest.fixture
+def debian(tmp_path: Path) -> Path:
+    """debian/ rendered for orders-api, in tmp_path/tree."""
+    config = validate({"name": ("orders-api", "t"), "description": ("Orders", "t")})
+    changelog = render_changelog(name="orders-api", version="1.0-1", distribution="bookworm",
+                                 maintainer="A <a@example.org>", changes=[], epoch=FACTS.epoch)
+    render_debian(tmp_path / "tree", debian_context(config, FACTS), changelog)
+    return tmp_path / "tree" / "debian"
+
+
+def overrides_of(debian: Path, package: Path, env: dict[str, str] | None = None) -> list[str]:
+    """The override lines venv-overrides writes for `package` (its comments left out)."""
+    subprocess.run([sys.executable, "-IS", str(debian / "venv-overrides"), str(package), "orders-api"],
+                   env=env, check=True)
+    written = package / "usr/share/lintian/overrides/orders-api"
+    text = written.read_text() if written.exists() else ""
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def put(path: Path, content: bytes | str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    path.chmod(mode)
+
+
+def test_static_overrides_are_package_level_only(debian: Path) -> None:
+    """The static file overrides only the package-level tags: no override has a wildcard pointer (a blanket over
+    the venv's lib/ or the whole venv); what the venv's files carry comes from venv-overrides, per path."""
+    lines = [line for line in (debian / "orders-api.lintian-overrides").read_text().splitlines()
+             if line and not line.startswith("#")]
+    assert lines == ["orders-api: dir-or-file-in-opt", "orders-api: initial-upload-closes-no-bugs"]
+    assert not [line for line in lines if re.search(r"\[[^]]*\*[^]]*\]|\s\*(\s|$)", line)]
+
+
+@needs_lintian
+def test_scripts_get_the_tags_lintian_gives_them(debian: Path, tmp_path: Path) -> None:
+    """A module with a "#!" line to the venv's python and no executable bit is not executable and has an unusual
+    interpreter (bin/python is a symbolic link, not a program the package ships); the venv's console scripts
+    only the latter. Not: a "#!python" editor hint outside bin/, an interpreter lintian knows (sh, env python3)
+    when executable, nor one the package ships as an executable file."""
+    package = tmp_path / "pkg"
+    python = f"#!/{VENV}/bin/python\n"
+    (package / VENV / "bin").mkdir(parents=True)
+    (package / VENV / "bin" / "python").symlink_to("/usr/bin/python3")
+    put(package / VENV / "bin" / "gunicorn", python + "import gunicorn\n", 0o755)
+    put(package / VENV / "bin" / "helper", "#!/usr/bin/env python3\n", 0o755)
+    put(package / VENV / "bin" / "interp", b"\x7fELF\x02\x01\x01" + b"\0" * 64, 0o755)
+    put(package / VENV / "bin" / "tool", f"#!/{VENV}/bin/interp -x\n", 0o755)
+    put(package / SITE / "requests" / "certs.py", python + "import certifi\n")
+    put(package / SITE / "hint.py", "#!python\n")
+    put(package / SITE / "build.sh", "#!/bin/sh\nexit 0\n")
+    put(package / SITE / "setup.py.in", "#!@PYTHON@\n")
+    put(package / SITE / "ok.sh", "#!/bin/sh\n", 0o755)
+    assert overrides_of(debian, package) == [
+        f"orders-api: script-not-executable [{SITE}/build.sh]",
+        f"orders-api: script-not-executable [{SITE}/requests/certs.py]",
+        f"orders-api: unusual-interpreter /{VENV}/bin/python [{VENV}/bin/gunicorn]",
+        f"orders-api: unusual-interpreter /{VENV}/bin/python [{SITE}/requests/certs.py]",
+    ]
+
+
+@needs_lintian
+def test_web_libraries_get_the_package_lintian_asks_for(debian: Path, tmp_path: Path) -> None:
+    """Paths that lintian's own table (read from its Embedded check) matches name the package it asks to use;
+    Bootstrap's only with its content check; Doxygen's jQuery and an app's own script are left alone."""
+    package = tmp_path / "pkg"
+    static = package / SITE / "app" / "static"
+    put(static / "js" / "jquery-3.6.0.min.js", "/*! jQuery v3.6.0 */\n")
+    put(static / "js" / "jquery.form.js", "(function(){})();\n")
+    put(static / "css" / "normalize.css", "html{line-height:1.15}\n")
+    put(static / "js" / "bootstrap.min.js", "var Carousel = function () {};\n")
+    put(static / "css" / "bootstrap.min.css", ".btn{display:inline-block}\n")
+    put(static / "js" / "app.js", "console.log('hi');\n")
+    put(static / "api" / "jquery.js", "/*! jQuery */\n")
+    put(static / "api" / "doxygen.css", "body{}\n")
+    assert overrides_of(debian, package) == [
+        f"orders-api: embedded-javascript-library please use libjs-normalize [{SITE}/app/static/css/normalize.css]",
+        f"orders-api: embedded-javascript-library please use libjs-bootstrap [{SITE}/app/static/js/bootstrap.min.js]",
+        f"orders-api: embedded-javascript-library please use libjs-jquery [{SITE}/app/static/js/jquery-3.6.0.min.js]",
+        f"orders-api: embedded-javascript-library please use libjs-jquery-form [{SITE}/app/static/js/jquery.form.js]",
+    ]
+
+
+def shared_objects(work: Path) -> dict[str, Path]:
+    """Shared objects made by binutils: none needing anything, one needing libpython only, one libc too."""
+    work.mkdir()
+    empty = work / "empty.o"
+    subprocess.run(["as", "-o", str(empty), "/dev/null"], check=True)
+    made = {}
+    for name, soname in (("libpython", "libpython3.11.so.1.0"), ("libc", "libc.so.6")):
+        made[name] = work / f"{name}.so"
+        subprocess.run(["ld", "-shared", "-soname", soname, "-o", str(made[name]), str(empty)], check=True)
+    for name, needs in (("bare", []), ("no-libc", ["libpython"]), ("with-libc", ["libpython", "libc"])):
+        made[name] = work / f"{name}.so"
+        subprocess.run(["ld", "-shared", "-o", str(made[name]), str(empty), "--no-as-needed",
+                        *[str(made[each]) for each in needs]], check=True)
+    return made
+
+
+def test_shared_objects_get_the_prerequisite_tags_lintian_gives_them(debian: Path, tmp_path: Path) -> None:
+    """An extension module that needs no library lacks prerequisites; one that needs libpython but not libc is not
+    linked against libc (wherever it is in the venv); one that needs libc, a module named libc*, a relocatable
+    object, and the NEEDED entries remembered by the ELF file's bytes at the next build."""
+    made = shared_objects(tmp_path / "elf")
+    package = tmp_path / "pkg"
+    put(package / SITE / "numpy" / "_core" / "_simd.cpython-311-x86_64-linux-gnu.so", made["bare"].read_bytes())
+    put(package / SITE / "PIL" / "_imaging.cpython-311-x86_64-linux-gnu.so", made["no-libc"].read_bytes())
+    put(package / VENV / "lib" / "helper.so", made["no-libc"].read_bytes())
+    put(package / SITE / "PIL" / "_webp.cpython-311-x86_64-linux-gnu.so", made["with-libc"].read_bytes())
+    put(package / SITE / "compat" / "libc-shim.so", made["no-libc"].read_bytes())
+    put(package / SITE / "compat" / "empty.o", (tmp_path / "elf" / "empty.o").read_bytes())
+    env = {**os.environ, "MICRODEPLOY_ELF_CACHE": str(tmp_path / "cache")}
+    expected = [
+        f"orders-api: library-not-linked-against-libc [{VENV}/lib/helper.so]",
+        f"orders-api: library-not-linked-against-libc [{SITE}/PIL/_imaging.cpython-311-x86_64-linux-gnu.so]",
+        f"orders-api: shared-library-lacks-prerequisites [{SITE}/numpy/_core/_simd.cpython-311-x86_64-linux-gnu.so]",
+    ]
+    assert overrides_of(debian, package, env) == expected
+    (package / "usr").rename(tmp_path / "first-usr")
+    no_readelf = tmp_path / "bin"
+    put(no_readelf / "readelf", "#!/bin/sh\nexit 7\n", 0o755)
+    assert overrides_of(debian, package, {**env, "PATH": f"{no_readelf}:{os.environ['PATH']}"}) == expected
+
+
+def test_gzip_data_compressed_after_the_changelog_carries_its_time(debian: Path, tmp_path: Path) -> None:
+    """gzip data whose header time is later than the installed changelog's latest entry gets the override with
+    that time, as lintian prints it; earlier data and data without a time get none."""
+    package = tmp_path / "pkg"
+    changelog = (debian / "changelog").read_bytes()
+    put(package / "usr/share/doc/orders-api/changelog.Debian.gz", gzip.compress(changelog, mtime=0))
+    put(package / SITE / "botocore" / "data" / "s3" / "service-2.json.gz", gzip.compress(b"{}", mtime=1767225601))
+    put(package / SITE / "botocore" / "data" / "old.json.gz", gzip.compress(b"{}", mtime=1767225600))
+    put(package / SITE / "dateutil" / "zoneinfo.tar.gz", gzip.compress(b"tar", mtime=0))
+    assert overrides_of(debian, package) == [
+        f"orders-api: package-contains-timestamped-gzip 2026-01-01T00:00:01 "
+        f"[{SITE}/botocore/data/s3/service-2.json.gz]",
+    ]
