@@ -14,11 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from microdeploy.build.debiandir.context import BuildFacts, debian_context
-from microdeploy.build.debiandir.tree import render_debian
-from microdeploy.build.release.changelog import render_changelog
+from microdeploy.build.debiandir.context import BuildFacts
 from microdeploy.build.release.license import StatedLicense
-from microdeploy.config import validate
+from tests.debiandir import rendered_debian
 
 MINOR = f"{sys.version_info[0]}.{sys.version_info[1]}"
 FACTS = BuildFacts(upstream="1.0", version="1.0-1", python_minor=MINOR, distribution="bookworm", epoch=1767225600,
@@ -37,11 +35,7 @@ cli = Group()
 @pytest.fixture
 def debian(tmp_path: Path) -> Path:
     """debian/ rendered for shop, whose app is a factory called with a quoted argument."""
-    config = validate({"name": ("shop", "t"), "description": ("Shop", "t"), "app": (APP, "t")})
-    changelog = render_changelog(name="shop", version="1.0-1", distribution="bookworm",
-                                 maintainer="A <a@example.org>", changes=[], epoch=FACTS.epoch)
-    render_debian(tmp_path / "tree", debian_context(config, FACTS), changelog)
-    return tmp_path / "tree" / "debian"
+    return rendered_debian(tmp_path, "shop", FACTS, app=APP)
 
 
 def venv(root: Path, *, flask: bool) -> Path:

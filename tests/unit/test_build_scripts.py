@@ -21,14 +21,8 @@ from pathlib import Path
 import pytest
 from debian.deb822 import Deb822
 
-from microdeploy.build.debiandir.context import BuildFacts, debian_context
-from microdeploy.build.debiandir.tree import render_debian
-from microdeploy.build.release.changelog import render_changelog
-from microdeploy.build.release.license import StatedLicense
-from microdeploy.config import validate
+from tests.debiandir import rendered_debian
 
-FACTS = BuildFacts(upstream="1.0", version="1.0-1", python_minor=f"{sys.version_info[0]}.{sys.version_info[1]}",
-                   distribution="bookworm", epoch=1767225600, license=StatedLicense("MIT"), installer="uv")
 RECORDER = """#!{python}
 import json, os, sys
 with open(os.environ["RECORD_TO"], "a") as out:
@@ -40,11 +34,7 @@ with open(os.environ["RECORD_TO"], "a") as out:
 @pytest.fixture
 def debian(tmp_path: Path) -> Path:
     """debian/ rendered for orders-api, in tmp_path/tree."""
-    config = validate({"name": ("orders-api", "t"), "description": ("Orders", "t")})
-    changelog = render_changelog(name="orders-api", version="1.0-1", distribution="bookworm",
-                                 maintainer="A <a@example.org>", changes=[], epoch=FACTS.epoch)
-    render_debian(tmp_path / "tree", debian_context(config, FACTS), changelog)
-    return tmp_path / "tree" / "debian"
+    return rendered_debian(tmp_path)
 
 
 def recorder(path: Path, extra: str = "") -> Path:

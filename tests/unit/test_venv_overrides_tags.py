@@ -17,28 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from microdeploy.build.debiandir.context import BuildFacts, debian_context
-from microdeploy.build.debiandir.tree import render_debian
-from microdeploy.build.release.changelog import render_changelog
-from microdeploy.build.release.license import StatedLicense
-from microdeploy.config import validate
+from tests.debiandir import rendered_debian
 
-FACTS = BuildFacts(upstream="1.0", version="1.0-1", python_minor=f"{sys.version_info[0]}.{sys.version_info[1]}",
-                   distribution="bookworm", epoch=1767225600, license=StatedLicense("MIT"), installer="uv")
 VENV = "opt/venvs/orders-api"
 SITE = f"{VENV}/lib/python3.11/site-packages"
-needs_lintian = pytest.mark.skipif(not Path("/usr/share/lintian/data/scripts/interpreters").is_file(),
-                                   reason="lintian's tables are not installed")
 
 
 @pytest.fixture
 def debian(tmp_path: Path) -> Path:
     """debian/ rendered for orders-api, in tmp_path/tree."""
-    config = validate({"name": ("orders-api", "t"), "description": ("Orders", "t")})
-    changelog = render_changelog(name="orders-api", version="1.0-1", distribution="bookworm",
-                                 maintainer="A <a@example.org>", changes=[], epoch=FACTS.epoch)
-    render_debian(tmp_path / "tree", debian_context(config, FACTS), changelog)
-    return tmp_path / "tree" / "debian"
+    return rendered_debian(tmp_path)
 
 
 def overrides_of(debian: Path, package: Path, env: dict[str, str] | None = None) -> list[str]:
@@ -65,7 +53,6 @@ def test_static_overrides_are_package_level_only(debian: Path) -> None:
     assert not [line for line in lines if re.search(r"\[[^]]*\*[^]]*\]|\s\*(\s|$)", line)]
 
 
-@needs_lintian
 def test_scripts_get_the_tags_lintian_gives_them(debian: Path, tmp_path: Path) -> None:
     """A module with a "#!" line to the venv's python and no executable bit is not executable and has an unusual
     interpreter (bin/python is a symbolic link, not a program the package ships); the venv's console scripts
@@ -92,7 +79,6 @@ def test_scripts_get_the_tags_lintian_gives_them(debian: Path, tmp_path: Path) -
     ]
 
 
-@needs_lintian
 def test_web_libraries_get_the_package_lintian_asks_for(debian: Path, tmp_path: Path) -> None:
     """Paths that lintian's own table (read from its Embedded check) matches name the package it asks to use;
     Bootstrap's only with its content check; Doxygen's jQuery and an app's own script are left alone."""
