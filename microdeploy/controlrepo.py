@@ -22,7 +22,7 @@ from typing import Any
 
 from microdeploy import validate
 from microdeploy.errors import bad_input
-from microdeploy.fsutil import process_umask, staged_directory
+from microdeploy.fsutil import process_umask, replace_directory, staged_directory
 from microdeploy.process import Runner, run
 from microdeploy.render import render_tree
 from microdeploy.resources import template_folder
@@ -200,18 +200,11 @@ def replace_module(vendored: Path) -> None:
     """Put this microdeploy's module at `vendored` by renames: it is copied beside first, so that a failure (a
     full disk, Ctrl-C) leaves the old module whole."""
     new = Path(tempfile.mkdtemp(prefix=f".{vendored.name}.", suffix=".new", dir=vendored.parent))
-    old = vendored.with_name(f".{vendored.name}.{os.getpid()}.old")
     try:
         # mkdtemp makes it 0700; the module's directory follows the umask as a copy's would.
         os.chmod(new, 0o777 & ~process_umask())
         vendor_module(new)
-        vendored.rename(old)
-        try:
-            new.rename(vendored)
-        except BaseException:
-            old.rename(vendored)
-            raise
+        replace_directory(new, vendored)
     except BaseException:
         shutil.rmtree(new, ignore_errors=True)
         raise
-    shutil.rmtree(old, ignore_errors=True)

@@ -52,6 +52,23 @@ def _keep_owner(path: Path, replacement: str) -> None:
             os.chown(replacement, old.st_uid, old.st_gid)
 
 
+def replace_directory(staging: Path, dest: Path) -> None:
+    """Put the directory `staging` at `dest` by renames, replacing a directory there: the old one is moved aside
+    first and put back if the new one cannot take its place, then removed. A failure or a kill before the swap
+    leaves the old directory whole."""
+    if not dest.is_dir():
+        staging.rename(dest)
+        return
+    old = dest.with_name(f".{dest.name}.{os.getpid()}.old")
+    dest.rename(old)
+    try:
+        staging.rename(dest)
+    except BaseException:
+        old.rename(dest)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def sync_directory(path: Path) -> None:
     """fsync the directory `path`, so that the renames into it survive a crash."""
     _fsync(path, os.O_RDONLY | os.O_DIRECTORY)

@@ -35,6 +35,7 @@ from microdeploy.build.cache import (
 )
 from microdeploy.dists import Dist, host_codename
 from microdeploy.errors import MicrodeployError
+from microdeploy.fsutil import replace_directory
 from microdeploy.mirrors import SOURCES_FILE, release_sources
 from microdeploy.process import Held, Result, Runner, hold, run
 
@@ -117,13 +118,7 @@ def make_root(dist: Dist, tree: Path, extra: Sequence[str] = (), runner: Runner 
             ) from exc
         finally:
             listed.unlink(missing_ok=True)
-        if tree.is_dir():
-            old = tree.with_name(f".{tree.name}.old-{os.getpid()}")
-            tree.rename(old)
-            staging.rename(tree)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            staging.rename(tree)
+        replace_directory(staging, tree)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
