@@ -51,6 +51,9 @@ How the two sides work together:
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
+
 UV_VAR = "MICRODEPLOY_UV"
 UV_CACHE_VAR = "UV_CACHE_DIR"
 LAYER_VAR = "MICRODEPLOY_LAYER"
@@ -78,10 +81,21 @@ UV_INSTALL_SETTINGS = {**UV_SETTINGS, "UV_LINK_MODE": "copy", "UV_COMPILE_BYTECO
 PROJECT_ALONE = ("--no-deps", "--no-cache", "--link-mode", "hardlink")
 
 
+def make_pth_inert(venv: str | Path) -> None:
+    """Rename the .pth files of `venv`'s site-packages to NAME.pth + INERT_SUFFIX, so that no start of its
+    interpreter during the build runs their code; finalize-venv renames them back. (uv-pip gets this function's
+    source: see script_names.)"""
+    for pth in Path(venv).glob("lib/python3*/site-packages/*.pth"):
+        pth.rename(pth.with_name(pth.name + INERT_SUFFIX))
+
+
 def script_names() -> dict[str, str | tuple[str, ...]]:
-    """The names above that the debian/ scripts use, by constant name (a tuple renders with `tojson`)."""
-    return {
+    """The names above that the debian/ scripts use, by constant name (a tuple renders with `tojson`), and the
+    source of make_pth_inert (MAKE_PTH_INERT), which uv-pip runs as microdeploy does."""
+    names: dict[str, str | tuple[str, ...]] = {
         name: value for name, value in globals().items()
         if name.isupper() and (isinstance(value, str) or (
             isinstance(value, tuple) and all(isinstance(item, str) for item in value)))
     }
+    names["MAKE_PTH_INERT"] = inspect.getsource(make_pth_inert)
+    return names

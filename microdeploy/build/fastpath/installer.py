@@ -28,6 +28,7 @@ from microdeploy.build.fastpath.contract import (
     UV_INSTALL_SETTINGS,
     UV_VAR,
     VENV_DIR,
+    make_pth_inert,
 )
 from microdeploy.build.fastpath.layer import (
     REQUIREMENTS_FILE,
@@ -38,7 +39,6 @@ from microdeploy.build.fastpath.layer import (
     is_marked,
     layer_key,
     link_venv,
-    make_pth_inert,
     prepare_layer,
     save_layer,
     uv_configuration,

@@ -31,7 +31,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from microdeploy.build.cache import touch
-from microdeploy.build.fastpath.contract import INERT_SUFFIX, UV_CACHE_VAR, UV_INSTALL_SETTINGS, VENV_DIR
+from microdeploy.build.fastpath.contract import UV_CACHE_VAR, UV_INSTALL_SETTINGS, VENV_DIR
 from microdeploy.build.fastpath.lock import LOCK_FILE, is_locked
 from microdeploy.build.fastpath.pipindex import UV_FILE_VARIABLES
 from microdeploy.errors import bad_input
@@ -275,13 +275,6 @@ def save_layer(venv: Path, layer: Path, runner: Runner = run, restored: Restored
         pass  # another build saved it first, or the cache is not writable: the next build makes it
     if moved and restored is not None:
         link_venv(layer / VENV_DIR, venv, restored)  # whichever build's layer was saved
-
-
-def make_pth_inert(venv: Path) -> None:
-    """Rename the .pth files of `venv`'s site-packages to NAME.pth + INERT_SUFFIX, so that no start of its
-    interpreter during the build runs their code (contract.py); finalize-venv renames them back."""
-    for pth in venv.glob("lib/python3*/site-packages/*.pth"):
-        pth.rename(pth.with_name(pth.name + INERT_SUFFIX))
 
 
 def copy_venv(venv: Path, dest: Path, runner: Runner = run) -> bool:
