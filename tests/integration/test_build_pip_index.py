@@ -28,7 +28,12 @@ def private_index(root: Path) -> Path:
     subprocess.run([find_uv(os.environ) or "uv", "build", "--wheel", "--quiet", "--out-dir", str(files), str(project)],
                    check=True, env={**os.environ, "UV_SYSTEM_CERTS": "1"})
     [wheel] = files.glob("*.whl")
-    page = root / "simple" / PRIVATE / "index.html"
+    return simple_index(root, PRIVATE, wheel)
+
+
+def simple_index(root: Path, project: str, wheel: Path) -> Path:
+    """root/simple, a PEP 503 index whose page of `project` links `wheel` (in root/files)."""
+    page = root / "simple" / project / "index.html"
     page.parent.mkdir(parents=True)
     page.write_text(f'<html><body><a href="../../files/{wheel.name}">{wheel.name}</a></body></html>\n')
     return root / "simple"

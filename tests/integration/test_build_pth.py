@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_build_caches import build_with, checkout, commit, payload
+from tests.integration.test_build_pip_index import simple_index
 
 pytestmark = pytest.mark.integration
 
@@ -37,10 +38,7 @@ def wheel_index(root: Path) -> Path:
     with zipfile.ZipFile(wheel, "w") as archive:
         for name, text in files.items():
             archive.writestr(name, text)
-    page = root / "simple" / HOOK / "index.html"
-    page.parent.mkdir(parents=True)
-    page.write_text(f'<html><body><a href="../../files/{wheel.name}">{wheel.name}</a></body></html>\n')
-    return root / "simple"
+    return simple_index(root, HOOK, wheel)
 
 
 def test_a_pth_file_ships_as_installed_and_never_runs_in_the_build(tmp_path: Path) -> None:

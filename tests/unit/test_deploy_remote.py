@@ -85,16 +85,22 @@ def test_known_hosts_file_from_flag_ssh_config_or_home(tmp_path: Path, monkeypat
     assert resolved(FabricConnector(ssh_config=empty), "web1") == tmp_path / ".ssh/known_hosts"
 
 
-def test_refused_connection_is_a_clear_error(tmp_path: Path) -> None:
-    """A port nobody listens on gives 'Connection refused' naming the host and port, exit status 1."""
-    port = free_port()
+def refused(tmp_path: Path, spec: str, host: str, port: int) -> MicrodeployError:
+    """The error of a connection to `host`:`port`, where nobody listens, with an empty ssh config."""
     config = tmp_path / "ssh_config"
     config.write_text("")
     connector = FabricConnector(ssh_config=config, known_hosts=tmp_path / "known_hosts", connect_timeout=2)
     with pytest.raises(MicrodeployError) as caught:
-        connector(Target(f"127.0.0.1:{port}", "127.0.0.1", "root", port))
-    assert caught.value.exit_code == 1
-    assert caught.value.message == (
+        connector(Target(spec, host, "root", port))
+    return caught.value
+
+
+def test_refused_connection_is_a_clear_error(tmp_path: Path) -> None:
+    """A port nobody listens on gives 'Connection refused' naming the host and port, exit status 1."""
+    port = free_port()
+    error = refused(tmp_path, f"127.0.0.1:{port}", "127.0.0.1", port)
+    assert error.exit_code == 1
+    assert error.message == (
         f"127.0.0.1:{port} (root@127.0.0.1:{port}): cannot connect: 127.0.0.1 port {port}: "
         "Connection refused; no host was changed"
     )
@@ -103,12 +109,8 @@ def test_refused_connection_is_a_clear_error(tmp_path: Path) -> None:
 def test_an_ipv6_host_is_shown_in_brackets(tmp_path: Path) -> None:
     """`root@[::1]:PORT`, as ssh and known_hosts write it, not `root@::1:PORT`, which reads as another address."""
     port = free_port()
-    config = tmp_path / "ssh_config"
-    config.write_text("")
-    connector = FabricConnector(ssh_config=config, known_hosts=tmp_path / "known_hosts", connect_timeout=2)
-    with pytest.raises(MicrodeployError) as caught:
-        connector(Target(f"[::1]:{port}", "::1", "root", port))
-    assert caught.value.message.startswith(f"[::1]:{port} (root@[::1]:{port}): cannot connect: ")
+    error = refused(tmp_path, f"[::1]:{port}", "::1", port)
+    assert error.message.startswith(f"[::1]:{port} (root@[::1]:{port}): cannot connect: ")
 
 
 @dataclass
