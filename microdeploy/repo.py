@@ -49,7 +49,7 @@ from microdeploy.repo_plan import (
     aptly_commands,
     plan_suite,
     repository_packages,
-    served_packages,
+    served_indexes,
     suite_of,
 )
 from microdeploy.signing import SigningKey, export_keyring, own_key, resolve_key, rotate_own_key, stop_agent
@@ -203,11 +203,11 @@ def publish(
             timings["lock_wait"] = waited
             current = layout.current()
             manifest = Manifest.load(current / "manifest.json") if current else Manifest({})
-            everywhere = repository_packages(current / "published") if current else {}
+            indexes = served_indexes(current / "published") if current else {}
+            everywhere = repository_packages(indexes)
             plans = [
                 plan_suite(dist, [deb for deb in files if deb.dist == dist],
-                           served_packages(current / "published", dist, settings.component) if current else {},
-                           settings.keep, everywhere)
+                           indexes.get((dist, settings.component), {}), settings.keep, everywhere)
                 for dist in suites
             ]
             try:

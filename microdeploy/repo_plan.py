@@ -88,15 +88,22 @@ def served_packages(published: Path, dist: str, component: str) -> dict[PackageR
     return packages
 
 
-def repository_packages(published: Path) -> dict[PackageRef, ServedPackage]:
-    """The packages every suite and component of the served tree lists (one of each, in suite order).
+def served_indexes(published: Path) -> dict[tuple[str, str], dict[PackageRef, ServedPackage]]:
+    """The packages of every suite and component of the served tree, by (suite, component), each index read once."""
+    return {(component.parent.name, component.name): served_packages(published, component.parent.name, component.name)
+            for component in sorted(path for path in (published / "dists").glob("*/*") if path.is_dir())}
+
+
+def repository_packages(indexes: Mapping[tuple[str, str], Mapping[PackageRef, ServedPackage]],
+                        ) -> dict[PackageRef, ServedPackage]:
+    """The packages the served `indexes` list (one of each, in suite order).
 
     The suites share one pool, where a name, version and architecture is one
     file: aptly cannot serve two different files under it.
     """
     packages: dict[PackageRef, ServedPackage] = {}
-    for component in sorted(path for path in (published / "dists").glob("*/*") if path.is_dir()):
-        for ref, served in served_packages(published, component.parent.name, component.name).items():
+    for listed in indexes.values():
+        for ref, served in listed.items():
             packages.setdefault(ref, served)
     return packages
 
