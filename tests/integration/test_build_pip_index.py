@@ -31,6 +31,17 @@ def private_index(root: Path) -> Path:
     return simple_index(root, PRIVATE, wheel)
 
 
+def depending_checkout(dest: Path, *requirements: str) -> Path:
+    """The benchmark service's checkout at `dest`, with `requirements` added to its dependencies and committed."""
+    project = checkout(dest)
+    pyproject = project / "pyproject.toml"
+    pinned = '"gunicorn==23.0.0",'
+    pyproject.write_text(pyproject.read_text().replace(pinned, pinned + "".join(f'\n    "{each}",'
+                                                                             for each in requirements)))
+    commit(project, "dependencies: " + ", ".join(requirements))
+    return project
+
+
 def simple_index(root: Path, project: str, wheel: Path) -> Path:
     """root/simple, a PEP 503 index whose page of `project` links `wheel` (in root/files)."""
     page = root / "simple" / project / "index.html"
@@ -53,11 +64,7 @@ def test_a_private_index_and_a_constraint_in_pip_conf_serve_the_build_with_uv(tm
     constraints.write_text("six==1.16.0\n")
     pip_conf = tmp_path / "pip.conf"
     pip_conf.write_text(f"[global]\nextra-index-url = file://{simple}\nconstraint = {constraints}\n")
-    project = checkout(tmp_path / "hello-api")
-    pyproject = project / "pyproject.toml"
-    pinned = '"gunicorn==23.0.0",'
-    pyproject.write_text(pyproject.read_text().replace(pinned, f'{pinned}\n    "{PRIVATE}==1.0",\n    "six",'))
-    commit(project, "a private dependency, and six")
+    project = depending_checkout(tmp_path / "hello-api", f"{PRIVATE}==1.0", "six")
 
     built = build_with(project, tmp_path / "out", tmp_path / "cache", {"PIP_CONFIG_FILE": str(pip_conf)}, dist=dist)
     site = f"/opt/venvs/hello-api/lib/python{python}/site-packages"

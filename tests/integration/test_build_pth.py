@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_build_caches import build_with, checkout, commit, payload
-from tests.integration.test_build_pip_index import simple_index
+from tests.integration.test_build_caches import build_with, payload
+from tests.integration.test_build_pip_index import depending_checkout, simple_index
 
 pytestmark = pytest.mark.integration
 
@@ -48,11 +48,7 @@ def test_a_pth_file_ships_as_installed_and_never_runs_in_the_build(tmp_path: Pat
     wheel installed them, the .pth under its own name, and are byte-identical."""
     pip_conf = tmp_path / "pip.conf"
     pip_conf.write_text(f"[global]\nextra-index-url = file://{wheel_index(tmp_path / 'index')}\n")
-    project = checkout(tmp_path / "hello-api")
-    pyproject = project / "pyproject.toml"
-    pinned = '"gunicorn==23.0.0",'
-    pyproject.write_text(pyproject.read_text().replace(pinned, f'{pinned}\n    "{HOOK}==1.0",'))
-    commit(project, "a dependency with a .pth file")
+    project = depending_checkout(tmp_path / "hello-api", f"{HOOK}==1.0")
     environ = {"PIP_CONFIG_FILE": str(pip_conf)}
     first = build_with(project, tmp_path / "first", tmp_path / "cache", environ)
     second = build_with(project, tmp_path / "second", tmp_path / "cache", environ)
