@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from microdeploy.errors import EXIT_FAILURE, MicrodeployError
+from microdeploy.proctree import end_tree
 
 log = logging.getLogger(__name__)
 
@@ -136,25 +137,32 @@ def run(
     require_tools(argv[0])
     full_env = None if env is None else {**os.environ, **env} if inherit_env else dict(env)
     log.debug("$ %s  (cwd=%s)", shlex.join(argv), cwd or Path.cwd())
-    try:
-        completed = subprocess.run(
-            argv,
-            cwd=cwd,
-            env=full_env,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            # Never inherit our stdin: a prompt would hang the command.
-            stdin=subprocess.DEVNULL if input is None else None,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise MicrodeployError(
-            f"`{shlex.join(argv)}` did not finish within {timeout} s",
-            hint="Look for a hung process or raise the timeout",
-        ) from exc
-    result = Result(argv, completed.returncode, completed.stdout, completed.stderr)
+    # Not subprocess.run: stopped (Ctrl-C, SIGTERM, a timeout), it kills the tool alone, and the programs the
+    # tool started run on, writing into files that the caller is about to remove.
+    with subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=full_env,
+        # Never inherit our stdin: a prompt would hang the command.
+        stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as popen:
+        try:
+            stdout, stderr = popen.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            end_tree(popen.pid)
+            popen.wait()
+            raise MicrodeployError(
+                f"`{shlex.join(argv)}` did not finish within {timeout} s",
+                hint="Look for a hung process or raise the timeout",
+            ) from exc
+        except BaseException:
+            end_tree(popen.pid)
+            popen.wait()
+            raise
+    result = Result(argv, popen.returncode, stdout, stderr)
     log.debug("exit %d: %s", result.returncode, argv[0])
     if check and result.returncode != 0:
         raise command_failed(result)

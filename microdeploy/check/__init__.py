@@ -25,10 +25,10 @@ from microdeploy.dists import DEFAULT_DIST
 from microdeploy.errors import bad_input
 from microdeploy.fsutil import atomic_write
 from microdeploy.mirrors import release_mirrors
+from microdeploy.proctree import children
 from microdeploy.repo import KEYRING_NAME, Layout
 from microdeploy.testbed import image_cache
 from microdeploy.testbed.image import ensure_image, ensure_piuparts_base
-from microdeploy.testbed.procs import children
 
 from . import qa
 from .feed import serving_feed

@@ -21,12 +21,12 @@ from pathlib import Path, PurePosixPath
 
 from microdeploy.errors import MicrodeployError
 from microdeploy.process import Result, Spawned, output_tail, require_tools, run, spawn
+from microdeploy.proctree import children
 
 from .image import lower_layer
 from .network import Netns
 from .procs import (
     ROOTS_DIR,
-    children,
     kill_host,
     mount_root,
     ns_pid,

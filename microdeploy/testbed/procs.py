@@ -11,18 +11,17 @@ import logging
 import os
 import shutil
 import signal
-import time
 from contextlib import suppress
 from pathlib import Path
 
 from microdeploy.errors import MicrodeployError
 from microdeploy.process import Spawned, run
+from microdeploy.proctree import alive, children, wait_ended
 
 from . import CACHE_DIR
 
 __all__ = [
     "ROOTS_DIR",
-    "children",
     "kill_host",
     "mount_root",
     "ns_pid",
@@ -57,7 +56,7 @@ def reap_stale_hosts() -> list[Path]:
     reaped = []
     for directory in sorted(ROOTS_DIR.glob("*/")) if ROOTS_DIR.is_dir() else []:
         owner, nspawn_pid = _read_owner(directory)
-        if owner is None or _pid_alive(owner):
+        if owner is None or alive(owner):
             continue
         # Only a systemd-nspawn of this very root is ended, by its pid.
         if nspawn_pid is not None and str(directory / "root") in read_proc(nspawn_pid, "cmdline"):
@@ -65,27 +64,14 @@ def reap_stale_hosts() -> list[Path]:
             if pid1 is not None:
                 with suppress(ProcessLookupError):
                     os.kill(pid1, signal.SIGKILL)
-            _wait_gone(nspawn_pid, 10.0)
+            wait_ended([nspawn_pid], 10.0)
             with suppress(ProcessLookupError):
                 os.kill(nspawn_pid, signal.SIGKILL)
-            _wait_gone(nspawn_pid, 10.0)
+            wait_ended([nspawn_pid], 10.0)
         remove_host_directory(directory)
         log.warning("removed stale host %s of dead session %d", directory.name, owner)
         reaped.append(directory)
     return reaped
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (a zombie counts as gone)."""
-    state = _status_field(pid, "State")
-    return bool(state) and not state.startswith("Z")
-
-
-def _wait_gone(pid: int, timeout: float) -> None:
-    """Wait (bounded) for a process we cannot `wait()` on, i.e. not our child, to exit."""
-    deadline = time.monotonic() + timeout
-    while _pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
 
 
 def mount_root(tree: Path, directory: Path) -> None:
@@ -106,15 +92,6 @@ def mount_root(tree: Path, directory: Path) -> None:
             hint=f"Keep {ROOTS_DIR} on a filesystem that overlayfs accepts as upper layer "
             "(ext4, xfs; not overlayfs itself)",
         ) from exc
-
-
-def children(pid: int) -> list[int]:
-    """PIDs whose parent is `pid` (from /proc, without relying on CONFIG_PROC_CHILDREN)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and _status_field(int(entry.name), "PPid") == str(pid):
-            found.append(int(entry.name))
-    return found
 
 
 def ns_pid(pid: int) -> int | None:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import logging
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from microdeploy import process
+from microdeploy import process, proctree
 from microdeploy.errors import EXIT_FAILURE, MicrodeployError
 
 
@@ -44,3 +49,71 @@ def test_missing_tool_names_the_apt_package(monkeypatch: pytest.MonkeyPatch) -> 
 def test_output_tail_keeps_last_non_empty_lines() -> None:
     """Blank lines are dropped and only the end is kept."""
     assert process.output_tail("a\n\nb\nc\n", lines=2) == "b\nc"
+
+
+# A tool whose program starts one of its own, each waiting for its child, as dpkg-buildpackage runs make and make
+# runs dh: the last one's pid goes to the file $1.
+TOOL_WITH_A_CHILD = 'sh -c \'sleep 300 & echo $! > "$0"; wait\' "$1" & wait'
+
+
+def started_pid(path: Path) -> int:
+    """The pid a test's program wrote to `path`, once it has (bounded wait)."""
+    deadline = time.monotonic() + 10
+    while not (path.is_file() and path.read_text().strip()):
+        assert time.monotonic() < deadline, f"nothing started: no {path}"
+        time.sleep(0.01)
+    return int(path.read_text())
+
+
+def test_a_timed_out_tool_ends_with_the_programs_it_started(tmp_path: Path) -> None:
+    """A timeout ends the tool and what runs below it (subprocess.run's kill ended the tool alone)."""
+    with pytest.raises(MicrodeployError, match=r"did not finish within 0\.5 s"):
+        process.run(["sh", "-c", TOOL_WITH_A_CHILD, "sh", str(tmp_path / "pid")], timeout=0.5)
+    assert not proctree.alive(started_pid(tmp_path / "pid"))
+
+
+@pytest.fixture
+def interrupt_after() -> Iterator[None]:
+    """KeyboardInterrupt in the test's thread half a second on, as Ctrl-C or microdeploy's SIGTERM handler raise."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.usefixtures("interrupt_after")
+def test_an_interrupted_tool_ends_with_the_programs_it_started(tmp_path: Path) -> None:
+    """Interrupted while a tool runs, run returns only once nothing of the tool runs: a build's clean-up that
+    follows does not race dh programs that go on writing into the tree."""
+    with pytest.raises(KeyboardInterrupt):
+        process.run(["sh", "-c", TOOL_WITH_A_CHILD, "sh", str(tmp_path / "pid")])
+    assert not proctree.alive(started_pid(tmp_path / "pid"))
+
+
+def test_a_program_that_ignores_sigterm_is_killed_after_the_grace(tmp_path: Path) -> None:
+    """SIGTERM first, SIGKILL for what still runs after the grace."""
+    deaf = subprocess.Popen(["sh", "-c", f"trap '' TERM; {TOOL_WITH_A_CHILD}", "sh", str(tmp_path / "pid")])
+    grandchild = started_pid(tmp_path / "pid")
+    proctree.end_tree(deaf.pid, grace=0.2)
+    assert deaf.wait(timeout=5) == -signal.SIGKILL
+    assert not proctree.alive(grandchild)
+
+
+def test_descendants_lists_parents_before_their_children(tmp_path: Path) -> None:
+    """The whole tree below a pid, the tool's own child first."""
+    tool = subprocess.Popen(["sh", "-c", TOOL_WITH_A_CHILD, "sh", str(tmp_path / "pid")])
+    try:
+        grandchild = started_pid(tmp_path / "pid")
+        below = proctree.descendants(tool.pid)
+        assert len(below) == 2 and below[1] == grandchild
+        assert proctree.parents()[grandchild] == below[0]
+        assert proctree.parents()[below[0]] == tool.pid
+    finally:
+        proctree.end_tree(tool.pid)
+        tool.wait()
