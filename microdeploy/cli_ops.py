@@ -167,9 +167,13 @@ def repo_serve(repo_dir: Path, bind: str, port: int, dist: str | None, component
 @click.option("--refresh-images", is_flag=True, help="Rebuild the cached host and piuparts images first.")
 @click.option("--skip", multiple=True, type=click.Choice(["lintian", "piuparts", "host"]),
               help="Leave out a stage (repeatable).")
+@click.option("--setup", type=PathParam(dir_okay=False), metavar="SCRIPT",
+              help="Run this script as root on the host once the package is installed, the service stopped "
+                   "meanwhile: the administrator's part (/etc/NAME/config.ini, a database made with NAME-run).")
 @click.pass_context
 def check_command(ctx: click.Context, deb: Path, previous: str | None, dist: str | None, repo_dir: Path | None,
-                  as_json: bool, junit: Path | None, refresh_images: bool, skip: tuple[str, ...]) -> None:
+                  as_json: bool, junit: Path | None, refresh_images: bool, skip: tuple[str, ...],
+                  setup: Path | None) -> None:
     """Prove DEB on a fresh booted host of its release: lintian, piuparts, install, service, upgrade, purge.
 
     The host images are cached in /var/cache/microdeploy/hosts and pruned
@@ -183,7 +187,7 @@ def check_command(ctx: click.Context, deb: Path, previous: str | None, dist: str
                                hint="Create the directory first, or pass another --junit FILE",
                                exit_code=EXIT_BAD_INPUT)
     settings = CheckSettings(deb=deb, previous=previous, dist=dist, repo=repo_dir,
-                             refresh_images=refresh_images, skip=frozenset(skip),
+                             refresh_images=refresh_images, skip=frozenset(skip), setup=setup,
                              images_max_size=image_cache.default_max_size(os.environ))
     # SIGTERM (a CI job aborted) tears down like Ctrl-C: the host, its namespace, the temporary files.
     with sigterm_as_interrupt():

@@ -55,6 +55,8 @@ class CheckSettings:
     refresh_images: bool = False
     skip: frozenset[str] = field(default_factory=frozenset)
     max_exposure: float = DEFAULT_MAX_EXPOSURE
+    # A script run as root on the host once the package is installed (the administrator's part).
+    setup: Path | None = None
     # The host images' cache is pruned to this after the check (image_cache.py).
     images_max_size: int = field(default_factory=lambda: image_cache.default_max_size({}))
 
@@ -71,6 +73,7 @@ def check(settings: CheckSettings, *, is_root: Callable[[], bool] = lambda: os.g
     unknown = sorted(settings.skip - set(STAGES))
     if unknown:
         raise bad_input(f"unknown stage(s) to skip: {', '.join(unknown)}", hint=f"Use some of: {', '.join(STAGES)}")
+    _check_setup(settings)
     repo_public = _repo_public(settings.repo)
     previous, previous_version = _previous(settings.previous, info, repo_public)
     repo_dist = release if repo_public and (repo_public / "dists" / release).is_dir() else DEFAULT_DIST
@@ -103,7 +106,7 @@ def check(settings: CheckSettings, *, is_root: Callable[[], bool] = lambda: os.g
             if "host" not in settings.skip:
                 image = ensure_image(suite=release, refresh=settings.refresh_images)
                 plan = HostPlan(info, release, image, previous, previous_version, repo_public, repo_dist,
-                                settings.max_exposure)
+                                settings.max_exposure, settings.setup)
                 with ExitStack() as host_stack:
                     host_checks(plan, record, host_stack)
         except BaseException:
@@ -149,6 +152,21 @@ def _timed(func: Callable[[], Outcome]) -> Outcome:
 def _report_order(outcome: Outcome) -> int:
     """lintian, piuparts, then the host's checks in the order they ran."""
     return {"lintian": 0, "piuparts": 1}.get(outcome.name, 2)
+
+
+def _check_setup(settings: CheckSettings) -> None:
+    """--setup names a non-empty file, and the host it runs on is not skipped."""
+    script = settings.setup
+    if script is None:
+        return
+    if "host" in settings.skip:
+        raise bad_input("--setup runs on the host, which --skip host leaves out", hint="Pass one of the two")
+    if not script.is_file():
+        raise bad_input(f"no such setup script: {script}", hint="Pass a shell script (or a program with #!) to "
+                        "run as root on the host after the install")
+    if script.stat().st_size == 0:
+        raise bad_input(f"the setup script {script} is empty", hint="Write the administrator's steps into it, or "
+                        "leave out --setup")
 
 
 def _repo_public(repo: Path | None) -> Path | None:

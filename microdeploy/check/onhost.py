@@ -21,6 +21,7 @@ from pathlib import Path
 
 from microdeploy.errors import MicrodeployError
 from microdeploy.mirrors import release_mirrors
+from microdeploy.process import output_tail
 from microdeploy.repo import KEYRING_NAME, sources_snippet
 from microdeploy.testbed.host import Host, boot
 from microdeploy.testbed.image import unpacked
@@ -36,6 +37,8 @@ __all__ = ["HostPlan", "host_checks"]
 log = logging.getLogger(__name__)
 
 APT_TIMEOUT = 600.0
+SETUP_TIMEOUT = 600.0
+SYSTEMCTL_TIMEOUT = 120.0
 JOURNAL_LINES = 30
 
 # Where the packages are put inside the host (not /tmp: a tmpfs there).
@@ -78,6 +81,8 @@ class HostPlan:
     repo_public: Path | None = None
     repo_dist: str = ""
     max_exposure: float = DEFAULT_MAX_EXPOSURE
+    # The administrator's part (check --setup): a script run as root once the package is installed.
+    setup: Path | None = None
 
     @property
     def upgrades(self) -> bool:
@@ -89,6 +94,8 @@ def host_checks(plan: HostPlan, record: Callable[[Outcome], None], stack: ExitSt
     """Run the host checks in order, recording each outcome; `stack` tears the host down."""
     run = _OnHost(plan, stack)
     names: list[tuple[str, Callable[[], str]]] = [("install", run.install)]
+    if plan.setup is not None:
+        names.append(("setup", run.setup))
     if plan.upgrades:
         names.append(("upgrade", run.upgrade))
     if plan.info.has_unit:
@@ -130,6 +137,7 @@ class _OnHost:
         self.feed: Feed | None = None
         self.before: set[str] = set()
         self.admin_config = ""
+        self.made_by_setup: set[str] = set()
 
     @property
     def host(self) -> Host:
@@ -198,12 +206,16 @@ class _OnHost:
         """With the administrator's config.ini in place, upgrade to the package; config.ini stays as it was."""
         name = self.plan.info.name
         config = f"/etc/{name}/config.ini"
-        self.admin_config = (
-            f"# The administrator's settings, written by microdeploy check ({secrets.token_hex(6)}).\n"
-            "# An upgrade must keep this file as it is.\n"
-        )
-        self.host.run(["mkdir", "-p", f"/etc/{name}"], timeout=30)
-        self.host.run(["tee", config], input=self.admin_config, timeout=30)
+        written = self.host.run(["cat", config], check=False, timeout=30)
+        if written.returncode == 0:
+            self.admin_config = written.stdout  # the setup script's
+        else:
+            self.admin_config = (
+                f"# The administrator's settings, written by microdeploy check ({secrets.token_hex(6)}).\n"
+                "# An upgrade must keep this file as it is.\n"
+            )
+            self.host.run(["mkdir", "-p", f"/etc/{name}"], timeout=30)
+            self.host.run(["tee", config], input=self.admin_config, timeout=30)
         self._apt("install", f"{_INBOX}/{self.plan.info.path.name}")
         version = self.host.run(["dpkg-query", "-W", "-f=${Version}", name], timeout=30).stdout
         if version != self.plan.info.version:
@@ -215,6 +227,34 @@ class _OnHost:
             raise failure(f"the upgrade changed the administrator's {config}", kept.stdout)
         return f"upgraded to {version}; the administrator's {config} kept as it was"
 
+    def setup(self) -> str:
+        """Run the --setup script as root on the host, the service stopped meanwhile, then start the service."""
+        assert self.plan.setup is not None
+        info, host = self.plan.info, self.host
+        if info.has_unit:
+            # Stopped, the service writes nothing that would count as the script's.
+            host.run(["systemctl", "stop", info.unit], timeout=SYSTEMCTL_TIMEOUT)
+        script = f"{_INBOX}/setup"
+        host.copy_in(self.plan.setup, script)
+        host.run(["chmod", "0700", script], timeout=30)
+        untouched = self._changed_paths()
+        started = time.monotonic()
+        # A script without #! is a shell script, stopped at its first failing command.
+        argv = [script] if self.plan.setup.read_bytes().startswith(b"#!") else ["/bin/sh", "-e", script]
+        result = host.run(argv, check=False, timeout=SETUP_TIMEOUT)
+        host.run(["rm", "-f", script], timeout=30)
+        if result.returncode != 0:
+            raise failure(f"the setup script {self.plan.setup.name} exited with status {result.returncode}",
+                          output_tail(result.stdout + result.stderr))
+        seconds = time.monotonic() - started
+        self.made_by_setup = self._changed_paths() - untouched
+        if not info.has_unit:
+            return f"{self.plan.setup.name} ran as root ({seconds:.1f} s)"
+        # A unit that failed before the administrator's part may have hit its start limit.
+        host.run(["systemctl", "reset-failed", info.unit], check=False, timeout=SYSTEMCTL_TIMEOUT)
+        host.run(["systemctl", "start", "--no-block", info.unit], timeout=SYSTEMCTL_TIMEOUT)
+        return f"{self.plan.setup.name} ran as root ({seconds:.1f} s), {info.unit} stopped meanwhile and started again"
+
     def purge(self) -> str:
         """Purge the package: nothing it made is left on the host."""
         name = self.plan.info.name
@@ -222,7 +262,10 @@ class _OnHost:
             # The administrator's file is theirs to remove, not the package's.
             self.host.run(["rm", "-f", f"/etc/{name}/config.ini"], timeout=30)
         self._apt("purge", name)
-        left = sorted(self._changed_paths() - self.before)
+        # What the setup script made is the administrator's, not the package's to remove, and so are the
+        # directories that hold it (the package's postrm cannot remove /etc/NAME with a file of theirs in it).
+        left = sorted(path for path in self._changed_paths() - self.before - self.made_by_setup
+                      if not any(made.startswith(f"{path}/") for made in self.made_by_setup))
         if left:
             shown = ", ".join(f"/{path}" for path in left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
             raise failure(f"purge left {len(left)} path(s) behind: {shown}", "\n".join(f"/{p}" for p in left))
