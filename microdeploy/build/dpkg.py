@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from microdeploy.build import records
-from microdeploy.build.fastpath.contract import PIP_TOOL
+from microdeploy.build.fastpath.contract import PIP_TOOL, PLAIN_PIP_TOOL
 from microdeploy.errors import MicrodeployError
 from microdeploy.process import Result, Runner, output_tail, require_tools, run
 
@@ -17,11 +17,11 @@ log = logging.getLogger(__name__)
 
 BUILD_TOOLS = ("dpkg-buildpackage", "dpkg-checkbuilddeps", "dh", "dh_virtualenv", "fakeroot")
 # Lines of a failed build that say why; the rest is debhelper chatter.
-# pip's words and uv's ("No solution found", its "cause:" and "help:" lines).
+# pip's words and uv's ("No solution found", its "cause:" and "help:" lines), and the pip tools' own.
 REASON_RE = re.compile(
     r"(ERROR|error:|Error:|Unmet build dependencies|No matching distribution|Could not find a version"
     r"|ResolutionImpossible|No solution found|^\s*(cause|help|hint):|conflict|not found|No such file"
-    rf"|ModuleNotFoundError|{PIP_TOOL}:)",
+    rf"|ModuleNotFoundError|{PIP_TOOL}:|{PLAIN_PIP_TOOL}:)",
 )
 RESOLUTION_FAILURES = ("No matching distribution", "ResolutionImpossible", "No solution found")
 # uv's and pip's words when the package index did not answer: pip goes on to "No matching distribution".

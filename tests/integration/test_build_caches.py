@@ -180,7 +180,8 @@ def test_without_uv_pip_builds_the_same_kind_of_venv_without_installers(
     files = payload(built.deb)
     assert not (tmp_path / "cache").exists(), "pip uses no microdeploy cache"
     assert not [n for n in files if n.startswith((f"{SITE}/pip/", f"{SITE}/setuptools/", f"{SITE}/wheel/"))]
-    assert not [n for n in files if "__pycache__" in n or n.endswith(("direct_url.json", "/bin/uv-pip"))]
+    assert not [n for n in files
+                if "__pycache__" in n or n.endswith(("direct_url.json", "/bin/uv-pip", "/bin/plain-pip"))]
     assert files["/opt/venvs/hello-api/bin/gunicorn"].startswith(b"#!/opt/venvs/hello-api/bin/python")
     check_records(files)
     assert top_level(files) == top_level(payload(first.deb)) >= {"flask", "gunicorn", "hello_api", "werkzeug"}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_build_caches import build_with, payload
+from tests.integration.test_build_caches import build_with, check_records, checkout, commit, payload
 from tests.integration.test_build_pip_index import depending_checkout, simple_index
 
 pytestmark = pytest.mark.integration
@@ -59,3 +59,24 @@ def test_a_pth_file_ships_as_installed_and_never_runs_in_the_build(tmp_path: Pat
         assert files[f"{site}/mdtest_pth_hook.pth"] == MUTATE.encode()
         assert not [path for path in files if "inert" in path]
     assert first.deb.read_bytes() == second.deb.read_bytes()
+
+
+def test_without_uv_a_pth_file_never_runs_between_pip_s_installs(tmp_path: Path) -> None:
+    """Without uv (MICRODEPLOY_UV empty) dh_virtualenv runs pip with the venv's interpreter once per step: the hook,
+    installed from requirements.txt, ran when the project's install started it and changed the package's files. It
+    ships as the wheel installed it, the .pth under its own name; with --keep-installers the setuptools that Python's
+    venv brings ships its distutils-precedence.pth under its own name too, and every RECORD matches."""
+    pip_conf = tmp_path / "pip.conf"
+    pip_conf.write_text(f"[global]\nextra-index-url = file://{wheel_index(tmp_path / 'index')}\n")
+    project = checkout(tmp_path / "hello-api")
+    (project / "requirements.txt").write_text(f"{HOOK}==1.0\n")
+    commit(project, f"requirements.txt: {HOOK}")
+    built = build_with(project, tmp_path / "dist", tmp_path / "cache",
+                       {"PIP_CONFIG_FILE": str(pip_conf), "MICRODEPLOY_UV": ""}, keep_installers=True)
+    site = "/opt/venvs/hello-api/lib/python3.11/site-packages"
+    files = payload(built.deb)
+    assert files[f"{site}/mdtest_pth_hook/__init__.py"] == UNTOUCHED.encode()
+    assert files[f"{site}/mdtest_pth_hook.pth"] == MUTATE.encode()
+    assert f"{site}/distutils-precedence.pth" in files
+    assert not [path for path in files if "inert" in path or path.endswith("-pip")]
+    check_records(files)

@@ -19,26 +19,36 @@ SHARED = [
 def test_no_template_spells_out_a_shared_name() -> None:
     """The templates take every variable and file name of the contract from the rendering context."""
     # VENV_DIR ("venv") is also the standard module make-venv runs: too common a word to look for.
-    quoted = [f'"{name}"' for name in [contract.STATUS_FILE, contract.INSTALLED_FILE, contract.PIP_TOOL]]
+    tools = [contract.PIP_TOOL, contract.PLAIN_PIP_TOOL]
+    quoted = [f'"{name}"' for name in [contract.STATUS_FILE, contract.INSTALLED_FILE, *tools]]
     for template in sorted(template_folder("debian_templates").glob("*.j2")):
         text = template.read_text(encoding="utf-8")
-        for name in [*SHARED, *quoted, f"--pip-tool {contract.PIP_TOOL}"]:
+        for name in [*SHARED, *quoted, *(f"--pip-tool {tool}" for tool in tools)]:
             assert name not in text, f"{template.name} spells out {name}"
 
 
 def test_the_scripts_get_the_contract_rendered_in(tmp_path: Path) -> None:
-    """make-venv, uv-pip, finalize-venv, cached-shlibdeps and rules carry the contract's values."""
-    debian = render(tmp_path)
+    """make-venv, uv-pip, plain-pip, finalize-venv, cached-shlibdeps and rules carry the contract's values; rules,
+    make-venv and finalize-venv name the installer's pip tool (uv's, or the venv's own pip's)."""
+    debian = render(tmp_path)  # dh-virtualenv's pip
     scripts = {name: (debian / name).read_text() for name in
-               ("make-venv", "uv-pip", "finalize-venv", "cached-shlibdeps")}
-    scripts["rules"] = render_rules(tmp_path / "uv", "uv")
+               ("make-venv", "uv-pip", "plain-pip", "finalize-venv", "cached-shlibdeps", "rules")}
+    with_uv = {"rules": render_rules(tmp_path / "uv", "uv")}
+    with_uv.update({name: (tmp_path / "uv" / "debian" / name).read_text() for name in ("make-venv", "finalize-venv")})
     assert f'LAYER_COPY_VAR = "{contract.LAYER_COPY_VAR}"' in scripts["make-venv"]
     assert f'STATUS_FILE = "{contract.STATUS_FILE}"' in scripts["uv-pip"]
     assert f"PROJECT_ALONE = {json.dumps(list(contract.PROJECT_ALONE))}" in scripts["uv-pip"]
-    assert f'PIP_TOOL = "{contract.PIP_TOOL}"' in scripts["finalize-venv"]
+    for name in ("uv-pip", "plain-pip", "make-venv", "finalize-venv"):
+        assert f'INERT_SUFFIX = "{contract.INERT_SUFFIX}"' in scripts[name], name
+    for name in ("uv-pip", "plain-pip", "make-venv"):
+        assert contract.script_names()["MAKE_PTH_INERT"] in scripts[name], name
     assert f'SHLIBDEPS_CACHE_VAR = "{contract.SHLIBDEPS_CACHE_VAR}"' in scripts["cached-shlibdeps"]
-    assert f"--pip-tool {contract.PIP_TOOL}" in scripts["rules"]
-    assert (debian / contract.PIP_TOOL).is_file(), "the pip tool make-venv installs is rendered under its name"
+    for rendered, tool in ((with_uv, contract.PIP_TOOL), (scripts, contract.PLAIN_PIP_TOOL)):
+        assert f"--python $(CURDIR)/debian/make-venv --pip-tool {tool} " in rendered["rules"]
+        assert f'PIP_TOOL = "{tool}"' in rendered["make-venv"]
+        assert f'PIP_TOOL = "{tool}"' in rendered["finalize-venv"]
+        assert (debian / tool).is_file(), "the pip tool make-venv installs is rendered under its name"
+    assert f'PIP_TOOL = "{contract.PLAIN_PIP_TOOL}"' in scripts["plain-pip"]
 
 
 def test_the_build_environment_uses_only_contract_names(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
-"""The scripts debian/ carries into the build (make-venv, uv-pip, cached-shlibdeps), run as dpkg-buildpackage runs them.
+"""The scripts debian/ carries into the build (make-venv, uv-pip, plain-pip, cached-shlibdeps), run as
+dpkg-buildpackage runs them.
 
-uv and dh_shlibdeps are stand-ins here (small scripts that record their
+uv, pip and dh_shlibdeps are stand-ins here (small scripts that record their
 argv); the real tools run in tests/integration/test_build_caches.py.
 """
 
@@ -16,12 +17,13 @@ import subprocess
 import sys
 import tempfile
 import venv
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from debian.deb822 import Deb822
 
-from tests.debiandir import rendered_debian
+from tests.debiandir import FACTS, rendered_debian
 
 RECORDER = """#!{python}
 import json, os, sys
@@ -224,6 +226,61 @@ def test_uv_pip_has_nothing_to_do_when_the_wheel_was_installed_beside_the_build(
                             cwd=tmp_path, env=env, check=True, capture_output=True, text=True)
     assert calls(record) == []
     assert "installed already" in result.stdout
+
+
+# What a stand-in for the venv's pip "installs": a .pth file that, whenever an interpreter of the venv starts with
+# it in place, notes so in $RAN_TO.
+INSTALL_HOOK = """
+site = os.path.join(sys.prefix, "lib", "python%d.%d" % sys.version_info[:2], "site-packages")
+with open(os.path.join(site, "hook.pth"), "w") as pth:
+    pth.write("import os; open(os.environ['RAN_TO'], 'a').write('ran\\\\n')\\n")
+sys.exit(int(os.environ.get("PIP_EXIT", "0")))
+"""
+
+
+def test_plain_pip_runs_the_venvs_pip_and_leaves_no_pth_file_to_run(debian: Path, tmp_path: Path,
+                                                                      venv_python: str) -> None:
+    """Without uv, each `install` dh_virtualenv runs is the venv's own pip with the same arguments (the project's with
+    the WSGI server), and then the venv's .pth files are inert: the hook the requirements' install put in runs
+    neither in the project's install (its interpreter's start, pip's) nor after; a failed install says so."""
+    record, ran = tmp_path / "calls", tmp_path / "ran"
+    bin_dir = Path(venv_python).parent
+    recorder(bin_dir / "pip", extra=INSTALL_HOOK)
+    env = {**os.environ, "RECORD_TO": str(record), "RAN_TO": str(ran)}
+    tool = [venv_python, str(debian / "plain-pip"), "install", "--log=/tmp/x.log", "--no-compile"]
+    subprocess.run([*tool, "-r", "src-project/requirements.txt"], cwd=tmp_path, env=env, check=True)
+    subprocess.run([*tool, ".[postgres]"], cwd=tmp_path, env=env, check=True)
+    failed = subprocess.run([*tool, "."], cwd=tmp_path, env={**env, "PIP_EXIT": "3"}, capture_output=True, text=True)
+    assert calls(record) == [
+        ["install", "--log=/tmp/x.log", "--no-compile", "-r", "src-project/requirements.txt"],
+        ["install", "--log=/tmp/x.log", "--no-compile", ".[postgres]", "gunicorn>=21.2"],
+        ["install", "--log=/tmp/x.log", "--no-compile", ".", "gunicorn>=21.2"],
+    ]
+    assert not ran.exists(), "the hook's code ran during the build"
+    [site] = (tmp_path / "pip-tool-venv" / "lib").glob("python3*/site-packages")
+    assert sorted(path.name for path in site.glob("hook.pth*")) == ["hook.pth.microdeploy-inert"]
+    (site / "hook.pth.microdeploy-inert").rename(site / "hook.pth")
+    subprocess.run([venv_python, "-c", "pass"], env=env, check=True)
+    assert ran.exists(), "under its own name, the hook runs at the interpreter's start"
+    assert failed.returncode == 1
+    assert "plain-pip: pip install failed with exit status 3" in failed.stderr
+
+
+def test_make_venv_without_uv_makes_the_venv_with_pip_and_its_pth_files_inert(tmp_path: Path) -> None:
+    """Without uv, make-venv runs Python's venv as dh_virtualenv asked (pip and, before Python 3.12, setuptools with
+    its distutils-precedence.pth), renames the venv's .pth files so that the pip tool's start runs none, and puts
+    plain-pip into bin/."""
+    debian = rendered_debian(tmp_path, facts=replace(FACTS, installer="pip"))
+    venv = debian / "orders-api" / "opt" / "venvs" / "orders-api"
+    subprocess.run([sys.executable, "-IS", str(debian / "make-venv"), "-m", "venv", str(venv)], check=True,
+                   cwd=debian.parent, capture_output=True, text=True)
+    [site] = (venv / "lib").glob("python3*/site-packages")
+    assert (venv / "bin" / "pip").is_file()
+    assert (venv / "bin" / "plain-pip").read_text() == (debian / "plain-pip").read_text()
+    assert list(site.glob("*.pth")) == []
+    setuptools = list(site.glob("setuptools-*.dist-info"))
+    inert = sorted(path.name for path in site.glob("*.pth.microdeploy-inert"))
+    assert inert == (["distutils-precedence.pth.microdeploy-inert"] if setuptools else [])
 
 
 def fake_venv(root: Path, *dists: tuple[str, str, list[str]]) -> tuple[Path, Path]:

@@ -73,14 +73,15 @@ def test_rendered_files_and_modes(tmp_path: Path) -> None:
         "cached-md5sums", "cached-shlibdeps", "cached-strip", "changelog", "control", "copyright", "finalize-venv",
         "gunicorn.conf.py", "lintian_tags.py", "make-venv", "orders-api-manage", "orders-api-run", "orders-api-run.1",
         "orders-api.install", "orders-api.lintian-overrides", "orders-api.logrotate", "orders-api.postinst",
-        "orders-api.postrm", "orders-api.prerm", "orders-api.service", "orders-api.triggers", "rules",
+        "orders-api.postrm", "orders-api.prerm", "orders-api.service", "orders-api.triggers", "plain-pip", "rules",
         "source/format", "uv-pip", "venv-copyright", "venv-overrides",
     ]
     for script in ("rules", "finalize-venv", "make-venv", "cached-md5sums", "cached-shlibdeps", "cached-strip",
                    "venv-overrides", "orders-api-run", "orders-api-manage"):
         assert (debian / script).stat().st_mode & 0o111, script
-    # uv-pip is read by make-venv and run by the venv's python, not executed itself.
+    # The pip tools are read by make-venv and run by the venv's python, not executed themselves.
     assert not (debian / "uv-pip").stat().st_mode & 0o111
+    assert not (debian / "plain-pip").stat().st_mode & 0o111
 
 
 def test_unit_runs_gunicorn_as_the_service_user_without_capabilities(tmp_path: Path) -> None:
@@ -294,18 +295,22 @@ def test_rules_compress_with_the_services_compression_and_level(tmp_path: Path) 
 
 
 def test_rules_without_uv_use_pip_and_keep_installers_when_asked(tmp_path: Path) -> None:
-    """pip: the system interpreter, gunicorn preinstalled, no bytecode; --keep-installers drops the strip and
-    preinstalls setuptools and wheel beside the venv's own pip (Python 3.12's venv has no setuptools)."""
+    """pip: make-venv makes the venv and puts plain-pip into it, which installs with the venv's own pip (the WSGI
+    server with the project, no --preinstall: dh_virtualenv would run the venv's pip itself); no bytecode;
+    --keep-installers drops the strip (plain-pip installs setuptools and wheel beside the venv's own pip)."""
     rules = render_rules(tmp_path, "pip", keep_installers=True)
-    assert ("--python /usr/bin/python3.11 \\\n\t\t--sourcedirectory src-project \\\n"
-            "\t\t--preinstall 'gunicorn>=21.2' \\\n\t\t--preinstall setuptools \\\n"
-            "\t\t--preinstall wheel \\\n\t\t--extra-pip-arg=--no-compile") in rules
-    assert "--preinstall pip" not in rules
-    assert "--preinstall" not in render_rules(tmp_path / "dropped", "pip").replace("--preinstall 'gunicorn", "")
-    assert "--extra-pip-arg=--no-compile" in rules
-    assert "make-venv" not in rules
-    assert "\t$(FINALIZE) prune $(VENV)\n" in rules
+    venv = f"{tmp_path}/debian/orders-api/opt/venvs/orders-api"
+    assert planned(tmp_path, "venv") == [
+        f"dh_virtualenv --builtin-venv --python {tmp_path}/debian/make-venv --pip-tool plain-pip "
+        "--sourcedirectory src-project --extra-pip-arg=--no-compile --extra-pip-arg=--disable-pip-version-check "
+        "--extra-pip-arg=--no-input",
+        f"/usr/bin/python3.11 -IS debian/finalize-venv prune {venv}",
+    ]
     assert "--strip-installers" not in rules
+    tool = (tmp_path / "debian" / "plain-pip").read_text()
+    assert 'WSGI_SERVER = "gunicorn>=21.2"\n' in tool
+    assert 'INSTALLERS = [name for name in ["pip", "setuptools", "wheel"] if name != "pip"]\n' in tool
+    assert "$(FINALIZE) prune $(VENV) --strip-installers" in render_rules(tmp_path / "dropped", "pip")
 
 
 @pytest.mark.parametrize("installer", ["uv", "pip"])

@@ -134,6 +134,8 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
         "installers": list(INSTALLERS) if facts.keep_installers else [],
         "extras": list(config.extras),
         "installer": facts.installer,
+        # dh_virtualenv's --pip-tool, which make-venv puts into the venv: uv's install, or the venv's own pip.
+        "pip_tool": contract.PIP_TOOL if facts.installer == "uv" else contract.PLAIN_PIP_TOOL,
         "sandbox": settings,
         # N-run's systemd-run arguments: one shell word per property.
         "sandbox_words": [shell_quoted(f"--property={key}={value}") for key, value in settings],

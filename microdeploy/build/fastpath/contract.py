@@ -2,10 +2,10 @@
 
 microdeploy starts work beside dpkg-buildpackage (the project's wheel, a copy
 of the saved dependency layer), and the scripts that dpkg-buildpackage runs
-from debian/ (make-venv, uv-pip, finalize-venv, cached-shlibdeps) take its
-results. Both sides meet on the names below. The scripts get them rendered in
-(`script_names()` is the `contract` of the debian/ template context), and a
-test checks that no template spells one out by hand.
+from debian/ (make-venv, uv-pip or plain-pip, finalize-venv, cached-shlibdeps)
+take its results. Both sides meet on the names below. The scripts get them
+rendered in (`script_names()` is the `contract` of the debian/ template
+context), and a test checks that no template spells one out by hand.
 
 How the two sides work together:
 
@@ -32,17 +32,21 @@ How the two sides work together:
   dh_strip made of an ELF file, venv-overrides the libraries lintian would
   find embedded in it and the privacy breaches in a web page. The venv's
   files come mostly from the restored layer, the same bytes at every build.
-- PIP_TOOL is dh_virtualenv's --pip-tool: debian/PIP_TOOL, which make-venv
-  puts into the venv's bin/ and finalize-venv removes before shipping.
+- PIP_TOOL is dh_virtualenv's --pip-tool with uv, PLAIN_PIP_TOOL without
+  (the venv's own pip): debian/PIP_TOOL or debian/PLAIN_PIP_TOOL, which
+  make-venv puts into the venv's bin/ and finalize-venv removes before
+  shipping.
 - A `.pth` file in site-packages runs code at every start of the venv's
   interpreter (urllib3-future's rewrites urllib3's files), and the build
   starts it: uv queries the interpreter it installs into, dh_virtualenv runs
-  PIP_TOOL with it. Each install into a venv during the build (microdeploy's
-  layer fill and project install, uv-pip's) renames the `*.pth` files of its
-  site-packages to NAME.pth + INERT_SUFFIX at once, and layers are saved so;
-  finalize-venv gives them their names back in the package. No build step
-  runs their code, so what ships is what the wheels installed, whichever
-  caches the build found.
+  the pip tool with it once per install (requirements.txt, the project).
+  Each install into a venv during the build (microdeploy's layer fill and
+  project install, uv-pip's, plain-pip's, and make-venv's venv made with
+  pip, whose setuptools brings distutils-precedence.pth) renames the `*.pth`
+  files of its site-packages to NAME.pth + INERT_SUFFIX at once, and layers
+  are saved so; finalize-venv gives them their names back in the package. No
+  build step runs their code, so what ships is what the wheels installed,
+  whichever installer and caches the build had.
 - STAND_IN_DIR, beside the build tree, is where debian/rules runs dpkg's
   generators on a stand-in for the package, and where microdeploy takes
   their .buildinfo and .changes from once the package is compressed
@@ -67,6 +71,7 @@ INSTALLED_FILE = "installed"
 MD5SUMS_FILE = "md5sums"  # beside a layer's VENV_DIR: the MD5 sums of its files (debian/cached-md5sums)
 VENV_DIR = "venv"
 PIP_TOOL = "uv-pip"
+PLAIN_PIP_TOOL = "plain-pip"
 STAND_IN_DIR = "records"
 INERT_SUFFIX = ".microdeploy-inert"
 
@@ -83,15 +88,16 @@ PROJECT_ALONE = ("--no-deps", "--no-cache", "--link-mode", "hardlink")
 
 def make_pth_inert(venv: str | Path) -> None:
     """Rename the .pth files of `venv`'s site-packages to NAME.pth + INERT_SUFFIX, so that no start of its
-    interpreter during the build runs their code; finalize-venv renames them back. (uv-pip gets this function's
-    source: see script_names.)"""
+    interpreter during the build runs their code; finalize-venv renames them back. (uv-pip, plain-pip and make-venv
+    get this function's source: see script_names.)"""
     for pth in Path(venv).glob("lib/python3*/site-packages/*.pth"):
         pth.rename(pth.with_name(pth.name + INERT_SUFFIX))
 
 
 def script_names() -> dict[str, str | tuple[str, ...]]:
     """The names above that the debian/ scripts use, by constant name (a tuple renders with `tojson`), and the
-    source of make_pth_inert (MAKE_PTH_INERT), which uv-pip runs as microdeploy does."""
+    source of make_pth_inert (MAKE_PTH_INERT), which the scripts that install into the venv run as microdeploy
+    does."""
     names: dict[str, str | tuple[str, ...]] = {
         name: value for name, value in globals().items()
         if name.isupper() and (isinstance(value, str) or (
