@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import configparser
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -335,9 +334,9 @@ def check_settings(value: Any, origin: str) -> dict[str, dict[str, Scalar]]:
     return result
 
 
-def parse_setting_assignments(assignments: tuple[str, ...]) -> dict[str, dict[str, Scalar]]:
-    """Turn `--setting section.key=value` flags into a settings table (values parsed as TOML)."""
-    table: dict[str, dict[str, Scalar]] = {}
+def parse_setting_assignments(assignments: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """Turn `--setting section.key=value` flags into a settings table; each value is the text as typed."""
+    table: dict[str, dict[str, str]] = {}
     for assignment in assignments:
         target, sep, raw = assignment.partition("=")
         section, dot, key = target.strip(" ").partition(".")
@@ -346,15 +345,11 @@ def parse_setting_assignments(assignments: tuple[str, ...]) -> dict[str, dict[st
                 f"invalid --setting {assignment!r}",
                 hint="Write it as SECTION.KEY=VALUE, e.g. --setting app.debug=false",
             )
-        # Only spaces are trimmed; a value with a line break or another control character
-        # stays a string as given (TOML would read "5\n" as 5), for check_settings to refuse.
-        try:
-            if rules.control_character(raw) is not None:
-                raise tomllib.TOMLDecodeError("control character")
-            value = tomllib.loads(f"v = {raw.strip(' ')}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw.strip(" ")  # a bare word is a string, as a user would expect
-        table.setdefault(section, {})[key] = value
+        # A command line has no types and the value ends as text in config.ini, so it is the text typed, never
+        # parsed (as TOML, 1.10 became 1.1, 0o755 493, 1979-05-27 a date, '"x"' lost its quotes): `debug=false`
+        # and `workers=4` give the same line as pyproject's typed `debug = false` and `workers = 4`. Only spaces
+        # are trimmed; a line break or another control character stays, for check_settings to refuse.
+        table.setdefault(section, {})[key] = raw.strip(" ")
     return table
 
 

@@ -233,7 +233,9 @@ def test_puppet_apply_of_the_role_installs_configures_pins_and_upgrades_the_serv
     def release(*extra: str) -> dict[str, Any]:
         result = microdeploy(
             "puppet-data", str(plain_service.project), "--control-repo", str(control), "--json",
-            "--port", str(port), "--setting", "app.greeting=\"%{lookup('profile::motd')}\"",
+            "--port", str(port), "--setting", "app.greeting=%{lookup('profile::motd')}",
+            # The text typed: config.ini gets 1.10 (TOML read the float 1.1).
+            "--setting", "app.release=1.10",
             "--apt-location", server.url, "--apt-key", str(published.armored_key), *extra,
             env={"BUILD_NUMBER": ""},
         )
@@ -265,8 +267,9 @@ def test_puppet_apply_of_the_role_installs_configures_pins_and_upgrades_the_serv
                      f"/var/log/{name}"]).stdout.splitlines()
     assert stat == [f"root:{name} 640", f"root:{name} 750", f"{name}:adm 2750"]
     config = host.read_file(f"/etc/{name}/config.ini")
-    # Hiera interpolated nothing from the service's settings; ops' override and their own setting are there.
-    assert "[app]\ngreeting = %{lookup('profile::motd')}\nowner = %{ops}\n" in config
+    # Hiera interpolated nothing from the service's settings; ops' override and their own setting are there;
+    # --setting's values are as typed.
+    assert "[app]\ngreeting = %{lookup('profile::motd')}\nowner = %{ops}\nrelease = 1.10\n" in config
     assert f"[server]\nbind = 127.0.0.1\nport = {port}\nworkers = 3\n" in config
     assert host.run(["systemctl", "is-active", name]).stdout.strip() == "active"
     assert health(host, port, plain_service.health_path, timeout=90)["status"] == "ok"

@@ -151,12 +151,40 @@ def test_broken_toml_is_bad_input(tmp_path: Path) -> None:
     assert "cannot parse" in bad(tmp_path).message
 
 
-def test_setting_assignments_parse_as_toml_values() -> None:
-    """--setting values are typed the way TOML types them; bare words are strings."""
-    assert parse_setting_assignments(("app.debug=true", "app.name=hello", "server.workers=3")) == {
-        "app": {"debug": True, "name": "hello"},
-        "server": {"workers": 3},
-    }
+# What TOML made of a --setting value, which config.ini then held instead of the text typed.
+AS_TOML_READ = {
+    "1.10": "1.1",
+    "0o755": "493",
+    "0x1F90": "8080",
+    "1_000": "1000",
+    "inf": "a float",
+    "nan": "a float",
+    "1979-05-27": "a date, refused",
+    "07:32:00": "a time, refused",
+    '"quoted"': "quoted",
+    "'single'": "single",
+    '"a\\tb"': "a, a tab, b (then refused)",
+    "[1, 2]": "a list, refused",
+    "true": "True",
+    "3": "3 (an int)",
+    "  1.10  ": "1.1",
+}
+
+
+@pytest.mark.parametrize("typed", AS_TOML_READ, ids=repr)
+def test_a_setting_value_is_the_text_as_typed(typed: str) -> None:
+    """A --setting value is the text typed, only the spaces around it trimmed: nothing parses it (TOML made 1.10
+    1.1, 0o755 493, 1979-05-27 a date, and dropped the quotes of "quoted"), so config.ini gets what was typed."""
+    assert parse_setting_assignments((f"app.x={typed}",)) == {"app": {"x": typed.strip(" ")}}
+
+
+def test_a_setting_as_typed_passes_the_config_model_as_text(tmp_path: Path) -> None:
+    """--setting values go through load_config as the strings typed (a date or a list was refused as not a
+    scalar); the control characters and lengths it refuses are checked on that text (tests/hostile.py)."""
+    project = write_pyproject(tmp_path / "p")
+    flags = ("app.day=1979-05-27", "app.version=1.10", "app.list=[1, 2]", "app.debug=false")
+    config = load_config(project, {"settings": parse_setting_assignments(flags)})
+    assert config.settings == {"app": {"day": "1979-05-27", "version": "1.10", "list": "[1, 2]", "debug": "false"}}
 
 
 def test_setting_assignment_without_section_is_refused() -> None:

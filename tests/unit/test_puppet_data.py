@@ -131,6 +131,20 @@ def test_flags_override_the_project_configuration(project: Path) -> None:
     assert entry["settings"] == {"app": {"greeting": "bonjour"}}
 
 
+def test_settings_from_the_command_line_are_written_as_typed(tmp_path: Path, project: Path) -> None:
+    """`--setting` values reach the Hiera file as the text typed, single-quoted strings, so config.ini gets that text
+    (TOML made 1.10 1.1, 0o755 493, 0x1F90 8080, dropped the quotes of "quoted" and refused a date)."""
+    typed = {"version": "1.10", "mode": "0o755", "port": "0x1F90", "n": "1_000", "x": "inf", "day": "1979-05-27",
+             "s": '"quoted"', "debug": "false", "workers": "3"}
+    flags = [arg for key, value in typed.items() for arg in ("--setting", f"app.{key}= {value} ")]
+    output = tmp_path / "orders-api.yaml"
+    result = invoke(str(project), "--version", "1.4.0-1", "-o", str(output), *flags)
+    assert result.exit_code == 0, result.output
+    text = output.read_text()
+    assert load(text)["microdeploy::services"]["orders-api"]["settings"] == {"app": typed}
+    assert "      version: '1.10'\n" in text and "      s: '\"quoted\"'\n" in text
+
+
 def test_version_defaults_to_what_build_computes(project: Path) -> None:
     """Without --version the entry pins the version `microdeploy build` would give the project now."""
     config = validate({"name": ("orders-api", "t"), "version": ("1.4.0rc1", "t")})
@@ -218,14 +232,14 @@ def test_hiera_interpolation_is_escaped_in_keys_and_values() -> None:
 
 def test_a_carriage_return_in_a_setting_is_refused(project: Path) -> None:
     """A value with a carriage return (a control character) is bad input, exit 2, before any write."""
-    result = invoke(str(project), "--version", "1.4.0-1", "--setting", 'app.greeting="a\\rb"')
+    result = invoke(str(project), "--version", "1.4.0-1", "--setting", "app.greeting=a\rb")
     assert result.exit_code == 2
     assert "settings.app.greeting" in result.stderr and "control character U+000D" in result.stderr
 
 
 def test_newlines_in_settings_are_refused_by_the_config_model(project: Path) -> None:
     """A multi-line setting never reaches the YAML: the config model refuses it with exit 2."""
-    result = invoke(str(project), "--version", "1.4.0-1", "--setting", 'app.greeting="a\\nb: c"')
+    result = invoke(str(project), "--version", "1.4.0-1", "--setting", "app.greeting=a\nb: c")
     assert result.exit_code == 2
     assert "settings.app.greeting" in result.stderr
 
