@@ -1,5 +1,5 @@
 """Allow `python -m microdeploy`."""
 
-from microdeploy.cli import main
+from microdeploy.entry import main
 
 main()

@@ -23,7 +23,6 @@ from microdeploy.cli_base import (
     load_service,
     print_json,
     service_options,
-    sigterm_as_interrupt,
 )
 from microdeploy.cli_cache import cache_group
 from microdeploy.cli_ops import check_command, deploy_command, publish_command, repo_group
@@ -41,6 +40,7 @@ from microdeploy.controlrepo import (
 )
 from microdeploy.dists import DISTS
 from microdeploy.errors import EXIT_BAD_INPUT
+from microdeploy.interrupt import sigterm_as_interrupt
 from microdeploy.jenkins import FORMS, JenkinsOptions, jenkinsfile
 from microdeploy.scaffold import default_maintainer, scaffold
 

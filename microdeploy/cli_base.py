@@ -8,10 +8,8 @@ import json
 import logging
 import os
 import re
-import signal
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -172,17 +170,3 @@ def load_service(project: Path, flags: dict[str, Any]) -> ServiceConfig:
 def print_json(data: object) -> None:
     """Print one JSON object for CI to read."""
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (`kill`, `timeout`, a CI job aborted) does for the block what Ctrl-C does: KeyboardInterrupt, and so
-    the same clean-up (children ended, temporary files and hosts removed, exit status 130)."""
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

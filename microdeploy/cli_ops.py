@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
-from microdeploy.cli_base import FLOAT, INT, PathParam, print_json, sigterm_as_interrupt
+from microdeploy.cli_base import FLOAT, INT, PathParam, print_json
 from microdeploy.dists import DEFAULT_DIST
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
+from microdeploy.interrupt import sigterm_as_interrupt
 from microdeploy.repo import (
     DEFAULT_COMPONENT,
     DEFAULT_KEEP,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -32,6 +34,50 @@ version = "1.4.0"
 [tool.microdeploy]
 port = 8001
 """
+
+
+# A sitecustomize that stops the child in its import of microdeploy.cli (what pulls in click, jinja2, ...: the
+# start-up window), after saying so on stdout: a signal sent once that line is read lands during start-up,
+# every time. SIGINT gets Python's own handler, as at a terminal (a shell's background job ignores it).
+BLOCKING_SITECUSTOMIZE = """\
+import os
+import signal
+import sys
+import time
+
+
+class BlockTheCli:
+    def find_spec(self, name, path=None, target=None):
+        if name == "microdeploy.cli":
+            sys.meta_path.remove(self)
+            os.write(1, b"importing microdeploy.cli\\n")
+            time.sleep(600)
+        return None
+
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
+sys.meta_path.insert(0, BlockTheCli())
+"""
+
+
+def signalled_during_start_up(argv: Sequence[str], signum: signal.Signals, hook_dir: Path,
+                              pythonpath: Sequence[Path] = ()) -> subprocess.CompletedProcess[str]:
+    """Run `argv` (a microdeploy), send it `signum` while it imports microdeploy.cli, and return how it ended.
+
+    The blocking sitecustomize goes into `hook_dir`, put first on PYTHONPATH before `pythonpath`."""
+    (hook_dir / "sitecustomize.py").write_text(BLOCKING_SITECUSTOMIZE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, [hook_dir, *pythonpath]))}
+    with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env, cwd=hook_dir) as child:
+        assert child.stdout is not None
+        try:
+            assert child.stdout.readline() == "importing microdeploy.cli\n"
+            child.send_signal(signum)  # by its pid: the child we started
+            out, err = child.communicate(timeout=60)
+        finally:
+            if child.poll() is None:
+                child.kill()
+    return subprocess.CompletedProcess(list(argv), child.returncode, out, err)
 
 
 def service_project(path: Path, pyproject: str) -> Path:
