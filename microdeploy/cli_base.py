@@ -146,7 +146,7 @@ def service_options(func: F) -> F:
                      help="An extra of the project to install with it, as in pip's .[NAME] (repeatable)."),
         click.option("--python", help="Python interpreter on build and target host, e.g. python3."),
         click.option("--setting", "settings", multiple=True, metavar="SECTION.KEY=VALUE",
-                     help="A default config value (repeatable); VALUE is text, written to config.ini as typed."),
+                     help="A default config value (repeatable), written to config.ini as typed."),
     ]
     return functools.reduce(lambda f, option: option(f), reversed(options), func)
 

@@ -334,9 +334,10 @@ def check_settings(value: Any, origin: str) -> dict[str, dict[str, Scalar]]:
     return result
 
 
-def parse_setting_assignments(assignments: tuple[str, ...]) -> dict[str, dict[str, str]]:
-    """Turn `--setting section.key=value` flags into a settings table; each value is the text as typed."""
-    table: dict[str, dict[str, str]] = {}
+def parse_setting_assignments(assignments: tuple[str, ...]) -> dict[str, dict[str, Scalar]]:
+    """Turn `--setting section.key=value` flags into a settings table: each value the text as typed, typed only
+    where the text says its type without doubt (setting_value)."""
+    table: dict[str, dict[str, Scalar]] = {}
     for assignment in assignments:
         target, sep, raw = assignment.partition("=")
         section, dot, key = target.strip(" ").partition(".")
@@ -345,12 +346,25 @@ def parse_setting_assignments(assignments: tuple[str, ...]) -> dict[str, dict[st
                 f"invalid --setting {assignment!r}",
                 hint="Write it as SECTION.KEY=VALUE, e.g. --setting app.debug=false",
             )
-        # A command line has no types and the value ends as text in config.ini, so it is the text typed, never
-        # parsed (as TOML, 1.10 became 1.1, 0o755 493, 1979-05-27 a date, '"x"' lost its quotes): `debug=false`
-        # and `workers=4` give the same line as pyproject's typed `debug = false` and `workers = 4`. Only spaces
-        # are trimmed; a line break or another control character stays, for check_settings to refuse.
-        table.setdefault(section, {})[key] = raw.strip(" ")
+        # Only spaces are trimmed; a line break or another control character stays, for check_settings to refuse.
+        table.setdefault(section, {})[key] = setting_value(raw.strip(" "))
     return table
+
+
+# A decimal integer as Puppet's Integer (64 bits) holds it, in the one spelling that reads back the same.
+_PLAIN_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]{0,17})")
+
+
+def setting_value(text: str) -> Scalar:
+    """A --setting value: `true`, `false` and plain decimal integers typed as pyproject's would be (the Hiera data
+    is typed, SPEC §7: `debug: false`), anything else the string typed. A command line has no types, and config.ini
+    must get the text typed: TOML made 1.10 1.1, 0o755 493, 1979-05-27 a date, and dropped the quotes of '"x"';
+    each value typed here is written back as the same text."""
+    if text in ("true", "false"):
+        return text == "true"
+    if _PLAIN_INTEGER.fullmatch(text):
+        return int(text)
+    return text
 
 
 def _check_name(value: Any, origin: str) -> str:

@@ -126,7 +126,7 @@ def test_config_prints_json_with_overrides(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[tool.microdeploy]\nname = "svc1"\nport = 8100\n')
     result = invoke("config", str(tmp_path), "--port", "8200", "--setting", "app.debug=true")
     data = json.loads(result.output)
-    assert (data["name"], data["port"], data["settings"]) == ("svc1", 8200, {"app": {"debug": "true"}})
+    assert (data["name"], data["port"], data["settings"]) == ("svc1", 8200, {"app": {"debug": True}})
 
 
 def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> None:

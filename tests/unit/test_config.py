@@ -165,8 +165,10 @@ AS_TOML_READ = {
     "'single'": "single",
     '"a\\tb"': "a, a tab, b (then refused)",
     "[1, 2]": "a list, refused",
-    "true": "True",
-    "3": "3 (an int)",
+    "007": "7",
+    "+5": "5",
+    "99999999999999999999": "an integer Puppet cannot hold",
+    "True": "True, a boolean",
     "  1.10  ": "1.1",
 }
 
@@ -178,13 +180,23 @@ def test_a_setting_value_is_the_text_as_typed(typed: str) -> None:
     assert parse_setting_assignments((f"app.x={typed}",)) == {"app": {"x": typed.strip(" ")}}
 
 
+@pytest.mark.parametrize(("typed", "value"), [("true", True), ("false", False), ("0", 0), ("8080", 8080),
+                                               ("-12", -12), (" 4 ", 4)])
+def test_a_setting_value_whose_text_says_its_type_is_typed(typed: str, value: bool | int) -> None:
+    """`true`, `false` and plain decimal integers are typed, as in pyproject (Hiera's `debug: false`): each is
+    written back as the text typed, so config.ini gets the same line."""
+    parsed = parse_setting_assignments((f"app.x={typed}",))["app"]["x"]
+    assert parsed == value and type(parsed) is type(value)
+    assert (str(parsed).lower() if isinstance(parsed, bool) else str(parsed)) == typed.strip()
+
+
 def test_a_setting_as_typed_passes_the_config_model_as_text(tmp_path: Path) -> None:
     """--setting values go through load_config as the strings typed (a date or a list was refused as not a
     scalar); the control characters and lengths it refuses are checked on that text (tests/hostile.py)."""
     project = write_pyproject(tmp_path / "p")
     flags = ("app.day=1979-05-27", "app.version=1.10", "app.list=[1, 2]", "app.debug=false")
     config = load_config(project, {"settings": parse_setting_assignments(flags)})
-    assert config.settings == {"app": {"day": "1979-05-27", "version": "1.10", "list": "[1, 2]", "debug": "false"}}
+    assert config.settings == {"app": {"day": "1979-05-27", "version": "1.10", "list": "[1, 2]", "debug": False}}
 
 
 def test_setting_assignment_without_section_is_refused() -> None:

@@ -133,7 +133,8 @@ def test_flags_override_the_project_configuration(project: Path) -> None:
 
 def test_settings_from_the_command_line_are_written_as_typed(tmp_path: Path, project: Path) -> None:
     """`--setting` values reach the Hiera file as the text typed, single-quoted strings, so config.ini gets that text
-    (TOML made 1.10 1.1, 0o755 493, 0x1F90 8080, dropped the quotes of "quoted" and refused a date)."""
+    (TOML made 1.10 1.1, 0o755 493, 0x1F90 8080, dropped the quotes of "quoted" and refused a date); `false` and a
+    plain integer are typed, as pyproject's would be."""
     typed = {"version": "1.10", "mode": "0o755", "port": "0x1F90", "n": "1_000", "x": "inf", "day": "1979-05-27",
              "s": '"quoted"', "debug": "false", "workers": "3"}
     flags = [arg for key, value in typed.items() for arg in ("--setting", f"app.{key}= {value} ")]
@@ -141,8 +142,10 @@ def test_settings_from_the_command_line_are_written_as_typed(tmp_path: Path, pro
     result = invoke(str(project), "--version", "1.4.0-1", "-o", str(output), *flags)
     assert result.exit_code == 0, result.output
     text = output.read_text()
-    assert load(text)["microdeploy::services"]["orders-api"]["settings"] == {"app": typed}
+    assert load(text)["microdeploy::services"]["orders-api"]["settings"] == {"app": {**typed, "debug": False,
+                                                                                     "workers": 3}}
     assert "      version: '1.10'\n" in text and "      s: '\"quoted\"'\n" in text
+    assert "      debug: false\n" in text and "      workers: 3\n" in text
 
 
 def test_version_defaults_to_what_build_computes(project: Path) -> None:
