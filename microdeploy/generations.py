@@ -5,7 +5,9 @@ Layout of a repository directory DIR:
     DIR/public -> state/generations/gNNNNNN/published   what is served (one symlink)
     DIR/state/lock                                      flock: one publish at a time
     DIR/state/gnupg/                                    the repository's own key (0700)
+    DIR/state/gnupg.retired-FPR/                        an own key rotated out, kept whole (its private key)
     DIR/state/retired-keys/FPR.gpg                      keys rotated out, still exported for a while
+    DIR/state/gnupg.new/, retired-keys/FPR.gpg.new      a rotation until its generation is served (rotation.py)
     DIR/state/generations/gNNNNNN/
         aptly.conf  aptly/ (rootDir: db + pool)  published/ (the endpoint)  manifest.json
 """

@@ -52,7 +52,8 @@ from microdeploy.repo_plan import (
     served_indexes,
     suite_of,
 )
-from microdeploy.signing import SigningKey, export_keyring, own_key, resolve_key, rotate_own_key, stop_agent
+from microdeploy.rotation import retired_keyrings, settle_rotation, stage_own_key, stage_retired_keyring
+from microdeploy.signing import SigningKey, export_keyring, own_key, resolve_key, stop_agent
 
 log = logging.getLogger(__name__)
 
@@ -211,12 +212,19 @@ def publish(
                 for dist in suites
             ]
             try:
+                # A rotation takes effect only once the generation it signed is served: what is staged is settled
+                # against what is served (made current or removed), first what a killed publish left, then ours.
+                settle_rotation(layout, manifest.key_fingerprint, runner)
                 key, next_manifest = signing_key(layout, manifest, explicit, settings.rotate_key, wall(), runner)
                 changed = (any(plan.new or plan.removed for plan in plans) or current is None
                            or next_manifest != manifest)
                 if changed:
                     current = _make_generation(layout, current, next_manifest, settings, plans, key, runner,
                                                timings, clock)
+                settle_rotation(layout, served_fingerprint(layout), runner)
+            except BaseException:
+                _settle_after_failure(layout, runner)
+                raise
             finally:
                 if layout.gnupghome.is_dir():
                     # Signing started a gpg-agent in our GNUPGHOME: leave nothing running.
@@ -247,7 +255,7 @@ def signing_key(layout: Layout, manifest: Manifest, explicit: SigningKey | None,
     if explicit is not None:
         key = explicit
     elif rotate and expected is not None:
-        key = rotate_own_key(layout.gnupghome, expected, runner)
+        key = stage_own_key(layout, expected, runner)
     else:
         key = own_key(layout.gnupghome, expected, runner)
     retired = dict(manifest.retired_keys)
@@ -262,11 +270,25 @@ def signing_key(layout: Layout, manifest: Manifest, explicit: SigningKey | None,
         retired[expected] = now
         if layout.public.is_dir():
             # The keyring hosts have now (the old key and any still in transition) stays exportable.
-            layout.retired_keys.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(layout.public / KEYRING_NAME, layout.retired_keys / f"{expected}.gpg")
+            stage_retired_keyring(layout, expected, layout.public / KEYRING_NAME)
     retired = {fpr: when for fpr, when in retired.items()
                if fpr != key.fingerprint and now - when < KEY_TRANSITION_DAYS * 86400}
     return key, Manifest(manifest.dists, key.fingerprint, retired)
+
+
+def served_fingerprint(layout: Layout) -> str | None:
+    """The key the served generation is signed with (its manifest's), or None before the first publish."""
+    current = layout.current()
+    return Manifest.load(current / "manifest.json").key_fingerprint if current is not None else None
+
+
+def _settle_after_failure(layout: Layout, runner: Runner) -> None:
+    """Settle a rotation against what is served after a failed or stopped publish, without hiding why it failed:
+    what cannot be settled now the next publish settles."""
+    try:
+        settle_rotation(layout, served_fingerprint(layout), runner)
+    except Exception as exc:  # the publish's own error is the one to report
+        log.warning("could not settle the key rotation in %s (the next publish will): %s", layout.state, exc)
 
 
 def _make_generation(
@@ -311,8 +333,7 @@ def _make_generation(
         shutil.rmtree(gen / "incoming", ignore_errors=True)
         timings["aptly"] = clock() - step
         step = clock()
-        retired = [layout.retired_keys / f"{fpr}.gpg" for fpr in sorted(manifest.retired_keys)
-                   if (layout.retired_keys / f"{fpr}.gpg").is_file()]
+        retired = retired_keyrings(layout, manifest.retired_keys)
         export_keyring(key, gen / "published" / KEYRING_NAME, gen / "published" / ARMORED_KEY_NAME, retired, runner)
         atomic_write(gen / "manifest.json", manifest.to_json())
         swap_public(layout, gen)

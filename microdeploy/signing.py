@@ -193,19 +193,6 @@ def own_key(home: Path, expected: str | None, runner: Runner = run) -> SigningKe
     )
 
 
-def rotate_own_key(home: Path, old: str, runner: Runner = run) -> SigningKey:
-    """Make a new own key; the old key's GnuPG home is kept whole beside it (it holds the private key)."""
-    fresh = home.with_name(f"{home.name}.new")
-    shutil.rmtree(fresh, ignore_errors=True)  # a rotation killed half-way
-    fingerprint = create_key(fresh, runner)
-    stop_agent(fresh, runner)
-    if home.exists():
-        stop_agent(home, runner)
-        home.rename(home.with_name(f"{home.name}.retired-{old}"))
-    fresh.rename(home)
-    return SigningKey(fingerprint, home, created=True)
-
-
 def create_key(home: Path, runner: Runner = run) -> str:
     """Make an Ed25519 signing key without passphrase in `home` (mode 0700); return its fingerprint."""
     home.mkdir(parents=True, exist_ok=True)

@@ -76,6 +76,23 @@ def test_a_failed_publish_into_an_existing_directory_leaves_no_state_or_key(tmp_
     assert tree(root) == before
 
 
+def test_a_rotating_publish_that_fails_leaves_the_own_key_and_nothing_staged(tmp_path: Path) -> None:
+    """--rotate-key whose aptly fails after the new key is made: state/ is as it was, the old key's home included."""
+    deb = make_deb(tmp_path / "in")
+    root = tmp_path / "repo"
+    published = root / "state" / "generations" / "g000001" / "published"
+    published.mkdir(parents=True)
+    (published / repo.KEYRING_NAME).write_bytes(b"old public key")
+    (published.parent / "manifest.json").write_text(f'{{"dists": {{}}, "key_fingerprint": "{"1" * 40}"}}\n')
+    os.symlink("state/generations/g000001/published", root / "public")
+    (root / "state" / "gnupg").mkdir(mode=0o700)
+    (root / "state" / "gnupg" / "pubring.kbx").write_bytes(b"old key")
+    (root / "state" / "lock").touch()
+    before = tree(root)
+    error = refused(PublishSettings(root, rotate_key=True), [deb])
+    assert error.exit_code == EXIT_FAILURE and "aptly" in error.message
+    assert tree(root) == before
+
 
 def test_a_different_file_for_a_version_another_suite_serves_is_refused() -> None:
     """The suites share one pool: name+version+arch with other contents in another suite is bad input (exit 2)."""
