@@ -40,7 +40,6 @@ from microdeploy.controlrepo import (
 )
 from microdeploy.dists import DISTS
 from microdeploy.errors import EXIT_BAD_INPUT
-from microdeploy.interrupt import sigterm_as_interrupt
 from microdeploy.jenkins import FORMS, JenkinsOptions, jenkinsfile
 from microdeploy.scaffold import default_maintainer, scaffold
 
@@ -145,10 +144,7 @@ def build_command(project: Path, out: Path | None, version: str | None, revision
     settings = BuildSettings(project=project, out=out, overrides=overrides, revision=revision,
                              environ=dict(os.environ), keep_installers=keep_installers, refresh_deps=refresh_deps,
                              backend=backend, clean_root=clean_root, refresh_root=refresh_root)
-    # SIGTERM (`kill`, a CI job aborted) cleans up as Ctrl-C does: dpkg-buildpackage and its children ended,
-    # the work directory removed (they ran on without their parent, for minutes).
-    with sigterm_as_interrupt():
-        results = build_releases(settings)
+    results = build_releases(settings)
     if as_json:
         print_json(results[0].as_dict() if len(results) == 1 else {"builds": [r.as_dict() for r in results]})
         return

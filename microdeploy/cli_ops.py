@@ -10,7 +10,6 @@ import click
 from microdeploy.cli_base import FLOAT, INT, PathParam, print_json
 from microdeploy.dists import DEFAULT_DIST
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
-from microdeploy.interrupt import sigterm_as_interrupt
 from microdeploy.repo import (
     DEFAULT_COMPONENT,
     DEFAULT_KEEP,
@@ -71,15 +70,13 @@ def deploy_command(ctx: click.Context, name: str | None, version: str | None, de
     from microdeploy.deploy import deploy
     from microdeploy.deploy_plan import DeployOptions
 
-    # SIGTERM (a CI job aborted) stops the rollout as Ctrl-C does: hosts in flight reported, later batches left.
-    with sigterm_as_interrupt():
-        report = deploy(DeployOptions(
-            version=version, name=name, deb=deb, hosts=hosts, hosts_file=hosts_file, batch=batch, user=user,
-            sudo=sudo, ssh_config=ssh_config, known_hosts=known_hosts, identity=identity,
-            accept_new_host_keys=accept_new_host_keys, connect_timeout=connect_timeout, port=port,
-            health_path=health_path, health_timeout=health_timeout, max_failures=max_failures, drain=drain,
-            undrain=undrain, apt_source=apt_source, project=project, dry_run=dry_run,
-        ))
+    report = deploy(DeployOptions(
+        version=version, name=name, deb=deb, hosts=hosts, hosts_file=hosts_file, batch=batch, user=user,
+        sudo=sudo, ssh_config=ssh_config, known_hosts=known_hosts, identity=identity,
+        accept_new_host_keys=accept_new_host_keys, connect_timeout=connect_timeout, port=port,
+        health_path=health_path, health_timeout=health_timeout, max_failures=max_failures, drain=drain,
+        undrain=undrain, apt_source=apt_source, project=project, dry_run=dry_run,
+    ))
     if as_json:
         print_json(report.as_dict())
     else:
@@ -110,9 +107,7 @@ def publish_command(debs: tuple[Path, ...], repo_dir: Path, dist: str | None, co
     """Publish DEB files into the signed APT repository --repo (atomically)."""
     settings = PublishSettings(repo=repo_dir, dist=dist, component=component, gpg_key=gpg_key,
                                gnupghome=gnupghome, keep=keep, rotate_key=rotate_key)
-    # SIGTERM (a CI job aborted) cleans up as Ctrl-C does: aptly ended, the half-made generation removed.
-    with sigterm_as_interrupt():
-        result = publish(settings, debs)
+    result = publish(settings, debs)
     if as_json:
         print_json(result.as_dict())
         return
@@ -190,9 +185,7 @@ def check_command(ctx: click.Context, deb: Path, previous: str | None, dist: str
     settings = CheckSettings(deb=deb, previous=previous, dist=dist, repo=repo_dir,
                              refresh_images=refresh_images, skip=frozenset(skip), setup=setup,
                              images_max_size=image_cache.default_max_size(os.environ))
-    # SIGTERM (a CI job aborted) tears down like Ctrl-C: the host, its namespace, the temporary files.
-    with sigterm_as_interrupt():
-        report = check(settings)
+    report = check(settings)
     if junit is not None:
         write_junit(report, junit)
     if as_json:

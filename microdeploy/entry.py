@@ -1,11 +1,15 @@
-"""The console script's entry point and `python -m microdeploy`'s: the CLI, whose start-up stops cleanly too.
+"""The console script's entry point and `python -m microdeploy`'s: the CLI, where SIGTERM is Ctrl-C, start-up too.
 
+SIGTERM (`kill`, `timeout`, a CI job aborted, systemd stopping `repo serve`)
+does what Ctrl-C does in every command: KeyboardInterrupt, and so the same
+clean-up (a build's children ended and its work directory removed, a
+half-written file or half-made scaffold removed, a host torn down) and
+`error: interrupted`, exit status 130 (`repo serve` stops serving, exit 0).
 Importing the CLI (click, jinja2, the build modules: a tenth of a second and
-more) comes before click's handler in cli_base exists: Ctrl-C there printed a
-KeyboardInterrupt traceback, and SIGTERM ended the process by the signal. This
-module imports only two small modules of microdeploy, so what still comes
-before its handlers is the interpreter's own start-up (a SIGTERM then ends the
-process by the signal, as before; nothing is under way yet).
+more) comes before click's handler in cli_base exists, so this module, which
+imports only two small modules of microdeploy, catches what comes before it.
+What still comes before its handlers is the interpreter's own start-up (a
+SIGTERM then ends the process by the signal; nothing is under way yet).
 """
 
 from __future__ import annotations
@@ -17,12 +21,12 @@ from microdeploy.interrupt import sigterm_as_interrupt
 
 
 def main() -> None:
-    """Run the CLI; Ctrl-C or SIGTERM while it is imported ends as Ctrl-C ends a command: `error: interrupted`, 130."""
+    """Run the CLI with SIGTERM taken as Ctrl-C, its import included: `error: interrupted`, exit status 130."""
     try:
         with sigterm_as_interrupt():
             from microdeploy.cli import main as cli
-        # Inside the try: Ctrl-C in the moment before click's own handler is in place is covered too.
-        cli()
-    except KeyboardInterrupt:
+
+            cli()
+    except KeyboardInterrupt:  # before click's own handler is in place, or after it
         sys.stderr.write("error: interrupted\n")
         sys.exit(EXIT_INTERRUPTED)

@@ -36,9 +36,10 @@ port = 8001
 """
 
 
-# A sitecustomize that stops the child in its import of microdeploy.cli (what pulls in click, jinja2, ...: the
-# start-up window), after saying so on stdout: a signal sent once that line is read lands during start-up,
-# every time. SIGINT gets Python's own handler, as at a terminal (a shell's background job ignores it).
+# A sitecustomize that stops the child in its import of MODULE (microdeploy.cli: what pulls in click, jinja2, ...,
+# the start-up window; or a module a command imports when it runs), after saying so on stdout: a signal sent once
+# that line is read lands there, every time. SIGINT gets Python's own handler, as at a terminal (a shell's
+# background job ignores it).
 BLOCKING_SITECUSTOMIZE = """\
 import os
 import signal
@@ -46,32 +47,34 @@ import sys
 import time
 
 
-class BlockTheCli:
+class BlockTheImport:
     def find_spec(self, name, path=None, target=None):
-        if name == "microdeploy.cli":
+        if name == {module!r}:
             sys.meta_path.remove(self)
-            os.write(1, b"importing microdeploy.cli\\n")
+            os.write(1, b"importing " + name.encode() + b"\\n")
             time.sleep(600)
         return None
 
 
 signal.signal(signal.SIGINT, signal.default_int_handler)
-sys.meta_path.insert(0, BlockTheCli())
+sys.meta_path.insert(0, BlockTheImport())
 """
 
 
-def signalled_during_start_up(argv: Sequence[str], signum: signal.Signals, hook_dir: Path,
-                              pythonpath: Sequence[Path] = ()) -> subprocess.CompletedProcess[str]:
-    """Run `argv` (a microdeploy), send it `signum` while it imports microdeploy.cli, and return how it ended.
+def signalled_while_importing(argv: Sequence[str], signum: signal.Signals, hook_dir: Path,
+                              pythonpath: Sequence[Path] = (), module: str = "microdeploy.cli",
+                              ) -> subprocess.CompletedProcess[str]:
+    """Run `argv` (a microdeploy), send it `signum` while it imports `module` (by default during its start-up),
+    and return how it ended.
 
     The blocking sitecustomize goes into `hook_dir`, put first on PYTHONPATH before `pythonpath`."""
-    (hook_dir / "sitecustomize.py").write_text(BLOCKING_SITECUSTOMIZE)
+    (hook_dir / "sitecustomize.py").write_text(BLOCKING_SITECUSTOMIZE.format(module=module))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, [hook_dir, *pythonpath]))}
     with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, env=env, cwd=hook_dir) as child:
         assert child.stdout is not None
         try:
-            assert child.stdout.readline() == "importing microdeploy.cli\n"
+            assert child.stdout.readline() == f"importing {module}\n"
             child.send_signal(signum)  # by its pid: the child we started
             out, err = child.communicate(timeout=60)
         finally:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import make_venv, signalled_during_start_up
+from tests.support import make_venv, signalled_while_importing
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -61,6 +61,6 @@ def test_installed_console_script_stops_cleanly_during_start_up(installed: Path,
                                                                   signum: signal.Signals) -> None:
     """The console script pip wrote from the entry point, stopped while it imports the CLI: `error: interrupted`,
     exit status 130, no traceback (its import of microdeploy.cli was outside every handler)."""
-    done = signalled_during_start_up([str(installed / "microdeploy"), "config", "--help"], signum, tmp_path)
+    done = signalled_while_importing([str(installed / "microdeploy"), "config", "--help"], signum, tmp_path)
     assert "Traceback" not in done.stderr
     assert (done.returncode, done.stdout, done.stderr) == (130, "", "error: interrupted\n")
