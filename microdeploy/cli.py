@@ -190,13 +190,16 @@ def build_command(project: Path, out: Path | None, version: str | None, revision
 @click.option("--dist", "dist", multiple=True, type=click.Choice(list(DISTS)),
               help="Debian release to build and publish for (repeatable; default: the service's dist, "
                    "else the agent's own).")
+@click.option("--check-setup", metavar="FILE",
+              help="The Lint stage's `microdeploy check --setup`: a script of the repository (relative path, "
+                   "e.g. ci/check-setup.sh) that sets the app up on the check's host.")
 @service_options
 def jenkinsfile_command(project: Path, form: str, output: str, agent_label: str, release_branch: str, repo: str,
                         signing_key_credentials: str, signing_passphrase_credentials: str,
                         control_repo: str | None, control_repo_branch: str, control_repo_mode: str,
                         control_repo_credentials: str, deploy_hosts: tuple[str, ...], deploy_credentials: str,
                         notify_email: tuple[str, ...], timeout_minutes: int, keep_builds: int,
-                        dist: tuple[str, ...], **flags: Any) -> None:
+                        dist: tuple[str, ...], check_setup: str | None, **flags: Any) -> None:
     """Render the Jenkins pipeline that tests, builds and releases the service in PROJECT."""
     options = JenkinsOptions(
         agent_label=agent_label, release_branch=release_branch, repo=repo,
@@ -206,7 +209,7 @@ def jenkinsfile_command(project: Path, form: str, output: str, agent_label: str,
         control_repo_credentials=control_repo_credentials,
         deploy_hosts=tuple(host for value in deploy_hosts for host in value.split(",") if host),
         deploy_credentials=deploy_credentials, notify_email=notify_email, timeout_minutes=timeout_minutes,
-        keep_builds=keep_builds, dists=dist,
+        keep_builds=keep_builds, dists=dist, check_setup=check_setup,
     )
     result = jenkinsfile(project, config_overrides(flags), options, form=form,
                          output=None if output == "-" else Path(output))

@@ -43,6 +43,9 @@ GIT_URL = validate.rule(r"[A-Za-z0-9@:/._~+-]+", "a git URL such as git@git.exam
                         "file:///srv/git/control-repo", 500)
 HOST = validate.rule(r"(?!-)[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?", "a host name or address, optionally with :PORT",
                      260)
+# A file of the checked-out repository: a relative path that stays inside it.
+WORKSPACE_FILE = validate.rule(r"(?!/)(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9._/+-]+",
+                               "a file of the repository, as a relative path such as ci/check-setup.sh", 500)
 EMAIL = validate.rule(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+", "an e-mail address such as team@example.org", 254)
 GROOVY_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 
@@ -66,6 +69,7 @@ class JenkinsOptions:
     timeout_minutes: int = 60
     keep_builds: int = 20
     dists: tuple[str, ...] = ()  # the Debian releases to build for; none: the service's dist, else the agent's
+    check_setup: str | None = None  # the Lint stage's `microdeploy check --setup`, a file of the repository
 
 
 # The shared library's option names (camelCase, as Groovy code spells them).
@@ -85,6 +89,7 @@ LIBRARY_KEYS = {
     "timeout_minutes": "timeoutMinutes",
     "keep_builds": "keepBuilds",
     "dists": "dists",
+    "check_setup": "checkSetup",
 }
 
 
@@ -145,6 +150,8 @@ def check_options(options: JenkinsOptions) -> JenkinsOptions:
         _check("--notify-email", email, EMAIL)
     for dist in options.dists:
         dists.get(dist)
+    if options.check_setup is not None:
+        _check("--check-setup", options.check_setup, WORKSPACE_FILE)
     for flag, number, low, high in (("--timeout", options.timeout_minutes, 1, 24 * 60),
                                     ("--keep-builds", options.keep_builds, 1, 10_000)):
         validate.integer(flag, number, "the command line", low, high)
@@ -170,6 +177,8 @@ def full_context(config: ServiceConfig, options: JenkinsOptions) -> dict[str, An
     hosts = ",".join(options.deploy_hosts)
     if hosts:
         environment.append(("MD_DEPLOY_HOSTS", q(hosts)))
+    if options.check_setup is not None:
+        environment.append(("MD_CHECK_SETUP", q(options.check_setup)))
     return {
         "library": False,
         "name": config.name,
@@ -211,6 +220,7 @@ def library_context() -> dict[str, Any]:
         ("MD_CONTROL_REPO_MODE", '"${cfg.controlRepoMode}"'),
         ("MD_DEPLOY_HOSTS", "\"${cfg.deployHosts ?: ''}\""),
         ("MD_DISTS", "\"${cfg.dists ?: ''}\""),
+        ("MD_CHECK_SETUP", "\"${cfg.checkSetup ?: ''}\""),
     ]
     return {
         "library": True,

@@ -8,7 +8,7 @@
 // Options (defaults below): name, python, agentLabel, releaseBranch, repo, signingKeyCredentials,
 //     signingPassphraseCredentials, controlRepo, controlRepoBranch, controlRepoMode,
 //     controlRepoCredentials, deployHosts, deployCredentials, notifyEmail, timeoutMinutes,
-//     keepBuilds, dists, onFailure (a closure run when the build fails).
+//     keepBuilds, dists, checkSetup, onFailure (a closure run when the build fails).
 
 def call(Map args = [:]) {
     Map cfg = [
@@ -29,6 +29,7 @@ def call(Map args = [:]) {
         timeoutMinutes: '60',
         keepBuilds: '20',
         dists: '',
+        checkSetup: null,
     ]
     List unknown = args.keySet().findAll { !cfg.containsKey(it) && it != 'onFailure' }.collect { it.toString() }.sort()
     if (unknown) {
@@ -64,6 +65,7 @@ def call(Map args = [:]) {
             MD_CONTROL_REPO_MODE = "${cfg.controlRepoMode}"
             MD_DEPLOY_HOSTS = "${cfg.deployHosts ?: ''}"
             MD_DISTS = "${cfg.dists ?: ''}"
+            MD_CHECK_SETUP = "${cfg.checkSetup ?: ''}"
         }
 
         stages {
@@ -122,14 +124,15 @@ def call(Map args = [:]) {
                 steps {
                     // Each built package (one per release) checked on its own: lintian, piuparts, and the
                     // package installed, run, upgraded and purged on a fresh booted host of its release
-                    // (systemd-nspawn: this step needs root on the agent). Every package is checked even
-                    // after one fails; the step exits with the worst status.
+                    // (systemd-nspawn: this step needs root on the agent), set up there by the repository's
+                    // script MD_CHECK_SETUP if there is one. Every package is checked even after one fails;
+                    // the step exits with the worst status.
                     sh '''
                         mkdir -p reports
                         worst=0
                         for deb in dist/"$MD_NAME"_*.deb; do
                             status=0
-                            microdeploy check "$deb" --junit "reports/check-$(basename "$deb" .deb).xml" || status=$?
+                            microdeploy check "$deb" ${MD_CHECK_SETUP:+--setup "$MD_CHECK_SETUP"} --junit "reports/check-$(basename "$deb" .deb).xml" || status=$?
                             if [ "$status" -gt "$worst" ]; then worst=$status; fi
                         done
                         exit "$worst"

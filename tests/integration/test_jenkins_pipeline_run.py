@@ -201,3 +201,24 @@ def test_lint_stage_checks_every_package_and_exits_with_the_worst(pipeline: dict
     suite = ET.parse(workspace / f"reports/check-{good.stem}.xml").getroot().find("testsuite")
     assert suite is not None
     assert (suite.get("failures"), suite.get("errors")) == ("0", "0")
+
+
+def test_lint_stage_runs_the_repositorys_check_setup_script(pipeline: dict[str, Any], tmp_path: Path) -> None:
+    """With MD_CHECK_SETUP (--check-setup) the Lint step passes the repository's script to `microdeploy check
+    --setup`: the report has the setup case, passed, between install and the service's checks."""
+    workspace = tmp_path / "workspace"
+    (workspace / "dist").mkdir(parents=True)
+    (workspace / "ci").mkdir()
+    good = built_deb(pipeline["workspace"])
+    os.link(good, workspace / "dist" / good.name)
+    (workspace / "ci" / "check-setup.sh").write_text(
+        "mkdir -p /etc/orders-api\necho 'greeting = hello' > /etc/orders-api/site.conf\n")
+    (lint,) = [e for e in pipeline["runs"]["feature"]["events"] if e["type"] == "sh" and e["stage"] == "Lint"]
+    step = run_step(lint, workspace, {"MD_CHECK_SETUP": "ci/check-setup.sh"})
+    assert step.returncode == 0, explain(step)
+    assert f"+ microdeploy check dist/{good.name} --setup ci/check-setup.sh --junit" in step.stderr
+    suite = ET.parse(workspace / f"reports/check-{good.stem}.xml").getroot().find("testsuite")
+    assert suite is not None
+    names = [case.get("name") for case in suite.iter("testcase")]
+    assert names[2:5] == ["install", "setup", "unit"], names
+    assert (suite.get("failures"), suite.get("errors"), suite.get("skipped")) == ("0", "0", "0")

@@ -116,7 +116,8 @@ def test_publish_and_build_use_the_microdeploy_commands() -> None:
     text = render_jenkinsfile(service(), FULL)
     assert "sh 'microdeploy build --json > build.json'" in text
     assert 'microdeploy build --dist "$MD_DIST" --json > "build-$MD_DIST.json"' in text
-    assert 'microdeploy check "$deb" --junit "reports/check-$(basename "$deb" .deb).xml"' in text
+    assert ('microdeploy check "$deb" ${MD_CHECK_SETUP:+--setup "$MD_CHECK_SETUP"} '
+            '--junit "reports/check-$(basename "$deb" .deb).xml"') in text
     assert 'microdeploy publish dist/*.deb --repo "$MD_REPO" --gnupghome "$GNUPGHOME" --json' in text
     assert 'microdeploy puppet-data --control-repo .control-repo --version "${MD_VERSION%+deb*}"' in text
     assert 'microdeploy deploy "$MD_NAME" --version "$MD_VERSION" --hosts "$MD_DEPLOY_HOSTS"' in text
@@ -209,6 +210,11 @@ def test_new_service_gets_the_one_line_jenkinsfile(tmp_path: Path) -> None:
         ("notify_email", ("nobody",), "--notify-email"),
         ("timeout_minutes", 0, "--timeout"),
         ("keep_builds", 10**6, "--keep-builds"),
+        ("check_setup", "/etc/setup.sh", "--check-setup"),
+        ("check_setup", "../outside.sh", "--check-setup"),
+        ("check_setup", "ci/../../outside.sh", "--check-setup"),
+        ("check_setup", "ci/set up.sh", "--check-setup"),
+        ("check_setup", "ci/$(reboot).sh", "--check-setup"),
     ],
 )
 def test_check_options_refuses_bad_values(field: str, value: object, flag: str) -> None:
@@ -322,3 +328,15 @@ def test_an_unknown_release_is_refused() -> None:
     with pytest.raises(MicrodeployError) as info:
         render_jenkinsfile(service(), JenkinsOptions(dists=("buster",)))
     assert info.value.exit_code == 2 and info.value.hint == "Use one of: bookworm, trixie"
+
+
+def test_the_check_setup_script_reaches_the_lint_step_through_the_environment() -> None:
+    """--check-setup is a quoted MD_CHECK_SETUP, which the Lint step passes to `microdeploy check --setup` only when
+    it is set; without it neither appears; the one-line form names it as checkSetup."""
+    options = JenkinsOptions(check_setup="ci/check-setup.sh")
+    text = render_jenkinsfile(service(), options)
+    assert "        MD_CHECK_SETUP = 'ci/check-setup.sh'\n" in text
+    assert 'microdeploy check "$deb" ${MD_CHECK_SETUP:+--setup "$MD_CHECK_SETUP"} --junit' in text
+    assert "MD_CHECK_SETUP =" not in render_jenkinsfile(service(), JenkinsOptions())
+    assert "checkSetup: 'ci/check-setup.sh'" in render_jenkinsfile(service(), options, "one-line")
+    assert check_options(JenkinsOptions(check_setup="ci/.setup-v2+x.sh")).check_setup == "ci/.setup-v2+x.sh"
