@@ -117,3 +117,19 @@ def test_descendants_lists_parents_before_their_children(tmp_path: Path) -> None
     finally:
         proctree.end_tree(tool.pid)
         tool.wait()
+
+
+def test_a_process_is_signalled_only_while_it_is_the_one_that_was_found() -> None:
+    """A pid is signalled with the start time it was found with: a later process given the same pid is not."""
+    sleeper = subprocess.Popen(["sleep", "300"])
+    try:
+        found = proctree._identity(sleeper.pid)
+        assert found is not None
+        proctree._signal(sleeper.pid, str(int(found) + 1), signal.SIGTERM)  # another process's start time
+        assert sleeper.poll() is None and proctree.alive(sleeper.pid)
+        proctree._signal(sleeper.pid, found, signal.SIGTERM)
+        assert sleeper.wait(timeout=10) == -signal.SIGTERM
+        assert not proctree.alive(sleeper.pid) and proctree.wait_ended([sleeper.pid], 0)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
