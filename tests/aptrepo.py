@@ -33,7 +33,7 @@ from typing import Any
 from microdeploy.process import Result
 from microdeploy.repo import KEYRING_NAME
 from microdeploy.testbed.host import Host
-from tests.support import stop
+from tests.support import stop, wait_until
 
 __all__ = [
     "CLI_TIMEOUT",
@@ -102,6 +102,24 @@ def publish(repo: Path, *debs: Path, extra: tuple[str, ...] = ()) -> dict[str, A
         raise AssertionError(f"microdeploy publish exited {result.returncode}:\n{result.stderr}")
     data: dict[str, Any] = json.loads(result.stdout)
     return data
+
+
+def publish_stopped_while_staging(repo: Path, generation: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`microdeploy publish ARGS --repo REPO` sent SIGTERM while aptly works on `generation`: its incoming/ directory
+    exists from staging until aptly has published (a publish that ends first is not signalled)."""
+    argv = [sys.executable, "-m", "microdeploy", "publish", *args, "--repo", str(repo)]
+    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        wait_until(lambda: (repo / "state" / "generations" / generation / "incoming").exists()
+                   or child.poll() is not None, "the publish staging its packages", interval=0.005)
+        child.send_signal(signal.SIGTERM)  # by its pid: the child we started
+        out, err = child.communicate(timeout=CLI_TIMEOUT)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(30)
+    return subprocess.CompletedProcess(argv, child.returncode, out, err)
 
 
 def stop_gpg_agent(gnupghome: Path) -> None:

@@ -24,6 +24,7 @@ from tests.aptrepo import (
     installed_version,
     microdeploy,
     publish,
+    publish_stopped_while_staging,
     serve_repository,
     stop_gpg_agent,
 )
@@ -309,21 +310,9 @@ def test_sigterm_during_a_publish_removes_its_half_made_generation(repo: Path, m
     """SIGTERM while aptly works: exit 130 with a message, the previous state served, no generation left over."""
     publish(repo, make_deb("1.0-1"))
     before = snapshot(repo)
-    half_made = repo / "state" / "generations" / "g000002"
-    child = subprocess.Popen([sys.executable, "-m", "microdeploy", "publish", str(make_deb("2.0-1")),
-                              "--repo", str(repo)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-    try:
-        # Its incoming/ directory exists from staging until aptly has published: SIGTERM lands in between.
-        wait_until(lambda: (half_made / "incoming").exists() or child.poll() is not None,
-                   "the publish staging its packages", interval=0.005)
-        child.send_signal(signal.SIGTERM)  # by its pid: the child we started
-        _, err = child.communicate(timeout=CLI_TIMEOUT)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(30)
-    assert child.returncode == 130, err
+    stopped = publish_stopped_while_staging(repo, "g000002", str(make_deb("2.0-1")))
+    err = stopped.stderr
+    assert stopped.returncode == 130, err
     assert "error: interrupted" in err and "Traceback" not in err
     assert snapshot(repo) == before
     assert sorted(p.name for p in (repo / "state" / "generations").iterdir()) == ["g000001"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.aptrepo import CLI_TIMEOUT, microdeploy, publish, stop_gpg_agent
+from tests.aptrepo import microdeploy, publish, publish_stopped_while_staging, stop_gpg_agent
 from tests.integration.test_faults import mounted
 from tests.integration.test_publish import KEYRING, NAME, MakeDeb, snapshot, verify_release
 from tests.integration.test_publish import make_deb as make_deb
@@ -225,20 +225,9 @@ def test_sigterm_during_a_rotating_publish_keeps_the_old_key(keyed_repo: Path, m
     old = publish(repo, make_deb("1.0-1"))["key_fingerprint"]
     old_keyring = shutil.copyfile(repo / "public" / KEYRING, tmp_path / "old.gpg")
     before, served = key_state(repo), snapshot(repo)
-    child = subprocess.Popen([sys.executable, "-m", "microdeploy", "publish", str(make_deb("2.0-1")),
-                              "--repo", str(repo), "--rotate-key"], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        # Its incoming/ directory exists from staging until aptly has published: the new key is made by then.
-        wait_until(lambda: (repo / "state" / "generations" / "g000002" / "incoming").exists()
-                   or child.poll() is not None, "the rotating publish staging its packages", interval=0.005)
-        child.send_signal(signal.SIGTERM)  # by its pid: the child we started
-        _, err = child.communicate(timeout=CLI_TIMEOUT)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait(30)
-    assert child.returncode == 130, err
+    # The new key is made by the time aptly works.
+    stopped = publish_stopped_while_staging(repo, "g000002", str(make_deb("2.0-1")), "--rotate-key")
+    assert stopped.returncode == 130, stopped.stderr
     assert key_state(repo) == before and snapshot(repo) == served
     data = publish(repo, make_deb("2.0-1"))
     assert data["key_fingerprint"] == old and own_fingerprints(repo) == [old]
