@@ -250,14 +250,17 @@ def test_previous_version_from_a_published_repository(
     assert all(item["status"] in ("passed", "skipped") for item in found.values()), found
 
 
-def test_a_trixie_package_passes_on_a_trixie_host(trixie_service: BuiltService) -> None:
-    """A package built for trixie (+deb13) is checked on trixie without --dist: piuparts and every host check pass."""
-    status, report, stderr = run_check(trixie_service.result.deb)
+def test_a_trixie_package_passes_on_a_trixie_host(trixie_service: BuiltService,
+                                                 trixie_service_v2: BuiltService) -> None:
+    """A package built for trixie (+deb13) is checked on trixie without --dist: piuparts (install, upgrade from
+    the previous trixie build, purge in a trixie chroot) and every host check pass."""
+    status, report, stderr = run_check(trixie_service_v2.result.deb, "--previous", trixie_service.result.deb)
     assert status == 0, stderr
     assert report["release"] == "trixie"
     found = checks(report)
-    assert list(found) == ["lintian", "piuparts", *[step for step in HOST_STEPS if step != "upgrade"]]
+    assert list(found) == ["lintian", "piuparts", *HOST_STEPS]
     assert "minbase trixie chroot" in found["piuparts"]["summary"]
+    assert f"upgrade from {trixie_service.result.version}" in found["piuparts"]["summary"]
     assert found["install"]["summary"].startswith("trixie host booted")
 
 

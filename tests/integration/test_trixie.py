@@ -81,16 +81,6 @@ def test_a_wheel_s_embedded_library_is_overridden_in_a_trixie_build_too(tmp_path
     assert lintian_tags(result.deb) == []
 
 
-def test_trixie_build_passes_piuparts_in_a_trixie_base(
-    trixie_service: BuiltService, trixie_service_v2: BuiltService, trixie_piuparts_base: Path, debian_mirror_uri: str
-) -> None:
-    """piuparts in a trixie chroot: install, upgrade from the previous trixie build, remove and purge."""
-    result = piuparts([trixie_service_v2.result.deb], trixie_piuparts_base, debian_mirror_uri,
-                      previous=trixie_service.result.deb, distribution="trixie")
-    assert result.returncode == 0, result.stdout[-4000:]
-    assert "PASS: Installation, upgrade and purging tests." in result.stdout
-
-
 def test_public_trixie_build_passes_piuparts(
     trixie_public_service: BuiltService, trixie_piuparts_base: Path, debian_mirror_uri: str
 ) -> None:
