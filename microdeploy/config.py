@@ -223,11 +223,20 @@ def load_config(project: Path, overrides: Mapping[str, Any] | None = None,
         values["description"] = described
     for key, value in tool_table.items():
         values[key] = (value, f"{source} key '{key}'")
+    in_file = values.get("settings")
     for key, value in (overrides or {}).items():
         if key not in KEYS:
             raise ValueError(f"not a configuration key: {key}")
         if value is not None and value != ():
             values[key] = (value, FLAGS.get(key, f"--{key.replace('_', '-')}"))
+    if in_file is not None and values["settings"] is not in_file:
+        # A --setting overrides its key of the file's settings, not the whole table: each part is checked with its
+        # own origin, then the flags' keys go over the file's.
+        from_file = check_settings(*in_file)
+        from_flags = check_settings(*values["settings"])
+        merged = {section: {**from_file.get(section, {}), **from_flags.get(section, {})}
+                  for section in {**from_file, **from_flags}}
+        values["settings"] = (merged, values["settings"][1])
     return validate(values)
 
 

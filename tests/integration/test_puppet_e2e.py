@@ -268,8 +268,9 @@ def test_puppet_apply_of_the_role_installs_configures_pins_and_upgrades_the_serv
     assert stat == [f"root:{name} 640", f"root:{name} 750", f"{name}:adm 2750"]
     config = host.read_file(f"/etc/{name}/config.ini")
     # Hiera interpolated nothing from the service's settings; ops' override and their own setting are there;
-    # --setting's values are as typed.
-    assert "[app]\ngreeting = %{lookup('profile::motd')}\nowner = %{ops}\nrelease = 1.10\n" in config
+    # --setting's values are as typed, over the project's own settings (its debug and logging level stay).
+    assert "[app]\ndebug = false\ngreeting = %{lookup('profile::motd')}\nowner = %{ops}\nrelease = 1.10\n" in config
+    assert "[logging]\nlevel = INFO\n" in config
     assert f"[server]\nbind = 127.0.0.1\nport = {port}\nworkers = 3\n" in config
     assert host.run(["systemctl", "is-active", name]).stdout.strip() == "active"
     assert health(host, port, plain_service.health_path, timeout=90)["status"] == "ok"

@@ -340,3 +340,14 @@ def test_a_project_that_describes_itself_with_nothing_gets_the_generic_summary(t
     project = write_pyproject(tmp_path / "p", project_table=DEFAULT_PROJECT + 'description = ""\n')
     assert load_config(project).summary == "Python web service"
     assert load_config(write_pyproject(tmp_path / "q")).summary == "Python web service"
+
+
+def test_a_setting_flag_overrides_its_key_and_keeps_the_files_others(tmp_path: Path) -> None:
+    """--setting app.debug=true changes that key of pyproject's settings; its other keys and sections stay."""
+    project = write_pyproject(tmp_path / "p", '[tool.microdeploy.settings.app]\ndebug = false\ngreeting = "hi"\n'
+                                              '[tool.microdeploy.settings.db]\nurl = "sqlite:///x"\n')
+    flags = parse_setting_assignments(("app.debug=true", "cache.ttl=60"))
+    config = load_config(project, {"settings": flags})
+    assert config.settings == {"app": {"debug": True, "greeting": "hi"}, "db": {"url": "sqlite:///x"},
+                               "cache": {"ttl": 60}}
+    assert load_config(project).settings == {"app": {"debug": False, "greeting": "hi"}, "db": {"url": "sqlite:///x"}}

@@ -121,14 +121,16 @@ def test_stdout_is_the_spec_shape_with_typed_and_quoted_values(project: Path) ->
 
 
 def test_flags_override_the_project_configuration(project: Path) -> None:
-    """service_options flags (port, bind, settings) change the entry as they change the build."""
+    """service_options flags (port, bind, settings) change the entry as they change the build: a --setting its key
+    of the project's settings, the others kept."""
     result = invoke(str(project), "--version", "1.4.0-1", "--port", "9001", "--bind", "[::1]",
                     "--setting", "app.greeting=bonjour")
     assert result.exit_code == 0, result.output
     entry = load(result.stdout)["microdeploy::services"]["orders-api"]
     assert entry["port"] == 9001
     assert entry["bind"] == "::1"  # the module wants IPv6 without brackets
-    assert entry["settings"] == {"app": {"greeting": "bonjour"}}
+    assert entry["settings"] == {"app": {"debug": False, "greeting": "bonjour", "ratio": 1.5},
+                                 "database": {"pool": 5}}
 
 
 def test_settings_from_the_command_line_are_written_as_typed(tmp_path: Path, project: Path) -> None:
@@ -142,8 +144,8 @@ def test_settings_from_the_command_line_are_written_as_typed(tmp_path: Path, pro
     result = invoke(str(project), "--version", "1.4.0-1", "-o", str(output), *flags)
     assert result.exit_code == 0, result.output
     text = output.read_text()
-    assert load(text)["microdeploy::services"]["orders-api"]["settings"] == {"app": {**typed, "debug": False,
-                                                                                     "workers": 3}}
+    settings = load(text)["microdeploy::services"]["orders-api"]["settings"]
+    assert settings["app"] == {**typed, "debug": False, "workers": 3, "greeting": "hello", "ratio": 1.5}
     assert "      version: '1.10'\n" in text and "      s: '\"quoted\"'\n" in text
     assert "      debug: false\n" in text and "      workers: 3\n" in text
 
