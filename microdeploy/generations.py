@@ -31,6 +31,9 @@ from microdeploy.fsutil import atomic_write, held_lock, link_or_copy, sync_direc
 # How long the by-hash index files of earlier publishes stay (an apt-get update
 # that read InRelease before a publish fetches the indexes it lists after it).
 BY_HASH_GRACE = 900.0
+# The published keyring hosts use as Signed-By, and its ASCII armour.
+KEYRING_NAME = "microdeploy-archive-keyring.gpg"
+ARMORED_KEY_NAME = "microdeploy-archive-keyring.asc"
 # The ioctl that makes `dest` share `source`'s blocks (btrfs, XFS): linux/fs.h FICLONE.
 FICLONE = 0x40049409
 LOCK_TIMEOUT = 600.0

@@ -30,6 +30,8 @@ from microdeploy.dists import DEFAULT_DIST
 from microdeploy.errors import bad_input
 from microdeploy.fsutil import atomic_write, check_writable
 from microdeploy.generations import (
+    ARMORED_KEY_NAME,
+    KEYRING_NAME,
     Layout,
     by_hash_files,
     clone_generation,
@@ -43,6 +45,7 @@ from microdeploy.generations import (
     swap_public,
 )
 from microdeploy.process import Runner, run
+from microdeploy.repo_keys import served_fingerprint, settle_after_failure, signing_key
 from microdeploy.repo_plan import (
     Manifest,
     SuitePlan,
@@ -52,8 +55,8 @@ from microdeploy.repo_plan import (
     served_indexes,
     suite_of,
 )
-from microdeploy.rotation import retired_keyrings, settle_rotation, stage_own_key, stage_retired_keyring
-from microdeploy.signing import SigningKey, export_keyring, own_key, resolve_key, stop_agent
+from microdeploy.rotation import retired_keyrings, settle_rotation
+from microdeploy.signing import SigningKey, export_keyring, resolve_key, stop_agent
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +65,11 @@ DEFAULT_KEEP = 5
 # Where `repo serve` listens unless told otherwise (a service's port is config.DEFAULT_PORT).
 SERVE_BIND = "127.0.0.1"
 SERVE_PORT = 8080
-KEYRING_NAME = "microdeploy-archive-keyring.gpg"
-ARMORED_KEY_NAME = "microdeploy-archive-keyring.asc"
 # Where hosts are told to put the keyring (apt's documented place for Signed-By keys).
 HOST_KEYRING_DIR = "/etc/apt/keyrings"
 # What --gpg-key may name: a key id or fingerprint, or an e-mail address of the key's user id.
 GPG_KEY = validate.rule(r"(?:0x)?[0-9A-Fa-f]{8,40}|<?[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+>?",
                         "a key id or fingerprint (hex) or the key's e-mail address", 256)
-# How long a key rotated out with --rotate-key stays in the exported keyring.
-KEY_TRANSITION_DAYS = 90
 APTLY_TIMEOUT = 600.0
 
 
@@ -223,7 +222,7 @@ def publish(
                                                timings, clock)
                 settle_rotation(layout, served_fingerprint(layout), runner)
             except BaseException:
-                _settle_after_failure(layout, runner)
+                settle_after_failure(layout, runner)
                 raise
             finally:
                 if layout.gnupghome.is_dir():
@@ -246,49 +245,6 @@ def publish(
         armored_key=layout.public / ARMORED_KEY_NAME, generation=current.name if current else "",
         changed=changed, timings=timings,
     )  # fmt: skip
-
-
-def signing_key(layout: Layout, manifest: Manifest, explicit: SigningKey | None, rotate: bool, now: float,
-                runner: Runner = run) -> tuple[SigningKey, Manifest]:
-    """The key to sign with, and the manifest that records it; the key changes only with --rotate-key."""
-    expected = manifest.key_fingerprint
-    if explicit is not None:
-        key = explicit
-    elif rotate and expected is not None:
-        key = stage_own_key(layout, expected, runner)
-    else:
-        key = own_key(layout.gnupghome, expected, runner)
-    retired = dict(manifest.retired_keys)
-    if expected not in (None, key.fingerprint):
-        if not rotate:
-            raise bad_input(
-                f"the repository is signed with key {expected}, not with {key.fingerprint}",
-                hint=f"Sign with key {expected} (leave out --gpg-key/--gnupghome for the repository's own key), "
-                     "or pass --rotate-key to change keys on purpose")
-        log.warning("rotating the signing key from %s to %s: %s carries both for %d days; give hosts the new "
-                    "keyring before then", expected, key.fingerprint, KEYRING_NAME, KEY_TRANSITION_DAYS)
-        retired[expected] = now
-        if layout.public.is_dir():
-            # The keyring hosts have now (the old key and any still in transition) stays exportable.
-            stage_retired_keyring(layout, expected, layout.public / KEYRING_NAME)
-    retired = {fpr: when for fpr, when in retired.items()
-               if fpr != key.fingerprint and now - when < KEY_TRANSITION_DAYS * 86400}
-    return key, Manifest(manifest.dists, key.fingerprint, retired)
-
-
-def served_fingerprint(layout: Layout) -> str | None:
-    """The key the served generation is signed with (its manifest's), or None before the first publish."""
-    current = layout.current()
-    return Manifest.load(current / "manifest.json").key_fingerprint if current is not None else None
-
-
-def _settle_after_failure(layout: Layout, runner: Runner) -> None:
-    """Settle a rotation against what is served after a failed or stopped publish, without hiding why it failed:
-    what cannot be settled now the next publish settles."""
-    try:
-        settle_rotation(layout, served_fingerprint(layout), runner)
-    except Exception as exc:  # the publish's own error is the one to report
-        log.warning("could not settle the key rotation in %s (the next publish will): %s", layout.state, exc)
 
 
 def _make_generation(
