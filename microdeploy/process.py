@@ -151,16 +151,14 @@ def run(
     ) as popen:
         try:
             stdout, stderr = popen.communicate(input, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
+        except BaseException as exc:
             end_tree(popen.pid)
             popen.wait()
-            raise MicrodeployError(
-                f"`{shlex.join(argv)}` did not finish within {timeout} s",
-                hint="Look for a hung process or raise the timeout",
-            ) from exc
-        except BaseException:
-            end_tree(popen.pid)
-            popen.wait()
+            if isinstance(exc, subprocess.TimeoutExpired):
+                raise MicrodeployError(
+                    f"`{shlex.join(argv)}` did not finish within {timeout} s",
+                    hint="Look for a hung process or raise the timeout",
+                ) from exc
             raise
     result = Result(argv, popen.returncode, stdout, stderr)
     log.debug("exit %d: %s", result.returncode, argv[0])
