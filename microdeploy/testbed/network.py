@@ -121,16 +121,20 @@ def _configure(ns: Netns) -> None:
 
 
 def delete_netns(ns: Netns) -> None:
-    """Delete the namespace and the veth pair; what is already gone is fine."""
-    if ns.path.exists():
-        run(["ip", "netns", "delete", ns.name])
-    # Last, because our veth name is what claims N (see create_netns). Deleting
-    # one end of a pair deletes the other, wherever it lives. The kernel also
-    # deletes the pair itself when it frees the namespace, in the background
-    # and at any moment: gone before or during our delete is fine.
+    """Delete the veth pair, then the namespace; what is already gone is fine.
+
+    The pair goes first, while the namespace's file still claims N for us
+    (create_netns skips an N whose namespace exists). Deleted the other way
+    round, the kernel frees the pair in the background once the namespace is
+    gone, another session can claim N in that moment, and our `ip link delete`
+    would delete its new pair.
+    """
+    # Deleting one end of a pair deletes the other, wherever it lives.
     link = run(["ip", "link", "delete", ns.host_ifname], check=False)
     if link.returncode != 0 and (Path("/sys/class/net") / ns.host_ifname).exists():
         raise MicrodeployError(f"cannot delete veth {ns.host_ifname}: {link.stderr.strip()}")
+    if ns.path.exists():
+        run(["ip", "netns", "delete", ns.name])
     (_REGISTRY / ns.name).unlink(missing_ok=True)
     log.info("deleted network namespace %s", ns.name)
 

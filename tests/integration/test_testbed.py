@@ -8,19 +8,21 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from microdeploy.errors import MicrodeployError
+from microdeploy.process import Result
 from microdeploy.testbed import CACHE_DIR
 from microdeploy.testbed import host as host_module
+from microdeploy.testbed import network as network_module
 from microdeploy.testbed.host import RUNNING_STATES, Host, boot, booted_host
 from microdeploy.testbed.image import BASE_PACKAGES, build_cached, debian_mirror, image_path, unpacked
-from microdeploy.testbed.network import netns, reap_stale_netns
+from microdeploy.testbed.network import Netns, create_netns, delete_netns, netns, reap_stale_netns
 from microdeploy.testbed.procs import ROOTS_DIR, read_proc, reap_stale_hosts
 
 if TYPE_CHECKING:
@@ -292,3 +294,43 @@ def test_leftovers_of_a_dead_session_are_reaped(host_image: Path) -> None:
     # Read once: init may reap the zombie at any moment, between a look and a read.
     status = read_proc(nspawn_pid, "status")
     assert not status or "zombie" in status
+
+
+def test_a_subnet_being_freed_is_not_taken_from_under_the_session_that_claims_it_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another session creating a namespace while ours is deleted keeps its veth pair.
+
+    The other session's create runs right after our first tear-down command,
+    once our veth is gone (as the kernel frees it in the background after the
+    namespace's delete): our delete must not then remove the pair it made.
+    """
+    ours = create_netns()
+    theirs: list[Netns] = []
+    real_run = network_module.run
+
+    def run_then_another_session_creates(argv: Sequence[str], **kwargs: Any) -> Result:
+        result = real_run(argv, **kwargs)
+        if not theirs:
+            link = Path("/sys/class/net") / ours.host_ifname
+            deadline = time.monotonic() + 10
+            while link.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if not link.exists():
+                # The other session runs `ip` itself, unhooked.
+                monkeypatch.setattr(network_module, "run", real_run)
+                theirs.append(create_netns())
+                monkeypatch.setattr(network_module, "run", run_then_another_session_creates)
+        return result
+
+    try:
+        monkeypatch.setattr(network_module, "run", run_then_another_session_creates)
+        delete_netns(ours)
+        monkeypatch.setattr(network_module, "run", real_run)
+        assert theirs, "the other session never created its namespace"
+        assert (Path("/sys/class/net") / theirs[0].host_ifname).exists(), f"{theirs[0]}'s veth pair was deleted"
+        assert theirs[0].path.exists()
+    finally:
+        monkeypatch.setattr(network_module, "run", real_run)
+        for ns in theirs:
+            delete_netns(ns)
