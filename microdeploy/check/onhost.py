@@ -198,7 +198,9 @@ class _OnHost:
             target, what = f"{plan.info.name}={plan.previous_version}", f"{plan.previous_version} (previous)"
         else:
             target, what = f"{_INBOX}/{plan.info.path.name}", plan.info.version
-        sources = self._sources_if_needed([target])
+        sources = self._sources()
+        if plan.info.has_unit:
+            self._named_apart_from_debian()
         self._apt("install", target)
         return f"{plan.release} host booted in {booted:.1f} s; {what} installed with apt{sources}"
 
@@ -271,15 +273,9 @@ class _OnHost:
             raise failure(f"purge left {len(left)} path(s) behind: {shown}", "\n".join(f"/{p}" for p in left))
         return f"purged; nothing of {name} left behind"
 
-    def _sources_if_needed(self, targets: list[str]) -> str:
-        """Give the host our feed as its APT sources when apt needs more than the image has; say which."""
+    def _sources(self) -> str:
+        """Give the host our feed as its APT sources (Debian's archive, and --repo if given); say which."""
         plan = self.plan
-        needed = plan.repo_public is not None or plan.previous_version is not None
-        if not needed:
-            simulated = self.host.run([*_APT, "--simulate", "install", *targets], check=False, timeout=APT_TIMEOUT)
-            needed = simulated.returncode != 0
-        if not needed:
-            return " (all dependencies in the image)"
         assert self.feed is not None
         stanzas = [self.feed.mirror_sources()]
         if plan.repo_public is not None:
@@ -290,6 +286,31 @@ class _OnHost:
         if update.returncode != 0 or "\nW: " in f"\n{update.stderr}" or "\nE: " in f"\n{update.stderr}":
             raise failure("apt-get update on the host failed", update.stdout + update.stderr)
         return " (dependencies from Debian" + (" and --repo)" if plan.repo_public else ")")
+
+    def _named_apart_from_debian(self) -> None:
+        """A service's package name is no package of Debian's archive.
+
+        apt takes two packages of one name for versions of one package: it
+        installs whichever version is higher, so `apt install NAME` may give
+        Debian's, and once Debian's is the higher `apt upgrade` replaces the
+        service (its venv, its unit, its /var/lib/NAME) on every host.
+        """
+        assert self.feed is not None
+        name = self.plan.info.name
+        listed = self.host.run(["apt-cache", "madison", name], check=False, timeout=APT_TIMEOUT).stdout
+        archive = f"{self.feed.url}mirror/"
+        debians = []
+        for line in listed.splitlines():
+            # "NAME | VERSION | URI SUITE/COMPONENT ARCH Packages"; --repo's and the inbox's are the service's own.
+            _, version, where = ([*(field.strip() for field in line.split(" | ")), "", ""])[:3]
+            uri, _, rest = where.partition(" ")
+            if uri.startswith(archive):
+                debians.append(f"{version} in {rest.partition(' ')[0]}")
+        if debians:
+            raise failure(
+                f"{name} is also a package of Debian's archive ({', '.join(debians)}): apt would take the service "
+                "and it for one package and install the higher version; build the service under another --name",
+                listed)
 
     def _apt(self, action: str, target: str) -> None:
         """apt-get ACTION TARGET on the host; a failure carries apt's own last lines."""
