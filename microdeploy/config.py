@@ -21,6 +21,7 @@ from microdeploy.apptarget import AppTargetError, parse_app
 from microdeploy.errors import bad_input
 from microdeploy.pyproject import FILE as PYPROJECT
 from microdeploy.pyproject import Pyproject, load_toml, read_pkg_info, read_pyproject
+from microdeploy.summary import DESCRIPTION_MAX, project_summary, without_name
 
 Scalar = str | int | float | bool
 Settings = Mapping[str, Mapping[str, Scalar]]
@@ -28,7 +29,6 @@ Settings = Mapping[str, Mapping[str, Scalar]]
 MICRODEPLOY_TOML = "microdeploy.toml"
 
 NAME_MAX = rules.SERVICE_NAME.max_length
-DESCRIPTION_MAX = 80
 # The WSGI target, literal factory arguments included.
 APP_MAX = 500
 # A setting's value lands on one line of config.ini and in Hiera data.
@@ -116,47 +116,6 @@ def read_project_file(project: Path, pyproject: Pyproject | None = None) -> tupl
         tool_table = dict(data.get("tool", {}).get("microdeploy", data))
         source = MICRODEPLOY_TOML
     return project_table, tool_table, source
-
-
-def project_summary(description: str, name: str = "") -> str:
-    """The package summary from a project's own description: its first sentence without the project's name in
-    front ("rq-dashboard is a general purpose..."), cut at a word to fit, and at a clause when one ends in the
-    second half ("..., jobs, and workers" gives "..., jobs").
-
-    PyPI takes any length; a Debian summary is one short line, and a project
-    packaged as it is must not be refused for its metadata.
-    """
-    text = " ".join(description.split())
-    sentence = text.split(". ")[0].rstrip(".")
-    named = re.match(named_in_front(name) + r"(?=\w)", sentence, flags=re.IGNORECASE) if name else None
-    if named:
-        sentence = sentence[named.end()].upper() + sentence[named.end() + 1:]
-    if len(sentence) <= DESCRIPTION_MAX:
-        return sentence
-    cut = sentence[:DESCRIPTION_MAX + 1].rsplit(" ", 1)[0][:DESCRIPTION_MAX]  # a word longer than the line: cut
-    clauses = [found.start() for found in CLAUSE_END.finditer(cut) if found.start() >= DESCRIPTION_MAX // 2]
-    return (cut[:clauses[-1]] if clauses else cut).rstrip(",;:")
-
-
-# Where a clause or a list's item ends: before a comma or semicolon, or before a word that joins the next one.
-CLAUSE_END = re.compile(r"[,;:](?= )| (?=(?:and|or|but|with|for|that|which)\b)", re.IGNORECASE)
-
-
-def named_in_front(name: str) -> str:
-    """The pattern (case aside) of `name` in front of a description, as a word (as lintian's
-    description-starts-with-package-name takes it: "moin" starts "Moin wiki", not "MoinMoin is a wiki"), with the
-    article before it and the "is a" after it: "The orders-api service", "rq-dashboard is a ..."."""
-    return rf"^(?:(?:a|an|the)\s+)?{re.escape(name)}\b[\s:,-]*(?:(?:is|are)\s+)?(?:(?:a|an|the)\s+)?"
-
-
-def without_name(text: str, name: str) -> str:
-    """`text` without `name` in front (named_in_front) nor a leading article (lintian), however often repeated."""
-    before = None
-    while text != before:
-        before = text
-        text = re.sub(named_in_front(name), "", text, flags=re.IGNORECASE)
-        text = re.sub(r"^(a|an|the)\s+", "", text, flags=re.IGNORECASE)
-    return text
 
 
 def declared_summary(project: Path) -> tuple[str, str] | None:

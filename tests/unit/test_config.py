@@ -12,6 +12,7 @@ from microdeploy.config import (
     parse_setting_assignments,
 )
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
+from microdeploy.summary import project_summary
 
 DEFAULT_PROJECT = 'name = "Orders_API"\nversion = "1.2.0"\n'
 
@@ -302,6 +303,23 @@ def test_a_summary_leaves_the_projects_name_out_before_it_is_cut(tmp_path: Path)
     assert load_config(project).description == "Archivy"  # nothing after the name: kept as it is
     (project / "PKG-INFO").write_text(f"Metadata-Version: 2.1\nName: archivy\nVersion: 1.7.7\nSummary: {'x' * 90}\n")
     assert load_config(project).description == "x" * 80  # one word longer than the line
+
+
+@pytest.mark.parametrize(("description", "summary"), [
+    # No clause ends in the line's second half: the cut goes before the last preposition there.
+    ("Manage the inventory of warehouses across several regions using the shared database of the company",
+     "Manage the inventory of warehouses across several regions"),
+    # A cut that leaves a word leading into the next one drops it, however many in a row.
+    ("Aaaa bbbb cccc dddd eeee ffff gggg hhhh iiii jjjj kkkk llll mmmm nnnn oooo the qqqq rrrr",
+     "Aaaa bbbb cccc dddd eeee ffff gggg hhhh iiii jjjj kkkk llll mmmm nnnn oooo"),
+    # Nothing to go by: cut at the word.
+    ("Aaaa bbbb cccc dddd eeee ffff gggg hhhh iiii jjjj kkkk llll mmmm nnnn oooo pppp qqqq",
+     "Aaaa bbbb cccc dddd eeee ffff gggg hhhh iiii jjjj kkkk llll mmmm nnnn oooo pppp"),
+])
+def test_a_cut_summary_ends_where_a_phrase_does(description: str, summary: str) -> None:
+    """A description longer than the line, without a clause ending late enough, is cut where a phrase ends, not
+    after "the shared" or "your"."""
+    assert project_summary(description) == summary
 
 
 @pytest.mark.parametrize("name", ["root", "www-data", "nobody", "staff", "sudo", "systemd", "systemd-resolve"])
