@@ -300,13 +300,15 @@ def test_a_wiki_whose_name_starts_its_own_name_keeps_its_summary(tmp_path: Path)
 def test_wheels_with_foreign_programs_old_gzip_times_and_bare_extensions_build_lintian_clean(tmp_path: Path) -> None:
     """A scraping service's wheels as PyPI ships them: selenium's selenium-manager for linux-arm64 (strip failed on
     it, lintian refuses it) is left out, RECORD agreeing, and the one for this machine stays; botocore's gzip data,
-    compressed after the service's last commit, and numpy's extension modules, which link no libc, are overridden
-    for the venv; lintian reports no error or warning."""
+    compressed after the service's last commit, numpy's extension modules, which link no libc, and pypandoc-binary's
+    pandoc, linked statically with zlib, gmp and libyaml in it (a wiki's, wikmd's), are overridden for the venv;
+    lintian reports no error or warning."""
     project = new_service(tmp_path, "scrape-api")
     pyproject = project / "pyproject.toml"
     pyproject.write_text(pyproject.read_text().replace(
         '    "gunicorn>=21.2",\n',
-        '    "gunicorn>=21.2",\n    "selenium==4.39.0",\n    "numpy==2.3.5",\n    "botocore==1.42.3",\n'))
+        '    "gunicorn>=21.2",\n    "selenium==4.39.0",\n    "numpy==2.3.5",\n    "botocore==1.42.3",\n'
+        '    "pypandoc-binary==1.13",\n'))
     environ = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}  # 2023: older than the wheels' gzip data
     result = build(BuildSettings(project=project, out=tmp_path / "dist", environ=environ))
     common = "/opt/venvs/scrape-api/lib/python3.11/site-packages/selenium/webdriver/common"
@@ -316,6 +318,7 @@ def test_wheels_with_foreign_programs_old_gzip_times_and_bare_extensions_build_l
     record = deb_member(result.deb, "/opt/venvs/scrape-api/lib/python3.11/site-packages/"
                                     "selenium-4.39.0.dist-info/RECORD")
     assert "webdriver/common/linux/selenium-manager," in record and "linux-arm64" not in record
+    assert "/opt/venvs/scrape-api/lib/python3.11/site-packages/pypandoc/files/pandoc" in paths
     assert lintian_tags(result.deb) == []
 
 

@@ -154,3 +154,33 @@ def test_gzip_data_compressed_after_the_changelog_carries_its_time(debian: Path,
         f"orders-api: package-contains-timestamped-gzip 2026-01-01T00:00:01 "
         f"[{SITE}/botocore/data/s3/service-2.json.gz]",
     ]
+
+
+def test_a_wheels_static_program_gets_the_static_and_embedded_library_tags_lintian_gives_it(
+    debian: Path, tmp_path: Path
+) -> None:
+    """pypandoc-binary's pandoc: an executable linked statically (ET_EXEC, no NEEDED entry) is a
+    statically-linked-binary, and a library whose strings it holds is embedded in it although its name is no
+    library's. Not: one that needs libc, one named *-static, nor a position-independent one (ET_DYN)."""
+    work = tmp_path / "elf"
+    made = shared_objects(work)
+    source = work / "zlib.s"
+    source.write_text('.section .rodata\n.ascii "deflate 1.2.13 Copyright 1995-2022 Jean-loup Gailly and Mark Adler"\n')
+    with_zlib = work / "with-zlib.o"
+    subprocess.run(["as", "-o", str(with_zlib), str(source)], check=True)
+    programs = {"static": [], "dynamic": ["--no-as-needed", str(made["libc"]),
+                                         "-dynamic-linker", "/lib64/ld-linux-x86-64.so.2"]}
+    for kind, options in programs.items():
+        # No _start: ld warns and links all the same; nothing here ever runs.
+        subprocess.run(["ld", "-e", "0", "-o", str(work / kind), str(with_zlib), *options], check=True)
+    package = tmp_path / "pkg"
+    put(package / SITE / "pypandoc" / "files" / "pandoc", (work / "static").read_bytes(), 0o755)
+    put(package / SITE / "tool" / "bin" / "helper", (work / "dynamic").read_bytes(), 0o755)
+    put(package / SITE / "tool" / "bin" / "busybox-static", (work / "static").read_bytes(), 0o755)
+    put(package / SITE / "tool" / "bin" / "pie", made["with-libc"].read_bytes(), 0o755)
+    assert overrides_of(debian, package) == [
+        f"orders-api: embedded-library zlib [{SITE}/pypandoc/files/pandoc]",
+        f"orders-api: embedded-library zlib [{SITE}/tool/bin/busybox-static]",
+        f"orders-api: embedded-library zlib [{SITE}/tool/bin/helper]",
+        f"orders-api: statically-linked-binary [{SITE}/pypandoc/files/pandoc]",
+    ]
