@@ -263,7 +263,9 @@ class _OnHost:
         if self.admin_config:
             # The administrator's file is theirs to remove, not the package's.
             self.host.run(["rm", "-f", f"/etc/{name}/config.ini"], timeout=30)
-        self._apt("purge", name)
+        # With what apt installed for it alone, as an administrator's `apt purge --autoremove` (and piuparts) does:
+        # the files of its dependencies (git for a wiki) are theirs, not the package's.
+        self._apt("purge", name, "--autoremove")
         # What the setup script made is the administrator's, not the package's to remove, and so are the
         # directories that hold it (the package's postrm cannot remove /etc/NAME with a file of theirs in it).
         left = sorted(path for path in self._changed_paths() - self.before - self.made_by_setup
@@ -312,9 +314,9 @@ class _OnHost:
                 "and it for one package and install the higher version; build the service under another --name",
                 listed)
 
-    def _apt(self, action: str, target: str) -> None:
-        """apt-get ACTION TARGET on the host; a failure carries apt's own last lines."""
-        result = self.host.run([*_APT, action, target], check=False, timeout=APT_TIMEOUT)
+    def _apt(self, action: str, target: str, *options: str) -> None:
+        """apt-get ACTION [OPTIONS] TARGET on the host; a failure carries apt's own last lines."""
+        result = self.host.run([*_APT, action, *options, target], check=False, timeout=APT_TIMEOUT)
         if result.returncode != 0:
             output = result.stdout + result.stderr
             lines = [line for line in output.splitlines() if line.strip()]

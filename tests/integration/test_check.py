@@ -198,6 +198,20 @@ def test_a_broken_package_fails_its_step_with_one_line_and_the_journal(
     assert all(found[name]["status"] == "skipped" for name in later if name in found)
 
 
+def test_what_apt_installed_for_the_package_goes_with_its_purge(plain_service: BuiltService, tmp_path: Path) -> None:
+    """A package that depends on a program the image lacks (jq, which brings libjq1 and libonig5) passes purge:
+    the dependencies apt installed for it are purged with it, as `apt purge --autoremove` does, and their files
+    are not counted as the package's."""
+    def depends_on_jq(tree: Path) -> None:
+        control = tree / "DEBIAN" / "control"
+        control.write_text(re.sub(r"(?m)^(Depends: .*)$", r"\1, jq", control.read_text()))
+
+    deb = repack(plain_service.result.deb, tmp_path, depends_on_jq)
+    status, report, stderr = run_check(deb, "--skip", "lintian", "--skip", "piuparts")
+    assert status == 0, {name: item["summary"] for name, item in checks(report).items()} or stderr
+    assert checks(report)["purge"]["summary"] == "purged; nothing of orders-api left behind"
+
+
 def test_sigterm_tears_the_host_and_its_namespace_down(plain_service: BuiltService, host_image: Path) -> None:
     """A check ended by SIGTERM while its host runs removes the host's root and its network namespace."""
     child = subprocess.Popen(
