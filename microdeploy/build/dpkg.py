@@ -28,6 +28,8 @@ RESOLUTION_FAILURES = ("No matching distribution", "ResolutionImpossible", "No s
 INDEX_FAILURES = ("Failed to fetch:", "could not be queried", "connection broken by", "Could not fetch URL")
 # setuptools-scm's words (hatch-vcs quotes them) when it finds no git above the project's copy.
 VCS_VERSION_FAILURE = "setuptools-scm was unable to detect version"
+# uv's and pip's words when a dependency without a wheel for the release's Python failed to build from source.
+SOURCE_BUILD_FAILURE = re.compile(r"Failed to build `([A-Za-z0-9._-]+)|Failed building wheel for ([A-Za-z0-9._-]+)")
 # Variables of the caller's Python that must not leak into the build's interpreters.
 SCRUBBED = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "CONDA_PREFIX")
 # A calling make's variables (a CI job's `make release`): its jobserver is not debian/rules' own, and
@@ -120,6 +122,12 @@ def failure_hint(output: str) -> str:
                 "(UV_INDEX_URL or PIP_INDEX_URL, pip.conf's index-url), then build again")
     if any(words in output for words in RESOLUTION_FAILURES):
         return "Fix the project's dependencies so that the installer (uv or pip) can resolve them"
+    built = SOURCE_BUILD_FAILURE.search(output)
+    if built:
+        name = built.group(1) or built.group(2)
+        return (f"{name} has no wheel for the release's Python and was built from source: give the Debian packages "
+                "its build needs (the -dev packages its error names) with --build-depends or build_depends, or "
+                "pin a version of it that has a wheel")
     if VCS_VERSION_FAILURE in output:
         return ("The build backend takes the version from git, and the build's copy of the project reaches git "
                 "only at the top of its repository (a backend that looks above the project, as root = \"../..\" "

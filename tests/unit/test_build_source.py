@@ -189,6 +189,28 @@ def test_a_version_git_cannot_give_in_the_copy_says_what_to_set(tmp_path: Path,
     assert info.value.exit_code == 1
 
 
+@pytest.mark.parametrize("failure", [
+    # uv, building wikmd 1.10.6 for trixie (Python 3.13): lxml 5.1.0 has no cp313 wheel.
+    "    error: Failed to build `lxml==5.1.0`\n      cause: The build backend returned an error\n"
+    "             Error: Please make sure the libxml2 and libxslt development packages are installed.\n",
+    # pip (no uv on the build host), the same dependency.
+    "  Error: Please make sure the libxml2 and libxslt development packages are installed.\n"
+    "  ERROR: Failed building wheel for lxml\nFailed to build lxml\n",
+])
+def test_a_dependency_built_from_source_names_the_build_depends_to_give(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """A dependency without a wheel for the release's Python fails to build from source: the hint names it and
+    where its build's Debian packages go."""
+    monkeypatch.setattr("microdeploy.build.dpkg.require_tools", lambda *tools: None)
+    with pytest.raises(MicrodeployError) as info:
+        dpkg_buildpackage(tmp_path / "tree", {}, 1234, FakeRunner({"dpkg-buildpackage": (2, failure)}))
+    assert "libxml2 and libxslt development packages" in info.value.message
+    assert info.value.hint is not None and info.value.hint.startswith(
+        "lxml has no wheel for the release's Python and was built from source: give the Debian packages its build "
+        "needs (the -dev packages its error names) with --build-depends or build_depends")
+
+
 def test_any_other_failure_names_the_debug_option_where_it_is_taken(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """--debug is microdeploy's own option, before the command: the hint writes it there (`microdeploy build
