@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from microdeploy.build import records
-from microdeploy.build.fastpath.contract import PIP_TOOL, PLAIN_PIP_TOOL
+from microdeploy.build.fastpath.contract import PACKAGE_BUILT_FILE, PIP_TOOL, PLAIN_PIP_TOOL
 from microdeploy.errors import MicrodeployError
 from microdeploy.process import Result, Runner, output_tail, require_tools, run
 
@@ -30,6 +31,8 @@ INDEX_FAILURES = ("Failed to fetch:", "could not be queried", "connection broken
 VCS_VERSION_FAILURE = "setuptools-scm was unable to detect version"
 # uv's and pip's words when a dependency without a wheel for the release's Python failed to build from source.
 SOURCE_BUILD_FAILURE = re.compile(r"Failed to build `([A-Za-z0-9._-]+)|Failed building wheel for ([A-Za-z0-9._-]+)")
+# How often the finisher looks for debian/rules' mark that the package is written (seconds).
+FINISH_POLL = 0.005
 # Variables of the caller's Python that must not leak into the build's interpreters.
 SCRUBBED = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "CONDA_PREFIX")
 # A calling make's variables (a CI job's `make release`): its jobserver is not debian/rules' own, and
@@ -79,15 +82,57 @@ def dpkg_buildpackage(tree: Path, environ: Mapping[str, str], epoch: int, runner
     `dpkg-source --before-build` and `--after-build`: with no patches in the
     rendered debian/ they have nothing to do but start two more Perl
     programs. `finish`, if given, works on the package (compresses it)
-    before its checksums go into the records.
+    before its checksums go into the records: from the moment debian/rules
+    has written it, while dpkg's generators run on their stand-in (Finisher).
     """
     require_tools(*BUILD_TOOLS)
     env = build_environment(environ, epoch)
     argv = ["dpkg-buildpackage", "--rules-target=binary", "--no-sign", f"--jobs={build_jobs(environ)}"]
-    run_build_step(argv, tree, env, "dpkg-buildpackage", runner)
-    if finish is not None:
-        finish()
+    if finish is None:
+        run_build_step(argv, tree, env, "dpkg-buildpackage", runner)
+    else:
+        finisher = Finisher(tree / "debian" / PACKAGE_BUILT_FILE, finish)
+        built = False
+        try:
+            run_build_step(argv, tree, env, "dpkg-buildpackage", runner)
+            built = True
+        finally:
+            finisher.close(finish_now=built)
     records.finish(tree, single_file(tree.parent, "*.deb"))
+
+
+class Finisher:
+    """Runs `finish` on a thread once `mark` exists (debian/rules makes it when the package is written), beside
+    the rest of the build: dpkg's generators, which work on a stand-in for the package."""
+
+    def __init__(self, mark: Path, finish: Callable[[], None]) -> None:
+        self.mark = mark
+        self.finish = finish
+        self.stopped = threading.Event()
+        self.finished = False
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._watch, name="finish-package", daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        while not self.stopped.is_set():
+            if self.mark.exists():
+                try:
+                    self.finish()
+                except BaseException as exc:  # raised again by close(), in the build's own thread
+                    self.error = exc
+                self.finished = True
+                return
+            self.stopped.wait(FINISH_POLL)
+
+    def close(self, finish_now: bool) -> None:
+        """Stop watching and wait for a finish under way; with `finish_now`, finish here if it has not been."""
+        self.stopped.set()
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        if finish_now and not self.finished:
+            self.finish()
 
 
 def run_build_step(argv: Sequence[str], cwd: Path, env: Mapping[str, str], what: str, runner: Runner = run) -> None:

@@ -51,6 +51,9 @@ How the two sides work together:
   generators on a stand-in for the package, and where microdeploy takes
   their .buildinfo and .changes from once the package is compressed
   (build/records.py).
+- PACKAGE_BUILT_FILE, in debian/, is made by debian/rules once dh_builddeb
+  has written the package: microdeploy compresses it from then on, while
+  dpkg's generators work on their stand-in (build/dpkg.py).
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ VENV_DIR = "venv"
 PIP_TOOL = "uv-pip"
 PLAIN_PIP_TOOL = "plain-pip"
 STAND_IN_DIR = "records"
+PACKAGE_BUILT_FILE = ".package-built"
 INERT_SUFFIX = ".microdeploy-inert"
 
 # Every uv run of a build: no progress bars, never a downloaded Python, and the
