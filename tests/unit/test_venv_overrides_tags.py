@@ -184,3 +184,41 @@ def test_a_wheels_static_program_gets_the_static_and_embedded_library_tags_linti
         f"orders-api: embedded-library zlib [{SITE}/tool/bin/helper]",
         f"orders-api: statically-linked-binary [{SITE}/pypandoc/files/pandoc]",
     ]
+
+
+def test_library_search_paths_of_the_wheels_build_machine_get_the_tags_lintian_gives_them(
+    debian: Path, tmp_path: Path
+) -> None:
+    """shapely 2.2.0's _geos module keeps RUNPATH /usr/local/lib64 from its wheel's build: an absolute entry is a
+    custom-library-search-path (as lintian writes it: canonical, with its section), a relative one a
+    relative-library-search-path; $ORIGIN's entries and the folders lintian keeps for the package's own
+    libraries are not, and the entries are remembered by the ELF file's bytes at the next build."""
+    work = tmp_path / "elf"
+    work.mkdir()
+    empty = work / "empty.o"
+    subprocess.run(["as", "-o", str(empty), "/dev/null"], check=True)
+    made = {}
+    for name, options in {
+        "geos": ["--enable-new-dtags", "-rpath", "//usr//local/lib64/"],
+        "mixed": ["--disable-new-dtags", "-rpath", "$ORIGIN/../shapely.libs:lib:/usr/lib/orders-api/private"],
+        "origin": ["--enable-new-dtags", "-rpath", "${ORIGIN}/../numpy.libs"],
+    }.items():
+        made[name] = work / f"{name}.so"
+        subprocess.run(["ld", "-shared", "-o", str(made[name]), str(empty), *options], check=True)
+    package = tmp_path / "pkg"
+    put(package / SITE / "shapely" / "_geos.cpython-311-x86_64-linux-gnu.so", made["geos"].read_bytes())
+    put(package / SITE / "tool" / "_mixed.cpython-311-x86_64-linux-gnu.so", made["mixed"].read_bytes())
+    put(package / SITE / "numpy" / "_core.cpython-311-x86_64-linux-gnu.so", made["origin"].read_bytes())
+    env = {**os.environ, "MICRODEPLOY_ELF_CACHE": str(tmp_path / "cache")}
+    expected = [
+        f"orders-api: custom-library-search-path RUNPATH /usr/local/lib64 "
+        f"[{SITE}/shapely/_geos.cpython-311-x86_64-linux-gnu.so]",
+        f"orders-api: relative-library-search-path RPATH lib [{SITE}/tool/_mixed.cpython-311-x86_64-linux-gnu.so]",
+    ]
+    lines = [line for line in overrides_of(debian, package, env) if "search-path" in line]
+    assert lines == expected
+    (package / "usr").rename(tmp_path / "first-usr")
+    no_readelf = tmp_path / "bin"
+    put(no_readelf / "readelf", "#!/bin/sh\nexit 7\n", 0o755)
+    env = {**env, "PATH": f"{no_readelf}:{os.environ['PATH']}"}
+    assert [line for line in overrides_of(debian, package, env) if "search-path" in line] == expected
