@@ -188,7 +188,6 @@ class _OnHost:
         self.feed = self.stack.enter_context(serving_feed(netns.host_address, mirrors, plan.repo_public))
         host.wait_until_running()
         booted = time.monotonic() - started
-        self.before = self._changed_paths()
         debs = [plan.info] + ([plan.previous] if plan.previous else [])
         for deb in debs:
             host.copy_in(deb.path, f"{_INBOX}/{deb.path.name}")
@@ -201,6 +200,8 @@ class _OnHost:
         sources = self._sources()
         if plan.info.has_unit:
             self._named_apart_from_debian()
+        self._dependencies_first(debs)
+        self.before = self._changed_paths()
         self._apt("install", target)
         return f"{plan.release} host booted in {booted:.1f} s; {what} installed with apt{sources}"
 
@@ -263,9 +264,7 @@ class _OnHost:
         if self.admin_config:
             # The administrator's file is theirs to remove, not the package's.
             self.host.run(["rm", "-f", f"/etc/{name}/config.ini"], timeout=30)
-        # With what apt installed for it alone, as an administrator's `apt purge --autoremove` (and piuparts) does:
-        # the files of its dependencies (git for a wiki) are theirs, not the package's.
-        self._apt("purge", name, "--autoremove")
+        self._apt("purge", name)
         # What the setup script made is the administrator's, not the package's to remove, and so are the
         # directories that hold it (the package's postrm cannot remove /etc/NAME with a file of theirs in it).
         left = sorted(path for path in self._changed_paths() - self.before - self.made_by_setup
@@ -288,6 +287,15 @@ class _OnHost:
         if update.returncode != 0 or "\nW: " in f"\n{update.stderr}" or "\nE: " in f"\n{update.stderr}":
             raise failure("apt-get update on the host failed", update.stdout + update.stderr)
         return " (dependencies from Debian" + (" and --repo)" if plan.repo_public else ")")
+
+    def _dependencies_first(self, debs: list[DebInfo]) -> None:
+        """Install what the packages depend on before the snapshot that purge compares with: what the
+        dependencies install and make (git's files, PostgreSQL's cluster, their alternatives) is theirs, and stays
+        when the package is purged (postgresql-common keeps apt's autoremove off its server packages)."""
+        relations = ", ".join(deb.depends for deb in debs if deb.depends.strip())
+        if relations:
+            # An unmet dependency fails the package's own install below, with apt's words.
+            self.host.run([*_APT, "satisfy", relations], check=False, timeout=APT_TIMEOUT)
 
     def _named_apart_from_debian(self) -> None:
         """A service's package name is no package of Debian's archive.
@@ -314,9 +322,9 @@ class _OnHost:
                 "and it for one package and install the higher version; build the service under another --name",
                 listed)
 
-    def _apt(self, action: str, target: str, *options: str) -> None:
-        """apt-get ACTION [OPTIONS] TARGET on the host; a failure carries apt's own last lines."""
-        result = self.host.run([*_APT, action, *options, target], check=False, timeout=APT_TIMEOUT)
+    def _apt(self, action: str, target: str) -> None:
+        """apt-get ACTION TARGET on the host; a failure carries apt's own last lines."""
+        result = self.host.run([*_APT, action, target], check=False, timeout=APT_TIMEOUT)
         if result.returncode != 0:
             output = result.stdout + result.stderr
             lines = [line for line in output.splitlines() if line.strip()]

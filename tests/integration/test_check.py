@@ -198,15 +198,18 @@ def test_a_broken_package_fails_its_step_with_one_line_and_the_journal(
     assert all(found[name]["status"] == "skipped" for name in later if name in found)
 
 
-def test_what_apt_installed_for_the_package_goes_with_its_purge(plain_service: BuiltService, tmp_path: Path) -> None:
-    """A package that depends on a program the image lacks (jq, which brings libjq1 and libonig5) passes purge:
-    the dependencies apt installed for it are purged with it, as `apt purge --autoremove` does, and their files
-    are not counted as the package's."""
-    def depends_on_jq(tree: Path) -> None:
+@pytest.mark.parametrize("dependency", ["jq", "postgresql"])
+def test_what_the_package_s_dependencies_install_and_make_is_not_left_behind_by_it(
+    plain_service: BuiltService, tmp_path: Path, dependency: str
+) -> None:
+    """A package that depends on what the image lacks passes purge: jq (with libjq1 and libonig5), and PostgreSQL,
+    whose maintainer scripts make a cluster, alternatives and certificates, and which apt's autoremove leaves
+    installed (postgresql-common says so). Their files are theirs, not the package's."""
+    def depends_on_it(tree: Path) -> None:
         control = tree / "DEBIAN" / "control"
-        control.write_text(re.sub(r"(?m)^(Depends: .*)$", r"\1, jq", control.read_text()))
+        control.write_text(re.sub(r"(?m)^(Depends: .*)$", rf"\1, {dependency}", control.read_text()))
 
-    deb = repack(plain_service.result.deb, tmp_path, depends_on_jq)
+    deb = repack(plain_service.result.deb, tmp_path, depends_on_it)
     status, report, stderr = run_check(deb, "--skip", "lintian", "--skip", "piuparts")
     assert status == 0, {name: item["summary"] for name, item in checks(report).items()} or stderr
     assert checks(report)["purge"]["summary"] == "purged; nothing of orders-api left behind"
