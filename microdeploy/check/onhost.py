@@ -312,10 +312,10 @@ class _OnHost:
         debians = []
         for line in listed.splitlines():
             # "NAME | VERSION | URI SUITE/COMPONENT ARCH Packages"; --repo's and the inbox's are the service's own.
-            _, version, where = ([*(field.strip() for field in line.split(" | ")), "", ""])[:3]
-            uri, _, rest = where.partition(" ")
-            if uri.startswith(archive):
-                debians.append(f"{version} in {rest.partition(' ')[0]}")
+            fields = [field.strip() for field in line.split(" | ")]
+            where = fields[2].split() if len(fields) == 3 else []
+            if len(where) >= 2 and where[0].startswith(archive):
+                debians.append(f"{fields[1]} in {where[1]}")
         if debians:
             raise failure(
                 f"{name} is also a package of Debian's archive ({', '.join(debians)}): apt would take the service "
