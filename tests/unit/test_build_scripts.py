@@ -8,10 +8,12 @@ argv); the real tools run in tests/integration/test_build_caches.py.
 from __future__ import annotations
 
 import base64
+import ctypes
 import hashlib
 import json
 import os
 import shlex
+import shutil
 import struct
 import subprocess
 import sys
@@ -710,7 +712,7 @@ def test_cached_strip_strips_each_elf_file_once_and_gives_the_same_bytes_back(de
     first = elf_package(tmp_path / "first")
     assert strip(first) == [[], ["saw", "_speedups.so"], ["saw", "helper"]]
     assert (first / site / "_speedups.so").read_bytes() == b"\x7fELF speedups stripped"
-    assert len(list((tmp_path / "cache").glob("strip-*"))) == 2
+    assert len(list((tmp_path / "cache").glob("strip2-*"))) == 2
 
     second = elf_package(tmp_path / "second")
     assert strip(second) == [], "nothing is left for dh_strip"
@@ -720,7 +722,7 @@ def test_cached_strip_strips_each_elf_file_once_and_gives_the_same_bytes_back(de
     assert (second / site / "_speedups.so").stat().st_mode & 0o777 == 0o644
     assert not (second.parent / ".cached-strip").exists()
     # Hard links to the kept files, not copies of them: a venv's libraries are tens of megabytes.
-    kept = {entry.stat().st_ino for entry in (tmp_path / "cache").glob("strip-*")}
+    kept = {entry.stat().st_ino for entry in (tmp_path / "cache").glob("strip2-*")}
     assert {(second / site / name).stat().st_ino for name in ("_speedups.so", "helper")} == kept
 
     static = elf_package(tmp_path / "static")
@@ -1000,3 +1002,61 @@ def test_venv_copyright_gives_each_bundled_distribution_its_paragraph(debian: Pa
                                                        f"{shown}/protobuf-6.0.dist-info/*"]
     assert (paragraphs["protobuf"]["Copyright"], paragraphs["protobuf"]["License"]) == (
         "Google <protobuf@google.com>", "other")
+
+
+MISALIGNING_STRIP = """#!/usr/bin/python3
+# As binutils' strip does to a library auditwheel's patchelf gave a segment: a LOAD whose offset and address
+# disagree modulo the page size (the first LOAD's address moved by 8 bytes).
+import os, struct, sys
+for directory, _, files in os.walk(os.environ["PACKAGE"]):
+    for name in files:
+        path = os.path.join(directory, name)
+        data = bytearray(open(path, "rb").read())
+        if not data.startswith(b"\\x7fELF"):
+            continue
+        phoff, = struct.unpack_from("<Q", data, 32)
+        entsize, count = struct.unpack_from("<HH", data, 54)
+        for index in range(count):
+            at = phoff + index * entsize
+            if struct.unpack_from("<I", data, at)[0] == 1:
+                vaddr, = struct.unpack_from("<Q", data, at + 16)
+                struct.pack_into("<Q", data, at + 16, vaddr + 8)
+                break
+        open(path, "wb").write(bytes(data))
+"""
+
+
+@pytest.mark.parametrize("remembered", [True, False])
+def test_a_library_strip_would_leave_unloadable_ships_as_the_wheel_has_it(
+    debian: Path, tmp_path: Path, remembered: bool
+) -> None:
+    """numpy's bundled OpenBLAS, which bookworm's strip leaves "ELF load command address/offset not page-aligned":
+    a shared object that dh_strip leaves with a LOAD segment off the page grid gets its bytes from before dh_strip
+    back (and, with the ELF cache, keeps them for the next build), loadable; with the cache or without it."""
+    work = tmp_path / "elf"
+    work.mkdir()
+    subprocess.run(["as", "-o", str(work / "empty.o"), "/dev/null"], check=True)
+    subprocess.run(["ld", "-shared", "-o", str(work / "libopenblas.so"), str(work / "empty.o")], check=True)
+    original = (work / "libopenblas.so").read_bytes()
+    package = tmp_path / "pkg"
+    library = package / "opt/venvs/orders-api/lib/python3.11/site-packages/numpy.libs/libscipy_openblas64_.so"
+    library.parent.mkdir(parents=True)
+    library.write_bytes(original)
+    strip = tmp_path / "misaligning-strip"
+    strip.write_text(MISALIGNING_STRIP)
+    strip.chmod(0o755)
+    env = {**os.environ, "PACKAGE": str(package), "DEB_BUILD_OPTIONS": "nocheck noautodbgsym"}
+    if remembered:
+        env["MICRODEPLOY_ELF_CACHE"] = str(tmp_path / "cache")
+    ran = subprocess.run([sys.executable, "-IS", str(debian / "cached-strip"), str(package), "--", str(strip)],
+                         cwd=debian.parent, env=env, check=True, capture_output=True, text=True)
+    assert library.read_bytes() == original
+    assert "numpy.libs/libscipy_openblas64_.so kept unstripped: strip made it unloadable" in ran.stdout
+    assert ctypes.CDLL(str(library)) is not None
+    assert not (package.parent / ".cached-strip-originals").exists()
+    if remembered:
+        again = package.parent / "again"
+        shutil.copytree(package, again)
+        subprocess.run([sys.executable, "-IS", str(debian / "cached-strip"), str(again), "--", str(strip)],
+                       cwd=debian.parent, env={**env, "PACKAGE": str(again)}, check=True, capture_output=True)
+        assert (again / library.relative_to(package)).read_bytes() == original

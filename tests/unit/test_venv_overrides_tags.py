@@ -113,6 +113,8 @@ def shared_objects(work: Path) -> dict[str, Path]:
         made[name] = work / f"{name}.so"
         subprocess.run(["ld", "-shared", "-o", str(made[name]), str(empty), "--no-as-needed",
                         *[str(made[each]) for each in needs]], check=True)
+    # As dh_strip leaves them.
+    subprocess.run(["strip", "--strip-unneeded", *map(str, made.values())], check=True)
     return made
 
 
@@ -128,11 +130,16 @@ def test_shared_objects_get_the_prerequisite_tags_lintian_gives_them(debian: Pat
     put(package / SITE / "PIL" / "_webp.cpython-311-x86_64-linux-gnu.so", made["with-libc"].read_bytes())
     put(package / SITE / "compat" / "libc-shim.so", made["no-libc"].read_bytes())
     put(package / SITE / "compat" / "empty.o", (tmp_path / "elf" / "empty.o").read_bytes())
+    # One that cached-strip gave its bytes back (strip would have left it unloadable): its symbol table is there.
+    subprocess.run(["ld", "-shared", "-o", str(tmp_path / "elf" / "openblas.so"), str(tmp_path / "elf" / "empty.o"),
+                    "--no-as-needed", str(made["libc"])], check=True)
+    put(package / SITE / "numpy.libs" / "libscipy_openblas64_.so", (tmp_path / "elf" / "openblas.so").read_bytes())
     env = {**os.environ, "MICRODEPLOY_ELF_CACHE": str(tmp_path / "cache")}
     expected = [
         f"orders-api: library-not-linked-against-libc [{VENV}/lib/helper.so]",
         f"orders-api: library-not-linked-against-libc [{SITE}/PIL/_imaging.cpython-311-x86_64-linux-gnu.so]",
         f"orders-api: shared-library-lacks-prerequisites [{SITE}/numpy/_core/_simd.cpython-311-x86_64-linux-gnu.so]",
+        f"orders-api: unstripped-binary-or-object [{SITE}/numpy.libs/libscipy_openblas64_.so]",
     ]
     assert overrides_of(debian, package, env) == expected
     (package / "usr").rename(tmp_path / "first-usr")
