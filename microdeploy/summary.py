@@ -28,15 +28,18 @@ def project_summary(description: str, name: str = "") -> str:
     if len(sentence) <= DESCRIPTION_MAX:
         return sentence
     cut = sentence[:DESCRIPTION_MAX + 1].rsplit(" ", 1)[0][:DESCRIPTION_MAX]  # a word longer than the line: cut
-    late_ends = [[found.start() for found in pattern.finditer(cut) if found.start() >= DESCRIPTION_MAX // 2]
-                 # Else before a preposition ("... across several regions| using the shared"): a phrase ends there.
-                 for pattern in (CLAUSE_END, PHRASE_START)]
-    ends = late_ends[0] or late_ends[1]
+    # Else before a preposition ("... across several regions| using the shared"): a phrase ends there.
+    ends = late_ends(CLAUSE_END, cut) or late_ends(PHRASE_START, cut)
     if ends:
         cut = cut[:ends[-1]]
     # Never a word that leads into the next one ("... members of your").
     trimmed = DANGLING_END.sub("", cut)
     return (trimmed if len(trimmed) >= DESCRIPTION_MAX // 2 else cut).rstrip(",;:")
+
+
+def late_ends(pattern: re.Pattern[str], text: str) -> list[int]:
+    """Where `pattern` matches in the second half of the summary's line."""
+    return [found.start() for found in pattern.finditer(text) if found.start() >= DESCRIPTION_MAX // 2]
 
 
 # Where a clause or a list's item ends: before a comma or semicolon, or before a word that joins the next one.
