@@ -856,9 +856,9 @@ def test_venv_overrides_with_the_elf_cache_but_without_lintian_write_no_library_
     debian: Path, tmp_path: Path
 ) -> None:
     """A build root without lintian (no table of embedded libraries): ELF files get no override and no cache entry."""
-    script = debian / "venv-overrides"
-    text = script.read_text()
-    script.write_text(text.replace('"/usr/share/lintian/data/binaries/embedded-libs"', f'"{tmp_path}/no-lintian"'))
+    script, tables = debian / "venv-overrides", debian / "lintian_data.py"
+    tables.write_text(tables.read_text().replace('"/usr/share/lintian/data/binaries/embedded-libs"',
+                                                 f'"{tmp_path}/no-lintian"'))
     package = tmp_path / "pkg"
     lxml = package / "opt/venvs/orders-api/lib/python3.11/site-packages/lxml"
     lxml.mkdir(parents=True)
