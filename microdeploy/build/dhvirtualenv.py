@@ -242,7 +242,7 @@ def build_tree(settings: BuildSettings, config: ServiceConfig, facts: BuildFacts
 
     try:
         dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner,
-                          finish=finish_package)
+                          finish=finish_package, project=settings.project_file().project.get("name"))
     finally:
         for thread in tidying:
             thread.join()

@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from microdeploy.build import records
 from microdeploy.build.fastpath.contract import PACKAGE_BUILT_FILE, PIP_TOOL, PLAIN_PIP_TOOL
 from microdeploy.errors import MicrodeployError
@@ -29,8 +31,10 @@ RESOLUTION_FAILURES = ("No matching distribution", "ResolutionImpossible", "No s
 INDEX_FAILURES = ("Failed to fetch:", "could not be queried", "connection broken by", "Could not fetch URL")
 # setuptools-scm's words (hatch-vcs quotes them) when it finds no git above the project's copy.
 VCS_VERSION_FAILURE = "setuptools-scm was unable to detect version"
-# uv's and pip's words when a dependency without a wheel for the release's Python failed to build from source.
-SOURCE_BUILD_FAILURE = re.compile(r"Failed to build `([A-Za-z0-9._-]+)|Failed building wheel for ([A-Za-z0-9._-]+)")
+# uv's and pip's words when a distribution failed to build from source: a dependency without a wheel for the
+# release's Python, or the project itself (uv names a source tree NAME @ file://PATH).
+SOURCE_BUILD_FAILURE = re.compile(
+    r"Failed to build `(?P<uv>[A-Za-z0-9._-]+)(?P<tree> @ file://)?|Failed building wheel for (?P<pip>[A-Za-z0-9._-]+)")
 # How often the finisher looks for debian/rules' mark that the package is written (seconds).
 FINISH_POLL = 0.005
 # Variables of the caller's Python that must not leak into the build's interpreters.
@@ -72,7 +76,7 @@ def build_jobs(environ: Mapping[str, str]) -> str:
 
 
 def dpkg_buildpackage(tree: Path, environ: Mapping[str, str], epoch: int, runner: Runner = run,
-                      finish: Callable[[], None] | None = None) -> None:
+                      finish: Callable[[], None] | None = None, project: str | None = None) -> None:
     """Build the binary package of `tree`, its .buildinfo and .changes; raise with the relevant lines if it fails.
 
     dpkg-buildpackage sets up the build environment and runs `debian/rules
@@ -83,18 +87,19 @@ def dpkg_buildpackage(tree: Path, environ: Mapping[str, str], epoch: int, runner
     rendered debian/ they have nothing to do but start two more Perl
     programs. `finish`, if given, works on the package (compresses it)
     before its checksums go into the records: from the moment debian/rules
-    has written it, while dpkg's generators run on their stand-in (Finisher).
+    has written it, while dpkg's generators run on their stand-in (Finisher). `project`: the project's
+    distribution name, if known, so that a failure of its own build is told from a dependency's.
     """
     require_tools(*BUILD_TOOLS)
     env = build_environment(environ, epoch)
     argv = ["dpkg-buildpackage", "--rules-target=binary", "--no-sign", f"--jobs={build_jobs(environ)}"]
     if finish is None:
-        run_build_step(argv, tree, env, "dpkg-buildpackage", runner)
+        run_build_step(argv, tree, env, "dpkg-buildpackage", runner, project)
     else:
         finisher = Finisher(tree / "debian" / PACKAGE_BUILT_FILE, finish)
         built = False
         try:
-            run_build_step(argv, tree, env, "dpkg-buildpackage", runner)
+            run_build_step(argv, tree, env, "dpkg-buildpackage", runner, project)
             built = True
         finally:
             finisher.close(finish_now=built)
@@ -135,19 +140,21 @@ class Finisher:
             self.finish()
 
 
-def run_build_step(argv: Sequence[str], cwd: Path, env: Mapping[str, str], what: str, runner: Runner = run) -> None:
+def run_build_step(argv: Sequence[str], cwd: Path, env: Mapping[str, str], what: str, runner: Runner = run,
+                   project: str | None = None) -> None:
     """Run one step of a package build in `env` alone; raise with the lines that say why if it fails."""
-    raise_if_failed(runner(argv, cwd=cwd, env=env, inherit_env=False, check=False), what)
+    raise_if_failed(runner(argv, cwd=cwd, env=env, inherit_env=False, check=False), what, project)
 
 
-def raise_if_failed(result: Result, what: str) -> None:
-    """Log a build step's output; raise with the lines that say why if it failed."""
+def raise_if_failed(result: Result, what: str, project: str | None = None) -> None:
+    """Log a build step's output; raise with the lines that say why if it failed (`project`: the project's
+    distribution name, if known, for failure_hint)."""
     output = result.stdout + "\n" + result.stderr
     log.debug("%s output:\n%s", what, output)
     if result.returncode != 0:
         raise MicrodeployError(
             f"{what} failed (exit status {result.returncode}):\n{relevant_lines(output)}",
-            hint=failure_hint(output),
+            hint=failure_hint(output, project),
         )
 
 
@@ -158,8 +165,8 @@ def relevant_lines(output: str, limit: int = 20) -> str:
     return "\n".join(f"    {line}" for line in chosen.splitlines())
 
 
-def failure_hint(output: str) -> str:
-    """What to do about the most common build failures."""
+def failure_hint(output: str, project: str | None = None) -> str:
+    """What to do about the most common build failures; `project`: the project's distribution name, if known."""
     if "Unmet build dependencies" in output:
         return "Install the missing build dependencies with apt-get, or fix build_depends"
     if any(words in output for words in INDEX_FAILURES):
@@ -169,7 +176,12 @@ def failure_hint(output: str) -> str:
         return "Fix the project's dependencies so that the installer (uv or pip) can resolve them"
     built = SOURCE_BUILD_FAILURE.search(output)
     if built:
-        name = built.group(1) or built.group(2)
+        name = built.group("uv") or built.group("pip")
+        if built.group("tree") or (project is not None and canonicalize_name(name) == canonicalize_name(project)):
+            return (f"{name} is the project itself: its build backend failed (its error is above). Fix the project's "
+                    "build: a module the build imports belongs in pyproject.toml's build-system.requires, and a "
+                    "build that needs a newer Python than the release's is built with --dist for a release that has "
+                    "one")
         return (f"{name} has no wheel for the release's Python and was built from source: give the Debian packages "
                 "its build needs (the -dev packages its error names) with --build-depends or build_depends, or "
                 "pin a version of it that has a wheel")

@@ -211,6 +211,32 @@ def test_a_dependency_built_from_source_names_the_build_depends_to_give(
         "needs (the -dev packages its error names) with --build-depends or build_depends")
 
 
+@pytest.mark.parametrize(("failure", "project"), [
+    # uv, building fava 1.30.16 for bookworm: its hatch build hook imports typing.override (Python 3.12) or
+    # typing_extensions, which its build-system.requires does not list. uv names the source tree.
+    ("    error: Failed to build `fava @ file:///tmp/microdeploy-fava.1/fava/src-project`\n"
+     "      cause: The build backend returned an error\n"
+     "             ModuleNotFoundError: No module named 'typing_extensions'\n", None),
+    # pip (no uv on the build host): the project's name says which distribution it is.
+    ("  ModuleNotFoundError: No module named 'typing_extensions'\n"
+     "  ERROR: Failed building wheel for fava\nFailed to build fava\n", "Fava"),
+])
+def test_the_projects_own_failed_build_is_not_taken_for_a_dependencys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str, project: str | None
+) -> None:
+    """The project's own build failing (its build backend's error) is the project's to fix, not a dependency
+    without a wheel: the hint says so, and names neither --build-depends nor a pin."""
+    monkeypatch.setattr("microdeploy.build.dpkg.require_tools", lambda *tools: None)
+    with pytest.raises(MicrodeployError) as info:
+        dpkg_buildpackage(tmp_path / "tree", {}, 1234, FakeRunner({"dpkg-buildpackage": (2, failure)}),
+                          project=project)
+    assert "No module named 'typing_extensions'" in info.value.message
+    assert info.value.hint is not None and info.value.hint.startswith(
+        "fava is the project itself: its build backend failed (its error is above). Fix the project's build: a "
+        "module the build imports belongs in pyproject.toml's build-system.requires")
+    assert "--build-depends" not in info.value.hint
+
+
 def test_any_other_failure_names_the_debug_option_where_it_is_taken(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """--debug is microdeploy's own option, before the command: the hint writes it there (`microdeploy build
