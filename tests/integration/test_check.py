@@ -169,6 +169,25 @@ def test_a_good_package_passes_every_check_with_a_junit_report(
     assert [case.get("name") for case in suite.iter("testcase")] == list(found)
 
 
+# Flask's documented logging set-up, done as the application loads (Alerta's create_app does the same).
+CONFIGURES_LOGGING = ("from __future__ import annotations\nfrom logging.config import dictConfig\n"
+                      "dictConfig({'version': 1, 'root': {'level': 'INFO'}})\n")
+
+
+def test_an_app_that_configures_logging_as_it_loads_keeps_its_access_log(plain_service: BuiltService,
+                                                                         tmp_path: Path) -> None:
+    """logging.config.dictConfig with its default disable_existing_loggers, called as the app loads (Flask's
+    documented recipe), disables gunicorn's loggers too: the access log under /var/log/orders-api is written all
+    the same, and the package passes every host step."""
+    deb = repack(plain_service.result.deb, tmp_path, lambda tree: replace_in(
+        tree / APPLICATION, "from __future__ import annotations\n", CONFIGURES_LOGGING))
+    status, report, stderr = run_check(deb, "--skip", "lintian", "--skip", "piuparts")
+    found = checks(report)
+    assert status == 0, (found.get("logs"), stderr)
+    assert found["logs"]["status"] == "passed"
+    assert "access.log" in found["logs"]["summary"]
+
+
 def test_a_lintian_error_is_caught(plain_service: BuiltService, tmp_path: Path) -> None:
     """A package without its copyright file fails lintian with the tag in the reason, exit 1."""
     deb = repack(plain_service.result.deb, tmp_path,
