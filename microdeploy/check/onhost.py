@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from microdeploy.errors import MicrodeployError
 from microdeploy.mirrors import release_mirrors
@@ -124,6 +124,21 @@ def host_checks(plan: HostPlan, record: Callable[[Outcome], None], stack: ExitSt
         record(Outcome(name, PASSED, summary, time.monotonic() - started))
     if not plan.info.has_unit:
         record(Outcome("service", SKIPPED, f"the package ships no {plan.info.unit}"))
+
+
+def leftovers(after_purge: set[str], before: set[str], made_by_setup: set[str]) -> list[str]:
+    """The paths a purge left behind: new since `before` (the host before the package), in order.
+
+    What the setup script made is the administrator's, not the package's
+    to remove; so are the directories that hold it (the package's postrm
+    cannot remove /etc/NAME with a file of theirs in it), and what grows
+    inside it once the service runs (the tables the service makes in the
+    database the script created, files of the database server's).
+    """
+    holders = {parent.as_posix() for made in made_by_setup for parent in PurePosixPath(made).parents}
+    return sorted(path for path in after_purge - before - made_by_setup
+                  if path not in holders
+                  and not any(parent.as_posix() in made_by_setup for parent in PurePosixPath(path).parents))
 
 
 class _OnHost:
@@ -265,10 +280,7 @@ class _OnHost:
             # The administrator's file is theirs to remove, not the package's.
             self.host.run(["rm", "-f", f"/etc/{name}/config.ini"], timeout=30)
         self._apt("purge", name)
-        # What the setup script made is the administrator's, not the package's to remove, and so are the
-        # directories that hold it (the package's postrm cannot remove /etc/NAME with a file of theirs in it).
-        left = sorted(path for path in self._changed_paths() - self.before - self.made_by_setup
-                      if not any(made.startswith(f"{path}/") for made in self.made_by_setup))
+        left = leftovers(self._changed_paths(), self.before, self.made_by_setup)
         if left:
             shown = ", ".join(f"/{path}" for path in left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
             raise failure(f"purge left {len(left)} path(s) behind: {shown}", "\n".join(f"/{p}" for p in left))

@@ -195,3 +195,20 @@ def test_logs_step_fails_on_a_log_hidden_from_group_adm(monkeypatch: pytest.Monk
     assert raised.value.message.splitlines()[0] == (
         "2 file(s) under /var/log/orders-api not readable by group adm: access.log (orders-api:orders-api 640), "
         "app.log (orders-api:adm 600)")
+
+
+def test_purge_leaves_the_administrators_part_and_what_grows_in_it_but_counts_the_packages() -> None:
+    """Alerta 9.1.0 on PostgreSQL: the setup script made the database (base/16385) and the service made its
+    tables in it at its first start: the database server's files, in what the administrator made, are not the
+    package's. The directories holding the administrator's files are not counted; anything else new is."""
+    base = "var/lib/postgresql/15/main/base"
+    before = {"var/lib/postgresql", "var/lib/postgresql/15/main", base}
+    made_by_setup = {f"{base}/16385", f"{base}/16385/PG_VERSION", "etc/alerta/environment"}
+    after_purge = before | made_by_setup | {
+        f"{base}/16385/16389", f"{base}/16385/16392",  # the tables the service made, after the script
+        "etc/alerta",  # holds the administrator's environment file
+        "srv/alerta", "srv/alerta/cache",  # the package's own, made by its postinst: left behind
+        "var/lib/postgresql/15/main/base-old",  # beside the administrator's part, not in it
+    }
+    assert onhost.leftovers(after_purge, before, made_by_setup) == [
+        "srv/alerta", "srv/alerta/cache", "var/lib/postgresql/15/main/base-old"]
