@@ -302,14 +302,15 @@ def test_wheels_with_foreign_programs_old_gzip_times_and_bare_extensions_build_l
     it, lintian refuses it) is left out, RECORD agreeing, and the one for this machine stays; botocore's gzip data,
     compressed after the service's last commit, numpy's extension modules, which link no libc, and pypandoc-binary's
     pandoc, linked statically with zlib, gmp and libyaml in it (a wiki's, wikmd's), and shapely's extension module,
-    whose RUNPATH is its wheel's build machine's /usr/local/lib64 (FitTrackee's), are overridden for the venv;
-    lintian reports no error or warning."""
+    whose RUNPATH is its wheel's build machine's /usr/local/lib64 (FitTrackee's), and joblib's test pickles, zlib
+    data named .gz that gzip does not read (MLflow's), are overridden for the venv; lintian reports no error or
+    warning."""
     project = new_service(tmp_path, "scrape-api")
     pyproject = project / "pyproject.toml"
     pyproject.write_text(pyproject.read_text().replace(
         '    "gunicorn>=21.2",\n',
         '    "gunicorn>=21.2",\n    "selenium==4.39.0",\n    "numpy==2.3.5",\n    "botocore==1.42.3",\n'
-        '    "pypandoc-binary==1.13",\n    "shapely==2.2.0",\n'))  # numpy 2.3.5: shapely's and the test's
+        '    "pypandoc-binary==1.13",\n    "shapely==2.2.0",\n    "joblib==1.6.0",\n'))  # numpy 2.3.5: shapely's
     environ = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}  # 2023: older than the wheels' gzip data
     result = build(BuildSettings(project=project, out=tmp_path / "dist", environ=environ))
     common = "/opt/venvs/scrape-api/lib/python3.11/site-packages/selenium/webdriver/common"

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -161,6 +162,29 @@ def test_gzip_data_compressed_after_the_changelog_carries_its_time(debian: Path,
         f"orders-api: package-contains-timestamped-gzip 2026-01-01T00:00:01 "
         f"[{SITE}/botocore/data/s3/service-2.json.gz]",
     ]
+
+
+def test_a_file_named_gz_that_gzip_does_not_read_is_broken_gz_as_gzip_test_says(debian: Path, tmp_path: Path) -> None:
+    """joblib's test pickles are zlib data under a .gz name: `gzip --test` fails them, so lintian says broken-gz.
+    So it does for a truncated member and for junk after one; not for whole members (two of them, or with the
+    trailing zeros gzip takes: asked of gzip itself), or for a name not ending in .gz."""
+    package = tmp_path / "pkg"
+    data = package / SITE / "joblib" / "test" / "data"
+    whole = gzip.compress(b"pickle" * 1000, mtime=0)
+    put(data / "compressed_pickle_py27_np17.gz", zlib.compress(b"pickle" * 1000))
+    put(data / "truncated.gz", whole[:-6])
+    put(data / "junk-after.GZ", whole + b"junk\n")
+    put(data / "two-members.gz", whole + gzip.compress(b"more", mtime=0))
+    put(data / "zero-padded.gz", whole + b"\0" * 8)
+    put(data / "pickle.pkl.gzip", zlib.compress(b"pickle"))  # not a .gz name
+    assert overrides_of(debian, package) == [
+        f"orders-api: broken-gz [{SITE}/joblib/test/data/{name}]"
+        for name in ("compressed_pickle_py27_np17.gz", "junk-after.GZ", "truncated.gz")
+    ]
+    for name in ("compressed_pickle_py27_np17.gz", "junk-after.GZ", "truncated.gz"):
+        assert subprocess.run(["gzip", "--test", str(data / name)], capture_output=True).returncode != 0
+    for name in ("two-members.gz", "zero-padded.gz"):
+        assert subprocess.run(["gzip", "--test", str(data / name)], capture_output=True).returncode == 0
 
 
 def test_a_wheels_static_program_gets_the_static_and_embedded_library_tags_lintian_gives_it(
