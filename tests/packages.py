@@ -135,7 +135,7 @@ class PublicApp:
 # dynamic versions (sqlite-web: setuptools `attr:`; photo-burst-detection:
 # setuptools-scm; flaskrrr: setup.py), SQLite in the instance folder
 # (flaskrrr, Flask's tutorial app), a factory with arguments (ihatemoney, above),
-# package data under directories named dist/ and build/ (anitya).
+# package data under directories named dist/ and build/ (anitya), a WSGI app that is not Flask's (pypiserver).
 PUBLIC_APPS = {
     "flaskr": PublicApp("flaskrrr", "1.0.0", "flaskr", "flaskr:create_app()", 8101,
                         setup=(("flask", "init-db"),)),
@@ -170,6 +170,9 @@ PUBLIC_APPS = {
                 'secret_key = "5d0c7e1b9a"\ndb_url = "sqlite:////var/lib/anitya/anitya.sqlite"\n'),),
         setup=(("python", "-m", "createdb", "--alembic-config="),),
     ),
+    # pypiserver, a package index: a Bottle app, not Flask's, with hatchling's version from a file, and a factory
+    # called with a keyword argument, the packages' directory the service's state directory.
+    "pypiserver": PublicApp("pypiserver", "2.4.2", "pypiserver", "pypiserver:app(root='/var/lib/pypiserver')", 8107),
 }
 
 

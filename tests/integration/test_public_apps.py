@@ -1,4 +1,5 @@
-"""Public Flask applications from PyPI, unmodified, built with only --name, --app and --port.
+"""Public WSGI applications from PyPI (Flask's, and pypiserver's Bottle), unmodified, built with only --name, --app
+and --port.
 
 Each passes `lintian --fail-on error,warning` and piuparts, and on one booted
 Debian 12 host (all installed side by side) answers below 500 on its main
@@ -33,7 +34,7 @@ from tests.testbed.fixtures import BootHost
 
 pytestmark = [pytest.mark.integration]
 
-SERVED = ("flaskr", "photo-burst-detection", "otterwiki", "httpbin", "anitya")
+SERVED = ("flaskr", "photo-burst-detection", "otterwiki", "httpbin", "anitya", "pypiserver")
 # What a page loads from below a directory named dist/ or build/ of the app's package.
 DIST_ASSET = re.compile(r"""["'](/static/[^"'?#]*/(?:dist|build)/[^"'?#]+)""")
 
@@ -125,7 +126,8 @@ def test_piuparts_installs_and_purges_them(
 
 
 def test_versions_come_from_the_projects_own_metadata(public_apps: dict[str, BuiltService]) -> None:
-    """Dynamic versions (setuptools attr:, setuptools-scm, setup.py) are read, not refused."""
+    """Dynamic versions (setuptools attr:, setuptools-scm, setup.py, hatchling's from a file) are read, not
+    refused."""
     versions = {key: public_apps[key].result.version for key in PUBLIC_APPS}
     assert versions == {key: f"{spec.version}-1+deb12" for key, spec in PUBLIC_APPS.items()}
 
