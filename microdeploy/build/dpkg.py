@@ -27,6 +27,11 @@ REASON_RE = re.compile(
     rf"|ModuleNotFoundError|{PIP_TOOL}:|{PLAIN_PIP_TOOL}:)",
 )
 RESOLUTION_FAILURES = ("No matching distribution", "ResolutionImpossible", "No solution found")
+# uv's and pip's words when no release of a requirement is on the indexes at all (MLflow 3.18.0 pins an
+# mlflow-tracing==3.18.0 that the index did not have yet; a private package on another index).
+NOT_ON_INDEX = re.compile(r"there is no version of (?P<uv>[A-Za-z0-9._-]+[^\s,]*)|"
+                          r"(?P<unknown>[A-Za-z0-9._-]+) was not found in the package registry|"
+                          r"No matching distribution found for (?P<pip>\S+)")
 # uv's and pip's words when the package index did not answer: pip goes on to "No matching distribution".
 INDEX_FAILURES = ("Failed to fetch:", "could not be queried", "connection broken by", "Could not fetch URL")
 # setuptools-scm's words (hatch-vcs quotes them) when it finds no git above the project's copy.
@@ -172,6 +177,12 @@ def failure_hint(output: str, project: str | None = None) -> str:
     if any(words in output for words in INDEX_FAILURES):
         return ("The package index did not answer: check the network and the index the installer uses "
                 "(UV_INDEX_URL or PIP_INDEX_URL, pip.conf's index-url), then build again")
+    missing = NOT_ON_INDEX.search(output)
+    if missing:
+        requirement = missing.group("uv") or missing.group("unknown") or missing.group("pip")
+        return (f"No release of {requirement} is on the package indexes the installer uses: point it at an index "
+                "that has one (UV_INDEX_URL or PIP_INDEX_URL, pip.conf's index-url; a mirror may lag behind PyPI), "
+                "or build a version of the project whose requirements are there")
     if any(words in output for words in RESOLUTION_FAILURES):
         return "Fix the project's dependencies so that the installer (uv or pip) can resolve them"
     built = SOURCE_BUILD_FAILURE.search(output)

@@ -104,8 +104,9 @@ def test_bad_input_exits_2_and_writes_nothing(
     assert not out.exists()
 
 
-def test_unresolvable_dependency_is_a_failure_with_pips_words(service: Path, tmp_path: Path) -> None:
-    """pip's resolution error is reported in one message, exit 1, nothing in dist/."""
+def test_unresolvable_dependency_is_a_failure_with_the_installers_words(service: Path, tmp_path: Path) -> None:
+    """A requirement that no index has: the installer's resolution error in one message, a hint that names it and
+    the indexes to check, exit 1, nothing in dist/."""
     project = broken_copy(service, tmp_path)
     pyproject = project / "pyproject.toml"
     pyproject.write_text(pyproject.read_text().replace(
@@ -115,7 +116,8 @@ def test_unresolvable_dependency_is_a_failure_with_pips_words(service: Path, tmp
     assert result.exit_code == 1, result.output
     assert "dpkg-buildpackage failed" in result.stderr
     assert "microdeploy-test-no-such-distribution" in result.stderr
-    assert "hint: Fix the project's dependencies" in result.stderr
+    assert ("hint: No release of microdeploy-test-no-such-distribution is on the package indexes the installer "
+            "uses") in result.stderr
     assert not out.exists()
 
 

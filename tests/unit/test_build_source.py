@@ -162,6 +162,28 @@ def test_dpkg_buildpackage_argv_and_failure_message(tmp_path: Path, monkeypatch:
     assert info.value.exit_code == 1
 
 
+@pytest.mark.parametrize("failure", [
+    # uv, building MLflow 3.18.0: its pin was not on the index yet.
+    "    error: No solution found when resolving dependencies\n      cause: Because there is no version of "
+    "mlflow-tracing==3.18.0 and mlflow==3.18.0 depends on mlflow-tracing==3.18.0, we can conclude that "
+    "mlflow==3.18.0 cannot be used.\n",
+    # pip, the same.
+    "ERROR: Could not find a version that satisfies the requirement mlflow-tracing==3.18.0 (from mlflow) (from "
+    "versions: 3.17.0, 3.17.1, 3.17.2)\nERROR: No matching distribution found for mlflow-tracing==3.18.0\n",
+])
+def test_a_requirement_with_no_release_on_the_index_is_named_with_the_index_to_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """No release of a pinned requirement on the indexes: the hint names it and the indexes the installer uses,
+    not "fix the project's dependencies" (a public app's pins are not the user's to fix)."""
+    monkeypatch.setattr("microdeploy.build.dpkg.require_tools", lambda *tools: None)
+    with pytest.raises(MicrodeployError) as info:
+        dpkg_buildpackage(tmp_path / "tree", {}, 1234, FakeRunner({"dpkg-buildpackage": (2, failure)}))
+    assert info.value.hint is not None and info.value.hint.startswith(
+        "No release of mlflow-tracing==3.18.0 is on the package indexes the installer uses: point it at an index "
+        "that has one (UV_INDEX_URL or PIP_INDEX_URL")
+
+
 def test_unmet_build_dependencies_are_the_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """dpkg-buildpackage checks the build dependencies first; when they are unmet, its line and the apt hint are
     the error, and nothing more is made."""
