@@ -80,7 +80,7 @@ class ServiceProbe:
         next_journal = 0.0
         while True:
             props = self.properties("ActiveState", "SubState", "Result", "NRestarts",
-                                    "ExecMainStartTimestampMonotonic", "MainPID")
+                                    "ExecMainStartTimestampMonotonic", "MainPID", "InvocationID")
             restarts = int(props.get("NRestarts") or 0)
             if props.get("ActiveState") == "failed" or restarts or props.get("SubState") == "auto-restart":
                 break
@@ -92,7 +92,7 @@ class ServiceProbe:
                     return f"{self.info.unit} active (pid {props.get('MainPID')}), answering on {answering}"
                 if time.monotonic() >= next_journal:
                     next_journal = time.monotonic() + 2.0
-                    self.check_workers()
+                    self.check_workers(props.get("InvocationID") or None)
                 if time.monotonic() >= deadline:
                     return f"{self.info.unit} active (pid {props.get('MainPID')}) for {timeout:g} s, not answering"
             elif time.monotonic() >= deadline:
@@ -104,9 +104,13 @@ class ServiceProbe:
         why = self.last_words()
         raise failure(f"{self.info.unit} does not stay up ({state}{restarts_text})" + (f": {why}" if why else ""))
 
-    def check_workers(self) -> None:
-        """Fail when gunicorn's workers keep exiting as they start: the unit is active, and nothing serves."""
-        journal = self.host.journal(self.info.unit, lines=300)
+    def check_workers(self, invocation: str | None) -> None:
+        """Fail when gunicorn's workers keep exiting as they start: the unit is active, and nothing serves.
+
+        Only the unit's current run counts (its `invocation`): workers that
+        exited before it (an app not yet configured, before --setup) are gone.
+        """
+        journal = self.host.journal(self.info.unit, lines=300, invocation=invocation)
         exits = _WORKER_EXIT.findall(journal)
         if len(exits) >= WORKER_EXITS:
             # The worker's own last word, not the arbiter's line about it.

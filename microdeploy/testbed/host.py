@@ -174,10 +174,13 @@ class Host:
         """The text of a file inside the host, as the host sees it (tmpfs and all)."""
         return self.run(["cat", "--", str(path)]).stdout
 
-    def journal(self, unit: str | None = None, lines: int = 100) -> str:
-        """The tail of the host's journal for this boot, optionally of one unit."""
+    def journal(self, unit: str | None = None, lines: int = 100, invocation: str | None = None) -> str:
+        """The tail of the host's journal for this boot, optionally of one unit, or of one run of a unit (its
+        `invocation` ID: what the unit's processes wrote since it last started)."""
         argv = ["journalctl", "--boot", "--no-pager", "--lines", str(lines)]
-        if unit:
+        if invocation:
+            argv.append(f"_SYSTEMD_INVOCATION_ID={invocation}")
+        elif unit:
             argv += ["--unit", unit]
         return self.run(argv, check=False, timeout=30).stdout
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, cast
@@ -27,10 +27,12 @@ class ScriptedHost:
     """A host whose unit reports the states of `states` ("ActiveState NRestarts") poll by poll, the last
     one repeating, and whose listener answers HTTP with the codes of `answers` in turn ('000': no answer)."""
 
-    def __init__(self, states: Sequence[str], answers: Sequence[str], journals: Sequence[str] = (IMPORT_ERROR,)
-                 ) -> None:
+    def __init__(self, states: Sequence[str], answers: Sequence[str], journals: Sequence[str] = (IMPORT_ERROR,),
+                 runs: Mapping[str, str] | None = None) -> None:
         self.states: Iterator[str] = iter(states)
         self.journals = list(journals)
+        # The journals of the unit's runs by invocation ID; the last one is the current run's.
+        self.runs = dict(runs or {})
         self.journal_reads = 0
         self.state = ""
         self.answers: Iterator[str] = iter(answers)
@@ -46,7 +48,8 @@ class ScriptedHost:
             # Started long enough ago to be past any settle time.
             started = int((time.monotonic() - 10) * 1e6)
             text = (f"ActiveState={active}\nSubState=running\nResult=success\nNRestarts={restarts}\n"
-                    f"ExecMainStartTimestampMonotonic={started}\nMainPID=42\n")
+                    f"ExecMainStartTimestampMonotonic={started}\nMainPID=42\n"
+                    f"InvocationID={list(self.runs)[-1] if self.runs else ''}\n")
         elif argv[0] == "ps":
             text = "42 1\n43 42\n"
         elif argv[0] == "ss":
@@ -59,9 +62,12 @@ class ScriptedHost:
             text = ""
         return Result(tuple(argv), 0, text, "")
 
-    def journal(self, unit: str | None = None, lines: int = 100) -> str:
-        """The unit's journal as far as journald has filed it: the texts of `journals` in turn."""
+    def journal(self, unit: str | None = None, lines: int = 100, invocation: str | None = None) -> str:
+        """The unit's journal as far as journald has filed it: the texts of `journals` in turn; of one run, that
+        run's, or the whole unit's (every run's) without one."""
         self.journal_reads += 1
+        if self.runs:
+            return self.runs[invocation] if invocation else "".join(self.runs.values())
         return self.journals[min(self.journal_reads, len(self.journals)) - 1]
 
 
@@ -87,6 +93,17 @@ def test_unit_whose_app_fails_slowly_fails_the_unit_step(monkeypatch: pytest.Mon
                                               r"result success, 1 automatic restart\(s\)\)"):
         scripted_probe(monkeypatch, host).wait_started()
     assert len(host.curls) == 5
+
+
+def test_workers_that_exited_in_an_earlier_run_of_the_unit_do_not_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app's workers exited as they started until the setup script configured it; after the restart the
+    unit's new run boots its workers slowly: only the current run's worker exits count, and it passes."""
+    exits = "".join(f"h gunicorn[42]: [ERROR] Worker (pid:{pid}) exited with code 2\n" for pid in (43, 44, 45))
+    host = ScriptedHost(["active 0"], ["000"] * 4 + ["200"],
+                        runs={"before-setup": exits, "current": "h gunicorn[50]: [INFO] Booting worker with pid: 51\n"})
+    summary = scripted_probe(monkeypatch, host).wait_started(settle=0.0)
+    assert summary == "orders-api.service active (pid 42), answering on 0.0.0.0:8001"
+    assert host.journal_reads >= 1
 
 
 def test_a_failed_units_reason_is_waited_for_in_its_journal(monkeypatch: pytest.MonkeyPatch) -> None:
