@@ -175,13 +175,9 @@ class Host:
         return self.run(["cat", "--", str(path)]).stdout
 
     def journal(self, unit: str | None = None, lines: int = 100, invocation: str | None = None) -> str:
-        """The tail of the host's journal for this boot, optionally of one unit, or of one run of a unit (its
-        `invocation` ID: what the unit's processes wrote since it last started)."""
+        """The tail of this boot's journal: all of it, a unit's, or one run's of a unit (its `invocation` ID)."""
         argv = ["journalctl", "--boot", "--no-pager", "--lines", str(lines)]
-        if invocation:
-            argv.append(f"_SYSTEMD_INVOCATION_ID={invocation}")
-        elif unit:
-            argv += ["--unit", unit]
+        argv += [f"_SYSTEMD_INVOCATION_ID={invocation}"] if invocation else ["--unit", unit] if unit else []
         return self.run(argv, check=False, timeout=30).stdout
 
     def poweroff(self, timeout: float = POWEROFF_TIMEOUT) -> None:
