@@ -167,7 +167,8 @@ def test_gzip_data_compressed_after_the_changelog_carries_its_time(debian: Path,
 def test_a_file_named_gz_that_gzip_does_not_read_is_broken_gz_as_gzip_test_says(debian: Path, tmp_path: Path) -> None:
     """joblib's test pickles are zlib data under a .gz name: `gzip --test` fails them, so lintian says broken-gz.
     So it does for a truncated member and for junk after one; not for whole members (two of them, or with the
-    trailing zeros gzip takes: asked of gzip itself), or for a name not ending in .gz."""
+    trailing zeros gzip takes: asked of gzip itself), or for a name not ending in .gz. The verdicts are
+    remembered by the files' bytes for the next build, which asks gzip nothing."""
     package = tmp_path / "pkg"
     data = package / SITE / "joblib" / "test" / "data"
     whole = gzip.compress(b"pickle" * 1000, mtime=0)
@@ -177,10 +178,16 @@ def test_a_file_named_gz_that_gzip_does_not_read_is_broken_gz_as_gzip_test_says(
     put(data / "two-members.gz", whole + gzip.compress(b"more", mtime=0))
     put(data / "zero-padded.gz", whole + b"\0" * 8)
     put(data / "pickle.pkl.gzip", zlib.compress(b"pickle"))  # not a .gz name
-    assert overrides_of(debian, package) == [
+    expected = [
         f"orders-api: broken-gz [{SITE}/joblib/test/data/{name}]"
         for name in ("compressed_pickle_py27_np17.gz", "junk-after.GZ", "truncated.gz")
     ]
+    env = {**os.environ, "MICRODEPLOY_ELF_CACHE": str(tmp_path / "cache")}
+    assert overrides_of(debian, package, env) == expected
+    (package / "usr").rename(tmp_path / "first-usr")
+    passing_gzip = tmp_path / "bin"
+    put(passing_gzip / "gzip", "#!/bin/sh\nexit 0\n", 0o755)
+    assert overrides_of(debian, package, {**env, "PATH": f"{passing_gzip}:{os.environ['PATH']}"}) == expected
     for name in ("compressed_pickle_py27_np17.gz", "junk-after.GZ", "truncated.gz"):
         assert subprocess.run(["gzip", "--test", str(data / name)], capture_output=True).returncode != 0
     for name in ("two-members.gz", "zero-padded.gz"):
