@@ -19,7 +19,8 @@ import logging
 import re
 from pathlib import Path
 
-from microdeploy.build.fastpath.layer import REQUIREMENTS_FILE, requirement_files
+from microdeploy.build.fastpath.layer import requirement_files
+from microdeploy.build.fastpath.lock import REQUIREMENTS_FILE
 from microdeploy.fsutil import atomic_write
 
 log = logging.getLogger(__name__)

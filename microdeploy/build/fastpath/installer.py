@@ -31,7 +31,6 @@ from microdeploy.build.fastpath.contract import (
     make_pth_inert,
 )
 from microdeploy.build.fastpath.layer import (
-    REQUIREMENTS_FILE,
     Restored,
     callers_uv_settings,
     copy_venv,
@@ -43,7 +42,7 @@ from microdeploy.build.fastpath.layer import (
     save_layer,
     uv_configuration,
 )
-from microdeploy.build.fastpath.lock import LOCK_FILE, export_lock, is_locked
+from microdeploy.build.fastpath.lock import LOCK_FILE, REQUIREMENTS_FILE, export_lock, is_locked, unused_locks
 from microdeploy.build.fastpath.pipindex import UV_CONSTRAINT_VARIABLE, pip_variables, shown
 from microdeploy.build.fastpath.wheel import ProjectWheel
 from microdeploy.fsutil import atomic_write
@@ -336,6 +335,8 @@ def choose_installer(
 
     `pyproject`: the project's pyproject.toml, as the build read it (it knows the project's directory).
     """
+    for warning in unused_locks(pyproject):
+        log.warning("%s", warning)
     uv = find_uv(environ)
     if uv is None:
         if is_locked(pyproject):

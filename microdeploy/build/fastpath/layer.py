@@ -32,7 +32,7 @@ from packaging.utils import canonicalize_name
 
 from microdeploy.build.cache import touch
 from microdeploy.build.fastpath.contract import UV_CACHE_VAR, UV_INSTALL_SETTINGS, VENV_DIR
-from microdeploy.build.fastpath.lock import LOCK_FILE, is_locked
+from microdeploy.build.fastpath.lock import LOCK_FILE, REQUIREMENTS_FILE, is_locked
 from microdeploy.build.fastpath.pipindex import UV_FILE_VARIABLES
 from microdeploy.errors import bad_input
 from microdeploy.fsutil import staged_directory
@@ -42,7 +42,6 @@ from microdeploy.pyproject import Pyproject, read_pkg_info
 # Files whose whole text decides the dependencies when pyproject.toml does not
 # declare them statically (setup.py projects, dynamic dependencies).
 DECLARATION_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
-REQUIREMENTS_FILE = "requirements.txt"  # dh_virtualenv installs it first when present
 # A shared file's mode is what dh_fixperms makes of it, and its mtime is later
 # than any commit's date: dpkg-deb clamps it to the build's SOURCE_DATE_EPOCH,
 # so no build step changes either (debian/rules touches only older files).
