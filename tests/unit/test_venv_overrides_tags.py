@@ -168,7 +168,7 @@ def test_a_file_named_gz_that_gzip_does_not_read_is_broken_gz_as_gzip_test_says(
     """joblib's test pickles are zlib data under a .gz name: `gzip --test` fails them, so lintian says broken-gz.
     So it does for a truncated member and for junk after one; not for whole members (two of them, or with the
     trailing zeros gzip takes: asked of gzip itself), or for a name not ending in .gz. The verdicts are
-    remembered by the files' bytes for the next build, which asks gzip nothing."""
+    remembered by the files' bytes and gzip's version for the next build, which asks gzip nothing."""
     package = tmp_path / "pkg"
     data = package / SITE / "joblib" / "test" / "data"
     whole = gzip.compress(b"pickle" * 1000, mtime=0)
@@ -188,6 +188,10 @@ def test_a_file_named_gz_that_gzip_does_not_read_is_broken_gz_as_gzip_test_says(
     passing_gzip = tmp_path / "bin"
     put(passing_gzip / "gzip", "#!/bin/sh\nexit 0\n", 0o755)
     assert overrides_of(debian, package, {**env, "PATH": f"{passing_gzip}:{os.environ['PATH']}"}) == expected
+    # Another gzip (by its package's version) is asked again.
+    (package / "usr").rename(tmp_path / "second-usr")
+    put(passing_gzip / "dpkg-query", "#!/bin/sh\necho 1.99-1\n", 0o755)
+    assert overrides_of(debian, package, {**env, "PATH": f"{passing_gzip}:{os.environ['PATH']}"}) == []
     for name in ("compressed_pickle_py27_np17.gz", "junk-after.GZ", "truncated.gz"):
         assert subprocess.run(["gzip", "--test", str(data / name)], capture_output=True).returncode != 0
     for name in ("two-members.gz", "zero-padded.gz"):
