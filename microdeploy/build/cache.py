@@ -10,8 +10,8 @@ it, so an entry's modification time is its last use:
     debian/KEY/           rendered debian/ directories (debiandir/tree.py)
     shlibdeps/KEY         remembered shlibs:Depends (debian/cached-shlibdeps)
     elf/KEY               ELF files as dh_strip left them (debian/cached-strip), the libraries
-                          lintian finds embedded in them and the privacy breaches it finds
-                          in web pages (debian/venv-overrides)
+                          lintian finds embedded in them, the privacy breaches it finds in
+                          web pages and gzip's verdicts on *.gz files (debian/venv-overrides)
     deb-chunks/KEY        chunks of the packages' data members, compressed (fastpath/datapack.py)
 
 Any other directory at the top (left by another version of microdeploy) is
