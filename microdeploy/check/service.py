@@ -33,6 +33,9 @@ WORKER_EXITS = 3
 _EXPOSURE = re.compile(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)")
 # ss -ltnpH: "LISTEN 0 2048 127.0.0.1:8001 0.0.0.0:* users:(("gunicorn",pid=42,fd=5),...)"
 _LISTENER = re.compile(r"^\S+\s+\d+\s+\d+\s+(\S+)\s+\S+\s+users:\((.*)\)\s*$")
+# The longest last word of a service a step shows: cut in the middle, so that what failed (its start) and why
+# (its end: the cause of a chained exception) both stay.
+LAST_WORD_MAX = 200
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception): ")
 _ERROR_LINE = re.compile(r"\b[A-Z][A-Za-z]*(?:Error|Exception)\b|\b(?:error|ERROR|Error)\b")
 # Probe from the host itself: a wildcard address (as configured, or as ss shows it) answers on loopback.
@@ -136,7 +139,7 @@ class ServiceProbe:
         for pattern in (_EXCEPTION_LINE, _ERROR_LINE):
             found = [message for message in messages if pattern.search(message)]
             if found:
-                return found[-1][:200]
+                return middle_cut(found[-1], LAST_WORD_MAX)
         return ""
 
     def user(self) -> str:
@@ -306,3 +309,11 @@ def _poll(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float, int
         if done(value) or time.monotonic() >= deadline:
             return value
         time.sleep(interval)
+
+
+def middle_cut(text: str, most: int) -> str:
+    """`text`, or its start and end around an ellipsis when it is longer than `most` characters."""
+    if len(text) <= most:
+        return text
+    half = (most - 3) // 2
+    return f"{text[:half]} … {text[-half:]}"

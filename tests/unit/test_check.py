@@ -13,7 +13,7 @@ from microdeploy.check import CheckSettings, check
 from microdeploy.check.package import Override, parse_overrides, read_deb, release_of
 from microdeploy.check.qa import _piuparts_reason
 from microdeploy.check.report import FAILED, PASSED, SKIPPED, Outcome, Report
-from microdeploy.check.service import ServiceProbe
+from microdeploy.check.service import LAST_WORD_MAX, ServiceProbe
 from microdeploy.cli import main
 from microdeploy.debfile import PackageRef, inspect_deb
 from microdeploy.dists import Dist
@@ -151,6 +151,18 @@ def test_last_error_prefers_the_services_own_exception() -> None:
     )
     assert ServiceProbe.last_error(journal) == "ModuleNotFoundError: No module named 'orders_api.missing'"
     assert ServiceProbe.last_error("Dec 04 h app[1]: [ERROR] disk full\n") == "[ERROR] disk full"
+
+
+def test_a_long_last_error_keeps_its_cause_at_the_end() -> None:
+    """Puppetboard without its PuppetDB: urllib3's line names the failure first and its cause last, 272
+    characters; the reason keeps both ends."""
+    line = ("ERROR:puppetboard.utils:HTTPConnectionPool(host='localhost', port=8080): Max retries exceeded with url: "
+            "/pdb/meta/v1/version (Caused by NewConnectionError(\"HTTPConnection(host='localhost', port=8080): "
+            "Failed to establish a new connection: [Errno 111] Connection refused\"))")
+    why = ServiceProbe.last_error(f"Dec 06 21:50:01 h gunicorn[212]: {line}\n")
+    assert len(line) > LAST_WORD_MAX >= len(why)
+    assert why.startswith("ERROR:puppetboard.utils:HTTPConnectionPool(host='localhost', port=8080): Max retries")
+    assert why.endswith("[Errno 111] Connection refused\"))") and " … " in why
 
 
 def test_not_root_is_bad_input_with_the_command_to_run(tmp_path: Path) -> None:
