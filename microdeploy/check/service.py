@@ -36,6 +36,8 @@ _LISTENER = re.compile(r"^\S+\s+\d+\s+\d+\s+(\S+)\s+\S+\s+users:\((.*)\)\s*$")
 # The longest last word of a service a step shows: cut in the middle, so that what failed (its start) and why
 # (its end: the cause of a chained exception) both stay.
 LAST_WORD_MAX = 200
+# A write the unit's sandbox refused (ProtectSystem=strict): the app writes into its installed files.
+_READ_ONLY = re.compile(r"\[Errno 30\] Read-only file system: '([^']*)'")
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception): ")
 _ERROR_LINE = re.compile(r"\b[A-Z][A-Za-z]*(?:Error|Exception)\b|\b(?:error|ERROR|Error)\b")
 # Probe from the host itself: a wildcard address (as configured, or as ss shows it) answers on loopback.
@@ -105,7 +107,8 @@ class ServiceProbe:
         restarts = int(props.get("NRestarts") or 0)
         restarts_text = f", {restarts} automatic restart(s)" if restarts else ""
         why = self.last_words()
-        raise failure(f"{self.info.unit} does not stay up ({state}{restarts_text})" + (f": {why}" if why else ""))
+        raise failure(f"{self.info.unit} does not stay up ({state}{restarts_text})" + (f": {why}" if why else ""),
+                      sandbox_hint(why, self.info.name))
 
     def check_workers(self, invocation: str | None) -> None:
         """Fail when gunicorn's workers keep exiting as they start: the unit is active, and nothing serves.
@@ -119,7 +122,8 @@ class ServiceProbe:
             # The worker's own last word, not the arbiter's line about it.
             why = self.last_error("\n".join(line for line in journal.splitlines() if not _WORKER_EXIT.search(line)))
             raise failure(f"{self.info.unit} is up, but its gunicorn workers exit as they start ({len(exits)} exits, "
-                          f"the last with code {exits[-1]})" + (f": {why}" if why else ""))
+                          f"the last with code {exits[-1]})" + (f": {why}" if why else ""),
+                          sandbox_hint(why, self.info.name))
 
     def last_words(self) -> str:
         """The service's last error from its journal, waited for (bounded): journald files what a
@@ -317,3 +321,14 @@ def middle_cut(text: str, most: int) -> str:
         return text
     half = (most - 3) // 2
     return f"{text[:half]} … {text[-half:]}"
+
+
+def sandbox_hint(why: str, name: str) -> str:
+    """What to do when the service's last word is a write the unit's sandbox refused, else ""."""
+    refused = _READ_ONLY.search(why)
+    if refused is None:
+        return ""
+    return (f"hint: {refused.group(1)} is read-only to the service: its unit (ProtectSystem=strict) lets it write "
+            f"only under /var/lib/{name}, /var/log/{name} and its private /tmp. Point the app's writable paths "
+            f"there (its settings in /etc/{name}/config.ini or /etc/{name}/environment; for this check, written by "
+            f"a --setup script).")

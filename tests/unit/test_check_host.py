@@ -115,6 +115,29 @@ def test_a_failed_units_reason_is_waited_for_in_its_journal(monkeypatch: pytest.
     assert host.journal_reads == 3
 
 
+def test_a_write_the_sandbox_refused_gets_where_the_service_may_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whoogle writes into its installed package at import: the reason is the app's OSError, and the details say
+    where the unit lets the service write and where its paths are set."""
+    refused = ("h gunicorn[43]: OSError: [Errno 30] Read-only file system: "
+               "'/opt/venvs/orders-api/lib/python3.11/site-packages/app/static/config'\n")
+    host = ScriptedHost(["failed 0"], ["000"], [refused])
+    with pytest.raises(MicrodeployError) as caught:
+        scripted_probe(monkeypatch, host).wait_started()
+    summary, _, details = caught.value.message.partition("\n")
+    assert summary.endswith(": OSError: [Errno 30] Read-only file system: "
+                            "'/opt/venvs/orders-api/lib/python3.11/site-packages/app/static/config'")
+    assert details == (
+        "hint: /opt/venvs/orders-api/lib/python3.11/site-packages/app/static/config is read-only to the service: "
+        "its unit (ProtectSystem=strict) lets it write only under /var/lib/orders-api, /var/log/orders-api and its "
+        "private /tmp. Point the app's writable paths there (its settings in /etc/orders-api/config.ini or "
+        "/etc/orders-api/environment; for this check, written by a --setup script).")
+    # Any other reason has no such hint.
+    host = ScriptedHost(["failed 0"], ["000"], [IMPORT_ERROR])
+    with pytest.raises(MicrodeployError) as caught:
+        scripted_probe(monkeypatch, host).wait_started()
+    assert "\n" not in caught.value.message
+
+
 def test_a_failed_unit_without_an_error_in_its_journal_has_no_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     """A unit whose journal never names an error fails with its state alone, after a bounded wait."""
     host = ScriptedHost(["failed 0"], ["000"], ["h systemd[1]: orders-api.service: Deactivated successfully.\n"])
