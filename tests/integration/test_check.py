@@ -85,6 +85,15 @@ BROKEN: dict[str, tuple[Callable[[Path], None], bool, str, str]] = {
         r"^orders-api\.service is up, but its gunicorn workers exit as they start \(\d+ exits, the last with code 2\): "
         r".*error: unrecognized arguments: --config",
     ),
+    # Whoogle makes its config folder inside its installed package as it loads: the sandbox refuses the write.
+    "writes-into-its-package": (
+        lambda tree: replace_in(tree / APPLICATION, "from __future__ import annotations\n",
+                                "from __future__ import annotations\nimport pathlib\n"
+                                "(pathlib.Path(__file__).parent / 'config').mkdir(exist_ok=True)\n"),
+        False, "unit",
+        r"^orders-api\.service does not stay up \(.*\): OSError: \[Errno 30\] Read-only file system: "
+        r"'/opt/venvs/orders-api/lib/python3\.11/site-packages/orders_api/config'$",
+    ),
     "unit-hardening-removed": (
         lambda tree: without_lines(tree / UNIT, ("SystemCallFilter=", "ProtectKernel", "RestrictNamespaces=")),
         False, "exposure", r"^exposure \d\.\d is above 1\.5 \(systemd-analyze security\)$",
@@ -215,6 +224,16 @@ def test_a_broken_package_fails_its_step_with_one_line_and_the_journal(
     assert re.search(r"^--- journal of \S+\.service \(last 30 lines\) ---$", found[step]["details"], re.M)
     later = HOST_STEPS[HOST_STEPS.index(step) + 1:]
     assert all(found[name]["status"] == "skipped" for name in later if name in found)
+
+
+def test_a_write_into_the_package_is_told_where_the_service_may_write(
+    host_failures: dict[str, tuple[int, dict[str, Any], str]]
+) -> None:
+    """The unit step's details of the package that writes into its own files: the hint, then the journal."""
+    details = checks(host_failures["writes-into-its-package"][1])["unit"]["details"]
+    assert details.startswith("hint: /opt/venvs/orders-api/lib/python3.11/site-packages/orders_api/config is "
+                              "read-only to the service: its unit (ProtectSystem=strict) lets it write only under "
+                              "/var/lib/orders-api, /var/log/orders-api and its private /tmp."), details[:500]
 
 
 @pytest.mark.parametrize("dependency", ["jq", "postgresql"])
