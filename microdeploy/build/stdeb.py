@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import logging
 import shutil
+import textwrap
 import time
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -305,12 +306,21 @@ def finish_debian(debian: Path, library: LibraryPlan) -> None:
     control = debian / "control"
     paragraphs = list(Deb822.iter_paragraphs(control.read_text(encoding="utf-8")))
     for paragraph in paragraphs:
-        lines = paragraph.get("Description", "").splitlines()
-        if "Package" in paragraph and not any(line.strip() for line in lines[1:]):
-            paragraph["Description"] = f"{lines[0].strip() if lines else library.config.summary}\n" + (
-                f" The pure-Python library {library.source}, packaged for the system python3."
-            )
+        if "Package" in paragraph:
+            # A project that describes itself with nothing is no "web service" (ServiceConfig.summary's word).
+            summary = library.config.summary if library.config.description else "Pure-Python library for python3"
+            paragraph["Description"] = "\n".join([summary, *(
+                f" {line}" for line in extended_description(library.source, library.package))])
     atomic_write(control, "\n".join(paragraph.dump() for paragraph in paragraphs))
+
+
+def extended_description(name: str, package: str) -> list[str]:
+    """The binary package's extended description, wrapped to lintian's 80 columns. Not stdeb's, which is the
+    project's README as written: reStructuredText's `..` lines are control statements to dpkg, badges and
+    long lines are lintian's warnings, and stdeb cuts it after 20 lines."""
+    text = (f"The pure-Python library {name}, packaged for the system python3: {package} installs it under "
+            f"/usr/lib/python3/dist-packages, for Debian's own interpreter and the programs that use it.")
+    return textwrap.wrap(text, width=78, break_long_words=False, break_on_hyphens=False)
 
 
 def copyright_text(library: LibraryPlan) -> str:

@@ -227,15 +227,20 @@ def test_finish_debian_writes_changelog_copyright_and_description(tmp_path: Path
     planned = stdeb.plan(settings(project, tmp_path / "dist"), FakeStdeb())
     debian = tmp_path / "debian"
     debian.mkdir()
-    (debian / "control").write_text("Source: tinyfmt\n\nPackage: python3-tinyfmt\nDescription: A small library\n")
+    # stdeb's long description is the project's README as written (six's starts with a reStructuredText image).
+    (debian / "control").write_text("Source: tinyfmt\n\nPackage: python3-tinyfmt\nDescription: A small library\n"
+                                    " .. image:: https://img.shields.io/pypi/v/tinyfmt.svg\n"
+                                    " [![CI](https://example.org/ci.svg)](https://example.org/ci) " + "x" * 90 + "\n")
     stdeb.finish_debian(debian, planned)
     changelog = (debian / "changelog").read_text()
     assert changelog.startswith("tinyfmt (1.2.0-3+deb12) bookworm; urgency=medium")
     assert " -- Library Team <libs@example.org>  Thu, 01 Jan 2026 00:00:00 +0000" in changelog
     assert "License: MIT\n" in (debian / "copyright").read_text()
     assert (debian / "control").read_text().endswith(
-        "Package: python3-tinyfmt\nDescription: A small library\n"
-        " The pure-Python library tinyfmt, packaged for the system python3.\n"
+        "Package: python3-tinyfmt\nDescription: Small library\n"
+        " The pure-Python library tinyfmt, packaged for the system python3:\n"
+        " python3-tinyfmt installs it under /usr/lib/python3/dist-packages, for Debian's\n"
+        " own interpreter and the programs that use it.\n"
     )
 
 
