@@ -56,6 +56,10 @@ COMPILED_SOURCES = (".c", ".cc", ".cpp", ".cxx", ".pyx")
 COMPILED_OBJECTS = (".so", ".pyd")
 EXTENSION_CALLS = frozenset({"Extension", "Pybind11Extension", "cythonize", "CTypes", "RustExtension"})
 VENV_HINT = "Build it with the default dh-virtualenv backend: drop --backend stdeb"
+# What the library itself cannot be built into: dh-virtualenv makes services, not system libraries.
+IN_A_SERVICE = ("list it in the dependencies of the service that uses it: the default dh-virtualenv backend "
+                "installs its wheel into that service's venv")
+LIBRARY_HINT = f"The system python3 gets pure-Python libraries only; {IN_A_SERVICE}"
 
 # Written as setup.py into the build copy of a pyproject-only setuptools
 # project: stdeb runs setup.py (the shim also lets Debian 12's setuptools read
@@ -130,13 +134,13 @@ def check_pure(project: Path, pyproject: Pyproject) -> None:
             raise bad_input(
                 f"{setup_py} builds compiled extensions ({', '.join(sorted(calls))}); "
                 "the stdeb backend packages pure-Python libraries only",
-                hint=VENV_HINT,
+                hint=LIBRARY_HINT,
             )
     if "ext-modules" in pyproject.tool("setuptools"):
         raise bad_input(
             f"{pyproject.path} declares [tool.setuptools] ext-modules; "
             "the stdeb backend packages pure-Python libraries only",
-            hint=VENV_HINT,
+            hint=LIBRARY_HINT,
         )
     compiled = compiled_sources(project)
     if compiled:
@@ -144,13 +148,13 @@ def check_pure(project: Path, pyproject: Pyproject) -> None:
         raise bad_input(
             f"{project} contains compiled-language sources ({shown}{', ...' if len(compiled) > 3 else ''}); "
             "the stdeb backend packages pure-Python libraries only",
-            hint=VENV_HINT,
+            hint=LIBRARY_HINT,
         )
     backend = pyproject.build_system
     if not setup_py.is_file() and not backend.setuptools:
         raise bad_input(
             f"{pyproject.path} builds with {backend.backend!r}; stdeb builds setuptools projects only",
-            hint="Switch [build-system] to setuptools.build_meta, or use the default dh-virtualenv backend",
+            hint=f"Switch [build-system] to setuptools.build_meta, or {IN_A_SERVICE}",
         )
 
 
@@ -338,6 +342,6 @@ def check_built_pure(dist_dir: Path, package: str) -> None:
         raise bad_input(
             f"the build of {package} produced compiled files ({shown}); "
             "the stdeb backend packages pure-Python libraries only",
-            hint=VENV_HINT,
+            hint=LIBRARY_HINT,
         )
 

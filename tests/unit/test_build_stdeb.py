@@ -108,7 +108,7 @@ def test_ext_modules_in_setup_py_is_refused(tmp_path: Path) -> None:
         stdeb.check_pure(project, read_pyproject(project))
     assert info.value.exit_code == EXIT_BAD_INPUT
     assert "setup.py builds compiled extensions (Extension(), ext_modules)" in info.value.message
-    assert info.value.hint == stdeb.VENV_HINT
+    assert info.value.hint == stdeb.LIBRARY_HINT
 
 
 @pytest.mark.parametrize("source", ["src/tinyfmt/_fast.c", "src/tinyfmt/_fast.pyx", "native/lib.cpp"])
@@ -151,6 +151,10 @@ def test_non_setuptools_backend_is_refused(tmp_path: Path) -> None:
         stdeb.check_pure(project, read_pyproject(project))
     assert info.value.exit_code == EXIT_BAD_INPUT
     assert "'hatchling.build'" in info.value.message
+    # Not the venv backend for the library itself: it makes services.
+    assert info.value.hint == ("Switch [build-system] to setuptools.build_meta, or list it in the dependencies of "
+                               "the service that uses it: the default dh-virtualenv backend installs its wheel into "
+                               "that service's venv")
 
 
 def test_configured_wsgi_app_is_refused(tmp_path: Path) -> None:
@@ -261,7 +265,8 @@ def test_cli_refuses_a_c_extension_with_exit_2_and_writes_nothing(tmp_path: Path
     result = CliRunner().invoke(main, ["build", str(project), "--backend", "stdeb"])
     assert result.exit_code == 2
     assert "builds compiled extensions" in result.stderr
-    assert "hint: Build it with the default dh-virtualenv backend" in result.stderr
+    assert ("hint: The system python3 gets pure-Python libraries only; list it in the dependencies of the service "
+            "that uses it") in result.stderr
     assert sorted(path.name for path in project.iterdir()) == ["microdeploy.toml", "setup.py", "src"]
 
 
