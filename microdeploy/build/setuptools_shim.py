@@ -1,8 +1,12 @@
 """setup.py for a pyproject-only project built with Debian 12's setuptools (66).
 
 That setuptools predates PEP 639 and rejects a license string in [project]
-(`license = "MIT"`); it is handed the older `{text = ...}` table instead.
-setuptools >= 77 is left alone. One copy, two users:
+(`license = "MIT"`) and the `license-files` key that comes with it; it is
+handed the older `{text = ...}` table and [tool.setuptools] license-files
+instead. setuptools >= 77 is left alone. And its automatic discovery of a
+flat layout takes stdeb's debian/ directory for a second top-level package
+(newer setuptools leaves debian/ out, as it does docs/ and tests/). One copy,
+two users:
 
 - the stdeb backend writes this file as setup.py into the build copy of a
   library (stdeb runs setup.py); run as a script, it calls setup();
@@ -28,11 +32,23 @@ def accept_spdx_license_on_old_setuptools() -> None:
         project = data.get("project", {})
         if isinstance(project.get("license"), str):
             project["license"] = {"text": project["license"]}
+        if "license-files" in project:
+            data.setdefault("tool", {}).setdefault("setuptools", {})["license-files"] = project.pop("license-files")
         return data
 
     pyprojecttoml.load_file = load_with_license_table
 
 
+def leave_debian_out_of_discovery() -> None:
+    """Keep a debian/ directory out of setuptools' automatic discovery of a flat layout's packages."""
+    from setuptools import discovery
+
+    finder = discovery.FlatLayoutPackageFinder
+    if "debian" not in finder.DEFAULT_EXCLUDE:
+        finder.DEFAULT_EXCLUDE = (*finder.DEFAULT_EXCLUDE, "debian", "debian.*")
+
+
 if __name__ == "__main__":
     accept_spdx_license_on_old_setuptools()
+    leave_debian_out_of_discovery()
     setuptools.setup()
