@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import re
 import shutil
 import textwrap
 import time
@@ -56,6 +57,7 @@ COMPILED_SOURCES = (".c", ".cc", ".cpp", ".cxx", ".pyx")
 COMPILED_OBJECTS = (".so", ".pyd")
 EXTENSION_CALLS = frozenset({"Extension", "Pybind11Extension", "cythonize", "CTypes", "RustExtension"})
 VENV_HINT = "Build it with the default dh-virtualenv backend: drop --backend stdeb"
+YEAR = re.compile(r"\b\d{4}\b")  # what lintian looks for in a copyright notice
 # What the library itself cannot be built into: dh-virtualenv makes services, not system libraries.
 IN_A_SERVICE = ("list it in the dependencies of the service that uses it: the default dh-virtualenv backend "
                 "installs its wheel into that service's venv")
@@ -281,8 +283,9 @@ def _build_in(work: Path, project: Path, library: LibraryPlan, environ: Mapping[
     """sdist, sdist_dsc, our changelog, dpkg-buildpackage, all inside `work`."""
     copy = work / "src"
     copy_source(project, copy)
-    if not (copy / "setup.py").is_file():
-        atomic_write(copy / "setup.py", SETUP_SHIM.read_text(encoding="utf-8"))
+    setup_py = copy / "setup.py"
+    own = setup_py.read_text(encoding="utf-8") if setup_py.is_file() else None
+    atomic_write(setup_py, with_shim(own))
     date_tree(copy, library.epoch)  # the sdist, and so the package, keeps these times
     env = build_environment(environ, library.epoch)
     dist_dir = work / "deb"
@@ -301,12 +304,35 @@ def _build_in(work: Path, project: Path, library: LibraryPlan, environ: Mapping[
     return collect(dist_dir, library.package, library.source)
 
 
+def with_shim(own: str | None) -> str:
+    """The build copy's setup.py: the shim (setuptools_shim.py), or the project's own `own` with the shim's patches
+    run first (after its `from __future__` imports, which must come first): every step of the build runs setup.py,
+    pybuild's too, and Debian 12's setuptools needs them for a PEP 639 pyproject.toml (python-slugify's setup.py is
+    a bare `setup()`)."""
+    shim = SETUP_SHIM.read_text(encoding="utf-8")
+    if own is None:
+        return shim
+    patches = shim.partition('\nif __name__ == "__main__":')[0].rstrip("\n") + (
+        "\n\n\naccept_spdx_license_on_old_setuptools()\nleave_debian_out_of_discovery()\n\n\n")
+    lines = own.splitlines(keepends=True)
+    future = [node.end_lineno or node.lineno for node in ast.parse(own).body
+              if isinstance(node, ast.ImportFrom) and node.module == "__future__"]
+    after = max(future, default=0)
+    return "".join(lines[:after]) + patches + "".join(lines[after:])
+
+
 def finish_debian(debian: Path, library: LibraryPlan) -> None:
     """Put the model's changelog, a copyright file and a non-empty long description into stdeb's debian/."""
     # stdeb dates its changelog now() and versions it from setup.py; ours follows
     # the service model (BUILD_NUMBER revision, git, SOURCE_DATE_EPOCH).
     atomic_write(debian / "changelog", library.changelog)
     atomic_write(debian / "copyright", copyright_text(library))
+    if not any(YEAR.search(notice) for notice in library.license.notices):
+        # lintian wants a notice with its year, which only the project's license files can give (dh_lintian
+        # installs the file).
+        atomic_write(debian / f"{library.package}.lintian-overrides", (
+            "# The project states no copyright notice with a year: its holders are the authors it names.\n"
+            f"{library.package}: copyright-without-copyright-notice\n"))
     control = debian / "control"
     paragraphs = list(Deb822.iter_paragraphs(control.read_text(encoding="utf-8")))
     for paragraph in paragraphs:

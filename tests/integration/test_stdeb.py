@@ -218,13 +218,16 @@ maintainer = "Library Team <libs@example.org>"
 """
 
 
-def test_a_flat_layout_with_pep_639_license_files_builds_on_debian_12(tmp_path: Path) -> None:
+@pytest.mark.parametrize("own_setup_py", [None, '"""Compatibility shim."""\nfrom setuptools import setup\n\nsetup()\n'])
+def test_a_flat_layout_with_pep_639_license_files_builds_on_debian_12(tmp_path: Path, own_setup_py: str | None) -> None:
     """As tabulate and Markdown are laid out: setuptools finds the package itself (a flat layout, no packages
-    list), and PEP 639's license string comes with license-files. Debian 12's setuptools 66 knows neither
-    license-files nor debian/ as a directory to leave out of the discovery; the package is built all the same,
-    holds the module, and is lintian-clean."""
+    list), and PEP 639's license string comes with license-files; and as python-slugify, with a setup.py of its
+    own that calls setup() alone. Debian 12's setuptools 66 knows neither license-files nor debian/ as a directory
+    to leave out of the discovery; the package is built all the same, holds the module, and is lintian-clean."""
     project = tmp_path / "flatfmt"
     (project / "flatfmt").mkdir(parents=True)
+    if own_setup_py is not None:
+        (project / "setup.py").write_text(own_setup_py)
     (project / "pyproject.toml").write_text(FLAT_PYPROJECT)
     (project / "LICENSE").write_text("MIT License\n\nCopyright (c) 2026 Library Team\n\nPermission is hereby granted, "
                                      "free of charge, to any person obtaining a copy of this software.\n")

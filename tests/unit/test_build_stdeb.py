@@ -248,6 +248,40 @@ def test_finish_debian_writes_changelog_copyright_and_description(tmp_path: Path
     )
 
 
+def test_a_projects_own_setup_py_runs_the_shims_patches_first(tmp_path: Path) -> None:
+    """Without a setup.py the build copy gets the shim; with one, the shim's two patches run before the project's
+    code, after its `from __future__` imports (which must stay first); the result is valid Python."""
+    shim = stdeb.SETUP_SHIM.read_text()
+    assert stdeb.with_shim(None) == shim
+    own = '"""Its setup."""\nfrom __future__ import annotations\n\nfrom setuptools import setup\n\nsetup()\n'
+    merged = stdeb.with_shim(own)
+    assert merged.startswith('"""Its setup."""\nfrom __future__ import annotations\n')
+    assert merged.endswith("\naccept_spdx_license_on_old_setuptools()\nleave_debian_out_of_discovery()\n\n\n"
+                           "\nfrom setuptools import setup\n\nsetup()\n")
+    assert 'if __name__ == "__main__"' not in merged
+    compile(merged, "setup.py", "exec")
+
+
+def test_a_library_without_a_dated_notice_overrides_lintians_tag_for_it(tmp_path: Path) -> None:
+    """A project whose license files state no copyright notice with a year (certifi, python-slugify): its holders are
+    the authors it names, and lintian's copyright-without-copyright-notice gets its override with the reason; a
+    notice with its year needs none."""
+    for notice, overridden in (("", True), ("Copyright (c) 2026 Library Team\n", False)):
+        project = library(tmp_path / str(overridden), pyproject_extra='license = "MIT"')
+        (project / "LICENSE").write_text(f"MIT License\n\n{notice}\nPermission is hereby granted.\n")
+        planned = stdeb.plan(settings(project, tmp_path / str(overridden) / "dist"), FakeStdeb())
+        debian = tmp_path / str(overridden) / "debian"
+        debian.mkdir()
+        (debian / "control").write_text("Source: tinyfmt\n\nPackage: python3-tinyfmt\nDescription: A library\n")
+        stdeb.finish_debian(debian, planned)
+        overrides = debian / "python3-tinyfmt.lintian-overrides"
+        assert overrides.exists() == overridden
+        if overridden:
+            assert overrides.read_text() == (
+                "# The project states no copyright notice with a year: its holders are the authors it names.\n"
+                "python3-tinyfmt: copyright-without-copyright-notice\n")
+
+
 def test_a_compiled_build_result_is_refused_and_nothing_reaches_dist(tmp_path: Path, tools: None) -> None:
     """A .so in the staged package (a non-pure build) exits 2 and dist/ stays empty."""
     project = library(tmp_path)
