@@ -5,8 +5,9 @@ That setuptools predates PEP 639 and rejects a license string in [project]
 handed the older `{text = ...}` table and [tool.setuptools] license-files
 instead. setuptools >= 77 is left alone. And its automatic discovery of a
 flat layout takes stdeb's debian/ directory for a second top-level package
-(newer setuptools leaves debian/ out, as it does docs/ and tests/). One copy,
-two users:
+(newer setuptools leaves debian/ out, as it does docs/ and tests/). Debian's
+python3 has no setuptools-scm: a version it would compute is taken from
+SETUPTOOLS_SCM_PRETEND_VERSION, which the build sets. One copy, two users:
 
 - the stdeb backend writes this file as setup.py into the build copy of a
   library (stdeb runs setup.py); run as a script, it calls setup();
@@ -39,6 +40,31 @@ def accept_spdx_license_on_old_setuptools() -> None:
     pyprojecttoml.load_file = load_with_license_table
 
 
+def version_without_setuptools_scm() -> None:
+    """A version setuptools-scm computes, where setuptools-scm is not installed (Debian's python3 builds without
+    it): the one SETUPTOOLS_SCM_PRETEND_VERSION, its own override, names. setuptools would write 0.0.0."""
+    import importlib.util
+    import os
+
+    pinned = os.environ.get("SETUPTOOLS_SCM_PRETEND_VERSION")
+    if not pinned or importlib.util.find_spec("setuptools_scm") is not None:
+        return
+    from setuptools.config import pyprojecttoml
+
+    load_file = pyprojecttoml.load_file
+
+    def load_with_version(filepath: Any) -> Any:
+        data = load_file(filepath)
+        project = data.get("project", {})
+        if "version" in project.get("dynamic", []):
+            project["dynamic"] = [key for key in project["dynamic"] if key != "version"]
+            project["version"] = pinned
+            data.get("tool", {}).get("setuptools", {}).get("dynamic", {}).pop("version", None)
+        return data
+
+    pyprojecttoml.load_file = load_with_version
+
+
 def leave_debian_out_of_discovery() -> None:
     """Keep a debian/ directory out of setuptools' automatic discovery of a flat layout's packages."""
     from setuptools import discovery
@@ -50,5 +76,6 @@ def leave_debian_out_of_discovery() -> None:
 
 if __name__ == "__main__":
     accept_spdx_license_on_old_setuptools()
+    version_without_setuptools_scm()
     leave_debian_out_of_discovery()
     setuptools.setup()

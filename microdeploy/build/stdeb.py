@@ -98,6 +98,7 @@ class LibraryPlan:
     epoch: int
     changelog: str
     license: StatedLicense  # for debian/copyright
+    project_version: str | None = None  # the project's own version (PEP 440), for setup.py's metadata
 
     @property
     def source(self) -> str:
@@ -237,7 +238,7 @@ def plan(settings: BuildSettings, runner: Runner = run) -> LibraryPlan:
                              "(drop --backend stdeb)")
     made = release(project, config, settings, runner)
     return LibraryPlan(config, made.upstream, made.version, made.distribution, made.epoch, made.changelog,
-                       stated_license(pyproject))
+                       stated_license(pyproject), made.project_version)
 
 
 def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
@@ -288,6 +289,10 @@ def _build_in(work: Path, project: Path, library: LibraryPlan, environ: Mapping[
     atomic_write(setup_py, with_shim(own))
     date_tree(copy, library.epoch)  # the sdist, and so the package, keeps these times
     env = build_environment(environ, library.epoch)
+    if library.project_version:
+        # setuptools-scm's override, which the setup.py shim reads where setuptools-scm is not installed: the
+        # library's metadata says its version, not 0.0.0.
+        env["SETUPTOOLS_SCM_PRETEND_VERSION"] = library.project_version
     dist_dir = work / "deb"
     run_build_step(sdist_argv(work / "sdist"), copy, env, "setup.py sdist", runner)
     sdists = sorted((work / "sdist").glob("*.tar.gz"))
@@ -313,7 +318,8 @@ def with_shim(own: str | None) -> str:
     if own is None:
         return shim
     patches = shim.partition('\nif __name__ == "__main__":')[0].rstrip("\n") + (
-        "\n\n\naccept_spdx_license_on_old_setuptools()\nleave_debian_out_of_discovery()\n\n\n")
+        "\n\n\naccept_spdx_license_on_old_setuptools()\nversion_without_setuptools_scm()\n"
+        "leave_debian_out_of_discovery()\n\n\n")
     lines = own.splitlines(keepends=True)
     future = [node.end_lineno or node.lineno for node in ast.parse(own).body
               if isinstance(node, ast.ImportFrom) and node.module == "__future__"]

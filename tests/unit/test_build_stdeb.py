@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -256,10 +258,29 @@ def test_a_projects_own_setup_py_runs_the_shims_patches_first(tmp_path: Path) ->
     own = '"""Its setup."""\nfrom __future__ import annotations\n\nfrom setuptools import setup\n\nsetup()\n'
     merged = stdeb.with_shim(own)
     assert merged.startswith('"""Its setup."""\nfrom __future__ import annotations\n')
-    assert merged.endswith("\naccept_spdx_license_on_old_setuptools()\nleave_debian_out_of_discovery()\n\n\n"
-                           "\nfrom setuptools import setup\n\nsetup()\n")
+    assert merged.endswith("\naccept_spdx_license_on_old_setuptools()\nversion_without_setuptools_scm()\n"
+                           "leave_debian_out_of_discovery()\n\n\n\nfrom setuptools import setup\n\nsetup()\n")
     assert 'if __name__ == "__main__"' not in merged
     compile(merged, "setup.py", "exec")
+
+
+def test_debians_setuptools_without_setuptools_scm_takes_the_version_the_build_pins(tmp_path: Path) -> None:
+    """jaraco.functools and tabulate take their version from setuptools-scm, which Debian's python3 lacks: the shim
+    gives setuptools SETUPTOOLS_SCM_PRETEND_VERSION (the build sets it), not 0.0.0; a static version stays."""
+    project = tmp_path / "scmlib"
+    (project / "scmlib").mkdir(parents=True)
+    (project / "scmlib" / "__init__.py").write_text("")
+    (project / "setup.py").write_text(stdeb.with_shim(None))
+    for version_key, pinned, expected in (('dynamic = ["version"]', "4.6.0", "4.6.0"),
+                                          ('version = "1.0"', "4.6.0", "1.0")):
+        (project / "pyproject.toml").write_text(
+            '[build-system]\nrequires = ["setuptools>=61", "setuptools-scm>=8"]\n'
+            f'build-backend = "setuptools.build_meta"\n\n[project]\nname = "scmlib"\n{version_key}\n\n'
+            "[tool.setuptools_scm]\n")
+        result = subprocess.run([stdeb.SYSTEM_PYTHON, "setup.py", "--version"], cwd=project, capture_output=True,
+                                text=True, env={**os.environ, "SETUPTOOLS_SCM_PRETEND_VERSION": pinned})
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[-1] == expected
 
 
 def test_a_library_without_a_dated_notice_overrides_lintians_tag_for_it(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ class Release:
     distribution: str
     epoch: int
     changes: tuple[str, ...]  # commit subjects, newest first
+    project_version: str | None = None  # the project's own version (PEP 440) when it states one
 
     @property
     def changelog(self) -> str:
@@ -103,10 +104,11 @@ def release(project: Path, config: ServiceConfig, settings: BuildSettings, runne
     `project_wheel`: the wheel the build makes beside it, for a dynamic version (project_version).
     """
     settled = settled or settle(project, settings, runner)
-    upstream = upstream_version(project_version(project, config, settings, runner, project_wheel), settled.state)
+    stated = project_version(project, config, settings, runner, project_wheel)
+    upstream = upstream_version(stated, settled.state)
     dist = settled.dist
     version = full_version(upstream, settled.revision.removesuffix(dist.suffix) + dist.suffix)
     return Release(
         name=config.name, maintainer=config.maintainer, upstream=upstream, version=version,
-        distribution=dist.codename, epoch=settled.epoch, changes=settled.changes,
+        distribution=dist.codename, epoch=settled.epoch, changes=settled.changes, project_version=stated,
     )
