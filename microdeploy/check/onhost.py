@@ -19,6 +19,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from debian.debian_support import Version
+
 from microdeploy.errors import MicrodeployError
 from microdeploy.mirrors import release_mirrors
 from microdeploy.process import output_tail
@@ -215,6 +217,8 @@ class _OnHost:
         sources = self._sources()
         if plan.info.has_unit:
             self._named_apart_from_debian()
+        else:
+            self._above_debians_own()
         self._dependencies_first(debs)
         self.before = self._changed_paths()
         self._apt("install", target)
@@ -317,22 +321,38 @@ class _OnHost:
         Debian's, and once Debian's is the higher `apt upgrade` replaces the
         service (its venv, its unit, its /var/lib/NAME) on every host.
         """
-        assert self.feed is not None
         name = self.plan.info.name
-        listed = self.host.run(["apt-cache", "madison", name], check=False, timeout=APT_TIMEOUT).stdout
+        debians, listed = self._archive_versions()
+        if debians:
+            raise failure(
+                f"{name} is also a package of Debian's archive ({', '.join(f'{v} in {s}' for v, s in debians)}): apt "
+                "would take the service and it for one package and install the higher version; build the service "
+                "under another --name", listed)
+
+    def _above_debians_own(self) -> None:
+        """A library's package (stdeb's python3-NAME) sorts above Debian's of its name, if Debian has one: apt
+        installs the higher version, and upgrades a host that has the lower one to the higher."""
+        ours = Version(self.plan.info.version)
+        debians, listed = self._archive_versions()
+        above = [f"{version} in {suite}" for version, suite in debians if Version(version) >= ours]
+        if above:
+            raise failure(f"{self.plan.info.name} {ours} is not above Debian's own ({', '.join(above)}): apt installs "
+                          "Debian's, and upgrades a host that has this one to it; use Debian's package, or give this "
+                          "one a higher version", listed)
+
+    def _archive_versions(self) -> tuple[list[tuple[str, str]], str]:
+        """The versions of the package's name in Debian's archive, with their suites, and apt-cache's words."""
+        assert self.feed is not None
+        listed = self.host.run(["apt-cache", "madison", self.plan.info.name], check=False, timeout=APT_TIMEOUT).stdout
         archive = f"{self.feed.url}mirror/"
-        debians = []
+        found = []
         for line in listed.splitlines():
-            # "NAME | VERSION | URI SUITE/COMPONENT ARCH Packages"; --repo's and the inbox's are the service's own.
+            # "NAME | VERSION | URI SUITE/COMPONENT ARCH Packages"; --repo's and the inbox's are the package's own.
             fields = [field.strip() for field in line.split(" | ")]
             where = fields[2].split() if len(fields) == 3 else []
             if len(where) >= 2 and where[0].startswith(archive):
-                debians.append(f"{fields[1]} in {where[1]}")
-        if debians:
-            raise failure(
-                f"{name} is also a package of Debian's archive ({', '.join(debians)}): apt would take the service "
-                "and it for one package and install the higher version; build the service under another --name",
-                listed)
+                found.append((fields[1], where[1]))
+        return found, listed
 
     def _apt(self, action: str, target: str) -> None:
         """apt-get ACTION TARGET on the host; a failure carries apt's own last lines."""

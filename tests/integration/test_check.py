@@ -236,6 +236,41 @@ def test_a_write_into_the_package_is_told_where_the_service_may_write(
                               "/var/lib/orders-api, /var/log/orders-api and its private /tmp."), details[:500]
 
 
+def library_deb(out: Path, name: str, version: str) -> Path:
+    """A pure-Python library's package as `build --backend stdeb` makes one, of `name` at `version`."""
+    tree = out / "tree"
+    module = tree / "usr/lib/python3/dist-packages/docopt.py"
+    module.parent.mkdir(parents=True)
+    module.write_text('"""A stand-in for docopt."""\n\n__version__ = "0.6.2"\n')
+    (tree / "DEBIAN").mkdir()
+    (tree / "DEBIAN" / "control").write_text(
+        f"Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: Library Team <libs@example.org>\n"
+        "Depends: python3:any\nSection: python\nPriority: optional\nDescription: Pythonic argument parser\n"
+        " A stand-in for a library built with --backend stdeb.\n")
+    deb = out / f"{name}_{version}_all.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(tree), str(deb)], check=True,
+                   capture_output=True)
+    return deb
+
+
+@pytest.mark.parametrize(("version", "installed"), [("0.6.2-1+deb12", False), ("0.6.2-5+deb12", True)])
+def test_a_library_below_debians_own_of_its_name_fails_install(tmp_path: Path, version: str, installed: bool) -> None:
+    """docopt 0.6.2 built with --backend stdeb is python3-docopt 0.6.2-1+deb12, below Debian's 0.6.2-4.1: apt
+    would install Debian's, and upgrade a host that has it to Debian's. Above Debian's, it installs and purges."""
+    status, report, stderr = run_check(library_deb(tmp_path, "python3-docopt", version),
+                                       "--skip", "lintian", "--skip", "piuparts")
+    found = checks(report)
+    if installed:
+        assert status == 0, {name: item["summary"] for name, item in found.items()} or stderr
+        assert found["install"]["status"] == found["purge"]["status"] == "passed"
+        return
+    assert status == 1, stderr
+    assert found["install"]["status"] == "failed"
+    assert re.fullmatch(r"python3-docopt 0\.6\.2-1\+deb12 is not above Debian's own \(0\.6\.2-4\.1 in "
+                        r"bookworm/main\): apt installs Debian's, and upgrades a host that has this one to it; use "
+                        r"Debian's package, or give this one a higher version", found["install"]["summary"])
+
+
 @pytest.mark.parametrize("dependency", ["jq", "postgresql"])
 def test_what_the_package_s_dependencies_install_and_make_is_not_left_behind_by_it(
     plain_service: BuiltService, tmp_path: Path, dependency: str
