@@ -12,35 +12,28 @@ from __future__ import annotations
 
 import ast
 import logging
-import re
 import shutil
-import textwrap
 import time
 from collections.abc import Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from debian.deb822 import Deb822
-
 from microdeploy import dists
 from microdeploy.build import buildroot
-from microdeploy.build.debiandir.context import copyright_context
 from microdeploy.build.debiandir.tree import copy_source, date_tree
 from microdeploy.build.dpkg import Artifacts, build_environment, build_jobs, collect, run_build_step
 from microdeploy.build.output import BuildResult, move_in, output_directory, prepare_output
 from microdeploy.build.release import source
-from microdeploy.build.release.license import StatedLicense, stated_license
+from microdeploy.build.release.license import stated_license
 from microdeploy.build.release.plan import release, target
 from microdeploy.build.release.settings import BuildSettings
+from microdeploy.build.stdeb_debian import LibraryPlan, console_scripts, finish_debian
 from microdeploy.config import ServiceConfig, load_config, read_project_file
 from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.fsutil import atomic_write, private_directory
 from microdeploy.process import Runner, require_tools, run
 from microdeploy.pyproject import Pyproject
-from microdeploy.render import render_file
-from microdeploy.resources import template_folder
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +50,6 @@ COMPILED_SOURCES = (".c", ".cc", ".cpp", ".cxx", ".pyx")
 COMPILED_OBJECTS = (".so", ".pyd")
 EXTENSION_CALLS = frozenset({"Extension", "Pybind11Extension", "cythonize", "CTypes", "RustExtension"})
 VENV_HINT = "Build it with the default dh-virtualenv backend: drop --backend stdeb"
-YEAR = re.compile(r"\b\d{4}\b")  # what lintian looks for in a copyright notice
 # What the library itself cannot be built into: dh-virtualenv makes services, not system libraries.
 IN_A_SERVICE = ("list it in the dependencies of the service that uses it: the default dh-virtualenv backend "
                 "installs its wheel into that service's venv")
@@ -85,35 +77,6 @@ for getter in ("get_long_description", "get_url"):
 sys.argv = sys.argv[1:]
 runpy.run_path("setup.py", run_name="__main__")
 """
-
-
-@dataclass(frozen=True)
-class LibraryPlan:
-    """What the stdeb build of one library will make, decided before any file is written."""
-
-    config: ServiceConfig
-    upstream: str
-    version: str
-    distribution: str
-    epoch: int
-    changelog: str
-    license: StatedLicense  # for debian/copyright
-    project_version: str | None = None  # the project's own version (PEP 440), for setup.py's metadata
-
-    @property
-    def source(self) -> str:
-        """The Debian source package name: the normalised distribution name."""
-        return self.config.name
-
-    @property
-    def package(self) -> str:
-        """The binary package name, Debian Python policy style."""
-        return package_name(self.config.name)
-
-
-def package_name(name: str) -> str:
-    """python3-<normalised dist name>."""
-    return f"python3-{name}"
 
 
 def check_no_app(project: Path, overrides: Mapping[str, Any], pyproject: Pyproject) -> None:
@@ -302,7 +265,7 @@ def _build_in(work: Path, project: Path, library: LibraryPlan, environ: Mapping[
     trees = sorted(path.parent.parent for path in dist_dir.glob("*/debian/control"))
     if len(trees) != 1:
         raise MicrodeployError(f"expected one debian/ tree from stdeb in {dist_dir}, found {len(trees)}")
-    finish_debian(trees[0] / "debian", library)
+    finish_debian(trees[0] / "debian", library, console_scripts(copy))
     log.info("dpkg-buildpackage (stdeb) in %s", trees[0])
     run_build_step(dpkg_buildpackage_argv(environ), trees[0], {**env, **compression_environment(library.config)},
                    "dpkg-buildpackage", runner)
@@ -325,44 +288,6 @@ def with_shim(own: str | None) -> str:
               if isinstance(node, ast.ImportFrom) and node.module == "__future__"]
     after = max(future, default=0)
     return "".join(lines[:after]) + patches + "".join(lines[after:])
-
-
-def finish_debian(debian: Path, library: LibraryPlan) -> None:
-    """Put the model's changelog, a copyright file and a non-empty long description into stdeb's debian/."""
-    # stdeb dates its changelog now() and versions it from setup.py; ours follows
-    # the service model (BUILD_NUMBER revision, git, SOURCE_DATE_EPOCH).
-    atomic_write(debian / "changelog", library.changelog)
-    atomic_write(debian / "copyright", copyright_text(library))
-    if not any(YEAR.search(notice) for notice in library.license.notices):
-        # lintian wants a notice with its year, which only the project's license files can give (dh_lintian
-        # installs the file).
-        atomic_write(debian / f"{library.package}.lintian-overrides", (
-            "# The project states no copyright notice with a year: its holders are the authors it names.\n"
-            f"{library.package}: copyright-without-copyright-notice\n"))
-    control = debian / "control"
-    paragraphs = list(Deb822.iter_paragraphs(control.read_text(encoding="utf-8")))
-    for paragraph in paragraphs:
-        if "Package" in paragraph:
-            # A project that describes itself with nothing is no "web service" (ServiceConfig.summary's word).
-            summary = library.config.summary if library.config.description else "Pure-Python library for python3"
-            paragraph["Description"] = "\n".join([summary, *(
-                f" {line}" for line in extended_description(library.source, library.package))])
-    atomic_write(control, "\n".join(paragraph.dump() for paragraph in paragraphs))
-
-
-def extended_description(name: str, package: str) -> list[str]:
-    """The binary package's extended description, wrapped to lintian's 80 columns. Not stdeb's, which is the
-    project's README as written: reStructuredText's `..` lines are control statements to dpkg, badges and
-    long lines are lintian's warnings, and stdeb cuts it after 20 lines."""
-    text = (f"The pure-Python library {name}, packaged for the system python3: {package} installs it under "
-            f"/usr/lib/python3/dist-packages, for Debian's own interpreter and the programs that use it.")
-    return textwrap.wrap(text, width=78, break_long_words=False, break_on_hyphens=False)
-
-
-def copyright_text(library: LibraryPlan) -> str:
-    """A machine-readable debian/copyright from the project's license, from the services' template."""
-    context = copyright_context(library.source, library.config.maintainer, library.license, "library")
-    return render_file(template_folder("debian_templates"), "copyright.j2", context)
 
 
 def check_built_pure(dist_dir: Path, package: str) -> None:

@@ -213,6 +213,9 @@ license = "MIT"
 license-files = ["LICENSE"]
 requires-python = ">=3.9"
 
+[project.scripts]
+flatfmt = "flatfmt:main"
+
 [tool.microdeploy]
 maintainer = "Library Team <libs@example.org>"
 """
@@ -223,7 +226,8 @@ def test_a_flat_layout_with_pep_639_license_files_builds_on_debian_12(tmp_path: 
     """As tabulate and Markdown are laid out: setuptools finds the package itself (a flat layout, no packages
     list), and PEP 639's license string comes with license-files; and as python-slugify, with a setup.py of its
     own that calls setup() alone. Debian 12's setuptools 66 knows neither license-files nor debian/ as a directory
-    to leave out of the discovery; the package is built all the same, holds the module, and is lintian-clean."""
+    to leave out of the discovery; the package is built all the same, holds the module and its program, and is
+    lintian-clean (the program has no manual page: overridden, with the reason)."""
     project = tmp_path / "flatfmt"
     (project / "flatfmt").mkdir(parents=True)
     if own_setup_py is not None:
@@ -231,13 +235,14 @@ def test_a_flat_layout_with_pep_639_license_files_builds_on_debian_12(tmp_path: 
     (project / "pyproject.toml").write_text(FLAT_PYPROJECT)
     (project / "LICENSE").write_text("MIT License\n\nCopyright (c) 2026 Library Team\n\nPermission is hereby granted, "
                                      "free of charge, to any person obtaining a copy of this software.\n")
-    (project / "flatfmt" / "__init__.py").write_text('"""Formats tables."""\n\nWIDTH = 80\n')
+    (project / "flatfmt" / "__init__.py").write_text('"""Formats tables."""\n\nWIDTH = 80\n\n\n'
+                                                     'def main() -> None:\n    print(WIDTH)\n')
     result = subprocess.run([str(CLI), "build", str(project), "--backend", "stdeb", "--out", str(tmp_path / "out")],
                             capture_output=True, text=True, env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH},
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     [deb] = (tmp_path / "out").glob("python3-flatfmt_2.0.1-*_all.deb")
-    assert "usr/lib/python3/dist-packages/flatfmt/__init__.py" in contents(deb)
+    assert {"usr/lib/python3/dist-packages/flatfmt/__init__.py", "usr/bin/flatfmt"} <= contents(deb)
     assert not any("debian" in path.split("/") for path in contents(deb) if "dist-packages" in path)
     verdict = lintian(deb)
     assert (verdict.errors, verdict.warnings) == ([], []), verdict.output

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from microdeploy import pyproject
-from microdeploy.build import stdeb
+from microdeploy.build import stdeb, stdeb_debian
 from microdeploy.build.pipeline import build, build_releases
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.cli import main
@@ -237,7 +237,7 @@ def test_finish_debian_writes_changelog_copyright_and_description(tmp_path: Path
     (debian / "control").write_text("Source: tinyfmt\n\nPackage: python3-tinyfmt\nDescription: A small library\n"
                                     " .. image:: https://img.shields.io/pypi/v/tinyfmt.svg\n"
                                     " [![CI](https://example.org/ci.svg)](https://example.org/ci) " + "x" * 90 + "\n")
-    stdeb.finish_debian(debian, planned)
+    stdeb_debian.finish_debian(debian, planned)
     changelog = (debian / "changelog").read_text()
     assert changelog.startswith("tinyfmt (1.2.0-3+deb12) bookworm; urgency=medium")
     assert " -- Library Team <libs@example.org>  Thu, 01 Jan 2026 00:00:00 +0000" in changelog
@@ -294,13 +294,41 @@ def test_a_library_without_a_dated_notice_overrides_lintians_tag_for_it(tmp_path
         debian = tmp_path / str(overridden) / "debian"
         debian.mkdir()
         (debian / "control").write_text("Source: tinyfmt\n\nPackage: python3-tinyfmt\nDescription: A library\n")
-        stdeb.finish_debian(debian, planned)
+        stdeb_debian.finish_debian(debian, planned)
         overrides = debian / "python3-tinyfmt.lintian-overrides"
         assert overrides.exists() == overridden
         if overridden:
             assert overrides.read_text() == (
                 "# The project states no copyright notice with a year: its holders are the authors it names.\n"
                 "python3-tinyfmt: copyright-without-copyright-notice\n")
+
+
+def test_a_librarys_programs_get_the_overrides_of_the_manual_pages_the_project_does_not_ship(tmp_path: Path) -> None:
+    """Markdown's markdown_py, tabulate's tabulate: their names come from the entry points setup.py sdist wrote into
+    the build copy's egg-info (src layout too), and each /usr/bin program gets no-manual-page's override with the
+    reason, beside the copyright one."""
+    source = tmp_path / "copy"
+    egg_info = source / "src" / "tinyfmt.egg-info"
+    egg_info.mkdir(parents=True)
+    (egg_info / "entry_points.txt").write_text(
+        "[console_scripts]\ntinyfmt = tinyfmt.cli:main\nTinyFmt-Report = tinyfmt.cli:report\n\n"
+        "[gui_scripts]\ntinyfmt-gui = tinyfmt.gui:main\n\n[markdown.extensions]\nabbr = markdown.extensions.abbr\n")
+    scripts = stdeb_debian.console_scripts(source)
+    assert scripts == ["TinyFmt-Report", "tinyfmt", "tinyfmt-gui"]
+    project = library(tmp_path, pyproject_extra='license = "MIT"')
+    planned = stdeb.plan(settings(project, tmp_path / "dist"), FakeStdeb())
+    debian = tmp_path / "debian"
+    debian.mkdir()
+    (debian / "control").write_text("Source: tinyfmt\n\nPackage: python3-tinyfmt\nDescription: A library\n")
+    stdeb_debian.finish_debian(debian, planned, scripts)
+    assert (debian / "python3-tinyfmt.lintian-overrides").read_text() == (
+        "# The project states no copyright notice with a year: its holders are the authors it names.\n"
+        "python3-tinyfmt: copyright-without-copyright-notice\n"
+        "# The project ships no manual page for its programs; each one's --help documents it.\n"
+        "python3-tinyfmt: no-manual-page [usr/bin/TinyFmt-Report]\n"
+        "python3-tinyfmt: no-manual-page [usr/bin/tinyfmt]\n"
+        "python3-tinyfmt: no-manual-page [usr/bin/tinyfmt-gui]\n")
+    assert stdeb_debian.console_scripts(tmp_path / "nothing") == []
 
 
 def test_a_compiled_build_result_is_refused_and_nothing_reaches_dist(tmp_path: Path, tools: None) -> None:

@@ -1,0 +1,117 @@
+"""The stdeb backend's plan of one library, and stdeb's debian/ made the package microdeploy means.
+
+stdeb writes debian/ from setup.py; microdeploy puts in its own changelog
+(the service model's versions and dates), a DEP-5 copyright, an extended
+description of its own, and lintian's overrides for what the project does
+not give the package, each with its reason.
+"""
+
+from __future__ import annotations
+
+import configparser
+import re
+import textwrap
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from debian.deb822 import Deb822
+
+from microdeploy.build.debiandir.context import copyright_context
+from microdeploy.build.release.license import StatedLicense
+from microdeploy.config import ServiceConfig
+from microdeploy.fsutil import atomic_write
+from microdeploy.render import render_file
+from microdeploy.resources import template_folder
+
+YEAR = re.compile(r"\b\d{4}\b")  # what lintian looks for in a copyright notice
+
+
+@dataclass(frozen=True)
+class LibraryPlan:
+    """What the stdeb build of one library will make, decided before any file is written."""
+
+    config: ServiceConfig
+    upstream: str
+    version: str
+    distribution: str
+    epoch: int
+    changelog: str
+    license: StatedLicense  # for debian/copyright
+    project_version: str | None = None  # the project's own version (PEP 440), for setup.py's metadata
+
+    @property
+    def source(self) -> str:
+        """The Debian source package name: the normalised distribution name."""
+        return self.config.name
+
+    @property
+    def package(self) -> str:
+        """The binary package name, Debian Python policy style."""
+        return package_name(self.config.name)
+
+
+def package_name(name: str) -> str:
+    """python3-<normalised dist name>."""
+    return f"python3-{name}"
+
+
+def finish_debian(debian: Path, library: LibraryPlan, scripts: Sequence[str] = ()) -> None:
+    """Put the model's changelog, a copyright file, a long description and lintian's overrides into stdeb's
+    debian/; `scripts`: the names of the library's programs in /usr/bin."""
+    # stdeb dates its changelog now() and versions it from setup.py; ours follows
+    # the service model (BUILD_NUMBER revision, git, SOURCE_DATE_EPOCH).
+    atomic_write(debian / "changelog", library.changelog)
+    atomic_write(debian / "copyright", copyright_text(library))
+    overrides = lintian_overrides(library, scripts)
+    if overrides:
+        atomic_write(debian / f"{library.package}.lintian-overrides", overrides)  # dh_lintian installs it
+    control = debian / "control"
+    paragraphs = list(Deb822.iter_paragraphs(control.read_text(encoding="utf-8")))
+    for paragraph in paragraphs:
+        if "Package" in paragraph:
+            # A project that describes itself with nothing is no "web service" (ServiceConfig.summary's word).
+            summary = library.config.summary if library.config.description else "Pure-Python library for python3"
+            paragraph["Description"] = "\n".join([summary, *(
+                f" {line}" for line in extended_description(library.source, library.package))])
+    atomic_write(control, "\n".join(paragraph.dump() for paragraph in paragraphs))
+
+
+def lintian_overrides(library: LibraryPlan, scripts: Sequence[str]) -> str:
+    """The overrides of what the project does not give the package, each with its reason ("" if none)."""
+    lines = []
+    if not any(YEAR.search(notice) for notice in library.license.notices):
+        # lintian wants a notice with its year, which only the project's license files can give.
+        lines += ["# The project states no copyright notice with a year: its holders are the authors it names.",
+                  f"{library.package}: copyright-without-copyright-notice"]
+    if scripts:
+        lines.append("# The project ships no manual page for its programs; each one's --help documents it.")
+        lines += [f"{library.package}: no-manual-page [usr/bin/{script}]" for script in scripts]
+    return "".join(f"{line}\n" for line in lines)
+
+
+def console_scripts(source: Path) -> list[str]:
+    """The programs the project at `source` installs (its entry points), as setup.py sdist wrote them there."""
+    names: set[str] = set()
+    for entry_points in [*source.glob("*.egg-info/entry_points.txt"), *source.glob("*/*.egg-info/entry_points.txt")]:
+        parser = configparser.ConfigParser(delimiters=("=",), interpolation=None)
+        parser.optionxform = str  # type: ignore[assignment,method-assign]
+        parser.read(entry_points, encoding="utf-8")
+        for section in ("console_scripts", "gui_scripts"):
+            names.update(parser[section] if parser.has_section(section) else ())
+    return sorted(names)
+
+
+def extended_description(name: str, package: str) -> list[str]:
+    """The binary package's extended description, wrapped to lintian's 80 columns. Not stdeb's, which is the
+    project's README as written: reStructuredText's `..` lines are control statements to dpkg, badges and
+    long lines are lintian's warnings, and stdeb cuts it after 20 lines."""
+    text = (f"The pure-Python library {name}, packaged for the system python3: {package} installs it under "
+            f"/usr/lib/python3/dist-packages, for Debian's own interpreter and the programs that use it.")
+    return textwrap.wrap(text, width=78, break_long_words=False, break_on_hyphens=False)
+
+
+def copyright_text(library: LibraryPlan) -> str:
+    """A machine-readable debian/copyright from the project's license, from the services' template."""
+    context = copyright_context(library.source, library.config.maintainer, library.license, "library")
+    return render_file(template_folder("debian_templates"), "copyright.j2", context)
