@@ -24,7 +24,9 @@ from microdeploy.fsutil import atomic_write
 from microdeploy.render import render_file
 from microdeploy.resources import template_folder
 
-YEAR = re.compile(r"\b\d{4}\b")  # what lintian looks for in a copyright notice
+# A copyright notice with its year, or public domain, as lintian's Debian::Copyright check looks for one anywhere in
+# debian/copyright (else: copyright-without-copyright-notice).
+NOTICE = re.compile(r"(?:Copyright|Copr\.|\u00a9)(?:.*|[(C):\s]+)\b\d{4}\b|\bpublic(?:\s+|-)domain\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,9 @@ def finish_debian(debian: Path, library: LibraryPlan, scripts: Sequence[str] = (
     # stdeb dates its changelog now() and versions it from setup.py; ours follows
     # the service model (BUILD_NUMBER revision, git, SOURCE_DATE_EPOCH).
     atomic_write(debian / "changelog", library.changelog)
-    atomic_write(debian / "copyright", copyright_text(library))
-    overrides = lintian_overrides(library, scripts)
+    copyright = copyright_text(library)
+    atomic_write(debian / "copyright", copyright)
+    overrides = lintian_overrides(library, copyright, scripts)
     if overrides:
         atomic_write(debian / f"{library.package}.lintian-overrides", overrides)  # dh_lintian installs it
     control = debian / "control"
@@ -77,10 +80,11 @@ def finish_debian(debian: Path, library: LibraryPlan, scripts: Sequence[str] = (
     atomic_write(control, "\n".join(paragraph.dump() for paragraph in paragraphs))
 
 
-def lintian_overrides(library: LibraryPlan, scripts: Sequence[str]) -> str:
-    """The overrides of what the project does not give the package, each with its reason ("" if none)."""
+def lintian_overrides(library: LibraryPlan, copyright: str, scripts: Sequence[str]) -> str:
+    """The overrides of what the project does not give the package (`copyright`: its debian/copyright), each with
+    its reason ("" if none)."""
     lines = []
-    if not any(YEAR.search(notice) for notice in library.license.notices):
+    if not NOTICE.search(copyright):
         # lintian wants a notice with its year, which only the project's license files can give.
         lines += ["# The project states no copyright notice with a year: its holders are the authors it names.",
                   f"{library.package}: copyright-without-copyright-notice"]

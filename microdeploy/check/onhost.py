@@ -337,8 +337,8 @@ class _OnHost:
         above = [f"{version} in {suite}" for version, suite in debians if Version(version) >= ours]
         if above:
             raise failure(f"{self.plan.info.name} {ours} is not above Debian's own ({', '.join(above)}): apt installs "
-                          "Debian's, and upgrades a host that has this one to it; use Debian's package, or give this "
-                          "one a higher version", listed)
+                          "Debian's, and upgrades a host that has this one to it; use Debian's package, or build this "
+                          "one with a higher version (--version, or --revision above Debian's)", listed)
 
     def _archive_versions(self) -> tuple[list[tuple[str, str]], str]:
         """The versions of the package's name in Debian's archive, with their suites, and apt-cache's words."""

@@ -268,7 +268,8 @@ def test_a_library_below_debians_own_of_its_name_fails_install(tmp_path: Path, v
     assert found["install"]["status"] == "failed"
     assert re.fullmatch(r"python3-docopt 0\.6\.2-1\+deb12 is not above Debian's own \(0\.6\.2-4\.1 in "
                         r"bookworm/main\): apt installs Debian's, and upgrades a host that has this one to it; use "
-                        r"Debian's package, or give this one a higher version", found["install"]["summary"])
+                        r"Debian's package, or build this one with a higher version \(--version, or --revision "
+                        r"above Debian's\)", found["install"]["summary"])
 
 
 @pytest.mark.parametrize("dependency", ["jq", "postgresql"])

@@ -303,6 +303,19 @@ def test_a_library_without_a_dated_notice_overrides_lintians_tag_for_it(tmp_path
                 "python3-tinyfmt: copyright-without-copyright-notice\n")
 
 
+def test_the_copyright_override_follows_lintians_own_test_of_the_whole_file(tmp_path: Path) -> None:
+    """text-unidecode's license text says "Public Domain" and names no dated notice: lintian finds what it wants
+    there, so there is no override to leave unused; a file of holders alone gets one, a dated notice anywhere none."""
+    project = library(tmp_path)
+    planned = stdeb.plan(settings(project, tmp_path / "dist"), FakeStdeb())
+    holders_only = "Files: *\nCopyright: Mikhail Korobov <kmike84@gmail.com>\nLicense: other\n"
+    assert "copyright-without-copyright-notice" in stdeb_debian.lintian_overrides(planned, holders_only, ())
+    for text in (holders_only + " tables derived from the Public Domain data of Text::Unidecode\n",
+                 holders_only.replace("Mikhail", "2014 Mikhail"),
+                 holders_only + " Copyright (C) 2001, 2014 Sean M. Burke\n"):
+        assert stdeb_debian.lintian_overrides(planned, text, ()) == "", text
+
+
 def test_a_librarys_programs_get_the_overrides_of_the_manual_pages_the_project_does_not_ship(tmp_path: Path) -> None:
     """Markdown's markdown_py, tabulate's tabulate: their names come from the entry points setup.py sdist wrote into
     the build copy's egg-info (src layout too), and each /usr/bin program gets no-manual-page's override with the
