@@ -15,29 +15,40 @@ SETUPTOOLS_SCM_PRETEND_VERSION, which the build sets. One copy, two users:
   it is building) and calls accept_spdx_license_on_old_setuptools().
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import setuptools
 
 
-def accept_spdx_license_on_old_setuptools() -> None:
-    """Make setuptools < 77 read a PEP 639 license string as the older {text = ...} table."""
-    if int(setuptools.__version__.split(".")[0]) >= 77:
-        return
+def edit_pyproject(edit: Callable[[dict[str, Any]], None]) -> None:
+    """Have setuptools read pyproject.toml as `edit` changes it (in memory; the file stays as it is)."""
     from setuptools.config import pyprojecttoml
 
     load_file = pyprojecttoml.load_file
 
-    def load_with_license_table(filepath: Any) -> Any:
+    def load_edited(filepath: Any) -> Any:
         data = load_file(filepath)
+        edit(data)
+        return data
+
+    pyprojecttoml.load_file = load_edited
+
+
+def accept_spdx_license_on_old_setuptools() -> None:
+    """Make setuptools < 77 read a PEP 639 license string as the older {text = ...} table, and license-files as
+    [tool.setuptools]'s."""
+    if int(setuptools.__version__.split(".")[0]) >= 77:
+        return
+
+    def older_license_keys(data: dict[str, Any]) -> None:
         project = data.get("project", {})
         if isinstance(project.get("license"), str):
             project["license"] = {"text": project["license"]}
         if "license-files" in project:
             data.setdefault("tool", {}).setdefault("setuptools", {})["license-files"] = project.pop("license-files")
-        return data
 
-    pyprojecttoml.load_file = load_with_license_table
+    edit_pyproject(older_license_keys)
 
 
 def version_without_setuptools_scm() -> None:
@@ -49,20 +60,15 @@ def version_without_setuptools_scm() -> None:
     pinned = os.environ.get("SETUPTOOLS_SCM_PRETEND_VERSION")
     if not pinned or importlib.util.find_spec("setuptools_scm") is not None:
         return
-    from setuptools.config import pyprojecttoml
 
-    load_file = pyprojecttoml.load_file
-
-    def load_with_version(filepath: Any) -> Any:
-        data = load_file(filepath)
+    def static_version(data: dict[str, Any]) -> None:
         project = data.get("project", {})
         if "version" in project.get("dynamic", []):
             project["dynamic"] = [key for key in project["dynamic"] if key != "version"]
             project["version"] = pinned
             data.get("tool", {}).get("setuptools", {}).get("dynamic", {}).pop("version", None)
-        return data
 
-    pyprojecttoml.load_file = load_with_version
+    edit_pyproject(static_version)
 
 
 def leave_debian_out_of_discovery() -> None:
