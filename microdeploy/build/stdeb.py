@@ -165,7 +165,7 @@ def sdist_dsc_argv(plan: LibraryPlan, dist_dir: Path, sdist: Path) -> list[str]:
         SYSTEM_PYTHON, "-c", STDEB_COMPAT, "setup.py", "--quiet", "--command-packages=stdeb.command", "sdist_dsc",
         "--dist-dir", str(dist_dir), "--use-premade-distfile", str(sdist),
         "--source", plan.source, "--package3", plan.package,
-        "--maintainer", plan.config.maintainer, "--suite3", plan.distribution,
+        "--maintainer", plan.config.maintainer, "--suite3", plan.release.distribution,
         "--section", "python", "--compat", DEBHELPER_COMPAT,
     ]  # fmt: skip
     if plan.config.depends:
@@ -199,9 +199,7 @@ def plan(settings: BuildSettings, runner: Runner = run) -> LibraryPlan:
         raise bad_input(f"the stdeb backend installs no extras ({', '.join(config.extras)})",
                         hint="Add the Debian packages the extras need to depends, or build a service with its venv "
                              "(drop --backend stdeb)")
-    made = release(project, config, settings, runner)
-    return LibraryPlan(config, made.upstream, made.version, made.distribution, made.epoch, made.changelog,
-                       stated_license(pyproject), made.project_version)
+    return LibraryPlan(config, release(project, config, settings, runner), stated_license(pyproject))
 
 
 def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
@@ -250,12 +248,12 @@ def _build_in(work: Path, project: Path, library: LibraryPlan, environ: Mapping[
     setup_py = copy / "setup.py"
     own = setup_py.read_text(encoding="utf-8") if setup_py.is_file() else None
     atomic_write(setup_py, with_shim(own))
-    date_tree(copy, library.epoch)  # the sdist, and so the package, keeps these times
-    env = build_environment(environ, library.epoch)
-    if library.project_version:
+    date_tree(copy, library.release.epoch)  # the sdist, and so the package, keeps these times
+    env = build_environment(environ, library.release.epoch)
+    if library.release.project_version:
         # setuptools-scm's override, which the setup.py shim reads where setuptools-scm is not installed: the
         # library's metadata says its version, not 0.0.0.
-        env["SETUPTOOLS_SCM_PRETEND_VERSION"] = library.project_version
+        env["SETUPTOOLS_SCM_PRETEND_VERSION"] = library.release.project_version
     dist_dir = work / "deb"
     run_build_step(sdist_argv(work / "sdist"), copy, env, "setup.py sdist", runner)
     sdists = sorted((work / "sdist").glob("*.tar.gz"))

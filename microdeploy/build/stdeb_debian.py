@@ -19,6 +19,7 @@ from debian.deb822 import Deb822
 
 from microdeploy.build.debiandir.context import copyright_context
 from microdeploy.build.release.license import StatedLicense
+from microdeploy.build.release.plan import Release
 from microdeploy.config import ServiceConfig
 from microdeploy.fsutil import atomic_write
 from microdeploy.render import render_file
@@ -34,13 +35,13 @@ class LibraryPlan:
     """What the stdeb build of one library will make, decided before any file is written."""
 
     config: ServiceConfig
-    upstream: str
-    version: str
-    distribution: str
-    epoch: int
-    changelog: str
+    release: Release  # its versions (the project's own for setup.py's metadata), suite, dates and changelog
     license: StatedLicense  # for debian/copyright
-    project_version: str | None = None  # the project's own version (PEP 440), for setup.py's metadata
+
+    @property
+    def version(self) -> str:
+        """The package's Debian version."""
+        return self.release.version
 
     @property
     def source(self) -> str:
@@ -63,7 +64,7 @@ def finish_debian(debian: Path, library: LibraryPlan, scripts: Sequence[str] = (
     debian/; `scripts`: the names of the library's programs in /usr/bin."""
     # stdeb dates its changelog now() and versions it from setup.py; ours follows
     # the service model (BUILD_NUMBER revision, git, SOURCE_DATE_EPOCH).
-    atomic_write(debian / "changelog", library.changelog)
+    atomic_write(debian / "changelog", library.release.changelog)
     copyright = copyright_text(library)
     atomic_write(debian / "copyright", copyright)
     overrides = lintian_overrides(library, copyright, scripts)
