@@ -107,8 +107,7 @@ class ServiceProbe:
         restarts = int(props.get("NRestarts") or 0)
         restarts_text = f", {restarts} automatic restart(s)" if restarts else ""
         why = self.last_words()
-        raise failure(f"{self.info.unit} does not stay up ({state}{restarts_text})" + (f": {why}" if why else ""),
-                      sandbox_hint(why, self.info.name))
+        raise self.failed(f"{self.info.unit} does not stay up ({state}{restarts_text})", why)
 
     def check_workers(self, invocation: str | None) -> None:
         """Fail when gunicorn's workers keep exiting as they start: the unit is active, and nothing serves.
@@ -121,9 +120,12 @@ class ServiceProbe:
         if len(exits) >= WORKER_EXITS:
             # The worker's own last word, not the arbiter's line about it.
             why = self.last_error("\n".join(line for line in journal.splitlines() if not _WORKER_EXIT.search(line)))
-            raise failure(f"{self.info.unit} is up, but its gunicorn workers exit as they start ({len(exits)} exits, "
-                          f"the last with code {exits[-1]})" + (f": {why}" if why else ""),
-                          sandbox_hint(why, self.info.name))
+            raise self.failed(f"{self.info.unit} is up, but its gunicorn workers exit as they start "
+                              f"({len(exits)} exits, the last with code {exits[-1]})", why)
+
+    def failed(self, summary: str, why: str) -> MicrodeployError:
+        """The service's failure: `summary`, then its last word `why` if it has one, and what to do about it."""
+        return failure(summary + (f": {why}" if why else ""), sandbox_hint(why, self.info.name))
 
     def last_words(self) -> str:
         """The service's last error from its journal, waited for (bounded): journald files what a
