@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.packages import unpacked_sdist
 from tests.qa import deb_members
 from tests.testbed.online import OnlineRoot
 
@@ -244,5 +245,37 @@ def test_a_flat_layout_with_pep_639_license_files_builds_on_debian_12(tmp_path: 
     [deb] = (tmp_path / "out").glob("python3-flatfmt_2.0.1-*_all.deb")
     assert {"usr/lib/python3/dist-packages/flatfmt/__init__.py", "usr/bin/flatfmt"} <= contents(deb)
     assert not any("debian" in path.split("/") for path in contents(deb) if "dist-packages" in path)
+    verdict = lintian(deb)
+    assert (verdict.errors, verdict.warnings) == ([], []), verdict.output
+
+
+# Public libraries from PyPI, unmodified sdists: (project, version, a module file the package must hold, the
+# name of its installed metadata). python-slugify: its own bare setup.py, PEP 639 license and license-files, a
+# program, a dependency; Markdown: pyproject.toml alone with license-files and a program; six: setup.py alone and
+# a README of reStructuredText; tabulate: a flat layout found by setuptools and a setuptools-scm version.
+PUBLIC_LIBRARIES = [
+    ("python-slugify", "9.2.0", "slugify/__init__.py", "python_slugify-9.2.0.egg-info"),
+    ("Markdown", "3.11.4", "markdown/__init__.py", "Markdown-3.11.4.egg-info"),
+    ("six", "1.17.0", "six.py", "six-1.17.0.egg-info"),
+    ("tabulate", "0.10.0", "tabulate/__init__.py", "tabulate-0.10.0.egg-info"),
+]
+
+
+@pytest.mark.parametrize(("project", "version", "module", "metadata"), PUBLIC_LIBRARIES,
+                         ids=[library[0] for library in PUBLIC_LIBRARIES])
+def test_a_public_library_from_pypi_builds_lintian_clean_with_its_version(
+    tmp_path: Path, project: str, version: str, module: str, metadata: str
+) -> None:
+    """Each builds on Debian 12 as it comes from PyPI, holds its module and its metadata at its own version (not
+    setuptools' 0.0.0), and lintian finds no error and no warning."""
+    source = unpacked_sdist(project, version, tmp_path)
+    result = subprocess.run([str(CLI), "build", str(source), "--backend", "stdeb", "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH},
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [deb] = (tmp_path / "out").glob(f"python3-*_{version}-*_all.deb")
+    files = contents(deb)
+    assert f"usr/lib/python3/dist-packages/{module}" in files
+    assert f"usr/lib/python3/dist-packages/{metadata}" in files
     verdict = lintian(deb)
     assert (verdict.errors, verdict.warnings) == ([], []), verdict.output
