@@ -59,3 +59,49 @@ def test_the_lock_pins_what_ships_and_a_stale_lock_exits_2_writing_nothing(tmp_p
     assert caught.value.exit_code == 2
     assert "uv.lock" in str(caught.value) and "uv lock" in (caught.value.hint or "")
     assert not out.exists() or not any(out.iterdir())
+
+
+LOCKERS = {
+    # pip's own: the project in it as a directory entry (path ".").
+    "pip lock": lambda venv, constraints: [str(venv / "pip"), "lock", "--quiet", ".", "-c", str(constraints),
+                                           "-o", "pylock.toml"],
+    # uv's: the dependencies of pyproject.toml, without the project.
+    "uv pip compile": lambda venv, constraints: [find_uv(os.environ) or "uv", "pip", "compile", "--quiet",
+                                                 "pyproject.toml", "-c", str(constraints), "--format", "pylock.toml",
+                                                 "-o", "pylock.toml"],
+}
+
+
+@pytest.mark.parametrize("locker", LOCKERS)
+def test_a_pylock_pins_what_ships_and_what_it_lacks_is_resolved_beside_it(tmp_path: Path, locker: str) -> None:
+    """click, which flask allows from 8.1.3, locked at 8.1.8 in a pylock.toml that pip or uv wrote (a resolution
+    would take the newest) ships 8.1.8, also after an app-only change that reuses the layer; a dependency added to
+    pyproject.toml that the lock does not list goes in beside what it pins."""
+    project = checkout(tmp_path / "hello-api")
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("click==8.1.8\n")
+    bin_dir = Path(os.environ.get("VIRTUAL_ENV", Path(__file__).resolve().parents[2] / ".venv")) / "bin"
+    subprocess.run(LOCKERS[locker](bin_dir, constraints), cwd=project, check=True,
+                   env={**os.environ, "UV_SYSTEM_CERTS": "1"})
+    assert 'name = "click"\nversion = "8.1.8"' in (project / "pylock.toml").read_text()
+    commit(project, "locked")
+    cache = tmp_path / "cache"
+
+    first = payload(build_with(project, tmp_path / "first", cache).deb)
+    assert {"click-8.1.8", "flask-3.1.3", "gunicorn-23.0.0", "hello_api-0.1.0"} <= distributions(first)
+    assert not any(name.startswith("/opt/venvs/hello-api/bin/uv-pip") for name in first)
+
+    greeting = project / "src" / "hello_api" / "greeting.py"
+    greeting.write_text(greeting.read_text() + "\nCHANGED = True\n")
+    commit(project, "app-only")
+    again = payload(build_with(project, tmp_path / "again", cache).deb)
+    assert "click-8.1.8" in distributions(again)
+    assert b"CHANGED = True" in again[f"{SITE}/hello_api/greeting.py"]
+    assert len(list((cache / "layers").glob("*/venv"))) == 1, "the locked layer is reused"
+
+    pyproject = project / "pyproject.toml"
+    pinned = '"gunicorn==23.0.0",'
+    pyproject.write_text(pyproject.read_text().replace(pinned, pinned + '\n    "idna==3.10",'))
+    commit(project, "a dependency the lock does not list")
+    added = distributions(payload(build_with(project, tmp_path / "added", cache).deb))
+    assert {"idna-3.10", "click-8.1.8"} <= added

@@ -13,6 +13,7 @@ import pytest
 
 from microdeploy.build.cache import cache_root
 from microdeploy.build.fastpath import jobs
+from microdeploy.build.fastpath.contract import PROJECT_ALONE
 from microdeploy.build.fastpath.installer import Installer, choose_installer, find_uv, with_extras
 from microdeploy.build.fastpath.layer import (
     check_extras,
@@ -408,7 +409,7 @@ def test_a_locked_project_exports_its_lock_first_and_fills_the_layer_from_it(tmp
     source.mkdir()
     runner = FakeInstaller()
     installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=tmp_path / "cache" / "layers" / "k",
-                          wsgi_server="gunicorn>=21", layer_has_dependencies=True, locked=True)
+                          wsgi_server="gunicorn>=21", layer_has_dependencies=True, lock="uv.lock")
     beside = installer.start_beside(tmp_path / "work", source, "orders-api", "/usr/bin/python3.11", runner)
     beside.finish()
     exported = tmp_path / "work" / "locked-requirements.txt"
@@ -434,10 +435,45 @@ def test_a_locked_project_exports_its_lock_first_and_fills_the_layer_from_it(tmp
     [(_, export_env)] = [call for call in runner.calls if call[0][1] == "export" and str(again) in call[0]]
     assert export_env is not None and export_env["UV_INDEX"] == "https://private.example/simple", \
         "uv checks the lock against the build's package sources"
-    unlocked = replace(installer, locked=False, layer=tmp_path / "cache" / "layers" / "k3").start_beside(
+    unlocked = replace(installer, lock=None, layer=tmp_path / "cache" / "layers" / "k3").start_beside(
         tmp_path / "free", source, "orders-api", "/usr/bin/python3.11", runner)
     unlocked.finish()
     assert "UV_CONSTRAINT" not in unlocked.environment
+
+
+def test_a_pylock_goes_into_the_layer_alone_without_the_project_then_the_rest_within_its_pins(tmp_path: Path) -> None:
+    """pylock.toml (pip's, in tests/data) and no saved layer: the layer gets `-r` of its copy without the project
+    (uv takes a pylock.toml alone, with the service's extras), then the declared dependencies and the WSGI server
+    with its versions as constraints, beside the caller's; the project's wheel goes in under them too."""
+    source = tmp_path / "src-project"
+    source.mkdir()
+    shutil.copyfile(Path(__file__).resolve().parents[1] / "data" / "pylock" / "pip-lock.toml", source / "pylock.toml")
+    wheel_dir = tmp_path / "work" / "project-wheel"
+    runner = FakeInstaller()
+    installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=tmp_path / "cache" / "layers" / "k",
+                          wsgi_server="gunicorn>=21", dependencies=("flask>=3",), lock="pylock.toml",
+                          project="hello-api", extras=("postgres",),
+                          uv_settings={"UV_CONSTRAINT": "/etc/constraints.txt"})
+    with patch("microdeploy.build.fastpath.wheel.ProjectWheel.build_environment", return_value=None), \
+            patch("microdeploy.build.fastpath.wheel.ProjectWheel._build",
+                  lambda self, source, out: (out / "hello_api-0.1.0-py3-none-any.whl").write_bytes(b"") and 0):
+        beside = installer.start_beside(tmp_path / "work", source, "hello-api", "/usr/bin/python3.11", runner)
+        beside.finish()
+    layer_lock = tmp_path / "work" / "pylock" / "pylock.layer.toml"
+    pins = tmp_path / "work" / "pylock" / "pylock-constraints.txt"
+    assert "hello-api" not in layer_lock.read_text() and "flask==3.1.3" in pins.read_text()
+    python = ("--python", str(tmp_path / "work" / "layer-copy" / "venv" / "bin" / "python"))
+    wheel = str(wheel_dir / "hello_api-0.1.0-py3-none-any.whl")
+    installs = [(argv, env) for argv, env in runner.calls if argv[:3] == ("/opt/uv", "pip", "install")]
+    assert [argv for argv, _ in installs] == [
+        ("/opt/uv", "pip", "install", "--quiet", *python, "-r", str(layer_lock), "--extra=postgres"),
+        ("/opt/uv", "pip", "install", "--quiet", *python, "flask>=3", "gunicorn>=21"),
+        ("/opt/uv", "pip", "install", "--quiet", *PROJECT_ALONE, *python, wheel),
+        ("/opt/uv", "pip", "install", "--quiet", *python, f"{wheel}[postgres]", "gunicorn>=21"),
+    ]
+    constraints = [env.get("UV_CONSTRAINT") if env else None for _, env in installs]
+    assert constraints == [None] + [f"/etc/constraints.txt {pins}"] * 3
+    assert beside.environment["UV_CONSTRAINT"] == f"/etc/constraints.txt {pins}", "and uv-pip's install, if needed"
 
 
 def test_a_stale_lock_stops_the_build_before_any_job_starts(tmp_path: Path) -> None:
@@ -450,7 +486,7 @@ def test_a_stale_lock_stops_the_build_before_any_job_starts(tmp_path: Path) -> N
         return Result(tuple(argv), 1, "", "error: The lockfile at `uv.lock` needs to be updated\n")
 
     installer = Installer("uv", uv="/opt/uv", cache_root=tmp_path / "cache", layer=tmp_path / "cache" / "layers" / "k",
-                          locked=True)
+                          lock="uv.lock")
     with pytest.raises(MicrodeployError) as caught:
         installer.start_beside(tmp_path / "work", source, "orders-api", "/usr/bin/python3.11", stale)
     assert caught.value.exit_code == 2

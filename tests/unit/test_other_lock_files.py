@@ -1,6 +1,6 @@
-"""Lock files of Poetry, PDM, Pipenv and PEP 751 beside a project: the build does not install from them, and says
-so, with the command that writes what they pin to requirements.txt (which it installs); not when requirements.txt
-or a used uv.lock is there."""
+"""Lock files of Poetry, PDM and Pipenv beside a project: the build does not install from them, and says so, with
+the command that writes what they pin to requirements.txt (which it installs); not when requirements.txt or a used
+uv.lock or pylock.toml is there. Without uv, neither of those is used, and the build says that."""
 
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ def project(tmp_path: Path, *files: str) -> Path:
     ("poetry.lock", "(poetry export --format requirements.txt --output requirements.txt)"),
     ("pdm.lock", "(pdm export --format requirements --output requirements.txt)"),
     ("Pipfile.lock", "(pipenv requirements > requirements.txt)"),
-    ("pylock.toml", "write them to requirements.txt and commit it"),
 ])
 def test_a_lock_the_build_does_not_install_from_is_named_with_its_export(
     tmp_path: Path, lock: str, export: str, caplog: pytest.LogCaptureFixture
@@ -48,7 +47,22 @@ def test_a_lock_the_build_does_not_install_from_is_named_with_its_export(
 
 
 def test_requirements_txt_or_a_uv_lock_silences_it(tmp_path: Path) -> None:
-    """requirements.txt is installed first (an export of the lock, as the warning asks); uv.lock is installed from."""
+    """requirements.txt is installed first (an export of the lock, as the warning asks); uv.lock and pylock.toml are
+    installed from."""
     assert unused_locks(read_pyproject(project(tmp_path / "exported", "poetry.lock", "requirements.txt"))) == []
     assert unused_locks(read_pyproject(project(tmp_path / "uv", "pdm.lock", "uv.lock"))) == []
-    assert len(unused_locks(read_pyproject(project(tmp_path / "two", "pdm.lock", "pylock.toml")))) == 2
+    assert unused_locks(read_pyproject(project(tmp_path / "pep751", "pdm.lock", "pylock.toml"))) == []
+    assert len(unused_locks(read_pyproject(project(tmp_path / "two", "pdm.lock", "Pipfile.lock")))) == 2
+
+
+@pytest.mark.parametrize("lock", ["uv.lock", "pylock.toml"])
+def test_without_uv_a_lock_it_would_install_from_is_named(tmp_path: Path, lock: str,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """dh-virtualenv's pip installs from neither: the build says so, once."""
+    pyproject = read_pyproject(project(tmp_path, lock))
+    with caplog.at_level(logging.WARNING):
+        installer = choose_installer(pyproject, name="orders-api", python_minor="3.11", wsgi_server="gunicorn",
+                                     environ={"MICRODEPLOY_UV": "", "MICRODEPLOY_CACHE_DIR": str(tmp_path / "c")})
+    assert installer.kind == "pip"
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{lock} is not used without uv: dh-virtualenv's pip resolves the dependencies afresh"]

@@ -42,7 +42,14 @@ from microdeploy.build.fastpath.layer import (
     save_layer,
     uv_configuration,
 )
-from microdeploy.build.fastpath.lock import LOCK_FILE, REQUIREMENTS_FILE, export_lock, is_locked, unused_locks
+from microdeploy.build.fastpath.lock import (
+    LOCK_FILE,
+    REQUIREMENTS_FILE,
+    Locked,
+    lock_file,
+    locked_requirements,
+    unused_locks,
+)
 from microdeploy.build.fastpath.pipindex import UV_CONSTRAINT_VARIABLE, pip_variables, shown
 from microdeploy.build.fastpath.wheel import ProjectWheel
 from microdeploy.fsutil import atomic_write
@@ -101,8 +108,10 @@ class Installer:
     # Those dependencies when they install without the project (layer.declared_dependencies):
     # a missing layer is then made beside the build, while the wheel builds.
     dependencies: tuple[str, ...] | None = None
-    # The project has a uv.lock: the layer holds what it pins (lock.py), in place of `dependencies`.
-    locked: bool = False
+    # The project's lock (uv.lock or pylock.toml; lock.py): the layer holds what it pins, uv.lock's in place of
+    # `dependencies`.
+    lock: str | None = None
+    project: str = ""  # the project's distribution name, which a pylock.toml lists among its packages
     build_system: BuildSystem = field(default_factory=BuildSystem)  # the project's, for its wheel
     # pip's index settings as uv's variables, for every uv run of the build (pipindex.py).
     index: Mapping[str, str] = field(default_factory=dict)
@@ -156,9 +165,9 @@ class Installer:
         if wheel is None:
             return Beside(self.environment())
         # A lock out of date stops the build here, before anything starts; a saved layer was made from it.
-        locked = (export_lock(wheel.uv, source, work / "locked-requirements.txt", self.uv_runner(runner), self.index,
-                              self.extras)
-                  if self.locked and self.layer is not None and not (self.layer / VENV_DIR).is_dir() else None)
+        locked = (locked_requirements(self.lock, wheel.uv, source, work, self.project or name, self.uv_runner(runner),
+                                      self.index, self.extras)
+                  if self.lock and self.layer is not None and not (self.layer / VENV_DIR).is_dir() else None)
         wheel_dir = work / "project-wheel"
         wheel_job = wheel.start(source, wheel_dir)
         built = (wheel_job, wheel_dir)
@@ -166,13 +175,18 @@ class Installer:
         copy_job = (self.start_layer_copy(work / "layer-copy", built, runner, restored)
                     or self.start_layer_fill(work / "layer-copy", source, name, python, built, runner, restored,
                                              locked))
-        # If the layer cannot be filled from the export, uv-pip's own install keeps to what the lock pins.
-        constraint = self.uv_settings.get(UV_CONSTRAINT_VARIABLE, "")
-        pinned = {UV_CONSTRAINT_VARIABLE: " ".join(filter(None, [constraint, str(locked)]))} if locked else {}
-        environment = {**self.environment(wheel_dir, work / "layer-copy" if copy_job else None), **pinned}
+        # If the layer cannot be filled from the lock, uv-pip's own install keeps to what the lock pins.
+        environment = {**self.environment(wheel_dir, work / "layer-copy" if copy_job else None), **self.pinned(locked)}
         if copy_job is None:
             return Beside(environment, (wheel_job,), wheel, built)
         return Beside(environment, (wheel_job, copy_job), wheel, built, self.layer, restored)
+
+    def pinned(self, locked: Locked | None) -> dict[str, str]:
+        """The variable that keeps a uv install to what the lock pins (with the caller's constraints)."""
+        if locked is None:
+            return {}
+        constraint = self.uv_settings.get(UV_CONSTRAINT_VARIABLE, "")
+        return {UV_CONSTRAINT_VARIABLE: " ".join(filter(None, [constraint, str(locked.constraints)]))}
 
     def start_layer_copy(
         self, directory: Path, wheel: tuple[threading.Thread, Path] | None = None, runner: Runner = run,
@@ -217,15 +231,16 @@ class Installer:
 
     def start_layer_fill(
         self, directory: Path, source: Path, name: str, python: str, wheel: tuple[threading.Thread, Path],
-        runner: Runner = run, restored: Restored | None = None, locked: Path | None = None,
+        runner: Runner = run, restored: Restored | None = None, locked: Locked | None = None,
     ) -> threading.Thread | None:
         """Without a saved layer, make it on another thread when pyproject.toml lists the dependencies, or when
-        `locked` (the requirements exported from the project's uv.lock) pins them.
+        `locked` (what the project's lock pins, lock.py) does.
 
         At directory/venv, beside the project's wheel job: the venv as
         debian/make-venv makes it, requirements.txt and then the dependencies
         with the WSGI server installed as debian/uv-pip installs them (from the
-        source directory, where uv finds the project's settings). It is saved
+        source directory, where uv finds the project's settings). A pylock.toml
+        goes in alone, then the rest within the versions it pins. It is saved
         as the layer (moved into the cache and linked back with `restored`,
         layer.save_layer); then the project's wheel goes in, as into a copied
         layer (start_layer_copy), and make-venv and uv-pip take it the same way.
@@ -234,34 +249,44 @@ class Installer:
         layer, uv, dependencies = self.layer, self.uv, self.dependencies
         if layer is None or uv is None or (dependencies is None and locked is None) or (layer / VENV_DIR).is_dir():
             return None
-        wanted = ["-r", str(locked)] if locked is not None else list(dependencies or ())
+        pinned = self.pinned(locked)
 
         def fill() -> int:
             venv = directory / VENV_DIR
             install = [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python")]
             # The prompt of the venv's activate scripts: the service's, as at /opt/venvs/NAME.
-            steps = [([python, "-m", "venv", "--without-pip", "--prompt", name, str(venv)], source)]
+            steps: list[tuple[list[str], Path, Mapping[str, str]]] = [
+                ([python, "-m", "venv", "--without-pip", "--prompt", name, str(venv)], source, {})]
             requirements = source / REQUIREMENTS_FILE
             if requirements.is_file():
                 requirements = requirements.resolve()
-                steps.append(([*install, "-r", str(requirements)], requirements.parent))
-            steps.append(([*install, *wanted, self.wsgi_server, *self.installers], source))
+                steps.append(([*install, "-r", str(requirements)], requirements.parent, {}))
+            rest = [self.wsgi_server, *self.installers]
+            if locked is None:
+                steps.append(([*install, *(dependencies or ()), *rest], source, {}))
+            elif locked.alone:
+                steps.append(([*install, *locked.install], source, {}))
+                steps.append(([*install, *(dependencies or ()), *rest], source, pinned))
+            else:
+                steps.append(([*install, *locked.install, *rest], source, {}))
             uv_run, environment = self.uv_runner(runner), self.environment()
-            for argv, cwd in steps:
-                returncode = uv_run(argv, cwd=cwd, env=environment, check=False).returncode
+            for argv, cwd, pins in steps:
+                returncode = uv_run(argv, cwd=cwd, env={**environment, **pins}, check=False).returncode
                 if returncode != 0:
                     return returncode
                 make_pth_inert(venv)
             save_layer(venv, layer, runner, restored)
-            installed = self.install_project(venv, wheel, runner)
+            installed = self.install_project(venv, wheel, runner, pinned)
             if installed is not None:
                 atomic_write(directory / INSTALLED_FILE, installed, durable=False)
             return 0
 
         return jobs.start("layer-fill", directory, fill)
 
-    def install_project(self, venv: Path, wheel: tuple[threading.Thread, Path] | None, runner: Runner) -> str | None:
-        """Install the project's wheel into `venv` once its job has ended; the wheel's name, or None if not."""
+    def install_project(self, venv: Path, wheel: tuple[threading.Thread, Path] | None, runner: Runner,
+                        pinned: Mapping[str, str] | None = None) -> str | None:
+        """Install the project's wheel into `venv` once its job has ended; the wheel's name, or None if not.
+        `pinned`: the lock's constraint (pinned()), for what the wheel needs beyond the layer."""
         if wheel is None or self.uv is None:
             return None
         built = jobs.output(*wheel, "*.whl")
@@ -276,7 +301,7 @@ class Installer:
             # Then what it depends on, resolved, from the shared cache; uv keeps the project it finds installed.
             steps.append([self.uv, "pip", "install", "--quiet", *python, with_extras(str(built), self.extras),
                           self.wsgi_server, *self.installers])
-        uv_run, environment = self.uv_runner(runner), self.environment()
+        uv_run, environment = self.uv_runner(runner), {**self.environment(), **(pinned or {})}
         for argv in steps:
             if uv_run(argv, env=environment, check=False).returncode != 0:
                 return None
@@ -339,8 +364,9 @@ def choose_installer(
         log.warning("%s", warning)
     uv = find_uv(environ)
     if uv is None:
-        if is_locked(pyproject):
-            log.warning("%s is not used without uv: dh-virtualenv's pip resolves the dependencies afresh", LOCK_FILE)
+        lock = lock_file(pyproject)
+        if lock is not None:
+            log.warning("%s is not used without uv: dh-virtualenv's pip resolves the dependencies afresh", lock)
         return Installer("pip")
     root = cache_root(environ)
     touch(root / "uv")
@@ -353,9 +379,10 @@ def choose_installer(
         extras=extras, uv_version=uv_version(uv, runner), environ=environ, dist=dist,
     )
     layer = prepare_layer(root, key, refresh=refresh_layer)
-    locked = is_locked(pyproject)
+    lock = lock_file(pyproject)
     return Installer("uv", uv=uv, cache_root=root, layer=layer, wsgi_server=wsgi_server, installers=installers,
-                     extras=extras, layer_has_dependencies=pyproject.static_dependencies or locked,
-                     dependencies=declared_dependencies(pyproject, extras), locked=locked,
+                     extras=extras, layer_has_dependencies=pyproject.static_dependencies or lock == LOCK_FILE,
+                     dependencies=declared_dependencies(pyproject, extras), lock=lock,
+                     project=str(pyproject.project.get("name") or name),
                      build_system=pyproject.build_system, index=index,
                      uv_settings=callers_uv_settings(pyproject.directory, environ))

@@ -32,7 +32,7 @@ from packaging.utils import canonicalize_name
 
 from microdeploy.build.cache import touch
 from microdeploy.build.fastpath.contract import UV_CACHE_VAR, UV_INSTALL_SETTINGS, VENV_DIR
-from microdeploy.build.fastpath.lock import LOCK_FILE, REQUIREMENTS_FILE, is_locked
+from microdeploy.build.fastpath.lock import REQUIREMENTS_FILE, lock_file
 from microdeploy.build.fastpath.pipindex import UV_FILE_VARIABLES
 from microdeploy.errors import bad_input
 from microdeploy.fsutil import staged_directory
@@ -143,8 +143,9 @@ def dependency_declarations(pyproject: Pyproject) -> dict[str, str]:
         for name in DECLARATION_FILES:
             if (project / name).is_file():
                 found[name] = (project / name).read_text(encoding="utf-8", errors="replace")
-    if is_locked(pyproject):
-        found[LOCK_FILE] = (project / LOCK_FILE).read_text(encoding="utf-8", errors="replace")
+    lock = lock_file(pyproject)
+    if lock is not None:
+        found[lock] = (project / lock).read_text(encoding="utf-8", errors="replace")
     # uv installs what requirements.txt pulls in but never removes what it stops pulling in.
     for path, text in requirement_files(project / REQUIREMENTS_FILE):
         found[label(project, path)] = text
