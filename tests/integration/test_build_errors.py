@@ -65,6 +65,9 @@ def broken_copy(service: Path, tmp_path: Path) -> Path:
         ("service", ["--extra", "postgres"], "the project has no extra postgres ([project.optional-dependencies] of "),
         ("python", [], "requires-python '>=3.99' excludes Python 3.11"),
         ("foreign", [], "the repository belongs to another user than the one building"),
+        # A PEP 751 lock the build would install from: not TOML, or of a lock-version it does not know.
+        ("pylock-broken", [], "pylock.toml is not a TOML file: "),
+        ("pylock-future", [], "pylock.toml has lock-version 2.0: the build reads lock-version 1.x"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(
@@ -79,6 +82,8 @@ def test_bad_input_exits_2_and_writes_nothing(
         "service": service,
         "python": service,
         "foreign": service,
+        "pylock-broken": service,
+        "pylock-future": service,
     }[setup]
     if setup in ("empty", "bare"):
         project.mkdir()
@@ -96,6 +101,10 @@ def test_bad_input_exits_2_and_writes_nothing(
         project = broken_copy(service, tmp_path)
         pyproject = project / "pyproject.toml"
         pyproject.write_text(pyproject.read_text().replace('requires-python = ">=3.11"', 'requires-python = ">=3.99"'))
+    if setup.startswith("pylock"):
+        project = broken_copy(service, tmp_path)
+        (project / "pylock.toml").write_text('lock-version = "1.0"\n[[packages]\n' if setup == "pylock-broken"
+                                             else 'lock-version = "2.0"\ncreated-by = "a later tool"\n')
     out = tmp_path / "dist"
     result = build(project, out, *args)
     assert result.exit_code == 2, result.output
