@@ -16,6 +16,7 @@ import shutil
 import time
 from collections.abc import Mapping
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from microdeploy.build.release import source
 from microdeploy.build.release.license import stated_license
 from microdeploy.build.release.plan import release, target
 from microdeploy.build.release.settings import BuildSettings
-from microdeploy.build.stdeb_debian import LibraryPlan, console_scripts, finish_debian
+from microdeploy.build.stdeb_debian import LibraryPlan, console_scripts, finish_debian, sdist_modules
 from microdeploy.config import ServiceConfig, load_config, read_project_file
 from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.fsutil import atomic_write, private_directory
@@ -199,7 +200,8 @@ def plan(settings: BuildSettings, runner: Runner = run) -> LibraryPlan:
         raise bad_input(f"the stdeb backend installs no extras ({', '.join(config.extras)})",
                         hint="Add the Debian packages the extras need to depends, or build a service with its venv "
                              "(drop --backend stdeb)")
-    return LibraryPlan(config, release(project, config, settings, runner), stated_license(pyproject))
+    named = bool(settings.overrides.get("name") or pyproject.tool("microdeploy").get("name"))
+    return LibraryPlan(config, release(project, config, settings, runner), stated_license(pyproject), named)
 
 
 def build(settings: BuildSettings, runner: Runner = run) -> BuildResult:
@@ -226,13 +228,13 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
     if root is None:
         require_tools(*BUILD_TOOLS)
     staging = prepare_output(out)
-    log.info("building %s %s (stdeb)", library.package, library.version)
+    log.info("building %s %s (stdeb)", library.source, library.version)
     work = private_directory(f"microdeploy-{library.source}", settings.work_dir)
     try:
         with ExitStack() as stack:
             if root is not None:
                 runner = stack.enter_context(buildroot.entered(root, work, [work], runner))
-            built = _build_in(work, settings.project, library, settings.environ, runner)
+            library, built = _build_in(work, settings.project, library, settings.environ, runner)
         check_built_pure(built.deb.parent, library.package)
         artifacts = move_in(built, staging, out)
     finally:
@@ -241,8 +243,10 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
     return BuildResult.of(library.package, library.version, artifacts, started)
 
 
-def _build_in(work: Path, project: Path, library: LibraryPlan, environ: Mapping[str, str], runner: Runner) -> Artifacts:
-    """sdist, sdist_dsc, our changelog, dpkg-buildpackage, all inside `work`."""
+def _build_in(work: Path, project: Path, library: LibraryPlan, environ: Mapping[str, str],
+              runner: Runner) -> tuple[LibraryPlan, Artifacts]:
+    """sdist, sdist_dsc, our changelog, dpkg-buildpackage, all inside `work`; the plan with the library's modules
+    (which name its package), and what was built."""
     copy = work / "src"
     copy_source(project, copy)
     setup_py = copy / "setup.py"
@@ -259,6 +263,7 @@ def _build_in(work: Path, project: Path, library: LibraryPlan, environ: Mapping[
     sdists = sorted((work / "sdist").glob("*.tar.gz"))
     if len(sdists) != 1:
         raise MicrodeployError(f"expected one source tarball from setup.py sdist, found {len(sdists)}")
+    library = replace(library, modules=sdist_modules(sdists[0]))
     run_build_step(sdist_dsc_argv(library, dist_dir, sdists[0]), copy, env, "stdeb sdist_dsc", runner)
     trees = sorted(path.parent.parent for path in dist_dir.glob("*/debian/control"))
     if len(trees) != 1:
@@ -267,7 +272,7 @@ def _build_in(work: Path, project: Path, library: LibraryPlan, environ: Mapping[
     log.info("dpkg-buildpackage (stdeb) in %s", trees[0])
     run_build_step(dpkg_buildpackage_argv(environ), trees[0], {**env, **compression_environment(library.config)},
                    "dpkg-buildpackage", runner)
-    return collect(dist_dir, library.package, library.source)
+    return library, collect(dist_dir, library.package, library.source)
 
 
 def with_shim(own: str | None) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import re
+import tarfile
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,11 +33,14 @@ NOTICE = re.compile(r"(?:Copyright|Copr\.|\u00a9)(?:.*|[(C):\s]+)\b\d{4}\b|\bpub
 
 @dataclass(frozen=True)
 class LibraryPlan:
-    """What the stdeb build of one library will make, decided before any file is written."""
+    """What the stdeb build of one library will make, decided before any file is written (its modules: once its
+    sdist names them)."""
 
     config: ServiceConfig
     release: Release  # its versions (the project's own for setup.py's metadata), suite, dates and changelog
     license: StatedLicense  # for debian/copyright
+    named: bool = False  # the package's name was given (--name, [tool.microdeploy] name), not the project's own
+    modules: tuple[str, ...] = ()  # the top-level modules the library installs (sdist_modules)
 
     @property
     def version(self) -> str:
@@ -50,13 +54,43 @@ class LibraryPlan:
 
     @property
     def package(self) -> str:
-        """The binary package name, Debian Python policy style."""
-        return package_name(self.config.name)
+        """The binary package name, as Debian's Python policy names it (package_name)."""
+        return package_name(self.config.name, () if self.named else self.modules)
 
 
-def package_name(name: str) -> str:
-    """python3-<normalised dist name>."""
-    return f"python3-{name}"
+# What may follow python3- in a Debian package name (Debian policy 5.6.7: a-z, 0-9, +, - and ., starting with
+# a letter or digit).
+NAME_AFTER_PREFIX = re.compile(r"[a-z0-9][a-z0-9+.-]*")
+
+
+def package_name(name: str, modules: Sequence[str] = ()) -> str:
+    """python3-MODULE after the one module a library installs, as Debian's Python policy names the package of
+    module MODULE (python-slugify's is python3-slugify: Debian's own package of that module has the name, so ours
+    upgrades it instead of clashing with its files); else python3-NAME, the normalised distribution name."""
+    module = modules[0].lower().replace("_", "-") if len(modules) == 1 else ""
+    return f"python3-{module if NAME_AFTER_PREFIX.fullmatch(module) else name}"
+
+
+def sdist_modules(sdist: Path) -> tuple[str, ...]:
+    """The top-level modules a library's sdist installs: the names in setuptools' NAME.egg-info/top_level.txt, when
+    each is a module or a regular package in the sdist (at its top or one directory down, src/); () otherwise (a
+    namespace package, whose name other libraries share)."""
+    try:
+        with tarfile.open(sdist) as tar:
+            members = tar.getnames()
+            listed = [name for name in members if name.endswith(".egg-info/top_level.txt") and name.count("/") <= 3]
+            handle = tar.extractfile(listed[0]) if len(listed) == 1 else None
+            text = handle.read().decode("utf-8", "replace") if handle is not None else ""
+    except (tarfile.TarError, OSError):
+        return ()  # stdeb's sdist_dsc, which reads it next, says what is wrong with it
+    modules = tuple(sorted({line.strip() for line in text.splitlines() if line.strip()}))
+    inside = [tuple(name.split("/")[1:]) for name in members]  # below the sdist's top directory
+
+    def regular(module: str) -> bool:
+        return any((path[-1:] == (f"{module}.py",) and len(path) <= 2)
+                   or (path[-2:] == (module, "__init__.py") and len(path) <= 3) for path in inside)
+
+    return modules if modules and all(regular(module) for module in modules) else ()
 
 
 def finish_debian(debian: Path, library: LibraryPlan, scripts: Sequence[str] = ()) -> None:

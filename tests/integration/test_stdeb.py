@@ -250,32 +250,60 @@ def test_a_flat_layout_with_pep_639_license_files_builds_on_debian_12(tmp_path: 
 
 
 # Public libraries from PyPI, unmodified sdists: (project, version, a module file the package must hold, the
-# name of its installed metadata). python-slugify: its own bare setup.py, PEP 639 license and license-files, a
-# program, a dependency; Markdown: pyproject.toml alone with license-files and a program; six: setup.py alone and
-# a README of reStructuredText; tabulate: a flat layout found by setuptools and a setuptools-scm version.
+# name of its installed metadata, the package's name: Debian 12's own package of the module has it). python-slugify:
+# its own bare setup.py, PEP 639 license and license-files, a program, a dependency, a module named otherwise than
+# the project; Markdown: pyproject.toml alone with license-files and a program; six: setup.py alone and a README of
+# reStructuredText; tabulate: a flat layout found by setuptools and a setuptools-scm version.
 PUBLIC_LIBRARIES = [
-    ("python-slugify", "9.2.0", "slugify/__init__.py", "python_slugify-9.2.0.egg-info"),
-    ("Markdown", "3.11.4", "markdown/__init__.py", "Markdown-3.11.4.egg-info"),
-    ("six", "1.17.0", "six.py", "six-1.17.0.egg-info"),
-    ("tabulate", "0.10.0", "tabulate/__init__.py", "tabulate-0.10.0.egg-info"),
+    ("python-slugify", "9.2.0", "slugify/__init__.py", "python_slugify-9.2.0.egg-info", "python3-slugify"),
+    ("Markdown", "3.11.4", "markdown/__init__.py", "Markdown-3.11.4.egg-info", "python3-markdown"),
+    ("six", "1.17.0", "six.py", "six-1.17.0.egg-info", "python3-six"),
+    ("tabulate", "0.10.0", "tabulate/__init__.py", "tabulate-0.10.0.egg-info", "python3-tabulate"),
 ]
 
 
-@pytest.mark.parametrize(("project", "version", "module", "metadata"), PUBLIC_LIBRARIES,
+@pytest.fixture(scope="session")
+def public_libraries(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each of PUBLIC_LIBRARIES built with --backend stdeb, once: its .deb by project."""
+    built = {}
+    for project, version, *_ in PUBLIC_LIBRARIES:
+        work = tmp_path_factory.mktemp(project)
+        source = unpacked_sdist(project, version, work)
+        result = subprocess.run([str(CLI), "build", str(source), "--backend", "stdeb", "--out", str(work / "out")],
+                                capture_output=True, text=True, env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH},
+                                timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        [built[project]] = (work / "out").glob(f"python3-*_{version}-*_all.deb")
+    return built
+
+
+@pytest.mark.parametrize(("project", "version", "module", "metadata", "package"), PUBLIC_LIBRARIES,
                          ids=[library[0] for library in PUBLIC_LIBRARIES])
 def test_a_public_library_from_pypi_builds_lintian_clean_with_its_version(
-    tmp_path: Path, project: str, version: str, module: str, metadata: str
+    public_libraries: dict[str, Path], project: str, version: str, module: str, metadata: str, package: str
 ) -> None:
     """Each builds on Debian 12 as it comes from PyPI, holds its module and its metadata at its own version (not
-    setuptools' 0.0.0), and lintian finds no error and no warning."""
-    source = unpacked_sdist(project, version, tmp_path)
-    result = subprocess.run([str(CLI), "build", str(source), "--backend", "stdeb", "--out", str(tmp_path / "out")],
-                            capture_output=True, text=True, env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH},
-                            timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    [deb] = (tmp_path / "out").glob(f"python3-*_{version}-*_all.deb")
+    setuptools' 0.0.0), is named as Debian names the package of its module, and lintian finds no error and no
+    warning."""
+    deb = public_libraries[project]
+    assert deb.name.startswith(f"{package}_{version}-") and control_field(deb, "Package") == package
     files = contents(deb)
     assert f"usr/lib/python3/dist-packages/{module}" in files
     assert f"usr/lib/python3/dist-packages/{metadata}" in files
     verdict = lintian(deb)
     assert (verdict.errors, verdict.warnings) == ([], []), verdict.output
+
+
+def test_a_library_upgrades_debians_own_package_of_its_module(public_libraries: dict[str, Path],
+                                                              online_root: OnlineRoot) -> None:
+    """python-slugify 9.2.0 installs as python3-slugify over Debian 12's python3-slugify 4.0.0: an upgrade of the
+    package that holds /usr/lib/python3/dist-packages/slugify, not a second package whose files clash with it."""
+    online_root.run(["apt-get", "update", "-qq"], timeout=300)
+    online_root.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "python3-slugify"], timeout=600)
+    deb = online_root.copy_in(public_libraries["python-slugify"], f"/root/{public_libraries['python-slugify'].name}")
+    online_root.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", deb], timeout=600)
+    code = "import slugify; print(slugify.__file__, slugify.slugify('Grüße aus Köln'))"
+    assert online_root.run(["/usr/bin/python3", "-c", code]).stdout == (
+        "/usr/lib/python3/dist-packages/slugify/__init__.py grusse-aus-koln\n")
+    status = online_root.run(["dpkg-query", "-W", "-f", "${Package} ${Version}", "python3-slugify"]).stdout
+    assert status.startswith("python3-slugify 9.2.0-")

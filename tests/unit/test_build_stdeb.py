@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from microdeploy import pyproject
 from microdeploy.build import stdeb, stdeb_debian
 from microdeploy.build.pipeline import build, build_releases
 from microdeploy.build.release.settings import BuildSettings
+from microdeploy.build.stdeb_debian import package_name, sdist_modules
 from microdeploy.cli import main
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
 from microdeploy.process import Result
@@ -372,3 +376,46 @@ def test_unknown_backend_is_bad_input(tmp_path: Path) -> None:
         build(BuildSettings(project=tmp_path, backend="rpm"))
     assert info.value.exit_code == EXIT_BAD_INPUT
     assert "unknown build backend 'rpm'" in info.value.message
+
+
+def sdist_of(tmp_path: Path, top_level: str | None, *files: str) -> Path:
+    """A .tar.gz like setup.py sdist's: NAME-1.0/ with `files` and, unless None, NAME.egg-info/top_level.txt."""
+    sdist = tmp_path / "lib-1.0.tar.gz"
+    with tarfile.open(sdist, "w:gz") as tar:
+        entries = {name: b"" for name in files}
+        if top_level is not None:
+            entries[f"{'src/' if any(name.startswith('src/') for name in files) else ''}lib.egg-info/top_level.txt"] = (
+                top_level.encode())
+        for name, data in entries.items():
+            info = tarfile.TarInfo(f"lib-1.0/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return sdist
+
+
+@pytest.mark.parametrize(("top_level", "files", "package"), [
+    ("slugify\n", ["slugify/__init__.py", "slugify/slugify.py"], "python3-slugify"),  # python-slugify
+    ("six\n", ["six.py"], "python3-six"),
+    ("dateutil\n", ["src/dateutil/__init__.py"], "python3-dateutil"),  # python-dateutil, a src/ layout
+    ("typing_extensions\n", ["src/typing_extensions.py"], "python3-typing-extensions"),
+    ("jaraco\n", ["jaraco/functools/__init__.py"], "python3-lib"),  # a namespace: other libraries share its name
+    ("attr\nattrs\n", ["src/attr/__init__.py", "src/attrs/__init__.py"], "python3-lib"),  # two modules
+    ("_private\n", ["_private.py"], "python3-lib"),  # no Debian package name starts with "-"
+    (None, ["lib.py"], "python3-lib"),  # no top_level.txt: the distribution's name
+])
+def test_the_package_is_named_after_the_one_module_the_sdist_installs(
+    tmp_path: Path, top_level: str | None, files: list[str], package: str
+) -> None:
+    """Debian's Python policy names the package of module foo python3-foo; where a library installs not exactly one
+    such module, its normalised distribution name stays."""
+    assert package_name("lib", sdist_modules(sdist_of(tmp_path, top_level, *files))) == package
+
+
+def test_a_name_given_for_the_package_is_kept_and_an_unreadable_sdist_names_nothing(tmp_path: Path) -> None:
+    project = library(tmp_path, "tinyfmt")
+    planned = stdeb.plan(settings(project, tmp_path / "dist", name="fmt-tools"), FakeStdeb())
+    assert replace(planned, modules=("tinyfmt",)).package == "python3-fmt-tools", "--name wins"
+    unnamed = stdeb.plan(settings(project, tmp_path / "dist"), FakeStdeb())
+    assert replace(unnamed, modules=("tiny_fmt",)).package == "python3-tiny-fmt"
+    (tmp_path / "broken.tar.gz").write_bytes(b"not a tarball")
+    assert sdist_modules(tmp_path / "broken.tar.gz") == ()
