@@ -29,7 +29,8 @@ from microdeploy.build.release import source
 from microdeploy.build.release.license import stated_license
 from microdeploy.build.release.plan import release, target
 from microdeploy.build.release.settings import BuildSettings
-from microdeploy.build.stdeb_debian import LibraryPlan, console_scripts, finish_debian, sdist_modules
+from microdeploy.build.stdeb_debian import LibraryPlan, console_scripts, finish_debian
+from microdeploy.build.stdeb_sdist import read_sdist
 from microdeploy.config import ServiceConfig, load_config, read_project_file
 from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.fsutil import atomic_write, private_directory
@@ -263,7 +264,8 @@ def _build_in(work: Path, project: Path, library: LibraryPlan, environ: Mapping[
     sdists = sorted((work / "sdist").glob("*.tar.gz"))
     if len(sdists) != 1:
         raise MicrodeployError(f"expected one source tarball from setup.py sdist, found {len(sdists)}")
-    library = replace(library, modules=sdist_modules(sdists[0]))
+    facts = read_sdist(sdists[0])
+    library = replace(library, modules=facts.modules, floors=facts.floors)
     run_build_step(sdist_dsc_argv(library, dist_dir, sdists[0]), copy, env, "stdeb sdist_dsc", runner)
     trees = sorted(path.parent.parent for path in dist_dir.glob("*/debian/control"))
     if len(trees) != 1:

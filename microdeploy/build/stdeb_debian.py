@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import configparser
 import re
-import tarfile
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,7 +39,8 @@ class LibraryPlan:
     release: Release  # its versions (the project's own for setup.py's metadata), suite, dates and changelog
     license: StatedLicense  # for debian/copyright
     named: bool = False  # the package's name was given (--name, [tool.microdeploy] name), not the project's own
-    modules: tuple[str, ...] = ()  # the top-level modules the library installs (sdist_modules)
+    modules: tuple[str, ...] = ()  # the top-level modules the library installs (stdeb_sdist.py)
+    floors: tuple[str, ...] = ()  # its requirements that carry a version (stdeb_sdist.py)
 
     @property
     def version(self) -> str:
@@ -71,28 +71,6 @@ def package_name(name: str, modules: Sequence[str] = ()) -> str:
     return f"python3-{module if NAME_AFTER_PREFIX.fullmatch(module) else name}"
 
 
-def sdist_modules(sdist: Path) -> tuple[str, ...]:
-    """The top-level modules a library's sdist installs: the names in setuptools' NAME.egg-info/top_level.txt, when
-    each is a module or a regular package in the sdist (at its top or one directory down, src/); () otherwise (a
-    namespace package, whose name other libraries share)."""
-    try:
-        with tarfile.open(sdist) as tar:
-            members = tar.getnames()
-            listed = [name for name in members if name.endswith(".egg-info/top_level.txt") and name.count("/") <= 3]
-            handle = tar.extractfile(listed[0]) if len(listed) == 1 else None
-            text = handle.read().decode("utf-8", "replace") if handle is not None else ""
-    except (tarfile.TarError, OSError):
-        return ()  # stdeb's sdist_dsc, which reads it next, says what is wrong with it
-    modules = tuple(sorted({line.strip() for line in text.splitlines() if line.strip()}))
-    inside = [tuple(name.split("/")[1:]) for name in members]  # below the sdist's top directory
-
-    def regular(module: str) -> bool:
-        return any((path[-1:] == (f"{module}.py",) and len(path) <= 2)
-                   or (path[-2:] == (module, "__init__.py") and len(path) <= 3) for path in inside)
-
-    return modules if modules and all(regular(module) for module in modules) else ()
-
-
 def finish_debian(debian: Path, library: LibraryPlan, scripts: Sequence[str] = ()) -> None:
     """Put the model's changelog, a copyright file, a long description and lintian's overrides into stdeb's
     debian/; `scripts`: the names of the library's programs in /usr/bin."""
@@ -113,6 +91,22 @@ def finish_debian(debian: Path, library: LibraryPlan, scripts: Sequence[str] = (
             paragraph["Description"] = "\n".join([summary, *(
                 f" {line}" for line in extended_description(library.source, library.package))])
     atomic_write(control, "\n".join(paragraph.dump() for paragraph in paragraphs))
+    rules = debian / "rules"
+    text = rules.read_text(encoding="utf-8") if library.floors else ""
+    if text and "override_dh_python3:" not in text:
+        atomic_write(rules, text.rstrip("\n") + "\n" + versioned_depends(library.floors))
+        rules.chmod(0o755)
+
+
+def versioned_depends(floors: Sequence[str]) -> str:
+    """debian/rules' dh_python3 with the library's requirements that carry a version given again as --depends:
+    dh_python3 maps those of requires.txt to Debian packages without their versions (python3-foo for foo>=2.0,
+    which lets apt keep an older foo, and the library fails on import), and Debian 12's ignores
+    --accept-upstream-versions there. Upstream versions are Debian ones for these (Debian's 2.0-1 is above 2.0);
+    dpkg-gencontrol keeps the versioned one of the two."""
+    options = " ".join(f"'--depends={floor}'" for floor in floors)
+    return f"\n# microdeploy: the library's version floors reach its Depends.\noverride_dh_python3:\n" \
+           f"\tdh_python3 --accept-upstream-versions {options}\n"
 
 
 def lintian_overrides(library: LibraryPlan, copyright: str, scripts: Sequence[str]) -> str:

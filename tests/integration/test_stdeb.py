@@ -157,7 +157,7 @@ def test_pure_library_package(tinyfmt_deb: Path) -> None:
     """python3-tinyfmt: arch all, Depends by Debian name, maintainer from the config, no lintian error."""
     assert control_field(tinyfmt_deb, "Architecture") == "all"
     assert control_field(tinyfmt_deb, "Maintainer") == "Library Team <libs@example.org>"
-    assert control_field(tinyfmt_deb, "Depends") == "python3-packaging, python3:any"
+    assert control_field(tinyfmt_deb, "Depends") == "python3-packaging (>= 21), python3:any", "its floor kept"
     assert "usr/lib/python3/dist-packages/tinyfmt/__init__.py" in contents(tinyfmt_deb)
     verdict = lintian(tinyfmt_deb)
     assert verdict.errors == [], verdict.output
@@ -294,11 +294,25 @@ def test_a_public_library_from_pypi_builds_lintian_clean_with_its_version(
     assert (verdict.errors, verdict.warnings) == ([], []), verdict.output
 
 
-def test_a_library_upgrades_debians_own_package_of_its_module(public_libraries: dict[str, Path],
-                                                              online_root: OnlineRoot) -> None:
+def test_a_library_upgrades_debians_own_package_of_its_module_and_keeps_its_floors(
+    public_libraries: dict[str, Path], online_root: OnlineRoot, tmp_path: Path
+) -> None:
     """python-slugify 9.2.0 installs as python3-slugify over Debian 12's python3-slugify 4.0.0: an upgrade of the
-    package that holds /usr/lib/python3/dist-packages/slugify, not a second package whose files clash with it."""
+    package that holds /usr/lib/python3/dist-packages/slugify, not a second package whose files clash with it. Its
+    text-unidecode>=1.3 is a versioned Depends, which Debian's 1.3 meets; a library that needs packaging 99 is not
+    installed beside Debian's packaging 23, whose API it would not find."""
+    depends = control_field(public_libraries["python-slugify"], "Depends")
+    assert "python3-text-unidecode (>= 1.3)" in depends.split(", "), depends
+    project = shutil.copytree(DATA / "tinyfmt", tmp_path / "tinyfmt")
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"packaging>=21"', '"packaging>=99"'))
+    subprocess.run([str(CLI), "-q", "build", str(project), "--backend", "stdeb", "--out", str(tmp_path / "out")],
+                   check=True, capture_output=True, env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH}, timeout=600)
+    [too_new] = (tmp_path / "out").glob("python3-tinyfmt_*_all.deb")
     online_root.run(["apt-get", "update", "-qq"], timeout=300)
+    refused = online_root.run(["apt-get", "install", "-y", "--no-install-recommends",
+                               online_root.copy_in(too_new, f"/root/{too_new.name}")], check=False, timeout=600)
+    assert refused.returncode != 0 and "python3-packaging (>= 99)" in refused.stdout + refused.stderr
     online_root.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "python3-slugify"], timeout=600)
     deb = online_root.copy_in(public_libraries["python-slugify"], f"/root/{public_libraries['python-slugify'].name}")
     online_root.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", deb], timeout=600)

@@ -18,7 +18,8 @@ from microdeploy import pyproject
 from microdeploy.build import stdeb, stdeb_debian
 from microdeploy.build.pipeline import build, build_releases
 from microdeploy.build.release.settings import BuildSettings
-from microdeploy.build.stdeb_debian import package_name, sdist_modules
+from microdeploy.build.stdeb_debian import package_name
+from microdeploy.build.stdeb_sdist import SdistFacts, read_sdist
 from microdeploy.cli import main
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
 from microdeploy.process import Result
@@ -408,7 +409,7 @@ def test_the_package_is_named_after_the_one_module_the_sdist_installs(
 ) -> None:
     """Debian's Python policy names the package of module foo python3-foo; where a library installs not exactly one
     such module, its normalised distribution name stays."""
-    assert package_name("lib", sdist_modules(sdist_of(tmp_path, top_level, *files))) == package
+    assert package_name("lib", read_sdist(sdist_of(tmp_path, top_level, *files)).modules) == package
 
 
 def test_a_name_given_for_the_package_is_kept_and_an_unreadable_sdist_names_nothing(tmp_path: Path) -> None:
@@ -418,4 +419,32 @@ def test_a_name_given_for_the_package_is_kept_and_an_unreadable_sdist_names_noth
     unnamed = stdeb.plan(settings(project, tmp_path / "dist"), FakeStdeb())
     assert replace(unnamed, modules=("tiny_fmt",)).package == "python3-tiny-fmt"
     (tmp_path / "broken.tar.gz").write_bytes(b"not a tarball")
-    assert sdist_modules(tmp_path / "broken.tar.gz") == ()
+    assert read_sdist(tmp_path / "broken.tar.gz") == SdistFacts()
+
+
+def test_the_requirements_that_carry_a_version_are_the_floors_given_to_dh_python3(tmp_path: Path) -> None:
+    """requires.txt's first section (every install's), with a version, as written; extras and markers (the later
+    sections) are dh_python3's own, and a URL is no Debian dependency."""
+    requires = ('packaging>=21\ntext-unidecode>=1.3\nclick\nrequests[socks]<3,>=2.0\nlib @ https://x.invalid/l.whl\n'
+                '\n[:python_version < "3.10"]\nimportlib-metadata>=4.4\n\n[unidecode]\nUnidecode>=1.1.1\n')
+    sdist = sdist_of(tmp_path, "lib\n", "lib.py")
+    with tarfile.open(tmp_path / "with-requires.tar.gz", "w:gz") as tar:
+        for name, data in (("lib-1.0/lib.py", b""), ("lib-1.0/lib.egg-info/top_level.txt", b"lib\n"),
+                           ("lib-1.0/lib.egg-info/requires.txt", requires.encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    facts = read_sdist(tmp_path / "with-requires.tar.gz")
+    assert facts == SdistFacts(("lib",), ("packaging>=21", "text-unidecode>=1.3", "requests[socks]<3,>=2.0"))
+    assert read_sdist(sdist).floors == ()
+    debian = tmp_path / "debian"
+    debian.mkdir()
+    (debian / "rules").write_text("#!/usr/bin/make -f\n%:\n\tdh $@ --with python3 --buildsystem=pybuild\n")
+    (debian / "control").write_text("Source: lib\n\nPackage: python3-lib\nDescription: x\n")
+    planned = replace(stdeb.plan(settings(library(tmp_path / "p", "tinyfmt"), tmp_path / "dist"), FakeStdeb()),
+                      floors=facts.floors)
+    stdeb_debian.finish_debian(debian, planned)
+    assert (debian / "rules").read_text().endswith(
+        "override_dh_python3:\n\tdh_python3 --accept-upstream-versions '--depends=packaging>=21' "
+        "'--depends=text-unidecode>=1.3' '--depends=requests[socks]<3,>=2.0'\n")
+    assert os.access(debian / "rules", os.X_OK)
