@@ -28,6 +28,18 @@ def distributions(files: dict[str, bytes]) -> set[str]:
     return {name.split("/")[-2].removesuffix(".dist-info") for name in files if name.endswith(".dist-info/METADATA")}
 
 
+def app_only_rebuild(project: Path, tmp_path: Path, cache: Path) -> dict[str, bytes]:
+    """Commit a change to the app alone and build again: what the package holds, which has the change, built on the
+    layer the first build saved."""
+    greeting = project / "src" / "hello_api" / "greeting.py"
+    greeting.write_text(greeting.read_text() + "\nCHANGED = True\n")
+    commit(project, "app-only")
+    again = payload(build_with(project, tmp_path / "again", cache).deb)
+    assert b"CHANGED = True" in again[f"{SITE}/hello_api/greeting.py"]
+    assert len(list((cache / "layers").glob("*/venv"))) == 1, "the locked layer is reused"
+    return again
+
+
 def test_the_lock_pins_what_ships_and_a_stale_lock_exits_2_writing_nothing(tmp_path: Path) -> None:
     """flask allowed from 3.0 but locked at 3.1.2 ships 3.1.2 (a resolution would take the newest), also after an
     app-only change; a dependency added to pyproject.toml without `uv lock` stops the build with exit status 2
@@ -42,13 +54,7 @@ def test_the_lock_pins_what_ships_and_a_stale_lock_exits_2_writing_nothing(tmp_p
     first = payload(build_with(project, tmp_path / "first", cache).deb)
     assert {"flask-3.1.2", "gunicorn-23.0.0"} <= distributions(first)
 
-    greeting = project / "src" / "hello_api" / "greeting.py"
-    greeting.write_text(greeting.read_text() + "\nCHANGED = True\n")
-    commit(project, "app-only")
-    again = payload(build_with(project, tmp_path / "again", cache).deb)
-    assert "flask-3.1.2" in distributions(again)
-    assert b"CHANGED = True" in again[f"{SITE}/hello_api/greeting.py"]
-    assert len(list((cache / "layers").glob("*/venv"))) == 1, "the locked layer is reused"
+    assert "flask-3.1.2" in distributions(app_only_rebuild(project, tmp_path, cache))
 
     pinned = '"gunicorn==23.0.0",'
     pyproject.write_text(pyproject.read_text().replace(pinned, pinned + '\n    "click<8.2",'))
@@ -91,13 +97,7 @@ def test_a_pylock_pins_what_ships_and_what_it_lacks_is_resolved_beside_it(tmp_pa
     assert {"click-8.1.8", "flask-3.1.3", "gunicorn-23.0.0", "hello_api-0.1.0"} <= distributions(first)
     assert not any(name.startswith("/opt/venvs/hello-api/bin/uv-pip") for name in first)
 
-    greeting = project / "src" / "hello_api" / "greeting.py"
-    greeting.write_text(greeting.read_text() + "\nCHANGED = True\n")
-    commit(project, "app-only")
-    again = payload(build_with(project, tmp_path / "again", cache).deb)
-    assert "click-8.1.8" in distributions(again)
-    assert b"CHANGED = True" in again[f"{SITE}/hello_api/greeting.py"]
-    assert len(list((cache / "layers").glob("*/venv"))) == 1, "the locked layer is reused"
+    assert "click-8.1.8" in distributions(app_only_rebuild(project, tmp_path, cache))
 
     pyproject = project / "pyproject.toml"
     pinned = '"gunicorn==23.0.0",'
