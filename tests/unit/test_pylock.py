@@ -72,6 +72,7 @@ def test_a_lock_it_cannot_use_that_way_is_said_why_and_nothing_written(tmp_path:
     ("lock-version = \"1.0\"\n[[packages]\n", "pylock.toml is not a TOML file"),
     ('lock-version = "2.0"\ncreated-by = "future"\n', "lock-version 2.0: the build reads lock-version 1.x"),
     ('created-by = "nobody"\n', "lock-version (none)"),
+    ('lock-version = "1.0"\npackages = ["six==1.16.0"]\n', "pylock.toml's packages are not an array of tables"),
 ])
 def test_a_broken_or_unknown_lock_is_bad_input(tmp_path: Path, text: str, words: str) -> None:
     with pytest.raises(MicrodeployError) as caught:

@@ -52,7 +52,7 @@ class LayerLock:
 
 
 def read(path: Path) -> dict[str, Any]:
-    """The pylock.toml at `path`; exit 2 if it is not TOML or not of lock-version 1."""
+    """The pylock.toml at `path`; exit 2 if it is not TOML, not of lock-version 1, or its packages no tables."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -63,6 +63,10 @@ def read(path: Path) -> dict[str, Any]:
     if version.split(".")[0] != "1":
         raise bad_input(f"{path.name} has lock-version {version or '(none)'}: the build reads lock-version 1.x",
                         hint="Write it again with a tool that writes PEP 751's lock-version 1.0")
+    packages = data.get("packages", [])
+    if not isinstance(packages, list) or not all(isinstance(package, dict) for package in packages):
+        raise bad_input(f"{path.name}'s packages are not an array of tables (PEP 751)",
+                        hint="Write it again with the tool that locked the project (pip lock, uv export, PDM's export)")
     return data
 
 
