@@ -242,7 +242,8 @@ def build_tree(settings: BuildSettings, config: ServiceConfig, facts: BuildFacts
 
     try:
         dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner,
-                          finish=finish_package, project=settings.project_file().project.get("name"))
+                          finish=finish_package, project=settings.project_file().project.get("name"),
+                          lock=installer.lock)
     finally:
         for thread in tidying:
             thread.join()

@@ -81,7 +81,8 @@ def build_jobs(environ: Mapping[str, str]) -> str:
 
 
 def dpkg_buildpackage(tree: Path, environ: Mapping[str, str], epoch: int, runner: Runner = run,
-                      finish: Callable[[], None] | None = None, project: str | None = None) -> None:
+                      finish: Callable[[], None] | None = None, project: str | None = None,
+                      lock: str | None = None) -> None:
     """Build the binary package of `tree`, its .buildinfo and .changes; raise with the relevant lines if it fails.
 
     dpkg-buildpackage sets up the build environment and runs `debian/rules
@@ -93,18 +94,19 @@ def dpkg_buildpackage(tree: Path, environ: Mapping[str, str], epoch: int, runner
     programs. `finish`, if given, works on the package (compresses it)
     before its checksums go into the records: from the moment debian/rules
     has written it, while dpkg's generators run on their stand-in (Finisher). `project`: the project's
-    distribution name, if known, so that a failure of its own build is told from a dependency's.
+    distribution name, if known, so that a failure of its own build is told from a dependency's; `lock`: the lock
+    file the build installs from, if any (lock.lock_file).
     """
     require_tools(*BUILD_TOOLS)
     env = build_environment(environ, epoch)
     argv = ["dpkg-buildpackage", "--rules-target=binary", "--no-sign", f"--jobs={build_jobs(environ)}"]
     if finish is None:
-        run_build_step(argv, tree, env, "dpkg-buildpackage", runner, project)
+        run_build_step(argv, tree, env, "dpkg-buildpackage", runner, project, lock)
     else:
         finisher = Finisher(tree / "debian" / PACKAGE_BUILT_FILE, finish)
         built = False
         try:
-            run_build_step(argv, tree, env, "dpkg-buildpackage", runner, project)
+            run_build_step(argv, tree, env, "dpkg-buildpackage", runner, project, lock)
             built = True
         finally:
             finisher.close(finish_now=built)
@@ -146,12 +148,12 @@ class Finisher:
 
 
 def run_build_step(argv: Sequence[str], cwd: Path, env: Mapping[str, str], what: str, runner: Runner = run,
-                   project: str | None = None) -> None:
+                   project: str | None = None, lock: str | None = None) -> None:
     """Run one step of a package build in `env` alone; raise with the lines that say why if it fails."""
-    raise_if_failed(runner(argv, cwd=cwd, env=env, inherit_env=False, check=False), what, project)
+    raise_if_failed(runner(argv, cwd=cwd, env=env, inherit_env=False, check=False), what, project, lock)
 
 
-def raise_if_failed(result: Result, what: str, project: str | None = None) -> None:
+def raise_if_failed(result: Result, what: str, project: str | None = None, lock: str | None = None) -> None:
     """Log a build step's output; raise with the lines that say why if it failed (`project`: the project's
     distribution name, if known, for failure_hint)."""
     output = result.stdout + "\n" + result.stderr
@@ -159,7 +161,7 @@ def raise_if_failed(result: Result, what: str, project: str | None = None) -> No
     if result.returncode != 0:
         raise MicrodeployError(
             f"{what} failed (exit status {result.returncode}):\n{relevant_lines(output)}",
-            hint=failure_hint(output, project),
+            hint=failure_hint(output, project, lock),
         )
 
 
@@ -170,8 +172,9 @@ def relevant_lines(output: str, limit: int = 20) -> str:
     return "\n".join(f"    {line}" for line in chosen.splitlines())
 
 
-def failure_hint(output: str, project: str | None = None) -> str:
-    """What to do about the most common build failures; `project`: the project's distribution name, if known."""
+def failure_hint(output: str, project: str | None = None, lock: str | None = None) -> str:
+    """What to do about the most common build failures; `project`: the project's distribution name, if known;
+    `lock`: the lock file the build installs from, if any."""
     if "Unmet build dependencies" in output:
         return "Install the missing build dependencies with apt-get, or fix build_depends"
     if any(words in output for words in INDEX_FAILURES):
@@ -184,6 +187,10 @@ def failure_hint(output: str, project: str | None = None) -> str:
                 "that has one (UV_INDEX_URL or PIP_INDEX_URL, pip.conf's index-url; a mirror may lag behind PyPI), "
                 "or build a version of the project whose requirements are there")
     if any(words in output for words in RESOLUTION_FAILURES):
+        if lock is not None:
+            # A pylock.toml carries no record of what it was locked from: the build cannot tell it is stale.
+            return (f"Fix the project's dependencies so that the installer (uv or pip) can resolve them within "
+                    f"what {lock} pins: if pyproject.toml changed since, lock again and commit {lock}")
         return "Fix the project's dependencies so that the installer (uv or pip) can resolve them"
     built = SOURCE_BUILD_FAILURE.search(output)
     if built:

@@ -82,7 +82,8 @@ LOCKERS = {
 def test_a_pylock_pins_what_ships_and_what_it_lacks_is_resolved_beside_it(tmp_path: Path, locker: str) -> None:
     """click, which flask allows from 8.1.3, locked at 8.1.8 in a pylock.toml that pip or uv wrote (a resolution
     would take the newest) ships 8.1.8, also after an app-only change that reuses the layer; a dependency added to
-    pyproject.toml that the lock does not list goes in beside what it pins."""
+    pyproject.toml that the lock does not list goes in beside what it pins; one that its pins exclude fails the
+    build with the hint to lock again."""
     project = checkout(tmp_path / "hello-api")
     constraints = tmp_path / "constraints.txt"
     constraints.write_text("click==8.1.8\n")
@@ -105,3 +106,10 @@ def test_a_pylock_pins_what_ships_and_what_it_lacks_is_resolved_beside_it(tmp_pa
     commit(project, "a dependency the lock does not list")
     added = distributions(payload(build_with(project, tmp_path / "added", cache).deb))
     assert {"idna-3.10", "click-8.1.8"} <= added
+
+    pyproject.write_text(pyproject.read_text().replace('"idna==3.10",', '"click<8.1.8",'))
+    commit(project, "a dependency that the lock's pins exclude")
+    with pytest.raises(MicrodeployError) as caught:
+        build_with(project, tmp_path / "stale", cache)
+    assert caught.value.exit_code == 1 and "click" in str(caught.value)
+    assert "lock again and commit pylock.toml" in (caught.value.hint or "")

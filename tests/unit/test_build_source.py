@@ -184,6 +184,25 @@ def test_a_requirement_with_no_release_on_the_index_is_named_with_the_index_to_c
         "that has one (UV_INDEX_URL or PIP_INDEX_URL")
 
 
+def test_a_resolution_that_fails_within_a_lock_names_the_lock_to_write_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uv's words when pyproject.toml asks for what the lock's pins exclude: the hint says to lock again, as a
+    pylock.toml cannot be told stale before; without a lock, the plain hint."""
+    monkeypatch.setattr("microdeploy.build.dpkg.require_tools", lambda *tools: None)
+    conflict = ("error: No solution found when resolving dependencies\n  cause: Because you require click<8.2 and "
+                "click==8.5.1, we can conclude that your requirements are unsatisfiable.\n")
+    hints = []
+    for lock in ("pylock.toml", None):
+        with pytest.raises(MicrodeployError) as info:
+            dpkg_buildpackage(tmp_path / "tree", {}, 1234, FakeRunner({"dpkg-buildpackage": (2, conflict)}), lock=lock)
+        hints.append(info.value.hint)
+    assert hints == [
+        "Fix the project's dependencies so that the installer (uv or pip) can resolve them within what pylock.toml "
+        "pins: if pyproject.toml changed since, lock again and commit pylock.toml",
+        "Fix the project's dependencies so that the installer (uv or pip) can resolve them"]
+
+
 def test_unmet_build_dependencies_are_the_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """dpkg-buildpackage checks the build dependencies first; when they are unmet, its line and the apt hint are
     the error, and nothing more is made."""
