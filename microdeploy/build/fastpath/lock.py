@@ -89,10 +89,9 @@ def unused_locks(pyproject: Pyproject) -> list[str]:
     warnings = []
     for name, export in OTHER_LOCK_FILES.items():
         if (project / name).is_file():
-            how = f" ({export})" if export else ""
             warnings.append(f"{name} is not what the package installs: the build resolves the newest versions "
-                            f"the project allows. To ship the locked ones, write them to {REQUIREMENTS_FILE}{how} "
-                            f"and commit it, or lock with uv ({LOCK_FILE}) or in a {PYLOCK_FILE}")
+                            f"the project allows. To ship the locked ones, write them to {REQUIREMENTS_FILE} "
+                            f"({export}) and commit it, or lock with uv ({LOCK_FILE}) or in a {PYLOCK_FILE}")
     return warnings
 
 
