@@ -39,6 +39,7 @@ CONSTRAINTS = "pylock-constraints.txt"
 PACKAGE_HEADER = re.compile(r"\[\[\s*packages\s*\]\]\s*(#.*)?")
 INSIDE_PACKAGE = re.compile(r"\[\[?\s*packages\s*\.")
 TABLE_HEADER = re.compile(r"\[")
+WRITE_AGAIN = "Write it again with the tool that locked the project (pip lock, uv export, PDM's export)"
 # Marker variables of PEP 751 that a requirements file cannot hold.
 LOCK_ONLY_MARKERS = re.compile(r"\b(extras|dependency_groups)\b")
 
@@ -51,23 +52,22 @@ class LayerLock:
     constraints: Path
 
 
-def read(path: Path) -> dict[str, Any]:
-    """The pylock.toml at `path`; exit 2 if it is not TOML, not of lock-version 1, or its packages no tables."""
+def read(path: Path) -> tuple[str, dict[str, Any]]:
+    """The pylock.toml at `path`, as text and as data; exit 2 if it is not TOML, not of lock-version 1, or its
+    packages no tables."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise bad_input(f"{path.name} is not a TOML file: {exc}",
-                        hint="Write it again with the tool that locked the project (pip lock, uv export, PDM's export)",
-                        ) from exc
+        raise bad_input(f"{path.name} is not a TOML file: {exc}", hint=WRITE_AGAIN) from exc
     version = str(data.get("lock-version", ""))
     if version.split(".")[0] != "1":
         raise bad_input(f"{path.name} has lock-version {version or '(none)'}: the build reads lock-version 1.x",
                         hint="Write it again with a tool that writes PEP 751's lock-version 1.0")
     packages = data.get("packages", [])
     if not isinstance(packages, list) or not all(isinstance(package, dict) for package in packages):
-        raise bad_input(f"{path.name}'s packages are not an array of tables (PEP 751)",
-                        hint="Write it again with the tool that locked the project (pip lock, uv export, PDM's export)")
-    return data
+        raise bad_input(f"{path.name}'s packages are not an array of tables (PEP 751)", hint=WRITE_AGAIN)
+    return text, data
 
 
 def is_own(package: Mapping[str, Any], project: str) -> bool:
@@ -118,14 +118,14 @@ def without_own_packages(text: str, project: str) -> str:
 def layer_lock(source: Path, dest: Path, project: str) -> LayerLock | str:
     """Write the layer's lock and its constraints into `dest` from `source`'s pylock.toml; or why it cannot be."""
     path = source / PYLOCK_FILE
-    data = read(path)
+    text, data = read(path)
     packages = data.get("packages", [])
     others = [package for package in packages if not is_own(package, project)]
     local = sorted({found for package in others for found in relative_paths(package)})
     if local:
         return f"it installs from a path relative to it ({', '.join(local)})"
     try:
-        filtered = without_own_packages(path.read_text(encoding="utf-8"), project)
+        filtered = without_own_packages(text, project)
         same = tomllib.loads(filtered) == {**data, "packages": others}
     except (tomllib.TOMLDecodeError, KeyError, IndexError):
         same = False
