@@ -17,6 +17,7 @@ from pathlib import Path
 
 from debian.deb822 import Deb822
 
+from microdeploy import validate
 from microdeploy.build.debiandir.context import copyright_context
 from microdeploy.build.release.license import StatedLicense
 from microdeploy.build.release.plan import Release
@@ -58,17 +59,14 @@ class LibraryPlan:
         return package_name(self.config.name, () if self.named else self.modules)
 
 
-# What may follow python3- in a Debian package name (Debian policy 5.6.7: a-z, 0-9, +, - and ., starting with
-# a letter or digit).
-NAME_AFTER_PREFIX = re.compile(r"[a-z0-9][a-z0-9+.-]*")
-
-
 def package_name(name: str, modules: Sequence[str] = ()) -> str:
     """python3-MODULE after the one module a library installs, as Debian's Python policy names the package of
     module MODULE (python-slugify's is python3-slugify: Debian's own package of that module has the name, so ours
-    upgrades it instead of clashing with its files); else python3-NAME, the normalised distribution name."""
+    upgrades it instead of clashing with its files); else python3-NAME, the normalised distribution name. MODULE
+    starts with a letter or digit, as a package name does."""
     module = modules[0].lower().replace("_", "-") if len(modules) == 1 else ""
-    return f"python3-{module if NAME_AFTER_PREFIX.fullmatch(module) else name}"
+    named = f"python3-{module}"
+    return named if module[:1].isalnum() and validate.PACKAGE_NAME.pattern.fullmatch(named) else f"python3-{name}"
 
 
 def finish_debian(debian: Path, library: LibraryPlan, scripts: Sequence[str] = ()) -> None:
@@ -91,11 +89,12 @@ def finish_debian(debian: Path, library: LibraryPlan, scripts: Sequence[str] = (
             paragraph["Description"] = "\n".join([summary, *(
                 f" {line}" for line in extended_description(library.source, library.package))])
     atomic_write(control, "\n".join(paragraph.dump() for paragraph in paragraphs))
-    rules = debian / "rules"
-    text = rules.read_text(encoding="utf-8") if library.floors else ""
-    if text and "override_dh_python3:" not in text:
-        atomic_write(rules, text.rstrip("\n") + "\n" + versioned_depends(library.floors))
-        rules.chmod(0o755)
+    if library.floors:
+        rules = debian / "rules"
+        text = rules.read_text(encoding="utf-8")
+        if "override_dh_python3:" not in text:
+            atomic_write(rules, text.rstrip("\n") + "\n" + versioned_depends(library.floors))
+            rules.chmod(0o755)
 
 
 def versioned_depends(floors: Sequence[str]) -> str:

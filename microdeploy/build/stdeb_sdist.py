@@ -10,8 +10,8 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-# A requirement as dh_python3 is given it in debian/rules (single-quoted, in make): no quote, no $.
-SAFE_IN_RULES = frozenset("'$\\`")
+# What a requirement given to dh_python3 in debian/rules (single-quoted, in make) must not hold.
+UNSAFE_IN_RULES = frozenset("'$\\`")
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,6 @@ def floors(requires: str) -> tuple[str, ...]:
             continue
         text = str(requirement)
         if requirement.specifier and requirement.url is None and requirement.marker is None and not (
-                SAFE_IN_RULES & set(text)):
+                UNSAFE_IN_RULES & set(text)):
             found.append(text)
     return tuple(found)
