@@ -285,9 +285,10 @@ def with_shim(own: str | None) -> str:
     shim = SETUP_SHIM.read_text(encoding="utf-8")
     if own is None:
         return shim
-    patches = shim.partition('\nif __name__ == "__main__":')[0].rstrip("\n") + (
-        "\n\n\naccept_spdx_license_on_old_setuptools()\nversion_without_setuptools_scm()\n"
-        "leave_debian_out_of_discovery()\n\n\n")
+    # The shim's functions, then the patches its __main__ applies before its own setup().
+    functions, _, main = shim.partition('\nif __name__ == "__main__":')
+    calls = [line.strip() for line in main.splitlines() if line.strip() and line.strip() != "setuptools.setup()"]
+    patches = functions.rstrip("\n") + "\n\n\n" + "".join(f"{call}\n" for call in calls) + "\n\n"
     lines = own.splitlines(keepends=True)
     future = [node.end_lineno or node.lineno for node in ast.parse(own).body
               if isinstance(node, ast.ImportFrom) and node.module == "__future__"]
