@@ -29,7 +29,7 @@ from microdeploy.build.release import source
 from microdeploy.build.release.license import stated_license
 from microdeploy.build.release.plan import release, target
 from microdeploy.build.release.settings import BuildSettings
-from microdeploy.build.stdeb_debian import LibraryPlan, console_scripts, finish_debian
+from microdeploy.build.stdeb_debian import LibraryPlan, finish_debian
 from microdeploy.build.stdeb_sdist import read_sdist
 from microdeploy.config import ServiceConfig, load_config, read_project_file
 from microdeploy.errors import MicrodeployError, bad_input
@@ -270,7 +270,7 @@ def _build_in(work: Path, project: Path, library: LibraryPlan, environ: Mapping[
     trees = sorted(path.parent.parent for path in dist_dir.glob("*/debian/control"))
     if len(trees) != 1:
         raise MicrodeployError(f"expected one debian/ tree from stdeb in {dist_dir}, found {len(trees)}")
-    finish_debian(trees[0] / "debian", library, console_scripts(copy))
+    finish_debian(trees[0] / "debian", library, facts.scripts)
     log.info("dpkg-buildpackage (stdeb) in %s", trees[0])
     run_build_step(dpkg_buildpackage_argv(environ), trees[0], {**env, **compression_environment(library.config)},
                    "dpkg-buildpackage", runner)

@@ -8,7 +8,6 @@ not give the package, each with its reason.
 
 from __future__ import annotations
 
-import configparser
 import re
 import textwrap
 from collections.abc import Sequence
@@ -120,18 +119,6 @@ def lintian_overrides(library: LibraryPlan, copyright: str, scripts: Sequence[st
         lines.append("# The project ships no manual page for its programs; each one's --help documents it.")
         lines += [f"{library.package}: no-manual-page [usr/bin/{script}]" for script in scripts]
     return "".join(f"{line}\n" for line in lines)
-
-
-def console_scripts(source: Path) -> list[str]:
-    """The programs the project at `source` installs (its entry points), as setup.py sdist wrote them there."""
-    names: set[str] = set()
-    for entry_points in [*source.glob("*.egg-info/entry_points.txt"), *source.glob("*/*.egg-info/entry_points.txt")]:
-        parser = configparser.ConfigParser(delimiters=("=",), interpolation=None)
-        parser.optionxform = str  # type: ignore[assignment,method-assign]
-        parser.read(entry_points, encoding="utf-8")
-        for section in ("console_scripts", "gui_scripts"):
-            names.update(parser[section] if parser.has_section(section) else ())
-    return sorted(names)
 
 
 def extended_description(name: str, package: str) -> list[str]:

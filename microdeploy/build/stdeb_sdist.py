@@ -1,9 +1,11 @@
 """What a library's sdist (setuptools' NAME.egg-info in it) says of the package stdeb makes of it: the top-level
-modules it installs, which name the package (stdeb_debian.package_name), and the requirements that carry a version,
-which its Depends keep (stdeb_debian.versioned_depends)."""
+modules it installs, which name the package (stdeb_debian.package_name), the requirements that carry a version,
+which its Depends keep (stdeb_debian.versioned_depends), and its programs, which get lintian's overrides
+(stdeb_debian.lintian_overrides)."""
 
 from __future__ import annotations
 
+import configparser
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ class SdistFacts:
 
     modules: tuple[str, ...] = ()  # top-level modules, each a module or a regular package; () if not known so
     floors: tuple[str, ...] = ()  # unconditional requirements with a version specifier, as written
+    scripts: tuple[str, ...] = ()  # the programs it installs in /usr/bin (its entry points), sorted
 
 
 def read_sdist(sdist: Path) -> SdistFacts:
@@ -28,10 +31,11 @@ def read_sdist(sdist: Path) -> SdistFacts:
     try:
         with tarfile.open(sdist) as tar:
             members = tar.getnames()
-            top_level, requires = (egg_info_file(tar, members, name) for name in ("top_level.txt", "requires.txt"))
+            top_level, requires, entry_points = (egg_info_file(tar, members, name) for name in (
+                "top_level.txt", "requires.txt", "entry_points.txt"))
     except (tarfile.TarError, OSError):
         return SdistFacts()
-    return SdistFacts(regular_modules(top_level, members), floors(requires))
+    return SdistFacts(regular_modules(top_level, members), floors(requires), programs(entry_points))
 
 
 def egg_info_file(tar: tarfile.TarFile, members: list[str], name: str) -> str:
@@ -70,3 +74,12 @@ def floors(requires: str) -> tuple[str, ...]:
                 UNSAFE_IN_RULES & set(text)):
             found.append(text)
     return tuple(found)
+
+
+def programs(entry_points: str) -> tuple[str, ...]:
+    """The console and GUI scripts of an entry_points.txt, sorted."""
+    parser = configparser.ConfigParser(delimiters=("=",), interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(entry_points)
+    return tuple(sorted({name for section in ("console_scripts", "gui_scripts") if parser.has_section(section)
+                         for name in parser[section]}))

@@ -323,15 +323,14 @@ def test_the_copyright_override_follows_lintians_own_test_of_the_whole_file(tmp_
 
 def test_a_librarys_programs_get_the_overrides_of_the_manual_pages_the_project_does_not_ship(tmp_path: Path) -> None:
     """Markdown's markdown_py, tabulate's tabulate: their names come from the entry points setup.py sdist wrote into
-    the build copy's egg-info (src layout too), and each /usr/bin program gets no-manual-page's override with the
+    the sdist's egg-info (src layout too), and each /usr/bin program gets no-manual-page's override with the
     reason, beside the copyright one."""
-    source = tmp_path / "copy"
-    egg_info = source / "src" / "tinyfmt.egg-info"
-    egg_info.mkdir(parents=True)
-    (egg_info / "entry_points.txt").write_text(
-        "[console_scripts]\ntinyfmt = tinyfmt.cli:main\nTinyFmt-Report = tinyfmt.cli:report\n\n"
-        "[gui_scripts]\ntinyfmt-gui = tinyfmt.gui:main\n\n[markdown.extensions]\nabbr = markdown.extensions.abbr\n")
-    scripts = stdeb_debian.console_scripts(source)
+    sdist = tmp_path / "tinyfmt-1.2.0.tar.gz"
+    entry_points = (b"[console_scripts]\ntinyfmt = tinyfmt.cli:main\nTinyFmt-Report = tinyfmt.cli:report\n\n"
+                    b"[gui_scripts]\ntinyfmt-gui = tinyfmt.gui:main\n\n[markdown.extensions]\n"
+                    b"abbr = markdown.extensions.abbr\n")
+    tarball(sdist, {"tinyfmt-1.2.0/src/tinyfmt.egg-info/entry_points.txt": entry_points})
+    scripts = list(read_sdist(sdist).scripts)
     assert scripts == ["TinyFmt-Report", "tinyfmt", "tinyfmt-gui"]
     project = library(tmp_path, pyproject_extra='license = "MIT"')
     planned = stdeb.plan(settings(project, tmp_path / "dist"), FakeStdeb())
@@ -346,7 +345,7 @@ def test_a_librarys_programs_get_the_overrides_of_the_manual_pages_the_project_d
         "python3-tinyfmt: no-manual-page [usr/bin/TinyFmt-Report]\n"
         "python3-tinyfmt: no-manual-page [usr/bin/tinyfmt]\n"
         "python3-tinyfmt: no-manual-page [usr/bin/tinyfmt-gui]\n")
-    assert stdeb_debian.console_scripts(tmp_path / "nothing") == []
+    assert list(read_sdist(tmp_path / "nothing").scripts) == []
 
 
 def test_a_compiled_build_result_is_refused_and_nothing_reaches_dist(tmp_path: Path, tools: None) -> None:
@@ -381,17 +380,21 @@ def test_unknown_backend_is_bad_input(tmp_path: Path) -> None:
 
 def sdist_of(tmp_path: Path, top_level: str | None, *files: str) -> Path:
     """A .tar.gz like setup.py sdist's: NAME-1.0/ with `files` and, unless None, NAME.egg-info/top_level.txt."""
-    sdist = tmp_path / "lib-1.0.tar.gz"
-    with tarfile.open(sdist, "w:gz") as tar:
-        entries = {name: b"" for name in files}
-        if top_level is not None:
-            entries[f"{'src/' if any(name.startswith('src/') for name in files) else ''}lib.egg-info/top_level.txt"] = (
-                top_level.encode())
-        for name, data in entries.items():
-            info = tarfile.TarInfo(f"lib-1.0/{name}")
+    entries = {f"lib-1.0/{name}": b"" for name in files}
+    if top_level is not None:
+        src = "src/" if any(name.startswith("src/") for name in files) else ""
+        entries[f"lib-1.0/{src}lib.egg-info/top_level.txt"] = top_level.encode()
+    return tarball(tmp_path / "lib-1.0.tar.gz", entries)
+
+
+def tarball(path: Path, files: dict[str, bytes]) -> Path:
+    """A gzipped tar at `path` of `files` (member name -> bytes), as setup.py sdist writes one."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    return sdist
+    return path
 
 
 @pytest.mark.parametrize(("top_level", "files", "package"), [
@@ -428,13 +431,9 @@ def test_the_requirements_that_carry_a_version_are_the_floors_given_to_dh_python
     requires = ('packaging>=21\ntext-unidecode>=1.3\nclick\nrequests[socks]<3,>=2.0\nlib @ https://x.invalid/l.whl\n'
                 '\n[:python_version < "3.10"]\nimportlib-metadata>=4.4\n\n[unidecode]\nUnidecode>=1.1.1\n')
     sdist = sdist_of(tmp_path, "lib\n", "lib.py")
-    with tarfile.open(tmp_path / "with-requires.tar.gz", "w:gz") as tar:
-        for name, data in (("lib-1.0/lib.py", b""), ("lib-1.0/lib.egg-info/top_level.txt", b"lib\n"),
-                           ("lib-1.0/lib.egg-info/requires.txt", requires.encode())):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    facts = read_sdist(tmp_path / "with-requires.tar.gz")
+    facts = read_sdist(tarball(tmp_path / "with-requires.tar.gz", {
+        "lib-1.0/lib.py": b"", "lib-1.0/lib.egg-info/top_level.txt": b"lib\n",
+        "lib-1.0/lib.egg-info/requires.txt": requires.encode()}))
     assert facts == SdistFacts(("lib",), ("packaging>=21", "text-unidecode>=1.3", "requests[socks]<3,>=2.0"))
     assert read_sdist(sdist).floors == ()
     debian = tmp_path / "debian"
