@@ -30,6 +30,7 @@ from microdeploy.build.release.license import stated_license
 from microdeploy.build.release.plan import release, target
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.build.stdeb_debian import LibraryPlan, finish_debian
+from microdeploy.build.stdeb_names import debian_package
 from microdeploy.build.stdeb_sdist import read_sdist
 from microdeploy.config import ServiceConfig, load_config, read_project_file
 from microdeploy.errors import MicrodeployError, bad_input
@@ -225,6 +226,7 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
     """Build here (`root` None), or in the build root `root`."""
     started = time.monotonic()
     library = plan(settings, runner)
+    library = replace(library, debian_package=debian_package(library.source, root or Path("/")))
     out = output_directory(settings)
     if root is None:
         require_tools(*BUILD_TOOLS)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from debian.deb822 import Deb822
+from packaging.utils import canonicalize_name
 
 from microdeploy import validate
 from microdeploy.build.debiandir.context import copyright_context
@@ -39,6 +40,7 @@ class LibraryPlan:
     release: Release  # its versions (the project's own for setup.py's metadata), suite, dates and changelog
     license: StatedLicense  # for debian/copyright
     named: bool = False  # the package's name was given (--name, [tool.microdeploy] name), not the project's own
+    debian_package: str = ""  # Debian's own package of the distribution, by dh-python's data (debian_name)
     modules: tuple[str, ...] = ()  # the top-level modules the library installs (stdeb_sdist.py)
     floors: tuple[str, ...] = ()  # its requirements that carry a version (stdeb_sdist.py)
 
@@ -54,8 +56,15 @@ class LibraryPlan:
 
     @property
     def package(self) -> str:
-        """The binary package name, as Debian's Python policy names it (package_name)."""
-        return package_name(self.config.name, () if self.named else self.modules)
+        """The binary package name: python3-NAME when given; else Debian's own package of the distribution when it
+        is named after one of its modules or itself (attrs: python3-attr, PySocks: python3-socks),
+        which the library then upgrades; else as Debian's Python policy names it (package_name)."""
+        if self.named:
+            return package_name(self.config.name)
+        own = {canonicalize_name(name) for name in (self.config.name, *self.modules)}
+        if canonicalize_name(self.debian_package.removeprefix("python3-")) in own:
+            return self.debian_package
+        return package_name(self.config.name, self.modules)
 
 
 def package_name(name: str, modules: Sequence[str] = ()) -> str:

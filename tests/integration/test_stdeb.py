@@ -253,12 +253,14 @@ def test_a_flat_layout_with_pep_639_license_files_builds_on_debian_12(tmp_path: 
 # name of its installed metadata, the package's name: Debian 12's own package of the module has it). python-slugify:
 # its own bare setup.py, PEP 639 license and license-files, a program, a dependency, a module named otherwise than
 # the project; Markdown: pyproject.toml alone with license-files and a program; six: setup.py alone and a README of
-# reStructuredText; tabulate: a flat layout found by setuptools and a setuptools-scm version.
+# reStructuredText; tabulate: a flat layout found by setuptools and a setuptools-scm version; PySocks: two modules,
+# and Debian's package of it is named after one of them (dh-python's data says so).
 PUBLIC_LIBRARIES = [
     ("python-slugify", "9.2.0", "slugify/__init__.py", "python_slugify-9.2.0.egg-info", "python3-slugify"),
     ("Markdown", "3.11.4", "markdown/__init__.py", "Markdown-3.11.4.egg-info", "python3-markdown"),
     ("six", "1.17.0", "six.py", "six-1.17.0.egg-info", "python3-six"),
     ("tabulate", "0.10.0", "tabulate/__init__.py", "tabulate-0.10.0.egg-info", "python3-tabulate"),
+    ("PySocks", "1.7.1", "socks.py", "PySocks-1.7.1.egg-info", "python3-socks"),
 ]
 
 
@@ -321,3 +323,19 @@ def test_a_library_upgrades_debians_own_package_of_its_module_and_keeps_its_floo
         "/usr/lib/python3/dist-packages/slugify/__init__.py grusse-aus-koln\n")
     status = online_root.run(["dpkg-query", "-W", "-f", "${Package} ${Version}", "python3-slugify"]).stdout
     assert status.startswith("python3-slugify 9.2.0-")
+
+
+def test_a_library_of_two_modules_replaces_debians_package_of_them(
+    public_libraries: dict[str, Path], online_root: OnlineRoot
+) -> None:
+    """PySocks installs socks.py and sockshandler.py, which Debian 12's python3-socks holds: its package has that
+    name, so dpkg replaces Debian's package (a downgrade here: Debian's 1.7.1+dfsg-1 sorts above 1.7.1-1) instead of
+    refusing to overwrite its files from a second package."""
+    online_root.run(["apt-get", "update", "-qq"], timeout=300)
+    online_root.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "python3-socks"], timeout=600)
+    deb = online_root.copy_in(public_libraries["PySocks"], f"/root/{public_libraries['PySocks'].name}")
+    online_root.run(["dpkg", "-i", deb], timeout=600)
+    status = online_root.run(["dpkg-query", "-W", "-f", "${Package} ${Version}\\n", "python3-socks"]).stdout
+    assert status.startswith("python3-socks 1.7.1-1"), status
+    code = "import socks, sockshandler; print(socks.__file__)"
+    assert online_root.run(["/usr/bin/python3", "-c", code]).stdout == "/usr/lib/python3/dist-packages/socks.py\n"

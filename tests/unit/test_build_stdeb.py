@@ -19,6 +19,8 @@ from microdeploy.build import stdeb, stdeb_debian
 from microdeploy.build.pipeline import build, build_releases
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.build.stdeb_debian import package_name
+from microdeploy.build.stdeb_names import FALLBACK as FALLBACK_PATH
+from microdeploy.build.stdeb_names import debian_package, package_of
 from microdeploy.build.stdeb_sdist import SdistFacts, read_sdist
 from microdeploy.cli import main
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
@@ -423,6 +425,61 @@ def test_a_name_given_for_the_package_is_kept_and_an_unreadable_sdist_names_noth
     assert replace(unnamed, modules=("tiny_fmt",)).package == "python3-tiny-fmt"
     (tmp_path / "broken.tar.gz").write_bytes(b"not a tarball")
     assert read_sdist(tmp_path / "broken.tar.gz") == SdistFacts()
+
+
+# Lines as dh-python's cpython3_fallback has them (Debian 12's), and the forms its format allows.
+FALLBACK = """\
+# comment
+PySocks python3-socks
+attrs python3-attr
+argparse python3 (>= 3.2)
+azure_storage_blob python3-azure
+azure_storage_queue python3-azure
+glances glances
+setuptools python3-pkg-resources
+oldlib 2.7- python3-oldlib
+ruamel.yaml python3-ruamel.yaml
+twoways python3-twoways
+twoways python3-twoways-legacy
+"""
+
+
+@pytest.mark.parametrize(("distribution", "package"), [
+    ("PySocks", "python3-socks"), ("pysocks", "python3-socks"),  # names compared as PEP 503 normalises them
+    ("attrs", "python3-attr"),
+    ("ruamel-yaml", "python3-ruamel.yaml"),
+    ("oldlib", "python3-oldlib"),  # after a range of Python versions
+    ("argparse", ""),  # a relation, not a package
+    ("azure-storage-blob", ""),  # the package holds other distributions too
+    ("glances", ""),  # a program's package, not python3-*
+    ("twoways", ""),  # two packages
+    ("comment", ""), ("tinyfmt", ""),
+])
+def test_debians_own_package_of_a_distribution_comes_from_dh_pythons_data(distribution: str, package: str) -> None:
+    assert package_of(distribution, FALLBACK) == package
+
+
+def test_dh_pythons_data_is_read_in_the_root_the_library_is_built_in(tmp_path: Path) -> None:
+    assert debian_package("attrs", tmp_path) == "", "no dh-python in that root"
+    (tmp_path / FALLBACK_PATH).parent.mkdir(parents=True)
+    (tmp_path / FALLBACK_PATH).write_text(FALLBACK)
+    assert debian_package("attrs", tmp_path) == "python3-attr"
+
+
+@pytest.mark.parametrize(("debian", "modules", "package"), [
+    ("python3-attr", ("attr", "attrs"), "python3-attr"),  # Debian's name wins over two modules
+    ("python3-socks", ("socks", "sockshandler"), "python3-socks"),
+    ("python3-tinyfmt", (), "python3-tinyfmt"),  # named after the distribution itself
+    ("python3-pkg-resources", ("tinyfmt",), "python3-tinyfmt"),  # after none of its modules: not taken
+    ("", ("tiny_fmt",), "python3-tiny-fmt"),
+])
+def test_debians_own_name_for_the_library_is_taken_when_it_names_one_of_its_modules(
+    tmp_path: Path, debian: str, modules: tuple[str, ...], package: str
+) -> None:
+    planned = stdeb.plan(settings(library(tmp_path, "tinyfmt"), tmp_path / "dist"), FakeStdeb())
+    assert replace(planned, debian_package=debian, modules=modules).package == package
+    named = stdeb.plan(settings(library(tmp_path / "n", "tinyfmt"), tmp_path / "dist", name="fmt-tools"), FakeStdeb())
+    assert replace(named, debian_package=debian, modules=modules).package == "python3-fmt-tools", "--name wins"
 
 
 def test_the_requirements_that_carry_a_version_are_the_floors_given_to_dh_python3(tmp_path: Path) -> None:
