@@ -113,3 +113,17 @@ def test_a_pylock_pins_what_ships_and_what_it_lacks_is_resolved_beside_it(tmp_pa
         build_with(project, tmp_path / "stale", cache)
     assert caught.value.exit_code == 1 and "click" in str(caught.value)
     assert "lock again and commit pylock.toml" in (caught.value.hint or "")
+
+
+def test_a_pylock_pins_what_ships_in_a_trixie_build_too(tmp_path: Path) -> None:
+    """The same lock, built for Debian 13 in its build root (its python3.13, uv inside that root): click ships at the
+    version the lock pins, not the newest that flask allows."""
+    project = checkout(tmp_path / "hello-api")
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("click==8.1.8\n")
+    subprocess.run([*LOCKERS["uv pip compile"](Path(), constraints), "--python-version", "3.13"], cwd=project,
+                   check=True, env={**os.environ, "UV_SYSTEM_CERTS": "1"})
+    commit(project, "locked")
+    files = payload(build_with(project, tmp_path / "out", tmp_path / "cache", dist="trixie").deb)
+    assert "/opt/venvs/hello-api/lib/python3.13/site-packages/click/__init__.py" in files
+    assert {"click-8.1.8", "flask-3.1.3"} <= distributions(files)
