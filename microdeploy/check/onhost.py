@@ -334,11 +334,12 @@ class _OnHost:
         installs the higher version, and upgrades a host that has the lower one to the higher."""
         ours = Version(self.plan.info.version)
         debians, listed = self._archive_versions()
-        above = [f"{version} in {suite}" for version, suite in debians if Version(version) >= ours]
+        above = [Version(version) for version, _ in debians if Version(version) >= ours]
         if above:
-            raise failure(f"{self.plan.info.name} {ours} is not above Debian's own ({', '.join(above)}): apt installs "
-                          "Debian's, and upgrades a host that has this one to it; use Debian's package, or build this "
-                          "one with a higher version (--version, or --revision above Debian's)", listed)
+            shown = ", ".join(f"{version} in {suite}" for version, suite in debians if Version(version) >= ours)
+            raise failure(f"{self.plan.info.name} {ours} is not above Debian's own ({shown}): apt installs Debian's, "
+                          "and upgrades a host that has this one to it; use Debian's package, or build this one with "
+                          f"a higher version ({higher_version_hint(ours, max(above))})", listed)
 
     def _archive_versions(self) -> tuple[list[tuple[str, str]], str]:
         """The versions of the package's name in Debian's archive, with their suites, and apt-cache's words."""
@@ -385,3 +386,16 @@ class _OnHost:
                     continue
                 found.add(relative)
         return found
+
+
+def higher_version_hint(ours: Version, debians: Version) -> str:
+    """How to build a version above Debian's `debians`: a revision does it only where the epochs and upstream
+    versions are the same (Debian's 1.7.1+dfsg sorts above 1.7.1, whatever either's revision), and a version only
+    with Debian's epoch (PEP 440's N!)."""
+    if ours.epoch != debians.epoch:
+        epoch = debians.epoch
+        return f"--version with Debian's epoch or a higher one: Debian's is {epoch} (PEP 440's {epoch}!)"
+    if ours.upstream_version == debians.upstream_version:
+        return "--version, or --revision above Debian's"
+    return (f"--version: no revision puts upstream version {ours.upstream_version} above Debian's "
+            f"{debians.upstream_version}")

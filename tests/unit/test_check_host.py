@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from debian.debian_support import Version
 
 from microdeploy.check import onhost
 from microdeploy.check.onhost import HostPlan, host_checks
@@ -252,3 +253,18 @@ def test_purge_leaves_the_administrators_part_and_what_grows_in_it_but_counts_th
     }
     assert onhost.leftovers(after_purge, before, made_by_setup) == [
         "srv/alerta", "srv/alerta/cache", "var/lib/postgresql/15/main/base-old"]
+
+
+@pytest.mark.parametrize(("ours", "debians", "hint"), [
+    ("0.6.2-1+deb12", "0.6.2-4.1", "--version, or --revision above Debian's"),
+    ("1.7.1-1+deb12", "1.7.1+dfsg-1",
+     "--version: no revision puts upstream version 1.7.1 above Debian's 1.7.1+dfsg"),
+    ("2.0-1+deb12", "1:1.0-1", "--version with Debian's epoch or a higher one: Debian's is 1 (PEP 440's 1!)"),
+])
+def test_the_hint_for_a_library_below_debians_own_names_what_can_put_it_above(ours: str, debians: str,
+                                                                              hint: str) -> None:
+    """A revision puts a library above Debian's package only where the upstream versions are the same."""
+    assert onhost.higher_version_hint(Version(ours), Version(debians)) == hint
+    # What the hint says of a revision is dpkg's order: a high one is above Debian's only in the first case.
+    revision_helps = hint.endswith("--revision above Debian's")
+    assert (Version(ours.replace("-1+", "-99+")) > Version(debians)) == revision_helps
