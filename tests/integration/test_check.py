@@ -23,7 +23,7 @@ from microdeploy import dists
 from microdeploy.build import buildroot
 from microdeploy.testbed.procs import ROOTS_DIR
 from tests.debtweak import add_to_postinst, repack, replace_in
-from tests.packages import BuiltService, build_service, new_service
+from tests.packages import EPOCH, BuiltService, build_service, new_service, unpacked_sdist
 from tests.qa import deb_member
 
 pytestmark = pytest.mark.integration
@@ -396,3 +396,26 @@ def test_a_trixie_package_is_checked_by_trixies_lintian(tmp_path: Path) -> None:
     assert re.fullmatch(rf"0 errors, 0 warnings, \d+ overrides with reasons \(lintian {re.escape(version)} of trixie\)",
                         lintian["summary"])
     assert version.startswith("2.12")  # trixie's lintian, not this bookworm machine's 2.116
+
+
+def test_a_public_library_built_for_trixie_passes_check_on_a_trixie_host(tmp_path: Path) -> None:
+    """python-slugify 9.2.0 from PyPI, unmodified, built with --backend stdeb --dist trixie (in trixie's build root,
+    with trixie's stdeb and dh-python): python3-slugify +deb13 keeps its floor on text-unidecode, and `check` passes
+    it on trixie: trixie's lintian, piuparts in a trixie chroot, installed above trixie's own python3-slugify with
+    its dependencies from trixie, and purged."""
+    source = unpacked_sdist("python-slugify", "9.2.0", tmp_path)
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, "-m", "microdeploy", "-q", "build", str(source), "--backend", "stdeb", "--dist",
+                    "trixie", "--out", str(out)], check=True, capture_output=True, timeout=CHECK_TIMEOUT,
+                   env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH})
+    [deb] = out.glob("python3-slugify_9.2.0-1+deb13_all.deb")
+    depends = subprocess.run(["dpkg-deb", "--field", str(deb), "Depends"], capture_output=True, text=True,
+                             check=True).stdout.strip().split(", ")
+    assert "python3-text-unidecode (>= 1.3)" in depends and "python3:any" in depends, depends
+    status, report, stderr = run_check(deb)
+    found = checks(report)
+    assert status == 0, {name: item["summary"] for name, item in found.items()} or stderr
+    assert report["release"] == "trixie"
+    assert "minbase trixie chroot" in found["piuparts"]["summary"]
+    assert found["install"]["status"] == found["purge"]["status"] == "passed"
+    assert found["install"]["summary"].startswith("trixie host booted")
