@@ -135,7 +135,8 @@ class PublicApp:
 # dynamic versions (sqlite-web: setuptools `attr:`; photo-burst-detection:
 # setuptools-scm; flaskrrr: setup.py), SQLite in the instance folder
 # (flaskrrr, Flask's tutorial app), a factory with arguments (ihatemoney, above),
-# package data under directories named dist/ and build/ (anitya), a WSGI app that is not Flask's (pypiserver).
+# package data under directories named dist/ and build/ (anitya), a WSGI app that is not Flask's (pypiserver),
+# poetry-core's build and programs in a wheel linked without PIE (pytaku).
 PUBLIC_APPS = {
     "flaskr": PublicApp("flaskrrr", "1.0.0", "flaskr", "flaskr:create_app()", 8101,
                         setup=(("flask", "init-db"),)),
@@ -173,6 +174,16 @@ PUBLIC_APPS = {
     # pypiserver, a package index: a Bottle app, not Flask's, with hatchling's version from a file, and a factory
     # called with a keyword argument, the packages' directory the service's state directory.
     "pypiserver": PublicApp("pypiserver", "2.4.2", "pypiserver", "pypiserver:app(root='/var/lib/pypiserver')", 8107),
+    # pytaku, a manga reader: poetry-core's build, two packages from src/, apsw's wheel with its own sqlite tools
+    # (position-dependent programs), argon2-cffi's. Its production guide: a goodconf configuration (its fields are
+    # read from the environment too; pytaku.conf.json in the working directory otherwise), then `pytaku-migrate`,
+    # which makes db.sqlite3 in the working directory.
+    "pytaku": PublicApp(
+        "pytaku", "0.8.2", "pytaku", "pytaku.main:app", 8108,
+        environment=(f"FLASK_SECRET_KEY={secrets.token_urlsafe(32)}\nOUTGOING_PROXY_NETLOC=proxy.example.org\n"
+                     "OUTGOING_PROXY_KEY=unused\n"),
+        setup=(("pytaku-migrate",),),
+    ),
 }
 
 

@@ -34,7 +34,7 @@ from tests.testbed.fixtures import BootHost
 
 pytestmark = [pytest.mark.integration]
 
-SERVED = ("flaskr", "photo-burst-detection", "otterwiki", "httpbin", "anitya", "pypiserver")
+SERVED = ("flaskr", "photo-burst-detection", "otterwiki", "httpbin", "anitya", "pypiserver", "pytaku")
 # What a page loads from below a directory named dist/ or build/ of the app's package.
 DIST_ASSET = re.compile(r"""["'](/static/[^"'?#]*/(?:dist|build)/[^"'?#]+)""")
 
@@ -99,6 +99,16 @@ def test_bundled_libraries_are_overridden_per_path(public_apps: dict[str, BuiltS
     assert any("/lxml/" in line for line in embedded), overrides
     assert all(line.endswith(".so]") or ".so." in line for line in embedded), embedded
     assert all("[opt/venvs/otterwiki/lib/python3.11/site-packages/" in line for line in embedded)
+
+
+def test_programs_linked_without_pie_are_overridden_per_path(public_apps: dict[str, BuiltService]) -> None:
+    """apsw's wheel ships sqlite's own tools, linked as position-dependent executables: each gets its
+    hardening-no-pie override (lintian's warning), and no other ELF file of the venv does."""
+    overrides = deb_member(public_apps["pytaku"].result.deb, "/usr/share/lintian/overrides/pytaku").splitlines()
+    pointers = [line.split("[", 1)[1].rstrip("]") for line in overrides if " hardening-no-pie " in line]
+    tools = "opt/venvs/pytaku/lib/python3.11/site-packages/apsw/sqlite_extra_binaries/"
+    assert len(pointers) > 10 and all(pointer.startswith(tools + "sqlite3_") for pointer in pointers), pointers
+    assert f"{tools}sqlite3_shell" in pointers
 
 
 def test_package_data_under_dist_and_build_is_in_the_venv(public_apps: dict[str, BuiltService]) -> None:
@@ -190,6 +200,8 @@ def test_they_answer_side_by_side_on_one_host(
     owners = host.run(["find", "/var/lib/otterwiki/repository", "/var/lib/otterwiki/db.sqlite", "-printf",
                        "%u\\n"]).stdout.split()
     assert len(owners) > 10 and set(owners) == {"otterwiki"}, owners
+    # pytaku-migrate made its database in the service's working directory, as the service user.
+    assert host.run(["stat", "-c", "%U", "/var/lib/pytaku/db.sqlite3"]).stdout.strip() == "pytaku"
     assert host.run(["ps", "-o", "user=", "-p", str(main_pid(host, "ihatemoney"))]).stdout.strip() == "ihatemoney"
     # ihatemoney runs Alembic's fileConfig() at start, which disables gunicorn's
     # access logger; the log file is still created there by the service user.

@@ -203,7 +203,8 @@ def test_a_wheels_static_program_gets_the_static_and_embedded_library_tags_linti
 ) -> None:
     """pypandoc-binary's pandoc: an executable linked statically (ET_EXEC, no NEEDED entry) is a
     statically-linked-binary, and a library whose strings it holds is embedded in it although its name is no
-    library's. Not: one that needs libc, one named *-static, nor a position-independent one (ET_DYN)."""
+    library's. Not: one that needs libc (lintian's hardening check has it: not position-independent), one named
+    *-static, nor a position-independent one (ET_DYN)."""
     work = tmp_path / "elf"
     made = shared_objects(work)
     source = work / "zlib.s"
@@ -224,8 +225,44 @@ def test_a_wheels_static_program_gets_the_static_and_embedded_library_tags_linti
         f"orders-api: embedded-library zlib [{SITE}/pypandoc/files/pandoc]",
         f"orders-api: embedded-library zlib [{SITE}/tool/bin/busybox-static]",
         f"orders-api: embedded-library zlib [{SITE}/tool/bin/helper]",
+        f"orders-api: hardening-no-pie [{SITE}/tool/bin/helper]",
         f"orders-api: statically-linked-binary [{SITE}/pypandoc/files/pandoc]",
     ]
+
+
+@pytest.mark.parametrize(("architecture", "tags"), [
+    ("amd64", {"exec": ["hardening-no-pie"], "exec-norelro": ["hardening-no-pie", "hardening-no-relro"],
+               "shared-norelro": ["hardening-no-relro"]}),
+    ("hppa", {}),  # lintian recommends neither pie nor relro there
+])
+def test_elf_files_linked_without_hardening_get_the_tags_lintian_gives_them(
+    debian: Path, tmp_path: Path, architecture: str, tags: dict[str, list[str]]
+) -> None:
+    """apsw's sqlite tools: a program that needs libc, linked as a position-dependent executable (ET_EXEC), is
+    hardening-no-pie; an ELF file that needs a library and has no GNU_RELRO segment is hardening-no-relro; both
+    where lintian's table recommends pie and relro for the package's architecture. Not: a position-independent
+    object with RELRO, a static program (statically-linked-binary's), nor a shared object that needs nothing."""
+    work = tmp_path / "elf"
+    made = shared_objects(work)
+    interpreter = ["-dynamic-linker", "/lib64/ld-linux-x86-64.so.2"]
+    links = {
+        "exec": ["--no-as-needed", str(made["libc"]), *interpreter],
+        "exec-norelro": ["-z", "norelro", "--no-as-needed", str(made["libc"]), *interpreter],
+        "shared-norelro": ["-shared", "-z", "norelro", "--no-as-needed", str(made["libc"])],
+        "shared": ["-shared", "-z", "relro", "--no-as-needed", str(made["libc"])],
+        "shared-bare": ["-shared", "-z", "norelro"],
+        "static": [],
+    }
+    package = tmp_path / "pkg"
+    for name, options in links.items():
+        # No _start: ld warns and links all the same; nothing here ever runs.
+        subprocess.run(["ld", "-e", "0", "-o", str(work / name), str(work / "empty.o"), *options], check=True,
+                       capture_output=True)
+        put(package / SITE / "apsw" / "sqlite_extra_binaries" / name, (work / name).read_bytes(), 0o755)
+    found = [line for line in overrides_of(debian, package, {**os.environ, "DEB_HOST_ARCH": architecture})
+             if "hardening" in line]
+    assert found == [f"orders-api: {tag} [{SITE}/apsw/sqlite_extra_binaries/{name}]"
+                     for name, named in sorted(tags.items()) for tag in named]
 
 
 def test_library_search_paths_of_the_wheels_build_machine_get_the_tags_lintian_gives_them(
