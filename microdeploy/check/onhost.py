@@ -30,7 +30,7 @@ from microdeploy.testbed.image import unpacked
 from microdeploy.testbed.network import Netns, create_netns, delete_netns
 
 from .feed import Feed, serving_feed
-from .package import DebInfo
+from .package import DebInfo, higher_version_hint
 from .report import FAILED, PASSED, SKIPPED, Outcome
 from .service import ServiceProbe, failure
 
@@ -386,16 +386,3 @@ class _OnHost:
                     continue
                 found.add(relative)
         return found
-
-
-def higher_version_hint(ours: Version, debians: Version) -> str:
-    """How to build a version above Debian's `debians`: a revision does it only where the epochs and upstream
-    versions are the same (Debian's 1.7.1+dfsg sorts above 1.7.1, whatever either's revision), and a version only
-    with Debian's epoch (PEP 440's N!)."""
-    if ours.epoch != debians.epoch:
-        epoch = debians.epoch
-        return f"--version with Debian's epoch or a higher one: Debian's is {epoch} (PEP 440's {epoch}!)"
-    if ours.upstream_version == debians.upstream_version:
-        return "--version, or --revision above Debian's"
-    return (f"--version: no revision puts upstream version {ours.upstream_version} above Debian's "
-            f"{debians.upstream_version}")

@@ -1,10 +1,13 @@
-"""What `check` reads from a .deb before anything runs: name, version, release, overrides, unit."""
+"""What `check` reads from a .deb before anything runs (name, version, release, overrides, unit), and how its
+version gets above Debian's."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from debian.debian_support import Version
 
 from microdeploy import dists
 from microdeploy.debfile import opened, package_of
@@ -100,3 +103,16 @@ def parse_overrides(text: str) -> list[Override]:
             tag = match.group(1) if match else line
             overrides.append(Override(tag, " ".join(comment) or "(no reason given)"))
     return overrides
+
+
+def higher_version_hint(ours: Version, debians: Version) -> str:
+    """How to build a version above Debian's `debians`: a revision does it only where the epochs and upstream
+    versions are the same (Debian's 1.7.1+dfsg sorts above 1.7.1, whatever either's revision), and a version only
+    with Debian's epoch (PEP 440's N!)."""
+    if ours.epoch != debians.epoch:
+        epoch = debians.epoch
+        return f"--version with Debian's epoch or a higher one: Debian's is {epoch} (PEP 440's {epoch}!)"
+    if ours.upstream_version == debians.upstream_version:
+        return "--version, or --revision above Debian's"
+    return (f"--version: no revision puts upstream version {ours.upstream_version} above Debian's "
+            f"{debians.upstream_version}")

@@ -13,7 +13,7 @@ from debian.debian_support import Version
 
 from microdeploy.check import onhost
 from microdeploy.check.onhost import HostPlan, host_checks
-from microdeploy.check.package import DebInfo
+from microdeploy.check.package import DebInfo, higher_version_hint
 from microdeploy.check.report import FAILED, Outcome
 from microdeploy.check.service import ServiceProbe
 from microdeploy.errors import MicrodeployError
@@ -264,7 +264,7 @@ def test_purge_leaves_the_administrators_part_and_what_grows_in_it_but_counts_th
 def test_the_hint_for_a_library_below_debians_own_names_what_can_put_it_above(ours: str, debians: str,
                                                                               hint: str) -> None:
     """A revision puts a library above Debian's package only where the upstream versions are the same."""
-    assert onhost.higher_version_hint(Version(ours), Version(debians)) == hint
+    assert higher_version_hint(Version(ours), Version(debians)) == hint
     # What the hint says of a revision is dpkg's order: a high one is above Debian's only in the first case.
     revision_helps = hint.endswith("--revision above Debian's")
     assert (Version(ours.replace("-1+", "-99+")) > Version(debians)) == revision_helps
