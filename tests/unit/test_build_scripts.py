@@ -575,16 +575,18 @@ def test_venv_overrides_read_lintian_s_own_tables_of_loads_snippets_and_font_pac
     ]
 
 
-def font(signature: bytes, fs_type: int) -> bytes:
-    """A font file as file(1) and lintian read it: the signature, one table record, and the OS/2 table."""
+def font(signature: bytes, fs_type: int, version: int = 0) -> bytes:
+    """A font file as file(1) and lintian read it: the signature, one table record, and the OS/2 table of
+    `version`."""
     record = struct.pack(">4sIII", b"OS/2", 0, 28, 10)
     return signature + struct.pack(">HHHH", 1, 16, 0, 0) + record + struct.pack(
-        ">HhHHH", 0, 500, 400, 5, fs_type)
+        ">HhHHH", version, 500, 400, 5, fs_type)
 
 
 def test_venv_overrides_name_each_web_font_that_restricts_embedding(debian: Path, tmp_path: Path) -> None:
     """A TrueType font that is edit only and an OpenType font that is never to be embedded get the tag lintian
-    gives each; an installable font, a WOFF file and a truncated font get none."""
+    gives each; an installable font, a WOFF file, a truncated font, and one whose OS/2 table is of a version that
+    lintian's Font::TTF does not read (5 and later: flasgger's droid-sans) get none."""
     package = tmp_path / "pkg"
     fonts = package / "opt/venvs/orders-api/lib/python3.11/site-packages/orders_api/static/css/fonts"
     fonts.mkdir(parents=True)
@@ -593,6 +595,7 @@ def test_venv_overrides_name_each_web_font_that_restricts_embedding(debian: Path
     (fonts / "Cantarell.ttf").write_bytes(font(b"\0\1\0\0", 0x0000))
     (fonts / "Cantarell.woff").write_bytes(b"wOFF" + font(b"\0\1\0\0", 0x0008)[4:])
     (fonts / "Broken.ttf").write_bytes(font(b"\0\1\0\0", 0x0008)[:30])
+    (fonts / "droid-sans-v6-latin-700.ttf").write_bytes(font(b"\0\1\0\0", 0x0008, version=5))
     subprocess.run([sys.executable, "-IS", str(debian / "venv-overrides"), str(package), "orders-api"], check=True)
     lines = (package / "usr/share/lintian/overrides/orders-api").read_text().splitlines()
     static = "opt/venvs/orders-api/lib/python3.11/site-packages/orders_api/static/css/fonts"

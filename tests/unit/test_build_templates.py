@@ -71,8 +71,8 @@ def test_rendered_files_and_modes(tmp_path: Path) -> None:
     names = sorted(p.relative_to(debian).as_posix() for p in debian.rglob("*") if p.is_file())
     assert names == [
         "cached-md5sums", "cached-shlibdeps", "cached-strip", "changelog", "control", "copyright", "elf.py",
-        "finalize-venv", "gunicorn.conf.py", "lintian_data.py", "lintian_tags.py", "make-venv", "orders-api-manage",
-        "orders-api-run", "orders-api-run.1", "orders-api.install", "orders-api.lintian-overrides",
+        "finalize-venv", "gunicorn.conf.py", "lintian_data.py", "lintian_scripts.py", "lintian_tags.py", "make-venv",
+        "orders-api-manage", "orders-api-run", "orders-api-run.1", "orders-api.install", "orders-api.lintian-overrides",
         "orders-api.logrotate", "orders-api.postinst", "orders-api.postrm", "orders-api.prerm", "orders-api.service",
         "orders-api.triggers", "plain-pip", "rules", "source/format", "uv-pip", "venv-copyright", "venv-overrides",
     ]

@@ -301,3 +301,31 @@ def test_library_search_paths_of_the_wheels_build_machine_get_the_tags_lintian_g
     put(no_readelf / "readelf", "#!/bin/sh\nexit 7\n", 0o755)
     env = {**env, "PATH": f"{no_readelf}:{os.environ['PATH']}"}
     assert [line for line in overrides_of(debian, package, env) if "search-path" in line] == expected
+
+
+def test_files_that_start_like_shell_scripts_and_fail_the_shells_syntax_check_get_the_tag_lintian_gives_them(
+    debian: Path, tmp_path: Path
+) -> None:
+    """oslo.config's bash completion template starts with "#!/bin/bash" and holds Python's {placeholders}: bash -n
+    refuses it, executable or not, as dash -n refuses an array in a "#!/bin/sh" script, also through env. Not: a
+    script the shell reads, the array under bash, a script that re-executes itself with another program within
+    its first lines (directly, or through a variable and `exec true`), nor another shell's. What lintian 2.116
+    says of these files, each."""
+    files = {
+        "bash-completion.template": ("#!/bin/bash completion for {scriptname}\n\n_{scriptname}(){{\n    local cur\n"
+                                     "    COMPREPLY=()\n}}\ncomplete -F _{scriptname} {scriptname}\n"),
+        "array.sh": "#!/bin/sh\na=(1 2)\n",
+        "broken": '#!/bin/sh\nif __name__ == "__main__":\n    main()\n',
+        "env-broken": "#!/usr/bin/env bash\nfi\n",
+        "ok.sh": "#!/bin/sh\necho hi\n",
+        "array.bash": "#!/bin/bash\na=(1 2)\n",
+        "polyglot": '#!/bin/sh\nexec python3 "$0" "$@"\nif __name__ == "__main__":\n    main()\n',
+        "background": "#!/bin/sh\nprog=$0;\nfoo $prog $@ &\nexec true\nif x\n",
+        "zsh": "#!/bin/zsh\nfi\n",
+    }
+    package = tmp_path / "pkg"
+    for name, text in files.items():
+        put(package / SITE / "tool" / name, text, 0o755 if name == "broken" else 0o644)
+    found = [line for line in overrides_of(debian, package) if "syntax" in line]
+    assert found == [f"orders-api: shell-script-fails-syntax-check [{SITE}/tool/{name}]"
+                     for name in ("array.sh", "bash-completion.template", "broken", "env-broken")]
