@@ -38,6 +38,8 @@ _LISTENER = re.compile(r"^\S+\s+\d+\s+\d+\s+(\S+)\s+\S+\s+users:\((.*)\)\s*$")
 LAST_WORD_MAX = 200
 # A write the unit's sandbox refused (ProtectSystem=strict): the app writes into its installed files.
 _READ_ONLY = re.compile(r"\[Errno 30\] Read-only file system: '([^']*)'")
+# A top-level module the venv lacks (a dotted name is a module of a package the venv has).
+_MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '(\w+)'")
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception): ")
 _ERROR_LINE = re.compile(r"\b[A-Z][A-Za-z]*(?:Error|Exception)\b|\b(?:error|ERROR|Error)\b")
 # Probe from the host itself: a wildcard address (as configured, or as ss shows it) answers on loopback.
@@ -125,7 +127,8 @@ class ServiceProbe:
 
     def failed(self, summary: str, why: str) -> MicrodeployError:
         """The service's failure: `summary`, then its last word `why` if it has one, and what to do about it."""
-        return failure(summary + (f": {why}" if why else ""), sandbox_hint(why, self.info.name))
+        return failure(summary + (f": {why}" if why else ""),
+                       sandbox_hint(why, self.info.name) or missing_module_hint(why))
 
     def last_words(self) -> str:
         """The service's last error from its journal, waited for (bounded): journald files what a
@@ -334,3 +337,22 @@ def sandbox_hint(why: str, name: str) -> str:
             f"only under /var/lib/{name}, /var/log/{name} and its private /tmp. Point the app's writable paths "
             f"there (its settings in /etc/{name}/config.ini or /etc/{name}/environment; for this check, written by "
             f"a --setup script).")
+
+
+def missing_module_hint(why: str) -> str:
+    """What to do when the service's last word is a top-level module its venv lacks, else "": the project, or one
+    of its dependencies, imports a distribution it does not declare, which a developer's venv happened to have."""
+    missing = _MISSING_MODULE.search(why)
+    if missing is None:
+        return ""
+    if missing.group(1) == "pkg_resources":
+        return ("hint: pkg_resources came with setuptools up to version 81, which venvs of Python 3.11 and older got "
+                "by default; the service's venv has setuptools only when a distribution in it requires it: add "
+                "'setuptools<82' to the project's dependencies (or move it to importlib.metadata).")
+    if missing.group(1) == "setuptools":
+        return ("hint: setuptools, which venvs of Python 3.11 and older got by default, is in the service's venv only "
+                "when a distribution in it requires it: add setuptools to the project's dependencies, or build with "
+                "--keep-installers.")
+    return (f"hint: no distribution in the service's venv provides the module {missing.group(1)}: the project, or one "
+            "of its dependencies, imports it without requiring it; add the distribution that provides it to the "
+            "project's dependencies.")

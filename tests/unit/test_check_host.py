@@ -132,11 +132,37 @@ def test_a_write_the_sandbox_refused_gets_where_the_service_may_write(monkeypatc
         "its unit (ProtectSystem=strict) lets it write only under /var/lib/orders-api, /var/log/orders-api and its "
         "private /tmp. Point the app's writable paths there (its settings in /etc/orders-api/config.ini or "
         "/etc/orders-api/environment; for this check, written by a --setup script).")
-    # Any other reason has no such hint.
+    # Any other reason has no such hint: a missing module of a package the venv has is the app's own.
     host = ScriptedHost(["failed 0"], ["000"], [IMPORT_ERROR])
     with pytest.raises(MicrodeployError) as caught:
         scripted_probe(monkeypatch, host).wait_started()
     assert "\n" not in caught.value.message
+
+
+@pytest.mark.parametrize(("module", "hint"), [
+    # archivy 1.7.7 imports pkg_resources and requires no setuptools; with 'setuptools<82' it passes check.
+    ("pkg_resources", "hint: pkg_resources came with setuptools up to version 81, which venvs of Python 3.11 and "
+                      "older got by default; the service's venv has setuptools only when a distribution in it "
+                      "requires it: add 'setuptools<82' to the project's dependencies (or move it to "
+                      "importlib.metadata)."),
+    ("setuptools", "hint: setuptools, which venvs of Python 3.11 and older got by default, is in the service's venv "
+                   "only when a distribution in it requires it: add setuptools to the project's dependencies, or "
+                   "build with --keep-installers."),
+    # rq-dashboard 0.9.0 imports six and requires it not.
+    ("six", "hint: no distribution in the service's venv provides the module six: the project, or one of its "
+            "dependencies, imports it without requiring it; add the distribution that provides it to the project's "
+            "dependencies."),
+])
+def test_a_module_the_venv_lacks_gets_what_to_declare(monkeypatch: pytest.MonkeyPatch, module: str,
+                                                      hint: str) -> None:
+    """A public app that imports a distribution it does not require, which its developers' venvs had: the details
+    say what to add to the project's dependencies."""
+    host = ScriptedHost(["failed 0"], ["000"], [f"h gunicorn[43]: ModuleNotFoundError: No module named '{module}'\n"])
+    with pytest.raises(MicrodeployError) as caught:
+        scripted_probe(monkeypatch, host).wait_started()
+    summary, _, details = caught.value.message.partition("\n")
+    assert summary.endswith(f": ModuleNotFoundError: No module named '{module}'")
+    assert details == hint
 
 
 def test_a_failed_unit_without_an_error_in_its_journal_has_no_reason(monkeypatch: pytest.MonkeyPatch) -> None:
