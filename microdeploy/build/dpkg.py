@@ -12,6 +12,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from microdeploy.build import records
+from microdeploy.build.debiandir.context import WSGI_SERVER
 from microdeploy.build.fastpath.contract import PACKAGE_BUILT_FILE, PIP_TOOL, PLAIN_PIP_TOOL
 from microdeploy.errors import MicrodeployError
 from microdeploy.process import Result, Runner, output_tail, require_tools, run
@@ -27,6 +28,8 @@ REASON_RE = re.compile(
     rf"|ModuleNotFoundError|{PIP_TOOL}:|{PLAIN_PIP_TOOL}:)",
 )
 RESOLUTION_FAILURES = ("No matching distribution", "ResolutionImpossible", "No solution found")
+# uv's and pip's words when the WSGI server microdeploy adds is among the requirements that conflict.
+WSGI_CONFLICT = re.compile(rf"(?:you require|The user requested) {re.escape(WSGI_SERVER)}\b")
 # uv's and pip's words when no release of a requirement is on the indexes at all (MLflow 3.18.0 pins an
 # mlflow-tracing==3.18.0 that the index did not have yet; a private package on another index).
 NOT_ON_INDEX = re.compile(r"there is no version of (?P<uv>[A-Za-z0-9._-]+[^\s,]*)|"
@@ -187,6 +190,12 @@ def failure_hint(output: str, project: str | None = None, lock: str | None = Non
                 "that has one (UV_INDEX_URL or PIP_INDEX_URL, pip.conf's index-url; a mirror may lag behind PyPI), "
                 "or build a version of the project whose requirements are there")
     if any(words in output for words in RESOLUTION_FAILURES):
+        if WSGI_CONFLICT.search(output):
+            # pytaku 0.7.0 pins gunicorn ^20.
+            return (f"The service's unit runs gunicorn, and microdeploy installs {WSGI_SERVER}, which the "
+                    "project's own requirement on gunicorn excludes: gunicorn before 21 imports pkg_resources, which "
+                    f"setuptools 82 and later no longer have, and would not start. Allow {WSGI_SERVER} in the "
+                    "project's dependencies")
         if lock is not None:
             # A pylock.toml carries no record of what it was locked from: the build cannot tell it is stale.
             return (f"Fix the project's dependencies so that the installer (uv or pip) can resolve them within "

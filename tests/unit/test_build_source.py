@@ -373,3 +373,35 @@ def test_a_name_of_a_package_installed_here_is_refused_unless_it_is_a_service(tm
     check_not_a_system_package("billing-api", tmp_path)
     with pytest.raises(MicrodeployError):
         check_not_a_system_package("dpkg")  # this machine's own dpkg
+
+
+@pytest.mark.parametrize("conflict", [
+    # uv, building pytaku 0.7.0 (gunicorn = "^20" in its [tool.poetry.dependencies]).
+    "uv-pip: uv pip install --python venv/bin/python pytaku-0.7.0-py3-none-any.whl gunicorn>=21.2\n"
+    "error: No solution found when resolving dependencies\n  cause: Because only pytaku==0.7.0 is available and "
+    "pytaku==0.7.0 depends on gunicorn>=20,<21, we can conclude that all versions of pytaku depend on "
+    "gunicorn>=20,<21.\n         And because you require gunicorn>=21.2 and pytaku, we can conclude that your "
+    "requirements are unsatisfiable.\n",
+    # pip, the same.
+    "ERROR: Cannot install gunicorn>=21.2 and pytaku==0.7.0 because these package versions have conflicting "
+    "dependencies.\nThe conflict is caused by:\n    The user requested gunicorn>=21.2\n    pytaku 0.7.0 depends on "
+    "gunicorn<21 and >=20\nERROR: ResolutionImpossible: for help visit https://pip.pypa.io\n",
+])
+def test_a_project_that_excludes_the_wsgi_server_microdeploy_installs_is_told_why_it_needs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, conflict: str
+) -> None:
+    """A project pinned to gunicorn 20: the hint says where the gunicorn>=21.2 it did not ask for comes from and
+    why no older one will do; the command line that names it is no conflict (the plain hint then)."""
+    monkeypatch.setattr("microdeploy.build.dpkg.require_tools", lambda *tools: None)
+    with pytest.raises(MicrodeployError) as info:
+        dpkg_buildpackage(tmp_path / "tree", {}, 1234, FakeRunner({"dpkg-buildpackage": (2, conflict)}))
+    assert info.value.hint == (
+        "The service's unit runs gunicorn, and microdeploy installs gunicorn>=21.2, which the project's own "
+        "requirement on gunicorn excludes: gunicorn before 21 imports pkg_resources, which setuptools 82 and later "
+        "no longer have, and would not start. Allow gunicorn>=21.2 in the project's dependencies")
+    other = ("uv-pip: uv pip install --python venv/bin/python app.whl gunicorn>=21.2\nerror: No solution found when "
+             "resolving dependencies\n  cause: Because you require click<8.2 and click==8.5.1, we can conclude that "
+             "your requirements are unsatisfiable.\n")
+    with pytest.raises(MicrodeployError) as info:
+        dpkg_buildpackage(tmp_path / "tree", {}, 1234, FakeRunner({"dpkg-buildpackage": (2, other)}))
+    assert info.value.hint == "Fix the project's dependencies so that the installer (uv or pip) can resolve them"
