@@ -405,3 +405,35 @@ def test_a_project_that_excludes_the_wsgi_server_microdeploy_installs_is_told_wh
     with pytest.raises(MicrodeployError) as info:
         dpkg_buildpackage(tmp_path / "tree", {}, 1234, FakeRunner({"dpkg-buildpackage": (2, other)}))
     assert info.value.hint == "Fix the project's dependencies so that the installer (uv or pip) can resolve them"
+
+
+@pytest.mark.parametrize(("module", "found"), [
+    # flaskcode 0.0.8's cli.py: `app` is a local of its factory and of its command, never the module's.
+    ("def create_flask_app():\n    app = Flask(__name__)\n    return app\n\n\ndef main():\n"
+     "    app = create_flask_app()\n    app.run()\n", False),
+    ("class Factory:\n    app = None\n", False),
+    ("apps = [app for app in range(3)]\n", False),
+    ("handler = lambda app: app\n", False),
+    ("try:\n    from shop.wsgi import app\nexcept ImportError:\n    app = None\n", True),
+    ("import os\nif os.environ.get('X'):\n    app = 1\nelse:\n    app = 2\n", True),
+    ("with open('/dev/null') as app:\n    pass\n", True),
+    ("for app in range(1):\n    pass\n", True),
+    ("app = None\n\n\ndef init():\n    global app\n    app = object()\n", True),
+    ("def init():\n    global app\n    app = object()\n", True),
+    ("if (app := object()):\n    pass\n", True),
+    ("[(app := n) for n in range(1)]\n", True),
+    ("from shop.wsgi import *\n", True),
+    ("def __getattr__(name):\n    return object()\n", True),
+])
+def test_check_app_takes_the_names_the_module_binds_not_its_functions_locals(
+    tmp_path: Path, module: str, found: bool
+) -> None:
+    """The app must be a name of the module itself: a local of a function or a class attribute is not one (gunicorn
+    would fail to load it on the host); one bound in an if, try, with or for block, or declared global, is."""
+    (tmp_path / "site.py").write_text(module)
+    if found:
+        source.check_app(tmp_path, "site:app")
+        return
+    with pytest.raises(MicrodeployError) as caught:
+        source.check_app(tmp_path, "site:app")
+    assert caught.value.exit_code == 2 and "site defines no 'app'" in str(caught.value)

@@ -181,7 +181,8 @@ def check_app(project: Path, app: str) -> None:
     except SyntaxError as exc:
         raise bad_input(f"cannot parse {path}: {exc}", hint="Fix the syntax error") from exc
     names = top_level_names(tree)
-    if attribute not in names and "*" not in names:
+    # A star import, or a module __getattr__ (PEP 562), may give any name.
+    if attribute not in names and not {"*", "__getattr__"} & names:
         raise bad_input(
             f"app {app!r}: {module} defines no {attribute!r}",
             hint=f"Set app to a name defined in {path.relative_to(project)}",
@@ -199,14 +200,35 @@ def find_module(project: Path, module: str) -> Path | None:
 
 
 def top_level_names(tree: ast.Module) -> set[str]:
-    """Names bound at module level (functions, classes, assignments, imports)."""
+    """Names bound at module level: functions, classes, assignments, imports, also inside the module's if, try,
+    with and for blocks, and those a function declares `global`; not a function's or a class's own names
+    (flaskcode's cli.py binds `app` only inside its factory)."""
     names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.add(node.name)
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            names.add(node.id)
-        elif isinstance(node, ast.Import | ast.ImportFrom):
-            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
-    return names
+    scopes = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+    comprehensions = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, scopes):
+                if not isinstance(child, ast.Lambda):
+                    names.add(child.name)
+                names.update(name for inner in ast.walk(child) if isinstance(inner, ast.Global)
+                             for name in inner.names)
+                continue
+            if isinstance(child, comprehensions):
+                # Their variables are their own; an assignment expression in one binds at module level.
+                names.update(inner.target.id for inner in ast.walk(child)
+                             if isinstance(inner, ast.NamedExpr) and isinstance(inner.target, ast.Name))
+                continue
+            if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
+                names.add(child.id)
+            elif isinstance(child, ast.Import | ast.ImportFrom):
+                names.update((alias.asname or alias.name).split(".")[0] for alias in child.names)
+            elif isinstance(child, ast.ExceptHandler | ast.MatchAs | ast.MatchStar) and child.name:
+                names.add(child.name)
+            elif isinstance(child, ast.MatchMapping) and child.rest:
+                names.add(child.rest)
+            visit(child)
+
+    visit(tree)
+    return names
