@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from debian.deb822 import Deb822
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from microdeploy import validate
 from microdeploy.build.debiandir.context import copyright_context
 from microdeploy.build.release.license import StatedLicense
 from microdeploy.build.release.plan import Release
+from microdeploy.build.release.version import debian_upstream
 from microdeploy.config import ServiceConfig
 from microdeploy.fsutil import atomic_write
 from microdeploy.render import render_file
@@ -101,19 +103,31 @@ def finish_debian(debian: Path, library: LibraryPlan, scripts: Sequence[str] = (
         rules = debian / "rules"
         text = rules.read_text(encoding="utf-8")
         if "override_dh_python3:" not in text:
-            atomic_write(rules, text.rstrip("\n") + "\n" + versioned_depends(library.floors))
+            atomic_write(rules, text.rstrip("\n") + "\n" + versioned_depends(library.floors, library.package))
             rules.chmod(0o755)
 
 
-def versioned_depends(floors: Sequence[str]) -> str:
+def versioned_depends(floors: Sequence[str], package: str) -> str:
     """debian/rules' dh_python3 with the library's requirements that carry a version given again as --depends:
     dh_python3 maps those of requires.txt to Debian packages without their versions (python3-foo for foo>=2.0,
     which lets apt keep an older foo, and the library fails on import), and Debian 12's ignores
-    --accept-upstream-versions there. Upstream versions are Debian ones for these (Debian's 2.0-1 is above 2.0);
-    dpkg-gencontrol keeps the versioned one of the two."""
+    --accept-upstream-versions there. It writes the upstream versions as they are, which are Debian ones for a
+    release (Debian's 2.0-1 is above 2.0), not for a pre-release: 2.0rc1 sorts above Debian's 2.0 and 2.0~rc1,
+    so those relations in `package`'s substvars get the version's Debian spelling (2.0~rc1). dpkg-gencontrol keeps
+    the versioned one of the two."""
     options = " ".join(f"'--depends={floor}'" for floor in floors)
-    return f"\n# microdeploy: the library's version floors reach its Depends.\noverride_dh_python3:\n" \
-           f"\tdh_python3 --accept-upstream-versions {options}\n"
+    rules = f"\n# microdeploy: the library's version floors reach its Depends.\noverride_dh_python3:\n" \
+            f"\tdh_python3 --accept-upstream-versions {options}\n"
+    for upstream, spelt in sorted(debian_spellings(floors).items()):
+        # A PEP 440 version holds no character sed's pattern reads otherwise but the dot.
+        rules += f"\tsed -i 's/ {upstream.replace('.', '[.]')})/ {spelt})/g' debian/{package}.substvars\n"
+    return rules
+
+
+def debian_spellings(floors: Sequence[str]) -> dict[str, str]:
+    """The versions in `floors` that dpkg would sort otherwise than PEP 440 does, each with its Debian spelling."""
+    versions = {spec.version for floor in floors for spec in Requirement(floor).specifier}
+    return {version: debian_upstream(version) for version in versions if debian_upstream(version) != version}
 
 
 def lintian_overrides(library: LibraryPlan, copyright: str, scripts: Sequence[str]) -> str:

@@ -302,7 +302,7 @@ def test_a_library_upgrades_debians_own_package_of_its_module_and_keeps_its_floo
     """python-slugify 9.2.0 installs as python3-slugify over Debian 12's python3-slugify 4.0.0: an upgrade of the
     package that holds /usr/lib/python3/dist-packages/slugify, not a second package whose files clash with it. Its
     text-unidecode>=1.3 is a versioned Depends, which Debian's 1.3 meets; a library that needs packaging 99 is not
-    installed beside Debian's packaging 23, whose API it would not find."""
+    installed beside Debian's packaging 23, whose API it would not find; one that needs packaging 23.0rc1 is."""
     depends = control_field(public_libraries["python-slugify"], "Depends")
     assert "python3-text-unidecode (>= 1.3)" in depends.split(", "), depends
     project = shutil.copytree(DATA / "tinyfmt", tmp_path / "tinyfmt")
@@ -315,6 +315,14 @@ def test_a_library_upgrades_debians_own_package_of_its_module_and_keeps_its_floo
     refused = online_root.run(["apt-get", "install", "-y", "--no-install-recommends",
                                online_root.copy_in(too_new, f"/root/{too_new.name}")], check=False, timeout=600)
     assert refused.returncode != 0 and "python3-packaging (>= 99)" in refused.stdout + refused.stderr
+    # A pre-release floor, spelt as Debian spells it: Debian 12's packaging 23.0-1 meets 23.0~rc1 (not 23.0rc1).
+    pyproject.write_text(pyproject.read_text().replace('"packaging>=99"', '"packaging>=23.0rc1"'))
+    subprocess.run([str(CLI), "-q", "build", str(project), "--backend", "stdeb", "--out", str(tmp_path / "rc")],
+                   check=True, capture_output=True, env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH}, timeout=600)
+    [pre_release] = (tmp_path / "rc").glob("python3-tinyfmt_*_all.deb")
+    assert "python3-packaging (>= 23.0~rc1)" in control_field(pre_release, "Depends").split(", ")
+    online_root.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                     online_root.copy_in(pre_release, f"/root/{pre_release.name}")], timeout=600)
     online_root.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "python3-slugify"], timeout=600)
     deb = online_root.copy_in(public_libraries["python-slugify"], f"/root/{public_libraries['python-slugify'].name}")
     online_root.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", deb], timeout=600)

@@ -482,6 +482,29 @@ def test_debians_own_name_for_the_library_is_taken_when_it_names_one_of_its_modu
     assert replace(named, debian_package=debian, modules=modules).package == "python3-fmt-tools", "--name wins"
 
 
+def test_pre_release_versions_in_the_floors_get_their_debian_spelling_in_the_substvars(tmp_path: Path) -> None:
+    """dh_python3 writes an upstream version as it is: 23.0rc1 sorts above Debian's 23.0-1 (and 23.0~rc1), so the
+    relations that hold a pre-release or a dev release are spelt as Debian spells them, with '~', in the package's
+    substvars after dh_python3; a release's and a post-release's stay. The sed of the rules target, run on a
+    substvars file as dh_python3 writes it."""
+    rules = stdeb_debian.versioned_depends(
+        ["packaging>=23.0rc1", "foo<3.0.dev1,>=2.0", "bar==1.0.post1", "baz>=2.0b2"], "python3-lib")
+    seds = [line.strip() for line in rules.splitlines() if line.strip().startswith("sed ")]
+    assert seds == [f"sed -i 's/ {old})/ {new})/g' debian/python3-lib.substvars" for old, new in (
+        ("2[.]0b2", "2.0~b2"), ("23[.]0rc1", "23.0~rc1"), ("3[.]0[.]dev1", "3.0~~dev1"))]
+    debian = tmp_path / "debian"
+    debian.mkdir()
+    (debian / "python3-lib.substvars").write_text(
+        "python3:Depends=python3-bar (= 1.0.post1), python3-baz (>= 2.0b2), python3-foo (<< 3.0.dev1), "
+        "python3-foo (>= 2.0), python3-packaging (>= 23.0rc1), python3:any\n")
+    for sed in seds:
+        subprocess.run(["sh", "-c", sed], cwd=tmp_path, check=True)
+    assert (debian / "python3-lib.substvars").read_text() == (
+        "python3:Depends=python3-bar (= 1.0.post1), python3-baz (>= 2.0~b2), python3-foo (<< 3.0~~dev1), "
+        "python3-foo (>= 2.0), python3-packaging (>= 23.0~rc1), python3:any\n")
+    assert stdeb_debian.versioned_depends(["packaging>=21"], "python3-lib").count("sed ") == 0
+
+
 def test_the_requirements_that_carry_a_version_are_the_floors_given_to_dh_python3(tmp_path: Path) -> None:
     """requires.txt's first section (every install's), with a version, as written; extras and markers (the later
     sections) are dh_python3's own, and a URL is no Debian dependency."""
