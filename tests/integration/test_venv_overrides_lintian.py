@@ -14,7 +14,7 @@ import pytest
 
 from tests.debiandir import rendered_debian
 from tests.unit.test_build_scripts import font
-from tests.unit.test_venv_overrides_tags import SITE, put, shared_objects
+from tests.unit.test_venv_overrides_tags import SITE, hardening_variants, put
 
 pytestmark = pytest.mark.integration
 
@@ -34,18 +34,8 @@ SCRIPTS = {
 
 def wheel_files(package: Path, work: Path) -> None:
     """ELF files linked with and without RELRO and PIE, scripts and fonts, where a wheel puts them."""
-    made = shared_objects(work)
-    interpreter = ["-dynamic-linker", "/lib64/ld-linux-x86-64.so.2"]
-    links = {
-        "exec": ["--no-as-needed", str(made["libc"]), *interpreter],
-        "exec-norelro": ["-z", "norelro", "--no-as-needed", str(made["libc"]), *interpreter],
-        "shared-norelro.so": ["-shared", "-z", "norelro", "--no-as-needed", str(made["libc"])],
-        "shared.so": ["-shared", "-z", "relro", "--no-as-needed", str(made["libc"])],
-    }
-    for name, options in links.items():
-        subprocess.run(["ld", "-e", "0", "-o", str(work / name), str(work / "empty.o"), *options], check=True,
-                       capture_output=True)
-        put(package / SITE / "tool" / "bin" / name, (work / name).read_bytes(), 0o755)
+    for name, path in hardening_variants(work).items():
+        put(package / SITE / "tool" / "bin" / name, path.read_bytes(), 0o755)
     for name, text in SCRIPTS.items():
         put(package / SITE / "tool" / "scripts" / name, text)
     put(package / SITE / "tool" / "static" / "edit-only.ttf", font(b"\0\1\0\0", 0x0008))

@@ -230,6 +230,26 @@ def test_a_wheels_static_program_gets_the_static_and_embedded_library_tags_linti
     ]
 
 
+def hardening_variants(work: Path) -> dict[str, Path]:
+    """ELF files that need libc, linked by binutils with and without RELRO and as executables (ET_EXEC) or shared
+    objects, and two that need nothing (a shared object, a static program), by name."""
+    made = shared_objects(work)
+    interpreter = ["-dynamic-linker", "/lib64/ld-linux-x86-64.so.2"]
+    links = {
+        "exec": ["--no-as-needed", str(made["libc"]), *interpreter],
+        "exec-norelro": ["-z", "norelro", "--no-as-needed", str(made["libc"]), *interpreter],
+        "shared-norelro": ["-shared", "-z", "norelro", "--no-as-needed", str(made["libc"])],
+        "shared": ["-shared", "-z", "relro", "--no-as-needed", str(made["libc"])],
+        "shared-bare": ["-shared", "-z", "norelro"],
+        "static": [],
+    }
+    for name, options in links.items():
+        # No _start: ld warns and links all the same; nothing here ever runs.
+        subprocess.run(["ld", "-e", "0", "-o", str(work / name), str(work / "empty.o"), *options], check=True,
+                       capture_output=True)
+    return {name: work / name for name in links}
+
+
 @pytest.mark.parametrize(("architecture", "tags"), [
     ("amd64", {"exec": ["hardening-no-pie"], "exec-norelro": ["hardening-no-pie", "hardening-no-relro"],
                "shared-norelro": ["hardening-no-relro"]}),
@@ -242,23 +262,9 @@ def test_elf_files_linked_without_hardening_get_the_tags_lintian_gives_them(
     hardening-no-pie; an ELF file that needs a library and has no GNU_RELRO segment is hardening-no-relro; both
     where lintian's table recommends pie and relro for the package's architecture. Not: a position-independent
     object with RELRO, a static program (statically-linked-binary's), nor a shared object that needs nothing."""
-    work = tmp_path / "elf"
-    made = shared_objects(work)
-    interpreter = ["-dynamic-linker", "/lib64/ld-linux-x86-64.so.2"]
-    links = {
-        "exec": ["--no-as-needed", str(made["libc"]), *interpreter],
-        "exec-norelro": ["-z", "norelro", "--no-as-needed", str(made["libc"]), *interpreter],
-        "shared-norelro": ["-shared", "-z", "norelro", "--no-as-needed", str(made["libc"])],
-        "shared": ["-shared", "-z", "relro", "--no-as-needed", str(made["libc"])],
-        "shared-bare": ["-shared", "-z", "norelro"],
-        "static": [],
-    }
     package = tmp_path / "pkg"
-    for name, options in links.items():
-        # No _start: ld warns and links all the same; nothing here ever runs.
-        subprocess.run(["ld", "-e", "0", "-o", str(work / name), str(work / "empty.o"), *options], check=True,
-                       capture_output=True)
-        put(package / SITE / "apsw" / "sqlite_extra_binaries" / name, (work / name).read_bytes(), 0o755)
+    for name, path in hardening_variants(tmp_path / "elf").items():
+        put(package / SITE / "apsw" / "sqlite_extra_binaries" / name, path.read_bytes(), 0o755)
     found = [line for line in overrides_of(debian, package, {**os.environ, "DEB_HOST_ARCH": architecture})
              if "hardening" in line]
     assert found == [f"orders-api: {tag} [{SITE}/apsw/sqlite_extra_binaries/{name}]"
