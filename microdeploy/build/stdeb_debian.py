@@ -8,6 +8,7 @@ not give the package, each with its reason.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import textwrap
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 from debian.deb822 import Deb822
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from microdeploy import validate
 from microdeploy.build.debiandir.context import copyright_context
@@ -42,7 +44,7 @@ class LibraryPlan:
     release: Release  # its versions (the project's own for setup.py's metadata), suite, dates and changelog
     license: StatedLicense  # for debian/copyright
     named: bool = False  # the package's name was given (--name, [tool.microdeploy] name), not the project's own
-    debian_package: str = ""  # Debian's own package of the distribution, by dh-python's data (debian_name)
+    debian_package: str = ""  # Debian's own package of the distribution (stdeb_names.debian_package)
     modules: tuple[str, ...] = ()  # the top-level modules the library installs (stdeb_sdist.py)
     floors: tuple[str, ...] = ()  # its requirements that carry a version (stdeb_sdist.py)
 
@@ -125,9 +127,14 @@ def versioned_depends(floors: Sequence[str], package: str) -> str:
 
 
 def debian_spellings(floors: Sequence[str]) -> dict[str, str]:
-    """The versions in `floors` that dpkg would sort otherwise than PEP 440 does, each with its Debian spelling."""
-    versions = {spec.version for floor in floors for spec in Requirement(floor).specifier}
-    return {version: debian_upstream(version) for version in versions if debian_upstream(version) != version}
+    """The versions in `floors` that dpkg would sort otherwise than PEP 440 does, each with its Debian spelling (a
+    wildcard, as in ==1.*, is dh_python3's to translate)."""
+    spellings = {}
+    for version in {spec.version for floor in floors for spec in Requirement(floor).specifier}:
+        with contextlib.suppress(InvalidVersion):
+            Version(version)
+            spellings[version] = debian_upstream(version)
+    return {version: spelt for version, spelt in spellings.items() if spelt != version}
 
 
 def lintian_overrides(library: LibraryPlan, copyright: str, scripts: Sequence[str]) -> str:
