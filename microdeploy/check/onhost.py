@@ -334,12 +334,13 @@ class _OnHost:
         installs the higher version, and upgrades a host that has the lower one to the higher."""
         ours = Version(self.plan.info.version)
         debians, listed = self._archive_versions()
-        above = [Version(version) for version, _ in debians if Version(version) >= ours]
+        above = [(Version(version), suite) for version, suite in debians if Version(version) >= ours]
         if above:
-            shown = ", ".join(f"{version} in {suite}" for version, suite in debians if Version(version) >= ours)
+            shown = ", ".join(f"{version} in {suite}" for version, suite in above)
+            highest = max(version for version, _ in above)
             raise failure(f"{self.plan.info.name} {ours} is not above Debian's own ({shown}): apt installs Debian's, "
                           "and upgrades a host that has this one to it; use Debian's package, or build this one with "
-                          f"a higher version ({higher_version_hint(ours, max(above))})", listed)
+                          f"a higher version ({higher_version_hint(ours, highest)})", listed)
 
     def _archive_versions(self) -> tuple[list[tuple[str, str]], str]:
         """The versions of the package's name in Debian's archive, with their suites, and apt-cache's words."""
