@@ -419,3 +419,23 @@ def test_a_public_library_built_for_trixie_passes_check_on_a_trixie_host(tmp_pat
     assert "minbase trixie chroot" in found["piuparts"]["summary"]
     assert found["install"]["status"] == found["purge"]["status"] == "passed"
     assert found["install"]["summary"].startswith("trixie host booted")
+
+
+def test_a_public_app_that_imports_pkg_resources_without_requiring_setuptools_is_told_what_to_declare(
+    tmp_path: Path,
+) -> None:
+    """archivy 1.7.7 from PyPI imports pkg_resources and requires no setuptools: its unit fails on the host, and the
+    hint says to require 'setuptools<82' (setuptools 82 has no pkg_resources); with that line added to its
+    requirements.txt, as the hint says, every check on the host passes."""
+    project = unpacked_sdist("archivy", "1.7.7", tmp_path)
+    built = build_service(project, tmp_path / "dist", name="archivy", app="archivy:app", port=8130)
+    status, report, _ = run_check(built.deb, "--skip", "lintian", "--skip", "piuparts")
+    unit = checks(report)["unit"]
+    assert status == 1 and unit["status"] == "failed", unit
+    assert "ModuleNotFoundError: No module named 'pkg_resources'" in unit["summary"]
+    assert "add 'setuptools<82' to the project's dependencies" in json.dumps(unit)
+    with (project / "requirements.txt").open("a") as requirements:
+        requirements.write("setuptools<82\n")
+    declared = build_service(project, tmp_path / "declared", name="archivy", app="archivy:app", port=8130)
+    status, report, stderr = run_check(declared.deb, "--skip", "lintian", "--skip", "piuparts")
+    assert status == 0, {name: item["summary"] for name, item in checks(report).items()} or stderr
