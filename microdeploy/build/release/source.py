@@ -204,14 +204,15 @@ def top_level_names(tree: ast.Module) -> set[str]:
     with and for blocks, and those a function declares `global`; not a function's or a class's own names
     (flaskcode's cli.py binds `app` only inside its factory)."""
     names: set[str] = set()
-    scopes = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+    definitions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
     comprehensions = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 
     def visit(node: ast.AST) -> None:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, scopes):
-                if not isinstance(child, ast.Lambda):
-                    names.add(child.name)
+            if isinstance(child, ast.Lambda):
+                continue  # its names are its own
+            if isinstance(child, definitions):
+                names.add(child.name)
                 names.update(name for inner in ast.walk(child) if isinstance(inner, ast.Global)
                              for name in inner.names)
                 continue
