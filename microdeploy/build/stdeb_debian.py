@@ -132,9 +132,10 @@ def debian_spellings(floors: Sequence[str]) -> dict[str, str]:
     spellings = {}
     for version in {spec.version for floor in floors for spec in Requirement(floor).specifier}:
         with contextlib.suppress(InvalidVersion):
-            Version(version)
-            spellings[version] = debian_upstream(version)
-    return {version: spelt for version, spelt in spellings.items() if spelt != version}
+            Version(version)  # debian_upstream refuses what this refuses, with exit 2
+            if (spelt := debian_upstream(version)) != version:
+                spellings[version] = spelt
+    return spellings
 
 
 def lintian_overrides(library: LibraryPlan, copyright: str, scripts: Sequence[str]) -> str:
