@@ -41,7 +41,14 @@ _READ_ONLY = re.compile(r"\[Errno 30\] Read-only file system: '([^']*)'")
 # A top-level module the venv lacks (a dotted name is a module of a package the venv has).
 _MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '(\w+)'")
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception): ")
-_ERROR_LINE = re.compile(r"\b[A-Z][A-Za-z]*(?:Error|Exception)\b|\b(?:error|ERROR|Error)\b")
+# An exception named inside a line: SQLAlchemy's "(sqlite3.OperationalError) table x already exists", which its
+# next lines follow with "(Background on this error at: ...)".
+_EXCEPTION_NAME = re.compile(r"\b[A-Z][A-Za-z]*(?:Error|Exception)\b")
+_ERROR_WORD = re.compile(r"\b(?:error|ERROR|Error)\b")
+# gunicorn's arbiter on a worker that failed to boot: that it failed, not why (as systemd's own lines).
+_ARBITER_SUMMARY = re.compile(r"Worker \(pid:\d+\) exited with code|Shutting down: Master|Reason: \w+ failed to")
+# A table that a worker creates as it starts, made a moment before by another worker (SQLite, PostgreSQL, MySQL).
+_ALREADY_EXISTS = re.compile(r"\b(?:table|relation|Table) [\"'`]?[\w.]+[\"'`]? already exists")
 # Probe from the host itself: a wildcard address (as configured, or as ss shows it) answers on loopback.
 _LOOPBACK = {"0.0.0.0": "127.0.0.1", "*": "127.0.0.1", "": "127.0.0.1", "localhost": "127.0.0.1",
              "[::]": "[::1]"}
@@ -120,15 +127,15 @@ class ServiceProbe:
         journal = self.host.journal(self.info.unit, lines=300, invocation=invocation)
         exits = _WORKER_EXIT.findall(journal)
         if len(exits) >= WORKER_EXITS:
-            # The worker's own last word, not the arbiter's line about it.
-            why = self.last_error("\n".join(line for line in journal.splitlines() if not _WORKER_EXIT.search(line)))
+            why = self.last_error(journal)
             raise self.failed(f"{self.info.unit} is up, but its gunicorn workers exit as they start "
                               f"({len(exits)} exits, the last with code {exits[-1]})", why)
 
     def failed(self, summary: str, why: str) -> MicrodeployError:
         """The service's failure: `summary`, then its last word `why` if it has one, and what to do about it."""
         return failure(summary + (f": {why}" if why else ""),
-                       sandbox_hint(why, self.info.name) or missing_module_hint(why))
+                       sandbox_hint(why, self.info.name) or missing_module_hint(why)
+                       or schema_race_hint(why, self.info.name))
 
     def last_words(self) -> str:
         """The service's last error from its journal, waited for (bounded): journald files what a
@@ -145,10 +152,12 @@ class ServiceProbe:
             # systemd's own lines say that the unit failed, not why.
             if message and not sender.endswith("systemd[1]"):
                 messages.append(message.strip())
-        for pattern in (_EXCEPTION_LINE, _ERROR_LINE):
-            found = [message for message in messages if pattern.search(message)]
-            if found:
-                return middle_cut(found[-1], LAST_WORD_MAX)
+        own = [message for message in messages if not _ARBITER_SUMMARY.search(message)]
+        for lines in (own, messages):
+            for pattern in (_EXCEPTION_LINE, _EXCEPTION_NAME, _ERROR_WORD):
+                found = [message for message in lines if pattern.search(message)]
+                if found:
+                    return middle_cut(found[-1], LAST_WORD_MAX)
         return ""
 
     def user(self) -> str:
@@ -356,3 +365,15 @@ def missing_module_hint(why: str) -> str:
     return (f"hint: no distribution in the service's venv provides the module {missing.group(1)}: the project, or one "
             "of its dependencies, imports it without requiring it; add the distribution that provides it to the "
             "project's dependencies.")
+
+
+def schema_race_hint(why: str, name: str) -> str:
+    """What to do when the service's last word is a table that already exists, else "": the app creates its
+    database as it loads, in every gunicorn worker at once, and one worker lost the race to another."""
+    if _ALREADY_EXISTS.search(why) is None:
+        return ""
+    return (f"hint: the app creates its database tables as it starts, in each gunicorn worker at once, and one "
+            f"worker failed on a table another had just made. Create the database once, before the service "
+            f"starts: keep it under /var/lib/{name} (the unit's private /tmp is emptied at every restart) and run "
+            f"the app's own command for it with {name}-run (for this check, in a --setup script); or run the "
+            f"service with workers = 1 in [server] of /etc/{name}/config.ini.")

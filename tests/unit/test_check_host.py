@@ -165,6 +165,56 @@ def test_a_module_the_venv_lacks_gets_what_to_declare(monkeypatch: pytest.Monkey
     assert details == hint
 
 
+# ihatemoney 7.2.1 from PyPI with its default settings, two workers: each runs the database's migrations as it
+# loads; the journal's end, as check's host shows it (the SQL statement shortened).
+SCHEMA_RACE = """\
+h gunicorn[380]: INFO  [alembic.runtime.migration] Running upgrade 06884b17c50f -> c941aaca38c2, remove ip recording
+h gunicorn[382]: /opt/venvs/orders-api/lib/python3.11/site-packages/ihatemoney/run.py:46: UserWarning: The database \
+is currently stored in /tmp and might be lost at next reboot.
+h gunicorn[382]: (sqlite3.OperationalError) table bill_version already exists
+h gunicorn[382]: [SQL:
+h gunicorn[382]: CREATE TABLE bill_version (
+h gunicorn[382]: )
+h gunicorn[382]: ]
+h gunicorn[382]: (Background on this error at: https://sqlalche.me/e/20/e3q8)
+h gunicorn[376]: [2026-12-07 05:23:30 +0000] [376] [ERROR] Worker (pid:382) exited with code 3.
+h gunicorn[380]: [2026-12-07 05:23:30 +0000] [380] [INFO] Worker exiting (pid: 380)
+h gunicorn[376]: [2026-12-07 05:23:31 +0000] [376] [ERROR] Shutting down: Master
+h gunicorn[376]: [2026-12-07 05:23:31 +0000] [376] [ERROR] Reason: Worker failed to boot.
+h systemd[1]: orders-api.service: Main process exited, code=exited, status=3/NOTIMPLEMENTED
+"""
+
+
+def test_workers_that_race_to_create_the_database_get_why_and_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reason is the worker's own error, not gunicorn's arbiter saying that a worker failed to boot (nor
+    SQLAlchemy's pointer to its error's page); the details say to create the database once, or run one worker."""
+    host = ScriptedHost(["failed 0"], ["000"], [SCHEMA_RACE])
+    with pytest.raises(MicrodeployError) as caught:
+        scripted_probe(monkeypatch, host).wait_started()
+    summary, _, details = caught.value.message.partition("\n")
+    assert summary.endswith("(failed/running, result success): (sqlite3.OperationalError) table bill_version "
+                            "already exists")
+    assert details == (
+        "hint: the app creates its database tables as it starts, in each gunicorn worker at once, and one worker "
+        "failed on a table another had just made. Create the database once, before the service starts: keep it "
+        "under /var/lib/orders-api (the unit's private /tmp is emptied at every restart) and run the app's own "
+        "command for it with orders-api-run (for this check, in a --setup script); or run the service with "
+        "workers = 1 in [server] of /etc/orders-api/config.ini.")
+    # PostgreSQL's and MySQL's words for it, as SQLAlchemy and PyMySQL raise them.
+    for line in ('sqlalchemy.exc.ProgrammingError: (psycopg2.errors.DuplicateTable) relation "bill" already exists',
+                 "pymysql.err.OperationalError: (1050, \"Table 'bill' already exists\")"):
+        host = ScriptedHost(["failed 0"], ["000"], [f"h gunicorn[43]: {line}\n"])
+        with pytest.raises(MicrodeployError) as caught:
+            scripted_probe(monkeypatch, host).wait_started()
+        assert caught.value.message.partition("\n")[2].startswith("hint: the app creates its database tables")
+
+
+def test_gunicorns_own_summary_is_the_reason_only_when_nothing_else_is() -> None:
+    """A worker that failed to boot without a word of its own: the arbiter's line is better than none."""
+    line = "[2026-12-07 05:23:31 +0000] [376] [ERROR] Reason: Worker failed to boot."
+    assert ServiceProbe.last_error(f"h gunicorn[376]: {line}\n") == line
+
+
 def test_a_failed_unit_without_an_error_in_its_journal_has_no_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     """A unit whose journal never names an error fails with its state alone, after a bounded wait."""
     host = ScriptedHost(["failed 0"], ["000"], ["h systemd[1]: orders-api.service: Deactivated successfully.\n"])
