@@ -130,6 +130,10 @@ def test_gunicorn_config_layers_defaults_site_config_and_environment(tmp_path: P
     assert (layered["bind"], layered["workers"]) == (["[::1]:9001"], 3)
     assert settings({"ORDERS_API_SERVER__WORKERS": "5"})["workers"] == 5
     assert layered["control_socket_disable"] is True
+    # gunicorn ends a stop (killing a worker that is still running) before systemd kills the unit.
+    unit = (tmp_path / "debian" / "orders-api.service").read_text()
+    stop_timeout = int(unit.split("TimeoutStopSec=", 1)[1].split("\n", 1)[0])
+    assert isinstance(layered["graceful_timeout"], int) and 0 < layered["graceful_timeout"] < stop_timeout
 
 
 def test_changelog_parses_and_wraps(tmp_path: Path) -> None:

@@ -16,6 +16,11 @@ WSGI_SERVER = "gunicorn>=21.2"
 # What --keep-installers ships in the venv (uv's venvs have none of them; a pip venv on Python 3.12 and later
 # has no setuptools).
 INSTALLERS = ("pip", "setuptools", "wheel")
+# How long a stop may take: systemd (TimeoutStopSec) then kills every process of the unit and marks it failed.
+# gunicorn's graceful_timeout ends first: a worker that does not exit on SIGTERM (an app's non-daemon thread)
+# is killed by gunicorn, which then exits, and the stop succeeds.
+STOP_TIMEOUT = 30
+GRACEFUL_TIMEOUT = 25
 
 
 def sandbox(name: str) -> list[tuple[str, str]]:
@@ -120,6 +125,8 @@ def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
         "port": config.port,
         "bind": config.bind,
         "workers": config.workers,
+        "stop_timeout": STOP_TIMEOUT,
+        "graceful_timeout": GRACEFUL_TIMEOUT,
         "compression": config.compression,
         "compression_level": config.compression_level,
         # dpkg-deb writes the members plain, and microdeploy compresses them (fastpath/datapack.py).
