@@ -24,6 +24,9 @@ HEALTH_TIMEOUT = 45.0
 # How long a failed unit's own error may take to reach its journal, and a
 # served request its access log.
 JOURNAL_TIMEOUT = 10.0
+# A service whose workers exit when gunicorn asks them to stops within a second or two; one that does not is
+# killed at the end of gunicorn's graceful_timeout, every stop, restart and upgrade long.
+STOP_SECONDS = 10.0
 LOG_TIMEOUT = 10.0
 
 # gunicorn's arbiter on a worker that exited by itself (not a boot or app-load failure, which end gunicorn):
@@ -47,6 +50,10 @@ _EXCEPTION_NAME = re.compile(r"\b[A-Z][A-Za-z]*(?:Error|Exception)\b")
 _ERROR_WORD = re.compile(r"\b(?:error|ERROR|Error)\b")
 # gunicorn's arbiter on a worker that failed to boot: that it failed, not why (as systemd's own lines).
 _ARBITER_SUMMARY = re.compile(r"Worker \(pid:\d+\) exited with code|Shutting down: Master|Reason: \w+ failed to")
+_LINGERING_HINT = ("hint: a worker that does not exit when gunicorn asks it to keeps every stop, restart and upgrade "
+                   "of the service waiting for gunicorn's graceful_timeout, and then dies unclean: the app starts a "
+                   "thread that is not a daemon (threading.Thread(..., daemon=True) lets the worker exit), or "
+                   "handles SIGTERM without exiting.")
 # A table that a worker creates as it starts, made a moment before by another worker (SQLite, PostgreSQL, MySQL).
 _ALREADY_EXISTS = re.compile(r"\b(?:table|relation|Table) [\"'`]?[\w.]+[\"'`]? already exists")
 # Probe from the host itself: a wildcard address (as configured, or as ss shows it) answers on loopback.
@@ -310,9 +317,17 @@ class ServiceProbe:
         return f"{len(files)} file(s) written under {directory}: {', '.join(files[:5])}{rotated}"
 
     def restart(self) -> str:
-        """`systemctl restart` brings the service back: active and answering again."""
+        """`systemctl restart` brings the service back: active and answering again, having stopped promptly (its
+        workers exited when gunicorn asked them to)."""
         started = time.monotonic()
         self.host.run(["systemctl", "restart", self.info.unit], timeout=120)
+        # The restart's stop, as systemd timed it: from leaving active to inactive.
+        props = self.properties("ActiveExitTimestampMonotonic", "InactiveEnterTimestampMonotonic")
+        stopping = (int(props.get("InactiveEnterTimestampMonotonic") or 0)
+                    - int(props.get("ActiveExitTimestampMonotonic") or 0)) / 1e6
+        if stopping > STOP_SECONDS:
+            raise failure(f"the service took {stopping:.1f} s to stop as it restarted (at most {STOP_SECONDS:g} s): "
+                          "its gunicorn workers did not exit when asked to", _LINGERING_HINT)
         self.wait_started(settle=0.0)
         self.health()
         return f"back and answering {time.monotonic() - started:.1f} s after a restart"

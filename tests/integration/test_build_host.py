@@ -153,39 +153,6 @@ def test_run_command_runs_as_the_service_in_its_sandbox(boot_host: BootHost, pla
     assert health(host, 8000, "/health")["status"] == "ok"
 
 
-# An app that starts a thread of its own, not a daemon: its worker cannot exit when gunicorn asks it to.
-LINGERING_THREAD = """
-import threading as _threading, time as _time
-_create_app = create_app
-
-
-def create_app(*args, **kwargs):
-    _threading.Thread(target=_time.sleep, args=(3600,)).start()
-    return _create_app(*args, **kwargs)
-"""
-
-
-def test_a_worker_that_does_not_exit_is_killed_by_gunicorn_and_the_stop_succeeds(
-    boot_host: BootHost, plain_service: BuiltService, tmp_path: Path
-) -> None:
-    """A worker that does not exit on SIGTERM (an app's non-daemon thread) is killed by gunicorn at the end of
-    its graceful_timeout, which ends before the unit's TimeoutStopSec: the unit stops cleanly, instead of
-    systemd killing every process and leaving the unit failed with result 'timeout'."""
-    name = plain_service.name
-    module = Path("opt/venvs", name, "lib/python3.11/site-packages/orders_api/application.py")
-    deb = repack(plain_service.result.deb, tmp_path,
-                 lambda tree: (tree / module).write_text((tree / module).read_text() + LINGERING_THREAD))
-    host = boot_host()
-    host.copy_in(deb, "/root/lingering.deb")
-    install_deb(host, "/root/lingering.deb")
-    health(host, 8000, "/health")
-    host.run(["systemctl", "stop", name], timeout=120)
-    state = host.run(["systemctl", "show", name, "--property=ActiveState,Result"]).stdout
-    journal = host.journal(name, lines=30)
-    assert sorted(state.split()) == ["ActiveState=inactive", "Result=success"], journal
-    assert "timed out" not in journal and "was sent SIGKILL" in journal
-
-
 def test_interpreter_upgrade_restarts_the_service(boot_host: BootHost, plain_service: BuiltService) -> None:
     """A Python patch upgrade (its file trigger) restarts the service on the new interpreter."""
     host = boot_host()

@@ -49,6 +49,17 @@ def checks(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {item["name"]: item for item in report["checks"]}
 
 
+# An app that starts a thread of its own, not a daemon: its worker cannot exit when gunicorn asks it to.
+LINGERING_THREAD = """
+import threading as _threading, time as _time
+_create_app = create_app
+
+
+def create_app(*args, **kwargs):
+    _threading.Thread(target=_time.sleep, args=(3600,)).start()
+    return _create_app(*args, **kwargs)
+"""
+
 # name -> (how to break the package, whether it is a newer version, the step that must fail, its reason)
 BROKEN: dict[str, tuple[Callable[[Path], None], bool, str, str]] = {
     "purge-leaves-a-file": (
@@ -93,6 +104,13 @@ BROKEN: dict[str, tuple[Callable[[Path], None], bool, str, str]] = {
         False, "unit",
         r"^orders-api\.service does not stay up \(.*\): OSError: \[Errno 30\] Read-only file system: "
         r"'/opt/venvs/orders-api/lib/python3\.11/site-packages/orders_api/config'$",
+    ),
+    # An app's thread that is not a daemon: gunicorn kills the worker at the end of its graceful_timeout.
+    "worker-outlives-its-stop": (
+        lambda tree: (tree / APPLICATION).write_text((tree / APPLICATION).read_text() + LINGERING_THREAD),
+        False, "restart",
+        r"^the service took 2\d\.\d s to stop as it restarted \(at most 10 s\): its gunicorn workers did not exit when "
+        r"asked to$",
     ),
     "unit-hardening-removed": (
         lambda tree: without_lines(tree / UNIT, ("SystemCallFilter=", "ProtectKernel", "RestrictNamespaces=")),
