@@ -185,11 +185,10 @@ class Host:
         if self.is_alive():
             refused = True
             with suppress(MicrodeployError):
-                # The command may lose its connection as systemd goes down. Forced twice: the host is
-                # thrown away, so nothing in it gets an orderly stop (a service whose workers do not exit
-                # would hold the shutdown for its whole stop timeout); its PID 1 powers off at once, and
-                # every process of its PID namespace dies with it.
-                refused = self.run(["systemctl", "poweroff", "--force", "--force"], check=False, timeout=30).returncode != 0
+                # Forced twice, with no orderly stop of its units (the host is thrown away): its PID 1
+                # powers off at once, and every process of its PID namespace dies with it.
+                poweroff = ["systemctl", "poweroff", "--force", "--force"]
+                refused = self.run(poweroff, check=False, timeout=30).returncode != 0
             if refused:
                 # Still booting (systemd refuses the job), or the connection
                 # went down with systemd: give it a moment, not the full wait.
