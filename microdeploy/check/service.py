@@ -44,6 +44,9 @@ _READ_ONLY = re.compile(r"\[Errno 30\] Read-only file system: '([^']*)'")
 # A top-level module the venv lacks (a dotted name is a module of a package the venv has).
 _MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '(\w+)'")
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception): ")
+# gunicorn's worker on an app it cannot load (its AppImportError, written without the exception's name).
+_APP_LOAD_FAILURE = re.compile(r"^(?:Failed to (?:find|parse) |Function reference must be |Application object must be "
+                               r"callable)")
 # An exception named inside a line: SQLAlchemy's "(sqlite3.OperationalError) table x already exists", which its
 # next lines follow with "(Background on this error at: ...)".
 _EXCEPTION_NAME = re.compile(r"\b[A-Z][A-Za-z]*(?:Error|Exception)\b")
@@ -161,7 +164,7 @@ class ServiceProbe:
                 messages.append(message.strip())
         own = [message for message in messages if not _ARBITER_SUMMARY.search(message)]
         for lines in (own, messages):
-            for pattern in (_EXCEPTION_LINE, _EXCEPTION_NAME, _ERROR_WORD):
+            for pattern in (_EXCEPTION_LINE, _APP_LOAD_FAILURE, _EXCEPTION_NAME, _ERROR_WORD):
                 found = [message for message in lines if pattern.search(message)]
                 if found:
                     return middle_cut(found[-1], LAST_WORD_MAX)

@@ -210,7 +210,17 @@ def test_workers_that_race_to_create_the_database_get_why_and_what_to_do(monkeyp
 
 
 def test_gunicorns_own_summary_is_the_reason_only_when_nothing_else_is() -> None:
-    """A worker that failed to boot without a word of its own: the arbiter's line is better than none."""
+    """A worker that failed to boot without a word of its own: the arbiter's line is better than none. An app
+    gunicorn cannot load (changedetection.io 0.60.9's module-level `app = None`): the worker's line says why."""
+    journal = (
+        "h gunicorn[380]: 2026-12-07 06:00:51.326 | DEBUG    | changedetectionio:<module>:104 - Set "
+        "multiprocessing default to 'spawn' for thread safety (explicit contexts used everywhere)\n"
+        "h gunicorn[380]: Failed to find application object: 'app'\n"
+        "h gunicorn[376]: [2026-12-07 06:00:51 +0000] [376] [ERROR] Worker (pid:380) exited with code 4.\n"
+        "h gunicorn[376]: [2026-12-07 06:00:51 +0000] [376] [ERROR] Shutting down: Master\n"
+        "h gunicorn[376]: [2026-12-07 06:00:51 +0000] [376] [ERROR] Reason: App failed to load.\n"
+    )
+    assert ServiceProbe.last_error(journal) == "Failed to find application object: 'app'"
     line = "[2026-12-07 05:23:31 +0000] [376] [ERROR] Reason: Worker failed to boot."
     assert ServiceProbe.last_error(f"h gunicorn[376]: {line}\n") == line
 
