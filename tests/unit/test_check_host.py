@@ -79,6 +79,15 @@ def scripted_probe(monkeypatch: pytest.MonkeyPatch, host: ScriptedHost) -> Servi
     return ServiceProbe(cast(Host, host), info)
 
 
+def failed_start(monkeypatch: pytest.MonkeyPatch, journal: str) -> tuple[str, str]:
+    """The unit step's failure on a unit that failed with `journal`: its one-line summary and its details."""
+    host = ScriptedHost(["failed 0"], ["000"], [journal])
+    with pytest.raises(MicrodeployError) as caught:
+        scripted_probe(monkeypatch, host).wait_started()
+    summary, _, details = caught.value.message.partition("\n")
+    return summary, details
+
+
 def test_unit_is_started_once_it_answers_where_it_listens(monkeypatch: pytest.MonkeyPatch) -> None:
     """Active and settled is not enough: the unit passes once its listener answers HTTP, whatever the status."""
     host = ScriptedHost(["active 0"], ["000", "000", "404"])
@@ -121,10 +130,7 @@ def test_a_write_the_sandbox_refused_gets_where_the_service_may_write(monkeypatc
     where the unit lets the service write and where its paths are set."""
     refused = ("h gunicorn[43]: OSError: [Errno 30] Read-only file system: "
                "'/opt/venvs/orders-api/lib/python3.11/site-packages/app/static/config'\n")
-    host = ScriptedHost(["failed 0"], ["000"], [refused])
-    with pytest.raises(MicrodeployError) as caught:
-        scripted_probe(monkeypatch, host).wait_started()
-    summary, _, details = caught.value.message.partition("\n")
+    summary, details = failed_start(monkeypatch, refused)
     assert summary.endswith(": OSError: [Errno 30] Read-only file system: "
                             "'/opt/venvs/orders-api/lib/python3.11/site-packages/app/static/config'")
     assert details == (
@@ -133,10 +139,7 @@ def test_a_write_the_sandbox_refused_gets_where_the_service_may_write(monkeypatc
         "private /tmp. Point the app's writable paths there (its settings in /etc/orders-api/config.ini or "
         "/etc/orders-api/environment; for this check, written by a --setup script).")
     # Any other reason has no such hint: a missing module of a package the venv has is the app's own.
-    host = ScriptedHost(["failed 0"], ["000"], [IMPORT_ERROR])
-    with pytest.raises(MicrodeployError) as caught:
-        scripted_probe(monkeypatch, host).wait_started()
-    assert "\n" not in caught.value.message
+    assert failed_start(monkeypatch, IMPORT_ERROR)[1] == ""
 
 
 @pytest.mark.parametrize(("module", "hint"), [
@@ -157,10 +160,7 @@ def test_a_module_the_venv_lacks_gets_what_to_declare(monkeypatch: pytest.Monkey
                                                       hint: str) -> None:
     """A public app that imports a distribution it does not require, which its developers' venvs had: the details
     say what to add to the project's dependencies."""
-    host = ScriptedHost(["failed 0"], ["000"], [f"h gunicorn[43]: ModuleNotFoundError: No module named '{module}'\n"])
-    with pytest.raises(MicrodeployError) as caught:
-        scripted_probe(monkeypatch, host).wait_started()
-    summary, _, details = caught.value.message.partition("\n")
+    summary, details = failed_start(monkeypatch, f"h gunicorn[43]: ModuleNotFoundError: No module named '{module}'\n")
     assert summary.endswith(f": ModuleNotFoundError: No module named '{module}'")
     assert details == hint
 
@@ -188,10 +188,7 @@ h systemd[1]: orders-api.service: Main process exited, code=exited, status=3/NOT
 def test_workers_that_race_to_create_the_database_get_why_and_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     """The reason is the worker's own error, not gunicorn's arbiter saying that a worker failed to boot (nor
     SQLAlchemy's pointer to its error's page); the details say to create the database once, or run one worker."""
-    host = ScriptedHost(["failed 0"], ["000"], [SCHEMA_RACE])
-    with pytest.raises(MicrodeployError) as caught:
-        scripted_probe(monkeypatch, host).wait_started()
-    summary, _, details = caught.value.message.partition("\n")
+    summary, details = failed_start(monkeypatch, SCHEMA_RACE)
     assert summary.endswith("(failed/running, result success): (sqlite3.OperationalError) table bill_version "
                             "already exists")
     assert details == (
@@ -203,10 +200,8 @@ def test_workers_that_race_to_create_the_database_get_why_and_what_to_do(monkeyp
     # PostgreSQL's and MySQL's words for it, as SQLAlchemy and PyMySQL raise them.
     for line in ('sqlalchemy.exc.ProgrammingError: (psycopg2.errors.DuplicateTable) relation "bill" already exists',
                  "pymysql.err.OperationalError: (1050, \"Table 'bill' already exists\")"):
-        host = ScriptedHost(["failed 0"], ["000"], [f"h gunicorn[43]: {line}\n"])
-        with pytest.raises(MicrodeployError) as caught:
-            scripted_probe(monkeypatch, host).wait_started()
-        assert caught.value.message.partition("\n")[2].startswith("hint: the app creates its database tables")
+        assert failed_start(monkeypatch, f"h gunicorn[43]: {line}\n")[1].startswith(
+            "hint: the app creates its database tables")
 
 
 def test_gunicorns_own_summary_is_the_reason_only_when_nothing_else_is() -> None:
