@@ -29,6 +29,8 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import LiteralScalarString, SingleQuotedScalarString
 
 from microdeploy import validate
+from microdeploy.build.release.plan import project_version
+from microdeploy.build.release.settings import BuildSettings
 from microdeploy.build.release.source import git_state
 from microdeploy.build.release.version import debian_revision, full_version, upstream_version
 from microdeploy.config import ServiceConfig, Settings, load_config
@@ -103,8 +105,13 @@ def check_debian_version(value: str, origin: str = "--version") -> str:
 
 def service_version(project: Path, config: ServiceConfig, environ: Mapping[str, str], runner: Runner = run) -> str:
     """The Debian version `microdeploy build` gives the project now (upstream from project and git, revision),
-    without the release's +debN: the Puppet module installs each host's release's build of it."""
-    upstream = upstream_version(config.version, git_state(project, runner))
+    without the release's +debN: the Puppet module installs each host's release's build of it.
+
+    The project's own version is found as the build finds it: a dynamic one (setuptools-scm past a tag,
+    `attr:`, hatch-vcs) from its build backend, which spells it otherwise than git's tag alone would.
+    """
+    stated = project_version(project, config, BuildSettings(project=project, environ=environ), runner)
+    upstream = upstream_version(stated, git_state(project, runner))
     return full_version(upstream, debian_revision(None, environ.get("BUILD_NUMBER")))
 
 

@@ -7,8 +7,11 @@ an unchanged source must not hide a new tag.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,6 +40,16 @@ app = "tagged_api:app"
 maintainer = "Test Maintainer <test@example.org>"
 description = "A service versioned by its git tags"
 """
+
+
+def pinned_version(project: Path, cache: Path) -> str:
+    """The `ensure` that `microdeploy puppet-data PROJECT` gives the service, as a user runs it."""
+    environ = {**os.environ, "MICRODEPLOY_CACHE_DIR": str(cache)}
+    environ.pop("BUILD_NUMBER", None)
+    result = subprocess.run([sys.executable, "-m", "microdeploy", "puppet-data", str(project), "--json"],
+                            capture_output=True, text=True, env=environ, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return str(json.loads(result.stdout)["services"]["tagged-api"]["ensure"])
 
 
 def shipped_version(deb: Path) -> str | None:
@@ -71,6 +84,8 @@ def test_a_version_from_git_is_built_and_a_new_tag_is_not_hidden_by_the_kept_whe
     shipped = shipped_version(past_tag.deb)
     assert re.fullmatch(r"1\.2\.1\.dev1\+g([0-9a-f]{7,})", shipped) and sha.startswith(shipped.split("+g")[1])
     assert past_tag.version == f"{shipped.replace('.dev', '~~dev')}-1{suffix}"
+    # puppet-data pins the version the build gave (without the release's suffix), as its --help says.
+    assert pinned_version(project, cache) == past_tag.version.removesuffix(suffix)
 
     subprocess.run([*GIT, "tag", "v1.3.0"], cwd=project, check=True)
     tagged = build_with(project, tmp_path / "tagged", cache, dist=dist)
