@@ -24,10 +24,10 @@ HEALTH_TIMEOUT = 45.0
 # How long a failed unit's own error may take to reach its journal, and a
 # served request its access log.
 JOURNAL_TIMEOUT = 10.0
+LOG_TIMEOUT = 10.0
 # A service whose workers exit when gunicorn asks them to stops within a second or two; one that does not is
 # killed at the end of gunicorn's graceful_timeout, every stop, restart and upgrade long.
 STOP_SECONDS = 10.0
-LOG_TIMEOUT = 10.0
 
 # gunicorn's arbiter on a worker that exited by itself (not a boot or app-load failure, which end gunicorn):
 # it starts another, and the unit stays active while nothing serves.
@@ -53,6 +53,7 @@ _EXCEPTION_NAME = re.compile(r"\b[A-Z][A-Za-z]*(?:Error|Exception)\b")
 _ERROR_WORD = re.compile(r"\b(?:error|ERROR|Error)\b")
 # gunicorn's arbiter on a worker that failed to boot: that it failed, not why (as systemd's own lines).
 _ARBITER_SUMMARY = re.compile(r"Worker \(pid:\d+\) exited with code|Shutting down: Master|Reason: \w+ failed to")
+# What to do about a stop that waited for gunicorn's graceful_timeout.
 _LINGERING_HINT = ("hint: a worker that does not exit when gunicorn asks it to keeps every stop, restart and upgrade "
                    "of the service waiting for gunicorn's graceful_timeout, and then dies unclean: the app starts a "
                    "thread that is not a daemon (threading.Thread(..., daemon=True) lets the worker exit), or "

@@ -190,8 +190,8 @@ class Host:
                 poweroff = ["systemctl", "poweroff", "--force", "--force"]
                 refused = self.run(poweroff, check=False, timeout=30).returncode != 0
             if refused:
-                # Still booting (systemd refuses the job), or the connection
-                # went down with systemd: give it a moment, not the full wait.
+                # The connection went down with the host's systemd, or it refused:
+                # give it a moment, not the full wait.
                 timeout = min(timeout, _REFUSED_POWEROFF_WAIT)
             if not self.process.wait(timeout=timeout):
                 log.warning("host %s did not power off in %g s; killing it", self.name, timeout)
