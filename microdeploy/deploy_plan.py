@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from microdeploy import validate
+from microdeploy import sshconfig, validate
 from microdeploy.config import MICRODEPLOY_TOML, load_config
 from microdeploy.config import validate as validate_config
 from microdeploy.debfile import inspect_deb
@@ -120,15 +120,10 @@ def check_version(version: str) -> str:
     return validate.check(validate.DEBIAN_VERSION, "version", version, "--version")
 
 
-# OpenSSH's Include (keywords are case-insensitive, `Keyword=value` too), which paramiko's SSHConfig keeps as a
-# setting of that name and never reads.
-SSH_INCLUDE = re.compile(r"\s*include(?:\s|=)", re.IGNORECASE)
-
-
 def check_client_files(options: DeployOptions) -> None:
     """The SSH client's files named on the command line, before any host is contacted: an ssh config and a key
-    that can be read, an ssh config without Include (whose hosts' settings would be skipped: another port,
-    user or jump host), and a known_hosts file, unless --accept-new-host-keys may start one."""
+    that can be read, the ssh config's Include lines that deploy's SSH can follow (sshconfig.py), and a
+    known_hosts file, unless --accept-new-host-keys may start one."""
     read: dict[str, str] = {}
     for flag, path in (("--ssh-config", options.ssh_config), ("--identity", options.identity)):
         if path is None:
@@ -138,12 +133,7 @@ def check_client_files(options: DeployOptions) -> None:
         except OSError as exc:
             raise bad_input(f"cannot read {flag} {path}: {exc.strerror}", hint="Pass a file that exists and "
                             "that you can read; no host was contacted") from exc
-    for number, line in enumerate(read.get("--ssh-config", "").splitlines(), 1):
-        if SSH_INCLUDE.match(line):
-            raise bad_input(f"{options.ssh_config}:{number} uses Include, which deploy's SSH library (paramiko) "
-                            "does not read: the settings of the included files would be skipped",
-                            hint="Put the included settings into that file itself, or pass the included file "
-                                 "with --ssh-config; no host was contacted")
+    sshconfig.load(options.ssh_config)
     if options.known_hosts is not None and not options.known_hosts.is_file() and not options.accept_new_host_keys:
         raise bad_input(f"--known-hosts {options.known_hosts} is not a file: no host key could be checked",
                         hint="Pass the known_hosts file that holds the hosts' keys, or --accept-new-host-keys to "

@@ -26,7 +26,7 @@ import paramiko
 from invoke.exceptions import CommandTimedOut
 from paramiko.ssh_exception import NoValidConnectionsError
 
-from microdeploy import hostkeys
+from microdeploy import hostkeys, sshconfig
 from microdeploy.errors import MicrodeployError
 from microdeploy.hosts import CommandResult, Target
 
@@ -178,10 +178,14 @@ class FabricConnector:
         self.identity = identity
         self.accept_new_host_keys = accept_new_host_keys
         self.connect_timeout = connect_timeout
+        # paramiko reads no Include line: the files they name are put in place (sshconfig.py), once, before
+        # any host is connected to.
+        self.expanded = sshconfig.load(ssh_config)
 
     def __call__(self, target: Target) -> FabricRemote:
         """Connect and authenticate, or raise MicrodeployError saying why not."""
-        config = fabric.Config(runtime_ssh_path=str(self.ssh_config) if self.ssh_config else None)
+        config = (fabric.Config(ssh_config=self.expanded) if self.expanded is not None
+                  else fabric.Config(runtime_ssh_path=str(self.ssh_config) if self.ssh_config else None))
         connect_kwargs: dict[str, Any] = {}
         if self.identity is not None:
             connect_kwargs["key_filename"] = [str(self.identity)]

@@ -253,8 +253,8 @@ def health(host: Host) -> tuple[int, str]:
     return int(status), body
 
 
-def run_deploy(fleet: Fleet, *args: str, hosts: list[str] | None = None,
-               known_hosts: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_deploy(fleet: Fleet, *args: str, hosts: list[str] | None = None, known_hosts: Path | None = None,
+               ssh_config: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run `microdeploy deploy` as a user would, in a directory without a service, as root over SSH."""
     env = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_SOCK"}
     # No ~/.ssh of the machine's root: only the files the test made count.
@@ -263,7 +263,7 @@ def run_deploy(fleet: Fleet, *args: str, hosts: list[str] | None = None,
     argv = [
         sys.executable, "-m", "microdeploy", "deploy", PKG,
         "--hosts", ",".join(hosts if hosts is not None else fleet.addresses),
-        "--user", "root", "--identity", str(fleet.identity), "--ssh-config", str(fleet.ssh_config),
+        "--user", "root", "--identity", str(fleet.identity), "--ssh-config", str(ssh_config or fleet.ssh_config),
         "--known-hosts", str(known_hosts or fleet.known_hosts), "--connect-timeout", "5",
         "--port", str(SERVICE_PORT), "--health-path", "/health", *args,
     ]  # fmt: skip
@@ -406,6 +406,22 @@ def test_local_deb_is_uploaded_and_installed(fleet: Fleet) -> None:
     assert health(host) == (200, '{"version": "4.0-1", "ok": true}')
     assert "microdeploy" not in host.run(["ls", "-a", "/var/tmp"]).stdout
     assert installed(fleet.hosts[1]) == "2.0-1"
+
+
+def test_hosts_named_in_an_included_ssh_config_file_are_reached_where_it_says(fleet: Fleet) -> None:
+    """An ssh config that keeps its hosts in included files, as ~/.ssh/config and Debian's ssh_config do: deploy
+    reaches `web-a` at the address the included file gives it (paramiko alone ignores Include)."""
+    converge(fleet, "2.0-1")
+    (fleet.workdir / "hosts.d").mkdir(exist_ok=True)
+    (fleet.workdir / "hosts.d" / "web.conf").write_text(f"Host web-a\n    HostName {fleet.addresses[0]}\n")
+    config = fleet.workdir / "ssh_config_with_include"
+    config.write_text(f"# the fleet\nInclude {fleet.workdir}/hosts.d/*.conf\n")
+    result = run_deploy(fleet, "--deb", str(build_deb("4.1-1", fleet.workdir)), "--json", hosts=["web-a"],
+                        ssh_config=config)
+    assert result.returncode == 0, result.stderr
+    assert [(h["host"], h["after"], h["state"]) for h in json.loads(result.stdout)["hosts"]] == [
+        ("web-a", "4.1-1", "upgraded")]
+    assert installed(fleet.hosts[0]) == "4.1-1" and installed(fleet.hosts[1]) == "2.0-1"
 
 
 def test_ca_signed_and_hashed_known_hosts_are_honoured(fleet: Fleet) -> None:

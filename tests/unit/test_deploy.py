@@ -512,19 +512,20 @@ def test_bad_input_exits_2_and_touches_no_host(fleet: list[FakeHost], args: list
         ("--ssh-config", None, "cannot read --ssh-config"),
         ("--identity", None, "cannot read --identity"),
         ("--known-hosts", None, "is not a file: no host key could be checked"),
-        ("--ssh-config", "Host *\n  User deploy\n  include ssh_config.d/*.conf\n", ":3 uses Include"),
-        ("--ssh-config", "Include=/etc/ssh/hosts.conf\n", ":1 uses Include"),
+        ("--ssh-config", "Host *\n  User deploy\n  include {tmp}/web.conf\n", "is inside a Host or Match block"),
+        ("--ssh-config", "Include={tmp}/given\n", "Include nested more than 16 deep"),
     ],
-    ids=["no-ssh-config", "no-identity", "no-known-hosts", "include", "include-equals"],
+    ids=["no-ssh-config", "no-identity", "no-known-hosts", "include-blocks-in-a-block", "include-loop"],
 )
 def test_ssh_client_files_are_checked_before_any_host(fleet: list[FakeHost], tmp_path: Path, flag: str,
                                                        content: str | None, message: str) -> None:
     """A missing ssh config or key, a known_hosts that is not there (nothing to check keys against), or an ssh
-    config with Include (paramiko keeps it as a setting and reads nothing: the port it sets was not used): exit 2
-    before any host is contacted."""
+    config whose Include lines deploy's SSH cannot follow (blocks within a block, a file that includes itself):
+    exit 2 before any host is contacted."""
     path = tmp_path / "given"
+    (tmp_path / "web.conf").write_text("Host web1\n  Port 2222\n")
     if content is not None:
-        path.write_text(content)
+        path.write_text(content.format(tmp=tmp_path))
     code, _, stderr = invoke("deploy", "orders-api", "--version", "2", "--hosts", "h1", flag, str(path))
     assert code == 2, stderr
     assert message in stderr and "no host was contacted" in stderr
