@@ -118,6 +118,9 @@ def show_config(project: Path, **flags: Any) -> None:
               help="Compressor of the .deb (default gzip: fastest for a venv; xz -6: a quarter smaller, slower).")
 @click.option("--compression-level", type=INT,
               help=f"Level of the compressor: {LEVELS_HELP}.")
+@click.option("--write-execute-memory", is_flag=True, default=None,
+              help="Let the service make writable and executable memory (cffi's ffi.callback(), a JIT): "
+                   "the unit leaves out MemoryDenyWriteExecute=yes.")
 @click.option("--dist", "dist", multiple=True, type=click.Choice(list(DISTS)),
               help="Debian release to build for (repeatable; default: the config's dist, else this machine's).")
 @click.option("--clean-root", is_flag=True,

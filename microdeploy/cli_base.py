@@ -154,7 +154,8 @@ def service_options(func: F) -> F:
 def config_overrides(flags: dict[str, Any]) -> dict[str, Any]:
     """Take the service_options flags out of a command's keyword arguments."""
     keys = ("name", "app", "port", "bind", "workers", "health_path", "maintainer",
-            "description", "depends", "build_depends", "extras", "python", "compression", "compression_level")
+            "description", "depends", "build_depends", "extras", "python", "compression", "compression_level",
+            "write_execute_memory")
     overrides = {key: flags.pop(key) for key in keys if key in flags}
     assignments = flags.pop("settings", ())
     if assignments:

@@ -71,6 +71,9 @@ class ServiceConfig:
     dist: tuple[str, ...] = ()  # Debian releases to build for (codenames); none: the build machine's own
     compression: str = DEFAULT_COMPRESSION
     compression_level: int = COMPRESSION_LEVELS[DEFAULT_COMPRESSION][2]
+    # The venv's code makes memory that is writable and executable (cffi's ffi.callback() in ABI mode, as
+    # cairocffi's file writers; a JIT): the unit then leaves out MemoryDenyWriteExecute=yes.
+    write_execute_memory: bool = False
     settings: Settings = field(default_factory=dict)
 
     @property
@@ -241,7 +244,16 @@ def validate(values: Mapping[str, tuple[Any, str]]) -> ServiceConfig:
         checked["settings"] = check_settings(*values["settings"])
     if "dist" in values:
         checked["dist"] = check_dists(*values["dist"])
+    if "write_execute_memory" in values:
+        checked["write_execute_memory"] = check_boolean("write_execute_memory", *values["write_execute_memory"])
     return ServiceConfig(**checked)
+
+
+def check_boolean(key: str, value: Any, origin: str) -> bool:
+    """true or false, as TOML writes them (not a string that reads like one)."""
+    if not isinstance(value, bool):
+        raise rules.invalid(key, value, origin, "true or false")
+    return value
 
 
 def check_dists(value: Any, origin: str) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ from typing import TypeVar
 from microdeploy.errors import MicrodeployError
 from microdeploy.testbed.host import Host
 
+from .hints import LINGERING_WORKERS, for_last_word
 from .package import DebInfo
 
 T = TypeVar("T")
@@ -39,10 +40,6 @@ _LISTENER = re.compile(r"^\S+\s+\d+\s+\d+\s+(\S+)\s+\S+\s+users:\((.*)\)\s*$")
 # The longest last word of a service a step shows: cut in the middle, so that what failed (its start) and why
 # (its end: the cause of a chained exception) both stay.
 LAST_WORD_MAX = 200
-# A write the unit's sandbox refused (ProtectSystem=strict): the app writes into its installed files.
-_READ_ONLY = re.compile(r"\[Errno 30\] Read-only file system: '([^']*)'")
-# A top-level module the venv lacks (a dotted name is a module of a package the venv has).
-_MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '(\w+)'")
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception): ")
 # gunicorn's worker on an app it cannot load (its AppImportError, written without the exception's name).
 _APP_LOAD_FAILURE = re.compile(r"^(?:Failed to (?:find|parse) |Function reference must be |Application object must be "
@@ -53,13 +50,6 @@ _EXCEPTION_NAME = re.compile(r"\b[A-Z][A-Za-z]*(?:Error|Exception)\b")
 _ERROR_WORD = re.compile(r"\b(?:error|ERROR|Error)\b")
 # gunicorn's arbiter on a worker that failed to boot: that it failed, not why (as systemd's own lines).
 _ARBITER_SUMMARY = re.compile(r"Worker \(pid:\d+\) exited with code|Shutting down: Master|Reason: \w+ failed to")
-# What to do about a stop that waited for gunicorn's graceful_timeout.
-_LINGERING_HINT = ("hint: a worker that does not exit when gunicorn asks it to keeps every stop, restart and upgrade "
-                   "of the service waiting for gunicorn's graceful_timeout, and then dies unclean: the app starts a "
-                   "thread that is not a daemon (threading.Thread(..., daemon=True) lets the worker exit), or "
-                   "handles SIGTERM without exiting.")
-# A table that a worker creates as it starts, made a moment before by another worker (SQLite, PostgreSQL, MySQL).
-_ALREADY_EXISTS = re.compile(r"\b(?:table|relation|Table) [\"'`]?[\w.]+[\"'`]? already exists")
 # Probe from the host itself: a wildcard address (as configured, or as ss shows it) answers on loopback.
 _LOOPBACK = {"0.0.0.0": "127.0.0.1", "*": "127.0.0.1", "": "127.0.0.1", "localhost": "127.0.0.1",
              "[::]": "[::1]"}
@@ -145,8 +135,7 @@ class ServiceProbe:
     def failed(self, summary: str, why: str) -> MicrodeployError:
         """The service's failure: `summary`, then its last word `why` if it has one, and what to do about it."""
         return failure(summary + (f": {why}" if why else ""),
-                       sandbox_hint(why, self.info.name) or missing_module_hint(why)
-                       or schema_race_hint(why, self.info.name))
+                       for_last_word(why, self.info.name))
 
     def last_words(self) -> str:
         """The service's last error from its journal, waited for (bounded): journald files what a
@@ -331,7 +320,7 @@ class ServiceProbe:
                     - int(props.get("ActiveExitTimestampMonotonic") or 0)) / 1e6
         if stopping > STOP_SECONDS:
             raise failure(f"the service took {stopping:.1f} s to stop as it restarted (at most {STOP_SECONDS:g} s): "
-                          "its gunicorn workers did not exit when asked to", _LINGERING_HINT)
+                          "its gunicorn workers did not exit when asked to", LINGERING_WORKERS)
         self.wait_started(settle=0.0)
         self.health()
         return f"back and answering {time.monotonic() - started:.1f} s after a restart"
@@ -354,45 +343,3 @@ def middle_cut(text: str, most: int) -> str:
         return text
     half = (most - 3) // 2
     return f"{text[:half]} … {text[-half:]}"
-
-
-def sandbox_hint(why: str, name: str) -> str:
-    """What to do when the service's last word is a write the unit's sandbox refused, else ""."""
-    refused = _READ_ONLY.search(why)
-    if refused is None:
-        return ""
-    return (f"hint: {refused.group(1)} is read-only to the service: its unit (ProtectSystem=strict) lets it write "
-            f"only under /var/lib/{name}, /var/log/{name} and its private /tmp. Point the app's writable paths "
-            f"there (its settings in /etc/{name}/config.ini or /etc/{name}/environment; for this check, written by "
-            f"a --setup script).")
-
-
-def missing_module_hint(why: str) -> str:
-    """What to do when the service's last word is a top-level module its venv lacks, else "": the project, or one
-    of its dependencies, imports a distribution it does not declare, which a developer's venv happened to have."""
-    missing = _MISSING_MODULE.search(why)
-    if missing is None:
-        return ""
-    if missing.group(1) == "pkg_resources":
-        return ("hint: pkg_resources came with setuptools up to version 81, which venvs of Python 3.11 and older got "
-                "by default; the service's venv has setuptools only when a distribution in it requires it: add "
-                "'setuptools<82' to the project's dependencies (or move it to importlib.metadata).")
-    if missing.group(1) == "setuptools":
-        return ("hint: setuptools, which venvs of Python 3.11 and older got by default, is in the service's venv only "
-                "when a distribution in it requires it: add setuptools to the project's dependencies, or build with "
-                "--keep-installers.")
-    return (f"hint: no distribution in the service's venv provides the module {missing.group(1)}: the project, or one "
-            "of its dependencies, imports it without requiring it; add the distribution that provides it to the "
-            "project's dependencies.")
-
-
-def schema_race_hint(why: str, name: str) -> str:
-    """What to do when the service's last word is a table that already exists, else "": the app creates its
-    database as it loads, in every gunicorn worker at once, and one worker lost the race to another."""
-    if _ALREADY_EXISTS.search(why) is None:
-        return ""
-    return (f"hint: the app creates its database tables as it starts, in each gunicorn worker at once, and one "
-            f"worker failed on a table another had just made. Create the database once, before the service "
-            f"starts: keep it under /var/lib/{name} (the unit's private /tmp is emptied at every restart) and run "
-            f"the app's own command for it with {name}-run (for this check, in a --setup script); or run the "
-            f"service with workers = 1 in [server] of /etc/{name}/config.ini.")

@@ -10,7 +10,7 @@ import pytest
 from microdeploy.deploy_commands import health_command
 from tests.debtweak import repack
 from tests.hostcheck import health, install_deb, main_pid, proc_status, wait_for
-from tests.packages import BuiltService
+from tests.packages import BuiltService, build_service, new_service
 from tests.testbed.fixtures import BootHost
 
 pytestmark = [pytest.mark.integration, pytest.mark.host]
@@ -151,6 +151,36 @@ def test_run_command_runs_as_the_service_in_its_sandbox(boot_host: BootHost, pla
     assert refused.returncode == 1
     assert f"run it as root (sudo {name}-run ...) or as the user {name}, not as nobody" in refused.stderr
     assert health(host, 8000, "/health")["status"] == "ok"
+
+
+# cffi's old-style callback, as cairocffi makes one to write a PNG into a file object (CairoSVG's svg2png).
+CFFI_CALLBACK = ("import cffi; ffi = cffi.FFI(); add_one = ffi.callback('int(int)', lambda x: x + 1); "
+                 "print(add_one(41))")
+
+
+def test_a_service_that_needs_writable_executable_memory_gets_it_with_write_execute_memory(
+    boot_host: BootHost, tmp_path: Path
+) -> None:
+    """The unit refuses writable executable memory (MemoryDenyWriteExecute=yes), and cffi's ffi.callback()
+    fails under it; built with write_execute_memory, the same service's unit and its run command allow it."""
+    project = new_service(tmp_path, "wx-api")
+    pyproject = project / "pyproject.toml"
+    listed = "dependencies = [\n"
+    pyproject.write_text(pyproject.read_text().replace(listed, f'{listed}    "cffi>=1.15",\n', 1))
+    refused = build_service(project, tmp_path / "refused")
+    allowed = build_service(project, tmp_path / "allowed", revision="2", write_execute_memory=True)
+    host = boot_host()
+    for result, word in ((refused, "yes"), (allowed, "no")):
+        host.copy_in(result.deb, "/root/wx.deb")
+        install_deb(host, "/root/wx.deb")
+        assert host.run(["systemctl", "show", "--property=MemoryDenyWriteExecute", "--value",
+                         "wx-api"]).stdout.strip() == word
+    run = ["/usr/bin/wx-api-run", "python", "-c", CFFI_CALLBACK]
+    assert host.run(run).stdout.strip() == "42"
+    host.copy_in(refused.deb, "/root/wx-refused.deb")
+    host.run(["dpkg", "-i", "/root/wx-refused.deb"], env={"DEBIAN_FRONTEND": "noninteractive"}, timeout=300)
+    failed = host.run(run, check=False)
+    assert failed.returncode != 0 and "Cannot allocate write+execute memory for ffi.callback()" in failed.stderr
 
 
 def test_interpreter_upgrade_restarts_the_service(boot_host: BootHost, plain_service: BuiltService) -> None:

@@ -94,6 +94,16 @@ def test_unit_runs_gunicorn_as_the_service_user_without_capabilities(tmp_path: P
     assert "CapabilityBoundingSet=\n" in unit and "SystemCallFilter=@system-service" in unit
 
 
+def test_write_execute_memory_leaves_that_one_setting_out_of_the_unit_and_its_run_command(tmp_path: Path) -> None:
+    """By default the unit and NAME-run refuse writable executable memory; a service that needs it (cffi's
+    ffi.callback()) gets both without that line and with every other."""
+    default, allowed = render(tmp_path / "default"), render(tmp_path / "allowed", write_execute_memory=True)
+    for name, line in (("orders-api.service", "MemoryDenyWriteExecute=yes\n"),
+                       ("orders-api-run", "--property=MemoryDenyWriteExecute=yes \\\n")):
+        assert line in (default / name).read_text()
+        assert (allowed / name).read_text() == (default / name).read_text().replace("\t\t" + line, "").replace(line, "")
+
+
 def test_the_unit_takes_no_capability_whatever_the_packaged_port(tmp_path: Path) -> None:
     """The port is the host's to choose: a packaged default below 1024 renders the same unit, with no capability
     (a host grants CAP_NET_BIND_SERVICE by a drop-in)."""

@@ -204,6 +204,18 @@ def test_workers_that_race_to_create_the_database_get_why_and_what_to_do(monkeyp
             "hint: the app creates its database tables")
 
 
+def test_memory_the_unit_refused_to_make_executable_gets_the_key_that_allows_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """cffi's old-style callback under MemoryDenyWriteExecute=yes: the hint names write_execute_memory."""
+    summary, details = failed_start(monkeypatch, (
+        "h gunicorn[43]: MemoryError: Cannot allocate write+execute memory for ffi.callback(). You might be running "
+        "on a system that prevents this. For more information, see https://cffi.readthedocs.io/en/latest/using.html"
+        "#callbacks\n"))
+    assert ": MemoryError: Cannot allocate write+execute memory for ffi.callback()" in summary
+    assert details.startswith("hint: the unit refuses memory that is both writable and executable")
+    assert "write_execute_memory = true" in details
+
+
 def test_gunicorns_own_summary_is_the_reason_only_when_nothing_else_is() -> None:
     """A worker that failed to boot without a word of its own: the arbiter's line is better than none. An app
     gunicorn cannot load (changedetection.io 0.60.9's module-level `app = None`): the worker's line says why."""

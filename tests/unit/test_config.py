@@ -104,6 +104,7 @@ def test_extras_are_normalised_names_each_once(tmp_path: Path) -> None:
         ({"version": "not a version"}, "version", "not a version"),
         ({"dist": ("sid",)}, "dist", "sid"),
         ({"dist": ("bookworm", "Trixie")}, "dist", "Trixie"),
+        ({"write_execute_memory": "yes"}, "write_execute_memory", "yes"),
     ],
 )
 def test_invalid_values_name_key_value_and_origin(
@@ -115,6 +116,18 @@ def test_invalid_values_name_key_value_and_origin(
     assert value in error.message
     assert f"--{key.replace('_', '-')}" in error.message
     assert error.hint and error.hint.startswith("Use ")
+
+
+def test_write_execute_memory_is_a_boolean_of_the_file_that_the_build_flag_sets_and_leaves(tmp_path: Path) -> None:
+    """true or false in [tool.microdeploy] (a string is refused, naming the file); the build's flag sets it, and
+    without the flag (None) the file's value stands."""
+    assert load_config(write_pyproject(tmp_path / "a", "write_execute_memory = true\n")).write_execute_memory
+    assert not load_config(write_pyproject(tmp_path / "b")).write_execute_memory
+    assert load_config(write_pyproject(tmp_path / "c"), {"write_execute_memory": True}).write_execute_memory
+    assert load_config(write_pyproject(tmp_path / "d", "write_execute_memory = true\n"),
+                       {"write_execute_memory": None}).write_execute_memory
+    error = bad(write_pyproject(tmp_path / "e", 'write_execute_memory = "true"\n'))
+    assert "pyproject.toml key 'write_execute_memory'" in error.message and error.hint == "Use true or false"
 
 
 def test_invalid_app_in_file_names_the_file(tmp_path: Path) -> None:

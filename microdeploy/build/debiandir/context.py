@@ -23,10 +23,11 @@ STOP_TIMEOUT = 30
 GRACEFUL_TIMEOUT = 25
 
 
-def sandbox(name: str) -> list[tuple[str, str]]:
+def sandbox(name: str, write_execute_memory: bool = False) -> list[tuple[str, str]]:
     """The unit's sandbox, setting by setting: NAME.service has these lines and NAME-run passes them to
-    systemd-run, so an operator's command runs exactly as confined as the service."""
-    return [
+    systemd-run, so an operator's command runs exactly as confined as the service. `write_execute_memory`: the
+    service's code needs such memory (the config's key), so none is refused."""
+    settings = [
         ("UMask", "0027"),
         # Writable places: its state (also Flask's instance folder) and its logs; everything else is read-only.
         ("ProtectSystem", "strict"),
@@ -65,6 +66,8 @@ def sandbox(name: str) -> list[tuple[str, str]]:
         ("SystemCallFilter", "~@resources @mount @swap @reboot @raw-io @module @obsolete @cpu-emulation @debug"),
         ("SystemCallErrorNumber", "EPERM"),
     ]
+    return [setting for setting in settings
+            if not (write_execute_memory and setting[0] == "MemoryDenyWriteExecute")]
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ def extended_description(name: str) -> list[str]:
 
 def debian_context(config: ServiceConfig, facts: BuildFacts) -> dict[str, Any]:
     """Everything the debian/ templates use."""
-    settings = sandbox(config.name)
+    settings = sandbox(config.name, config.write_execute_memory)
     return {
         **copyright_context(config.name, config.maintainer, facts.license, "service"),
         "name": config.name,
