@@ -124,12 +124,11 @@ def check_client_files(options: DeployOptions) -> None:
     """The SSH client's files named on the command line, before any host is contacted: an ssh config and a key
     that can be read, the ssh config's Include lines that deploy's SSH can follow (sshconfig.py), and a
     known_hosts file, unless --accept-new-host-keys may start one."""
-    read: dict[str, str] = {}
     for flag, path in (("--ssh-config", options.ssh_config), ("--identity", options.identity)):
         if path is None:
             continue
         try:
-            read[flag] = path.read_bytes().decode("utf-8", errors="replace")
+            path.read_bytes()
         except OSError as exc:
             raise bad_input(f"cannot read {flag} {path}: {exc.strerror}", hint="Pass a file that exists and "
                             "that you can read; no host was contacted") from exc
