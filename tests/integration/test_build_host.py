@@ -183,6 +183,20 @@ def test_a_service_that_needs_writable_executable_memory_gets_it_with_write_exec
     assert failed.returncode != 0 and "Cannot allocate write+execute memory for ffi.callback()" in failed.stderr
 
 
+def test_the_service_reads_procs_system_files_and_sees_no_other_process(boot_host: BootHost,
+                                                                      plain_service: BuiltService) -> None:
+    """/proc/stat and /proc/meminfo stay readable in the sandbox (prometheus_client's process collector reads the
+    boot time from /proc/stat and reports nothing without it; psutil reads both), while the processes of others,
+    PID 1 among them, stay hidden (ProtectProc=invisible)."""
+    host = boot_host()
+    host.copy_in(plain_service.result.deb, "/root/v1.deb")
+    install_deb(host, "/root/v1.deb")
+    probe = ("import os; btime = [l for l in open('/proc/stat') if l.startswith('btime ')]; "
+             "total = [l for l in open('/proc/meminfo') if l.startswith('MemTotal:')]; "
+             "print(len(btime), len(total), '1' in os.listdir('/proc'))")
+    assert host.run([f"/usr/bin/{plain_service.name}-run", "python", "-c", probe]).stdout.split() == ["1", "1", "False"]
+
+
 def test_interpreter_upgrade_restarts_the_service(boot_host: BootHost, plain_service: BuiltService) -> None:
     """A Python patch upgrade (its file trigger) restarts the service on the new interpreter."""
     host = boot_host()

@@ -43,8 +43,10 @@ def sandbox(name: str, write_execute_memory: bool = False) -> list[tuple[str, st
         ("ProtectControlGroups", "yes"),
         ("ProtectClock", "yes"),
         ("ProtectHostname", "yes"),
+        # Other processes are invisible; /proc's system files stay readable (no ProcSubset=pid): without
+        # /proc/stat and /proc/meminfo, prometheus_client's process metrics vanish without a word, and psutil's
+        # memory and boot time fail.
         ("ProtectProc", "invisible"),
-        ("ProcSubset", "pid"),
         ("NoNewPrivileges", "yes"),
         # No capability: the port is the host's choice (/etc/NAME/config.ini), and a host
         # that gives it a port below 1024 grants CAP_NET_BIND_SERVICE by a drop-in (the
