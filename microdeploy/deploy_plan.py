@@ -132,7 +132,7 @@ def check_client_files(options: DeployOptions) -> None:
         except OSError as exc:
             raise bad_input(f"cannot read {flag} {path}: {exc.strerror}", hint="Pass a file that exists and "
                             "that you can read; no host was contacted") from exc
-    sshconfig.load(options.ssh_config)
+    sshconfig.expanded_text(options.ssh_config)
     if options.known_hosts is not None and not options.known_hosts.is_file() and not options.accept_new_host_keys:
         raise bad_input(f"--known-hosts {options.known_hosts} is not a file: no host key could be checked",
                         hint="Pass the known_hosts file that holds the hosts' keys, or --accept-new-host-keys to "

@@ -17,11 +17,9 @@ import re
 import shlex
 from pathlib import Path
 
-import paramiko
-
 from microdeploy.errors import bad_input
 
-__all__ = ["load"]
+__all__ = ["expanded_text"]
 
 USER_CONFIG = Path("~/.ssh/config")
 SYSTEM_CONFIG = Path("/etc/ssh/ssh_config")
@@ -33,10 +31,10 @@ _BLOCK = re.compile(r"^\s*(?:host|match)(?:\s*=\s*|\s+)", re.IGNORECASE)
 _EVERY_HOST = "Host *"
 
 
-def load(path: Path | None) -> paramiko.SSHConfig | None:
-    """The configuration deploy's connections follow, its includes in place: `path` (--ssh-config) alone, else
-    the user's file, then the system's (the order of Fabric, whose first value of a setting wins); None when none
-    of them has an Include line (Fabric reads them itself)."""
+def expanded_text(path: Path | None) -> str | None:
+    """The configuration deploy's connections follow, its includes in place, as one text for paramiko:
+    `path` (--ssh-config) alone, else the user's file, then the system's (the order of Fabric, whose first value
+    of a setting wins); None when none of them has an Include line (Fabric reads them itself)."""
     if path is not None:
         files = [(path, USER_CONFIG.parent.expanduser())]
     else:
@@ -45,7 +43,7 @@ def load(path: Path | None) -> paramiko.SSHConfig | None:
     if not any(_INCLUDE.match(line) for _, _, text in texts for line in text.splitlines()):
         return None
     parts = [expanded(file, base, text) for file, base, text in texts]
-    return paramiko.SSHConfig.from_text(f"\n{_EVERY_HOST}\n".join(parts))
+    return f"\n{_EVERY_HOST}\n".join(parts)
 
 
 def expanded(file: Path, base: Path, text: str, depth: int = 0) -> str:

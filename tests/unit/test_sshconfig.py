@@ -5,12 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import fabric
+import paramiko
 import pytest
 
 from microdeploy import sshconfig
 from microdeploy.errors import EXIT_BAD_INPUT, MicrodeployError
 from microdeploy.hosts import Target
 from microdeploy.remote import FabricConnector
+
+
+def load(path: Path | None) -> paramiko.SSHConfig | None:
+    """The expanded configuration as paramiko reads it (as deploy's connector hands it to Fabric)."""
+    text = sshconfig.expanded_text(path)
+    return None if text is None else paramiko.SSHConfig.from_text(text)
 
 
 @pytest.fixture()
@@ -32,7 +39,7 @@ def test_a_users_hosts_in_included_files_apply_and_the_lines_after_the_include_a
     (home / ".ssh" / "config.d" / "10-db.conf").write_text("Host db1\n    User postgres\n")
     (home / ".ssh" / "config").write_text(
         "# my hosts\nInclude config.d/*.conf ~/.ssh/none-yet/*.conf\n\nUserKnownHostsFile ~/.ssh/fleet_hosts\n")
-    config = sshconfig.load(None)
+    config = load(None)
     assert config is not None
     web = config.lookup("web1")
     assert (web["hostname"], web["port"], web["user"], web["proxyjump"]) == ("10.0.0.5", "2222", "deployer", "bastion")
@@ -50,7 +57,7 @@ def test_the_systems_include_is_relative_to_etc_ssh_and_the_users_settings_come_
     (system.parent / "ssh_config.d" / "fleet.conf").write_text("Host *.internal\n    Port 2200\n    User ops\n")
     system.write_text("Include ssh_config.d/*.conf\nHost *\n    SendEnv LANG LC_*\n")
     (home / ".ssh" / "config").write_text("Host web1.internal\n    User me\n")
-    config = sshconfig.load(None)
+    config = load(None)
     assert config is not None
     found = config.lookup("web1.internal")
     assert (found["user"], found["port"], found["sendenv"]) == ("me", "2200", "LANG LC_*")
@@ -61,7 +68,7 @@ def test_an_include_inside_a_host_block_applies_to_that_host_only(home: Path, tm
     (tmp_path / "jump.conf").write_text("ProxyJump bastion\nPort 2222\n")
     given = tmp_path / "given_config"
     given.write_text(f"Host web1\n    Include {tmp_path}/jump.conf\n    User deployer\nHost web2\n    User other\n")
-    config = sshconfig.load(given)
+    config = load(given)
     assert config is not None
     assert (config.lookup("web1")["proxyjump"], config.lookup("web1")["user"]) == ("bastion", "deployer")
     assert "proxyjump" not in config.lookup("web2")
@@ -71,8 +78,8 @@ def test_a_config_without_include_is_left_to_fabric(home: Path, tmp_path: Path) 
     """Nothing to follow: Fabric reads the files itself, as before (None)."""
     given = tmp_path / "given_config"
     given.write_text("Host web1\n    User deployer\n    # Include is only a word in a comment here\n")
-    assert sshconfig.load(given) is None
-    assert sshconfig.load(None) is None
+    assert load(given) is None
+    assert load(None) is None
 
 
 @pytest.mark.parametrize(("main", "included", "message"), [
