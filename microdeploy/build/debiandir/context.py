@@ -27,7 +27,7 @@ def sandbox(name: str, write_execute_memory: bool = False) -> list[tuple[str, st
     """The unit's sandbox, setting by setting: NAME.service has these lines and NAME-run passes them to
     systemd-run, so an operator's command runs exactly as confined as the service. `write_execute_memory`: the
     service's code needs such memory (the config's key), so none is refused."""
-    settings = [
+    return [
         ("UMask", "0027"),
         # Writable places: its state (also Flask's instance folder) and its logs; everything else is read-only.
         ("ProtectSystem", "strict"),
@@ -58,7 +58,7 @@ def sandbox(name: str, write_execute_memory: bool = False) -> list[tuple[str, st
         ("RestrictRealtime", "yes"),
         ("RestrictSUIDSGID", "yes"),
         ("LockPersonality", "yes"),
-        ("MemoryDenyWriteExecute", "yes"),
+        *([] if write_execute_memory else [("MemoryDenyWriteExecute", "yes")]),
         ("RemoveIPC", "yes"),
         ("KeyringMode", "private"),
         ("DevicePolicy", "closed"),
@@ -68,8 +68,6 @@ def sandbox(name: str, write_execute_memory: bool = False) -> list[tuple[str, st
         ("SystemCallFilter", "~@resources @mount @swap @reboot @raw-io @module @obsolete @cpu-emulation @debug"),
         ("SystemCallErrorNumber", "EPERM"),
     ]
-    return [setting for setting in settings
-            if not (write_execute_memory and setting[0] == "MemoryDenyWriteExecute")]
 
 
 @dataclass(frozen=True)
