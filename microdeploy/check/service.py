@@ -49,7 +49,7 @@ _APP_LOAD_FAILURE = re.compile(r"^(?:Failed to (?:find|parse) |Function referenc
 _EXCEPTION_NAME = re.compile(r"\b[A-Z][A-Za-z]*(?:Error|Exception)\b")
 _ERROR_WORD = re.compile(r"\b(?:error|ERROR|Error)\b")
 # gunicorn's arbiter on a worker that failed to boot: that it failed, not why (as systemd's own lines).
-_ARBITER_SUMMARY = re.compile(r"Worker \(pid:\d+\) exited with code|Shutting down: Master|Reason: \w+ failed to")
+_ARBITER_SUMMARY = re.compile(rf"{_WORKER_EXIT.pattern}|Shutting down: Master|Reason: \w+ failed to")
 # Probe from the host itself: a wildcard address (as configured, or as ss shows it) answers on loopback.
 _LOOPBACK = {"0.0.0.0": "127.0.0.1", "*": "127.0.0.1", "": "127.0.0.1", "localhost": "127.0.0.1",
              "[::]": "[::1]"}
