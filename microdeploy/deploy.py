@@ -45,10 +45,9 @@ from microdeploy.deploy_commands import (
     private_dir_command,
     query_command,
     remove_command,
-    update_command,
 )
 from microdeploy.deploy_dryrun import plan
-from microdeploy.deploy_hosts import HostState, each, open_sessions, preflight_hosts, tail
+from microdeploy.deploy_hosts import Clock, HostState, each, open_sessions, preflight_hosts, refresh_lists, tail
 from microdeploy.deploy_plan import HEALTH_INTERVAL, DeployOptions, Rollout, make_rollout
 from microdeploy.deploy_report import DeployReport, HostReport
 from microdeploy.errors import MicrodeployError
@@ -58,15 +57,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class _Clock:
-    now: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
-
-
-@dataclass
 class _Rollout:
     rollout: Rollout
-    clock: _Clock
+    clock: Clock
     hosts: list[HostState] = field(default_factory=list)
     # Set on Ctrl-C or SIGTERM: each host's work ends at its next step, and no batch starts.
     stop: threading.Event = field(default_factory=threading.Event)
@@ -93,11 +86,11 @@ def deploy(
         return DeployReport(rollout.package, rollout.version, "dry-run", batch_names, plan=planned, preflight=preflight)
     if connect is None:
         connect = _fabric_connector(options)
-    state = _Rollout(rollout, _Clock(now, sleep))
+    state = _Rollout(rollout, Clock(now, sleep))
     interrupted = False
     with open_sessions(rollout, connect) as hosts:
         state.hosts = hosts
-        preflight_hosts(rollout, hosts)
+        preflight_hosts(rollout, hosts, state.clock)
         try:
             failures, stopped = _run_batches(state)
         except KeyboardInterrupt:  # `each` has told the hosts' threads to stop
@@ -208,7 +201,9 @@ def _upgrade_steps(state: _Rollout, host: HostState) -> None:
         failed(f"drain hook failed: {rollout.drain}", host.before)
         return
     if not host.updated:
-        result = host.remote.run(update_command(rollout.apt_source), sudo=rollout.sudo, timeout=APT_TIMEOUT)
+        result = refresh_lists(host, rollout, clock, state.stop)
+        if state.stop.is_set():
+            raise _Interrupted
         if not result.ok:
             failed(f"apt-get update failed (exit status {result.exit_code})\n{tail(result)}", host.before)
             return

@@ -19,6 +19,13 @@ REMOTE_DIR_TEMPLATE = f"{REMOTE_DEB_DIR}/microdeploy.XXXXXXXXXX"
 REMOTE_DIR_RE = re.compile(re.escape(REMOTE_DEB_DIR) + r"/microdeploy\.[A-Za-z0-9]{10}")
 # apt-get and dpkg may wait on the dpkg lock or a slow maintainer script.
 APT_TIMEOUT = 600.0
+# How long a rollout waits for the host's own apt (apt-daily, unattended-upgrades)
+# to let go of its locks: apt-get waits this long for dpkg's lock when told to,
+# and `apt-get update` is tried again while the lists are locked (it never waits).
+LOCK_WAIT = 300.0
+LOCK_RETRY_INTERVAL = 2.0
+# A path in apt's message for locked lists, in every language apt speaks.
+_LISTS_LOCKED = re.compile(r"/lists/lock\b")
 
 # What dpkg-query prints for an installed package: `${db:Status-Status}` is
 # "installed" only when fully configured ("config-files", "half-installed",
@@ -34,7 +41,9 @@ def _apt_env() -> list[str]:
 
 
 def _dpkg_options() -> list[str]:
-    return ["-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"]
+    # Wait for dpkg's lock rather than fail on it (apt-get's default is not to wait).
+    return ["-o", f"DPkg::Lock::Timeout={LOCK_WAIT:.0f}",
+            "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"]
 
 
 def query_command(package: str) -> str:
@@ -97,7 +106,7 @@ def cleanup_command(directory: str) -> str:
 
 def remove_command(package: str) -> str:
     """Remove the package, keeping its configuration and logs (not a purge)."""
-    return shlex.join([*_apt_env(), "apt-get", "remove", "-y", "-q", package])
+    return shlex.join([*_apt_env(), "apt-get", "remove", "-y", "-q", *_dpkg_options(), package])
 
 
 def health_command(package: str, url: str, *, any_answer: bool = False) -> str:
@@ -140,6 +149,11 @@ def health_command(package: str, url: str, *, any_answer: bool = False) -> str:
 def hook_command(hook: str) -> str:
     """A user's drain or undrain hook, run by a POSIX shell."""
     return shlex.join(["sh", "-c", hook])
+
+
+def lists_locked(result: CommandResult) -> bool:
+    """Whether `apt-get update` failed only because another apt holds the lists' lock."""
+    return not result.ok and _LISTS_LOCKED.search(result.stdout + result.stderr) is not None
 
 
 def parse_query(result: CommandResult) -> str | None:

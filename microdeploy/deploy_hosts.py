@@ -8,8 +8,10 @@ these hosts.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -17,7 +19,10 @@ from dataclasses import dataclass
 
 from microdeploy.deploy_commands import (
     APT_TIMEOUT,
+    LOCK_RETRY_INTERVAL,
+    LOCK_WAIT,
     available_command,
+    lists_locked,
     parse_madison,
     parse_state,
     state_command,
@@ -31,6 +36,14 @@ from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.hosts import CommandResult, Connector, Remote, Target
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Clock:
+    """The rollout's time: a fake one in tests."""
+
+    now: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
 
 
 @dataclass
@@ -87,7 +100,7 @@ def open_sessions(rollout: Rollout, connect: Connector) -> Iterator[list[HostSta
                 log.debug("closing the session to %s failed", host.target.spec, exc_info=True)
 
 
-def preflight_hosts(rollout: Rollout, hosts: list[HostState]) -> None:
+def preflight_hosts(rollout: Rollout, hosts: list[HostState], clock: Clock) -> None:
     """Record every host's version and release; make sure the repository has each release's build; change nothing.
 
     A fleet can mix Debian releases: the first host of each release refreshes its
@@ -104,14 +117,33 @@ def preflight_hosts(rollout: Rollout, hosts: list[HostState]) -> None:
     for host in hosts:
         releases.setdefault(host.dist, []).append(host)
     for members in releases.values():
-        _resolve(rollout, members)
+        _resolve(rollout, members, clock)
 
 
-def _resolve(rollout: Rollout, members: list[HostState]) -> None:
+def refresh_lists(host: HostState, rollout: Rollout, clock: Clock, stop: threading.Event | None = None
+                  ) -> CommandResult:
+    """`apt-get update` on the host, tried again while the host's own apt holds the lists' lock.
+
+    apt-daily refreshes the lists soon after a host boots, and `apt-get update`
+    fails at once on their lock instead of waiting for it, as apt-get install
+    does for dpkg's. Gives up after LOCK_WAIT, or when `stop` is set.
+    """
+    deadline = clock.now() + LOCK_WAIT
+    for attempt in itertools.count():
+        result = host.remote.run(update_command(rollout.apt_source), sudo=rollout.sudo, timeout=APT_TIMEOUT)
+        if not lists_locked(result) or clock.now() + LOCK_RETRY_INTERVAL > deadline or (stop and stop.is_set()):
+            break
+        if attempt == 0:
+            log.info("%s: another apt holds the APT lists; waiting up to %.0f s for it", host.target.spec, LOCK_WAIT)
+        clock.sleep(LOCK_RETRY_INTERVAL)
+    return result
+
+
+def _resolve(rollout: Rollout, members: list[HostState], clock: Clock) -> None:
     """Set the version of the hosts of one release from the versions the first of them can install."""
     first = members[0]
-    _checked(first, update_command(rollout.apt_source), "refreshing the APT lists", sudo=rollout.sudo,
-             timeout=APT_TIMEOUT)
+    _require(first, refresh_lists(first, rollout, clock), update_command(rollout.apt_source),
+             "refreshing the APT lists")
     first.updated = True
     versions = parse_madison(_checked(first, available_command(rollout.package), "listing versions").stdout,
                              rollout.package)
@@ -136,9 +168,12 @@ def _resolve(rollout: Rollout, members: list[HostState]) -> None:
         host.version = version
 
 
-def _checked(host: HostState, command: str, what: str, *, sudo: bool = False, timeout: float | None = None
-             ) -> CommandResult:
-    result = host.remote.run(command, sudo=sudo, timeout=timeout)
+def _checked(host: HostState, command: str, what: str) -> CommandResult:
+    return _require(host, host.remote.run(command), command, what)
+
+
+def _require(host: HostState, result: CommandResult, command: str, what: str) -> CommandResult:
+    """The command's result when it succeeded; bad input naming the host and the command when not."""
     if not result.ok:
         raise MicrodeployError(
             f"{host.target.spec}: {what} failed (exit status {result.exit_code}); no host was changed\n"

@@ -52,6 +52,9 @@ UPDATE = update_command(None)
 MADISON = available_command(PKG)
 RELEASE = release_command()
 STATE = state_command(PKG)
+# apt 2.6's own words when apt-daily holds the lists (apt-get update does not wait for them).
+LISTS_LOCKED = ("E: Could not get lock /var/lib/apt/lists/lock. It is held by process 812 (apt-get)\n"
+                "E: Unable to lock directory /var/lib/apt/lists/\n")
 
 
 @dataclass
@@ -66,6 +69,7 @@ class FakeHost:
     fail_hook: bool = False
     site_url: str | None = None  # the health URL the host's config.ini gives, if not the package default
     release: str = "bookworm"
+    locked_updates: int = 0  # `apt-get update`s that find the lists locked by the host's own apt
     log: list[tuple[str, bool]] = field(default_factory=list)
     uploads: dict[str, str] = field(default_factory=dict)
 
@@ -88,6 +92,9 @@ class FakeHost:
         if argv == ["cat", "/etc/os-release"]:
             return CommandResult(0, f'PRETTY_NAME="Debian GNU/Linux"\nVERSION_CODENAME={self.release}\nID=debian\n')
         if argv[:2] == ["apt-get", "update"]:
+            if self.locked_updates > 0:
+                self.locked_updates -= 1
+                return CommandResult(100, "Reading package lists...\n", LISTS_LOCKED)
             return CommandResult(0)
         if argv[:2] == ["apt-cache", "madison"]:
             lines = [f" {PKG} | {v} | http://10.0.0.1/repo stable/main amd64 Packages" for v in self.available]
@@ -234,13 +241,69 @@ def test_only_apt_and_the_health_probe_run_with_sudo() -> None:
 def test_commands_quote_every_word() -> None:
     """A version and a hook with shell characters reach the host as single quoted words."""
     assert install_command(PKG, "1.0+git~1-1") == (
-        "env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Options::=--force-confdef "
+        "env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 "
+        "-o Dpkg::Options::=--force-confdef "
         "-o Dpkg::Options::=--force-confold 'orders-api=1.0+git~1-1'"
     )
     assert query_command(PKG) == "dpkg-query --show '--showformat=${db:Status-Status} ${Version}' orders-api"
     assert deploy_commands.hook_command("curl -X POST lb/drain?h=$(hostname)") == (
         "sh -c 'curl -X POST lb/drain?h=$(hostname)'"
     )
+
+
+def test_apt_waits_for_dpkgs_lock_when_it_installs_or_removes() -> None:
+    """apt-get does not wait for a lock held by the host's own apt (unattended-upgrades) unless told how long."""
+    for command in (install_command(PKG, "2"), install_file_command("/var/tmp/x/orders-api_2.deb"),
+                    remove_command(PKG)):
+        assert f"-o DPkg::Lock::Timeout={deploy_commands.LOCK_WAIT:.0f} " in command
+
+
+def test_the_host_apts_lock_on_the_lists_is_waited_for_in_preflight_and_rollout() -> None:
+    """apt-get update fails at once on the lists' lock: deploy tries again until the host's apt lets go."""
+    fleet = hosts("h1", "h2", locked_updates=3)
+    clock = FakeClock()
+    opts = DeployOptions(version="2", name=PKG, hosts=("h1,h2",))
+    report = deploy(opts, connect=FakeNetwork(fleet), now=clock.now, sleep=clock.sleep)
+    assert report.result == "success"
+    assert fleet[0].commands == [STATE, *[UPDATE] * 4, MADISON, install_command(PKG, "2"), QUERY, HEALTH]
+    assert fleet[1].commands == [STATE, *[UPDATE] * 3, *upgrade_commands("2")]
+    assert clock.time - 1000.0 == 6 * deploy_commands.LOCK_RETRY_INTERVAL
+
+
+def test_lists_locked_for_longer_than_the_wait_fail_the_preflight() -> None:
+    """A lock held past LOCK_WAIT ends the preflight with apt's words; no host was changed."""
+    fleet = hosts("h1", "h2", locked_updates=10**6)
+    with pytest.raises(MicrodeployError) as caught:
+        run_deploy(fleet)
+    assert "h1: refreshing the APT lists failed (exit status 100); no host was changed" in caught.value.message
+    assert "Could not get lock /var/lib/apt/lists/lock" in caught.value.message
+    attempts = fleet[0].commands.count(UPDATE)
+    assert attempts == deploy_commands.LOCK_WAIT / deploy_commands.LOCK_RETRY_INTERVAL + 1
+    assert fleet[0].installed == fleet[1].installed == "1"
+    assert fleet[1].commands == [STATE]
+
+
+def test_lists_locked_past_the_wait_during_the_rollout_fail_that_host() -> None:
+    """On a host after the first, a lock held past LOCK_WAIT fails that host before anything is installed."""
+    fleet = hosts("h1", "h2")
+    fleet[1].locked_updates = 10**6
+    report, _ = run_deploy(fleet, max_failures=1)
+    assert [(h.after, h.state) for h in report.hosts] == [("2", "upgraded"), ("1", "rolled-back")]
+    assert "apt-get update failed (exit status 100)" in (report.hosts[1].error or "")
+    assert not any("apt-get install" in command for command in fleet[1].commands)
+
+
+def test_other_update_failures_are_not_tried_again() -> None:
+    """Only the lists' lock is worth waiting for: a failure to fetch ends the preflight at once."""
+    failed = CommandResult(100, "Reading package lists...\n", "E: Failed to fetch http://10.0.0.1/repo/dists/stable/InRelease"
+                           "  Could not connect to 10.0.0.1:80\n")
+    assert not deploy_commands.lists_locked(failed)
+    assert not deploy_commands.lists_locked(CommandResult(0, "Hit:1 http://10.0.0.1/repo/var/lib/apt/lists/lock"))
+    assert deploy_commands.lists_locked(CommandResult(100, "", LISTS_LOCKED))
+    # The words in another language still name the lock (apt 2.6 with LANGUAGE=de).
+    assert deploy_commands.lists_locked(CommandResult(
+        100, "", "E: Sperre /var/lib/apt/lists/lock konnte nicht erlangt werden. Sie wird von Prozess 22750 "
+                 "(python3) gehalten.\nE: Das Verzeichnis /var/lib/apt/lists/ kann nicht gesperrt werden.\n"))
 
 
 def test_update_can_be_limited_to_the_service_source() -> None:
