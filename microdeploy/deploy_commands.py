@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 
+from debian.deb822 import Deb822
 from debian.debian_support import Version as DebianVersion
 
 from microdeploy.dists import DISTS, SUFFIX_RE, Dist, codename_in
@@ -33,6 +34,8 @@ _LISTS_LOCKED = re.compile(r"/lists/lock\b")
 DPKG_QUERY_FORMAT = "${db:Status-Status} ${Version}"
 # Between dpkg-query's answer and os-release in state_command's output.
 STATE_MARK = "--- microdeploy: os-release ---"
+# Between os-release and the Puppet module's apt pin of the package.
+PIN_MARK = "--- microdeploy: apt pin ---"
 
 
 def _apt_env() -> list[str]:
@@ -56,9 +59,20 @@ def release_command() -> str:
     return shlex.join(["cat", "/etc/os-release"])
 
 
+def pin_path(package: str) -> str:
+    """The apt preferences file in which the Puppet module pins the package at the version Hiera names.
+
+    As the module names it: apt skips preferences files with a '+' in their name.
+    """
+    return f"/etc/apt/preferences.d/microdeploy-{package.replace('+', '_')}.pref"
+
+
 def state_command(package: str) -> str:
-    """The package's installed version, then the host's os-release: the preflight's one round trip to a host."""
-    return f"{query_command(package)}; echo; echo {shlex.quote(STATE_MARK)}; {release_command()}"
+    """The package's installed version, the host's os-release, then the Puppet module's pin of the package, if any:
+    the preflight's one round trip to a host."""
+    pin = shlex.join(["cat", pin_path(package)])
+    return (f"{query_command(package)}; echo; echo {shlex.quote(STATE_MARK)}; {release_command()}; "
+            f"echo; echo {shlex.quote(PIN_MARK)}; {pin} 2>/dev/null || true")
 
 
 def update_command(apt_source: str | None) -> str:
@@ -171,10 +185,22 @@ def installed_version(output: str) -> str | None:
 def parse_state(result: CommandResult) -> tuple[str | None, Dist | None]:
     """The installed version and the Debian release from state_command's output."""
     query, mark, release = result.stdout.partition(f"\n{STATE_MARK}\n")
+    release = release.partition(f"\n{PIN_MARK}\n")[0]
     if not mark:  # the shell did not get as far as the mark
         return None, None
     codename = codename_in(release)
     return installed_version(query), DISTS.get(codename) if codename else None
+
+
+def parse_pin(result: CommandResult, package: str) -> str | None:
+    """The version (an apt pattern: `1.4.0-1+deb*`) the Puppet module's preferences file pins the package at, from
+    state_command's output; None without that file."""
+    text = result.stdout.partition(f"\n{PIN_MARK}\n")[2]
+    for paragraph in Deb822.iter_paragraphs(text.splitlines()):
+        kind, _, version = str(paragraph.get("Pin", "")).partition(" ")
+        if paragraph.get("Package") == package and kind == "version" and version.strip():
+            return version.strip()
+    return None
 
 
 def parse_madison(output: str, package: str) -> list[str]:

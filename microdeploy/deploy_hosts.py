@@ -8,6 +8,7 @@ these hosts.
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import logging
 import threading
@@ -24,7 +25,9 @@ from microdeploy.deploy_commands import (
     available_command,
     lists_locked,
     parse_madison,
+    parse_pin,
     parse_state,
+    pin_path,
     state_command,
     update_command,
     version_for,
@@ -58,6 +61,7 @@ class HostState:
     report: HostReport | None = None
     dist: Dist | None = None  # the host's Debian release, when microdeploy builds for it
     version: str = ""  # what this host installs: the build of its release of the version asked for
+    pinned: str | None = None  # the version the Puppet module's apt pin holds the package at, if any
 
 
 
@@ -108,7 +112,9 @@ def preflight_hosts(rollout: Rollout, hosts: list[HostState], clock: Clock) -> N
     that release gets the build for it (`version_for`).
     """
     def record(host: HostState) -> None:
-        host.before, host.dist = parse_state(host.remote.run(state_command(rollout.package)))
+        state = host.remote.run(state_command(rollout.package))
+        host.before, host.dist = parse_state(state)
+        host.pinned = parse_pin(state, rollout.package)
 
     each(hosts, record)
     for host in hosts:
@@ -118,6 +124,23 @@ def preflight_hosts(rollout: Rollout, hosts: list[HostState], clock: Clock) -> N
         releases.setdefault(host.dist, []).append(host)
     for members in releases.values():
         _resolve(rollout, members, clock)
+    _warn_of_pins(rollout, hosts)
+
+
+def _warn_of_pins(rollout: Rollout, hosts: list[HostState]) -> None:
+    """Say where Puppet will put another version back: its pin is the host's version once deploy is gone.
+
+    `apt-get install NAME=V` installs V whatever the pin says, so the rollout
+    itself goes ahead; the next Puppet run installs the pinned version again.
+    """
+    against: dict[str, list[str]] = {}
+    for host in hosts:
+        if host.pinned is not None and not fnmatch.fnmatchcase(host.version, host.pinned):
+            against.setdefault(host.pinned, []).append(host.target.spec)
+    for pinned, names in against.items():
+        log.warning("%s: the Puppet module pins %s at %s there (%s), so its next run puts %s back; to keep the new "
+                    "version, pin it in Hiera (microdeploy puppet-data --version %s)", ", ".join(names),
+                    rollout.package, pinned, pin_path(rollout.package), pinned, rollout.version)
 
 
 def refresh_lists(host: HostState, rollout: Rollout, clock: Clock, stop: threading.Event | None = None

@@ -456,6 +456,28 @@ def test_the_hosts_own_apt_holding_its_locks_is_waited_for(fleet: Fleet) -> None
     assert installed(host) == "2.0-1"
 
 
+def test_a_host_pinned_by_the_puppet_module_gets_the_version_and_a_warning(fleet: Fleet) -> None:
+    """The module's apt pin (its own template, rendered by puppet) on 1.0-1: apt installs 2.0-1 when asked for it by
+    version, and deploy warns that Puppet's next run puts 1.0-1 back."""
+    converge(fleet, "1.0-1")
+    host = fleet.hosts[0]
+    pin = subprocess.run(
+        ["puppet", "epp", "render", str(REPO_ROOT / "puppet/templates/apt_preferences.epp"),
+         "--values", f"{{service => '{PKG}', version => '1.0-1'}}"],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout
+    path = f"/etc/apt/preferences.d/microdeploy-{PKG}.pref"
+    host.run(["tee", path], input=pin)
+    try:
+        result = run_deploy(fleet, "--version", "2.0-1", "--json", hosts=fleet.addresses[:1])
+    finally:
+        host.run(["rm", "-f", path])
+    assert result.returncode == 0, result.stderr
+    assert (f"the Puppet module pins {PKG} at 1.0-1 there ({path}), so its next run puts 1.0-1 back"
+            in result.stderr)
+    assert installed(host) == "2.0-1"
+
+
 def test_hosts_named_in_an_included_ssh_config_file_are_reached_where_it_says(fleet: Fleet) -> None:
     """An ssh config that keeps its hosts in included files, as ~/.ssh/config and Debian's ssh_config do: deploy
     reaches `web-a` at the address the included file gives it (paramiko alone ignores Include)."""

@@ -70,6 +70,7 @@ class FakeHost:
     site_url: str | None = None  # the health URL the host's config.ini gives, if not the package default
     release: str = "bookworm"
     locked_updates: int = 0  # `apt-get update`s that find the lists locked by the host's own apt
+    pin: str | None = None  # the Puppet module's apt preferences file for the package, if any
     log: list[tuple[str, bool]] = field(default_factory=list)
     uploads: dict[str, str] = field(default_factory=dict)
 
@@ -77,8 +78,8 @@ class FakeHost:
         self.log.append((command, sudo))
         if command == STATE:  # as the host's shell runs it: dpkg-query's answer, a newline, the mark, os-release
             query, release = self.answer_one(QUERY), self.answer_one(RELEASE)
-            return CommandResult(release.exit_code,
-                                 f"{query.stdout}\n{deploy_commands.STATE_MARK}\n{release.stdout}", query.stderr)
+            pin = f"\n{deploy_commands.PIN_MARK}\n{self.pin or ''}"
+            return CommandResult(0, f"{query.stdout}\n{deploy_commands.STATE_MARK}\n{release.stdout}{pin}", query.stderr)
         return self.answer_one(command)
 
     def answer_one(self, command: str) -> CommandResult:
@@ -922,7 +923,50 @@ def test_one_round_trip_reads_the_installed_version_and_the_release() -> None:
     assert deploy_commands.parse_state(CommandResult(0, f"config-files 1.2-1\n{mark}\n{trixie}"))[0] is None
     assert deploy_commands.parse_state(CommandResult(0, f"\n{mark}\n{trixie}")) == (None, DISTS["trixie"])
     command = deploy_commands.state_command(PKG)
-    assert command.startswith(QUERY + "; ") and command.endswith("; " + RELEASE)
+    assert command.startswith(QUERY + "; ") and f"; {RELEASE}; " in command
+    assert command.endswith("; cat /etc/apt/preferences.d/microdeploy-orders-api.pref 2>/dev/null || true")
+
+
+def puppet_pin(version: str, package: str = PKG) -> str:
+    """The preferences file as the Puppet module's apt_preferences.epp writes it."""
+    return (f"# Managed by Puppet (microdeploy::service[{package}]); local changes are overwritten.\n"
+            f"# Keeps {package} at the version Hiera pins: `apt-get upgrade` does not move\n"
+            "# past it. Puppet rewrites this file when the pin in Hiera changes.\n"
+            f"Package: {package}\nPin: version {version}\nPin-Priority: 1001\n")
+
+
+def test_the_puppet_modules_pin_is_read_from_the_state() -> None:
+    """The pinned version (a pattern for every release's build) after the mark; none without the file or for
+    another package; the release is read as before."""
+    def pin(text: str) -> str | None:
+        result = CommandResult(0, f"installed 1-1\n{deploy_commands.STATE_MARK}\nVERSION_CODENAME=trixie\n\n"
+                                  f"{deploy_commands.PIN_MARK}\n{text}")
+        assert deploy_commands.parse_state(result) == ("1-1", DISTS["trixie"])
+        return deploy_commands.parse_pin(result, PKG)
+
+    assert pin(puppet_pin("1.4.0-1")) == "1.4.0-1"
+    assert pin(puppet_pin("1.4.0-1+deb*")) == "1.4.0-1+deb*"
+    assert pin("") is None
+    assert pin(puppet_pin("2.0-1", package="billing")) is None
+    assert deploy_commands.pin_path("gtk+-svc") == "/etc/apt/preferences.d/microdeploy-gtk_-svc.pref"
+
+
+def test_a_host_whose_puppet_pin_holds_another_version_is_named_and_still_deployed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """apt installs NAME=V whatever the pin says, and the next Puppet run puts the pinned version back: deploy goes
+    ahead and says so, once for the hosts of one pin; a pin on the deployed version (any release's build) is quiet."""
+    fleet = hosts("h1", "h2", "h3", "h4", installed="1-1", available=("1-1", "2-1+deb12"))
+    fleet[0].pin = fleet[1].pin = puppet_pin("1-1")
+    fleet[2].pin = puppet_pin("2-1+deb*")
+    with caplog.at_level(logging.WARNING):
+        report, _ = run_deploy(fleet, version="2-1")
+    assert report.result == "success"
+    assert [h.after for h in report.hosts] == ["2-1+deb12"] * 4
+    assert [record.getMessage() for record in caplog.records] == [
+        "h1, h2: the Puppet module pins orders-api at 1-1 there (/etc/apt/preferences.d/microdeploy-orders-api.pref), "
+        "so its next run puts 1-1 back; to keep the new version, pin it in Hiera (microdeploy puppet-data --version "
+        "2-1)"]
 
 
 def test_ctrl_c_during_a_health_check_reports_the_host_as_it_is_and_rolls_nothing_back() -> None:
