@@ -78,8 +78,8 @@ class FakeHost:
         self.log.append((command, sudo))
         if command == STATE:  # as the host's shell runs it: dpkg-query's answer, a newline, the mark, os-release
             query, release = self.answer_one(QUERY), self.answer_one(RELEASE)
-            pin = f"\n{deploy_commands.PIN_MARK}\n{self.pin or ''}"
-            return CommandResult(0, f"{query.stdout}\n{deploy_commands.STATE_MARK}\n{release.stdout}{pin}", query.stderr)
+            release_and_pin = f"{release.stdout}\n{deploy_commands.PIN_MARK}\n{self.pin or ''}"
+            return CommandResult(0, f"{query.stdout}\n{deploy_commands.STATE_MARK}\n{release_and_pin}", query.stderr)
         return self.answer_one(command)
 
     def answer_one(self, command: str) -> CommandResult:
