@@ -13,13 +13,14 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Mapping
+import zipfile
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
 from microdeploy import dists
-from microdeploy.build import buildroot
+from microdeploy.build import buildroot, imports
 from microdeploy.build.cache import default_max_size, start_prune_after_build
 from microdeploy.build.debiandir.context import INSTALLERS, WSGI_SERVER, BuildFacts, debian_context
 from microdeploy.build.debiandir.requirements import deploy_requirements
@@ -237,8 +238,12 @@ def build_tree(settings: BuildSettings, config: ServiceConfig, facts: BuildFacts
         if datapack.writes(config.compression):
             chunks = installer.cache_root / datapack.CHUNKS_KIND if installer.cache_root is not None else None
             datapack.compress_members(deb, config.compression_level, chunks, venv=f"{VENVS_IN_PACKAGE}/{config.name}")
+        package_tree = tree / "debian" / config.name
+        site_packages = package_tree / VENVS_IN_PACKAGE / config.name / "lib" / f"python{facts.python_minor}"
+        wheel = beside.project_wheel()
         # What follows (records.finish) reads the package and the generators' records alone.
-        tidying.append(start_tidying(deb, [tree / SOURCE_SUBDIR, tree / "debian" / config.name]))
+        tidying.append(start_tidying(deb, [tree / SOURCE_SUBDIR, package_tree], first=lambda: warn_of_imports(
+            wheel, site_packages / "site-packages", facts.python_minor)))
 
     try:
         dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner,
@@ -250,10 +255,26 @@ def build_tree(settings: BuildSettings, config: ServiceConfig, facts: BuildFacts
     return collect(tree.parent, config.name)
 
 
-def start_tidying(deb: Path, trees: list[Path]) -> threading.Thread:
-    """On a thread: write `deb` out to disk (its move into the output directory syncs it), then remove `trees`."""
+def warn_of_imports(wheel: Path | None, site_packages: Path, python: str) -> None:
+    """Warn of the project's imports the package's venv cannot satisfy (imports.py); pip's builds, which make no
+    wheel of the project, are not read."""
+    if wheel is None:
+        return
+    try:
+        said = imports.unsatisfied(wheel, site_packages, python)
+    except (OSError, zipfile.BadZipFile) as exc:
+        log.debug("imports not read: %s", exc)
+        return
+    for line in said:
+        log.warning("%s", line)
+
+
+def start_tidying(deb: Path, trees: list[Path], first: Callable[[], None] = lambda: None) -> threading.Thread:
+    """On a thread: `first`, write `deb` out to disk (its move into the output directory syncs it), then remove
+    `trees`."""
 
     def tidy() -> None:
+        first()
         with contextlib.suppress(OSError):
             sync_file(deb)
         for tree in trees:

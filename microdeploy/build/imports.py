@@ -1,0 +1,186 @@
+"""Imports in the service's own modules that its venv cannot satisfy on the release it is built for.
+
+Two ways a package builds and the service then fails on its host, at its
+start or at the request that imports the module:
+
+- the project imports a distribution it does not declare, which a
+  developer's venv happened to have (a module-level import, unguarded);
+- it imports a standard module that the release's Python no longer has:
+  Python 3.12 dropped distutils, imp, asyncore, asynchat and smtpd, and 3.13
+  (trixie's) PEP 594's cgi, imghdr, pipes, crypt, telnetlib and others (any
+  unguarded import: a function's too, as the module was always there).
+
+The project's modules are read from its wheel (ast, never run); what the
+venv provides from its site-packages' names. An import under an `if`, in a
+`try` that catches ImportError, or in tests and docs is left alone: only
+what must import wherever the service runs counts.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+import warnings
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from packaging.version import Version
+
+# Standard modules later Pythons no longer have: the first Python without them, and the distribution on PyPI that
+# gives them back (None: none does, the code must change).
+REMOVED: dict[str, tuple[str, str | None]] = {
+    "asynchat": ("3.12", "standard-asynchat"),
+    "asyncore": ("3.12", "standard-asyncore"),
+    "distutils": ("3.12", "setuptools"),
+    "imp": ("3.12", None),
+    "smtpd": ("3.12", "standard-smtpd"),
+    "aifc": ("3.13", "standard-aifc"),
+    "audioop": ("3.13", "audioop-lts"),
+    "cgi": ("3.13", "legacy-cgi"),
+    "cgitb": ("3.13", "legacy-cgi"),
+    "chunk": ("3.13", "standard-chunk"),
+    "crypt": ("3.13", "standard-crypt"),
+    "imghdr": ("3.13", "standard-imghdr"),
+    "lib2to3": ("3.13", None),
+    "mailcap": ("3.13", "standard-mailcap"),
+    "msilib": ("3.13", None),
+    "nis": ("3.13", None),
+    "nntplib": ("3.13", "standard-nntplib"),
+    "ossaudiodev": ("3.13", None),
+    "pipes": ("3.13", "standard-pipes"),
+    "sndhdr": ("3.13", "standard-sndhdr"),
+    "spwd": ("3.13", None),
+    "sunau": ("3.13", "standard-sunau"),
+    "telnetlib": ("3.13", "standard-telnetlib"),
+    "uu": ("3.13", "standard-uu"),
+    "xdrlib": ("3.13", "standard-xdrlib"),
+}
+# Exceptions whose handler makes the imports of its `try` optional.
+_IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
+# Directories of a wheel whose modules the service does not import as it runs.
+_NOT_RUN = {"tests", "test", "_tests", "testing", "docs", "doc", "examples", "example"}
+SHOWN = 10  # imports named at most, per build
+
+
+@dataclass(frozen=True)
+class Import:
+    """A top-level module name imported at `path`:`line`; `in_function`: only when a function runs."""
+
+    module: str
+    path: str
+    line: int
+    in_function: bool
+
+
+def standard_modules(python: str) -> frozenset[str]:
+    """The standard library's top-level modules in Python `python` (X.Y)."""
+    target = Version(python)
+    names = set(sys.stdlib_module_names) | set(REMOVED)
+    return frozenset(name for name in names if name not in REMOVED or target < Version(REMOVED[name][0]))
+
+
+def provided(site_packages: Path) -> set[str]:
+    """The top-level module names a venv's site-packages provides (packages, namespace directories, modules)."""
+    names = set()
+    for entry in site_packages.iterdir():
+        if entry.is_dir() and entry.name.isidentifier():
+            names.add(entry.name)
+        elif entry.suffix in (".py", ".so"):
+            names.add(entry.name.partition(".")[0])
+    if "_distutils_hack" in names:  # setuptools' distutils, through its .pth file, where Python has none
+        names.add("distutils")
+    return names
+
+
+def unconditional_imports(source: str, path: str) -> Iterator[Import]:
+    """The absolute imports of a module that run whenever it (or its function) does: none under an `if`, in a
+    `try` whose handlers catch ImportError, or in `with suppress(...)`."""
+    with warnings.catch_warnings():
+        # An invalid escape sequence is a warning only, an error under -W error (pytest's, PYTHONWARNINGS).
+        warnings.simplefilter("ignore")
+        tree = ast.parse(source, filename=path)
+    yield from _imports(tree.body, path, in_function=False)
+
+
+def _imports(body: Iterable[ast.stmt], path: str, in_function: bool) -> Iterator[Import]:
+    for node in body:
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield Import(alias.name.partition(".")[0], path, node.lineno, in_function)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0 and node.module and node.module != "__future__":
+                yield Import(node.module.partition(".")[0], path, node.lineno, in_function)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield from _imports(node.body, path, in_function=True)
+        elif isinstance(node, ast.ClassDef):
+            yield from _imports(node.body, path, in_function)
+        elif isinstance(node, (ast.Try, ast.TryStar)):
+            if not any(_catches_import_error(handler) for handler in node.handlers):
+                for part in (node.body, node.orelse, node.finalbody):
+                    yield from _imports(part, path, in_function)
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
+            if not any("suppress" in ast.unparse(item.context_expr) for item in node.items):
+                yield from _imports(node.body, path, in_function)
+        elif isinstance(node, (ast.For, ast.AsyncFor, ast.While)):
+            yield from _imports(node.body, path, in_function)
+        # Under `if` (TYPE_CHECKING, sys.version_info, __main__, a setting) or `match`: conditional.
+
+
+def _catches_import_error(handler: ast.ExceptHandler) -> bool:
+    if handler.type is None:
+        return True
+    caught = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    return any(isinstance(name, (ast.Name, ast.Attribute)) and ast.unparse(name).split(".")[-1] in _IMPORT_ERRORS
+               for name in caught)
+
+
+def wheel_modules(wheel: Path) -> tuple[set[str], Iterator[tuple[str, str]]]:
+    """The top-level names a wheel installs, and its modules' (path, source) that the service may run."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = [name for name in archive.namelist() if ".dist-info/" not in name and ".data/" not in name]
+        top = {PurePosixPath(name).parts[0].partition(".")[0] for name in names}
+        sources = [(name, archive.read(name).decode("utf-8", errors="replace")) for name in names
+                   if name.endswith(".py") and not _not_run(PurePosixPath(name))]
+    return top, iter(sources)
+
+
+def _not_run(path: PurePosixPath) -> bool:
+    return (bool(_NOT_RUN.intersection(path.parts[:-1])) or path.name == "conftest.py"
+            or path.name.startswith("test_") or path.name.endswith("_test.py"))
+
+
+def unsatisfied(wheel: Path, site_packages: Path, python: str) -> list[str]:
+    """What the build says about the project's imports its venv cannot satisfy under Python `python`: one line
+    per module, at most SHOWN."""
+    own, sources = wheel_modules(wheel)
+    have = provided(site_packages) | own
+    standard = standard_modules(python)
+    found: dict[str, list[Import]] = {}
+    for path, source in sources:
+        try:
+            imports = list(unconditional_imports(source, path))
+        except (SyntaxError, ValueError):
+            continue  # not Python this interpreter reads: the host's compileall will say so
+        for item in imports:
+            if item.module in have or item.module in standard:
+                continue
+            if item.module not in REMOVED and item.in_function:
+                continue  # a third-party import in a function: an optional feature's, as often as not
+            found.setdefault(item.module, []).append(item)
+    return [_said(module, places, python) for module, places in sorted(found.items())][:SHOWN]
+
+
+def _said(module: str, places: list[Import], python: str) -> str:
+    where = ", ".join(f"{place.path}:{place.line}" for place in places[:3]) + (", ..." if len(places) > 3 else "")
+    if module in REMOVED:
+        gone, backport = REMOVED[module]
+        fix = (f"add '{backport}; python_version >= \"{gone}\"' to the project's dependencies, or stop using it"
+               if backport else "it has no replacement on PyPI: the code must stop using it")
+        return (f"{module} is not in Python {python} (removed from the standard library in {gone}), and {where} "
+                f"imports it: the service fails when that runs; {fix}")
+    # pkg_resources came with setuptools, which venvs of Python 3.11 and older got by default; setuptools 82 has none.
+    wanted = "'setuptools<82'" if module == "pkg_resources" else f"the distribution that provides {module}"
+    return (f"{module} is imported by {where}, but no distribution in the service's venv provides it: the service "
+            f"fails as it starts; add {wanted} to the project's dependencies")

@@ -1,0 +1,165 @@
+"""The build's reading of the project's imports (build/imports.py): what must import wherever the service runs, the
+venv's names, and the standard modules of each release's Python."""
+
+from __future__ import annotations
+
+import warnings
+import zipfile
+from pathlib import Path
+
+from microdeploy.build import imports
+
+# As older Flask apps validate an upload, and choose a driver.
+UPLOADS = '''\
+"""Uploads."""
+from __future__ import annotations
+
+import imghdr
+import os.path
+from . import store
+from .store import items
+
+def kind(stream):
+    import cgi
+    return imghdr.what(None, stream.read(512))
+'''
+GUARDED = '''\
+import sys
+from typing import TYPE_CHECKING
+
+try:
+    import ujson as json
+except ImportError:
+    import json
+
+try:
+    from redis import Redis
+except (ModuleNotFoundError, OSError):
+    Redis = None
+
+if TYPE_CHECKING:
+    from werkzeug.wrappers import Response
+
+if sys.version_info < (3, 13):
+    import pipes
+
+with __import__("contextlib").suppress(ImportError):
+    import uwsgi
+
+def use_psycopg():
+    import psycopg2
+    return psycopg2
+
+class Store:
+    import sqlalchemy
+'''
+
+
+def wheel(tmp_path: Path, files: dict[str, str]) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "orders_api-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+        archive.writestr("orders_api-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: orders-api\n")
+    return path
+
+
+def site_packages(tmp_path: Path, *names: str) -> Path:
+    site = tmp_path / "site-packages"
+    site.mkdir(parents=True)
+    for name in names:
+        if name.endswith((".py", ".so")):
+            (site / name).write_text("")
+        else:
+            (site / name).mkdir()
+    return site
+
+
+def test_unconditional_imports_are_those_that_run_whenever_their_code_does() -> None:
+    """try/except ImportError, if (TYPE_CHECKING, version checks), suppress(): conditional; a function's imports
+    run with it, a class body's with the module; relative and __future__ imports are not modules to find."""
+    found = [(i.module, i.line, i.in_function) for i in imports.unconditional_imports(GUARDED, "store.py")]
+    assert found == [("sys", 1, False), ("typing", 2, False), ("psycopg2", 24, True), ("sqlalchemy", 28, False)]
+    found = [(i.module, i.in_function) for i in imports.unconditional_imports(UPLOADS, "uploads.py")]
+    assert found == [("imghdr", False), ("os", False), ("cgi", True)]
+
+
+def test_a_standard_module_later_pythons_dropped_is_named_for_those_pythons_only(tmp_path: Path) -> None:
+    """imghdr (3.13) at module level and cgi (3.13) in a function: named for trixie's 3.13, with the PyPI backport
+    under a marker; nothing for bookworm's 3.11."""
+    built = wheel(tmp_path, {"orders_api/__init__.py": "", "orders_api/uploads.py": UPLOADS})
+    site = site_packages(tmp_path, "flask", "six.py")
+    assert imports.unsatisfied(built, site, "3.11") == []
+    said = imports.unsatisfied(built, site, "3.13")
+    assert said == [
+        "cgi is not in Python 3.13 (removed from the standard library in 3.13), and orders_api/uploads.py:10 "
+        "imports it: the service fails when that runs; add 'legacy-cgi; python_version >= \"3.13\"' to the "
+        "project's dependencies, or stop using it",
+        "imghdr is not in Python 3.13 (removed from the standard library in 3.13), and orders_api/uploads.py:4 "
+        "imports it: the service fails when that runs; add 'standard-imghdr; python_version >= \"3.13\"' to the "
+        "project's dependencies, or stop using it",
+    ]
+    # The backports in the venv satisfy them.
+    assert imports.unsatisfied(built, site_packages(tmp_path / "b", "imghdr", "cgi.py"), "3.13") == []
+    assert "imp has no replacement" not in " ".join(said)
+    assert "it has no replacement on PyPI" in imports.unsatisfied(
+        wheel(tmp_path / "c", {"a/__init__.py": "import imp\n"}), site, "3.12")[0]
+
+
+def test_an_undeclared_distribution_is_named_when_a_module_imports_it_as_it_loads(tmp_path: Path) -> None:
+    """redis at module level, not in the venv: named. In a function, or found in the venv (a package, a module, an
+    extension), or the project's own: not."""
+    built = wheel(tmp_path / "a", {
+        "orders_api/__init__.py": "import redis\nimport yaml\nimport six\nimport _cffi_backend\nimport orders_api\n",
+        "orders_api/cache.py": "import redis.client\n\ndef later():\n    import boto3\n",
+        "orders_helpers.py": "from orders_api import cache\n",
+    })
+    site = site_packages(tmp_path, "yaml", "six.py", "_cffi_backend.cpython-311-x86_64-linux-gnu.so")
+    assert imports.unsatisfied(built, site, "3.11") == [
+        "redis is imported by orders_api/__init__.py:1, orders_api/cache.py:1, but no distribution in the "
+        "service's venv provides it: the service fails as it starts; add the distribution that provides redis to "
+        "the project's dependencies"]
+
+
+def test_a_module_with_an_invalid_escape_is_read_under_warnings_as_errors(tmp_path: Path) -> None:
+    """archivy's routes.py has a regex with an invalid escape: a warning to Python, which pytest makes an error."""
+    built = wheel(tmp_path, {"orders_api/routes.py": 'import pkg_resources\nPATTERN = "\\d+"\n'})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "orders_api/routes.py:1" in imports.unsatisfied(built, site_packages(tmp_path, "flask"), "3.11")[0]
+
+
+def test_tests_docs_and_unreadable_modules_are_not_read(tmp_path: Path) -> None:
+    """A wheel that ships its tests (pytest) and a Sphinx conf, or Python 2 code: nothing to say."""
+    built = wheel(tmp_path, {
+        "orders_api/__init__.py": "",
+        "orders_api/tests/test_api.py": "import pytest\n",
+        "orders_api/_tests/__init__.py": "import pytest\n",  # moin's layout
+        "orders_api/conftest.py": "import pytest\n",
+        "orders_api/api_test.py": "import pytest\n",
+        "docs/conf.py": "import sphinx\n",
+        "orders_api/legacy.py": "print 'hello'\nimport redis\n",
+    })
+    assert imports.unsatisfied(built, site_packages(tmp_path, "flask"), "3.11") == []
+
+
+def test_the_standard_library_of_each_release(tmp_path: Path) -> None:
+    """Whatever Python runs microdeploy: 3.11 has distutils and imghdr, 3.12 imghdr alone, 3.13 neither."""
+    assert {"distutils", "imghdr", "json"} <= imports.standard_modules("3.11")
+    assert "imghdr" in imports.standard_modules("3.12") and "distutils" not in imports.standard_modules("3.12")
+    assert not {"distutils", "imghdr"} & imports.standard_modules("3.13")
+    assert "json" in imports.standard_modules("3.13")
+
+
+def test_setuptools_gives_distutils_and_pkg_resources_is_asked_of_setuptools_before_82(tmp_path: Path) -> None:
+    """Where Python 3.12+ has no distutils, setuptools' _distutils_hack gives it; pkg_resources, gone from the venv
+    (archivy imports it and requires no setuptools), is asked for as 'setuptools<82'."""
+    built = wheel(tmp_path, {"orders_api/__init__.py": "from distutils.version import LooseVersion\n"})
+    assert imports.unsatisfied(built, site_packages(tmp_path / "a", "setuptools", "_distutils_hack"), "3.13") == []
+    assert "add 'setuptools; python_version >= \"3.12\"'" in imports.unsatisfied(
+        built, site_packages(tmp_path / "b", "flask"), "3.13")[0]
+    old = wheel(tmp_path / "c", {"orders_api/__init__.py": "import pkg_resources\n"})
+    assert imports.unsatisfied(old, site_packages(tmp_path / "d", "flask"), "3.11") == [
+        "pkg_resources is imported by orders_api/__init__.py:1, but no distribution in the service's venv provides "
+        "it: the service fails as it starts; add 'setuptools<82' to the project's dependencies"]
