@@ -46,8 +46,9 @@ SUITE = DEFAULT_DIST
 # sources file as its mirror argument (a bare URL is rejected here).
 
 # What every target host needs: systemd as PID 1 (systemd-sysv provides
-# /sbin/init), dbus for systemctl, sshd for deploys, and the tools the
-# service's maintainer scripts and the tests call.
+# /sbin/init), dbus for systemctl, sshd and sudo for deploys (as root, or as
+# a user with --sudo), and the tools the service's maintainer scripts and the
+# tests call.
 BASE_PACKAGES: tuple[str, ...] = (
     "systemd",
     "systemd-sysv",
@@ -55,6 +56,7 @@ BASE_PACKAGES: tuple[str, ...] = (
     "python3",
     "curl",
     "openssh-server",
+    "sudo",
     "adduser",
     "logrotate",
     "procps",

@@ -254,7 +254,7 @@ def health(host: Host) -> tuple[int, str]:
 
 
 def run_deploy(fleet: Fleet, *args: str, hosts: list[str] | None = None, known_hosts: Path | None = None,
-               ssh_config: Path | None = None) -> subprocess.CompletedProcess[str]:
+               ssh_config: Path | None = None, user: str = "root") -> subprocess.CompletedProcess[str]:
     """Run `microdeploy deploy` as a user would, in a directory without a service, as root over SSH."""
     env = {key: value for key, value in os.environ.items() if key != "SSH_AUTH_SOCK"}
     # No ~/.ssh of the machine's root: only the files the test made count.
@@ -263,7 +263,7 @@ def run_deploy(fleet: Fleet, *args: str, hosts: list[str] | None = None, known_h
     argv = [
         sys.executable, "-m", "microdeploy", "deploy", PKG,
         "--hosts", ",".join(hosts if hosts is not None else fleet.addresses),
-        "--user", "root", "--identity", str(fleet.identity), "--ssh-config", str(ssh_config or fleet.ssh_config),
+        "--user", user, "--identity", str(fleet.identity), "--ssh-config", str(ssh_config or fleet.ssh_config),
         "--known-hosts", str(known_hosts or fleet.known_hosts), "--connect-timeout", "5",
         "--port", str(SERVICE_PORT), "--health-path", "/health", *args,
     ]  # fmt: skip
@@ -476,6 +476,38 @@ def test_a_host_pinned_by_the_puppet_module_gets_the_version_and_a_warning(fleet
     assert (f"the Puppet module pins {PKG} at 1.0-1 there ({path}), so its next run puts 1.0-1 back"
             in result.stderr)
     assert installed(host) == "2.0-1"
+
+
+def test_a_user_with_passwordless_sudo_deploys_from_the_repository_and_a_local_deb(fleet: Fleet) -> None:
+    """--user deployer --sudo, as a CI's deploy account: apt-get, the health probe (it reads config.ini, root's)
+    and the hooks through `sudo -n`; the --deb upload into the user's own private directory, which apt (root, its
+    downloads as _apt) installs from."""
+    converge(fleet, "1.0-1")
+    host = fleet.hosts[0]
+    host.run(["sh", "-c", "id deployer >/dev/null 2>&1 || useradd --create-home --shell /bin/sh deployer"])
+    host.run(["install", "-d", "-m", "700", "-o", "deployer", "-g", "deployer", "/home/deployer/.ssh"])
+    host.copy_in(fleet.workdir / "id_ed25519.pub", "/home/deployer/.ssh/authorized_keys")
+    host.run(["chown", "deployer:deployer", "/home/deployer/.ssh/authorized_keys"])
+    host.run(["tee", "/etc/sudoers.d/deployer"], input="deployer ALL=(root) NOPASSWD: ALL\n")
+    host.run(["chmod", "440", "/etc/sudoers.d/deployer"])
+    drain = "touch /run/drained-by-$(id -un)"
+    result = run_deploy(fleet, "--version", "2.0-1", "--sudo", "--drain", drain, "--json", hosts=fleet.addresses[:1],
+                        user="deployer")
+    assert result.returncode == 0, result.stderr
+    assert [(h["before"], h["after"], h["state"]) for h in json.loads(result.stdout)["hosts"]] == [
+        ("1.0-1", "2.0-1", "upgraded")]
+    assert host.run(["test", "-e", "/run/drained-by-root"], check=False).returncode == 0
+    result = run_deploy(fleet, "--deb", str(build_deb("4.2-1", fleet.workdir)), "--sudo", "--json",
+                        hosts=fleet.addresses[:1], user="deployer")
+    assert result.returncode == 0, result.stderr
+    assert installed(host) == "4.2-1"
+    assert "microdeploy" not in host.run(["ls", "-a", "/var/tmp"]).stdout
+    # Without the sudo rule: `sudo -n` fails at once instead of waiting for a password; nothing changed.
+    host.run(["rm", "/etc/sudoers.d/deployer"])
+    result = run_deploy(fleet, "--version", "2.0-1", "--sudo", hosts=fleet.addresses[:1], user="deployer")
+    assert result.returncode != 0
+    assert "a password is required" in result.stderr
+    assert installed(host) == "4.2-1"
 
 
 def test_hosts_named_in_an_included_ssh_config_file_are_reached_where_it_says(fleet: Fleet) -> None:
