@@ -265,6 +265,9 @@ def warn_of_imports(wheel: Path | None, site_packages: Path, python: str) -> Non
     except (OSError, zipfile.BadZipFile) as exc:
         log.debug("imports not read: %s", exc)
         return
+    except Exception:  # advice only: a module this reading cannot take never fails or untidies the build
+        log.debug("imports not read", exc_info=True)
+        return
     for line in said:
         log.warning("%s", line)
 

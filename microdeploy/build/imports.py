@@ -161,8 +161,8 @@ def unsatisfied(wheel: Path, site_packages: Path, python: str) -> list[str]:
     for path, source in sources:
         try:
             imports = list(unconditional_imports(source, path))
-        except (SyntaxError, ValueError):
-            continue  # not Python this interpreter reads: the host's compileall will say so
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue  # not Python this interpreter reads (the host's compileall will say so), or too deep to read
         for item in imports:
             if item.module in have or item.module in standard:
                 continue

@@ -140,6 +140,9 @@ def test_tests_docs_and_unreadable_modules_are_not_read(tmp_path: Path) -> None:
         "orders_api/api_test.py": "import pytest\n",
         "docs/conf.py": "import sphinx\n",
         "orders_api/legacy.py": "print 'hello'\nimport redis\n",
+        "orders_api/deep.py": "import redis\nx = 1" + "+1" * 200_000 + "\n",  # RecursionError
+        "orders_api/minus.py": "import redis\nx = " + "-" * 100_000 + "1\n",  # MemoryError
+        "orders_api/nul.py": "import redis\n\0\n",
     })
     assert imports.unsatisfied(built, site_packages(tmp_path, "flask"), "3.11") == []
 
