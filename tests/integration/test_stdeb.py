@@ -134,10 +134,14 @@ def test_make_deb_depends_on_debian_names(microdeploy_deb: Path) -> None:
     assert control_field(microdeploy_deb, "Architecture") == "all"
 
 
+@pytest.mark.parametrize(("release", "suffix"), [("bookworm", "+deb12"), ("trixie", "+deb13")])
 def test_make_deb_installs_and_builds_a_service_in_a_fresh_root(
-    microdeploy_deb: Path, online_root: OnlineRoot
+    microdeploy_deb: Path, release: str, suffix: str, request: pytest.FixtureRequest
 ) -> None:
-    """apt-get install ./python3-microdeploy_*.deb in fresh Debian 12; then --version, new and build work there."""
+    """apt-get install ./python3-microdeploy_*.deb in fresh Debian 12, and 13 (a build agent that moved on: its
+    Python 3.13 and libraries, python3-pyproject-hooks where 12 has python3-pep517); then --version, new and build
+    work there, a build for the agent's own release."""
+    online_root: OnlineRoot = request.getfixturevalue("online_root" if release == "bookworm" else "trixie_online_root")
     deb = online_root.copy_in(microdeploy_deb, f"/root/{microdeploy_deb.name}")
     online_root.run(["apt-get", "update", "-qq"], timeout=300)
     online_root.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", deb], timeout=900)
@@ -148,7 +152,7 @@ def test_make_deb_installs_and_builds_a_service_in_a_fresh_root(
     built = online_root.run(["microdeploy", "build", "--json", "svc"], check=False, timeout=900)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     assert sorted(path.name for path in (online_root.root / "root/svc/dist").iterdir()) == [
-        "svc_0.1.0-1+deb12_amd64.buildinfo", "svc_0.1.0-1+deb12_amd64.changes", "svc_0.1.0-1+deb12_amd64.deb",
+        f"svc_0.1.0-1{suffix}_amd64.buildinfo", f"svc_0.1.0-1{suffix}_amd64.changes", f"svc_0.1.0-1{suffix}_amd64.deb",
     ]
     assert '"name": "svc"' in built.stdout
 

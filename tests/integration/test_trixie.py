@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 from debian.deb822 import Changes, Deb822
 
-from microdeploy.testbed.image import ensure_image, ensure_piuparts_base
+from microdeploy.testbed.image import ensure_piuparts_base
 from tests.aptrepo import add_source, apt, installed_version, publish, serve_repository
 from tests.hostcheck import main_pid, proc_status, wait_for
 from tests.packages import BuiltService, build_service, new_service
@@ -26,12 +26,6 @@ if TYPE_CHECKING:
     from tests.testbed.fixtures import BootHost, NetworkedHosts
 
 pytestmark = [pytest.mark.integration, pytest.mark.host]
-
-
-@pytest.fixture(scope="session")
-def trixie_host_image(testbed_reaped: None) -> Path:
-    """The cached trixie target-host image (the test bed's package list)."""
-    return ensure_image(suite="trixie")
 
 
 @pytest.fixture(scope="session")

@@ -82,6 +82,12 @@ def host_image(testbed_reaped: None) -> Path:
 
 
 @pytest.fixture(scope="session")
+def trixie_host_image(testbed_reaped: None) -> Path:
+    """The cached trixie target-host image (the test bed's package list)."""
+    return ensure_image(suite="trixie")
+
+
+@pytest.fixture(scope="session")
 def puppet_host_image(testbed_reaped: None) -> Path:
     """The cached target-host image with puppet-agent added."""
     return ensure_image(PUPPET_PACKAGES)
@@ -144,4 +150,11 @@ def networked_hosts(host_image: Path) -> Iterator[NetworkedHosts]:
 def online_root(host_image: Path) -> Iterator[OnlineRoot]:
     """A fresh Debian 12 root (not booted) sharing the machine's network; removed at teardown."""
     with fresh_online_root(host_image) as root:
+        yield root
+
+
+@pytest.fixture
+def trixie_online_root(trixie_host_image: Path) -> Iterator[OnlineRoot]:
+    """A fresh Debian 13 root (not booted), with trixie's suites on the machine's mirror; removed at teardown."""
+    with fresh_online_root(trixie_host_image, suite="trixie") as root:
         yield root

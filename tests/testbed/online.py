@@ -1,4 +1,4 @@
-"""A fresh Debian 12 root that shares the machine's network: apt and pip work inside it.
+"""A fresh Debian root (12, or 13) that shares the machine's network: apt and pip work inside it.
 
 Booted hosts (host.py) are offline by design. Installing a package whose
 dependencies come from Debian, or running a build that pip-installs from
@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from microdeploy.process import Result, run
-from microdeploy.testbed.image import SOURCES_FILE, unpacked
+from microdeploy.testbed.image import SUITE, sources_file, unpacked
 from microdeploy.testbed.procs import ROOTS_DIR, mount_root, remove_host_directory, write_owner
 
 __all__ = ["OnlineRoot", "fresh_online_root"]
 
 # What the machine's network access rests on, copied into the root when present.
+_SOURCES_IN_ROOT = "etc/apt/sources.list.d/debian.sources"
 _MACHINE_FILES = (
-    (SOURCES_FILE, "etc/apt/sources.list.d/debian.sources"),
     (Path("/etc/pip.conf"), "etc/pip.conf"),
     (Path("/etc/xdg/pip"), "etc/xdg/pip"),
 )
@@ -46,7 +46,7 @@ _ENV: Mapping[str, str] = {
 
 @dataclass(frozen=True)
 class OnlineRoot:
-    """A fresh, unbooted Debian 12 root on the host's network."""
+    """A fresh, unbooted Debian root on the host's network."""
 
     directory: Path
 
@@ -78,14 +78,16 @@ class OnlineRoot:
 
 
 @contextmanager
-def fresh_online_root(image: Path) -> Iterator[OnlineRoot]:
-    """A fresh root from `image` with the machine's APT, CA and pip configuration; removed afterwards."""
+def fresh_online_root(image: Path, suite: str = SUITE) -> Iterator[OnlineRoot]:
+    """A fresh root from `image` (of release `suite`) with the machine's APT sources for that release, CA and pip
+    configuration; removed afterwards."""
     ROOTS_DIR.mkdir(parents=True, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix=f"mdon-{secrets.token_hex(4)}.", dir=ROOTS_DIR))
     try:
         write_owner(directory, None)  # reap_stale_hosts removes it if this session dies
         mount_root(unpacked(image), directory)
         root = OnlineRoot(directory)
+        root.copy_in(sources_file(suite, directory), f"/{_SOURCES_IN_ROOT}")
         for source, dest in _MACHINE_FILES:
             if source.is_dir():
                 shutil.copytree(source, root.root / dest, dirs_exist_ok=True)
