@@ -25,6 +25,8 @@ APT_TIMEOUT = 600.0
 # and `apt-get update` is tried again while the lists are locked (it never waits).
 LOCK_WAIT = 300.0
 LOCK_RETRY_INTERVAL = 2.0
+# apt-get update's line for a source it could not fetch (LC_ALL=C: its English words).
+_FETCH_FAILED = re.compile(r"^[WE]: Failed to fetch (\S+)\s+(.*)$", re.MULTILINE)
 # A path in apt's message for locked lists, in every language apt speaks.
 _LISTS_LOCKED = re.compile(r"/lists/lock\b")
 
@@ -76,14 +78,26 @@ def state_command(package: str) -> str:
 
 
 def update_command(apt_source: str | None) -> str:
-    """Refresh the APT lists, only from the service's source when one is named."""
-    argv = [*_apt_env(), "apt-get", "update", "-q"]
+    """Refresh the APT lists, only from the service's source when one is named.
+
+    apt-get update exits 0 when a source cannot be fetched (a warning; the
+    lists it had stay): with the service's source alone, `--error-on=any`
+    makes that a failure. Its messages are read (fetch_failures), so they are
+    asked for in English.
+    """
+    argv = [*_apt_env(), "LC_ALL=C.UTF-8", "apt-get", "update", "-q"]
     if apt_source is not None:
         # Only that file; List-Cleanup=0 because apt would otherwise delete the
         # lists of every other source it was not told about.
         parts = "Dir::Etc::sourceparts=-"
-        argv += ["-o", f"Dir::Etc::sourcelist={apt_source}", "-o", parts, "-o", "APT::Get::List-Cleanup=0"]
+        argv += ["--error-on=any", "-o", f"Dir::Etc::sourcelist={apt_source}", "-o", parts,
+                 "-o", "APT::Get::List-Cleanup=0"]
     return shlex.join(argv)
+
+
+def fetch_failures(result: CommandResult) -> list[str]:
+    """The sources `apt-get update` could not fetch ("URL: reason"), which it reports as warnings only."""
+    return [f"{url}: {reason.strip()}" for url, reason in _FETCH_FAILED.findall(result.stdout + result.stderr)]
 
 
 def available_command(package: str) -> str:

@@ -23,6 +23,7 @@ from microdeploy.deploy_commands import (
     LOCK_RETRY_INTERVAL,
     LOCK_WAIT,
     available_command,
+    fetch_failures,
     lists_locked,
     parse_madison,
     parse_pin,
@@ -165,9 +166,13 @@ def refresh_lists(host: HostState, rollout: Rollout, clock: Clock, stop: threadi
 def _resolve(rollout: Rollout, members: list[HostState], clock: Clock) -> None:
     """Set the version of the hosts of one release from the versions the first of them can install."""
     first = members[0]
-    _require(first, refresh_lists(first, rollout, clock), update_command(rollout.apt_source),
-             "refreshing the APT lists")
+    refreshed = _require(first, refresh_lists(first, rollout, clock), update_command(rollout.apt_source),
+                         "refreshing the APT lists")
     first.updated = True
+    stale = fetch_failures(refreshed)
+    if stale:
+        log.warning("%s: apt could not refresh some of its lists (it keeps the ones it had): %s",
+                    first.target.spec, "; ".join(stale))
     versions = parse_madison(_checked(first, available_command(rollout.package), "listing versions").stdout,
                              rollout.package)
     for host in members:
@@ -175,6 +180,14 @@ def _resolve(rollout: Rollout, members: list[HostState], clock: Clock) -> None:
             log.warning("%s: its version %s is not in the repository: a rollback there would fail",
                         host.target.spec, host.before)
     version = rollout.version if rollout.deb is not None else version_for(rollout.version, first.dist, versions)
+    if version is None and stale:
+        # Not a version missing from the repository: one that apt could not ask the repository about.
+        raise MicrodeployError(
+            f"version {rollout.version} of {rollout.package} is not in the APT lists of {first.target.spec}, which "
+            f"apt could not refresh: {'; '.join(stale)}; no host was changed",
+            hint=f"Check that {first.target.spec} reaches the repository (the URL in its APT sources, a proxy, a "
+                 "firewall), then deploy again",
+        )
     if version is None:
         available = ", ".join(versions) if versions else "none"
         own = "" if first.dist is None else \

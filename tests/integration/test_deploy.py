@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -508,6 +509,34 @@ def test_a_user_with_passwordless_sudo_deploys_from_the_repository_and_a_local_d
     assert result.returncode != 0
     assert "a password is required" in result.stderr
     assert installed(host) == "4.2-1"
+
+
+def test_a_repository_the_host_cannot_reach_is_named_not_taken_for_a_missing_version(fleet: Fleet) -> None:
+    """The host's source points where nothing answers (a server down, a firewall): apt-get update warns and exits
+    0, so the version looked missing from the repository ('publish it first', exit 2). Now: exit 1 naming the
+    source apt could not fetch and why; with --apt-source, apt's own error (--error-on=any). No host changes."""
+    converge(fleet, "1.0-1")
+    host = fleet.hosts[0]
+    served = host.run(["cat", SOURCES]).stdout
+    dead = re.sub(r"(?m)^URIs: http://([0-9.]+):[0-9]+/", r"URIs: http://\1:9/", served)
+    assert dead != served
+    host.run(["tee", SOURCES], input=dead)
+    # No retries (apt's default is 3, with waits between them): the test's time, not what it proves.
+    host.run(["tee", "/etc/apt/apt.conf.d/99no-retries"], input='Acquire::Retries "0";\n')
+    try:
+        result = run_deploy(fleet, "--version", "5.0-1", hosts=fleet.addresses[:1])
+        assert result.returncode == 1, result.stderr
+        assert ("version 5.0-1 of mdtest-svc is not in the APT lists of " in result.stderr
+                and "which apt could not refresh: http://" in result.stderr
+                and ":9/dists/bookworm/InRelease: Could not connect to " in result.stderr), result.stderr
+        result = run_deploy(fleet, "--version", "2.0-1", "--apt-source", SOURCES, hosts=fleet.addresses[:1])
+        assert result.returncode == 1, result.stderr
+        assert "refreshing the APT lists failed (exit status 100)" in result.stderr
+        assert "E: Failed to fetch http://" in result.stderr
+    finally:
+        host.run(["tee", SOURCES], input=served)
+        host.run(["rm", "-f", "/etc/apt/apt.conf.d/99no-retries"])
+    assert installed(host) == "1.0-1"
 
 
 def test_hosts_named_in_an_included_ssh_config_file_are_reached_where_it_says(fleet: Fleet) -> None:

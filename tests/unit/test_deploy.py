@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import itertools
 import json
 import logging
 import os
@@ -71,6 +72,7 @@ class FakeHost:
     release: str = "bookworm"
     locked_updates: int = 0  # `apt-get update`s that find the lists locked by the host's own apt
     pin: str | None = None  # the Puppet module's apt preferences file for the package, if any
+    fetch_failed: str = ""  # what apt-get update says of sources it could not fetch (exit 0 all the same)
     log: list[tuple[str, bool]] = field(default_factory=list)
     uploads: dict[str, str] = field(default_factory=dict)
 
@@ -85,7 +87,7 @@ class FakeHost:
     def answer_one(self, command: str) -> CommandResult:
         argv = shlex.split(command)
         if argv[0] == "env":
-            argv = argv[2:]
+            argv = list(itertools.dropwhile(lambda word: "=" in word, argv[1:]))
         if argv[0] == "dpkg-query":
             if self.installed is None:
                 return CommandResult(1, "", f"dpkg-query: no packages found matching {PKG}")
@@ -96,7 +98,7 @@ class FakeHost:
             if self.locked_updates > 0:
                 self.locked_updates -= 1
                 return CommandResult(100, "Reading package lists...\n", LISTS_LOCKED)
-            return CommandResult(0)
+            return CommandResult(0, "Reading package lists...\n", self.fetch_failed)
         if argv[:2] == ["apt-cache", "madison"]:
             lines = [f" {PKG} | {v} | http://10.0.0.1/repo stable/main amd64 Packages" for v in self.available]
             return CommandResult(0, "\n".join(lines) + "\n")
@@ -307,10 +309,43 @@ def test_other_update_failures_are_not_tried_again() -> None:
                  "(python3) gehalten.\nE: Das Verzeichnis /var/lib/apt/lists/ kann nicht gesperrt werden.\n"))
 
 
+# apt 2.6's words (LC_ALL=C) for a repository it could not reach; apt-get update exits 0 all the same.
+UNREACHABLE = ("W: Failed to fetch http://10.0.0.1/repo/dists/bookworm/InRelease  Could not connect to 10.0.0.1:80 "
+               "(10.0.0.1). - connect (111: Connection refused)\n"
+               "W: Some index files failed to download. They have been ignored, or old ones used instead.\n")
+
+
+def test_a_version_missing_from_lists_apt_could_not_refresh_is_a_failure_naming_the_source() -> None:
+    """The repository was unreachable, so the host's lists are the old ones: not 'publish it first' (exit 2) but
+    a failure (exit 1) saying which source apt could not fetch, and why; no host changed."""
+    fleet = hosts("h1", "h2", available=("1",), fetch_failed=UNREACHABLE)
+    with pytest.raises(MicrodeployError) as caught:
+        run_deploy(fleet, version="2")
+    assert caught.value.exit_code == 1
+    assert caught.value.message == (
+        "version 2 of orders-api is not in the APT lists of h1, which apt could not refresh: "
+        "http://10.0.0.1/repo/dists/bookworm/InRelease: Could not connect to 10.0.0.1:80 (10.0.0.1). - connect "
+        "(111: Connection refused); no host was changed")
+    assert fleet[0].installed == fleet[1].installed == "1"
+
+
+def test_a_source_apt_could_not_fetch_is_a_warning_when_the_version_is_there(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Another source of the host is down (apt keeps its old lists): the rollout goes on, and says so."""
+    fleet = hosts("h1", fetch_failed=UNREACHABLE)
+    with caplog.at_level(logging.WARNING):
+        report, _ = run_deploy(fleet, version="2")
+    assert report.result == "success"
+    assert caplog.messages == ["h1: apt could not refresh some of its lists (it keeps the ones it had): "
+                               "http://10.0.0.1/repo/dists/bookworm/InRelease: Could not connect to 10.0.0.1:80 "
+                               "(10.0.0.1). - connect (111: Connection refused)"]
+
+
 def test_update_can_be_limited_to_the_service_source() -> None:
     """--apt-source refreshes only that file and keeps the other sources' lists."""
     assert update_command("/etc/apt/sources.list.d/orders-api.sources") == (
-        "env DEBIAN_FRONTEND=noninteractive apt-get update -q "
+        "env DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8 apt-get update -q --error-on=any "
         "-o Dir::Etc::sourcelist=/etc/apt/sources.list.d/orders-api.sources "
         "-o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0"
     )
