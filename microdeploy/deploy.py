@@ -47,7 +47,16 @@ from microdeploy.deploy_commands import (
     remove_command,
 )
 from microdeploy.deploy_dryrun import plan
-from microdeploy.deploy_hosts import Clock, HostState, each, open_sessions, preflight_hosts, refresh_lists, tail
+from microdeploy.deploy_hosts import (
+    Clock,
+    HostState,
+    each,
+    note_stale_lists,
+    open_sessions,
+    preflight_hosts,
+    refresh_lists,
+    tail,
+)
 from microdeploy.deploy_plan import HEALTH_INTERVAL, DeployOptions, Rollout, make_rollout
 from microdeploy.deploy_report import DeployReport, HostReport
 from microdeploy.errors import MicrodeployError
@@ -208,6 +217,7 @@ def _upgrade_steps(state: _Rollout, host: HostState) -> None:
             failed(f"apt-get update failed (exit status {result.exit_code})\n{tail(result)}", host.before)
             return
         host.updated = True
+        note_stale_lists(host, result)
     downgrade = is_downgrade(host.before, host.version)
     if rollout.deb is not None and rollout.deb_name is not None:
         made = host.remote.run(private_dir_command())
@@ -228,7 +238,8 @@ def _upgrade_steps(state: _Rollout, host: HostState) -> None:
                                  sudo=rollout.sudo, timeout=APT_TIMEOUT)
     after = parse_query(host.remote.run(query_command(rollout.package)))
     if not result.ok:
-        failed(f"apt-get install failed (exit status {result.exit_code})\n{tail(result)}", after)
+        stale = f"\n    (apt could not refresh: {'; '.join(host.stale)})" if host.stale else ""
+        failed(f"apt-get install failed (exit status {result.exit_code})\n{tail(result)}{stale}", after)
         return
     if after != host.version:
         failed(f"{rollout.package} is at {after or 'nothing'} after installing {host.version}", after)

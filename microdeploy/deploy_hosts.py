@@ -63,6 +63,7 @@ class HostState:
     dist: Dist | None = None  # the host's Debian release, when microdeploy builds for it
     version: str = ""  # what this host installs: the build of its release of the version asked for
     pinned: str | None = None  # the version the Puppet module's apt pin holds the package at, if any
+    stale: tuple[str, ...] = ()  # the sources its `apt-get update` could not fetch ("URL: reason")
 
 
 
@@ -163,16 +164,22 @@ def refresh_lists(host: HostState, rollout: Rollout, clock: Clock, stop: threadi
     return result
 
 
+def note_stale_lists(host: HostState, refreshed: CommandResult) -> tuple[str, ...]:
+    """Record and warn of the sources the host's `apt-get update` could not fetch (it keeps their old lists)."""
+    host.stale = tuple(fetch_failures(refreshed))
+    if host.stale:
+        log.warning("%s: apt could not refresh some of its lists (it keeps the ones it had): %s",
+                    host.target.spec, "; ".join(host.stale))
+    return host.stale
+
+
 def _resolve(rollout: Rollout, members: list[HostState], clock: Clock) -> None:
     """Set the version of the hosts of one release from the versions the first of them can install."""
     first = members[0]
     refreshed = _require(first, refresh_lists(first, rollout, clock), update_command(rollout.apt_source),
                          "refreshing the APT lists")
     first.updated = True
-    stale = fetch_failures(refreshed)
-    if stale:
-        log.warning("%s: apt could not refresh some of its lists (it keeps the ones it had): %s",
-                    first.target.spec, "; ".join(stale))
+    stale = note_stale_lists(first, refreshed)
     versions = parse_madison(_checked(first, available_command(rollout.package), "listing versions").stdout,
                              rollout.package)
     for host in members:

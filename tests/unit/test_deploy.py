@@ -342,6 +342,20 @@ def test_a_source_apt_could_not_fetch_is_a_warning_when_the_version_is_there(
                                "(10.0.0.1). - connect (111: Connection refused)"]
 
 
+def test_a_later_host_that_could_not_refresh_its_lists_says_so_when_its_install_fails() -> None:
+    """h2's source is down and its old lists lack version 2: its install fails, and its report says why apt had
+    no version 2 to give."""
+    fleet = hosts("h1", "h2")
+    fleet[1].available = ("1",)
+    fleet[1].fetch_failed = UNREACHABLE
+    report, _ = run_deploy(fleet, max_failures=1)
+    assert [(h.after, h.state) for h in report.hosts] == [("2", "upgraded"), ("1", "rolled-back")]
+    error = report.hosts[1].error or ""
+    assert error.startswith("apt-get install failed (exit status 100)\n    E: Version '2' for 'orders-api' was not found")
+    assert error.endswith("(apt could not refresh: http://10.0.0.1/repo/dists/bookworm/InRelease: Could not connect "
+                          "to 10.0.0.1:80 (10.0.0.1). - connect (111: Connection refused))")
+
+
 def test_update_can_be_limited_to_the_service_source() -> None:
     """--apt-source refreshes only that file and keeps the other sources' lists."""
     assert update_command("/etc/apt/sources.list.d/orders-api.sources") == (
