@@ -351,7 +351,8 @@ def test_a_later_host_that_could_not_refresh_its_lists_says_so_when_its_install_
     report, _ = run_deploy(fleet, max_failures=1)
     assert [(h.after, h.state) for h in report.hosts] == [("2", "upgraded"), ("1", "rolled-back")]
     error = report.hosts[1].error or ""
-    assert error.startswith("apt-get install failed (exit status 100)\n    E: Version '2' for 'orders-api' was not found")
+    assert error.startswith("apt-get install failed (exit status 100)\n"
+                            "    E: Version '2' for 'orders-api' was not found")
     assert error.endswith("(apt could not refresh: http://10.0.0.1/repo/dists/bookworm/InRelease: Could not connect "
                           "to 10.0.0.1:80 (10.0.0.1). - connect (111: Connection refused))")
 
