@@ -206,9 +206,7 @@ def _upgrade_steps(state: _Rollout, host: HostState) -> None:
 
     if state.stop.is_set():
         raise _Interrupted
-    if rollout.drain and not _hook(host, rollout.drain, rollout.sudo):
-        failed(f"drain hook failed: {rollout.drain}", host.before)
-        return
+    # The lists first: a wait for the host's apt then keeps no drained host out of rotation.
     if not host.updated:
         result = refresh_lists(host, rollout, clock, state.stop)
         if state.stop.is_set():
@@ -218,6 +216,9 @@ def _upgrade_steps(state: _Rollout, host: HostState) -> None:
             return
         host.updated = True
         note_stale_lists(host, result)
+    if rollout.drain and not _hook(host, rollout.drain, rollout.sudo):
+        failed(f"drain hook failed: {rollout.drain}", host.before)
+        return
     downgrade = is_downgrade(host.before, host.version)
     if rollout.deb is not None and rollout.deb_name is not None:
         made = host.remote.run(private_dir_command())

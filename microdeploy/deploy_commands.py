@@ -227,6 +227,16 @@ def parse_madison(output: str, package: str) -> list[str]:
     return versions
 
 
+def madison_sources(output: str, package: str) -> set[str]:
+    """The repository URLs `apt-cache madison` lists the package's versions from."""
+    sources = set()
+    for line in output.splitlines():
+        columns = [column.strip() for column in line.split("|")]
+        if len(columns) >= 3 and columns[0] == package and columns[2]:
+            sources.add(columns[2].split()[0].rstrip("/") + "/")
+    return sources
+
+
 def is_downgrade(before: str | None, after: str) -> bool:
     """Whether installing `after` over `before` goes back in Debian version order."""
     return before is not None and DebianVersion(after) < DebianVersion(before)

@@ -25,6 +25,7 @@ from microdeploy.deploy_commands import (
     available_command,
     fetch_failures,
     lists_locked,
+    madison_sources,
     parse_madison,
     parse_pin,
     parse_state,
@@ -180,20 +181,23 @@ def _resolve(rollout: Rollout, members: list[HostState], clock: Clock) -> None:
                          "refreshing the APT lists")
     first.updated = True
     stale = note_stale_lists(first, refreshed)
-    versions = parse_madison(_checked(first, available_command(rollout.package), "listing versions").stdout,
-                             rollout.package)
+    listed = _checked(first, available_command(rollout.package), "listing versions").stdout
+    versions = parse_madison(listed, rollout.package)
+    # The failed sources that serve the package; all of them when no list names it yet (a first install).
+    sources = madison_sources(listed, rollout.package)
+    ours = [failure for failure in stale if not sources or any(failure.startswith(url) for url in sources)]
     for host in members:
         if host.before is not None and host.before not in versions:
             log.warning("%s: its version %s is not in the repository: a rollback there would fail",
                         host.target.spec, host.before)
     version = rollout.version if rollout.deb is not None else version_for(rollout.version, first.dist, versions)
-    if version is None and stale:
+    if version is None and ours:
         # Not a version missing from the repository: one that apt could not ask the repository about.
         raise MicrodeployError(
             f"version {rollout.version} of {rollout.package} is not in the APT lists of {first.target.spec}, which "
-            f"apt could not refresh: {'; '.join(stale)}; no host was changed",
+            f"apt could not refresh from {'; '.join(ours)}; no host was changed",
             hint=f"Check that {first.target.spec} reaches the repository (the URL in its APT sources, a proxy, a "
-                 "firewall), then deploy again",
+                 "firewall) and that the version is published, then deploy again",
         )
     if version is None:
         available = ", ".join(versions) if versions else "none"

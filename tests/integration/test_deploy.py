@@ -527,7 +527,7 @@ def test_a_repository_the_host_cannot_reach_is_named_not_taken_for_a_missing_ver
         result = run_deploy(fleet, "--version", "5.0-1", hosts=fleet.addresses[:1])
         assert result.returncode == 1, result.stderr
         assert ("version 5.0-1 of mdtest-svc is not in the APT lists of " in result.stderr
-                and "which apt could not refresh: http://" in result.stderr
+                and "which apt could not refresh from http://" in result.stderr
                 and ":9/dists/bookworm/InRelease: Could not connect to " in result.stderr), result.stderr
         result = run_deploy(fleet, "--version", "2.0-1", "--apt-source", SOURCES, hosts=fleet.addresses[:1])
         assert result.returncode == 1, result.stderr

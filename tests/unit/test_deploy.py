@@ -323,10 +323,22 @@ def test_a_version_missing_from_lists_apt_could_not_refresh_is_a_failure_naming_
         run_deploy(fleet, version="2")
     assert caught.value.exit_code == 1
     assert caught.value.message == (
-        "version 2 of orders-api is not in the APT lists of h1, which apt could not refresh: "
+        "version 2 of orders-api is not in the APT lists of h1, which apt could not refresh from "
         "http://10.0.0.1/repo/dists/bookworm/InRelease: Could not connect to 10.0.0.1:80 (10.0.0.1). - connect "
         "(111: Connection refused); no host was changed")
     assert fleet[0].installed == fleet[1].installed == "1"
+
+
+def test_a_version_missing_while_another_source_is_down_is_still_one_to_publish() -> None:
+    """Docker's source is down, the service's repository answered without version 2: 'publish it first' (exit 2),
+    not the other source's fault."""
+    docker = ("W: Failed to fetch https://download.docker.com/linux/debian/dists/bookworm/InRelease  Could not "
+              "resolve 'download.docker.com'\n")
+    fleet = hosts("h1", available=("1",), fetch_failed=docker)
+    with pytest.raises(MicrodeployError) as caught:
+        run_deploy(fleet, version="2")
+    assert caught.value.exit_code == 2
+    assert caught.value.message.startswith("version 2 of orders-api is not in the APT repository of h1 (available: 1)")
 
 
 def test_a_source_apt_could_not_fetch_is_a_warning_when_the_version_is_there(
@@ -475,11 +487,32 @@ def test_downgrade_is_allowed_explicitly() -> None:
 
 
 def test_hooks_drain_before_and_undrain_after_a_healthy_upgrade() -> None:
-    """The drain hook runs before apt and the undrain hook after the health check passes."""
+    """The drain hook runs before apt installs (after the lists' refresh, which may wait for the host's own apt and
+    does not touch the service) and the undrain hook after the health check passes."""
     fleet = hosts("h1", "h2")
     run_deploy(fleet, drain="lb-ctl drain", undrain="lb-ctl enable")
-    assert fleet[1].commands == [
-        STATE, "sh -c 'lb-ctl drain'", *upgrade_commands("2"), "sh -c 'lb-ctl enable'"]
+    update, *install = upgrade_commands("2")
+    assert fleet[1].commands == [STATE, update, "sh -c 'lb-ctl drain'", *install, "sh -c 'lb-ctl enable'"]
+
+
+def test_a_host_interrupted_while_it_waits_for_its_apt_is_not_left_drained() -> None:
+    """Ctrl-C while h2's lists are locked: h2 is reported interrupted, and its drain hook never ran."""
+    fleet = hosts("h1", "h2")
+    fleet[1].locked_updates = 10**6
+    clock = FakeClock()
+    opts = DeployOptions(version="2", name=PKG, hosts=("h1,h2",), drain="lb-ctl drain", max_failures=1)
+    stop_after = [3]
+
+    def sleep(seconds: float) -> None:  # Ctrl-C arrives during h2's third wait
+        clock.sleep(seconds)
+        stop_after[0] -= 1
+        if stop_after[0] == 0:
+            raise KeyboardInterrupt
+
+    report = deploy(opts, connect=FakeNetwork(fleet), now=clock.now, sleep=sleep)
+    assert report.result == "interrupted"
+    assert "sh -c 'lb-ctl drain'" not in fleet[1].commands
+    assert fleet[1].installed == "1"
 
 
 def test_failed_drain_changes_nothing_on_that_host() -> None:
