@@ -34,7 +34,7 @@ REMOVED: dict[str, tuple[str, str | None]] = {
     "asynchat": ("3.12", "standard-asynchat"),
     "asyncore": ("3.12", "standard-asyncore"),
     "distutils": ("3.12", "setuptools"),
-    "imp": ("3.12", None),
+    "imp": ("3.12", "zombie-imp"),
     "smtpd": ("3.12", "standard-smtpd"),
     "aifc": ("3.13", "standard-aifc"),
     "audioop": ("3.13", "audioop-lts"),
@@ -77,7 +77,8 @@ class Import:
 def standard_modules(python: str) -> frozenset[str]:
     """The standard library's top-level modules in Python `python` (X.Y)."""
     target = Version(python)
-    names = set(sys.stdlib_module_names) | set(REMOVED)
+    # __main__ is the running program's module, named nowhere in the standard library's list.
+    names = set(sys.stdlib_module_names) | set(REMOVED) | {"__main__"}
     return frozenset(name for name in names if name not in REMOVED or target < Version(REMOVED[name][0]))
 
 
@@ -169,7 +170,13 @@ def unsatisfied(wheel: Path, site_packages: Path, python: str) -> list[str]:
             if item.module not in REMOVED and item.in_function:
                 continue  # a third-party import in a function: an optional feature's, as often as not
             found.setdefault(item.module, []).append(item)
-    return [_said(module, places, python) for module, places in sorted(found.items())][:SHOWN]
+    # The standard modules first: they fail wherever the release's Python runs the code.
+    ordered = sorted(found.items(), key=lambda item: (item[0] not in REMOVED, item[0]))
+    said = [_said(module, places, python) for module, places in ordered[:SHOWN]]
+    if len(ordered) > SHOWN:
+        said.append(f"... and {len(ordered) - SHOWN} more imports of modules the venv does not have: "
+                    + ", ".join(module for module, _ in ordered[SHOWN:]))
+    return said
 
 
 def _said(module: str, places: list[Import], python: str) -> str:
@@ -183,4 +190,4 @@ def _said(module: str, places: list[Import], python: str) -> str:
     # pkg_resources came with setuptools, which venvs of Python 3.11 and older got by default; setuptools 82 has none.
     wanted = "'setuptools<82'" if module == "pkg_resources" else f"the distribution that provides {module}"
     return (f"{module} is imported by {where}, but no distribution in the service's venv provides it: the service "
-            f"fails as it starts; add {wanted} to the project's dependencies")
+            f"fails when it imports that module; add {wanted} to the project's dependencies")

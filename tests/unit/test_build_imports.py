@@ -102,9 +102,10 @@ def test_a_standard_module_later_pythons_dropped_is_named_for_those_pythons_only
     ]
     # The backports in the venv satisfy them.
     assert imports.unsatisfied(built, site_packages(tmp_path / "b", "imghdr", "cgi.py"), "3.13") == []
-    assert "imp has no replacement" not in " ".join(said)
-    assert "it has no replacement on PyPI" in imports.unsatisfied(
+    assert "add 'zombie-imp; python_version >= \"3.12\"'" in imports.unsatisfied(
         wheel(tmp_path / "c", {"a/__init__.py": "import imp\n"}), site, "3.12")[0]
+    assert "it has no replacement on PyPI" in imports.unsatisfied(
+        wheel(tmp_path / "d", {"a/__init__.py": "import spwd\n"}), site, "3.13")[0]
 
 
 def test_an_undeclared_distribution_is_named_when_a_module_imports_it_as_it_loads(tmp_path: Path) -> None:
@@ -118,8 +119,8 @@ def test_an_undeclared_distribution_is_named_when_a_module_imports_it_as_it_load
     site = site_packages(tmp_path, "yaml", "six.py", "_cffi_backend.cpython-311-x86_64-linux-gnu.so")
     assert imports.unsatisfied(built, site, "3.11") == [
         "redis is imported by orders_api/__init__.py:1, orders_api/cache.py:1, but no distribution in the "
-        "service's venv provides it: the service fails as it starts; add the distribution that provides redis to "
-        "the project's dependencies"]
+        "service's venv provides it: the service fails when it imports that module; add the distribution that "
+        "provides redis to the project's dependencies"]
 
 
 def test_a_module_with_an_invalid_escape_is_read_under_warnings_as_errors(tmp_path: Path) -> None:
@@ -165,4 +166,16 @@ def test_setuptools_gives_distutils_and_pkg_resources_is_asked_of_setuptools_bef
     old = wheel(tmp_path / "c", {"orders_api/__init__.py": "import pkg_resources\n"})
     assert imports.unsatisfied(old, site_packages(tmp_path / "d", "flask"), "3.11") == [
         "pkg_resources is imported by orders_api/__init__.py:1, but no distribution in the service's venv provides "
-        "it: the service fails as it starts; add 'setuptools<82' to the project's dependencies"]
+        "it: the service fails when it imports that module; add 'setuptools<82' to the project's dependencies"]
+
+
+def test_main_is_no_distribution_and_the_standard_modules_come_first_when_lines_are_cut(tmp_path: Path) -> None:
+    """`import __main__` (click's, a CLI's) is the running program; with more modules than SHOWN, those a release's
+    Python dropped are named first and the rest are counted."""
+    many = "".join(f"import dep{i:02d}\n" for i in range(12)) + "import __main__\nimport telnetlib\n"
+    said = imports.unsatisfied(wheel(tmp_path, {"orders_api/__init__.py": many}), site_packages(tmp_path, "flask"),
+                               "3.13")
+    assert said[0].startswith("telnetlib is not in Python 3.13")
+    assert len(said) == imports.SHOWN + 1
+    assert said[-1] == ("... and 3 more imports of modules the venv does not have: dep09, dep10, dep11")
+    assert not [line for line in said if "__main__" in line]

@@ -158,8 +158,8 @@ def test_a_write_the_sandbox_refused_gets_where_the_service_may_write(monkeypatc
     # isso 0.9.9 on a trixie host: `import cgi` in its views.
     ("cgi", "hint: cgi was removed from Python's standard library in 3.13 (trixie has Python 3.13); it imports on "
             "bookworm's 3.11 only: add 'legacy-cgi; python_version >= \"3.13\"' to the project's dependencies."),
-    ("imp", "hint: imp was removed from Python's standard library in 3.12 (trixie has Python 3.13); it imports on "
-            "bookworm's 3.11 only: the code must stop using it (PyPI has no replacement)."),
+    ("spwd", "hint: spwd was removed from Python's standard library in 3.13 (trixie has Python 3.13); it imports on "
+             "bookworm's 3.11 only: the code must stop using it (PyPI has no replacement)."),
 ])
 def test_a_module_the_venv_lacks_gets_what_to_declare(monkeypatch: pytest.MonkeyPatch, module: str,
                                                       hint: str) -> None:
