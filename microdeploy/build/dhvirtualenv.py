@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from microdeploy import dists
-from microdeploy.build import buildroot, imports
+from microdeploy.build import buildroot, imports, packagedata
 from microdeploy.build.cache import default_max_size, start_prune_after_build
 from microdeploy.build.debiandir.context import INSTALLERS, WSGI_SERVER, BuildFacts, debian_context
 from microdeploy.build.debiandir.requirements import deploy_requirements
@@ -242,8 +242,8 @@ def build_tree(settings: BuildSettings, config: ServiceConfig, facts: BuildFacts
         site_packages = package_tree / VENVS_IN_PACKAGE / config.name / "lib" / f"python{facts.python_minor}"
         wheel = beside.project_wheel()
         # What follows (records.finish) reads the package and the generators' records alone.
-        tidying.append(start_tidying(deb, [tree / SOURCE_SUBDIR, package_tree], first=lambda: warn_of_imports(
-            wheel, site_packages / "site-packages", facts.python_minor)))
+        tidying.append(start_tidying(deb, [tree / SOURCE_SUBDIR, package_tree], first=lambda: warn_of_the_wheel(
+            wheel, site_packages / "site-packages", tree / SOURCE_SUBDIR, facts.python_minor)))
 
     try:
         dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner,
@@ -255,20 +255,22 @@ def build_tree(settings: BuildSettings, config: ServiceConfig, facts: BuildFacts
     return collect(tree.parent, config.name)
 
 
-def warn_of_imports(wheel: Path | None, site_packages: Path, python: str) -> None:
-    """Warn of the project's imports the package's venv cannot satisfy (imports.py); pip's builds, which make no
-    wheel of the project, are not read."""
+def warn_of_the_wheel(wheel: Path | None, site_packages: Path, source: Path, python: str) -> None:
+    """Warn of what the project's wheel leaves out: imports the package's venv cannot satisfy (imports.py), files
+    of its packages the checkout has (packagedata.py). pip's builds, which make no wheel of the project, are not
+    read."""
     if wheel is None:
         return
     try:
         said = imports.unsatisfied(wheel, site_packages, python)
+        gaps = packagedata.missing(wheel, source)
     except (OSError, zipfile.BadZipFile) as exc:
-        log.debug("imports not read: %s", exc)
+        log.debug("the project's wheel not read: %s", exc)
         return
-    except Exception:  # advice only: a module this reading cannot take never fails or untidies the build
-        log.debug("imports not read", exc_info=True)
+    except Exception:  # advice only: a wheel this reading cannot take never fails or untidies the build
+        log.debug("the project's wheel not read", exc_info=True)
         return
-    for line in said:
+    for line in said + ([packagedata.said(gaps)] if gaps else []):
         log.warning("%s", line)
 
 
