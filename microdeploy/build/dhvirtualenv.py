@@ -243,7 +243,8 @@ def build_tree(settings: BuildSettings, config: ServiceConfig, facts: BuildFacts
         wheel = beside.project_wheel()
         # What follows (records.finish) reads the package and the generators' records alone.
         tidying.append(start_tidying(deb, [tree / SOURCE_SUBDIR, package_tree], first=lambda: warn_of_the_wheel(
-            wheel, site_packages / "site-packages", tree / SOURCE_SUBDIR, facts.python_minor)))
+            wheel, site_packages / "site-packages", tree / SOURCE_SUBDIR, facts.python_minor,
+            config.app.partition(":")[0])))
 
     try:
         dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner,
@@ -255,14 +256,15 @@ def build_tree(settings: BuildSettings, config: ServiceConfig, facts: BuildFacts
     return collect(tree.parent, config.name)
 
 
-def warn_of_the_wheel(wheel: Path | None, site_packages: Path, source: Path, python: str) -> None:
+def warn_of_the_wheel(wheel: Path | None, site_packages: Path, source: Path, python: str, app_module: str
+                      ) -> None:
     """Warn of what the project's wheel leaves out: imports the package's venv cannot satisfy (imports.py), files
     of its packages the checkout has (packagedata.py). pip's builds, which make no wheel of the project, are not
     read."""
     if wheel is None:
         return
     try:
-        said = imports.unsatisfied(wheel, site_packages, python)
+        said = imports.unsatisfied(wheel, site_packages, python, app_module)
         gaps = packagedata.missing(wheel, source)
     except (OSError, zipfile.BadZipFile) as exc:
         log.debug("the project's wheel not read: %s", exc)

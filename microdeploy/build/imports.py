@@ -66,12 +66,17 @@ SHOWN = 10  # imports named at most, per build
 
 @dataclass(frozen=True)
 class Import:
-    """A top-level module name imported at `path`:`line`; `in_function`: only when a function runs."""
+    """An import at `path`:`line`: the top-level module name (empty for a relative import), the module named
+    (`a.b` of `from ..a.b import c`), its level of dots and the names taken from it; `in_function`: only when a
+    function runs."""
 
     module: str
     path: str
     line: int
     in_function: bool
+    dotted: str = ""
+    level: int = 0
+    names: tuple[str, ...] = ()
 
 
 def standard_modules(python: str) -> frozenset[str]:
@@ -109,10 +114,12 @@ def _imports(body: Iterable[ast.stmt], path: str, in_function: bool) -> Iterator
     for node in body:
         if isinstance(node, ast.Import):
             for alias in node.names:
-                yield Import(alias.name.partition(".")[0], path, node.lineno, in_function)
+                yield Import(alias.name.partition(".")[0], path, node.lineno, in_function, alias.name)
         elif isinstance(node, ast.ImportFrom):
-            if node.level == 0 and node.module and node.module != "__future__":
-                yield Import(node.module.partition(".")[0], path, node.lineno, in_function)
+            if node.module != "__future__":
+                top = (node.module or "").partition(".")[0] if node.level == 0 else ""
+                yield Import(top, path, node.lineno, in_function, node.module or "", node.level,
+                             tuple(alias.name for alias in node.names))
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             yield from _imports(node.body, path, in_function=True)
         elif isinstance(node, ast.ClassDef):
@@ -152,34 +159,76 @@ def _not_run(path: PurePosixPath) -> bool:
             or path.name.startswith("test_") or path.name.endswith("_test.py"))
 
 
-def unsatisfied(wheel: Path, site_packages: Path, python: str) -> list[str]:
+def module_name(path: str) -> str:
+    """The dotted name of a wheel's module file: `pkg/sub/__init__.py` is `pkg.sub`."""
+    parts = PurePosixPath(path).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def loaded_with(app_module: str, parsed: dict[str, tuple[str, list[Import]]]) -> set[str]:
+    """The project's modules that loading `app_module` loads: its packages, and what their module-level code
+    imports, unconditionally, from the project, over and over."""
+    loaded: set[str] = set()
+    todo = [app_module]
+    while todo:
+        parts = todo.pop().split(".")
+        for end in range(1, len(parts) + 1):  # a module's packages load before it
+            name = ".".join(parts[:end])
+            if name not in parsed or name in loaded:
+                continue
+            loaded.add(name)
+            path, items = parsed[name]
+            package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
+            for item in items:
+                if item.in_function:
+                    continue
+                base = item.dotted if item.level == 0 else _relative(package, item.level, item.dotted)
+                if base:
+                    todo.append(base)
+                    todo.extend(f"{base}.{taken}" for taken in item.names if taken != "*")
+    return loaded
+
+
+def _relative(package: str, level: int, dotted: str) -> str:
+    parts = package.split(".")
+    if level - 1 >= len(parts):
+        return ""
+    return ".".join([*parts[:len(parts) - (level - 1)], *([dotted] if dotted else [])])
+
+
+def unsatisfied(wheel: Path, site_packages: Path, python: str, app_module: str | None = None) -> list[str]:
     """What the build says about the project's imports its venv cannot satisfy under Python `python`: one line
-    per module, at most SHOWN."""
+    per module, at most SHOWN. A standard module Python dropped counts wherever it is imported; a distribution
+    nobody declared where loading `app_module` (the service's WSGI module) imports it, if it is the project's."""
     own, sources = wheel_modules(wheel)
     have = provided(site_packages) | own
     standard = standard_modules(python)
-    found: dict[str, list[Import]] = {}
+    parsed: dict[str, tuple[str, list[Import]]] = {}
     for path, source in sources:
         try:
-            imports = list(unconditional_imports(source, path))
+            parsed[module_name(path)] = (path, list(unconditional_imports(source, path)))
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue  # not Python this interpreter reads (the host's compileall will say so), or too deep to read
+    loaded = loaded_with(app_module, parsed) if app_module in parsed else None
+    found: dict[str, list[Import]] = {}
+    for name, (_, imports) in parsed.items():
         for item in imports:
-            if item.module in have or item.module in standard:
+            if not item.module or item.module in have or item.module in standard:
                 continue
-            if item.module not in REMOVED and item.in_function:
-                continue  # a third-party import in a function: an optional feature's, as often as not
+            if item.module not in REMOVED and (item.in_function or (loaded is not None and name not in loaded)):
+                continue  # a third-party import in a function or a module the app does not load: a plugin's
             found.setdefault(item.module, []).append(item)
     # The standard modules first: they fail wherever the release's Python runs the code.
     ordered = sorted(found.items(), key=lambda item: (item[0] not in REMOVED, item[0]))
-    said = [_said(module, places, python) for module, places in ordered[:SHOWN]]
+    starting = app_module if loaded is not None else None
+    said = [_said(module, places, python, starting) for module, places in ordered[:SHOWN]]
     if len(ordered) > SHOWN:
         said.append(f"... and {len(ordered) - SHOWN} more imports of modules the venv does not have: "
                     + ", ".join(module for module, _ in ordered[SHOWN:]))
     return said
 
 
-def _said(module: str, places: list[Import], python: str) -> str:
+def _said(module: str, places: list[Import], python: str, starting: str | None = None) -> str:
     where = ", ".join(f"{place.path}:{place.line}" for place in places[:3]) + (", ..." if len(places) > 3 else "")
     if module in REMOVED:
         gone, backport = REMOVED[module]
@@ -189,5 +238,8 @@ def _said(module: str, places: list[Import], python: str) -> str:
                 f"imports it: the service fails when that runs; {fix}")
     # pkg_resources came with setuptools, which venvs of Python 3.11 and older got by default; setuptools 82 has none.
     wanted = "'setuptools<82'" if module == "pkg_resources" else f"the distribution that provides {module}"
+    when = f"as it starts (loading {starting} imports it)" if starting else "when it imports that module"
+    extra = "" if module == "pkg_resources" else " (or, where an extra of the project requires it, build with that " \
+        "extra: extras)"
     return (f"{module} is imported by {where}, but no distribution in the service's venv provides it: the service "
-            f"fails when it imports that module; add {wanted} to the project's dependencies")
+            f"fails {when}; add {wanted} to the project's dependencies{extra}")

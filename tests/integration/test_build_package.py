@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import subprocess
 from pathlib import Path
@@ -233,6 +234,28 @@ def test_directories_named_dist_and_build_below_the_root_are_packaged(tmp_path: 
     assert f"{site}/static/dist/app.js" in paths
     assert f"{site}/build/__init__.py" in paths
     assert not [path for path in paths if path.endswith("stale.txt")]
+
+
+def test_templates_the_wheel_leaves_out_are_named_by_the_build(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """A template added to the package but not to setuptools' package-data is not in the wheel (the service would
+    answer TemplateNotFound): the build names its folder; declared, it ships and the build is quiet."""
+    project = new_service(tmp_path, "pages-api")
+    (project / "src" / "pages_api" / "templates").mkdir()
+    (project / "src" / "pages_api" / "templates" / "index.html").write_text("<h1>{{ title }}</h1>\n")
+    with caplog.at_level(logging.WARNING):
+        result = build_service(project, tmp_path / "out")
+    site = "/opt/venvs/pages-api/lib/python3.11/site-packages/pages_api"
+    assert f"{site}/templates/index.html" not in deb_paths(result.deb)
+    assert [message for message in caplog.messages if message.startswith(
+        "pages_api/templates/ (1 file): in the project's checkout but not in its wheel, so not in the package")]
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('["default_config.ini"', '["default_config.ini", "templates/*"'))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        result = build_service(project, tmp_path / "declared")
+    assert f"{site}/templates/index.html" in deb_paths(result.deb)
+    assert not [message for message in caplog.messages if "not in its wheel" in message]
 
 
 @pytest.mark.parametrize("uv", [None, ""])

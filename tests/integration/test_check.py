@@ -449,8 +449,8 @@ def test_a_public_app_that_imports_pkg_resources_without_requiring_setuptools_is
     project = unpacked_sdist("archivy", "1.7.7", tmp_path)
     with caplog.at_level(logging.WARNING):
         built = build_service(project, tmp_path / "dist", name="archivy", app="archivy:app", port=8130)
-    assert ("pkg_resources is imported by archivy/cli.py:3, archivy/models.py:2, archivy/routes.py:3, but no "
-            "distribution in the service's venv provides it: the service fails when it imports that module; add "
+    assert ("pkg_resources is imported by archivy/models.py:2, archivy/routes.py:3, but no distribution in the "
+            "service's venv provides it: the service fails as it starts (loading archivy imports it); add "
             "'setuptools<82' to the project's dependencies") in caplog.messages
     status, report, _ = run_check(built.deb, "--skip", "lintian", "--skip", "piuparts")
     unit = checks(report)["unit"]

@@ -78,11 +78,14 @@ def site_packages(tmp_path: Path, *names: str) -> Path:
 
 def test_unconditional_imports_are_those_that_run_whenever_their_code_does() -> None:
     """try/except ImportError, if (TYPE_CHECKING, version checks), suppress(): conditional; a function's imports
-    run with it, a class body's with the module; relative and __future__ imports are not modules to find."""
+    run with it, a class body's with the module; a relative import has no top-level name; __future__ is none."""
     found = [(i.module, i.line, i.in_function) for i in imports.unconditional_imports(GUARDED, "store.py")]
     assert found == [("sys", 1, False), ("typing", 2, False), ("psycopg2", 24, True), ("sqlalchemy", 28, False)]
-    found = [(i.module, i.in_function) for i in imports.unconditional_imports(UPLOADS, "uploads.py")]
-    assert found == [("imghdr", False), ("os", False), ("cgi", True)]
+    found = [(i.module, i.dotted, i.level, i.names, i.in_function)
+             for i in imports.unconditional_imports(UPLOADS, "uploads.py")]
+    assert found == [("imghdr", "imghdr", 0, (), False), ("os", "os.path", 0, (), False),
+                     ("", "", 1, ("store",), False), ("", "store", 1, ("items",), False),
+                     ("cgi", "cgi", 0, (), True)]
 
 
 def test_a_standard_module_later_pythons_dropped_is_named_for_those_pythons_only(tmp_path: Path) -> None:
@@ -120,7 +123,8 @@ def test_an_undeclared_distribution_is_named_when_a_module_imports_it_as_it_load
     assert imports.unsatisfied(built, site, "3.11") == [
         "redis is imported by orders_api/__init__.py:1, orders_api/cache.py:1, but no distribution in the "
         "service's venv provides it: the service fails when it imports that module; add the distribution that "
-        "provides redis to the project's dependencies"]
+        "provides redis to the project's dependencies (or, where an extra of the project requires it, build with "
+        "that extra: extras)"]
 
 
 def test_a_module_with_an_invalid_escape_is_read_under_warnings_as_errors(tmp_path: Path) -> None:
@@ -179,3 +183,31 @@ def test_main_is_no_distribution_and_the_standard_modules_come_first_when_lines_
     assert len(said) == imports.SHOWN + 1
     assert said[-1] == ("... and 3 more imports of modules the venv does not have: dep09, dep10, dep11")
     assert not [line for line in said if "__main__" in line]
+
+
+# A plugin architecture, as pygeoapi's providers: the app's module loads its views and a registry of names; each
+# provider module imports its backend's client, which only a site that configures it installs.
+PLUGINS = {
+    "geo/__init__.py": "",
+    "geo/app.py": ("from flask import Flask\nfrom . import views\nfrom .plugins import REGISTRY\n"
+                   "app = Flask(__name__)\n"),
+    "geo/views.py": "import redis\nfrom geo.util import helper\n",
+    "geo/util.py": "import yaml\n",
+    "geo/plugins/__init__.py": "REGISTRY = {'es': 'geo.plugins.es_:Provider'}\n",
+    "geo/plugins/es_.py": "import elasticsearch\nimport telnetlib\n",
+    "geo/cli.py": "import click\n",
+}
+
+
+def test_a_distribution_nobody_declared_counts_where_loading_the_app_imports_it(tmp_path: Path) -> None:
+    """From geo.app: views (redis) and util (yaml) load; the plugin's elasticsearch and the CLI's click do not,
+    while the plugin's telnetlib, gone from 3.13, is named all the same. Without the app's module: all of them."""
+    built = wheel(tmp_path, PLUGINS)
+    site = site_packages(tmp_path, "flask")
+    said = imports.unsatisfied(built, site, "3.13", "geo.app")
+    assert [line.split(" ", 1)[0] for line in said] == ["telnetlib", "redis", "yaml"]
+    assert ("the service fails as it starts (loading geo.app imports it); add the distribution that provides redis "
+            "to the project's dependencies") in said[1]
+    everything = imports.unsatisfied(built, site, "3.13", "somewhere.else")
+    assert [line.split(" ", 1)[0] for line in everything] == ["telnetlib", "click", "elasticsearch", "redis", "yaml"]
+    assert "fails when it imports that module" in everything[1]
