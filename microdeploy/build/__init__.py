@@ -12,6 +12,9 @@ The modules, in the order a build uses them:
     fastpath/       what makes that build fast: the installer (uv or pip), the project's wheel and
                     a copy of the dependency layer made on the other core (jobs.py), and
                     contract.py, every name they share with the debian/ scripts
+    imports.py      what the built package's venv cannot import (removed standard modules,
+                    undeclared distributions), read from the project's wheel for a warning
+    packagedata.py  the Flask templates/static files the checkout has and the wheel leaves out
     stdeb.py        the stdeb backend (pure libraries as python3-NAME)
     dpkg.py         dpkg-buildpackage and dpkg's generators, for both backends
     output.py       the output directory and the result
