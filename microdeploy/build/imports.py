@@ -167,7 +167,8 @@ def module_name(path: str) -> str:
 
 def loaded_with(app_module: str, parsed: dict[str, tuple[str, list[Import]]]) -> set[str]:
     """The project's modules that loading `app_module` loads: its packages, and what their module-level code
-    imports, unconditionally, from the project, over and over."""
+    imports, unconditionally, from the project, over and over; in the app's module its functions' imports too,
+    as an app factory (`create_app()`) imports its blueprints in its body."""
     loaded: set[str] = set()
     todo = [app_module]
     while todo:
@@ -180,7 +181,7 @@ def loaded_with(app_module: str, parsed: dict[str, tuple[str, list[Import]]]) ->
             path, items = parsed[name]
             package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
             for item in items:
-                if item.in_function:
+                if item.in_function and name != app_module:
                     continue
                 base = item.dotted if item.level == 0 else _relative(package, item.level, item.dotted)
                 if base:

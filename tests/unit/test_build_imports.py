@@ -211,3 +211,17 @@ def test_a_distribution_nobody_declared_counts_where_loading_the_app_imports_it(
     everything = imports.unsatisfied(built, site, "3.13", "somewhere.else")
     assert [line.split(" ", 1)[0] for line in everything] == ["telnetlib", "click", "elasticsearch", "redis", "yaml"]
     assert "fails when it imports that module" in everything[1]
+
+
+def test_an_app_factory_s_blueprints_are_loaded_with_it(tmp_path: Path) -> None:
+    """create_app() imports its blueprints in its body, as Flask's tutorial writes it: their module-level imports
+    count; a function of another module (a CLI command's) does not lead anywhere."""
+    built = wheel(tmp_path, {
+        "shop/__init__.py": ("from flask import Flask\n\ndef create_app():\n    app = Flask(__name__)\n"
+                             "    from . import auth\n    from .blog import bp\n    return app\n"),
+        "shop/auth.py": "import flask_login\n\ndef command():\n    from . import tools\n",
+        "shop/blog.py": "import markdown\nbp = None\n",
+        "shop/tools.py": "import click\n",
+    })
+    said = imports.unsatisfied(built, site_packages(tmp_path, "flask"), "3.11", "shop")
+    assert [line.split(" ", 1)[0] for line in said] == ["flask_login", "markdown"]
