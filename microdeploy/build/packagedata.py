@@ -12,10 +12,11 @@ and its pages fail with TemplateNotFound.
 from __future__ import annotations
 
 import os
-import subprocess
 import zipfile
 from collections import Counter
 from pathlib import Path, PurePosixPath
+
+from microdeploy.process import Runner, run
 
 # Where Flask looks for them beside a module (Flask's and Blueprint's template_folder and static_folder defaults):
 # other directories of a package may hold sources of what the wheel carries built (isso's js/, a frontend/).
@@ -28,7 +29,7 @@ _NOT_RUN = {"tests", "test", "_tests", "testing", "docs", "doc", "examples", "ex
 SHOWN = 5  # directories named at most
 
 
-def missing(wheel: Path, source: Path) -> dict[str, int]:
+def missing(wheel: Path, source: Path, runner: Runner = run) -> dict[str, int]:
     """The templates and static folders of the project's packages (`shopweb/templates/`,
     `shopweb/admin/static/`) with files the checkout at `source` tracks and the wheel lacks, and how many."""
     with zipfile.ZipFile(wheel) as archive:
@@ -42,7 +43,7 @@ def missing(wheel: Path, source: Path) -> dict[str, int]:
     for package in sorted(packages):
         for where in (source / "src" / package, source / package):
             if where.is_dir():
-                for relative in _tracked_files(source, where):
+                for relative in _tracked_files(source, where, runner):
                     inside = PurePosixPath(package, *relative.parts)
                     if not _runs_with(relative) or str(inside) in members:
                         continue
@@ -53,14 +54,14 @@ def missing(wheel: Path, source: Path) -> dict[str, int]:
     return dict(gaps)
 
 
-def _tracked_files(source: Path, package: Path) -> list[PurePosixPath]:
+def _tracked_files(source: Path, package: Path, runner: Runner) -> list[PurePosixPath]:
     """The files below `package`, relative to it: those git tracks in a checkout, else every file."""
     if (source / ".git").exists():
-        listed = subprocess.run(["git", "-C", str(source), "ls-files", "-z", "--", str(package.relative_to(source))],
-                                capture_output=True, check=False)
+        listed = runner(["git", "-C", str(source), "ls-files", "-z", "--", str(package.relative_to(source))],
+                        check=False)
         if listed.returncode == 0:
             prefix = PurePosixPath(package.relative_to(source).as_posix())
-            return [PurePosixPath(name).relative_to(prefix) for name in listed.stdout.decode().split("\0") if name]
+            return [PurePosixPath(name).relative_to(prefix) for name in listed.stdout.split("\0") if name]
     return [PurePosixPath(os.path.relpath(os.path.join(directory, name), package))
             for directory, _, names in os.walk(package) for name in names]
 
