@@ -51,7 +51,6 @@ from microdeploy.deploy_hosts import (
     Clock,
     HostState,
     each,
-    note_stale_lists,
     open_sessions,
     preflight_hosts,
     refresh_lists,
@@ -214,8 +213,6 @@ def _upgrade_steps(state: _Rollout, host: HostState) -> None:
         if not result.ok:
             failed(f"apt-get update failed (exit status {result.exit_code})\n{tail(result)}", host.before)
             return
-        host.updated = True
-        note_stale_lists(host, result)
     if rollout.drain and not _hook(host, rollout.drain, rollout.sudo):
         failed(f"drain hook failed: {rollout.drain}", host.before)
         return

@@ -148,7 +148,8 @@ def _warn_of_pins(rollout: Rollout, hosts: list[HostState]) -> None:
 
 def refresh_lists(host: HostState, rollout: Rollout, clock: Clock, stop: threading.Event | None = None
                   ) -> CommandResult:
-    """`apt-get update` on the host, tried again while the host's own apt holds the lists' lock.
+    """`apt-get update` on the host, tried again while the host's own apt holds the lists' lock; once it
+    succeeds, the host is marked updated, with the sources it could not fetch (it keeps their old lists).
 
     apt-daily refreshes the lists soon after a host boots, and `apt-get update`
     fails at once on their lock instead of waiting for it, as apt-get install
@@ -162,30 +163,25 @@ def refresh_lists(host: HostState, rollout: Rollout, clock: Clock, stop: threadi
         if attempt == 0:
             log.info("%s: another apt holds the APT lists; waiting up to %.0f s for it", host.target.spec, LOCK_WAIT)
         clock.sleep(LOCK_RETRY_INTERVAL)
+    if result.ok:
+        host.updated = True
+        host.stale = tuple(fetch_failures(result))
+        if host.stale:
+            log.warning("%s: apt could not refresh some of its lists (it keeps the ones it had): %s",
+                        host.target.spec, "; ".join(host.stale))
     return result
-
-
-def note_stale_lists(host: HostState, refreshed: CommandResult) -> tuple[str, ...]:
-    """Record and warn of the sources the host's `apt-get update` could not fetch (it keeps their old lists)."""
-    host.stale = tuple(fetch_failures(refreshed))
-    if host.stale:
-        log.warning("%s: apt could not refresh some of its lists (it keeps the ones it had): %s",
-                    host.target.spec, "; ".join(host.stale))
-    return host.stale
 
 
 def _resolve(rollout: Rollout, members: list[HostState], clock: Clock) -> None:
     """Set the version of the hosts of one release from the versions the first of them can install."""
     first = members[0]
-    refreshed = _require(first, refresh_lists(first, rollout, clock), update_command(rollout.apt_source),
-                         "refreshing the APT lists")
-    first.updated = True
-    stale = note_stale_lists(first, refreshed)
+    _require(first, refresh_lists(first, rollout, clock), update_command(rollout.apt_source),
+             "refreshing the APT lists")
     listed = _checked(first, available_command(rollout.package), "listing versions").stdout
     versions = parse_madison(listed, rollout.package)
     # The failed sources that serve the package; all of them when no list names it yet (a first install).
     sources = madison_sources(listed, rollout.package)
-    ours = [failure for failure in stale if not sources or any(failure.startswith(url) for url in sources)]
+    ours = [failure for failure in first.stale if not sources or any(failure.startswith(url) for url in sources)]
     for host in members:
         if host.before is not None and host.before not in versions:
             log.warning("%s: its version %s is not in the repository: a rollback there would fail",
