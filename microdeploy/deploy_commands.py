@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterator
 
 from debian.deb822 import Deb822
 from debian.debian_support import Version as DebianVersion
@@ -217,24 +218,22 @@ def parse_pin(result: CommandResult, package: str) -> str | None:
     return None
 
 
-def parse_madison(output: str, package: str) -> list[str]:
-    """The versions `apt-cache madison` lists for the package."""
-    versions = []
+def _madison_rows(output: str, package: str) -> Iterator[tuple[str, str]]:
+    """(version, source) of each line `apt-cache madison` prints for the package."""
     for line in output.splitlines():
         columns = [column.strip() for column in line.split("|")]
-        if len(columns) >= 3 and columns[0] == package and columns[1] not in versions:
-            versions.append(columns[1])
-    return versions
+        if len(columns) >= 3 and columns[0] == package:
+            yield columns[1], columns[2]
+
+
+def parse_madison(output: str, package: str) -> list[str]:
+    """The versions `apt-cache madison` lists for the package."""
+    return list(dict.fromkeys(version for version, _ in _madison_rows(output, package)))
 
 
 def madison_sources(output: str, package: str) -> set[str]:
     """The repository URLs `apt-cache madison` lists the package's versions from."""
-    sources = set()
-    for line in output.splitlines():
-        columns = [column.strip() for column in line.split("|")]
-        if len(columns) >= 3 and columns[0] == package and columns[2]:
-            sources.add(columns[2].split()[0].rstrip("/") + "/")
-    return sources
+    return {source.split()[0].rstrip("/") + "/" for _, source in _madison_rows(output, package) if source}
 
 
 def is_downgrade(before: str | None, after: str) -> bool:
