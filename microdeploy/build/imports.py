@@ -59,8 +59,8 @@ REMOVED: dict[str, tuple[str, str | None]] = {
 }
 # Exceptions whose handler makes the imports of its `try` optional.
 _IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
-# Directories of a wheel whose modules the service does not import as it runs.
-_NOT_RUN = {"tests", "test", "_tests", "testing", "docs", "doc", "examples", "example"}
+# Directories of a wheel whose files the service does not use as it runs (packagedata.py's too).
+NOT_RUN = frozenset({"tests", "test", "_tests", "testing", "docs", "doc", "examples", "example"})
 SHOWN = 10  # imports named at most, per build
 
 
@@ -144,18 +144,18 @@ def _catches_import_error(handler: ast.ExceptHandler) -> bool:
                for name in caught)
 
 
-def wheel_modules(wheel: Path) -> tuple[set[str], Iterator[tuple[str, str]]]:
+def wheel_modules(wheel: Path) -> tuple[set[str], list[tuple[str, str]]]:
     """The top-level names a wheel installs, and its modules' (path, source) that the service may run."""
     with zipfile.ZipFile(wheel) as archive:
         names = [name for name in archive.namelist() if ".dist-info/" not in name and ".data/" not in name]
         top = {PurePosixPath(name).parts[0].partition(".")[0] for name in names}
         sources = [(name, archive.read(name).decode("utf-8", errors="replace")) for name in names
                    if name.endswith(".py") and not _not_run(PurePosixPath(name))]
-    return top, iter(sources)
+    return top, sources
 
 
 def _not_run(path: PurePosixPath) -> bool:
-    return (bool(_NOT_RUN.intersection(path.parts[:-1])) or path.name == "conftest.py"
+    return (bool(NOT_RUN.intersection(path.parts[:-1])) or path.name == "conftest.py"
             or path.name.startswith("test_") or path.name.endswith("_test.py"))
 
 
@@ -229,14 +229,21 @@ def unsatisfied(wheel: Path, site_packages: Path, python: str, app_module: str |
     return said
 
 
+def backport_requirement(module: str) -> str | None:
+    """The requirement that gives back a standard module Python dropped, quoted, under its marker; None without one
+    (or for a module Python did not drop)."""
+    gone, backport = REMOVED.get(module, ("", None))
+    return f"'{backport}; python_version >= \"{gone}\"'" if backport else None
+
+
 def _said(module: str, places: list[Import], python: str, starting: str | None = None) -> str:
     where = ", ".join(f"{place.path}:{place.line}" for place in places[:3]) + (", ..." if len(places) > 3 else "")
     if module in REMOVED:
-        gone, backport = REMOVED[module]
-        fix = (f"add '{backport}; python_version >= \"{gone}\"' to the project's dependencies, or stop using it"
-               if backport else "it has no replacement on PyPI: the code must stop using it")
-        return (f"{module} is not in Python {python} (removed from the standard library in {gone}), and {where} "
-                f"imports it: the service fails when that runs; {fix}")
+        backport = backport_requirement(module)
+        fix = (f"add {backport} to the project's dependencies, or stop using it" if backport
+               else "it has no replacement on PyPI: the code must stop using it")
+        return (f"{module} is not in Python {python} (removed from the standard library in {REMOVED[module][0]}), "
+                f"and {where} imports it: the service fails when that runs; {fix}")
     # pkg_resources came with setuptools, which venvs of Python 3.11 and older got by default; setuptools 82 has none.
     wanted = "'setuptools<82'" if module == "pkg_resources" else f"the distribution that provides {module}"
     when = f"as it starts (loading {starting} imports it)" if starting else "when it imports that module"

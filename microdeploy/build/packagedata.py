@@ -16,6 +16,7 @@ import zipfile
 from collections import Counter
 from pathlib import Path, PurePosixPath
 
+from microdeploy.build.imports import NOT_RUN
 from microdeploy.process import Runner, run
 
 # Where Flask looks for them beside a module (Flask's and Blueprint's template_folder and static_folder defaults):
@@ -23,9 +24,8 @@ from microdeploy.process import Runner, run
 _FLASK_FOLDERS = {"templates", "static"}
 # Sources of files the wheel carries compiled (style sheets, scripts), or not at all.
 _SOURCE_ONLY = {".scss", ".sass", ".less", ".ts", ".tsx", ".jsx", ".vue", ".py", ".pyc", ".pyo", ".pyi"}
-# Directories of a package the service does not use as it runs.
-_NOT_RUN = {"tests", "test", "_tests", "testing", "docs", "doc", "examples", "example", "__pycache__",
-            "node_modules"}
+# Directories of a package the service does not use as it runs: imports.py's, and what tools leave there.
+_NOT_RUN = NOT_RUN | {"__pycache__", "node_modules"}
 SHOWN = 5  # directories named at most
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from microdeploy.build.imports import REMOVED
+from microdeploy.build.imports import REMOVED, backport_requirement
 
 __all__ = ["LINGERING_WORKERS", "for_last_word"]
 
@@ -54,11 +54,12 @@ def missing_module_hint(why: str) -> str:
         return ("hint: setuptools, which venvs of Python 3.11 and older got by default, is in the service's venv only "
                 "when a distribution in it requires it: add setuptools to the project's dependencies, or build with "
                 "--keep-installers.")
-    if missing.group(1) in REMOVED:
-        gone, backport = REMOVED[missing.group(1)]
-        fix = (f"add '{backport}; python_version >= \"{gone}\"' to the project's dependencies" if backport
+    module = missing.group(1)
+    if module in REMOVED:
+        backport = backport_requirement(module)
+        fix = (f"add {backport} to the project's dependencies" if backport
                else "the code must stop using it (PyPI has no replacement)")
-        return (f"hint: {missing.group(1)} was removed from Python's standard library in {gone} (trixie has "
+        return (f"hint: {module} was removed from Python's standard library in {REMOVED[module][0]} (trixie has "
                 f"Python 3.13); it imports on bookworm's 3.11 only: {fix}.")
     return (f"hint: no distribution in the service's venv provides the module {missing.group(1)}: the project, or one "
             "of its dependencies, imports it without requiring it; add the distribution that provides it to the "
