@@ -178,13 +178,14 @@ class FabricConnector:
         self.identity = identity
         self.accept_new_host_keys = accept_new_host_keys
         self.connect_timeout = connect_timeout
-        # paramiko reads no Include line: the files they name are put in place (sshconfig.py), once, before
-        # any host is connected to.
-        self.expanded = sshconfig.expanded_text(ssh_config)
+        # paramiko reads no Include line: the files they name are put in place (sshconfig.py), and the result
+        # parsed, once, before any host is connected to.
+        expanded = sshconfig.expanded_text(ssh_config)
+        self.expanded = paramiko.SSHConfig.from_text(expanded) if expanded is not None else None
 
     def __call__(self, target: Target) -> FabricRemote:
         """Connect and authenticate, or raise MicrodeployError saying why not."""
-        config = (fabric.Config(ssh_config=paramiko.SSHConfig.from_text(self.expanded)) if self.expanded is not None
+        config = (fabric.Config(ssh_config=self.expanded) if self.expanded is not None
                   else fabric.Config(runtime_ssh_path=str(self.ssh_config) if self.ssh_config else None))
         connect_kwargs: dict[str, Any] = {}
         if self.identity is not None:
