@@ -239,12 +239,12 @@ def build_tree(settings: BuildSettings, config: ServiceConfig, facts: BuildFacts
             chunks = installer.cache_root / datapack.CHUNKS_KIND if installer.cache_root is not None else None
             datapack.compress_members(deb, config.compression_level, chunks, venv=f"{VENVS_IN_PACKAGE}/{config.name}")
         package_tree = tree / "debian" / config.name
-        site_packages = package_tree / VENVS_IN_PACKAGE / config.name / "lib" / f"python{facts.python_minor}"
+        venv = package_tree / VENVS_IN_PACKAGE / config.name
+        site_packages = venv / "lib" / f"python{facts.python_minor}" / "site-packages"
         wheel = beside.project_wheel()
         # What follows (records.finish) reads the package and the generators' records alone.
         tidying.append(start_tidying(deb, [tree / SOURCE_SUBDIR, package_tree], first=lambda: warn_of_the_wheel(
-            wheel, site_packages / "site-packages", tree / SOURCE_SUBDIR, facts.python_minor,
-            config.app.partition(":")[0])))
+            wheel, site_packages, tree / SOURCE_SUBDIR, facts.python_minor, config.app.partition(":")[0])))
 
     try:
         dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner,
