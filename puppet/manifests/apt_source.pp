@@ -90,11 +90,26 @@ class microdeploy::apt_source (
   }
 
   # Only this source is refreshed: a host whose other mirrors are unreachable
-  # still gets our package lists, and apt-get exits non-zero only for us.
-  $update = "/usr/bin/apt-get update -o Dir::Etc::SourceList=${sources_path} -o Dir::Etc::SourceParts=- -o APT::Get::List-Cleanup=0"
+  # still gets our package lists. apt-get update exits 0 when a source cannot
+  # be fetched (it keeps the old lists); --error-on=any makes an unreachable
+  # repository fail here, by its URL, not later as a version apt cannot find.
+  $update_lists = [
+    '/usr/bin/apt-get update --error-on=any',
+    "-o Dir::Etc::SourceList=${sources_path} -o Dir::Etc::SourceParts=- -o APT::Get::List-Cleanup=0",
+  ].join(' ')
+  # apt-get update does not wait for the lists' lock, which the host's own
+  # apt-daily holds for a while after each boot: try again while apt's
+  # message names the lock (its path is in every translation), up to 300 s.
+  $update = [
+    "for try in \$(seq 150); do out=\$(${update_lists} 2>&1); status=\$?;",
+    'case "$out" in */var/lib/apt/lists/lock*) sleep 2 ;; *) break ;; esac; done;',
+    'printf "%s\n" "$out"; exit $status',
+  ].join(' ')
 
   exec { 'microdeploy-apt-update':
     command     => $update,
+    provider    => 'shell',
+    timeout     => 900,
     refreshonly => true,
     logoutput   => 'on_failure',
     subscribe   => File[$keyring, $sources_path],
@@ -112,6 +127,7 @@ class microdeploy::apt_source (
       command   => $update,
       unless    => $all_known,
       provider  => 'shell',
+      timeout   => 900,
       logoutput => 'on_failure',
       require   => Exec['microdeploy-apt-update'],
     }

@@ -129,8 +129,12 @@ define microdeploy::service (
     }
   }
 
+  # apt-get fails at once on dpkg's lock unless told to wait, and the host's
+  # unattended-upgrades holds it daily. Puppet's apt provider passes these
+  # options to installs only, not to removals.
   package { $title:
-    ensure => $package_ensure,
+    ensure          => $package_ensure,
+    install_options => ['-o', 'DPkg::Lock::Timeout=300'],
   }
 
   if $ensure in ['absent', 'purged'] {

@@ -31,6 +31,7 @@ from microdeploy.testbed.host import Host, boot
 from microdeploy.testbed.image import ensure_image
 from microdeploy.testbed.network import create_netns, delete_netns
 from tests.support import NOTIFY_READY
+from tests.testbed.apt_locks import hold_apt_locks, install_waited
 
 pytest_plugins = ["tests.testbed.fixtures"]
 
@@ -409,49 +410,16 @@ def test_local_deb_is_uploaded_and_installed(fleet: Fleet) -> None:
     assert installed(fleet.hosts[1]) == "2.0-1"
 
 
-# The host's own apt at work, as apt-daily and unattended-upgrades are soon after a boot: the lists' lock for a
-# few seconds, dpkg's until an `apt-get install` has come and waits for it (or 60 s pass).
-LOCK_HOLDER = """\
-import fcntl, pathlib, time
-locks = [open(p, "w") for p in ("/var/lib/apt/lists/lock", "/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock")]
-for lock in locks:
-    fcntl.lockf(lock, fcntl.LOCK_EX)
-pathlib.Path("/run/apt-locks-held").touch()
-time.sleep(4)
-locks[0].close()
-def installing():
-    for path in pathlib.Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if b"apt-get\\0install" in path.read_bytes():
-                return True
-        except OSError:  # a process that has ended since
-            pass
-    return False
-deadline = time.monotonic() + 60
-while time.monotonic() < deadline:
-    if installing():
-        pathlib.Path("/run/apt-install-waited").touch()
-        time.sleep(2)
-        break
-    time.sleep(0.2)
-"""
-
-
 def test_the_hosts_own_apt_holding_its_locks_is_waited_for(fleet: Fleet) -> None:
     """apt-get update fails at once on the lists' lock, apt-get install on dpkg's unless told to wait: deploy on a
     host whose own apt holds both waits for each, and installs."""
     converge(fleet, "1.0-1")
     host = fleet.hosts[0]
-    host.run(["rm", "-f", "/run/apt-locks-held", "/run/apt-install-waited"])
-    host.run(["systemd-run", "--unit=apt-lock-holder", "--collect", "python3", "-c", LOCK_HOLDER])
-    deadline = time.monotonic() + 30
-    while host.run(["test", "-e", "/run/apt-locks-held"], check=False).returncode != 0:
-        assert time.monotonic() < deadline, host.journal("apt-lock-holder.service")
-        time.sleep(0.1)
+    hold_apt_locks(host)
     result = run_deploy(fleet, "--version", "2.0-1", "--json", hosts=fleet.addresses[:1])
     assert result.returncode == 0, result.stderr
     assert "another apt holds the APT lists; waiting" in result.stderr
-    assert host.run(["test", "-e", "/run/apt-install-waited"], check=False).returncode == 0
+    assert install_waited(host)
     assert [(h["before"], h["after"], h["state"]) for h in json.loads(result.stdout)["hosts"]] == [
         ("1.0-1", "2.0-1", "upgraded")]
     assert installed(host) == "2.0-1"

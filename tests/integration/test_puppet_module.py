@@ -15,6 +15,7 @@ import pytest
 
 from microdeploy.testbed.image import PUPPET_PACKAGES, ensure_image
 from tests.support import NOTIFY_READY
+from tests.testbed.apt_locks import hold_apt_locks, install_waited, update_retried
 
 if TYPE_CHECKING:
     # Only for annotations: importing the plugin before pytest loads it would
@@ -242,13 +243,14 @@ with open("/var/log/{SERVICE}/starts.log", "a") as log:
 {NOTIFY_READY}signal.pause()
 """
 
-# Like a microdeploy package: creates its user, and restarts its unit on upgrade.
+# Like a microdeploy package: creates its user and its log directory (NAME:adm 2750), and restarts its unit on
+# upgrade.
 POSTINST = f"""\
 #!/bin/sh
 set -e
 if [ "$1" = configure ]; then
     adduser --system --group --no-create-home --home /nonexistent --quiet {SERVICE}
-    install -d -o {SERVICE} -g {SERVICE} -m 0750 /var/log/{SERVICE}
+    install -d -o {SERVICE} -g adm -m 2750 /var/log/{SERVICE}
     systemctl daemon-reload
     systemctl enable {SERVICE}.service
     systemctl restart {SERVICE}.service
@@ -326,6 +328,11 @@ def gnupghome(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False)
 
 
+# The test repository, served inside the booted host (its own network namespace).
+REPO_URL = "http://127.0.0.1:8080/"
+# What puppet apply says when the module refreshed the lists for a version apt did not know.
+REFRESHED = "Exec[microdeploy-apt-update-for-versions]/returns: executed successfully"
+
 HOST_HIERA = """\
 ---
 version: 5
@@ -338,13 +345,13 @@ hierarchy:
 """
 
 
-def host_data(version: str, greeting: str, key: str, port: int = 8001) -> str:
-    """SPEC §7 Hiera data for the test service, with a signed file: APT source."""
+def host_data(version: str, greeting: str, key: str, port: int = 8001, location: str = REPO_URL) -> str:
+    """SPEC §7 Hiera data for the test service, with a signed APT source (the host's own HTTP server unless told)."""
     indented_key = "".join(f"  {line}\n" for line in key.splitlines())
     return (
         "---\n"
         "microdeploy::manage_apt_source: true\n"
-        "microdeploy::apt_location: 'file:/var/tmp/repo'\n"
+        f"microdeploy::apt_location: '{location}'\n"
         f"microdeploy::apt_key_content: |\n{indented_key}"
         "microdeploy::services:\n"
         f"  {SERVICE}:\n"
@@ -380,20 +387,29 @@ def test_module_applies_on_a_booted_host(
     for part in ("manifests", "functions", "types", "templates", "data", "hiera.yaml", "metadata.json"):
         host.copy_in(MODULE / part, f"/var/tmp/modules/microdeploy/{part}")
     host.copy_in(repo, "/var/tmp/repo")
+    # Served over HTTP as repositories are: apt reads a file: source's indexes in place, so a new version would be
+    # known without the refresh the module runs for it.
+    host.run(["systemd-run", "--unit=apt-repo", "python3", "-m", "http.server", "--bind", "127.0.0.1",
+              "--directory", "/var/tmp/repo", REPO_URL.rsplit(":", 1)[1].strip("/")])
+    host.run(["curl", "--silent", "--fail", "--retry", "20", "--retry-connrefused", "--retry-delay", "1",
+              "--output", "/dev/null", f"{REPO_URL}dists/{release}/InRelease"])
     (tmp_path / "site.pp").write_text("include microdeploy\n")
     host.copy_in(tmp_path / "site.pp", "/var/tmp/site.pp")
     (tmp_path / "hiera.yaml").write_text(HOST_HIERA)
     host.copy_in(tmp_path / "hiera.yaml", "/var/tmp/hiera/hiera.yaml")
 
-    def apply(version: str, greeting: str, port: int = 8001) -> tuple[int, str]:
-        (tmp_path / "common.yaml").write_text(host_data(version, greeting, key, port))
+    def apply(version: str, greeting: str, port: int = 8001, location: str = REPO_URL,
+              fails: bool = False) -> tuple[int, str]:
+        (tmp_path / "common.yaml").write_text(host_data(version, greeting, key, port, location))
         host.copy_in(tmp_path / "common.yaml", "/var/tmp/hiera/data/common.yaml")
         result = host.run(["puppet", "apply", "--detailed-exitcodes", "--color=false",
                            "--modulepath=/var/tmp/modules", "--hiera_config=/var/tmp/hiera/hiera.yaml",
                            "/var/tmp/site.pp"], check=False, timeout=300)
-        assert result.returncode in (0, 2), f"puppet apply failed:\n{result.stdout}\n{result.stderr}"
+        # --detailed-exitcodes: 4 or 6 when a resource failed.
+        assert (result.returncode in (4, 6)) == fails and result.returncode in (0, 2, 4, 6), (
+            f"puppet apply exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
         assert "s3cret-never-shown" not in result.stdout + result.stderr
-        return result.returncode, result.stdout
+        return result.returncode, result.stdout + result.stderr
 
     def starts() -> list[str]:
         return host.read_file(f"/var/log/{SERVICE}/starts.log").splitlines()
@@ -443,6 +459,7 @@ def test_module_applies_on_a_booted_host(
     before = len(starts())
     code, out = apply("1.1-1", "bonjour")
     assert code == 2, out
+    assert REFRESHED in out
     assert host.run(["dpkg-query", "-W", "-f=${Version}", SERVICE]).stdout == f"1.1-1{suffix}"
     assert len(starts()) == before + 1, starts()
     assert starts()[-1].split(" ", 1)[1].startswith(f"1.1-1{suffix} bonjour")
@@ -459,6 +476,25 @@ def test_module_applies_on_a_booted_host(
     assert int(effective, 16) == 1 << 10  # CAP_NET_BIND_SERVICE
     code, out = apply("1.1-1", "bonjour", port=80)
     assert code == 0, out
+
+    # The host's own apt busy (apt-daily's refresh, unattended-upgrades): the module's refresh for a new version
+    # waits for the lists' lock, and its install for dpkg's, instead of failing the run.
+    publish_test_repo(repo, [build_test_deb(tmp_path, f"1.2-1{suffix}")], gnupghome, suite=release)
+    host.copy_in(repo, "/var/tmp/repo")
+    hold_apt_locks(host, until_retried=True)
+    code, out = apply("1.2-1", "bonjour", port=80)
+    assert code == 2, out
+    assert REFRESHED in out
+    assert update_retried(host) and install_waited(host), out
+    assert host.run(["dpkg-query", "-W", "-f=${Version}", SERVICE]).stdout == f"1.2-1{suffix}"
+
+    # The repository unreachable (nothing answers on the discard port): apt-get update would exit 0 and keep the
+    # old lists, and the run fail later on a version apt cannot find; it fails at the refresh, naming the source.
+    code, out = apply("1.3-1", "bonjour", port=80, location="http://127.0.0.1:9/repo", fails=True)
+    assert "E: Failed to fetch http://127.0.0.1:9/repo/dists/" in out, out
+    assert "was not found" not in out, out
+    assert host.run(["dpkg-query", "-W", "-f=${Version}", SERVICE]).stdout == f"1.2-1{suffix}"
+    assert host.run(["systemctl", "is-active", SERVICE]).stdout.strip() == "active"
 
     # Removal keeps the administrator's config and the logs (SPEC §8).
     code, out = apply("absent", "bonjour")

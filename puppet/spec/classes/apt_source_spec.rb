@@ -5,6 +5,13 @@ require 'spec_helper'
 describe 'microdeploy::apt_source' do
   let(:sources) { '/etc/apt/sources.list.d/microdeploy.sources' }
   let(:keyring) { '/etc/apt/keyrings/microdeploy-archive-keyring.asc' }
+  # This source alone, failing when it cannot be fetched, tried again while the lists' lock is held.
+  let(:update) do
+    'for try in $(seq 150); do out=$(/usr/bin/apt-get update --error-on=any ' \
+      "-o Dir::Etc::SourceList=#{sources} -o Dir::Etc::SourceParts=- -o APT::Get::List-Cleanup=0 2>&1); " \
+      'status=$?; case "$out" in */var/lib/apt/lists/lock*) sleep 2 ;; *) break ;; esac; done; ' \
+      'printf "%s\n" "$out"; exit $status'
+  end
 
   context 'with a location and an armored key' do
     let(:params) { { location: 'https://apt.example.com/microdeploy', key_content: "ARMORED KEY\n" } }
@@ -31,8 +38,8 @@ describe 'microdeploy::apt_source' do
 
     it 'refreshes the package lists of this source only, and only when a file changes' do
       is_expected.to contain_exec('microdeploy-apt-update').with(
-        command: "/usr/bin/apt-get update -o Dir::Etc::SourceList=#{sources} " \
-                 '-o Dir::Etc::SourceParts=- -o APT::Get::List-Cleanup=0',
+        command: update,
+        provider: 'shell',
         refreshonly: true,
       ).that_subscribes_to(["File[#{keyring}]", "File[#{sources}]"])
     end
@@ -51,8 +58,7 @@ describe 'microdeploy::apt_source' do
 
     it 'refreshes this source when apt does not know one of them yet' do
       is_expected.to contain_exec('microdeploy-apt-update-for-versions').with(
-        command: "/usr/bin/apt-get update -o Dir::Etc::SourceList=#{sources} " \
-                 '-o Dir::Etc::SourceParts=- -o APT::Get::List-Cleanup=0',
+        command: update,
         provider: 'shell',
         unless: "/usr/bin/apt-cache show --no-all-versions billing-api=1:2.0~rc1-3 2>/dev/null | /bin/grep -q '^Package:' && " \
                 "/usr/bin/apt-cache show --no-all-versions orders-api=1.4.0-1 2>/dev/null | /bin/grep -q '^Package:'",

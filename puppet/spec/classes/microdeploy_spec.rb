@@ -37,7 +37,11 @@ describe 'microdeploy' do
       is_expected.to contain_microdeploy__service('billing-api').with(ensure: '2.0.1-3', workers: 2)
     end
 
-    it { is_expected.to contain_package('orders-api').with_ensure('1.4.0-1+deb12') }
+    it 'installs the version waiting for dpkg\'s lock' do
+      is_expected.to contain_package('orders-api').with(
+        ensure: '1.4.0-1+deb12', install_options: ['-o', 'DPkg::Lock::Timeout=300'],
+      )
+    end
     it { is_expected.to contain_package('billing-api').with_ensure('2.0.1-3+deb12') }
     it { is_expected.to contain_service('billing-api').that_subscribes_to('File[/etc/billing-api/config.ini]') }
     it { is_expected.not_to contain_class('microdeploy::apt_source') }
