@@ -39,22 +39,23 @@ def wait_for(found, marker):
 locks = [open(p, "w") for p in ("/var/lib/apt/lists/lock", "/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock")]
 for lock in locks:
     fcntl.lockf(lock, fcntl.LOCK_EX)
-pathlib.Path("%(held)s").touch()
-if sys.argv[1] == "until-retried":
-    wait_for(lambda argv, parent: argv[0] == b"sleep" and b"/var/lib/apt/lists/lock" in parent, "%(retried)s")
+mode, held, retried, waited = sys.argv[1:]
+pathlib.Path(held).touch()
+if mode == "until-retried":
+    wait_for(lambda argv, parent: argv[0] == b"sleep" and b"/var/lib/apt/lists/lock" in parent, retried)
 else:
     time.sleep(4)
 locks[0].close()
-wait_for(lambda argv, parent: argv[0].endswith(b"apt-get") and b"install" in argv, "%(waited)s")
+wait_for(lambda argv, parent: argv[0].endswith(b"apt-get") and b"install" in argv, waited)
 time.sleep(2)
-""" % {"held": HELD, "retried": UPDATE_RETRIED, "waited": INSTALL_WAITED}
+"""
 
 
 def hold_apt_locks(host: Host, until_retried: bool = False) -> None:
     """Start the holder on `host` and return once it holds every lock."""
     host.run(["rm", "-f", HELD, INSTALL_WAITED, UPDATE_RETRIED])
     host.run(["systemd-run", f"--unit={UNIT}", "--collect", "python3", "-c", LOCK_HOLDER,
-              "until-retried" if until_retried else "for-a-while"])
+              "until-retried" if until_retried else "for-a-while", HELD, UPDATE_RETRIED, INSTALL_WAITED])
     deadline = time.monotonic() + 30
     while host.run(["test", "-e", HELD], check=False).returncode != 0:
         assert time.monotonic() < deadline, host.journal(f"{UNIT}.service")
