@@ -14,7 +14,7 @@ import shutil
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -244,7 +244,8 @@ def build_tree(settings: BuildSettings, config: ServiceConfig, facts: BuildFacts
         wheel = beside.project_wheel()
         # What follows (records.finish) reads the package and the generators' records alone.
         tidying.append(start_tidying(deb, [tree / SOURCE_SUBDIR, package_tree], first=lambda: warn_of_the_wheel(
-            wheel, site_packages, tree / SOURCE_SUBDIR, facts.python_minor, config.app.partition(":")[0])))
+            wheel, site_packages, tree / SOURCE_SUBDIR, facts.python_minor, config.app.partition(":")[0],
+            config.depends)))
 
     try:
         dpkg_buildpackage(tree, {**settings.environ, **beside.environment}, facts.epoch, runner,
@@ -256,15 +257,15 @@ def build_tree(settings: BuildSettings, config: ServiceConfig, facts: BuildFacts
     return collect(tree.parent, config.name)
 
 
-def warn_of_the_wheel(wheel: Path | None, site_packages: Path, source: Path, python: str, app_module: str
-                      ) -> None:
+def warn_of_the_wheel(wheel: Path | None, site_packages: Path, source: Path, python: str, app_module: str,
+                      depends: Sequence[str] = ()) -> None:
     """Warn of what the project's wheel leaves out: imports the package's venv cannot satisfy (imports.py), files
     of its packages the checkout has (packagedata.py). pip's builds, which make no wheel of the project, are not
     read."""
     if wheel is None:
         return
     try:
-        said = imports.unsatisfied(wheel, site_packages, python, app_module)
+        said = imports.unsatisfied(wheel, site_packages, python, app_module, depends)
         gaps = packagedata.missing(wheel, source)
     except (OSError, zipfile.BadZipFile) as exc:
         log.debug("the project's wheel not read: %s", exc)

@@ -8,7 +8,10 @@ start or at the request that imports the module:
 - it imports a standard module that the release's Python no longer has:
   Python 3.12 dropped distutils, imp, asyncore, asynchat and smtpd, and 3.13
   (trixie's) PEP 594's cgi, imghdr, pipes, crypt, telnetlib and others (any
-  unguarded import: a function's too, as the module was always there).
+  unguarded import: a function's too, as the module was always there);
+- it imports a standard module that Debian ships apart from its python3.X
+  package (tkinter in python3-tk, most of Debian 12's distutils in
+  python3-distutils), which a host has only when something depends on it.
 
 The project's modules are read from its wheel (ast, never run); what the
 venv provides from its site-packages' names. An import under an `if`, in a
@@ -26,6 +29,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from debian.deb822 import PkgRelation
 from packaging.version import Version
 
 # Standard modules later Pythons no longer have: the first Python without them, and the distribution on PyPI that
@@ -57,6 +61,20 @@ REMOVED: dict[str, tuple[str, str | None]] = {
     "uu": ("3.13", "standard-uu"),
     "xdrlib": ("3.13", "standard-xdrlib"),
 }
+# Standard modules (and their submodules) that Debian leaves out of its python3.X packages, by the package that
+# has them ({python}: X.Y). Debian 12 keeps distutils' __init__ and version in libpython3.11-stdlib.
+SPLIT_OFF: dict[str, str] = {
+    "distutils": "python3-distutils",
+    "lib2to3": "python3-lib2to3",
+    "tkinter": "python3-tk",
+    "_tkinter": "python3-tk",
+    "turtle": "python3-tk",
+    "idlelib": "idle-python{python}",
+    "ensurepip": "python{python}-venv",
+    "dbm.gnu": "python3-gdbm",
+    "_gdbm": "python3-gdbm",
+}
+_KEPT_IN_STDLIB = ("distutils", "distutils.version")
 # Exceptions whose handler makes the imports of its `try` optional.
 _IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
 # Directories of a wheel whose files the service does not use as it runs (packagedata.py's too).
@@ -85,6 +103,32 @@ def standard_modules(python: str) -> frozenset[str]:
     # __main__ is the running program's module, named nowhere in the standard library's list.
     names = set(sys.stdlib_module_names) | set(REMOVED) | {"__main__"}
     return frozenset(name for name in names if name not in REMOVED or target < Version(REMOVED[name][0]))
+
+
+def debian_package(dotted: str, python: str) -> str | None:
+    """The Debian package that has the standard module `dotted` where Debian's python`python` (X.Y) does not;
+    None for a module python`python` has, or one Python itself dropped (REMOVED)."""
+    if dotted in _KEPT_IN_STDLIB or dotted.startswith("distutils.version."):  # a module's names, not submodules
+        return None
+    for name, package in SPLIT_OFF.items():
+        if dotted == name or dotted.startswith(f"{name}."):
+            top = name.partition(".")[0]
+            if top in REMOVED and Version(python) >= Version(REMOVED[top][0]):
+                return None
+            return package.format(python=python)
+    return None
+
+
+def _split_off(item: Import, python: str) -> tuple[str, str] | None:
+    """The standard module an import takes that Debian's python`python` lacks, and the Debian package that has it;
+    `from distutils import util` takes the submodule distutils.util."""
+    if item.level:
+        return None
+    package = debian_package(item.dotted, python)
+    if package is not None:
+        return item.dotted, package
+    submodules = (f"{item.dotted}.{taken}" for taken in item.names if not taken.startswith("__"))
+    return next(((dotted, package) for dotted in submodules if (package := debian_package(dotted, python))), None)
 
 
 def provided(site_packages: Path) -> set[str]:
@@ -197,13 +241,18 @@ def _relative(package: str, level: int, dotted: str) -> str:
     return ".".join([*parts[:len(parts) - (level - 1)], *([dotted] if dotted else [])])
 
 
-def unsatisfied(wheel: Path, site_packages: Path, python: str, app_module: str | None = None) -> list[str]:
+def unsatisfied(wheel: Path, site_packages: Path, python: str, app_module: str | None = None,
+                depends: Iterable[str] = ()) -> list[str]:
     """What the build says about the project's imports its venv cannot satisfy under Python `python`: one line
-    per module, at most SHOWN. A standard module Python dropped counts wherever it is imported; a distribution
-    nobody declared where loading `app_module` (the service's WSGI module) imports it, if it is the project's."""
+    per module, at most SHOWN. A standard module Debian ships apart from python`python` counts wherever it is
+    imported, unless the package `depends` (Debian relations) on its package; a standard module Python dropped
+    likewise; a distribution nobody declared where loading `app_module` (the service's WSGI module) imports it, if
+    it is the project's."""
     own, sources = wheel_modules(wheel)
     have = provided(site_packages) | own
     standard = standard_modules(python)
+    depended = {alternative["name"] for relation in PkgRelation.parse_relations(", ".join(depends))
+                for alternative in relation}
     parsed: dict[str, tuple[str, list[Import]]] = {}
     for path, source in sources:
         try:
@@ -211,21 +260,31 @@ def unsatisfied(wheel: Path, site_packages: Path, python: str, app_module: str |
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue  # not Python this interpreter reads (the host's compileall will say so), or too deep to read
     loaded = loaded_with(app_module, parsed) if app_module in parsed else None
+    needed: dict[str, dict[str, list[Import]]] = {}  # Debian package: its modules and their imports
     found: dict[str, list[Import]] = {}
     for name, (_, imports) in parsed.items():
         for item in imports:
+            split = _split_off(item, python)
+            if split is not None:
+                dotted, package = split
+                # setuptools' distutils (its .pth file) stands in for Debian's.
+                if package not in depended and not (dotted.startswith("distutils") and "distutils" in have):
+                    needed.setdefault(package, {}).setdefault(dotted, []).append(item)
+                continue
             if not item.module or item.module in have or item.module in standard:
                 continue
             if item.module not in REMOVED and (item.in_function or (loaded is not None and name not in loaded)):
                 continue  # a third-party import in a function or a module the app does not load: a plugin's
             found.setdefault(item.module, []).append(item)
     # The standard modules first: they fail wherever the release's Python runs the code.
+    said = [_said_package(package, modules, python) for package, modules in sorted(needed.items())]
     ordered = sorted(found.items(), key=lambda item: (item[0] not in REMOVED, item[0]))
     starting = app_module if loaded is not None else None
-    said = [_said(module, places, python, starting) for module, places in ordered[:SHOWN]]
-    if len(ordered) > SHOWN:
-        said.append(f"... and {len(ordered) - SHOWN} more imports of modules the venv does not have: "
-                    + ", ".join(module for module, _ in ordered[SHOWN:]))
+    said += [_said(module, places, python, starting) for module, places in ordered]
+    if len(said) > SHOWN:
+        left = [*sorted(needed), *(module for module, _ in ordered)][SHOWN:]
+        said = [*said[:SHOWN], f"... and {len(left)} more imports of modules the venv does not have: "
+                + ", ".join(left)]
     return said
 
 
@@ -236,8 +295,22 @@ def backport_requirement(module: str) -> str | None:
     return f"'{backport}; python_version >= \"{gone}\"'" if backport else None
 
 
+def _said_package(package: str, modules: dict[str, list[Import]], python: str) -> str:
+    names = sorted(modules)
+    where = _where([place for name in names for place in modules[name]])
+    instead = " or 'setuptools' to the project's dependencies (its distutils)" if package == "python3-distutils" else ""
+    return (f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} not in Debian's python{python} but in "
+            f"{package}, and {where} imports {'it' if len(names) == 1 else 'them'}: the service fails when that runs "
+            f"on a host without {package}; add '{package}' to the package's depends (depends in [tool.microdeploy], "
+            f"or --depends){instead}")
+
+
+def _where(places: list[Import]) -> str:
+    return ", ".join(f"{place.path}:{place.line}" for place in places[:3]) + (", ..." if len(places) > 3 else "")
+
+
 def _said(module: str, places: list[Import], python: str, starting: str | None = None) -> str:
-    where = ", ".join(f"{place.path}:{place.line}" for place in places[:3]) + (", ..." if len(places) > 3 else "")
+    where = _where(places)
     if module in REMOVED:
         backport = backport_requirement(module)
         fix = (f"add {backport} to the project's dependencies, or stop using it" if backport

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import re
 
-from microdeploy.build.imports import REMOVED, backport_requirement
+from microdeploy.build.imports import REMOVED, backport_requirement, debian_package
+from microdeploy.dists import DISTS
 
 __all__ = ["LINGERING_WORKERS", "for_last_word"]
 
 # A write the unit's sandbox refused (ProtectSystem=strict): the app writes into its installed files.
 _READ_ONLY = re.compile(r"\[Errno 30\] Read-only file system: '([^']*)'")
 # A top-level module the venv lacks (a dotted name is a module of a package the venv has).
-_MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '(\w+)'")
+_MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '(\w+(?:\.\w+)*)'")
 # cffi's words when the unit's MemoryDenyWriteExecute=yes refuses the memory of an ffi.callback().
 _WRITE_EXECUTE = "Cannot allocate write+execute memory"
 # A table that a worker creates as it starts, made a moment before by another worker (SQLite, PostgreSQL, MySQL).
@@ -41,27 +42,39 @@ def sandbox_hint(why: str, name: str) -> str:
 
 
 def missing_module_hint(why: str) -> str:
-    """What to do when the service's last word is a top-level module its venv lacks, else "": the project, or one
+    """What to do when the service's last word is a module its venv or its Python lacks, else "": the project, or one
     of its dependencies, imports a distribution it does not declare, which a developer's venv happened to have."""
     missing = _MISSING_MODULE.search(why)
     if missing is None:
         return ""
-    if missing.group(1) == "pkg_resources":
+    dotted = missing.group(1)
+    module = dotted.partition(".")[0]
+    if module == "pkg_resources":
         return ("hint: pkg_resources came with setuptools up to version 81, which venvs of Python 3.11 and older got "
                 "by default; the service's venv has setuptools only when a distribution in it requires it: add "
                 "'setuptools<82' to the project's dependencies (or move it to importlib.metadata).")
-    if missing.group(1) == "setuptools":
+    if module == "setuptools":
         return ("hint: setuptools, which venvs of Python 3.11 and older got by default, is in the service's venv only "
                 "when a distribution in it requires it: add setuptools to the project's dependencies, or build with "
                 "--keep-installers.")
-    module = missing.group(1)
+    # The Debian package that has the module on every release that has it (a missing submodule of distutils is
+    # Debian 12's python3-distutils: Debian 13's Python has no distutils at all).
+    packages = {debian_package(dotted, dist.python_minor) for dist in DISTS.values()} - {None}
+    if len(packages) == 1 and (dotted != module or module not in REMOVED):
+        package = packages.pop()
+        instead = " (or 'setuptools' to the project's dependencies: its distutils)" if module == "distutils" else ""
+        return (f"hint: Debian ships the standard module {dotted} apart from its python3 package, in {package}, "
+                f"which a host has only when a package depends on it: add '{package}' to the service's depends "
+                f"(depends in [tool.microdeploy], or --depends){instead}.")
+    if dotted != module:
+        return ""  # a submodule its package lacks: not a distribution to declare
     if module in REMOVED:
         backport = backport_requirement(module)
         fix = (f"add {backport} to the project's dependencies" if backport
                else "the code must stop using it (PyPI has no replacement)")
         return (f"hint: {module} was removed from Python's standard library in {REMOVED[module][0]} (trixie has "
                 f"Python 3.13); it imports on bookworm's 3.11 only: {fix}.")
-    return (f"hint: no distribution in the service's venv provides the module {missing.group(1)}: the project, or one "
+    return (f"hint: no distribution in the service's venv provides the module {module}: the project, or one "
             "of its dependencies, imports it without requiring it; add the distribution that provides it to the "
             "project's dependencies.")
 

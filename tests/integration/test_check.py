@@ -440,6 +440,35 @@ def test_a_public_library_built_for_trixie_passes_check_on_a_trixie_host(tmp_pat
     assert found["install"]["summary"].startswith("trixie host booted")
 
 
+def test_a_public_app_that_imports_distutils_on_debian_12_is_told_to_depend_on_python3_distutils(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """snappass 1.6.2 from PyPI imports distutils.util, which Debian 12 ships in python3-distutils (its python3.11
+    keeps only distutils' __init__ and version): the build warns of it, the unit fails on the host, and the hint
+    names the package; built with depends = python3-distutils, as they say, the build is quiet and every check on
+    the host passes."""
+    project = unpacked_sdist("snappass", "1.6.2", tmp_path)
+    with caplog.at_level(logging.WARNING):
+        built = build_service(project, tmp_path / "dist", name="snappass", app="snappass.main:app", port=8131,
+                              health_path="/")
+    assert ("distutils.util is not in Debian's python3.11 but in python3-distutils, and snappass/main.py:12 imports "
+            "it: the service fails when that runs on a host without python3-distutils; add 'python3-distutils' to "
+            "the package's depends (depends in [tool.microdeploy], or --depends) or 'setuptools' to the project's "
+            "dependencies (its distutils)") in caplog.messages
+    status, report, _ = run_check(built.deb, "--skip", "lintian", "--skip", "piuparts")
+    unit = checks(report)["unit"]
+    assert status == 1 and unit["status"] == "failed", unit
+    assert "ModuleNotFoundError: No module named 'distutils.util'" in unit["summary"]
+    assert "add 'python3-distutils' to the service's depends" in json.dumps(unit)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        declared = build_service(project, tmp_path / "declared", name="snappass", app="snappass.main:app", port=8131,
+                                 health_path="/", depends=("python3-distutils",))
+    assert not [message for message in caplog.messages if "distutils" in message]
+    status, report, stderr = run_check(declared.deb, "--skip", "lintian", "--skip", "piuparts")
+    assert status == 0, {name: item["summary"] for name, item in checks(report).items()} or stderr
+
+
 def test_a_public_app_that_imports_pkg_resources_without_requiring_setuptools_is_told_what_to_declare(
     tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:

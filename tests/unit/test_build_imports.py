@@ -111,6 +111,39 @@ def test_a_standard_module_later_pythons_dropped_is_named_for_those_pythons_only
         wheel(tmp_path / "d", {"a/__init__.py": "import spwd\n"}), site, "3.13")[0]
 
 
+def test_a_standard_module_debian_ships_apart_is_named_with_its_package_until_the_package_depends_on_it(
+        tmp_path: Path) -> None:
+    """snappass 1.6.2's `from distutils.util import strtobool` on bookworm: Debian 12's python3.11 keeps distutils'
+    __init__ and version, python3-distutils has the rest. tkinter is python3-tk's on every release; on trixie's 3.13
+    distutils is gone from Python itself. Named until the package depends on that package, or setuptools' distutils
+    stands in."""
+    built = wheel(tmp_path, {
+        "snappass/__init__.py": "",
+        "snappass/main.py": "import distutils\nfrom distutils.util import strtobool\n"
+                            "from distutils.version import LooseVersion\nfrom distutils import __version__\n",
+        "snappass/plot.py": "def show():\n    from tkinter import ttk\n    import dbm\n",
+        "snappass/cli.py": "from distutils import core, version\n",
+    })
+    site = site_packages(tmp_path, "flask")
+    assert imports.unsatisfied(built, site, "3.11", "snappass.main") == [
+        "distutils.core, distutils.util are not in Debian's python3.11 but in python3-distutils, and "
+        "snappass/cli.py:1, snappass/main.py:2 imports them: the service fails when that runs on a host without "
+        "python3-distutils; add 'python3-distutils' to the package's depends (depends in [tool.microdeploy], or "
+        "--depends) or 'setuptools' to the project's dependencies (its distutils)",
+        "tkinter is not in Debian's python3.11 but in python3-tk, and snappass/plot.py:2 imports it: the service "
+        "fails when that runs on a host without python3-tk; add 'python3-tk' to the package's depends (depends in "
+        "[tool.microdeploy], or --depends)",
+    ]
+    depends = ["python3-distutils (>= 3.11)", "python3-tk"]
+    assert imports.unsatisfied(built, site, "3.11", "snappass.main", depends) == []
+    with_setuptools = site_packages(tmp_path / "b", "_distutils_hack", "setuptools")
+    first_words = [line.partition(" ")[0] for line in imports.unsatisfied(built, with_setuptools, "3.11")]
+    assert first_words == ["tkinter"]
+    trixie = imports.unsatisfied(built, site, "3.13", "snappass.main")
+    assert [line.partition(" ")[0] for line in trixie] == ["tkinter", "distutils"]
+    assert "python3-distutils" not in " ".join(trixie)
+
+
 def test_an_undeclared_distribution_is_named_when_a_module_imports_it_as_it_loads(tmp_path: Path) -> None:
     """redis at module level, not in the venv: named. In a function, or found in the venv (a package, a module, an
     extension), or the project's own: not."""

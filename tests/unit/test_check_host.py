@@ -160,6 +160,19 @@ def test_a_write_the_sandbox_refused_gets_where_the_service_may_write(monkeypatc
             "bookworm's 3.11 only: add 'legacy-cgi; python_version >= \"3.13\"' to the project's dependencies."),
     ("spwd", "hint: spwd was removed from Python's standard library in 3.13 (trixie has Python 3.13); it imports on "
              "bookworm's 3.11 only: the code must stop using it (PyPI has no replacement)."),
+    # snappass 1.6.2 on a bookworm host: `from distutils.util import strtobool` (Debian 12 keeps distutils/__init__
+    # in libpython3.11-stdlib, util.py in python3-distutils).
+    ("distutils.util", "hint: Debian ships the standard module distutils.util apart from its python3 package, in "
+                       "python3-distutils, which a host has only when a package depends on it: add 'python3-distutils' "
+                       "to the service's depends (depends in [tool.microdeploy], or --depends) (or 'setuptools' to the "
+                       "project's dependencies: its distutils)."),
+    ("tkinter", "hint: Debian ships the standard module tkinter apart from its python3 package, in python3-tk, which a "
+                "host has only when a package depends on it: add 'python3-tk' to the service's depends (depends in "
+                "[tool.microdeploy], or --depends)."),
+    # No distutils at all on trixie's 3.13.
+    ("distutils", "hint: distutils was removed from Python's standard library in 3.12 (trixie has Python 3.13); it "
+                  "imports on bookworm's 3.11 only: add 'setuptools; python_version >= \"3.12\"' to the project's "
+                  "dependencies."),
 ])
 def test_a_module_the_venv_lacks_gets_what_to_declare(monkeypatch: pytest.MonkeyPatch, module: str,
                                                       hint: str) -> None:
