@@ -42,7 +42,15 @@ VCS_VERSION_FAILURE = "setuptools-scm was unable to detect version"
 # uv's and pip's words when a distribution failed to build from source: a dependency without a wheel for the
 # release's Python, or the project itself (uv names a source tree NAME @ file://PATH).
 SOURCE_BUILD_FAILURE = re.compile(
-    r"Failed to build `(?P<uv>[A-Za-z0-9._-]+)(?P<tree> @ file://)?|Failed building wheel for (?P<pip>[A-Za-z0-9._-]+)")
+    r"Failed to build `(?P<uv>[A-Za-z0-9._-]+)(?:==(?P<version>[^`\s]+))?(?P<tree> @ file://)?"
+    r"|Failed building wheel for (?P<pip>[A-Za-z0-9._-]+)")
+# A source build's words for something of the system it lacks (a header, a library, a tool, a -dev package), as
+# opposed to code that no longer builds (a C API or setuptools feature newer Pythons dropped).
+SYSTEM_LACKS = re.compile(
+    r"fatal error: \S+: No such file or directory|cannot find -l\S+|executable not found|not found in the pkg-config"
+    r"|development packages? (?:are|is) installed|command '[^']+' failed: No such file or directory"
+    r"|Could not find|can't find Rust compiler|No such file or directory: '[^']*(?:config|gcc|cc|g\+\+|rustc|cargo)'",
+    re.IGNORECASE)
 # How often the finisher looks for debian/rules' mark that the package is written (seconds).
 FINISH_POLL = 0.005
 # Variables of the caller's Python that must not leak into the build's interpreters.
@@ -209,9 +217,16 @@ def failure_hint(output: str, project: str | None = None, lock: str | None = Non
                     "build: a module the build imports belongs in pyproject.toml's build-system.requires, and a "
                     "build that needs a newer Python than the release's is built with --dist for a release that has "
                     "one")
-        return (f"{name} has no wheel for the release's Python and was built from source: give the Debian packages "
-                "its build needs (the -dev packages its error names) with --build-depends or build_depends, or "
-                "pin a version of it that has a wheel")
+        if SYSTEM_LACKS.search(output):
+            return (f"{name} has no wheel for the release's Python and was built from source: give the Debian "
+                    "packages its build needs (the -dev packages its error names) with --build-depends or "
+                    "build_depends, or pin a version of it that has a wheel")
+        # FlaskBB 2.0.2 pins markupsafe==1.0 (setuptools.Feature), opencve 1.5.0 psycopg2-binary==2.8.4 (C API).
+        pinned = f" {built.group('version')}" if built.group("version") else ""
+        return (f"{name}{pinned} has no wheel for the release's Python, and its code no longer builds from source "
+                "(its error is above: a version older than the release's Python usually is): require a version of "
+                f"{name} that has a wheel for the release's Python (where the project, or its requirements file, "
+                "pins this one, there)")
     if VCS_VERSION_FAILURE in output:
         return ("The build backend takes the version from git, and the build's copy of the project reaches git "
                 "only at the top of its repository (a backend that looks above the project, as root = \"../..\" "

@@ -157,3 +157,20 @@ def test_missing_build_dependency_is_a_failure_with_a_hint(service: Path, tmp_pa
     assert "Unmet build dependencies: microdeploy-test-no-such-package" in result.stderr
     assert "hint: Install the missing build dependencies" in result.stderr
     assert not out.exists()
+
+
+def test_a_dependency_too_old_to_build_from_source_is_told_to_take_a_newer_version(service: Path,
+                                                                                   tmp_path: Path) -> None:
+    """PyYAML 5.4.1 from PyPI has no wheel for Python 3.11, and its setup.py no longer builds (Cython 3's build_ext
+    has no cython_sources): the hint names the pin and a version with a wheel, not -dev packages, exit 1."""
+    project = broken_copy(service, tmp_path)
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"flask>=3.0,<4",', '"flask>=3.0,<4",\n    "pyyaml==5.4.1",'))
+    out = tmp_path / "dist"
+    result = build(project, out)
+    assert result.exit_code == 1, result.output
+    assert "Failed to build `pyyaml==5.4.1`" in result.stderr
+    assert ("hint: pyyaml 5.4.1 has no wheel for the release's Python, and its code no longer builds from source"
+            ) in result.stderr
+    assert "-dev packages" not in result.stderr
+    assert not out.exists()

@@ -252,6 +252,33 @@ def test_a_dependency_built_from_source_names_the_build_depends_to_give(
         "needs (the -dev packages its error names) with --build-depends or build_depends")
 
 
+@pytest.mark.parametrize(("failure", "named"), [
+    # uv, building FlaskBB 2.0.2 (bookworm): its requirements.txt pins markupsafe==1.0, whose setup.py imports
+    # setuptools.Feature (gone since setuptools 46).
+    ("    error: Failed to build `markupsafe==1.0`\n      cause: The build backend returned an error\n"
+     "      cause: Call to `setuptools.build_meta:__legacy__.get_requires_for_build_wheel` failed (exit status: 1)\n"
+     "             ImportError: cannot import name 'Feature' from 'setuptools' (/root/.cache/uv/s/__init__.py)\n",
+     "markupsafe 1.0"),
+    # uv, building opencve 1.5.0 (bookworm): psycopg2-binary==2.8.4 predates Python 3.11's C API; its headers were
+    # found.
+    ("    error: Failed to build `psycopg2-binary==2.8.4`\n      cause: The build backend returned an error\n"
+     "             psycopg/psycopgmodule.c:920:36: error: lvalue required as left operand of assignment\n"
+     "             error: Command '['x86_64-linux-gnu-gcc', '-c', 'psycopg/psycopgmodule.c']' returned non-zero exit "
+     "status 1.\n", "psycopg2-binary 2.8.4"),
+])
+def test_a_dependency_too_old_to_build_for_the_release_is_told_to_take_a_newer_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str, named: str
+) -> None:
+    """A pinned dependency whose code no longer builds (not a header or tool its build lacks): the hint names the
+    pin and says to require a version with a wheel, not to give -dev packages that would not help."""
+    monkeypatch.setattr("microdeploy.build.dpkg.require_tools", lambda *tools: None)
+    with pytest.raises(MicrodeployError) as info:
+        dpkg_buildpackage(tmp_path / "tree", {}, 1234, FakeRunner({"dpkg-buildpackage": (2, failure)}))
+    assert info.value.hint is not None and info.value.hint.startswith(
+        f"{named} has no wheel for the release's Python, and its code no longer builds from source")
+    assert "-dev packages" not in info.value.hint
+
+
 @pytest.mark.parametrize(("failure", "project"), [
     # uv, building fava 1.30.16 for bookworm: its hatch build hook imports typing.override (Python 3.12) or
     # typing_extensions, which its build-system.requires does not list. uv names the source tree.
