@@ -251,7 +251,7 @@ def unsatisfied(wheel: Path, site_packages: Path, python: str, app_module: str |
     own, sources = wheel_modules(wheel)
     have = provided(site_packages) | own
     standard = standard_modules(python)
-    depended = {alternative["name"] for relation in PkgRelation.parse_relations(", ".join(depends))
+    depended = {alternative["name"] for declared in depends for relation in PkgRelation.parse_relations(declared)
                 for alternative in relation}
     parsed: dict[str, tuple[str, list[Import]]] = {}
     for path, source in sources:

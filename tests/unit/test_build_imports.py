@@ -3,9 +3,12 @@ venv's names, and the standard modules of each release's Python."""
 
 from __future__ import annotations
 
+import logging
 import warnings
 import zipfile
 from pathlib import Path
+
+import pytest
 
 from microdeploy.build import imports
 
@@ -112,7 +115,7 @@ def test_a_standard_module_later_pythons_dropped_is_named_for_those_pythons_only
 
 
 def test_a_standard_module_debian_ships_apart_is_named_with_its_package_until_the_package_depends_on_it(
-        tmp_path: Path) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """snappass 1.6.2's `from distutils.util import strtobool` on bookworm: Debian 12's python3.11 keeps distutils'
     __init__ and version, python3-distutils has the rest. tkinter is python3-tk's on every release; on trixie's 3.13
     distutils is gone from Python itself. Named until the package depends on that package, or setuptools' distutils
@@ -136,6 +139,10 @@ def test_a_standard_module_debian_ships_apart_is_named_with_its_package_until_th
     ]
     depends = ["python3-distutils (>= 3.11)", "python3-tk"]
     assert imports.unsatisfied(built, site, "3.11", "snappass.main", depends) == []
+    # No depends at all (most services): nothing to parse, and nothing said about it.
+    with caplog.at_level(logging.DEBUG):
+        assert imports.unsatisfied(wheel(tmp_path / "quiet", {"a/__init__.py": "import json\n"}), site, "3.11") == []
+    assert caplog.records == []
     with_setuptools = site_packages(tmp_path / "b", "_distutils_hack", "setuptools")
     first_words = [line.partition(" ")[0] for line in imports.unsatisfied(built, with_setuptools, "3.11")]
     assert first_words == ["tkinter"]
