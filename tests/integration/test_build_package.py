@@ -209,6 +209,9 @@ def test_build_json_output(plain_service: BuiltService, tmp_path: Path) -> None:
         capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stderr
+    # The scaffold's build has nothing to warn of: its progress lines alone.
+    progress = ("uv takes pip's settings: ", "building orders-api ", "dpkg-buildpackage (dh-virtualenv) in ", "built ")
+    assert [line for line in result.stderr.splitlines() if not line.startswith(progress)] == [], result.stderr
     data = json.loads(result.stdout)
     assert data["version"] == "0.1.0-7+deb12" and data["dist"] == "bookworm"
     assert Path(data["deb"]) == tmp_path / "orders-api_0.1.0-7+deb12_amd64.deb"
