@@ -14,16 +14,20 @@ it, so an entry's modification time is its last use:
                           web pages and gzip's verdicts on *.gz files (debian/venv-overrides)
     deb-chunks/KEY        chunks of the packages' data members, compressed (fastpath/datapack.py)
 
-Any other directory at the top (left by another version of microdeploy) is
-one entry of its own kind. Names starting with a dot are entries being
-written or removed (a prune renames an entry before it deletes it); they
-count once they are a day old (a build or a prune that died left them).
+The kinds earlier versions of microdeploy kept (RETIRED_KINDS) are one entry
+each. Anything else in the directory is not the cache's, and is never an
+entry: MICRODEPLOY_CACHE_DIR may name a directory that holds other things
+(a home directory, a CI workspace). Names starting with a dot are entries
+being written or removed (a prune renames an entry before it deletes it);
+they count once they are a day old (a build or a prune that died left
+them).
 
 The build roots of other releases (buildroot.py) are a second area with a cap
 of its own, since one takes a minute of mmdebstrap to make again: each
-directory in the roots directory is an entry of kind "roots", used by a build
-while it holds the shared lock of the NAME.lock file beside it; a use marks
-that file (the root itself is an overlay's lower layer, never changed).
+directory in the roots directory named as buildroot.py names a root
+(CODENAME-DIGEST) is an entry of kind "roots", used by a build while it
+holds the shared lock of the NAME.lock file beside it; a use marks that file
+(the root itself is an overlay's lower layer, never changed).
 
 Pruning removes whole entries, least recently used first, until the cache
 fits its size; a build that finds an entry gone makes it again. An entry
@@ -57,6 +61,10 @@ log = logging.getLogger(__name__)
 
 # How deep below the cache root an entry of each kind is.
 KINDS = {"uv": 1, "layers": 2, "wheels": 3, "build-envs": 2, "debian": 2, "shlibdeps": 2, "elf": 2, "deb-chunks": 2}
+# Top-level directories earlier versions of microdeploy kept, which nothing reads now.
+RETIRED_KINDS = ("uv-versions", "ready")
+# A build root's name (buildroot.root_path), or its staging's or prune's dot name.
+ROOT_NAME = re.compile(r"\.?[a-z][a-z0-9]*-[0-9a-f]{12}(?:\..+)?")
 MAX_SIZE_VAR = "MICRODEPLOY_CACHE_MAX_SIZE"
 DEFAULT_MAX_SIZE = "4G"
 ROOTS_KIND = "roots"
@@ -155,10 +163,13 @@ def entries(root: Path, now: float | None = None) -> list[Entry]:
         if not top.is_dir() or top.is_symlink():
             continue
         if top.name.startswith("."):  # a kind whose prune was interrupted (uv's cache): one entry
-            found += entries_of(top.name.removeprefix(".").partition(".pruned-")[0], [top], now)
-            continue
-        depth = KINDS.get(top.name, 1)
-        found += entries_of(top.name, _at_depth(top, depth - 1), now)
+            kind = top.name.removeprefix(".").partition(".pruned-")[0]
+            if kind in KINDS or kind in RETIRED_KINDS:
+                found += entries_of(kind, [top], now)
+        elif top.name in KINDS:
+            found += entries_of(top.name, _at_depth(top, KINDS[top.name] - 1), now)
+        elif top.name in RETIRED_KINDS:
+            found += entries_of(top.name, [top], now)
     return found
 
 
@@ -167,7 +178,8 @@ def root_entries(roots: Path, now: float | None = None) -> list[Entry]:
     now = time.time() if now is None else now
     if not roots.is_dir():
         return []
-    found = (path for path in sorted(roots.iterdir()) if path.is_dir() and not path.is_symlink())
+    found = (path for path in sorted(roots.iterdir())
+             if ROOT_NAME.fullmatch(path.name) and path.is_dir() and not path.is_symlink())
     return entries_of(ROOTS_KIND, found, now)
 
 
@@ -203,7 +215,7 @@ def _at_depth(directory: Path, depth: int) -> Iterator[Path]:
 
 
 def info(root: Path) -> list[KindInfo]:
-    """Entries, size and last use per kind: the known kinds first, then any other found."""
+    """Entries, size and last use per kind: the kinds builds use, then any retired kind found."""
     found = entries(root)
     return summaries(found, [*KINDS, *sorted({entry.kind for entry in found} - set(KINDS))])
 

@@ -286,10 +286,10 @@ def test_build_roots_are_entries_used_when_their_lock_was(tmp_path: Path) -> Non
     """Each root directory is one entry, its last use its lock file's; lock files and fresh staging are not."""
     now = time.time()
     roots = tmp_path / "roots"
-    a_root(roots, "trixie-aaaa", 4096, 3, now)
-    entry(roots / ".trixie-bbbb.x1y2", 1024, 0, now)  # mmdebstrap writing a root
+    a_root(roots, "trixie-aaaaaaaaaaaa", 4096, 3, now)
+    entry(roots / ".trixie-bbbbbbbbbbbb.x1y2", 1024, 0, now)  # mmdebstrap writing a root
     found = cache.root_entries(roots, now)
-    assert [(item.kind, item.path.name) for item in found] == [("roots", "trixie-aaaa")]
+    assert [(item.kind, item.path.name) for item in found] == [("roots", "trixie-aaaaaaaaaaaa")]
     assert found[0].last_use == pytest.approx(now - 3 * DAY, abs=1)
     assert found[0].size >= 4096
     assert cache.root_entries(tmp_path / "none") == []
@@ -300,29 +300,29 @@ def test_roots_are_pruned_least_recently_used_first_but_never_one_in_use(tmp_pat
     whose lock a build holds stays, and its size still counts."""
     now = time.time()
     roots = tmp_path / "roots"
-    busy = a_root(roots, "trixie-busy", 64 * 1024, 30, now)
-    old = a_root(roots, "trixie-old", 64 * 1024, 10, now)
-    new = a_root(roots, "trixie-new", 64 * 1024, 1, now)
-    stale = entry(roots / ".trixie-gone.pruned-1", 1024, 20, now)  # a prune that died while deleting
+    busy = a_root(roots, "trixie-b0000000b05e", 64 * 1024, 30, now)
+    old = a_root(roots, "trixie-0000000000d1", 64 * 1024, 10, now)
+    new = a_root(roots, "trixie-00000000000e", 64 * 1024, 1, now)
+    stale = entry(roots / ".trixie-000000000901.pruned-1", 1024, 20, now)  # a prune that died while deleting
     with busy.with_name(busy.name + ".lock").open("a") as held:
         fcntl.flock(held, fcntl.LOCK_SH)
         removed = cache.prune_entries(cache.root_entries(roots, now), max_size=150 * 1024, older_than_days=None,
                                       now=now)
-    assert sorted(item.path.name for item in removed) == [".trixie-gone.pruned-1", "trixie-old"]
+    assert sorted(item.path.name for item in removed) == [".trixie-000000000901.pruned-1", "trixie-0000000000d1"]
     assert busy.is_dir() and new.is_dir() and not old.exists() and not stale.exists()
     assert not [path for path in roots.iterdir() if ".pruned-" in path.name], "nothing left half-deleted"
-    assert (roots / "trixie-old.lock").is_file(), "a waiting build may hold the lock file open"
+    assert (roots / "trixie-0000000000d1.lock").is_file(), "a waiting build may hold the lock file open"
 
 
 def test_the_roots_prune_after_a_build_walks_at_most_once_in_a_while(tmp_path: Path) -> None:
     """The first build in a root prunes the roots to the size; one right after does not walk again."""
     now = time.time()
     roots = tmp_path / "roots"
-    a_root(roots, "trixie-old", 4096, 10, now)
-    assert [item.path.name for item in cache.prune_roots_after_build(roots, max_size=0)] == ["trixie-old"]
-    a_root(roots, "trixie-new", 4096, 0, now)
+    a_root(roots, "trixie-0000000000d1", 4096, 10, now)
+    assert [item.path.name for item in cache.prune_roots_after_build(roots, max_size=0)] == ["trixie-0000000000d1"]
+    a_root(roots, "trixie-00000000000e", 4096, 0, now)
     assert cache.prune_roots_after_build(roots, max_size=0) == []
-    assert (roots / "trixie-new").is_dir()
+    assert (roots / "trixie-00000000000e").is_dir()
 
 
 def test_cache_info_and_prune_cover_the_build_roots(
@@ -331,7 +331,7 @@ def test_cache_info_and_prune_cover_the_build_roots(
     them and says so; the build cache keeps to its own size."""
     root, now = filled
     roots = tmp_path / "roots"
-    a_root(roots, "trixie-aaaa", 8192, 2, now)
+    a_root(roots, "trixie-aaaaaaaaaaaa", 8192, 2, now)
     monkeypatch.setenv("MICRODEPLOY_CACHE_DIR", str(root))
     monkeypatch.setenv("MICRODEPLOY_ROOTS_DIR", str(roots))
     data = json.loads(CliRunner().invoke(main, ["cache", "info", "--json"], catch_exceptions=False).output)
@@ -343,16 +343,16 @@ def test_cache_info_and_prune_cover_the_build_roots(
     result = CliRunner().invoke(main, ["cache", "prune", "--roots-max-size", "0", "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     pruned = json.loads(result.output)
-    assert pruned["roots"]["removed"] == [str(roots / "trixie-aaaa")] and pruned["roots"]["freed"] >= 8192
+    assert pruned["roots"]["removed"] == [str(roots / "trixie-aaaaaaaaaaaa")] and pruned["roots"]["freed"] >= 8192
     assert pruned["removed"] == [], "the build cache fits its default size"
-    assert not (roots / "trixie-aaaa").exists() and (root / "layers" / "svc-py3.11-bbbb").is_dir()
+    assert not (roots / "trixie-aaaaaaaaaaaa").exists() and (root / "layers" / "svc-py3.11-bbbb").is_dir()
 
 
 def test_cache_prune_refuses_a_bad_roots_size_and_removes_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """--roots-max-size that is no size: exit 2, a message, the roots still there."""
     roots = tmp_path / "roots"
-    tree = a_root(roots, "trixie-aaaa", 1024, 50, time.time())
+    tree = a_root(roots, "trixie-aaaaaaaaaaaa", 1024, 50, time.time())
     monkeypatch.setenv("MICRODEPLOY_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("MICRODEPLOY_ROOTS_DIR", str(roots))
     result = CliRunner().invoke(main, ["cache", "prune", "--roots-max-size", "huge"])
@@ -372,3 +372,25 @@ def test_a_prune_that_cannot_start_is_a_warning_not_a_failed_build(
     assert cache.start_prune_after_build(root, max_size=0) is None
     assert "was not pruned" in caplog.text
     assert (root / "uv").is_dir()
+
+
+def test_a_cache_directory_that_holds_other_things_keeps_them(filled: tuple[Path, float], tmp_path: Path) -> None:
+    """MICRODEPLOY_CACHE_DIR set to a directory that is not the cache's alone ($HOME, a CI workspace): a prune to
+    nothing, by the command or after a build, removes the cache's entries and leaves everything else; neither
+    `cache info` nor a prune counts it. (Every directory at the top was an entry: a prune removed a home's
+    Documents/, projects/ and .ssh/.)"""
+    root, now = filled
+    foreign = [entry(root / "Documents", 64 * 1024, 90, now), entry(root / "projects" / "myapp", 64 * 1024, 90, now),
+               entry(root / ".ssh", 1024, 90, now), entry(root / ".config.pruned-7", 1024, 90, now)]
+    assert {kind.kind for kind in cache.info(root)} == {*cache.KINDS, "uv-versions"}
+    cache.prune(root, max_size=0, now=now)
+    assert all(path.is_dir() for path in foreign)
+    assert sorted(path.name for path in root.iterdir()) == [
+        ".config.pruned-7", ".ssh", "Documents", "build-envs", "deb-chunks", "debian", "elf", "layers", "projects",
+        "shlibdeps", "wheels"]
+    assert cache.entries(root) == []
+    roots = tmp_path / "roots"
+    built = entry(roots / "trixie-4f053ef45598", 1024, 10, now)
+    kept = [entry(roots / "backups", 1024, 90, now), entry(roots / "trixie", 1024, 90, now)]
+    assert [item.path for item in cache.prune_roots(roots, max_size=0)] == [built]
+    assert not built.exists() and all(path.is_dir() for path in kept)
