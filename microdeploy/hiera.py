@@ -28,7 +28,7 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import LiteralScalarString, SingleQuotedScalarString
 
-from microdeploy import validate
+from microdeploy import pgpkey, validate
 from microdeploy.build.release.plan import project_version
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.build.release.source import git_state
@@ -154,9 +154,12 @@ def apt_data(location: str | None, key: Path | None) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise bad_input(f"cannot read the APT key {key}: {exc}",
                         hint="Pass the repository's ASCII-armored public key (publish writes one)") from exc
-    if not text.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----"):
-        raise bad_input(f"{key} is not an ASCII-armored public key",
-                        hint="Export it with `gpg --armor --export KEYID`, or pass the repository's .asc file")
+    # Hiera data is committed and read by every host: nothing but the public key may go in.
+    refused = pgpkey.refusal(text)
+    if refused is not None:
+        raise bad_input(f"the APT key {key} {refused}",
+                        hint="Pass the repository's public key alone: its .asc file (publish writes one), or "
+                             "`gpg --armor --export KEYID`")
     return {
         "microdeploy::manage_apt_source": True,
         "microdeploy::apt_location": location,

@@ -28,7 +28,21 @@ from microdeploy.process import Result
 from microdeploy.resources import template_folder
 from tests.support import ORDERS_API_PYPROJECT, file_bytes, service_project
 
-KEY = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmDMEZ...\n=abcd\n-----END PGP PUBLIC KEY BLOCK-----\n"
+# A real Ed25519 public key (a throw-away one's), as `gpg --armor --export` writes it.
+KEY = """\
+-----BEGIN PGP PUBLIC KEY BLOCK-----
+
+mDMEaxafVRYJKwYBBAHaRw8BAQdAXcIT+4JEIHkVaOSHXc2GP9ixucMINASW4bJW
+jggKWWu0D3QgPHRAdC5pbnZhbGlkPoiQBBMWCAA4FiEE5ejr/ur0a/Klt9c6ahuE
+FtQGnpsFAmsWn1UCGwMFCwkIBwIGFQoJCAsCBBYCAwECHgECF4AACgkQahuEFtQG
+nptIeAEA0f/HvWokj9VTp7EONTVg2ktib3SBXcQroOpq4pQn9OwA/2fQKNHc1bNe
++xKIsgtnyZLEBUNBMqcY+BEnpb2pE4IE
+=KTTn
+-----END PGP PUBLIC KEY BLOCK-----
+"""
+# The start of an Ed25519 secret key as `gpg --armor --export-secret-keys` writes it (the rest left out).
+SECRET = "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlFgEaxafVRYJKwYBBAHaRw8BAQdAXcIT+4JEIHkVaOSHXc2GP9ixucMINASW4bJW\n" \
+         "-----END PGP PRIVATE KEY BLOCK-----\n"
 
 PYPROJECT = ORDERS_API_PYPROJECT + """\
 workers = 4
@@ -407,7 +421,12 @@ BAD_INPUT = [
     (["--version", "1-1", "--apt-location", "http://x/"], "--apt-location and --apt-key go together"),
     (["--version", "1-1", "--apt-location", "not a url", "--apt-key", "{key}"], "invalid APT repository URL"),
     (["--version", "1-1", "--apt-location", "http://x/", "--apt-key", "{project}/pyproject.toml"],
-     "is not an ASCII-armored public key"),
+     "is not an ASCII-armored OpenPGP key"),
+    # The repository's .asc with the signing key appended: nothing of it may go into Hiera data.
+    (["--version", "1-1", "--apt-location", "http://x/", "--apt-key", "{both}"],
+     "key-and-secret.asc holds a PRIVATE KEY BLOCK, not only the public key"),
+    (["--version", "1-1", "--apt-location", "http://x/", "--apt-key", "{fake}"],
+     "has a public key block that holds no OpenPGP public key"),
     (["--version", "1-1", "--port", "0"], "invalid port 0 (from --port)"),
     (["--version", "1-1", "--control-repo", "{repo}", "--env", "prod", "--port", "8002"],
      "--env writes the release pin alone; --port would be lost"),
@@ -425,7 +444,12 @@ def test_bad_input_exits_2_with_the_value_named_and_writes_nothing(
     """Bad versions, environments, nodes, targets and APT flags exit 2, name the value, and write nothing."""
     key = tmp_path / "key.asc"
     key.write_text(KEY)
-    values = {"repo": str(control_repo), "tmp": str(tmp_path), "project": str(project), "key": str(key)}
+    both = tmp_path / "key-and-secret.asc"
+    both.write_text(KEY + SECRET)
+    fake = tmp_path / "fake.asc"
+    fake.write_text(KEY.replace("mDMEaxafVRYJ", "AAAAaxafVRYJ"))
+    values = {"repo": str(control_repo), "tmp": str(tmp_path), "project": str(project), "key": str(key),
+              "both": str(both), "fake": str(fake)}
     argv = [arg.format(**values) for arg in args]
     before = file_bytes(tmp_path)
     result = invoke(str(project), *argv)
