@@ -15,6 +15,7 @@ configuration nor a flag can inject Groovy or shell.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,11 @@ from microdeploy.render import render_file
 from microdeploy.resources import template_folder
 
 FORMS = ("full", "one-line", "library")
+# The first line of each form (Jenkinsfile.j2, Jenkinsfile-oneline.j2, library.groovy.j2), and of the
+# scaffold's Jenkinsfile (the one-line form).
+RENDERED_FIRST_LINE = re.compile(
+    r"// (?:Jenkinsfile of \S+, rendered by `microdeploy jenkinsfile`|\S+ is tested, built and released by the "
+    r"microdeploy shared library|microdeployPipeline: the microdeploy release pipeline)")
 CONTROL_REPO_MODES = ("push", "merge-request")
 LIBRARY_FILE = "vars/microdeployPipeline.groovy"
 
@@ -282,6 +288,23 @@ def render_jenkinsfile(config: ServiceConfig | None, options: JenkinsOptions, fo
     raise bad_input(f"invalid --form {form!r}", hint=f"Use one of: {', '.join(FORMS)}")
 
 
+def _check_ours(output: Path) -> None:
+    """Refuse to replace a file that no form of this command wrote (its first line says which did): `-o` given
+    the wrong path would replace a pyproject.toml, or a Jenkinsfile people wrote, with the pipeline."""
+    try:
+        with output.open(encoding="utf-8", errors="replace") as existing:
+            first = existing.readline()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise bad_input(f"cannot read {output}: {exc.strerror}", hint="Pass -o a new file or a Jenkinsfile "
+                        "microdeploy wrote") from exc
+    if not RENDERED_FIRST_LINE.match(first):
+        raise bad_input(f"{output} is not a file microdeploy jenkinsfile wrote (its first line is not one of its "
+                        "forms'): it would be replaced by the pipeline",
+                        hint="Pass -o a new file, or move the file away first")
+
+
 def jenkinsfile(
     project: Path,
     overrides: dict[str, Any],
@@ -298,6 +321,7 @@ def jenkinsfile(
         raise bad_input(f"{output} is a directory", hint="Pass the path of the file to write, e.g. DIR/Jenkinsfile")
     if output is not None:
         check_writable(output, "Jenkinsfile path")
+        _check_ours(output)
     config = None if form == "library" else load_config(project, overrides)
     text = render_jenkinsfile(config, check_options(options), form)
     if output is not None:

@@ -296,13 +296,30 @@ def test_cli_bad_service_config_exits_2(tmp_path: Path) -> None:
 
 
 def test_cli_overwrites_atomically(tmp_path: Path) -> None:
-    """An existing Jenkinsfile is replaced whole, with no temporary file left beside it."""
+    """A Jenkinsfile microdeploy wrote (the scaffold's one-line form) is replaced whole, with no temporary file left
+    beside it."""
     project = make_project(tmp_path)
     out = project / "Jenkinsfile"
-    out.write_text("old\n")
+    assert invoke("jenkinsfile", str(project), "--form", "one-line", "-o", str(out)).exit_code == 0
     assert invoke("jenkinsfile", str(project), "-o", str(out)).exit_code == 0
     assert out.read_text().startswith("// Jenkinsfile of orders-api")
     assert sorted(p.name for p in project.iterdir()) == ["Jenkinsfile", "pyproject.toml"]
+    library = tmp_path / "microdeployPipeline.groovy"
+    assert invoke("jenkinsfile", str(project), "--form", "library", "-o", str(library)).exit_code == 0
+    assert invoke("jenkinsfile", str(project), "--form", "library", "-o", str(library)).exit_code == 0
+
+
+@pytest.mark.parametrize("target", ["pyproject.toml", "Jenkinsfile"])
+def test_cli_refuses_to_replace_a_file_it_did_not_write(tmp_path: Path, target: str) -> None:
+    """-o naming the project's pyproject.toml, or a Jenkinsfile people wrote, exits 2 and leaves it as it was (the
+    pipeline replaced pyproject.toml)."""
+    project = make_project(tmp_path)
+    (project / "Jenkinsfile").write_text("pipeline { agent any }\n")
+    before = {path.name: path.read_bytes() for path in project.iterdir()}
+    result = invoke("jenkinsfile", str(project), "-o", str(project / target))
+    assert result.exit_code == 2, result.output
+    assert f"{project / target} is not a file microdeploy jenkinsfile wrote" in result.stderr
+    assert {path.name: path.read_bytes() for path in project.iterdir()} == before
 
 
 def test_library_help_lists_every_option() -> None:
