@@ -77,7 +77,8 @@ def new(name: str, directory: Path | None, port: int, with_db: bool, no_input: b
     description = "Flask web service"
     maintainer = default_maintainer(os.environ)
     origins = ("the default", "DEBFULLNAME/DEBEMAIL (or NAME/EMAIL)")
-    if not no_input and sys.stdin.isatty():
+    # A closed standard input (`<&-`, some CI runners) is no terminal to ask at: Python makes sys.stdin None.
+    if not no_input and sys.stdin is not None and sys.stdin.isatty():
         description = click.prompt("Description", default=description)
         maintainer = click.prompt("Maintainer", default=maintainer)
         origins = ("the prompt", "the prompt")

@@ -289,7 +289,12 @@ def _verify(old: str, new: str, name: str, version: str, source: str) -> None:
     services = expected.get(SERVICES_KEY) or {}
     expected[SERVICES_KEY] = services
     services[name] = {**(services.get(name) or {}), "ensure": version}
-    if got != expected:
+    try:
+        same = got == expected
+    except RecursionError:  # `a: &x [*x]`: data that holds itself, which no Hiera lookup can return
+        raise bad_input(f"cannot edit {source} in place: it holds a recursive alias (an anchor used inside "
+                        "itself)", hint="Remove the recursive alias from the file") from None
+    if not same:
         raise bad_input(f"cannot edit the pin of {name} in {source} in place without changing other data",
                         hint=_HINT_BY_HAND.format(name=name))
 

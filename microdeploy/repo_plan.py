@@ -13,7 +13,7 @@ from typing import Any
 from microdeploy import dists
 from microdeploy.debfile import DebFile, PackageRef
 from microdeploy.dists import DEFAULT_DIST
-from microdeploy.errors import bad_input
+from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.signing import SigningKey
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,15 @@ class Manifest:
         """Read a generation's manifest; a missing one is an empty repository."""
         if not path.is_file():
             return cls({})
-        data = json.loads(path.read_text())
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise MicrodeployError(
+                f"the repository's state is damaged: {path} is not a manifest microdeploy wrote ({exc})",
+                hint="Restore the repository's directory from a backup") from exc
+        if not isinstance(data, dict):
+            raise MicrodeployError(f"the repository's state is damaged: {path} is not a manifest microdeploy wrote",
+                                   hint="Restore the repository's directory from a backup")
         return cls(data.get("dists", {}), data.get("key_fingerprint"), data.get("retired_keys", {}))
 
 

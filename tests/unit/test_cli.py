@@ -142,3 +142,14 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> N
     finally:
         os.close(write_end)
     assert (done.returncode, done.stderr) == (141, "")
+
+
+def test_new_with_standard_input_closed_takes_the_defaults(tmp_path: Path) -> None:
+    """`microdeploy new NAME <&-` (a CI runner without stdin): Python's sys.stdin is None, which is no terminal to
+    prompt at; the defaults are taken, as with --no-input (it was an AttributeError's traceback)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run(["sh", "-c", 'exec <&-; exec "$0" -m microdeploy new closed-api', sys.executable],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert 'description = "Flask web service"' in (tmp_path / "closed-api" / "pyproject.toml").read_text()

@@ -472,6 +472,7 @@ def test_bad_input_exits_2_with_the_value_named_and_writes_nothing(
         ("microdeploy::services:\n  - orders-api\n", "microdeploy::services in"),
         ("a: *undefined_alias\n", "cannot parse"),
         ("a: 1\na: 2\n", "cannot parse"),
+        ("a: &x [*x]\n", "holds a recursive alias"),
     ],
 )
 def test_an_unparsable_existing_data_file_is_left_alone(

@@ -383,3 +383,15 @@ def test_serving_runs_in_the_background_for_the_block(tmp_path: Path) -> None:
         assert response.read() == b"x"
     with pytest.raises(OSError):
         urllib.request.urlopen(url + "f", timeout=2)
+
+
+@pytest.mark.parametrize("text", ["{garbage\n", "[1, 2]\n", "\xff\xfe not utf-8"])
+def test_a_damaged_manifest_is_named_not_a_traceback(tmp_path: Path, text: str) -> None:
+    """A generation's manifest that is not microdeploy's JSON (a disk error, a hand edit) is a failure that names
+    the file (it was a JSONDecodeError's traceback)."""
+    path = tmp_path / "manifest.json"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(MicrodeployError) as info:
+        Manifest.load(path)
+    assert info.value.message.startswith(f"the repository's state is damaged: {path} is not a manifest")
+    assert info.value.exit_code == 1
