@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from microdeploy.errors import bad_input
 from microdeploy.fsutil import check_writable, staged_directory
 from microdeploy.render import render_tree
 from microdeploy.resources import service_template
+from microdeploy.validate import check_not_a_system_package
 
 
 def default_maintainer(environ: Mapping[str, str]) -> str:
@@ -36,6 +38,29 @@ def scaffold_context(config: ServiceConfig, *, with_db: bool) -> dict[str, objec
     }
 
 
+# The top-level modules of the scaffold's dependencies and theirs (Flask's, gunicorn's, marshmallow's, the database
+# option's, the test extra's): a service whose module had one of these names would be imported in its place, or
+# import itself instead of it (src/flask/ for `new flask`).
+DEPENDENCY_MODULES = frozenset({
+    "flask", "werkzeug", "jinja2", "markupsafe", "itsdangerous", "click", "blinker", "gunicorn", "packaging",
+    "marshmallow", "flask_marshmallow", "flask_sqlalchemy", "flask_migrate", "marshmallow_sqlalchemy", "sqlalchemy",
+    "alembic", "mako", "greenlet", "typing_extensions", "pytest", "_pytest", "pluggy", "iniconfig",
+})
+
+
+def check_name(config: ServiceConfig) -> None:
+    """Refuse (exit 2) a name the service cannot have: one whose module is a standard module or one of its
+    dependencies', or a package installed on this machine (its build refuses that)."""
+    module = config.module
+    what = ("a standard library module" if module in sys.stdlib_module_names
+            else "a module of the service's own dependencies" if module in DEPENDENCY_MODULES else None)
+    if what is not None:
+        raise bad_input(f"invalid name {config.name!r}: its Python package, {module}, would have the name of {what}, "
+                        "and one of the two could not be imported",
+                        hint=f"Give the service a name of its own, e.g. {config.name}-api")
+    check_not_a_system_package(config.name)
+
+
 def check_destination(dest: Path) -> None:
     """Refuse a destination that is a symbolic link, a file, a non-empty directory or not writable."""
     check_writable(dest, "--dir")
@@ -52,6 +77,7 @@ def check_destination(dest: Path) -> None:
 
 def scaffold(config: ServiceConfig, dest: Path, *, with_db: bool = False) -> list[Path]:
     """Render the service into `dest` atomically; return the files written."""
+    check_name(config)
     check_destination(dest)
     context = scaffold_context(config, with_db=with_db)
     with staged_directory(dest) as staging:

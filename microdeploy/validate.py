@@ -18,6 +18,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from packaging.utils import canonicalize_name
@@ -85,6 +86,21 @@ def reserved_name(name: str) -> str | None:
     if name == "systemd" or name.startswith("systemd-"):
         return "systemd's own name (its package, units and system users)"
     return None
+
+
+def check_not_a_system_package(name: str, info: Path = Path("/var/lib/dpkg/info")) -> None:
+    """Refuse (exit 2) a name that a package installed here has (dpkg, bash, openssh-server...), unless that
+    package is a microdeploy service: a service of that name would replace it on the hosts, and purge its
+    /var/lib. (Read from dpkg's own files list, no process: the service itself may be installed here.)"""
+    for listed in (info / f"{name}.list", *info.glob(f"{name}:*.list")):
+        try:
+            files = listed.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        if f"/usr/share/{name}/gunicorn.conf.py" not in files:
+            raise bad_input(f"invalid name {name!r}: {name} is a package installed on this machine, not a "
+                            "microdeploy service; a service of that name would replace it on the hosts",
+                            hint="Give the service a name of its own (--name, or name in [tool.microdeploy])")
 
 
 PACKAGE_NAME = rule(_PACKAGE, "a Debian package name: lowercase letters, digits, '+', '.', '-' "

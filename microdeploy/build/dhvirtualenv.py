@@ -40,6 +40,7 @@ from microdeploy.config import ServiceConfig, load_config
 from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.fsutil import private_directory, sync_file, temporary_files_in
 from microdeploy.process import Runner, run
+from microdeploy.validate import check_not_a_system_package
 
 log = logging.getLogger(__name__)
 
@@ -103,21 +104,6 @@ def checked(settings: BuildSettings, runner: Runner = run, root: Path | None = N
     settled = settle(project, settings, runner)
     source.check_python(settings.project_file(), python, settled.dist.codename)
     return project, config, python, settled
-
-
-def check_not_a_system_package(name: str, info: Path = Path("/var/lib/dpkg/info")) -> None:
-    """Refuse (exit 2) a name that a package installed here has (dpkg, bash, openssh-server...), unless that
-    package is a microdeploy service: a service of that name would replace it on the hosts, and purge its
-    /var/lib. (Read from dpkg's own files list, no process: the service itself may be installed here.)"""
-    for listed in (info / f"{name}.list", *info.glob(f"{name}:*.list")):
-        try:
-            files = listed.read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:
-            continue
-        if f"/usr/share/{name}/gunicorn.conf.py" not in files:
-            raise bad_input(f"invalid name {name!r}: {name} is a package installed on this machine, not a "
-                            "microdeploy service; a service of that name would replace it on the hosts",
-                            hint="Give the service a name of its own (--name, or name in [tool.microdeploy])")
 
 
 def git_state(settings: BuildSettings, settled: Settled, scm_version: Mapping[str, str]) -> str:

@@ -387,7 +387,7 @@ def test_the_upstream_name_is_the_projects_own_spelling(tmp_path: Path) -> None:
 def test_a_name_of_a_package_installed_here_is_refused_unless_it_is_a_service(tmp_path: Path) -> None:
     """dpkg's files list says what is installed: a package that is not a microdeploy service (no
     /usr/share/NAME/gunicorn.conf.py) refuses its name, exit 2; the service itself, installed here, does not."""
-    from microdeploy.build.dhvirtualenv import check_not_a_system_package
+    from microdeploy.validate import check_not_a_system_package
 
     (tmp_path / "dpkg.list").write_text("/usr/bin/dpkg\n/usr/share/doc/dpkg\n")
     (tmp_path / "libfoo1:amd64.list").write_text("/usr/lib/x86_64-linux-gnu/libfoo.so.1\n")

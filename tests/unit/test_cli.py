@@ -49,6 +49,14 @@ def test_new_creates_the_service(tmp_path: Path) -> None:
         (["Bad_Name"], "invalid name 'Bad_Name' (from NAME)"),
         (["../x"], "invalid name '../x' (from NAME)"),
         (["orders-api", "--port", "70000"], "invalid port 70000 (from --port)"),
+        # src/flask/ would be imported instead of Flask (its build then failed: "flask==0.1.0 has an incompatible
+        # dependency on itself"); src/json/ would never be imported; dpkg is installed here (build refuses it).
+        (["flask"], "invalid name 'flask': its Python package, flask, would have the name of a module of the "
+                    "service's own dependencies"),
+        (["flask-sqlalchemy"], "its Python package, flask_sqlalchemy, would have the name of a module"),
+        (["json"], "invalid name 'json': its Python package, json, would have the name of a standard library "
+                   "module"),
+        (["dpkg"], "invalid name 'dpkg': dpkg is a package installed on this machine"),
     ],
 )
 def test_new_bad_input_exits_2_and_creates_nothing(
