@@ -7,14 +7,14 @@ import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from packaging.utils import canonicalize_name
 
 from microdeploy.build import records
 from microdeploy.build.debiandir.context import WSGI_SERVER
 from microdeploy.build.fastpath.contract import PACKAGE_BUILT_FILE, PIP_TOOL, PLAIN_PIP_TOOL
-from microdeploy.errors import MicrodeployError
+from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.process import Result, Runner, output_tail, require_tools, run
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,9 @@ RESOLUTION_FAILURES = ("No matching distribution", "ResolutionImpossible", "No s
 WSGI_CONFLICT = re.compile(rf"(?:you require|The user requested) {re.escape(WSGI_SERVER)}\b")
 # uv's and pip's words when no release of a requirement is on the indexes at all (MLflow 3.18.0 pins an
 # mlflow-tracing==3.18.0 that the index did not have yet; a private package on another index).
+# The installer's words for a line of the project's requirements file that is not a requirement (uv, pip).
+BAD_REQUIREMENT = re.compile(r"Couldn't parse requirement in `(?P<uv>[^`]+)`|Invalid requirement: .*\(from line "
+                             r"(?P<line>\d+) of (?P<pip>[^)]+)\)")
 NOT_ON_INDEX = re.compile(r"there is no version of (?P<uv>[A-Za-z0-9._-]+[^\s,]*)|"
                           r"(?P<unknown>[A-Za-z0-9._-]+) was not found in the package registry|"
                           r"No matching distribution found for (?P<pip>\S+)")
@@ -170,6 +173,12 @@ def raise_if_failed(result: Result, what: str, project: str | None = None, lock:
     output = result.stdout + "\n" + result.stderr
     log.debug("%s output:\n%s", what, output)
     if result.returncode != 0:
+        bad = BAD_REQUIREMENT.search(output)
+        if bad:  # the project's own file: bad input, as a bad pyproject.toml is
+            file = PurePosixPath(bad.group("uv") or bad.group("pip")).name
+            raise bad_input(f"{what} failed: the project's {file} holds a line that is not a requirement:\n"
+                            f"{relevant_lines(output)}",
+                            hint=f"Fix that line of {file} (the installer's words above say where)")
         raise MicrodeployError(
             f"{what} failed (exit status {result.returncode}):\n{relevant_lines(output)}",
             hint=failure_hint(output, project, lock),

@@ -174,3 +174,17 @@ def test_a_dependency_too_old_to_build_from_source_is_told_to_take_a_newer_versi
             ) in result.stderr
     assert "-dev packages" not in result.stderr
     assert not out.exists()
+
+
+def test_a_requirements_file_line_that_is_no_requirement_is_bad_input(service: Path, tmp_path: Path) -> None:
+    """A line of the project's requirements.txt that is not a requirement is the project's to fix: exit 2 with
+    the installer's words and the file named, not exit 1 and "read the full dpkg-buildpackage output"."""
+    project = broken_copy(service, tmp_path)
+    (project / "requirements.txt").write_text("flask\nthis is not a requirement !!!\n")
+    out = tmp_path / "dist"
+    result = build(project, out)
+    assert result.exit_code == 2, result.output
+    assert "the project's requirements.txt holds a line that is not a requirement" in result.stderr
+    assert "Couldn't parse requirement in `requirements.txt`" in result.stderr
+    assert "hint: Fix that line of requirements.txt" in result.stderr
+    assert not out.exists()

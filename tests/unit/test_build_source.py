@@ -464,3 +464,21 @@ def test_check_app_takes_the_names_the_module_binds_not_its_functions_locals(
     with pytest.raises(MicrodeployError) as caught:
         source.check_app(tmp_path, "site:app")
     assert caught.value.exit_code == 2 and "site defines no 'app'" in str(caught.value)
+
+
+@pytest.mark.parametrize("failure", [
+    # uv
+    "    error: Couldn't parse requirement in `requirements.txt` at position 6\n"
+    "      cause: Expected one of `@`, `(`, `<`, `=`, `>`, `~`, `!`, `;`, found `i`\n",
+    # pip (no uv on the build host)
+    "ERROR: Invalid requirement: 'this is not a requirement !!!' (from line 2 of requirements.txt)\n",
+])
+def test_a_requirements_line_that_is_no_requirement_is_bad_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """The installer refusing a line of the project's requirements file: exit 2, the file named."""
+    monkeypatch.setattr("microdeploy.build.dpkg.require_tools", lambda *tools: None)
+    with pytest.raises(MicrodeployError) as info:
+        dpkg_buildpackage(tmp_path / "tree", {}, 1234, FakeRunner({"dpkg-buildpackage": (2, failure)}))
+    assert info.value.exit_code == 2
+    assert "the project's requirements.txt holds a line that is not a requirement" in info.value.message
