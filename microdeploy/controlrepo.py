@@ -116,7 +116,9 @@ def origin(given: str | None) -> str:
 
 
 def check_destination(dest: Path) -> None:
-    """The directory must be new or empty: init never mixes its files with others."""
+    """The directory must be new or empty: init never mixes its files with others, nor writes through a link."""
+    if dest.is_symlink():
+        raise bad_input(f"{dest} is a symbolic link", hint="Pass the directory itself, or a new path")
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise bad_input(f"{dest} already exists and is not an empty directory",
                         hint="Pass a new directory to control-repo init")

@@ -105,6 +105,9 @@ def owned_files(control_repo: Path) -> tuple[Path, Path]:
         raise bad_input(f"{hiera_path} has no level for the files microdeploy writes "
                         f"({SERVICES_GLOB} and {APT_FILE} in the data directory)",
                         hint=f"Add this level at the end of the hierarchy in {hiera_path.name}:\n{OWNED_LEVEL}")
+    if services_dir.exists() and not services_dir.is_dir():
+        raise bad_input(f"{services_dir} is not a directory: microdeploy writes each service's data file in it",
+                        hint="Move the file away (or rename it), and run puppet-data again")
     return services_dir, apt_path
 
 

@@ -107,9 +107,14 @@ class KindInfo:
 def cache_root(environ: Mapping[str, str]) -> Path:
     """$MICRODEPLOY_CACHE_DIR, else $XDG_CACHE_HOME/microdeploy, else ~/.cache/microdeploy."""
     if environ.get("MICRODEPLOY_CACHE_DIR"):
-        return Path(environ["MICRODEPLOY_CACHE_DIR"])
-    base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".cache")
-    return Path(base) / "microdeploy"
+        root = Path(environ["MICRODEPLOY_CACHE_DIR"])
+    else:
+        base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".cache")
+        root = Path(base) / "microdeploy"
+    if root.exists() and not root.is_dir():
+        raise bad_input(f"the cache directory {root} is not a directory",
+                        hint="Point MICRODEPLOY_CACHE_DIR (or XDG_CACHE_HOME) at a directory")
+    return root
 
 
 def lock_beside(path: Path) -> Path:

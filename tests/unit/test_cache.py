@@ -273,6 +273,18 @@ def test_a_bad_cache_size_in_the_environment_is_bad_input() -> None:
     assert cache.MAX_SIZE_VAR in raised.value.message
 
 
+def test_a_cache_directory_that_is_a_file_is_bad_input(tmp_path: Path) -> None:
+    """$MICRODEPLOY_CACHE_DIR naming a file: exit 2, the variable named (it was "Not a directory: '.../layers/...'"
+    with exit 1, from the middle of a build)."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(MicrodeployError) as raised:
+        cache.cache_root({"MICRODEPLOY_CACHE_DIR": str(afile)})
+    assert raised.value.exit_code == 2
+    assert raised.value.message == f"the cache directory {afile} is not a directory"
+    assert "MICRODEPLOY_CACHE_DIR" in (raised.value.hint or "")
+
+
 def a_root(roots: Path, name: str, size: int, days_ago: float, now: float) -> Path:
     """A build root of about `size` bytes with its lock file, last used (its lock touched) `days_ago` days ago."""
     tree = entry(roots / name, size, days_ago + 100, now)

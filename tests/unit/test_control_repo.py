@@ -323,6 +323,21 @@ def test_a_non_empty_directory_or_a_file_is_refused(tmp_path: Path) -> None:
     assert afile.read_text() == "x"
 
 
+@pytest.mark.parametrize("target", ["elsewhere", "nowhere"])
+def test_a_symbolic_link_is_refused(tmp_path: Path, target: str) -> None:
+    """A link, to a directory or dangling, is refused before git runs (exit 2, nothing made on either side): it was
+    "Not a directory: '.dangl.raj4572d.staging'" (exit 1), after a commit in the staging directory."""
+    (tmp_path / "elsewhere").mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / target)
+    before = sorted(path.name for path in tmp_path.iterdir())
+    result = invoke(str(link))
+    assert result.exit_code == 2, result.output
+    assert f"{link} is a symbolic link" in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == before
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
 def test_an_empty_directory_is_used(tmp_path: Path) -> None:
     """An existing empty directory becomes the control repository."""
     empty = tmp_path / "empty"

@@ -514,3 +514,14 @@ def puppet_data_error(settings: PuppetDataSettings) -> str:
         puppet_data(settings, runner=lambda argv, **_: Result(tuple(argv), 128, "", ""))
     assert info.value.exit_code == 2
     return info.value.message
+
+
+def test_a_file_where_the_services_directory_goes_is_bad_input(control_repo: Path, project: Path) -> None:
+    """data/services a file (a hand-made data file of that name): exit 2 naming it, nothing written (it was "File
+    exists" with exit 1 and the hint about free space)."""
+    (control_repo / "data" / "services").write_text("x\n")
+    before = file_bytes(control_repo)
+    result = invoke(str(project), "--version", "1.4.0-1", "--control-repo", str(control_repo))
+    assert result.exit_code == 2, result.output
+    assert f"{control_repo / 'data' / 'services'} is not a directory" in result.stderr
+    assert file_bytes(control_repo) == before
