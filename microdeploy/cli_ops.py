@@ -17,6 +17,7 @@ from microdeploy.repo import (
     SERVE_BIND,
     SERVE_PORT,
     PublishSettings,
+    check_offered,
     check_served,
     publish,
     served_suites,
@@ -138,6 +139,7 @@ def repo_serve(repo_dir: Path, bind: str, port: int, dist: str | None, component
     from microdeploy.repo_server import serve  # http.server: only when serving
 
     check_served(bind, port, dist, component)
+    check_offered(repo_dir, dist, component)
 
     def ready(url: str) -> None:
         keyring = f"/etc/apt/keyrings/{KEYRING_NAME}"

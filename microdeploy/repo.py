@@ -330,6 +330,22 @@ def served_suites(repo: Path) -> list[str]:
     return sorted(path.name for path in (repo / "public" / "dists").glob("*") if (path / "InRelease").is_file())
 
 
+def check_offered(repo: Path, dist: str | None, component: str) -> None:
+    """Refuse a suite or component the repository does not serve: the sources snippet `repo serve` prints for it
+    would fail every host's apt-get update."""
+    suites = served_suites(repo)
+    if not suites:
+        return  # nothing published yet: make_server says so
+    if dist is not None and dist not in suites:
+        raise bad_input(f"the repository {repo} serves no suite {dist!r}; it serves {', '.join(suites)}",
+                        hint="Pass one of those with --dist, or publish a build for that release first")
+    missing = [suite for suite in ([dist] if dist else suites)
+               if not (repo / "public" / "dists" / suite / component).is_dir()]
+    if missing:
+        raise bad_input(f"the repository {repo} has no component {component!r} in {', '.join(missing)}",
+                        hint="Pass the component its packages were published in with --component (default main)")
+
+
 def sources_snippet(
     url: str, keyring_path: str = f"{HOST_KEYRING_DIR}/{KEYRING_NAME}",
     dist: str = DEFAULT_DIST, component: str = DEFAULT_COMPONENT,

@@ -1,4 +1,4 @@
-"""`repo serve` on IPv6 addresses (microdeploy.repo_server)."""
+"""`repo serve` (microdeploy.repo_server): IPv6 addresses, and only the suites and components it serves."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from microdeploy import repo_server
+from microdeploy.cli import main
 from tests.support import stop, wait_until
 
 
@@ -59,3 +61,21 @@ def test_repo_serve_bind_ipv6_prints_a_bracketed_url_that_answers(tmp_path: Path
             assert response.read() == b"x"
     finally:
         stop(process)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--dist", "nosuite"], "serves no suite 'nosuite'; it serves bookworm, trixie"),
+    (["--dist", "trixie", "--component", "contrib"], "has no component 'contrib' in trixie"),
+    (["--component", "contrib"], "has no component 'contrib' in bookworm, trixie"),
+])
+def test_repo_serve_refuses_a_suite_or_component_the_repository_does_not_serve(
+        tmp_path: Path, args: list[str], message: str) -> None:
+    """The sources snippet for a suite or component the repository lacks would fail every host's apt-get update:
+    exit 2 naming what it serves, before anything listens."""
+    for suite in ("bookworm", "trixie"):
+        (tmp_path / "g" / "published" / "dists" / suite / "main").mkdir(parents=True)
+        (tmp_path / "g" / "published" / "dists" / suite / "InRelease").write_text("")
+    os.symlink("g/published", tmp_path / "public")
+    result = CliRunner().invoke(main, ["repo", "serve", str(tmp_path), "--port", "0", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
