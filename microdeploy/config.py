@@ -9,6 +9,7 @@ value, where it came from and what is allowed.
 from __future__ import annotations
 
 import configparser
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -310,6 +311,9 @@ def check_settings(value: Any, origin: str) -> dict[str, dict[str, Scalar]]:
             elif not isinstance(item, int | float | bool):
                 raise rules.invalid(f"settings.{section}.{key}", item, origin,
                                     "a single-line string, number or boolean")
+            elif isinstance(item, float) and not math.isfinite(item):
+                # TOML's nan and inf: JSON has no such number, and an INI file's reader no such value.
+                raise rules.invalid(f"settings.{section}.{key}", item, origin, "a finite number")
         result[str(section)] = dict(entries)
     return result
 

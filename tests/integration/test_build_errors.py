@@ -55,6 +55,8 @@ def broken_copy(service: Path, tmp_path: Path) -> Path:
                                         "microdeploy service"),
         ("service", ["--version", "1.0 beta"], "invalid version '1.0 beta' (from --version)"),
         ("service", ["--revision", "x/y"], "invalid Debian revision 'x/y' (from --revision)"),
+        # `--revision "$REV"` with REV unset: not the default revision 1 without a word.
+        ("service", ["--revision", ""], "invalid Debian revision '' (from --revision)"),
         ("service", ["--python", "python2"], "invalid python 'python2' (from --python)"),
         # Debian 12 has no python3.13 for apt to install: the hint names its own Python and the release with it.
         ("service", ["--python", "python3.13"], "bookworm ships Python 3.11, not python3.13\nhint: "

@@ -58,10 +58,11 @@ def test_revision_from_flag_then_build_number() -> None:
     assert debian_revision("5", "9") == "5"
     assert debian_revision(None, "41") == "41"
     assert debian_revision(None, None) == "1"
+    assert debian_revision(None, "") == "1"  # an empty BUILD_NUMBER is none
     assert DebianVersion("1.0-9") < DebianVersion("1.0-10")
 
 
-@pytest.mark.parametrize("bad", ["x/y", "-1", "1 2", "a1"])
+@pytest.mark.parametrize("bad", ["x/y", "-1", "1 2", "a1", ""])
 def test_bad_revisions_are_refused(bad: str) -> None:
     """A revision dpkg would reject is bad input."""
     with pytest.raises(MicrodeployError) as info:

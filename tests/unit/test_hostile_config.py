@@ -60,3 +60,15 @@ def test_a_setting_in_the_config_file_refuses_hostile_values(tmp_path: Path, kin
     pyproject.write_text(pyproject.read_text().replace("debug = false", f"debug = {toml_string(value)}"))
     before = tree(tmp_path)
     assert_refused(invoke(["config", str(project)]), before, tree(tmp_path), "settings.app.debug")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "+nan"])
+def test_a_setting_that_is_not_a_finite_number_is_refused(tmp_path: Path, value: str) -> None:
+    """TOML's nan and inf: `config` printed NaN and Infinity, which no JSON reader takes, and Hiera got .nan."""
+    project = service(tmp_path)
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace("debug = false", f"debug = {value}"))
+    before = tree(tmp_path)
+    result = invoke(["config", str(project)])
+    assert_refused(result, before, tree(tmp_path), "settings.app.debug")
+    assert "Use a finite number" in result.stderr

@@ -75,10 +75,13 @@ def is_vcs_version(version: str) -> bool:
 
 
 def debian_revision(revision: str | None, build_number: str | None) -> str:
-    """The Debian revision: --revision, else the CI's BUILD_NUMBER, else 1."""
-    value = revision or build_number or "1"
-    return validate.check(validate.DEBIAN_REVISION, "Debian revision", value,
-                          "--revision" if revision else "BUILD_NUMBER" if build_number else "the default")
+    """The Debian revision: --revision, else the CI's BUILD_NUMBER, else 1. An empty --revision is refused (an
+    unset variable in `--revision "$X"`), an empty BUILD_NUMBER is no build number."""
+    if revision is not None:
+        return validate.check(validate.DEBIAN_REVISION, "Debian revision", revision, "--revision")
+    if build_number:
+        return validate.check(validate.DEBIAN_REVISION, "Debian revision", build_number, "BUILD_NUMBER")
+    return "1"
 
 
 def full_version(upstream: str, revision: str) -> str:
