@@ -72,3 +72,15 @@ def test_a_setting_that_is_not_a_finite_number_is_refused(tmp_path: Path, value:
     result = invoke(["config", str(project)])
     assert_refused(result, before, tree(tmp_path), "settings.app.debug")
     assert "Use a finite number" in result.stderr
+
+
+def test_a_project_version_that_is_not_a_string_is_refused(tmp_path: Path) -> None:
+    """`[project] version = 3` was taken for no version, and the error said there was none to find."""
+    project = service(tmp_path)
+    pyproject = project / "pyproject.toml"
+    text = pyproject.read_text()
+    assert 'version = "0.1.0"' in text
+    pyproject.write_text(text.replace('version = "0.1.0"', "version = 3", 1))
+    before = tree(tmp_path)
+    result = invoke(["config", str(project)])
+    assert_refused(result, before, tree(tmp_path), "invalid version 3 (from [project].version): not a string")
