@@ -157,7 +157,8 @@ def load_config(project: Path, overrides: Mapping[str, Any] | None = None,
     `pyproject`: the project's pyproject.toml when the caller has read it.
     """
     if not project.is_dir():
-        raise bad_input(f"project directory not found: {project}", hint="Pass the path of a Python project")
+        found = f"{project} is not a directory" if project.exists() else f"project directory not found: {project}"
+        raise bad_input(found, hint="Pass the path of a Python project")
     project_table, tool_table, source = read_project_file(project, pyproject)
     unknown = sorted(set(tool_table) - set(KEYS))
     if unknown:
@@ -209,7 +210,8 @@ def validate(values: Mapping[str, tuple[Any, str]]) -> ServiceConfig:
     if "name" not in values:
         raise bad_input(
             "the service has no name",
-            hint="Set name in [tool.microdeploy] (or [project].name), or pass --name",
+            hint="Set name in the project's [tool.microdeploy] (or [project].name) of pyproject.toml, or in "
+                 "microdeploy.toml (build, config, jenkinsfile and puppet-data also take --name)",
         )
     name = _check_name(*values["name"])
     checked: dict[str, Any] = {"name": name}

@@ -84,3 +84,19 @@ def test_a_project_version_that_is_not_a_string_is_refused(tmp_path: Path) -> No
     before = tree(tmp_path)
     result = invoke(["config", str(project)])
     assert_refused(result, before, tree(tmp_path), "invalid version 3 (from [project].version): not a string")
+
+
+def test_a_project_path_that_is_a_file_is_named_as_such(tmp_path: Path) -> None:
+    """`config FILE`: said the project directory was not found, though the path exists."""
+    afile = tmp_path / "afile"
+    afile.write_text("x\n")
+    before = tree(tmp_path)
+    assert_refused(invoke(["config", str(afile)]), before, tree(tmp_path), f"{afile} is not a directory")
+
+
+def test_deploy_without_a_service_name_is_not_told_to_pass_a_flag_it_lacks(tmp_path: Path) -> None:
+    """The hint for a service without a name named --name, which deploy does not take; it names the files."""
+    result = invoke(["deploy", "--project", str(tmp_path), "--hosts", "127.0.0.1", "--version", "1.0-1"])
+    assert result.exit_code == 2, result.output
+    assert "the service has no name" in result.stderr
+    assert "[tool.microdeploy]" in result.stderr and "or pass --name" not in result.stderr
