@@ -641,6 +641,9 @@ def fleet(monkeypatch: pytest.MonkeyPatch) -> list[FakeHost]:
         (["Bad_Name", "--version", "2", "--hosts", "h1"], "invalid name 'Bad_Name' (from NAME)"),
         (["--version", "2", "--hosts", "h1"], "no service to deploy"),
         (["orders-api", "--version", "2", "--hosts", "h1", "--health-timeout", "0"], "invalid health timeout"),
+        (["orders-api", "--version", "2", "--hosts", "h1", "--connect-timeout", "0"], "invalid --connect-timeout 0.0"),
+        (["orders-api", "--version", "2", "--hosts", "h1", "--connect-timeout", "-1"],
+         "invalid --connect-timeout -1.0"),
         (["orders-api", "--version", "2", "--hosts", "h1", "--apt-source", "x.list"], "invalid APT source"),
     ],
 )
