@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,22 @@ from microdeploy.process import Runner, run
 
 APT_KEYS = ("microdeploy::manage_apt_source", "microdeploy::apt_location", "microdeploy::apt_key_content")
 
-APT_URL = validate.rule(r"[a-z][a-z0-9+.-]*:[^\s'\"\\]+", "a URL such as http://apt.example.com/microdeploy/", 500)
+def _is_apt_url(text: str) -> bool:
+    """A URL apt can fetch from, with no credentials in it: Hiera data is committed, and apt takes those from
+    /etc/apt/auth.conf.d."""
+    try:
+        parts = urllib.parse.urlsplit(text)
+        parts.port  # noqa: B018 -- parsing the port raises for a bad one
+    except ValueError:  # an unclosed [ of an IPv6 address, a port that is no number
+        return False
+    if parts.username is not None or parts.password is not None:
+        return False
+    return parts.scheme.rpartition("+")[2] == "file" or bool(parts.hostname)  # file:, mirror+file:
+
+
+APT_URL = validate.rule(r"[a-z][a-z0-9+.-]*:[^\s'\"\\]+",
+                        "a URL such as http://apt.example.com/microdeploy/, with a host and no user or password "
+                        "(apt reads those from /etc/apt/auth.conf.d)", 500, _is_apt_url)
 
 # Hiera interpolates `%{...}` in keys and values; `%{literal('%')}` is its one way to write a `%` before `{`.
 HIERA_ESCAPE = ("%{", "%{literal('%')}{")

@@ -420,6 +420,11 @@ BAD_INPUT = [
     (["--version", "1-1", "--control-repo", "{project}"], "is not a control repository (no hiera.yaml)"),
     (["--version", "1-1", "--apt-location", "http://x/"], "--apt-location and --apt-key go together"),
     (["--version", "1-1", "--apt-location", "not a url", "--apt-key", "{key}"], "invalid APT repository URL"),
+    # No host, an unclosed IPv6 address, credentials (they would be committed; apt reads auth.conf.d).
+    (["--version", "1-1", "--apt-location", "http://", "--apt-key", "{key}"], "invalid APT repository URL"),
+    (["--version", "1-1", "--apt-location", "http://[::1/", "--apt-key", "{key}"], "invalid APT repository URL"),
+    (["--version", "1-1", "--apt-location", "https://ci:s3cret@apt.example.com/", "--apt-key", "{key}"],
+     "invalid APT repository URL"),
     (["--version", "1-1", "--apt-location", "http://x/", "--apt-key", "{project}/pyproject.toml"],
      "is not an ASCII-armored OpenPGP key"),
     # The repository's .asc with the signing key appended: nothing of it may go into Hiera data.
