@@ -17,6 +17,7 @@ from microdeploy.cli_base import (
     INT,
     LEVELS_HELP,
     MicrodeployGroup,
+    OutputParam,
     PathParam,
     ProgressHandler,
     config_overrides,
@@ -161,7 +162,7 @@ def build_command(project: Path, out: Path | None, version: str | None, revision
 @click.option("--form", type=click.Choice(FORMS), default="full", show_default=True,
               help="full: a self-contained Jenkinsfile; one-line: a call of the shared library; "
                    "library: the shared library's vars/microdeployPipeline.groovy.")
-@click.option("-o", "--output", default="-", show_default=True, metavar="FILE|-",
+@click.option("-o", "--output", type=OutputParam(), default="-", show_default=True, metavar="FILE|-",
               help="Write here (atomically) instead of standard output.")
 @click.option("--agent-label", default=JenkinsOptions.agent_label, show_default=True,
               help="Label expression of the agents that build (they need microdeploy and its tools).")
@@ -230,7 +231,7 @@ def jenkinsfile_command(project: Path, form: str, output: str, agent_label: str,
 @click.option("--control-repo", type=PathParam(),
               help="Write into this r10k control repository: data/services/NAME.yaml, or with --env/--node "
                    "the pin alone into that level's file.")
-@click.option("-o", "--output", default="-", show_default=True, metavar="FILE|-",
+@click.option("-o", "--output", type=OutputParam(), default="-", show_default=True, metavar="FILE|-",
               help="Write here instead of standard output: a new file, or one microdeploy wrote before.")
 @click.option("--version", "version", help="Debian version to pin, e.g. 1.4.0-1 (default: as `build` computes it).")
 @click.option("--apt-location", metavar="URL", help="Also write the signed APT source: the repository URL...")

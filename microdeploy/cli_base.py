@@ -67,6 +67,20 @@ class PathParam(click.Path):
         return super().convert(value, param, ctx)
 
 
+class OutputParam(click.ParamType):  # type: ignore[type-arg]
+    """A file to write, or `-` for standard output; an empty value is refused as PathParam refuses it (`-o "$OUT"`
+    with OUT unset was taken for the current directory)."""
+
+    name = "output"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The value as given, or a usage error (exit 2) for an empty one."""
+        if isinstance(value, str) and not value.strip():
+            self.fail(f"{shown(value)} is empty: give a file, or - for standard output (an unset variable?)",
+                      param, ctx)
+        return value
+
+
 class ProgressHandler(logging.Handler):
     """Progress lines on stderr: styled on a terminal, plain in CI logs."""
 

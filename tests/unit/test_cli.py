@@ -161,3 +161,13 @@ def test_new_with_standard_input_closed_takes_the_defaults(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert 'description = "Flask web service"' in (tmp_path / "closed-api" / "pyproject.toml").read_text()
+
+
+@pytest.mark.parametrize("words", [["jenkinsfile"], ["puppet-data", "--version", "1.0-1"]])
+def test_an_empty_output_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, words: list[str]) -> None:
+    """`-o "$OUT"` with OUT unset: refused (exit 2) as an empty path is, not taken for the current directory."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, [*words, "-o", ""])
+    assert result.exit_code == 2, result.output
+    assert "'' is empty: give a file, or - for standard output" in result.stderr
+    assert list(tmp_path.iterdir()) == []
