@@ -29,6 +29,8 @@ from paramiko.hostkeys import HostKeyEntry
 log = logging.getLogger(__name__)
 
 CERT_SUFFIX = "-cert-v01@openssh.com"
+# Lines of one known_hosts file that cannot be read, named one by one; the rest are counted.
+SKIPPED_SHOWN = 3
 SSH2_CERT_TYPE_HOST = 2
 
 
@@ -89,8 +91,13 @@ def load(paths: Iterable[Path]) -> KnownHosts:
         except OSError as exc:
             log.warning("cannot read %s: %s; its host keys are not used", path, exc.strerror)
             continue
-        for number, line in enumerate(text.splitlines(), 1):
-            _read_line(known, line.strip(), f"{path}:{number}")
+        skipped = [f"{path}:{number}: {why}" for number, line in enumerate(text.splitlines(), 1)
+                   if (why := _read_line(known, line.strip())) is not None]
+        for said in skipped[:SKIPPED_SHOWN]:
+            log.warning("%s; skipped", said)
+        if len(skipped) > SKIPPED_SHOWN:  # a file that is no known_hosts file at all (a key, a .deb)
+            log.warning("%s: %d more lines skipped that are no known_hosts lines", path,
+                        len(skipped) - SKIPPED_SHOWN)
     # A revoked key is never trusted, even where a plain line lists it.
     for entry in list(known.keys._entries):
         if known.is_revoked(entry.key):
@@ -98,9 +105,10 @@ def load(paths: Iterable[Path]) -> KnownHosts:
     return known
 
 
-def _read_line(known: KnownHosts, line: str, where: str) -> None:
+def _read_line(known: KnownHosts, line: str) -> str | None:
+    """Add what a known_hosts line says to `known`; why it cannot, or None."""
     if not line or line.startswith("#"):
-        return
+        return None
     try:
         if line.startswith("@"):
             marker, patterns, keytype, blob64, *_ = line.split()
@@ -110,17 +118,16 @@ def _read_line(known: KnownHosts, line: str, where: str) -> None:
             elif marker == "@revoked":
                 known.revoked.append(key)
             else:
-                log.warning("%s: unknown marker %s; line skipped", where, marker)
-            return
+                return f"unknown marker {marker}"
+            return None
         entry = HostKeyEntry.from_line(line)
     except (ValueError, binascii.Error, paramiko.SSHException, paramiko.hostkeys.InvalidHostKey) as exc:
-        log.warning("%s: cannot read this known_hosts line (%s); skipped", where, exc)
-        return
+        return f"cannot read this known_hosts line ({exc})"
     if entry is None or entry.key is None:
-        log.warning("%s: unsupported known_hosts line; skipped", where)
-        return
+        return "unsupported known_hosts line"
     for name in entry.hostnames:  # hashed names (|1|salt|hash) are matched by paramiko's lookup
         known.keys.add(name, entry.key.get_name(), entry.key)
+    return None
 
 
 @dataclass(frozen=True)

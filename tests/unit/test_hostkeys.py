@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import time
 from pathlib import Path
@@ -124,3 +125,16 @@ class _Sock:
 
     def close(self) -> None:
         """Nothing to close."""
+
+
+def test_a_file_that_is_no_known_hosts_file_is_summed_up(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """--known-hosts naming a .deb or a key printed a warning for each of its 120 lines: the first three are named,
+    the rest counted."""
+    garbage = tmp_path / "package.deb"
+    garbage.write_bytes(b"!<arch>\n" + b"".join(b"line %d of no known_hosts file\n" % n for n in range(120)))
+    with caplog.at_level(logging.WARNING):
+        loaded = load([garbage])
+    assert list(loaded.keys.keys()) == []
+    assert len(caplog.messages) == 4
+    assert caplog.messages[0].startswith(f"{garbage}:1: ")
+    assert caplog.messages[-1] == f"{garbage}: 118 more lines skipped that are no known_hosts lines"
