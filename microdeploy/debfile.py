@@ -56,7 +56,8 @@ class DebFile:
 def inspect_deb(path: Path) -> DebFile:
     """Validate a .deb and return its package, checksum and size (bad input: exit 2)."""
     if not path.is_file():
-        raise bad_input(f"no such file: {path}", hint="Pass the path of a built .deb")
+        found = f"{path} is not a file" if path.exists() else f"no such file: {path}"
+        raise bad_input(found, hint="Pass the path of a built .deb")
     check_ar_archive(path)
     with opened(path) as deb:
         package = package_of(deb.debcontrol(), path)

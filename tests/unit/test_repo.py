@@ -187,6 +187,10 @@ def test_inspect_deb_refuses_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(MicrodeployError) as info:
         inspect_deb(tmp_path / "nope.deb")
     assert (info.value.exit_code, info.value.message) == (EXIT_BAD_INPUT, f"no such file: {tmp_path / 'nope.deb'}")
+    # A directory (`publish --repo r .`) is there, and no file.
+    with pytest.raises(MicrodeployError) as info:
+        inspect_deb(tmp_path)
+    assert (info.value.exit_code, info.value.message) == (EXIT_BAD_INPUT, f"{tmp_path} is not a file")
 
 
 # --- aptly commands ---------------------------------------------------------
