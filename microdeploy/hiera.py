@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import os
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import LiteralScalarString, SingleQuotedScalarString
 
-from microdeploy import pgpkey, validate
+from microdeploy import validate
 from microdeploy.build.release.plan import project_version
 from microdeploy.build.release.settings import BuildSettings
 from microdeploy.build.release.source import git_state
@@ -37,27 +36,11 @@ from microdeploy.build.release.version import debian_revision, full_version, ups
 from microdeploy.config import ServiceConfig, Settings, load_config
 from microdeploy.errors import bad_input
 from microdeploy.fsutil import atomic_write, check_writable
+from microdeploy.hiera_apt import apt_data
 from microdeploy.hierarepo import SERVICES_KEY, data_file, owned_files, pinned_version, plain_key, set_pin
 from microdeploy.process import Runner, run
 
 APT_KEYS = ("microdeploy::manage_apt_source", "microdeploy::apt_location", "microdeploy::apt_key_content")
-
-def _is_apt_url(text: str) -> bool:
-    """A URL apt can fetch from, with no credentials in it: Hiera data is committed, and apt takes those from
-    /etc/apt/auth.conf.d."""
-    try:
-        parts = urllib.parse.urlsplit(text)
-        parts.port  # noqa: B018 -- parsing the port raises for a bad one
-    except ValueError:  # an unclosed [ of an IPv6 address, a port that is no number
-        return False
-    if parts.username is not None or parts.password is not None:
-        return False
-    return parts.scheme.rpartition("+")[2] == "file" or bool(parts.hostname)  # file:, mirror+file:
-
-
-APT_URL = validate.rule(r"[a-z][a-z0-9+.-]*:[^\s'\"\\]+",
-                        "a URL such as http://apt.example.com/microdeploy/, with a host and no user or password "
-                        "(apt reads those from /etc/apt/auth.conf.d)", 500, _is_apt_url)
 
 # Hiera interpolates `%{...}` in keys and values; `%{literal('%')}` is its one way to write a `%` before `{`.
 HIERA_ESCAPE = ("%{", "%{literal('%')}{")
@@ -155,32 +138,6 @@ def _checked_settings(name: str, settings: Settings) -> dict[str, dict[str, Any]
                 raise bad_input(f"invalid settings.{section}.{key} {value!r} of {name}: a line break",
                                 hint="Use a single-line value")
     return {section: dict(entries) for section, entries in settings.items()}
-
-
-def apt_data(location: str | None, key: Path | None) -> dict[str, Any]:
-    """The `microdeploy::apt_*` keys of the signed APT source, or nothing when no location is given."""
-    if location is None and key is None:
-        return {}
-    if location is None or key is None:
-        raise bad_input("--apt-location and --apt-key go together",
-                        hint="Pass both: the repository URL and its ASCII-armored public key file")
-    validate.check(APT_URL, "APT repository URL", location, "--apt-location")
-    try:
-        text = key.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise bad_input(f"cannot read the APT key {key}: {exc}",
-                        hint="Pass the repository's ASCII-armored public key (publish writes one)") from exc
-    # Hiera data is committed and read by every host: nothing but the public key may go in.
-    refused = pgpkey.refusal(text)
-    if refused is not None:
-        raise bad_input(f"the APT key {key} {refused}",
-                        hint="Pass the repository's public key alone: its .asc file (publish writes one), or "
-                             "`gpg --armor --export KEYID`")
-    return {
-        "microdeploy::manage_apt_source": True,
-        "microdeploy::apt_location": location,
-        "microdeploy::apt_key_content": text.replace("\r\n", "\n").strip("\n") + "\n",
-    }
 
 
 # --- YAML ----------------------------------------------------------------------------

@@ -54,6 +54,10 @@ def broken_copy(service: Path, tmp_path: Path) -> Path:
         ("service", ["--name", "dpkg"], "invalid name 'dpkg': dpkg is a package installed on this machine, not a "
                                         "microdeploy service"),
         ("service", ["--version", "1.0 beta"], "invalid version '1.0 beta' (from --version)"),
+        # A Debian version, as puppet-data and deploy take one: it built 1.0.post1-1+deb12 without a word.
+        ("service", ["--version", "1.0-1"], "invalid version '1.0-1' (from --version): a Debian version, which "
+                                            "PEP 440 would read as 1.0.post1\nhint: Pass the upstream version and "
+                                            "the revision: --version 1.0 --revision 1"),
         ("service", ["--revision", "x/y"], "invalid Debian revision 'x/y' (from --revision)"),
         # `--revision "$REV"` with REV unset: not the default revision 1 without a word.
         ("service", ["--revision", ""], "invalid Debian revision '' (from --revision)"),
