@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from microdeploy.config import DEFAULT_MAINTAINER, SCAFFOLD_HEALTH_PATH, ServiceConfig
-from microdeploy.errors import bad_input
+from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.fsutil import check_writable, staged_directory
+from microdeploy.process import Runner, run
 from microdeploy.render import render_tree
 from microdeploy.resources import service_template
 from microdeploy.validate import check_not_a_system_package
@@ -48,9 +49,10 @@ DEPENDENCY_MODULES = frozenset({
 })
 
 
-def check_name(config: ServiceConfig) -> None:
+def check_name(config: ServiceConfig, runner: Runner = run) -> None:
     """Refuse (exit 2) a name the service cannot have: one whose module is a standard module or one of its
-    dependencies', or a package installed on this machine (its build refuses that)."""
+    dependencies', a package installed on this machine (its build refuses that), or one apt's lists here know
+    (Debian's keystone, another service of that name)."""
     module = config.module
     what = ("a standard library module" if module in sys.stdlib_module_names
             else "a module of the service's own dependencies" if module in DEPENDENCY_MODULES else None)
@@ -59,6 +61,16 @@ def check_name(config: ServiceConfig) -> None:
                         "and one of the two could not be imported",
                         hint=f"Give the service a name of its own, e.g. {config.name}-api")
     check_not_a_system_package(config.name)
+    try:
+        known = runner(["apt-cache", "madison", config.name], check=False).stdout
+    except MicrodeployError:  # no apt here: nothing to ask
+        return
+    rows = [[field.strip() for field in line.split("|")] for line in known.splitlines() if line.count("|") == 2]
+    if rows:
+        version, source = rows[0][1], rows[0][2].removesuffix(" Packages")
+        raise bad_input(f"invalid name {config.name!r}: apt already knows a package {config.name} ({version} from "
+                        f"{source}); apt would take the service and it for one package, and install either",
+                        hint=f"Give the service a name of its own, e.g. {config.name}-api")
 
 
 def check_destination(dest: Path) -> None:
