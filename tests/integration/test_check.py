@@ -440,57 +440,59 @@ def test_a_public_library_built_for_trixie_passes_check_on_a_trixie_host(tmp_pat
     assert found["install"]["summary"].startswith("trixie host booted")
 
 
-def test_a_public_app_that_imports_distutils_on_debian_12_is_told_to_depend_on_python3_distutils(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture,
-) -> None:
-    """snappass 1.6.2 from PyPI imports distutils.util, which Debian 12 ships in python3-distutils (its python3.11
-    keeps only distutils' __init__ and version): the build warns of it, the unit fails on the host, and the hint
-    names the package; built with depends = python3-distutils, as they say, the build is quiet and every check on
-    the host passes."""
-    project = unpacked_sdist("snappass", "1.6.2", tmp_path)
-    with caplog.at_level(logging.WARNING):
-        built = build_service(project, tmp_path / "dist", name="snappass", app="snappass.main:app", port=8131,
-                              health_path="/")
-    assert ("distutils.util is not in Debian's python3.11 but in python3-distutils, and snappass/main.py:12 imports "
-            "it: the service fails when that runs on a host without python3-distutils; add 'python3-distutils' to "
-            "the package's depends (depends in [tool.microdeploy], or --depends) or 'setuptools' to the project's "
-            "dependencies (its distutils)") in caplog.messages
-    status, report, _ = run_check(built.deb, "--skip", "lintian", "--skip", "piuparts")
-    unit = checks(report)["unit"]
-    assert status == 1 and unit["status"] == "failed", unit
-    assert "ModuleNotFoundError: No module named 'distutils.util'" in unit["summary"]
-    assert "add 'python3-distutils' to the service's depends" in json.dumps(unit)
-    caplog.clear()
-    with caplog.at_level(logging.WARNING):
-        declared = build_service(project, tmp_path / "declared", name="snappass", app="snappass.main:app", port=8131,
-                                 health_path="/", depends=("python3-distutils",))
-    assert not [message for message in caplog.messages if "distutils" in message]
-    status, report, stderr = run_check(declared.deb, "--skip", "lintian", "--skip", "piuparts")
-    assert status == 0, {name: item["summary"] for name, item in checks(report).items()} or stderr
-
-
-def test_a_public_app_that_imports_pkg_resources_without_requiring_setuptools_is_told_what_to_declare(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture,
-) -> None:
-    """archivy 1.7.7 from PyPI imports pkg_resources and requires no setuptools: the build warns of it, its unit
-    fails on the host, and the hint says to require 'setuptools<82' (setuptools 82 has no pkg_resources); with that
-    line added to its requirements.txt, as they say, the build is quiet and every check on the host passes."""
-    project = unpacked_sdist("archivy", "1.7.7", tmp_path)
-    with caplog.at_level(logging.WARNING):
-        built = build_service(project, tmp_path / "dist", name="archivy", app="archivy:app", port=8130)
-    assert ("pkg_resources is imported by archivy/models.py:2, archivy/routes.py:3, but no distribution in the "
-            "service's venv provides it: the service fails as it starts (loading archivy imports it); add "
-            "'setuptools<82' to the project's dependencies") in caplog.messages
-    status, report, _ = run_check(built.deb, "--skip", "lintian", "--skip", "piuparts")
-    unit = checks(report)["unit"]
-    assert status == 1 and unit["status"] == "failed", unit
-    assert "ModuleNotFoundError: No module named 'pkg_resources'" in unit["summary"]
-    assert "add 'setuptools<82' to the project's dependencies" in json.dumps(unit)
+def declare_setuptools(project: Path) -> dict[str, Any]:
+    """archivy's fix: setuptools<82 added to its requirements.txt."""
     with (project / "requirements.txt").open("a") as requirements:
         requirements.write("setuptools<82\n")
+    return {}
+
+
+def depend_on_python3_distutils(project: Path) -> dict[str, Any]:
+    """snappass's fix on Debian 12: the package depends on python3-distutils."""
+    return {"depends": ("python3-distutils",)}
+
+
+# Public apps from PyPI, unmodified, whose service fails on its host as it starts: what the build warns of, the
+# module the unit's journal names, the check's hint, and the fix the warning gives.
+UNSATISFIED_IMPORTS = [
+    # archivy 1.7.7 imports pkg_resources and requires no setuptools (setuptools 82 has no pkg_resources).
+    pytest.param(
+        ("archivy", "1.7.7"), {"name": "archivy", "app": "archivy:app", "port": 8130},
+        "pkg_resources is imported by archivy/models.py:2, archivy/routes.py:3, but no distribution in the service's "
+        "venv provides it: the service fails as it starts (loading archivy imports it); add 'setuptools<82' to the "
+        "project's dependencies", "pkg_resources", "add 'setuptools<82' to the project's dependencies",
+        declare_setuptools, id="archivy-pkg_resources"),
+    # snappass 1.6.2 imports distutils.util, which Debian 12 ships in python3-distutils (its python3.11 keeps only
+    # distutils' __init__ and version).
+    pytest.param(
+        ("snappass", "1.6.2"), {"name": "snappass", "app": "snappass.main:app", "port": 8131, "health_path": "/"},
+        "distutils.util is not in Debian's python3.11 but in python3-distutils, and snappass/main.py:12 imports it: "
+        "the service fails when that runs on a host without python3-distutils; add 'python3-distutils' to the "
+        "package's depends (depends in [tool.microdeploy], or --depends) or 'setuptools' to the project's "
+        "dependencies (its distutils)", "distutils.util", "add 'python3-distutils' to the service's depends",
+        depend_on_python3_distutils, id="snappass-distutils"),
+]
+
+
+@pytest.mark.parametrize(("sdist", "settings", "warning", "missing", "hint", "fix"), UNSATISFIED_IMPORTS)
+def test_a_public_app_that_imports_what_its_package_lacks_is_told_what_to_declare(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, sdist: tuple[str, str], settings: dict[str, Any], warning: str,
+    missing: str, hint: str, fix: Callable[[Path], dict[str, Any]],
+) -> None:
+    """The build warns of the import, the unit fails on the host with the module's name, and the check's hint says
+    what to declare; with that declared, as they say, the build is quiet and every check on the host passes."""
+    project = unpacked_sdist(*sdist, tmp_path)
+    with caplog.at_level(logging.WARNING):
+        built = build_service(project, tmp_path / "dist", **settings)
+    assert warning in caplog.messages
+    status, report, _ = run_check(built.deb, "--skip", "lintian", "--skip", "piuparts")
+    unit = checks(report)["unit"]
+    assert status == 1 and unit["status"] == "failed", unit
+    assert f"ModuleNotFoundError: No module named '{missing}'" in unit["summary"]
+    assert hint in json.dumps(unit)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        declared = build_service(project, tmp_path / "declared", name="archivy", app="archivy:app", port=8130)
-    assert not [message for message in caplog.messages if "pkg_resources" in message]
+        declared = build_service(project, tmp_path / "declared", **settings, **fix(project))
+    assert not [message for message in caplog.messages if missing in message]
     status, report, stderr = run_check(declared.deb, "--skip", "lintian", "--skip", "piuparts")
     assert status == 0, {name: item["summary"] for name, item in checks(report).items()} or stderr
