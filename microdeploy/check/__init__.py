@@ -29,6 +29,7 @@ from microdeploy.proctree import children
 from microdeploy.repo import KEYRING_NAME, Layout
 from microdeploy.testbed import image_cache
 from microdeploy.testbed.image import ensure_image, ensure_piuparts_base
+from microdeploy.validate import DEBIAN_VERSION
 
 from . import qa
 from .feed import serving_feed
@@ -192,12 +193,11 @@ def _previous(value: str | None, info: DebInfo, repo_public: Path | None) -> tup
             raise bad_input(f"--previous {previous.version} is not older than {info.version}",
                             hint="Pass an older build to upgrade from")
         return previous, None
-    try:
-        older = Version(value) < Version(info.version)
-    except ValueError as exc:
-        raise bad_input(f"--previous {value!r} is neither a .deb nor a version",
-                        hint="Pass an older .deb or a version in --repo") from exc
-    if not older:
+    # python-debian takes almost any text for a version ("not-a-version" sorted below 0.1.0-1).
+    if DEBIAN_VERSION.pattern.fullmatch(value) is None:
+        raise bad_input(f"--previous {value!r} is neither a .deb nor a Debian version",
+                        hint="Pass an older .deb or a version in --repo")
+    if not Version(value) < Version(info.version):
         raise bad_input(f"--previous {value} is not older than {info.version}", hint="Pass an older version")
     if repo_public is None:
         raise bad_input(f"--previous {value} is a version, and no --repo to install it from",

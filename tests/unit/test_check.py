@@ -185,7 +185,9 @@ def test_cli_not_root_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 @pytest.mark.parametrize(("extra", "message"), [
     (["--previous", "0.9-1"], "is a version, and no --repo to install it from"),
     (["--previous", "2.0-1"], "--previous 2.0-1 is not older than 1.0-1"),
-    (["--previous", "not a version!"], "is neither a .deb nor a version"),
+    (["--previous", "not a version!"], "is neither a .deb nor a Debian version"),
+    # python-debian sorts it below any version: it was "--previous not-a-version is not older than ...".
+    (["--previous", "not-a-version"], "--previous 'not-a-version' is neither a .deb nor a Debian version"),
     (["--dist", "sid"], "unknown release 'sid'"),
     (["--repo", "{tmp}/no-repo"], "no published repository in"),
     (["--junit", "{tmp}/missing/report.xml"], "no directory for the JUnit report"),
