@@ -101,7 +101,11 @@ def new(name: str, directory: Path | None, port: int, with_db: bool, no_input: b
 @service_options
 def show_config(project: Path, **flags: Any) -> None:
     """Print the validated service configuration of PROJECT as JSON."""
+    from microdeploy.build.fastpath.layer import check_extras  # the build's own check, imported when used
+    from microdeploy.pyproject import read_pyproject
+
     config = load_service(project, flags)
+    check_extras(read_pyproject(project), config.extras)  # an extra the project lacks, as build refuses it
     data = {key: getattr(config, key) for key in config.__dataclass_fields__}
     print_json(data)
 

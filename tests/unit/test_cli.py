@@ -139,6 +139,17 @@ def test_config_prints_json_with_overrides(tmp_path: Path) -> None:
     assert (data["name"], data["port"], data["settings"]) == ("svc1", 8200, {"app": {"debug": True}})
 
 
+def test_config_refuses_an_extra_the_project_does_not_declare(tmp_path: Path) -> None:
+    """`config` printed `extras = ["nope"]` as validated; build refused it. Both refuse it now, naming the extras
+    the project has."""
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "svc1"\nversion = "1.0"\n'
+                                             '[project.optional-dependencies]\npostgres = ["psycopg"]\n')
+    result = CliRunner().invoke(main, ["config", str(tmp_path), "--extra", "nope"])
+    assert result.exit_code == 2, result.output
+    assert "the project has no extra nope" in result.stderr and "has postgres" in result.stderr
+    assert json.loads(invoke("config", str(tmp_path), "--extra", "postgres").output)["extras"] == ["postgres"]
+
+
 def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path: Path) -> None:
     """`microdeploy cache info | head -1` where head has gone: no "error: Broken pipe" and no hint about free
     space, the status of a process that SIGPIPE ended."""
