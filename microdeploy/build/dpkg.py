@@ -30,11 +30,12 @@ REASON_RE = re.compile(
 RESOLUTION_FAILURES = ("No matching distribution", "ResolutionImpossible", "No solution found")
 # uv's and pip's words when the WSGI server microdeploy adds is among the requirements that conflict.
 WSGI_CONFLICT = re.compile(rf"(?:you require|The user requested) {re.escape(WSGI_SERVER)}\b")
+# The installer's words for a line of the project's requirements file that is not a requirement: uv's, and pip's
+# (pip 23's on one line; pip 26's with the line and a caret between the reason and "(from line N of FILE)").
+BAD_REQUIREMENT = re.compile(r"Couldn't parse requirement in `(?P<uv>[^`]+)`|Invalid requirement: [^\n]*"
+                             r"(?:\n[^\n]*){0,3}?\(from line (?P<line>\d+) of (?P<pip>[^)]+)\)")
 # uv's and pip's words when no release of a requirement is on the indexes at all (MLflow 3.18.0 pins an
 # mlflow-tracing==3.18.0 that the index did not have yet; a private package on another index).
-# The installer's words for a line of the project's requirements file that is not a requirement (uv, pip).
-BAD_REQUIREMENT = re.compile(r"Couldn't parse requirement in `(?P<uv>[^`]+)`|Invalid requirement: .*\(from line "
-                             r"(?P<line>\d+) of (?P<pip>[^)]+)\)")
 NOT_ON_INDEX = re.compile(r"there is no version of (?P<uv>[A-Za-z0-9._-]+[^\s,]*)|"
                           r"(?P<unknown>[A-Za-z0-9._-]+) was not found in the package registry|"
                           r"No matching distribution found for (?P<pip>\S+)")
@@ -47,13 +48,19 @@ VCS_VERSION_FAILURE = "setuptools-scm was unable to detect version"
 SOURCE_BUILD_FAILURE = re.compile(
     r"Failed to build `(?P<uv>[A-Za-z0-9._-]+)(?:==(?P<version>[^`\s]+))?(?P<tree> @ file://)?"
     r"|Failed building wheel for (?P<pip>[A-Za-z0-9._-]+)")
-# A source build's words for something of the system it lacks (a header, a library, a tool, a -dev package), as
-# opposed to code that no longer builds (a C API or setuptools feature newer Pythons dropped).
+# A source build's words for something of the system it lacks (a header, a library, a tool, a -dev package):
+# Build-Depends help there.
 SYSTEM_LACKS = re.compile(
-    r"fatal error: \S+: No such file or directory|cannot find -l\S+|executable not found|not found in the pkg-config"
-    r"|development packages? (?:are|is) installed|command '[^']+' failed: No such file or directory"
-    r"|Could not find|can't find Rust compiler|No such file or directory: '[^']*(?:config|gcc|cc|g\+\+|rustc|cargo)'",
+    r"fatal error: \S+: No such file or directory|cannot find -l\S+|not found|Can ?not find|can't find"
+    r"|development packages? (?:are|is) installed"
+    r"|No such file or directory: '[^']*(?:config|gcc|cc|g\+\+|rustc|cargo)'",
     re.IGNORECASE)
+# A source build's words for code that no longer builds for the release's Python, whatever the system has: a
+# setuptools feature it dropped (markupsafe 1.0's Feature, PyYAML 5.4.1's cython_sources), a C API it changed
+# (psycopg2 2.8.4's lvalue assignment to Py_TYPE).
+CODE_NO_LONGER_BUILDS = re.compile(
+    r"cannot import name|has no attribute|error: lvalue required|implicit declaration of function"
+    r"|error: too (?:few|many) arguments|incompatible pointer type|undeclared \(first use")
 # How often the finisher looks for debian/rules' mark that the package is written (seconds).
 FINISH_POLL = 0.005
 # Variables of the caller's Python that must not leak into the build's interpreters.
@@ -226,7 +233,7 @@ def failure_hint(output: str, project: str | None = None, lock: str | None = Non
                     "build: a module the build imports belongs in pyproject.toml's build-system.requires, and a "
                     "build that needs a newer Python than the release's is built with --dist for a release that has "
                     "one")
-        if SYSTEM_LACKS.search(output):
+        if SYSTEM_LACKS.search(output) or not CODE_NO_LONGER_BUILDS.search(output):
             return (f"{name} has no wheel for the release's Python and was built from source: give the Debian "
                     "packages its build needs (the -dev packages its error names) with --build-depends or "
                     "build_depends, or pin a version of it that has a wheel")
