@@ -264,6 +264,8 @@ def puppet_data(settings: PuppetDataSettings, runner: Runner = run) -> PuppetDat
     if target is None:
         return PuppetDataResult(services, render_document(top, services), None, level, changed=False)
     text, mode = _existing(target)
+    if text == "":  # an empty file (`-o "$(mktemp)"`) holds nothing anyone wrote
+        text = None
     if text is not None and not text.startswith(f"---\n{OWNER_MARK}"):
         raise bad_input(f"{target} is not a file microdeploy wrote (it does not start "
                         f"with '---' and '{OWNER_MARK}'): a release would overwrite what people wrote there",

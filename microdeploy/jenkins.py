@@ -299,7 +299,7 @@ def _check_ours(output: Path) -> None:
     except OSError as exc:
         raise bad_input(f"cannot read {output}: {exc.strerror}", hint="Pass -o a new file or a Jenkinsfile "
                         "microdeploy wrote") from exc
-    if not RENDERED_FIRST_LINE.match(first):
+    if first and not RENDERED_FIRST_LINE.match(first):  # an empty file (`-o "$(mktemp)"`) holds nothing to lose
         raise bad_input(f"{output} is not a file microdeploy jenkinsfile wrote (its first line is not one of its "
                         "forms'): it would be replaced by the pipeline",
                         hint="Pass -o a new file, or move the file away first")

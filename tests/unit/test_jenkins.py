@@ -304,6 +304,10 @@ def test_cli_overwrites_atomically(tmp_path: Path) -> None:
     assert invoke("jenkinsfile", str(project), "-o", str(out)).exit_code == 0
     assert out.read_text().startswith("// Jenkinsfile of orders-api")
     assert sorted(p.name for p in project.iterdir()) == ["Jenkinsfile", "pyproject.toml"]
+    empty = tmp_path / "made-by-mktemp"  # `-o "$(mktemp)"`: nothing in it to lose
+    empty.touch()
+    assert invoke("jenkinsfile", str(project), "-o", str(empty)).exit_code == 0
+    assert empty.read_text().startswith("// Jenkinsfile of orders-api")
     library = tmp_path / "microdeployPipeline.groovy"
     assert invoke("jenkinsfile", str(project), "--form", "library", "-o", str(library)).exit_code == 0
     assert invoke("jenkinsfile", str(project), "--form", "library", "-o", str(library)).exit_code == 0

@@ -349,8 +349,10 @@ def test_levels_follow_the_repositorys_own_hiera_yaml(tmp_path: Path) -> None:
 
 
 def test_output_file_is_written_and_merged(tmp_path: Path, project: Path) -> None:
-    """--output FILE writes a file microdeploy owns; the next run of another service adds to it."""
+    """--output FILE writes a file microdeploy owns (an empty one, as `mktemp` makes, is new); the next run of
+    another service adds to it."""
     out = tmp_path / "services.yaml"
+    out.touch()
     result = invoke(str(project), "--version", "1.4.0-1", "--output", str(out))
     assert result.exit_code == 0, result.output
     assert out.read_text().startswith("---\n# Written by `microdeploy puppet-data`")
