@@ -248,8 +248,9 @@ def extras(key: str, value: Any, origin: str) -> tuple[str, ...]:
 
 def upstream_version(key: str, value: Any, origin: str) -> str:
     """A PEP 440 version (which Debian sorts once microdeploy spells it). On the command line, a Debian version
-    (`--version 1.4.0-1`, as puppet-data and deploy take it) is refused: PEP 440 reads 1.4.0-1 as 1.4.0.post1."""
-    if origin == "--version" and isinstance(value, str) and re.fullmatch(r"[^-]+-[0-9][A-Za-z0-9.+~]*", value):
+    (`--version 1.4.0-1`, as puppet-data and deploy take it) is refused: PEP 440 reads 1.4.0-1 as 1.4.0.post1. A
+    local version (1.0+local-1) is PEP 440's own, and left to it."""
+    if origin == "--version" and isinstance(value, str) and re.fullmatch(r"[^-+:]+-[0-9][A-Za-z0-9.+~]*", value):
         upstream, _, revision = value.rpartition("-")
         raise bad_input(f"invalid {key} {shown(value)} (from {origin}): a Debian version, which PEP 440 would read as "
                         f"{upstream}.post{revision}", hint=f"Pass the upstream version and the revision: --version "

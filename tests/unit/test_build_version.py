@@ -68,3 +68,16 @@ def test_bad_revisions_are_refused(bad: str) -> None:
     with pytest.raises(MicrodeployError) as info:
         debian_revision(bad, None)
     assert info.value.exit_code == 2
+
+
+def test_a_debian_version_on_the_command_line_is_refused_with_the_flags_to_use() -> None:
+    """--version 1.4.0-1 (a Debian version, as puppet-data and deploy take it) would build 1.4.0.post1: refused,
+    with --version and --revision to use; a PEP 440 local version with a '-' (1.0+local-1) is PEP 440's."""
+    from microdeploy import validate
+
+    with pytest.raises(MicrodeployError) as info:
+        validate.upstream_version("version", "1.4.0-1", "--version")
+    assert info.value.exit_code == 2
+    assert info.value.hint == "Pass the upstream version and the revision: --version 1.4.0 --revision 1"
+    assert validate.upstream_version("version", "1.0+local-1", "--version") == "1.0+local-1"
+    assert validate.upstream_version("version", "1.4.0-1", "[project].version") == "1.4.0-1"  # the project's own
