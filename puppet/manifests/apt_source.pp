@@ -3,7 +3,8 @@
 # Manages a deb822 source, `/etc/apt/sources.list.d/microdeploy.sources`,
 # whose `Signed-By:` names a keyring file that this class also manages, and
 # refreshes the package lists of that one source (not the host's other
-# sources, which may be unreachable) whenever either file changes, and
+# sources, which may be unreachable) whenever either file is newer than its
+# last successful refresh (`/var/lib/microdeploy/apt-source.refreshed`), and
 # whenever a version a service pins is not in the lists yet (a release
 # published after the last refresh). Only core resource types are used, so
 # the module needs no Forge module.
@@ -106,13 +107,25 @@ class microdeploy::apt_source (
     'printf "%s\n" "$out"; exit $status',
   ].join(' ')
 
+  # A refresh that fails (the repository unreachable) is tried again at the
+  # next run, not only when a file changes again: the stamp is written when
+  # it succeeds, and the refresh runs while the source or key is newer.
+  $stamp_dir = '/var/lib/microdeploy'
+  $stamp = "${stamp_dir}/apt-source.refreshed"
+  file { $stamp_dir:
+    ensure => directory,
+    owner  => 'root',
+    group  => 'root',
+    mode   => '0755',
+  }
+
   exec { 'microdeploy-apt-update':
-    command     => $update,
-    provider    => 'shell',
-    timeout     => 900,
-    refreshonly => true,
-    logoutput   => 'on_failure',
-    subscribe   => File[$keyring, $sources_path],
+    command   => "(${update}) && /usr/bin/touch ${stamp}",
+    unless    => "/usr/bin/test ${stamp} -nt ${sources_path} && /usr/bin/test ${stamp} -nt ${keyring}",
+    provider  => 'shell',
+    timeout   => 900,
+    logoutput => 'on_failure',
+    require   => File[$stamp_dir, $keyring, $sources_path],
   }
 
   # The package provider installs NAME=VERSION from the lists as they are; a

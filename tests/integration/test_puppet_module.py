@@ -493,6 +493,10 @@ def test_module_applies_on_a_booted_host(
     code, out = apply("1.3-1", "bonjour", port=80, location="http://127.0.0.1:9/repo", fails=True)
     assert "E: Failed to fetch http://127.0.0.1:9/repo/dists/" in out, out
     assert "was not found" not in out, out
+    # The next run, nothing changed, refreshes the source again (a refreshonly exec ran only when a file changed,
+    # so a source unreachable at its first refresh stayed without lists until it changed again).
+    code, out = apply("1.3-1", "bonjour", port=80, location="http://127.0.0.1:9/repo", fails=True)
+    assert "Exec[microdeploy-apt-update]/returns: E: Failed to fetch http://127.0.0.1:9/repo/dists/" in out, out
     assert host.run(["dpkg-query", "-W", "-f=${Version}", SERVICE]).stdout == f"1.2-1{suffix}"
     assert host.run(["systemctl", "is-active", SERVICE]).stdout.strip() == "active"
 

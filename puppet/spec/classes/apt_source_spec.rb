@@ -36,12 +36,14 @@ describe 'microdeploy::apt_source' do
       is_expected.to contain_file(sources).that_requires("File[#{keyring}]")
     end
 
-    it 'refreshes the package lists of this source only, and only when a file changes' do
+    it 'refreshes the package lists of this source only, until a refresh after the last change of a file succeeds' do
       is_expected.to contain_exec('microdeploy-apt-update').with(
-        command: update,
+        command: "(#{update}) && /usr/bin/touch /var/lib/microdeploy/apt-source.refreshed",
+        unless: "/usr/bin/test /var/lib/microdeploy/apt-source.refreshed -nt #{sources} && " \
+                "/usr/bin/test /var/lib/microdeploy/apt-source.refreshed -nt #{keyring}",
         provider: 'shell',
-        refreshonly: true,
-      ).that_subscribes_to(["File[#{keyring}]", "File[#{sources}]"])
+      ).that_requires(["File[#{keyring}]", "File[#{sources}]", 'File[/var/lib/microdeploy]'])
+      is_expected.not_to contain_exec('microdeploy-apt-update').with_refreshonly(true)
     end
   end
 
