@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +42,9 @@ from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.hosts import CommandResult, Connector, Remote, Target
 
 log = logging.getLogger(__name__)
+# A line of a command's standard output that reports a failure (dpkg's "error processing package", systemctl's
+# "Failed to enable unit", a script's "No space left on device").
+_ERROR_WORDS = re.compile(r"\berror\b|\bfailed\b|^E: |No space left|Errors were encountered", re.IGNORECASE)
 
 
 @dataclass
@@ -258,5 +262,10 @@ def _stopping(stop: threading.Event | None) -> Iterator[None]:
 
 
 def tail(result: CommandResult, lines: int = 10) -> str:
-    text = result.stderr.strip() or result.stdout.strip()
-    return "\n".join(f"    {line}" for line in text.splitlines()[-lines:])
+    """What a failed command said: the lines of its standard output that report an error (dpkg and the
+    maintainer scripts it runs write theirs there; apt only its summary to stderr), then its stderr's last lines;
+    its stdout's last lines when neither has any."""
+    said = [line for line in result.stdout.splitlines() if _ERROR_WORDS.search(line)][-lines:]
+    said += result.stderr.strip().splitlines()[-lines:]
+    text = "\n".join(said) or result.stdout.strip()
+    return "\n".join(f"    {line}" for line in text.splitlines()[-2 * lines:])

@@ -1104,3 +1104,28 @@ def test_ctrl_c_reaches_a_parallel_batch_without_waiting_for_its_health_timeouts
     polls = [command for host in fleet for command in host.commands if command.startswith("systemd-run")]
     assert len(polls) <= 6, len(polls)  # not 600 s of them
     assert all(host.installed == "3" for host in fleet)
+
+
+def test_a_failed_install_names_dpkgs_reason_from_its_standard_output() -> None:
+    """dpkg and the maintainer scripts write their errors to stdout, apt only its summary to stderr: the report
+    showed "E: Sub-process /usr/bin/dpkg returned an error code (1)" alone (a masked unit, a full disk)."""
+    from microdeploy.deploy_hosts import tail
+
+    result = CommandResult(
+        100,
+        "Reading package lists...\nUnpacking mdtest-svc (2.0-1) over (1.0-1) ...\nSetting up mdtest-svc (2.0-1) ...\n"
+        "Failed to enable unit: Unit file /etc/systemd/system/mdtest-svc.service is masked.\n"
+        "dpkg: error processing package mdtest-svc (--configure):\n installed mdtest-svc package post-installation "
+        "script subprocess returned error exit status 1\nErrors were encountered while processing:\n mdtest-svc\n",
+        "debconf: delaying package configuration, since apt-utils is not installed\n"
+        "E: Sub-process /usr/bin/dpkg returned an error code (1)\n")
+    assert tail(result).splitlines() == [
+        "    Failed to enable unit: Unit file /etc/systemd/system/mdtest-svc.service is masked.",
+        "    dpkg: error processing package mdtest-svc (--configure):",
+        "     installed mdtest-svc package post-installation script subprocess returned error exit status 1",
+        "    Errors were encountered while processing:",
+        "    debconf: delaying package configuration, since apt-utils is not installed",
+        "    E: Sub-process /usr/bin/dpkg returned an error code (1)",
+    ]
+    # Nothing on stderr, no error words: the end of stdout.
+    assert tail(CommandResult(1, "a\nb\n", "")) == "    a\n    b"
