@@ -197,6 +197,18 @@ def installed_version(output: str) -> str | None:
     return version.strip() or None if status == "installed" else None
 
 
+# dpkg's states of a package whose install, upgrade or removal did not finish (an interrupted dpkg, a failed
+# maintainer script): the package is on the host, in no state to roll back to.
+UNFINISHED = ("half-installed", "unpacked", "half-configured")
+
+
+def unfinished(result: CommandResult) -> str | None:
+    """The package's dpkg state and version ("half-configured 2.0-1") from state_command's output when an install
+    or removal of it did not finish; None else."""
+    status, _, version = result.stdout.partition(f"\n{STATE_MARK}\n")[0].strip().partition(" ")
+    return f"{status} {version.strip()}".strip() if status in UNFINISHED else None
+
+
 def parse_state(result: CommandResult) -> tuple[str | None, Dist | None]:
     """The installed version and the Debian release from state_command's output."""
     query, mark, release = result.stdout.partition(f"\n{STATE_MARK}\n")

@@ -32,6 +32,7 @@ from microdeploy.deploy_commands import (
     parse_state,
     pin_path,
     state_command,
+    unfinished,
     update_command,
     version_for,
 )
@@ -118,12 +119,24 @@ def preflight_hosts(rollout: Rollout, hosts: list[HostState], clock: Clock) -> N
     lists and says which versions its repository suite has, and every host of
     that release gets the build for it (`version_for`).
     """
+    broken: list[str] = []
+
     def record(host: HostState) -> None:
         state = host.remote.run(state_command(rollout.package))
         host.before, host.dist = parse_state(state)
         host.pinned = parse_pin(state, rollout.package)
+        left = unfinished(state)
+        if left is not None:
+            broken.append(f"{host.target.spec}: {rollout.package} is {left}")
 
     each(hosts, record)
+    if broken:
+        # Taken for "not installed", the package would be "rolled back" by nothing, or removed.
+        raise MicrodeployError(
+            f"dpkg did not finish an earlier install or removal of {rollout.package}; no host was changed:\n"
+            + "\n".join(f"    {line}" for line in sorted(broken)),
+            hint=f"Finish it on those hosts: fix what failed (`dpkg --audit` names it; a masked unit, a full disk), "
+                 f"then run `dpkg --configure -a`, or `apt-get install {rollout.package}=VERSION`, and deploy again")
     for host in hosts:
         log.info("%s: %s installed", host.target.spec, host.before or f"no {rollout.package}")
     releases: dict[Dist | None, list[HostState]] = {}

@@ -582,3 +582,26 @@ def test_a_mixed_fleet_gets_each_hosts_release_build(host_image: Path, tmp_path:
         report = json.loads(result.stdout)
         assert [(host["after"], host["state"]) for host in report["hosts"]] == [
             ("4.0-1+deb12", "installed"), ("4.0-1+deb13", "installed")]
+
+
+def test_a_masked_unit_fails_the_install_with_systemds_words_and_the_next_deploy_stops_before_any_change(
+        fleet: Fleet) -> None:
+    """A unit an operator masked: the install's postinst fails (dpkg's reason is on its stdout, and is reported),
+    the rollback fails the same way and leaves dpkg's work unfinished; the next deploy refuses in its preflight
+    instead of taking the half-configured package for none."""
+    converge(fleet, "1.0-1")
+    host = fleet.hosts[0]
+    host.run(["systemctl", "mask", PKG])
+    try:
+        failed = run_deploy(fleet, "--version", "2.0-1", hosts=fleet.addresses[:1])
+        assert failed.returncode == 1, failed.stderr
+        assert f"Failed to enable unit: Unit file /etc/systemd/system/{PKG}.service is masked" in failed.stderr
+        again = run_deploy(fleet, "--version", "2.0-1", hosts=fleet.addresses[:1])
+        assert again.returncode == 1, again.stderr
+        assert f"dpkg did not finish an earlier install or removal of {PKG}; no host was changed" in again.stderr
+        assert f"{fleet.addresses[0]}: {PKG} is half-configured" in again.stderr
+    finally:
+        host.run(["systemctl", "unmask", PKG])
+        host.run(["dpkg", "--configure", "-a"], env={"DEBIAN_FRONTEND": "noninteractive"}, timeout=300)
+    converge(fleet, "1.0-1")
+    assert installed(host) == "1.0-1"

@@ -64,6 +64,7 @@ class FakeHost:
 
     name: str
     installed: str | None = "1"
+    status: str = "installed"  # dpkg's state of the installed version
     available: tuple[str, ...] = ("1", "2", "3")
     broken: frozenset[str] = frozenset({"3"})
     unhealthy_polls: int = 0
@@ -91,7 +92,7 @@ class FakeHost:
         if argv[0] == "dpkg-query":
             if self.installed is None:
                 return CommandResult(1, "", f"dpkg-query: no packages found matching {PKG}")
-            return CommandResult(0, f"installed {self.installed}")
+            return CommandResult(0, f"{self.status} {self.installed}")
         if argv == ["cat", "/etc/os-release"]:
             return CommandResult(0, f'PRETTY_NAME="Debian GNU/Linux"\nVERSION_CODENAME={self.release}\nID=debian\n')
         if argv[:2] == ["apt-get", "update"]:
@@ -1129,3 +1130,18 @@ def test_a_failed_install_names_dpkgs_reason_from_its_standard_output() -> None:
     ]
     # Nothing on stderr, no error words: the end of stdout.
     assert tail(CommandResult(1, "a\nb\n", "")) == "    a\n    b"
+
+
+@pytest.mark.parametrize("status", ["half-configured", "unpacked", "half-installed"])
+def test_a_host_whose_dpkg_did_not_finish_the_package_stops_the_rollout_before_any_change(status: str) -> None:
+    """A failed postinst (a masked unit) left 2 half-configured on h2: taken for "not installed", the rollback
+    after a failed install ran nothing and reported it "removed" (or would remove it). The preflight names the host
+    and dpkg's state, and nothing runs on any host."""
+    fleet = hosts("h1", "h2")
+    fleet[1].installed, fleet[1].status = "2", status
+    with pytest.raises(MicrodeployError) as caught:
+        run_deploy(fleet, version="3")
+    assert caught.value.message == (f"dpkg did not finish an earlier install or removal of {PKG}; no host was "
+                                    f"changed:\n    h2: {PKG} is {status} 2")
+    assert "dpkg --configure -a" in (caught.value.hint or "")
+    assert not [command for host in fleet for command, _ in host.log if "install" in command or "update" in command]
