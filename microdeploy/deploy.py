@@ -109,7 +109,8 @@ def deploy(
         host.report or HostReport(host.target.spec, host.batch, host.before, host.before, "untouched")
         for host in state.hosts
     )
-    result = ("interrupted" if interrupted else "success" if failures == 0
+    rollback_failed = any(report.state == "rollback-failed" for report in reports)
+    result = ("interrupted" if interrupted else "success" if failures == 0 else "rollback-failed" if rollback_failed
               else "rolled-back" if stopped else "completed-with-failures")
     if stopped and not interrupted:
         log.warning("rollout of %s %s stopped after %d failure(s)", rollout.package, rollout.version, failures)
@@ -213,6 +214,7 @@ def _upgrade_steps(state: _Rollout, host: HostState) -> None:
         if not result.ok:
             failed(f"apt-get update failed (exit status {result.exit_code})\n{tail(result)}", host.before)
             return
+    host.touched = True
     if rollout.drain and not _hook(host, rollout.drain, rollout.sudo):
         failed(f"drain hook failed: {rollout.drain}", host.before)
         return
@@ -273,8 +275,8 @@ def _restore_steps(state: _Rollout, host: HostState) -> None:
     rollout = state.rollout
     clock = state.clock
     report = host.report
-    if report is None:
-        return
+    if report is None or not host.touched:
+        return  # nothing of the rollout reached it (its lists' refresh failed): its report says why, as it is
     started = clock.now() - report.seconds
     # Ask the host rather than trust the report: a lost connection leaves it unknown.
     current = parse_query(host.remote.run(query_command(rollout.package)))
@@ -294,7 +296,8 @@ def _restore_steps(state: _Rollout, host: HostState) -> None:
         host.report = replace(report, after=current, state="rollback-failed", healthy=None,
                               seconds=clock.now() - started,
                               error=f"{error}could not restore {host.before or 'the absence of the package'}")
-        log.error("%s: rollback to %s failed; now at %s", host.target.spec, host.before or "no version", current)
+        log.error("%s: rollback to %s failed; now at %s", host.target.spec, host.before or "no version",
+                  current or "no version dpkg calls installed (`dpkg --audit` there says why)")
         return
     healthy: bool | None = None
     if host.before is not None:

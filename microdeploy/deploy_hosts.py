@@ -70,6 +70,7 @@ class HostState:
     version: str = ""  # what this host installs: the build of its release of the version asked for
     pinned: str | None = None  # the version the Puppet module's apt pin holds the package at, if any
     stale: tuple[str, ...] = ()  # the sources its `apt-get update` could not fetch ("URL: reason")
+    touched: bool = False  # its drain hook or its install has run: there is something to restore
 
 
 

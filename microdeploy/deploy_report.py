@@ -56,8 +56,8 @@ class DeployReport:
     version: str
     result: str
     """success; rolled-back (stopped, the failing batch restored); completed-with-failures (every batch ran,
-    the failed hosts within --max-failures restored); interrupted (Ctrl-C or SIGTERM: nothing rolled back);
-    dry-run"""
+    the failed hosts within --max-failures restored); rollback-failed (a host could not be restored: its report
+    says what it is at); interrupted (Ctrl-C or SIGTERM: nothing rolled back); dry-run"""
     batches: tuple[tuple[str, ...], ...]
     hosts: tuple[HostReport, ...] = ()
     plan: tuple[PlannedHost, ...] = ()

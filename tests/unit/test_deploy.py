@@ -288,13 +288,17 @@ def test_lists_locked_for_longer_than_the_wait_fail_the_preflight() -> None:
 
 
 def test_lists_locked_past_the_wait_during_the_rollout_fail_that_host() -> None:
-    """On a host after the first, a lock held past LOCK_WAIT fails that host before anything is installed."""
+    """On a host after the first, a lock held past LOCK_WAIT fails that host before anything is installed, drained or
+    probed: it is reported failed, as it is, not "rolled-back", and its undrain hook does not run (it put back into
+    rotation a host an operator had drained, and probed its health through a sudo that had failed for 60 s)."""
     fleet = hosts("h1", "h2")
     fleet[1].locked_updates = 10**6
-    report, _ = run_deploy(fleet, max_failures=1)
-    assert [(h.after, h.state) for h in report.hosts] == [("2", "upgraded"), ("1", "rolled-back")]
+    report, _ = run_deploy(fleet, max_failures=1, drain="lb drain", undrain="lb undrain")
+    assert [(h.after, h.state) for h in report.hosts] == [("2", "upgraded"), ("1", "failed")]
     assert "apt-get update failed (exit status 100)" in (report.hosts[1].error or "")
-    assert not any("apt-get install" in command for command in fleet[1].commands)
+    assert not any(word in command for command in fleet[1].commands
+                   for word in ("apt-get install", "lb drain", "lb undrain", "systemd-run"))
+    assert report.result == "completed-with-failures"
 
 
 def test_other_update_failures_are_not_tried_again() -> None:
@@ -1145,3 +1149,13 @@ def test_a_host_whose_dpkg_did_not_finish_the_package_stops_the_rollout_before_a
                                     f"changed:\n    h2: {PKG} is {status} 2")
     assert "dpkg --configure -a" in (caught.value.hint or "")
     assert not [command for host in fleet for command, _ in host.log if "install" in command or "update" in command]
+
+
+def test_a_rollback_that_fails_makes_the_result_rollback_failed() -> None:
+    """The broken version 3 fails its health check, and version 1 is no longer in the repository to go back to:
+    the host is rollback-failed, and so is the result (it said rolled-back)."""
+    fleet = hosts("h1")
+    fleet[0].available = ("2", "3")
+    report, _ = run_deploy(fleet, version="3")
+    assert [(h.after, h.state) for h in report.hosts] == [("3", "rollback-failed")]
+    assert report.result == "rollback-failed"
