@@ -121,6 +121,7 @@ def preflight_hosts(rollout: Rollout, hosts: list[HostState], clock: Clock) -> N
     that release gets the build for it (`version_for`).
     """
     broken: list[str] = []
+    refused: list[str] = []
 
     def record(host: HostState) -> None:
         state = host.remote.run(state_command(rollout.package))
@@ -129,8 +130,18 @@ def preflight_hosts(rollout: Rollout, hosts: list[HostState], clock: Clock) -> N
         left = unfinished(state)
         if left is not None:
             broken.append(f"{host.target.spec}: {rollout.package} is {left}")
+        if rollout.sudo:  # every host's, not only the first's: changes nothing, and fails at once without NOPASSWD
+            asked = host.remote.run("true", sudo=True)
+            if not asked.ok:
+                refused.append(f"{host.target.spec}: {(asked.stderr or asked.stdout).strip() or asked.exit_code}")
 
     each(hosts, record)
+    if refused:
+        raise MicrodeployError(
+            f"sudo refuses the deploy user on {len(refused)} host(s); no host was changed:\n"
+            + "\n".join(f"    {line}" for line in sorted(refused)),
+            hint="Give the user passwordless sudo there (NOPASSWD: ALL): deploy runs apt-get (through env), "
+                 "systemd-run and the hooks as root, with `sudo -n`")
     if broken:
         # Taken for "not installed", the package would be "rolled back" by nothing, or removed.
         raise MicrodeployError(

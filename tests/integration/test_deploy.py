@@ -474,7 +474,8 @@ def test_a_user_with_passwordless_sudo_deploys_from_the_repository_and_a_local_d
     # Without the sudo rule: `sudo -n` fails at once instead of waiting for a password; nothing changed.
     host.run(["rm", "/etc/sudoers.d/deployer"])
     result = run_deploy(fleet, "--version", "2.0-1", "--sudo", hosts=fleet.addresses[:1], user="deployer")
-    assert result.returncode != 0
+    assert result.returncode == 1, result.stderr
+    assert "sudo refuses the deploy user on 1 host(s); no host was changed" in result.stderr
     assert "a password is required" in result.stderr
     assert installed(host) == "4.2-1"
 

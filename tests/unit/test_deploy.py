@@ -74,11 +74,14 @@ class FakeHost:
     locked_updates: int = 0  # `apt-get update`s that find the lists locked by the host's own apt
     pin: str | None = None  # the Puppet module's apt preferences file for the package, if any
     fetch_failed: str = ""  # what apt-get update says of sources it could not fetch (exit 0 all the same)
+    sudo_refused: bool = False  # the deploy user has no passwordless sudo there
     log: list[tuple[str, bool]] = field(default_factory=list)
     uploads: dict[str, str] = field(default_factory=dict)
 
     def answer(self, command: str, sudo: bool) -> CommandResult:
         self.log.append((command, sudo))
+        if sudo and self.sudo_refused:
+            return CommandResult(1, "", "sudo: a password is required")
         if command == STATE:  # as the host's shell runs it: dpkg-query's answer, a newline, the mark, os-release
             query, release = self.answer_one(QUERY), self.answer_one(RELEASE)
             release_and_pin = f"{release.stdout}\n{deploy_commands.PIN_MARK}\n{self.pin or ''}"
@@ -89,6 +92,8 @@ class FakeHost:
         argv = shlex.split(command)
         if argv[0] == "env":
             argv = list(itertools.dropwhile(lambda word: "=" in word, argv[1:]))
+        if argv == ["true"]:
+            return CommandResult(0)
         if argv[0] == "dpkg-query":
             if self.installed is None:
                 return CommandResult(1, "", f"dpkg-query: no packages found matching {PKG}")
@@ -234,12 +239,26 @@ def test_upgrade_runs_the_exact_commands_on_each_host() -> None:
 
 
 def test_only_apt_and_the_health_probe_run_with_sudo() -> None:
-    """With --sudo, apt-get and the health probe (it reads the host's config.ini) run through sudo; dpkg-query and
-    apt-cache do not."""
+    """With --sudo, apt-get and the health probe (it reads the host's config.ini) run through sudo, after the
+    preflight's `true` that asks sudo whether it lets the user; dpkg-query and apt-cache do not."""
     fleet = hosts("h1")
     run_deploy(fleet, sudo=True)
-    assert [sudo for command, sudo in fleet[0].log] == [False, True, False, True, False, True]
-    assert all(sudo == ("apt-get" in command or "systemd-run" in command) for command, sudo in fleet[0].log)
+    assert [sudo for command, sudo in fleet[0].log] == [False, True, True, False, True, False, True]
+    assert all(sudo == ("apt-get" in command or "systemd-run" in command or command == "true")
+               for command, sudo in fleet[0].log)
+
+
+def test_a_later_host_without_passwordless_sudo_stops_the_rollout_before_any_change() -> None:
+    """sudo refusing the user on h3 (batch 3) was found when its batch came, after h1 and h2 were upgraded: every
+    host is asked in the preflight, and nothing is changed anywhere."""
+    fleet = hosts("h1", "h2", "h3")
+    fleet[2].sudo_refused = True
+    with pytest.raises(MicrodeployError) as caught:
+        run_deploy(fleet, sudo=True, batch="1")
+    assert caught.value.message == ("sudo refuses the deploy user on 1 host(s); no host was changed:\n"
+                                    "    h3: sudo: a password is required")
+    assert "NOPASSWD" in (caught.value.hint or "")
+    assert not [command for host in fleet for command, _ in host.log if "install" in command]
 
 
 def test_commands_quote_every_word() -> None:
