@@ -311,7 +311,8 @@ def _restore_steps(state: _Rollout, host: HostState) -> None:
 
 
 def _wait_healthy(state: _Rollout, host: HostState) -> tuple[bool, float, str]:
-    """Poll the service's health URL on the host until it answers or the timeout passes; also the URL probed.
+    """Poll the service's health URL on the host until it answers or the timeout passes; also the URL probed, with
+    the last poll's reason when it never answered.
 
     The probe reads the host's config.ini, which only root and the service
     may read: it runs with sudo when apt does.
@@ -329,7 +330,8 @@ def _wait_healthy(state: _Rollout, host: HostState) -> tuple[bool, float, str]:
         if result.ok:
             return True, clock.now() - started, url
         if clock.now() + HEALTH_INTERVAL > deadline:
-            return False, clock.now() - started, url
+            reason = (result.stderr.strip().splitlines() or [f"exit status {result.exit_code}"])[-1]
+            return False, clock.now() - started, f"{url} (last: {reason})"
         clock.sleep(HEALTH_INTERVAL)
 
 

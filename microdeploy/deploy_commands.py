@@ -165,7 +165,11 @@ def health_command(package: str, url: str, *, any_answer: bool = False) -> str:
         "    urllib.request.urlopen(url, timeout=float(sys.argv[2]))\n"
         # Without a health route the main page may answer 404 or 401 and still be up.
         "except urllib.error.HTTPError as error:\n"
-        "    sys.exit(1 if error.code >= 500 or not any_answer else 0)\n"
+        "    if error.code >= 500 or not any_answer:\n"
+        "        sys.exit(f'HTTP {error.code} {error.reason} from {error.url}')\n"
+        # The reason, for the report of a host that never answered (a port nothing listens on, a timeout).
+        "except (urllib.error.URLError, OSError) as error:\n"
+        "    sys.exit(str(getattr(error, 'reason', error)))\n"
     )
     return shlex.join([
         "systemd-run", "--quiet", "--pipe", "--wait", "--collect",

@@ -315,6 +315,7 @@ def test_unhealthy_version_3_rolls_back_the_first_host_only(fleet: Fleet) -> Non
         ("2.0-1", "2.0-1", "untouched", None),
     ]
     assert "not healthy within 5 s" in report["hosts"][0]["error"]
+    assert "(last: HTTP 500 " in report["hosts"][0]["error"], report["hosts"][0]["error"]  # the probe's last answer
     assert [installed(host) for host in fleet.hosts] == ["2.0-1"] * 3
     assert health(fleet.hosts[0]) == (200, '{"version": "2.0-1", "ok": true}')
     # Host 1 really had version 3 in between; the others' apt and dpkg never ran.

@@ -444,7 +444,9 @@ def test_unhealthy_host_rolls_back_its_batch_and_stops() -> None:
     assert fleet[3].commands == [STATE, *upgrade_commands("2"), *[HEALTH] * 5, *rollback]
     assert fleet[4].commands == fleet[5].commands == [STATE]
     assert fleet[2].installed == fleet[3].installed == "1"
-    assert "not healthy within 5 s: http://127.0.0.1:8000/" in (report.hosts[3].error or "")
+    # The last poll's reason (it said the URL alone, for a port nothing listens on as for an error page).
+    assert "not healthy within 5 s: http://127.0.0.1:8000/ (last: HTTP Error 500)" in (
+        report.hosts[3].error or "")
 
 
 def test_failing_first_batch_leaves_every_other_host_alone() -> None:
