@@ -221,8 +221,9 @@ def _resolve(rollout: Rollout, members: list[HostState], clock: Clock) -> None:
         raise MicrodeployError(
             f"version {rollout.version} of {rollout.package} is not in the APT lists of {first.target.spec}, which "
             f"apt could not refresh from {'; '.join(ours)}; no host was changed",
-            hint=f"Check that {first.target.spec} reaches the repository (the URL in its APT sources, a proxy, a "
-                 "firewall) and that the version is published, then deploy again",
+            hint=_apt_hint(first.target.spec, " ".join(ours)) or
+            f"Check that {first.target.spec} reaches the repository (the URL in its APT sources, a proxy, a "
+            "firewall) and that the version is published, then deploy again",
         )
     if version is None:
         available = ", ".join(versions) if versions else "none"
@@ -240,6 +241,17 @@ def _resolve(rollout: Rollout, members: list[HostState], clock: Clock) -> None:
         host.version = version
 
 
+def _apt_hint(host: str, said: str) -> str | None:
+    """What to do about the two faults of a host's apt that its words name: a key it does not have (the
+    repository's was rotated, `publish --rotate-key`) and a clock behind the repository's Release date."""
+    if "NO_PUBKEY" in said or "is not signed" in said or "EXPKEYSIG" in said:
+        return (f"Give {host} the repository's current public key (its microdeploy-archive-keyring.gpg, at the path "
+                "its APT source's Signed-By names; the Puppet module's apt_key_content), then deploy again")
+    if "is not valid yet" in said:
+        return f"Set {host}'s clock right (its Release file is dated in the host's future): NTP, timedatectl"
+    return None
+
+
 def _checked(host: HostState, command: str, what: str) -> CommandResult:
     return _require(host, host.remote.run(command), command, what)
 
@@ -250,7 +262,8 @@ def _require(host: HostState, result: CommandResult, command: str, what: str) ->
         raise MicrodeployError(
             f"{host.target.spec}: {what} failed (exit status {result.exit_code}); no host was changed\n"
             f"    $ {command}\n{tail(result)}",
-            hint="Fix the host's APT configuration (or its sudo rights) and deploy again",
+            hint=_apt_hint(host.target.spec, result.stdout + result.stderr)
+            or "Fix the host's APT configuration (or its sudo rights) and deploy again",
         )
     return result
 

@@ -75,6 +75,7 @@ class FakeHost:
     pin: str | None = None  # the Puppet module's apt preferences file for the package, if any
     fetch_failed: str = ""  # what apt-get update says of sources it could not fetch (exit 0 all the same)
     sudo_refused: bool = False  # the deploy user has no passwordless sudo there
+    update_error: str = ""  # what a failing `apt-get update` says (exit status 100)
     log: list[tuple[str, bool]] = field(default_factory=list)
     uploads: dict[str, str] = field(default_factory=dict)
 
@@ -104,6 +105,8 @@ class FakeHost:
             if self.locked_updates > 0:
                 self.locked_updates -= 1
                 return CommandResult(100, "Reading package lists...\n", LISTS_LOCKED)
+            if self.update_error:
+                return CommandResult(100, "Reading package lists...\n", self.update_error)
             return CommandResult(0, "Reading package lists...\n", self.fetch_failed)
         if argv[:2] == ["apt-cache", "madison"]:
             lines = [f" {PKG} | {v} | http://10.0.0.1/repo stable/main amd64 Packages" for v in self.available]
@@ -1180,3 +1183,24 @@ def test_a_rollback_that_fails_makes_the_result_rollback_failed() -> None:
     report, _ = run_deploy(fleet, version="3")
     assert [(h.after, h.state) for h in report.hosts] == [("3", "rollback-failed")]
     assert report.result == "rollback-failed"
+
+
+@pytest.mark.parametrize(("said", "hint"), [
+    # apt 2.6 on a host that has the repository's key from before `publish --rotate-key`.
+    ("W: GPG error: http://10.0.0.1/repo bookworm InRelease: The following signatures couldn't be verified because "
+     "the public key is not available: NO_PUBKEY 5A1B2C3D4E5F6071\n"
+     "E: The repository 'http://10.0.0.1/repo bookworm InRelease' is not signed.\n",
+     "Give h1 the repository's current public key"),
+    # A host whose clock is a day behind the repository's Release date.
+    ("E: Release file for http://10.0.0.1/repo/dists/bookworm/InRelease is not valid yet (invalid for another 23h "
+     "59min 58s). Updates for this repository will not be applied.\n", "Set h1's clock right"),
+])
+def test_a_key_the_host_lacks_or_its_clock_gets_its_own_hint(said: str, hint: str) -> None:
+    """The generic "Fix the host's APT configuration" sent the operator looking at the network for a rotated key
+    or a clock behind."""
+    fleet = hosts("h1")
+    fleet[0].update_error = said
+    with pytest.raises(MicrodeployError) as caught:
+        run_deploy(fleet)
+    assert "h1: refreshing the APT lists failed (exit status 100); no host was changed" in caught.value.message
+    assert (caught.value.hint or "").startswith(hint)
