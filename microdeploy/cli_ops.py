@@ -71,13 +71,19 @@ def deploy_command(ctx: click.Context, name: str | None, version: str | None, de
     from microdeploy.deploy import deploy
     from microdeploy.deploy_plan import DeployOptions
 
-    report = deploy(DeployOptions(
-        version=version, name=name, deb=deb, hosts=hosts, hosts_file=hosts_file, batch=batch, user=user,
-        sudo=sudo, ssh_config=ssh_config, known_hosts=known_hosts, identity=identity,
-        accept_new_host_keys=accept_new_host_keys, connect_timeout=connect_timeout, port=port,
-        health_path=health_path, health_timeout=health_timeout, max_failures=max_failures, drain=drain,
-        undrain=undrain, apt_source=apt_source, project=project, dry_run=dry_run,
-    ))
+    try:
+        report = deploy(DeployOptions(
+            version=version, name=name, deb=deb, hosts=hosts, hosts_file=hosts_file, batch=batch, user=user,
+            sudo=sudo, ssh_config=ssh_config, known_hosts=known_hosts, identity=identity,
+            accept_new_host_keys=accept_new_host_keys, connect_timeout=connect_timeout, port=port,
+            health_path=health_path, health_timeout=health_timeout, max_failures=max_failures, drain=drain,
+            undrain=undrain, apt_source=apt_source, project=project, dry_run=dry_run,
+        ))
+    except MicrodeployError as exc:
+        if as_json:  # a CI job that reads stdout gets its object when no host was changed too
+            print_json({"result": "not-started", "error": exc.message, "hint": exc.hint, "exit_code": exc.exit_code,
+                        "hosts": []})
+        raise
     if as_json:
         print_json(report.as_dict())
     else:

@@ -1204,3 +1204,14 @@ def test_a_key_the_host_lacks_or_its_clock_gets_its_own_hint(said: str, hint: st
         run_deploy(fleet)
     assert "h1: refreshing the APT lists failed (exit status 100); no host was changed" in caught.value.message
     assert (caught.value.hint or "").startswith(hint)
+
+
+def test_json_gets_an_object_when_the_rollout_does_not_start(tmp_path: Path) -> None:
+    """--json printed nothing on stdout when deploy failed before any host changed (bad input, a host it cannot
+    resolve): a CI job reading stdout gets the error and the exit status too."""
+    result = CliRunner().invoke(main, ["deploy", PKG, "--version", "2", "--hosts", "h1,h1", "--json"])
+    assert result.exit_code == 2, result.output
+    data = json.loads(result.stdout)
+    assert (data["result"], data["exit_code"], data["hosts"]) == ("not-started", 2, [])
+    assert data["error"] == "host 'h1' is listed twice"
+    assert "host 'h1' is listed twice" in result.stderr
