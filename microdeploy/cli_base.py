@@ -68,8 +68,8 @@ class PathParam(click.Path):
 
 
 class OutputParam(click.ParamType):  # type: ignore[type-arg]
-    """A file to write, or `-` for standard output; an empty value is refused as PathParam refuses it (`-o "$OUT"`
-    with OUT unset was taken for the current directory)."""
+    """A file to write, or `-` for standard output; an empty value is refused as PathParam refuses it: `-o "$OUT"`
+    with OUT unset would name the current directory."""
 
     name = "output"
 

@@ -172,7 +172,7 @@ def load_config(project: Path, overrides: Mapping[str, Any] | None = None,
     elif (named := declared_name(project)) is not None:
         values["name"] = (_normalise_project_name(named[0]), named[1])
     if "version" in project_table:
-        # A number (`version = 3`) is no PEP 621 version; taken for none, the error said there was no version.
+        # A number (`version = 3`) is no PEP 621 version: refused here, or the project would seem to have none.
         values["version"] = (project_table["version"], "[project].version")
     # The project's own name, which its description may start with (the package's may differ: --name).
     own_name = str(values["name"][0]) if "name" in values else ""

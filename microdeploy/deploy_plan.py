@@ -172,7 +172,7 @@ def make_rollout(options: DeployOptions) -> Rollout:
         seen.add(key)
     if not 0 < options.health_timeout <= 3600:
         raise bad_input(f"invalid health timeout {options.health_timeout!r}", hint="Use 1 to 3600 seconds")
-    # paramiko's connect timeout is whole seconds; 0 or less was taken for 1 without a word.
+    # remote.py gives paramiko whole seconds, at least 1: a value below 1 is a mistake, not a wish for 1 s.
     if not 1 <= options.connect_timeout <= 600:
         raise bad_input(f"invalid --connect-timeout {options.connect_timeout!r}", hint="Use 1 to 600 seconds")
     if options.max_failures < 0:

@@ -87,9 +87,9 @@ def check_destination(dest: Path) -> None:
         )
 
 
-def scaffold(config: ServiceConfig, dest: Path, *, with_db: bool = False) -> list[Path]:
+def scaffold(config: ServiceConfig, dest: Path, *, with_db: bool = False, runner: Runner = run) -> list[Path]:
     """Render the service into `dest` atomically; return the files written."""
-    check_name(config)
+    check_name(config, runner)
     check_destination(dest)
     context = scaffold_context(config, with_db=with_db)
     with staged_directory(dest) as staging:

@@ -81,3 +81,12 @@ def test_manage_db_upgrade_creates_the_schema(installed_service: tuple[Path, Pat
     assert upgrade.returncode == 0, upgrade.stderr
     tables = {row[0] for row in sqlite3.connect(database).execute("SELECT name FROM sqlite_master")}
     assert {"items", "alembic_version"} <= tables
+
+
+def test_new_refuses_a_name_this_machines_apt_knows(tmp_path: Path) -> None:
+    """`new keystone` on a Debian 12 machine whose apt lists have Debian's archive (make setup refreshes them):
+    refused, with Debian's version (epoch 2), which apt would install over the service; nothing is written."""
+    result = CliRunner().invoke(main, ["new", "keystone", "--dir", str(tmp_path / "keystone"), "--no-input"])
+    assert result.exit_code == 2, result.output
+    assert "invalid name 'keystone': apt already knows a package keystone (2:" in result.stderr
+    assert list(tmp_path.iterdir()) == []

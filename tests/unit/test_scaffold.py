@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import ast
 import tomllib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from microdeploy.config import load_config, validate
 from microdeploy.errors import MicrodeployError
+from microdeploy.process import Result
 from microdeploy.scaffold import default_maintainer, scaffold
 
 COMMON = {
@@ -26,11 +28,34 @@ MIGRATIONS = {
 }
 
 
+def apt_knows(*rows: str) -> Callable[..., Result]:
+    """A runner whose `apt-cache madison` prints `rows` (none: apt knows no package of the name)."""
+    def answer(argv: Sequence[str], **_: object) -> Result:
+        assert list(argv[:2]) == ["apt-cache", "madison"], argv
+        return Result(tuple(argv), 0, "".join(f"{row}\n" for row in rows), "")
+    return answer
+
+
 def make(tmp_path: Path, with_db: bool = False, port: int = 8001) -> Path:
     config = validate({"name": ("orders-api", "NAME"), "port": (port, "--port")})
     dest = tmp_path / "orders-api"
-    scaffold(config, dest, with_db=with_db)
+    scaffold(config, dest, with_db=with_db, runner=apt_knows())
     return dest
+
+
+def test_a_name_apt_already_knows_is_refused(tmp_path: Path) -> None:
+    """A name that apt's lists here know (Debian's keystone, epoch 2) is refused with its version and source:
+    apt would take Debian's 2:22.0.2 for a newer version of the service."""
+    config = validate({"name": ("keystone", "NAME")})
+    runner = apt_knows("  keystone | 2:22.0.2-0+deb12u6 | http://deb.debian.org/debian-security "
+                       "bookworm-security/main amd64 Packages")
+    with pytest.raises(MicrodeployError) as info:
+        scaffold(config, tmp_path / "keystone", runner=runner)
+    assert info.value.exit_code == 2
+    assert info.value.message == ("invalid name 'keystone': apt already knows a package keystone (2:22.0.2-0+deb12u6 "
+                                  "from http://deb.debian.org/debian-security bookworm-security/main amd64); apt would "
+                                  "take the service and it for one package, and install either")
+    assert not (tmp_path / "keystone").exists()
 
 
 def files_of(root: Path) -> set[str]:
