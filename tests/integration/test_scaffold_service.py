@@ -86,6 +86,8 @@ def test_manage_db_upgrade_creates_the_schema(installed_service: tuple[Path, Pat
 def test_new_refuses_a_name_this_machines_apt_knows(tmp_path: Path) -> None:
     """`new keystone` on a Debian 12 machine whose apt lists have Debian's archive (make setup refreshes them):
     refused, with Debian's version (epoch 2), which apt would install over the service; nothing is written."""
+    known = subprocess.run(["apt-cache", "madison", "keystone"], capture_output=True, text=True, timeout=60).stdout
+    assert "keystone |" in known, "this machine's apt lists lack Debian 12's main: run apt-get update"
     result = CliRunner().invoke(main, ["new", "keystone", "--dir", str(tmp_path / "keystone"), "--no-input"])
     assert result.exit_code == 2, result.output
     assert "invalid name 'keystone': apt already knows a package keystone (2:" in result.stderr
