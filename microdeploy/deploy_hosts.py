@@ -136,19 +136,13 @@ def preflight_hosts(rollout: Rollout, hosts: list[HostState], clock: Clock) -> N
                 refused.append(f"{host.target.spec}: {(asked.stderr or asked.stdout).strip() or asked.exit_code}")
 
     each(hosts, record)
-    if refused:
-        raise MicrodeployError(
-            f"sudo refuses the deploy user on {len(refused)} host(s); no host was changed:\n"
-            + "\n".join(f"    {line}" for line in sorted(refused)),
-            hint="Give the user passwordless sudo there (NOPASSWD: ALL): deploy runs apt-get (through env), "
-                 "systemd-run and the hooks as root, with `sudo -n`")
-    if broken:
-        # Taken for "not installed", the package would be "rolled back" by nothing, or removed.
-        raise MicrodeployError(
-            f"dpkg did not finish an earlier install or removal of {rollout.package}; no host was changed:\n"
-            + "\n".join(f"    {line}" for line in sorted(broken)),
-            hint=f"Finish it on those hosts: fix what failed (`dpkg --audit` names it; a masked unit, a full disk), "
-                 f"then run `dpkg --configure -a`, or `apt-get install {rollout.package}=VERSION`, and deploy again")
+    _stop_for(refused, f"sudo refuses the deploy user on {len(refused)} host(s)",
+              "Give the user passwordless sudo there (NOPASSWD: ALL): deploy runs apt-get (through env), "
+              "systemd-run and the hooks as root, with `sudo -n`")
+    # Taken for "not installed", the package would be "rolled back" by nothing, or removed.
+    _stop_for(broken, f"dpkg did not finish an earlier install or removal of {rollout.package}",
+              f"Finish it on those hosts: fix what failed (`dpkg --audit` names it; a masked unit, a full disk), "
+              f"then run `dpkg --configure -a`, or `apt-get install {rollout.package}=VERSION`, and deploy again")
     for host in hosts:
         log.info("%s: %s installed", host.target.spec, host.before or f"no {rollout.package}")
     releases: dict[Dist | None, list[HostState]] = {}
@@ -157,6 +151,13 @@ def preflight_hosts(rollout: Rollout, hosts: list[HostState], clock: Clock) -> N
     for members in releases.values():
         _resolve(rollout, members, clock)
     _warn_of_pins(rollout, hosts)
+
+
+def _stop_for(found: list[str], what: str, hint: str) -> None:
+    """End the preflight (no host was changed) when hosts were `found` in a state the rollout cannot start from."""
+    if found:
+        raise MicrodeployError(f"{what}; no host was changed:\n" + "\n".join(f"    {line}" for line in sorted(found)),
+                               hint=hint)
 
 
 def _warn_of_pins(rollout: Rollout, hosts: list[HostState]) -> None:
