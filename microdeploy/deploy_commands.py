@@ -234,7 +234,7 @@ def parse_pin(result: CommandResult, package: str) -> str | None:
     return None
 
 
-def _madison_rows(output: str, package: str) -> Iterator[tuple[str, str]]:
+def madison_rows(output: str, package: str) -> Iterator[tuple[str, str]]:
     """(version, source) of each line `apt-cache madison` prints for the package."""
     for line in output.splitlines():
         columns = [column.strip() for column in line.split("|")]
@@ -244,12 +244,12 @@ def _madison_rows(output: str, package: str) -> Iterator[tuple[str, str]]:
 
 def parse_madison(output: str, package: str) -> list[str]:
     """The versions `apt-cache madison` lists for the package."""
-    return list(dict.fromkeys(version for version, _ in _madison_rows(output, package)))
+    return list(dict.fromkeys(version for version, _ in madison_rows(output, package)))
 
 
 def madison_sources(output: str, package: str) -> set[str]:
     """The repository URLs `apt-cache madison` lists the package's versions from."""
-    return {source.split()[0].rstrip("/") + "/" for _, source in _madison_rows(output, package) if source}
+    return {source.split()[0].rstrip("/") + "/" for _, source in madison_rows(output, package) if source}
 
 
 def is_downgrade(before: str | None, after: str) -> bool:

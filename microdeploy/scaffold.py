@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from microdeploy.config import DEFAULT_MAINTAINER, SCAFFOLD_HEALTH_PATH, ServiceConfig
+from microdeploy.deploy_commands import madison_rows
 from microdeploy.errors import MicrodeployError, bad_input
 from microdeploy.fsutil import check_writable, staged_directory
 from microdeploy.process import Runner, run
@@ -65,9 +66,9 @@ def check_name(config: ServiceConfig, runner: Runner = run) -> None:
         known = runner(["apt-cache", "madison", config.name], check=False).stdout
     except MicrodeployError:  # no apt here: nothing to ask
         return
-    rows = [[field.strip() for field in line.split("|")] for line in known.splitlines() if line.count("|") == 2]
+    rows = list(madison_rows(known, config.name))
     if rows:
-        version, source = rows[0][1], rows[0][2].removesuffix(" Packages")
+        version, source = rows[0][0], rows[0][1].removesuffix(" Packages")
         raise bad_input(f"invalid name {config.name!r}: apt already knows a package {config.name} ({version} from "
                         f"{source}); apt would take the service and it for one package, and install either",
                         hint=f"Give the service a name of its own, e.g. {config.name}-api")
