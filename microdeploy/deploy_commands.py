@@ -194,11 +194,17 @@ def parse_query(result: CommandResult) -> str | None:
     return installed_version(result.stdout) if result.ok else None
 
 
+def _dpkg_answer(output: str) -> tuple[str, str]:
+    """The package's dpkg state and version from dpkg-query's answer (DPKG_QUERY_FORMAT); empty for none."""
+    status, _, version = output.strip().partition(" ")
+    return status, version.strip()
+
+
 def installed_version(output: str) -> str | None:
     """The version in dpkg-query's answer (DPKG_QUERY_FORMAT) when the package is installed; None else, or for no
     answer (dpkg never heard of it)."""
-    status, _, version = output.strip().partition(" ")
-    return version.strip() or None if status == "installed" else None
+    status, version = _dpkg_answer(output)
+    return version or None if status == "installed" else None
 
 
 # dpkg's states of a package whose install, upgrade or removal did not finish (an interrupted dpkg, a failed
@@ -209,8 +215,8 @@ UNFINISHED = ("half-installed", "unpacked", "half-configured")
 def unfinished(result: CommandResult) -> str | None:
     """The package's dpkg state and version ("half-configured 2.0-1") from state_command's output when an install
     or removal of it did not finish; None else."""
-    status, _, version = result.stdout.partition(f"\n{STATE_MARK}\n")[0].strip().partition(" ")
-    return f"{status} {version.strip()}".strip() if status in UNFINISHED else None
+    status, version = _dpkg_answer(result.stdout.partition(f"\n{STATE_MARK}\n")[0])
+    return f"{status} {version}".strip() if status in UNFINISHED else None
 
 
 def parse_state(result: CommandResult) -> tuple[str | None, Dist | None]:
