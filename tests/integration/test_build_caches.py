@@ -22,6 +22,7 @@ import pytest
 
 from microdeploy.build.fastpath import tardates
 from microdeploy.build.fastpath.layer import is_shared
+from microdeploy.build.fastpath.systembackend import SYSTEM_SITE, installed
 from microdeploy.build.output import BuildResult
 from microdeploy.build.pipeline import build
 from microdeploy.build.release.settings import BuildSettings
@@ -102,8 +103,11 @@ def test_two_builds_of_one_commit_in_different_directories_are_byte_identical(
     assert not {name for name in saved if name.startswith("hello_api")}, "and not the project itself"
     assert len(list((cache / "debian").iterdir())) == 1, "and kept its rendered debian/, which the next one copies"
     [environment] = (cache / "build-envs").iterdir()
-    assert list(environment.glob("lib/python3.11/site-packages/setuptools/__pycache__/build_meta.*.pyc")), \
-        "and the build environment it made carries the backend's bytecode, compiled beside the wheel's build"
+    assert (environment / "lib" / "python3.11" / "site-packages" / "setuptools").readlink() == \
+        SYSTEM_SITE / "setuptools", "the wheel was built with Debian's setuptools, linked into its build environment"
+    [wheel_file] = [path for path in payload(first.deb) if path.endswith(".dist-info/WHEEL") and "hello_api" in path]
+    generator = f"Generator: bdist_wheel ({installed('wheel').version})"  # python3-wheel's, as Debian 12's asks
+    assert generator in payload(first.deb)[wheel_file].decode()
     saved_layer = tree_state(layers[0])
     shared = [path for path in layers[0].rglob("*") if is_shared(os.lstat(path))]
     assert len(shared) > 100, "most of the layer's files are saved to be shared by hard link"
@@ -385,3 +389,31 @@ def test_compression_trades_size_not_contents(
     assert payload(smaller.deb) == payload(first.deb)
     assert smaller.deb.stat().st_size < 0.95 * first.deb.stat().st_size
     assert xz_dictionaries(smaller.deb) == {"8MiB"}
+
+
+def test_a_project_debians_setuptools_refuses_is_built_with_uvs_from_then_on(tmp_path: Path) -> None:
+    """`license = "MIT"` (PEP 639) with setuptools>=61: Debian 12's setuptools 66 refuses the pyproject.toml, so
+    the wheel is built in uv's build environment (the newest setuptools, its bytecode compiled for later builds),
+    and the next build of the project goes there without trying Debian's first."""
+    project = checkout(tmp_path / "hello-api")
+    text = (project / "pyproject.toml").read_text()
+    (project / "pyproject.toml").write_text(text.replace('requires-python = ">=3.11"\n',
+                                                         'requires-python = ">=3.11"\nlicense = "MIT"\n'))
+    commit(project, "licensed")
+    cache = tmp_path / "cache"
+    first = build_with(project, tmp_path / "dist-one", cache)
+    files = payload(first.deb)
+    [metadata] = [path for path in files if path.endswith("hello_api-0.1.0.dist-info/METADATA")]
+    assert "License-Expression: MIT" in files[metadata].decode()
+    assert "Generator: setuptools" in files[metadata.replace("METADATA", "WHEEL")].decode()
+    environments = {path.name: path for path in (cache / "build-envs").iterdir()}
+    [system] = [path for path in environments.values() if (path / "refused-hello-api").exists()]
+    [uvs] = [path for path in environments.values() if path != system]
+    assert list(uvs.glob("lib/python3.11/site-packages/setuptools/__pycache__/build_meta.*.pyc")), \
+        "uv's build environment carries the backend's bytecode, compiled beside the wheel's build"
+    (project / "src" / "hello_api" / "extra.py").write_text("EXTRA = 1\n")
+    commit(project, "another module")
+    refused_at = (system / "refused-hello-api").stat().st_mtime_ns
+    second = build_with(project, tmp_path / "dist-two", cache)
+    assert any(path.endswith("hello_api/extra.py") for path in payload(second.deb))
+    assert (system / "refused-hello-api").stat().st_mtime_ns == refused_at, "not tried in Debian's again"

@@ -15,13 +15,15 @@ from microdeploy.build.release.settings import BuildSettings
 from microdeploy.build.release.version import GitState
 from microdeploy.process import Result, in_environment
 from microdeploy.pyproject import BuildSystem, read_pyproject
+from tests.unit.test_build_systembackend import bookworm_site
 
 
 class FakeUv:
     """Answers uv's commands: `venv` makes bin/python, `build` writes a wheel (or fails), records argv."""
 
     def __init__(self, *, fail_cached_build: bool = False, fail_all_builds: bool = False,
-                 interpreter: str | None = None) -> None:
+                 fail_system_build: bool = False, interpreter: str | None = None) -> None:
+        self.fail_system_build = fail_system_build  # the build in the environment over the release's packages
         self.interpreter = interpreter  # bin/python links to it (else an empty file)
         self.fail_cached_build = fail_cached_build
         self.fail_all_builds = fail_all_builds
@@ -34,7 +36,7 @@ class FakeUv:
         self.calls.append(argv)
         self.environments.append(None if inherit_env else dict(env or {}))
         code = 0
-        if argv[1] == "venv":
+        if argv[1] == "venv" or argv[1:4] == ("-m", "venv", "--without-pip"):
             python = Path(argv[-1]) / "bin" / "python"
             python.parent.mkdir(parents=True)
             (Path(argv[-1]) / "lib" / "python3.11" / "site-packages").mkdir(parents=True)
@@ -44,12 +46,20 @@ class FakeUv:
                 python.write_text("")
         elif argv[1] == "build":
             isolated = "--no-build-isolation" not in argv
-            if self.fail_all_builds or (self.fail_cached_build and not isolated):
+            in_system = not isolated and in_system_environment(Path(argv[argv.index("--python") + 1]))
+            if self.fail_all_builds or (self.fail_cached_build and not isolated) or (self.fail_system_build
+                                                                                    and in_system):
                 code = 1
             else:
                 out = Path(argv[argv.index("--out-dir") + 1])
                 (out / "orders_api-1.0-py3-none-any.whl").write_bytes(b"wheel")
         return Result(argv, code, "", "")
+
+
+def in_system_environment(python: Path) -> bool:
+    """Whether `python` is the interpreter of a build environment over the release's packages (its site-packages
+    holds links)."""
+    return any(path.is_symlink() for path in python.parent.parent.glob("lib/python3.11/site-packages/*"))
 
 
 def project(tmp_path: Path, requires: str = '["setuptools>=61"]') -> Path:
@@ -60,9 +70,11 @@ def project(tmp_path: Path, requires: str = '["setuptools>=61"]') -> Path:
     return source
 
 
-def produce(tmp_path: Path, uv: FakeUv, source: Path, name: str = "w") -> Path:
+def produce(tmp_path: Path, uv: FakeUv, source: Path, name: str = "w", system_site: Path | None = None,
+            settings: dict[str, str] | None = None) -> Path:
     wheel = ProjectWheel(uv="/opt/uv", cache=tmp_path / "cache", name="orders-api", python="/usr/bin/python3.11",
-                         build_system=read_pyproject(source).build_system, runner=uv)
+                         build_system=read_pyproject(source).build_system, runner=uv, system_site=system_site,
+                         settings=settings)
     out = tmp_path / name
     wheel.start(source, out).join(timeout=10)
     wheel.wait()  # as the build does once the .deb is made
@@ -266,3 +278,71 @@ def test_every_uv_run_of_the_wheel_sees_the_builds_environment_not_this_processs
     for environment in uv.environments:
         assert environment is not None and environment["UV_CONSTRAINT"] == "/from/the/build"
         assert "UV_OVERRIDE" not in environment and environment["UV_CACHE_DIR"] == str(tmp_path / "cache" / "uv")
+
+
+def test_the_releases_setuptools_makes_the_build_environment_without_uv_installing_anything(tmp_path: Path) -> None:
+    """Debian's setuptools (and wheel) satisfy setuptools>=61: the build environment is a venv without pip of links
+    to them, made once (no uv install, no bytecode to compile: the packages carry theirs), and the wheel is built
+    in it without isolation; the next source builds in it again."""
+    site = bookworm_site(tmp_path / "site")
+    uv = FakeUv()
+    source = project(tmp_path)
+    out = produce(tmp_path, uv, source, "first", system_site=site)
+    [environment] = (tmp_path / "cache" / "build-envs").iterdir()
+    venv, build = uv.calls
+    assert venv[:4] == ("/usr/bin/python3.11", "-m", "venv", "--without-pip")
+    assert build == ("/opt/uv", "build", "--wheel", "--quiet", "--out-dir", str(out), "--no-build-isolation",
+                     "--config-setting=--build-option=--compression=stored", "--python",
+                     str(environment / "bin" / "python"), str(source))
+    site_packages = environment / "lib" / "python3.11" / "site-packages"
+    assert {path.name: str(path.readlink()) for path in site_packages.iterdir()} == {
+        name: f"/usr/lib/python3/dist-packages/{name}" for name in (
+            "_distutils_hack", "pkg_resources", "setuptools", "setuptools-66.1.1.egg-info", "wheel",
+            "wheel-0.38.4.egg-info")}
+    (source / "app" / "__init__.py").write_text("GREETING = 'hi'\n")
+    produce(tmp_path, uv, source, "second", system_site=site)
+    assert [call[1] for call in uv.calls] == ["-m", "build", "build"]
+
+
+def test_a_project_the_releases_backend_refuses_builds_in_uvs_environment_from_then_on(tmp_path: Path) -> None:
+    """The build over the release's packages fails (a pyproject.toml newer than Debian's setuptools reads): uv's
+    build environment builds the wheel, and this project's later builds go there straight away."""
+    site = bookworm_site(tmp_path / "site")
+    uv = FakeUv(fail_system_build=True)
+    source = project(tmp_path)
+    out = produce(tmp_path, uv, source, "first", system_site=site)
+    assert (out / "returncode").read_text() == "0\n"
+    compiles, calls = compiled(uv)
+    assert [call[1] for call in calls] == ["-m", "build", "venv", "pip", "build"] and len(compiles) == 1
+    (source / "app" / "__init__.py").write_text("GREETING = 'hi'\n")
+    produce(tmp_path, uv, source, "second", system_site=site)
+    assert [call[1] for call in compiled(uv)[1][len(calls):]] == ["build"]
+    assert not in_system_environment(Path(uv.calls[-1][uv.calls[-1].index("--python") + 1]))
+
+
+@pytest.mark.parametrize(("requires", "settings", "tool_uv", "system"), [
+    ('["setuptools>=61"]', {}, "", True),
+    ('["setuptools>=77"]', {}, "", False),  # newer than Debian 12's
+    ('["hatchling"]', {}, "", False),  # not in the release (here)
+    ('["setuptools>=61"]', {"UV_BUILD_CONSTRAINT": "b.txt", "UV_BUILD_CONSTRAINT b.txt": "setuptools<70\n"}, "", True),
+    ('["setuptools>=61"]', {"UV_BUILD_CONSTRAINT": "b.txt", "UV_BUILD_CONSTRAINT b.txt": "setuptools<60\n"}, "", False),
+    ('["setuptools>=61"]', {"UV_CONSTRAINT": "c.txt", "UV_CONSTRAINT c.txt": "# pins\nwheel==0.45.1\n"}, "", False),
+    ('["setuptools>=61"]', {"UV_CONSTRAINT": "c.txt", "UV_CONSTRAINT c.txt": "-r other.txt\n"}, "", False),
+    ('["setuptools>=61"]', {}, 'build-constraint-dependencies = ["setuptools>=70"]', False),
+    ('["setuptools>=61"]', {}, 'constraint-dependencies = ["flask<4"]', True),
+])
+def test_the_releases_packages_are_used_only_where_they_meet_the_requirements_and_constraints(
+    tmp_path: Path, requires: str, settings: dict[str, str], tool_uv: str, system: bool
+) -> None:
+    """What the project requires and what the caller constrains uv's installs to (its constraints files, the
+    project's [tool.uv]) hold for the release's packages too; else uv's build environment."""
+    site = bookworm_site(tmp_path / "site")
+    uv = FakeUv()
+    source = project(tmp_path, requires)
+    if tool_uv:
+        with (source / "pyproject.toml").open("a") as handle:
+            handle.write(f"[tool.uv]\n{tool_uv}\n")
+    produce(tmp_path, uv, source, system_site=site, settings=settings)
+    build = next(call for call in uv.calls if call[1] == "build")
+    assert in_system_environment(Path(build[build.index("--python") + 1])) == system
+    assert (("pip", "install") in {call[1:3] for call in uv.calls}) != system

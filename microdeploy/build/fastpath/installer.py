@@ -147,21 +147,22 @@ class Installer:
             env[LAYER_COPY_VAR] = str(layer_copy)
         return env
 
-    def project_wheel(self, name: str, python: str, runner: Runner = run,
-                      git_state: str = "") -> ProjectWheel | None:
+    def project_wheel(self, name: str, python: str, runner: Runner = run, git_state: str = "",
+                      system_site: Path | None = None) -> ProjectWheel | None:
         """The maker of the project's wheel and of its cached build environment; None without uv or a cache."""
         if self.uv is None or self.cache_root is None:
             return None
         return ProjectWheel(uv=self.uv, cache=self.cache_root, name=name, python=python,
                             build_system=self.build_system, runner=self.uv_runner(runner), git_state=git_state,
-                            index=self.index, settings=self.uv_settings)
+                            index=self.index, settings=self.uv_settings, system_site=system_site)
 
     def start_beside(self, work: Path, source: Path, name: str, python: str, runner: Runner = run,
-                     git_state: str = "") -> Beside:
+                     git_state: str = "", system_site: Path | None = None) -> Beside:
         """Start the project's wheel and the layer copy in `work`, on the other core, while the build starts.
 
-        `git_state`: where the checkout stands in git, for the kept wheels' key (ProjectWheel)."""
-        wheel = self.project_wheel(name, python, runner, git_state)
+        `git_state`: where the checkout stands in git, for the kept wheels' key (ProjectWheel); `system_site`:
+        the release's Python packages as read from here, which the wheel's build may take its backend from."""
+        wheel = self.project_wheel(name, python, runner, git_state, system_site)
         if wheel is None:
             return Beside(self.environment())
         # A lock out of date stops the build here, before anything starts; a saved layer was made from it.

@@ -1,9 +1,11 @@
 """The project's own wheel, made beside dpkg-buildpackage rather than inside it.
 
 It is built on the other core while dpkg-buildpackage gets going, in a build
-environment kept in the cache (its build-system requirements installed once,
-instead of an isolated environment per build), and kept by a digest of the
-source: rebuilding an unchanged commit installs the wheel made last time.
+environment kept in the cache instead of an isolated environment per build:
+links to the release's own packages when they satisfy the build-system
+requirements (systembackend.py), else the requirements installed once by uv.
+The wheel is kept by a digest of the source: rebuilding an unchanged commit
+installs the wheel made last time.
 debian/uv-pip waits for its status (see jobs.py) and installs the
 wheel; when there is none it installs the source, which reports a broken
 project the usual way.
@@ -11,17 +13,21 @@ project the usual way.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import threading
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from microdeploy.build.cache import touch
-from microdeploy.build.fastpath import jobs
+from microdeploy.build.fastpath import jobs, systembackend
 from microdeploy.build.fastpath.contract import UV_CACHE_VAR, UV_SETTINGS
+from microdeploy.build.fastpath.pipindex import UV_FILE_VARIABLES
 from microdeploy.errors import MicrodeployError
 from microdeploy.fsutil import link_or_copy, staged_directory
 from microdeploy.process import Runner, run
@@ -35,6 +41,8 @@ BUILD_ENV_FORMAT = 2
 # stores its files rather than deflating them (for an app with megabytes of
 # static files, deflating is most of the wheel's build).
 STORED = "--config-setting=--build-option=--compression=stored"
+# uv's settings (uv.toml, [tool.uv]) that constrain what it installs, build requirements included.
+CONSTRAINT_SETTINGS = ("constraint-dependencies", "build-constraint-dependencies", "override-dependencies")
 
 
 def source_digest(source: Path, salt: str) -> str:
@@ -60,8 +68,11 @@ class ProjectWheel:
 
     def __init__(self, *, uv: str, cache: Path, name: str, python: str, build_system: BuildSystem,
                  runner: Runner = run, git_state: str = "", index: Mapping[str, str] | None = None,
-                 settings: Mapping[str, str] | None = None) -> None:
+                 settings: Mapping[str, str] | None = None, system_site: Path | None = None) -> None:
         self.uv = uv
+        # Where the release's Python packages are, read from here (systembackend.py); None: uv's build
+        # environment only.
+        self.system_site = system_site
         # Where the checkout stands in git (commit, last tag): part of the kept wheel's key, since a version
         # from git changes with it while the files stay the same.
         self.git_state = git_state
@@ -98,18 +109,78 @@ class ProjectWheel:
         return returncode
 
     def _build(self, source: Path, wheel_dir: Path) -> int:
-        """uv build in the cached build environment; in an isolated one if that fails."""
+        """uv build in the build environment over the release's packages, else in the cached build environment;
+        in an isolated one if that fails."""
         build = [self.uv, "build", "--wheel", "--quiet", "--out-dir", str(wheel_dir)]
-        environment = self.build_environment()
-        if environment is not None:
-            stored = [STORED] if self.build_system.setuptools else []
+        stored = [STORED] if self.build_system.setuptools else []
+
+        def built_in(environment: Path) -> bool:
             cached = [*build, "--no-build-isolation", *stored, "--python", str(environment / "bin" / "python"),
                       str(source)]
-            if self.runner(cached, env=self.env, check=False).returncode == 0:
+            return self.runner(cached, env=self.env, check=False).returncode == 0
+
+        system = self.system_environment(source)
+        if system is not None:
+            if built_in(system):
                 return 0
+            # The release's backend refuses this project (a pyproject.toml newer than its setuptools reads):
+            # its later builds go to uv's build environment straight away.
+            with contextlib.suppress(OSError):
+                (system / refusal(self.name)).touch()
+        environment = self.build_environment()
+        if environment is not None and built_in(environment):
+            return 0
         # Backends that ask for more at build time (get_requires_for_build_wheel) need isolation;
         # a setuptools too old for stored wheels gets its defaults.
         return self.runner([*build, "--python", self.python, str(source)], env=self.env, check=False).returncode
+
+    def constraints(self, source: Path) -> list[str]:
+        """The constraints the build's uv is given that may bind build requirements: the lines of the files its
+        variables name (the caller's, pip's), the project's [tool.uv] and uv.toml constraint settings."""
+        lines: list[str] = []
+        for name in UV_FILE_VARIABLES:
+            if name in self.settings:
+                for path in self.settings[name].split():
+                    lines += self.settings.get(f"{name} {path}", "").splitlines()
+            else:
+                for path in self.env.get(name, "").split():
+                    try:
+                        lines += Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+                    except OSError:
+                        lines.append("-c unreadable")  # not read here: taken as a constraint that binds
+        for table in (toml_table(source / "pyproject.toml", "tool", "uv"), toml_table(source / "uv.toml")):
+            for key in CONSTRAINT_SETTINGS:
+                lines += [str(entry) for entry in table.get(key, ())]
+        return lines
+
+    def system_environment(self, source: Path) -> Path | None:
+        """The build environment over the release's own packages (systembackend.py), made once: when they satisfy
+        the build requirements and the caller's constraints, for a Python named with its version, unless this
+        project's build failed in it."""
+        version = systembackend.python_version(self.python)
+        if self.system_site is None or version is None:
+            return None
+        requires = list(self.build_system.requires)
+        dists = systembackend.satisfying(requires, version, self.system_site)
+        if dists is None or systembackend.constrained_out(dists, self.constraints(source), version):
+            return None
+        environment = self.cache / "build-envs" / systembackend.environment_key(self.python, requires, dists)
+        if (environment / refusal(self.name)).exists():
+            return None
+        if is_made(environment):
+            touch(environment)
+            return environment
+        try:
+            with staged_directory(environment) as staging:
+                self.runner([self.python, "-m", "venv", "--without-pip", str(staging)], env=self.env)
+                [site_packages] = staging.glob("lib/python*/site-packages")
+                systembackend.link_into(site_packages, dists, self.system_site)
+        except (MicrodeployError, ValueError) as exc:
+            log.debug("project wheel: no build environment over the release's packages: %s", exc)
+            return None
+        except OSError:
+            return environment if is_made(environment) else None  # another build made it first
+        return environment
 
     def build_environment(self) -> Path | None:
         """A venv with the project's build requirements installed, made once per requirement set and Python.
@@ -164,6 +235,25 @@ class ProjectWheel:
                 link_or_copy(wheels[0], staging / wheels[0].name)
         except OSError:
             pass  # another build kept it first
+
+
+def toml_table(path: Path, *keys: str) -> Mapping[str, Any]:
+    """The table at `keys` of the TOML file `path`; empty when there is none. A file that is no TOML gives a
+    constraint that binds (as uv would refuse it, the build environment over the release's packages is not used)."""
+    try:
+        table: Any = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {CONSTRAINT_SETTINGS[0]: ["-c unreadable"]}
+    for key in keys:
+        table = table.get(key, {}) if isinstance(table, dict) else {}
+    return table if isinstance(table, dict) else {}
+
+
+def refusal(name: str) -> str:
+    """The mark, in a build environment over the release's packages, that project `name`'s build failed in it."""
+    return f"refused-{name}"
 
 
 def is_made(environment: Path) -> bool:
