@@ -462,8 +462,9 @@ def test_run_command_passes_the_units_sandbox_to_systemd_run(debian: Path) -> No
     assert passed[1:] == sandbox and len(sandbox) > 20
     assert passed[0] == "EnvironmentFile=-/etc/$NAME/environment"
     assert "FLASK_APP='orders_api.application:create_app()'" in script
-    assert (debian / "orders-api.install").read_text().splitlines()[1:] == [
-        "debian/orders-api-run usr/bin/", "debian/orders-api-run.1 usr/share/man/man1/"]
+    rules = (debian / "rules").read_text()
+    assert "\tinstall -D -m 0755 debian/orders-api-run $(PACKAGE)/usr/bin/orders-api-run\n" in rules
+    assert "\tinstall -D -m 0644 debian/orders-api-run.1 $(PACKAGE)/usr/share/man/man1/orders-api-run.1\n" in rules
 
 
 def test_run_command_refuses_other_users_and_missing_programs(debian: Path) -> None:

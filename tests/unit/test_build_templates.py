@@ -72,7 +72,7 @@ def test_rendered_files_and_modes(tmp_path: Path) -> None:
     assert names == [
         "cached-md5sums", "cached-shlibdeps", "cached-strip", "changelog", "control", "copyright", "elf.py",
         "finalize-venv", "gunicorn.conf.py", "lintian_data.py", "lintian_scripts.py", "lintian_tags.py", "make-venv",
-        "orders-api-manage", "orders-api-run", "orders-api-run.1", "orders-api.install", "orders-api.lintian-overrides",
+        "orders-api-manage", "orders-api-run", "orders-api-run.1", "orders-api.lintian-overrides",
         "orders-api.logrotate", "orders-api.postinst", "orders-api.postrm", "orders-api.prerm", "orders-api.service",
         "orders-api.triggers", "plain-pip", "rules", "source/format", "uv-pip", "venv-copyright", "venv-overrides",
     ]
@@ -239,19 +239,19 @@ def prerequisites(tree: Path) -> dict[str, set[str]]:
 # Steps that write what another reads (or writes), and so run one after the other under make -j.
 ORDERED = [
     ("venv", "systemd"),  # dh_virtualenv's maintainer-script snippets come first
-    ("install", "compress"), ("docs", "compress"), ("changelogs", "compress"),  # it compresses what they install
+    ("files", "compress"),  # it compresses the changelog and the man page `files` installs
     ("venv", "compress"),  # its find over the whole package fails on what prune removes under it
-    *((step, "fixperms") for step in ("venv", "systemd", "compress", "logrotate", "lintian")),  # every file there
+    *((step, "fixperms") for step in ("venv", "systemd", "compress", "files")),  # every file there
     ("fixperms", "strip"),  # dh_strip tells libraries from programs by their mode
     ("strip", "records"), ("strip", "overrides"),  # they read the stripped ELF files
-    ("lintian", "overrides"),  # venv-overrides adds to dh_lintian's file
+    ("files", "overrides"),  # venv-overrides adds to the overrides file `files` installs
     ("venv", "elf-copies"), ("elf-copies", "strip"),  # dh_shlibdeps' copies: the venv's ELF files before dh_strip
     ("elf-copies", "shlibs"), ("shlibs", "shlibdeps"),  # dh_shlibdeps on the copies, its answer merged
     ("fixperms", "installdeb"), ("installdeb", "shlibdeps"),  # DEBIAN/ made after the modes; one substvars writer
     *((step, "gencontrol") for step in ("records", "shlibdeps", "installdeb", "overrides")),  # Installed-Size
     ("gencontrol", "md5sums"), ("md5sums", "builddeb"),
     ("gencontrol", "buildinfo"),  # dpkg's generators read debian/files
-    ("venv", "venv-copyright"), ("docs", "venv-copyright"), ("venv-copyright", "gencontrol"),  # the copyright file
+    ("venv", "venv-copyright"), ("files", "venv-copyright"), ("venv-copyright", "gencontrol"),  # the copyright file
     ("venv-copyright", "records"),  # it reads the RECORD files that `records` rewrites
     ("venv", "manage"), ("manage", "fixperms"),  # NAME-manage goes in when the venv has none of its own
 ]
@@ -267,7 +267,7 @@ def test_rules_run_debhelpers_commands_in_a_graph_that_orders_every_step_sharing
     steps = {step for pair in ORDERED for step in pair}
     assert graph["builddeb"] == steps - {"builddeb", "buildinfo"}
     assert graph["buildinfo"] == graph["gencontrol"] | {"gencontrol"}
-    assert not graph["install"] | graph["docs"] | graph["changelogs"] | graph["logrotate"] | graph["lintian"]
+    assert not graph["files"], "the files around the venv go in while the venv is made"
     assert graph["venv"] == set()
     assert graph["shlibs"] == {"venv", "elf-copies"}, "dh_shlibdeps runs beside dh_fixperms and dh_strip"
     assert planned(tmp_path, "binary", options="nocheck parallel=2")[0] == (
@@ -285,10 +285,22 @@ def test_rules_run_debhelpers_commands_in_a_graph_that_orders_every_step_sharing
     (plain / "debian" / "rules").write_text("#!/usr/bin/make -f\n%:\n\tdh $@ --with python-virtualenv\n")
     sequence = set(subprocess.run(["dh", "binary", "--with", "python-virtualenv", "--no-act"], cwd=plain,
                                   capture_output=True, text=True, check=True).stdout.split())
-    assert commands == {"dh_virtualenv", "dh_installsystemd", "dh_install", "dh_installdocs", "dh_installchangelogs",
-                        "dh_installlogrotate", "dh_lintian", "dh_compress", "dh_fixperms", "dh_strip", "dh_installdeb",
+    assert commands == {"dh_virtualenv", "dh_installsystemd", "dh_compress", "dh_fixperms", "dh_strip", "dh_installdeb",
                         "dh_shlibdeps", "dh_gencontrol", "dh_md5sums", "dh_builddeb"}
     assert commands <= sequence
+    # The rendered files the sequence's dh_install, dh_installdocs, dh_installchangelogs, dh_installlogrotate and
+    # dh_lintian would install, where they would put them.
+    assert {"dh_install", "dh_installdocs", "dh_installchangelogs", "dh_installlogrotate", "dh_lintian"} <= sequence
+    assert planned(tmp_path, "files") == [
+        "install -D -m 0755 debian/orders-api-run debian/orders-api/usr/bin/orders-api-run",
+        "install -D -m 0644 debian/gunicorn.conf.py debian/orders-api/usr/share/orders-api/gunicorn.conf.py",
+        "install -D -m 0644 debian/orders-api-run.1 debian/orders-api/usr/share/man/man1/orders-api-run.1",
+        "install -D -m 0644 debian/copyright debian/orders-api/usr/share/doc/orders-api/copyright",
+        "install -D -m 0644 debian/changelog debian/orders-api/usr/share/doc/orders-api/changelog.Debian",
+        "install -D -m 0644 debian/orders-api.logrotate debian/orders-api/etc/logrotate.d/orders-api",
+        "install -D -m 0644 debian/orders-api.lintian-overrides "
+        "debian/orders-api/usr/share/lintian/overrides/orders-api",
+    ]
     stand_ins = f"{tmp_path.parent}/records"
     assert planned(tmp_path, "buildinfo", "-o", "gencontrol") == [
         f"rm -rf {stand_ins} && mkdir {stand_ins}",
