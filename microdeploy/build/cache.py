@@ -6,7 +6,7 @@ it, so an entry's modification time is its last use:
     uv/                   uv's own cache (downloads, wheels): one entry, touched by every uv build
     layers/KEY/           dependency layers (fastpath/layer.py)
     wheels/NAME/DIGEST/   the projects' own wheels (fastpath/wheel.py)
-    build-envs/KEY/       venvs holding a project's build requirements (fastpath/wheel.py)
+    build-envs/KEY/       venvs holding a project's build requirements, or links to the release's (fastpath/wheel.py)
     debian/KEY/           rendered debian/ directories (debiandir/tree.py)
     shlibdeps/KEY         remembered shlibs:Depends (debian/cached-shlibdeps)
     elf/KEY               ELF files as dh_strip left them (debian/cached-strip), the libraries
