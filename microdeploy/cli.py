@@ -216,7 +216,9 @@ def jenkinsfile_command(project: Path, form: str, output: str, agent_label: str,
         signing_passphrase_credentials=signing_passphrase_credentials, control_repo=control_repo,
         control_repo_branch=control_repo_branch, control_repo_mode=control_repo_mode,
         control_repo_credentials=control_repo_credentials,
-        deploy_hosts=tuple(host for value in deploy_hosts for host in value.split(",") if host),
+        # Each comma-separated entry is a host: an empty one ("", "a,,b") is refused, not dropped (with the
+        # whole option empty, the Deploy stage would be left out without a word).
+        deploy_hosts=tuple(host for value in deploy_hosts for host in value.split(",")),
         deploy_credentials=deploy_credentials, notify_email=notify_email, timeout_minutes=timeout_minutes,
         keep_builds=keep_builds, dists=dist, check_setup=check_setup,
     )

@@ -263,6 +263,8 @@ def test_cli_library_form_needs_no_project(tmp_path: Path) -> None:
         (["--repo", "/srv/apt repo"], "invalid --repo '/srv/apt repo'"),
         (["--control-repo", "git@x:ops/control.git'"], "invalid --control-repo"),
         (["--deploy-host", "h1;reboot"], "invalid --deploy-host 'h1;reboot'"),
+        (["--deploy-host", ""], "invalid --deploy-host ''"),
+        (["--deploy-host", "a.example.org,,b.example.org"], "invalid --deploy-host ''"),
         (["--notify-email", "a@b'"], "invalid --notify-email"),
         (["--timeout", "0"], "invalid --timeout 0"),
         (["--name", "Bad_Name"], "invalid name 'Bad_Name' (from --name)"),
