@@ -297,6 +297,10 @@ def check_upstream_version(value: Any, origin: str) -> str:
     return rules.upstream_version("version", value, origin)
 
 
+# The [server] keys of config.ini that the service's own port, bind and workers keys own.
+SERVER_KEYS = ("port", "bind", "workers")
+
+
 def check_settings(value: Any, origin: str) -> dict[str, dict[str, Scalar]]:
     """Settings are a table of sections, each a table of scalar values."""
     if not isinstance(value, dict):
@@ -308,6 +312,10 @@ def check_settings(value: Any, origin: str) -> dict[str, dict[str, Scalar]]:
             raise rules.invalid(f"settings.{section}", entries, origin, "a table of key = value pairs")
         for key, item in entries.items():
             rules.check(rules.SETTING_KEY, f"settings.{section} key", key, origin)
+            if section == "server" and key in SERVER_KEYS:
+                # One owner: the config's own key, which Hiera's entry and the Puppet module write over it.
+                raise rules.invalid(f"settings.server.{key}", item, origin, f"the `{key}` key (--{key})",
+                                    f"[server] {key} is the service's `{key}`, which would override it")
             if isinstance(item, str):
                 rules.string(f"settings.{section}.{key}", item, origin,
                              "a single-line string, number or boolean", SETTING_VALUE_MAX)

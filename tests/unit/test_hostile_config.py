@@ -74,6 +74,25 @@ def test_a_setting_that_is_not_a_finite_number_is_refused(tmp_path: Path, value:
     assert "Use a finite number" in result.stderr
 
 
+@pytest.mark.parametrize("key", ["port", "bind", "workers"])
+def test_a_server_setting_the_services_own_key_owns_is_refused(tmp_path: Path, key: str) -> None:
+    """`--setting server.port=9000` (or settings.server.port in the file) was overridden by the service's `port`
+    in Hiera's entry and the Puppet module, without a word: it names the key that sets it. Another [server] key
+    (gunicorn's timeout) stays a setting."""
+    project = service(tmp_path)
+    before = tree(tmp_path)
+    result = invoke(["config", str(project), "--setting", f"server.{key}=9000"])
+    assert_refused(result, before, tree(tmp_path), f"settings.server.{key}")
+    assert f"Use the `{key}` key (--{key})" in result.stderr
+    pyproject = project / "pyproject.toml"
+    server_table = f"debug = false\n[tool.microdeploy.settings.server]\n{key} = 1"
+    pyproject.write_text(pyproject.read_text().replace("debug = false", server_table))
+    before = tree(tmp_path)
+    assert_refused(invoke(["config", str(project)]), before, tree(tmp_path), f"settings.server.{key}")
+    pyproject.write_text(pyproject.read_text().replace(f"{key} = 1", "timeout = 30"))
+    assert invoke(["config", str(project)]).exit_code == 0
+
+
 def test_a_project_version_that_is_not_a_string_is_refused(tmp_path: Path) -> None:
     """`[project] version = 3` was taken for no version, and the error said there was none to find."""
     project = service(tmp_path)
