@@ -305,8 +305,9 @@ def test_the_releases_setuptools_makes_the_build_environment_without_uv_installi
 
 
 def test_a_project_the_releases_backend_refuses_builds_in_uvs_environment_from_then_on(tmp_path: Path) -> None:
-    """The build over the release's packages fails (a pyproject.toml newer than Debian's setuptools reads): uv's
-    build environment builds the wheel, and this project's later builds go there straight away."""
+    """The build over the release's packages fails and uv's succeeds (a pyproject.toml newer than Debian's
+    setuptools reads): later builds with the same build files go to uv's build environment straight away; changed
+    build files are tried over the release's packages again."""
     site = bookworm_site(tmp_path / "site")
     uv = FakeUv(fail_system_build=True)
     source = project(tmp_path)
@@ -318,6 +319,27 @@ def test_a_project_the_releases_backend_refuses_builds_in_uvs_environment_from_t
     produce(tmp_path, uv, source, "second", system_site=site)
     assert [call[1] for call in compiled(uv)[1][len(calls):]] == ["build"]
     assert not in_system_environment(Path(uv.calls[-1][uv.calls[-1].index("--python") + 1]))
+    with (source / "pyproject.toml").open("a") as handle:
+        handle.write("# a change of the build files\n")
+    before = len(uv.calls)
+    produce(tmp_path, uv, source, "third", system_site=site)
+    assert [in_system_environment(Path(call[call.index("--python") + 1])) for call in uv.calls[before:]] == [
+        True, False]
+
+
+def test_a_project_that_builds_nowhere_leaves_no_mark(tmp_path: Path) -> None:
+    """Both builds fail (the project is broken): nothing says the release's backend refused it, so once fixed it
+    is built over the release's packages, as on a machine that never saw the broken commit."""
+    site = bookworm_site(tmp_path / "site")
+    source = project(tmp_path)
+    out = produce(tmp_path, FakeUv(fail_all_builds=True), source, "broken", system_site=site)
+    assert (out / "returncode").read_text() == "1\n"
+    assert not list((tmp_path / "cache" / "build-envs").glob("*/refused-*"))
+    (source / "app" / "__init__.py").write_text("GREETING = 'fixed'\n")
+    uv = FakeUv()
+    produce(tmp_path, uv, source, "fixed", system_site=site)
+    assert [call[1] for call in uv.calls] == ["build"]
+    assert in_system_environment(Path(uv.calls[0][uv.calls[0].index("--python") + 1]))
 
 
 @pytest.mark.parametrize(("requires", "settings", "tool_uv", "system"), [

@@ -120,15 +120,15 @@ class ProjectWheel:
             return self.runner(cached, env=self.env, check=False).returncode == 0
 
         system = self.system_environment(source)
-        if system is not None:
-            if built_in(system):
-                return 0
-            # The release's backend refuses this project (a pyproject.toml newer than its setuptools reads):
-            # its later builds go to uv's build environment straight away.
-            with contextlib.suppress(OSError):
-                (system / refusal(self.name)).touch()
+        if system is not None and built_in(system):
+            return 0
         environment = self.build_environment()
         if environment is not None and built_in(environment):
+            if system is not None:
+                # The release's backend refuses what uv's builds (a pyproject.toml newer than Debian's setuptools
+                # reads): later builds of the same project files go to uv's build environment straight away.
+                with contextlib.suppress(OSError):
+                    (system / refusal(self.name, source)).touch()
             return 0
         # Backends that ask for more at build time (get_requires_for_build_wheel) need isolation;
         # a setuptools too old for stored wheels gets its defaults.
@@ -165,7 +165,7 @@ class ProjectWheel:
         if dists is None or systembackend.constrained_out(dists, self.constraints(source), version):
             return None
         environment = self.cache / "build-envs" / systembackend.environment_key(self.python, requires, dists)
-        if (environment / refusal(self.name)).exists():
+        if (environment / refusal(self.name, source)).exists():
             return None
         if is_made(environment):
             touch(environment)
@@ -251,9 +251,18 @@ def toml_table(path: Path, *keys: str) -> Mapping[str, Any]:
     return table if isinstance(table, dict) else {}
 
 
-def refusal(name: str) -> str:
-    """The mark, in a build environment over the release's packages, that project `name`'s build failed in it."""
-    return f"refused-{name}"
+# The files from which setuptools (or another backend) reads the project's metadata and build settings.
+BUILD_FILES = ("pyproject.toml", "setup.cfg", "setup.py")
+
+
+def refusal(name: str, source: Path) -> str:
+    """The mark, in a build environment over the release's packages, that its backend refused project `name` with
+    these build files (`source`'s) while uv's built it: changed files are tried there again."""
+    digest = hashlib.sha256()
+    for file_name in BUILD_FILES:
+        path = source / file_name
+        digest.update(file_name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"-") + b"\0")
+    return f"refused-{name}-{digest.hexdigest()[:16]}"
 
 
 def is_made(environment: Path) -> bool:
