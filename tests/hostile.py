@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
+import shutil
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -89,11 +93,20 @@ def assert_refused(result: Result, before: dict[str, bytes | None], after: dict[
 
 
 def service(root: Path) -> Path:
-    """A scaffolded service (as `microdeploy new` makes it) under `root`."""
+    """A scaffolded service (as `microdeploy new` makes it) under `root`: a copy of the one `new` made first, since
+    `new` asks the machine's apt whether Debian has a package of the name, hundreds of times otherwise."""
     project = root / "svc"
-    result = invoke(["new", "orders-api", "--dir", str(project), "--no-input"])
-    assert result.exit_code == 0, result.output
+    shutil.copytree(_scaffolded(), project, symlinks=True)
     return project
+
+
+@functools.cache
+def _scaffolded() -> Path:
+    made = Path(tempfile.mkdtemp(prefix="microdeploy-hostile-")) / "svc"
+    atexit.register(shutil.rmtree, made.parent, True)
+    result = invoke(["new", "orders-api", "--dir", str(made), "--no-input"])
+    assert result.exit_code == 0, result.output
+    return made
 
 
 def with_key(project: Path, key: str, toml_value: str) -> None:
