@@ -30,7 +30,7 @@ from microdeploy.build.fastpath import datapack
 from microdeploy.build.fastpath.installer import Beside, Installer, choose_installer
 from microdeploy.build.fastpath.layer import check_extras
 from microdeploy.build.fastpath.pipindex import local_sources
-from microdeploy.build.fastpath.systembackend import SYSTEM_SITE
+from microdeploy.build.fastpath.systembackend import site_of
 from microdeploy.build.output import BuildResult, move_in, output_directory, prepare_output
 from microdeploy.build.release import scmversion, source
 from microdeploy.build.release.license import stated_license
@@ -194,10 +194,9 @@ def build_in_root(settings: BuildSettings, runner: Runner = run, root: Path | No
             tree = work / config.name
             copy_source(settings.project, tree / SOURCE_SUBDIR, git=True)
             deploy_requirements(tree / SOURCE_SUBDIR)
-            system_site = (root or Path("/")) / SYSTEM_SITE.relative_to("/")
             beside = installer.start_beside(work, tree / SOURCE_SUBDIR, config.name, f"/usr/bin/python{python}",
                                             build_runner, git_state=git_state(settings, settled, scm_version),
-                                            system_site=system_site)
+                                            system_site=site_of(root))
             try:
                 made = release(project, config, inside, runner, settled, beside.project_wheel)
                 facts = build_facts(settings, made, python, installer)

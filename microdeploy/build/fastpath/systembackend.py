@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from importlib.metadata import Distribution, PathDistribution, distributions
 from pathlib import Path
@@ -120,15 +121,14 @@ def metadata_dir(dist: Distribution) -> Path:
     return Path(str(dist._path))  # importlib's only handle on where the metadata is
 
 
-def own_names(dist: Distribution, others: Iterable[Distribution]) -> list[str]:
+def own_names(dist: Distribution, claims: Counter[str]) -> list[str]:
     """What to link for `dist`: its metadata directory, and the modules it names that exist and that no other
-    distribution names as well (Debian's setuptools lists `debian` in its top_level.txt, python-debian's
-    package)."""
-    claimed = {name for other in others if metadata_dir(other) != metadata_dir(dist) for name in top_level(other)}
+    distribution names as well (`claims`: how many name each; Debian's setuptools lists `debian` in its
+    top_level.txt, python-debian's package)."""
     site = metadata_dir(dist).parent
     names = [metadata_dir(dist).name]
     for module in top_level(dist):
-        if module not in claimed:
+        if claims[module] == 1:
             names.extend(path.name for path in (site / module, site / f"{module}.py") if os.path.lexists(path))
     return names
 
@@ -142,10 +142,15 @@ def environment_key(python: str, requires: Iterable[str], dists: Sequence[Distri
 def link_into(site_packages: Path, dists: Sequence[Distribution], site: Path = SYSTEM_SITE) -> None:
     """Symbolic links in `site_packages` to what `dists` installed in `site` (read from here), at the path the
     release's interpreter sees them (in a build root, its own)."""
-    everyone = list(distributions(path=[str(site)]))
+    claims = Counter(module for dist in distributions(path=[str(site)]) for module in top_level(dist))
     for dist in dists:
-        for name in own_names(dist, everyone):
+        for name in own_names(dist, claims):
             (site_packages / name).symlink_to(SYSTEM_SITE / name)
+
+
+def site_of(root: Path | None) -> Path:
+    """Where the release's packages are, read from here: this machine's, or those of the build root `root`."""
+    return SYSTEM_SITE if root is None else root / SYSTEM_SITE.relative_to("/")
 
 
 def python_version(python: str) -> str | None:

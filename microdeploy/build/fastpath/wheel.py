@@ -119,7 +119,8 @@ class ProjectWheel:
                       str(source)]
             return self.runner(cached, env=self.env, check=False).returncode == 0
 
-        system = self.system_environment(source)
+        mark = refusal(self.name, source)
+        system = self.system_environment(source, mark)
         if system is not None and built_in(system):
             return 0
         environment = self.build_environment()
@@ -128,7 +129,7 @@ class ProjectWheel:
                 # The release's backend refuses what uv's builds (a pyproject.toml newer than Debian's setuptools
                 # reads): later builds of the same project files go to uv's build environment straight away.
                 with contextlib.suppress(OSError):
-                    (system / refusal(self.name, source)).touch()
+                    (system / mark).touch()
             return 0
         # Backends that ask for more at build time (get_requires_for_build_wheel) need isolation;
         # a setuptools too old for stored wheels gets its defaults.
@@ -136,27 +137,19 @@ class ProjectWheel:
 
     def constraints(self, source: Path) -> list[str]:
         """The constraints the build's uv is given that may bind build requirements: the lines of the files its
-        variables name (the caller's, pip's), the project's [tool.uv] and uv.toml constraint settings."""
-        lines: list[str] = []
-        for name in UV_FILE_VARIABLES:
-            if name in self.settings:
-                for path in self.settings[name].split():
-                    lines += self.settings.get(f"{name} {path}", "").splitlines()
-            else:
-                for path in self.env.get(name, "").split():
-                    try:
-                        lines += Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
-                    except OSError:
-                        lines.append("-c unreadable")  # not read here: taken as a constraint that binds
+        variables name (the caller's, and pip's, which the settings carry with their text), the project's
+        [tool.uv] and uv.toml constraint settings."""
+        lines = [line for name in UV_FILE_VARIABLES for path in self.settings.get(name, "").split()
+                 for line in self.settings.get(f"{name} {path}", "").splitlines()]
         for table in (toml_table(source / "pyproject.toml", "tool", "uv"), toml_table(source / "uv.toml")):
             for key in CONSTRAINT_SETTINGS:
                 lines += [str(entry) for entry in table.get(key, ())]
         return lines
 
-    def system_environment(self, source: Path) -> Path | None:
+    def system_environment(self, source: Path, mark: str) -> Path | None:
         """The build environment over the release's own packages (systembackend.py), made once: when they satisfy
         the build requirements and the caller's constraints, for a Python named with its version, unless this
-        project's build failed in it."""
+        project's build with these build files failed in it (`mark`, refusal())."""
         version = systembackend.python_version(self.python)
         if self.system_site is None or version is None:
             return None
@@ -165,7 +158,7 @@ class ProjectWheel:
         if dists is None or systembackend.constrained_out(dists, self.constraints(source), version):
             return None
         environment = self.cache / "build-envs" / systembackend.environment_key(self.python, requires, dists)
-        if (environment / refusal(self.name, source)).exists():
+        if (environment / mark).exists():
             return None
         if is_made(environment):
             touch(environment)
